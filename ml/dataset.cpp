@@ -1,0 +1,160 @@
+#include "ml/dataset.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include "ml/hash.h"
+
+namespace kennel::ml {
+namespace {
+
+status label_error(std::string message) {
+    return status(error_kind::failed_precondition, std::move(message), "label");
+}
+
+std::string format_number(double x) {
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, x);
+    return std::string(buf, r.ptr);
+}
+
+std::string row_text(std::size_t i) { return " at row " + std::to_string(i); }
+
+std::string list_classes(const std::vector<std::string>& classes) {
+    std::string out;
+    for (std::size_t i = 0; i < classes.size() && i < 5; ++i) {
+        out += (i ? ", '" : "'") + classes[i] + "'";
+    }
+    if (classes.size() > 5) out += ", ...";
+    return out;
+}
+
+// Checks the class count and maps each label to its index in the sorted list.
+template <class Key>
+result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t max_classes,
+                                     const char* task, auto&& name_of) {
+    std::set<Key> distinct(keys.begin(), keys.end());
+    std::vector<Key> sorted(distinct.begin(), distinct.end());
+    encoded_labels out;
+    for (const auto& k : sorted) out.classes.push_back(name_of(k));
+    if (sorted.size() < 2) {
+        return label_error("only one class in the labels (" + list_classes(out.classes) +
+                           "): a classifier needs at least two");
+    }
+    if (sorted.size() > max_classes) {
+        return label_error(std::string(task) + " task allows at most " +
+                           std::to_string(max_classes) + " classes, found " +
+                           std::to_string(sorted.size()) + " (" + list_classes(out.classes) +
+                           ")");
+    }
+    out.y.reserve(keys.size());
+    for (const auto& k : keys) {
+        out.y.push_back(
+            static_cast<double>(std::lower_bound(sorted.begin(), sorted.end(), k) - sorted.begin()));
+    }
+    return out;
+}
+
+result<encoded_labels> encode_regression(const std::vector<raw_value>& labels) {
+    encoded_labels out;
+    out.y.reserve(labels.size());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        const auto& v = labels[i];
+        if (auto d = std::get_if<double>(&v)) {
+            if (!std::isfinite(*d)) return label_error("non-finite number" + row_text(i));
+            out.y.push_back(*d);
+        } else if (auto iv = std::get_if<interval>(&v)) {
+            if (!std::isfinite(iv->lower) || !std::isfinite(iv->upper) || iv->lower > iv->upper)
+                return label_error("invalid interval" + row_text(i));
+            out.y.push_back(iv->midpoint());
+        } else {
+            return label_error(std::string("regression labels must be numbers or intervals; found ") +
+                               raw_value_type_name(v) + row_text(i));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
+                                     std::size_t max_classes) {
+    bool any = false;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (!std::holds_alternative<std::monostate>(labels[i])) any = true;
+    }
+    if (!any) return label_error("no labelled rows");
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (std::holds_alternative<std::monostate>(labels[i]))
+            return label_error("missing label" + row_text(i));
+    }
+    if (task == task_kind::regression) return encode_regression(labels);
+
+    // Classification: every label must have the kind of the first one.
+    const std::size_t kind = labels[0].index();
+    for (std::size_t i = 1; i < labels.size(); ++i) {
+        if (labels[i].index() != kind) {
+            return label_error(std::string("mixed label types: ") +
+                               raw_value_type_name(labels[0]) + " at row 0 and " +
+                               raw_value_type_name(labels[i]) + row_text(i));
+        }
+    }
+    const bool binary = task == task_kind::binary;
+    const char* task_name = task_kind_name(task);
+    const std::size_t limit = binary ? 2 : max_classes;
+
+    if (std::holds_alternative<std::string>(labels[0])) {
+        std::vector<std::string> keys;
+        for (const auto& v : labels) keys.push_back(std::get<std::string>(v));
+        return index_classes(keys, limit, task_name, [](const std::string& s) { return s; });
+    }
+    if (binary && std::holds_alternative<bool>(labels[0])) {
+        std::vector<int> keys;
+        for (const auto& v : labels) keys.push_back(std::get<bool>(v) ? 1 : 0);
+        return index_classes(keys, limit, task_name,
+                             [](int k) { return std::string(k ? "true" : "false"); });
+    }
+    if (std::holds_alternative<double>(labels[0])) {
+        std::vector<double> keys;
+        for (std::size_t i = 0; i < labels.size(); ++i) {
+            const double d = std::get<double>(labels[i]);
+            if (binary && d != 0 && d != 1) {
+                return label_error("binary labels that are numbers must be 0 or 1; found " +
+                                   format_number(d) + row_text(i));
+            }
+            if (!std::isfinite(d) || d != std::floor(d) || std::abs(d) > 9007199254740992.0) {
+                return label_error("multiclass labels that are numbers must be integers; found " +
+                                   format_number(d) + row_text(i));
+            }
+            keys.push_back(d);
+        }
+        return index_classes(keys, limit, task_name, format_number);
+    }
+    return label_error(std::string(binary ? "binary labels must be booleans, 0/1 or two strings"
+                                          : "multiclass labels must be strings or integers") +
+                       "; found " + raw_value_type_name(labels[0]) + row_text(0));
+}
+
+double unit_hash(std::string_view entity) {
+    // The top 53 bits fit a double exactly, so the result is < 1.
+    return std::ldexp(static_cast<double>(fnv1a64(entity) >> 11), -53);
+}
+
+bool holdout_of(std::string_view entity, double share) {
+    if (!(share > 0)) return false;  // also NaN
+    if (share >= 1) return true;
+    // h / 2^64 < share  <=>  h < share * 2^64  <=>  h < ceil(share * 2^64) for an
+    // integer h; the scaling by a power of two is exact.
+    const double bound = std::ceil(std::ldexp(share, 64));
+    if (bound >= 18446744073709551616.0) return true;
+    return fnv1a64(entity) < static_cast<std::uint64_t>(bound);
+}
+
+std::string holdout_rule(double share) {
+    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    return "fnv1a64(entity) / 2^64 < " + format_number(s);
+}
+
+}  // namespace kennel::ml

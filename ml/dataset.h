@@ -1,0 +1,52 @@
+// Label encoding and the deterministic holdout split: how raw labels become
+// the numbers a trainer reads, and which entities are kept out of training.
+//
+// Pure functions over values: safe to call from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ml/value.h"
+#include "store/status.h"
+
+namespace kennel::ml {
+
+struct encoded_labels {
+    // Regression: the target. Classification: the class index (0, 1, ...) as a
+    // double, indexing classes.
+    std::vector<double> y;
+    // Classification: class names in index order; empty for regression.
+    std::vector<std::string> classes;
+};
+
+// Encodes one label per row; the caller has already dropped unlabelled rows,
+// so a missing label in the list is an error naming its row.
+//   binary:     booleans (classes "false","true"), the numbers 0/1 (classes
+//               "0","1") or exactly two strings (sorted, so "no","yes"). The
+//               positive class is always index 1: true, 1 or the later string.
+//   multiclass: strings (sorted) or integers (sorted numerically, named "3").
+//   regression: finite numbers; an interval counts as its midpoint.
+// Errors are failed_precondition with field "label": no labelled rows, one
+// class only, a wrong or mixed label type (naming the type found), more classes
+// than allowed (binary: 2, multiclass: max_classes).
+result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
+                                     std::size_t max_classes = 50);
+
+// The entity's position in [0,1): fnv1a64(entity) / 2^64, rounded down to a
+// double (for display; holdout_of compares the exact integer).
+double unit_hash(std::string_view entity);
+
+// True when the entity belongs to the holdout (evaluation) side: the same
+// entity is always on the same side for the same share, whatever else is in
+// the data set. share is clamped to [0,1].
+bool holdout_of(std::string_view entity, double share);
+
+// The rule holdout_of applies, to store with a model version, e.g.
+// "fnv1a64(entity) / 2^64 < 0.2".
+std::string holdout_rule(double share);
+
+}  // namespace kennel::ml

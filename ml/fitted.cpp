@@ -1,0 +1,245 @@
+#include "ml/fitted.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <string>
+
+namespace kennel::ml {
+
+using namespace detail;
+
+namespace {
+
+constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+
+void write_u64(std::uint64_t v, std::ostream& out) { dlib::serialize(v, out); }
+
+std::uint64_t read_u64(std::istream& in) {
+    std::uint64_t v = 0;
+    dlib::deserialize(v, in);
+    return v;
+}
+
+double sigmoid(double z) {
+    // Two branches so that exp never overflows.
+    if (z >= 0) return 1 / (1 + std::exp(-z));
+    const double e = std::exp(z);
+    return e / (1 + e);
+}
+
+status corrupt(const std::string& why) {
+    return status(error_kind::invalid_argument, "model function: " + why, "artifact");
+}
+
+// A loaded kernel expansion must read exactly num_features values per basis
+// vector: Dlib is built without asserts, so a mismatch would read out of bounds.
+bool basis_ok(const dlib::decision_function<rbf_kernel>& f, std::size_t num_features) {
+    if (f.alpha.size() != f.basis_vectors.size()) return false;
+    for (long i = 0; i < f.basis_vectors.size(); ++i) {
+        if (f.basis_vectors(i).size() != static_cast<long>(num_features)) return false;
+    }
+    return std::isfinite(f.kernel_function.gamma);
+}
+
+// Every child index must point forward (no cycles) and inside the tree, and
+// every split feature must exist.
+bool forest_ok(const forest_type& f, std::size_t num_features) {
+    if (f.get_num_trees() == 0) return false;
+    if (f.get_feature_extractor().max_num_feats() != num_features) return false;
+    const auto& trees = f.get_internal_tree_nodes();
+    const auto& leaves = f.get_tree_leaves();
+    if (trees.size() != leaves.size()) return false;
+    for (std::size_t t = 0; t < trees.size(); ++t) {
+        const std::size_t nodes = trees[t].size(), total = nodes + leaves[t].size();
+        if (leaves[t].empty()) return false;
+        for (std::size_t i = 0; i < nodes; ++i) {
+            const auto& n = trees[t][i];
+            if (n.split_feature >= num_features) return false;
+            if (n.left <= i || n.right <= i || n.left >= total || n.right >= total) return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+namespace detail {
+
+sample_type to_sample(const std::vector<double>& x) {
+    sample_type s(static_cast<long>(x.size()));
+    for (std::size_t i = 0; i < x.size(); ++i) s(static_cast<long>(i)) = x[i];
+    return s;
+}
+
+prediction from_class_scores(std::vector<double> scores) {
+    double sum = 0;
+    for (auto& s : scores) {
+        s = std::isfinite(s) ? std::clamp(s, 0.0, 1.0) : 0.0;
+        sum += s;
+    }
+    for (auto& s : scores) s = sum > 0 ? s / sum : 1.0 / static_cast<double>(scores.size());
+    prediction p;
+    p.value = static_cast<double>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+    p.probabilities = std::move(scores);
+    return p;
+}
+
+prediction baseline_function::do_predict(const std::vector<double>&) const {
+    return {value_, probabilities_};
+}
+
+void baseline_function::serialize_body(std::ostream& out) const {
+    dlib::serialize(value_, out);
+    dlib::serialize(probabilities_, out);
+}
+
+prediction linear_function::do_predict(const std::vector<double>& x) const {
+    const sample_type z = weights_ * to_sample(x) + bias_;
+    switch (task()) {
+        case task_kind::regression: return {z(0), {}};
+        case task_kind::binary: {
+            const double p1 = sigmoid(z(0));
+            return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
+        }
+        case task_kind::multiclass: {
+            const double m = dlib::max(z);
+            std::vector<double> p(static_cast<std::size_t>(z.size()));
+            double sum = 0;
+            for (long k = 0; k < z.size(); ++k) sum += p[k] = std::exp(z(k) - m);
+            for (auto& v : p) v /= sum;
+            const auto best = std::max_element(p.begin(), p.end()) - p.begin();
+            return {static_cast<double>(best), std::move(p)};
+        }
+    }
+    return {nan, {}};
+}
+
+void linear_function::serialize_body(std::ostream& out) const {
+    dlib::serialize(weights_, out);
+    dlib::serialize(bias_, out);
+}
+
+prediction kernel_function::do_predict(const std::vector<double>& x) const {
+    const sample_type s = to_sample(x);
+    if (task() == task_kind::regression) return {regression_(s), {}};
+    if (task() == task_kind::binary) {
+        const double p1 = std::clamp(classifiers_[0](s), 0.0, 1.0);
+        return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
+    }
+    std::vector<double> scores;
+    for (const auto& f : classifiers_) scores.push_back(f(s));
+    return from_class_scores(std::move(scores));
+}
+
+void kernel_function::serialize_body(std::ostream& out) const {
+    if (task() == task_kind::regression) {
+        dlib::serialize(regression_, out);
+    } else {
+        dlib::serialize(classifiers_, out);
+    }
+}
+
+prediction forest_function::do_predict(const std::vector<double>& x) const {
+    const sample_type s = to_sample(x);
+    if (task() == task_kind::regression) return {forests_[0](s), {}};
+    if (task() == task_kind::binary) {
+        const double p1 = std::clamp(forests_[0](s), 0.0, 1.0);
+        return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
+    }
+    std::vector<double> scores;
+    for (const auto& f : forests_) scores.push_back(f(s));
+    return from_class_scores(std::move(scores));
+}
+
+void forest_function::serialize_body(std::ostream& out) const { dlib::serialize(forests_, out); }
+
+}  // namespace detail
+
+prediction fitted_function::predict(const std::vector<double>& x) const {
+    if (x.size() != num_features_) return {nan, {}};
+    return do_predict(x);
+}
+
+void fitted_function::serialize(std::ostream& out) const {
+    dlib::serialize(std::string(tag()), out);
+    write_u64(static_cast<std::uint64_t>(task_), out);
+    write_u64(num_features_, out);
+    write_u64(num_classes_, out);
+    serialize_body(out);
+}
+
+result<function_ptr> load_function(std::istream& in) {
+    try {
+        std::string tag;
+        dlib::deserialize(tag, in);
+        const std::uint64_t task_code = read_u64(in);
+        if (task_code > static_cast<std::uint64_t>(task_kind::regression))
+            return corrupt("unknown task code");
+        const auto task = static_cast<task_kind>(task_code);
+        const std::uint64_t nf = read_u64(in);
+        const std::uint64_t nc = read_u64(in);
+        if (nf == 0 || nf > (1u << 24)) return corrupt("implausible feature count");
+        const bool shape_ok = task == task_kind::regression   ? nc == 0
+                              : task == task_kind::binary     ? nc == 2
+                                                              : (nc >= 3 && nc <= 100000);
+        if (!shape_ok) return corrupt("class count does not match the task");
+        const std::size_t outputs = task == task_kind::multiclass ? nc : 1;
+
+        if (tag == "baseline") {
+            double value = 0;
+            std::vector<double> probabilities;
+            dlib::deserialize(value, in);
+            dlib::deserialize(probabilities, in);
+            if (probabilities.size() != nc) return corrupt("baseline has the wrong class count");
+            return function_ptr(
+                std::make_shared<baseline_function>(task, nf, value, std::move(probabilities)));
+        }
+        if (tag == "linear") {
+            dlib::matrix<double> weights;
+            sample_type bias;
+            dlib::deserialize(weights, in);
+            dlib::deserialize(bias, in);
+            if (weights.nr() != static_cast<long>(outputs) || weights.nc() != static_cast<long>(nf) ||
+                bias.size() != static_cast<long>(outputs))
+                return corrupt("linear weights have the wrong shape");
+            return function_ptr(std::make_shared<linear_function>(task, nf, nc, std::move(weights),
+                                                                  std::move(bias)));
+        }
+        if (tag == "kernel") {
+            if (task == task_kind::regression) {
+                dlib::decision_function<rbf_kernel> f;
+                dlib::deserialize(f, in);
+                if (!basis_ok(f, nf)) return corrupt("kernel expansion has the wrong shape");
+                return function_ptr(std::make_shared<kernel_function>(task, nf, std::move(f)));
+            }
+            std::vector<dlib::probabilistic_decision_function<rbf_kernel>> fs;
+            dlib::deserialize(fs, in);
+            if (fs.size() != outputs) return corrupt("kernel has the wrong number of classifiers");
+            for (const auto& f : fs) {
+                if (!basis_ok(f.decision_funct, nf))
+                    return corrupt("kernel expansion has the wrong shape");
+            }
+            return function_ptr(std::make_shared<kernel_function>(task, nf, nc, std::move(fs)));
+        }
+        if (tag == "forest") {
+            std::vector<forest_type> forests;
+            dlib::deserialize(forests, in);
+            if (forests.size() != outputs) return corrupt("wrong number of forests");
+            for (const auto& f : forests) {
+                if (!forest_ok(f, nf)) return corrupt("forest structure is invalid");
+            }
+            return function_ptr(
+                std::make_shared<forest_function>(task, nf, nc, std::move(forests)));
+        }
+        return corrupt("unknown function tag '" + tag.substr(0, 40) + "'");
+    } catch (const dlib::serialization_error& e) {
+        return corrupt(std::string("corrupt data: ") + e.what());
+    } catch (const std::exception& e) {
+        return corrupt(std::string("cannot read: ") + e.what());
+    }
+}
+
+}  // namespace kennel::ml

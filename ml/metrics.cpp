@@ -1,0 +1,300 @@
+#include "ml/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace kennel::ml {
+namespace {
+
+constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+
+std::size_t argmax(const std::vector<double>& p) {
+    // std::max_element returns the first maximum: ties go to the lower index.
+    return static_cast<std::size_t>(std::max_element(p.begin(), p.end()) - p.begin());
+}
+
+// Row order by descending score, ties in a stable order.
+std::vector<std::size_t> order_by_score_desc(const std::vector<double>& score) {
+    std::vector<std::size_t> idx(score.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
+    return idx;
+}
+
+double safe_div(double a, double b) { return b == 0 ? 0.0 : a / b; }
+
+double mean_ignoring_nan(const std::vector<double>& xs) {
+    double sum = 0;
+    std::size_t n = 0;
+    for (double x : xs) {
+        if (!std::isnan(x)) {
+            sum += x;
+            ++n;
+        }
+    }
+    return n ? sum / static_cast<double>(n) : nan;
+}
+
+}  // namespace
+
+double roc_auc(const std::vector<bool>& positive, const std::vector<double>& score) {
+    if (positive.size() != score.size()) return nan;
+    const std::size_t n = score.size();
+    std::vector<std::size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return score[a] < score[b]; });
+    // Mid-ranks: tied scores share the average of their ranks, which counts a
+    // tied positive/negative pair as half a correct ordering.
+    double positive_rank_sum = 0;
+    std::size_t num_pos = 0;
+    for (std::size_t i = 0; i < n;) {
+        std::size_t j = i;
+        while (j < n && score[idx[j]] == score[idx[i]]) ++j;
+        const double mid_rank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;
+        for (std::size_t k = i; k < j; ++k) {
+            if (positive[idx[k]]) {
+                positive_rank_sum += mid_rank;
+                ++num_pos;
+            }
+        }
+        i = j;
+    }
+    const std::size_t num_neg = n - num_pos;
+    if (num_pos == 0 || num_neg == 0) return nan;
+    const double p = static_cast<double>(num_pos), q = static_cast<double>(num_neg);
+    return (positive_rank_sum - p * (p + 1) / 2) / (p * q);
+}
+
+double average_precision(const std::vector<bool>& positive, const std::vector<double>& score) {
+    if (positive.size() != score.size()) return nan;
+    const double total_pos = static_cast<double>(std::count(positive.begin(), positive.end(), true));
+    if (total_pos == 0) return nan;
+    const auto idx = order_by_score_desc(score);
+    double tp = 0, fp = 0, prev_recall = 0, ap = 0;
+    for (std::size_t i = 0; i < idx.size();) {
+        std::size_t j = i;
+        // All rows with the same score cross the threshold together.
+        while (j < idx.size() && score[idx[j]] == score[idx[i]]) {
+            (positive[idx[j]] ? tp : fp) += 1;
+            ++j;
+        }
+        const double recall = tp / total_pos;
+        ap += (recall - prev_recall) * (tp / (tp + fp));
+        prev_recall = recall;
+        i = j;
+    }
+    return ap;
+}
+
+threshold_choice f1_best_threshold(const std::vector<bool>& positive,
+                                   const std::vector<double>& score) {
+    threshold_choice best{nan, 0.0};
+    if (positive.size() != score.size()) return best;
+    const double total_pos = static_cast<double>(std::count(positive.begin(), positive.end(), true));
+    if (total_pos == 0) return best;
+    const auto idx = order_by_score_desc(score);
+    double tp = 0, fp = 0;
+    bool first = true;
+    for (std::size_t i = 0; i < idx.size();) {
+        std::size_t j = i;
+        while (j < idx.size() && score[idx[j]] == score[idx[i]]) {
+            (positive[idx[j]] ? tp : fp) += 1;
+            ++j;
+        }
+        const double fn = total_pos - tp;
+        const double f1 = safe_div(2 * tp, 2 * tp + fp + fn);
+        // Strictly better only: among equal F1 the higher threshold wins.
+        if (first || f1 > best.f1) best = {score[idx[i]], f1};
+        first = false;
+        i = j;
+    }
+    return best;
+}
+
+double log_loss(const std::vector<double>& truth,
+                const std::vector<std::vector<double>>& probabilities) {
+    if (truth.size() != probabilities.size() || truth.empty()) return nan;
+    constexpr double eps = 1e-15;
+    double sum = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        const auto k = static_cast<std::size_t>(truth[i]);
+        if (truth[i] < 0 || k >= probabilities[i].size()) return nan;
+        sum -= std::log(std::clamp(probabilities[i][k], eps, 1 - eps));
+    }
+    return sum / static_cast<double>(truth.size());
+}
+
+double rmse(const std::vector<double>& truth, const std::vector<double>& predicted) {
+    if (truth.size() != predicted.size() || truth.empty()) return nan;
+    double sse = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        sse += (truth[i] - predicted[i]) * (truth[i] - predicted[i]);
+    }
+    return std::sqrt(sse / static_cast<double>(truth.size()));
+}
+
+confusion_matrix_t confusion_matrix(const std::vector<double>& truth,
+                                    const std::vector<double>& predicted,
+                                    std::size_t num_classes) {
+    confusion_matrix_t m(num_classes, std::vector<std::size_t>(num_classes, 0));
+    if (truth.size() != predicted.size()) return m;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        const double t = truth[i], p = predicted[i];
+        if (t >= 0 && p >= 0 && t < static_cast<double>(num_classes) &&
+            p < static_cast<double>(num_classes)) {
+            ++m[static_cast<std::size_t>(t)][static_cast<std::size_t>(p)];
+        }
+    }
+    return m;
+}
+
+result<classification_metrics> evaluate_classification(
+    const std::vector<double>& truth, const std::vector<std::vector<double>>& probabilities,
+    std::size_t num_classes) {
+    if (truth.empty()) return invalid("truth", "no rows to evaluate");
+    if (truth.size() != probabilities.size())
+        return invalid("probabilities", "one probability vector per row is required");
+    if (num_classes < 2) return invalid("num_classes", "at least two classes are required");
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        if (probabilities[i].size() != num_classes)
+            return invalid("probabilities", "row " + std::to_string(i) + " has " +
+                                                std::to_string(probabilities[i].size()) +
+                                                " probabilities, expected " +
+                                                std::to_string(num_classes));
+        const double t = truth[i];
+        if (!(t >= 0) || t >= static_cast<double>(num_classes) || t != std::floor(t))
+            return invalid("truth", "row " + std::to_string(i) + " is not a class index");
+    }
+    classification_metrics m;
+    m.rows = truth.size();
+    std::vector<double> predicted(truth.size());
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        predicted[i] = static_cast<double>(argmax(probabilities[i]));
+    }
+    m.confusion = confusion_matrix(truth, predicted, num_classes);
+    std::size_t correct = 0;
+    for (std::size_t k = 0; k < num_classes; ++k) correct += m.confusion[k][k];
+    m.accuracy = static_cast<double>(correct) / static_cast<double>(m.rows);
+    m.log_loss = log_loss(truth, probabilities);
+
+    // Per class: precision, recall, F1 from the confusion matrix, and the
+    // one-vs-rest ranking metrics from that class's probability.
+    std::vector<double> precision(num_classes), recall(num_classes), f1(num_classes);
+    std::vector<double> auc(num_classes), ap(num_classes);
+    for (std::size_t k = 0; k < num_classes; ++k) {
+        double tp = static_cast<double>(m.confusion[k][k]), col = 0, row = 0;
+        for (std::size_t j = 0; j < num_classes; ++j) {
+            col += static_cast<double>(m.confusion[j][k]);
+            row += static_cast<double>(m.confusion[k][j]);
+        }
+        precision[k] = safe_div(tp, col);
+        recall[k] = safe_div(tp, row);
+        f1[k] = safe_div(2 * precision[k] * recall[k], precision[k] + recall[k]);
+        std::vector<bool> positive(truth.size());
+        std::vector<double> score(truth.size());
+        for (std::size_t i = 0; i < truth.size(); ++i) {
+            positive[i] = static_cast<std::size_t>(truth[i]) == k;
+            score[i] = probabilities[i][k];
+        }
+        auc[k] = roc_auc(positive, score);
+        ap[k] = average_precision(positive, score);
+        if (num_classes == 2 && k == 1) {
+            auto t = f1_best_threshold(positive, score);
+            m.best_threshold = t.threshold;
+            m.best_threshold_f1 = t.f1;
+        }
+    }
+    if (num_classes == 2) {
+        m.precision = precision[1];
+        m.recall = recall[1];
+        m.f1 = f1[1];
+        m.roc_auc = auc[1];
+        m.pr_auc = ap[1];
+    } else {
+        m.precision = std::accumulate(precision.begin(), precision.end(), 0.0) / num_classes;
+        m.recall = std::accumulate(recall.begin(), recall.end(), 0.0) / num_classes;
+        m.f1 = std::accumulate(f1.begin(), f1.end(), 0.0) / num_classes;
+        m.roc_auc = mean_ignoring_nan(auc);
+        m.pr_auc = mean_ignoring_nan(ap);
+        m.best_threshold = nan;
+        m.best_threshold_f1 = nan;
+    }
+    return m;
+}
+
+result<regression_metrics> evaluate_regression(const std::vector<double>& truth,
+                                               const std::vector<double>& predicted) {
+    if (truth.empty()) return invalid("truth", "no rows to evaluate");
+    if (truth.size() != predicted.size())
+        return invalid("predicted", "one prediction per row is required");
+    regression_metrics m;
+    m.rows = truth.size();
+    const double n = static_cast<double>(truth.size());
+    double mean = 0, sse = 0, sae = 0, sst = 0;
+    for (double t : truth) mean += t;
+    mean /= n;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        const double e = truth[i] - predicted[i];
+        sse += e * e;
+        sae += std::abs(e);
+        sst += (truth[i] - mean) * (truth[i] - mean);
+    }
+    m.rmse = std::sqrt(sse / n);
+    m.mae = sae / n;
+    m.r2 = sst > 0 ? 1 - sse / sst : (sse == 0 ? 1.0 : 0.0);
+    return m;
+}
+
+double metric_listing::get(const std::string& name) const {
+    for (const auto& [k, v] : values) {
+        if (k == name) return v;
+    }
+    return nan;
+}
+
+metric_listing list_metrics(const classification_metrics& m) {
+    metric_listing l;
+    l.values = {{"rows", static_cast<double>(m.rows)},
+                {"accuracy", m.accuracy},
+                {"precision", m.precision},
+                {"recall", m.recall},
+                {"f1", m.f1},
+                {"roc_auc", m.roc_auc},
+                {"pr_auc", m.pr_auc},
+                {"log_loss", m.log_loss}};
+    if (m.confusion.size() == 2) {
+        l.values.emplace_back("best_threshold", m.best_threshold);
+        l.values.emplace_back("best_threshold_f1", m.best_threshold_f1);
+    }
+    l.confusion = m.confusion;
+    return l;
+}
+
+metric_listing list_metrics(const regression_metrics& m) {
+    metric_listing l;
+    l.values = {{"rows", static_cast<double>(m.rows)},
+                {"rmse", m.rmse},
+                {"mae", m.mae},
+                {"r2", m.r2}};
+    return l;
+}
+
+primary_metric_info primary_metric(task_kind task) {
+    switch (task) {
+        case task_kind::binary: return {"roc_auc", true};
+        case task_kind::multiclass: return {"log_loss", false};
+        case task_kind::regression: return {"rmse", false};
+    }
+    return {"rmse", false};
+}
+
+bool primary_better(task_kind task, double a, double b) {
+    if (std::isnan(a)) return false;
+    if (std::isnan(b)) return true;
+    return primary_metric(task).higher_is_better ? a > b : a < b;
+}
+
+}  // namespace kennel::ml

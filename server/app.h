@@ -1,0 +1,67 @@
+// The running server: owns the writer, the reader pool and the HTTP server,
+// and runs the start-up and shut-down sequence.
+//
+// Start-up binds the port first (so /healthz answers at once), then takes the
+// database lock, migrates, starts the writer and marks the server ready;
+// until then other routes answer 503. Shut-down (SIGINT/SIGTERM) stops
+// accepting, lets in-flight requests finish, drains the writer, checkpoints.
+//
+// Threads: handlers call the accessors from many threads; everything they
+// return is thread-safe (see each class).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+#include "server/config.h"
+#include "store/reader_pool.h"
+#include "store/writer.h"
+
+namespace kennel {
+
+class http_server;
+
+// An exclusive lock on "<db>.lock" held for the server's lifetime, so two
+// processes never write the same database.
+class db_lock {
+public:
+    static result<std::unique_ptr<db_lock>> acquire(const std::string& db_path);
+    ~db_lock();
+    db_lock(const db_lock&) = delete;
+    db_lock& operator=(const db_lock&) = delete;
+
+private:
+    explicit db_lock(int fd) : fd_(fd) {}
+    int fd_;
+};
+
+class app {
+public:
+    explicit app(serve_options options);
+    ~app();
+
+    // Runs until SIGINT or SIGTERM; returns the process exit code.
+    int run();
+
+    const serve_options& options() const { return options_; }
+    fact_writer& writer() { return *writer_; }
+    reader_pool& readers() { return *readers_; }
+    std::chrono::milliseconds write_timeout() const {
+        return std::chrono::milliseconds(options_.write_timeout_ms);
+    }
+    std::int64_t started_at() const { return started_at_; }
+    bool ready() const;
+
+private:
+    status start_store();
+
+    serve_options options_;
+    std::unique_ptr<db_lock> lock_;
+    std::unique_ptr<fact_writer> writer_;
+    std::unique_ptr<reader_pool> readers_;
+    std::unique_ptr<http_server> http_;
+    std::int64_t started_at_ = 0;
+};
+
+}  // namespace kennel

@@ -1,0 +1,298 @@
+#include "server/cli.h"
+
+#include <sqlite3.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "kennel_version.h"
+#include "server/app.h"
+#include "server/import_export.h"
+#include "store/db.h"
+#include "store/migrations.h"
+
+namespace kennel {
+namespace {
+
+namespace po = boost::program_options;
+
+struct command {
+    const char* name;
+    const char* summary;
+};
+
+const command commands[] = {
+    {"serve", "run the server (creates the database if needed)"},
+    {"migrate", "apply pending schema migrations, or list them with --status"},
+    {"import", "load facts from an NDJSON or CSV file"},
+    {"export", "write facts as NDJSON"},
+    {"backup", "copy the database with SQLite's online backup (safe while serving)"},
+    {"version", "print the version and git commit"},
+};
+
+void print_usage() {
+    std::cout << "kennel " << KENNEL_VERSION
+              << " - a reactive machine-learning server in one binary\n\n"
+                 "usage: kennel <command> [options]\n\ncommands:\n";
+    for (const command& c : commands) std::printf("  %-9s %s\n", c.name, c.summary);
+    std::cout << "\n`kennel <command> --help` lists a command's options. Every option can also be\n"
+                 "set as an environment variable KENNEL_<OPTION> (e.g. KENNEL_PORT=9090) or as\n"
+                 "`option = value` in the INI file named by --config; a flag beats the\n"
+                 "environment, which beats the file, which beats the default.\n";
+}
+
+// Maps KENNEL_MAX_BODY to "max-body" when that option exists.
+std::string env_name_mapper(const po::options_description& desc, const std::string& env) {
+    const std::string prefix = "KENNEL_";
+    if (env.rfind(prefix, 0) != 0) return "";
+    std::string name = env.substr(prefix.size());
+    for (char& c : name) {
+        c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return desc.find_nothrow(name, false) ? name : "";
+}
+
+// Flags, then the environment, then the config file: po::store keeps the
+// first value it sees for an option, which gives the documented precedence.
+po::variables_map parse_layers(const po::options_description& desc,
+                               const po::positional_options_description& positional,
+                               const std::vector<std::string>& args) {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).positional(positional).run(), vm);
+    po::store(po::parse_environment(
+                  desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
+              vm);
+    if (vm.count("config") && !vm["config"].as<std::string>().empty()) {
+        const std::string& path = vm["config"].as<std::string>();
+        std::FILE* f = std::fopen(path.c_str(), "r");
+        if (!f) throw po::error("cannot read config file " + path);
+        std::fclose(f);
+        // Entries for other commands' options are allowed in one shared file.
+        po::store(po::parse_config_file(path.c_str(), desc, true), vm);
+    }
+    po::notify(vm);
+    return vm;
+}
+
+po::options_description common_options(const char* title) {
+    po::options_description d(title);
+    d.add_options()("help,h", "show this help")(
+        "config", po::value<std::string>()->default_value(""), "INI file with option = value lines")(
+        "db", po::value<std::string>()->default_value("kennel.db"), "database file");
+    return d;
+}
+
+sync_mode parse_sync(const std::string& s) {
+    if (s == "full") return sync_mode::full;
+    if (s == "normal") return sync_mode::normal;
+    if (s == "off") return sync_mode::off;
+    throw po::error("--sync must be full, normal or off, not \"" + s + "\"");
+}
+
+void print_help(const char* name, const char* usage, const po::options_description& desc) {
+    for (const command& c : commands) {
+        if (std::string(c.name) == name) std::cout << "kennel " << name << ": " << c.summary << "\n";
+    }
+    std::cout << "usage: " << usage << "\n\n" << desc << "\n";
+}
+
+int cmd_serve(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel serve options");
+    serve_options o;
+    d.add_options()("host", po::value<std::string>()->default_value(o.host), "address to listen on")(
+        "port", po::value<int>()->default_value(o.port), "port to listen on (0: any free port)")(
+        "demo", po::value<bool>()->default_value(false)->implicit_value(true),
+        "load the demo data set (dog posts and their likes)")(
+        "sync", po::value<std::string>()->default_value("full"),
+        "full: an acknowledged fact survives power loss; normal: survives a crash of Kennel "
+        "but the last commits may be lost on power loss; off: faster, may corrupt on power loss")(
+        "max-body", po::value<std::size_t>()->default_value(o.max_body_bytes),
+        "largest request body in bytes (413 above)")(
+        "max-batch", po::value<std::size_t>()->default_value(o.max_batch),
+        "most facts in one request")(
+        "writer-queue", po::value<std::size_t>()->default_value(o.writer_queue),
+        "facts waiting for the writer before requests get 503")(
+        "write-timeout-ms", po::value<int>()->default_value(o.write_timeout_ms),
+        "longest a request waits for its commit before 503")(
+        "http-threads", po::value<int>()->default_value(o.http_threads),
+        "HTTP worker threads; each open keep-alive connection holds one")(
+        "keepalive-timeout", po::value<int>()->default_value(o.keepalive_timeout_s),
+        "seconds an idle keep-alive connection is kept")(
+        "web-dir", po::value<std::string>()->default_value(""),
+        "serve the admin page from this directory instead of the embedded copy (development)")(
+        "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
+        "enable fault-injection hooks (tests only; never in production)");
+    auto vm = parse_layers(d, {}, args);
+    if (vm.count("help")) {
+        print_help("serve", "kennel serve [options]", d);
+        return 0;
+    }
+    o.host = vm["host"].as<std::string>();
+    o.port = vm["port"].as<int>();
+    if (o.port < 0 || o.port > 65535) throw po::error("--port must be between 0 and 65535");
+    o.db = vm["db"].as<std::string>();
+    o.demo = vm["demo"].as<bool>();
+    o.sync = parse_sync(vm["sync"].as<std::string>());
+    o.max_body_bytes = vm["max-body"].as<std::size_t>();
+    o.max_batch = vm["max-batch"].as<std::size_t>();
+    o.writer_queue = vm["writer-queue"].as<std::size_t>();
+    o.write_timeout_ms = vm["write-timeout-ms"].as<int>();
+    o.http_threads = vm["http-threads"].as<int>();
+    o.keepalive_timeout_s = vm["keepalive-timeout"].as<int>();
+    o.web_dir = vm["web-dir"].as<std::string>();
+    o.test_faults = vm["test-faults"].as<bool>();
+    if (o.http_threads < 1) throw po::error("--http-threads must be at least 1");
+    if (o.writer_queue < 1) throw po::error("--writer-queue must be at least 1");
+    app a(o);
+    return a.run();
+}
+
+int cmd_migrate(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel migrate options");
+    d.add_options()("status", po::value<bool>()->default_value(false)->implicit_value(true),
+                    "list applied and pending migrations without changing anything");
+    auto vm = parse_layers(d, {}, args);
+    if (vm.count("help")) {
+        print_help("migrate", "kennel migrate [--status] [--db FILE]", d);
+        return 0;
+    }
+    std::string db = vm["db"].as<std::string>();
+    if (vm["status"].as<bool>()) {
+        open_options ro;
+        ro.read_only = true;
+        connection conn(db, ro);
+        auto st = migration_status(conn);
+        if (!st) {
+            std::cerr << "kennel migrate: " << st.error().message() << "\n";
+            return 1;
+        }
+        int pending = 0;
+        for (const migration_state& m : *st) {
+            std::printf("%04d  %-28s %s\n", m.number, m.name.c_str(),
+                        m.applied_at ? ("applied " + *m.applied_at).c_str() : "pending");
+            pending += !m.applied_at;
+        }
+        std::printf("%d applied, %d pending\n", static_cast<int>(st->size()) - pending, pending);
+        return 0;
+    }
+    auto lock = db_lock::acquire(db);
+    if (!lock) {
+        std::cerr << "kennel migrate: " << lock.error().message() << "\n";
+        return 1;
+    }
+    connection conn(db, {});
+    if (status s = migrate(conn); !s) {
+        std::cerr << "kennel migrate: " << s.message() << "\n";
+        return 1;
+    }
+    std::cout << "kennel migrate: " << db << " is at schema version "
+              << conn.pragma_int("user_version") << "\n";
+    return 0;
+}
+
+int cmd_import(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel import options");
+    import_options o;
+    d.add_options()("file", po::value<std::string>(), "NDJSON or CSV file to load (- for stdin)")(
+        "format", po::value<std::string>()->default_value("auto"), "auto, ndjson or csv")(
+        "stream", po::value<std::string>()->default_value(""),
+        "stream for CSV rows (and NDJSON lines that name none)")(
+        "entity-column", po::value<std::string>()->default_value("entity"), "CSV column with the entity")(
+        "time-column", po::value<std::string>()->default_value(""),
+        "CSV column with the event time (RFC 3339); empty: now")(
+        "batch", po::value<std::size_t>()->default_value(1000), "facts per commit")(
+        "sync", po::value<std::string>()->default_value("full"), "full, normal or off (see serve)")(
+        "progress", po::value<bool>()->default_value(true),
+        "draw a progress bar when stderr is a terminal");
+    po::positional_options_description p;
+    p.add("file", 1);
+    auto vm = parse_layers(d, p, args);
+    if (vm.count("help")) {
+        print_help("import", "kennel import FILE [--stream S] [--entity-column C] [--time-column C]", d);
+        return 0;
+    }
+    if (!vm.count("file")) throw po::error("name the file to import: kennel import FILE");
+    o.db = vm["db"].as<std::string>();
+    o.file = vm["file"].as<std::string>();
+    o.format = vm["format"].as<std::string>();
+    o.stream = vm["stream"].as<std::string>();
+    o.entity_column = vm["entity-column"].as<std::string>();
+    o.time_column = vm["time-column"].as<std::string>();
+    o.batch = std::max<std::size_t>(1, vm["batch"].as<std::size_t>());
+    o.sync = parse_sync(vm["sync"].as<std::string>());
+    o.progress = vm["progress"].as<bool>();
+    return run_import(o);
+}
+
+int cmd_export(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel export options");
+    d.add_options()("stream", po::value<std::string>()->default_value(""), "only this stream")(
+        "out", po::value<std::string>()->default_value("-"), "output file (- for stdout)");
+    auto vm = parse_layers(d, {}, args);
+    if (vm.count("help")) {
+        print_help("export", "kennel export [--stream S] [--out FILE]", d);
+        return 0;
+    }
+    return run_export({vm["db"].as<std::string>(), vm["stream"].as<std::string>(),
+                       vm["out"].as<std::string>()});
+}
+
+int cmd_backup(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel backup options");
+    d.add_options()("to", po::value<std::string>(), "file to write the copy to");
+    po::positional_options_description p;
+    p.add("to", 1);
+    auto vm = parse_layers(d, p, args);
+    if (vm.count("help")) {
+        print_help("backup", "kennel backup FILE [--db kennel.db]", d);
+        return 0;
+    }
+    if (!vm.count("to")) throw po::error("name the backup file: kennel backup FILE");
+    return run_backup(vm["db"].as<std::string>(), vm["to"].as<std::string>());
+}
+
+int cmd_version(const std::vector<std::string>& args) {
+    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+        std::cout << "usage: kennel version\n";
+        return 0;
+    }
+    std::cout << "kennel " << KENNEL_VERSION << " (commit " << KENNEL_GIT_COMMIT << ", SQLite "
+              << sqlite3_libversion() << ", schema " << known_migrations().back().number << ")\n";
+    return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        print_usage();
+        return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version") args[0] = "version";
+    std::string name = args[0];
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    try {
+        if (name == "serve") return cmd_serve(rest);
+        if (name == "migrate") return cmd_migrate(rest);
+        if (name == "import") return cmd_import(rest);
+        if (name == "export") return cmd_export(rest);
+        if (name == "backup") return cmd_backup(rest);
+        if (name == "version") return cmd_version(rest);
+    } catch (const po::error& e) {
+        std::cerr << "kennel " << name << ": " << e.what() << "\n(see kennel " << name
+                  << " --help)\n";
+        return 2;
+    } catch (const db_error& e) {
+        std::cerr << "kennel " << name << ": " << e.what() << "\n";
+        return 1;
+    }
+    std::cerr << "kennel: unknown command \"" << name << "\"\n\n";
+    print_usage();
+    return 2;
+}
+
+}  // namespace kennel

@@ -1,0 +1,29 @@
+// Settings for `kennel serve`, filled by the CLI from flags, KENNEL_*
+// environment variables and the --config INI file (in that precedence).
+// A plain value: copy it freely.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "store/db.h"
+
+namespace kennel {
+
+struct serve_options {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::string db = "kennel.db";
+    bool demo = false;
+    sync_mode sync = sync_mode::full;
+    std::size_t max_body_bytes = 16 * 1024 * 1024;
+    std::size_t max_batch = 10000;
+    std::size_t writer_queue = 20000;
+    int write_timeout_ms = 10000;
+    int http_threads = 128;
+    int keepalive_timeout_s = 5;
+    std::string web_dir;
+    bool test_faults = false;  // enables fault-injection hooks; tests only
+};
+
+}  // namespace kennel

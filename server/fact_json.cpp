@@ -1,0 +1,274 @@
+#include "server/fact_json.h"
+
+#include <cctype>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::size_t max_stream_len = 128;
+constexpr std::size_t max_entity_len = 256;
+constexpr std::size_t max_key_len = 256;
+constexpr int max_depth = 16;
+
+const char* type_name(const json& j) {
+    switch (j.type()) {
+        case json::value_t::null: return "null";
+        case json::value_t::object: return "object";
+        case json::value_t::array: return "array";
+        case json::value_t::string: return "string";
+        case json::value_t::boolean: return "boolean";
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned:
+        case json::value_t::number_float: return "number";
+        default: return "value";
+    }
+}
+
+bool valid_stream_name(const std::string& s) {
+    if (s.empty() || s.size() > max_stream_len) return false;
+    for (unsigned char c : s) {
+        if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
+    }
+    return true;
+}
+
+// Checks numbers are finite everywhere and that uncertainty objects are
+// well-formed. `path` names the field for the error message.
+status check_value(const json& v, const std::string& path, int depth) {
+    if (depth > max_depth) return invalid(path, "nested deeper than " + std::to_string(max_depth));
+    if (v.is_number_float() && !std::isfinite(v.get<double>())) {
+        return invalid(path, "number is not finite (NaN and Infinity are not allowed)");
+    }
+    if (v.is_array()) {
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (status s = check_value(v[i], path + "[" + std::to_string(i) + "]", depth + 1); !s)
+                return s;
+        }
+        return status::ok();
+    }
+    if (!v.is_object()) return status::ok();
+    for (const auto& [k, item] : v.items()) {
+        if (status s = check_value(item, path + "." + k, depth + 1); !s) return s;
+    }
+    bool has_lower = v.contains("lower"), has_upper = v.contains("upper");
+    if (has_lower || has_upper) {
+        // An uncertainty interval: both bounds, numbers, lower <= upper.
+        if (!has_lower || !has_upper) {
+            return invalid(path, std::string("an interval needs both \"lower\" and \"upper\"; \"") +
+                                     (has_lower ? "upper" : "lower") + "\" is missing");
+        }
+        const json& lo = v["lower"];
+        const json& hi = v["upper"];
+        if (!lo.is_number()) return invalid(path + ".lower", std::string("must be a number, not ") + type_name(lo));
+        if (!hi.is_number()) return invalid(path + ".upper", std::string("must be a number, not ") + type_name(hi));
+        if (lo.get<double>() > hi.get<double>()) {
+            return invalid(path, "lower (" + lo.dump() + ") is greater than upper (" + hi.dump() + ")");
+        }
+    }
+    if (v.contains("confidence")) {
+        const json& c = v["confidence"];
+        if (!c.is_number()) return invalid(path + ".confidence", std::string("must be a number, not ") + type_name(c));
+        double cv = c.get<double>();
+        if (cv < 0 || cv > 1) return invalid(path + ".confidence", "must be between 0 and 1");
+        if (!has_lower && !v.contains("value")) {
+            return invalid(path, "a confidence needs a \"value\" or \"lower\"/\"upper\" beside it");
+        }
+        if (v.contains("value") && !v["value"].is_number()) {
+            return invalid(path + ".value", std::string("must be a number, not ") + type_name(v["value"]));
+        }
+    }
+    return status::ok();
+}
+
+parsed_item parse_fact_object(const json& j, micros now) {
+    parsed_item item;
+    if (!j.is_object()) {
+        item.error = invalid("", std::string("a fact must be a JSON object, not ") + type_name(j));
+        return item;
+    }
+    static const char* known[] = {"stream", "entity", "time", "data", "idempotency_key", "corrects"};
+    for (const auto& [k, v] : j.items()) {
+        (void)v;
+        bool ok = false;
+        for (const char* name : known) ok = ok || k == name;
+        if (!ok) {
+            item.error = invalid(k, "unknown field; a fact has stream, entity, time, data, "
+                                    "idempotency_key and corrects");
+            return item;
+        }
+    }
+    fact_input& f = item.fact;
+    auto stream = j.find("stream");
+    if (stream == j.end()) {
+        item.error = invalid("stream", "missing");
+        return item;
+    }
+    if (!stream->is_string()) {
+        item.error = invalid("stream", std::string("must be a string, not ") + type_name(*stream));
+        return item;
+    }
+    f.stream = stream->get<std::string>();
+    if (!valid_stream_name(f.stream)) {
+        item.error = invalid("stream", "must be 1-128 characters of letters, digits, '_', '-' or '.'");
+        return item;
+    }
+    auto entity = j.find("entity");
+    if (entity == j.end()) {
+        item.error = invalid("entity", "missing");
+        return item;
+    }
+    if (!entity->is_string()) {
+        item.error = invalid("entity", std::string("must be a string, not ") + type_name(*entity));
+        return item;
+    }
+    f.entity = entity->get<std::string>();
+    if (f.entity.empty() || f.entity.size() > max_entity_len) {
+        item.error = invalid("entity", "must be 1-256 characters");
+        return item;
+    }
+    f.event_time = now;
+    if (auto t = j.find("time"); t != j.end() && !t->is_null()) {
+        if (!t->is_string()) {
+            item.error = invalid("time", std::string("must be an RFC 3339 string, not ") + type_name(*t));
+            return item;
+        }
+        auto parsed = parse_rfc3339(t->get<std::string>());
+        if (!parsed) {
+            item.error = invalid("time", "cannot parse \"" + t->get<std::string>() +
+                                             "\" as an RFC 3339 time such as 2026-11-20T10:00:00Z");
+            return item;
+        }
+        f.event_time = *parsed;
+    }
+    auto data = j.find("data");
+    if (data == j.end()) {
+        item.error = invalid("data", "missing");
+        return item;
+    }
+    if (!data->is_object()) {
+        item.error = invalid("data", std::string("must be a JSON object, not ") + type_name(*data));
+        return item;
+    }
+    for (const auto& [k, v] : data->items()) {
+        if (k.empty()) {
+            item.error = invalid("data", "field names must not be empty");
+            return item;
+        }
+        if (status s = check_value(v, "data." + k, 1); !s) {
+            item.error = s;
+            return item;
+        }
+    }
+    // nlohmann's object keeps keys sorted, so this dump is canonical.
+    f.data_json = data->dump(-1, ' ', false, json::error_handler_t::strict);
+    if (auto c = j.find("corrects"); c != j.end() && !c->is_null()) {
+        if (!c->is_number_integer() || c->get<std::int64_t>() <= 0) {
+            item.error = invalid("corrects", "must be the positive integer id of the fact it corrects");
+            return item;
+        }
+        f.corrects = c->get<std::int64_t>();
+    }
+    if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
+        if (!k->is_string() || k->get<std::string>().empty() ||
+            k->get<std::string>().size() > max_key_len) {
+            item.error = invalid("idempotency_key", "must be a string of 1-256 characters");
+            return item;
+        }
+        f.idempotency_key = k->get<std::string>();
+    } else {
+        f.idempotency_key = derive_idempotency_key(f.stream, f.entity, f.event_time, f.data_json);
+    }
+    return item;
+}
+
+parsed_item parse_one_text(const std::string& text, micros now) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        parsed_item item;
+        item.error = invalid("", std::string("malformed JSON: ") + e.what());
+        return item;
+    }
+    return parse_fact_object(j, now);
+}
+
+}  // namespace
+
+parsed_item parse_fact_text(const std::string& json_text, micros now) {
+    return parse_one_text(json_text, now);
+}
+
+result<parsed_body> parse_fact_body(const std::string& body, body_format format,
+                                    const fact_limits& limits, micros now) {
+    parsed_body out;
+    if (format == body_format::ndjson) {
+        std::size_t line_no = 0, pos = 0;
+        while (pos <= body.size()) {
+            std::size_t end = body.find('\n', pos);
+            if (end == std::string::npos) end = body.size();
+            ++line_no;
+            std::string line = body.substr(pos, end - pos);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            pos = end + 1;
+            if (line.find_first_not_of(" \t") == std::string::npos) continue;
+            if (out.items.size() >= limits.max_items) {
+                return status(error_kind::too_large,
+                              "more than " + std::to_string(limits.max_items) +
+                                  " facts in one request (--max-batch)");
+            }
+            parsed_item item = parse_one_text(line, now);
+            item.index = out.items.size();
+            item.line = line_no;
+            out.items.push_back(std::move(item));
+        }
+        if (out.items.empty()) return invalid("", "the NDJSON body has no facts");
+        return out;
+    }
+    json j;
+    try {
+        j = json::parse(body);
+    } catch (const json::exception& e) {
+        return invalid("", std::string("malformed JSON: ") + e.what());
+    }
+    if (j.is_object()) {
+        out.single = true;
+        out.items.push_back(parse_fact_object(j, now));
+        return out;
+    }
+    if (!j.is_array()) {
+        return invalid("", std::string("the body must be a fact object or an array of facts, not ") +
+                               type_name(j));
+    }
+    if (j.empty()) return invalid("", "the array has no facts");
+    if (j.size() > limits.max_items) {
+        return status(error_kind::too_large, "more than " + std::to_string(limits.max_items) +
+                                                 " facts in one request (--max-batch)");
+    }
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        parsed_item item = parse_fact_object(j[i], now);
+        item.index = i;
+        out.items.push_back(std::move(item));
+    }
+    return out;
+}
+
+std::string fact_to_json(const fact& f) {
+    json j = {{"id", f.id},
+              {"stream", f.stream},
+              {"entity", f.entity},
+              {"time", format_rfc3339(f.event_time)},
+              {"ingest_time", format_rfc3339(f.ingest_time)},
+              {"idempotency_key", f.idempotency_key},
+              {"data", json::parse(f.data_json)}};
+    if (f.corrects) j["corrects"] = *f.corrects;
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string facts_to_ndjson_line(const fact& f) { return fact_to_json(f) + "\n"; }
+
+}  // namespace kennel

@@ -1,0 +1,45 @@
+// The JSON edge for facts: request bodies (one object, an array, or NDJSON)
+// become validated fact_input values or per-item rejections, and stored facts
+// become JSON again. The core never sees nlohmann::json. Thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "store/facts.h"
+#include "store/status.h"
+
+namespace kennel {
+
+enum class body_format { json, ndjson };
+
+struct parsed_item {
+    std::size_t index = 0;  // position in the batch (NDJSON: among non-empty lines)
+    std::size_t line = 0;   // NDJSON only: 1-based line number
+    status error;           // not ok: rejected before reaching the store
+    fact_input fact;
+};
+
+struct parsed_body {
+    bool single = false;  // the body was one object, not a batch
+    std::vector<parsed_item> items;
+};
+
+struct fact_limits {
+    std::size_t max_items = 10000;
+};
+
+// Whole-body problems (malformed JSON, not an object or array, too many
+// items) are an error status; per-item problems are in the items.
+result<parsed_body> parse_fact_body(const std::string& body, body_format format,
+                                    const fact_limits& limits, micros now);
+
+// Validates one fact object already parsed from text. Exposed for `kennel
+// import`, which builds objects from CSV rows.
+parsed_item parse_fact_text(const std::string& json_text, micros now);
+
+std::string fact_to_json(const fact& f);
+std::string facts_to_ndjson_line(const fact& f);
+
+}  // namespace kennel

@@ -1,0 +1,227 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "server/errors.h"
+
+namespace kennel {
+
+std::optional<std::string> http_request::query_value(const std::string& name) const {
+    auto it = query.find(name);
+    if (it == query.end()) return std::nullopt;
+    return it->second;
+}
+
+std::string http_request::header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < path.size()) {
+        while (i < path.size() && path[i] == '/') ++i;
+        std::size_t j = path.find('/', i);
+        if (j == std::string::npos) j = path.size();
+        if (j > i) out.push_back(path.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+namespace {
+
+bool match_segments(const std::vector<std::string>& ps, const std::vector<std::string>& xs,
+                    std::map<std::string, std::string>& params) {
+    if (ps.size() != xs.size()) return false;
+    std::map<std::string, std::string> found;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (ps[i].size() > 2 && ps[i].front() == '{' && ps[i].back() == '}') {
+            found[ps[i].substr(1, ps[i].size() - 2)] = xs[i];
+        } else if (ps[i] != xs[i]) {
+            return false;
+        }
+    }
+    params = std::move(found);
+    return true;
+}
+
+}  // namespace
+
+bool match_route(const std::string& pattern, const std::string& path,
+                 std::map<std::string, std::string>& params) {
+    return match_segments(split_path(pattern), split_path(path), params);
+}
+
+struct http_server::impl {
+    http_options options;
+    std::vector<route> routes;
+    std::vector<std::vector<std::string>> patterns;  // routes' patterns, split once
+    httplib::Server server;
+    int bound_port = 0;
+};
+
+namespace {
+
+// httplib's default sets SO_REUSEPORT, which lets a second process bind the
+// same port and steal connections. Kennel wants that bind to fail.
+void kennel_socket_options(int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+}
+
+void write_response(const http_response& ours, httplib::Response& res) {
+    res.status = ours.status;
+    for (const auto& [k, v] : ours.headers) res.set_header(k, v);
+    res.set_content(ours.body, ours.content_type);
+}
+
+}  // namespace
+
+http_server::http_server(http_options options, std::vector<route> routes)
+    : impl_(std::make_unique<impl>()) {
+    impl_->options = std::move(options);
+    impl_->routes = std::move(routes);
+    for (const route& r : impl_->routes) impl_->patterns.push_back(split_path(r.pattern));
+    auto& svr = impl_->server;
+    const http_options& o = impl_->options;
+
+    // Measured: without TCP_NODELAY a keep-alive client waits on Nagle's
+    // delay (~40 requests/s per connection). The pool must be larger than
+    // the number of keep-alive clients, since each holds a worker.
+    svr.set_tcp_nodelay(true);
+    svr.set_socket_options(kennel_socket_options);
+    int threads = std::max(1, o.threads);
+    svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    svr.set_keep_alive_max_count(o.keepalive_max_requests);
+    svr.set_keep_alive_timeout(o.keepalive_timeout_s);
+    svr.set_read_timeout(o.read_timeout_s, 0);
+    svr.set_payload_max_length(o.max_body_bytes);
+
+    // httplib answers some errors itself (413 for an oversize body, 400 for
+    // a malformed request line); give them Kennel's error shape.
+    svr.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty()) return;
+        http_response r;
+        if (res.status == 413) {
+            r = error_response(status(error_kind::too_large,
+                                      "request body is larger than the limit of " +
+                                          std::to_string(impl_->options.max_body_bytes) +
+                                          " bytes (--max-body)"));
+        } else {
+            r = error_response(status(error_kind::invalid_argument,
+                                      "malformed HTTP request (status " +
+                                          std::to_string(res.status) + ")"));
+            r.status = res.status;
+        }
+        write_response(r, res);
+    });
+    svr.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "unknown exception";
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            write_response(error_response(status(error_kind::internal, what)), res);
+        });
+
+    auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+        http_request ours;
+        ours.method = req.method == "HEAD" ? "GET" : req.method;
+        ours.path = req.path;
+        for (const auto& [k, v] : req.params) ours.query.emplace(k, v);
+        for (const auto& [k, v] : req.headers) {
+            std::string lk = k;
+            std::transform(lk.begin(), lk.end(), lk.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            ours.headers[lk] = v;
+        }
+        ours.body = req.body;
+        ours.remote_addr = req.remote_addr;
+
+        bool path_known = false;
+        std::string allowed;
+        const auto segments = split_path(ours.path);
+        for (std::size_t i = 0; i < impl_->routes.size(); ++i) {
+            const route& r = impl_->routes[i];
+            std::map<std::string, std::string> params;
+            if (!match_segments(impl_->patterns[i], segments, params)) continue;
+            path_known = true;
+            if (r.method != ours.method) {
+                if (allowed.find(r.method) == std::string::npos) {
+                    allowed += allowed.empty() ? r.method : ", " + r.method;
+                }
+                continue;
+            }
+            if (r.needs_ready && !ready_) {
+                http_response resp = error_response(
+                    status(error_kind::unavailable, "Kennel is starting; retry shortly"));
+                write_response(resp, res);
+                return;
+            }
+            ours.path_params = std::move(params);
+            write_response(r.handler(ours), res);
+            return;
+        }
+        if (path_known) {
+            http_response resp = error_response(status(
+                error_kind::method_not_allowed,
+                "method " + ours.method + " is not allowed on " + ours.path + "; allowed: " + allowed));
+            resp.headers.emplace_back("Allow", allowed);
+            write_response(resp, res);
+            return;
+        }
+        write_response(error_response(status(error_kind::not_found,
+                                             "no route for " + ours.method + " " + ours.path)),
+                       res);
+    };
+    svr.Get(".*", dispatch);
+    svr.Post(".*", dispatch);
+    svr.Put(".*", dispatch);
+    svr.Patch(".*", dispatch);
+    svr.Delete(".*", dispatch);
+    svr.Options(".*", dispatch);
+}
+
+http_server::~http_server() { stop(); }
+
+result<int> http_server::bind() {
+    auto& svr = impl_->server;
+    const http_options& o = impl_->options;
+    if (o.port == 0) {
+        int port = svr.bind_to_any_port(o.host);
+        if (port < 0) return status(error_kind::unavailable, "cannot bind " + o.host);
+        impl_->bound_port = port;
+        return port;
+    }
+    if (!svr.bind_to_port(o.host, o.port)) {
+        return status(error_kind::unavailable,
+                      "cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                          " (is another Kennel or another program using the port?)");
+    }
+    impl_->bound_port = o.port;
+    return o.port;
+}
+
+void http_server::start() {
+    thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+}
+
+void http_server::stop() {
+    if (thread_.joinable()) {
+        impl_->server.stop();
+        thread_.join();
+    }
+}
+
+}  // namespace kennel

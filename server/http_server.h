@@ -1,0 +1,94 @@
+// Kennel's HTTP edge: our own request/response types and route table over
+// cpp-httplib, which only http_server.cpp includes.
+//
+// Threads: handlers run on the server's worker pool, many at once; they must
+// be thread-safe. Routes are fixed before start() and read-only afterwards.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "store/status.h"
+
+namespace kennel {
+
+struct http_request {
+    std::string method;
+    std::string path;
+    std::map<std::string, std::string> path_params;  // from {name} segments
+    std::multimap<std::string, std::string> query;
+    std::map<std::string, std::string> headers;  // names lowercased
+    std::string body;
+    std::string remote_addr;
+
+    std::optional<std::string> query_value(const std::string& name) const;
+    std::string header(const std::string& lower_name) const;
+    const std::string& param(const std::string& name) const { return path_params.at(name); }
+};
+
+struct http_response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using http_handler = std::function<http_response(const http_request&)>;
+
+struct route {
+    std::string method;   // "GET", "POST", ...
+    std::string pattern;  // "/v1/models/{name}/versions/{n}"
+    http_handler handler;
+    bool needs_ready = true;  // answered 503 until the server is ready
+};
+
+struct http_options {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    int threads = 128;  // a keep-alive connection holds a thread while open
+    int keepalive_timeout_s = 5;
+    std::size_t keepalive_max_requests = 1000000;
+    std::size_t max_body_bytes = 16 * 1024 * 1024;
+    int read_timeout_s = 10;
+};
+
+class http_server {
+public:
+    http_server(http_options options, std::vector<route> routes);
+    ~http_server();
+    http_server(const http_server&) = delete;
+    http_server& operator=(const http_server&) = delete;
+
+    // Binds the port without SO_REUSEPORT, so a second Kennel on the same
+    // port fails here instead of silently sharing it. Returns the bound port
+    // (useful with port 0).
+    result<int> bind();
+    // Serves on a background thread until stop().
+    void start();
+    // Stops accepting, lets in-flight requests finish, joins.
+    void stop();
+
+    void set_ready(bool ready) { ready_ = ready; }
+    bool ready() const { return ready_; }
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+    std::atomic<bool> ready_{false};
+    std::thread thread_;
+};
+
+// Splits "/a/b/c" into its segments; used for matching and tests.
+std::vector<std::string> split_path(const std::string& path);
+// Matches a path against a "{param}" pattern, filling params on success.
+bool match_route(const std::string& pattern, const std::string& path,
+                 std::map<std::string, std::string>& params);
+
+}  // namespace kennel

@@ -1,0 +1,372 @@
+#include "server/import_export.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "server/app.h"
+#include "server/fact_json.h"
+#include "store/facts.h"
+#include "store/migrations.h"
+#include "store/writer.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+// A progress line redrawn in place on a terminal; silent otherwise.
+class progress_bar {
+public:
+    progress_bar(std::uint64_t total_bytes, bool enabled)
+        : total_(total_bytes), enabled_(enabled && ::isatty(STDERR_FILENO)),
+          start_(clock_type::now()) {}
+
+    void update(std::uint64_t done_bytes, std::uint64_t facts, bool force = false) {
+        if (!enabled_) return;
+        auto now = clock_type::now();
+        if (!force && now - last_ < std::chrono::milliseconds(100)) return;
+        last_ = now;
+        double secs = std::chrono::duration<double>(now - start_).count();
+        double rate = secs > 0 ? static_cast<double>(facts) / secs : 0;
+        double frac = total_ ? std::min(1.0, static_cast<double>(done_bytes) / static_cast<double>(total_)) : 0;
+        int width = 30, filled = static_cast<int>(frac * width);
+        std::string bar(static_cast<std::size_t>(filled), '#');
+        bar.append(static_cast<std::size_t>(width - filled), '.');
+        std::fprintf(stderr, "\r[%s] %5.1f%%  %llu facts  %.0f facts/s ", bar.c_str(), frac * 100,
+                     static_cast<unsigned long long>(facts), rate);
+        std::fflush(stderr);
+    }
+    void finish() {
+        if (enabled_) std::fprintf(stderr, "\n");
+    }
+
+private:
+    std::uint64_t total_;
+    bool enabled_;
+    clock_type::time_point start_;
+    clock_type::time_point last_{};
+};
+
+// RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines.
+class csv_reader {
+public:
+    explicit csv_reader(std::istream& in) : in_(in) {}
+
+    // Reads one record; false at end of input.
+    bool next(std::vector<std::string>& fields) {
+        fields.clear();
+        std::string field;
+        bool quoted = false, any = false;
+        int c;
+        while ((c = in_.get()) != EOF) {
+            any = true;
+            char ch = static_cast<char>(c);
+            if (quoted) {
+                if (ch == '"') {
+                    if (in_.peek() == '"') {
+                        in_.get();
+                        field.push_back('"');
+                    } else {
+                        quoted = false;
+                    }
+                } else {
+                    if (ch == '\n') ++line_;
+                    field.push_back(ch);
+                }
+                continue;
+            }
+            if (ch == '"') {
+                quoted = true;
+            } else if (ch == ',') {
+                fields.push_back(std::move(field));
+                field.clear();
+            } else if (ch == '\n') {
+                ++line_;
+                break;
+            } else if (ch != '\r') {
+                field.push_back(ch);
+            }
+        }
+        if (!any) return false;
+        fields.push_back(std::move(field));
+        return true;
+    }
+    std::size_t line() const { return line_; }
+
+private:
+    std::istream& in_;
+    std::size_t line_ = 0;
+};
+
+// A CSV cell as JSON: numbers and booleans are typed, empty cells absent.
+json csv_value(const std::string& s) {
+    if (s == "true") return true;
+    if (s == "false") return false;
+    char* end = nullptr;
+    double d = std::strtod(s.c_str(), &end);
+    if (!s.empty() && end == s.c_str() + s.size() && s.find_first_of("xXnN") == std::string::npos) {
+        if (s.find_first_of(".eE") == std::string::npos) {
+            char* iend = nullptr;
+            long long v = std::strtoll(s.c_str(), &iend, 10);
+            if (iend == s.c_str() + s.size()) return v;
+        }
+        return d;
+    }
+    return s;
+}
+
+struct import_counts {
+    std::uint64_t stored = 0, duplicate = 0, rejected = 0;
+};
+
+void report_rejection(import_counts& counts, std::size_t line, const std::string& field,
+                      const std::string& message) {
+    ++counts.rejected;
+    if (counts.rejected <= 20) {
+        std::fprintf(stderr, "line %zu: rejected%s%s: %s\n", line, field.empty() ? "" : " ",
+                     field.c_str(), message.c_str());
+    } else if (counts.rejected == 21) {
+        std::fprintf(stderr, "(further rejections are counted, not printed)\n");
+    }
+}
+
+}  // namespace
+
+int run_import(const import_options& o) {
+    std::unique_ptr<std::istream> owned;
+    std::istream* in = &std::cin;
+    std::uint64_t total = 0;
+    if (o.file != "-") {
+        owned = std::make_unique<std::ifstream>(o.file, std::ios::binary);
+        if (!*owned) {
+            std::cerr << "kennel import: cannot read " << o.file << "\n";
+            return 1;
+        }
+        owned->seekg(0, std::ios::end);
+        total = static_cast<std::uint64_t>(owned->tellg());
+        owned->seekg(0);
+        in = owned.get();
+    }
+    std::string format = o.format;
+    if (format == "auto") {
+        bool csv = o.file.size() > 4 && o.file.substr(o.file.size() - 4) == ".csv";
+        format = csv ? "csv" : "ndjson";
+    }
+    if (format != "csv" && format != "ndjson") {
+        std::cerr << "kennel import: --format must be auto, ndjson or csv\n";
+        return 2;
+    }
+    if (format == "csv" && o.stream.empty()) {
+        std::cerr << "kennel import: CSV rows need a stream: --stream NAME\n";
+        return 2;
+    }
+
+    auto lock = db_lock::acquire(o.db);
+    if (!lock) {
+        std::cerr << "kennel import: " << lock.error().message()
+                  << "; stop it, or send the facts to its POST /v1/facts\n";
+        return 1;
+    }
+    open_options db;
+    db.sync = o.sync;
+    {
+        connection conn(o.db, db);
+        if (status s = migrate(conn); !s) {
+            std::cerr << "kennel import: " << s.message() << "\n";
+            return 1;
+        }
+    }
+    writer_options wo;
+    wo.db_path = o.db;
+    wo.db = db;
+    wo.max_pending = o.batch * 4;
+    fact_writer writer(wo);
+    if (status s = writer.start(); !s) {
+        std::cerr << "kennel import: " << s.message() << "\n";
+        return 1;
+    }
+
+    import_counts counts;
+    progress_bar bar(total, o.progress);
+    std::vector<fact_input> batch;
+    std::vector<std::size_t> batch_lines;
+    auto flush = [&]() -> bool {
+        if (batch.empty()) return true;
+        auto r = writer.write_facts(std::move(batch), std::chrono::minutes(5));
+        batch.clear();
+        if (!r) {
+            std::cerr << "\nkennel import: " << r.error().message() << "\n";
+            return false;
+        }
+        for (std::size_t i = 0; i < r->size(); ++i) {
+            const write_result& w = (*r)[i];
+            if (w.outcome == write_outcome::stored) ++counts.stored;
+            if (w.outcome == write_outcome::duplicate) ++counts.duplicate;
+            if (w.outcome == write_outcome::rejected) report_rejection(counts, batch_lines[i], w.field, w.error);
+        }
+        batch_lines.clear();
+        return true;
+    };
+    auto add = [&](const std::string& text, std::size_t line) -> bool {
+        parsed_item item = parse_fact_text(text, now_micros());
+        if (!item.error.is_ok()) {
+            report_rejection(counts, line, item.error.field(), item.error.message());
+            return true;
+        }
+        batch.push_back(std::move(item.fact));
+        batch_lines.push_back(line);
+        if (batch.size() >= o.batch) return flush();
+        return true;
+    };
+
+    bool ok = true;
+    if (format == "ndjson") {
+        std::string line;
+        std::size_t line_no = 0;
+        while (ok && std::getline(*in, line)) {
+            ++line_no;
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.find_first_not_of(" \t") == std::string::npos) continue;
+            if (!o.stream.empty()) {
+                // Lines without a stream take --stream.
+                try {
+                    json j = json::parse(line);
+                    if (j.is_object() && !j.contains("stream")) {
+                        j["stream"] = o.stream;
+                        line = j.dump();
+                    }
+                } catch (const json::parse_error&) {
+                    // Left as is: parse_fact_text reports it.
+                }
+            }
+            ok = add(line, line_no);
+            bar.update(static_cast<std::uint64_t>(in->tellg()), counts.stored + counts.duplicate + batch.size());
+        }
+    } else {
+        csv_reader csv(*in);
+        std::vector<std::string> header, row;
+        if (!csv.next(header)) {
+            std::cerr << "kennel import: " << o.file << " is empty\n";
+            return 1;
+        }
+        int entity_col = -1, time_col = -1;
+        for (std::size_t i = 0; i < header.size(); ++i) {
+            if (header[i] == o.entity_column) entity_col = static_cast<int>(i);
+            if (!o.time_column.empty() && header[i] == o.time_column) time_col = static_cast<int>(i);
+        }
+        if (entity_col < 0) {
+            std::cerr << "kennel import: no column \"" << o.entity_column
+                      << "\" in the header (set --entity-column)\n";
+            return 1;
+        }
+        if (!o.time_column.empty() && time_col < 0) {
+            std::cerr << "kennel import: no column \"" << o.time_column << "\" in the header\n";
+            return 1;
+        }
+        while (ok && csv.next(row)) {
+            std::size_t line_no = csv.line();
+            if (row.size() == 1 && row[0].empty()) continue;
+            if (row.size() != header.size()) {
+                report_rejection(counts, line_no, "", "has " + std::to_string(row.size()) +
+                                                          " columns; the header has " +
+                                                          std::to_string(header.size()));
+                continue;
+            }
+            json fact = {{"stream", o.stream}, {"entity", row[static_cast<std::size_t>(entity_col)]}};
+            if (time_col >= 0) fact["time"] = row[static_cast<std::size_t>(time_col)];
+            json data = json::object();
+            for (std::size_t i = 0; i < header.size(); ++i) {
+                if (static_cast<int>(i) == entity_col || static_cast<int>(i) == time_col) continue;
+                if (row[i].empty()) continue;
+                data[header[i]] = csv_value(row[i]);
+            }
+            fact["data"] = data;
+            ok = add(fact.dump(), line_no);
+            bar.update(total ? static_cast<std::uint64_t>(in->tellg()) : 0,
+                       counts.stored + counts.duplicate + batch.size());
+        }
+    }
+    if (ok) ok = flush();
+    bar.update(total, counts.stored + counts.duplicate, true);
+    bar.finish();
+    writer.stop();
+    std::fprintf(stderr, "kennel import: %llu stored, %llu duplicates, %llu rejected\n",
+                 static_cast<unsigned long long>(counts.stored),
+                 static_cast<unsigned long long>(counts.duplicate),
+                 static_cast<unsigned long long>(counts.rejected));
+    if (!ok) return 1;
+    return counts.rejected ? 3 : 0;
+}
+
+int run_export(const export_options& o) {
+    open_options ro;
+    ro.read_only = true;
+    connection conn(o.db, ro);
+    std::unique_ptr<std::ofstream> file;
+    std::ostream* out = &std::cout;
+    if (!o.out.empty() && o.out != "-") {
+        file = std::make_unique<std::ofstream>(o.out, std::ios::binary | std::ios::trunc);
+        if (!*file) {
+            std::cerr << "kennel export: cannot write " << o.out << "\n";
+            return 1;
+        }
+        out = file.get();
+    }
+    // Log order (by id): an export imported elsewhere replays the same log.
+    std::string sql =
+        "SELECT id, idempotency_key, stream, entity, event_time, ingest_time, data, corrects"
+        " FROM facts";
+    if (!o.stream.empty()) sql += " WHERE stream = ?1";
+    sql += " ORDER BY id";
+    statement st(conn, sql);
+    if (!o.stream.empty()) st.bind(1, o.stream);
+    std::uint64_t n = 0;
+    while (st.step()) {
+        fact f{st.column_int(0),  st.column_text(1), st.column_text(2),   st.column_text(3),
+               st.column_int(4),  st.column_int(5),  st.column_text(6),   st.column_opt_int(7)};
+        *out << facts_to_ndjson_line(f);
+        ++n;
+    }
+    out->flush();
+    std::fprintf(stderr, "kennel export: %llu facts\n", static_cast<unsigned long long>(n));
+    return *out ? 0 : 1;
+}
+
+int run_backup(const std::string& db, const std::string& to_path) {
+    if (::access(to_path.c_str(), F_OK) == 0) {
+        std::cerr << "kennel backup: " << to_path << " exists; choose a new file\n";
+        return 1;
+    }
+    open_options ro;
+    ro.read_only = true;
+    connection from(db, ro);
+    bool tty = ::isatty(STDERR_FILENO);
+    online_backup(from, to_path, [tty](int remaining, int total) {
+        if (tty && total > 0) {
+            std::fprintf(stderr, "\rbackup: %d/%d pages", total - remaining, total);
+        }
+    });
+    if (tty) std::fprintf(stderr, "\n");
+    connection check(to_path, ro);
+    statement ic(check, "PRAGMA quick_check");
+    std::string verdict = ic.step() ? ic.column_text(0) : "no answer";
+    if (verdict != "ok") {
+        std::cerr << "kennel backup: the copy failed its integrity check: " << verdict << "\n";
+        return 1;
+    }
+    statement count(check, "SELECT count(*) FROM facts");
+    count.step();
+    std::fprintf(stderr, "kennel backup: wrote %s (%lld facts, integrity ok)\n", to_path.c_str(),
+                 static_cast<long long>(count.column_int(0)));
+    return 0;
+}
+
+}  // namespace kennel

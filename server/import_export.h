@@ -1,0 +1,37 @@
+// `kennel import`, `kennel export` and `kennel backup`: moving facts in and
+// out of a database file from the command line. Single-threaded helpers for
+// the CLI; they take the same database lock as the server where they write.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "store/db.h"
+
+namespace kennel {
+
+struct import_options {
+    std::string db;
+    std::string file;
+    std::string format = "auto";  // auto | ndjson | csv
+    std::string stream;           // CSV: required; NDJSON: used when a line has none
+    std::string entity_column = "entity";
+    std::string time_column;      // CSV: optional
+    std::size_t batch = 1000;
+    sync_mode sync = sync_mode::full;
+    bool progress = true;         // drawn only when stderr is a terminal
+};
+
+int run_import(const import_options& options);
+
+struct export_options {
+    std::string db;
+    std::string stream;  // empty: every stream
+    std::string out;     // empty or "-": stdout
+};
+
+int run_export(const export_options& options);
+
+int run_backup(const std::string& db, const std::string& to_path);
+
+}  // namespace kennel

@@ -1,0 +1,276 @@
+// Every endpoint, in one table (make_routes at the bottom). Handlers are
+// named for their route and turn HTTP into calls on the core and back.
+#include "server/routes.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/fact_json.h"
+#include "store/facts.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Media type without parameters, lowercased ("application/json").
+std::string media_type(const http_request& req) {
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+    for (char& c : ct) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return ct;
+}
+
+result<std::int64_t> parse_int(const std::string& field, const std::string& text,
+                               std::int64_t min, std::int64_t max) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size()) {
+        return invalid(field, "\"" + text + "\" is not an integer");
+    }
+    if (v < min || v > max) {
+        return invalid(field, "must be between " + std::to_string(min) + " and " +
+                                  std::to_string(max));
+    }
+    return v;
+}
+
+result<std::optional<micros>> query_time(const http_request& req, const std::string& name) {
+    auto v = req.query_value(name);
+    if (!v) return std::optional<micros>{};
+    auto t = parse_rfc3339(*v);
+    if (!t) return invalid(name, "cannot parse \"" + *v + "\" as an RFC 3339 time");
+    return std::optional<micros>{*t};
+}
+
+// Fact range from the query string: entity, from, to, cursor, limit.
+result<fact_query> parse_fact_query(const http_request& req, const std::string& stream) {
+    fact_query q;
+    q.stream = stream;
+    if (auto e = req.query_value("entity")) q.entity = *e;
+    auto from = query_time(req, "from");
+    if (!from) return from.error();
+    q.from = *from;
+    auto to = query_time(req, "to");
+    if (!to) return to.error();
+    q.to = *to;
+    if (auto l = req.query_value("limit")) {
+        auto n = parse_int("limit", *l, 1, 1000);
+        if (!n) return n.error();
+        q.limit = static_cast<int>(*n);
+    }
+    if (auto c = req.query_value("cursor")) {
+        // The cursor is "<event time micros>.<fact id>" from the previous page.
+        auto dot = c->find('.');
+        if (dot == std::string::npos) return invalid("cursor", "malformed cursor");
+        auto t = parse_int("cursor", c->substr(0, dot), INT64_MIN, INT64_MAX);
+        auto id = parse_int("cursor", c->substr(dot + 1), 0, INT64_MAX);
+        if (!t || !id) return invalid("cursor", "malformed cursor");
+        q.after_time = *t;
+        q.after_id = *id;
+    }
+    return q;
+}
+
+http_response get_healthz(app&, const http_request&) {
+    return json_response(R"({"status":"ok"})");
+}
+
+http_response get_readyz(app& a, const http_request&) {
+    if (!a.ready()) {
+        return error_response(status(error_kind::unavailable, "not ready: migrations pending"));
+    }
+    return json_response(R"({"status":"ready"})");
+}
+
+http_response post_facts(app& a, const http_request& req) {
+    std::string mt = media_type(req);
+    body_format format;
+    if (mt.empty() || mt == "application/json") {
+        format = body_format::json;
+    } else if (mt == "application/x-ndjson" || mt == "application/jsonl") {
+        format = body_format::ndjson;
+    } else {
+        return error_response(status(error_kind::unsupported_media,
+                                     "content type \"" + mt +
+                                         "\" is not accepted; send application/json (one fact or "
+                                         "an array) or application/x-ndjson",
+                                     "Content-Type"));
+    }
+    fact_limits limits;
+    limits.max_items = a.options().max_batch;
+    auto parsed = parse_fact_body(req.body, format, limits, now_micros());
+    if (!parsed) return error_response(parsed.error());
+
+    // Only valid items go to the writer; rejected ones are reported in place.
+    std::vector<fact_input> valid;
+    std::vector<std::size_t> valid_pos;
+    for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+        if (parsed->items[i].error.is_ok()) {
+            valid.push_back(parsed->items[i].fact);
+            valid_pos.push_back(i);
+        }
+    }
+    std::vector<write_result> stored;
+    if (!valid.empty()) {
+        auto w = a.writer().write_facts(std::move(valid), a.write_timeout());
+        if (!w) return error_response(w.error());
+        stored = std::move(*w);
+    }
+    std::vector<json> items(parsed->items.size());
+    std::size_t n_stored = 0, n_dup = 0, n_rej = 0;
+    std::size_t first_rejected = SIZE_MAX;
+    status first_error;
+    auto reject = [&](std::size_t i, const status& s) {
+        json e = json::parse(error_object_json(s, parsed->items[i].index));
+        if (parsed->items[i].line) e["line"] = parsed->items[i].line;
+        items[i] = {{"index", parsed->items[i].index}, {"status", "rejected"}, {"error", e}};
+        ++n_rej;
+        if (first_rejected == SIZE_MAX) {
+            first_rejected = i;
+            first_error = s;
+        }
+    };
+    for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+        if (!parsed->items[i].error.is_ok()) reject(i, parsed->items[i].error);
+    }
+    for (std::size_t k = 0; k < stored.size(); ++k) {
+        std::size_t i = valid_pos[k];
+        const write_result& r = stored[k];
+        if (r.outcome == write_outcome::rejected) {
+            reject(i, status(error_kind::invalid_argument, r.error, r.field));
+            continue;
+        }
+        r.outcome == write_outcome::stored ? ++n_stored : ++n_dup;
+        items[i] = {{"index", parsed->items[i].index},
+                    {"status", write_outcome_name(r.outcome)},
+                    {"id", r.id}};
+    }
+    if (parsed->single) {
+        if (n_rej) return error_response(first_error);
+        json body = items[0];
+        body.erase("index");
+        return json_response(dump(body), n_stored ? 201 : 200);
+    }
+    json body = {{"stored", n_stored}, {"duplicates", n_dup}, {"rejected", n_rej}, {"items", items}};
+    if (n_rej == items.size()) {
+        // Nothing was accepted: an error, with every item's reason.
+        json err = json::parse(error_object_json(status(
+            error_kind::invalid_argument, "all " + std::to_string(n_rej) + " facts were rejected")));
+        body["error"] = err;
+        return json_response(dump(body), 400);
+    }
+    return json_response(dump(body), 200);
+}
+
+http_response get_fact_by_id(app& a, const http_request& req) {
+    auto id = parse_int("id", req.param("id"), 1, INT64_MAX);
+    if (!id) return error_response(id.error());
+    auto conn = a.readers().acquire();
+    auto f = get_fact(*conn, *id);
+    if (!f) return error_response(f.error());
+    if (!f->has_value()) {
+        return error_response(status(error_kind::not_found,
+                                     "no fact with id " + std::to_string(*id), "id"));
+    }
+    return json_response(fact_to_json(**f));
+}
+
+http_response get_streams(app& a, const http_request&) {
+    auto conn = a.readers().acquire();
+    auto streams = list_streams(*conn);
+    if (!streams) return error_response(streams.error());
+    json out = json::array();
+    for (const stream_summary& s : *streams) {
+        out.push_back({{"stream", s.stream},
+                       {"count", s.count},
+                       {"first_event_time", format_rfc3339(s.first_event_time)},
+                       {"last_event_time", format_rfc3339(s.last_event_time)},
+                       {"last_ingest_time", format_rfc3339(s.last_ingest_time)},
+                       {"max_fact_id", s.max_fact_id}});
+    }
+    return json_response(dump({{"streams", out}}));
+}
+
+http_response get_stream_facts(app& a, const http_request& req) {
+    auto q = parse_fact_query(req, req.param("stream"));
+    if (!q) return error_response(q.error());
+    auto conn = a.readers().acquire();
+    auto page = list_facts(*conn, *q);
+    if (!page) return error_response(page.error());
+    std::string body = R"({"facts":[)";
+    for (std::size_t i = 0; i < page->facts.size(); ++i) {
+        if (i) body += ',';
+        body += fact_to_json(page->facts[i]);
+    }
+    body += "],\"next_cursor\":";
+    if (page->more) {
+        const fact& last = page->facts.back();
+        body += "\"" + std::to_string(last.event_time) + "." + std::to_string(last.id) + "\"";
+    } else {
+        body += "null";
+    }
+    body += "}";
+    return json_response(std::move(body));
+}
+
+http_response get_stream_total(app& a, const http_request& req) {
+    auto field = req.query_value("field");
+    if (!field) return error_response(invalid("field", "missing: which numeric field to total"));
+    auto q = parse_fact_query(req, req.param("stream"));
+    if (!q) return error_response(q.error());
+    auto conn = a.readers().acquire();
+    auto t = total_field(*conn, *q, *field);
+    if (!t) return error_response(t.error());
+    json out = {{"stream", q->stream},       {"field", *field},
+                {"facts", t->facts},         {"counted", t->counted},
+                {"intervals", t->intervals}, {"skipped", t->facts - t->counted},
+                {"lower", t->sum_lower},     {"upper", t->sum_upper},
+                {"midpoint", (t->sum_lower + t->sum_upper) / 2}};
+    return json_response(dump(out));
+}
+
+http_response get_status(app& a, const http_request&) {
+    writer_stats w = a.writer().stats();
+    json out = {
+        {"started_at", format_rfc3339(a.started_at())},
+        {"writer",
+         {{"commits", w.commits},
+          {"facts_stored", w.facts_stored},
+          {"facts_duplicate", w.facts_duplicate},
+          {"facts_rejected", w.facts_rejected},
+          {"tasks", w.tasks},
+          {"refused_full", w.refused_full},
+          {"failed_commits", w.failed_commits},
+          {"pending", w.pending},
+          {"queue_limit", a.options().writer_queue},
+          {"last_commit", w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros))
+                                               : json(nullptr)}}}};
+    return json_response(dump(out));
+}
+
+}  // namespace
+
+std::vector<route> make_routes(app& a) {
+    auto h = [&a](http_response (*fn)(app&, const http_request&)) {
+        return [&a, fn](const http_request& req) { return fn(a, req); };
+    };
+    // method, path, handler, needs the store to be ready
+    return {
+        {"GET", "/healthz", h(get_healthz), false},
+        {"GET", "/readyz", h(get_readyz), false},
+        {"GET", "/v1/status", h(get_status), true},
+        {"POST", "/v1/facts", h(post_facts), true},
+        {"GET", "/v1/facts/{id}", h(get_fact_by_id), true},
+        {"GET", "/v1/streams", h(get_streams), true},
+        {"GET", "/v1/streams/{stream}/facts", h(get_stream_facts), true},
+        {"GET", "/v1/streams/{stream}/total", h(get_stream_total), true},
+    };
+}
+
+}  // namespace kennel

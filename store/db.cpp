@@ -1,0 +1,224 @@
+#include "store/db.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <thread>
+
+namespace kennel {
+namespace {
+
+[[noreturn]] void fail(sqlite3* db, int rc, std::string_view context) {
+    std::string msg(context);
+    msg += ": ";
+    msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    throw db_error(rc, msg);
+}
+
+}  // namespace
+
+bool db_error::is_constraint() const { return (code_ & 0xff) == SQLITE_CONSTRAINT; }
+bool db_error::is_busy() const {
+    return (code_ & 0xff) == SQLITE_BUSY || (code_ & 0xff) == SQLITE_LOCKED;
+}
+
+connection::connection(const std::string& path, const open_options& options) : path_(path) {
+    int flags = SQLITE_OPEN_NOMUTEX;  // one thread per connection, by design
+    flags |= options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (!options.read_only && options.create) flags |= SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw db_error(rc, "cannot open database " + path + ": " + msg);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, options.busy_timeout_ms);
+    exec("PRAGMA foreign_keys = ON");
+    if (!options.read_only) {
+        exec("PRAGMA journal_mode = WAL");
+        switch (options.sync) {
+            case sync_mode::full: exec("PRAGMA synchronous = FULL"); break;
+            case sync_mode::normal: exec("PRAGMA synchronous = NORMAL"); break;
+            case sync_mode::off: exec("PRAGMA synchronous = OFF"); break;
+        }
+    }
+}
+
+connection::~connection() {
+    // Statements are RAII too and are destroyed before their connection; v2
+    // defers the close if any were leaked rather than failing.
+    if (db_) sqlite3_close_v2(db_);
+}
+
+void connection::exec(std::string_view sql) {
+    std::string s(sql);
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+        std::string msg = err ? err : sqlite3_errstr(rc);
+        sqlite3_free(err);
+        throw db_error(rc, msg);
+    }
+}
+
+statement connection::prepare(std::string_view sql) { return statement(*this, sql); }
+
+std::int64_t connection::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int connection::changes() const { return sqlite3_changes(db_); }
+
+std::int64_t connection::pragma_int(std::string_view name) {
+    statement st(*this, "PRAGMA " + std::string(name));
+    return st.step() ? st.column_int(0) : 0;
+}
+
+statement::statement(connection& conn, std::string_view sql) : conn_(&conn) {
+    int rc = sqlite3_prepare_v3(conn.raw(), sql.data(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    if (rc != SQLITE_OK) fail(conn.raw(), rc, "prepare");
+}
+
+statement::~statement() {
+    if (stmt_) sqlite3_finalize(stmt_);
+}
+
+statement::statement(statement&& other) noexcept : conn_(other.conn_), stmt_(other.stmt_) {
+    other.stmt_ = nullptr;
+}
+
+statement& statement::bind(int index, std::int64_t value) {
+    int rc = sqlite3_bind_int64(stmt_, index, value);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
+statement& statement::bind(int index, double value) {
+    int rc = sqlite3_bind_double(stmt_, index, value);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
+statement& statement::bind(int index, std::string_view value) {
+    int rc = sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
+                                 SQLITE_UTF8);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
+statement& statement::bind_blob(int index, std::string_view bytes) {
+    int rc = sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
+statement& statement::bind_null(int index) {
+    int rc = sqlite3_bind_null(stmt_, index);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
+bool statement::step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    // Reset so the statement can be reused after a constraint failure.
+    sqlite3_reset(stmt_);
+    fail(conn_->raw(), rc, "step");
+}
+
+void statement::run() {
+    while (step()) {
+    }
+}
+
+void statement::reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+}
+
+bool statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+std::int64_t statement::column_int(int col) const { return sqlite3_column_int64(stmt_, col); }
+double statement::column_double(int col) const { return sqlite3_column_double(stmt_, col); }
+
+std::string statement::column_text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n)) : "";
+}
+
+std::string statement::column_blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), static_cast<std::size_t>(n)) : "";
+}
+
+std::optional<std::int64_t> statement::column_opt_int(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return column_int(col);
+}
+std::optional<double> statement::column_opt_double(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return column_double(col);
+}
+std::optional<std::string> statement::column_opt_text(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return column_text(col);
+}
+
+transaction::transaction(connection& conn) : conn_(conn) { conn_.exec("BEGIN IMMEDIATE"); }
+
+transaction::~transaction() {
+    if (!done_) {
+        try {
+            conn_.exec("ROLLBACK");
+        } catch (const db_error&) {
+            // Nothing more to do: SQLite already rolled back (e.g. on I/O error).
+        }
+    }
+}
+
+void transaction::commit() {
+    conn_.exec("COMMIT");
+    done_ = true;
+}
+
+savepoint::savepoint(connection& conn, const char* name) : conn_(conn), name_(name) {
+    conn_.exec("SAVEPOINT " + name_);
+}
+
+savepoint::~savepoint() {
+    if (!done_) {
+        try {
+            conn_.exec("ROLLBACK TO " + name_);
+            conn_.exec("RELEASE " + name_);
+        } catch (const db_error&) {
+        }
+    }
+}
+
+void savepoint::release() {
+    conn_.exec("RELEASE " + name_);
+    done_ = true;
+}
+
+void online_backup(connection& from, const std::string& to_path,
+                   const std::function<void(int remaining, int total)>& progress) {
+    open_options opts;
+    opts.sync = sync_mode::full;
+    connection to(to_path, opts);
+    sqlite3_backup* b = sqlite3_backup_init(to.raw(), "main", from.raw(), "main");
+    if (!b) fail(to.raw(), sqlite3_errcode(to.raw()), "backup");
+    int rc;
+    // 256 pages a step, pausing briefly so a live writer is not starved.
+    while ((rc = sqlite3_backup_step(b, 256)) == SQLITE_OK || rc == SQLITE_BUSY ||
+           rc == SQLITE_LOCKED) {
+        if (progress) progress(sqlite3_backup_remaining(b), sqlite3_backup_pagecount(b));
+        if (rc != SQLITE_OK) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (progress) progress(0, sqlite3_backup_pagecount(b));
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) fail(to.raw(), rc, "backup");
+}
+
+}  // namespace kennel

@@ -1,0 +1,146 @@
+// A small RAII layer over SQLite: a connection, prepared statements and
+// transactions that roll back unless committed.
+//
+// Threads: a `connection` and its statements belong to one thread at a time
+// (Kennel gives the writer thread its own connection and each reader its
+// own; WAL lets them run side by side). SQLite errors become `db_error`
+// exceptions inside this layer; callers at the store boundary catch them and
+// return a `status`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace kennel {
+
+class db_error : public std::runtime_error {
+public:
+    db_error(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+    int code() const { return code_; }
+    // The constraint a failed write broke (UNIQUE, FOREIGN KEY, a trigger).
+    bool is_constraint() const;
+    bool is_busy() const;
+
+private:
+    int code_;
+};
+
+enum class sync_mode { full, normal, off };
+
+struct open_options {
+    bool read_only = false;
+    bool create = true;
+    sync_mode sync = sync_mode::full;
+    int busy_timeout_ms = 5000;
+};
+
+class statement;
+
+class connection {
+public:
+    connection(const std::string& path, const open_options& options);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // Runs one or more statements that return no rows.
+    void exec(std::string_view sql);
+    statement prepare(std::string_view sql);
+
+    std::int64_t last_insert_rowid() const;
+    int changes() const;
+    const std::string& path() const { return path_; }
+    sqlite3* raw() { return db_; }
+
+    // PRAGMA helpers for the few integer pragmas Kennel reads.
+    std::int64_t pragma_int(std::string_view name);
+
+private:
+    sqlite3* db_ = nullptr;
+    std::string path_;
+};
+
+// A prepared statement. Bind with 1-based indexes, step, read columns with
+// 0-based indexes. reset() makes it reusable with new bindings.
+class statement {
+public:
+    statement(connection& conn, std::string_view sql);
+    ~statement();
+    statement(statement&& other) noexcept;
+    statement& operator=(statement&&) = delete;
+    statement(const statement&) = delete;
+
+    statement& bind(int index, std::int64_t value);
+    statement& bind(int index, int value) { return bind(index, std::int64_t{value}); }
+    statement& bind(int index, double value);
+    statement& bind(int index, std::string_view value);
+    statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
+    statement& bind_blob(int index, std::string_view bytes);
+    statement& bind_null(int index);
+    template <class T>
+    statement& bind(int index, const std::optional<T>& value) {
+        return value ? bind(index, *value) : bind_null(index);
+    }
+
+    // Returns true while there is a row to read.
+    bool step();
+    // Steps a statement that returns no rows.
+    void run();
+    void reset();
+
+    bool is_null(int col) const;
+    std::int64_t column_int(int col) const;
+    double column_double(int col) const;
+    std::string column_text(int col) const;
+    std::string column_blob(int col) const;
+    std::optional<std::int64_t> column_opt_int(int col) const;
+    std::optional<double> column_opt_double(int col) const;
+    std::optional<std::string> column_opt_text(int col) const;
+
+private:
+    connection* conn_;
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+// BEGIN IMMEDIATE on construction; ROLLBACK in the destructor unless
+// commit() was called. Savepoints nest inside for per-item atomicity.
+class transaction {
+public:
+    explicit transaction(connection& conn);
+    ~transaction();
+    transaction(const transaction&) = delete;
+    transaction& operator=(const transaction&) = delete;
+    void commit();
+
+private:
+    connection& conn_;
+    bool done_ = false;
+};
+
+class savepoint {
+public:
+    savepoint(connection& conn, const char* name);
+    ~savepoint();
+    savepoint(const savepoint&) = delete;
+    savepoint& operator=(const savepoint&) = delete;
+    void release();
+
+private:
+    connection& conn_;
+    std::string name_;
+    bool done_ = false;
+};
+
+// Copies the database at `from` into `to_path` with SQLite's online backup
+// API, page batches at a time, so a running server keeps writing.
+void online_backup(connection& from, const std::string& to_path,
+                   const std::function<void(int remaining, int total)>& progress);
+
+}  // namespace kennel

@@ -1,0 +1,233 @@
+#include "store/facts.h"
+
+#include "store/sha256.h"
+
+namespace kennel {
+
+const char* write_outcome_name(write_outcome o) {
+    switch (o) {
+        case write_outcome::stored: return "stored";
+        case write_outcome::duplicate: return "duplicate";
+        case write_outcome::rejected: return "rejected";
+    }
+    return "rejected";
+}
+
+std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
+                                   micros event_time, const std::string& canonical_data) {
+    // NUL separators: no two different tuples give the same input bytes.
+    std::string material;
+    material.reserve(stream.size() + entity.size() + canonical_data.size() + 24);
+    material.append(stream).push_back('\0');
+    material.append(entity).push_back('\0');
+    material.append(std::to_string(event_time)).push_back('\0');
+    material.append(canonical_data);
+    return "sha256:" + sha256_hex(material);
+}
+
+fact_inserter::fact_inserter(connection& conn)
+    : conn_(conn),
+      check_corrects_(conn, "SELECT 1 FROM facts WHERE id = ?"),
+      insert_(conn,
+              "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
+              " data, corrects) VALUES (?,?,?,?,?,?,?)"
+              " ON CONFLICT (idempotency_key) DO NOTHING"),
+      previous_(conn,
+                "SELECT id, stream, entity, event_time, data, corrects FROM facts"
+                " WHERE idempotency_key = ?") {}
+
+write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
+    write_result r;
+    if (in.corrects) {
+        statement& chk = check_corrects_;
+        chk.reset();
+        chk.bind(1, *in.corrects);
+        bool found = chk.step();
+        chk.reset();
+        if (!found) {
+            r.field = "corrects";
+            r.error = "no fact with id " + std::to_string(*in.corrects) + " to correct";
+            return r;
+        }
+    }
+    statement& ins = insert_;
+    ins.reset();
+    ins.bind(1, in.idempotency_key)
+        .bind(2, in.stream)
+        .bind(3, in.entity)
+        .bind(4, in.event_time)
+        .bind(5, ingest_time)
+        .bind(6, in.data_json)
+        .bind(7, in.corrects);
+    try {
+        ins.run();
+    } catch (const db_error& e) {
+        if (!e.is_constraint()) throw;
+        r.error = e.what();
+        return r;
+    }
+    if (conn_.changes() == 1) {
+        r.outcome = write_outcome::stored;
+        r.id = conn_.last_insert_rowid();
+        return r;
+    }
+    statement& prev = previous_;
+    prev.reset();
+    prev.bind(1, in.idempotency_key);
+    if (!prev.step()) {
+        r.error = "insert ignored for an unknown reason";
+        return r;
+    }
+    bool same = prev.column_text(1) == in.stream && prev.column_text(2) == in.entity &&
+                prev.column_int(3) == in.event_time && prev.column_text(4) == in.data_json &&
+                prev.column_opt_int(5) == in.corrects;
+    if (!same) {
+        r.field = "idempotency_key";
+        r.error = "key already names fact " + std::to_string(prev.column_int(0)) +
+                  " with different content";
+        prev.reset();
+        return r;
+    }
+    r.outcome = write_outcome::duplicate;
+    r.id = prev.column_int(0);
+    prev.reset();
+    return r;
+}
+
+namespace {
+
+fact read_fact(const statement& st) {
+    fact f;
+    f.id = st.column_int(0);
+    f.idempotency_key = st.column_text(1);
+    f.stream = st.column_text(2);
+    f.entity = st.column_text(3);
+    f.event_time = st.column_int(4);
+    f.ingest_time = st.column_int(5);
+    f.data_json = st.column_text(6);
+    f.corrects = st.column_opt_int(7);
+    return f;
+}
+
+constexpr const char* fact_columns =
+    "id, idempotency_key, stream, entity, event_time, ingest_time, data, corrects";
+
+// WHERE clause shared by listing and totals; binds in a fixed order.
+std::string range_where(const fact_query& q) {
+    std::string w = " WHERE stream = ?1";
+    if (q.entity) w += " AND entity = ?2";
+    if (q.from) w += " AND event_time >= ?3";
+    if (q.to) w += " AND event_time < ?4";
+    if (q.after_time && q.after_id) w += " AND (event_time, id) > (?5, ?6)";
+    return w;
+}
+
+void bind_range(statement& st, const fact_query& q) {
+    st.bind(1, q.stream);
+    if (q.entity) st.bind(2, *q.entity);
+    if (q.from) st.bind(3, *q.from);
+    if (q.to) st.bind(4, *q.to);
+    if (q.after_time && q.after_id) st.bind(5, *q.after_time).bind(6, *q.after_id);
+}
+
+}  // namespace
+
+result<fact_page> list_facts(connection& conn, const fact_query& q) {
+    try {
+        std::string sql = std::string("SELECT ") + fact_columns + " FROM facts" + range_where(q) +
+                          " ORDER BY event_time, id LIMIT ?7";
+        statement st(conn, sql);
+        bind_range(st, q);
+        st.bind(7, q.limit + 1);
+        fact_page page;
+        while (st.step()) page.facts.push_back(read_fact(st));
+        if (static_cast<int>(page.facts.size()) > q.limit) {
+            page.facts.pop_back();
+            page.more = true;
+        }
+        return page;
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
+result<std::optional<fact>> get_fact(connection& conn, std::int64_t id) {
+    try {
+        statement st(conn, std::string("SELECT ") + fact_columns + " FROM facts WHERE id = ?");
+        st.bind(1, id);
+        if (!st.step()) return std::optional<fact>{};
+        return std::optional<fact>{read_fact(st)};
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
+result<std::vector<stream_summary>> list_streams(connection& conn) {
+    try {
+        statement st(conn,
+                     "SELECT stream, fact_count, first_event_time, last_event_time,"
+                     " last_ingest_time, max_fact_id FROM stream_stats ORDER BY stream");
+        std::vector<stream_summary> out;
+        while (st.step()) {
+            out.push_back({st.column_text(0), st.column_int(1), st.column_int(2),
+                           st.column_int(3), st.column_int(4), st.column_int(5)});
+        }
+        return out;
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
+result<field_total> total_field(connection& conn, const fact_query& range,
+                                const std::string& field) {
+    if (field.empty() || field.find_first_of("\"\\") != std::string::npos) {
+        return invalid("field", "a field name must be non-empty and contain no quotes");
+    }
+    // A quoted JSON path so names with dots or spaces address one key.
+    std::string path = "$.\"" + field + "\"";
+    try {
+        std::string sql =
+            "SELECT count(*),"
+            " sum(CASE WHEN t IN ('integer','real') THEN 1"
+            "          WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN 1"
+            "          WHEN t = 'object' AND v IS NOT NULL THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN 1 ELSE 0 END),"
+            " total(CASE WHEN t IN ('integer','real') THEN x"
+            "            WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN lo"
+            "            WHEN t = 'object' THEN v END),"
+            " total(CASE WHEN t IN ('integer','real') THEN x"
+            "            WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN hi"
+            "            WHEN t = 'object' THEN v END)"
+            " FROM (SELECT json_type(data, ?8) AS t, json_extract(data, ?8) AS x,"
+            "              json_extract(data, ?8 || '.lower') AS lo,"
+            "              json_extract(data, ?8 || '.upper') AS hi,"
+            "              json_extract(data, ?8 || '.value') AS v"
+            "       FROM facts" +
+            range_where(range) + ")";
+        statement st(conn, sql);
+        bind_range(st, range);
+        st.bind(8, path);
+        st.step();
+        field_total t;
+        t.facts = st.column_int(0);
+        t.counted = st.column_int(1);
+        t.intervals = st.column_int(2);
+        t.sum_lower = st.column_double(3);
+        t.sum_upper = st.column_double(4);
+        return t;
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
+result<std::int64_t> max_fact_id(connection& conn) {
+    try {
+        statement st(conn, "SELECT coalesce(max(id), 0) FROM facts");
+        st.step();
+        return st.column_int(0);
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
+}  // namespace kennel

@@ -1,0 +1,122 @@
+// Facts: the immutable, append-only event log.
+//
+// Writes go through fact_writer (store/writer.h) on the single writer
+// connection; the read functions here take any reader connection. All
+// functions are stateless apart from the connection they are given, so they
+// are as thread-safe as that connection (one thread at a time).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/db.h"
+#include "store/status.h"
+#include "store/time_util.h"
+
+namespace kennel {
+
+// A fact that passed validation at the edge, ready to store. `data_json` is a
+// JSON object serialised canonically (keys sorted) so the derived idempotency
+// key does not depend on the client's key order.
+struct fact_input {
+    std::string idempotency_key;
+    std::string stream;
+    std::string entity;
+    micros event_time = 0;
+    std::string data_json;
+    std::optional<std::int64_t> corrects;
+};
+
+enum class write_outcome { stored, duplicate, rejected };
+const char* write_outcome_name(write_outcome o);
+
+struct write_result {
+    write_outcome outcome = write_outcome::rejected;
+    std::int64_t id = 0;     // the stored fact's id (also for duplicates)
+    std::string field;       // for rejections: the field at fault
+    std::string error;       // for rejections: what is wrong
+};
+
+struct fact {
+    std::int64_t id = 0;
+    std::string idempotency_key;
+    std::string stream;
+    std::string entity;
+    micros event_time = 0;
+    micros ingest_time = 0;
+    std::string data_json;
+    std::optional<std::int64_t> corrects;
+};
+
+// The key used when the client gives none: the same stream, entity, event
+// time and data always give the same key.
+std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
+                                   micros event_time, const std::string& canonical_data);
+
+// Inserts facts inside the caller's transaction with statements prepared
+// once. A fact whose key is already stored is a duplicate when its content
+// matches and a rejection when it does not (a key names one fact). Throws
+// db_error only on I/O failure. One thread at a time, like its connection.
+class fact_inserter {
+public:
+    explicit fact_inserter(connection& conn);
+    write_result insert(const fact_input& in, micros ingest_time);
+
+private:
+    connection& conn_;
+    statement check_corrects_;
+    statement insert_;
+    statement previous_;
+};
+
+struct fact_query {
+    std::string stream;
+    std::optional<std::string> entity;
+    std::optional<micros> from;  // inclusive event time
+    std::optional<micros> to;    // exclusive event time
+    // Paging cursor: continue after this (event_time, id).
+    std::optional<micros> after_time;
+    std::optional<std::int64_t> after_id;
+    int limit = 100;
+};
+
+struct fact_page {
+    std::vector<fact> facts;
+    bool more = false;  // another page follows; its cursor is the last fact's (event_time, id)
+};
+
+result<fact_page> list_facts(connection& conn, const fact_query& q);
+result<std::optional<fact>> get_fact(connection& conn, std::int64_t id);
+
+struct stream_summary {
+    std::string stream;
+    std::int64_t count = 0;
+    micros first_event_time = 0;
+    micros last_event_time = 0;
+    micros last_ingest_time = 0;
+    std::int64_t max_fact_id = 0;
+};
+
+result<std::vector<stream_summary>> list_streams(connection& conn);
+
+// A numeric field summed over a range of facts, respecting uncertainty: a
+// plain number counts as [v, v]; {"lower":a,"upper":b} counts as [a, b];
+// {"value":v,"confidence":c} counts as [v, v]. Facts without the field, or
+// with a non-numeric value, are counted as skipped.
+struct field_total {
+    std::int64_t facts = 0;      // facts in the range
+    std::int64_t counted = 0;    // facts whose field was numeric or an interval
+    std::int64_t intervals = 0;  // of those, how many were intervals
+    double sum_lower = 0;
+    double sum_upper = 0;
+};
+
+result<field_total> total_field(connection& conn, const fact_query& range,
+                                const std::string& field);
+
+// Highest fact id (0 when empty): the training snapshot's watermark.
+result<std::int64_t> max_fact_id(connection& conn);
+
+}  // namespace kennel

@@ -1,0 +1,16 @@
+// One-line structured log to stderr ("2026-11-21T10:00:00.123Z info writer: ...").
+// Thread-safe: lines from different threads never interleave.
+#pragma once
+
+#include <string_view>
+
+namespace kennel {
+
+enum class log_level { debug, info, warn, error };
+
+void log_line(log_level level, std::string_view component, std::string_view message);
+inline void log_info(std::string_view c, std::string_view m) { log_line(log_level::info, c, m); }
+inline void log_warn(std::string_view c, std::string_view m) { log_line(log_level::warn, c, m); }
+inline void log_error(std::string_view c, std::string_view m) { log_line(log_level::error, c, m); }
+
+}  // namespace kennel

@@ -1,0 +1,217 @@
+#include "store/writer.h"
+
+#include "store/time_util.h"
+
+namespace kennel {
+
+fact_writer::fact_writer(writer_options options) : options_(std::move(options)) {}
+
+fact_writer::~fact_writer() { stop(); }
+
+status fact_writer::start() {
+    std::promise<status> opened;
+    auto opened_future = opened.get_future();
+    thread_ = std::thread([this, &opened] {
+        try {
+            conn_ = std::make_unique<connection>(options_.db_path, options_.db);
+            inserter_ = std::make_unique<fact_inserter>(*conn_);
+        } catch (const db_error& e) {
+            inserter_.reset();
+            conn_.reset();
+            opened.set_value(status(error_kind::internal, e.what()));
+            return;
+        }
+        running_ = true;
+        opened.set_value(status::ok());
+        loop();
+    });
+    status s = opened_future.get();
+    if (!s) {
+        thread_.join();
+    }
+    return s;
+}
+
+void fact_writer::stop() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+status fact_writer::enqueue(std::unique_ptr<item> it) {
+    std::size_t units = it->units();
+    {
+        std::lock_guard lock(mu_);
+        if (stopping_ || !running_) {
+            return status(error_kind::unavailable, "the writer is shutting down");
+        }
+        if (pending_units_ + units > options_.max_pending && pending_units_ > 0) {
+            ++stats_.refused_full;
+            return status(error_kind::unavailable,
+                          "write queue is full (" + std::to_string(pending_units_) +
+                              " pending); retry shortly");
+        }
+        pending_units_ += units;
+        queue_.push_back(std::move(it));
+    }
+    cv_.notify_one();
+    return status::ok();
+}
+
+result<std::future<std::vector<write_result>>> fact_writer::submit_facts(
+    std::vector<fact_input> facts) {
+    auto it = std::make_unique<item>();
+    it->facts = std::move(facts);
+    auto fut = it->facts_done.get_future();
+    if (status s = enqueue(std::move(it)); !s) return s;
+    return fut;
+}
+
+result<std::future<status>> fact_writer::submit(write_task task) {
+    auto it = std::make_unique<item>();
+    it->task = std::move(task);
+    auto fut = it->task_done.get_future();
+    if (status s = enqueue(std::move(it)); !s) return s;
+    return fut;
+}
+
+result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_input> facts,
+                                                           std::chrono::milliseconds timeout) {
+    auto fut = submit_facts(std::move(facts));
+    if (!fut) return fut.error();
+    if (fut->wait_for(timeout) != std::future_status::ready) {
+        return status(error_kind::unavailable,
+                      "the write was not committed within " + std::to_string(timeout.count()) +
+                          " ms; it may still commit: retry with the same idempotency keys");
+    }
+    return fut->get();
+}
+
+status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
+    auto fut = submit(std::move(task));
+    if (!fut) return fut.error();
+    if (fut->wait_for(timeout) != std::future_status::ready) {
+        return status(error_kind::unavailable, "the write was not committed within " +
+                                                   std::to_string(timeout.count()) + " ms");
+    }
+    return fut->get();
+}
+
+writer_stats fact_writer::stats() const {
+    std::lock_guard lock(mu_);
+    writer_stats s = stats_;
+    s.pending = pending_units_;
+    return s;
+}
+
+void fact_writer::loop() {
+    for (;;) {
+        std::vector<std::unique_ptr<item>> group;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty() && stopping_) break;
+        }
+        if (auto d = test_delay_ms_.load(); d > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(d));
+        }
+        {
+            // Everything queued so far joins this group, up to max_group units.
+            std::lock_guard lock(mu_);
+            std::size_t units = 0;
+            while (!queue_.empty() && (group.empty() || units < options_.max_group)) {
+                units += queue_.front()->units();
+                group.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        commit_group(group);
+    }
+    // Drained: fold the WAL back into the main file so a copy of kennel.db
+    // alone is complete.
+    try {
+        conn_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (const db_error&) {
+        // A reader still holds the WAL; the next open recovers it.
+    }
+    inserter_.reset();
+    conn_.reset();
+    running_ = false;
+}
+
+void fact_writer::commit_group(std::vector<std::unique_ptr<item>>& group) {
+    std::vector<std::vector<write_result>> fact_results(group.size());
+    std::vector<status> task_results(group.size());
+    std::size_t units = 0;
+    for (const auto& it : group) units += it->units();
+    writer_stats delta;
+    status failure;
+    try {
+        transaction tx(*conn_);
+        micros ingest = now_micros();
+        for (std::size_t i = 0; i < group.size(); ++i) {
+            item& it = *group[i];
+            if (it.task) {
+                savepoint sp(*conn_, "task");
+                try {
+                    task_results[i] = it.task(*conn_);
+                } catch (const db_error& e) {
+                    if (!e.is_constraint() && !e.is_busy()) throw;
+                    task_results[i] = status(error_kind::conflict, e.what());
+                } catch (const std::exception& e) {
+                    task_results[i] = status(error_kind::internal, e.what());
+                }
+                if (task_results[i]) sp.release();
+                ++delta.tasks;
+                continue;
+            }
+            auto& out = fact_results[i];
+            out.reserve(it.facts.size());
+            for (const fact_input& f : it.facts) {
+                out.push_back(inserter_->insert(f, ingest));
+                switch (out.back().outcome) {
+                    case write_outcome::stored: ++delta.facts_stored; break;
+                    case write_outcome::duplicate: ++delta.facts_duplicate; break;
+                    case write_outcome::rejected: ++delta.facts_rejected; break;
+                }
+            }
+        }
+        tx.commit();
+    } catch (const db_error& e) {
+        failure = status(error_kind::unavailable,
+                         std::string("commit failed, nothing in this write was stored: ") +
+                             e.what());
+    }
+    {
+        std::lock_guard lock(mu_);
+        pending_units_ -= units;
+        if (failure.is_ok()) {
+            ++stats_.commits;
+            stats_.facts_stored += delta.facts_stored;
+            stats_.facts_duplicate += delta.facts_duplicate;
+            stats_.facts_rejected += delta.facts_rejected;
+            stats_.tasks += delta.tasks;
+            stats_.last_commit_micros = now_micros();
+        } else {
+            ++stats_.failed_commits;
+        }
+    }
+    // Only now, after COMMIT returned, does anyone hear back.
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        item& it = *group[i];
+        if (it.task) {
+            it.task_done.set_value(failure.is_ok() ? task_results[i] : failure);
+        } else if (failure.is_ok()) {
+            it.facts_done.set_value(std::move(fact_results[i]));
+        } else {
+            std::vector<write_result> failed(it.facts.size());
+            for (auto& r : failed) r.error = failure.message();
+            it.facts_done.set_value(std::move(failed));
+        }
+    }
+}
+
+}  // namespace kennel

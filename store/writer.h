@@ -1,0 +1,112 @@
+// The writer: the one thread and the one connection that write to SQLite.
+//
+// Requests hand it work through a bounded queue and wait (with a bound) for
+// the result; the writer takes everything queued, runs it in one transaction
+// and commits once (group commit), so many concurrent requests share one
+// durable fsync. A result is delivered only after COMMIT returned: an
+// acknowledged write is on disk (with synchronous=FULL).
+//
+// Threads: submit() may be called from any thread. When the queue holds
+// `max_pending` units of work, submit() fails at once with `unavailable`
+// rather than growing without bound. stop() drains what was accepted.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/db.h"
+#include "store/facts.h"
+#include "store/status.h"
+
+namespace kennel {
+
+struct writer_options {
+    std::string db_path;
+    open_options db;
+    std::size_t max_pending = 20000;  // queued facts + tasks before 503
+    std::size_t max_group = 5000;     // most units in one transaction
+};
+
+struct writer_stats {
+    std::uint64_t commits = 0;
+    std::uint64_t facts_stored = 0;
+    std::uint64_t facts_duplicate = 0;
+    std::uint64_t facts_rejected = 0;
+    std::uint64_t tasks = 0;
+    std::uint64_t refused_full = 0;  // submissions turned away with 503
+    std::uint64_t failed_commits = 0;
+    std::size_t pending = 0;
+    std::int64_t last_commit_micros = 0;  // when the last commit finished
+};
+
+// A write that is not a fact (models, jobs, versions...). It runs inside the
+// group's transaction under its own savepoint: a failing task is rolled back
+// alone. It must not keep references to the connection.
+using write_task = std::function<status(connection&)>;
+
+class fact_writer {
+public:
+    explicit fact_writer(writer_options options);
+    ~fact_writer();
+    fact_writer(const fact_writer&) = delete;
+    fact_writer& operator=(const fact_writer&) = delete;
+
+    // Opens the connection on the writer thread; returns its error, if any.
+    status start();
+    // Stops taking work, commits everything already queued, checkpoints the
+    // WAL and closes the connection.
+    void stop();
+
+    result<std::future<std::vector<write_result>>> submit_facts(std::vector<fact_input> facts);
+    result<std::future<status>> submit(write_task task);
+
+    // Submits and waits up to `timeout`; a timeout is `unavailable` (the work
+    // may still commit later; idempotency keys make a retry safe).
+    result<std::vector<write_result>> write_facts(std::vector<fact_input> facts,
+                                                  std::chrono::milliseconds timeout);
+    status run(write_task task, std::chrono::milliseconds timeout);
+
+    writer_stats stats() const;
+    bool running() const { return running_.load(); }
+
+    // Tests only: the writer thread sleeps this long before each group, so a
+    // test can fill the queue deterministically.
+    void set_test_delay(std::chrono::milliseconds d) { test_delay_ms_ = d.count(); }
+
+private:
+    struct item {
+        std::vector<fact_input> facts;
+        std::promise<std::vector<write_result>> facts_done;
+        write_task task;
+        std::promise<status> task_done;
+        std::size_t units() const { return task ? 1 : std::max<std::size_t>(1, facts.size()); }
+    };
+
+    void loop();
+    void commit_group(std::vector<std::unique_ptr<item>>& group);
+    status enqueue(std::unique_ptr<item> it);
+
+    writer_options options_;
+    std::unique_ptr<connection> conn_;
+    std::unique_ptr<fact_inserter> inserter_;
+    std::thread thread_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<item>> queue_;
+    std::size_t pending_units_ = 0;
+    bool stopping_ = false;
+    std::atomic<bool> running_{false};
+    std::atomic<std::int64_t> test_delay_ms_{0};
+    writer_stats stats_;
+};
+
+}  // namespace kennel
