@@ -139,7 +139,7 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
 
 double unit_hash(std::string_view entity) {
     // The top 53 bits fit a double exactly, so the result is < 1.
-    return std::ldexp(static_cast<double>(fnv1a64(entity) >> 11), -53);
+    return std::ldexp(static_cast<double>(fmix64(fnv1a64(entity)) >> 11), -53);
 }
 
 bool holdout_of(std::string_view entity, double share) {
@@ -149,12 +149,12 @@ bool holdout_of(std::string_view entity, double share) {
     // integer h; the scaling by a power of two is exact.
     const double bound = std::ceil(std::ldexp(share, 64));
     if (bound >= 18446744073709551616.0) return true;
-    return fnv1a64(entity) < static_cast<std::uint64_t>(bound);
+    return fmix64(fnv1a64(entity)) < static_cast<std::uint64_t>(bound);
 }
 
 std::string holdout_rule(double share) {
     const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
-    return "fnv1a64(entity) / 2^64 < " + format_number(s);
+    return "fmix64(fnv1a64(entity)) / 2^64 < " + format_number(s);
 }
 
 }  // namespace kennel::ml

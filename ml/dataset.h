@@ -36,8 +36,9 @@ struct encoded_labels {
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
                                      std::size_t max_classes = 50);
 
-// The entity's position in [0,1): fnv1a64(entity) / 2^64, rounded down to a
-// double (for display; holdout_of compares the exact integer).
+// The entity's position in [0,1): fmix64(fnv1a64(entity)) / 2^64, rounded down
+// to a double (for display; holdout_of compares the exact integer). fmix64
+// (see ml/hash.h) evens out FNV-1a's poorly mixed high bits.
 double unit_hash(std::string_view entity);
 
 // True when the entity belongs to the holdout (evaluation) side: the same
@@ -46,7 +47,7 @@ double unit_hash(std::string_view entity);
 bool holdout_of(std::string_view entity, double share);
 
 // The rule holdout_of applies, to store with a model version, e.g.
-// "fnv1a64(entity) / 2^64 < 0.2".
+// "fmix64(fnv1a64(entity)) / 2^64 < 0.2".
 std::string holdout_rule(double share);
 
 }  // namespace kennel::ml

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ml/definition_json.h"
+#include "ml/training_worker.h"
 #include "server/demo.h"
 #include "server/http_server.h"
 #include "server/routes.h"
@@ -48,7 +50,90 @@ app::app(serve_options options) : options_(std::move(options)) {}
 
 app::~app() {
     if (http_) http_->stop();
+    if (trainer_) trainer_->stop();
     if (writer_) writer_->stop();
+}
+
+namespace {
+
+std::string self_exe() {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("kennel");
+}
+
+// The demo model: a post's likes from its features, trained at once and
+// retrained every 500 new labels.
+const char* demo_model_definition = R"({
+  "task": "regression",
+  "features_from": "posts",
+  "label": {"stream": "likes", "field": "likes"},
+  "features": [
+    {"field": "length"},
+    {"field": "hashtags"},
+    {"field": "breed", "transform": "category"},
+    {"field": "hour", "transform": "bucketize", "edges": [6, 12, 17, 22]},
+    {"field": "caption", "transform": "text", "buckets": 32},
+    {"field": "has_photo", "transform": "boolean"}
+  ],
+  "algorithm": "auto",
+  "search": {"budget_seconds": 8},
+  "retrain": {"every_new_labels": 500},
+  "promotion": {"mode": "auto"}
+})";
+
+}  // namespace
+
+status app::start_trainer() {
+    ml::worker_options w;
+    w.db_path = options_.db;
+    w.exe_path = self_exe();
+    w.test_faults = options_.test_faults;
+    trainer_ = std::make_unique<ml::training_worker>(w, *writer_, *readers_);
+    return trainer_->start();
+}
+
+void app::load_demo() {
+    auto facts = make_demo_facts({});
+    std::size_t stored = 0;
+    for (std::size_t i = 0; i < facts.size(); i += 1000) {
+        std::vector<fact_input> chunk(
+            facts.begin() + static_cast<std::ptrdiff_t>(i),
+            facts.begin() + static_cast<std::ptrdiff_t>(std::min(facts.size(), i + 1000)));
+        auto r = writer_->write_facts(std::move(chunk), std::chrono::seconds(60));
+        if (!r) {
+            log_error("demo", r.error().message());
+            return;
+        }
+        for (const auto& x : *r) stored += x.outcome == write_outcome::stored;
+    }
+    log_info("demo", "loaded " + std::to_string(facts.size()) + " demo facts (" +
+                         std::to_string(stored) + " new) on streams posts and likes");
+    parsed_definition p = parse_definition(demo_model_definition);
+    if (!p.errors.empty()) {
+        log_error("demo", "demo model: " + p.errors[0].field + ": " + p.errors[0].message);
+        return;
+    }
+    std::string canonical = canonical_definition_json(p.definition);
+    bool queued = false;
+    status s = writer_->run(
+        [&](connection& c) {
+            put_model_result r = put_model(c, "likes", canonical, "demo");
+            // Train once when the model is new; the trigger takes over after.
+            if (r.created_model) {
+                std::int64_t id = insert_job(c, "likes", "demo", "demo");
+                append_job_log(c, id, "info", "queued by kennel serve --demo");
+                queued = true;
+            }
+            return status::ok();
+        },
+        std::chrono::seconds(30));
+    if (!s) {
+        log_error("demo", s.message());
+        return;
+    }
+    log_info("demo", queued ? "defined model \"likes\" and queued its first training job"
+                            : "model \"likes\" already defined");
 }
 
 bool app::ready() const { return http_ && http_->ready(); }
@@ -114,22 +199,12 @@ int app::run() {
         http_->stop();
         return 1;
     }
-    if (options_.demo) {
-        auto facts = make_demo_facts({});
-        std::size_t stored = 0;
-        for (std::size_t i = 0; i < facts.size(); i += 1000) {
-            std::vector<fact_input> chunk(facts.begin() + static_cast<std::ptrdiff_t>(i),
-                                          facts.begin() + static_cast<std::ptrdiff_t>(
-                                                              std::min(facts.size(), i + 1000)));
-            auto r = writer_->write_facts(std::move(chunk), std::chrono::seconds(60));
-            if (!r) {
-                log_error("demo", r.error().message());
-                break;
-            }
-            for (const auto& x : *r) stored += x.outcome == write_outcome::stored;
-        }
-        log_info("demo", "loaded " + std::to_string(facts.size()) + " demo facts (" +
-                             std::to_string(stored) + " new) on streams posts and likes");
+    if (options_.demo) load_demo();
+    if (status s = start_trainer(); !s) {
+        log_error("serve", "cannot start the training worker: " + s.message());
+        http_->stop();
+        writer_->stop();
+        return 1;
     }
     http_->set_ready(true);
     log_info("serve", "ready");
@@ -140,6 +215,7 @@ int app::run() {
                           ": stopping");
     http_->set_ready(false);
     http_->stop();
+    trainer_->stop();
     writer_->stop();
     log_info("serve", "stopped cleanly");
     return 0;

@@ -21,6 +21,9 @@
 namespace kennel {
 
 class http_server;
+namespace ml {
+class training_worker;
+}
 
 // An exclusive lock on "<db>.lock" held for the server's lifetime, so two
 // processes never write the same database.
@@ -47,6 +50,7 @@ public:
     const serve_options& options() const { return options_; }
     fact_writer& writer() { return *writer_; }
     reader_pool& readers() { return *readers_; }
+    ml::training_worker& trainer() { return *trainer_; }
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }
@@ -55,11 +59,14 @@ public:
 
 private:
     status start_store();
+    status start_trainer();
+    void load_demo();
 
     serve_options options_;
     std::unique_ptr<db_lock> lock_;
     std::unique_ptr<fact_writer> writer_;
     std::unique_ptr<reader_pool> readers_;
+    std::unique_ptr<ml::training_worker> trainer_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
 };

@@ -1,7 +1,9 @@
 #include "server/cli.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -9,10 +11,14 @@
 #include <vector>
 
 #include "kennel_version.h"
+#include "ml/training_worker.h"
 #include "server/app.h"
 #include "server/import_export.h"
 #include "store/db.h"
 #include "store/migrations.h"
+#include "store/reader_pool.h"
+#include "store/registry.h"
+#include "store/writer.h"
 
 namespace kennel {
 namespace {
@@ -30,6 +36,7 @@ const command commands[] = {
     {"import", "load facts from an NDJSON or CSV file"},
     {"export", "write facts as NDJSON"},
     {"backup", "copy the database with SQLite's online backup (safe while serving)"},
+    {"train", "train a model now, in the foreground, with a progress bar"},
     {"version", "print the version and git commit"},
 };
 
@@ -254,6 +261,105 @@ int cmd_backup(const std::vector<std::string>& args) {
     return run_backup(vm["db"].as<std::string>(), vm["to"].as<std::string>());
 }
 
+int cmd_train(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel train options");
+    d.add_options()("model", po::value<std::string>(), "the model to train");
+    po::positional_options_description p;
+    p.add("model", 1);
+    auto vm = parse_layers(d, p, args);
+    if (vm.count("help")) {
+        print_help("train", "kennel train NAME [--db kennel.db]", d);
+        return 0;
+    }
+    if (!vm.count("model")) throw po::error("name the model: kennel train NAME");
+    std::string db = vm["db"].as<std::string>();
+    std::string model = vm["model"].as<std::string>();
+    auto lock = db_lock::acquire(db);
+    if (!lock) {
+        std::cerr << "kennel train: " << lock.error().message()
+                  << "; ask it instead: curl -X POST http://HOST:PORT/v1/models/" << model << "/train\n";
+        return 1;
+    }
+    {
+        connection conn(db, {});
+        if (status s = migrate(conn); !s) {
+            std::cerr << "kennel train: " << s.message() << "\n";
+            return 1;
+        }
+    }
+    writer_options wo;
+    wo.db_path = db;
+    fact_writer writer(wo);
+    if (status s = writer.start(); !s) {
+        std::cerr << "kennel train: " << s.message() << "\n";
+        return 1;
+    }
+    reader_pool readers(db);
+    std::int64_t id = 0;
+    status s = writer.run(
+        [&](connection& c) {
+            id = insert_job(c, model, "manual", "cli");
+            append_job_log(c, id, "info", "queued by kennel train");
+            return status::ok();
+        },
+        std::chrono::seconds(30));
+    if (!s) {
+        std::cerr << "kennel train: no model named \"" << model << "\"\n";
+        return 1;
+    }
+    std::optional<job_row> job;
+    {
+        auto conn = readers.acquire();
+        job = get_job(*conn, id);
+    }
+    ml::worker_options w;
+    w.db_path = db;
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    w.exe_path = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : "kennel";
+    ml::training_worker worker(w, writer, readers);
+    bool tty = ::isatty(STDERR_FILENO);
+    ml::job_observer obs;
+    obs.progress = [tty](double f, const std::string& msg) {
+        if (!tty) return;
+        int filled = static_cast<int>(f * 30);
+        std::string bar(static_cast<std::size_t>(std::clamp(filled, 0, 30)), '#');
+        bar.resize(30, '.');
+        std::fprintf(stderr, "\r[%s] %3.0f%% %-50.50s", bar.c_str(), f * 100, msg.c_str());
+        std::fflush(stderr);
+    };
+    obs.log = [tty](const std::string& level, const std::string& msg) {
+        std::fprintf(stderr, "%s%s: %s\n", tty ? "\r\033[K" : "", level.c_str(), msg.c_str());
+    };
+    std::fprintf(stderr, "kennel train: job %lld for model %s\n", static_cast<long long>(id), model.c_str());
+    job_state end = worker.run_job(*job, obs);
+    if (tty) std::fprintf(stderr, "\n");
+    {
+        auto conn = readers.acquire();
+        auto done = get_job(*conn, id);
+        std::printf("job %lld %s", static_cast<long long>(id), job_state_name(end));
+        if (done && done->version) std::printf(": version %lld", static_cast<long long>(*done->version));
+        if (done && done->error) std::printf(": %s", done->error->c_str());
+        std::printf("\n");
+    }
+    writer.stop();
+    return end == job_state::succeeded ? 0 : 1;
+}
+
+// Internal: the training child process started by the worker.
+int cmd_train_job(const std::vector<std::string>& args) {
+    po::options_description d("kennel train-job (internal)");
+    d.add_options()("db", po::value<std::string>()->required(), "database")(
+        "job", po::value<std::int64_t>()->required(), "job id")(
+        "out", po::value<std::string>()->required(), "result directory")(
+        "test-faults", po::bool_switch(), "honour the definition's test_fault");
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(d).run(), vm);
+    po::notify(vm);
+    return ml::run_train_job_child(vm["db"].as<std::string>(), vm["job"].as<std::int64_t>(),
+                                   vm["out"].as<std::string>(), vm["test-faults"].as<bool>());
+}
+
 int cmd_version(const std::vector<std::string>& args) {
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
         std::cout << "usage: kennel version\n";
@@ -282,6 +388,8 @@ int run_cli(int argc, char** argv) {
         if (name == "export") return cmd_export(rest);
         if (name == "backup") return cmd_backup(rest);
         if (name == "version") return cmd_version(rest);
+        if (name == "train") return cmd_train(rest);
+        if (name == "train-job") return cmd_train_job(rest);
     } catch (const po::error& e) {
         std::cerr << "kennel " << name << ": " << e.what() << "\n(see kennel " << name
                   << " --help)\n";

@@ -8,6 +8,7 @@
 #include "server/app.h"
 #include "server/errors.h"
 #include "server/fact_json.h"
+#include "server/handlers.h"
 #include "store/facts.h"
 
 namespace kennel {
@@ -270,6 +271,21 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/streams", h(get_streams), true},
         {"GET", "/v1/streams/{stream}/facts", h(get_stream_facts), true},
         {"GET", "/v1/streams/{stream}/total", h(get_stream_total), true},
+        {"GET", "/v1/models", h(get_models), true},
+        {"GET", "/v1/models/{name}", h(get_model), true},
+        {"PUT", "/v1/models/{name}", h(put_model), true},
+        {"GET", "/v1/models/{name}/revisions", h(get_model_revisions), true},
+        {"POST", "/v1/models/{name}/train", h(post_model_train), true},
+        {"GET", "/v1/models/{name}/jobs", h(get_model_jobs), true},
+        {"GET", "/v1/models/{name}/versions", h(get_model_versions), true},
+        {"GET", "/v1/models/{name}/versions/{version}", h(get_model_version), true},
+        {"GET", "/v1/models/{name}/aliases", h(get_model_aliases), true},
+        {"PUT", "/v1/models/{name}/aliases/{alias}", h(put_model_alias), true},
+        {"DELETE", "/v1/models/{name}/aliases/{alias}", h(delete_model_alias), true},
+        {"GET", "/v1/models/{name}/deployments", h(get_model_deployments), true},
+        {"GET", "/v1/jobs", h(get_jobs), true},
+        {"GET", "/v1/jobs/{id}", h(get_job), true},
+        {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true},
     };
 }
 

@@ -1,0 +1,61 @@
+// The model artifact: one versioned byte blob holding everything needed to
+// serve a model version — the fitted feature pipeline, the label classes, the
+// algorithm and its params and the fitted Dlib function — so that what was
+// evaluated is byte for byte what is served.
+//
+// Layout: "KENNEL-MODEL" (12 bytes), format version (uint32 little-endian),
+// payload length (uint64 LE), payload (dlib::serialize: task, pipeline,
+// classes, algorithm tag, params, function), FNV-1a 64 of the payload (uint64
+// LE) so that a damaged blob is refused instead of loading a different model.
+// The registry's SHA-256 is computed by the caller over the whole blob.
+//
+// Threads: serialize_artifact and load_artifact are pure functions. A loaded
+// model_artifact is immutable in use: share it as shared_ptr<const
+// model_artifact> and call predict_raw from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ml/features.h"
+#include "ml/trainers.h"
+#include "ml/value.h"
+#include "store/status.h"
+
+namespace kennel::ml {
+
+inline constexpr std::string_view artifact_type_tag = "KENNEL-MODEL";
+// Bump when the payload layout changes; older binaries refuse newer blobs.
+inline constexpr std::uint32_t artifact_format_version = 1;
+
+struct model_artifact {
+    task_kind task = task_kind::regression;
+    feature_pipeline pipeline;
+    std::vector<std::string> classes;  // class index -> name; empty for regression
+    algorithm algo = algorithm::baseline;
+    train_params params;
+    function_ptr function;  // never null in a loaded artifact
+};
+
+// The blob described above. Returns an empty string (which load_artifact
+// refuses) if the artifact has no function.
+std::string serialize_artifact(const model_artifact& artifact);
+
+// Checks tag, format version, length and checksum, then reads and
+// cross-checks the parts (algorithm tag, task, feature and class counts).
+// invalid_argument (field "artifact") for a blob that is not a Kennel model or
+// is damaged; failed_precondition for a newer format than this binary reads.
+result<model_artifact> load_artifact(std::string_view bytes);
+
+struct model_prediction {
+    double value = 0;                  // regression value or class index
+    std::string label;                 // class name; empty for regression
+    std::vector<double> probabilities;  // per class; empty for regression
+};
+
+// Runs the pipeline on the record, then the function.
+result<model_prediction> predict_raw(const model_artifact& artifact, const raw_record& record);
+
+}  // namespace kennel::ml

@@ -1,0 +1,25 @@
+#include "ml/definition.h"
+
+namespace kennel::ml {
+
+bool metric_higher_is_better(const std::string& name) {
+    return !(name == "rmse" || name == "mae" || name == "log_loss");
+}
+
+bool known_metric(task_kind task, const std::string& name) {
+    static const char* classification[] = {"accuracy", "precision", "recall", "f1",
+                                           "roc_auc",  "pr_auc",    "log_loss"};
+    static const char* regression[] = {"rmse", "mae", "r2"};
+    if (task == task_kind::regression) {
+        for (const char* m : regression) {
+            if (name == m) return true;
+        }
+        return false;
+    }
+    for (const char* m : classification) {
+        if (name == m) return true;
+    }
+    return false;
+}
+
+}  // namespace kennel::ml

@@ -1,0 +1,66 @@
+// A model definition: what to learn, from which facts, how, and when a
+// result may be published. Parsed from JSON at the edge
+// (server/model_json.h); a plain value, copy freely between threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ml/features.h"
+#include "ml/trainers.h"
+#include "ml/value.h"
+
+namespace kennel::ml {
+
+struct label_spec {
+    std::string stream;
+    std::string field;
+};
+
+// When the scheduler queues a job by itself. Neither set: manual only.
+struct retrain_policy {
+    std::optional<std::int64_t> every_new_labels;
+    std::optional<std::int64_t> every_seconds;
+};
+
+// The publish gate. A candidate must beat the baseline on the primary
+// metric, meet every threshold, and beat the live version (on the same
+// holdout rows) by min_improvement; then, when automatic, it goes live.
+struct promotion_policy {
+    bool automatic = true;
+    double min_improvement = 0;  // in the primary metric's units
+    // metric name -> bound; a lower bound for metrics where higher is better
+    // (accuracy, f1, roc_auc, r2, ...), an upper bound otherwise (rmse, ...).
+    std::map<std::string, double> thresholds;
+};
+
+struct model_definition {
+    task_kind task = task_kind::regression;
+    std::string features_from;
+    label_spec label;
+    std::vector<feature_spec> features;
+    std::string algorithm = "auto";  // "auto" or an algorithm name
+    train_params params;
+    double search_budget_seconds = 20;
+    double holdout = 0.2;
+    std::size_t max_classes = 50;
+    retrain_policy retrain;
+    promotion_policy promotion;
+    double training_deadline_seconds = 600;
+    std::int64_t training_memory_mb = 4096;
+    // Serving (prediction deadline and the constant fallback answer).
+    double deadline_ms = 50;
+    std::optional<std::string> fallback_label;  // classification
+    std::optional<double> fallback_value;       // regression
+    // Fault injection for tests; ignored unless the server runs with --test-faults.
+    std::string test_fault;
+};
+
+// Whether higher values of a metric are better (r2, auc...) or lower (rmse...).
+bool metric_higher_is_better(const std::string& name);
+bool known_metric(task_kind task, const std::string& name);
+
+}  // namespace kennel::ml

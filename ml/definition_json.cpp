@@ -1,0 +1,434 @@
+#include "ml/definition_json.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "store/db.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+// Collects errors while reading typed values out of a JSON object.
+class reader {
+public:
+    explicit reader(std::vector<field_error>& errors) : errors_(errors) {}
+
+    void error(const std::string& field, const std::string& message) {
+        errors_.push_back({field, message});
+    }
+
+    // Known keys only: a typo must not silently become a default.
+    void only(const json& obj, const std::string& path, std::initializer_list<const char*> keys) {
+        for (const auto& [k, v] : obj.items()) {
+            (void)v;
+            bool ok = false;
+            for (const char* key : keys) ok = ok || k == key;
+            if (!ok) error(join(path, k), "unknown field");
+        }
+    }
+
+    bool number(const json& obj, const std::string& path, const char* key, double& out,
+                double min, double max) {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null()) return false;
+        if (!it->is_number()) {
+            error(join(path, key), "must be a number");
+            return false;
+        }
+        double v = it->get<double>();
+        if (!std::isfinite(v) || v < min || v > max) {
+            error(join(path, key), "must be between " + fmt(min) + " and " + fmt(max));
+            return false;
+        }
+        out = v;
+        return true;
+    }
+
+    template <class Int>
+    bool integer(const json& obj, const std::string& path, const char* key, Int& out, double min,
+                 double max) {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null()) return false;
+        if (!it->is_number_integer()) {
+            error(join(path, key), "must be an integer");
+            return false;
+        }
+        auto v = it->get<std::int64_t>();
+        if (static_cast<double>(v) < min || static_cast<double>(v) > max) {
+            error(join(path, key), "must be between " + fmt(min) + " and " + fmt(max));
+            return false;
+        }
+        out = static_cast<Int>(v);
+        return true;
+    }
+
+    bool string(const json& obj, const std::string& path, const char* key, std::string& out,
+                bool required) {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null()) {
+            if (required) error(join(path, key), "missing");
+            return false;
+        }
+        if (!it->is_string() || it->get<std::string>().empty()) {
+            error(join(path, key), "must be a non-empty string");
+            return false;
+        }
+        out = it->get<std::string>();
+        return true;
+    }
+
+    bool boolean(const json& obj, const std::string& path, const char* key, bool& out) {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null()) return false;
+        if (!it->is_boolean()) {
+            error(join(path, key), "must be true or false");
+            return false;
+        }
+        out = it->get<bool>();
+        return true;
+    }
+
+    static std::string join(const std::string& path, const std::string& key) {
+        return path.empty() ? key : path + "." + key;
+    }
+    static std::string fmt(double v) {
+        json j = v;
+        if (v == std::floor(v) && std::fabs(v) < 1e15) j = static_cast<std::int64_t>(v);
+        return j.dump();
+    }
+
+private:
+    std::vector<field_error>& errors_;
+};
+
+void parse_feature(reader& r, const json& f, const std::string& path, ml::feature_spec& spec) {
+    if (!f.is_object()) {
+        r.error(path, "a feature must be an object like {\"field\": \"length\"}");
+        return;
+    }
+    r.only(f, path, {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets",
+                     "width"});
+    r.string(f, path, "field", spec.field, true);
+    std::string transform = "numeric";
+    r.string(f, path, "transform", transform, false);
+    auto kind = ml::parse_transform_kind(transform);
+    if (!kind) {
+        r.error(path + ".transform", kind.error().message());
+        return;
+    }
+    spec.transform = *kind;
+    ml::transform_params& p = spec.params;
+    r.number(f, path, "threshold", p.threshold, -1e300, 1e300);
+    if (auto e = f.find("edges"); e != f.end()) {
+        if (!e->is_array() || e->empty()) {
+            r.error(path + ".edges", "must be a non-empty array of increasing numbers");
+        } else {
+            for (const auto& x : *e) {
+                if (!x.is_number()) {
+                    r.error(path + ".edges", "must hold only numbers");
+                    p.edges.clear();
+                    break;
+                }
+                p.edges.push_back(x.get<double>());
+            }
+        }
+    } else if (spec.transform == ml::transform_kind::bucketize) {
+        r.error(path + ".edges", "missing: bucketize needs edges, e.g. [50, 100, 200]");
+    }
+    r.integer(f, path, "top_n", p.top_n, 1, 10000);
+    r.boolean(f, path, "missing_slot", p.missing_slot);
+    r.integer(f, path, "buckets", p.buckets, 1, 1 << 16);
+    r.boolean(f, path, "width", p.width);
+    if (spec.transform == ml::transform_kind::binarize && !f.contains("threshold")) {
+        r.error(path + ".threshold", "missing: binarize needs a threshold");
+    }
+}
+
+json feature_json(const ml::feature_spec& s) {
+    json f = {{"field", s.field}, {"transform", ml::transform_kind_name(s.transform)}};
+    switch (s.transform) {
+        case ml::transform_kind::binarize: f["threshold"] = s.params.threshold; break;
+        case ml::transform_kind::bucketize: f["edges"] = s.params.edges; break;
+        case ml::transform_kind::category:
+            f["top_n"] = s.params.top_n;
+            f["missing_slot"] = s.params.missing_slot;
+            break;
+        case ml::transform_kind::text: f["buckets"] = s.params.buckets; break;
+        case ml::transform_kind::interval: f["width"] = s.params.width; break;
+        default: break;
+    }
+    return f;
+}
+
+}  // namespace
+
+parsed_definition parse_definition(const std::string& text) {
+    parsed_definition out;
+    reader r(out.errors);
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        r.error("", std::string("malformed JSON: ") + e.what());
+        return out;
+    }
+    if (!j.is_object()) {
+        r.error("", "a model definition must be a JSON object");
+        return out;
+    }
+    ml::model_definition& d = out.definition;
+    r.only(j, "", {"task", "features_from", "label", "features", "algorithm", "params", "search",
+                   "holdout", "max_classes", "retrain", "promotion", "training", "serving",
+                   "test_fault"});
+    std::string task;
+    if (r.string(j, "", "task", task, true)) {
+        auto t = ml::parse_task_kind(task);
+        if (t) {
+            d.task = *t;
+        } else {
+            r.error("task", t.error().message());
+        }
+    }
+    r.string(j, "", "features_from", d.features_from, true);
+    if (auto l = j.find("label"); l == j.end()) {
+        r.error("label", "missing: {\"stream\": ..., \"field\": ...}");
+    } else if (!l->is_object()) {
+        r.error("label", "must be an object {\"stream\": ..., \"field\": ...}");
+    } else {
+        r.only(*l, "label", {"stream", "field"});
+        if (!r.string(*l, "label", "stream", d.label.stream, false)) d.label.stream = d.features_from;
+        r.string(*l, "label", "field", d.label.field, true);
+    }
+    if (auto f = j.find("features"); f == j.end()) {
+        r.error("features", "missing: a list like [{\"field\": \"length\"}]");
+    } else if (!f->is_array() || f->empty()) {
+        r.error("features", "must be a non-empty array");
+    } else {
+        for (std::size_t i = 0; i < f->size(); ++i) {
+            ml::feature_spec spec;
+            parse_feature(r, (*f)[i], "features[" + std::to_string(i) + "]", spec);
+            d.features.push_back(std::move(spec));
+        }
+        if (out.errors.empty()) {
+            if (status s = ml::validate_specs(d.features); !s) r.error(s.field(), s.message());
+        }
+    }
+    r.string(j, "", "algorithm", d.algorithm, false);
+    if (d.algorithm != "auto") {
+        auto a = ml::parse_algorithm(d.algorithm);
+        if (!a) r.error("algorithm", "must be auto, baseline, linear, kernel or forest");
+    }
+    if (auto p = j.find("params"); p != j.end()) {
+        if (!p->is_object()) {
+            r.error("params", "must be an object");
+        } else {
+            r.only(*p, "params", {"c", "lambda", "gamma", "num_trees", "min_samples_per_leaf",
+                                  "feature_subsampling", "max_kernel_rows", "max_iterations"});
+            ml::train_params& tp = d.params;
+            r.number(*p, "params", "c", tp.c, 1e-9, 1e9);
+            r.number(*p, "params", "lambda", tp.lambda, 0, 1e9);
+            r.number(*p, "params", "gamma", tp.gamma, 0, 1e9);
+            r.integer(*p, "params", "num_trees", tp.num_trees, 1, 5000);
+            r.integer(*p, "params", "min_samples_per_leaf", tp.min_samples_per_leaf, 1, 100000);
+            r.number(*p, "params", "feature_subsampling", tp.feature_subsampling, 0.01, 1);
+            r.integer(*p, "params", "max_kernel_rows", tp.max_kernel_rows, 10, 50000);
+            r.integer(*p, "params", "max_iterations", tp.max_iterations, 1, 100000);
+        }
+    }
+    if (auto s = j.find("search"); s != j.end()) {
+        if (!s->is_object()) {
+            r.error("search", "must be an object like {\"budget_seconds\": 20}");
+        } else {
+            r.only(*s, "search", {"budget_seconds"});
+            r.number(*s, "search", "budget_seconds", d.search_budget_seconds, 1, 86400);
+        }
+    }
+    r.number(j, "", "holdout", d.holdout, 0.05, 0.9);
+    r.integer(j, "", "max_classes", d.max_classes, 2, 1000);
+    if (auto rt = j.find("retrain"); rt != j.end() && !rt->is_null()) {
+        if (rt->is_string() && rt->get<std::string>() == "manual") {
+            // manual: no trigger
+        } else if (!rt->is_object()) {
+            r.error("retrain", "must be \"manual\" or an object like {\"every_new_labels\": 500}");
+        } else {
+            r.only(*rt, "retrain", {"every_new_labels", "every_seconds"});
+            std::int64_t n = 0;
+            if (r.integer(*rt, "retrain", "every_new_labels", n, 1, 1e12)) d.retrain.every_new_labels = n;
+            if (r.integer(*rt, "retrain", "every_seconds", n, 10, 1e9)) d.retrain.every_seconds = n;
+        }
+    }
+    if (auto pr = j.find("promotion"); pr != j.end()) {
+        if (!pr->is_object()) {
+            r.error("promotion", "must be an object like {\"mode\": \"auto\"}");
+        } else {
+            r.only(*pr, "promotion", {"mode", "min_improvement", "thresholds"});
+            std::string mode = "auto";
+            r.string(*pr, "promotion", "mode", mode, false);
+            if (mode != "auto" && mode != "manual") r.error("promotion.mode", "must be auto or manual");
+            d.promotion.automatic = mode == "auto";
+            r.number(*pr, "promotion", "min_improvement", d.promotion.min_improvement, 0, 1e12);
+            if (auto th = pr->find("thresholds"); th != pr->end()) {
+                if (!th->is_object()) {
+                    r.error("promotion.thresholds", "must be an object of metric: bound");
+                } else {
+                    for (const auto& [name, v] : th->items()) {
+                        std::string path = "promotion.thresholds." + name;
+                        if (!ml::known_metric(d.task, name)) {
+                            r.error(path, "unknown metric for a " +
+                                              std::string(ml::task_kind_name(d.task)) + " model");
+                        } else if (!v.is_number() || !std::isfinite(v.get<double>())) {
+                            r.error(path, "must be a number");
+                        } else {
+                            d.promotion.thresholds[name] = v.get<double>();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if (auto t = j.find("training"); t != j.end()) {
+        if (!t->is_object()) {
+            r.error("training", "must be an object like {\"deadline_seconds\": 600}");
+        } else {
+            r.only(*t, "training", {"deadline_seconds", "memory_mb"});
+            r.number(*t, "training", "deadline_seconds", d.training_deadline_seconds, 1, 86400);
+            r.integer(*t, "training", "memory_mb", d.training_memory_mb, 64, 1 << 20);
+        }
+    }
+    if (auto s = j.find("serving"); s != j.end()) {
+        if (!s->is_object()) {
+            r.error("serving", "must be an object like {\"deadline_ms\": 50}");
+        } else {
+            r.only(*s, "serving", {"deadline_ms", "fallback"});
+            r.number(*s, "serving", "deadline_ms", d.deadline_ms, 1, 60000);
+            if (auto fb = s->find("fallback"); fb != s->end() && !fb->is_null()) {
+                if (d.task == ml::task_kind::regression) {
+                    if (!fb->is_number() || !std::isfinite(fb->get<double>())) {
+                        r.error("serving.fallback", "a regression fallback must be a number");
+                    } else {
+                        d.fallback_value = fb->get<double>();
+                    }
+                } else if (fb->is_string()) {
+                    d.fallback_label = fb->get<std::string>();
+                } else if (fb->is_boolean() || fb->is_number_integer()) {
+                    d.fallback_label = fb->dump();
+                } else {
+                    r.error("serving.fallback", "a classification fallback must be a class name");
+                }
+            }
+        }
+    }
+    if (auto tf = j.find("test_fault"); tf != j.end()) {
+        r.string(j, "", "test_fault", d.test_fault, false);
+        static const char* faults[] = {"throw", "crash", "sleep", "oom"};
+        bool ok = false;
+        for (const char* f : faults) ok = ok || d.test_fault == f;
+        if (!ok) r.error("test_fault", "must be throw, crash, sleep or oom");
+    }
+    return out;
+}
+
+std::string canonical_definition_json(const ml::model_definition& d) {
+    json features = json::array();
+    for (const auto& f : d.features) features.push_back(feature_json(f));
+    json retrain = json::object();
+    if (d.retrain.every_new_labels) retrain["every_new_labels"] = *d.retrain.every_new_labels;
+    if (d.retrain.every_seconds) retrain["every_seconds"] = *d.retrain.every_seconds;
+    json serving = {{"deadline_ms", d.deadline_ms}};
+    if (d.fallback_value) serving["fallback"] = *d.fallback_value;
+    if (d.fallback_label) serving["fallback"] = *d.fallback_label;
+    const ml::train_params& p = d.params;
+    json j = {
+        {"task", ml::task_kind_name(d.task)},
+        {"features_from", d.features_from},
+        {"label", {{"stream", d.label.stream}, {"field", d.label.field}}},
+        {"features", features},
+        {"algorithm", d.algorithm},
+        {"params",
+         {{"c", p.c}, {"lambda", p.lambda}, {"gamma", p.gamma}, {"num_trees", p.num_trees},
+          {"min_samples_per_leaf", p.min_samples_per_leaf},
+          {"feature_subsampling", p.feature_subsampling}, {"max_kernel_rows", p.max_kernel_rows},
+          {"max_iterations", p.max_iterations}}},
+        {"search", {{"budget_seconds", d.search_budget_seconds}}},
+        {"holdout", d.holdout},
+        {"max_classes", d.max_classes},
+        {"retrain", retrain.empty() ? json("manual") : retrain},
+        {"promotion",
+         {{"mode", d.promotion.automatic ? "auto" : "manual"},
+          {"min_improvement", d.promotion.min_improvement},
+          {"thresholds", d.promotion.thresholds}}},
+        {"training",
+         {{"deadline_seconds", d.training_deadline_seconds}, {"memory_mb", d.training_memory_mb}}},
+        {"serving", serving},
+    };
+    if (!d.test_fault.empty()) j["test_fault"] = d.test_fault;
+    return j.dump();
+}
+
+void check_definition_against_data(connection& c, const ml::model_definition& d,
+                                   std::vector<field_error>& errors) {
+    auto stream_exists = [&c](const std::string& s) {
+        statement st(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
+        st.bind(1, s);
+        return st.step() && st.column_int(0) > 0;
+    };
+    // Field presence and type over the stream's newest facts: bounded work
+    // however long the log is.
+    auto field_types = [&c](const std::string& stream, const std::string& field) {
+        statement st(c,
+                     "SELECT json_type(data, ?2), count(*) FROM (SELECT data FROM facts"
+                     " WHERE stream = ?1 ORDER BY id DESC LIMIT 5000) GROUP BY 1");
+        st.bind(1, stream).bind(2, "$.\"" + field + "\"");
+        std::map<std::string, std::int64_t> types;
+        while (st.step()) {
+            if (!st.is_null(0)) types[st.column_text(0)] = st.column_int(1);
+        }
+        return types;
+    };
+    bool features_stream = stream_exists(d.features_from);
+    if (!features_stream) {
+        errors.push_back({"features_from", "no facts in stream \"" + d.features_from + "\""});
+    }
+    bool label_stream = d.label.stream == d.features_from ? features_stream : stream_exists(d.label.stream);
+    if (!label_stream && d.label.stream != d.features_from) {
+        errors.push_back({"label.stream", "no facts in stream \"" + d.label.stream + "\""});
+    }
+    if (label_stream && !d.label.field.empty()) {
+        auto types = field_types(d.label.stream, d.label.field);
+        if (types.empty()) {
+            errors.push_back({"label.field", "no fact in stream \"" + d.label.stream +
+                                                 "\" has a field \"" + d.label.field + "\""});
+        } else if (d.task == ml::task_kind::regression && !types.count("integer") &&
+                   !types.count("real") && !types.count("object")) {
+            errors.push_back({"label.field", "\"" + d.label.field + "\" holds " +
+                                                 types.begin()->first +
+                                                 " values; a regression label must be a number"});
+        }
+    }
+    if (features_stream) {
+        for (std::size_t i = 0; i < d.features.size(); ++i) {
+            if (d.features[i].field.empty()) continue;
+            if (field_types(d.features_from, d.features[i].field).empty()) {
+                errors.push_back({"features[" + std::to_string(i) + "].field",
+                                  "no fact in stream \"" + d.features_from + "\" has a field \"" +
+                                      d.features[i].field + "\""});
+            }
+        }
+    }
+}
+
+std::string field_errors_json(const std::vector<field_error>& errors) {
+    json details = json::array();
+    for (const auto& e : errors) details.push_back({{"field", e.field}, {"message", e.message}});
+    json err = {{"code", "invalid_argument"},
+                {"message", errors.size() == 1
+                                ? errors[0].field + ": " + errors[0].message
+                                : std::to_string(errors.size()) + " problems in the definition"},
+                {"details", details}};
+    if (!errors.empty()) err["field"] = errors[0].field;
+    return json{{"error", err}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace kennel

@@ -1,0 +1,40 @@
+// The JSON edge for model definitions: parse and validate a definition (every
+// problem reported by field), and write it back in canonical form (defaults
+// filled in, keys sorted) so that equal definitions are equal strings and a
+// change makes a new revision. Thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ml/definition.h"
+#include "store/status.h"
+
+namespace kennel {
+
+class connection;
+
+struct field_error {
+    std::string field;
+    std::string message;
+};
+
+struct parsed_definition {
+    ml::model_definition definition;
+    std::vector<field_error> errors;
+};
+
+parsed_definition parse_definition(const std::string& json_text);
+std::string canonical_definition_json(const ml::model_definition& d);
+
+// Checks the definition against the facts it names: the streams exist, the
+// label and feature fields occur, the label's type suits the task. Appends
+// to errors.
+void check_definition_against_data(connection& reader, const ml::model_definition& d,
+                                   std::vector<field_error>& errors);
+
+// A status carrying the first error, for the one error shape; the full list
+// is rendered by field_errors_json.
+std::string field_errors_json(const std::vector<field_error>& errors);
+
+}  // namespace kennel

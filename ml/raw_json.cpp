@@ -1,0 +1,55 @@
+#include "ml/raw_json.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+
+raw_value convert(const json& v) {
+    if (v.is_boolean()) return v.get<bool>();
+    if (v.is_number()) {
+        double d = v.get<double>();
+        return std::isfinite(d) ? raw_value(d) : raw_value();
+    }
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object()) {
+        auto lo = v.find("lower"), hi = v.find("upper");
+        if (lo != v.end() && hi != v.end() && lo->is_number() && hi->is_number()) {
+            return interval{lo->get<double>(), hi->get<double>()};
+        }
+        auto val = v.find("value");
+        if (val != v.end() && val->is_number()) return val->get<double>();
+    }
+    return {};
+}
+
+}  // namespace
+
+result<raw_record> raw_record_from_json(const std::string& text) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        return invalid("data", std::string("malformed JSON: ") + e.what());
+    }
+    if (!j.is_object()) return invalid("data", "must be a JSON object");
+    raw_record r;
+    for (const auto& [k, v] : j.items()) r.emplace(k, convert(v));
+    return r;
+}
+
+raw_value raw_field_from_json(const std::string& text, const std::string& field) {
+    try {
+        json j = json::parse(text);
+        auto it = j.find(field);
+        if (it == j.end()) return {};
+        return convert(*it);
+    } catch (const json::exception&) {
+        return {};
+    }
+}
+
+}  // namespace kennel::ml

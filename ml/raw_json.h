@@ -1,0 +1,19 @@
+// Converts a fact's stored JSON data (or a request's features) into the raw
+// values the feature pipeline reads: numbers, booleans, strings, intervals
+// ({"lower","upper"}; {"value", "confidence"} counts as its value). Other
+// values (arrays, nested objects, null) become missing. Thread-safe.
+#pragma once
+
+#include <string>
+
+#include "ml/value.h"
+#include "store/status.h"
+
+namespace kennel::ml {
+
+// Only the named fields are kept when `fields` is non-empty (training reads
+// a handful of fields from wide facts).
+result<raw_record> raw_record_from_json(const std::string& json_object_text);
+raw_value raw_field_from_json(const std::string& json_object_text, const std::string& field);
+
+}  // namespace kennel::ml

@@ -1,0 +1,207 @@
+// The training child process (`kennel train-job`): everything that can throw,
+// crash or run away happens here, in a process of its own, so the server only
+// sees an exit status and a result file.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ml/definition_json.h"
+#include "ml/training.h"
+#include "ml/training_worker.h"
+#include "store/registry.h"
+#include "store/facts.h"
+#include "store/sha256.h"
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+
+// One JSON object per line on stdout: the parent reads progress and logs.
+void emit(const json& j) {
+    std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout);
+}
+
+json metrics_json(const metric_listing& m) {
+    json j = json::object();
+    for (const auto& [name, value] : m.values) j[name] = value;  // NaN is written as null
+    if (!m.confusion.empty()) j["confusion"] = m.confusion;
+    return j;
+}
+
+json params_json(const train_params& p) {
+    return {{"c", p.c},
+            {"lambda", p.lambda},
+            {"gamma", p.gamma},
+            {"num_trees", p.num_trees},
+            {"min_samples_per_leaf", p.min_samples_per_leaf},
+            {"feature_subsampling", p.feature_subsampling},
+            {"max_kernel_rows", p.max_kernel_rows},
+            {"max_iterations", p.max_iterations}};
+}
+
+bool write_file(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return static_cast<bool>(out);
+}
+
+int fail(const std::string& out_dir, const status& s) {
+    json r = {{"ok", false},
+              {"error",
+               {{"kind", error_kind_name(s.kind())}, {"message", s.message()}, {"field", s.field()}}}};
+    write_file(out_dir + "/result.json", r.dump(-1, ' ', false, json::error_handler_t::replace));
+    emit({{"log", "error"}, {"message", s.message()}});
+    return 3;
+}
+
+// Test-only faults, named in the definition and honoured only when the server
+// runs with --test-faults.
+void inject_fault(const std::string& fault) {
+    if (fault == "throw") throw std::runtime_error("injected fault: the trainer threw");
+    if (fault == "crash") std::raise(SIGSEGV);
+    if (fault == "sleep") std::this_thread::sleep_for(std::chrono::hours(1));
+    if (fault == "oom") {
+        std::vector<std::vector<char>> hog;
+        for (;;) hog.emplace_back(64 * 1024 * 1024, 'x');  // touched: counts as resident
+    }
+}
+
+}  // namespace
+
+int run_train_job_child(const std::string& db_path, std::int64_t job_id, const std::string& out_dir,
+                        bool test_faults) {
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        open_options ro;
+        ro.read_only = true;
+        connection conn(db_path, ro);
+        auto job = get_job(conn, job_id);
+        if (!job) return fail(out_dir, status(error_kind::not_found, "no job " + std::to_string(job_id)));
+        auto rev = get_revision(conn, job->model, job->revision);
+        if (!rev) return fail(out_dir, status(error_kind::not_found, "the job's revision is missing"));
+        parsed_definition p = parse_definition(rev->definition);
+        if (!p.errors.empty()) {
+            return fail(out_dir, invalid(p.errors[0].field, p.errors[0].message));
+        }
+        const model_definition& d = p.definition;
+        if (test_faults && !d.test_fault.empty()) inject_fault(d.test_fault);
+
+        // The snapshot: every fact up to the newest id at this moment.
+        statement wm(conn, "SELECT coalesce(max(id), 0) FROM facts");
+        wm.step();
+        std::int64_t watermark = wm.column_int(0);
+        emit({{"progress", 0.02}, {"message", "reading facts up to id " + std::to_string(watermark)}});
+        auto data = build_training_set(conn, d, watermark);
+        if (!data) return fail(out_dir, data.error());
+        double read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        emit({{"log", "info"},
+              {"message", "training set: " + std::to_string(data->rows.size()) + " rows from " +
+                              std::to_string(data->labelled_entities) + " labelled entities (snapshot fact id " +
+                              std::to_string(watermark) + ")"}});
+
+        live_reference live;
+        bool has_live = false;
+        if (auto lv = alias_version(conn, job->model, "live")) {
+            auto row = get_version(conn, job->model, *lv, true);
+            if (row) {
+                auto art = load_artifact(row->artifact);
+                if (art) {
+                    live.version = *lv;
+                    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+                    has_live = true;
+                } else {
+                    emit({{"log", "warn"}, {"message", "live version " + std::to_string(*lv) +
+                                                           " does not load: " + art.error().message()}});
+                }
+            }
+        }
+
+        training_hooks hooks;
+        hooks.control.progress = [](double f, const std::string& m) {
+            emit({{"progress", f}, {"message", m}});
+        };
+        hooks.log = [](const std::string& level, const std::string& m) {
+            emit({{"log", level}, {"message", m}});
+        };
+        auto outcome = train_model(d, *data, has_live ? &live : nullptr, hooks);
+        if (!outcome) return fail(out_dir, outcome.error());
+
+        std::string sha = sha256_hex(outcome->artifact);
+        if (!write_file(out_dir + "/artifact.bin", outcome->artifact)) {
+            return fail(out_dir, status(error_kind::internal, "cannot write the artifact"));
+        }
+        const gate_decision& g = outcome->gate;
+        json gate = {{"passed", g.passed},   {"metric", g.metric}, {"candidate", g.candidate},
+                     {"baseline", g.baseline}, {"reasons", g.reasons}, {"summary", g.summary()},
+                     {"policy", d.promotion.automatic ? "auto" : "manual"},
+                     {"min_improvement", d.promotion.min_improvement},
+                     {"thresholds", d.promotion.thresholds}};
+        gate["live"] = g.live ? json(*g.live) : json(nullptr);
+        gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
+        gate["live_metrics"] = outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
+        json params = params_json(outcome->params);
+        params["requested"] = d.algorithm;
+        if (outcome->search) {
+            json tried = json::array();
+            for (const auto& c : outcome->search->tried) {
+                tried.push_back({{"algorithm", algorithm_name(c.algo)}, {"params", params_json(c.params)},
+                                 {"cv_score", c.cv_score}});
+            }
+            params["search"] = {{"score", outcome->search->score_name},
+                                {"best_cv_score", outcome->search->cv_score},
+                                {"baseline_cv_score", outcome->search->baseline_score},
+                                {"budget_seconds", d.search_budget_seconds},
+                                {"tried", tried}};
+        }
+        double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        json result = {
+            {"ok", true},
+            {"algorithm", algorithm_name(outcome->algo)},
+            {"params", params},
+            {"sha256", sha},
+            {"snapshot",
+             {{"max_fact_id", watermark},
+              {"train_rows", outcome->train_rows},
+              {"test_rows", outcome->test_rows},
+              {"labelled_entities", data->labelled_entities},
+              {"without_features", data->without_features},
+              {"split_rule", outcome->split_rule},
+              {"probe_rows_verified", outcome->probe_rows}}},
+            {"metrics", metrics_json(outcome->metrics)},
+            {"baseline_metrics", metrics_json(outcome->baseline_metrics)},
+            {"gate", gate},
+            {"features",
+             {{"names", outcome->feature_names},
+              {"classes", outcome->classes},
+              {"warnings", outcome->warnings}}},
+            {"timings",
+             {{"read_seconds", read_seconds},
+              {"fit_seconds", outcome->fit_seconds},
+              {"evaluate_seconds", outcome->evaluate_seconds},
+              {"total_seconds", total}}},
+        };
+        if (!write_file(out_dir + "/result.json",
+                        result.dump(-1, ' ', false, json::error_handler_t::replace))) {
+            return fail(out_dir, status(error_kind::internal, "cannot write the result"));
+        }
+        emit({{"progress", 1.0}, {"message", "done"}});
+        return 0;
+    } catch (const std::bad_alloc&) {
+        return fail(out_dir, status(error_kind::failed_precondition,
+                                    "out of memory: the training run exceeded its memory limit"));
+    } catch (const std::exception& e) {
+        return fail(out_dir, status(error_kind::internal, std::string("training threw: ") + e.what()));
+    }
+}
+
+}  // namespace kennel::ml

@@ -1,0 +1,300 @@
+#include "ml/training.h"
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "ml/dataset.h"
+
+namespace kennel::ml {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+double seconds_since(steady::time_point t) {
+    return std::chrono::duration<double>(steady::now() - t).count();
+}
+
+std::string fmt(double v) {
+    std::ostringstream s;
+    s.precision(6);
+    s << v;
+    return s.str();
+}
+
+// Holdout metrics of one function over encoded rows.
+result<metric_listing> score(task_kind task, const fitted_function& fn, const feature_rows& x,
+                             const std::vector<double>& y, std::size_t num_classes) {
+    if (is_classification(task)) {
+        std::vector<std::vector<double>> probs;
+        probs.reserve(x.size());
+        for (const auto& row : x) probs.push_back(fn.predict(row).probabilities);
+        auto m = evaluate_classification(y, probs, num_classes);
+        if (!m) return m.error();
+        return list_metrics(*m);
+    }
+    std::vector<double> pred;
+    pred.reserve(x.size());
+    for (const auto& row : x) pred.push_back(fn.predict(row).value);
+    auto m = evaluate_regression(y, pred);
+    if (!m) return m.error();
+    return list_metrics(*m);
+}
+
+// The live version scored on the same raw holdout rows, through its own
+// pipeline. Its classes may differ from the candidate's; probabilities are
+// mapped by class name (a class it never knew gets none).
+result<metric_listing> score_live(task_kind task, const model_artifact& live,
+                                  const std::vector<const training_example*>& test,
+                                  const std::vector<double>& y,
+                                  const std::vector<std::string>& classes) {
+    if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
+    std::vector<std::vector<double>> probs;
+    std::vector<double> values;
+    for (const training_example* ex : test) {
+        auto p = predict_raw(live, ex->features);
+        if (!p) return p.error();
+        if (!is_classification(task)) {
+            values.push_back(p->value);
+            continue;
+        }
+        std::vector<double> mapped(classes.size(), 0.0);
+        for (std::size_t k = 0; k < live.classes.size() && k < p->probabilities.size(); ++k) {
+            for (std::size_t c = 0; c < classes.size(); ++c) {
+                if (classes[c] == live.classes[k]) mapped[c] = p->probabilities[k];
+            }
+        }
+        probs.push_back(std::move(mapped));
+    }
+    if (is_classification(task)) {
+        auto m = evaluate_classification(y, probs, classes.size());
+        if (!m) return m.error();
+        return list_metrics(*m);
+    }
+    auto m = evaluate_regression(y, values);
+    if (!m) return m.error();
+    return list_metrics(*m);
+}
+
+}  // namespace
+
+std::string gate_decision::summary() const {
+    if (passed) return "passed: " + metric + " " + fmt(candidate) + " vs baseline " + fmt(baseline) +
+                       (live ? " and live " + fmt(*live) : "");
+    std::string s = "rejected: ";
+    for (std::size_t i = 0; i < reasons.size(); ++i) s += (i ? "; " : "") + reasons[i];
+    return s;
+}
+
+gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
+                            const metric_listing& candidate, const metric_listing& baseline,
+                            const metric_listing* live) {
+    gate_decision g;
+    primary_metric_info pm = primary_metric(task);
+    g.metric = pm.name;
+    g.candidate = candidate.get(pm.name);
+    g.baseline = baseline.get(pm.name);
+    if (!primary_better(task, g.candidate, g.baseline)) {
+        g.reasons.push_back("does not beat the baseline on " + g.metric + " (" + fmt(g.candidate) +
+                            " vs " + fmt(g.baseline) + ")");
+    }
+    for (const auto& [name, bound] : policy.thresholds) {
+        double v = candidate.get(name);
+        bool higher = metric_higher_is_better(name);
+        bool ok = std::isfinite(v) && (higher ? v >= bound : v <= bound);
+        if (!ok) {
+            g.reasons.push_back(name + " " + fmt(v) + (higher ? " is below the minimum " : " is above the maximum ") +
+                                fmt(bound));
+        }
+    }
+    if (live) {
+        double lv = live->get(pm.name);
+        g.live = lv;
+        // The candidate must improve on live by the margin, in the metric's direction.
+        double margin = policy.min_improvement;
+        bool ok = std::isfinite(g.candidate) &&
+                  (!std::isfinite(lv) ||
+                   (pm.higher_is_better ? g.candidate > lv + margin : g.candidate < lv - margin));
+        if (!ok) {
+            g.reasons.push_back("does not beat the live version on " + g.metric + " by " + fmt(margin) +
+                                " (" + fmt(g.candidate) + " vs live " + fmt(lv) + ")");
+        }
+    }
+    g.passed = g.reasons.empty();
+    return g;
+}
+
+result<training_outcome> train_model(const model_definition& d, const training_set& data,
+                                     const live_reference* live, const training_hooks& hooks) {
+    auto log = [&](const std::string& level, const std::string& msg) {
+        if (hooks.log) hooks.log(level, msg);
+    };
+    auto progress = [&](double f, const std::string& msg) {
+        if (hooks.control.progress) hooks.control.progress(f, msg);
+    };
+    auto cancelled = [&] { return hooks.control.cancelled && hooks.control.cancelled(); };
+
+    training_outcome out;
+    if (data.rows.empty()) {
+        std::string why = data.labelled_entities == 0
+                              ? "no labelled rows: no fact in stream \"" + d.label.stream +
+                                    "\" has the label field \"" + d.label.field + "\""
+                              : "no labelled rows with features: " +
+                                    std::to_string(data.labelled_entities) +
+                                    " labelled entities, none has a \"" + d.features_from +
+                                    "\" fact at or before its label";
+        return status(error_kind::failed_precondition, why, "label");
+    }
+    if (data.without_features > 0) {
+        log("warn", std::to_string(data.without_features) +
+                        " labelled entities have no feature fact at or before their label; skipped");
+    }
+
+    // Split by entity hash: an entity is on one side only, the same side every run.
+    std::vector<const training_example*> train_rows, test_rows;
+    for (const auto& ex : data.rows) {
+        (holdout_of(ex.entity, d.holdout) ? test_rows : train_rows).push_back(&ex);
+    }
+    out.split_rule = holdout_rule(d.holdout);
+    out.train_rows = train_rows.size();
+    out.test_rows = test_rows.size();
+    log("info", "split " + std::to_string(data.rows.size()) + " rows: " +
+                    std::to_string(train_rows.size()) + " train, " + std::to_string(test_rows.size()) +
+                    " holdout (" + out.split_rule + ")");
+    if (train_rows.size() < min_train_rows || test_rows.size() < min_test_rows) {
+        return status(error_kind::failed_precondition,
+                      "too few labelled rows: " + std::to_string(train_rows.size()) + " train and " +
+                          std::to_string(test_rows.size()) + " holdout; need at least " +
+                          std::to_string(min_train_rows) + " and " + std::to_string(min_test_rows));
+    }
+
+    // Labels: classes come from every row so both sides agree on indices.
+    std::vector<raw_value> all_labels;
+    for (const auto* ex : train_rows) all_labels.push_back(ex->label);
+    for (const auto* ex : test_rows) all_labels.push_back(ex->label);
+    auto enc = encode_labels(d.task, all_labels, d.max_classes);
+    if (!enc) return enc.error();
+    out.classes = enc->classes;
+    std::vector<double> y_train(enc->y.begin(), enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()));
+    std::vector<double> y_test(enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()), enc->y.end());
+    std::size_t num_classes = std::max<std::size_t>(2, enc->classes.size());
+    if (is_classification(d.task)) {
+        std::vector<bool> seen(num_classes, false);
+        std::size_t distinct = 0;
+        for (double v : y_train) {
+            auto k = static_cast<std::size_t>(v);
+            if (!seen[k]) ++distinct;
+            seen[k] = true;
+        }
+        if (distinct < 2) {
+            return status(error_kind::failed_precondition,
+                          "the training rows hold one class only (\"" +
+                              enc->classes[static_cast<std::size_t>(y_train[0])] + "\")",
+                          "label");
+        }
+    }
+    progress(0.1, "labels encoded");
+
+    auto started = steady::now();
+    std::vector<raw_record> train_raw;
+    train_raw.reserve(train_rows.size());
+    for (const auto* ex : train_rows) train_raw.push_back(ex->features);
+    std::vector<std::string> warnings;
+    auto pipeline = feature_pipeline::fit(d.features, train_raw, &warnings);
+    for (const auto& w : warnings) log("warn", w);
+    out.warnings = warnings;
+    if (!pipeline) return pipeline.error();
+    out.feature_names = pipeline->names();
+    feature_rows x_train = pipeline->transform_all(train_raw);
+    feature_rows x_test;
+    x_test.reserve(test_rows.size());
+    for (const auto* ex : test_rows) x_test.push_back(pipeline->transform(ex->features));
+    log("info", "feature pipeline: " + std::to_string(pipeline->size()) + " columns");
+    progress(0.2, "features ready");
+    if (cancelled()) return status(error_kind::conflict, "cancelled");
+
+    auto baseline = train(d.task, algorithm::baseline, d.params, x_train, y_train, num_classes);
+    if (!baseline) return baseline.error();
+
+    algorithm algo;
+    train_params params = d.params;
+    if (d.algorithm == "auto") {
+        train_control search_control = hooks.control;
+        search_control.progress = [&](double f, const std::string& msg) {
+            progress(0.2 + 0.5 * f, msg);
+            log("info", "search: " + msg);
+        };
+        auto found = auto_search(d.task, x_train, y_train, num_classes, d.search_budget_seconds,
+                                 search_control, d.params);
+        if (!found) return found.error();
+        algo = found->algo;
+        params = found->params;
+        out.search = *found;
+        log("info", std::string("auto chose ") + algorithm_name(algo) + " (cv " +
+                        found->score_name + " " + fmt(found->cv_score) + ")");
+    } else {
+        algo = *parse_algorithm(d.algorithm);
+    }
+    train_control fit_control = hooks.control;
+    fit_control.progress = [&](double f, const std::string& msg) {
+        progress(0.7 + 0.15 * f, msg);
+    };
+    auto fn = train(d.task, algo, params, x_train, y_train, num_classes, fit_control);
+    if (!fn) return fn.error();
+    out.algo = algo;
+    out.params = params;
+    out.fit_seconds = seconds_since(started);
+    log("info", std::string("fitted ") + algorithm_name(algo) + " in " + fmt(out.fit_seconds) + " s");
+    progress(0.85, "evaluating on the holdout");
+
+    auto eval_started = steady::now();
+    auto m = score(d.task, **fn, x_test, y_test, num_classes);
+    if (!m) return m.error();
+    auto bm = score(d.task, **baseline, x_test, y_test, num_classes);
+    if (!bm) return bm.error();
+    out.metrics = *m;
+    out.baseline_metrics = *bm;
+    if (live && live->artifact) {
+        auto lm = score_live(d.task, *live->artifact, test_rows, y_test, out.classes);
+        if (lm) {
+            out.live_metrics = *lm;
+            out.live_version = live->version;
+        } else {
+            log("warn", "could not score live version " + std::to_string(live->version) + ": " +
+                            lm.error().message());
+        }
+    }
+    out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
+                             out.live_metrics ? &*out.live_metrics : nullptr);
+    log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());
+
+    // The artifact, then proof that it predicts exactly what was evaluated.
+    model_artifact art;
+    art.task = d.task;
+    art.pipeline = std::move(*pipeline);
+    art.classes = out.classes;
+    art.algo = algo;
+    art.params = params;
+    art.function = *fn;
+    out.artifact = serialize_artifact(art);
+    auto loaded = load_artifact(out.artifact);
+    if (!loaded) {
+        return status(error_kind::internal, "the artifact does not load back: " + loaded.error().message());
+    }
+    std::size_t probes = std::min<std::size_t>(test_rows.size(), 200);
+    for (std::size_t i = 0; i < probes; ++i) {
+        auto a = predict_raw(art, test_rows[i]->features);
+        auto b = predict_raw(*loaded, test_rows[i]->features);
+        if (!a || !b || a->value != b->value || a->probabilities != b->probabilities) {
+            return status(error_kind::internal,
+                          "the stored artifact predicts differently from the evaluated model on "
+                          "probe row " + std::to_string(i) + " (entity " + test_rows[i]->entity + ")");
+        }
+    }
+    out.probe_rows = probes;
+    out.evaluate_seconds = seconds_since(eval_started);
+    progress(0.95, "artifact verified");
+    return out;
+}
+
+}  // namespace kennel::ml

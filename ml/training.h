@@ -1,0 +1,83 @@
+// One training run, start to finish, on a training set already read: split by
+// entity hash, fit the feature pipeline on the training side, train the
+// baseline and the candidate (or search with `auto`), evaluate both — and the
+// live version, if any — on the same holdout rows, apply the publish gate,
+// and produce the artifact, checked by loading it back and comparing its
+// predictions on a probe set.
+//
+// Blocking and single-threaded apart from what the trainers use; meant for
+// the training child process (see ml/training_worker.h). Pure with respect to
+// the database: the caller stores the outcome.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ml/artifact.h"
+#include "ml/definition.h"
+#include "ml/metrics.h"
+#include "ml/trainers.h"
+#include "ml/training_data.h"
+
+namespace kennel::ml {
+
+struct live_reference {
+    std::int64_t version = 0;
+    std::shared_ptr<const model_artifact> artifact;
+};
+
+struct gate_decision {
+    bool passed = false;
+    std::string metric;  // the primary metric compared
+    double candidate = 0, baseline = 0;
+    std::optional<double> live;
+    std::vector<std::string> reasons;  // why it failed; empty when passed
+    std::string summary() const;
+};
+
+// The publish gate: beat the baseline on the primary metric, meet every
+// threshold of the policy, and beat the live version (same rows) by the
+// policy's min_improvement.
+gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
+                            const metric_listing& candidate, const metric_listing& baseline,
+                            const metric_listing* live);
+
+struct training_outcome {
+    std::string artifact;  // serialize_artifact() bytes
+    algorithm algo = algorithm::baseline;
+    train_params params;
+    std::optional<search_result> search;
+    std::vector<std::string> classes;
+    std::vector<std::string> feature_names;
+    std::vector<std::string> warnings;
+    metric_listing metrics;
+    metric_listing baseline_metrics;
+    std::optional<metric_listing> live_metrics;
+    std::optional<std::int64_t> live_version;
+    gate_decision gate;
+    std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
+    std::string split_rule;
+    double fit_seconds = 0, evaluate_seconds = 0;
+};
+
+struct training_hooks {
+    train_control control;
+    std::function<void(const std::string& level, const std::string& message)> log;
+};
+
+// Minimum rows on each side of the split for a run to mean anything.
+inline constexpr std::size_t min_train_rows = 10;
+inline constexpr std::size_t min_test_rows = 3;
+
+// failed_precondition for data that cannot train the model (no labelled rows,
+// one class, too few rows, nothing left after dropping constant features),
+// conflict "cancelled" when cancelled, internal when the artifact does not
+// reproduce its predictions.
+result<training_outcome> train_model(const model_definition& d, const training_set& data,
+                                     const live_reference* live, const training_hooks& hooks);
+
+}  // namespace kennel::ml

@@ -1,0 +1,43 @@
+// Point-in-time training sets: for each entity with a label, the features
+// from the latest feature fact whose event time is not after the label's,
+// among facts up to a watermark (the snapshot). A fact from the future never
+// leaks into training, and later facts never change a snapshot.
+//
+// Uses a reader connection; one thread at a time, like the connection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ml/definition.h"
+#include "ml/value.h"
+#include "store/db.h"
+#include "store/status.h"
+#include "store/time_util.h"
+
+namespace kennel::ml {
+
+struct training_example {
+    std::string entity;
+    raw_record features;
+    raw_value label;
+    micros label_time = 0;
+    std::int64_t label_fact_id = 0;
+    std::int64_t feature_fact_id = 0;
+};
+
+struct training_set {
+    std::vector<training_example> rows;
+    std::int64_t max_fact_id = 0;          // the snapshot watermark
+    std::int64_t labelled_entities = 0;    // entities with a label
+    std::int64_t without_features = 0;     // of those, with no feature fact at or before the label
+};
+
+// Reads the set as of `watermark` (facts with id <= watermark). The latest
+// label per entity is used; a fact corrected by a later fact (within the
+// watermark) is replaced by its correction.
+result<training_set> build_training_set(connection& reader, const model_definition& d,
+                                        std::int64_t watermark);
+
+}  // namespace kennel::ml

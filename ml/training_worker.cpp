@@ -1,0 +1,471 @@
+#include "ml/training_worker.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ml/definition_json.h"
+#include "store/log.h"
+#include "store/sha256.h"
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+using steady = std::chrono::steady_clock;
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// Resident memory of a process in MB, from /proc (0 when unknown).
+std::int64_t rss_mb(pid_t pid) {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::int64_t size = 0, resident = 0;
+    if (!(statm >> size >> resident)) return 0;
+    return resident * ::sysconf(_SC_PAGESIZE) / (1024 * 1024);
+}
+
+std::string describe_signal(int sig) {
+    const char* name = ::strsignal(sig);
+    return "signal " + std::to_string(sig) + (name ? std::string(" (") + name + ")" : "");
+}
+
+}  // namespace
+
+training_worker::training_worker(worker_options options, fact_writer& writer, reader_pool& readers)
+    : options_(std::move(options)), writer_(writer), readers_(readers) {
+    state_.state = "stopped";
+}
+
+training_worker::~training_worker() { stop(); }
+
+status training_worker::start() {
+    std::vector<std::int64_t> requeued;
+    status s = writer_.run(
+        [&requeued](connection& c) {
+            requeued = recover_interrupted_jobs(c);
+            return status::ok();
+        },
+        std::chrono::seconds(30));
+    if (!s) return s;
+    for (auto id : requeued) {
+        log_warn("trainer", "job interrupted by a restart was queued again as job " + std::to_string(id));
+    }
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = false;
+        state_.state = "idle";
+    }
+    thread_ = std::thread([this] { loop(); });
+    return status::ok();
+}
+
+void training_worker::stop() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (int pid = running_pid_.load(); pid > 0) {
+        killing_for_stop_ = true;
+        ::kill(pid, SIGKILL);
+    }
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mu_);
+    state_.state = "stopped";
+}
+
+void training_worker::wake() {
+    {
+        std::lock_guard lock(mu_);
+        woken_ = true;
+    }
+    cv_.notify_all();
+}
+
+void training_worker::cancel(std::int64_t job) {
+    cancel_job_ = job;
+    if (running_job_.load() == job) {
+        if (int pid = running_pid_.load(); pid > 0) ::kill(pid, SIGKILL);
+    }
+}
+
+worker_state training_worker::state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+}
+
+void training_worker::loop() {
+    auto last_trigger_check = steady::now() - options_.poll;
+    for (;;) {
+        {
+            std::unique_lock lock(mu_);
+            if (stopping_) break;
+        }
+        if (steady::now() - last_trigger_check >= options_.poll) {
+            last_trigger_check = steady::now();
+            try {
+                check_triggers();
+            } catch (const std::exception& e) {
+                // A bad trigger check must not stop the worker; it retries next poll.
+                log_error("scheduler", e.what());
+            }
+        }
+        std::optional<job_row> job;
+        try {
+            auto conn = readers_.acquire();
+            job = next_queued_job(*conn);
+        } catch (const db_error& e) {
+            log_error("trainer", e.what());
+        }
+        if (job) {
+            job_state end = run_job(*job);
+            std::lock_guard lock(mu_);
+            ++state_.jobs_run;
+            if (end != job_state::succeeded) ++state_.jobs_failed;
+            continue;
+        }
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, options_.poll, [this] { return stopping_ || woken_; });
+        woken_ = false;
+    }
+}
+
+void training_worker::check_triggers() {
+    std::vector<model_row> models;
+    {
+        auto conn = readers_.acquire();
+        models = list_models(*conn);
+    }
+    micros now = now_micros();
+    for (const model_row& m : models) {
+        parsed_definition p = parse_definition(m.definition);
+        if (!p.errors.empty()) continue;
+        const retrain_policy& r = p.definition.retrain;
+        if (!r.every_new_labels && !r.every_seconds) continue;
+        std::string trigger;
+        {
+            auto conn = readers_.acquire();
+            if (has_active_job(*conn, m.name)) continue;
+            auto last = last_job_created_at(*conn, m.name);
+            // Back off between automatic jobs so a model whose runs keep
+            // failing does not retrain in a loop.
+            if (last && now - *last < std::chrono::duration_cast<std::chrono::microseconds>(options_.min_trigger_gap).count()) {
+                continue;
+            }
+            if (r.every_new_labels) {
+                std::int64_t after = last_snapshot_fact_id(*conn, m.name);
+                std::int64_t fresh = count_labels_after(*conn, p.definition.label.stream,
+                                                        p.definition.label.field, after);
+                if (fresh >= *r.every_new_labels) trigger = "new_labels";
+            }
+            if (trigger.empty() && r.every_seconds &&
+                (!last || now - *last >= *r.every_seconds * 1000000)) {
+                trigger = "interval";
+            }
+        }
+        if (trigger.empty()) continue;
+        std::int64_t id = 0;
+        status s = writer_.run(
+            [&](connection& c) {
+                id = insert_job(c, m.name, trigger, "scheduler");
+                append_job_log(c, id, "info", "queued by the " + trigger + " trigger");
+                return status::ok();
+            },
+            std::chrono::seconds(10));
+        if (s) {
+            log_info("scheduler", "queued job " + std::to_string(id) + " for " + m.name + " (" + trigger + ")");
+            std::lock_guard lock(mu_);
+            ++state_.triggers_fired;
+        }
+    }
+}
+
+job_state training_worker::run_job(const job_row& job, const job_observer& observer) {
+    const std::int64_t id = job.id;
+    auto note = [&](const std::string& level, const std::string& message) {
+        if (observer.log) observer.log(level, message);
+        // Fire and forget: a full writer queue drops a log line, never blocks training.
+        (void)writer_.submit([id, level, message](connection& c) {
+            append_job_log(c, id, level, message);
+            return status::ok();
+        });
+    };
+    auto finish = [&](job_state to, const std::string& error) {
+        status s = writer_.run(
+            [&](connection& c) {
+                transition_job(c, id, job_state::running, to, error);
+                append_job_log(c, id, to == job_state::succeeded ? "info" : "error",
+                               std::string(job_state_name(to)) + (error.empty() ? "" : ": " + error));
+                return status::ok();
+            },
+            std::chrono::seconds(60));
+        if (!s) log_error("trainer", "cannot record the end of job " + std::to_string(id) + ": " + s.message());
+        log_line(to == job_state::succeeded ? log_level::info : log_level::warn, "trainer",
+                 "job " + std::to_string(id) + " (" + job.model + ") " + job_state_name(to) +
+                     (error.empty() ? "" : ": " + error));
+        std::lock_guard lock(mu_);
+        state_.state = "idle";
+        state_.job.reset();
+        state_.last_activity = now_micros();
+        if (!error.empty()) state_.last_error = error;
+        return to;
+    };
+
+    bool started = false;
+    status s = writer_.run(
+        [&](connection& c) {
+            started = transition_job(c, id, job_state::queued, job_state::running);
+            if (started) append_job_log(c, id, "info", "started");
+            return status::ok();
+        },
+        std::chrono::seconds(30));
+    if (!s || !started) return job.state;  // cancelled meanwhile, or the writer is stopping
+
+    parsed_definition def;
+    {
+        auto conn = readers_.acquire();
+        auto rev = get_revision(*conn, job.model, job.revision);
+        if (rev) def = parse_definition(rev->definition);
+        if (!rev || !def.errors.empty()) {
+            return finish(job_state::failed, "the job's definition revision cannot be read");
+        }
+    }
+    {
+        std::lock_guard lock(mu_);
+        state_.state = "running";
+        state_.job = id;
+        state_.last_activity = now_micros();
+    }
+    running_job_ = id;
+    cancel_job_ = 0;
+
+    auto dir = std::filesystem::temp_directory_path() /
+               ("kennel-job-" + std::to_string(::getpid()) + "-" + std::to_string(id));
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir, ec);
+    struct dir_cleanup {
+        std::filesystem::path p;
+        ~dir_cleanup() {
+            std::error_code e;
+            std::filesystem::remove_all(p, e);
+        }
+    } cleanup{dir};
+
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        running_job_ = 0;
+        return finish(job_state::failed, std::string("cannot create a pipe: ") + std::strerror(errno));
+    }
+    const std::int64_t memory_mb = def.definition.training_memory_mb;
+    std::vector<std::string> args = {options_.exe_path, "train-job", "--db", options_.db_path,
+                                     "--job", std::to_string(id), "--out", dir.string()};
+    if (options_.test_faults) args.push_back("--test-faults");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        // Child: only async-signal-safe calls until exec.
+        ::dup2(pipe_fds[1], STDOUT_FILENO);
+        ::setpriority(PRIO_PROCESS, 0, options_.nice);
+#if !defined(__SANITIZE_ADDRESS__)
+        // AddressSanitizer reserves terabytes of address space, so the limit
+        // is enforced by the RSS watch below in sanitizer builds.
+        struct rlimit lim;
+        lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(memory_mb) * 1024 * 1024;
+        ::setrlimit(RLIMIT_AS, &lim);
+#endif
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::close(pipe_fds[1]);
+    if (pid < 0) {
+        ::close(pipe_fds[0]);
+        running_job_ = 0;
+        return finish(job_state::failed, std::string("cannot start the training process: ") + std::strerror(errno));
+    }
+    running_pid_ = static_cast<int>(pid);
+    note("info", "training process " + std::to_string(pid) + " started (nice " +
+                     std::to_string(options_.nice) + ", memory limit " + std::to_string(memory_mb) + " MB)");
+
+    const auto deadline_at = steady::now() + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                              def.definition.training_deadline_seconds * 1000));
+    enum class kill_reason { none, deadline, cancel, memory, stop } killed = kill_reason::none;
+    std::int64_t peak_rss = 0;
+    std::string buffer;
+    auto last_progress_write = steady::now() - std::chrono::seconds(1);
+    bool eof = false;
+    while (!eof) {
+        pollfd pfd{pipe_fds[0], POLLIN, 0};
+        int pr = ::poll(&pfd, 1, 100);
+        if (pr > 0) {
+            char chunk[4096];
+            ssize_t n = ::read(pipe_fds[0], chunk, sizeof chunk);
+            if (n <= 0) {
+                eof = true;
+            } else {
+                buffer.append(chunk, static_cast<std::size_t>(n));
+                std::size_t nl;
+                while ((nl = buffer.find('\n')) != std::string::npos) {
+                    std::string line = buffer.substr(0, nl);
+                    buffer.erase(0, nl + 1);
+                    json msg = json::parse(line, nullptr, false);
+                    if (msg.is_discarded() || !msg.is_object()) continue;
+                    if (msg.contains("progress")) {
+                        double f = msg.value("progress", 0.0);
+                        std::string m = msg.value("message", "");
+                        if (observer.progress) observer.progress(f, m);
+                        if (steady::now() - last_progress_write > std::chrono::milliseconds(300)) {
+                            last_progress_write = steady::now();
+                            (void)writer_.submit([id, f, m](connection& c) {
+                                set_job_progress(c, id, f, m);
+                                return status::ok();
+                            });
+                        }
+                    } else if (msg.contains("log")) {
+                        note(msg.value("log", "info"), msg.value("message", ""));
+                    }
+                }
+            }
+        }
+        if (killed == kill_reason::none) {
+            std::int64_t rss = rss_mb(pid);
+            peak_rss = std::max(peak_rss, rss);
+            if (killing_for_stop_) {
+                killed = kill_reason::stop;
+            } else if (cancel_job_.load() == id) {
+                killed = kill_reason::cancel;
+            } else if (steady::now() > deadline_at) {
+                killed = kill_reason::deadline;
+            } else if (rss > memory_mb) {
+                killed = kill_reason::memory;
+            }
+            if (killed != kill_reason::none) ::kill(pid, SIGKILL);
+        }
+    }
+    ::close(pipe_fds[0]);
+    int wstatus = 0;
+    while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    running_pid_ = 0;
+    running_job_ = 0;
+    if (cancel_job_.load() == id && killed == kill_reason::none) killed = kill_reason::cancel;
+
+    switch (killed) {
+        case kill_reason::stop: {
+            // Shutting down: the job goes back to the queue for the next start.
+            writer_.run(
+                [&](connection& c) {
+                    transition_job(c, id, job_state::running, job_state::interrupted,
+                                   std::string("Kennel was stopped during training"));
+                    std::int64_t again = insert_job(c, job.model, "requeued", "kennel", id);
+                    append_job_log(c, id, "warn", "interrupted by shutdown; queued again as job " + std::to_string(again));
+                    return status::ok();
+                },
+                std::chrono::seconds(30));
+            std::lock_guard lock(mu_);
+            state_.state = "stopped";
+            state_.job.reset();
+            return job_state::interrupted;
+        }
+        case kill_reason::cancel: return finish(job_state::cancelled, "cancelled on request");
+        case kill_reason::deadline:
+            return finish(job_state::timed_out,
+                          "ran past its deadline of " +
+                              std::to_string(static_cast<std::int64_t>(def.definition.training_deadline_seconds)) +
+                              " s and was stopped");
+        case kill_reason::memory:
+            return finish(job_state::failed, "exceeded its memory limit of " + std::to_string(memory_mb) +
+                                                 " MB (resident " + std::to_string(peak_rss) + " MB) and was stopped");
+        case kill_reason::none: break;
+    }
+    if (WIFSIGNALED(wstatus)) {
+        return finish(job_state::failed, "the training process crashed: " + describe_signal(WTERMSIG(wstatus)));
+    }
+    int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    json result = json::parse(read_file((dir / "result.json").string()), nullptr, false);
+    if (code != 0 || result.is_discarded() || !result.value("ok", false)) {
+        std::string why;
+        if (!result.is_discarded() && result.contains("error")) {
+            why = result["error"].value("message", "training failed");
+        } else if (code == 127) {
+            why = "the training process could not start";
+        } else {
+            why = "the training process exited with code " + std::to_string(code) + " and no result";
+        }
+        return finish(job_state::failed, why);
+    }
+
+    std::string artifact = read_file((dir / "artifact.bin").string());
+    std::string sha = sha256_hex(artifact);
+    if (sha != result.value("sha256", "")) {
+        return finish(job_state::failed, "the artifact's checksum does not match what training reported");
+    }
+    version_row v;
+    v.model = job.model;
+    v.revision = job.revision;
+    v.job = id;
+    v.algorithm = result.value("algorithm", "");
+    v.params = result["params"].dump();
+    v.artifact = std::move(artifact);
+    v.artifact_sha256 = sha;
+    v.snapshot = result["snapshot"].dump();
+    v.metrics = result["metrics"].dump();
+    v.baseline_metrics = result["baseline_metrics"].dump();
+    v.gate = result["gate"].dump();
+    v.features = result["features"].dump();
+    v.timings = result["timings"].dump();
+    bool passed = result["gate"].value("passed", false);
+    v.status = passed ? "candidate" : "rejected";
+    const bool automatic = def.definition.promotion.automatic;
+    std::string gate_summary = result["gate"].value("summary", "");
+    std::int64_t number = 0;
+    s = writer_.run(
+        [&](connection& c) {
+            number = insert_version(c, v);
+            set_job_version(c, id, number);
+            if (passed) {
+                // Auto policy publishes; manual leaves a candidate for a person.
+                std::string alias = automatic ? "live" : "candidate";
+                status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),
+                                      "job " + std::to_string(id) + " " + gate_summary);
+                if (!m) return m;
+            }
+            append_job_log(c, id, passed ? "info" : "warn",
+                           "stored version " + std::to_string(number) + " (" + v.status + ")" +
+                               (passed ? (automatic ? ", now live" : ", alias candidate") : ": " + gate_summary));
+            transition_job(c, id, job_state::running, job_state::succeeded);
+            return status::ok();
+        },
+        std::chrono::seconds(60));
+    if (!s) return finish(job_state::failed, "storing the version failed: " + s.message());
+    log_info("trainer", "job " + std::to_string(id) + " (" + job.model + ") stored version " +
+                            std::to_string(number) + ": " + gate_summary);
+    std::lock_guard lock(mu_);
+    state_.state = "idle";
+    state_.job.reset();
+    state_.last_activity = now_micros();
+    return job_state::succeeded;
+}
+
+}  // namespace kennel::ml

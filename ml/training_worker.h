@@ -1,0 +1,101 @@
+// The training worker: one background thread that schedules jobs from the
+// models' retrain triggers and runs queued jobs one at a time, each in a
+// child process (`kennel train-job`), so that a training run that throws,
+// crashes, runs past its deadline or exceeds its memory limit fails its own
+// job and nothing else. The child runs at lower CPU priority than serving,
+// under an address-space limit; the worker kills it at its deadline or on
+// cancel. Results are stored through the writer: the version row, the job's
+// final state and, when the gate passes, the alias move, in one transaction.
+//
+// Threads: start/stop/cancel/wake/state may be called from any thread. The
+// worker thread is the only one that spawns or reaps children.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "store/reader_pool.h"
+#include "store/registry.h"
+#include "store/writer.h"
+
+namespace kennel::ml {
+
+struct worker_options {
+    std::string db_path;
+    std::string exe_path;      // this binary, to run `train-job`
+    bool test_faults = false;  // passed to the child: enables definition.test_fault
+    int nice = 10;             // the child's CPU priority offset
+    std::chrono::milliseconds poll{1000};        // how often triggers are checked
+    std::chrono::seconds min_trigger_gap{30};    // between automatic jobs of one model
+};
+
+struct worker_state {
+    std::string state;  // idle, running, stopped
+    std::optional<std::int64_t> job;
+    std::uint64_t jobs_run = 0, jobs_failed = 0, triggers_fired = 0;
+    std::int64_t last_activity = 0;  // micros
+    std::string last_error;
+};
+
+// What run_job reports while it runs (for the CLI's progress bar).
+struct job_observer {
+    std::function<void(double fraction, const std::string& message)> progress;
+    std::function<void(const std::string& level, const std::string& message)> log;
+};
+
+class training_worker {
+public:
+    training_worker(worker_options options, fact_writer& writer, reader_pool& readers);
+    ~training_worker();
+    training_worker(const training_worker&) = delete;
+    training_worker& operator=(const training_worker&) = delete;
+
+    // Recovers jobs a crash left running (interrupted, queued again), then
+    // starts the thread.
+    status start();
+    // Kills a running child, marks its job interrupted and queued again, joins.
+    void stop();
+    // A job was queued: look now rather than at the next poll.
+    void wake();
+    // Kills the child if `job` is the one running. The caller has already
+    // set the job's cancel flag in the database.
+    void cancel(std::int64_t job);
+    worker_state state() const;
+
+    // Runs one queued job to completion on the calling thread (the CLI's
+    // `kennel train`, and the worker thread itself). Returns its final state.
+    job_state run_job(const job_row& job, const job_observer& observer = {});
+
+private:
+    void loop();
+    void check_triggers();
+
+    worker_options options_;
+    fact_writer& writer_;
+    reader_pool& readers_;
+    std::thread thread_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;
+    bool woken_ = false;
+    std::atomic<std::int64_t> running_job_{0};
+    std::atomic<int> running_pid_{0};
+    std::atomic<std::int64_t> cancel_job_{0};
+    std::atomic<bool> killing_for_stop_{false};
+    worker_state state_;
+};
+
+// The child side: `kennel train-job --db D --job N --out DIR`. Reads the
+// job's definition and the training set, trains, writes DIR/result.json and
+// DIR/artifact.bin, and reports progress as JSON lines on stdout. Exit 0 on
+// success, 3 when training failed with a reason (in result.json).
+int run_train_job_child(const std::string& db_path, std::int64_t job_id, const std::string& out_dir,
+                        bool test_faults);
+
+}  // namespace kennel::ml

@@ -1,0 +1,28 @@
+// Handler functions, one per route, named for the route. The route table in
+// routes.cpp is the only place that maps paths to them.
+#pragma once
+
+#include "server/http_server.h"
+
+namespace kennel {
+
+class app;
+
+// Models, jobs, versions, aliases (server/model_handlers.cpp).
+http_response put_model(app& a, const http_request& req);
+http_response get_models(app& a, const http_request& req);
+http_response get_model(app& a, const http_request& req);
+http_response get_model_revisions(app& a, const http_request& req);
+http_response post_model_train(app& a, const http_request& req);
+http_response get_model_jobs(app& a, const http_request& req);
+http_response get_jobs(app& a, const http_request& req);
+http_response get_job(app& a, const http_request& req);
+http_response post_job_cancel(app& a, const http_request& req);
+http_response get_model_versions(app& a, const http_request& req);
+http_response get_model_version(app& a, const http_request& req);
+http_response get_model_aliases(app& a, const http_request& req);
+http_response put_model_alias(app& a, const http_request& req);
+http_response delete_model_alias(app& a, const http_request& req);
+http_response get_model_deployments(app& a, const http_request& req);
+
+}  // namespace kennel

@@ -1,0 +1,387 @@
+// Handlers for models, training jobs, versions, aliases and deployments.
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "ml/definition_json.h"
+#include "ml/training_worker.h"
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+#include "store/registry.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json parse_stored(const std::string& text) {
+    json j = json::parse(text, nullptr, false);
+    return j.is_discarded() ? json(nullptr) : j;
+}
+
+json time_or_null(const std::optional<micros>& t) {
+    return t ? json(format_rfc3339(*t)) : json(nullptr);
+}
+
+template <class T>
+json opt(const std::optional<T>& v) {
+    return v ? json(*v) : json(nullptr);
+}
+
+bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (unsigned char c : s) {
+        if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
+    }
+    return true;
+}
+
+result<std::int64_t> parse_id(const std::string& field, const std::string& text) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
+        return invalid(field, "\"" + text + "\" is not a positive integer");
+    }
+    return v;
+}
+
+// A JSON object body (empty allowed when `optional_body`).
+result<json> body_object(const http_request& req, bool optional_body) {
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    if (!ct.empty() && ct != "application/json") {
+        return status(error_kind::unsupported_media,
+                      "content type \"" + ct + "\" is not accepted; send application/json", "Content-Type");
+    }
+    if (req.body.empty() && optional_body) return json::object();
+    json j;
+    try {
+        j = json::parse(req.body);
+    } catch (const json::exception& e) {
+        return invalid("", std::string("malformed JSON: ") + e.what());
+    }
+    if (!j.is_object()) return invalid("", "the body must be a JSON object");
+    return j;
+}
+
+status model_missing(const std::string& name) {
+    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
+}
+
+json job_json(const job_row& j) {
+    return {{"id", j.id},
+            {"model", j.model},
+            {"revision", j.revision},
+            {"state", job_state_name(j.state)},
+            {"trigger", j.trigger},
+            {"requested_by", j.requested_by},
+            {"created_at", format_rfc3339(j.created_at)},
+            {"started_at", time_or_null(j.started_at)},
+            {"finished_at", time_or_null(j.finished_at)},
+            {"progress", j.progress},
+            {"message", j.message},
+            {"error", opt(j.error)},
+            {"cancel_requested", j.cancel_requested},
+            {"requeued_from", opt(j.requeued_from)},
+            {"version", opt(j.version)}};
+}
+
+json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
+    json names = json::array();
+    for (const auto& a : aliases) {
+        if (a.version == v.version) names.push_back(a.alias);
+    }
+    return {{"model", v.model},
+            {"version", v.version},
+            {"revision", v.revision},
+            {"job", opt(v.job)},
+            {"algorithm", v.algorithm},
+            {"params", parse_stored(v.params)},
+            {"artifact", {{"sha256", v.artifact_sha256}, {"bytes", v.artifact_bytes}}},
+            {"snapshot", parse_stored(v.snapshot)},
+            {"metrics", parse_stored(v.metrics)},
+            {"baseline_metrics", parse_stored(v.baseline_metrics)},
+            {"gate", parse_stored(v.gate)},
+            {"features", parse_stored(v.features)},
+            {"timings", parse_stored(v.timings)},
+            {"status", v.status},
+            {"aliases", names},
+            {"created_at", format_rfc3339(v.created_at)}};
+}
+
+std::string actor_of(const http_request& req, const json& body) {
+    if (body.contains("actor") && body["actor"].is_string() && !body["actor"].get<std::string>().empty()) {
+        return body["actor"].get<std::string>();
+    }
+    std::string h = req.header("x-kennel-actor");
+    return h.empty() ? "api" : h;
+}
+
+}  // namespace
+
+http_response put_model(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    if (!valid_name(name)) {
+        return error_response(invalid("name", "a model name is 1-64 letters, digits, '_', '-' or '.'"));
+    }
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    if (!ct.empty() && ct != "application/json") {
+        return error_response(status(error_kind::unsupported_media,
+                                     "send the definition as application/json", "Content-Type"));
+    }
+    parsed_definition p = parse_definition(req.body);
+    if (p.errors.empty()) {
+        auto conn = a.readers().acquire();
+        check_definition_against_data(*conn, p.definition, p.errors);
+    }
+    if (!p.errors.empty()) return json_response(field_errors_json(p.errors), 400);
+    std::string canonical = canonical_definition_json(p.definition);
+    put_model_result r;
+    std::string author = req.header("x-kennel-actor").empty() ? "api" : req.header("x-kennel-actor");
+    status s = a.writer().run(
+        [&](connection& c) {
+            r = put_model(c, name, canonical, author);
+            return status::ok();
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    json out = {{"model", name},
+                {"revision", r.revision},
+                {"created", r.created_model},
+                {"new_revision", r.new_revision},
+                {"definition", json::parse(canonical)}};
+    return json_response(dump(out), r.created_model ? 201 : 200);
+}
+
+http_response get_models(app& a, const http_request&) {
+    auto conn = a.readers().acquire();
+    json out = json::array();
+    for (const model_row& m : list_models(*conn)) {
+        json aliases = json::object();
+        for (const auto& al : list_aliases(*conn, m.name)) aliases[al.alias] = al.version;
+        auto jobs = list_jobs(*conn, m.name, 1);
+        json def = parse_stored(m.definition);
+        out.push_back({{"name", m.name},
+                       {"task", def.value("task", "")},
+                       {"revision", m.current_revision},
+                       {"created_at", format_rfc3339(m.created_at)},
+                       {"aliases", aliases},
+                       {"versions", list_versions(*conn, m.name).size()},
+                       {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])}});
+    }
+    return json_response(dump({{"models", out}}));
+}
+
+http_response get_model(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    auto m = get_model(*conn, name);
+    if (!m) return error_response(model_missing(name));
+    json aliases = json::object();
+    for (const auto& al : list_aliases(*conn, name)) aliases[al.alias] = al.version;
+    auto jobs = list_jobs(*conn, name, 5);
+    json recent = json::array();
+    for (const auto& j : jobs) recent.push_back(job_json(j));
+    json out = {{"name", m->name},
+                {"revision", m->current_revision},
+                {"created_at", format_rfc3339(m->created_at)},
+                {"definition", parse_stored(m->definition)},
+                {"aliases", aliases},
+                {"versions", list_versions(*conn, name).size()},
+                {"recent_jobs", recent}};
+    return json_response(dump(out));
+}
+
+http_response get_model_revisions(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    json out = json::array();
+    for (const auto& r : list_revisions(*conn, name)) {
+        out.push_back({{"revision", r.revision},
+                       {"definition", parse_stored(r.definition)},
+                       {"created_at", format_rfc3339(r.created_at)},
+                       {"author", r.author}});
+    }
+    return json_response(dump({{"model", name}, {"revisions", out}}));
+}
+
+http_response post_model_train(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto body = body_object(req, true);
+    if (!body) return error_response(body.error());
+    {
+        auto conn = a.readers().acquire();
+        if (!get_model(*conn, name)) return error_response(model_missing(name));
+    }
+    std::string actor = actor_of(req, *body);
+    std::int64_t id = 0;
+    bool existing = false;
+    status s = a.writer().run(
+        [&](connection& c) {
+            // One queued job per model is enough: a second request joins it.
+            statement q(c, "SELECT id FROM jobs WHERE model = ? AND state = 'queued' ORDER BY id LIMIT 1");
+            q.bind(1, name);
+            if (q.step()) {
+                id = q.column_int(0);
+                existing = true;
+                return status::ok();
+            }
+            id = insert_job(c, name, "manual", actor);
+            append_job_log(c, id, "info", "queued by " + actor);
+            return status::ok();
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.trainer().wake();
+    json out = {{"job", id}, {"model", name}, {"state", "queued"}, {"already_queued", existing},
+                {"url", "/v1/jobs/" + std::to_string(id)}};
+    return json_response(dump(out), 202);
+}
+
+http_response get_model_jobs(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    json out = json::array();
+    for (const auto& j : list_jobs(*conn, name, 100)) out.push_back(job_json(j));
+    return json_response(dump({{"jobs", out}}));
+}
+
+http_response get_jobs(app& a, const http_request&) {
+    auto conn = a.readers().acquire();
+    json out = json::array();
+    for (const auto& j : list_jobs(*conn, std::nullopt, 100)) out.push_back(job_json(j));
+    return json_response(dump({{"jobs", out}}));
+}
+
+http_response get_job(app& a, const http_request& req) {
+    auto id = parse_id("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    std::int64_t after = 0;
+    if (auto v = req.query_value("log_after")) {
+        auto n = parse_id("log_after", *v);
+        if (n) after = *n;
+    }
+    auto conn = a.readers().acquire();
+    auto j = get_job(*conn, *id);
+    if (!j) return error_response(status(error_kind::not_found, "no job with id " + std::to_string(*id), "id"));
+    json out = job_json(*j);
+    json log = json::array();
+    for (const auto& l : job_log(*conn, *id, after)) {
+        log.push_back({{"seq", l.seq}, {"time", format_rfc3339(l.time)}, {"level", l.level}, {"message", l.message}});
+    }
+    out["log"] = log;
+    return json_response(dump(out));
+}
+
+http_response post_job_cancel(app& a, const http_request& req) {
+    auto id = parse_id("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    status s = a.writer().run([&](connection& c) { return request_cancel(c, *id); }, a.write_timeout());
+    if (!s) return error_response(s);
+    a.trainer().cancel(*id);
+    auto conn = a.readers().acquire();
+    auto j = get_job(*conn, *id);
+    return json_response(dump(j ? job_json(*j) : json(nullptr)), 202);
+}
+
+http_response get_model_versions(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto aliases = list_aliases(*conn, name);
+    json out = json::array();
+    for (const auto& v : list_versions(*conn, name)) out.push_back(version_json(v, aliases));
+    return json_response(dump({{"model", name}, {"versions", out}}));
+}
+
+http_response get_model_version(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto n = parse_id("version", req.param("version"));
+    if (!n) return error_response(n.error());
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto v = get_version(*conn, name, *n, false);
+    if (!v) {
+        return error_response(status(error_kind::not_found,
+                                     "model " + name + " has no version " + std::to_string(*n), "version"));
+    }
+    return json_response(dump(version_json(*v, list_aliases(*conn, name))));
+}
+
+http_response get_model_aliases(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    json out = json::array();
+    for (const auto& al : list_aliases(*conn, name)) {
+        out.push_back({{"alias", al.alias}, {"version", al.version}, {"updated_at", format_rfc3339(al.updated_at)}});
+    }
+    return json_response(dump({{"model", name}, {"aliases", out}}));
+}
+
+http_response put_model_alias(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    const std::string& alias = req.param("alias");
+    if (!valid_name(alias)) return error_response(invalid("alias", "an alias is 1-64 letters, digits, '_', '-' or '.'"));
+    auto body = body_object(req, false);
+    if (!body) return error_response(body.error());
+    auto v = body->find("version");
+    if (v == body->end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
+        return error_response(invalid("version", "must be the positive integer of a version"));
+    }
+    auto r = body->find("reason");
+    if (r == body->end() || !r->is_string() || r->get<std::string>().empty()) {
+        return error_response(invalid("reason", "say why the alias moves: every move is recorded"));
+    }
+    {
+        auto conn = a.readers().acquire();
+        if (!get_model(*conn, name)) return error_response(model_missing(name));
+    }
+    std::int64_t version = v->get<std::int64_t>();
+    std::string actor = actor_of(req, *body);
+    std::string reason = r->get<std::string>();
+    status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, version, actor, reason); },
+                              a.write_timeout());
+    if (!s) return error_response(s);
+    return json_response(dump({{"model", name}, {"alias", alias}, {"version", version}, {"actor", actor},
+                               {"reason", reason}}));
+}
+
+http_response delete_model_alias(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    const std::string& alias = req.param("alias");
+    auto body = body_object(req, true);
+    if (!body) return error_response(body.error());
+    std::string reason = body->value("reason", "");
+    if (reason.empty()) return error_response(invalid("reason", "say why the alias is removed"));
+    std::string actor = actor_of(req, *body);
+    status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
+                              a.write_timeout());
+    if (!s) return error_response(s);
+    return json_response(dump({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
+                               {"reason", reason}}));
+}
+
+http_response get_model_deployments(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    json out = json::array();
+    for (const auto& d : list_deployments(*conn, name, 500)) {
+        out.push_back({{"id", d.id},
+                       {"alias", d.alias},
+                       {"version", opt(d.version)},
+                       {"previous_version", opt(d.previous_version)},
+                       {"time", format_rfc3339(d.time)},
+                       {"actor", d.actor},
+                       {"reason", d.reason}});
+    }
+    return json_response(dump({{"model", name}, {"deployments", out}}));
+}
+
+}  // namespace kennel

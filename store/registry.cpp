@@ -1,0 +1,418 @@
+#include "store/registry.h"
+
+namespace kennel {
+
+const char* job_state_name(job_state s) {
+    switch (s) {
+        case job_state::queued: return "queued";
+        case job_state::running: return "running";
+        case job_state::succeeded: return "succeeded";
+        case job_state::failed: return "failed";
+        case job_state::timed_out: return "timed_out";
+        case job_state::cancelled: return "cancelled";
+        case job_state::interrupted: return "interrupted";
+    }
+    return "failed";
+}
+
+std::optional<job_state> parse_job_state(const std::string& s) {
+    for (job_state st : {job_state::queued, job_state::running, job_state::succeeded,
+                         job_state::failed, job_state::timed_out, job_state::cancelled,
+                         job_state::interrupted}) {
+        if (s == job_state_name(st)) return st;
+    }
+    return std::nullopt;
+}
+
+put_model_result put_model(connection& c, const std::string& name, const std::string& definition,
+                           const std::string& author) {
+    put_model_result r;
+    micros now = now_micros();
+    statement cur(c,
+                  "SELECT m.current_revision, r.definition FROM models m JOIN model_revisions r"
+                  " ON r.model = m.name AND r.revision = m.current_revision WHERE m.name = ?");
+    cur.bind(1, name);
+    if (cur.step()) {
+        r.revision = cur.column_int(0);
+        if (cur.column_text(1) == definition) return r;  // unchanged: no new revision
+        r.revision += 1;
+        r.new_revision = true;
+        statement ins(c,
+                      "INSERT INTO model_revisions (model, revision, definition, created_at, author)"
+                      " VALUES (?,?,?,?,?)");
+        ins.bind(1, name).bind(2, r.revision).bind(3, definition).bind(4, now).bind(5, author).run();
+        statement up(c, "UPDATE models SET current_revision = ? WHERE name = ?");
+        up.bind(1, r.revision).bind(2, name).run();
+        return r;
+    }
+    r.revision = 1;
+    r.created_model = true;
+    r.new_revision = true;
+    statement m(c, "INSERT INTO models (name, created_at, current_revision) VALUES (?,?,1)");
+    m.bind(1, name).bind(2, now).run();
+    statement ins(c,
+                  "INSERT INTO model_revisions (model, revision, definition, created_at, author)"
+                  " VALUES (?,1,?,?,?)");
+    ins.bind(1, name).bind(2, definition).bind(3, now).bind(4, author).run();
+    return r;
+}
+
+std::int64_t insert_job(connection& c, const std::string& model, const std::string& trigger,
+                        const std::string& requested_by, std::optional<std::int64_t> requeued_from) {
+    statement st(c,
+                 "INSERT INTO jobs (model, revision, state, trigger, requested_by, created_at,"
+                 " requeued_from) SELECT name, current_revision, 'queued', ?, ?, ?, ? FROM models"
+                 " WHERE name = ?");
+    st.bind(1, trigger).bind(2, requested_by).bind(3, now_micros()).bind(4, requeued_from).bind(5, model);
+    st.run();
+    if (c.changes() != 1) throw db_error(19, "no model named " + model);
+    return c.last_insert_rowid();
+}
+
+bool transition_job(connection& c, std::int64_t id, job_state from, job_state to,
+                    const std::optional<std::string>& error) {
+    bool legal = (from == job_state::queued &&
+                  (to == job_state::running || to == job_state::cancelled)) ||
+                 (from == job_state::running && job_finished(to));
+    if (!legal) return false;
+    micros now = now_micros();
+    std::string sql = "UPDATE jobs SET state = ?1, error = coalesce(?2, error)";
+    if (to == job_state::running) sql += ", started_at = ?3";
+    if (job_finished(to)) sql += ", finished_at = ?3";
+    if (to == job_state::succeeded) sql += ", progress = 1";
+    sql += " WHERE id = ?4 AND state = ?5";
+    statement st(c, sql);
+    st.bind(1, job_state_name(to)).bind(2, error).bind(3, now).bind(4, id).bind(5, job_state_name(from));
+    st.run();
+    return c.changes() == 1;
+}
+
+void set_job_progress(connection& c, std::int64_t id, double progress, const std::string& message) {
+    statement st(c, "UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = 'running'");
+    st.bind(1, progress).bind(2, message).bind(3, id).run();
+}
+
+void set_job_version(connection& c, std::int64_t id, std::int64_t version) {
+    statement st(c, "UPDATE jobs SET version = ? WHERE id = ?");
+    st.bind(1, version).bind(2, id).run();
+}
+
+void append_job_log(connection& c, std::int64_t id, const std::string& level,
+                    const std::string& message) {
+    statement st(c,
+                 "INSERT INTO job_log (job, seq, time, level, message) SELECT ?1,"
+                 " coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM job_log WHERE job = ?1");
+    st.bind(1, id).bind(2, now_micros()).bind(3, level).bind(4, message).run();
+}
+
+status request_cancel(connection& c, std::int64_t id) {
+    auto job = get_job(c, id);
+    if (!job) return status(error_kind::not_found, "no job with id " + std::to_string(id), "id");
+    if (job->state == job_state::queued) {
+        transition_job(c, id, job_state::queued, job_state::cancelled, std::string("cancelled before it started"));
+        append_job_log(c, id, "info", "cancelled while queued");
+        return status::ok();
+    }
+    if (job->state == job_state::running) {
+        statement st(c, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?");
+        st.bind(1, id).run();
+        append_job_log(c, id, "info", "cancellation requested");
+        return status::ok();
+    }
+    return status(error_kind::conflict,
+                  std::string("job ") + std::to_string(id) + " has already finished (" +
+                      job_state_name(job->state) + ")");
+}
+
+std::vector<std::int64_t> recover_interrupted_jobs(connection& c) {
+    std::vector<std::pair<std::int64_t, std::string>> stuck;
+    {
+        statement st(c, "SELECT id, model FROM jobs WHERE state = 'running' ORDER BY id");
+        while (st.step()) stuck.emplace_back(st.column_int(0), st.column_text(1));
+    }
+    std::vector<std::int64_t> fresh;
+    for (const auto& [id, model] : stuck) {
+        transition_job(c, id, job_state::running, job_state::interrupted,
+                       std::string("Kennel stopped while this job was running"));
+        append_job_log(c, id, "warn", "interrupted by a restart; queued again");
+        fresh.push_back(insert_job(c, model, "requeued", "kennel", id));
+    }
+    return fresh;
+}
+
+std::int64_t insert_version(connection& c, version_row v) {
+    statement next(c, "SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE model = ?");
+    next.bind(1, v.model);
+    next.step();
+    v.version = next.column_int(0);
+    statement st(c,
+                 "INSERT INTO model_versions (model, version, revision, job, algorithm, params,"
+                 " artifact, artifact_sha256, artifact_bytes, snapshot, metrics, baseline_metrics,"
+                 " gate, features, timings, status, created_at)"
+                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    st.bind(1, v.model).bind(2, v.version).bind(3, v.revision).bind(4, v.job).bind(5, v.algorithm);
+    st.bind(6, v.params).bind_blob(7, v.artifact).bind(8, v.artifact_sha256);
+    st.bind(9, static_cast<std::int64_t>(v.artifact.size())).bind(10, v.snapshot);
+    st.bind(11, v.metrics).bind(12, v.baseline_metrics).bind(13, v.gate).bind(14, v.features);
+    st.bind(15, v.timings).bind(16, v.status).bind(17, now_micros());
+    st.run();
+    return v.version;
+}
+
+status move_alias(connection& c, const std::string& model, const std::string& alias,
+                  std::optional<std::int64_t> version, const std::string& actor,
+                  const std::string& reason) {
+    if (version) {
+        statement chk(c, "SELECT 1 FROM model_versions WHERE model = ? AND version = ?");
+        chk.bind(1, model).bind(2, *version);
+        if (!chk.step()) {
+            return status(error_kind::not_found,
+                          "model " + model + " has no version " + std::to_string(*version),
+                          "version");
+        }
+    }
+    auto previous = alias_version(c, model, alias);
+    micros now = now_micros();
+    if (version) {
+        statement up(c,
+                     "INSERT INTO aliases (model, alias, version, updated_at) VALUES (?,?,?,?)"
+                     " ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version,"
+                     " updated_at = excluded.updated_at");
+        up.bind(1, model).bind(2, alias).bind(3, *version).bind(4, now).run();
+    } else {
+        if (!previous) {
+            return status(error_kind::not_found, "model " + model + " has no alias " + alias, "alias");
+        }
+        statement del(c, "DELETE FROM aliases WHERE model = ? AND alias = ?");
+        del.bind(1, model).bind(2, alias).run();
+    }
+    statement log(c,
+                  "INSERT INTO deployments (model, alias, version, previous_version, time, actor,"
+                  " reason) VALUES (?,?,?,?,?,?,?)");
+    log.bind(1, model).bind(2, alias).bind(3, version).bind(4, previous).bind(5, now);
+    log.bind(6, actor).bind(7, reason).run();
+    return status::ok();
+}
+
+namespace {
+
+job_row read_job(const statement& st) {
+    job_row j;
+    j.id = st.column_int(0);
+    j.model = st.column_text(1);
+    j.revision = st.column_int(2);
+    j.state = parse_job_state(st.column_text(3)).value_or(job_state::failed);
+    j.trigger = st.column_text(4);
+    j.requested_by = st.column_text(5);
+    j.created_at = st.column_int(6);
+    j.started_at = st.column_opt_int(7);
+    j.finished_at = st.column_opt_int(8);
+    j.progress = st.column_double(9);
+    j.message = st.column_text(10);
+    j.error = st.column_opt_text(11);
+    j.cancel_requested = st.column_int(12) != 0;
+    j.requeued_from = st.column_opt_int(13);
+    j.version = st.column_opt_int(14);
+    return j;
+}
+
+constexpr const char* job_columns =
+    "id, model, revision, state, trigger, requested_by, created_at, started_at, finished_at,"
+    " progress, message, error, cancel_requested, requeued_from, version";
+
+version_row read_version(const statement& st, bool with_artifact) {
+    version_row v;
+    v.model = st.column_text(0);
+    v.version = st.column_int(1);
+    v.revision = st.column_int(2);
+    v.job = st.column_opt_int(3);
+    v.algorithm = st.column_text(4);
+    v.params = st.column_text(5);
+    v.artifact_sha256 = st.column_text(6);
+    v.artifact_bytes = st.column_int(7);
+    v.snapshot = st.column_text(8);
+    v.metrics = st.column_text(9);
+    v.baseline_metrics = st.column_text(10);
+    v.gate = st.column_text(11);
+    v.features = st.column_text(12);
+    v.timings = st.column_text(13);
+    v.status = st.column_text(14);
+    v.created_at = st.column_int(15);
+    if (with_artifact) v.artifact = st.column_blob(16);
+    return v;
+}
+
+constexpr const char* version_columns =
+    "model, version, revision, job, algorithm, params, artifact_sha256, artifact_bytes, snapshot,"
+    " metrics, baseline_metrics, gate, features, timings, status, created_at";
+
+}  // namespace
+
+std::vector<model_row> list_models(connection& c) {
+    statement st(c,
+                 "SELECT m.name, m.created_at, m.current_revision, r.definition FROM models m"
+                 " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision"
+                 " ORDER BY m.name");
+    std::vector<model_row> out;
+    while (st.step()) {
+        out.push_back({st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3)});
+    }
+    return out;
+}
+
+std::optional<model_row> get_model(connection& c, const std::string& name) {
+    statement st(c,
+                 "SELECT m.name, m.created_at, m.current_revision, r.definition FROM models m"
+                 " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision"
+                 " WHERE m.name = ?");
+    st.bind(1, name);
+    if (!st.step()) return std::nullopt;
+    return model_row{st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3)};
+}
+
+std::vector<revision_row> list_revisions(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT model, revision, definition, created_at, author FROM model_revisions"
+                 " WHERE model = ? ORDER BY revision");
+    st.bind(1, model);
+    std::vector<revision_row> out;
+    while (st.step()) {
+        out.push_back({st.column_text(0), st.column_int(1), st.column_text(2), st.column_int(3),
+                       st.column_text(4)});
+    }
+    return out;
+}
+
+std::optional<revision_row> get_revision(connection& c, const std::string& model,
+                                         std::int64_t revision) {
+    statement st(c,
+                 "SELECT model, revision, definition, created_at, author FROM model_revisions"
+                 " WHERE model = ? AND revision = ?");
+    st.bind(1, model).bind(2, revision);
+    if (!st.step()) return std::nullopt;
+    return revision_row{st.column_text(0), st.column_int(1), st.column_text(2), st.column_int(3),
+                        st.column_text(4)};
+}
+
+std::optional<job_row> get_job(connection& c, std::int64_t id) {
+    statement st(c, std::string("SELECT ") + job_columns + " FROM jobs WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return read_job(st);
+}
+
+std::vector<job_row> list_jobs(connection& c, const std::optional<std::string>& model, int limit) {
+    std::string sql = std::string("SELECT ") + job_columns + " FROM jobs";
+    if (model) sql += " WHERE model = ?2";
+    sql += " ORDER BY id DESC LIMIT ?1";
+    statement st(c, sql);
+    st.bind(1, limit);
+    if (model) st.bind(2, *model);
+    std::vector<job_row> out;
+    while (st.step()) out.push_back(read_job(st));
+    return out;
+}
+
+std::optional<job_row> next_queued_job(connection& c) {
+    statement st(c, std::string("SELECT ") + job_columns +
+                        " FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1");
+    if (!st.step()) return std::nullopt;
+    return read_job(st);
+}
+
+std::vector<job_log_row> job_log(connection& c, std::int64_t id, std::int64_t after_seq) {
+    statement st(c,
+                 "SELECT seq, time, level, message FROM job_log WHERE job = ? AND seq > ?"
+                 " ORDER BY seq LIMIT 1000");
+    st.bind(1, id).bind(2, after_seq);
+    std::vector<job_log_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_int(1), st.column_text(2), st.column_text(3)});
+    }
+    return out;
+}
+
+bool has_active_job(connection& c, const std::string& model) {
+    statement st(c, "SELECT 1 FROM jobs WHERE model = ? AND state IN ('queued','running') LIMIT 1");
+    st.bind(1, model);
+    return st.step();
+}
+
+std::vector<version_row> list_versions(connection& c, const std::string& model) {
+    statement st(c, std::string("SELECT ") + version_columns +
+                        " FROM model_versions WHERE model = ? ORDER BY version");
+    st.bind(1, model);
+    std::vector<version_row> out;
+    while (st.step()) out.push_back(read_version(st, false));
+    return out;
+}
+
+std::optional<version_row> get_version(connection& c, const std::string& model,
+                                       std::int64_t version, bool with_artifact) {
+    statement st(c, std::string("SELECT ") + version_columns +
+                        ", artifact FROM model_versions WHERE model = ? AND version = ?");
+    st.bind(1, model).bind(2, version);
+    if (!st.step()) return std::nullopt;
+    return read_version(st, with_artifact);
+}
+
+std::vector<alias_row> list_aliases(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT model, alias, version, updated_at FROM aliases WHERE model = ?"
+                 " ORDER BY alias");
+    st.bind(1, model);
+    std::vector<alias_row> out;
+    while (st.step()) {
+        out.push_back({st.column_text(0), st.column_text(1), st.column_int(2), st.column_int(3)});
+    }
+    return out;
+}
+
+std::optional<std::int64_t> alias_version(connection& c, const std::string& model,
+                                          const std::string& alias) {
+    statement st(c, "SELECT version FROM aliases WHERE model = ? AND alias = ?");
+    st.bind(1, model).bind(2, alias);
+    if (!st.step()) return std::nullopt;
+    return st.column_int(0);
+}
+
+std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit) {
+    statement st(c,
+                 "SELECT id, model, alias, version, previous_version, time, actor, reason"
+                 " FROM deployments WHERE model = ? ORDER BY id DESC LIMIT ?");
+    st.bind(1, model).bind(2, limit);
+    std::vector<deployment_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_opt_int(3),
+                       st.column_opt_int(4), st.column_int(5), st.column_text(6),
+                       st.column_text(7)});
+    }
+    return out;
+}
+
+std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
+                                std::int64_t after_fact_id) {
+    statement st(c,
+                 "SELECT count(*) FROM facts WHERE stream = ? AND id > ?"
+                 " AND json_type(data, ?) IS NOT NULL");
+    st.bind(1, stream).bind(2, after_fact_id).bind(3, "$.\"" + field + "\"");
+    st.step();
+    return st.column_int(0);
+}
+
+std::int64_t last_snapshot_fact_id(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT coalesce(json_extract(snapshot, '$.max_fact_id'), 0) FROM model_versions"
+                 " WHERE model = ? ORDER BY version DESC LIMIT 1");
+    st.bind(1, model);
+    return st.step() ? st.column_int(0) : 0;
+}
+
+std::optional<micros> last_job_created_at(connection& c, const std::string& model) {
+    statement st(c, "SELECT max(created_at) FROM jobs WHERE model = ?");
+    st.bind(1, model);
+    if (!st.step()) return std::nullopt;
+    return st.column_opt_int(0);
+}
+
+}  // namespace kennel

@@ -1,0 +1,181 @@
+// The model registry: models and their immutable definition revisions,
+// training jobs and their logs, immutable model versions, aliases and the
+// append-only deployment history.
+//
+// Write functions run inside a writer task (store/writer.h) on the writer's
+// connection and its transaction; read functions take a reader connection.
+// Definitions and metrics are stored as JSON text: the registry does not
+// interpret them. Like their connection, use from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/db.h"
+#include "store/status.h"
+#include "store/time_util.h"
+
+namespace kennel {
+
+struct model_row {
+    std::string name;
+    micros created_at = 0;
+    std::int64_t current_revision = 0;
+    std::string definition;  // JSON of the current revision
+};
+
+struct revision_row {
+    std::string model;
+    std::int64_t revision = 0;
+    std::string definition;
+    micros created_at = 0;
+    std::string author;
+};
+
+enum class job_state { queued, running, succeeded, failed, timed_out, cancelled, interrupted };
+const char* job_state_name(job_state s);
+std::optional<job_state> parse_job_state(const std::string& s);
+inline bool job_finished(job_state s) {
+    return s != job_state::queued && s != job_state::running;
+}
+
+struct job_row {
+    std::int64_t id = 0;
+    std::string model;
+    std::int64_t revision = 0;
+    job_state state = job_state::queued;
+    std::string trigger;
+    std::string requested_by;
+    micros created_at = 0;
+    std::optional<micros> started_at;
+    std::optional<micros> finished_at;
+    double progress = 0;
+    std::string message;
+    std::optional<std::string> error;
+    bool cancel_requested = false;
+    std::optional<std::int64_t> requeued_from;
+    std::optional<std::int64_t> version;
+};
+
+struct job_log_row {
+    std::int64_t seq = 0;
+    micros time = 0;
+    std::string level;
+    std::string message;
+};
+
+struct version_row {
+    std::string model;
+    std::int64_t version = 0;
+    std::int64_t revision = 0;
+    std::optional<std::int64_t> job;
+    std::string algorithm;
+    std::string params;  // JSON
+    std::string artifact;  // bytes; left empty by listings
+    std::string artifact_sha256;
+    std::int64_t artifact_bytes = 0;
+    std::string snapshot;          // JSON
+    std::string metrics;           // JSON
+    std::string baseline_metrics;  // JSON
+    std::string gate;              // JSON
+    std::string features;          // JSON
+    std::string timings;           // JSON
+    std::string status;            // candidate | rejected
+    micros created_at = 0;
+};
+
+struct alias_row {
+    std::string model;
+    std::string alias;
+    std::int64_t version = 0;
+    micros updated_at = 0;
+};
+
+struct deployment_row {
+    std::int64_t id = 0;
+    std::string model;
+    std::string alias;
+    std::optional<std::int64_t> version;
+    std::optional<std::int64_t> previous_version;
+    micros time = 0;
+    std::string actor;
+    std::string reason;
+};
+
+// ---- writes (inside a writer task) ---------------------------------------
+
+// Creates the model or adds a revision when the definition differs from the
+// current one. Returns the current revision and whether it is new.
+struct put_model_result {
+    std::int64_t revision = 0;
+    bool created_model = false;
+    bool new_revision = false;
+};
+put_model_result put_model(connection& c, const std::string& name, const std::string& definition,
+                           const std::string& author);
+
+// Queues a job for the model's current revision; returns its id.
+std::int64_t insert_job(connection& c, const std::string& model, const std::string& trigger,
+                        const std::string& requested_by,
+                        std::optional<std::int64_t> requeued_from = std::nullopt);
+
+// Moves a job to a new state when the move is legal (queued -> running or
+// cancelled; running -> any finished state). Returns false otherwise.
+bool transition_job(connection& c, std::int64_t id, job_state from, job_state to,
+                    const std::optional<std::string>& error = std::nullopt);
+void set_job_progress(connection& c, std::int64_t id, double progress, const std::string& message);
+void set_job_version(connection& c, std::int64_t id, std::int64_t version);
+void append_job_log(connection& c, std::int64_t id, const std::string& level,
+                    const std::string& message);
+// Marks a queued job cancelled, or flags a running one for the worker.
+status request_cancel(connection& c, std::int64_t id);
+
+// Jobs left running by a crash: marked interrupted, each queued again.
+// Returns the new job ids.
+std::vector<std::int64_t> recover_interrupted_jobs(connection& c);
+
+// Inserts a version with the next number; returns that number.
+std::int64_t insert_version(connection& c, version_row v);
+
+// Points an alias at a version and records the move. version = nullopt
+// removes the alias. not_found for an unknown version.
+status move_alias(connection& c, const std::string& model, const std::string& alias,
+                  std::optional<std::int64_t> version, const std::string& actor,
+                  const std::string& reason);
+
+// ---- reads -----------------------------------------------------------------
+
+std::vector<model_row> list_models(connection& c);
+std::optional<model_row> get_model(connection& c, const std::string& name);
+std::vector<revision_row> list_revisions(connection& c, const std::string& model);
+std::optional<revision_row> get_revision(connection& c, const std::string& model,
+                                         std::int64_t revision);
+
+std::optional<job_row> get_job(connection& c, std::int64_t id);
+std::vector<job_row> list_jobs(connection& c, const std::optional<std::string>& model, int limit);
+std::optional<job_row> next_queued_job(connection& c);
+std::vector<job_log_row> job_log(connection& c, std::int64_t id, std::int64_t after_seq = 0);
+bool has_active_job(connection& c, const std::string& model);
+
+std::vector<version_row> list_versions(connection& c, const std::string& model);
+// with_artifact: also read the artifact bytes.
+std::optional<version_row> get_version(connection& c, const std::string& model,
+                                       std::int64_t version, bool with_artifact);
+
+std::vector<alias_row> list_aliases(connection& c, const std::string& model);
+std::optional<std::int64_t> alias_version(connection& c, const std::string& model,
+                                          const std::string& alias);
+std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit);
+
+// Labels that arrived after the model's last training snapshot, for the
+// every-N-new-labels trigger: facts in the label stream with the label field.
+std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
+                                std::int64_t after_fact_id);
+// The highest fact id that the newest finished job (any state) trained on, or
+// 0; read from the newest version's snapshot.
+std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);
+std::optional<micros> last_job_created_at(connection& c, const std::string& model);
+
+}  // namespace kennel

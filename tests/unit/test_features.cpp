@@ -1,0 +1,384 @@
+// Feature specs and the fitted pipeline: every transform's output and names,
+// imputation, dropped columns, and the serialization round trip.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "ml/dataset.h"
+#include "ml/features.h"
+#include "ml/hash.h"
+
+using namespace kennel;
+using namespace kennel::ml;
+using Catch::Matchers::Contains;
+
+namespace {
+
+feature_spec spec(std::string field, transform_kind kind, transform_params params = {}) {
+    return {std::move(field), kind, std::move(params)};
+}
+
+feature_pipeline fit_ok(const std::vector<feature_spec>& specs, const std::vector<raw_record>& rows,
+                        std::vector<std::string>* warnings = nullptr) {
+    auto p = feature_pipeline::fit(specs, rows, warnings);
+    INFO((p ? std::string("ok") : p.error().to_string()));
+    REQUIRE(p);
+    return std::move(p).value();
+}
+
+double column(const feature_pipeline& p, const std::vector<double>& x, const std::string& name) {
+    auto it = std::find(p.names().begin(), p.names().end(), name);
+    INFO("column " << name);
+    REQUIRE(it != p.names().end());
+    return x[static_cast<std::size_t>(it - p.names().begin())];
+}
+
+bool has_column(const feature_pipeline& p, const std::string& name) {
+    return std::find(p.names().begin(), p.names().end(), name) != p.names().end();
+}
+
+bool any_warning_contains(const std::vector<std::string>& warnings, const std::string& text) {
+    return std::any_of(warnings.begin(), warnings.end(),
+                       [&](const std::string& w) { return w.find(text) != std::string::npos; });
+}
+
+}  // namespace
+
+TEST_CASE("numeric is standardised by the training mean and std", "[features]") {
+    std::vector<raw_record> rows = {{{"length", 10.0}}, {{"length", 20.0}}, {{"length", 30.0}}};
+    rows.push_back({});  // one missing value so that the indicator varies
+    auto p = fit_ok({spec("length", transform_kind::numeric)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"numeric-length", "missing-length"});
+    const double sd = std::sqrt(200.0 / 3.0);  // population std of 10, 20, 30
+    auto x = p.transform({{"length", 30.0}});
+    CHECK(x[0] == Approx(10.0 / sd));
+    CHECK(x[1] == 0.0);
+}
+
+TEST_CASE("missing numeric becomes the training mean and sets the indicator", "[features]") {
+    std::vector<raw_record> rows = {{{"length", 10.0}}, {{"length", 30.0}}, {}};
+    auto p = fit_ok({spec("length", transform_kind::numeric)}, rows);
+    for (const raw_record& r : {raw_record{}, raw_record{{"length", raw_value{}}},
+                                raw_record{{"length", std::string("long")}}}) {
+        auto x = p.transform(r);
+        CHECK(column(p, x, "numeric-length") == 0.0);  // the mean, standardised
+        CHECK(column(p, x, "missing-length") == 1.0);
+    }
+    // An interval counts as its midpoint for numeric transforms.
+    auto x = p.transform({{"length", interval{25, 35}}});
+    CHECK(column(p, x, "numeric-length") == Approx(1.0));
+    CHECK(column(p, x, "missing-length") == 0.0);
+}
+
+TEST_CASE("log takes log1p of max(0,x) and standardises", "[features]") {
+    std::vector<raw_record> rows = {{{"n", 0.0}}, {{"n", std::exp(2.0) - 1}}};
+    auto p = fit_ok({spec("n", transform_kind::log)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"log-n"});
+    // log1p values 0 and 2: mean 1, std 1.
+    CHECK(p.transform({{"n", 0.0}})[0] == Approx(-1.0));
+    CHECK(p.transform({{"n", -5.0}})[0] == Approx(-1.0));  // negatives clamp to 0
+    CHECK(p.transform({{"n", std::exp(2.0) - 1}})[0] == Approx(1.0));
+    CHECK(p.transform({})[0] == 0.0);
+}
+
+TEST_CASE("binarize outputs 1 only above the threshold", "[features]") {
+    transform_params tp;
+    tp.threshold = 5;
+    std::vector<raw_record> rows = {{{"h", 1.0}}, {{"h", 9.0}}};
+    auto p = fit_ok({spec("h", transform_kind::binarize, tp)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"binarized-h"});
+    CHECK(p.transform({{"h", 5.0}})[0] == 0.0);
+    CHECK(p.transform({{"h", 5.5}})[0] == 1.0);
+    CHECK(p.transform({})[0] == 0.0);
+}
+
+TEST_CASE("bucketize one-hot encodes the bucket between edges", "[features]") {
+    transform_params tp;
+    tp.edges = {10, 20};
+    std::vector<raw_record> rows = {{{"length", 5.0}}, {{"length", 15.0}}, {{"length", 25.0}}};
+    auto p = fit_ok({spec("length", transform_kind::bucketize, tp)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"bucketized-length=(-inf,10)",
+                                                  "bucketized-length=[10,20)",
+                                                  "bucketized-length=[20,inf)"});
+    CHECK(p.transform({{"length", 9.99}}) == std::vector<double>{1, 0, 0});
+    CHECK(p.transform({{"length", 10.0}}) == std::vector<double>{0, 1, 0});
+    CHECK(p.transform({{"length", 20.0}}) == std::vector<double>{0, 0, 1});
+    CHECK(p.transform({}) == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("category keeps the top-N values and maps unseen ones to other", "[features]") {
+    transform_params tp;
+    tp.top_n = 2;
+    std::vector<raw_record> rows;
+    for (int i = 0; i < 5; ++i) rows.push_back({{"breed", std::string("corgi")}});
+    for (int i = 0; i < 3; ++i) rows.push_back({{"breed", std::string("pug")}});
+    rows.push_back({{"breed", std::string("husky")}});  // below top 2: other
+    rows.push_back({});                                // missing
+    auto p = fit_ok({spec("breed", transform_kind::category, tp)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"category-breed=corgi", "category-breed=pug",
+                                                  "category-breed=other",
+                                                  "category-breed=missing"});
+    CHECK(p.transform({{"breed", std::string("pug")}}) == std::vector<double>{0, 1, 0, 0});
+    CHECK(p.transform({{"breed", std::string("beagle")}}) == std::vector<double>{0, 0, 1, 0});
+    CHECK(p.transform({{"breed", std::string("husky")}}) == std::vector<double>{0, 0, 1, 0});
+    CHECK(p.transform({}) == std::vector<double>{0, 0, 0, 1});
+}
+
+TEST_CASE("category without a missing slot counts missing as other", "[features]") {
+    transform_params tp;
+    tp.top_n = 1;
+    tp.missing_slot = false;
+    std::vector<raw_record> rows = {{{"b", std::string("x")}}, {{"b", std::string("y")}}, {}};
+    auto p = fit_ok({spec("b", transform_kind::category, tp)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"category-b=x", "category-b=other"});
+    CHECK(p.transform({}) == std::vector<double>{0, 1});
+}
+
+TEST_CASE("category numbers and booleans become category values", "[features]") {
+    std::vector<raw_record> rows = {{{"hour", 14.0}}, {{"hour", 9.0}}, {{"hour", true}}};
+    auto p = fit_ok({spec("hour", transform_kind::category)}, rows);
+    CHECK(has_column(p, "category-hour=14"));
+    CHECK(has_column(p, "category-hour=9"));
+    CHECK(has_column(p, "category-hour=true"));
+    CHECK(column(p, p.transform({{"hour", 14.0}}), "category-hour=14") == 1.0);
+}
+
+TEST_CASE("text hashes lowercase tokens into buckets with FNV-1a", "[features]") {
+    transform_params tp;
+    tp.buckets = 8;
+    std::vector<raw_record> rows = {{{"caption", std::string("Happy dog")}},
+                                    {{"caption", std::string("sad cat")}},
+                                    {{"caption", std::string("")}}};
+    std::vector<std::string> warnings;
+    auto p = fit_ok({spec("caption", transform_kind::text, tp)}, rows, &warnings);
+    const auto happy = fnv1a64("happy") % 8, dog = fnv1a64("dog") % 8;
+    auto x = p.transform({{"caption", std::string("HAPPY, happy... dog!")}});
+    double happy_count = column(p, x, "text-caption#" + std::to_string(happy));
+    if (happy == dog) {
+        CHECK(happy_count == 3.0);
+    } else {
+        CHECK(happy_count == 2.0);
+        CHECK(column(p, x, "text-caption#" + std::to_string(dog)) == 1.0);
+    }
+    // Buckets that no training token reached are dropped, in one warning.
+    CHECK(p.size() < 8);
+    CHECK(any_warning_contains(warnings, "of text(caption): constant"));
+}
+
+TEST_CASE("fnv1a64 matches the published test vectors", "[features]") {
+    CHECK(fnv1a64("") == 0xcbf29ce484222325ULL);
+    CHECK(fnv1a64("a") == 0xaf63dc4c8601ec8cULL);
+    CHECK(fnv1a64("foobar") == 0x85944171f73967e8ULL);
+}
+
+TEST_CASE("boolean accepts true/false and 0/1, missing is the training share", "[features]") {
+    std::vector<raw_record> rows = {
+        {{"verified", true}}, {{"verified", false}}, {{"verified", 1.0}}, {{"verified", 0.0}}};
+    auto p = fit_ok({spec("verified", transform_kind::boolean)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"boolean-verified"});
+    CHECK(p.transform({{"verified", true}})[0] == 1.0);
+    CHECK(p.transform({{"verified", 0.0}})[0] == 0.0);
+    CHECK(p.transform({})[0] == 0.5);
+    CHECK(p.transform({{"verified", 7.0}})[0] == 0.5);  // not 0/1: missing
+}
+
+TEST_CASE("interval gives its midpoint and optionally its width", "[features]") {
+    transform_params tp;
+    tp.width = true;
+    std::vector<raw_record> rows = {{{"likes", interval{27, 33}}}, {{"likes", 10.0}}};
+    auto p = fit_ok({spec("likes", transform_kind::interval, tp)}, rows);
+    REQUIRE(p.names() == std::vector<std::string>{"interval-likes-mid", "interval-likes-width"});
+    // Midpoints 30 and 10 (a number is a zero-width interval): mean 20, std 10.
+    // Widths 6 and 0: mean 3, std 3.
+    auto x = p.transform({{"likes", interval{27, 33}}});
+    CHECK(x[0] == Approx(1.0));
+    CHECK(x[1] == Approx(1.0));
+    x = p.transform({{"likes", 10.0}});
+    CHECK(x[0] == Approx(-1.0));
+    CHECK(x[1] == Approx(-1.0));
+    CHECK(p.transform({}) == std::vector<double>{0, 0});
+}
+
+TEST_CASE("constant and always-missing columns are dropped with warnings", "[features]") {
+    std::vector<raw_record> rows = {{{"length", 10.0}, {"same", 5.0}},
+                                    {{"length", 20.0}, {"same", 5.0}}};
+    std::vector<std::string> warnings;
+    auto p = fit_ok({spec("length", transform_kind::numeric), spec("same", transform_kind::numeric),
+                     spec("ghost", transform_kind::numeric)},
+                    rows, &warnings);
+    CHECK(p.names() == std::vector<std::string>{"numeric-length"});
+    CHECK(any_warning_contains(warnings, "dropped column 'missing-length': constant"));
+    CHECK(any_warning_contains(warnings, "dropped column 'numeric-same': constant"));
+    CHECK(any_warning_contains(warnings, "dropped feature numeric(ghost)"));
+    CHECK(any_warning_contains(warnings, "always missing"));
+    CHECK(p.transform({{"length", 15.0}, {"ghost", 3.0}}).size() == 1);
+}
+
+TEST_CASE("fit fails when nothing is left after dropping", "[features]") {
+    std::vector<raw_record> rows = {{{"same", 5.0}}, {{"same", 5.0}}};
+    auto p = feature_pipeline::fit({spec("same", transform_kind::numeric)}, rows);
+    REQUIRE_FALSE(p);
+    CHECK(p.error().kind() == error_kind::failed_precondition);
+    CHECK_THAT(p.error().message(), Contains("no usable feature columns"));
+}
+
+TEST_CASE("fit fails when a field never has the right type", "[features]") {
+    std::vector<raw_record> rows = {{{"length", std::string("long")}}, {{"length", std::string("x")}}};
+    auto p = feature_pipeline::fit({spec("length", transform_kind::numeric)}, rows);
+    REQUIRE_FALSE(p);
+    CHECK(p.error().kind() == error_kind::invalid_argument);
+    CHECK_THAT(p.error().message(), Contains("never a finite number"));
+    CHECK_THAT(p.error().message(), Contains("found string"));
+}
+
+TEST_CASE("a partly wrong-typed field is fitted with a warning", "[features]") {
+    std::vector<raw_record> rows = {
+        {{"length", 10.0}}, {{"length", 20.0}}, {{"length", std::string("x")}}};
+    std::vector<std::string> warnings;
+    auto p = fit_ok({spec("length", transform_kind::numeric)}, rows, &warnings);
+    CHECK(any_warning_contains(warnings, "1 of 3 values are not a finite number"));
+    CHECK(column(p, p.transform({{"length", std::string("y")}}), "missing-length") == 1.0);
+}
+
+TEST_CASE("bad specs are refused before looking at data", "[features]") {
+    std::vector<raw_record> rows = {{{"a", 1.0}}, {{"a", 2.0}}};
+    transform_params unsorted;
+    unsorted.edges = {3, 1};
+    auto p = feature_pipeline::fit({spec("a", transform_kind::bucketize, unsorted)}, rows);
+    REQUIRE_FALSE(p);
+    CHECK(p.error().field() == "features[0].params.edges");
+    auto dup = feature_pipeline::fit(
+        {spec("a", transform_kind::numeric), spec("a", transform_kind::numeric)}, rows);
+    REQUIRE_FALSE(dup);
+    CHECK_THAT(dup.error().message(), Contains("duplicate"));
+    CHECK_FALSE(feature_pipeline::fit({}, rows));
+    CHECK_FALSE(feature_pipeline::fit({spec("a", transform_kind::numeric)}, {}));
+}
+
+TEST_CASE("transform names parse and print", "[features]") {
+    CHECK(*parse_transform_kind("bucketize") == transform_kind::bucketize);
+    CHECK_FALSE(parse_transform_kind("nope"));
+    CHECK(std::string(transform_kind_name(transform_kind::interval)) == "interval");
+}
+
+TEST_CASE("serialization round trip gives identical transforms", "[features]") {
+    transform_params cat;
+    cat.top_n = 2;
+    transform_params buckets;
+    buckets.edges = {0.5, 1.5};
+    transform_params text;
+    text.buckets = 16;
+    transform_params iv;
+    iv.width = true;
+    std::vector<feature_spec> specs = {spec("length", transform_kind::numeric),
+                                       spec("length", transform_kind::log),
+                                       spec("hashtags", transform_kind::bucketize, buckets),
+                                       spec("breed", transform_kind::category, cat),
+                                       spec("caption", transform_kind::text, text),
+                                       spec("verified", transform_kind::boolean),
+                                       spec("likes", transform_kind::interval, iv)};
+    const std::vector<std::string> breeds = {"corgi", "pug", "husky", "beagle", "other"};
+    const std::vector<std::string> words = {"dog", "walk", "park", "sunny", "nap", "ball"};
+    std::vector<raw_record> rows;
+    for (int i = 0; i < 60; ++i) {
+        raw_record r;
+        if (i % 7) r["length"] = 10.0 + (i * 37 % 100);
+        r["hashtags"] = static_cast<double>(i % 3);
+        r["breed"] = breeds[static_cast<std::size_t>(i * i % 5)];
+        r["caption"] = words[static_cast<std::size_t>(i % 6)] + " " +
+                       words[static_cast<std::size_t>(i * 5 % 6)];
+        r["verified"] = i % 3 == 0;
+        r["likes"] = interval{static_cast<double>(i), static_cast<double>(i + i % 4)};
+        rows.push_back(std::move(r));
+    }
+    auto p = fit_ok(specs, rows);
+    const std::string bytes = p.to_bytes();
+    auto q = feature_pipeline::from_bytes(bytes);
+    REQUIRE(q);
+    CHECK(q->names() == p.names());
+    CHECK(q->to_bytes() == bytes);
+    rows.push_back({});
+    rows.push_back({{"breed", std::string("dalmatian")}, {"caption", std::string("Unseen words")}});
+    for (const auto& r : rows) CHECK(q->transform(r) == p.transform(r));
+    // A literal "other" value (frequent enough for the vocabulary) cannot
+    // collide with the other slot.
+    CHECK(has_column(p, "category-breed=\"other\""));
+    CHECK(has_column(p, "category-breed=other"));
+
+    SECTION("damaged bytes are refused") {
+        CHECK_FALSE(feature_pipeline::from_bytes(bytes.substr(0, bytes.size() / 2)));
+        CHECK_FALSE(feature_pipeline::from_bytes("not a pipeline"));
+        CHECK_FALSE(feature_pipeline::from_bytes(bytes + "x"));
+    }
+}
+
+TEST_CASE("holdout is a stable function of the entity", "[dataset]") {
+    std::size_t held = 0;
+    for (int i = 0; i < 10000; ++i) {
+        const std::string e = "entity-" + std::to_string(i);
+        const bool h = holdout_of(e, 0.2);
+        CHECK(h == holdout_of(e, 0.2));
+        CHECK(h == (unit_hash(e) < 0.2));
+        if (h) ++held;
+        CHECK((holdout_of(e, 0.1) ? h : true));  // a smaller share is a subset
+    }
+    CHECK(held > 1800);
+    CHECK(held < 2200);
+    CHECK_FALSE(holdout_of("x", 0.0));
+    CHECK(holdout_of("x", 1.0));
+    CHECK(holdout_rule(0.2) == "fmix64(fnv1a64(entity)) / 2^64 < 0.2");
+}
+
+TEST_CASE("labels encode deterministically per task", "[dataset]") {
+    auto b = encode_labels(task_kind::binary, {std::string("yes"), std::string("no"), std::string("yes")});
+    REQUIRE(b);
+    CHECK(b->classes == std::vector<std::string>{"no", "yes"});
+    CHECK(b->y == std::vector<double>{1, 0, 1});
+
+    auto bools = encode_labels(task_kind::binary, {true, false});
+    REQUIRE(bools);
+    CHECK(bools->classes == std::vector<std::string>{"false", "true"});
+    CHECK(bools->y == std::vector<double>{1, 0});
+
+    auto ints = encode_labels(task_kind::multiclass, {10.0, 2.0, 3.0, 2.0});
+    REQUIRE(ints);
+    CHECK(ints->classes == std::vector<std::string>{"2", "3", "10"});
+    CHECK(ints->y == std::vector<double>{2, 0, 1, 0});
+
+    auto reg = encode_labels(task_kind::regression, {1.5, interval{27, 33}});
+    REQUIRE(reg);
+    CHECK(reg->y == std::vector<double>{1.5, 30});
+    CHECK(reg->classes.empty());
+}
+
+TEST_CASE("label errors say what is wrong", "[dataset]") {
+    auto none = encode_labels(task_kind::binary, {raw_value{}, raw_value{}});
+    REQUIRE_FALSE(none);
+    CHECK_THAT(none.error().message(), Contains("no labelled rows"));
+
+    auto one = encode_labels(task_kind::binary, {true, true});
+    REQUIRE_FALSE(one);
+    CHECK_THAT(one.error().message(), Contains("only one class"));
+
+    auto wrong = encode_labels(task_kind::regression, {1.0, std::string("high")});
+    REQUIRE_FALSE(wrong);
+    CHECK_THAT(wrong.error().message(), Contains("found string"));
+
+    auto three = encode_labels(task_kind::binary,
+                               {std::string("a"), std::string("b"), std::string("c")});
+    REQUIRE_FALSE(three);
+    CHECK_THAT(three.error().message(), Contains("at most 2 classes"));
+
+    std::vector<raw_value> many;
+    for (int i = 0; i < 5; ++i) many.push_back(static_cast<double>(i));
+    auto limited = encode_labels(task_kind::multiclass, many, 4);
+    REQUIRE_FALSE(limited);
+    CHECK_THAT(limited.error().message(), Contains("at most 4 classes"));
+
+    auto binary_number = encode_labels(task_kind::binary, {0.0, 2.0});
+    REQUIRE_FALSE(binary_number);
+    CHECK_THAT(binary_number.error().message(), Contains("must be 0 or 1"));
+    CHECK(binary_number.error().field() == "label");
+}

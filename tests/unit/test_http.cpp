@@ -1,0 +1,387 @@
+// Unit tests for the HTTP edge (server/http_server.h): path splitting and
+// route matching, and an in-process server on a free loopback port with a
+// small route table, spoken to by a real HTTP client.
+//
+// Production code includes <httplib.h> only in server/http_server.cpp. This
+// test includes it too, solely to act as an HTTP *client* against our server.
+#include <catch2/catch.hpp>
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/errors.h"
+#include "server/http_server.h"
+
+using namespace kennel;
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------- matching
+
+TEST_CASE("split_path splits on slashes and drops empty segments", "[routes]") {
+    using v = std::vector<std::string>;
+    CHECK(split_path("/a/b/c") == v{"a", "b", "c"});
+    CHECK(split_path("a/b") == v{"a", "b"});
+    CHECK(split_path("/v1/facts/") == v{"v1", "facts"});
+    CHECK(split_path("//v1///facts") == v{"v1", "facts"});
+    CHECK(split_path("/").empty());
+    CHECK(split_path("").empty());
+    CHECK(split_path("/only") == v{"only"});
+    CHECK(split_path("/a/%7Bx%7D/c") == v{"a", "%7Bx%7D", "c"});
+}
+
+TEST_CASE("match_route matches literal segments and captures {params}", "[routes]") {
+    std::map<std::string, std::string> params;
+    CHECK(match_route("/healthz", "/healthz", params));
+    CHECK(params.empty());
+    CHECK(match_route("/v1/facts", "/v1/facts/", params));  // a trailing slash is the same path
+
+    REQUIRE(match_route("/v1/models/{name}/versions/{n}", "/v1/models/likes/versions/3", params));
+    CHECK(params == std::map<std::string, std::string>{{"name", "likes"}, {"n", "3"}});
+
+    REQUIRE(match_route("/v1/streams/{stream}/facts", "/v1/streams/posts/facts", params));
+    CHECK(params.at("stream") == "posts");
+}
+
+TEST_CASE("match_route rejects other lengths and literals, leaving params untouched",
+          "[routes]") {
+    std::map<std::string, std::string> params = {{"keep", "me"}};
+    CHECK_FALSE(match_route("/v1/facts", "/v1/fact", params));
+    CHECK_FALSE(match_route("/v1/facts", "/v1/facts/1", params));
+    CHECK_FALSE(match_route("/v1/facts/{id}", "/v1/facts", params));
+    CHECK_FALSE(match_route("/v1/streams/{s}/facts", "/v1/streams/posts/total", params));
+    CHECK_FALSE(match_route("/v1/streams/{s}/facts", "/v2/streams/posts/facts", params));
+    CHECK_FALSE(match_route("/healthz", "/HEALTHZ", params));  // case-sensitive
+    CHECK(params == std::map<std::string, std::string>{{"keep", "me"}});
+    // "{}" is not a parameter: a literal segment.
+    CHECK_FALSE(match_route("/a/{}", "/a/x", params));
+    CHECK(match_route("/a/{}", "/a/{}", params));
+}
+
+// ------------------------------------------------------------ live server
+
+namespace {
+
+// An http_server with a small route table on a free port, stopped when the
+// fixture goes out of scope.
+struct test_server {
+    std::atomic<int> handled{0};
+    std::unique_ptr<http_server> server;
+    int port = 0;
+
+    explicit test_server(std::size_t max_body = 1024) {
+        http_options o;
+        o.host = "127.0.0.1";
+        o.port = 0;
+        o.threads = 4;
+        o.max_body_bytes = max_body;
+        o.read_timeout_s = 5;
+        std::vector<route> routes = {
+            {"GET", "/ping", [](const http_request&) { return json_response(R"({"pong":true})"); },
+             false},
+            {"GET", "/items/{id}",
+             [this](const http_request& r) {
+                 ++handled;
+                 json out = {{"id", r.param("id")},
+                             {"path", r.path},
+                             {"method", r.method},
+                             {"q", r.query_value("q").value_or("")},
+                             {"has_missing", r.query_value("missing").has_value()},
+                             {"agent", r.header("x-test-header")}};
+                 return json_response(out.dump());
+             },
+             true},
+            {"PUT", "/items/{id}",
+             [](const http_request& r) {
+                 return json_response(json({{"put", r.param("id")}}).dump(), 201);
+             },
+             true},
+            {"POST", "/items",
+             [this](const http_request& r) {
+                 ++handled;
+                 json out = {{"bytes", r.body.size()},
+                             {"content_type", r.header("content-type")}};
+                 return json_response(out.dump(), 201);
+             },
+             true},
+            {"GET", "/fail",
+             [](const http_request&) -> http_response {
+                 return error_response(invalid("data.likes", "lower is greater than upper"), 3);
+             },
+             true},
+            {"GET", "/busy",
+             [](const http_request&) -> http_response {
+                 return error_response(status(error_kind::unavailable, "queue full"));
+             },
+             true},
+            {"GET", "/throw",
+             [](const http_request&) -> http_response {
+                 throw std::runtime_error("handler exploded");
+             },
+             true},
+        };
+        server = std::make_unique<http_server>(o, std::move(routes));
+        auto bound = server->bind();
+        if (!bound) throw std::runtime_error(bound.error().to_string());
+        port = *bound;
+        server->start();
+        wait_until_serving();
+    }
+    ~test_server() { server->stop(); }
+
+    httplib::Client client() const {
+        httplib::Client c("127.0.0.1", port);
+        c.set_connection_timeout(5, 0);
+        c.set_read_timeout(5, 0);
+        c.set_write_timeout(5, 0);
+        return c;
+    }
+
+private:
+    void wait_until_serving() {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            auto c = client();
+            if (auto r = c.Get("/ping"); r && r->status == 200) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        throw std::runtime_error("test server did not start serving within 10 s");
+    }
+};
+
+// The one error shape: {"error":{"code","message","field"?,"item"?}}.
+json check_error_shape(const httplib::Result& r, int expected_status, const std::string& code) {
+    REQUIRE(r);
+    INFO("status " << r->status << " body " << r->body);
+    CHECK(r->status == expected_status);
+    CHECK(r->get_header_value("Content-Type").rfind("application/json", 0) == 0);
+    json body = json::parse(r->body, nullptr, false);
+    REQUIRE_FALSE(body.is_discarded());
+    REQUIRE(body.is_object());
+    CHECK(body.size() == 1);
+    REQUIRE(body.contains("error"));
+    const json& e = body["error"];
+    REQUIRE(e.is_object());
+    CHECK(e["code"] == code);
+    REQUIRE(e["message"].is_string());
+    CHECK_FALSE(e["message"].get<std::string>().empty());
+    for (const auto& [k, v] : e.items()) {
+        (void)v;
+        CHECK((k == "code" || k == "message" || k == "field" || k == "item"));
+    }
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("before set_ready(true) routes that need the store answer 503; others answer",
+          "[http]") {
+    test_server s;
+    auto c = s.client();
+    auto ping = c.Get("/ping");
+    REQUIRE(ping);
+    CHECK(ping->status == 200);
+    CHECK(json::parse(ping->body)["pong"] == true);
+
+    auto r = c.Get("/items/1");
+    json e = check_error_shape(r, 503, "unavailable");
+    CHECK(r->get_header_value("Retry-After") == "1");
+    CHECK(s.handled == 0);  // the handler never ran
+    // A POST to a needs_ready route too.
+    check_error_shape(c.Post("/items", "{}", "application/json"), 503, "unavailable");
+    // Unknown paths are still 404, not 503.
+    check_error_shape(c.Get("/nope"), 404, "not_found");
+
+    s.server->set_ready(true);
+    CHECK(s.server->ready());
+    auto ok = c.Get("/items/1");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+    CHECK(s.handled == 1);
+
+    s.server->set_ready(false);  // e.g. shutting down
+    check_error_shape(c.Get("/items/1"), 503, "unavailable");
+}
+
+TEST_CASE("a matched route gets its path params, query, lowercased headers and body", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+    httplib::Headers h = {{"X-Test-Header", "catch2"}};
+    auto r = c.Get("/items/abc-42?q=hello%20world&other=1", h);
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    json j = json::parse(r->body);
+    CHECK(j["id"] == "abc-42");
+    CHECK(j["path"] == "/items/abc-42");
+    CHECK(j["method"] == "GET");
+    CHECK(j["q"] == "hello world");
+    CHECK(j["has_missing"] == false);
+    CHECK(j["agent"] == "catch2");
+
+    auto p = c.Post("/items", std::string(1000, 'x'), "application/x-ndjson");
+    REQUIRE(p);
+    CHECK(p->status == 201);
+    json pj = json::parse(p->body);
+    CHECK(pj["bytes"] == 1000);
+    CHECK(pj["content_type"] == "application/x-ndjson");
+
+    auto put = c.Put("/items/9", "{}", "application/json");
+    REQUIRE(put);
+    CHECK(put->status == 201);
+    CHECK(json::parse(put->body)["put"] == "9");
+}
+
+TEST_CASE("an unknown path is 404 and a known path with the wrong method is 405 with Allow",
+          "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+
+    json e = check_error_shape(c.Get("/no/such/route"), 404, "not_found");
+    CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("/no/such/route"));
+    check_error_shape(c.Post("/nothing", "{}", "application/json"), 404, "not_found");
+    check_error_shape(c.Get("/items"), 405, "method_not_allowed");  // POST-only path
+
+    auto del = c.Delete("/items/1");
+    json d = check_error_shape(del, 405, "method_not_allowed");
+    CHECK(del->get_header_value("Allow") == "GET, PUT");
+    CHECK_THAT(d["message"].get<std::string>(), Catch::Contains("DELETE"));
+
+    auto post = c.Post("/items/1", "{}", "application/json");
+    check_error_shape(post, 405, "method_not_allowed");
+    CHECK(post->get_header_value("Allow") == "GET, PUT");
+
+    auto get_items = c.Get("/items");
+    REQUIRE(get_items);
+    CHECK(get_items->get_header_value("Allow") == "POST");
+
+    auto patch = c.Patch("/ping", "{}", "application/json");
+    check_error_shape(patch, 405, "method_not_allowed");
+    CHECK(patch->get_header_value("Allow") == "GET");
+    CHECK(s.handled == 0);
+}
+
+TEST_CASE("a body over the limit is a 413 in the one JSON error shape", "[http]") {
+    test_server s(1024);
+    s.server->set_ready(true);
+    auto c = s.client();
+    auto big = c.Post("/items", std::string(4096, 'x'), "application/json");
+    json e = check_error_shape(big, 413, "too_large");
+    CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("1024"));
+    CHECK(s.handled == 0);
+    // Exactly at the limit is accepted, and the server still serves.
+    auto c2 = s.client();
+    auto fits = c2.Post("/items", std::string(1024, 'x'), "application/json");
+    REQUIRE(fits);
+    CHECK(fits->status == 201);
+    CHECK(json::parse(fits->body)["bytes"] == 1024);
+}
+
+TEST_CASE("handler errors and exceptions come back in the one JSON error shape", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+    json e = check_error_shape(c.Get("/fail"), 400, "invalid_argument");
+    CHECK(e["field"] == "data.likes");
+    CHECK(e["item"] == 3);
+    CHECK(e["message"] == "lower is greater than upper");
+
+    auto busy = c.Get("/busy");
+    check_error_shape(busy, 503, "unavailable");
+    CHECK(busy->get_header_value("Retry-After") == "1");
+
+    json x = check_error_shape(c.Get("/throw"), 500, "internal");
+    CHECK_THAT(x["message"].get<std::string>(), Catch::Contains("handler exploded"));
+    // The worker survived the exception.
+    auto again = c.Get("/ping");
+    REQUIRE(again);
+    CHECK(again->status == 200);
+}
+
+TEST_CASE("error_response maps every error kind to its status", "[http]") {
+    struct kc {
+        error_kind kind;
+        int status;
+        const char* code;
+    };
+    for (const kc& k : {kc{error_kind::invalid_argument, 400, "invalid_argument"},
+                        kc{error_kind::not_found, 404, "not_found"},
+                        kc{error_kind::method_not_allowed, 405, "method_not_allowed"},
+                        kc{error_kind::conflict, 409, "conflict"},
+                        kc{error_kind::too_large, 413, "too_large"},
+                        kc{error_kind::unsupported_media, 415, "unsupported_media_type"},
+                        kc{error_kind::failed_precondition, 422, "failed_precondition"},
+                        kc{error_kind::unavailable, 503, "unavailable"},
+                        kc{error_kind::internal, 500, "internal"}}) {
+        INFO(k.code);
+        http_response r = error_response(status(k.kind, "why"));
+        CHECK(r.status == k.status);
+        CHECK(http_status_for(k.kind) == k.status);
+        json j = json::parse(r.body);
+        CHECK(j["error"]["code"] == k.code);
+        CHECK(j["error"]["message"] == "why");
+        CHECK_FALSE(j["error"].contains("field"));
+        CHECK_FALSE(j["error"].contains("item"));
+        bool retry = false;
+        for (const auto& [name, value] : r.headers) retry = retry || name == "Retry-After";
+        CHECK(retry == (k.kind == error_kind::unavailable));
+    }
+}
+
+TEST_CASE("many concurrent keep-alive clients are all served", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            auto c = s.client();
+            c.set_keep_alive(true);
+            for (int i = 0; i < 50; ++i) {
+                auto r = c.Get(("/items/" + std::to_string(t * 100 + i)).c_str());
+                if (r && r->status == 200 &&
+                    json::parse(r->body)["id"] == std::to_string(t * 100 + i)) {
+                    ++ok;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(ok == 200);
+    CHECK(s.handled == 200);
+}
+
+TEST_CASE("a second server cannot bind a port that is in use", "[http]") {
+    test_server first;
+    http_options o;
+    o.port = first.port;
+    http_server second(o, {});
+    auto bound = second.bind();
+    REQUIRE_FALSE(bound.is_ok());
+    CHECK(bound.error().kind() == error_kind::unavailable);
+    CHECK_THAT(bound.error().message(), Catch::Contains(std::to_string(first.port)));
+    // The first is unaffected.
+    auto c = first.client();
+    auto r = c.Get("/ping");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+}
+
+TEST_CASE("after stop() the server no longer accepts connections", "[http]") {
+    auto s = std::make_unique<test_server>();
+    int port = s->port;
+    s.reset();
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(1, 0);
+    c.set_read_timeout(1, 0);
+    auto r = c.Get("/ping");
+    CHECK_FALSE(r);
+}

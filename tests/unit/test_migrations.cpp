@@ -1,0 +1,409 @@
+// Unit tests for the migrations runner (store/migrations.h): the schema a
+// fresh database gets, the file's identity (application_id, user_version),
+// idempotence, and refusing databases that are not ours or are too new.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "store/db.h"
+#include "store/migrations.h"
+#include "store/time_util.h"
+
+using namespace kennel;
+namespace fs = std::filesystem;
+
+namespace {
+
+class temp_dir {
+public:
+    temp_dir() {
+        std::string templ = (fs::temp_directory_path() / "kennel-test-XXXXXX").string();
+        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = templ;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    fs::path path_;
+};
+
+struct schema_object {
+    std::string type;
+    std::string name;
+    std::string table;
+    bool operator<(const schema_object& o) const {
+        return std::tie(type, name, table) < std::tie(o.type, o.name, o.table);
+    }
+    bool operator==(const schema_object& o) const {
+        return type == o.type && name == o.name && table == o.table;
+    }
+};
+
+std::ostream& operator<<(std::ostream& os, const schema_object& o) {
+    return os << o.type << " " << o.name << " on " << o.table;
+}
+
+// Every object SQLite did not make itself (autoindexes are checked apart).
+std::set<schema_object> schema_objects(connection& c) {
+    statement st(c,
+                 "SELECT type, name, tbl_name FROM sqlite_schema"
+                 " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name");
+    std::set<schema_object> out;
+    while (st.step()) out.insert({st.column_text(0), st.column_text(1), st.column_text(2)});
+    return out;
+}
+
+std::vector<std::string> columns(connection& c, const std::string& table) {
+    statement st(c, "SELECT name FROM pragma_table_info(?) ORDER BY cid");
+    st.bind(1, table);
+    std::vector<std::string> out;
+    while (st.step()) out.push_back(st.column_text(0));
+    return out;
+}
+
+std::map<std::string, std::string> column_types(connection& c, const std::string& table) {
+    statement st(c, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)");
+    st.bind(1, table);
+    std::map<std::string, std::string> out;
+    while (st.step()) {
+        out[st.column_text(0)] = st.column_text(1) + (st.column_int(2) ? " NOT NULL" : "") +
+                                 (st.column_int(3) ? " PK" : "");
+    }
+    return out;
+}
+
+std::vector<std::string> index_columns(connection& c, const std::string& index) {
+    statement st(c, "SELECT name FROM pragma_index_info(?) ORDER BY seqno");
+    st.bind(1, index);
+    std::vector<std::string> out;
+    while (st.step()) out.push_back(st.column_text(0));
+    return out;
+}
+
+// Names created by migrations after 0001 (tables, indexes, triggers, views),
+// so this test stays exact about 0001 while later issues add their own.
+std::set<std::string> names_created_after_first() {
+    static const std::regex create(
+        R"(CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|TRIGGER|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?["`]?(\w+))",
+        std::regex::icase);
+    std::set<std::string> out;
+    for (const migration& m : known_migrations()) {
+        if (m.number <= 1) continue;
+        for (std::sregex_iterator it(m.sql.begin(), m.sql.end(), create), end; it != end; ++it) {
+            out.insert((*it)[1].str());
+        }
+    }
+    return out;
+}
+
+std::int64_t count_rows(connection& c, const std::string& sql) {
+    statement st(c, sql);
+    REQUIRE(st.step());
+    return st.column_int(0);
+}
+
+int newest_known() { return known_migrations().back().number; }
+
+}  // namespace
+
+TEST_CASE("the binary embeds numbered migrations in order, starting with 0001_facts",
+          "[migrations]") {
+    const auto& all = known_migrations();
+    REQUIRE_FALSE(all.empty());
+    CHECK(all.front().number == 1);
+    CHECK(all.front().name == "0001_facts");
+    CHECK(all.front().sql.find("CREATE TABLE facts") != std::string::npos);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        INFO("migration " << all[i].name);
+        CHECK(all[i].number == static_cast<int>(i) + 1);  // forward-only, no gaps
+        char prefix[8];
+        std::snprintf(prefix, sizeof prefix, "%04d_", all[i].number);
+        CHECK(all[i].name.rfind(prefix, 0) == 0);
+        CHECK_FALSE(all[i].sql.empty());
+    }
+}
+
+TEST_CASE("migrate on a fresh file creates exactly the foundation schema", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    status s = migrate(c);
+    INFO(s.to_string());
+    REQUIRE(s.is_ok());
+
+    const std::set<schema_object> foundation = {
+        {"table", "facts", "facts"},
+        {"table", "stream_stats", "stream_stats"},
+        {"table", "schema_migrations", "schema_migrations"},
+        {"index", "facts_by_stream_entity_time", "facts"},
+        {"index", "facts_by_stream_time", "facts"},
+        {"trigger", "facts_reject_update", "facts"},
+        {"trigger", "facts_reject_delete", "facts"},
+        {"trigger", "facts_count_stream", "facts"},
+    };
+    const std::set<std::string> later = names_created_after_first();
+    const std::set<schema_object> actual = schema_objects(c);
+    for (const schema_object& o : foundation) {
+        INFO("expected " << o);
+        CHECK(actual.count(o) == 1);
+    }
+    for (const schema_object& o : actual) {
+        INFO("unexpected " << o << " (neither 0001 nor a later migration creates it)");
+        CHECK((foundation.count(o) == 1 || later.count(o.name) == 1));
+    }
+
+    CHECK(columns(c, "facts") == std::vector<std::string>{"id", "idempotency_key", "stream",
+                                                          "entity", "event_time", "ingest_time",
+                                                          "data", "corrects"});
+    auto ft = column_types(c, "facts");
+    CHECK(ft["id"] == "INTEGER PK");
+    CHECK(ft["idempotency_key"] == "TEXT NOT NULL");
+    CHECK(ft["stream"] == "TEXT NOT NULL");
+    CHECK(ft["entity"] == "TEXT NOT NULL");
+    CHECK(ft["event_time"] == "INTEGER NOT NULL");
+    CHECK(ft["ingest_time"] == "INTEGER NOT NULL");
+    CHECK(ft["data"] == "TEXT NOT NULL");
+    CHECK(ft["corrects"] == "INTEGER");
+
+    CHECK(columns(c, "stream_stats") ==
+          std::vector<std::string>{"stream", "fact_count", "first_event_time", "last_event_time",
+                                   "last_ingest_time", "max_fact_id"});
+    // STRICT makes a PRIMARY KEY column NOT NULL as well.
+    CHECK(column_types(c, "stream_stats")["stream"] == "TEXT NOT NULL PK");
+    CHECK(columns(c, "schema_migrations") ==
+          std::vector<std::string>{"number", "name", "applied_at"});
+
+    // STRICT tables, so a wrong type is an error rather than silently stored.
+    CHECK(count_rows(c, "SELECT count(*) FROM pragma_table_list WHERE strict = 1 AND name IN "
+                        "('facts','stream_stats','schema_migrations')") == 3);
+
+    CHECK(index_columns(c, "facts_by_stream_entity_time") ==
+          std::vector<std::string>{"stream", "entity", "event_time", "id"});
+    CHECK(index_columns(c, "facts_by_stream_time") ==
+          std::vector<std::string>{"stream", "event_time", "id"});
+    // idempotency_key is UNIQUE: SQLite keeps an automatic unique index on it.
+    CHECK(count_rows(c,
+                     "SELECT count(*) FROM pragma_index_list('facts') il"
+                     " JOIN pragma_index_info(il.name) ii"
+                     " WHERE il.\"unique\" = 1 AND il.origin = 'u' AND ii.name = 'idempotency_key'") ==
+          1);
+    // corrects references facts(id).
+    CHECK(count_rows(c,
+                     "SELECT count(*) FROM pragma_foreign_key_list('facts')"
+                     " WHERE \"from\" = 'corrects' AND \"table\" = 'facts' AND \"to\" = 'id'") == 1);
+}
+
+TEST_CASE("migrate marks the file with Kennel's application_id and the schema version",
+          "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    CHECK(c.pragma_int("application_id") == 0);
+    CHECK(c.pragma_int("user_version") == 0);
+    REQUIRE(migrate(c).is_ok());
+    CHECK(c.pragma_int("application_id") == 0x4B4E4E4C);
+    CHECK(c.pragma_int("application_id") == kennel_application_id);
+    CHECK(c.pragma_int("user_version") == newest_known());
+    // One row per applied migration, with its name and a plausible time.
+    CHECK(count_rows(c, "SELECT count(*) FROM schema_migrations") ==
+          static_cast<std::int64_t>(known_migrations().size()));
+    statement st(c, "SELECT number, name, applied_at FROM schema_migrations ORDER BY number");
+    REQUIRE(st.step());
+    CHECK(st.column_int(0) == 1);
+    CHECK(st.column_text(1) == "0001_facts");
+    micros applied = st.column_int(2);
+    CHECK(applied <= now_micros());
+    CHECK(applied > now_micros() - 60LL * 1000000);
+}
+
+TEST_CASE("migrate is idempotent: a second run changes nothing", "[migrations]") {
+    temp_dir dir;
+    const std::string path = dir.file("kennel.db");
+    std::set<schema_object> first_schema;
+    std::string first_applied;
+    {
+        connection c(path, {});
+        REQUIRE(migrate(c).is_ok());
+        c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
+               " VALUES ('k', 's', 'e', 1, 2, '{}')");
+        first_schema = schema_objects(c);
+        statement st(c, "SELECT group_concat(number || ':' || applied_at) FROM schema_migrations");
+        REQUIRE(st.step());
+        first_applied = st.column_text(0);
+    }
+    connection c(path, {});
+    REQUIRE(migrate(c).is_ok());
+    REQUIRE(migrate(c).is_ok());
+    CHECK(schema_objects(c) == first_schema);
+    statement st(c, "SELECT group_concat(number || ':' || applied_at) FROM schema_migrations");
+    REQUIRE(st.step());
+    CHECK(st.column_text(0) == first_applied);
+    CHECK(count_rows(c, "SELECT count(*) FROM facts") == 1);  // data untouched
+    CHECK(c.pragma_int("user_version") == newest_known());
+}
+
+TEST_CASE("migrate refuses a database written by a newer Kennel and leaves it alone",
+          "[migrations]") {
+    temp_dir dir;
+    const std::string path = dir.file("kennel.db");
+    {
+        connection c(path, {});
+        REQUIRE(migrate(c).is_ok());
+        c.exec("PRAGMA user_version = " + std::to_string(newest_known() + 41));
+    }
+    connection c(path, {});
+    status s = migrate(c);
+    REQUIRE_FALSE(s.is_ok());
+    CHECK(s.kind() == error_kind::failed_precondition);
+    CHECK_THAT(s.message(), Catch::Contains("newer Kennel"));
+    CHECK_THAT(s.message(), Catch::Contains(std::to_string(newest_known() + 41)));
+    CHECK(c.pragma_int("user_version") == newest_known() + 41);
+    CHECK(count_rows(c, "SELECT count(*) FROM schema_migrations") ==
+          static_cast<std::int64_t>(known_migrations().size()));
+    // migration_status refuses it the same way.
+    auto st = migration_status(c);
+    REQUIRE_FALSE(st.is_ok());
+    CHECK_THAT(st.error().message(), Catch::Contains("newer Kennel"));
+}
+
+TEST_CASE("migrate refuses a foreign SQLite file without touching it", "[migrations]") {
+    temp_dir dir;
+    SECTION("a file with a table of its own") {
+        const std::string path = dir.file("other.db");
+        {
+            connection c(path, {});
+            c.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);"
+                   "INSERT INTO customers (name) VALUES ('ada')");
+        }
+        connection c(path, {});
+        status s = migrate(c);
+        REQUIRE_FALSE(s.is_ok());
+        CHECK(s.kind() == error_kind::failed_precondition);
+        CHECK_THAT(s.message(), Catch::Contains("not a Kennel database"));
+        CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE name = 'facts'") == 0);
+        CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE name = 'schema_migrations'") == 0);
+        CHECK(count_rows(c, "SELECT count(*) FROM customers") == 1);
+        CHECK(c.pragma_int("application_id") == 0);
+        CHECK(c.pragma_int("user_version") == 0);
+    }
+    SECTION("a file with another program's application_id") {
+        const std::string path = dir.file("app.db");
+        {
+            connection c(path, {});
+            c.exec("PRAGMA application_id = 1234");
+        }
+        connection c(path, {});
+        status s = migrate(c);
+        REQUIRE_FALSE(s.is_ok());
+        CHECK_THAT(s.message(), Catch::Contains("not a Kennel database"));
+        CHECK_THAT(s.message(), Catch::Contains("1234"));
+        CHECK(c.pragma_int("application_id") == 1234);
+        CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema") == 0);
+    }
+    SECTION("a file with a user_version but no application_id") {
+        const std::string path = dir.file("uv.db");
+        {
+            connection c(path, {});
+            c.exec("PRAGMA user_version = 1");
+        }
+        connection c(path, {});
+        status s = migrate(c);
+        REQUIRE_FALSE(s.is_ok());
+        CHECK_THAT(s.message(), Catch::Contains("not a Kennel database"));
+        CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema") == 0);
+    }
+}
+
+TEST_CASE("migration_status lists every known migration, pending then applied",
+          "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    auto before = migration_status(c);
+    REQUIRE(before.is_ok());
+    REQUIRE(before->size() == known_migrations().size());
+    for (const migration_state& m : *before) {
+        INFO(m.name);
+        CHECK_FALSE(m.applied_at.has_value());
+    }
+    CHECK((*before)[0].number == 1);
+    CHECK((*before)[0].name == "0001_facts");
+
+    REQUIRE(migrate(c).is_ok());
+    auto after = migration_status(c);
+    REQUIRE(after.is_ok());
+    REQUIRE(after->size() == known_migrations().size());
+    for (std::size_t i = 0; i < after->size(); ++i) {
+        const migration_state& m = (*after)[i];
+        INFO(m.name);
+        CHECK(m.number == known_migrations()[i].number);
+        CHECK(m.name == known_migrations()[i].name);
+        REQUIRE(m.applied_at.has_value());
+        auto t = parse_rfc3339(*m.applied_at);
+        REQUIRE(t.has_value());
+        CHECK(*t <= now_micros());
+    }
+}
+
+TEST_CASE("migration_status works on a read-only connection", "[migrations]") {
+    temp_dir dir;
+    const std::string path = dir.file("kennel.db");
+    {
+        connection c(path, {});
+        REQUIRE(migrate(c).is_ok());
+    }
+    open_options ro;
+    ro.read_only = true;
+    connection c(path, ro);
+    auto st = migration_status(c);
+    REQUIRE(st.is_ok());
+    REQUIRE_FALSE(st->empty());
+    CHECK((*st)[0].name == "0001_facts");
+    CHECK((*st)[0].applied_at.has_value());
+}
+
+TEST_CASE("the migrated schema enforces its constraints", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    REQUIRE(migrate(c).is_ok());
+    auto insert = [&](const std::string& key, const std::string& stream, const std::string& data) {
+        statement st(c,
+                     "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
+                     " data) VALUES (?, ?, 'e', 1, 1, ?)");
+        st.bind(1, key).bind(2, stream).bind(3, data);
+        st.run();
+    };
+    insert("ok", "s", R"({"a":1})");
+    auto expect_constraint = [](auto&& fn) {
+        try {
+            fn();
+            FAIL("expected a constraint violation");
+        } catch (const db_error& e) {
+            CHECK(e.is_constraint());
+        }
+    };
+    expect_constraint([&] { insert("ok", "s", R"({"a":1})"); });      // UNIQUE key
+    expect_constraint([&] { insert("k2", "", R"({"a":1})"); });       // empty stream
+    expect_constraint([&] { insert("k3", "s", "[1,2]"); });           // data not an object
+    expect_constraint([&] { insert("k4", "s", "{not json"); });       // data not JSON
+    expect_constraint([&] {                                          // corrects a missing fact
+        c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
+               " data, corrects) VALUES ('k5', 's', 'e', 1, 1, '{}', 999)");
+    });
+    expect_constraint([&] {                                          // STRICT types
+        c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
+               " data) VALUES ('k6', 's', 'e', 'noon', 1, '{}')");
+    });
+    CHECK(count_rows(c, "SELECT count(*) FROM facts") == 1);
+}

@@ -1,0 +1,533 @@
+// Unit tests for the store's foundations: the RAII layer over SQLite
+// (store/db.h), SHA-256 (store/sha256.h) and RFC 3339 times
+// (store/time_util.h). Each test works in its own temporary directory.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "store/db.h"
+#include "store/sha256.h"
+#include "store/time_util.h"
+
+using namespace kennel;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class temp_dir {
+public:
+    temp_dir() {
+        std::string templ = (fs::temp_directory_path() / "kennel-test-XXXXXX").string();
+        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = templ;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    fs::path path_;
+};
+
+std::int64_t count_rows(connection& c, const std::string& table) {
+    statement st(c, "SELECT count(*) FROM " + table);
+    REQUIRE(st.step());
+    return st.column_int(0);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- connection
+
+TEST_CASE("connection opens in WAL mode with foreign keys and the chosen sync level", "[db]") {
+    temp_dir dir;
+    SECTION("full by default") {
+        connection c(dir.file("a.db"), {});
+        statement jm(c, "PRAGMA journal_mode");
+        REQUIRE(jm.step());
+        CHECK(jm.column_text(0) == "wal");
+        CHECK(c.pragma_int("synchronous") == 2);  // FULL
+        CHECK(c.pragma_int("foreign_keys") == 1);
+    }
+    SECTION("normal when asked") {
+        open_options o;
+        o.sync = sync_mode::normal;
+        connection c(dir.file("b.db"), o);
+        CHECK(c.pragma_int("synchronous") == 1);
+    }
+    SECTION("off when asked") {
+        open_options o;
+        o.sync = sync_mode::off;
+        connection c(dir.file("c.db"), o);
+        CHECK(c.pragma_int("synchronous") == 0);
+    }
+}
+
+TEST_CASE("connection without create refuses a missing file", "[db]") {
+    temp_dir dir;
+    open_options o;
+    o.create = false;
+    CHECK_THROWS_AS(connection(dir.file("missing.db"), o), db_error);
+    CHECK_FALSE(fs::exists(dir.file("missing.db")));
+}
+
+TEST_CASE("a read-only connection cannot write", "[db]") {
+    temp_dir dir;
+    {
+        connection w(dir.file("ro.db"), {});
+        w.exec("CREATE TABLE t (x INTEGER)");
+    }
+    open_options ro;
+    ro.read_only = true;
+    connection r(dir.file("ro.db"), ro);
+    CHECK(count_rows(r, "t") == 0);
+    CHECK_THROWS_AS(r.exec("INSERT INTO t VALUES (1)"), db_error);
+}
+
+TEST_CASE("exec runs several statements and reports SQL errors as db_error", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("x.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);");
+    CHECK(count_rows(c, "t") == 2);
+    CHECK(c.changes() == 1);
+    CHECK(c.last_insert_rowid() == 2);
+    try {
+        c.exec("INSERT INTO no_such_table VALUES (1)");
+        FAIL("expected db_error");
+    } catch (const db_error& e) {
+        CHECK(std::string(e.what()).find("no_such_table") != std::string::npos);
+        CHECK_FALSE(e.is_constraint());
+        CHECK_FALSE(e.is_busy());
+    }
+    CHECK_THROWS_AS(c.prepare("SELEC nonsense"), db_error);
+}
+
+// ---------------------------------------------------------------- statements
+
+TEST_CASE("statement binds every type and reads the columns back", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("s.db"), {});
+    c.exec("CREATE TABLE t (i INTEGER, d REAL, s TEXT, b BLOB, n TEXT)");
+    const std::string blob("a\0b\xff", 4);
+    {
+        statement ins(c, "INSERT INTO t VALUES (?, ?, ?, ?, ?)");
+        ins.bind(1, std::int64_t{9007199254740993})  // beyond double precision
+            .bind(2, 2.5)
+            .bind(3, std::string_view("héllo, wörld"))
+            .bind_blob(4, blob)
+            .bind_null(5);
+        ins.run();
+    }
+    statement st(c, "SELECT i, d, s, b, n FROM t");
+    REQUIRE(st.step());
+    CHECK(st.column_int(0) == 9007199254740993);
+    CHECK(st.column_double(1) == 2.5);
+    CHECK(st.column_text(2) == "héllo, wörld");
+    CHECK(st.column_blob(3) == blob);
+    CHECK(st.column_blob(3).size() == 4);
+    CHECK(st.is_null(4));
+    CHECK_FALSE(st.is_null(0));
+    CHECK(st.column_opt_int(0) == std::optional<std::int64_t>(9007199254740993));
+    CHECK(st.column_opt_double(1) == std::optional<double>(2.5));
+    CHECK(st.column_opt_text(2) == std::optional<std::string>("héllo, wörld"));
+    CHECK_FALSE(st.column_opt_int(4).has_value());
+    CHECK_FALSE(st.column_opt_double(4).has_value());
+    CHECK_FALSE(st.column_opt_text(4).has_value());
+    CHECK(st.column_text(4).empty());
+    CHECK_FALSE(st.step());  // exactly one row
+}
+
+TEST_CASE("statement binds optionals as value or NULL, and int as int64", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("o.db"), {});
+    c.exec("CREATE TABLE t (k INTEGER, v INTEGER)");
+    statement ins(c, "INSERT INTO t VALUES (?, ?)");
+    ins.bind(1, 1).bind(2, std::optional<std::int64_t>(42));
+    ins.run();
+    ins.reset();
+    ins.bind(1, 2).bind(2, std::optional<std::int64_t>());
+    ins.run();
+    statement st(c, "SELECT k, v FROM t ORDER BY k");
+    REQUIRE(st.step());
+    CHECK(st.column_int(0) == 1);
+    CHECK(st.column_opt_int(1) == std::optional<std::int64_t>(42));
+    REQUIRE(st.step());
+    CHECK(st.column_int(0) == 2);
+    CHECK(st.is_null(1));
+    CHECK_FALSE(st.step());
+}
+
+TEST_CASE("a reset statement is reused with new bindings, and reset clears old ones", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("r.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER, y TEXT)");
+    statement ins(c, "INSERT INTO t VALUES (?, ?)");
+    for (int i = 0; i < 10; ++i) {
+        ins.reset();
+        ins.bind(1, i).bind(2, "row" + std::to_string(i));
+        ins.run();
+    }
+    // After reset() without binding ?2, it must be NULL, not the last value.
+    ins.reset();
+    ins.bind(1, 100);
+    ins.run();
+    CHECK(count_rows(c, "t") == 11);
+    statement sum(c, "SELECT sum(x), count(y) FROM t");
+    REQUIRE(sum.step());
+    CHECK(sum.column_int(0) == 45 + 100);
+    CHECK(sum.column_int(1) == 10);
+
+    statement q(c, "SELECT y FROM t WHERE x = ?");
+    q.bind(1, 3);
+    REQUIRE(q.step());
+    CHECK(q.column_text(0) == "row3");
+    q.reset();
+    q.bind(1, 7);
+    REQUIRE(q.step());
+    CHECK(q.column_text(0) == "row7");
+}
+
+TEST_CASE("a constraint violation is a db_error that says so, and the statement stays usable",
+          "[db]") {
+    temp_dir dir;
+    connection c(dir.file("u.db"), {});
+    c.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
+    statement ins(c, "INSERT INTO t VALUES (?, ?)");
+    ins.bind(1, "a").bind(2, 1);
+    ins.run();
+    ins.reset();
+    ins.bind(1, "a").bind(2, 2);
+    try {
+        ins.run();
+        FAIL("expected a UNIQUE violation");
+    } catch (const db_error& e) {
+        CHECK(e.is_constraint());
+        CHECK_FALSE(e.is_busy());
+        CHECK(std::string(e.what()).find("UNIQUE") != std::string::npos);
+    }
+    // NOT NULL is a constraint too.
+    ins.reset();
+    ins.bind(1, "b").bind_null(2);
+    try {
+        ins.run();
+        FAIL("expected a NOT NULL violation");
+    } catch (const db_error& e) {
+        CHECK(e.is_constraint());
+    }
+    // The same statement inserts again after the failures.
+    ins.reset();
+    ins.bind(1, "c").bind(2, 3);
+    ins.run();
+    CHECK(count_rows(c, "t") == 2);
+}
+
+TEST_CASE("a moved-from statement hands over its prepared handle", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("m.db"), {});
+    statement a = c.prepare("SELECT 41 + 1");
+    statement b(std::move(a));
+    REQUIRE(b.step());
+    CHECK(b.column_int(0) == 42);
+}
+
+// -------------------------------------------------------------- transactions
+
+TEST_CASE("a transaction rolls back in its destructor unless committed", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("t.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER)");
+    {
+        transaction tx(c);
+        c.exec("INSERT INTO t VALUES (1)");
+        CHECK(count_rows(c, "t") == 1);  // visible inside
+    }
+    CHECK(count_rows(c, "t") == 0);
+    {
+        transaction tx(c);
+        c.exec("INSERT INTO t VALUES (2)");
+        tx.commit();
+    }
+    CHECK(count_rows(c, "t") == 1);
+}
+
+TEST_CASE("an exception leaving a transaction's scope rolls it back", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("e.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER)");
+    CHECK_THROWS_AS(
+        [&] {
+            transaction tx(c);
+            c.exec("INSERT INTO t VALUES (1)");
+            throw std::runtime_error("boom");
+        }(),
+        std::runtime_error);
+    CHECK(count_rows(c, "t") == 0);
+    // The connection is out of the transaction: a new one can begin.
+    transaction tx(c);
+    c.exec("INSERT INTO t VALUES (3)");
+    tx.commit();
+    CHECK(count_rows(c, "t") == 1);
+}
+
+TEST_CASE("a committed transaction is visible to another connection, an open one is not", "[db]") {
+    temp_dir dir;
+    connection w(dir.file("v.db"), {});
+    w.exec("CREATE TABLE t (x INTEGER)");
+    connection r(dir.file("v.db"), {});
+    transaction tx(w);
+    w.exec("INSERT INTO t VALUES (1)");
+    CHECK(count_rows(r, "t") == 0);  // WAL: the reader sees the last commit
+    tx.commit();
+    CHECK(count_rows(r, "t") == 1);
+}
+
+TEST_CASE("a second writer waits busy_timeout then fails with a busy db_error", "[db]") {
+    temp_dir dir;
+    connection a(dir.file("busy.db"), {});
+    a.exec("CREATE TABLE t (x INTEGER)");
+    open_options quick;
+    quick.busy_timeout_ms = 50;
+    connection b(dir.file("busy.db"), quick);
+    transaction hold(a);
+    try {
+        transaction second(b);  // BEGIN IMMEDIATE needs the write lock
+        FAIL("expected SQLITE_BUSY");
+    } catch (const db_error& e) {
+        CHECK(e.is_busy());
+        CHECK_FALSE(e.is_constraint());
+    }
+}
+
+TEST_CASE("a savepoint rolls back only its own changes unless released", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("sp.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER)");
+    {
+        transaction tx(c);
+        c.exec("INSERT INTO t VALUES (1)");
+        {
+            savepoint sp(c, "item");
+            c.exec("INSERT INTO t VALUES (2)");
+            c.exec("INSERT INTO t VALUES (3)");
+            CHECK(count_rows(c, "t") == 3);
+        }  // not released: rolled back to before (2)
+        CHECK(count_rows(c, "t") == 1);
+        {
+            savepoint sp(c, "item");
+            c.exec("INSERT INTO t VALUES (4)");
+            sp.release();
+        }
+        CHECK(count_rows(c, "t") == 2);
+        tx.commit();
+    }
+    statement st(c, "SELECT group_concat(x) FROM (SELECT x FROM t ORDER BY x)");
+    REQUIRE(st.step());
+    CHECK(st.column_text(0) == "1,4");
+}
+
+TEST_CASE("a released savepoint is still undone when its transaction rolls back", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("sp2.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER)");
+    {
+        transaction tx(c);
+        savepoint sp(c, "inner");
+        c.exec("INSERT INTO t VALUES (1)");
+        sp.release();
+    }
+    CHECK(count_rows(c, "t") == 0);
+}
+
+// ------------------------------------------------------------- online backup
+
+TEST_CASE("online_backup copies every row into a new file and reports progress", "[db]") {
+    temp_dir dir;
+    connection src(dir.file("src.db"), {});
+    src.exec("CREATE TABLE t (x INTEGER, pad TEXT)");
+    {
+        transaction tx(src);
+        statement ins(src, "INSERT INTO t VALUES (?, ?)");
+        for (int i = 0; i < 5000; ++i) {
+            ins.reset();
+            ins.bind(1, i).bind(2, std::string(200, 'p'));
+            ins.run();
+        }
+        tx.commit();
+    }
+    int calls = 0, last_remaining = -1, last_total = -1;
+    online_backup(src, dir.file("copy.db"), [&](int remaining, int total) {
+        ++calls;
+        last_remaining = remaining;
+        last_total = total;
+    });
+    CHECK(calls >= 2);  // several 256-page steps for ~1 MB, plus the final call
+    CHECK(last_remaining == 0);
+    CHECK(last_total > 256);
+
+    open_options ro;
+    ro.read_only = true;
+    connection copy(dir.file("copy.db"), ro);
+    CHECK(count_rows(copy, "t") == 5000);
+    statement sum(copy, "SELECT sum(x) FROM t");
+    REQUIRE(sum.step());
+    CHECK(sum.column_int(0) == 4999LL * 5000 / 2);
+    statement ic(copy, "PRAGMA integrity_check");
+    REQUIRE(ic.step());
+    CHECK(ic.column_text(0) == "ok");
+}
+
+TEST_CASE("online_backup includes commits still in the WAL and works without a callback",
+          "[db]") {
+    temp_dir dir;
+    connection src(dir.file("wal.db"), {});
+    src.exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7)");
+    // No checkpoint happened: the row lives in the -wal file only.
+    online_backup(src, dir.file("copy.db"), nullptr);
+    connection copy(dir.file("copy.db"), {});
+    CHECK(count_rows(copy, "t") == 1);
+}
+
+// ------------------------------------------------------------------- sha256
+
+TEST_CASE("sha256_hex matches the FIPS 180-2 test vectors", "[sha256]") {
+    CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    CHECK(sha256_hex(std::string(1000000, 'a')) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("sha256_hex handles block-boundary lengths and embedded NUL bytes", "[sha256]") {
+    // 55, 56 and 64 bytes straddle the padding boundary.
+    CHECK(sha256_hex(std::string(55, 'a')) ==
+          "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    CHECK(sha256_hex(std::string(56, 'a')) ==
+          "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+    CHECK(sha256_hex(std::string(64, 'a')) ==
+          "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+    const std::string with_nul("a\0b", 3);
+    CHECK(sha256_hex(with_nul) != sha256_hex("ab"));
+    CHECK(sha256_hex(with_nul).size() == 64);
+}
+
+// ---------------------------------------------------------------- RFC 3339
+
+TEST_CASE("parse_rfc3339 reads UTC times, fractions, dates and offsets", "[time]") {
+    const micros t = 1795168800000000;  // 2026-11-20T10:00:00Z
+    CHECK(parse_rfc3339("2026-11-20T10:00:00Z") == t);
+    CHECK(parse_rfc3339("2026-11-20t10:00:00z") == t);
+    CHECK(parse_rfc3339("2026-11-20 10:00:00Z") == t);
+    CHECK(parse_rfc3339("2026-11-20T12:00:00+02:00") == t);
+    CHECK(parse_rfc3339("2026-11-20T04:30:00-05:30") == t);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00+00:00") == t);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00-00:00") == t);
+    CHECK(parse_rfc3339("2026-11-20") == t - 10LL * 3600 * 1000000);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00.5Z") == t + 500000);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00.123Z") == t + 123000);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00.123456Z") == t + 123456);
+    CHECK(parse_rfc3339("2026-11-20T10:00:00.123456789Z") == t + 123456);  // ns truncated
+    CHECK(parse_rfc3339("2026-11-20T12:00:00.250+02:00") == t + 250000);
+    CHECK(parse_rfc3339("1970-01-01T00:00:00Z") == 0);
+    CHECK(parse_rfc3339("1969-12-31T23:59:59Z") == -1000000);
+    CHECK(parse_rfc3339("2000-02-29T00:00:00Z") == 951782400000000);
+    CHECK(parse_rfc3339("2024-02-29") == 1709164800000000);
+    // A leap second is clamped to :59 rather than refused.
+    CHECK(parse_rfc3339("2016-12-31T23:59:60Z") == parse_rfc3339("2016-12-31T23:59:59Z"));
+    // An offset moves the day too.
+    CHECK(parse_rfc3339("2026-11-21T01:00:00+15:00") == t);
+}
+
+TEST_CASE("parse_rfc3339 rejects malformed and out-of-range times", "[time]") {
+    const char* bad[] = {
+        "",
+        "yesterday",
+        "2026-13-01T00:00:00Z",      // month 13
+        "2026-00-10T00:00:00Z",      // month 0
+        "2026-02-30T00:00:00Z",      // Feb 30
+        "2025-02-29",                // not a leap year
+        "1900-02-29",                // century, not a leap year
+        "2026-04-31",                // April has 30 days
+        "2026-11-00",                // day 0
+        "2026-11-20T10:00:00",       // a time needs a zone
+        "2026-11-20T10:00",          // no seconds
+        "2026-11-20T24:00:00Z",      // hour 24
+        "2026-11-20T10:60:00Z",      // minute 60
+        "2026-11-20T10:00:61Z",      // second 61
+        "2026-11-20T10:00:00.Z",     // empty fraction
+        "2026-11-20T10:00:00+2:00",  // one-digit offset hour
+        "2026-11-20T10:00:00+0200",  // offset without colon
+        "2026-11-20T10:00:00+24:00", // offset hour out of range
+        "2026-11-20T10:00:00+02:60", // offset minute out of range
+        "2026-11-20T10:00:00ZZ",     // trailing garbage
+        "2026-11-20T10:00:00Z ",     // trailing space
+        "2026-11-20X10:00:00Z",      // bad separator
+        "2026/11/20",
+        "26-11-20",
+        "2026-1-20",
+        "２０２６-11-20",             // non-ASCII digits
+    };
+    for (const char* s : bad) {
+        INFO("input: \"" << s << "\"");
+        CHECK_FALSE(parse_rfc3339(s).has_value());
+    }
+}
+
+TEST_CASE("format_rfc3339 writes UTC with the fraction only when needed", "[time]") {
+    const micros t = 1795168800000000;
+    CHECK(format_rfc3339(t) == "2026-11-20T10:00:00Z");
+    CHECK(format_rfc3339(t + 123000) == "2026-11-20T10:00:00.123Z");
+    CHECK(format_rfc3339(t + 123456) == "2026-11-20T10:00:00.123456Z");
+    CHECK(format_rfc3339(t + 1) == "2026-11-20T10:00:00.000001Z");
+    CHECK(format_rfc3339(0) == "1970-01-01T00:00:00Z");
+    CHECK(format_rfc3339(-1000000) == "1969-12-31T23:59:59Z");
+    CHECK(format_rfc3339(-500000) == "1969-12-31T23:59:59.500Z");
+    CHECK(format_rfc3339(951782400000000) == "2000-02-29T00:00:00Z");
+}
+
+TEST_CASE("format and parse round-trip across dates, fractions and negative times", "[time]") {
+    const micros samples[] = {0,
+                              1,
+                              -1,
+                              999999,
+                              -999999,
+                              1795168800000000,
+                              1795168800123000,
+                              1795168800123456,
+                              951782400000000,           // 2000-02-29
+                              4102444799999999,          // 2099-12-31T23:59:59.999999
+                              -2208988800000000,         // 1900-01-01
+                              253402300799000000};       // 9999-12-31T23:59:59
+    for (micros m : samples) {
+        INFO("micros " << m << " formatted " << format_rfc3339(m));
+        CHECK(parse_rfc3339(format_rfc3339(m)) == m);
+    }
+    // Every day of a leap year and of a common year, at a fractional time.
+    for (micros day = 0; day < 366 * 2; ++day) {
+        micros m = 1704067200000000 + day * 86400LL * 1000000 + 45296789000;  // from 2024-01-01
+        REQUIRE(parse_rfc3339(format_rfc3339(m)) == m);
+    }
+    // Text with an offset normalises to Z and then parses to the same instant.
+    auto with_offset = parse_rfc3339("2026-03-01T01:30:00+05:00");
+    REQUIRE(with_offset);
+    CHECK(format_rfc3339(*with_offset) == "2026-02-28T20:30:00Z");
+    CHECK(parse_rfc3339(format_rfc3339(*with_offset)) == with_offset);
+}
+
+TEST_CASE("now_micros is the current time in microseconds", "[time]") {
+    micros a = now_micros();
+    micros b = now_micros();
+    CHECK(b >= a);
+    CHECK(a > parse_rfc3339("2024-01-01").value());
+    CHECK(a < parse_rfc3339("2100-01-01").value());
+}

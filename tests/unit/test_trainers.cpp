@@ -1,0 +1,348 @@
+// Trainers: every algorithm on every task beats the baseline on held-out
+// synthetic data, the linear models match scikit-learn, probabilities are
+// proper, cancellation stops training, auto search works, and predict is
+// consistent across threads.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <random>
+#include <thread>
+
+#include "ml/metrics.h"
+#include "ml/trainers.h"
+
+using namespace kennel;
+using namespace kennel::ml;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Deterministic data on every platform: mt19937_64's output is specified by
+// the standard (its distributions are not), so normals come from Box-Muller.
+class gaussian {
+public:
+    explicit gaussian(std::uint64_t seed) : engine_(seed) {}
+    double operator()() {
+        const double u1 = (static_cast<double>(engine_() >> 11) + 0.5) / 9007199254740992.0;
+        const double u2 = static_cast<double>(engine_() >> 11) / 9007199254740992.0;
+        return std::sqrt(-2 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
+    }
+
+private:
+    std::mt19937_64 engine_;
+};
+
+struct data_set {
+    feature_rows x_train, x_test;
+    std::vector<double> y_train, y_test;
+    std::size_t num_classes = 0;
+};
+
+// 400 rows, 4 features; the first 300 train, the last 100 are the holdout.
+data_set make_data(task_kind task, std::uint64_t seed = 7) {
+    gaussian g(seed);
+    data_set d;
+    d.num_classes = task == task_kind::binary ? 2 : task == task_kind::multiclass ? 3 : 0;
+    for (int i = 0; i < 400; ++i) {
+        std::vector<double> x(4);
+        for (auto& v : x) v = g();
+        double y = 0;
+        switch (task) {
+            case task_kind::binary: y = x[0] + 0.5 * x[1] + 0.3 * g() > 0 ? 1 : 0; break;
+            case task_kind::multiclass: {
+                // Three classes by which of two directions dominates.
+                const double a = x[0] + 0.2 * g(), b = x[1] + 0.2 * g();
+                y = a > 0.5 ? 0 : (b > 0 ? 1 : 2);
+                break;
+            }
+            case task_kind::regression: y = 3 * x[0] - 2 * x[1] + 0.5 * x[2] + 0.3 * g(); break;
+        }
+        (i < 300 ? d.x_train : d.x_test).push_back(x);
+        (i < 300 ? d.y_train : d.y_test).push_back(y);
+    }
+    return d;
+}
+
+train_params fast_params() {
+    train_params p;
+    p.num_trees = 50;
+    return p;
+}
+
+function_ptr train_ok(task_kind task, algorithm algo, const data_set& d,
+                      const train_params& p = fast_params()) {
+    auto f = train(task, algo, p, d.x_train, d.y_train, d.num_classes);
+    INFO(algorithm_name(algo) << ": " << (f ? "ok" : f.error().to_string()));
+    REQUIRE(f);
+    return *f;
+}
+
+// The task's primary metric on the holdout.
+double holdout_metric(task_kind task, const fitted_function& f, const data_set& d) {
+    std::vector<double> predicted;
+    std::vector<std::vector<double>> probabilities;
+    for (const auto& x : d.x_test) {
+        auto p = f.predict(x);
+        predicted.push_back(p.value);
+        probabilities.push_back(p.probabilities);
+    }
+    if (task == task_kind::regression) return evaluate_regression(d.y_test, predicted)->rmse;
+    auto m = evaluate_classification(d.y_test, probabilities, d.num_classes);
+    REQUIRE(m);
+    return task == task_kind::binary ? m->roc_auc : m->log_loss;
+}
+
+}  // namespace
+
+TEST_CASE("every algorithm beats the baseline on held-out data for every task", "[trainers]") {
+    const auto task = GENERATE(task_kind::binary, task_kind::multiclass, task_kind::regression);
+    const auto algo = GENERATE(algorithm::linear, algorithm::kernel, algorithm::forest);
+    const auto d = make_data(task);
+    const double baseline = holdout_metric(task, *train_ok(task, algorithm::baseline, d), d);
+    const double model = holdout_metric(task, *train_ok(task, algo, d), d);
+    INFO(task_kind_name(task) << " " << algorithm_name(algo) << ": " << model << " vs baseline "
+                              << baseline);
+    switch (task) {
+        case task_kind::binary:  // ROC-AUC: baseline 0.5
+            CHECK(baseline == Approx(0.5));
+            CHECK(model > 0.9);
+            break;
+        case task_kind::multiclass:  // log loss: baseline ~ln 3
+            CHECK(model < 0.6 * baseline);
+            break;
+        case task_kind::regression:  // RMSE
+            CHECK(model < 0.5 * baseline);
+            break;
+    }
+}
+
+TEST_CASE("class probabilities are proper and agree with the predicted class", "[trainers]") {
+    const auto task = GENERATE(task_kind::binary, task_kind::multiclass);
+    const auto algo =
+        GENERATE(algorithm::baseline, algorithm::linear, algorithm::kernel, algorithm::forest);
+    const auto d = make_data(task);
+    const auto f = train_ok(task, algo, d);
+    CHECK(f->kind() == algo);
+    CHECK(f->num_classes() == d.num_classes);
+    for (const auto& x : d.x_test) {
+        const auto p = f->predict(x);
+        REQUIRE(p.probabilities.size() == d.num_classes);
+        double sum = 0;
+        for (double q : p.probabilities) {
+            CHECK(q >= 0.0);
+            CHECK(q <= 1.0);
+            sum += q;
+        }
+        CHECK(sum == Approx(1.0).epsilon(1e-9));
+        const auto best = std::max_element(p.probabilities.begin(), p.probabilities.end()) -
+                          p.probabilities.begin();
+        CHECK(p.value == static_cast<double>(best));
+    }
+}
+
+TEST_CASE("baseline predicts the majority class with the prior, or the mean", "[trainers]") {
+    const feature_rows x = {{1}, {2}, {3}, {4}};
+    auto c = train(task_kind::binary, algorithm::baseline, {}, x, {1, 1, 1, 0}, 2);
+    REQUIRE(c);
+    auto p = (*c)->predict({9});
+    CHECK(p.value == 1.0);
+    CHECK(p.probabilities == std::vector<double>{0.25, 0.75});
+    auto r = train(task_kind::regression, algorithm::baseline, {}, x, {1, 2, 3, 6}, 0);
+    REQUIRE(r);
+    CHECK((*r)->predict({0}).value == 3.0);
+    CHECK((*r)->predict({0}).probabilities.empty());
+}
+
+// Reference values: scikit-learn 1.2 LogisticRegression(C=1) (lbfgs,
+// tol=1e-10), LogisticRegression(C=1, multi_class="multinomial") and
+// Ridge(alpha=1) on the same 12 rows (see the numbers below).
+TEST_CASE("linear models match scikit-learn on a small fixed data set", "[trainers]") {
+    const feature_rows x = {{0.5, 1.0},  {1.5, -0.5}, {-1.0, 0.3}, {2.0, 1.2},
+                            {-0.7, -1.1}, {0.1, 0.4},  {1.1, 0.9},  {-1.8, 0.2},
+                            {0.9, -1.4}, {-0.2, 1.7}, {1.3, 0.1},  {-1.2, -0.6}};
+    const std::vector<double> yb = {1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0};
+    const std::vector<double> ym = {2, 1, 0, 2, 0, 1, 2, 0, 1, 2, 1, 0};
+    const std::vector<double> yr = {1.2, 2.0, -1.1, 3.5, -2.2, 0.4, 2.1, -1.9, 0.3, 0.8, 1.5, -1.7};
+    const feature_rows probe = {{0.0, 0.0}, {1.0, -1.0}, {-0.5, 0.8}};
+
+    SECTION("binary logistic regression, C=1 and C=0.1") {
+        auto f = train(task_kind::binary, algorithm::linear, {}, x, yb, 2);
+        REQUIRE(f);
+        const std::vector<double> expected = {0.4091007494007595, 0.7926689958590578,
+                                              0.2219338164037588};
+        for (std::size_t i = 0; i < probe.size(); ++i)
+            CHECK((*f)->predict(probe[i]).probabilities[1] == Approx(expected[i]).margin(1e-6));
+        train_params p;
+        p.c = 0.1;
+        auto g = train(task_kind::binary, algorithm::linear, p, x, yb, 2);
+        REQUIRE(g);
+        const std::vector<double> expected_01 = {0.4768460644668849, 0.5856578699712451,
+                                                 0.42252018134796465};
+        for (std::size_t i = 0; i < probe.size(); ++i)
+            CHECK((*g)->predict(probe[i]).probabilities[1] == Approx(expected_01[i]).margin(1e-6));
+    }
+    SECTION("multinomial logistic regression") {
+        auto f = train(task_kind::multiclass, algorithm::linear, {}, x, ym, 3);
+        REQUIRE(f);
+        const std::vector<std::vector<double>> expected = {
+            {0.37170125236969387, 0.4137961551147332, 0.21450259251557285},
+            {0.11316997886869723, 0.8233989666300362, 0.06343105450126653},
+            {0.41769329445766507, 0.17687336532127632, 0.4054333402210586}};
+        for (std::size_t i = 0; i < probe.size(); ++i) {
+            const auto p = (*f)->predict(probe[i]).probabilities;
+            for (std::size_t k = 0; k < 3; ++k) CHECK(p[k] == Approx(expected[i][k]).margin(1e-6));
+        }
+    }
+    SECTION("ridge regression") {
+        auto f = train(task_kind::regression, algorithm::linear, {}, x, yr, 0);
+        REQUIRE(f);
+        const std::vector<double> expected = {0.03684786209209978, 0.6357120729987326,
+                                              -0.0736056181934579};
+        for (std::size_t i = 0; i < probe.size(); ++i)
+            CHECK((*f)->predict(probe[i]).value == Approx(expected[i]).margin(1e-9));
+    }
+}
+
+TEST_CASE("cancellation returns a cancelled conflict", "[trainers]") {
+    const auto algo = GENERATE(algorithm::linear, algorithm::kernel, algorithm::forest);
+    const auto task = GENERATE(task_kind::binary, task_kind::multiclass);
+    const auto d = make_data(task);
+    // Cancel on the third check, i.e. in the middle of training rather than
+    // before it starts.
+    std::atomic<int> checks{0};
+    train_control control;
+    control.cancelled = [&] { return ++checks >= 3; };
+    auto f = train(task, algo, fast_params(), d.x_train, d.y_train, d.num_classes, control);
+    INFO(algorithm_name(algo));
+    REQUIRE_FALSE(f);
+    CHECK(f.error().kind() == error_kind::conflict);
+    CHECK(f.error().message() == "cancelled");
+    CHECK(checks >= 3);
+}
+
+TEST_CASE("cancellation stops auto search", "[trainers]") {
+    const auto d = make_data(task_kind::binary);
+    std::atomic<int> checks{0};
+    train_control control;
+    control.cancelled = [&] { return ++checks >= 20; };
+    auto r = auto_search(task_kind::binary, d.x_train, d.y_train, 2, 60, control, fast_params());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message() == "cancelled");
+}
+
+TEST_CASE("progress reports stages, and kernel rows are capped", "[trainers]") {
+    const auto d = make_data(task_kind::binary);
+    std::vector<std::string> messages;
+    train_control control;
+    control.progress = [&](double fraction, const std::string& m) {
+        CHECK(fraction >= 0.0);
+        CHECK(fraction <= 1.0);
+        messages.push_back(m);
+    };
+    train_params p = fast_params();
+    p.max_kernel_rows = 100;
+    auto f = train(task_kind::binary, algorithm::kernel, p, d.x_train, d.y_train, 2, control);
+    REQUIRE(f);
+    REQUIRE_FALSE(messages.empty());
+    CHECK_THAT(messages.front(), Contains("training on 100 of 300 rows"));
+    CHECK(messages.back() == "kernel: done");
+}
+
+TEST_CASE("auto search picks a candidate that beats the baseline", "[trainers]") {
+    const auto task = GENERATE(task_kind::binary, task_kind::multiclass, task_kind::regression);
+    const auto d = make_data(task);
+    std::vector<std::string> messages;
+    train_control control;
+    control.progress = [&](double, const std::string& m) { messages.push_back(m); };
+    auto r = auto_search(task, d.x_train, d.y_train, d.num_classes, 20, control, fast_params());
+    REQUIRE(r);
+    INFO("picked " << algorithm_name(r->algo) << " score " << r->cv_score << " baseline "
+                   << r->baseline_score);
+    CHECK(r->algo != algorithm::baseline);
+    CHECK(r->cv_score > r->baseline_score);
+    CHECK(r->score_name == (task == task_kind::regression ? "neg_rmse" : "neg_log_loss"));
+    // Every algorithm was tried and every candidate was reported.
+    for (auto a : {algorithm::linear, algorithm::forest, algorithm::kernel}) {
+        CHECK(std::any_of(r->tried.begin(), r->tried.end(),
+                          [&](const search_candidate& c) { return c.algo == a; }));
+    }
+    CHECK(r->tried.size() >= 4);
+    const auto candidate_lines = std::count_if(messages.begin(), messages.end(), [](const auto& m) {
+        return m.find(" -> ") != std::string::npos;
+    });
+    CHECK(static_cast<std::size_t>(candidate_lines) == r->tried.size());
+    // The pick, trained on all the training rows, beats the baseline on the holdout.
+    const double base = holdout_metric(task, *train_ok(task, algorithm::baseline, d), d);
+    const double model = holdout_metric(task, *train_ok(task, r->algo, d, r->params), d);
+    CHECK(primary_better(task, model, base));
+}
+
+TEST_CASE("predict gives the same answers from 4 threads at once", "[trainers]") {
+    const auto task = GENERATE(task_kind::binary, task_kind::multiclass, task_kind::regression);
+    const auto algo = GENERATE(algorithm::linear, algorithm::kernel, algorithm::forest);
+    const auto d = make_data(task);
+    train_params p = fast_params();
+    p.threads = 2;  // also exercises the batched forest growth
+    const auto f = train_ok(task, algo, d, p);
+    std::vector<prediction> expected;
+    for (const auto& x : d.x_test) expected.push_back(f->predict(x));
+    std::atomic<int> mismatches{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int round = 0; round < 5; ++round) {
+                for (std::size_t i = 0; i < d.x_test.size(); ++i) {
+                    const auto q = f->predict(d.x_test[i]);
+                    if (q.value != expected[i].value ||
+                        q.probabilities != expected[i].probabilities)
+                        ++mismatches;
+                }
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(mismatches == 0);
+}
+
+TEST_CASE("training is deterministic", "[trainers]") {
+    const auto algo = GENERATE(algorithm::kernel, algorithm::forest);
+    const auto d = make_data(task_kind::binary);
+    const auto a = train_ok(task_kind::binary, algo, d);
+    const auto b = train_ok(task_kind::binary, algo, d);
+    for (const auto& x : d.x_test) CHECK(a->predict(x).probabilities == b->predict(x).probabilities);
+}
+
+TEST_CASE("bad training inputs are refused with a status", "[trainers]") {
+    const feature_rows x = {{1, 2}, {3, 4}, {5, 6}};
+    auto mismatched = train(task_kind::binary, algorithm::linear, {}, x, {0, 1}, 2);
+    REQUIRE_FALSE(mismatched);
+    CHECK(mismatched.error().kind() == error_kind::invalid_argument);
+
+    auto ragged = train(task_kind::regression, algorithm::linear, {}, {{1, 2}, {3}}, {0, 1}, 0);
+    REQUIRE_FALSE(ragged);
+    CHECK(ragged.error().kind() == error_kind::invalid_argument);
+
+    auto one_class = train(task_kind::binary, algorithm::forest, {}, x, {1, 1, 1}, 2);
+    REQUIRE_FALSE(one_class);
+    CHECK(one_class.error().kind() == error_kind::failed_precondition);
+
+    auto too_few = train(task_kind::binary, algorithm::kernel, {}, x, {1, 0, 1}, 2);
+    REQUIRE_FALSE(too_few);
+    CHECK(too_few.error().kind() == error_kind::failed_precondition);
+
+    train_params bad;
+    bad.c = -1;
+    auto bad_c = train(task_kind::binary, algorithm::linear, bad, x, {1, 0, 1}, 2);
+    REQUIRE_FALSE(bad_c);
+    CHECK(bad_c.error().field() == "params.c");
+
+    auto wrong_width = train(task_kind::binary, algorithm::linear, {}, x, {1, 0, 1}, 2);
+    REQUIRE(wrong_width);
+    CHECK(std::isnan((*wrong_width)->predict({1.0}).value));
+
+    CHECK(*parse_algorithm("forest") == algorithm::forest);
+    CHECK_FALSE(parse_algorithm("auto"));
+}
