@@ -1,0 +1,791 @@
+"""Integration tests for `kennel serve`: the real binary on a free loopback
+port with a temporary database, spoken to over real HTTP.
+
+Bad input is table-driven (pocketbase ApiScenario style): each scenario is a
+request and what must come back, and after each one the test checks that
+nothing was half-written and that the server still serves.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db,
+                            require_binary, run_cli, stream_counts)
+
+T0 = "2026-11-20T10:00:00Z"
+
+
+def ts(minute, second=0):
+    """2026-11-20T10:MM:SSZ (minute may run past 59 into later hours)."""
+    h, m = divmod(minute, 60)
+    return "2026-11-20T%02d:%02d:%02dZ" % (10 + h, m, second)
+
+
+def unique_stream(prefix="s"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+class SharedServerCase(KennelTestCase):
+    """One server for the whole class (faster); each test uses its own
+    streams so tests do not see each other's facts."""
+
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        require_binary(cls)
+        tmp = tempfile.TemporaryDirectory(prefix="kennel-it-")
+        cls.addClassCleanup(tmp.cleanup)
+        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
+        self.c = self.client(self.server)
+
+    def assertStillServes(self):
+        """The server answers a health check and a real write after an error."""
+        self.assertEqual(self.c.get("/healthz").status, 200)
+        s = unique_stream("alive")
+        r = self.c.post_json("/v1/facts", fact(s, "e", {"x": 1}))
+        self.assertEqual(r.status, 201, r)
+
+
+# --------------------------------------------------------------- health
+
+class HealthTest(KennelTestCase):
+
+    def test_healthz_answers_at_once_and_readyz_once_ready(self):
+        server = self.start_server(wait_ready=False)
+        c = self.client(server)
+        started = time.monotonic()
+        r = c.get("/healthz")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "ok"})
+        self.assertLess(time.monotonic() - started, 2.0)
+        server.wait_ready()
+        r = c.get("/readyz")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"status": "ready"})
+        # healthz needs no credentials and no content type; HEAD-free GET only.
+        self.assertEqual(c.get("/healthz").status, 200)
+
+
+# --------------------------------------------------------- bad input table
+
+GOOD = fact("scenario", "e1", {"likes": 3}, time_=T0)
+
+# Each scenario: name, method, path, headers, body (str, or a value to JSON-
+# encode), expected status, error code, field, message substring; "allow"
+# checks the Allow header of a 405.
+SCENARIOS = [
+    # ---- malformed bodies
+    dict(name="malformed JSON", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":', status=400, code="invalid_argument",
+         message="malformed JSON"),
+    dict(name="empty body", method="POST", path="/v1/facts", body="",
+         status=400, code="invalid_argument", message="malformed JSON"),
+    dict(name="trailing garbage", method="POST", path="/v1/facts",
+         body=json.dumps(GOOD) + " x", status=400, code="invalid_argument",
+         message="malformed JSON"),
+    dict(name="a number, not a fact", method="POST", path="/v1/facts", body="42",
+         status=400, code="invalid_argument", message="not number"),
+    dict(name="empty array", method="POST", path="/v1/facts", body="[]",
+         status=400, code="invalid_argument", message="no facts"),
+    dict(name="empty NDJSON", method="POST", path="/v1/facts", body="\n\n",
+         headers={"Content-Type": "application/x-ndjson"},
+         status=400, code="invalid_argument", message="no facts"),
+    # ---- wrong types
+    dict(name="stream is a number", method="POST", path="/v1/facts",
+         body={"stream": 7, "entity": "e", "data": {}}, status=400,
+         code="invalid_argument", field="stream", message="must be a string"),
+    dict(name="entity is an object", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": {"id": 1}, "data": {}}, status=400,
+         code="invalid_argument", field="entity", message="must be a string"),
+    dict(name="data is an array", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": [1, 2]}, status=400,
+         code="invalid_argument", field="data", message="must be a JSON object"),
+    dict(name="data is missing", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e"}, status=400,
+         code="invalid_argument", field="data", message="missing"),
+    dict(name="time is a number", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": 1763000000, "data": {}}, status=400,
+         code="invalid_argument", field="time", message="RFC 3339"),
+    dict(name="corrects is a string", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {}, "corrects": "1"}, status=400,
+         code="invalid_argument", field="corrects"),
+    dict(name="interval bound is a string", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"likes": {"lower": "1", "upper": 2}}},
+         status=400, code="invalid_argument", field="data.likes.lower",
+         message="must be a number"),
+    # ---- missing stream or entity
+    dict(name="missing stream", method="POST", path="/v1/facts",
+         body={"entity": "e", "data": {}}, status=400, code="invalid_argument",
+         field="stream", message="missing"),
+    dict(name="missing entity", method="POST", path="/v1/facts",
+         body={"stream": "s", "data": {}}, status=400, code="invalid_argument",
+         field="entity", message="missing"),
+    dict(name="invalid stream name", method="POST", path="/v1/facts",
+         body={"stream": "two words", "entity": "e", "data": {}}, status=400,
+         code="invalid_argument", field="stream"),
+    # ---- unparseable times
+    dict(name="time 'yesterday'", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "yesterday", "data": {}}, status=400,
+         code="invalid_argument", field="time", message="yesterday"),
+    dict(name="time Feb 30", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "2026-02-30T10:00:00Z", "data": {}},
+         status=400, code="invalid_argument", field="time", message="cannot parse"),
+    dict(name="time month 13", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "2026-13-01T10:00:00Z", "data": {}},
+         status=400, code="invalid_argument", field="time"),
+    dict(name="time without a zone", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00", "data": {}},
+         status=400, code="invalid_argument", field="time"),
+    # ---- NaN and Infinity
+    dict(name="NaN", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","data":{"likes":NaN}}', status=400,
+         code="invalid_argument", message="malformed JSON"),
+    dict(name="Infinity", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","data":{"likes":Infinity}}', status=400,
+         code="invalid_argument", message="malformed JSON"),
+    dict(name="1e999 overflows to infinity", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","data":{"likes":1e999}}', status=400,
+         code="invalid_argument", message="1e999"),
+    dict(name="-1e999 inside an interval", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","data":{"likes":{"lower":-1e999,"upper":1}}}',
+         status=400, code="invalid_argument", message="1e999"),
+    # ---- uncertainty
+    dict(name="lower > upper", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"likes": {"lower": 33, "upper": 27}}},
+         status=400, code="invalid_argument", field="data.likes",
+         message="greater than upper"),
+    dict(name="interval without upper", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"likes": {"lower": 3}}},
+         status=400, code="invalid_argument", field="data.likes", message="upper"),
+    dict(name="confidence above 1", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"p": {"value": 1, "confidence": 2}}},
+         status=400, code="invalid_argument", field="data.p.confidence"),
+    dict(name="unknown top-level field", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {}, "colour": "red"}, status=400,
+         code="invalid_argument", field="colour", message="unknown field"),
+    # ---- corrections and keys that the store refuses
+    dict(name="corrects a missing fact", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {}, "corrects": 987654321},
+         status=400, code="invalid_argument", field="corrects", message="987654321"),
+    # ---- content types
+    dict(name="text/plain", method="POST", path="/v1/facts", body=GOOD,
+         headers={"Content-Type": "text/plain"}, status=415,
+         code="unsupported_media_type", field="Content-Type", message="text/plain"),
+    dict(name="form-urlencoded", method="POST", path="/v1/facts", body=GOOD,
+         headers={"Content-Type": "application/x-www-form-urlencoded"}, status=415,
+         code="unsupported_media_type", field="Content-Type"),
+    dict(name="multipart", method="POST", path="/v1/facts", body=GOOD,
+         headers={"Content-Type": "multipart/form-data; boundary=x"}, status=415,
+         code="unsupported_media_type", field="Content-Type"),
+    # ---- routes and methods
+    dict(name="unknown route", method="GET", path="/v1/nothing-here", status=404,
+         code="not_found", message="/v1/nothing-here"),
+    dict(name="unknown route, POST", method="POST", path="/v2/facts", body=GOOD,
+         status=404, code="not_found"),
+    dict(name="unknown nested route", method="GET", path="/v1/streams/posts/facts/extra",
+         status=404, code="not_found"),
+    dict(name="DELETE /v1/facts", method="DELETE", path="/v1/facts", status=405,
+         code="method_not_allowed", allow="POST"),
+    dict(name="GET /v1/facts", method="GET", path="/v1/facts", status=405,
+         code="method_not_allowed", allow="POST"),
+    dict(name="PUT /v1/streams", method="PUT", path="/v1/streams", body="{}", status=405,
+         code="method_not_allowed", allow="GET"),
+    dict(name="DELETE a fact", method="DELETE", path="/v1/facts/1", status=405,
+         code="method_not_allowed", allow="GET"),
+    dict(name="POST /healthz", method="POST", path="/healthz", body="{}", status=405,
+         code="method_not_allowed", allow="GET"),
+    # ---- reading with bad parameters
+    dict(name="fact id not a number", method="GET", path="/v1/facts/abc", status=400,
+         code="invalid_argument", field="id"),
+    dict(name="fact id unknown", method="GET", path="/v1/facts/987654321", status=404,
+         code="not_found", field="id"),
+    dict(name="bad from", method="GET", path="/v1/streams/posts/facts?from=monday",
+         status=400, code="invalid_argument", field="from"),
+    dict(name="bad to", method="GET", path="/v1/streams/posts/facts?to=2026-02-30",
+         status=400, code="invalid_argument", field="to"),
+    dict(name="limit 0", method="GET", path="/v1/streams/posts/facts?limit=0",
+         status=400, code="invalid_argument", field="limit"),
+    dict(name="limit not a number", method="GET", path="/v1/streams/posts/facts?limit=ten",
+         status=400, code="invalid_argument", field="limit"),
+    dict(name="bad cursor", method="GET", path="/v1/streams/posts/facts?cursor=zzz",
+         status=400, code="invalid_argument", field="cursor"),
+    dict(name="total without field", method="GET", path="/v1/streams/posts/total",
+         status=400, code="invalid_argument", field="field"),
+    dict(name="total with a quoted field", method="GET",
+         path="/v1/streams/posts/total?field=a%22b", status=400, code="invalid_argument",
+         field="field"),
+]
+
+
+class BadInputScenarios(SharedServerCase):
+    server_args = ("--max-batch", "50")
+
+    def run_scenario(self, sc):
+        body = sc.get("body")
+        headers = dict(sc.get("headers", {}))
+        if body is not None and not isinstance(body, str):
+            body = json.dumps(body)
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        return self.c.request(sc["method"], sc["path"], body=body, headers=headers)
+
+    def test_every_bad_input_scenario(self):
+        for sc in SCENARIOS:
+            with self.subTest(sc["name"]):
+                before = stream_counts(self.c)
+                r = self.run_scenario(sc)
+                err = self.assertErrorShape(r, sc["status"], code=sc.get("code"),
+                                            field=sc.get("field"), message=sc.get("message"))
+                if "field" not in sc and sc["status"] in (404, 405, 415):
+                    pass
+                if sc.get("allow") is not None:
+                    self.assertEqual(r.header("Allow"), sc["allow"], r)
+                if sc["status"] == 503:
+                    self.assertIsNotNone(r.header("Retry-After"))
+                self.assertNotIn("item", err, "a single request has no item index")
+                # Nothing half-written, and the server still answers.
+                self.assertEqual(stream_counts(self.c), before, sc["name"])
+                self.assertEqual(self.c.get("/healthz").status, 200)
+        self.assertStillServes()
+
+    def test_good_fact_is_stored(self):
+        s = unique_stream()
+        before = stream_counts(self.c)
+        r = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 3}, time_=T0))
+        self.assertEqual(r.status, 201, r)
+        body = r.json()
+        self.assertEqual(body["status"], "stored")
+        self.assertIsInstance(body["id"], int)
+        self.assertNotIn("index", body)
+        after = stream_counts(self.c)
+        self.assertEqual(after.get(s), 1)
+        self.assertEqual({k: v for k, v in after.items() if k != s and not k.startswith("alive-")},
+                         {k: v for k, v in before.items() if not k.startswith("alive-")})
+
+    def test_content_type_with_charset_is_accepted(self):
+        s = unique_stream()
+        r = self.c.request("POST", "/v1/facts", body=json.dumps(fact(s, "e", {"x": 1})),
+                           headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        self.assertEqual(r.status, 201, r)
+        r = self.c.request("POST", "/v1/facts", body=json.dumps(fact(s, "e2", {"x": 1})),
+                           headers={"Content-Type": "application/jsonl"})
+        self.assertEqual(r.status, 200, r)  # NDJSON: a batch of one
+        self.assertEqual(r.json()["stored"], 1)
+        self.assertEqual(stream_counts(self.c)[s], 2)
+
+    def test_too_many_items_is_413_and_nothing_is_written(self):
+        s = unique_stream()
+        before = stream_counts(self.c)
+        items = [fact(s, "e%d" % i, {"i": i}) for i in range(51)]
+        r = self.c.post_json("/v1/facts", items)
+        self.assertErrorShape(r, 413, code="too_large", message="50")
+        r = self.c.post_ndjson("/v1/facts", items)
+        self.assertErrorShape(r, 413, code="too_large")
+        self.assertEqual(stream_counts(self.c), before)
+        r = self.c.post_json("/v1/facts", items[:50])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["stored"], 50)
+        self.assertEqual(stream_counts(self.c)[s], 50)
+
+    def test_an_all_rejected_batch_is_400_with_every_reason(self):
+        before = stream_counts(self.c)
+        r = self.c.post_json("/v1/facts", [{"stream": "s", "data": {}},
+                                           {"entity": "e", "data": {}},
+                                           "not a fact"])
+        self.assertEqual(r.status, 400, r)
+        body = r.json()
+        self.assertEqual(body["error"]["code"], "invalid_argument")
+        self.assertIn("3", body["error"]["message"])
+        self.assertEqual((body["stored"], body["duplicates"], body["rejected"]), (0, 0, 3))
+        self.assertItemError(body["items"][0], 0, field="entity")
+        self.assertItemError(body["items"][1], 1, field="stream")
+        self.assertItemError(body["items"][2], 2, message="JSON object")
+        self.assertEqual(stream_counts(self.c), before)
+        self.assertStillServes()
+
+    def test_a_key_reused_for_different_content_is_rejected(self):
+        s = unique_stream()
+        key = "order-" + uuid.uuid4().hex
+        r1 = self.c.post_json("/v1/facts", fact(s, "e", {"v": 1}, key=key))
+        self.assertEqual(r1.status, 201, r1)
+        r2 = self.c.post_json("/v1/facts", fact(s, "e", {"v": 2}, key=key))
+        err = self.assertErrorShape(r2, 400, code="invalid_argument", field="idempotency_key")
+        self.assertIn(str(r1.json()["id"]), err["message"])
+        self.assertEqual(stream_counts(self.c)[s], 1)
+        got = self.c.get("/v1/facts/%d" % r1.json()["id"]).json()
+        self.assertEqual(got["data"], {"v": 1})
+
+
+# ------------------------------------------------------------ writing facts
+
+class WritingTest(SharedServerCase):
+
+    def test_duplicate_fact_is_stored_once_with_the_same_id(self):
+        s = unique_stream()
+        f = fact(s, "p1", {"likes": 3, "breed": "corgi"}, time_=T0)
+        r1 = self.c.post_json("/v1/facts", f)
+        self.assertEqual(r1.status, 201, r1)
+        self.assertEqual(r1.json()["status"], "stored")
+        # Same fact, keys in another order: still the same fact.
+        f2 = {"data": {"breed": "corgi", "likes": 3}, "time": T0, "entity": "p1", "stream": s}
+        r2 = self.c.post_json("/v1/facts", f2)
+        self.assertEqual(r2.status, 200, r2)
+        self.assertEqual(r2.json(), {"status": "duplicate", "id": r1.json()["id"]})
+        # With a client key too.
+        k = fact(s, "p2", {"likes": 1}, key="client-" + uuid.uuid4().hex)
+        a = self.c.post_json("/v1/facts", k)
+        b = self.c.post_json("/v1/facts", k)
+        self.assertEqual(a.status, 201, a)
+        self.assertEqual(b.status, 200, b)
+        self.assertEqual(b.json()["status"], "duplicate")
+        self.assertEqual(b.json()["id"], a.json()["id"])
+        self.assertEqual(stream_counts(self.c)[s], 2)
+
+    def test_json_array_batch_keeps_valid_items_and_reports_each_rejection(self):
+        s = unique_stream()
+        dup = fact(s, "dup", {"x": 0}, time_=T0)
+        self.assertEqual(self.c.post_json("/v1/facts", dup).status, 201)
+        batch = [
+            fact(s, "a", {"x": 1}, time_=ts(1)),
+            {"stream": s, "data": {"x": 2}},                                   # no entity
+            fact(s, "c", {"x": 3}, time_=ts(3)),
+            fact(s, "d", {"x": 4}, time_="not-a-time"),                       # bad time
+            fact(s, "e", {"x": {"lower": 5, "upper": 4}}, time_=ts(5)),       # lower > upper
+            dup,                                                               # duplicate
+            fact(s, "g", {"x": 7}, corrects=987654321),                       # store refuses
+            7,                                                                 # not an object
+        ]
+        r = self.c.post_json("/v1/facts", batch)
+        self.assertEqual(r.status, 200, r)
+        body = r.json()
+        self.assertEqual((body["stored"], body["duplicates"], body["rejected"]), (2, 1, 5), body)
+        items = body["items"]
+        self.assertEqual(len(items), len(batch))
+        self.assertEqual([it["index"] for it in items], list(range(len(batch))))
+        self.assertEqual([it["status"] for it in items],
+                         ["stored", "rejected", "stored", "rejected", "rejected", "duplicate",
+                          "rejected", "rejected"])
+        self.assertItemError(items[1], 1, field="entity", message="missing")
+        self.assertItemError(items[3], 3, field="time", message="not-a-time")
+        self.assertItemError(items[4], 4, field="data.x", message="greater than upper")
+        self.assertItemError(items[6], 6, field="corrects")
+        self.assertItemError(items[7], 7, message="JSON object")
+        self.assertNotIn("line", items[1]["error"])  # lines are for NDJSON
+        # Stored items are really there, with what was sent.
+        for i in (0, 2):
+            got = self.c.get("/v1/facts/%d" % items[i]["id"])
+            self.assertEqual(got.status, 200, got)
+            self.assertEqual(got.json()["entity"], batch[i]["entity"])
+            self.assertEqual(got.json()["data"], batch[i]["data"])
+        self.assertEqual(items[5]["id"], self.c.post_json("/v1/facts", dup).json()["id"])
+        self.assertEqual(stream_counts(self.c)[s], 3)
+
+    def test_ndjson_batch_reports_rejected_lines_by_number(self):
+        s = unique_stream()
+        lines = [
+            json.dumps(fact(s, "a", {"x": 1}, time_=ts(1))),   # line 1
+            "",                                                # line 2 (blank: skipped)
+            '{"stream":"%s","entity":"b","data":{"x":2}' % s,  # line 3: malformed
+            json.dumps(fact(s, "c", {"x": 3}, time_=ts(3))),   # line 4
+            '{"stream":"%s","entity":"d","data":{"x":NaN}}' % s,  # line 5: NaN
+            json.dumps({"stream": s, "data": {}}),             # line 6: no entity
+            "   ",                                             # line 7: blank
+            json.dumps(fact(s, "e", {"x": 5}, time_=ts(5))),   # line 8
+        ]
+        r = self.c.post("/v1/facts", body="\r\n".join(lines) + "\r\n",
+                        headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(r.status, 200, r)
+        body = r.json()
+        self.assertEqual((body["stored"], body["duplicates"], body["rejected"]), (3, 0, 3), body)
+        items = body["items"]
+        self.assertEqual([it["status"] for it in items],
+                         ["stored", "rejected", "stored", "rejected", "rejected", "stored"])
+        self.assertItemError(items[1], 1, line=3, message="malformed JSON")
+        self.assertItemError(items[3], 3, line=5, message="malformed JSON")
+        self.assertItemError(items[4], 4, line=6, field="entity")
+        listed = self.c.get("/v1/streams/%s/facts" % s).json()["facts"]
+        self.assertEqual([f["entity"] for f in listed], ["a", "c", "e"])
+
+    def test_fact_without_time_gets_now_and_reads_back(self):
+        s = unique_stream()
+        before = time.time()
+        r = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": {"lower": 27, "upper": 33}}))
+        self.assertEqual(r.status, 201, r)
+        got = self.c.get("/v1/facts/%d" % r.json()["id"]).json()
+        self.assertEqual(got["stream"], s)
+        self.assertEqual(got["entity"], "p1")
+        self.assertEqual(got["data"], {"likes": {"lower": 27, "upper": 33}})  # stored as sent
+        self.assertTrue(got["idempotency_key"].startswith("sha256:"), got)
+        self.assertNotIn("corrects", got)
+        event = time.mktime(time.strptime(got["time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        self.assertLess(abs(event - before), 60, got)
+        self.assertTrue(got["ingest_time"] >= got["time"], got)
+
+    def test_corrections_are_new_facts_naming_the_old_one(self):
+        s = unique_stream()
+        orig = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 30}, time_=T0))
+        self.assertEqual(orig.status, 201, orig)
+        oid = orig.json()["id"]
+        fix = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 34}, time_=T0, corrects=oid))
+        self.assertEqual(fix.status, 201, fix)
+        fid = fix.json()["id"]
+        self.assertNotEqual(fid, oid)
+        got_fix = self.c.get("/v1/facts/%d" % fid).json()
+        self.assertEqual(got_fix["corrects"], oid)
+        self.assertEqual(got_fix["data"], {"likes": 34})
+        got_orig = self.c.get("/v1/facts/%d" % oid).json()
+        self.assertEqual(got_orig["data"], {"likes": 30})  # never changed
+        self.assertNotIn("corrects", got_orig)
+        listed = self.c.get("/v1/streams/%s/facts" % s).json()["facts"]
+        self.assertEqual([f["id"] for f in listed], [oid, fid])
+        bad = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 35}, corrects=oid + 10 ** 9))
+        self.assertErrorShape(bad, 400, code="invalid_argument", field="corrects")
+        self.assertEqual(stream_counts(self.c)[s], 2)
+
+
+# --------------------------------------------------------------- reading
+
+class ReadingTest(SharedServerCase):
+
+    def post_all(self, facts):
+        r = self.c.post_json("/v1/facts", facts)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["stored"], len(facts), r)
+        return [it["id"] for it in r.json()["items"]]
+
+    def test_streams_list_counts_and_event_time_range(self):
+        s1, s2 = unique_stream("a"), unique_stream("b")
+        # Out of order: the earliest arrives last.
+        self.post_all([fact(s1, "x", {"v": 1}, time_=ts(30)),
+                       fact(s1, "y", {"v": 2}, time_=ts(90)),
+                       fact(s2, "x", {"v": 3}, time_=ts(5))])
+        r = self.c.post_json("/v1/facts", fact(s1, "z", {"v": 4}, time_=ts(0, 15)))
+        self.assertEqual(r.status, 201)
+        streams = {st["stream"]: st for st in self.c.get("/v1/streams").json()["streams"]}
+        self.assertEqual(streams[s1]["count"], 3)
+        self.assertEqual(streams[s1]["first_event_time"], "2026-11-20T10:00:15Z")
+        self.assertEqual(streams[s1]["last_event_time"], "2026-11-20T11:30:00Z")
+        self.assertEqual(streams[s1]["max_fact_id"], r.json()["id"])
+        self.assertEqual(streams[s2]["count"], 1)
+        self.assertEqual(streams[s2]["first_event_time"], ts(5))
+        self.assertEqual(streams[s2]["last_event_time"], ts(5))
+        names = [st["stream"] for st in self.c.get("/v1/streams").json()["streams"]]
+        self.assertEqual(names, sorted(names))
+
+    def test_facts_in_event_time_order_despite_out_of_order_arrival(self):
+        s = unique_stream()
+        minutes = [7, 2, 9, 0, 5, 2, 8, 1]
+        for i, m in enumerate(minutes):  # one request each: ids follow arrival
+            r = self.c.post_json("/v1/facts", fact(s, "e%d" % (i % 2), {"i": i}, time_=ts(m)))
+            self.assertEqual(r.status, 201, r)
+        listed = self.c.get("/v1/streams/%s/facts" % s).json()
+        self.assertIsNone(listed["next_cursor"])
+        times = [f["time"] for f in listed["facts"]]
+        self.assertEqual(times, [ts(m) for m in sorted(minutes)])
+        # Equal times: arrival order (i=1 before i=5, both at minute 2).
+        at2 = [f["data"]["i"] for f in listed["facts"] if f["time"] == ts(2)]
+        self.assertEqual(at2, [1, 5])
+
+    def test_entity_filter_and_time_bounds(self):
+        s = unique_stream()
+        self.post_all([fact(s, "e%d" % (m % 3), {"m": m}, time_=ts(m)) for m in range(12)])
+        r = self.c.get("/v1/streams/%s/facts?entity=e1" % s).json()["facts"]
+        self.assertEqual([f["data"]["m"] for f in r], [1, 4, 7, 10])
+        self.assertTrue(all(f["entity"] == "e1" for f in r))
+        # from is inclusive, to exclusive.
+        r = self.c.get("/v1/streams/%s/facts?from=%s&to=%s" % (s, ts(3), ts(7))).json()["facts"]
+        self.assertEqual([f["data"]["m"] for f in r], [3, 4, 5, 6])
+        r = self.c.get("/v1/streams/%s/facts?entity=e2&from=%s" % (s, ts(5))).json()["facts"]
+        self.assertEqual([f["data"]["m"] for f in r], [5, 8, 11])
+        # Offsets in the bounds are understood: 12:03+02:00 is 10:03Z.
+        r = self.c.get("/v1/streams/%s/facts?to=2026-11-20T12:03:00%%2B02:00" % s).json()["facts"]
+        self.assertEqual([f["data"]["m"] for f in r], [0, 1, 2])
+        self.assertEqual(self.c.get("/v1/streams/%s/facts?entity=nobody" % s).json(),
+                         {"facts": [], "next_cursor": None})
+        self.assertEqual(self.c.get("/v1/streams/no-such-stream/facts").json(),
+                         {"facts": [], "next_cursor": None})
+
+    def test_paging_with_next_cursor_until_null(self):
+        s = unique_stream()
+        # 10 facts, several at the same time, sent in scrambled order.
+        order = [3, 9, 0, 6, 1, 8, 2, 5, 7, 4]
+        ids = self.post_all([fact(s, "e", {"k": k}, time_=ts(k // 3)) for k in order])
+        self.assertEqual(len(ids), 10)
+        seen, pages, cursor = [], 0, None
+        while True:
+            path = "/v1/streams/%s/facts?limit=3" % s
+            if cursor:
+                path += "&cursor=" + cursor
+            page = self.c.get(path)
+            self.assertEqual(page.status, 200, page)
+            body = page.json()
+            pages += 1
+            self.assertLessEqual(len(body["facts"]), 3)
+            seen += body["facts"]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+            self.assertLess(pages, 10, "paging does not end")
+        self.assertEqual(pages, 4)  # 3 + 3 + 3 + 1
+        self.assertEqual(len(seen), 10)
+        self.assertEqual(len({f["id"] for f in seen}), 10)
+        keys = [(f["time"], f["id"]) for f in seen]
+        self.assertEqual(keys, sorted(keys))
+        self.assertEqual(sorted(f["data"]["k"] for f in seen), list(range(10)))
+        # The page size may change mid-way; the cursor still continues.
+        first = self.c.get("/v1/streams/%s/facts?limit=4" % s).json()
+        rest = self.c.get("/v1/streams/%s/facts?limit=100&cursor=%s"
+                          % (s, first["next_cursor"])).json()
+        self.assertEqual([f["id"] for f in first["facts"] + rest["facts"]],
+                         [f["id"] for f in seen])
+        self.assertIsNone(rest["next_cursor"])
+
+    def test_total_sums_lower_and_upper_bounds(self):
+        s = unique_stream("likes")
+        self.post_all([
+            fact(s, "p1", {"likes": 10}, time_=ts(0)),
+            fact(s, "p2", {"likes": 2.5}, time_=ts(1)),
+            fact(s, "p3", {"likes": {"lower": 27, "upper": 33}}, time_=ts(2)),
+            fact(s, "p4", {"likes": {"value": 8, "confidence": 0.9}}, time_=ts(3)),
+            fact(s, "p5", {"shares": 4}, time_=ts(4)),
+            fact(s, "p6", {"likes": "lots"}, time_=ts(5)),
+            fact(s, "p1", {"likes": {"lower": 1, "upper": 2, "confidence": 0.5}}, time_=ts(6)),
+        ])
+        t = self.c.get("/v1/streams/%s/total?field=likes" % s)
+        self.assertEqual(t.status, 200, t)
+        body = t.json()
+        self.assertEqual(body["stream"], s)
+        self.assertEqual(body["field"], "likes")
+        self.assertEqual(body["facts"], 7)
+        self.assertEqual(body["counted"], 5)
+        self.assertEqual(body["skipped"], 2)
+        self.assertEqual(body["intervals"], 2)
+        self.assertAlmostEqual(body["lower"], 10 + 2.5 + 27 + 8 + 1)
+        self.assertAlmostEqual(body["upper"], 10 + 2.5 + 33 + 8 + 2)
+        self.assertAlmostEqual(body["midpoint"], (48.5 + 55.5) / 2)
+        # Over a range and an entity.
+        t = self.c.get("/v1/streams/%s/total?field=likes&from=%s&to=%s" % (s, ts(1), ts(3))).json()
+        self.assertEqual((t["facts"], t["counted"], t["intervals"]), (2, 2, 1))
+        self.assertAlmostEqual(t["lower"], 29.5)
+        self.assertAlmostEqual(t["upper"], 35.5)
+        t = self.c.get("/v1/streams/%s/total?field=likes&entity=p1" % s).json()
+        self.assertEqual((t["facts"], t["counted"]), (2, 2))
+        self.assertAlmostEqual(t["lower"], 11)
+        self.assertAlmostEqual(t["upper"], 12)
+
+    def test_get_fact_by_id(self):
+        s = unique_stream()
+        f = fact(s, "p1", {"length": 120, "breed": "corgi"}, time_="2026-11-20T12:00:00.250+02:00",
+                 key="my-key-" + uuid.uuid4().hex)
+        r = self.c.post_json("/v1/facts", f)
+        self.assertEqual(r.status, 201, r)
+        got = self.c.get("/v1/facts/%d" % r.json()["id"])
+        self.assertEqual(got.status, 200, got)
+        g = got.json()
+        self.assertEqual(g["id"], r.json()["id"])
+        self.assertEqual(g["stream"], s)
+        self.assertEqual(g["entity"], "p1")
+        self.assertEqual(g["time"], "2026-11-20T10:00:00.250Z")
+        self.assertEqual(g["idempotency_key"], f["idempotency_key"])
+        self.assertEqual(g["data"], f["data"])
+        self.assertIn("ingest_time", g)
+
+
+# ------------------------------------------------------- body size limit
+
+class MaxBodyTest(KennelTestCase):
+
+    def test_body_over_max_body_is_413_json_and_nothing_written(self):
+        server = self.start_server(args=("--max-body", "2048"))
+        c = self.client(server)
+        s = unique_stream()
+        items = [fact(s, "e%d" % i, {"pad": "x" * 40}) for i in range(60)]
+        body = json.dumps(items)
+        self.assertGreater(len(body), 2048)
+        r = c.post("/v1/facts", body=body, headers={"Content-Type": "application/json"})
+        err = self.assertErrorShape(r, 413, code="too_large", message="2048")
+        self.assertNotIn("field", err)
+        c.close()
+        c = self.client(server)
+        self.assertNotIn(s, stream_counts(c))
+        # Under the limit is fine, and the server still serves.
+        small = json.dumps(items[:5])
+        self.assertLess(len(small), 2048)
+        r = c.post("/v1/facts", body=small, headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(stream_counts(c)[s], 5)
+
+
+# ------------------------------------------------------------- processes
+
+class ProcessTest(KennelTestCase):
+
+    def test_sigterm_exits_0_and_every_acknowledged_fact_is_in_the_db(self):
+        server = self.start_server()
+        c = self.client(server)
+        acked = {}
+        for i in range(50):
+            f = fact("term", "e%d" % i, {"i": i}, key="term-%d" % i)
+            r = c.post_json("/v1/facts", f)
+            self.assertEqual(r.status, 201, r)
+            acked[f["idempotency_key"]] = r.json()["id"]
+        batch = [fact("term", "b%d" % i, {"i": i}, key="term-b-%d" % i) for i in range(200)]
+        r = c.post_ndjson("/v1/facts", batch)
+        self.assertEqual(r.status, 200, r)
+        for f, it in zip(batch, r.json()["items"]):
+            self.assertEqual(it["status"], "stored")
+            acked[f["idempotency_key"]] = it["id"]
+        c.close()
+        code = server.stop()
+        self.assertEqual(code, 0, server.stderr())
+        self.assertIn("stopped cleanly", server.stderr())
+        db = open_db(server.db)
+        self.addCleanup(db.close)
+        rows = dict(db.execute("SELECT idempotency_key, id FROM facts WHERE stream = 'term'"))
+        self.assertEqual(rows, acked)
+        self.assertEqual(db.execute("PRAGMA quick_check").fetchone()[0], "ok")
+
+    def test_sigterm_during_load_loses_no_acknowledged_fact(self):
+        server = self.start_server()
+        acked, lock, stop = {}, threading.Lock(), threading.Event()
+        errors = []
+
+        def sender(t):
+            c = Client(server.port, timeout=10)
+            i = 0
+            try:
+                while not stop.is_set():
+                    f = fact("load", "t%d" % t, {"i": i}, key="load-%d-%d" % (t, i))
+                    i += 1
+                    try:
+                        r = c.post_json("/v1/facts", f)
+                    except OSError:
+                        return  # the server went away: expected
+                    if r.status in (200, 201):
+                        with lock:
+                            acked[f["idempotency_key"]] = r.json()["id"]
+                    elif r.status != 503:
+                        errors.append(r)
+                        return
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        try:
+            deadline = time.monotonic() + 10
+            while len(acked) < 100 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.signal(signal.SIGTERM)
+            code = server.wait_exit(20)
+        finally:
+            stop.set()
+            for th in threads:
+                th.join(20)
+        self.assertEqual(errors, [])
+        self.assertEqual(code, 0, server.stderr())
+        self.assertGreaterEqual(len(acked), 100)
+        db = open_db(server.db)
+        self.addCleanup(db.close)
+        rows = dict(db.execute("SELECT idempotency_key, id FROM facts WHERE stream = 'load'"))
+        missing = [k for k in acked if k not in rows]
+        self.assertEqual(missing, [], "acknowledged but not in the database")
+        self.assertEqual({k: rows[k] for k in acked}, acked)
+
+    def test_second_server_on_the_same_port_refuses_to_start(self):
+        first = self.start_server()
+        second = KennelProcess(self.path("other.db"), port=first.port)
+        self.addCleanup(second.stop)
+        with self.assertRaises(AssertionError):
+            second.start(timeout=20)  # exits before listening
+        code = second.wait_exit(20)
+        self.assertNotEqual(code, 0)
+        self.assertIn(str(first.port), second.stderr())
+        self.assertIn("cannot listen", second.stderr())
+        c = self.client(first)
+        self.assertEqual(c.get("/readyz").status, 200)
+        self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
+
+    def test_second_server_on_the_same_db_refuses_to_start(self):
+        first = self.start_server()
+        second = KennelProcess(first.db, port=0)
+        self.addCleanup(second.stop)
+        with self.assertRaises(AssertionError):
+            second.start(timeout=20)
+        code = second.wait_exit(20)
+        self.assertNotEqual(code, 0)
+        self.assertIn("in use by another Kennel process", second.stderr())
+        self.assertIn(str(first.proc.pid), second.stderr())
+        c = self.client(first)
+        self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
+
+    def test_full_writer_queue_answers_503_with_retry_after(self):
+        server = self.start_server(args=("--writer-queue", "1"))
+        acked, lock = {}, threading.Lock()
+        unavailable, others = [], []
+        stop = threading.Event()
+
+        def hammer(t):
+            c = Client(server.port, timeout=15)
+            n = 0
+            try:
+                while not stop.is_set():
+                    batch = [fact("busy", "t%d" % t, {"n": n, "j": j}, key="busy-%d-%d-%d" % (t, n, j))
+                             for j in range(20)]
+                    n += 1
+                    r = c.post_json("/v1/facts", batch)
+                    if r.status == 200:
+                        with lock:
+                            for f, it in zip(batch, r.json()["items"]):
+                                if it["status"] in ("stored", "duplicate"):
+                                    acked[f["idempotency_key"]] = it["id"]
+                    elif r.status == 503:
+                        with lock:
+                            unavailable.append(r)
+                        if len(unavailable) >= 5:
+                            stop.set()
+                    else:
+                        others.append(r)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=hammer, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        stop.wait(15)
+        stop.set()
+        for th in threads:
+            th.join(30)
+        self.assertEqual(others, [])
+        self.assertTrue(unavailable, "no 503 from a writer queue of 1 under 8 concurrent clients")
+        r = unavailable[0]
+        self.assertErrorShape(r, 503, code="unavailable", message="full")
+        self.assertIsNotNone(r.header("Retry-After"))
+        self.assertGreaterEqual(int(r.header("Retry-After")), 1)
+        self.assertTrue(acked, "nothing was acknowledged at all")
+        status = self.client(server).get("/v1/status").json()
+        self.assertGreaterEqual(status["writer"]["refused_full"], len(unavailable))
+        self.assertEqual(server.stop(), 0, server.stderr())
+        db = open_db(server.db)
+        self.addCleanup(db.close)
+        rows = dict(db.execute("SELECT idempotency_key, id FROM facts WHERE stream = 'busy'"))
+        self.assertEqual({k: rows.get(k) for k in acked}, acked)
+
+
+if __name__ == "__main__":
+    unittest.main()
