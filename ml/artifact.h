@@ -50,8 +50,8 @@ std::string serialize_artifact(const model_artifact& artifact);
 result<model_artifact> load_artifact(std::string_view bytes);
 
 struct model_prediction {
-    double value = 0;                  // regression value or class index
-    std::string label;                 // class name; empty for regression
+    double value = 0;                   // regression value or class index
+    std::string label;                  // class name; empty for regression
     std::vector<double> probabilities;  // per class; empty for regression
 };
 

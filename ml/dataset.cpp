@@ -20,7 +20,9 @@ std::string format_number(double x) {
     return std::string(buf, r.ptr);
 }
 
-std::string row_text(std::size_t i) { return " at row " + std::to_string(i); }
+std::string row_text(std::size_t i) {
+    return " at row " + std::to_string(i);
+}
 
 std::string list_classes(const std::vector<std::string>& classes) {
     std::string out;
@@ -46,13 +48,12 @@ result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t m
     if (sorted.size() > max_classes) {
         return label_error(std::string(task) + " task allows at most " +
                            std::to_string(max_classes) + " classes, found " +
-                           std::to_string(sorted.size()) + " (" + list_classes(out.classes) +
-                           ")");
+                           std::to_string(sorted.size()) + " (" + list_classes(out.classes) + ")");
     }
     out.y.reserve(keys.size());
     for (const auto& k : keys) {
-        out.y.push_back(
-            static_cast<double>(std::lower_bound(sorted.begin(), sorted.end(), k) - sorted.begin()));
+        out.y.push_back(static_cast<double>(std::lower_bound(sorted.begin(), sorted.end(), k) -
+                                            sorted.begin()));
     }
     return out;
 }
@@ -70,8 +71,9 @@ result<encoded_labels> encode_regression(const std::vector<raw_value>& labels) {
                 return label_error("invalid interval" + row_text(i));
             out.y.push_back(iv->midpoint());
         } else {
-            return label_error(std::string("regression labels must be numbers or intervals; found ") +
-                               raw_value_type_name(v) + row_text(i));
+            return label_error(
+                std::string("regression labels must be numbers or intervals; found ") +
+                raw_value_type_name(v) + row_text(i));
         }
     }
     return out;
@@ -96,9 +98,8 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
     const std::size_t kind = labels[0].index();
     for (std::size_t i = 1; i < labels.size(); ++i) {
         if (labels[i].index() != kind) {
-            return label_error(std::string("mixed label types: ") +
-                               raw_value_type_name(labels[0]) + " at row 0 and " +
-                               raw_value_type_name(labels[i]) + row_text(i));
+            return label_error(std::string("mixed label types: ") + raw_value_type_name(labels[0]) +
+                               " at row 0 and " + raw_value_type_name(labels[i]) + row_text(i));
         }
     }
     const bool binary = task == task_kind::binary;

@@ -322,10 +322,15 @@ parsed_definition parse_definition(const std::string& text) {
     }
     if (auto tf = j.find("test_fault"); tf != j.end()) {
         r.string(j, "", "test_fault", d.test_fault, false);
-        static const char* faults[] = {"throw", "crash", "sleep", "oom"};
+        static const char* faults[] = {"throw",       "crash",       "sleep",
+                                       "oom",         "serve_throw", "serve_sleep",
+                                       "corrupt_artifact"};
         bool ok = false;
         for (const char* f : faults) ok = ok || d.test_fault == f;
-        if (!ok) r.error("test_fault", "must be throw, crash, sleep or oom");
+        if (!ok) {
+            r.error("test_fault",
+                    "must be throw, crash, sleep, oom, serve_throw, serve_sleep or corrupt_artifact");
+        }
     }
     return out;
 }

@@ -66,11 +66,16 @@ bool is_usable(transform_kind kind, const raw_value& v) {
         case transform_kind::numeric:
         case transform_kind::log:
         case transform_kind::binarize:
-        case transform_kind::bucketize: return as_number(v).has_value();
-        case transform_kind::category: return as_category(v).has_value();
-        case transform_kind::text: return std::holds_alternative<std::string>(v);
-        case transform_kind::boolean: return as_boolean(v).has_value();
-        case transform_kind::interval: return as_interval(v).has_value();
+        case transform_kind::bucketize:
+            return as_number(v).has_value();
+        case transform_kind::category:
+            return as_category(v).has_value();
+        case transform_kind::text:
+            return std::holds_alternative<std::string>(v);
+        case transform_kind::boolean:
+            return as_boolean(v).has_value();
+        case transform_kind::interval:
+            return as_interval(v).has_value();
     }
     return false;
 }
@@ -80,16 +85,23 @@ const char* expected_kind(transform_kind kind) {
         case transform_kind::numeric:
         case transform_kind::log:
         case transform_kind::binarize:
-        case transform_kind::bucketize: return "a finite number";
-        case transform_kind::category: return "a string, boolean or number";
-        case transform_kind::text: return "a string";
-        case transform_kind::boolean: return "a boolean or 0/1";
-        case transform_kind::interval: return "an interval or a number";
+        case transform_kind::bucketize:
+            return "a finite number";
+        case transform_kind::category:
+            return "a string, boolean or number";
+        case transform_kind::text:
+            return "a string";
+        case transform_kind::boolean:
+            return "a boolean or 0/1";
+        case transform_kind::interval:
+            return "an interval or a number";
     }
     return "?";
 }
 
-double log_value(double x) { return std::log1p(std::max(0.0, x)); }
+double log_value(double x) {
+    return std::log1p(std::max(0.0, x));
+}
 
 // ASCII rules spelled out rather than <cctype>, whose answers depend on the
 // process locale.
@@ -132,15 +144,20 @@ using fitted_feature = feature_pipeline::fitted_feature;
 
 std::size_t column_count(const feature_spec& s, const fitted_feature& f) {
     switch (s.transform) {
-        case transform_kind::numeric: return 2;
+        case transform_kind::numeric:
+            return 2;
         case transform_kind::log:
         case transform_kind::binarize:
-        case transform_kind::boolean: return 1;
-        case transform_kind::bucketize: return s.params.edges.size() + 1;
+        case transform_kind::boolean:
+            return 1;
+        case transform_kind::bucketize:
+            return s.params.edges.size() + 1;
         case transform_kind::category:
             return f.vocabulary.size() + 1 + (s.params.missing_slot ? 1 : 0);
-        case transform_kind::text: return s.params.buckets;
-        case transform_kind::interval: return s.params.width ? 2 : 1;
+        case transform_kind::text:
+            return s.params.buckets;
+        case transform_kind::interval:
+            return s.params.width ? 2 : 1;
     }
     return 0;
 }
@@ -152,9 +169,15 @@ std::vector<std::string> column_names(const feature_spec& s, const fitted_featur
         case transform_kind::numeric:
             out = {"numeric-" + field, "missing-" + field};
             break;
-        case transform_kind::log: out = {"log-" + field}; break;
-        case transform_kind::binarize: out = {"binarized-" + field}; break;
-        case transform_kind::boolean: out = {"boolean-" + field}; break;
+        case transform_kind::log:
+            out = {"log-" + field};
+            break;
+        case transform_kind::binarize:
+            out = {"binarized-" + field};
+            break;
+        case transform_kind::boolean:
+            out = {"boolean-" + field};
+            break;
         case transform_kind::bucketize: {
             const auto& e = s.params.edges;
             for (std::size_t i = 0; i <= e.size(); ++i) {
@@ -298,7 +321,8 @@ fitted_feature fit_one(const feature_spec& s, const std::vector<raw_record>& row
                 break;
             case transform_kind::binarize:
             case transform_kind::bucketize:
-            case transform_kind::text: break;  // nothing to learn
+            case transform_kind::text:
+                break;  // nothing to learn
         }
     }
     std::tie(f.mean, f.scale) = mean_and_scale(xs);
@@ -332,14 +356,22 @@ std::uint64_t read_u64(std::istream& in) {
 
 const char* transform_kind_name(transform_kind kind) {
     switch (kind) {
-        case transform_kind::numeric: return "numeric";
-        case transform_kind::log: return "log";
-        case transform_kind::binarize: return "binarize";
-        case transform_kind::bucketize: return "bucketize";
-        case transform_kind::category: return "category";
-        case transform_kind::text: return "text";
-        case transform_kind::boolean: return "boolean";
-        case transform_kind::interval: return "interval";
+        case transform_kind::numeric:
+            return "numeric";
+        case transform_kind::log:
+            return "log";
+        case transform_kind::binarize:
+            return "binarize";
+        case transform_kind::bucketize:
+            return "bucketize";
+        case transform_kind::category:
+            return "category";
+        case transform_kind::text:
+            return "text";
+        case transform_kind::boolean:
+            return "boolean";
+        case transform_kind::interval:
+            return "interval";
     }
     return "unknown";
 }
@@ -388,7 +420,8 @@ status validate_specs(const std::vector<feature_spec>& specs) {
                 if (p.buckets == 0 || p.buckets > 1u << 20)
                     return invalid(where + ".params.buckets", "buckets must be in 1..1048576");
                 break;
-            default: break;
+            default:
+                break;
         }
     }
     return status::ok();
@@ -423,11 +456,10 @@ result<feature_pipeline> feature_pipeline::fit(const std::vector<feature_spec>& 
             }
         }
         if (present > 0 && usable == 0) {
-            return invalid(s.field, "field '" + s.field + "' is never " +
-                                        expected_kind(s.transform) +
-                                        " in the training data (found " +
-                                        raw_value_type_name(*example) + ") for feature " +
-                                        spec_label(s));
+            return invalid(s.field,
+                           "field '" + s.field + "' is never " + expected_kind(s.transform) +
+                               " in the training data (found " + raw_value_type_name(*example) +
+                               ") for feature " + spec_label(s));
         }
         if (present == 0) {
             always_missing[i] = true;

@@ -76,7 +76,7 @@ struct feature_spec {
 status validate_specs(const std::vector<feature_spec>& specs);
 
 class feature_pipeline {
-public:
+  public:
     feature_pipeline() = default;
 
     // Learns means, scales and vocabularies from rows, then drops every output
@@ -108,14 +108,14 @@ public:
     // but callers should treat it as opaque.
     // features_[i] belongs to specs_[i].
     struct fitted_feature {
-        double mean = 0, scale = 1;              // numeric, log, interval midpoint
-        double width_mean = 0, width_scale = 1;  // interval width
-        double fill = 0;                         // boolean: share of true
-        std::vector<std::string> vocabulary;     // category, most frequent first
+        double mean = 0, scale = 1;                             // numeric, log, interval midpoint
+        double width_mean = 0, width_scale = 1;                 // interval width
+        double fill = 0;                                        // boolean: share of true
+        std::vector<std::string> vocabulary;                    // category, most frequent first
         std::map<std::string, std::size_t, std::less<>> index;  // vocabulary -> slot
     };
 
-private:
+  private:
     std::vector<feature_spec> specs_;
     std::vector<fitted_feature> features_;
     std::vector<std::size_t> kept_;  // indices into the full (undropped) output

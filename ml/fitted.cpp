@@ -15,7 +15,9 @@ namespace {
 
 constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 
-void write_u64(std::uint64_t v, std::ostream& out) { dlib::serialize(v, out); }
+void write_u64(std::uint64_t v, std::ostream& out) {
+    dlib::serialize(v, out);
+}
 
 std::uint64_t read_u64(std::istream& in) {
     std::uint64_t v = 0;
@@ -99,7 +101,8 @@ void baseline_function::serialize_body(std::ostream& out) const {
 prediction linear_function::do_predict(const std::vector<double>& x) const {
     const sample_type z = weights_ * to_sample(x) + bias_;
     switch (task()) {
-        case task_kind::regression: return {z(0), {}};
+        case task_kind::regression:
+            return {z(0), {}};
         case task_kind::binary: {
             const double p1 = sigmoid(z(0));
             return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
@@ -154,7 +157,9 @@ prediction forest_function::do_predict(const std::vector<double>& x) const {
     return from_class_scores(std::move(scores));
 }
 
-void forest_function::serialize_body(std::ostream& out) const { dlib::serialize(forests_, out); }
+void forest_function::serialize_body(std::ostream& out) const {
+    dlib::serialize(forests_, out);
+}
 
 }  // namespace detail
 
@@ -182,9 +187,9 @@ result<function_ptr> load_function(std::istream& in) {
         const std::uint64_t nf = read_u64(in);
         const std::uint64_t nc = read_u64(in);
         if (nf == 0 || nf > (1u << 24)) return corrupt("implausible feature count");
-        const bool shape_ok = task == task_kind::regression   ? nc == 0
-                              : task == task_kind::binary     ? nc == 2
-                                                              : (nc >= 3 && nc <= 100000);
+        const bool shape_ok = task == task_kind::regression ? nc == 0
+                              : task == task_kind::binary   ? nc == 2
+                                                            : (nc >= 3 && nc <= 100000);
         if (!shape_ok) return corrupt("class count does not match the task");
         const std::size_t outputs = task == task_kind::multiclass ? nc : 1;
 
@@ -202,8 +207,8 @@ result<function_ptr> load_function(std::istream& in) {
             sample_type bias;
             dlib::deserialize(weights, in);
             dlib::deserialize(bias, in);
-            if (weights.nr() != static_cast<long>(outputs) || weights.nc() != static_cast<long>(nf) ||
-                bias.size() != static_cast<long>(outputs))
+            if (weights.nr() != static_cast<long>(outputs) ||
+                weights.nc() != static_cast<long>(nf) || bias.size() != static_cast<long>(outputs))
                 return corrupt("linear weights have the wrong shape");
             return function_ptr(std::make_shared<linear_function>(task, nf, nc, std::move(weights),
                                                                   std::move(bias)));

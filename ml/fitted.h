@@ -25,7 +25,7 @@ sample_type to_sample(const std::vector<double>& x);
 
 // Majority class with the class prior, or the mean.
 class baseline_function final : public fitted_function {
-public:
+  public:
     baseline_function(task_kind task, std::size_t num_features, double value,
                       std::vector<double> probabilities)
         : fitted_function(task, num_features, probabilities.size()),
@@ -33,7 +33,7 @@ public:
           probabilities_(std::move(probabilities)) {}
     algorithm kind() const override { return algorithm::baseline; }
 
-private:
+  private:
     const char* tag() const override { return "baseline"; }
     prediction do_predict(const std::vector<double>& x) const override;
     void serialize_body(std::ostream& out) const override;
@@ -45,7 +45,7 @@ private:
 // Linear scores: binary logistic (one row of weights), softmax (one row per
 // class) or ridge regression (one row, identity link).
 class linear_function final : public fitted_function {
-public:
+  public:
     // weights: one row per output, num_features columns; bias: one per row.
     linear_function(task_kind task, std::size_t num_features, std::size_t num_classes,
                     dlib::matrix<double> weights, sample_type bias)
@@ -54,7 +54,7 @@ public:
           bias_(std::move(bias)) {}
     algorithm kind() const override { return algorithm::linear; }
 
-private:
+  private:
     const char* tag() const override { return "linear"; }
     prediction do_predict(const std::vector<double>& x) const override;
     void serialize_body(std::ostream& out) const override;
@@ -66,7 +66,7 @@ private:
 // RBF kernel: kernel ridge regression, or Platt-scaled SVMs (one for binary,
 // one-vs-rest per class for multiclass, probabilities normalised).
 class kernel_function final : public fitted_function {
-public:
+  public:
     kernel_function(task_kind task, std::size_t num_features, dlib::decision_function<rbf_kernel> f)
         : fitted_function(task, num_features, 0), regression_(std::move(f)) {}
     kernel_function(task_kind task, std::size_t num_features, std::size_t num_classes,
@@ -74,7 +74,7 @@ public:
         : fitted_function(task, num_features, num_classes), classifiers_(std::move(fs)) {}
     algorithm kind() const override { return algorithm::kernel; }
 
-private:
+  private:
     const char* tag() const override { return "kernel"; }
     prediction do_predict(const std::vector<double>& x) const override;
     void serialize_body(std::ostream& out) const override;
@@ -87,13 +87,13 @@ private:
 // (its output clipped to [0,1] is P(class 1)), one per class on the class
 // indicator for multiclass (normalised).
 class forest_function final : public fitted_function {
-public:
+  public:
     forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
                     std::vector<forest_type> forests)
         : fitted_function(task, num_features, num_classes), forests_(std::move(forests)) {}
     algorithm kind() const override { return algorithm::forest; }
 
-private:
+  private:
     const char* tag() const override { return "forest"; }
     prediction do_predict(const std::vector<double>& x) const override;
     void serialize_body(std::ostream& out) const override;

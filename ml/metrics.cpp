@@ -24,7 +24,9 @@ std::vector<std::size_t> order_by_score_desc(const std::vector<double>& score) {
     return idx;
 }
 
-double safe_div(double a, double b) { return b == 0 ? 0.0 : a / b; }
+double safe_div(double a, double b) {
+    return b == 0 ? 0.0 : a / b;
+}
 
 double mean_ignoring_nan(const std::vector<double>& xs) {
     double sum = 0;
@@ -45,7 +47,8 @@ double roc_auc(const std::vector<bool>& positive, const std::vector<double>& sco
     const std::size_t n = score.size();
     std::vector<std::size_t> idx(n);
     std::iota(idx.begin(), idx.end(), 0);
-    std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return score[a] < score[b]; });
+    std::sort(idx.begin(), idx.end(),
+              [&](std::size_t a, std::size_t b) { return score[a] < score[b]; });
     // Mid-ranks: tied scores share the average of their ranks, which counts a
     // tied positive/negative pair as half a correct ordering.
     double positive_rank_sum = 0;
@@ -70,7 +73,8 @@ double roc_auc(const std::vector<bool>& positive, const std::vector<double>& sco
 
 double average_precision(const std::vector<bool>& positive, const std::vector<double>& score) {
     if (positive.size() != score.size()) return nan;
-    const double total_pos = static_cast<double>(std::count(positive.begin(), positive.end(), true));
+    const double total_pos =
+        static_cast<double>(std::count(positive.begin(), positive.end(), true));
     if (total_pos == 0) return nan;
     const auto idx = order_by_score_desc(score);
     double tp = 0, fp = 0, prev_recall = 0, ap = 0;
@@ -93,7 +97,8 @@ threshold_choice f1_best_threshold(const std::vector<bool>& positive,
                                    const std::vector<double>& score) {
     threshold_choice best{nan, 0.0};
     if (positive.size() != score.size()) return best;
-    const double total_pos = static_cast<double>(std::count(positive.begin(), positive.end(), true));
+    const double total_pos =
+        static_cast<double>(std::count(positive.begin(), positive.end(), true));
     if (total_pos == 0) return best;
     const auto idx = order_by_score_desc(score);
     double tp = 0, fp = 0;
@@ -137,8 +142,7 @@ double rmse(const std::vector<double>& truth, const std::vector<double>& predict
 }
 
 confusion_matrix_t confusion_matrix(const std::vector<double>& truth,
-                                    const std::vector<double>& predicted,
-                                    std::size_t num_classes) {
+                                    const std::vector<double>& predicted, std::size_t num_classes) {
     confusion_matrix_t m(num_classes, std::vector<std::size_t>(num_classes, 0));
     if (truth.size() != predicted.size()) return m;
     for (std::size_t i = 0; i < truth.size(); ++i) {
@@ -275,18 +279,19 @@ metric_listing list_metrics(const classification_metrics& m) {
 
 metric_listing list_metrics(const regression_metrics& m) {
     metric_listing l;
-    l.values = {{"rows", static_cast<double>(m.rows)},
-                {"rmse", m.rmse},
-                {"mae", m.mae},
-                {"r2", m.r2}};
+    l.values = {
+        {"rows", static_cast<double>(m.rows)}, {"rmse", m.rmse}, {"mae", m.mae}, {"r2", m.r2}};
     return l;
 }
 
 primary_metric_info primary_metric(task_kind task) {
     switch (task) {
-        case task_kind::binary: return {"roc_auc", true};
-        case task_kind::multiclass: return {"log_loss", false};
-        case task_kind::regression: return {"rmse", false};
+        case task_kind::binary:
+            return {"roc_auc", true};
+        case task_kind::multiclass:
+            return {"log_loss", false};
+        case task_kind::regression:
+            return {"rmse", false};
     }
     return {"rmse", false};
 }

@@ -61,8 +61,7 @@ double log_loss(const std::vector<double>& truth,
                 const std::vector<std::vector<double>>& probabilities);
 double rmse(const std::vector<double>& truth, const std::vector<double>& predicted);
 confusion_matrix_t confusion_matrix(const std::vector<double>& truth,
-                                    const std::vector<double>& predicted,
-                                    std::size_t num_classes);
+                                    const std::vector<double>& predicted, std::size_t num_classes);
 
 struct threshold_choice {
     double threshold = 0;  // predict positive when score >= threshold

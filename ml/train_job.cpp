@@ -180,6 +180,12 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             {"metrics", metrics_json(outcome->metrics)},
             {"baseline_metrics", metrics_json(outcome->baseline_metrics)},
             {"gate", gate},
+            {"baseline",
+             {{"value", outcome->baseline_answer.value},
+              {"label", outcome->classes.empty()
+                            ? json(nullptr)
+                            : json(outcome->classes[static_cast<std::size_t>(outcome->baseline_answer.value)])},
+              {"probabilities", outcome->baseline_answer.probabilities}}},
             {"features",
              {{"names", outcome->feature_names},
               {"classes", outcome->classes},

@@ -27,7 +27,9 @@ constexpr double inf = std::numeric_limits<double>::infinity();
 // batch loop) and caught in train()/auto_search(), which return the status.
 struct cancelled_error {};
 
-bool is_cancelled(const train_control& c) { return c.cancelled && c.cancelled(); }
+bool is_cancelled(const train_control& c) {
+    return c.cancelled && c.cancelled();
+}
 
 void check_cancelled(const train_control& c) {
     if (is_cancelled(c)) throw cancelled_error{};
@@ -37,7 +39,9 @@ void report(const train_control& c, double fraction, const std::string& message)
     if (c.progress) c.progress(std::clamp(fraction, 0.0, 1.0), message);
 }
 
-status cancelled_status() { return status(error_kind::conflict, "cancelled"); }
+status cancelled_status() {
+    return status(error_kind::conflict, "cancelled");
+}
 
 std::string fmt(double x) {
     char buf[32];
@@ -90,11 +94,14 @@ status check_inputs(task_kind task, const feature_rows& x, const std::vector<dou
     const std::size_t d = x[0].size();
     if (d == 0) return invalid("x", "rows have no features");
     for (std::size_t i = 0; i < x.size(); ++i) {
-        if (x[i].size() != d) return invalid("x", "row " + std::to_string(i) + " has a different length");
+        if (x[i].size() != d)
+            return invalid("x", "row " + std::to_string(i) + " has a different length");
         for (double v : x[i]) {
-            if (!std::isfinite(v)) return invalid("x", "row " + std::to_string(i) + " is not finite");
+            if (!std::isfinite(v))
+                return invalid("x", "row " + std::to_string(i) + " is not finite");
         }
-        if (!std::isfinite(y[i])) return invalid("y", "label " + std::to_string(i) + " is not finite");
+        if (!std::isfinite(y[i]))
+            return invalid("y", "label " + std::to_string(i) + " is not finite");
     }
     if (task == task_kind::regression) return status::ok();
     if (task == task_kind::binary && num_classes != 2)
@@ -107,8 +114,8 @@ status check_inputs(task_kind task, const feature_rows& x, const std::vector<dou
         ++counts[static_cast<std::size_t>(y[i])];
     }
     if (std::count_if(counts.begin(), counts.end(), [](std::size_t c) { return c > 0; }) < 2)
-        return status(error_kind::failed_precondition,
-                      "the training rows contain only one class", "label");
+        return status(error_kind::failed_precondition, "the training rows contain only one class",
+                      "label");
     return status::ok();
 }
 
@@ -118,7 +125,8 @@ function_ptr train_baseline(task_kind task, const feature_rows& x, const std::ve
                             std::size_t num_classes) {
     const std::size_t d = x[0].size();
     if (task == task_kind::regression) {
-        const double mean = std::accumulate(y.begin(), y.end(), 0.0) / static_cast<double>(y.size());
+        const double mean =
+            std::accumulate(y.begin(), y.end(), 0.0) / static_cast<double>(y.size());
         return std::make_shared<baseline_function>(task, d, mean, std::vector<double>{});
     }
     std::vector<double> prior(num_classes, 0.0);
@@ -135,7 +143,7 @@ function_ptr train_baseline(task_kind task, const feature_rows& x, const std::ve
 // data term's scale, is tiny or the objective stops moving; also the place
 // where cancellation is noticed between iterations.
 class lbfgs_stop {
-public:
+  public:
     lbfgs_stop(const train_control& control, std::size_t max_iterations, double gradient_scale,
                std::size_t* iterations)
         : control_(&control),
@@ -155,7 +163,7 @@ public:
         return true;
     }
 
-private:
+  private:
     const train_control* control_;
     std::size_t max_iterations_;
     double gradient_scale_;
@@ -165,7 +173,9 @@ private:
 };
 
 // log(1 + exp(z)) without overflow.
-double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+double softplus(double z) {
+    return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+}
 
 // Minimises 0.5*||W||^2 + c * sum_i(-log p(y_i | x_i)) over W (K x d) and an
 // unpenalised bias b (K): binary logistic regression when K == 1 (p = sigmoid)
@@ -240,10 +250,10 @@ function_ptr train_logistic(task_kind task, const feature_rows& x, const std::ve
                std::to_string(d) + " features)");
     sample_type theta = dlib::zeros_matrix<double>(k * (d + 1), 1);
     std::size_t iterations = 0;
-    dlib::find_min(dlib::lbfgs_search_strategy(10),
-                   lbfgs_stop(control, params.max_iterations, 1 + c * static_cast<double>(n),
-                              &iterations),
-                   objective, derivative, theta, -inf);
+    dlib::find_min(
+        dlib::lbfgs_search_strategy(10),
+        lbfgs_stop(control, params.max_iterations, 1 + c * static_cast<double>(n), &iterations),
+        objective, derivative, theta, -inf);
     report(control, 0.9,
            "linear: stopped after " + std::to_string(iterations) + " iterations, objective " +
                fmt(objective(theta)));
@@ -368,7 +378,8 @@ result<function_ptr> train_kernel(task_kind task, const feature_rows& x,
         dlib::krr_trainer<rbf_kernel> trainer;
         trainer.set_kernel(kernel);
         trainer.set_lambda(1 / params.c);
-        return function_ptr(std::make_shared<kernel_function>(task, d, trainer.train(samples, targets)));
+        return function_ptr(
+            std::make_shared<kernel_function>(task, d, trainer.train(samples, targets)));
     }
 
     // Binary: one SVM; multiclass: one per class against the rest. Each is
@@ -404,7 +415,8 @@ result<function_ptr> train_kernel(task_kind task, const feature_rows& x,
         trainer.set_c(params.c);
         classifiers.push_back(platt_scaled_svm(trainer, samples, labels, platt_folds, control));
     }
-    return function_ptr(std::make_shared<kernel_function>(task, d, num_classes, std::move(classifiers)));
+    return function_ptr(
+        std::make_shared<kernel_function>(task, d, num_classes, std::move(classifiers)));
 }
 
 // ---------------------------------------------------------------- forest
@@ -453,16 +465,16 @@ function_ptr train_forest(task_kind task, const feature_rows& x, const std::vect
     const std::size_t outputs = num_outputs(task, num_classes);
     report(control, 0.05,
            "forest: " + std::to_string(params.num_trees) + " trees per output, " +
-               std::to_string(outputs) + " output(s), min_samples_per_leaf=" +
-               std::to_string(params.min_samples_per_leaf) + ", threads=" +
-               std::to_string(params.threads));
+               std::to_string(outputs) +
+               " output(s), min_samples_per_leaf=" + std::to_string(params.min_samples_per_leaf) +
+               ", threads=" + std::to_string(params.threads));
     std::vector<forest_type> forests;
     for (std::size_t k = 0; k < outputs; ++k) {
         std::vector<double> targets(y.size());
         for (std::size_t i = 0; i < y.size(); ++i) {
             // Multiclass: the indicator of class k; binary: the 0/1 label.
-            targets[i] = task == task_kind::multiclass ? (y[i] == static_cast<double>(k) ? 1.0 : 0.0)
-                                                       : y[i];
+            targets[i] =
+                task == task_kind::multiclass ? (y[i] == static_cast<double>(k) ? 1.0 : 0.0) : y[i];
         }
         const double from = 0.05 + 0.9 * static_cast<double>(k) / static_cast<double>(outputs);
         const double to = 0.05 + 0.9 * static_cast<double>(k + 1) / static_cast<double>(outputs);
@@ -478,12 +490,15 @@ result<function_ptr> train_checked(task_kind task, algorithm algo, const train_p
                                    std::size_t num_classes, const train_control& control) {
     check_cancelled(control);
     switch (algo) {
-        case algorithm::baseline: return train_baseline(task, x, y, num_classes);
+        case algorithm::baseline:
+            return train_baseline(task, x, y, num_classes);
         case algorithm::linear:
             if (task == task_kind::regression) return train_ridge(x, y, params, control);
             return train_logistic(task, x, y, num_classes, params, control);
-        case algorithm::kernel: return train_kernel(task, x, y, num_classes, params, control);
-        case algorithm::forest: return train_forest(task, x, y, num_classes, params, control);
+        case algorithm::kernel:
+            return train_kernel(task, x, y, num_classes, params, control);
+        case algorithm::forest:
+            return train_forest(task, x, y, num_classes, params, control);
     }
     return invalid("algorithm", "unknown algorithm");
 }
@@ -492,10 +507,14 @@ result<function_ptr> train_checked(task_kind task, algorithm algo, const train_p
 
 const char* algorithm_name(algorithm a) {
     switch (a) {
-        case algorithm::baseline: return "baseline";
-        case algorithm::linear: return "linear";
-        case algorithm::kernel: return "kernel";
-        case algorithm::forest: return "forest";
+        case algorithm::baseline:
+            return "baseline";
+        case algorithm::linear:
+            return "linear";
+        case algorithm::kernel:
+            return "kernel";
+        case algorithm::forest:
+            return "forest";
     }
     return "unknown";
 }
@@ -587,11 +606,13 @@ struct cv_context {
 
 std::string describe(task_kind task, algorithm algo, const train_params& p) {
     switch (algo) {
-        case algorithm::baseline: return "baseline";
+        case algorithm::baseline:
+            return "baseline";
         case algorithm::linear:
             return task == task_kind::regression ? "linear lambda=" + fmt(p.lambda)
                                                  : "linear c=" + fmt(p.c);
-        case algorithm::kernel: return "kernel c=" + fmt(p.c) + " gamma=" + fmt(p.gamma);
+        case algorithm::kernel:
+            return "kernel c=" + fmt(p.c) + " gamma=" + fmt(p.gamma);
         case algorithm::forest:
             return "forest trees=" + std::to_string(p.num_trees) +
                    " min_samples_per_leaf=" + std::to_string(p.min_samples_per_leaf);
@@ -699,12 +720,18 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
 
     search_result out;
     out.score_name = task == task_kind::regression ? "neg_rmse" : "neg_log_loss";
-    cv_context cv{task,           x,
-                  y,              num_classes,
-                  make_folds(task, y, folds), folds,
-                  control,        out.score_name,
-                  std::chrono::steady_clock::now(), time_budget_seconds,
-                  &out.tried,     {}};
+    cv_context cv{task,
+                  x,
+                  y,
+                  num_classes,
+                  make_folds(task, y, folds),
+                  folds,
+                  control,
+                  out.score_name,
+                  std::chrono::steady_clock::now(),
+                  time_budget_seconds,
+                  &out.tried,
+                  {}};
     const double default_gamma = scale_gamma(x);
     report(control, 0.0,
            "auto: " + std::to_string(folds) + "-fold cross-validation on " +
@@ -729,8 +756,8 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
             };
             const double at_default = objective(0.0);
             if (remaining() > 0) {
-                run_global_search(objective, {-4.0}, {4.0}, {false}, 7, time_share(0.2),
-                                  {0.0}, at_default);
+                run_global_search(objective, {-4.0}, {4.0}, {false}, 7, time_share(0.2), {0.0},
+                                  at_default);
             }
         }
         // Forest: tune the leaf size (an integer), starting from the default.
@@ -740,7 +767,8 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
                 p.min_samples_per_leaf = static_cast<std::size_t>(std::lround(leaf));
                 return cv_score(cv, algorithm::forest, p);
             };
-            const double start = static_cast<double>(std::min<std::size_t>(base.min_samples_per_leaf, 20));
+            const double start =
+                static_cast<double>(std::min<std::size_t>(base.min_samples_per_leaf, 20));
             const double at_default = objective(start);
             if (remaining() > 0) {
                 run_global_search(objective, {1.0}, {20.0}, {true}, 3, time_share(0.3), {start},

@@ -59,7 +59,7 @@ struct train_params {
 status validate_params(const train_params& p);
 
 struct train_control {
-    std::function<bool()> cancelled;                                      // may be empty
+    std::function<bool()> cancelled;                                            // may be empty
     std::function<void(double fraction, const std::string& message)> progress;  // may be empty
 };
 
@@ -72,7 +72,7 @@ struct prediction {
 };
 
 class fitted_function {
-public:
+  public:
     virtual ~fitted_function() = default;
 
     // x must have num_features() values; otherwise the result is NaN with no
@@ -88,7 +88,7 @@ public:
     // dlib::serialize; load_function() reads it back.
     void serialize(std::ostream& out) const;
 
-protected:
+  protected:
     fitted_function(task_kind task, std::size_t num_features, std::size_t num_classes)
         : task_(task), num_features_(num_features), num_classes_(num_classes) {}
 
@@ -96,7 +96,7 @@ protected:
     virtual prediction do_predict(const std::vector<double>& x) const = 0;
     virtual void serialize_body(std::ostream& out) const = 0;
 
-private:
+  private:
     task_kind task_;
     std::size_t num_features_;
     std::size_t num_classes_;

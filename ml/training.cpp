@@ -215,6 +215,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
 
     auto baseline = train(d.task, algorithm::baseline, d.params, x_train, y_train, num_classes);
     if (!baseline) return baseline.error();
+    out.baseline_answer = (*baseline)->predict(x_train.front());
 
     algorithm algo;
     train_params params = d.params;

@@ -56,6 +56,8 @@ struct training_outcome {
     std::vector<std::string> warnings;
     metric_listing metrics;
     metric_listing baseline_metrics;
+    // The baseline's answer (it is constant): the serving fallback.
+    prediction baseline_answer;
     std::optional<metric_listing> live_metrics;
     std::optional<std::int64_t> live_version;
     gate_decision gate;

@@ -435,6 +435,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     v.gate = result["gate"].dump();
     v.features = result["features"].dump();
     v.timings = result["timings"].dump();
+    v.baseline = result.contains("baseline") ? result["baseline"].dump() : "null";
     bool passed = result["gate"].value("passed", false);
     v.status = passed ? "candidate" : "rejected";
     const bool automatic = def.definition.promotion.automatic;
@@ -461,6 +462,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     if (!s) return finish(job_state::failed, "storing the version failed: " + s.message());
     log_info("trainer", "job " + std::to_string(id) + " (" + job.model + ") stored version " +
                             std::to_string(number) + ": " + gate_summary);
+    if (options_.on_model_changed) options_.on_model_changed(job.model);
     std::lock_guard lock(mu_);
     state_.state = "idle";
     state_.job.reset();

@@ -33,6 +33,8 @@ struct worker_options {
     int nice = 10;             // the child's CPU priority offset
     std::chrono::milliseconds poll{1000};        // how often triggers are checked
     std::chrono::seconds min_trigger_gap{30};    // between automatic jobs of one model
+    // Called after a version was stored (and maybe published).
+    std::function<void(const std::string& model)> on_model_changed;
 };
 
 struct worker_state {

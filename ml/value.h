@@ -34,11 +34,16 @@ using raw_record = std::map<std::string, raw_value, std::less<>>;
 // The name of a value's type, for error messages ("found string").
 inline const char* raw_value_type_name(const raw_value& v) {
     switch (v.index()) {
-        case 0: return "missing";
-        case 1: return "number";
-        case 2: return "boolean";
-        case 3: return "string";
-        case 4: return "interval";
+        case 0:
+            return "missing";
+        case 1:
+            return "number";
+        case 2:
+            return "boolean";
+        case 3:
+            return "string";
+        case 4:
+            return "interval";
     }
     return "unknown";
 }
@@ -47,9 +52,12 @@ enum class task_kind { binary, multiclass, regression };
 
 inline const char* task_kind_name(task_kind t) {
     switch (t) {
-        case task_kind::binary: return "binary";
-        case task_kind::multiclass: return "multiclass";
-        case task_kind::regression: return "regression";
+        case task_kind::binary:
+            return "binary";
+        case task_kind::multiclass:
+            return "multiclass";
+        case task_kind::regression:
+            return "regression";
     }
     return "unknown";
 }
@@ -62,6 +70,8 @@ inline result<task_kind> parse_task_kind(std::string_view s) {
                                "' (expected binary, multiclass or regression)");
 }
 
-inline bool is_classification(task_kind t) { return t != task_kind::regression; }
+inline bool is_classification(task_kind t) {
+    return t != task_kind::regression;
+}
 
 }  // namespace kennel::ml

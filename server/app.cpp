@@ -7,8 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "ml/definition_json.h"
+#include "ml/predict_pool.h"
+#include "ml/prediction_log.h"
+#include "ml/serving.h"
 #include "ml/training_worker.h"
 #include "server/demo.h"
 #include "server/http_server.h"
@@ -51,7 +55,18 @@ app::app(serve_options options) : options_(std::move(options)) {}
 app::~app() {
     if (http_) http_->stop();
     if (trainer_) trainer_->stop();
+    predict_pool_.reset();
+    if (prediction_log_) prediction_log_->stop();
     if (writer_) writer_->stop();
+}
+
+void app::refresh_model(const std::string& model) {
+    try {
+        auto conn = readers_->acquire();
+        if (status s = serving_->refresh(*conn, model); !s) log_warn("serving", s.message());
+    } catch (const db_error& e) {
+        log_warn("serving", e.what());
+    }
 }
 
 namespace {
@@ -89,6 +104,7 @@ status app::start_trainer() {
     w.db_path = options_.db;
     w.exe_path = self_exe();
     w.test_faults = options_.test_faults;
+    w.on_model_changed = [this](const std::string& model) { refresh_model(model); };
     trainer_ = std::make_unique<ml::training_worker>(w, *writer_, *readers_);
     return trainer_->start();
 }
@@ -154,6 +170,13 @@ status app::start_store() {
     writer_ = std::make_unique<fact_writer>(w);
     if (status s = writer_->start(); !s) return s;
     readers_ = std::make_unique<reader_pool>(options_.db);
+    ml::serving_options so;
+    so.test_faults = options_.test_faults;
+    serving_ = std::make_unique<ml::serving_registry>(so);
+    int threads = options_.predict_threads;
+    if (threads <= 0) threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+    predict_pool_ = std::make_unique<ml::predict_pool>(static_cast<std::size_t>(threads), options_.predict_queue);
+    prediction_log_ = std::make_unique<ml::prediction_log>(*writer_, options_.prediction_log_queue);
     return status::ok();
 }
 
@@ -200,6 +223,10 @@ int app::run() {
         return 1;
     }
     if (options_.demo) load_demo();
+    {
+        auto conn = readers_->acquire();
+        if (status s = serving_->refresh_all(*conn); !s) log_warn("serving", s.message());
+    }
     if (status s = start_trainer(); !s) {
         log_error("serve", "cannot start the training worker: " + s.message());
         http_->stop();
@@ -216,6 +243,8 @@ int app::run() {
     http_->set_ready(false);
     http_->stop();
     trainer_->stop();
+    predict_pool_.reset();
+    prediction_log_->stop();
     writer_->stop();
     log_info("serve", "stopped cleanly");
     return 0;

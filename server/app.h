@@ -23,6 +23,10 @@ namespace kennel {
 class http_server;
 namespace ml {
 class training_worker;
+class serving_registry;
+class predict_pool;
+class prediction_log;
+class supervisor;
 }
 
 // An exclusive lock on "<db>.lock" held for the server's lifetime, so two
@@ -51,6 +55,12 @@ public:
     fact_writer& writer() { return *writer_; }
     reader_pool& readers() { return *readers_; }
     ml::training_worker& trainer() { return *trainer_; }
+    ml::serving_registry& serving() { return *serving_; }
+    ml::predict_pool& predict_pool() { return *predict_pool_; }
+    ml::prediction_log& prediction_log() { return *prediction_log_; }
+    // Rebuilds a model's serving snapshot after its aliases, versions or
+    // definition changed (loads and warms first, then swaps).
+    void refresh_model(const std::string& model);
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }
@@ -67,6 +77,9 @@ private:
     std::unique_ptr<fact_writer> writer_;
     std::unique_ptr<reader_pool> readers_;
     std::unique_ptr<ml::training_worker> trainer_;
+    std::unique_ptr<ml::serving_registry> serving_;
+    std::unique_ptr<ml::predict_pool> predict_pool_;
+    std::unique_ptr<ml::prediction_log> prediction_log_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
 };

@@ -128,6 +128,12 @@ int cmd_serve(const std::vector<std::string>& args) {
         "HTTP worker threads; each open keep-alive connection holds one")(
         "keepalive-timeout", po::value<int>()->default_value(o.keepalive_timeout_s),
         "seconds an idle keep-alive connection is kept")(
+        "predict-threads", po::value<int>()->default_value(0),
+        "threads that run model predictions (0: two per core, at least 4)")(
+        "predict-queue", po::value<std::size_t>()->default_value(o.predict_queue),
+        "prediction tasks waiting before requests get 503")(
+        "prediction-log-queue", po::value<std::size_t>()->default_value(o.prediction_log_queue),
+        "prediction log entries buffered before new ones are dropped (and counted)")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
         "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -150,6 +156,9 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.http_threads = vm["http-threads"].as<int>();
     o.keepalive_timeout_s = vm["keepalive-timeout"].as<int>();
     o.web_dir = vm["web-dir"].as<std::string>();
+    o.predict_threads = vm["predict-threads"].as<int>();
+    o.predict_queue = vm["predict-queue"].as<std::size_t>();
+    o.prediction_log_queue = vm["prediction-log-queue"].as<std::size_t>();
     o.test_faults = vm["test-faults"].as<bool>();
     if (o.http_threads < 1) throw po::error("--http-threads must be at least 1");
     if (o.writer_queue < 1) throw po::error("--writer-queue must be at least 1");

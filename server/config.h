@@ -23,6 +23,9 @@ struct serve_options {
     int http_threads = 128;
     int keepalive_timeout_s = 5;
     std::string web_dir;
+    int predict_threads = 0;            // 0: 2 per core, at least 4
+    std::size_t predict_queue = 1024;   // prediction tasks waiting before 503
+    std::size_t prediction_log_queue = 100000;
     bool test_faults = false;  // enables fault-injection hooks; tests only
 };
 

@@ -25,4 +25,7 @@ http_response put_model_alias(app& a, const http_request& req);
 http_response delete_model_alias(app& a, const http_request& req);
 http_response get_model_deployments(app& a, const http_request& req);
 
+// Predictions (server/predict_handlers.cpp).
+http_response post_model_predict(app& a, const http_request& req);
+
 }  // namespace kennel

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ml/definition_json.h"
+#include "ml/serving.h"
 #include "ml/training_worker.h"
 #include "server/app.h"
 #include "server/errors.h"
@@ -103,6 +104,7 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
             {"snapshot", parse_stored(v.snapshot)},
             {"metrics", parse_stored(v.metrics)},
             {"baseline_metrics", parse_stored(v.baseline_metrics)},
+            {"baseline", parse_stored(v.baseline)},
             {"gate", parse_stored(v.gate)},
             {"features", parse_stored(v.features)},
             {"timings", parse_stored(v.timings)},
@@ -148,6 +150,7 @@ http_response put_model(app& a, const http_request& req) {
         },
         a.write_timeout());
     if (!s) return error_response(s);
+    a.refresh_model(name);
     json out = {{"model", name},
                 {"revision", r.revision},
                 {"created", r.created_model},
@@ -348,6 +351,7 @@ http_response put_model_alias(app& a, const http_request& req) {
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, version, actor, reason); },
                               a.write_timeout());
     if (!s) return error_response(s);
+    a.refresh_model(name);
     return json_response(dump({{"model", name}, {"alias", alias}, {"version", version}, {"actor", actor},
                                {"reason", reason}}));
 }
@@ -363,6 +367,7 @@ http_response delete_model_alias(app& a, const http_request& req) {
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
                               a.write_timeout());
     if (!s) return error_response(s);
+    a.refresh_model(name);
     return json_response(dump({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
                                {"reason", reason}}));
 }

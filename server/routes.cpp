@@ -283,6 +283,7 @@ std::vector<route> make_routes(app& a) {
         {"PUT", "/v1/models/{name}/aliases/{alias}", h(put_model_alias), true},
         {"DELETE", "/v1/models/{name}/aliases/{alias}", h(delete_model_alias), true},
         {"GET", "/v1/models/{name}/deployments", h(get_model_deployments), true},
+        {"POST", "/v1/models/{name}/predict", h(post_model_predict), true},
         {"GET", "/v1/jobs", h(get_jobs), true},
         {"GET", "/v1/jobs/{id}", h(get_job), true},
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true},

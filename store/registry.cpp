@@ -148,13 +148,13 @@ std::int64_t insert_version(connection& c, version_row v) {
     statement st(c,
                  "INSERT INTO model_versions (model, version, revision, job, algorithm, params,"
                  " artifact, artifact_sha256, artifact_bytes, snapshot, metrics, baseline_metrics,"
-                 " gate, features, timings, status, created_at)"
-                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                 " gate, features, timings, status, created_at, baseline)"
+                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     st.bind(1, v.model).bind(2, v.version).bind(3, v.revision).bind(4, v.job).bind(5, v.algorithm);
     st.bind(6, v.params).bind_blob(7, v.artifact).bind(8, v.artifact_sha256);
     st.bind(9, static_cast<std::int64_t>(v.artifact.size())).bind(10, v.snapshot);
     st.bind(11, v.metrics).bind(12, v.baseline_metrics).bind(13, v.gate).bind(14, v.features);
-    st.bind(15, v.timings).bind(16, v.status).bind(17, now_micros());
+    st.bind(15, v.timings).bind(16, v.status).bind(17, now_micros()).bind(18, v.baseline);
     st.run();
     return v.version;
 }
@@ -238,13 +238,14 @@ version_row read_version(const statement& st, bool with_artifact) {
     v.timings = st.column_text(13);
     v.status = st.column_text(14);
     v.created_at = st.column_int(15);
-    if (with_artifact) v.artifact = st.column_blob(16);
+    v.baseline = st.column_text(16);
+    if (with_artifact) v.artifact = st.column_blob(17);
     return v;
 }
 
 constexpr const char* version_columns =
     "model, version, revision, job, algorithm, params, artifact_sha256, artifact_bytes, snapshot,"
-    " metrics, baseline_metrics, gate, features, timings, status, created_at";
+    " metrics, baseline_metrics, gate, features, timings, status, created_at, baseline";
 
 }  // namespace
 
@@ -413,6 +414,177 @@ std::optional<micros> last_job_created_at(connection& c, const std::string& mode
     st.bind(1, model);
     if (!st.step()) return std::nullopt;
     return st.column_opt_int(0);
+}
+
+}  // namespace kennel
+
+namespace kennel {
+
+status set_version_enabled(connection& c, const std::string& model, std::int64_t version,
+                           bool enabled, const std::string& actor, const std::string& reason) {
+    statement chk(c, "SELECT 1 FROM model_versions WHERE model = ? AND version = ?");
+    chk.bind(1, model).bind(2, version);
+    if (!chk.step()) {
+        return status(error_kind::not_found,
+                      "model " + model + " has no version " + std::to_string(version), "version");
+    }
+    statement st(c,
+                 "INSERT INTO version_events (model, version, event, time, actor, reason)"
+                 " VALUES (?,?,?,?,?,?)");
+    st.bind(1, model).bind(2, version).bind(3, enabled ? "enabled" : "disabled");
+    st.bind(4, now_micros()).bind(5, actor).bind(6, reason).run();
+    return status::ok();
+}
+
+std::set<std::int64_t> disabled_versions(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT version FROM version_events e WHERE model = ?1 AND id = (SELECT max(id)"
+                 " FROM version_events WHERE model = ?1 AND version = e.version)"
+                 " AND event = 'disabled'");
+    st.bind(1, model);
+    std::set<std::int64_t> out;
+    while (st.step()) out.insert(st.column_int(0));
+    return out;
+}
+
+std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit) {
+    statement st(c,
+                 "SELECT id, model, version, event, time, actor, reason FROM version_events"
+                 " WHERE model = ? ORDER BY id DESC LIMIT ?");
+    st.bind(1, model).bind(2, limit);
+    std::vector<version_event_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
+                       st.column_int(4), st.column_text(5), st.column_text(6)});
+    }
+    return out;
+}
+
+std::vector<std::int64_t> live_history(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT version FROM deployments WHERE model = ? AND alias = 'live'"
+                 " AND version IS NOT NULL ORDER BY id DESC LIMIT 200");
+    st.bind(1, model);
+    std::vector<std::int64_t> out;
+    std::set<std::int64_t> seen;
+    while (st.step()) {
+        std::int64_t v = st.column_int(0);
+        if (seen.insert(v).second) out.push_back(v);
+    }
+    return out;
+}
+
+namespace {
+
+void experiment_event(connection& c, std::int64_t id, const std::string& actor,
+                      const std::string& event, const std::string& arms, const std::string& reason) {
+    statement st(c,
+                 "INSERT INTO experiment_events (experiment, time, actor, event, arms, reason)"
+                 " VALUES (?,?,?,?,?,?)");
+    st.bind(1, id).bind(2, now_micros()).bind(3, actor).bind(4, event).bind(5, arms).bind(6, reason).run();
+}
+
+experiment_row read_experiment(const statement& st) {
+    return {st.column_int(0),      st.column_text(1),     st.column_text(2),
+            st.column_int(3),      st.column_text(4),     st.column_text(5),
+            st.column_opt_int(6),  st.column_opt_text(7), st.column_opt_text(8)};
+}
+
+constexpr const char* experiment_columns =
+    "id, model, arms, started_at, started_by, reason, ended_at, ended_by, end_reason";
+
+}  // namespace
+
+result<std::int64_t> start_experiment(connection& c, const std::string& model,
+                                      const std::string& arms, const std::string& actor,
+                                      const std::string& reason) {
+    if (auto active = active_experiment(c, model)) {
+        return status(error_kind::conflict,
+                      "model " + model + " already has experiment " + std::to_string(active->id) +
+                          " running; change or end it first");
+    }
+    statement st(c,
+                 "INSERT INTO experiments (model, arms, started_at, started_by, reason)"
+                 " VALUES (?,?,?,?,?)");
+    st.bind(1, model).bind(2, arms).bind(3, now_micros()).bind(4, actor).bind(5, reason).run();
+    std::int64_t id = c.last_insert_rowid();
+    experiment_event(c, id, actor, "started", arms, reason);
+    return id;
+}
+
+status change_experiment(connection& c, std::int64_t id, const std::string& arms,
+                         const std::string& actor, const std::string& reason) {
+    statement st(c, "UPDATE experiments SET arms = ? WHERE id = ? AND ended_at IS NULL");
+    st.bind(1, arms).bind(2, id).run();
+    if (c.changes() != 1) {
+        return status(error_kind::not_found, "no running experiment " + std::to_string(id), "id");
+    }
+    experiment_event(c, id, actor, "changed", arms, reason);
+    return status::ok();
+}
+
+status end_experiment(connection& c, std::int64_t id, const std::string& actor,
+                      const std::string& reason) {
+    statement st(c,
+                 "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?"
+                 " WHERE id = ? AND ended_at IS NULL");
+    st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, id).run();
+    if (c.changes() != 1) {
+        return status(error_kind::not_found, "no running experiment " + std::to_string(id), "id");
+    }
+    auto e = get_experiment(c, id);
+    experiment_event(c, id, actor, "ended", e ? e->arms : "[]", reason);
+    return status::ok();
+}
+
+std::optional<experiment_row> active_experiment(connection& c, const std::string& model) {
+    statement st(c, std::string("SELECT ") + experiment_columns +
+                        " FROM experiments WHERE model = ? AND ended_at IS NULL");
+    st.bind(1, model);
+    if (!st.step()) return std::nullopt;
+    return read_experiment(st);
+}
+
+std::optional<experiment_row> get_experiment(connection& c, std::int64_t id) {
+    statement st(c, std::string("SELECT ") + experiment_columns + " FROM experiments WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return read_experiment(st);
+}
+
+std::vector<experiment_row> list_experiments(connection& c, const std::string& model) {
+    statement st(c, std::string("SELECT ") + experiment_columns +
+                        " FROM experiments WHERE model = ? ORDER BY id DESC LIMIT 100");
+    st.bind(1, model);
+    std::vector<experiment_row> out;
+    while (st.step()) out.push_back(read_experiment(st));
+    return out;
+}
+
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
+    statement st(c,
+                 "INSERT OR IGNORE INTO predictions (id, model, version, arm, shadow, entity, time,"
+                 " value, label, probabilities, fallback, reason, latency_us, features_hash)"
+                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    for (const prediction_row& p : rows) {
+        st.reset();
+        st.bind(1, p.id).bind(2, p.model).bind(3, p.version).bind(4, p.arm);
+        st.bind(5, p.shadow ? 1 : 0);
+        if (p.entity.empty()) {
+            st.bind_null(6);
+        } else {
+            st.bind(6, p.entity);
+        }
+        st.bind(7, p.time).bind(8, p.value).bind(9, p.label);
+        if (p.probabilities.empty()) {
+            st.bind_null(10);
+        } else {
+            st.bind(10, p.probabilities);
+        }
+        st.bind(11, p.fallback ? 1 : 0).bind(12, p.reason).bind(13, p.latency_us);
+        st.bind(14, p.features_hash);
+        st.run();
+    }
 }
 
 }  // namespace kennel

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,7 @@ struct version_row {
     std::string gate;              // JSON
     std::string features;          // JSON
     std::string timings;           // JSON
+    std::string baseline = "null";  // JSON: the baseline's constant answer
     std::string status;            // candidate | rejected
     micros created_at = 0;
 };
@@ -177,5 +179,73 @@ std::int64_t count_labels_after(connection& c, const std::string& stream, const 
 // 0; read from the newest version's snapshot.
 std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);
 std::optional<micros> last_job_created_at(connection& c, const std::string& model);
+
+}  // namespace kennel
+
+namespace kennel {
+
+// ---- serving state (migration 0003) ----------------------------------------
+
+struct version_event_row {
+    std::int64_t id = 0;
+    std::string model;
+    std::int64_t version = 0;
+    std::string event;  // disabled | enabled
+    micros time = 0;
+    std::string actor;
+    std::string reason;
+};
+
+struct experiment_row {
+    std::int64_t id = 0;
+    std::string model;
+    std::string arms;  // JSON [{"name","version","weight","shadow"}]
+    micros started_at = 0;
+    std::string started_by;
+    std::string reason;
+    std::optional<micros> ended_at;
+    std::optional<std::string> ended_by;
+    std::optional<std::string> end_reason;
+};
+
+// Appends a disabled/enabled event; not_found for an unknown version.
+status set_version_enabled(connection& c, const std::string& model, std::int64_t version,
+                           bool enabled, const std::string& actor, const std::string& reason);
+std::set<std::int64_t> disabled_versions(connection& c, const std::string& model);
+std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
+// Versions the live alias pointed at, newest move first, without repeats.
+std::vector<std::int64_t> live_history(connection& c, const std::string& model);
+
+// Starts an experiment (conflict when one is active), changes its arms, or
+// ends it; every step is recorded in experiment_events.
+result<std::int64_t> start_experiment(connection& c, const std::string& model,
+                                      const std::string& arms, const std::string& actor,
+                                      const std::string& reason);
+status change_experiment(connection& c, std::int64_t id, const std::string& arms,
+                         const std::string& actor, const std::string& reason);
+status end_experiment(connection& c, std::int64_t id, const std::string& actor,
+                      const std::string& reason);
+std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
+std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
+std::vector<experiment_row> list_experiments(connection& c, const std::string& model);
+
+struct prediction_row {
+    std::string id;
+    std::string model;
+    std::optional<std::int64_t> version;
+    std::string arm;
+    bool shadow = false;
+    std::string entity;
+    micros time = 0;
+    std::optional<double> value;
+    std::optional<std::string> label;
+    std::string probabilities;  // JSON array or empty
+    bool fallback = false;
+    std::string reason;
+    std::int64_t latency_us = 0;
+    std::string features_hash;
+};
+
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows);
 
 }  // namespace kennel

@@ -50,6 +50,22 @@ def run_cli(args, env=None, timeout=60, input=None, cwd=None):
                           cwd=cwd)
 
 
+def run_serve_expecting_exit(args, env=None, bound=10, cwd=None):
+    """Runs `kennel serve ARGS`, which should exit by itself (e.g. on a
+    database it refuses). Returns (exit code, stdout, stderr); the exit code is
+    None when it had not exited after `bound` seconds and was SIGKILLed by PID."""
+    p = subprocess.Popen([KENNEL_BIN, "serve"] + [str(a) for a in args], env=kennel_env(env),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = p.communicate(timeout=bound)
+        return p.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        out, err = p.communicate(timeout=STOP_TIMEOUT_S)
+        return None, out, err
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -130,27 +146,36 @@ class KennelProcess:
     """One `kennel serve` process. Use KennelTestCase.start_server() so it is
     always stopped."""
 
-    def __init__(self, db, args=(), env=None, port=0):
+    def __init__(self, db, args=(), env=None, port=0, log_dir=None, cwd=None):
         self.db = db
         self.args = [str(a) for a in args]
         self.env = env
         self.requested_port = port
+        self.cwd = cwd
         self.port = None
         self.proc = None
         self.exit_code = None
         self.stdout_lines = []
         self._listening = threading.Event()
+        self._clients = []
         self._reader = None
-        self.log_path = db + ".%d.stderr.log" % id(self)
+        self.log_path = os.path.join(log_dir or os.path.dirname(db),
+                                     "kennel.%d.stderr.log" % id(self))
         self._log = None
 
     # ---- lifecycle
 
     def start(self, wait_ready=True, timeout=START_TIMEOUT_S):
-        cmd = [KENNEL_BIN, "serve", "--port", str(self.requested_port), "--db", self.db] + self.args
+        cmd = [KENNEL_BIN, "serve"]
+        if self.requested_port is not None:  # None: let env/config/default decide
+            cmd += ["--port", str(self.requested_port)]
+        if self.db is not None:
+            cmd += ["--db", self.db]
+        cmd += self.args
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
-                                     stdin=subprocess.DEVNULL, env=kennel_env(self.env))
+                                     stdin=subprocess.DEVNULL, env=kennel_env(self.env),
+                                     cwd=self.cwd)
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
@@ -220,6 +245,7 @@ class KennelProcess:
         Returns the exit code (negative: killed by that signal)."""
         if self.proc is None:
             return None
+        self.close_clients()
         if self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
@@ -259,7 +285,16 @@ class KennelProcess:
             return ""
 
     def client(self, timeout=HTTP_TIMEOUT_S):
-        return Client(self.port, timeout=timeout)
+        """A keep-alive client; stop() closes it first, since an idle
+        keep-alive connection holds a server worker (and so delays a graceful
+        shutdown) until --keepalive-timeout."""
+        c = Client(self.port, timeout=timeout)
+        self._clients.append(c)
+        return c
+
+    def close_clients(self):
+        for c in self._clients:
+            c.close()
 
 
 class KennelTestCase(unittest.TestCase):
@@ -275,8 +310,11 @@ class KennelTestCase(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def start_server(self, args=(), env=None, port=0, db=None, wait_ready=True):
-        server = KennelProcess(db or self.path("kennel.db"), args=args, env=env, port=port)
+    def start_server(self, args=(), env=None, port=0, db="kennel.db", wait_ready=True):
+        """Starts `kennel serve --port PORT --db DB ARGS` in self.tmp (a port
+        or db of None is left out of the command line)."""
+        server = KennelProcess(self.path(db) if db else None, args=args, env=env, port=port,
+                               log_dir=self.tmp, cwd=self.tmp)
         self.addCleanup(server.stop)
         server.start(wait_ready=wait_ready)
         return server

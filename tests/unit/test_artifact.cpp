@@ -37,10 +37,12 @@ raw_value label_for(task_kind task, const raw_record& r) {
     const std::string& breed = std::get<std::string>(r.at("breed"));
     const double score = length / 100 + (breed == "corgi" ? 1.0 : 0.0);
     switch (task) {
-        case task_kind::binary: return score > 1.2;
+        case task_kind::binary:
+            return score > 1.2;
         case task_kind::multiclass:
             return std::string(score < 0.8 ? "low" : score < 1.6 ? "mid" : "high");
-        case task_kind::regression: return 10 * score;
+        case task_kind::regression:
+            return 10 * score;
     }
     return {};
 }
@@ -104,7 +106,7 @@ TEST_CASE("serialize then load predicts identically on a probe set", "[artifact]
     CHECK(serialize_artifact(*loaded) == blob);
 
     auto probe = make_rows(60, 1000);
-    probe.push_back({});                                            // everything missing
+    probe.push_back({});  // everything missing
     probe.push_back({{"breed", std::string("dalmatian")}, {"length", std::string("?")}});
     for (const auto& r : probe) {
         auto p = predict_raw(a, r);

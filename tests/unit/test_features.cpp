@@ -115,7 +115,7 @@ TEST_CASE("category keeps the top-N values and maps unseen ones to other", "[fea
     for (int i = 0; i < 5; ++i) rows.push_back({{"breed", std::string("corgi")}});
     for (int i = 0; i < 3; ++i) rows.push_back({{"breed", std::string("pug")}});
     rows.push_back({{"breed", std::string("husky")}});  // below top 2: other
-    rows.push_back({});                                // missing
+    rows.push_back({});                                 // missing
     auto p = fit_ok({spec("breed", transform_kind::category, tp)}, rows);
     REQUIRE(p.names() == std::vector<std::string>{"category-breed=corgi", "category-breed=pug",
                                                   "category-breed=other",
@@ -225,7 +225,8 @@ TEST_CASE("fit fails when nothing is left after dropping", "[features]") {
 }
 
 TEST_CASE("fit fails when a field never has the right type", "[features]") {
-    std::vector<raw_record> rows = {{{"length", std::string("long")}}, {{"length", std::string("x")}}};
+    std::vector<raw_record> rows = {{{"length", std::string("long")}},
+                                    {{"length", std::string("x")}}};
     auto p = feature_pipeline::fit({spec("length", transform_kind::numeric)}, rows);
     REQUIRE_FALSE(p);
     CHECK(p.error().kind() == error_kind::invalid_argument);
@@ -332,7 +333,8 @@ TEST_CASE("holdout is a stable function of the entity", "[dataset]") {
 }
 
 TEST_CASE("labels encode deterministically per task", "[dataset]") {
-    auto b = encode_labels(task_kind::binary, {std::string("yes"), std::string("no"), std::string("yes")});
+    auto b = encode_labels(task_kind::binary,
+                           {std::string("yes"), std::string("no"), std::string("yes")});
     REQUIRE(b);
     CHECK(b->classes == std::vector<std::string>{"no", "yes"});
     CHECK(b->y == std::vector<double>{1, 0, 1});
@@ -366,8 +368,8 @@ TEST_CASE("label errors say what is wrong", "[dataset]") {
     REQUIRE_FALSE(wrong);
     CHECK_THAT(wrong.error().message(), Contains("found string"));
 
-    auto three = encode_labels(task_kind::binary,
-                               {std::string("a"), std::string("b"), std::string("c")});
+    auto three =
+        encode_labels(task_kind::binary, {std::string("a"), std::string("b"), std::string("c")});
     REQUIRE_FALSE(three);
     CHECK_THAT(three.error().message(), Contains("at most 2 classes"));
 

@@ -37,8 +37,8 @@ TEST_CASE("log loss clips probabilities", "[metrics]") {
 TEST_CASE("RMSE, MAE and R2 on a tiny vector", "[metrics]") {
     auto m = evaluate_regression({1, 2, 3, 4}, {1, 2, 3, 6});
     REQUIRE(m);
-    CHECK(m->rmse == Approx(1.0));  // sqrt(4/4)
-    CHECK(m->mae == Approx(0.5));   // 2/4
+    CHECK(m->rmse == Approx(1.0));          // sqrt(4/4)
+    CHECK(m->mae == Approx(0.5));           // 2/4
     CHECK(m->r2 == Approx(1 - 4.0 / 5.0));  // SST = 2.25+0.25+0.25+2.25
     auto perfect = evaluate_regression({3, 3}, {3, 3});
     REQUIRE(perfect);
@@ -56,8 +56,8 @@ TEST_CASE("binary metrics take class 1 as positive", "[metrics]") {
     // truth:      0    0    1    1    1
     // p(class 1): .2   .6   .7   .4   .9  -> predicted 0 1 1 0 1
     const std::vector<double> truth = {0, 0, 1, 1, 1};
-    const std::vector<std::vector<double>> p = {{0.8, 0.2}, {0.4, 0.6}, {0.3, 0.7}, {0.6, 0.4},
-                                                {0.1, 0.9}};
+    const std::vector<std::vector<double>> p = {
+        {0.8, 0.2}, {0.4, 0.6}, {0.3, 0.7}, {0.6, 0.4}, {0.1, 0.9}};
     auto m = evaluate_classification(truth, p, 2);
     REQUIRE(m);
     CHECK(m->confusion == confusion_matrix_t{{1, 1}, {1, 2}});
@@ -82,8 +82,8 @@ TEST_CASE("F1-best threshold scans the distinct scores", "[metrics]") {
     auto t = f1_best_threshold(y, s);
     CHECK(t.threshold == 0.4);
     CHECK(t.f1 == Approx(6.0 / 7));
-    auto m = evaluate_classification({0, 0, 1, 1, 1},
-                                     {{0.8, 0.2}, {0.4, 0.6}, {0.3, 0.7}, {0.6, 0.4}, {0.1, 0.9}}, 2);
+    auto m = evaluate_classification(
+        {0, 0, 1, 1, 1}, {{0.8, 0.2}, {0.4, 0.6}, {0.3, 0.7}, {0.6, 0.4}, {0.1, 0.9}}, 2);
     REQUIRE(m);
     CHECK(m->best_threshold == 0.4);
     // Equal F1 (2/3 at .9 and at .6) goes to the higher threshold.
@@ -102,7 +102,8 @@ TEST_CASE("multiclass metrics are macro averages", "[metrics]") {
     CHECK(m->precision == Approx((0.5 + 1 + 1) / 3));
     CHECK(m->recall == Approx((1 + 1 + 0.5) / 3));
     CHECK(m->f1 == Approx((2.0 / 3 + 1 + 2.0 / 3) / 3));
-    CHECK(m->log_loss == Approx(-(std::log(0.7) + std::log(0.8) + std::log(0.6) + std::log(0.2)) / 4));
+    CHECK(m->log_loss ==
+          Approx(-(std::log(0.7) + std::log(0.8) + std::log(0.6) + std::log(0.2)) / 4));
     CHECK(std::isnan(m->best_threshold));
     CHECK(std::isnan(list_metrics(*m).get("best_threshold")));
 }

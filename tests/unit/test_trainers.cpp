@@ -23,7 +23,7 @@ namespace {
 // Deterministic data on every platform: mt19937_64's output is specified by
 // the standard (its distributions are not), so normals come from Box-Muller.
 class gaussian {
-public:
+  public:
     explicit gaussian(std::uint64_t seed) : engine_(seed) {}
     double operator()() {
         const double u1 = (static_cast<double>(engine_() >> 11) + 0.5) / 9007199254740992.0;
@@ -31,7 +31,7 @@ public:
         return std::sqrt(-2 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
     }
 
-private:
+  private:
     std::mt19937_64 engine_;
 };
 
@@ -51,14 +51,18 @@ data_set make_data(task_kind task, std::uint64_t seed = 7) {
         for (auto& v : x) v = g();
         double y = 0;
         switch (task) {
-            case task_kind::binary: y = x[0] + 0.5 * x[1] + 0.3 * g() > 0 ? 1 : 0; break;
+            case task_kind::binary:
+                y = x[0] + 0.5 * x[1] + 0.3 * g() > 0 ? 1 : 0;
+                break;
             case task_kind::multiclass: {
                 // Three classes by which of two directions dominates.
                 const double a = x[0] + 0.2 * g(), b = x[1] + 0.2 * g();
                 y = a > 0.5 ? 0 : (b > 0 ? 1 : 2);
                 break;
             }
-            case task_kind::regression: y = 3 * x[0] - 2 * x[1] + 0.5 * x[2] + 0.3 * g(); break;
+            case task_kind::regression:
+                y = 3 * x[0] - 2 * x[1] + 0.5 * x[2] + 0.3 * g();
+                break;
         }
         (i < 300 ? d.x_train : d.x_test).push_back(x);
         (i < 300 ? d.y_train : d.y_test).push_back(y);
@@ -160,9 +164,9 @@ TEST_CASE("baseline predicts the majority class with the prior, or the mean", "[
 // tol=1e-10), LogisticRegression(C=1, multi_class="multinomial") and
 // Ridge(alpha=1) on the same 12 rows (see the numbers below).
 TEST_CASE("linear models match scikit-learn on a small fixed data set", "[trainers]") {
-    const feature_rows x = {{0.5, 1.0},  {1.5, -0.5}, {-1.0, 0.3}, {2.0, 1.2},
+    const feature_rows x = {{0.5, 1.0},   {1.5, -0.5}, {-1.0, 0.3}, {2.0, 1.2},
                             {-0.7, -1.1}, {0.1, 0.4},  {1.1, 0.9},  {-1.8, 0.2},
-                            {0.9, -1.4}, {-0.2, 1.7}, {1.3, 0.1},  {-1.2, -0.6}};
+                            {0.9, -1.4},  {-0.2, 1.7}, {1.3, 0.1},  {-1.2, -0.6}};
     const std::vector<double> yb = {1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0};
     const std::vector<double> ym = {2, 1, 0, 2, 0, 1, 2, 0, 1, 2, 1, 0};
     const std::vector<double> yr = {1.2, 2.0, -1.1, 3.5, -2.2, 0.4, 2.1, -1.9, 0.3, 0.8, 1.5, -1.7};
@@ -312,7 +316,8 @@ TEST_CASE("training is deterministic", "[trainers]") {
     const auto d = make_data(task_kind::binary);
     const auto a = train_ok(task_kind::binary, algo, d);
     const auto b = train_ok(task_kind::binary, algo, d);
-    for (const auto& x : d.x_test) CHECK(a->predict(x).probabilities == b->predict(x).probabilities);
+    for (const auto& x : d.x_test)
+        CHECK(a->predict(x).probabilities == b->predict(x).probabilities);
 }
 
 TEST_CASE("bad training inputs are refused with a status", "[trainers]") {

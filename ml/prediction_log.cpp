@@ -1,0 +1,68 @@
+#include "ml/prediction_log.h"
+
+namespace kennel::ml {
+
+prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued)
+    : writer_(writer), max_queued_(max_queued) {
+    thread_ = std::thread([this] { loop(); });
+}
+
+prediction_log::~prediction_log() { stop(); }
+
+void prediction_log::append(prediction_row row) {
+    {
+        std::lock_guard lock(mu_);
+        if (stopping_ || queue_.size() >= max_queued_) {
+            ++dropped_;
+            return;
+        }
+        queue_.push_back(std::move(row));
+    }
+    // No notify: the flusher wakes on its own timer; a request pays for a
+    // push_back under a lock and nothing more.
+}
+
+void prediction_log::stop() {
+    {
+        std::lock_guard lock(mu_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+prediction_log_stats prediction_log::stats() const {
+    std::lock_guard lock(mu_);
+    return {logged_, dropped_, queue_.size()};
+}
+
+void prediction_log::loop() {
+    for (;;) {
+        std::vector<prediction_row> batch;
+        bool last = false;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+            batch.swap(queue_);
+            last = stopping_;
+        }
+        if (!batch.empty()) {
+            std::size_t n = batch.size();
+            auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
+            auto fut = writer_.submit([shared](connection& c) {
+                insert_predictions(c, *shared);
+                return status::ok();
+            });
+            std::lock_guard lock(mu_);
+            if (fut) {
+                logged_ += n;
+            } else {
+                dropped_ += n;  // the writer is full or stopping
+            }
+        }
+        if (last) return;
+    }
+}
+
+}  // namespace kennel::ml

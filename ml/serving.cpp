@@ -1,0 +1,288 @@
+#include "ml/serving.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
+
+#include "ml/dataset.h"
+#include "ml/definition_json.h"
+#include "ml/hash.h"
+#include "store/log.h"
+#include "store/registry.h"
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+
+answer to_answer(const loaded_version& v, const model_prediction& p) {
+    answer a;
+    a.value = p.value;
+    a.label = p.label;
+    a.probabilities = p.probabilities;
+    a.classes = &v.artifact->classes;
+    if (v.artifact->task == task_kind::binary && p.probabilities.size() == 2) {
+        a.decision = p.probabilities[1] >= v.threshold;
+    }
+    return a;
+}
+
+answer baseline_from_json(const std::string& text) {
+    answer a;
+    json j = json::parse(text, nullptr, false);
+    if (!j.is_object()) return a;
+    if (j.contains("value") && j["value"].is_number()) a.value = j["value"].get<double>();
+    if (j.contains("label") && j["label"].is_string()) a.label = j["label"].get<std::string>();
+    if (j.contains("probabilities") && j["probabilities"].is_array()) {
+        for (const auto& p : j["probabilities"]) a.probabilities.push_back(p.is_number() ? p.get<double>() : 0.0);
+    }
+    return a;
+}
+
+// The label's prior from the facts: the mean (regression) or the class
+// shares (classification), so an untrained model still answers sensibly.
+std::optional<answer> label_prior(connection& c, const model_definition& d,
+                                  std::vector<std::string>& classes) {
+    std::string path = "$.\"" + d.label.field + "\"";
+    if (d.task == task_kind::regression) {
+        statement st(c,
+                     "SELECT avg(CASE WHEN json_type(data, ?2) IN ('integer','real')"
+                     " THEN json_extract(data, ?2) WHEN json_type(data, ?2) = 'object'"
+                     " THEN (json_extract(data, ?2 || '.lower') + json_extract(data, ?2 || '.upper')) / 2.0"
+                     " END) FROM facts WHERE stream = ?1");
+        st.bind(1, d.label.stream).bind(2, path);
+        if (!st.step() || st.is_null(0)) return std::nullopt;
+        answer a;
+        a.value = st.column_double(0);
+        return a;
+    }
+    statement st(c,
+                 "SELECT CASE json_type(data, ?2) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+                 " ELSE CAST(json_extract(data, ?2) AS TEXT) END AS label, count(*) FROM facts"
+                 " WHERE stream = ?1 AND json_type(data, ?2) IN ('true','false','integer','text','real')"
+                 " GROUP BY label ORDER BY label LIMIT 1000");
+    st.bind(1, d.label.stream).bind(2, path);
+    std::vector<std::pair<std::string, double>> counts;
+    double total = 0;
+    while (st.step()) {
+        counts.emplace_back(st.column_text(0), static_cast<double>(st.column_int(1)));
+        total += counts.back().second;
+    }
+    if (counts.empty() || total == 0) return std::nullopt;
+    answer a;
+    std::size_t best = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        classes.push_back(counts[i].first);
+        a.probabilities.push_back(counts[i].second / total);
+        if (counts[i].second > counts[best].second) best = i;
+    }
+    a.value = static_cast<double>(best);
+    a.label = counts[best].first;
+    return a;
+}
+
+}  // namespace
+
+answer predict_with(const loaded_version& v, const raw_record& record) {
+    if (!v.fault.empty()) {
+        // Test-only faults (the server must run with --test-faults).
+        if (v.fault == "serve_throw") throw std::runtime_error("injected fault: the model threw");
+        if (v.fault == "serve_sleep") std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    auto p = predict_raw(*v.artifact, record);
+    if (!p) throw std::runtime_error(p.error().message());
+    return to_answer(v, *p);
+}
+
+const serving_arm* choose_arm(const model_serving& m, std::string_view entity) {
+    // Salted so arm membership is independent of the holdout split, which
+    // hashes the bare entity.
+    std::string salted = "experiment-arm:";
+    salted += entity;
+    double u = unit_hash(salted);
+    double acc = 0;
+    const serving_arm* last = nullptr;
+    for (const serving_arm& a : m.arms) {
+        if (a.shadow) continue;
+        acc += a.weight;
+        last = &a;
+        if (u < acc) return &a;
+    }
+    return last;  // rounding: the top of [0,1) lands in the last arm
+}
+
+std::shared_ptr<const model_serving> serving_registry::get(std::string_view model) const {
+    std::lock_guard lock(mu_);
+    auto it = models_.find(model);
+    return it == models_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<const model_serving>> serving_registry::all() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::shared_ptr<const model_serving>> out;
+    for (const auto& [k, v] : models_) out.push_back(v);
+    return out;
+}
+
+std::vector<std::shared_ptr<const loaded_version>> serving_registry::loaded() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::shared_ptr<const loaded_version>> out;
+    for (const auto& [k, v] : cache_) out.push_back(v);
+    return out;
+}
+
+result<std::shared_ptr<const loaded_version>> serving_registry::load(connection& c,
+                                                                     const std::string& model,
+                                                                     std::int64_t version,
+                                                                     const std::string& fault) {
+    {
+        std::lock_guard lock(mu_);
+        auto it = cache_.find({model, version});
+        if (it != cache_.end()) return it->second;
+    }
+    auto row = get_version(c, model, version, true);
+    if (!row) return status(error_kind::not_found, "version " + std::to_string(version) + " is missing");
+    std::string bytes = row->artifact;
+    if (fault == "corrupt_artifact" && bytes.size() > 40) bytes[bytes.size() / 2] ^= 0x5a;
+    auto art = load_artifact(bytes);
+    if (!art) return art.error();
+    auto v = std::make_shared<loaded_version>();
+    v->model = model;
+    v->version = version;
+    v->sha256 = row->artifact_sha256;
+    v->artifact = std::make_shared<const model_artifact>(std::move(*art));
+    v->baseline = baseline_from_json(row->baseline);
+    v->baseline.classes = &v->artifact->classes;
+    json metrics = json::parse(row->metrics, nullptr, false);
+    if (metrics.is_object() && metrics.contains("best_threshold") && metrics["best_threshold"].is_number()) {
+        v->threshold = metrics["best_threshold"].get<double>();
+    }
+    if (fault == "serve_throw" || fault == "serve_sleep") v->fault = fault;
+    // Warm up: the first prediction touches every page of the function.
+    try {
+        if (v->fault.empty()) (void)predict_with(*v, raw_record{});
+    } catch (const std::exception& e) {
+        return status(error_kind::internal, std::string("warm-up prediction failed: ") + e.what());
+    }
+    std::shared_ptr<const loaded_version> out = v;
+    std::lock_guard lock(mu_);
+    cache_[{model, version}] = out;
+    return out;
+}
+
+status serving_registry::refresh(connection& c, const std::string& model) {
+    std::lock_guard refresh_lock(refresh_mu_);
+    try {
+        auto m = get_model(c, model);
+        if (!m) {
+            std::lock_guard lock(mu_);
+            models_.erase(model);
+            return status::ok();
+        }
+        parsed_definition p = parse_definition(m->definition);
+        if (!p.errors.empty()) {
+            return status(error_kind::internal, "stored definition of " + model + " does not parse");
+        }
+        auto s = std::make_shared<model_serving>();
+        s->name = model;
+        s->definition = p.definition;
+        s->revision = m->current_revision;
+        for (const auto& f : p.definition.features) s->fields.insert(f.field);
+        s->disabled = disabled_versions(c, model);
+        s->built_at = std::chrono::steady_clock::now();
+
+        // Each version's serving fault comes from the revision it was trained on.
+        auto fault_of = [&](std::int64_t version) -> std::string {
+            if (!options_.test_faults) return {};
+            auto row = get_version(c, model, version, false);
+            if (!row) return {};
+            auto rev = get_revision(c, model, row->revision);
+            if (!rev) return {};
+            parsed_definition rp = parse_definition(rev->definition);
+            return rp.definition.test_fault;
+        };
+        auto usable = [&](std::int64_t version, std::string& problem)
+            -> std::shared_ptr<const loaded_version> {
+            if (s->disabled.count(version)) {
+                problem = "version_disabled";
+                return nullptr;
+            }
+            auto lv = load(c, model, version, fault_of(version));
+            if (!lv) {
+                problem = "artifact_load_failed";
+                log_warn("serving", model + " version " + std::to_string(version) +
+                                        " cannot be served: " + lv.error().message());
+                return nullptr;
+            }
+            return *lv;
+        };
+
+        s->live_alias_version = alias_version(c, model, "live");
+        if (s->live_alias_version) {
+            s->live = usable(*s->live_alias_version, s->live_problem);
+        } else {
+            s->live_problem = "not_trained";
+        }
+        for (std::int64_t v : live_history(c, model)) {
+            if (s->live_alias_version && v == *s->live_alias_version) continue;
+            std::string ignored;
+            if (auto lv = usable(v, ignored)) s->previous.push_back(lv);
+            if (s->previous.size() >= 3) break;
+        }
+        if (auto e = active_experiment(c, model)) {
+            json arms = json::parse(e->arms, nullptr, false);
+            double total = 0;
+            std::vector<serving_arm> list;
+            for (const auto& a : arms) {
+                serving_arm arm;
+                arm.name = a.value("name", "");
+                arm.weight = a.value("weight", 0.0);
+                arm.shadow = a.value("shadow", false);
+                std::string problem;
+                arm.version = usable(a.value("version", std::int64_t{0}), problem);
+                if (!arm.shadow) total += arm.weight;
+                list.push_back(std::move(arm));
+            }
+            if (total > 0) {
+                for (auto& a : list) {
+                    if (!a.shadow) a.weight /= total;
+                }
+                s->arms = std::move(list);
+                s->experiment = e->id;
+            }
+        }
+        if (!s->live) {
+            s->prior = label_prior(c, p.definition, s->prior_classes);
+            if (s->prior) s->prior->classes = &s->prior_classes;
+        }
+        std::shared_ptr<const model_serving> published = s;
+        std::lock_guard lock(mu_);
+        models_[model] = published;  // the swap: readers holding the old snapshot finish with it
+        return status::ok();
+    } catch (const db_error& e) {
+        return status(error_kind::internal, std::string("refreshing ") + model + ": " + e.what());
+    }
+}
+
+status serving_registry::refresh_all(connection& c) {
+    std::vector<std::string> names;
+    for (const auto& m : list_models(c)) names.push_back(m.name);
+    {
+        // Models deleted from the database (not possible today) drop out too.
+        std::lock_guard lock(mu_);
+        for (auto it = models_.begin(); it != models_.end();) {
+            bool keep = false;
+            for (const auto& n : names) keep = keep || n == it->first;
+            it = keep ? std::next(it) : models_.erase(it);
+        }
+    }
+    status first;
+    for (const auto& n : names) {
+        status s = refresh(c, n);
+        if (!s && first.is_ok()) first = s;
+    }
+    return first;
+}
+
+}  // namespace kennel::ml

@@ -1,0 +1,130 @@
+// Serving: the loaded, warmed-up model versions that answer predictions, and
+// the fallback chain that answers when they cannot.
+//
+// Readers take an immutable snapshot per model (shared_ptr<const
+// model_serving>) and work without a lock; refresh() builds a new snapshot
+// from the database — loading and warming any version not yet loaded — and
+// only then swaps the pointer, so a promotion or rollback never makes a
+// request wait or fail. A loaded version is shared by every snapshot that
+// uses it; its fitted function is documented thread-safe for concurrent
+// predictions (ml/trainers.h).
+//
+// Threads: get() and predict() from any thread; refresh() from any thread
+// (refreshes of one model are serialised).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ml/artifact.h"
+#include "ml/definition.h"
+#include "store/db.h"
+#include "store/status.h"
+
+namespace kennel::ml {
+
+// A prediction's content, whatever produced it.
+struct answer {
+    double value = 0;                   // regression value, or class index
+    std::string label;                  // class name (classification)
+    std::vector<double> probabilities;  // per class (classification)
+    std::optional<bool> decision;       // binary: probability of the positive class >= threshold
+    // Class names for the probabilities; points into the answering version's
+    // artifact (or the snapshot's prior), which outlives the answer's use.
+    const std::vector<std::string>* classes = nullptr;
+};
+
+// Rolling counters the supervisor reads; updated lock-free by predictions.
+struct version_counters {
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> errors{0};
+    std::atomic<std::uint64_t> deadline_misses{0};
+    std::atomic<std::uint64_t> fallbacks{0};
+};
+
+struct loaded_version {
+    std::string model;
+    std::int64_t version = 0;
+    std::string sha256;
+    std::shared_ptr<const model_artifact> artifact;
+    answer baseline;              // the baseline's constant answer
+    double threshold = 0.5;       // binary: the F1-best threshold on the holdout
+    std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
+    mutable version_counters counters;
+};
+
+struct serving_arm {
+    std::string name;
+    std::shared_ptr<const loaded_version> version;
+    double weight = 0;
+    bool shadow = false;
+};
+
+// One model's serving state. Immutable once published.
+struct model_serving {
+    std::string name;
+    model_definition definition;
+    std::int64_t revision = 0;
+    std::shared_ptr<const loaded_version> live;  // null when not trained, disabled or unloadable
+    std::optional<std::int64_t> live_alias_version;  // what the alias says, even if unusable
+    std::string live_problem;  // why live is null: not_trained, version_disabled, artifact_load_failed
+    // Earlier live versions, newest first, enabled and loaded: the fallback chain.
+    std::vector<std::shared_ptr<const loaded_version>> previous;
+    std::set<std::int64_t> disabled;
+    std::optional<std::int64_t> experiment;
+    std::vector<serving_arm> arms;  // non-shadow weights sum to 1
+    std::optional<answer> prior;    // the label's prior from the data, for untrained models
+    std::vector<std::string> prior_classes;
+    std::set<std::string, std::less<>> fields;  // fields the definition reads
+    std::chrono::steady_clock::time_point built_at;
+};
+
+struct serving_options {
+    bool test_faults = false;
+};
+
+class serving_registry {
+public:
+    explicit serving_registry(serving_options options) : options_(options) {}
+
+    std::shared_ptr<const model_serving> get(std::string_view model) const;
+    std::vector<std::shared_ptr<const model_serving>> all() const;
+
+    // Rebuilds one model's snapshot from the database (reader connection).
+    // Loads and warms new versions before swapping. A model that no longer
+    // exists is removed.
+    status refresh(connection& reader, const std::string& model);
+    status refresh_all(connection& reader);
+
+    // Loaded versions, for the supervisor's counters.
+    std::vector<std::shared_ptr<const loaded_version>> loaded() const;
+
+private:
+    result<std::shared_ptr<const loaded_version>> load(connection& reader, const std::string& model,
+                                                       std::int64_t version,
+                                                       const std::string& fault);
+
+    serving_options options_;
+    mutable std::mutex mu_;  // guards the maps below; held only to copy or swap pointers
+    std::map<std::string, std::shared_ptr<const model_serving>, std::less<>> models_;
+    std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const loaded_version>> cache_;
+    std::mutex refresh_mu_;  // one refresh at a time
+};
+
+// Runs a loaded version on a raw record (with its test faults). Throws on a
+// model error, which the caller turns into a fallback.
+answer predict_with(const loaded_version& v, const raw_record& record);
+
+// The arm for an entity: a stable unsigned hash of the entity in [0,1)
+// walked over the non-shadow arms' cumulative weights.
+const serving_arm* choose_arm(const model_serving& m, std::string_view entity);
+
+}  // namespace kennel::ml

@@ -1,0 +1,409 @@
+// POST /v1/models/{name}/predict: answers within the deadline, always.
+//
+// The request thread validates the features, hands the model work to the
+// predict pool and waits only until the deadline. Whatever is not answered
+// by then — or fails — is answered by the next step of the fallback chain:
+// an earlier live version, the baseline, the definition's constant, the
+// label's prior; flagged "fallback": true with the reason.
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "ml/hash.h"
+#include "ml/predict_pool.h"
+#include "ml/prediction_log.h"
+#include "ml/serving.h"
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+using steady = std::chrono::steady_clock;
+
+std::string new_prediction_id() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static const char* hex = "0123456789abcdef";
+    std::string id(32, '0');
+    std::uint64_t a = rng(), b = rng();
+    for (int i = 0; i < 16; ++i) {
+        id[static_cast<std::size_t>(i)] = hex[(a >> (4 * i)) & 0xf];
+        id[static_cast<std::size_t>(16 + i)] = hex[(b >> (4 * i)) & 0xf];
+    }
+    return id;
+}
+
+// Accepts the JSON types a transform can read; anything else names the field.
+status check_feature_type(const ml::feature_spec& spec, const json& v, const std::string& path) {
+    if (v.is_null()) return status::ok();  // missing: imputed as in training
+    auto is_interval = [&v] {
+        return v.is_object() && v.contains("lower") && v.contains("upper") && v["lower"].is_number() &&
+               v["upper"].is_number();
+    };
+    auto is_value_obj = [&v] { return v.is_object() && v.contains("value") && v["value"].is_number(); };
+    switch (spec.transform) {
+        case ml::transform_kind::numeric:
+        case ml::transform_kind::log:
+        case ml::transform_kind::binarize:
+        case ml::transform_kind::bucketize:
+        case ml::transform_kind::interval:
+            if (v.is_number() || is_interval() || is_value_obj()) break;
+            return invalid(path, std::string("must be a number (or an interval {\"lower\",\"upper\"}) for the ") +
+                                     ml::transform_kind_name(spec.transform) + " transform, not " + v.type_name());
+        case ml::transform_kind::category:
+            if (v.is_string() || v.is_number() || v.is_boolean()) break;
+            return invalid(path, std::string("must be a string, number or boolean, not ") + v.type_name());
+        case ml::transform_kind::text:
+            if (v.is_string()) break;
+            return invalid(path, std::string("must be a string, not ") + v.type_name());
+        case ml::transform_kind::boolean:
+            if (v.is_boolean() || (v.is_number() && (v.get<double>() == 0 || v.get<double>() == 1))) break;
+            return invalid(path, std::string("must be true or false, not ") + v.dump());
+    }
+    if (v.is_number() && !std::isfinite(v.get<double>())) return invalid(path, "must be finite");
+    if (is_interval() && v["lower"].get<double>() > v["upper"].get<double>()) {
+        return invalid(path, "lower is greater than upper");
+    }
+    return status::ok();
+}
+
+ml::raw_value to_raw(const json& v) {
+    if (v.is_boolean()) return v.get<bool>();
+    if (v.is_number()) return v.get<double>();
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object()) {
+        if (v.contains("lower") && v.contains("upper")) {
+            return ml::interval{v["lower"].get<double>(), v["upper"].get<double>()};
+        }
+        if (v.contains("value")) return v["value"].get<double>();
+    }
+    return {};
+}
+
+struct instance {
+    std::string entity;
+    ml::raw_record record;
+    std::vector<std::string> ignored;  // fields the model never saw
+    std::vector<std::string> missing;  // fields it reads that were not sent
+    std::string features_hash;
+};
+
+result<instance> parse_instance(const ml::model_serving& m, const json& j, const std::string& path) {
+    if (!j.is_object()) return invalid(path, "an instance must be an object {\"entity\", \"features\"}");
+    for (const auto& [k, v] : j.items()) {
+        (void)v;
+        if (k != "entity" && k != "features") return invalid(path.empty() ? k : path + "." + k, "unknown field");
+    }
+    instance out;
+    if (auto e = j.find("entity"); e != j.end() && !e->is_null()) {
+        if (!e->is_string()) return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
+        out.entity = e->get<std::string>();
+    }
+    auto f = j.find("features");
+    if (f == j.end()) return invalid(path.empty() ? "features" : path + ".features", "missing");
+    if (!f->is_object()) return invalid(path.empty() ? "features" : path + ".features", "must be an object");
+    std::string prefix = path.empty() ? "features." : path + ".features.";
+    for (const auto& [k, v] : f->items()) {
+        bool known = false;
+        for (const auto& spec : m.definition.features) {
+            if (spec.field != k) continue;
+            known = true;
+            if (status s = check_feature_type(spec, v, prefix + k); !s) return s;
+        }
+        if (!known) {
+            out.ignored.push_back(k);
+            continue;
+        }
+        out.record.emplace(k, to_raw(v));
+    }
+    for (const auto& field : m.fields) {
+        if (!out.record.count(field)) out.missing.push_back(field);
+    }
+    std::uint64_t h = ml::fnv1a64(f->dump());
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    out.features_hash = buf;
+    return out;
+}
+
+// What the pool computes for a batch; the request thread reads it under the
+// mutex, at the latest at its deadline, and never waits longer.
+struct batch_work {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::size_t done = 0;
+    std::vector<std::optional<ml::answer>> answers;
+    std::vector<std::int64_t> answered_by;  // version that answered
+    std::vector<std::string> reasons;       // fallback reason, when a fallback answered
+};
+
+struct chosen {
+    std::shared_ptr<const ml::loaded_version> version;  // may be null
+    std::string arm;
+    std::string problem;  // why version is null
+};
+
+json answer_json(const ml::model_serving& m, const ml::answer& a) {
+    json out;
+    if (m.definition.task == ml::task_kind::regression) {
+        out["prediction"] = a.value;
+        return out;
+    }
+    out["prediction"] = a.label;
+    json probs = json::object();
+    for (std::size_t k = 0; k < a.probabilities.size(); ++k) {
+        std::string name = a.classes && k < a.classes->size() ? (*a.classes)[k] : std::to_string(k);
+        probs[name] = a.probabilities[k];
+    }
+    out["probabilities"] = probs;
+    if (a.decision) out["decision"] = *a.decision;
+    return out;
+}
+
+}  // namespace
+
+http_response post_model_predict(app& a, const http_request& req) {
+    const auto started = steady::now();
+    const std::string& name = req.param("name");
+    auto m = a.serving().get(name);
+    if (!m) return error_response(status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    if (!ct.empty() && ct != "application/json") {
+        return error_response(status(error_kind::unsupported_media, "send application/json", "Content-Type"));
+    }
+    json body;
+    try {
+        body = json::parse(req.body);
+    } catch (const json::exception& e) {
+        return error_response(invalid("", std::string("malformed JSON: ") + e.what()));
+    }
+    if (!body.is_object()) return error_response(invalid("", "the body must be a JSON object"));
+
+    double deadline_ms = m->definition.deadline_ms;
+    if (auto d = body.find("deadline_ms"); d != body.end()) {
+        if (!d->is_number() || !std::isfinite(d->get<double>()) || d->get<double>() <= 0 || d->get<double>() > 60000) {
+            return error_response(invalid("deadline_ms", "must be a number of milliseconds between 0 and 60000"));
+        }
+        deadline_ms = d->get<double>();
+    }
+    const auto deadline = started + std::chrono::microseconds(static_cast<std::int64_t>(deadline_ms * 1000));
+
+    std::vector<instance> instances;
+    bool batch = body.contains("instances");
+    if (batch) {
+        const json& list = body["instances"];
+        if (!list.is_array() || list.empty()) return error_response(invalid("instances", "must be a non-empty array"));
+        if (list.size() > 1000) return error_response(status(error_kind::too_large, "at most 1000 instances a request", "instances"));
+        for (const auto& [k, v] : body.items()) {
+            (void)v;
+            if (k != "instances" && k != "deadline_ms") return error_response(invalid(k, "unknown field"));
+        }
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            auto inst = parse_instance(*m, list[i], "instances[" + std::to_string(i) + "]");
+            if (!inst) return error_response(inst.error(), i);
+            instances.push_back(std::move(*inst));
+        }
+    } else {
+        json single = body;
+        single.erase("deadline_ms");
+        auto inst = parse_instance(*m, single, "");
+        if (!inst) return error_response(inst.error());
+        instances.push_back(std::move(*inst));
+    }
+
+    // Choose a version per instance: an experiment arm, or live.
+    std::vector<chosen> picks(instances.size());
+    for (std::size_t i = 0; i < instances.size(); ++i) {
+        const ml::serving_arm* arm = m->arms.empty() || instances[i].entity.empty()
+                                         ? nullptr
+                                         : ml::choose_arm(*m, instances[i].entity);
+        if (arm) {
+            picks[i] = {arm->version, arm->name, arm->version ? "" : "version_disabled"};
+        } else {
+            picks[i] = {m->live, "live", m->live_problem};
+        }
+        if (picks[i].version) picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    auto work = std::make_shared<batch_work>();
+    work->answers.resize(instances.size());
+    work->answered_by.resize(instances.size(), 0);
+    work->reasons.resize(instances.size());
+    bool any_model = false;
+    for (const auto& p : picks) any_model = any_model || p.version || !m->previous.empty();
+    if (any_model) {
+        auto shared_instances = std::make_shared<std::vector<instance>>(instances);
+        bool accepted = a.predict_pool().submit([work, m, picks, shared_instances, deadline] {
+            for (std::size_t i = 0; i < shared_instances->size(); ++i) {
+                if (steady::now() > deadline) break;  // the request has answered already
+                std::optional<ml::answer> got;
+                std::int64_t by = 0;
+                std::string reason;
+                const auto& rec = (*shared_instances)[i].record;
+                if (picks[i].version) {
+                    try {
+                        got = ml::predict_with(*picks[i].version, rec);
+                        by = picks[i].version->version;
+                    } catch (const std::exception& e) {
+                        picks[i].version->counters.errors.fetch_add(1, std::memory_order_relaxed);
+                        reason = std::string("model_error: ") + e.what();
+                    }
+                } else {
+                    reason = picks[i].problem.empty() ? "no_version" : picks[i].problem;
+                }
+                // Down the chain: earlier live versions, newest first.
+                for (const auto& prev : m->previous) {
+                    if (got || steady::now() > deadline) break;
+                    try {
+                        got = ml::predict_with(*prev, rec);
+                        by = prev->version;
+                    } catch (const std::exception&) {
+                        prev->counters.errors.fetch_add(1, std::memory_order_relaxed);
+                    }
+                }
+                std::lock_guard lock(work->mu);
+                work->answers[i] = std::move(got);
+                work->answered_by[i] = by;
+                work->reasons[i] = reason;
+                ++work->done;
+            }
+            work->cv.notify_all();
+        });
+        if (!accepted) {
+            return error_response(status(error_kind::unavailable,
+                                         "prediction queue is full (" + std::to_string(a.predict_pool().queued()) +
+                                             " waiting); retry shortly"));
+        }
+    }
+
+    std::vector<std::optional<ml::answer>> answers(instances.size());
+    std::vector<std::int64_t> by(instances.size(), 0);
+    std::vector<std::string> reasons(instances.size());
+    {
+        std::unique_lock lock(work->mu);
+        if (any_model) work->cv.wait_until(lock, deadline, [&] { return work->done == instances.size(); });
+        for (std::size_t i = 0; i < instances.size(); ++i) {
+            if (i < work->done) {
+                answers[i] = work->answers[i];
+                by[i] = work->answered_by[i];
+                reasons[i] = work->reasons[i];
+            } else {
+                reasons[i] = any_model ? "deadline_exceeded" : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
+                if (picks[i].version && any_model) {
+                    picks[i].version->counters.deadline_misses.fetch_add(1, std::memory_order_relaxed);
+                }
+            }
+        }
+    }
+
+    const double latency_ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    json out_list = json::array();
+    for (std::size_t i = 0; i < instances.size(); ++i) {
+        const chosen& pick = picks[i];
+        bool fallback = !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
+        std::string source = "model";
+        ml::answer ans;
+        std::optional<std::int64_t> version;
+        if (answers[i]) {
+            ans = *answers[i];
+            version = by[i];
+            if (fallback) source = "previous_version";
+        } else if (pick.version || m->live) {
+            // The baseline trained with the version: a constant, always at hand.
+            const auto& v = pick.version ? pick.version : m->live;
+            ans = v->baseline;
+            source = "baseline";
+        } else if (m->definition.fallback_value || m->definition.fallback_label) {
+            if (m->definition.fallback_value) ans.value = *m->definition.fallback_value;
+            if (m->definition.fallback_label) ans.label = *m->definition.fallback_label;
+            source = "constant";
+        } else if (m->prior) {
+            ans = *m->prior;
+            source = "label_prior";
+        } else {
+            source = "none";
+        }
+        if (fallback && pick.version) pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
+        if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
+
+        std::string id = new_prediction_id();
+        json one = answer_json(*m, ans);
+        one["prediction_id"] = id;
+        one["model"] = m->name;
+        one["version"] = version ? json(*version) : json(nullptr);
+        one["arm"] = pick.arm;
+        if (m->experiment) one["experiment"] = *m->experiment;
+        one["fallback"] = fallback;
+        one["fallback_reason"] = fallback ? json(reasons[i]) : json(nullptr);
+        if (fallback) one["answered_by"] = source;
+        if (source == "none") one["prediction"] = nullptr;
+        one["latency_ms"] = latency_ms;
+        if (!instances[i].ignored.empty()) one["ignored_fields"] = instances[i].ignored;
+        if (!instances[i].missing.empty()) one["imputed_fields"] = instances[i].missing;
+        out_list.push_back(std::move(one));
+
+        prediction_row row;
+        row.id = id;
+        row.model = m->name;
+        row.version = version;
+        row.arm = fallback && !version ? "fallback" : pick.arm;
+        row.entity = instances[i].entity;
+        row.time = now_micros();
+        if (m->definition.task == ml::task_kind::regression) {
+            row.value = ans.value;
+        } else {
+            row.value = ans.value;
+            row.label = ans.label;
+            row.probabilities = json(ans.probabilities).dump();
+        }
+        row.fallback = fallback;
+        row.reason = fallback ? reasons[i] + " -> " + source : "";
+        row.latency_us = static_cast<std::int64_t>(latency_ms * 1000);
+        row.features_hash = instances[i].features_hash;
+        a.prediction_log().append(std::move(row));
+
+        // Shadow arms: scored and logged on the same request, never returned.
+        for (const auto& arm : m->arms) {
+            if (!arm.shadow || !arm.version) continue;
+            auto shadow_version = arm.version;
+            auto rec = std::make_shared<instance>(instances[i]);
+            std::string arm_name = arm.name;
+            std::string model_name = m->name;
+            auto* log = &a.prediction_log();
+            (void)a.predict_pool().submit([shadow_version, rec, arm_name, model_name, log, id] {
+                auto t0 = steady::now();
+                prediction_row s;
+                s.id = id + "-" + arm_name;
+                s.model = model_name;
+                s.version = shadow_version->version;
+                s.arm = arm_name;
+                s.shadow = true;
+                s.entity = rec->entity;
+                s.time = now_micros();
+                s.features_hash = rec->features_hash;
+                try {
+                    ml::answer sa = ml::predict_with(*shadow_version, rec->record);
+                    s.value = sa.value;
+                    if (!sa.label.empty()) s.label = sa.label;
+                    if (!sa.probabilities.empty()) s.probabilities = json(sa.probabilities).dump();
+                } catch (const std::exception& e) {
+                    s.fallback = true;
+                    s.reason = std::string("model_error: ") + e.what();
+                }
+                s.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0).count();
+                log->append(std::move(s));
+            });
+        }
+    }
+    if (!batch) return json_response(out_list[0].dump(-1, ' ', false, json::error_handler_t::replace));
+    json out = {{"predictions", out_list}};
+    return json_response(out.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+}  // namespace kennel

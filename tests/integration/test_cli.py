@@ -1,0 +1,435 @@
+"""Integration tests for the command line: help, version, migrate, import,
+export and backup, run as real processes on temporary files."""
+
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import unittest
+
+from kennel_harness import (Client, KennelTestCase, fact, open_db, run_cli,
+                            run_serve_expecting_exit)
+
+COMMANDS = ["serve", "migrate", "import", "export", "backup", "version"]
+
+
+class HelpAndVersionTest(KennelTestCase):
+
+    def test_top_level_help_lists_every_command(self):
+        for flag in ("--help", "-h", "help"):
+            with self.subTest(flag):
+                r = run_cli([flag])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("usage: kennel <command>", r.stdout)
+                for cmd in COMMANDS:
+                    self.assertRegex(r.stdout, r"(?m)^\s+%s\s+\S" % cmd)
+                self.assertIn("KENNEL_", r.stdout)  # the environment is documented
+
+    def test_no_command_prints_usage_and_exits_2(self):
+        r = run_cli([])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: kennel <command>", r.stdout + r.stderr)
+
+    def test_unknown_command_exits_2_naming_it(self):
+        r = run_cli(["frobnicate"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('unknown command "frobnicate"', r.stderr)
+
+    def test_every_command_has_help(self):
+        for cmd in COMMANDS:
+            with self.subTest(cmd):
+                r = run_cli([cmd, "--help"], cwd=self.tmp)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("usage: kennel %s" % cmd, r.stdout)
+                if cmd != "version":
+                    self.assertIn("--db", r.stdout)
+                    self.assertIn("--config", r.stdout)
+        # --help does nothing else: no database was created.
+        self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith("kennel.db")], [])
+
+    def test_serve_help_documents_its_options(self):
+        r = run_cli(["serve", "--help"])
+        self.assertEqual(r.returncode, 0)
+        for opt in ("--host", "--port", "--db", "--sync", "--max-body", "--max-batch",
+                    "--writer-queue", "--demo", "--config"):
+            self.assertIn(opt, r.stdout)
+        self.assertIn("127.0.0.1", r.stdout)   # default host
+        self.assertIn("8080", r.stdout)        # default port
+        self.assertIn("kennel.db", r.stdout)   # default db
+
+    def test_version_prints_version_and_commit(self):
+        for args in (["version"], ["--version"]):
+            with self.subTest(args):
+                r = run_cli(args)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                m = re.match(r"^kennel (\d+\.\d+\.\d+) \(commit ([0-9a-f]{7,40}|unknown)\b",
+                             r.stdout)
+                self.assertIsNotNone(m, r.stdout)
+                self.assertIn("SQLite 3.", r.stdout)
+                self.assertRegex(r.stdout, r"schema \d+")
+
+
+class MigrateTest(KennelTestCase):
+
+    def test_migrate_then_status_lists_0001_applied(self):
+        db = self.path("m.db")
+        r = run_cli(["migrate", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"schema version \d+")
+        r = run_cli(["migrate", "--status", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^0001\s+0001_facts\s+applied \d{4}-\d\d-\d\dT")
+        self.assertNotIn("pending\n", r.stdout.split("\n")[0])
+        self.assertRegex(r.stdout, r"(?m)^\d+ applied, 0 pending$")
+        with open_db(db) as c:
+            self.assertEqual(c.execute("PRAGMA application_id").fetchone()[0], 0x4B4E4E4C)
+            names = {n for (n,) in c.execute("SELECT name FROM schema_migrations")}
+            self.assertIn("0001_facts", names)
+        # Again: nothing to do, same answer.
+        r2 = run_cli(["migrate", "--db", db])
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+
+    def test_status_does_not_change_an_unmigrated_database(self):
+        db = self.path("empty.db")
+        sqlite3.connect(db).close()  # an empty SQLite file
+        r = run_cli(["migrate", "--status", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^0001\s+0001_facts\s+pending$")
+        self.assertRegex(r.stdout, r"(?m)^0 applied, \d+ pending$")
+        with open_db(db) as c:
+            self.assertEqual(c.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0], 0)
+
+    def test_a_database_from_a_newer_kennel_is_refused(self):
+        db = self.path("new.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        with sqlite3.connect(db) as c:
+            c.execute("PRAGMA user_version = 9999")
+        for args in (["migrate", "--db", db], ["migrate", "--status", "--db", db]):
+            with self.subTest(args):
+                r = run_cli(args)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("newer Kennel", r.stderr)
+        # serve refuses it too, without touching it (whether it then exits
+        # promptly is checked by test_serve_exits_1_when_it_refuses_the_database).
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=5)
+        self.assertNotEqual(code, 0, err)
+        self.assertIn("newer Kennel", err)
+        with open_db(db) as c:
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 9999)
+
+    def test_a_foreign_sqlite_file_is_refused(self):
+        db = self.path("foreign.db")
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        r = run_cli(["migrate", "--db", db])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not a Kennel database", r.stderr)
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=5)
+        self.assertNotEqual(code, 0, err)
+        self.assertIn("not a Kennel database", err)
+        with open_db(db) as c:
+            tables = {n for (n,) in c.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+            self.assertEqual(tables, {"invoices"})
+
+    # KNOWN PRODUCT BUG (reported): when the store cannot be opened after the
+    # HTTP server started (foreign or newer database), app::run calls
+    # http_server::stop() while httplib's listen thread may not have set
+    # is_running_ yet; httplib's stop() is then a no-op and the join waits in
+    # accept() forever. Measured: 15 of 20 runs hang. Five attempts make the
+    # expected failure near-certain while the bug exists; once it is fixed,
+    # this reports an unexpected success: remove the decorator then.
+    @unittest.expectedFailure
+    def test_serve_exits_1_when_it_refuses_the_database(self):
+        db = self.path("foreign.db")
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        for attempt in range(5):
+            code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=5)
+            self.assertEqual(code, 1, "attempt %d: kennel serve did not exit within 5 s "
+                                      "after refusing the database:\n%s" % (attempt, err))
+
+
+def export_facts(test, db, *extra):
+    r = run_cli(["export", "--db", db] + list(extra))
+    test.assertEqual(r.returncode, 0, r.stderr)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+class ImportExportTest(KennelTestCase):
+
+    def write(self, name, text):
+        path = self.path(name)
+        with open(path, "w", newline="") as f:
+            f.write(text)
+        return path
+
+    def test_ndjson_import_then_export_round_trips(self):
+        facts = [fact("posts", "p%d" % i, {"length": 10 * i, "breed": "corgi", "tags": ["a", "b"]},
+                      time_="2026-11-20T10:%02d:00Z" % i) for i in range(20)]
+        facts.append(fact("likes", "p1", {"likes": {"lower": 27, "upper": 33}},
+                          time_="2026-11-21T10:00:00Z", key="likes-p1"))
+        facts.append({"entity": "p2", "data": {"likes": 5}, "time": "2026-11-21T11:00:00Z"})
+        path = self.write("in.ndjson", "".join(json.dumps(f) + "\n" for f in facts))
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "likes"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("22 stored, 0 duplicates, 0 rejected", r.stderr)
+
+        out = export_facts(self, db)
+        self.assertEqual(len(out), 22)
+        self.assertEqual([o["id"] for o in out], sorted(o["id"] for o in out))  # log order
+        for sent, got in zip(facts, out):
+            self.assertEqual(got["stream"], sent.get("stream", "likes"))  # --stream filled it
+            self.assertEqual(got["entity"], sent["entity"])
+            self.assertEqual(got["data"], sent["data"])
+            self.assertEqual(got["time"], sent["time"])
+        self.assertEqual(out[20]["idempotency_key"], "likes-p1")
+        # Export of one stream, to a file.
+        outfile = self.path("posts.ndjson")
+        r = run_cli(["export", "--db", db, "--stream", "posts", "--out", outfile])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(outfile) as f:
+            posts = [json.loads(l) for l in f]
+        self.assertEqual(len(posts), 20)
+        self.assertTrue(all(p["stream"] == "posts" for p in posts))
+
+        # The export imports elsewhere as the same facts (keys preserved)...
+        # export lines carry id/ingest_time, which a fact may not have: strip.
+        clean = [{k: v for k, v in o.items() if k in ("stream", "entity", "time", "data",
+                                                      "idempotency_key", "corrects")}
+                 for o in out]
+        path2 = self.write("again.ndjson", "".join(json.dumps(c) + "\n" for c in clean))
+        db2 = self.path("k2.db")
+        r = run_cli(["import", path2, "--db", db2])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out2 = export_facts(self, db2)
+        strip = lambda o: {k: v for k, v in o.items() if k != "ingest_time"}
+        self.assertEqual([strip(o) for o in out2], [strip(o) for o in out])
+        # ... and importing into the same database again only finds duplicates.
+        r = run_cli(["import", path2, "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 stored, 22 duplicates, 0 rejected", r.stderr)
+        self.assertEqual(len(export_facts(self, db)), 22)
+
+    def test_csv_import_with_columns_and_quoted_fields(self):
+        rows = [
+            ["post", "when", "caption", "likes", "score", "photo", "note"],
+            ["p1", "2026-11-20T10:00:00Z", "good boy, very good", "34", "2.5", "true", ""],
+            ["p2", "2026-11-20T11:00:00+01:00", 'she said "walk", then left', "7", "-1", "false",
+             "x"],
+            ["p3", "2026-11-20", "line one\nline two", "0", "1e3", "true", "a,b,c"],
+        ]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerows(rows)
+        text = buf.getvalue()
+        self.assertIn('"good boy, very good"', text)
+        self.assertIn('""walk""', text)
+        path = self.write("posts.csv", text)
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "posts", "--entity-column", "post",
+                     "--time-column", "when"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("3 stored", r.stderr)
+        out = export_facts(self, db, "--stream", "posts")
+        self.assertEqual(len(out), 3)
+        by_entity = {o["entity"]: o for o in out}
+        self.assertEqual(by_entity["p1"]["time"], "2026-11-20T10:00:00Z")
+        self.assertEqual(by_entity["p1"]["data"],
+                         {"caption": "good boy, very good", "likes": 34, "score": 2.5,
+                          "photo": True})  # the empty "note" is absent
+        self.assertEqual(by_entity["p2"]["time"], "2026-11-20T10:00:00Z")
+        self.assertEqual(by_entity["p2"]["data"],
+                         {"caption": 'she said "walk", then left', "likes": 7, "score": -1,
+                          "photo": False, "note": "x"})
+        self.assertEqual(by_entity["p3"]["time"], "2026-11-20T00:00:00Z")
+        self.assertEqual(by_entity["p3"]["data"]["caption"], "line one\nline two")
+        self.assertEqual(by_entity["p3"]["data"]["note"], "a,b,c")
+        self.assertEqual(by_entity["p3"]["data"]["score"], 1000)
+        for o in out:
+            self.assertNotIn("post", o["data"])  # entity and time columns are not data
+            self.assertNotIn("when", o["data"])
+        # Importing the same CSV again stores nothing new.
+        r = run_cli(["import", path, "--db", db, "--stream", "posts", "--entity-column", "post",
+                     "--time-column", "when"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 stored, 3 duplicates", r.stderr)
+
+    def test_import_reports_bad_lines_by_number_and_exits_3(self):
+        lines = [
+            json.dumps(fact("s", "a", {"x": 1})),                # 1 ok
+            '{"stream":"s","entity":"b","data":{"x":2}',         # 2 malformed
+            "",                                                  # 3 blank
+            json.dumps({"stream": "s", "data": {"x": 3}}),       # 4 no entity
+            json.dumps(fact("s", "d", {"x": {"lower": 5, "upper": 1}})),  # 5 lower > upper
+            json.dumps(fact("s", "e", {"x": 5}, time_="soon")),  # 6 bad time
+            json.dumps(fact("s", "f", {"x": 6}, corrects=424242)),  # 7 store refuses
+            json.dumps(fact("s", "g", {"x": 7})),                # 8 ok
+        ]
+        path = self.write("bad.ndjson", "\n".join(lines) + "\n")
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db])
+        self.assertEqual(r.returncode, 3, (r.stdout, r.stderr))
+        self.assertIn("2 stored, 0 duplicates, 5 rejected", r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 2: rejected: malformed JSON")
+        self.assertRegex(r.stderr, r"(?m)^line 4: rejected entity: missing")
+        self.assertRegex(r.stderr, r"(?m)^line 5: rejected data\.x: .*greater than upper")
+        self.assertRegex(r.stderr, r"(?m)^line 6: rejected time: ")
+        self.assertRegex(r.stderr, r"(?m)^line 7: rejected corrects: ")
+        self.assertNotRegex(r.stderr, r"(?m)^line [138]:")
+        self.assertEqual(sorted(o["entity"] for o in export_facts(self, db)), ["a", "g"])
+
+    def test_csv_rows_with_the_wrong_number_of_columns_are_rejected_by_line(self):
+        text = "entity,likes\r\np1,3\r\np2,4,extra\r\np3\r\n\r\np4,\"5\"\r\n"
+        path = self.write("l.csv", text)
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "likes"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 3: rejected: has 3 columns; the header has 2")
+        self.assertRegex(r.stderr, r"(?m)^line 4: rejected: has 1 columns")
+        self.assertIn("2 stored", r.stderr)
+        self.assertEqual({o["entity"]: o["data"] for o in export_facts(self, db)},
+                         {"p1": {"likes": 3}, "p4": {"likes": 5}})
+
+    def test_import_usage_errors(self):
+        csv_path = self.write("x.csv", "entity,v\r\ne,1\r\n")
+        db = self.path("k.db")
+        cases = [
+            ("CSV needs --stream", ["import", csv_path, "--db", db], 2, "--stream"),
+            ("missing entity column", ["import", csv_path, "--db", db, "--stream", "s",
+                                       "--entity-column", "who"], 1, "who"),
+            ("missing time column", ["import", csv_path, "--db", db, "--stream", "s",
+                                     "--time-column", "when"], 1, "when"),
+            ("missing file", ["import", self.path("nope.ndjson"), "--db", db], 1, "nope.ndjson"),
+            ("no file named", ["import", "--db", db], 2, "FILE"),
+            ("bad format", ["import", csv_path, "--db", db, "--format", "xml"], 2, "--format"),
+        ]
+        for name, args, code, needle in cases:
+            with self.subTest(name):
+                r = run_cli(args)
+                self.assertEqual(r.returncode, code, r.stderr)
+                self.assertIn(needle, r.stderr)
+        if os.path.exists(db):
+            self.assertEqual(export_facts(self, db), [])
+
+    def test_import_from_stdin(self):
+        body = "".join(json.dumps(fact("s", "e%d" % i, {"i": i})) + "\n" for i in range(5))
+        db = self.path("k.db")
+        r = run_cli(["import", "-", "--db", db], input=body)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("5 stored", r.stderr)
+
+    def test_import_refuses_while_a_server_holds_the_database(self):
+        server = self.start_server()
+        path = self.write("in.ndjson", json.dumps(fact("s", "e", {"x": 1})) + "\n")
+        r = run_cli(["import", path, "--db", server.db])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("in use by another Kennel process", r.stderr)
+        self.assertIn(str(server.proc.pid), r.stderr)
+        self.assertIn("POST /v1/facts", r.stderr)  # it says what to do instead
+        c = self.client(server)
+        self.assertEqual(c.get("/v1/streams").json()["streams"], [])
+        # migrate, which writes, refuses too.
+        r = run_cli(["migrate", "--db", server.db])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("in use", r.stderr)
+        # Once the server is gone the import goes through.
+        self.assertEqual(server.stop(), 0)
+        r = run_cli(["import", path, "--db", server.db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_export_reads_while_a_server_runs(self):
+        server = self.start_server()
+        c = self.client(server)
+        r = c.post_json("/v1/facts", [fact("s", "e%d" % i, {"i": i}) for i in range(10)])
+        self.assertEqual(r.status, 200)
+        out = export_facts(self, server.db)
+        self.assertEqual(len(out), 10)
+
+
+class BackupTest(KennelTestCase):
+
+    def test_backup_while_serving_has_every_fact_acknowledged_before_it_started(self):
+        server = self.start_server()
+        acked, lock, stop = {}, threading.Lock(), threading.Event()
+        errors = []
+
+        def sender(t):
+            c = Client(server.port, timeout=15)
+            i = 0
+            try:
+                while not stop.is_set():
+                    batch = [fact("bk", "t%d" % t, {"i": i, "j": j, "pad": "x" * 200},
+                                  key="bk-%d-%d-%d" % (t, i, j)) for j in range(25)]
+                    i += 1
+                    r = c.post_json("/v1/facts", batch)
+                    if r.status != 200:
+                        errors.append(r)
+                        return
+                    with lock:
+                        for f, it in zip(batch, r.json()["items"]):
+                            acked[f["idempotency_key"]] = it["id"]
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(3)]
+        for th in threads:
+            th.start()
+        try:
+            deadline = time.monotonic() + 15
+            while len(acked) < 3000 and time.monotonic() < deadline and not errors:
+                time.sleep(0.05)
+            with lock:
+                before_backup = dict(acked)
+            target = self.path("backup.db")
+            r = run_cli(["backup", target, "--db", server.db], timeout=120)
+            with lock:
+                after_backup = len(acked)
+        finally:
+            stop.set()
+            for th in threads:
+                th.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("integrity ok", r.stderr)
+        self.assertGreaterEqual(len(before_backup), 3000)
+        self.assertGreater(after_backup, len(before_backup), "writes kept going during backup")
+        with open_db(target) as b:
+            self.assertEqual(b.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            self.assertEqual(b.execute("PRAGMA application_id").fetchone()[0], 0x4B4E4E4C)
+            rows = dict(b.execute("SELECT idempotency_key, id FROM facts WHERE stream = 'bk'"))
+            missing = [k for k in before_backup if k not in rows]
+            self.assertEqual(missing, [])
+            self.assertEqual({k: rows[k] for k in before_backup}, before_backup)
+            # The copy is consistent: stream_stats agrees with the facts in it.
+            count = b.execute("SELECT fact_count FROM stream_stats WHERE stream='bk'").fetchone()[0]
+            self.assertEqual(count, len(rows))
+        # The server never stopped serving, and the copy is a usable database.
+        c = self.client(server)
+        self.assertEqual(c.get("/readyz").status, 200)
+        self.assertEqual(server.stop(), 0)
+        copy = self.start_server(db="backup.db")
+        counts = {s["stream"]: s["count"] for s in self.client(copy).get("/v1/streams").json()["streams"]}
+        self.assertEqual(counts["bk"], len(rows))
+
+    def test_backup_refuses_to_overwrite_a_file(self):
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        target = self.path("exists.db")
+        with open(target, "w") as f:
+            f.write("precious")
+        r = run_cli(["backup", target, "--db", db])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("exists", r.stderr)
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious")
+        r = run_cli(["backup", "--db", db])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("FILE", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,228 @@
+"""Integration tests for loading data and configuring `kennel serve`: the
+demo data set, option precedence (flag > environment > INI file > default)
+and the --sync option."""
+
+import os
+import socket
+import unittest
+
+from kennel_harness import (KennelProcess, KennelTestCase, fact, open_db, run_cli,
+                            stream_counts)
+
+
+def free_port():
+    """A port that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoTest(KennelTestCase):
+
+    def test_demo_loads_posts_and_likes_once(self):
+        server = self.start_server(args=("--demo",))
+        c = self.client(server)
+        streams = {s["stream"]: s for s in c.get("/v1/streams").json()["streams"]}
+        self.assertEqual(streams["posts"]["count"], 2000)
+        self.assertEqual(streams["likes"]["count"], 2000)
+        self.assertEqual(set(streams), {"posts", "likes"})
+        # Likes come after their posts (the label is later than the features).
+        self.assertGreater(streams["likes"]["first_event_time"], streams["posts"]["first_event_time"])
+        first_posts = c.get("/v1/streams/posts/facts?limit=5").json()["facts"]
+        self.assertEqual(len(first_posts), 5)
+        for p in first_posts:
+            self.assertTrue({"length", "hashtags", "breed", "hour"} <= set(p["data"]), p)
+        likes = c.get("/v1/streams/likes/total?field=likes").json()
+        self.assertEqual(likes["facts"], 2000)
+        self.assertEqual(likes["counted"], 2000)
+        self.assertGreater(likes["intervals"], 0)  # some likes are uncertainty intervals
+        self.assertLess(likes["lower"], likes["upper"])
+        max_id = max(s["max_fact_id"] for s in streams.values())
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+
+        # Loading again adds nothing: same facts, same keys, stored once.
+        again = self.start_server(args=("--demo",))
+        c2 = self.client(again)
+        streams2 = {s["stream"]: s for s in c2.get("/v1/streams").json()["streams"]}
+        self.assertEqual(streams2["posts"]["count"], 2000)
+        self.assertEqual(streams2["likes"]["count"], 2000)
+        self.assertEqual(max(s["max_fact_id"] for s in streams2.values()), max_id)
+        self.assertEqual(c2.get("/v1/streams/posts/facts?limit=5").json()["facts"], first_posts)
+        self.assertIn("0 new", again.stderr())
+        c2.close()
+        self.assertEqual(again.stop(), 0)
+        db = open_db(again.db)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0], 4000)
+
+    def test_demo_is_the_same_data_on_every_machine(self):
+        # Two fresh databases get byte-identical facts (ids, keys, data, times).
+        exports = []
+        for name in ("one", "two"):
+            os.mkdir(self.path(name))
+            server = self.start_server(args=("--demo",), db=os.path.join(name, "kennel.db"))
+            self.assertEqual(server.stop(), 0)
+            r = run_cli(["export", "--db", server.db, "--stream", "posts"], timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            exports.append([l for l in r.stdout.splitlines()])
+        self.assertEqual(len(exports[0]), 2000)
+
+        def strip_ingest(line):
+            import json
+            j = json.loads(line)
+            j.pop("ingest_time")
+            return j
+
+        self.assertEqual([strip_ingest(l) for l in exports[0]],
+                         [strip_ingest(l) for l in exports[1]])
+
+
+class ConfigPrecedenceTest(KennelTestCase):
+    """flag > environment (KENNEL_*) > INI file (--config) > default."""
+
+    def write_config(self, text):
+        path = self.path("kennel.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def queue_limit(self, server):
+        c = self.client(server)
+        return c.get("/v1/status").json()["writer"]["queue_limit"]
+
+    def test_writer_queue_default_file_env_flag(self):
+        cfg = self.write_config("# Kennel settings\nwriter-queue = 111\n")
+        cases = [
+            ("default", (), {}, 20000),
+            ("file", ("--config", cfg), {}, 111),
+            ("env beats file", ("--config", cfg), {"KENNEL_WRITER_QUEUE": "222"}, 222),
+            ("flag beats env and file", ("--config", cfg, "--writer-queue", "333"),
+             {"KENNEL_WRITER_QUEUE": "222"}, 333),
+            ("config file named by the environment", (), {"KENNEL_CONFIG": cfg}, 111),
+        ]
+        for name, args, env, expected in cases:
+            with self.subTest(name):
+                server = self.start_server(args=args, env=env, db=name.replace(" ", "_") + ".db")
+                self.assertEqual(self.queue_limit(server), expected)
+                self.assertEqual(server.stop(), 0)
+
+    def test_max_batch_file_env_flag(self):
+        cfg = self.write_config("max-batch = 3\n")
+
+        def post(server, n):
+            c = self.client(server)
+            items = [fact("mb", "e%d" % i, {"i": i}) for i in range(n)]
+            return c.post_json("/v1/facts", items).status
+
+        server = self.start_server(args=("--config", cfg), db="a.db")
+        self.assertEqual(post(server, 3), 200)
+        self.assertEqual(post(server, 4), 413)
+        server.stop()
+        server = self.start_server(args=("--config", cfg), env={"KENNEL_MAX_BATCH": "5"},
+                                   db="b.db")
+        self.assertEqual(post(server, 5), 200)
+        self.assertEqual(post(server, 6), 413)
+        server.stop()
+        server = self.start_server(args=("--config", cfg, "--max-batch", "2"),
+                                   env={"KENNEL_MAX_BATCH": "5"}, db="c.db")
+        self.assertEqual(post(server, 2), 200)
+        self.assertEqual(post(server, 3), 413)
+        server.stop()
+
+    def test_port_from_file_env_and_flag(self):
+        p_file, p_env = free_port(), free_port()
+        while p_env == p_file:
+            p_env = free_port()
+        cfg = self.write_config("port = %d\nhost = 127.0.0.1\n" % p_file)
+
+        server = self.start_server(args=("--config", cfg), port=None, db="f.db")
+        self.assertEqual(server.port, p_file)
+        server.stop()
+
+        server = self.start_server(args=("--config", cfg), env={"KENNEL_PORT": str(p_env)},
+                                   port=None, db="e.db")
+        self.assertEqual(server.port, p_env)
+        server.stop()
+
+        # --port 0 on the command line beats both: some other free port.
+        server = self.start_server(args=("--config", cfg), env={"KENNEL_PORT": str(p_env)},
+                                   port=0, db="g.db")
+        self.assertNotIn(server.port, (p_file, p_env))
+        server.stop()
+
+    def test_db_from_env_and_file(self):
+        cfg = self.write_config("db = %s\n" % self.path("from_file.db"))
+        server = self.start_server(args=("--config", cfg), db=None)
+        self.assertEqual(server.stop(), 0)
+        self.assertTrue(os.path.exists(self.path("from_file.db")))
+        server = self.start_server(args=("--config", cfg), db=None,
+                                   env={"KENNEL_DB": self.path("from_env.db")})
+        self.assertEqual(server.stop(), 0)
+        self.assertTrue(os.path.exists(self.path("from_env.db")))
+        # Neither: the default ./kennel.db in the working directory.
+        server = self.start_server(db=None)
+        self.assertEqual(server.stop(), 0)
+        self.assertTrue(os.path.exists(self.path("kennel.db")))
+
+    def test_unknown_variables_and_entries_for_other_commands_are_ignored(self):
+        # KENNEL_BIN (set by ctest) is not an option; an INI entry for
+        # another command's option (import's batch) is allowed in a shared file.
+        cfg = self.write_config("writer-queue = 77\nbatch = 10\nstream = posts\n")
+        server = self.start_server(args=("--config", cfg),
+                                   env={"KENNEL_BIN": "/nowhere", "KENNEL_NOT_AN_OPTION": "1"})
+        self.assertEqual(self.queue_limit(server), 77)
+
+    def test_bad_configuration_exits_2_with_a_message(self):
+        cases = [
+            ("missing config file", ["--config", self.path("nope.ini")], {}, "nope.ini"),
+            ("port out of range", ["--port", "70000"], {}, "port"),
+            ("port not a number", ["--port", "eighty"], {}, "port"),
+            ("port from env not a number", [], {"KENNEL_PORT": "eighty"}, "port"),
+            ("unknown flag", ["--no-such-flag"], {}, "no-such-flag"),
+            ("writer queue 0", ["--writer-queue", "0"], {}, "writer-queue"),
+        ]
+        for name, args, env, needle in cases:
+            with self.subTest(name):
+                r = run_cli(["serve", "--db", self.path("bad.db")] + args, env=env, timeout=20)
+                self.assertEqual(r.returncode, 2, (r.stdout, r.stderr))
+                self.assertIn(needle, r.stderr)
+                self.assertNotIn("listening", r.stdout)
+        self.assertFalse(os.path.exists(self.path("bad.db")))
+
+
+class SyncOptionTest(KennelTestCase):
+
+    def test_sync_normal_and_off_are_accepted(self):
+        for mode in ("normal", "off", "full"):
+            with self.subTest(mode):
+                server = self.start_server(args=("--sync", mode), db=mode + ".db")
+                c = self.client(server)
+                r = c.post_json("/v1/facts", fact("s", "e", {"mode": mode}))
+                self.assertEqual(r.status, 201, r)
+                c.close()
+                self.assertEqual(server.stop(), 0, server.stderr())
+                db = open_db(server.db)
+                self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0], 1)
+                db.close()
+
+    def test_sync_bogus_is_rejected_with_exit_2(self):
+        for args, env in ((["--sync", "bogus"], {}), ([], {"KENNEL_SYNC": "bogus"})):
+            with self.subTest(args=args, env=env):
+                r = run_cli(["serve", "--port", "0", "--db", self.path("s.db")] + args, env=env,
+                            timeout=20)
+                self.assertEqual(r.returncode, 2, (r.stdout, r.stderr))
+                self.assertIn("--sync must be full, normal or off", r.stderr)
+                self.assertIn("bogus", r.stderr)
+        cfg = self.path("sync.ini")
+        with open(cfg, "w") as f:
+            f.write("sync = sometimes\n")
+        r = run_cli(["serve", "--port", "0", "--db", self.path("s.db"), "--config", cfg],
+                    timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("sometimes", r.stderr)
+        self.assertFalse(os.path.exists(self.path("s.db")))
+
+
+if __name__ == "__main__":
+    unittest.main()

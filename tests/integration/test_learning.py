@@ -1,0 +1,1033 @@
+"""Integration tests for learning: model definitions and their revisions,
+point-in-time training sets, the deterministic holdout split, training on the
+background worker for every task and algorithm, the publish gate, aliases and
+their deployment history, degenerate data, the retrain scheduler, cancelling
+jobs, `kennel serve --demo` and `kennel train`.
+
+The real binary on a free loopback port with a temporary database, over real
+HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
+streams and models, so tests on the shared server do not see each other.
+"""
+
+import datetime
+import json
+import math
+import os
+import random
+import re
+import tempfile
+import time
+import unittest
+import uuid
+
+from kennel_harness import (KennelProcess, KennelTestCase, fact, open_db, require_binary,
+                            run_cli)
+
+FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
+JOB_TIMEOUT_S = 90
+BASE = datetime.datetime(2026, 11, 20, 10, 0, 0, tzinfo=datetime.timezone.utc)
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+BINARY_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss",
+                  "confusion", "best_threshold"}
+MULTICLASS_METRICS = {"accuracy", "precision", "recall", "f1", "log_loss", "confusion"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+
+
+# ----------------------------------------------------------------- helpers
+
+def at(hours=0.0, seconds=0):
+    """RFC 3339 time `hours` and `seconds` after 2026-11-20T10:00:00Z."""
+    t = BASE + datetime.timedelta(hours=hours, seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def uid(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+MASK64 = (1 << 64) - 1
+
+
+def fnv1a64(text):
+    h = 14695981039346656037
+    for b in text.encode("utf-8"):
+        h ^= b
+        h = (h * 1099511628211) & MASK64
+    return h
+
+
+def fmix64(k):
+    k ^= k >> 33
+    k = (k * 0xff51afd7ed558ccd) & MASK64
+    k ^= k >> 33
+    k = (k * 0xc4ceb9fe1a85ec53) & MASK64
+    k ^= k >> 33
+    return k
+
+
+def in_holdout(entity, share):
+    """The documented split rule, computed independently of Kennel:
+    fmix64(fnv1a64(entity)) / 2^64 < share."""
+    return fmix64(fnv1a64(entity)) < math.ceil(math.ldexp(share, 64))
+
+
+COLORS = ("red", "green", "blue")
+
+
+def synthetic(task, n=300, seed=1):
+    """[(entity, feature data, label)] with a learnable signal: two numbers
+    and a colour. binary: a boolean; multiclass: "a"/"b"/"c"; regression: a
+    number."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        x1, x2, noise = rng.gauss(0, 1), rng.gauss(0, 1), rng.gauss(0, 1)
+        color = COLORS[i % 3]
+        if task == "binary":
+            y = (x1 + 0.5 * x2 + 0.3 * noise) > 0
+        elif task == "multiclass":
+            y = "a" if x1 + 0.2 * noise > 0.5 else ("b" if x2 > 0 else "c")
+        else:
+            y = round(3 * x1 - 2 * x2 + {"red": 1, "green": 0, "blue": -1}[color] + 5
+                      + 0.3 * noise, 4)
+        rows.append(("e%04d" % i, {"x1": round(x1, 4), "x2": round(x2, 4), "color": color}, y))
+    return rows
+
+
+def post_facts(test, c, facts):
+    """Stores facts (batches of 2,000); asserts none was rejected. Returns the ids."""
+    ids = []
+    for i in range(0, len(facts), 2000):
+        r = c.post_json("/v1/facts", facts[i:i + 2000])
+        test.assertEqual(r.status, 200, r)
+        body = r.json()
+        test.assertEqual(body["rejected"], 0, r)
+        ids += [it["id"] for it in body["items"]]
+    return ids
+
+
+def load_rows(test, c, feat_stream, label_stream, rows, field="y", feature_hours=0.0,
+              label_hours=1.0):
+    """Each row as a feature fact at BASE+feature_hours (+i s) and, unless its
+    label is None, a label fact at BASE+label_hours (+i s). Returns the ids."""
+    facts = []
+    for i, (entity, data, y) in enumerate(rows):
+        facts.append(fact(feat_stream, entity, data, time_=at(feature_hours, i)))
+        if y is not None:
+            facts.append(fact(label_stream, entity, {field: y}, time_=at(label_hours, i)))
+    return post_facts(test, c, facts)
+
+
+def definition(task, feats, labels, algorithm="linear", features=None, field="y", **extra):
+    d = {"task": task, "features_from": feats, "label": {"stream": labels, "field": field},
+         "features": features if features is not None else [
+             {"field": "x1"}, {"field": "x2"}, {"field": "color", "transform": "category"}],
+         "algorithm": algorithm}
+    d.update(extra)
+    return d
+
+
+def put_model(test, c, name, d, expect=(200, 201)):
+    r = c.request("PUT", "/v1/models/" + name, json_body=d)
+    test.assertIn(r.status, expect, r)
+    return r
+
+
+def queue_training(test, c, name):
+    r = c.post("/v1/models/%s/train" % name)
+    test.assertEqual(r.status, 202, r)
+    body = r.json()
+    test.assertEqual(body["model"], name, r)
+    test.assertEqual(body["state"], "queued", r)
+    test.assertEqual(body["url"], "/v1/jobs/%d" % body["job"], r)
+    return body["job"]
+
+
+def get_job(test, c, job_id):
+    r = c.get("/v1/jobs/%d" % job_id)
+    test.assertEqual(r.status, 200, r)
+    return r.json()
+
+
+def wait_job(test, c, job_id, timeout=JOB_TIMEOUT_S, states=None):
+    """Polls the job until it finishes (bounded); returns it with its log.
+    `states` (a list) collects the distinct states seen, in order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        j = get_job(test, c, job_id)
+        if states is not None and (not states or states[-1] != j["state"]):
+            states.append(j["state"])
+        if j["state"] in FINISHED:
+            return j
+        if time.monotonic() > deadline:
+            raise AssertionError("job %d still %s after %ss: %s"
+                                 % (job_id, j["state"], timeout, json.dumps(j)[:2000]))
+        time.sleep(0.05)
+
+
+def wait_until(predicate, timeout, what, interval=0.1):
+    """Polls predicate() until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("not within %ss: %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def log_text(job):
+    return "\n".join("%s: %s" % (l["level"], l["message"]) for l in job["log"])
+
+
+def get_version(test, c, name, n):
+    r = c.get("/v1/models/%s/versions/%d" % (name, n))
+    test.assertEqual(r.status, 200, r)
+    return r.json()
+
+
+def aliases_of(test, c, name):
+    r = c.get("/v1/models/%s/aliases" % name)
+    test.assertEqual(r.status, 200, r)
+    return {a["alias"]: a["version"] for a in r.json()["aliases"]}
+
+
+def deployments_of(test, c, name):
+    r = c.get("/v1/models/%s/deployments" % name)
+    test.assertEqual(r.status, 200, r)
+    return r.json()["deployments"]
+
+
+def train_and_wait(test, c, name, timeout=JOB_TIMEOUT_S):
+    return wait_job(test, c, queue_training(test, c, name), timeout)
+
+
+def assert_definition_errors(test, r, fields, status=400):
+    """One 400 answer listing every problem by field in error.details."""
+    test.assertEqual(r.status, status, r)
+    err = r.json()["error"]
+    test.assertEqual(err["code"], "invalid_argument", r)
+    details = err.get("details")
+    test.assertIsInstance(details, list, r)
+    got = [d["field"] for d in details]
+    test.assertEqual(sorted(got), sorted(fields), r)
+    for d in details:
+        test.assertIsInstance(d["message"], str, r)
+        test.assertTrue(d["message"], r)
+    test.assertEqual(err["field"], details[0]["field"], r)
+    if len(fields) > 1:
+        test.assertIn("%d problems" % len(fields), err["message"], r)
+    return {d["field"]: d["message"] for d in details}
+
+
+class SharedServerCase(KennelTestCase):
+    """One server (and database) for the class; tests use their own streams
+    and models."""
+
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        require_binary(cls)
+        tmp = tempfile.TemporaryDirectory(prefix="kennel-learn-")
+        cls.addClassCleanup(tmp.cleanup)
+        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
+        self.c = self.client(self.server)
+
+    def streams(self, rows, task="regression", **kw):
+        """Loads rows into two fresh streams; returns (features, labels, ids)."""
+        f, l = uid("feat"), uid("lab")
+        ids = load_rows(self, self.c, f, l, rows, **kw)
+        return f, l, ids
+
+
+# ------------------------------------------------------- model definitions
+
+class DefinitionTest(SharedServerCase):
+
+    def test_put_creates_then_revises_only_on_change(self):
+        f, l, _ = self.streams(synthetic("regression", 40))
+        name = uid("defs")
+        d = definition("regression", f, l)
+        r = put_model(self, self.c, name, d)
+        self.assertEqual(r.status, 201, r)
+        body = r.json()
+        self.assertEqual((body["model"], body["revision"], body["created"], body["new_revision"]),
+                         (name, 1, True, True), r)
+        canonical = body["definition"]
+        # Defaults are filled in.
+        self.assertEqual(canonical["holdout"], 0.2)
+        self.assertEqual(canonical["algorithm"], "linear")
+        self.assertEqual(canonical["features"][0]["transform"], "numeric")
+        self.assertEqual(canonical["features"][2]["transform"], "category")
+        self.assertEqual(canonical["promotion"]["mode"], "auto")
+        self.assertEqual(canonical["retrain"], "manual")
+
+        # The same definition again: no new revision.
+        r = put_model(self, self.c, name, d)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json()["revision"], r.json()["created"], r.json()["new_revision"]),
+                         (1, False, False), r)
+        # The same meaning in another key order with defaults spelt out: still the same.
+        same = dict(reversed(list(d.items())))
+        same["holdout"] = 0.2
+        same["features"] = [{"transform": "numeric", "field": "x1"}, {"field": "x2"},
+                            {"field": "color", "transform": "category", "top_n": 50}]
+        r = put_model(self, self.c, name, same)
+        self.assertEqual((r.status, r.json()["revision"], r.json()["new_revision"]),
+                         (200, 1, False), r)
+
+        # A change makes revision 2.
+        changed = dict(d, holdout=0.3)
+        r = put_model(self, self.c, name, changed)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json()["revision"], r.json()["created"], r.json()["new_revision"]),
+                         (2, False, True), r)
+
+        r = self.c.get("/v1/models")
+        self.assertEqual(r.status, 200, r)
+        listed = {m["name"]: m for m in r.json()["models"]}
+        self.assertIn(name, listed)
+        m = listed[name]
+        self.assertEqual((m["task"], m["revision"], m["aliases"], m["versions"], m["last_job"]),
+                         ("regression", 2, {}, 0, None), m)
+
+        r = self.c.get("/v1/models/" + name)
+        self.assertEqual(r.status, 200, r)
+        m = r.json()
+        self.assertEqual(m["name"], name)
+        self.assertEqual(m["revision"], 2)
+        self.assertEqual(m["definition"]["holdout"], 0.3)
+        self.assertEqual(m["definition"]["features_from"], f)
+        self.assertEqual(m["definition"]["label"], {"stream": l, "field": "y"})
+        self.assertEqual((m["aliases"], m["versions"], m["recent_jobs"]), ({}, 0, []))
+
+        r = self.c.get("/v1/models/%s/revisions" % name)
+        self.assertEqual(r.status, 200, r)
+        revs = r.json()["revisions"]
+        self.assertEqual([x["revision"] for x in revs], [1, 2], r)
+        self.assertEqual([x["definition"]["holdout"] for x in revs], [0.2, 0.3], r)
+        self.assertEqual(revs[0]["definition"], canonical)
+        self.assertTrue(all(x["author"] == "api" for x in revs), r)
+
+        # A job trains the current revision.
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["revision"], 2, job)
+        self.assertEqual(get_version(self, self.c, name, 1)["revision"], 2)
+
+    def test_unknown_model_and_bad_name(self):
+        name = uid("nosuch")
+        for path in ("/v1/models/" + name, "/v1/models/%s/revisions" % name,
+                     "/v1/models/%s/versions" % name, "/v1/models/%s/jobs" % name,
+                     "/v1/models/%s/deployments" % name):
+            r = self.c.get(path)
+            self.assertEqual(r.status, 404, (path, r))
+            self.assertEqual(r.json()["error"]["code"], "not_found", r)
+        r = self.c.post("/v1/models/%s/train" % name)
+        self.assertEqual(r.status, 404, r)
+        r = self.c.get("/v1/models/%s/versions/1" % name)
+        self.assertEqual(r.status, 404, r)
+        r = self.c.request("PUT", "/v1/models/bad*name", json_body={"task": "binary"})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["field"], "name", r)
+
+    def test_validation_reports_every_problem_by_field(self):
+        f, l, _ = self.streams(synthetic("regression", 20))
+        # A text field in the label stream, for the regression-label check.
+        post_facts(self, self.c, [fact(l, "e0000", {"kind": "tall"}, time_=at(2))])
+        name = uid("invalid")
+
+        # Everything wrong at once that can be seen without data.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "banana", "features_from": f, "label": {"stream": l, "field": "y"},
+            "features": [{"field": "x1", "transform": "sqrt"},
+                         {"field": "x2", "transform": "bucketize"}],
+            "colour": "red",
+            "promotion": {"thresholds": {"bogus_metric": 0.5}}})
+        msgs = assert_definition_errors(self, r, [
+            "task", "features[0].transform", "features[1].edges", "colour",
+            "promotion.thresholds.bogus_metric"])
+        self.assertIn("banana", msgs["task"])
+        self.assertIn("sqrt", msgs["features[0].transform"])
+        self.assertIn("edges", msgs["features[1].edges"])
+        self.assertIn("unknown field", msgs["colour"])
+        self.assertIn("unknown metric", msgs["promotion.thresholds.bogus_metric"])
+
+        # A real metric of another task is unknown for this one.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "binary", f, l, promotion={"thresholds": {"rmse": 1.0, "roc_auc": 0.7}}))
+        msgs = assert_definition_errors(self, r, ["promotion.thresholds.rmse"])
+        self.assertIn("binary", msgs["promotion.thresholds.rmse"])
+
+        # Streams with no facts: both named.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "regression", uid("nofeat"), uid("nolab")))
+        msgs = assert_definition_errors(self, r, ["features_from", "label.stream"])
+        self.assertIn("no facts", msgs["features_from"])
+        self.assertIn("no facts", msgs["label.stream"])
+
+        # Fields no fact has: the label's and a feature's (label on the feature stream).
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": f, "label": {"field": "nosuch"},
+            "features": [{"field": "x1"}, {"field": "nope"}]})
+        msgs = assert_definition_errors(self, r, ["label.field", "features[1].field"])
+        self.assertIn("nosuch", msgs["label.field"])
+        self.assertIn("nope", msgs["features[1].field"])
+
+        # A text label for a regression.
+        r = self.c.request("PUT", "/v1/models/" + name,
+                           json_body=definition("regression", f, l, field="kind"))
+        msgs = assert_definition_errors(self, r, ["label.field"])
+        self.assertIn("must be a number", msgs["label.field"])
+
+        # Malformed JSON.
+        r = self.c.request("PUT", "/v1/models/" + name, body='{"task": "binary",',
+                           headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 400, r)
+        err = r.json()["error"]
+        self.assertEqual(err["code"], "invalid_argument", r)
+        self.assertIn("malformed JSON", err["message"], r)
+        self.assertEqual(len(err["details"]), 1, r)
+
+        # Not JSON at all.
+        r = self.c.request("PUT", "/v1/models/" + name, body=json.dumps(definition(
+            "regression", f, l)), headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.status, 415, r)
+        self.assertEqual(r.json()["error"]["code"], "unsupported_media_type", r)
+        self.assertEqual(r.json()["error"]["field"], "Content-Type", r)
+
+        # Nothing was written by any of them.
+        self.assertEqual(self.c.get("/v1/models/" + name).status, 404)
+        # And a valid definition on the same data is accepted.
+        put_model(self, self.c, name, definition("regression", f, l), expect=(201,))
+
+
+# ------------------------------------------------------------ training sets
+
+class TrainingSetTest(SharedServerCase):
+
+    def test_point_in_time_a_late_fact_never_leaks(self):
+        """Each entity has a feature fact before its label; half of them also
+        have a LATE feature fact (after the label) with the unique colour
+        FUTURE and an absurd x, stored first so it has the lower id. A model
+        whose labels come before the late facts must not see FUTURE; a control
+        model whose labels come after them must (so the test can fail)."""
+        feats, early_labels, late_labels = uid("pit-f"), uid("pit-l"), uid("pit-l2")
+        rng = random.Random(5)
+        late, facts = [], []
+        rows = []
+        for i in range(80):
+            e = "p%03d" % i
+            x = round(rng.uniform(0, 10), 3)
+            color = ("red", "blue")[i % 2]
+            y = round(2 * x + (3 if color == "red" else 0) + rng.gauss(0, 0.2), 3)
+            rows.append((i, e, x, color, y))
+            if i % 2 == 0:
+                late.append(fact(feats, e, {"x": 1e6, "color": "FUTURE"}, time_=at(2, i)))
+        late_ids = post_facts(self, self.c, late)  # stored first: lower ids
+        for i, e, x, color, y in rows:
+            facts.append(fact(feats, e, {"x": x, "color": color}, time_=at(0, i)))
+            facts.append(fact(early_labels, e, {"y": y}, time_=at(1, i)))
+            facts.append(fact(late_labels, e, {"y": y}, time_=at(3, i)))
+        ids = post_facts(self, self.c, facts)
+        self.assertLess(max(late_ids), min(ids))
+
+        features = [{"field": "x"}, {"field": "color", "transform": "category"}]
+        early, control = uid("pit"), uid("pit-control")
+        put_model(self, self.c, early, definition("regression", feats, early_labels,
+                                                  features=features))
+        put_model(self, self.c, control, definition("regression", feats, late_labels,
+                                                    features=features))
+        job = train_and_wait(self, self.c, early)
+        self.assertEqual(job["state"], "succeeded", job)
+        v = get_version(self, self.c, early, job["version"])
+        names = v["features"]["names"]
+        self.assertNotIn("category-color=FUTURE", names, v["features"])
+        self.assertIn("category-color=red", names, v["features"])
+        self.assertIn("category-color=blue", names, v["features"])
+        snap = v["snapshot"]
+        # The late facts were inside the snapshot, and still not used.
+        self.assertGreaterEqual(snap["max_fact_id"], max(ids), snap)
+        self.assertEqual(snap["train_rows"] + snap["test_rows"], 80, snap)
+        self.assertEqual(snap["labelled_entities"], 80, snap)
+        self.assertEqual(snap["without_features"], 0, snap)
+        # x = 1e6 for half of the rows would wreck the fit; the clean rows fit well.
+        self.assertGreater(v["metrics"]["r2"], 0.95, v["metrics"])
+
+        job = train_and_wait(self, self.c, control)
+        self.assertEqual(job["state"], "succeeded", job)
+        v = get_version(self, self.c, control, job["version"])
+        self.assertIn("category-color=FUTURE", v["features"]["names"], v["features"])
+
+    def test_labels_without_earlier_features_are_skipped_and_counted(self):
+        rows = synthetic("regression", 60, seed=3)
+        f, l, _ = self.streams(rows)
+        # Ten more labelled entities whose only feature fact comes after the label.
+        extra = []
+        for i in range(10):
+            extra.append(fact(f, "late%02d" % i, {"x1": 0.5, "x2": 0.5, "color": "red"},
+                              time_=at(5, i)))
+            extra.append(fact(l, "late%02d" % i, {"y": 99.0}, time_=at(1, i)))
+        post_facts(self, self.c, extra)
+        name = uid("skip")
+        put_model(self, self.c, name, definition("regression", f, l))
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", job)
+        snap = get_version(self, self.c, name, job["version"])["snapshot"]
+        self.assertEqual(snap["labelled_entities"], 70, snap)
+        self.assertEqual(snap["without_features"], 10, snap)
+        self.assertEqual(snap["train_rows"] + snap["test_rows"], 60, snap)
+        self.assertIn("10 labelled entities have no feature fact", log_text(job))
+
+    def test_holdout_split_is_deterministic_and_stored(self):
+        rows = synthetic("regression", 200, seed=11)
+        f, l, _ = self.streams(rows)
+        name = uid("split")
+        put_model(self, self.c, name, definition("regression", f, l, holdout=0.3,
+                                                 promotion={"mode": "manual"}))
+        expected_test = sum(1 for e, _, _ in rows if in_holdout(e, 0.3))
+        self.assertTrue(30 < expected_test < 90, expected_test)
+        snaps = []
+        for _ in range(2):
+            job = train_and_wait(self, self.c, name)
+            self.assertEqual(job["state"], "succeeded", job)
+            snaps.append(get_version(self, self.c, name, job["version"])["snapshot"])
+        a, b = snaps
+        self.assertEqual(a["split_rule"], "fmix64(fnv1a64(entity)) / 2^64 < 0.3", a)
+        for key in ("train_rows", "test_rows", "split_rule", "max_fact_id"):
+            self.assertEqual(a[key], b[key], (key, a, b))
+        self.assertEqual(a["test_rows"], expected_test, a)
+        self.assertEqual(a["train_rows"], 200 - expected_test, a)
+        self.assertGreater(a["probe_rows_verified"], 0, a)
+
+
+# --------------------------------------------------------- training runs
+
+class TrainingTest(SharedServerCase):
+
+    def check_metrics(self, task, v):
+        m, b = v["metrics"], v["baseline_metrics"]
+        want = {"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS,
+                "regression": REGRESSION_METRICS}[task]
+        self.assertLessEqual(want, set(m), m)
+        self.assertLessEqual(want, set(b), b)
+        test_rows = v["snapshot"]["test_rows"]
+        if task == "regression":
+            self.assertGreater(m["r2"], 0.8, m)
+            self.assertLess(m["rmse"], b["rmse"], (m, b))
+            self.assertLessEqual(m["mae"], m["rmse"] + 1e-9, m)
+            self.assertLess(abs(b["r2"]), 0.2, b)
+            return
+        k = 2 if task == "binary" else 3
+        self.assertEqual(len(m["confusion"]), k, m)
+        self.assertTrue(all(len(row) == k for row in m["confusion"]), m)
+        self.assertEqual(sum(map(sum, m["confusion"])), test_rows, m)
+        correct = sum(m["confusion"][i][i] for i in range(k))
+        self.assertAlmostEqual(m["accuracy"], correct / test_rows, places=9)
+        self.assertLess(m["log_loss"], b["log_loss"], (m, b))
+        if task == "binary":
+            self.assertGreater(m["accuracy"], 0.8, m)
+            self.assertGreater(m["roc_auc"], 0.85, m)
+            self.assertAlmostEqual(b["roc_auc"], 0.5, places=6)
+            self.assertTrue(0 <= m["best_threshold"] <= 1, m)
+            for key in ("precision", "recall", "f1", "pr_auc"):
+                self.assertTrue(0 < m[key] <= 1, (key, m))
+        else:
+            self.assertGreater(m["accuracy"], 0.7, m)
+
+    def test_every_task_with_every_algorithm(self):
+        jobs = {}
+        data = {}
+        for task in ("binary", "multiclass", "regression"):
+            rows = synthetic(task, 300, seed=21)
+            f, l, ids = self.streams(rows)
+            data[task] = (rows, max(ids))
+            for algo in ("linear", "forest", "kernel"):
+                name = uid("%s-%s" % (task, algo))
+                put_model(self, self.c, name, definition(task, f, l, algorithm=algo),
+                          expect=(201,))
+                jobs[(task, algo)] = (name, queue_training(self, self.c, name))
+
+        # Watch all of them, collecting the states each one passes through.
+        seen = {key: [] for key in jobs}
+        done = {}
+        deadline = time.monotonic() + 240
+        while len(done) < len(jobs):
+            self.assertLess(time.monotonic(), deadline, (seen, done.keys()))
+            for key, (name, job_id) in jobs.items():
+                if key in done:
+                    continue
+                j = get_job(self, self.c, job_id)
+                if not seen[key] or seen[key][-1] != j["state"]:
+                    seen[key].append(j["state"])
+                if j["state"] in FINISHED:
+                    done[key] = j
+            time.sleep(0.03)
+
+        saw_running = False
+        for (task, algo), j in done.items():
+            name, job_id = jobs[(task, algo)]
+            with self.subTest(task=task, algorithm=algo):
+                self.assertEqual(j["state"], "succeeded", log_text(j) + "\n" + str(j.get("error")))
+                states = seen[(task, algo)]
+                self.assertEqual(states[-1], "succeeded", states)
+                order = ["queued", "running", "succeeded"]
+                self.assertEqual(states, [s for s in order if s in states], states)
+                saw_running = saw_running or "running" in states
+                self.assertEqual((j["trigger"], j["requested_by"], j["model"]),
+                                 ("manual", "api", name), j)
+                self.assertEqual(j["progress"], 1, j)
+                self.assertIsNone(j["error"], j)
+                self.assertTrue(j["created_at"] <= j["started_at"] <= j["finished_at"], j)
+                messages = [x["message"] for x in j["log"]]
+                self.assertIn("started", messages, messages)
+                self.assertTrue(any(m.startswith("stored version 1") for m in messages), messages)
+                self.assertEqual(j["version"], 1, j)
+
+                v = get_version(self, self.c, name, 1)
+                self.assertEqual((v["model"], v["version"], v["revision"], v["job"]),
+                                 (name, 1, 1, job_id), v)
+                self.assertEqual(v["algorithm"], algo, v)
+                self.assertEqual(v["params"]["requested"], algo, v["params"])
+                self.assertRegex(v["artifact"]["sha256"], SHA256_RE)
+                self.assertGreater(v["artifact"]["bytes"], 100, v["artifact"])
+                rows, max_id = data[task]
+                snap = v["snapshot"]
+                self.assertGreaterEqual(snap["max_fact_id"], max_id, snap)
+                expected_test = sum(1 for e, _, _ in rows if in_holdout(e, 0.2))
+                self.assertEqual((snap["train_rows"], snap["test_rows"]),
+                                 (300 - expected_test, expected_test), snap)
+                self.assertEqual(snap["split_rule"], "fmix64(fnv1a64(entity)) / 2^64 < 0.2")
+                t = v["timings"]
+                for key in ("read_seconds", "fit_seconds", "evaluate_seconds", "total_seconds"):
+                    self.assertGreaterEqual(t[key], 0, t)
+                self.assertGreater(t["total_seconds"], 0, t)
+                self.check_metrics(task, v)
+                gate = v["gate"]
+                self.assertTrue(gate["passed"], gate)
+                self.assertEqual(gate["metric"], {"binary": "roc_auc", "multiclass": "log_loss",
+                                                  "regression": "rmse"}[task], gate)
+                self.assertEqual(v["status"], "candidate", v)
+                self.assertEqual(v["aliases"], ["live"], v)
+                if task != "regression":
+                    self.assertEqual(v["features"]["classes"],
+                                     ["false", "true"] if task == "binary" else ["a", "b", "c"])
+                self.assertIn("category-color=red", v["features"]["names"])
+
+                r = self.c.get("/v1/models/%s/versions" % name)
+                self.assertEqual(r.status, 200, r)
+                listed = r.json()["versions"]
+                self.assertEqual([x["version"] for x in listed], [1], r)
+                self.assertEqual(listed[0]["artifact"]["sha256"], v["artifact"]["sha256"])
+                r = self.c.get("/v1/models/%s/jobs" % name)
+                self.assertEqual([x["id"] for x in r.json()["jobs"]], [job_id], r)
+        self.assertTrue(saw_running, seen)
+
+
+# ------------------------------------------------------- gate and aliases
+
+class GateTest(SharedServerCase):
+
+    def test_auto_policy_publishes_then_rejects_an_equal_candidate(self):
+        f, l, _ = self.streams(synthetic("regression", 150, seed=8))
+        name = uid("gate-auto")
+        put_model(self, self.c, name, definition("regression", f, l))
+        j1 = train_and_wait(self, self.c, name)
+        self.assertEqual((j1["state"], j1["version"]), ("succeeded", 1), j1)
+        v1 = get_version(self, self.c, name, 1)
+        self.assertEqual((v1["status"], v1["aliases"]), ("candidate", ["live"]), v1)
+        self.assertTrue(v1["gate"]["passed"], v1["gate"])
+        self.assertIsNone(v1["gate"]["live_version"], v1["gate"])
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        deps = deployments_of(self, self.c, name)
+        self.assertEqual(len(deps), 1, deps)
+        self.assertEqual((deps[0]["alias"], deps[0]["version"], deps[0]["previous_version"],
+                          deps[0]["actor"]), ("live", 1, None, "policy:auto"), deps)
+        self.assertIn("job %d" % j1["id"], deps[0]["reason"], deps)
+        self.assertIn("now live", log_text(j1))
+
+        # Same data, same algorithm: an equal candidate does not beat live.
+        j2 = train_and_wait(self, self.c, name)
+        self.assertEqual((j2["state"], j2["version"]), ("succeeded", 2), j2)
+        v2 = get_version(self, self.c, name, 2)
+        self.assertEqual(v2["status"], "rejected", v2)
+        self.assertEqual(v2["aliases"], [], v2)
+        gate = v2["gate"]
+        self.assertFalse(gate["passed"], gate)
+        self.assertEqual(gate["live_version"], 1, gate)
+        self.assertEqual(gate["live"], gate["candidate"], gate)
+        self.assertTrue(any("does not beat the live version on rmse" in x
+                            for x in gate["reasons"]), gate)
+        self.assertEqual(v2["metrics"], v1["metrics"])
+        self.assertIn("stored version 2 (rejected)", log_text(j2))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        self.assertEqual(len(deployments_of(self, self.c, name)), 1)
+        m = self.c.get("/v1/models/" + name).json()
+        self.assertEqual((m["aliases"], m["versions"]), ({"live": 1}, 2), m)
+
+    def test_manual_policy_leaves_a_candidate(self):
+        f, l, _ = self.streams(synthetic("binary", 150, seed=9))
+        name = uid("gate-manual")
+        put_model(self, self.c, name, definition("binary", f, l, promotion={"mode": "manual"}))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", j)
+        v = get_version(self, self.c, name, 1)
+        self.assertTrue(v["gate"]["passed"], v["gate"])
+        self.assertEqual(v["gate"]["policy"], "manual")
+        self.assertEqual((v["status"], v["aliases"]), ("candidate", ["candidate"]), v)
+        self.assertEqual(aliases_of(self, self.c, name), {"candidate": 1})
+        deps = deployments_of(self, self.c, name)
+        self.assertEqual([(d["alias"], d["version"], d["actor"]) for d in deps],
+                         [("candidate", 1, "policy:manual")], deps)
+
+    def test_unmet_threshold_rejects_naming_the_metric(self):
+        f, l, _ = self.streams(synthetic("regression", 150, seed=10))
+        name = uid("gate-r2")
+        put_model(self, self.c, name, definition(
+            "regression", f, l, promotion={"thresholds": {"r2": 0.999999}}))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", j)
+        v = get_version(self, self.c, name, 1)
+        self.assertEqual(v["status"], "rejected", v)
+        self.assertFalse(v["gate"]["passed"], v["gate"])
+        self.assertEqual(v["gate"]["thresholds"], {"r2": 0.999999}, v["gate"])
+        reasons = v["gate"]["reasons"]
+        self.assertEqual(len(reasons), 1, reasons)  # it beat the baseline
+        self.assertIn("r2", reasons[0])
+        self.assertIn("below the minimum 0.999999", reasons[0])
+        self.assertIn("r2", v["gate"]["summary"])
+        self.assertEqual(aliases_of(self, self.c, name), {})
+        self.assertEqual(deployments_of(self, self.c, name), [])
+
+    def test_aliases_move_with_a_reason_and_every_move_is_recorded(self):
+        f, l, _ = self.streams(synthetic("regression", 100, seed=12))
+        name = uid("alias")
+        put_model(self, self.c, name, definition("regression", f, l))
+        for n in (1, 2):
+            j = train_and_wait(self, self.c, name)
+            self.assertEqual((j["state"], j["version"]), ("succeeded", n), j)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        path = "/v1/models/%s/aliases/" % name
+
+        r = self.c.request("PUT", path + "live", json_body={"version": 2, "reason": "try v2"},
+                           headers={"X-Kennel-Actor": "alice"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"model": name, "alias": "live", "version": 2,
+                                    "actor": "alice", "reason": "try v2"})
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
+        self.assertEqual(get_version(self, self.c, name, 2)["aliases"], ["live"])
+        self.assertEqual(get_version(self, self.c, name, 1)["aliases"], [])
+
+        # Refusals change nothing.
+        for body, status, field in (({"version": 1}, 400, "reason"),
+                                    ({"version": 1, "reason": ""}, 400, "reason"),
+                                    ({"reason": "no version"}, 400, "version"),
+                                    ({"version": 99, "reason": "no such version"}, 404, "version")):
+            r = self.c.request("PUT", path + "live", json_body=body)
+            self.assertEqual(r.status, status, (body, r))
+            self.assertEqual(r.json()["error"]["field"], field, (body, r))
+        r = self.c.request("PUT", path + "live", body="version=1",
+                           headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.status, 415, r)
+        r = self.c.request("PUT", "/v1/models/%s/aliases/live" % uid("nosuch"),
+                           json_body={"version": 1, "reason": "x"})
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
+
+        # Roll back, name another alias, remove one.
+        r = self.c.request("PUT", path + "live", json_body={
+            "version": 1, "reason": "roll back", "actor": "bob"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.request("PUT", path + "staging", json_body={"version": 2, "reason": "stage"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.request("DELETE", path + "staging", json_body={})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["field"], "reason", r)
+        r = self.c.request("DELETE", path + "staging", json_body={"reason": "done staging"})
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.json()["version"], r)
+        r = self.c.request("DELETE", path + "nosuch", json_body={"reason": "x"})
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+
+        deps = deployments_of(self, self.c, name)
+        got = [(d["alias"], d["version"], d["previous_version"], d["actor"], d["reason"])
+               for d in deps]
+        self.assertEqual(got[:4], [
+            ("staging", None, 2, "api", "done staging"),
+            ("staging", 2, None, "api", "stage"),
+            ("live", 1, 2, "bob", "roll back"),
+            ("live", 2, 1, "alice", "try v2"),
+        ], got)
+        self.assertEqual(len(got), 5, got)
+        self.assertEqual(got[4][:4], ("live", 1, None, "policy:auto"), got)
+        ids = [d["id"] for d in deps]
+        self.assertEqual(ids, sorted(ids, reverse=True))
+        times = [d["time"] for d in deps]
+        self.assertEqual(times, sorted(times, reverse=True))
+
+
+# ------------------------------------------------------------ degenerate data
+
+class DegenerateDataTest(SharedServerCase):
+
+    def failed_job(self, d, rows=None, label_hours=1.0, feature_hours=0.0, extra_facts=()):
+        f, l = d["features_from"], d["label"]["stream"]
+        if rows is not None:
+            load_rows(self, self.c, f, l, rows, field=d["label"]["field"],
+                      feature_hours=feature_hours, label_hours=label_hours)
+        if extra_facts:
+            post_facts(self, self.c, list(extra_facts))
+        name = uid("degenerate")
+        put_model(self, self.c, name, d, expect=(201,))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIsInstance(j["error"], str, j)
+        self.assertIsNone(j["version"], j)
+        self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+        self.assertIn("error: failed: " + j["error"], log_text(j))
+        self.assertEqual(self.c.get("/healthz").status, 200)
+        return j
+
+    def test_no_labelled_rows_with_features(self):
+        rows = synthetic("regression", 40, seed=30)
+        f, l = uid("feat"), uid("lab")
+        # Every feature fact comes after its entity's label.
+        j = self.failed_job(definition("regression", f, l), rows, feature_hours=5)
+        self.assertIn("no labelled rows with features", j["error"])
+        self.assertIn("40 labelled entities", j["error"])
+
+    def test_one_class_only(self):
+        rows = [(e, data, True) for e, data, _ in synthetic("binary", 60, seed=31)]
+        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows)
+        self.assertIn("one class", j["error"])
+        self.assertIn("true", j["error"])
+
+    def test_constant_feature_is_dropped_with_a_warning(self):
+        rows = [(e, dict(data, k=5), y) for e, data, y in synthetic("regression", 80, seed=32)]
+        f, l, _ = self.streams(rows)
+        name = uid("constant")
+        put_model(self, self.c, name, definition("regression", f, l, features=[
+            {"field": "x1"}, {"field": "x2"}, {"field": "k"}]))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        warnings = [x["message"] for x in j["log"] if x["level"] == "warn"]
+        self.assertTrue(any("numeric-k" in w and "constant" in w for w in warnings), warnings)
+        v = get_version(self, self.c, name, j["version"])
+        self.assertNotIn("numeric-k", v["features"]["names"])
+        self.assertIn("numeric-x1", v["features"]["names"])
+        self.assertTrue(any("numeric-k" in w for w in v["features"]["warnings"]), v["features"])
+
+    def test_nothing_left_after_dropping_constant_and_missing_features(self):
+        rows = [(e, {"k": 5}, y) for e, _, y in synthetic("regression", 60, seed=33)]
+        f, l = uid("feat"), uid("lab")
+        # "z" exists in the stream, but only in facts after every label.
+        late = [fact(f, "e%04d" % i, {"z": i}, time_=at(9, i)) for i in range(5)]
+        j = self.failed_job(definition("regression", f, l, features=[
+            {"field": "k"}, {"field": "z"}]), rows, extra_facts=late)
+        self.assertIn("no usable feature columns", j["error"])
+        warnings = [x["message"] for x in j["log"] if x["level"] == "warn"]
+        self.assertTrue(any("'z'" in w and "always missing" in w for w in warnings), warnings)
+        self.assertTrue(any("numeric-k" in w and "constant" in w for w in warnings), warnings)
+
+    def test_numeric_labels_for_a_binary_model(self):
+        rows = [(e, data, int(abs(y) * 7) % 40) for e, data, y in
+                synthetic("regression", 60, seed=34)]
+        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows)
+        self.assertIn("number", j["error"])
+        self.assertIn("0 or 1", j["error"])
+
+    def test_three_strings_for_a_binary_model(self):
+        rows = [(e, data, ("x", "y", "z")[i % 3]) for i, (e, data, _) in
+                enumerate(synthetic("binary", 60, seed=35))]
+        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows)
+        self.assertIn("at most 2 classes, found 3", j["error"])
+
+    def test_more_classes_than_allowed(self):
+        rows = [(e, data, "c%d" % (i % 5)) for i, (e, data, _) in
+                enumerate(synthetic("multiclass", 100, seed=36))]
+        j = self.failed_job(definition("multiclass", uid("feat"), uid("lab"), max_classes=3),
+                            rows)
+        self.assertIn("at most 3 classes, found 5", j["error"])
+
+
+# ------------------------------------------------------------- scheduler
+
+class SchedulerTest(SharedServerCase):
+
+    def test_retrains_by_itself_after_n_new_labels(self):
+        rows = synthetic("regression", 60, seed=40)
+        f, l = uid("feat"), uid("lab")
+        first = [(e, d, y if i < 10 else None) for i, (e, d, y) in enumerate(rows)]
+        load_rows(self, self.c, f, l, first)
+        name = uid("sched")
+        put_model(self, self.c, name, definition("regression", f, l,
+                                                 retrain={"every_new_labels": 40}))
+        # 10 labels < 40: nothing is queued (the scheduler polls every second).
+        time.sleep(3)
+        jobs = self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        self.assertEqual(jobs, [])
+        # 30 more: 40 labels, so a job is queued by the trigger.
+        post_facts(self, self.c, [fact(l, e, {"y": y}, time_=at(1, i))
+                                  for i, (e, _, y) in enumerate(rows) if 10 <= i < 40])
+
+        def scheduled():
+            js = self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+            return js[0] if js else None
+        job = wait_until(scheduled, 30, "a job queued by the new_labels trigger")
+        self.assertEqual((job["trigger"], job["requested_by"]), ("new_labels", "scheduler"), job)
+        j = wait_job(self, self.c, job["id"])
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertIn("queued by the new_labels trigger", log_text(j))
+        v = get_version(self, self.c, name, j["version"])
+        self.assertEqual(v["snapshot"]["train_rows"] + v["snapshot"]["test_rows"], 40)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": j["version"]})
+        # No new labels since: no second job.
+        time.sleep(2)
+        self.assertEqual(len(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]), 1)
+
+
+# -------------------------------------------------------------- cancel
+
+class CancelTest(SharedServerCase):
+    server_args = ("--test-faults",)
+
+    def test_cancel_a_queued_and_a_running_job(self):
+        f, l, _ = self.streams(synthetic("regression", 60, seed=50))
+        sleepy, normal = uid("sleepy"), uid("normal")
+        put_model(self, self.c, sleepy, definition(
+            "regression", f, l, test_fault="sleep", training={"deadline_seconds": 120}))
+        put_model(self, self.c, normal, definition("regression", f, l))
+
+        running = queue_training(self, self.c, sleepy)
+
+        def child_pid():
+            for x in get_job(self, self.c, running)["log"]:
+                m = re.match(r"training process (\d+) started", x["message"])
+                if m:
+                    return int(m.group(1))
+            return None
+        pid = wait_until(child_pid, 20, "the training process of job %d started" % running)
+        self.assertEqual(get_job(self, self.c, running)["state"], "running")
+
+        # The worker is busy: this one waits in the queue; cancel it there.
+        queued = queue_training(self, self.c, normal)
+        self.assertEqual(get_job(self, self.c, queued)["state"], "queued")
+        # A second request for the same model joins the queued job.
+        r = self.c.post("/v1/models/%s/train" % normal)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual((r.json()["job"], r.json()["already_queued"]), (queued, True), r)
+        r = self.c.post("/v1/jobs/%d/cancel" % queued)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["state"], "cancelled", r)
+        j = get_job(self, self.c, queued)
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertIn("before it started", j["error"], j)
+        self.assertIsNone(j["started_at"], j)
+
+        # Cancel the running one: its process is killed, its job cancelled.
+        started = time.monotonic()
+        r = self.c.post("/v1/jobs/%d/cancel" % running)
+        self.assertEqual(r.status, 202, r)
+        j = wait_job(self, self.c, running, timeout=15)
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertTrue(j["cancel_requested"], j)
+        self.assertEqual(j["error"], "cancelled on request", j)
+        self.assertIsNotNone(j["finished_at"], j)
+        self.assertIsNone(j["version"], j)
+        with self.assertRaises(ProcessLookupError):
+            os.kill(pid, 0)  # the training process is gone (and reaped)
+
+        # Finished jobs cannot be cancelled; unknown ones do not exist.
+        r = self.c.post("/v1/jobs/%d/cancel" % running)
+        self.assertEqual(r.status, 409, r)
+        r = self.c.post("/v1/jobs/99999999/cancel")
+        self.assertEqual(r.status, 404, r)
+
+        # The server keeps serving and the worker takes the next job.
+        self.assertEqual(self.c.get("/healthz").status, 200)
+        j = train_and_wait(self, self.c, normal)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, normal), {"live": j["version"]})
+
+
+# ------------------------------------------------------------ demo and CLI
+
+class DemoAndCliTest(KennelTestCase):
+
+    def start(self, db, args=()):
+        server = KennelProcess(db, args=args)
+        self.addCleanup(server.stop)
+        server.start()
+        c = server.client()
+        self.addCleanup(c.close)
+        return server, c
+
+    def test_demo_model_goes_live(self):
+        server, c = self.start(os.path.join(self.tmp, "demo.db"), ("--demo",))
+
+        def live():
+            r = c.get("/v1/models/likes")
+            return r.status == 200 and r.json()["aliases"].get("live")
+        version = wait_until(live, 60, "the demo model \"likes\" has a live version", 0.5)
+        m = c.get("/v1/models/likes").json()
+        self.assertEqual(m["definition"]["task"], "regression")
+        self.assertEqual(m["definition"]["label"], {"stream": "likes", "field": "likes"})
+        v = get_version(self, c, "likes", version)
+        self.assertEqual(v["status"], "candidate", v)
+        self.assertGreater(v["metrics"]["r2"], 0.5, v["metrics"])
+        self.assertLess(v["metrics"]["rmse"], v["baseline_metrics"]["rmse"], v)
+        self.assertEqual(v["snapshot"]["train_rows"] + v["snapshot"]["test_rows"], 2000)
+        deps = deployments_of(self, c, "likes")
+        self.assertEqual(deps[-1]["actor"], "policy:auto", deps)
+
+    def test_kennel_train_cli_runs_a_job_in_the_foreground(self):
+        db = os.path.join(self.tmp, "cli.db")
+        server, c = self.start(db)
+        rows = synthetic("binary", 120, seed=60)
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, rows)
+        put_model(self, c, "cli-model", definition("binary", f, l), expect=(201,))
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+
+        p = run_cli(["train", "cli-model", "--db", db], timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"job \d+ succeeded: version 1\b")
+        self.assertIn("succeeded", p.stdout)
+
+        with open_db(db) as conn:
+            rows_ = conn.execute("SELECT version, status FROM model_versions WHERE model = ?",
+                                 ("cli-model",)).fetchall()
+            self.assertEqual(rows_, [(1, "candidate")])
+            self.assertEqual(conn.execute(
+                "SELECT version FROM aliases WHERE model = 'cli-model' AND alias = 'live'"
+            ).fetchall(), [(1,)])
+            self.assertEqual(conn.execute(
+                "SELECT state, requested_by FROM jobs WHERE model = 'cli-model'").fetchall(),
+                [("succeeded", "cli")])
+
+        # A model that does not exist: a clear refusal, nothing stored.
+        p = run_cli(["train", "no-such-model", "--db", db], timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertIn("no-such-model", p.stderr)
+
+        # The server sees what the CLI stored.
+        server2, c2 = self.start(db)
+        v = get_version(self, c2, "cli-model", 1)
+        self.assertEqual(v["aliases"], ["live"], v)
+        self.assertGreater(v["metrics"]["accuracy"], 0.75, v["metrics"])
+
+
+if __name__ == "__main__":
+    unittest.main()

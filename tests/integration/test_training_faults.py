@@ -1,0 +1,226 @@
+"""Integration tests for containment of training runs: a training run that
+throws, crashes, runs past its deadline or exceeds its memory limit fails its
+own job with a reason, and nothing else — the server keeps serving and the
+worker takes the next job. Jobs left running by a crash of the server are
+marked interrupted at the next start and queued again.
+
+Faults are switched on by a definition's "test_fault" and honoured only when
+the server runs with --test-faults. The real binary, real HTTP, every wait
+bounded, every process stopped by its PID.
+"""
+
+import os
+import re
+import signal
+import time
+import unittest
+
+from kennel_harness import KennelProcess, KennelTestCase, require_binary
+from test_learning import (SharedServerCase, aliases_of, definition, get_job, load_rows,
+                           log_text, put_model, queue_training, synthetic, train_and_wait, uid,
+                           wait_job, wait_until)
+
+
+def training_pid(test, c, job_id):
+    """The PID of the job's training process, from its log, or None."""
+    for x in get_job(test, c, job_id)["log"]:
+        m = re.match(r"training process (\d+) started", x["message"])
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def is_training_process(pid, job_id):
+    """True while `pid` is alive and is the `kennel train-job` of this job
+    (so a recycled PID is never mistaken for it)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return (state != b"Z" and b"train-job" in args and b"--job" in args
+            and args[args.index(b"--job") + 1] == str(job_id).encode())
+
+
+def kill_training_process(pid, job_id):
+    """Cleanup for a training process that outlived its server: by PID, and
+    only if it is still that job's process."""
+    if is_training_process(pid, job_id):
+        os.kill(pid, signal.SIGKILL)
+
+
+class FaultTest(SharedServerCase):
+    server_args = ("--test-faults",)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        c = cls.server.client()
+        try:
+            cls.feat, cls.lab = uid("feat"), uid("lab")
+            load_rows(unittest.TestCase(), c, cls.feat, cls.lab, synthetic("regression", 80, seed=7))
+        finally:
+            c.close()
+
+    def run_fault(self, fault, **extra):
+        """Trains a model with the fault; returns its finished job after
+        checking that the server still serves and the next job succeeds."""
+        name = uid("fault-" + fault)
+        put_model(self, self.c, name, definition("regression", self.feat, self.lab,
+                                                 test_fault=fault, **extra), expect=(201,))
+        job_id = queue_training(self, self.c, name)
+        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        j = wait_job(self, self.c, job_id, timeout=60)
+        self.assertIsNone(j["version"], j)
+        self.assertIsNotNone(j["finished_at"], j)
+        self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+        self.assertFalse(is_training_process(pid, job_id), "training process %d still runs" % pid)
+
+        # Contained: the server answers and the worker takes the next job.
+        self.assertTrue(self.server.running(), self.server.stderr())
+        self.assertEqual(self.c.get("/healthz").status, 200)
+        self.assertEqual(self.c.get("/readyz").status, 200)
+        other = uid("after-" + fault)
+        put_model(self, self.c, other, definition("regression", self.feat, self.lab))
+        nxt = train_and_wait(self, self.c, other)
+        self.assertEqual(nxt["state"], "succeeded", log_text(nxt))
+        self.assertEqual(aliases_of(self, self.c, other), {"live": nxt["version"]})
+        return j
+
+    def test_a_throwing_trainer_fails_its_job(self):
+        j = self.run_fault("throw")
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("threw", j["error"], j)
+        self.assertIn("failed: " + j["error"], log_text(j))
+
+    def test_a_crashing_trainer_fails_its_job(self):
+        j = self.run_fault("crash")
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("crashed", j["error"], j)
+        self.assertIn("signal %d" % signal.SIGSEGV, j["error"], j)
+
+    def test_a_trainer_past_its_deadline_times_out(self):
+        started = time.monotonic()
+        j = self.run_fault("sleep", training={"deadline_seconds": 2})
+        self.assertEqual(j["state"], "timed_out", j)
+        self.assertIn("deadline of 2 s", j["error"], j)
+        self.assertLess(time.monotonic() - started, 30)
+
+    def test_a_trainer_over_its_memory_limit_fails_its_job(self):
+        j = self.run_fault("oom", training={"memory_mb": 256})
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("memory", j["error"], j)
+        self.assertIn("256", j["error"] + log_text(j), j)
+
+
+class FaultsNeedTheFlagTest(SharedServerCase):
+    """Without --test-faults the definition's test_fault is ignored."""
+
+    def test_faults_are_ignored_without_the_flag(self):
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, self.c, f, l, synthetic("regression", 60, seed=8))
+        for fault in ("crash", "sleep"):
+            with self.subTest(fault=fault):
+                name = uid("nofault-" + fault)
+                put_model(self, self.c, name, definition(
+                    "regression", f, l, test_fault=fault, training={"deadline_seconds": 5}))
+                j = train_and_wait(self, self.c, name, timeout=60)
+                self.assertEqual(j["state"], "succeeded", log_text(j))
+                self.assertEqual(j["version"], 1, j)
+
+    def test_an_unknown_fault_is_refused(self):
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, self.c, f, l, synthetic("regression", 20, seed=9))
+        r = self.c.request("PUT", "/v1/models/" + uid("badfault"),
+                           json_body=definition("regression", f, l, test_fault="explode"))
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["field"], "test_fault", r)
+
+
+class InterruptedJobTest(KennelTestCase):
+    """A server that dies (or stops) while a job runs: at the next start the
+    job is interrupted and a new job, requeued_from the old one, runs it."""
+
+    def start(self, db, args=()):
+        server = KennelProcess(db, args=args)
+        self.addCleanup(server.stop)
+        server.start()
+        c = server.client()
+        self.addCleanup(c.close)
+        return server, c
+
+    def start_sleeping_job(self, db):
+        server, c = self.start(db, ("--test-faults",))
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, synthetic("regression", 60, seed=10))
+        name = uid("sleepy")
+        put_model(self, c, name, definition("regression", f, l, test_fault="sleep",
+                                            training={"deadline_seconds": 600}))
+        job_id = queue_training(self, c, name)
+        pid = wait_until(lambda: training_pid(self, c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        self.assertEqual(get_job(self, c, job_id)["state"], "running")
+        return server, c, name, job_id, pid
+
+    def check_requeued(self, db, name, old, reason):
+        # Restarted without --test-faults: the requeued job trains normally.
+        server, c = self.start(db)
+        j = get_job(self, c, old)
+        self.assertEqual(j["state"], "interrupted", j)
+        self.assertIn(reason, j["error"], j)
+        self.assertIsNotNone(j["finished_at"], j)
+        jobs = c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        again = [x for x in jobs if x["requeued_from"] == old]
+        self.assertEqual(len(again), 1, jobs)
+        self.assertEqual(len(jobs), 2, jobs)
+        new = again[0]
+        self.assertGreater(new["id"], old)
+        self.assertEqual((new["trigger"], new["requested_by"]), ("requeued", "kennel"), new)
+        done = wait_job(self, c, new["id"], timeout=60)
+        self.assertEqual(done["state"], "succeeded", log_text(done))
+        self.assertEqual(aliases_of(self, c, name), {"live": done["version"]})
+        return j
+
+    def test_a_job_running_when_the_server_is_killed_is_requeued(self):
+        db = os.path.join(self.tmp, "killed.db")
+        server, c, name, old, pid = self.start_sleeping_job(db)
+        c.close()
+        server.kill()  # SIGKILL by PID: no chance to clean up
+        # The orphaned training process is checked by the next test; do not
+        # let it hold the database here.
+        kill_training_process(pid, old)
+        j = self.check_requeued(db, name, old, "stopped while this job was running")
+        self.assertIn("interrupted by a restart; queued again", log_text(j))
+
+    def test_a_job_running_at_a_clean_stop_is_requeued(self):
+        db = os.path.join(self.tmp, "stopped.db")
+        server, c, name, old, pid = self.start_sleeping_job(db)
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+        self.assertFalse(is_training_process(pid, old), "training process %d survived" % pid)
+        j = self.check_requeued(db, name, old, "stopped during training")
+        self.assertIn("interrupted by shutdown; queued again", log_text(j))
+
+    @unittest.expectedFailure  # reported bug: the training child outlives a killed server
+    def test_the_training_process_does_not_outlive_a_killed_server(self):
+        db = os.path.join(self.tmp, "orphan.db")
+        server, c, name, old, pid = self.start_sleeping_job(db)
+        c.close()
+        server.kill()
+        # Nobody enforces the orphan's deadline or memory limit any more: it
+        # should die with its server (e.g. PR_SET_PDEATHSIG in the child).
+        deadline = time.monotonic() + 5
+        while is_training_process(pid, old) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(is_training_process(pid, old),
+                         "training process %d of job %d still runs after its server was killed"
+                         % (pid, old))
+
+
+if __name__ == "__main__":
+    unittest.main()
