@@ -37,6 +37,19 @@ struct promotion_policy {
     std::map<std::string, double> thresholds;
 };
 
+// When the supervisor takes a serving version out of service by itself.
+struct supervision_policy {
+    bool enabled = true;
+    double max_error_rate = 0.2;          // share of requests where the version threw
+    double max_deadline_miss_rate = 0.2;  // share that missed the deadline
+    double max_fallback_share = 0.5;      // share answered by a fallback
+    std::int64_t min_requests = 20;       // in the window, before rates count
+    double window_seconds = 60;
+    // Live metrics from joined outcomes: metric -> bound (as promotion thresholds).
+    std::map<std::string, double> live_thresholds;
+    std::int64_t min_outcomes = 30;
+};
+
 struct model_definition {
     task_kind task = task_kind::regression;
     std::string features_from;
@@ -49,6 +62,7 @@ struct model_definition {
     std::size_t max_classes = 50;
     retrain_policy retrain;
     promotion_policy promotion;
+    supervision_policy supervision;
     double training_deadline_seconds = 600;
     std::int64_t training_memory_mb = 4096;
     // Serving (prediction deadline and the constant fallback answer).

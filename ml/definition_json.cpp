@@ -181,7 +181,7 @@ parsed_definition parse_definition(const std::string& text) {
     ml::model_definition& d = out.definition;
     r.only(j, "", {"task", "features_from", "label", "features", "algorithm", "params", "search",
                    "holdout", "max_classes", "retrain", "promotion", "training", "serving",
-                   "test_fault"});
+                   "supervision", "test_fault"});
     std::string task;
     if (r.string(j, "", "task", task, true)) {
         auto t = ml::parse_task_kind(task);
@@ -288,6 +288,39 @@ parsed_definition parse_definition(const std::string& text) {
             }
         }
     }
+    if (auto sv = j.find("supervision"); sv != j.end()) {
+        if (!sv->is_object()) {
+            r.error("supervision", "must be an object like {\"max_error_rate\": 0.2}");
+        } else {
+            ml::supervision_policy& sp = d.supervision;
+            r.only(*sv, "supervision", {"enabled", "max_error_rate", "max_deadline_miss_rate",
+                                        "max_fallback_share", "min_requests", "window_seconds",
+                                        "live_thresholds", "min_outcomes"});
+            r.boolean(*sv, "supervision", "enabled", sp.enabled);
+            r.number(*sv, "supervision", "max_error_rate", sp.max_error_rate, 0, 1);
+            r.number(*sv, "supervision", "max_deadline_miss_rate", sp.max_deadline_miss_rate, 0, 1);
+            r.number(*sv, "supervision", "max_fallback_share", sp.max_fallback_share, 0, 1);
+            r.integer(*sv, "supervision", "min_requests", sp.min_requests, 1, 1e9);
+            r.number(*sv, "supervision", "window_seconds", sp.window_seconds, 1, 86400);
+            r.integer(*sv, "supervision", "min_outcomes", sp.min_outcomes, 1, 1e9);
+            if (auto th = sv->find("live_thresholds"); th != sv->end()) {
+                if (!th->is_object()) {
+                    r.error("supervision.live_thresholds", "must be an object of metric: bound");
+                } else {
+                    for (const auto& [name, v] : th->items()) {
+                        std::string path = "supervision.live_thresholds." + name;
+                        if (!ml::known_metric(d.task, name)) {
+                            r.error(path, "unknown metric for this task");
+                        } else if (!v.is_number()) {
+                            r.error(path, "must be a number");
+                        } else {
+                            sp.live_thresholds[name] = v.get<double>();
+                        }
+                    }
+                }
+            }
+        }
+    }
     if (auto t = j.find("training"); t != j.end()) {
         if (!t->is_object()) {
             r.error("training", "must be an object like {\"deadline_seconds\": 600}");
@@ -367,6 +400,15 @@ std::string canonical_definition_json(const ml::model_definition& d) {
         {"training",
          {{"deadline_seconds", d.training_deadline_seconds}, {"memory_mb", d.training_memory_mb}}},
         {"serving", serving},
+        {"supervision",
+         {{"enabled", d.supervision.enabled},
+          {"max_error_rate", d.supervision.max_error_rate},
+          {"max_deadline_miss_rate", d.supervision.max_deadline_miss_rate},
+          {"max_fallback_share", d.supervision.max_fallback_share},
+          {"min_requests", d.supervision.min_requests},
+          {"window_seconds", d.supervision.window_seconds},
+          {"live_thresholds", d.supervision.live_thresholds},
+          {"min_outcomes", d.supervision.min_outcomes}}},
     };
     if (!d.test_fault.empty()) j["test_fault"] = d.test_fault;
     return j.dump();

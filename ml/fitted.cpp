@@ -189,7 +189,7 @@ result<function_ptr> load_function(std::istream& in) {
         if (nf == 0 || nf > (1u << 24)) return corrupt("implausible feature count");
         const bool shape_ok = task == task_kind::regression ? nc == 0
                               : task == task_kind::binary   ? nc == 2
-                                                            : (nc >= 3 && nc <= 100000);
+                                                            : (nc >= 2 && nc <= 100000);
         if (!shape_ok) return corrupt("class count does not match the task");
         const std::size_t outputs = task == task_kind::multiclass ? nc : 1;
 

@@ -220,6 +220,16 @@ status serving_registry::refresh(connection& c, const std::string& model) {
 
         s->live_alias_version = alias_version(c, model, "live");
         if (s->live_alias_version) {
+            if (auto row = get_version(c, model, *s->live_alias_version, false)) {
+                s->baseline = baseline_from_json(row->baseline);
+                json f = json::parse(row->features, nullptr, false);
+                if (f.is_object() && f.contains("classes") && f["classes"].is_array()) {
+                    for (const auto& n : f["classes"]) {
+                        if (n.is_string()) s->baseline_classes.push_back(n.get<std::string>());
+                    }
+                }
+                s->baseline->classes = &s->baseline_classes;
+            }
             s->live = usable(*s->live_alias_version, s->live_problem);
         } else {
             s->live_problem = "not_trained";

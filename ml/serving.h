@@ -81,6 +81,10 @@ struct model_serving {
     std::set<std::int64_t> disabled;
     std::optional<std::int64_t> experiment;
     std::vector<serving_arm> arms;  // non-shadow weights sum to 1
+    // The live alias version's baseline answer, kept even when that version
+    // is disabled or cannot load: the chain's constant step.
+    std::optional<answer> baseline;
+    std::vector<std::string> baseline_classes;
     std::optional<answer> prior;    // the label's prior from the data, for untrained models
     std::vector<std::string> prior_classes;
     std::set<std::string, std::less<>> fields;  // fields the definition reads

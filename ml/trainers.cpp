@@ -106,7 +106,8 @@ status check_inputs(task_kind task, const feature_rows& x, const std::vector<dou
     if (task == task_kind::regression) return status::ok();
     if (task == task_kind::binary && num_classes != 2)
         return invalid("num_classes", "a binary task has 2 classes");
-    if (num_classes < 2) return invalid("num_classes", "at least two classes are required");
+    if (num_classes < 2 || num_classes > 100000)
+        return invalid("num_classes", "the class count must be in 2..100000");
     std::vector<std::size_t> counts(num_classes, 0);
     for (std::size_t i = 0; i < y.size(); ++i) {
         if (y[i] < 0 || y[i] >= static_cast<double>(num_classes) || y[i] != std::floor(y[i]))

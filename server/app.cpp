@@ -13,6 +13,7 @@
 #include "ml/predict_pool.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
+#include "ml/supervisor.h"
 #include "ml/training_worker.h"
 #include "server/demo.h"
 #include "server/http_server.h"
@@ -54,10 +55,15 @@ app::app(serve_options options) : options_(std::move(options)) {}
 
 app::~app() {
     if (http_) http_->stop();
+    if (supervisor_) supervisor_->stop();
     if (trainer_) trainer_->stop();
     predict_pool_.reset();
     if (prediction_log_) prediction_log_->stop();
     if (writer_) writer_->stop();
+}
+
+ml::supervisor_state app::supervisor_state() const {
+    return supervisor_ ? supervisor_->state() : ml::supervisor_state{"stopped", 0, 0, {}};
 }
 
 void app::refresh_model(const std::string& model) {
@@ -233,6 +239,9 @@ int app::run() {
         writer_->stop();
         return 1;
     }
+    supervisor_ = std::make_unique<ml::supervisor>(*writer_, *readers_, *serving_,
+                                                   [this](const std::string& m) { refresh_model(m); });
+    supervisor_->start();
     http_->set_ready(true);
     log_info("serve", "ready");
 
@@ -242,6 +251,7 @@ int app::run() {
                           ": stopping");
     http_->set_ready(false);
     http_->stop();
+    supervisor_->stop();
     trainer_->stop();
     predict_pool_.reset();
     prediction_log_->stop();

@@ -27,6 +27,7 @@ class serving_registry;
 class predict_pool;
 class prediction_log;
 class supervisor;
+struct supervisor_state;
 }
 
 // An exclusive lock on "<db>.lock" held for the server's lifetime, so two
@@ -61,6 +62,7 @@ public:
     // Rebuilds a model's serving snapshot after its aliases, versions or
     // definition changed (loads and warms first, then swaps).
     void refresh_model(const std::string& model);
+    ml::supervisor_state supervisor_state() const;
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }
@@ -80,6 +82,7 @@ private:
     std::unique_ptr<ml::serving_registry> serving_;
     std::unique_ptr<ml::predict_pool> predict_pool_;
     std::unique_ptr<ml::prediction_log> prediction_log_;
+    std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
 };

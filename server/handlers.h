@@ -28,4 +28,16 @@ http_response get_model_deployments(app& a, const http_request& req);
 // Predictions (server/predict_handlers.cpp).
 http_response post_model_predict(app& a, const http_request& req);
 
+// Supervising serving (server/serving_handlers.cpp).
+http_response post_version_disable(app& a, const http_request& req);
+http_response post_version_enable(app& a, const http_request& req);
+http_response post_model_rollback(app& a, const http_request& req);
+http_response get_model_events(app& a, const http_request& req);
+http_response post_model_experiment(app& a, const http_request& req);
+http_response get_model_experiments(app& a, const http_request& req);
+http_response put_model_experiment(app& a, const http_request& req);
+http_response post_model_experiment_end(app& a, const http_request& req);
+http_response get_model_live_metrics(app& a, const http_request& req);
+http_response get_serving(app& a, const http_request& req);
+
 }  // namespace kennel

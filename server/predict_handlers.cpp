@@ -314,10 +314,10 @@ http_response post_model_predict(app& a, const http_request& req) {
             ans = *answers[i];
             version = by[i];
             if (fallback) source = "previous_version";
-        } else if (pick.version || m->live) {
+        } else if (pick.version || m->live || m->baseline) {
             // The baseline trained with the version: a constant, always at hand.
             const auto& v = pick.version ? pick.version : m->live;
-            ans = v->baseline;
+            ans = v ? v->baseline : *m->baseline;
             source = "baseline";
         } else if (m->definition.fallback_value || m->definition.fallback_label) {
             if (m->definition.fallback_value) ans.value = *m->definition.fallback_value;

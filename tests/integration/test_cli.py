@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import threading
 import time
 import unittest
@@ -414,6 +415,53 @@ class BackupTest(KennelTestCase):
         copy = self.start_server(db="backup.db")
         counts = {s["stream"]: s["count"] for s in self.client(copy).get("/v1/streams").json()["streams"]}
         self.assertEqual(counts["bk"], len(rows))
+
+    # KNOWN PRODUCT BUG (reported): online_backup copies 256 pages a step
+    # from a connection of its own, and SQLite restarts a backup whenever
+    # another connection commits between steps. With a client writing
+    # steadily, a database of tens of MB never finishes: measured 0.3 s idle
+    # versus no end in 30 s for 60 MB (38 MB took 5.6 s); this test uses 100 MB. Copying in one step
+    # (sqlite3_backup_step(b, -1); WAL readers do not block the writer) or
+    # VACUUM INTO would not restart.
+    @unittest.expectedFailure
+    def test_backup_of_a_large_database_finishes_while_a_client_writes(self):
+        server = self.start_server()
+        c = self.client(server)
+        pad = "y" * 10000
+        for b in range(100):
+            r = c.post_json("/v1/facts", [fact("big", "e%d" % i, {"b": b, "pad": pad})
+                                          for i in range(100)])
+            self.assertEqual(r.status, 200, r)
+        self.assertGreater(os.path.getsize(server.db) +
+                           os.path.getsize(server.db + "-wal"), 90e6)
+        stop = threading.Event()
+
+        def writer():
+            w = Client(server.port, timeout=15)
+            i = 0
+            try:
+                while not stop.is_set():
+                    w.post_json("/v1/facts", fact("w", "e", {"i": i}))
+                    i += 1
+            finally:
+                w.close()
+
+        writers = [threading.Thread(target=writer) for _ in range(2)]
+        for th in writers:
+            th.start()
+        try:
+            started = time.monotonic()
+            try:
+                r = run_cli(["backup", self.path("b.db"), "--db", server.db], timeout=20)
+                code = r.returncode
+            except subprocess.TimeoutExpired:  # run() has SIGKILLed the child by PID
+                code = None
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            for th in writers:
+                th.join(30)
+        self.assertEqual(code, 0, "backup did not finish within 20 s (%.1f s)" % took)
 
     def test_backup_refuses_to_overwrite_a_file(self):
         db = self.path("k.db")

@@ -339,6 +339,12 @@ class DefinitionTest(SharedServerCase):
         r = self.c.request("PUT", "/v1/models/bad*name", json_body={"task": "binary"})
         self.assertEqual(r.status, 400, r)
         self.assertEqual(r.json()["error"]["field"], "name", r)
+        r = self.c.get("/v1/jobs/99999999")
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.json()["error"]["code"], "not_found", r)
+        r = self.c.get("/v1/jobs/abc")
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["field"], "id", r)
 
     def test_validation_reports_every_problem_by_field(self):
         f, l, _ = self.streams(synthetic("regression", 20))
@@ -409,6 +415,18 @@ class DefinitionTest(SharedServerCase):
         self.assertEqual(self.c.get("/v1/models/" + name).status, 404)
         # And a valid definition on the same data is accepted.
         put_model(self, self.c, name, definition("regression", f, l), expect=(201,))
+
+    @unittest.expectedFailure  # reported bug: data problems are hidden by any syntax problem
+    def test_syntax_and_data_problems_are_reported_together(self):
+        f, l, _ = self.streams(synthetic("regression", 20))
+        name = uid("invalid2")
+        # An unknown transform on one feature, and a field no fact has on another
+        # and on the label: three problems, all in one answer.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "regression", f, l, field="nosuch",
+            features=[{"field": "x1", "transform": "sqrt"}, {"field": "nope"}]))
+        assert_definition_errors(self, r, ["features[0].transform", "features[1].field",
+                                           "label.field"])
 
 
 # ------------------------------------------------------------ training sets
@@ -998,6 +1016,11 @@ class DemoAndCliTest(KennelTestCase):
         f, l = uid("feat"), uid("lab")
         load_rows(self, c, f, l, rows)
         put_model(self, c, "cli-model", definition("binary", f, l), expect=(201,))
+        # While the server holds the database, the CLI refuses and says what to do.
+        p = run_cli(["train", "cli-model", "--db", db], timeout=60)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("in use", p.stderr)
+        self.assertIn("/v1/models/cli-model/train", p.stderr)
         c.close()
         self.assertEqual(server.stop(), 0, server.stderr())
 

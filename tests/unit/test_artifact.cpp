@@ -181,3 +181,32 @@ TEST_CASE("an artifact without a function serializes to nothing loadable", "[art
     CHECK(serialize_artifact(a).empty());
     CHECK_FALSE(load_artifact(serialize_artifact(a)));
 }
+
+TEST_CASE("a multiclass model with only two classes round-trips", "[artifact]") {
+    const auto algo = GENERATE(algorithm::linear, algorithm::kernel, algorithm::forest);
+    const auto rows = make_rows(120);
+    std::vector<raw_value> labels;
+    for (const auto& r : rows) {
+        labels.push_back(std::string(std::get<std::string>(r.at("breed")) == "corgi" ? "a" : "b"));
+    }
+    auto enc = encode_labels(task_kind::multiclass, labels);
+    REQUIRE(enc);
+    REQUIRE(enc->classes.size() == 2);
+    auto pipeline = feature_pipeline::fit({{"breed", transform_kind::category, {}}}, rows);
+    REQUIRE(pipeline);
+    auto fn = train(task_kind::multiclass, algo, {}, pipeline->transform_all(rows), enc->y, 2);
+    REQUIRE(fn);
+    model_artifact a;
+    a.task = task_kind::multiclass;
+    a.pipeline = std::move(pipeline).value();
+    a.classes = enc->classes;
+    a.algo = algo;
+    a.function = *fn;
+    auto loaded = load_artifact(serialize_artifact(a));
+    INFO((loaded ? "ok" : loaded.error().to_string()));
+    REQUIRE(loaded);
+    auto p = predict_raw(*loaded, {{"breed", std::string("corgi")}});
+    REQUIRE(p);
+    CHECK(p->label == "a");
+    CHECK(p->probabilities.size() == 2);
+}

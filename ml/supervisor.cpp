@@ -1,0 +1,176 @@
+#include "ml/supervisor.h"
+
+#include <sstream>
+
+#include "ml/live_metrics.h"
+#include "store/log.h"
+#include "store/registry.h"
+
+namespace kennel::ml {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+std::string pct(double share) {
+    std::ostringstream s;
+    s.precision(3);
+    s << share * 100 << "%";
+    return s.str();
+}
+
+}  // namespace
+
+supervisor::supervisor(fact_writer& writer, reader_pool& readers, serving_registry& serving,
+                       std::function<void(const std::string&)> refresh,
+                       std::chrono::milliseconds interval)
+    : writer_(writer), readers_(readers), serving_(serving), refresh_(std::move(refresh)),
+      interval_(interval) {
+    state_.state = "stopped";
+}
+
+supervisor::~supervisor() { stop(); }
+
+void supervisor::start() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = false;
+        state_.state = "watching";
+    }
+    thread_ = std::thread([this] {
+        for (;;) {
+            {
+                std::unique_lock lock(mu_);
+                if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+            }
+            try {
+                tick();
+            } catch (const std::exception& e) {
+                // A failed pass is logged and retried on the next tick.
+                log_error("supervisor", e.what());
+            }
+        }
+    });
+}
+
+void supervisor::stop() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+        state_.state = "stopped";
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+supervisor_state supervisor::state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+}
+
+void supervisor::tick() {
+    const auto now = steady::now();
+    const bool check_live = now - last_live_check_ > std::chrono::seconds(10);
+    if (check_live) last_live_check_ = now;
+    for (const auto& m : serving_.all()) {
+        const supervision_policy& p = m->definition.supervision;
+        if (!p.enabled) continue;
+        std::vector<std::shared_ptr<const loaded_version>> watched;
+        if (m->live) watched.push_back(m->live);
+        for (const auto& arm : m->arms) {
+            if (arm.version) watched.push_back(arm.version);
+        }
+        for (const auto& v : watched) {
+            auto& h = history_[{m->name, v->version}];
+            h.push_back({now, v->counters.requests.load(), v->counters.errors.load(),
+                         v->counters.deadline_misses.load(), v->counters.fallbacks.load()});
+            auto window = std::chrono::milliseconds(static_cast<std::int64_t>(p.window_seconds * 1000));
+            while (h.size() > 2 && now - h.front().at > window) h.pop_front();
+            const sample& a = h.front();
+            const sample& b = h.back();
+            double requests = static_cast<double>(b.requests - a.requests);
+            if (requests >= static_cast<double>(p.min_requests)) {
+                double errors = static_cast<double>(b.errors - a.errors) / requests;
+                double misses = static_cast<double>(b.misses - a.misses) / requests;
+                double fallbacks = static_cast<double>(b.fallbacks - a.fallbacks) / requests;
+                std::string reason;
+                if (errors > p.max_error_rate) {
+                    reason = "error rate " + pct(errors) + " over " + pct(p.max_error_rate);
+                } else if (misses > p.max_deadline_miss_rate) {
+                    reason = "deadline misses " + pct(misses) + " over " + pct(p.max_deadline_miss_rate);
+                } else if (fallbacks > p.max_fallback_share) {
+                    reason = "fallback share " + pct(fallbacks) + " over " + pct(p.max_fallback_share);
+                }
+                if (!reason.empty()) {
+                    act(*m, v->version, reason + " in the last " + std::to_string(static_cast<std::int64_t>(requests)) +
+                                            " requests");
+                    history_.erase({m->name, v->version});
+                    continue;
+                }
+            }
+        }
+        if (check_live && !p.live_thresholds.empty() && m->live) {
+            std::optional<std::vector<live_group>> groups;
+            {
+                auto conn = readers_.acquire();
+                micros since = now_micros() - static_cast<micros>(p.window_seconds * 1e6);
+                auto g = compute_live_metrics(*conn, m->name, m->definition, since);
+                if (g) groups = std::move(*g);
+            }
+            if (!groups) continue;
+            for (const auto& g : *groups) {
+                if (!g.version || *g.version != m->live->version || g.shadow || !g.metrics) continue;
+                if (g.outcomes < p.min_outcomes) continue;
+                for (const auto& [name, bound] : p.live_thresholds) {
+                    double v = g.metrics->get(name);
+                    bool higher = metric_higher_is_better(name);
+                    if (higher ? v < bound : v > bound) {
+                        std::ostringstream r;
+                        r << "live " << name << " " << v << (higher ? " below " : " above ") << bound << " over "
+                          << g.outcomes << " outcomes";
+                        act(*m, *g.version, r.str());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    std::lock_guard lock(mu_);
+    state_.last_tick = now_micros();
+    ++state_.ticks;
+}
+
+void supervisor::act(const model_serving& m, std::int64_t version, const std::string& reason) {
+    std::string outcome;
+    status s = writer_.run(
+        [&](connection& c) {
+            status d = set_version_enabled(c, m.name, version, false, "supervisor", reason);
+            if (!d) return d;
+            outcome = "disabled";
+            auto live = alias_version(c, m.name, "live");
+            if (live && *live == version) {
+                auto disabled = disabled_versions(c, m.name);
+                for (std::int64_t prev : live_history(c, m.name)) {
+                    if (prev == version || disabled.count(prev)) continue;
+                    status mv = move_alias(c, m.name, "live", prev, "supervisor",
+                                           "version " + std::to_string(version) + " taken out of service: " + reason);
+                    if (!mv) return mv;
+                    outcome += "; live moved back to version " + std::to_string(prev);
+                    return status::ok();
+                }
+                outcome += "; no earlier usable version, answers come from the fallback chain";
+            }
+            return status::ok();
+        },
+        std::chrono::seconds(10));
+    if (!s) {
+        log_error("supervisor", "could not disable " + m.name + " version " + std::to_string(version) + ": " + s.message());
+        return;
+    }
+    log_warn("supervisor", m.name + " version " + std::to_string(version) + ": " + reason + " -> " + outcome);
+    refresh_(m.name);
+    std::lock_guard lock(mu_);
+    state_.actions.push_back({now_micros(), m.name, version, reason, outcome});
+    if (state_.actions.size() > 100) state_.actions.erase(state_.actions.begin());
+}
+
+}  // namespace kennel::ml

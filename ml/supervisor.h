@@ -1,0 +1,80 @@
+// The supervisor: watches each serving version's error rate, deadline misses,
+// fallback share and (when the policy sets bounds) its live metrics, and takes
+// a version out of service when it crosses its model's supervision policy:
+// the version is disabled, the live alias moves back to the previous usable
+// live version if there is one (otherwise traffic goes down the fallback
+// chain), both recorded with the reason, and serving is refreshed at once.
+//
+// Threads: one background thread; start/stop/actions from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ml/serving.h"
+#include "store/reader_pool.h"
+#include "store/writer.h"
+
+namespace kennel::ml {
+
+struct supervisor_action {
+    std::int64_t time = 0;  // micros
+    std::string model;
+    std::int64_t version = 0;
+    std::string reason;
+    std::string outcome;  // "disabled; live moved to 3", ...
+};
+
+struct supervisor_state {
+    std::string state;  // watching, stopped
+    std::int64_t last_tick = 0;
+    std::uint64_t ticks = 0;
+    std::vector<supervisor_action> actions;  // newest last, at most 100
+};
+
+class supervisor {
+public:
+    supervisor(fact_writer& writer, reader_pool& readers, serving_registry& serving,
+               std::function<void(const std::string&)> refresh,
+               std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
+    ~supervisor();
+    supervisor(const supervisor&) = delete;
+    supervisor& operator=(const supervisor&) = delete;
+
+    void start();
+    void stop();
+    supervisor_state state() const;
+
+    // One pass over every serving version (the thread calls it; tests may too).
+    void tick();
+
+private:
+    struct sample {
+        std::chrono::steady_clock::time_point at;
+        std::uint64_t requests, errors, misses, fallbacks;
+    };
+    void act(const model_serving& m, std::int64_t version, const std::string& reason);
+
+    fact_writer& writer_;
+    reader_pool& readers_;
+    serving_registry& serving_;
+    std::function<void(const std::string&)> refresh_;
+    std::chrono::milliseconds interval_;
+    std::map<std::pair<std::string, std::int64_t>, std::deque<sample>> history_;
+    std::chrono::steady_clock::time_point last_live_check_{};
+    std::thread thread_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;
+    supervisor_state state_;
+};
+
+}  // namespace kennel::ml

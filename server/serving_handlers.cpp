@@ -1,0 +1,354 @@
+// Handlers for supervising serving: disabling and enabling versions,
+// rollback, experiments, live metrics and the serving status.
+#include <charconv>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "ml/definition_json.h"
+#include "ml/live_metrics.h"
+#include "ml/predict_pool.h"
+#include "ml/prediction_log.h"
+#include "ml/serving.h"
+#include "ml/supervisor.h"
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+#include "store/registry.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+result<std::int64_t> parse_positive(const std::string& field, const std::string& text) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
+        return invalid(field, "\"" + text + "\" is not a positive integer");
+    }
+    return v;
+}
+
+// A JSON object body with a non-empty "reason" (every action is recorded with why).
+result<json> reasoned_body(const http_request& req) {
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    if (!ct.empty() && ct != "application/json") {
+        return status(error_kind::unsupported_media, "send application/json", "Content-Type");
+    }
+    json j;
+    try {
+        j = req.body.empty() ? json::object() : json::parse(req.body);
+    } catch (const json::exception& e) {
+        return invalid("", std::string("malformed JSON: ") + e.what());
+    }
+    if (!j.is_object()) return invalid("", "the body must be a JSON object");
+    auto r = j.find("reason");
+    if (r == j.end() || !r->is_string() || r->get<std::string>().empty()) {
+        return invalid("reason", "say why: every action is recorded with its reason");
+    }
+    return j;
+}
+
+std::string actor_of(const http_request& req, const json& body) {
+    if (body.contains("actor") && body["actor"].is_string() && !body["actor"].get<std::string>().empty()) {
+        return body["actor"].get<std::string>();
+    }
+    std::string h = req.header("x-kennel-actor");
+    return h.empty() ? "api" : h;
+}
+
+bool model_exists(app& a, const std::string& name) {
+    auto conn = a.readers().acquire();
+    return get_model(*conn, name).has_value();
+}
+
+status no_model(const std::string& name) {
+    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
+}
+
+http_response set_enabled(app& a, const http_request& req, bool enabled) {
+    const std::string& name = req.param("name");
+    auto n = parse_positive("version", req.param("version"));
+    if (!n) return error_response(n.error());
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    if (!model_exists(a, name)) return error_response(no_model(name));
+    std::string actor = actor_of(req, *body);
+    std::string reason = (*body)["reason"].get<std::string>();
+    status s = a.writer().run(
+        [&](connection& c) { return set_version_enabled(c, name, *n, enabled, actor, reason); },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    auto m = a.serving().get(name);
+    json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"actor", actor}, {"reason", reason}};
+    if (m) out["serving_version"] = m->live ? json(m->live->version) : json(nullptr);
+    return json_response(dump(out));
+}
+
+// Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
+result<json> parse_arms(app& a, const std::string& model, const json& body) {
+    auto arms = body.find("arms");
+    if (arms == body.end() || !arms->is_array() || arms->empty()) {
+        return invalid("arms", "a non-empty array like [{\"version\": 2, \"weight\": 0.9}, {\"version\": 3, \"weight\": 0.1}]");
+    }
+    json out = json::array();
+    double total = 0;
+    std::set<std::string> names;
+    auto conn = a.readers().acquire();
+    for (std::size_t i = 0; i < arms->size(); ++i) {
+        const json& arm = (*arms)[i];
+        std::string path = "arms[" + std::to_string(i) + "]";
+        if (!arm.is_object()) return invalid(path, "must be an object");
+        auto v = arm.find("version");
+        if (v == arm.end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
+            return invalid(path + ".version", "must be a version number");
+        }
+        std::int64_t version = v->get<std::int64_t>();
+        if (!get_version(*conn, model, version, false)) {
+            return status(error_kind::not_found, "model " + model + " has no version " + std::to_string(version),
+                          path + ".version");
+        }
+        bool shadow = arm.value("shadow", false);
+        double weight = 0;
+        if (!shadow) {
+            auto w = arm.find("weight");
+            if (w == arm.end() || !w->is_number() || !std::isfinite(w->get<double>()) || w->get<double>() <= 0) {
+                return invalid(path + ".weight", "must be a positive number (or set \"shadow\": true)");
+            }
+            weight = w->get<double>();
+            total += weight;
+        }
+        std::string name = arm.value("name", (shadow ? "shadow-v" : "v") + std::to_string(version));
+        if (!names.insert(name).second) return invalid(path + ".name", "arm names must be unique");
+        out.push_back({{"name", name}, {"version", version}, {"weight", weight}, {"shadow", shadow}});
+    }
+    if (total <= 0) return invalid("arms", "at least one arm must take traffic (a weight > 0)");
+    for (auto& arm : out) {
+        if (!arm["shadow"].get<bool>()) arm["weight"] = arm["weight"].get<double>() / total;
+    }
+    return out;
+}
+
+json experiment_json(const experiment_row& e) {
+    return {{"id", e.id},
+            {"model", e.model},
+            {"arms", json::parse(e.arms, nullptr, false)},
+            {"started_at", format_rfc3339(e.started_at)},
+            {"started_by", e.started_by},
+            {"reason", e.reason},
+            {"ended_at", e.ended_at ? json(format_rfc3339(*e.ended_at)) : json(nullptr)},
+            {"ended_by", e.ended_by ? json(*e.ended_by) : json(nullptr)},
+            {"end_reason", e.end_reason ? json(*e.end_reason) : json(nullptr)},
+            {"active", !e.ended_at}};
+}
+
+json metrics_json(const ml::metric_listing& m) {
+    json j = json::object();
+    for (const auto& [k, v] : m.values) j[k] = v;
+    if (!m.confusion.empty()) j["confusion"] = m.confusion;
+    return j;
+}
+
+}  // namespace
+
+http_response post_version_disable(app& a, const http_request& req) { return set_enabled(a, req, false); }
+http_response post_version_enable(app& a, const http_request& req) { return set_enabled(a, req, true); }
+
+http_response post_model_rollback(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    if (!model_exists(a, name)) return error_response(no_model(name));
+    std::string actor = actor_of(req, *body);
+    std::string reason = (*body)["reason"].get<std::string>();
+    std::int64_t to = 0, from = 0;
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto live = alias_version(c, name, "live");
+            if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
+            from = *live;
+            auto disabled = disabled_versions(c, name);
+            for (std::int64_t v : live_history(c, name)) {
+                if (v == *live || disabled.count(v)) continue;
+                to = v;
+                return move_alias(c, name, "live", v, actor, "rollback: " + reason);
+            }
+            return status(error_kind::conflict, "no earlier enabled live version to roll back to");
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    return json_response(dump({{"model", name}, {"from", from}, {"to", to}, {"actor", actor}, {"reason", reason}}));
+}
+
+http_response get_model_events(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(no_model(name));
+    json out = json::array();
+    for (const auto& e : list_version_events(*conn, name, 500)) {
+        out.push_back({{"id", e.id}, {"version", e.version}, {"event", e.event}, {"time", format_rfc3339(e.time)},
+                       {"actor", e.actor}, {"reason", e.reason}});
+    }
+    return json_response(dump({{"model", name}, {"events", out}}));
+}
+
+http_response post_model_experiment(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    if (!model_exists(a, name)) return error_response(no_model(name));
+    auto arms = parse_arms(a, name, *body);
+    if (!arms) return error_response(arms.error());
+    std::string actor = actor_of(req, *body);
+    std::string reason = (*body)["reason"].get<std::string>();
+    std::int64_t id = 0;
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto r = start_experiment(c, name, arms->dump(), actor, reason);
+            if (!r) return r.error();
+            id = *r;
+            return status::ok();
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    auto conn = a.readers().acquire();
+    return json_response(dump(experiment_json(*get_experiment(*conn, id))), 201);
+}
+
+http_response get_model_experiments(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(no_model(name));
+    json out = json::array();
+    for (const auto& e : list_experiments(*conn, name)) out.push_back(experiment_json(e));
+    return json_response(dump({{"model", name}, {"experiments", out}}));
+}
+
+http_response put_model_experiment(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto id = parse_positive("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    if (!model_exists(a, name)) return error_response(no_model(name));
+    auto arms = parse_arms(a, name, *body);
+    if (!arms) return error_response(arms.error());
+    std::string actor = actor_of(req, *body);
+    std::string reason = (*body)["reason"].get<std::string>();
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto e = get_experiment(c, *id);
+            if (!e || e->model != name) {
+                return status(error_kind::not_found, "model " + name + " has no experiment " + std::to_string(*id), "id");
+            }
+            return change_experiment(c, *id, arms->dump(), actor, reason);
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    auto conn = a.readers().acquire();
+    return json_response(dump(experiment_json(*get_experiment(*conn, *id))));
+}
+
+http_response post_model_experiment_end(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto id = parse_positive("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    std::string actor = actor_of(req, *body);
+    std::string reason = (*body)["reason"].get<std::string>();
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto e = get_experiment(c, *id);
+            if (!e || e->model != name) {
+                return status(error_kind::not_found, "model " + name + " has no experiment " + std::to_string(*id), "id");
+            }
+            return end_experiment(c, *id, actor, reason);
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    auto conn = a.readers().acquire();
+    return json_response(dump(experiment_json(*get_experiment(*conn, *id))));
+}
+
+http_response get_model_live_metrics(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    micros since = 0;
+    if (auto s = req.query_value("since")) {
+        auto t = parse_rfc3339(*s);
+        if (!t) return error_response(invalid("since", "cannot parse \"" + *s + "\" as an RFC 3339 time"));
+        since = *t;
+    }
+    auto conn = a.readers().acquire();
+    auto m = get_model(*conn, name);
+    if (!m) return error_response(no_model(name));
+    parsed_definition p = parse_definition(m->definition);
+    auto groups = ml::compute_live_metrics(*conn, name, p.definition, since);
+    if (!groups) return error_response(groups.error());
+    json out = json::array();
+    for (const auto& g : *groups) {
+        out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
+                       {"arm", g.arm},
+                       {"shadow", g.shadow},
+                       {"predictions", g.predictions},
+                       {"outcomes", g.outcomes},
+                       {"fallbacks", g.fallbacks},
+                       {"mean_latency_ms", g.mean_latency_ms},
+                       {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
+    }
+    return json_response(dump({{"model", name}, {"groups", out}}));
+}
+
+http_response get_serving(app& a, const http_request&) {
+    json models = json::array();
+    for (const auto& m : a.serving().all()) {
+        json versions = json::array();
+        auto add = [&](const std::shared_ptr<const ml::loaded_version>& v, const std::string& role) {
+            if (!v) return;
+            versions.push_back({{"version", v->version},
+                                {"role", role},
+                                {"sha256", v->sha256},
+                                {"requests", v->counters.requests.load()},
+                                {"errors", v->counters.errors.load()},
+                                {"deadline_misses", v->counters.deadline_misses.load()},
+                                {"fallbacks", v->counters.fallbacks.load()}});
+        };
+        add(m->live, "live");
+        for (const auto& p : m->previous) add(p, "previous");
+        for (const auto& arm : m->arms) add(arm.version, arm.shadow ? "shadow:" + arm.name : "arm:" + arm.name);
+        models.push_back({{"model", m->name},
+                          {"revision", m->revision},
+                          {"live_alias", m->live_alias_version ? json(*m->live_alias_version) : json(nullptr)},
+                          {"serving_version", m->live ? json(m->live->version) : json(nullptr)},
+                          {"problem", m->live_problem.empty() ? json(nullptr) : json(m->live_problem)},
+                          {"disabled", m->disabled},
+                          {"experiment", m->experiment ? json(*m->experiment) : json(nullptr)},
+                          {"deadline_ms", m->definition.deadline_ms},
+                          {"versions", versions}});
+    }
+    auto log = a.prediction_log().stats();
+    auto sup = a.supervisor_state();
+    json actions = json::array();
+    for (const auto& act : sup.actions) {
+        actions.push_back({{"time", format_rfc3339(act.time)}, {"model", act.model}, {"version", act.version},
+                           {"reason", act.reason}, {"outcome", act.outcome}});
+    }
+    json out = {{"models", models},
+                {"predict_pool", {{"threads", a.predict_pool().threads()}, {"queued", a.predict_pool().queued()},
+                                  {"refused", a.predict_pool().refused()}, {"limit", a.options().predict_queue}}},
+                {"prediction_log", {{"logged", log.logged}, {"dropped", log.dropped}, {"queued", log.queued}}},
+                {"supervisor", {{"state", sup.state}, {"ticks", sup.ticks},
+                                {"last_tick", sup.last_tick ? json(format_rfc3339(sup.last_tick)) : json(nullptr)},
+                                {"actions", actions}}}};
+    return json_response(dump(out));
+}
+
+}  // namespace kennel

@@ -1,0 +1,874 @@
+// Unit tests for the learning path around the trainers: the publish gate
+// (ml::evaluate_gate), model definitions (parse_definition and
+// canonical_definition_json), point-in-time training sets read from a real
+// SQLite database (ml::build_training_set), and one training run end to end
+// (ml::train_model): split by entity, gate, artifact.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ml/artifact.h"
+#include "ml/dataset.h"
+#include "ml/definition.h"
+#include "ml/definition_json.h"
+#include "ml/training.h"
+#include "ml/training_data.h"
+#include "store/db.h"
+#include "store/facts.h"
+#include "store/migrations.h"
+#include "store/time_util.h"
+
+using namespace kennel;
+using namespace kennel::ml;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- gate helpers -----------------------------------------------------------
+
+metric_listing listing(std::vector<std::pair<std::string, double>> values) {
+    metric_listing m;
+    m.values = std::move(values);
+    return m;
+}
+
+std::string all_reasons(const gate_decision& g) {
+    std::string s;
+    for (const auto& r : g.reasons) s += r + "\n";
+    return s;
+}
+
+// ---- definition helpers -----------------------------------------------------
+
+std::vector<std::string> error_fields(const parsed_definition& p) {
+    std::vector<std::string> out;
+    for (const auto& e : p.errors) out.push_back(e.field);
+    return out;
+}
+
+std::string error_text(const parsed_definition& p) {
+    std::string s;
+    for (const auto& e : p.errors) s += e.field + ": " + e.message + "\n";
+    return s;
+}
+
+const char* minimal_definition = R"({
+  "task": "regression", "features_from": "posts",
+  "label": {"stream": "likes", "field": "likes"},
+  "features": [{"field": "length"}]
+})";
+
+const char* full_definition = R"({
+  "task": "binary", "features_from": "posts",
+  "label": {"stream": "outcomes", "field": "clicked"},
+  "features": [
+    {"field": "a", "transform": "log"},
+    {"field": "b", "transform": "binarize", "threshold": 3},
+    {"field": "c", "transform": "bucketize", "edges": [1, 2.5, 4]},
+    {"field": "d", "transform": "category", "top_n": 5, "missing_slot": false},
+    {"field": "e", "transform": "text", "buckets": 16},
+    {"field": "f", "transform": "boolean"},
+    {"field": "g", "transform": "interval", "width": true},
+    {"field": "h"}
+  ],
+  "algorithm": "forest", "params": {"num_trees": 20, "c": 2.5},
+  "search": {"budget_seconds": 5}, "holdout": 0.25, "max_classes": 2,
+  "retrain": {"every_new_labels": 100, "every_seconds": 3600},
+  "promotion": {"mode": "manual", "min_improvement": 0.01,
+                "thresholds": {"roc_auc": 0.7, "log_loss": 0.6}},
+  "training": {"deadline_seconds": 60, "memory_mb": 512},
+  "serving": {"deadline_ms": 20, "fallback": "false"},
+  "test_fault": "crash"
+})";
+
+// ---- database helpers -------------------------------------------------------
+
+class temp_dir {
+public:
+    temp_dir() {
+        std::string templ = (fs::temp_directory_path() / "kennel-training-XXXXXX").string();
+        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = templ;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    fs::path path_;
+};
+
+struct fact_db {
+    temp_dir dir;
+    std::string path = dir.file("kennel.db");
+    connection conn{path, open_options{}};
+    fact_db() {
+        status s = migrate(conn);
+        if (!s) throw std::runtime_error(s.to_string());
+    }
+
+    // Stores one fact in its own committed transaction; returns its id.
+    std::int64_t add(const std::string& stream, const std::string& entity, micros time,
+                     const json& data, std::optional<std::int64_t> corrects = std::nullopt) {
+        fact_input f;
+        f.stream = stream;
+        f.entity = entity;
+        f.event_time = time;
+        f.data_json = data.dump();  // nlohmann sorts object keys: canonical
+        f.corrects = corrects;
+        f.idempotency_key = derive_idempotency_key(stream, entity, time, f.data_json);
+        transaction tx(conn);
+        fact_inserter ins(conn);
+        write_result r = ins.insert(f, now_micros());
+        if (r.outcome != write_outcome::stored) throw std::runtime_error("not stored: " + r.error);
+        tx.commit();
+        return r.id;
+    }
+};
+
+const micros t0 = 1795168800000000;  // 2026-11-20T10:00:00Z
+const micros minute = 60LL * 1000000;
+
+model_definition posts_likes_definition() {
+    auto p = parse_definition(R"({"task": "regression", "features_from": "posts",
+        "label": {"stream": "likes", "field": "y"}, "features": [{"field": "x"}]})");
+    if (!p.errors.empty()) throw std::runtime_error(p.errors[0].message);
+    return p.definition;
+}
+
+double number_of(const raw_value& v) {
+    if (auto d = std::get_if<double>(&v)) return *d;
+    return std::nan("");
+}
+
+const training_example* row_of(const training_set& s, const std::string& entity) {
+    for (const auto& r : s.rows) {
+        if (r.entity == entity) return &r;
+    }
+    return nullptr;
+}
+
+// ---- training helpers -------------------------------------------------------
+
+// n labelled rows: y = 3*x1 - 2*x2 + 1 + noise (regression) or its sign
+// (binary). `flip_holdout` negates the regression target of every entity that
+// holdout_of(entity, 0.2) puts on the evaluation side.
+training_set synthetic_set(task_kind task, int n, std::uint64_t seed, bool flip_holdout = false) {
+    std::mt19937_64 engine(seed);
+    auto uniform = [&engine] { return static_cast<double>(engine() >> 11) / 9007199254740992.0; };
+    training_set s;
+    for (int i = 0; i < n; ++i) {
+        training_example ex;
+        ex.entity = "u" + std::to_string(1000 + i);
+        const double x1 = uniform() * 4 - 2, x2 = uniform() * 4 - 2, noise = uniform() * 0.2 - 0.1;
+        ex.features = {{"x1", x1}, {"x2", x2}};
+        double y = 3 * x1 - 2 * x2 + 1 + noise;
+        if (flip_holdout && holdout_of(ex.entity, 0.2)) y = -y;
+        if (task == task_kind::binary) {
+            ex.label = y > 1;
+        } else {
+            ex.label = y;
+        }
+        ex.label_fact_id = 2 * i + 2;
+        ex.feature_fact_id = 2 * i + 1;
+        s.rows.push_back(std::move(ex));
+    }
+    s.max_fact_id = 2 * n;
+    s.labelled_entities = n;
+    return s;
+}
+
+model_definition xy_definition(task_kind task, const std::string& algorithm = "linear") {
+    model_definition d;
+    d.task = task;
+    d.features_from = "points";
+    d.label = {"points", "y"};
+    for (const char* field : {"x1", "x2"}) {
+        feature_spec spec;
+        spec.field = field;
+        d.features.push_back(spec);
+    }
+    d.algorithm = algorithm;
+    d.holdout = 0.2;
+    return d;
+}
+
+std::size_t expected_holdout(const training_set& s, double share) {
+    std::size_t n = 0;
+    for (const auto& r : s.rows) n += holdout_of(r.entity, share) ? 1 : 0;
+    return n;
+}
+
+}  // namespace
+
+// =============================================================================
+// The publish gate
+
+TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metric", "[gate]") {
+    promotion_policy policy;
+    SECTION("regression compares rmse, lower is better") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.0}, {"r2", 0.9}}),
+                               listing({{"rmse", 2.0}, {"r2", 0.0}}), nullptr);
+        CHECK(g.passed);
+        CHECK(g.metric == "rmse");
+        CHECK(g.candidate == 1.0);
+        CHECK(g.baseline == 2.0);
+        CHECK_FALSE(g.live.has_value());
+        CHECK(g.reasons.empty());
+        CHECK_THAT(g.summary(), StartsWith("passed: rmse 1 vs baseline 2"));
+    }
+    SECTION("worse than the baseline is rejected with the numbers") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 2.5}}),
+                               listing({{"rmse", 2.0}}), nullptr);
+        CHECK_FALSE(g.passed);
+        REQUIRE(g.reasons.size() == 1);
+        CHECK(g.reasons[0] == "does not beat the baseline on rmse (2.5 vs 2)");
+        CHECK_THAT(g.summary(), StartsWith("rejected: does not beat the baseline"));
+    }
+    SECTION("equal to the baseline is not better") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 2.0}}),
+                               listing({{"rmse", 2.0}}), nullptr);
+        CHECK_FALSE(g.passed);
+    }
+    SECTION("a NaN candidate never passes") {
+        auto g = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", std::nan("")}}),
+                               listing({{"roc_auc", 0.5}}), nullptr);
+        CHECK_FALSE(g.passed);
+        CHECK(g.metric == "roc_auc");
+    }
+    SECTION("binary compares roc_auc, higher is better") {
+        auto up = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.8}}),
+                                listing({{"roc_auc", 0.5}}), nullptr);
+        CHECK(up.passed);
+        auto down = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.4}}),
+                                  listing({{"roc_auc", 0.5}}), nullptr);
+        CHECK_FALSE(down.passed);
+    }
+    SECTION("multiclass compares log_loss, lower is better") {
+        auto g = evaluate_gate(task_kind::multiclass, policy, listing({{"log_loss", 0.3}}),
+                               listing({{"log_loss", 1.09}}), nullptr);
+        CHECK(g.passed);
+        CHECK(g.metric == "log_loss");
+        auto worse = evaluate_gate(task_kind::multiclass, policy, listing({{"log_loss", 1.2}}),
+                                   listing({{"log_loss", 1.09}}), nullptr);
+        CHECK_FALSE(worse.passed);
+    }
+}
+
+TEST_CASE("gate: thresholds are minimums or maximums by metric", "[gate]") {
+    promotion_policy policy;
+    policy.thresholds = {{"r2", 0.9}, {"rmse", 0.5}};
+    const auto baseline = listing({{"rmse", 5.0}, {"r2", 0.0}});
+    SECTION("both met") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 0.4}, {"r2", 0.95}}),
+                               baseline, nullptr);
+        CHECK(g.passed);
+    }
+    SECTION("a minimum not met") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 0.4}, {"r2", 0.8}}),
+                               baseline, nullptr);
+        CHECK_FALSE(g.passed);
+        REQUIRE(g.reasons.size() == 1);
+        CHECK(g.reasons[0] == "r2 0.8 is below the minimum 0.9");
+    }
+    SECTION("a maximum not met, and the bound itself is allowed") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.0}, {"r2", 0.9}}),
+                               baseline, nullptr);
+        CHECK_FALSE(g.passed);
+        REQUIRE(g.reasons.size() == 1);
+        CHECK(g.reasons[0] == "rmse 1 is above the maximum 0.5");
+    }
+    SECTION("a metric the candidate lacks fails its threshold") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 0.4}}), baseline,
+                               nullptr);
+        CHECK_FALSE(g.passed);
+        REQUIRE(g.reasons.size() == 1);
+        CHECK_THAT(g.reasons[0], StartsWith("r2 nan is below the minimum 0.9"));
+    }
+    SECTION("every failed condition is listed") {
+        auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 6.0}, {"r2", -0.1}}),
+                               baseline, nullptr);
+        CHECK_FALSE(g.passed);
+        CHECK(g.reasons.size() == 3);
+        CHECK_THAT(all_reasons(g), Contains("baseline") && Contains("r2") && Contains("rmse 6"));
+    }
+    SECTION("classification: log_loss is a maximum, f1 a minimum") {
+        promotion_policy p;
+        p.thresholds = {{"log_loss", 0.5}, {"f1", 0.7}};
+        auto g = evaluate_gate(task_kind::binary, p,
+                               listing({{"roc_auc", 0.9}, {"log_loss", 0.4}, {"f1", 0.75}}),
+                               listing({{"roc_auc", 0.5}, {"log_loss", 0.69}, {"f1", 0.0}}), nullptr);
+        CHECK(g.passed);
+        auto h = evaluate_gate(task_kind::binary, p,
+                               listing({{"roc_auc", 0.9}, {"log_loss", 0.6}, {"f1", 0.65}}),
+                               listing({{"roc_auc", 0.5}, {"log_loss", 0.69}, {"f1", 0.0}}), nullptr);
+        CHECK_FALSE(h.passed);
+        CHECK(h.reasons.size() == 2);
+    }
+}
+
+TEST_CASE("gate: a live version must be beaten by the policy's margin", "[gate]") {
+    promotion_policy policy;
+    const auto baseline = listing({{"roc_auc", 0.5}});
+    const auto candidate = listing({{"roc_auc", 0.80}});
+    SECTION("margin 0: strictly better than live passes, equal does not") {
+        auto live = listing({{"roc_auc", 0.78}});
+        auto g = evaluate_gate(task_kind::binary, policy, candidate, baseline, &live);
+        CHECK(g.passed);
+        REQUIRE(g.live.has_value());
+        CHECK(*g.live == 0.78);
+        CHECK_THAT(g.summary(), Contains("and live 0.78"));
+        auto same = listing({{"roc_auc", 0.80}});
+        auto e = evaluate_gate(task_kind::binary, policy, candidate, baseline, &same);
+        CHECK_FALSE(e.passed);
+        REQUIRE(e.reasons.size() == 1);
+        CHECK(e.reasons[0] == "does not beat the live version on roc_auc by 0 (0.8 vs live 0.8)");
+    }
+    SECTION("the margin is required on top of live") {
+        auto live = listing({{"roc_auc", 0.78}});
+        policy.min_improvement = 0.01;
+        CHECK(evaluate_gate(task_kind::binary, policy, candidate, baseline, &live).passed);
+        policy.min_improvement = 0.05;
+        auto g = evaluate_gate(task_kind::binary, policy, candidate, baseline, &live);
+        CHECK_FALSE(g.passed);
+        CHECK_THAT(all_reasons(g), Contains("by 0.05"));
+    }
+    SECTION("lower-is-better metrics subtract the margin") {
+        policy.min_improvement = 0.1;
+        auto live = listing({{"rmse", 1.2}});
+        auto ok = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.0}}),
+                                listing({{"rmse", 3.0}}), &live);
+        CHECK(ok.passed);
+        policy.min_improvement = 0.3;
+        auto no = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.0}}),
+                                listing({{"rmse", 3.0}}), &live);
+        CHECK_FALSE(no.passed);
+    }
+    SECTION("a live version without the metric does not block") {
+        auto live = listing({});
+        auto g = evaluate_gate(task_kind::binary, policy, candidate, baseline, &live);
+        CHECK(g.passed);
+    }
+    SECTION("worse than live is rejected even when it beats the baseline") {
+        auto live = listing({{"roc_auc", 0.9}});
+        auto g = evaluate_gate(task_kind::binary, policy, candidate, baseline, &live);
+        CHECK_FALSE(g.passed);
+        REQUIRE(g.reasons.size() == 1);
+        CHECK_THAT(g.reasons[0], StartsWith("does not beat the live version on roc_auc"));
+    }
+}
+
+// =============================================================================
+// Definitions
+
+TEST_CASE("definition: a minimal definition gets the documented defaults", "[definition]") {
+    auto p = parse_definition(minimal_definition);
+    INFO(error_text(p));
+    REQUIRE(p.errors.empty());
+    const auto& d = p.definition;
+    CHECK(d.task == task_kind::regression);
+    CHECK(d.features_from == "posts");
+    CHECK(d.label.stream == "likes");
+    CHECK(d.label.field == "likes");
+    REQUIRE(d.features.size() == 1);
+    CHECK(d.features[0].transform == transform_kind::numeric);
+    CHECK(d.algorithm == "auto");
+    CHECK(d.holdout == 0.2);
+    CHECK(d.max_classes == 50);
+    CHECK(d.promotion.automatic);
+    CHECK(d.promotion.min_improvement == 0);
+    CHECK_FALSE(d.retrain.every_new_labels.has_value());
+    CHECK_FALSE(d.retrain.every_seconds.has_value());
+    CHECK(d.training_deadline_seconds == 600);
+    CHECK(d.training_memory_mb == 4096);
+    CHECK(d.test_fault.empty());
+
+    json c = json::parse(canonical_definition_json(d));
+    CHECK(c["retrain"] == "manual");
+    CHECK(c["promotion"]["mode"] == "auto");
+    CHECK(c["holdout"] == 0.2);
+    CHECK(c["features"][0] == json({{"field", "length"}, {"transform", "numeric"}}));
+    CHECK_FALSE(c.contains("test_fault"));
+
+    SECTION("the label stream defaults to the feature stream") {
+        auto q = parse_definition(R"({"task": "binary", "features_from": "posts",
+            "label": {"field": "clicked"}, "features": [{"field": "length"}]})");
+        REQUIRE(q.errors.empty());
+        CHECK(q.definition.label.stream == "posts");
+    }
+}
+
+TEST_CASE("definition: canonical JSON round-trips and ignores key order", "[definition]") {
+    auto p = parse_definition(full_definition);
+    INFO(error_text(p));
+    REQUIRE(p.errors.empty());
+    const auto& d = p.definition;
+    CHECK(d.task == task_kind::binary);
+    CHECK(d.label.stream == "outcomes");
+    REQUIRE(d.features.size() == 8);
+    CHECK(d.features[0].transform == transform_kind::log);
+    CHECK(d.features[1].params.threshold == 3);
+    CHECK(d.features[2].params.edges == std::vector<double>{1, 2.5, 4});
+    CHECK(d.features[3].params.top_n == 5);
+    CHECK_FALSE(d.features[3].params.missing_slot);
+    CHECK(d.features[4].params.buckets == 16);
+    CHECK(d.features[5].transform == transform_kind::boolean);
+    CHECK(d.features[6].params.width);
+    CHECK(d.algorithm == "forest");
+    CHECK(d.params.num_trees == 20);
+    CHECK(d.params.c == 2.5);
+    CHECK(d.search_budget_seconds == 5);
+    CHECK(d.holdout == 0.25);
+    CHECK(d.max_classes == 2);
+    CHECK(d.retrain.every_new_labels == std::optional<std::int64_t>(100));
+    CHECK(d.retrain.every_seconds == std::optional<std::int64_t>(3600));
+    CHECK_FALSE(d.promotion.automatic);
+    CHECK(d.promotion.min_improvement == 0.01);
+    CHECK(d.promotion.thresholds == std::map<std::string, double>{{"log_loss", 0.6}, {"roc_auc", 0.7}});
+    CHECK(d.training_deadline_seconds == 60);
+    CHECK(d.training_memory_mb == 512);
+    CHECK(d.deadline_ms == 20);
+    CHECK(d.fallback_label == std::optional<std::string>("false"));
+    CHECK(d.test_fault == "crash");
+
+    const std::string c1 = canonical_definition_json(d);
+    auto again = parse_definition(c1);
+    INFO(c1);
+    INFO(error_text(again));
+    REQUIRE(again.errors.empty());
+    CHECK(canonical_definition_json(again.definition) == c1);  // a fixed point
+
+    // The same definition written in another order, with defaults spelt out.
+    json reordered = json::parse(full_definition);
+    json alt = json::object();
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : reordered.items()) keys.push_back(k);
+    std::reverse(keys.begin(), keys.end());
+    for (const auto& k : keys) alt[k] = reordered[k];
+    alt["features"][7]["transform"] = "numeric";
+    alt["params"]["lambda"] = 1.0;
+    std::string alt_text = alt.dump(2);
+    auto q = parse_definition(alt_text);
+    REQUIRE(q.errors.empty());
+    CHECK(canonical_definition_json(q.definition) == c1);
+
+    // And a real change is a different canonical text.
+    alt["holdout"] = 0.3;
+    auto r = parse_definition(alt.dump());
+    REQUIRE(r.errors.empty());
+    CHECK(canonical_definition_json(r.definition) != c1);
+}
+
+TEST_CASE("definition: every problem is reported by field", "[definition]") {
+    struct bad_case {
+        const char* name;
+        std::string patch;  // merged into the minimal definition (JSON merge patch)
+        std::string field;
+        std::string message;
+    };
+    const std::vector<bad_case> cases = {
+        {"unknown task", R"({"task": "banana"})", "task", "banana"},
+        {"missing task", R"({"task": null})", "task", "missing"},
+        {"unknown transform", R"({"features": [{"field": "x", "transform": "sqrt"}]})",
+         "features[0].transform", "sqrt"},
+        {"bucketize without edges", R"({"features": [{"field": "x", "transform": "bucketize"}]})",
+         "features[0].edges", "edges"},
+        {"binarize without threshold", R"({"features": [{"field": "x", "transform": "binarize"}]})",
+         "features[0].threshold", "threshold"},
+        {"unknown feature key", R"({"features": [{"field": "x", "scale": 2}]})", "features[0].scale",
+         "unknown field"},
+        {"unknown top-level field", R"({"colour": "red"})", "colour", "unknown field"},
+        {"unknown label field", R"({"label": {"field": "y", "strem": "s"}})", "label.strem",
+         "unknown field"},
+        {"label without a field", R"({"label": {"stream": "likes", "field": null}})", "label.field",
+         "missing"},
+        {"no features", R"({"features": []})", "features", "non-empty"},
+        {"unknown algorithm", R"({"algorithm": "svm"})", "algorithm", "auto"},
+        {"unknown param", R"({"params": {"depth": 3}})", "params.depth", "unknown field"},
+        {"holdout too large", R"({"holdout": 0.99})", "holdout", "between"},
+        {"holdout not a number", R"({"holdout": "20%"})", "holdout", "number"},
+        {"one class allowed", R"({"max_classes": 1})", "max_classes", "between"},
+        {"retrain not an object", R"({"retrain": 5})", "retrain", "manual"},
+        {"retrain too often", R"({"retrain": {"every_seconds": 1}})", "retrain.every_seconds",
+         "between"},
+        {"promotion mode", R"({"promotion": {"mode": "sometimes"}})", "promotion.mode",
+         "auto or manual"},
+        {"unknown threshold metric", R"({"promotion": {"thresholds": {"bogus": 1}}})",
+         "promotion.thresholds.bogus", "unknown metric"},
+        {"threshold of another task", R"({"promotion": {"thresholds": {"roc_auc": 0.7}}})",
+         "promotion.thresholds.roc_auc", "regression"},
+        {"threshold not a number", R"({"promotion": {"thresholds": {"r2": "high"}}})",
+         "promotion.thresholds.r2", "number"},
+        {"memory limit too small", R"({"training": {"memory_mb": 1}})", "training.memory_mb",
+         "between"},
+        {"regression fallback not a number", R"({"serving": {"fallback": "lots"}})",
+         "serving.fallback", "number"},
+        {"unknown test fault", R"({"test_fault": "explode"})", "test_fault", "throw"},
+    };
+    for (const auto& c : cases) {
+        json j = json::parse(minimal_definition);
+        j.merge_patch(json::parse(c.patch));
+        auto p = parse_definition(j.dump());
+        INFO(c.name << ": " << j.dump());
+        INFO(error_text(p));
+        REQUIRE(p.errors.size() == 1);
+        CHECK(p.errors[0].field == c.field);
+        CHECK_THAT(p.errors[0].message, Contains(c.message));
+    }
+
+    SECTION("several problems at once: all of them") {
+        auto p = parse_definition(R"({"task": "banana", "features_from": "posts",
+            "label": {"field": "y"}, "colour": 1, "holdout": 2,
+            "features": [{"field": "a", "transform": "sqrt"}, {"field": "b", "transform": "bucketize"}]})");
+        auto fields = error_fields(p);
+        std::set<std::string> got(fields.begin(), fields.end());
+        CHECK(got == std::set<std::string>{"task", "colour", "holdout", "features[0].transform",
+                                           "features[1].edges"});
+        CHECK(fields.size() == 5);
+        std::string body = field_errors_json(p.errors);
+        json e = json::parse(body)["error"];
+        CHECK(e["code"] == "invalid_argument");
+        CHECK(e["message"] == "5 problems in the definition");
+        CHECK(e["details"].size() == 5);
+        CHECK(e["field"] == p.errors[0].field);
+    }
+    SECTION("malformed JSON and non-objects") {
+        auto p = parse_definition(R"({"task": "binary",)");
+        REQUIRE(p.errors.size() == 1);
+        CHECK(p.errors[0].field.empty());
+        CHECK_THAT(p.errors[0].message, StartsWith("malformed JSON"));
+        auto q = parse_definition("[1, 2]");
+        REQUIRE(q.errors.size() == 1);
+        CHECK_THAT(q.errors[0].message, Contains("JSON object"));
+    }
+    SECTION("features with bad parameters found after parsing") {
+        json j = json::parse(minimal_definition);
+        j["features"] = json::array({{{"field", "x"}}, {{"field", "x"}}});
+        auto p = parse_definition(j.dump());
+        REQUIRE(p.errors.size() == 1);
+        CHECK(p.errors[0].field == "features[1]");
+        CHECK_THAT(p.errors[0].message, Contains("duplicate"));
+    }
+}
+
+// A definition's field names are the JSON the user wrote: a bucketize
+// feature's edges are "features[0].edges". The check for increasing edges
+// reports "features[0].params.edges", a path that is not in the definition
+// (reported as a bug).
+TEST_CASE("definition: decreasing bucket edges are reported at the field the user wrote",
+          "[definition][!shouldfail]") {
+    json j = json::parse(minimal_definition);
+    j["features"] = json::array({{{"field", "x"}, {"transform", "bucketize"}, {"edges", {3, 1}}}});
+    auto p = parse_definition(j.dump());
+    INFO(error_text(p));
+    REQUIRE(p.errors.size() == 1);
+    CHECK_THAT(p.errors[0].message, Contains("increasing"));
+    CHECK(p.errors[0].field == "features[0].edges");
+}
+
+// =============================================================================
+// Point-in-time training sets
+
+TEST_CASE("training set: features come from the latest fact not after the label", "[training_data]") {
+    fact_db db;
+    // A: a LATE feature fact (after the label) stored first, with a lower id.
+    const auto a_late = db.add("posts", "A", t0 + 20 * minute, {{"x", 999}, {"noise", 1}});
+    const auto a_feat = db.add("posts", "A", t0, {{"x", 1}, {"noise", 2}});
+    const auto a_label = db.add("likes", "A", t0 + 10 * minute, {{"y", 10}});
+    // B: features and label, both corrected later (below).
+    const auto b_feat = db.add("posts", "B", t0, {{"x", 2}});
+    const auto b_label = db.add("likes", "B", t0 + 10 * minute, {{"y", 20}});
+    // C: its only feature fact comes after its label.
+    db.add("posts", "C", t0 + 30 * minute, {{"x", 7}});
+    db.add("likes", "C", t0 + 10 * minute, {{"y", 30}});
+    // D: two labels; the latest one wins, with the features as of its time.
+    db.add("posts", "D", t0, {{"x", 5}});
+    db.add("likes", "D", t0 + 10 * minute, {{"y", 1}});
+    const auto d_feat = db.add("posts", "D", t0 + 25 * minute, {{"x", 6}});
+    const auto d_label = db.add("likes", "D", t0 + 30 * minute, {{"y", 2}});
+    // E: a feature fact at exactly the label's time counts (not after).
+    db.add("posts", "E", t0 + 10 * minute, {{"x", 8}});
+    db.add("likes", "E", t0 + 10 * minute, {{"y", 40}});
+    // F and G: label facts without the label (absent, or null): not labelled.
+    db.add("posts", "F", t0, {{"x", 3}});
+    db.add("likes", "F", t0 + 10 * minute, {{"other", 1}});
+    db.add("posts", "G", t0, {{"x", 3}});
+    const auto before_corrections = db.add("likes", "G", t0 + 10 * minute, {{"y", nullptr}});
+    // Corrections of B's label and features, at the corrected facts' times.
+    const auto b_label2 = db.add("likes", "B", t0 + 10 * minute, {{"y", 21}}, b_label);
+    const auto b_feat2 = db.add("posts", "B", t0, {{"x", 3}}, b_feat);
+
+    const auto d = posts_likes_definition();
+    auto set = build_training_set(db.conn, d, b_feat2);
+    REQUIRE(set);
+    CHECK(set->max_fact_id == b_feat2);
+    CHECK(set->labelled_entities == 5);  // A B C D E
+    CHECK(set->without_features == 1);   // C
+    REQUIRE(set->rows.size() == 4);
+    std::vector<std::string> entities;
+    for (const auto& r : set->rows) entities.push_back(r.entity);
+    CHECK(entities == std::vector<std::string>{"A", "B", "D", "E"});
+
+    const auto* a = row_of(*set, "A");
+    REQUIRE(a);
+    CHECK(number_of(a->features.at("x")) == 1);  // not the late 999
+    CHECK(a->feature_fact_id == a_feat);
+    CHECK(a->feature_fact_id != a_late);
+    CHECK(a->label_fact_id == a_label);
+    CHECK(a->label_time == t0 + 10 * minute);
+    CHECK(number_of(a->label) == 10);
+    CHECK(a->features.count("noise") == 0);  // only declared fields are read
+
+    const auto* b = row_of(*set, "B");
+    REQUIRE(b);
+    CHECK(number_of(b->label) == 21);
+    CHECK(b->label_fact_id == b_label2);
+    CHECK(number_of(b->features.at("x")) == 3);
+    CHECK(b->feature_fact_id == b_feat2);
+
+    const auto* dd = row_of(*set, "D");
+    REQUIRE(dd);
+    CHECK(number_of(dd->label) == 2);
+    CHECK(dd->label_fact_id == d_label);
+    CHECK(number_of(dd->features.at("x")) == 6);
+    CHECK(dd->feature_fact_id == d_feat);
+
+    const auto* e = row_of(*set, "E");
+    REQUIRE(e);
+    CHECK(number_of(e->features.at("x")) == 8);
+
+    SECTION("the watermark hides later facts, corrections included") {
+        auto old = build_training_set(db.conn, d, before_corrections);
+        REQUIRE(old);
+        CHECK(old->max_fact_id == before_corrections);
+        const auto* ob = row_of(*old, "B");
+        REQUIRE(ob);
+        CHECK(number_of(ob->label) == 20);
+        CHECK(ob->label_fact_id == b_label);
+        CHECK(number_of(ob->features.at("x")) == 2);
+        CHECK(ob->feature_fact_id == b_feat);
+
+        auto tiny = build_training_set(db.conn, d, a_feat);  // before any label
+        REQUIRE(tiny);
+        CHECK(tiny->rows.empty());
+        CHECK(tiny->labelled_entities == 0);
+    }
+    SECTION("the late value is used once a label comes after it") {
+        db.add("likes", "A", t0 + 40 * minute, {{"y", 11}});
+        auto later = build_training_set(db.conn, d, 1000000);
+        REQUIRE(later);
+        const auto* la = row_of(*later, "A");
+        REQUIRE(la);
+        CHECK(number_of(la->features.at("x")) == 999);
+        CHECK(la->feature_fact_id == a_late);
+    }
+}
+
+// A correction "is used in place of the fact it corrects" (README). Sent later
+// without repeating the original's time, a correction of a feature fact gets
+// a later event time; the corrected fact is then dropped and its correction
+// is after the label, so the entity loses its features (reported as a bug).
+TEST_CASE("training set: a feature correction sent later takes the corrected fact's place",
+          "[training_data][!shouldfail]") {
+    fact_db db;
+    const auto feat = db.add("posts", "H", t0, {{"x", 4}});
+    db.add("likes", "H", t0 + 10 * minute, {{"y", 50}});
+    db.add("posts", "H", t0 + 60 * minute, {{"x", 44}}, feat);  // sent an hour later
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    CHECK(set->without_features == 0);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(number_of(set->rows[0].features.at("x")) == 44);
+}
+
+// =============================================================================
+// One training run
+
+TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact", "[training]") {
+    const auto data = synthetic_set(task_kind::regression, 300, 42);
+    const auto d = xy_definition(task_kind::regression);
+    std::vector<std::string> log;
+    std::vector<double> progress;
+    training_hooks hooks;
+    hooks.log = [&log](const std::string& level, const std::string& m) { log.push_back(level + ": " + m); };
+    hooks.control.progress = [&progress](double f, const std::string&) { progress.push_back(f); };
+
+    auto out = train_model(d, data, nullptr, hooks);
+    REQUIRE(out);
+    const std::size_t holdout = expected_holdout(data, 0.2);
+    CHECK(out->test_rows == holdout);
+    CHECK(out->train_rows == 300 - holdout);
+    CHECK(out->split_rule == holdout_rule(0.2));
+    CHECK(out->split_rule == "fmix64(fnv1a64(entity)) / 2^64 < 0.2");
+    CHECK(out->probe_rows == std::min<std::size_t>(holdout, 200));
+    CHECK(out->algo == algorithm::linear);
+    CHECK(out->feature_names == std::vector<std::string>{"numeric-x1", "numeric-x2"});
+    CHECK(out->classes.empty());
+    CHECK(out->metrics.get("r2") > 0.99);
+    CHECK(out->metrics.get("rmse") < out->baseline_metrics.get("rmse"));
+    CHECK(out->gate.passed);
+    CHECK_FALSE(out->live_version.has_value());
+    CHECK_FALSE(progress.empty());
+    CHECK(std::is_sorted(progress.begin(), progress.end()));
+    std::string all;
+    for (const auto& l : log) all += l + "\n";
+    CHECK_THAT(all, Contains("split 300 rows") && Contains("gate passed"));
+    // Columns that never vary (missing-x1, missing-x2) were dropped with a warning.
+    CHECK_THAT(all, Contains("warn: dropped column 'missing-x1'"));
+
+    // The artifact loads back and predicts the learned function.
+    auto art = load_artifact(out->artifact);
+    REQUIRE(art);
+    CHECK(art->task == task_kind::regression);
+    CHECK(art->pipeline.names() == out->feature_names);
+    auto p = predict_raw(*art, raw_record{{"x1", 1.0}, {"x2", 0.5}});
+    REQUIRE(p);
+    CHECK(p->value == Approx(3.0 - 1.0 + 1.0).margin(0.1));
+
+    SECTION("row order does not change the split or the result") {
+        auto shuffled = data;
+        std::mt19937_64 engine(9);
+        std::shuffle(shuffled.rows.begin(), shuffled.rows.end(), engine);
+        auto again = train_model(d, shuffled, nullptr, {});
+        REQUIRE(again);
+        CHECK(again->train_rows == out->train_rows);
+        CHECK(again->test_rows == out->test_rows);
+        for (const auto& [name, value] : out->metrics.values) {
+            INFO(name);
+            CHECK(again->metrics.get(name) == Approx(value).epsilon(1e-9));
+        }
+    }
+    SECTION("a live version scored on the same rows blocks an equal candidate") {
+        live_reference live;
+        live.version = 7;
+        live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+        auto second = train_model(d, data, &live, {});
+        REQUIRE(second);
+        REQUIRE(second->live_version == std::optional<std::int64_t>(7));
+        REQUIRE(second->live_metrics.has_value());
+        CHECK(second->live_metrics->get("rmse") == Approx(out->metrics.get("rmse")));
+        CHECK_FALSE(second->gate.passed);
+        CHECK_THAT(all_reasons(second->gate), Contains("does not beat the live version on rmse"));
+    }
+}
+
+TEST_CASE("train_model: the holdout is exactly the entities the hash rule names", "[training]") {
+    // Holdout entities get the negated target: the model learns from the other
+    // entities only, so it must be badly wrong on exactly these rows.
+    const auto data = synthetic_set(task_kind::regression, 300, 43, true);
+    auto out = train_model(xy_definition(task_kind::regression), data, nullptr, {});
+    REQUIRE(out);
+    CHECK(out->test_rows == expected_holdout(data, 0.2));
+    CHECK(out->metrics.get("r2") < -2.0);
+    CHECK_FALSE(out->gate.passed);
+}
+
+TEST_CASE("train_model: binary classification with every algorithm", "[training]") {
+    const auto data = synthetic_set(task_kind::binary, 300, 44);
+    for (const char* algo : {"linear", "forest", "kernel"}) {
+        INFO(algo);
+        auto out = train_model(xy_definition(task_kind::binary, algo), data, nullptr, {});
+        REQUIRE(out);
+        CHECK(algorithm_name(out->algo) == std::string(algo));
+        CHECK(out->classes == std::vector<std::string>{"false", "true"});
+        CHECK(out->metrics.get("accuracy") > 0.85);
+        CHECK(out->metrics.get("roc_auc") > 0.9);
+        CHECK(out->baseline_metrics.get("roc_auc") == Approx(0.5));
+        CHECK(out->metrics.confusion.size() == 2);
+        CHECK(out->gate.passed);
+        auto art = load_artifact(out->artifact);
+        REQUIRE(art);
+        auto p = predict_raw(*art, raw_record{{"x1", 2.0}, {"x2", -2.0}});
+        REQUIRE(p);
+        CHECK(p->label == "true");
+        REQUIRE(p->probabilities.size() == 2);
+        CHECK(p->probabilities[1] > 0.5);
+    }
+}
+
+TEST_CASE("train_model: data that cannot train a model fails with a reason", "[training]") {
+    const auto d = xy_definition(task_kind::regression);
+    SECTION("no labelled rows") {
+        training_set empty;
+        auto out = train_model(d, empty, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::failed_precondition);
+        CHECK_THAT(out.error().message(), StartsWith("no labelled rows"));
+    }
+    SECTION("labels without feature facts") {
+        training_set none;
+        none.labelled_entities = 3;
+        none.without_features = 3;
+        auto out = train_model(d, none, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK_THAT(out.error().message(), Contains("3 labelled entities") && Contains("at or before"));
+    }
+    SECTION("too few rows") {
+        auto few = synthetic_set(task_kind::regression, 6, 45);
+        auto out = train_model(d, few, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::failed_precondition);
+        CHECK_THAT(out.error().message(), StartsWith("too few labelled rows"));
+    }
+    SECTION("one class only") {
+        auto one = synthetic_set(task_kind::binary, 100, 46);
+        for (auto& r : one.rows) r.label = true;
+        auto out = train_model(xy_definition(task_kind::binary), one, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::failed_precondition);
+        CHECK_THAT(out.error().message(), Contains("one class"));
+    }
+    SECTION("labels of the wrong type") {
+        auto texts = synthetic_set(task_kind::regression, 100, 47);
+        for (auto& r : texts.rows) r.label = std::string("many");
+        auto out = train_model(d, texts, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK_THAT(out.error().message(), Contains("found string"));
+    }
+    SECTION("more classes than allowed") {
+        auto many = synthetic_set(task_kind::regression, 100, 48);
+        int i = 0;
+        for (auto& r : many.rows) r.label = std::string("c") + std::to_string(i++ % 5);
+        auto md = xy_definition(task_kind::multiclass);
+        md.max_classes = 3;
+        auto out = train_model(md, many, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK_THAT(out.error().message(), Contains("at most 3 classes, found 5"));
+    }
+    SECTION("nothing left after dropping constant features") {
+        auto flat = synthetic_set(task_kind::regression, 100, 49);
+        for (auto& r : flat.rows) r.features = {{"x1", 1.0}};
+        auto out = train_model(d, flat, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::failed_precondition);
+        CHECK_THAT(out.error().message(), Contains("no usable feature columns"));
+    }
+    SECTION("cancelled") {
+        training_hooks hooks;
+        hooks.control.cancelled = [] { return true; };
+        auto out = train_model(d, synthetic_set(task_kind::regression, 100, 50), nullptr, hooks);
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::conflict);
+        CHECK(out.error().message() == "cancelled");
+    }
+}
