@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "ml/serving.h"
 #include "ml/supervisor.h"
 #include "ml/training_worker.h"
+#include "server/auth.h"
 #include "server/demo.h"
 #include "server/http_server.h"
 #include "server/routes.h"
@@ -211,6 +213,11 @@ int app::run() {
     h.keepalive_timeout_s = options_.keepalive_timeout_s;
     h.max_body_bytes = options_.max_body_bytes;
     http_ = std::make_unique<http_server>(h, make_routes(*this));
+    // Until the store is open every route but health answers 503, so the
+    // authenticator (which reads users and keys) is only consulted after.
+    http_->set_authenticator([this](http_request& req, access needs) -> std::optional<http_response> {
+        return auth_->check(req, needs);
+    });
     auto port = http_->bind();
     if (!port) {
         log_error("serve", port.error().message());
@@ -227,6 +234,20 @@ int app::run() {
         log_error("serve", s.message());
         http_->stop();
         return 1;
+    }
+    auth_ = std::make_unique<authenticator>(*readers_, *writer_);
+    const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");
+    auto admin = ensure_admin(*writer_, *readers_, env_password ? env_password : "");
+    if (!admin) {
+        log_error("serve", "cannot create the admin user: " + admin.error().message());
+        return 1;
+    }
+    if (*admin) {
+        // Shown once: only a salted hash is stored.
+        std::fprintf(stderr,
+                     "\nkennel: created the admin user \"admin\" with password  %s\n"
+                     "        (shown once; change it with: kennel admin set-password)\n\n",
+                     (*admin)->c_str());
     }
     if (options_.demo) load_demo();
     {

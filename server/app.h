@@ -21,6 +21,7 @@
 namespace kennel {
 
 class http_server;
+class authenticator;
 namespace ml {
 class training_worker;
 class serving_registry;
@@ -56,6 +57,7 @@ public:
     fact_writer& writer() { return *writer_; }
     reader_pool& readers() { return *readers_; }
     ml::training_worker& trainer() { return *trainer_; }
+    authenticator& auth() { return *auth_; }
     ml::serving_registry& serving() { return *serving_; }
     ml::predict_pool& predict_pool() { return *predict_pool_; }
     ml::prediction_log& prediction_log() { return *prediction_log_; }
@@ -83,6 +85,7 @@ private:
     std::unique_ptr<ml::predict_pool> predict_pool_;
     std::unique_ptr<ml::prediction_log> prediction_log_;
     std::unique_ptr<ml::supervisor> supervisor_;
+    std::unique_ptr<authenticator> auth_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
 };

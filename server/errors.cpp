@@ -10,6 +10,9 @@ int http_status_for(error_kind kind) {
         case error_kind::invalid_argument: return 400;
         case error_kind::not_found: return 404;
         case error_kind::method_not_allowed: return 405;
+        case error_kind::unauthenticated: return 401;
+        case error_kind::forbidden: return 403;
+        case error_kind::rate_limited: return 429;
         case error_kind::conflict: return 409;
         case error_kind::too_large: return 413;
         case error_kind::unsupported_media: return 415;
@@ -41,6 +44,10 @@ http_response error_response(const status& s, std::optional<std::size_t> item) {
     nlohmann::json body = {{"error", error_object(s, item)}};
     r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (s.kind() == error_kind::unavailable) r.headers.emplace_back("Retry-After", "1");
+    if (s.kind() == error_kind::rate_limited) r.headers.emplace_back("Retry-After", "30");
+    if (s.kind() == error_kind::unauthenticated) {
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kennel\"");
+    }
     return r;
 }
 

@@ -40,4 +40,12 @@ http_response post_model_experiment_end(app& a, const http_request& req);
 http_response get_model_live_metrics(app& a, const http_request& req);
 http_response get_serving(app& a, const http_request& req);
 
+// Sign-in and API keys (server/auth_handlers.cpp).
+http_response post_auth_login(app& a, const http_request& req);
+http_response post_auth_logout(app& a, const http_request& req);
+http_response get_auth_session(app& a, const http_request& req);
+http_response get_keys(app& a, const http_request& req);
+http_response post_key(app& a, const http_request& req);
+http_response delete_key(app& a, const http_request& req);
+
 }  // namespace kennel

@@ -170,6 +170,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 return;
             }
             ours.path_params = std::move(params);
+            if (auth_ && r.needs != access::open) {
+                if (auto refused = auth_(ours, r.needs)) {
+                    write_response(*refused, res);
+                    return;
+                }
+            }
             write_response(r.handler(ours), res);
             return;
         }

@@ -27,6 +27,7 @@ struct http_request {
     std::map<std::string, std::string> headers;  // names lowercased
     std::string body;
     std::string remote_addr;
+    std::string actor;  // who is asking, set by authentication ("admin", "key:ci-bot")
 
     std::optional<std::string> query_value(const std::string& name) const;
     std::string header(const std::string& lower_name) const;
@@ -42,12 +43,20 @@ struct http_response {
 
 using http_handler = std::function<http_response(const http_request&)>;
 
+// What a route needs from the caller's credentials.
+enum class access { open, any, ingest, predict, admin };
+
 struct route {
     std::string method;   // "GET", "POST", ...
     std::string pattern;  // "/v1/models/{name}/versions/{n}"
     http_handler handler;
     bool needs_ready = true;  // answered 503 until the server is ready
+    access needs = access::admin;
 };
+
+// Checks a request's credentials for a route; fills request.actor, or
+// returns the error response (401/403/429).
+using http_authenticator = std::function<std::optional<http_response>(http_request&, access)>;
 
 struct http_options {
     std::string host = "127.0.0.1";
@@ -76,12 +85,15 @@ public:
     void stop();
 
     void set_ready(bool ready) { ready_ = ready; }
+    // Set before start(); without one every route is open (unit tests).
+    void set_authenticator(http_authenticator auth) { auth_ = std::move(auth); }
     bool ready() const { return ready_; }
 
 private:
     struct impl;
     std::unique_ptr<impl> impl_;
     std::atomic<bool> ready_{false};
+    http_authenticator auth_;
     std::thread thread_;
 };
 

@@ -113,12 +113,8 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
             {"created_at", format_rfc3339(v.created_at)}};
 }
 
-std::string actor_of(const http_request& req, const json& body) {
-    if (body.contains("actor") && body["actor"].is_string() && !body["actor"].get<std::string>().empty()) {
-        return body["actor"].get<std::string>();
-    }
-    std::string h = req.header("x-kennel-actor");
-    return h.empty() ? "api" : h;
+std::string actor_of(const http_request& req, const json&) {
+    return req.actor.empty() ? "api" : req.actor;
 }
 
 }  // namespace
@@ -142,7 +138,7 @@ http_response put_model(app& a, const http_request& req) {
     if (!p.errors.empty()) return json_response(field_errors_json(p.errors), 400);
     std::string canonical = canonical_definition_json(p.definition);
     put_model_result r;
-    std::string author = req.header("x-kennel-actor").empty() ? "api" : req.header("x-kennel-actor");
+    std::string author = req.actor.empty() ? "api" : req.actor;
     status s = a.writer().run(
         [&](connection& c) {
             r = put_model(c, name, canonical, author);

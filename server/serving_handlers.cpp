@@ -52,12 +52,8 @@ result<json> reasoned_body(const http_request& req) {
     return j;
 }
 
-std::string actor_of(const http_request& req, const json& body) {
-    if (body.contains("actor") && body["actor"].is_string() && !body["actor"].get<std::string>().empty()) {
-        return body["actor"].get<std::string>();
-    }
-    std::string h = req.header("x-kennel-actor");
-    return h.empty() ? "api" : h;
+std::string actor_of(const http_request& req, const json&) {
+    return req.actor.empty() ? "api" : req.actor;
 }
 
 bool model_exists(app& a, const std::string& name) {

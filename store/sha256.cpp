@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <sys/random.h>
 
 namespace kennel {
 namespace {
@@ -59,7 +60,56 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
 
 }  // namespace
 
-std::string sha256_hex(std::string_view bytes) {
+std::string sha256_hex(std::string_view bytes) { return to_hex(sha256_raw(bytes)); }
+
+std::string to_hex(std::string_view bytes) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (unsigned char c : bytes) {
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0xf]);
+    }
+    return out;
+}
+
+std::string hmac_sha256_raw(std::string_view key, std::string_view message) {
+    std::string k(key.size() > 64 ? sha256_raw(key) : std::string(key));
+    k.resize(64, '\0');
+    std::string inner(64, '\0'), outer(64, '\0');
+    for (int i = 0; i < 64; ++i) {
+        inner[i] = static_cast<char>(k[i] ^ 0x36);
+        outer[i] = static_cast<char>(k[i] ^ 0x5c);
+    }
+    inner.append(message);
+    outer.append(sha256_raw(inner));
+    return sha256_raw(outer);
+}
+
+std::string pbkdf2_sha256_hex(std::string_view password, std::string_view salt, int iterations) {
+    // One 32-byte block: T1 = U1 ^ U2 ^ ... ^ Uc, U1 = PRF(P, S || INT(1)).
+    std::string s(salt);
+    s.append("\0\0\0\1", 4);
+    std::string u = hmac_sha256_raw(password, s);
+    std::string t = u;
+    for (int i = 1; i < iterations; ++i) {
+        u = hmac_sha256_raw(password, u);
+        for (std::size_t j = 0; j < t.size(); ++j) t[j] = static_cast<char>(t[j] ^ u[j]);
+    }
+    return to_hex(t);
+}
+
+std::string random_hex(std::size_t n) {
+    std::string bytes(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::getrandom(bytes.data() + got, n - got, 0);
+        if (r > 0) got += static_cast<std::size_t>(r);
+    }
+    return to_hex(bytes);
+}
+
+std::string sha256_raw(std::string_view bytes) {
     std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -78,11 +128,10 @@ std::string sha256_hex(std::string_view bytes) {
     compress(h, tail);
     if (tail_len == 128) compress(h, tail + 64);
 
-    static const char* hex = "0123456789abcdef";
     std::string out;
-    out.reserve(64);
+    out.reserve(32);
     for (std::uint32_t word : h) {
-        for (int shift = 28; shift >= 0; shift -= 4) out.push_back(hex[(word >> shift) & 0xf]);
+        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((word >> shift) & 0xff));
     }
     return out;
 }

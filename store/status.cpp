@@ -8,6 +8,9 @@ const char* error_kind_name(error_kind kind) {
         case error_kind::invalid_argument: return "invalid_argument";
         case error_kind::not_found: return "not_found";
         case error_kind::method_not_allowed: return "method_not_allowed";
+        case error_kind::unauthenticated: return "unauthenticated";
+        case error_kind::forbidden: return "forbidden";
+        case error_kind::rate_limited: return "rate_limited";
         case error_kind::conflict: return "conflict";
         case error_kind::too_large: return "too_large";
         case error_kind::unsupported_media: return "unsupported_media_type";

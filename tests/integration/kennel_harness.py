@@ -29,10 +29,19 @@ STOP_TIMEOUT_S = 15     # SIGTERM to exit, before SIGKILL
 HTTP_TIMEOUT_S = 30     # one request
 
 
+# Every server a test starts gets this admin password (KENNEL_ADMIN_PASSWORD),
+# and Client sends it as Basic auth unless told otherwise.
+ADMIN_PASSWORD = "kennel-test-password"
+ADMIN_AUTH = "Basic " + __import__("base64").b64encode(
+    ("admin:" + ADMIN_PASSWORD).encode()).decode()
+
+
 def kennel_env(extra=None):
     """The environment for a Kennel process: ours minus any KENNEL_* setting
-    (so a developer's shell cannot change a test), plus `extra`."""
+    (so a developer's shell cannot change a test), plus the test admin
+    password, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KENNEL_")}
+    env["KENNEL_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     env.update(extra or {})
     return env
 
@@ -90,9 +99,10 @@ class Client:
     """A small keep-alive JSON client. One per thread (http.client is not
     thread-safe)."""
 
-    def __init__(self, port, timeout=HTTP_TIMEOUT_S):
+    def __init__(self, port, timeout=HTTP_TIMEOUT_S, auth=ADMIN_AUTH):
         self.port = port
         self.timeout = timeout
+        self.auth = auth  # an Authorization header value, or None to send none
         self.conn = None
 
     def close(self):
@@ -102,6 +112,8 @@ class Client:
 
     def request(self, method, path, body=None, headers=None, json_body=None, retry=True):
         hdrs = dict(headers or {})
+        if self.auth and not any(k.lower() == "authorization" for k in hdrs):
+            hdrs["Authorization"] = self.auth
         if json_body is not None:
             body = json.dumps(json_body)
             hdrs.setdefault("Content-Type", "application/json")

@@ -452,7 +452,7 @@ class BackupTest(KennelTestCase):
         try:
             started = time.monotonic()
             try:
-                r = run_cli(["backup", self.path("b.db"), "--db", server.db], timeout=20)
+                r = run_cli(["backup", self.path("b.db"), "--db", server.db], timeout=15)
                 code = r.returncode
             except subprocess.TimeoutExpired:  # run() has SIGKILLed the child by PID
                 code = None
@@ -461,7 +461,7 @@ class BackupTest(KennelTestCase):
             stop.set()
             for th in writers:
                 th.join(30)
-        self.assertEqual(code, 0, "backup did not finish within 20 s (%.1f s)" % took)
+        self.assertEqual(code, 0, "backup did not finish within 15 s (%.1f s)" % took)
 
     def test_backup_refuses_to_overwrite_a_file(self):
         db = self.path("k.db")

@@ -1,0 +1,283 @@
+#include "server/auth.h"
+
+#include <thread>
+
+#include "server/errors.h"
+#include "store/log.h"
+#include "store/sha256.h"
+
+namespace kennel {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+constexpr auto key_cache_ttl = std::chrono::seconds(5);
+constexpr auto session_lifetime = std::chrono::hours(12);
+constexpr int failures_before_lockout = 5;
+
+std::optional<std::string> base64_decode(const std::string& in) {
+    auto val = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    std::string out;
+    int buf = 0, bits = 0;
+    for (char c : in) {
+        if (c == '=') break;
+        int v = val(c);
+        if (v < 0) return std::nullopt;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((buf >> bits) & 0xff));
+        }
+    }
+    return out;
+}
+
+std::string cookie_value(const std::string& header, const std::string& name) {
+    std::size_t pos = 0;
+    while (pos < header.size()) {
+        std::size_t end = header.find(';', pos);
+        if (end == std::string::npos) end = header.size();
+        std::string part = header.substr(pos, end - pos);
+        while (!part.empty() && part.front() == ' ') part.erase(0, 1);
+        if (part.rfind(name + "=", 0) == 0) return part.substr(name.size() + 1);
+        pos = end + 1;
+    }
+    return {};
+}
+
+bool has_scope(const api_key_row& k, access needs) {
+    for (const auto& s : k.scopes) {
+        if (s == "admin") return true;
+        if (needs == access::any) return true;
+        if (needs == access::ingest && s == "ingest") return true;
+        if (needs == access::predict && s == "predict") return true;
+    }
+    return false;
+}
+
+const char* access_name(access a) {
+    switch (a) {
+        case access::open: return "none";
+        case access::any: return "any";
+        case access::ingest: return "ingest";
+        case access::predict: return "predict";
+        case access::admin: return "admin";
+    }
+    return "admin";
+}
+
+}  // namespace
+
+authenticator::authenticator(reader_pool& readers, fact_writer& writer,
+                             std::chrono::milliseconds failure_delay)
+    : readers_(readers), writer_(writer), failure_delay_(failure_delay) {}
+
+void authenticator::forget_keys() {
+    std::lock_guard lock(mu_);
+    keys_.clear();
+}
+
+status authenticator::throttle_check(const std::string& who) {
+    std::lock_guard lock(mu_);
+    auto it = failures_.find(who);
+    if (it != failures_.end() && it->second.until > steady::now()) {
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(it->second.until - steady::now()).count() + 1;
+        return status(error_kind::rate_limited,
+                      "too many failed sign-ins; try again in " + std::to_string(secs) + " s");
+    }
+    return status::ok();
+}
+
+void authenticator::note_failure(const std::string& who) {
+    {
+        std::lock_guard lock(mu_);
+        failures& f = failures_[who];
+        ++f.count;
+        if (f.count >= failures_before_lockout) {
+            // Doubling lockout: 30 s, 60 s, 120 s ... capped at 15 minutes.
+            int exp = std::min(f.count - failures_before_lockout, 5);
+            f.until = steady::now() + std::chrono::seconds(30LL << exp);
+        }
+    }
+    // Every wrong password costs the caller time, whatever the lockout says.
+    std::this_thread::sleep_for(failure_delay_);
+}
+
+void authenticator::note_success(const std::string& who) {
+    std::lock_guard lock(mu_);
+    failures_.erase(who);
+}
+
+bool authenticator::check_basic(const std::string& user, const std::string& password,
+                                const std::string& addr) {
+    std::string token = sha256_hex(user + '\0' + password);
+    {
+        std::lock_guard lock(mu_);
+        auto it = basic_ok_.find(token);
+        if (it != basic_ok_.end() && steady::now() - it->second < std::chrono::minutes(5)) return true;
+    }
+    std::optional<user_row> u;
+    {
+        auto conn = readers_.acquire();
+        u = get_user(*conn, user);
+    }
+    bool ok = u && check_password(*u, password);
+    if (!ok) {
+        note_failure("user:" + user);
+        note_failure("addr:" + addr);
+        return false;
+    }
+    note_success("user:" + user);
+    std::lock_guard lock(mu_);
+    // A verified password is remembered by its hash for a few minutes, so
+    // scripts using Basic auth do not pay for PBKDF2 on every request.
+    basic_ok_[token] = steady::now();
+    return true;
+}
+
+std::optional<http_response> authenticator::check(http_request& req, access needs) {
+    std::string auth = req.header("authorization");
+    if (auth.rfind("Bearer ", 0) == 0) {
+        std::string key = auth.substr(7);
+        std::string hash = sha256_hex(key);
+        std::optional<api_key_row> row;
+        bool cached = false;
+        {
+            std::lock_guard lock(mu_);
+            auto it = keys_.find(hash);
+            if (it != keys_.end() && steady::now() - it->second.at < key_cache_ttl) {
+                row = it->second.row;
+                cached = true;
+            }
+        }
+        if (!cached) {
+            auto conn = readers_.acquire();
+            row = find_api_key(*conn, hash);
+            std::lock_guard lock(mu_);
+            keys_[hash] = {row, steady::now()};
+        }
+        if (!row || row->revoked_at) {
+            return error_response(status(error_kind::unauthenticated,
+                                         row ? "this API key was revoked" : "unknown API key"));
+        }
+        if (!has_scope(*row, needs)) {
+            std::string scopes;
+            for (const auto& s : row->scopes) scopes += (scopes.empty() ? "" : ",") + s;
+            return error_response(status(error_kind::forbidden,
+                                         "API key \"" + row->name + "\" has scopes [" + scopes +
+                                             "]; this needs " + access_name(needs)));
+        }
+        req.actor = "key:" + row->name;
+        return std::nullopt;
+    }
+    if (auth.rfind("Basic ", 0) == 0) {
+        auto decoded = base64_decode(auth.substr(6));
+        auto colon = decoded ? decoded->find(':') : std::string::npos;
+        if (!decoded || colon == std::string::npos) {
+            return error_response(status(error_kind::unauthenticated, "malformed Basic credentials"));
+        }
+        std::string user = decoded->substr(0, colon);
+        std::string password = decoded->substr(colon + 1);
+        if (status t = throttle_check("user:" + user); !t) return error_response(t);
+        if (status t = throttle_check("addr:" + req.remote_addr); !t) return error_response(t);
+        if (!check_basic(user, password, req.remote_addr)) {
+            return error_response(status(error_kind::unauthenticated, "wrong user name or password"));
+        }
+        req.actor = user;
+        return std::nullopt;
+    }
+    std::string cookies = req.header("cookie");
+    if (!cookies.empty()) {
+        auto s = session_from_cookie(cookies);
+        if (s) {
+            // Cookies ride along with cross-site requests; a state change must
+            // also prove it came from our page, which alone can read the token.
+            if (req.method != "GET" && req.header("x-csrf-token") != s->csrf) {
+                return error_response(status(error_kind::forbidden,
+                                             "missing or wrong X-CSRF-Token for this session"));
+            }
+            req.actor = s->user;
+            return std::nullopt;
+        }
+    }
+    return error_response(status(error_kind::unauthenticated,
+                                 "credentials required: an API key (Authorization: Bearer ...), "
+                                 "Basic auth, or the admin page's session"));
+}
+
+result<session_info> authenticator::login(const std::string& user, const std::string& password,
+                                          const std::string& remote_addr) {
+    if (status t = throttle_check("user:" + user); !t) return t;
+    if (status t = throttle_check("addr:" + remote_addr); !t) return t;
+    std::optional<user_row> u;
+    {
+        auto conn = readers_.acquire();
+        u = get_user(*conn, user);
+    }
+    if (!u || !check_password(*u, password)) {
+        note_failure("user:" + user);
+        note_failure("addr:" + remote_addr);
+        log_warn("auth", "failed sign-in for \"" + user + "\" from " + remote_addr);
+        return status(error_kind::unauthenticated, "wrong user name or password");
+    }
+    note_success("user:" + user);
+    session_info s;
+    s.token = random_hex(32);
+    s.user = user;
+    s.csrf = random_hex(16);
+    s.expires = steady::now() + session_lifetime;
+    std::lock_guard lock(mu_);
+    // Drop expired sessions while here.
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+        it = it->second.expires < steady::now() ? sessions_.erase(it) : std::next(it);
+    }
+    sessions_[sha256_hex(s.token)] = s;
+    return s;
+}
+
+std::optional<session_info> authenticator::session_from_cookie(const std::string& cookie_header) {
+    std::string token = cookie_value(cookie_header, cookie_name);
+    if (token.empty()) return std::nullopt;
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(sha256_hex(token));
+    if (it == sessions_.end()) return std::nullopt;
+    if (it->second.expires < steady::now()) {
+        sessions_.erase(it);
+        return std::nullopt;
+    }
+    return it->second;
+}
+
+void authenticator::logout(const std::string& cookie_header) {
+    std::string token = cookie_value(cookie_header, cookie_name);
+    std::lock_guard lock(mu_);
+    sessions_.erase(sha256_hex(token));
+}
+
+result<std::optional<std::string>> ensure_admin(fact_writer& writer, reader_pool& readers,
+                                                const std::string& env_password) {
+    {
+        auto conn = readers.acquire();
+        if (count_users(*conn) > 0) return std::optional<std::string>{};
+    }
+    std::string password = env_password.empty() ? random_hex(12) : env_password;
+    status s = writer.run(
+        [&](connection& c) {
+            if (count_users(c) == 0) set_password(c, "admin", password);
+            return status::ok();
+        },
+        std::chrono::seconds(30));
+    if (!s) return s;
+    if (!env_password.empty()) return std::optional<std::string>{};
+    return std::optional<std::string>{password};
+}
+
+}  // namespace kennel

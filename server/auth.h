@@ -1,0 +1,82 @@
+// Authentication and authorisation for every route but /healthz and /readyz.
+//
+// A caller presents one of:
+//   - an API key: "Authorization: Bearer knl_..." with scopes ingest,
+//     predict, admin (admin may do everything);
+//   - the admin's password: "Authorization: Basic ..." (for curl and scripts);
+//   - the admin page's session cookie (HttpOnly, SameSite=Strict), with the
+//     session's CSRF token in "X-CSRF-Token" on every state-changing request.
+// Wrong passwords are slowed down: each failure costs a delay, and after
+// repeated failures for a user or address the answer is 429 for a while.
+//
+// Threads: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "server/http_server.h"
+#include "store/auth_store.h"
+#include "store/reader_pool.h"
+#include "store/writer.h"
+
+namespace kennel {
+
+struct session_info {
+    std::string token;  // goes into the cookie only
+    std::string user;
+    std::string csrf;
+    std::chrono::steady_clock::time_point expires;
+};
+
+class authenticator {
+public:
+    authenticator(reader_pool& readers, fact_writer& writer,
+                  std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300));
+
+    // For the route table (see http_server.h).
+    std::optional<http_response> check(http_request& req, access needs);
+
+    result<session_info> login(const std::string& user, const std::string& password,
+                               const std::string& remote_addr);
+    void logout(const std::string& cookie_header);
+    std::optional<session_info> session_from_cookie(const std::string& cookie_header);
+
+    // Forget cached keys (after a create or revoke through the API).
+    void forget_keys();
+
+    static constexpr const char* cookie_name = "kennel_session";
+
+private:
+    status throttle_check(const std::string& who);
+    void note_failure(const std::string& who);
+    void note_success(const std::string& who);
+    bool check_basic(const std::string& user, const std::string& password, const std::string& addr);
+
+    reader_pool& readers_;
+    fact_writer& writer_;
+    std::chrono::milliseconds failure_delay_;
+    std::mutex mu_;
+    struct cached_key {
+        std::optional<api_key_row> row;
+        std::chrono::steady_clock::time_point at;
+    };
+    std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
+    std::map<std::string, std::chrono::steady_clock::time_point> basic_ok_;  // sha256(user:pass)
+    std::map<std::string, session_info> sessions_;                          // by sha256(token)
+    struct failures {
+        int count = 0;
+        std::chrono::steady_clock::time_point until{};
+    };
+    std::map<std::string, failures> failures_;
+};
+
+// Creates the admin user on first start: from KENNEL_ADMIN_PASSWORD, else a
+// random password printed once. Returns the password when one was generated.
+result<std::optional<std::string>> ensure_admin(fact_writer& writer, reader_pool& readers,
+                                                const std::string& env_password);
+
+}  // namespace kennel

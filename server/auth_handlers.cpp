@@ -1,0 +1,135 @@
+// Sign-in for the admin page, and API keys.
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "server/app.h"
+#include "server/auth.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+#include "store/auth_store.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+result<json> object_body(const http_request& req) {
+    std::string ct = req.header("content-type");
+    ct = ct.substr(0, ct.find(';'));
+    if (!ct.empty() && ct != "application/json") {
+        return status(error_kind::unsupported_media, "send application/json", "Content-Type");
+    }
+    try {
+        json j = req.body.empty() ? json::object() : json::parse(req.body);
+        if (!j.is_object()) return invalid("", "the body must be a JSON object");
+        return j;
+    } catch (const json::exception& e) {
+        return invalid("", std::string("malformed JSON: ") + e.what());
+    }
+}
+
+std::string session_cookie(const std::string& token, bool clear) {
+    // HttpOnly: page scripts cannot read it; SameSite=Strict: other sites'
+    // requests do not carry it.
+    return std::string(authenticator::cookie_name) + "=" + (clear ? "" : token) +
+           "; Path=/; HttpOnly; SameSite=Strict" + (clear ? "; Max-Age=0" : "; Max-Age=43200");
+}
+
+json key_json(const api_key_row& k) {
+    return {{"id", k.id},
+            {"name", k.name},
+            {"prefix", k.prefix},
+            {"scopes", k.scopes},
+            {"created_at", format_rfc3339(k.created_at)},
+            {"created_by", k.created_by},
+            {"revoked_at", k.revoked_at ? json(format_rfc3339(*k.revoked_at)) : json(nullptr)},
+            {"revoked_by", k.revoked_by ? json(*k.revoked_by) : json(nullptr)}};
+}
+
+}  // namespace
+
+http_response post_auth_login(app& a, const http_request& req) {
+    auto body = object_body(req);
+    if (!body) return error_response(body.error());
+    auto user = body->find("username");
+    auto pass = body->find("password");
+    if (user == body->end() || !user->is_string() || user->get<std::string>().empty()) {
+        return error_response(invalid("username", "missing"));
+    }
+    if (pass == body->end() || !pass->is_string()) return error_response(invalid("password", "missing"));
+    auto s = a.auth().login(user->get<std::string>(), pass->get<std::string>(), req.remote_addr);
+    if (!s) return error_response(s.error());
+    http_response r = json_response(dump({{"user", s->user}, {"csrf_token", s->csrf}}));
+    r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+http_response post_auth_logout(app& a, const http_request& req) {
+    a.auth().logout(req.header("cookie"));
+    http_response r = json_response(R"({"signed_out":true})");
+    r.headers.emplace_back("Set-Cookie", session_cookie("", true));
+    return r;
+}
+
+http_response get_auth_session(app& a, const http_request& req) {
+    auto s = a.auth().session_from_cookie(req.header("cookie"));
+    if (!s) return error_response(status(error_kind::unauthenticated, "not signed in"));
+    http_response r = json_response(dump({{"user", s->user}, {"csrf_token", s->csrf}}));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+http_response get_keys(app& a, const http_request&) {
+    auto conn = a.readers().acquire();
+    json out = json::array();
+    for (const auto& k : list_api_keys(*conn)) out.push_back(key_json(k));
+    return json_response(dump({{"keys", out}}));
+}
+
+http_response post_key(app& a, const http_request& req) {
+    auto body = object_body(req);
+    if (!body) return error_response(body.error());
+    std::string name = body->value("name", "");
+    std::vector<std::string> scopes;
+    auto sc = body->find("scopes");
+    if (sc == body->end() || !sc->is_array()) {
+        return error_response(invalid("scopes", "an array of ingest, predict, admin"));
+    }
+    for (const auto& s : *sc) {
+        if (!s.is_string()) return error_response(invalid("scopes", "must hold strings"));
+        scopes.push_back(s.get<std::string>());
+    }
+    std::optional<new_key> created;
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto k = create_api_key(c, name, scopes, req.actor.empty() ? "api" : req.actor);
+            if (!k) return k.error();
+            created = std::move(*k);
+            return status::ok();
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    json out = key_json(created->row);
+    out["key"] = created->key;  // shown once; only its hash is stored
+    return json_response(dump(out), 201);
+}
+
+http_response delete_key(app& a, const http_request& req) {
+    std::int64_t id = 0;
+    const std::string& text = req.param("id");
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec != std::errc() || p != text.data() + text.size() || id <= 0) {
+        return error_response(invalid("id", "not a key id"));
+    }
+    status s = a.writer().run(
+        [&](connection& c) { return revoke_api_key(c, id, req.actor.empty() ? "api" : req.actor); },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.auth().forget_keys();
+    return json_response(dump({{"id", id}, {"revoked", true}}));
+}
+
+}  // namespace kennel

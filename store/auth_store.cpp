@@ -1,0 +1,126 @@
+#include "store/auth_store.h"
+
+#include "store/sha256.h"
+
+namespace kennel {
+namespace {
+
+std::vector<std::string> split_scopes(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        std::size_t j = s.find(',', i);
+        if (j == std::string::npos) j = s.size();
+        if (j > i) out.push_back(s.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+
+api_key_row read_key(const statement& st) {
+    api_key_row k;
+    k.id = st.column_int(0);
+    k.name = st.column_text(1);
+    k.prefix = st.column_text(2);
+    k.key_hash = st.column_text(3);
+    k.scopes = split_scopes(st.column_text(4));
+    k.created_at = st.column_int(5);
+    k.created_by = st.column_text(6);
+    k.revoked_at = st.column_opt_int(7);
+    k.revoked_by = st.column_opt_text(8);
+    return k;
+}
+
+constexpr const char* key_columns =
+    "id, name, prefix, key_hash, scopes, created_at, created_by, revoked_at, revoked_by";
+
+}  // namespace
+
+bool valid_scope(const std::string& s) { return s == "ingest" || s == "predict" || s == "admin"; }
+
+std::int64_t count_users(connection& c) {
+    statement st(c, "SELECT count(*) FROM users");
+    st.step();
+    return st.column_int(0);
+}
+
+std::optional<user_row> get_user(connection& c, const std::string& name) {
+    statement st(c, "SELECT name, salt, iterations, hash FROM users WHERE name = ?");
+    st.bind(1, name);
+    if (!st.step()) return std::nullopt;
+    return user_row{st.column_text(0), st.column_text(1), static_cast<int>(st.column_int(2)),
+                    st.column_text(3)};
+}
+
+void set_password(connection& c, const std::string& name, const std::string& password) {
+    std::string salt = random_hex(16);
+    std::string hash = pbkdf2_sha256_hex(password, salt, password_iterations);
+    micros now = now_micros();
+    statement st(c,
+                 "INSERT INTO users (name, salt, iterations, hash, created_at, updated_at)"
+                 " VALUES (?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET salt = excluded.salt,"
+                 " iterations = excluded.iterations, hash = excluded.hash,"
+                 " updated_at = excluded.updated_at");
+    st.bind(1, name).bind(2, salt).bind(3, password_iterations).bind(4, hash).bind(5, now).bind(6, now);
+    st.run();
+}
+
+bool check_password(const user_row& u, const std::string& password) {
+    std::string h = pbkdf2_sha256_hex(password, u.salt, u.iterations);
+    // Constant-time comparison: no early exit on the first differing byte.
+    if (h.size() != u.hash.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) diff |= static_cast<unsigned char>(h[i] ^ u.hash[i]);
+    return diff == 0;
+}
+
+result<new_key> create_api_key(connection& c, const std::string& name,
+                               const std::vector<std::string>& scopes, const std::string& created_by) {
+    if (name.empty() || name.size() > 64) return invalid("name", "a key name is 1-64 characters");
+    if (scopes.empty()) return invalid("scopes", "give at least one scope: ingest, predict or admin");
+    std::string joined;
+    for (const auto& s : scopes) {
+        if (!valid_scope(s)) return invalid("scopes", "unknown scope \"" + s + "\" (ingest, predict, admin)");
+        joined += (joined.empty() ? "" : ",") + s;
+    }
+    new_key out;
+    out.key = "knl_" + random_hex(24);
+    out.row.name = name;
+    out.row.prefix = out.key.substr(0, 10);
+    out.row.key_hash = sha256_hex(out.key);
+    out.row.scopes = scopes;
+    out.row.created_at = now_micros();
+    out.row.created_by = created_by;
+    statement st(c,
+                 "INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at, created_by)"
+                 " VALUES (?,?,?,?,?,?)");
+    st.bind(1, name).bind(2, out.row.prefix).bind(3, out.row.key_hash).bind(4, joined);
+    st.bind(5, out.row.created_at).bind(6, created_by).run();
+    out.row.id = c.last_insert_rowid();
+    return out;
+}
+
+std::vector<api_key_row> list_api_keys(connection& c) {
+    statement st(c, std::string("SELECT ") + key_columns + " FROM api_keys ORDER BY id");
+    std::vector<api_key_row> out;
+    while (st.step()) out.push_back(read_key(st));
+    return out;
+}
+
+std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash) {
+    statement st(c, std::string("SELECT ") + key_columns + " FROM api_keys WHERE key_hash = ?");
+    st.bind(1, key_hash);
+    if (!st.step()) return std::nullopt;
+    return read_key(st);
+}
+
+status revoke_api_key(connection& c, std::int64_t id, const std::string& by) {
+    statement st(c, "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL");
+    st.bind(1, now_micros()).bind(2, by).bind(3, id).run();
+    if (c.changes() != 1) {
+        return status(error_kind::not_found, "no active API key with id " + std::to_string(id), "id");
+    }
+    return status::ok();
+}
+
+}  // namespace kennel

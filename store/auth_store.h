@@ -1,0 +1,57 @@
+// Credentials in the database: admin users (salted PBKDF2-HMAC-SHA256
+// password hashes) and API keys with scopes (only a SHA-256 of each key is
+// stored; the key itself is shown once, when created). Writes in a writer
+// task or on a connection of the caller's; one thread per connection.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/db.h"
+#include "store/status.h"
+#include "store/time_util.h"
+
+namespace kennel {
+
+inline constexpr int password_iterations = 20000;
+
+struct user_row {
+    std::string name;
+    std::string salt;
+    int iterations = 0;
+    std::string hash;
+};
+
+struct api_key_row {
+    std::int64_t id = 0;
+    std::string name;
+    std::string prefix;
+    std::string key_hash;
+    std::vector<std::string> scopes;
+    micros created_at = 0;
+    std::string created_by;
+    std::optional<micros> revoked_at;
+    std::optional<std::string> revoked_by;
+};
+
+bool valid_scope(const std::string& s);  // ingest, predict, admin
+
+std::int64_t count_users(connection& c);
+std::optional<user_row> get_user(connection& c, const std::string& name);
+// Creates or replaces a user's password.
+void set_password(connection& c, const std::string& name, const std::string& password);
+bool check_password(const user_row& u, const std::string& password);
+
+struct new_key {
+    api_key_row row;
+    std::string key;  // "knl_<hex>": returned once, never stored
+};
+result<new_key> create_api_key(connection& c, const std::string& name,
+                               const std::vector<std::string>& scopes, const std::string& created_by);
+std::vector<api_key_row> list_api_keys(connection& c);
+std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash);
+status revoke_api_key(connection& c, std::int64_t id, const std::string& by);
+
+}  // namespace kennel
