@@ -15,6 +15,7 @@
 #include "server/app.h"
 #include "server/import_export.h"
 #include "store/db.h"
+#include "store/auth_store.h"
 #include "store/migrations.h"
 #include "store/reader_pool.h"
 #include "store/registry.h"
@@ -37,6 +38,7 @@ const command commands[] = {
     {"export", "write facts as NDJSON"},
     {"backup", "copy the database with SQLite's online backup (safe while serving)"},
     {"train", "train a model now, in the foreground, with a progress bar"},
+    {"admin", "set the admin password; create, list and revoke API keys"},
     {"version", "print the version and git commit"},
 };
 
@@ -355,6 +357,84 @@ int cmd_train(const std::vector<std::string>& args) {
     return end == job_state::succeeded ? 0 : 1;
 }
 
+// `kennel admin set-password | create-key | list-keys | revoke-key`. These
+// write small rows directly (SQLite's busy timeout lets them run beside a
+// server; a running server sees new and revoked keys within seconds).
+int cmd_admin(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel admin options");
+    d.add_options()("action", po::value<std::string>(), "set-password, create-key, list-keys, revoke-key")(
+        "user", po::value<std::string>()->default_value("admin"), "set-password: the user")(
+        "password", po::value<std::string>()->default_value(""),
+        "set-password: the new password (default: read a line from stdin)")(
+        "name", po::value<std::string>()->default_value(""), "create-key: a name for the key")(
+        "scopes", po::value<std::string>()->default_value(""), "create-key: ingest,predict,admin")(
+        "id", po::value<std::int64_t>()->default_value(0), "revoke-key: the key's id");
+    po::positional_options_description p;
+    p.add("action", 1);
+    auto vm = parse_layers(d, p, args);
+    if (vm.count("help") || !vm.count("action")) {
+        print_help("admin", "kennel admin set-password|create-key|list-keys|revoke-key [options]", d);
+        return vm.count("help") ? 0 : 2;
+    }
+    std::string action = vm["action"].as<std::string>();
+    connection conn(vm["db"].as<std::string>(), {});
+    if (status s = migrate(conn); !s) {
+        std::cerr << "kennel admin: " << s.message() << "\n";
+        return 1;
+    }
+    if (action == "set-password") {
+        std::string pw = vm["password"].as<std::string>();
+        if (pw.empty()) std::getline(std::cin, pw);
+        if (pw.size() < 8) {
+            std::cerr << "kennel admin: a password needs at least 8 characters\n";
+            return 2;
+        }
+        set_password(conn, vm["user"].as<std::string>(), pw);
+        std::cout << "password set for " << vm["user"].as<std::string>() << "\n";
+        return 0;
+    }
+    if (action == "create-key") {
+        std::vector<std::string> scopes;
+        std::string list = vm["scopes"].as<std::string>();
+        std::size_t i = 0;
+        while (i <= list.size()) {
+            std::size_t j = list.find(',', i);
+            if (j == std::string::npos) j = list.size();
+            if (j > i) scopes.push_back(list.substr(i, j - i));
+            i = j + 1;
+        }
+        auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli");
+        if (!k) {
+            std::cerr << "kennel admin: " << k.error().field() << ": " << k.error().message() << "\n";
+            return 2;
+        }
+        std::cout << "key " << k->row.id << " (" << k->row.name << "): " << k->key
+                  << "\n(shown once; send it as  Authorization: Bearer <key>)\n";
+        return 0;
+    }
+    if (action == "list-keys") {
+        for (const auto& k : list_api_keys(conn)) {
+            std::string scopes;
+            for (const auto& s : k.scopes) scopes += (scopes.empty() ? "" : ",") + s;
+            std::printf("%4lld  %-20s %-12s %-22s %s\n", static_cast<long long>(k.id), k.name.c_str(),
+                        k.prefix.c_str(), scopes.c_str(),
+                        k.revoked_at ? ("revoked " + format_rfc3339(*k.revoked_at)).c_str() : "active");
+        }
+        return 0;
+    }
+    if (action == "revoke-key") {
+        status s = revoke_api_key(conn, vm["id"].as<std::int64_t>(), "cli");
+        if (!s) {
+            std::cerr << "kennel admin: " << s.message() << "\n";
+            return 1;
+        }
+        std::cout << "revoked key " << vm["id"].as<std::int64_t>() << "\n";
+        return 0;
+    }
+    std::cerr << "kennel admin: unknown action \"" << action << "\"\n";
+    return 2;
+}
+
 // Internal: the training child process started by the worker.
 int cmd_train_job(const std::vector<std::string>& args) {
     po::options_description d("kennel train-job (internal)");
@@ -398,6 +478,7 @@ int run_cli(int argc, char** argv) {
         if (name == "backup") return cmd_backup(rest);
         if (name == "version") return cmd_version(rest);
         if (name == "train") return cmd_train(rest);
+        if (name == "admin") return cmd_admin(rest);
         if (name == "train-job") return cmd_train_job(rest);
     } catch (const po::error& e) {
         std::cerr << "kennel " << name << ": " << e.what() << "\n(see kennel " << name

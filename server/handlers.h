@@ -48,4 +48,8 @@ http_response get_keys(app& a, const http_request& req);
 http_response post_key(app& a, const http_request& req);
 http_response delete_key(app& a, const http_request& req);
 
+// The admin page's files (server/web_assets.cpp).
+http_response get_web_index(app& a, const http_request& req);
+http_response get_web_asset(app& a, const http_request& req);
+
 }  // namespace kennel

@@ -267,6 +267,8 @@ std::vector<route> make_routes(app& a) {
     return {
         {"GET", "/healthz", h(get_healthz), false, open},
         {"GET", "/readyz", h(get_readyz), false, open},
+        {"GET", "/", h(get_web_index), false, open},
+        {"GET", "/assets/{file}", h(get_web_asset), false, open},
         {"POST", "/v1/auth/login", h(post_auth_login), true, open},
         {"POST", "/v1/auth/logout", h(post_auth_logout), false, open},
         {"GET", "/v1/auth/session", h(get_auth_session), false, open},

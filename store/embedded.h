@@ -21,5 +21,6 @@ struct embedded_file {
 };
 
 std::span<const embedded_file> embedded_migrations();
+std::span<const embedded_file> embedded_web();
 
 }  // namespace kennel

@@ -1,0 +1,81 @@
+// The admin page's files: compiled in by scripts/embed.cmake, or read from
+// --web-dir while developing. Answers with ETag and 304 Not Modified so a
+// browser revalidates cheaply and never runs stale code.
+#include <fstream>
+#include <sstream>
+
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+#include "store/embedded.h"
+#include "store/sha256.h"
+
+namespace kennel {
+namespace {
+
+const char* content_type_for(const std::string& name) {
+    auto ends = [&name](const char* ext) {
+        std::string e(ext);
+        return name.size() >= e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0;
+    };
+    if (ends(".html")) return "text/html; charset=utf-8";
+    if (ends(".js") || ends(".mjs")) return "text/javascript; charset=utf-8";
+    if (ends(".css")) return "text/css; charset=utf-8";
+    if (ends(".svg")) return "image/svg+xml";
+    if (ends(".png")) return "image/png";
+    if (ends(".ico")) return "image/x-icon";
+    if (ends(".json")) return "application/json";
+    return "application/octet-stream";
+}
+
+http_response asset(app& a, const http_request& req, const std::string& name) {
+    // One path segment of safe characters: no way out of web/.
+    if (name.empty() || name.find("..") != std::string::npos || name.find('/') != std::string::npos) {
+        return error_response(status(error_kind::not_found, "no such file", "path"));
+    }
+    std::string body, etag, type;
+    if (!a.options().web_dir.empty()) {
+        std::ifstream in(a.options().web_dir + "/" + name, std::ios::binary);
+        if (!in) return error_response(status(error_kind::not_found, "no file " + name + " in --web-dir", "path"));
+        std::ostringstream s;
+        s << in.rdbuf();
+        body = s.str();
+        etag = "\"" + sha256_hex(body).substr(0, 16) + "\"";
+        type = content_type_for(name);
+    } else {
+        const embedded_file* found = nullptr;
+        for (const embedded_file& f : embedded_web()) {
+            if (std::string(f.path) == "web/" + name) found = &f;
+        }
+        if (!found) return error_response(status(error_kind::not_found, "no file " + name, "path"));
+        body = std::string(found->text());
+        etag = found->etag;
+        type = found->content_type;
+    }
+    http_response r;
+    r.headers.emplace_back("ETag", etag);
+    // Revalidate every time (cheap with the ETag): a new binary never serves old code.
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    if (name == "index.html") {
+        // The page loads nothing from elsewhere, and cannot be framed.
+        r.headers.emplace_back("Content-Security-Policy",
+                               "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; frame-ancestors 'none'");
+    }
+    if (req.header("if-none-match") == etag) {
+        r.status = 304;
+        r.content_type = type;
+        return r;
+    }
+    r.content_type = type;
+    r.body = std::move(body);
+    return r;
+}
+
+}  // namespace
+
+http_response get_web_index(app& a, const http_request& req) { return asset(a, req, "index.html"); }
+http_response get_web_asset(app& a, const http_request& req) { return asset(a, req, req.param("file")); }
+
+}  // namespace kennel

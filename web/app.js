@@ -1,0 +1,1 @@
+// Kennel admin page (placeholder until the page lands).
