@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 
+#include "server/app_metrics.h"
 #include "server/config.h"
 #include "store/reader_pool.h"
 #include "store/writer.h"
@@ -58,6 +59,7 @@ public:
     reader_pool& readers() { return *readers_; }
     ml::training_worker& trainer() { return *trainer_; }
     authenticator& auth() { return *auth_; }
+    app_metrics& metrics() { return metrics_; }
     ml::serving_registry& serving() { return *serving_; }
     ml::predict_pool& predict_pool() { return *predict_pool_; }
     ml::prediction_log& prediction_log() { return *prediction_log_; }
@@ -86,6 +88,7 @@ private:
     std::unique_ptr<ml::prediction_log> prediction_log_;
     std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<authenticator> auth_;
+    app_metrics metrics_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
 };

@@ -39,6 +39,7 @@ http_response put_model_experiment(app& a, const http_request& req);
 http_response post_model_experiment_end(app& a, const http_request& req);
 http_response get_model_live_metrics(app& a, const http_request& req);
 http_response get_serving(app& a, const http_request& req);
+http_response get_overview(app& a, const http_request& req);
 
 // Sign-in and API keys (server/auth_handlers.cpp).
 http_response post_auth_login(app& a, const http_request& req);

@@ -330,6 +330,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             source = "none";
         }
         if (fallback && pick.version) pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
+        a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
 
         std::string id = new_prediction_id();

@@ -307,6 +307,7 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/jobs/{id}", h(get_job), true, any},
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true, admin},
         {"GET", "/v1/serving", h(get_serving), true, any},
+        {"GET", "/v1/overview", h(get_overview), true, any},
     };
 }
 

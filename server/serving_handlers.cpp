@@ -10,6 +10,7 @@
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
 #include "ml/supervisor.h"
+#include "ml/training_worker.h"
 #include "server/app.h"
 #include "server/errors.h"
 #include "server/handlers.h"
@@ -301,6 +302,61 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
                        {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
     }
     return json_response(dump({{"model", name}, {"groups", out}}));
+}
+
+http_response get_overview(app& a, const http_request&) {
+    writer_stats w = a.writer().stats();
+    rate_snapshot r = a.metrics().sample(w.facts_stored);
+    ml::worker_state t = a.trainer().state();
+    auto sup = a.supervisor_state();
+    std::size_t loaded = a.serving().loaded().size();
+    auto models = a.serving().all();
+    auto when = [](std::int64_t micros_or_zero) {
+        return micros_or_zero ? json(format_rfc3339(micros_or_zero)) : json(nullptr);
+    };
+    json out = {
+        {"uptime_seconds", static_cast<double>(now_micros() - a.started_at()) / 1e6},
+        {"components",
+         {{"writer",
+           {{"state", a.writer().running() ? "running" : "stopped"},
+            {"last_activity", when(w.last_commit_micros)},
+            {"queue", w.pending},
+            {"queue_limit", a.options().writer_queue},
+            {"commits", w.commits},
+            {"failed_commits", w.failed_commits},
+            {"refused_full", w.refused_full}}},
+          {"trainer",
+           {{"state", t.state},
+            {"job", t.job ? json(*t.job) : json(nullptr)},
+            {"last_activity", when(t.last_activity)},
+            {"jobs_run", t.jobs_run},
+            {"jobs_failed", t.jobs_failed},
+            {"last_error", t.last_error.empty() ? json(nullptr) : json(t.last_error)}}},
+          {"scheduler",
+           {{"state", t.state == "stopped" ? "stopped" : "watching"},
+            {"triggers_fired", t.triggers_fired},
+            {"last_activity", when(t.last_activity)}}},
+          {"supervisor",
+           {{"state", sup.state},
+            {"last_tick", when(sup.last_tick)},
+            {"ticks", sup.ticks},
+            {"actions", sup.actions.size()}}},
+          {"serving",
+           {{"state", a.ready() ? "serving" : "starting"},
+            {"models", models.size()},
+            {"loaded_versions", loaded},
+            {"pool_threads", a.predict_pool().threads()},
+            {"pool_queue", a.predict_pool().queued()},
+            {"refused", a.predict_pool().refused()},
+            {"log_dropped", a.prediction_log().stats().dropped}}}}},
+        {"rates",
+         {{"facts_per_second", r.facts_per_second},
+          {"predictions_per_second", r.predictions_per_second},
+          {"predictions_total", r.predictions_total},
+          {"p50_ms", r.p50_ms},
+          {"p99_ms", r.p99_ms},
+          {"fallback_share", r.fallback_share}}}};
+    return json_response(dump(out));
 }
 
 http_response get_serving(app& a, const http_request&) {

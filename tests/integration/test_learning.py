@@ -20,13 +20,15 @@ import time
 import unittest
 import uuid
 
-from kennel_harness import (KennelProcess, KennelTestCase, fact, open_db, require_binary,
-                            run_cli)
+from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db,
+                            require_binary, run_cli)
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 JOB_TIMEOUT_S = 90
 BASE = datetime.datetime(2026, 11, 20, 10, 0, 0, tzinfo=datetime.timezone.utc)
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# The harness authenticates as the admin user (HTTP Basic); writes record it.
+ACTOR = "admin"
 
 BINARY_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss",
                   "confusion", "best_threshold"}
@@ -316,7 +318,7 @@ class DefinitionTest(SharedServerCase):
         self.assertEqual([x["revision"] for x in revs], [1, 2], r)
         self.assertEqual([x["definition"]["holdout"] for x in revs], [0.2, 0.3], r)
         self.assertEqual(revs[0]["definition"], canonical)
-        self.assertTrue(all(x["author"] == "api" for x in revs), r)
+        self.assertTrue(all(x["author"] == ACTOR for x in revs), r)
 
         # A job trains the current revision.
         job = train_and_wait(self, self.c, name)
@@ -602,7 +604,7 @@ class TrainingTest(SharedServerCase):
                 self.assertEqual(states, [s for s in order if s in states], states)
                 saw_running = saw_running or "running" in states
                 self.assertEqual((j["trigger"], j["requested_by"], j["model"]),
-                                 ("manual", "api", name), j)
+                                 ("manual", ACTOR, name), j)
                 self.assertEqual(j["progress"], 1, j)
                 self.assertIsNone(j["error"], j)
                 self.assertTrue(j["created_at"] <= j["started_at"] <= j["finished_at"], j)
@@ -736,11 +738,10 @@ class GateTest(SharedServerCase):
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
         path = "/v1/models/%s/aliases/" % name
 
-        r = self.c.request("PUT", path + "live", json_body={"version": 2, "reason": "try v2"},
-                           headers={"X-Kennel-Actor": "alice"})
+        r = self.c.request("PUT", path + "live", json_body={"version": 2, "reason": "try v2"})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"model": name, "alias": "live", "version": 2,
-                                    "actor": "alice", "reason": "try v2"})
+                                    "actor": ACTOR, "reason": "try v2"})
         self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
         self.assertEqual(get_version(self, self.c, name, 2)["aliases"], ["live"])
         self.assertEqual(get_version(self, self.c, name, 1)["aliases"], [])
@@ -759,12 +760,22 @@ class GateTest(SharedServerCase):
         r = self.c.request("PUT", "/v1/models/%s/aliases/live" % uid("nosuch"),
                            json_body={"version": 1, "reason": "x"})
         self.assertEqual(r.status, 404, r)
+        # Moving an alias needs credentials.
+        anonymous = Client(self.server.port, auth=None)
+        self.addCleanup(anonymous.close)
+        r = anonymous.request("PUT", path + "live", json_body={"version": 1, "reason": "x"})
+        self.assertEqual(r.status, 401, r)
         self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
 
-        # Roll back, name another alias, remove one.
-        r = self.c.request("PUT", path + "live", json_body={
-            "version": 1, "reason": "roll back", "actor": "bob"})
+        # Roll back with an API key: the history names the key.
+        key_name = uid("deployer")
+        r = self.c.post_json("/v1/keys", {"name": key_name, "scopes": ["admin"]})
+        self.assertEqual(r.status, 201, r)
+        deployer = Client(self.server.port, auth="Bearer " + r.json()["key"])
+        self.addCleanup(deployer.close)
+        r = deployer.request("PUT", path + "live", json_body={"version": 1, "reason": "roll back"})
         self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["actor"], "key:" + key_name, r)
         r = self.c.request("PUT", path + "staging", json_body={"version": 2, "reason": "stage"})
         self.assertEqual(r.status, 200, r)
         r = self.c.request("DELETE", path + "staging", json_body={})
@@ -781,10 +792,10 @@ class GateTest(SharedServerCase):
         got = [(d["alias"], d["version"], d["previous_version"], d["actor"], d["reason"])
                for d in deps]
         self.assertEqual(got[:4], [
-            ("staging", None, 2, "api", "done staging"),
-            ("staging", 2, None, "api", "stage"),
-            ("live", 1, 2, "bob", "roll back"),
-            ("live", 2, 1, "alice", "try v2"),
+            ("staging", None, 2, ACTOR, "done staging"),
+            ("staging", 2, None, ACTOR, "stage"),
+            ("live", 1, 2, "key:" + key_name, "roll back"),
+            ("live", 2, 1, ACTOR, "try v2"),
         ], got)
         self.assertEqual(len(got), 5, got)
         self.assertEqual(got[4][:4], ("live", 1, None, "policy:auto"), got)

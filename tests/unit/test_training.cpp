@@ -701,6 +701,23 @@ TEST_CASE("training set: a feature correction sent later takes the corrected fac
     CHECK(number_of(set->rows[0].features.at("x")) == 44);
 }
 
+// The same for a label: a correction sent later moves the label's point in
+// time, so features that arrived after the original label are used — a fact
+// from after the labelled moment leaks into training (reported as a bug).
+TEST_CASE("training set: a label correction sent later keeps the label's point in time",
+          "[training_data][!shouldfail]") {
+    fact_db db;
+    db.add("posts", "K", t0, {{"x", 1}});
+    const auto label = db.add("likes", "K", t0 + 10 * minute, {{"y", 10}});
+    db.add("posts", "K", t0 + 20 * minute, {{"x", 999}});  // after the labelled moment
+    db.add("likes", "K", t0 + 60 * minute, {{"y", 11}}, label);  // the correction
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(number_of(set->rows[0].label) == 11);
+    CHECK(number_of(set->rows[0].features.at("x")) == 1);
+}
+
 // =============================================================================
 // One training run
 

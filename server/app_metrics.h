@@ -1,0 +1,47 @@
+// Live numbers for the overview: predictions and their latencies, and the
+// rates of facts and predictions over the last seconds.
+//
+// Threads: record_prediction() is lock-free and called on every prediction;
+// sample() from any thread (it takes a small lock).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+
+namespace kennel {
+
+struct rate_snapshot {
+    double facts_per_second = 0;
+    double predictions_per_second = 0;
+    double p50_ms = 0;
+    double p99_ms = 0;
+    double fallback_share = 0;  // over the recent predictions
+    std::uint64_t predictions_total = 0;
+};
+
+class app_metrics {
+public:
+    void record_prediction(double latency_ms, bool fallback);
+
+    // facts_total: the writer's count of stored facts, sampled by the caller.
+    rate_snapshot sample(std::uint64_t facts_total);
+
+private:
+    static constexpr std::size_t ring_size = 4096;  // the last predictions' latencies
+    std::array<std::atomic<float>, ring_size> latencies_{};
+    std::array<std::atomic<bool>, ring_size> fallbacks_{};
+    std::atomic<std::uint64_t> predictions_{0};
+
+    struct point {
+        std::chrono::steady_clock::time_point at;
+        std::uint64_t facts, predictions;
+    };
+    std::mutex mu_;
+    std::deque<point> points_;
+};
+
+}  // namespace kennel
