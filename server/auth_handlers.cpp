@@ -6,29 +6,13 @@
 #include "server/auth.h"
 #include "server/errors.h"
 #include "server/handlers.h"
+#include "server/json_body.h"
 #include "store/auth_store.h"
 
 namespace kennel {
 namespace {
 
 using json = nlohmann::json;
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-result<json> object_body(const http_request& req) {
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    if (!ct.empty() && ct != "application/json") {
-        return status(error_kind::unsupported_media, "send application/json", "Content-Type");
-    }
-    try {
-        json j = req.body.empty() ? json::object() : json::parse(req.body);
-        if (!j.is_object()) return invalid("", "the body must be a JSON object");
-        return j;
-    } catch (const json::exception& e) {
-        return invalid("", std::string("malformed JSON: ") + e.what());
-    }
-}
 
 std::string session_cookie(const std::string& token, bool clear) {
     // HttpOnly: page scripts cannot read it; SameSite=Strict: other sites'
@@ -51,7 +35,7 @@ json key_json(const api_key_row& k) {
 }  // namespace
 
 http_response post_auth_login(app& a, const http_request& req) {
-    auto body = object_body(req);
+    auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     auto user = body->find("username");
     auto pass = body->find("password");
@@ -61,7 +45,7 @@ http_response post_auth_login(app& a, const http_request& req) {
     if (pass == body->end() || !pass->is_string()) return error_response(invalid("password", "missing"));
     auto s = a.auth().login(user->get<std::string>(), pass->get<std::string>(), req.remote_addr);
     if (!s) return error_response(s.error());
-    http_response r = json_response(dump({{"user", s->user}, {"csrf_token", s->csrf}}));
+    http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
     r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false));
     r.headers.emplace_back("Cache-Control", "no-store");
     return r;
@@ -77,7 +61,7 @@ http_response post_auth_logout(app& a, const http_request& req) {
 http_response get_auth_session(app& a, const http_request& req) {
     auto s = a.auth().session_from_cookie(req.header("cookie"));
     if (!s) return error_response(status(error_kind::unauthenticated, "not signed in"));
-    http_response r = json_response(dump({{"user", s->user}, {"csrf_token", s->csrf}}));
+    http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
     r.headers.emplace_back("Cache-Control", "no-store");
     return r;
 }
@@ -86,11 +70,11 @@ http_response get_keys(app& a, const http_request&) {
     auto conn = a.readers().acquire();
     json out = json::array();
     for (const auto& k : list_api_keys(*conn)) out.push_back(key_json(k));
-    return json_response(dump({{"keys", out}}));
+    return json_response(dump_json({{"keys", out}}));
 }
 
 http_response post_key(app& a, const http_request& req) {
-    auto body = object_body(req);
+    auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     std::string name = body->value("name", "");
     std::vector<std::string> scopes;
@@ -114,7 +98,7 @@ http_response post_key(app& a, const http_request& req) {
     if (!s) return error_response(s);
     json out = key_json(created->row);
     out["key"] = created->key;  // shown once; only its hash is stored
-    return json_response(dump(out), 201);
+    return json_response(dump_json(out), 201);
 }
 
 http_response delete_key(app& a, const http_request& req) {
@@ -129,7 +113,7 @@ http_response delete_key(app& a, const http_request& req) {
         a.write_timeout());
     if (!s) return error_response(s);
     a.auth().forget_keys();
-    return json_response(dump({{"id", id}, {"revoked", true}}));
+    return json_response(dump_json({{"id", id}, {"revoked", true}}));
 }
 
 }  // namespace kennel

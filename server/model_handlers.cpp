@@ -8,14 +8,13 @@
 #include "server/app.h"
 #include "server/errors.h"
 #include "server/handlers.h"
+#include "server/json_body.h"
 #include "store/registry.h"
 
 namespace kennel {
 namespace {
 
 using json = nlohmann::json;
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json parse_stored(const std::string& text) {
     json j = json::parse(text, nullptr, false);
@@ -31,42 +30,7 @@ json opt(const std::optional<T>& v) {
     return v ? json(*v) : json(nullptr);
 }
 
-bool valid_name(const std::string& s) {
-    if (s.empty() || s.size() > 64) return false;
-    for (unsigned char c : s) {
-        if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
-    }
-    return true;
-}
-
-result<std::int64_t> parse_id(const std::string& field, const std::string& text) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
-        return invalid(field, "\"" + text + "\" is not a positive integer");
-    }
-    return v;
-}
-
 // A JSON object body (empty allowed when `optional_body`).
-result<json> body_object(const http_request& req, bool optional_body) {
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    if (!ct.empty() && ct != "application/json") {
-        return status(error_kind::unsupported_media,
-                      "content type \"" + ct + "\" is not accepted; send application/json", "Content-Type");
-    }
-    if (req.body.empty() && optional_body) return json::object();
-    json j;
-    try {
-        j = json::parse(req.body);
-    } catch (const json::exception& e) {
-        return invalid("", std::string("malformed JSON: ") + e.what());
-    }
-    if (!j.is_object()) return invalid("", "the body must be a JSON object");
-    return j;
-}
-
 status model_missing(const std::string& name) {
     return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
 }
@@ -113,10 +77,6 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
             {"created_at", format_rfc3339(v.created_at)}};
 }
 
-std::string actor_of(const http_request& req, const json&) {
-    return req.actor.empty() ? "api" : req.actor;
-}
-
 }  // namespace
 
 http_response put_model(app& a, const http_request& req) {
@@ -124,9 +84,7 @@ http_response put_model(app& a, const http_request& req) {
     if (!valid_name(name)) {
         return error_response(invalid("name", "a model name is 1-64 letters, digits, '_', '-' or '.'"));
     }
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    if (!ct.empty() && ct != "application/json") {
+    if (std::string mt = media_type(req); !mt.empty() && mt != "application/json") {
         return error_response(status(error_kind::unsupported_media,
                                      "send the definition as application/json", "Content-Type"));
     }
@@ -152,7 +110,7 @@ http_response put_model(app& a, const http_request& req) {
                 {"created", r.created_model},
                 {"new_revision", r.new_revision},
                 {"definition", json::parse(canonical)}};
-    return json_response(dump(out), r.created_model ? 201 : 200);
+    return json_response(dump_json(out), r.created_model ? 201 : 200);
 }
 
 http_response get_models(app& a, const http_request&) {
@@ -171,7 +129,7 @@ http_response get_models(app& a, const http_request&) {
                        {"versions", list_versions(*conn, m.name).size()},
                        {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])}});
     }
-    return json_response(dump({{"models", out}}));
+    return json_response(dump_json({{"models", out}}));
 }
 
 http_response get_model(app& a, const http_request& req) {
@@ -191,7 +149,7 @@ http_response get_model(app& a, const http_request& req) {
                 {"aliases", aliases},
                 {"versions", list_versions(*conn, name).size()},
                 {"recent_jobs", recent}};
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 http_response get_model_revisions(app& a, const http_request& req) {
@@ -205,18 +163,18 @@ http_response get_model_revisions(app& a, const http_request& req) {
                        {"created_at", format_rfc3339(r.created_at)},
                        {"author", r.author}});
     }
-    return json_response(dump({{"model", name}, {"revisions", out}}));
+    return json_response(dump_json({{"model", name}, {"revisions", out}}));
 }
 
 http_response post_model_train(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    auto body = body_object(req, true);
+    auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     {
         auto conn = a.readers().acquire();
         if (!get_model(*conn, name)) return error_response(model_missing(name));
     }
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::int64_t id = 0;
     bool existing = false;
     status s = a.writer().run(
@@ -238,7 +196,7 @@ http_response post_model_train(app& a, const http_request& req) {
     a.trainer().wake();
     json out = {{"job", id}, {"model", name}, {"state", "queued"}, {"already_queued", existing},
                 {"url", "/v1/jobs/" + std::to_string(id)}};
-    return json_response(dump(out), 202);
+    return json_response(dump_json(out), 202);
 }
 
 http_response get_model_jobs(app& a, const http_request& req) {
@@ -247,14 +205,14 @@ http_response get_model_jobs(app& a, const http_request& req) {
     if (!get_model(*conn, name)) return error_response(model_missing(name));
     json out = json::array();
     for (const auto& j : list_jobs(*conn, name, 100)) out.push_back(job_json(j));
-    return json_response(dump({{"jobs", out}}));
+    return json_response(dump_json({{"jobs", out}}));
 }
 
 http_response get_jobs(app& a, const http_request&) {
     auto conn = a.readers().acquire();
     json out = json::array();
     for (const auto& j : list_jobs(*conn, std::nullopt, 100)) out.push_back(job_json(j));
-    return json_response(dump({{"jobs", out}}));
+    return json_response(dump_json({{"jobs", out}}));
 }
 
 http_response get_job(app& a, const http_request& req) {
@@ -274,7 +232,7 @@ http_response get_job(app& a, const http_request& req) {
         log.push_back({{"seq", l.seq}, {"time", format_rfc3339(l.time)}, {"level", l.level}, {"message", l.message}});
     }
     out["log"] = log;
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 http_response post_job_cancel(app& a, const http_request& req) {
@@ -285,7 +243,7 @@ http_response post_job_cancel(app& a, const http_request& req) {
     a.trainer().cancel(*id);
     auto conn = a.readers().acquire();
     auto j = get_job(*conn, *id);
-    return json_response(dump(j ? job_json(*j) : json(nullptr)), 202);
+    return json_response(dump_json(j ? job_json(*j) : json(nullptr)), 202);
 }
 
 http_response get_model_versions(app& a, const http_request& req) {
@@ -295,7 +253,7 @@ http_response get_model_versions(app& a, const http_request& req) {
     auto aliases = list_aliases(*conn, name);
     json out = json::array();
     for (const auto& v : list_versions(*conn, name)) out.push_back(version_json(v, aliases));
-    return json_response(dump({{"model", name}, {"versions", out}}));
+    return json_response(dump_json({{"model", name}, {"versions", out}}));
 }
 
 http_response get_model_version(app& a, const http_request& req) {
@@ -309,7 +267,7 @@ http_response get_model_version(app& a, const http_request& req) {
         return error_response(status(error_kind::not_found,
                                      "model " + name + " has no version " + std::to_string(*n), "version"));
     }
-    return json_response(dump(version_json(*v, list_aliases(*conn, name))));
+    return json_response(dump_json(version_json(*v, list_aliases(*conn, name))));
 }
 
 http_response get_model_aliases(app& a, const http_request& req) {
@@ -320,14 +278,14 @@ http_response get_model_aliases(app& a, const http_request& req) {
     for (const auto& al : list_aliases(*conn, name)) {
         out.push_back({{"alias", al.alias}, {"version", al.version}, {"updated_at", format_rfc3339(al.updated_at)}});
     }
-    return json_response(dump({{"model", name}, {"aliases", out}}));
+    return json_response(dump_json({{"model", name}, {"aliases", out}}));
 }
 
 http_response put_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
     if (!valid_name(alias)) return error_response(invalid("alias", "an alias is 1-64 letters, digits, '_', '-' or '.'"));
-    auto body = body_object(req, false);
+    auto body = json_object_body(req, false);
     if (!body) return error_response(body.error());
     auto v = body->find("version");
     if (v == body->end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
@@ -342,29 +300,29 @@ http_response put_model_alias(app& a, const http_request& req) {
         if (!get_model(*conn, name)) return error_response(model_missing(name));
     }
     std::int64_t version = v->get<std::int64_t>();
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = r->get<std::string>();
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, version, actor, reason); },
                               a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
-    return json_response(dump({{"model", name}, {"alias", alias}, {"version", version}, {"actor", actor},
+    return json_response(dump_json({{"model", name}, {"alias", alias}, {"version", version}, {"actor", actor},
                                {"reason", reason}}));
 }
 
 http_response delete_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
-    auto body = body_object(req, true);
+    auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     std::string reason = body->value("reason", "");
     if (reason.empty()) return error_response(invalid("reason", "say why the alias is removed"));
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
                               a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
-    return json_response(dump({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
+    return json_response(dump_json({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
                                {"reason", reason}}));
 }
 
@@ -382,7 +340,7 @@ http_response get_model_deployments(app& a, const http_request& req) {
                        {"actor", d.actor},
                        {"reason", d.reason}});
     }
-    return json_response(dump({{"model", name}, {"deployments", out}}));
+    return json_response(dump_json({{"model", name}, {"deployments", out}}));
 }
 
 }  // namespace kennel

@@ -19,6 +19,7 @@
 #include "server/app.h"
 #include "server/errors.h"
 #include "server/handlers.h"
+#include "server/json_body.h"
 
 namespace kennel {
 namespace {
@@ -172,18 +173,9 @@ http_response post_model_predict(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto m = a.serving().get(name);
     if (!m) return error_response(status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    if (!ct.empty() && ct != "application/json") {
-        return error_response(status(error_kind::unsupported_media, "send application/json", "Content-Type"));
-    }
-    json body;
-    try {
-        body = json::parse(req.body);
-    } catch (const json::exception& e) {
-        return error_response(invalid("", std::string("malformed JSON: ") + e.what()));
-    }
-    if (!body.is_object()) return error_response(invalid("", "the body must be a JSON object"));
+    auto parsed_body = json_object_body(req, false);
+    if (!parsed_body) return error_response(parsed_body.error());
+    json& body = *parsed_body;
 
     double deadline_ms = m->definition.deadline_ms;
     if (auto d = body.find("deadline_ms"); d != body.end()) {

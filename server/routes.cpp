@@ -9,6 +9,7 @@
 #include "server/errors.h"
 #include "server/fact_json.h"
 #include "server/handlers.h"
+#include "server/json_body.h"
 #include "store/facts.h"
 
 namespace kennel {
@@ -16,31 +17,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 // Media type without parameters, lowercased ("application/json").
-std::string media_type(const http_request& req) {
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    while (!ct.empty() && ct.back() == ' ') ct.pop_back();
-    for (char& c : ct) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return ct;
-}
-
-result<std::int64_t> parse_int(const std::string& field, const std::string& text,
-                               std::int64_t min, std::int64_t max) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || p != text.data() + text.size()) {
-        return invalid(field, "\"" + text + "\" is not an integer");
-    }
-    if (v < min || v > max) {
-        return invalid(field, "must be between " + std::to_string(min) + " and " +
-                                  std::to_string(max));
-    }
-    return v;
-}
-
 result<std::optional<micros>> query_time(const http_request& req, const std::string& name) {
     auto v = req.query_value(name);
     if (!v) return std::optional<micros>{};
@@ -156,7 +133,7 @@ http_response post_facts(app& a, const http_request& req) {
         if (n_rej) return error_response(first_error);
         json body = items[0];
         body.erase("index");
-        return json_response(dump(body), n_stored ? 201 : 200);
+        return json_response(dump_json(body), n_stored ? 201 : 200);
     }
     json body = {{"stored", n_stored}, {"duplicates", n_dup}, {"rejected", n_rej}, {"items", items}};
     if (n_rej == items.size()) {
@@ -164,9 +141,9 @@ http_response post_facts(app& a, const http_request& req) {
         json err = json::parse(error_object_json(status(
             error_kind::invalid_argument, "all " + std::to_string(n_rej) + " facts were rejected")));
         body["error"] = err;
-        return json_response(dump(body), 400);
+        return json_response(dump_json(body), 400);
     }
-    return json_response(dump(body), 200);
+    return json_response(dump_json(body), 200);
 }
 
 http_response get_fact_by_id(app& a, const http_request& req) {
@@ -195,7 +172,7 @@ http_response get_streams(app& a, const http_request&) {
                        {"last_ingest_time", format_rfc3339(s.last_ingest_time)},
                        {"max_fact_id", s.max_fact_id}});
     }
-    return json_response(dump({{"streams", out}}));
+    return json_response(dump_json({{"streams", out}}));
 }
 
 http_response get_stream_facts(app& a, const http_request& req) {
@@ -233,7 +210,7 @@ http_response get_stream_total(app& a, const http_request& req) {
                 {"intervals", t->intervals}, {"skipped", t->facts - t->counted},
                 {"lower", t->sum_lower},     {"upper", t->sum_upper},
                 {"midpoint", (t->sum_lower + t->sum_upper) / 2}};
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 http_response get_status(app& a, const http_request&) {
@@ -252,7 +229,7 @@ http_response get_status(app& a, const http_request&) {
           {"queue_limit", a.options().writer_queue},
           {"last_commit", w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros))
                                                : json(nullptr)}}}};
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "server/app.h"
 #include "server/errors.h"
 #include "server/handlers.h"
+#include "server/json_body.h"
 #include "store/registry.h"
 
 namespace kennel {
@@ -21,42 +22,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-result<std::int64_t> parse_positive(const std::string& field, const std::string& text) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
-        return invalid(field, "\"" + text + "\" is not a positive integer");
-    }
-    return v;
-}
-
 // A JSON object body with a non-empty "reason" (every action is recorded with why).
-result<json> reasoned_body(const http_request& req) {
-    std::string ct = req.header("content-type");
-    ct = ct.substr(0, ct.find(';'));
-    if (!ct.empty() && ct != "application/json") {
-        return status(error_kind::unsupported_media, "send application/json", "Content-Type");
-    }
-    json j;
-    try {
-        j = req.body.empty() ? json::object() : json::parse(req.body);
-    } catch (const json::exception& e) {
-        return invalid("", std::string("malformed JSON: ") + e.what());
-    }
-    if (!j.is_object()) return invalid("", "the body must be a JSON object");
-    auto r = j.find("reason");
-    if (r == j.end() || !r->is_string() || r->get<std::string>().empty()) {
-        return invalid("reason", "say why: every action is recorded with its reason");
-    }
-    return j;
-}
-
-std::string actor_of(const http_request& req, const json&) {
-    return req.actor.empty() ? "api" : req.actor;
-}
-
 bool model_exists(app& a, const std::string& name) {
     auto conn = a.readers().acquire();
     return get_model(*conn, name).has_value();
@@ -68,12 +34,12 @@ status no_model(const std::string& name) {
 
 http_response set_enabled(app& a, const http_request& req, bool enabled) {
     const std::string& name = req.param("name");
-    auto n = parse_positive("version", req.param("version"));
+    auto n = parse_id("version", req.param("version"));
     if (!n) return error_response(n.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     status s = a.writer().run(
         [&](connection& c) { return set_version_enabled(c, name, *n, enabled, actor, reason); },
@@ -83,7 +49,7 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
     auto m = a.serving().get(name);
     json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"actor", actor}, {"reason", reason}};
     if (m) out["serving_version"] = m->live ? json(m->live->version) : json(nullptr);
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 // Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
@@ -160,7 +126,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     std::int64_t to = 0, from = 0;
     status s = a.writer().run(
@@ -179,7 +145,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
         a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
-    return json_response(dump({{"model", name}, {"from", from}, {"to", to}, {"actor", actor}, {"reason", reason}}));
+    return json_response(dump_json({{"model", name}, {"from", from}, {"to", to}, {"actor", actor}, {"reason", reason}}));
 }
 
 http_response get_model_events(app& a, const http_request& req) {
@@ -191,7 +157,7 @@ http_response get_model_events(app& a, const http_request& req) {
         out.push_back({{"id", e.id}, {"version", e.version}, {"event", e.event}, {"time", format_rfc3339(e.time)},
                        {"actor", e.actor}, {"reason", e.reason}});
     }
-    return json_response(dump({{"model", name}, {"events", out}}));
+    return json_response(dump_json({{"model", name}, {"events", out}}));
 }
 
 http_response post_model_experiment(app& a, const http_request& req) {
@@ -201,7 +167,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
     if (!model_exists(a, name)) return error_response(no_model(name));
     auto arms = parse_arms(a, name, *body);
     if (!arms) return error_response(arms.error());
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     std::int64_t id = 0;
     status s = a.writer().run(
@@ -215,7 +181,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump(experiment_json(*get_experiment(*conn, id))), 201);
+    return json_response(dump_json(experiment_json(*get_experiment(*conn, id))), 201);
 }
 
 http_response get_model_experiments(app& a, const http_request& req) {
@@ -224,19 +190,19 @@ http_response get_model_experiments(app& a, const http_request& req) {
     if (!get_model(*conn, name)) return error_response(no_model(name));
     json out = json::array();
     for (const auto& e : list_experiments(*conn, name)) out.push_back(experiment_json(e));
-    return json_response(dump({{"model", name}, {"experiments", out}}));
+    return json_response(dump_json({{"model", name}, {"experiments", out}}));
 }
 
 http_response put_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    auto id = parse_positive("id", req.param("id"));
+    auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
     auto arms = parse_arms(a, name, *body);
     if (!arms) return error_response(arms.error());
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     status s = a.writer().run(
         [&](connection& c) {
@@ -250,16 +216,16 @@ http_response put_model_experiment(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump(experiment_json(*get_experiment(*conn, *id))));
+    return json_response(dump_json(experiment_json(*get_experiment(*conn, *id))));
 }
 
 http_response post_model_experiment_end(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    auto id = parse_positive("id", req.param("id"));
+    auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
-    std::string actor = actor_of(req, *body);
+    std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     status s = a.writer().run(
         [&](connection& c) {
@@ -273,7 +239,7 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump(experiment_json(*get_experiment(*conn, *id))));
+    return json_response(dump_json(experiment_json(*get_experiment(*conn, *id))));
 }
 
 http_response get_model_live_metrics(app& a, const http_request& req) {
@@ -301,7 +267,7 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
                        {"mean_latency_ms", g.mean_latency_ms},
                        {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
     }
-    return json_response(dump({{"model", name}, {"groups", out}}));
+    return json_response(dump_json({{"model", name}, {"groups", out}}));
 }
 
 http_response get_overview(app& a, const http_request&) {
@@ -356,7 +322,7 @@ http_response get_overview(app& a, const http_request&) {
           {"p50_ms", r.p50_ms},
           {"p99_ms", r.p99_ms},
           {"fallback_share", r.fallback_share}}}};
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 http_response get_serving(app& a, const http_request&) {
@@ -400,7 +366,7 @@ http_response get_serving(app& a, const http_request&) {
                 {"supervisor", {{"state", sup.state}, {"ticks", sup.ticks},
                                 {"last_tick", sup.last_tick ? json(format_rfc3339(sup.last_tick)) : json(nullptr)},
                                 {"actions", actions}}}};
-    return json_response(dump(out));
+    return json_response(dump_json(out));
 }
 
 }  // namespace kennel

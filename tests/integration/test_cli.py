@@ -5,15 +5,17 @@ import csv
 import io
 import json
 import os
+import pty
 import re
+import select
 import sqlite3
 import subprocess
 import threading
 import time
 import unittest
 
-from kennel_harness import (Client, KennelTestCase, fact, open_db, run_cli,
-                            run_serve_expecting_exit)
+from kennel_harness import (KENNEL_BIN, Client, KennelTestCase, fact, kennel_env, open_db,
+                            run_cli, run_serve_expecting_exit)
 
 COMMANDS = ["serve", "migrate", "import", "export", "backup", "version"]
 
@@ -322,6 +324,47 @@ class ImportExportTest(KennelTestCase):
         r = run_cli(["import", "-", "--db", db], input=body)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("5 stored", r.stderr)
+
+    def test_import_draws_a_progress_bar_with_rate_only_on_a_terminal(self):
+        body = "".join(json.dumps(fact("s", "e%d" % i, {"i": i})) + "\n" for i in range(3000))
+        path = self.write("in.ndjson", body)
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([KENNEL_BIN, "import", path, "--db", self.path("tty.db")],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=slave, env=kennel_env())
+            os.close(slave)
+            slave = None
+            seen = b""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the child closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+                elif p.poll() is not None:
+                    break
+            code = p.wait(30)
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        text = seen.decode("utf-8", "replace")
+        self.assertEqual(code, 0, text)
+        self.assertIn("100.0%", text)
+        self.assertIn("3000 facts", text)
+        self.assertRegex(text, r"\d+ facts/s")
+        self.assertIn("\r", text)  # redrawn in place
+        # Not a terminal: no bar, just the summary.
+        r = run_cli(["import", path, "--db", self.path("pipe.db")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("facts/s", r.stderr)
+        self.assertIn("3000 stored", r.stderr)
 
     def test_import_refuses_while_a_server_holds_the_database(self):
         server = self.start_server()

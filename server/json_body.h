@@ -1,0 +1,43 @@
+// Small helpers every handler shares at the JSON edge: reading a JSON object
+// body (with the content-type check), ids from paths, names, and writing
+// JSON without ever throwing on bad UTF-8. Pure functions: thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "server/http_server.h"
+#include "store/status.h"
+
+namespace kennel {
+
+// Serialises for a response; invalid UTF-8 is replaced, never thrown.
+std::string dump_json(const nlohmann::json& j);
+
+// The media type without parameters, lowercased ("application/json").
+std::string media_type(const http_request& req);
+
+// The body as a JSON object. 415 for another content type (none is taken as
+// JSON), 400 for malformed JSON or a non-object. An empty body is {} when
+// allow_empty.
+result<nlohmann::json> json_object_body(const http_request& req, bool allow_empty);
+
+// As json_object_body, and the object must carry a non-empty "reason": every
+// action on versions, aliases and experiments is recorded with why.
+result<nlohmann::json> reasoned_body(const http_request& req);
+
+// An integer in [min, max] from a path segment or query value.
+result<std::int64_t> parse_int(const std::string& field, const std::string& text,
+                               std::int64_t min, std::int64_t max);
+inline result<std::int64_t> parse_id(const std::string& field, const std::string& text) {
+    return parse_int(field, text, 1, INT64_MAX);
+}
+
+// Model and alias names: 1-64 letters, digits, '_', '-' or '.'.
+bool valid_name(const std::string& s);
+
+// Who is asking, for the records (set by authentication).
+inline std::string actor_of(const http_request& req) { return req.actor.empty() ? "api" : req.actor; }
+
+}  // namespace kennel
