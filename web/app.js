@@ -1,1 +1,1495 @@
-// Kennel admin page (placeholder until the page lands).
+// Kennel's admin page: plain JavaScript, no framework, no build step.
+//
+// One file, in this order: DOM helpers, the API client (session cookie +
+// X-CSRF-Token), messages and the reason dialog, formatting, charts (inline
+// SVG), the views (overview, streams, models, one model, jobs, one job,
+// deployments, API keys), and the router that runs the current view and
+// refreshes its live parts every 2 s.
+//
+// Nothing here builds HTML from strings: every node is made with
+// document.createElement, so text from the server is never markup. The page's
+// CSP (default-src 'self'; no inline script or style) holds because styling
+// is by class only.
+'use strict';
+
+(() => {
+  const POLL_MS = 2000;
+
+  // ---------------------------------------------------------------------------
+  // DOM helpers
+
+  // h('tag.class1.class2', {attr: value, onclick: fn, text: '...'}, ...children)
+  function h(spec, attrs, ...children) {
+    const [tag, ...classes] = spec.split('.');
+    const el = document.createElement(tag || 'div');
+    if (classes.length) el.className = classes.join(' ');
+    applyAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    applyAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function applyAttrs(el, attrs) {
+    if (!attrs) return;
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'text') el.textContent = String(v);
+      else if (k === 'class') el.setAttribute('class', (el.getAttribute('class') ? el.getAttribute('class') + ' ' : '') + v);
+      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+      else if (k === 'value' && 'value' in el) el.value = v;
+      else if (k === 'checked' || k === 'selected' || k === 'disabled') el[k] = Boolean(v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+
+  function append(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+
+  function replace(el, ...children) {
+    el.replaceChildren();
+    append(el, children);
+    return el;
+  }
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+
+  function table(headers, rows, opts = {}) {
+    const head = h('thead', null, h('tr', null, headers.map((c) => {
+      const label = typeof c === 'string' ? c : c.label;
+      return h('th', { class: c.num ? 'num' : null, scope: 'col' }, label);
+    })));
+    const body = h('tbody', null, rows);
+    return h('div.table-wrap', null, h('table', { class: opts.class || null }, head, body));
+  }
+
+  // A region re-rendered only when its data changed, so a refresh every 2 s
+  // does not replace buttons under the pointer or reset scroll positions.
+  function liveRegion(el) {
+    let last;
+    return (data, render) => {
+      const key = JSON.stringify(data);
+      if (key === last) return;
+      last = key;
+      replace(el, render(data));
+    };
+  }
+
+  // ---------------------------------------------------------------------------
+  // The API: JSON in and out; the session cookie rides along and every
+  // state-changing request carries the session's CSRF token.
+
+  class ApiError extends Error {
+    constructor(status, body, method, path) {
+      const e = (body && body.error) || {};
+      super(e.message || (status ? `HTTP ${status}` : 'no answer'));
+      this.status = status;
+      this.code = e.code || (status ? `http_${status}` : 'network');
+      this.field = e.field;
+      this.item = e.item;
+      this.details = Array.isArray(e.details) ? e.details : [];
+      this.method = method;
+      this.path = path;
+      this.body = body;
+    }
+  }
+
+  const session = { user: null, csrf: null };
+
+  async function api(method, path, body) {
+    const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    if (method !== 'GET' && session.csrf) opts.headers['X-CSRF-Token'] = session.csrf;
+    let r;
+    try {
+      r = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(0, { error: { code: 'network', message: `Kennel did not answer (${e.message}). Is the server running?` } }, method, path);
+    }
+    const text = await r.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = null; }
+    }
+    if (!r.ok) {
+      const err = new ApiError(r.status, data, method, path);
+      if (!data || !data.error) err.message = `${method} ${path} answered HTTP ${r.status}`;
+      if (r.status === 401 && !path.startsWith('/v1/auth/') && session.user) {
+        signedOut('Your session has ended. Sign in again.');
+      }
+      throw err;
+    }
+    return data;
+  }
+  const get = (path) => api('GET', path);
+  const enc = encodeURIComponent;
+
+  // ---------------------------------------------------------------------------
+  // Messages: error boxes in place, flash messages for the results of actions.
+
+  function errorBox(err, title) {
+    if (!(err instanceof ApiError)) {
+      return h('div.alert.error', { role: 'alert' }, h('div.title', null, title || 'Something went wrong'),
+        h('div', null, String(err && err.message ? err.message : err)));
+    }
+    const meta = [];
+    if (err.status) meta.push(`HTTP ${err.status}`);
+    if (err.code) meta.push(err.code);
+    return h('div.alert.error', { role: 'alert' },
+      title ? h('div.title', null, title) : null,
+      h('div', null, err.message, err.field && !err.details.length ? [' (field ', h('code', null, err.field), ')'] : null),
+      err.details.length ? fieldErrorList(err.details) : null,
+      h('div.small', null, meta.join(' · '), err.path ? ` · ${err.method} ${err.path}` : ''));
+  }
+
+  function fieldErrorList(details) {
+    return h('ul.field-errors', null, details.map((d) =>
+      h('li', null, h('code', null, d.field || '(the whole body)'), ': ', d.message)));
+  }
+
+  function flash(message, kind = 'success') {
+    const box = $('#flash');
+    const close = h('button', { type: 'button', 'aria-label': 'Dismiss', text: '×' });
+    const el = h(`div.alert.${kind}`, { role: kind === 'error' ? 'alert' : 'status' }, h('span', null, message), close);
+    close.addEventListener('click', () => el.remove());
+    box.append(el);
+    while (box.children.length > 4) box.firstElementChild.remove();
+    if (kind !== 'error') setTimeout(() => el.remove(), 8000);
+  }
+
+  function flashError(err, what) {
+    const msg = err instanceof ApiError
+      ? `${what ? what + ': ' : ''}${err.message}${err.field ? ` (${err.field})` : ''}`
+      : `${what ? what + ': ' : ''}${err && err.message ? err.message : err}`;
+    flash(msg, 'error');
+  }
+
+  // The reason dialog: every action that changes what serves says why.
+  // Resolves to the reason (or '' when none was asked for), or null if cancelled.
+  function ask({ title, text, confirm = 'Confirm', reason = true, danger = false, placeholder }) {
+    const dlg = $('#dialog');
+    const area = $('#dialog-reason');
+    const ok = $('#dialog-ok');
+    const errBox = $('#dialog-error');
+    $('#dialog-title').textContent = title;
+    $('#dialog-text').textContent = text || '';
+    $('#dialog-reason-box').hidden = !reason;
+    area.value = '';
+    area.placeholder = placeholder || 'Why?';
+    errBox.hidden = true;
+    ok.textContent = confirm;
+    ok.className = danger ? 'danger' : 'primary';
+    return new Promise((resolve) => {
+      const form = $('#dialog-form');
+      const cancelBtn = $('#dialog-cancel');
+      const done = (value) => {
+        form.removeEventListener('submit', onSubmit);
+        cancelBtn.removeEventListener('click', onCancel);
+        dlg.removeEventListener('cancel', onCancel);
+        if (dlg.open) dlg.close();
+        resolve(value);
+      };
+      const onSubmit = (ev) => {
+        ev.preventDefault();
+        const r = area.value.trim();
+        if (reason && !r) {
+          errBox.textContent = 'Say why: every action is recorded with its reason.';
+          errBox.hidden = false;
+          area.focus();
+          return;
+        }
+        done(reason ? r : '');
+      };
+      const onCancel = (ev) => { if (ev) ev.preventDefault(); done(null); };
+      form.addEventListener('submit', onSubmit);
+      cancelBtn.addEventListener('click', onCancel);
+      dlg.addEventListener('cancel', onCancel);
+      dlg.showModal();
+      (reason ? area : ok).focus();
+    });
+  }
+
+  // Runs an action: asks, calls, flashes the result, refreshes the view.
+  async function act(opts, call, describe) {
+    const reason = await ask(opts);
+    if (reason === null) return null;
+    try {
+      const result = await call(reason);
+      flash(describe ? describe(result) : 'Done');
+      await refreshNow();
+      return result;
+    } catch (err) {
+      flashError(err, opts.title);
+      await refreshNow();
+      return null;
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Formatting
+
+  function pad(n) { return String(n).padStart(2, '0'); }
+
+  function fmtTime(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return String(iso);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function timeEl(iso) {
+    if (!iso) return h('span.muted', null, '—');
+    return h('time.nowrap', { datetime: iso, title: iso }, fmtTime(iso));
+  }
+
+  function fmtAgo(iso) {
+    if (!iso) return 'never';
+    const t = new Date(iso).getTime();
+    if (Number.isNaN(t)) return String(iso);
+    const s = Math.round((Date.now() - t) / 1000);
+    if (s < 0) return fmtTime(iso);
+    if (s < 2) return 'just now';
+    if (s < 90) return `${s} s ago`;
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+
+  function agoEl(iso) {
+    if (!iso) return h('span.muted', null, 'never');
+    return h('time.nowrap', { datetime: iso, title: fmtTime(iso) }, fmtAgo(iso));
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return '—';
+    let s = Math.max(0, Math.round(Number(seconds)));
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const hh = Math.floor(s / 3600); s -= hh * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (d) return `${d} d ${hh} h`;
+    if (hh) return `${hh} h ${m} min`;
+    if (m) return `${m} min ${s} s`;
+    return `${s} s`;
+  }
+
+  function between(a, b) {
+    if (!a || !b) return null;
+    return (new Date(b).getTime() - new Date(a).getTime()) / 1000;
+  }
+
+  function fmtNum(v, digits) {
+    if (v === null || v === undefined || v === '') return '—';
+    const n = Number(v);
+    if (!Number.isFinite(n)) return typeof v === 'number' ? String(v) : String(v);
+    if (Number.isInteger(n) && digits === undefined) return n.toLocaleString('en-US');
+    if (digits !== undefined) return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+    const abs = Math.abs(n);
+    const d = abs >= 1000 ? 1 : abs >= 10 ? 2 : abs >= 1 ? 3 : 4;
+    return n.toLocaleString('en-US', { maximumFractionDigits: d });
+  }
+
+  function fmtPct(v) {
+    if (v === null || v === undefined || !Number.isFinite(Number(v))) return '—';
+    return `${(Number(v) * 100).toLocaleString('en-US', { maximumFractionDigits: 1 })} %`;
+  }
+
+  function humanize(key) {
+    return String(key).replace(/_/g, ' ').replace(/\bms\b/, '(ms)');
+  }
+
+  const GOOD_STATES = ['ok', 'running', 'idle', 'ready', 'serving', 'succeeded', 'passed', 'live', 'active', 'watching', 'enabled', 'stored', 'healthy', 'waiting'];
+  const WARN_STATES = ['queued', 'candidate', 'degraded', 'busy', 'starting', 'interrupted', 'cancelled', 'rejected', 'full', 'paused', 'backoff', 'shadow'];
+  const BAD_STATES = ['failed', 'error', 'timed_out', 'stopped', 'down', 'disabled', 'crashed', 'unavailable', 'dead'];
+
+  function badge(state, extra) {
+    const s = String(state === null || state === undefined ? '—' : state);
+    const l = s.toLowerCase();
+    const cls = BAD_STATES.includes(l) ? 'bad' : WARN_STATES.includes(l) ? 'warn' : GOOD_STATES.includes(l) ? 'ok' : '';
+    return h(`span.badge${cls ? '.' + cls : ''}${extra ? '.' + extra : ''}`, null, s.replace(/_/g, ' '));
+  }
+
+  function jsonText(v) {
+    if (v === null || v === undefined) return '—';
+    if (typeof v === 'string') return v;
+    return JSON.stringify(v);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Charts: inline SVG, drawn with a few dozen lines.
+
+  // A metric across versions: one line for the model, one dashed for the
+  // baseline each version was measured against, the live version ringed.
+  function versionChart(points, { metric, higherIsBetter, liveVersion }) {
+    const W = 640, H = 230, L = 56, R = 16, T = 30, B = 34;
+    const ys = points.flatMap((p) => [p.value, p.baseline]).filter((v) => Number.isFinite(v));
+    if (!ys.length) return h('p.muted', null, `No ${metric} values to chart yet.`);
+    let lo = Math.min(...ys), hi = Math.max(...ys);
+    if (hi - lo < 1e-9) { lo -= Math.abs(lo) * 0.05 + 1e-3; hi += Math.abs(hi) * 0.05 + 1e-3; }
+    const padY = (hi - lo) * 0.1; lo -= padY; hi += padY;
+    const n = points.length;
+    const x = (i) => (n === 1 ? L + (W - L - R) / 2 : L + (i * (W - L - R)) / (n - 1));
+    const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
+    const nodes = [];
+    for (let k = 0; k <= 4; k += 1) {
+      const v = lo + ((hi - lo) * k) / 4;
+      nodes.push(svg('line', { class: 'grid-line', x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+      nodes.push(svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtNum(v, 3)));
+    }
+    nodes.push(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
+    points.forEach((p, i) => nodes.push(svg('text', { x: x(i), y: H - B + 16, 'text-anchor': 'middle' }, `v${p.version}`)));
+    const path = (key) => points.map((p, i) => (Number.isFinite(p[key]) ? `${x(i)},${y(p[key])}` : null)).filter(Boolean).join(' ');
+    nodes.push(svg('polyline', { class: 'series-baseline', points: path('baseline') }));
+    nodes.push(svg('polyline', { class: 'series-metric', points: path('value') }));
+    points.forEach((p, i) => {
+      if (Number.isFinite(p.baseline)) {
+        nodes.push(svg('circle', { class: 'dot-baseline', cx: x(i), cy: y(p.baseline), r: 3 },
+          svg('title', null, `v${p.version} baseline ${metric} ${fmtNum(p.baseline, 4)}`)));
+      }
+      if (Number.isFinite(p.value)) {
+        nodes.push(svg('circle', { class: p.version === liveVersion ? 'dot-live' : 'dot-metric', cx: x(i), cy: y(p.value), r: p.version === liveVersion ? 5.5 : 4 },
+          svg('title', null, `v${p.version} ${metric} ${fmtNum(p.value, 4)}${p.version === liveVersion ? ' (live)' : ''}`)));
+      }
+    });
+    nodes.push(svg('text', { class: 'title', x: L, y: 16 }, `${metric} by version (${higherIsBetter ? 'higher' : 'lower'} is better)`));
+    nodes.push(svg('rect', { class: 'legend-metric', x: W - R - 210, y: 8, width: 14, height: 4 }));
+    nodes.push(svg('text', { x: W - R - 192, y: 14 }, 'model'));
+    nodes.push(svg('rect', { class: 'legend-baseline', x: W - R - 150, y: 8, width: 14, height: 4 }));
+    nodes.push(svg('text', { x: W - R - 132, y: 14 }, 'baseline'));
+    nodes.push(svg('circle', { class: 'dot-live', cx: W - R - 72, cy: 10, r: 4 }));
+    nodes.push(svg('text', { x: W - R - 62, y: 14 }, 'live'));
+    return svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${metric} by version` }, nodes);
+  }
+
+  function sparkline(values) {
+    const W = 200, H = 34;
+    const vs = values.filter((v) => Number.isFinite(v));
+    if (vs.length < 2) return svg('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none' });
+    const hi = Math.max(...vs, 1e-9), lo = Math.min(0, ...vs);
+    const n = values.length;
+    const pts = values.map((v, i) => `${((i * W) / (n - 1)).toFixed(1)},${(H - 2 - ((Number.isFinite(v) ? v : 0) - lo) / (hi - lo) * (H - 4)).toFixed(1)}`);
+    return svg('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true' },
+      svg('polygon', { class: 'area', points: `0,${H} ${pts.join(' ')} ${W},${H}` }),
+      svg('polyline', { points: pts.join(' ') }));
+  }
+
+  function shareBar(arms) {
+    const live = arms.filter((a) => !a.shadow);
+    let x = 0;
+    const rects = live.map((a, i) => {
+      const w = Math.max(0, Number(a.weight) || 0) * 100;
+      const r = svg('rect', { class: `arm-${i % 4}`, x, y: 0, width: w, height: 10 }, svg('title', null, `${a.name}: ${fmtPct(a.weight)}`));
+      x += w;
+      return r;
+    });
+    return h('div.share-bar', null, svg('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none' }, rects));
+  }
+
+  // ---------------------------------------------------------------------------
+  // Model helpers
+
+  function primaryMetric(task) {
+    if (task === 'binary') return { name: 'roc_auc', higher: true };
+    if (task === 'multiclass') return { name: 'log_loss', higher: false };
+    return { name: 'rmse', higher: false };
+  }
+
+  const HIGHER_IS_BETTER = ['roc_auc', 'accuracy', 'r2', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1'];
+  function higherIsBetter(metric) { return HIGHER_IS_BETTER.includes(metric); }
+
+  function numericMetrics(m) {
+    const out = {};
+    if (!m || typeof m !== 'object') return out;
+    for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = v;
+    return out;
+  }
+
+  // Which versions are disabled: the latest enable/disable event per version.
+  function disabledSet(events) {
+    const latest = new Map();
+    for (const e of events || []) {
+      if (e.event !== 'disabled' && e.event !== 'enabled') continue;
+      const prev = latest.get(e.version);
+      if (!prev || e.id > prev.id) latest.set(e.version, e);
+    }
+    return new Set([...latest.values()].filter((e) => e.event === 'disabled').map((e) => e.version));
+  }
+
+  function snapshotText(s) {
+    if (!s || typeof s !== 'object') return jsonText(s);
+    const parts = [];
+    if (s.max_fact_id !== undefined) parts.push(`facts ≤ #${fmtNum(s.max_fact_id)}`);
+    for (const k of ['rows', 'train_rows', 'holdout_rows', 'labelled_entities']) {
+      if (s[k] !== undefined) parts.push(`${humanize(k)} ${fmtNum(s[k])}`);
+    }
+    return parts.length ? parts.join(', ') : JSON.stringify(s);
+  }
+
+  function gateText(g) {
+    if (!g || typeof g !== 'object') return jsonText(g);
+    if (g.summary) return g.summary;
+    if (Array.isArray(g.reasons) && g.reasons.length) return `rejected: ${g.reasons.join('; ')}`;
+    if (g.passed !== undefined) return g.passed ? 'passed' : 'rejected';
+    return JSON.stringify(g);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Views. Each view renders into `root` and may return {refresh} for the
+  // live parts; `ctx.alive()` turns false when the user navigates away.
+
+  function pageHead(title, sub, ...right) {
+    return h('div.page-head', null,
+      h('div', null, h('h1', null, title), sub ? h('div.sub', null, sub) : null),
+      right.length ? h('div.actions', null, right) : null);
+  }
+
+  function loading() { return h('p.muted', null, 'Loading…'); }
+
+  // ---- overview
+
+  const rateHistory = { facts_per_second: [], predictions_per_second: [], p50_ms: [], p99_ms: [], fallback_share: [] };
+  let lastHistoryUptime = null;
+
+  function pushHistory(rates, uptime) {
+    if (uptime === lastHistoryUptime) return;
+    lastHistoryUptime = uptime;
+    for (const k of Object.keys(rateHistory)) {
+      rateHistory[k].push(rates && Number.isFinite(Number(rates[k])) ? Number(rates[k]) : NaN);
+      if (rateHistory[k].length > 60) rateHistory[k].shift();
+    }
+  }
+
+  function viewOverview(root) {
+    const notice = h('div');
+    const head = h('div');
+    const tiles = h('div.grid.tiles');
+    const comps = h('div.grid');
+    const models = h('div.card', null, loading());
+    replace(root, head, notice, tiles, comps, models);
+    const drawHead = liveRegion(head);
+    const drawTiles = liveRegion(tiles);
+    const drawComps = liveRegion(comps);
+    const drawModels = liveRegion(models);
+    const drawNotice = liveRegion(notice);
+
+    const refresh = async () => {
+      let ov = null;
+      let missing = false;
+      try {
+        ov = await get('/v1/overview');
+      } catch (err) {
+        if (err.status === 404) missing = true;
+        else throw err;
+      }
+      if (missing) {
+        drawNotice({ missing }, () => h('div.alert.info', null,
+          h('div.title', null, 'The live overview is not available on this server yet.'),
+          'GET /v1/overview answered 404 Not Found. Below is what /v1/status, /v1/serving and /v1/jobs report instead; rates need /v1/overview.'));
+        ov = await fallbackOverview();
+      } else {
+        drawNotice({}, () => []);
+        pushHistory(ov.rates, ov.uptime_seconds);
+      }
+      drawHead({ up: ov.uptime_seconds !== undefined ? fmtDuration(ov.uptime_seconds) : null, missing },
+        (d) => pageHead('Overview', d.up ? `Up ${d.up} · updates every 2 s` : 'Updates every 2 s'));
+      const rates = ov.rates || {};
+      drawTiles({ rates, hist: rateHistory }, () => [
+        rateTile('Facts per second', rates.facts_per_second, '/s', rateHistory.facts_per_second),
+        rateTile('Predictions per second', rates.predictions_per_second, '/s', rateHistory.predictions_per_second),
+        rateTile('p50 latency', rates.p50_ms, 'ms', rateHistory.p50_ms),
+        rateTile('p99 latency', rates.p99_ms, 'ms', rateHistory.p99_ms),
+        rateTile('Fallback share', rates.fallback_share, '%', rateHistory.fallback_share, true),
+      ]);
+      const c = ov.components || {};
+      const order = ['writer', 'trainer', 'scheduler', 'supervisor', 'serving'];
+      const names = [...order.filter((k) => k in c), ...Object.keys(c).filter((k) => !order.includes(k))];
+      drawComps({ c, minute: Math.floor(Date.now() / 5000) }, () => names.map((name) => componentCard(name, c[name])));
+      const list = await get('/v1/models');
+      drawModels(list, (d) => [
+        h('div.card-head', null, h('h2', null, 'Models'), h('a', { href: '#/models' }, 'All models →')),
+        d.models.length ? table(['Model', 'Task', 'Live', 'Versions', 'Last job'], d.models.map((m) => h('tr', null,
+          h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, m.name)),
+          h('td', null, m.task),
+          h('td', null, m.aliases && m.aliases.live ? `v${m.aliases.live}` : h('span.muted', null, 'none')),
+          h('td.num', null, fmtNum(m.versions)),
+          h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`)] : '—'))))
+          : emptyModels(),
+      ]);
+    };
+    return { refresh };
+  }
+
+  function rateTile(label, value, unit, hist, isShare) {
+    const shown = value === null || value === undefined ? '—'
+      : isShare ? fmtNum(Number(value) * 100, 1) : fmtNum(value, unit === 'ms' ? 2 : 1);
+    return h('div.card.tile', null,
+      h('div.label', null, label),
+      h('div.value', null, shown, shown !== '—' ? h('span.unit', null, unit) : null),
+      sparkline(hist.map((v) => (isShare ? v * 100 : v))));
+  }
+
+  function componentCard(name, comp) {
+    comp = comp || {};
+    const rows = [];
+    for (const [k, v] of Object.entries(comp)) {
+      if (k === 'state') continue;
+      let shown;
+      if (/(^|_)(last_activity|last_tick|last_commit|at|time)$/.test(k) || k.startsWith('last_') && typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) {
+        shown = agoEl(v);
+      } else if (k === 'last_error') {
+        shown = v ? h('span.worse', null, String(v)) : h('span.muted', null, 'none');
+      } else if (k === 'job' && v && typeof v === 'object') {
+        shown = h('a', { href: `#/jobs/${v.id}` }, `job ${v.id}${v.model ? ' · ' + v.model : ''}${v.progress !== undefined ? ' · ' + fmtPct(v.progress) : ''}`);
+      } else if (k === 'job' && (typeof v === 'number')) {
+        shown = h('a', { href: `#/jobs/${v}` }, `job ${v}`);
+      } else if (Array.isArray(v)) {
+        shown = v.length ? `${v.length}` : '0';
+      } else if (v && typeof v === 'object') {
+        shown = jsonText(v);
+      } else if (typeof v === 'number') {
+        shown = fmtNum(v);
+      } else {
+        shown = v === null || v === undefined || v === '' ? '—' : String(v);
+      }
+      rows.push(h('dt', null, humanize(k)), h('dd', null, shown));
+    }
+    return h('div.card.component', { 'data-component': name },
+      h('h2', null, name, badge(comp.state || 'unknown')),
+      h('dl.kv', null, rows));
+  }
+
+  // What the overview can show from older endpoints when /v1/overview is missing.
+  async function fallbackOverview() {
+    const [st, sv, jobs] = await Promise.all([
+      get('/v1/status').catch(() => null), get('/v1/serving').catch(() => null), get('/v1/jobs').catch(() => null)]);
+    const c = {};
+    if (st && st.writer) {
+      const w = st.writer;
+      c.writer = { state: w.failed_commits ? 'degraded' : 'running', last_activity: w.last_commit, queue: w.pending,
+        queue_limit: w.queue_limit, commits: w.commits, failed_commits: w.failed_commits, refused_full: w.refused_full };
+    }
+    if (jobs) {
+      const running = jobs.jobs.find((j) => j.state === 'running');
+      const queued = jobs.jobs.filter((j) => j.state === 'queued').length;
+      c.trainer = { state: running ? 'running' : 'idle', job: running ? { id: running.id, model: running.model, progress: running.progress } : null,
+        queue: queued, jobs_run: jobs.jobs.filter((j) => j.finished_at).length,
+        jobs_failed: jobs.jobs.filter((j) => ['failed', 'timed_out'].includes(j.state)).length };
+    }
+    if (sv) {
+      if (sv.supervisor) c.supervisor = { state: sv.supervisor.state, last_tick: sv.supervisor.last_tick, ticks: sv.supervisor.ticks, actions: (sv.supervisor.actions || []).length };
+      c.serving = { state: 'running', models: (sv.models || []).length,
+        loaded_versions: (sv.models || []).reduce((n, m) => n + (m.versions || []).length, 0),
+        pool_threads: sv.predict_pool && sv.predict_pool.threads, pool_queue: sv.predict_pool && sv.predict_pool.queued,
+        refused: sv.predict_pool && sv.predict_pool.refused };
+    }
+    return { components: c, rates: {}, uptime_seconds: st && st.started_at ? between(st.started_at, new Date().toISOString()) : undefined };
+  }
+
+  // ---- streams
+
+  function curlFact() {
+    const origin = location.origin;
+    return `curl -X POST ${origin}/v1/facts \\
+  -H 'Authorization: Bearer <API key with the ingest scope>' \\
+  -H 'Content-Type: application/json' \\
+  -d '{"stream": "posts", "entity": "p1", "time": "${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}",
+       "data": {"length": 120, "hashtags": 3, "breed": "corgi", "hour": 14}}'`;
+  }
+
+  function viewStreams(root, params) {
+    const list = h('div.card', null, loading());
+    const facts = h('div');
+    replace(root, pageHead('Streams', 'Facts by stream, in event-time order. Facts are never changed or deleted.'), list, facts);
+    const drawList = liveRegion(list);
+    let shownStream = null;
+    const refresh = async () => {
+      const d = await get('/v1/streams');
+      drawList(d, () => (d.streams.length ? [
+        h('div.card-head', null, h('h2', null, `${d.streams.length} stream${d.streams.length === 1 ? '' : 's'}`)),
+        table(['Stream', { label: 'Facts', num: true }, 'First event', 'Last event', 'Last ingested', ''], d.streams.map((s) =>
+          h('tr', { class: params.stream === s.stream ? 'selected' : null },
+            h('td', null, h('a', { href: `#/streams/${enc(s.stream)}` }, s.stream)),
+            h('td.num', null, fmtNum(s.count)),
+            h('td', null, timeEl(s.first_event_time)),
+            h('td', null, timeEl(s.last_event_time)),
+            h('td', null, agoEl(s.last_ingest_time)),
+            h('td', null, h('a', { href: `#/streams/${enc(s.stream)}` }, 'newest facts'))))),
+      ] : h('div.empty', null,
+        h('h2', null, 'No facts yet'),
+        h('p', null, 'Send one. Create an API key with the ingest scope under ', h('a', { href: '#/keys' }, 'API keys'), ', then:'),
+        h('pre', null, curlFact()))));
+      if (params.stream && shownStream !== params.stream) {
+        shownStream = params.stream;
+        const s = d.streams.find((x) => x.stream === params.stream);
+        replace(facts, h('div.card', null, loading()));
+        try {
+          replace(facts, await newestFactsCard(params.stream, s));
+        } catch (err) {
+          replace(facts, errorBox(err, `Could not read stream ${params.stream}`));
+        }
+      }
+    };
+    return { refresh };
+  }
+
+  // The API lists facts oldest first (by event time); the newest N are found
+  // by widening a window back from the stream's last event time.
+  async function newestFacts(stream, summary, want = 25) {
+    const base = `/v1/streams/${enc(stream)}/facts`;
+    if (!summary || !summary.last_event_time) return (await get(`${base}?limit=${want}`)).facts;
+    const last = new Date(summary.last_event_time).getTime();
+    const first = summary.first_event_time ? new Date(summary.first_event_time).getTime() : 0;
+    const to = new Date(last + 1000).toISOString();
+    let span = 60 * 1000;
+    for (let i = 0; i < 48; i += 1) {
+      const from = last - span;
+      const all = from <= first;
+      let url = `${base}?limit=1000${all ? '' : `&from=${enc(new Date(from).toISOString())}`}&to=${enc(to)}`;
+      let page = await get(url);
+      if (page.facts.length >= want || all) {
+        let rows = page.facts;
+        for (let p = 0; page.next_cursor && p < 20; p += 1) {
+          page = await get(`${url}&cursor=${enc(page.next_cursor)}`);
+          rows = rows.concat(page.facts).slice(-want);
+        }
+        return rows.slice(-want).reverse();
+      }
+      span *= 4;
+    }
+    return [];
+  }
+
+  async function newestFactsCard(stream, summary) {
+    const rows = await newestFacts(stream, summary);
+    return h('div.card', null,
+      h('div.card-head', null, h('h2', null, `Newest facts in ${stream}`), h('span.muted.small', null, `${rows.length} shown, newest first`)),
+      rows.length ? table(['Id', 'Entity', 'Event time', 'Ingested', 'Data', 'Corrects'], rows.map((f) => h('tr', null,
+        h('td.num', null, f.id),
+        h('td', null, f.entity),
+        h('td', null, timeEl(f.time || f.event_time)),
+        h('td', null, timeEl(f.ingest_time || f.ingested_at)),
+        h('td.data', null, jsonText(f.data)),
+        h('td', null, f.corrects ? `#${f.corrects}` : '')))) : h('p.muted', null, 'No facts in this stream.'));
+  }
+
+  // ---- models
+
+  function curlModel() {
+    return `curl -X PUT ${location.origin}/v1/models/likes \\
+  -H 'Authorization: Bearer <API key with the admin scope>' \\
+  -H 'Content-Type: application/json' \\
+  -d '{"task": "regression", "features_from": "posts",
+       "label": {"stream": "likes", "field": "likes"},
+       "features": [{"field": "length"}, {"field": "breed", "transform": "category"}],
+       "algorithm": "auto"}'`;
+  }
+
+  function emptyModels() {
+    return h('div.empty', null, h('h2', null, 'No models yet'),
+      h('p', null, 'Define one from a stream of facts, for example:'), h('pre', null, curlModel()));
+  }
+
+  function viewModels(root) {
+    const list = h('div.card', null, loading());
+    replace(root, pageHead('Models', 'Definitions, versions and what serves.'), list);
+    const draw = liveRegion(list);
+    const refresh = async () => {
+      const d = await get('/v1/models');
+      draw(d, () => (d.models.length ? table(
+        ['Model', 'Task', { label: 'Revision', num: true }, 'Aliases', { label: 'Versions', num: true }, 'Last job', 'Created'],
+        d.models.map((m) => h('tr', null,
+          h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, h('strong', null, m.name))),
+          h('td', null, m.task),
+          h('td.num', null, m.revision),
+          h('td', null, Object.entries(m.aliases || {}).map(([a, v]) => h('span.chip', null, badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info')))),
+          h('td.num', null, fmtNum(m.versions)),
+          h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`),
+            m.last_job.state === 'running' ? [' ', h('progress', { max: 1, value: m.last_job.progress || 0 })] : null] : '—'),
+          h('td', null, timeEl(m.created_at))))) : emptyModels()));
+    };
+    return { refresh };
+  }
+
+  // ---- one model
+
+  function viewModel(root, params, ctx) {
+    const name = params.name;
+    const head = h('div');
+    const notice = h('div');
+    const jobsBox = h('div');
+    const chartBox = h('div.card', null, loading());
+    const versionsBox = h('div.card', null, loading());
+    const compareBox = h('div.card');
+    const defBox = h('div.card');
+    const revisionsBox = h('div.card');
+    const lower = h('div.two-col', null, defBox, revisionsBox);
+    replace(root, head, notice, jobsBox, chartBox, versionsBox, compareBox, lower);
+    const drawHead = liveRegion(head);
+    const drawJobs = liveRegion(jobsBox);
+    const drawChart = liveRegion(chartBox);
+    const drawVersions = liveRegion(versionsBox);
+    const drawRevisions = liveRegion(revisionsBox);
+    const state = { model: null, versions: [], compare: [null, null], defDrawn: false };
+
+    const train = () => act({ title: `Train ${name} now`, text: 'Queues a training job on the facts stored so far. The result goes through the promotion gate.', confirm: 'Train now', placeholder: 'e.g. new labels arrived' },
+      (reason) => api('POST', `/v1/models/${enc(name)}/train`, { reason }),
+      (r) => (r.already_queued ? `Job ${r.job} was already queued for ${name}` : `Queued training job ${r.job} for ${name}`));
+    const rollback = () => act({ title: `Roll back ${name}`, text: 'Moves live back to the previous enabled live version.', confirm: 'Roll back', danger: true, placeholder: 'e.g. complaints about v3' },
+      (reason) => api('POST', `/v1/models/${enc(name)}/rollback`, { reason }),
+      (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
+
+    const refresh = async () => {
+      const [m, vs, ev, jobs] = await Promise.all([
+        get(`/v1/models/${enc(name)}`),
+        get(`/v1/models/${enc(name)}/versions`),
+        get(`/v1/models/${enc(name)}/events`).catch(() => ({ events: [] })),
+        get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
+      ]);
+      if (!ctx.alive()) return;
+      state.model = m;
+      state.versions = vs.versions;
+      const task = (m.definition && m.definition.task) || '';
+      const pm = primaryMetric(task);
+      const live = m.aliases ? m.aliases.live : undefined;
+      const disabled = disabledSet(ev.events);
+
+      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: vs.versions.length }, () => pageHead(
+        [h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), m.name],
+        [`${task} · revision ${m.revision} · ${vs.versions.length} version${vs.versions.length === 1 ? '' : 's'} · `,
+          Object.keys(m.aliases || {}).length ? Object.entries(m.aliases).map(([a, v]) => h('span.chip', null, badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet'],
+        h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
+        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !live }, 'Roll back'),
+        h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments')));
+
+      const active = jobs.jobs.filter((j) => j.state === 'queued' || j.state === 'running');
+      drawJobs(active, () => (active.length ? h('div.card', null, h('h2', null, 'Training now'), jobsTable(active, { model: false })) : []));
+
+      const chartPoints = vs.versions.slice().sort((a, b) => a.version - b.version).map((v) => ({
+        version: v.version,
+        value: numericMetrics(v.metrics)[pm.name],
+        baseline: numericMetrics(v.baseline_metrics)[pm.name],
+      }));
+      drawChart({ chartPoints, live }, () => [
+        h('div.card-head', null, h('h2', null, 'Primary metric across versions'), h('span.muted.small', null, `${pm.name} on each version's holdout, beside the baseline's`)),
+        chartPoints.length ? versionChart(chartPoints, { metric: pm.name, higherIsBetter: pm.higher, liveVersion: live })
+          : h('p.muted', null, 'No versions yet: train the model to see its metrics here.'),
+      ]);
+
+      drawVersions({ vs: vs.versions, disabled: [...disabled], live }, () => versionsTable(name, vs.versions, { pm, live, disabled }));
+
+      if (!state.defDrawn) {
+        state.defDrawn = true;
+        drawDefinition(defBox, name, m, ctx);
+        if (vs.versions.length) {
+          const sorted = vs.versions.slice().sort((a, b) => b.version - a.version);
+          const a = live && sorted.find((v) => v.version === live) ? live : sorted[0].version;
+          const b = (sorted.find((v) => v.version !== a) || sorted[0]).version;
+          state.compare = [a, b];
+        }
+      }
+      drawCompare();
+      const revs = await get(`/v1/models/${enc(name)}/revisions`).catch((e) => ({ error: e }));
+      drawRevisions(revs.error ? { err: revs.error.message } : revs, () => (revs.error ? errorBox(revs.error, 'Revisions') : [
+        h('h2', null, 'Revisions'),
+        h('p.muted.small', null, 'Each change of the definition is a new immutable revision; versions name the revision they were trained from.'),
+        table(['Revision', 'Author', 'Created'], revs.revisions.slice().reverse().map((r) => h('tr', null,
+          h('td.num', null, r.revision), h('td', null, r.author), h('td', null, timeEl(r.created_at))))),
+      ]));
+    };
+
+    const compareKey = { last: null };
+    function drawCompare() {
+      const vs = state.versions;
+      if (!state.compare[0] && vs.length) state.compare = [vs[0].version, vs[vs.length > 1 ? 1 : 0].version];
+      const key = JSON.stringify([state.compare, vs]);
+      if (key === compareKey.last) return;
+      compareKey.last = key;
+      if (vs.length < 1) {
+        replace(compareBox, h('h2', null, 'Compare versions'), h('p.muted', null, 'Two versions appear side by side here once the model has them.'));
+        return;
+      }
+      const pick = (idx) => {
+        const sel = h('select', { 'aria-label': idx ? 'Second version' : 'First version', 'data-compare': idx },
+          vs.map((v) => h('option', { value: v.version, selected: v.version === state.compare[idx] }, `v${v.version} (${v.status})`)));
+        sel.addEventListener('change', () => { state.compare[idx] = Number(sel.value); drawCompare(); });
+        return sel;
+      };
+      const a = vs.find((v) => v.version === state.compare[0]) || vs[0];
+      const b = vs.find((v) => v.version === state.compare[1]) || vs[0];
+      replace(compareBox,
+        h('div.card-head', null, h('h2', null, 'Compare versions'),
+          h('div.compare-head', null, pick(0), h('span.muted', null, 'vs'), pick(1))),
+        compareTable(a, b, state.model && state.model.definition ? state.model.definition.task : ''));
+    }
+
+    return { refresh };
+  }
+
+  function jobsTable(jobs, { model = true } = {}) {
+    return table(['Job', model ? 'Model' : null, 'State', 'Progress', 'Trigger', 'Requested by', 'Created', 'Duration', 'Version', 'Error', ''].filter((x) => x !== null),
+      jobs.map((j) => {
+        const activeJob = j.state === 'queued' || j.state === 'running';
+        const cancel = activeJob ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
+        return h('tr', { 'data-job': j.id },
+          h('td', null, h('a', { href: `#/jobs/${j.id}` }, `#${j.id}`)),
+          model ? h('td', null, h('a', { href: `#/models/${enc(j.model)}` }, j.model)) : null,
+          h('td', null, badge(j.state)),
+          h('td', null, j.state === 'running' ? h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), h('span.small', null, `${fmtPct(j.progress || 0)} ${j.message || ''}`))
+            : j.state === 'queued' ? h('span.muted.small', null, 'waiting') : h('span.small.muted', null, j.message || '')),
+          h('td', null, j.trigger),
+          h('td', null, j.requested_by),
+          h('td', null, timeEl(j.created_at)),
+          h('td.num', null, j.started_at ? fmtDuration(between(j.started_at, j.finished_at || new Date().toISOString())) : '—'),
+          h('td', null, j.version ? h('a', { href: `#/models/${enc(j.model)}` }, `v${j.version}`) : '—'),
+          h('td', null, j.error ? h('span.worse.small', null, j.error.length > 120 ? `${j.error.slice(0, 120)}…` : j.error) : ''),
+          h('td.cell-actions', null, cancel));
+      }));
+  }
+
+  function cancelJob(j) {
+    return act({ title: `Cancel job ${j.id}?`, text: `Stops training ${j.model}. A cancelled job stores no version.`, confirm: 'Cancel job', reason: false, danger: true },
+      () => api('POST', `/v1/jobs/${j.id}/cancel`, {}),
+      (r) => `Cancel requested for job ${j.id}${r && r.state ? ` (now ${r.state})` : ''}`);
+  }
+
+  function versionsTable(name, versions, { pm, live, disabled }) {
+    const sorted = versions.slice().sort((a, b) => b.version - a.version);
+    if (!sorted.length) return [h('h2', null, 'Versions'), h('p.muted', null, 'No versions yet. Use "Train now"; the first version appears when its job finishes.')];
+    const extraNames = [];
+    for (const v of sorted) for (const k of Object.keys(numericMetrics(v.metrics))) if (k !== pm.name && !extraNames.includes(k)) extraNames.push(k);
+    const extras = extraNames.slice(0, 4);
+    const rows = sorted.map((v) => {
+      const m = numericMetrics(v.metrics);
+      const b = numericMetrics(v.baseline_metrics);
+      const val = m[pm.name], base = b[pm.name];
+      const better = Number.isFinite(val) && Number.isFinite(base) ? (pm.higher ? val > base : val < base) : null;
+      const isDisabled = disabled.has(v.version);
+      const isLive = v.version === live;
+      const promote = h('button.small', { type: 'button', 'data-action': 'promote', disabled: isLive || isDisabled, title: isDisabled ? 'Enable it first' : null,
+        onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
+          (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason }),
+          (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');
+      const toggle = isDisabled
+        ? h('button.small', { type: 'button', 'data-action': 'enable',
+          onclick: () => act({ title: `Enable v${v.version} of ${name}`, text: 'It may serve again (when an alias points at it).', confirm: 'Enable' },
+            (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/enable`, { reason }),
+            (r) => `Enabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : ''}`) }, 'Enable')
+        : h('button.small.danger', { type: 'button', 'data-action': 'disable',
+          onclick: () => act({ title: `Disable v${v.version} of ${name}`, text: isLive ? 'It is live: serving falls back to the previous live version (or the fallback chain) at once.' : 'It will not serve, even when an alias points at it.', confirm: 'Disable', danger: true },
+            (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/disable`, { reason }),
+            (r) => `Disabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');
+      const snap = v.snapshot || {};
+      return h('tr', { 'data-version': v.version, class: isLive ? 'selected' : null },
+        h('td', null, h('strong', null, `v${v.version}`)),
+        h('td', null, badge(isDisabled ? 'disabled' : v.status), ' ', (v.aliases || []).map((a) => h('span.chip', null, badge(a, a === 'live' ? 'ok' : 'info')))),
+        h('td', null, v.algorithm),
+        h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4))),
+        h('td.num', null, fmtNum(base, 4)),
+        extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
+        h('td.gate', null, gateText(v.gate)),
+        h('td.small', null, snapshotText(snap)),
+        h('td.num', null, `r${v.revision}`),
+        h('td', null, v.job ? h('a', { href: `#/jobs/${v.job}` }, `#${v.job}`) : '—'),
+        h('td', null, timeEl(v.created_at)),
+        h('td.cell-actions', null, promote, toggle));
+    });
+    return [
+      h('div.card-head', null, h('h2', null, 'Versions'), h('span.muted.small', null, 'Metrics on the holdout; the baseline beside them. Lineage: snapshot, revision, job.')),
+      table(['Version', 'Status', 'Algorithm', { label: pm.name, num: true }, { label: `baseline ${pm.name}`, num: true },
+        extras.map((k) => ({ label: k, num: true })), 'Gate', 'Snapshot', { label: 'Revision', num: true }, 'Job', 'Created', ''].flat(), rows, { class: 'versions' }),
+    ];
+  }
+
+  function compareTable(a, b, task) {
+    const pm = primaryMetric(task);
+    const ma = numericMetrics(a.metrics), mb = numericMetrics(b.metrics);
+    const ba = numericMetrics(a.baseline_metrics), bb = numericMetrics(b.baseline_metrics);
+    const names = [...new Set([...Object.keys(ma), ...Object.keys(mb)])].sort((x, y) => (x === pm.name ? -1 : y === pm.name ? 1 : x.localeCompare(y)));
+    const cmp = (k, x, y) => {
+      if (!Number.isFinite(x) || !Number.isFinite(y) || x === y) return [null, null];
+      const hi = higherIsBetter(k);
+      const xBetter = hi ? x > y : x < y;
+      return [xBetter ? 'better' : 'worse', xBetter ? 'worse' : 'better'];
+    };
+    const rows = [];
+    const row = (label, x, y, cls = [null, null]) => rows.push(h('tr', null, h('th', { scope: 'row' }, label),
+      h('td', null, h('span', { class: cls[0] }, x)), h('td', null, h('span', { class: cls[1] }, y))));
+    row('status', a.status, b.status);
+    row('aliases', (a.aliases || []).join(', ') || '—', (b.aliases || []).join(', ') || '—');
+    row('algorithm', a.algorithm, b.algorithm);
+    row('params', jsonText(a.params), jsonText(b.params));
+    for (const k of names) row(k, fmtNum(ma[k], 4), fmtNum(mb[k], 4), cmp(k, ma[k], mb[k]));
+    row(`baseline ${pm.name}`, fmtNum(ba[pm.name], 4), fmtNum(bb[pm.name], 4));
+    row('gate', gateText(a.gate), gateText(b.gate));
+    row('revision', `r${a.revision}`, `r${b.revision}`);
+    row('job', a.job ? `#${a.job}` : '—', b.job ? `#${b.job}` : '—');
+    row('snapshot', snapshotText(a.snapshot), snapshotText(b.snapshot));
+    row('features', jsonText(a.features && a.features.length !== undefined ? a.features.map((f) => f.field || f.name || f).join(', ') : a.features),
+      jsonText(b.features && b.features.length !== undefined ? b.features.map((f) => f.field || f.name || f).join(', ') : b.features));
+    row('timings', jsonText(a.timings), jsonText(b.timings));
+    row('artifact', a.artifact ? `${String(a.artifact.sha256).slice(0, 12)}… (${fmtNum(a.artifact.bytes)} B)` : '—',
+      b.artifact ? `${String(b.artifact.sha256).slice(0, 12)}… (${fmtNum(b.artifact.bytes)} B)` : '—');
+    row('created', fmtTime(a.created_at), fmtTime(b.created_at));
+    const sameSplit = a.snapshot && b.snapshot && JSON.stringify(a.snapshot.split || a.snapshot.split_rule || null) === JSON.stringify(b.snapshot.split || b.snapshot.split_rule || null);
+    return [
+      h('p.muted.small', null, 'The holdout is chosen by a hash of the entity, so both versions are scored on the same entities when their snapshots hold the same facts',
+        sameSplit === false ? ' (their split rules differ here).' : '.'),
+      h('div.table-wrap', null, h('table.compare', null,
+        h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),
+        h('tbody', null, rows))),
+    ];
+  }
+
+  function drawDefinition(box, name, model, ctx) {
+    const area = h('textarea.code', { id: 'definition', spellcheck: 'false', 'aria-label': `Definition of ${name}` });
+    area.value = JSON.stringify(model.definition, null, 2);
+    const errs = h('div', { id: 'definition-errors' });
+    const save = h('button.primary', { type: 'button', 'data-action': 'save-definition' }, 'Save definition');
+    const reset = h('button', { type: 'button' }, 'Reset');
+    reset.addEventListener('click', async () => {
+      try {
+        const m = await get(`/v1/models/${enc(name)}`);
+        area.value = JSON.stringify(m.definition, null, 2);
+        area.classList.remove('invalid');
+        replace(errs);
+      } catch (err) { replace(errs, errorBox(err)); }
+    });
+    save.addEventListener('click', async () => {
+      save.disabled = true;
+      replace(errs);
+      try {
+        const r = await api('PUT', `/v1/models/${enc(name)}`, area.value);
+        area.classList.remove('invalid');
+        area.value = JSON.stringify(r.definition, null, 2);
+        replace(errs, h('div.alert.success', null, r.new_revision ? `Saved: revision ${r.revision} of ${name}. The next training run uses it.` : `No change: the definition equals revision ${r.revision}.`));
+        flash(r.new_revision ? `Saved revision ${r.revision} of ${name}` : 'Definition unchanged');
+        await refreshNow();
+      } catch (err) {
+        area.classList.add('invalid');
+        const n = err.details.length;
+        replace(errs, err instanceof ApiError && err.status === 400
+          ? h('div.alert.error', { role: 'alert' },
+            h('div.title', null, n > 1 ? `The server found ${n} problems in the definition:` : 'The server refused the definition:'),
+            n ? fieldErrorList(err.details) : h('div', null, err.field ? [h('code', null, err.field), ': '] : null, err.message))
+          : errorBox(err, 'Could not save the definition'));
+      } finally {
+        save.disabled = false;
+      }
+    });
+    if (!ctx.alive()) return;
+    replace(box,
+      h('div.card-head', null, h('h2', null, 'Definition'), h('span.muted.small', null, `revision ${model.revision}`)),
+      h('p.muted.small', null, 'Edit the JSON and save: the server checks it and names each field it refuses. A change makes a new revision.'),
+      area, errs, h('div.actions', null, save, reset));
+  }
+
+  // ---- jobs
+
+  function viewJobs(root) {
+    const activeBox = h('div.card', null, loading());
+    const doneBox = h('div.card');
+    replace(root, pageHead('Jobs', 'Training runs: queued, running (live progress) and finished, with their log and error.'), activeBox, doneBox);
+    const drawActive = liveRegion(activeBox);
+    const drawDone = liveRegion(doneBox);
+    const refresh = async () => {
+      const d = await get('/v1/jobs');
+      const active = d.jobs.filter((j) => j.state === 'queued' || j.state === 'running');
+      const done = d.jobs.filter((j) => !(j.state === 'queued' || j.state === 'running'));
+      drawActive({ active, s: active.some((j) => j.state === 'running') ? Math.floor(Date.now() / 1000) : 0 }, () => [
+        h('h2', null, 'Queued and running'),
+        active.length ? jobsTable(active) : h('p.muted', { 'data-empty': 'active' }, 'Nothing is training now. Start a run with "Train now" on a model\'s page.')]);
+      drawDone(done, () => [
+        h('h2', null, 'Finished'),
+        done.length ? jobsTable(done) : h('p.muted', null, 'No finished jobs yet.')]);
+    };
+    return { refresh };
+  }
+
+  function viewJob(root, params) {
+    const id = Number(params.id);
+    const head = h('div');
+    const info = h('div.card', null, loading());
+    const logBox = h('div.card');
+    replace(root, head, info, logBox);
+    const drawHead = liveRegion(head);
+    const drawInfo = liveRegion(info);
+    const drawLog = liveRegion(logBox);
+    const refresh = async () => {
+      const j = await get(`/v1/jobs/${id}`);
+      const activeJob = j.state === 'queued' || j.state === 'running';
+      drawHead({ state: j.state, model: j.model, c: j.cancel_requested }, () => pageHead(
+        [h('div.crumbs', null, h('a', { href: '#/jobs' }, 'Jobs'), ' / '), `Job ${j.id} `, badge(j.state)],
+        [`Training `, h('a', { href: `#/models/${enc(j.model)}` }, j.model), ` · revision ${j.revision}`],
+        activeJob ? h('button.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel job') : null));
+      const { log, ...rest } = j;
+      drawInfo(rest, () => [
+        j.state === 'running' ? h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), `${fmtPct(j.progress)} · ${j.message || ''}`) : null,
+        j.error ? h('div.alert.error', null, h('div.title', null, 'Error'), j.error) : null,
+        h('dl.kv', null,
+          h('dt', null, 'trigger'), h('dd', null, j.trigger),
+          h('dt', null, 'requested by'), h('dd', null, j.requested_by),
+          h('dt', null, 'created'), h('dd', null, timeEl(j.created_at)),
+          h('dt', null, 'started'), h('dd', null, timeEl(j.started_at)),
+          h('dt', null, 'finished'), h('dd', null, timeEl(j.finished_at)),
+          h('dt', null, 'duration'), h('dd', null, j.started_at ? fmtDuration(between(j.started_at, j.finished_at || new Date().toISOString())) : '—'),
+          h('dt', null, 'message'), h('dd', null, j.message || '—'),
+          h('dt', null, 'version'), h('dd', null, j.version ? h('a', { href: `#/models/${enc(j.model)}` }, `v${j.version}`) : '—'),
+          j.requeued_from ? [h('dt', null, 'requeued from'), h('dd', null, h('a', { href: `#/jobs/${j.requeued_from}` }, `job ${j.requeued_from}`))] : null,
+          h('dt', null, 'progress'), h('dd', null, fmtPct(j.progress))),
+      ]);
+      drawLog(log, () => [
+        h('h2', null, 'Log'),
+        log.length ? h('div.log', { id: 'job-log' }, log.map((l) => h(`div.${l.level}`, null, h('span.t', null, fmtTime(l.time)), `${l.level === 'info' ? '' : l.level.toUpperCase() + ' '}${l.message}`)))
+          : h('p.muted', null, 'No log lines yet.')]);
+    };
+    return { refresh };
+  }
+
+  // ---- deployments
+
+  function viewDeployments(root, params, ctx) {
+    const head = h('div', null, pageHead('Deployments', loading()));
+    const body = h('div');
+    replace(root, head, body);
+    const state = { model: params.name || null, regions: null };
+    const setup = async () => {
+      const list = await get('/v1/models');
+      if (!ctx.alive()) return false;
+      if (!list.models.length) {
+        replace(head, pageHead('Deployments', 'Alias moves, version events, the supervisor and experiments.'));
+        replace(body, h('div.card', null, emptyModels()));
+        return false;
+      }
+      if (!state.model || !list.models.some((m) => m.name === state.model)) state.model = list.models[0].name;
+      const sel = h('select', { 'aria-label': 'Model', id: 'deploy-model' }, list.models.map((m) => h('option', { value: m.name, selected: m.name === state.model }, m.name)));
+      sel.addEventListener('change', () => { location.hash = `#/deployments/${enc(sel.value)}`; });
+      replace(head, pageHead('Deployments', 'What served when, who moved it and why; the supervisor\'s actions; experiments.', h('label.inline', null, 'Model', sel)));
+      const r = {
+        aliases: h('div.card'), history: h('div.card'), events: h('div.card'), supervisor: h('div.card'),
+        experiments: h('div.card'), live: h('div.card'), start: h('div.card'),
+      };
+      replace(body, h('div.two-col', null, r.aliases, r.supervisor), h('div'), r.history, r.events, r.experiments, r.live, r.start);
+      state.regions = Object.fromEntries(Object.entries(r).map(([k, el]) => [k, liveRegion(el)]));
+      state.startBox = r.start;
+      return true;
+    };
+    let ready = null;
+    const refresh = async () => {
+      if (ready === null) ready = await setup();
+      if (!ready) return;
+      const name = state.model;
+      const [al, dep, ev, ex, lm, sv, vs] = await Promise.all([
+        get(`/v1/models/${enc(name)}/aliases`),
+        get(`/v1/models/${enc(name)}/deployments`),
+        get(`/v1/models/${enc(name)}/events`).catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/experiments`).catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/live-metrics`).catch((e) => ({ error: e })),
+        get('/v1/serving').catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/versions`),
+      ]);
+      if (!ctx.alive()) return;
+      const R = state.regions;
+      R.aliases(al, () => [h('h2', null, 'Aliases now'),
+        al.aliases.length ? table(['Alias', 'Version', 'Since'], al.aliases.map((a) => h('tr', null,
+          h('td', null, badge(a.alias, a.alias === 'live' ? 'ok' : 'info')), h('td', null, `v${a.version}`), h('td', null, timeEl(a.updated_at)))))
+          : h('p.muted', null, 'No alias yet: nothing serves until a version is promoted.')]);
+      const svModel = sv.error ? null : (sv.models || []).find((m) => m.model === name);
+      const sup = sv.error ? null : sv.supervisor;
+      R.supervisor({ svModel, sup: sup && { ...sup, last_tick: undefined, ticks: undefined }, err: sv.error && sv.error.message }, () => [
+        h('h2', null, 'Serving and supervisor'),
+        sv.error ? errorBox(sv.error) : [
+          h('dl.kv', null,
+            h('dt', null, 'serving version'), h('dd', null, svModel && svModel.serving_version ? `v${svModel.serving_version}` : '—'),
+            h('dt', null, 'live alias'), h('dd', null, svModel && svModel.live_alias ? `v${svModel.live_alias}` : '—'),
+            h('dt', null, 'problem'), h('dd', null, svModel && svModel.problem ? h('span.worse', null, svModel.problem) : 'none'),
+            h('dt', null, 'supervisor'), h('dd', null, sup ? badge(sup.state) : '—')),
+          h('h3', null, 'Supervisor actions'),
+          sup && (sup.actions || []).filter((a) => a.model === name).length
+            ? table(['Time', 'Version', 'Outcome', 'Why'], sup.actions.filter((a) => a.model === name).map((a) => h('tr', null,
+              h('td', null, timeEl(a.time)), h('td', null, `v${a.version}`), h('td', null, a.outcome), h('td', null, a.reason))))
+            : h('p.muted.small', null, 'The supervisor has not acted on this model.')]]);
+      R.history(dep, () => [
+        h('h2', null, 'Alias history'),
+        h('p.muted.small', null, 'Every move of an alias, newest first: append-only.'),
+        dep.deployments.length ? table(['Time', 'Alias', 'Change', 'Who', 'Why'], dep.deployments.map((d) => h('tr', { 'data-deployment': d.id },
+          h('td', null, timeEl(d.time)),
+          h('td', null, badge(d.alias, d.alias === 'live' ? 'ok' : 'info')),
+          h('td.nowrap', null, `${d.previous_version ? `v${d.previous_version}` : '—'} → ${d.version ? `v${d.version}` : 'removed'}`),
+          h('td', null, d.actor),
+          h('td', null, d.reason))), { class: 'history' }) : h('p.muted', null, 'No alias has moved yet.')]);
+      R.events(ev, () => [
+        h('h2', null, 'Version events'),
+        h('p.muted.small', null, 'Disable and enable, by people and by the supervisor.'),
+        ev.error ? errorBox(ev.error) : ev.events.length ? table(['Time', 'Version', 'Event', 'Who', 'Why'], ev.events.map((e) => h('tr', null,
+          h('td', null, timeEl(e.time)), h('td', null, `v${e.version}`), h('td', null, badge(e.event)),
+          h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td', null, e.reason))))
+          : h('p.muted', null, 'No version has been disabled or enabled.')]);
+      const groups = lm.error ? [] : lm.groups;
+      R.experiments({ ex, groups }, () => experimentsCard(name, ex, groups));
+      R.live(lm, () => [
+        h('h2', null, 'Live metrics'),
+        h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
+        lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
+      if (!state.startDrawn) {
+        state.startDrawn = true;
+        drawStartExperiment(state.startBox, name, vs.versions);
+      }
+    };
+    return { refresh };
+  }
+
+  function liveMetricsTable(groups) {
+    const names = [];
+    for (const g of groups) for (const k of Object.keys(numericMetrics(g.metrics))) if (!names.includes(k)) names.push(k);
+    return table(['Version', 'Arm', { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true },
+      { label: 'Mean latency ms', num: true }, names.map((k) => ({ label: k, num: true }))].flat(),
+    groups.map((g) => h('tr', null,
+      h('td', null, g.version ? `v${g.version}` : 'fallback'),
+      h('td', null, g.arm || '—', g.shadow ? [' ', badge('shadow')] : null),
+      h('td.num', null, fmtNum(g.predictions)), h('td.num', null, fmtNum(g.outcomes)), h('td.num', null, fmtNum(g.fallbacks)),
+      h('td.num', null, fmtNum(g.mean_latency_ms, 2)),
+      names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
+  }
+
+  function experimentsCard(name, ex, groups) {
+    if (ex.error) return [h('h2', null, 'Experiments'), errorBox(ex.error)];
+    const exps = ex.experiments.slice().sort((a, b) => b.id - a.id);
+    return [
+      h('h2', null, 'Experiments'),
+      h('p.muted.small', null, 'Traffic split between versions by a stable hash of the entity; a shadow arm is scored and logged, never returned.'),
+      exps.length ? exps.map((e) => {
+        const arms = Array.isArray(e.arms) ? e.arms : [];
+        const end = e.active ? h('button.small.danger', { type: 'button', 'data-action': 'end-experiment',
+          onclick: () => act({ title: `End experiment ${e.id}`, text: 'All traffic goes back to the live version.', confirm: 'End experiment', danger: true },
+            (reason) => api('POST', `/v1/models/${enc(name)}/experiments/${e.id}/end`, { reason }),
+            () => `Ended experiment ${e.id} of ${name}`) }, 'End experiment') : null;
+        return h('div.card', { 'data-experiment': e.id },
+          h('div.card-head', null, h('h3', null, `Experiment ${e.id} `, badge(e.active ? 'active' : 'ended')), end),
+          h('p.small', null, `Started ${fmtTime(e.started_at)} by ${e.started_by}: ${e.reason}`,
+            e.ended_at ? h('span', null, h('br'), `Ended ${fmtTime(e.ended_at)} by ${e.ended_by}: ${e.end_reason}`) : null),
+          shareBar(arms),
+          table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics'],
+            arms.map((a) => {
+              const g = groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
+              const mets = g ? numericMetrics(g.metrics) : {};
+              return h('tr', null,
+                h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null),
+                h('td', null, `v${a.version}`),
+                h('td.num', null, a.shadow ? 'shadow' : fmtPct(a.weight)),
+                h('td.num', null, g ? fmtNum(g.predictions) : '0'),
+                h('td.num', null, g ? fmtNum(g.outcomes) : '0'),
+                h('td.num', null, g ? fmtNum(g.fallbacks) : '0'),
+                h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'));
+            })));
+      }) : h('p.muted', null, 'No experiments yet. Start one below to split traffic between versions.'),
+    ];
+  }
+
+  function drawStartExperiment(box, name, versions) {
+    const sorted = versions.slice().sort((a, b) => b.version - a.version);
+    if (!sorted.length) {
+      replace(box, h('h2', null, 'Start an experiment'), h('p.muted', null, 'The model needs versions first.'));
+      return;
+    }
+    const armsBox = h('div');
+    const addArm = (version, weight, shadow) => {
+      const vsel = h('select', { 'aria-label': 'Version', class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, `v${v.version}`)));
+      const w = h('input', { type: 'number', min: '0', step: 'any', value: String(weight), 'aria-label': 'Weight', class: 'arm-weight' });
+      const sh = h('input', { type: 'checkbox', class: 'arm-shadow', checked: shadow });
+      const rm = h('button.small', { type: 'button' }, 'Remove');
+      const row = h('div.arm-row', null, vsel, h('label.inline', null, 'weight', w), h('label.inline', null, sh, 'shadow'), rm);
+      rm.addEventListener('click', () => row.remove());
+      armsBox.append(row);
+    };
+    addArm(sorted[sorted.length > 1 ? 1 : 0].version, 0.9, false);
+    addArm(sorted[0].version, 0.1, false);
+    const add = h('button', { type: 'button' }, 'Add arm');
+    add.addEventListener('click', () => addArm(sorted[0].version, 0.1, false));
+    const errs = h('div');
+    const start = h('button.primary', { type: 'button', 'data-action': 'start-experiment' }, 'Start experiment');
+    start.addEventListener('click', async () => {
+      const arms = [...armsBox.querySelectorAll('.arm-row')].map((row) => {
+        const shadow = row.querySelector('.arm-shadow').checked;
+        const arm = { version: Number(row.querySelector('.arm-version').value) };
+        if (shadow) arm.shadow = true; else arm.weight = Number(row.querySelector('.arm-weight').value);
+        return arm;
+      });
+      replace(errs);
+      const r = await act({ title: `Start an experiment on ${name}`, text: arms.map((a) => `v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', '), confirm: 'Start', placeholder: 'e.g. try v4 on 10 % of traffic' },
+        (reason) => api('POST', `/v1/models/${enc(name)}/experiments`, { arms, reason }),
+        (e) => `Started experiment ${e.id} on ${name}`);
+      if (r === null) return;
+    });
+    replace(box, h('h2', null, 'Start an experiment'),
+      h('p.muted.small', null, 'Weights are normalised to shares. Only one experiment per model runs at a time.'),
+      armsBox, h('div.actions', null, add, start), errs);
+  }
+
+  // ---- API keys
+
+  function viewKeys(root) {
+    const createBox = h('div.card');
+    const listBox = h('div.card', null, loading());
+    replace(root, pageHead('API keys', 'Keys for apps and scripts. Only a hash of each key is stored.'), createBox, listBox);
+    const drawList = liveRegion(listBox);
+    const nameIn = h('input', { id: 'key-name', placeholder: 'e.g. feed-app', maxlength: 64 });
+    const scopes = ['ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
+    const created = h('div', { id: 'key-created' });
+    const create = h('button.primary', { type: 'submit', 'data-action': 'create-key' }, 'Create key');
+    const form = h('form', null,
+      h('h2', null, 'Create a key'),
+      h('label', { for: 'key-name' }, 'Name'), nameIn,
+      h('label', null, 'Scopes'),
+      h('div.row', null, scopes.map((c) => h('label.inline', { for: c.id }, c, c.value))),
+      h('p.muted.small', null, 'ingest: send facts · predict: ask for predictions · admin: everything, including this page\'s actions. Any key may read.'),
+      h('div.actions', null, create), created);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body = { name: nameIn.value.trim(), scopes: scopes.filter((c) => c.checked).map((c) => c.value) };
+      create.disabled = true;
+      try {
+        const k = await api('POST', '/v1/keys', body);
+        const copy = h('button.small', { type: 'button' }, 'Copy');
+        copy.addEventListener('click', async () => {
+          try { await navigator.clipboard.writeText(k.key); copy.textContent = 'Copied'; } catch (e) { copy.textContent = 'Select and copy it'; }
+        });
+        replace(created, h('div.alert.success', null,
+          h('div.title', null, `Key "${k.name}" created. Copy it now: it is shown only once.`),
+          h('div.secret', null, h('code', { id: 'new-key' }, k.key), copy),
+          h('p.small', null, 'A client sends it as ', h('code', null, 'Authorization: Bearer <key>'), '.')));
+        nameIn.value = '';
+        flash(`Created API key "${k.name}"`);
+        await refreshNow();
+      } catch (err) {
+        replace(created, errorBox(err, 'Could not create the key'));
+      } finally {
+        create.disabled = false;
+      }
+    });
+    replace(createBox, form);
+    const refresh = async () => {
+      const d = await get('/v1/keys');
+      drawList(d, () => [
+        h('h2', null, 'Keys'),
+        d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'State', ''], d.keys.map((k) => h('tr', { 'data-key': k.id },
+          h('td', null, k.name || h('span.muted', null, '(no name)')),
+          h('td', null, h('code', null, `${k.prefix}…`)),
+          h('td', null, (k.scopes || []).map((s) => h('span.chip', null, badge(s, 'info')))),
+          h('td', null, timeEl(k.created_at)),
+          h('td', null, k.created_by),
+          h('td', null, k.revoked_at ? [badge('revoked', 'bad'), h('span.small.muted', null, ` ${fmtTime(k.revoked_at)} by ${k.revoked_by}`)] : badge('active')),
+          h('td.cell-actions', null, k.revoked_at ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke',
+            onclick: () => act({ title: `Revoke key "${k.name}"?`, text: 'Requests with it are refused from now on. This cannot be undone.', confirm: 'Revoke', reason: false, danger: true },
+              () => api('DELETE', `/v1/keys/${k.id}`),
+              () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, 'No API keys yet.')]);
+    };
+    return { refresh };
+  }
+
+  // ---------------------------------------------------------------------------
+  // Router: #/overview, #/streams[/s], #/models[/name], #/jobs[/id],
+  // #/deployments[/name], #/keys.
+
+  const ROUTES = [
+    [/^#?\/?$/, 'overview', viewOverview, []],
+    [/^#\/overview$/, 'overview', viewOverview, []],
+    [/^#\/streams$/, 'streams', viewStreams, []],
+    [/^#\/streams\/([^/]+)$/, 'streams', viewStreams, ['stream']],
+    [/^#\/models$/, 'models', viewModels, []],
+    [/^#\/models\/([^/]+)$/, 'models', viewModel, ['name']],
+    [/^#\/jobs$/, 'jobs', viewJobs, []],
+    [/^#\/jobs\/(\d+)$/, 'jobs', viewJob, ['id']],
+    [/^#\/deployments$/, 'deployments', viewDeployments, []],
+    [/^#\/deployments\/([^/]+)$/, 'deployments', viewDeployments, ['name']],
+    [/^#\/keys$/, 'keys', viewKeys, []],
+  ];
+
+  let current = null; // {id, refresh, errorBox, busy}
+  let viewSeq = 0;
+  let pollTimer = null;
+
+  function route() {
+    if (!session.user) return;
+    const hash = location.hash || '#/overview';
+    let match = null;
+    for (const [re, nav, fn, names] of ROUTES) {
+      const m = hash.match(re);
+      if (m) {
+        const params = {};
+        names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
+        match = { nav, fn, params };
+        break;
+      }
+    }
+    const main = $('#main');
+    for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', Boolean(match) && a.dataset.view === match.nav);
+    $('#topbar').classList.remove('open');
+    $('#menu-button').setAttribute('aria-expanded', 'false');
+    const id = ++viewSeq;
+    if (!match) {
+      current = null;
+      replace(main, pageHead('Not found'), h('div.alert.warn', null, `There is no page at ${hash}. `, h('a', { href: '#/overview' }, 'Go to the overview.')));
+      return;
+    }
+    const errSlot = h('div', { class: 'view-error' });
+    const viewRoot = h('div');
+    replace(main, errSlot, viewRoot);
+    const ctx = { alive: () => id === viewSeq && Boolean(session.user) };
+    let view;
+    try {
+      view = match.fn(viewRoot, match.params, ctx) || {};
+    } catch (err) {
+      replace(errSlot, errorBox(err, 'This page failed to draw'));
+      return;
+    }
+    current = { id, refresh: view.refresh, errSlot, ctx, busy: null, lastErr: null };
+    window.scrollTo(0, 0);
+    refreshNow();
+  }
+
+  // Refreshes the current view's live parts; errors are shown above the view
+  // (the last good data stays), and cleared when a refresh succeeds.
+  async function refreshNow() {
+    const cur = current;
+    if (!cur || !cur.refresh) return;
+    if (cur.busy) {
+      cur.again = true;
+      return cur.busy;
+    }
+    cur.busy = (async () => {
+      try {
+        await cur.refresh();
+        if (cur.lastErr !== null) { cur.lastErr = null; replace(cur.errSlot); }
+      } catch (err) {
+        if (!cur.ctx.alive()) return;
+        const key = `${err.status}|${err.message}`;
+        if (cur.lastErr !== key) {
+          cur.lastErr = key;
+          replace(cur.errSlot, errorBox(err, 'Could not load this page'));
+        }
+      } finally {
+        cur.busy = null;
+      }
+      if (cur.again && cur.ctx.alive()) { cur.again = false; await refreshNow(); }
+    })();
+    return cur.busy;
+  }
+
+  function startPolling() {
+    stopPolling();
+    pollTimer = setInterval(() => {
+      if (document.hidden || !session.user) return;
+      if ($('#dialog').open) return;
+      refreshNow();
+    }, POLL_MS);
+  }
+  function stopPolling() { if (pollTimer) clearInterval(pollTimer); pollTimer = null; }
+
+  // ---------------------------------------------------------------------------
+  // Signing in and out
+
+  function showSignin(message, kind = 'info') {
+    session.user = null;
+    session.csrf = null;
+    current = null;
+    viewSeq += 1;
+    stopPolling();
+    $('#boot').hidden = true;
+    $('#shell').hidden = true;
+    replace($('#main'));
+    $('#signin').hidden = false;
+    replace($('#signin-message'), message ? h(`div.alert.${kind}`, null, message) : null);
+    const pw = $('#signin-password');
+    pw.value = '';
+    ($('#signin-user').value ? pw : $('#signin-user')).focus();
+  }
+
+  function signedOut(message) {
+    if ($('#dialog').open) $('#dialog').close();
+    showSignin(message, 'warn');
+  }
+
+  function showShell(s) {
+    session.user = s.user;
+    session.csrf = s.csrf_token;
+    $('#boot').hidden = true;
+    $('#signin').hidden = true;
+    $('#shell').hidden = false;
+    $('#who-user').textContent = s.user;
+    startPolling();
+    route();
+  }
+
+  async function signIn(ev) {
+    ev.preventDefault();
+    const btn = $('#signin-submit');
+    const username = $('#signin-user').value.trim();
+    const password = $('#signin-password').value;
+    if (!username || !password) {
+      replace($('#signin-message'), h('div.alert.error', null, !username ? 'Enter your user name.' : 'Enter your password.'));
+      return;
+    }
+    btn.disabled = true;
+    btn.textContent = 'Signing in…';
+    replace($('#signin-message'));
+    try {
+      const s = await api('POST', '/v1/auth/login', { username, password });
+      $('#signin-password').value = '';
+      showShell(s);
+    } catch (err) {
+      const msg = err.status === 401 ? 'Wrong user name or password.'
+        : err.status === 429 ? err.message
+          : `Could not sign in: ${err.message}`;
+      replace($('#signin-message'), h('div.alert.error', { role: 'alert' }, msg));
+      $('#signin-password').select();
+    } finally {
+      btn.disabled = false;
+      btn.textContent = 'Sign in';
+    }
+  }
+
+  async function signOut() {
+    try {
+      await api('POST', '/v1/auth/logout', {});
+      showSignin('You have signed out.', 'info');
+    } catch (err) {
+      flashError(err, 'Sign out');
+    }
+  }
+
+  async function boot() {
+    $('#signin-form').addEventListener('submit', signIn);
+    $('#signout').addEventListener('click', signOut);
+    $('#menu-button').addEventListener('click', () => {
+      const open = $('#topbar').classList.toggle('open');
+      $('#menu-button').setAttribute('aria-expanded', String(open));
+    });
+    window.addEventListener('hashchange', route);
+    try {
+      const s = await api('GET', '/v1/auth/session');
+      showShell(s);
+    } catch (err) {
+      if (err.status === 401) showSignin();
+      else showSignin(`Kennel did not answer as expected: ${err.message}`, 'error');
+    }
+  }
+
+  // Anything unexpected is a message on the page, never a blank page.
+  window.addEventListener('error', (ev) => flash(`Page error: ${ev.message}`, 'error'));
+  window.addEventListener('unhandledrejection', (ev) => flash(`Page error: ${ev.reason && ev.reason.message ? ev.reason.message : ev.reason}`, 'error'));
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+  else boot();
+})();

@@ -1,0 +1,448 @@
+// The admin page in a real browser: headless Debian chromium driven by
+// playwright-core, against the real binary with its demo data.
+//
+//   KENNEL_BIN=build/kennel node tests/browser/admin.test.mjs
+//   (or: cd tests/browser && KENNEL_BIN=... node --test)
+//
+// Environment: KENNEL_BIN (required), KENNEL_SCREENSHOTS (where the
+// screenshots go; default a temp dir), CHROMIUM (default /usr/bin/chromium).
+// The steps depend on each other and run in order; after the first failure
+// the rest are skipped. The server and the browser are always stopped, the
+// server by its PID. Every wait is bounded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const KENNEL_BIN = process.env.KENNEL_BIN || '';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.KENNEL_SCREENSHOTS || path.join(os.tmpdir(), 'kennel-screenshots');
+const PASSWORD = 'browser-test-password';
+const WAIT = 15_000;          // a normal UI wait
+const TRAIN_WAIT = 180_000;   // a training job, start to finish
+
+let chromium;
+try {
+  ({ chromium } = await import(path.join(here, 'node_modules', 'playwright-core', 'index.mjs')));
+} catch (e) {
+  console.error(`playwright-core is not installed in ${here}: run scripts/web-deps (npm ci there). (${e.message})`);
+  process.exit(1);
+}
+if (!KENNEL_BIN || !fs.existsSync(KENNEL_BIN)) {
+  console.error('KENNEL_BIN must name the kennel binary');
+  process.exit(1);
+}
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`no chromium at ${CHROMIUM} (Debian package chromium; scripts/deps installs it)`);
+  process.exit(1);
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kennel-browser-'));
+fs.mkdirSync(SHOTS, { recursive: true });
+let server = null;      // {proc, port, base, stderr}
+let context = null;     // playwright persistent context (its own empty profile)
+let page = null;
+const pageErrors = [];  // uncaught page errors and CSP violations
+
+// ---- the server -------------------------------------------------------------
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KENNEL_')));
+    env.KENNEL_ADMIN_PASSWORD = PASSWORD;
+    const errPath = path.join(tmp, 'kennel.stderr.log');
+    const errFd = fs.openSync(errPath, 'w');
+    const proc = spawn(KENNEL_BIN, ['serve', '--demo', '--host', '127.0.0.1', '--port', '0', '--db', path.join(tmp, 'kennel.db')],
+      { env, cwd: tmp, stdio: ['ignore', 'pipe', errFd] });
+    fs.closeSync(errFd);
+    const s = { proc, port: null, base: null, stderr: () => fs.readFileSync(errPath, 'utf8'), exited: null };
+    server = s;
+    const timer = setTimeout(() => reject(new Error(`kennel did not print its port within 20 s:\n${s.stderr()}`)), 20_000);
+    let buf = '';
+    proc.stdout.on('data', (chunk) => {
+      buf += chunk.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        const m = line.match(/^kennel: listening on 127\.0\.0\.1:(\d+)$/);
+        if (m && !s.port) {
+          s.port = Number(m[1]);
+          s.base = `http://127.0.0.1:${s.port}`;
+          clearTimeout(timer);
+          resolve(s);
+        }
+      }
+    });
+    proc.on('exit', (code, sig) => {
+      s.exited = code ?? sig;
+      if (!s.port) { clearTimeout(timer); reject(new Error(`kennel exited (${code ?? sig}) before listening:\n${s.stderr()}`)); }
+    });
+  });
+}
+
+async function stopServer() {
+  if (!server || server.exited !== null) return;
+  const { proc } = server;
+  const exited = new Promise((r) => proc.once('exit', r));
+  try { process.kill(proc.pid, 'SIGTERM'); } catch (e) { return; }
+  const t = setTimeout(() => { try { process.kill(proc.pid, 'SIGKILL'); } catch (e) { /* gone */ } }, 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function waitFor(what, fn, timeoutMs, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+// Direct HTTP from the test (not the browser), with Basic auth when asked.
+async function http(method, p, { auth, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (auth === 'basic') h.Authorization = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
+  else if (auth) h.Authorization = `Bearer ${auth}`;
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  const r = await fetch(server.base + p, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch (e) { /* not JSON */ }
+  return { status: r.status, json, text, headers: r.headers };
+}
+
+// ---- the browser --------------------------------------------------------------
+
+async function shot(name) {
+  await page.waitForTimeout(300); // let the last render settle
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function go(hash) {
+  await page.evaluate((hsh) => { location.hash = hsh; }, hash);
+}
+
+const visible = (locator, timeout = WAIT) => locator.first().waitFor({ state: 'visible', timeout });
+
+// What the page sees when it calls the API itself (with its cookie).
+const pageFetch = (p) => page.evaluate(async (u) => (await fetch(u, { credentials: 'same-origin' })).status, p);
+
+// Fills and confirms the reason dialog.
+async function confirmDialog(reason) {
+  const dlg = page.locator('#dialog');
+  await visible(dlg);
+  if (reason !== undefined) await page.fill('#dialog-reason', reason);
+  await page.click('#dialog-ok');
+  await dlg.waitFor({ state: 'hidden', timeout: WAIT });
+}
+
+async function versionsOf(model) {
+  const r = await http('GET', `/v1/models/${model}/versions`, { auth: 'basic' });
+  assert.equal(r.status, 200, r.text);
+  return r.json.versions;
+}
+
+// ---- steps ----------------------------------------------------------------------
+
+let failed = false;
+function step(name, fn, timeout = 60_000) {
+  test(name, { timeout }, async (t) => {
+    if (failed) { t.skip('an earlier step failed'); return; }
+    try {
+      await fn(t);
+    } catch (e) {
+      failed = true;
+      if (page) {
+        try { await page.screenshot({ path: path.join(SHOTS, `failure-${name.replace(/\W+/g, '-')}.png`), fullPage: true }); } catch (e2) { /* ignore */ }
+      }
+      if (server) e.message += `\n--- kennel stderr (tail) ---\n${server.stderr().split('\n').slice(-30).join('\n')}`;
+      throw e;
+    }
+  });
+}
+
+before(async () => {
+  const started = Date.now();
+  await startServer();
+  await waitFor('/readyz', async () => (await http('GET', '/readyz')).status === 200, 30_000);
+  context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+    timeout: 60_000,
+  });
+  page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    const text = m.text();
+    if (m.type() === 'error' && !/Failed to load resource/.test(text)) pageErrors.push(`console: ${text}`);
+    if (/Content Security Policy/i.test(text)) pageErrors.push(`csp: ${text}`);
+  });
+  console.log(`# kennel on ${server.base}, browser up in ${Date.now() - started} ms; screenshots in ${SHOTS}`);
+});
+
+after(async () => {
+  try { if (context) await context.close(); } catch (e) { /* ignore */ }
+  await stopServer();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+step('without a session the page shows the sign-in form and data calls are refused', async () => {
+  const r = await page.goto(server.base + '/', { waitUntil: 'domcontentloaded' });
+  assert.equal(r.status(), 200);
+  assert.match(r.headers()['content-security-policy'] || '', /default-src 'self'/);
+  await visible(page.locator('#signin-form'));
+  assert.equal(await page.locator('#shell').isVisible(), false);
+  assert.equal(await pageFetch('/v1/models'), 401);
+  assert.equal(await pageFetch('/v1/streams'), 401);
+  assert.equal((await http('GET', '/v1/models')).status, 401);
+  assert.equal((await http('GET', '/v1/keys')).status, 401);
+});
+
+step('a wrong password shows an error', async () => {
+  await page.fill('#signin-user', 'admin');
+  await page.fill('#signin-password', 'not-the-password');
+  await page.click('#signin-submit');
+  await visible(page.locator('#signin-message .alert.error'));
+  assert.match(await page.textContent('#signin-message'), /Wrong user name or password/);
+  assert.equal(await page.locator('#shell').isVisible(), false);
+});
+
+step('signing in shows the overview with live components and rates', async () => {
+  await page.fill('#signin-password', PASSWORD);
+  await page.click('#signin-submit');
+  await visible(page.locator('#shell'));
+  assert.equal(await page.textContent('#who-user'), 'admin');
+  await visible(page.locator('h1', { hasText: 'Overview' }));
+  for (const c of ['writer', 'trainer', 'scheduler', 'supervisor', 'serving']) {
+    await visible(page.locator(`.component[data-component="${c}"]`));
+  }
+  const writer = await page.textContent('.component[data-component="writer"]');
+  assert.match(writer, /commits/);
+  assert.match(writer, /queue limit/);
+  for (const label of ['Facts per second', 'Predictions per second', 'p50 latency', 'p99 latency', 'Fallback share']) {
+    await visible(page.locator('.tile .label', { hasText: label }));
+  }
+  // Live: the uptime in the heading changes without a reload.
+  const before1 = await page.textContent('.page-head .sub');
+  await waitFor('the overview to update', async () => (await page.textContent('.page-head .sub')) !== before1, 8_000);
+  await visible(page.locator('.card a', { hasText: 'likes' }));
+  await shot('overview-1280');
+});
+
+step('streams: counts, event times and the newest facts', async () => {
+  await page.click('#nav a[data-view="streams"]');
+  await visible(page.locator('h1', { hasText: 'Streams' }));
+  const row = page.locator('tr', { has: page.locator('a', { hasText: /^posts$/ }) });
+  await visible(row);
+  assert.match(await row.first().textContent(), /2,000/);
+  await visible(page.locator('tr', { has: page.locator('a', { hasText: /^likes$/ }) }));
+  await row.first().locator('a', { hasText: 'newest facts' }).click();
+  await visible(page.locator('h2', { hasText: 'Newest facts in posts' }));
+  const factsText = await page.locator('.card', { has: page.locator('h2', { hasText: 'Newest facts in posts' }) }).textContent();
+  assert.match(factsText, /post-2000/, 'the newest post is post-2000');
+  assert.match(factsText, /breed/);
+  await shot('streams-1280');
+});
+
+step('models: the demo model "likes" with a trained version', async () => {
+  await page.click('#nav a[data-view="models"]');
+  await visible(page.locator('h1', { hasText: 'Models' }));
+  await visible(page.locator('table a', { hasText: 'likes' }));
+  // The demo trains at once: wait (bounded) for version 1.
+  await waitFor('the demo\'s first version', async () => (await versionsOf('likes')).length >= 1, TRAIN_WAIT, 1000);
+  await shot('models-1280');
+  await page.click('table a:has-text("likes")');
+  await visible(page.locator('h1', { hasText: 'likes' }));
+  await visible(page.locator('tr[data-version="1"]'));
+  assert.match(await page.textContent('tr[data-version="1"]'), /live/);
+  await visible(page.locator('svg.chart'));
+  assert.match(await page.textContent('svg.chart'), /rmse by version/);
+  await visible(page.locator('h2', { hasText: 'Compare versions' }));
+  await visible(page.locator('#definition'));
+  assert.match(await page.inputValue('#definition'), /"features_from": "posts"/);
+}, TRAIN_WAIT + 60_000);
+
+step('train now: the job runs with progress and finishes', async () => {
+  const jobsBefore = (await http('GET', '/v1/jobs', { auth: 'basic' })).json.jobs.length;
+  await page.click('button[data-action="train"]');
+  await confirmDialog('browser test: retrain on the same facts');
+  await visible(page.locator('#flash .alert.success', { hasText: /training job \d+|already queued/ }));
+  const jobId = Number((await page.textContent('#flash .alert.success')).match(/job (\d+)/)[1]);
+  assert.ok(jobId > 0);
+  // The model page shows it while it trains; the jobs page follows it live.
+  await page.click('#nav a[data-view="jobs"]');
+  await visible(page.locator('h1', { hasText: 'Jobs' }));
+  await visible(page.locator(`tr[data-job="${jobId}"]`));
+  await shot('jobs-1280');
+  await waitFor(`job ${jobId} to finish on the page`, async () => {
+    const t = await page.locator(`tr[data-job="${jobId}"]`).first().textContent();
+    return /succeeded|failed|timed out|cancelled/.test(t) ? t : null;
+  }, TRAIN_WAIT, 500);
+  assert.match(await page.locator(`tr[data-job="${jobId}"]`).first().textContent(), /succeeded/);
+  assert.ok((await http('GET', '/v1/jobs', { auth: 'basic' })).json.jobs.length > jobsBefore);
+  // The job's own page: its log.
+  await page.click(`tr[data-job="${jobId}"] a:has-text("#${jobId}")`);
+  await visible(page.locator('#job-log'));
+  assert.match(await page.textContent('#job-log'), /gate/);
+  await shot('job-1280');
+}, TRAIN_WAIT + 60_000);
+
+step('promote a version, roll it back, and see who and why', async () => {
+  const versions = await versionsOf('likes');
+  assert.ok(versions.length >= 2, 'two versions after the retrain');
+  const live = versions.find((v) => (v.aliases || []).includes('live'));
+  assert.ok(live, 'a live version');
+  const other = versions.filter((v) => v.version !== live.version).sort((a, b) => b.version - a.version)[0];
+  await go('#/models/likes');
+  await visible(page.locator(`tr[data-version="${other.version}"]`));
+  await page.click(`tr[data-version="${other.version}"] button[data-action="promote"]`);
+  await confirmDialog('browser test: promote by hand');
+  await visible(page.locator('#flash .alert.success', { hasText: `Promoted likes v${other.version} to live` }));
+  await waitFor('the new live version in the table', async () => /live/.test(await page.textContent(`tr[data-version="${other.version}"]`)), WAIT);
+  await visible(page.locator('.page-head .badge', { hasText: `live → v${other.version}` }));
+  await shot('model-1280');
+
+  await page.click('button[data-action="rollback"]');
+  await confirmDialog('browser test: roll back');
+  await visible(page.locator('#flash .alert.success', { hasText: `live moved from v${other.version} to v${live.version}` }));
+  await visible(page.locator('.page-head .badge', { hasText: `live → v${live.version}` }));
+
+  await page.click('#nav a[data-view="deployments"]');
+  await visible(page.locator('h1', { hasText: 'Deployments' }));
+  const history = page.locator('table.history');
+  await visible(history);
+  await waitFor('the history rows', async () => {
+    const t = await history.textContent();
+    return /rollback: browser test: roll back/.test(t) && /browser test: promote by hand/.test(t);
+  }, WAIT);
+  const rows = await history.locator('tbody tr').allTextContents();
+  assert.match(rows[0], new RegExp(`v${other.version} → v${live.version}`));
+  assert.match(rows[0], /admin/);
+  assert.match(rows[1], new RegExp(`→ v${other.version}`));
+  assert.match(rows[1], /admin/);
+  await visible(page.locator('h2', { hasText: 'Experiments' }));
+  await shot('deployments-1280');
+});
+
+step('disable and enable a version', async () => {
+  const versions = await versionsOf('likes');
+  const notLive = versions.find((v) => !(v.aliases || []).includes('live'));
+  await go('#/models/likes');
+  const row = `tr[data-version="${notLive.version}"]`;
+  await visible(page.locator(`${row} button[data-action="disable"]`));
+  await page.click(`${row} button[data-action="disable"]`);
+  await confirmDialog('browser test: disable');
+  await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
+  await waitFor('the disabled badge', async () => /disabled/.test(await page.textContent(row)), WAIT);
+  await page.click(`${row} button[data-action="enable"]`);
+  await confirmDialog('browser test: enable again');
+  await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
+  await visible(page.locator(`${row} button[data-action="disable"]`));
+});
+
+step('a bad definition shows the server\'s validation errors by field', async () => {
+  await go('#/models/likes');
+  await visible(page.locator('#definition'));
+  const def = JSON.parse(await page.inputValue('#definition'));
+  def.task = 'banana';
+  def.holdout = 7;
+  await page.fill('#definition', JSON.stringify(def, null, 2));
+  await page.click('button[data-action="save-definition"]');
+  const errs = page.locator('#definition-errors .alert.error');
+  await visible(errs);
+  const fields = await errs.locator('li code').allTextContents();
+  assert.ok(fields.includes('task'), `errors name the field "task": ${fields}`);
+  assert.ok(fields.includes('holdout'), `errors name the field "holdout": ${fields}`);
+  assert.match(await errs.textContent(), /between 0\.05 and 0\.9/);
+  const m = await http('GET', '/v1/models/likes', { auth: 'basic' });
+  assert.equal(m.json.definition.task, 'regression', 'nothing was saved');
+  await page.locator('#definition-errors').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(SHOTS, 'definition-error-1280.png') });
+});
+
+step('API keys: create (shown once), use, revoke', async () => {
+  await page.click('#nav a[data-view="keys"]');
+  await visible(page.locator('h1', { hasText: 'API keys' }));
+  await page.fill('#key-name', 'browser-test');
+  await page.check('#key-scope-predict');
+  await page.click('button[data-action="create-key"]');
+  await visible(page.locator('#new-key'));
+  const key = (await page.textContent('#new-key')).trim();
+  assert.ok(key.length >= 20, `a key: ${key}`);
+  const row = page.locator('tr', { hasText: 'browser-test' });
+  await visible(row);
+  assert.match(await row.first().textContent(), /predict/);
+  assert.equal((await http('GET', '/v1/models', { auth: key })).status, 200, 'the new key reads');
+  assert.equal((await http('POST', '/v1/models/likes/train', { auth: key, body: {} })).status, 403, 'but may not train');
+  await shot('keys-1280');
+  await row.first().locator('button[data-action="revoke"]').click();
+  await confirmDialog();
+  await visible(page.locator('#flash .alert.success', { hasText: 'Revoked API key "browser-test"' }));
+  await waitFor('the revoked badge', async () => /revoked/.test(await row.first().textContent()), WAIT);
+  await waitFor('the key to be refused', async () => (await http('GET', '/v1/models', { auth: key })).status === 401, 10_000);
+});
+
+step('an error from the server is a message, not a blank page', async () => {
+  await go('#/models/no-such-model');
+  await visible(page.locator('.view-error .alert.error'));
+  assert.match(await page.textContent('.view-error'), /no model named "no-such-model"/);
+  await go('#/jobs/999999');
+  await visible(page.locator('.view-error .alert.error', { hasText: 'no job with id 999999' }));
+});
+
+step('phone width: the menu collapses and tables scroll inside their box', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await go('#/overview');
+  await visible(page.locator('h1', { hasText: 'Overview' }));
+  await visible(page.locator('#menu-button'));
+  assert.equal(await page.locator('#nav').isVisible(), false, 'the nav is collapsed');
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(await overflow() <= 0, 'no sideways scrolling of the page on the overview');
+  await shot('overview-390');
+  await page.click('#menu-button');
+  await visible(page.locator('#nav a[data-view="models"]'));
+  await shot('menu-390');
+  await page.click('#nav a[data-view="models"]');
+  assert.equal(await page.locator('#nav').isVisible(), false, 'the menu closes after a choice');
+  await page.click('table a:has-text("likes")');
+  await visible(page.locator('tr[data-version="1"]'));
+  await visible(page.locator('svg.chart'));
+  assert.ok(await overflow() <= 0, 'no sideways scrolling of the page on a model');
+  const wrapScrolls = await page.evaluate(() => {
+    const w = document.querySelector('table.versions').closest('.table-wrap');
+    return w.scrollWidth > w.clientWidth;
+  });
+  assert.ok(wrapScrolls, 'the versions table scrolls inside its box');
+  await shot('model-390');
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+step('signing out ends the session: the page and the API refuse', async () => {
+  await go('#/overview');
+  await page.click('#signout');
+  await visible(page.locator('#signin-form'));
+  assert.match(await page.textContent('#signin-message'), /signed out/);
+  assert.equal(await pageFetch('/v1/models'), 401);
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await visible(page.locator('#signin-form'));
+  assert.equal(await page.locator('#shell').isVisible(), false);
+  await shot('signin-1280');
+});
+
+step('no page errors and no CSP violations', async () => {
+  assert.deepEqual(pageErrors, []);
+});

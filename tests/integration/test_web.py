@@ -1,0 +1,135 @@
+"""The admin page's files: every file in web/ is listed in CMakeLists.txt's
+KENNEL_WEB, compiled into the binary and served byte for byte with its content
+type, an ETag and 304 on revalidation; unknown files are 404; the page loads
+without credentials while the data behind it needs them; the page loads
+nothing from elsewhere.
+
+Run: KENNEL_BIN=build/kennel python3 -m unittest -v test_web
+"""
+
+import os
+import re
+import unittest
+
+from kennel_harness import Client, KennelTestCase
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WEB = os.path.join(ROOT, "web")
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
+
+
+def web_files():
+    return sorted(f for f in os.listdir(WEB) if os.path.isfile(os.path.join(WEB, f)))
+
+
+def cmake_web_list():
+    with open(os.path.join(ROOT, "CMakeLists.txt"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"set\(KENNEL_WEB\s+(.*?)\)", text, re.S)
+    if not m:
+        raise AssertionError("no set(KENNEL_WEB ...) in CMakeLists.txt")
+    return sorted(x for x in m.group(1).split() if not x.startswith("#"))
+
+
+def read(name):
+    with open(os.path.join(WEB, name), "rb") as f:
+        return f.read()
+
+
+class WebAssetsTest(KennelTestCase):
+    def setUp(self):
+        super().setUp()
+        # No --web-dir: every byte served comes from the binary.
+        self.server = self.start_server()
+        self.anon = Client(self.server.port, auth=None)
+        self.addCleanup(self.anon.close)
+
+    def test_every_file_in_web_is_listed_for_embedding(self):
+        self.assertEqual(cmake_web_list(), ["web/" + f for f in web_files()])
+
+    def test_every_file_is_served_from_the_binary_byte_for_byte(self):
+        files = web_files()
+        self.assertIn("index.html", files)
+        for name in files:
+            with self.subTest(name=name):
+                r = self.anon.get("/assets/" + name)
+                self.assertEqual(r.status, 200, r)
+                ext = os.path.splitext(name)[1]
+                self.assertEqual(r.header("Content-Type"),
+                                 CONTENT_TYPES.get(ext, "application/octet-stream"))
+                self.assertEqual(r.body, read(name), "%s differs from the file on disk" % name)
+                self.assertEqual(r.header("Cache-Control"), "no-cache")
+                self.assertEqual(r.header("X-Content-Type-Options"), "nosniff")
+
+    def test_root_is_the_page_with_its_security_policy(self):
+        r = self.anon.get("/")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Content-Type"), "text/html; charset=utf-8")
+        self.assertEqual(r.body, read("index.html"))
+        csp = r.header("Content-Security-Policy") or ""
+        self.assertIn("default-src 'self'", csp)
+        self.assertIn("frame-ancestors 'none'", csp)
+
+    def test_etag_and_304_when_unchanged(self):
+        for path in ["/", "/assets/app.js", "/assets/app.css"]:
+            with self.subTest(path=path):
+                r = self.anon.get(path)
+                etag = r.header("ETag")
+                self.assertTrue(etag and etag.startswith('"') and etag.endswith('"'), r.headers)
+                again = self.anon.get(path, headers={"If-None-Match": etag})
+                self.assertEqual(again.status, 304, again)
+                self.assertEqual(again.body, b"")
+                self.assertEqual(again.header("ETag"), etag)
+                stale = self.anon.get(path, headers={"If-None-Match": '"0000000000000000"'})
+                self.assertEqual(stale.status, 200, stale)
+        # Different files, different tags.
+        tags = {self.anon.get("/assets/" + n).header("ETag") for n in web_files()}
+        self.assertEqual(len(tags), len(web_files()))
+
+    def test_unknown_assets_are_404_in_the_error_shape(self):
+        for path in ["/assets/nope.js", "/assets/..%2fCMakeLists.txt", "/assets/.."]:
+            with self.subTest(path=path):
+                r = self.anon.get(path)
+                self.assertErrorShape(r, 404, code="not_found")
+
+    def test_the_page_loads_without_credentials_but_its_data_needs_them(self):
+        self.assertEqual(self.anon.get("/").status, 200)
+        self.assertEqual(self.anon.get("/assets/app.js").status, 200)
+        for path in ["/v1/models", "/v1/streams", "/v1/jobs", "/v1/keys", "/v1/status"]:
+            with self.subTest(path=path):
+                self.assertErrorShape(self.anon.get(path), 401, code="unauthenticated")
+                self.assertEqual(self.client(self.server).get(path).status, 200)
+        self.assertErrorShape(self.anon.get("/v1/auth/session"), 401)
+        self.assertErrorShape(self.anon.post_json("/v1/models/x/train", {}), 401)
+
+    def test_the_page_loads_nothing_from_elsewhere(self):
+        html = read("index.html").decode("utf-8")
+        for attr in re.findall(r'\s(?:src|href)="([^"]*)"', html):
+            self.assertTrue(attr.startswith("/assets/") or attr.startswith("#"),
+                            "index.html refers to %r" % attr)
+        self.assertNotIn("<style", html)
+        self.assertNotRegex(html, r"\sstyle=")
+        self.assertNotRegex(html, r"<script(?![^>]*\ssrc=)[^>]*>")  # no inline script
+        self.assertNotRegex(html, r"\son[a-z]+=")  # no inline event handlers
+        for name in web_files():
+            if name.endswith(".css"):
+                css = read(name).decode("utf-8")
+                self.assertNotRegex(css, r"@import|url\(\s*['\"]?(https?:)?//", name)
+            if name.endswith(".js"):
+                js = read(name).decode("utf-8")
+                # The only absolute URL is the SVG namespace.
+                urls = set(re.findall(r"https?://[^\s'\"`)]+", js))
+                self.assertLessEqual(urls, {"http://www.w3.org/2000/svg"}, name)
+
+
+if __name__ == "__main__":
+    unittest.main()
