@@ -412,7 +412,8 @@
   function numericMetrics(m) {
     const out = {};
     if (!m || typeof m !== 'object') return out;
-    for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = v;
+    // "rows" counts the holdout rows: a size, not a metric.
+    for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && k !== 'rows') out[k] = v;
     return out;
   }
 
@@ -431,8 +432,8 @@
     if (!s || typeof s !== 'object') return jsonText(s);
     const parts = [];
     if (s.max_fact_id !== undefined) parts.push(`facts ≤ #${fmtNum(s.max_fact_id)}`);
-    for (const k of ['rows', 'train_rows', 'holdout_rows', 'labelled_entities']) {
-      if (s[k] !== undefined) parts.push(`${humanize(k)} ${fmtNum(s[k])}`);
+    for (const k of ['train_rows', 'test_rows', 'labelled_entities']) {
+      if (s[k] !== undefined) parts.push(`${fmtNum(s[k])} ${k === 'test_rows' ? 'holdout' : k === 'train_rows' ? 'train' : 'labelled'}`);
     }
     return parts.length ? parts.join(', ') : JSON.stringify(s);
   }
@@ -936,16 +937,21 @@
     row('revision', `r${a.revision}`, `r${b.revision}`);
     row('job', a.job ? `#${a.job}` : '—', b.job ? `#${b.job}` : '—');
     row('snapshot', snapshotText(a.snapshot), snapshotText(b.snapshot));
-    row('features', jsonText(a.features && a.features.length !== undefined ? a.features.map((f) => f.field || f.name || f).join(', ') : a.features),
-      jsonText(b.features && b.features.length !== undefined ? b.features.map((f) => f.field || f.name || f).join(', ') : b.features));
+    const feats = (v) => (v.features && Array.isArray(v.features.names)
+      ? `${v.features.names.length} columns${(v.features.warnings || []).length ? `, ${v.features.warnings.length} dropped-column notes` : ''}`
+      : jsonText(v.features));
+    row('feature columns', feats(a), feats(b));
+    row('split rule', (a.snapshot && a.snapshot.split_rule) || '—', (b.snapshot && b.snapshot.split_rule) || '—');
     row('timings', jsonText(a.timings), jsonText(b.timings));
     row('artifact', a.artifact ? `${String(a.artifact.sha256).slice(0, 12)}… (${fmtNum(a.artifact.bytes)} B)` : '—',
       b.artifact ? `${String(b.artifact.sha256).slice(0, 12)}… (${fmtNum(b.artifact.bytes)} B)` : '—');
     row('created', fmtTime(a.created_at), fmtTime(b.created_at));
-    const sameSplit = a.snapshot && b.snapshot && JSON.stringify(a.snapshot.split || a.snapshot.split_rule || null) === JSON.stringify(b.snapshot.split || b.snapshot.split_rule || null);
+    const sa = a.snapshot || {}, sb = b.snapshot || {};
+    const sameHoldout = sa.split_rule === sb.split_rule && sa.max_fact_id === sb.max_fact_id;
     return [
-      h('p.muted.small', null, 'The holdout is chosen by a hash of the entity, so both versions are scored on the same entities when their snapshots hold the same facts',
-        sameSplit === false ? ' (their split rules differ here).' : '.'),
+      h('p.muted.small', null, 'The holdout is chosen by a hash of the entity: ',
+        sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
+          : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
       h('div.table-wrap', null, h('table.compare', null,
         h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),
         h('tbody', null, rows))),

@@ -11,7 +11,9 @@ bounded, every process stopped by its PID.
 
 import os
 import re
+import shutil
 import signal
+import tempfile
 import time
 import unittest
 
@@ -164,6 +166,10 @@ class InterruptedJobTest(KennelTestCase):
         pid = wait_until(lambda: training_pid(self, c, job_id), 20,
                          "the training process of job %d started" % job_id)
         self.addCleanup(kill_training_process, pid, job_id)
+        # A killed server leaves its job's work directory behind (reported);
+        # remove exactly that one.
+        work = os.path.join(tempfile.gettempdir(), "kennel-job-%d-%d" % (server.proc.pid, job_id))
+        self.addCleanup(shutil.rmtree, work, True)
         self.assertEqual(get_job(self, c, job_id)["state"], "running")
         return server, c, name, job_id, pid
 
