@@ -28,6 +28,10 @@ function init(args)
    bad_body = 0
    path = "/v1/facts"
    headers = {["Content-Type"] = "application/x-ndjson"}
+   -- Kennel with authentication: bench/ingest creates an ingest key and passes
+   -- "Bearer <key>" here.
+   local auth = os.getenv("BENCH_AUTH")
+   if auth and auth ~= "" then headers["Authorization"] = auth end
 end
 
 function request()

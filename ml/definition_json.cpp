@@ -212,7 +212,13 @@ parsed_definition parse_definition(const std::string& text) {
             d.features.push_back(std::move(spec));
         }
         if (out.errors.empty()) {
-            if (status s = ml::validate_specs(d.features); !s) r.error(s.field(), s.message());
+            if (status s = ml::validate_specs(d.features); !s) {
+                // Report at the path the user wrote: parameters sit directly
+                // on the feature object, not under "params".
+                std::string field = s.field();
+                if (auto at = field.find(".params."); at != std::string::npos) field.erase(at, 7);
+                r.error(field, s.message());
+            }
         }
     }
     r.string(j, "", "algorithm", d.algorithm, false);
@@ -434,11 +440,14 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
         }
         return types;
     };
+    if (d.features_from.empty()) return;  // already reported as missing
     bool features_stream = stream_exists(d.features_from);
     if (!features_stream) {
         errors.push_back({"features_from", "no facts in stream \"" + d.features_from + "\""});
     }
-    bool label_stream = d.label.stream == d.features_from ? features_stream : stream_exists(d.label.stream);
+    bool label_stream = d.label.stream == d.features_from || d.label.stream.empty()
+                            ? features_stream
+                            : stream_exists(d.label.stream);
     if (!label_stream && d.label.stream != d.features_from) {
         errors.push_back({"label.stream", "no facts in stream \"" + d.label.stream + "\""});
     }
@@ -474,7 +483,7 @@ std::string field_errors_json(const std::vector<field_error>& errors) {
                                 ? errors[0].field + ": " + errors[0].message
                                 : std::to_string(errors.size()) + " problems in the definition"},
                 {"details", details}};
-    if (!errors.empty()) err["field"] = errors[0].field;
+    if (!errors.empty() && !errors[0].field.empty()) err["field"] = errors[0].field;
     return json{{"error", err}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -1,8 +1,73 @@
 #include "ml/training_data.h"
 
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
 #include "ml/raw_json.h"
 
 namespace kennel::ml {
+namespace {
+
+// One fact of a stream as the point-in-time join sees it.
+struct fact_ref {
+    std::int64_t id = 0;
+    std::string entity;
+    micros event_time = 0;
+    std::optional<std::int64_t> corrects;
+    bool has_field = false;  // the label field is present and not null
+};
+
+// The facts of a stream up to the watermark that still stand (no fact within
+// the watermark corrects them), each with its effective event time: a
+// correction takes the place — and the time — of the fact it corrects, so a
+// correction sent later neither drops a row nor moves a label's moment.
+struct stream_view {
+    std::vector<fact_ref> standing;  // with event_time replaced by the effective time
+};
+
+stream_view read_stream(connection& c, const std::string& stream, std::int64_t watermark,
+                        const std::string& field_path) {
+    std::vector<fact_ref> all;
+    statement st(c,
+                 "SELECT id, entity, event_time, corrects,"
+                 " coalesce(json_type(data, ?3), 'null') != 'null'"
+                 " FROM facts WHERE stream = ?1 AND id <= ?2 ORDER BY id");
+    st.bind(1, stream).bind(2, watermark).bind(3, field_path.empty() ? "$.__none__" : field_path);
+    while (st.step()) {
+        all.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_opt_int(3),
+                       st.column_int(4) != 0});
+    }
+    std::unordered_map<std::int64_t, std::size_t> index;
+    std::unordered_set<std::int64_t> corrected;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        index[all[i].id] = i;
+        if (all[i].corrects) corrected.insert(*all[i].corrects);
+    }
+    // A correction may name a fact of another stream; then its own time stands.
+    auto effective_time = [&](const fact_ref& f) {
+        micros t = f.event_time;
+        std::optional<std::int64_t> next = f.corrects;
+        for (int depth = 0; next && depth < 64; ++depth) {
+            auto it = index.find(*next);
+            if (it == index.end()) break;
+            t = all[it->second].event_time;
+            next = all[it->second].corrects;
+        }
+        return t;
+    };
+    stream_view v;
+    for (const fact_ref& f : all) {
+        if (corrected.count(f.id)) continue;
+        fact_ref s = f;
+        s.event_time = effective_time(f);
+        v.standing.push_back(std::move(s));
+    }
+    return v;
+}
+
+}  // namespace
 
 result<training_set> build_training_set(connection& c, const model_definition& d,
                                         std::int64_t watermark) {
@@ -10,49 +75,69 @@ result<training_set> build_training_set(connection& c, const model_definition& d
     out.max_fact_id = watermark;
     const std::string label_path = "$.\"" + d.label.field + "\"";
     try {
-        // Latest label per entity (by event time, then id), skipping facts
-        // that a later fact corrects; then, per label, the latest feature
-        // fact at or before the label's event time. Both within the snapshot.
-        statement st(c,
-                     "WITH labels AS ("
-                     "  SELECT l.id, l.entity, l.event_time, l.data,"
-                     "         row_number() OVER (PARTITION BY l.entity"
-                     "                            ORDER BY l.event_time DESC, l.id DESC) AS rn"
-                     "  FROM facts l"
-                     "  WHERE l.stream = ?1 AND l.id <= ?3 AND json_type(l.data, ?4) IS NOT NULL"
-                     "    AND json_type(l.data, ?4) != 'null'"
-                     "    AND NOT EXISTS (SELECT 1 FROM facts c WHERE c.corrects = l.id"
-                     "                    AND c.id <= ?3))"
-                     " SELECT lb.entity, lb.event_time, lb.id, lb.data,"
-                     "  (SELECT f.id FROM facts f"
-                     "   WHERE f.stream = ?2 AND f.entity = lb.entity AND f.event_time <= lb.event_time"
-                     "     AND f.id <= ?3"
-                     "     AND NOT EXISTS (SELECT 1 FROM facts c WHERE c.corrects = f.id AND c.id <= ?3)"
-                     "   ORDER BY f.event_time DESC, f.id DESC LIMIT 1) AS fid"
-                     " FROM labels lb WHERE lb.rn = 1 ORDER BY lb.entity");
-        st.bind(1, d.label.stream).bind(2, d.features_from).bind(3, watermark).bind(4, label_path);
-        statement feat(c, "SELECT data FROM facts WHERE id = ?");
-        while (st.step()) {
+        stream_view labels = read_stream(c, d.label.stream, watermark, label_path);
+        stream_view features = d.features_from == d.label.stream
+                                   ? labels
+                                   : read_stream(c, d.features_from, watermark, "");
+
+        // The latest label per entity, by effective time then id.
+        std::map<std::string, const fact_ref*> latest_label;
+        for (const fact_ref& f : labels.standing) {
+            if (!f.has_field) continue;
+            const fact_ref*& cur = latest_label[f.entity];
+            if (!cur || f.event_time > cur->event_time ||
+                (f.event_time == cur->event_time && f.id > cur->id)) {
+                cur = &f;
+            }
+        }
+        // Feature facts per entity, ordered by effective time then id.
+        std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
+        for (const fact_ref& f : features.standing) {
+            if (latest_label.count(f.entity)) by_entity[f.entity].push_back(&f);
+        }
+        for (auto& [entity, list] : by_entity) {
+            std::sort(list.begin(), list.end(), [](const fact_ref* a, const fact_ref* b) {
+                return a->event_time != b->event_time ? a->event_time < b->event_time : a->id < b->id;
+            });
+        }
+
+        statement data(c, "SELECT data FROM facts WHERE id = ?");
+        auto read_data = [&data](std::int64_t id) -> std::optional<std::string> {
+            data.reset();
+            data.bind(1, id);
+            if (!data.step()) return std::nullopt;
+            return data.column_text(0);
+        };
+        for (const auto& [entity, label] : latest_label) {
             ++out.labelled_entities;
-            if (st.is_null(4)) {
+            // The latest feature fact whose effective time is not after the label's.
+            const fact_ref* feature = nullptr;
+            auto it = by_entity.find(entity);
+            if (it != by_entity.end()) {
+                for (const fact_ref* f : it->second) {
+                    if (f->event_time > label->event_time) break;
+                    feature = f;
+                }
+            }
+            if (!feature) {
                 ++out.without_features;
                 continue;
             }
             training_example ex;
-            ex.entity = st.column_text(0);
-            ex.label_time = st.column_int(1);
-            ex.label_fact_id = st.column_int(2);
-            ex.label = raw_field_from_json(st.column_text(3), d.label.field);
-            ex.feature_fact_id = st.column_int(4);
-            feat.reset();
-            feat.bind(1, ex.feature_fact_id);
-            if (!feat.step()) continue;
-            auto rec = raw_record_from_json(feat.column_text(0));
+            ex.entity = entity;
+            ex.label_time = label->event_time;
+            ex.label_fact_id = label->id;
+            ex.feature_fact_id = feature->id;
+            auto label_data = read_data(label->id);
+            auto feature_data = read_data(feature->id);
+            if (!label_data || !feature_data) continue;
+            ex.label = raw_field_from_json(*label_data, d.label.field);
+            auto rec = raw_record_from_json(*feature_data);
             if (!rec) return rec.error();
             // Only the declared fields: wide facts stay cheap.
             for (const auto& spec : d.features) {
-                auto it = rec->find(spec.field);
-                if (it != rec->end()) ex.features.emplace(spec.field, it->second);
+                auto f = rec->find(spec.field);
+                if (f != rec->end()) ex.features.emplace(spec.field, f->second);
             }
             out.rows.push_back(std::move(ex));
         }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +55,14 @@ training_worker::training_worker(worker_options options, fact_writer& writer, re
 training_worker::~training_worker() { stop(); }
 
 status training_worker::start() {
+    // Result folders left by a server that was killed mid-job.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+        std::string name = entry.path().filename().string();
+        if (name.rfind("kennel-job-", 0) != 0) continue;
+        pid_t owner = static_cast<pid_t>(std::atol(name.c_str() + 11));
+        if (owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH) std::filesystem::remove_all(entry.path(), ec);
+    }
     std::vector<std::int64_t> requeued;
     status s = writer_.run(
         [&requeued](connection& c) {
@@ -226,6 +235,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         return to;
     };
 
+    // Reset before the job can be seen running, so a cancel that arrives
+    // right after the transition is not lost.
+    cancel_job_ = 0;
     bool started = false;
     status s = writer_.run(
         [&](connection& c) {
@@ -252,7 +264,6 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         state_.last_activity = now_micros();
     }
     running_job_ = id;
-    cancel_job_ = 0;
 
     auto dir = std::filesystem::temp_directory_path() /
                ("kennel-job-" + std::to_string(::getpid()) + "-" + std::to_string(id));
@@ -280,10 +291,15 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
 
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid == 0) {
         // Child: only async-signal-safe calls until exec.
         ::dup2(pipe_fds[1], STDOUT_FILENO);
+        // Die with the server: an orphaned fit would run on unwatched, past
+        // its deadline and memory limit.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(125);
         ::setpriority(PRIO_PROCESS, 0, options_.nice);
 #if !defined(__SANITIZE_ADDRESS__)
         // AddressSanitizer reserves terabytes of address space, so the limit

@@ -131,7 +131,9 @@ parsed_item parse_fact_object(const json& j, micros now) {
         return item;
     }
     f.event_time = now;
+    f.time_given = false;
     if (auto t = j.find("time"); t != j.end() && !t->is_null()) {
+        f.time_given = true;
         if (!t->is_string()) {
             item.error = invalid("time", std::string("must be an RFC 3339 string, not ") + type_name(*t));
             return item;

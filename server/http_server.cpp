@@ -135,6 +135,23 @@ http_server::http_server(http_options options, std::vector<route> routes)
             write_response(error_response(status(error_kind::internal, what)), res);
         });
 
+    // Runs before httplib reads the body. httplib 0.11 enforces the payload
+    // limit only on bodies with a Content-Length and would read a chunked body
+    // of any size into memory, so such bodies are refused unread; the
+    // connection is closed since its unread body cannot be skipped.
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        std::string te = req.get_header_value("Transfer-Encoding");
+        if (te.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        http_response r = error_response(status(
+            error_kind::length_required,
+            "bodies must be sent with a Content-Length (at most " +
+                std::to_string(impl_->options.max_body_bytes) + " bytes); Transfer-Encoding \"" + te +
+                "\" is not accepted"));
+        r.headers.emplace_back("Connection", "close");
+        write_response(r, res);
+        return httplib::Server::HandlerResponse::Handled;
+    });
+
     auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
         http_request ours;
         ours.method = req.method == "HEAD" ? "GET" : req.method;
@@ -221,6 +238,11 @@ result<int> http_server::bind() {
 
 void http_server::start() {
     thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+    // httplib's stop() does nothing until the listen loop has started, so a
+    // stop() right after start() (a refused database) would hang the join.
+    for (int i = 0; i < 5000 && !impl_->server.is_running(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
 void http_server::stop() {

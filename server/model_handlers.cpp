@@ -89,7 +89,10 @@ http_response put_model(app& a, const http_request& req) {
                                      "send the definition as application/json", "Content-Type"));
     }
     parsed_definition p = parse_definition(req.body);
-    if (p.errors.empty()) {
+    // Data problems are reported together with syntax problems, as long as
+    // the body was a JSON object at all.
+    bool parsed_object = p.errors.empty() || !p.errors[0].field.empty();
+    if (parsed_object) {
         auto conn = a.readers().acquire();
         check_definition_against_data(*conn, p.definition, p.errors);
     }

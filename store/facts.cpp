@@ -79,7 +79,8 @@ write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
         return r;
     }
     bool same = prev.column_text(1) == in.stream && prev.column_text(2) == in.entity &&
-                prev.column_int(3) == in.event_time && prev.column_text(4) == in.data_json &&
+                (!in.time_given || prev.column_int(3) == in.event_time) &&
+                prev.column_text(4) == in.data_json &&
                 prev.column_opt_int(5) == in.corrects;
     if (!same) {
         r.field = "idempotency_key";

@@ -27,6 +27,9 @@ struct fact_input {
     micros event_time = 0;
     std::string data_json;
     std::optional<std::int64_t> corrects;
+    // False when the server stamped the time: a resend with the same client
+    // key then differs in time alone and is still the same fact.
+    bool time_given = true;
 };
 
 enum class write_outcome { stored, duplicate, rejected };

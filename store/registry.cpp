@@ -394,8 +394,8 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
                                 std::int64_t after_fact_id) {
     statement st(c,
-                 "SELECT count(*) FROM facts WHERE stream = ? AND id > ?"
-                 " AND json_type(data, ?) IS NOT NULL");
+                 "SELECT count(*) FROM facts WHERE stream = ?1 AND id > ?2"
+                 " AND coalesce(json_type(data, ?3), 'null') != 'null'");
     st.bind(1, stream).bind(2, after_fact_id).bind(3, "$.\"" + field + "\"");
     st.step();
     return st.column_int(0);

@@ -25,6 +25,7 @@ enum class error_kind {
     rate_limited,       // too many attempts; retry later (429)
     conflict,           // the request contradicts current state (409)
     too_large,          // a body or batch over a configured limit (413)
+    length_required,    // a body without a Content-Length (411)
     unsupported_media,  // wrong content type (415)
     unavailable,        // overloaded or not ready; retry later (503)
     failed_precondition,  // e.g. training data that cannot train a model (422)

@@ -438,6 +438,29 @@
     return parts.length ? parts.join(', ') : JSON.stringify(s);
   }
 
+  // The parameters that matter for the chosen algorithm (the search's
+  // trace is summarised separately).
+  const PARAMS_FOR = {
+    linear: ['c', 'lambda', 'max_iterations'],
+    kernel: ['c', 'gamma', 'lambda', 'max_kernel_rows'],
+    forest: ['num_trees', 'min_samples_per_leaf', 'feature_subsampling'],
+    baseline: [],
+  };
+  function paramsText(v) {
+    const p = v.params;
+    if (!p || typeof p !== 'object') return jsonText(p);
+    const keys = PARAMS_FOR[v.algorithm] || Object.keys(p).filter((k) => k !== 'search' && k !== 'requested');
+    const parts = keys.filter((k) => p[k] !== undefined).map((k) => `${k}=${fmtNum(p[k], 4)}`);
+    if (p.requested) parts.unshift(`requested ${p.requested}`);
+    return parts.join(', ') || '—';
+  }
+  function searchText(p) {
+    const s = p && p.search;
+    if (!s || typeof s !== 'object') return 'no search';
+    const tried = Array.isArray(s.tried) ? s.tried.length : 0;
+    return `${tried} candidates in ${fmtNum(s.budget_seconds)} s; best ${s.score || 'cv'} ${fmtNum(s.best_cv_score, 4)} vs baseline ${fmtNum(s.baseline_cv_score, 4)}`;
+  }
+
   function gateText(g) {
     if (!g || typeof g !== 'object') return jsonText(g);
     if (g.summary) return g.summary;
@@ -505,7 +528,11 @@
       }
       drawHead({ up: ov.uptime_seconds !== undefined ? fmtDuration(ov.uptime_seconds) : null, missing },
         (d) => pageHead('Overview', d.up ? `Up ${d.up} · updates every 2 s` : 'Updates every 2 s'));
-      const rates = ov.rates || {};
+      const rates = { ...(ov.rates || {}) };
+      if (rates.predictions_total === 0) {
+        // No prediction yet: a latency or a share of nothing is not 0.
+        rates.p50_ms = null; rates.p99_ms = null; rates.fallback_share = null;
+      }
       drawTiles({ rates, hist: rateHistory }, () => [
         rateTile('Facts per second', rates.facts_per_second, '/s', rateHistory.facts_per_second),
         rateTile('Predictions per second', rates.predictions_per_second, '/s', rateHistory.predictions_per_second),
@@ -681,7 +708,7 @@
         h('td', null, f.entity),
         h('td', null, timeEl(f.time || f.event_time)),
         h('td', null, timeEl(f.ingest_time || f.ingested_at)),
-        h('td.data', null, jsonText(f.data)),
+        h('td.data', null, f.data && typeof f.data === 'object' ? JSON.stringify(f.data, null, 1).replace(/\n\s*/g, ' ') : jsonText(f.data)),
         h('td', null, f.corrects ? `#${f.corrects}` : '')))) : h('p.muted', null, 'No facts in this stream.'));
   }
 
@@ -793,12 +820,6 @@
       if (!state.defDrawn) {
         state.defDrawn = true;
         drawDefinition(defBox, name, m, ctx);
-        if (vs.versions.length) {
-          const sorted = vs.versions.slice().sort((a, b) => b.version - a.version);
-          const a = live && sorted.find((v) => v.version === live) ? live : sorted[0].version;
-          const b = (sorted.find((v) => v.version !== a) || sorted[0]).version;
-          state.compare = [a, b];
-        }
       }
       drawCompare();
       const revs = await get(`/v1/models/${enc(name)}/revisions`).catch((e) => ({ error: e }));
@@ -813,7 +834,13 @@
     const compareKey = { last: null };
     function drawCompare() {
       const vs = state.versions;
-      if (!state.compare[0] && vs.length) state.compare = [vs[0].version, vs[vs.length > 1 ? 1 : 0].version];
+      if (vs.length >= 2 && (!state.compare[0] || state.compare[0] === state.compare[1])) {
+        // Default: the live version beside the newest other one.
+        const sorted = vs.slice().sort((x, y) => y.version - x.version);
+        const live = state.model && state.model.aliases ? state.model.aliases.live : undefined;
+        const first = live && sorted.some((v) => v.version === live) ? live : sorted[0].version;
+        state.compare = [first, sorted.find((v) => v.version !== first).version];
+      }
       const key = JSON.stringify([state.compare, vs]);
       if (key === compareKey.last) return;
       compareKey.last = key;
@@ -827,8 +854,13 @@
         sel.addEventListener('change', () => { state.compare[idx] = Number(sel.value); drawCompare(); });
         return sel;
       };
+      if (vs.length < 2) {
+        replace(compareBox, h('h2', null, 'Compare versions'),
+          h('p.muted', null, `Only v${vs[0].version} so far: train again to compare two versions side by side.`));
+        return;
+      }
       const a = vs.find((v) => v.version === state.compare[0]) || vs[0];
-      const b = vs.find((v) => v.version === state.compare[1]) || vs[0];
+      const b = vs.find((v) => v.version === state.compare[1]) || vs[1];
       replace(compareBox,
         h('div.card-head', null, h('h2', null, 'Compare versions'),
           h('div.compare-head', null, pick(0), h('span.muted', null, 'vs'), pick(1))),
@@ -900,7 +932,7 @@
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
         h('td.gate', null, gateText(v.gate)),
-        h('td.small', null, snapshotText(snap)),
+        h('td.small.snapshot', null, snapshotText(snap)),
         h('td.num', null, `r${v.revision}`),
         h('td', null, v.job ? h('a', { href: `#/jobs/${v.job}` }, `#${v.job}`) : '—'),
         h('td', null, timeEl(v.created_at)),
@@ -930,7 +962,8 @@
     row('status', a.status, b.status);
     row('aliases', (a.aliases || []).join(', ') || '—', (b.aliases || []).join(', ') || '—');
     row('algorithm', a.algorithm, b.algorithm);
-    row('params', jsonText(a.params), jsonText(b.params));
+    row('params', paramsText(a), paramsText(b));
+    row('search', searchText(a.params), searchText(b.params));
     for (const k of names) row(k, fmtNum(ma[k], 4), fmtNum(mb[k], 4), cmp(k, ma[k], mb[k]));
     row(`baseline ${pm.name}`, fmtNum(ba[pm.name], 4), fmtNum(bb[pm.name], 4));
     row('gate', gateText(a.gate), gateText(b.gate));
@@ -1148,8 +1181,9 @@
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
-      if (!state.startDrawn) {
-        state.startDrawn = true;
+      const versionList = vs.versions.map((v) => v.version).join(',');
+      if (state.startDrawn !== versionList) {
+        state.startDrawn = versionList;
         drawStartExperiment(state.startBox, name, vs.versions);
       }
     };

@@ -5,7 +5,9 @@
 //   (or: cd tests/browser && KENNEL_BIN=... node --test)
 //
 // Environment: KENNEL_BIN (required), KENNEL_SCREENSHOTS (where the
-// screenshots go; default a temp dir), CHROMIUM (default /usr/bin/chromium).
+// screenshots go; default a temp dir), CHROMIUM (default /usr/bin/chromium),
+// KENNEL_TEST_WEB_DIR (optional: serve the page from this directory with
+// --web-dir, so edits to web/ need no rebuild).
 // The steps depend on each other and run in order; after the first failure
 // the rest are skipped. The server and the browser are always stopped, the
 // server by its PID. Every wait is bounded.
@@ -21,6 +23,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const KENNEL_BIN = process.env.KENNEL_BIN || '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.KENNEL_SCREENSHOTS || path.join(os.tmpdir(), 'kennel-screenshots');
+const WEB_DIR = process.env.KENNEL_TEST_WEB_DIR || '';
 const PASSWORD = 'browser-test-password';
 const WAIT = 15_000;          // a normal UI wait
 const TRAIN_WAIT = 180_000;   // a training job, start to finish
@@ -56,7 +59,10 @@ function startServer() {
     env.KENNEL_ADMIN_PASSWORD = PASSWORD;
     const errPath = path.join(tmp, 'kennel.stderr.log');
     const errFd = fs.openSync(errPath, 'w');
-    const proc = spawn(KENNEL_BIN, ['serve', '--demo', '--host', '127.0.0.1', '--port', '0', '--db', path.join(tmp, 'kennel.db')],
+    const args = ['serve', '--demo', '--host', '127.0.0.1', '--port', '0', '--db', path.join(tmp, 'kennel.db')];
+    // While developing the page: serve web/ from disk instead of the binary.
+    if (WEB_DIR) args.push('--web-dir', WEB_DIR);
+    const proc = spawn(KENNEL_BIN, args,
       { env, cwd: tmp, stdio: ['ignore', 'pipe', errFd] });
     fs.closeSync(errFd);
     const s = { proc, port: null, base: null, stderr: () => fs.readFileSync(errPath, 'utf8'), exited: null };

@@ -138,14 +138,8 @@ class MigrateTest(KennelTestCase):
             tables = {n for (n,) in c.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
             self.assertEqual(tables, {"invoices"})
 
-    # KNOWN PRODUCT BUG (reported): when the store cannot be opened after the
-    # HTTP server started (foreign or newer database), app::run calls
-    # http_server::stop() while httplib's listen thread may not have set
-    # is_running_ yet; httplib's stop() is then a no-op and the join waits in
-    # accept() forever. Measured: 15 of 20 runs hang. Five attempts make the
-    # expected failure near-certain while the bug exists; once it is fixed,
-    # this reports an unexpected success: remove the decorator then.
-    @unittest.expectedFailure
+    # A refused database ends `serve` at once, though the HTTP server had
+    # already started (its stop() must not race the listen loop's start).
     def test_serve_exits_1_when_it_refuses_the_database(self):
         db = self.path("foreign.db")
         with sqlite3.connect(db) as c:
@@ -459,14 +453,8 @@ class BackupTest(KennelTestCase):
         counts = {s["stream"]: s["count"] for s in self.client(copy).get("/v1/streams").json()["streams"]}
         self.assertEqual(counts["bk"], len(rows))
 
-    # KNOWN PRODUCT BUG (reported): online_backup copies 256 pages a step
-    # from a connection of its own, and SQLite restarts a backup whenever
-    # another connection commits between steps. With a client writing
-    # steadily, a database of tens of MB never finishes: measured 0.3 s idle
-    # versus no end in 30 s for 60 MB (38 MB took 5.6 s); this test uses 100 MB. Copying in one step
-    # (sqlite3_backup_step(b, -1); WAL readers do not block the writer) or
-    # VACUUM INTO would not restart.
-    @unittest.expectedFailure
+    # The online backup copies in one step, so a steadily writing client
+    # cannot make it restart forever.
     def test_backup_of_a_large_database_finishes_while_a_client_writes(self):
         server = self.start_server()
         c = self.client(server)

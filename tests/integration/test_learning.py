@@ -418,7 +418,6 @@ class DefinitionTest(SharedServerCase):
         # And a valid definition on the same data is accepted.
         put_model(self, self.c, name, definition("regression", f, l), expect=(201,))
 
-    @unittest.expectedFailure  # reported bug: data problems are hidden by any syntax problem
     def test_syntax_and_data_problems_are_reported_together(self):
         f, l, _ = self.streams(synthetic("regression", 20))
         name = uid("invalid2")

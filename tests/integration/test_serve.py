@@ -356,13 +356,8 @@ class WritingTest(SharedServerCase):
         self.assertEqual(b.json()["id"], a.json()["id"])
         self.assertEqual(stream_counts(self.c)[s], 2)
 
-    # KNOWN PRODUCT BUG (reported): a fact without "time" gets the server's
-    # "now", and the stored-content comparison includes that time, so
-    # resending the very same request with the same client idempotency key
-    # (what the 503 timeout message tells clients to do) is rejected as
-    # "key already names fact N with different content" instead of being
-    # answered "duplicate".
-    @unittest.expectedFailure
+    # A fact without "time" gets the server's "now"; resending it with the
+    # same client key (what a 503 tells clients to do) is still a duplicate.
     def test_resending_a_timeless_fact_with_its_client_key_is_a_duplicate(self):
         s = unique_stream()
         k = fact(s, "p2", {"likes": 1}, key="retry-" + uuid.uuid4().hex)
@@ -648,13 +643,10 @@ class MaxBodyTest(KennelTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(stream_counts(c)[s], 5)
 
-    # KNOWN PRODUCT BUG (reported): cpp-httplib 0.11 applies
-    # set_payload_max_length only to bodies with a Content-Length; a chunked
-    # body of any size is read whole and handled, so --max-body can be
-    # bypassed (observed: a 19,890-byte chunked body stored 200 facts under
-    # --max-body 2048).
-    @unittest.expectedFailure
-    def test_chunked_body_over_max_body_is_413(self):
+    # cpp-httplib 0.11 applies set_payload_max_length only to bodies with a
+    # Content-Length, so Kennel refuses chunked bodies unread (411) rather
+    # than let one bypass --max-body.
+    def test_chunked_body_is_refused_unread(self):
         server = self.start_server(args=("--max-body", "2048"))
         s = unique_stream()
         body = json.dumps([fact(s, "e%d" % i, {"pad": "x" * 40}) for i in range(200)]).encode()
@@ -672,8 +664,8 @@ class MaxBodyTest(KennelTestCase):
         c = self.client(server)
         self.assertNotIn(s, stream_counts(c), "an oversize chunked body was stored")
         if status is not None:
-            self.assertEqual(status, 413, data)
-            self.assertEqual(json.loads(data)["error"]["code"], "too_large")
+            self.assertEqual(status, 411, data)
+            self.assertEqual(json.loads(data)["error"]["code"], "length_required")
 
 
 # ------------------------------------------------------------- processes

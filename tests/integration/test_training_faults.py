@@ -212,7 +212,6 @@ class InterruptedJobTest(KennelTestCase):
         j = self.check_requeued(db, name, old, "stopped during training")
         self.assertIn("interrupted by shutdown; queued again", log_text(j))
 
-    @unittest.expectedFailure  # reported bug: the training child outlives a killed server
     def test_the_training_process_does_not_outlive_a_killed_server(self):
         db = os.path.join(self.tmp, "orphan.db")
         server, c, name, old, pid = self.start_sleeping_job(db)

@@ -289,12 +289,10 @@ TEST_CASE("the database refuses UPDATE and DELETE on facts", "[facts]") {
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 1);
 }
 
-// KNOWN PRODUCT BUG (reported): SQLite's REPLACE conflict resolution deletes
-// the old row without firing DELETE triggers unless PRAGMA recursive_triggers
-// is on, so INSERT OR REPLACE silently overwrites a stored fact. Tagged
-// [!shouldfail] so the suite stays green until it is fixed; once fixed this
-// test "fails" and the tag must be removed.
-TEST_CASE("the database refuses INSERT OR REPLACE over a stored fact", "[facts][!shouldfail]") {
+// SQLite's REPLACE conflict resolution deletes the old row without firing
+// DELETE triggers unless PRAGMA recursive_triggers is on; every Kennel
+// connection turns it on, so INSERT OR REPLACE cannot overwrite a fact.
+TEST_CASE("the database refuses INSERT OR REPLACE over a stored fact", "[facts]") {
     fact_db db;
     auto r = insert_all(db.conn, {make_fact("posts", "p1", t0, R"({"likes":3})")});
     REQUIRE(r[0].outcome == write_outcome::stored);

@@ -572,11 +572,9 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
 }
 
 // A definition's field names are the JSON the user wrote: a bucketize
-// feature's edges are "features[0].edges". The check for increasing edges
-// reports "features[0].params.edges", a path that is not in the definition
-// (reported as a bug).
+// feature's edges are "features[0].edges", not the internal params path.
 TEST_CASE("definition: decreasing bucket edges are reported at the field the user wrote",
-          "[definition][!shouldfail]") {
+          "[definition]") {
     json j = json::parse(minimal_definition);
     j["features"] = json::array({{{"field", "x"}, {"transform", "bucketize"}, {"edges", {3, 1}}}});
     auto p = parse_definition(j.dump());
@@ -684,12 +682,10 @@ TEST_CASE("training set: features come from the latest fact not after the label"
     }
 }
 
-// A correction "is used in place of the fact it corrects" (README). Sent later
-// without repeating the original's time, a correction of a feature fact gets
-// a later event time; the corrected fact is then dropped and its correction
-// is after the label, so the entity loses its features (reported as a bug).
+// A correction "is used in place of the fact it corrects" (README): sent
+// later, it still stands at the corrected fact's event time.
 TEST_CASE("training set: a feature correction sent later takes the corrected fact's place",
-          "[training_data][!shouldfail]") {
+          "[training_data]") {
     fact_db db;
     const auto feat = db.add("posts", "H", t0, {{"x", 4}});
     db.add("likes", "H", t0 + 10 * minute, {{"y", 50}});
@@ -701,11 +697,10 @@ TEST_CASE("training set: a feature correction sent later takes the corrected fac
     CHECK(number_of(set->rows[0].features.at("x")) == 44);
 }
 
-// The same for a label: a correction sent later moves the label's point in
-// time, so features that arrived after the original label are used — a fact
-// from after the labelled moment leaks into training (reported as a bug).
+// The same for a label: a correction sent later keeps the label's point in
+// time, so features from after the labelled moment never leak in.
 TEST_CASE("training set: a label correction sent later keeps the label's point in time",
-          "[training_data][!shouldfail]") {
+          "[training_data]") {
     fact_db db;
     db.add("posts", "K", t0, {{"x", 1}});
     const auto label = db.add("likes", "K", t0 + 10 * minute, {{"y", 10}});

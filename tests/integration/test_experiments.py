@@ -1,0 +1,379 @@
+"""Integration tests for experiments, the prediction log and outcomes:
+traffic split by a stable hash of the entity (checked against the documented
+rule, computed here independently), shadow arms scored and logged but never
+returned, experiments started, changed and ended by API; outcomes arriving as
+label facts joined to predictions by prediction id or entity, with live
+metrics per version and arm; the `predictions` table itself.
+
+The real binary on a free loopback port with a temporary database, over real
+HTTP (see kennel_harness.py). Every wait is bounded.
+"""
+
+import json
+import math
+import time
+import unittest
+
+from kennel_harness import fact, open_db
+from test_predict import (FEATURES, SharedServerCase, definition, features_hash, fmix64,
+                          fnv1a64, load_data, post_facts, predict, put_model, regression_metrics,
+                          regression_truth, set_live, train, uid, wait_until)
+
+LOG_WAIT_S = 10
+
+
+def arm_fraction(entity):
+    """The documented arm rule: the top 53 bits of
+    fmix64(fnv1a64("experiment-arm:" + entity)) as a fraction of 1, walked
+    over the non-shadow arms' cumulative (normalised) weights."""
+    return (fmix64(fnv1a64("experiment-arm:" + entity)) >> 11) / float(1 << 53)
+
+
+def expected_arm(entity, arms):
+    u = arm_fraction(entity)
+    acc = 0.0
+    last = None
+    for name, weight in arms:
+        acc += weight
+        last = name
+        if u < acc:
+            return name
+    return last
+
+
+def three_versions(test, c, n=200, seed=11):
+    """A model with versions 1 (linear), 2 (forest) and 3 (ridge, lambda 30);
+    live is version 1. Returns (name, feats, labels, rows)."""
+    feats, labels, rows = load_data(test, c, n, seed)
+    name = uid("exp")
+    d = definition(feats, labels, serving={"deadline_ms": 5000})
+    put_model(test, c, name, d)
+    test.assertEqual(train(test, c, name), 1)
+    put_model(test, c, name, dict(d, algorithm="forest"))
+    test.assertEqual(train(test, c, name), 2)
+    put_model(test, c, name, dict(d, params={"lambda": 30.0}))
+    test.assertEqual(train(test, c, name), 3)
+    set_live(test, c, name, 1)
+    return name, feats, labels, rows
+
+
+def entity_features(i):
+    """Distinct, deterministic features for entity number i."""
+    return {"x1": round(((i * 37) % 101) / 25.0 - 2, 2), "x2": round(((i * 53) % 89) / 22.0 - 2, 2),
+            "color": ("red", "green", "blue")[i % 3]}
+
+
+class ExperimentTest(SharedServerCase):
+
+    def live_metrics(self, name):
+        r = self.c.get("/v1/models/%s/live-metrics" % name)
+        self.assertEqual(r.status, 200, r)
+        return r.json()["groups"]
+
+    def test_split_shadow_change_and_end(self):
+        name, _, _, _ = three_versions(self, self.c)
+        base = "/v1/models/%s/experiments" % name
+
+        # Validation before anything starts.
+        for body, field in (({"arms": [{"version": 1, "weight": 1}]}, "reason"),
+                            ({"reason": "x"}, "arms"),
+                            ({"reason": "x", "arms": []}, "arms"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": -1}]}, "arms[0].weight"),
+                            ({"reason": "x", "arms": [{"version": 1, "shadow": True}]}, "arms"),
+                            ({"reason": "x", "arms": [{"weight": 1}]}, "arms[0].version"),
+                            ({"reason": "x", "arms": [{"name": "a", "version": 1, "weight": 1},
+                                                      {"name": "a", "version": 2, "weight": 1}]},
+                             "arms[1].name")):
+            r = self.c.post_json(base, body)
+            self.assertErrorShape(r, 400, field=field)
+        r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 9, "weight": 1}]})
+        self.assertErrorShape(r, 404, field="arms[0].version")
+
+        arms = [{"name": "a", "version": 1, "weight": 0.7},
+                {"name": "b", "version": 2, "weight": 0.3},
+                {"name": "shadow", "version": 3, "shadow": True}]
+        r = self.c.post_json(base, {"reason": "linear vs forest", "arms": arms})
+        self.assertEqual(r.status, 201, r)
+        exp = r.json()
+        exp_id = exp["id"]
+        self.assertEqual((exp["model"], exp["active"], exp["started_by"], exp["reason"],
+                          exp["ended_at"]), (name, True, "admin", "linear vs forest", None), exp)
+        self.assertEqual([(a["name"], a["version"], a["shadow"]) for a in exp["arms"]],
+                         [("a", 1, False), ("b", 2, False), ("shadow", 3, True)], exp)
+
+        # A second experiment while one runs: 409, nothing changes.
+        r = self.c.post_json(base, {"reason": "another", "arms": [{"version": 3, "weight": 1}]})
+        self.assertErrorShape(r, 409, code="conflict")
+
+        # 10,000 distinct entities in batches of 1,000.
+        split = [("a", 0.7), ("b", 0.3)]
+        counts = {"a": 0, "b": 0}
+        seen = {}
+        answers = {}
+        for batch in range(10):
+            insts = [{"entity": "u%05d" % (batch * 1000 + i),
+                      "features": entity_features(batch * 1000 + i)} for i in range(1000)]
+            r = self.c.post_json("/v1/models/%s/predict" % name, {"instances": insts})
+            self.assertEqual(r.status, 200, r)
+            preds = r.json()["predictions"]
+            self.assertEqual(len(preds), 1000)
+            for inst, p in zip(insts, preds):
+                self.assertIn(p["arm"], ("a", "b"), p)  # never the shadow
+                self.assertEqual(p["experiment"], exp_id, p)
+                self.assertIs(p["fallback"], False, p)
+                self.assertEqual(p["version"], {"a": 1, "b": 2}[p["arm"]], p)
+                # The arm is the documented hash rule's, computed here.
+                self.assertEqual(p["arm"], expected_arm(inst["entity"], split), inst["entity"])
+                counts[p["arm"]] += 1
+                seen[inst["entity"]] = p["arm"]
+                answers[p["prediction_id"]] = (inst, p)
+        self.assertEqual(sum(counts.values()), 10000)
+        self.assertLess(abs(counts["a"] / 10000 - 0.7), 0.02, counts)
+        self.assertLess(abs(counts["b"] / 10000 - 0.3), 0.02, counts)
+
+        # The same entity always lands in the same arm, whatever its features,
+        # single or batched.
+        sample = sorted(seen)[::50]
+        r = predict(self, self.c, name, {"instances": [
+            {"entity": e, "features": FEATURES} for e in sample]})
+        self.assertEqual([p["arm"] for p in r["predictions"]], [seen[e] for e in sample])
+        for e in sample[:20]:
+            p = predict(self, self.c, name, {"entity": e, "features": {"x1": 0.0}})
+            self.assertEqual(p["arm"], seen[e], e)
+        # Without an entity there is nothing to split on: live answers (and
+        # the shadow still scores it).
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertEqual((p["arm"], p["version"], p["fallback"]), ("live", 1, False), p)
+        total = 10000 + len(sample) + 20 + 1
+
+        # The shadow arm's predictions reach the log, flagged shadow.
+        def shadow_logged():
+            groups = self.live_metrics(name)
+            sh = [g for g in groups if g["shadow"]]
+            return groups if sh and sh[0]["predictions"] >= total else None
+        groups = wait_until(shadow_logged, LOG_WAIT_S, "10,000 shadow predictions in the log",
+                            interval=0.5)
+        by = {(g["arm"], g["shadow"]): g for g in groups}
+        sh = by[("shadow", True)]
+        self.assertEqual((sh["version"], sh["fallbacks"]), (3, 0), sh)
+        self.assertEqual(sh["predictions"], total, sh)
+        self.assertEqual(by[("live", False)]["predictions"], 1, by)
+        self.assertEqual(by[("a", False)]["version"], 1)
+        self.assertEqual(by[("b", False)]["version"], 2)
+        self.assertEqual(by[("a", False)]["predictions"] + by[("b", False)]["predictions"],
+                         total - 1)
+        self.assertEqual(by[("a", False)]["predictions"],
+                         counts["a"] + sum(1 for e in sample if seen[e] == "a")
+                         + sum(1 for e in sample[:20] if seen[e] == "a"))
+
+        # Change the weights: 50/50 now, for new entities and old ones alike.
+        r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={
+            "reason": "even split", "arms": [{"name": "a", "version": 1, "weight": 1},
+                                             {"name": "b", "version": 2, "weight": 1},
+                                             {"name": "shadow", "version": 3, "shadow": True}]})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([a["weight"] for a in r.json()["arms"]], [0.5, 0.5, 0.0], r)
+        r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={"arms": arms})
+        self.assertErrorShape(r, 400, field="reason")
+        r = self.c.request("PUT", "%s/999" % base, json_body={"reason": "x", "arms": arms})
+        self.assertErrorShape(r, 404)
+        even = [("a", 0.5), ("b", 0.5)]
+        insts = [{"entity": "w%04d" % i, "features": entity_features(i)} for i in range(1000)]
+        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        got = [p["arm"] for p in preds]
+        self.assertEqual(got, [expected_arm(i["entity"], even) for i in insts])
+        self.assertLess(abs(got.count("a") / 1000 - 0.5), 0.05)
+
+        # End it: recorded; traffic goes back to live.
+        r = self.c.post_json("%s/%d/end" % (base, exp_id), {})
+        self.assertErrorShape(r, 400, field="reason")
+        r = self.c.post_json("%s/%d/end" % (base, exp_id), {"reason": "forest loses"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.get(base)
+        self.assertEqual(r.status, 200, r)
+        listed = [e for e in r.json()["experiments"] if e["id"] == exp_id]
+        self.assertEqual(len(listed), 1, r)
+        e = listed[0]
+        self.assertEqual((e["active"], e["ended_by"], e["end_reason"]),
+                         (False, "admin", "forest loses"), e)
+        self.assertRegex(e["ended_at"], r"^\d{4}-\d\d-\d\dT")
+        self.assertGreaterEqual(e["ended_at"], e["started_at"])
+        self.assertEqual([a["weight"] for a in e["arms"]], [0.5, 0.5, 0.0], e)
+        preds = predict(self, self.c, name, {"instances": insts[:50]})["predictions"]
+        for p in preds:
+            self.assertEqual((p["arm"], p["version"], p["fallback"]), ("live", 1, False), p)
+            self.assertNotIn("experiment", p)
+        # Ending it twice is refused; a new one may start now.
+        r = self.c.post_json("%s/%d/end" % (base, exp_id), {"reason": "again"})
+        self.assertIn(r.status, (404, 409), r)
+        self.assertErrorObject(r, r.status)
+        r = self.c.post_json(base, {"reason": "round two",
+                                    "arms": [{"version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        p = predict(self, self.c, name, {"entity": "z", "features": FEATURES})
+        self.assertEqual((p["arm"], p["version"], p["experiment"]), ("v3", 3, r.json()["id"]), p)
+
+        # The prediction log in the database: arms, versions and shadow rows.
+        db = open_db(self.server.db)
+        self.addCleanup(db.close)
+        some = list(answers.items())[:200]
+        rows = {}
+
+        def logged():
+            q = db.execute("SELECT id, version, arm, shadow, fallback, entity FROM predictions"
+                           " WHERE model = ? AND (id IN (%s) OR id IN (%s))" % (
+                               ",".join("?" * len(some)), ",".join("?" * len(some))),
+                           [name] + [k for k, _ in some] + [k + "-shadow" for k, _ in some])
+            rows.clear()
+            rows.update({r[0]: r for r in q})
+            return len(rows) == 2 * len(some)
+        wait_until(logged, LOG_WAIT_S, "predictions in the predictions table", interval=0.2)
+        for pid, (inst, p) in some:
+            self.assertEqual(rows[pid][1:], (p["version"], p["arm"], 0, 0, inst["entity"]))
+            self.assertEqual(rows[pid + "-shadow"][1:], (3, "shadow", 1, 0, inst["entity"]))
+
+    def test_outcomes_join_to_predictions(self):
+        name, feats, labels, _ = three_versions(self, self.c, seed=12)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "compare", "arms": [{"name": "lin", "version": 1, "weight": 1},
+                                          {"name": "ridge", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        # Fresh entities the label stream has never seen.
+        insts = [{"entity": uid("o"), "features": entity_features(i)} for i in range(80)]
+        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        self.assertEqual({p["arm"] for p in preds}, {"lin", "ridge"})
+        # A prediction never resolved stays without an outcome.
+        unresolved = predict(self, self.c, name, {"entity": uid("o"), "features": FEATURES})
+
+        # Outcomes: half carry the prediction id (under an unrelated entity,
+        # so only the id can join them), half only the entity.
+        outcome_facts = []
+        expected = {}  # arm -> ([truth], [predicted])
+        for i, (inst, p) in enumerate(zip(insts, preds)):
+            f = inst["features"]
+            truth = round(regression_truth(f["x1"], f["x2"], f["color"]) + (0.5 if i % 4 else -0.5), 4)
+            if i % 2 == 0:
+                outcome_facts.append(fact(labels, uid("elsewhere"),
+                                          {"y": truth, "prediction_id": p["prediction_id"]}))
+            else:
+                outcome_facts.append(fact(labels, inst["entity"], {"y": truth}))
+            t, q = expected.setdefault(p["arm"], ([], []))
+            t.append(truth)
+            q.append(p["prediction"])
+        # Wait for the predictions to be logged before their outcomes arrive.
+        db = open_db(self.server.db)
+        self.addCleanup(db.close)
+        ids = [p["prediction_id"] for p in preds] + [unresolved["prediction_id"]]
+        wait_until(lambda: db.execute(
+            "SELECT count(*) FROM predictions WHERE id IN (%s)" % ",".join("?" * len(ids)),
+            ids).fetchone()[0] == len(ids), LOG_WAIT_S, "predictions logged", interval=0.1)
+        post_facts(self, self.c, outcome_facts)
+
+        r = self.c.get("/v1/models/%s/live-metrics" % name)
+        self.assertEqual(r.status, 200, r)
+        groups = {g["arm"]: g for g in r.json()["groups"]}
+        self.assertEqual(set(groups), {"lin", "ridge"}, groups)
+        for arm, version in (("lin", 1), ("ridge", 3)):
+            g = groups[arm]
+            truth, predicted = expected[arm]
+            n_pred = len(truth) + (1 if unresolved["arm"] == arm else 0)
+            self.assertEqual((g["version"], g["shadow"], g["predictions"], g["outcomes"],
+                              g["fallbacks"]), (version, False, n_pred, len(truth), 0), g)
+            want = regression_metrics(truth, predicted)
+            for k in ("rmse", "mae", "r2"):
+                self.assertAlmostEqual(g["metrics"][k], want[k], places=6, msg=(arm, k, g))
+            self.assertEqual(g["metrics"]["rows"], len(truth), g)
+            self.assertGreater(g["mean_latency_ms"], 0, g)
+        # Different versions, different errors.
+        self.assertNotEqual(groups["lin"]["metrics"]["rmse"], groups["ridge"]["metrics"]["rmse"])
+
+        # A later outcome for the same prediction id replaces the earlier one.
+        first = preds[0]
+        t, q = expected[first["arm"]]
+        idx = [p["prediction_id"] for p in preds if p["arm"] == first["arm"]].index(
+            first["prediction_id"])
+        t[idx] = 100.0
+        post_facts(self, self.c, [fact(labels, uid("late"), {
+            "y": 100.0, "prediction_id": first["prediction_id"]})])
+        g = {x["arm"]: x for x in self.live_metrics(name)}[first["arm"]]
+        self.assertEqual(g["outcomes"], len(t), g)
+        self.assertAlmostEqual(g["metrics"]["rmse"], regression_metrics(t, q)["rmse"], places=6)
+
+        # ?since= limits the predictions considered.
+        r = self.c.get("/v1/models/%s/live-metrics?since=2999-01-01T00:00:00Z" % name)
+        self.assertEqual((r.status, r.json()["groups"]), (200, []), r)
+        r = self.c.get("/v1/models/%s/live-metrics?since=yesterday" % name)
+        self.assertErrorShape(r, 400, field="since")
+        r = self.c.get("/v1/models/%s/live-metrics" % uid("nosuch"))
+        self.assertErrorShape(r, 404)
+
+    def test_prediction_log_rows(self):
+        feats, labels, rows = load_data(self, self.c, 150, seed=13)
+        name = uid("log")
+        put_model(self, self.c, name, definition(feats, labels))
+        # Never trained: a logged fallback without a version.
+        fb = predict(self, self.c, name, {"entity": "n1", "features": {"x1": 0.25}})
+        self.assertTrue(fb["fallback"], fb)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        sent = [
+            ("k1", {"x1": 0.25, "x2": -1.5, "color": "red"}),
+            ("k2", {"x1": 0.25, "x2": -1.5, "color": "red"}),    # same features as k1
+            ("k3", {"color": "blue", "x1": 2, "caption": "good dog"}),
+            ("k4", {"x1": 1.5, "unknown": "ignored too"}),
+        ]
+        answers = [predict(self, self.c, name, {"entity": e, "features": f}) for e, f in sent]
+        batch = predict(self, self.c, name, {"instances": [
+            {"entity": "k5", "features": {"x2": 0.5}}, {"features": {"x1": -1}}]})["predictions"]
+
+        db = open_db(self.server.db)
+        self.addCleanup(db.close)
+        ids = [fb["prediction_id"]] + [a["prediction_id"] for a in answers] + \
+              [p["prediction_id"] for p in batch]
+        got = {}
+
+        def logged():
+            q = db.execute("SELECT id, model, version, arm, shadow, entity, value, fallback, reason,"
+                           " latency_us, features_hash, time FROM predictions WHERE id IN (%s)"
+                           % ",".join("?" * len(ids)), ids)
+            got.clear()
+            got.update({r[0]: r for r in q})
+            return len(got) == len(ids)
+        wait_until(logged, LOG_WAIT_S, "the predictions in the predictions table", interval=0.1)
+
+        row = got[fb["prediction_id"]]
+        self.assertEqual(row[1:6], (name, None, "fallback", 0, "n1"), row)
+        self.assertAlmostEqual(row[6], fb["prediction"], places=9)
+        self.assertEqual((row[7], row[8]), (1, "not_trained -> label_prior"), row)
+        self.assertEqual(row[10], features_hash({"x1": 0.25}), row)
+
+        for (entity, features), a in zip(sent, answers):
+            row = got[a["prediction_id"]]
+            self.assertEqual(row[1:6], (name, 1, "live", 0, entity), row)
+            self.assertEqual(row[6], a["prediction"], row)
+            self.assertEqual(row[7], 0, row)
+            self.assertIn(row[8], (None, ""), row)
+            self.assertGreater(row[9], 0, row)
+            self.assertLessEqual(abs(row[9] - a["latency_ms"] * 1000), 1, (row, a))
+            # The hash of the features as sent (ignored ones included).
+            self.assertEqual(row[10], features_hash(features), row)
+        self.assertEqual(got[answers[0]["prediction_id"]][10], got[answers[1]["prediction_id"]][10])
+        self.assertNotEqual(got[answers[0]["prediction_id"]][10],
+                            got[answers[2]["prediction_id"]][10])
+        row = got[batch[0]["prediction_id"]]
+        self.assertEqual((row[2], row[3], row[5], row[10]), (1, "live", "k5", features_hash({"x2": 0.5})))
+        self.assertIsNone(got[batch[1]["prediction_id"]][5], got[batch[1]["prediction_id"]])
+        # Times are in order of the requests (microseconds since the epoch, now).
+        times = [got[i][11] for i in ids]
+        self.assertEqual(times[:5], sorted(times[:5]))
+        self.assertLess(abs(times[-1] / 1e6 - time.time()), 60)
+
+        # /v1/serving counts what was logged and dropped.
+        r = self.c.get("/v1/serving")
+        log = r.json()["prediction_log"]
+        self.assertGreaterEqual(log["logged"], len(ids), log)
+        self.assertEqual(log["dropped"], 0, log)
+
+
+if __name__ == "__main__":
+    unittest.main()
