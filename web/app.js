@@ -181,6 +181,7 @@
   // Resolves to the reason (or '' when none was asked for), or null if cancelled.
   function ask({ title, text, confirm = 'Confirm', reason = true, danger = false, placeholder }) {
     const dlg = $('#dialog');
+    if (dlg.open) return Promise.resolve(null); // one question at a time
     const area = $('#dialog-reason');
     const ok = $('#dialog-ok');
     const errBox = $('#dialog-error');
@@ -214,6 +215,8 @@
         done(reason ? r : '');
       };
       const onCancel = (ev) => { if (ev) ev.preventDefault(); done(null); };
+      const onKey = (ev) => { if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) form.requestSubmit(); };
+      area.onkeydown = onKey;
       form.addEventListener('submit', onSubmit);
       cancelBtn.addEventListener('click', onCancel);
       dlg.addEventListener('cancel', onCancel);
@@ -332,8 +335,8 @@
 
   // A metric across versions: one line for the model, one dashed for the
   // baseline each version was measured against, the live version ringed.
-  function versionChart(points, { metric, higherIsBetter, liveVersion }) {
-    const W = 640, H = 230, L = 56, R = 16, T = 30, B = 34;
+  function versionChart(points, { metric, higherIsBetter, liveVersion, width = 640 }) {
+    const W = width, H = width < 500 ? 240 : 230, L = 56, R = 16, T = width < 500 ? 44 : 30, B = 34;
     const ys = points.flatMap((p) => [p.value, p.baseline]).filter((v) => Number.isFinite(v));
     if (!ys.length) return h('p.muted', null, `No ${metric} values to chart yet.`);
     let lo = Math.min(...ys), hi = Math.max(...ys);
@@ -364,12 +367,13 @@
       }
     });
     nodes.push(svg('text', { class: 'title', x: L, y: 16 }, `${metric} by version (${higherIsBetter ? 'higher' : 'lower'} is better)`));
-    nodes.push(svg('rect', { class: 'legend-metric', x: W - R - 210, y: 8, width: 14, height: 4 }));
-    nodes.push(svg('text', { x: W - R - 192, y: 14 }, 'model'));
-    nodes.push(svg('rect', { class: 'legend-baseline', x: W - R - 150, y: 8, width: 14, height: 4 }));
-    nodes.push(svg('text', { x: W - R - 132, y: 14 }, 'baseline'));
-    nodes.push(svg('circle', { class: 'dot-live', cx: W - R - 72, cy: 10, r: 4 }));
-    nodes.push(svg('text', { x: W - R - 62, y: 14 }, 'live'));
+    const lx = W < 500 ? L + 210 : W - R, ly = W < 500 ? 26 : 8;
+    nodes.push(svg('rect', { class: 'legend-metric', x: lx - 210, y: ly, width: 14, height: 4 }));
+    nodes.push(svg('text', { x: lx - 192, y: ly + 6 }, 'model'));
+    nodes.push(svg('rect', { class: 'legend-baseline', x: lx - 150, y: ly, width: 14, height: 4 }));
+    nodes.push(svg('text', { x: lx - 132, y: ly + 6 }, 'baseline'));
+    nodes.push(svg('circle', { class: 'dot-live', cx: lx - 72, cy: ly + 2, r: 4 }));
+    nodes.push(svg('text', { x: lx - 62, y: ly + 6 }, 'live'));
     return svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${metric} by version` }, nodes);
   }
 
@@ -428,8 +432,13 @@
     return new Set([...latest.values()].filter((e) => e.event === 'disabled').map((e) => e.version));
   }
 
-  function snapshotText(s) {
+  function snapshotText(s, short) {
     if (!s || typeof s !== 'object') return jsonText(s);
+    if (short) {
+      return [s.max_fact_id !== undefined ? `≤ #${fmtNum(s.max_fact_id)}` : null,
+        s.train_rows !== undefined ? `${fmtNum(s.train_rows)} train` : null,
+        s.test_rows !== undefined ? `${fmtNum(s.test_rows)} holdout` : null].filter(Boolean).join(' · ');
+    }
     const parts = [];
     if (s.max_fact_id !== undefined) parts.push(`facts ≤ #${fmtNum(s.max_fact_id)}`);
     for (const k of ['train_rows', 'test_rows', 'labelled_entities']) {
@@ -459,6 +468,13 @@
     if (!s || typeof s !== 'object') return 'no search';
     const tried = Array.isArray(s.tried) ? s.tried.length : 0;
     return `${tried} candidates in ${fmtNum(s.budget_seconds)} s; best ${s.score || 'cv'} ${fmtNum(s.best_cv_score, 4)} vs baseline ${fmtNum(s.baseline_cv_score, 4)}`;
+  }
+
+  function timingsText(t) {
+    if (!t || typeof t !== 'object') return jsonText(t);
+    const parts = Object.entries(t).filter(([k]) => k !== 'total_seconds' && typeof t[k] === 'number')
+      .map(([k, v]) => `${k.replace(/_seconds$/, '')} ${fmtNum(v, 2)}`);
+    return `${t.total_seconds !== undefined ? `${fmtNum(t.total_seconds, 2)} s` : ''}${parts.length ? ` (${parts.join(', ')})` : ''}`;
   }
 
   function gateText(g) {
@@ -809,9 +825,11 @@
         value: numericMetrics(v.metrics)[pm.name],
         baseline: numericMetrics(v.baseline_metrics)[pm.name],
       }));
-      drawChart({ chartPoints, live }, () => [
+      // Drawn for the box's width (in steps of 80 px), so labels stay legible on a phone.
+      const chartWidth = Math.max(320, Math.min(900, Math.round((chartBox.clientWidth - 32) / 80) * 80));
+      drawChart({ chartPoints, live, chartWidth }, () => [
         h('div.card-head', null, h('h2', null, 'Primary metric across versions'), h('span.muted.small', null, `${pm.name} on each version's holdout, beside the baseline's`)),
-        chartPoints.length ? versionChart(chartPoints, { metric: pm.name, higherIsBetter: pm.higher, liveVersion: live })
+        chartPoints.length ? versionChart(chartPoints, { metric: pm.name, higherIsBetter: pm.higher, liveVersion: live, width: chartWidth })
           : h('p.muted', null, 'No versions yet: train the model to see its metrics here.'),
       ]);
 
@@ -870,25 +888,32 @@
     return { refresh };
   }
 
+  // Active jobs (queued, running: progress and cancel) and finished ones
+  // (result, version, error) get different columns.
   function jobsTable(jobs, { model = true } = {}) {
-    return table(['Job', model ? 'Model' : null, 'State', 'Progress', 'Trigger', 'Requested by', 'Created', 'Duration', 'Version', 'Error', ''].filter((x) => x !== null),
-      jobs.map((j) => {
-        const activeJob = j.state === 'queued' || j.state === 'running';
-        const cancel = activeJob ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
-        return h('tr', { 'data-job': j.id },
-          h('td', null, h('a', { href: `#/jobs/${j.id}` }, `#${j.id}`)),
-          model ? h('td', null, h('a', { href: `#/models/${enc(j.model)}` }, j.model)) : null,
-          h('td', null, badge(j.state)),
-          h('td', null, j.state === 'running' ? h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), h('span.small', null, `${fmtPct(j.progress || 0)} ${j.message || ''}`))
-            : j.state === 'queued' ? h('span.muted.small', null, 'waiting') : h('span.small.muted', null, j.message || '')),
-          h('td', null, j.trigger),
-          h('td', null, j.requested_by),
-          h('td', null, timeEl(j.created_at)),
-          h('td.num', null, j.started_at ? fmtDuration(between(j.started_at, j.finished_at || new Date().toISOString())) : '—'),
-          h('td', null, j.version ? h('a', { href: `#/models/${enc(j.model)}` }, `v${j.version}`) : '—'),
-          h('td', null, j.error ? h('span.worse.small', null, j.error.length > 120 ? `${j.error.slice(0, 120)}…` : j.error) : ''),
-          h('td.cell-actions', null, cancel));
-      }));
+    const isActive = (j) => j.state === 'queued' || j.state === 'running';
+    const active = jobs.length > 0 && jobs.every(isActive);
+    const cols = ['Job', model ? 'Model' : null, 'State', active ? 'Progress' : 'Result', 'Trigger', 'Requested by', 'Created',
+      { label: 'Duration', num: true }, active ? null : 'Version', active ? null : 'Error', active ? '' : null].filter((x) => x !== null);
+    return table(cols, jobs.map((j) => {
+      const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
+      const progress = j.state === 'running'
+        ? h('div', null, h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), h('span.small', null, fmtPct(j.progress || 0))),
+          h('div.small.muted.job-message', null, j.message || ''))
+        : j.state === 'queued' ? h('span.muted.small', null, 'waiting for the trainer') : h('span.small.muted.job-message', null, j.message || '');
+      return h('tr', { 'data-job': j.id },
+        h('td', null, h('a', { href: `#/jobs/${j.id}` }, `#${j.id}`)),
+        model ? h('td', null, h('a', { href: `#/models/${enc(j.model)}` }, j.model)) : null,
+        h('td', null, badge(j.state)),
+        h('td', null, progress),
+        h('td', null, j.trigger),
+        h('td', null, j.requested_by),
+        h('td', null, timeEl(j.created_at)),
+        h('td.num', null, j.started_at ? fmtDuration(between(j.started_at, j.finished_at || new Date().toISOString())) : '—'),
+        active ? null : h('td', null, j.version ? h('a', { href: `#/models/${enc(j.model)}` }, `v${j.version}`) : '—'),
+        active ? null : h('td', null, j.error ? h('span.worse.small', null, j.error.length > 160 ? `${j.error.slice(0, 160)}…` : j.error) : ''),
+        active ? h('td.cell-actions', null, cancel) : null);
+    }));
   }
 
   function cancelJob(j) {
@@ -925,23 +950,21 @@
             (r) => `Disabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');
       const snap = v.snapshot || {};
       return h('tr', { 'data-version': v.version, class: isLive ? 'selected' : null },
-        h('td', null, h('strong', null, `v${v.version}`)),
+        h('td', { title: `created ${fmtTime(v.created_at)}` }, h('strong', null, `v${v.version}`)),
         h('td', null, badge(isDisabled ? 'disabled' : v.status), ' ', (v.aliases || []).map((a) => h('span.chip', null, badge(a, a === 'live' ? 'ok' : 'info')))),
         h('td', null, v.algorithm),
         h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4))),
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
         h('td.gate', null, gateText(v.gate)),
-        h('td.small.snapshot', null, snapshotText(snap)),
-        h('td.num', null, `r${v.revision}`),
-        h('td', null, v.job ? h('a', { href: `#/jobs/${v.job}` }, `#${v.job}`) : '—'),
-        h('td', null, timeEl(v.created_at)),
+        h('td.small.lineage', null, `revision ${v.revision} · `, v.job ? h('a', { href: `#/jobs/${v.job}` }, `job #${v.job}`) : 'no job',
+          h('br'), h('span.muted', null, snapshotText(snap, true))),
         h('td.cell-actions', null, promote, toggle));
     });
     return [
-      h('div.card-head', null, h('h2', null, 'Versions'), h('span.muted.small', null, 'Metrics on the holdout; the baseline beside them. Lineage: snapshot, revision, job.')),
+      h('div.card-head', null, h('h2', null, 'Versions'), h('span.muted.small', null, 'Metrics on the holdout, the baseline beside them. Lineage: the definition revision, the job, the snapshot of facts.')),
       table(['Version', 'Status', 'Algorithm', { label: pm.name, num: true }, { label: `baseline ${pm.name}`, num: true },
-        extras.map((k) => ({ label: k, num: true })), 'Gate', 'Snapshot', { label: 'Revision', num: true }, 'Job', 'Created', ''].flat(), rows, { class: 'versions' }),
+        extras.map((k) => ({ label: k, num: true })), 'Gate', 'Lineage', ''].flat(), rows, { class: 'versions' }),
     ];
   }
 
@@ -975,7 +998,7 @@
       : jsonText(v.features));
     row('feature columns', feats(a), feats(b));
     row('split rule', (a.snapshot && a.snapshot.split_rule) || '—', (b.snapshot && b.snapshot.split_rule) || '—');
-    row('timings', jsonText(a.timings), jsonText(b.timings));
+    row('timings', timingsText(a.timings), timingsText(b.timings));
     row('artifact', a.artifact ? `${String(a.artifact.sha256).slice(0, 12)}… (${fmtNum(a.artifact.bytes)} B)` : '—',
       b.artifact ? `${String(b.artifact.sha256).slice(0, 12)}… (${fmtNum(b.artifact.bytes)} B)` : '—');
     row('created', fmtTime(a.created_at), fmtTime(b.created_at));
@@ -986,6 +1009,7 @@
         sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
           : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
       h('div.table-wrap', null, h('table.compare', null,
+        h('colgroup', null, h('col.c-label'), h('col.c-value'), h('col.c-value')),
         h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),
         h('tbody', null, rows))),
     ];
@@ -1181,10 +1205,16 @@
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
-      const versionList = vs.versions.map((v) => v.version).join(',');
-      if (state.startDrawn !== versionList) {
-        state.startDrawn = versionList;
-        drawStartExperiment(state.startBox, name, vs.versions);
+      const running = ex.error ? null : ex.experiments.find((e) => e.active);
+      const startKey = `${vs.versions.map((v) => v.version).join(',')}|${running ? running.id : ''}`;
+      if (state.startDrawn !== startKey) {
+        state.startDrawn = startKey;
+        if (running) {
+          replace(state.startBox, h('h2', null, 'Start an experiment'),
+            h('p.muted', null, `Experiment ${running.id} is running; end it to start another (one experiment per model at a time).`));
+        } else {
+          drawStartExperiment(state.startBox, name, vs.versions);
+        }
       }
     };
     return { refresh };
@@ -1431,10 +1461,17 @@
     stopPolling();
     pollTimer = setInterval(() => {
       if (document.hidden || !session.user) return;
-      if ($('#dialog').open) return;
+      // Not while a question is open or a button is being pressed: a redraw
+      // would replace the button between mouse down and up.
+      if ($('#dialog').open || pointerDown) return;
       refreshNow();
     }, POLL_MS);
   }
+  let pointerDown = false;
+  document.addEventListener('pointerdown', () => { pointerDown = true; }, true);
+  document.addEventListener('pointerup', () => { setTimeout(() => { pointerDown = false; }, 50); }, true);
+  document.addEventListener('pointercancel', () => { pointerDown = false; }, true);
+
   function stopPolling() { if (pollTimer) clearInterval(pollTimer); pollTimer = null; }
 
   // ---------------------------------------------------------------------------

@@ -130,6 +130,9 @@ async function http(method, p, { auth, body, headers = {} } = {}) {
 // ---- the browser --------------------------------------------------------------
 
 async function shot(name) {
+  // Transient messages off; scrolled to the top (a sticky header otherwise
+  // lands mid-page in a full-page screenshot).
+  await page.evaluate(() => { document.querySelector('#flash').replaceChildren(); window.scrollTo(0, 0); });
   await page.waitForTimeout(300); // let the last render settle
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
@@ -293,6 +296,8 @@ step('train now: the job runs with progress and finishes', async () => {
   await page.click('#nav a[data-view="jobs"]');
   await visible(page.locator('h1', { hasText: 'Jobs' }));
   await visible(page.locator(`tr[data-job="${jobId}"]`));
+  // The search runs for its 8 s budget: the live progress bar shows meanwhile.
+  await visible(page.locator(`tr[data-job="${jobId}"] progress`), 20_000);
   await shot('jobs-1280');
   await waitFor(`job ${jobId} to finish on the page`, async () => {
     const t = await page.locator(`tr[data-job="${jobId}"]`).first().textContent();
@@ -306,6 +311,22 @@ step('train now: the job runs with progress and finishes', async () => {
   assert.match(await page.textContent('#job-log'), /gate/);
   await shot('job-1280');
 }, TRAIN_WAIT + 60_000);
+
+step('disable and enable a version', async () => {
+  const versions = await versionsOf('likes');
+  const notLive = versions.find((v) => !(v.aliases || []).includes('live'));
+  await go('#/models/likes');
+  const row = `tr[data-version="${notLive.version}"]`;
+  await visible(page.locator(`${row} button[data-action="disable"]`));
+  await page.click(`${row} button[data-action="disable"]`);
+  await confirmDialog('browser test: disable');
+  await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
+  await waitFor('the disabled badge', async () => /disabled/.test(await page.textContent(row)), WAIT);
+  await page.click(`${row} button[data-action="enable"]`);
+  await confirmDialog('browser test: enable again');
+  await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
+  await visible(page.locator(`${row} button[data-action="disable"]`));
+});
 
 step('promote a version, roll it back, and see who and why', async () => {
   const versions = await versionsOf('likes');
@@ -340,24 +361,57 @@ step('promote a version, roll it back, and see who and why', async () => {
   assert.match(rows[0], /admin/);
   assert.match(rows[1], new RegExp(`→ v${other.version}`));
   assert.match(rows[1], /admin/);
+  const events = page.locator('.card', { has: page.locator('h2', { hasText: 'Version events' }) });
+  assert.match(await events.textContent(), /browser test: disable/);
+  assert.match(await events.textContent(), /browser test: enable again/);
   await visible(page.locator('h2', { hasText: 'Experiments' }));
   await shot('deployments-1280');
 });
 
-step('disable and enable a version', async () => {
-  const versions = await versionsOf('likes');
-  const notLive = versions.find((v) => !(v.aliases || []).includes('live'));
-  await go('#/models/likes');
-  const row = `tr[data-version="${notLive.version}"]`;
-  await visible(page.locator(`${row} button[data-action="disable"]`));
-  await page.click(`${row} button[data-action="disable"]`);
-  await confirmDialog('browser test: disable');
-  await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
-  await waitFor('the disabled badge', async () => /disabled/.test(await page.textContent(row)), WAIT);
-  await page.click(`${row} button[data-action="enable"]`);
-  await confirmDialog('browser test: enable again');
-  await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
-  await visible(page.locator(`${row} button[data-action="disable"]`));
+step('experiments: start one, see each arm\'s share and live metrics, end it', async () => {
+  await go('#/deployments/likes');
+  await visible(page.locator('button[data-action="start-experiment"]'));
+  const arms = await page.locator('.arm-row .arm-version').evaluateAll((els) => els.map((e) => e.value));
+  assert.equal(arms.length, 2);
+  assert.notEqual(arms[0], arms[1], 'the default arms are two different versions');
+  await page.click('button[data-action="start-experiment"]');
+  await confirmDialog('browser test: 10 % on the other version');
+  await visible(page.locator('#flash .alert.success', { hasText: /Started experiment \d+ on likes/ }));
+  const card = page.locator('[data-experiment]').first();
+  await visible(card);
+  assert.match(await card.textContent(), /active/);
+  assert.match(await card.textContent(), /90 %/);
+  assert.match(await card.textContent(), /10 %/);
+  // Traffic while the overview is open: predictions for many entities, split
+  // between the arms by the entity's hash; the overview's rates follow live.
+  await go('#/overview');
+  await visible(page.locator('.tile', { hasText: 'Predictions per second' }));
+  await page.waitForTimeout(2500); // one poll before the traffic: the server's rate is between polls
+  for (let i = 0; i < 80; i += 1) {
+    const r = await http('POST', '/v1/models/likes/predict', { auth: 'basic',
+      body: { entity: `browser-${i}`, features: { length: 40 + i, hashtags: i % 5, breed: i % 2 ? 'pug' : 'corgi' } } });
+    assert.equal(r.status, 200, r.text);
+    await new Promise((r2) => setTimeout(r2, 40));
+  }
+  await waitFor('predictions per second and p99 on the overview', async () => {
+    const rate = await page.locator('.tile', { hasText: 'Predictions per second' }).locator('.value').textContent();
+    const p99 = await page.locator('.tile', { hasText: 'p99 latency' }).locator('.value').textContent();
+    return parseFloat(rate) > 0 && /\d\s*ms/.test(p99);
+  }, WAIT, 500);
+  await shot('overview-traffic-1280');
+  await go('#/deployments/likes');
+  await visible(card);
+  await waitFor('predictions counted per arm on the page', async () => {
+    const counts = await card.locator('tbody tr td:nth-child(4)').allTextContents();
+    return counts.length === 2 && counts.every((t) => Number(t.replace(/,/g, '')) > 0);
+  }, 20_000, 500);
+  await visible(page.locator('h2', { hasText: 'Live metrics' }));
+  await shot('deployments-experiment-1280');
+  await card.locator('button[data-action="end-experiment"]').click();
+  await confirmDialog('browser test: enough traffic');
+  await visible(page.locator('#flash .alert.success', { hasText: /Ended experiment \d+ of likes/ }));
+  await waitFor('the ended badge', async () => /ended/.test(await card.textContent()), WAIT);
+  await visible(page.locator('button[data-action="start-experiment"]'));
 });
 
 step('a bad definition shows the server\'s validation errors by field', async () => {
@@ -376,7 +430,12 @@ step('a bad definition shows the server\'s validation errors by field', async ()
   assert.match(await errs.textContent(), /between 0\.05 and 0\.9/);
   const m = await http('GET', '/v1/models/likes', { auth: 'basic' });
   assert.equal(m.json.definition.task, 'regression', 'nothing was saved');
-  await page.locator('#definition-errors').scrollIntoViewIfNeeded();
+  await page.evaluate(() => {
+    document.querySelector('#flash').replaceChildren();
+    document.querySelector('#definition').scrollTop = 1e6;
+    const card = document.querySelector('#definition').closest('.card');
+    window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 60);
+  });
   await page.screenshot({ path: path.join(SHOTS, 'definition-error-1280.png') });
 });
 
@@ -408,6 +467,32 @@ step('an error from the server is a message, not a blank page', async () => {
   assert.match(await page.textContent('.view-error'), /no model named "no-such-model"/);
   await go('#/jobs/999999');
   await visible(page.locator('.view-error .alert.error', { hasText: 'no job with id 999999' }));
+});
+
+step('empty states and a missing /v1/overview say what to do next', async () => {
+  // Answers the page could meet on another server, stubbed in the browser.
+  await page.route('**/v1/overview', (r) => r.fulfill({ status: 404, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'not_found', message: 'no route GET /v1/overview' } }) }));
+  await page.route('**/v1/streams', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: '{"streams":[]}' }));
+  try {
+    await go('#/overview');
+    await visible(page.locator('.alert.info', { hasText: 'The live overview is not available on this server yet' }));
+    // What the older endpoints tell is still shown.
+    await visible(page.locator('.component[data-component="writer"]'));
+    await visible(page.locator('.component[data-component="serving"]'));
+    await shot('overview-no-endpoint-1280');
+    await go('#/streams');
+    await visible(page.locator('h2', { hasText: 'No facts yet' }));
+    const curl = await page.textContent('.empty pre');
+    assert.match(curl, new RegExp(`curl -X POST ${server.base}/v1/facts`));
+    assert.match(curl, /Authorization: Bearer/);
+  } finally {
+    await page.unroute('**/v1/overview');
+    await page.unroute('**/v1/streams');
+  }
+  await go('#/overview');
+  await visible(page.locator('.tile', { hasText: 'Facts per second' }));
+  await page.locator('.alert.info', { hasText: 'not available' }).waitFor({ state: 'detached', timeout: WAIT });
 });
 
 step('phone width: the menu collapses and tables scroll inside their box', async () => {

@@ -75,7 +75,10 @@ class SupervisorTest(KennelTestCase):
                            "the supervisor's disabled event")
         self.assertEqual(event["actor"], "supervisor", event)
         self.assertIn("error rate", event["reason"], event)
-        self.assertIn("100%", event["reason"], event)
+        # e.g. "error rate 100% over 20% in the last 14 requests" (every request threw).
+        self.assertRegex(event["reason"], r"^error rate \d+(\.\d+)?% over 20% in the last \d+ requests$")
+        rate = float(event["reason"].split()[2].rstrip("%"))
+        self.assertGreaterEqual(rate, 90, event)
 
         # Live moved back to version 1 by the supervisor, with the reason.
         dep = deployments_of(self, self.c, name)[0]
@@ -126,7 +129,7 @@ class SupervisorTest(KennelTestCase):
             self.assertEqual((p["version"], p["fallback"]), (1, False), p)
             n += 1
             time.sleep(0.02)
-        self.assertGreater(n, 20)
+        self.assertGreaterEqual(n, 10)  # min_requests
         body, mine = self.serving_of(name)
         self.assertGreaterEqual(body["supervisor"]["ticks"], 2, body["supervisor"])
         self.assertEqual([a for a in body["supervisor"]["actions"] if a["model"] == name], [])
@@ -135,10 +138,10 @@ class SupervisorTest(KennelTestCase):
 
     @unittest.expectedFailure  # product bug: requests before the supervisor's first sample are never counted
     def test_errors_before_the_first_look_count(self):
-        # 20 failing predictions sent right after a supervisor tick, then no
-        # more traffic: the version failed 20 of 20 requests, yet the
-        # supervisor's first sample of it is taken after the burst and every
-        # later delta is zero, so it is never taken out of service.
+        # 20 failing predictions right after a supervisor tick, then no more
+        # traffic: the version failed 20 of 20 requests (its counters say so),
+        # yet the supervisor's first sample of it is taken after the burst and
+        # every later delta is zero, so it is never taken out of service.
         name, v1_value = self.throwing_live_version(make_live=False)
         # Right after a tick (ticks are a second apart), version 2 goes live
         # and takes its 20 requests within a few tens of milliseconds.
@@ -146,9 +149,15 @@ class SupervisorTest(KennelTestCase):
         wait_until(lambda: self.serving_of(name)[0]["supervisor"]["ticks"] > ticks, 5,
                    "a supervisor tick", interval=0.01)
         set_live(self, self.c, name, 2, "the new one")
-        for i in range(20):
-            p = predict(self, self.c, name, {"entity": "b%d" % i, "features": FEATURES})
-            self.assertEqual(p["fallback"], True, p)
+        # One batch of 20 instances: 20 requests (and 20 errors) in the
+        # version's counters, all within a few milliseconds.
+        r = predict(self, self.c, name, {"instances": [
+            {"entity": "b%d" % i, "features": FEATURES} for i in range(20)]})
+        for p in r["predictions"]:
+            self.assertTrue(p["fallback_reason"].startswith("model_error"), p)
+        body, mine = self.serving_of(name)
+        v2 = [v for v in mine["versions"] if v["version"] == 2][0]
+        self.assertEqual((v2["requests"], v2["errors"]), (20, 20), v2)
         wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
                    "the supervisor's disabled event after 20 failed requests")
 
