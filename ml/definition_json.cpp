@@ -480,7 +480,8 @@ std::string field_errors_json(const std::vector<field_error>& errors) {
     for (const auto& e : errors) details.push_back({{"field", e.field}, {"message", e.message}});
     json err = {{"code", "invalid_argument"},
                 {"message", errors.size() == 1
-                                ? errors[0].field + ": " + errors[0].message
+                                ? (errors[0].field.empty() ? errors[0].message
+                                                           : errors[0].field + ": " + errors[0].message)
                                 : std::to_string(errors.size()) + " problems in the definition"},
                 {"details", details}};
     if (!errors.empty() && !errors[0].field.empty()) err["field"] = errors[0].field;

@@ -22,9 +22,9 @@ std::string pct(double share) {
 
 supervisor::supervisor(fact_writer& writer, reader_pool& readers, serving_registry& serving,
                        std::function<void(const std::string&)> refresh,
-                       std::chrono::milliseconds interval)
+                       std::chrono::milliseconds interval, std::function<void()> on_tick)
     : writer_(writer), readers_(readers), serving_(serving), refresh_(std::move(refresh)),
-      interval_(interval) {
+      on_tick_(std::move(on_tick)), interval_(interval) {
     state_.state = "stopped";
 }
 
@@ -43,6 +43,7 @@ void supervisor::start() {
                 if (cv_.wait_for(lock, interval_, [this] { return stopping_; })) return;
             }
             try {
+                if (on_tick_) on_tick_();
                 tick();
             } catch (const std::exception& e) {
                 // A failed pass is logged and retried on the next tick.

@@ -44,7 +44,8 @@ class supervisor {
 public:
     supervisor(fact_writer& writer, reader_pool& readers, serving_registry& serving,
                std::function<void(const std::string&)> refresh,
-               std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
+               std::chrono::milliseconds interval = std::chrono::milliseconds(1000),
+               std::function<void()> on_tick = {});
     ~supervisor();
     supervisor(const supervisor&) = delete;
     supervisor& operator=(const supervisor&) = delete;
@@ -67,6 +68,7 @@ private:
     reader_pool& readers_;
     serving_registry& serving_;
     std::function<void(const std::string&)> refresh_;
+    std::function<void()> on_tick_;  // other once-a-second work (the overview's rate samples)
     std::chrono::milliseconds interval_;
     std::map<std::pair<std::string, std::int64_t>, std::deque<sample>> history_;
     std::chrono::steady_clock::time_point last_live_check_{};

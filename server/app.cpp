@@ -260,8 +260,11 @@ int app::run() {
         writer_->stop();
         return 1;
     }
-    supervisor_ = std::make_unique<ml::supervisor>(*writer_, *readers_, *serving_,
-                                                   [this](const std::string& m) { refresh_model(m); });
+    supervisor_ = std::make_unique<ml::supervisor>(
+        *writer_, *readers_, *serving_, [this](const std::string& m) { refresh_model(m); },
+        std::chrono::milliseconds(1000),
+        // Rates are sampled every second, whether or not anyone is looking.
+        [this] { metrics_.sample(writer_->stats().facts_stored); });
     supervisor_->start();
     http_->set_ready(true);
     log_info("serve", "ready");

@@ -1,5 +1,6 @@
 // Handlers for models, training jobs, versions, aliases and deployments.
 #include <charconv>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "ml/definition_json.h"
@@ -53,7 +54,8 @@ json job_json(const job_row& j) {
             {"version", opt(j.version)}};
 }
 
-json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
+json version_json(const version_row& v, const std::vector<alias_row>& aliases,
+                  const std::set<std::int64_t>& disabled) {
     json names = json::array();
     for (const auto& a : aliases) {
         if (a.version == v.version) names.push_back(a.alias);
@@ -72,7 +74,8 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases) {
             {"gate", parse_stored(v.gate)},
             {"features", parse_stored(v.features)},
             {"timings", parse_stored(v.timings)},
-            {"status", v.status},
+            {"status", v.status},  // the gate's verdict when trained; aliases say what serves
+            {"disabled", disabled.count(v.version) > 0},
             {"aliases", names},
             {"created_at", format_rfc3339(v.created_at)}};
 }
@@ -178,6 +181,9 @@ http_response post_model_train(app& a, const http_request& req) {
         if (!get_model(*conn, name)) return error_response(model_missing(name));
     }
     std::string actor = actor_of(req);
+    std::string reason = body->contains("reason") && (*body)["reason"].is_string()
+                             ? (*body)["reason"].get<std::string>()
+                             : "";
     std::int64_t id = 0;
     bool existing = false;
     status s = a.writer().run(
@@ -191,7 +197,7 @@ http_response post_model_train(app& a, const http_request& req) {
                 return status::ok();
             }
             id = insert_job(c, name, "manual", actor);
-            append_job_log(c, id, "info", "queued by " + actor);
+            append_job_log(c, id, "info", "queued by " + actor + (reason.empty() ? "" : ": " + reason));
             return status::ok();
         },
         a.write_timeout());
@@ -241,7 +247,17 @@ http_response get_job(app& a, const http_request& req) {
 http_response post_job_cancel(app& a, const http_request& req) {
     auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
-    status s = a.writer().run([&](connection& c) { return request_cancel(c, *id); }, a.write_timeout());
+    auto body = json_object_body(req, true);
+    if (!body) return error_response(body.error());
+    std::string why = body->value("reason", "");
+    std::string who = actor_of(req);
+    status s = a.writer().run(
+        [&](connection& c) {
+            status r = request_cancel(c, *id);
+            if (r) append_job_log(c, *id, "info", "cancel requested by " + who + (why.empty() ? "" : ": " + why));
+            return r;
+        },
+        a.write_timeout());
     if (!s) return error_response(s);
     a.trainer().cancel(*id);
     auto conn = a.readers().acquire();
@@ -255,7 +271,8 @@ http_response get_model_versions(app& a, const http_request& req) {
     if (!get_model(*conn, name)) return error_response(model_missing(name));
     auto aliases = list_aliases(*conn, name);
     json out = json::array();
-    for (const auto& v : list_versions(*conn, name)) out.push_back(version_json(v, aliases));
+    auto disabled = disabled_versions(*conn, name);
+    for (const auto& v : list_versions(*conn, name)) out.push_back(version_json(v, aliases, disabled));
     return json_response(dump_json({{"model", name}, {"versions", out}}));
 }
 
@@ -270,7 +287,7 @@ http_response get_model_version(app& a, const http_request& req) {
         return error_response(status(error_kind::not_found,
                                      "model " + name + " has no version " + std::to_string(*n), "version"));
     }
-    return json_response(dump_json(version_json(*v, list_aliases(*conn, name))));
+    return json_response(dump_json(version_json(*v, list_aliases(*conn, name), disabled_versions(*conn, name))));
 }
 
 http_response get_model_aliases(app& a, const http_request& req) {

@@ -42,6 +42,10 @@ result<fact_query> parse_fact_query(const http_request& req, const std::string& 
         if (!n) return n.error();
         q.limit = static_cast<int>(*n);
     }
+    if (auto o = req.query_value("order")) {
+        if (*o != "asc" && *o != "desc") return invalid("order", "must be asc or desc");
+        q.newest_first = *o == "desc";
+    }
     if (auto c = req.query_value("cursor")) {
         // The cursor is "<event time micros>.<fact id>" from the previous page.
         auto dot = c->find('.');

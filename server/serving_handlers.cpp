@@ -319,9 +319,9 @@ http_response get_overview(app& a, const http_request&) {
          {{"facts_per_second", r.facts_per_second},
           {"predictions_per_second", r.predictions_per_second},
           {"predictions_total", r.predictions_total},
-          {"p50_ms", r.p50_ms},
-          {"p99_ms", r.p99_ms},
-          {"fallback_share", r.fallback_share}}}};
+          {"p50_ms", r.predictions_total ? json(r.p50_ms) : json(nullptr)},
+          {"p99_ms", r.predictions_total ? json(r.p99_ms) : json(nullptr)},
+          {"fallback_share", r.predictions_total ? json(r.fallback_share) : json(nullptr)}}}};
     return json_response(dump_json(out));
 }
 

@@ -39,6 +39,7 @@ connection::connection(const std::string& path, const open_options& options) : p
     // Without it, INSERT OR REPLACE deletes a row without firing DELETE
     // triggers, which would let it overwrite an immutable fact.
     exec("PRAGMA recursive_triggers = ON");
+    if (options.cache_kib > 0) exec("PRAGMA cache_size = -" + std::to_string(options.cache_kib));
     if (!options.read_only) {
         exec("PRAGMA journal_mode = WAL");
         switch (options.sync) {

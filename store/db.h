@@ -39,6 +39,10 @@ struct open_options {
     bool create = true;
     sync_mode sync = sync_mode::full;
     int busy_timeout_ms = 5000;
+    // Page cache in KiB (0: SQLite's default, 2 MiB). The writer uses a larger
+    // one: measured in bench/ingest, it cut the writer's CPU per batched fact
+    // by a third.
+    int cache_kib = 0;
 };
 
 class statement;

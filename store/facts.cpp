@@ -119,7 +119,9 @@ std::string range_where(const fact_query& q) {
     if (q.entity) w += " AND entity = ?2";
     if (q.from) w += " AND event_time >= ?3";
     if (q.to) w += " AND event_time < ?4";
-    if (q.after_time && q.after_id) w += " AND (event_time, id) > (?5, ?6)";
+    if (q.after_time && q.after_id) {
+        w += q.newest_first ? " AND (event_time, id) < (?5, ?6)" : " AND (event_time, id) > (?5, ?6)";
+    }
     return w;
 }
 
@@ -136,7 +138,8 @@ void bind_range(statement& st, const fact_query& q) {
 result<fact_page> list_facts(connection& conn, const fact_query& q) {
     try {
         std::string sql = std::string("SELECT ") + fact_columns + " FROM facts" + range_where(q) +
-                          " ORDER BY event_time, id LIMIT ?7";
+                          (q.newest_first ? " ORDER BY event_time DESC, id DESC LIMIT ?7"
+                                          : " ORDER BY event_time, id LIMIT ?7");
         statement st(conn, sql);
         bind_range(st, q);
         st.bind(7, q.limit + 1);

@@ -83,6 +83,7 @@ struct fact_query {
     std::optional<micros> after_time;
     std::optional<std::int64_t> after_id;
     int limit = 100;
+    bool newest_first = false;  // order by event time descending
 };
 
 struct fact_page {

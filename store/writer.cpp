@@ -13,7 +13,9 @@ status fact_writer::start() {
     auto opened_future = opened.get_future();
     thread_ = std::thread([this, &opened] {
         try {
-            conn_ = std::make_unique<connection>(options_.db_path, options_.db);
+            open_options db = options_.db;
+            if (db.cache_kib == 0) db.cache_kib = 64 * 1024;
+            conn_ = std::make_unique<connection>(options_.db_path, db);
             inserter_ = std::make_unique<fact_inserter>(*conn_);
         } catch (const db_error& e) {
             inserter_.reset();
