@@ -85,6 +85,20 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
 }  // namespace
 
 answer predict_with(const loaded_version& v, const raw_record& record) {
+    const auto t0 = std::chrono::steady_clock::now();
+    struct timer {
+        const loaded_version& v;
+        std::chrono::steady_clock::time_point t0;
+        ~timer() {
+            // Recorded even when the model throws or sleeps: slowness counts.
+            std::int64_t d = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now() - t0)
+                                 .count();
+            std::int64_t old = v.recent_max_ns.load(std::memory_order_relaxed);
+            v.recent_max_ns.store(std::max(d, old - old / 256), std::memory_order_relaxed);
+            v.timed.fetch_add(1, std::memory_order_relaxed);
+        }
+    } record_time{v, t0};
     if (!v.fault.empty()) {
         // Test-only faults (the server must run with --test-faults).
         if (v.fault == "serve_throw") throw std::runtime_error("injected fault: the model threw");

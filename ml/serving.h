@@ -59,6 +59,19 @@ struct loaded_version {
     double threshold = 0.5;       // binary: the F1-best threshold on the holdout
     std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
     mutable version_counters counters;
+    // How long one prediction takes: a slowly decaying maximum of recent
+    // durations, and how many were timed. The predict path runs a version on
+    // the request thread only when this is far below the deadline.
+    mutable std::atomic<std::int64_t> recent_max_ns{0};
+    mutable std::atomic<std::uint64_t> timed{0};
+
+    // True when `instances` predictions are safely inside `deadline_ns`:
+    // measured enough times and 10x below the deadline.
+    bool fast_enough(std::size_t instances, std::int64_t deadline_ns) const {
+        return fault.empty() && timed.load(std::memory_order_relaxed) >= 32 &&
+               recent_max_ns.load(std::memory_order_relaxed) * static_cast<std::int64_t>(instances) * 10 <
+                   deadline_ns;
+    }
 };
 
 struct serving_arm {
