@@ -182,7 +182,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
             }
             if (r.needs_ready && !ready_) {
                 http_response resp = error_response(
-                    status(error_kind::unavailable, "Kennel is starting; retry shortly"));
+                    status(error_kind::unavailable, "Kennel is not ready (starting up or shutting down); retry shortly"));
                 write_response(resp, res);
                 return;
             }
