@@ -22,6 +22,11 @@ void prediction_log::append(prediction_row row) {
     // push_back under a lock and nothing more.
 }
 
+void prediction_log::count_dropped(std::size_t n) {
+    std::lock_guard lock(mu_);
+    dropped_ += n;
+}
+
 void prediction_log::stop() {
     {
         std::lock_guard lock(mu_);

@@ -82,6 +82,11 @@ void supervisor::tick() {
         }
         for (const auto& v : watched) {
             auto& h = history_[{m->name, v->version}];
+            // The first time a version is watched, its counters started from
+            // zero when it was loaded: errors before this first look count too.
+            if (h.empty() && seen_.insert({m->name, v->version}).second) {
+                h.push_back({v->counters.requests.load() ? now - std::chrono::milliseconds(1) : now, 0, 0, 0, 0});
+            }
             h.push_back({now, v->counters.requests.load(), v->counters.errors.load(),
                          v->counters.deadline_misses.load(), v->counters.fallbacks.load()});
             auto window = std::chrono::milliseconds(static_cast<std::int64_t>(p.window_seconds * 1000));
@@ -90,9 +95,11 @@ void supervisor::tick() {
             const sample& b = h.back();
             double requests = static_cast<double>(b.requests - a.requests);
             if (requests >= static_cast<double>(p.min_requests)) {
-                double errors = static_cast<double>(b.errors - a.errors) / requests;
-                double misses = static_cast<double>(b.misses - a.misses) / requests;
-                double fallbacks = static_cast<double>(b.fallbacks - a.fallbacks) / requests;
+                // Requests are counted on the request thread and errors later
+                // in the pool, so a sample can hold more of the latter: clamp.
+                double errors = std::min(1.0, static_cast<double>(b.errors - a.errors) / requests);
+                double misses = std::min(1.0, static_cast<double>(b.misses - a.misses) / requests);
+                double fallbacks = std::min(1.0, static_cast<double>(b.fallbacks - a.fallbacks) / requests);
                 std::string reason;
                 if (errors > p.max_error_rate) {
                     reason = "error rate " + pct(errors) + " over " + pct(p.max_error_rate);

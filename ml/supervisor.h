@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +72,7 @@ private:
     std::function<void()> on_tick_;  // other once-a-second work (the overview's rate samples)
     std::chrono::milliseconds interval_;
     std::map<std::pair<std::string, std::int64_t>, std::deque<sample>> history_;
+    std::set<std::pair<std::string, std::int64_t>> seen_;
     std::chrono::steady_clock::time_point last_live_check_{};
     std::thread thread_;
     mutable std::mutex mu_;

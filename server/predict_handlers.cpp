@@ -120,6 +120,7 @@ result<instance> parse_instance(const ml::model_serving& m, const json& j, const
             out.ignored.push_back(k);
             continue;
         }
+        if (v.is_null()) continue;  // null is missing: imputed, and listed as such
         out.record.emplace(k, to_raw(v));
     }
     for (const auto& field : m.fields) {
@@ -320,6 +321,7 @@ http_response post_model_predict(app& a, const http_request& req) {
 
     const double latency_ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
     json out_list = json::array();
+    std::vector<std::string> shadow_ids;
     for (std::size_t i = 0; i < instances.size(); ++i) {
         const chosen& pick = picks[i];
         bool fallback = !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
@@ -385,38 +387,44 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.features_hash = instances[i].features_hash;
         a.prediction_log().append(std::move(row));
 
-        // Shadow arms: scored and logged on the same request, never returned.
-        for (const auto& arm : m->arms) {
-            if (!arm.shadow || !arm.version) continue;
-            auto shadow_version = arm.version;
-            auto rec = std::make_shared<instance>(instances[i]);
-            std::string arm_name = arm.name;
-            std::string model_name = m->name;
-            auto* log = &a.prediction_log();
-            (void)a.predict_pool().submit([shadow_version, rec, arm_name, model_name, log, id] {
-                auto t0 = steady::now();
-                prediction_row s;
-                s.id = id + "-" + arm_name;
-                s.model = model_name;
-                s.version = shadow_version->version;
-                s.arm = arm_name;
-                s.shadow = true;
-                s.entity = rec->entity;
-                s.time = now_micros();
-                s.features_hash = rec->features_hash;
-                try {
-                    ml::answer sa = ml::predict_with(*shadow_version, rec->record);
-                    s.value = sa.value;
-                    if (!sa.label.empty()) s.label = sa.label;
-                    if (!sa.probabilities.empty()) s.probabilities = json(sa.probabilities).dump();
-                } catch (const std::exception& e) {
-                    s.fallback = true;
-                    s.reason = std::string("model_error: ") + e.what();
+        shadow_ids.push_back(id);
+    }
+    // Shadow arms: scored and logged on the same request, never returned, as
+    // one task per arm. They yield to live traffic: when the prediction queue
+    // is half full they are skipped, and counted as dropped log entries.
+    for (const auto& arm : m->arms) {
+        if (!arm.shadow || !arm.version) continue;
+        auto* log = &a.prediction_log();
+        bool room = a.predict_pool().queued() * 2 < a.options().predict_queue;
+        auto shared = std::make_shared<std::vector<instance>>(instances);
+        bool accepted = room && a.predict_pool().submit(
+            [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log, ids = shadow_ids] {
+                for (std::size_t i = 0; i < shared->size(); ++i) {
+                    const instance& inst = (*shared)[i];
+                    auto t0 = steady::now();
+                    prediction_row s;
+                    s.id = ids[i] + "-" + arm_name;
+                    s.model = model_name;
+                    s.version = version->version;
+                    s.arm = arm_name;
+                    s.shadow = true;
+                    s.entity = inst.entity;
+                    s.time = now_micros();
+                    s.features_hash = inst.features_hash;
+                    try {
+                        ml::answer sa = ml::predict_with(*version, inst.record);
+                        s.value = sa.value;
+                        if (!sa.label.empty()) s.label = sa.label;
+                        if (!sa.probabilities.empty()) s.probabilities = json(sa.probabilities).dump();
+                    } catch (const std::exception& e) {
+                        s.fallback = true;
+                        s.reason = std::string("model_error: ") + e.what();
+                    }
+                    s.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0).count();
+                    log->append(std::move(s));
                 }
-                s.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0).count();
-                log->append(std::move(s));
             });
-        }
+        if (!accepted) log->count_dropped(instances.size());
     }
     if (!batch) return json_response(out_list[0].dump(-1, ' ', false, json::error_handler_t::replace));
     json out = {{"predictions", out_list}};

@@ -9,8 +9,6 @@ The real binary on a free loopback port with a temporary database, over real
 HTTP (see kennel_harness.py). Every wait is bounded.
 """
 
-import json
-import math
 import time
 import unittest
 

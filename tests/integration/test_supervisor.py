@@ -136,7 +136,6 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual(events_of(self, self.c, name), [])
         self.assertEqual(mine["serving_version"], 1, mine)
 
-    @unittest.expectedFailure  # product bug: requests before the supervisor's first sample are never counted
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
         # traffic: the version failed 20 of 20 requests (its counters say so),
