@@ -1,5 +1,7 @@
 #include "server/fact_json.h"
 
+#include "server/json_body.h"
+
 #include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -193,7 +195,7 @@ parsed_item parse_one_text(const std::string& text, micros now) {
         j = json::parse(text);
     } catch (const json::exception& e) {
         parsed_item item;
-        item.error = invalid("", std::string("malformed JSON: ") + e.what());
+        item.error = invalid(json_error_path(text), std::string("malformed JSON: ") + e.what());
         return item;
     }
     return parse_fact_object(j, now);
@@ -235,7 +237,7 @@ result<parsed_body> parse_fact_body(const std::string& body, body_format format,
     try {
         j = json::parse(body);
     } catch (const json::exception& e) {
-        return invalid("", std::string("malformed JSON: ") + e.what());
+        return invalid(json_error_path(body), std::string("malformed JSON: ") + e.what());
     }
     if (j.is_object()) {
         out.single = true;

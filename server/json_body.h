@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "server/http_server.h"
 #include "store/status.h"
@@ -14,6 +16,15 @@ namespace kennel {
 
 // Serialises for a response; invalid UTF-8 is replaced, never thrown.
 std::string dump_json(const nlohmann::json& j);
+
+// Where a JSON text stops parsing, as a field path ("features.x1",
+// "instances[1].features.x2", "[3].data.likes"); empty when it parses or the
+// problem is before any field. Used to name the field of a value such as
+// 1e999 (valid JSON grammar that overflows a double) or NaN.
+std::string json_error_path(const std::string& text);
+
+// The array index a path starts with ("instances[2]..." or "[2]..."), if any.
+std::optional<std::size_t> leading_index(const std::string& path);
 
 // The media type without parameters, lowercased ("application/json").
 std::string media_type(const http_request& req);

@@ -216,7 +216,11 @@ http_response post_model_predict(app& a, const http_request& req) {
     auto m = a.serving().get(name);
     if (!m) return error_response(status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
     auto parsed_body = json_object_body(req, false);
-    if (!parsed_body) return error_response(parsed_body.error());
+    if (!parsed_body) {
+        // A value JSON cannot hold (1e999, NaN) names its field and instance.
+        const status& e = parsed_body.error();
+        return error_response(e, leading_index(e.field()));
+    }
     json& body = *parsed_body;
 
     double deadline_ms = m->definition.deadline_ms;

@@ -421,7 +421,6 @@ class PredictTest(SharedServerCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertModelAnswer(p, name, 1)
 
-    @unittest.expectedFailure  # product bug: 1e999/NaN/Infinity answer "malformed JSON" without the field
     def test_non_finite_numbers_name_the_field(self):
         # The issue: "a wrong type, NaN or Infinity is a 4xx naming the field".
         # 1e999 is valid JSON (RFC 8259 grammar) whose value overflows a double.
