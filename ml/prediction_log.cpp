@@ -55,10 +55,12 @@ void prediction_log::loop() {
         if (!batch.empty()) {
             std::size_t n = batch.size();
             auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
-            auto fut = writer_.submit([shared](connection& c) {
-                insert_predictions(c, *shared);
-                return status::ok();
-            });
+            auto fut = writer_.submit(
+                [shared](connection& c) {
+                    insert_predictions(c, *shared);
+                    return status::ok();
+                },
+                n);
             std::lock_guard lock(mu_);
             if (fut) {
                 logged_ += n;

@@ -72,9 +72,10 @@ result<std::future<std::vector<write_result>>> fact_writer::submit_facts(
     return fut;
 }
 
-result<std::future<status>> fact_writer::submit(write_task task) {
+result<std::future<status>> fact_writer::submit(write_task task, std::size_t units) {
     auto it = std::make_unique<item>();
     it->task = std::move(task);
+    it->task_units = std::max<std::size_t>(1, units);
     auto fut = it->task_done.get_future();
     if (status s = enqueue(std::move(it)); !s) return s;
     return fut;

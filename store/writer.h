@@ -67,7 +67,9 @@ public:
     void stop();
 
     result<std::future<std::vector<write_result>>> submit_facts(std::vector<fact_input> facts);
-    result<std::future<status>> submit(write_task task);
+    // `units`: how much of the queue bound the task takes (a batch of log
+    // rows counts each row, so it cannot hide thousands behind one slot).
+    result<std::future<status>> submit(write_task task, std::size_t units = 1);
 
     // Submits and waits up to `timeout`; a timeout is `unavailable` (the work
     // may still commit later; idempotency keys make a retry safe).
@@ -87,8 +89,9 @@ private:
         std::vector<fact_input> facts;
         std::promise<std::vector<write_result>> facts_done;
         write_task task;
+        std::size_t task_units = 1;
         std::promise<status> task_done;
-        std::size_t units() const { return task ? 1 : std::max<std::size_t>(1, facts.size()); }
+        std::size_t units() const { return task ? task_units : std::max<std::size_t>(1, facts.size()); }
     };
 
     void loop();
