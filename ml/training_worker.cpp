@@ -98,6 +98,14 @@ void training_worker::stop() {
     state_.state = "stopped";
 }
 
+void training_worker::mark_idle(const std::string& error) {
+    std::lock_guard lock(mu_);
+    state_.state = "idle";
+    state_.job.reset();
+    state_.last_activity = now_micros();
+    if (!error.empty()) state_.last_error = error;
+}
+
 void training_worker::wake() {
     {
         std::lock_guard lock(mu_);
@@ -227,11 +235,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         log_line(to == job_state::succeeded ? log_level::info : log_level::warn, "trainer",
                  "job " + std::to_string(id) + " (" + job.model + ") " + job_state_name(to) +
                      (error.empty() ? "" : ": " + error));
-        std::lock_guard lock(mu_);
-        state_.state = "idle";
-        state_.job.reset();
-        state_.last_activity = now_micros();
-        if (!error.empty()) state_.last_error = error;
+        mark_idle(error);
         return to;
     };
 
@@ -479,10 +483,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     log_info("trainer", "job " + std::to_string(id) + " (" + job.model + ") stored version " +
                             std::to_string(number) + ": " + gate_summary);
     if (options_.on_model_changed) options_.on_model_changed(job.model);
-    std::lock_guard lock(mu_);
-    state_.state = "idle";
-    state_.job.reset();
-    state_.last_activity = now_micros();
+    mark_idle("");
     return job_state::succeeded;
 }
 

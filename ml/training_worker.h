@@ -77,6 +77,7 @@ public:
 private:
     void loop();
     void check_triggers();
+    void mark_idle(const std::string& error);
 
     worker_options options_;
     fact_writer& writer_;

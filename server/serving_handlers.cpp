@@ -96,6 +96,15 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     return out;
 }
 
+// not_found unless experiment `id` exists and belongs to `model`.
+status experiment_belongs(connection& c, const std::string& model, std::int64_t id) {
+    auto e = get_experiment(c, id);
+    if (!e || e->model != model) {
+        return status(error_kind::not_found, "model " + model + " has no experiment " + std::to_string(id), "id");
+    }
+    return status::ok();
+}
+
 json experiment_json(const experiment_row& e) {
     return {{"id", e.id},
             {"model", e.model},
@@ -206,10 +215,7 @@ http_response put_model_experiment(app& a, const http_request& req) {
     std::string reason = (*body)["reason"].get<std::string>();
     status s = a.writer().run(
         [&](connection& c) {
-            auto e = get_experiment(c, *id);
-            if (!e || e->model != name) {
-                return status(error_kind::not_found, "model " + name + " has no experiment " + std::to_string(*id), "id");
-            }
+            if (status owned = experiment_belongs(c, name, *id); !owned) return owned;
             return change_experiment(c, *id, arms->dump(), actor, reason);
         },
         a.write_timeout());
@@ -229,10 +235,7 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     std::string reason = (*body)["reason"].get<std::string>();
     status s = a.writer().run(
         [&](connection& c) {
-            auto e = get_experiment(c, *id);
-            if (!e || e->model != name) {
-                return status(error_kind::not_found, "model " + name + " has no experiment " + std::to_string(*id), "id");
-            }
+            if (status owned = experiment_belongs(c, name, *id); !owned) return owned;
             return end_experiment(c, *id, actor, reason);
         },
         a.write_timeout());

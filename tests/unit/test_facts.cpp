@@ -23,42 +23,18 @@
 #include "store/time_util.h"
 #include "store/writer.h"
 
+#include "tests/unit/test_support.h"
+
 using namespace kennel;
+using kennel::testing::temp_dir;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
 
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = (fs::temp_directory_path() / "kennel-test-XXXXXX").string();
-        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = templ;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
-
 // A migrated database in a temp directory with one connection open on it.
-struct fact_db {
-    temp_dir dir;
-    std::string path = dir.file("kennel.db");
-    connection conn{path, open_options{}};
-    fact_db() {
-        status s = migrate(conn);
-        if (!s) throw std::runtime_error(s.to_string());
-    }
-};
+using fact_db = testing::migrated_db;
 
 const micros t0 = 1795168800000000;  // 2026-11-20T10:00:00Z
 const micros minute = 60LL * 1000000;

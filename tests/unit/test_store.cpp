@@ -14,30 +14,13 @@
 #include "store/sha256.h"
 #include "store/time_util.h"
 
+#include "tests/unit/test_support.h"
+
 using namespace kennel;
+using kennel::testing::temp_dir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = (fs::temp_directory_path() / "kennel-test-XXXXXX").string();
-        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = templ;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
 
 std::int64_t count_rows(connection& c, const std::string& table) {
     statement st(c, "SELECT count(*) FROM " + table);

@@ -31,7 +31,10 @@
 #include "store/migrations.h"
 #include "store/time_util.h"
 
+#include "tests/unit/test_support.h"
+
 using namespace kennel;
+using kennel::testing::temp_dir;
 using namespace kennel::ml;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
@@ -99,34 +102,7 @@ const char* full_definition = R"({
 
 // ---- database helpers -------------------------------------------------------
 
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = (fs::temp_directory_path() / "kennel-training-XXXXXX").string();
-        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = templ;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
-
-struct fact_db {
-    temp_dir dir;
-    std::string path = dir.file("kennel.db");
-    connection conn{path, open_options{}};
-    fact_db() {
-        status s = migrate(conn);
-        if (!s) throw std::runtime_error(s.to_string());
-    }
-
+struct fact_db : testing::migrated_db {
     // Stores one fact in its own committed transaction; returns its id.
     std::int64_t add(const std::string& stream, const std::string& entity, micros time,
                      const json& data, std::optional<std::int64_t> corrects = std::nullopt) {

@@ -1,0 +1,102 @@
+"""Credentials against the real binary: bad sign-in bodies, wrong passwords
+slowed and locked out, CSRF on the session cookie, API key scopes and
+revocation, bad key requests. Every route but /healthz and /readyz needs
+credentials."""
+
+import unittest
+
+from kennel_harness import ADMIN_PASSWORD, Client, KennelTestCase
+
+JSON = {"Content-Type": "application/json"}
+
+
+class AuthTest(KennelTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server()
+        self.admin = self.client(self.server)
+        self.anon = Client(self.server.port, auth=None)
+        self.addCleanup(self.anon.close)
+
+    def test_health_is_open_and_data_is_not(self):
+        self.assertEqual(self.anon.get("/healthz").status, 200)
+        self.assertEqual(self.anon.get("/readyz").status, 200)
+        r = self.anon.get("/v1/streams")
+        self.assertErrorShape(r, 401, code="unauthenticated")
+        self.assertIn("Bearer", r.header("WWW-Authenticate") or "")
+
+    def test_malformed_sign_in_bodies_are_400_naming_the_field(self):
+        self.assertErrorShape(self.anon.post("/v1/auth/login", body="{", headers=JSON), 400)
+        self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"password": "x"}), 400,
+                              field="username")
+        self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"username": "admin"}), 400,
+                              field="password")
+        self.assertErrorShape(self.anon.post("/v1/auth/login", body="username=admin",
+                                             headers={"Content-Type": "text/plain"}), 415)
+
+    def test_wrong_passwords_lock_the_user_out_with_429(self):
+        statuses = [self.anon.post_json("/v1/auth/login",
+                                        {"username": "admin", "password": "wrong"}).status
+                    for _ in range(6)]
+        self.assertEqual(statuses[:5], [401] * 5)
+        self.assertEqual(statuses[5], 429)
+        r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+        self.assertErrorShape(r, 429, code="rate_limited")
+        self.assertTrue(r.header("Retry-After"))
+
+    def test_session_cookie_needs_the_csrf_token_to_change_anything(self):
+        r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+        self.assertEqual(r.status, 200, r)
+        cookie_header = r.header("Set-Cookie")
+        self.assertIn("HttpOnly", cookie_header)
+        self.assertIn("SameSite=Strict", cookie_header)
+        cookie = cookie_header.split(";")[0]
+        csrf = r.json()["csrf_token"]
+        self.assertEqual(self.anon.get("/v1/streams", headers={"Cookie": cookie}).status, 200)
+        body = {"name": "k", "scopes": ["ingest"]}
+        no_token = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie})
+        self.assertErrorShape(no_token, 403, code="forbidden")
+        wrong = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie, "X-CSRF-Token": "x"})
+        self.assertErrorShape(wrong, 403, code="forbidden")
+        ok = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+        self.assertEqual(ok.status, 201, ok)
+        self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+        self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
+
+    def test_bad_key_requests_are_400(self):
+        self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": ["root"]}), 400,
+                              field="scopes")
+        self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": []}), 400,
+                              field="scopes")
+        self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "", "scopes": ["ingest"]}), 400,
+                              field="name")
+        self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": "ingest"}), 400,
+                              field="scopes")
+        self.assertErrorShape(self.admin.request("DELETE", "/v1/keys/999"), 404)
+        self.assertErrorShape(self.admin.request("DELETE", "/v1/keys/abc"), 400, field="id")
+        self.assertEqual(self.admin.get("/v1/keys").json()["keys"], [])
+
+    def test_key_scopes_and_revocation(self):
+        r = self.admin.post_json("/v1/keys", {"name": "app", "scopes": ["ingest"]})
+        self.assertEqual(r.status, 201, r)
+        key, kid = r.json()["key"], r.json()["id"]
+        listed = self.admin.get("/v1/keys").json()["keys"]
+        self.assertNotIn("key", listed[0])  # shown once, never listed
+        app = Client(self.server.port, auth="Bearer " + key)
+        self.addCleanup(app.close)
+        fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
+        self.assertEqual(app.post_json("/v1/facts", fact).status, 201)
+        self.assertErrorShape(app.request("PUT", "/v1/models/m", json_body={}), 403, code="forbidden")
+        self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % kid).status, 200)
+        self.assertErrorShape(app.post_json("/v1/facts", fact), 401, code="unauthenticated")
+        bogus = Client(self.server.port, auth="Bearer knl_nothing")
+        self.addCleanup(bogus.close)
+        self.assertErrorShape(bogus.get("/v1/streams"), 401)
+        basic_wrong = Client(self.server.port, auth="Basic bm9wZTpub3Bl")  # nope:nope
+        self.addCleanup(basic_wrong.close)
+        self.assertErrorShape(basic_wrong.get("/v1/streams"), 401)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,46 @@
+// Fixtures shared by the unit tests: a temporary directory removed with
+// everything in it, and a migrated SQLite database inside one.
+#pragma once
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include "store/db.h"
+#include "store/migrations.h"
+
+namespace kennel::testing {
+
+class temp_dir {
+public:
+    temp_dir() {
+        std::string templ = (std::filesystem::temp_directory_path() / "kennel-test-XXXXXX").string();
+        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = templ;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    std::filesystem::path path_;
+};
+
+// A migrated database in a temp directory with one connection open on it.
+struct migrated_db {
+    temp_dir dir;
+    std::string path = dir.file("kennel.db");
+    connection conn{path, open_options{}};
+    migrated_db() {
+        status s = migrate(conn);
+        if (!s) throw std::runtime_error(s.to_string());
+    }
+};
+
+}  // namespace kennel::testing
