@@ -2,6 +2,19 @@
 
 namespace kennel::ml {
 
+namespace {
+
+// The log's inserts run on the writer thread in bursts of a flush's rows. On
+// a busy machine such a burst delays the request threads it displaces: with
+// 100 ms flushes and no yielding bench/predict saw p99 of 3-4 ms at 8
+// connections, against 0.6 ms with the log's inserts switched off. Yielding
+// every few rows lets request threads run in between (p99 0.8-1.1 ms, same
+// throughput).
+constexpr std::size_t yield_every = 4;
+constexpr auto flush_interval = std::chrono::milliseconds(50);
+
+}  // namespace
+
 prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued)
     : writer_(writer), max_queued_(max_queued) {
     thread_ = std::thread([this] { loop(); });
@@ -48,7 +61,7 @@ void prediction_log::loop() {
         bool last = false;
         {
             std::unique_lock lock(mu_);
-            cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+            cv_.wait_for(lock, flush_interval, [this] { return stopping_; });
             batch.swap(queue_);
             last = stopping_;
         }
@@ -57,7 +70,7 @@ void prediction_log::loop() {
             auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
             auto fut = writer_.submit(
                 [shared](connection& c) {
-                    insert_predictions(c, *shared);
+                    insert_predictions(c, *shared, yield_every);
                     return status::ok();
                 },
                 n);

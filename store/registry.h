@@ -246,6 +246,10 @@ struct prediction_row {
     std::string features_hash;
 };
 
-void insert_predictions(connection& c, const std::vector<prediction_row>& rows);
+// Inserts the rows in the caller's transaction. With yield_every > 0 the
+// thread yields the CPU after every yield_every rows (the prediction log's
+// inserts give way to request threads).
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows,
+                        std::size_t yield_every = 0);
 
 }  // namespace kennel

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import struct
 import tempfile
 import threading
 import time
@@ -48,7 +49,7 @@ def uid(prefix):
 
 def fnv1a64(text):
     h = 14695981039346656037
-    for b in text.encode("utf-8"):
+    for b in (text if isinstance(text, bytes) else text.encode("utf-8")):
         h ^= b
         h = (h * 1099511628211) & MASK64
     return h
@@ -200,10 +201,25 @@ def wait_until(predicate, timeout, what, interval=0.1):
 
 
 def features_hash(features):
-    """Kennel's features_hash: FNV-1a 64 of the features object serialised
-    compactly with sorted keys (nlohmann::json's dump)."""
-    return "%016x" % fnv1a64(json.dumps(features, sort_keys=True, separators=(",", ":"),
-                                        ensure_ascii=False))
+    """Kennel's features_hash: FNV-1a 64 over the members in sorted key order,
+    each as key, NUL, then the value: "n" and the double's 8 bytes (least
+    significant first), "s" the UTF-8 text and NUL, "t"/"f", "z" for null, or
+    an object's compact sorted JSON."""
+    data = b""
+    for key in sorted(features):
+        v = features[key]
+        data += key.encode() + b"\0"
+        if isinstance(v, bool):
+            data += b"t" if v else b"f"
+        elif isinstance(v, (int, float)):
+            data += b"n" + struct.pack("<d", float(v))
+        elif isinstance(v, str):
+            data += b"s" + v.encode() + b"\0"
+        elif v is None:
+            data += b"z"
+        else:
+            data += json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "%016x" % fnv1a64(data)
 
 
 def regression_metrics(truth, predicted):

@@ -10,7 +10,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <bit>
+#include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "server/errors.h"
+#include "server/json_writer.h"
 #include "server/http_server.h"
 
 using namespace kennel;
@@ -384,4 +389,49 @@ TEST_CASE("after stop() the server no longer accepts connections", "[http]") {
     c.set_read_timeout(1, 0);
     auto r = c.Get("/ping");
     CHECK_FALSE(r);
+}
+
+TEST_CASE("json_writer writes what nlohmann::json reads back", "[json_writer]") {
+    std::string out = "{";
+    kennel::json_writer w(out);
+    w.key("quote\"back\\slash").string("line\nbreak\ttab \x01 ctl \xc3\xa9");
+    w.key("whole").number(1.0);
+    w.key("tenth").number(0.1);
+    w.key("huge").number(1e300);
+    w.key("tiny").number(-5e-324);
+    w.key("nan").number(std::numeric_limits<double>::quiet_NaN());
+    w.key("inf").number(std::numeric_limits<double>::infinity());
+    w.key("int").integer(-9007199254740993LL);
+    w.key("yes").boolean(true);
+    w.key("nothing").null();
+    out += '}';
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j["quote\"back\\slash"] == "line\nbreak\ttab \x01 ctl \xc3\xa9");
+    CHECK(j["whole"].is_number_float());  // "1.0", as nlohmann writes it, not "1"
+    CHECK(j["whole"].get<double>() == 1.0);
+    CHECK(j["tenth"].get<double>() == 0.1);
+    CHECK(j["huge"].get<double>() == 1e300);
+    CHECK(j["tiny"].get<double>() == -5e-324);
+    CHECK(j["nan"].is_null());
+    CHECK(j["inf"].is_null());
+    CHECK(j["int"].get<std::int64_t>() == -9007199254740993LL);
+    CHECK(j["yes"] == true);
+    CHECK(j["nothing"].is_null());
+}
+
+TEST_CASE("json_writer numbers read back as the same double", "[json_writer]") {
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<std::uint64_t> bits;
+    int checked = 0;
+    for (int i = 0; i < 20000; ++i) {
+        const double d = std::bit_cast<double>(bits(rng));
+        if (!std::isfinite(d)) continue;
+        std::string out;
+        kennel::json_writer(out).number(d);
+        const auto j = nlohmann::json::parse(out);
+        REQUIRE(j.is_number_float());
+        REQUIRE(j.get<double>() == d);
+        ++checked;
+    }
+    CHECK(checked > 19000);
 }
