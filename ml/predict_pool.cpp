@@ -1,10 +1,14 @@
 #include "ml/predict_pool.h"
+#include "store/log.h"
 
 namespace kennel::ml {
 
 predict_pool::predict_pool(std::size_t threads, std::size_t max_queued) : max_queued_(max_queued) {
     for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i) {
-        workers_.emplace_back([this] { run(); });
+        workers_.emplace_back([this] {
+            name_this_thread("kennel-predict");
+            run();
+        });
     }
 }
 

@@ -5,11 +5,12 @@ namespace kennel::ml {
 namespace {
 
 // The log's inserts run on the writer thread in bursts of a flush's rows. On
-// a busy machine such a burst delays the request threads it displaces: with
-// 100 ms flushes and no yielding bench/predict saw p99 of 3-4 ms at 8
-// connections, against 0.6 ms with the log's inserts switched off. Yielding
-// every few rows lets request threads run in between (p99 0.8-1.1 ms, same
-// throughput).
+// a busy machine such a burst delays requests: bench/predict at 8 connections
+// on 2 cores saw p99 of 3-4 ms, against 0.6 ms with the log's inserts
+// switched off. Yielding the CPU every few rows brings p99 to 0.8-1.3 ms at
+// the same throughput. (Measured and rejected: the inserts on their own
+// connection on a thread at nice 10 or 19 without yielding: p99 stayed
+// 3.5-3.9 ms.)
 constexpr std::size_t yield_every = 4;
 constexpr auto flush_interval = std::chrono::milliseconds(50);
 

@@ -37,6 +37,7 @@ void supervisor::start() {
         state_.state = "watching";
     }
     thread_ = std::thread([this] {
+        name_this_thread("kennel-superv");
         for (;;) {
             {
                 std::unique_lock lock(mu_);

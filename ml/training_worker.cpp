@@ -79,7 +79,10 @@ status training_worker::start() {
         stopping_ = false;
         state_.state = "idle";
     }
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        name_this_thread("kennel-trainer");
+        loop();
+    });
     return status::ok();
 }
 

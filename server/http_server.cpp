@@ -1,4 +1,5 @@
 #include "server/http_server.h"
+#include "store/log.h"
 
 #include <httplib.h>
 #include <netinet/in.h>
@@ -41,15 +42,15 @@ namespace {
 bool match_segments(const std::vector<std::string>& ps, const std::vector<std::string>& xs,
                     std::map<std::string, std::string>& params) {
     if (ps.size() != xs.size()) return false;
-    std::map<std::string, std::string> found;
+    auto is_param = [](const std::string& p) { return p.size() > 2 && p.front() == '{' && p.back() == '}'; };
+    // Literal segments first: most routes fail there, before any allocation.
     for (std::size_t i = 0; i < ps.size(); ++i) {
-        if (ps[i].size() > 2 && ps[i].front() == '{' && ps[i].back() == '}') {
-            found[ps[i].substr(1, ps[i].size() - 2)] = xs[i];
-        } else if (ps[i] != xs[i]) {
-            return false;
-        }
+        if (!is_param(ps[i]) && ps[i] != xs[i]) return false;
     }
-    params = std::move(found);
+    params.clear();
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (is_param(ps[i])) params[ps[i].substr(1, ps[i].size() - 2)] = xs[i];
+    }
     return true;
 }
 
@@ -97,10 +98,12 @@ void widen_backlog(int port) {
     }
 }
 
-void write_response(const http_response& ours, httplib::Response& res) {
+// Moves the body: a predict answer is written once, not copied again here.
+void write_response(http_response&& ours, httplib::Response& res) {
     res.status = ours.status;
     for (const auto& [k, v] : ours.headers) res.set_header(k, v);
-    res.set_content(ours.body, ours.content_type);
+    res.body = std::move(ours.body);
+    res.set_header("Content-Type", ours.content_type);
 }
 
 }  // namespace
@@ -141,7 +144,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                           std::to_string(res.status) + ")"));
             r.status = res.status;
         }
-        write_response(r, res);
+        write_response(std::move(r), res);
     });
     svr.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -168,7 +171,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 std::to_string(impl_->options.max_body_bytes) + " bytes); Transfer-Encoding \"" + te +
                 "\" is not accepted"));
         r.headers.emplace_back("Connection", "close");
-        write_response(r, res);
+        write_response(std::move(r), res);
         return httplib::Server::HandlerResponse::Handled;
     });
 
@@ -203,13 +206,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
             if (r.needs_ready && !ready_) {
                 http_response resp = error_response(
                     status(error_kind::unavailable, "Kennel is not ready (starting up or shutting down); retry shortly"));
-                write_response(resp, res);
+                write_response(std::move(resp), res);
                 return;
             }
             ours.path_params = std::move(params);
             if (auth_ && r.needs != access::open) {
                 if (auto refused = auth_(ours, r.needs)) {
-                    write_response(*refused, res);
+                    write_response(std::move(*refused), res);
                     return;
                 }
             }
@@ -221,7 +224,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 error_kind::method_not_allowed,
                 "method " + ours.method + " is not allowed on " + ours.path + "; allowed: " + allowed));
             resp.headers.emplace_back("Allow", allowed);
-            write_response(resp, res);
+            write_response(std::move(resp), res);
             return;
         }
         write_response(error_response(status(error_kind::not_found,
@@ -259,7 +262,10 @@ result<int> http_server::bind() {
 }
 
 void http_server::start() {
-    thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+    thread_ = std::thread([this] {
+        name_this_thread("kennel-http");  // httplib's workers inherit the name
+        impl_->server.listen_after_bind();
+    });
     // httplib's stop() does nothing until the listen loop has started, so a
     // stop() right after start() (a refused database) would hang the join.
     for (int i = 0; i < 5000 && !impl_->server.is_running(); ++i) {

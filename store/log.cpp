@@ -1,5 +1,7 @@
 #include "store/log.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -7,6 +9,13 @@
 #include "store/time_util.h"
 
 namespace kennel {
+
+void name_this_thread(const char* name) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%s", name);
+    pthread_setname_np(pthread_self(), buf);
+}
+
 
 void log_line(log_level level, std::string_view component, std::string_view message) {
     static std::mutex mu;

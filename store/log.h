@@ -13,4 +13,8 @@ inline void log_info(std::string_view c, std::string_view m) { log_line(log_leve
 inline void log_warn(std::string_view c, std::string_view m) { log_line(log_level::warn, c, m); }
 inline void log_error(std::string_view c, std::string_view m) { log_line(log_level::error, c, m); }
 
+// Names the calling thread (at most 15 characters are kept) so that top -H,
+// perf and gdb tell Kennel's threads apart.
+void name_this_thread(const char* name);
+
 }  // namespace kennel

@@ -1,4 +1,5 @@
 #include "store/writer.h"
+#include "store/log.h"
 
 #include "store/time_util.h"
 
@@ -12,6 +13,7 @@ status fact_writer::start() {
     std::promise<status> opened;
     auto opened_future = opened.get_future();
     thread_ = std::thread([this, &opened] {
+        name_this_thread("kennel-writer");
         try {
             open_options db = options_.db;
             if (db.cache_kib == 0) db.cache_kib = 64 * 1024;
