@@ -1,24 +1,28 @@
 #include "ml/prediction_log.h"
 
+#include "store/log.h"
+
 namespace kennel::ml {
 
 namespace {
 
-// The log's inserts run on the writer thread in bursts of a flush's rows. On
-// a busy machine such a burst delays requests: bench/predict at 8 connections
-// on 2 cores saw p99 of 3-4 ms, against 0.6 ms with the log's inserts
-// switched off. Yielding the CPU every few rows brings p99 to 0.8-1.3 ms at
-// the same throughput. (Measured and rejected: the inserts on their own
-// connection on a thread at nice 10 or 19 without yielding: p99 stayed
-// 3.5-3.9 ms.)
-constexpr std::size_t yield_every = 4;
-constexpr auto flush_interval = std::chrono::milliseconds(50);
+// The log's inserts run on the writer thread, a flush's rows at a time. On
+// a busy machine a large burst delays requests: bench/predict at 8
+// connections on 2 cores measured p99 3.0-3.4 ms with 20-100 ms flushes,
+// 1.2-2.0 ms with 5 ms flushes, every prediction logged in both. (Rejected:
+// yielding the CPU every few rows cut p99 to 0.9-1.1 ms only by making the
+// writer fall behind, so that half the entries were dropped; a separate
+// connection on a thread at nice 10-19 did not change p99.)
+constexpr auto flush_interval = std::chrono::milliseconds(5);
 
 }  // namespace
 
 prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued)
     : writer_(writer), max_queued_(max_queued) {
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        name_this_thread("kennel-predlog");
+        loop();
+    });
 }
 
 prediction_log::~prediction_log() { stop(); }
@@ -71,7 +75,7 @@ void prediction_log::loop() {
             auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
             auto fut = writer_.submit(
                 [shared](connection& c) {
-                    insert_predictions(c, *shared, yield_every);
+                    insert_predictions(c, *shared);
                     return status::ok();
                 },
                 n);

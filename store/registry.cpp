@@ -1,7 +1,5 @@
 #include "store/registry.h"
 
-#include <thread>
-
 namespace kennel {
 
 const char* job_state_name(job_state s) {
@@ -563,14 +561,12 @@ std::vector<experiment_row> list_experiments(connection& c, const std::string& m
     return out;
 }
 
-void insert_predictions(connection& c, const std::vector<prediction_row>& rows, std::size_t yield_every) {
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
     statement st(c,
                  "INSERT OR IGNORE INTO predictions (id, model, version, arm, shadow, entity, time,"
                  " value, label, probabilities, fallback, reason, latency_us, features_hash)"
                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    std::size_t n = 0;
     for (const prediction_row& p : rows) {
-        if (yield_every && ++n % yield_every == 0) std::this_thread::yield();
         st.reset();
         st.bind(1, p.id).bind(2, p.model).bind(3, p.version).bind(4, p.arm);
         st.bind(5, p.shadow ? 1 : 0);

@@ -246,10 +246,7 @@ struct prediction_row {
     std::string features_hash;
 };
 
-// Inserts the rows in the caller's transaction. With yield_every > 0 the
-// thread yields the CPU after every yield_every rows (the prediction log's
-// inserts give way to request threads).
-void insert_predictions(connection& c, const std::vector<prediction_row>& rows,
-                        std::size_t yield_every = 0);
+// Inserts the rows in the caller's transaction.
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows);
 
 }  // namespace kennel
