@@ -7,6 +7,7 @@
 // label's prior; flagged "fallback": true with the reason.
 #include <chrono>
 #include <cmath>
+#include <array>
 #include <bit>
 #include <condition_variable>
 #include <mutex>
@@ -33,19 +34,18 @@ using steady = std::chrono::steady_clock;
 // that grow with time append at the right edge of the log's primary-key
 // index; random ids dirtied about one index page per prediction (measured
 // with strace under bench/predict: 1.08 page writes per prediction).
-std::string new_prediction_id() {
+std::array<char, 32> new_prediction_id() {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     static const char* hex = "0123456789abcdef";
-    std::string id(32, '0');
+    std::array<char, 32> id{};
     const auto micros = static_cast<std::uint64_t>(now_micros());
-    for (int i = 0; i < 14; ++i) id[static_cast<std::size_t>(i)] = hex[(micros >> (4 * (13 - i))) & 0xf];
+    for (std::size_t i = 0; i < 14; ++i) id[i] = hex[(micros >> (4 * (13 - i))) & 0xf];
     std::uint64_t a = rng(), b = rng();
-    for (int i = 0; i < 16; ++i) id[static_cast<std::size_t>(14 + i)] = hex[(a >> (4 * i)) & 0xf];
-    for (int i = 0; i < 2; ++i) id[static_cast<std::size_t>(30 + i)] = hex[(b >> (4 * i)) & 0xf];
+    for (std::size_t i = 0; i < 16; ++i) id[14 + i] = hex[(a >> (4 * i)) & 0xf];
+    for (std::size_t i = 0; i < 2; ++i) id[30 + i] = hex[(b >> (4 * i)) & 0xf];
     return id;
 }
 
-// Accepts the JSON types a transform can read; anything else names the field.
 // The field's path is built only for an error: this runs for every field of
 // every prediction.
 status check_feature_type(const ml::feature_spec& spec, const json& v, std::string_view prefix,
@@ -124,7 +124,7 @@ struct instance {
     ml::raw_record record;
     std::vector<std::string> ignored;  // fields the model never saw
     std::vector<std::string> missing;  // fields it reads that were not sent
-    std::string features_hash;
+    std::uint64_t features_hash = 0;
 };
 
 // `path` names the instance in errors ("" for the single form, whose object
@@ -164,9 +164,7 @@ result<instance> parse_instance(const ml::model_serving& m, const json& j, const
     for (const auto& field : m.fields) {
         if (!out.record.count(field)) out.missing.push_back(field);
     }
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-    out.features_hash = buf;
+    out.features_hash = h;
     return out;
 }
 
@@ -261,17 +259,6 @@ void write_names(json_writer& w, const std::vector<std::string>& names) {
         w.string(names[i]);
     }
     w.raw("]");
-}
-
-std::string probabilities_text(const std::vector<double>& p) {
-    std::string out = "[";
-    json_writer w(out);
-    for (std::size_t i = 0; i < p.size(); ++i) {
-        if (i) w.raw(",");
-        w.number(p[i]);
-    }
-    out += ']';
-    return out;
 }
 
 }  // namespace
@@ -390,7 +377,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     const double latency_ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);
-    std::vector<std::string> shadow_ids;
+    std::vector<std::array<char, 32>> shadow_ids;
     for (std::size_t i = 0; i < instances.size(); ++i) {
         const chosen& pick = picks[i];
         bool fallback = !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
@@ -420,12 +407,12 @@ http_response post_model_predict(app& a, const http_request& req) {
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
 
-        std::string id = new_prediction_id();
+        const std::array<char, 32> id = new_prediction_id();
         if (i) text += ',';
         text += '{';
         json_writer w(text);
         write_answer(w, *m, ans, source == "none");
-        w.key("prediction_id").string(id);
+        w.key("prediction_id").string(std::string_view(id.data(), id.size()));
         w.key("model").string(m->name);
         w.key("version");
         if (version) {
@@ -460,7 +447,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             row.value = ans.value;
             row.label = ans.label;
-            row.probabilities = probabilities_text(ans.probabilities);
+            row.probabilities.assign(ans.probabilities);
         }
         row.fallback = fallback;
         row.reason = fallback ? reasons[i] + " -> " + source : "";
@@ -485,7 +472,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                     const instance& inst = (*shared)[i];
                     auto t0 = steady::now();
                     prediction_row s;
-                    s.id = ids[i] + "-" + arm_name;
+                    s.id = ids[i];  // the log appends "-" + arm to a shadow row's id
                     s.model = model_name;
                     s.version = version->version;
                     s.arm = arm_name;
@@ -497,7 +484,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                         ml::answer sa = ml::predict_with(*version, inst.record);
                         s.value = sa.value;
                         if (!sa.label.empty()) s.label = sa.label;
-                        if (!sa.probabilities.empty()) s.probabilities = probabilities_text(sa.probabilities);
+                        s.probabilities.assign(sa.probabilities);
                     } catch (const std::exception& e) {
                         s.fallback = true;
                         s.reason = std::string("model_error: ") + e.what();

@@ -1,5 +1,9 @@
 #include "store/registry.h"
 
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
 namespace kennel {
 
 const char* job_state_name(job_state s) {
@@ -561,14 +565,28 @@ std::vector<experiment_row> list_experiments(connection& c, const std::string& m
     return out;
 }
 
+void probability_list::assign(const std::vector<double>& p) {
+    n_ = p.size();
+    if (n_ <= inline_.size()) {
+        std::copy(p.begin(), p.end(), inline_.begin());
+        heap_.clear();
+    } else {
+        heap_ = p;
+    }
+}
+
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
     statement st(c,
                  "INSERT OR IGNORE INTO predictions (id, model, version, arm, shadow, entity, time,"
                  " value, label, probabilities, fallback, reason, latency_us, features_hash)"
                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    std::string id, probabilities;
+    char hash[17];
     for (const prediction_row& p : rows) {
         st.reset();
-        st.bind(1, p.id).bind(2, p.model).bind(3, p.version).bind(4, p.arm);
+        id.assign(p.id.data(), p.id.size());
+        if (p.shadow) id.append("-").append(p.arm);
+        st.bind(1, id).bind(2, p.model).bind(3, p.version).bind(4, p.arm);
         st.bind(5, p.shadow ? 1 : 0);
         if (p.entity.empty()) {
             st.bind_null(6);
@@ -579,10 +597,24 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
         if (p.probabilities.empty()) {
             st.bind_null(10);
         } else {
-            st.bind(10, p.probabilities);
+            probabilities = "[";
+            for (std::size_t k = 0; k < p.probabilities.size(); ++k) {
+                char buf[32];
+                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, p.probabilities[k]);
+                if (k) probabilities += ',';
+                // A non-finite probability cannot be written as JSON.
+                if (ec != std::errc{} || !std::isfinite(p.probabilities[k])) {
+                    probabilities += "null";
+                } else {
+                    probabilities.append(buf, end);
+                }
+            }
+            probabilities += ']';
+            st.bind(10, probabilities);
         }
         st.bind(11, p.fallback ? 1 : 0).bind(12, p.reason).bind(13, p.latency_us);
-        st.bind(14, p.features_hash);
+        std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(p.features_hash));
+        st.bind(14, std::string_view(hash, 16));
         st.run();
     }
 }

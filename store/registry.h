@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <set>
 #include <string>
@@ -229,8 +230,27 @@ std::optional<experiment_row> active_experiment(connection& c, const std::string
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
 std::vector<experiment_row> list_experiments(connection& c, const std::string& model);
 
+// Per-class probabilities; up to four are held inline.
+class probability_list {
+public:
+    void assign(const std::vector<double>& p);
+    std::size_t size() const { return n_; }
+    bool empty() const { return n_ == 0; }
+    double operator[](std::size_t i) const { return n_ <= inline_.size() ? inline_[i] : heap_[i]; }
+
+private:
+    std::array<double, 4> inline_{};
+    std::vector<double> heap_;
+    std::size_t n_ = 0;
+};
+
+// One prediction log entry. Rows are made on request threads and freed on
+// the writer thread, and freeing small heap strings across threads cost the
+// writer more than SQLite's insert did (bench/predict batch32, perf: _int_free
+// the writer's top symbol); so the common row holds no heap memory: fixed-size
+// id and hash, probabilities inline, short names in std::string's own buffer.
 struct prediction_row {
-    std::string id;
+    std::array<char, 32> id{};  // 32 hex digits; a shadow row's id is id + "-" + arm
     std::string model;
     std::optional<std::int64_t> version;
     std::string arm;
@@ -239,11 +259,11 @@ struct prediction_row {
     micros time = 0;
     std::optional<double> value;
     std::optional<std::string> label;
-    std::string probabilities;  // JSON array or empty
+    probability_list probabilities;  // stored as a JSON array, or NULL when empty
     bool fallback = false;
     std::string reason;
     std::int64_t latency_us = 0;
-    std::string features_hash;
+    std::uint64_t features_hash = 0;  // stored as 16 hex digits
 };
 
 // Inserts the rows in the caller's transaction.
