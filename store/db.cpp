@@ -23,6 +23,15 @@ bool db_error::is_busy() const {
 }
 
 connection::connection(const std::string& path, const open_options& options) : path_(path) {
+    // SQLite's memory statistics take a process-wide mutex on every
+    // allocation; Kennel never reads them. Must precede SQLite's
+    // initialisation, so it is done before the first connection opens (a
+    // later call would only return SQLITE_MISUSE).
+    static const bool configured = [] {
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        return true;
+    }();
+    (void)configured;
     int flags = SQLITE_OPEN_NOMUTEX;  // one thread per connection, by design
     flags |= options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     if (!options.read_only && options.create) flags |= SQLITE_OPEN_CREATE;
