@@ -148,7 +148,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
     if (auth.rfind("Bearer ", 0) == 0) {
         std::string key = auth.substr(7);
         std::string hash = sha256_hex(key);
-        std::optional<api_key_row> row;
+        std::shared_ptr<const api_key_row> row;
         bool cached = false;
         {
             std::lock_guard lock(mu_);
@@ -159,8 +159,12 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             }
         }
         if (!cached) {
-            auto conn = readers_.acquire();
-            row = find_api_key(*conn, hash);
+            std::optional<api_key_row> found;
+            {
+                auto conn = readers_.acquire();
+                found = find_api_key(*conn, hash);
+            }
+            if (found) row = std::make_shared<const api_key_row>(std::move(*found));
             std::lock_guard lock(mu_);
             keys_[hash] = {row, steady::now()};
         }

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -61,7 +62,7 @@ private:
     std::chrono::milliseconds failure_delay_;
     std::mutex mu_;
     struct cached_key {
-        std::optional<api_key_row> row;
+        std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request
         std::chrono::steady_clock::time_point at;
     };
     std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
