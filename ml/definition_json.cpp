@@ -212,7 +212,7 @@ parsed_definition parse_definition(const std::string& text) {
             d.features.push_back(std::move(spec));
         }
         if (out.errors.empty()) {
-            if (status s = ml::validate_specs(d.features); !s) {
+            for (const status& s : ml::spec_problems(d.features)) {
                 // Report at the path the user wrote: parameters sit directly
                 // on the feature object, not under "params".
                 std::string field = s.field();

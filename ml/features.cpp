@@ -387,44 +387,52 @@ result<transform_kind> parse_transform_kind(std::string_view name) {
                                "boolean or interval)");
 }
 
-status validate_specs(const std::vector<feature_spec>& specs) {
-    if (specs.empty()) return invalid("features", "at least one feature is required");
+std::vector<status> spec_problems(const std::vector<feature_spec>& specs) {
+    std::vector<status> out;
+    if (specs.empty()) out.push_back(invalid("features", "at least one feature is required"));
     std::set<std::pair<std::string, transform_kind>> seen;
     for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& s = specs[i];
         const std::string where = "features[" + std::to_string(i) + "]";
-        if (s.field.empty()) return invalid(where + ".field", "field name is empty");
+        if (s.field.empty()) out.push_back(invalid(where + ".field", "field name is empty"));
         if (!seen.emplace(s.field, s.transform).second) {
-            return invalid(where, "duplicate feature " + spec_label(s));
+            out.push_back(invalid(where, "duplicate feature " + spec_label(s)));
         }
         const auto& p = s.params;
         switch (s.transform) {
             case transform_kind::binarize:
                 if (!std::isfinite(p.threshold))
-                    return invalid(where + ".params.threshold", "threshold must be finite");
+                    out.push_back(invalid(where + ".params.threshold", "threshold must be finite"));
                 break;
             case transform_kind::bucketize:
                 if (p.edges.empty())
-                    return invalid(where + ".params.edges", "bucketize needs at least one edge");
+                    out.push_back(invalid(where + ".params.edges", "bucketize needs at least one edge"));
                 for (std::size_t j = 0; j < p.edges.size(); ++j) {
-                    if (!std::isfinite(p.edges[j]) || (j > 0 && !(p.edges[j - 1] < p.edges[j])))
-                        return invalid(where + ".params.edges",
-                                       "edges must be finite and strictly increasing");
+                    if (!std::isfinite(p.edges[j]) || (j > 0 && !(p.edges[j - 1] < p.edges[j]))) {
+                        out.push_back(invalid(where + ".params.edges",
+                                              "edges must be finite and strictly increasing"));
+                        break;
+                    }
                 }
                 break;
             case transform_kind::category:
                 if (p.top_n == 0 || p.top_n > 100000)
-                    return invalid(where + ".params.top_n", "top_n must be in 1..100000");
+                    out.push_back(invalid(where + ".params.top_n", "top_n must be in 1..100000"));
                 break;
             case transform_kind::text:
                 if (p.buckets == 0 || p.buckets > 1u << 20)
-                    return invalid(where + ".params.buckets", "buckets must be in 1..1048576");
+                    out.push_back(invalid(where + ".params.buckets", "buckets must be in 1..1048576"));
                 break;
             default:
                 break;
         }
     }
-    return status::ok();
+    return out;
+}
+
+status validate_specs(const std::vector<feature_spec>& specs) {
+    auto problems = spec_problems(specs);
+    return problems.empty() ? status::ok() : problems.front();
 }
 
 result<feature_pipeline> feature_pipeline::fit(const std::vector<feature_spec>& specs,

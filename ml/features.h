@@ -74,6 +74,8 @@ struct feature_spec {
 // Checks specs without data: names, parameter ranges, duplicates. The status
 // field names the offending spec ("features[2].params.edges").
 status validate_specs(const std::vector<feature_spec>& specs);
+// Every problem of the specs, each naming its field (empty: valid).
+std::vector<status> spec_problems(const std::vector<feature_spec>& specs);
 
 class feature_pipeline {
   public:

@@ -370,6 +370,15 @@ class DefinitionTest(SharedServerCase):
         self.assertIn("unknown field", msgs["colour"])
         self.assertIn("unknown metric", msgs["promotion.thresholds.bogus_metric"])
 
+        # Several problems in the features' parameters: each at its own field.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": f, "label": {"stream": l, "field": "y"},
+            "features": [{"field": "x1", "transform": "bucketize", "edges": [3, 1]},
+                         {"field": "x2"}, {"field": "x2"}]})
+        msgs = assert_definition_errors(self, r, ["features[0].edges", "features[2]"])
+        self.assertIn("strictly increasing", msgs["features[0].edges"])
+        self.assertIn("duplicate", msgs["features[2]"])
+
         # A real metric of another task is unknown for this one.
         r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
             "binary", f, l, promotion={"thresholds": {"rmse": 1.0, "roc_auc": 0.7}}))

@@ -384,3 +384,25 @@ TEST_CASE("label errors say what is wrong", "[dataset]") {
     CHECK_THAT(binary_number.error().message(), Contains("must be 0 or 1"));
     CHECK(binary_number.error().field() == "label");
 }
+
+TEST_CASE("spec_problems lists every problem, each at its field", "[features]") {
+    transform_params unsorted;
+    unsorted.edges = {3, 1};
+    transform_params no_buckets;
+    no_buckets.buckets = 0;
+    const std::vector<feature_spec> specs = {
+        spec("", transform_kind::numeric),
+        spec("a", transform_kind::bucketize, unsorted),
+        spec("b", transform_kind::text, no_buckets),
+        spec("c", transform_kind::numeric),
+        spec("c", transform_kind::numeric),
+    };
+    const auto problems = spec_problems(specs);
+    std::vector<std::string> fields;
+    for (const auto& p : problems) fields.push_back(p.field());
+    CHECK(fields == std::vector<std::string>{"features[0].field", "features[1].params.edges",
+                                             "features[2].params.buckets", "features[4]"});
+    // validate_specs reports the first of them.
+    CHECK(validate_specs(specs).field() == "features[0].field");
+    CHECK(spec_problems({spec("ok", transform_kind::numeric)}).empty());
+}
