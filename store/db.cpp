@@ -119,6 +119,13 @@ statement& statement::bind(int index, std::string_view value) {
     return *this;
 }
 
+statement& statement::bind_static(int index, std::string_view value) {
+    int rc = sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC,
+                                 SQLITE_UTF8);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
 statement& statement::bind_blob(int index, std::string_view bytes) {
     int rc = sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
     if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");

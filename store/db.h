@@ -85,6 +85,9 @@ public:
     statement& bind(int index, int value) { return bind(index, std::int64_t{value}); }
     statement& bind(int index, double value);
     statement& bind(int index, std::string_view value);
+    // As bind, without SQLite's copy: the bytes must stay alive and unchanged
+    // until the statement is stepped and reset (hot inserts of many rows).
+    statement& bind_static(int index, std::string_view value);
     statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
     statement& bind_blob(int index, std::string_view bytes);
     statement& bind_null(int index);

@@ -586,14 +586,20 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
         st.reset();
         id.assign(p.id.data(), p.id.size());
         if (p.shadow) id.append("-").append(p.arm);
-        st.bind(1, id).bind(2, p.model).bind(3, p.version).bind(4, p.arm);
+        // Every string bound here outlives st.run() below, so SQLite need not copy it.
+        st.bind_static(1, id).bind_static(2, p.model).bind(3, p.version).bind_static(4, p.arm);
         st.bind(5, p.shadow ? 1 : 0);
         if (p.entity.empty()) {
             st.bind_null(6);
         } else {
-            st.bind(6, p.entity);
+            st.bind_static(6, p.entity);
         }
-        st.bind(7, p.time).bind(8, p.value).bind(9, p.label);
+        st.bind(7, p.time).bind(8, p.value);
+        if (p.label) {
+            st.bind_static(9, *p.label);
+        } else {
+            st.bind_null(9);
+        }
         if (p.probabilities.empty()) {
             st.bind_null(10);
         } else {
@@ -610,11 +616,11 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
                 }
             }
             probabilities += ']';
-            st.bind(10, probabilities);
+            st.bind_static(10, probabilities);
         }
-        st.bind(11, p.fallback ? 1 : 0).bind(12, p.reason).bind(13, p.latency_us);
+        st.bind(11, p.fallback ? 1 : 0).bind_static(12, p.reason).bind(13, p.latency_us);
         std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(p.features_hash));
-        st.bind(14, std::string_view(hash, 16));
+        st.bind_static(14, std::string_view(hash, 16));
         st.run();
     }
 }
