@@ -362,9 +362,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (any_model) work->cv.wait_until(lock, deadline, [&] { return work->done == instances.size(); });
         for (std::size_t i = 0; i < instances.size(); ++i) {
             if (i < work->done) {
-                answers[i] = work->answers[i];
+                answers[i] = std::move(work->answers[i]);  // the pool never touches an index below done again
                 by[i] = work->answered_by[i];
-                reasons[i] = work->reasons[i];
+                reasons[i] = std::move(work->reasons[i]);
             } else {
                 reasons[i] = any_model ? "deadline_exceeded" : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
                 if (picks[i].version && any_model) {
@@ -385,7 +385,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         ml::answer ans;
         std::optional<std::int64_t> version;
         if (answers[i]) {
-            ans = *answers[i];
+            ans = std::move(*answers[i]);
             version = by[i];
             if (fallback) source = "previous_version";
         } else if (pick.version || m->live || m->baseline) {
