@@ -276,6 +276,9 @@ class SharedServerCase(KennelTestCase):
         self.assertIsNone(p["fallback_reason"], p)
         self.assertNotIn("answered_by", p)
         self.assertRegex(p["prediction_id"], r"^[0-9a-f]{32}$")
+        # The id starts with the time in microseconds (so the log appends).
+        micros = int(p["prediction_id"][:14], 16)
+        self.assertLess(abs(micros / 1e6 - time.time()), 600, p)
         self.assertIsInstance(p["latency_ms"], float, p)
         self.assertGreater(p["latency_ms"], 0, p)
 

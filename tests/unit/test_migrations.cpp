@@ -416,3 +416,53 @@ TEST_CASE("the migrated schema enforces its constraints", "[migrations]") {
     });
     CHECK(count_rows(c, "SELECT count(*) FROM facts") == 1);
 }
+
+TEST_CASE("0007 moves the prediction log into one B-tree and keeps every row", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    // A database as Kennel left it at schema 6, with logged predictions.
+    {
+        transaction tx(c);
+        c.exec("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+               " applied_at INTEGER NOT NULL) STRICT");
+        for (const migration& m : known_migrations()) {
+            if (m.number > 6) break;
+            c.exec(m.sql);
+            statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
+                .bind(1, m.number).bind(2, m.name).bind(3, std::int64_t{1}).run();
+        }
+        c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
+        c.exec("PRAGMA user_version = 6");
+        c.exec("INSERT INTO predictions (id, model, version, arm, shadow, entity, time, value,"
+               " label, probabilities, fallback, reason, latency_us, features_hash) VALUES"
+               " ('f00d', 'likes', 3, 'live', 0, 'post-1', 200, 41.5, NULL, NULL, 0, '', 120, 'aa'),"
+               " ('beef', 'likes', NULL, 'fallback', 0, NULL, 100, 7.0, NULL, NULL, 1,"
+               "  'no_version -> constant', 15, 'bb'),"
+               " ('cafe-b', 'clicks', 2, 'b', 1, 'u', 300, 1.0, '1', '[0.25,0.75]', 0, '', 90, 'cc')");
+        tx.commit();
+    }
+    status s = migrate(c);
+    INFO(s.to_string());
+    REQUIRE(s.is_ok());
+    CHECK(c.pragma_int("user_version") >= 7);
+    // One B-tree: WITHOUT ROWID, no separate index.
+    CHECK(count_rows(c, "SELECT count(*) FROM pragma_table_list WHERE name = 'predictions'"
+                        " AND wr = 1 AND strict = 1") == 1);
+    CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+                        " AND tbl_name = 'predictions' AND sql IS NOT NULL") == 0);
+    // Every row and every column survived, now in (model, time, id) order.
+    statement st(c,
+                 "SELECT model, time, id, version, arm, shadow, entity, value, label, probabilities,"
+                 " fallback, reason, latency_us, features_hash FROM predictions");
+    std::vector<std::string> rows;
+    while (st.step()) {
+        std::string r;
+        for (int i = 0; i < 14; ++i) r += (st.is_null(i) ? "NULL" : st.column_text(i)) + "|";
+        rows.push_back(r);
+    }
+    CHECK(rows == std::vector<std::string>{
+                      "clicks|300|cafe-b|2|b|1|u|1.0|1|[0.25,0.75]|0||90|cc|",
+                      "likes|100|beef|NULL|fallback|0|NULL|7.0|NULL|NULL|1|no_version -> constant|15|bb|",
+                      "likes|200|f00d|3|live|0|post-1|41.5|NULL|NULL|0||120|aa|",
+                  });
+}
