@@ -384,6 +384,29 @@ class KennelTestCase(unittest.TestCase):
         return err
 
 
+class SharedServerCase(KennelTestCase):
+    """One server (and database) for the whole class, which is faster; each
+    test uses its own streams and models so tests do not see each other's
+    data. Subclasses may set server_args and tmp_prefix."""
+
+    server_args = ()
+    tmp_prefix = "kennel-it-"
+
+    @classmethod
+    def setUpClass(cls):
+        require_binary(cls)
+        tmp = tempfile.TemporaryDirectory(prefix=cls.tmp_prefix)
+        cls.addClassCleanup(tmp.cleanup)
+        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
+        self.c = self.client(self.server)
+
+
 def open_db(path):
     """A read-only sqlite3 connection (for checking a database after exit)."""
     return sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)

@@ -15,13 +15,12 @@ import math
 import os
 import random
 import re
-import tempfile
 import time
 import unittest
 import uuid
 
-from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db,
-                            require_binary, run_cli)
+import kennel_harness
+from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db, run_cli)
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 JOB_TIMEOUT_S = 90
@@ -224,25 +223,11 @@ def assert_definition_errors(test, r, fields, status=400):
     return {d["field"]: d["message"] for d in details}
 
 
-class SharedServerCase(KennelTestCase):
-    """One server (and database) for the class; tests use their own streams
-    and models."""
+class SharedServerCase(kennel_harness.SharedServerCase):
+    """The shared server, with helpers for streams and models of the
+    learning suite."""
 
-    server_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        require_binary(cls)
-        tmp = tempfile.TemporaryDirectory(prefix="kennel-learn-")
-        cls.addClassCleanup(tmp.cleanup)
-        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-
-    def setUp(self):
-        super().setUp()
-        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
-        self.c = self.client(self.server)
+    tmp_prefix = "kennel-learn-"
 
     def streams(self, rows, task="regression", **kw):
         """Loads rows into two fresh streams; returns (features, labels, ids)."""

@@ -15,16 +15,15 @@ test_supervisor.py (imported by name; no test classes are imported).
 import datetime
 import json
 import math
-import os
 import random
 import struct
-import tempfile
 import threading
 import time
 import unittest
 import uuid
 
-from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, require_binary)
+import kennel_harness
+from kennel_harness import (Client, KennelTestCase, fact)
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -231,25 +230,11 @@ def regression_metrics(truth, predicted):
     return {"rmse": math.sqrt(sse / n), "mae": sae / n, "r2": 1 - sse / sst}
 
 
-class SharedServerCase(KennelTestCase):
-    """One server (and database) for the class; tests use their own streams
-    and models."""
+class SharedServerCase(kennel_harness.SharedServerCase):
+    """The shared server, with helpers for trained models of the predict
+    suite."""
 
-    server_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        require_binary(cls)
-        tmp = tempfile.TemporaryDirectory(prefix="kennel-predict-")
-        cls.addClassCleanup(tmp.cleanup)
-        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-
-    def setUp(self):
-        super().setUp()
-        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
-        self.c = self.client(self.server)
+    tmp_prefix = "kennel-predict-"
 
     def model(self, task="regression", n=200, seed=1, **extra):
         """A fresh model over fresh streams: (name, feats, labels, rows, definition)."""

@@ -9,17 +9,14 @@ nothing was half-written and that the server still serves.
 import calendar
 import http.client
 import json
-import os
 import signal
-import sqlite3
-import tempfile
 import threading
 import time
 import unittest
 import uuid
 
-from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db,
-                            require_binary, run_cli, stream_counts)
+import kennel_harness
+from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db, stream_counts)
 
 T0 = "2026-11-20T10:00:00Z"
 
@@ -34,25 +31,10 @@ def unique_stream(prefix="s"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
-class SharedServerCase(KennelTestCase):
-    """One server for the whole class (faster); each test uses its own
-    streams so tests do not see each other's facts."""
+class SharedServerCase(kennel_harness.SharedServerCase):
+    """The shared server for the fact-log suites."""
 
-    server_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        require_binary(cls)
-        tmp = tempfile.TemporaryDirectory(prefix="kennel-it-")
-        cls.addClassCleanup(tmp.cleanup)
-        cls.server = KennelProcess(os.path.join(tmp.name, "kennel.db"), args=cls.server_args)
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-
-    def setUp(self):
-        super().setUp()
-        self.assertTrue(self.server.running(), "the shared server died:\n" + self.server.stderr())
-        self.c = self.client(self.server)
+    tmp_prefix = "kennel-it-"
 
     def assertStillServes(self):
         """The server answers a health check and a real write after an error."""
