@@ -9,7 +9,7 @@ namespace {
 // The log's inserts run on the writer thread, a flush's rows at a time. On
 // a busy machine a large burst delays requests: bench/predict at 8
 // connections on 2 cores measured p99 3.0-3.4 ms with 20-100 ms flushes,
-// 1.2-2.0 ms with 5 ms flushes, every prediction logged in both. (Rejected:
+// 0.7-1.0 ms with 2-5 ms flushes, every prediction logged in both. (Rejected:
 // yielding the CPU every few rows cut p99 to 0.9-1.1 ms only by making the
 // writer fall behind, so that half the entries were dropped; a separate
 // connection on a thread at nice 10-19 did not change p99.)

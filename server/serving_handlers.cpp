@@ -202,6 +202,29 @@ http_response get_model_experiments(app& a, const http_request& req) {
     return json_response(dump_json({{"model", name}, {"experiments", out}}));
 }
 
+namespace {
+
+// Runs a change to one of the model's experiments through the writer, with
+// who and why from the request, then answers with the experiment as it now is.
+template <typename Change>
+http_response act_on_experiment(app& a, const http_request& req, const std::string& name,
+                                std::int64_t id, const json& body, Change change) {
+    const std::string actor = actor_of(req);
+    const std::string reason = body["reason"].get<std::string>();
+    status s = a.writer().run(
+        [&](connection& c) {
+            if (status owned = experiment_belongs(c, name, id); !owned) return owned;
+            return change(c, actor, reason);
+        },
+        a.write_timeout());
+    if (!s) return error_response(s);
+    a.refresh_model(name);
+    auto conn = a.readers().acquire();
+    return json_response(dump_json(experiment_json(*get_experiment(*conn, id))));
+}
+
+}  // namespace
+
 http_response put_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto id = parse_id("id", req.param("id"));
@@ -211,18 +234,11 @@ http_response put_model_experiment(app& a, const http_request& req) {
     if (!model_exists(a, name)) return error_response(no_model(name));
     auto arms = parse_arms(a, name, *body);
     if (!arms) return error_response(arms.error());
-    std::string actor = actor_of(req);
-    std::string reason = (*body)["reason"].get<std::string>();
-    status s = a.writer().run(
-        [&](connection& c) {
-            if (status owned = experiment_belongs(c, name, *id); !owned) return owned;
-            return change_experiment(c, *id, arms->dump(), actor, reason);
-        },
-        a.write_timeout());
-    if (!s) return error_response(s);
-    a.refresh_model(name);
-    auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*get_experiment(*conn, *id))));
+    const std::string arms_json = arms->dump();
+    return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
+                                                           const std::string& reason) {
+        return change_experiment(c, *id, arms_json, actor, reason);
+    });
 }
 
 http_response post_model_experiment_end(app& a, const http_request& req) {
@@ -231,18 +247,10 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
-    std::string actor = actor_of(req);
-    std::string reason = (*body)["reason"].get<std::string>();
-    status s = a.writer().run(
-        [&](connection& c) {
-            if (status owned = experiment_belongs(c, name, *id); !owned) return owned;
-            return end_experiment(c, *id, actor, reason);
-        },
-        a.write_timeout());
-    if (!s) return error_response(s);
-    a.refresh_model(name);
-    auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*get_experiment(*conn, *id))));
+    return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
+                                                           const std::string& reason) {
+        return end_experiment(c, *id, actor, reason);
+    });
 }
 
 http_response get_model_live_metrics(app& a, const http_request& req) {

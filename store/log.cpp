@@ -16,7 +16,6 @@ void name_this_thread(const char* name) {
     pthread_setname_np(pthread_self(), buf);
 }
 
-
 void log_line(log_level level, std::string_view component, std::string_view message) {
     static std::mutex mu;
     static const char* names[] = {"debug", "info", "warn", "error"};

@@ -1,8 +1,8 @@
 #include "store/registry.h"
 
-#include <charconv>
-#include <cmath>
 #include <cstdio>
+
+#include "store/json_writer.h"
 
 namespace kennel {
 
@@ -603,19 +603,8 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
         if (p.probabilities.empty()) {
             st.bind_null(10);
         } else {
-            probabilities = "[";
-            for (std::size_t k = 0; k < p.probabilities.size(); ++k) {
-                char buf[32];
-                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, p.probabilities[k]);
-                if (k) probabilities += ',';
-                // A non-finite probability cannot be written as JSON.
-                if (ec != std::errc{} || !std::isfinite(p.probabilities[k])) {
-                    probabilities += "null";
-                } else {
-                    probabilities.append(buf, end);
-                }
-            }
-            probabilities += ']';
+            probabilities.clear();
+            json_writer(probabilities).numbers(p.probabilities.data(), p.probabilities.size());
             st.bind_static(10, probabilities);
         }
         st.bind(11, p.fallback ? 1 : 0).bind_static(12, p.reason).bind(13, p.latency_us);

@@ -8,8 +8,8 @@
 // interpret them. Like their connection, use from one thread at a time.
 #pragma once
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -236,7 +236,7 @@ public:
     void assign(const std::vector<double>& p);
     std::size_t size() const { return n_; }
     bool empty() const { return n_ == 0; }
-    double operator[](std::size_t i) const { return n_ <= inline_.size() ? inline_[i] : heap_[i]; }
+    const double* data() const { return n_ <= inline_.size() ? inline_.data() : heap_.data(); }
 
 private:
     std::array<double, 4> inline_{};

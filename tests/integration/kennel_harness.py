@@ -10,6 +10,7 @@ Standard library only; run with /usr/bin/python3 -m unittest.
 
 import http.client
 import json
+import math
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
+import uuid
 
 KENNEL_BIN = os.environ.get("KENNEL_BIN", "")
 HOST = "127.0.0.1"
@@ -336,6 +338,14 @@ class KennelTestCase(unittest.TestCase):
         self.addCleanup(c.close)
         return c
 
+    def serve(self, db, args=()):
+        """Starts `kennel serve` on the database at path db (which may outlive
+        one server: restart tests start several on it); returns (server, client)."""
+        server = KennelProcess(db, args=args)
+        self.addCleanup(server.stop)
+        server.start()
+        return server, self.client(server)
+
     # ---- assertions shared by the suites
 
     def assertErrorShape(self, response, status, code=None, field=None, message=None):
@@ -429,3 +439,37 @@ def fact(stream, entity, data, time_=None, key=None, corrects=None):
     if corrects is not None:
         f["corrects"] = corrects
     return f
+
+
+# ---- Kennel's documented hashes, computed independently of Kennel
+
+MASK64 = (1 << 64) - 1
+
+
+def uid(prefix):
+    """A name no other test uses: prefix-<10 hex digits>."""
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def fnv1a64(data):
+    """FNV-1a 64 of bytes (text is taken as UTF-8)."""
+    h = 14695981039346656037
+    for b in (data if isinstance(data, bytes) else data.encode("utf-8")):
+        h ^= b
+        h = (h * 1099511628211) & MASK64
+    return h
+
+
+def fmix64(k):
+    """MurmurHash3's 64-bit finaliser."""
+    k ^= k >> 33
+    k = (k * 0xff51afd7ed558ccd) & MASK64
+    k ^= k >> 33
+    k = (k * 0xc4ceb9fe1a85ec53) & MASK64
+    k ^= k >> 33
+    return k
+
+
+def in_holdout(entity, share):
+    """The documented holdout rule: fmix64(fnv1a64(entity)) / 2^64 < share."""
+    return fmix64(fnv1a64(entity)) < math.ceil(math.ldexp(share, 64))

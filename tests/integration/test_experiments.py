@@ -12,10 +12,10 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 import time
 import unittest
 
-from kennel_harness import fact, open_db
-from test_predict import (FEATURES, SharedServerCase, definition, features_hash, fmix64,
-                          fnv1a64, load_data, post_facts, predict, put_model, regression_metrics,
-                          regression_truth, set_live, train, uid, wait_until)
+from kennel_harness import fact, fmix64, fnv1a64, open_db, uid
+from test_predict import (FEATURES, SharedServerCase, definition, features_hash, load_data,
+                          post_facts, predict, put_model, regression_metrics, regression_truth,
+                          set_live, train, wait_until)
 
 LOG_WAIT_S = 10
 

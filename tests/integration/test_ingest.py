@@ -6,8 +6,7 @@ import os
 import socket
 import unittest
 
-from kennel_harness import (KennelProcess, KennelTestCase, fact, open_db, run_cli,
-                            stream_counts)
+from kennel_harness import KennelTestCase, fact, open_db, run_cli
 
 
 def free_port():

@@ -11,16 +11,14 @@ streams and models, so tests on the shared server do not see each other.
 
 import datetime
 import json
-import math
 import os
 import random
 import re
 import time
 import unittest
-import uuid
 
 import kennel_harness
-from kennel_harness import (Client, KennelProcess, KennelTestCase, fact, open_db, run_cli)
+from kennel_harness import Client, KennelTestCase, fact, in_holdout, open_db, run_cli, uid
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 JOB_TIMEOUT_S = 90
@@ -41,36 +39,6 @@ def at(hours=0.0, seconds=0):
     """RFC 3339 time `hours` and `seconds` after 2026-11-20T10:00:00Z."""
     t = BASE + datetime.timedelta(hours=hours, seconds=seconds)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def uid(prefix):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-MASK64 = (1 << 64) - 1
-
-
-def fnv1a64(text):
-    h = 14695981039346656037
-    for b in text.encode("utf-8"):
-        h ^= b
-        h = (h * 1099511628211) & MASK64
-    return h
-
-
-def fmix64(k):
-    k ^= k >> 33
-    k = (k * 0xff51afd7ed558ccd) & MASK64
-    k ^= k >> 33
-    k = (k * 0xc4ceb9fe1a85ec53) & MASK64
-    k ^= k >> 33
-    return k
-
-
-def in_holdout(entity, share):
-    """The documented split rule, computed independently of Kennel:
-    fmix64(fnv1a64(entity)) / 2^64 < share."""
-    return fmix64(fnv1a64(entity)) < math.ceil(math.ldexp(share, 64))
 
 
 COLORS = ("red", "green", "blue")
@@ -987,16 +955,8 @@ class CancelTest(SharedServerCase):
 
 class DemoAndCliTest(KennelTestCase):
 
-    def start(self, db, args=()):
-        server = KennelProcess(db, args=args)
-        self.addCleanup(server.stop)
-        server.start()
-        c = server.client()
-        self.addCleanup(c.close)
-        return server, c
-
     def test_demo_model_goes_live(self):
-        server, c = self.start(os.path.join(self.tmp, "demo.db"), ("--demo",))
+        server, c = self.serve(os.path.join(self.tmp, "demo.db"), ("--demo",))
 
         def live():
             r = c.get("/v1/models/likes")
@@ -1015,7 +975,7 @@ class DemoAndCliTest(KennelTestCase):
 
     def test_kennel_train_cli_runs_a_job_in_the_foreground(self):
         db = os.path.join(self.tmp, "cli.db")
-        server, c = self.start(db)
+        server, c = self.serve(db)
         rows = synthetic("binary", 120, seed=60)
         f, l = uid("feat"), uid("lab")
         load_rows(self, c, f, l, rows)
@@ -1050,7 +1010,7 @@ class DemoAndCliTest(KennelTestCase):
         self.assertIn("no-such-model", p.stderr)
 
         # The server sees what the CLI stored.
-        server2, c2 = self.start(db)
+        server2, c2 = self.serve(db)
         v = get_version(self, c2, "cli-model", 1)
         self.assertEqual(v["aliases"], ["live"], v)
         self.assertGreater(v["metrics"]["accuracy"], 0.75, v["metrics"])

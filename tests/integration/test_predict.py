@@ -20,10 +20,9 @@ import struct
 import threading
 import time
 import unittest
-import uuid
 
 import kennel_harness
-from kennel_harness import (Client, KennelTestCase, fact)
+from kennel_harness import Client, KennelTestCase, fact, fnv1a64, in_holdout, uid
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -32,7 +31,6 @@ FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 BASE = datetime.datetime(2024, 3, 1, 8, 0, 0, tzinfo=datetime.timezone.utc)
 COLOR_EFFECT = {"red": 1.0, "green": 0.0, "blue": -1.0}
 WORDS = ("good", "dog", "walk", "park", "ball", "nap", "treat", "bath")
-MASK64 = (1 << 64) - 1
 
 
 # ----------------------------------------------------------------- helpers
@@ -40,32 +38,6 @@ MASK64 = (1 << 64) - 1
 def at(seconds):
     t = BASE + datetime.timedelta(seconds=seconds)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def uid(prefix):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def fnv1a64(text):
-    h = 14695981039346656037
-    for b in (text if isinstance(text, bytes) else text.encode("utf-8")):
-        h ^= b
-        h = (h * 1099511628211) & MASK64
-    return h
-
-
-def fmix64(k):
-    k ^= k >> 33
-    k = (k * 0xff51afd7ed558ccd) & MASK64
-    k ^= k >> 33
-    k = (k * 0xc4ceb9fe1a85ec53) & MASK64
-    k ^= k >> 33
-    return k
-
-
-def in_holdout(entity, share):
-    """The documented holdout rule: fmix64(fnv1a64(entity)) / 2^64 < share."""
-    return fmix64(fnv1a64(entity)) < math.ceil(math.ldexp(share, 64))
 
 
 def regression_truth(x1, x2, color):

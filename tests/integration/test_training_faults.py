@@ -17,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from kennel_harness import KennelProcess, KennelTestCase, require_binary
+from kennel_harness import KennelTestCase
 from test_learning import (SharedServerCase, aliases_of, definition, get_job, load_rows,
                            log_text, put_model, queue_training, synthetic, train_and_wait, uid,
                            wait_job, wait_until)
@@ -147,16 +147,8 @@ class InterruptedJobTest(KennelTestCase):
     """A server that dies (or stops) while a job runs: at the next start the
     job is interrupted and a new job, requeued_from the old one, runs it."""
 
-    def start(self, db, args=()):
-        server = KennelProcess(db, args=args)
-        self.addCleanup(server.stop)
-        server.start()
-        c = server.client()
-        self.addCleanup(c.close)
-        return server, c
-
     def start_sleeping_job(self, db):
-        server, c = self.start(db, ("--test-faults",))
+        server, c = self.serve(db, ("--test-faults",))
         f, l = uid("feat"), uid("lab")
         load_rows(self, c, f, l, synthetic("regression", 60, seed=10))
         name = uid("sleepy")
@@ -175,7 +167,7 @@ class InterruptedJobTest(KennelTestCase):
 
     def check_requeued(self, db, name, old, reason):
         # Restarted without --test-faults: the requeued job trains normally.
-        server, c = self.start(db)
+        server, c = self.serve(db)
         j = get_job(self, c, old)
         self.assertEqual(j["state"], "interrupted", j)
         self.assertIn(reason, j["error"], j)

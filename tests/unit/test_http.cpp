@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "server/errors.h"
-#include "server/json_writer.h"
+#include "store/json_writer.h"
 #include "server/http_server.h"
 
 using namespace kennel;
@@ -434,4 +434,28 @@ TEST_CASE("json_writer numbers read back as the same double", "[json_writer]") {
         ++checked;
     }
     CHECK(checked > 19000);
+}
+
+TEST_CASE("json_writer replaces invalid UTF-8 and keeps valid sequences", "[json_writer]") {
+    const std::string valid = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x95";  // é € and a dog
+    std::string out;
+    kennel::json_writer(out).string(valid);
+    CHECK(nlohmann::json::parse(out) == valid);
+
+    // A stray continuation byte, a truncated sequence, an overlong encoding,
+    // a surrogate and a lead byte past U+10FFFF: each bad byte becomes U+FFFD.
+    const std::string bad = std::string("a\x80" "b") + "\xe2\x82" + "\xc0\xaf" + "\xed\xa0\x80" + "\xf5z";
+    out.clear();
+    kennel::json_writer(out).string(bad);
+    const auto parsed = nlohmann::json::parse(out);  // throws on invalid UTF-8
+    const std::string r = "\xef\xbf\xbd";
+    CHECK(parsed.get<std::string>() == "a" + r + "b" + r + r + r + r + r + r + r + r + "z");
+
+    out.clear();
+    kennel::json_writer(out).strings({"x", "\xff"});
+    CHECK(nlohmann::json::parse(out) == nlohmann::json::array({"x", r}));
+    out.clear();
+    const double p[] = {0.25, 1.0, std::numeric_limits<double>::quiet_NaN()};
+    kennel::json_writer(out).numbers(p, 3);
+    CHECK(out == "[0.25,1.0,null]");
 }

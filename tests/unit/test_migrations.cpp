@@ -417,30 +417,36 @@ TEST_CASE("the migrated schema enforces its constraints", "[migrations]") {
     CHECK(count_rows(c, "SELECT count(*) FROM facts") == 1);
 }
 
+namespace {
+
+// A database as Kennel left it at schema 6, with three logged predictions.
+void make_schema_6_with_predictions(connection& c) {
+    transaction tx(c);
+    c.exec("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+           " applied_at INTEGER NOT NULL) STRICT");
+    for (const migration& m : known_migrations()) {
+        if (m.number > 6) break;
+        c.exec(m.sql);
+        statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
+            .bind(1, m.number).bind(2, m.name).bind(3, std::int64_t{1}).run();
+    }
+    c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
+    c.exec("PRAGMA user_version = 6");
+    c.exec("INSERT INTO predictions (id, model, version, arm, shadow, entity, time, value,"
+           " label, probabilities, fallback, reason, latency_us, features_hash) VALUES"
+           " ('f00d', 'likes', 3, 'live', 0, 'post-1', 200, 41.5, NULL, NULL, 0, '', 120, 'aa'),"
+           " ('beef', 'likes', NULL, 'fallback', 0, NULL, 100, 7.0, NULL, NULL, 1,"
+           "  'no_version -> constant', 15, 'bb'),"
+           " ('cafe-b', 'clicks', 2, 'b', 1, 'u', 300, 1.0, '1', '[0.25,0.75]', 0, '', 90, 'cc')");
+    tx.commit();
+}
+
+}  // namespace
+
 TEST_CASE("0007 moves the prediction log into one B-tree and keeps every row", "[migrations]") {
     temp_dir dir;
     connection c(dir.file("kennel.db"), {});
-    // A database as Kennel left it at schema 6, with logged predictions.
-    {
-        transaction tx(c);
-        c.exec("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-               " applied_at INTEGER NOT NULL) STRICT");
-        for (const migration& m : known_migrations()) {
-            if (m.number > 6) break;
-            c.exec(m.sql);
-            statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
-                .bind(1, m.number).bind(2, m.name).bind(3, std::int64_t{1}).run();
-        }
-        c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
-        c.exec("PRAGMA user_version = 6");
-        c.exec("INSERT INTO predictions (id, model, version, arm, shadow, entity, time, value,"
-               " label, probabilities, fallback, reason, latency_us, features_hash) VALUES"
-               " ('f00d', 'likes', 3, 'live', 0, 'post-1', 200, 41.5, NULL, NULL, 0, '', 120, 'aa'),"
-               " ('beef', 'likes', NULL, 'fallback', 0, NULL, 100, 7.0, NULL, NULL, 1,"
-               "  'no_version -> constant', 15, 'bb'),"
-               " ('cafe-b', 'clicks', 2, 'b', 1, 'u', 300, 1.0, '1', '[0.25,0.75]', 0, '', 90, 'cc')");
-        tx.commit();
-    }
+    make_schema_6_with_predictions(c);
     status s = migrate(c);
     INFO(s.to_string());
     REQUIRE(s.is_ok());
@@ -465,4 +471,22 @@ TEST_CASE("0007 moves the prediction log into one B-tree and keeps every row", "
                       "likes|100|beef|NULL|fallback|0|NULL|7.0|NULL|NULL|1|no_version -> constant|15|bb|",
                       "likes|200|f00d|3|live|0|post-1|41.5|NULL|NULL|0||120|aa|",
                   });
+}
+
+TEST_CASE("a migration that fails half-way leaves the database as it was", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    make_schema_6_with_predictions(c);
+    // A view over the log (someone's report) makes 0007's last statement,
+    // the rename, fail after its copy and its DROP TABLE have run.
+    c.exec("CREATE VIEW recent_predictions AS SELECT id, time FROM predictions");
+    const auto before = schema_objects(c);
+
+    status s = migrate(c);
+    CHECK_FALSE(s.is_ok());
+    CHECK_THAT(s.message(), Catch::Matchers::Contains("0007"));
+    CHECK(c.pragma_int("user_version") == 6);
+    CHECK(schema_objects(c) == before);
+    CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
+    CHECK(count_rows(c, "SELECT count(*) FROM schema_migrations WHERE number = 7") == 0);
 }
