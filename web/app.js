@@ -1553,6 +1553,12 @@
       const open = $('#topbar').classList.toggle('open');
       $('#menu-button').setAttribute('aria-expanded', String(open));
     });
+    // Close the menu on a choice at once: choosing the page already shown fires no hashchange.
+    $('#nav').addEventListener('click', (e) => {
+      if (!e.target.closest('a')) return;
+      $('#topbar').classList.remove('open');
+      $('#menu-button').setAttribute('aria-expanded', 'false');
+    });
     window.addEventListener('hashchange', route);
     try {
       const s = await api('GET', '/v1/auth/session');
