@@ -7,8 +7,9 @@
 // looks like what POST /v1/facts stores for the facts bench/ingest sends:
 // stream "posts", a unique entity, event and ingest time "now", the same
 // canonical data JSON, and an idempotency key shaped like Kennel's derived
-// key ("sha256:" + 64 hex digits, uniformly spread, so the UNIQUE index sees
-// the same random insert pattern). The INSERT statement is Kennel's own.
+// key ("derived:" + the event time in 16 hex digits + ":" + 32 hex digits of
+// hash, uniformly spread, so the UNIQUE index sees the same insert pattern).
+// The INSERT statement is Kennel's own.
 //
 // usage: kennel_sqlite_baseline --db FILE --mode row|batch [--batch 1000]
 //                               [--seconds 10] [--max-rows N] [--pragma P]...
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
     }
 
     std::uint64_t seed = 0x6b656e6e656cULL ^ static_cast<std::uint64_t>(now_micros());
-    char key[8 + 64 + 1];
+    char key[8 + 16 + 1 + 32 + 1];
     char entity[48];
     char data[160];
     long long rows = 0, commits = 0, ignored = 0;
@@ -127,10 +128,9 @@ int main(int argc, char** argv) {
         const std::int64_t ingest = now_micros();
         for (long k = 0; k < per_commit; ++k) {
             const long long n = rows + 1;
-            std::memcpy(key, "sha256:", 7);
-            for (int w = 0; w < 4; ++w) {
-                std::snprintf(key + 7 + 16 * w, 17, "%016" PRIx64, splitmix64(seed));
-            }
+            std::snprintf(key, sizeof key, "derived:%016" PRIx64 ":%016" PRIx64 "%016" PRIx64,
+                          static_cast<std::uint64_t>(ingest) ^ (std::uint64_t{1} << 63),
+                          splitmix64(seed), splitmix64(seed));
             std::snprintf(entity, sizeof entity, "b1-%lld", n);
             // The canonical form Kennel stores: keys sorted, no spaces.
             std::snprintf(data, sizeof data,

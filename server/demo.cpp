@@ -74,6 +74,7 @@ std::vector<fact_input> make_demo_facts(const demo_options& options) {
         pf.event_time = t;
         pf.data_json = post.dump();
         pf.idempotency_key = derive_idempotency_key(pf.stream, pf.entity, pf.event_time, pf.data_json);
+        pf.key_derived = true;
         out.push_back(std::move(pf));
 
         double evening = (hour_of_day >= 17 && hour_of_day <= 21) ? 10 : 0;
@@ -94,6 +95,7 @@ std::vector<fact_input> make_demo_facts(const demo_options& options) {
         lf.event_time = t + 24 * hour;
         lf.data_json = like.dump();
         lf.idempotency_key = derive_idempotency_key(lf.stream, lf.entity, lf.event_time, lf.data_json);
+        lf.key_derived = true;
         out.push_back(std::move(lf));
     }
     return out;

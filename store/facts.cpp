@@ -13,16 +13,36 @@ const char* write_outcome_name(write_outcome o) {
     return "rejected";
 }
 
-std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
-                                   micros event_time, const std::string& canonical_data) {
-    // NUL separators: no two different tuples give the same input bytes.
+namespace {
+
+// NUL separators: no two different tuples give the same input bytes.
+std::string key_material(const std::string& stream, const std::string& entity, micros event_time,
+                         const std::string& canonical_data) {
     std::string material;
     material.reserve(stream.size() + entity.size() + canonical_data.size() + 24);
     material.append(stream).push_back('\0');
     material.append(entity).push_back('\0');
     material.append(std::to_string(event_time)).push_back('\0');
     material.append(canonical_data);
-    return "sha256:" + sha256_hex(material);
+    return material;
+}
+
+}  // namespace
+
+std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
+                                   micros event_time, const std::string& canonical_data) {
+    // Offset binary: times before 1970 still sort before later ones.
+    const auto ordered = static_cast<std::uint64_t>(event_time) ^ (std::uint64_t{1} << 63);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string key = "derived:0000000000000000:";
+    for (int i = 0; i < 16; ++i) key[8 + i] = hex[(ordered >> (60 - 4 * i)) & 0xf];
+    key += sha256_hex(key_material(stream, entity, event_time, canonical_data)).substr(0, 32);
+    return key;
+}
+
+std::string derive_legacy_idempotency_key(const std::string& stream, const std::string& entity,
+                                          micros event_time, const std::string& canonical_data) {
+    return "sha256:" + sha256_hex(key_material(stream, entity, event_time, canonical_data));
 }
 
 fact_inserter::fact_inserter(connection& conn)
@@ -34,7 +54,39 @@ fact_inserter::fact_inserter(connection& conn)
               " ON CONFLICT (idempotency_key) DO NOTHING"),
       previous_(conn,
                 "SELECT id, stream, entity, event_time, data, corrects FROM facts"
-                " WHERE idempotency_key = ?") {}
+                " WHERE idempotency_key = ?") {
+    // A range on the UNIQUE index: one probe, however long the log.
+    statement legacy(conn,
+                     "SELECT 1 FROM facts WHERE idempotency_key >= 'sha256:'"
+                     " AND idempotency_key < 'sha256;' LIMIT 1");
+    legacy_keys_ = legacy.step();
+}
+
+std::optional<write_result> fact_inserter::match_stored(const std::string& key,
+                                                        const fact_input& in) {
+    statement& prev = previous_;
+    prev.reset();
+    prev.bind(1, key);
+    if (!prev.step()) {
+        prev.reset();
+        return std::nullopt;
+    }
+    write_result r;
+    bool same = prev.column_text(1) == in.stream && prev.column_text(2) == in.entity &&
+                (!in.time_given || prev.column_int(3) == in.event_time) &&
+                prev.column_text(4) == in.data_json &&
+                prev.column_opt_int(5) == in.corrects;
+    if (!same) {
+        r.field = "idempotency_key";
+        r.error = "key already names fact " + std::to_string(prev.column_int(0)) +
+                  " with different content";
+    } else {
+        r.outcome = write_outcome::duplicate;
+        r.id = prev.column_int(0);
+    }
+    prev.reset();
+    return r;
+}
 
 write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
     write_result r;
@@ -49,6 +101,13 @@ write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
             r.error = "no fact with id " + std::to_string(*in.corrects) + " to correct";
             return r;
         }
+    }
+    if (legacy_keys_ && in.key_derived && in.time_given) {
+        // Stored before derived keys carried the time: the same fact resent
+        // now derives a key in the new form.
+        auto legacy = match_stored(
+            derive_legacy_idempotency_key(in.stream, in.entity, in.event_time, in.data_json), in);
+        if (legacy) return *legacy;
     }
     statement& ins = insert_;
     ins.reset();
@@ -71,27 +130,8 @@ write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
         r.id = conn_.last_insert_rowid();
         return r;
     }
-    statement& prev = previous_;
-    prev.reset();
-    prev.bind(1, in.idempotency_key);
-    if (!prev.step()) {
-        r.error = "insert ignored for an unknown reason";
-        return r;
-    }
-    bool same = prev.column_text(1) == in.stream && prev.column_text(2) == in.entity &&
-                (!in.time_given || prev.column_int(3) == in.event_time) &&
-                prev.column_text(4) == in.data_json &&
-                prev.column_opt_int(5) == in.corrects;
-    if (!same) {
-        r.field = "idempotency_key";
-        r.error = "key already names fact " + std::to_string(prev.column_int(0)) +
-                  " with different content";
-        prev.reset();
-        return r;
-    }
-    r.outcome = write_outcome::duplicate;
-    r.id = prev.column_int(0);
-    prev.reset();
+    if (auto stored = match_stored(in.idempotency_key, in)) return *stored;
+    r.error = "insert ignored for an unknown reason";
     return r;
 }
 

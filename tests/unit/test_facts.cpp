@@ -4,6 +4,7 @@
 // turns request bodies into facts (server/fact_json.h).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -105,8 +106,9 @@ status parse_single_error(const std::string& body) {
 
 TEST_CASE("derive_idempotency_key depends on every part and only on them", "[facts]") {
     std::string k = derive_idempotency_key("posts", "p1", t0, R"({"a":1})");
-    CHECK(k.rfind("sha256:", 0) == 0);
-    CHECK(k.size() == 7 + 64);
+    CHECK(k.rfind("derived:", 0) == 0);
+    CHECK(k.size() == 8 + 16 + 1 + 32);
+    CHECK(k.find_first_not_of("0123456789abcdef", 8) == 24);
     CHECK(k == derive_idempotency_key("posts", "p1", t0, R"({"a":1})"));
     CHECK(k != derive_idempotency_key("likes", "p1", t0, R"({"a":1})"));
     CHECK(k != derive_idempotency_key("posts", "p2", t0, R"({"a":1})"));
@@ -114,6 +116,42 @@ TEST_CASE("derive_idempotency_key depends on every part and only on them", "[fac
     CHECK(k != derive_idempotency_key("posts", "p1", t0, R"({"a":2})"));
     // Separators keep ("ab","c") and ("a","bc") apart.
     CHECK(derive_idempotency_key("ab", "c", 0, "{}") != derive_idempotency_key("a", "bc", 0, "{}"));
+}
+
+TEST_CASE("derived keys sort by event time, also before 1970", "[facts]") {
+    // The UNIQUE index then grows at its end as facts arrive in time order.
+    const std::vector<micros> times = {-5 * minute, -1, 0, 1, t0, t0 + 1, t0 + minute};
+    std::vector<std::string> keys;
+    for (micros t : times) keys.push_back(derive_idempotency_key("zz", "any", t, "{}"));
+    keys.push_back(derive_idempotency_key("aa", "other", t0 + minute + 1, R"({"x":9})"));
+    CHECK(std::is_sorted(keys.begin(), keys.end()));
+    CHECK(std::set<std::string>(keys.begin(), keys.end()).size() == keys.size());
+}
+
+TEST_CASE("a fact stored under a legacy derived key is a duplicate when resent", "[facts]") {
+    fact_db db;
+    // As Kennel stored it before derived keys began with the time.
+    fact_input old = make_fact("posts", "p1", t0, R"({"likes":3})");
+    old.idempotency_key = derive_legacy_idempotency_key("posts", "p1", t0, R"({"likes":3})");
+    REQUIRE(old.idempotency_key.rfind("sha256:", 0) == 0);
+    REQUIRE(old.idempotency_key.size() == 7 + 64);
+    auto first = insert_all(db.conn, {old});
+    REQUIRE(first[0].outcome == write_outcome::stored);
+
+    fact_input again = make_fact("posts", "p1", t0, R"({"likes":3})");
+    again.key_derived = true;
+    fact_input other = make_fact("posts", "p2", t0, R"({"likes":3})");
+    other.key_derived = true;
+    // A key the client chose names its own fact, even for content stored
+    // before under a legacy key.
+    fact_input client = make_fact("posts", "p1", t0, R"({"likes":3})");
+    client.idempotency_key = "client-1";
+    auto r = insert_all(db.conn, {again, other, client});
+    CHECK(r[0].outcome == write_outcome::duplicate);
+    CHECK(r[0].id == first[0].id);
+    CHECK(r[1].outcome == write_outcome::stored);
+    CHECK(r[2].outcome == write_outcome::stored);
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 3);
 }
 
 TEST_CASE("fact_inserter stores a fact with every field", "[facts]") {
