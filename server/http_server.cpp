@@ -10,6 +10,7 @@
 #include <cctype>
 
 #include "server/errors.h"
+#include "server/http_connection.h"
 
 namespace kennel {
 
@@ -65,7 +66,7 @@ struct http_server::impl {
     http_options options;
     std::vector<route> routes;
     std::vector<std::vector<std::string>> patterns;  // routes' patterns, split once
-    httplib::Server server;
+    http_engine server;  // httplib's parser under Kennel's connection loop
     int bound_port = 0;
 };
 

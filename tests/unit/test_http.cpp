@@ -24,6 +24,7 @@
 #include "server/errors.h"
 #include "store/json_writer.h"
 #include "server/http_server.h"
+#include "tests/unit/tcp_probe.h"
 
 using namespace kennel;
 using json = nlohmann::json;
@@ -81,8 +82,9 @@ struct test_server {
     std::unique_ptr<http_server> server;
     int port = 0;
 
-    explicit test_server(std::size_t max_body = 1024) {
+    explicit test_server(std::size_t max_body = 1024, int keepalive_s = 5) {
         http_options o;
+        o.keepalive_timeout_s = keepalive_s;
         o.host = "127.0.0.1";
         o.port = 0;
         o.threads = 4;
@@ -362,6 +364,109 @@ TEST_CASE("many concurrent keep-alive clients are all served", "[http]") {
     for (auto& th : threads) th.join();
     CHECK(ok == 200);
     CHECK(s.handled == 200);
+}
+
+// ------------------------------------------------- the connection loop
+// server/http_connection.h: Kennel's loop under httplib's parser, seen on
+// the wire with a raw socket.
+
+namespace {
+const std::chrono::milliseconds wire_wait{5000};
+
+std::string get_request(const std::string& path, bool close = false) {
+    return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+           (close ? "Connection: close\r\n" : "") + "\r\n";
+}
+}  // namespace
+
+TEST_CASE("an answer leaves in one TCP segment, headers and body together", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    for (int i = 1; i <= 3; ++i) {
+        const std::uint32_t before = c.data_segments_in();
+        c.send_all(get_request("/items/" + std::to_string(i)));
+        std::string r = c.read_response(wire_wait);
+        INFO(r);
+        REQUIRE(r.rfind("HTTP/1.1 200", 0) == 0);
+        CHECK_THAT(r, Catch::Contains("\"id\":\"" + std::to_string(i) + "\""));
+        // httplib's own loop sends the headers and the body apart: 2.
+        CHECK(c.data_segments_in() - before == 1);
+    }
+}
+
+TEST_CASE("pipelined requests on one connection are answered in order", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/items/a") + get_request("/items/b") + get_request("/items/c"));
+    for (const char* id : {"a", "b", "c"}) {
+        std::string r = c.read_response(wire_wait);
+        INFO(r);
+        CHECK(r.rfind("HTTP/1.1 200", 0) == 0);
+        CHECK_THAT(r, Catch::Contains(std::string("\"id\":\"") + id + "\""));
+    }
+    CHECK(s.handled == 3);
+}
+
+TEST_CASE("a client that expects 100 Continue gets it before it sends the body", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    const std::string body = R"({"x":1})";
+    c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               "Expect: 100-continue\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n");
+    // A buffered "100 Continue" would leave both sides waiting here.
+    CHECK_THAT(c.read_until("\r\n\r\n", wire_wait), Catch::StartsWith("HTTP/1.1 100 Continue"));
+    c.send_all(body);
+    std::string r = c.read_response(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("\"bytes\":7"));
+}
+
+TEST_CASE("a large body arrives whole through the connection loop", "[http]") {
+    test_server s(4 * 1024 * 1024);
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    const std::string body(3 * 1024 * 1024 + 17, 'x');
+    c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    std::string r = c.read_response(wire_wait);
+    INFO(r.substr(0, 300));
+    CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("\"bytes\":" + std::to_string(body.size())));
+    // The connection is still good for another request.
+    c.send_all(get_request("/items/after"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
+}
+
+TEST_CASE("Connection: close is honoured and an idle connection is closed after the keep-alive timeout",
+          "[http]") {
+    test_server s(1024, 1);
+    s.server->set_ready(true);
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all(get_request("/items/1", true));
+        CHECK_THAT(c.read_response(wire_wait), Catch::Contains("Connection: close"));
+        CHECK(c.closed_within(wire_wait));
+    }
+    testing::tcp_probe idle(s.port);
+    idle.send_all(get_request("/items/2"));
+    CHECK_THAT(idle.read_response(wire_wait), Catch::Contains("\"id\":\"2\""));
+    // keep-alive timeout 1 s: the server lets go of the thread and socket.
+    CHECK(idle.closed_within(wire_wait));
+}
+
+TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them", "[http]") {
+    auto s = std::make_unique<test_server>(1024, 60);
+    s->server->set_ready(true);
+    testing::tcp_probe idle(s->port);
+    idle.send_all(get_request("/items/1"));
+    CHECK_THAT(idle.read_response(wire_wait), Catch::Contains("\"id\":\"1\""));
+    s.reset();  // stop() joins the workers: it returns only if the idle one let go
+    CHECK(idle.closed_within(wire_wait));
 }
 
 TEST_CASE("a second server cannot bind a port that is in use", "[http]") {

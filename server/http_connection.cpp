@@ -1,0 +1,182 @@
+#include "server/http_connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace kennel {
+
+namespace {
+
+constexpr std::size_t read_buffer_bytes = 16 * 1024;
+constexpr std::size_t write_gather_bytes = 64 * 1024;
+// How often an idle connection looks whether the server is stopping.
+constexpr std::chrono::milliseconds stop_check_interval{100};
+
+void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (addr.ss_family == AF_INET) {
+        const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+        inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+        port = ntohs(a->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+        const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+        inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+        port = ntohs(a->sin6_port);
+    }
+    ip = buf;
+}
+
+}  // namespace
+
+buffered_socket_stream::buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
+                                               std::chrono::milliseconds write_timeout)
+    : sock_(sock), read_timeout_(read_timeout), write_timeout_(write_timeout) {
+    // Asked once per connection; httplib asks on every request.
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (getpeername(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        address_of(addr, remote_ip_, remote_port_);
+    }
+    len = sizeof addr;
+    if (getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        address_of(addr, local_ip_, local_port_);
+    }
+}
+
+bool buffered_socket_stream::wait(short events, std::chrono::milliseconds timeout) const {
+    pollfd p{sock_, events, 0};
+    for (;;) {
+        int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+        if (n < 0 && errno == EINTR) continue;
+        return n > 0;
+    }
+}
+
+bool buffered_socket_stream::is_readable() const {
+    return in_pos_ < in_.size() || wait(POLLIN, read_timeout_);
+}
+
+bool buffered_socket_stream::is_writable() const { return wait(POLLOUT, write_timeout_); }
+
+ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
+    if (in_pos_ < in_.size()) {
+        std::size_t n = std::min(size, in_.size() - in_pos_);
+        std::memcpy(ptr, in_.data() + in_pos_, n);
+        in_pos_ += n;
+        return static_cast<ssize_t>(n);
+    }
+    // What is written answers what was read: a client waiting for
+    // "100 Continue" must see it before we wait for its body.
+    if (!out_.empty() && !flush()) return -1;
+    const bool direct = size >= read_buffer_bytes;  // large bodies skip the copy
+    char* into = ptr;
+    std::size_t room = size;
+    if (!direct) {
+        in_.resize(read_buffer_bytes);
+        in_pos_ = 0;
+        into = in_.data();
+        room = in_.size();
+    }
+    ssize_t n;
+    for (;;) {
+        // Try first: the bytes have usually arrived, and a poll() would be a
+        // second system call for nothing.
+        n = ::recv(sock_, into, room, MSG_DONTWAIT);
+        if (n >= 0) break;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+        if (!wait(POLLIN, read_timeout_)) break;
+    }
+    if (direct) return n;
+    in_.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (n <= 0) return n;
+    std::size_t take = std::min(size, in_.size());
+    std::memcpy(ptr, in_.data(), take);
+    in_pos_ = take;
+    return static_cast<ssize_t>(take);
+}
+
+ssize_t buffered_socket_stream::write(const char* ptr, size_t size) {
+    out_.append(ptr, size);
+    if (out_.size() >= write_gather_bytes && !flush()) return -1;
+    return static_cast<ssize_t>(size);
+}
+
+bool buffered_socket_stream::flush() {
+    std::size_t sent = 0;
+    while (sent < out_.size()) {
+        ssize_t n = ::send(sock_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLOUT, write_timeout_)) continue;
+        out_.clear();
+        return false;
+    }
+    out_.clear();
+    return true;
+}
+
+bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
+                                              const std::atomic<int>& listener) {
+    if (in_pos_ < in_.size()) return true;  // pipelined: the next request is here
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (listener.load() == -1) return false;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{sock_, POLLIN, 0};
+        int n = ::poll(&p, 1, static_cast<int>(std::min(left, stop_check_interval).count()));
+        if (n < 0 && errno != EINTR) return false;
+        if (n > 0) return true;  // a request, or the close that process_request will read
+    }
+}
+
+void buffered_socket_stream::get_remote_ip_and_port(std::string& ip, int& port) const {
+    ip = remote_ip_;
+    port = remote_port_;
+}
+
+void buffered_socket_stream::get_local_ip_and_port(std::string& ip, int& port) const {
+    ip = local_ip_;
+    port = local_port_;
+}
+
+bool http_engine::process_and_close_socket(int sock) {
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    // One segment per answer: nothing is gained by waiting for more.
+    int yes = 1;
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    buffered_socket_stream strm(
+        sock,
+        std::chrono::duration_cast<milliseconds>(seconds(read_timeout_sec_)) +
+            std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(read_timeout_usec_)),
+        std::chrono::duration_cast<milliseconds>(seconds(write_timeout_sec_)) +
+            std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(write_timeout_usec_)));
+    const milliseconds idle = std::chrono::duration_cast<milliseconds>(seconds(keep_alive_timeout_sec_));
+    bool ok = false;
+    for (std::size_t left = keep_alive_max_count_; left > 0; --left) {
+        if (!strm.wait_for_request(idle, svr_sock_)) break;
+        bool closed = false;
+        ok = process_request(strm, left == 1, closed, nullptr);
+        if (!strm.flush()) ok = false;
+        if (!ok || closed) break;
+    }
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+    return ok;
+}
+
+}  // namespace kennel

@@ -1,0 +1,72 @@
+// Kennel's connection loop under cpp-httplib's request parser.
+//
+// Debian's cpp-httplib 0.11 serves each keep-alive connection with a loop
+// that polls the idle socket every 10 ms (plus a 1 ms sleep), asks the
+// kernel for the peer's address on every request, polls before every read,
+// and sends a response's headers and body in two send() calls: two TCP
+// segments per answer once TCP_NODELAY is on. kennel::http_engine keeps
+// httplib's parsing, routing and response writing and replaces only what
+// happens on the socket: one poll() per idle wait, reads that try the
+// socket before polling, addresses looked up once per connection, and the
+// response gathered in a buffer and sent with one send().
+//
+// Only server/http_server.cpp includes this (it includes httplib.h).
+#pragma once
+
+#include <httplib.h>
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace kennel {
+
+// A keep-alive connection's socket as an httplib::Stream. Writes are
+// gathered and sent by flush() (or when 64 KiB are pending, or before a
+// read, so "100 Continue" is not held back); reads go through a buffer.
+class buffered_socket_stream final : public httplib::Stream {
+public:
+    buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
+                           std::chrono::milliseconds write_timeout);
+
+    bool is_readable() const override;
+    bool is_writable() const override;
+    ssize_t read(char* ptr, size_t size) override;
+    ssize_t write(const char* ptr, size_t size) override;
+    void get_remote_ip_and_port(std::string& ip, int& port) const override;
+    void get_local_ip_and_port(std::string& ip, int& port) const override;
+    int socket() const override { return sock_; }
+
+    // Sends everything written so far; false when the peer is gone or the
+    // write timed out.
+    bool flush();
+    // Waits up to `timeout` for the next request's first byte, in slices so
+    // a stopping server (its listener closed: `listener` is -1) is noticed;
+    // false on timeout, close, error or stop.
+    bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener);
+
+private:
+    bool wait(short events, std::chrono::milliseconds timeout) const;
+
+    int sock_;
+    std::chrono::milliseconds read_timeout_;
+    std::chrono::milliseconds write_timeout_;
+    std::string in_;
+    std::size_t in_pos_ = 0;
+    std::string out_;
+    std::string remote_ip_, local_ip_;
+    int remote_port_ = 0, local_port_ = 0;
+};
+
+// httplib::Server with Kennel's connection loop (see the file comment).
+// httplib declares the hook private; overriding a private virtual is
+// allowed and is how httplib's own SSLServer replaces it.
+class http_engine final : public httplib::Server {
+private:
+    bool process_and_close_socket(int sock) override;
+};
+
+}  // namespace kennel
