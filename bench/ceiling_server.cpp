@@ -12,9 +12,12 @@
 // The server is configured like Kennel's (server/http_server.cpp): TCP_NODELAY,
 // SO_REUSEADDR without SO_REUSEPORT, a cpp-httplib ThreadPool of --threads
 // workers (Kennel's --http-threads default, 128), the same keep-alive count
-// and timeout, read timeout and body limit.
+// and timeout, read timeout and body limit, and by default Kennel's own
+// connection loop (server/http_connection.h; --loop httplib: httplib's own
+// loop, for comparison).
 //
 // usage: kennel_bench_ceiling [--host 127.0.0.1] [--port 0] [--threads 128]
+//                             [--loop kennel|httplib]
 // Prints "kennel_bench_ceiling: listening on HOST:PORT" once bound; stops on
 // SIGINT or SIGTERM.
 #include <httplib.h>
@@ -29,8 +32,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 #include <thread>
+
+#include "server/http_connection.h"
 
 namespace {
 
@@ -123,6 +129,7 @@ int main(int argc, char** argv) {
     std::string host = "127.0.0.1";
     int port = 0;
     int threads = 128;
+    bool kennel_loop = true;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -138,8 +145,13 @@ int main(int argc, char** argv) {
             port = std::atoi(value().c_str());
         } else if (a == "--threads") {
             threads = std::max(1, std::atoi(value().c_str()));
+        } else if (a == "--loop" && i + 1 < argc && (std::string(argv[i + 1]) == "kennel" ||
+                                                     std::string(argv[i + 1]) == "httplib")) {
+            kennel_loop = std::string(argv[++i]) == "kennel";
         } else {
-            std::fprintf(stderr, "usage: kennel_bench_ceiling [--host H] [--port P] [--threads N]\n");
+            std::fprintf(stderr,
+                         "usage: kennel_bench_ceiling [--host H] [--port P] [--threads N]"
+                         " [--loop kennel|httplib]\n");
             return 2;
         }
     }
@@ -153,7 +165,13 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    httplib::Server svr;
+    std::unique_ptr<httplib::Server> server;
+    if (kennel_loop) {
+        server = std::make_unique<kennel::http_engine>();
+    } else {
+        server = std::make_unique<httplib::Server>();
+    }
+    httplib::Server& svr = *server;
     // As server/http_server.cpp does.
     svr.set_tcp_nodelay(true);
     svr.set_socket_options([](int sock) {
