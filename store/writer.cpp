@@ -45,7 +45,7 @@ void fact_writer::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-status fact_writer::enqueue(std::unique_ptr<item> it) {
+status fact_writer::enqueue(std::shared_ptr<item> it) {
     std::size_t units = it->units();
     {
         std::lock_guard lock(mu_);
@@ -65,17 +65,22 @@ status fact_writer::enqueue(std::unique_ptr<item> it) {
     return status::ok();
 }
 
-result<std::future<std::vector<write_result>>> fact_writer::submit_facts(
-    std::vector<fact_input> facts) {
-    auto it = std::make_unique<item>();
+result<fact_writer::ticket> fact_writer::submit_facts(std::vector<fact_input> facts) {
+    auto it = std::make_shared<item>();
     it->facts = std::move(facts);
-    auto fut = it->facts_done.get_future();
+    ticket t(it);
     if (status s = enqueue(std::move(it)); !s) return s;
-    return fut;
+    return t;
 }
 
+bool fact_writer::ticket::wait_for(std::chrono::milliseconds timeout) {
+    return item_->facts_done.wait_for(timeout);
+}
+
+std::vector<write_result> fact_writer::ticket::take() { return std::move(item_->results); }
+
 result<std::future<status>> fact_writer::submit(write_task task, std::size_t units) {
-    auto it = std::make_unique<item>();
+    auto it = std::make_shared<item>();
     it->task = std::move(task);
     it->task_units = std::max<std::size_t>(1, units);
     auto fut = it->task_done.get_future();
@@ -85,14 +90,14 @@ result<std::future<status>> fact_writer::submit(write_task task, std::size_t uni
 
 result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_input> facts,
                                                            std::chrono::milliseconds timeout) {
-    auto fut = submit_facts(std::move(facts));
-    if (!fut) return fut.error();
-    if (fut->wait_for(timeout) != std::future_status::ready) {
+    auto t = submit_facts(std::move(facts));
+    if (!t) return t.error();
+    if (!t->wait_for(timeout)) {
         return status(error_kind::unavailable,
                       "the write was not committed within " + std::to_string(timeout.count()) +
                           " ms; it may still commit: retry with the same idempotency keys");
     }
-    return fut->get();
+    return t->take();
 }
 
 status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
@@ -114,7 +119,7 @@ writer_stats fact_writer::stats() const {
 
 void fact_writer::loop() {
     for (;;) {
-        std::vector<std::unique_ptr<item>> group;
+        std::vector<std::shared_ptr<item>> group;
         {
             std::unique_lock lock(mu_);
             cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -147,7 +152,7 @@ void fact_writer::loop() {
     running_ = false;
 }
 
-void fact_writer::commit_group(std::vector<std::unique_ptr<item>>& group) {
+void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
     std::size_t units = 0;
@@ -209,12 +214,14 @@ void fact_writer::commit_group(std::vector<std::unique_ptr<item>>& group) {
         item& it = *group[i];
         if (it.task) {
             it.task_done.set_value(failure.is_ok() ? task_results[i] : failure);
-        } else if (failure.is_ok()) {
-            it.facts_done.set_value(std::move(fact_results[i]));
         } else {
-            std::vector<write_result> failed(it.facts.size());
-            for (auto& r : failed) r.error = failure.message();
-            it.facts_done.set_value(std::move(failed));
+            if (failure.is_ok()) {
+                it.results = std::move(fact_results[i]);
+            } else {
+                it.results.assign(it.facts.size(), write_result{});
+                for (auto& r : it.results) r.error = failure.message();
+            }
+            it.facts_done.set();
         }
     }
 }

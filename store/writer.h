@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/completion.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/status.h"
@@ -54,7 +55,24 @@ struct writer_stats {
 using write_task = std::function<status(connection&)>;
 
 class fact_writer {
+    struct item;
+
 public:
+    // A submitted fact write: wait for its commit, then take the results.
+    class ticket {
+    public:
+        // True once the group holding it committed (or failed); false when
+        // `timeout` passed first (the write may still commit later).
+        bool wait_for(std::chrono::milliseconds timeout);
+        // The per-fact results; only after wait_for returned true, once.
+        std::vector<write_result> take();
+
+    private:
+        friend class fact_writer;
+        explicit ticket(std::shared_ptr<item> it) : item_(std::move(it)) {}
+        std::shared_ptr<item> item_;
+    };
+
     explicit fact_writer(writer_options options);
     ~fact_writer();
     fact_writer(const fact_writer&) = delete;
@@ -66,7 +84,7 @@ public:
     // WAL and closes the connection.
     void stop();
 
-    result<std::future<std::vector<write_result>>> submit_facts(std::vector<fact_input> facts);
+    result<ticket> submit_facts(std::vector<fact_input> facts);
     // `units`: how much of the queue bound the task takes (a batch of log
     // rows counts each row, so it cannot hide thousands behind one slot).
     result<std::future<status>> submit(write_task task, std::size_t units = 1);
@@ -85,9 +103,12 @@ public:
     void set_test_delay(std::chrono::milliseconds d) { test_delay_ms_ = d.count(); }
 
 private:
+    // Shared by the writer and, for facts, the waiting request (which may
+    // give up at its timeout while the writer still fills in the results).
     struct item {
         std::vector<fact_input> facts;
-        std::promise<std::vector<write_result>> facts_done;
+        std::vector<write_result> results;  // written before `facts_done` is set
+        completion facts_done;
         write_task task;
         std::size_t task_units = 1;
         std::promise<status> task_done;
@@ -95,8 +116,8 @@ private:
     };
 
     void loop();
-    void commit_group(std::vector<std::unique_ptr<item>>& group);
-    status enqueue(std::unique_ptr<item> it);
+    void commit_group(std::vector<std::shared_ptr<item>>& group);
+    status enqueue(std::shared_ptr<item> it);
 
     writer_options options_;
     std::unique_ptr<connection> conn_;
@@ -104,7 +125,7 @@ private:
     std::thread thread_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::unique_ptr<item>> queue_;
+    std::deque<std::shared_ptr<item>> queue_;
     std::size_t pending_units_ = 0;
     bool stopping_ = false;
     std::atomic<bool> running_{false};

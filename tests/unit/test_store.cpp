@@ -6,10 +6,14 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "store/completion.h"
 #include "store/db.h"
 #include "store/sha256.h"
 #include "store/time_util.h"
@@ -513,4 +517,38 @@ TEST_CASE("now_micros is the current time in microseconds", "[time]") {
     CHECK(b >= a);
     CHECK(a > parse_rfc3339("2024-01-01").value());
     CHECK(a < parse_rfc3339("2100-01-01").value());
+}
+
+// ---------------------------------------------------------------- completion
+
+TEST_CASE("completion: an unset one times out, a set one returns at once", "[completion]") {
+    using namespace std::chrono_literals;
+    kennel::completion c;
+    CHECK_FALSE(c.is_set());
+    CHECK_FALSE(c.wait_for(0ms));
+    CHECK_FALSE(c.wait_for(20ms));  // waited (asleep) and timed out
+    CHECK_FALSE(c.is_set());
+    c.set();  // the waiter had announced a sleep: set() must still complete it
+    CHECK(c.is_set());
+    CHECK(c.wait_for(0ms));
+    CHECK(c.wait_for(1000ms));
+}
+
+TEST_CASE("completion: a sleeping waiter is woken and sees what was written before set",
+          "[completion]") {
+    using namespace std::chrono_literals;
+    // Many rounds so both orders happen: set before the wait and during it.
+    for (int round = 0; round < 2000; ++round) {
+        auto c = std::make_unique<kennel::completion>();
+        std::vector<int> payload;
+        std::thread setter([&] {
+            if (round % 2) std::this_thread::yield();
+            payload.assign(100, round);
+            c->set();
+        });
+        REQUIRE(c->wait_for(10s));
+        REQUIRE(payload.size() == 100);
+        CHECK(payload[99] == round);
+        setter.join();
+    }
 }
