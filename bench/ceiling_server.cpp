@@ -12,9 +12,9 @@
 // The server is configured like Kennel's (server/http_server.cpp): TCP_NODELAY,
 // SO_REUSEADDR without SO_REUSEPORT, a cpp-httplib ThreadPool of --threads
 // workers (Kennel's --http-threads default, 128), the same keep-alive count
-// and timeout, read timeout and body limit, and by default Kennel's own
-// connection loop (server/http_connection.h; --loop httplib: httplib's own
-// loop, for comparison).
+// and timeout, read timeout and body limit, listen backlog 1024, and by
+// default Kennel's own connection loop (server/http_connection.h; --loop
+// httplib: httplib's own loop, for comparison).
 //
 // usage: kennel_bench_ceiling [--host 127.0.0.1] [--port 0] [--threads 128]
 //                             [--loop kennel|httplib]
@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kennel_bench_ceiling: cannot bind %s:%d\n", host.c_str(), port);
         return 1;
     }
+    kennel::raise_listen_backlog(bound);  // as Kennel does: httplib listens with 5
     std::thread listener([&svr] { svr.listen_after_bind(); });
     std::printf("kennel_bench_ceiling: listening on %s:%d\n", host.c_str(), bound);
     std::fflush(stdout);

@@ -153,6 +153,21 @@ void buffered_socket_stream::get_local_ip_and_port(std::string& ip, int& port) c
     port = local_port_;
 }
 
+void raise_listen_backlog(int port) {
+    for (int fd = 3; fd < 1024; ++fd) {
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+        sockaddr_storage addr{};
+        socklen_t alen = sizeof addr;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+        int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+                : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                             : -1;
+        if (p == port) ::listen(fd, 1024);
+    }
+}
+
 bool http_engine::process_and_close_socket(int sock) {
     using std::chrono::milliseconds;
     using std::chrono::seconds;

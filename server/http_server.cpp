@@ -79,26 +79,6 @@ void kennel_socket_options(int sock) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
 }
 
-// Debian's cpp-httplib listens with a compiled-in backlog of 5: many clients
-// connecting at once overflow it and wait for TCP retransmissions (measured:
-// p99 of seconds at 64 connections, stepping 0.4/0.8/1.7/3.3 s). httplib does
-// not expose its socket, so find our listening socket by its port and listen
-// again, which on Linux only raises the backlog.
-void widen_backlog(int port) {
-    for (int fd = 3; fd < 1024; ++fd) {
-        int listening = 0;
-        socklen_t len = sizeof listening;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-        sockaddr_storage addr{};
-        socklen_t alen = sizeof addr;
-        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-        int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                             : -1;
-        if (p == port) ::listen(fd, 1024);
-    }
-}
-
 // Moves the body: a predict answer is written once, not copied again here.
 void write_response(http_response&& ours, httplib::Response& res) {
     res.status = ours.status;
@@ -249,7 +229,7 @@ result<int> http_server::bind() {
         int port = svr.bind_to_any_port(o.host);
         if (port < 0) return status(error_kind::unavailable, "cannot bind " + o.host);
         impl_->bound_port = port;
-        widen_backlog(port);
+        raise_listen_backlog(port);
         return port;
     }
     if (!svr.bind_to_port(o.host, o.port)) {
@@ -258,7 +238,7 @@ result<int> http_server::bind() {
                           " (is another Kennel or another program using the port?)");
     }
     impl_->bound_port = o.port;
-    widen_backlog(o.port);
+    raise_listen_backlog(o.port);
     return o.port;
 }
 
