@@ -78,7 +78,7 @@ void prediction_log::loop() {
                     insert_predictions(c, *shared);
                     return status::ok();
                 },
-                n);
+                n, durability::relaxed);
             std::lock_guard lock(mu_);
             if (fut) {
                 logged_ += n;

@@ -79,10 +79,12 @@ bool fact_writer::ticket::wait_for(std::chrono::milliseconds timeout) {
 
 std::vector<write_result> fact_writer::ticket::take() { return std::move(item_->results); }
 
-result<std::future<status>> fact_writer::submit(write_task task, std::size_t units) {
+result<std::future<status>> fact_writer::submit(write_task task, std::size_t units,
+                                                durability d) {
     auto it = std::make_shared<item>();
     it->task = std::move(task);
     it->task_units = std::max<std::size_t>(1, units);
+    it->task_durability = d;
     auto fut = it->task_done.get_future();
     if (status s = enqueue(std::move(it)); !s) return s;
     return fut;
@@ -152,6 +154,12 @@ void fact_writer::loop() {
     running_ = false;
 }
 
+void fact_writer::set_relaxed_sync(bool relaxed) {
+    if (options_.db.sync != sync_mode::full || relaxed == relaxed_sync_) return;
+    conn_->exec(relaxed ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
+    relaxed_sync_ = relaxed;
+}
+
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
@@ -159,7 +167,10 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     for (const auto& it : group) units += it->units();
     writer_stats delta;
     status failure;
+    bool relaxed = true;
+    for (const auto& it : group) relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
     try {
+        set_relaxed_sync(relaxed);
         transaction tx(*conn_);
         micros ingest = now_micros();
         for (std::size_t i = 0; i < group.size(); ++i) {

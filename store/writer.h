@@ -54,6 +54,14 @@ struct writer_stats {
 // alone. It must not keep references to the connection.
 using write_task = std::function<status(connection&)>;
 
+// Whether a task's commit must reach the disk before it counts as done.
+// `relaxed` is for records that may lose their last moments in a power cut
+// (the prediction log, which also drops entries when its queue is full): a
+// group of only relaxed tasks commits with synchronous=NORMAL, i.e. without
+// an fsync; the next durable commit's fsync covers it. Facts are always
+// durable.
+enum class durability { durable, relaxed };
+
 class fact_writer {
     struct item;
 
@@ -87,7 +95,8 @@ public:
     result<ticket> submit_facts(std::vector<fact_input> facts);
     // `units`: how much of the queue bound the task takes (a batch of log
     // rows counts each row, so it cannot hide thousands behind one slot).
-    result<std::future<status>> submit(write_task task, std::size_t units = 1);
+    result<std::future<status>> submit(write_task task, std::size_t units = 1,
+                                       durability d = durability::durable);
 
     // Submits and waits up to `timeout`; a timeout is `unavailable` (the work
     // may still commit later; idempotency keys make a retry safe).
@@ -111,6 +120,7 @@ private:
         completion facts_done;
         write_task task;
         std::size_t task_units = 1;
+        durability task_durability = durability::durable;
         std::promise<status> task_done;
         std::size_t units() const { return task ? task_units : std::max<std::size_t>(1, facts.size()); }
     };
@@ -119,7 +129,12 @@ private:
     void commit_group(std::vector<std::shared_ptr<item>>& group);
     status enqueue(std::shared_ptr<item> it);
 
+    // Switches the connection's synchronous setting between groups (only
+    // when the configured setting is FULL).
+    void set_relaxed_sync(bool relaxed);
+
     writer_options options_;
+    bool relaxed_sync_ = false;
     std::unique_ptr<connection> conn_;
     std::unique_ptr<fact_inserter> inserter_;
     std::thread thread_;

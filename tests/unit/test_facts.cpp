@@ -745,6 +745,54 @@ TEST_CASE("writer tasks run in the group's transaction; a failing task is rolled
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts WHERE idempotency_key = 't2'") == 0);
 }
 
+TEST_CASE("a group of only relaxed tasks commits without fsync; anything durable restores FULL",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));  // --sync full, the default
+    REQUIRE(w.start().is_ok());
+    // What the task sees is what its group's COMMIT uses.
+    auto sync_seen = [](std::atomic<std::int64_t>& out) {
+        return [&out](connection& c) {
+            out = c.pragma_int("synchronous");
+            return status::ok();
+        };
+    };
+    std::atomic<std::int64_t> relaxed_alone{-1}, durable_alone{-1}, relaxed_mixed{-1};
+    REQUIRE(w.submit(sync_seen(relaxed_alone), 1, durability::relaxed)->get().is_ok());
+    CHECK(relaxed_alone == 1);  // NORMAL
+    REQUIRE(w.submit(sync_seen(durable_alone))->get().is_ok());
+    CHECK(durable_alone == 2);  // FULL again
+    // A relaxed task grouped with facts commits with the facts' durability.
+    w.set_test_delay(50ms);
+    auto log = w.submit(sync_seen(relaxed_mixed), 1, durability::relaxed);
+    auto facts = w.submit_facts({make_fact("sync", "e", t0)});
+    REQUIRE(log.is_ok());
+    REQUIRE(facts.is_ok());
+    REQUIRE(log->get().is_ok());
+    REQUIRE(facts->wait_for(5s));
+    CHECK(facts->take()[0].outcome == write_outcome::stored);
+    CHECK(relaxed_mixed == 2);
+    w.stop();
+}
+
+TEST_CASE("a writer configured below FULL keeps its setting for every group", "[writer]") {
+    fact_db db;
+    writer_options o = writer_opts(db);
+    o.db.sync = sync_mode::off;
+    fact_writer w(o);
+    REQUIRE(w.start().is_ok());
+    std::atomic<std::int64_t> seen{-1};
+    auto probe = [&seen](connection& c) {
+        seen = c.pragma_int("synchronous");
+        return status::ok();
+    };
+    REQUIRE(w.submit(probe)->get().is_ok());
+    CHECK(seen == 0);
+    REQUIRE(w.submit(probe, 1, durability::relaxed)->get().is_ok());
+    CHECK(seen == 0);  // never raised to NORMAL
+    w.stop();
+}
+
 TEST_CASE("the writer reports a database it cannot open", "[writer]") {
     temp_dir dir;
     writer_options o;
