@@ -21,8 +21,10 @@ std::optional<std::string> http_request::query_value(const std::string& name) co
 }
 
 std::string http_request::header(const std::string& lower_name) const {
-    auto it = headers.find(lower_name);
-    return it == headers.end() ? std::string() : it->second;
+    for (const auto& [k, v] : headers) {
+        if (k == lower_name) return v;
+    }
+    return {};
 }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -161,13 +163,20 @@ http_server::http_server(http_options options, std::vector<route> routes)
         ours.method = req.method == "HEAD" ? "GET" : req.method;
         ours.path = req.path;
         for (const auto& [k, v] : req.params) ours.query.emplace(k, v);
+        ours.headers.reserve(req.headers.size());
         for (const auto& [k, v] : req.headers) {
+            // httplib adds the connection's addresses as pseudo-headers;
+            // remote_addr carries what Kennel uses of them.
+            if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT") continue;
             std::string lk = k;
             std::transform(lk.begin(), lk.end(), lk.begin(),
                            [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-            ours.headers[lk] = v;
+            ours.headers.emplace_back(std::move(lk), v);
         }
-        ours.body = req.body;
+        // httplib's Request is a non-const local of its request loop, handed
+        // to handlers as const, and its body is not read after the handler:
+        // take it instead of copying (a batch of facts can be megabytes).
+        ours.body = std::move(const_cast<httplib::Request&>(req).body);
         ours.remote_addr = req.remote_addr;
 
         bool path_known = false;

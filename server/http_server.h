@@ -24,7 +24,9 @@ struct http_request {
     std::string path;
     std::map<std::string, std::string> path_params;  // from {name} segments
     std::multimap<std::string, std::string> query;
-    std::map<std::string, std::string> headers;  // names lowercased
+    // Names lowercased, in arrival order; a flat list because a request has
+    // a handful and handlers look up one or two.
+    std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
     std::string remote_addr;
     std::string actor;  // who is asking, set by authentication ("admin", "key:ci-bot")
