@@ -112,6 +112,26 @@ class FaultTest(SharedServerCase):
         self.assertIn("deadline of 2 s", j["error"], j)
         self.assertLess(time.monotonic() - started, 30)
 
+    def test_the_training_process_runs_below_serving(self):
+        # While the fit sleeps, look at its scheduling: SCHED_IDLE (5) and
+        # nice 10, so it only gets CPU time serving does not want.
+        name = uid("priority")
+        put_model(self, self.c, name, definition("regression", self.feat, self.lab, test_fault="sleep",
+                                                 training={"deadline_seconds": 3}), expect=(201,))
+        job_id = queue_training(self, self.c, name)
+        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        # The child sets its priority before exec: once it runs train-job, it is set.
+        wait_until(lambda: is_training_process(pid, job_id), 20, "process %d runs train-job" % pid)
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        nice, policy = int(fields[19 - 3]), int(fields[41 - 3])
+        self.assertEqual(policy, 5, "scheduling policy of the training process")
+        self.assertEqual(nice, 10)
+        j = wait_job(self, self.c, job_id, timeout=60)
+        self.assertEqual(j["state"], "timed_out", j)
+
     def test_a_trainer_over_its_memory_limit_fails_its_job(self):
         j = self.run_fault("oom", training={"memory_mb": 256})
         self.assertEqual(j["state"], "failed", j)
