@@ -38,7 +38,7 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
 
 buffered_socket_stream::buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
                                                std::chrono::milliseconds write_timeout)
-    : sock_(sock), read_timeout_(read_timeout), write_timeout_(write_timeout) {
+    : sock_(sock), read_timeout_(read_timeout), write_timeout_(write_timeout), in_(read_buffer_bytes) {
     // Asked once per connection; httplib asks on every request.
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -61,14 +61,14 @@ bool buffered_socket_stream::wait(short events, std::chrono::milliseconds timeou
 }
 
 bool buffered_socket_stream::is_readable() const {
-    return in_pos_ < in_.size() || wait(POLLIN, read_timeout_);
+    return in_pos_ < in_len_ || wait(POLLIN, read_timeout_);
 }
 
 bool buffered_socket_stream::is_writable() const { return wait(POLLOUT, write_timeout_); }
 
 ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
-    if (in_pos_ < in_.size()) {
-        std::size_t n = std::min(size, in_.size() - in_pos_);
+    if (in_pos_ < in_len_) {
+        std::size_t n = std::min(size, in_len_ - in_pos_);
         std::memcpy(ptr, in_.data() + in_pos_, n);
         in_pos_ += n;
         return static_cast<ssize_t>(n);
@@ -76,15 +76,9 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
     // What is written answers what was read: a client waiting for
     // "100 Continue" must see it before we wait for its body.
     if (!out_.empty() && !flush()) return -1;
-    const bool direct = size >= read_buffer_bytes;  // large bodies skip the copy
-    char* into = ptr;
-    std::size_t room = size;
-    if (!direct) {
-        in_.resize(read_buffer_bytes);
-        in_pos_ = 0;
-        into = in_.data();
-        room = in_.size();
-    }
+    const bool direct = size >= in_.size();  // large bodies skip the copy
+    char* into = direct ? ptr : in_.data();
+    const std::size_t room = direct ? size : in_.size();
     ssize_t n;
     for (;;) {
         // Try first: the bytes have usually arrived, and a poll() would be a
@@ -95,13 +89,11 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) break;
         if (!wait(POLLIN, read_timeout_)) break;
     }
-    if (direct) return n;
-    in_.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    if (n <= 0) return n;
-    std::size_t take = std::min(size, in_.size());
-    std::memcpy(ptr, in_.data(), take);
-    in_pos_ = take;
-    return static_cast<ssize_t>(take);
+    if (direct || n <= 0) return n;
+    in_len_ = static_cast<std::size_t>(n);
+    in_pos_ = std::min(size, in_len_);
+    std::memcpy(ptr, in_.data(), in_pos_);
+    return static_cast<ssize_t>(in_pos_);
 }
 
 ssize_t buffered_socket_stream::write(const char* ptr, size_t size) {
@@ -129,7 +121,7 @@ bool buffered_socket_stream::flush() {
 
 bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
                                               const std::atomic<int>& listener) {
-    if (in_pos_ < in_.size()) return true;  // pipelined: the next request is here
+    if (in_pos_ < in_len_) return true;  // pipelined: the next request is here
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         if (listener.load() == -1) return false;

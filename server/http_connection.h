@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace kennel {
 
@@ -54,8 +55,9 @@ private:
     int sock_;
     std::chrono::milliseconds read_timeout_;
     std::chrono::milliseconds write_timeout_;
-    std::string in_;
+    std::vector<char> in_;  // read buffer, allocated once per connection
     std::size_t in_pos_ = 0;
+    std::size_t in_len_ = 0;
     std::string out_;
     std::string remote_ip_, local_ip_;
     int remote_port_ = 0, local_port_ = 0;
