@@ -72,6 +72,13 @@ class HelpAndVersionTest(KennelTestCase):
                 m = re.match(r"^kennel (\d+\.\d+\.\d+) \(commit ([0-9a-f]{7,40}|unknown)\b",
                              r.stdout)
                 self.assertIsNotNone(m, r.stdout)
+                # The commit is taken at build time: it is the sources' HEAD,
+                # not the commit the build directory was configured at.
+                head = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
+                                       "rev-parse", "--short=12", "HEAD"],
+                                      capture_output=True, text=True)
+                if head.returncode == 0:
+                    self.assertEqual(m.group(2), head.stdout.strip(), r.stdout)
                 self.assertIn("SQLite 3.", r.stdout)
                 self.assertRegex(r.stdout, r"schema \d+")
 
