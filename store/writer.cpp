@@ -79,12 +79,18 @@ bool fact_writer::ticket::wait_for(std::chrono::milliseconds timeout) {
 
 std::vector<write_result> fact_writer::ticket::take() { return std::move(item_->results); }
 
-result<std::future<status>> fact_writer::submit(write_task task, std::size_t units,
-                                                durability d) {
+std::shared_ptr<fact_writer::item> fact_writer::task_item(write_task task, std::size_t units,
+                                                          durability d) {
     auto it = std::make_shared<item>();
     it->task = std::move(task);
     it->task_units = std::max<std::size_t>(1, units);
     it->task_durability = d;
+    return it;
+}
+
+result<std::future<status>> fact_writer::submit(write_task task, std::size_t units,
+                                                durability d) {
+    auto it = task_item(std::move(task), units, d);
     auto fut = it->task_done.get_future();
     if (status s = enqueue(std::move(it)); !s) return s;
     return fut;
@@ -103,13 +109,16 @@ result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_inpu
 }
 
 status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
-    auto fut = submit(std::move(task));
-    if (!fut) return fut.error();
-    if (fut->wait_for(timeout) != std::future_status::ready) {
-        return status(error_kind::unavailable, "the write was not committed within " +
-                                                   std::to_string(timeout.count()) + " ms");
+    auto it = task_item(std::move(task), 1, durability::durable);
+    auto fut = it->task_done.get_future();
+    if (status s = enqueue(it); !s) return s;
+    if (fut.wait_for(timeout) == std::future_status::ready) return fut.get();
+    if (!it->task_claimed.exchange(true)) {
+        return status(error_kind::unavailable, "the write did not start within " +
+                                                   std::to_string(timeout.count()) +
+                                                   " ms and was withdrawn; nothing was written");
     }
-    return fut->get();
+    return fut.get();  // running: one transaction, and it may use our caller's locals
 }
 
 writer_stats fact_writer::stats() const {
@@ -176,6 +185,10 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
         for (std::size_t i = 0; i < group.size(); ++i) {
             item& it = *group[i];
             if (it.task) {
+                if (it.task_claimed.exchange(true)) {
+                    task_results[i] = status(error_kind::unavailable, "withdrawn by its caller");
+                    continue;
+                }
                 savepoint sp(*conn_, "task");
                 try {
                     task_results[i] = it.task(*conn_);

@@ -102,6 +102,10 @@ public:
     // may still commit later; idempotency keys make a retry safe).
     result<std::vector<write_result>> write_facts(std::vector<fact_input> facts,
                                                   std::chrono::milliseconds timeout);
+    // Runs a task and waits for its commit. Unlike write_facts it never
+    // returns while the task may still run, so the task may refer to the
+    // caller's locals: past `timeout`, a task not yet started is withdrawn
+    // (`unavailable`, nothing written) and one already running is waited for.
     status run(write_task task, std::chrono::milliseconds timeout);
 
     writer_stats stats() const;
@@ -121,6 +125,9 @@ private:
         write_task task;
         std::size_t task_units = 1;
         durability task_durability = durability::durable;
+        // Set by whichever comes first: the writer starting the task, or
+        // run() withdrawing it after its timeout.
+        std::atomic<bool> task_claimed{false};
         std::promise<status> task_done;
         std::size_t units() const { return task ? task_units : std::max<std::size_t>(1, facts.size()); }
     };
@@ -128,6 +135,7 @@ private:
     void loop();
     void commit_group(std::vector<std::shared_ptr<item>>& group);
     status enqueue(std::shared_ptr<item> it);
+    static std::shared_ptr<item> task_item(write_task task, std::size_t units, durability d);
 
     // Switches the connection's synchronous setting between groups (only
     // when the configured setting is FULL).

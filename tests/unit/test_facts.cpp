@@ -745,6 +745,62 @@ TEST_CASE("writer tasks run in the group's transaction; a failing task is rolled
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts WHERE idempotency_key = 't2'") == 0);
 }
 
+TEST_CASE("run() past its timeout withdraws a task that has not started: it never runs later",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    w.set_test_delay(300ms);  // the writer sleeps before taking the group
+    auto ran = std::make_shared<std::atomic<bool>>(false);
+    status s = w.run(
+        [ran](connection& c) {
+            *ran = true;
+            c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
+                   " VALUES ('withdrawn', 's', 'e', 1, 1, '{}')");
+            return status::ok();
+        },
+        20ms);
+    CHECK(s.kind() == error_kind::unavailable);
+    CHECK_THAT(s.message(), Catch::Contains("withdrawn"));
+    w.set_test_delay(0ms);
+    // A later write commits after the writer passed the withdrawn task by.
+    CHECK(w.run([](connection&) { return status::ok(); }, 5s).is_ok());
+    w.stop();
+    CHECK_FALSE(*ran);
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts WHERE idempotency_key = 'withdrawn'") == 0);
+}
+
+TEST_CASE("run() past its timeout waits for a task already running and returns its result",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    std::atomic<bool> started{false}, release{false};
+    int on_callers_stack = 0;  // the task may use its caller's locals
+    status s;
+    std::thread caller([&] {
+        s = w.run(
+            [&](connection& c) {
+                started = true;
+                while (!release) std::this_thread::sleep_for(1ms);
+                on_callers_stack = 42;
+                c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
+                       " VALUES ('slow', 's', 'e', 1, 1, '{}')");
+                return status(error_kind::conflict, "the task's own answer");
+            },
+            20ms);
+    });
+    while (!started) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(200ms);  // well past the caller's 20 ms
+    release = true;
+    caller.join();
+    CHECK(s.kind() == error_kind::conflict);  // the task's result, not a timeout
+    CHECK(on_callers_stack == 42);
+    w.stop();
+    // Its own error rolled its savepoint back.
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts WHERE idempotency_key = 'slow'") == 0);
+}
+
 TEST_CASE("a group of only relaxed tasks commits without fsync; anything durable restores FULL",
           "[writer]") {
     fact_db db;
