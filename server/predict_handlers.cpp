@@ -451,12 +451,13 @@ http_response post_model_predict(app& a, const http_request& req) {
     // Shadow arms: scored and logged on the same request, never returned, as
     // one task per arm. They yield to live traffic: when the prediction queue
     // is half full they are skipped, and counted as dropped log entries.
-    std::shared_ptr<std::vector<instance>> shared;  // one copy for every shadow arm
+    std::shared_ptr<std::vector<instance>> shared;  // shared by every shadow arm
     for (const auto& arm : m->arms) {
         if (!arm.shadow || !arm.version) continue;
         auto* log = &a.prediction_log();
         bool room = a.predict_pool().queued() * 2 < a.options().predict_queue;
-        if (!shared) shared = std::make_shared<std::vector<instance>>(instances);
+        // The answers are written: the instances are needed only here now.
+        if (!shared) shared = std::make_shared<std::vector<instance>>(std::move(instances));
         bool accepted = room && a.predict_pool().submit(
             [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log, ids = shadow_ids] {
                 for (std::size_t i = 0; i < shared->size(); ++i) {
@@ -484,7 +485,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                     log->append(std::move(s));
                 }
             });
-        if (!accepted) log->count_dropped(instances.size());
+        if (!accepted) log->count_dropped(shared->size());
     }
     if (batch) text += "]}";
     return json_response(std::move(text));

@@ -459,6 +459,34 @@ TEST_CASE("Connection: close is honoured and an idle connection is closed after 
     CHECK(idle.closed_within(wire_wait));
 }
 
+TEST_CASE("a garbage request line, a half request or a short body costs only its connection",
+          "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all("NOT HTTP AT ALL\r\n\r\n");
+        std::string r = c.read_response(wire_wait);
+        INFO(r);
+        CHECK(r.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(r, Catch::Contains("malformed HTTP request"));
+    }
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half");  // and hang up
+    }
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 100\r\n\r\n{\"short\":");  // 10 of 100 bytes, then hang up
+    }
+    // The handler never ran for the broken ones; the server still answers.
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/items/after"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
+    CHECK(s.handled == 1);
+}
+
 TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them", "[http]") {
     auto s = std::make_unique<test_server>(1024, 60);
     s->server->set_ready(true);
