@@ -21,8 +21,9 @@ std::optional<std::string> http_request::query_value(const std::string& name) co
 }
 
 std::string http_request::header(const std::string& lower_name) const {
-    for (const auto& [k, v] : headers) {
-        if (k == lower_name) return v;
+    // From the back: a repeated header's last value wins, as it always did.
+    for (auto it = headers.rbegin(); it != headers.rend(); ++it) {
+        if (it->first == lower_name) return it->second;
     }
     return {};
 }

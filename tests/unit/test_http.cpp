@@ -459,6 +459,15 @@ TEST_CASE("Connection: close is honoured and an idle connection is closed after 
     CHECK(idle.closed_within(wire_wait));
 }
 
+TEST_CASE("header names match in any case; a repeated header's last value wins", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /items/h HTTP/1.1\r\nHost: 127.0.0.1\r\nX-TEST-Header: first\r\n"
+               "x-test-header: second\r\n\r\n");
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"agent\":\"second\""));
+}
+
 TEST_CASE("a garbage request line, a half request or a short body costs only its connection",
           "[http]") {
     test_server s;
