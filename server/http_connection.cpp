@@ -38,7 +38,10 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
 
 buffered_socket_stream::buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
                                                std::chrono::milliseconds write_timeout)
-    : sock_(sock), read_timeout_(read_timeout), write_timeout_(write_timeout), in_(read_buffer_bytes) {
+    : sock_(sock),
+      read_timeout_(read_timeout),
+      write_timeout_(write_timeout),
+      in_(read_buffer_bytes) {
     // Asked once per connection; httplib asks on every request.
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -64,7 +67,9 @@ bool buffered_socket_stream::is_readable() const {
     return in_pos_ < in_len_ || wait(POLLIN, read_timeout_);
 }
 
-bool buffered_socket_stream::is_writable() const { return wait(POLLOUT, write_timeout_); }
+bool buffered_socket_stream::is_writable() const {
+    return wait(POLLOUT, write_timeout_);
+}
 
 ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
     if (in_pos_ < in_len_) {
@@ -105,13 +110,15 @@ ssize_t buffered_socket_stream::write(const char* ptr, size_t size) {
 bool buffered_socket_stream::flush() {
     std::size_t sent = 0;
     while (sent < out_.size()) {
-        ssize_t n = ::send(sock_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            ::send(sock_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             sent += static_cast<std::size_t>(n);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLOUT, write_timeout_)) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLOUT, write_timeout_))
+            continue;
         out_.clear();
         return false;
     }
@@ -121,15 +128,35 @@ bool buffered_socket_stream::flush() {
 
 bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
                                               const std::atomic<int>& listener) {
+    std::shared_ptr<deferred_response> none;
+    return wait_for_request(timeout, listener, none);
+}
+
+bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
+                                              const std::atomic<int>& listener,
+                                              std::shared_ptr<deferred_response>& owed) {
+    using clock = std::chrono::steady_clock;
     if (in_pos_ < in_len_) return true;  // pipelined: the next request is here
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = clock::now() + timeout;
     for (;;) {
         if (listener.load() == -1) return false;
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
+        auto now = clock::now();
+        if (owed && owed->due(now)) {
+            std::string rest = owed->settle();
+            owed.reset();
+            if (!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush())) return false;
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         if (left.count() <= 0) return false;
+        auto slice = std::min(left, stop_check_interval);
+        if (owed) {
+            // Wake for the owed answer's deadline too (rounded up: a 0 ms
+            // poll would spin until it passes).
+            auto to_due = std::chrono::ceil<std::chrono::milliseconds>(owed->deadline() - now);
+            slice = std::max(std::chrono::milliseconds(1), std::min(slice, to_due));
+        }
         pollfd p{sock_, POLLIN, 0};
-        int n = ::poll(&p, 1, static_cast<int>(std::min(left, stop_check_interval).count()));
+        int n = ::poll(&p, 1, static_cast<int>(slice.count()));
         if (n < 0 && errno != EINTR) return false;
         if (n > 0) return true;  // a request, or the close that process_request will read
     }
@@ -149,15 +176,192 @@ void raise_listen_backlog(int port) {
     for (int fd = 3; fd < 1024; ++fd) {
         int listening = 0;
         socklen_t len = sizeof listening;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+            continue;
         sockaddr_storage addr{};
         socklen_t alen = sizeof addr;
         if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
         int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
-                : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                                             : -1;
+                : addr.ss_family == AF_INET6
+                    ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                    : -1;
         if (p == port) ::listen(fd, 1024);
     }
+}
+
+// --- deferred answers ----------------------------------------------------------
+
+namespace {
+
+thread_local std::shared_ptr<deferred_response> deferred_here;
+
+const char* reason_phrase(int status) {
+    switch (status) {
+        case 200:
+            return "OK";
+        case 201:
+            return "Created";
+        case 202:
+            return "Accepted";
+        case 204:
+            return "No Content";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 409:
+            return "Conflict";
+        case 411:
+            return "Length Required";
+        case 413:
+            return "Payload Too Large";
+        case 415:
+            return "Unsupported Media Type";
+        case 422:
+            return "Unprocessable Entity";
+        case 429:
+            return "Too Many Requests";
+        case 500:
+            return "Internal Server Error";
+        case 503:
+            return "Service Unavailable";
+        default:
+            return status < 400 ? "OK" : "Error";
+    }
+}
+
+// Sends without blocking; returns what did not fit (the peer is not
+// reading) or, on an error, nothing (the connection is gone anyway).
+std::string send_what_fits(int sock, const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        ssize_t n =
+            ::send(sock, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return bytes.substr(sent);
+        } else {
+            return {};
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+void defer_answer(std::shared_ptr<deferred_response> d) {
+    deferred_here = std::move(d);
+}
+
+deferred_response::deferred_response(std::chrono::steady_clock::time_point deadline,
+                                     http_response on_timeout)
+    : deadline_(deadline), on_timeout_(std::move(on_timeout)) {}
+
+// The same bytes httplib writes for a response (its header names, sorted).
+std::string deferred_response::render(const http_response& r, bool close) const {
+    std::string out;
+    out.reserve(160 + r.body.size());
+    out += "HTTP/1.1 ";
+    out += std::to_string(r.status);
+    out += ' ';
+    out += reason_phrase(r.status);
+    out += "\r\n";
+    if (close) out += "Connection: close\r\n";
+    out += "Content-Length: ";
+    out += std::to_string(r.body.size());
+    out += "\r\nContent-Type: ";
+    out += r.content_type;
+    out += "\r\n";
+    if (!close) {
+        out += "Keep-Alive: ";
+        out += keep_alive_;
+        out += "\r\n";
+    }
+    for (const auto& [k, v] : r.headers) {
+        out += k;
+        out += ": ";
+        out += v;
+        out += "\r\n";
+    }
+    out += "\r\n";
+    out += r.body;
+    return out;
+}
+
+void deferred_response::complete(http_response answer) {
+    std::unique_lock lock(mu_);
+    if (phase_ == phase::settled || phase_ == phase::sending || answer_)
+        return;  // once; late ones dropped
+    if (phase_ == phase::open) {
+        answer_ = std::move(answer);
+        lock.unlock();
+        sent_.set();
+        return;
+    }
+    phase_ = phase::sending;
+    const int sock = sock_;
+    lock.unlock();
+    std::string rest = send_what_fits(sock, render(answer, false));
+    lock.lock();
+    unsent_ = std::move(rest);
+    phase_ = phase::settled;
+    lock.unlock();
+    sent_.set();
+}
+
+std::optional<std::string> deferred_response::attach(int sock, std::string keep_alive) {
+    std::lock_guard lock(mu_);
+    keep_alive_ = std::move(keep_alive);
+    if (answer_) {
+        phase_ = phase::settled;
+        return render(*answer_, false);
+    }
+    sock_ = sock;
+    phase_ = phase::attached;
+    return std::nullopt;
+}
+
+std::string deferred_response::wait_and_render(bool close) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    sent_.wait_for(std::max(left, std::chrono::milliseconds(0)));
+    std::lock_guard lock(mu_);
+    phase_ = phase::settled;
+    return render(answer_ ? *answer_ : on_timeout_, close);
+}
+
+bool deferred_response::due(std::chrono::steady_clock::time_point now) const {
+    if (now >= deadline_) return true;
+    if (!sent_.is_set()) return false;
+    std::lock_guard lock(mu_);
+    return !unsent_.empty();
+}
+
+std::string deferred_response::settle() {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    if (!sent_.wait_for(std::max(left, std::chrono::milliseconds(0)))) {
+        std::unique_lock lock(mu_);
+        if (phase_ == phase::attached) {
+            phase_ = phase::settled;  // a later complete() is dropped
+            return render(on_timeout_, false);
+        }
+        // complete() is sending right now, without blocking: wait for it.
+        lock.unlock();
+        while (!sent_.wait_for(std::chrono::milliseconds(1000))) {
+        }
+    }
+    std::lock_guard lock(mu_);
+    return std::move(unsent_);
 }
 
 bool http_engine::process_and_close_socket(int sock) {
@@ -171,16 +375,44 @@ bool http_engine::process_and_close_socket(int sock) {
         std::chrono::duration_cast<milliseconds>(seconds(read_timeout_sec_)) +
             std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(read_timeout_usec_)),
         std::chrono::duration_cast<milliseconds>(seconds(write_timeout_sec_)) +
-            std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(write_timeout_usec_)));
-    const milliseconds idle = std::chrono::duration_cast<milliseconds>(seconds(keep_alive_timeout_sec_));
+            std::chrono::duration_cast<milliseconds>(
+                std::chrono::microseconds(write_timeout_usec_)));
+    const milliseconds idle =
+        std::chrono::duration_cast<milliseconds>(seconds(keep_alive_timeout_sec_));
+    const std::string keep_alive = "timeout=" + std::to_string(keep_alive_timeout_sec_) +
+                                   ", max=" + std::to_string(keep_alive_max_count_);
+    // An answer another thread is sending (deferred_response); it is settled
+    // before the next request is read and before the socket is closed.
+    std::shared_ptr<deferred_response> owed;
+    auto settle_owed = [&] {
+        if (!owed) return true;
+        std::string rest = owed->settle();
+        owed.reset();
+        return rest.empty() || (strm.write(rest.data(), rest.size()) >= 0 && strm.flush());
+    };
     bool ok = false;
     for (std::size_t left = keep_alive_max_count_; left > 0; --left) {
-        if (!strm.wait_for_request(idle, svr_sock_)) break;
+        bool more = strm.wait_for_request(idle, svr_sock_, owed);
+        if (!settle_owed() || !more) break;
         bool closed = false;
         ok = process_request(strm, left == 1, closed, nullptr);
+        if (std::shared_ptr<deferred_response> d = std::move(deferred_here)) {
+            deferred_here.reset();
+            strm.discard_output();  // httplib's placeholder
+            std::string now;
+            if (!ok || closed) {
+                now = d->wait_and_render(true);
+            } else if (auto ready = d->attach(sock, keep_alive)) {
+                now = std::move(*ready);
+            } else {
+                owed = std::move(d);
+            }
+            if (!now.empty()) strm.write(now.data(), now.size());
+        }
         if (!strm.flush()) ok = false;
         if (!ok || closed) break;
     }
+    settle_owed();
     ::shutdown(sock, SHUT_RDWR);
     ::close(sock);
     return ok;

@@ -15,11 +15,14 @@
 
 #include <httplib.h>
 
+#include "server/http_server.h"
+
 #include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +51,14 @@ public:
     // a stopping server (its listener closed: `listener` is -1) is noticed;
     // false on timeout, close, error or stop.
     bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener);
+    // The same while an earlier answer is still owed (see deferred_response):
+    // when it needs the connection (its deadline passed, or its sender could
+    // not send it all), it is settled here and `owed` is reset.
+    bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener,
+                          std::shared_ptr<deferred_response>& owed);
+    // Drops what was written since the last flush (httplib's placeholder for
+    // an answer that is deferred).
+    void discard_output() { out_.clear(); }
 
 private:
     bool wait(short events, std::chrono::milliseconds timeout) const;
@@ -70,6 +81,11 @@ class http_engine final : public httplib::Server {
 private:
     bool process_and_close_socket(int sock) override;
 };
+
+// Called by the request's handler adapter on the connection's thread: the
+// answer to the request being processed is deferred. The connection loop
+// takes it once httplib has returned.
+void defer_answer(std::shared_ptr<deferred_response> d);
 
 // Debian's cpp-httplib listens with a compiled-in backlog of 5: many clients
 // connecting at once overflow it and wait for TCP retransmissions (measured:

@@ -46,7 +46,9 @@ namespace {
 bool match_segments(const std::vector<std::string>& ps, const std::vector<std::string>& xs,
                     std::map<std::string, std::string>& params) {
     if (ps.size() != xs.size()) return false;
-    auto is_param = [](const std::string& p) { return p.size() > 2 && p.front() == '{' && p.back() == '}'; };
+    auto is_param = [](const std::string& p) {
+        return p.size() > 2 && p.front() == '{' && p.back() == '}';
+    };
     // Literal segments first: most routes fail there, before any allocation.
     for (std::size_t i = 0; i < ps.size(); ++i) {
         if (!is_param(ps[i]) && ps[i] != xs[i]) return false;
@@ -106,7 +108,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
     svr.set_tcp_nodelay(true);
     svr.set_socket_options(kennel_socket_options);
     int threads = std::max(1, o.threads);
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    svr.new_task_queue = [threads] {
+        return new httplib::ThreadPool(static_cast<size_t>(threads));
+    };
     svr.set_keep_alive_max_count(o.keepalive_max_requests);
     svr.set_keep_alive_timeout(o.keepalive_timeout_s);
     svr.set_read_timeout(o.read_timeout_s, 0);
@@ -118,14 +122,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
         if (!res.body.empty()) return;
         http_response r;
         if (res.status == 413) {
-            r = error_response(status(error_kind::too_large,
-                                      "request body is larger than the limit of " +
-                                          std::to_string(impl_->options.max_body_bytes) +
-                                          " bytes (--max-body)"));
+            r = error_response(
+                status(error_kind::too_large, "request body is larger than the limit of " +
+                                                  std::to_string(impl_->options.max_body_bytes) +
+                                                  " bytes (--max-body)"));
         } else {
-            r = error_response(status(error_kind::invalid_argument,
-                                      "malformed HTTP request (status " +
-                                          std::to_string(res.status) + ")"));
+            r = error_response(
+                status(error_kind::invalid_argument,
+                       "malformed HTTP request (status " + std::to_string(res.status) + ")"));
             r.status = res.status;
         }
         write_response(std::move(r), res);
@@ -149,11 +153,11 @@ http_server::http_server(http_options options, std::vector<route> routes)
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         std::string te = req.get_header_value("Transfer-Encoding");
         if (te.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        http_response r = error_response(status(
-            error_kind::length_required,
-            "bodies must be sent with a Content-Length (at most " +
-                std::to_string(impl_->options.max_body_bytes) + " bytes); Transfer-Encoding \"" + te +
-                "\" is not accepted"));
+        http_response r =
+            error_response(status(error_kind::length_required,
+                                  "bodies must be sent with a Content-Length (at most " +
+                                      std::to_string(impl_->options.max_body_bytes) +
+                                      " bytes); Transfer-Encoding \"" + te + "\" is not accepted"));
         r.headers.emplace_back("Connection", "close");
         write_response(std::move(r), res);
         return httplib::Server::HandlerResponse::Handled;
@@ -168,7 +172,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
         for (const auto& [k, v] : req.headers) {
             // httplib adds the connection's addresses as pseudo-headers;
             // remote_addr carries what Kennel uses of them.
-            if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT") continue;
+            if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT")
+                continue;
             std::string lk = k;
             std::transform(lk.begin(), lk.end(), lk.begin(),
                            [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -196,7 +201,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
             }
             if (r.needs_ready && !ready_) {
                 http_response resp = error_response(
-                    status(error_kind::unavailable, "Kennel is not ready (starting up or shutting down); retry shortly"));
+                    status(error_kind::unavailable,
+                           "Kennel is not ready (starting up or shutting down); retry shortly"));
                 write_response(std::move(resp), res);
                 return;
             }
@@ -207,13 +213,20 @@ http_server::http_server(http_options options, std::vector<route> routes)
                     return;
                 }
             }
-            write_response(r.handler(ours), res);
+            http_response answer = r.handler(ours);
+            if (answer.deferred) {
+                // The connection loop sends it when it is ready; what
+                // httplib writes for `res` is dropped.
+                defer_answer(std::move(answer.deferred));
+                return;
+            }
+            write_response(std::move(answer), res);
             return;
         }
         if (path_known) {
             http_response resp = error_response(status(
-                error_kind::method_not_allowed,
-                "method " + ours.method + " is not allowed on " + ours.path + "; allowed: " + allowed));
+                error_kind::method_not_allowed, "method " + ours.method + " is not allowed on " +
+                                                    ours.path + "; allowed: " + allowed));
             resp.headers.emplace_back("Allow", allowed);
             write_response(std::move(resp), res);
             return;
@@ -230,7 +243,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
     svr.Options(".*", dispatch);
 }
 
-http_server::~http_server() { stop(); }
+http_server::~http_server() {
+    stop();
+}
 
 result<int> http_server::bind() {
     auto& svr = impl_->server;

@@ -70,6 +70,62 @@ http_response get_readyz(app& a, const http_request&) {
     return json_response(R"({"status":"ready"})");
 }
 
+// The answer to POST /v1/facts once the writer has answered for the valid
+// items (`stored[k]` is the result of item `valid_pos[k]`).
+http_response facts_answer(const parsed_body& parsed, const std::vector<std::size_t>& valid_pos,
+                           const std::vector<write_result>& stored) {
+    std::vector<json> items(parsed.items.size());
+    std::size_t n_stored = 0, n_dup = 0, n_rej = 0;
+    std::size_t first_rejected = SIZE_MAX;
+    status first_error;
+    auto reject = [&](std::size_t i, const status& s) {
+        json e = json::parse(error_object_json(s, parsed.items[i].index));
+        if (parsed.items[i].line) e["line"] = parsed.items[i].line;
+        items[i] = {{"index", parsed.items[i].index}, {"status", "rejected"}, {"error", e}};
+        ++n_rej;
+        if (first_rejected == SIZE_MAX) {
+            first_rejected = i;
+            first_error = s;
+        }
+    };
+    for (std::size_t i = 0; i < parsed.items.size(); ++i) {
+        if (!parsed.items[i].error.is_ok()) reject(i, parsed.items[i].error);
+    }
+    for (std::size_t k = 0; k < stored.size(); ++k) {
+        std::size_t i = valid_pos[k];
+        const write_result& r = stored[k];
+        if (r.outcome == write_outcome::rejected) {
+            reject(i, status(error_kind::invalid_argument, r.error, r.field));
+            continue;
+        }
+        r.outcome == write_outcome::stored ? ++n_stored : ++n_dup;
+        items[i] = {{"index", parsed.items[i].index},
+                    {"status", write_outcome_name(r.outcome)},
+                    {"id", r.id}};
+    }
+    if (parsed.single) {
+        if (n_rej) return error_response(first_error);
+        json body = items[0];
+        body.erase("index");
+        return json_response(dump_json(body), n_stored ? 201 : 200);
+    }
+    json body = {
+        {"stored", n_stored}, {"duplicates", n_dup}, {"rejected", n_rej}, {"items", items}};
+    if (n_rej == items.size()) {
+        // Nothing was accepted: an error, with every item's reason.
+        json err = json::parse(
+            error_object_json(status(error_kind::invalid_argument,
+                                     "all " + std::to_string(n_rej) + " facts were rejected")));
+        body["error"] = err;
+        return json_response(dump_json(body), 400);
+    }
+    return json_response(dump_json(body), 200);
+}
+
+// Answers for up to this many facts are built on the writer's thread (a
+// few microseconds each); larger batches wait on their own thread.
+constexpr std::size_t max_deferred_facts = 16;
+
 http_response post_facts(app& a, const http_request& req) {
     std::string mt = media_type(req);
     body_format format;
@@ -94,60 +150,31 @@ http_response post_facts(app& a, const http_request& req) {
     std::vector<std::size_t> valid_pos;
     for (std::size_t i = 0; i < parsed->items.size(); ++i) {
         if (parsed->items[i].error.is_ok()) {
-            valid.push_back(parsed->items[i].fact);
+            valid.push_back(std::move(parsed->items[i].fact));
             valid_pos.push_back(i);
         }
     }
-    std::vector<write_result> stored;
-    if (!valid.empty()) {
-        auto w = a.writer().write_facts(std::move(valid), a.write_timeout());
-        if (!w) return error_response(w.error());
-        stored = std::move(*w);
+    if (valid.empty()) return facts_answer(*parsed, valid_pos, {});
+    if (valid.size() <= max_deferred_facts) {
+        // The writer's thread builds and sends the answer after the commit;
+        // this thread goes back to the connection (http_server.h).
+        auto d = std::make_shared<deferred_response>(
+            std::chrono::steady_clock::now() + a.write_timeout(),
+            error_response(status(error_kind::unavailable,
+                                  fact_writer::not_committed_message(a.write_timeout()))));
+        auto then = [d, body = std::make_shared<parsed_body>(std::move(*parsed)),
+                     pos = std::move(valid_pos)](std::vector<write_result>&& stored) {
+            d->complete(facts_answer(*body, pos, stored));
+        };
+        status s = a.writer().submit_facts(std::move(valid), std::move(then));
+        if (!s) return error_response(s);
+        http_response later;
+        later.deferred = std::move(d);
+        return later;
     }
-    std::vector<json> items(parsed->items.size());
-    std::size_t n_stored = 0, n_dup = 0, n_rej = 0;
-    std::size_t first_rejected = SIZE_MAX;
-    status first_error;
-    auto reject = [&](std::size_t i, const status& s) {
-        json e = json::parse(error_object_json(s, parsed->items[i].index));
-        if (parsed->items[i].line) e["line"] = parsed->items[i].line;
-        items[i] = {{"index", parsed->items[i].index}, {"status", "rejected"}, {"error", e}};
-        ++n_rej;
-        if (first_rejected == SIZE_MAX) {
-            first_rejected = i;
-            first_error = s;
-        }
-    };
-    for (std::size_t i = 0; i < parsed->items.size(); ++i) {
-        if (!parsed->items[i].error.is_ok()) reject(i, parsed->items[i].error);
-    }
-    for (std::size_t k = 0; k < stored.size(); ++k) {
-        std::size_t i = valid_pos[k];
-        const write_result& r = stored[k];
-        if (r.outcome == write_outcome::rejected) {
-            reject(i, status(error_kind::invalid_argument, r.error, r.field));
-            continue;
-        }
-        r.outcome == write_outcome::stored ? ++n_stored : ++n_dup;
-        items[i] = {{"index", parsed->items[i].index},
-                    {"status", write_outcome_name(r.outcome)},
-                    {"id", r.id}};
-    }
-    if (parsed->single) {
-        if (n_rej) return error_response(first_error);
-        json body = items[0];
-        body.erase("index");
-        return json_response(dump_json(body), n_stored ? 201 : 200);
-    }
-    json body = {{"stored", n_stored}, {"duplicates", n_dup}, {"rejected", n_rej}, {"items", items}};
-    if (n_rej == items.size()) {
-        // Nothing was accepted: an error, with every item's reason.
-        json err = json::parse(error_object_json(status(
-            error_kind::invalid_argument, "all " + std::to_string(n_rej) + " facts were rejected")));
-        body["error"] = err;
-        return json_response(dump_json(body), 400);
-    }
-    return json_response(dump_json(body), 200);
+    auto w = a.writer().write_facts(std::move(valid), a.write_timeout());
+    if (!w) return error_response(w.error());
+    return facts_answer(*parsed, valid_pos, *w);
 }
 
 http_response get_fact_by_id(app& a, const http_request& req) {
@@ -157,8 +184,8 @@ http_response get_fact_by_id(app& a, const http_request& req) {
     auto f = get_fact(*conn, *id);
     if (!f) return error_response(f.error());
     if (!f->has_value()) {
-        return error_response(status(error_kind::not_found,
-                                     "no fact with id " + std::to_string(*id), "id"));
+        return error_response(
+            status(error_kind::not_found, "no fact with id " + std::to_string(*id), "id"));
     }
     return json_response(fact_to_json(**f));
 }
@@ -209,30 +236,33 @@ http_response get_stream_total(app& a, const http_request& req) {
     auto conn = a.readers().acquire();
     auto t = total_field(*conn, *q, *field);
     if (!t) return error_response(t.error());
-    json out = {{"stream", q->stream},       {"field", *field},
-                {"facts", t->facts},         {"counted", t->counted},
-                {"intervals", t->intervals}, {"skipped", t->facts - t->counted},
-                {"lower", t->sum_lower},     {"upper", t->sum_upper},
+    json out = {{"stream", q->stream},
+                {"field", *field},
+                {"facts", t->facts},
+                {"counted", t->counted},
+                {"intervals", t->intervals},
+                {"skipped", t->facts - t->counted},
+                {"lower", t->sum_lower},
+                {"upper", t->sum_upper},
                 {"midpoint", (t->sum_lower + t->sum_upper) / 2}};
     return json_response(dump_json(out));
 }
 
 http_response get_status(app& a, const http_request&) {
     writer_stats w = a.writer().stats();
-    json out = {
-        {"started_at", format_rfc3339(a.started_at())},
-        {"writer",
-         {{"commits", w.commits},
-          {"facts_stored", w.facts_stored},
-          {"facts_duplicate", w.facts_duplicate},
-          {"facts_rejected", w.facts_rejected},
-          {"tasks", w.tasks},
-          {"refused_full", w.refused_full},
-          {"failed_commits", w.failed_commits},
-          {"pending", w.pending},
-          {"queue_limit", a.options().writer_queue},
-          {"last_commit", w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros))
-                                               : json(nullptr)}}}};
+    json out = {{"started_at", format_rfc3339(a.started_at())},
+                {"writer",
+                 {{"commits", w.commits},
+                  {"facts_stored", w.facts_stored},
+                  {"facts_duplicate", w.facts_duplicate},
+                  {"facts_rejected", w.facts_rejected},
+                  {"tasks", w.tasks},
+                  {"refused_full", w.refused_full},
+                  {"failed_commits", w.failed_commits},
+                  {"pending", w.pending},
+                  {"queue_limit", a.options().writer_queue},
+                  {"last_commit", w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros))
+                                                       : json(nullptr)}}}};
     return json_response(dump_json(out));
 }
 
@@ -270,8 +300,10 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/models/{name}/jobs", h(get_model_jobs), true, any},
         {"GET", "/v1/models/{name}/versions", h(get_model_versions), true, any},
         {"GET", "/v1/models/{name}/versions/{version}", h(get_model_version), true, any},
-        {"POST", "/v1/models/{name}/versions/{version}/disable", h(post_version_disable), true, admin},
-        {"POST", "/v1/models/{name}/versions/{version}/enable", h(post_version_enable), true, admin},
+        {"POST", "/v1/models/{name}/versions/{version}/disable", h(post_version_disable), true,
+         admin},
+        {"POST", "/v1/models/{name}/versions/{version}/enable", h(post_version_enable), true,
+         admin},
         {"GET", "/v1/models/{name}/aliases", h(get_model_aliases), true, any},
         {"PUT", "/v1/models/{name}/aliases/{alias}", h(put_model_alias), true, admin},
         {"DELETE", "/v1/models/{name}/aliases/{alias}", h(delete_model_alias), true, admin},
@@ -282,7 +314,8 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/models/{name}/experiments", h(get_model_experiments), true, any},
         {"POST", "/v1/models/{name}/experiments", h(post_model_experiment), true, admin},
         {"PUT", "/v1/models/{name}/experiments/{id}", h(put_model_experiment), true, admin},
-        {"POST", "/v1/models/{name}/experiments/{id}/end", h(post_model_experiment_end), true, admin},
+        {"POST", "/v1/models/{name}/experiments/{id}/end", h(post_model_experiment_end), true,
+         admin},
         {"GET", "/v1/models/{name}/live-metrics", h(get_model_live_metrics), true, any},
         {"GET", "/v1/jobs", h(get_jobs), true, any},
         {"GET", "/v1/jobs/{id}", h(get_job), true, any},

@@ -7,7 +7,9 @@ namespace kennel {
 
 fact_writer::fact_writer(writer_options options) : options_(std::move(options)) {}
 
-fact_writer::~fact_writer() { stop(); }
+fact_writer::~fact_writer() {
+    stop();
+}
 
 status fact_writer::start() {
     std::promise<status> opened;
@@ -54,9 +56,9 @@ status fact_writer::enqueue(std::shared_ptr<item> it) {
         }
         if (pending_units_ + units > options_.max_pending && pending_units_ > 0) {
             ++stats_.refused_full;
-            return status(error_kind::unavailable,
-                          "write queue is full (" + std::to_string(pending_units_) +
-                              " pending); retry shortly");
+            return status(error_kind::unavailable, "write queue is full (" +
+                                                       std::to_string(pending_units_) +
+                                                       " pending); retry shortly");
         }
         pending_units_ += units;
         queue_.push_back(std::move(it));
@@ -73,11 +75,20 @@ result<fact_writer::ticket> fact_writer::submit_facts(std::vector<fact_input> fa
     return t;
 }
 
+status fact_writer::submit_facts(std::vector<fact_input> facts, facts_callback done) {
+    auto it = std::make_shared<item>();
+    it->facts = std::move(facts);
+    it->facts_then = std::move(done);
+    return enqueue(std::move(it));
+}
+
 bool fact_writer::ticket::wait_for(std::chrono::milliseconds timeout) {
     return item_->facts_done.wait_for(timeout);
 }
 
-std::vector<write_result> fact_writer::ticket::take() { return std::move(item_->results); }
+std::vector<write_result> fact_writer::ticket::take() {
+    return std::move(item_->results);
+}
 
 std::shared_ptr<fact_writer::item> fact_writer::task_item(write_task task, std::size_t units,
                                                           durability d) {
@@ -88,8 +99,7 @@ std::shared_ptr<fact_writer::item> fact_writer::task_item(write_task task, std::
     return it;
 }
 
-result<std::future<status>> fact_writer::submit(write_task task, std::size_t units,
-                                                durability d) {
+result<std::future<status>> fact_writer::submit(write_task task, std::size_t units, durability d) {
     auto it = task_item(std::move(task), units, d);
     auto fut = it->task_done.get_future();
     if (status s = enqueue(std::move(it)); !s) return s;
@@ -101,11 +111,14 @@ result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_inpu
     auto t = submit_facts(std::move(facts));
     if (!t) return t.error();
     if (!t->wait_for(timeout)) {
-        return status(error_kind::unavailable,
-                      "the write was not committed within " + std::to_string(timeout.count()) +
-                          " ms; it may still commit: retry with the same idempotency keys");
+        return status(error_kind::unavailable, not_committed_message(timeout));
     }
     return t->take();
+}
+
+std::string fact_writer::not_committed_message(std::chrono::milliseconds timeout) {
+    return "the write was not committed within " + std::to_string(timeout.count()) +
+           " ms; it may still commit: retry with the same idempotency keys";
 }
 
 status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
@@ -177,7 +190,8 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     writer_stats delta;
     status failure;
     bool relaxed = true;
-    for (const auto& it : group) relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
+    for (const auto& it : group)
+        relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
     try {
         set_relaxed_sync(relaxed);
         transaction tx(*conn_);
@@ -207,17 +221,23 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
             for (const fact_input& f : it.facts) {
                 out.push_back(inserter_->insert(f, ingest));
                 switch (out.back().outcome) {
-                    case write_outcome::stored: ++delta.facts_stored; break;
-                    case write_outcome::duplicate: ++delta.facts_duplicate; break;
-                    case write_outcome::rejected: ++delta.facts_rejected; break;
+                    case write_outcome::stored:
+                        ++delta.facts_stored;
+                        break;
+                    case write_outcome::duplicate:
+                        ++delta.facts_duplicate;
+                        break;
+                    case write_outcome::rejected:
+                        ++delta.facts_rejected;
+                        break;
                 }
             }
         }
         tx.commit();
     } catch (const db_error& e) {
-        failure = status(error_kind::unavailable,
-                         std::string("commit failed, nothing in this write was stored: ") +
-                             e.what());
+        failure =
+            status(error_kind::unavailable,
+                   std::string("commit failed, nothing in this write was stored: ") + e.what());
     }
     {
         std::lock_guard lock(mu_);
@@ -245,7 +265,16 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
                 it.results.assign(it.facts.size(), write_result{});
                 for (auto& r : it.results) r.error = failure.message();
             }
-            it.facts_done.set();
+            if (it.facts_then) {
+                try {
+                    it.facts_then(std::move(it.results));
+                } catch (const std::exception& e) {
+                    log_error("writer", std::string("a commit callback threw: ") + e.what());
+                }
+                it.facts_then = nullptr;  // it may hold what refers back to the item
+            } else {
+                it.facts_done.set();
+            }
         }
     }
 }

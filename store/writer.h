@@ -93,6 +93,12 @@ public:
     void stop();
 
     result<ticket> submit_facts(std::vector<fact_input> facts);
+    // The same, with no one waiting: `done` gets the results on the writer
+    // thread once the group committed (or failed). It must be quick (the
+    // next group waits for it) and must not throw. The HTTP edge uses it to
+    // answer a request without keeping the request's thread awake.
+    using facts_callback = std::function<void(std::vector<write_result>&&)>;
+    status submit_facts(std::vector<fact_input> facts, facts_callback done);
     // `units`: how much of the queue bound the task takes (a batch of log
     // rows counts each row, so it cannot hide thousands behind one slot).
     result<std::future<status>> submit(write_task task, std::size_t units = 1,
@@ -102,6 +108,8 @@ public:
     // may still commit later; idempotency keys make a retry safe).
     result<std::vector<write_result>> write_facts(std::vector<fact_input> facts,
                                                   std::chrono::milliseconds timeout);
+    // What a caller that gave up waiting for facts after `timeout` says.
+    static std::string not_committed_message(std::chrono::milliseconds timeout);
     // Runs a task and waits for its commit. Unlike write_facts it never
     // returns while the task may still run, so the task may refer to the
     // caller's locals: past `timeout`, a task not yet started is withdrawn
@@ -122,6 +130,7 @@ private:
         std::vector<fact_input> facts;
         std::vector<write_result> results;  // written before `facts_done` is set
         completion facts_done;
+        facts_callback facts_then;  // instead of facts_done, when set
         write_task task;
         std::size_t task_units = 1;
         durability task_durability = durability::durable;
@@ -129,7 +138,9 @@ private:
         // run() withdrawing it after its timeout.
         std::atomic<bool> task_claimed{false};
         std::promise<status> task_done;
-        std::size_t units() const { return task ? task_units : std::max<std::size_t>(1, facts.size()); }
+        std::size_t units() const {
+            return task ? task_units : std::max<std::size_t>(1, facts.size());
+        }
     };
 
     void loop();

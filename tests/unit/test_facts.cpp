@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "server/fact_json.h"
+#include "store/completion.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/migrations.h"
@@ -316,9 +317,9 @@ TEST_CASE("the database refuses INSERT OR REPLACE over a stored fact", "[facts]"
                      "INSERT OR REPLACE INTO facts (id, idempotency_key, stream, entity,"
                      " event_time, ingest_time, data) VALUES (?, ?, 'posts', 'p1', 1, 1, '{}')");
         st.bind(1, std::string(conflict) == "id" ? r[0].id : r[0].id + 1000);
-        st.bind(2, std::string(conflict) == "id" ? std::string("other-key")
-                                                 : derive_idempotency_key("posts", "p1", t0,
-                                                                          R"({"likes":3})"));
+        st.bind(2, std::string(conflict) == "id"
+                       ? std::string("other-key")
+                       : derive_idempotency_key("posts", "p1", t0, R"({"likes":3})"));
         CHECK_THROWS_AS(st.run(), db_error);
     }
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 1);
@@ -332,12 +333,12 @@ TEST_CASE("the database refuses INSERT OR REPLACE over a stored fact", "[facts]"
 
 TEST_CASE("stream_stats is kept by the trigger: counts, time range, latest id", "[facts]") {
     fact_db db;
-    auto r = insert_all(db.conn,
-                        {make_fact("posts", "p1", t0 + 10 * minute),
-                         make_fact("posts", "p2", t0 - 5 * minute),  // earlier, arrives later
-                         make_fact("likes", "p1", t0 + 60 * minute),
-                         make_fact("posts", "p3", t0 + 3 * minute)},
-                        t0 + 100 * minute);
+    auto r = insert_all(
+        db.conn,
+        {make_fact("posts", "p1", t0 + 10 * minute),
+         make_fact("posts", "p2", t0 - 5 * minute),  // earlier, arrives later
+         make_fact("likes", "p1", t0 + 60 * minute), make_fact("posts", "p3", t0 + 3 * minute)},
+        t0 + 100 * minute);
     insert_all(db.conn, {make_fact("posts", "p1", t0 + 10 * minute)});  // duplicate: not counted
     auto streams = list_streams(db.conn);
     REQUIRE(streams.is_ok());
@@ -390,9 +391,9 @@ TEST_CASE("list_facts orders by event time even when facts arrive out of order",
     auto page = list_facts(db.conn, q);
     REQUIRE(page.is_ok());
     CHECK_FALSE(page->more);
-    CHECK(times_of(page->facts) ==
-          std::vector<micros>{t0 - 7 * minute, t0 + 1 * minute, t0 + 1 * minute, t0 + 3 * minute,
-                              t0 + 5 * minute, t0 + 9 * minute});
+    CHECK(times_of(page->facts) == std::vector<micros>{t0 - 7 * minute, t0 + 1 * minute,
+                                                       t0 + 1 * minute, t0 + 3 * minute,
+                                                       t0 + 5 * minute, t0 + 9 * minute});
     // Equal times: by id (arrival).
     CHECK(ids_of(page->facts) ==
           std::vector<std::int64_t>{ids[5], ids[1], ids[4], ids[3], ids[0], ids[2]});
@@ -431,14 +432,14 @@ TEST_CASE("list_facts orders by event time even when facts arrive out of order",
     }
 }
 
-TEST_CASE("list_facts pages with an (event time, id) cursor without gaps or repeats",
-          "[facts]") {
+TEST_CASE("list_facts pages with an (event time, id) cursor without gaps or repeats", "[facts]") {
     fact_db db;
     std::vector<fact_input> in;
     // 23 facts, several sharing an event time, inserted in a scrambled order.
     for (int i = 0; i < 23; ++i) {
         int k = (i * 7) % 23;
-        in.push_back(make_fact("s", "e", t0 + (k / 3) * minute, R"({"k":)" + std::to_string(k) + "}"));
+        in.push_back(
+            make_fact("s", "e", t0 + (k / 3) * minute, R"({"k":)" + std::to_string(k) + "}"));
     }
     insert_all(db.conn, in);
     fact_query all;
@@ -485,26 +486,26 @@ TEST_CASE("list_facts pages with an (event time, id) cursor without gaps or repe
 
 TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[facts]") {
     fact_db db;
-    insert_all(db.conn,
-               {
-                   make_fact("likes", "a", t0 + 0 * minute, R"({"likes":3})"),
-                   make_fact("likes", "b", t0 + 1 * minute, R"({"likes":4.5})"),
-                   make_fact("likes", "c", t0 + 2 * minute, R"({"likes":{"lower":1,"upper":2}})"),
-                   make_fact("likes", "d", t0 + 3 * minute,
-                             R"({"likes":{"value":10,"confidence":0.9}})"),
-                   make_fact("likes", "e", t0 + 4 * minute, R"({"other":100})"),
-                   make_fact("likes", "f", t0 + 5 * minute, R"({"likes":"many"})"),
-                   make_fact("likes", "g", t0 + 6 * minute, R"({"likes":true})"),
-                   make_fact("likes", "a", t0 + 7 * minute,
-                             R"({"likes":{"lower":20,"upper":30.5,"confidence":0.8}})"),
-                   make_fact("posts", "a", t0, R"({"likes":1000})"),  // another stream
-               });
+    insert_all(
+        db.conn,
+        {
+            make_fact("likes", "a", t0 + 0 * minute, R"({"likes":3})"),
+            make_fact("likes", "b", t0 + 1 * minute, R"({"likes":4.5})"),
+            make_fact("likes", "c", t0 + 2 * minute, R"({"likes":{"lower":1,"upper":2}})"),
+            make_fact("likes", "d", t0 + 3 * minute, R"({"likes":{"value":10,"confidence":0.9}})"),
+            make_fact("likes", "e", t0 + 4 * minute, R"({"other":100})"),
+            make_fact("likes", "f", t0 + 5 * minute, R"({"likes":"many"})"),
+            make_fact("likes", "g", t0 + 6 * minute, R"({"likes":true})"),
+            make_fact("likes", "a", t0 + 7 * minute,
+                      R"({"likes":{"lower":20,"upper":30.5,"confidence":0.8}})"),
+            make_fact("posts", "a", t0, R"({"likes":1000})"),  // another stream
+        });
     fact_query q;
     q.stream = "likes";
     auto t = total_field(db.conn, q, "likes");
     REQUIRE(t.is_ok());
     CHECK(t->facts == 8);
-    CHECK(t->counted == 5);    // 3, 4.5, [1,2], 10, [20,30.5]
+    CHECK(t->counted == 5);  // 3, 4.5, [1,2], 10, [20,30.5]
     CHECK(t->intervals == 2);
     CHECK(t->sum_lower == Approx(3 + 4.5 + 1 + 10 + 20));
     CHECK(t->sum_upper == Approx(3 + 4.5 + 2 + 10 + 30.5));
@@ -706,6 +707,50 @@ TEST_CASE("write_facts reports a timeout as unavailable; the write still commits
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 1);
 }
 
+TEST_CASE("submit_facts with a callback hands it the results after the commit", "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    w.set_test_delay(50ms);
+    std::vector<write_result> got;
+    std::int64_t visible_at_callback = -1;
+    std::thread::id called_on;
+    completion called;
+    // A duplicate inside the same submission shows the callback gets every
+    // item's own outcome, in order.
+    status s = w.submit_facts(
+        {make_fact("cb", "a", t0), make_fact("cb", "b", t0), make_fact("cb", "a", t0)},
+        [&](std::vector<write_result>&& r) {
+            got = std::move(r);
+            called_on = std::this_thread::get_id();
+            // Another connection already sees the rows: committed.
+            connection reader(db.path, open_options{});
+            visible_at_callback = scalar(reader, "SELECT count(*) FROM facts");
+            called.set();
+        });
+    REQUIRE(s.is_ok());
+    CHECK_FALSE(called.is_set());  // not before the writer's group
+    REQUIRE(called.wait_for(5s));
+    CHECK(called_on != std::this_thread::get_id());
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].outcome == write_outcome::stored);
+    CHECK(got[1].outcome == write_outcome::stored);
+    CHECK(got[2].outcome == write_outcome::duplicate);
+    CHECK(got[2].id == got[0].id);
+    CHECK(visible_at_callback == 2);
+
+    // A callback that throws costs nothing but its own answer: the writer
+    // goes on.
+    REQUIRE(w.submit_facts({make_fact("cb", "c", t0)}, [](std::vector<write_result>&&) {
+                 throw std::runtime_error("boom");
+             }).is_ok());
+    auto after = w.write_facts({make_fact("cb", "d", t0)}, 5s);
+    REQUIRE(after.is_ok());
+    CHECK((*after)[0].outcome == write_outcome::stored);
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 4);
+}
+
 TEST_CASE("writer tasks run in the group's transaction; a failing task is rolled back alone",
           "[writer]") {
     fact_db db;
@@ -755,8 +800,9 @@ TEST_CASE("run() past its timeout withdraws a task that has not started: it neve
     status s = w.run(
         [ran](connection& c) {
             *ran = true;
-            c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
-                   " VALUES ('withdrawn', 's', 'e', 1, 1, '{}')");
+            c.exec(
+                "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
+                " VALUES ('withdrawn', 's', 'e', 1, 1, '{}')");
             return status::ok();
         },
         20ms);
@@ -784,8 +830,10 @@ TEST_CASE("run() past its timeout waits for a task already running and returns i
                 started = true;
                 while (!release) std::this_thread::sleep_for(1ms);
                 on_callers_stack = 42;
-                c.exec("INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data)"
-                       " VALUES ('slow', 's', 'e', 1, 1, '{}')");
+                c.exec(
+                    "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, "
+                    "data)"
+                    " VALUES ('slow', 's', 'e', 1, 1, '{}')");
                 return status(error_kind::conflict, "the task's own answer");
             },
             20ms);
@@ -875,8 +923,7 @@ TEST_CASE("parse_fact_body reads one object into a validated fact", "[fact_json]
     CHECK(it.fact.event_time == t0);
     // Stored as sent, keys sorted so the derived key does not depend on order.
     CHECK(it.fact.data_json == R"({"breed":"corgi","length":120,"likes":{"lower":27,"upper":33}})");
-    CHECK(it.fact.idempotency_key ==
-          derive_idempotency_key("posts", "p1", t0, it.fact.data_json));
+    CHECK(it.fact.idempotency_key == derive_idempotency_key("posts", "p1", t0, it.fact.data_json));
     CHECK_FALSE(it.fact.corrects.has_value());
 }
 
@@ -973,21 +1020,19 @@ TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "
         {"empty data key", R"({"stream":"s","entity":"e","data":{"":1}})", "data", "empty"},
         {"time a number", R"({"stream":"s","entity":"e","time":1700000000,"data":{}})", "time",
          "must be an RFC 3339 string, not number"},
-        {"time unparseable", R"({"stream":"s","entity":"e","time":"yesterday","data":{}})",
-         "time", "cannot parse \"yesterday\""},
+        {"time unparseable", R"({"stream":"s","entity":"e","time":"yesterday","data":{}})", "time",
+         "cannot parse \"yesterday\""},
         {"time Feb 30", R"({"stream":"s","entity":"e","time":"2026-02-30T00:00:00Z","data":{}})",
          "time", "cannot parse"},
-        {"time without zone", R"({"stream":"s","entity":"e","time":"2026-11-20T10:00:00","data":{}})",
-         "time", "cannot parse"},
-        {"lower > upper",
-         R"({"stream":"s","entity":"e","data":{"likes":{"lower":33,"upper":27}}})", "data.likes",
-         "greater than upper"},
-        {"interval without upper",
-         R"({"stream":"s","entity":"e","data":{"likes":{"lower":3}}})", "data.likes",
-         "\"upper\" is missing"},
-        {"interval without lower",
-         R"({"stream":"s","entity":"e","data":{"likes":{"upper":3}}})", "data.likes",
-         "\"lower\" is missing"},
+        {"time without zone",
+         R"({"stream":"s","entity":"e","time":"2026-11-20T10:00:00","data":{}})", "time",
+         "cannot parse"},
+        {"lower > upper", R"({"stream":"s","entity":"e","data":{"likes":{"lower":33,"upper":27}}})",
+         "data.likes", "greater than upper"},
+        {"interval without upper", R"({"stream":"s","entity":"e","data":{"likes":{"lower":3}}})",
+         "data.likes", "\"upper\" is missing"},
+        {"interval without lower", R"({"stream":"s","entity":"e","data":{"likes":{"upper":3}}})",
+         "data.likes", "\"lower\" is missing"},
         {"lower a string",
          R"({"stream":"s","entity":"e","data":{"likes":{"lower":"1","upper":3}}})",
          "data.likes.lower", "must be a number, not string"},
@@ -1005,20 +1050,19 @@ TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "
         {"confidence with a non-numeric value",
          R"({"stream":"s","entity":"e","data":{"p":{"value":"x","confidence":0.5}}})",
          "data.p.value", "must be a number"},
-        {"unknown top-level field", R"({"stream":"s","entity":"e","data":{},"tags":["x"]})",
-         "tags", "unknown field"},
+        {"unknown top-level field", R"({"stream":"s","entity":"e","data":{},"tags":["x"]})", "tags",
+         "unknown field"},
         {"misspelt field", R"({"stream":"s","entity":"e","dat":{}})", "dat", "unknown field"},
-        {"corrects a string", R"({"stream":"s","entity":"e","data":{},"corrects":"7"})",
-         "corrects", "positive integer"},
+        {"corrects a string", R"({"stream":"s","entity":"e","data":{},"corrects":"7"})", "corrects",
+         "positive integer"},
         {"corrects zero", R"({"stream":"s","entity":"e","data":{},"corrects":0})", "corrects",
          "positive integer"},
         {"corrects a fraction", R"({"stream":"s","entity":"e","data":{},"corrects":1.5})",
          "corrects", "positive integer"},
         {"empty idempotency key", R"({"stream":"s","entity":"e","data":{},"idempotency_key":""})",
          "idempotency_key", "1-256"},
-        {"numeric idempotency key",
-         R"({"stream":"s","entity":"e","data":{},"idempotency_key":17})", "idempotency_key",
-         "must be a string"},
+        {"numeric idempotency key", R"({"stream":"s","entity":"e","data":{},"idempotency_key":17})",
+         "idempotency_key", "must be a string"},
     };
     for (const bad_case& c : cases) {
         INFO(c.what << ": " << c.body);
@@ -1049,11 +1093,10 @@ TEST_CASE("parse_fact_body refuses over-long names and over-deep data", "[fact_j
 
 TEST_CASE("parse_fact_body: NaN and Infinity are rejected, never stored", "[fact_json]") {
     fact_limits limits;
-    for (const char* body :
-         {R"({"stream":"s","entity":"e","data":{"x":NaN}})",
-          R"({"stream":"s","entity":"e","data":{"x":Infinity}})",
-          R"({"stream":"s","entity":"e","data":{"x":-Infinity}})",
-          R"({"stream":"s","entity":"e","data":{"x":nan}})"}) {
+    for (const char* body : {R"({"stream":"s","entity":"e","data":{"x":NaN}})",
+                             R"({"stream":"s","entity":"e","data":{"x":Infinity}})",
+                             R"({"stream":"s","entity":"e","data":{"x":-Infinity}})",
+                             R"({"stream":"s","entity":"e","data":{"x":nan}})"}) {
         INFO(body);
         auto r = parse_fact_body(body, body_format::json, limits, t0);
         REQUIRE_FALSE(r.is_ok());
@@ -1061,8 +1104,9 @@ TEST_CASE("parse_fact_body: NaN and Infinity are rejected, never stored", "[fact
         CHECK_THAT(r.error().message(), Catch::Contains("malformed JSON"));
     }
     // 1e999 overflows a double: refused (it cannot be stored as a finite number).
-    for (const char* body : {R"({"stream":"s","entity":"e","data":{"x":1e999}})",
-                             R"({"stream":"s","entity":"e","data":{"x":{"lower":-1e999,"upper":1}}})"}) {
+    for (const char* body :
+         {R"({"stream":"s","entity":"e","data":{"x":1e999}})",
+          R"({"stream":"s","entity":"e","data":{"x":{"lower":-1e999,"upper":1}}})"}) {
         INFO(body);
         auto r = parse_fact_body(body, body_format::json, limits, t0);
         bool refused = !r.is_ok() || !r->items.at(0).error.is_ok();
@@ -1107,13 +1151,13 @@ TEST_CASE("parse_fact_body: too many items is too_large, for arrays and NDJSON",
     fact_limits limits;
     limits.max_items = 3;
     const std::string one = R"({"stream":"s","entity":"e","data":{}})";
-    auto r = parse_fact_body("[" + one + "," + one + "," + one + "," + one + "]",
-                             body_format::json, limits, t0);
+    auto r = parse_fact_body("[" + one + "," + one + "," + one + "," + one + "]", body_format::json,
+                             limits, t0);
     REQUIRE_FALSE(r.is_ok());
     CHECK(r.error().kind() == error_kind::too_large);
     CHECK_THAT(r.error().message(), Catch::Contains("more than 3"));
-    auto n = parse_fact_body(one + "\n" + one + "\n" + one + "\n" + one + "\n",
-                             body_format::ndjson, limits, t0);
+    auto n = parse_fact_body(one + "\n" + one + "\n" + one + "\n" + one + "\n", body_format::ndjson,
+                             limits, t0);
     REQUIRE_FALSE(n.is_ok());
     CHECK(n.error().kind() == error_kind::too_large);
     // Exactly the limit is fine, and blank lines do not count.

@@ -9,21 +9,23 @@
 #include <httplib.h>
 
 #include <atomic>
-#include <chrono>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
-#include <random>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "server/errors.h"
-#include "store/json_writer.h"
 #include "server/http_server.h"
+#include "store/json_writer.h"
 #include "tests/unit/tcp_probe.h"
 
 using namespace kennel;
@@ -56,8 +58,7 @@ TEST_CASE("match_route matches literal segments and captures {params}", "[routes
     CHECK(params.at("stream") == "posts");
 }
 
-TEST_CASE("match_route rejects other lengths and literals, leaving params untouched",
-          "[routes]") {
+TEST_CASE("match_route rejects other lengths and literals, leaving params untouched", "[routes]") {
     std::map<std::string, std::string> params = {{"keep", "me"}};
     CHECK_FALSE(match_route("/v1/facts", "/v1/fact", params));
     CHECK_FALSE(match_route("/v1/facts", "/v1/facts/1", params));
@@ -113,8 +114,7 @@ struct test_server {
             {"POST", "/items",
              [this](const http_request& r) {
                  ++handled;
-                 json out = {{"bytes", r.body.size()},
-                             {"content_type", r.header("content-type")}};
+                 json out = {{"bytes", r.body.size()}, {"content_type", r.header("content-type")}};
                  return json_response(out.dump(), 201);
              },
              true},
@@ -133,6 +133,35 @@ struct test_server {
                  throw std::runtime_error("handler exploded");
              },
              true},
+            // A deferred answer (deferred_response), completed by another
+            // thread after {ms} milliseconds ("0": before the handler
+            // returns); its deadline is 300 ms. ?bytes=N makes the body N
+            // bytes long.
+            {"GET", "/later/{ms}",
+             [this](const http_request& r) {
+                 ++handled;
+                 const int ms = std::stoi(r.param("ms"));
+                 http_response answer = json_response(json({{"later", ms}}).dump(), 202);
+                 if (auto n = r.query_value("bytes"))
+                     answer.body = std::string(std::stoul(*n), 'x');
+                 answer.headers.emplace_back("X-Later", "yes");
+                 auto d = std::make_shared<deferred_response>(
+                     std::chrono::steady_clock::now() + std::chrono::milliseconds(300),
+                     error_response(status(error_kind::unavailable, "not done in time")));
+                 if (ms == 0) {
+                     d->complete(std::move(answer));
+                 } else {
+                     std::lock_guard lock(helpers_mu);
+                     helpers.emplace_back([d, ms, answer = std::move(answer)]() mutable {
+                         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                         d->complete(std::move(answer));
+                     });
+                 }
+                 http_response out;
+                 out.deferred = std::move(d);
+                 return out;
+             },
+             true},
         };
         server = std::make_unique<http_server>(o, std::move(routes));
         auto bound = server->bind();
@@ -141,7 +170,14 @@ struct test_server {
         server->start();
         wait_until_serving();
     }
-    ~test_server() { server->stop(); }
+    ~test_server() {
+        server->stop();
+        std::lock_guard lock(helpers_mu);
+        for (auto& t : helpers) t.join();
+    }
+
+    std::mutex helpers_mu;
+    std::vector<std::thread> helpers;  // threads completing deferred answers
 
     httplib::Client client() const {
         httplib::Client c("127.0.0.1", port);
@@ -188,8 +224,7 @@ json check_error_shape(const httplib::Result& r, int expected_status, const std:
 
 }  // namespace
 
-TEST_CASE("before set_ready(true) routes that need the store answer 503; others answer",
-          "[http]") {
+TEST_CASE("before set_ready(true) routes that need the store answer 503; others answer", "[http]") {
     test_server s;
     auto c = s.client();
     auto ping = c.Get("/ping");
@@ -319,15 +354,15 @@ TEST_CASE("error_response maps every error kind to its status", "[http]") {
         int status;
         const char* code;
     };
-    for (const kc& k : {kc{error_kind::invalid_argument, 400, "invalid_argument"},
-                        kc{error_kind::not_found, 404, "not_found"},
-                        kc{error_kind::method_not_allowed, 405, "method_not_allowed"},
-                        kc{error_kind::conflict, 409, "conflict"},
-                        kc{error_kind::too_large, 413, "too_large"},
-                        kc{error_kind::unsupported_media, 415, "unsupported_media_type"},
-                        kc{error_kind::failed_precondition, 422, "failed_precondition"},
-                        kc{error_kind::unavailable, 503, "unavailable"},
-                        kc{error_kind::internal, 500, "internal"}}) {
+    for (const kc& k :
+         {kc{error_kind::invalid_argument, 400, "invalid_argument"},
+          kc{error_kind::not_found, 404, "not_found"},
+          kc{error_kind::method_not_allowed, 405, "method_not_allowed"},
+          kc{error_kind::conflict, 409, "conflict"}, kc{error_kind::too_large, 413, "too_large"},
+          kc{error_kind::unsupported_media, 415, "unsupported_media_type"},
+          kc{error_kind::failed_precondition, 422, "failed_precondition"},
+          kc{error_kind::unavailable, 503, "unavailable"},
+          kc{error_kind::internal, 500, "internal"}}) {
         INFO(k.code);
         http_response r = error_response(status(k.kind, "why"));
         CHECK(r.status == k.status);
@@ -414,9 +449,10 @@ TEST_CASE("a client that expects 100 Continue gets it before it sends the body",
     s.server->set_ready(true);
     testing::tcp_probe c(s.port);
     const std::string body = R"({"x":1})";
-    c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               "Expect: 100-continue\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n");
+    c.send_all(
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Expect: 100-continue\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n");
     // A buffered "100 Continue" would leave both sides waiting here.
     CHECK_THAT(c.read_until("\r\n\r\n", wire_wait), Catch::StartsWith("HTTP/1.1 100 Continue"));
     c.send_all(body);
@@ -431,8 +467,10 @@ TEST_CASE("a large body arrives whole through the connection loop", "[http]") {
     s.server->set_ready(true);
     testing::tcp_probe c(s.port);
     const std::string body(3 * 1024 * 1024 + 17, 'x');
-    c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    c.send_all(
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
     std::string r = c.read_response(wire_wait);
     INFO(r.substr(0, 300));
     CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
@@ -442,8 +480,9 @@ TEST_CASE("a large body arrives whole through the connection loop", "[http]") {
     CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
 }
 
-TEST_CASE("Connection: close is honoured and an idle connection is closed after the keep-alive timeout",
-          "[http]") {
+TEST_CASE(
+    "Connection: close is honoured and an idle connection is closed after the keep-alive timeout",
+    "[http]") {
     test_server s(1024, 1);
     s.server->set_ready(true);
     {
@@ -463,8 +502,9 @@ TEST_CASE("header names match in any case; a repeated header's last value wins",
     test_server s;
     s.server->set_ready(true);
     testing::tcp_probe c(s.port);
-    c.send_all("GET /items/h HTTP/1.1\r\nHost: 127.0.0.1\r\nX-TEST-Header: first\r\n"
-               "x-test-header: second\r\n\r\n");
+    c.send_all(
+        "GET /items/h HTTP/1.1\r\nHost: 127.0.0.1\r\nX-TEST-Header: first\r\n"
+        "x-test-header: second\r\n\r\n");
     CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"agent\":\"second\""));
 }
 
@@ -486,8 +526,9 @@ TEST_CASE("a garbage request line, a half request or a short body costs only its
     }
     {
         testing::tcp_probe c(s.port);
-        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                   "Content-Length: 100\r\n\r\n{\"short\":");  // 10 of 100 bytes, then hang up
+        c.send_all(
+            "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{\"short\":");  // 10 of 100 bytes, then hang up
     }
     // The handler never ran for the broken ones; the server still answers.
     testing::tcp_probe c(s.port);
@@ -504,6 +545,112 @@ TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them"
     CHECK_THAT(idle.read_response(wire_wait), Catch::Contains("\"id\":\"1\""));
     s.reset();  // stop() joins the workers: it returns only if the idle one let go
     CHECK(idle.closed_within(wire_wait));
+}
+
+// ------------------------------------------------------- deferred answers
+// deferred_response: the request's thread goes back to the connection and
+// the thread that finishes the work sends the answer.
+
+TEST_CASE("a deferred answer is sent by the thread that completes it, in one segment", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    for (const char* ms : {"30", "0", "5"}) {
+        INFO("completed after " << ms << " ms");
+        const std::uint32_t before = c.data_segments_in();
+        c.send_all(get_request(std::string("/later/") + ms));
+        std::string r = c.read_response(wire_wait);
+        INFO(r);
+        REQUIRE(r.rfind("HTTP/1.1 202 Accepted\r\n", 0) == 0);
+        CHECK_THAT(r, Catch::Contains("\r\nContent-Type: application/json\r\n"));
+        CHECK_THAT(r, Catch::Contains("\r\nX-Later: yes\r\n"));
+        CHECK_THAT(r, Catch::Contains("\r\nKeep-Alive: timeout=5, max="));
+        CHECK_THAT(r, Catch::EndsWith(std::string("{\"later\":") + ms + "}"));
+        CHECK(c.data_segments_in() - before == 1);
+    }
+    // The connection goes on with ordinary answers.
+    c.send_all(get_request("/items/after"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
+}
+
+TEST_CASE("a pipelined request waits for the deferred answer before it", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/later/80") + get_request("/items/second"));
+    std::string first = c.read_response(wire_wait);
+    INFO(first);
+    CHECK_THAT(first, Catch::EndsWith("{\"later\":80}"));
+    std::string second = c.read_response(wire_wait);
+    INFO(second);
+    CHECK_THAT(second, Catch::Contains("\"id\":\"second\""));
+}
+
+TEST_CASE("past its deadline the connection sends the timeout answer and drops the late one",
+          "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    auto started = std::chrono::steady_clock::now();
+    c.send_all(get_request("/later/700"));
+    std::string r = c.read_response(wire_wait);
+    auto waited = std::chrono::steady_clock::now() - started;
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("Retry-After: 1"));
+    CHECK_THAT(r, Catch::Contains("not done in time"));
+    CHECK(waited >= std::chrono::milliseconds(250));
+    // The late completion (at 700 ms) must not reach the wire.
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    c.send_all(get_request("/items/next"));
+    std::string next = c.read_response(wire_wait);
+    INFO(next);
+    CHECK(next.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK_THAT(next, Catch::Contains("\"id\":\"next\""));
+}
+
+TEST_CASE("a deferred answer on a closing connection is sent before the close", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/later/40", true));
+    std::string r = c.read_response(wire_wait);
+    INFO(r);
+    CHECK_THAT(r, Catch::Contains("\r\nConnection: close\r\n"));
+    CHECK_THAT(r, Catch::EndsWith("{\"later\":40}"));
+    CHECK(c.closed_within(wire_wait));
+}
+
+TEST_CASE("stop() waits for an answer still owed, sends it, then closes", "[http]") {
+    auto s = std::make_unique<test_server>();
+    s->server->set_ready(true);
+    testing::tcp_probe c(s->port);
+    c.send_all(get_request("/later/200"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the handler has returned
+    std::thread stopper([&] { s.reset(); });
+    std::string r = c.read_response(wire_wait);
+    stopper.join();
+    INFO(r);
+    CHECK_THAT(r, Catch::EndsWith("{\"later\":200}"));
+    CHECK(c.closed_within(wire_wait));
+}
+
+TEST_CASE("a deferred answer larger than the socket takes is finished by the connection",
+          "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    // Completed at once; 16 MB cannot be sent without blocking while the
+    // client is not reading, so the completing thread leaves the rest.
+    const std::size_t bytes = 16u << 20;
+    c.send_all(get_request("/later/1?bytes=" + std::to_string(bytes)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::string r = c.read_response(wire_wait);
+    CHECK(r.rfind("HTTP/1.1 202", 0) == 0);
+    CHECK(r.size() > bytes);
+    CHECK(r.substr(r.size() - bytes) == std::string(bytes, 'x'));
+    c.send_all(get_request("/items/after-big"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"after-big\""));
 }
 
 TEST_CASE("a second server cannot bind a port that is in use", "[http]") {
@@ -586,7 +733,10 @@ TEST_CASE("json_writer replaces invalid UTF-8 and keeps valid sequences", "[json
 
     // A stray continuation byte, a truncated sequence, an overlong encoding,
     // a surrogate and a lead byte past U+10FFFF: each bad byte becomes U+FFFD.
-    const std::string bad = std::string("a\x80" "b") + "\xe2\x82" + "\xc0\xaf" + "\xed\xa0\x80" + "\xf5z";
+    const std::string bad = std::string(
+                                "a\x80"
+                                "b") +
+                            "\xe2\x82" + "\xc0\xaf" + "\xed\xa0\x80" + "\xf5z";
     out.clear();
     kennel::json_writer(out).string(bad);
     const auto parsed = nlohmann::json::parse(out);  // throws on invalid UTF-8
