@@ -263,7 +263,7 @@ void defer_answer(std::shared_ptr<deferred_response> d) {
 }
 
 deferred_response::deferred_response(std::chrono::steady_clock::time_point deadline,
-                                     http_response on_timeout)
+                                     std::function<http_response()> on_timeout)
     : deadline_(deadline), on_timeout_(std::move(on_timeout)) {}
 
 // The same bytes httplib writes for a response (its header names, sorted).
@@ -336,7 +336,7 @@ std::string deferred_response::wait_and_render(bool close) {
     sent_.wait_for(std::max(left, std::chrono::milliseconds(0)));
     std::lock_guard lock(mu_);
     phase_ = phase::settled;
-    return render(answer_ ? *answer_ : on_timeout_, close);
+    return render(answer_ ? *answer_ : on_timeout_(), close);
 }
 
 bool deferred_response::due(std::chrono::steady_clock::time_point now) const {
@@ -353,7 +353,7 @@ std::string deferred_response::settle() {
         std::unique_lock lock(mu_);
         if (phase_ == phase::attached) {
             phase_ = phase::settled;  // a later complete() is dropped
-            return render(on_timeout_, false);
+            return render(on_timeout_(), false);
         }
         // complete() is sending right now, without blocking: wait for it.
         lock.unlock();

@@ -175,8 +175,11 @@ http_server::http_server(http_options options, std::vector<route> routes)
             if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT")
                 continue;
             std::string lk = k;
-            std::transform(lk.begin(), lk.end(), lk.begin(),
-                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            // ASCII only, as header names are: std::tolower consults the locale
+            // for every character.
+            for (char& c : lk) {
+                if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            }
             ours.headers.emplace_back(std::move(lk), v);
         }
         // httplib's Request is a non-const local of its request loop, handed

@@ -59,13 +59,15 @@ struct http_response {
 // connection at once. This saves each such request one sleep and one
 // wake-up of its thread (the largest cost left per fact at 64 connections).
 // If complete() has not been called by the deadline, the connection's
-// thread sends `on_timeout` instead and a later complete() is dropped.
+// thread sends the answer `on_timeout` makes instead (made only then) and a
+// later complete() is dropped.
 //
 // Threads: complete() once, from any thread; the rest is called by the
 // connection's own thread (server/http_connection.cpp).
 class deferred_response {
 public:
-    deferred_response(std::chrono::steady_clock::time_point deadline, http_response on_timeout);
+    deferred_response(std::chrono::steady_clock::time_point deadline,
+                      std::function<http_response()> on_timeout);
 
     void complete(http_response answer);
 
@@ -83,7 +85,7 @@ public:
     std::chrono::steady_clock::time_point deadline() const { return deadline_; }
     // Waits until complete() has sent the answer or the deadline passed;
     // returns what the connection's thread still has to send (nothing, the
-    // rest of the answer, or `on_timeout`). The socket is ours again after.
+    // rest of the answer, or the timeout answer). The socket is ours again after.
     std::string settle();
 
 private:
@@ -91,7 +93,7 @@ private:
     std::string render(const http_response& r, bool close) const;
 
     const std::chrono::steady_clock::time_point deadline_;
-    const http_response on_timeout_;
+    const std::function<http_response()> on_timeout_;
     mutable std::mutex mu_;
     phase phase_ = phase::open;
     std::optional<http_response> answer_;  // complete() before attach()

@@ -6,9 +6,12 @@ namespace kennel {
 
 const char* write_outcome_name(write_outcome o) {
     switch (o) {
-        case write_outcome::stored: return "stored";
-        case write_outcome::duplicate: return "duplicate";
-        case write_outcome::rejected: return "rejected";
+        case write_outcome::stored:
+            return "stored";
+        case write_outcome::duplicate:
+            return "duplicate";
+        case write_outcome::rejected:
+            return "rejected";
     }
     return "rejected";
 }
@@ -74,8 +77,7 @@ std::optional<write_result> fact_inserter::match_stored(const std::string& key,
     write_result r;
     bool same = prev.column_text(1) == in.stream && prev.column_text(2) == in.entity &&
                 (!in.time_given || prev.column_int(3) == in.event_time) &&
-                prev.column_text(4) == in.data_json &&
-                prev.column_opt_int(5) == in.corrects;
+                prev.column_text(4) == in.data_json && prev.column_opt_int(5) == in.corrects;
     if (!same) {
         r.field = "idempotency_key";
         r.error = "key already names fact " + std::to_string(prev.column_int(0)) +
@@ -111,12 +113,14 @@ write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
     }
     statement& ins = insert_;
     ins.reset();
-    ins.bind(1, in.idempotency_key)
-        .bind(2, in.stream)
-        .bind(3, in.entity)
+    // Bound without a copy: `in` outlives this call, and the next insert
+    // resets the bindings before the statement runs again.
+    ins.bind_static(1, in.idempotency_key)
+        .bind_static(2, in.stream)
+        .bind_static(3, in.entity)
         .bind(4, in.event_time)
         .bind(5, ingest_time)
-        .bind(6, in.data_json)
+        .bind_static(6, in.data_json)
         .bind(7, in.corrects);
     try {
         ins.run();
@@ -160,7 +164,8 @@ std::string range_where(const fact_query& q) {
     if (q.from) w += " AND event_time >= ?3";
     if (q.to) w += " AND event_time < ?4";
     if (q.after_time && q.after_id) {
-        w += q.newest_first ? " AND (event_time, id) < (?5, ?6)" : " AND (event_time, id) > (?5, ?6)";
+        w += q.newest_first ? " AND (event_time, id) < (?5, ?6)"
+                            : " AND (event_time, id) > (?5, ?6)";
     }
     return w;
 }
@@ -213,8 +218,8 @@ result<std::vector<stream_summary>> list_streams(connection& conn) {
                      " last_ingest_time, max_fact_id FROM stream_stats ORDER BY stream");
         std::vector<stream_summary> out;
         while (st.step()) {
-            out.push_back({st.column_text(0), st.column_int(1), st.column_int(2),
-                           st.column_int(3), st.column_int(4), st.column_int(5)});
+            out.push_back({st.column_text(0), st.column_int(1), st.column_int(2), st.column_int(3),
+                           st.column_int(4), st.column_int(5)});
         }
         return out;
     } catch (const db_error& e) {

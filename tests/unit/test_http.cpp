@@ -146,8 +146,9 @@ struct test_server {
                      answer.body = std::string(std::stoul(*n), 'x');
                  answer.headers.emplace_back("X-Later", "yes");
                  auto d = std::make_shared<deferred_response>(
-                     std::chrono::steady_clock::now() + std::chrono::milliseconds(300),
-                     error_response(status(error_kind::unavailable, "not done in time")));
+                     std::chrono::steady_clock::now() + std::chrono::milliseconds(300), [] {
+                         return error_response(status(error_kind::unavailable, "not done in time"));
+                     });
                  if (ms == 0) {
                      d->complete(std::move(answer));
                  } else {
