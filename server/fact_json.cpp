@@ -4,7 +4,9 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 namespace kennel {
 namespace {
@@ -18,15 +20,22 @@ constexpr int max_depth = 16;
 
 const char* type_name(const json& j) {
     switch (j.type()) {
-        case json::value_t::null: return "null";
-        case json::value_t::object: return "object";
-        case json::value_t::array: return "array";
-        case json::value_t::string: return "string";
-        case json::value_t::boolean: return "boolean";
+        case json::value_t::null:
+            return "null";
+        case json::value_t::object:
+            return "object";
+        case json::value_t::array:
+            return "array";
+        case json::value_t::string:
+            return "string";
+        case json::value_t::boolean:
+            return "boolean";
         case json::value_t::number_integer:
         case json::value_t::number_unsigned:
-        case json::value_t::number_float: return "number";
-        default: return "value";
+        case json::value_t::number_float:
+            return "number";
+        default:
+            return "value";
     }
 }
 
@@ -65,22 +74,28 @@ status check_value(const json& v, const std::string& path, int depth) {
         }
         const json& lo = v["lower"];
         const json& hi = v["upper"];
-        if (!lo.is_number()) return invalid(path + ".lower", std::string("must be a number, not ") + type_name(lo));
-        if (!hi.is_number()) return invalid(path + ".upper", std::string("must be a number, not ") + type_name(hi));
+        if (!lo.is_number())
+            return invalid(path + ".lower", std::string("must be a number, not ") + type_name(lo));
+        if (!hi.is_number())
+            return invalid(path + ".upper", std::string("must be a number, not ") + type_name(hi));
         if (lo.get<double>() > hi.get<double>()) {
-            return invalid(path, "lower (" + lo.dump() + ") is greater than upper (" + hi.dump() + ")");
+            return invalid(path,
+                           "lower (" + lo.dump() + ") is greater than upper (" + hi.dump() + ")");
         }
     }
     if (v.contains("confidence")) {
         const json& c = v["confidence"];
-        if (!c.is_number()) return invalid(path + ".confidence", std::string("must be a number, not ") + type_name(c));
+        if (!c.is_number())
+            return invalid(path + ".confidence",
+                           std::string("must be a number, not ") + type_name(c));
         double cv = c.get<double>();
         if (cv < 0 || cv > 1) return invalid(path + ".confidence", "must be between 0 and 1");
         if (!has_lower && !v.contains("value")) {
             return invalid(path, "a confidence needs a \"value\" or \"lower\"/\"upper\" beside it");
         }
         if (v.contains("value") && !v["value"].is_number()) {
-            return invalid(path + ".value", std::string("must be a number, not ") + type_name(v["value"]));
+            return invalid(path + ".value",
+                           std::string("must be a number, not ") + type_name(v["value"]));
         }
     }
     return status::ok();
@@ -92,14 +107,16 @@ parsed_item parse_fact_object(const json& j, micros now) {
         item.error = invalid("", std::string("a fact must be a JSON object, not ") + type_name(j));
         return item;
     }
-    static const char* known[] = {"stream", "entity", "time", "data", "idempotency_key", "corrects"};
+    static const char* known[] = {"stream", "entity",          "time",
+                                  "data",   "idempotency_key", "corrects"};
     for (const auto& [k, v] : j.items()) {
         (void)v;
         bool ok = false;
         for (const char* name : known) ok = ok || k == name;
         if (!ok) {
-            item.error = invalid(k, "unknown field; a fact has stream, entity, time, data, "
-                                    "idempotency_key and corrects");
+            item.error = invalid(k,
+                                 "unknown field; a fact has stream, entity, time, data, "
+                                 "idempotency_key and corrects");
             return item;
         }
     }
@@ -115,7 +132,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
     }
     f.stream = stream->get<std::string>();
     if (!valid_stream_name(f.stream)) {
-        item.error = invalid("stream", "must be 1-128 characters of letters, digits, '_', '-' or '.'");
+        item.error =
+            invalid("stream", "must be 1-128 characters of letters, digits, '_', '-' or '.'");
         return item;
     }
     auto entity = j.find("entity");
@@ -137,7 +155,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
     if (auto t = j.find("time"); t != j.end() && !t->is_null()) {
         f.time_given = true;
         if (!t->is_string()) {
-            item.error = invalid("time", std::string("must be an RFC 3339 string, not ") + type_name(*t));
+            item.error =
+                invalid("time", std::string("must be an RFC 3339 string, not ") + type_name(*t));
             return item;
         }
         auto parsed = parse_rfc3339(t->get<std::string>());
@@ -171,7 +190,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
     f.data_json = data->dump(-1, ' ', false, json::error_handler_t::strict);
     if (auto c = j.find("corrects"); c != j.end() && !c->is_null()) {
         if (!c->is_number_integer() || c->get<std::int64_t>() <= 0) {
-            item.error = invalid("corrects", "must be the positive integer id of the fact it corrects");
+            item.error =
+                invalid("corrects", "must be the positive integer id of the fact it corrects");
             return item;
         }
         f.corrects = c->get<std::int64_t>();
@@ -208,30 +228,64 @@ parsed_item parse_fact_text(const std::string& json_text, micros now) {
     return parse_one_text(json_text, now);
 }
 
+namespace {
+
+// A line (without its '\n') holding no fact: only blanks, before an
+// optional '\r'.
+bool blank(std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    return line.find_first_not_of(" \t") == std::string_view::npos;
+}
+
+}  // namespace
+
+std::size_t ndjson_reader::count() const {
+    std::size_t n = 0, pos = 0;
+    while (pos <= body_.size()) {
+        std::size_t end = body_.find('\n', pos);
+        if (end == std::string::npos) end = body_.size();
+        if (!blank(std::string_view(body_).substr(pos, end - pos))) ++n;
+        pos = end + 1;
+    }
+    return n;
+}
+
+status ndjson_reader::check(const fact_limits& limits) const {
+    std::size_t n = count();
+    if (n > limits.max_items) {
+        return status(error_kind::too_large, "more than " + std::to_string(limits.max_items) +
+                                                 " facts in one request (--max-batch)");
+    }
+    if (n == 0) return invalid("", "the NDJSON body has no facts");
+    return status::ok();
+}
+
+bool ndjson_reader::read(std::size_t n, std::vector<parsed_item>& out) {
+    for (std::size_t taken = 0; taken < n && pos_ <= body_.size();) {
+        std::size_t end = body_.find('\n', pos_);
+        if (end == std::string::npos) end = body_.size();
+        ++line_no_;
+        std::string line = body_.substr(pos_, end - pos_);
+        pos_ = end + 1;
+        if (blank(line)) continue;
+        if (line.back() == '\r') line.pop_back();
+        parsed_item item = parse_one_text(line, now_);
+        item.index = items_++;
+        item.line = line_no_;
+        out.push_back(std::move(item));
+        ++taken;
+    }
+    return pos_ <= body_.size();
+}
+
 result<parsed_body> parse_fact_body(const std::string& body, body_format format,
                                     const fact_limits& limits, micros now) {
     parsed_body out;
     if (format == body_format::ndjson) {
-        std::size_t line_no = 0, pos = 0;
-        while (pos <= body.size()) {
-            std::size_t end = body.find('\n', pos);
-            if (end == std::string::npos) end = body.size();
-            ++line_no;
-            std::string line = body.substr(pos, end - pos);
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            pos = end + 1;
-            if (line.find_first_not_of(" \t") == std::string::npos) continue;
-            if (out.items.size() >= limits.max_items) {
-                return status(error_kind::too_large,
-                              "more than " + std::to_string(limits.max_items) +
-                                  " facts in one request (--max-batch)");
-            }
-            parsed_item item = parse_one_text(line, now);
-            item.index = out.items.size();
-            item.line = line_no;
-            out.items.push_back(std::move(item));
+        ndjson_reader reader(body, now);
+        if (status s = reader.check(limits); !s) return s;
+        while (reader.read(SIZE_MAX, out.items)) {
         }
-        if (out.items.empty()) return invalid("", "the NDJSON body has no facts");
         return out;
     }
     json j;
@@ -246,8 +300,9 @@ result<parsed_body> parse_fact_body(const std::string& body, body_format format,
         return out;
     }
     if (!j.is_array()) {
-        return invalid("", std::string("the body must be a fact object or an array of facts, not ") +
-                               type_name(j));
+        return invalid("",
+                       std::string("the body must be a fact object or an array of facts, not ") +
+                           type_name(j));
     }
     if (j.empty()) return invalid("", "the array has no facts");
     if (j.size() > limits.max_items) {
@@ -274,6 +329,8 @@ std::string fact_to_json(const fact& f) {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string facts_to_ndjson_line(const fact& f) { return fact_to_json(f) + "\n"; }
+std::string facts_to_ndjson_line(const fact& f) {
+    return fact_to_json(f) + "\n";
+}
 
 }  // namespace kennel

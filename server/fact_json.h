@@ -35,6 +35,30 @@ struct fact_limits {
 result<parsed_body> parse_fact_body(const std::string& body, body_format format,
                                     const fact_limits& limits, micros now);
 
+// An NDJSON body read a slice of lines at a time, so that the first facts of
+// a large request can be written while the rest is still being parsed.
+class ndjson_reader {
+public:
+    // `body` must outlive the reader.
+    ndjson_reader(const std::string& body, micros now) : body_(body), now_(now) {}
+    // The facts (non-blank lines) in the whole body; for the whole-body
+    // limits, which are checked before anything is written.
+    std::size_t count() const;
+    // Parses up to `n` more facts onto `out`, numbering them on from the
+    // items already read; false when the body is done.
+    bool read(std::size_t n, std::vector<parsed_item>& out);
+    // count() checked against the limits: too many is too_large, none is
+    // invalid_argument.
+    status check(const fact_limits& limits) const;
+
+private:
+    const std::string& body_;
+    micros now_;
+    std::size_t pos_ = 0;
+    std::size_t line_no_ = 0;
+    std::size_t items_ = 0;
+};
+
 // Validates one fact object already parsed from text. Exposed for `kennel
 // import`, which builds objects from CSV rows.
 parsed_item parse_fact_text(const std::string& json_text, micros now);

@@ -3,7 +3,9 @@
 #include "server/routes.h"
 
 #include <charconv>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "server/app.h"
 #include "server/errors.h"
@@ -11,6 +13,7 @@
 #include "server/handlers.h"
 #include "server/json_body.h"
 #include "store/facts.h"
+#include "store/json_writer.h"
 
 namespace kennel {
 namespace {
@@ -75,9 +78,8 @@ http_response get_readyz(app& a, const http_request&) {
 http_response facts_answer(const parsed_body& parsed, const std::vector<std::size_t>& valid_pos,
                            const std::vector<write_result>& stored) {
     if (parsed.single && stored.size() == 1 && stored[0].outcome != write_outcome::rejected) {
-        // The common answer, written directly (the bytes the general path
-        // below writes: keys in order, no spaces); built on the writer's
-        // thread for every fact sent alone.
+        // A fact sent alone and accepted: {"id":…,"status":…} (keys in the
+        // DOM's order, no spaces, as every answer here).
         const write_result& r = stored[0];
         std::string body = "{\"id\":";
         body += std::to_string(r.id);
@@ -86,57 +88,118 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
         body += "\"}";
         return json_response(std::move(body), r.outcome == write_outcome::stored ? 201 : 200);
     }
-    std::vector<json> items(parsed.items.size());
+    // Rejected items (rare) go through the DOM for their error object;
+    // the rest are written directly, in the DOM's key order.
+    std::vector<const write_result*> result_of(parsed.items.size(), nullptr);
+    for (std::size_t k = 0; k < stored.size(); ++k) result_of[valid_pos[k]] = &stored[k];
+    std::string items;
+    items.reserve(48 * parsed.items.size());
+    json_writer w(items);
     std::size_t n_stored = 0, n_dup = 0, n_rej = 0;
-    std::size_t first_rejected = SIZE_MAX;
     status first_error;
-    auto reject = [&](std::size_t i, const status& s) {
-        json e = json::parse(error_object_json(s, parsed.items[i].index));
-        if (parsed.items[i].line) e["line"] = parsed.items[i].line;
-        items[i] = {{"index", parsed.items[i].index}, {"status", "rejected"}, {"error", e}};
-        ++n_rej;
-        if (first_rejected == SIZE_MAX) {
-            first_rejected = i;
-            first_error = s;
-        }
-    };
     for (std::size_t i = 0; i < parsed.items.size(); ++i) {
-        if (!parsed.items[i].error.is_ok()) reject(i, parsed.items[i].error);
-    }
-    for (std::size_t k = 0; k < stored.size(); ++k) {
-        std::size_t i = valid_pos[k];
-        const write_result& r = stored[k];
-        if (r.outcome == write_outcome::rejected) {
-            reject(i, status(error_kind::invalid_argument, r.error, r.field));
+        const parsed_item& p = parsed.items[i];
+        const write_result* r = result_of[i];
+        if (i) w.raw(",");
+        if (!p.error.is_ok() || (r && r->outcome == write_outcome::rejected)) {
+            status s = p.error.is_ok() ? status(error_kind::invalid_argument, r->error, r->field)
+                                       : p.error;
+            json e = json::parse(error_object_json(s, p.index));
+            if (p.line) e["line"] = p.line;
+            w.raw(dump_json({{"error", e}, {"index", p.index}, {"status", "rejected"}}));
+            if (n_rej++ == 0) first_error = s;
             continue;
         }
-        r.outcome == write_outcome::stored ? ++n_stored : ++n_dup;
-        items[i] = {{"index", parsed.items[i].index},
-                    {"status", write_outcome_name(r.outcome)},
-                    {"id", r.id}};
+        if (!r) {
+            // Cannot happen: every valid item has a result. Say so rather than invent one.
+            return error_response(
+                status(error_kind::internal, "no result for item " + std::to_string(p.index)));
+        }
+        r->outcome == write_outcome::stored ? ++n_stored : ++n_dup;
+        w.raw("{").key("id").integer(r->id).key("index").integer(
+            static_cast<std::int64_t>(p.index));
+        w.key("status").string(write_outcome_name(r->outcome)).raw("}");
     }
-    if (parsed.single) {
-        if (n_rej) return error_response(first_error);
-        json body = items[0];
-        body.erase("index");
-        return json_response(dump_json(body), n_stored ? 201 : 200);
-    }
-    json body = {
-        {"stored", n_stored}, {"duplicates", n_dup}, {"rejected", n_rej}, {"items", items}};
-    if (n_rej == items.size()) {
+    if (parsed.single) return error_response(first_error);  // its one item was rejected
+    std::string body;
+    body.reserve(items.size() + 160);
+    json_writer b(body);
+    b.raw("{").key("duplicates").integer(static_cast<std::int64_t>(n_dup));
+    const bool none = n_rej == parsed.items.size();
+    if (none) {
         // Nothing was accepted: an error, with every item's reason.
-        json err = json::parse(
+        b.key("error").raw(
             error_object_json(status(error_kind::invalid_argument,
                                      "all " + std::to_string(n_rej) + " facts were rejected")));
-        body["error"] = err;
-        return json_response(dump_json(body), 400);
     }
-    return json_response(dump_json(body), 200);
+    b.key("items").raw("[").raw(items).raw("]");
+    b.key("rejected").integer(static_cast<std::int64_t>(n_rej));
+    b.key("stored").integer(static_cast<std::int64_t>(n_stored)).raw("}");
+    return json_response(std::move(body), none ? 400 : 200);
 }
 
 // Answers for up to this many facts are built on the writer's thread (a
 // few microseconds each); larger batches wait on their own thread.
 constexpr std::size_t max_deferred_facts = 16;
+
+// Facts per slice of an NDJSON body (post_ndjson_facts).
+constexpr std::size_t ndjson_slice = 128;
+
+// An NDJSON body is parsed a slice at a time, and each slice's valid facts go
+// to the writer at once, so the writer stores the first slices while this
+// thread parses the rest (the two took about the same time one after the
+// other). Whole-body problems are found before anything is written; each
+// fact is still all-or-nothing, and the answer comes after every slice has
+// committed.
+http_response post_ndjson_facts(app& a, const std::string& body, const fact_limits& limits) {
+    using clock = std::chrono::steady_clock;
+    const auto timeout = a.write_timeout();
+    const auto deadline = clock::now() + timeout;
+    ndjson_reader reader(body, now_micros());
+    if (status s = reader.check(limits); !s) return error_response(s);
+    parsed_body parsed;
+    std::vector<std::size_t> valid_pos;
+    std::vector<fact_writer::ticket> tickets;
+    for (bool more = true; more;) {
+        const std::size_t from = parsed.items.size();
+        more = reader.read(ndjson_slice, parsed.items);
+        std::vector<fact_input> valid;
+        for (std::size_t i = from; i < parsed.items.size(); ++i) {
+            if (!parsed.items[i].error.is_ok()) continue;
+            valid.push_back(std::move(parsed.items[i].fact));
+            valid_pos.push_back(i);
+        }
+        if (valid.empty()) continue;
+        auto t = a.writer().submit_facts(std::move(valid));
+        // A full queue refuses the first slice (nothing written: 503); a
+        // later one waits for room, as the slices before it drain.
+        while (!t && !tickets.empty() && t.error().kind() == error_kind::unavailable &&
+               clock::now() < deadline && a.writer().running()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            t = a.writer().submit_facts(std::move(valid));
+        }
+        if (!t && tickets.empty()) return error_response(t.error());
+        if (!t) {
+            return error_response(status(
+                error_kind::unavailable,
+                t.error().message() + "; the facts before line " +
+                    std::to_string(parsed.items[from].line) +
+                    " may be stored: retry the whole body (the idempotency keys make it safe)"));
+        }
+        tickets.push_back(std::move(t).value());
+    }
+    std::vector<write_result> stored;
+    stored.reserve(valid_pos.size());
+    for (auto& t : tickets) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        if (!t.wait_for(std::max(left, std::chrono::milliseconds(0)))) {
+            return error_response(
+                status(error_kind::unavailable, fact_writer::not_committed_message(timeout)));
+        }
+        for (write_result& r : t.take()) stored.push_back(std::move(r));
+    }
+    return facts_answer(parsed, valid_pos, stored);
+}
 
 http_response post_facts(app& a, const http_request& req) {
     std::string mt = media_type(req);
@@ -154,6 +217,7 @@ http_response post_facts(app& a, const http_request& req) {
     }
     fact_limits limits;
     limits.max_items = a.options().max_batch;
+    if (format == body_format::ndjson) return post_ndjson_facts(a, req.body, limits);
     auto parsed = parse_fact_body(req.body, format, limits, now_micros());
     if (!parsed) return error_response(parsed.error());
 

@@ -67,11 +67,14 @@ status fact_writer::enqueue(std::shared_ptr<item> it) {
     return status::ok();
 }
 
-result<fact_writer::ticket> fact_writer::submit_facts(std::vector<fact_input> facts) {
+result<fact_writer::ticket> fact_writer::submit_facts(std::vector<fact_input>&& facts) {
     auto it = std::make_shared<item>();
     it->facts = std::move(facts);
     ticket t(it);
-    if (status s = enqueue(std::move(it)); !s) return s;
+    if (status s = enqueue(it); !s) {
+        facts = std::move(it->facts);
+        return s;
+    }
     return t;
 }
 

@@ -92,7 +92,8 @@ public:
     // WAL and closes the connection.
     void stop();
 
-    result<ticket> submit_facts(std::vector<fact_input> facts);
+    // Refused (queue full, stopping): `facts` is left as it was, to retry.
+    result<ticket> submit_facts(std::vector<fact_input>&& facts);
     // The same, with no one waiting: `done` gets the results on the writer
     // thread once the group committed (or failed). It must be quick (the
     // next group waits for it) and must not throw. The HTTP edge uses it to
