@@ -29,8 +29,8 @@ public:
         }
     }
 
-    bool number(const json& obj, const std::string& path, const char* key, double& out,
-                double min, double max) {
+    bool number(const json& obj, const std::string& path, const char* key, double& out, double min,
+                double max) {
         auto it = obj.find(key);
         if (it == obj.end() || it->is_null()) return false;
         if (!it->is_number()) {
@@ -108,8 +108,9 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
         r.error(path, "a feature must be an object like {\"field\": \"length\"}");
         return;
     }
-    r.only(f, path, {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets",
-                     "width"});
+    r.only(
+        f, path,
+        {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets", "width"});
     r.string(f, path, "field", spec.field, true);
     std::string transform = "numeric";
     r.string(f, path, "transform", transform, false);
@@ -149,15 +150,24 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
 json feature_json(const ml::feature_spec& s) {
     json f = {{"field", s.field}, {"transform", ml::transform_kind_name(s.transform)}};
     switch (s.transform) {
-        case ml::transform_kind::binarize: f["threshold"] = s.params.threshold; break;
-        case ml::transform_kind::bucketize: f["edges"] = s.params.edges; break;
+        case ml::transform_kind::binarize:
+            f["threshold"] = s.params.threshold;
+            break;
+        case ml::transform_kind::bucketize:
+            f["edges"] = s.params.edges;
+            break;
         case ml::transform_kind::category:
             f["top_n"] = s.params.top_n;
             f["missing_slot"] = s.params.missing_slot;
             break;
-        case ml::transform_kind::text: f["buckets"] = s.params.buckets; break;
-        case ml::transform_kind::interval: f["width"] = s.params.width; break;
-        default: break;
+        case ml::transform_kind::text:
+            f["buckets"] = s.params.buckets;
+            break;
+        case ml::transform_kind::interval:
+            f["width"] = s.params.width;
+            break;
+        default:
+            break;
     }
     return f;
 }
@@ -179,9 +189,10 @@ parsed_definition parse_definition(const std::string& text) {
         return out;
     }
     ml::model_definition& d = out.definition;
-    r.only(j, "", {"task", "features_from", "label", "features", "algorithm", "params", "search",
-                   "holdout", "max_classes", "retrain", "promotion", "training", "serving",
-                   "supervision", "test_fault"});
+    r.only(j, "",
+           {"task", "features_from", "label", "features", "algorithm", "params", "search",
+            "holdout", "max_classes", "retrain", "promotion", "training", "serving", "supervision",
+            "test_fault"});
     std::string task;
     if (r.string(j, "", "task", task, true)) {
         auto t = ml::parse_task_kind(task);
@@ -198,7 +209,8 @@ parsed_definition parse_definition(const std::string& text) {
         r.error("label", "must be an object {\"stream\": ..., \"field\": ...}");
     } else {
         r.only(*l, "label", {"stream", "field"});
-        if (!r.string(*l, "label", "stream", d.label.stream, false)) d.label.stream = d.features_from;
+        if (!r.string(*l, "label", "stream", d.label.stream, false))
+            d.label.stream = d.features_from;
         r.string(*l, "label", "field", d.label.field, true);
     }
     if (auto f = j.find("features"); f == j.end()) {
@@ -230,8 +242,9 @@ parsed_definition parse_definition(const std::string& text) {
         if (!p->is_object()) {
             r.error("params", "must be an object");
         } else {
-            r.only(*p, "params", {"c", "lambda", "gamma", "num_trees", "min_samples_per_leaf",
-                                  "feature_subsampling", "max_kernel_rows", "max_iterations"});
+            r.only(*p, "params",
+                   {"c", "lambda", "gamma", "num_trees", "min_samples_per_leaf",
+                    "feature_subsampling", "max_kernel_rows", "max_iterations"});
             ml::train_params& tp = d.params;
             r.number(*p, "params", "c", tp.c, 1e-9, 1e9);
             r.number(*p, "params", "lambda", tp.lambda, 0, 1e9);
@@ -261,7 +274,8 @@ parsed_definition parse_definition(const std::string& text) {
         } else {
             r.only(*rt, "retrain", {"every_new_labels", "every_seconds"});
             std::int64_t n = 0;
-            if (r.integer(*rt, "retrain", "every_new_labels", n, 1, 1e12)) d.retrain.every_new_labels = n;
+            if (r.integer(*rt, "retrain", "every_new_labels", n, 1, 1e12))
+                d.retrain.every_new_labels = n;
             if (r.integer(*rt, "retrain", "every_seconds", n, 10, 1e9)) d.retrain.every_seconds = n;
         }
     }
@@ -272,7 +286,8 @@ parsed_definition parse_definition(const std::string& text) {
             r.only(*pr, "promotion", {"mode", "min_improvement", "thresholds"});
             std::string mode = "auto";
             r.string(*pr, "promotion", "mode", mode, false);
-            if (mode != "auto" && mode != "manual") r.error("promotion.mode", "must be auto or manual");
+            if (mode != "auto" && mode != "manual")
+                r.error("promotion.mode", "must be auto or manual");
             d.promotion.automatic = mode == "auto";
             r.number(*pr, "promotion", "min_improvement", d.promotion.min_improvement, 0, 1e12);
             if (auto th = pr->find("thresholds"); th != pr->end()) {
@@ -299,9 +314,9 @@ parsed_definition parse_definition(const std::string& text) {
             r.error("supervision", "must be an object like {\"max_error_rate\": 0.2}");
         } else {
             ml::supervision_policy& sp = d.supervision;
-            r.only(*sv, "supervision", {"enabled", "max_error_rate", "max_deadline_miss_rate",
-                                        "max_fallback_share", "min_requests", "window_seconds",
-                                        "live_thresholds", "min_outcomes"});
+            r.only(*sv, "supervision",
+                   {"enabled", "max_error_rate", "max_deadline_miss_rate", "max_fallback_share",
+                    "min_requests", "window_seconds", "live_thresholds", "min_outcomes"});
             r.boolean(*sv, "supervision", "enabled", sp.enabled);
             r.number(*sv, "supervision", "max_error_rate", sp.max_error_rate, 0, 1);
             r.number(*sv, "supervision", "max_deadline_miss_rate", sp.max_deadline_miss_rate, 0, 1);
@@ -361,14 +376,15 @@ parsed_definition parse_definition(const std::string& text) {
     }
     if (auto tf = j.find("test_fault"); tf != j.end()) {
         r.string(j, "", "test_fault", d.test_fault, false);
-        static const char* faults[] = {"throw",       "crash",       "sleep",
-                                       "oom",         "serve_throw", "serve_sleep",
-                                       "corrupt_artifact"};
+        static const char* faults[] = {"throw", "crash",       "sleep",       "sleep_after_read",
+                                       "oom",   "serve_throw", "serve_sleep", "corrupt_artifact"};
         bool ok = false;
         for (const char* f : faults) ok = ok || d.test_fault == f;
         if (!ok) {
-            r.error("test_fault",
-                    "must be throw, crash, sleep, oom, serve_throw, serve_sleep or corrupt_artifact");
+            r.error(
+                "test_fault",
+                "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep or "
+                "corrupt_artifact");
         }
     }
     return out;
@@ -391,9 +407,13 @@ std::string canonical_definition_json(const ml::model_definition& d) {
         {"features", features},
         {"algorithm", d.algorithm},
         {"params",
-         {{"c", p.c}, {"lambda", p.lambda}, {"gamma", p.gamma}, {"num_trees", p.num_trees},
+         {{"c", p.c},
+          {"lambda", p.lambda},
+          {"gamma", p.gamma},
+          {"num_trees", p.num_trees},
           {"min_samples_per_leaf", p.min_samples_per_leaf},
-          {"feature_subsampling", p.feature_subsampling}, {"max_kernel_rows", p.max_kernel_rows},
+          {"feature_subsampling", p.feature_subsampling},
+          {"max_kernel_rows", p.max_kernel_rows},
           {"max_iterations", p.max_iterations}}},
         {"search", {{"budget_seconds", d.search_budget_seconds}}},
         {"holdout", d.holdout},
@@ -478,12 +498,13 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
 std::string field_errors_json(const std::vector<field_error>& errors) {
     json details = json::array();
     for (const auto& e : errors) details.push_back({{"field", e.field}, {"message", e.message}});
-    json err = {{"code", "invalid_argument"},
-                {"message", errors.size() == 1
-                                ? (errors[0].field.empty() ? errors[0].message
-                                                           : errors[0].field + ": " + errors[0].message)
-                                : std::to_string(errors.size()) + " problems in the definition"},
-                {"details", details}};
+    json err = {
+        {"code", "invalid_argument"},
+        {"message", errors.size() == 1
+                        ? (errors[0].field.empty() ? errors[0].message
+                                                   : errors[0].field + ": " + errors[0].message)
+                        : std::to_string(errors.size()) + " problems in the definition"},
+        {"details", details}};
     if (!errors.empty() && !errors[0].field.empty()) err["field"] = errors[0].field;
     return json{{"error", err}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }

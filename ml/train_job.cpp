@@ -15,8 +15,8 @@
 #include "ml/definition_json.h"
 #include "ml/training.h"
 #include "ml/training_worker.h"
-#include "store/registry.h"
 #include "store/facts.h"
+#include "store/registry.h"
 #include "store/sha256.h"
 
 namespace kennel::ml {
@@ -56,9 +56,10 @@ bool write_file(const std::string& path, const std::string& bytes) {
 }
 
 int fail(const std::string& out_dir, const status& s) {
-    json r = {{"ok", false},
-              {"error",
-               {{"kind", error_kind_name(s.kind())}, {"message", s.message()}, {"field", s.field()}}}};
+    json r = {
+        {"ok", false},
+        {"error",
+         {{"kind", error_kind_name(s.kind())}, {"message", s.message()}, {"field", s.field()}}}};
     write_file(out_dir + "/result.json", r.dump(-1, ' ', false, json::error_handler_t::replace));
     emit({{"log", "error"}, {"message", s.message()}});
     return 3;
@@ -86,9 +87,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         ro.read_only = true;
         connection conn(db_path, ro);
         auto job = get_job(conn, job_id);
-        if (!job) return fail(out_dir, status(error_kind::not_found, "no job " + std::to_string(job_id)));
+        if (!job)
+            return fail(out_dir, status(error_kind::not_found, "no job " + std::to_string(job_id)));
         auto rev = get_revision(conn, job->model, job->revision);
-        if (!rev) return fail(out_dir, status(error_kind::not_found, "the job's revision is missing"));
+        if (!rev)
+            return fail(out_dir, status(error_kind::not_found, "the job's revision is missing"));
         parsed_definition p = parse_definition(rev->definition);
         if (!p.errors.empty()) {
             return fail(out_dir, invalid(p.errors[0].field, p.errors[0].message));
@@ -97,17 +100,30 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         if (test_faults && !d.test_fault.empty()) inject_fault(d.test_fault);
 
         // The snapshot: every fact up to the newest id at this moment.
-        statement wm(conn, "SELECT coalesce(max(id), 0) FROM facts");
-        wm.step();
-        std::int64_t watermark = wm.column_int(0);
-        emit({{"progress", 0.02}, {"message", "reading facts up to id " + std::to_string(watermark)}});
+        std::int64_t watermark = 0;
+        {
+            // Finished at once: a statement left open keeps its read
+            // transaction, and a reader held through the whole fit stops the
+            // WAL from being checkpointed, so it grows and every write slows.
+            statement wm(conn, "SELECT coalesce(max(id), 0) FROM facts");
+            wm.step();
+            watermark = wm.column_int(0);
+        }
+        emit({{"progress", 0.02},
+              {"message", "reading facts up to id " + std::to_string(watermark)}});
         auto data = build_training_set(conn, d, watermark);
         if (!data) return fail(out_dir, data.error());
-        double read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double read_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         emit({{"log", "info"},
               {"message", "training set: " + std::to_string(data->rows.size()) + " rows from " +
-                              std::to_string(data->labelled_entities) + " labelled entities (snapshot fact id " +
-                              std::to_string(watermark) + ")"}});
+                              std::to_string(data->labelled_entities) +
+                              " labelled entities (snapshot fact id " + std::to_string(watermark) +
+                              ")"}});
+
+        // A fit that takes long once its data is read (tests: nothing may
+        // hold the database meanwhile).
+        if (test_faults && d.test_fault == "sleep_after_read") inject_fault("sleep");
 
         live_reference live;
         bool has_live = false;
@@ -120,8 +136,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     live.artifact = std::make_shared<const model_artifact>(std::move(*art));
                     has_live = true;
                 } else {
-                    emit({{"log", "warn"}, {"message", "live version " + std::to_string(*lv) +
-                                                           " does not load: " + art.error().message()}});
+                    emit({{"log", "warn"},
+                          {"message", "live version " + std::to_string(*lv) +
+                                          " does not load: " + art.error().message()}});
                 }
             }
         }
@@ -141,20 +158,26 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             return fail(out_dir, status(error_kind::internal, "cannot write the artifact"));
         }
         const gate_decision& g = outcome->gate;
-        json gate = {{"passed", g.passed},   {"metric", g.metric}, {"candidate", g.candidate},
-                     {"baseline", g.baseline}, {"reasons", g.reasons}, {"summary", g.summary()},
+        json gate = {{"passed", g.passed},
+                     {"metric", g.metric},
+                     {"candidate", g.candidate},
+                     {"baseline", g.baseline},
+                     {"reasons", g.reasons},
+                     {"summary", g.summary()},
                      {"policy", d.promotion.automatic ? "auto" : "manual"},
                      {"min_improvement", d.promotion.min_improvement},
                      {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
-        gate["live_metrics"] = outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
+        gate["live_metrics"] =
+            outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
         json params = params_json(outcome->params);
         params["requested"] = d.algorithm;
         if (outcome->search) {
             json tried = json::array();
             for (const auto& c : outcome->search->tried) {
-                tried.push_back({{"algorithm", algorithm_name(c.algo)}, {"params", params_json(c.params)},
+                tried.push_back({{"algorithm", algorithm_name(c.algo)},
+                                 {"params", params_json(c.params)},
                                  {"cv_score", c.cv_score}});
             }
             params["search"] = {{"score", outcome->search->score_name},
@@ -182,9 +205,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             {"gate", gate},
             {"baseline",
              {{"value", outcome->baseline_answer.value},
-              {"label", outcome->classes.empty()
-                            ? json(nullptr)
-                            : json(outcome->classes[static_cast<std::size_t>(outcome->baseline_answer.value)])},
+              {"label", outcome->classes.empty() ? json(nullptr)
+                                                 : json(outcome->classes[static_cast<std::size_t>(
+                                                       outcome->baseline_answer.value)])},
               {"probabilities", outcome->baseline_answer.probabilities}}},
             {"features",
              {{"names", outcome->feature_names},
@@ -206,7 +229,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         return fail(out_dir, status(error_kind::failed_precondition,
                                     "out of memory: the training run exceeded its memory limit"));
     } catch (const std::exception& e) {
-        return fail(out_dir, status(error_kind::internal, std::string("training threw: ") + e.what()));
+        return fail(out_dir,
+                    status(error_kind::internal, std::string("training threw: ") + e.what()));
     }
 }
 
