@@ -239,14 +239,17 @@ bool blank(std::string_view line) {
 
 }  // namespace
 
+std::string_view ndjson_reader::line_at(std::size_t& pos) const {
+    std::size_t end = body_.find('\n', pos);
+    if (end == std::string::npos) end = body_.size();
+    std::string_view line = std::string_view(body_).substr(pos, end - pos);
+    pos = end + 1;
+    return line;
+}
+
 std::size_t ndjson_reader::count() const {
-    std::size_t n = 0, pos = 0;
-    while (pos <= body_.size()) {
-        std::size_t end = body_.find('\n', pos);
-        if (end == std::string::npos) end = body_.size();
-        if (!blank(std::string_view(body_).substr(pos, end - pos))) ++n;
-        pos = end + 1;
-    }
+    std::size_t n = 0;
+    for (std::size_t pos = 0; pos <= body_.size();) n += !blank(line_at(pos));
     return n;
 }
 
@@ -262,14 +265,11 @@ status ndjson_reader::check(const fact_limits& limits) const {
 
 bool ndjson_reader::read(std::size_t n, std::vector<parsed_item>& out) {
     for (std::size_t taken = 0; taken < n && pos_ <= body_.size();) {
-        std::size_t end = body_.find('\n', pos_);
-        if (end == std::string::npos) end = body_.size();
+        std::string_view line = line_at(pos_);
         ++line_no_;
-        std::string line = body_.substr(pos_, end - pos_);
-        pos_ = end + 1;
         if (blank(line)) continue;
-        if (line.back() == '\r') line.pop_back();
-        parsed_item item = parse_one_text(line, now_);
+        if (line.back() == '\r') line.remove_suffix(1);
+        parsed_item item = parse_one_text(std::string(line), now_);
         item.index = items_++;
         item.line = line_no_;
         out.push_back(std::move(item));
@@ -284,8 +284,7 @@ result<parsed_body> parse_fact_body(const std::string& body, body_format format,
     if (format == body_format::ndjson) {
         ndjson_reader reader(body, now);
         if (status s = reader.check(limits); !s) return s;
-        while (reader.read(SIZE_MAX, out.items)) {
-        }
+        reader.read(SIZE_MAX, out.items);
         return out;
     }
     json j;

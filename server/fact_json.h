@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/facts.h"
@@ -52,6 +53,9 @@ public:
     status check(const fact_limits& limits) const;
 
 private:
+    // The line starting at `pos` (without its '\n'); moves `pos` past it.
+    std::string_view line_at(std::size_t& pos) const;
+
     const std::string& body_;
     micros now_;
     std::size_t pos_ = 0;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace kennel {
 
@@ -32,6 +33,25 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
         port = ntohs(a->sin6_port);
     }
     ip = buf;
+}
+
+// Sends what the socket takes now; returns how many bytes that was. `failed`
+// is set when the connection is gone (anything but a full send buffer).
+std::size_t send_without_blocking(int sock, std::string_view bytes, bool& failed) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        ssize_t n =
+            ::send(sock, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            failed = !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            break;
+        }
+    }
+    return sent;
 }
 
 }  // namespace
@@ -109,27 +129,14 @@ ssize_t buffered_socket_stream::write(const char* ptr, size_t size) {
 
 bool buffered_socket_stream::flush() {
     std::size_t sent = 0;
-    while (sent < out_.size()) {
-        ssize_t n =
-            ::send(sock_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            sent += static_cast<std::size_t>(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLOUT, write_timeout_))
-            continue;
-        out_.clear();
-        return false;
+    bool failed = false;
+    while (!failed) {
+        sent += send_without_blocking(sock_, std::string_view(out_).substr(sent), failed);
+        if (sent == out_.size() || !wait(POLLOUT, write_timeout_)) break;
     }
+    const bool ok = !failed && sent == out_.size();
     out_.clear();
-    return true;
-}
-
-bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
-                                              const std::atomic<int>& listener) {
-    std::shared_ptr<deferred_response> none;
-    return wait_for_request(timeout, listener, none);
+    return ok;
 }
 
 bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
@@ -236,26 +243,6 @@ const char* reason_phrase(int status) {
     }
 }
 
-// Sends without blocking; returns what did not fit (the peer is not
-// reading) or, on an error, nothing (the connection is gone anyway).
-std::string send_what_fits(int sock, const std::string& bytes) {
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-        ssize_t n =
-            ::send(sock, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            sent += static_cast<std::size_t>(n);
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return bytes.substr(sent);
-        } else {
-            return {};
-        }
-    }
-    return {};
-}
-
 }  // namespace
 
 void defer_answer(std::shared_ptr<deferred_response> d) {
@@ -266,7 +253,8 @@ deferred_response::deferred_response(std::chrono::steady_clock::time_point deadl
                                      std::function<http_response()> on_timeout)
     : deadline_(deadline), on_timeout_(std::move(on_timeout)) {}
 
-// The same bytes httplib writes for a response (its header names, sorted).
+// The status line and headers httplib writes for a response (a handler's
+// own headers come last here, where httplib sorts them in).
 std::string deferred_response::render(const http_response& r, bool close) const {
     std::string out;
     out.reserve(160 + r.body.size());
@@ -310,9 +298,13 @@ void deferred_response::complete(http_response answer) {
     phase_ = phase::sending;
     const int sock = sock_;
     lock.unlock();
-    std::string rest = send_what_fits(sock, render(answer, false));
+    // What does not fit now (the peer is not reading) the connection's
+    // thread sends; after a failure nothing is left to send.
+    std::string bytes = render(answer, false);
+    bool failed = false;
+    std::size_t sent = send_without_blocking(sock, bytes, failed);
     lock.lock();
-    unsent_ = std::move(rest);
+    if (!failed) unsent_ = bytes.substr(sent);
     phase_ = phase::settled;
     lock.unlock();
     sent_.set();

@@ -50,8 +50,7 @@ public:
     // Waits up to `timeout` for the next request's first byte, in slices so
     // a stopping server (its listener closed: `listener` is -1) is noticed;
     // false on timeout, close, error or stop.
-    bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener);
-    // The same while an earlier answer is still owed (see deferred_response):
+    // An earlier answer may still be owed (`owed`, see deferred_response):
     // when it needs the connection (its deadline passed, or its sender could
     // not send it all), it is settled here and `owed` is reset.
     bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener,

@@ -138,6 +138,19 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
     return json_response(std::move(body), none ? 400 : 200);
 }
 
+// Only valid items go to the writer; rejected ones are reported in place.
+// Moves out the valid facts of items[from...], noting their positions.
+std::vector<fact_input> take_valid(parsed_body& parsed, std::size_t from,
+                                   std::vector<std::size_t>& valid_pos) {
+    std::vector<fact_input> valid;
+    for (std::size_t i = from; i < parsed.items.size(); ++i) {
+        if (!parsed.items[i].error.is_ok()) continue;
+        valid.push_back(std::move(parsed.items[i].fact));
+        valid_pos.push_back(i);
+    }
+    return valid;
+}
+
 // Answers for up to this many facts are built on the writer's thread (a
 // few microseconds each); larger batches wait on their own thread.
 constexpr std::size_t max_deferred_facts = 16;
@@ -163,21 +176,12 @@ http_response post_ndjson_facts(app& a, const std::string& body, const fact_limi
     for (bool more = true; more;) {
         const std::size_t from = parsed.items.size();
         more = reader.read(ndjson_slice, parsed.items);
-        std::vector<fact_input> valid;
-        for (std::size_t i = from; i < parsed.items.size(); ++i) {
-            if (!parsed.items[i].error.is_ok()) continue;
-            valid.push_back(std::move(parsed.items[i].fact));
-            valid_pos.push_back(i);
-        }
+        std::vector<fact_input> valid = take_valid(parsed, from, valid_pos);
         if (valid.empty()) continue;
-        auto t = a.writer().submit_facts(std::move(valid));
         // A full queue refuses the first slice (nothing written: 503); a
         // later one waits for room, as the slices before it drain.
-        while (!t && !tickets.empty() && t.error().kind() == error_kind::unavailable &&
-               clock::now() < deadline && a.writer().running()) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            t = a.writer().submit_facts(std::move(valid));
-        }
+        auto t = tickets.empty() ? a.writer().submit_facts(std::move(valid))
+                                 : a.writer().submit_facts(std::move(valid), deadline);
         if (!t && tickets.empty()) return error_response(t.error());
         if (!t) {
             return error_response(status(
@@ -193,8 +197,7 @@ http_response post_ndjson_facts(app& a, const std::string& body, const fact_limi
     for (auto& t : tickets) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
         if (!t.wait_for(std::max(left, std::chrono::milliseconds(0)))) {
-            return error_response(
-                status(error_kind::unavailable, fact_writer::not_committed_message(timeout)));
+            return error_response(fact_writer::not_committed(timeout));
         }
         for (write_result& r : t.take()) stored.push_back(std::move(r));
     }
@@ -221,25 +224,16 @@ http_response post_facts(app& a, const http_request& req) {
     auto parsed = parse_fact_body(req.body, format, limits, now_micros());
     if (!parsed) return error_response(parsed.error());
 
-    // Only valid items go to the writer; rejected ones are reported in place.
-    std::vector<fact_input> valid;
     std::vector<std::size_t> valid_pos;
-    for (std::size_t i = 0; i < parsed->items.size(); ++i) {
-        if (parsed->items[i].error.is_ok()) {
-            valid.push_back(std::move(parsed->items[i].fact));
-            valid_pos.push_back(i);
-        }
-    }
+    std::vector<fact_input> valid = take_valid(*parsed, 0, valid_pos);
     if (valid.empty()) return facts_answer(*parsed, valid_pos, {});
     if (valid.size() <= max_deferred_facts) {
         // The writer's thread builds and sends the answer after the commit;
         // this thread goes back to the connection (http_server.h).
         const auto timeout = a.write_timeout();
         auto d = std::make_shared<deferred_response>(
-            std::chrono::steady_clock::now() + timeout, [timeout] {
-                return error_response(
-                    status(error_kind::unavailable, fact_writer::not_committed_message(timeout)));
-            });
+            std::chrono::steady_clock::now() + timeout,
+            [timeout] { return error_response(fact_writer::not_committed(timeout)); });
         auto then = [d, body = std::make_shared<parsed_body>(std::move(*parsed)),
                      pos = std::move(valid_pos)](std::vector<write_result>&& stored) {
             d->complete(facts_answer(*body, pos, stored));

@@ -44,17 +44,28 @@ void fact_writer::stop() {
         stopping_ = true;
     }
     cv_.notify_all();
+    room_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
 }
 
-status fact_writer::enqueue(std::shared_ptr<item> it) {
+status fact_writer::enqueue(std::shared_ptr<item> it,
+                            std::optional<std::chrono::steady_clock::time_point> room_by) {
     std::size_t units = it->units();
     {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
+        auto has_room = [&] {
+            return stopping_ || !running_ || pending_units_ == 0 ||
+                   pending_units_ + units <= options_.max_pending;
+        };
+        if (!has_room() && room_by) {
+            ++room_waiters_;
+            room_cv_.wait_until(lock, *room_by, has_room);
+            --room_waiters_;
+        }
         if (stopping_ || !running_) {
             return status(error_kind::unavailable, "the writer is shutting down");
         }
-        if (pending_units_ + units > options_.max_pending && pending_units_ > 0) {
+        if (!has_room()) {
             ++stats_.refused_full;
             return status(error_kind::unavailable, "write queue is full (" +
                                                        std::to_string(pending_units_) +
@@ -67,11 +78,12 @@ status fact_writer::enqueue(std::shared_ptr<item> it) {
     return status::ok();
 }
 
-result<fact_writer::ticket> fact_writer::submit_facts(std::vector<fact_input>&& facts) {
+result<fact_writer::ticket> fact_writer::submit_facts(
+    std::vector<fact_input>&& facts, std::optional<std::chrono::steady_clock::time_point> room_by) {
     auto it = std::make_shared<item>();
     it->facts = std::move(facts);
     ticket t(it);
-    if (status s = enqueue(it); !s) {
+    if (status s = enqueue(it, room_by); !s) {
         facts = std::move(it->facts);
         return s;
     }
@@ -114,14 +126,15 @@ result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_inpu
     auto t = submit_facts(std::move(facts));
     if (!t) return t.error();
     if (!t->wait_for(timeout)) {
-        return status(error_kind::unavailable, not_committed_message(timeout));
+        return not_committed(timeout);
     }
     return t->take();
 }
 
-std::string fact_writer::not_committed_message(std::chrono::milliseconds timeout) {
-    return "the write was not committed within " + std::to_string(timeout.count()) +
-           " ms; it may still commit: retry with the same idempotency keys";
+status fact_writer::not_committed(std::chrono::milliseconds timeout) {
+    return status(error_kind::unavailable,
+                  "the write was not committed within " + std::to_string(timeout.count()) +
+                      " ms; it may still commit: retry with the same idempotency keys");
 }
 
 status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
@@ -245,6 +258,7 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     {
         std::lock_guard lock(mu_);
         pending_units_ -= units;
+        if (room_waiters_ > 0) room_cv_.notify_all();
         if (failure.is_ok()) {
             ++stats_.commits;
             stats_.facts_stored += delta.facts_stored;

@@ -19,6 +19,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,8 +93,12 @@ public:
     // WAL and closes the connection.
     void stop();
 
-    // Refused (queue full, stopping): `facts` is left as it was, to retry.
-    result<ticket> submit_facts(std::vector<fact_input>&& facts);
+    // A full queue refuses at once, or, with `room_by`, when there is still
+    // no room then (for the later parts of one request, whose first parts
+    // are already queued). Refused, `facts` is left as it was.
+    result<ticket> submit_facts(
+        std::vector<fact_input>&& facts,
+        std::optional<std::chrono::steady_clock::time_point> room_by = std::nullopt);
     // The same, with no one waiting: `done` gets the results on the writer
     // thread once the group committed (or failed). It must be quick (the
     // next group waits for it) and must not throw. The HTTP edge uses it to
@@ -109,8 +114,8 @@ public:
     // may still commit later; idempotency keys make a retry safe).
     result<std::vector<write_result>> write_facts(std::vector<fact_input> facts,
                                                   std::chrono::milliseconds timeout);
-    // What a caller that gave up waiting for facts after `timeout` says.
-    static std::string not_committed_message(std::chrono::milliseconds timeout);
+    // What a caller that gave up waiting for facts after `timeout` answers.
+    static status not_committed(std::chrono::milliseconds timeout);
     // Runs a task and waits for its commit. Unlike write_facts it never
     // returns while the task may still run, so the task may refer to the
     // caller's locals: past `timeout`, a task not yet started is withdrawn
@@ -146,7 +151,8 @@ private:
 
     void loop();
     void commit_group(std::vector<std::shared_ptr<item>>& group);
-    status enqueue(std::shared_ptr<item> it);
+    status enqueue(std::shared_ptr<item> it,
+                   std::optional<std::chrono::steady_clock::time_point> room_by = std::nullopt);
     static std::shared_ptr<item> task_item(write_task task, std::size_t units, durability d);
 
     // Switches the connection's synchronous setting between groups (only
@@ -160,6 +166,8 @@ private:
     std::thread thread_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
+    std::condition_variable room_cv_;  // pending units fell (see submit_facts)
+    int room_waiters_ = 0;
     std::deque<std::shared_ptr<item>> queue_;
     std::size_t pending_units_ = 0;
     bool stopping_ = false;

@@ -751,6 +751,52 @@ TEST_CASE("submit_facts with a callback hands it the results after the commit", 
     CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 4);
 }
 
+TEST_CASE("submit_facts with room_by waits for queue room instead of refusing", "[writer]") {
+    fact_db db;
+    writer_options o = writer_opts(db);
+    o.max_pending = 2;
+    fact_writer w(o);
+    REQUIRE(w.start().is_ok());
+    w.set_test_delay(200ms);  // the queue stays full while the writer sleeps
+    auto first = w.submit_facts({make_fact("room", "a", t0), make_fact("room", "b", t0)});
+    REQUIRE(first.is_ok());
+
+    // Without room_by, or with too little time: refused, the facts kept.
+    std::vector<fact_input> later = {make_fact("room", "c", t0)};
+    auto refused = w.submit_facts(std::move(later));
+    REQUIRE_FALSE(refused.is_ok());
+    CHECK_THAT(refused.error().message(), Catch::Contains("full"));
+    REQUIRE(later.size() == 1);
+    auto too_soon = w.submit_facts(std::move(later), std::chrono::steady_clock::now() + 20ms);
+    REQUIRE_FALSE(too_soon.is_ok());
+    REQUIRE(later.size() == 1);
+    CHECK(later[0].entity == "c");
+
+    // With time enough: queued once the first group is taken.
+    auto started = std::chrono::steady_clock::now();
+    auto waited = w.submit_facts(std::move(later), started + 5s);
+    REQUIRE(waited.is_ok());
+    CHECK(std::chrono::steady_clock::now() - started >= 50ms);
+    w.set_test_delay(0ms);
+    REQUIRE(waited->wait_for(5s));
+    CHECK(waited->take()[0].outcome == write_outcome::stored);
+    CHECK(w.stats().refused_full == 2);
+
+    // A writer that stops wakes a waiter at once.
+    w.set_test_delay(300ms);
+    REQUIRE(w.submit_facts({make_fact("room", "d", t0), make_fact("room", "e", t0)}).is_ok());
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(50ms);
+        w.stop();
+    });
+    auto at_stop =
+        w.submit_facts({make_fact("room", "f", t0)}, std::chrono::steady_clock::now() + 10s);
+    stopper.join();
+    REQUIRE_FALSE(at_stop.is_ok());
+    CHECK_THAT(at_stop.error().message(), Catch::Contains("shutting down"));
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 5);
+}
+
 TEST_CASE("writer tasks run in the group's transaction; a failing task is rolled back alone",
           "[writer]") {
     fact_db db;
@@ -1071,6 +1117,47 @@ TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "
         CHECK(s.field() == c.field);
         CHECK_THAT(s.message(), Catch::Contains(c.message));
     }
+}
+
+TEST_CASE("ndjson_reader reads slices that continue each other's numbering", "[fact_json]") {
+    const std::string body =
+        "{\"stream\":\"s\",\"entity\":\"a\",\"data\":{}}\r\n"
+        "\n"
+        " \t\r\n"
+        "{\"stream\":\"s\",\"entity\":\"b\",\"data\":{}}\n"
+        "{bad\n"
+        "{\"stream\":\"s\",\"entity\":\"c\",\"data\":{}}\n"
+        "\n";
+    ndjson_reader reader(body, now_micros());
+    CHECK(reader.count() == 4);
+    fact_limits limits;
+    CHECK(reader.check(limits).is_ok());
+    limits.max_items = 3;
+    CHECK(reader.check(limits).kind() == error_kind::too_large);
+
+    // Two at a time: the same items, numbers and lines as one whole read.
+    std::vector<parsed_item> sliced;
+    int reads = 1;
+    while (reader.read(2, sliced)) ++reads;
+    CHECK(reads >= 2);
+    parsed_body whole = parse_ok(body, body_format::ndjson);
+    REQUIRE(sliced.size() == 4);
+    REQUIRE(whole.items.size() == 4);
+    const std::size_t lines[] = {1, 4, 5, 6};
+    for (std::size_t i = 0; i < 4; ++i) {
+        INFO("item " << i);
+        CHECK(sliced[i].index == i);
+        CHECK(sliced[i].line == lines[i]);
+        CHECK(whole.items[i].line == lines[i]);
+        CHECK(sliced[i].error.is_ok() == whole.items[i].error.is_ok());
+        CHECK(sliced[i].fact.entity == whole.items[i].fact.entity);
+    }
+    CHECK_FALSE(sliced[2].error.is_ok());
+    CHECK(sliced[3].fact.entity == "c");
+
+    // A body of blank lines has no facts.
+    const std::string blanks = "\n \r\n\t\n";
+    CHECK(ndjson_reader(blanks, 0).check(fact_limits{}).kind() == error_kind::invalid_argument);
 }
 
 TEST_CASE("parse_fact_body refuses over-long names and over-deep data", "[fact_json]") {
