@@ -636,6 +636,23 @@ TEST_CASE("stop() waits for an answer still owed, sends it, then closes", "[http
     CHECK(c.closed_within(wire_wait));
 }
 
+TEST_CASE("a client gone before its deferred answer costs only its connection", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    {
+        testing::tcp_probe gone(s.port);
+        gone.send_all(get_request("/later/100"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the handler has returned
+    }  // closed: the answer is completed after the peer left
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/later/10"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::EndsWith("{\"later\":10}"));
+    c.send_all(get_request("/items/still"));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"still\""));
+    CHECK(s.handled == 3);
+}
+
 TEST_CASE("a deferred answer larger than the socket takes is finished by the connection",
           "[http]") {
     test_server s;
