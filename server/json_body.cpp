@@ -7,7 +7,9 @@ namespace kennel {
 
 using json = nlohmann::json;
 
-std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump_json(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string media_type(const http_request& req) {
     std::string ct = req.header("content-type");
@@ -51,7 +53,8 @@ public:
         stack_.pop_back();
         return element_done();
     }
-    bool parse_error(std::size_t, const std::string& token, const nlohmann::detail::exception& e) override {
+    bool parse_error(std::size_t, const std::string& token,
+                     const nlohmann::detail::exception& e) override {
         // Only a value JSON cannot represent names a field: an overflowing
         // number (406) or a NaN/Infinity literal. A syntax error elsewhere
         // (a missing brace) is not about the last key seen.
@@ -94,24 +97,35 @@ std::string json_error_path(const std::string& text) {
 
 std::optional<std::size_t> leading_index(const std::string& path) {
     std::size_t open = path.find('[');
-    if (open == std::string::npos || (open != 0 && path.compare(0, open, "instances") != 0)) return std::nullopt;
+    if (open == std::string::npos || (open != 0 && path.compare(0, open, "instances") != 0))
+        return std::nullopt;
     std::size_t close = path.find(']', open);
     if (close == std::string::npos) return std::nullopt;
     return static_cast<std::size_t>(std::stoull(path.substr(open + 1, close - open - 1)));
 }
 
-result<json> json_object_body(const http_request& req, bool allow_empty) {
+status check_json_media_type(const http_request& req) {
     std::string mt = media_type(req);
     if (!mt.empty() && mt != "application/json") {
         return status(error_kind::unsupported_media,
-                      "content type \"" + mt + "\" is not accepted; send application/json", "Content-Type");
+                      "content type \"" + mt + "\" is not accepted; send application/json",
+                      "Content-Type");
     }
+    return status::ok();
+}
+
+result<json> json_object_body(const http_request& req, bool allow_empty) {
+    if (status s = check_json_media_type(req); !s) return s;
     if (req.body.empty() && allow_empty) return json::object();
+    return json_object_of(req.body);
+}
+
+result<json> json_object_of(const std::string& text) {
     json j;
     try {
-        j = json::parse(req.body);
+        j = json::parse(text);
     } catch (const json::exception& e) {
-        return invalid(json_error_path(req.body), std::string("malformed JSON: ") + e.what());
+        return invalid(json_error_path(text), std::string("malformed JSON: ") + e.what());
     }
     if (!j.is_object()) return invalid("", "the body must be a JSON object");
     return j;
@@ -135,7 +149,8 @@ result<std::int64_t> parse_int(const std::string& field, const std::string& text
         return invalid(field, "\"" + text + "\" is not an integer");
     }
     if (v < min || v > max) {
-        return invalid(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+        return invalid(field,
+                       "must be between " + std::to_string(min) + " and " + std::to_string(max));
     }
     return v;
 }

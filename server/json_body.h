@@ -29,6 +29,13 @@ std::optional<std::size_t> leading_index(const std::string& path);
 // The media type without parameters, lowercased ("application/json").
 std::string media_type(const http_request& req);
 
+// 415 unless the content type is JSON (none is taken as JSON).
+status check_json_media_type(const http_request& req);
+
+// A JSON text that must be an object: 400 for malformed JSON (naming the
+// field of a value JSON cannot hold) or another value.
+result<nlohmann::json> json_object_of(const std::string& text);
+
 // The body as a JSON object. 415 for another content type (none is taken as
 // JSON), 400 for malformed JSON or a non-object. An empty body is {} when
 // allow_empty.
@@ -39,8 +46,8 @@ result<nlohmann::json> json_object_body(const http_request& req, bool allow_empt
 result<nlohmann::json> reasoned_body(const http_request& req);
 
 // An integer in [min, max] from a path segment or query value.
-result<std::int64_t> parse_int(const std::string& field, const std::string& text,
-                               std::int64_t min, std::int64_t max);
+result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,
+                               std::int64_t max);
 inline result<std::int64_t> parse_id(const std::string& field, const std::string& text) {
     return parse_int(field, text, 1, INT64_MAX);
 }
@@ -49,6 +56,8 @@ inline result<std::int64_t> parse_id(const std::string& field, const std::string
 bool valid_name(const std::string& s);
 
 // Who is asking, for the records (set by authentication).
-inline std::string actor_of(const http_request& req) { return req.actor.empty() ? "api" : req.actor; }
+inline std::string actor_of(const http_request& req) {
+    return req.actor.empty() ? "api" : req.actor;
+}
 
 }  // namespace kennel

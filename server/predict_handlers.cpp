@@ -5,16 +5,13 @@
 // by then — or fails — is answered by the next step of the fallback chain:
 // an earlier live version, the baseline, the definition's constant, the
 // label's prior; flagged "fallback": true with the reason.
+#include <array>
 #include <chrono>
 #include <cmath>
-#include <array>
-#include <bit>
 #include <condition_variable>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <random>
 
-#include "ml/hash.h"
 #include "ml/predict_pool.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
@@ -22,12 +19,12 @@
 #include "server/errors.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
+#include "server/predict_body.h"
 #include "store/json_writer.h"
 
 namespace kennel {
 namespace {
 
-using json = nlohmann::json;
 using steady = std::chrono::steady_clock;
 
 // 32 hex digits: 14 of microseconds since the epoch, then 18 random. Ids
@@ -44,128 +41,6 @@ std::array<char, 32> new_prediction_id() {
     for (std::size_t i = 0; i < 16; ++i) id[14 + i] = hex[(a >> (4 * i)) & 0xf];
     for (std::size_t i = 0; i < 2; ++i) id[30 + i] = hex[(b >> (4 * i)) & 0xf];
     return id;
-}
-
-// The field's path is built only for an error: this runs for every field of
-// every prediction.
-status check_feature_type(const ml::feature_spec& spec, const json& v, std::string_view prefix,
-                          std::string_view key) {
-    auto path = [&] { return std::string(prefix).append(key); };
-    if (v.is_null()) return status::ok();  // missing: imputed as in training
-    auto is_interval = [&v] {
-        return v.is_object() && v.contains("lower") && v.contains("upper") && v["lower"].is_number() &&
-               v["upper"].is_number();
-    };
-    auto is_value_obj = [&v] { return v.is_object() && v.contains("value") && v["value"].is_number(); };
-    switch (spec.transform) {
-        case ml::transform_kind::numeric:
-        case ml::transform_kind::log:
-        case ml::transform_kind::binarize:
-        case ml::transform_kind::bucketize:
-        case ml::transform_kind::interval:
-            if (v.is_number() || is_interval() || is_value_obj()) break;
-            return invalid(path(), std::string("must be a number (or an interval {\"lower\",\"upper\"}) for the ") +
-                                     ml::transform_kind_name(spec.transform) + " transform, not " + v.type_name());
-        case ml::transform_kind::category:
-            if (v.is_string() || v.is_number() || v.is_boolean()) break;
-            return invalid(path(), std::string("must be a string, number or boolean, not ") + v.type_name());
-        case ml::transform_kind::text:
-            if (v.is_string()) break;
-            return invalid(path(), std::string("must be a string, not ") + v.type_name());
-        case ml::transform_kind::boolean:
-            if (v.is_boolean() || (v.is_number() && (v.get<double>() == 0 || v.get<double>() == 1))) break;
-            return invalid(path(), std::string("must be true or false, not ") + v.dump());
-    }
-    if (v.is_number() && !std::isfinite(v.get<double>())) return invalid(path(), "must be finite");
-    if (is_interval() && v["lower"].get<double>() > v["upper"].get<double>()) {
-        return invalid(path(), "lower is greater than upper");
-    }
-    return status::ok();
-}
-
-ml::raw_value to_raw(const json& v) {
-    if (v.is_boolean()) return v.get<bool>();
-    if (v.is_number()) return v.get<double>();
-    if (v.is_string()) return v.get<std::string>();
-    if (v.is_object()) {
-        if (v.contains("lower") && v.contains("upper")) {
-            return ml::interval{v["lower"].get<double>(), v["upper"].get<double>()};
-        }
-        if (v.contains("value")) return v["value"].get<double>();
-    }
-    return {};
-}
-
-// The features' hash for the prediction log: the members in key order (the
-// parser keeps objects sorted), each value by type and content, so equal
-// features hash equally without serialising them again.
-std::uint64_t hash_member(std::uint64_t h, std::string_view key, const json& v) {
-    h = ml::fnv1a64_update(h, key);
-    h = ml::fnv1a64_update(h, std::string_view("\0", 1));
-    if (v.is_number()) {
-        // The double's bits, least significant byte first on every platform.
-        const auto bits = std::bit_cast<std::uint64_t>(v.get<double>());
-        char bytes[9] = {'n'};
-        for (int i = 0; i < 8; ++i) bytes[1 + i] = static_cast<char>((bits >> (8 * i)) & 0xff);
-        return ml::fnv1a64_update(h, std::string_view(bytes, sizeof bytes));
-    }
-    if (v.is_string()) {
-        h = ml::fnv1a64_update(h, "s");
-        h = ml::fnv1a64_update(h, v.get_ref<const std::string&>());
-        return ml::fnv1a64_update(h, std::string_view("\0", 1));
-    }
-    if (v.is_boolean()) return ml::fnv1a64_update(h, v.get<bool>() ? "t" : "f");
-    if (v.is_null()) return ml::fnv1a64_update(h, "z");
-    return ml::fnv1a64_update(h, v.dump());  // intervals and other objects: rare
-}
-
-struct instance {
-    std::string entity;
-    ml::raw_record record;
-    std::vector<std::string> ignored;  // fields the model never saw
-    std::vector<std::string> missing;  // fields it reads that were not sent
-    std::uint64_t features_hash = 0;
-};
-
-// `path` names the instance in errors ("" for the single form, whose object
-// may also carry the request's "deadline_ms").
-result<instance> parse_instance(const ml::model_serving& m, const json& j, const std::string& path) {
-    if (!j.is_object()) return invalid(path, "an instance must be an object {\"entity\", \"features\"}");
-    for (const auto& [k, v] : j.items()) {
-        (void)v;
-        if (k == "deadline_ms" && path.empty()) continue;
-        if (k != "entity" && k != "features") return invalid(path.empty() ? k : path + "." + k, "unknown field");
-    }
-    instance out;
-    if (auto e = j.find("entity"); e != j.end() && !e->is_null()) {
-        if (!e->is_string()) return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
-        out.entity = e->get<std::string>();
-    }
-    auto f = j.find("features");
-    if (f == j.end()) return invalid(path.empty() ? "features" : path + ".features", "missing");
-    if (!f->is_object()) return invalid(path.empty() ? "features" : path + ".features", "must be an object");
-    std::string prefix = path.empty() ? "features." : path + ".features.";
-    std::uint64_t h = ml::fnv1a64_offset;
-    for (const auto& [k, v] : f->items()) {
-        h = hash_member(h, k, v);
-        bool known = false;
-        for (const auto& spec : m.definition.features) {
-            if (spec.field.size() != k.size() || spec.field != k) continue;
-            known = true;
-            if (status s = check_feature_type(spec, v, prefix, k); !s) return s;
-        }
-        if (!known) {
-            out.ignored.push_back(k);
-            continue;
-        }
-        if (v.is_null()) continue;  // null is missing: imputed, and listed as such
-        out.record.emplace(k, to_raw(v));
-    }
-    for (const auto& field : m.fields) {
-        if (!out.record.count(field)) out.missing.push_back(field);
-    }
-    out.features_hash = h;
-    return out;
 }
 
 // What the pool computes for a batch; the request thread reads it under the
@@ -189,7 +64,7 @@ struct chosen {
 // each instance in order, publishing each answer as it is ready; stops at the
 // deadline, when the request has answered from the constant steps already.
 void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<chosen>& picks,
-               const std::vector<instance>& instances, steady::time_point deadline) {
+               const std::vector<predict_instance>& instances, steady::time_point deadline) {
     for (std::size_t i = 0; i < instances.size(); ++i) {
         if (steady::now() > deadline) break;
         std::optional<ml::answer> got;
@@ -258,44 +133,18 @@ http_response post_model_predict(app& a, const http_request& req) {
     const auto started = steady::now();
     const std::string& name = req.param("name");
     auto m = a.serving().get(name);
-    if (!m) return error_response(status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
-    auto parsed_body = json_object_body(req, false);
-    if (!parsed_body) {
-        // A value JSON cannot hold (1e999, NaN) names its field and instance.
-        const status& e = parsed_body.error();
-        return error_response(e, leading_index(e.field()));
-    }
-    json& body = *parsed_body;
-
-    double deadline_ms = m->definition.deadline_ms;
-    if (auto d = body.find("deadline_ms"); d != body.end()) {
-        if (!d->is_number() || !std::isfinite(d->get<double>()) || d->get<double>() <= 0 || d->get<double>() > 60000) {
-            return error_response(invalid("deadline_ms", "must be a number of milliseconds between 0 and 60000"));
-        }
-        deadline_ms = d->get<double>();
-    }
-    const auto deadline = started + std::chrono::microseconds(static_cast<std::int64_t>(deadline_ms * 1000));
-
-    std::vector<instance> instances;
-    bool batch = body.contains("instances");
-    if (batch) {
-        const json& list = body["instances"];
-        if (!list.is_array() || list.empty()) return error_response(invalid("instances", "must be a non-empty array"));
-        if (list.size() > 1000) return error_response(status(error_kind::too_large, "at most 1000 instances a request", "instances"));
-        for (const auto& [k, v] : body.items()) {
-            (void)v;
-            if (k != "instances" && k != "deadline_ms") return error_response(invalid(k, "unknown field"));
-        }
-        for (std::size_t i = 0; i < list.size(); ++i) {
-            auto inst = parse_instance(*m, list[i], "instances[" + std::to_string(i) + "]");
-            if (!inst) return error_response(inst.error(), i);
-            instances.push_back(std::move(*inst));
-        }
-    } else {
-        auto inst = parse_instance(*m, body, "");
-        if (!inst) return error_response(inst.error());
-        instances.push_back(std::move(*inst));
-    }
+    if (!m)
+        return error_response(
+            status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
+    if (status s = check_json_media_type(req); !s) return error_response(s);
+    std::optional<std::size_t> error_instance;
+    auto parsed = parse_predict_body(*m, req.body, error_instance);
+    if (!parsed) return error_response(parsed.error(), error_instance);
+    const bool batch = parsed->batch;
+    const double deadline_ms = parsed->deadline_ms.value_or(m->definition.deadline_ms);
+    const auto deadline =
+        started + std::chrono::microseconds(static_cast<std::int64_t>(deadline_ms * 1000));
+    std::vector<predict_instance>& instances = parsed->instances;
 
     // Choose a version per instance: an experiment arm, or live.
     std::vector<chosen> picks(instances.size());
@@ -308,7 +157,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             picks[i] = {m->live, "live", m->live_problem};
         }
-        if (picks[i].version) picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
+        if (picks[i].version)
+            picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
     }
 
     auto work = std::make_shared<batch_work>();
@@ -324,7 +174,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         const auto deadline_ns = static_cast<std::int64_t>(deadline_ms * 1e6);
         bool inline_ok = true;
         for (const auto& p : picks) {
-            inline_ok = inline_ok && p.version && p.version->fast_enough(instances.size(), deadline_ns);
+            inline_ok =
+                inline_ok && p.version && p.version->fast_enough(instances.size(), deadline_ns);
         }
         for (const auto& prev : m->previous) {
             inline_ok = inline_ok && prev->fast_enough(instances.size(), deadline_ns);
@@ -333,15 +184,16 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (inline_ok) {
             run_batch(*work, *m, picks, instances, deadline);
         } else {
-            auto shared_instances = std::make_shared<std::vector<instance>>(instances);
+            auto shared_instances = std::make_shared<std::vector<predict_instance>>(instances);
             accepted = a.predict_pool().submit([work, m, picks, shared_instances, deadline] {
                 run_batch(*work, *m, picks, *shared_instances, deadline);
             });
         }
         if (!accepted) {
-            return error_response(status(error_kind::unavailable,
-                                         "prediction queue is full (" + std::to_string(a.predict_pool().queued()) +
-                                             " waiting); retry shortly"));
+            return error_response(
+                status(error_kind::unavailable, "prediction queue is full (" +
+                                                    std::to_string(a.predict_pool().queued()) +
+                                                    " waiting); retry shortly"));
         }
     }
 
@@ -350,28 +202,35 @@ http_response post_model_predict(app& a, const http_request& req) {
     std::vector<std::string> reasons(instances.size());
     {
         std::unique_lock lock(work->mu);
-        if (any_model) work->cv.wait_until(lock, deadline, [&] { return work->done == instances.size(); });
+        if (any_model)
+            work->cv.wait_until(lock, deadline, [&] { return work->done == instances.size(); });
         for (std::size_t i = 0; i < instances.size(); ++i) {
             if (i < work->done) {
-                answers[i] = std::move(work->answers[i]);  // the pool never touches an index below done again
+                answers[i] = std::move(
+                    work->answers[i]);  // the pool never touches an index below done again
                 by[i] = work->answered_by[i];
                 reasons[i] = std::move(work->reasons[i]);
             } else {
-                reasons[i] = any_model ? "deadline_exceeded" : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
+                reasons[i] = any_model
+                                 ? "deadline_exceeded"
+                                 : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
                 if (picks[i].version && any_model) {
-                    picks[i].version->counters.deadline_misses.fetch_add(1, std::memory_order_relaxed);
+                    picks[i].version->counters.deadline_misses.fetch_add(1,
+                                                                         std::memory_order_relaxed);
                 }
             }
         }
     }
 
-    const double latency_ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    const double latency_ms =
+        std::chrono::duration<double, std::milli>(steady::now() - started).count();
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
     std::vector<std::array<char, 32>> shadow_ids;
     for (std::size_t i = 0; i < instances.size(); ++i) {
         const chosen& pick = picks[i];
-        bool fallback = !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
+        bool fallback =
+            !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
         std::string source = "model";
         ml::answer ans;
         std::optional<std::int64_t> version;
@@ -394,7 +253,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             source = "none";
         }
-        if (fallback && pick.version) pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
+        if (fallback && pick.version)
+            pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
 
@@ -451,17 +311,18 @@ http_response post_model_predict(app& a, const http_request& req) {
     // Shadow arms: scored and logged on the same request, never returned, as
     // one task per arm. They yield to live traffic: when the prediction queue
     // is half full they are skipped, and counted as dropped log entries.
-    std::shared_ptr<std::vector<instance>> shared;  // shared by every shadow arm
+    std::shared_ptr<std::vector<predict_instance>> shared;  // shared by every shadow arm
     for (const auto& arm : m->arms) {
         if (!arm.shadow || !arm.version) continue;
         auto* log = &a.prediction_log();
         bool room = a.predict_pool().queued() * 2 < a.options().predict_queue;
         // The answers are written: the instances are needed only here now.
-        if (!shared) shared = std::make_shared<std::vector<instance>>(std::move(instances));
-        bool accepted = room && a.predict_pool().submit(
-            [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log, ids = shadow_ids] {
+        if (!shared) shared = std::make_shared<std::vector<predict_instance>>(std::move(instances));
+        bool accepted =
+            room && a.predict_pool().submit([version = arm.version, shared, arm_name = arm.name,
+                                             model_name = m->name, log, ids = shadow_ids] {
                 for (std::size_t i = 0; i < shared->size(); ++i) {
-                    const instance& inst = (*shared)[i];
+                    const predict_instance& inst = (*shared)[i];
                     auto t0 = steady::now();
                     prediction_row s;
                     s.id = ids[i];  // the log appends "-" + arm to a shadow row's id
@@ -481,7 +342,9 @@ http_response post_model_predict(app& a, const http_request& req) {
                         s.fallback = true;
                         s.reason = std::string("model_error: ") + e.what();
                     }
-                    s.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0).count();
+                    s.latency_us =
+                        std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0)
+                            .count();
                     log->append(std::move(s));
                 }
             });

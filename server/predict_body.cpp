@@ -1,0 +1,529 @@
+#include "server/predict_body.h"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "ml/hash.h"
+#include "server/json_body.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+// --- the features' hash, shared by both readers ----------------------------
+
+std::uint64_t hash_key(std::uint64_t h, std::string_view key) {
+    h = ml::fnv1a64_update(h, key);
+    return ml::fnv1a64_update(h, std::string_view("\0", 1));
+}
+
+std::uint64_t hash_number(std::uint64_t h, double x) {
+    // The double's bits, least significant byte first on every platform.
+    const auto bits = std::bit_cast<std::uint64_t>(x);
+    char bytes[9] = {'n'};
+    for (int i = 0; i < 8; ++i) bytes[1 + i] = static_cast<char>((bits >> (8 * i)) & 0xff);
+    return ml::fnv1a64_update(h, std::string_view(bytes, sizeof bytes));
+}
+
+std::uint64_t hash_string(std::uint64_t h, std::string_view s) {
+    h = ml::fnv1a64_update(h, "s");
+    h = ml::fnv1a64_update(h, s);
+    return ml::fnv1a64_update(h, std::string_view("\0", 1));
+}
+
+std::uint64_t hash_boolean(std::uint64_t h, bool b) {
+    return ml::fnv1a64_update(h, b ? "t" : "f");
+}
+
+std::uint64_t hash_null(std::uint64_t h) {
+    return ml::fnv1a64_update(h, "z");
+}
+
+void list_missing(const ml::model_serving& m, predict_instance& out) {
+    for (const auto& field : m.fields) {
+        if (!out.record.count(field)) out.missing.push_back(field);
+    }
+}
+
+// --- the document reader -----------------------------------------------------
+
+std::uint64_t hash_member(std::uint64_t h, std::string_view key, const json& v) {
+    h = hash_key(h, key);
+    if (v.is_number()) return hash_number(h, v.get<double>());
+    if (v.is_string()) return hash_string(h, v.get_ref<const std::string&>());
+    if (v.is_boolean()) return hash_boolean(h, v.get<bool>());
+    if (v.is_null()) return hash_null(h);
+    return ml::fnv1a64_update(h, v.dump());  // intervals and other objects: rare
+}
+
+// The field's path is built only for an error: this runs for every field of
+// every prediction.
+status check_feature_type(const ml::feature_spec& spec, const json& v, std::string_view prefix,
+                          std::string_view key) {
+    auto path = [&] { return std::string(prefix).append(key); };
+    if (v.is_null()) return status::ok();  // missing: imputed as in training
+    auto is_interval = [&v] {
+        return v.is_object() && v.contains("lower") && v.contains("upper") &&
+               v["lower"].is_number() && v["upper"].is_number();
+    };
+    auto is_value_obj = [&v] {
+        return v.is_object() && v.contains("value") && v["value"].is_number();
+    };
+    switch (spec.transform) {
+        case ml::transform_kind::numeric:
+        case ml::transform_kind::log:
+        case ml::transform_kind::binarize:
+        case ml::transform_kind::bucketize:
+        case ml::transform_kind::interval:
+            if (v.is_number() || is_interval() || is_value_obj()) break;
+            return invalid(
+                path(),
+                std::string("must be a number (or an interval {\"lower\",\"upper\"}) for the ") +
+                    ml::transform_kind_name(spec.transform) + " transform, not " + v.type_name());
+        case ml::transform_kind::category:
+            if (v.is_string() || v.is_number() || v.is_boolean()) break;
+            return invalid(
+                path(), std::string("must be a string, number or boolean, not ") + v.type_name());
+        case ml::transform_kind::text:
+            if (v.is_string()) break;
+            return invalid(path(), std::string("must be a string, not ") + v.type_name());
+        case ml::transform_kind::boolean:
+            if (v.is_boolean() || (v.is_number() && (v.get<double>() == 0 || v.get<double>() == 1)))
+                break;
+            return invalid(path(), std::string("must be true or false, not ") + v.dump());
+    }
+    if (v.is_number() && !std::isfinite(v.get<double>())) return invalid(path(), "must be finite");
+    if (is_interval() && v["lower"].get<double>() > v["upper"].get<double>()) {
+        return invalid(path(), "lower is greater than upper");
+    }
+    return status::ok();
+}
+
+ml::raw_value to_raw(const json& v) {
+    if (v.is_boolean()) return v.get<bool>();
+    if (v.is_number()) return v.get<double>();
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object()) {
+        if (v.contains("lower") && v.contains("upper")) {
+            return ml::interval{v["lower"].get<double>(), v["upper"].get<double>()};
+        }
+        if (v.contains("value")) return v["value"].get<double>();
+    }
+    return {};
+}
+
+// `path` names the instance in errors ("" for the single form, whose object
+// may also carry the request's "deadline_ms").
+result<predict_instance> document_instance(const ml::model_serving& m, const json& j,
+                                           const std::string& path) {
+    if (!j.is_object())
+        return invalid(path, "an instance must be an object {\"entity\", \"features\"}");
+    for (const auto& [k, v] : j.items()) {
+        (void)v;
+        if (k == "deadline_ms" && path.empty()) continue;
+        if (k != "entity" && k != "features")
+            return invalid(path.empty() ? k : path + "." + k, "unknown field");
+    }
+    predict_instance out;
+    if (auto e = j.find("entity"); e != j.end() && !e->is_null()) {
+        if (!e->is_string())
+            return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
+        out.entity = e->get<std::string>();
+    }
+    auto f = j.find("features");
+    if (f == j.end()) return invalid(path.empty() ? "features" : path + ".features", "missing");
+    if (!f->is_object())
+        return invalid(path.empty() ? "features" : path + ".features", "must be an object");
+    std::string prefix = path.empty() ? "features." : path + ".features.";
+    std::uint64_t h = ml::fnv1a64_offset;
+    // The document keeps members in key order, so the record is built at its end.
+    for (const auto& [k, v] : f->items()) {
+        h = hash_member(h, k, v);
+        bool known = false;
+        for (const auto& spec : m.definition.features) {
+            if (spec.field != k) continue;
+            known = true;
+            if (status s = check_feature_type(spec, v, prefix, k); !s) return s;
+        }
+        if (!known) {
+            out.ignored.push_back(k);
+            continue;
+        }
+        if (v.is_null()) continue;  // null is missing: imputed, and listed as such
+        out.record.emplace_hint(out.record.end(), k, to_raw(v));
+    }
+    list_missing(m, out);
+    out.features_hash = h;
+    return out;
+}
+
+// --- the fast reader ---------------------------------------------------------
+
+// A scalar as read from the text; strings point into the body.
+struct scalar {
+    enum class kind { null, number, string, boolean } type = kind::null;
+    double number = 0;
+    bool boolean = false;
+    std::string_view text;
+};
+
+// Whether the document reader would accept this value for the transform
+// (scalars only: the fast reader hands objects to the document reader).
+bool scalar_fits(ml::transform_kind t, const scalar& v) {
+    using k = scalar::kind;
+    if (v.type == k::null) return true;
+    switch (t) {
+        case ml::transform_kind::numeric:
+        case ml::transform_kind::log:
+        case ml::transform_kind::binarize:
+        case ml::transform_kind::bucketize:
+        case ml::transform_kind::interval:
+            return v.type == k::number;
+        case ml::transform_kind::category:
+            return true;
+        case ml::transform_kind::text:
+            return v.type == k::string;
+        case ml::transform_kind::boolean:
+            return v.type == k::boolean ||
+                   (v.type == k::number && (v.number == 0 || v.number == 1));
+    }
+    return false;
+}
+
+// Reads the common shape of a prediction body. Every method returns false
+// on anything it does not handle; the caller then gives up.
+class fast_reader {
+public:
+    explicit fast_reader(std::string_view text)
+        : p_(text.data()), end_(text.data() + text.size()) {}
+
+    bool at_end() {
+        skip_space();
+        return p_ == end_;
+    }
+
+    bool consume(char c) {
+        skip_space();
+        if (p_ == end_ || *p_ != c) return false;
+        ++p_;
+        return true;
+    }
+
+    bool peek(char c) {
+        skip_space();
+        return p_ != end_ && *p_ == c;
+    }
+
+    // A string of printable ASCII without escapes (anything else, including
+    // what JSON forbids, is left to the document reader).
+    bool string(std::string_view& out) {
+        if (!consume('"')) return false;
+        const char* start = p_;
+        while (p_ != end_) {
+            const auto c = static_cast<unsigned char>(*p_);
+            if (c == '"') {
+                out = std::string_view(start, static_cast<std::size_t>(p_ - start));
+                ++p_;
+                return true;
+            }
+            if (c == '\\' || c < 0x20 || c >= 0x80) return false;
+            ++p_;
+        }
+        return false;
+    }
+
+    // A finite number in JSON's grammar. An integer literal reads as the
+    // document's integer converted to double: "-0" is 0.
+    bool number(double& out) {
+        skip_space();
+        const char* start = p_;
+        bool integer = true;
+        if (p_ != end_ && *p_ == '-') ++p_;
+        if (p_ == end_) return false;
+        if (*p_ == '0') {
+            ++p_;
+        } else if (digit()) {
+            digits();
+        } else {
+            return false;
+        }
+        if (p_ != end_ && *p_ == '.') {
+            integer = false;
+            ++p_;
+            if (!digit()) return false;
+            digits();
+        }
+        if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+            integer = false;
+            ++p_;
+            if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+            if (!digit()) return false;
+            digits();
+        }
+        auto [ptr, ec] = std::from_chars(start, p_, out);
+        if (ec != std::errc() || ptr != p_ || !std::isfinite(out)) return false;  // 1e999, 1e-400
+        if (integer && out == 0) out = 0;
+        return true;
+    }
+
+    bool value(scalar& v) {
+        skip_space();
+        if (p_ == end_) return false;
+        switch (*p_) {
+            case '"':
+                v.type = scalar::kind::string;
+                return string(v.text);
+            case 't':
+                v.type = scalar::kind::boolean;
+                v.boolean = true;
+                return word("true");
+            case 'f':
+                v.type = scalar::kind::boolean;
+                v.boolean = false;
+                return word("false");
+            case 'n':
+                v.type = scalar::kind::null;
+                return word("null");
+            default:
+                v.type = scalar::kind::number;
+                return number(v.number);
+        }
+    }
+
+private:
+    void skip_space() {
+        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+    }
+    bool digit() const { return p_ != end_ && *p_ >= '0' && *p_ <= '9'; }
+    void digits() {
+        while (digit()) ++p_;
+    }
+    bool word(std::string_view w) {
+        if (static_cast<std::size_t>(end_ - p_) < w.size() || std::string_view(p_, w.size()) != w)
+            return false;
+        p_ += w.size();
+        return true;
+    }
+
+    const char* p_;
+    const char* end_;
+};
+
+struct member {
+    std::string_view key;
+    scalar value;
+};
+
+// Reads {"entity":..., "features":{...}} (and, in the single form,
+// "deadline_ms") into `out`.
+bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
+                   std::optional<double>& deadline_ms, predict_instance& out,
+                   std::vector<member>& members) {
+    if (!r.consume('{') || r.peek('}')) return false;
+    bool seen_entity = false, seen_features = false;
+    members.clear();
+    do {
+        std::string_view key;
+        if (!r.string(key) || !r.consume(':')) return false;
+        if (key == "entity") {
+            scalar e;
+            if (seen_entity || !r.value(e)) return false;
+            if (e.type == scalar::kind::string) {
+                out.entity.assign(e.text);
+            } else if (e.type != scalar::kind::null) {
+                return false;
+            }
+            seen_entity = true;
+        } else if (key == "features") {
+            if (seen_features || !r.consume('{')) return false;
+            seen_features = true;
+            if (r.consume('}')) continue;
+            do {
+                member mem;
+                if (!r.string(mem.key) || !r.consume(':') || !r.value(mem.value)) return false;
+                members.push_back(mem);
+            } while (r.consume(','));
+            if (!r.consume('}')) return false;
+        } else if (key == "deadline_ms" && single) {
+            double d = 0;
+            if (deadline_ms || !r.number(d) || d <= 0 || d > 60000) return false;
+            deadline_ms = d;
+        } else {
+            return false;
+        }
+    } while (r.consume(','));
+    if (!r.consume('}') || !seen_features) return false;
+
+    // In key order, as the document keeps them; a repeated key is the
+    // document reader's to resolve.
+    std::sort(members.begin(), members.end(),
+              [](const member& a, const member& b) { return a.key < b.key; });
+    std::uint64_t h = ml::fnv1a64_offset;
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        const member& mem = members[i];
+        if (i && members[i - 1].key == mem.key) return false;
+        h = hash_key(h, mem.key);
+        switch (mem.value.type) {
+            case scalar::kind::number:
+                h = hash_number(h, mem.value.number);
+                break;
+            case scalar::kind::string:
+                h = hash_string(h, mem.value.text);
+                break;
+            case scalar::kind::boolean:
+                h = hash_boolean(h, mem.value.boolean);
+                break;
+            case scalar::kind::null:
+                h = hash_null(h);
+                break;
+        }
+        bool known = false;
+        for (const auto& spec : m.definition.features) {
+            if (spec.field != mem.key) continue;
+            known = true;
+            if (!scalar_fits(spec.transform, mem.value)) return false;
+        }
+        if (!known) {
+            out.ignored.emplace_back(mem.key);
+            continue;
+        }
+        ml::raw_value v;
+        switch (mem.value.type) {
+            case scalar::kind::null:
+                continue;  // missing: imputed, and listed as such
+            case scalar::kind::number:
+                v = mem.value.number;
+                break;
+            case scalar::kind::string:
+                v = std::string(mem.value.text);
+                break;
+            case scalar::kind::boolean:
+                v = mem.value.boolean;
+                break;
+        }
+        out.record.emplace_hint(out.record.end(), std::string(mem.key), std::move(v));
+    }
+    list_missing(m, out);
+    out.features_hash = h;
+    return true;
+}
+
+}  // namespace
+
+result<predict_request> parse_predict_document(const ml::model_serving& m, const std::string& body,
+                                               std::optional<std::size_t>& error_instance) {
+    error_instance.reset();
+    auto parsed = json_object_of(body);
+    if (!parsed) {
+        // A value JSON cannot hold (1e999, NaN) names its field and instance.
+        error_instance = leading_index(parsed.error().field());
+        return parsed.error();
+    }
+    const json& doc = *parsed;
+    predict_request out;
+    if (auto d = doc.find("deadline_ms"); d != doc.end()) {
+        if (!d->is_number() || !std::isfinite(d->get<double>()) || d->get<double>() <= 0 ||
+            d->get<double>() > 60000) {
+            return invalid("deadline_ms", "must be a number of milliseconds between 0 and 60000");
+        }
+        out.deadline_ms = d->get<double>();
+    }
+    out.batch = doc.contains("instances");
+    if (!out.batch) {
+        auto inst = document_instance(m, doc, "");
+        if (!inst) return inst.error();
+        out.instances.push_back(std::move(*inst));
+        return out;
+    }
+    const json& list = doc["instances"];
+    if (!list.is_array() || list.empty()) return invalid("instances", "must be a non-empty array");
+    if (list.size() > max_predict_instances) {
+        return status(error_kind::too_large,
+                      "at most " + std::to_string(max_predict_instances) + " instances a request",
+                      "instances");
+    }
+    for (const auto& [k, v] : doc.items()) {
+        (void)v;
+        if (k != "instances" && k != "deadline_ms") return invalid(k, "unknown field");
+    }
+    out.instances.reserve(list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        auto inst = document_instance(m, list[i], "instances[" + std::to_string(i) + "]");
+        if (!inst) {
+            error_instance = i;
+            return inst.error();
+        }
+        out.instances.push_back(std::move(*inst));
+    }
+    return out;
+}
+
+namespace {
+
+bool fast_single(const ml::model_serving& m, fast_reader r, predict_request& out) {
+    std::vector<member> members;
+    out.instances.emplace_back();
+    return fast_instance(m, r, true, out.deadline_ms, out.instances.back(), members) && r.at_end();
+}
+
+bool fast_batch(const ml::model_serving& m, fast_reader r, predict_request& out) {
+    std::vector<member> members;
+    out.batch = true;
+    if (!r.consume('{')) return false;
+    bool seen_instances = false;
+    do {
+        std::string_view key;
+        if (!r.string(key) || !r.consume(':')) return false;
+        if (key == "deadline_ms") {
+            double d = 0;
+            if (out.deadline_ms || !r.number(d) || d <= 0 || d > 60000) return false;
+            out.deadline_ms = d;
+        } else if (key == "instances") {
+            if (seen_instances || !r.consume('[') || r.peek(']')) return false;
+            seen_instances = true;
+            std::optional<double> no_deadline;
+            do {
+                if (out.instances.size() == max_predict_instances) return false;
+                out.instances.emplace_back();
+                if (!fast_instance(m, r, false, no_deadline, out.instances.back(), members))
+                    return false;
+            } while (r.consume(','));
+            if (!r.consume(']')) return false;
+        } else {
+            return false;
+        }
+    } while (r.consume(','));
+    return r.consume('}') && r.at_end() && seen_instances;
+}
+
+}  // namespace
+
+std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
+                                                  std::string_view body) {
+    // The first key tells the forms apart, except "deadline_ms", which both
+    // may start with.
+    fast_reader probe(body);
+    std::string_view first;
+    if (!probe.consume('{') || !probe.string(first)) return std::nullopt;
+    if (first == "instances" || first == "deadline_ms") {
+        predict_request out;
+        if (fast_batch(m, fast_reader(body), out)) return out;
+        if (first == "instances") return std::nullopt;
+    }
+    predict_request out;
+    if (fast_single(m, fast_reader(body), out)) return out;
+    return std::nullopt;
+}
+
+result<predict_request> parse_predict_body(const ml::model_serving& m, const std::string& body,
+                                           std::optional<std::size_t>& error_instance) {
+    error_instance.reset();
+    if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
+    return parse_predict_document(m, body, error_instance);
+}
+
+}  // namespace kennel

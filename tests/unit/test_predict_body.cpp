@@ -1,0 +1,267 @@
+// The prediction body readers: the fast reader must give exactly what the
+// document reader gives whenever it answers at all, and must answer the
+// common shapes (else serving silently loses its speed).
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "server/predict_body.h"
+
+using namespace kennel;
+
+namespace {
+
+ml::model_serving test_model() {
+    ml::model_serving m;
+    m.name = "m";
+    m.definition.task = ml::task_kind::binary;
+    auto add = [&](std::string field, ml::transform_kind kind) {
+        m.definition.features.push_back({field, kind, {}});
+        m.fields.insert(field);
+    };
+    add("x", ml::transform_kind::numeric);
+    add("x", ml::transform_kind::bucketize);  // one field, two specs
+    add("y", ml::transform_kind::log);
+    add("cat", ml::transform_kind::category);
+    add("words", ml::transform_kind::text);
+    add("flag", ml::transform_kind::boolean);
+    add("span", ml::transform_kind::interval);
+    return m;
+}
+
+void require_same(const predict_request& a, const predict_request& b) {
+    REQUIRE(a.batch == b.batch);
+    REQUIRE(a.deadline_ms == b.deadline_ms);
+    REQUIRE(a.instances.size() == b.instances.size());
+    for (std::size_t i = 0; i < a.instances.size(); ++i) {
+        INFO("instance " << i);
+        const auto& x = a.instances[i];
+        const auto& y = b.instances[i];
+        REQUIRE(x.entity == y.entity);
+        REQUIRE(x.record == y.record);
+        REQUIRE(x.ignored == y.ignored);
+        REQUIRE(x.missing == y.missing);
+        REQUIRE(x.features_hash == y.features_hash);
+    }
+}
+
+// Both readers on one body. Returns whether the fast reader answered.
+bool compare_readers(const ml::model_serving& m, const std::string& body) {
+    INFO("body: " << body);
+    std::optional<std::size_t> doc_index, whole_index;
+    auto doc = parse_predict_document(m, body, doc_index);
+    auto fast = parse_predict_fast(m, body);
+    if (fast) {
+        INFO("the document reader says: " << (doc ? "ok" : doc.error().to_string()));
+        REQUIRE(doc);
+        require_same(*fast, *doc);
+    }
+    // The reader the server uses answers exactly as the document does.
+    auto whole = parse_predict_body(m, body, whole_index);
+    REQUIRE(whole.is_ok() == doc.is_ok());
+    if (doc) {
+        require_same(*whole, *doc);
+    } else {
+        REQUIRE(whole.error().to_string() == doc.error().to_string());
+        REQUIRE(whole_index == doc_index);
+    }
+    return fast.has_value();
+}
+
+const std::vector<std::string> numbers = {"0",
+                                          "-0",
+                                          "-0.0",
+                                          "1",
+                                          "12",
+                                          "-7",
+                                          "0.5",
+                                          "1e3",
+                                          "1E+2",
+                                          "2.5e-3",
+                                          "1e308",
+                                          "1e999",
+                                          "1e-400",
+                                          "01",
+                                          "1.",
+                                          ".5",
+                                          "+1",
+                                          "-",
+                                          "0x10",
+                                          "12345678901234567890",
+                                          "-9223372036854775808",
+                                          "9007199254740993",
+                                          "3.141592653589793238",
+                                          "1e-320",
+                                          "1ee2",
+                                          "NaN",
+                                          "Infinity"};
+
+const std::vector<std::string> strings = {
+    "\"a\"",      "\"\"",          "\"corgi dog\"", "\"\\u00e9\"",   "\"caf\xc3\xa9\"",
+    "\"a\\\"b\"", "\"tab\there\"", "\"\xff\"",      "\"unterminated"};
+
+std::string pick(std::mt19937& rng, const std::vector<std::string>& from) {
+    return from[std::uniform_int_distribution<std::size_t>(0, from.size() - 1)(rng)];
+}
+
+std::string space(std::mt19937& rng) {
+    static const std::vector<std::string> s = {"", "", "", " ", "\n", " \t\r\n "};
+    return pick(rng, s);
+}
+
+std::string value(std::mt19937& rng) {
+    switch (std::uniform_int_distribution<int>(0, 9)(rng)) {
+        case 0:
+        case 1:
+        case 2:
+            return pick(rng, numbers);
+        case 3:
+        case 4:
+            return pick(rng, strings);
+        case 5:
+            return "true";
+        case 6:
+            return "false";
+        case 7:
+            return "null";
+        case 8:
+            return "{\"lower\":1,\"upper\":" + pick(rng, numbers) + "}";
+        default:
+            return "[1]";
+    }
+}
+
+// A value the key's transforms take, in any of the forms JSON allows.
+std::string fitting_value(std::mt19937& rng, const std::string& key) {
+    static const std::vector<std::string> good_numbers = {"0",
+                                                          "-0",
+                                                          "-0.0",
+                                                          "1",
+                                                          "12",
+                                                          "-7",
+                                                          "0.5",
+                                                          "1e3",
+                                                          "1E+2",
+                                                          "2.5e-3",
+                                                          "1e308",
+                                                          "-9223372036854775808",
+                                                          "9007199254740993"};
+    static const std::vector<std::string> good_strings = {"\"a\"", "\"\"", "\"corgi dog\""};
+    if (key == "x" || key == "y" || key == "span") return pick(rng, good_numbers);
+    if (key == "words") return pick(rng, good_strings);
+    if (key == "flag") return pick(rng, {"true", "false", "0", "1", "null"});
+    return pick(rng, {pick(rng, good_numbers), pick(rng, good_strings), "true", "null"});
+}
+
+std::string features(std::mt19937& rng) {
+    static const std::vector<std::string> keys = {"x",    "y",     "cat", "words", "flag",
+                                                  "span", "other", "zzz", "Y",     ""};
+    int n = std::uniform_int_distribution<int>(0, 6)(rng);
+    bool fitting = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+    std::string s = "{";
+    for (int i = 0; i < n; ++i) {
+        if (i) s += "," + space(rng);
+        std::string key = pick(rng, keys);
+        s += "\"" + key + "\"" + space(rng) + ":" + space(rng) +
+             (fitting ? fitting_value(rng, key) : value(rng));
+    }
+    return s + space(rng) + "}";
+}
+
+std::string instance(std::mt19937& rng, bool single) {
+    std::vector<std::string> members;
+    int shape = std::uniform_int_distribution<int>(0, 19)(rng);
+    members.push_back("\"features\":" + (shape == 0 ? std::string("[]") : features(rng)));
+    if (shape != 1)
+        members.push_back("\"entity\":" + (shape == 2 ? value(rng) : pick(rng, strings)));
+    if (shape == 3) members.push_back("\"color\":1");
+    if (shape == 4) members.push_back("\"entity\":\"again\"");
+    if (shape == 5) members.erase(members.begin());
+    if (single && shape >= 15) members.push_back("\"deadline_ms\":" + pick(rng, numbers));
+    std::shuffle(members.begin(), members.end(), rng);
+    std::string s = "{" + space(rng);
+    for (std::size_t i = 0; i < members.size(); ++i) s += (i ? "," : "") + members[i] + space(rng);
+    return s + "}";
+}
+
+std::string body(std::mt19937& rng) {
+    int shape = std::uniform_int_distribution<int>(0, 9)(rng);
+    if (shape < 5) return space(rng) + instance(rng, true) + space(rng);
+    std::string list = "[";
+    int n = std::uniform_int_distribution<int>(0, 4)(rng);
+    for (int i = 0; i < n; ++i) list += (i ? "," : "") + instance(rng, false);
+    list += "]";
+    std::vector<std::string> members = {"\"instances\":" + (shape == 9 ? std::string("{}") : list)};
+    if (shape >= 7) members.push_back("\"deadline_ms\":" + pick(rng, numbers));
+    if (shape == 8) members.push_back("\"entity\":\"e\"");
+    std::shuffle(members.begin(), members.end(), rng);
+    std::string s = "{";
+    for (std::size_t i = 0; i < members.size(); ++i) s += (i ? "," : "") + members[i];
+    s += "}";
+    return shape == 6 ? s + "x" : s;
+}
+
+}  // namespace
+
+TEST_CASE("the fast reader answers the common shapes, as the document reader does") {
+    const auto m = test_model();
+    const std::vector<std::string> common = {
+        R"({"entity":"e1","features":{"x":1.5,"y":2,"cat":"b","words":"a b c","flag":true}})",
+        R"({"features":{"x":-0,"cat":3,"flag":0},"entity":null,"deadline_ms":20})",
+        R"({"deadline_ms":5,"entity":"e","features":{}})",
+        R"( { "entity" : "e" , "features" : { "other" : 7 , "x" : null } } )",
+        R"({"instances":[{"entity":"a","features":{"x":1}},{"features":{"cat":"z","flag":false}}]})",
+        R"({"deadline_ms":12.5,"instances":[{"entity":"a","features":{"y":1e-3}}]})",
+    };
+    for (const auto& b : common) {
+        INFO(b);
+        REQUIRE(compare_readers(m, b));
+    }
+    std::optional<std::size_t> idx;
+    auto r = parse_predict_body(m, common[3], idx);
+    REQUIRE(r);
+    CHECK(r->instances[0].ignored == std::vector<std::string>{"other"});
+    CHECK(r->instances[0].record.empty());  // null is missing
+    CHECK(r->instances[0].missing.size() == m.fields.size());
+}
+
+TEST_CASE(
+    "the fast reader gives way on every other shape, and the answer is the document reader's") {
+    const auto m = test_model();
+    const std::vector<std::string> other = {
+        R"({"entity":"e","features":{"x":1,"x":2}})",    // repeated key: the last one wins
+        R"({"entity":"caf\u00e9","features":{"x":1}})",  // an escape
+        R"({"entity":"e","features":{"span":{"lower":1,"upper":2}}})",  // an interval
+        R"({"entity":"e","features":{"x":"one"}})",  // wrong type: an error names it
+        R"({"entity":"e","features":{"x":1e999}})",  // overflow: an error names it
+        R"({"instances":[{"features":{"x":1}},{"features":{"x":true}}]})",
+        R"({"instances":[]})",
+        R"({"entity":"e","features":{"x":1}} trailing)",
+        R"({"entity":"e","features":{"x":01}})",
+        R"({"entity":"e"})",
+    };
+    for (const auto& b : other) {
+        INFO(b);
+        REQUIRE_FALSE(compare_readers(m, b));
+    }
+    std::optional<std::size_t> idx;
+    auto r = parse_predict_body(m, other[0], idx);
+    REQUIRE(r);
+    CHECK(std::get<double>(r->instances[0].record.at("x")) == 2);
+    auto bad = parse_predict_body(m, other[5], idx);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().field() == "instances[1].features.x");
+    CHECK(idx == std::optional<std::size_t>(1));
+}
+
+TEST_CASE("on 20,000 generated bodies the fast reader never disagrees with the document reader") {
+    const auto m = test_model();
+    std::mt19937 rng(20261202);
+    std::size_t fast = 0, total = 20000;
+    for (std::size_t i = 0; i < total; ++i) fast += compare_readers(m, body(rng)) ? 1 : 0;
+    // The generator makes many valid bodies; the fast reader must take a good share.
+    INFO("fast reader answered " << fast << " of " << total);
+    CHECK(fast > total / 20);
+}
