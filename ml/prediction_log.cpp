@@ -1,5 +1,7 @@
 #include "ml/prediction_log.h"
 
+#include <algorithm>
+
 #include "store/log.h"
 
 namespace kennel::ml {
@@ -25,7 +27,9 @@ prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued)
     });
 }
 
-prediction_log::~prediction_log() { stop(); }
+prediction_log::~prediction_log() {
+    stop();
+}
 
 void prediction_log::append(prediction_row row) {
     {
@@ -38,6 +42,14 @@ void prediction_log::append(prediction_row row) {
     }
     // No notify: the flusher wakes on its own timer; a request pays for a
     // push_back under a lock and nothing more.
+}
+
+void prediction_log::append(std::vector<prediction_row>&& rows) {
+    std::lock_guard lock(mu_);
+    std::size_t room = stopping_ || queue_.size() >= max_queued_ ? 0 : max_queued_ - queue_.size();
+    std::size_t taken = std::min(room, rows.size());
+    for (std::size_t i = 0; i < taken; ++i) queue_.push_back(std::move(rows[i]));
+    dropped_ += rows.size() - taken;
 }
 
 void prediction_log::count_dropped(std::size_t n) {
@@ -61,15 +73,20 @@ prediction_log_stats prediction_log::stats() const {
 }
 
 void prediction_log::loop() {
+    std::size_t last_size = 0;
     for (;;) {
-        std::vector<prediction_row> batch;
+        // The next queue is allocated here, not by a request holding the lock.
+        std::vector<prediction_row> batch, next;
+        next.reserve(std::min(max_queued_, last_size + last_size / 2 + 16));
         bool last = false;
         {
             std::unique_lock lock(mu_);
             cv_.wait_for(lock, flush_interval, [this] { return stopping_; });
             batch.swap(queue_);
+            queue_.swap(next);
             last = stopping_;
         }
+        last_size = batch.size();
         if (!batch.empty()) {
             std::size_t n = batch.size();
             auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));

@@ -32,6 +32,8 @@ public:
     prediction_log& operator=(const prediction_log&) = delete;
 
     void append(prediction_row row);
+    // A request's rows under one lock; those that do not fit are dropped.
+    void append(std::vector<prediction_row>&& rows);
     // Entries that were never produced (shadow work skipped under load).
     void count_dropped(std::size_t n);
     void stop();  // flushes what is queued

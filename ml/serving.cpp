@@ -84,6 +84,14 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
 
 }  // namespace
 
+std::vector<served_field> index_fields(const std::vector<feature_spec>& specs) {
+    std::map<std::string, std::uint32_t> by_name;
+    for (const auto& spec : specs) by_name[spec.field] |= 1u << static_cast<unsigned>(spec.transform);
+    std::vector<served_field> out;
+    for (auto& [name, transforms] : by_name) out.push_back({name, transforms});
+    return out;
+}
+
 answer predict_with(const loaded_version& v, const raw_record& record) {
     const auto t0 = std::chrono::steady_clock::now();
     struct timer {
@@ -202,7 +210,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         s->name = model;
         s->definition = p.definition;
         s->revision = m->current_revision;
-        for (const auto& f : p.definition.features) s->fields.insert(f.field);
+        s->fields = index_fields(p.definition.features);
         s->disabled = disabled_versions(c, model);
         s->built_at = std::chrono::steady_clock::now();
 

@@ -81,6 +81,16 @@ struct serving_arm {
     bool shadow = false;
 };
 
+// A field the definition reads, with a bit (1 << transform_kind) for each
+// transform that reads it: a sent value is checked once per field.
+struct served_field {
+    std::string name;
+    std::uint32_t transforms = 0;
+};
+
+// The fields of the specs, sorted by name, each once.
+std::vector<served_field> index_fields(const std::vector<feature_spec>& specs);
+
 // One model's serving state. Immutable once published.
 struct model_serving {
     std::string name;
@@ -100,7 +110,7 @@ struct model_serving {
     std::vector<std::string> baseline_classes;
     std::optional<answer> prior;    // the label's prior from the data, for untrained models
     std::vector<std::string> prior_classes;
-    std::set<std::string, std::less<>> fields;  // fields the definition reads
+    std::vector<served_field> fields;  // fields the definition reads, by name
     std::chrono::steady_clock::time_point built_at;
 };
 

@@ -45,7 +45,7 @@ std::uint64_t hash_null(std::uint64_t h) {
 
 void list_missing(const ml::model_serving& m, predict_instance& out) {
     for (const auto& field : m.fields) {
-        if (!out.record.count(field)) out.missing.push_back(field);
+        if (!out.record.count(field.name)) out.missing.push_back(field.name);
     }
 }
 
@@ -363,6 +363,7 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
     std::sort(members.begin(), members.end(),
               [](const member& a, const member& b) { return a.key < b.key; });
     std::uint64_t h = ml::fnv1a64_offset;
+    auto field = m.fields.begin();
     for (std::size_t i = 0; i < members.size(); ++i) {
         const member& mem = members[i];
         if (i && members[i - 1].key == mem.key) return false;
@@ -381,20 +382,25 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
                 h = hash_null(h);
                 break;
         }
-        bool known = false;
-        for (const auto& spec : m.definition.features) {
-            if (spec.field != mem.key) continue;
-            known = true;
-            if (!scalar_fits(spec.transform, mem.value)) return false;
-        }
-        if (!known) {
+        // Both lists are in key order: the fields skipped on the way are missing.
+        while (field != m.fields.end() && field->name < mem.key)
+            out.missing.push_back((field++)->name);
+        if (field == m.fields.end() || field->name != mem.key) {
             out.ignored.emplace_back(mem.key);
             continue;
         }
+        for (unsigned t = 0; t < 32; ++t) {
+            if ((field->transforms >> t & 1u) &&
+                !scalar_fits(static_cast<ml::transform_kind>(t), mem.value)) {
+                return false;
+            }
+        }
+        const std::string& name = (field++)->name;
         ml::raw_value v;
         switch (mem.value.type) {
             case scalar::kind::null:
-                continue;  // missing: imputed, and listed as such
+                out.missing.push_back(name);  // imputed, and listed as such
+                continue;
             case scalar::kind::number:
                 v = mem.value.number;
                 break;
@@ -405,9 +411,9 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
                 v = mem.value.boolean;
                 break;
         }
-        out.record.emplace_hint(out.record.end(), std::string(mem.key), std::move(v));
+        out.record.emplace_hint(out.record.end(), name, std::move(v));
     }
-    list_missing(m, out);
+    while (field != m.fields.end()) out.missing.push_back((field++)->name);
     out.features_hash = h;
     return true;
 }

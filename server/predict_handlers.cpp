@@ -227,6 +227,8 @@ http_response post_model_predict(app& a, const http_request& req) {
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
     std::vector<std::array<char, 32>> shadow_ids;
+    std::vector<prediction_row> rows;
+    rows.reserve(instances.size());
     for (std::size_t i = 0; i < instances.size(); ++i) {
         const chosen& pick = picks[i];
         bool fallback =
@@ -304,10 +306,11 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.reason = fallback ? reasons[i] + " -> " + source : "";
         row.latency_us = static_cast<std::int64_t>(latency_ms * 1000);
         row.features_hash = instances[i].features_hash;
-        a.prediction_log().append(std::move(row));
+        rows.push_back(std::move(row));
 
         shadow_ids.push_back(id);
     }
+    a.prediction_log().append(std::move(rows));
     // Shadow arms: scored and logged on the same request, never returned, as
     // one task per arm. They yield to live traffic: when the prediction queue
     // is half full they are skipped, and counted as dropped log entries.

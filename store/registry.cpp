@@ -1,6 +1,5 @@
 #include "store/registry.h"
 
-#include <cstdio>
 
 #include "store/json_writer.h"
 
@@ -581,7 +580,7 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
                  " value, label, probabilities, fallback, reason, latency_us, features_hash)"
                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     std::string id, probabilities;
-    char hash[17];
+    char hash[16];
     for (const prediction_row& p : rows) {
         st.reset();
         id.assign(p.id.data(), p.id.size());
@@ -608,7 +607,7 @@ void insert_predictions(connection& c, const std::vector<prediction_row>& rows) 
             st.bind_static(10, probabilities);
         }
         st.bind(11, p.fallback ? 1 : 0).bind_static(12, p.reason).bind(13, p.latency_us);
-        std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(p.features_hash));
+        for (int i = 0; i < 16; ++i) hash[i] = "0123456789abcdef"[(p.features_hash >> (60 - 4 * i)) & 0xf];
         st.bind_static(14, std::string_view(hash, 16));
         st.run();
     }

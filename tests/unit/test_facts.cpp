@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "ml/prediction_log.h"
 #include "server/fact_json.h"
 #include "store/completion.h"
 #include "store/db.h"
@@ -1313,4 +1314,34 @@ TEST_CASE("a parsed fact goes through the writer and reads back identically", "[
     auto r2 = insert_all(db.conn, {again.items[0].fact});
     CHECK(r2[0].outcome == write_outcome::duplicate);
     CHECK(r2[0].id == r[0].id);
+}
+
+TEST_CASE("the prediction log takes what fits its queue and counts the rest as dropped",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    ml::prediction_log log(w, 3);
+    auto row = [](int i) {
+        prediction_row r;
+        std::string id = "000000000000000000000000000000" + std::to_string(10 + i);
+        std::copy(id.begin(), id.end(), r.id.begin());
+        r.model = "m";
+        r.arm = "live";
+        r.time = 1000 + i;
+        r.latency_us = 5;
+        r.features_hash = 0xfedcba9876543210ULL;
+        return r;
+    };
+    std::vector<prediction_row> rows;
+    for (int i = 0; i < 10; ++i) rows.push_back(row(i));
+    log.append(std::move(rows));  // one request's rows, under one lock: 3 fit
+    log.stop();                   // flushes what is queued
+    auto stats = log.stats();
+    CHECK(stats.logged == 3);
+    CHECK(stats.dropped == 7);
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") == 3);
+    CHECK(scalar(db.conn,
+                 "SELECT count(*) FROM predictions WHERE features_hash = 'fedcba9876543210'") == 3);
 }

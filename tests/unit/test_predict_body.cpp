@@ -19,7 +19,6 @@ ml::model_serving test_model() {
     m.definition.task = ml::task_kind::binary;
     auto add = [&](std::string field, ml::transform_kind kind) {
         m.definition.features.push_back({field, kind, {}});
-        m.fields.insert(field);
     };
     add("x", ml::transform_kind::numeric);
     add("x", ml::transform_kind::bucketize);  // one field, two specs
@@ -28,6 +27,7 @@ ml::model_serving test_model() {
     add("words", ml::transform_kind::text);
     add("flag", ml::transform_kind::boolean);
     add("span", ml::transform_kind::interval);
+    m.fields = ml::index_fields(m.definition.features);
     return m;
 }
 
