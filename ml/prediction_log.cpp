@@ -32,63 +32,87 @@ prediction_log::~prediction_log() {
 }
 
 void prediction_log::append(prediction_row row) {
-    {
-        std::lock_guard lock(mu_);
-        if (stopping_ || queue_.size() >= max_queued_) {
-            ++dropped_;
-            return;
-        }
-        queue_.push_back(std::move(row));
-    }
-    // No notify: the flusher wakes on its own timer; a request pays for a
-    // push_back under a lock and nothing more.
+    append_rows(&row, 1);
 }
 
 void prediction_log::append(std::vector<prediction_row>&& rows) {
-    std::lock_guard lock(mu_);
-    std::size_t room = stopping_ || queue_.size() >= max_queued_ ? 0 : max_queued_ - queue_.size();
-    std::size_t taken = std::min(room, rows.size());
-    for (std::size_t i = 0; i < taken; ++i) queue_.push_back(std::move(rows[i]));
-    dropped_ += rows.size() - taken;
+    append_rows(rows.data(), rows.size());
+}
+
+void prediction_log::append_rows(prediction_row* rows, std::size_t n) {
+    // Claim room first: the bound holds across shards without a shared lock.
+    const std::size_t before = queued_.fetch_add(n);
+    const std::size_t taken = before >= max_queued_ ? 0 : std::min(n, max_queued_ - before);
+    if (taken < n) {
+        queued_.fetch_sub(n - taken);
+        dropped_.fetch_add(n - taken, std::memory_order_relaxed);
+    }
+    if (!taken) return;
+    static std::atomic<std::size_t> next_shard{0};
+    thread_local const std::size_t mine =
+        next_shard.fetch_add(1, std::memory_order_relaxed) % shard_count;
+    shard& s = shards_[mine];
+    std::lock_guard lock(s.mu);
+    if (stopping_) {
+        // The last flush may have taken this shard already: count, never lose silently.
+        queued_.fetch_sub(taken);
+        dropped_.fetch_add(taken, std::memory_order_relaxed);
+        return;
+    }
+    for (std::size_t i = 0; i < taken; ++i) s.rows.push_back(std::move(rows[i]));
+    // No notify: the flusher wakes on its own timer; a request pays for a
+    // push_back under its shard's lock and nothing more.
 }
 
 void prediction_log::count_dropped(std::size_t n) {
-    std::lock_guard lock(mu_);
-    dropped_ += n;
+    dropped_.fetch_add(n, std::memory_order_relaxed);
 }
 
 void prediction_log::stop() {
     {
-        std::lock_guard lock(mu_);
+        std::lock_guard lock(stop_mu_);
         if (stopping_ && !thread_.joinable()) return;
         stopping_ = true;
     }
-    cv_.notify_all();
+    stop_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
 }
 
 prediction_log_stats prediction_log::stats() const {
-    std::lock_guard lock(mu_);
-    return {logged_, dropped_, queue_.size()};
+    return {logged_.load(std::memory_order_relaxed), dropped_.load(std::memory_order_relaxed),
+            queued_.load()};
 }
 
 void prediction_log::loop() {
-    std::size_t last_size = 0;
     for (;;) {
-        // The next queue is allocated here, not by a request holding the lock.
-        std::vector<prediction_row> batch, next;
-        next.reserve(std::min(max_queued_, last_size + last_size / 2 + 16));
         bool last = false;
         {
-            std::unique_lock lock(mu_);
-            cv_.wait_for(lock, flush_interval, [this] { return stopping_; });
-            batch.swap(queue_);
-            queue_.swap(next);
+            std::unique_lock lock(stop_mu_);
+            stop_cv_.wait_for(lock, flush_interval, [this] { return stopping_.load(); });
             last = stopping_;
         }
-        last_size = batch.size();
+        std::vector<prediction_row> batch;
+        for (shard& s : shards_) {
+            // The shard's next queue is allocated here, not by a request
+            // holding the lock.
+            std::vector<prediction_row> taken, next;
+            next.reserve(std::min(max_queued_, s.last_size + s.last_size / 2 + 4));
+            {
+                std::lock_guard lock(s.mu);
+                taken.swap(s.rows);
+                s.rows.swap(next);
+            }
+            s.last_size = taken.size();
+            if (batch.empty()) {
+                batch = std::move(taken);
+            } else {
+                batch.insert(batch.end(), std::make_move_iterator(taken.begin()),
+                             std::make_move_iterator(taken.end()));
+            }
+        }
         if (!batch.empty()) {
             std::size_t n = batch.size();
+            queued_.fetch_sub(n);
             auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
             auto fut = writer_.submit(
                 [shared](connection& c) {
@@ -96,11 +120,10 @@ void prediction_log::loop() {
                     return status::ok();
                 },
                 n, durability::relaxed);
-            std::lock_guard lock(mu_);
             if (fut) {
-                logged_ += n;
+                logged_.fetch_add(n, std::memory_order_relaxed);
             } else {
-                dropped_ += n;  // the writer is full or stopping
+                dropped_.fetch_add(n, std::memory_order_relaxed);  // the writer is full or stopping
             }
         }
         if (last) return;

@@ -135,20 +135,20 @@ const serving_arm* choose_arm(const model_serving& m, std::string_view entity) {
 }
 
 std::shared_ptr<const model_serving> serving_registry::get(std::string_view model) const {
-    std::lock_guard lock(mu_);
+    std::shared_lock lock(mu_);
     auto it = models_.find(model);
     return it == models_.end() ? nullptr : it->second;
 }
 
 std::vector<std::shared_ptr<const model_serving>> serving_registry::all() const {
-    std::lock_guard lock(mu_);
+    std::shared_lock lock(mu_);
     std::vector<std::shared_ptr<const model_serving>> out;
     for (const auto& [k, v] : models_) out.push_back(v);
     return out;
 }
 
 std::vector<std::shared_ptr<const loaded_version>> serving_registry::loaded() const {
-    std::lock_guard lock(mu_);
+    std::shared_lock lock(mu_);
     std::vector<std::shared_ptr<const loaded_version>> out;
     for (const auto& [k, v] : cache_) out.push_back(v);
     return out;
@@ -159,7 +159,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
                                                                      std::int64_t version,
                                                                      const std::string& fault) {
     {
-        std::lock_guard lock(mu_);
+        std::shared_lock lock(mu_);
         auto it = cache_.find({model, version});
         if (it != cache_.end()) return it->second;
     }

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -140,7 +141,9 @@ private:
                                                        const std::string& fault);
 
     serving_options options_;
-    mutable std::mutex mu_;  // guards the maps below; held only to copy or swap pointers
+    // Guards the maps below; held only to copy or swap pointers. Every
+    // prediction reads models_: readers share the lock.
+    mutable std::shared_mutex mu_;
     std::map<std::string, std::shared_ptr<const model_serving>, std::less<>> models_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const loaded_version>> cache_;
     std::mutex refresh_mu_;  // one refresh at a time

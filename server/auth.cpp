@@ -81,7 +81,7 @@ authenticator::authenticator(reader_pool& readers, fact_writer& writer,
     : readers_(readers), writer_(writer), failure_delay_(failure_delay) {}
 
 void authenticator::forget_keys() {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(keys_mu_);
     keys_.clear();
 }
 
@@ -151,7 +151,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         std::shared_ptr<const api_key_row> row;
         bool cached = false;
         {
-            std::lock_guard lock(mu_);
+            std::shared_lock lock(keys_mu_);
             auto it = keys_.find(hash);
             if (it != keys_.end() && steady::now() - it->second.at < key_cache_ttl) {
                 row = it->second.row;
@@ -165,7 +165,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
                 found = find_api_key(*conn, hash);
             }
             if (found) row = std::make_shared<const api_key_row>(std::move(*found));
-            std::lock_guard lock(mu_);
+            std::unique_lock lock(keys_mu_);
             keys_[hash] = {row, steady::now()};
         }
         if (!row || row->revoked_at) {

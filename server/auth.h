@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 
@@ -65,6 +66,8 @@ private:
         std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request
         std::chrono::steady_clock::time_point at;
     };
+    // Every API request reads the key cache: readers share its lock.
+    std::shared_mutex keys_mu_;
     std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
     std::map<std::string, std::chrono::steady_clock::time_point> basic_ok_;  // sha256(user:pass)
     std::map<std::string, session_info> sessions_;                          // by sha256(token)
