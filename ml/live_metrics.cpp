@@ -1,5 +1,6 @@
 #include "ml/live_metrics.h"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -37,39 +38,79 @@ std::string label_name(const raw_value& v) {
 }  // namespace
 
 result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
-                                                    const model_definition& d, micros since,
-                                                    std::int64_t max_predictions) {
+                                                     const model_definition& d, micros since,
+                                                     std::int64_t max_predictions) {
     std::vector<row> rows;
     try {
-        statement st(c,
-                     "SELECT p.version, p.arm, p.shadow, p.value, p.label, p.probabilities, p.fallback,"
-                     " p.latency_us, coalesce("
-                     "  (SELECT f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = p.id"
-                     "     AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
-                     "   ORDER BY f.id DESC LIMIT 1),"
-                     "  (SELECT f.data FROM facts f WHERE f.stream = ?2 AND f.entity = p.entity"
-                     "     AND f.event_time >= p.time AND p.entity IS NOT NULL"
-                     "   ORDER BY f.event_time DESC, f.id DESC LIMIT 1))"
-                     " FROM (SELECT * FROM predictions WHERE model = ?1 AND time >= ?3"
-                     "       ORDER BY time DESC LIMIT ?4) p");
-        st.bind(1, model).bind(2, d.label.stream).bind(3, since).bind(4, max_predictions);
-        while (st.step()) {
+        // The newest predictions since `since`, at most max_predictions:
+        // segments are read newest first until no older one can hold any.
+        struct logged {
+            micros time = 0;
+            std::string id, entity;
             row r;
-            r.version = st.column_opt_int(0);
-            r.arm = st.column_text(1);
-            r.shadow = st.column_int(2) != 0;
-            r.value = st.column_double(3);
-            r.label = st.column_text(4);
-            if (!st.is_null(5)) {
-                json p = json::parse(st.column_text(5), nullptr, false);
-                if (p.is_array()) {
-                    for (const auto& x : p) r.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
+        };
+        std::vector<logged> recent;
+        const auto limit = static_cast<std::size_t>(std::max<std::int64_t>(0, max_predictions));
+        statement segments(
+            c,
+            "SELECT entries, last_time FROM prediction_segments"
+            " WHERE model = ?1 AND last_time >= ?2 ORDER BY last_time DESC, id DESC");
+        segments.bind(1, model).bind(2, since);
+        micros cutoff = since;  // once `limit` rows are held: the time of the oldest one kept
+        while (limit && segments.step()) {
+            if (recent.size() >= limit && segments.column_int(1) < cutoff) break;
+            json entries = json::parse(segments.column_text(0), nullptr, false);
+            if (!entries.is_array()) continue;
+            for (const json& e : entries) {
+                if (!e.is_array() || e.size() != 13 || !e[5].is_number_integer()) continue;
+                logged l;
+                l.time = e[5].get<micros>();
+                if (l.time < since) continue;
+                l.id = e[0].is_string() ? e[0].get<std::string>() : "";
+                l.entity = e[4].is_string() ? e[4].get<std::string>() : "";
+                if (e[1].is_number_integer()) l.r.version = e[1].get<std::int64_t>();
+                l.r.arm = e[2].is_string() ? e[2].get<std::string>() : "";
+                l.r.shadow = e[3].is_number() && e[3].get<int>() != 0;
+                l.r.value = e[6].is_number() ? e[6].get<double>() : 0.0;
+                l.r.label = e[7].is_string() ? e[7].get<std::string>() : "";
+                if (e[8].is_array()) {
+                    for (const auto& x : e[8])
+                        l.r.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
                 }
+                l.r.fallback = e[9].is_number() && e[9].get<int>() != 0;
+                l.r.latency_ms = e[11].is_number() ? e[11].get<double>() / 1000.0 : 0.0;
+                recent.push_back(std::move(l));
             }
-            r.fallback = st.column_int(6) != 0;
-            r.latency_ms = static_cast<double>(st.column_int(7)) / 1000.0;
-            if (!st.is_null(8)) r.truth = raw_field_from_json(st.column_text(8), d.label.field);
-            rows.push_back(std::move(r));
+            if (recent.size() >= limit) {
+                std::sort(recent.begin(), recent.end(),
+                          [](const logged& a, const logged& b) { return a.time > b.time; });
+                recent.resize(limit);
+                cutoff = recent.back().time;
+            }
+        }
+        // The outcome: a label fact naming the prediction, else the entity's
+        // latest label fact at or after the prediction.
+        statement by_id(
+            c,
+            "SELECT f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
+            " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
+            " ORDER BY f.id DESC LIMIT 1");
+        statement by_entity(
+            c,
+            "SELECT f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
+            " AND f.event_time >= ?3 ORDER BY f.event_time DESC, f.id DESC LIMIT 1");
+        for (logged& l : recent) {
+            std::optional<std::string> outcome;
+            by_id.reset();
+            by_id.bind(1, l.id).bind(2, d.label.stream);
+            if (by_id.step()) outcome = by_id.column_text(0);
+            if (!outcome && !l.entity.empty()) {
+                by_entity.reset();
+                by_entity.bind(1, l.entity).bind(2, d.label.stream).bind(3, l.time);
+                if (by_entity.step()) outcome = by_entity.column_text(0);
+            }
+            if (outcome) l.r.truth = raw_field_from_json(*outcome, d.label.field);
+            rows.push_back(std::move(l.r));
         }
     } catch (const db_error& e) {
         return status(error_kind::internal, std::string("live metrics: ") + e.what());
@@ -136,7 +177,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
     }
     std::vector<live_group> out;
     for (auto& [key, a] : groups) {
-        a.g.mean_latency_ms = a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
+        a.g.mean_latency_ms =
+            a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
         if (!a.truth.empty()) {
             if (d.task == task_kind::regression) {
                 auto m = evaluate_regression(a.truth, a.predicted);

@@ -113,10 +113,13 @@ void prediction_log::loop() {
         if (!batch.empty()) {
             std::size_t n = batch.size();
             queued_.fetch_sub(n);
-            auto shared = std::make_shared<std::vector<prediction_row>>(std::move(batch));
+            // Encoded here, so that the writer's thread only inserts.
+            auto segments =
+                std::make_shared<std::vector<prediction_segment>>(encode_predictions(batch));
+            batch.clear();
             auto fut = writer_.submit(
-                [shared](connection& c) {
-                    insert_predictions(c, *shared);
+                [segments](connection& c) {
+                    insert_prediction_segments(c, *segments);
                     return status::ok();
                 },
                 n, durability::relaxed);

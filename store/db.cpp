@@ -59,6 +59,17 @@ connection::connection(const std::string& path, const open_options& options) : p
     }
 }
 
+void connection::watch_wal() {
+    // A WAL hook replaces the automatic checkpoint (which is itself one).
+    sqlite3_wal_hook(
+        db_,
+        [](void* self, sqlite3*, const char*, int frames) {
+            static_cast<connection*>(self)->wal_frames_ = frames;
+            return SQLITE_OK;
+        },
+        this);
+}
+
 connection::~connection() {
     // Statements are RAII too and are destroyed before their connection; v2
     // defers the close if any were leaked rather than failing.

@@ -66,9 +66,16 @@ public:
     // PRAGMA helpers for the few integer pragmas Kennel reads.
     std::int64_t pragma_int(std::string_view name);
 
+    // Turns SQLite's automatic checkpoints off for this connection and
+    // records instead how many frames the WAL holds after each commit
+    // (wal_frames()), for a caller that checkpoints on another connection.
+    void watch_wal();
+    int wal_frames() const { return wal_frames_; }
+
 private:
     sqlite3* db_ = nullptr;
     std::string path_;
+    int wal_frames_ = 0;
 };
 
 // A prepared statement. Bind with 1-based indexes, step, read columns with

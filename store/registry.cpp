@@ -1,5 +1,6 @@
 #include "store/registry.h"
 
+#include <algorithm>
 
 #include "store/json_writer.h"
 
@@ -574,43 +575,70 @@ void probability_list::assign(const std::vector<double>& p) {
     }
 }
 
-void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
-    statement st(c,
-                 "INSERT OR IGNORE INTO predictions (id, model, version, arm, shadow, entity, time,"
-                 " value, label, probabilities, fallback, reason, latency_us, features_hash)"
-                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    std::string id, probabilities;
-    char hash[16];
+std::vector<prediction_segment> encode_predictions(const std::vector<prediction_row>& rows) {
+    std::vector<prediction_segment> out;
     for (const prediction_row& p : rows) {
+        prediction_segment* seg = nullptr;
+        for (auto& s : out) {
+            if (s.model == p.model) seg = &s;
+        }
+        if (!seg) {
+            seg = &out.emplace_back();
+            seg->model = p.model;
+            seg->first_time = seg->last_time = p.time;
+            seg->entries.reserve(rows.size() * 160);
+            seg->entries = "[";
+        }
+        seg->first_time = std::min(seg->first_time, p.time);
+        seg->last_time = std::max(seg->last_time, p.time);
+        if (seg->size++) seg->entries += ',';
+        // The order of the view's columns in migrations/0008.
+        std::string& e = seg->entries;
+        json_writer w(e);
+        e += '[';
+        const std::string_view id(p.id.data(), p.id.size());
+        p.shadow ? w.string(std::string(id) + "-" + p.arm) : w.string(id);  // a shadow arm's row: id-arm
+        e += ',';
+        p.version ? w.integer(*p.version) : w.null();
+        e += ',';
+        w.string(p.arm);
+        e += p.shadow ? ",1," : ",0,";
+        p.entity.empty() ? w.null() : w.string(p.entity);
+        e += ',';
+        w.integer(p.time);
+        e += ',';
+        p.value ? w.number(*p.value) : w.null();
+        e += ',';
+        p.label ? w.string(*p.label) : w.null();
+        e += ',';
+        p.probabilities.empty() ? w.null() : w.numbers(p.probabilities.data(), p.probabilities.size());
+        e += p.fallback ? ",1," : ",0,";
+        w.string(p.reason);
+        e += ',';
+        w.integer(p.latency_us);
+        e += ",\"";
+        for (int i = 0; i < 16; ++i) e += "0123456789abcdef"[(p.features_hash >> (60 - 4 * i)) & 0xf];
+        e += "\"]";
+    }
+    for (auto& s : out) s.entries += ']';
+    return out;
+}
+
+void insert_prediction_segments(connection& c, const std::vector<prediction_segment>& segments) {
+    statement st(c,
+                 "INSERT INTO prediction_segments (model, first_time, last_time, size, entries)"
+                 " VALUES (?,?,?,?,?)");
+    for (const prediction_segment& s : segments) {
         st.reset();
-        id.assign(p.id.data(), p.id.size());
-        if (p.shadow) id.append("-").append(p.arm);
-        // Every string bound here outlives st.run() below, so SQLite need not copy it.
-        st.bind_static(1, id).bind_static(2, p.model).bind(3, p.version).bind_static(4, p.arm);
-        st.bind(5, p.shadow ? 1 : 0);
-        if (p.entity.empty()) {
-            st.bind_null(6);
-        } else {
-            st.bind_static(6, p.entity);
-        }
-        st.bind(7, p.time).bind(8, p.value);
-        if (p.label) {
-            st.bind_static(9, *p.label);
-        } else {
-            st.bind_null(9);
-        }
-        if (p.probabilities.empty()) {
-            st.bind_null(10);
-        } else {
-            probabilities.clear();
-            json_writer(probabilities).numbers(p.probabilities.data(), p.probabilities.size());
-            st.bind_static(10, probabilities);
-        }
-        st.bind(11, p.fallback ? 1 : 0).bind_static(12, p.reason).bind(13, p.latency_us);
-        for (int i = 0; i < 16; ++i) hash[i] = "0123456789abcdef"[(p.features_hash >> (60 - 4 * i)) & 0xf];
-        st.bind_static(14, std::string_view(hash, 16));
+        // The strings outlive st.run(): SQLite need not copy them.
+        st.bind_static(1, s.model).bind(2, s.first_time).bind(3, s.last_time).bind(4, s.size);
+        st.bind_static(5, s.entries);
         st.run();
     }
+}
+
+void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
+    insert_prediction_segments(c, encode_predictions(rows));
 }
 
 }  // namespace kennel

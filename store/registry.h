@@ -266,7 +266,23 @@ struct prediction_row {
     std::uint64_t features_hash = 0;  // stored as 16 hex digits
 };
 
-// Inserts the rows in the caller's transaction.
+// A stored piece of the log: one model's predictions from one flush, as the
+// JSON array the prediction_segments table holds (migration 0008).
+struct prediction_segment {
+    std::string model;
+    micros first_time = 0;
+    micros last_time = 0;
+    std::int64_t size = 0;
+    std::string entries;
+};
+
+// The rows as segments, one per model. Pure: runs off the writer's thread.
+std::vector<prediction_segment> encode_predictions(const std::vector<prediction_row>& rows);
+
+// Inserts the segments in the caller's transaction.
+void insert_prediction_segments(connection& c, const std::vector<prediction_segment>& segments);
+
+// Inserts the rows in the caller's transaction (encode, then insert).
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows);
 
 }  // namespace kennel

@@ -20,6 +20,7 @@ status fact_writer::start() {
             open_options db = options_.db;
             if (db.cache_kib == 0) db.cache_kib = 64 * 1024;
             conn_ = std::make_unique<connection>(options_.db_path, db);
+            conn_->watch_wal();
             inserter_ = std::make_unique<fact_inserter>(*conn_);
         } catch (const db_error& e) {
             inserter_.reset();
@@ -28,6 +29,10 @@ status fact_writer::start() {
             return;
         }
         running_ = true;
+        checkpointer_ = std::thread([this] {
+            name_this_thread("kennel-ckpt");
+            checkpoint_loop();
+        });
         opened.set_value(status::ok());
         loop();
     });
@@ -182,6 +187,7 @@ void fact_writer::loop() {
     }
     // Drained: fold the WAL back into the main file so a copy of kennel.db
     // alone is complete.
+    stop_checkpoints();
     try {
         conn_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (const db_error&) {
@@ -190,6 +196,49 @@ void fact_writer::loop() {
     inserter_.reset();
     conn_.reset();
     running_ = false;
+}
+
+void fact_writer::set_test_checkpoint_hook(std::function<void()> hook) {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_hook_ = std::move(hook);
+}
+
+void fact_writer::checkpoint_loop() {
+    std::unique_ptr<connection> conn;
+    for (;;) {
+        std::function<void()> hook;
+        {
+            std::unique_lock lock(checkpoint_mu_);
+            checkpoint_cv_.wait(lock,
+                                [this] { return checkpoint_stopping_ || checkpoint_wanted_; });
+            if (checkpoint_stopping_) return;
+            checkpoint_wanted_ = false;
+            hook = checkpoint_hook_;
+        }
+        if (hook) hook();
+        try {
+            if (!conn) conn = std::make_unique<connection>(options_.db_path, options_.db);
+            // PASSIVE: copies what no reader still needs and never waits
+            // for the writer or readers; the writer restarts the WAL from its
+            // beginning once everything was copied.
+            conn->exec("PRAGMA wal_checkpoint(PASSIVE)");
+            std::lock_guard lock(mu_);
+            ++stats_.checkpoints;
+        } catch (const db_error& e) {
+            log_error("writer",
+                      std::string("checkpoint failed (the next one retries): ") + e.what());
+            conn.reset();
+        }
+    }
+}
+
+void fact_writer::stop_checkpoints() {
+    {
+        std::lock_guard lock(checkpoint_mu_);
+        checkpoint_stopping_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 void fact_writer::set_relaxed_sync(bool relaxed) {
@@ -250,6 +299,13 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
             }
         }
         tx.commit();
+        if (conn_->wal_frames() >= options_.checkpoint_frames) {
+            {
+                std::lock_guard lock(checkpoint_mu_);
+                checkpoint_wanted_ = true;
+            }
+            checkpoint_cv_.notify_one();
+        }
     } catch (const db_error& e) {
         failure =
             status(error_kind::unavailable,

@@ -36,6 +36,8 @@ struct writer_options {
     open_options db;
     std::size_t max_pending = 20000;  // queued facts + tasks before 503
     std::size_t max_group = 5000;     // most units in one transaction
+    // WAL frames (pages) after which a checkpoint runs, on its own thread.
+    int checkpoint_frames = 1000;
 };
 
 struct writer_stats {
@@ -48,6 +50,7 @@ struct writer_stats {
     std::uint64_t failed_commits = 0;
     std::size_t pending = 0;
     std::int64_t last_commit_micros = 0;  // when the last commit finished
+    std::uint64_t checkpoints = 0;        // run by the checkpoint thread
 };
 
 // A write that is not a fact (models, jobs, versions...). It runs inside the
@@ -128,6 +131,8 @@ public:
     // Tests only: the writer thread sleeps this long before each group, so a
     // test can fill the queue deterministically.
     void set_test_delay(std::chrono::milliseconds d) { test_delay_ms_ = d.count(); }
+    // Tests only: runs on the checkpoint thread before each checkpoint.
+    void set_test_checkpoint_hook(std::function<void()> hook);
 
 private:
     // Shared by the writer and, for facts, the waiting request (which may
@@ -151,6 +156,11 @@ private:
 
     void loop();
     void commit_group(std::vector<std::shared_ptr<item>>& group);
+    // Checkpoints run on their own thread and connection, so that the
+    // checkpoint's fsync of the database file (measured here: up to half a
+    // second on a busy disk) never holds up a commit.
+    void checkpoint_loop();
+    void stop_checkpoints();
     status enqueue(std::shared_ptr<item> it,
                    std::optional<std::chrono::steady_clock::time_point> room_by = std::nullopt);
     static std::shared_ptr<item> task_item(write_task task, std::size_t units, durability d);
@@ -174,6 +184,13 @@ private:
     std::atomic<bool> running_{false};
     std::atomic<std::int64_t> test_delay_ms_{0};
     writer_stats stats_;
+
+    std::thread checkpointer_;
+    std::mutex checkpoint_mu_;
+    std::condition_variable checkpoint_cv_;
+    bool checkpoint_wanted_ = false;
+    bool checkpoint_stopping_ = false;
+    std::function<void()> checkpoint_hook_;
 };
 
 }  // namespace kennel

@@ -1386,3 +1386,37 @@ TEST_CASE("the prediction log loses no row to concurrent appends, a full queue o
     CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") ==
           static_cast<std::int64_t>(stats.logged));
 }
+
+TEST_CASE("checkpoints run on their own thread: one in progress holds up no commit", "[writer]") {
+    fact_db db;
+    writer_options o = writer_opts(db);
+    o.checkpoint_frames = 4;
+    fact_writer w(o);
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    std::atomic<bool> entered{false};
+    w.set_test_checkpoint_hook([&entered, released] {
+        entered = true;
+        released.wait();  // a checkpoint stuck in a slow fsync
+    });
+    REQUIRE(w.start().is_ok());
+    int n = 0;
+    auto write_some = [&] {
+        std::vector<fact_input> batch;
+        for (int i = 0; i < 50; ++i, ++n)
+            batch.push_back(make_fact("ckpt", "e" + std::to_string(n), t0));
+        auto r = w.write_facts(batch, 10s);
+        REQUIRE(r.is_ok());
+    };
+    for (int i = 0; i < 100 && !entered; ++i) write_some();
+    for (int i = 0; i < 100 && !entered; ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(entered);
+    // The checkpoint thread is stuck; the writer commits on.
+    for (int i = 0; i < 20; ++i) write_some();
+    CHECK(w.stats().checkpoints == 0);
+    release.set_value();
+    for (int i = 0; i < 500 && w.stats().checkpoints == 0; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(w.stats().checkpoints >= 1);
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts WHERE stream = 'ckpt'") == n);
+}

@@ -16,6 +16,7 @@
 
 #include "store/db.h"
 #include "store/migrations.h"
+#include "store/registry.h"
 #include "store/time_util.h"
 
 #include "tests/unit/test_support.h"
@@ -443,34 +444,96 @@ void make_schema_6_with_predictions(connection& c) {
 
 }  // namespace
 
-TEST_CASE("0007 moves the prediction log into one B-tree and keeps every row", "[migrations]") {
-    temp_dir dir;
-    connection c(dir.file("kennel.db"), {});
-    make_schema_6_with_predictions(c);
-    status s = migrate(c);
-    INFO(s.to_string());
-    REQUIRE(s.is_ok());
-    CHECK(c.pragma_int("user_version") >= 7);
-    // One B-tree: WITHOUT ROWID, no separate index.
-    CHECK(count_rows(c, "SELECT count(*) FROM pragma_table_list WHERE name = 'predictions'"
-                        " AND wr = 1 AND strict = 1") == 1);
-    CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
-                        " AND tbl_name = 'predictions' AND sql IS NOT NULL") == 0);
-    // Every row and every column survived, now in (model, time, id) order.
+namespace {
+
+// The log's rows, every column as text, in (model, time, id) order.
+std::vector<std::string> logged_predictions(connection& c) {
     statement st(c,
                  "SELECT model, time, id, version, arm, shadow, entity, value, label, probabilities,"
-                 " fallback, reason, latency_us, features_hash FROM predictions");
+                 " fallback, reason, latency_us, features_hash FROM predictions ORDER BY model, time, id");
     std::vector<std::string> rows;
     while (st.step()) {
         std::string r;
         for (int i = 0; i < 14; ++i) r += (st.is_null(i) ? "NULL" : st.column_text(i)) + "|";
         rows.push_back(r);
     }
-    CHECK(rows == std::vector<std::string>{
-                      "clicks|300|cafe-b|2|b|1|u|1.0|1|[0.25,0.75]|0||90|cc|",
-                      "likes|100|beef|NULL|fallback|0|NULL|7.0|NULL|NULL|1|no_version -> constant|15|bb|",
-                      "likes|200|f00d|3|live|0|post-1|41.5|NULL|NULL|0||120|aa|",
-                  });
+    return rows;
+}
+
+const std::vector<std::string> schema_6_rows = {
+    "clicks|300|cafe-b|2|b|1|u|1.0|1|[0.25,0.75]|0||90|cc|",
+    "likes|100|beef|NULL|fallback|0|NULL|7.0|NULL|NULL|1|no_version -> constant|15|bb|",
+    "likes|200|f00d|3|live|0|post-1|41.5|NULL|NULL|0||120|aa|",
+};
+
+}  // namespace
+
+TEST_CASE("0007 moves the prediction log into one B-tree and keeps every row", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    make_schema_6_with_predictions(c);
+    // 0007 alone: 0008 turns the table into segments.
+    for (const migration& m : known_migrations()) {
+        if (m.number == 7) c.exec(m.sql);
+    }
+    // One B-tree: WITHOUT ROWID, no separate index.
+    CHECK(count_rows(c, "SELECT count(*) FROM pragma_table_list WHERE name = 'predictions'"
+                        " AND wr = 1 AND strict = 1") == 1);
+    CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'index'"
+                        " AND tbl_name = 'predictions' AND sql IS NOT NULL") == 0);
+    // Every row and every column survived.
+    CHECK(logged_predictions(c) == schema_6_rows);
+}
+
+TEST_CASE("0008 moves the prediction log into segments and keeps every row readable", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    make_schema_6_with_predictions(c);
+    status s = migrate(c);
+    INFO(s.to_string());
+    REQUIRE(s.is_ok());
+    CHECK(c.pragma_int("user_version") >= 8);
+    // One segment per model here; `predictions` is now a view over them.
+    CHECK(count_rows(c, "SELECT count(*) FROM prediction_segments") == 2);
+    CHECK(count_rows(c, "SELECT sum(size) FROM prediction_segments") == 3);
+    CHECK(count_rows(c, "SELECT first_time FROM prediction_segments WHERE model = 'likes'") == 100);
+    CHECK(count_rows(c, "SELECT last_time FROM prediction_segments WHERE model = 'likes'") == 200);
+    CHECK(count_rows(c, "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions'"
+                        " AND type = 'view'") == 1);
+    CHECK(logged_predictions(c) == schema_6_rows);
+
+    // What Kennel writes now reads back through the same view.
+    prediction_row p;
+    const std::string id = "0123456789abcdef0123456789abcdef";
+    std::copy(id.begin(), id.end(), p.id.begin());
+    p.model = "likes";
+    p.version = 4;
+    p.arm = "b";
+    p.shadow = true;
+    p.entity = "post-\"2\"";
+    p.time = 400;
+    p.value = 1;
+    p.label = "yes";
+    p.probabilities.assign({0.5, 0.5});
+    p.fallback = true;
+    p.reason = "model_error: x -> baseline";
+    p.latency_us = 33;
+    p.features_hash = 0x00ff00ff00ff00ffULL;
+    prediction_row q;
+    std::copy(id.begin(), id.end(), q.id.begin());
+    q.id[0] = 'f';
+    q.model = "other";
+    q.arm = "live";
+    q.time = 500;
+    q.latency_us = 1;
+    insert_predictions(c, {p, q});
+    CHECK(count_rows(c, "SELECT count(*) FROM prediction_segments") == 4);  // one per model
+    auto rows = logged_predictions(c);
+    REQUIRE(rows.size() == 5);
+    CHECK(rows[4] == "other|500|f123456789abcdef0123456789abcdef|NULL|live|0|NULL|NULL|NULL|NULL|0||1|"
+                     "0000000000000000|");
+    CHECK(rows[3] == "likes|400|0123456789abcdef0123456789abcdef-b|4|b|1|post-\"2\"|1.0|yes|[0.5,0.5]|1|"
+                     "model_error: x -> baseline|33|00ff00ff00ff00ff|");
 }
 
 TEST_CASE("a migration that fails half-way leaves the database as it was", "[migrations]") {
