@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "store/log.h"
+#include "store/time_util.h"
 
 namespace kennel::ml {
 
@@ -19,8 +20,8 @@ constexpr auto flush_interval = std::chrono::milliseconds(5);
 
 }  // namespace
 
-prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued)
-    : writer_(writer), max_queued_(max_queued) {
+prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued, std::chrono::microseconds retention)
+    : writer_(writer), max_queued_(max_queued), retention_(retention) {
     thread_ = std::thread([this] {
         name_this_thread("kennel-predlog");
         loop();
@@ -83,8 +84,25 @@ prediction_log_stats prediction_log::stats() const {
             queued_.load()};
 }
 
+void prediction_log::expire() {
+    const micros before = now_micros() - retention_.count();
+    // Relaxed: losing the deletion in a power cut only means doing it again.
+    auto fut = writer_.submit(
+        [before](connection& c) {
+            expire_prediction_segments(c, before);
+            return status::ok();
+        },
+        1, durability::relaxed);
+    (void)fut;  // a full writer: the next minute tries again
+}
+
 void prediction_log::loop() {
+    auto next_expiry = std::chrono::steady_clock::now();
     for (;;) {
+        if (retention_.count() > 0 && std::chrono::steady_clock::now() >= next_expiry) {
+            expire();
+            next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        }
         bool last = false;
         {
             std::unique_lock lock(stop_mu_);

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -27,7 +28,10 @@ struct prediction_log_stats {
 
 class prediction_log {
 public:
-    prediction_log(fact_writer& writer, std::size_t max_queued);
+    // Segments older than `retention` are deleted about once a minute
+    // (zero: kept forever).
+    prediction_log(fact_writer& writer, std::size_t max_queued,
+                   std::chrono::microseconds retention = std::chrono::microseconds(0));
     ~prediction_log();
     prediction_log(const prediction_log&) = delete;
     prediction_log& operator=(const prediction_log&) = delete;
@@ -55,8 +59,11 @@ private:
         std::size_t last_size = 0;  // the flusher's: rows taken last time
     };
 
+    void expire();
+
     fact_writer& writer_;
     std::size_t max_queued_;
+    std::chrono::microseconds retention_;
     std::array<shard, shard_count> shards_;
     std::atomic<std::size_t> queued_{0};  // rows in every shard, bounded by max_queued_
     std::atomic<std::uint64_t> logged_{0};

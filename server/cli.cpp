@@ -136,6 +136,8 @@ int cmd_serve(const std::vector<std::string>& args) {
         "prediction tasks waiting before requests get 503")(
         "prediction-log-queue", po::value<std::size_t>()->default_value(o.prediction_log_queue),
         "prediction log entries buffered before new ones are dropped (and counted)")(
+        "prediction-log-days", po::value<double>()->default_value(o.prediction_log_days),
+        "days the prediction log keeps (older entries are deleted every minute; 0: keep all)")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
         "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -161,6 +163,10 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.predict_threads = vm["predict-threads"].as<int>();
     o.predict_queue = vm["predict-queue"].as<std::size_t>();
     o.prediction_log_queue = vm["prediction-log-queue"].as<std::size_t>();
+    o.prediction_log_days = vm["prediction-log-days"].as<double>();
+    if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
+        throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");
+    }
     o.test_faults = vm["test-faults"].as<bool>();
     if (o.http_threads < 1) throw po::error("--http-threads must be at least 1");
     if (o.writer_queue < 1) throw po::error("--writer-queue must be at least 1");

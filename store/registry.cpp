@@ -637,6 +637,17 @@ void insert_prediction_segments(connection& c, const std::vector<prediction_segm
     }
 }
 
+std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit) {
+    // Segments are inserted in time order, so the old ones are the first by
+    // id: only the first `limit` are looked at, never the whole table.
+    statement st(c,
+                 "DELETE FROM prediction_segments WHERE id IN (SELECT id FROM (SELECT id, last_time"
+                 " FROM prediction_segments ORDER BY id LIMIT ?2) WHERE last_time < ?1)");
+    st.bind(1, before).bind(2, limit);
+    st.run();
+    return c.changes();
+}
+
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {
     insert_prediction_segments(c, encode_predictions(rows));
 }

@@ -282,6 +282,11 @@ std::vector<prediction_segment> encode_predictions(const std::vector<prediction_
 // Inserts the segments in the caller's transaction.
 void insert_prediction_segments(connection& c, const std::vector<prediction_segment>& segments);
 
+// Deletes segments whose newest prediction is older than `before`, oldest
+// first, at most `limit` of them (one call a minute keeps a busy log's
+// deletions small); returns how many.
+std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit = 100000);
+
 // Inserts the rows in the caller's transaction (encode, then insert).
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows);
 

@@ -58,11 +58,20 @@ class HelpAndVersionTest(KennelTestCase):
         r = run_cli(["serve", "--help"])
         self.assertEqual(r.returncode, 0)
         for opt in ("--host", "--port", "--db", "--sync", "--max-body", "--max-batch",
-                    "--writer-queue", "--demo", "--config"):
+                    "--writer-queue", "--demo", "--config", "--prediction-log-days"):
             self.assertIn(opt, r.stdout)
         self.assertIn("127.0.0.1", r.stdout)   # default host
         self.assertIn("8080", r.stdout)        # default port
         self.assertIn("kennel.db", r.stdout)   # default db
+
+    def test_serve_refuses_a_prediction_log_retention_out_of_range(self):
+        for bad in ("-1", "nan", "40000"):
+            with self.subTest(bad):
+                code, out, err = run_serve_expecting_exit(
+                    ["--port", "0", "--db", os.path.join(self.tmp, "k.db"), "--prediction-log-days", bad],
+                    bound=5)
+                self.assertEqual(code, 2, err)
+                self.assertIn("--prediction-log-days must be between 0 (keep all) and 36500", err)
 
     def test_version_prints_version_and_commit(self):
         for args in (["version"], ["--version"]):

@@ -553,3 +553,23 @@ TEST_CASE("a migration that fails half-way leaves the database as it was", "[mig
     CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
     CHECK(count_rows(c, "SELECT count(*) FROM schema_migrations WHERE number = 7") == 0);
 }
+
+TEST_CASE("old prediction-log segments are deleted oldest first, newer ones kept", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    REQUIRE(migrate(c).is_ok());
+    // One segment per flush: times 100, 200, ..., 600 (each its own insert).
+    for (int i = 1; i <= 6; ++i) {
+        prediction_row p;
+        p.model = i % 2 ? "a" : "b";
+        p.arm = "live";
+        p.time = 100 * i;
+        insert_predictions(c, {p});
+    }
+    CHECK(expire_prediction_segments(c, 250, 1) == 1);  // at most `limit`
+    CHECK(count_rows(c, "SELECT min(last_time) FROM prediction_segments") == 200);
+    CHECK(expire_prediction_segments(c, 350) == 2);
+    CHECK(expire_prediction_segments(c, 350) == 0);
+    CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
+    CHECK(count_rows(c, "SELECT min(time) FROM predictions") == 400);
+}
