@@ -20,7 +20,8 @@ constexpr auto flush_interval = std::chrono::milliseconds(5);
 
 }  // namespace
 
-prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued, std::chrono::microseconds retention)
+prediction_log::prediction_log(fact_writer& writer, std::size_t max_queued,
+                               std::chrono::microseconds retention)
     : writer_(writer), max_queued_(max_queued), retention_(retention) {
     thread_ = std::thread([this] {
         name_this_thread("kennel-predlog");
