@@ -902,5 +902,38 @@ class AdmissionTest(KennelTestCase):
         self.assertEqual(c.get("/healthz").status, 200)
 
 
+class RetentionTest(KennelTestCase):
+    """--prediction-log-days: the log thread deletes older segments (at start,
+    then once a minute); what is newer stays."""
+
+    def logged(self, name):
+        db = kennel_harness.open_db(self.path("kennel.db"))
+        try:
+            return db.execute("SELECT count(*) FROM predictions WHERE model = ?", (name,)).fetchone()[0]
+        finally:
+            db.close()
+
+    def test_old_predictions_are_deleted_and_new_ones_kept(self):
+        server = self.start_server()
+        c = self.client(server)
+        feats, labels, rows = load_data(self, c, 60)
+        name = uid("kept")
+        put_model(self, c, name, definition(feats, labels))
+        for _ in range(3):  # never trained: answered from the prior, and logged
+            predict(self, c, name, {"features": FEATURES})
+        wait_until(lambda: self.logged(name) == 3, 10, "three logged predictions")
+        server.stop()
+        time.sleep(1.0)
+
+        # 0.00001 days is 0.864 s: everything logged before the restart is older.
+        server = self.start_server(["--prediction-log-days", "0.00001"])
+        c = self.client(server)
+        wait_until(lambda: self.logged(name) == 0, 10, "the old predictions deleted")
+        predict(self, c, name, {"features": FEATURES})
+        wait_until(lambda: self.logged(name) == 1, 10, "the new prediction logged")
+        time.sleep(0.5)
+        self.assertEqual(self.logged(name), 1)  # and kept (the next pass is a minute away)
+
+
 if __name__ == "__main__":
     unittest.main()
