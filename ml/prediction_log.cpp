@@ -100,7 +100,8 @@ void prediction_log::expire() {
 void prediction_log::loop() {
     auto next_expiry = std::chrono::steady_clock::now();
     for (;;) {
-        if (retention_.count() > 0 && std::chrono::steady_clock::now() >= next_expiry) {
+        if (retention_.count() > 0 && expiry_started_ &&
+            std::chrono::steady_clock::now() >= next_expiry) {
             expire();
             next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(1);
         }

@@ -29,7 +29,7 @@ struct prediction_log_stats {
 class prediction_log {
 public:
     // Segments older than `retention` are deleted about once a minute
-    // (zero: kept forever).
+    // (zero: kept forever), from start_expiry() on.
     prediction_log(fact_writer& writer, std::size_t max_queued,
                    std::chrono::microseconds retention = std::chrono::microseconds(0));
     ~prediction_log();
@@ -42,6 +42,9 @@ public:
     // Entries that were never produced (shadow work skipped under load).
     void count_dropped(std::size_t n);
     void stop();  // flushes what is queued
+    // Begins the deletions: called once the server is ready, so that they
+    // never take the writer's queue from the writes of start-up.
+    void start_expiry() { expiry_started_ = true; }
     prediction_log_stats stats() const;
 
 private:
@@ -64,6 +67,7 @@ private:
     fact_writer& writer_;
     std::size_t max_queued_;
     std::chrono::microseconds retention_;
+    std::atomic<bool> expiry_started_{false};
     std::array<shard, shard_count> shards_;
     std::atomic<std::size_t> queued_{0};  // rows in every shard, bounded by max_queued_
     std::atomic<std::uint64_t> logged_{0};

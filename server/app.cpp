@@ -269,6 +269,7 @@ int app::run() {
         [this] { metrics_.sample(writer_->stats().facts_stored); });
     supervisor_->start();
     http_->set_ready(true);
+    prediction_log_->start_expiry();
     log_info("serve", "ready");
 
     int sig = 0;
