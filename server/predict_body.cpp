@@ -154,7 +154,7 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
             continue;
         }
         if (v.is_null()) continue;  // null is missing: imputed, and listed as such
-        out.record.emplace_hint(out.record.end(), k, to_raw(v));
+        out.record.emplace(k, to_raw(v));
     }
     list_missing(m, out);
     out.features_hash = h;
@@ -364,6 +364,7 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
               [](const member& a, const member& b) { return a.key < b.key; });
     std::uint64_t h = ml::fnv1a64_offset;
     auto field = m.fields.begin();
+    out.record.reserve(std::min(members.size(), m.fields.size()));
     for (std::size_t i = 0; i < members.size(); ++i) {
         const member& mem = members[i];
         if (i && members[i - 1].key == mem.key) return false;
@@ -411,7 +412,7 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
                 v = mem.value.boolean;
                 break;
         }
-        out.record.emplace_hint(out.record.end(), name, std::move(v));
+        out.record.emplace(name, std::move(v));
     }
     while (field != m.fields.end()) out.missing.push_back((field++)->name);
     out.features_hash = h;

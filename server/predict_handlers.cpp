@@ -31,11 +31,11 @@ using steady = std::chrono::steady_clock;
 // that grow with time append at the right edge of the log's primary-key
 // index; random ids dirtied about one index page per prediction (measured
 // with strace under bench/predict: 1.08 page writes per prediction).
-std::array<char, 32> new_prediction_id() {
+std::array<char, 32> new_prediction_id(micros at) {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     static const char* hex = "0123456789abcdef";
     std::array<char, 32> id{};
-    const auto micros = static_cast<std::uint64_t>(now_micros());
+    const auto micros = static_cast<std::uint64_t>(at);
     for (std::size_t i = 0; i < 14; ++i) id[i] = hex[(micros >> (4 * (13 - i))) & 0xf];
     std::uint64_t a = rng(), b = rng();
     for (std::size_t i = 0; i < 16; ++i) id[14 + i] = hex[(a >> (4 * i)) & 0xf];
@@ -224,6 +224,8 @@ http_response post_model_predict(app& a, const http_request& req) {
 
     const double latency_ms =
         std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    // One time for the request's answers: their ids and log rows.
+    const micros answered_at = now_micros();
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
     std::vector<std::array<char, 32>> shadow_ids;
@@ -260,7 +262,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
 
-        const std::array<char, 32> id = new_prediction_id();
+        const std::array<char, 32> id = new_prediction_id(answered_at);
         if (i) text += ',';
         text += '{';
         json_writer w(text);
@@ -294,7 +296,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.version = version;
         row.arm = fallback && !version ? "fallback" : pick.arm;
         row.entity = instances[i].entity;
-        row.time = now_micros();
+        row.time = answered_at;
         if (m->definition.task == ml::task_kind::regression) {
             row.value = ans.value;
         } else {

@@ -406,3 +406,46 @@ TEST_CASE("spec_problems lists every problem, each at its field", "[features]") 
     CHECK(validate_specs(specs).field() == "features[0].field");
     CHECK(spec_problems({spec("ok", transform_kind::numeric)}).empty());
 }
+
+// raw_record keeps its fields sorted by name, each name once, whatever order
+// they arrive in: the transforms and the document reader rely on both.
+TEST_CASE("raw_record: sorted, one value per name, first value kept", "[features]") {
+    raw_record r;
+    CHECK(r.empty());
+    CHECK(r.emplace("m", 1.0));
+    CHECK(r.emplace("z", std::string("last")));
+    CHECK(r.emplace("a", true));
+    CHECK(r.emplace("q", raw_value{}));
+    CHECK_FALSE(r.emplace("m", 2.0));  // present: unchanged, as std::map's emplace
+    REQUIRE(r.size() == 4);
+    std::vector<std::string> names;
+    for (const auto& [name, value] : r) names.push_back(name);
+    CHECK(names == std::vector<std::string>{"a", "m", "q", "z"});
+    CHECK(std::get<double>(r.at("m")) == 1.0);
+    CHECK(std::get<bool>(r.at(std::string_view("a"))));
+    CHECK(r.count("q") == 1);
+    CHECK(r.count("b") == 0);
+    CHECK(r.find("zz") == r.end());
+    CHECK(r.find("") == r.end());
+    CHECK_THROWS_AS(r.at("nope"), std::out_of_range);
+
+    r["m"] = 3.0;      // present: replaced
+    r["b"] = 4.0;      // absent: inserted in order
+    CHECK(std::get<double>(r.at("m")) == 3.0);
+    CHECK(std::next(r.begin())->first == "b");
+
+    // Of repeated names in a list, the first is kept (std::map did the same).
+    raw_record l{{"y", 1.0}, {"x", 2.0}, {"y", 3.0}};
+    CHECK(l.size() == 2);
+    CHECK(std::get<double>(l.at("y")) == 1.0);
+    CHECK(l == raw_record{{"x", 2.0}, {"y", 1.0}});
+    CHECK_FALSE(l == raw_record{{"x", 2.0}, {"y", 3.0}});
+
+    // Many names in reverse order: every one found, in order.
+    raw_record big;
+    for (int i = 999; i >= 0; --i) big.emplace("f" + std::to_string(1000 + i), double(i));
+    REQUIRE(big.size() == 1000);
+    CHECK(std::is_sorted(big.begin(), big.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; }));
+    for (int i = 0; i < 1000; ++i) CHECK(std::get<double>(big.at("f" + std::to_string(1000 + i))) == i);
+}

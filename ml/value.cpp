@@ -1,0 +1,49 @@
+#include "ml/value.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace kennel::ml {
+
+raw_record::raw_record(std::initializer_list<value_type> items) {
+    items_.reserve(items.size());
+    for (const auto& [name, value] : items) emplace(name, value);
+}
+
+std::vector<raw_record::value_type>::iterator raw_record::lower_bound(std::string_view name) {
+    return std::lower_bound(
+        items_.begin(), items_.end(), name,
+        [](const value_type& item, std::string_view n) { return item.first < n; });
+}
+
+raw_record::const_iterator raw_record::find(std::string_view name) const {
+    auto it =
+        std::lower_bound(items_.begin(), items_.end(), name,
+                         [](const value_type& item, std::string_view n) { return item.first < n; });
+    return it != items_.end() && it->first == name ? it : items_.end();
+}
+
+const raw_value& raw_record::at(std::string_view name) const {
+    auto it = find(name);
+    if (it == end()) throw std::out_of_range("raw_record: no field \"" + std::string(name) + "\"");
+    return it->second;
+}
+
+raw_value& raw_record::operator[](std::string_view name) {
+    auto it = lower_bound(name);
+    if (it != items_.end() && it->first == name) return it->second;
+    return items_.emplace(it, std::string(name), raw_value{})->second;
+}
+
+bool raw_record::emplace(std::string name, raw_value value) {
+    if (items_.empty() || items_.back().first < name) {
+        items_.emplace_back(std::move(name), std::move(value));
+        return true;
+    }
+    auto it = lower_bound(name);
+    if (it != items_.end() && it->first == name) return false;
+    items_.emplace(it, std::move(name), std::move(value));
+    return true;
+}
+
+}  // namespace kennel::ml
