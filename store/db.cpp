@@ -73,7 +73,25 @@ void connection::watch_wal() {
 connection::~connection() {
     // Statements are RAII too and are destroyed before their connection; v2
     // defers the close if any were leaked rather than failing.
+    cache_.clear();
     if (db_) sqlite3_close_v2(db_);
+}
+
+statement& connection::cached(std::string_view sql) {
+    for (auto& [text, st] : cache_) {
+        if (text == sql) {
+            st->reset();
+            return *st;
+        }
+    }
+    auto st = std::make_unique<statement>(*this, sql);
+    return *cache_.emplace_back(std::string(sql), std::move(st)).second;
+}
+
+void connection::exec_cached(std::string_view sql) {
+    statement& st = cached(sql);
+    st.run();
+    st.reset();  // done: holds nothing until its next use
 }
 
 void connection::exec(std::string_view sql) {
@@ -197,12 +215,14 @@ std::optional<std::string> statement::column_opt_text(int col) const {
     return column_text(col);
 }
 
-transaction::transaction(connection& conn) : conn_(conn) { conn_.exec("BEGIN IMMEDIATE"); }
+transaction::transaction(connection& conn) : conn_(conn) {
+    conn_.exec_cached("BEGIN IMMEDIATE");
+}
 
 transaction::~transaction() {
     if (!done_) {
         try {
-            conn_.exec("ROLLBACK");
+            conn_.exec_cached("ROLLBACK");
         } catch (const db_error&) {
             // Nothing more to do: SQLite already rolled back (e.g. on I/O error).
         }
@@ -210,26 +230,26 @@ transaction::~transaction() {
 }
 
 void transaction::commit() {
-    conn_.exec("COMMIT");
+    conn_.exec_cached("COMMIT");
     done_ = true;
 }
 
 savepoint::savepoint(connection& conn, const char* name) : conn_(conn), name_(name) {
-    conn_.exec("SAVEPOINT " + name_);
+    conn_.exec_cached("SAVEPOINT " + name_);
 }
 
 savepoint::~savepoint() {
     if (!done_) {
         try {
-            conn_.exec("ROLLBACK TO " + name_);
-            conn_.exec("RELEASE " + name_);
+            conn_.exec_cached("ROLLBACK TO " + name_);
+            conn_.exec_cached("RELEASE " + name_);
         } catch (const db_error&) {
         }
     }
 }
 
 void savepoint::release() {
-    conn_.exec("RELEASE " + name_);
+    conn_.exec_cached("RELEASE " + name_);
     done_ = true;
 }
 

@@ -10,10 +10,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -57,6 +60,15 @@ public:
     // Runs one or more statements that return no rows.
     void exec(std::string_view sql);
     statement prepare(std::string_view sql);
+    // A statement prepared once on this connection and kept, reset and ready
+    // to bind: for the few whose fixed SQL runs many times a second
+    // (transactions, savepoints, the prediction log's insert), where SQLite's
+    // parser was a measurable share of the writer's CPU under bench/predict.
+    // Valid until the connection closes; one user at a time, as the
+    // connection itself.
+    statement& cached(std::string_view sql);
+    // Runs a cached statement that takes no parameters and returns no rows.
+    void exec_cached(std::string_view sql);
 
     std::int64_t last_insert_rowid() const;
     int changes() const;
@@ -76,6 +88,7 @@ private:
     sqlite3* db_ = nullptr;
     std::string path_;
     int wal_frames_ = 0;
+    std::vector<std::pair<std::string, std::unique_ptr<statement>>> cache_;
 };
 
 // A prepared statement. Bind with 1-based indexes, step, read columns with

@@ -625,9 +625,9 @@ std::vector<prediction_segment> encode_predictions(const std::vector<prediction_
 }
 
 void insert_prediction_segments(connection& c, const std::vector<prediction_segment>& segments) {
-    statement st(c,
-                 "INSERT INTO prediction_segments (model, first_time, last_time, size, entries)"
-                 " VALUES (?,?,?,?,?)");
+    statement& st = c.cached(
+        "INSERT INTO prediction_segments (model, first_time, last_time, size, entries)"
+        " VALUES (?,?,?,?,?)");
     for (const prediction_segment& s : segments) {
         st.reset();
         // The strings outlive st.run(): SQLite need not copy them.
@@ -635,6 +635,7 @@ void insert_prediction_segments(connection& c, const std::vector<prediction_segm
         st.bind_static(5, s.entries);
         st.run();
     }
+    st.reset();  // the bound strings are the caller's
 }
 
 std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit) {

@@ -99,6 +99,43 @@ TEST_CASE("exec runs several statements and reports SQL errors as db_error", "[d
     CHECK_THROWS_AS(c.prepare("SELEC nonsense"), db_error);
 }
 
+TEST_CASE("a cached statement is prepared once, handed out reset, and survives errors", "[db]") {
+    temp_dir dir;
+    connection c(dir.file("x.db"), {});
+    c.exec("CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT NOT NULL)");
+    statement& ins = c.cached("INSERT INTO t (x, y) VALUES (?, ?)");
+    ins.bind(1, 1).bind(2, "one").run();
+    // The same SQL gives the same statement, reset: its old bindings are gone
+    // (y would be NULL and refused if they were not replaced).
+    statement& again = c.cached("INSERT INTO t (x, y) VALUES (?, ?)");
+    CHECK(&again == &ins);
+    CHECK_THROWS_AS(again.run(), db_error);  // NOT NULL: bindings were cleared
+    again.reset();
+    again.bind(1, 1).bind(2, "dup");
+    try {
+        again.run();
+        FAIL("expected a constraint error");
+    } catch (const db_error& e) {
+        CHECK(e.is_constraint());
+    }
+    c.cached("INSERT INTO t (x, y) VALUES (?, ?)").bind(1, 2).bind(2, "two").run();
+    CHECK(count_rows(c, "t") == 2);
+    CHECK(&c.cached("SELECT y FROM t WHERE x = ?") != &ins);
+
+    // Transactions run on cached BEGIN/COMMIT/ROLLBACK: a failed BEGIN (one
+    // is already open) leaves them usable.
+    c.exec_cached("BEGIN IMMEDIATE");
+    CHECK_THROWS_AS(c.exec_cached("BEGIN IMMEDIATE"), db_error);
+    c.exec_cached("ROLLBACK");
+    for (int i = 0; i < 3; ++i) {
+        transaction tx(c);
+        c.cached("INSERT INTO t (x, y) VALUES (?, ?)").bind(1, 10 + i).bind(2, "t").run();
+        if (i != 1) tx.commit();
+    }
+    CHECK(count_rows(c, "t") == 4);  // the second was rolled back
+    CHECK_THROWS_AS(c.cached("SELEC nonsense"), db_error);
+}
+
 // ---------------------------------------------------------------- statements
 
 TEST_CASE("statement binds every type and reads the columns back", "[db]") {
