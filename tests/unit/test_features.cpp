@@ -429,8 +429,8 @@ TEST_CASE("raw_record: sorted, one value per name, first value kept", "[features
     CHECK(r.find("") == r.end());
     CHECK_THROWS_AS(r.at("nope"), std::out_of_range);
 
-    r["m"] = 3.0;      // present: replaced
-    r["b"] = 4.0;      // absent: inserted in order
+    r["m"] = 3.0;  // present: replaced
+    r["b"] = 4.0;  // absent: inserted in order
     CHECK(std::get<double>(r.at("m")) == 3.0);
     CHECK(std::next(r.begin())->first == "b");
 
@@ -447,5 +447,6 @@ TEST_CASE("raw_record: sorted, one value per name, first value kept", "[features
     REQUIRE(big.size() == 1000);
     CHECK(std::is_sorted(big.begin(), big.end(),
                          [](const auto& a, const auto& b) { return a.first < b.first; }));
-    for (int i = 0; i < 1000; ++i) CHECK(std::get<double>(big.at("f" + std::to_string(1000 + i))) == i);
+    for (int i = 0; i < 1000; ++i)
+        CHECK(std::get<double>(big.at("f" + std::to_string(1000 + i))) == i);
 }
