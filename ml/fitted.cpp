@@ -99,19 +99,29 @@ void baseline_function::serialize_body(std::ostream& out) const {
 }
 
 prediction linear_function::do_predict(const std::vector<double>& x) const {
-    const sample_type z = weights_ * to_sample(x) + bias_;
+    // A row's score by a plain loop, in the order the reference BLAS sums:
+    // for a handful of dot products, Dlib's call into BLAS and its two
+    // temporary matrices cost more than the arithmetic (perf under
+    // bench/predict).
+    const auto score = [&](long r) {
+        double dot = 0;
+        for (long j = 0; j < weights_.nc(); ++j)
+            dot += weights_(r, j) * x[static_cast<std::size_t>(j)];
+        return dot + bias_(r);
+    };
     switch (task()) {
         case task_kind::regression:
-            return {z(0), {}};
+            return {score(0), {}};
         case task_kind::binary: {
-            const double p1 = sigmoid(z(0));
+            const double p1 = sigmoid(score(0));
             return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
         }
         case task_kind::multiclass: {
-            const double m = dlib::max(z);
-            std::vector<double> p(static_cast<std::size_t>(z.size()));
+            std::vector<double> p(static_cast<std::size_t>(weights_.nr()));
+            for (long k = 0; k < weights_.nr(); ++k) p[static_cast<std::size_t>(k)] = score(k);
+            const double m = *std::max_element(p.begin(), p.end());
             double sum = 0;
-            for (long k = 0; k < z.size(); ++k) sum += p[k] = std::exp(z(k) - m);
+            for (auto& v : p) sum += v = std::exp(v - m);
             for (auto& v : p) v /= sum;
             const auto best = std::max_element(p.begin(), p.end()) - p.begin();
             return {static_cast<double>(best), std::move(p)};

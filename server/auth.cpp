@@ -144,10 +144,9 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
 }
 
 std::optional<http_response> authenticator::check(http_request& req, access needs) {
-    std::string auth = req.header("authorization");
-    if (auth.rfind("Bearer ", 0) == 0) {
-        std::string key = auth.substr(7);
-        std::string hash = sha256_hex(key);
+    const std::string_view auth = req.header("authorization");
+    if (auth.starts_with("Bearer ")) {
+        std::string hash = sha256_hex(auth.substr(7));
         std::shared_ptr<const api_key_row> row;
         bool cached = false;
         {
@@ -182,8 +181,8 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         req.actor = "key:" + row->name;
         return std::nullopt;
     }
-    if (auth.rfind("Basic ", 0) == 0) {
-        auto decoded = base64_decode(auth.substr(6));
+    if (auth.starts_with("Basic ")) {
+        auto decoded = base64_decode(std::string(auth.substr(6)));
         auto colon = decoded ? decoded->find(':') : std::string::npos;
         if (!decoded || colon == std::string::npos) {
             return error_response(status(error_kind::unauthenticated, "malformed Basic credentials"));
@@ -198,7 +197,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         req.actor = user;
         return std::nullopt;
     }
-    std::string cookies = req.header("cookie");
+    const std::string cookies(req.header("cookie"));
     if (!cookies.empty()) {
         auto s = session_from_cookie(cookies);
         if (s) {

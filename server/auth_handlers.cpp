@@ -52,14 +52,14 @@ http_response post_auth_login(app& a, const http_request& req) {
 }
 
 http_response post_auth_logout(app& a, const http_request& req) {
-    a.auth().logout(req.header("cookie"));
+    a.auth().logout(std::string(req.header("cookie")));
     http_response r = json_response(R"({"signed_out":true})");
     r.headers.emplace_back("Set-Cookie", session_cookie("", true));
     return r;
 }
 
 http_response get_auth_session(app& a, const http_request& req) {
-    auto s = a.auth().session_from_cookie(req.header("cookie"));
+    auto s = a.auth().session_from_cookie(std::string(req.header("cookie")));
     if (!s) return error_response(status(error_kind::unauthenticated, "not signed in"));
     http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
     r.headers.emplace_back("Cache-Control", "no-store");

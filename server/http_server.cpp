@@ -20,7 +20,7 @@ std::optional<std::string> http_request::query_value(const std::string& name) co
     return it->second;
 }
 
-std::string http_request::header(const std::string& lower_name) const {
+std::string_view http_request::header(std::string_view lower_name) const {
     // From the back: a repeated header's last value wins, as it always did.
     for (auto it = headers.rbegin(); it != headers.rend(); ++it) {
         if (it->first == lower_name) return it->second;
@@ -30,6 +30,7 @@ std::string http_request::header(const std::string& lower_name) const {
 
 std::vector<std::string> split_path(const std::string& path) {
     std::vector<std::string> out;
+    out.reserve(8);  // Kennel's routes have at most 6 segments: one allocation
     std::size_t i = 0;
     while (i < path.size()) {
         while (i < path.size() && path[i] == '/') ++i;

@@ -35,7 +35,8 @@ struct http_request {
     std::string actor;  // who is asking, set by authentication ("admin", "key:ci-bot")
 
     std::optional<std::string> query_value(const std::string& name) const;
-    std::string header(const std::string& lower_name) const;
+    // The last value of a header, or empty; a view into this request.
+    std::string_view header(std::string_view lower_name) const;
     const std::string& param(const std::string& name) const { return path_params.at(name); }
 };
 

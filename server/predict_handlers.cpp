@@ -161,32 +161,39 @@ http_response post_model_predict(app& a, const http_request& req) {
             picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
     }
 
-    auto work = std::make_shared<batch_work>();
-    work->answers.resize(instances.size());
-    work->answered_by.resize(instances.size(), 0);
-    work->reasons.resize(instances.size());
+    const std::size_t n = instances.size();
     bool any_model = false;
     for (const auto& p : picks) any_model = any_model || p.version || !m->previous.empty();
+    // Versions measured far below the deadline run here on the request
+    // thread (no hand-off); anything unmeasured, slow or under a test fault
+    // goes to the pool, and the request waits only until its deadline.
+    bool inline_ok = true;
     if (any_model) {
-        // Versions measured far below the deadline run here on the request
-        // thread (no hand-off); anything unmeasured, slow or under a test
-        // fault goes to the pool, and the request waits only until its deadline.
         const auto deadline_ns = static_cast<std::int64_t>(deadline_ms * 1e6);
-        bool inline_ok = true;
         for (const auto& p : picks) {
-            inline_ok =
-                inline_ok && p.version && p.version->fast_enough(instances.size(), deadline_ns);
+            inline_ok = inline_ok && p.version && p.version->fast_enough(n, deadline_ns);
         }
         for (const auto& prev : m->previous) {
-            inline_ok = inline_ok && prev->fast_enough(instances.size(), deadline_ns);
+            inline_ok = inline_ok && prev->fast_enough(n, deadline_ns);
         }
+    }
+    // Work handed to the pool is shared with its task, which may outlive the
+    // request; work done here is the request's own (and costs no allocation).
+    std::shared_ptr<batch_work> pooled;
+    batch_work here;
+    if (any_model && !inline_ok) pooled = std::make_shared<batch_work>();
+    batch_work& work = pooled ? *pooled : here;
+    work.answers.resize(n);
+    work.answered_by.resize(n, 0);
+    work.reasons.resize(n);
+    if (any_model) {
         bool accepted = true;
-        if (inline_ok) {
-            run_batch(*work, *m, picks, instances, deadline);
+        if (!pooled) {
+            run_batch(work, *m, picks, instances, deadline);
         } else {
             auto shared_instances = std::make_shared<std::vector<predict_instance>>(instances);
-            accepted = a.predict_pool().submit([work, m, picks, shared_instances, deadline] {
-                run_batch(*work, *m, picks, *shared_instances, deadline);
+            accepted = a.predict_pool().submit([pooled, m, picks, shared_instances, deadline] {
+                run_batch(*pooled, *m, picks, *shared_instances, deadline);
             });
         }
         if (!accepted) {
@@ -197,27 +204,34 @@ http_response post_model_predict(app& a, const http_request& req) {
         }
     }
 
-    std::vector<std::optional<ml::answer>> answers(instances.size());
-    std::vector<std::int64_t> by(instances.size(), 0);
-    std::vector<std::string> reasons(instances.size());
+    std::vector<std::optional<ml::answer>> answers;
+    std::vector<std::int64_t> by;
+    std::vector<std::string> reasons;
     {
-        std::unique_lock lock(work->mu);
-        if (any_model)
-            work->cv.wait_until(lock, deadline, [&] { return work->done == instances.size(); });
-        for (std::size_t i = 0; i < instances.size(); ++i) {
-            if (i < work->done) {
-                answers[i] = std::move(
-                    work->answers[i]);  // the pool never touches an index below done again
-                by[i] = work->answered_by[i];
-                reasons[i] = std::move(work->reasons[i]);
-            } else {
-                reasons[i] = any_model
-                                 ? "deadline_exceeded"
-                                 : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
-                if (picks[i].version && any_model) {
-                    picks[i].version->counters.deadline_misses.fetch_add(1,
-                                                                         std::memory_order_relaxed);
-                }
+        std::unique_lock lock(work.mu);
+        if (pooled) work.cv.wait_until(lock, deadline, [&] { return work.done == n; });
+        const std::size_t done = work.done;
+        if (!pooled) {
+            answers = std::move(work.answers);
+            by = std::move(work.answered_by);
+            reasons = std::move(work.reasons);
+        } else {
+            // The pool never touches an index below done again; the rest it
+            // may still write after the deadline, so they are not read.
+            answers.resize(n);
+            by.resize(n, 0);
+            reasons.resize(n);
+            for (std::size_t i = 0; i < done; ++i) {
+                answers[i] = std::move(work.answers[i]);
+                by[i] = work.answered_by[i];
+                reasons[i] = std::move(work.reasons[i]);
+            }
+        }
+        for (std::size_t i = done; i < n; ++i) {
+            reasons[i] = any_model ? "deadline_exceeded"
+                                   : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
+            if (picks[i].version && any_model) {
+                picks[i].version->counters.deadline_misses.fetch_add(1, std::memory_order_relaxed);
             }
         }
     }
@@ -228,7 +242,10 @@ http_response post_model_predict(app& a, const http_request& req) {
     const micros answered_at = now_micros();
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
-    std::vector<std::array<char, 32>> shadow_ids;
+    bool any_shadow = false;
+    for (const auto& arm : m->arms) any_shadow = any_shadow || (arm.shadow && arm.version);
+    std::vector<std::array<char, 32>> shadow_ids;  // the ids shadow rows are logged under
+    if (any_shadow) shadow_ids.reserve(n);
     std::vector<prediction_row> rows;
     rows.reserve(instances.size());
     for (std::size_t i = 0; i < instances.size(); ++i) {
@@ -310,7 +327,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.features_hash = instances[i].features_hash;
         rows.push_back(std::move(row));
 
-        shadow_ids.push_back(id);
+        if (any_shadow) shadow_ids.push_back(id);
     }
     a.prediction_log().append(std::move(rows));
     // Shadow arms: scored and logged on the same request, never returned, as

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "ml/fitted.h"
 #include "ml/metrics.h"
 #include "ml/trainers.h"
 
@@ -350,4 +351,41 @@ TEST_CASE("bad training inputs are refused with a status", "[trainers]") {
 
     CHECK(*parse_algorithm("forest") == algorithm::forest);
     CHECK_FALSE(parse_algorithm("auto"));
+}
+
+// The linear scores are summed by a loop instead of Dlib's BLAS product; they
+// must equal that product (and so what earlier builds served) bit for bit.
+TEST_CASE("linear scores equal Dlib's matrix product exactly", "[trainers]") {
+    std::mt19937_64 rng(7);
+    std::normal_distribution<double> g(0, 3);
+    for (std::size_t outputs : {1, 4}) {
+        const long nf = 37;
+        dlib::matrix<double> w(static_cast<long>(outputs), nf);
+        detail::sample_type b(static_cast<long>(outputs));
+        for (long r = 0; r < w.nr(); ++r) {
+            b(r) = g(rng);
+            for (long c = 0; c < nf; ++c)
+                w(r, c) = g(rng) * std::pow(10.0, static_cast<double>(c % 7) - 3);
+        }
+        const task_kind task = outputs == 1 ? task_kind::regression : task_kind::multiclass;
+        detail::linear_function f(task, nf, outputs == 1 ? 0 : outputs, w, b);
+        for (int i = 0; i < 200; ++i) {
+            std::vector<double> x(nf);
+            for (auto& v : x) v = g(rng);
+            const detail::sample_type z = w * detail::to_sample(x) + b;
+            const prediction p = f.predict(x);
+            if (outputs == 1) {
+                CHECK(p.value == z(0));
+            } else {
+                // Softmax of the same scores.
+                const double m = dlib::max(z);
+                std::vector<double> e(outputs);
+                double sum = 0;
+                for (std::size_t k = 0; k < outputs; ++k)
+                    sum += e[k] = std::exp(z(static_cast<long>(k)) - m);
+                REQUIRE(p.probabilities.size() == outputs);
+                for (std::size_t k = 0; k < outputs; ++k) CHECK(p.probabilities[k] == e[k] / sum);
+            }
+        }
+    }
 }
