@@ -53,6 +53,8 @@ void prediction_log::append_rows(prediction_row* rows, std::size_t n) {
     static std::atomic<std::size_t> next_shard{0};
     thread_local const std::size_t mine =
         next_shard.fetch_add(1, std::memory_order_relaxed) % shard_count;
+    std::vector<prediction_segment> encoded;
+    add_prediction_entries(encoded, rows, taken);  // outside the lock
     shard& s = shards_[mine];
     std::lock_guard lock(s.mu);
     if (stopping_) {
@@ -61,9 +63,9 @@ void prediction_log::append_rows(prediction_row* rows, std::size_t n) {
         dropped_.fetch_add(taken, std::memory_order_relaxed);
         return;
     }
-    for (std::size_t i = 0; i < taken; ++i) s.rows.push_back(std::move(rows[i]));
+    for (auto& seg : encoded) merge_prediction_entries(s.open, std::move(seg));
     // No notify: the flusher wakes on its own timer; a request pays for a
-    // push_back under its shard's lock and nothing more.
+    // copy of its entries under its shard's lock and nothing more.
 }
 
 void prediction_log::count_dropped(std::size_t n) {
@@ -111,32 +113,21 @@ void prediction_log::loop() {
             stop_cv_.wait_for(lock, flush_interval, [this] { return stopping_.load(); });
             last = stopping_;
         }
-        std::vector<prediction_row> batch;
+        std::vector<prediction_segment> batch;
         for (shard& s : shards_) {
-            // The shard's next queue is allocated here, not by a request
-            // holding the lock.
-            std::vector<prediction_row> taken, next;
-            next.reserve(std::min(max_queued_, s.last_size + s.last_size / 2 + 4));
+            std::vector<prediction_segment> taken;
             {
                 std::lock_guard lock(s.mu);
-                taken.swap(s.rows);
-                s.rows.swap(next);
+                taken.swap(s.open);
             }
-            s.last_size = taken.size();
-            if (batch.empty()) {
-                batch = std::move(taken);
-            } else {
-                batch.insert(batch.end(), std::make_move_iterator(taken.begin()),
-                             std::make_move_iterator(taken.end()));
-            }
+            for (auto& seg : taken) merge_prediction_entries(batch, std::move(seg));
         }
-        if (!batch.empty()) {
-            std::size_t n = batch.size();
+        std::size_t n = 0;
+        for (const auto& seg : batch) n += static_cast<std::size_t>(seg.size);
+        if (n) {
             queued_.fetch_sub(n);
-            // Encoded here, so that the writer's thread only inserts.
-            auto segments =
-                std::make_shared<std::vector<prediction_segment>>(encode_predictions(batch));
-            batch.clear();
+            close_prediction_segments(batch);
+            auto segments = std::make_shared<std::vector<prediction_segment>>(std::move(batch));
             auto fut = writer_.submit(
                 [segments](connection& c) {
                     insert_prediction_segments(c, *segments);

@@ -1,7 +1,7 @@
 // The prediction log: every answer is recorded off the request path. A
-// request only appends to a bounded in-memory queue; a background thread
-// hands batches to the writer. When the queue is full, entries are dropped
-// and counted; the request is never slowed.
+// request encodes its entries and appends them to a bounded in-memory queue;
+// a background thread hands them to the writer as segments. When the queue
+// is full, entries are dropped and counted; the request is never slowed.
 //
 // Threads: append() and stats() from any thread.
 #pragma once
@@ -56,10 +56,13 @@ private:
     // queue, 8 connections on 2 cores slept on its lock a few thousand
     // times a second).
     static constexpr std::size_t shard_count = 8;
+    // Entries are encoded by the requests' threads, not the flusher's: on a
+    // saturated machine one flusher among many request threads got too
+    // little CPU to encode them all (bench/predict, batches at 64
+    // connections, dropped most entries).
     struct alignas(64) shard {
         std::mutex mu;
-        std::vector<prediction_row> rows;
-        std::size_t last_size = 0;  // the flusher's: rows taken last time
+        std::vector<prediction_segment> open;  // one per model, arrays not yet closed
     };
 
     void expire();

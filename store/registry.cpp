@@ -575,25 +575,34 @@ void probability_list::assign(const std::vector<double>& p) {
     }
 }
 
-std::vector<prediction_segment> encode_predictions(const std::vector<prediction_row>& rows) {
-    std::vector<prediction_segment> out;
-    for (const prediction_row& p : rows) {
-        prediction_segment* seg = nullptr;
-        for (auto& s : out) {
-            if (s.model == p.model) seg = &s;
-        }
-        if (!seg) {
-            seg = &out.emplace_back();
-            seg->model = p.model;
-            seg->first_time = seg->last_time = p.time;
-            seg->entries.reserve(rows.size() * 160);
-            seg->entries = "[";
-        }
-        seg->first_time = std::min(seg->first_time, p.time);
-        seg->last_time = std::max(seg->last_time, p.time);
-        if (seg->size++) seg->entries += ',';
+namespace {
+
+prediction_segment& segment_of(std::vector<prediction_segment>& open, const std::string& model) {
+    // A flush holds one or two models: a list beats a map.
+    for (auto& s : open) {
+        if (s.model == model) return s;
+    }
+    prediction_segment& seg = open.emplace_back();
+    seg.model = model;
+    return seg;
+}
+
+void widen(prediction_segment& seg, micros first, micros last) {
+    seg.first_time = seg.size ? std::min(seg.first_time, first) : first;
+    seg.last_time = seg.size ? std::max(seg.last_time, last) : last;
+}
+
+}  // namespace
+
+void add_prediction_entries(std::vector<prediction_segment>& open, const prediction_row* rows,
+                            std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const prediction_row& p = rows[i];
+        prediction_segment& seg = segment_of(open, p.model);
+        widen(seg, p.time, p.time);
+        std::string& e = seg.entries;
+        e += seg.size++ ? ',' : '[';  // open: the array's closing bracket comes last
         // The order of the view's columns in migrations/0008.
-        std::string& e = seg->entries;
         json_writer w(e);
         e += '[';
         const std::string_view id(p.id.data(), p.id.size());
@@ -617,10 +626,33 @@ std::vector<prediction_segment> encode_predictions(const std::vector<prediction_
         e += ',';
         w.integer(p.latency_us);
         e += ",\"";
-        for (int i = 0; i < 16; ++i) e += "0123456789abcdef"[(p.features_hash >> (60 - 4 * i)) & 0xf];
+        for (int k = 0; k < 16; ++k)
+            e += "0123456789abcdef"[(p.features_hash >> (60 - 4 * k)) & 0xf];
         e += "\"]";
     }
-    for (auto& s : out) s.entries += ']';
+}
+
+void merge_prediction_entries(std::vector<prediction_segment>& open, prediction_segment&& more) {
+    if (!more.size) return;
+    prediction_segment& seg = segment_of(open, more.model);
+    if (!seg.size) {
+        seg = std::move(more);
+        return;
+    }
+    widen(seg, more.first_time, more.last_time);
+    seg.size += more.size;
+    seg.entries += ',';
+    seg.entries.append(more.entries, 1);  // without its opening bracket
+}
+
+void close_prediction_segments(std::vector<prediction_segment>& open) {
+    for (auto& s : open) s.entries += s.size ? "]" : "[]";
+}
+
+std::vector<prediction_segment> encode_predictions(const std::vector<prediction_row>& rows) {
+    std::vector<prediction_segment> out;
+    add_prediction_entries(out, rows.data(), rows.size());
+    close_prediction_segments(out);
     return out;
 }
 

@@ -279,6 +279,16 @@ struct prediction_segment {
 // The rows as segments, one per model. Pure: runs off the writer's thread.
 std::vector<prediction_segment> encode_predictions(const std::vector<prediction_row>& rows);
 
+// The steps of encode_predictions for a log that gathers entries from many
+// threads: add_prediction_entries encodes rows into open segments (one per
+// model; their arrays not yet closed), merge_prediction_entries moves one
+// open segment's entries into another's, close_prediction_segments closes
+// the arrays.
+void add_prediction_entries(std::vector<prediction_segment>& open, const prediction_row* rows,
+                            std::size_t n);
+void merge_prediction_entries(std::vector<prediction_segment>& open, prediction_segment&& more);
+void close_prediction_segments(std::vector<prediction_segment>& open);
+
 // Inserts the segments in the caller's transaction.
 void insert_prediction_segments(connection& c, const std::vector<prediction_segment>& segments);
 

@@ -573,3 +573,57 @@ TEST_CASE("old prediction-log segments are deleted oldest first, newer ones kept
     CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
     CHECK(count_rows(c, "SELECT min(time) FROM predictions") == 400);
 }
+
+// The log encodes entries on many threads and merges them per model before
+// one insert: the merged segments read back as if encoded at once.
+TEST_CASE("prediction entries encoded apart and merged read back as one segment per model",
+          "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    REQUIRE(migrate(c).is_ok());
+    auto row = [](const std::string& model, micros time, char tag) {
+        prediction_row p;
+        p.id.fill(tag);
+        p.model = model;
+        p.arm = "live";
+        p.time = time;
+        p.value = static_cast<double>(time);
+        return p;
+    };
+    // Three "threads", each with its own open segments.
+    std::vector<prediction_segment> t1, t2, t3, merged;
+    const std::vector<prediction_row> r1 = {row("a", 300, '1'), row("b", 50, '2')};
+    const std::vector<prediction_row> r2 = {row("a", 100, '3'), row("a", 900, '4')};
+    const std::vector<prediction_row> r3 = {row("b", 70, '5')};
+    add_prediction_entries(t1, r1.data(), r1.size());
+    add_prediction_entries(t2, r2.data(), r2.size());
+    add_prediction_entries(t3, r3.data(), r3.size());
+    add_prediction_entries(t3, nullptr, 0);
+    for (auto* t : {&t1, &t2, &t3}) {
+        for (auto& seg : *t) merge_prediction_entries(merged, std::move(seg));
+    }
+    close_prediction_segments(merged);
+    REQUIRE(merged.size() == 2);
+    CHECK(merged[0].model == "a");
+    CHECK(merged[0].size == 3);
+    CHECK(merged[0].first_time == 100);
+    CHECK(merged[0].last_time == 900);
+    CHECK(merged[1].size == 2);
+    CHECK(merged[1].first_time == 50);
+    CHECK(merged[1].last_time == 70);
+    insert_prediction_segments(c, merged);
+    CHECK(count_rows(c, "SELECT count(*) FROM prediction_segments") == 2);
+    const auto rows = logged_predictions(c);
+    REQUIRE(rows.size() == 5);
+    CHECK(rows[0].starts_with("a|100|33333333333333333333333333333333|NULL|live|0|NULL|100.0|"));
+    CHECK(rows[2].starts_with("a|900|44444444444444444444444444444444|"));
+    CHECK(rows[4].starts_with("b|70|55555555555555555555555555555555|NULL|live|0|NULL|70.0|"));
+    // The same rows encoded at once give the same entries.
+    std::vector<prediction_row> all = r1;
+    all.insert(all.end(), r2.begin(), r2.end());
+    all.insert(all.end(), r3.begin(), r3.end());
+    const auto once = encode_predictions(all);
+    REQUIRE(once.size() == 2);
+    CHECK(once[0].entries == merged[0].entries);
+    CHECK(once[1].entries == merged[1].entries);
+}
