@@ -1,6 +1,8 @@
 #include "ml/prediction_log.h"
 
 #include <algorithm>
+#include <future>
+#include <optional>
 
 #include "store/log.h"
 #include "store/time_util.h"
@@ -101,6 +103,12 @@ void prediction_log::expire() {
 
 void prediction_log::loop() {
     auto next_expiry = std::chrono::steady_clock::now();
+    // At most one flush is with the writer at a time. While it is, new
+    // entries wait in the buffers (bounded by max_queued_) and go in the next,
+    // larger flush. Before, a writer short of CPU (64 busy request threads
+    // on 2 cores) let one flush every 5 ms pile up in its queue until the
+    // queue was full, and whole flushes were dropped.
+    std::optional<std::future<status>> in_flight;
     for (;;) {
         if (retention_.count() > 0 && expiry_started_ &&
             std::chrono::steady_clock::now() >= next_expiry) {
@@ -112,6 +120,12 @@ void prediction_log::loop() {
             std::unique_lock lock(stop_mu_);
             stop_cv_.wait_for(lock, flush_interval, [this] { return stopping_.load(); });
             last = stopping_;
+        }
+        if (in_flight) {
+            // Stopping: the writer drains what it accepted, so this returns.
+            if (last) in_flight->wait();
+            if (in_flight->wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+            in_flight.reset();
         }
         std::vector<prediction_segment> batch;
         for (shard& s : shards_) {
@@ -136,6 +150,7 @@ void prediction_log::loop() {
                 n, durability::relaxed);
             if (fut) {
                 logged_.fetch_add(n, std::memory_order_relaxed);
+                in_flight = std::move(*fut);
             } else {
                 dropped_.fetch_add(n, std::memory_order_relaxed);  // the writer is full or stopping
             }

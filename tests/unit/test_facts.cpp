@@ -1387,6 +1387,33 @@ TEST_CASE("the prediction log loses no row to concurrent appends, a full queue o
           static_cast<std::int64_t>(stats.logged));
 }
 
+TEST_CASE("a slow writer makes the prediction log's flushes larger, not its drops", "[writer]") {
+    fact_db db;
+    writer_options o = writer_opts(db);
+    o.max_pending = 300;  // units: at most 300 log rows queued in the writer
+    fact_writer w(o);
+    w.set_test_delay(std::chrono::milliseconds(40));  // each commit waits 40 ms
+    REQUIRE(w.start().is_ok());
+    ml::prediction_log log(w, 20000);
+    // 100 rows every 2 ms for about 0.3 s: a 5 ms flush holds ~250 rows, so
+    // flushes piling up in the writer's queue would overflow it at once.
+    int n = 0;
+    for (int round = 0; round < 150; ++round) {
+        std::vector<prediction_row> rows;
+        for (int i = 0; i < 100; ++i) rows.push_back(log_row(n++));
+        log.append(std::move(rows));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    log.stop();
+    const auto stats = log.stats();
+    CHECK(stats.dropped == 0);
+    CHECK(stats.logged == static_cast<std::uint64_t>(n));
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") == n);
+    // Larger flushes, fewer segments than 5 ms flushes would have made.
+    CHECK(scalar(db.conn, "SELECT count(*) FROM prediction_segments") < 40);
+}
+
 TEST_CASE("checkpoints run on their own thread: one in progress holds up no commit", "[writer]") {
     fact_db db;
     writer_options o = writer_opts(db);
