@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <string>
@@ -155,15 +156,91 @@ void kernel_function::serialize_body(std::ostream& out) const {
     }
 }
 
+flat_forest::flat_forest(const forest_type& f) {
+    const auto& trees = f.get_internal_tree_nodes();
+    const auto& leaves = f.get_tree_leaves();
+    struct pending {
+        std::uint32_t index;        // in Dlib's tree: nodes, then leaves
+        std::int64_t parent_right;  // the node whose `right` this one is, or -1
+    };
+    std::vector<pending> stack;
+    for (std::size_t t = 0; t < trees.size(); ++t) {
+        roots_.push_back(static_cast<std::uint32_t>(nodes_.size()));
+        const auto& tree = trees[t];
+        stack.assign(1, {0, -1});
+        while (!stack.empty()) {
+            const pending p = stack.back();
+            stack.pop_back();
+            const auto me = static_cast<std::uint32_t>(nodes_.size());
+            if (p.parent_right >= 0) nodes_[static_cast<std::size_t>(p.parent_right)].right = me;
+            if (p.index >= tree.size()) {
+                const float value = leaves[t][p.index - tree.size()];
+                std::uint32_t bits = 0;
+                std::memcpy(&bits, &value, sizeof bits);
+                nodes_.push_back({std::numeric_limits<float>::quiet_NaN(), bits, me});
+                continue;
+            }
+            const auto& n = tree[p.index];
+            nodes_.push_back({n.split_threshold, static_cast<std::uint32_t>(n.split_feature), 0});
+            stack.push_back({n.right, me});
+            stack.push_back({n.left, -1});  // next: right after its parent
+        }
+    }
+}
+
+double flat_forest::operator()(const std::vector<double>& x) const {
+    // Eight walks at a time; a walk that reaches its leaf takes the next tree.
+    constexpr std::size_t lanes = 8;
+    const std::size_t n = roots_.size();
+    std::vector<float> found(n);
+    std::uint32_t at[lanes], tree[lanes];
+    std::size_t next = 0, active = 0;
+    for (; active < lanes && next < n; ++active, ++next) {
+        tree[active] = static_cast<std::uint32_t>(next);
+        at[active] = roots_[next];
+    }
+    const node* nodes = nodes_.data();
+    while (active > 0) {
+        for (std::size_t l = 0; l < active; ++l) {
+            const node& nd = nodes[at[l]];
+            if (nd.right == at[l]) {  // a leaf
+                std::memcpy(&found[tree[l]], &nd.feature, sizeof(float));
+                if (next < n) {
+                    tree[l] = static_cast<std::uint32_t>(next);
+                    at[l] = roots_[next++];
+                } else {
+                    --active;
+                    tree[l] = tree[active];
+                    at[l] = at[active];
+                    --l;  // the lane now holds another walk
+                }
+                continue;
+            }
+            // Without a branch: which way a walk goes is unpredictable.
+            const std::uint32_t go_right = !(x[nd.feature] < nd.threshold);
+            const std::uint32_t left = at[l] + 1;
+            at[l] = left + ((nd.right - left) & (0u - go_right));
+        }
+    }
+    double sum = 0;  // in tree order, as Dlib sums
+    for (float v : found) sum += v;
+    return sum / static_cast<double>(n);
+}
+
+forest_function::forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
+                                 std::vector<forest_type> forests)
+    : fitted_function(task, num_features, num_classes), forests_(std::move(forests)) {
+    for (const auto& f : forests_) flat_.emplace_back(f);
+}
+
 prediction forest_function::do_predict(const std::vector<double>& x) const {
-    const sample_type s = to_sample(x);
-    if (task() == task_kind::regression) return {forests_[0](s), {}};
+    if (task() == task_kind::regression) return {flat_[0](x), {}};
     if (task() == task_kind::binary) {
-        const double p1 = std::clamp(forests_[0](s), 0.0, 1.0);
+        const double p1 = std::clamp(flat_[0](x), 0.0, 1.0);
         return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
     }
     std::vector<double> scores;
-    for (const auto& f : forests_) scores.push_back(f(s));
+    for (const auto& f : flat_) scores.push_back(f(x));
     return from_class_scores(std::move(scores));
 }
 

@@ -7,6 +7,7 @@
 // which Dlib objects allow that).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include <dlib/matrix.h>
@@ -86,12 +87,31 @@ class kernel_function final : public fitted_function {
 // Regression forests: one for regression, one on the 0/1 label for binary
 // (its output clipped to [0,1] is P(class 1)), one per class on the class
 // indicator for multiclass (normalised).
+// A Dlib forest's trees laid out for prediction: every tree's nodes depth
+// first in one array (a node's left child is the next node), 12 bytes a
+// node, and several trees walked side by side so their memory loads overlap.
+// Gives exactly what Dlib's forest gives (same comparisons, leaves summed in
+// tree order); Dlib's own layout stays the stored one.
+class flat_forest {
+public:
+    explicit flat_forest(const forest_type& f);
+    double operator()(const std::vector<double>& x) const;
+
+private:
+    struct node {
+        float threshold;        // go left when x[feature] < threshold
+        std::uint32_t feature;  // a leaf: its value's bits
+        std::uint32_t right;    // a leaf: its own index
+    };
+    std::vector<node> nodes_;
+    std::vector<std::uint32_t> roots_;
+};
+
 class forest_function final : public fitted_function {
   public:
-    forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
-                    std::vector<forest_type> forests)
-        : fitted_function(task, num_features, num_classes), forests_(std::move(forests)) {}
-    algorithm kind() const override { return algorithm::forest; }
+      forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
+                      std::vector<forest_type> forests);
+      algorithm kind() const override { return algorithm::forest; }
 
   private:
     const char* tag() const override { return "forest"; }
@@ -99,6 +119,7 @@ class forest_function final : public fitted_function {
     void serialize_body(std::ostream& out) const override;
 
     std::vector<forest_type> forests_;
+    std::vector<flat_forest> flat_;  // one per forest, for prediction
 };
 
 // Turns per-class scores in [0,1] into probabilities summing to 1 (uniform

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numbers>
 #include <random>
 #include <thread>
@@ -386,6 +387,54 @@ TEST_CASE("linear scores equal Dlib's matrix product exactly", "[trainers]") {
                 REQUIRE(p.probabilities.size() == outputs);
                 for (std::size_t k = 0; k < outputs; ++k) CHECK(p.probabilities[k] == e[k] / sum);
             }
+        }
+    }
+}
+
+// Forests predict through their own layout (detail::flat_forest); it must
+// give what Dlib's forest gives, bit for bit, on any input.
+TEST_CASE("the flat forest predicts exactly what Dlib's forest predicts", "[trainers]") {
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> g(0, 2);
+    const long nf = 6;
+    std::vector<detail::sample_type> xs;
+    std::vector<double> ys;
+    for (int i = 0; i < 400; ++i) {
+        detail::sample_type s(nf);
+        for (long j = 0; j < nf; ++j) s(j) = j == 5 ? static_cast<double>(i % 3) : g(rng);
+        xs.push_back(s);
+        ys.push_back(s(0) * s(1) > 0 ? 1.0 : 0.0);
+    }
+    for (unsigned long min_leaf : {1ul, 5ul, 1000ul}) {  // 1000: every tree a single leaf
+        dlib::random_forest_regression_trainer<dlib::dense_feature_extractor> trainer;
+        trainer.set_num_trees(23);  // not a multiple of the walks run side by side
+        trainer.set_min_samples_per_leaf(min_leaf);
+        const detail::forest_type forest = trainer.train(xs, ys);
+        const detail::flat_forest flat(forest);
+        std::vector<std::vector<double>> probes;
+        for (const auto& s : xs) probes.emplace_back(s.begin(), s.end());
+        // Split thresholds themselves (x == threshold goes right), NaN and infinities.
+        for (const auto& tree : forest.get_internal_tree_nodes()) {
+            for (const auto& n : tree) {
+                std::vector<double> p(nf, 0.0);
+                p[n.split_feature] = n.split_threshold;
+                probes.push_back(p);
+            }
+        }
+        const double odd[] = {std::numeric_limits<double>::quiet_NaN(),
+                              std::numeric_limits<double>::infinity(),
+                              -std::numeric_limits<double>::infinity(), -0.0};
+        for (double v : odd) {
+            for (long j = 0; j < nf; ++j) {
+                std::vector<double> p(probes[static_cast<std::size_t>(j)]);
+                p[static_cast<std::size_t>(j)] = v;
+                probes.push_back(p);
+            }
+        }
+        for (const auto& p : probes) {
+            const double want = forest(detail::to_sample(p));
+            const double got = flat(p);
+            CHECK((got == want || (std::isnan(got) && std::isnan(want))));
         }
     }
 }
