@@ -122,9 +122,13 @@ void prediction_log::loop() {
             last = stopping_;
         }
         if (in_flight) {
-            // Stopping: the writer drains what it accepted, so this returns.
-            if (last) in_flight->wait();
-            if (in_flight->wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+            if (last) {
+                // The writer drains what it accepted; bounded all the same,
+                // so that stopping never hangs on it.
+                in_flight->wait_for(std::chrono::seconds(30));
+            } else if (in_flight->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+                continue;
+            }
             in_flight.reset();
         }
         std::vector<prediction_segment> batch;
