@@ -10,16 +10,21 @@ raw_record::raw_record(std::initializer_list<value_type> items) {
     for (const auto& [name, value] : items) emplace(name, value);
 }
 
+namespace {
+
+// Orders a record's items by name against a name being looked up.
+bool name_before(const raw_record::value_type& item, std::string_view name) {
+    return item.first < name;
+}
+
+}  // namespace
+
 std::vector<raw_record::value_type>::iterator raw_record::lower_bound(std::string_view name) {
-    return std::lower_bound(
-        items_.begin(), items_.end(), name,
-        [](const value_type& item, std::string_view n) { return item.first < n; });
+    return std::lower_bound(items_.begin(), items_.end(), name, name_before);
 }
 
 raw_record::const_iterator raw_record::find(std::string_view name) const {
-    auto it =
-        std::lower_bound(items_.begin(), items_.end(), name,
-                         [](const value_type& item, std::string_view n) { return item.first < n; });
+    auto it = std::lower_bound(items_.begin(), items_.end(), name, name_before);
     return it != items_.end() && it->first == name ? it : items_.end();
 }
 
