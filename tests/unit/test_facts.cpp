@@ -555,9 +555,11 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
 
 namespace {
 
-writer_options writer_opts(const fact_db& db) {
+writer_options writer_opts(const fact_db& db,
+                           std::size_t max_pending = writer_options{}.max_pending) {
     writer_options o;
     o.db_path = db.path;
+    o.max_pending = max_pending;
     return o;
 }
 
@@ -602,9 +604,7 @@ TEST_CASE("the writer commits concurrent submitters together (group commit)", "[
 
 TEST_CASE("a full writer queue answers unavailable at once", "[writer]") {
     fact_db db;
-    writer_options o = writer_opts(db);
-    o.max_pending = 3;
-    fact_writer w(o);
+    fact_writer w(writer_opts(db, 3));
     REQUIRE(w.start().is_ok());
     w.set_test_delay(400ms);  // the writer sleeps before taking each group
 
@@ -649,9 +649,7 @@ TEST_CASE("a full writer queue answers unavailable at once", "[writer]") {
 
 TEST_CASE("a batch larger than the queue is accepted when the queue is empty", "[writer]") {
     fact_db db;
-    writer_options o = writer_opts(db);
-    o.max_pending = 2;
-    fact_writer w(o);
+    fact_writer w(writer_opts(db, 2));
     REQUIRE(w.start().is_ok());
     std::vector<fact_input> big;
     for (int i = 0; i < 10; ++i) big.push_back(make_fact("big", "e" + std::to_string(i), t0));
@@ -754,9 +752,7 @@ TEST_CASE("submit_facts with a callback hands it the results after the commit", 
 
 TEST_CASE("submit_facts with room_by waits for queue room instead of refusing", "[writer]") {
     fact_db db;
-    writer_options o = writer_opts(db);
-    o.max_pending = 2;
-    fact_writer w(o);
+    fact_writer w(writer_opts(db, 2));
     REQUIRE(w.start().is_ok());
     w.set_test_delay(200ms);  // the queue stays full while the writer sleeps
     auto first = w.submit_facts({make_fact("room", "a", t0), make_fact("room", "b", t0)});
@@ -1387,11 +1383,39 @@ TEST_CASE("the prediction log loses no row to concurrent appends, a full queue o
           static_cast<std::int64_t>(stats.logged));
 }
 
+TEST_CASE("a flush the writer refuses (its queue full) is counted as dropped, not lost silently",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db, 10));
+    REQUIRE(w.start().is_ok());
+    // A task that holds all 10 units of the writer's queue until released.
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    auto busy = w.submit(
+        [released](connection&) {
+            released.wait();
+            return status::ok();
+        },
+        10);
+    REQUIRE(busy.is_ok());
+    ml::prediction_log log(w, 100);
+    std::vector<prediction_row> rows;
+    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
+    log.append(std::move(rows));
+    for (int i = 0; i < 500 && log.stats().dropped < 5; ++i) std::this_thread::sleep_for(10ms);
+    release.set_value();
+    log.stop();
+    const auto stats = log.stats();
+    CHECK(stats.dropped == 5);
+    CHECK(stats.logged == 0);
+    CHECK(stats.queued == 0);
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") == 0);
+}
+
 TEST_CASE("a slow writer makes the prediction log's flushes larger, not its drops", "[writer]") {
     fact_db db;
-    writer_options o = writer_opts(db);
-    o.max_pending = 300;  // units: at most 300 log rows queued in the writer
-    fact_writer w(o);
+    fact_writer w(writer_opts(db, 300));              // at most 300 log rows queued in the writer
     w.set_test_delay(std::chrono::milliseconds(40));  // each commit waits 40 ms
     REQUIRE(w.start().is_ok());
     ml::prediction_log log(w, 20000);
