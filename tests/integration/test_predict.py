@@ -903,7 +903,7 @@ class AdmissionTest(KennelTestCase):
 
 
 class RetentionTest(KennelTestCase):
-    """--prediction-log-days: the log thread deletes older segments (at start,
+    """--prediction-log-days: the log thread deletes older segments (once the server is ready,
     then once a minute); what is newer stays."""
 
     def logged(self, name):
