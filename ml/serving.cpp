@@ -92,6 +92,14 @@ std::vector<served_field> index_fields(const std::vector<feature_spec>& specs) {
     return out;
 }
 
+void loaded_version::record_duration(double ns) const {
+    // Racing updates may lose one another's step; it is an estimate.
+    const double old = typical_ns.load(std::memory_order_relaxed);
+    const double step = old == 0 ? ns : (std::min(ns, 2 * old) - old) / 32;
+    typical_ns.store(old + step, std::memory_order_relaxed);
+    timed.fetch_add(1, std::memory_order_relaxed);
+}
+
 answer predict_with(const loaded_version& v, const raw_record& record) {
     const auto t0 = std::chrono::steady_clock::now();
     struct timer {
@@ -99,12 +107,10 @@ answer predict_with(const loaded_version& v, const raw_record& record) {
         std::chrono::steady_clock::time_point t0;
         ~timer() {
             // Recorded even when the model throws or sleeps: slowness counts.
-            std::int64_t d = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now() - t0)
-                                 .count();
-            std::int64_t old = v.recent_max_ns.load(std::memory_order_relaxed);
-            v.recent_max_ns.store(std::max(d, old - old / 256), std::memory_order_relaxed);
-            v.timed.fetch_add(1, std::memory_order_relaxed);
+            const double d =
+                std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0)
+                    .count();
+            v.record_duration(d);
         }
     } record_time{v, t0};
     if (!v.fault.empty()) {

@@ -60,18 +60,24 @@ struct loaded_version {
     double threshold = 0.5;       // binary: the F1-best threshold on the holdout
     std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
     mutable version_counters counters;
-    // How long one prediction takes: a slowly decaying maximum of recent
-    // durations, and how many were timed. The predict path runs a version on
-    // the request thread only when this is far below the deadline.
-    mutable std::atomic<std::int64_t> recent_max_ns{0};
+    // How long one prediction typically takes, and how many were timed. The
+    // predict path runs a version on the request thread only when this is far
+    // below the deadline. An average, not a maximum: on a busy machine a
+    // thread is often preempted mid-prediction, and a maximum of such wall
+    // times sent every request of a 0.3 us model to the pool. One slow call
+    // moves the average by at most 1/32 of it.
+    mutable std::atomic<double> typical_ns{0};
     mutable std::atomic<std::uint64_t> timed{0};
+
+    // Called with each prediction's wall time, even when it threw.
+    void record_duration(double ns) const;
 
     // True when `instances` predictions are safely inside `deadline_ns`:
     // measured enough times and 10x below the deadline.
     bool fast_enough(std::size_t instances, std::int64_t deadline_ns) const {
         return fault.empty() && timed.load(std::memory_order_relaxed) >= 32 &&
-               recent_max_ns.load(std::memory_order_relaxed) * static_cast<std::int64_t>(instances) * 10 <
-                   deadline_ns;
+               typical_ns.load(std::memory_order_relaxed) * static_cast<double>(instances) * 10 <
+                   static_cast<double>(deadline_ns);
     }
 };
 

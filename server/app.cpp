@@ -12,6 +12,7 @@
 
 #include "ml/definition_json.h"
 #include "ml/predict_pool.h"
+#include "ml/predict_slots.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
 #include "ml/supervisor.h"
@@ -184,6 +185,9 @@ status app::start_store() {
     int threads = options_.predict_threads;
     if (threads <= 0) threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
     predict_pool_ = std::make_unique<ml::predict_pool>(static_cast<std::size_t>(threads), options_.predict_queue);
+    int slots = options_.predict_concurrency;
+    if (slots <= 0) slots = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+    predict_slots_ = std::make_unique<ml::predict_slots>(static_cast<std::size_t>(slots));
     prediction_log_ = std::make_unique<ml::prediction_log>(
         *writer_, options_.prediction_log_queue,
         std::chrono::microseconds(static_cast<std::int64_t>(options_.prediction_log_days * 86400e6)));

@@ -27,6 +27,7 @@ namespace ml {
 class training_worker;
 class serving_registry;
 class predict_pool;
+class predict_slots;
 class prediction_log;
 class supervisor;
 struct supervisor_state;
@@ -62,6 +63,7 @@ public:
     app_metrics& metrics() { return metrics_; }
     ml::serving_registry& serving() { return *serving_; }
     ml::predict_pool& predict_pool() { return *predict_pool_; }
+    ml::predict_slots& predict_slots() { return *predict_slots_; }
     ml::prediction_log& prediction_log() { return *prediction_log_; }
     // Rebuilds a model's serving snapshot after its aliases, versions or
     // definition changed (loads and warms first, then swaps).
@@ -85,6 +87,7 @@ private:
     std::unique_ptr<ml::training_worker> trainer_;
     std::unique_ptr<ml::serving_registry> serving_;
     std::unique_ptr<ml::predict_pool> predict_pool_;
+    std::unique_ptr<ml::predict_slots> predict_slots_;
     std::unique_ptr<ml::prediction_log> prediction_log_;
     std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<authenticator> auth_;

@@ -134,6 +134,8 @@ int cmd_serve(const std::vector<std::string>& args) {
         "threads that run model predictions (0: two per core, at least 4)")(
         "predict-queue", po::value<std::size_t>()->default_value(o.predict_queue),
         "prediction tasks waiting before requests get 503")(
+        "predict-concurrency", po::value<int>()->default_value(0),
+        "predict requests computing at once, the rest wait (0: two per core, at least 4)")(
         "prediction-log-queue", po::value<std::size_t>()->default_value(o.prediction_log_queue),
         "prediction log entries buffered before new ones are dropped (and counted)")(
         "prediction-log-days", po::value<double>()->default_value(o.prediction_log_days),
@@ -162,6 +164,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.web_dir = vm["web-dir"].as<std::string>();
     o.predict_threads = vm["predict-threads"].as<int>();
     o.predict_queue = vm["predict-queue"].as<std::size_t>();
+    o.predict_concurrency = vm["predict-concurrency"].as<int>();
     o.prediction_log_queue = vm["prediction-log-queue"].as<std::size_t>();
     o.prediction_log_days = vm["prediction-log-days"].as<double>();
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "ml/predict_pool.h"
+#include "ml/predict_slots.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
 #include "server/app.h"
@@ -136,6 +137,11 @@ http_response post_model_predict(app& a, const http_request& req) {
     if (!m)
         return error_response(
             status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
+    // The deadline counts from arrival, so a wait for a slot is part of it:
+    // after half the model's deadline the request goes on without one.
+    ml::predict_slots::held slot(a.predict_slots(),
+                                 started + std::chrono::microseconds(static_cast<std::int64_t>(
+                                               m->definition.deadline_ms * 500)));
     if (status s = check_json_media_type(req); !s) return error_response(s);
     std::optional<std::size_t> error_instance;
     auto parsed = parse_predict_body(*m, req.body, error_instance);
@@ -207,6 +213,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     std::vector<std::optional<ml::answer>> answers;
     std::vector<std::int64_t> by;
     std::vector<std::string> reasons;
+    if (pooled) slot.release();  // waiting for the pool takes no CPU
     {
         std::unique_lock lock(work.mu);
         if (pooled) work.cv.wait_until(lock, deadline, [&] { return work.done == n; });

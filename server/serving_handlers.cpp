@@ -7,6 +7,7 @@
 #include "ml/definition_json.h"
 #include "ml/live_metrics.h"
 #include "ml/predict_pool.h"
+#include "ml/predict_slots.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
 #include "ml/supervisor.h"
@@ -325,6 +326,8 @@ http_response get_overview(app& a, const http_request&) {
             {"pool_threads", a.predict_pool().threads()},
             {"pool_queue", a.predict_pool().queued()},
             {"refused", a.predict_pool().refused()},
+            {"slots", a.predict_slots().slots()},
+            {"waited_for_slot", a.predict_slots().waited()},
             {"log_dropped", a.prediction_log().stats().dropped}}}}},
         {"rates",
          {{"facts_per_second", r.facts_per_second},
@@ -370,13 +373,24 @@ http_response get_serving(app& a, const http_request&) {
         actions.push_back({{"time", format_rfc3339(act.time)}, {"model", act.model}, {"version", act.version},
                            {"reason", act.reason}, {"outcome", act.outcome}});
     }
-    json out = {{"models", models},
-                {"predict_pool", {{"threads", a.predict_pool().threads()}, {"queued", a.predict_pool().queued()},
-                                  {"refused", a.predict_pool().refused()}, {"limit", a.options().predict_queue}}},
-                {"prediction_log", {{"logged", log.logged}, {"dropped", log.dropped}, {"queued", log.queued}}},
-                {"supervisor", {{"state", sup.state}, {"ticks", sup.ticks},
-                                {"last_tick", sup.last_tick ? json(format_rfc3339(sup.last_tick)) : json(nullptr)},
-                                {"actions", actions}}}};
+    json out = {
+        {"models", models},
+        {"predict_pool",
+         {{"threads", a.predict_pool().threads()},
+          {"queued", a.predict_pool().queued()},
+          {"refused", a.predict_pool().refused()},
+          {"limit", a.options().predict_queue}}},
+        {"predict_slots",
+         {{"slots", a.predict_slots().slots()},
+          {"waited", a.predict_slots().waited()},
+          {"gave_up", a.predict_slots().gave_up()}}},
+        {"prediction_log",
+         {{"logged", log.logged}, {"dropped", log.dropped}, {"queued", log.queued}}},
+        {"supervisor",
+         {{"state", sup.state},
+          {"ticks", sup.ticks},
+          {"last_tick", sup.last_tick ? json(format_rfc3339(sup.last_tick)) : json(nullptr)},
+          {"actions", actions}}}};
     return json_response(dump_json(out));
 }
 
