@@ -189,8 +189,12 @@ flat_forest::flat_forest(const forest_type& f) {
 }
 
 double flat_forest::operator()(const std::vector<double>& x) const {
-    // Eight walks at a time; a walk that reaches its leaf takes the next tree.
-    constexpr std::size_t lanes = 8;
+    // Sixteen walks at a time; a walk that reaches its leaf takes the next
+    // tree. More walks keep more cache misses in flight. On bench/predict's
+    // forest (100 trees, 713k nodes, 8.6 MB here), best of seven runs, a
+    // prediction with 8 walks took 5.5 us with the forest in cache and 21.6
+    // us with the cache evicted; with 16, 4.0 and 17.0; 32 were no better.
+    constexpr std::size_t lanes = 16;
     const std::size_t n = roots_.size();
     std::vector<float> found(n);
     std::uint32_t at[lanes], tree[lanes];
