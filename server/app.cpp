@@ -186,7 +186,7 @@ status app::start_store() {
     if (threads <= 0) threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
     predict_pool_ = std::make_unique<ml::predict_pool>(static_cast<std::size_t>(threads), options_.predict_queue);
     int slots = options_.predict_concurrency;
-    if (slots <= 0) slots = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+    if (slots <= 0) slots = std::max(8, 4 * static_cast<int>(std::thread::hardware_concurrency()));
     predict_slots_ = std::make_unique<ml::predict_slots>(static_cast<std::size_t>(slots));
     prediction_log_ = std::make_unique<ml::prediction_log>(
         *writer_, options_.prediction_log_queue,

@@ -135,7 +135,7 @@ int cmd_serve(const std::vector<std::string>& args) {
         "predict-queue", po::value<std::size_t>()->default_value(o.predict_queue),
         "prediction tasks waiting before requests get 503")(
         "predict-concurrency", po::value<int>()->default_value(0),
-        "predict requests computing at once, the rest wait (0: two per core, at least 4)")(
+        "predict requests computing at once, the rest wait (0: four per core, at least 8)")(
         "prediction-log-queue", po::value<std::size_t>()->default_value(o.prediction_log_queue),
         "prediction log entries buffered before new ones are dropped (and counted)")(
         "prediction-log-days", po::value<double>()->default_value(o.prediction_log_days),

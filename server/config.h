@@ -25,7 +25,7 @@ struct serve_options {
     std::string web_dir;
     int predict_threads = 0;            // 0: 2 per core, at least 4
     std::size_t predict_queue = 1024;   // prediction tasks waiting before 503
-    int predict_concurrency = 0;        // requests computing at once; 0: 2 per core, at least 4
+    int predict_concurrency = 0;        // requests computing at once; 0: 4 per core, at least 8
     std::size_t prediction_log_queue = 100000;
     double prediction_log_days = 30;  // older log segments are deleted; 0 keeps all
     bool test_faults = false;  // enables fault-injection hooks; tests only
