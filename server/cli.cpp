@@ -173,6 +173,8 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.test_faults = vm["test-faults"].as<bool>();
     if (o.http_threads < 1) throw po::error("--http-threads must be at least 1");
     if (o.writer_queue < 1) throw po::error("--writer-queue must be at least 1");
+    if (o.predict_concurrency < 0)
+        throw po::error("--predict-concurrency must be 0 (four per core) or more");
     app a(o);
     return a.run();
 }

@@ -73,6 +73,13 @@ class HelpAndVersionTest(KennelTestCase):
                 self.assertEqual(code, 2, err)
                 self.assertIn("--prediction-log-days must be between 0 (keep all) and 36500", err)
 
+    def test_serve_refuses_a_negative_predict_concurrency(self):
+        code, out, err = run_serve_expecting_exit(
+            ["--port", "0", "--db", os.path.join(self.tmp, "k.db"), "--predict-concurrency", "-1"],
+            bound=5)
+        self.assertEqual(code, 2, err)
+        self.assertIn("--predict-concurrency must be 0 (four per core) or more", err)
+
     def test_version_prints_version_and_commit(self):
         for args in (["version"], ["--version"]):
             with self.subTest(args):

@@ -902,6 +902,55 @@ class AdmissionTest(KennelTestCase):
         self.assertEqual(c.get("/healthz").status, 200)
 
 
+class PredictSlotsTest(KennelTestCase):
+    """--predict-concurrency 1: concurrent requests take turns computing,
+    and every one is still answered by the model, in time."""
+
+    def test_requests_wait_for_the_one_slot_and_are_all_answered(self):
+        server = self.start_server(["--predict-concurrency", "1"])
+        c = self.client(server)
+        feats, labels, rows = load_data(self, c, 120)
+        name = uid("slots")
+        put_model(self, c, name, definition(feats, labels))
+        self.assertEqual(train(self, c, name), 1)
+        set_live(self, c, name, 1)
+        # Large batches keep the slot busy long enough for others to queue.
+        body = {"instances": [{"entity": "s%d" % i, "features": FEATURES} for i in range(1000)]}
+
+        n, rounds = 6, 4
+        barrier = threading.Barrier(n)
+        answers = []
+        lock = threading.Lock()
+
+        def fire():
+            cl = Client(server.port)
+            try:
+                barrier.wait(10)
+                for _ in range(rounds):
+                    r = cl.post_json("/v1/models/%s/predict" % name, body)
+                    with lock:
+                        answers.append(r)
+            finally:
+                cl.close()
+
+        threads = [threading.Thread(target=fire) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads))
+        self.assertEqual(len(answers), n * rounds)
+        for r in answers:
+            self.assertEqual(r.status, 200, r)
+            preds = r.json()["predictions"]
+            self.assertEqual(len(preds), 1000)
+            self.assertFalse(any(p["fallback"] for p in preds), preds[0])
+        slots = c.get("/v1/serving").json()["predict_slots"]
+        self.assertEqual(slots["slots"], 1, slots)
+        self.assertGreaterEqual(slots["waited"], 1, slots)
+        self.assertEqual(slots["gave_up"], 0, slots)
+
+
 class RetentionTest(KennelTestCase):
     """--prediction-log-days: the log thread deletes older segments (once the server is ready,
     then once a minute); what is newer stays."""
