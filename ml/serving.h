@@ -138,6 +138,14 @@ public:
     status refresh(connection& reader, const std::string& model);
     status refresh_all(connection& reader);
 
+    // One version of a model, loaded and warmed (or the one already loaded),
+    // whatever its aliases or state: `kennel predict --version`.
+    result<std::shared_ptr<const loaded_version>> version(connection& reader,
+                                                          const std::string& model,
+                                                          std::int64_t version) {
+        return load(reader, model, version, {});
+    }
+
     // Loaded versions, for the supervisor's counters.
     std::vector<std::shared_ptr<const loaded_version>> loaded() const;
 

@@ -14,8 +14,9 @@
 #include "ml/training_worker.h"
 #include "server/app.h"
 #include "server/import_export.h"
-#include "store/db.h"
+#include "server/offline_predict.h"
 #include "store/auth_store.h"
+#include "store/db.h"
 #include "store/migrations.h"
 #include "store/reader_pool.h"
 #include "store/registry.h"
@@ -38,6 +39,7 @@ const command commands[] = {
     {"export", "write facts as NDJSON"},
     {"backup", "copy the database with SQLite's online backup (safe while serving)"},
     {"train", "train a model now, in the foreground, with a progress bar"},
+    {"predict", "score an NDJSON file of instances with a stored model version"},
     {"admin", "set the admin password; create, list and revoke API keys"},
     {"version", "print the version and git commit"},
 };
@@ -368,6 +370,43 @@ int cmd_train(const std::vector<std::string>& args) {
     return end == job_state::succeeded ? 0 : 1;
 }
 
+int cmd_predict(const std::vector<std::string>& args) {
+    po::options_description d = common_options("kennel predict options");
+    d.add_options()("model", po::value<std::string>(), "the model")(
+        "input", po::value<std::string>()->default_value("-"),
+        "NDJSON file, a predict request body per line (- for stdin)")(
+        "model-version", po::value<std::int64_t>(),
+        "the version to use (default: the one live names)")(
+        "out", po::value<std::string>()->default_value("-"), "output file (- for stdout)");
+    po::positional_options_description p;
+    p.add("model", 1).add("input", 1);
+    auto vm = parse_layers(d, p, args);
+    if (vm.count("help")) {
+        print_help("predict",
+                   "kennel predict NAME [FILE] [--model-version N] [--out FILE] [--db kennel.db]",
+                   d);
+        std::cout
+            << "\nEach input line is a body POST /v1/models/NAME/predict takes: {\"entity\",\n"
+               "\"features\"} or {\"instances\": [...]}. Each answer is a line with the line\n"
+               "number (and the instance's index in a batch line), or the line's error.\nThe "
+               "database is only read: it runs beside a server. Offline scoring is not\nserving: "
+               "no deadline, fallback or experiment, nothing in the prediction log.\nExit "
+               "status 0: all scored; 3: some lines rejected; 1: nothing scored.\n";
+        return 0;
+    }
+    if (!vm.count("model")) throw po::error("name the model: kennel predict NAME [FILE]");
+    offline_predict_options o;
+    o.db = vm["db"].as<std::string>();
+    o.model = vm["model"].as<std::string>();
+    if (vm.count("model-version")) {
+        o.version = vm["model-version"].as<std::int64_t>();
+        if (*o.version < 1) throw po::error("--model-version must be a version number (1 or more)");
+    }
+    o.input = vm["input"].as<std::string>();
+    o.out = vm["out"].as<std::string>();
+    return run_offline_predict(o);
+}
+
 // `kennel admin set-password | create-key | list-keys | revoke-key`. These
 // write small rows directly (SQLite's busy timeout lets them run beside a
 // server; a running server sees new and revoked keys within seconds).
@@ -489,6 +528,7 @@ int run_cli(int argc, char** argv) {
         if (name == "backup") return cmd_backup(rest);
         if (name == "version") return cmd_version(rest);
         if (name == "train") return cmd_train(rest);
+        if (name == "predict") return cmd_predict(rest);
         if (name == "admin") return cmd_admin(rest);
         if (name == "train-job") return cmd_train_job(rest);
     } catch (const po::error& e) {

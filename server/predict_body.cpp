@@ -8,6 +8,7 @@
 
 #include "ml/hash.h"
 #include "server/json_body.h"
+#include "store/json_writer.h"
 
 namespace kennel {
 namespace {
@@ -539,6 +540,30 @@ result<predict_request> parse_predict_body(const ml::model_serving& m, const std
     error_instance.reset();
     if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
     return parse_predict_document(m, body, error_instance);
+}
+
+void write_prediction(json_writer& w, const ml::model_serving& m, const ml::answer& a, bool none) {
+    const bool regression = m.definition.task == ml::task_kind::regression;
+    w.key("prediction");
+    if (none) {
+        w.null();
+    } else if (regression) {
+        w.number(a.value);
+    } else {
+        w.string(a.label);
+    }
+    if (regression) return;
+    w.key("probabilities").raw("{");
+    for (std::size_t k = 0; k < a.probabilities.size(); ++k) {
+        if (a.classes && k < a.classes->size()) {
+            w.key((*a.classes)[k]);
+        } else {
+            w.key(std::to_string(k));
+        }
+        w.number(a.probabilities[k]);
+    }
+    w.raw("}");
+    if (a.decision) w.key("decision").boolean(*a.decision);
 }
 
 }  // namespace kennel

@@ -1,4 +1,5 @@
-// Reading a prediction request's body into instances the model can score.
+// Reading a prediction request's body into instances the model can score,
+// and writing an answer's prediction (shared by the API and `kennel predict`).
 //
 // Two readers give the same result. The general one parses the body into a
 // JSON document (nlohmann) and checks it; it produces every error message.
@@ -21,6 +22,8 @@
 #include "store/status.h"
 
 namespace kennel {
+
+class json_writer;
 
 struct predict_instance {
     std::string entity;
@@ -52,5 +55,10 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
                                                std::optional<std::size_t>& error_instance);
 std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
                                                   std::string_view body);
+
+// The prediction and, for classification, the probabilities per class and
+// the binary decision, as members of the object `w` is writing. `none`: no
+// answer at all (a null prediction).
+void write_prediction(json_writer& w, const ml::model_serving& m, const ml::answer& a, bool none);
 
 }  // namespace kennel

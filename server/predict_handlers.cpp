@@ -102,32 +102,6 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
     work.cv.notify_all();
 }
 
-// The prediction and, for classification, the probabilities per class and
-// the binary decision, as members of the object being written.
-void write_answer(json_writer& w, const ml::model_serving& m, const ml::answer& a, bool none) {
-    const bool regression = m.definition.task == ml::task_kind::regression;
-    w.key("prediction");
-    if (none) {
-        w.null();
-    } else if (regression) {
-        w.number(a.value);
-    } else {
-        w.string(a.label);
-    }
-    if (regression) return;
-    w.key("probabilities").raw("{");
-    for (std::size_t k = 0; k < a.probabilities.size(); ++k) {
-        if (a.classes && k < a.classes->size()) {
-            w.key((*a.classes)[k]);
-        } else {
-            w.key(std::to_string(k));
-        }
-        w.number(a.probabilities[k]);
-    }
-    w.raw("}");
-    if (a.decision) w.key("decision").boolean(*a.decision);
-}
-
 }  // namespace
 
 http_response post_model_predict(app& a, const http_request& req) {
@@ -292,7 +266,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (i) text += ',';
         text += '{';
         json_writer w(text);
-        write_answer(w, *m, ans, source == "none");
+        write_prediction(w, *m, ans, source == "none");
         w.key("prediction_id").string(std::string_view(id.data(), id.size()));
         w.key("model").string(m->name);
         w.key("version");

@@ -17,7 +17,7 @@ import unittest
 from kennel_harness import (KENNEL_BIN, Client, KennelTestCase, fact, kennel_env, open_db,
                             run_cli, run_serve_expecting_exit)
 
-COMMANDS = ["serve", "migrate", "import", "export", "backup", "version"]
+COMMANDS = ["serve", "migrate", "import", "export", "backup", "train", "predict", "admin", "version"]
 
 
 class HelpAndVersionTest(KennelTestCase):

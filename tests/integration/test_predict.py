@@ -2,7 +2,8 @@
 validation, answers computed by the stored version, the fallback chain
 (never trained, disabled, throwing, sleeping and corrupt versions), people
 disabling, enabling and rolling back versions, promotion under load, admission
-control and the access rules of the prediction routes.
+control and the access rules of the prediction routes; and `kennel predict`,
+which scores a file offline with the same code.
 
 The real binary on a free loopback port with a temporary database, over real
 HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
@@ -15,6 +16,7 @@ test_supervisor.py (imported by name; no test classes are imported).
 import datetime
 import json
 import math
+import os
 import random
 import struct
 import threading
@@ -22,7 +24,7 @@ import time
 import unittest
 
 import kennel_harness
-from kennel_harness import Client, KennelTestCase, fact, fnv1a64, in_holdout, uid
+from kennel_harness import Client, KennelTestCase, fact, fnv1a64, in_holdout, run_cli, uid
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -949,6 +951,123 @@ class PredictSlotsTest(KennelTestCase):
         self.assertEqual(slots["slots"], 1, slots)
         self.assertGreaterEqual(slots["waited"], 1, slots)
         self.assertEqual(slots["gave_up"], 0, slots)
+
+
+class OfflinePredictCliTest(KennelTestCase):
+    """`kennel predict` scores NDJSON lines with a stored version, beside a
+    running server, and answers exactly what the API answers."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server()
+        self.c = self.client(self.server)
+        self.db = self.path("kennel.db")
+        feats, labels, _ = load_data(self, self.c, 150)
+        self.name = uid("offline")
+        put_model(self, self.c, self.name, definition(feats, labels, task="binary"))
+        self.assertEqual(train(self, self.c, self.name), 1)
+        set_live(self, self.c, self.name, 1)
+        put_model(self, self.c, self.name, definition(feats, labels, task="binary", algorithm="forest"))
+        self.assertEqual(train(self, self.c, self.name), 2)  # not live
+        self.untrained = uid("untrained")
+        put_model(self, self.c, self.untrained, definition(feats, labels))
+
+    def cli(self, *args, input=None):
+        return run_cli(["predict"] + list(args) + ["--db", self.db], input=input, timeout=60)
+
+    def answers(self, stdout):
+        return [json.loads(line) for line in stdout.splitlines()]
+
+    def api(self, body):
+        r = self.c.post_json("/v1/models/%s/predict" % self.name, body)
+        self.assertEqual(r.status, 200, r)
+        j = r.json()
+        return j["predictions"] if "predictions" in j else [j]
+
+    def assertSameAnswer(self, offline, served, version):
+        self.assertFalse(served["fallback"], served)
+        self.assertEqual(served["version"], version, served)
+        self.assertEqual(offline["version"], version, offline)
+        self.assertEqual(offline["model"], self.name)
+        for key in ("prediction", "probabilities", "decision"):
+            self.assertEqual(offline[key], served[key], (key, offline, served))
+        for key in ("ignored_fields", "imputed_fields"):
+            self.assertEqual(offline.get(key), served.get(key), (key, offline, served))
+
+    def test_scores_lines_like_the_api_and_reports_bad_lines(self):
+        single = {"entity": "o1", "features": dict(FEATURES, extra=1)}
+        batch = {"instances": [{"entity": "o2", "features": FEATURES},
+                               {"entity": "o3", "features": {"x1": -2.0, "x2": 1.5}},
+                               {"features": {"x1": 0.25, "color": "blue"}}]}
+        lines = [json.dumps(single), "", json.dumps(batch),
+                 json.dumps({"entity": "o4", "features": {"x1": "abc"}}),
+                 "not json",
+                 json.dumps({"instances": [{"features": FEATURES}, {"features": {"x2": [1]}}]})]
+        path = self.path("in.ndjson")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+        p = self.cli(self.name, path)  # the server is running and keeps the database
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        got = self.answers(p.stdout)
+        self.assertEqual([(a["line"], a.get("instance")) for a in got],
+                         [(1, None), (3, 0), (3, 1), (3, 2), (4, None), (5, None), (6, None)], got)
+        self.assertIn("4 predictions by %s version 1; 3 line(s) rejected" % self.name, p.stderr)
+
+        # Answers: what the live version answers over HTTP, field for field.
+        self.assertSameAnswer(got[0], self.api(single)[0], 1)
+        self.assertEqual(got[0]["ignored_fields"], ["extra"])
+        self.assertEqual(got[0]["entity"], "o1")
+        for offline, served in zip(got[1:4], self.api(batch)):
+            self.assertSameAnswer(offline, served, 1)
+        self.assertIsNone(got[3]["entity"])
+        self.assertIn("caption", got[3]["imputed_fields"])
+        self.assertEqual(set(got[1]["probabilities"]), {"true", "false"}, got[1])
+        self.assertIsInstance(got[1]["decision"], bool)
+
+        # Rejected lines: the API's error, with the line (and the instance).
+        self.assertEqual(got[4]["error"]["field"], "features.x1", got[4])
+        self.assertEqual(got[4]["error"]["code"], "invalid_argument")
+        self.assertIn("malformed JSON", got[5]["error"]["message"])
+        self.assertEqual(got[6]["error"]["field"], "instances[1].features.x2", got[6])
+        self.assertEqual(got[6]["error"]["item"], 1, got[6])
+        self.assertNotIn("prediction", got[6])  # a bad line scores nothing of itself
+
+    def test_a_named_version_stdin_and_an_output_file(self):
+        body = {"instances": [{"entity": "v%d" % i, "features": dict(FEATURES, x1=i / 4)}
+                              for i in range(8)]}
+        out = self.path("out.ndjson")
+        p = self.cli(self.name, "--model-version", "2", "--out", out, input=json.dumps(body) + "\n")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        with open(out) as f:
+            got = self.answers(f.read())
+        self.assertEqual(len(got), 8)
+        # Version 2 is not live; served once live, it answers the same.
+        set_live(self, self.c, self.name, 2)
+        for offline, served in zip(got, self.api(body)):
+            self.assertSameAnswer(offline, served, 2)
+
+    def test_refusals_name_the_problem_and_score_nothing(self):
+        line = json.dumps({"features": FEATURES}) + "\n"
+        cases = [
+            ((self.name, "--model-version", "9"), 1, "version 9 is missing"),
+            (("no-such-model",), 1, 'no model named "no-such-model"'),
+            ((self.untrained,), 1, "not_trained"),
+            ((self.name, self.path("absent.ndjson")), 1, "cannot read"),
+            ((self.name, "--model-version", "0"), 2, "--model-version"),
+            ((), 2, "name the model"),
+        ]
+        for args, code, message in cases:
+            with self.subTest(args=args):
+                p = self.cli(*args, input=line)
+                self.assertEqual(p.returncode, code, p.stdout + p.stderr)
+                self.assertIn(message, p.stderr)
+                self.assertEqual(p.stdout, "")
+        p = run_cli(["predict", self.name, "--db", self.path("absent.db")], input=line)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot open", p.stderr)
+        self.assertFalse(os.path.exists(self.path("absent.db")))
 
 
 class RetentionTest(KennelTestCase):
