@@ -1,9 +1,11 @@
 #include "ml/live_metrics.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "ml/prediction_history.h"
 #include "ml/raw_json.h"
 #include "store/registry.h"
 
@@ -44,73 +46,38 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
     try {
         // The newest predictions since `since`, at most max_predictions:
         // segments are read newest first until no older one can hold any.
-        struct logged {
-            micros time = 0;
-            std::string id, entity;
-            row r;
-        };
-        std::vector<logged> recent;
+        std::vector<logged_prediction> recent;
         const auto limit = static_cast<std::size_t>(std::max<std::int64_t>(0, max_predictions));
-        statement segments(
-            c,
-            "SELECT entries, last_time FROM prediction_segments"
-            " WHERE model = ?1 AND last_time >= ?2 ORDER BY last_time DESC, id DESC");
-        segments.bind(1, model).bind(2, since);
         micros cutoff = since;  // once `limit` rows are held: the time of the oldest one kept
-        while (limit && segments.step()) {
-            if (recent.size() >= limit && segments.column_int(1) < cutoff) break;
-            json entries = json::parse(segments.column_text(0), nullptr, false);
-            if (!entries.is_array()) continue;
-            for (const json& e : entries) {
-                if (!e.is_array() || e.size() != 13 || !e[5].is_number_integer()) continue;
-                logged l;
-                l.time = e[5].get<micros>();
-                if (l.time < since) continue;
-                l.id = e[0].is_string() ? e[0].get<std::string>() : "";
-                l.entity = e[4].is_string() ? e[4].get<std::string>() : "";
-                if (e[1].is_number_integer()) l.r.version = e[1].get<std::int64_t>();
-                l.r.arm = e[2].is_string() ? e[2].get<std::string>() : "";
-                l.r.shadow = e[3].is_number() && e[3].get<int>() != 0;
-                l.r.value = e[6].is_number() ? e[6].get<double>() : 0.0;
-                l.r.label = e[7].is_string() ? e[7].get<std::string>() : "";
-                if (e[8].is_array()) {
-                    for (const auto& x : e[8])
-                        l.r.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
-                }
-                l.r.fallback = e[9].is_number() && e[9].get<int>() != 0;
-                l.r.latency_ms = e[11].is_number() ? e[11].get<double>() / 1000.0 : 0.0;
-                recent.push_back(std::move(l));
-            }
-            if (recent.size() >= limit) {
-                std::sort(recent.begin(), recent.end(),
-                          [](const logged& a, const logged& b) { return a.time > b.time; });
-                recent.resize(limit);
-                cutoff = recent.back().time;
-            }
+        if (limit) {
+            for_each_log_segment(
+                c, model, since, std::numeric_limits<micros>::max(),
+                [&](micros last_time) { return recent.size() < limit || last_time >= cutoff; },
+                [&](std::vector<logged_prediction>& entries, micros) {
+                    for (auto& e : entries) recent.push_back(std::move(e));
+                    if (recent.size() >= limit) {
+                        std::sort(recent.begin(), recent.end(),
+                                  [](const logged_prediction& a, const logged_prediction& b) {
+                                      return a.time > b.time;
+                                  });
+                        recent.resize(limit);
+                        cutoff = recent.back().time;
+                    }
+                });
         }
-        // The outcome: a label fact naming the prediction, else the entity's
-        // latest label fact at or after the prediction.
-        statement by_id(
-            c,
-            "SELECT f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
-            " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
-            " ORDER BY f.id DESC LIMIT 1");
-        statement by_entity(
-            c,
-            "SELECT f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
-            " AND f.event_time >= ?3 ORDER BY f.event_time DESC, f.id DESC LIMIT 1");
-        for (logged& l : recent) {
-            std::optional<std::string> outcome;
-            by_id.reset();
-            by_id.bind(1, l.id).bind(2, d.label.stream);
-            if (by_id.step()) outcome = by_id.column_text(0);
-            if (!outcome && !l.entity.empty()) {
-                by_entity.reset();
-                by_entity.bind(1, l.entity).bind(2, d.label.stream).bind(3, l.time);
-                if (by_entity.step()) outcome = by_entity.column_text(0);
-            }
-            if (outcome) l.r.truth = raw_field_from_json(*outcome, d.label.field);
-            rows.push_back(std::move(l.r));
+        outcome_finder outcomes(c, d.label.stream);
+        for (const logged_prediction& l : recent) {
+            row r;
+            r.version = l.version;
+            r.arm = l.arm;
+            r.shadow = l.shadow;
+            r.value = l.value.value_or(0.0);
+            r.label = l.label;
+            r.probabilities = l.probabilities;
+            r.fallback = l.fallback;
+            r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
+            if (auto o = outcomes.find(l)) r.truth = raw_field_from_json(o->data, d.label.field);
+            rows.push_back(std::move(r));
         }
     } catch (const db_error& e) {
         return status(error_kind::internal, std::string("live metrics: ") + e.what());
@@ -121,15 +88,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
     if (is_classification(d.task)) {
         for (const auto& r : rows) {
             if (!r.version || classes.count(*r.version)) continue;
-            auto v = get_version(c, model, *r.version, false);
-            std::vector<std::string> names;
-            if (v) {
-                json f = json::parse(v->features, nullptr, false);
-                if (f.is_object() && f.contains("classes")) {
-                    for (const auto& n : f["classes"]) names.push_back(n.get<std::string>());
-                }
-            }
-            classes[*r.version] = names;
+            classes[*r.version] = version_classes(c, model, *r.version);
         }
     }
 

@@ -38,6 +38,7 @@ http_response get_model_experiments(app& a, const http_request& req);
 http_response put_model_experiment(app& a, const http_request& req);
 http_response post_model_experiment_end(app& a, const http_request& req);
 http_response get_model_live_metrics(app& a, const http_request& req);
+http_response get_model_predictions(app& a, const http_request& req);
 http_response get_serving(app& a, const http_request& req);
 http_response get_overview(app& a, const http_request& req);
 

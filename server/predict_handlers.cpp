@@ -324,8 +324,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         // The answers are written: the instances are needed only here now.
         if (!shared) shared = std::make_shared<std::vector<predict_instance>>(std::move(instances));
         bool accepted =
-            room && a.predict_pool().submit([version = arm.version, shared, arm_name = arm.name,
-                                             model_name = m->name, log, ids = shadow_ids] {
+            room &&
+            a.predict_pool().submit([version = arm.version, shared, arm_name = arm.name,
+                                     model_name = m->name, log, ids = shadow_ids, answered_at] {
                 for (std::size_t i = 0; i < shared->size(); ++i) {
                     const predict_instance& inst = (*shared)[i];
                     auto t0 = steady::now();
@@ -336,7 +337,9 @@ http_response post_model_predict(app& a, const http_request& req) {
                     s.arm = arm_name;
                     s.shadow = true;
                     s.entity = inst.entity;
-                    s.time = now_micros();
+                    // The request's time, as its live entry: a shadow entry is
+                    // found with its answer (the id's time) and joined alike.
+                    s.time = answered_at;
                     s.features_hash = inst.features_hash;
                     try {
                         ml::answer sa = ml::predict_with(*version, inst.record);

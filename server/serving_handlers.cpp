@@ -8,6 +8,7 @@
 #include "ml/live_metrics.h"
 #include "ml/predict_pool.h"
 #include "ml/predict_slots.h"
+#include "ml/prediction_history.h"
 #include "ml/prediction_log.h"
 #include "ml/serving.h"
 #include "ml/supervisor.h"
@@ -123,6 +124,46 @@ json metrics_json(const ml::metric_listing& m) {
     json j = json::object();
     for (const auto& [k, v] : m.values) j[k] = v;
     if (!m.confusion.empty()) j["confusion"] = m.confusion;
+    return j;
+}
+
+// One entry of the prediction log as GET /v1/models/{name}/predictions
+// shows it: `names` are its version's classes, `outcome` what it was joined to.
+json logged_entry_json(const ml::logged_prediction& e, const ml::model_definition& d,
+                       const std::vector<std::string>* names,
+                       const std::optional<ml::joined_outcome>& outcome) {
+    json j = {{"id", e.id},
+              {"time", format_rfc3339(e.time)},
+              {"version", e.version ? json(*e.version) : json(nullptr)},
+              {"arm", e.arm},
+              {"shadow", e.shadow},
+              {"entity", e.entity.empty() ? json(nullptr) : json(e.entity)}};
+    if (d.task == ml::task_kind::regression) {
+        j["prediction"] = e.value ? json(*e.value) : json(nullptr);
+    } else {
+        j["prediction"] = e.label.empty() ? json(nullptr) : json(e.label);
+        if (!e.probabilities.empty()) {
+            json probs = json::object();
+            for (std::size_t k = 0; k < e.probabilities.size(); ++k) {
+                probs[names && k < names->size() ? (*names)[k] : std::to_string(k)] =
+                    e.probabilities[k];
+            }
+            j["probabilities"] = probs;
+        }
+    }
+    j["fallback"] = e.fallback;
+    j["reason"] = e.reason.empty() ? json(nullptr) : json(e.reason);
+    j["latency_ms"] = static_cast<double>(e.latency_us) / 1000.0;
+    j["features_hash"] = e.features_hash;
+    j["outcome"] = nullptr;
+    if (outcome) {
+        json data = json::parse(outcome->data, nullptr, false);
+        const std::string& field = d.label.field;
+        j["outcome"] = {
+            {"fact", outcome->fact_id},
+            {"value", data.is_object() && data.contains(field) ? data[field] : json(nullptr)},
+            {"joined_by", outcome->by_prediction_id ? "prediction_id" : "entity"}};
+    }
     return j;
 }
 
@@ -280,6 +321,113 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
                        {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
     }
     return json_response(dump_json({{"model", name}, {"groups", out}}));
+}
+
+// GET /v1/models/{name}/predictions: the prediction log, newest first, each
+// entry with the outcome it was joined to.
+http_response get_model_predictions(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    std::size_t limit = 50;
+    if (auto l = req.query_value("limit")) {
+        auto n = parse_int("limit", *l, 1, 500);
+        if (!n) return error_response(n.error());
+        limit = static_cast<std::size_t>(*n);
+    }
+    const std::optional<std::string> entity = req.query_value("entity");
+    // An id's first 14 hex digits are the answer's time in microseconds: the
+    // segments to read are those around it.
+    const std::optional<std::string> id = req.query_value("id");
+    micros since = 0, until = std::numeric_limits<micros>::max();
+    if (id) {
+        const bool hex =
+            id->size() == 32 && id->find_first_not_of("0123456789abcdef") == std::string::npos;
+        if (!hex) return error_response(invalid("id", "must be a prediction id (32 hex digits)"));
+        micros t = 0;
+        std::from_chars(id->data(), id->data() + 14, t, 16);
+        since = until = t;
+    }
+    // Page after this (time, id) in newest-first order: "<micros>.<id>".
+    std::optional<std::pair<micros, std::string>> after;
+    if (auto c = req.query_value("cursor")) {
+        const auto dot = c->find('.');
+        micros t = 0;
+        const auto end = c->data() + (dot == std::string::npos ? c->size() : dot);
+        if (dot == std::string::npos || std::from_chars(c->data(), end, t).ptr != end)
+            return error_response(invalid("cursor", "malformed cursor"));
+        after.emplace(t, c->substr(dot + 1));
+        until = std::min(until, t);
+    }
+    auto conn = a.readers().acquire();
+    auto m = get_model(*conn, name);
+    if (!m) return error_response(no_model(name));
+    parsed_definition p = parse_definition(m->definition);
+
+    auto newer = [](const ml::logged_prediction& x, const ml::logged_prediction& y) {
+        return x.time != y.time ? x.time > y.time : x.id > y.id;
+    };
+    // Bounded work per request: a rare entity must not make one request read
+    // the whole log. Past this many segments the page ends early, and its
+    // cursor continues from where the reading stopped.
+    constexpr std::size_t max_segments = 2000;
+    std::size_t segments = 0;
+    bool cut_short = false;
+    micros oldest_read = until;
+    std::vector<ml::logged_prediction> found;
+    try {
+        ml::for_each_log_segment(
+            *conn, name, since, until,
+            [&](micros last_time) {
+                if (found.size() > limit && last_time < found[limit].time) return false;
+                if (segments == max_segments) {
+                    cut_short = true;
+                    return false;
+                }
+                ++segments;
+                return true;
+            },
+            [&](std::vector<ml::logged_prediction>& entries, micros first_time) {
+                oldest_read = std::min(oldest_read, first_time);
+                for (auto& e : entries) {
+                    if (id && e.prediction_id() != *id) continue;
+                    if (entity && e.entity != *entity) continue;
+                    if (after && (e.time > after->first ||
+                                  (e.time == after->first && e.id >= after->second)))
+                        continue;
+                    found.push_back(std::move(e));
+                }
+                std::sort(found.begin(), found.end(), newer);
+                if (found.size() > limit + 1) found.resize(limit + 1);
+            });
+    } catch (const db_error& e) {
+        return error_response(
+            status(error_kind::internal, std::string("prediction log: ") + e.what()));
+    }
+    std::optional<std::string> next;
+    if (found.size() > limit) {
+        found.resize(limit);
+        next = std::to_string(found.back().time) + "." + found.back().id;
+    } else if (cut_short) {
+        // Whatever is older than the oldest segment read is still to come.
+        next = std::to_string(oldest_read) + ".";
+    }
+
+    std::map<std::int64_t, std::vector<std::string>> classes;
+    ml::outcome_finder outcomes(*conn, p.definition.label.stream);
+    json out = json::array();
+    for (const auto& e : found) {
+        const std::vector<std::string>* names = nullptr;
+        if (e.version && !e.probabilities.empty()) {
+            auto it = classes.find(*e.version);
+            if (it == classes.end())
+                it =
+                    classes.emplace(*e.version, ml::version_classes(*conn, name, *e.version)).first;
+            names = &it->second;
+        }
+        out.push_back(logged_entry_json(e, p.definition, names, outcomes.find(e)));
+    }
+    return json_response(dump_json({{"model", name},
+                                    {"predictions", out},
+                                    {"next_cursor", next ? json(*next) : json(nullptr)}}));
 }
 
 http_response get_overview(app& a, const http_request&) {

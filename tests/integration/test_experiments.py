@@ -3,12 +3,14 @@ traffic split by a stable hash of the entity (checked against the documented
 rule, computed here independently), shadow arms scored and logged but never
 returned, experiments started, changed and ended by API; outcomes arriving as
 label facts joined to predictions by prediction id or entity, with live
-metrics per version and arm; the `predictions` table itself.
+metrics per version and arm; the `predictions` table itself, and the log
+read back through GET /v1/models/{name}/predictions.
 
 The real binary on a free loopback port with a temporary database, over real
 HTTP (see kennel_harness.py). Every wait is bounded.
 """
 
+import datetime
 import time
 import unittest
 
@@ -304,6 +306,107 @@ class ExperimentTest(SharedServerCase):
         self.assertErrorShape(r, 400, field="since")
         r = self.c.get("/v1/models/%s/live-metrics" % uid("nosuch"))
         self.assertErrorShape(r, 404)
+
+    def test_prediction_log_read_back_with_outcomes(self):
+        name, feats, labels, _ = three_versions(self, self.c, seed=14)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "shadow ridge", "arms": [{"name": "main", "version": 1, "weight": 1},
+                                               {"name": "shadow", "version": 3, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        entities = [uid("h") for _ in range(7)]
+        answers = [predict(self, self.c, name, {"entity": e, "features": entity_features(i)})
+                   for i, e in enumerate(entities)]
+        answers += predict(self, self.c, name, {"instances": [
+            {"entity": entities[0], "features": FEATURES}, {"features": {"x1": 0.5}}]})["predictions"]
+        n = len(answers)  # each also has a shadow entry: 2n in the log
+
+        def page(query):
+            r = self.c.get("/v1/models/%s/predictions%s" % (name, query))
+            self.assertEqual(r.status, 200, r)
+            return r.json()
+        wait_until(lambda: len(page("?limit=500")["predictions"]) == 2 * n, LOG_WAIT_S,
+                   "the predictions and their shadow entries logged", interval=0.1)
+
+        # Every entry, newest first, in pages of 3 linked by cursors.
+        seen, cursor, pages = [], None, 0
+        while True:
+            p = page("?limit=3" + ("&cursor=" + cursor if cursor else ""))
+            self.assertLessEqual(len(p["predictions"]), 3)
+            seen += p["predictions"]
+            pages += 1
+            cursor = p["next_cursor"]
+            if cursor is None:
+                break
+            self.assertLess(pages, 20, "the cursors never end")
+        self.assertEqual(len(seen), 2 * n)
+        self.assertEqual(len({e["id"] for e in seen}), 2 * n, "an entry came twice")
+        order = [(datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")), e["id"])
+                 for e in seen]
+        self.assertEqual(order, sorted(order, reverse=True))
+
+        by_id = {e["id"]: e for e in seen}
+        for a in answers:
+            live, shadow = by_id[a["prediction_id"]], by_id[a["prediction_id"] + "-shadow"]
+            # The arm the answer named ("live" for the instance without an entity).
+            self.assertEqual((live["version"], live["arm"], live["shadow"], live["fallback"]),
+                             (1, a["arm"], False, False), live)
+            self.assertEqual(live["prediction"], a["prediction"], live)
+            self.assertEqual((shadow["version"], shadow["arm"], shadow["shadow"]), (3, "shadow", True))
+            self.assertNotEqual(shadow["prediction"], a["prediction"], shadow)
+            self.assertIsNone(live["outcome"], live)
+
+        # Outcomes: one naming a prediction (under another entity), one by entity.
+        named, by_entity = answers[1], answers[2]
+        post_facts(self, self.c, [
+            fact(labels, uid("elsewhere"), {"y": 1.25, "prediction_id": named["prediction_id"]}),
+            fact(labels, entities[2], {"y": 2.5})])
+        p = page("?id=" + named["prediction_id"])
+        self.assertEqual(sorted(e["id"] for e in p["predictions"]),
+                         [named["prediction_id"], named["prediction_id"] + "-shadow"], p)
+        for e in p["predictions"]:  # the shadow entry is joined to its answer's outcome
+            self.assertEqual((e["outcome"]["value"], e["outcome"]["joined_by"]),
+                             (1.25, "prediction_id"), e)
+        self.assertIsNone(p["next_cursor"])
+        p = page("?entity=" + entities[2])
+        self.assertEqual({e["id"] for e in p["predictions"]},
+                         {by_entity["prediction_id"], by_entity["prediction_id"] + "-shadow"}, p)
+        for e in p["predictions"]:
+            self.assertEqual((e["outcome"]["value"], e["outcome"]["joined_by"]), (2.5, "entity"), e)
+        # entities[0] has two predictions: the single one and the batch's first.
+        p = page("?entity=%s&limit=2" % entities[0])
+        self.assertEqual(len(p["predictions"]), 2)
+        self.assertEqual({e["entity"] for e in p["predictions"]}, {entities[0]})
+        self.assertIsNotNone(p["next_cursor"])
+        rest = page("?entity=%s&limit=2&cursor=%s" % (entities[0], p["next_cursor"]))
+        self.assertEqual(len(rest["predictions"]), 2)
+        self.assertIsNone(rest["next_cursor"])
+        self.assertEqual(page("?id=%014x%s" % (int(time.time() * 1e6) - 10**9, "0" * 18))["predictions"], [])
+
+        # Bad queries name the parameter; an unknown model is 404.
+        for query, field in (("?limit=0", "limit"), ("?limit=501", "limit"), ("?limit=x", "limit"),
+                             ("?id=xyz", "id"), ("?id=" + "G" * 32, "id"),
+                             ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor")):
+            with self.subTest(query=query):
+                self.assertErrorShape(self.c.get("/v1/models/%s/predictions%s" % (name, query)), 400,
+                                      field=field)
+        self.assertErrorShape(self.c.get("/v1/models/%s/predictions" % uid("nosuch")), 404)
+
+    def test_prediction_log_read_back_names_the_classes(self):
+        feats, labels, _ = load_data(self, self.c, 150, seed=15)
+        name = uid("logcls")
+        put_model(self, self.c, name, definition(feats, labels, task="binary"))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        a = predict(self, self.c, name, {"entity": "c1", "features": FEATURES})
+
+        def logged():
+            r = self.c.get("/v1/models/%s/predictions?id=%s" % (name, a["prediction_id"]))
+            return r.status == 200 and r.json()["predictions"]
+        entry = wait_until(logged, LOG_WAIT_S, "the prediction logged", interval=0.1)[0]
+        self.assertEqual(entry["prediction"], a["prediction"], entry)
+        self.assertEqual(entry["probabilities"], a["probabilities"], entry)
+        self.assertEqual(set(entry["probabilities"]), {"true", "false"}, entry)
+
 
     def test_prediction_log_rows(self):
         feats, labels, rows = load_data(self, self.c, 150, seed=13)

@@ -1,0 +1,105 @@
+#include "ml/prediction_history.h"
+
+#include <nlohmann/json.hpp>
+
+#include "store/registry.h"
+
+namespace kennel::ml {
+
+namespace {
+
+using json = nlohmann::json;
+
+// An entry as add_prediction_entries (store/registry.cpp) writes it:
+// [id, version, arm, shadow, entity, time, value, label, probabilities,
+//  fallback, reason, latency_us, features_hash].
+std::optional<logged_prediction> decode(const json& e) {
+    if (!e.is_array() || e.size() != 13 || !e[5].is_number_integer()) return std::nullopt;
+    logged_prediction p;
+    p.time = e[5].get<micros>();
+    if (e[0].is_string()) p.id = e[0].get<std::string>();
+    if (e[1].is_number_integer()) p.version = e[1].get<std::int64_t>();
+    if (e[2].is_string()) p.arm = e[2].get<std::string>();
+    p.shadow = e[3].is_number() && e[3].get<int>() != 0;
+    if (e[4].is_string()) p.entity = e[4].get<std::string>();
+    if (e[6].is_number()) p.value = e[6].get<double>();
+    if (e[7].is_string()) p.label = e[7].get<std::string>();
+    if (e[8].is_array()) {
+        for (const auto& x : e[8]) p.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
+    }
+    p.fallback = e[9].is_number() && e[9].get<int>() != 0;
+    if (e[10].is_string()) p.reason = e[10].get<std::string>();
+    if (e[11].is_number_integer()) p.latency_us = e[11].get<std::int64_t>();
+    if (e[12].is_string()) p.features_hash = e[12].get<std::string>();
+    return p;
+}
+
+}  // namespace
+
+std::string logged_prediction::prediction_id() const {
+    if (!shadow) return id;
+    const auto dash = id.find('-');
+    return dash == std::string::npos ? id : id.substr(0, dash);
+}
+
+void for_each_log_segment(
+    connection& c, const std::string& model, micros since, micros until,
+    const std::function<bool(micros last_time)>& more,
+    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit) {
+    statement segments(c,
+                       "SELECT entries, first_time, last_time FROM prediction_segments"
+                       " WHERE model = ?1 AND last_time >= ?2 AND first_time <= ?3"
+                       " ORDER BY last_time DESC, id DESC");
+    segments.bind(1, model).bind(2, since).bind(3, until);
+    std::vector<logged_prediction> entries;
+    while (segments.step()) {
+        if (!more(segments.column_int(2))) return;
+        entries.clear();
+        json parsed = json::parse(segments.column_text(0), nullptr, false);
+        if (parsed.is_array()) {
+            for (const json& e : parsed) {
+                auto p = decode(e);
+                if (p && p->time >= since && p->time <= until) entries.push_back(std::move(*p));
+            }
+        }
+        visit(entries, segments.column_int(1));
+    }
+}
+
+std::vector<std::string> version_classes(connection& c, const std::string& model,
+                                         std::int64_t version) {
+    std::vector<std::string> names;
+    auto v = get_version(c, model, version, false);
+    if (!v) return names;
+    json f = json::parse(v->features, nullptr, false);
+    if (f.is_object() && f.contains("classes") && f["classes"].is_array()) {
+        for (const auto& n : f["classes"]) {
+            if (n.is_string()) names.push_back(n.get<std::string>());
+        }
+    }
+    return names;
+}
+
+outcome_finder::outcome_finder(connection& c, std::string label_stream)
+    : by_id_(c,
+             "SELECT f.id, f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
+             " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
+             " ORDER BY f.id DESC LIMIT 1"),
+      by_entity_(c,
+                 "SELECT f.id, f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
+                 " AND f.event_time >= ?3 ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
+      stream_(std::move(label_stream)) {}
+
+std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
+    by_id_.reset();
+    by_id_.bind(1, p.prediction_id()).bind(2, stream_);
+    if (by_id_.step()) return joined_outcome{by_id_.column_int(0), by_id_.column_text(1), true};
+    if (p.entity.empty()) return std::nullopt;
+    by_entity_.reset();
+    by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time);
+    if (by_entity_.step())
+        return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
+    return std::nullopt;
+}
+
+}  // namespace kennel::ml

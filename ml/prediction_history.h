@@ -1,0 +1,75 @@
+// Reading the prediction log back: a model's logged predictions, newest
+// segment first, and the outcome each one was joined to. Live metrics
+// (ml/live_metrics.h) and GET /v1/models/{name}/predictions both read the
+// log through here. Reader connection; one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/db.h"
+#include "store/time_util.h"
+
+namespace kennel::ml {
+
+// One entry of the log (migration 0008's columns).
+struct logged_prediction {
+    micros time = 0;
+    std::string id;                       // a shadow arm's entry: "<prediction id>-<arm>"
+    std::optional<std::int64_t> version;  // empty: a constant answered
+    std::string arm;
+    bool shadow = false;
+    std::string entity;
+    std::optional<double> value;  // regression value, or class index
+    std::string label;
+    std::vector<double> probabilities;
+    bool fallback = false;
+    std::string reason;
+    std::int64_t latency_us = 0;
+    std::string features_hash;
+
+    // The id the answer carried (without a shadow row's "-<arm>").
+    std::string prediction_id() const;
+};
+
+// Reads the model's log segments that hold entries in [since, until],
+// newest segment (by its last entry) first. Before each, `more` is asked with
+// the segment's latest time (false: stop there); then `visit` gets its
+// entries in [since, until], in logged order, and its earliest time.
+// Segments overlap by the few milliseconds between an answer's time and its
+// entry being queued: a reader wanting the newest N entries reads on until a
+// segment ends before the oldest entry it kept.
+void for_each_log_segment(
+    connection& c, const std::string& model, micros since, micros until,
+    const std::function<bool(micros last_time)>& more,
+    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit);
+
+// A classification version's class names, in its probabilities' order
+// (empty for regression or a version that is gone).
+std::vector<std::string> version_classes(connection& c, const std::string& model,
+                                         std::int64_t version);
+
+// The outcome a prediction is joined to: a fact in the label stream whose
+// "prediction_id" names it, else the entity's newest fact in that stream at
+// or after the prediction.
+struct joined_outcome {
+    std::int64_t fact_id = 0;
+    std::string data;  // the fact's JSON data
+    bool by_prediction_id = false;
+};
+
+class outcome_finder {
+public:
+    outcome_finder(connection& c, std::string label_stream);
+    std::optional<joined_outcome> find(const logged_prediction& p);
+
+private:
+    statement by_id_;
+    statement by_entity_;
+    std::string stream_;
+};
+
+}  // namespace kennel::ml
