@@ -1143,7 +1143,17 @@
         aliases: h('div.card'), history: h('div.card'), events: h('div.card'), supervisor: h('div.card'),
         experiments: h('div.card'), live: h('div.card'), start: h('div.card'),
       };
-      replace(body, h('div.two-col', null, r.aliases, r.supervisor), h('div'), r.history, r.events, r.experiments, r.live, r.start);
+      // The prediction log: its filter sits outside the region the poll
+      // redraws, so typing is never interrupted.
+      const entity = h('input', { type: 'search', id: 'prediction-entity', placeholder: 'all entities', value: state.entity || '' });
+      entity.addEventListener('change', () => { state.entity = entity.value.trim(); refresh(); });
+      const predictionsBody = h('div');
+      const predictionsCard = h('div.card', { id: 'recent-predictions' },
+        h('div.card-head', null, h('h2', null, 'Recent predictions'), h('label.inline', null, 'Entity', entity)),
+        h('p.muted.small', null, 'The prediction log, newest first: who answered, how, and the outcome each prediction was joined to.'),
+        predictionsBody);
+      replace(body, h('div.two-col', null, r.aliases, r.supervisor), h('div'), r.history, r.events, r.experiments, r.live, predictionsCard, r.start);
+      r.predictions = predictionsBody;
       state.regions = Object.fromEntries(Object.entries(r).map(([k, el]) => [k, liveRegion(el)]));
       state.startBox = r.start;
       return true;
@@ -1153,7 +1163,8 @@
       if (ready === null) ready = await setup();
       if (!ready) return;
       const name = state.model;
-      const [al, dep, ev, ex, lm, sv, vs] = await Promise.all([
+      const logQuery = `limit=20${state.entity ? `&entity=${enc(state.entity)}` : ''}`;
+      const [al, dep, ev, ex, lm, sv, vs, pl] = await Promise.all([
         get(`/v1/models/${enc(name)}/aliases`),
         get(`/v1/models/${enc(name)}/deployments`),
         get(`/v1/models/${enc(name)}/events`).catch((e) => ({ error: e })),
@@ -1161,9 +1172,11 @@
         get(`/v1/models/${enc(name)}/live-metrics`).catch((e) => ({ error: e })),
         get('/v1/serving').catch((e) => ({ error: e })),
         get(`/v1/models/${enc(name)}/versions`),
+        get(`/v1/models/${enc(name)}/predictions?${logQuery}`).catch((e) => ({ error: e })),
       ]);
       if (!ctx.alive()) return;
       const R = state.regions;
+      R.predictions({ pl, entity: state.entity }, () => recentPredictions(name, pl, state.entity));
       R.aliases(al, () => [h('h2', null, 'Aliases now'),
         al.aliases.length ? table(['Alias', 'Version', 'Since'], al.aliases.map((a) => h('tr', null,
           h('td', null, badge(a.alias, a.alias === 'live' ? 'ok' : 'info')), h('td', null, `v${a.version}`), h('td', null, timeEl(a.updated_at)))))
@@ -1218,6 +1231,26 @@
       }
     };
     return { refresh };
+  }
+
+  function recentPredictions(name, pl, entity) {
+    if (pl.error) return errorBox(pl.error);
+    if (!pl.predictions.length) {
+      return entity ? h('p.muted', null, `No logged prediction for entity ${entity}.`)
+        : h('p.muted', null, 'No predictions logged yet. Ask for one: ',
+          h('code', null, `curl -u admin:… -X POST localhost:8080/v1/models/${name}/predict -d '{"entity":"e1","features":{…}}'`));
+    }
+    const shown = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? fmtNum(v, 4) : typeof v === 'object' ? JSON.stringify(v) : String(v));
+    return table(['Time', 'Entity', 'Version', 'Arm', 'Prediction', 'Fallback', { label: 'Latency ms', num: true }, 'Outcome'],
+      pl.predictions.map((p) => h('tr', { 'data-prediction': p.id },
+        h('td', null, timeEl(p.time)),
+        h('td', null, p.entity || '—'),
+        h('td', null, p.version ? `v${p.version}` : '—'),
+        h('td', null, p.arm, p.shadow ? [' ', badge('shadow')] : null),
+        h('td', null, shown(p.prediction)),
+        h('td', null, p.fallback ? h('span.worse', null, p.reason) : 'no'),
+        h('td.num', null, fmtNum(p.latency_ms, 2)),
+        h('td', null, p.outcome ? `${shown(p.outcome.value)} (by ${p.outcome.joined_by === 'prediction_id' ? 'prediction id' : 'entity'})` : '—'))));
   }
 
   function liveMetricsTable(groups) {

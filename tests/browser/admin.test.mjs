@@ -414,6 +414,33 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   await visible(page.locator('button[data-action="start-experiment"]'));
 });
 
+step('recent predictions: the log with its outcomes, filtered by entity', async () => {
+  await go('#/deployments/likes');
+  const card = page.locator('#recent-predictions');
+  await visible(card.locator('tbody tr'));
+  // An outcome for one of the entities the step above predicted for.
+  const r = await http('POST', '/v1/facts', { auth: 'basic', body: { stream: 'likes', entity: 'browser-3', data: { likes: 41 } } });
+  assert.equal(r.status, 201, r.text);
+  await page.fill('#prediction-entity', 'browser-3');
+  await page.press('#prediction-entity', 'Enter');
+  await waitFor('only browser-3, joined to its outcome', async () => {
+    const entities = await card.locator('tbody tr td:nth-child(2)').allTextContents();
+    const outcomes = await card.locator('tbody tr td:nth-child(8)').allTextContents();
+    return entities.length >= 1 && entities.every((e) => e === 'browser-3') &&
+      outcomes.every((o) => o === '41 (by entity)');
+  }, WAIT, 300);
+  await shot('deployments-predictions-1280');
+  await page.fill('#prediction-entity', 'no-such-entity');
+  await page.press('#prediction-entity', 'Enter');
+  await visible(card.locator('p', { hasText: 'No logged prediction for entity no-such-entity.' }));
+  await page.fill('#prediction-entity', '');
+  await page.press('#prediction-entity', 'Enter');
+  await waitFor('every entity again', async () => {
+    const entities = await card.locator('tbody tr td:nth-child(2)').allTextContents();
+    return new Set(entities).size > 1;
+  }, WAIT, 300);
+});
+
 step('a bad definition shows the server\'s validation errors by field', async () => {
   await go('#/models/likes');
   await visible(page.locator('#definition'));
