@@ -1,5 +1,6 @@
 // Serving's scheduling parts: when a version runs on the request thread, and
-// the slots that bound how many requests compute at once.
+// the slots that bound how many requests compute at once; and the prediction
+// log read back with its outcomes, on a real SQLite file.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -9,7 +10,11 @@
 #include <vector>
 
 #include "ml/predict_slots.h"
+#include "ml/prediction_history.h"
 #include "ml/serving.h"
+#include "store/facts.h"
+#include "store/registry.h"
+#include "test_support.h"
 
 using namespace kennel;
 using namespace std::chrono_literals;
@@ -137,4 +142,135 @@ TEST_CASE("slots: the guard releases its slot once", "[slots]") {
     }  // already released: the destructor gives nothing back twice
     CHECK(slots.acquire_until(steady::now()));
     CHECK_FALSE(slots.acquire_until(steady::now() + 1ms));
+}
+
+namespace {
+
+prediction_row logged(const std::string& id_prefix, micros time, const std::string& entity,
+                      double value, bool shadow = false) {
+    prediction_row p;
+    const std::string id = id_prefix + std::string(32 - id_prefix.size(), '0');
+    std::copy(id.begin(), id.end(), p.id.begin());
+    p.model = "m";
+    p.version = shadow ? 2 : 1;
+    p.arm = shadow ? "shadow" : "live";
+    p.shadow = shadow;
+    p.entity = entity;
+    p.time = time;
+    p.value = value;
+    p.probabilities.assign({0.25, 0.75});
+    p.latency_us = 120;
+    p.features_hash = 0xabcdef;
+    return p;
+}
+
+void add_fact(connection& c, const std::string& entity, micros time, const std::string& data) {
+    fact_input f;
+    f.stream = "labels";
+    f.entity = entity;
+    f.event_time = time;
+    f.data_json = data;
+    f.idempotency_key = derive_idempotency_key(f.stream, entity, time, data);
+    transaction tx(c);
+    fact_inserter ins(c);
+    REQUIRE(ins.insert(f, time).outcome == write_outcome::stored);
+    tx.commit();
+}
+
+}  // namespace
+
+TEST_CASE("prediction log: segments come back newest first, entries decoded, bounds kept",
+          "[serving][log]") {
+    testing::migrated_db db;
+    const micros t = 1795168800000000;
+    // Two flushes; the second holds an entry timed before the first's last
+    // (an answer queued late), so the segments overlap.
+    insert_predictions(db.conn, {logged("a1", t, "e1", 1.5), logged("a2", t + 10, "e2", 2.5)});
+    insert_predictions(db.conn, {logged("a3", t + 20, "e1", 3.5), logged("a4", t + 5, "", 4.5),
+                                 logged("a3", t + 20, "e1", 9.0, true)});
+    std::vector<std::vector<std::string>> seen;
+    std::vector<micros> firsts;
+    std::vector<ml::logged_prediction> all;
+    ml::for_each_log_segment(
+        db.conn, "m", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        [&](std::vector<ml::logged_prediction>& entries, micros first) {
+            seen.emplace_back();
+            for (const auto& e : entries) seen.back().push_back(e.id.substr(0, 2));
+            firsts.push_back(first);
+            all.insert(all.end(), entries.begin(), entries.end());
+        });
+    REQUIRE(seen == std::vector<std::vector<std::string>>{{"a3", "a4", "a3"}, {"a1", "a2"}});
+    CHECK(firsts == std::vector<micros>{t + 5, t});
+    const ml::logged_prediction& e = all[0];
+    CHECK(e.time == t + 20);
+    CHECK(e.entity == "e1");
+    CHECK(e.version == std::optional<std::int64_t>(1));
+    CHECK(e.arm == "live");
+    CHECK_FALSE(e.shadow);
+    CHECK(e.value == std::optional<double>(3.5));
+    CHECK(e.probabilities == std::vector<double>{0.25, 0.75});
+    CHECK(e.latency_us == 120);
+    CHECK(e.features_hash == "0000000000abcdef");
+    CHECK(all[1].entity.empty());
+    // A shadow entry's id is its answer's id and the arm; prediction_id() strips the arm.
+    CHECK(all[2].shadow);
+    CHECK(all[2].id == all[0].id + "-shadow");
+    CHECK(all[2].prediction_id() == all[0].id);
+
+    // Bounds: only entries in [since, until]; `more` stops before a segment is read.
+    std::size_t n = 0;
+    ml::for_each_log_segment(
+        db.conn, "m", t + 5, t + 10, [](micros) { return true; },
+        [&](std::vector<ml::logged_prediction>& entries, micros) { n += entries.size(); });
+    CHECK(n == 2);  // a4 (t+5) and a2 (t+10)
+    std::size_t read = 0;
+    ml::for_each_log_segment(
+        db.conn, "m", 0, std::numeric_limits<micros>::max(), [&](micros) { return read == 0; },
+        [&](std::vector<ml::logged_prediction>&, micros) { ++read; });
+    CHECK(read == 1);
+    ml::for_each_log_segment(
+        db.conn, "other", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        [&](std::vector<ml::logged_prediction>&, micros) { FAIL("another model's segment"); });
+}
+
+TEST_CASE("prediction log: outcomes join by prediction id first, else by entity and time",
+          "[serving][log]") {
+    testing::migrated_db db;
+    const micros t = 1795168800000000;
+    const prediction_row live = logged("b1", t, "e1", 1.0);
+    const prediction_row shadow = logged("b1", t, "e1", 2.0, true);
+    const prediction_row other = logged("b2", t + 100, "e2", 3.0);
+    insert_predictions(db.conn, {live, shadow, other});
+    std::vector<ml::logged_prediction> entries;
+    ml::for_each_log_segment(
+        db.conn, "m", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        [&](std::vector<ml::logged_prediction>& es, micros) { entries = es; });
+    REQUIRE(entries.size() == 3);
+    ml::outcome_finder find(db.conn, "labels");
+    for (const auto& e : entries) CHECK_FALSE(find.find(e).has_value());
+
+    // e2's label before its prediction does not count; one at or after does.
+    add_fact(db.conn, "e2", t + 50, R"({"y":0})");
+    CHECK_FALSE(find.find(entries[2]).has_value());
+    add_fact(db.conn, "e2", t + 100, R"({"y":7})");
+    auto o = find.find(entries[2]);
+    REQUIRE(o);
+    CHECK_FALSE(o->by_prediction_id);
+    CHECK(o->data == R"({"y":7})");
+
+    // An outcome naming the prediction, under another entity, joins the
+    // answer and its shadow entry; it wins over e1's own label.
+    add_fact(db.conn, "e1", t + 10, R"({"y":5})");
+    CHECK(find.find(entries[0])->data == R"({"y":5})");
+    const std::string id(live.id.data(), live.id.size());
+    add_fact(db.conn, "elsewhere", t + 20, R"({"y":6,"prediction_id":")" + id + R"("})");
+    for (int i : {0, 1}) {
+        auto by_id = find.find(entries[static_cast<std::size_t>(i)]);
+        REQUIRE(by_id);
+        CHECK(by_id->by_prediction_id);
+        CHECK(by_id->data.find("\"y\":6") != std::string::npos);
+    }
+    // Another stream's facts never join.
+    ml::outcome_finder elsewhere(db.conn, "not-labels");
+    CHECK_FALSE(elsewhere.find(entries[0]).has_value());
 }
