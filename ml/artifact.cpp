@@ -83,7 +83,7 @@ std::string serialize_artifact(const model_artifact& a) {
     return out;
 }
 
-result<model_artifact> load_artifact(std::string_view bytes) {
+result<model_artifact> load_artifact(std::string_view bytes, load_use use) {
     if (bytes.size() < artifact_type_tag.size() ||
         bytes.substr(0, artifact_type_tag.size()) != artifact_type_tag) {
         return bad("not a Kennel model (missing the KENNEL-MODEL tag)");
@@ -127,7 +127,7 @@ result<model_artifact> load_artifact(std::string_view bytes) {
         if (!algo) return bad("unknown algorithm tag '" + algo_name.substr(0, 40) + "'");
         a.algo = *algo;
         a.params = read_params(in);
-        auto function = load_function(in);
+        auto function = load_function(in, use);
         if (!function) return function.error();
         a.function = std::move(function).value();
         if (in.peek() != std::char_traits<char>::eof()) return bad("trailing bytes in the payload");

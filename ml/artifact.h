@@ -47,7 +47,9 @@ std::string serialize_artifact(const model_artifact& artifact);
 // cross-checks the parts (algorithm tag, task, feature and class counts).
 // invalid_argument (field "artifact") for a blob that is not a Kennel model or
 // is damaged; failed_precondition for a newer format than this binary reads.
-result<model_artifact> load_artifact(std::string_view bytes);
+// With load_use::predict the artifact can predict but not be serialized
+// again, and holds less memory (ml/trainers.h).
+result<model_artifact> load_artifact(std::string_view bytes, load_use use = load_use::any);
 
 struct model_prediction {
     double value = 0;                   // regression value or class index

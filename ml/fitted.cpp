@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <stdexcept>
 #include <string>
 
 namespace kennel::ml {
@@ -232,9 +233,10 @@ double flat_forest::operator()(const std::vector<double>& x) const {
 }
 
 forest_function::forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
-                                 std::vector<forest_type> forests)
+                                 std::vector<forest_type> forests, bool keep_forests)
     : fitted_function(task, num_features, num_classes), forests_(std::move(forests)) {
     for (const auto& f : forests_) flat_.emplace_back(f);
+    if (!keep_forests) std::vector<forest_type>().swap(forests_);
 }
 
 prediction forest_function::do_predict(const std::vector<double>& x) const {
@@ -249,6 +251,8 @@ prediction forest_function::do_predict(const std::vector<double>& x) const {
 }
 
 void forest_function::serialize_body(std::ostream& out) const {
+    if (forests_.size() != flat_.size())
+        throw std::logic_error("a forest loaded to predict only cannot be serialized");
     dlib::serialize(forests_, out);
 }
 
@@ -267,7 +271,7 @@ void fitted_function::serialize(std::ostream& out) const {
     serialize_body(out);
 }
 
-result<function_ptr> load_function(std::istream& in) {
+result<function_ptr> load_function(std::istream& in, load_use use) {
     try {
         std::string tag;
         dlib::deserialize(tag, in);
@@ -327,8 +331,8 @@ result<function_ptr> load_function(std::istream& in) {
             for (const auto& f : forests) {
                 if (!forest_ok(f, nf)) return corrupt("forest structure is invalid");
             }
-            return function_ptr(
-                std::make_shared<forest_function>(task, nf, nc, std::move(forests)));
+            return function_ptr(std::make_shared<forest_function>(task, nf, nc, std::move(forests),
+                                                                  use != load_use::predict));
         }
         return corrupt("unknown function tag '" + tag.substr(0, 40) + "'");
     } catch (const dlib::serialization_error& e) {

@@ -109,8 +109,10 @@ private:
 
 class forest_function final : public fitted_function {
   public:
+      // keep_forests: false when loaded to predict only (Dlib's trees are
+      // dropped once flattened; serialize then throws).
       forest_function(task_kind task, std::size_t num_features, std::size_t num_classes,
-                      std::vector<forest_type> forests);
+                      std::vector<forest_type> forests, bool keep_forests = true);
       algorithm kind() const override { return algorithm::forest; }
 
   private:
@@ -118,8 +120,8 @@ class forest_function final : public fitted_function {
     prediction do_predict(const std::vector<double>& x) const override;
     void serialize_body(std::ostream& out) const override;
 
-    std::vector<forest_type> forests_;
-    std::vector<flat_forest> flat_;  // one per forest, for prediction
+    std::vector<forest_type> forests_;  // empty when loaded to predict only
+    std::vector<flat_forest> flat_;     // one per forest, for prediction
 };
 
 // Turns per-class scores in [0,1] into probabilities summing to 1 (uniform

@@ -173,7 +173,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     if (!row) return status(error_kind::not_found, "version " + std::to_string(version) + " is missing");
     std::string bytes = row->artifact;
     if (fault == "corrupt_artifact" && bytes.size() > 40) bytes[bytes.size() / 2] ^= 0x5a;
-    auto art = load_artifact(bytes);
+    auto art = load_artifact(bytes, load_use::predict);  // serving never writes it again
     if (!art) return art.error();
     auto v = std::make_shared<loaded_version>();
     v->model = model;

@@ -85,7 +85,8 @@ class fitted_function {
     std::size_t num_classes() const { return num_classes_; }
 
     // Writes the function (its own tag, shape and Dlib objects) with
-    // dlib::serialize; load_function() reads it back.
+    // dlib::serialize; load_function() reads it back. Throws std::logic_error
+    // for a function loaded for prediction only (load_use::predict).
     void serialize(std::ostream& out) const;
 
   protected:
@@ -104,9 +105,15 @@ class fitted_function {
 
 using function_ptr = std::shared_ptr<const fitted_function>;
 
+// What a loaded function is for. A forest keeps Dlib's trees only to be
+// written again; serving only predicts, from its own flat layout, so it
+// loads with `predict` and holds each forest once (the flat layout is 12
+// bytes a node; Dlib's trees another 16 per split and 4 per leaf).
+enum class load_use { any, predict };
+
 // Reads what fitted_function::serialize wrote; refuses unknown tags and
 // inconsistent shapes, and turns Dlib's serialization_error into a status.
-result<function_ptr> load_function(std::istream& in);
+result<function_ptr> load_function(std::istream& in, load_use use = load_use::any);
 
 // Feature rows: x[i] is row i, every row has the same length (the pipeline's
 // names().size()); y[i] is the class index (classification) or the target.

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <stdexcept>
 
 #include "ml/artifact.h"
 #include "ml/dataset.h"
@@ -97,6 +98,15 @@ TEST_CASE("serialize then load predicts identically on a probe set", "[artifact]
     auto loaded = load_artifact(blob);
     INFO((loaded ? "ok" : loaded.error().to_string()));
     REQUIRE(loaded);
+    // As serving loads it: predicts the same, and only a forest refuses to
+    // be written again (it dropped Dlib's trees).
+    auto served = load_artifact(blob, load_use::predict);
+    REQUIRE(served);
+    if (algo == algorithm::forest) {
+        CHECK_THROWS_AS(serialize_artifact(*served), std::logic_error);
+    } else {
+        CHECK(serialize_artifact(*served) == blob);
+    }
     CHECK(loaded->task == task);
     CHECK(loaded->algo == algo);
     CHECK(loaded->classes == a.classes);
@@ -111,11 +121,15 @@ TEST_CASE("serialize then load predicts identically on a probe set", "[artifact]
     for (const auto& r : probe) {
         auto p = predict_raw(a, r);
         auto q = predict_raw(*loaded, r);
+        auto s = predict_raw(*served, r);
         REQUIRE(p);
         REQUIRE(q);
+        REQUIRE(s);
         CHECK(p->value == q->value);
         CHECK(p->label == q->label);
         CHECK(p->probabilities == q->probabilities);
+        CHECK(s->value == q->value);
+        CHECK(s->probabilities == q->probabilities);
         if (task != task_kind::regression) {
             CHECK(p->label == a.classes[static_cast<std::size_t>(p->value)]);
         }
