@@ -52,7 +52,9 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         if (limit) {
             for_each_log_segment(
                 c, model, since, std::numeric_limits<micros>::max(),
-                [&](micros last_time) { return recent.size() < limit || last_time >= cutoff; },
+                [&](micros last_time, std::int64_t) {
+                    return recent.size() < limit || last_time >= cutoff;
+                },
                 [&](std::vector<logged_prediction>& entries, micros) {
                     for (auto& e : entries) recent.push_back(std::move(e));
                     if (recent.size() >= limit) {

@@ -44,18 +44,23 @@ std::string logged_prediction::prediction_id() const {
 
 void for_each_log_segment(
     connection& c, const std::string& model, micros since, micros until,
-    const std::function<bool(micros last_time)>& more,
-    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit) {
+    const std::function<bool(micros last_time, std::int64_t bytes)>& more,
+    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit,
+    std::string_view must_contain) {
     statement segments(c,
-                       "SELECT entries, first_time, last_time FROM prediction_segments"
+                       "SELECT entries, first_time, last_time, length(entries)"
+                       " FROM prediction_segments"
                        " WHERE model = ?1 AND last_time >= ?2 AND first_time <= ?3"
                        " ORDER BY last_time DESC, id DESC");
     segments.bind(1, model).bind(2, since).bind(3, until);
     std::vector<logged_prediction> entries;
     while (segments.step()) {
-        if (!more(segments.column_int(2))) return;
+        if (!more(segments.column_int(2), segments.column_int(3))) return;
         entries.clear();
-        json parsed = json::parse(segments.column_text(0), nullptr, false);
+        const std::string text = segments.column_text(0);
+        json parsed;
+        if (must_contain.empty() || text.find(must_contain) != std::string::npos)
+            parsed = json::parse(text, nullptr, false);
         if (parsed.is_array()) {
             for (const json& e : parsed) {
                 auto p = decode(e);

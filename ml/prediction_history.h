@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/db.h"
@@ -37,15 +38,20 @@ struct logged_prediction {
 
 // Reads the model's log segments that hold entries in [since, until],
 // newest segment (by its last entry) first. Before each, `more` is asked with
-// the segment's latest time (false: stop there); then `visit` gets its
+// the segment's latest time and its size in bytes (false: stop there); then
+// `visit` gets its
 // entries in [since, until], in logged order, and its earliest time.
 // Segments overlap by the few milliseconds between an answer's time and its
 // entry being queued: a reader wanting the newest N entries reads on until a
-// segment ends before the oldest entry it kept.
+// segment ends before the oldest entry it kept. With `must_contain`, a
+// segment whose text lacks it is not decoded (`visit` gets no entries): a
+// search for one entity or id skips most segments at the cost of a substring
+// search.
 void for_each_log_segment(
     connection& c, const std::string& model, micros since, micros until,
-    const std::function<bool(micros last_time)>& more,
-    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit);
+    const std::function<bool(micros last_time, std::int64_t bytes)>& more,
+    const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit,
+    std::string_view must_contain = {});
 
 // A classification version's class names, in its probabilities' order
 // (empty for regression or a version that is gone).

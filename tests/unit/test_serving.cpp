@@ -192,7 +192,8 @@ TEST_CASE("prediction log: segments come back newest first, entries decoded, bou
     std::vector<micros> firsts;
     std::vector<ml::logged_prediction> all;
     ml::for_each_log_segment(
-        db.conn, "m", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        db.conn, "m", 0, std::numeric_limits<micros>::max(),
+        [](micros, std::int64_t) { return true; },
         [&](std::vector<ml::logged_prediction>& entries, micros first) {
             seen.emplace_back();
             for (const auto& e : entries) seen.back().push_back(e.id.substr(0, 2));
@@ -220,16 +221,36 @@ TEST_CASE("prediction log: segments come back newest first, entries decoded, bou
     // Bounds: only entries in [since, until]; `more` stops before a segment is read.
     std::size_t n = 0;
     ml::for_each_log_segment(
-        db.conn, "m", t + 5, t + 10, [](micros) { return true; },
+        db.conn, "m", t + 5, t + 10, [](micros, std::int64_t) { return true; },
         [&](std::vector<ml::logged_prediction>& entries, micros) { n += entries.size(); });
     CHECK(n == 2);  // a4 (t+5) and a2 (t+10)
     std::size_t read = 0;
     ml::for_each_log_segment(
-        db.conn, "m", 0, std::numeric_limits<micros>::max(), [&](micros) { return read == 0; },
+        db.conn, "m", 0, std::numeric_limits<micros>::max(),
+        [&](micros, std::int64_t) { return read == 0; },
         [&](std::vector<ml::logged_prediction>&, micros) { ++read; });
     CHECK(read == 1);
+    // must_contain: a segment without the text is handed over undecoded
+    // (the caller still filters what is decoded); `more` sees each size.
+    std::vector<std::size_t> sizes;
+    std::vector<std::int64_t> bytes;
     ml::for_each_log_segment(
-        db.conn, "other", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        db.conn, "m", 0, std::numeric_limits<micros>::max(),
+        [&](micros, std::int64_t b) {
+            bytes.push_back(b);
+            return true;
+        },
+        [&](std::vector<ml::logged_prediction>& entries, micros) {
+            sizes.push_back(entries.size());
+        },
+        "\"e2\"");
+    CHECK(sizes == std::vector<std::size_t>{0, 2});
+    REQUIRE(bytes.size() == 2);
+    CHECK(bytes[0] > 100);
+    CHECK(bytes[1] > 100);
+    ml::for_each_log_segment(
+        db.conn, "other", 0, std::numeric_limits<micros>::max(),
+        [](micros, std::int64_t) { return true; },
         [&](std::vector<ml::logged_prediction>&, micros) { FAIL("another model's segment"); });
 }
 
@@ -243,7 +264,8 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     insert_predictions(db.conn, {live, shadow, other});
     std::vector<ml::logged_prediction> entries;
     ml::for_each_log_segment(
-        db.conn, "m", 0, std::numeric_limits<micros>::max(), [](micros) { return true; },
+        db.conn, "m", 0, std::numeric_limits<micros>::max(),
+        [](micros, std::int64_t) { return true; },
         [&](std::vector<ml::logged_prediction>& es, micros) { entries = es; });
     REQUIRE(entries.size() == 3);
     ml::outcome_finder find(db.conn, "labels");
