@@ -41,6 +41,7 @@ http_response get_model_live_metrics(app& a, const http_request& req);
 http_response get_model_predictions(app& a, const http_request& req);
 http_response get_serving(app& a, const http_request& req);
 http_response get_overview(app& a, const http_request& req);
+http_response get_metrics(app& a, const http_request& req);
 
 // Sign-in and API keys (server/auth_handlers.cpp).
 http_response post_auth_login(app& a, const http_request& req);

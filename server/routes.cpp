@@ -395,6 +395,7 @@ std::vector<route> make_routes(app& a) {
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true, admin},
         {"GET", "/v1/serving", h(get_serving), true, any},
         {"GET", "/v1/overview", h(get_overview), true, any},
+        {"GET", "/metrics", h(get_metrics), true, any},
     };
 }
 

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import re
 import struct
 import threading
 import time
@@ -672,6 +673,53 @@ class PredictTest(SharedServerCase):
         self.assertGreaterEqual(len(lives), moves + 3)
 
     # ---------------------------------------------------------------- access
+
+    def test_metrics_for_prometheus_match_the_serving_counters(self):
+        name, _, _, _, _ = self.trained()
+        for i in range(3):
+            predict(self, self.c, name, {"entity": "mx%d" % i, "features": FEATURES})
+        predict(self, self.c, name, {"instances": [{"features": FEATURES}] * 4})
+        r = self.c.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
+        # The text format, line by line: HELP and TYPE before a family's samples.
+        label = r'[a-z_]+="(?:[^"\\\\]|\\\\.)*"'
+        sample_re = re.compile(r'^(?P<name>[a-z_]+)(?P<labels>\{%s(,%s)*\})? (?P<value>-?[0-9.e+-]+|NaN)$'
+                               % (label, label))
+        types, samples = {}, {}
+        for line in r.text.splitlines():
+            if line.startswith("# HELP "):
+                continue
+            if line.startswith("# TYPE "):
+                _, _, family, kind = line.split(" ")
+                self.assertIn(kind, ("counter", "gauge"), line)
+                types[family] = kind
+                continue
+            m = sample_re.match(line)
+            self.assertIsNotNone(m, "not a sample line: %r" % line)
+            self.assertIn(m.group("name"), types, "a sample before its TYPE: %r" % line)
+            samples[m.group("name") + (m.group("labels") or "")] = float(m.group("value"))
+        for family, kind in types.items():
+            self.assertEqual(kind == "counter", family.endswith("_total"), family)
+        key = '{model="%s",version="1",role="live"}' % name
+        self.assertEqual(samples["kennel_version_requests_total" + key], 7, samples)
+        self.assertEqual(samples["kennel_version_fallbacks_total" + key], 0)
+        self.assertEqual(samples['kennel_model_serving_version{model="%s"}' % name], 1)
+        serving = self.c.get("/v1/serving").json()
+        self.assertGreaterEqual(samples["kennel_predictions_total"], 7)
+        self.assertEqual(samples["kennel_predict_pool_refused_total"], serving["predict_pool"]["refused"])
+        self.assertGreater(samples['kennel_facts_total{outcome="stored"}'], 0)
+        self.assertGreater(samples['kennel_training_jobs_total{outcome="run"}'], 0)
+        self.assertGreater(samples['kennel_prediction_latency_recent_seconds{quantile="0.99"}'], 0)
+        # A model without a usable version says why.
+        untrained, _, _, _, _ = self.model()
+        r = self.c.get("/metrics")
+        self.assertIn('kennel_model_problem{model="%s",problem="not_trained"} 1' % untrained, r.text)
+        self.assertIn('kennel_model_serving_version{model="%s"} 0' % untrained, r.text)
+        # Credentials as for every endpoint: any key may read.
+        anon = Client(self.server.port, auth=None)
+        self.addCleanup(anon.close)
+        self.assertErrorShape(anon.get("/metrics"), 401, code="unauthenticated")
 
     def test_prediction_routes_need_the_right_scope(self):
         name, _, _, _, _ = self.trained()

@@ -1,0 +1,221 @@
+// GET /metrics: Kennel's counters and gauges in the Prometheus text format
+// (version 0.0.4), for a monitoring system to scrape. The same numbers as
+// /v1/overview and /v1/serving; a counter of a serving version starts again
+// from 0 when that version is loaded anew (Prometheus treats it as a reset).
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "ml/predict_pool.h"
+#include "ml/predict_slots.h"
+#include "ml/prediction_log.h"
+#include "ml/serving.h"
+#include "ml/supervisor.h"
+#include "ml/training_worker.h"
+#include "server/app.h"
+#include "server/app_metrics.h"
+#include "server/handlers.h"
+#include "store/json_writer.h"
+#include "store/time_util.h"
+
+namespace kennel {
+namespace {
+
+class exposition {
+public:
+    // Starts a metric family: its HELP and TYPE lines.
+    exposition& family(std::string_view name, std::string_view type, std::string_view help) {
+        name_ = name;
+        out_ += "# HELP ";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE ";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+        return *this;
+    }
+
+    // A sample of the current family: labels as name="value" pairs.
+    exposition& sample(
+        double value,
+        std::initializer_list<std::pair<std::string_view, std::string_view>> labels = {}) {
+        out_ += name_;
+        if (labels.size()) {
+            out_ += '{';
+            bool first = true;
+            for (const auto& [k, v] : labels) {
+                if (!first) out_ += ',';
+                first = false;
+                out_ += k;
+                out_ += "=\"";
+                for (char ch : v) {  // the format's three escapes
+                    if (ch == '\\') {
+                        out_ += "\\\\";
+                    } else if (ch == '"') {
+                        out_ += "\\\"";
+                    } else if (ch == '\n') {
+                        out_ += "\\n";
+                    } else {
+                        out_ += ch;
+                    }
+                }
+                out_ += '"';
+            }
+            out_ += '}';
+        }
+        out_ += ' ';
+        if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < 1e15) {
+            out_ += std::to_string(static_cast<std::int64_t>(value));  // counts read as counts
+        } else {
+            std::string number;
+            json_writer(number).number(value);
+            out_ += number == "null" ? "NaN" : number;
+        }
+        out_ += '\n';
+        return *this;
+    }
+
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string out_;
+    std::string name_;
+};
+
+double num(std::uint64_t v) {
+    return static_cast<double>(v);
+}
+
+}  // namespace
+
+http_response get_metrics(app& a, const http_request&) {
+    exposition e;
+    const writer_stats w = a.writer().stats();
+    const rate_snapshot r = a.metrics().sample(w.facts_stored);
+    const ml::worker_state t = a.trainer().state();
+    const auto sup = a.supervisor_state();
+    const auto log = a.prediction_log().stats();
+
+    e.family("kennel_uptime_seconds", "gauge", "Seconds since the server started.")
+        .sample(static_cast<double>(now_micros() - a.started_at()) / 1e6);
+    e.family("kennel_facts_total", "counter", "Facts written, by outcome.")
+        .sample(num(w.facts_stored), {{"outcome", "stored"}})
+        .sample(num(w.facts_duplicate), {{"outcome", "duplicate"}})
+        .sample(num(w.facts_rejected), {{"outcome", "rejected"}});
+    e.family("kennel_writer_commits_total", "counter", "Transactions the writer committed.")
+        .sample(num(w.commits));
+    e.family("kennel_writer_failed_commits_total", "counter", "Writer transactions that failed.")
+        .sample(num(w.failed_commits));
+    e.family("kennel_writer_refused_total", "counter",
+             "Writes refused with 503: the queue was full.")
+        .sample(num(w.refused_full));
+    e.family("kennel_writer_queue", "gauge", "Facts and tasks waiting for the writer.")
+        .sample(num(w.pending));
+    e.family("kennel_writer_checkpoints_total", "counter", "WAL checkpoints run.")
+        .sample(num(w.checkpoints));
+
+    e.family("kennel_predictions_total", "counter", "Predictions answered (fallbacks included).")
+        .sample(num(r.predictions_total));
+    e.family("kennel_prediction_latency_recent_seconds", "gauge",
+             "Latency quantiles over the last 4096 predictions.");
+    if (r.predictions_total) {
+        e.sample(r.p50_ms / 1000, {{"quantile", "0.5"}})
+            .sample(r.p99_ms / 1000, {{"quantile", "0.99"}});
+    }
+    e.family("kennel_prediction_fallback_recent_ratio", "gauge",
+             "Share of fallbacks over the last 4096 predictions.");
+    if (r.predictions_total) e.sample(r.fallback_share);
+
+    // Per model and serving version.
+    const auto models = a.serving().all();
+    e.family("kennel_model_serving_version", "gauge",
+             "The version answering a model's live traffic (0: none, see kennel_model_problem).");
+    for (const auto& m : models)
+        e.sample(m->live ? static_cast<double>(m->live->version) : 0, {{"model", m->name}});
+    e.family("kennel_model_problem", "gauge",
+             "1 when a model has no usable live version, by reason.");
+    for (const auto& m : models) {
+        if (!m->live_problem.empty())
+            e.sample(1, {{"model", m->name}, {"problem", m->live_problem}});
+    }
+    struct counter_family {
+        const char* name;
+        const char* help;
+        std::atomic<std::uint64_t> ml::version_counters::*field;
+    };
+    const counter_family counters[] = {
+        {"kennel_version_requests_total", "Predictions asked of a serving version.",
+         &ml::version_counters::requests},
+        {"kennel_version_errors_total", "Predictions a serving version failed.",
+         &ml::version_counters::errors},
+        {"kennel_version_deadline_misses_total",
+         "Predictions a serving version did not finish in time.",
+         &ml::version_counters::deadline_misses},
+        {"kennel_version_fallbacks_total",
+         "Predictions of a serving version answered by a fallback.",
+         &ml::version_counters::fallbacks},
+    };
+    for (const auto& c : counters) {
+        e.family(c.name, "counter", c.help);
+        for (const auto& m : models) {
+            auto add = [&](const std::shared_ptr<const ml::loaded_version>& v,
+                           const std::string& role) {
+                if (!v) return;
+                const std::string version = std::to_string(v->version);
+                e.sample(num((v->counters.*c.field).load(std::memory_order_relaxed)),
+                         {{"model", m->name}, {"version", version}, {"role", role}});
+            };
+            add(m->live, "live");
+            for (const auto& p : m->previous) add(p, "previous");
+            for (const auto& arm : m->arms)
+                add(arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
+        }
+    }
+
+    e.family("kennel_predict_pool_queued", "gauge", "Prediction tasks waiting for the pool.")
+        .sample(num(a.predict_pool().queued()));
+    e.family("kennel_predict_pool_refused_total", "counter",
+             "Predict requests refused with 503: the pool's queue was full.")
+        .sample(num(a.predict_pool().refused()));
+    e.family("kennel_predict_slot_waits_total", "counter",
+             "Predict requests that waited for a slot.")
+        .sample(num(a.predict_slots().waited()));
+    e.family("kennel_predict_slot_gave_up_total", "counter",
+             "Predict requests that stopped waiting for a slot and went on without one.")
+        .sample(num(a.predict_slots().gave_up()));
+    e.family("kennel_prediction_log_entries_total", "counter",
+             "Prediction log entries, by what became of them.")
+        .sample(num(log.logged), {{"outcome", "logged"}})
+        .sample(num(log.dropped), {{"outcome", "dropped"}});
+    e.family("kennel_prediction_log_queued", "gauge",
+             "Prediction log entries waiting to be written.")
+        .sample(num(log.queued));
+
+    e.family("kennel_training_jobs_total", "counter",
+             "Training jobs the worker ran, and those that failed.")
+        .sample(num(t.jobs_run), {{"outcome", "run"}})
+        .sample(num(t.jobs_failed), {{"outcome", "failed"}});
+    e.family("kennel_training_triggers_total", "counter", "Retrain triggers that queued a job.")
+        .sample(num(t.triggers_fired));
+    e.family("kennel_training_running", "gauge", "1 while a training job runs.")
+        .sample(t.job ? 1 : 0);
+    e.family("kennel_supervisor_ticks_total", "counter", "Supervisor checks.")
+        .sample(num(sup.ticks));
+    e.family("kennel_supervisor_actions_total", "counter",
+             "Versions the supervisor took out of service (since start).")
+        .sample(num(sup.actions.size()));
+
+    http_response out;
+    out.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    out.body = e.take();
+    return out;
+}
+
+}  // namespace kennel
