@@ -778,8 +778,9 @@
     const compareBox = h('div.card');
     const defBox = h('div.card');
     const revisionsBox = h('div.card');
+    const tryBox = h('div.card', { id: 'try-prediction' });
     const lower = h('div.two-col', null, defBox, revisionsBox);
-    replace(root, head, notice, jobsBox, chartBox, versionsBox, compareBox, lower);
+    replace(root, head, notice, jobsBox, chartBox, versionsBox, compareBox, tryBox, lower);
     const drawHead = liveRegion(head);
     const drawJobs = liveRegion(jobsBox);
     const drawChart = liveRegion(chartBox);
@@ -838,6 +839,7 @@
       if (!state.defDrawn) {
         state.defDrawn = true;
         drawDefinition(defBox, name, m, ctx);
+        drawTryPrediction(tryBox, name, m, ctx);
       }
       drawCompare();
       const revs = await get(`/v1/models/${enc(name)}/revisions`).catch((e) => ({ error: e }));
@@ -1056,6 +1058,53 @@
       h('div.card-head', null, h('h2', null, 'Definition'), h('span.muted.small', null, `revision ${model.revision}`)),
       h('p.muted.small', null, 'Edit the JSON and save: the server checks it and names each field it refuses. A change makes a new revision.'),
       area, errs, h('div.actions', null, save, reset));
+  }
+
+  // A request body to send as an app would, prefilled with the newest fact
+  // of the model's features stream; the answer shown as the API gave it.
+  async function drawTryPrediction(box, name, model, ctx) {
+    const area = h('textarea.code', { id: 'try-body', rows: 8, spellcheck: 'false', 'aria-label': `Prediction request for ${name}` });
+    const answer = h('div', { id: 'try-answer' });
+    const send = h('button.primary', { type: 'button', 'data-action': 'try-predict' }, 'Predict');
+    send.addEventListener('click', async () => {
+      send.disabled = true;
+      try {
+        const r = await api('POST', `/v1/models/${enc(name)}/predict`, area.value);
+        replace(answer, predictionAnswer(r));
+      } catch (err) {
+        replace(answer, errorBox(err, 'The server refused the request'));
+      } finally {
+        send.disabled = false;
+      }
+    });
+    let example = { entity: 'example-1', features: {} };
+    const stream = model.definition && model.definition.features_from;
+    if (stream) {
+      try {
+        const f = await get(`/v1/streams/${enc(stream)}/facts?limit=1&order=desc`);
+        if (f.facts.length) example = { entity: f.facts[0].entity, features: f.facts[0].data };
+      } catch (err) { /* an empty example then */ }
+    }
+    if (!ctx.alive()) return;
+    area.value = JSON.stringify(example, null, 2);
+    replace(box,
+      h('h2', null, 'Try a prediction'),
+      h('p.muted.small', null, `Sends the body to POST /v1/models/${name}/predict as an app would (the newest fact of "${stream || '?'}" to start with): a real answer, logged like any other.`),
+      area, h('div.actions', null, send), answer);
+  }
+
+  function predictionAnswer(r) {
+    const one = (p) => h('dl.kv', null,
+      h('dt', null, 'prediction'), h('dd', null, h('strong', null, typeof p.prediction === 'number' ? fmtNum(p.prediction, 4) : String(p.prediction))),
+      p.probabilities ? [h('dt', null, 'probabilities'), h('dd', null, Object.entries(p.probabilities).map(([k, v]) => `${k} ${fmtNum(v, 3)}`).join(' · '))] : null,
+      p.decision !== undefined ? [h('dt', null, 'decision'), h('dd', null, String(p.decision))] : null,
+      h('dt', null, 'answered by'), h('dd', null, p.version ? `v${p.version}` : 'no version', ` (${p.arm})`),
+      h('dt', null, 'fallback'), h('dd', null, p.fallback ? h('span.worse', null, `${p.fallback_reason} → ${p.answered_by}`) : 'no'),
+      h('dt', null, 'latency'), h('dd', null, `${fmtNum(p.latency_ms, 3)} ms`),
+      p.ignored_fields ? [h('dt', null, 'ignored'), h('dd', null, p.ignored_fields.join(', '))] : null,
+      p.imputed_fields ? [h('dt', null, 'imputed'), h('dd', null, p.imputed_fields.join(', '))] : null,
+      h('dt', null, 'prediction id'), h('dd', null, h('code', null, p.prediction_id)));
+    return (r.predictions || [r]).map(one);
   }
 
   // ---- jobs

@@ -285,6 +285,31 @@ step('models: the demo model "likes" with a trained version', async () => {
   assert.match(await page.inputValue('#definition'), /"features_from": "posts"/);
 }, TRAIN_WAIT + 60_000);
 
+step('try a prediction: the newest post as the body, the answer shown, refusals named', async () => {
+  await visible(page.locator('#try-body'));
+  await waitFor('the body prefilled from the posts stream', async () => /"features"/.test(await page.inputValue('#try-body')), WAIT);
+  const body = JSON.parse(await page.inputValue('#try-body'));
+  assert.ok(body.entity && Object.keys(body.features).length > 0, JSON.stringify(body));
+  await page.click('button[data-action="try-predict"]');
+  const answer = page.locator('#try-answer');
+  await visible(answer.locator('dl.kv'));
+  const text = await answer.textContent();
+  assert.match(text, /answered byv\d+ \(live\)/);
+  assert.match(text, /fallbackno/);
+  assert.match(text, /prediction id[0-9a-f]{32}/);
+  // The same prediction is in the log.
+  const id = text.match(/prediction id([0-9a-f]{32})/)[1];
+  await waitFor('the tried prediction in the log', async () => {
+    const r = await http('GET', `/v1/models/likes/predictions?id=${id}`, { auth: 'basic' });
+    return r.status === 200 && r.json.predictions.length === 1;
+  }, WAIT);
+  // A wrong type: the server's 400, naming the field.
+  await page.fill('#try-body', '{"features": {"length": "long"}}');
+  await page.click('button[data-action="try-predict"]');
+  await visible(answer.locator('.alert.error', { hasText: 'features.length' }));
+  await shot('model-try-1280');
+});
+
 step('train now: the job runs with progress and finishes', async () => {
   const jobsBefore = (await http('GET', '/v1/jobs', { auth: 'basic' })).json.jobs.length;
   await page.click('button[data-action="train"]');
