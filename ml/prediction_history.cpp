@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ml/serving.h"
 #include "store/registry.h"
 
 namespace kennel::ml {
@@ -73,16 +74,8 @@ void for_each_log_segment(
 
 std::vector<std::string> version_classes(connection& c, const std::string& model,
                                          std::int64_t version) {
-    std::vector<std::string> names;
     auto v = get_version(c, model, version, false);
-    if (!v) return names;
-    json f = json::parse(v->features, nullptr, false);
-    if (f.is_object() && f.contains("classes") && f["classes"].is_array()) {
-        for (const auto& n : f["classes"]) {
-            if (n.is_string()) names.push_back(n.get<std::string>());
-        }
-    }
-    return names;
+    return v ? classes_in_features(v->features) : std::vector<std::string>{};
 }
 
 outcome_finder::outcome_finder(connection& c, std::string label_stream)

@@ -123,6 +123,27 @@ answer predict_with(const loaded_version& v, const raw_record& record) {
     return to_answer(v, *p);
 }
 
+std::vector<std::string> classes_in_features(const std::string& features_json) {
+    std::vector<std::string> names;
+    json f = json::parse(features_json, nullptr, false);
+    if (f.is_object() && f.contains("classes") && f["classes"].is_array()) {
+        for (const auto& n : f["classes"]) {
+            if (n.is_string()) names.push_back(n.get<std::string>());
+        }
+    }
+    return names;
+}
+
+void for_each_served_version(
+    const model_serving& m,
+    const std::function<void(const loaded_version& v, const std::string& role)>& visit) {
+    if (m.live) visit(*m.live, "live");
+    for (const auto& p : m.previous) visit(*p, "previous");
+    for (const auto& arm : m.arms) {
+        if (arm.version) visit(*arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
+    }
+}
+
 const serving_arm* choose_arm(const model_serving& m, std::string_view entity) {
     // Salted so arm membership is independent of the holdout split, which
     // hashes the bare entity.
@@ -250,12 +271,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         if (s->live_alias_version) {
             if (auto row = get_version(c, model, *s->live_alias_version, false)) {
                 s->baseline = baseline_from_json(row->baseline);
-                json f = json::parse(row->features, nullptr, false);
-                if (f.is_object() && f.contains("classes") && f["classes"].is_array()) {
-                    for (const auto& n : f["classes"]) {
-                        if (n.is_string()) s->baseline_classes.push_back(n.get<std::string>());
-                    }
-                }
+                s->baseline_classes = classes_in_features(row->features);
                 s->baseline->classes = &s->baseline_classes;
             }
             s->live = usable(*s->live_alias_version, s->live_problem);

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -162,6 +163,16 @@ private:
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const loaded_version>> cache_;
     std::mutex refresh_mu_;  // one refresh at a time
 };
+
+// The class names a version row's features JSON lists, in the order of its
+// probabilities (empty for regression or unreadable JSON).
+std::vector<std::string> classes_in_features(const std::string& features_json);
+
+// Each loaded version a model's snapshot serves, with its role: "live",
+// "previous" (the fallback chain), "arm:<name>" or "shadow:<name>".
+void for_each_served_version(
+    const model_serving& m,
+    const std::function<void(const loaded_version& v, const std::string& role)>& visit);
 
 // Runs a loaded version on a raw record (with its test faults). Throws on a
 // model error, which the caller turns into a fallback.

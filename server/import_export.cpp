@@ -140,20 +140,33 @@ void report_rejection(import_counts& counts, std::size_t line, const std::string
 
 }  // namespace
 
+std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstream>& file,
+                             const char* command) {
+    if (path.empty() || path == "-") return &std::cin;
+    file = std::make_unique<std::ifstream>(path, std::ios::binary);
+    if (*file) return file.get();
+    std::cerr << "kennel " << command << ": cannot read " << path << "\n";
+    return nullptr;
+}
+
+std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
+                              const char* command) {
+    if (path.empty() || path == "-") return &std::cout;
+    file = std::make_unique<std::ofstream>(path, std::ios::binary | std::ios::trunc);
+    if (*file) return file.get();
+    std::cerr << "kennel " << command << ": cannot write " << path << "\n";
+    return nullptr;
+}
+
 int run_import(const import_options& o) {
-    std::unique_ptr<std::istream> owned;
-    std::istream* in = &std::cin;
-    std::uint64_t total = 0;
-    if (o.file != "-") {
-        owned = std::make_unique<std::ifstream>(o.file, std::ios::binary);
-        if (!*owned) {
-            std::cerr << "kennel import: cannot read " << o.file << "\n";
-            return 1;
-        }
+    std::unique_ptr<std::ifstream> owned;
+    std::istream* in = open_cli_input(o.file, owned, "import");
+    if (!in) return 1;
+    std::uint64_t total = 0;  // bytes, for the progress bar (a file's only)
+    if (owned) {
         owned->seekg(0, std::ios::end);
         total = static_cast<std::uint64_t>(owned->tellg());
         owned->seekg(0);
-        in = owned.get();
     }
     std::string format = o.format;
     if (format == "auto") {
@@ -311,15 +324,8 @@ int run_export(const export_options& o) {
     ro.read_only = true;
     connection conn(o.db, ro);
     std::unique_ptr<std::ofstream> file;
-    std::ostream* out = &std::cout;
-    if (!o.out.empty() && o.out != "-") {
-        file = std::make_unique<std::ofstream>(o.out, std::ios::binary | std::ios::trunc);
-        if (!*file) {
-            std::cerr << "kennel export: cannot write " << o.out << "\n";
-            return 1;
-        }
-        out = file.get();
-    }
+    std::ostream* out = open_cli_output(o.out, file, "export");
+    if (!out) return 1;
     // Log order (by id): an export imported elsewhere replays the same log.
     std::string sql =
         "SELECT id, idempotency_key, stream, entity, event_time, ingest_time, data, corrects"

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <fstream>
+#include <iosfwd>
+#include <memory>
 #include <string>
 
 #include "store/db.h"
@@ -33,5 +36,13 @@ struct export_options {
 int run_export(const export_options& options);
 
 int run_backup(const std::string& db, const std::string& to_path);
+
+// The stream a command reads or writes: stdin or stdout for "" and "-", else
+// the file (an output file is truncated), held by `file`. Null, after a
+// message naming `command` on stderr, when the file cannot be opened.
+std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstream>& file,
+                             const char* command);
+std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
+                              const char* command);
 
 }  // namespace kennel

@@ -165,17 +165,12 @@ http_response get_metrics(app& a, const http_request&) {
     for (const auto& c : counters) {
         e.family(c.name, "counter", c.help);
         for (const auto& m : models) {
-            auto add = [&](const std::shared_ptr<const ml::loaded_version>& v,
-                           const std::string& role) {
-                if (!v) return;
-                const std::string version = std::to_string(v->version);
-                e.sample(num((v->counters.*c.field).load(std::memory_order_relaxed)),
-                         {{"model", m->name}, {"version", version}, {"role", role}});
-            };
-            add(m->live, "live");
-            for (const auto& p : m->previous) add(p, "previous");
-            for (const auto& arm : m->arms)
-                add(arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
+            ml::for_each_served_version(
+                *m, [&](const ml::loaded_version& v, const std::string& role) {
+                    const std::string version = std::to_string(v.version);
+                    e.sample(num((v.counters.*c.field).load(std::memory_order_relaxed)),
+                             {{"model", m->name}, {"version", version}, {"role", role}});
+                });
         }
     }
 

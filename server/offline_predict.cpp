@@ -1,12 +1,12 @@
 #include "server/offline_predict.h"
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "ml/serving.h"
 #include "server/errors.h"
+#include "server/import_export.h"
 #include "server/predict_body.h"
 #include "store/db.h"
 #include "store/json_writer.h"
@@ -71,25 +71,11 @@ int run_offline_predict(const offline_predict_options& o) {
     }
 
     std::unique_ptr<std::ifstream> in_file;
-    std::istream* in = &std::cin;
-    if (!o.input.empty() && o.input != "-") {
-        in_file = std::make_unique<std::ifstream>(o.input, std::ios::binary);
-        if (!*in_file) {
-            std::cerr << me << "cannot read " << o.input << "\n";
-            return 1;
-        }
-        in = in_file.get();
-    }
+    std::istream* in = open_cli_input(o.input, in_file, "predict");
+    if (!in) return 1;
     std::unique_ptr<std::ofstream> out_file;
-    std::ostream* out = &std::cout;
-    if (!o.out.empty() && o.out != "-") {
-        out_file = std::make_unique<std::ofstream>(o.out, std::ios::binary | std::ios::trunc);
-        if (!*out_file) {
-            std::cerr << me << "cannot write " << o.out << "\n";
-            return 1;
-        }
-        out = out_file.get();
-    }
+    std::ostream* out = open_cli_output(o.out, out_file, "predict");
+    if (!out) return 1;
 
     std::uint64_t line_no = 0, scored = 0, rejected_lines = 0, failed = 0;
     std::string line;

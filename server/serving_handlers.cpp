@@ -506,19 +506,15 @@ http_response get_serving(app& a, const http_request&) {
     json models = json::array();
     for (const auto& m : a.serving().all()) {
         json versions = json::array();
-        auto add = [&](const std::shared_ptr<const ml::loaded_version>& v, const std::string& role) {
-            if (!v) return;
-            versions.push_back({{"version", v->version},
+        ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
+            versions.push_back({{"version", v.version},
                                 {"role", role},
-                                {"sha256", v->sha256},
-                                {"requests", v->counters.requests.load()},
-                                {"errors", v->counters.errors.load()},
-                                {"deadline_misses", v->counters.deadline_misses.load()},
-                                {"fallbacks", v->counters.fallbacks.load()}});
-        };
-        add(m->live, "live");
-        for (const auto& p : m->previous) add(p, "previous");
-        for (const auto& arm : m->arms) add(arm.version, arm.shadow ? "shadow:" + arm.name : "arm:" + arm.name);
+                                {"sha256", v.sha256},
+                                {"requests", v.counters.requests.load()},
+                                {"errors", v.counters.errors.load()},
+                                {"deadline_misses", v.counters.deadline_misses.load()},
+                                {"fallbacks", v.counters.fallbacks.load()}});
+        });
         models.push_back({{"model", m->name},
                           {"revision", m->revision},
                           {"live_alias", m->live_alias_version ? json(*m->live_alias_version) : json(nullptr)},

@@ -1091,6 +1091,11 @@ class OfflinePredictCliTest(KennelTestCase):
         with open(out) as f:
             got = self.answers(f.read())
         self.assertEqual(len(got), 8)
+        # Empty input (or only blank lines): nothing to score is not a failure.
+        p = self.cli(self.name, input="\n  \n")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertIn("0 predictions by %s version 1" % self.name, p.stderr)
         # Version 2 is not live; served once live, it answers the same.
         set_live(self, self.c, self.name, 2)
         for offline, served in zip(got, self.api(body)):
