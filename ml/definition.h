@@ -24,6 +24,9 @@ struct label_spec {
 struct retrain_policy {
     std::optional<std::int64_t> every_new_labels;
     std::optional<std::int64_t> every_seconds;
+    // The supervisor queues a job when a serving version's inputs drift past
+    // supervision.max_feature_drift.
+    bool on_drift = false;
 };
 
 // The publish gate. A candidate must beat the baseline on the primary
@@ -48,6 +51,14 @@ struct supervision_policy {
     // Live metrics from joined outcomes: metric -> bound (as promotion thresholds).
     std::map<std::string, double> live_thresholds;
     std::int64_t min_outcomes = 30;
+    // Feature drift (ml/drift.h): the highest population stability index of
+    // any field over the drift window, once min_drift_samples requests were
+    // counted in it. Crossing it is reported (and retrains with
+    // retrain.on_drift); it does not take the version out of service, since
+    // the inputs moved, not the model.
+    double max_feature_drift = 0.25;
+    double drift_window_seconds = 3600;
+    std::int64_t min_drift_samples = 200;
 };
 
 struct model_definition {

@@ -272,7 +272,8 @@ parsed_definition parse_definition(const std::string& text) {
         } else if (!rt->is_object()) {
             r.error("retrain", "must be \"manual\" or an object like {\"every_new_labels\": 500}");
         } else {
-            r.only(*rt, "retrain", {"every_new_labels", "every_seconds"});
+            r.only(*rt, "retrain", {"every_new_labels", "every_seconds", "on_drift"});
+            r.boolean(*rt, "retrain", "on_drift", d.retrain.on_drift);
             std::int64_t n = 0;
             if (r.integer(*rt, "retrain", "every_new_labels", n, 1, 1e12))
                 d.retrain.every_new_labels = n;
@@ -316,7 +317,8 @@ parsed_definition parse_definition(const std::string& text) {
             ml::supervision_policy& sp = d.supervision;
             r.only(*sv, "supervision",
                    {"enabled", "max_error_rate", "max_deadline_miss_rate", "max_fallback_share",
-                    "min_requests", "window_seconds", "live_thresholds", "min_outcomes"});
+                    "min_requests", "window_seconds", "live_thresholds", "min_outcomes",
+                    "max_feature_drift", "drift_window_seconds", "min_drift_samples"});
             r.boolean(*sv, "supervision", "enabled", sp.enabled);
             r.number(*sv, "supervision", "max_error_rate", sp.max_error_rate, 0, 1);
             r.number(*sv, "supervision", "max_deadline_miss_rate", sp.max_deadline_miss_rate, 0, 1);
@@ -324,6 +326,10 @@ parsed_definition parse_definition(const std::string& text) {
             r.integer(*sv, "supervision", "min_requests", sp.min_requests, 1, 1e9);
             r.number(*sv, "supervision", "window_seconds", sp.window_seconds, 1, 86400);
             r.integer(*sv, "supervision", "min_outcomes", sp.min_outcomes, 1, 1e9);
+            r.number(*sv, "supervision", "max_feature_drift", sp.max_feature_drift, 0, 100);
+            r.number(*sv, "supervision", "drift_window_seconds", sp.drift_window_seconds, 10,
+                     7 * 86400);
+            r.integer(*sv, "supervision", "min_drift_samples", sp.min_drift_samples, 1, 1e9);
             if (auto th = sv->find("live_thresholds"); th != sv->end()) {
                 if (!th->is_object()) {
                     r.error("supervision.live_thresholds", "must be an object of metric: bound");
@@ -396,6 +402,7 @@ std::string canonical_definition_json(const ml::model_definition& d) {
     json retrain = json::object();
     if (d.retrain.every_new_labels) retrain["every_new_labels"] = *d.retrain.every_new_labels;
     if (d.retrain.every_seconds) retrain["every_seconds"] = *d.retrain.every_seconds;
+    if (d.retrain.on_drift) retrain["on_drift"] = true;
     json serving = {{"deadline_ms", d.deadline_ms}};
     if (d.fallback_value) serving["fallback"] = *d.fallback_value;
     if (d.fallback_label) serving["fallback"] = *d.fallback_label;
@@ -434,7 +441,10 @@ std::string canonical_definition_json(const ml::model_definition& d) {
           {"min_requests", d.supervision.min_requests},
           {"window_seconds", d.supervision.window_seconds},
           {"live_thresholds", d.supervision.live_thresholds},
-          {"min_outcomes", d.supervision.min_outcomes}}},
+          {"min_outcomes", d.supervision.min_outcomes},
+          {"max_feature_drift", d.supervision.max_feature_drift},
+          {"drift_window_seconds", d.supervision.drift_window_seconds},
+          {"min_drift_samples", d.supervision.min_drift_samples}}},
     };
     if (!d.test_fault.empty()) j["test_fault"] = d.test_fault;
     return j.dump();

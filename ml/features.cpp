@@ -33,31 +33,9 @@ bool valid_interval(const interval& i) {
     return std::isfinite(i.lower) && std::isfinite(i.upper) && i.lower <= i.upper;
 }
 
-std::optional<double> as_number(const raw_value& v) {
-    if (auto d = std::get_if<double>(&v); d && std::isfinite(*d)) return *d;
-    if (auto i = std::get_if<interval>(&v); i && valid_interval(*i)) return i->midpoint();
-    return std::nullopt;
-}
-
 std::optional<interval> as_interval(const raw_value& v) {
     if (auto i = std::get_if<interval>(&v); i && valid_interval(*i)) return *i;
     if (auto d = std::get_if<double>(&v); d && std::isfinite(*d)) return interval{*d, *d};
-    return std::nullopt;
-}
-
-std::optional<bool> as_boolean(const raw_value& v) {
-    if (auto b = std::get_if<bool>(&v)) return *b;
-    if (auto d = std::get_if<double>(&v)) {
-        if (*d == 0) return false;
-        if (*d == 1) return true;
-    }
-    return std::nullopt;
-}
-
-std::optional<std::string> as_category(const raw_value& v) {
-    if (auto s = std::get_if<std::string>(&v)) return *s;
-    if (auto b = std::get_if<bool>(&v)) return std::string(*b ? "true" : "false");
-    if (auto d = std::get_if<double>(&v); d && std::isfinite(*d)) return format_number(*d);
     return std::nullopt;
 }
 
@@ -353,6 +331,28 @@ std::uint64_t read_u64(std::istream& in) {
 }
 
 }  // namespace
+
+std::optional<double> as_number(const raw_value& v) {
+    if (auto d = std::get_if<double>(&v); d && std::isfinite(*d)) return *d;
+    if (auto i = std::get_if<interval>(&v); i && valid_interval(*i)) return i->midpoint();
+    return std::nullopt;
+}
+
+std::optional<bool> as_boolean(const raw_value& v) {
+    if (auto b = std::get_if<bool>(&v)) return *b;
+    if (auto d = std::get_if<double>(&v)) {
+        if (*d == 0) return false;
+        if (*d == 1) return true;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> as_category(const raw_value& v) {
+    if (auto s = std::get_if<std::string>(&v)) return *s;
+    if (auto b = std::get_if<bool>(&v)) return std::string(*b ? "true" : "false");
+    if (auto d = std::get_if<double>(&v); d && std::isfinite(*d)) return format_number(*d);
+    return std::nullopt;
+}
 
 const char* transform_kind_name(transform_kind kind) {
     switch (kind) {

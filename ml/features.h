@@ -40,6 +40,7 @@
 #include <cstddef>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,14 @@ enum class transform_kind { numeric, log, binarize, bucketize, category, text, b
 
 const char* transform_kind_name(transform_kind kind);
 result<transform_kind> parse_transform_kind(std::string_view name);
+
+// How the transforms read a raw value (nullopt: missing or of no usable
+// kind). A number reads an interval's midpoint; a category reads strings,
+// booleans ("true", "false") and finite numbers (shortest form, "14");
+// a boolean reads true/false and the numbers 0/1.
+std::optional<double> as_number(const raw_value& v);
+std::optional<std::string> as_category(const raw_value& v);
+std::optional<bool> as_boolean(const raw_value& v);
 
 // One struct for every transform's parameters; each transform reads only its
 // own fields and ignores the rest.

@@ -207,6 +207,9 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     if (metrics.is_object() && metrics.contains("best_threshold") && metrics["best_threshold"].is_number()) {
         v->threshold = metrics["best_threshold"].get<double>();
     }
+    if (auto profile = profile_in_features(row->features)) {
+        v->drift = std::make_unique<const drift_monitor>(std::move(*profile));
+    }
     if (fault == "serve_throw" || fault == "serve_sleep") v->fault = fault;
     // Warm up: the first prediction touches every page of the function.
     try {

@@ -28,6 +28,7 @@
 
 #include "ml/artifact.h"
 #include "ml/definition.h"
+#include "ml/drift.h"
 #include "store/db.h"
 #include "store/status.h"
 
@@ -61,6 +62,9 @@ struct loaded_version {
     double threshold = 0.5;       // binary: the F1-best threshold on the holdout
     std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
     mutable version_counters counters;
+    // What requests sent this version, against its training rows; null for
+    // versions trained before profiles were written.
+    std::unique_ptr<const drift_monitor> drift;
     // How long one prediction typically takes, and how many were timed. The
     // predict path runs a version on the request thread only when this is far
     // below the deadline. An average, not a maximum: on a busy machine a

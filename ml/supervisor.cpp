@@ -75,13 +75,20 @@ void supervisor::tick() {
     if (check_live) last_live_check_ = now;
     for (const auto& m : serving_.all()) {
         const supervision_policy& p = m->definition.supervision;
-        if (!p.enabled) continue;
         std::vector<std::shared_ptr<const loaded_version>> watched;
         if (m->live) watched.push_back(m->live);
         for (const auto& arm : m->arms) {
             if (arm.version) watched.push_back(arm.version);
         }
+        // Drift windows are kept even when supervision is off: the API reads them.
+        const auto drift_window =
+            std::chrono::seconds(static_cast<std::int64_t>(p.drift_window_seconds));
         for (const auto& v : watched) {
+            if (v->drift) v->drift->mark(now, drift_window);
+        }
+        if (!p.enabled) continue;
+        for (const auto& v : watched) {
+            if (v->drift) check_drift(*m, *v, now);
             auto& h = history_[{m->name, v->version}];
             // The first time a version is watched, its counters started from
             // zero when it was loaded: errors before this first look count too.
@@ -177,9 +184,67 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
     }
     log_warn("supervisor", m.name + " version " + std::to_string(version) + ": " + reason + " -> " + outcome);
     refresh_(m.name);
+    record({now_micros(), "disable", m.name, version, reason, outcome});
+}
+
+void supervisor::record(supervisor_action a) {
     std::lock_guard lock(mu_);
-    state_.actions.push_back({now_micros(), m.name, version, reason, outcome});
+    state_.actions.push_back(std::move(a));
     if (state_.actions.size() > 100) state_.actions.erase(state_.actions.begin());
+}
+
+void supervisor::check_drift(const model_serving& m, const loaded_version& v,
+                             steady::time_point now) {
+    const supervision_policy& p = m.definition.supervision;
+    const auto window = std::chrono::seconds(static_cast<std::int64_t>(p.drift_window_seconds));
+    const auto key = std::make_pair(m.name, v.version);
+    if (auto it = drift_reported_.find(key);
+        it != drift_reported_.end() && now - it->second < window) {
+        return;
+    }
+    auto recent = v.drift->recent();
+    if (!recent || recent->counts.observed < static_cast<std::uint64_t>(p.min_drift_samples))
+        return;
+    drift_report r = compare_to_profile(v.drift->reference(), recent->counts);
+    if (r.worst_field.empty() || !(r.worst_psi > p.max_feature_drift)) return;
+    drift_reported_[key] = now;
+
+    std::ostringstream reason;
+    reason.precision(3);
+    reason << "feature drift: \"" << r.worst_field << "\" has a stability index of " << r.worst_psi
+           << " (bound " << p.max_feature_drift << ") over the last " << recent->counts.observed
+           << " requests";
+    std::string outcome = "reported";
+    if (!m.definition.retrain.on_drift) {
+        outcome += "; retrain.on_drift is off";
+    } else {
+        bool active = false;
+        {
+            auto conn = readers_.acquire();
+            active = has_active_job(*conn, m.name);
+        }
+        std::int64_t job = 0;
+        status s = active ? status::ok()
+                          : writer_.run(
+                                [&](connection& c) {
+                                    job = insert_job(c, m.name, "drift", "supervisor");
+                                    append_job_log(c, job, "info",
+                                                   "queued by the supervisor: " + reason.str());
+                                    return status::ok();
+                                },
+                                std::chrono::seconds(10));
+        if (active) {
+            outcome += "; a training job is already queued or running";
+        } else if (!s) {
+            outcome += "; could not queue a training job: " + s.message();
+        } else {
+            outcome += "; retraining queued as job " + std::to_string(job);
+            if (job_queued_) job_queued_();
+        }
+    }
+    log_warn("supervisor", m.name + " version " + std::to_string(v.version) + ": " + reason.str() +
+                               " -> " + outcome);
+    record({now_micros(), "drift", m.name, v.version, reason.str(), outcome});
 }
 
 }  // namespace kennel::ml

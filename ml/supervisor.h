@@ -4,6 +4,9 @@
 // the version is disabled, the live alias moves back to the previous usable
 // live version if there is one (otherwise traffic goes down the fallback
 // chain), both recorded with the reason, and serving is refreshed at once.
+// It also keeps each serving version's feature drift window (ml/drift.h)
+// and reports a version whose inputs drifted past the policy's bound, once a
+// window, queuing a retraining job when the model's retrain policy says so.
 //
 // Threads: one background thread; start/stop/actions from any thread.
 #pragma once
@@ -28,6 +31,9 @@ namespace kennel::ml {
 
 struct supervisor_action {
     std::int64_t time = 0;  // micros
+    // "disable": taken out of service; "drift": inputs drifted, reported
+    // (and a retraining job queued when the model asks for one).
+    std::string kind = "disable";
     std::string model;
     std::int64_t version = 0;
     std::string reason;
@@ -58,21 +64,32 @@ public:
     // One pass over every serving version (the thread calls it; tests may too).
     void tick();
 
+    // Called after the supervisor queued a training job (to wake the
+    // trainer). Set before start().
+    void on_job_queued(std::function<void()> f) { job_queued_ = std::move(f); }
+
 private:
     struct sample {
         std::chrono::steady_clock::time_point at;
         std::uint64_t requests, errors, misses, fallbacks;
     };
     void act(const model_serving& m, std::int64_t version, const std::string& reason);
+    void check_drift(const model_serving& m, const loaded_version& v,
+                     std::chrono::steady_clock::time_point now);
+    void record(supervisor_action a);
 
     fact_writer& writer_;
     reader_pool& readers_;
     serving_registry& serving_;
     std::function<void(const std::string&)> refresh_;
     std::function<void()> on_tick_;  // other once-a-second work (the overview's rate samples)
+    std::function<void()> job_queued_;
     std::chrono::milliseconds interval_;
     std::map<std::pair<std::string, std::int64_t>, std::deque<sample>> history_;
     std::set<std::pair<std::string, std::int64_t>> seen_;
+    // When each version's drift was last reported: at most once a window.
+    std::map<std::pair<std::string, std::int64_t>, std::chrono::steady_clock::time_point>
+        drift_reported_;
     std::chrono::steady_clock::time_point last_live_check_{};
     std::thread thread_;
     mutable std::mutex mu_;

@@ -205,6 +205,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.warnings = warnings;
     if (!pipeline) return pipeline.error();
     out.feature_names = pipeline->names();
+    out.profile = profile_rows(d.features, train_raw);
     feature_rows x_train = pipeline->transform_all(train_raw);
     feature_rows x_test;
     x_test.reserve(test_rows.size());

@@ -19,6 +19,7 @@
 
 #include "ml/artifact.h"
 #include "ml/definition.h"
+#include "ml/drift.h"
 #include "ml/metrics.h"
 #include "ml/trainers.h"
 #include "ml/training_data.h"
@@ -54,6 +55,8 @@ struct training_outcome {
     std::vector<std::string> classes;
     std::vector<std::string> feature_names;
     std::vector<std::string> warnings;
+    // The training rows' distribution of each field: drift's reference.
+    feature_profile profile;
     metric_listing metrics;
     metric_listing baseline_metrics;
     // The baseline's answer (it is constant): the serving fallback.

@@ -271,6 +271,7 @@ int app::run() {
         std::chrono::milliseconds(1000),
         // Rates are sampled every second, whether or not anyone is looking.
         [this] { metrics_.sample(writer_->stats().facts_stored); });
+    supervisor_->on_job_queued([this] { trainer_->wake(); });
     supervisor_->start();
     http_->set_ready(true);
     prediction_log_->start_expiry();

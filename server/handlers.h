@@ -39,6 +39,7 @@ http_response put_model_experiment(app& a, const http_request& req);
 http_response post_model_experiment_end(app& a, const http_request& req);
 http_response get_model_live_metrics(app& a, const http_request& req);
 http_response get_model_predictions(app& a, const http_request& req);
+http_response get_model_drift(app& a, const http_request& req);  // server/drift_handler.cpp
 http_response get_serving(app& a, const http_request& req);
 http_response get_overview(app& a, const http_request& req);
 http_response get_metrics(app& a, const http_request& req);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 
+#include "ml/drift.h"
 #include "ml/predict_pool.h"
 #include "ml/predict_slots.h"
 #include "ml/prediction_log.h"
@@ -172,6 +173,26 @@ http_response get_metrics(app& a, const http_request&) {
                              {{"model", m->name}, {"version", version}, {"role", role}});
                 });
         }
+    }
+
+    // Drift over each model's drift window (ml/drift.h), once the supervisor
+    // has started one for the version.
+    e.family("kennel_feature_drift_psi", "gauge",
+             "Population stability index of a field's served values against the version's "
+             "training rows, over the model's drift window.");
+    for (const auto& m : models) {
+        ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
+            if (!v.drift || role == "previous") return;
+            auto window = v.drift->recent();
+            if (!window || window->counts.observed == 0) return;
+            const std::string version = std::to_string(v.version);
+            for (const auto& f :
+                 ml::compare_to_profile(v.drift->reference(), window->counts).fields) {
+                e.sample(
+                    f.psi,
+                    {{"model", m->name}, {"version", version}, {"role", role}, {"field", f.field}});
+            }
+        });
     }
 
     e.family("kennel_predict_pool_queued", "gauge", "Prediction tasks waiting for the pool.")

@@ -139,8 +139,10 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             picks[i] = {m->live, "live", m->live_problem};
         }
-        if (picks[i].version)
+        if (picks[i].version) {
             picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
+            if (picks[i].version->drift) picks[i].version->drift->observe(instances[i].record);
+        }
     }
 
     const std::size_t n = instances.size();
@@ -341,6 +343,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                     // found with its answer (the id's time) and joined alike.
                     s.time = answered_at;
                     s.features_hash = inst.features_hash;
+                    if (version->drift) version->drift->observe(inst.record);
                     try {
                         ml::answer sa = ml::predict_with(*version, inst.record);
                         s.value = sa.value;

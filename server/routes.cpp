@@ -390,6 +390,7 @@ std::vector<route> make_routes(app& a) {
          admin},
         {"GET", "/v1/models/{name}/live-metrics", h(get_model_live_metrics), true, any},
         {"GET", "/v1/models/{name}/predictions", h(get_model_predictions), true, any},
+        {"GET", "/v1/models/{name}/drift", h(get_model_drift), true, any},
         {"GET", "/v1/jobs", h(get_jobs), true, any},
         {"GET", "/v1/jobs/{id}", h(get_job), true, any},
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true, admin},

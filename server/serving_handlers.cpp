@@ -529,8 +529,12 @@ http_response get_serving(app& a, const http_request&) {
     auto sup = a.supervisor_state();
     json actions = json::array();
     for (const auto& act : sup.actions) {
-        actions.push_back({{"time", format_rfc3339(act.time)}, {"model", act.model}, {"version", act.version},
-                           {"reason", act.reason}, {"outcome", act.outcome}});
+        actions.push_back({{"time", format_rfc3339(act.time)},
+                           {"kind", act.kind},
+                           {"model", act.model},
+                           {"version", act.version},
+                           {"reason", act.reason},
+                           {"outcome", act.outcome}});
     }
     json out = {
         {"models", models},

@@ -1,0 +1,309 @@
+#include "ml/drift.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+
+bool reads_number(transform_kind t) {
+    switch (t) {
+        case transform_kind::numeric:
+        case transform_kind::log:
+        case transform_kind::binarize:
+        case transform_kind::bucketize:
+        case transform_kind::interval:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::string number_text(double x) {
+    std::ostringstream s;
+    s.precision(6);
+    s << x;
+    return s.str();
+}
+
+// The category a value counts as; nullopt for missing.
+std::optional<std::string> category_of(const field_profile& f, const raw_value& v) {
+    if (f.boolean) {
+        auto b = as_boolean(v);
+        if (!b) return std::nullopt;
+        return std::string(*b ? "true" : "false");
+    }
+    return as_category(v);
+}
+
+std::size_t value_bin(const std::vector<std::string>& values, std::string_view v) {
+    auto it = std::lower_bound(values.begin(), values.end(), v,
+                               [](const std::string& a, std::string_view b) { return a < b; });
+    if (it != values.end() && *it == v) return static_cast<std::size_t>(it - values.begin());
+    return values.size();  // other
+}
+
+void normalise(std::vector<double>& counts, std::size_t total) {
+    for (double& c : counts) c = total ? c / static_cast<double>(total) : 0.0;
+}
+
+}  // namespace
+
+std::size_t field_profile::bin_of(const raw_value& v) const {
+    if (kind == profile_kind::number) {
+        auto x = as_number(v);
+        if (!x) return bins();
+        return static_cast<std::size_t>(std::upper_bound(edges.begin(), edges.end(), *x) -
+                                        edges.begin());
+    }
+    // Strings are looked up in place: no copy on the request path.
+    if (!boolean) {
+        if (auto s = std::get_if<std::string>(&v)) return value_bin(values, *s);
+    }
+    auto c = category_of(*this, v);
+    if (!c) return bins();
+    return value_bin(values, *c);
+}
+
+std::string field_profile::bin_name(std::size_t bin) const {
+    if (bin >= bins()) return "missing";
+    if (kind == profile_kind::category) return bin < values.size() ? values[bin] : "other";
+    if (edges.empty()) return "all";
+    std::string lo = bin == 0 ? "(-inf" : "[" + number_text(edges[bin - 1]);
+    std::string hi = bin == edges.size() ? "inf)" : number_text(edges[bin]) + ")";
+    return lo + ", " + hi;
+}
+
+feature_profile profile_rows(const std::vector<feature_spec>& specs,
+                             const std::vector<raw_record>& rows) {
+    // The transforms each field is read by, by name.
+    std::map<std::string, std::vector<transform_kind>> reads;
+    for (const auto& s : specs) reads[s.field].push_back(s.transform);
+    feature_profile out;
+    out.rows = rows.size();
+    for (const auto& [name, kinds] : reads) {
+        field_profile f;
+        f.field = name;
+        bool number = std::any_of(kinds.begin(), kinds.end(), reads_number);
+        bool boolean = std::count(kinds.begin(), kinds.end(), transform_kind::boolean) > 0;
+        bool category = std::count(kinds.begin(), kinds.end(), transform_kind::category) > 0;
+        if (!number && !boolean && !category) continue;  // text only: not profiled
+        std::size_t missing = 0;
+        std::vector<double> counts;
+        if (number) {
+            std::vector<double> xs;
+            xs.reserve(rows.size());
+            for (const auto& r : rows) {
+                auto it = r.find(name);
+                auto x = it == r.end() ? std::nullopt : as_number(it->second);
+                if (x) xs.push_back(*x);
+            }
+            std::sort(xs.begin(), xs.end());
+            for (std::size_t k = 1; k < profile_number_bins && !xs.empty(); ++k) {
+                double q = xs[k * xs.size() / profile_number_bins];
+                // Strictly increasing, and no bin that training left empty.
+                if (q > xs.front() && (f.edges.empty() || q > f.edges.back())) f.edges.push_back(q);
+            }
+            counts.assign(f.bins(), 0.0);
+            for (double x : xs) counts[f.bin_of(raw_value(x))] += 1;
+            missing = rows.size() - xs.size();
+        } else {
+            f.kind = profile_kind::category;
+            f.boolean = !category;
+            std::map<std::string, std::size_t> seen;
+            for (const auto& r : rows) {
+                auto it = r.find(name);
+                auto c = it == r.end() ? std::nullopt : category_of(f, it->second);
+                if (c) {
+                    ++seen[*c];
+                } else {
+                    ++missing;
+                }
+            }
+            std::vector<std::pair<std::string, std::size_t>> by_count(seen.begin(), seen.end());
+            std::stable_sort(by_count.begin(), by_count.end(),
+                             [](const auto& a, const auto& b) { return a.second > b.second; });
+            if (by_count.size() > profile_category_values) by_count.resize(profile_category_values);
+            for (const auto& [v, n] : by_count) f.values.push_back(v);
+            std::sort(f.values.begin(), f.values.end());
+            counts.assign(f.bins(), 0.0);
+            for (const auto& [v, n] : seen)
+                counts[value_bin(f.values, v)] += static_cast<double>(n);
+        }
+        counts.push_back(static_cast<double>(missing));
+        normalise(counts, rows.size());
+        f.shares = std::move(counts);
+        out.fields.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::string profile_to_json(const feature_profile& p) {
+    json fields = json::array();
+    for (const auto& f : p.fields) {
+        json j = {{"field", f.field},
+                  {"kind", f.kind == profile_kind::number ? "number" : "category"},
+                  {"shares", f.shares}};
+        if (f.kind == profile_kind::number) {
+            j["edges"] = f.edges;
+        } else {
+            j["values"] = f.values;
+            j["boolean"] = f.boolean;
+        }
+        fields.push_back(std::move(j));
+    }
+    return json{{"rows", p.rows}, {"fields", fields}}.dump();
+}
+
+namespace {
+
+std::optional<feature_profile> profile_from(const json& j) {
+    if (!j.is_object() || !j.contains("fields") || !j["fields"].is_array()) return std::nullopt;
+    feature_profile p;
+    if (j.contains("rows") && j["rows"].is_number_unsigned()) p.rows = j["rows"].get<std::size_t>();
+    try {
+        for (const auto& jf : j["fields"]) {
+            field_profile f;
+            f.field = jf.at("field").get<std::string>();
+            const std::string kind = jf.at("kind").get<std::string>();
+            if (kind == "number") {
+                f.edges = jf.at("edges").get<std::vector<double>>();
+                if (std::adjacent_find(f.edges.begin(), f.edges.end(), [](double a, double b) {
+                        return !(a < b);
+                    }) != f.edges.end())
+                    return std::nullopt;
+            } else if (kind == "category") {
+                f.kind = profile_kind::category;
+                f.values = jf.at("values").get<std::vector<std::string>>();
+                f.boolean = jf.value("boolean", false);
+                if (!std::is_sorted(f.values.begin(), f.values.end())) return std::nullopt;
+            } else {
+                return std::nullopt;
+            }
+            f.shares = jf.at("shares").get<std::vector<double>>();
+            if (f.shares.size() != f.bins() + 1) return std::nullopt;
+            if (!p.fields.empty() && !(p.fields.back().field < f.field)) return std::nullopt;
+            p.fields.push_back(std::move(f));
+        }
+    } catch (const json::exception&) {
+        return std::nullopt;
+    }
+    return p;
+}
+
+}  // namespace
+
+std::optional<feature_profile> profile_from_json(std::string_view text) {
+    return profile_from(json::parse(text, nullptr, false));
+}
+
+std::optional<feature_profile> profile_in_features(std::string_view features_json) {
+    json f = json::parse(features_json, nullptr, false);
+    if (!f.is_object() || !f.contains("profile")) return std::nullopt;
+    return profile_from(f["profile"]);
+}
+
+drift_counts subtract(const drift_counts& a, const drift_counts& b) {
+    drift_counts out = a;
+    out.observed -= std::min(out.observed, b.observed);
+    for (std::size_t f = 0; f < out.bins.size() && f < b.bins.size(); ++f) {
+        for (std::size_t k = 0; k < out.bins[f].size() && k < b.bins[f].size(); ++k) {
+            out.bins[f][k] -= std::min(out.bins[f][k], b.bins[f][k]);
+        }
+    }
+    return out;
+}
+
+double population_stability_index(const std::vector<double>& expected,
+                                  const std::vector<std::uint64_t>& observed) {
+    constexpr double floor = 1e-4;
+    std::uint64_t total = 0;
+    for (auto c : observed) total += c;
+    if (total == 0) return 0;
+    double psi = 0;
+    for (std::size_t k = 0; k < expected.size() && k < observed.size(); ++k) {
+        const double e = std::max(expected[k], floor);
+        const double a =
+            std::max(static_cast<double>(observed[k]) / static_cast<double>(total), floor);
+        psi += (a - e) * std::log(a / e);
+    }
+    return psi;
+}
+
+drift_report compare_to_profile(const feature_profile& p, const drift_counts& c) {
+    drift_report out;
+    out.observed = c.observed;
+    for (std::size_t i = 0; i < p.fields.size() && i < c.bins.size(); ++i) {
+        const field_profile& f = p.fields[i];
+        field_drift d;
+        d.field = f.field;
+        d.expected = f.shares;
+        d.psi = population_stability_index(f.shares, c.bins[i]);
+        std::uint64_t total = 0;
+        for (auto n : c.bins[i]) total += n;
+        for (std::size_t k = 0; k <= f.bins(); ++k) {
+            d.bins.push_back(f.bin_name(k));
+            d.observed.push_back(
+                total ? static_cast<double>(c.bins[i][k]) / static_cast<double>(total) : 0.0);
+        }
+        if (total && (out.worst_field.empty() || d.psi > out.worst_psi)) {
+            out.worst_field = f.field;
+            out.worst_psi = d.psi;
+        }
+        out.fields.push_back(std::move(d));
+    }
+    return out;
+}
+
+drift_monitor::drift_monitor(feature_profile reference) : ref_(std::move(reference)) {
+    std::size_t total = 0;
+    for (const auto& f : ref_.fields) {
+        first_bin_.push_back(total);
+        total += f.bins() + 1;
+    }
+    bins_ = std::make_unique<std::atomic<std::uint64_t>[]>(total);
+    for (std::size_t k = 0; k < total; ++k) bins_[k].store(0, std::memory_order_relaxed);
+}
+
+void drift_monitor::observe(const raw_record& r) const {
+    for (std::size_t i = 0; i < ref_.fields.size(); ++i) {
+        const field_profile& f = ref_.fields[i];
+        auto it = r.find(f.field);
+        const std::size_t bin = it == r.end() ? f.bins() : f.bin_of(it->second);
+        bins_[first_bin_[i] + bin].fetch_add(1, std::memory_order_relaxed);
+    }
+    observed_.fetch_add(1, std::memory_order_relaxed);
+}
+
+drift_counts drift_monitor::counts() const {
+    drift_counts out;
+    out.observed = observed_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < ref_.fields.size(); ++i) {
+        std::vector<std::uint64_t> bins(ref_.fields[i].bins() + 1);
+        for (std::size_t k = 0; k < bins.size(); ++k) {
+            bins[k] = bins_[first_bin_[i] + k].load(std::memory_order_relaxed);
+        }
+        out.bins.push_back(std::move(bins));
+    }
+    return out;
+}
+
+void drift_monitor::mark(std::chrono::steady_clock::time_point now,
+                         std::chrono::seconds window) const {
+    std::lock_guard lock(mu_);
+    if (marks_.empty() || now - marks_.back().at >= window / 30) marks_.push_back({now, counts()});
+    while (marks_.size() >= 2 && marks_[1].at <= now - window) marks_.pop_front();
+}
+
+std::optional<drift_monitor::window_counts> drift_monitor::recent() const {
+    std::lock_guard lock(mu_);
+    if (marks_.empty()) return std::nullopt;
+    return window_counts{subtract(counts(), marks_.front().counts), marks_.front().at};
+}
+
+}  // namespace kennel::ml

@@ -1,0 +1,89 @@
+// GET /v1/models/{name}/drift: how the inputs each serving version (live,
+// experiment arms, shadows) was asked about compare with its training rows,
+// field by field (ml/drift.h), over the model's drift window and since the
+// version was loaded.
+#include <nlohmann/json.hpp>
+
+#include "ml/drift.h"
+#include "ml/serving.h"
+#include "server/app.h"
+#include "server/errors.h"
+#include "server/handlers.h"
+#include "server/json_body.h"
+
+namespace kennel {
+namespace {
+
+using json = nlohmann::json;
+
+json report_json(const ml::feature_profile& profile, const ml::drift_counts& counts,
+                 const ml::supervision_policy& p) {
+    const ml::drift_report r = ml::compare_to_profile(profile, counts);
+    json fields = json::array();
+    for (const auto& f : r.fields) {
+        json bins = json::array();
+        for (std::size_t k = 0; k < f.bins.size(); ++k) {
+            bins.push_back(
+                {{"bin", f.bins[k]}, {"expected", f.expected[k]}, {"observed", f.observed[k]}});
+        }
+        fields.push_back({{"field", f.field}, {"psi", f.psi}, {"bins", bins}});
+    }
+    const bool enough = r.observed >= static_cast<std::uint64_t>(p.min_drift_samples);
+    return {{"requests", r.observed},
+            {"enough_requests", enough},
+            {"drifted", enough && !r.worst_field.empty() && r.worst_psi > p.max_feature_drift},
+            {"worst_field", r.worst_field.empty() ? json(nullptr) : json(r.worst_field)},
+            {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)},
+            {"fields", fields}};
+}
+
+}  // namespace
+
+http_response get_model_drift(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto m = a.serving().get(name);
+    if (!m) {
+        return error_response(
+            status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
+    }
+    const ml::supervision_policy& p = m->definition.supervision;
+    const auto now = std::chrono::steady_clock::now();
+    json versions = json::array();
+    ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
+        // Earlier live versions answer only as fallbacks: nothing is counted for them.
+        if (role == "previous") return;
+        json out = {{"version", v.version}, {"role", role}};
+        if (!v.drift) {
+            out["profile"] = nullptr;
+            out["problem"] =
+                "trained before Kennel kept a feature profile: train again to watch drift";
+            out["window"] = nullptr;
+            out["since_loaded"] = nullptr;
+            versions.push_back(std::move(out));
+            return;
+        }
+        const ml::feature_profile& ref = v.drift->reference();
+        json profiled = json::array();
+        for (const auto& f : ref.fields) profiled.push_back(f.field);
+        out["profile"] = {{"training_rows", ref.rows}, {"fields", profiled}};
+        out["problem"] = nullptr;
+        if (auto w = v.drift->recent()) {
+            out["window"] = report_json(ref, w->counts, p);
+            out["window"]["seconds"] = std::chrono::duration<double>(now - w->from).count();
+        } else {
+            out["window"] = nullptr;  // the supervisor has not looked yet
+        }
+        out["since_loaded"] = report_json(ref, v.drift->counts(), p);
+        versions.push_back(std::move(out));
+    });
+    json out = {{"model", m->name},
+                {"policy",
+                 {{"max_feature_drift", p.max_feature_drift},
+                  {"drift_window_seconds", p.drift_window_seconds},
+                  {"min_drift_samples", p.min_drift_samples},
+                  {"retrain_on_drift", m->definition.retrain.on_drift}}},
+                {"versions", versions}};
+    return json_response(dump_json(out));
+}
+
+}  // namespace kennel
