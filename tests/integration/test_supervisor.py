@@ -1,18 +1,22 @@
 """Integration tests for the supervisor: a live version that throws is taken
 out of service by itself (disabled, live moved back, both recorded with the
 reason and shown in /v1/serving), and a person can put it back through the
-API.
+API. Feature drift: what a version is asked about, against its training
+rows, through GET /v1/models/{name}/drift and /metrics; drift past the bound
+is reported by the supervisor and, with retrain.on_drift, queues a job.
 
 The real binary with --test-faults on a free loopback port, over real HTTP
 (see kennel_harness.py). Every wait is bounded.
 """
 
+import re
 import time
 import unittest
 
 from kennel_harness import KennelTestCase
-from test_predict import (FEATURES, definition, deployments_of, events_of, load_data, predict,
-                          put_model, set_live, train, uid, wait_until)
+from test_predict import (FEATURES, JOB_TIMEOUT_S, definition, deployments_of, events_of,
+                          get_version, load_data, predict, put_model, set_live, synthetic, train,
+                          uid, wait_until)
 
 SUPERVISION = {"max_error_rate": 0.2, "min_requests": 10, "window_seconds": 30}
 ACT_WITHIN_S = 10
@@ -159,6 +163,170 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual((v2["requests"], v2["errors"]), (20, 20), v2)
         wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
                    "the supervisor's disabled event after 20 failed requests")
+
+
+
+DRIFT_SUPERVISION = {"max_feature_drift": 0.25, "min_drift_samples": 150,
+                     "drift_window_seconds": 3600}
+
+
+class DriftTest(KennelTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server()
+        self.c = self.client(self.server)
+
+    def drift_of(self, name):
+        r = self.c.get("/v1/models/%s/drift" % name)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def live_drift(self, name):
+        versions = [v for v in self.drift_of(name)["versions"] if v["role"] == "live"]
+        self.assertEqual(len(versions), 1, versions)
+        return versions[0]
+
+    def send(self, name, rows, tag):
+        for start in range(0, len(rows), 50):
+            batch = [{"entity": "%s%d" % (tag, start + i), "features": f}
+                     for i, f in enumerate(rows[start:start + 50])]
+            r = predict(self, self.c, name, {"instances": batch})
+            for p in r["predictions"]:
+                self.assertEqual(p["fallback"], False, p)
+
+    def drift_actions(self, name):
+        r = self.c.get("/v1/serving")
+        self.assertEqual(r.status, 200, r)
+        return [a for a in r.json()["supervisor"]["actions"]
+                if a["model"] == name and a["kind"] == "drift"]
+
+    def fields(self, report):
+        return {f["field"]: f for f in report["fields"]}
+
+    def test_drift_is_measured_reported_and_retrains(self):
+        feats, labels, _ = load_data(self, self.c, 300, seed=5)
+        name = uid("drift")
+        put_model(self, self.c, name, definition(feats, labels, supervision=DRIFT_SUPERVISION,
+                                                 retrain={"on_drift": True}))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        train_rows = get_version(self, self.c, name, 1)["snapshot"]["train_rows"]
+
+        # The profile: every field but the text caption; nothing counted yet.
+        d = self.drift_of(name)
+        self.assertEqual(d["policy"], {"max_feature_drift": 0.25, "drift_window_seconds": 3600,
+                                       "min_drift_samples": 150, "retrain_on_drift": True}, d)
+        live = self.live_drift(name)
+        self.assertEqual((live["version"], live["problem"]), (1, None), live)
+        self.assertEqual(live["profile"], {"training_rows": train_rows,
+                                           "fields": ["color", "x1", "x2"]}, live)
+        since = live["since_loaded"]
+        self.assertEqual((since["requests"], since["enough_requests"], since["drifted"],
+                          since["worst_field"]), (0, False, False, None), since)
+        for f in since["fields"]:
+            self.assertAlmostEqual(sum(b["expected"] for b in f["bins"]), 1.0, places=9)
+            self.assertEqual(f["bins"][-1]["bin"], "missing", f)
+        x1_bins = self.fields(since)["x1"]["bins"]
+        self.assertEqual(len(x1_bins), 11, x1_bins)  # ten deciles and missing
+        # The supervisor opens the window at its next look (once a second).
+        wait_until(lambda: self.live_drift(name)["window"] is not None, 5, "a drift window")
+
+        # 200 requests like the training rows (another draw): no drift.
+        self.send(name, [f for _, f, _, _ in synthetic(200, seed=11)], "calm")
+        live = self.live_drift(name)
+        for report in (live["since_loaded"], live["window"]):
+            self.assertEqual((report["requests"], report["enough_requests"], report["drifted"]),
+                             (200, True, False), report)
+            self.assertLess(report["worst_psi"], 0.25, report)
+            for f in report["fields"]:
+                self.assertAlmostEqual(sum(b["observed"] for b in f["bins"]), 1.0, places=9)
+        time.sleep(1.5)  # a supervisor look at 200 calm requests
+        self.assertEqual(self.drift_actions(name), [])
+
+        # 300 more where x1 moved up by 3 standard deviations: x1 drifted, and
+        # nothing else did.
+        shifted = [dict(f, x1=f["x1"] + 3) for _, f, _, _ in synthetic(300, seed=12)]
+        self.send(name, shifted, "moved")
+        window = self.live_drift(name)["window"]
+        self.assertEqual((window["requests"], window["drifted"], window["worst_field"]),
+                         (500, True, "x1"), window)
+        by_field = self.fields(window)
+        self.assertGreater(by_field["x1"]["psi"], 0.25, by_field["x1"])
+        self.assertLess(by_field["x2"]["psi"], 0.25, by_field["x2"])
+        self.assertLess(by_field["color"]["psi"], 0.25, by_field["color"])
+        top = by_field["x1"]["bins"][-2]  # the last decile: x1 above most of training
+        self.assertTrue(top["bin"].endswith("inf)"), top)
+        self.assertGreater(top["observed"], 0.5, top)
+        self.assertAlmostEqual(top["expected"], 0.1, delta=0.02)
+
+        # The supervisor reports it once, and queues a retraining job.
+        action = wait_until(lambda: self.drift_actions(name), 10, "the supervisor's drift report")[0]
+        self.assertEqual(action["version"], 1, action)
+        self.assertRegex(action["reason"], r'^feature drift: "x1" has a stability index of [0-9.]+ '
+                                           r'\(bound 0.25\) over the last \d+ requests$')
+        m = re.search(r"retraining queued as job (\d+)$", action["outcome"])
+        self.assertIsNotNone(m, action)
+        job_id = int(m.group(1))
+        job = self.c.get("/v1/jobs/%d" % job_id).json()
+        self.assertEqual((job["model"], job["trigger"], job["requested_by"]),
+                         (name, "drift", "supervisor"), job)
+        self.assertIn("queued by the supervisor: feature drift", job["log"][0]["message"], job)
+        job = wait_until(lambda: (lambda j: j if j["state"] in ("succeeded", "failed") else None)(
+            self.c.get("/v1/jobs/%d" % job_id).json()), JOB_TIMEOUT_S, "the drift job's end")
+        self.assertEqual((job["state"], job["version"]), ("succeeded", 2), job)
+
+        # /metrics has the same indexes.
+        r = self.c.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        line = re.search(r'^kennel_feature_drift_psi\{model="%s",version="1",role="live",'
+                         r'field="x1"\} (\S+)$' % name, r.text, re.M)
+        self.assertIsNotNone(line, r.text[:3000])
+        self.assertGreater(float(line.group(1)), 0.25)
+
+        # More drifted requests within the window: reported once a window, not again.
+        self.send(name, shifted[:100], "again")
+        time.sleep(1.5)
+        self.assertEqual(len(self.drift_actions(name)), 1)
+
+    def test_drift_without_retraining_and_bad_policies(self):
+        feats, labels, _ = load_data(self, self.c, 200, seed=6)
+        name = uid("drift")
+        put_model(self, self.c, name, definition(
+            feats, labels, supervision=dict(DRIFT_SUPERVISION, min_drift_samples=100)))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        wait_until(lambda: self.live_drift(name)["window"] is not None, 5, "a drift window")
+        # A colour training never saw, and no x2 at all.
+        rows = [{"x1": f["x1"], "color": "purple", "caption": f["caption"]}
+                for _, f, _, _ in synthetic(120, seed=13)]
+        self.send(name, rows, "odd")
+        window = self.live_drift(name)["window"]
+        by_field = self.fields(window)
+        other = [b for b in by_field["color"]["bins"] if b["bin"] == "other"][0]
+        self.assertEqual((other["expected"], other["observed"]), (0, 1.0), other)
+        missing = by_field["x2"]["bins"][-1]
+        self.assertEqual((missing["expected"], missing["observed"]), (0, 1.0), missing)
+        self.assertLess(by_field["x1"]["psi"], 0.25, by_field["x1"])
+        action = wait_until(lambda: self.drift_actions(name), 10, "the supervisor's drift report")[0]
+        self.assertEqual(action["outcome"], "reported; retrain.on_drift is off", action)
+        jobs = [j for j in self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]]
+        self.assertEqual([j["trigger"] for j in jobs], ["manual"], jobs)
+        # Serving goes on from the same version: drift alone takes nothing out of service.
+        self.assertEqual(events_of(self, self.c, name), [])
+
+        # Unknown models and bad policies are refused, naming the field.
+        r = self.c.get("/v1/models/nosuchmodel/drift")
+        self.assertErrorShape(r, 404, "not_found", "name")
+        base = definition(feats, labels)
+        for bad, field in (({"supervision": {"max_feature_drift": -1}}, "supervision.max_feature_drift"),
+                           ({"supervision": {"max_feature_drift": "high"}}, "supervision.max_feature_drift"),
+                           ({"supervision": {"min_drift_samples": 0}}, "supervision.min_drift_samples"),
+                           ({"supervision": {"drift_window_seconds": 1}}, "supervision.drift_window_seconds"),
+                           ({"retrain": {"on_drift": "yes"}}, "retrain.on_drift")):
+            r = self.c.request("PUT", "/v1/models/" + uid("bad"), json_body=dict(base, **bad))
+            self.assertEqual(r.status, 400, r)
+            self.assertIn(field, r.text, r)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -210,6 +211,31 @@ TEST_CASE("drift: the monitor counts values into the profile's bins, from many t
     REQUIRE(shifted.fields[1].observed.size() == ref.fields[1].bins() + 1);
     CHECK(sum(shifted.fields[1].observed) == Approx(1.0));
     CHECK(sum(shifted.fields[1].expected) == Approx(1.0));
+}
+
+TEST_CASE("drift: counts stay exact across many monitors and threads", "[drift]") {
+    // More monitors than a thread's cache holds, made and dropped in turn:
+    // each must count into its own counters, never another's.
+    std::vector<raw_record> rows(10, raw_record{{"x", 1.0}});
+    const feature_profile p = profile_rows({spec("x", transform_kind::numeric)}, rows);
+    for (int generation = 0; generation < 3; ++generation) {
+        std::vector<std::unique_ptr<drift_monitor>> monitors;
+        for (int i = 0; i < 150; ++i) monitors.push_back(std::make_unique<drift_monitor>(p));
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 3; ++t) {
+            threads.emplace_back([&monitors, &rows] {
+                for (int round = 0; round < 4; ++round) {
+                    for (const auto& m : monitors) m->observe(rows[0]);
+                }
+            });
+        }
+        for (auto& t : threads) t.join();
+        for (const auto& m : monitors) {
+            drift_counts c = m->counts();
+            REQUIRE(c.observed == 12);
+            REQUIRE(c.bins.at(0).at(0) == 12);
+        }
+    }
 }
 
 TEST_CASE("drift: the window starts at the oldest snapshot it still needs", "[drift]") {
