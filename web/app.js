@@ -313,9 +313,9 @@
     return String(key).replace(/_/g, ' ').replace(/\bms\b/, '(ms)');
   }
 
-  const GOOD_STATES = ['ok', 'running', 'idle', 'ready', 'serving', 'succeeded', 'passed', 'live', 'active', 'watching', 'enabled', 'stored', 'healthy', 'waiting'];
-  const WARN_STATES = ['queued', 'candidate', 'degraded', 'busy', 'starting', 'interrupted', 'cancelled', 'rejected', 'full', 'paused', 'backoff', 'shadow'];
-  const BAD_STATES = ['failed', 'error', 'timed_out', 'stopped', 'down', 'disabled', 'crashed', 'unavailable', 'dead'];
+  const GOOD_STATES = ['ok', 'running', 'idle', 'ready', 'serving', 'succeeded', 'passed', 'live', 'active', 'watching', 'enabled', 'stored', 'healthy', 'waiting', 'stable'];
+  const WARN_STATES = ['queued', 'candidate', 'degraded', 'busy', 'starting', 'interrupted', 'cancelled', 'rejected', 'full', 'paused', 'backoff', 'shadow', 'shift'];
+  const BAD_STATES = ['failed', 'error', 'timed_out', 'stopped', 'down', 'disabled', 'crashed', 'unavailable', 'dead', 'drifted'];
 
   function badge(state, extra) {
     const s = String(state === null || state === undefined ? '—' : state);
@@ -779,13 +779,15 @@
     const defBox = h('div.card');
     const revisionsBox = h('div.card');
     const tryBox = h('div.card', { id: 'try-prediction' });
+    const driftBox = h('div.card', { id: 'feature-drift' });
     const lower = h('div.two-col', null, defBox, revisionsBox);
-    replace(root, head, notice, jobsBox, chartBox, versionsBox, compareBox, tryBox, lower);
+    replace(root, head, notice, jobsBox, chartBox, versionsBox, driftBox, compareBox, tryBox, lower);
     const drawHead = liveRegion(head);
     const drawJobs = liveRegion(jobsBox);
     const drawChart = liveRegion(chartBox);
     const drawVersions = liveRegion(versionsBox);
     const drawRevisions = liveRegion(revisionsBox);
+    const drawDrift = liveRegion(driftBox);
     const state = { model: null, versions: [], compare: [null, null], defDrawn: false };
 
     const train = () => act({ title: `Train ${name} now`, text: 'Queues a training job on the facts stored so far. The result goes through the promotion gate.', confirm: 'Train now', placeholder: 'e.g. new labels arrived' },
@@ -796,11 +798,12 @@
       (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
 
     const refresh = async () => {
-      const [m, vs, ev, jobs] = await Promise.all([
+      const [m, vs, ev, jobs, drift] = await Promise.all([
         get(`/v1/models/${enc(name)}`),
         get(`/v1/models/${enc(name)}/versions`),
         get(`/v1/models/${enc(name)}/events`).catch(() => ({ events: [] })),
         get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
+        get(`/v1/models/${enc(name)}/drift`).catch((e) => ({ error: e })),
       ]);
       if (!ctx.alive()) return;
       state.model = m;
@@ -835,6 +838,8 @@
       ]);
 
       drawVersions({ vs: vs.versions, disabled: [...disabled], live }, () => versionsTable(name, vs.versions, { pm, live, disabled }));
+      // The window's age in 10 s steps: its growing alone redraws at most that often.
+      drawDrift(JSON.stringify(drift, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => driftCard(drift));
 
       if (!state.defDrawn) {
         state.defDrawn = true;
@@ -888,6 +893,39 @@
     }
 
     return { refresh };
+  }
+
+  // What each serving version is asked about against its training rows:
+  // per field, the population stability index and the bin that moved most.
+  function driftCard(d) {
+    const headRow = h('div.card-head', null, h('h2', null, 'Feature drift'),
+      h('span.muted.small', null, 'served values against each version\'s training rows (population stability index)'));
+    if (d.error) return [headRow, errorBox(d.error, 'Feature drift')];
+    const p = d.policy;
+    if (!d.versions.length) return [headRow, h('p.muted', null, 'Nothing is served yet: drift is watched once a version is live.')];
+    return [headRow,
+      h('p.muted.small', null, `Drifted above ${fmtNum(p.max_feature_drift, 3)}, judged once ${fmtNum(p.min_drift_samples)} requests are in the window of ${fmtDuration(p.drift_window_seconds)}; `,
+        p.retrain_on_drift ? 'drift queues a retraining job.' : 'drift is reported (retrain.on_drift is off).'),
+      d.versions.map((v) => {
+        const title = h('h3', null, `v${v.version} (${v.role}) `);
+        if (v.problem) return h('div.drift-version', { 'data-version': v.version }, title, h('p.muted', null, v.problem));
+        const r = v.window || v.since_loaded;
+        const span = v.window ? `in the last ${fmtDuration(v.window.seconds)}` : 'since it was loaded';
+        append(title, [badge(!r.enough_requests ? 'waiting' : r.drifted ? 'drifted' : 'stable')]);
+        const state = (f) => (!r.enough_requests ? 'waiting' : f.psi > p.max_feature_drift ? 'drifted' : f.psi > 0.1 ? 'shift' : 'stable');
+        const moved = (f) => {
+          let best = null;
+          f.bins.forEach((b) => { if (!best || Math.abs(b.observed - b.expected) > Math.abs(best.observed - best.expected)) best = b; });
+          return best ? `${best.bin}: ${fmtPct(best.expected)} → ${fmtPct(best.observed)}` : '—';
+        };
+        return h('div.drift-version', { 'data-version': v.version }, title,
+          h('p.muted.small', null, `${fmtNum(r.requests)} requests ${span}` +
+            (r.enough_requests ? '' : `; ${fmtNum(p.min_drift_samples)} needed before drift is judged`)),
+          table(['Field', { label: 'Stability index', num: true }, 'State', 'Largest move (training → served)'],
+            r.fields.slice().sort((a, b) => b.psi - a.psi).map((f) => h('tr', { 'data-field': f.field },
+              h('td', null, f.field), h('td.num', null, r.requests ? fmtNum(f.psi, 3) : '—'),
+              h('td', null, badge(state(f))), h('td', null, r.requests ? moved(f) : '—')))));
+      })];
   }
 
   // Active jobs (queued, running: progress and cancel) and finished ones

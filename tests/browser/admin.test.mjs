@@ -310,6 +310,32 @@ step('try a prediction: the newest post as the body, the answer shown, refusals 
   await shot('model-try-1280');
 });
 
+step('feature drift: every field against training, a moved field flagged', async () => {
+  const card = page.locator('#feature-drift');
+  await visible(card.locator('h3', { hasText: /v\d+ \(live\)/ }));
+  for (const f of ['breed', 'has_photo', 'hashtags', 'hour', 'length']) await visible(card.locator(`tr[data-field="${f}"]`));
+  // 250 posts far longer than any the model was trained on; the rest as usual.
+  const breeds = ['corgi', 'pug', 'husky', 'beagle', 'poodle'];
+  const instances = Array.from({ length: 250 }, (_, i) => ({
+    entity: `drift${i}`,
+    features: { length: 50_000 + i, hashtags: i % 5, breed: breeds[i % 5], hour: i % 24, has_photo: i % 3 !== 0 },
+  }));
+  for (let i = 0; i < instances.length; i += 50) {
+    const r = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { instances: instances.slice(i, i + 50) } });
+    assert.equal(r.status, 200, r.text);
+  }
+  const row = card.locator('tr[data-field="length"]');
+  await visible(row.locator('.badge', { hasText: 'drifted' }));
+  // The largest move: the top bin, nearly every served post against a tenth in training.
+  assert.match(await row.textContent(), /inf\): \d+(\.\d)? % → 9\d(\.\d)? %/);
+  await visible(card.locator('h3 .badge', { hasText: 'drifted' }));
+  // The API behind it agrees.
+  const d = (await http('GET', '/v1/models/likes/drift', { auth: 'basic' })).json;
+  const live = d.versions.find((v) => v.role === 'live');
+  assert.equal(live.window.worst_field, 'length', JSON.stringify(live.window).slice(0, 500));
+  await shot('model-drift-1280');
+});
+
 step('train now: the job runs with progress and finishes', async () => {
   const jobsBefore = (await http('GET', '/v1/jobs', { auth: 'basic' })).json.jobs.length;
   await page.click('button[data-action="train"]');
