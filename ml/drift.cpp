@@ -95,6 +95,54 @@ std::string field_profile::bin_name(std::size_t bin) const {
     return lo + ", " + hi;
 }
 
+namespace {
+
+// Ten bins at the deciles of xs (sorted here); `missing` more rows had none.
+field_profile number_profile(std::string name, std::vector<double> xs, std::size_t missing) {
+    field_profile f;
+    f.field = std::move(name);
+    std::sort(xs.begin(), xs.end());
+    for (std::size_t k = 1; k < profile_number_bins && !xs.empty(); ++k) {
+        double q = xs[k * xs.size() / profile_number_bins];
+        // Strictly increasing, and no bin that training left empty.
+        if (q > xs.front() && (f.edges.empty() || q > f.edges.back())) f.edges.push_back(q);
+    }
+    std::vector<double> counts(f.bins(), 0.0);
+    for (double x : xs) counts[f.bin_of(raw_value(x))] += 1;
+    counts.push_back(static_cast<double>(missing));
+    normalise(counts, xs.size() + missing);
+    f.shares = std::move(counts);
+    return f;
+}
+
+// The most frequent values (ties by value), then other; `missing` more rows had none.
+field_profile category_profile(std::string name, bool boolean,
+                               const std::map<std::string, std::size_t>& seen,
+                               std::size_t missing) {
+    field_profile f;
+    f.field = std::move(name);
+    f.kind = profile_kind::category;
+    f.boolean = boolean;
+    std::vector<std::pair<std::string, std::size_t>> by_count(seen.begin(), seen.end());
+    std::stable_sort(by_count.begin(), by_count.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    if (by_count.size() > profile_category_values) by_count.resize(profile_category_values);
+    for (const auto& [v, n] : by_count) f.values.push_back(v);
+    std::sort(f.values.begin(), f.values.end());
+    std::vector<double> counts(f.bins(), 0.0);
+    std::size_t total = missing;
+    for (const auto& [v, n] : seen) {
+        counts[value_bin(f.values, v)] += static_cast<double>(n);
+        total += n;
+    }
+    counts.push_back(static_cast<double>(missing));
+    normalise(counts, total);
+    f.shares = std::move(counts);
+    return f;
+}
+
+}  // namespace
+
 feature_profile profile_rows(const std::vector<feature_spec>& specs,
                              const std::vector<raw_record>& rows) {
     // The transforms each field is read by, by name.
@@ -103,14 +151,10 @@ feature_profile profile_rows(const std::vector<feature_spec>& specs,
     feature_profile out;
     out.rows = rows.size();
     for (const auto& [name, kinds] : reads) {
-        field_profile f;
-        f.field = name;
         bool number = std::any_of(kinds.begin(), kinds.end(), reads_number);
         bool boolean = std::count(kinds.begin(), kinds.end(), transform_kind::boolean) > 0;
         bool category = std::count(kinds.begin(), kinds.end(), transform_kind::category) > 0;
         if (!number && !boolean && !category) continue;  // text only: not profiled
-        std::size_t missing = 0;
-        std::vector<double> counts;
         if (number) {
             std::vector<double> xs;
             xs.reserve(rows.size());
@@ -119,64 +163,101 @@ feature_profile profile_rows(const std::vector<feature_spec>& specs,
                 auto x = it == r.end() ? std::nullopt : as_number(it->second);
                 if (x) xs.push_back(*x);
             }
-            std::sort(xs.begin(), xs.end());
-            for (std::size_t k = 1; k < profile_number_bins && !xs.empty(); ++k) {
-                double q = xs[k * xs.size() / profile_number_bins];
-                // Strictly increasing, and no bin that training left empty.
-                if (q > xs.front() && (f.edges.empty() || q > f.edges.back())) f.edges.push_back(q);
-            }
-            counts.assign(f.bins(), 0.0);
-            for (double x : xs) counts[f.bin_of(raw_value(x))] += 1;
-            missing = rows.size() - xs.size();
-        } else {
-            f.kind = profile_kind::category;
-            f.boolean = !category;
-            std::map<std::string, std::size_t> seen;
-            for (const auto& r : rows) {
-                auto it = r.find(name);
-                auto c = it == r.end() ? std::nullopt : category_of(f, it->second);
-                if (c) {
-                    ++seen[*c];
-                } else {
-                    ++missing;
-                }
-            }
-            std::vector<std::pair<std::string, std::size_t>> by_count(seen.begin(), seen.end());
-            std::stable_sort(by_count.begin(), by_count.end(),
-                             [](const auto& a, const auto& b) { return a.second > b.second; });
-            if (by_count.size() > profile_category_values) by_count.resize(profile_category_values);
-            for (const auto& [v, n] : by_count) f.values.push_back(v);
-            std::sort(f.values.begin(), f.values.end());
-            counts.assign(f.bins(), 0.0);
-            for (const auto& [v, n] : seen)
-                counts[value_bin(f.values, v)] += static_cast<double>(n);
+            const std::size_t missing = rows.size() - xs.size();
+            out.fields.push_back(number_profile(name, std::move(xs), missing));
+            continue;
         }
-        counts.push_back(static_cast<double>(missing));
-        normalise(counts, rows.size());
-        f.shares = std::move(counts);
-        out.fields.push_back(std::move(f));
+        field_profile reader;  // how the values are read, before the bins exist
+        reader.kind = profile_kind::category;
+        reader.boolean = !category;
+        std::map<std::string, std::size_t> seen;
+        std::size_t missing = 0;
+        for (const auto& r : rows) {
+            auto it = r.find(name);
+            auto c = it == r.end() ? std::nullopt : category_of(reader, it->second);
+            if (c) {
+                ++seen[*c];
+            } else {
+                ++missing;
+            }
+        }
+        out.fields.push_back(category_profile(name, reader.boolean, seen, missing));
     }
     return out;
 }
 
-std::string profile_to_json(const feature_profile& p) {
-    json fields = json::array();
-    for (const auto& f : p.fields) {
-        json j = {{"field", f.field},
-                  {"kind", f.kind == profile_kind::number ? "number" : "category"},
-                  {"shares", f.shares}};
-        if (f.kind == profile_kind::number) {
-            j["edges"] = f.edges;
-        } else {
-            j["values"] = f.values;
-            j["boolean"] = f.boolean;
-        }
-        fields.push_back(std::move(j));
+raw_value prediction_output(task_kind task, double value,
+                            const std::vector<double>& probabilities, const std::string& label) {
+    switch (task) {
+        case task_kind::regression:
+            return value;
+        case task_kind::binary:
+            if (probabilities.size() == 2) return probabilities[1];
+            return raw_value{};
+        case task_kind::multiclass:
+            return label;
     }
-    return json{{"rows", p.rows}, {"fields", fields}}.dump();
+    return raw_value{};
+}
+
+field_profile profile_predictions(task_kind task, const std::vector<raw_value>& outputs) {
+    if (task == task_kind::multiclass) {
+        std::map<std::string, std::size_t> seen;
+        std::size_t missing = 0;
+        for (const auto& o : outputs) {
+            if (auto s = std::get_if<std::string>(&o)) {
+                ++seen[*s];
+            } else {
+                ++missing;
+            }
+        }
+        return category_profile("prediction", false, seen, missing);
+    }
+    std::vector<double> xs;
+    for (const auto& o : outputs) {
+        if (auto x = as_number(o)) xs.push_back(*x);
+    }
+    const std::size_t missing = outputs.size() - xs.size();
+    return number_profile("prediction", std::move(xs), missing);
 }
 
 namespace {
+
+json field_json(const field_profile& f) {
+    json j = {{"field", f.field},
+              {"kind", f.kind == profile_kind::number ? "number" : "category"},
+              {"shares", f.shares}};
+    if (f.kind == profile_kind::number) {
+        j["edges"] = f.edges;
+    } else {
+        j["values"] = f.values;
+        j["boolean"] = f.boolean;
+    }
+    return j;
+}
+
+// Throws json::exception on a missing or mistyped member.
+std::optional<field_profile> field_from(const json& jf) {
+    field_profile f;
+    f.field = jf.at("field").get<std::string>();
+    const std::string kind = jf.at("kind").get<std::string>();
+    if (kind == "number") {
+        f.edges = jf.at("edges").get<std::vector<double>>();
+        auto out_of_order = [](double a, double b) { return !(a < b); };
+        if (std::adjacent_find(f.edges.begin(), f.edges.end(), out_of_order) != f.edges.end())
+            return std::nullopt;
+    } else if (kind == "category") {
+        f.kind = profile_kind::category;
+        f.values = jf.at("values").get<std::vector<std::string>>();
+        f.boolean = jf.value("boolean", false);
+        if (!std::is_sorted(f.values.begin(), f.values.end())) return std::nullopt;
+    } else {
+        return std::nullopt;
+    }
+    f.shares = jf.at("shares").get<std::vector<double>>();
+    if (f.shares.size() != f.bins() + 1) return std::nullopt;
+    return f;
+}
 
 std::optional<feature_profile> profile_from(const json& j) {
     if (!j.is_object() || !j.contains("fields") || !j["fields"].is_array()) return std::nullopt;
@@ -184,27 +265,14 @@ std::optional<feature_profile> profile_from(const json& j) {
     if (j.contains("rows") && j["rows"].is_number_unsigned()) p.rows = j["rows"].get<std::size_t>();
     try {
         for (const auto& jf : j["fields"]) {
-            field_profile f;
-            f.field = jf.at("field").get<std::string>();
-            const std::string kind = jf.at("kind").get<std::string>();
-            if (kind == "number") {
-                f.edges = jf.at("edges").get<std::vector<double>>();
-                if (std::adjacent_find(f.edges.begin(), f.edges.end(), [](double a, double b) {
-                        return !(a < b);
-                    }) != f.edges.end())
-                    return std::nullopt;
-            } else if (kind == "category") {
-                f.kind = profile_kind::category;
-                f.values = jf.at("values").get<std::vector<std::string>>();
-                f.boolean = jf.value("boolean", false);
-                if (!std::is_sorted(f.values.begin(), f.values.end())) return std::nullopt;
-            } else {
-                return std::nullopt;
-            }
-            f.shares = jf.at("shares").get<std::vector<double>>();
-            if (f.shares.size() != f.bins() + 1) return std::nullopt;
-            if (!p.fields.empty() && !(p.fields.back().field < f.field)) return std::nullopt;
-            p.fields.push_back(std::move(f));
+            auto f = field_from(jf);
+            if (!f) return std::nullopt;
+            if (!p.fields.empty() && !(p.fields.back().field < f->field)) return std::nullopt;
+            p.fields.push_back(std::move(*f));
+        }
+        if (j.contains("prediction") && !j["prediction"].is_null()) {
+            p.prediction = field_from(j["prediction"]);
+            if (!p.prediction) return std::nullopt;
         }
     } catch (const json::exception&) {
         return std::nullopt;
@@ -213,6 +281,14 @@ std::optional<feature_profile> profile_from(const json& j) {
 }
 
 }  // namespace
+
+std::string profile_to_json(const feature_profile& p) {
+    json fields = json::array();
+    for (const auto& f : p.fields) fields.push_back(field_json(f));
+    json out = {{"rows", p.rows}, {"fields", fields}};
+    if (p.prediction) out["prediction"] = field_json(*p.prediction);
+    return out.dump();
+}
 
 std::optional<feature_profile> profile_from_json(std::string_view text) {
     return profile_from(json::parse(text, nullptr, false));
@@ -224,14 +300,37 @@ std::optional<feature_profile> profile_in_features(std::string_view features_jso
     return profile_from(f["profile"]);
 }
 
+namespace {
+
+void subtract_bins(std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    for (std::size_t k = 0; k < a.size() && k < b.size(); ++k) a[k] -= std::min(a[k], b[k]);
+}
+
+field_drift drift_of(const field_profile& f, const std::vector<std::uint64_t>& counts) {
+    field_drift d;
+    d.field = f.field;
+    d.expected = f.shares;
+    d.psi = population_stability_index(f.shares, counts);
+    std::uint64_t total = 0;
+    for (auto n : counts) total += n;
+    for (std::size_t k = 0; k <= f.bins(); ++k) {
+        d.bins.push_back(f.bin_name(k));
+        const std::uint64_t n = k < counts.size() ? counts[k] : 0;
+        d.observed.push_back(total ? static_cast<double>(n) / static_cast<double>(total) : 0.0);
+    }
+    return d;
+}
+
+}  // namespace
+
 drift_counts subtract(const drift_counts& a, const drift_counts& b) {
     drift_counts out = a;
     out.observed -= std::min(out.observed, b.observed);
+    out.predicted -= std::min(out.predicted, b.predicted);
     for (std::size_t f = 0; f < out.bins.size() && f < b.bins.size(); ++f) {
-        for (std::size_t k = 0; k < out.bins[f].size() && k < b.bins[f].size(); ++k) {
-            out.bins[f][k] -= std::min(out.bins[f][k], b.bins[f][k]);
-        }
+        subtract_bins(out.bins[f], b.bins[f]);
     }
+    subtract_bins(out.prediction, b.prediction);
     return out;
 }
 
@@ -255,30 +354,30 @@ drift_report compare_to_profile(const feature_profile& p, const drift_counts& c)
     drift_report out;
     out.observed = c.observed;
     for (std::size_t i = 0; i < p.fields.size() && i < c.bins.size(); ++i) {
-        const field_profile& f = p.fields[i];
-        field_drift d;
-        d.field = f.field;
-        d.expected = f.shares;
-        d.psi = population_stability_index(f.shares, c.bins[i]);
+        field_drift d = drift_of(p.fields[i], c.bins[i]);
         std::uint64_t total = 0;
         for (auto n : c.bins[i]) total += n;
-        for (std::size_t k = 0; k <= f.bins(); ++k) {
-            d.bins.push_back(f.bin_name(k));
-            d.observed.push_back(
-                total ? static_cast<double>(c.bins[i][k]) / static_cast<double>(total) : 0.0);
-        }
         if (total && (out.worst_field.empty() || d.psi > out.worst_psi)) {
-            out.worst_field = f.field;
+            out.worst_field = d.field;
             out.worst_psi = d.psi;
         }
         out.fields.push_back(std::move(d));
     }
+    out.predicted = c.predicted;
+    if (p.prediction) out.prediction = drift_of(*p.prediction, c.prediction);
     return out;
 }
 
 namespace {
+
 std::atomic<std::uint64_t> next_monitor_id{1};
+
+// Only the owning thread writes a stripe: no read-modify-write needed.
+void bump(std::atomic<std::uint64_t>& counter) {
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
+
+}  // namespace
 
 drift_monitor::drift_monitor(feature_profile reference)
     : id_(next_monitor_id.fetch_add(1, std::memory_order_relaxed)), ref_(std::move(reference)) {
@@ -287,10 +386,14 @@ drift_monitor::drift_monitor(feature_profile reference)
         first_bin_.push_back(total);
         total += f.bins() + 1;
     }
+    prediction_bin_ = total;
+    if (ref_.prediction) total += ref_.prediction->bins() + 1;
     observed_slot_ = total;
+    predicted_slot_ = total + 1;
+    total += 2;
     constexpr std::size_t line = 64 / sizeof(std::atomic<std::uint64_t>);
     // Whole lines, and one more: stripes of different threads never share one.
-    stripe_size_ = (total + 1 + line - 1) / line * line + line;
+    stripe_size_ = (total + line - 1) / line * line + line;
 }
 
 std::atomic<std::uint64_t>* drift_monitor::own_stripe() const {
@@ -316,20 +419,22 @@ std::atomic<std::uint64_t>* drift_monitor::own_stripe() const {
 
 void drift_monitor::observe(const raw_record& r) const {
     std::atomic<std::uint64_t>* stripe = own_stripe();
-    // Only this thread writes its stripe: no read-modify-write needed.
-    auto add = [stripe](std::size_t slot) {
-        stripe[slot].store(stripe[slot].load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
-    };
     // Both are sorted by name: one walk, no lookups.
     auto it = r.begin();
     for (std::size_t i = 0; i < ref_.fields.size(); ++i) {
         const field_profile& f = ref_.fields[i];
         int order = -1;
         while (it != r.end() && (order = compare_names(it->first, f.field)) < 0) ++it;
-        add(first_bin_[i] + (it != r.end() && order == 0 ? f.bin_of(it->second) : f.bins()));
+        bump(stripe[first_bin_[i] + (it != r.end() && order == 0 ? f.bin_of(it->second) : f.bins())]);
     }
-    add(observed_slot_);
+    bump(stripe[observed_slot_]);
+}
+
+void drift_monitor::observe_prediction(const raw_value& output) const {
+    if (!ref_.prediction) return;
+    std::atomic<std::uint64_t>* stripe = own_stripe();
+    bump(stripe[prediction_bin_ + ref_.prediction->bin_of(output)]);
+    bump(stripe[predicted_slot_]);
 }
 
 std::uint64_t drift_monitor::sum(std::size_t slot) const {
@@ -346,6 +451,13 @@ drift_counts drift_monitor::counts() const {
         std::vector<std::uint64_t> bins(ref_.fields[i].bins() + 1);
         for (std::size_t k = 0; k < bins.size(); ++k) bins[k] = sum(first_bin_[i] + k);
         out.bins.push_back(std::move(bins));
+    }
+    out.predicted = sum(predicted_slot_);
+    if (ref_.prediction) {
+        out.prediction.resize(ref_.prediction->bins() + 1);
+        for (std::size_t k = 0; k < out.prediction.size(); ++k) {
+            out.prediction[k] = sum(prediction_bin_ + k);
+        }
     }
     return out;
 }

@@ -67,6 +67,10 @@ struct field_profile {
 struct feature_profile {
     std::size_t rows = 0;
     std::vector<field_profile> fields;  // sorted by field name, each once
+    // The model's own output on the holdout rows (field "prediction"):
+    // regression values and binary P(positive class) in number bins,
+    // multiclass labels as categories. Absent in profiles written before it.
+    std::optional<field_profile> prediction;
 };
 
 inline constexpr std::size_t profile_number_bins = 10;
@@ -75,6 +79,13 @@ inline constexpr std::size_t profile_category_values = 20;
 // The profile of the fields `specs` read, over `rows` (the training side).
 feature_profile profile_rows(const std::vector<feature_spec>& specs,
                              const std::vector<raw_record>& rows);
+
+// What a prediction's output is for its profile: the value (regression), the
+// positive class's probability (binary), or the label (multiclass).
+raw_value prediction_output(task_kind task, double value,
+                            const std::vector<double>& probabilities, const std::string& label);
+// The profile of outputs (prediction_output of each holdout row).
+field_profile profile_predictions(task_kind task, const std::vector<raw_value>& outputs);
 
 // JSON text of a profile, and back. The reader checks the shape (edges
 // increasing, shares matching the bins) and returns nullopt otherwise.
@@ -88,6 +99,8 @@ std::optional<feature_profile> profile_in_features(std::string_view features_jso
 struct drift_counts {
     std::uint64_t observed = 0;  // records counted
     std::vector<std::vector<std::uint64_t>> bins;
+    std::uint64_t predicted = 0;              // outputs counted
+    std::vector<std::uint64_t> prediction;  // their bins; empty without a prediction profile
 };
 
 // a - b, bin by bin (b taken earlier from the same monitor).
@@ -110,6 +123,8 @@ struct drift_report {
     // The field with the highest index (empty when nothing was counted).
     std::string worst_field;
     double worst_psi = 0;
+    std::uint64_t predicted = 0;
+    std::optional<field_drift> prediction;  // with a prediction profile
 };
 
 drift_report compare_to_profile(const feature_profile& p, const drift_counts& c);
@@ -124,6 +139,9 @@ public:
 
     // Counts one record's values. Lock-free.
     void observe(const raw_record& r) const;
+    // Counts one answer's output (prediction_output); nothing without a
+    // prediction profile. Lock-free.
+    void observe_prediction(const raw_value& output) const;
 
     // Everything counted since the monitor was made.
     drift_counts counts() const;
@@ -154,7 +172,9 @@ private:
     const std::uint64_t id_;  // unique per monitor, never reused: the threads' cache key
     feature_profile ref_;
     std::vector<std::size_t> first_bin_;  // per field, its first counter in a stripe
+    std::size_t prediction_bin_ = 0;      // in a stripe: the prediction's first bin
     std::size_t observed_slot_ = 0;       // in a stripe: the record count
+    std::size_t predicted_slot_ = 0;      // in a stripe: the output count
     std::size_t stripe_size_ = 0;         // counters, then padding to whole cache lines
     mutable std::mutex stripes_mu_;
     mutable std::vector<std::unique_ptr<std::atomic<std::uint64_t>[]>> stripes_;

@@ -206,14 +206,26 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
     if (!recent || recent->counts.observed < static_cast<std::uint64_t>(p.min_drift_samples))
         return;
     drift_report r = compare_to_profile(v.drift->reference(), recent->counts);
-    if (r.worst_field.empty() || !(r.worst_psi > p.max_feature_drift)) return;
+    const bool inputs = !r.worst_field.empty() && r.worst_psi > p.max_feature_drift;
+    // The answers count too (enough of them): inputs can move together in
+    // ways no single field shows.
+    const bool answers = r.prediction &&
+                         r.predicted >= static_cast<std::uint64_t>(p.min_drift_samples) &&
+                         r.prediction->psi > p.max_feature_drift;
+    if (!inputs && !answers) return;
     drift_reported_[key] = now;
 
     std::ostringstream reason;
     reason.precision(3);
-    reason << "feature drift: \"" << r.worst_field << "\" has a stability index of " << r.worst_psi
-           << " (bound " << p.max_feature_drift << ") over the last " << recent->counts.observed
-           << " requests";
+    if (inputs && (!answers || r.worst_psi >= r.prediction->psi)) {
+        reason << "feature drift: \"" << r.worst_field << "\" has a stability index of "
+               << r.worst_psi << " (bound " << p.max_feature_drift << ") over the last "
+               << recent->counts.observed << " requests";
+    } else {
+        reason << "prediction drift: the answers have a stability index of " << r.prediction->psi
+               << " (bound " << p.max_feature_drift << ") over the last " << r.predicted
+               << " answers";
+    }
     std::string outcome = "reported";
     if (!m.definition.retrain.on_drift) {
         outcome += "; retrain.on_drift is off";

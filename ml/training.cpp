@@ -256,6 +256,21 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     if (!bm) return bm.error();
     out.metrics = *m;
     out.baseline_metrics = *bm;
+    {
+        // What the model answers on the holdout: drift's reference for its outputs.
+        std::vector<raw_value> outputs;
+        outputs.reserve(x_test.size());
+        for (const auto& x : x_test) {
+            prediction p = (*fn)->predict(x);
+            std::string label;
+            if (is_classification(d.task) && p.value >= 0 &&
+                static_cast<std::size_t>(p.value) < out.classes.size()) {
+                label = out.classes[static_cast<std::size_t>(p.value)];
+            }
+            outputs.push_back(prediction_output(d.task, p.value, p.probabilities, label));
+        }
+        out.profile.prediction = profile_predictions(d.task, outputs);
+    }
     if (live && live->artifact) {
         auto lm = score_live(d.task, *live->artifact, test_rows, y_test, out.classes);
         if (lm) {

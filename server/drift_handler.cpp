@@ -1,7 +1,8 @@
 // GET /v1/models/{name}/drift: how the inputs each serving version (live,
 // experiment arms, shadows) was asked about compare with its training rows,
-// field by field (ml/drift.h), over the model's drift window and since the
-// version was loaded.
+// field by field, and its answers with its answers on the holdout
+// (ml/drift.h), over the model's drift window and since the version was
+// loaded.
 #include <nlohmann/json.hpp>
 
 #include "ml/drift.h"
@@ -19,22 +20,36 @@ using json = nlohmann::json;
 json report_json(const ml::feature_profile& profile, const ml::drift_counts& counts,
                  const ml::supervision_policy& p) {
     const ml::drift_report r = ml::compare_to_profile(profile, counts);
-    json fields = json::array();
-    for (const auto& f : r.fields) {
+    auto field_json = [](const ml::field_drift& f) {
         json bins = json::array();
         for (std::size_t k = 0; k < f.bins.size(); ++k) {
             bins.push_back(
                 {{"bin", f.bins[k]}, {"expected", f.expected[k]}, {"observed", f.observed[k]}});
         }
-        fields.push_back({{"field", f.field}, {"psi", f.psi}, {"bins", bins}});
+        return json{{"field", f.field}, {"psi", f.psi}, {"bins", bins}};
+    };
+    json fields = json::array();
+    for (const auto& f : r.fields) fields.push_back(field_json(f));
+    const auto min = static_cast<std::uint64_t>(p.min_drift_samples);
+    const bool enough = r.observed >= min;
+    const bool inputs = enough && !r.worst_field.empty() && r.worst_psi > p.max_feature_drift;
+    // The model's own answers against its answers on the holdout (null for
+    // versions trained before these were kept).
+    json prediction = nullptr;
+    bool answers = false;
+    if (r.prediction) {
+        answers = r.predicted >= min && r.prediction->psi > p.max_feature_drift;
+        prediction = field_json(*r.prediction);
+        prediction["answers"] = r.predicted;
+        prediction["drifted"] = answers;
     }
-    const bool enough = r.observed >= static_cast<std::uint64_t>(p.min_drift_samples);
     return {{"requests", r.observed},
             {"enough_requests", enough},
-            {"drifted", enough && !r.worst_field.empty() && r.worst_psi > p.max_feature_drift},
+            {"drifted", inputs || answers},
             {"worst_field", r.worst_field.empty() ? json(nullptr) : json(r.worst_field)},
             {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)},
-            {"fields", fields}};
+            {"fields", fields},
+            {"prediction", prediction}};
 }
 
 }  // namespace

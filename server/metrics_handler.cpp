@@ -5,10 +5,13 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "ml/drift.h"
 #include "ml/predict_pool.h"
@@ -25,6 +28,23 @@
 
 namespace kennel {
 namespace {
+
+// Each serving version's drift over its model's window, once the supervisor
+// has started one and something was counted in it.
+void for_each_drift_window(
+    const std::vector<std::shared_ptr<const ml::model_serving>>& models,
+    const std::function<void(const std::string& model, const std::string& version,
+                             const std::string& role, const ml::drift_report& r)>& visit) {
+    for (const auto& m : models) {
+        ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
+            if (!v.drift || role == "previous") return;
+            auto window = v.drift->recent();
+            if (!window || window->counts.observed == 0) return;
+            visit(m->name, std::to_string(v.version), role,
+                  ml::compare_to_profile(v.drift->reference(), window->counts));
+        });
+    }
+}
 
 class exposition {
 public:
@@ -180,20 +200,22 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_feature_drift_psi", "gauge",
              "Population stability index of a field's served values against the version's "
              "training rows, over the model's drift window.");
-    for (const auto& m : models) {
-        ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
-            if (!v.drift || role == "previous") return;
-            auto window = v.drift->recent();
-            if (!window || window->counts.observed == 0) return;
-            const std::string version = std::to_string(v.version);
-            for (const auto& f :
-                 ml::compare_to_profile(v.drift->reference(), window->counts).fields) {
-                e.sample(
-                    f.psi,
-                    {{"model", m->name}, {"version", version}, {"role", role}, {"field", f.field}});
-            }
-        });
-    }
+    for_each_drift_window(models, [&](const std::string& model, const std::string& version,
+                                      const std::string& role, const ml::drift_report& d) {
+        for (const auto& f : d.fields) {
+            e.sample(f.psi, {{"model", model}, {"version", version}, {"role", role}, {"field", f.field}});
+        }
+    });
+
+    e.family("kennel_prediction_drift_psi", "gauge",
+             "Population stability index of a version's answers against its answers on the "
+             "holdout, over the model's drift window.");
+    for_each_drift_window(models, [&](const std::string& model, const std::string& version,
+                                      const std::string& role, const ml::drift_report& d) {
+        if (d.predicted && d.prediction) {
+            e.sample(d.prediction->psi, {{"model", model}, {"version", version}, {"role", role}});
+        }
+    });
 
     e.family("kennel_predict_pool_queued", "gauge", "Prediction tasks waiting for the pool.")
         .sample(num(a.predict_pool().queued()));

@@ -244,6 +244,10 @@ http_response post_model_predict(app& a, const http_request& req) {
             ans = std::move(*answers[i]);
             version = by[i];
             if (fallback) source = "previous_version";
+            if (!fallback && pick.version->drift) {
+                pick.version->drift->observe_prediction(ml::prediction_output(
+                    pick.version->artifact->task, ans.value, ans.probabilities, ans.label));
+            }
         } else if (pick.version || m->live || m->baseline) {
             // The baseline trained with the version: a constant, always at hand.
             const auto& v = pick.version ? pick.version : m->live;
@@ -346,6 +350,10 @@ http_response post_model_predict(app& a, const http_request& req) {
                     if (version->drift) version->drift->observe(inst.record);
                     try {
                         ml::answer sa = ml::predict_with(*version, inst.record);
+                        if (version->drift) {
+                            version->drift->observe_prediction(ml::prediction_output(
+                                version->artifact->task, sa.value, sa.probabilities, sa.label));
+                        }
                         s.value = sa.value;
                         if (!sa.label.empty()) s.label = sa.label;
                         s.probabilities.assign(sa.probabilities);

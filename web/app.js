@@ -899,7 +899,7 @@
   // per field, the population stability index and the bin that moved most.
   function driftCard(d) {
     const headRow = h('div.card-head', null, h('h2', null, 'Feature drift'),
-      h('span.muted.small', null, 'served values against each version\'s training rows (population stability index)'));
+      h('span.muted.small', null, 'served values against each version\'s training rows, its answers against those on the holdout (population stability index)'));
     if (d.error) return [headRow, errorBox(d.error, 'Feature drift')];
     const p = d.policy;
     if (!d.versions.length) return [headRow, h('p.muted', null, 'Nothing is served yet: drift is watched once a version is live.')];
@@ -921,10 +921,15 @@
         return h('div.drift-version', { 'data-version': v.version }, title,
           h('p.muted.small', null, `${fmtNum(r.requests)} requests ${span}` +
             (r.enough_requests ? '' : `; ${fmtNum(p.min_drift_samples)} needed before drift is judged`)),
-          table(['Field', { label: 'Stability index', num: true }, 'State', 'Largest move (training → served)'],
+          table(['Field', { label: 'Stability index', num: true }, 'State', 'Largest move (training → served)'], [
+            // The model's answers against its answers on the holdout.
+            r.prediction ? h('tr', { 'data-output': 'prediction' },
+              h('td', null, h('em', null, 'the answers')), h('td.num', null, r.prediction.answers ? fmtNum(r.prediction.psi, 3) : '—'),
+              h('td', null, badge(r.prediction.answers < p.min_drift_samples ? 'waiting' : state(r.prediction))),
+              h('td', null, r.prediction.answers ? moved(r.prediction) : '—')) : null,
             r.fields.slice().sort((a, b) => b.psi - a.psi).map((f) => h('tr', { 'data-field': f.field },
               h('td', null, f.field), h('td.num', null, r.requests ? fmtNum(f.psi, 3) : '—'),
-              h('td', null, badge(state(f))), h('td', null, r.requests ? moved(f) : '—')))));
+              h('td', null, badge(state(f))), h('td', null, r.requests ? moved(f) : '—')))]));
       })];
   }
 

@@ -329,10 +329,13 @@ step('feature drift: every field against training, a moved field flagged', async
   // The largest move: the top bin, nearly every served post against a tenth in training.
   assert.match(await row.textContent(), /inf\): \d+(\.\d)? % → 9\d(\.\d)? %/);
   await visible(card.locator('h3 .badge', { hasText: 'drifted' }));
+  // The model's answers have their own row, against its answers on the holdout.
+  assert.match(await card.locator('tr[data-output="prediction"]').textContent(), /the answers\d+(\.\d+)?/);
   // The API behind it agrees.
   const d = (await http('GET', '/v1/models/likes/drift', { auth: 'basic' })).json;
   const live = d.versions.find((v) => v.role === 'live');
   assert.equal(live.window.worst_field, 'length', JSON.stringify(live.window).slice(0, 500));
+  assert.equal(live.window.prediction.answers, live.window.requests, JSON.stringify(live.window.prediction).slice(0, 500));
   await shot('model-drift-1280');
 });
 

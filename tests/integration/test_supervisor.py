@@ -224,6 +224,9 @@ class DriftTest(KennelTestCase):
         since = live["since_loaded"]
         self.assertEqual((since["requests"], since["enough_requests"], since["drifted"],
                           since["worst_field"]), (0, False, False, None), since)
+        # The model's answers on the holdout, in ten bins, are the reference for its outputs.
+        self.assertEqual((since["prediction"]["field"], since["prediction"]["answers"],
+                          len(since["prediction"]["bins"])), ("prediction", 0, 11), since)
         for f in since["fields"]:
             self.assertAlmostEqual(sum(b["expected"] for b in f["bins"]), 1.0, places=9)
             self.assertEqual(f["bins"][-1]["bin"], "missing", f)
@@ -239,8 +242,11 @@ class DriftTest(KennelTestCase):
             self.assertEqual((report["requests"], report["enough_requests"], report["drifted"]),
                              (200, True, False), report)
             self.assertLess(report["worst_psi"], 0.25, report)
-            for f in report["fields"]:
+            for f in report["fields"] + [report["prediction"]]:
                 self.assertAlmostEqual(sum(b["observed"] for b in f["bins"]), 1.0, places=9)
+            self.assertEqual((report["prediction"]["answers"], report["prediction"]["drifted"]),
+                             (200, False), report["prediction"])
+            self.assertLess(report["prediction"]["psi"], 0.25, report["prediction"])
         time.sleep(1.5)  # a supervisor look at 200 calm requests
         self.assertEqual(self.drift_actions(name), [])
 
@@ -259,12 +265,18 @@ class DriftTest(KennelTestCase):
         self.assertTrue(top["bin"].endswith("inf)"), top)
         self.assertGreater(top["observed"], 0.5, top)
         self.assertAlmostEqual(top["expected"], 0.1, delta=0.02)
+        # y rises with x1 (3 x1 + ...): the answers moved as well.
+        self.assertEqual((window["prediction"]["answers"], window["prediction"]["drifted"]),
+                         (500, True), window["prediction"])
+        self.assertGreater(window["prediction"]["psi"], 0.25, window["prediction"])
 
         # The supervisor reports it once, and queues a retraining job.
         action = wait_until(lambda: self.drift_actions(name), 10, "the supervisor's drift report")[0]
         self.assertEqual(action["version"], 1, action)
-        self.assertRegex(action["reason"], r'^feature drift: "x1" has a stability index of [0-9.]+ '
-                                           r'\(bound 0.25\) over the last \d+ requests$')
+        # Whichever moved more is named: the field, or the answers it drives.
+        self.assertRegex(action["reason"],
+                         r'^(feature drift: "x1" has|prediction drift: the answers have) a stability '
+                         r'index of [0-9.]+ \(bound 0.25\) over the last \d+ (requests|answers)$')
         m = re.search(r"retraining queued as job (\d+)$", action["outcome"])
         self.assertIsNotNone(m, action)
         job_id = int(m.group(1))
@@ -281,6 +293,10 @@ class DriftTest(KennelTestCase):
         self.assertEqual(r.status, 200, r)
         line = re.search(r'^kennel_feature_drift_psi\{model="%s",version="1",role="live",'
                          r'field="x1"\} (\S+)$' % name, r.text, re.M)
+        self.assertIsNotNone(line, r.text[:3000])
+        self.assertGreater(float(line.group(1)), 0.25)
+        line = re.search(r'^kennel_prediction_drift_psi\{model="%s",version="1",role="live"\} (\S+)$'
+                         % name, r.text, re.M)
         self.assertIsNotNone(line, r.text[:3000])
         self.assertGreater(float(line.group(1)), 0.25)
 

@@ -163,6 +163,65 @@ TEST_CASE("drift: a profile reads back from its JSON, and bad JSON is refused", 
         R"({"fields":[{"field":"x","kind":"number","edges":[],"shares":[1,0]}]})"));
 }
 
+TEST_CASE("drift: a model's answers are profiled like a field", "[drift]") {
+    // What an answer counts as, by task.
+    CHECK(std::get<double>(prediction_output(task_kind::regression, 3.5, {}, "")) == 3.5);
+    CHECK(std::get<double>(prediction_output(task_kind::binary, 1, {0.3, 0.7}, "yes")) == 0.7);
+    CHECK(std::holds_alternative<std::monostate>(
+        prediction_output(task_kind::binary, 1, {}, "yes")));  // no probabilities: missing
+    CHECK(std::get<std::string>(prediction_output(task_kind::multiclass, 2, {0.1, 0.2, 0.7}, "c")) ==
+          "c");
+
+    std::vector<raw_value> values;
+    for (int i = 0; i < 200; ++i) values.emplace_back(i / 200.0);
+    field_profile p = profile_predictions(task_kind::binary, values);
+    CHECK(p.field == "prediction");
+    CHECK(p.kind == profile_kind::number);
+    CHECK(p.edges.size() == 9);
+    CHECK(p.shares.back() == 0);  // none missing
+
+    std::vector<raw_value> labels;
+    for (int i = 0; i < 90; ++i) labels.emplace_back(std::string(i % 3 ? "a" : "b"));
+    labels.emplace_back(std::monostate{});
+    field_profile c = profile_predictions(task_kind::multiclass, labels);
+    CHECK(c.kind == profile_kind::category);
+    CHECK(c.values == std::vector<std::string>{"a", "b"});
+    CHECK(c.shares[0] == Approx(60.0 / 91));
+    CHECK(c.shares.back() == Approx(1.0 / 91));
+
+    // Kept in the profile's JSON, and counted by the monitor.
+    std::vector<raw_record> rows(10, raw_record{{"x", 1.0}});
+    feature_profile fp = profile_rows({spec("x", transform_kind::numeric)}, rows);
+    fp.prediction = p;
+    auto back = profile_from_json(profile_to_json(fp));
+    REQUIRE(back);
+    REQUIRE(back->prediction);
+    CHECK(back->prediction->edges == p.edges);
+    CHECK(back->prediction->shares == p.shares);
+    CHECK_FALSE(profile_from_json(
+        R"({"fields":[],"prediction":{"field":"prediction","kind":"number","edges":[],"shares":[1]}})"));
+
+    drift_monitor m(fp);
+    for (int i = 0; i < 40; ++i) m.observe_prediction(0.999);  // every answer in the top bin
+    m.observe_prediction(std::monostate{});
+    drift_counts counts = m.counts();
+    CHECK(counts.predicted == 41);
+    CHECK(counts.observed == 0);  // answers are not requests
+    REQUIRE(counts.prediction.size() == 11);
+    CHECK(counts.prediction[9] == 40);
+    CHECK(counts.prediction[10] == 1);
+    drift_report r = compare_to_profile(m.reference(), counts);
+    REQUIRE(r.prediction);
+    CHECK(r.prediction->psi > 1);
+    CHECK(r.worst_field.empty());  // no field was counted
+
+    // Without a prediction profile (an older version), answers are not counted.
+    drift_monitor older(profile_rows({spec("x", transform_kind::numeric)}, rows));
+    older.observe_prediction(0.5);
+    CHECK(older.counts().predicted == 0);
+    CHECK_FALSE(compare_to_profile(older.reference(), older.counts()).prediction);
+}
+
 TEST_CASE("drift: the population stability index", "[drift]") {
     // The same shares: 0, however many were counted.
     CHECK(population_stability_index({0.25, 0.25, 0.5}, {25, 25, 50}) == Approx(0).margin(1e-12));
@@ -262,8 +321,10 @@ TEST_CASE("drift: the window starts at the oldest snapshot it still needs", "[dr
     CHECK(r->counts.bins.at(0).at(0) == 3);
     CHECK(m.counts().observed == 8);  // since the monitor was made
 
-    drift_counts a{10, {{4, 6}}}, b{3, {{1, 2}}};
+    drift_counts a{10, {{4, 6}}, 5, {2, 3}}, b{3, {{1, 2}}, 1, {1, 0}};
     drift_counts d = subtract(a, b);
     CHECK(d.observed == 7);
     CHECK(d.bins == std::vector<std::vector<std::uint64_t>>{{3, 4}});
+    CHECK(d.predicted == 4);
+    CHECK(d.prediction == std::vector<std::uint64_t>{1, 3});
 }
