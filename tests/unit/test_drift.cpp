@@ -79,7 +79,8 @@ TEST_CASE("drift: ties merge bins and leave none empty in training", "[drift]") 
 
     // A constant field: one bin holding everything.
     std::vector<raw_record> same(20, raw_record{{"c", 4.0}});
-    const field_profile& c = profile_rows({spec("c", transform_kind::numeric)}, same).fields.at(0);
+    const feature_profile constant = profile_rows({spec("c", transform_kind::numeric)}, same);
+    const field_profile& c = constant.fields.at(0);
     CHECK(c.edges.empty());
     CHECK(c.shares == std::vector<double>{1.0, 0.0});
     CHECK(c.bin_name(0) == "all");
