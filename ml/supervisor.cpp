@@ -189,6 +189,7 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
 
 void supervisor::record(supervisor_action a) {
     std::lock_guard lock(mu_);
+    ++state_.actions_total[a.kind];
     state_.actions.push_back(std::move(a));
     if (state_.actions.size() > 100) state_.actions.erase(state_.actions.begin());
 }

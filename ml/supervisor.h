@@ -45,6 +45,8 @@ struct supervisor_state {
     std::int64_t last_tick = 0;
     std::uint64_t ticks = 0;
     std::vector<supervisor_action> actions;  // newest last, at most 100
+    // Every action since start, by kind ("disable", "drift"): unlike the list, never trimmed.
+    std::map<std::string, std::uint64_t> actions_total;
 };
 
 class supervisor {

@@ -66,7 +66,7 @@ app::~app() {
 }
 
 ml::supervisor_state app::supervisor_state() const {
-    return supervisor_ ? supervisor_->state() : ml::supervisor_state{"stopped", 0, 0, {}};
+    return supervisor_ ? supervisor_->state() : ml::supervisor_state{"stopped", 0, 0, {}, {}};
 }
 
 void app::refresh_model(const std::string& model) {

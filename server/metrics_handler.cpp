@@ -247,8 +247,12 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_supervisor_ticks_total", "counter", "Supervisor checks.")
         .sample(num(sup.ticks));
     e.family("kennel_supervisor_actions_total", "counter",
-             "Versions the supervisor took out of service (since start).")
-        .sample(num(sup.actions.size()));
+             "Supervisor actions since start, by kind: disable (a version taken out of "
+             "service) or drift (drift reported).");
+    for (const char* kind : {"disable", "drift"}) {
+        auto it = sup.actions_total.find(kind);
+        e.sample(num(it == sup.actions_total.end() ? 0 : it->second), {{"kind", kind}});
+    }
 
     http_response out;
     out.content_type = "text/plain; version=0.0.4; charset=utf-8";

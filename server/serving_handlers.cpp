@@ -2,6 +2,7 @@
 // rollback, experiments, live metrics and the serving status.
 #include <charconv>
 #include <cmath>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "ml/definition_json.h"
@@ -481,7 +482,9 @@ http_response get_overview(app& a, const http_request&) {
            {{"state", sup.state},
             {"last_tick", when(sup.last_tick)},
             {"ticks", sup.ticks},
-            {"actions", sup.actions.size()}}},
+            {"actions", std::accumulate(sup.actions_total.begin(), sup.actions_total.end(),
+                                        std::uint64_t{0},
+                                        [](std::uint64_t n, const auto& kv) { return n + kv.second; })}}},
           {"serving",
            {{"state", a.ready() ? "serving" : "starting"},
             {"models", models.size()},

@@ -99,6 +99,9 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual(actions[0]["version"], 2, actions)
         self.assertIn("error rate", actions[0]["reason"], actions)
         self.assertIn("live moved back to version 1", actions[0]["outcome"], actions)
+        self.assertEqual(actions[0]["kind"], "disable", actions)
+        metrics = self.c.get("/metrics").text
+        self.assertIn('kennel_supervisor_actions_total{kind="disable"} 1\n', metrics)
         self.assertEqual((mine["live_alias"], mine["serving_version"], mine["disabled"]),
                          (1, 1, [2]), mine)
 
@@ -299,6 +302,9 @@ class DriftTest(KennelTestCase):
                          % name, r.text, re.M)
         self.assertIsNotNone(line, r.text[:3000])
         self.assertGreater(float(line.group(1)), 0.25)
+        # One drift report (this server's only one), and no version taken out of service.
+        self.assertIn('kennel_supervisor_actions_total{kind="drift"} 1\n', r.text)
+        self.assertIn('kennel_supervisor_actions_total{kind="disable"} 0\n', r.text)
 
         # More drifted requests within the window: reported once a window, not again.
         self.send(name, shifted[:100], "again")
