@@ -38,6 +38,15 @@ json metrics_json(const metric_listing& m) {
     return j;
 }
 
+json importance_json(const permutation_importance& p) {
+    json fields = json::array();
+    for (const auto& f : p.fields) {
+        fields.push_back({{"field", f.field}, {"drop", f.drop}, {"shuffled", f.shuffled}});
+    }
+    return {{"method", "permutation"}, {"metric", p.metric},     {"evaluated", p.evaluated},
+            {"rows", p.rows},          {"complete", p.complete}, {"fields", fields}};
+}
+
 json params_json(const train_params& p) {
     return {{"c", p.c},
             {"lambda", p.lambda},
@@ -213,7 +222,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
              {{"names", outcome->feature_names},
               {"classes", outcome->classes},
               {"warnings", outcome->warnings},
-              {"profile", json::parse(profile_to_json(outcome->profile))}}},
+              {"profile", json::parse(profile_to_json(outcome->profile))},
+              {"importance", importance_json(outcome->importance)}}},
             {"timings",
              {{"read_seconds", read_seconds},
               {"fit_seconds", outcome->fit_seconds},

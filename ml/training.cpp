@@ -1,10 +1,13 @@
 #include "ml/training.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <random>
 #include <sstream>
 
 #include "ml/dataset.h"
+#include "ml/hash.h"
 
 namespace kennel::ml {
 namespace {
@@ -39,6 +42,57 @@ result<metric_listing> score(task_kind task, const fitted_function& fn, const fe
     auto m = evaluate_regression(y, pred);
     if (!m) return m.error();
     return list_metrics(*m);
+}
+
+// Shuffles one field at a time among the holdout rows (a seed from the
+// field's name: the same every run) and scores the candidate again.
+permutation_importance importance_by_permutation(
+    const model_definition& d, const feature_pipeline& pipeline, const fitted_function& fn,
+    const std::vector<const training_example*>& test, const std::vector<double>& y,
+    std::size_t num_classes, const metric_listing& evaluated) {
+    const auto started = std::chrono::steady_clock::now();
+    const primary_metric_info pm = primary_metric(d.task);
+    permutation_importance out;
+    out.metric = pm.name;
+    out.evaluated = evaluated.get(pm.name);
+    out.rows = std::min(test.size(), importance_max_rows);
+    const std::vector<double> y_used(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(out.rows));
+    std::vector<std::string> fields;
+    for (const auto& spec : d.features) fields.push_back(spec.field);
+    std::sort(fields.begin(), fields.end());
+    fields.erase(std::unique(fields.begin(), fields.end()), fields.end());
+    for (const auto& field : fields) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() >
+            importance_budget_seconds) {
+            out.complete = false;
+            break;
+        }
+        std::vector<raw_value> values;
+        values.reserve(out.rows);
+        for (std::size_t i = 0; i < out.rows; ++i) {
+            auto it = test[i]->features.find(field);
+            values.push_back(it == test[i]->features.end() ? raw_value{} : it->second);
+        }
+        std::mt19937_64 rng(fnv1a64(field));
+        std::shuffle(values.begin(), values.end(), rng);
+        feature_rows x;
+        x.reserve(out.rows);
+        for (std::size_t i = 0; i < out.rows; ++i) {
+            raw_record r = test[i]->features;
+            r[field] = values[i];  // missing stays missing (monostate)
+            x.push_back(pipeline.transform(r));
+        }
+        auto m = score(d.task, fn, x, y_used, num_classes);
+        if (!m) continue;
+        const double shuffled = m->get(pm.name);
+        const double drop =
+            pm.higher_is_better ? out.evaluated - shuffled : shuffled - out.evaluated;
+        out.fields.push_back({field, drop, shuffled});
+    }
+    std::stable_sort(
+        out.fields.begin(), out.fields.end(),
+        [](const field_importance& a, const field_importance& b) { return a.drop > b.drop; });
+    return out;
 }
 
 // The live version scored on the same raw holdout rows, through its own
@@ -281,6 +335,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                             lm.error().message());
         }
     }
+    out.importance =
+        importance_by_permutation(d, *pipeline, **fn, test_rows, y_test, num_classes, out.metrics);
+    log("info", "permutation importance on " + std::to_string(out.importance.rows) +
+                    " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
                              out.live_metrics ? &*out.live_metrics : nullptr);
     log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());

@@ -47,6 +47,28 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live);
 
+// How much the candidate relies on one field: its primary metric on the
+// holdout with the field's values shuffled among the rows, against the
+// metric as evaluated. `drop` is in the metric's units, positive when the
+// shuffle made it worse (the model uses the field), near 0 when the model
+// ignores it.
+struct field_importance {
+    std::string field;
+    double drop = 0;
+    double shuffled = 0;  // the metric with the field shuffled
+};
+
+struct permutation_importance {
+    std::string metric;  // the task's primary metric
+    double evaluated = 0;
+    std::size_t rows = 0;                  // holdout rows used (at most importance_max_rows)
+    std::vector<field_importance> fields;  // largest drop first
+    bool complete = true;                  // false when the time budget ran out before every field
+};
+
+inline constexpr std::size_t importance_max_rows = 2000;
+inline constexpr double importance_budget_seconds = 30;
+
 struct training_outcome {
     std::string artifact;  // serialize_artifact() bytes
     algorithm algo = algorithm::baseline;
@@ -57,6 +79,7 @@ struct training_outcome {
     std::vector<std::string> warnings;
     // The training rows' distribution of each field: drift's reference.
     feature_profile profile;
+    permutation_importance importance;
     metric_listing metrics;
     metric_listing baseline_metrics;
     // The baseline's answer (it is constant): the serving fallback.

@@ -54,8 +54,12 @@ json job_json(const job_row& j) {
             {"version", opt(j.version)}};
 }
 
+// `drift_profile`: the features' drift profile (a few KB a version) is
+// left out of lists, which the admin page reads every few seconds.
 json version_json(const version_row& v, const std::vector<alias_row>& aliases,
-                  const std::set<std::int64_t>& disabled) {
+                  const std::set<std::int64_t>& disabled, bool drift_profile) {
+    json features = parse_stored(v.features);
+    if (!drift_profile && features.is_object()) features.erase("profile");
     json names = json::array();
     for (const auto& a : aliases) {
         if (a.version == v.version) names.push_back(a.alias);
@@ -72,7 +76,7 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases,
             {"baseline_metrics", parse_stored(v.baseline_metrics)},
             {"baseline", parse_stored(v.baseline)},
             {"gate", parse_stored(v.gate)},
-            {"features", parse_stored(v.features)},
+            {"features", features},
             {"timings", parse_stored(v.timings)},
             {"status", v.status},  // the gate's verdict when trained; aliases say what serves
             {"disabled", disabled.count(v.version) > 0},
@@ -272,7 +276,8 @@ http_response get_model_versions(app& a, const http_request& req) {
     auto aliases = list_aliases(*conn, name);
     json out = json::array();
     auto disabled = disabled_versions(*conn, name);
-    for (const auto& v : list_versions(*conn, name)) out.push_back(version_json(v, aliases, disabled));
+    for (const auto& v : list_versions(*conn, name))
+        out.push_back(version_json(v, aliases, disabled, false));
     return json_response(dump_json({{"model", name}, {"versions", out}}));
 }
 
@@ -287,7 +292,8 @@ http_response get_model_version(app& a, const http_request& req) {
         return error_response(status(error_kind::not_found,
                                      "model " + name + " has no version " + std::to_string(*n), "version"));
     }
-    return json_response(dump_json(version_json(*v, list_aliases(*conn, name), disabled_versions(*conn, name))));
+    return json_response(dump_json(
+        version_json(*v, list_aliases(*conn, name), disabled_versions(*conn, name), true)));
 }
 
 http_response get_model_aliases(app& a, const http_request& req) {

@@ -780,14 +780,18 @@
     const revisionsBox = h('div.card');
     const tryBox = h('div.card', { id: 'try-prediction' });
     const driftBox = h('div.card', { id: 'feature-drift' });
+    const importanceBox = h('div.card', {id: 'importance'});
     const lower = h('div.two-col', null, defBox, revisionsBox);
-    replace(root, head, notice, jobsBox, chartBox, versionsBox, driftBox, compareBox, tryBox, lower);
+    replace(
+        root, head, notice, jobsBox, chartBox, versionsBox, importanceBox, driftBox, compareBox,
+        tryBox, lower);
     const drawHead = liveRegion(head);
     const drawJobs = liveRegion(jobsBox);
     const drawChart = liveRegion(chartBox);
     const drawVersions = liveRegion(versionsBox);
     const drawRevisions = liveRegion(revisionsBox);
     const drawDrift = liveRegion(driftBox);
+    const drawImportance = liveRegion(importanceBox);
     const state = { model: null, versions: [], compare: [null, null], defDrawn: false };
 
     const train = () => act({ title: `Train ${name} now`, text: 'Queues a training job on the facts stored so far. The result goes through the promotion gate.', confirm: 'Train now', placeholder: 'e.g. new labels arrived' },
@@ -838,6 +842,16 @@
       ]);
 
       drawVersions({ vs: vs.versions, disabled: [...disabled], live }, () => versionsTable(name, vs.versions, { pm, live, disabled }));
+      // The live version's importance, else the newest version's.
+      const shown = vs.versions.find((v) => v.version === live) ||
+          vs.versions.slice().sort((x, y) => y.version - x.version)[0];
+      drawImportance(
+          {
+              v: shown ? shown.version : null,
+              imp: shown && shown.features ? shown.features.importance : null,
+              live
+          },
+          () => importanceCard(shown, live));
       // The window's age in 10 s steps: its growing alone redraws at most that often.
       drawDrift(JSON.stringify(drift, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => driftCard(drift));
 
@@ -893,6 +907,47 @@
     }
 
     return { refresh };
+  }
+
+  // Permutation importance on the holdout: how much worse the primary
+  // metric gets when one field's values are shuffled among the rows.
+  function importanceCard(v, live) {
+      const headRow = h(
+          'div.card-head', null, h('h2', null, 'What the model relies on'),
+          h('span.muted.small', null,
+            'each field\'s values shuffled among the holdout rows; how much worse the metric gets'));
+      if (!v) return [headRow, h('p.muted', null, 'No versions yet.')];
+      const imp = v.features && v.features.importance;
+      if (!imp)
+          return [
+              headRow,
+              h('p.muted', null,
+                `v${v.version} was trained before Kennel measured importance: train again to see it.`)
+          ];
+      const top = Math.max(0, ...imp.fields.map((f) => f.drop));
+      return [
+          headRow,
+          h('p.muted.small', null,
+            `v${v.version}${v.version === live ? ' (live)' : ''}: ${imp.metric} ${
+                fmtNum(imp.evaluated, 4)} on ${fmtNum(imp.rows)} holdout rows`,
+            imp.complete ? '' : '; the time budget ran out before every field was measured'),
+          table(
+              [
+                  'Field', {label: `${imp.metric} worse by`, num: true},
+                  {label: `${imp.metric} shuffled`, num: true}, ''
+              ],
+              imp.fields.map(
+                  (f) =>
+                      h('tr', {'data-field': f.field}, h('td', null, f.field),
+                        h('td.num', null, fmtNum(f.drop, 4)),
+                        h('td.num', null, fmtNum(f.shuffled, 4)),
+                        h('td', null, h('meter', {
+                              min: 0,
+                              max: top > 0 ? top : 1,
+                              value: Math.max(0, f.drop),
+                              'aria-label': `${f.field}: relative importance`
+                          }))))),
+      ];
   }
 
   // What each serving version is asked about against its training rows:

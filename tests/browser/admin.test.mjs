@@ -310,6 +310,19 @@ step('try a prediction: the newest post as the body, the answer shown, refusals 
   await shot('model-try-1280');
 });
 
+step('importance: the live version\'s fields by how much the metric suffers without them', async () => {
+  const card = page.locator('#importance');
+  await visible(card.locator('p', { hasText: /v1 \(live\): rmse [0-9.]+ on \d+ holdout rows/ }));
+  const v = (await http('GET', '/v1/models/likes/versions/1', { auth: 'basic' })).json;
+  const fields = v.features.importance.fields;
+  assert.deepEqual(fields.map((f) => f.field).sort(), ['breed', 'caption', 'has_photo', 'hashtags', 'hour', 'length']);
+  // Rows in the server's order (largest drop first), with a bar each.
+  const shown = await card.locator('tr[data-field]').evaluateAll((rows) => rows.map((r) => r.dataset.field));
+  assert.deepEqual(shown, fields.map((f) => f.field));
+  assert.equal(await card.locator('tr[data-field] meter').count(), fields.length);
+  assert.ok(fields[0].drop > 0, JSON.stringify(fields));
+});
+
 step('feature drift: every field against training, a moved field flagged', async () => {
   const card = page.locator('#feature-drift');
   await visible(card.locator('h3', { hasText: /v\d+ \(live\)/ }));

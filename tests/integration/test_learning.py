@@ -525,6 +525,29 @@ class TrainingTest(SharedServerCase):
         else:
             self.assertGreater(m["accuracy"], 0.7, m)
 
+    def check_importance(self, task, v):
+        """Permutation importance on the holdout: y follows x1 most, then x2;
+        the colour matters least (regression) or not at all."""
+        imp = v["features"]["importance"]
+        metric = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}[task]
+        self.assertEqual((imp["method"], imp["metric"], imp["rows"], imp["complete"]),
+                         ("permutation", metric, v["snapshot"]["test_rows"], True), imp)
+        self.assertAlmostEqual(imp["evaluated"], v["metrics"][metric], places=9)
+        fields = imp["fields"]
+        self.assertEqual(sorted(f["field"] for f in fields), ["color", "x1", "x2"], imp)
+        drops = [f["drop"] for f in fields]
+        self.assertEqual(drops, sorted(drops, reverse=True), imp)  # largest first
+        higher = metric == "roc_auc"
+        for f in fields:
+            # The drop is the metric's change, worse counted positive.
+            want = imp["evaluated"] - f["shuffled"] if higher else f["shuffled"] - imp["evaluated"]
+            self.assertAlmostEqual(f["drop"], want, places=9)
+        by = {f["field"]: f["drop"] for f in fields}
+        self.assertGreater(min(by["x1"], by["x2"]), by["color"], imp)
+        if task != "multiclass":
+            self.assertEqual(fields[0]["field"], "x1", imp)
+        self.assertGreater(by["x1"], 0, imp)
+
     def test_every_task_with_every_algorithm(self):
         jobs = {}
         data = {}
@@ -603,12 +626,19 @@ class TrainingTest(SharedServerCase):
                     self.assertEqual(v["features"]["classes"],
                                      ["false", "true"] if task == "binary" else ["a", "b", "c"])
                 self.assertIn("category-color=red", v["features"]["names"])
+                self.check_importance(task, v)
+
+                # The drift profile: in the version, not in the list.
+                self.assertEqual([f["field"] for f in v["features"]["profile"]["fields"]],
+                                 ["color", "x1", "x2"], v["features"]["profile"])
 
                 r = self.c.get("/v1/models/%s/versions" % name)
                 self.assertEqual(r.status, 200, r)
                 listed = r.json()["versions"]
                 self.assertEqual([x["version"] for x in listed], [1], r)
                 self.assertEqual(listed[0]["artifact"]["sha256"], v["artifact"]["sha256"])
+                self.assertNotIn("profile", listed[0]["features"], listed[0]["features"])
+                self.assertEqual(listed[0]["features"]["importance"], v["features"]["importance"])
                 r = self.c.get("/v1/models/%s/jobs" % name)
                 self.assertEqual([x["id"] for x in r.json()["jobs"]], [job_id], r)
         self.assertTrue(saw_running, seen)
