@@ -288,6 +288,31 @@ class PredictTest(SharedServerCase):
         # A batch's instances share one deadline and one latency.
         self.assertEqual(len({q["latency_ms"] for q in preds}), 1, preds)
 
+    def test_a_batch_answers_as_single_requests_do(self):
+        """A forest's batch answers are exactly those of single requests, both
+        while the version is unmeasured (the pool runs it) and once it is
+        measured fast (the request thread runs it)."""
+        for task in ("regression", "binary"):
+            with self.subTest(task=task):
+                name, _, _, _, _ = self.trained(task, algorithm="forest")
+                rows = [f for _, f, _, _ in synthetic(24, seed=7)]
+                rows[3] = {"x1": 0.5}  # missing fields imputed alike
+                batch = {"instances": [{"entity": "q%d" % i, "features": f}
+                                       for i, f in enumerate(rows)]}
+                cold = predict(self, self.c, name, batch)["predictions"]  # unmeasured: the pool
+                singles = [predict(self, self.c, name, {"features": f}) for f in rows]
+                for _ in range(20):  # measured fast from here on: the request thread
+                    predict(self, self.c, name, {"features": FEATURES})
+                warm = predict(self, self.c, name, batch)["predictions"]
+                for got in (cold, warm):
+                    self.assertEqual(len(got), len(rows))
+                    for g, one in zip(got, singles):
+                        self.assertModelAnswer(g, name, 1)
+                        self.assertEqual((g["prediction"], g.get("probabilities"), g.get("decision"),
+                                          g.get("imputed_fields")),
+                                         (one["prediction"], one.get("probabilities"),
+                                          one.get("decision"), one.get("imputed_fields")), (g, one))
+
     def test_binary_probabilities_and_decision(self):
         name, _, _, _, _ = self.trained("binary")
         v = get_version(self, self.c, name, 1)

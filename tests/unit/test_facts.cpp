@@ -1370,8 +1370,14 @@ TEST_CASE("the prediction log loses no row to concurrent appends, a full queue o
             }
         });
     }
-    // stop() while appends may still run: what comes after it is counted as dropped.
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // stop() once appends began, while more may still run: what comes after
+    // it is counted as dropped. (A fixed sleep here was not enough on a busy
+    // machine: stop() came before any append, and nothing was logged.)
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (log.stats().queued + log.stats().logged == 0 &&
+           std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::yield();
+    }
     log.stop();
     for (auto& th : pool) th.join();
     auto stats = log.stats();
