@@ -71,8 +71,8 @@ std::size_t field_profile::bin_of(const raw_value& v) const {
         const double* d = std::get_if<double>(&v);  // the common case, without a copy
         auto x = d && std::isfinite(*d) ? std::optional<double>(*d) : as_number(v);
         if (!x) return bins();
-        // The edges at or below x, counted without branches: a binary search
-        // over nine edges mispredicted about half its steps on served values.
+        // The edges at or below x, counted without branches: which way a
+        // binary search goes at each of its steps is unpredictable.
         std::size_t bin = 0;
         for (double e : edges) bin += e <= *x;
         return bin;
@@ -186,8 +186,8 @@ feature_profile profile_rows(const std::vector<feature_spec>& specs,
     return out;
 }
 
-raw_value prediction_output(task_kind task, double value,
-                            const std::vector<double>& probabilities, const std::string& label) {
+raw_value prediction_output(task_kind task, double value, const std::vector<double>& probabilities,
+                            const std::string& label) {
     switch (task) {
         case task_kind::regression:
             return value;
@@ -425,7 +425,8 @@ void drift_monitor::observe(const raw_record& r) const {
         const field_profile& f = ref_.fields[i];
         int order = -1;
         while (it != r.end() && (order = compare_names(it->first, f.field)) < 0) ++it;
-        bump(stripe[first_bin_[i] + (it != r.end() && order == 0 ? f.bin_of(it->second) : f.bins())]);
+        bump(stripe[first_bin_[i] +
+                    (it != r.end() && order == 0 ? f.bin_of(it->second) : f.bins())]);
     }
     bump(stripe[observed_slot_]);
 }

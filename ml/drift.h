@@ -82,8 +82,8 @@ feature_profile profile_rows(const std::vector<feature_spec>& specs,
 
 // What a prediction's output is for its profile: the value (regression), the
 // positive class's probability (binary), or the label (multiclass).
-raw_value prediction_output(task_kind task, double value,
-                            const std::vector<double>& probabilities, const std::string& label);
+raw_value prediction_output(task_kind task, double value, const std::vector<double>& probabilities,
+                            const std::string& label);
 // The profile of outputs (prediction_output of each holdout row).
 field_profile profile_predictions(task_kind task, const std::vector<raw_value>& outputs);
 
@@ -99,7 +99,7 @@ std::optional<feature_profile> profile_in_features(std::string_view features_jso
 struct drift_counts {
     std::uint64_t observed = 0;  // records counted
     std::vector<std::vector<std::uint64_t>> bins;
-    std::uint64_t predicted = 0;              // outputs counted
+    std::uint64_t predicted = 0;            // outputs counted
     std::vector<std::uint64_t> prediction;  // their bins; empty without a prediction profile
 };
 

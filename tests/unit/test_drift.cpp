@@ -170,8 +170,8 @@ TEST_CASE("drift: a model's answers are profiled like a field", "[drift]") {
     CHECK(std::get<double>(prediction_output(task_kind::binary, 1, {0.3, 0.7}, "yes")) == 0.7);
     CHECK(std::holds_alternative<std::monostate>(
         prediction_output(task_kind::binary, 1, {}, "yes")));  // no probabilities: missing
-    CHECK(std::get<std::string>(prediction_output(task_kind::multiclass, 2, {0.1, 0.2, 0.7}, "c")) ==
-          "c");
+    CHECK(std::get<std::string>(
+              prediction_output(task_kind::multiclass, 2, {0.1, 0.2, 0.7}, "c")) == "c");
 
     std::vector<raw_value> values;
     for (int i = 0; i < 200; ++i) values.emplace_back(i / 200.0);
