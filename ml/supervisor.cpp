@@ -231,23 +231,35 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
     if (!m.definition.retrain.on_drift) {
         outcome += "; retrain.on_drift is off";
     } else {
+        // One drift job a window per model at most: when the facts do not
+        // hold the moved inputs, each new version drifts as its predecessor
+        // did, and retraining at once would loop.
         bool active = false;
+        std::optional<micros> last_job;
         {
             auto conn = readers_.acquire();
             active = has_active_job(*conn, m.name);
+            last_job = last_job_created_at(*conn, m.name, "drift");
         }
+        const auto window_micros = static_cast<micros>(p.drift_window_seconds * 1e6);
+        const bool too_soon = last_job && now_micros() - *last_job < window_micros;
         std::int64_t job = 0;
-        status s = active ? status::ok()
-                          : writer_.run(
-                                [&](connection& c) {
-                                    job = insert_job(c, m.name, "drift", "supervisor");
-                                    append_job_log(c, job, "info",
-                                                   "queued by the supervisor: " + reason.str());
-                                    return status::ok();
-                                },
-                                std::chrono::seconds(10));
+        status s = status::ok();
+        if (!active && !too_soon) {
+            s = writer_.run(
+                [&](connection& c) {
+                    job = insert_job(c, m.name, "drift", "supervisor");
+                    append_job_log(c, job, "info", "queued by the supervisor: " + reason.str());
+                    return status::ok();
+                },
+                std::chrono::seconds(10));
+        }
         if (active) {
             outcome += "; a training job is already queued or running";
+        } else if (too_soon) {
+            outcome += "; not retraining: the last drift job was queued " +
+                       std::to_string((now_micros() - *last_job) / 1000000) +
+                       " s ago, within the drift window";
         } else if (!s) {
             outcome += "; could not queue a training job: " + s.message();
         } else {

@@ -413,9 +413,11 @@ std::int64_t last_snapshot_fact_id(connection& c, const std::string& model) {
     return st.step() ? st.column_int(0) : 0;
 }
 
-std::optional<micros> last_job_created_at(connection& c, const std::string& model) {
-    statement st(c, "SELECT max(created_at) FROM jobs WHERE model = ?");
+std::optional<micros> last_job_created_at(connection& c, const std::string& model,
+                                          const std::optional<std::string>& trigger) {
+    statement st(c, "SELECT max(created_at) FROM jobs WHERE model = ?1 AND (?2 IS NULL OR trigger = ?2)");
     st.bind(1, model);
+    if (trigger) st.bind(2, *trigger);
     if (!st.step()) return std::nullopt;
     return st.column_opt_int(0);
 }

@@ -179,7 +179,10 @@ std::int64_t count_labels_after(connection& c, const std::string& stream, const 
 // The highest fact id that the newest finished job (any state) trained on, or
 // 0; read from the newest version's snapshot.
 std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);
-std::optional<micros> last_job_created_at(connection& c, const std::string& model);
+// When the model's newest job (or, with a trigger, its newest job queued by
+// that trigger) was created.
+std::optional<micros> last_job_created_at(connection& c, const std::string& model,
+                                          const std::optional<std::string>& trigger = {});
 
 }  // namespace kennel
 

@@ -311,6 +311,20 @@ class DriftTest(KennelTestCase):
         time.sleep(1.5)
         self.assertEqual(len(self.drift_actions(name)), 1)
 
+        # Version 2 learned from the same facts, so the moved inputs drift from
+        # its profile too. It is reported, but no job is queued: one drift job
+        # a window per model, or each new version would retrain at once.
+        set_live(self, self.c, name, 2)
+        wait_until(lambda: self.live_drift(name)["version"] == 2 and
+                   self.live_drift(name)["window"] is not None, 10, "version 2's drift window")
+        self.send(name, shifted, "v2")
+        second = wait_until(lambda: [a for a in self.drift_actions(name) if a["version"] == 2], 10,
+                            "the drift report of version 2")[0]
+        self.assertRegex(second["outcome"], r"not retraining: the last drift job was queued "
+                                            r"\d+ s ago, within the drift window$", second)
+        jobs = self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        self.assertEqual(sorted(j["trigger"] for j in jobs), ["drift", "manual"], jobs)
+
     def test_drift_without_retraining_and_bad_policies(self):
         feats, labels, _ = load_data(self, self.c, 200, seed=6)
         name = uid("drift")
