@@ -368,6 +368,16 @@ drift_report compare_to_profile(const feature_profile& p, const drift_counts& c)
     return out;
 }
 
+drift_verdict judge_drift(const drift_report& r, double bound, std::uint64_t min_samples) {
+    drift_verdict v;
+    v.enough_requests = r.observed >= min_samples;
+    v.inputs = v.enough_requests && !r.worst_field.empty() && r.worst_psi > bound;
+    // The answers count too: inputs can move together in ways no single
+    // field shows.
+    v.answers = r.prediction && r.predicted >= min_samples && r.prediction->psi > bound;
+    return v;
+}
+
 namespace {
 
 std::atomic<std::uint64_t> next_monitor_id{1};

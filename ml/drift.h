@@ -129,6 +129,17 @@ struct drift_report {
 
 drift_report compare_to_profile(const feature_profile& p, const drift_counts& c);
 
+// Whether a report crosses a bound: the inputs (some field's index above it,
+// with at least min_samples requests counted) or the answers (their index
+// above it, with at least min_samples answers counted).
+struct drift_verdict {
+    bool enough_requests = false;
+    bool inputs = false;
+    bool answers = false;
+    bool drifted() const { return inputs || answers; }
+};
+drift_verdict judge_drift(const drift_report& r, double bound, std::uint64_t min_samples);
+
 class drift_monitor {
 public:
     explicit drift_monitor(feature_profile reference);

@@ -207,13 +207,10 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
     if (!recent || recent->counts.observed < static_cast<std::uint64_t>(p.min_drift_samples))
         return;
     drift_report r = compare_to_profile(v.drift->reference(), recent->counts);
-    const bool inputs = !r.worst_field.empty() && r.worst_psi > p.max_feature_drift;
-    // The answers count too (enough of them): inputs can move together in
-    // ways no single field shows.
-    const bool answers = r.prediction &&
-                         r.predicted >= static_cast<std::uint64_t>(p.min_drift_samples) &&
-                         r.prediction->psi > p.max_feature_drift;
-    if (!inputs && !answers) return;
+    const drift_verdict verdict =
+        judge_drift(r, p.max_feature_drift, static_cast<std::uint64_t>(p.min_drift_samples));
+    const bool inputs = verdict.inputs, answers = verdict.answers;
+    if (!verdict.drifted()) return;
     drift_reported_[key] = now;
 
     std::ostringstream reason;

@@ -30,22 +30,19 @@ json report_json(const ml::feature_profile& profile, const ml::drift_counts& cou
     };
     json fields = json::array();
     for (const auto& f : r.fields) fields.push_back(field_json(f));
-    const auto min = static_cast<std::uint64_t>(p.min_drift_samples);
-    const bool enough = r.observed >= min;
-    const bool inputs = enough && !r.worst_field.empty() && r.worst_psi > p.max_feature_drift;
+    const ml::drift_verdict verdict = ml::judge_drift(
+        r, p.max_feature_drift, static_cast<std::uint64_t>(p.min_drift_samples));
     // The model's own answers against its answers on the holdout (null for
     // versions trained before these were kept).
     json prediction = nullptr;
-    bool answers = false;
     if (r.prediction) {
-        answers = r.predicted >= min && r.prediction->psi > p.max_feature_drift;
         prediction = field_json(*r.prediction);
         prediction["answers"] = r.predicted;
-        prediction["drifted"] = answers;
+        prediction["drifted"] = verdict.answers;
     }
     return {{"requests", r.observed},
-            {"enough_requests", enough},
-            {"drifted", inputs || answers},
+            {"enough_requests", verdict.enough_requests},
+            {"drifted", verdict.drifted()},
             {"worst_field", r.worst_field.empty() ? json(nullptr) : json(r.worst_field)},
             {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)},
             {"fields", fields},

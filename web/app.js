@@ -560,15 +560,28 @@
       const order = ['writer', 'trainer', 'scheduler', 'supervisor', 'serving'];
       const names = [...order.filter((k) => k in c), ...Object.keys(c).filter((k) => !order.includes(k))];
       drawComps({ c, minute: Math.floor(Date.now() / 5000) }, () => names.map((name) => componentCard(name, c[name])));
-      const list = await get('/v1/models');
-      drawModels(list, (d) => [
+      const [list, serving] = await Promise.all([get('/v1/models'), get('/v1/serving').catch(() => null)]);
+      // Each model's live version's drift over its window, in brief.
+      const drift = {};
+      for (const m of (serving && serving.models) || []) {
+        const live = (m.versions || []).find((v) => v.role === 'live');
+        if (live && live.drift) drift[m.model] = live.drift;
+      }
+      const driftCell = (name) => {
+        const d = drift[name];
+        if (!d) return h('span.muted', null, '—');
+        if (!d.enough_requests) return badge('waiting');
+        return [badge(d.drifted ? 'drifted' : 'stable'), d.drifted && d.worst_field ? ` ${d.worst_field}` : null];
+      };
+      drawModels({ list, drift }, () => [
         h('div.card-head', null, h('h2', null, 'Models'), h('a', { href: '#/models' }, 'All models →')),
-        d.models.length ? table(['Model', 'Task', 'Live', 'Versions', 'Last job'], d.models.map((m) => h('tr', null,
+        list.models.length ? table(['Model', 'Task', 'Live', 'Versions', 'Last job', 'Drift'], list.models.map((m) => h('tr', { 'data-model': m.name },
           h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, m.name)),
           h('td', null, m.task),
           h('td', null, m.aliases && m.aliases.live ? `v${m.aliases.live}` : h('span.muted', null, 'none')),
           h('td.num', null, fmtNum(m.versions)),
-          h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`)] : '—'))))
+          h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`)] : '—'),
+          h('td.drift', null, driftCell(m.name)))))
           : emptyModels(),
       ]);
     };

@@ -350,6 +350,13 @@ step('feature drift: every field against training, a moved field flagged', async
   assert.equal(live.window.worst_field, 'length', JSON.stringify(live.window).slice(0, 500));
   assert.equal(live.window.prediction.answers, live.window.requests, JSON.stringify(live.window.prediction).slice(0, 500));
   await shot('model-drift-1280');
+  // The overview flags it too, naming the field.
+  await page.click('#nav a[data-view="overview"]');
+  await visible(page.locator('tr[data-model="likes"] td.drift .badge', { hasText: 'drifted' }));
+  assert.match(await page.textContent('tr[data-model="likes"] td.drift'), /drifted length/);
+  await page.click('#nav a[data-view="models"]');
+  await page.click('table a:has-text("likes")');
+  await visible(page.locator('#feature-drift'));
 });
 
 step('train now: the job runs with progress and finishes', async () => {

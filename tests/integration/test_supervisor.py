@@ -264,6 +264,13 @@ class DriftTest(KennelTestCase):
         self.assertGreater(by_field["x1"]["psi"], 0.25, by_field["x1"])
         self.assertLess(by_field["x2"]["psi"], 0.25, by_field["x2"])
         self.assertLess(by_field["color"]["psi"], 0.25, by_field["color"])
+        # /v1/serving has the same verdict in brief.
+        served = [m for m in self.c.get("/v1/serving").json()["models"] if m["model"] == name][0]
+        brief = [v for v in served["versions"] if v["role"] == "live"][0]["drift"]
+        self.assertEqual((brief["requests"], brief["drifted"], brief["worst_field"]),
+                         (500, True, "x1"), brief)
+        self.assertAlmostEqual(brief["worst_psi"], window["worst_psi"], places=9)
+        self.assertAlmostEqual(brief["prediction_psi"], window["prediction"]["psi"], places=9)
         top = by_field["x1"]["bins"][-2]  # the last decile: x1 above most of training
         self.assertTrue(top["bin"].endswith("inf)"), top)
         self.assertGreater(top["observed"], 0.5, top)
