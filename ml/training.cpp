@@ -89,9 +89,13 @@ permutation_importance importance_by_permutation(
             pm.higher_is_better ? out.evaluated - shuffled : shuffled - out.evaluated;
         out.fields.push_back({field, drop, shuffled});
     }
-    std::stable_sort(
-        out.fields.begin(), out.fields.end(),
-        [](const field_importance& a, const field_importance& b) { return a.drop > b.drop; });
+    // Largest drop first; a NaN drop (a metric undefined on this holdout,
+    // such as ROC-AUC with one class) last, so the order stays well defined.
+    std::stable_sort(out.fields.begin(), out.fields.end(),
+                     [](const field_importance& a, const field_importance& b) {
+                         if (std::isnan(a.drop)) return false;
+                         return std::isnan(b.drop) || a.drop > b.drop;
+                     });
     return out;
 }
 

@@ -8,6 +8,7 @@
 #include "ml/drift.h"
 #include "ml/serving.h"
 #include "server/app.h"
+#include "server/drift_json.h"
 #include "server/errors.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
@@ -17,6 +18,7 @@ namespace {
 
 using json = nlohmann::json;
 
+// The brief, then every field's bins, then the answers'.
 json report_json(const ml::feature_profile& profile, const ml::drift_counts& counts,
                  const ml::supervision_policy& p) {
     const ml::drift_report r = ml::compare_to_profile(profile, counts);
@@ -28,28 +30,44 @@ json report_json(const ml::feature_profile& profile, const ml::drift_counts& cou
         }
         return json{{"field", f.field}, {"psi", f.psi}, {"bins", bins}};
     };
-    json fields = json::array();
-    for (const auto& f : r.fields) fields.push_back(field_json(f));
-    const ml::drift_verdict verdict = ml::judge_drift(
-        r, p.max_feature_drift, static_cast<std::uint64_t>(p.min_drift_samples));
+    json out = drift_brief(r, p);
+    out["fields"] = json::array();
+    for (const auto& f : r.fields) out["fields"].push_back(field_json(f));
     // The model's own answers against its answers on the holdout (null for
     // versions trained before these were kept).
-    json prediction = nullptr;
+    out["prediction"] = nullptr;
     if (r.prediction) {
-        prediction = field_json(*r.prediction);
-        prediction["answers"] = r.predicted;
-        prediction["drifted"] = verdict.answers;
+        out["prediction"] = field_json(*r.prediction);
+        out["prediction"]["answers"] = r.predicted;
+        out["prediction"]["drifted"] =
+            ml::judge_drift(r, p.max_feature_drift,
+                            static_cast<std::uint64_t>(p.min_drift_samples))
+                .answers;
     }
+    return out;
+}
+
+}  // namespace
+
+json drift_brief(const ml::drift_report& r, const ml::supervision_policy& p) {
+    const ml::drift_verdict verdict = ml::judge_drift(
+        r, p.max_feature_drift, static_cast<std::uint64_t>(p.min_drift_samples));
     return {{"requests", r.observed},
             {"enough_requests", verdict.enough_requests},
             {"drifted", verdict.drifted()},
             {"worst_field", r.worst_field.empty() ? json(nullptr) : json(r.worst_field)},
-            {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)},
-            {"fields", fields},
-            {"prediction", prediction}};
+            {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)}};
 }
 
-}  // namespace
+json drift_window_brief(const ml::model_serving& m, const ml::loaded_version& v) {
+    if (!v.drift) return nullptr;
+    auto window = v.drift->recent();
+    if (!window) return nullptr;
+    const ml::drift_report r = ml::compare_to_profile(v.drift->reference(), window->counts);
+    json out = drift_brief(r, m.definition.supervision);
+    out["prediction_psi"] = r.prediction && r.predicted ? json(r.prediction->psi) : json(nullptr);
+    return out;
+}
 
 http_response get_model_drift(app& a, const http_request& req) {
     const std::string& name = req.param("name");

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -29,21 +28,26 @@
 namespace kennel {
 namespace {
 
-// Each serving version's drift over its model's window, once the supervisor
+// A serving version's drift over its model's window, once the supervisor
 // has started one and something was counted in it.
-void for_each_drift_window(
-    const std::vector<std::shared_ptr<const ml::model_serving>>& models,
-    const std::function<void(const std::string& model, const std::string& version,
-                             const std::string& role, const ml::drift_report& r)>& visit) {
+struct drift_row {
+    std::string model, version, role;
+    ml::drift_report report;
+};
+
+std::vector<drift_row> drift_windows(
+    const std::vector<std::shared_ptr<const ml::model_serving>>& models) {
+    std::vector<drift_row> out;
     for (const auto& m : models) {
         ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
             if (!v.drift || role == "previous") return;
             auto window = v.drift->recent();
             if (!window || window->counts.observed == 0) return;
-            visit(m->name, std::to_string(v.version), role,
-                  ml::compare_to_profile(v.drift->reference(), window->counts));
+            out.push_back({m->name, std::to_string(v.version), role,
+                           ml::compare_to_profile(v.drift->reference(), window->counts)});
         });
     }
+    return out;
 }
 
 class exposition {
@@ -200,22 +204,23 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_feature_drift_psi", "gauge",
              "Population stability index of a field's served values against the version's "
              "training rows, over the model's drift window.");
-    for_each_drift_window(models, [&](const std::string& model, const std::string& version,
-                                      const std::string& role, const ml::drift_report& d) {
-        for (const auto& f : d.fields) {
-            e.sample(f.psi, {{"model", model}, {"version", version}, {"role", role}, {"field", f.field}});
+    const std::vector<drift_row> drift = drift_windows(models);
+    for (const auto& d : drift) {
+        for (const auto& f : d.report.fields) {
+            e.sample(f.psi, {{"model", d.model}, {"version", d.version}, {"role", d.role},
+                             {"field", f.field}});
         }
-    });
+    }
 
     e.family("kennel_prediction_drift_psi", "gauge",
              "Population stability index of a version's answers against its answers on the "
              "holdout, over the model's drift window.");
-    for_each_drift_window(models, [&](const std::string& model, const std::string& version,
-                                      const std::string& role, const ml::drift_report& d) {
-        if (d.predicted && d.prediction) {
-            e.sample(d.prediction->psi, {{"model", model}, {"version", version}, {"role", role}});
+    for (const auto& d : drift) {
+        if (d.report.predicted && d.report.prediction) {
+            e.sample(d.report.prediction->psi,
+                     {{"model", d.model}, {"version", d.version}, {"role", d.role}});
         }
-    });
+    }
 
     e.family("kennel_predict_pool_queued", "gauge", "Prediction tasks waiting for the pool.")
         .sample(num(a.predict_pool().queued()));

@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "ml/definition_json.h"
-#include "ml/drift.h"
 #include "ml/live_metrics.h"
 #include "ml/predict_pool.h"
 #include "ml/predict_slots.h"
@@ -16,6 +15,7 @@
 #include "ml/supervisor.h"
 #include "ml/training_worker.h"
 #include "server/app.h"
+#include "server/drift_json.h"
 #include "server/errors.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
@@ -26,24 +26,6 @@ namespace kennel {
 namespace {
 
 using json = nlohmann::json;
-
-// A serving version's drift over its model's window, in brief (GET
-// …/drift has the fields and bins); null without a profile or a window yet.
-json drift_summary(const ml::model_serving& m, const ml::loaded_version& v) {
-    if (!v.drift) return nullptr;
-    auto window = v.drift->recent();
-    if (!window) return nullptr;
-    const ml::drift_report r = ml::compare_to_profile(v.drift->reference(), window->counts);
-    const ml::supervision_policy& p = m.definition.supervision;
-    const ml::drift_verdict verdict = ml::judge_drift(
-        r, p.max_feature_drift, static_cast<std::uint64_t>(p.min_drift_samples));
-    return {{"requests", r.observed},
-            {"enough_requests", verdict.enough_requests},
-            {"drifted", verdict.drifted()},
-            {"worst_field", r.worst_field.empty() ? json(nullptr) : json(r.worst_field)},
-            {"worst_psi", r.worst_field.empty() ? json(nullptr) : json(r.worst_psi)},
-            {"prediction_psi", r.prediction && r.predicted ? json(r.prediction->psi) : json(nullptr)}};
-}
 
 // A JSON object body with a non-empty "reason" (every action is recorded with why).
 bool model_exists(app& a, const std::string& name) {
@@ -536,7 +518,7 @@ http_response get_serving(app& a, const http_request&) {
                                 {"errors", v.counters.errors.load()},
                                 {"deadline_misses", v.counters.deadline_misses.load()},
                                 {"fallbacks", v.counters.fallbacks.load()},
-                                {"drift", drift_summary(*m, v)}});
+                                {"drift", drift_window_brief(*m, v)}});
         });
         models.push_back({{"model", m->name},
                           {"revision", m->revision},

@@ -358,9 +358,15 @@ class DriftTest(KennelTestCase):
         # Serving goes on from the same version: drift alone takes nothing out of service.
         self.assertEqual(events_of(self, self.c, name), [])
 
-        # Unknown models and bad policies are refused, naming the field.
+        # Unknown models and bad policies are refused, naming the field; a
+        # model never trained has nothing served, so no version to report.
         r = self.c.get("/v1/models/nosuchmodel/drift")
         self.assertErrorShape(r, 404, "not_found", "name")
+        untrained = uid("untrained")
+        put_model(self, self.c, untrained, definition(feats, labels))
+        wait_until(lambda: self.c.get("/v1/models/%s/drift" % untrained).status == 200, 5,
+                   "the untrained model in serving")
+        self.assertEqual(self.drift_of(untrained)["versions"], [])
         base = definition(feats, labels)
         for bad, field in (({"supervision": {"max_feature_drift": -1}}, "supervision.max_feature_drift"),
                            ({"supervision": {"max_feature_drift": "high"}}, "supervision.max_feature_drift"),
