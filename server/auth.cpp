@@ -12,6 +12,10 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 constexpr auto key_cache_ttl = std::chrono::seconds(5);
+// Anyone may send a Bearer token, known or not, and each distinct one is
+// cached (an unknown key as null, so a flood of them does not reach SQLite
+// every time): the cache must not grow with what strangers send.
+constexpr std::size_t max_cached_keys = 1024;
 constexpr auto session_lifetime = std::chrono::hours(12);
 constexpr int failures_before_lockout = 5;
 
@@ -83,6 +87,11 @@ authenticator::authenticator(reader_pool& readers, fact_writer& writer,
 void authenticator::forget_keys() {
     std::unique_lock lock(keys_mu_);
     keys_.clear();
+}
+
+std::size_t authenticator::cached_keys() {
+    std::shared_lock lock(keys_mu_);
+    return keys_.size();
 }
 
 status authenticator::throttle_check(const std::string& who) {
@@ -165,7 +174,14 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             }
             if (found) row = std::make_shared<const api_key_row>(std::move(*found));
             std::unique_lock lock(keys_mu_);
-            keys_[hash] = {row, steady::now()};
+            const auto now = steady::now();
+            if (keys_.size() >= max_cached_keys) {
+                std::erase_if(keys_,
+                              [now](const auto& e) { return now - e.second.at >= key_cache_ttl; });
+                // Still full of fresh entries: a flood; start again.
+                if (keys_.size() >= max_cached_keys) keys_.clear();
+            }
+            keys_[hash] = {row, now};
         }
         if (!row || row->revoked_at) {
             return error_response(status(error_kind::unauthenticated,

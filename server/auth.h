@@ -49,6 +49,8 @@ public:
 
     // Forget cached keys (after a create or revoke through the API).
     void forget_keys();
+    // Keys in the cache, known or not (at most a fixed bound).
+    std::size_t cached_keys();
 
     static constexpr const char* cookie_name = "kennel_session";
 

@@ -1,0 +1,78 @@
+// The authenticator against a real SQLite file: API keys by their hash,
+// scopes, revocation, and a key cache that strangers cannot grow.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "server/auth.h"
+#include "store/auth_store.h"
+#include "test_support.h"
+
+using namespace kennel;
+
+namespace {
+
+http_request with_bearer(const std::string& key) {
+    http_request req;
+    req.method = "POST";
+    req.path = "/v1/models/m/predict";
+    req.remote_addr = "127.0.0.1";
+    req.headers.emplace_back("authorization", "Bearer " + key);
+    return req;
+}
+
+}  // namespace
+
+TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[auth]") {
+    testing::migrated_db db;
+    auto made = create_api_key(db.conn, "bot", {"predict"}, "admin");
+    REQUIRE(made);
+    const std::string key = made->key;
+
+    reader_pool readers(db.path);
+    writer_options wo;
+    wo.db_path = db.path;
+    fact_writer writer(wo);
+    REQUIRE(writer.start());
+    authenticator auth(readers, writer, std::chrono::milliseconds(0));
+
+    http_request ok = with_bearer(key);
+    CHECK_FALSE(auth.check(ok, access::predict).has_value());
+    CHECK(ok.actor == "key:bot");
+
+    http_request wrong_scope = with_bearer(key);
+    auto refused = auth.check(wrong_scope, access::ingest);
+    REQUIRE(refused.has_value());
+    CHECK(refused->status == 403);
+    CHECK(refused->body.find("scopes [predict]") != std::string::npos);
+
+    http_request unknown = with_bearer("knl_0123456789abcdef");
+    auto unknown_answer = auth.check(unknown, access::predict);
+    REQUIRE(unknown_answer.has_value());
+    CHECK(unknown_answer->status == 401);
+    CHECK(unknown_answer->body.find("unknown API key") != std::string::npos);
+
+    SECTION("a flood of made-up keys does not grow the cache without bound") {
+        for (int i = 0; i < 5000; ++i) {
+            http_request req = with_bearer("knl_made_up_" + std::to_string(i));
+            auto answer = auth.check(req, access::predict);
+            REQUIRE(answer.has_value());
+            REQUIRE(answer->status == 401);
+        }
+        CHECK(auth.cached_keys() <= 1024);
+        // The real key still works after the cache was emptied under it.
+        http_request again = with_bearer(key);
+        CHECK_FALSE(auth.check(again, access::predict).has_value());
+    }
+
+    SECTION("a revoked key is refused once the cache is told") {
+        REQUIRE(revoke_api_key(db.conn, made->row.id, "admin"));
+        auth.forget_keys();
+        http_request after = with_bearer(key);
+        auto answer = auth.check(after, access::predict);
+        REQUIRE(answer.has_value());
+        CHECK(answer->status == 401);
+        CHECK(answer->body.find("revoked") != std::string::npos);
+    }
+    writer.stop();
+}
