@@ -52,6 +52,19 @@ void list_missing(const ml::model_serving& m, predict_instance& out) {
 
 // --- the document reader -----------------------------------------------------
 
+constexpr int max_feature_depth = 4;
+
+// Whether `v` holds arrays or objects more than `limit` levels deep; the
+// recursion stops at the limit.
+bool nested_deeper_than(const json& v, int limit) {
+    if (!v.is_structured()) return false;
+    if (limit == 0) return true;
+    for (const auto& item : v) {
+        if (nested_deeper_than(item, limit - 1)) return true;
+    }
+    return false;
+}
+
 std::uint64_t hash_member(std::uint64_t h, std::string_view key, const json& v) {
     h = hash_key(h, key);
     if (v.is_number()) return hash_number(h, v.get<double>());
@@ -143,6 +156,12 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
     std::uint64_t h = ml::fnv1a64_offset;
     // The document keeps members in key order, so the record is built at its end.
     for (const auto& [k, v] : f->items()) {
+        // Hashing writes the value out recursively: a value nested 100,000
+        // deep (a 200 KB body) would overflow the stack.
+        if (nested_deeper_than(v, max_feature_depth)) {
+            return invalid(prefix + k, "nested deeper than " + std::to_string(max_feature_depth) +
+                                           " (a feature value is a scalar or an interval)");
+        }
         h = hash_member(h, k, v);
         bool known = false;
         for (const auto& spec : m.definition.features) {

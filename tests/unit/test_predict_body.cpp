@@ -241,6 +241,27 @@ TEST_CASE(
     CHECK(idx == std::optional<std::size_t>(1));
 }
 
+TEST_CASE("a feature value nested without end is refused by name, not written out") {
+    // 100,000 levels in a 200 KB body once overflowed the stack of the
+    // thread that hashed the value.
+    const auto m = test_model();
+    const int depth = 100000;
+    for (const std::string field : {"unknown", "x"}) {
+        std::string body = R"({"instances":[{"features":{"y":1}},{"features":{")" + field +
+                           "\":" + std::string(depth, '[') + std::string(depth, ']') + "}}]}";
+        INFO(field);
+        std::optional<std::size_t> idx;
+        auto r = parse_predict_body(m, body, idx);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().field() == "instances[1].features." + field);
+        CHECK(r.error().to_string().find("nested deeper than 4") != std::string::npos);
+        CHECK(idx == std::optional<std::size_t>(1));
+    }
+    // An interval is two levels: still taken.
+    std::optional<std::size_t> idx;
+    CHECK(parse_predict_body(m, R"({"features":{"span":{"lower":1,"upper":2}}})", idx));
+}
+
 TEST_CASE("on 20,000 generated bodies the fast reader never disagrees with the document reader") {
     const auto m = test_model();
     std::mt19937 rng(20261202);
