@@ -151,6 +151,19 @@ result<model_artifact> load_artifact(std::string_view bytes, load_use use) {
     }
 }
 
+namespace {
+
+// Whether the function's answer is unusable (NaN or infinite anywhere).
+bool not_finite(const prediction& p) {
+    if (!std::isfinite(p.value)) return true;
+    for (double q : p.probabilities) {
+        if (!std::isfinite(q)) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
 result<model_prediction> predict_raw(const model_artifact& a, const raw_record& record) {
     if (!a.function) return status(error_kind::internal, "model artifact has no function");
     const std::vector<double> x = a.pipeline.transform(record);
@@ -158,6 +171,20 @@ result<model_prediction> predict_raw(const model_artifact& a, const raw_record& 
         return status(error_kind::internal, "feature pipeline and function disagree on width");
     }
     prediction p = a.function->predict(x);
+    if (not_finite(p)) {
+        // Finite inputs far outside the training data (1e308 where training
+        // saw tens) overflow the model's arithmetic: the request's fault, not
+        // the version's, so that no client can get a version disabled.
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            if (!(std::abs(x[i]) <= max_input_scale)) {
+                std::ostringstream msg;
+                msg << "prediction is not finite: input column \"" << a.pipeline.names()[i]
+                    << "\" is " << x[i] << " in training units, far outside the training data";
+                return status(error_kind::invalid_argument, msg.str());
+            }
+        }
+        return status(error_kind::internal, "prediction is not finite");
+    }
     model_prediction out;
     out.value = p.value;
     out.probabilities = std::move(p.probabilities);
@@ -167,7 +194,6 @@ result<model_prediction> predict_raw(const model_artifact& a, const raw_record& 
             return status(error_kind::internal, "predicted class index out of range");
         out.label = a.classes[k];
     }
-    if (!std::isfinite(out.value)) return status(error_kind::internal, "prediction is not finite");
     return out;
 }
 

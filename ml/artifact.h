@@ -57,7 +57,13 @@ struct model_prediction {
     std::vector<double> probabilities;  // per class; empty for regression
 };
 
-// Runs the pipeline on the record, then the function.
+// Transformed inputs beyond this many training units (standard deviations
+// for numbers) are blamed when a prediction is not finite.
+constexpr double max_input_scale = 1e6;
+
+// Runs the pipeline on the record, then the function. A prediction that is
+// not finite is invalid_argument when an input is beyond max_input_scale (the
+// request's fault), else internal (the version's).
 result<model_prediction> predict_raw(const model_artifact& artifact, const raw_record& record);
 
 }  // namespace kennel::ml

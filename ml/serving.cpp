@@ -119,7 +119,11 @@ answer predict_with(const loaded_version& v, const raw_record& record) {
         if (v.fault == "serve_sleep") std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     auto p = predict_raw(*v.artifact, record);
-    if (!p) throw std::runtime_error(p.error().message());
+    if (!p) {
+        if (p.error().kind() == error_kind::invalid_argument)
+            throw input_out_of_range(p.error().message());
+        throw std::runtime_error(p.error().message());
+    }
     return to_answer(v, *p);
 }
 

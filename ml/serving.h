@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -180,6 +181,14 @@ void for_each_served_version(
 
 // Runs a loaded version on a raw record (with its test faults). Throws on a
 // model error, which the caller turns into a fallback.
+// Thrown by predict_with when the request's inputs, not the version, made
+// the prediction unusable (see predict_raw): not counted as the version's
+// error.
+class input_out_of_range : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 answer predict_with(const loaded_version& v, const raw_record& record);
 
 // The arm for an entity: a stable unsigned hash of the entity in [0,1)

@@ -71,11 +71,16 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         std::optional<ml::answer> got;
         std::int64_t by = 0;
         std::string reason;
+        bool input_fault = false;
         const auto& rec = instances[i].record;
         if (picks[i].version) {
             try {
                 got = ml::predict_with(*picks[i].version, rec);
                 by = picks[i].version->version;
+            } catch (const ml::input_out_of_range& e) {
+                // Earlier versions would overflow alike: the constant answers.
+                reason = std::string("input_out_of_range: ") + e.what();
+                input_fault = true;
             } catch (const std::exception& e) {
                 picks[i].version->counters.errors.fetch_add(1, std::memory_order_relaxed);
                 reason = std::string("model_error: ") + e.what();
@@ -85,10 +90,12 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         }
         // Down the chain: earlier live versions, newest first.
         for (const auto& prev : m.previous) {
-            if (got || steady::now() > deadline) break;
+            if (got || input_fault || steady::now() > deadline) break;
             try {
                 got = ml::predict_with(*prev, rec);
                 by = prev->version;
+            } catch (const ml::input_out_of_range&) {
+                break;
             } catch (const std::exception&) {
                 prev->counters.errors.fetch_add(1, std::memory_order_relaxed);
             }
@@ -263,7 +270,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             source = "none";
         }
-        if (fallback && pick.version)
+        // An input the model overflows on is the request's fault: not held
+        // against the version by the supervisor.
+        if (fallback && pick.version && !reasons[i].starts_with("input_out_of_range"))
             pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
@@ -357,6 +366,9 @@ http_response post_model_predict(app& a, const http_request& req) {
                         s.value = sa.value;
                         if (!sa.label.empty()) s.label = sa.label;
                         s.probabilities.assign(sa.probabilities);
+                    } catch (const ml::input_out_of_range& e) {
+                        s.fallback = true;
+                        s.reason = std::string("input_out_of_range: ") + e.what();
                     } catch (const std::exception& e) {
                         s.fallback = true;
                         s.reason = std::string("model_error: ") + e.what();
