@@ -84,6 +84,33 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
 
 }  // namespace
 
+// Requests are read by the feature specs of the versions that answer them,
+// not by the current definition: a definition edited after training (a
+// field dropped, a transform or the task changed) must not change what a
+// trained version is given or how its answer reads. The version answering
+// (live, else the first of the chain) gives the task and its specs; each
+// experiment arm adds the specs it reads. An untrained model keeps the
+// definition's.
+void use_served_specs(model_serving& s) {
+    const loaded_version* first = s.live               ? s.live.get()
+                                  : s.previous.empty() ? nullptr
+                                                       : s.previous.front().get();
+    if (!first) return;
+    s.definition.task = first->artifact->task;
+    std::vector<feature_spec> specs = first->artifact->pipeline.specs();
+    for (const auto& arm : s.arms) {
+        if (!arm.version) continue;
+        for (const auto& spec : arm.version->artifact->pipeline.specs()) {
+            bool have = false;
+            for (const auto& h : specs)
+                have = have || (h.field == spec.field && h.transform == spec.transform);
+            if (!have) specs.push_back(spec);
+        }
+    }
+    s.definition.features = std::move(specs);
+    s.fields = index_fields(s.definition.features);
+}
+
 std::vector<served_field> index_fields(const std::vector<feature_spec>& specs) {
     std::map<std::string, std::uint32_t> by_name;
     for (const auto& spec : specs) by_name[spec.field] |= 1u << static_cast<unsigned>(spec.transform);
@@ -313,6 +340,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->experiment = e->id;
             }
         }
+        use_served_specs(*s);
         if (!s->live) {
             s->prior = label_prior(c, p.definition, s->prior_classes);
             if (s->prior) s->prior->classes = &s->prior_classes;

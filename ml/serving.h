@@ -107,6 +107,8 @@ std::vector<served_field> index_fields(const std::vector<feature_spec>& specs);
 // One model's serving state. Immutable once published.
 struct model_serving {
     std::string name;
+    // The current revision, with the features and task of the versions served
+    // (use_served_specs).
     model_definition definition;
     std::int64_t revision = 0;
     std::shared_ptr<const loaded_version> live;  // null when not trained, disabled or unloadable
@@ -126,6 +128,10 @@ struct model_serving {
     std::vector<served_field> fields;  // fields the definition reads, by name
     std::chrono::steady_clock::time_point built_at;
 };
+
+// Sets `s.definition`'s features and task, and `s.fields`, to what its
+// loaded versions read (see serving.cpp); untouched for an untrained model.
+void use_served_specs(model_serving& s);
 
 struct serving_options {
     bool test_faults = false;

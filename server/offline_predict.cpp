@@ -41,7 +41,7 @@ int run_offline_predict(const offline_predict_options& o) {
         std::cerr << me << "cannot open " << o.db << ": " << e.what() << "\n";
         return 1;
     }
-    // The serving snapshot the server would build: the definition's fields
+    // The serving snapshot the server would build: the served versions' fields
     // for reading instances, the live version, and its state.
     ml::serving_registry registry({});
     if (status s = registry.refresh(*conn, o.model); !s) {

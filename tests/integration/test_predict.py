@@ -288,6 +288,36 @@ class PredictTest(SharedServerCase):
         # A batch's instances share one deadline and one latency.
         self.assertEqual(len({q["latency_ms"] for q in preds}), 1, preds)
 
+    def test_editing_the_definition_does_not_change_a_trained_version(self):
+        """A trained version is served by its own stored pipeline and task:
+        an edited definition (a field dropped, a transform changed, another
+        task) changes nothing until a new version is trained from it."""
+        name, _, _, _, d = self.trained()
+        before = predict(self, self.c, name, {"entity": "d1", "features": FEATURES})
+        self.assertModelAnswer(before, name, 1)
+        edits = [
+            dict(d, features=[{"field": "color", "transform": "category"}]),
+            dict(d, features=[{"field": "x1", "transform": "category"}, {"field": "x2"},
+                              {"field": "color", "transform": "category"}]),
+            dict(d, task="binary", label=dict(d["label"], field="b")),
+        ]
+        for i, edited in enumerate(edits):
+            with self.subTest(edit=i):
+                put_model(self, self.c, name, edited)
+                p = predict(self, self.c, name, {"entity": "d1", "features": FEATURES})
+                self.assertModelAnswer(p, name, 1)
+                self.assertEqual(p["prediction"], before["prediction"], p)
+                self.assertNotIn("probabilities", p)
+                self.assertNotIn("ignored_fields", p)
+                self.assertNotIn("imputed_fields", p)
+        # A new version trained from the last edit serves by it: binary.
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "binary now")
+        p = predict(self, self.c, name, {"entity": "d1", "features": FEATURES})
+        self.assertModelAnswer(p, name, 2)
+        self.assertIn(p["prediction"], ("true", "false"), p)
+        self.assertIn("probabilities", p)
+
     def test_a_batch_answers_as_single_requests_do(self):
         """A forest's batch answers are exactly those of single requests, both
         while the version is unmeasured (the pool runs it) and once it is
