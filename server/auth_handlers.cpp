@@ -76,7 +76,9 @@ http_response get_keys(app& a, const http_request&) {
 http_response post_key(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
-    std::string name = body->value("name", "");
+    auto name_field = optional_string(*body, "name", "", "name");
+    if (!name_field) return error_response(name_field.error());
+    const std::string name = std::move(*name_field);
     std::vector<std::string> scopes;
     auto sc = body->find("scopes");
     if (sc == body->end() || !sc->is_array()) {

@@ -144,6 +144,22 @@ result<json> reasoned_body(const http_request& req) {
     return j;
 }
 
+result<std::string> optional_string(const json& obj, const std::string& key, std::string fallback,
+                                    const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (!it->is_string()) return invalid(path, "must be a string");
+    return it->get<std::string>();
+}
+
+result<bool> optional_bool(const json& obj, const std::string& key, bool fallback,
+                           const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) return invalid(path, "must be true or false");
+    return it->get<bool>();
+}
+
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,
                                std::int64_t max) {
     std::int64_t v = 0;

@@ -45,6 +45,14 @@ result<nlohmann::json> json_object_body(const http_request& req, bool allow_empt
 // action on versions, aliases and experiments is recorded with why.
 result<nlohmann::json> reasoned_body(const http_request& req);
 
+// An optional member of an object: `fallback` when absent or null, else it
+// must be of the type asked (a 400 naming `path` otherwise, not the 500 that
+// nlohmann's value() would throw into).
+result<std::string> optional_string(const nlohmann::json& obj, const std::string& key,
+                                    std::string fallback, const std::string& path);
+result<bool> optional_bool(const nlohmann::json& obj, const std::string& key, bool fallback,
+                           const std::string& path);
+
 // An integer in [min, max] from a path segment or query value.
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,
                                std::int64_t max);

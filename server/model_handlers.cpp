@@ -253,7 +253,9 @@ http_response post_job_cancel(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
-    std::string why = body->value("reason", "");
+    auto why_field = optional_string(*body, "reason", "", "reason");
+    if (!why_field) return error_response(why_field.error());
+    const std::string why = std::move(*why_field);
     std::string who = actor_of(req);
     status s = a.writer().run(
         [&](connection& c) {
@@ -341,7 +343,9 @@ http_response delete_model_alias(app& a, const http_request& req) {
     const std::string& alias = req.param("alias");
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
-    std::string reason = body->value("reason", "");
+    auto reason_field = optional_string(*body, "reason", "", "reason");
+    if (!reason_field) return error_response(reason_field.error());
+    const std::string reason = std::move(*reason_field);
     if (reason.empty()) return error_response(invalid("reason", "say why the alias is removed"));
     std::string actor = actor_of(req);
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },

@@ -80,7 +80,9 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
             return status(error_kind::not_found, "model " + model + " has no version " + std::to_string(version),
                           path + ".version");
         }
-        bool shadow = arm.value("shadow", false);
+        auto shadow_field = optional_bool(arm, "shadow", false, path + ".shadow");
+        if (!shadow_field) return shadow_field.error();
+        const bool shadow = *shadow_field;
         double weight = 0;
         if (!shadow) {
             auto w = arm.find("weight");
@@ -90,11 +92,17 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
             weight = w->get<double>();
             total += weight;
         }
-        std::string name = arm.value("name", (shadow ? "shadow-v" : "v") + std::to_string(version));
+        auto name_field = optional_string(
+            arm, "name", (shadow ? "shadow-v" : "v") + std::to_string(version), path + ".name");
+        if (!name_field) return name_field.error();
+        const std::string name = std::move(*name_field);
         if (!names.insert(name).second) return invalid(path + ".name", "arm names must be unique");
         out.push_back({{"name", name}, {"version", version}, {"weight", weight}, {"shadow", shadow}});
     }
     if (total <= 0) return invalid("arms", "at least one arm must take traffic (a weight > 0)");
+    // 1e308 twice is finite in each arm but not in their sum, and would
+    // normalise every weight to 0: an experiment stored but never routed.
+    if (!std::isfinite(total)) return invalid("arms", "the weights must add up to a finite number");
     for (auto& arm : out) {
         if (!arm["shadow"].get<bool>()) arm["weight"] = arm["weight"].get<double>() / total;
     }

@@ -83,7 +83,17 @@ class ExperimentTest(SharedServerCase):
                             ({"reason": "x", "arms": [{"weight": 1}]}, "arms[0].version"),
                             ({"reason": "x", "arms": [{"name": "a", "version": 1, "weight": 1},
                                                       {"name": "a", "version": 2, "weight": 1}]},
-                             "arms[1].name")):
+                             "arms[1].name"),
+                            # Wrong types were 500s; an overflowing sum stored an
+                            # experiment no request was routed by.
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                      {"version": 2, "shadow": "yes"}]},
+                             "arms[1].shadow"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1, "name": 5}]},
+                             "arms[0].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1e308},
+                                                      {"version": 2, "weight": 1e308}]},
+                             "arms")):
             r = self.c.post_json(base, body)
             self.assertErrorShape(r, 400, field=field)
         r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 9, "weight": 1}]})

@@ -748,6 +748,13 @@ class GateTest(SharedServerCase):
         r = self.c.request("PUT", path + "live", body="version=1",
                            headers={"Content-Type": "text/plain"})
         self.assertEqual(r.status, 415, r)
+        # Removing an alias: a reason of the wrong type was a 500.
+        for reason in (5, [], None):
+            r = self.c.request("DELETE", path + "live", json_body={"reason": reason})
+            self.assertErrorShape(r, 400, field="reason")
+        # So was a key's name of the wrong type.
+        r = self.c.post_json("/v1/keys", {"name": 5, "scopes": ["ingest"]})
+        self.assertErrorShape(r, 400, field="name")
         r = self.c.request("PUT", "/v1/models/%s/aliases/live" % uid("nosuch"),
                            json_body={"version": 1, "reason": "x"})
         self.assertEqual(r.status, 404, r)
@@ -973,6 +980,8 @@ class CancelTest(SharedServerCase):
         self.assertEqual(r.status, 409, r)
         r = self.c.post("/v1/jobs/99999999/cancel")
         self.assertEqual(r.status, 404, r)
+        r = self.c.post_json("/v1/jobs/%d/cancel" % running, {"reason": 5})
+        self.assertErrorShape(r, 400, field="reason")
 
         # The server keeps serving and the worker takes the next job.
         self.assertEqual(self.c.get("/healthz").status, 200)
