@@ -9,7 +9,9 @@ nothing was half-written and that the server still serves.
 import calendar
 import http.client
 import json
+import re
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -648,6 +650,53 @@ class MaxBodyTest(KennelTestCase):
         if status is not None:
             self.assertEqual(status, 411, data)
             self.assertEqual(json.loads(data)["error"]["code"], "length_required")
+
+
+    def raw_exchange(self, server, head):
+        """Sends a request head (no body) on a raw socket; returns the status
+        line and the JSON body of the answer, or fails if none comes within
+        5 s (half of the server's 10 s read timeout, which is what a server
+        waiting for a body would answer after)."""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(head.encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "closed without an answer: %r" % data)
+                data += chunk
+            headers, _, rest = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", headers).group(1))
+            while len(rest) < length:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "closed mid-answer")
+                rest += chunk
+            return headers.split(b"\r\n")[0].decode(), json.loads(rest[:length])
+
+    def test_no_content_length_is_an_empty_body_and_a_huge_one_is_refused_unread(self):
+        server = self.start_server(args=("--max-body", "2048"))
+        # curl -X POST without -d sends no Content-Length: an empty body,
+        # answered at once (it was a 400 "malformed HTTP request" after 10 s).
+        status_line, body = self.raw_exchange(
+            server, "POST /v1/models/nosuch/train HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: %s\r\n\r\n" % kennel_harness.ADMIN_AUTH)
+        self.assertIn(" 404 ", status_line, body)
+        self.assertEqual(body["error"]["field"], "name", body)
+        status_line, body = self.raw_exchange(
+            server, "POST /v1/facts HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: %s\r\n\r\n" % kennel_harness.ADMIN_AUTH)
+        self.assertIn(" 400 ", status_line, body)
+        self.assertNotIn("malformed HTTP request", body["error"]["message"], body)
+        # A length over --max-body (or over 64 bits) is refused before any
+        # of the body is sent.
+        for length in ("99999999999", "999999999999999999999999"):
+            status_line, body = self.raw_exchange(
+                server, "POST /v1/facts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Authorization: %s\r\nContent-Length: %s\r\n\r\n"
+                        % (kennel_harness.ADMIN_AUTH, length))
+            self.assertIn(" 413 ", status_line, body)
+            self.assertEqual(body["error"]["code"], "too_large", body)
+        c = self.client(server)
+        self.assertEqual(c.get("/healthz").status, 200)
 
 
 # ------------------------------------------------------------- processes
