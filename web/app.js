@@ -781,11 +781,58 @@
 
   // ---- one model
 
+  // What a rollback moves live to, by the server's rule: the newest earlier
+  // live version in the alias history that is not disabled (null: none).
+  function rollbackTarget(deployments, live, disabled) {
+    if (!live) return null;
+    const moves = deployments.filter((d) => d.alias === 'live' && d.version).sort((a, b) => b.id - a.id);
+    const found = moves.find((d) => d.version !== live && !disabled.has(d.version));
+    return found ? found.version : null;
+  }
+
+  // How serving stands for a model with a live alias: whether the live
+  // version answers and, when it cannot, what answers instead (from
+  // GET /v1/serving: its problem and the earlier live versions it falls back to).
+  function servingState(sv, live, disabled) {
+    if (!live) return { down: false };
+    const problem = sv && sv.live_alias === live && sv.serving_version !== live ? sv.problem || 'not_loaded' : null;
+    if (!problem && !disabled.has(live)) return { down: false };
+    const prev = sv ? (sv.versions || []).find((v) => v.role === 'previous') : null;
+    return { down: true, disabled: disabled.has(live) || problem === 'version_disabled', problem, fallback: prev ? prev.version : null };
+  }
+
+  function servingNotice(live, st) {
+    if (!st.down) return [];
+    const what = st.disabled ? `Live v${live} is disabled` : `Live v${live} cannot serve (${humanize(st.problem)})`;
+    return h('div.alert.error', { role: 'alert', id: 'serving-notice' },
+      h('div.title', null, `${what}: ${st.fallback ? `v${st.fallback} answers instead.` : 'no version answers.'}`),
+      st.fallback ? `v${st.fallback} is the newest earlier live version that can serve; predictions say fallback. `
+        : 'Predictions get the fallback answer (the label\'s prior) and say fallback. ',
+      st.disabled ? 'Enable it again, promote another version or roll back.' : 'Promote another version or roll back.');
+  }
+
+  // The model's running experiment, in brief; it is managed on the Deployments page.
+  function modelExperimentCard(name, e) {
+    const arms = Array.isArray(e.arms) ? e.arms : [];
+    return h('div.card', { id: 'model-experiment', 'data-experiment': e.id },
+      h('div.card-head', null, h('h2', null, `Experiment ${e.id} `, badge('active')),
+        h('a', { href: `#/deployments/${enc(name)}` }, 'Manage it on Deployments →')),
+      h('p.small', null, `Traffic is split between versions since ${fmtTime(e.started_at)} (${e.started_by}: ${e.reason}).`),
+      shareBar(arms),
+      table(['Arm', 'Version', { label: 'Share', num: true }], arms.map((a) => h('tr', { 'data-arm': a.name },
+        h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null),
+        h('td', null, `v${a.version}`),
+        h('td.num', null, a.shadow ? 'shadow: scored, never returned' : fmtPct(a.weight)))), { label: `Arms of experiment ${e.id}` }));
+  }
+
+  const FAILED_JOB_STATES = ['failed', 'cancelled', 'timed_out', 'interrupted'];
+
   function viewModel(root, params, ctx) {
     const name = params.name;
     const head = h('div');
     const notice = h('div');
     const jobsBox = h('div');
+    const experimentBox = h('div');
     const chartBox = h('div.card', null, loading());
     const versionsBox = h('div.card', null, loading());
     const compareBox = h('div.card');
@@ -796,32 +843,58 @@
     const importanceBox = h('div.card', {id: 'importance'});
     const lower = h('div.two-col', null, defBox, revisionsBox);
     replace(
-        root, head, notice, jobsBox, chartBox, versionsBox, importanceBox, driftBox, compareBox,
+        root, head, notice, jobsBox, experimentBox, chartBox, versionsBox, importanceBox, driftBox, compareBox,
         tryBox, lower);
     const drawHead = liveRegion(head);
+    const drawNotice = liveRegion(notice);
     const drawJobs = liveRegion(jobsBox);
+    const drawExperiment = liveRegion(experimentBox);
     const drawChart = liveRegion(chartBox);
     const drawVersions = liveRegion(versionsBox);
     const drawRevisions = liveRegion(revisionsBox);
     const drawDrift = liveRegion(driftBox);
     const drawImportance = liveRegion(importanceBox);
-    const state = { model: null, versions: [], compare: [null, null], defDrawn: false };
+    const state = { model: null, versions: [], compare: [null, null], defDrawn: false, rollbackTo: null, gone: false };
 
     const train = () => act({ title: `Train ${name} now`, text: 'Queues a training job on the facts stored so far. The result goes through the promotion gate.', confirm: 'Train now', placeholder: 'e.g. new labels arrived' },
       (reason) => api('POST', `/v1/models/${enc(name)}/train`, { reason }),
       (r) => (r.already_queued ? `Job ${r.job} was already queued for ${name}` : `Queued training job ${r.job} for ${name}`));
-    const rollback = () => act({ title: `Roll back ${name}`, text: 'Moves live back to the previous enabled live version.', confirm: 'Roll back', danger: true, placeholder: 'e.g. complaints about v3' },
+    const rollback = () => {
+      const live = state.model && state.model.aliases ? state.model.aliases.live : undefined;
+      return act({ title: `Roll back ${name} to v${state.rollbackTo}`,
+        text: `Moves live from v${live} back to v${state.rollbackTo}: the previous enabled live version.`, confirm: `Roll back to v${state.rollbackTo}`, danger: true, placeholder: `e.g. complaints about v${live}` },
       (reason) => api('POST', `/v1/models/${enc(name)}/rollback`, { reason }),
       (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
+    };
+
+    // No such model: one message, and this view stops asking for it.
+    const gone = (err) => {
+      state.gone = true;
+      replace(root, pageHead([h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), name]),
+        h('div.alert.error', { role: 'alert', id: 'model-missing' },
+          h('div.title', null, `There is no model named "${name}".`),
+          err.message && !/no model named/.test(err.message) ? h('div', null, err.message) : null,
+          h('a', { href: '#/models' }, 'See all models.')));
+    };
 
     const refresh = async () => {
-      const [m, vs, ev, jobs, drift] = await Promise.all([
-        get(`/v1/models/${enc(name)}`),
-        get(`/v1/models/${enc(name)}/versions`),
-        get(`/v1/models/${enc(name)}/events`).catch(() => ({ events: [] })),
-        get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
-        get(`/v1/models/${enc(name)}/drift`).catch((e) => ({ error: e })),
-      ]);
+      if (state.gone) return;
+      let m, vs, ev, jobs, drift, dep, ex, sv;
+      try {
+        [m, vs, ev, jobs, drift, dep, ex, sv] = await Promise.all([
+          get(`/v1/models/${enc(name)}`),
+          get(`/v1/models/${enc(name)}/versions`),
+          get(`/v1/models/${enc(name)}/events`).catch(() => ({ events: [] })),
+          get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
+          get(`/v1/models/${enc(name)}/drift`).catch((e) => ({ error: e })),
+          get(`/v1/models/${enc(name)}/deployments`).catch(() => ({ deployments: [] })),
+          get(`/v1/models/${enc(name)}/experiments`).catch(() => ({ experiments: [] })),
+          get('/v1/serving').catch(() => null),
+        ]);
+      } catch (err) {
+        if (err.status === 404 && ctx.alive()) { gone(err); return; }
+        throw err;
+      }
       if (!ctx.alive()) return;
       state.model = m;
       state.versions = vs.versions;
@@ -829,17 +902,43 @@
       const pm = primaryMetric(task);
       const live = m.aliases ? m.aliases.live : undefined;
       const disabled = disabledSet(ev.events);
+      const svModel = sv ? (sv.models || []).find((x) => x.model === name) : null;
+      const serving = servingState(svModel, live, disabled);
+      state.rollbackTo = rollbackTarget(dep.deployments || [], live, disabled);
+      const rollbackTitle = !live ? 'Nothing is live to roll back'
+        : state.rollbackTo ? `Moves live back to v${state.rollbackTo}` : 'No earlier enabled live version to roll back to';
 
-      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: vs.versions.length }, () => pageHead(
+      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: vs.versions.length, serving, to: state.rollbackTo }, () => pageHead(
         [h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), m.name],
-        [`${task} · revision ${m.revision} · ${vs.versions.length} version${vs.versions.length === 1 ? '' : 's'} · `,
-          Object.keys(m.aliases || {}).length ? Object.entries(m.aliases).map(([a, v]) => h('span.chip', null, badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet'],
+        [`${task} · `, h('span', { id: 'model-revision' }, `revision ${m.revision}`), ` · ${vs.versions.length} version${vs.versions.length === 1 ? '' : 's'} · `,
+          Object.keys(m.aliases || {}).length ? Object.entries(m.aliases).map(([a, v]) => h('span.chip', null,
+            a === 'live' && serving.down ? badge(`live → v${v} ${serving.disabled ? 'disabled' : 'not serving'}`, 'bad') : badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet',
+          serving.down ? h('span.chip', null, badge(serving.fallback ? `answering: v${serving.fallback} (fallback)` : 'answering: fallback only', 'warn')) : null],
         h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
-        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !live }, 'Roll back'),
+        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle }, 'Roll back'),
         h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments')));
+      // Revision numbers drawn once (the definition card's) follow too.
+      const defRev = $('#definition-revision', defBox);
+      if (defRev) defRev.textContent = `revision ${m.revision}`;
+      drawNotice({ live, serving }, () => servingNotice(live, serving));
 
-      const active = jobs.jobs.filter((j) => j.state === 'queued' || j.state === 'running');
-      drawJobs(active, () => (active.length ? h('div.card', null, h('h2', null, 'Training now'), jobsTable(active, { model: false })) : []));
+      const isActive = (j) => j.state === 'queued' || j.state === 'running';
+      const active = jobs.jobs.filter(isActive);
+      // The newest finished run, when it stored nothing: why, until a newer run finishes.
+      const lastDone = jobs.jobs.filter((j) => !isActive(j)).sort((a, b) => b.id - a.id)[0];
+      const lastBad = lastDone && FAILED_JOB_STATES.includes(lastDone.state) ? lastDone : null;
+      drawJobs({ active, lastBad }, () => [
+        active.length ? h('div.card', null, h('h2', null, 'Training now'), jobsTable(active, { model: false })) : null,
+        lastBad ? h('div.card', { id: 'last-job-problem' },
+          h('div.card-head', null, h('h2', null, `The last training run ${lastBad.state === 'timed_out' ? 'timed out' : lastBad.state === 'interrupted' ? 'was interrupted' : lastBad.state === 'cancelled' ? 'was cancelled' : 'failed'}`),
+            h('a', { href: `#/jobs/${lastBad.id}` }, `Job #${lastBad.id} and its log →`)),
+          h(`div.alert.${lastBad.state === 'failed' || lastBad.state === 'timed_out' ? 'error' : 'warn'}`, null,
+            h('div.title', null, `Job #${lastBad.id} ${lastBad.state.replace(/_/g, ' ')} ${lastBad.finished_at ? fmtAgo(lastBad.finished_at) : ''}; no version was stored.`),
+            lastBad.error || lastBad.message || 'No error was recorded.'),
+          jobsTable([lastBad], { model: false })) : null,
+      ]);
+      const running = (ex.experiments || []).find((e) => e.active);
+      drawExperiment(running || null, () => (running ? modelExperimentCard(name, running) : []));
 
       const chartPoints = vs.versions.slice().sort((a, b) => a.version - b.version).map((v) => ({
         version: v.version,
@@ -866,7 +965,7 @@
           },
           () => importanceCard(shown, live));
       // The window's age in 10 s steps: its growing alone redraws at most that often.
-      drawDrift(JSON.stringify(drift, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => driftCard(drift));
+      drawDrift(JSON.stringify({ drift, serving }, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => driftCard(drift, live, serving));
 
       if (!state.defDrawn) {
         state.defDrawn = true;
@@ -965,11 +1064,15 @@
 
   // What each serving version is asked about against its training rows:
   // per field, the population stability index and the bin that moved most.
-  function driftCard(d) {
+  function driftCard(d, live, serving) {
     const headRow = h('div.card-head', null, h('h2', null, 'Feature drift'),
       h('span.muted.small', null, 'served values against each version\'s training rows, its answers against those on the holdout (population stability index)'));
     if (d.error) return [headRow, errorBox(d.error, 'Feature drift')];
     const p = d.policy;
+    if (!d.versions.length && serving && serving.down) {
+      return [headRow, h('p.muted', null, `Live v${live} is ${serving.disabled ? 'disabled' : 'not serving'}: `,
+        serving.fallback ? `v${serving.fallback} answers as a fallback, and drift is not counted for fallbacks.` : 'only the fallback answers, and it has no drift to watch.')];
+    }
     if (!d.versions.length) return [headRow, h('p.muted', null, 'Nothing is served yet: drift is watched once a version is live.')];
     return [headRow,
       h('p.muted.small', null, `Drifted above ${fmtNum(p.max_feature_drift, 3)}, judged once ${fmtNum(p.min_drift_samples)} requests are in the window of ${fmtDuration(p.drift_window_seconds)}; `,
@@ -1128,6 +1231,65 @@
     ];
   }
 
+  // Where a JSON text stops parsing, in words ("Line 3, column 5: expected
+  // , or }"), or null when it parses. A small scanner, since the browser's
+  // own message gives a character offset at best.
+  function jsonProblem(text) {
+    try { JSON.parse(text); return null; } catch (e) { /* find where, below */ }
+    let i = 0;
+    const fail = (what) => { throw { at: i, what: i >= text.length ? 'the text ends too early' : what }; };
+    const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i += 1; };
+    const lit = (word) => { if (text.startsWith(word, i)) i += word.length; else fail('expected a value (a string, number, object, array, true, false or null)'); };
+    const str = () => {
+      i += 1;
+      while (i < text.length && text[i] !== '"') {
+        if (text[i] === '\\') i += 1;
+        else if (text[i] < ' ') fail('a line break inside a string');
+        i += 1;
+      }
+      if (i >= text.length) fail('a string is not closed');
+      i += 1;
+    };
+    const value = () => {
+      ws();
+      const c = text[i];
+      if (c === '{' || c === '[') {
+        const close = c === '{' ? '}' : ']';
+        i += 1; ws();
+        if (text[i] === close) { i += 1; return; }
+        for (;;) {
+          if (c === '{') {
+            ws();
+            if (text[i] !== '"') fail('expected a "quoted" field name');
+            str(); ws();
+            if (text[i] !== ':') fail('expected : after the field name');
+            i += 1;
+          }
+          value(); ws();
+          if (text[i] === ',') { i += 1; continue; }
+          if (text[i] === close) { i += 1; return; }
+          fail(`expected , or ${close}`);
+        }
+      }
+      if (c === '"') return str();
+      const num = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+      if (num) { i += num[0].length; return; }
+      if (c === 't') return lit('true');
+      if (c === 'f') return lit('false');
+      if (c === 'n') return lit('null');
+      return fail(i >= text.length ? 'the text ends too early' : 'expected a value (a string, number, object, array, true, false or null)');
+    };
+    let at = text.length, what = 'not valid JSON';
+    try {
+      value(); ws();
+      if (i < text.length) fail('unexpected text after the end');
+    } catch (e) {
+      if (e && e.at !== undefined) ({ at, what } = e);
+    }
+    const before = text.slice(0, at);
+    return `Line ${before.split('\n').length}, column ${at - before.lastIndexOf('\n')}: ${what}.`;
+  }
+
   function drawDefinition(box, name, model, ctx) {
     const area = h('textarea.code', { id: 'definition', spellcheck: 'false', 'aria-label': `Definition of ${name}` });
     area.value = JSON.stringify(model.definition, null, 2);
@@ -1142,13 +1304,21 @@
         replace(errs);
       } catch (err) { replace(errs, errorBox(err)); }
     });
+    const revision = h('span.muted.small', { id: 'definition-revision' }, `revision ${model.revision}`);
     save.addEventListener('click', async () => {
-      save.disabled = true;
       replace(errs);
+      const bad = jsonProblem(area.value);
+      if (bad) {
+        area.classList.add('invalid');
+        replace(errs, h('div.alert.error', { role: 'alert' }, h('div.title', null, 'This is not valid JSON, so nothing was sent.'), bad));
+        return;
+      }
+      save.disabled = true;
       try {
         const r = await api('PUT', `/v1/models/${enc(name)}`, area.value);
         area.classList.remove('invalid');
         area.value = JSON.stringify(r.definition, null, 2);
+        revision.textContent = `revision ${r.revision}`;
         replace(errs, h('div.alert.success', null, r.new_revision ? `Saved: revision ${r.revision} of ${name}. The next training run uses it.` : `No change: the definition equals revision ${r.revision}.`));
         flash(r.new_revision ? `Saved revision ${r.revision} of ${name}` : 'Definition unchanged');
         await refreshNow();
@@ -1166,7 +1336,7 @@
     });
     if (!ctx.alive()) return;
     replace(box,
-      h('div.card-head', null, h('h2', null, 'Definition'), h('span.muted.small', null, `revision ${model.revision}`)),
+      h('div.card-head', null, h('h2', null, 'Definition'), revision),
       h('p.muted.small', null, 'Edit the JSON and save: the server checks it and names each field it refuses. A change makes a new revision.'),
       area, errs, h('div.actions', null, save, reset));
   }

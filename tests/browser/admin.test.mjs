@@ -278,6 +278,10 @@ step('models: the demo model "likes" with a trained version', async () => {
   await visible(page.locator('h1', { hasText: 'likes' }));
   await visible(page.locator('tr[data-version="1"]'));
   assert.match(await page.textContent('tr[data-version="1"]'), /live/);
+  // Only one version has ever been live: nothing to roll back to, and the button says why.
+  const rb = page.locator('button[data-action="rollback"]');
+  assert.equal(await rb.isDisabled(), true, 'roll back is disabled with no earlier live version');
+  assert.match(await rb.getAttribute('title'), /No earlier enabled live version/);
   await visible(page.locator('svg.chart'));
   assert.match(await page.textContent('svg.chart'), /rmse by version/);
   await visible(page.locator('h2', { hasText: 'Compare versions' }));
@@ -417,7 +421,11 @@ step('promote a version, roll it back, and see who and why', async () => {
   await visible(page.locator('.page-head .badge', { hasText: `live → v${other.version}` }));
   await shot('model-1280');
 
+  assert.equal(await page.getAttribute('button[data-action="rollback"]', 'title'), `Moves live back to v${live.version}`);
   await page.click('button[data-action="rollback"]');
+  await visible(page.locator('#dialog'));
+  assert.match(await page.textContent('#dialog-text'), new RegExp(`from v${other.version} back to v${live.version}`));
+  assert.match(await page.textContent('#dialog-ok'), new RegExp(`Roll back to v${live.version}`));
   await confirmDialog('browser test: roll back');
   await visible(page.locator('#flash .alert.success', { hasText: `live moved from v${other.version} to v${live.version}` }));
   await visible(page.locator('.page-head .badge', { hasText: `live → v${live.version}` }));
@@ -442,6 +450,35 @@ step('promote a version, roll it back, and see who and why', async () => {
   await shot('deployments-1280');
 });
 
+step('a disabled live version: the page says so and which version answers instead', async () => {
+  const versions = await versionsOf('likes');
+  const live = versions.find((v) => (v.aliases || []).includes('live'));
+  // After the promote and the roll back, the other version was live before this one.
+  const before = versions.find((v) => v.version !== live.version);
+  await go('#/models/likes');
+  const row = `tr[data-version="${live.version}"]`;
+  await visible(page.locator(`${row} button[data-action="disable"]`));
+  assert.equal(await page.locator('#serving-notice').count(), 0, 'no warning while live serves');
+  await page.click(`${row} button[data-action="disable"]`);
+  await confirmDialog('browser test: disable the live version');
+  const notice = page.locator('#serving-notice');
+  await visible(notice);
+  assert.match(await notice.textContent(), new RegExp(`Live v${live.version} is disabled: v${before.version} answers instead`));
+  // What /v1/serving says, the page says.
+  const sv = (await http('GET', '/v1/serving', { auth: 'basic' })).json.models.find((m) => m.model === 'likes');
+  assert.equal(sv.problem, 'version_disabled');
+  assert.equal(sv.versions.find((v) => v.role === 'previous').version, before.version);
+  await visible(page.locator('.page-head .badge', { hasText: `live → v${live.version} disabled` }));
+  await visible(page.locator('.page-head .badge', { hasText: `answering: v${before.version} (fallback)` }));
+  await visible(page.locator('#feature-drift p', { hasText: `v${before.version} answers as a fallback` }));
+  assert.equal(await page.getAttribute('button[data-action="rollback"]', 'title'), `Moves live back to v${before.version}`);
+  await shot('model-live-disabled-1280');
+  await page.click(`${row} button[data-action="enable"]`);
+  await confirmDialog('browser test: enable the live version again');
+  await notice.waitFor({ state: 'detached', timeout: WAIT });
+  await visible(page.locator('.page-head .badge', { hasText: new RegExp(`^live → v${live.version}$`) }));
+});
+
 step('experiments: start one, see each arm\'s share and live metrics, end it', async () => {
   await go('#/deployments/likes');
   await visible(page.locator('button[data-action="start-experiment"]'));
@@ -451,6 +488,18 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   await page.click('button[data-action="start-experiment"]');
   await confirmDialog('browser test: 10 % on the other version');
   await visible(page.locator('#flash .alert.success', { hasText: /Started experiment \d+ on likes/ }));
+  const versions = await versionsOf('likes');
+  const live = versions.find((v) => (v.aliases || []).includes('live'));
+  const other = versions.find((v) => v !== live);
+  // The model's page shows the running experiment, linked to where it is managed.
+  await go('#/models/likes');
+  const onModel = page.locator('#model-experiment');
+  await visible(onModel);
+  assert.match(await onModel.textContent(), /active/);
+  assert.match(await onModel.locator(`tr:has-text("v${live.version}")`).first().textContent(), /90 %/);
+  assert.match(await onModel.locator(`tr:has-text("v${other.version}")`).first().textContent(), /10 %/);
+  await onModel.locator('a', { hasText: 'Manage it on Deployments' }).click();
+  await visible(page.locator('h1', { hasText: 'Deployments' }));
   const card = page.locator('[data-experiment]').first();
   await visible(card);
   assert.match(await card.textContent(), /active/);
@@ -515,6 +564,23 @@ step('recent predictions: the log with its outcomes, filtered by entity', async 
   }, WAIT, 300);
 });
 
+step('a cancelled training run stays on the model page, with why, until another run finishes', async () => {
+  await go('#/models/likes');
+  await visible(page.locator('tr[data-version="1"]'));
+  assert.equal(await page.locator('#last-job-problem').count(), 0, 'the last run succeeded: no box');
+  const r = await http('POST', '/v1/models/likes/train', { auth: 'basic', body: { reason: 'browser test: to be cancelled' } });
+  assert.equal(r.status < 300, true, r.text);
+  const c = await http('POST', `/v1/jobs/${r.json.job}/cancel`, { auth: 'basic', body: {} });
+  assert.equal(c.status < 300, true, c.text);
+  await waitFor(`job ${r.json.job} cancelled`, async () =>
+    (await http('GET', `/v1/jobs/${r.json.job}`, { auth: 'basic' })).json.state === 'cancelled', TRAIN_WAIT, 300);
+  const box = page.locator('#last-job-problem');
+  await visible(box);
+  assert.match(await box.textContent(), new RegExp(`The last training run was cancelled.*Job #${r.json.job} cancelled`));
+  assert.equal(await box.locator(`tr[data-job="${r.json.job}"]`).count(), 1);
+  await shot('model-job-cancelled-1280');
+}, TRAIN_WAIT + 30_000);
+
 step('a bad definition shows the server\'s validation errors by field', async () => {
   await go('#/models/likes');
   await visible(page.locator('#definition'));
@@ -531,6 +597,12 @@ step('a bad definition shows the server\'s validation errors by field', async ()
   assert.match(await errs.textContent(), /between 0\.05 and 0\.9/);
   const m = await http('GET', '/v1/models/likes', { auth: 'basic' });
   assert.equal(m.json.definition.task, 'regression', 'nothing was saved');
+  // Not JSON at all: a plain message with the line and column, nothing sent.
+  await page.fill('#definition', '{\n  "task": "regression",\n  "holdout": 0.2\n  "algorithm": "auto"\n}');
+  await page.click('button[data-action="save-definition"]');
+  await visible(errs.locator('text=not valid JSON'));
+  assert.match(await errs.textContent(), /Line 4, column 3: expected , or \}/);
+  assert.doesNotMatch(await errs.textContent(), /exception|parse_error|position/);
   await page.evaluate(() => {
     document.querySelector('#flash').replaceChildren();
     document.querySelector('#definition').scrollTop = 1e6;
@@ -538,6 +610,13 @@ step('a bad definition shows the server\'s validation errors by field', async ()
     window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 60);
   });
   await page.screenshot({ path: path.join(SHOTS, 'definition-error-1280.png') });
+  // A good save: the card's and the header's revision follow at once.
+  const revBefore = m.json.revision;
+  await page.fill('#definition', JSON.stringify({ ...m.json.definition, holdout: m.json.definition.holdout === 0.25 ? 0.3 : 0.25 }, null, 2));
+  await page.click('button[data-action="save-definition"]');
+  await visible(page.locator('#definition-errors .alert.success', { hasText: `revision ${revBefore + 1}` }));
+  assert.equal(await page.textContent('#definition-revision'), `revision ${revBefore + 1}`);
+  await waitFor('the header\'s revision', async () => (await page.textContent('#model-revision')) === `revision ${revBefore + 1}`, WAIT);
 });
 
 step('API keys: create (shown once), use, revoke', async () => {
@@ -563,9 +642,21 @@ step('API keys: create (shown once), use, revoke', async () => {
 });
 
 step('an error from the server is a message, not a blank page', async () => {
+  // One message, no empty cards, and the page stops asking for the model.
+  const asked = [];
+  const onRequest = (rq) => { if (rq.url().includes('/v1/models/no-such-model')) asked.push(rq.url()); };
+  page.on('request', onRequest);
   await go('#/models/no-such-model');
-  await visible(page.locator('.view-error .alert.error'));
-  assert.match(await page.textContent('.view-error'), /no model named "no-such-model"/);
+  await visible(page.locator('#main .alert.error'));
+  assert.match(await page.textContent('#main .alert.error'), /no model named "no-such-model"/);
+  await page.waitForTimeout(300);
+  const n = asked.length;
+  await page.waitForTimeout(4500); // two polls
+  page.off('request', onRequest);
+  assert.equal(asked.length, n, `no more requests for the missing model: ${asked.slice(n).join(', ')}`);
+  assert.equal(await page.locator('#main .alert.error').count(), 1);
+  assert.equal(await page.locator('#main .card').count(), 0, 'no empty cards');
+  assert.doesNotMatch(await page.textContent('#main'), /Loading/);
   await go('#/jobs/999999');
   await visible(page.locator('.view-error .alert.error', { hasText: 'no job with id 999999' }));
 });
