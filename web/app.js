@@ -1549,14 +1549,15 @@
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
-      const startKey = `${vs.versions.map((v) => v.version).join(',')}|${running ? running.id : ''}`;
+      const disabled = disabledSet(ev.error ? [] : ev.events);
+      const startKey = JSON.stringify([vs.versions.map((v) => [v.version, v.status, v.aliases]), [...disabled], running ? running.id : '']);
       if (state.startDrawn !== startKey) {
         state.startDrawn = startKey;
         if (running) {
           replace(state.startBox, h('h2', null, 'Start an experiment'),
             h('p.muted', null, `Experiment ${running.id} is running; end it to start another (one experiment per model at a time).`));
         } else {
-          drawStartExperiment(state.startBox, name, vs.versions);
+          drawStartExperiment(state.startBox, name, vs.versions, disabled);
         }
       }
     };
@@ -1630,15 +1631,21 @@
     ];
   }
 
-  function drawStartExperiment(box, name, versions) {
+  // The form starts with live (90 %) beside the newest other version the
+  // gate did not reject (10 %); disabled versions are left out of both.
+  function drawStartExperiment(box, name, versions, disabled) {
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) {
       replace(box, h('h2', null, 'Start an experiment'), h('p.muted', null, 'The model needs versions first.'));
       return;
     }
-    const armsBox = h('div');
+    const usable = sorted.filter((v) => !disabled.has(v.version));
+    const live = usable.find((v) => (v.aliases || []).includes('live'));
+    const other = usable.find((v) => v !== live && v.status !== 'rejected') || usable.find((v) => v !== live);
+    const armsBox = h('div', { id: 'experiment-arms' });
+    const label = (v) => `v${v.version}${(v.aliases || []).includes('live') ? ' (live)' : ''}${disabled.has(v.version) ? ' (disabled)' : v.status === 'rejected' ? ' (rejected)' : ''}`;
     const addArm = (version, weight, shadow) => {
-      const vsel = h('select', { 'aria-label': 'Version', class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, `v${v.version}`)));
+      const vsel = h('select', { 'aria-label': 'Version', class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, label(v))));
       const w = h('input', { type: 'number', min: '0', step: 'any', value: String(weight), 'aria-label': 'Weight', class: 'arm-weight' });
       const sh = h('input', { type: 'checkbox', class: 'arm-shadow', checked: shadow });
       const rm = h('button.small', { type: 'button' }, 'Remove');
@@ -1646,11 +1653,12 @@
       rm.addEventListener('click', () => row.remove());
       armsBox.append(row);
     };
-    addArm(sorted[sorted.length > 1 ? 1 : 0].version, 0.9, false);
-    addArm(sorted[0].version, 0.1, false);
+    const first = live || usable[0] || sorted[0];
+    addArm(first.version, 0.9, false);
+    if (other && other !== first) addArm(other.version, 0.1, false);
     const add = h('button', { type: 'button' }, 'Add arm');
-    add.addEventListener('click', () => addArm(sorted[0].version, 0.1, false));
-    const errs = h('div');
+    add.addEventListener('click', () => addArm((other || first).version, 0.1, false));
+    const errs = h('div', { id: 'experiment-errors' });
     const start = h('button.primary', { type: 'button', 'data-action': 'start-experiment' }, 'Start experiment');
     start.addEventListener('click', async () => {
       const arms = [...armsBox.querySelectorAll('.arm-row')].map((row) => {
@@ -1660,10 +1668,20 @@
         return arm;
       });
       replace(errs);
-      const r = await act({ title: `Start an experiment on ${name}`, text: arms.map((a) => `v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', '), confirm: 'Start', placeholder: 'e.g. try v4 on 10 % of traffic' },
-        (reason) => api('POST', `/v1/models/${enc(name)}/experiments`, { arms, reason }),
-        (e) => `Started experiment ${e.id} on ${name}`);
-      if (r === null) return;
+      if (!arms.length) {
+        replace(errs, h('div.alert.error', { role: 'alert' }, 'Add at least one arm: an experiment needs a version that takes traffic.'));
+        return;
+      }
+      const reason = await ask({ title: `Start an experiment on ${name}`, text: `Arms: ${arms.map((a) => `v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', ')}.`,
+        confirm: 'Start', placeholder: 'e.g. try v4 on 10 % of traffic' });
+      if (reason === null) return;
+      try {
+        const e = await api('POST', `/v1/models/${enc(name)}/experiments`, { arms, reason });
+        flash(`Started experiment ${e.id} on ${name}`);
+      } catch (err) {
+        replace(errs, errorBox(err, 'The server refused the experiment'));
+      }
+      await refreshNow();
     });
     replace(box, h('h2', null, 'Start an experiment'),
       h('p.muted.small', null, 'Weights are normalised to shares. Only one experiment per model runs at a time.'),

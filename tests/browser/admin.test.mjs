@@ -480,17 +480,51 @@ step('a disabled live version: the page says so and which version answers instea
 });
 
 step('experiments: start one, see each arm\'s share and live metrics, end it', async () => {
-  await go('#/deployments/likes');
-  await visible(page.locator('button[data-action="start-experiment"]'));
-  const arms = await page.locator('.arm-row .arm-version').evaluateAll((els) => els.map((e) => e.value));
-  assert.equal(arms.length, 2);
-  assert.notEqual(arms[0], arms[1], 'the default arms are two different versions');
+  const versions = await versionsOf('likes');
+  const live = versions.find((v) => (v.aliases || []).includes('live'));
+  const others = versions.filter((v) => v !== live).sort((a, b) => b.version - a.version);
+  const other = others.find((v) => v.status !== 'rejected') || others[0];
+  const startForm = async () => {
+    await go('#/overview'); // a fresh form: the deployments view draws it anew
+    await go('#/deployments/likes');
+    await visible(page.locator('button[data-action="start-experiment"]'));
+  };
+  const armsShown = () => page.locator('.arm-row .arm-version').evaluateAll((els) => els.map((e) => e.value));
+  // Live with 90 %, beside the newest other version the gate did not reject:
+  // with a newer rejected version (stubbed), that one is left out.
+  await page.route('**/v1/models/likes/versions', async (r) => {
+    const res = await r.fetch();
+    const j = await res.json();
+    const top = Math.max(...j.versions.map((v) => v.version));
+    j.versions.forEach((v) => { if (v.version === other.version) v.status = 'candidate'; });
+    j.versions.push({ ...j.versions.find((v) => v.version === top), version: top + 1, status: 'rejected', aliases: [] });
+    await r.fulfill({ response: res, json: j });
+  });
+  try {
+    await startForm();
+    assert.deepEqual(await armsShown(), [String(live.version), String(other.version)]);
+  } finally {
+    await page.unroute('**/v1/models/likes/versions');
+  }
+  await startForm();
+  const arms = await armsShown();
+  assert.deepEqual(arms, [String(live.version), String(other.version)]);
+  assert.deepEqual(await page.locator('.arm-row .arm-weight').evaluateAll((els) => els.map((e) => e.value)), ['0.9', '0.1']);
+  // The server's refusal shows beside the form, naming the field.
+  await page.fill('.arm-row >> nth=0 >> .arm-weight', '0');
+  await page.click('button[data-action="start-experiment"]');
+  await confirmDialog('browser test: a weight of 0');
+  await visible(page.locator('#experiment-errors .alert.error', { hasText: 'arms[0].weight' }));
+  // With every arm removed, no dialog: a message instead.
+  await startForm();
+  for (let n = await page.locator('.arm-row').count(); n > 0; n -= 1) await page.locator('.arm-row button', { hasText: 'Remove' }).first().click();
+  await page.click('button[data-action="start-experiment"]');
+  await visible(page.locator('#experiment-errors .alert.error', { hasText: 'Add at least one arm' }));
+  assert.equal(await page.locator('#dialog').isVisible(), false, 'no empty confirm dialog');
+  await startForm();
   await page.click('button[data-action="start-experiment"]');
   await confirmDialog('browser test: 10 % on the other version');
   await visible(page.locator('#flash .alert.success', { hasText: /Started experiment \d+ on likes/ }));
-  const versions = await versionsOf('likes');
-  const live = versions.find((v) => (v.aliases || []).includes('live'));
-  const other = versions.find((v) => v !== live);
   // The model's page shows the running experiment, linked to where it is managed.
   await go('#/models/likes');
   const onModel = page.locator('#model-experiment');
