@@ -9,6 +9,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "server/app.h"
 #include "server/fact_json.h"
@@ -211,10 +213,18 @@ int run_import(const import_options& o) {
     progress_bar bar(total, o.progress);
     std::vector<fact_input> batch;
     std::vector<std::size_t> batch_lines;
+    // An export's lines carry each fact's `id` in the database it came from.
+    // A `corrects` naming one of them is translated to the id that fact got
+    // here, so corrections survive a round trip into a database that already
+    // holds facts. Ids the file never named are taken as ids of this database.
+    std::vector<std::int64_t> batch_source_ids;                  // 0: the line had no id
+    std::unordered_map<std::int64_t, std::int64_t> imported_id;  // source id -> id here
+    std::unordered_set<std::int64_t> pending_ids, named_ids;
     auto flush = [&]() -> bool {
         if (batch.empty()) return true;
         auto r = writer.write_facts(std::move(batch), std::chrono::minutes(5));
         batch.clear();
+        pending_ids.clear();
         if (!r) {
             std::cerr << "\nkennel import: " << r.error().message() << "\n";
             return false;
@@ -224,18 +234,39 @@ int run_import(const import_options& o) {
             if (w.outcome == write_outcome::stored) ++counts.stored;
             if (w.outcome == write_outcome::duplicate) ++counts.duplicate;
             if (w.outcome == write_outcome::rejected) report_rejection(counts, batch_lines[i], w.field, w.error);
+            if (w.outcome != write_outcome::rejected && batch_source_ids[i] > 0) {
+                imported_id[batch_source_ids[i]] = w.id;
+            }
         }
         batch_lines.clear();
+        batch_source_ids.clear();
         return true;
     };
-    auto add = [&](const std::string& text, std::size_t line) -> bool {
+    auto add = [&](const std::string& text, std::size_t line, std::int64_t source_id) -> bool {
         parsed_item item = parse_fact_text(text, now_micros());
         if (!item.error.is_ok()) {
             report_rejection(counts, line, item.error.field(), item.error.message());
             return true;
         }
+        if (item.fact.corrects && named_ids.count(*item.fact.corrects)) {
+            // The fact it corrects is in this file: wait for its id here.
+            if (pending_ids.count(*item.fact.corrects) && !flush()) return false;
+            auto to = imported_id.find(*item.fact.corrects);
+            if (to == imported_id.end()) {
+                report_rejection(counts, line, "corrects",
+                                 "the fact it corrects (id " + std::to_string(*item.fact.corrects) +
+                                     " in the file) was not imported");
+                return true;
+            }
+            item.fact.corrects = to->second;
+        }
+        if (source_id > 0) {
+            named_ids.insert(source_id);
+            pending_ids.insert(source_id);
+        }
         batch.push_back(std::move(item.fact));
         batch_lines.push_back(line);
+        batch_source_ids.push_back(source_id);
         if (batch.size() >= o.batch) return flush();
         return true;
     };
@@ -248,19 +279,46 @@ int run_import(const import_options& o) {
             ++line_no;
             if (!line.empty() && line.back() == '\r') line.pop_back();
             if (line.find_first_not_of(" \t") == std::string::npos) continue;
-            if (!o.stream.empty()) {
-                // Lines without a stream take --stream.
+            std::int64_t source_id = 0;
+            // Lines without a stream take --stream. An export's own fields
+            // are accepted here (never by POST /v1/facts): `id` maps
+            // corrections (above); `ingest_time` is ignored, as this database
+            // stamps its own.
+            bool exported = line.find("\"id\"") != std::string::npos ||
+                            line.find("\"ingest_time\"") != std::string::npos;
+            if (!o.stream.empty() || exported) {
                 try {
                     json j = json::parse(line);
-                    if (j.is_object() && !j.contains("stream")) {
-                        j["stream"] = o.stream;
+                    if (j.is_object()) {
+                        std::string bad;
+                        if (auto id = j.find("id"); id != j.end()) {
+                            if (id->is_number_integer() && id->get<std::int64_t>() > 0) {
+                                source_id = id->get<std::int64_t>();
+                            } else {
+                                bad = "id";
+                            }
+                            j.erase(id);
+                        }
+                        if (auto t = j.find("ingest_time"); t != j.end()) {
+                            if (!t->is_string()) bad = "ingest_time";
+                            j.erase(t);
+                        }
+                        if (!o.stream.empty() && !j.contains("stream")) j["stream"] = o.stream;
+                        if (!bad.empty()) {
+                            report_rejection(counts, line_no, bad,
+                                             bad == "id" ? "must be a positive integer (the fact's "
+                                                           "id in an export)"
+                                                         : "must be a string (an export's time "
+                                                           "of ingest; ignored)");
+                            continue;
+                        }
                         line = j.dump();
                     }
                 } catch (const json::parse_error&) {
                     // Left as is: parse_fact_text reports it.
                 }
             }
-            ok = add(line, line_no);
+            ok = add(line, line_no, source_id);
             bar.update(static_cast<std::uint64_t>(in->tellg()), counts.stored + counts.duplicate + batch.size());
         }
     } else {
@@ -302,7 +360,7 @@ int run_import(const import_options& o) {
                 data[header[i]] = csv_value(row[i]);
             }
             fact["data"] = data;
-            ok = add(fact.dump(), line_no);
+            ok = add(fact.dump(), line_no, 0);
             bar.update(total ? static_cast<std::uint64_t>(in->tellg()) : 0,
                        counts.stored + counts.duplicate + batch.size());
         }

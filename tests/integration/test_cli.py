@@ -235,6 +235,67 @@ class ImportExportTest(KennelTestCase):
         self.assertIn("0 stored, 22 duplicates, 0 rejected", r.stderr)
         self.assertEqual(len(export_facts(self, db)), 22)
 
+    def test_an_export_imports_as_is_with_its_keys_and_corrections(self):
+        # A log with keys of both kinds and a correction, imported from a file
+        # (its first fact gets id 1, the correction names it).
+        src = [fact("posts", "p%d" % i, {"length": i, "breed": "pug"},
+                    time_="2026-11-20T10:%02d:00Z" % i) for i in range(5)]
+        src.append(fact("likes", "p1", {"likes": {"lower": 2, "upper": 4}},
+                        time_="2026-11-21T10:00:00Z", key="likes-p1"))
+        src.append(fact("posts", "p0", {"length": 99, "breed": "pug"},
+                        time_="2026-11-20T10:00:00Z", corrects=1))
+        db = self.path("k.db")
+        r = run_cli(["import", self.write("src.ndjson", "".join(json.dumps(f) + "\n" for f in src)),
+                     "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        exported = self.path("e.ndjson")
+        r = run_cli(["export", "--db", db, "--out", exported])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(exported) as f:
+            out = [json.loads(l) for l in f]
+        self.assertEqual(out[6]["corrects"], out[0]["id"])
+
+        # Into a fresh database: every line, the same log but for ingest times.
+        r = run_cli(["import", exported, "--db", self.path("new.db")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("7 stored, 0 duplicates, 0 rejected", r.stderr)
+        strip = lambda o: {k: v for k, v in o.items() if k != "ingest_time"}
+        self.assertEqual([strip(o) for o in export_facts(self, self.path("new.db"))],
+                         [strip(o) for o in out])
+
+        # Into a database that already holds facts: ids move, and the
+        # correction follows the fact it corrects to its new id.
+        busy = self.path("busy.db")
+        r = run_cli(["import", self.write("other.ndjson", json.dumps(fact("s", "x", {"v": 1})) +
+                                          "\n" + json.dumps(fact("s", "y", {"v": 2})) + "\n"),
+                     "--db", busy])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_cli(["import", exported, "--db", busy, "--batch", "3"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("7 stored", r.stderr)
+        got = export_facts(self, busy)
+        self.assertEqual(len(got), 9)
+        by_id = {o["id"]: o for o in got}
+        correction = got[-1]
+        self.assertEqual(correction["data"], {"length": 99, "breed": "pug"})
+        self.assertEqual(by_id[correction["corrects"]]["idempotency_key"], out[0]["idempotency_key"])
+        self.assertEqual(by_id[correction["corrects"]]["entity"], "p0")
+
+        # Only an id's and ingest time's form is checked.
+        bad = dict(out[0], id="one")
+        r = run_cli(["import", self.write("bad.ndjson", json.dumps(bad) + "\n"),
+                     "--db", self.path("bad.db")])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 1: rejected id: must be a positive integer")
+
+        # The HTTP API keeps refusing both fields.
+        server = self.start_server()
+        c = self.client(server)
+        for extra in ({"id": 7}, {"ingest_time": "2026-11-20T10:00:00Z"}):
+            with self.subTest(extra):
+                self.assertErrorShape(c.post_json("/v1/facts", dict(fact("s", "e", {"x": 1}), **extra)),
+                                      400, field=list(extra)[0], message="unknown field")
+
     def test_csv_import_with_columns_and_quoted_fields(self):
         rows = [
             ["post", "when", "caption", "likes", "score", "photo", "note"],
