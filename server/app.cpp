@@ -26,34 +26,6 @@
 
 namespace kennel {
 
-result<std::unique_ptr<db_lock>> db_lock::acquire(const std::string& db_path) {
-    std::string path = db_path + ".lock";
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return status(error_kind::internal, "cannot open " + path + ": " + std::strerror(errno));
-    }
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char buf[32] = {};
-        ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-        ::close(fd);
-        std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "unknown";
-        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-        return status(error_kind::conflict, "database " + db_path +
-                                                " is in use by another Kennel process (pid " +
-                                                holder + ")");
-    }
-    std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) == 0) {
-        [[maybe_unused]] ssize_t w = ::pwrite(fd, pid.data(), pid.size(), 0);
-    }
-    return std::unique_ptr<db_lock>(new db_lock(fd));
-}
-
-db_lock::~db_lock() {
-    ::flock(fd_, LOCK_UN);
-    ::close(fd_);
-}
-
 app::app(serve_options options) : options_(std::move(options)) {}
 
 app::~app() {

@@ -33,20 +33,6 @@ class supervisor;
 struct supervisor_state;
 }
 
-// An exclusive lock on "<db>.lock" held for the server's lifetime, so two
-// processes never write the same database.
-class db_lock {
-public:
-    static result<std::unique_ptr<db_lock>> acquire(const std::string& db_path);
-    ~db_lock();
-    db_lock(const db_lock&) = delete;
-    db_lock& operator=(const db_lock&) = delete;
-
-private:
-    explicit db_lock(int fd) : fd_(fd) {}
-    int fd_;
-};
-
 class app {
 public:
     explicit app(serve_options options);

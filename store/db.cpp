@@ -1,8 +1,15 @@
 #include "store/db.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
 namespace kennel {
@@ -251,6 +258,80 @@ savepoint::~savepoint() {
 void savepoint::release() {
     conn_.exec_cached("RELEASE " + name_);
     done_ = true;
+}
+
+result<std::unique_ptr<db_lock>> db_lock::acquire(const std::string& db_path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    // The file itself, wherever links lead; for a new database, its parent
+    // directory's real path and the name.
+    fs::path target = fs::weakly_canonical(fs::absolute(db_path, ec), ec);
+    if (ec) return status(error_kind::internal, "cannot resolve " + db_path + ": " + ec.message());
+    struct stat st {};
+    if (::stat(target.c_str(), &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            return status(error_kind::invalid_argument, db_path + " is not a database file");
+        }
+        // An empty file is a new database to SQLite; anything else must
+        // start with SQLite's header.
+        if (st.st_size > 0) {
+            char header[16] = {};
+            int fd = ::open(target.c_str(), O_RDONLY | O_CLOEXEC);
+            bool sqlite = fd >= 0 && ::pread(fd, header, sizeof header, 0) == sizeof header &&
+                          std::memcmp(header, "SQLite format 3", 16) == 0;
+            if (fd >= 0) ::close(fd);
+            if (!sqlite) {
+                return status(error_kind::invalid_argument, db_path + " is not an SQLite database");
+            }
+        }
+    } else if (int err = errno; err != ENOENT || !fs::is_directory(target.parent_path(), ec)) {
+        return status(error_kind::invalid_argument,
+                      "cannot open database " + db_path + ": " +
+                          (err != ENOENT ? std::strerror(err) : "no such directory"));
+    }
+    std::string path = target.string() + ".lock";
+    // The file may be removed by the holder between our open and our flock;
+    // the lock is then on a name nobody else can find, so try again.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return status(error_kind::internal,
+                          "cannot open " + path + ": " + std::strerror(errno));
+        }
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            char buf[32] = {};
+            ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+            ::close(fd);
+            std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "unknown";
+            while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) {
+                holder.pop_back();
+            }
+            return status(error_kind::conflict, "database " + db_path +
+                                                    " is in use by another Kennel process (pid " +
+                                                    holder + ")");
+        }
+        struct stat held {
+        }, named{};
+        if (::fstat(fd, &held) != 0 || ::stat(path.c_str(), &named) != 0 ||
+            held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
+            ::close(fd);
+            continue;
+        }
+        std::string pid = std::to_string(::getpid()) + "\n";
+        if (::ftruncate(fd, 0) == 0) {
+            [[maybe_unused]] ssize_t w = ::pwrite(fd, pid.data(), pid.size(), 0);
+        }
+        return std::unique_ptr<db_lock>(new db_lock(fd, path));
+    }
+    return status(error_kind::internal, "cannot lock " + path + ": it keeps changing");
+}
+
+db_lock::~db_lock() {
+    // Removed while still held: whoever opens the name next gets a new file,
+    // and one who opened the old file sees it is no longer named (above).
+    ::unlink(path_.c_str());
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
 }
 
 void online_backup(connection& from, const std::string& to_path,

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "store/status.h"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -163,6 +165,27 @@ private:
     connection& conn_;
     std::string name_;
     bool done_ = false;
+};
+
+// An exclusive flock on "<the database's canonical path>.lock", held while a
+// process writes the database, so two processes never write one file (a
+// symlink or another path to the same file takes the same lock). acquire()
+// refuses, creating nothing, a path that exists and is not an SQLite
+// database, or whose directory is missing. The lock file is removed when the
+// lock is released (normal exit or a failed start; one left by a crash is
+// harmless: the lock is the flock, not the file). Not shared between threads.
+class db_lock {
+public:
+    static result<std::unique_ptr<db_lock>> acquire(const std::string& db_path);
+    ~db_lock();
+    db_lock(const db_lock&) = delete;
+    db_lock& operator=(const db_lock&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    db_lock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+    int fd_;
+    std::string path_;  // the lock file
 };
 
 // Copies the database at `from` into `to_path` with SQLite's online backup

@@ -173,6 +173,58 @@ class MigrateTest(KennelTestCase):
                                       "after refusing the database:\n%s" % (attempt, err))
 
 
+class DatabaseLockTest(KennelTestCase):
+
+    def lock_files(self):
+        return sorted(f for f in os.listdir(self.tmp) if f.endswith(".lock"))
+
+    def test_a_second_server_is_refused_through_a_symlink_and_the_lock_goes_with_the_server(self):
+        server = self.start_server(db="k.db")
+        self.assertEqual(self.lock_files(), ["k.db.lock"])
+        os.symlink(server.db, self.path("link.db"))
+        os.mkdir(self.path("sub"))
+        for other in (self.path("link.db"), os.path.join(self.tmp, "sub", "..", "k.db")):
+            with self.subTest(other):
+                code, out, err = run_serve_expecting_exit(["--port", "0", "--db", other], bound=10)
+                self.assertEqual(code, 1, err)
+                self.assertIn("in use by another Kennel process (pid %d)" % server.proc.pid, err)
+                r = run_cli(["migrate", "--db", other])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("in use", r.stderr)
+        self.assertEqual(self.lock_files(), ["k.db.lock"])
+        self.assertEqual(server.stop(), 0)
+        self.assertEqual(self.lock_files(), [])
+
+    def test_no_lock_file_is_left_by_a_refused_file_or_a_failed_start(self):
+        text = self.path("passwd")
+        with open(text, "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/bash\n")
+        for args in (["migrate", "--db", text], ["train", "m", "--db", text],
+                     ["import", self.path("none.ndjson"), "--db", text]):
+            with self.subTest(args):
+                r = run_cli(args)
+                self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("is not an SQLite database", run_cli(["migrate", "--db", text]).stderr)
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", text], bound=10)
+        self.assertEqual(code, 1, err)
+        self.assertIn("is not an SQLite database", err)
+        # An SQLite file that is not Kennel's: refused after the lock was taken.
+        foreign = self.path("foreign.db")
+        with sqlite3.connect(foreign) as c:
+            c.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", foreign], bound=10)
+        self.assertEqual(code, 1, err)
+        self.assertEqual(run_cli(["migrate", "--db", foreign]).returncode, 1)
+        # A new database in a missing directory.
+        r = run_cli(["migrate", "--db", self.path("nowhere/k.db")])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        # Commands that succeed leave none either.
+        self.assertEqual(run_cli(["migrate", "--db", self.path("ok.db")]).returncode, 0)
+        self.assertEqual(self.lock_files(), [])
+        with open(text) as f:
+            self.assertEqual(f.read(), "root:x:0:0:root:/root:/bin/bash\n")
+
+
 def export_facts(test, db, *extra):
     r = run_cli(["export", "--db", db] + list(extra))
     test.assertEqual(r.returncode, 0, r.stderr)

@@ -4,9 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <chrono>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -419,6 +420,83 @@ TEST_CASE("online_backup includes commits still in the WAL and works without a c
     online_backup(src, dir.file("copy.db"), nullptr);
     connection copy(dir.file("copy.db"), {});
     CHECK(count_rows(copy, "t") == 1);
+}
+
+// ------------------------------------------------------------------ db_lock
+
+TEST_CASE("db_lock: a second lock on the same file is refused, by any path to it", "[db]") {
+    temp_dir dir;
+    connection(dir.file("k.db"), {}).exec("CREATE TABLE t (x)");
+    fs::create_symlink(dir.file("k.db"), dir.file("link.db"));
+    fs::create_directory(dir.file("sub"));
+    auto first = db_lock::acquire(dir.file("k.db"));
+    REQUIRE(first);
+    for (const std::string& other :
+         {dir.file("k.db"), dir.file("link.db"), dir.file("sub") + "/../k.db"}) {
+        auto second = db_lock::acquire(other);
+        REQUIRE_FALSE(second);
+        CHECK(second.error().message().find("in use by another Kennel process") !=
+              std::string::npos);
+    }
+    CHECK(fs::exists(dir.file("k.db.lock")));
+    CHECK_FALSE(fs::exists(dir.file("link.db.lock")));
+    first->reset();
+    // Released: the file is gone and the next one locks through the link.
+    CHECK_FALSE(fs::exists(dir.file("k.db.lock")));
+    auto again = db_lock::acquire(dir.file("link.db"));
+    REQUIRE(again);
+    CHECK((*again)->path() == fs::canonical(dir.file("k.db")).string() + ".lock");
+}
+
+TEST_CASE("db_lock: a new database may be locked; other files and missing directories not",
+          "[db]") {
+    temp_dir dir;
+    {
+        auto fresh = db_lock::acquire(dir.file("new.db"));  // Kennel is about to create it
+        REQUIRE(fresh);
+        CHECK(fs::exists(dir.file("new.db.lock")));
+        std::ofstream(dir.file("empty.db")).close();  // SQLite takes an empty file as new
+        CHECK(db_lock::acquire(dir.file("empty.db")));
+    }
+    CHECK_FALSE(fs::exists(dir.file("new.db.lock")));
+    CHECK_FALSE(fs::exists(dir.file("empty.db.lock")));
+    std::ofstream(dir.file("passwd")) << "root:x:0:0:root:/root:/bin/bash\n";
+    auto text = db_lock::acquire(dir.file("passwd"));
+    REQUIRE_FALSE(text);
+    CHECK(text.error().message().find("is not an SQLite database") != std::string::npos);
+    CHECK_FALSE(db_lock::acquire(dir.file("nowhere/k.db")));
+    CHECK_FALSE(db_lock::acquire(dir.file("")));  // the directory itself
+    std::vector<std::string> left;
+    for (const auto& e : fs::directory_iterator(dir.file(""))) {
+        if (e.path().extension() == ".lock") left.push_back(e.path().string());
+    }
+    CHECK(left.empty());
+}
+
+TEST_CASE("db_lock: racing lockers never both hold it, though each release removes the file",
+          "[db]") {
+    temp_dir dir;
+    std::string db = dir.file("race.db");
+    std::atomic<int> holders{0}, max_holders{0}, taken{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 300; ++i) {
+                auto lock = db_lock::acquire(db);
+                if (!lock) continue;
+                int now = ++holders;
+                int seen = max_holders.load();
+                while (now > seen && !max_holders.compare_exchange_weak(seen, now)) {
+                }
+                ++taken;
+                --holders;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(max_holders.load() == 1);
+    CHECK(taken.load() > 0);
+    CHECK_FALSE(fs::exists(db + ".lock"));
 }
 
 // ------------------------------------------------------------------- sha256
