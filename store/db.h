@@ -48,6 +48,12 @@ struct open_options {
     // one: measured in bench/ingest, it cut the writer's CPU per batched fact
     // by a third.
     int cache_kib = 0;
+    // Read-write connections: the bytes a WAL file is cut back to when a
+    // commit on this connection restarts it after a complete checkpoint. A
+    // reader holding an old snapshot (a long export or backup) stops
+    // checkpoints from completing and so lets the WAL grow; without a limit
+    // SQLite reuses the file and never shrinks it.
+    std::int64_t journal_size_limit = 64 * 1024 * 1024;
 };
 
 class statement;

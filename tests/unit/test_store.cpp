@@ -422,6 +422,36 @@ TEST_CASE("online_backup includes commits still in the WAL and works without a c
     CHECK(count_rows(copy, "t") == 1);
 }
 
+TEST_CASE("a commit after a complete checkpoint cuts the WAL back to journal_size_limit", "[db]") {
+    temp_dir dir;
+    open_options small;
+    small.journal_size_limit = 256 * 1024;
+    connection w(dir.file("wal.db"), small);
+    CHECK(w.pragma_int("journal_size_limit") == 256 * 1024);
+    CHECK(connection(dir.file("default.db"), {}).pragma_int("journal_size_limit") == 64 << 20);
+    w.watch_wal();  // checkpoints happen elsewhere, as in the writer
+    w.exec("CREATE TABLE t (x BLOB)");
+    std::string wal = dir.file("wal.db") + "-wal";
+    {
+        // A reader's snapshot keeps a checkpoint from reaching the WAL's end.
+        open_options ro;
+        ro.read_only = true;
+        connection reader(dir.file("wal.db"), ro);
+        reader.exec("BEGIN");
+        CHECK(count_rows(reader, "t") == 0);
+        for (int i = 0; i < 40; ++i) {
+            w.exec("INSERT INTO t VALUES (zeroblob(100000))");
+        }
+        connection(dir.file("wal.db"), {}).exec("PRAGMA wal_checkpoint(PASSIVE)");
+        CHECK(fs::file_size(wal) > 4 * 1024 * 1024);
+        reader.exec("COMMIT");
+    }
+    connection(dir.file("wal.db"), {}).exec("PRAGMA wal_checkpoint(PASSIVE)");
+    w.exec("INSERT INTO t VALUES (1)");
+    CHECK(fs::file_size(wal) <= 256 * 1024);
+    CHECK(count_rows(w, "t") == 41);
+}
+
 // ------------------------------------------------------------------ db_lock
 
 TEST_CASE("db_lock: a second lock on the same file is refused, by any path to it", "[db]") {
