@@ -20,8 +20,8 @@ std::string format_number(double x) {
     return std::string(buf, r.ptr);
 }
 
-std::string row_text(std::size_t i) {
-    return " at row " + std::to_string(i);
+std::string row_text(const row_namer& name_row, std::size_t i) {
+    return " at " + (name_row ? name_row(i) : "row " + std::to_string(i));
 }
 
 std::string list_classes(const std::vector<std::string>& classes) {
@@ -58,22 +58,23 @@ result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t m
     return out;
 }
 
-result<encoded_labels> encode_regression(const std::vector<raw_value>& labels) {
+result<encoded_labels> encode_regression(const std::vector<raw_value>& labels,
+                                         const row_namer& name_row) {
     encoded_labels out;
     out.y.reserve(labels.size());
     for (std::size_t i = 0; i < labels.size(); ++i) {
         const auto& v = labels[i];
         if (auto d = std::get_if<double>(&v)) {
-            if (!std::isfinite(*d)) return label_error("non-finite number" + row_text(i));
+            if (!std::isfinite(*d)) return label_error("non-finite number" + row_text(name_row, i));
             out.y.push_back(*d);
         } else if (auto iv = std::get_if<interval>(&v)) {
             if (!std::isfinite(iv->lower) || !std::isfinite(iv->upper) || iv->lower > iv->upper)
-                return label_error("invalid interval" + row_text(i));
+                return label_error("invalid interval" + row_text(name_row, i));
             out.y.push_back(iv->midpoint());
         } else {
             return label_error(
                 std::string("regression labels must be numbers or intervals; found ") +
-                raw_value_type_name(v) + row_text(i));
+                raw_value_type_name(v) + row_text(name_row, i));
         }
     }
     return out;
@@ -82,7 +83,7 @@ result<encoded_labels> encode_regression(const std::vector<raw_value>& labels) {
 }  // namespace
 
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
-                                     std::size_t max_classes) {
+                                     std::size_t max_classes, const row_namer& name_row) {
     bool any = false;
     for (std::size_t i = 0; i < labels.size(); ++i) {
         if (!std::holds_alternative<std::monostate>(labels[i])) any = true;
@@ -90,16 +91,17 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
     if (!any) return label_error("no labelled rows");
     for (std::size_t i = 0; i < labels.size(); ++i) {
         if (std::holds_alternative<std::monostate>(labels[i]))
-            return label_error("missing label" + row_text(i));
+            return label_error("missing label" + row_text(name_row, i));
     }
-    if (task == task_kind::regression) return encode_regression(labels);
+    if (task == task_kind::regression) return encode_regression(labels, name_row);
 
     // Classification: every label must have the kind of the first one.
     const std::size_t kind = labels[0].index();
     for (std::size_t i = 1; i < labels.size(); ++i) {
         if (labels[i].index() != kind) {
             return label_error(std::string("mixed label types: ") + raw_value_type_name(labels[0]) +
-                               " at row 0 and " + raw_value_type_name(labels[i]) + row_text(i));
+                               row_text(name_row, 0) + " and " + raw_value_type_name(labels[i]) +
+                               row_text(name_row, i));
         }
     }
     const bool binary = task == task_kind::binary;
@@ -123,11 +125,11 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
             const double d = std::get<double>(labels[i]);
             if (binary && d != 0 && d != 1) {
                 return label_error("binary labels that are numbers must be 0 or 1; found " +
-                                   format_number(d) + row_text(i));
+                                   format_number(d) + row_text(name_row, i));
             }
             if (!std::isfinite(d) || d != std::floor(d) || std::abs(d) > 9007199254740992.0) {
                 return label_error("multiclass labels that are numbers must be integers; found " +
-                                   format_number(d) + row_text(i));
+                                   format_number(d) + row_text(name_row, i));
             }
             keys.push_back(d);
         }
@@ -135,7 +137,7 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
     }
     return label_error(std::string(binary ? "binary labels must be booleans, 0/1 or two strings"
                                           : "multiclass labels must be strings or integers") +
-                       "; found " + raw_value_type_name(labels[0]) + row_text(0));
+                       "; found " + raw_value_type_name(labels[0]) + row_text(name_row, 0));
 }
 
 double unit_hash(std::string_view entity) {

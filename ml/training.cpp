@@ -230,7 +230,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     std::vector<raw_value> all_labels;
     for (const auto* ex : train_rows) all_labels.push_back(ex->label);
     for (const auto* ex : test_rows) all_labels.push_back(ex->label);
-    auto enc = encode_labels(d.task, all_labels, d.max_classes);
+    // An error names the fact to correct, not a row number.
+    auto name_row = [&](std::size_t i) {
+        const training_example* ex =
+            i < train_rows.size() ? train_rows[i] : test_rows[i - train_rows.size()];
+        return "entity \"" + ex->entity + "\" (label fact " + std::to_string(ex->label_fact_id) +
+               ")";
+    };
+    auto enc = encode_labels(d.task, all_labels, d.max_classes, name_row);
     if (!enc) return enc.error();
     out.classes = enc->classes;
     std::vector<double> y_train(enc->y.begin(), enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()));

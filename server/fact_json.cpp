@@ -147,7 +147,7 @@ parsed_item parse_fact_object(const json& j, micros now) {
     }
     f.entity = entity->get<std::string>();
     if (f.entity.empty() || f.entity.size() > max_entity_len) {
-        item.error = invalid("entity", "must be 1-256 characters");
+        item.error = invalid("entity", "must be 1-256 bytes of UTF-8");
         return item;
     }
     f.event_time = now;
@@ -199,7 +199,7 @@ parsed_item parse_fact_object(const json& j, micros now) {
     if (auto k = j.find("idempotency_key"); k != j.end() && !k->is_null()) {
         if (!k->is_string() || k->get<std::string>().empty() ||
             k->get<std::string>().size() > max_key_len) {
-            item.error = invalid("idempotency_key", "must be a string of 1-256 characters");
+            item.error = invalid("idempotency_key", "must be a string of 1-256 bytes of UTF-8");
             return item;
         }
         f.idempotency_key = k->get<std::string>();

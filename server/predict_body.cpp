@@ -455,7 +455,8 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
     if (auto d = doc.find("deadline_ms"); d != doc.end()) {
         if (!d->is_number() || !std::isfinite(d->get<double>()) || d->get<double>() <= 0 ||
             d->get<double>() > 60000) {
-            return invalid("deadline_ms", "must be a number of milliseconds between 0 and 60000");
+            return invalid("deadline_ms",
+                           "must be a number of milliseconds above 0 and at most 60000");
         }
         out.deadline_ms = d->get<double>();
     }

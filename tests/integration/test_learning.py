@@ -873,6 +873,15 @@ class DegenerateDataTest(SharedServerCase):
         self.assertIn("number", j["error"])
         self.assertIn("0 or 1", j["error"])
 
+    def test_a_string_among_numeric_labels_names_its_fact(self):
+        # One stray label fact stops every training of the model: the error
+        # names the entity and the fact to correct, not a row number.
+        rows = synthetic("regression", 60, seed=37)
+        rows[17] = (rows[17][0], rows[17][1], "many")
+        j = self.failed_job(definition("regression", uid("feat"), uid("lab")), rows)
+        self.assertIn("regression labels must be numbers or intervals; found string", j["error"])
+        self.assertRegex(j["error"], r'at entity "%s" \(label fact \d+\)' % rows[17][0])
+
     def test_three_strings_for_a_binary_model(self):
         rows = [(e, data, ("x", "y", "z")[i % 3]) for i, (e, data, _) in
                 enumerate(synthetic("binary", 60, seed=35))]
