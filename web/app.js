@@ -64,14 +64,21 @@
 
   const $ = (sel, root = document) => root.querySelector(sel);
 
+  // A table in a box that scrolls sideways on its own (focusable, so the
+  // keyboard can scroll it too). A header {actions: true} marks the column of
+  // buttons, which stays in view at the box's right edge.
   function table(headers, rows, opts = {}) {
     const head = h('thead', null, h('tr', null, headers.map((c) => {
       const label = typeof c === 'string' ? c : c.label;
-      return h('th', { class: c.num ? 'num' : null, scope: 'col' }, label);
+      return h('th', { class: c.actions ? 'cell-actions' : c.num ? 'num' : null, scope: 'col' }, label);
     })));
     const body = h('tbody', null, rows);
-    return h('div.table-wrap', null, h('table', { class: opts.class || null }, head, body));
+    const named = headers.map((c) => (typeof c === 'string' ? c : c.label)).filter(Boolean);
+    return h('div.table-wrap', { tabindex: 0, role: 'region', 'aria-label': opts.label || `Table: ${named.slice(0, 3).join(', ')}` },
+      h('table', { class: opts.class || null }, head, body));
   }
+
+  const ACTIONS = { label: '', actions: true };
 
   // A region re-rendered only when its data changed, so a refresh every 2 s
   // does not replace buttons under the pointer or reset scroll positions.
@@ -342,6 +349,7 @@
     let lo = Math.min(...ys), hi = Math.max(...ys);
     if (hi - lo < 1e-9) { lo -= Math.abs(lo) * 0.05 + 1e-3; hi += Math.abs(hi) * 0.05 + 1e-3; }
     const padY = (hi - lo) * 0.1; lo -= padY; hi += padY;
+    if (UNIT_METRICS.includes(metric)) { lo = Math.max(0, lo); hi = Math.min(1, hi); }
     const n = points.length;
     const x = (i) => (n === 1 ? L + (W - L - R) / 2 : L + (i * (W - L - R)) / (n - 1));
     const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
@@ -416,10 +424,20 @@
   function numericMetrics(m) {
     const out = {};
     if (!m || typeof m !== 'object') return out;
-    // "rows" counts the holdout rows: a size, not a metric.
-    for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && k !== 'rows') out[k] = v;
+    // "rows" counts the holdout rows: a size, not a metric; the decision
+    // threshold (and the F1 it reaches) is a setting, shown apart.
+    for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && k !== 'rows' && !THRESHOLD_KEYS.includes(k)) out[k] = v;
     return out;
   }
+
+  const THRESHOLD_KEYS = ['best_threshold', 'best_threshold_f1'];
+  function thresholdText(m) {
+    if (!m || !Number.isFinite(m.best_threshold)) return null;
+    return `threshold ${fmtNum(m.best_threshold, 3)}${Number.isFinite(m.best_threshold_f1) ? ` (F1 ${fmtNum(m.best_threshold_f1, 3)})` : ''}`;
+  }
+
+  // Metrics that cannot leave [0, 1]: a chart's axis stops there.
+  const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1'];
 
   // Which versions are disabled: the latest enable/disable event per version.
   function disabledSet(events) {
@@ -728,6 +746,13 @@
     return [];
   }
 
+  // A fact's data on one line, cut short by the cell; opened, the whole JSON.
+  function factData(d) {
+    if (!d || typeof d !== 'object') return jsonText(d);
+    return h('details', null, h('summary', { title: 'Show the whole JSON' }, JSON.stringify(d, null, 1).replace(/\n\s*/g, ' ')),
+      h('pre', null, JSON.stringify(d, null, 2)));
+  }
+
   async function newestFactsCard(stream, summary) {
     const rows = await newestFacts(stream, summary);
     return h('div.card', null,
@@ -737,8 +762,8 @@
         h('td', null, f.entity),
         h('td', null, timeEl(f.time || f.event_time)),
         h('td', null, timeEl(f.ingest_time || f.ingested_at)),
-        h('td.data', null, f.data && typeof f.data === 'object' ? JSON.stringify(f.data, null, 1).replace(/\n\s*/g, ' ') : jsonText(f.data)),
-        h('td', null, f.corrects ? `#${f.corrects}` : '')))) : h('p.muted', null, 'No facts in this stream.'));
+        h('td.data', null, factData(f.data)),
+        h('td', null, f.corrects ? `#${f.corrects}` : ''))), { label: `Newest facts in ${stream}` }) : h('p.muted', null, 'No facts in this stream.'));
   }
 
   // ---- models
@@ -1110,7 +1135,7 @@
     const isActive = (j) => j.state === 'queued' || j.state === 'running';
     const active = jobs.length > 0 && jobs.every(isActive);
     const cols = ['Job', model ? 'Model' : null, 'State', active ? 'Progress' : 'Result', 'Trigger', 'Requested by', 'Created',
-      { label: 'Duration', num: true }, active ? null : 'Version', active ? null : 'Error', active ? '' : null].filter((x) => x !== null);
+      { label: 'Duration', num: true }, active ? null : 'Version', active ? null : 'Error', active ? ACTIONS : null].filter((x) => x !== null);
     return table(cols, jobs.map((j) => {
       const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
       const progress = j.state === 'running'
@@ -1167,8 +1192,11 @@
       const snap = v.snapshot || {};
       return h('tr', { 'data-version': v.version, class: isLive ? 'selected' : null },
         h('td', { title: `created ${fmtTime(v.created_at)}` }, h('strong', null, `v${v.version}`)),
-        h('td', null, badge(isDisabled ? 'disabled' : v.status), ' ', (v.aliases || []).map((a) => h('span.chip', null, badge(a, a === 'live' ? 'ok' : 'info')))),
-        h('td', null, v.algorithm),
+        // The gate's verdict matters for versions that do not serve; the live one says live.
+        h('td', null, badge(isDisabled ? 'disabled' : isLive ? 'live' : v.status), ' ',
+          (v.aliases || []).filter((a) => a !== 'live').map((a) => h('span.chip', null, badge(a, 'info'))),
+          isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null),
+        h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted', null, thresholdText(v.metrics))] : null),
         h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4))),
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
@@ -1180,7 +1208,7 @@
     return [
       h('div.card-head', null, h('h2', null, 'Versions'), h('span.muted.small', null, 'Metrics on the holdout, the baseline beside them. Lineage: the definition revision, the job, the snapshot of facts.')),
       table(['Version', 'Status', 'Algorithm', { label: pm.name, num: true }, { label: `baseline ${pm.name}`, num: true },
-        extras.map((k) => ({ label: k, num: true })), 'Gate', 'Lineage', ''].flat(), rows, { class: 'versions' }),
+        extras.map((k) => ({ label: k, num: true })), 'Gate', 'Lineage', ACTIONS].flat(), rows, { class: 'versions', label: `Versions of ${name}` }),
     ];
   }
 
@@ -1202,6 +1230,7 @@
     row('aliases', (a.aliases || []).join(', ') || '—', (b.aliases || []).join(', ') || '—');
     row('algorithm', a.algorithm, b.algorithm);
     row('params', paramsText(a), paramsText(b));
+    if (thresholdText(a.metrics) || thresholdText(b.metrics)) row('decision threshold', thresholdText(a.metrics) || '—', thresholdText(b.metrics) || '—');
     row('search', searchText(a.params), searchText(b.params));
     for (const k of names) row(k, fmtNum(ma[k], 4), fmtNum(mb[k], 4), cmp(k, ma[k], mb[k]));
     row(`baseline ${pm.name}`, fmtNum(ba[pm.name], 4), fmtNum(bb[pm.name], 4));
@@ -1224,7 +1253,7 @@
       h('p.muted.small', null, 'The holdout is chosen by a hash of the entity: ',
         sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
           : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
-      h('div.table-wrap', null, h('table.compare', null,
+      h('div.table-wrap', { tabindex: 0, role: 'region', 'aria-label': `v${a.version} beside v${b.version}` }, h('table.compare', null,
         h('colgroup', null, h('col.c-label'), h('col.c-value'), h('col.c-value')),
         h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),
         h('tbody', null, rows))),
@@ -1734,7 +1763,7 @@
       const d = await get('/v1/keys');
       drawList(d, () => [
         h('h2', null, 'Keys'),
-        d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'State', ''], d.keys.map((k) => h('tr', { 'data-key': k.id },
+        d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },
           h('td', null, k.name || h('span.muted', null, '(no name)')),
           h('td', null, h('code', null, `${k.prefix}…`)),
           h('td', null, (k.scopes || []).map((s) => h('span.chip', null, badge(s, 'info')))),
