@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "kennel_version.h"
@@ -103,6 +104,21 @@ sync_mode parse_sync(const std::string& s) {
     throw po::error("--sync must be full, normal or off, not \"" + s + "\"");
 }
 
+// A whole-number option checked against [lo, hi]; `zero_means` names what 0
+// stands for when lo is 0.
+template <class T>
+T ranged(const po::variables_map& vm, const char* name, long long lo, long long hi,
+         const char* zero_means = nullptr) {
+    const po::variable_value& v = vm[name];
+    long long n = v.value().type() == typeid(int) ? v.as<int>() : v.as<long long>();
+    if (n < lo || n > hi) {
+        throw po::error(std::string("--") + name + " must be between " + std::to_string(lo) +
+                        (zero_means ? std::string(" (") + zero_means + ")" : std::string()) +
+                        " and " + std::to_string(hi) + ", not " + std::to_string(n));
+    }
+    return static_cast<T>(n);
+}
+
 void print_help(const char* name, const char* usage, const po::options_description& desc) {
     for (const command& c : commands) {
         if (std::string(c.name) == name) std::cout << "kennel " << name << ": " << c.summary << "\n";
@@ -120,11 +136,12 @@ int cmd_serve(const std::vector<std::string>& args) {
         "sync", po::value<std::string>()->default_value("full"),
         "full: an acknowledged fact survives power loss; normal: survives a crash of Kennel "
         "but the last commits may be lost on power loss; off: faster, may corrupt on power loss")(
-        "max-body", po::value<std::size_t>()->default_value(o.max_body_bytes),
+        "max-body", po::value<long long>()->default_value(static_cast<long long>(o.max_body_bytes)),
         "largest request body in bytes (413 above)")(
-        "max-batch", po::value<std::size_t>()->default_value(o.max_batch),
+        "max-batch", po::value<long long>()->default_value(static_cast<long long>(o.max_batch)),
         "most facts in one request")(
-        "writer-queue", po::value<std::size_t>()->default_value(o.writer_queue),
+        "writer-queue",
+        po::value<long long>()->default_value(static_cast<long long>(o.writer_queue)),
         "facts waiting for the writer before requests get 503")(
         "write-timeout-ms", po::value<int>()->default_value(o.write_timeout_ms),
         "longest a request waits for its commit before 503")(
@@ -134,11 +151,13 @@ int cmd_serve(const std::vector<std::string>& args) {
         "seconds an idle keep-alive connection is kept")(
         "predict-threads", po::value<int>()->default_value(0),
         "threads that run model predictions (0: two per core, at least 4)")(
-        "predict-queue", po::value<std::size_t>()->default_value(o.predict_queue),
+        "predict-queue",
+        po::value<long long>()->default_value(static_cast<long long>(o.predict_queue)),
         "prediction tasks waiting before requests get 503")(
         "predict-concurrency", po::value<int>()->default_value(0),
         "predict requests computing at once, the rest wait (0: four per core, at least 8)")(
-        "prediction-log-queue", po::value<std::size_t>()->default_value(o.prediction_log_queue),
+        "prediction-log-queue",
+        po::value<long long>()->default_value(static_cast<long long>(o.prediction_log_queue)),
         "prediction log entries buffered before new ones are dropped (and counted)")(
         "prediction-log-days", po::value<double>()->default_value(o.prediction_log_days),
         "days the prediction log keeps (older entries are deleted every minute; 0: keep all)")(
@@ -157,26 +176,24 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.db = vm["db"].as<std::string>();
     o.demo = vm["demo"].as<bool>();
     o.sync = parse_sync(vm["sync"].as<std::string>());
-    o.max_body_bytes = vm["max-body"].as<std::size_t>();
-    o.max_batch = vm["max-batch"].as<std::size_t>();
-    o.writer_queue = vm["writer-queue"].as<std::size_t>();
-    o.write_timeout_ms = vm["write-timeout-ms"].as<int>();
-    o.http_threads = vm["http-threads"].as<int>();
-    o.keepalive_timeout_s = vm["keepalive-timeout"].as<int>();
+    // Each number within a range that leaves a working server (read signed,
+    // so that -1 is refused rather than wrapped into a huge size).
+    o.max_body_bytes = ranged<std::size_t>(vm, "max-body", 1, 1LL << 30);
+    o.max_batch = ranged<std::size_t>(vm, "max-batch", 1, 1000000);
+    o.writer_queue = ranged<std::size_t>(vm, "writer-queue", 1, 10000000);
+    o.write_timeout_ms = ranged<int>(vm, "write-timeout-ms", 1, 3600000);
+    o.http_threads = ranged<int>(vm, "http-threads", 1, 1024);
+    o.keepalive_timeout_s = ranged<int>(vm, "keepalive-timeout", 1, 3600);
     o.web_dir = vm["web-dir"].as<std::string>();
-    o.predict_threads = vm["predict-threads"].as<int>();
-    o.predict_queue = vm["predict-queue"].as<std::size_t>();
-    o.predict_concurrency = vm["predict-concurrency"].as<int>();
-    o.prediction_log_queue = vm["prediction-log-queue"].as<std::size_t>();
+    o.predict_threads = ranged<int>(vm, "predict-threads", 0, 256, "two per core");
+    o.predict_queue = ranged<std::size_t>(vm, "predict-queue", 1, 1000000);
+    o.predict_concurrency = ranged<int>(vm, "predict-concurrency", 0, 4096, "four per core");
+    o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue", 1, 10000000);
     o.prediction_log_days = vm["prediction-log-days"].as<double>();
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
         throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");
     }
     o.test_faults = vm["test-faults"].as<bool>();
-    if (o.http_threads < 1) throw po::error("--http-threads must be at least 1");
-    if (o.writer_queue < 1) throw po::error("--writer-queue must be at least 1");
-    if (o.predict_concurrency < 0)
-        throw po::error("--predict-concurrency must be 0 (four per core) or more");
     app a(o);
     return a.run();
 }

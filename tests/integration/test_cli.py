@@ -78,7 +78,42 @@ class HelpAndVersionTest(KennelTestCase):
             ["--port", "0", "--db", os.path.join(self.tmp, "k.db"), "--predict-concurrency", "-1"],
             bound=5)
         self.assertEqual(code, 2, err)
-        self.assertIn("--predict-concurrency must be 0 (four per core) or more", err)
+        self.assertIn("--predict-concurrency must be between 0 (four per core) and 4096", err)
+
+    # Values that would leave a useless server (every connection closed
+    # unanswered, every write timed out), wrap a negative size into a huge
+    # one, or abort after "listening" while starting 100,000 threads.
+    def test_serve_refuses_numbers_out_of_range_naming_the_option_and_its_range(self):
+        cases = [
+            ("keepalive-timeout", "0", "between 1 and 3600"),
+            ("keepalive-timeout", "-5", "between 1 and 3600"),
+            ("write-timeout-ms", "0", "between 1 and 3600000"),
+            ("write-timeout-ms", "-1", "between 1 and 3600000"),
+            ("writer-queue", "-1", "between 1 and 10000000"),
+            ("max-body", "-1", "between 1 and 1073741824"),
+            ("max-body", "0", "between 1 and 1073741824"),
+            ("max-batch", "-1", "between 1 and 1000000"),
+            ("predict-queue", "-1", "between 1 and 1000000"),
+            ("prediction-log-queue", "-1", "between 1 and 10000000"),
+            ("predict-threads", "100000", "between 0 (two per core) and 256"),
+            ("predict-threads", "-1", "between 0 (two per core) and 256"),
+            ("http-threads", "100000", "between 1 and 1024"),
+            ("http-threads", "0", "between 1 and 1024"),
+        ]
+        db = self.path("k.db")
+        for option, value, needle in cases:
+            with self.subTest(option=option, value=value):
+                code, out, err = run_serve_expecting_exit(
+                    ["--port", "0", "--db", db, "--" + option, value], bound=10)
+                self.assertEqual(code, 2, err)
+                self.assertIn("--%s must be %s, not %s" % (option, needle, value), err)
+                self.assertNotIn("listening", out)
+        # The same checks hold for the environment.
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=10,
+                                                  env={"KENNEL_WRITER_QUEUE": "-1"})
+        self.assertEqual(code, 2, err)
+        self.assertIn("--writer-queue must be between 1 and 10000000", err)
+        self.assertFalse(os.path.exists(db))
 
     def test_version_prints_version_and_commit(self):
         for args in (["version"], ["--version"]):
