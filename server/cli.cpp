@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <typeinfo>
@@ -56,15 +57,90 @@ void print_usage() {
                  "environment, which beats the file, which beats the default.\n";
 }
 
-// Maps KENNEL_MAX_BODY to "max-body" when that option exists.
-std::string env_name_mapper(const po::options_description& desc, const std::string& env) {
+// KENNEL_MAX_BODY names "max-body"; "" for a variable that is not Kennel's.
+std::string option_of_variable(const std::string& env) {
     const std::string prefix = "KENNEL_";
     if (env.rfind(prefix, 0) != 0) return "";
     std::string name = env.substr(prefix.size());
     for (char& c : name) {
         c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
-    return desc.find_nothrow(name, false) ? name : "";
+    return name;
+}
+
+// Maps KENNEL_MAX_BODY to "max-body" when that option exists.
+std::string env_name_mapper(const po::options_description& desc, const std::string& env) {
+    std::string name = option_of_variable(env);
+    return !name.empty() && desc.find_nothrow(name, false) ? name : "";
+}
+
+// Every command's option names. One --config file may serve several
+// commands, so a key is refused only when no command has it (keep this list
+// in step with the commands' options below; the command being run adds its
+// own in check_config_file, so a missing entry only affects the others).
+const char* const all_option_names[] = {
+    // every command
+    "help", "config", "db",
+    // serve
+    "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
+    "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
+    "prediction-log-queue", "prediction-log-days", "web-dir", "test-faults",
+    // migrate, import, export, backup, train, predict, admin
+    "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
+    "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
+    "id"};
+
+bool is_any_option(const po::options_description& desc, const std::string& name) {
+    for (const char* n : all_option_names) {
+        if (name == n) return true;
+    }
+    return desc.find_nothrow(name, false) != nullptr;
+}
+
+// Environment variables Kennel reads that are not options.
+bool is_kennel_variable(const std::string& env) {
+    return env == "KENNEL_ADMIN_PASSWORD";
+}
+
+// A misspelt KENNEL_* variable would otherwise be silently ignored.
+void warn_unknown_environment(const po::options_description& desc) {
+    for (char** e = environ; e && *e; ++e) {
+        std::string var(*e);
+        var = var.substr(0, var.find('='));
+        std::string name = option_of_variable(var);
+        if (name.empty() || is_kennel_variable(var)) continue;
+        if (!is_any_option(desc, name)) {
+            std::cerr << "kennel: warning: ignoring " << var << ": no option --" << name << "\n";
+        }
+    }
+}
+
+// The INI file holds `option = value` lines and # comments only: a
+// [section], a line without "=" or a key no command knows (a typo) is
+// refused with the file and line, rather than silently ignored.
+void check_config_file(const po::options_description& desc, const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw po::error("cannot read config file " + path);
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+        line = line.substr(0, line.find('#'));
+        auto first = line.find_first_not_of(" \t\r");
+        if (first == std::string::npos) continue;
+        line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+        std::string where = path + ":" + std::to_string(n) + ": ";
+        if (line.front() == '[') {
+            throw po::error(where + "sections are not supported (" + line +
+                            "); write option = value lines");
+        }
+        auto eq = line.find('=');
+        if (eq == std::string::npos)
+            throw po::error(where + "expected option = value, not \"" + line + "\"");
+        std::string key = line.substr(0, eq);
+        key = key.substr(0, key.find_last_not_of(" \t") + 1);
+        if (!is_any_option(desc, key)) {
+            throw po::error(where + "unknown option \"" + key + "\" (see kennel <command> --help)");
+        }
+    }
 }
 
 // Flags, then the environment, then the config file: po::store keeps the
@@ -74,14 +150,13 @@ po::variables_map parse_layers(const po::options_description& desc,
                                const std::vector<std::string>& args) {
     po::variables_map vm;
     po::store(po::command_line_parser(args).options(desc).positional(positional).run(), vm);
+    warn_unknown_environment(desc);
     po::store(po::parse_environment(
                   desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
               vm);
     if (vm.count("config") && !vm["config"].as<std::string>().empty()) {
         const std::string& path = vm["config"].as<std::string>();
-        std::FILE* f = std::fopen(path.c_str(), "r");
-        if (!f) throw po::error("cannot read config file " + path);
-        std::fclose(f);
+        check_config_file(desc, path);
         // Entries for other commands' options are allowed in one shared file.
         po::store(po::parse_config_file(path.c_str(), desc, true), vm);
     }

@@ -115,6 +115,41 @@ class HelpAndVersionTest(KennelTestCase):
         self.assertIn("--writer-queue must be between 1 and 10000000", err)
         self.assertFalse(os.path.exists(db))
 
+    def test_a_config_file_with_a_typo_a_section_or_a_stray_line_is_refused_by_line(self):
+        db = self.path("k.db")
+        cases = [
+            ("typo", "# settings\nport = 0\nwriter-queu = 5\n", ":3: unknown option \"writer-queu\""),
+            ("section", "[serve]\nwriter-queue = 5\n", ":1: sections are not supported ([serve])"),
+            ("no value", "writer-queue = 5\nverbose\n", ":2: expected option = value"),
+        ]
+        for name, text, needle in cases:
+            with self.subTest(name):
+                cfg = self.path(name + ".ini")
+                with open(cfg, "w") as f:
+                    f.write(text)
+                code, out, err = run_serve_expecting_exit(
+                    ["--port", "0", "--db", db, "--config", cfg], bound=10)
+                self.assertEqual(code, 2, err)
+                self.assertIn(cfg + needle, err)
+                r = run_cli(["migrate", "--db", db, "--config", cfg])
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(cfg + needle, r.stderr)
+        self.assertFalse(os.path.exists(db))
+        # Options of other commands, comments and blank lines are fine.
+        cfg = self.path("shared.ini")
+        with open(cfg, "w") as f:
+            f.write("# shared\n\nbatch = 10\nstream = posts  # import's\nwriter-queue=7\n")
+        r = run_cli(["migrate", "--db", db, "--config", cfg])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_a_misspelt_environment_variable_is_named_in_a_warning(self):
+        r = run_cli(["migrate", "--db", self.path("k.db")],
+                    env={"KENNEL_WRITER_QUEU": "5", "KENNEL_BATCH": "3"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("warning: ignoring KENNEL_WRITER_QUEU", r.stderr)
+        self.assertNotIn("KENNEL_BATCH", r.stderr)  # an option of kennel import
+        self.assertNotIn("KENNEL_ADMIN_PASSWORD", r.stderr)
+
     def test_version_prints_version_and_commit(self):
         for args in (["version"], ["--version"]):
             with self.subTest(args):
