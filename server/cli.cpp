@@ -519,7 +519,16 @@ int cmd_admin(const std::vector<std::string>& args) {
         return vm.count("help") ? 0 : 2;
     }
     std::string action = vm["action"].as<std::string>();
-    connection conn(vm["db"].as<std::string>(), {});
+    // A mistyped --db must not create an empty database with a fresh admin.
+    const std::string& db = vm["db"].as<std::string>();
+    if (::access(db.c_str(), F_OK) != 0) {
+        std::cerr << "kennel admin: no such database " << db
+                  << " (kennel serve or kennel migrate creates one)\n";
+        return 1;
+    }
+    open_options existing;
+    existing.create = false;
+    connection conn(db, existing);
     if (status s = migrate(conn); !s) {
         std::cerr << "kennel admin: " << s.message() << "\n";
         return 1;

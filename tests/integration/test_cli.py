@@ -295,6 +295,27 @@ class DatabaseLockTest(KennelTestCase):
             self.assertEqual(f.read(), "root:x:0:0:root:/root:/bin/bash\n")
 
 
+class AdminTest(KennelTestCase):
+
+    def test_admin_commands_refuse_a_database_that_does_not_exist(self):
+        for args in (["list-keys"], ["set-password", "--password", "long-enough-pw"],
+                     ["create-key", "--name", "app", "--scopes", "ingest"],
+                     ["revoke-key", "--id", "1"]):
+            with self.subTest(args):
+                db = self.path("typo.db")
+                r = run_cli(["admin"] + args + ["--db", db])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("no such database " + db, r.stderr)
+                self.assertEqual(os.listdir(self.tmp), [])
+        # An existing one works.
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["admin", "set-password", "--password", "long-enough-pw", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_cli(["admin", "list-keys", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
 def export_facts(test, db, *extra):
     r = run_cli(["export", "--db", db] + list(extra))
     test.assertEqual(r.returncode, 0, r.stderr)
