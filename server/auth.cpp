@@ -19,6 +19,16 @@ constexpr std::size_t max_cached_keys = 1024;
 constexpr auto session_lifetime = std::chrono::hours(12);
 constexpr int failures_before_lockout = 5;
 
+// A user name as sent, for one log line: control characters (a forged line
+// break) become '?', and a long one is cut.
+std::string loggable(std::string_view name) {
+    std::string out(name.substr(0, 64));
+    for (char& c : out) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    return out;
+}
+
 std::optional<std::string> base64_decode(const std::string& in) {
     auto val = [](char c) -> int {
         if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -114,6 +124,11 @@ void authenticator::note_failure(const std::string& who) {
             // Doubling lockout: 30 s, 60 s, 120 s ... capped at 15 minutes.
             int exp = std::min(f.count - failures_before_lockout, 5);
             f.until = steady::now() + std::chrono::seconds(30LL << exp);
+            // `who` is "user:NAME" or "addr:ADDRESS".
+            log_warn("auth", "sign-in locked out for " + who.substr(0, 4) + " " +
+                                 loggable(who.substr(5)) + " for " + std::to_string(30LL << exp) +
+                                 " s after " + std::to_string(f.count) +
+                                 " failed sign-ins in a row");
         }
     }
     // Every wrong password costs the caller time, whatever the lockout says.
@@ -131,7 +146,10 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     {
         std::lock_guard lock(mu_);
         auto it = basic_ok_.find(token);
-        if (it != basic_ok_.end() && steady::now() - it->second < std::chrono::minutes(5)) return true;
+        if (it != basic_ok_.end() && steady::now() - it->second < std::chrono::minutes(5)) {
+            failures_.erase("addr:" + addr);  // as below
+            return true;
+        }
     }
     std::optional<user_row> u;
     {
@@ -140,11 +158,15 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     }
     bool ok = u && check_password(*u, password);
     if (!ok) {
+        log_warn("auth", "failed sign-in (Basic auth) for \"" + loggable(user) + "\" from " + addr);
         note_failure("user:" + user);
         note_failure("addr:" + addr);
         return false;
     }
+    // A success clears both counters: otherwise an address that was locked
+    // out once stays one typo away from the next, longer, lockout.
     note_success("user:" + user);
+    note_success("addr:" + addr);
     std::lock_guard lock(mu_);
     // A verified password is remembered by its hash for a few minutes, so
     // scripts using Basic auth do not pay for PBKDF2 on every request.
@@ -242,12 +264,14 @@ result<session_info> authenticator::login(const std::string& user, const std::st
         u = get_user(*conn, user);
     }
     if (!u || !check_password(*u, password)) {
+        log_warn("auth",
+                 "failed sign-in (session) for \"" + loggable(user) + "\" from " + remote_addr);
         note_failure("user:" + user);
         note_failure("addr:" + remote_addr);
-        log_warn("auth", "failed sign-in for \"" + user + "\" from " + remote_addr);
         return status(error_kind::unauthenticated, "wrong user name or password");
     }
     note_success("user:" + user);
+    note_success("addr:" + remote_addr);
     session_info s;
     s.token = random_hex(32);
     s.user = user;

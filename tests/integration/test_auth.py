@@ -3,6 +3,7 @@ slowed and locked out, CSRF on the session cookie, API key scopes and
 revocation, bad key requests. Every route but /healthz and /readyz needs
 credentials."""
 
+import base64
 import unittest
 
 from kennel_harness import ADMIN_PASSWORD, Client, KennelTestCase
@@ -44,6 +45,46 @@ class AuthTest(KennelTestCase):
         r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
         self.assertErrorShape(r, 429, code="rate_limited")
         self.assertTrue(r.header("Retry-After"))
+
+    def basic(self, user, password):
+        c = Client(self.server.port,
+                   auth="Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
+        self.addCleanup(c.close)
+        return c.get("/v1/streams").status
+
+    # A success clears the address's count of failures as well as the
+    # user's: otherwise, after one lockout, one typo locks the address again.
+    def test_a_successful_sign_in_clears_the_address_count_too(self):
+        for sign_in in ("basic", "session"):
+            with self.subTest(sign_in):
+                def attempt(user, password):
+                    if sign_in == "basic":
+                        return self.basic(user, password)
+                    return self.anon.post_json("/v1/auth/login",
+                                               {"username": user, "password": password}).status
+                self.assertEqual([attempt("admin", "typo") for _ in range(4)], [401] * 4)
+                self.assertEqual(attempt("admin", ADMIN_PASSWORD), 200)
+                # One typo under another name: the fifth from this address in
+                # all, the first since a success.
+                self.assertEqual(attempt("nobody-" + sign_in, "typo"), 401)
+                self.assertEqual(attempt("admin", ADMIN_PASSWORD), 200)
+                self.assertEqual(self.basic("admin", ADMIN_PASSWORD), 200)
+        with open(self.server.log_path) as f:
+            log = f.read()
+        self.assertIn('failed sign-in (Basic auth) for "admin" from 127.0.0.1', log)
+        self.assertIn('failed sign-in (session) for "nobody-session" from 127.0.0.1', log)
+        self.assertNotIn("typo", log)  # never the password
+        self.assertNotIn("locked out", log)
+
+    def test_a_lockout_is_logged_once_per_counter_with_its_length(self):
+        statuses = [self.basic("mallory\nforged line", "guess%d" % i) for i in range(6)]
+        self.assertEqual(statuses, [401] * 5 + [429])
+        with open(self.server.log_path) as f:
+            log = f.read()
+        self.assertIn('sign-in locked out for user mallory?forged line for 30 s after 5 failed', log)
+        self.assertIn("sign-in locked out for addr 127.0.0.1 for 30 s after 5 failed", log)
+        self.assertNotIn("guess", log)
+        self.assertNotIn("\nforged line", log)
 
     def test_session_cookie_needs_the_csrf_token_to_change_anything(self):
         r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
