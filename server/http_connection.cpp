@@ -84,11 +84,35 @@ bool buffered_socket_stream::wait(short events, std::chrono::milliseconds timeou
 }
 
 bool buffered_socket_stream::is_readable() const {
-    return in_pos_ < in_len_ || wait(POLLIN, read_timeout_);
+    return in_pos_ < in_len_ || wait_to_read();
 }
 
 bool buffered_socket_stream::is_writable() const {
     return wait(POLLOUT, write_timeout_);
+}
+
+void buffered_socket_stream::begin_request() {
+    in_headers_ = true;
+    last_bytes_ = 0;
+    headers_due_ = std::chrono::steady_clock::now() + read_timeout_;
+}
+
+void buffered_socket_stream::note_read(const char* p, std::size_t n) {
+    // httplib reads a request's head a byte at a time, then its body.
+    for (std::size_t i = 0; i < n && in_headers_; ++i) {
+        last_bytes_ = (last_bytes_ << 8) | static_cast<unsigned char>(p[i]);
+        if ((last_bytes_ & 0xffffffffu) == 0x0d0a0d0au) in_headers_ = false;  // "\r\n\r\n"
+    }
+}
+
+bool buffered_socket_stream::wait_to_read() const {
+    if (!in_headers_) return wait(POLLIN, read_timeout_);
+    // The whole head must arrive within the read timeout, not just each
+    // byte: a client sending a header line every few seconds would
+    // otherwise hold its thread for as long as it likes (slowloris).
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        headers_due_ - std::chrono::steady_clock::now());
+    return left.count() > 0 && wait(POLLIN, std::min(read_timeout_, left));
 }
 
 ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
@@ -96,6 +120,7 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
         std::size_t n = std::min(size, in_len_ - in_pos_);
         std::memcpy(ptr, in_.data() + in_pos_, n);
         in_pos_ += n;
+        if (in_headers_) note_read(ptr, n);
         return static_cast<ssize_t>(n);
     }
     // What is written answers what was read: a client waiting for
@@ -112,12 +137,17 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
         if (n >= 0) break;
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) break;
-        if (!wait(POLLIN, read_timeout_)) break;
+        if (!wait_to_read()) break;
     }
-    if (direct || n <= 0) return n;
+    if (n <= 0) return n;
+    if (direct) {
+        if (in_headers_) note_read(ptr, static_cast<std::size_t>(n));
+        return n;
+    }
     in_len_ = static_cast<std::size_t>(n);
     in_pos_ = std::min(size, in_len_);
     std::memcpy(ptr, in_.data(), in_pos_);
+    if (in_headers_) note_read(ptr, in_pos_);
     return static_cast<ssize_t>(in_pos_);
 }
 
@@ -386,6 +416,7 @@ bool http_engine::process_and_close_socket(int sock) {
     for (std::size_t left = keep_alive_max_count_; left > 0; --left) {
         bool more = strm.wait_for_request(idle, svr_sock_, owed);
         if (!settle_owed() || !more) break;
+        strm.begin_request();
         bool closed = false;
         ok = process_request(strm, left == 1, closed, nullptr);
         if (std::shared_ptr<deferred_response> d = std::move(deferred_here)) {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,9 +59,16 @@ public:
     // Drops what was written since the last flush (httplib's placeholder for
     // an answer that is deferred).
     void discard_output() { out_.clear(); }
+    // A request's first byte has arrived: its head (request line and
+    // headers) must be complete within the read timeout from now.
+    void begin_request();
 
 private:
     bool wait(short events, std::chrono::milliseconds timeout) const;
+    // Waits for more bytes: the read timeout, cut short by the head's due time.
+    bool wait_to_read() const;
+    // Follows the bytes handed out until the head's blank line.
+    void note_read(const char* p, std::size_t n);
 
     int sock_;
     std::chrono::milliseconds read_timeout_;
@@ -69,6 +77,9 @@ private:
     std::size_t in_pos_ = 0;
     std::size_t in_len_ = 0;
     std::string out_;
+    bool in_headers_ = false;
+    std::uint32_t last_bytes_ = 0;  // the last four bytes of the head read so far
+    std::chrono::steady_clock::time_point headers_due_{};
     std::string remote_ip_, local_ip_;
     int remote_port_ = 0, local_port_ = 0;
 };

@@ -699,6 +699,32 @@ class MaxBodyTest(KennelTestCase):
         self.assertEqual(c.get("/healthz").status, 200)
 
 
+    def test_a_request_head_sent_slowly_is_cut_off(self):
+        # Slowloris: a header line every second kept each byte within the
+        # read timeout and so held an HTTP thread for as long as the client
+        # liked. The whole head must now arrive within the read timeout
+        # (10 s); the test gives up on the server after 25 s.
+        server = self.start_server()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            cut_off = False
+            while time.monotonic() - started < 25 and not cut_off:
+                try:
+                    sock.sendall(b"X-Slow: still here\r\n")
+                    got = sock.recv(65536)
+                    # An answer to a head that never ended is an error, or
+                    # the connection is simply closed.
+                    cut_off = got == b"" or not got.startswith(b"HTTP/1.1 200")
+                except socket.timeout:
+                    continue  # nothing yet: one more line
+                except OSError:
+                    cut_off = True  # reset by the server
+            self.assertTrue(cut_off, "the server still waited for the head after 25 s")
+        c = self.client(server)
+        self.assertEqual(c.get("/healthz").status, 200)
+
+
 # ------------------------------------------------------------- processes
 
 class ProcessTest(KennelTestCase):
