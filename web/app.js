@@ -581,22 +581,35 @@
       const [list, serving] = await Promise.all([get('/v1/models'), get('/v1/serving').catch(() => null)]);
       // Each model's live version's drift over its window, in brief.
       const drift = {};
+      const down = {};  // models whose live version cannot answer: what answers instead
       for (const m of (serving && serving.models) || []) {
         const live = (m.versions || []).find((v) => v.role === 'live');
         if (live && live.drift) drift[m.model] = live.drift;
+        if (m.live_alias && m.serving_version !== m.live_alias) {
+          const prev = (m.versions || []).find((v) => v.role === 'previous');
+          down[m.model] = { problem: m.problem || 'not_loaded', fallback: prev ? prev.version : null };
+        }
       }
+      const liveCell = (m) => {
+        if (!(m.aliases && m.aliases.live)) return h('span.muted', null, 'none');
+        const d = down[m.name];
+        if (!d) return `v${m.aliases.live}`;
+        const why = d.problem === 'version_disabled' ? 'disabled' : 'not serving';
+        return [`v${m.aliases.live} `, badge(why, 'bad'),
+          h('span.muted', null, d.fallback ? ` v${d.fallback} answers` : ' fallback answers')];
+      };
       const driftCell = (name) => {
         const d = drift[name];
         if (!d) return h('span.muted', null, '—');
         if (!d.enough_requests) return badge('waiting');
         return [badge(d.drifted ? 'drifted' : 'stable'), d.drifted && d.worst_field ? ` ${d.worst_field}` : null];
       };
-      drawModels({ list, drift }, () => [
+      drawModels({ list, drift, down }, () => [
         h('div.card-head', null, h('h2', null, 'Models'), h('a', { href: '#/models' }, 'All models →')),
         list.models.length ? table(['Model', 'Task', 'Live', 'Versions', 'Last job', 'Drift'], list.models.map((m) => h('tr', { 'data-model': m.name },
           h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, m.name)),
           h('td', null, m.task),
-          h('td', null, m.aliases && m.aliases.live ? `v${m.aliases.live}` : h('span.muted', null, 'none')),
+          h('td.live', null, liveCell(m)),
           h('td.num', null, fmtNum(m.versions)),
           h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`)] : '—'),
           h('td.drift', null, driftCell(m.name)))))

@@ -476,10 +476,21 @@ step('a disabled live version: the page says so and which version answers instea
   await visible(page.locator('#feature-drift p', { hasText: `v${before.version} answers as a fallback` }));
   assert.equal(await page.getAttribute('button[data-action="rollback"]', 'title'), `Moves live back to v${before.version}`);
   await shot('model-live-disabled-1280');
+  // The overview's row for the model says it too.
+  await go('#/overview');
+  const liveCell = page.locator('tr[data-model="likes"] td.live');
+  await waitFor('the overview marks live disabled', async () =>
+    /disabled/.test(await liveCell.textContent()), WAIT);
+  assert.match(await liveCell.textContent(), new RegExp(`^v${live.version} disabled v${before.version} answers$`));
+  await go('#/models/likes');
+  await visible(page.locator(`${row} button[data-action="enable"]`));
   await page.click(`${row} button[data-action="enable"]`);
   await confirmDialog('browser test: enable the live version again');
   await notice.waitFor({ state: 'detached', timeout: WAIT });
   await visible(page.locator('.page-head .badge', { hasText: new RegExp(`^live → v${live.version}$`) }));
+  await go('#/overview');
+  await waitFor('the overview shows live serving again', async () =>
+    (await liveCell.textContent()) === `v${live.version}`, WAIT);
 });
 
 step('experiments: start one, see each arm\'s share and live metrics, end it', async () => {
