@@ -232,18 +232,52 @@
     });
   }
 
+  // Where keyboard focus was before an action: its button is usually drawn
+  // anew by the refresh, so focus would fall to <body>. Found again by its
+  // row and action (a disable button comes back as enable, and vice versa).
+  function focusMark() {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const row = el.closest('tr[data-version], tr[data-model], tr[data-job]');
+    return { el, action: el.dataset ? el.dataset.action : null, row: row ? rowKey(row) : null };
+  }
+  function rowKey(row) {
+    for (const k of ['version', 'model', 'job']) {
+      if (row.dataset[k] !== undefined) return `tr[data-${k}="${CSS.escape(row.dataset[k])}"]`;
+    }
+    return null;
+  }
+  function restoreFocus(mark) {
+    if (!mark) return;
+    if (mark.el.isConnected && !mark.el.disabled) { mark.el.focus(); return; }
+    const counterpart = { disable: 'enable', enable: 'disable' }[mark.action];
+    const scope = mark.row ? document.querySelector(mark.row) : null;
+    const pick = (sel) => (scope || document).querySelector(sel);
+    const target = (mark.action && pick(`button[data-action="${mark.action}"]:not([disabled])`))
+      || (counterpart && pick(`button[data-action="${counterpart}"]:not([disabled])`))
+      || (scope && scope.querySelector('button:not([disabled])'))
+      || document.querySelector('main h1');
+    if (target) {
+      if (target.tagName === 'H1') target.setAttribute('tabindex', '-1');
+      target.focus();
+    }
+  }
+
   // Runs an action: asks, calls, flashes the result, refreshes the view.
   async function act(opts, call, describe) {
+    const mark = focusMark();
     const reason = await ask(opts);
-    if (reason === null) return null;
+    if (reason === null) { restoreFocus(mark); return null; }
     try {
       const result = await call(reason);
       flash(describe ? describe(result) : 'Done');
       await refreshNow();
+      restoreFocus(mark);
       return result;
     } catch (err) {
       flashError(err, opts.title);
       await refreshNow();
+      restoreFocus(mark);
       return null;
     }
   }
@@ -1189,16 +1223,16 @@
       const better = Number.isFinite(val) && Number.isFinite(base) ? (pm.higher ? val > base : val < base) : null;
       const isDisabled = disabled.has(v.version);
       const isLive = v.version === live;
-      const promote = h('button.small', { type: 'button', 'data-action': 'promote', disabled: isLive || isDisabled, title: isDisabled ? 'Enable it first' : null,
+      const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}`, disabled: isLive || isDisabled, title: isDisabled ? 'Enable it first' : null,
         onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
           (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason }),
           (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');
       const toggle = isDisabled
-        ? h('button.small', { type: 'button', 'data-action': 'enable',
+        ? h('button.small', { type: 'button', 'data-action': 'enable', 'aria-label': `Enable v${v.version}`,
           onclick: () => act({ title: `Enable v${v.version} of ${name}`, text: 'It may serve again (when an alias points at it).', confirm: 'Enable' },
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/enable`, { reason }),
             (r) => `Enabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : ''}`) }, 'Enable')
-        : h('button.small.danger', { type: 'button', 'data-action': 'disable',
+        : h('button.small.danger', { type: 'button', 'data-action': 'disable', 'aria-label': `Disable v${v.version}`,
           onclick: () => act({ title: `Disable v${v.version} of ${name}`, text: isLive ? 'It is live: serving falls back to the previous live version (or the fallback chain) at once.' : 'It will not serve, even when an alias points at it.', confirm: 'Disable', danger: true },
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/disable`, { reason }),
             (r) => `Disabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');

@@ -462,10 +462,17 @@ step('a disabled live version: the page says so and which version answers instea
   const row = `tr[data-version="${live.version}"]`;
   await visible(page.locator(`${row} button[data-action="disable"]`));
   assert.equal(await page.locator('#serving-notice').count(), 0, 'no warning while live serves');
+  assert.equal(await page.getAttribute(`${row} button[data-action="disable"]`, 'aria-label'), `Disable v${live.version}`);
   await page.click(`${row} button[data-action="disable"]`);
   await confirmDialog('browser test: disable the live version');
   const notice = page.locator('#serving-notice');
   await visible(notice);
+  // Keyboard focus comes back to the row's button, now Enable (it fell to
+  // <body> when the refresh drew the row anew).
+  await waitFor('focus back on the row', async () => page.evaluate((v) => {
+    const el = document.activeElement;
+    return !!el && el.dataset.action === 'enable' && el.closest('tr') && el.closest('tr').dataset.version === String(v);
+  }, live.version), WAIT);
   assert.match(await notice.textContent(), new RegExp(`Live v${live.version} is disabled: v${before.version} answers instead`));
   // What /v1/serving says, the page says.
   const sv = (await http('GET', '/v1/serving', { auth: 'basic' })).json.models.find((m) => m.model === 'likes');
