@@ -1541,10 +1541,13 @@
         replace(body, h('div.card', null, emptyModels()));
         return false;
       }
-      if (!state.model || !list.models.some((m) => m.name === state.model)) state.model = list.models[0].name;
+      // A name in the address that is no model is said, not silently swapped.
+      const unknown = state.model && !list.models.some((m) => m.name === state.model) ? state.model : null;
+      if (!state.model || unknown) state.model = list.models[0].name;
       const sel = h('select', { 'aria-label': 'Model', id: 'deploy-model' }, list.models.map((m) => h('option', { value: m.name, selected: m.name === state.model }, m.name)));
       sel.addEventListener('change', () => { location.hash = `#/deployments/${enc(sel.value)}`; });
-      replace(head, pageHead('Deployments', 'What served when, who moved it and why; the supervisor\'s actions; experiments.', h('label.inline', null, 'Model', sel)));
+      replace(head, pageHead('Deployments', 'What served when, who moved it and why; the supervisor\'s actions; experiments.', h('label.inline', null, 'Model', sel)),
+        unknown ? h('div.alert.warn', { id: 'deploy-unknown' }, `There is no model named "${unknown}"; showing ${state.model}.`) : null);
       const r = {
         aliases: h('div.card'), history: h('div.card'), events: h('div.card'), supervisor: h('div.card'),
         experiments: h('div.card'), live: h('div.card'), start: h('div.card'),
@@ -1775,6 +1778,9 @@
     const scopes = ['ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
     const created = h('div', { id: 'key-created' });
     const create = h('button.primary', { type: 'submit', 'data-action': 'create-key' }, 'Create key');
+    let shownKey = null;  // the id of the key whose secret is on screen
+    // A revoked key's secret is of no use and should not stay on screen.
+    const forgetShown = (id) => { if (shownKey !== null && shownKey === id) { shownKey = null; replace(created); } };
     const form = h('form', null,
       h('h2', null, 'Create a key'),
       h('label', { for: 'key-name' }, 'Name'), nameIn,
@@ -1788,6 +1794,7 @@
       create.disabled = true;
       try {
         const k = await api('POST', '/v1/keys', body);
+        shownKey = k.id;
         const copy = h('button.small', { type: 'button' }, 'Copy');
         copy.addEventListener('click', async () => {
           try { await navigator.clipboard.writeText(k.key); copy.textContent = 'Copied'; } catch (e) { copy.textContent = 'Select and copy it'; }
@@ -1808,6 +1815,7 @@
     replace(createBox, form);
     const refresh = async () => {
       const d = await get('/v1/keys');
+      for (const k of d.keys) if (k.revoked_at) forgetShown(k.id);
       drawList(d, () => [
         h('h2', null, 'Keys'),
         d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },

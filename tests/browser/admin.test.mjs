@@ -695,6 +695,8 @@ step('API keys: create (shown once), use, revoke', async () => {
   await confirmDialog();
   await visible(page.locator('#flash .alert.success', { hasText: 'Revoked API key "browser-test"' }));
   await waitFor('the revoked badge', async () => /revoked/.test(await row.first().textContent()), WAIT);
+  // The revoked key's secret leaves the screen.
+  await page.locator('#new-key').waitFor({ state: 'detached', timeout: WAIT });
   await waitFor('the key to be refused', async () => (await http('GET', '/v1/models', { auth: key })).status === 401, 10_000);
 });
 
@@ -716,6 +718,10 @@ step('an error from the server is a message, not a blank page', async () => {
   assert.doesNotMatch(await page.textContent('#main'), /Loading/);
   await go('#/jobs/999999');
   await visible(page.locator('.view-error .alert.error', { hasText: 'no job with id 999999' }));
+  // Deployments of a model that does not exist: said, then the first model.
+  await go('#/deployments/no-such-model');
+  await visible(page.locator('#deploy-unknown', { hasText: 'There is no model named "no-such-model"' }));
+  assert.notEqual(await page.inputValue('#deploy-model'), 'no-such-model');
 });
 
 step('empty states and a missing /v1/overview say what to do next', async () => {
