@@ -212,6 +212,9 @@ parsed_definition parse_definition(const std::string& text) {
         if (!r.string(*l, "label", "stream", d.label.stream, false))
             d.label.stream = d.features_from;
         r.string(*l, "label", "field", d.label.field, true);
+        // As for features (ml/features.cpp): SQLite cannot read such a key.
+        if (d.label.field.find('"') != std::string::npos)
+            r.error("label.field", "a field name with a double quote cannot be read");
     }
     if (auto f = j.find("features"); f == j.end()) {
         r.error("features", "missing: a list like [{\"field\": \"length\"}]");

@@ -395,6 +395,10 @@ std::vector<status> spec_problems(const std::vector<feature_spec>& specs) {
         const auto& s = specs[i];
         const std::string where = "features[" + std::to_string(i) + "]";
         if (s.field.empty()) out.push_back(invalid(where + ".field", "field name is empty"));
+        // SQLite's JSON paths quote a key with '"' and cannot escape one.
+        if (s.field.find('"') != std::string::npos)
+            out.push_back(
+                invalid(where + ".field", "a field name with a double quote cannot be read"));
         if (!seen.emplace(s.field, s.transform).second) {
             out.push_back(invalid(where, "duplicate feature " + spec_label(s)));
         }

@@ -256,6 +256,12 @@ TEST_CASE("bad specs are refused before looking at data", "[features]") {
     CHECK_THAT(dup.error().message(), Contains("duplicate"));
     CHECK_FALSE(feature_pipeline::fit({}, rows));
     CHECK_FALSE(feature_pipeline::fit({spec("a", transform_kind::numeric)}, {}));
+    // A key with a double quote is stored in facts but no SQLite JSON path
+    // can name it: refused by name, not reported as absent from the stream.
+    auto quoted = feature_pipeline::fit({spec("a\"b", transform_kind::numeric)}, rows);
+    REQUIRE_FALSE(quoted);
+    CHECK(quoted.error().field() == "features[0].field");
+    CHECK_THAT(quoted.error().message(), Contains("double quote"));
 }
 
 TEST_CASE("transform names parse and print", "[features]") {
