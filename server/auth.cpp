@@ -115,8 +115,8 @@ status authenticator::throttle_check(const std::string& who) {
     return status::ok();
 }
 
-void authenticator::note_failure(const std::string& who) {
-    {
+void authenticator::note_failure(const std::string& user, const std::string& addr) {
+    for (const std::string& who : {"user:" + user, "addr:" + addr}) {
         std::lock_guard lock(mu_);
         failures& f = failures_[who];
         ++f.count;
@@ -131,7 +131,8 @@ void authenticator::note_failure(const std::string& who) {
                                  " failed sign-ins in a row");
         }
     }
-    // Every wrong password costs the caller time, whatever the lockout says.
+    // Every wrong password costs the caller time (once, though counted for
+    // the user and the address), whatever the lockout says.
     std::this_thread::sleep_for(failure_delay_);
 }
 
@@ -159,8 +160,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     bool ok = u && check_password(*u, password);
     if (!ok) {
         log_warn("auth", "failed sign-in (Basic auth) for \"" + loggable(user) + "\" from " + addr);
-        note_failure("user:" + user);
-        note_failure("addr:" + addr);
+        note_failure(user, addr);
         return false;
     }
     // A success clears both counters: otherwise an address that was locked
@@ -266,8 +266,7 @@ result<session_info> authenticator::login(const std::string& user, const std::st
     if (!u || !check_password(*u, password)) {
         log_warn("auth",
                  "failed sign-in (session) for \"" + loggable(user) + "\" from " + remote_addr);
-        note_failure("user:" + user);
-        note_failure("addr:" + remote_addr);
+        note_failure(user, remote_addr);
         return status(error_kind::unauthenticated, "wrong user name or password");
     }
     note_success("user:" + user);

@@ -56,7 +56,8 @@ public:
 
 private:
     status throttle_check(const std::string& who);
-    void note_failure(const std::string& who);
+    // Counts a wrong password for the user and for the address.
+    void note_failure(const std::string& user, const std::string& addr);
     void note_success(const std::string& who);
     bool check_basic(const std::string& user, const std::string& password, const std::string& addr);
 
