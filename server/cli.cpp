@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -19,6 +20,7 @@
 #include "server/offline_predict.h"
 #include "store/auth_store.h"
 #include "store/db.h"
+#include "store/log.h"
 #include "store/migrations.h"
 #include "store/reader_pool.h"
 #include "store/registry.h"
@@ -260,6 +262,11 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.http_threads = ranged<int>(vm, "http-threads", 1, 1024);
     o.keepalive_timeout_s = ranged<int>(vm, "keepalive-timeout", 1, 3600);
     o.web_dir = vm["web-dir"].as<std::string>();
+    // Serving every page as a 404 from a mistyped directory helps nobody.
+    if (!o.web_dir.empty() &&
+        !std::filesystem::is_regular_file(std::filesystem::path(o.web_dir) / "index.html")) {
+        throw po::error("--web-dir " + o.web_dir + " holds no index.html");
+    }
     o.predict_threads = ranged<int>(vm, "predict-threads", 0, 256, "two per core");
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue", 1, 1000000);
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency", 0, 4096, "four per core");
@@ -269,6 +276,11 @@ int cmd_serve(const std::vector<std::string>& args) {
         throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");
     }
     o.test_faults = vm["test-faults"].as<bool>();
+    // What runs, on what, and how durably: the first line an operator reads.
+    log_info("serve", std::string("kennel ") + KENNEL_VERSION + " (commit " + KENNEL_GIT_COMMIT +
+                          "), database " + o.db + ", --sync " + vm["sync"].as<std::string>() +
+                          (o.web_dir.empty() ? "" : ", web pages from " + o.web_dir) +
+                          (o.test_faults ? ", TEST FAULTS ENABLED" : ""));
     app a(o);
     return a.run();
 }
@@ -515,6 +527,9 @@ int cmd_admin(const std::vector<std::string>& args) {
     p.add("action", 1);
     auto vm = parse_layers(d, p, args);
     if (vm.count("help") || !vm.count("action")) {
+        if (!vm.count("help"))
+            std::cerr << "kennel admin: say which action: set-password, create-key, list-keys or "
+                         "revoke-key\n";
         print_help("admin", "kennel admin set-password|create-key|list-keys|revoke-key [options]", d);
         return vm.count("help") ? 0 : 2;
     }

@@ -315,6 +315,13 @@ class AdminTest(KennelTestCase):
         r = run_cli(["admin", "list-keys", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_admin_without_an_action_says_so_and_exits_2(self):
+        r = run_cli(["admin", "--db", self.path("k.db")])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("kennel admin: say which action: set-password, create-key, list-keys or "
+                      "revoke-key", r.stderr)
+        self.assertEqual(os.listdir(self.tmp), [])
+
 
 def export_facts(test, db, *extra):
     r = run_cli(["export", "--db", db] + list(extra))

@@ -180,6 +180,9 @@ class ConfigPrecedenceTest(KennelTestCase):
             ("port from env not a number", [], {"KENNEL_PORT": "eighty"}, "port"),
             ("unknown flag", ["--no-such-flag"], {}, "no-such-flag"),
             ("writer queue 0", ["--writer-queue", "0"], {}, "writer-queue"),
+            # Every page would have been a 404.
+            ("web dir without pages", ["--web-dir", self.path("no-such-dir")], {},
+             "--web-dir %s holds no index.html" % self.path("no-such-dir")),
         ]
         for name, args, env, needle in cases:
             with self.subTest(name):
@@ -196,6 +199,10 @@ class SyncOptionTest(KennelTestCase):
         for mode in ("normal", "off", "full"):
             with self.subTest(mode):
                 server = self.start_server(args=("--sync", mode), db=mode + ".db")
+                # The first log line says what runs, on what, and how durably.
+                first = [l for l in server.stderr().splitlines() if "info serve: kennel " in l][0]
+                self.assertRegex(first, r"kennel \d+\.\d+\.\d+ \(commit [0-9a-f]+")
+                self.assertIn("database %s, --sync %s" % (server.db, mode), first)
                 c = self.client(server)
                 r = c.post_json("/v1/facts", fact("s", "e", {"mode": mode}))
                 self.assertEqual(r.status, 201, r)
