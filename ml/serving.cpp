@@ -95,7 +95,10 @@ void use_served_specs(model_serving& s) {
     const loaded_version* first = s.live               ? s.live.get()
                                   : s.previous.empty() ? nullptr
                                                        : s.previous.front().get();
-    if (!first) return;
+    if (!first) {
+        s.fields = index_fields(s.definition.features);
+        return;
+    }
     s.definition.task = first->artifact->task;
     std::vector<feature_spec> specs = first->artifact->pipeline.specs();
     for (const auto& arm : s.arms) {
@@ -271,7 +274,6 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         s->name = model;
         s->definition = p.definition;
         s->revision = m->current_revision;
-        s->fields = index_fields(p.definition.features);
         s->disabled = disabled_versions(c, model);
         s->built_at = std::chrono::steady_clock::now();
 
@@ -340,7 +342,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->experiment = e->id;
             }
         }
-        use_served_specs(*s);
+        use_served_specs(*s);  // also indexes the fields requests are read by
         if (!s->live) {
             s->prior = label_prior(c, p.definition, s->prior_classes);
             if (s->prior) s->prior->classes = &s->prior_classes;

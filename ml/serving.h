@@ -129,8 +129,9 @@ struct model_serving {
     std::chrono::steady_clock::time_point built_at;
 };
 
-// Sets `s.definition`'s features and task, and `s.fields`, to what its
-// loaded versions read (see serving.cpp); untouched for an untrained model.
+// Sets `s.definition`'s features and task to what its loaded versions read
+// (see serving.cpp; the definition's own for a model with none), and
+// `s.fields` to their index.
 void use_served_specs(model_serving& s);
 
 struct serving_options {

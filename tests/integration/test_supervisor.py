@@ -123,57 +123,55 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
-    def test_healthy_version_is_left_alone(self):
-        feats, labels, _ = load_data(self, self.c, 150, seed=3)
-        name = uid("calm")
+    def steady_traffic_to_a_live_model(self, prefix, seed, features, check):
+        """Version 1 of a fresh model, live, asked for 2.5 s (past two
+        supervisor looks and min_requests); `check` sees each answer.
+        Returns the model's name."""
+        feats, labels, _ = load_data(self, self.c, 150, seed=seed)
+        name = uid(prefix)
         put_model(self, self.c, name, definition(feats, labels, supervision=SUPERVISION))
         self.assertEqual(train(self, self.c, name), 1)
         set_live(self, self.c, name, 1)
         t_end = time.monotonic() + 2.5
         n = 0
         while time.monotonic() < t_end:
-            p = predict(self, self.c, name, {"features": FEATURES})
-            self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+            check(predict(self, self.c, name, {"entity": "s%d" % n, "features": features}))
             n += 1
             time.sleep(0.02)
         self.assertGreaterEqual(n, 10)  # min_requests
+        return name
+
+    def assertLeftAlone(self, name):
+        """The supervisor looked and did nothing: version 1 serves."""
         body, mine = self.serving_of(name)
         self.assertGreaterEqual(body["supervisor"]["ticks"], 2, body["supervisor"])
         self.assertEqual([a for a in body["supervisor"]["actions"] if a["model"] == name], [])
         self.assertEqual(events_of(self, self.c, name), [])
         self.assertEqual(mine["serving_version"], 1, mine)
+        return mine
+
+    def test_healthy_version_is_left_alone(self):
+        def check(p):
+            self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+        self.assertLeftAlone(self.steady_traffic_to_a_live_model("calm", 3, FEATURES, check))
 
     def test_inputs_the_model_overflows_on_are_not_held_against_it(self):
         # Finite but absurd inputs (1e308 where training saw N(0, 1)) make a
         # linear model's answer infinite. That is the request's doing: each
         # answer is a flagged fallback naming the input, and the version
         # keeps serving (a client once got the only live version disabled).
-        feats, labels, _ = load_data(self, self.c, 150, seed=5)
-        name = uid("ovf")
-        put_model(self, self.c, name, definition(feats, labels, supervision=SUPERVISION))
-        self.assertEqual(train(self, self.c, name), 1)
-        set_live(self, self.c, name, 1)
-        absurd = dict(FEATURES, x1=1e308, x2=-1e308)
-        t_end = time.monotonic() + 2.5
-        n = 0
-        while time.monotonic() < t_end:
-            p = predict(self, self.c, name, {"entity": "o%d" % n, "features": absurd})
+        def check(p):
             self.assertTrue(p["fallback"], p)
             self.assertTrue(p["fallback_reason"].startswith("input_out_of_range: "), p)
             self.assertIn("numeric-x", p["fallback_reason"], p)
             self.assertEqual(p["answered_by"], "baseline", p)
-            n += 1
-            time.sleep(0.02)
-        self.assertGreaterEqual(n, 10)  # min_requests
+        absurd = dict(FEATURES, x1=1e308, x2=-1e308)
+        name = self.steady_traffic_to_a_live_model("ovf", 5, absurd, check)
         good = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((good["version"], good["fallback"]), (1, False), good)
-        body, mine = self.serving_of(name)
-        self.assertGreaterEqual(body["supervisor"]["ticks"], 2, body["supervisor"])
+        mine = self.assertLeftAlone(name)
         v1 = [v for v in mine["versions"] if v["version"] == 1][0]
         self.assertEqual((v1["errors"], v1["fallbacks"]), (0, 0), v1)
-        self.assertEqual([a for a in body["supervisor"]["actions"] if a["model"] == name], [])
-        self.assertEqual(events_of(self, self.c, name), [])
-        self.assertEqual(mine["serving_version"], 1, mine)
 
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
