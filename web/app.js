@@ -662,6 +662,10 @@
       sparkline(hist.map((v) => (isShare ? v * 100 : v))));
   }
 
+  // Process counters start at 0 with each start of Kennel, unlike the
+  // tables behind the Jobs page: say so, or "jobs run 0" reads as a lie.
+  const SINCE_START = new Set(['jobs_run', 'jobs_failed', 'triggers_fired', 'commits', 'failed_commits', 'refused_full', 'ticks', 'actions']);
+
   function componentCard(name, comp) {
     comp = comp || {};
     const rows = [];
@@ -685,7 +689,7 @@
       } else {
         shown = v === null || v === undefined || v === '' ? '—' : String(v);
       }
-      rows.push(h('dt', null, humanize(k)), h('dd', null, shown));
+      rows.push(h('dt', null, humanize(k) + (SINCE_START.has(k) ? ' since start' : '')), h('dd', null, shown));
     }
     return h('div.card.component', { 'data-component': name },
       h('h2', null, name, badge(comp.state || 'unknown')),
@@ -1188,7 +1192,7 @@
       const progress = j.state === 'running'
         ? h('div', null, h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), h('span.small', null, fmtPct(j.progress || 0))),
           h('div.small.muted.job-message', null, j.message || ''))
-        : j.state === 'queued' ? h('span.muted.small', null, 'waiting for the trainer') : h('span.small.muted.job-message', null, j.message || '');
+        : j.state === 'queued' ? h('span.muted.small', null, 'waiting for the trainer') : h('span.small.muted.job-message', null, jobResult(j));
       return h('tr', { 'data-job': j.id },
         h('td', null, h('a', { href: `#/jobs/${j.id}` }, `#${j.id}`)),
         model ? h('td', null, h('a', { href: `#/models/${enc(j.model)}` }, j.model)) : null,
@@ -1202,6 +1206,14 @@
         active ? null : h('td', null, j.error ? h('span.worse.small', null, j.error.length > 160 ? `${j.error.slice(0, 160)}…` : j.error) : ''),
         active ? h('td.cell-actions', null, cancel) : null);
     }));
+  }
+
+  // A finished job's last progress message is where it stopped, not what
+  // it is doing: say so, or "never started" for one cancelled while queued.
+  function jobResult(j) {
+    if (j.state === 'succeeded') return j.message || 'done';
+    if (!j.started_at) return 'never started';
+    return `stopped at ${fmtPct(j.progress || 0)}${j.message ? ' · ' + j.message : ''}`;
   }
 
   function cancelJob(j) {
@@ -1513,7 +1525,7 @@
           h('dt', null, 'started'), h('dd', null, timeEl(j.started_at)),
           h('dt', null, 'finished'), h('dd', null, timeEl(j.finished_at)),
           h('dt', null, 'duration'), h('dd', null, j.started_at ? fmtDuration(between(j.started_at, j.finished_at || new Date().toISOString())) : '—'),
-          h('dt', null, 'message'), h('dd', null, j.message || '—'),
+          h('dt', null, activeJob ? 'message' : 'result'), h('dd', null, activeJob ? j.message || '—' : jobResult(j)),
           h('dt', null, 'version'), h('dd', null, j.version ? h('a', { href: `#/models/${enc(j.model)}` }, `v${j.version}`) : '—'),
           j.requeued_from ? [h('dt', null, 'requeued from'), h('dd', null, h('a', { href: `#/jobs/${j.requeued_from}` }, `job ${j.requeued_from}`))] : null,
           h('dt', null, 'progress'), h('dd', null, fmtPct(j.progress))),

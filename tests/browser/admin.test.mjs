@@ -240,7 +240,8 @@ step('signing in shows the overview with live components and rates', async () =>
     await visible(page.locator(`.component[data-component="${c}"]`));
   }
   const writer = await page.textContent('.component[data-component="writer"]');
-  assert.match(writer, /commits/);
+  assert.match(writer, /commits since start/, 'process counters say they restart with Kennel');
+  assert.match(await page.textContent('.component[data-component="trainer"]'), /jobs run since start/);
   assert.match(writer, /queue limit/);
   for (const label of ['Facts per second', 'Predictions per second', 'p50 latency', 'p99 latency', 'Fallback share']) {
     await visible(page.locator('.tile .label', { hasText: label }));
@@ -473,6 +474,24 @@ step('a disabled live version: the page says so and which version answers instea
     const el = document.activeElement;
     return !!el && el.dataset.action === 'enable' && el.closest('tr') && el.closest('tr').dataset.version === String(v);
   }, live.version), WAIT);
+  // The ring a keyboard user sees on the next control stands out: 3:1
+  // against white at least (WCAG 2.2, 1.4.11).
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Shift+Tab');  // back onto Enable, by keyboard
+  const ring = await page.evaluate(() => {
+    const st = getComputedStyle(document.activeElement);
+    return { action: document.activeElement.dataset.action, style: st.outlineStyle, color: st.outlineColor };
+  });
+  assert.equal(ring.action, 'enable');
+  assert.notEqual(ring.style, 'none', 'a focused control shows a ring');
+  const lum = (c) => {
+    const [r, g, b] = c.match(/\d+(\.\d+)?/g).slice(0, 3).map((v) => {
+      const x = Number(v) / 255;
+      return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  assert.ok(1.05 / (lum(ring.color) + 0.05) >= 3, `focus ring ${ring.color} has under 3:1 against white`);
   assert.match(await notice.textContent(), new RegExp(`Live v${live.version} is disabled: v${before.version} answers instead`));
   // What /v1/serving says, the page says.
   const sv = (await http('GET', '/v1/serving', { auth: 'basic' })).json.models.find((m) => m.model === 'likes');
@@ -635,6 +654,8 @@ step('a cancelled training run stays on the model page, with why, until another 
   await visible(box);
   assert.match(await box.textContent(), new RegExp(`The last training run was cancelled.*Job #${r.json.job} cancelled`));
   assert.equal(await box.locator(`tr[data-job="${r.json.job}"]`).count(), 1);
+  // Its last progress message is shown as where it stopped, not as if it ran on.
+  assert.match(await box.locator(`tr[data-job="${r.json.job}"] .job-message`).textContent(), /^(stopped at \d+(\.\d+)?\s?%|never started)/);
   await shot('model-job-cancelled-1280');
 }, TRAIN_WAIT + 30_000);
 
