@@ -181,17 +181,56 @@ sync_mode parse_sync(const std::string& s) {
     throw po::error("--sync must be full, normal or off, not \"" + s + "\"");
 }
 
-// A whole-number option checked against [lo, hi]; `zero_means` names what 0
-// stands for when lo is 0.
+// The serve options that take a whole number, each with the range that
+// leaves a working server; `zero_means` names what 0 stands for when lo is 0.
+// One table for the check and the --help text, so the two cannot disagree.
+struct option_range {
+    const char* name;
+    long long lo, hi;
+    const char* zero_means;
+};
+constexpr option_range serve_ranges[] = {
+    {"port", 0, 65535, "any free port"},
+    {"max-body", 1, 1LL << 30, nullptr},
+    {"max-batch", 1, 1000000, nullptr},
+    {"writer-queue", 1, 10000000, nullptr},
+    {"write-timeout-ms", 1, 3600000, nullptr},
+    {"http-threads", 1, 1024, nullptr},
+    {"keepalive-timeout", 1, 3600, nullptr},
+    {"predict-threads", 0, 256, "two per core, at least 4"},
+    {"predict-queue", 1, 1000000, nullptr},
+    {"predict-concurrency", 0, 4096, "four per core, at least 8"},
+    {"prediction-log-queue", 1, 10000000, nullptr},
+};
+
+const option_range& range_of(std::string_view name) {
+    for (const option_range& r : serve_ranges) {
+        if (name == r.name) return r;
+    }
+    throw std::logic_error("no range for --" + std::string(name));
+}
+
+// "0 (any free port) to 65535", or with "and" for "between ... and".
+std::string range_text(const option_range& r, const char* joint = "to") {
+    return std::to_string(r.lo) + (r.zero_means ? std::string(" (") + r.zero_means + ")" : "") +
+           " " + joint + " " + std::to_string(r.hi);
+}
+
+// An option's help with its range, e.g. "port to listen on; 0 (any free
+// port) to 65535" (Boost copies the text before the temporary goes).
+std::string ranged_help(const char* name, const std::string& text) {
+    return text + "; " + range_text(range_of(name));
+}
+
+// Read signed, so that -1 is refused rather than wrapped into a huge size.
 template <class T>
-T ranged(const po::variables_map& vm, const char* name, long long lo, long long hi,
-         const char* zero_means = nullptr) {
+T ranged(const po::variables_map& vm, const char* name) {
+    const option_range& r = range_of(name);
     const po::variable_value& v = vm[name];
     long long n = v.value().type() == typeid(int) ? v.as<int>() : v.as<long long>();
-    if (n < lo || n > hi) {
-        throw po::error(std::string("--") + name + " must be between " + std::to_string(lo) +
-                        (zero_means ? std::string(" (") + zero_means + ")" : std::string()) +
-                        " and " + std::to_string(hi) + ", not " + std::to_string(n));
+    if (n < r.lo || n > r.hi) {
+        throw po::error(std::string("--") + name + " must be between " + range_text(r, "and") +
+                        ", not " + std::to_string(n));
     }
     return static_cast<T>(n);
 }
@@ -206,38 +245,46 @@ void print_help(const char* name, const char* usage, const po::options_descripti
 int cmd_serve(const std::vector<std::string>& args) {
     po::options_description d = common_options("kennel serve options");
     serve_options o;
-    d.add_options()("host", po::value<std::string>()->default_value(o.host), "address to listen on")(
-        "port", po::value<int>()->default_value(o.port), "port to listen on (0: any free port)")(
+    d.add_options()("host", po::value<std::string>()->default_value(o.host),
+                    "address to listen on")("port", po::value<int>()->default_value(o.port),
+                                            ranged_help("port", "port to listen on").c_str())(
         "demo", po::value<bool>()->default_value(false)->implicit_value(true),
         "load the demo data set (dog posts and their likes)")(
         "sync", po::value<std::string>()->default_value("full"),
         "full: an acknowledged fact survives power loss; normal: survives a crash of Kennel "
         "but the last commits may be lost on power loss; off: faster, may corrupt on power loss")(
         "max-body", po::value<long long>()->default_value(static_cast<long long>(o.max_body_bytes)),
-        "largest request body in bytes (413 above)")(
+        ranged_help("max-body", "largest request body in bytes (413 above)").c_str())(
         "max-batch", po::value<long long>()->default_value(static_cast<long long>(o.max_batch)),
-        "most facts in one request")(
+        ranged_help("max-batch", "most facts in one request").c_str())(
         "writer-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.writer_queue)),
-        "facts waiting for the writer before requests get 503")(
+        ranged_help("writer-queue", "facts waiting for the writer before requests get 503")
+            .c_str())(
         "write-timeout-ms", po::value<int>()->default_value(o.write_timeout_ms),
-        "longest a request waits for its commit before 503")(
-        "http-threads", po::value<int>()->default_value(o.http_threads),
-        "HTTP worker threads; each open keep-alive connection holds one")(
+        ranged_help("write-timeout-ms", "longest a request waits for its commit before 503")
+            .c_str())("http-threads", po::value<int>()->default_value(o.http_threads),
+                      ranged_help("http-threads",
+                                  "HTTP worker threads; each open keep-alive connection holds one")
+                          .c_str())(
         "keepalive-timeout", po::value<int>()->default_value(o.keepalive_timeout_s),
-        "seconds an idle keep-alive connection is kept")(
+        ranged_help("keepalive-timeout", "seconds an idle keep-alive connection is kept").c_str())(
         "predict-threads", po::value<int>()->default_value(0),
-        "threads that run model predictions (0: two per core, at least 4)")(
+        ranged_help("predict-threads", "threads that run model predictions").c_str())(
         "predict-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.predict_queue)),
-        "prediction tasks waiting before requests get 503")(
+        ranged_help("predict-queue", "prediction tasks waiting before requests get 503").c_str())(
         "predict-concurrency", po::value<int>()->default_value(0),
-        "predict requests computing at once, the rest wait (0: four per core, at least 8)")(
+        ranged_help("predict-concurrency", "predict requests computing at once, the rest wait")
+            .c_str())(
         "prediction-log-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.prediction_log_queue)),
-        "prediction log entries buffered before new ones are dropped (and counted)")(
-        "prediction-log-days", po::value<double>()->default_value(o.prediction_log_days),
-        "days the prediction log keeps (older entries are deleted every minute; 0: keep all)")(
+        ranged_help("prediction-log-queue",
+                    "prediction log entries buffered before new ones are dropped (and counted)")
+            .c_str())("prediction-log-days",
+                      po::value<double>()->default_value(o.prediction_log_days),
+                      "days the prediction log keeps (older entries are deleted every minute); 0 "
+                      "(keep all) to 36500")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
         "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -248,29 +295,26 @@ int cmd_serve(const std::vector<std::string>& args) {
         return 0;
     }
     o.host = vm["host"].as<std::string>();
-    o.port = vm["port"].as<int>();
-    if (o.port < 0 || o.port > 65535) throw po::error("--port must be between 0 and 65535");
+    o.port = ranged<int>(vm, "port");
     o.db = vm["db"].as<std::string>();
     o.demo = vm["demo"].as<bool>();
     o.sync = parse_sync(vm["sync"].as<std::string>());
-    // Each number within a range that leaves a working server (read signed,
-    // so that -1 is refused rather than wrapped into a huge size).
-    o.max_body_bytes = ranged<std::size_t>(vm, "max-body", 1, 1LL << 30);
-    o.max_batch = ranged<std::size_t>(vm, "max-batch", 1, 1000000);
-    o.writer_queue = ranged<std::size_t>(vm, "writer-queue", 1, 10000000);
-    o.write_timeout_ms = ranged<int>(vm, "write-timeout-ms", 1, 3600000);
-    o.http_threads = ranged<int>(vm, "http-threads", 1, 1024);
-    o.keepalive_timeout_s = ranged<int>(vm, "keepalive-timeout", 1, 3600);
+    o.max_body_bytes = ranged<std::size_t>(vm, "max-body");
+    o.max_batch = ranged<std::size_t>(vm, "max-batch");
+    o.writer_queue = ranged<std::size_t>(vm, "writer-queue");
+    o.write_timeout_ms = ranged<int>(vm, "write-timeout-ms");
+    o.http_threads = ranged<int>(vm, "http-threads");
+    o.keepalive_timeout_s = ranged<int>(vm, "keepalive-timeout");
     o.web_dir = vm["web-dir"].as<std::string>();
     // Serving every page as a 404 from a mistyped directory helps nobody.
     if (!o.web_dir.empty() &&
         !std::filesystem::is_regular_file(std::filesystem::path(o.web_dir) / "index.html")) {
         throw po::error("--web-dir " + o.web_dir + " holds no index.html");
     }
-    o.predict_threads = ranged<int>(vm, "predict-threads", 0, 256, "two per core");
-    o.predict_queue = ranged<std::size_t>(vm, "predict-queue", 1, 1000000);
-    o.predict_concurrency = ranged<int>(vm, "predict-concurrency", 0, 4096, "four per core");
-    o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue", 1, 10000000);
+    o.predict_threads = ranged<int>(vm, "predict-threads");
+    o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
+    o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
+    o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
     o.prediction_log_days = vm["prediction-log-days"].as<double>();
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
         throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");

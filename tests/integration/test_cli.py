@@ -63,6 +63,15 @@ class HelpAndVersionTest(KennelTestCase):
         self.assertIn("127.0.0.1", r.stdout)   # default host
         self.assertIn("8080", r.stdout)        # default port
         self.assertIn("kennel.db", r.stdout)   # default db
+        # Each number's range is in the help, as the check enforces it
+        # (the help wraps its lines: compare with single spaces).
+        text = " ".join(r.stdout.split())
+        for option, rng in (("port", "0 (any free port) to 65535"), ("http-threads", "1 to 1024"),
+                            ("max-body", "1 to 1073741824"), ("predict-threads", "0 (two per core, at least 4) to 256"),
+                            ("prediction-log-days", "0 (keep all) to 36500")):
+            with self.subTest(option):
+                after = text[text.index("--" + option):]
+                self.assertIn(rng, after[:after.index(" --", 3)])
 
     def test_serve_refuses_a_prediction_log_retention_out_of_range(self):
         for bad in ("-1", "nan", "40000"):
@@ -78,7 +87,7 @@ class HelpAndVersionTest(KennelTestCase):
             ["--port", "0", "--db", os.path.join(self.tmp, "k.db"), "--predict-concurrency", "-1"],
             bound=5)
         self.assertEqual(code, 2, err)
-        self.assertIn("--predict-concurrency must be between 0 (four per core) and 4096", err)
+        self.assertIn("--predict-concurrency must be between 0 (four per core, at least 8) and 4096", err)
 
     # Values that would leave a useless server (every connection closed
     # unanswered, every write timed out), wrap a negative size into a huge
@@ -95,8 +104,8 @@ class HelpAndVersionTest(KennelTestCase):
             ("max-batch", "-1", "between 1 and 1000000"),
             ("predict-queue", "-1", "between 1 and 1000000"),
             ("prediction-log-queue", "-1", "between 1 and 10000000"),
-            ("predict-threads", "100000", "between 0 (two per core) and 256"),
-            ("predict-threads", "-1", "between 0 (two per core) and 256"),
+            ("predict-threads", "100000", "between 0 (two per core, at least 4) and 256"),
+            ("predict-threads", "-1", "between 0 (two per core, at least 4) and 256"),
             ("http-threads", "100000", "between 1 and 1024"),
             ("http-threads", "0", "between 1 and 1024"),
         ]
@@ -108,6 +117,9 @@ class HelpAndVersionTest(KennelTestCase):
                 self.assertEqual(code, 2, err)
                 self.assertIn("--%s must be %s, not %s" % (option, needle, value), err)
                 self.assertNotIn("listening", out)
+        code, out, err = run_serve_expecting_exit(["--port", "70000", "--db", db], bound=10)
+        self.assertEqual(code, 2, err)
+        self.assertIn("--port must be between 0 (any free port) and 65535, not 70000", err)
         # The same checks hold for the environment.
         code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=10,
                                                   env={"KENNEL_WRITER_QUEUE": "-1"})
