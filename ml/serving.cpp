@@ -22,6 +22,7 @@ answer to_answer(const loaded_version& v, const model_prediction& p) {
     a.label = p.label;
     a.probabilities = p.probabilities;
     a.classes = &v.artifact->classes;
+    a.task = v.artifact->task;
     if (v.artifact->task == task_kind::binary && p.probabilities.size() == 2) {
         a.decision = p.probabilities[1] >= v.threshold;
     }
@@ -37,6 +38,10 @@ answer baseline_from_json(const std::string& text) {
     if (j.contains("probabilities") && j["probabilities"].is_array()) {
         for (const auto& p : j["probabilities"]) a.probabilities.push_back(p.is_number() ? p.get<double>() : 0.0);
     }
+    // A class baseline has its shares; the caller sets the task exactly when
+    // it has the version's artifact.
+    if (!a.probabilities.empty())
+        a.task = a.probabilities.size() == 2 ? task_kind::binary : task_kind::multiclass;
     return a;
 }
 
@@ -55,6 +60,7 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         if (!st.step() || st.is_null(0)) return std::nullopt;
         answer a;
         a.value = st.column_double(0);
+        a.task = d.task;
         return a;
     }
     statement st(c,
@@ -71,6 +77,7 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     }
     if (counts.empty() || total == 0) return std::nullopt;
     answer a;
+    a.task = d.task;
     std::size_t best = 0;
     for (std::size_t i = 0; i < counts.size(); ++i) {
         classes.push_back(counts[i].first);
@@ -237,6 +244,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     v->artifact = std::make_shared<const model_artifact>(std::move(*art));
     v->baseline = baseline_from_json(row->baseline);
     v->baseline.classes = &v->artifact->classes;
+    v->baseline.task = v->artifact->task;
     json metrics = json::parse(row->metrics, nullptr, false);
     if (metrics.is_object() && metrics.contains("best_threshold") && metrics["best_threshold"].is_number()) {
         v->threshold = metrics["best_threshold"].get<double>();

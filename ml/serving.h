@@ -44,6 +44,10 @@ struct answer {
     // Class names for the probabilities; points into the answering version's
     // artifact (or the snapshot's prior), which outlives the answer's use.
     const std::vector<std::string>* classes = nullptr;
+    // How it reads: the answering version's task, which in an experiment or
+    // down the fallback chain may differ from the live version's (a
+    // definition's task can change between versions).
+    task_kind task = task_kind::regression;
 };
 
 // Rolling counters the supervisor reads; updated lock-free by predictions.

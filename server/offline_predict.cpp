@@ -109,7 +109,7 @@ int run_offline_predict(const offline_predict_options& o) {
             json_writer w(text);
             w.key("line").integer(static_cast<std::int64_t>(line_no));
             if (parsed->batch) w.key("instance").integer(static_cast<std::int64_t>(i));
-            write_prediction(w, *m, a, false);
+            write_prediction(w, a, false);
             w.key("entity");
             inst.entity.empty() ? w.null() : w.string(inst.entity);
             w.key("model").string(m->name);

@@ -562,8 +562,8 @@ result<predict_request> parse_predict_body(const ml::model_serving& m, const std
     return parse_predict_document(m, body, error_instance);
 }
 
-void write_prediction(json_writer& w, const ml::model_serving& m, const ml::answer& a, bool none) {
-    const bool regression = m.definition.task == ml::task_kind::regression;
+void write_prediction(json_writer& w, const ml::answer& a, bool none) {
+    const bool regression = a.task == ml::task_kind::regression;
     w.key("prediction");
     if (none) {
         w.null();

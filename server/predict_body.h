@@ -59,6 +59,6 @@ std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
 // The prediction and, for classification, the probabilities per class and
 // the binary decision, as members of the object `w` is writing. `none`: no
 // answer at all (a null prediction).
-void write_prediction(json_writer& w, const ml::model_serving& m, const ml::answer& a, bool none);
+void write_prediction(json_writer& w, const ml::answer& a, bool none);
 
 }  // namespace kennel

@@ -261,6 +261,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             ans = v ? v->baseline : *m->baseline;
             source = "baseline";
         } else if (m->definition.fallback_value || m->definition.fallback_label) {
+            ans.task = m->definition.task;
             if (m->definition.fallback_value) ans.value = *m->definition.fallback_value;
             if (m->definition.fallback_label) ans.label = *m->definition.fallback_label;
             source = "constant";
@@ -269,6 +270,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             source = "label_prior";
         } else {
             source = "none";
+            ans.task = m->definition.task;
         }
         // An input the model overflows on is the request's fault: not held
         // against the version by the supervisor.
@@ -281,7 +283,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (i) text += ',';
         text += '{';
         json_writer w(text);
-        write_prediction(w, *m, ans, source == "none");
+        write_prediction(w, ans, source == "none");
         w.key("prediction_id").string(std::string_view(id.data(), id.size()));
         w.key("model").string(m->name);
         w.key("version");
@@ -312,7 +314,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.arm = fallback && !version ? "fallback" : pick.arm;
         row.entity = instances[i].entity;
         row.time = answered_at;
-        if (m->definition.task == ml::task_kind::regression) {
+        if (ans.task == ml::task_kind::regression) {
             row.value = ans.value;
         } else {
             row.value = ans.value;

@@ -418,6 +418,58 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(set(entry["probabilities"]), {"true", "false"}, entry)
 
 
+    def test_each_answer_reads_by_the_task_of_the_version_that_gave_it(self):
+        # Version 1 binary, version 2 regression (the definition's task
+        # changed): in an experiment and down the fallback chain, an answer
+        # reads as its own version's, not as the live version's.
+        feats, labels, _ = load_data(self, self.c, 150, seed=16)
+        name = uid("tasks")
+        put_model(self, self.c, name, definition(feats, labels, task="binary"))
+        self.assertEqual(train(self, self.c, name), 1)
+        put_model(self, self.c, name, definition(feats, labels, task="regression"))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 1)
+
+        def check(p):
+            if p["version"] == 1:
+                self.assertIsInstance(p["prediction"], str, p)
+                self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
+                self.assertIn("decision", p)
+            else:
+                self.assertEqual(p["version"], 2, p)
+                self.assertIsInstance(p["prediction"], float, p)
+                self.assertNotIn("probabilities", p)
+
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "binary against regression", "arms": [{"name": "b", "version": 1, "weight": 1},
+                                                            {"name": "r", "version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        insts = [{"entity": "t%d" % i, "features": entity_features(i)} for i in range(60)]
+        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        self.assertEqual({p["version"] for p in preds}, {1, 2})
+        for p in preds:
+            check(p)
+        # The log keeps each as given.
+        reg = next(p for p in preds if p["version"] == 2)
+
+        def logged():
+            r = self.c.get("/v1/models/%s/predictions?id=%s" % (name, reg["prediction_id"]))
+            return r.status == 200 and r.json()["predictions"]
+        entry = wait_until(logged, LOG_WAIT_S, "the prediction logged", interval=0.1)[0]
+        self.assertEqual(entry["prediction"], reg["prediction"], entry)
+        r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, r.json()["id"]), {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+
+        # Live 2 (regression) disabled: the previous live version, 1, answers
+        # as a binary model.
+        set_live(self, self.c, name, 2)
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        p = predict(self, self.c, name, {"entity": "t1", "features": FEATURES})
+        self.assertTrue(p["fallback"], p)
+        self.assertEqual(p["answered_by"], "previous_version", p)
+        check(p)
+
     def test_prediction_log_rows(self):
         feats, labels, rows = load_data(self, self.c, 150, seed=13)
         name = uid("log")
