@@ -24,6 +24,7 @@ struct row {
     bool fallback = false;
     double latency_ms = 0;
     raw_value truth;
+    const version_scoring* scoring = nullptr;  // the answering version's task, label, classes
 };
 
 std::string label_name(const raw_value& v) {
@@ -43,6 +44,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                                                      const model_definition& d, micros since,
                                                      std::int64_t max_predictions) {
     std::vector<row> rows;
+    outcome_joiner outcomes(c, model, d);
     try {
         // The newest predictions since `since`, at most max_predictions:
         // segments are read newest first until no older one can hold any.
@@ -67,7 +69,6 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                     }
                 });
         }
-        outcome_finder outcomes(c, d.label.stream);
         for (const logged_prediction& l : recent) {
             row r;
             r.version = l.version;
@@ -78,20 +79,13 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             r.probabilities = l.probabilities;
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
-            if (auto o = outcomes.find(l)) r.truth = raw_field_from_json(o->data, d.label.field);
+            r.scoring = &outcomes.scoring(l);
+            if (auto o = outcomes.find(l))
+                r.truth = raw_field_from_json(o->data, r.scoring->label.field);
             rows.push_back(std::move(r));
         }
     } catch (const db_error& e) {
         return status(error_kind::internal, std::string("live metrics: ") + e.what());
-    }
-
-    // Class names per version, to map outcomes to the probabilities' order.
-    std::map<std::int64_t, std::vector<std::string>> classes;
-    if (is_classification(d.task)) {
-        for (const auto& r : rows) {
-            if (!r.version || classes.count(*r.version)) continue;
-            classes[*r.version] = version_classes(c, model, *r.version);
-        }
     }
 
     struct acc {
@@ -99,6 +93,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         double latency_sum = 0;
         std::vector<double> truth, predicted;
         std::vector<std::vector<double>> probs;
+        const version_scoring* scoring = nullptr;  // one version per group: one scoring
     };
     std::map<std::tuple<std::int64_t, std::string, bool>, acc> groups;
     for (const auto& r : rows) {
@@ -107,11 +102,12 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         a.g.version = r.version;
         a.g.arm = r.arm;
         a.g.shadow = r.shadow;
+        a.scoring = r.scoring;
         ++a.g.predictions;
         a.g.fallbacks += r.fallback;
         a.latency_sum += r.latency_ms;
         if (std::holds_alternative<std::monostate>(r.truth)) continue;
-        if (d.task == task_kind::regression) {
+        if (r.scoring->task == task_kind::regression) {
             double t;
             if (const auto* x = std::get_if<double>(&r.truth)) {
                 t = *x;
@@ -124,7 +120,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             a.predicted.push_back(r.value);
         } else {
             if (!r.version) continue;  // constant fallbacks have no class order to score
-            const auto& names = classes[*r.version];
+            const auto& names = r.scoring->classes;
             std::string want = label_name(r.truth);
             std::size_t k = names.size();
             for (std::size_t i = 0; i < names.size(); ++i) {
@@ -141,11 +137,11 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         a.g.mean_latency_ms =
             a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
         if (!a.truth.empty()) {
-            if (d.task == task_kind::regression) {
+            if (a.scoring->task == task_kind::regression) {
                 auto m = evaluate_regression(a.truth, a.predicted);
                 if (m) a.g.metrics = list_metrics(*m);
             } else if (a.g.version) {
-                auto m = evaluate_classification(a.truth, a.probs, classes[*a.g.version].size());
+                auto m = evaluate_classification(a.truth, a.probs, a.scoring->classes.size());
                 if (m) a.g.metrics = list_metrics(*m);
             }
         }

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ml/definition_json.h"
 #include "ml/serving.h"
 #include "store/registry.h"
 
@@ -72,12 +73,6 @@ void for_each_log_segment(
     }
 }
 
-std::vector<std::string> version_classes(connection& c, const std::string& model,
-                                         std::int64_t version) {
-    auto v = get_version(c, model, version, false);
-    return v ? classes_in_features(v->features) : std::vector<std::string>{};
-}
-
 outcome_finder::outcome_finder(connection& c, std::string label_stream)
     : by_id_(c,
              "SELECT f.id, f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
@@ -98,6 +93,38 @@ std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
     if (by_entity_.step())
         return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
     return std::nullopt;
+}
+
+outcome_joiner::outcome_joiner(connection& c, std::string model, const model_definition& current)
+    : c_(c), model_(std::move(model)) {
+    current_.task = current.task;
+    current_.label = current.label;
+}
+
+const version_scoring& outcome_joiner::scoring(const logged_prediction& p) {
+    if (!p.version) return current_;
+    auto it = versions_.find(*p.version);
+    if (it != versions_.end()) return it->second;
+    version_scoring sc = current_;
+    if (auto v = get_version(c_, model_, *p.version, false)) {
+        sc.classes = classes_in_features(v->features);
+        if (auto r = get_revision(c_, model_, v->revision)) {
+            parsed_definition d = parse_definition(r->definition);
+            if (d.errors.empty()) {
+                sc.task = d.definition.task;
+                sc.label = d.definition.label;
+            }
+        }
+    }
+    return versions_.emplace(*p.version, std::move(sc)).first->second;
+}
+
+std::optional<joined_outcome> outcome_joiner::find(const logged_prediction& p) {
+    const std::string& stream = scoring(p).label.stream;
+    auto it = finders_.find(stream);
+    if (it == finders_.end())
+        it = finders_.emplace(stream, std::make_unique<outcome_finder>(c_, stream)).first;
+    return it->second->find(p);
 }
 
 }  // namespace kennel::ml

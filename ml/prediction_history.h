@@ -6,11 +6,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ml/definition.h"
 #include "store/db.h"
 #include "store/time_util.h"
 
@@ -53,10 +56,15 @@ void for_each_log_segment(
     const std::function<void(std::vector<logged_prediction>& entries, micros first_time)>& visit,
     std::string_view must_contain = {});
 
-// A classification version's class names, in its probabilities' order
-// (empty for regression or a version that is gone).
-std::vector<std::string> version_classes(connection& c, const std::string& model,
-                                         std::int64_t version);
+// How a version's logged answers read and are scored: the task and label of
+// the definition revision it was trained from (a later revision may change
+// either), and its class names in its probabilities' order (empty for
+// regression).
+struct version_scoring {
+    task_kind task = task_kind::regression;
+    label_spec label;
+    std::vector<std::string> classes;
+};
 
 // The outcome a prediction is joined to: a fact in the label stream whose
 // "prediction_id" names it, else the entity's newest fact in that stream at
@@ -76,6 +84,24 @@ private:
     statement by_id_;
     statement by_entity_;
     std::string stream_;
+};
+
+// Each logged prediction's scoring and outcome, by its own version's label:
+// one outcome_finder per label stream, each version's scoring read once. An
+// entry without a version (a constant answered), or whose version or
+// revision is gone, goes by the current definition.
+class outcome_joiner {
+public:
+    outcome_joiner(connection& c, std::string model, const model_definition& current);
+    const version_scoring& scoring(const logged_prediction& p);
+    std::optional<joined_outcome> find(const logged_prediction& p);
+
+private:
+    connection& c_;
+    std::string model_;
+    version_scoring current_;
+    std::map<std::int64_t, version_scoring> versions_;
+    std::map<std::string, std::unique_ptr<outcome_finder>> finders_;
 };
 
 }  // namespace kennel::ml

@@ -140,8 +140,7 @@ json metrics_json(const ml::metric_listing& m) {
 
 // One entry of the prediction log as GET /v1/models/{name}/predictions
 // shows it: `names` are its version's classes, `outcome` what it was joined to.
-json logged_entry_json(const ml::logged_prediction& e, const ml::model_definition& d,
-                       const std::vector<std::string>* names,
+json logged_entry_json(const ml::logged_prediction& e, const ml::version_scoring& sc,
                        const std::optional<ml::joined_outcome>& outcome) {
     json j = {{"id", e.id},
               {"time", format_rfc3339(e.time)},
@@ -149,14 +148,14 @@ json logged_entry_json(const ml::logged_prediction& e, const ml::model_definitio
               {"arm", e.arm},
               {"shadow", e.shadow},
               {"entity", e.entity.empty() ? json(nullptr) : json(e.entity)}};
-    if (d.task == ml::task_kind::regression) {
+    if (sc.task == ml::task_kind::regression) {
         j["prediction"] = e.value ? json(*e.value) : json(nullptr);
     } else {
         j["prediction"] = e.label.empty() ? json(nullptr) : json(e.label);
         if (!e.probabilities.empty()) {
             json probs = json::object();
             for (std::size_t k = 0; k < e.probabilities.size(); ++k) {
-                probs[names && k < names->size() ? (*names)[k] : std::to_string(k)] =
+                probs[k < sc.classes.size() ? sc.classes[k] : std::to_string(k)] =
                     e.probabilities[k];
             }
             j["probabilities"] = probs;
@@ -169,7 +168,7 @@ json logged_entry_json(const ml::logged_prediction& e, const ml::model_definitio
     j["outcome"] = nullptr;
     if (outcome) {
         json data = json::parse(outcome->data, nullptr, false);
-        const std::string& field = d.label.field;
+        const std::string& field = sc.label.field;
         j["outcome"] = {
             {"fact", outcome->fact_id},
             {"value", data.is_object() && data.contains(field) ? data[field] : json(nullptr)},
@@ -436,20 +435,10 @@ http_response get_model_predictions(app& a, const http_request& req) {
         next = std::to_string(oldest_read) + ".";
     }
 
-    std::map<std::int64_t, std::vector<std::string>> classes;
-    ml::outcome_finder outcomes(*conn, p.definition.label.stream);
+    ml::outcome_joiner outcomes(*conn, name, p.definition);
     json out = json::array();
-    for (const auto& e : found) {
-        const std::vector<std::string>* names = nullptr;
-        if (e.version && !e.probabilities.empty()) {
-            auto it = classes.find(*e.version);
-            if (it == classes.end())
-                it =
-                    classes.emplace(*e.version, ml::version_classes(*conn, name, *e.version)).first;
-            names = &it->second;
-        }
-        out.push_back(logged_entry_json(e, p.definition, names, outcomes.find(e)));
-    }
+    for (const auto& e : found)
+        out.push_back(logged_entry_json(e, outcomes.scoring(e), outcomes.find(e)));
     return json_response(dump_json({{"model", name},
                                     {"predictions", out},
                                     {"next_cursor", next ? json(*next) : json(nullptr)}}));

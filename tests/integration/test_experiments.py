@@ -449,14 +449,39 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual({p["version"] for p in preds}, {1, 2})
         for p in preds:
             check(p)
-        # The log keeps each as given.
-        reg = next(p for p in preds if p["version"] == 2)
+        # The log reads each back as given, though the definition is now
+        # regression.
+        for p in (next(p for p in preds if p["version"] == 2), next(p for p in preds if p["version"] == 1)):
+            def logged():
+                r = self.c.get("/v1/models/%s/predictions?id=%s" % (name, p["prediction_id"]))
+                return r.status == 200 and r.json()["predictions"]
+            entry = wait_until(logged, LOG_WAIT_S, "the prediction logged", interval=0.1)[0]
+            self.assertEqual(entry["prediction"], p["prediction"], entry)
+            self.assertEqual(entry.get("probabilities"), p.get("probabilities"), entry)
 
-        def logged():
-            r = self.c.get("/v1/models/%s/predictions?id=%s" % (name, reg["prediction_id"]))
-            return r.status == 200 and r.json()["predictions"]
-        entry = wait_until(logged, LOG_WAIT_S, "the prediction logged", interval=0.1)[0]
-        self.assertEqual(entry["prediction"], reg["prediction"], entry)
+        # Outcomes carry both labels; each arm is scored by its own version's
+        # task and label field: rmse on y for 2, classification on b for 1.
+        db = open_db(self.server.db)
+        self.addCleanup(db.close)
+        ids = [p["prediction_id"] for p in preds]
+        wait_until(lambda: db.execute(
+            "SELECT count(*) FROM predictions WHERE id IN (%s)" % ",".join("?" * len(ids)),
+            ids).fetchone()[0] == len(ids), LOG_WAIT_S, "predictions logged", interval=0.1)
+        truth, predicted, outcomes = [], [], []
+        for i, p in enumerate(preds):
+            y, b = round(0.3 * i - 4, 3), i % 3 != 0
+            outcomes.append(fact(labels, uid("out"), {"y": y, "b": b, "prediction_id": p["prediction_id"]}))
+            if p["version"] == 2:
+                truth.append(y)
+                predicted.append(p["prediction"])
+        post_facts(self, self.c, outcomes)
+        groups = {g["arm"]: g for g in self.live_metrics(name)}
+        self.assertEqual(groups["r"]["outcomes"], len(truth), groups)
+        self.assertAlmostEqual(groups["r"]["metrics"]["rmse"], regression_metrics(truth, predicted)["rmse"],
+                               places=6, msg=groups)
+        self.assertEqual(groups["b"]["outcomes"], len(preds) - len(truth), groups)
+        self.assertIn("accuracy", groups["b"]["metrics"], groups)
+        self.assertNotIn("rmse", groups["b"]["metrics"], groups)
         r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, r.json()["id"]), {"reason": "seen"})
         self.assertEqual(r.status, 200, r)
 
