@@ -70,6 +70,16 @@ int run_offline_predict(const offline_predict_options& o) {
         return 1;
     }
 
+    // Instances are read by the fields of the version that scores them: a
+    // named version may read fields the live one does not (or by other
+    // transforms), and those must reach it, not be ignored and imputed.
+    ml::model_serving scoring;
+    scoring.name = m->name;
+    scoring.definition = m->definition;
+    scoring.revision = m->revision;
+    scoring.live = v;
+    ml::use_served_specs(scoring);
+
     std::unique_ptr<std::ifstream> in_file;
     std::istream* in = open_cli_input(o.input, in_file, "predict");
     if (!in) return 1;
@@ -83,7 +93,7 @@ int run_offline_predict(const offline_predict_options& o) {
         ++line_no;
         if (blank(line)) continue;
         std::optional<std::size_t> bad_instance;
-        auto parsed = parse_predict_body(*m, line, bad_instance);
+        auto parsed = parse_predict_body(scoring, line, bad_instance);
         if (!parsed) {
             write_line_error(*out, line_no, parsed.error(), bad_instance);
             ++rejected_lines;

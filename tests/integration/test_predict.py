@@ -1066,6 +1066,7 @@ class OfflinePredictCliTest(KennelTestCase):
         self.c = self.client(self.server)
         self.db = self.path("kennel.db")
         feats, labels, _ = load_data(self, self.c, 150)
+        self.server_streams = (feats, labels)
         self.name = uid("offline")
         put_model(self, self.c, self.name, definition(feats, labels, task="binary"))
         self.assertEqual(train(self, self.c, self.name), 1)
@@ -1155,6 +1156,27 @@ class OfflinePredictCliTest(KennelTestCase):
         set_live(self, self.c, self.name, 2)
         for offline, served in zip(got, self.api(body)):
             self.assertSameAnswer(offline, served, 2)
+
+    def test_a_named_version_reads_the_fields_it_was_trained_on(self):
+        # Live version 3 reads only x1 and color; version 1 also reads x2
+        # and caption, and scored offline is given them, as when it served.
+        feats, labels = self.server_streams
+        put_model(self, self.c, self.name, definition(feats, labels, task="binary", features=[
+            {"field": "x1"}, {"field": "color", "transform": "category"}]))
+        self.assertEqual(train(self, self.c, self.name), 3)
+        set_live(self, self.c, self.name, 3)
+        body = {"instances": [{"entity": "n%d" % i, "features": dict(FEATURES, x2=i - 3.5)}
+                              for i in range(8)]}
+        p = self.cli(self.name, "--model-version", "1", input=json.dumps(body) + "\n")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        got = self.answers(p.stdout)
+        self.assertEqual(len(got), 8)
+        for a in got:
+            self.assertNotIn("x2", a.get("ignored_fields", []), a)
+            self.assertNotIn("x2", a.get("imputed_fields", []), a)
+        set_live(self, self.c, self.name, 1)
+        for offline, served in zip(got, self.api(body)):
+            self.assertSameAnswer(offline, served, 1)
 
     def test_refusals_name_the_problem_and_score_nothing(self):
         line = json.dumps({"features": FEATURES}) + "\n"
