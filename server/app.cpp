@@ -41,6 +41,10 @@ ml::supervisor_state app::supervisor_state() const {
     return supervisor_ ? supervisor_->state() : ml::supervisor_state{"stopped", 0, 0, {}, {}};
 }
 
+std::size_t app::parked_connections() const {
+    return http_ ? http_->parked_connections() : 0;
+}
+
 void app::refresh_model(const std::string& model) {
     try {
         auto conn = readers_->acquire();

@@ -55,6 +55,7 @@ public:
     // definition changed (loads and warms first, then swaps).
     void refresh_model(const std::string& model);
     ml::supervisor_state supervisor_state() const;
+    std::size_t parked_connections() const;
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }

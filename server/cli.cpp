@@ -265,7 +265,8 @@ int cmd_serve(const std::vector<std::string>& args) {
         ranged_help("write-timeout-ms", "longest a request waits for its commit before 503")
             .c_str())("http-threads", po::value<int>()->default_value(o.http_threads),
                       ranged_help("http-threads",
-                                  "HTTP worker threads; each open keep-alive connection holds one")
+                                  "HTTP worker threads: requests served at once (idle keep-alive "
+                                  "connections wait off them)")
                           .c_str())(
         "keepalive-timeout", po::value<int>()->default_value(o.keepalive_timeout_s),
         ranged_help("keepalive-timeout", "seconds an idle keep-alive connection is kept").c_str())(

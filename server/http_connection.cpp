@@ -4,13 +4,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+
+#include "store/log.h"
 
 namespace kennel {
 
@@ -169,22 +174,23 @@ bool buffered_socket_stream::flush() {
     return ok;
 }
 
-bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
-                                              const std::atomic<int>& listener,
-                                              std::shared_ptr<deferred_response>& owed) {
+buffered_socket_stream::wait_result buffered_socket_stream::wait_for_request(
+    std::chrono::milliseconds timeout, const std::atomic<int>& listener,
+    std::shared_ptr<deferred_response>& owed) {
     using clock = std::chrono::steady_clock;
-    if (in_pos_ < in_len_) return true;  // pipelined: the next request is here
+    if (in_pos_ < in_len_) return wait_result::request;  // pipelined: the next request is here
     const auto deadline = clock::now() + timeout;
     for (;;) {
-        if (listener.load() == -1) return false;
+        if (listener.load() == -1) return wait_result::gone;
         auto now = clock::now();
         if (owed && owed->due(now)) {
             std::string rest = owed->settle();
             owed.reset();
-            if (!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush())) return false;
+            if (!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush()))
+                return wait_result::gone;
         }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-        if (left.count() <= 0) return false;
+        if (left.count() <= 0) return wait_result::timed_out;
         auto slice = std::min(left, stop_check_interval);
         if (owed) {
             // Wake for the owed answer's deadline too (rounded up: a 0 ms
@@ -194,8 +200,9 @@ bool buffered_socket_stream::wait_for_request(std::chrono::milliseconds timeout,
         }
         pollfd p{sock_, POLLIN, 0};
         int n = ::poll(&p, 1, static_cast<int>(slice.count()));
-        if (n < 0 && errno != EINTR) return false;
-        if (n > 0) return true;  // a request, or the close that process_request will read
+        if (n < 0 && errno != EINTR) return wait_result::gone;
+        // A request, or the close that process_request will read.
+        if (n > 0) return wait_result::request;
     }
 }
 
@@ -386,12 +393,150 @@ std::string deferred_response::settle() {
     return std::move(unsent_);
 }
 
+void connection_parker::start(httplib::TaskQueue* pool, resume_fn resume) {
+    std::lock_guard lock(mu_);
+    if (running_) return;
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (epoll_ < 0 || wake_ < 0) {
+        // Without it connections keep their threads while idle, as before.
+        log_warn("http", std::string("cannot park idle connections: ") + std::strerror(errno));
+        if (epoll_ >= 0) ::close(epoll_);
+        if (wake_ >= 0) ::close(wake_);
+        epoll_ = wake_ = -1;
+        return;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_;
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    pool_ = pool;
+    resume_ = std::move(resume);
+    running_ = true;
+    thread_ = std::thread([this] {
+        name_this_thread("kennel-park");
+        run();
+    });
+}
+
+bool connection_parker::park(int sock, std::size_t requests_left,
+                             std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    if (!running_) return false;
+    epoll_event ev{};
+    // One-shot: a connection is resumed once, then belongs to a worker.
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.fd = sock;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) != 0) return false;
+    parked_[sock] = {requests_left, deadline};
+    return true;
+}
+
+std::size_t connection_parker::parked() const {
+    std::lock_guard lock(mu_);
+    return parked_.size();
+}
+
+void connection_parker::run() {
+    using clock = std::chrono::steady_clock;
+    std::array<epoll_event, 64> events;
+    auto next_sweep = clock::now();
+    for (;;) {
+        // Keep-alive deadlines are whole seconds: a sweep a second is enough.
+        const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 1000);
+        std::vector<int> expired;
+        {
+            std::lock_guard lock(mu_);
+            if (!running_) break;
+            for (int i = 0; i < n; ++i) {
+                const int sock = events[static_cast<std::size_t>(i)].data.fd;
+                if (sock == wake_) continue;
+                auto it = parked_.find(sock);
+                if (it == parked_.end()) continue;
+                const std::size_t left = it->second.requests_left;
+                parked_.erase(it);
+                ::epoll_ctl(epoll_, EPOLL_CTL_DEL, sock, nullptr);
+                // Under the lock: stop() cannot run between the check above
+                // and this, so nothing is queued on a pool being shut down.
+                pool_->enqueue([this, sock, left] { resume_(sock, left); });
+            }
+            const auto now = clock::now();
+            if (now >= next_sweep) {
+                next_sweep = now + std::chrono::seconds(1);
+                for (auto it = parked_.begin(); it != parked_.end();) {
+                    if (it->second.deadline > now) {
+                        ++it;
+                        continue;
+                    }
+                    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
+                    expired.push_back(it->first);
+                    it = parked_.erase(it);
+                }
+            }
+        }
+        for (int sock : expired) {
+            ::shutdown(sock, SHUT_RDWR);
+            ::close(sock);
+        }
+    }
+}
+
+void connection_parker::stop() {
+    {
+        std::lock_guard lock(mu_);
+        if (!running_) return;
+        running_ = false;
+        std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t w = ::write(wake_, &one, sizeof one);
+    }
+    thread_.join();
+    std::lock_guard lock(mu_);
+    for (const auto& [sock, e] : parked_) {
+        ::shutdown(sock, SHUT_RDWR);
+        ::close(sock);
+    }
+    parked_.clear();
+    ::close(epoll_);
+    ::close(wake_);
+    epoll_ = wake_ = -1;
+}
+
+namespace {
+
+// httplib's pool, which stops the parker before its workers: afterwards no
+// parked connection is put back on it, and a worker's park() refuses.
+class parking_pool final : public httplib::ThreadPool {
+public:
+    parking_pool(std::size_t threads, connection_parker& parker)
+        : httplib::ThreadPool(threads), parker_(parker) {}
+    void shutdown() override {
+        parker_.stop();
+        httplib::ThreadPool::shutdown();
+    }
+
+private:
+    connection_parker& parker_;
+};
+
+}  // namespace
+
+httplib::TaskQueue* http_engine::make_task_queue(std::size_t threads) {
+    auto* pool = new parking_pool(threads, parker_);
+    parker_.start(pool, [this](int sock, std::size_t left) { serve(sock, left); });
+    return pool;
+}
+
 bool http_engine::process_and_close_socket(int sock) {
-    using std::chrono::milliseconds;
-    using std::chrono::seconds;
     // One segment per answer: nothing is gained by waiting for more.
     int yes = 1;
     setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    serve(sock, keep_alive_max_count_);
+    return true;  // httplib ignores it
+}
+
+void http_engine::serve(int sock, std::size_t requests_left) {
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
     buffered_socket_stream strm(
         sock,
         std::chrono::duration_cast<milliseconds>(seconds(read_timeout_sec_)) +
@@ -412,13 +557,23 @@ bool http_engine::process_and_close_socket(int sock) {
         owed.reset();
         return rest.empty() || (strm.write(rest.data(), rest.size()) >= 0 && strm.flush());
     };
-    bool ok = false;
-    for (std::size_t left = keep_alive_max_count_; left > 0; --left) {
-        bool more = strm.wait_for_request(idle, svr_sock_, owed);
-        if (!settle_owed() || !more) break;
+    using wait_result = buffered_socket_stream::wait_result;
+    for (std::size_t left = requests_left; left > 0; --left) {
+        const auto since = std::chrono::steady_clock::now();
+        // A connection that owes no answer waits briefly on its thread (the
+        // next request of a busy client comes within microseconds), then
+        // is parked for the rest of its keep-alive time.
+        const bool may_park = !owed && idle > connection_parker::park_after;
+        wait_result w =
+            strm.wait_for_request(may_park ? connection_parker::park_after : idle, svr_sock_, owed);
+        if (w == wait_result::timed_out && may_park && !owed &&
+            parker_.park(sock, left, since + idle)) {
+            return;  // the parker owns the socket now
+        }
+        if (!settle_owed() || w != wait_result::request) break;
         strm.begin_request();
         bool closed = false;
-        ok = process_request(strm, left == 1, closed, nullptr);
+        bool ok = process_request(strm, left == 1, closed, nullptr);
         if (std::shared_ptr<deferred_response> d = std::move(deferred_here)) {
             deferred_here.reset();
             strm.discard_output();  // httplib's placeholder
@@ -438,7 +593,6 @@ bool http_engine::process_and_close_socket(int sock) {
     settle_owed();
     ::shutdown(sock, SHUT_RDWR);
     ::close(sock);
-    return ok;
 }
 
 }  // namespace kennel

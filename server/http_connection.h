@@ -23,8 +23,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace kennel {
@@ -48,14 +52,17 @@ public:
     // Sends everything written so far; false when the peer is gone or the
     // write timed out.
     bool flush();
-    // Waits up to `timeout` for the next request's first byte, in slices so
-    // a stopping server (its listener closed: `listener` is -1) is noticed;
-    // false on timeout, close, error or stop.
+    enum class wait_result { request, timed_out, gone };
+    // Waits up to `timeout` for the next request's first byte (`request`:
+    // it, or the peer's close, is there to read), in slices so a stopping
+    // server (its listener closed: `listener` is -1) is noticed (`gone`, as
+    // for an error).
     // An earlier answer may still be owed (`owed`, see deferred_response):
     // when it needs the connection (its deadline passed, or its sender could
     // not send it all), it is settled here and `owed` is reset.
-    bool wait_for_request(std::chrono::milliseconds timeout, const std::atomic<int>& listener,
-                          std::shared_ptr<deferred_response>& owed);
+    wait_result wait_for_request(std::chrono::milliseconds timeout,
+                                 const std::atomic<int>& listener,
+                                 std::shared_ptr<deferred_response>& owed);
     // Drops what was written since the last flush (httplib's placeholder for
     // an answer that is deferred).
     void discard_output() { out_.clear(); }
@@ -84,12 +91,66 @@ private:
     int remote_port_ = 0, local_port_ = 0;
 };
 
+// Idle keep-alive connections, parked off the worker threads. A connection
+// whose next request has not begun `park_after` after its last answer is
+// handed here: one thread waits on all of them (epoll) and puts each back on
+// the pool when its next request arrives, or closes it at its keep-alive
+// deadline. A worker is then held while a connection is busy, not while it
+// idles, so many more clients than workers can keep connections open.
+class connection_parker {
+public:
+    using resume_fn = std::function<void(int sock, std::size_t requests_left)>;
+    static constexpr std::chrono::milliseconds park_after{100};
+
+    connection_parker() = default;
+    connection_parker(const connection_parker&) = delete;
+    connection_parker& operator=(const connection_parker&) = delete;
+    ~connection_parker() { stop(); }
+
+    // Starts the waiting thread; a connection with a request is resumed by
+    // `resume` on one of `pool`'s threads.
+    void start(httplib::TaskQueue* pool, resume_fn resume);
+    // Takes the socket until `deadline`; false when stopped or not started
+    // (the caller still owns and closes it).
+    bool park(int sock, std::size_t requests_left, std::chrono::steady_clock::time_point deadline);
+    // Closes every parked socket and joins the thread; park() refuses after.
+    void stop();
+    std::size_t parked() const;
+
+private:
+    void run();
+
+    struct entry {
+        std::size_t requests_left;
+        std::chrono::steady_clock::time_point deadline;
+    };
+    mutable std::mutex mu_;
+    std::unordered_map<int, entry> parked_;
+    bool running_ = false;
+    int epoll_ = -1;
+    int wake_ = -1;  // an eventfd that interrupts the wait to stop
+    httplib::TaskQueue* pool_ = nullptr;
+    resume_fn resume_;
+    std::thread thread_;
+};
+
 // httplib::Server with Kennel's connection loop (see the file comment).
 // httplib declares the hook private; overriding a private virtual is
 // allowed and is how httplib's own SSLServer replaces it.
 class http_engine final : public httplib::Server {
+public:
+    // The worker pool, with idle connections parked off it; httplib owns it
+    // and shuts it down when listening ends, which first closes the parked.
+    httplib::TaskQueue* make_task_queue(std::size_t threads);
+    std::size_t parked_connections() const { return parker_.parked(); }
+
 private:
     bool process_and_close_socket(int sock) override;
+    // The connection loop, from a new connection or a parked one resumed
+    // with `requests_left` of its keep-alive allowance.
+    void serve(int sock, std::size_t requests_left);
+
+    connection_parker parker_;
 };
 
 // Called by the request's handler adapter on the connection's thread: the

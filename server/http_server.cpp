@@ -105,13 +105,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
     const http_options& o = impl_->options;
 
     // Measured: without TCP_NODELAY a keep-alive client waits on Nagle's
-    // delay (~40 requests/s per connection). The pool must be larger than
-    // the number of keep-alive clients, since each holds a worker.
+    // delay (~40 requests/s per connection). A keep-alive connection holds
+    // a worker while busy; idle, it is parked off the pool (see
+    // connection_parker), so the pool bounds concurrent requests, not clients.
     svr.set_tcp_nodelay(true);
     svr.set_socket_options(kennel_socket_options);
     int threads = std::max(1, o.threads);
-    svr.new_task_queue = [threads] {
-        return new httplib::ThreadPool(static_cast<size_t>(threads));
+    svr.new_task_queue = [this, threads] {
+        return impl_->server.make_task_queue(static_cast<std::size_t>(threads));
     };
     svr.set_keep_alive_max_count(o.keepalive_max_requests);
     svr.set_keep_alive_timeout(o.keepalive_timeout_s);
@@ -310,6 +311,10 @@ void http_server::start() {
     for (int i = 0; i < 5000 && !impl_->server.is_running(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+}
+
+std::size_t http_server::parked_connections() const {
+    return impl_->server.parked_connections();
 }
 
 void http_server::stop() {

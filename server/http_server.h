@@ -151,6 +151,8 @@ public:
     // Set before start(); without one every route is open (unit tests).
     void set_authenticator(http_authenticator auth) { auth_ = std::move(auth); }
     bool ready() const { return ready_; }
+    // Idle keep-alive connections waiting off the worker pool.
+    std::size_t parked_connections() const;
 
 private:
     struct impl;

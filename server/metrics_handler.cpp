@@ -141,6 +141,9 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_writer_refused_total", "counter",
              "Writes refused with 503: the queue was full.")
         .sample(num(w.refused_full));
+    e.family("kennel_http_parked_connections", "gauge",
+             "Idle keep-alive connections waiting off the HTTP worker threads.")
+        .sample(num(a.parked_connections()));
     e.family("kennel_writer_queue", "gauge", "Facts and tasks waiting for the writer.")
         .sample(num(w.pending));
     e.family("kennel_writer_checkpoints_total", "counter", "WAL checkpoints run.")

@@ -725,6 +725,76 @@ class MaxBodyTest(KennelTestCase):
         self.assertEqual(c.get("/healthz").status, 200)
 
 
+# ------------------------------------------------------------ connections
+
+def raw_get(sock, path):
+    """One keep-alive GET on an open socket; returns (status, body), or None
+    if the server closed the connection."""
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return int(head.split(b" ")[1]), body
+
+
+class ConnectionTest(KennelTestCase):
+
+    def test_idle_keep_alive_connections_do_not_hold_the_workers(self):
+        # 4 workers, 24 clients each holding a keep-alive connection open
+        # (for up to 60 s): a 25th client is answered at once, not after an
+        # idle connection's keep-alive time, and every idle connection still
+        # serves its next request on the same socket.
+        server = self.start_server(args=["--http-threads", "4", "--keepalive-timeout", "60"])
+        socks = []
+        try:
+            for _ in range(24):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                socks.append(sock)
+                self.assertEqual(raw_get(sock, "/healthz")[0], 200)
+            # /v1/status and /metrics count them, parked.
+            c = self.client(server)
+            deadline = time.monotonic() + 10
+            while True:
+                status = c.get("/v1/status").json()
+                if status["http"]["parked_connections"] >= 24 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertGreaterEqual(status["http"]["parked_connections"], 24, status)
+            self.assertEqual(status["http"]["threads"], 4)
+            self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_connections \d+")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
+                # Without parking this waits 60 s for a worker: the socket's
+                # 20 s timeout fails the test first.
+                self.assertEqual(raw_get(late, "/readyz")[0], 200)
+            for i, sock in enumerate(socks):
+                got = raw_get(sock, "/readyz")
+                self.assertIsNotNone(got, "connection %d was closed while idle" % i)
+                self.assertEqual(got[0], 200)
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def test_an_idle_connection_is_still_closed_at_its_keep_alive_timeout(self):
+        server = self.start_server(args=["--keepalive-timeout", "1"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+            self.assertEqual(raw_get(sock, "/healthz")[0], 200)
+            # Parked after its answer, it is closed by the server about a
+            # second later (the socket's 15 s timeout bounds the wait).
+            self.assertEqual(sock.recv(1), b"")
+        c = self.client(server)
+        self.assertEqual(c.get("/healthz").status, 200)
+
+
 # ------------------------------------------------------------- processes
 
 class ProcessTest(KennelTestCase):
