@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -410,6 +411,12 @@ void connection_parker::start(httplib::TaskQueue* pool, resume_fn resume) {
     ev.events = EPOLLIN;
     ev.data.fd = wake_;
     ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    // Idle connections may not take every descriptor: the database, new
+    // connections and the model store need some too.
+    rlimit files{};
+    capacity_ = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                    ? std::max<std::size_t>(16, files.rlim_cur / 2)
+                    : 65536;
     pool_ = pool;
     resume_ = std::move(resume);
     running_ = true;
@@ -422,7 +429,7 @@ void connection_parker::start(httplib::TaskQueue* pool, resume_fn resume) {
 bool connection_parker::park(int sock, std::size_t requests_left,
                              std::chrono::steady_clock::time_point deadline) {
     std::lock_guard lock(mu_);
-    if (!running_) return false;
+    if (!running_ || parked_.size() >= capacity_) return false;
     epoll_event ev{};
     // One-shot: a connection is resumed once, then belongs to a worker.
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;

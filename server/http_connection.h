@@ -110,8 +110,8 @@ public:
     // Starts the waiting thread; a connection with a request is resumed by
     // `resume` on one of `pool`'s threads.
     void start(httplib::TaskQueue* pool, resume_fn resume);
-    // Takes the socket until `deadline`; false when stopped or not started
-    // (the caller still owns and closes it).
+    // Takes the socket until `deadline`; false when stopped, not started or
+    // full (the caller still owns and closes it: a client reconnects).
     bool park(int sock, std::size_t requests_left, std::chrono::steady_clock::time_point deadline);
     // Closes every parked socket and joins the thread; park() refuses after.
     void stop();
@@ -127,6 +127,7 @@ private:
     mutable std::mutex mu_;
     std::unordered_map<int, entry> parked_;
     bool running_ = false;
+    std::size_t capacity_ = 0;  // half the process's file descriptors
     int epoll_ = -1;
     int wake_ = -1;  // an eventfd that interrupts the wait to stop
     httplib::TaskQueue* pool_ = nullptr;

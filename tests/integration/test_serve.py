@@ -10,6 +10,7 @@ import calendar
 import http.client
 import json
 import re
+import resource
 import signal
 import socket
 import threading
@@ -730,6 +731,13 @@ class MaxBodyTest(KennelTestCase):
 def raw_get(sock, path):
     """One keep-alive GET on an open socket; returns (status, body), or None
     if the server closed the connection."""
+    try:
+        return raw_get_or_raise(sock, path)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+
+
+def raw_get_or_raise(sock, path):
     sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
     data = b""
     while b"\r\n\r\n" not in data:
@@ -780,6 +788,31 @@ class ConnectionTest(KennelTestCase):
                 got = raw_get(sock, "/readyz")
                 self.assertIsNotNone(got, "connection %d was closed while idle" % i)
                 self.assertEqual(got[0], 200)
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def test_idle_connections_take_at_most_half_the_file_descriptors(self):
+        # With a limit of 128 descriptors, at most 64 connections are
+        # parked; the others are closed when idle (their clients reconnect)
+        # and the server keeps answering.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+        try:
+            server = self.start_server(args=["--keepalive-timeout", "60"])
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        socks = []
+        try:
+            for _ in range(80):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                socks.append(sock)
+                self.assertEqual(raw_get(sock, "/healthz")[0], 200)
+            time.sleep(0.5)  # each idles past the 100 ms before it is parked
+            c = self.client(server)
+            self.assertEqual(c.get("/v1/status").json()["http"]["parked_connections"], 64)
+            closed = sum(1 for sock in socks if raw_get(sock, "/healthz") is None)
+            self.assertEqual(closed, 16, "all but the 64 parked were closed")
         finally:
             for sock in socks:
                 sock.close()
