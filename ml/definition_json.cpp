@@ -226,6 +226,18 @@ parsed_definition parse_definition(const std::string& text) {
             parse_feature(r, (*f)[i], "features[" + std::to_string(i) + "]", spec);
             d.features.push_back(std::move(spec));
         }
+        // From the label's own stream, the label field as a feature is the
+        // answer itself (the label fact is its own feature fact): a perfect
+        // holdout score, and a model that cannot predict when it is absent.
+        if (d.label.stream == d.features_from && !d.label.field.empty()) {
+            for (std::size_t i = 0; i < d.features.size(); ++i) {
+                if (d.features[i].field == d.label.field) {
+                    r.error("features[" + std::to_string(i) + "].field",
+                            "\"" + d.label.field + "\" is the label field of stream \"" +
+                                d.label.stream + "\": a model cannot learn from its own label");
+                }
+            }
+        }
         if (out.errors.empty()) {
             for (const status& s : ml::spec_problems(d.features)) {
                 // Report at the path the user wrote: parameters sit directly

@@ -560,6 +560,31 @@ TEST_CASE("definition: decreasing bucket edges are reported at the field the use
     CHECK(p.errors[0].field == "features[0].edges");
 }
 
+// From the label's own stream the label fact is also the feature fact, so
+// the label field as a feature scored a perfect holdout and went live.
+TEST_CASE("definition: the label field of the features' own stream is refused as a feature",
+          "[definition]") {
+    json j = json::parse(minimal_definition);
+    j["label"] = {{"stream", "posts"}, {"field", "likes"}};
+    j["features"] = json::array({{{"field", "length"}}, {{"field", "likes"}}});
+    auto p = parse_definition(j.dump());
+    INFO(error_text(p));
+    REQUIRE(p.errors.size() == 1);
+    CHECK(p.errors[0].field == "features[1].field");
+    CHECK_THAT(p.errors[0].message, Contains("label field"));
+
+    SECTION("also when the label's stream defaults to the features' stream") {
+        j["label"] = {{"field", "likes"}};
+        auto q = parse_definition(j.dump());
+        REQUIRE(q.errors.size() == 1);
+        CHECK(q.errors[0].field == "features[1].field");
+    }
+    SECTION("a field of that name in another stream is an ordinary feature") {
+        j["label"] = {{"stream", "likes"}, {"field", "likes"}};
+        CHECK(parse_definition(j.dump()).errors.empty());
+    }
+}
+
 // =============================================================================
 // Point-in-time training sets
 
