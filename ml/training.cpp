@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -57,6 +58,16 @@ permutation_importance importance_by_permutation(
     out.evaluated = evaluated.get(pm.name);
     out.rows = std::min(test.size(), importance_max_rows);
     const std::vector<double> y_used(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(out.rows));
+    if (out.rows < test.size()) {
+        // Drops compare like with like: the unshuffled score on the same
+        // rows, not on the whole holdout (else an ignored field "drops").
+        feature_rows x;
+        x.reserve(out.rows);
+        for (std::size_t i = 0; i < out.rows; ++i)
+            x.push_back(pipeline.transform(test[i]->features));
+        auto m = score(d.task, fn, x, y_used, num_classes);
+        out.evaluated = m ? m->get(pm.name) : std::numeric_limits<double>::quiet_NaN();
+    }
     std::vector<std::string> fields;
     for (const auto& spec : d.features) fields.push_back(spec.field);
     std::sort(fields.begin(), fields.end());

@@ -803,6 +803,30 @@ TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact",
     }
 }
 
+// Past importance_max_rows holdout rows, the shuffled scores cover the first
+// rows only; each drop was taken against the whole holdout's score, so a
+// field the model cannot see "dropped" by the difference between the two.
+TEST_CASE("train_model: importance on a large holdout compares scores on the same rows",
+          "[training]") {
+    const auto data = synthetic_set(task_kind::regression, 6000, 7);
+    auto d = xy_definition(task_kind::regression);
+    d.holdout = 0.5;
+    feature_spec ghost;
+    ghost.field = "ghost";  // in no row: the pipeline drops it
+    d.features.push_back(ghost);
+    auto out = train_model(d, data, nullptr, {});
+    REQUIRE(out);
+    REQUIRE(out->test_rows > importance_max_rows);
+    const permutation_importance& imp = out->importance;
+    CHECK(imp.rows == importance_max_rows);
+    CHECK(imp.evaluated != out->metrics.get("rmse"));  // another set of rows
+    REQUIRE(imp.fields.size() == 3);
+    CHECK(imp.fields[2].field == "ghost");
+    CHECK(imp.fields[2].drop == 0);
+    CHECK(imp.fields[2].shuffled == imp.evaluated);
+    CHECK(imp.fields[0].drop > 1);
+}
+
 TEST_CASE("train_model: the holdout is exactly the entities the hash rule names", "[training]") {
     // Holdout entities get the negated target: the model learns from the other
     // entities only, so it must be badly wrong on exactly these rows.
