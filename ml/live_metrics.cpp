@@ -67,7 +67,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                     }
                 });
         }
-        outcome_finder outcomes(c, d.label.stream);
+        outcome_finder outcomes(c, d.label.stream, d.label.field);
         for (const logged_prediction& l : recent) {
             row r;
             r.version = l.version;

@@ -58,9 +58,9 @@ void for_each_log_segment(
 std::vector<std::string> version_classes(connection& c, const std::string& model,
                                          std::int64_t version);
 
-// The outcome a prediction is joined to: a fact in the label stream whose
-// "prediction_id" names it, else the entity's newest fact in that stream at
-// or after the prediction.
+// The outcome a prediction is joined to: a fact in the label stream holding
+// the label field whose "prediction_id" names it, else the entity's newest
+// such fact at or after the prediction.
 struct joined_outcome {
     std::int64_t fact_id = 0;
     std::string data;  // the fact's JSON data
@@ -69,13 +69,14 @@ struct joined_outcome {
 
 class outcome_finder {
 public:
-    outcome_finder(connection& c, std::string label_stream);
+    outcome_finder(connection& c, std::string label_stream, const std::string& label_field);
     std::optional<joined_outcome> find(const logged_prediction& p);
 
 private:
     statement by_id_;
     statement by_entity_;
     std::string stream_;
+    std::string label_path_;  // SQLite's JSON path to the label field
 };
 
 }  // namespace kennel::ml

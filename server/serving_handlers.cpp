@@ -437,7 +437,7 @@ http_response get_model_predictions(app& a, const http_request& req) {
     }
 
     std::map<std::int64_t, std::vector<std::string>> classes;
-    ml::outcome_finder outcomes(*conn, p.definition.label.stream);
+    ml::outcome_finder outcomes(*conn, p.definition.label.stream, p.definition.label.field);
     json out = json::array();
     for (const auto& e : found) {
         const std::vector<std::string>* names = nullptr;
