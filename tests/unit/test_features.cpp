@@ -354,6 +354,10 @@ TEST_CASE("labels encode deterministically per task", "[dataset]") {
     REQUIRE(ints);
     CHECK(ints->classes == std::vector<std::string>{"2", "3", "10"});
     CHECK(ints->y == std::vector<double>{2, 0, 1, 0});
+    // Whole numbers in full: the label as sent, and as an outcome is named.
+    auto big = encode_labels(task_kind::multiclass, {100000.0, 2e6, -0.0, 1.0});
+    REQUIRE(big);
+    CHECK(big->classes == std::vector<std::string>{"0", "1", "100000", "2000000"});
 
     auto reg = encode_labels(task_kind::regression, {1.5, interval{27, 33}});
     REQUIRE(reg);
