@@ -263,7 +263,9 @@ parsed_definition parse_definition(const std::string& text) {
             ml::train_params& tp = d.params;
             r.number(*p, "params", "c", tp.c, 1e-9, 1e9);
             r.number(*p, "params", "lambda", tp.lambda, 0, 1e9);
-            r.number(*p, "params", "gamma", tp.gamma, 0, 1e9);
+            // The trainers' bound (validate_params): a larger gamma was stored
+            // and every job of the definition failed.
+            r.number(*p, "params", "gamma", tp.gamma, 0, 1e6);
             r.integer(*p, "params", "num_trees", tp.num_trees, 1, 5000);
             r.integer(*p, "params", "min_samples_per_leaf", tp.min_samples_per_leaf, 1, 100000);
             r.number(*p, "params", "feature_subsampling", tp.feature_subsampling, 0.01, 1);

@@ -24,6 +24,7 @@
 #include "ml/dataset.h"
 #include "ml/definition.h"
 #include "ml/definition_json.h"
+#include "ml/trainers.h"
 #include "ml/training.h"
 #include "ml/training_data.h"
 #include "store/db.h"
@@ -471,8 +472,8 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
          "features[0].edges", "edges"},
         {"binarize without threshold", R"({"features": [{"field": "x", "transform": "binarize"}]})",
          "features[0].threshold", "threshold"},
-        {"unknown feature key", R"({"features": [{"field": "x", "scale": 2}]})", "features[0].scale",
-         "unknown field"},
+        {"unknown feature key", R"({"features": [{"field": "x", "scale": 2}]})",
+         "features[0].scale", "unknown field"},
         {"unknown top-level field", R"({"colour": "red"})", "colour", "unknown field"},
         {"unknown label field", R"({"label": {"field": "y", "strem": "s"}})", "label.strem",
          "unknown field"},
@@ -481,6 +482,8 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         {"no features", R"({"features": []})", "features", "non-empty"},
         {"unknown algorithm", R"({"algorithm": "svm"})", "algorithm", "auto"},
         {"unknown param", R"({"params": {"depth": 3}})", "params.depth", "unknown field"},
+        {"gamma past the trainers' bound", R"({"params": {"gamma": 2e6}})", "params.gamma",
+         "between"},
         {"holdout too large", R"({"holdout": 0.99})", "holdout", "between"},
         {"holdout not a number", R"({"holdout": "20%"})", "holdout", "number"},
         {"one class allowed", R"({"max_classes": 1})", "max_classes", "between"},
@@ -558,6 +561,28 @@ TEST_CASE("definition: decreasing bucket edges are reported at the field the use
     REQUIRE(p.errors.size() == 1);
     CHECK_THAT(p.errors[0].message, Contains("increasing"));
     CHECK(p.errors[0].field == "features[0].edges");
+}
+
+// A definition is stored only if its jobs can train: every parameter at the
+// parser's largest (and smallest) value passes the trainers' own check. A
+// gamma of 1e9 was stored, and each of its jobs failed.
+TEST_CASE("definition: parameters the parser accepts are parameters the trainers accept",
+          "[definition]") {
+    for (const char* params :
+         {R"({"c": 1e9, "lambda": 1e9, "gamma": 1e6, "num_trees": 5000,
+              "min_samples_per_leaf": 100000, "feature_subsampling": 1,
+              "max_kernel_rows": 50000, "max_iterations": 100000})",
+          R"({"c": 1e-9, "lambda": 0, "gamma": 0, "num_trees": 1, "min_samples_per_leaf": 1,
+              "feature_subsampling": 0.01, "max_kernel_rows": 10, "max_iterations": 1})"}) {
+        json j = json::parse(minimal_definition);
+        j["params"] = json::parse(params);
+        auto p = parse_definition(j.dump());
+        INFO(params << "\n" << error_text(p));
+        REQUIRE(p.errors.empty());
+        const status s = validate_params(p.definition.params);
+        INFO(s.message());
+        CHECK(s.is_ok());
+    }
 }
 
 // From the label's own stream the label fact is also the feature fact, so
