@@ -120,6 +120,19 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
         return;
     }
     spec.transform = *kind;
+    // A parameter of another transform would be dropped unseen: "edges"
+    // without "transform": "bucketize" trained a plain number.
+    static const std::pair<const char*, ml::transform_kind> owners[] = {
+        {"threshold", ml::transform_kind::binarize}, {"edges", ml::transform_kind::bucketize},
+        {"top_n", ml::transform_kind::category},     {"missing_slot", ml::transform_kind::category},
+        {"buckets", ml::transform_kind::text},       {"width", ml::transform_kind::interval}};
+    for (const auto& [key, owner] : owners) {
+        if (f.contains(key) && owner != spec.transform) {
+            r.error(path + "." + key, std::string("applies only to the ") +
+                                          ml::transform_kind_name(owner) +
+                                          " transform, and this feature's is " + transform);
+        }
+    }
     ml::transform_params& p = spec.params;
     r.number(f, path, "threshold", p.threshold, -1e300, 1e300);
     if (auto e = f.find("edges"); e != f.end()) {
