@@ -239,18 +239,6 @@ parsed_definition parse_definition(const std::string& text) {
             parse_feature(r, (*f)[i], "features[" + std::to_string(i) + "]", spec);
             d.features.push_back(std::move(spec));
         }
-        // From the label's own stream, the label field as a feature is the
-        // answer itself (the label fact is its own feature fact): a perfect
-        // holdout score, and a model that cannot predict when it is absent.
-        if (d.label.stream == d.features_from && !d.label.field.empty()) {
-            for (std::size_t i = 0; i < d.features.size(); ++i) {
-                if (d.features[i].field == d.label.field) {
-                    r.error("features[" + std::to_string(i) + "].field",
-                            "\"" + d.label.field + "\" is the label field of stream \"" +
-                                d.label.stream + "\": a model cannot learn from its own label");
-                }
-            }
-        }
         if (out.errors.empty()) {
             for (const status& s : ml::spec_problems(d.features)) {
                 // Report at the path the user wrote: parameters sit directly
@@ -276,9 +264,7 @@ parsed_definition parse_definition(const std::string& text) {
             ml::train_params& tp = d.params;
             r.number(*p, "params", "c", tp.c, 1e-9, 1e9);
             r.number(*p, "params", "lambda", tp.lambda, 0, 1e9);
-            // The trainers' bound (validate_params): a larger gamma was stored
-            // and every job of the definition failed.
-            r.number(*p, "params", "gamma", tp.gamma, 0, 1e6);
+            r.number(*p, "params", "gamma", tp.gamma, 0, 1e9);
             r.integer(*p, "params", "num_trees", tp.num_trees, 1, 5000);
             r.integer(*p, "params", "min_samples_per_leaf", tp.min_samples_per_leaf, 1, 100000);
             r.number(*p, "params", "feature_subsampling", tp.feature_subsampling, 0.01, 1);
@@ -424,6 +410,25 @@ parsed_definition parse_definition(const std::string& text) {
         }
     }
     return out;
+}
+
+void check_new_definition(const ml::model_definition& d, std::vector<field_error>& errors) {
+    // From the label's own stream, the label field as a feature is the answer
+    // itself (the label fact is its own feature fact): a perfect holdout
+    // score, and a model that cannot predict when it is absent.
+    if (d.label.stream == d.features_from && !d.label.field.empty()) {
+        for (std::size_t i = 0; i < d.features.size(); ++i) {
+            if (d.features[i].field == d.label.field) {
+                errors.push_back({"features[" + std::to_string(i) + "].field",
+                                  "\"" + d.label.field + "\" is the label field of stream \"" +
+                                      d.label.stream +
+                                      "\": a model cannot learn from its own label"});
+            }
+        }
+    }
+    // The trainers' bound (ml::validate_params), tighter than the parser's:
+    // a larger gamma was stored and every job of the definition failed.
+    if (d.params.gamma > 1e6) errors.push_back({"params.gamma", "must be between 0 and 1000000"});
 }
 
 std::string canonical_definition_json(const ml::model_definition& d) {

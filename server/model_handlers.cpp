@@ -100,6 +100,7 @@ http_response put_model(app& a, const http_request& req) {
     // the body was a JSON object at all.
     bool parsed_object = p.errors.empty() || !p.errors[0].field.empty();
     if (parsed_object) {
+        check_new_definition(p.definition, p.errors);
         auto conn = a.readers().acquire();
         check_definition_against_data(*conn, p.definition, p.errors);
     }

@@ -359,6 +359,22 @@ class DefinitionTest(SharedServerCase):
         msgs = assert_definition_errors(self, r, ["label.field"])
         self.assertIn("must be a number", msgs["label.field"])
 
+        # The label field as a feature of its own stream: the model would
+        # read its answer (it scored a perfect holdout and went live).
+        post_facts(self, self.c, [fact(l, "e0000", {"y": 1.0, "x1": 0.5}, time_=at(3))])
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": l, "label": {"stream": l, "field": "y"},
+            "features": [{"field": "x1"}, {"field": "y"}]})
+        msgs = assert_definition_errors(self, r, ["features[1].field"])
+        self.assertIn("label field", msgs["features[1].field"])
+
+        # A parameter of another transform, and a gamma past the trainers' bound.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "regression", f, l, params={"gamma": 1e7},
+            features=[{"field": "x1", "edges": [0, 1]}]))
+        msgs = assert_definition_errors(self, r, ["features[0].edges", "params.gamma"])
+        self.assertIn("bucketize", msgs["features[0].edges"])
+
         # Malformed JSON.
         r = self.c.request("PUT", "/v1/models/" + name, body='{"task": "binary",',
                            headers={"Content-Type": "application/json"})

@@ -487,8 +487,6 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         {"top_n of a text feature",
          R"({"features": [{"field": "caption", "transform": "text", "top_n": 5}]})",
          "features[0].top_n", "only to the category transform"},
-        {"gamma past the trainers' bound", R"({"params": {"gamma": 2e6}})", "params.gamma",
-         "between"},
         {"holdout too large", R"({"holdout": 0.99})", "holdout", "between"},
         {"holdout not a number", R"({"holdout": "20%"})", "holdout", "number"},
         {"one class allowed", R"({"max_classes": 1})", "max_classes", "between"},
@@ -568,11 +566,20 @@ TEST_CASE("definition: decreasing bucket edges are reported at the field the use
     CHECK(p.errors[0].field == "features[0].edges");
 }
 
+// What PUT checks: the syntax, then the rules for a definition about to be
+// stored (check_new_definition).
+namespace {
+std::vector<field_error> put_errors(const json& j) {
+    auto p = parse_definition(j.dump());
+    check_new_definition(p.definition, p.errors);
+    return p.errors;
+}
+}  // namespace
+
 // A definition is stored only if its jobs can train: every parameter at the
-// parser's largest (and smallest) value passes the trainers' own check. A
+// largest (and smallest) value PUT takes passes the trainers' own check. A
 // gamma of 1e9 was stored, and each of its jobs failed.
-TEST_CASE("definition: parameters the parser accepts are parameters the trainers accept",
-          "[definition]") {
+TEST_CASE("definition: parameters PUT accepts are parameters the trainers accept", "[definition]") {
     for (const char* params :
          {R"({"c": 1e9, "lambda": 1e9, "gamma": 1e6, "num_trees": 5000,
               "min_samples_per_leaf": 100000, "feature_subsampling": 1,
@@ -581,13 +588,21 @@ TEST_CASE("definition: parameters the parser accepts are parameters the trainers
               "feature_subsampling": 0.01, "max_kernel_rows": 10, "max_iterations": 1})"}) {
         json j = json::parse(minimal_definition);
         j["params"] = json::parse(params);
-        auto p = parse_definition(j.dump());
-        INFO(params << "\n" << error_text(p));
-        REQUIRE(p.errors.empty());
-        const status s = validate_params(p.definition.params);
+        INFO(params);
+        REQUIRE(put_errors(j).empty());
+        const status s = validate_params(parse_definition(j.dump()).definition.params);
         INFO(s.message());
         CHECK(s.is_ok());
     }
+    json j = json::parse(minimal_definition);
+    j["params"] = {{"gamma", 2e6}};
+    auto errors = put_errors(j);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].field == "params.gamma");
+    CHECK_THAT(errors[0].message, Contains("between 0 and 1000000"));
+    // Stored before the bound, it still parses: the model's other versions
+    // go on being served.
+    CHECK(parse_definition(j.dump()).errors.empty());
 }
 
 // From the label's own stream the label fact is also the feature fact, so
@@ -597,21 +612,22 @@ TEST_CASE("definition: the label field of the features' own stream is refused as
     json j = json::parse(minimal_definition);
     j["label"] = {{"stream", "posts"}, {"field", "likes"}};
     j["features"] = json::array({{{"field", "length"}}, {{"field", "likes"}}});
-    auto p = parse_definition(j.dump());
-    INFO(error_text(p));
-    REQUIRE(p.errors.size() == 1);
-    CHECK(p.errors[0].field == "features[1].field");
-    CHECK_THAT(p.errors[0].message, Contains("label field"));
+    auto errors = put_errors(j);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].field == "features[1].field");
+    CHECK_THAT(errors[0].message, Contains("label field"));
+    // A stored definition from before the rule still parses (and serves).
+    CHECK(parse_definition(j.dump()).errors.empty());
 
     SECTION("also when the label's stream defaults to the features' stream") {
         j["label"] = {{"field", "likes"}};
-        auto q = parse_definition(j.dump());
-        REQUIRE(q.errors.size() == 1);
-        CHECK(q.errors[0].field == "features[1].field");
+        auto e = put_errors(j);
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].field == "features[1].field");
     }
     SECTION("a field of that name in another stream is an ordinary feature") {
         j["label"] = {{"stream", "likes"}, {"field", "likes"}};
-        CHECK(parse_definition(j.dump()).errors.empty());
+        CHECK(put_errors(j).empty());
     }
 }
 
