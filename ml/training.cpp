@@ -163,7 +163,12 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     g.metric = pm.name;
     g.candidate = candidate.get(pm.name);
     g.baseline = baseline.get(pm.name);
-    if (!primary_better(task, g.candidate, g.baseline)) {
+    if (std::isnan(g.candidate)) {
+        // "nan vs nan" told nobody why: for binary models, ROC-AUC needs
+        // both classes among the holdout rows.
+        g.reasons.push_back(g.metric + " is undefined on the holdout rows" +
+                            (task == task_kind::binary ? " (they hold one class only)" : ""));
+    } else if (!primary_better(task, g.candidate, g.baseline)) {
         g.reasons.push_back("does not beat the baseline on " + g.metric + " (" + fmt(g.candidate) +
                             " vs " + fmt(g.baseline) + ")");
     }

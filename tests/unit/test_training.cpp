@@ -232,6 +232,10 @@ TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metr
                                listing({{"roc_auc", 0.5}}), nullptr);
         CHECK_FALSE(g.passed);
         CHECK(g.metric == "roc_auc");
+        // The reason says why, not "nan vs nan".
+        REQUIRE(g.reasons.size() == 1);
+        CHECK(g.reasons[0] ==
+              "roc_auc is undefined on the holdout rows (they hold one class only)");
     }
     SECTION("binary compares roc_auc, higher is better") {
         auto up = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.8}}),
