@@ -978,6 +978,18 @@ class CancelTest(SharedServerCase):
         r = self.c.post("/v1/models/%s/train" % normal)
         self.assertEqual(r.status, 202, r)
         self.assertEqual((r.json()["job"], r.json()["already_queued"]), (queued, True), r)
+        # After a change of definition it does not: that job would train the
+        # old revision (it did, and the request for the new one joined it).
+        revision = get_job(self, self.c, queued)["revision"]
+        r = put_model(self, self.c, normal, definition(
+            "regression", f, l, features=[{"field": "x1"}, {"field": "x2"}]))
+        self.assertEqual(r.json()["revision"], revision + 1, r)
+        r = self.c.post("/v1/models/%s/train" % normal)
+        self.assertEqual(r.status, 202, r)
+        self.assertFalse(r.json()["already_queued"], r)
+        newer = r.json()["job"]
+        self.assertEqual(get_job(self, self.c, newer)["revision"], revision + 1)
+        self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % newer).status, 202)
         r = self.c.post("/v1/jobs/%d/cancel" % queued)
         self.assertEqual(r.status, 202, r)
         self.assertEqual(r.json()["state"], "cancelled", r)
