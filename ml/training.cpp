@@ -386,6 +386,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     std::size_t probes = std::min<std::size_t>(test_rows.size(), 200);
     for (std::size_t i = 0; i < probes; ++i) {
         auto a = predict_raw(art, test_rows[i]->features);
+        if (!a) {
+            // The model itself cannot answer (a non-finite answer, e.g. from
+            // labels near the double range): not the artifact's fault, which
+            // is what the check below would have said.
+            return status(error_kind::failed_precondition,
+                          "the fitted model cannot answer holdout row " + std::to_string(i) +
+                              " (entity " + test_rows[i]->entity + "): " + a.error().message());
+        }
         auto b = predict_raw(*loaded, test_rows[i]->features);
         if (!a || !b || a->value != b->value || a->probabilities != b->probabilities) {
             return status(error_kind::internal,

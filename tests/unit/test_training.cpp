@@ -911,6 +911,26 @@ TEST_CASE("train_model: binary classification with every algorithm", "[training]
     }
 }
 
+// Labels near the double range make a linear model answer NaN. The probe
+// check reported an artifact that "predicts differently" (an internal
+// error); the failure now says the model cannot answer.
+TEST_CASE("train_model: a model that cannot answer fails with that reason, not as a bad artifact",
+          "[training]") {
+    auto data = synthetic_set(task_kind::regression, 300, 49);
+    int huge = 0;
+    for (auto& r : data.rows) {
+        if (!holdout_of(r.entity, 0.2) && huge < 5) {
+            r.label = 1e308;
+            ++huge;
+        }
+    }
+    auto out = train_model(xy_definition(task_kind::regression), data, nullptr, {});
+    REQUIRE_FALSE(out);
+    CHECK(out.error().kind() == error_kind::failed_precondition);
+    CHECK_THAT(out.error().message(), StartsWith("the fitted model cannot answer holdout row 0") &&
+                                          Contains("not finite"));
+}
+
 TEST_CASE("train_model: data that cannot train a model fails with a reason", "[training]") {
     const auto d = xy_definition(task_kind::regression);
     SECTION("no labelled rows") {
