@@ -296,15 +296,14 @@ TEST_CASE("auto search survives candidates that all fail", "[trainers]") {
     std::vector<std::string> messages;
     train_control control;
     control.progress = [&](double, const std::string& m) { messages.push_back(m); };
-    auto r = auto_search(task_kind::regression, d.x_train, d.y_train, 0, 20, control,
-                         fast_params());
+    auto r =
+        auto_search(task_kind::regression, d.x_train, d.y_train, 0, 20, control, fast_params());
     REQUIRE(r);
     CHECK(r->algo == algorithm::baseline);
     // Each algorithm's default was scored; none was searched further.
     for (auto a : {algorithm::linear, algorithm::forest, algorithm::kernel}) {
-        CHECK(std::count_if(r->tried.begin(), r->tried.end(), [&](const search_candidate& c) {
-                  return c.algo == a;
-              }) == 1);
+        CHECK(std::count_if(r->tried.begin(), r->tried.end(),
+                            [&](const search_candidate& c) { return c.algo == a; }) == 1);
     }
 }
 
