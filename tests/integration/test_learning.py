@@ -948,6 +948,31 @@ class SchedulerTest(SharedServerCase):
         self.assertEqual(len(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]), 1)
 
 
+    def test_a_failed_triggered_job_waits_for_new_labels(self):
+        """A job that fails keeps no snapshot; its labels used to count again,
+        and the same failing job was queued every 30 s (the scheduler's gap
+        between automatic jobs) without a new label."""
+        rows = [(e, d, True) for e, d, _ in synthetic("binary", 20, seed=41)]
+        f, l, _ = self.streams(rows)
+        name = uid("onecls")
+        put_model(self, self.c, name, definition("binary", f, l,
+                                                 retrain={"every_new_labels": 10}))
+
+        def jobs():
+            return self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        job = wait_until(jobs, 30, "a job queued by the new_labels trigger")[0]
+        j = wait_job(self, self.c, job["id"])
+        self.assertEqual(j["state"], "failed", log_text(j))
+        self.assertIn("one class", j["error"], j)
+        # Past the gap, with no new label: still that one job.
+        time.sleep(35)
+        self.assertEqual([x["id"] for x in jobs()], [job["id"]])
+        # Ten new labels (both classes now): the trigger fires again.
+        post_facts(self, self.c, [fact(l, e, {"y": i % 2 == 0}, time_=at(2, i))
+                                  for i, (e, _, _) in enumerate(rows[:10])])
+        wait_until(lambda: len(jobs()) == 2, 30, "a second job after ten new labels")
+
+
 # -------------------------------------------------------------- cancel
 
 class CancelTest(SharedServerCase):

@@ -30,6 +30,7 @@
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/migrations.h"
+#include "store/registry.h"
 #include "store/time_util.h"
 
 #include "tests/unit/test_support.h"
@@ -106,7 +107,8 @@ const char* full_definition = R"({
 struct fact_db : testing::migrated_db {
     // Stores one fact in its own committed transaction; returns its id.
     std::int64_t add(const std::string& stream, const std::string& entity, micros time,
-                     const json& data, std::optional<std::int64_t> corrects = std::nullopt) {
+                     const json& data, std::optional<std::int64_t> corrects = std::nullopt,
+                     micros ingest_time = now_micros()) {
         fact_input f;
         f.stream = stream;
         f.entity = entity;
@@ -116,7 +118,7 @@ struct fact_db : testing::migrated_db {
         f.idempotency_key = derive_idempotency_key(stream, entity, time, f.data_json);
         transaction tx(conn);
         fact_inserter ins(conn);
-        write_result r = ins.insert(f, now_micros());
+        write_result r = ins.insert(f, ingest_time);
         if (r.outcome != write_outcome::stored) throw std::runtime_error("not stored: " + r.error);
         tx.commit();
         return r.id;
@@ -762,6 +764,23 @@ TEST_CASE("training set: a label correction sent later keeps the label's point i
     REQUIRE(set->rows.size() == 1);
     CHECK(number_of(set->rows[0].label) == 11);
     CHECK(number_of(set->rows[0].features.at("x")) == 1);
+}
+
+// The every-N-new-labels trigger counts labels after the last version's
+// snapshot and stored after the newest job was queued: a job that failed
+// (one class only) keeps no snapshot, so its labels were counted again and
+// the same failing job was queued every 30 s without a new label.
+TEST_CASE("retrain trigger: labels count once a job was queued after them", "[training_data]") {
+    fact_db db;
+    const micros ingest = t0 + 600 * minute;
+    for (int i = 0; i < 5; ++i) {
+        db.add("likes", "K" + std::to_string(i), t0, {{"y", i}}, std::nullopt, ingest + i);
+    }
+    db.add("likes", "K9", t0, {{"other", 1}}, std::nullopt, ingest + 9);  // not a label
+    CHECK(count_labels_after(db.conn, "likes", "y", 0) == 5);
+    CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 2) == 2);
+    CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 9) == 0);
+    CHECK(count_labels_after(db.conn, "likes", "y", 3, ingest) == 2);  // ids 4 and 5
 }
 
 // =============================================================================
