@@ -133,7 +133,10 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
             }
             keys.push_back(d);
         }
-        return index_classes(keys, limit, task_name, format_number);
+        // Written in full, as the label was sent and as live metrics name an
+        // outcome (to_chars's shortest form made 100000 the class "1e+05").
+        return index_classes(keys, limit, task_name,
+                             [](double k) { return std::to_string(static_cast<long long>(k)); });
     }
     return label_error(std::string(binary ? "binary labels must be booleans, 0/1 or two strings"
                                           : "multiclass labels must be strings or integers") +

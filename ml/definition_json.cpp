@@ -120,6 +120,19 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
         return;
     }
     spec.transform = *kind;
+    // A parameter of another transform would be dropped unseen: "edges"
+    // without "transform": "bucketize" trained a plain number.
+    static const std::pair<const char*, ml::transform_kind> owners[] = {
+        {"threshold", ml::transform_kind::binarize}, {"edges", ml::transform_kind::bucketize},
+        {"top_n", ml::transform_kind::category},     {"missing_slot", ml::transform_kind::category},
+        {"buckets", ml::transform_kind::text},       {"width", ml::transform_kind::interval}};
+    for (const auto& [key, owner] : owners) {
+        if (f.contains(key) && owner != spec.transform) {
+            r.error(path + "." + key, std::string("applies only to the ") +
+                                          ml::transform_kind_name(owner) +
+                                          " transform, and this feature's is " + transform);
+        }
+    }
     ml::transform_params& p = spec.params;
     r.number(f, path, "threshold", p.threshold, -1e300, 1e300);
     if (auto e = f.find("edges"); e != f.end()) {
@@ -397,6 +410,25 @@ parsed_definition parse_definition(const std::string& text) {
         }
     }
     return out;
+}
+
+void check_new_definition(const ml::model_definition& d, std::vector<field_error>& errors) {
+    // From the label's own stream, the label field as a feature is the answer
+    // itself (the label fact is its own feature fact): a perfect holdout
+    // score, and a model that cannot predict when it is absent.
+    if (d.label.stream == d.features_from && !d.label.field.empty()) {
+        for (std::size_t i = 0; i < d.features.size(); ++i) {
+            if (d.features[i].field == d.label.field) {
+                errors.push_back({"features[" + std::to_string(i) + "].field",
+                                  "\"" + d.label.field + "\" is the label field of stream \"" +
+                                      d.label.stream +
+                                      "\": a model cannot learn from its own label"});
+            }
+        }
+    }
+    // The trainers' bound (ml::validate_params), tighter than the parser's:
+    // a larger gamma was stored and every job of the definition failed.
+    if (d.params.gamma > 1e6) errors.push_back({"params.gamma", "must be between 0 and 1000000"});
 }
 
 std::string canonical_definition_json(const ml::model_definition& d) {

@@ -27,6 +27,11 @@ struct parsed_definition {
 parsed_definition parse_definition(const std::string& json_text);
 std::string canonical_definition_json(const ml::model_definition& d);
 
+// Rules for a definition about to be stored, beyond its syntax (appended to
+// errors). Apart from parse_definition, which also reads stored definitions:
+// one stored before a rule existed must still be served and trained.
+void check_new_definition(const ml::model_definition& d, std::vector<field_error>& errors);
+
 // Checks the definition against the facts it names: the streams exist, the
 // label and feature fields occur, the label's type suits the task. Appends
 // to errors.

@@ -114,6 +114,21 @@ std::pair<double, double> mean_and_scale(const std::vector<double>& xs) {
     for (double x : xs) var += (x - mean) * (x - mean);
     var /= static_cast<double>(xs.size());
     double sd = std::sqrt(var);
+    if (!std::isfinite(mean) || !std::isfinite(sd)) {
+        // Values near the double range (1e308) overflow the sums; a scale
+        // of 1 then left the column at ~1e306 and the fit at NaN. The same
+        // sums over x / max|x| cannot overflow.
+        double m = 0;
+        for (double x : xs) m = std::max(m, std::fabs(x));
+        double scaled_mean = 0;
+        for (double x : xs) scaled_mean += x / m;
+        scaled_mean /= static_cast<double>(xs.size());
+        double scaled_var = 0;
+        for (double x : xs) scaled_var += (x / m - scaled_mean) * (x / m - scaled_mean);
+        scaled_var /= static_cast<double>(xs.size());
+        mean = scaled_mean * m;
+        sd = std::sqrt(scaled_var) * m;
+    }
     if (!(sd > 0) || !std::isfinite(sd)) sd = 1;
     return {mean, sd};
 }

@@ -73,23 +73,30 @@ void for_each_log_segment(
     }
 }
 
-outcome_finder::outcome_finder(connection& c, std::string label_stream)
+outcome_finder::outcome_finder(connection& c, std::string label_stream,
+                               const std::string& label_field)
+    // Only facts holding the label: a label stream may carry other facts
+    // (another model's field, a note), and the newest of those would hide
+    // the outcome, as training skips them too.
     : by_id_(c,
              "SELECT f.id, f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
              " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
+             " AND coalesce(json_type(f.data, ?3), 'null') != 'null'"
              " ORDER BY f.id DESC LIMIT 1"),
       by_entity_(c,
                  "SELECT f.id, f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
-                 " AND f.event_time >= ?3 ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
-      stream_(std::move(label_stream)) {}
+                 " AND f.event_time >= ?3 AND coalesce(json_type(f.data, ?4), 'null') != 'null'"
+                 " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
+      stream_(std::move(label_stream)),
+      label_path_("$.\"" + label_field + "\"") {}
 
 std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
     by_id_.reset();
-    by_id_.bind(1, p.prediction_id()).bind(2, stream_);
+    by_id_.bind(1, p.prediction_id()).bind(2, stream_).bind(3, label_path_);
     if (by_id_.step()) return joined_outcome{by_id_.column_int(0), by_id_.column_text(1), true};
     if (p.entity.empty()) return std::nullopt;
     by_entity_.reset();
-    by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time);
+    by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time).bind(4, label_path_);
     if (by_entity_.step())
         return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
     return std::nullopt;
@@ -120,10 +127,13 @@ const version_scoring& outcome_joiner::scoring(const logged_prediction& p) {
 }
 
 std::optional<joined_outcome> outcome_joiner::find(const logged_prediction& p) {
-    const std::string& stream = scoring(p).label.stream;
-    auto it = finders_.find(stream);
+    const label_spec& label = scoring(p).label;
+    auto key = std::make_pair(label.stream, label.field);
+    auto it = finders_.find(key);
     if (it == finders_.end())
-        it = finders_.emplace(stream, std::make_unique<outcome_finder>(c_, stream)).first;
+        it = finders_
+                 .emplace(key, std::make_unique<outcome_finder>(c_, label.stream, label.field))
+                 .first;
     return it->second->find(p);
 }
 

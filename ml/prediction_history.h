@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ml/definition.h"
@@ -66,9 +67,9 @@ struct version_scoring {
     std::vector<std::string> classes;
 };
 
-// The outcome a prediction is joined to: a fact in the label stream whose
-// "prediction_id" names it, else the entity's newest fact in that stream at
-// or after the prediction.
+// The outcome a prediction is joined to: a fact in the label stream holding
+// the label field whose "prediction_id" names it, else the entity's newest
+// such fact at or after the prediction.
 struct joined_outcome {
     std::int64_t fact_id = 0;
     std::string data;  // the fact's JSON data
@@ -77,17 +78,19 @@ struct joined_outcome {
 
 class outcome_finder {
 public:
-    outcome_finder(connection& c, std::string label_stream);
+    outcome_finder(connection& c, std::string label_stream, const std::string& label_field);
     std::optional<joined_outcome> find(const logged_prediction& p);
 
 private:
     statement by_id_;
     statement by_entity_;
     std::string stream_;
+    std::string label_path_;  // SQLite's JSON path to the label field
 };
 
 // Each logged prediction's scoring and outcome, by its own version's label:
-// one outcome_finder per label stream, each version's scoring read once. An
+// one outcome_finder per label stream and field, each version's scoring read
+// once. An
 // entry without a version (a constant answered), or whose version or
 // revision is gone, goes by the current definition.
 class outcome_joiner {
@@ -101,7 +104,8 @@ private:
     std::string model_;
     version_scoring current_;
     std::map<std::int64_t, version_scoring> versions_;
-    std::map<std::string, std::unique_ptr<outcome_finder>> finders_;
+    // By label stream and field.
+    std::map<std::pair<std::string, std::string>, std::unique_ptr<outcome_finder>> finders_;
 };
 
 }  // namespace kennel::ml

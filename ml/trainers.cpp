@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <type_traits>
 
 #include <dlib/global_optimization.h>
 #include <dlib/optimization.h>
@@ -690,17 +691,39 @@ dlib::matrix<double, 0, 1> column(const std::vector<double>& v) {
     return m;
 }
 
+// Ends one algorithm's search at a failed candidate (see run_global_search).
+struct search_stopped {};
+
+double finite_or_stop(double score) {
+    if (!std::isfinite(score)) throw search_stopped{};
+    return score;
+}
+
 // dlib::find_max_global over a box, seeded with the already evaluated default
-// point so that the defaults are always among the candidates.
+// point so that the defaults are always among the candidates. Dlib's model of
+// the function cannot take a failed candidate's -inf (its trust-region step
+// crashed the training process), so a failure ends this algorithm's search;
+// what was tried stays among the candidates.
 template <class F>
 void run_global_search(F&& objective, const std::vector<double>& lower,
                        const std::vector<double>& upper, const std::vector<bool>& is_integer,
                        std::size_t max_calls, std::chrono::nanoseconds time_bound,
                        const std::vector<double>& start, double start_value) {
+    if (!std::isfinite(start_value)) return;
     const std::vector<dlib::function_evaluation> seeds{
         dlib::function_evaluation(column(start), start_value)};
-    dlib::find_max_global(objective, column(lower), column(upper), is_integer,
-                          dlib::max_function_calls(max_calls), time_bound, 0.0, seeds);
+    try {
+        if constexpr (std::is_invocable_v<F&, double>) {
+            auto finite = [&](double a) { return finite_or_stop(objective(a)); };
+            dlib::find_max_global(finite, column(lower), column(upper), is_integer,
+                                  dlib::max_function_calls(max_calls), time_bound, 0.0, seeds);
+        } else {
+            auto finite = [&](double a, double b) { return finite_or_stop(objective(a, b)); };
+            dlib::find_max_global(finite, column(lower), column(upper), is_integer,
+                                  dlib::max_function_calls(max_calls), time_bound, 0.0, seeds);
+        }
+    } catch (const search_stopped&) {
+    }
 }
 
 }  // namespace

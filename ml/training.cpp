@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -57,6 +58,16 @@ permutation_importance importance_by_permutation(
     out.evaluated = evaluated.get(pm.name);
     out.rows = std::min(test.size(), importance_max_rows);
     const std::vector<double> y_used(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(out.rows));
+    if (out.rows < test.size()) {
+        // Drops compare like with like: the unshuffled score on the same
+        // rows, not on the whole holdout (else an ignored field "drops").
+        feature_rows x;
+        x.reserve(out.rows);
+        for (std::size_t i = 0; i < out.rows; ++i)
+            x.push_back(pipeline.transform(test[i]->features));
+        auto m = score(d.task, fn, x, y_used, num_classes);
+        out.evaluated = m ? m->get(pm.name) : std::numeric_limits<double>::quiet_NaN();
+    }
     std::vector<std::string> fields;
     for (const auto& spec : d.features) fields.push_back(spec.field);
     std::sort(fields.begin(), fields.end());
@@ -152,7 +163,12 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     g.metric = pm.name;
     g.candidate = candidate.get(pm.name);
     g.baseline = baseline.get(pm.name);
-    if (!primary_better(task, g.candidate, g.baseline)) {
+    if (std::isnan(g.candidate)) {
+        // "nan vs nan" told nobody why: for binary models, ROC-AUC needs
+        // both classes among the holdout rows.
+        g.reasons.push_back(g.metric + " is undefined on the holdout rows" +
+                            (task == task_kind::binary ? " (they hold one class only)" : ""));
+    } else if (!primary_better(task, g.candidate, g.baseline)) {
         g.reasons.push_back("does not beat the baseline on " + g.metric + " (" + fmt(g.candidate) +
                             " vs " + fmt(g.baseline) + ")");
     }
@@ -370,6 +386,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     std::size_t probes = std::min<std::size_t>(test_rows.size(), 200);
     for (std::size_t i = 0; i < probes; ++i) {
         auto a = predict_raw(art, test_rows[i]->features);
+        if (!a) {
+            // The model itself cannot answer (a non-finite answer, e.g. from
+            // labels near the double range): not the artifact's fault, which
+            // is what the check below would have said.
+            return status(error_kind::failed_precondition,
+                          "the fitted model cannot answer holdout row " + std::to_string(i) +
+                              " (entity " + test_rows[i]->entity + "): " + a.error().message());
+        }
         auto b = predict_raw(*loaded, test_rows[i]->features);
         if (!a || !b || a->value != b->value || a->probabilities != b->probabilities) {
             return status(error_kind::internal,

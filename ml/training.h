@@ -60,7 +60,7 @@ struct field_importance {
 
 struct permutation_importance {
     std::string metric;  // the task's primary metric
-    double evaluated = 0;
+    double evaluated = 0;                  // the unshuffled metric on the rows used
     std::size_t rows = 0;                  // holdout rows used (at most importance_max_rows)
     std::vector<field_importance> fields;  // largest drop first
     bool complete = true;                  // false when the time budget ran out before every field

@@ -190,8 +190,12 @@ void training_worker::check_triggers() {
             }
             if (r.every_new_labels) {
                 std::int64_t after = last_snapshot_fact_id(*conn, m.name);
-                std::int64_t fresh = count_labels_after(*conn, p.definition.label.stream,
-                                                        p.definition.label.field, after);
+                // Only labels stored since the last job: one whose data cannot
+                // train (a single class, say) failed, kept no snapshot, and was
+                // queued again every min_trigger_gap without a new label.
+                std::int64_t fresh =
+                    count_labels_after(*conn, p.definition.label.stream, p.definition.label.field,
+                                       after, last.value_or(0));
                 if (fresh >= *r.every_new_labels) trigger = "new_labels";
             }
             if (trigger.empty() && r.every_seconds &&

@@ -100,6 +100,7 @@ http_response put_model(app& a, const http_request& req) {
     // the body was a JSON object at all.
     bool parsed_object = p.errors.empty() || !p.errors[0].field.empty();
     if (parsed_object) {
+        check_new_definition(p.definition, p.errors);
         auto conn = a.readers().acquire();
         check_definition_against_data(*conn, p.definition, p.errors);
     }
@@ -192,8 +193,14 @@ http_response post_model_train(app& a, const http_request& req) {
     bool existing = false;
     status s = a.writer().run(
         [&](connection& c) {
-            // One queued job per model is enough: a second request joins it.
-            statement q(c, "SELECT id FROM jobs WHERE model = ? AND state = 'queued' ORDER BY id LIMIT 1");
+            // One queued job per model and revision is enough: a second
+            // request joins it. A job of an older revision would train the
+            // definition this request was made to replace.
+            statement q(
+                c,
+                "SELECT j.id FROM jobs j JOIN models m ON m.name = j.model"
+                " WHERE j.model = ? AND j.state = 'queued' AND j.revision = m.current_revision"
+                " ORDER BY j.id LIMIT 1");
             q.bind(1, name);
             if (q.step()) {
                 id = q.column_int(0);

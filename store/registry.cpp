@@ -396,11 +396,14 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 }
 
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
-                                std::int64_t after_fact_id) {
+                                std::int64_t after_fact_id, micros ingested_after) {
     statement st(c,
-                 "SELECT count(*) FROM facts WHERE stream = ?1 AND id > ?2"
+                 "SELECT count(*) FROM facts WHERE stream = ?1 AND id > ?2 AND ingest_time > ?4"
                  " AND coalesce(json_type(data, ?3), 'null') != 'null'");
-    st.bind(1, stream).bind(2, after_fact_id).bind(3, "$.\"" + field + "\"");
+    st.bind(1, stream)
+        .bind(2, after_fact_id)
+        .bind(3, "$.\"" + field + "\"")
+        .bind(4, ingested_after);
     st.step();
     return st.column_int(0);
 }

@@ -173,9 +173,11 @@ std::optional<std::int64_t> alias_version(connection& c, const std::string& mode
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit);
 
 // Labels that arrived after the model's last training snapshot, for the
-// every-N-new-labels trigger: facts in the label stream with the label field.
+// every-N-new-labels trigger: facts in the label stream with the label field,
+// stored after `ingested_after` (the newest job's creation: a job that
+// failed keeps no snapshot, and without this its labels counted again).
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
-                                std::int64_t after_fact_id);
+                                std::int64_t after_fact_id, micros ingested_after = 0);
 // The highest fact id that the newest finished job (any state) trained on, or
 // 0; read from the newest version's snapshot.
 std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);

@@ -359,6 +359,22 @@ class DefinitionTest(SharedServerCase):
         msgs = assert_definition_errors(self, r, ["label.field"])
         self.assertIn("must be a number", msgs["label.field"])
 
+        # The label field as a feature of its own stream: the model would
+        # read its answer (it scored a perfect holdout and went live).
+        post_facts(self, self.c, [fact(l, "e0000", {"y": 1.0, "x1": 0.5}, time_=at(3))])
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": l, "label": {"stream": l, "field": "y"},
+            "features": [{"field": "x1"}, {"field": "y"}]})
+        msgs = assert_definition_errors(self, r, ["features[1].field"])
+        self.assertIn("label field", msgs["features[1].field"])
+
+        # A parameter of another transform, and a gamma past the trainers' bound.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "regression", f, l, params={"gamma": 1e7},
+            features=[{"field": "x1", "edges": [0, 1]}]))
+        msgs = assert_definition_errors(self, r, ["features[0].edges", "params.gamma"])
+        self.assertIn("bucketize", msgs["features[0].edges"])
+
         # Malformed JSON.
         r = self.c.request("PUT", "/v1/models/" + name, body='{"task": "binary",',
                            headers={"Content-Type": "application/json"})
@@ -932,6 +948,31 @@ class SchedulerTest(SharedServerCase):
         self.assertEqual(len(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]), 1)
 
 
+    def test_a_failed_triggered_job_waits_for_new_labels(self):
+        """A job that fails keeps no snapshot; its labels used to count again,
+        and the same failing job was queued every 30 s (the scheduler's gap
+        between automatic jobs) without a new label."""
+        rows = [(e, d, True) for e, d, _ in synthetic("binary", 20, seed=41)]
+        f, l, _ = self.streams(rows)
+        name = uid("onecls")
+        put_model(self, self.c, name, definition("binary", f, l,
+                                                 retrain={"every_new_labels": 10}))
+
+        def jobs():
+            return self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        job = wait_until(jobs, 30, "a job queued by the new_labels trigger")[0]
+        j = wait_job(self, self.c, job["id"])
+        self.assertEqual(j["state"], "failed", log_text(j))
+        self.assertIn("one class", j["error"], j)
+        # Past the gap, with no new label: still that one job.
+        time.sleep(35)
+        self.assertEqual([x["id"] for x in jobs()], [job["id"]])
+        # Ten new labels (both classes now): the trigger fires again.
+        post_facts(self, self.c, [fact(l, e, {"y": i % 2 == 0}, time_=at(2, i))
+                                  for i, (e, _, _) in enumerate(rows[:10])])
+        wait_until(lambda: len(jobs()) == 2, 30, "a second job after ten new labels")
+
+
 # -------------------------------------------------------------- cancel
 
 class CancelTest(SharedServerCase):
@@ -962,6 +1003,18 @@ class CancelTest(SharedServerCase):
         r = self.c.post("/v1/models/%s/train" % normal)
         self.assertEqual(r.status, 202, r)
         self.assertEqual((r.json()["job"], r.json()["already_queued"]), (queued, True), r)
+        # After a change of definition it does not: that job would train the
+        # old revision (it did, and the request for the new one joined it).
+        revision = get_job(self, self.c, queued)["revision"]
+        r = put_model(self, self.c, normal, definition(
+            "regression", f, l, features=[{"field": "x1"}, {"field": "x2"}]))
+        self.assertEqual(r.json()["revision"], revision + 1, r)
+        r = self.c.post("/v1/models/%s/train" % normal)
+        self.assertEqual(r.status, 202, r)
+        self.assertFalse(r.json()["already_queued"], r)
+        newer = r.json()["job"]
+        self.assertEqual(get_job(self, self.c, newer)["revision"], revision + 1)
+        self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % newer).status, 202)
         r = self.c.post("/v1/jobs/%d/cancel" % queued)
         self.assertEqual(r.status, 202, r)
         self.assertEqual(r.json()["state"], "cancelled", r)

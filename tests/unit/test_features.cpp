@@ -57,6 +57,25 @@ TEST_CASE("numeric is standardised by the training mean and std", "[features]") 
     CHECK(x[1] == 0.0);
 }
 
+// Squares of 1e308 overflow: the scale became 1, the column stayed near
+// 1e306, and a linear fit on it went to NaN ("the stored artifact predicts
+// differently" on NaN == NaN).
+TEST_CASE("numeric values near the double range are standardised too", "[features]") {
+    std::vector<raw_record> rows = {{{"x", 1e308}}, {{"x", -2.0}},  {{"x", 0.0}},
+                                    {{"x", 2.0}},   {{"x", 1e308}}, {}};
+    auto p = fit_ok({spec("x", transform_kind::numeric)}, rows);
+    // The population std of {1e308, 0, 0, 0, 1e308} (small values vanish
+    // beside them) is 1e308 * sqrt(6) / 5, the mean 4e307.
+    const double sd = 1e308 * (std::sqrt(6.0) / 5);
+    auto big = p.transform({{"x", 1e308}});
+    auto small = p.transform({{"x", 2.0}});
+    CHECK(column(p, big, "numeric-x") == Approx(6e307 / sd));
+    CHECK(column(p, small, "numeric-x") == Approx(-4e307 / sd));
+    for (const auto& row : rows) {
+        for (double v : p.transform(row)) CHECK(std::isfinite(v));
+    }
+}
+
 TEST_CASE("missing numeric becomes the training mean and sets the indicator", "[features]") {
     std::vector<raw_record> rows = {{{"length", 10.0}}, {{"length", 30.0}}, {}};
     auto p = fit_ok({spec("length", transform_kind::numeric)}, rows);
@@ -354,6 +373,10 @@ TEST_CASE("labels encode deterministically per task", "[dataset]") {
     REQUIRE(ints);
     CHECK(ints->classes == std::vector<std::string>{"2", "3", "10"});
     CHECK(ints->y == std::vector<double>{2, 0, 1, 0});
+    // Whole numbers in full: the label as sent, and as an outcome is named.
+    auto big = encode_labels(task_kind::multiclass, {100000.0, 2e6, -0.0, 1.0});
+    REQUIRE(big);
+    CHECK(big->classes == std::vector<std::string>{"0", "1", "100000", "2000000"});
 
     auto reg = encode_labels(task_kind::regression, {1.5, interval{27, 33}});
     REQUIRE(reg);

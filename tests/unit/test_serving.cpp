@@ -268,7 +268,7 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
         [](micros, std::int64_t) { return true; },
         [&](std::vector<ml::logged_prediction>& es, micros) { entries = es; });
     REQUIRE(entries.size() == 3);
-    ml::outcome_finder find(db.conn, "labels");
+    ml::outcome_finder find(db.conn, "labels", "y");
     for (const auto& e : entries) CHECK_FALSE(find.find(e).has_value());
 
     // e2's label before its prediction does not count; one at or after does.
@@ -279,6 +279,12 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     REQUIRE(o);
     CHECK_FALSE(o->by_prediction_id);
     CHECK(o->data == R"({"y":7})");
+    // A later fact without the label (a note, another model's field, a
+    // null) is not an outcome: it used to hide the one before it.
+    add_fact(db.conn, "e2", t + 200, R"({"note":"clicked"})");
+    add_fact(db.conn, "e2", t + 300, R"({"y":null})");
+    REQUIRE(find.find(entries[2]));
+    CHECK(find.find(entries[2])->data == R"({"y":7})");
 
     // An outcome naming the prediction, under another entity, joins the
     // answer and its shadow entry; it wins over e1's own label.
@@ -292,7 +298,10 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
         CHECK(by_id->by_prediction_id);
         CHECK(by_id->data.find("\"y\":6") != std::string::npos);
     }
+    // Nor is a fact naming the prediction without the label.
+    add_fact(db.conn, "elsewhere", t + 30, R"({"seen":true,"prediction_id":")" + id + R"("})");
+    CHECK(find.find(entries[0])->data.find("\"y\":6") != std::string::npos);
     // Another stream's facts never join.
-    ml::outcome_finder elsewhere(db.conn, "not-labels");
+    ml::outcome_finder elsewhere(db.conn, "not-labels", "y");
     CHECK_FALSE(elsewhere.find(entries[0]).has_value());
 }

@@ -286,6 +286,27 @@ TEST_CASE("auto search picks a candidate that beats the baseline", "[trainers]")
     CHECK(primary_better(task, model, base));
 }
 
+// A candidate that fails scores -inf; handed to Dlib's global search, that
+// crashed the training process (SIGSEGV in its trust-region step). Labels
+// near the double range make every candidate fail.
+TEST_CASE("auto search survives candidates that all fail", "[trainers]") {
+    auto d = make_data(task_kind::regression);
+    d.y_train[3] = 1e308;
+    d.y_train[4] = 1e308;
+    std::vector<std::string> messages;
+    train_control control;
+    control.progress = [&](double, const std::string& m) { messages.push_back(m); };
+    auto r =
+        auto_search(task_kind::regression, d.x_train, d.y_train, 0, 20, control, fast_params());
+    REQUIRE(r);
+    CHECK(r->algo == algorithm::baseline);
+    // Each algorithm's default was scored; none was searched further.
+    for (auto a : {algorithm::linear, algorithm::forest, algorithm::kernel}) {
+        CHECK(std::count_if(r->tried.begin(), r->tried.end(),
+                            [&](const search_candidate& c) { return c.algo == a; }) == 1);
+    }
+}
+
 TEST_CASE("predict gives the same answers from 4 threads at once", "[trainers]") {
     const auto task = GENERATE(task_kind::binary, task_kind::multiclass, task_kind::regression);
     const auto algo = GENERATE(algorithm::linear, algorithm::kernel, algorithm::forest);

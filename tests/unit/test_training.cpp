@@ -24,11 +24,13 @@
 #include "ml/dataset.h"
 #include "ml/definition.h"
 #include "ml/definition_json.h"
+#include "ml/trainers.h"
 #include "ml/training.h"
 #include "ml/training_data.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/migrations.h"
+#include "store/registry.h"
 #include "store/time_util.h"
 
 #include "tests/unit/test_support.h"
@@ -105,7 +107,8 @@ const char* full_definition = R"({
 struct fact_db : testing::migrated_db {
     // Stores one fact in its own committed transaction; returns its id.
     std::int64_t add(const std::string& stream, const std::string& entity, micros time,
-                     const json& data, std::optional<std::int64_t> corrects = std::nullopt) {
+                     const json& data, std::optional<std::int64_t> corrects = std::nullopt,
+                     micros ingest_time = now_micros()) {
         fact_input f;
         f.stream = stream;
         f.entity = entity;
@@ -115,7 +118,7 @@ struct fact_db : testing::migrated_db {
         f.idempotency_key = derive_idempotency_key(stream, entity, time, f.data_json);
         transaction tx(conn);
         fact_inserter ins(conn);
-        write_result r = ins.insert(f, now_micros());
+        write_result r = ins.insert(f, ingest_time);
         if (r.outcome != write_outcome::stored) throw std::runtime_error("not stored: " + r.error);
         tx.commit();
         return r.id;
@@ -231,6 +234,10 @@ TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metr
                                listing({{"roc_auc", 0.5}}), nullptr);
         CHECK_FALSE(g.passed);
         CHECK(g.metric == "roc_auc");
+        // The reason says why, not "nan vs nan".
+        REQUIRE(g.reasons.size() == 1);
+        CHECK(g.reasons[0] ==
+              "roc_auc is undefined on the holdout rows (they hold one class only)");
     }
     SECTION("binary compares roc_auc, higher is better") {
         auto up = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.8}}),
@@ -471,8 +478,8 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
          "features[0].edges", "edges"},
         {"binarize without threshold", R"({"features": [{"field": "x", "transform": "binarize"}]})",
          "features[0].threshold", "threshold"},
-        {"unknown feature key", R"({"features": [{"field": "x", "scale": 2}]})", "features[0].scale",
-         "unknown field"},
+        {"unknown feature key", R"({"features": [{"field": "x", "scale": 2}]})",
+         "features[0].scale", "unknown field"},
         {"unknown top-level field", R"({"colour": "red"})", "colour", "unknown field"},
         {"unknown label field", R"({"label": {"field": "y", "strem": "s"}})", "label.strem",
          "unknown field"},
@@ -481,6 +488,11 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         {"no features", R"({"features": []})", "features", "non-empty"},
         {"unknown algorithm", R"({"algorithm": "svm"})", "algorithm", "auto"},
         {"unknown param", R"({"params": {"depth": 3}})", "params.depth", "unknown field"},
+        {"edges without bucketize", R"({"features": [{"field": "hour", "edges": [6, 12]}]})",
+         "features[0].edges", "only to the bucketize transform"},
+        {"top_n of a text feature",
+         R"({"features": [{"field": "caption", "transform": "text", "top_n": 5}]})",
+         "features[0].top_n", "only to the category transform"},
         {"holdout too large", R"({"holdout": 0.99})", "holdout", "between"},
         {"holdout not a number", R"({"holdout": "20%"})", "holdout", "number"},
         {"one class allowed", R"({"max_classes": 1})", "max_classes", "between"},
@@ -558,6 +570,71 @@ TEST_CASE("definition: decreasing bucket edges are reported at the field the use
     REQUIRE(p.errors.size() == 1);
     CHECK_THAT(p.errors[0].message, Contains("increasing"));
     CHECK(p.errors[0].field == "features[0].edges");
+}
+
+// What PUT checks: the syntax, then the rules for a definition about to be
+// stored (check_new_definition).
+namespace {
+std::vector<field_error> put_errors(const json& j) {
+    auto p = parse_definition(j.dump());
+    check_new_definition(p.definition, p.errors);
+    return p.errors;
+}
+}  // namespace
+
+// A definition is stored only if its jobs can train: every parameter at the
+// largest (and smallest) value PUT takes passes the trainers' own check. A
+// gamma of 1e9 was stored, and each of its jobs failed.
+TEST_CASE("definition: parameters PUT accepts are parameters the trainers accept", "[definition]") {
+    for (const char* params :
+         {R"({"c": 1e9, "lambda": 1e9, "gamma": 1e6, "num_trees": 5000,
+              "min_samples_per_leaf": 100000, "feature_subsampling": 1,
+              "max_kernel_rows": 50000, "max_iterations": 100000})",
+          R"({"c": 1e-9, "lambda": 0, "gamma": 0, "num_trees": 1, "min_samples_per_leaf": 1,
+              "feature_subsampling": 0.01, "max_kernel_rows": 10, "max_iterations": 1})"}) {
+        json j = json::parse(minimal_definition);
+        j["params"] = json::parse(params);
+        INFO(params);
+        REQUIRE(put_errors(j).empty());
+        const status s = validate_params(parse_definition(j.dump()).definition.params);
+        INFO(s.message());
+        CHECK(s.is_ok());
+    }
+    json j = json::parse(minimal_definition);
+    j["params"] = {{"gamma", 2e6}};
+    auto errors = put_errors(j);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].field == "params.gamma");
+    CHECK_THAT(errors[0].message, Contains("between 0 and 1000000"));
+    // Stored before the bound, it still parses: the model's other versions
+    // go on being served.
+    CHECK(parse_definition(j.dump()).errors.empty());
+}
+
+// From the label's own stream the label fact is also the feature fact, so
+// the label field as a feature scored a perfect holdout and went live.
+TEST_CASE("definition: the label field of the features' own stream is refused as a feature",
+          "[definition]") {
+    json j = json::parse(minimal_definition);
+    j["label"] = {{"stream", "posts"}, {"field", "likes"}};
+    j["features"] = json::array({{{"field", "length"}}, {{"field", "likes"}}});
+    auto errors = put_errors(j);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].field == "features[1].field");
+    CHECK_THAT(errors[0].message, Contains("label field"));
+    // A stored definition from before the rule still parses (and serves).
+    CHECK(parse_definition(j.dump()).errors.empty());
+
+    SECTION("also when the label's stream defaults to the features' stream") {
+        j["label"] = {{"field", "likes"}};
+        auto e = put_errors(j);
+        REQUIRE(e.size() == 1);
+        CHECK(e[0].field == "features[1].field");
+    }
+    SECTION("a field of that name in another stream is an ordinary feature") {
+        j["label"] = {{"stream", "likes"}, {"field", "likes"}};
+        CHECK(put_errors(j).empty());
+    }
 }
 
 // =============================================================================
@@ -689,6 +766,23 @@ TEST_CASE("training set: a label correction sent later keeps the label's point i
     CHECK(number_of(set->rows[0].features.at("x")) == 1);
 }
 
+// The every-N-new-labels trigger counts labels after the last version's
+// snapshot and stored after the newest job was queued: a job that failed
+// (one class only) keeps no snapshot, so its labels were counted again and
+// the same failing job was queued every 30 s without a new label.
+TEST_CASE("retrain trigger: labels count once a job was queued after them", "[training_data]") {
+    fact_db db;
+    const micros ingest = t0 + 600 * minute;
+    for (int i = 0; i < 5; ++i) {
+        db.add("likes", "K" + std::to_string(i), t0, {{"y", i}}, std::nullopt, ingest + i);
+    }
+    db.add("likes", "K9", t0, {{"other", 1}}, std::nullopt, ingest + 9);  // not a label
+    CHECK(count_labels_after(db.conn, "likes", "y", 0) == 5);
+    CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 2) == 2);
+    CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 9) == 0);
+    CHECK(count_labels_after(db.conn, "likes", "y", 3, ingest) == 2);  // ids 4 and 5
+}
+
 // =============================================================================
 // One training run
 
@@ -778,6 +872,30 @@ TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact",
     }
 }
 
+// Past importance_max_rows holdout rows, the shuffled scores cover the first
+// rows only; each drop was taken against the whole holdout's score, so a
+// field the model cannot see "dropped" by the difference between the two.
+TEST_CASE("train_model: importance on a large holdout compares scores on the same rows",
+          "[training]") {
+    const auto data = synthetic_set(task_kind::regression, 6000, 7);
+    auto d = xy_definition(task_kind::regression);
+    d.holdout = 0.5;
+    feature_spec ghost;
+    ghost.field = "ghost";  // in no row: the pipeline drops it
+    d.features.push_back(ghost);
+    auto out = train_model(d, data, nullptr, {});
+    REQUIRE(out);
+    REQUIRE(out->test_rows > importance_max_rows);
+    const permutation_importance& imp = out->importance;
+    CHECK(imp.rows == importance_max_rows);
+    CHECK(imp.evaluated != out->metrics.get("rmse"));  // another set of rows
+    REQUIRE(imp.fields.size() == 3);
+    CHECK(imp.fields[2].field == "ghost");
+    CHECK(imp.fields[2].drop == 0);
+    CHECK(imp.fields[2].shuffled == imp.evaluated);
+    CHECK(imp.fields[0].drop > 1);
+}
+
 TEST_CASE("train_model: the holdout is exactly the entities the hash rule names", "[training]") {
     // Holdout entities get the negated target: the model learns from the other
     // entities only, so it must be badly wrong on exactly these rows.
@@ -810,6 +928,26 @@ TEST_CASE("train_model: binary classification with every algorithm", "[training]
         REQUIRE(p->probabilities.size() == 2);
         CHECK(p->probabilities[1] > 0.5);
     }
+}
+
+// Labels near the double range make a linear model answer NaN. The probe
+// check reported an artifact that "predicts differently" (an internal
+// error); the failure now says the model cannot answer.
+TEST_CASE("train_model: a model that cannot answer fails with that reason, not as a bad artifact",
+          "[training]") {
+    auto data = synthetic_set(task_kind::regression, 300, 49);
+    int huge = 0;
+    for (auto& r : data.rows) {
+        if (!holdout_of(r.entity, 0.2) && huge < 5) {
+            r.label = 1e308;
+            ++huge;
+        }
+    }
+    auto out = train_model(xy_definition(task_kind::regression), data, nullptr, {});
+    REQUIRE_FALSE(out);
+    CHECK(out.error().kind() == error_kind::failed_precondition);
+    CHECK_THAT(out.error().message(), StartsWith("the fitted model cannot answer holdout row 0") &&
+                                          Contains("not finite"));
 }
 
 TEST_CASE("train_model: data that cannot train a model fails with a reason", "[training]") {
