@@ -1,9 +1,12 @@
 #include "ml/serving.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "ml/dataset.h"
 #include "ml/definition_json.h"
@@ -265,6 +268,29 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     return out;
 }
 
+std::vector<std::shared_ptr<const loaded_version>> serving_registry::drop_unserved(
+    const std::string& model, const model_serving* served) {
+    // Every version a model ever served was kept loaded (artifact, drift
+    // counters) for the life of the process: months of retraining grew the
+    // heap by a model per version. Requests still holding an older snapshot
+    // keep its versions alive until they finish.
+    std::set<std::int64_t> keep;
+    if (served) {
+        for_each_served_version(
+            *served, [&](const loaded_version& v, const std::string&) { keep.insert(v.version); });
+    }
+    std::vector<std::shared_ptr<const loaded_version>> dropped;
+    for (auto it = cache_.begin(); it != cache_.end();) {
+        if (it->first.first == model && !keep.count(it->first.second)) {
+            dropped.push_back(std::move(it->second));
+            it = cache_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return dropped;
+}
+
 status serving_registry::refresh(connection& c, const std::string& model) {
     std::lock_guard refresh_lock(refresh_mu_);
     try {
@@ -272,6 +298,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         if (!m) {
             std::lock_guard lock(mu_);
             models_.erase(model);
+            drop_unserved(model, nullptr);
             return status::ok();
         }
         parsed_definition p = parse_definition(m->definition);
@@ -356,8 +383,23 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             if (s->prior) s->prior->classes = &s->prior_classes;
         }
         std::shared_ptr<const model_serving> published = s;
-        std::lock_guard lock(mu_);
-        models_[model] = published;  // the swap: readers holding the old snapshot finish with it
+        std::shared_ptr<const model_serving> replaced;
+        std::vector<std::shared_ptr<const loaded_version>> unloaded;
+        {
+            std::lock_guard lock(mu_);
+            // The swap: readers holding the old snapshot finish with it.
+            replaced = std::exchange(models_[model], published);
+            unloaded = drop_unserved(model, published.get());
+        }
+        if (!unloaded.empty()) {
+            // Freed outside the lock every prediction takes (a large forest
+            // takes a while), then handed back to the system: glibc kept the
+            // pages in the arenas of the threads that had loaded the versions,
+            // and resident memory still grew with every version trained.
+            replaced.reset();
+            unloaded.clear();
+            ::malloc_trim(0);
+        }
         return status::ok();
     } catch (const db_error& e) {
         return status(error_kind::internal, std::string("refreshing ") + model + ": " + e.what());
@@ -373,7 +415,12 @@ status serving_registry::refresh_all(connection& c) {
         for (auto it = models_.begin(); it != models_.end();) {
             bool keep = false;
             for (const auto& n : names) keep = keep || n == it->first;
-            it = keep ? std::next(it) : models_.erase(it);
+            if (keep) {
+                ++it;
+                continue;
+            }
+            drop_unserved(it->first, nullptr);
+            it = models_.erase(it);
         }
     }
     status first;

@@ -163,13 +163,19 @@ public:
         return load(reader, model, version, {});
     }
 
-    // Loaded versions, for the supervisor's counters.
+    // Loaded versions: those the models' snapshots serve (and any loaded
+    // with version() since).
     std::vector<std::shared_ptr<const loaded_version>> loaded() const;
 
 private:
     result<std::shared_ptr<const loaded_version>> load(connection& reader, const std::string& model,
                                                        std::int64_t version,
                                                        const std::string& fault);
+    // Unloads the model's cached versions that `served` (null: none) does
+    // not serve, and returns them, to be released without mu_ held. Called
+    // with mu_ held.
+    std::vector<std::shared_ptr<const loaded_version>> drop_unserved(const std::string& model,
+                                                                     const model_serving* served);
 
     serving_options options_;
     // Guards the maps below; held only to copy or swap pointers. Every

@@ -95,8 +95,16 @@ void supervisor::tick() {
             if (h.empty() && seen_.insert({m->name, v->version}).second) {
                 h.push_back({v->counters.requests.load() ? now - std::chrono::milliseconds(1) : now, 0, 0, 0, 0});
             }
-            h.push_back({now, v->counters.requests.load(), v->counters.errors.load(),
-                         v->counters.deadline_misses.load(), v->counters.fallbacks.load()});
+            const sample cur{now, v->counters.requests.load(), v->counters.errors.load(),
+                             v->counters.deadline_misses.load(), v->counters.fallbacks.load()};
+            // A version unloaded and loaded again between two ticks counts from
+            // zero: differences with the old samples would wrap around.
+            if (!h.empty() &&
+                (cur.requests < h.back().requests || cur.errors < h.back().errors ||
+                 cur.misses < h.back().misses || cur.fallbacks < h.back().fallbacks)) {
+                h.clear();
+            }
+            h.push_back(cur);
             auto window = std::chrono::milliseconds(static_cast<std::int64_t>(p.window_seconds * 1000));
             while (h.size() > 2 && now - h.front().at > window) h.pop_front();
             const sample& a = h.front();
@@ -150,6 +158,15 @@ void supervisor::tick() {
             }
         }
     }
+    // Forget versions no longer loaded (retired, disabled, experiments
+    // ended): months of versions would pile up here, and one loaded again
+    // starts with fresh counters, to be watched as new.
+    std::set<std::pair<std::string, std::int64_t>> loaded;
+    for (const auto& v : serving_.loaded()) loaded.insert({v->model, v->version});
+    const auto gone = [&](const auto& e) { return !loaded.count(e.first); };
+    std::erase_if(history_, gone);
+    std::erase_if(drift_reported_, gone);
+    std::erase_if(seen_, [&](const auto& k) { return !loaded.count(k); });
     std::lock_guard lock(mu_);
     state_.last_tick = now_micros();
     ++state_.ticks;

@@ -1,5 +1,6 @@
 #include "server/auth.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "server/errors.h"
@@ -18,6 +19,24 @@ constexpr auto key_cache_ttl = std::chrono::seconds(5);
 constexpr std::size_t max_cached_keys = 1024;
 constexpr auto session_lifetime = std::chrono::hours(12);
 constexpr int failures_before_lockout = 5;
+// Failed sign-ins are counted per user name and per address, both chosen by
+// whoever sends them: the record must not grow with what strangers send.
+constexpr std::size_t max_tracked_failures = 10'000;
+// The longest lockout: a record idle for longer has nothing left to enforce.
+constexpr auto longest_lockout = std::chrono::seconds(30LL << 5);
+
+// The throttle's key for a user name or an address: a long name (a header
+// may hold kilobytes) is kept by its hash, so each record stays small.
+std::string failure_key(std::string_view kind, std::string_view name) {
+    std::string out(kind);
+    out += ':';
+    if (name.size() <= 64) {
+        out += name;
+    } else {
+        out += "sha256-" + sha256_hex(name);
+    }
+    return out;
+}
 
 // A user name as sent, for one log line: control characters (a forged line
 // break) become '?', and a long one is cut.
@@ -104,6 +123,11 @@ std::size_t authenticator::cached_keys() {
     return keys_.size();
 }
 
+std::size_t authenticator::tracked_failures() {
+    std::lock_guard lock(mu_);
+    return failures_.size();
+}
+
 status authenticator::throttle_check(const std::string& who) {
     std::lock_guard lock(mu_);
     auto it = failures_.find(who);
@@ -116,14 +140,32 @@ status authenticator::throttle_check(const std::string& who) {
 }
 
 void authenticator::note_failure(const std::string& user, const std::string& addr) {
-    for (const std::string& who : {"user:" + user, "addr:" + addr}) {
+    for (const std::string& who : {failure_key("user", user), failure_key("addr", addr)}) {
         std::lock_guard lock(mu_);
+        const auto now = steady::now();
+        if (failures_.size() >= max_tracked_failures && !failures_.count(who)) {
+            // Records with nothing left to enforce go first; under a flood of
+            // made-up names, every record not locked out now (lockouts stay).
+            std::erase_if(failures_, [now](const auto& e) {
+                return e.second.until <= now && now - e.second.last > longest_lockout;
+            });
+            if (failures_.size() >= max_tracked_failures) {
+                std::erase_if(failures_, [now](const auto& e) { return e.second.until <= now; });
+            }
+            if (failures_.size() >= max_tracked_failures) {
+                // All locked out: the one whose lockout ends first makes room.
+                failures_.erase(std::min_element(
+                    failures_.begin(), failures_.end(),
+                    [](const auto& a, const auto& b) { return a.second.until < b.second.until; }));
+            }
+        }
         failures& f = failures_[who];
         ++f.count;
+        f.last = now;
         if (f.count >= failures_before_lockout) {
             // Doubling lockout: 30 s, 60 s, 120 s ... capped at 15 minutes.
             int exp = std::min(f.count - failures_before_lockout, 5);
-            f.until = steady::now() + std::chrono::seconds(30LL << exp);
+            f.until = now + std::chrono::seconds(30LL << exp);
             // `who` is "user:NAME" or "addr:ADDRESS".
             log_warn("auth", "sign-in locked out for " + who.substr(0, 4) + " " +
                                  loggable(who.substr(5)) + " for " + std::to_string(30LL << exp) +
@@ -148,7 +190,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
         std::lock_guard lock(mu_);
         auto it = basic_ok_.find(token);
         if (it != basic_ok_.end() && steady::now() - it->second < std::chrono::minutes(5)) {
-            failures_.erase("addr:" + addr);  // as below
+            failures_.erase(failure_key("addr", addr));  // as below
             return true;
         }
     }
@@ -165,12 +207,15 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     }
     // A success clears both counters: otherwise an address that was locked
     // out once stays one typo away from the next, longer, lockout.
-    note_success("user:" + user);
-    note_success("addr:" + addr);
+    note_success(failure_key("user", user));
+    note_success(failure_key("addr", addr));
     std::lock_guard lock(mu_);
     // A verified password is remembered by its hash for a few minutes, so
     // scripts using Basic auth do not pay for PBKDF2 on every request.
-    basic_ok_[token] = steady::now();
+    const auto now = steady::now();
+    std::erase_if(basic_ok_,
+                  [now](const auto& e) { return now - e.second >= std::chrono::minutes(5); });
+    basic_ok_[token] = now;
     return true;
 }
 
@@ -227,8 +272,9 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         }
         std::string user = decoded->substr(0, colon);
         std::string password = decoded->substr(colon + 1);
-        if (status t = throttle_check("user:" + user); !t) return error_response(t);
-        if (status t = throttle_check("addr:" + req.remote_addr); !t) return error_response(t);
+        if (status t = throttle_check(failure_key("user", user)); !t) return error_response(t);
+        if (status t = throttle_check(failure_key("addr", req.remote_addr)); !t)
+            return error_response(t);
         if (!check_basic(user, password, req.remote_addr)) {
             return error_response(status(error_kind::unauthenticated, "wrong user name or password"));
         }
@@ -256,8 +302,8 @@ std::optional<http_response> authenticator::check(http_request& req, access need
 
 result<session_info> authenticator::login(const std::string& user, const std::string& password,
                                           const std::string& remote_addr) {
-    if (status t = throttle_check("user:" + user); !t) return t;
-    if (status t = throttle_check("addr:" + remote_addr); !t) return t;
+    if (status t = throttle_check(failure_key("user", user)); !t) return t;
+    if (status t = throttle_check(failure_key("addr", remote_addr)); !t) return t;
     std::optional<user_row> u;
     {
         auto conn = readers_.acquire();
@@ -269,8 +315,8 @@ result<session_info> authenticator::login(const std::string& user, const std::st
         note_failure(user, remote_addr);
         return status(error_kind::unauthenticated, "wrong user name or password");
     }
-    note_success("user:" + user);
-    note_success("addr:" + remote_addr);
+    note_success(failure_key("user", user));
+    note_success(failure_key("addr", remote_addr));
     session_info s;
     s.token = random_hex(32);
     s.user = user;

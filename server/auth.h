@@ -51,6 +51,8 @@ public:
     void forget_keys();
     // Keys in the cache, known or not (at most a fixed bound).
     std::size_t cached_keys();
+    // Users and addresses with failed sign-ins on record (at most a fixed bound).
+    std::size_t tracked_failures();
 
     static constexpr const char* cookie_name = "kennel_session";
 
@@ -77,6 +79,7 @@ private:
     struct failures {
         int count = 0;
         std::chrono::steady_clock::time_point until{};
+        std::chrono::steady_clock::time_point last{};  // the latest failure
     };
     std::map<std::string, failures> failures_;
 };

@@ -77,6 +77,15 @@ http_response get_readyz(app& a, const http_request&) {
 // items (`stored[k]` is the result of item `valid_pos[k]`).
 http_response facts_answer(const parsed_body& parsed, const std::vector<std::size_t>& valid_pos,
                            const std::vector<write_result>& stored) {
+    for (const write_result& r : stored) {
+        // Not the facts' fault (a full disk, say): a 400 would tell the
+        // client to drop them.
+        if (r.commit_failed) {
+            return error_response(
+                status(error_kind::unavailable,
+                       r.error + "; retry the whole body (the idempotency keys make it safe)"));
+        }
+    }
     if (parsed.single && stored.size() == 1 && stored[0].outcome != write_outcome::rejected) {
         // A fact sent alone and accepted: {"id":…,"status":…} (keys in the
         // DOM's order, no spaces, as every answer here).

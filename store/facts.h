@@ -42,6 +42,9 @@ struct write_result {
     std::int64_t id = 0;     // the stored fact's id (also for duplicates)
     std::string field;       // for rejections: the field at fault
     std::string error;       // for rejections: what is wrong
+    // The fact may be fine but its transaction did not commit (disk full, a
+    // lock held too long): nothing was stored, and a retry may succeed.
+    bool commit_failed = false;
 };
 
 struct fact {

@@ -336,7 +336,10 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
                 it.results = std::move(fact_results[i]);
             } else {
                 it.results.assign(it.facts.size(), write_result{});
-                for (auto& r : it.results) r.error = failure.message();
+                for (auto& r : it.results) {
+                    r.error = failure.message();
+                    r.commit_failed = true;
+                }
             }
             if (it.facts_then) {
                 try {

@@ -14,7 +14,7 @@ import datetime
 import time
 import unittest
 
-from kennel_harness import fact, fmix64, fnv1a64, open_db, uid
+from kennel_harness import KennelTestCase, fact, fmix64, fnv1a64, open_db, uid
 from test_predict import (FEATURES, SharedServerCase, definition, features_hash, load_data,
                           post_facts, predict, put_model, regression_metrics, regression_truth,
                           set_live, train, wait_until)
@@ -561,6 +561,50 @@ class ExperimentTest(SharedServerCase):
         log = r.json()["prediction_log"]
         self.assertGreaterEqual(log["logged"], len(ids), log)
         self.assertEqual(log["dropped"], 0, log)
+
+
+class LoadedVersionsTest(KennelTestCase):
+    """A server of its own: versions that stop being served (an experiment
+    ended, a version disabled) are unloaded, so months of retraining do not
+    keep every version ever served in memory."""
+
+    def loaded(self, c):
+        r = c.get("/v1/overview")
+        self.assertEqual(r.status, 200, r)
+        return r.json()["components"]["serving"]["loaded_versions"]
+
+    def test_versions_no_longer_served_are_unloaded(self):
+        server = self.start_server()
+        c = self.client(server)
+        name, _, _, _ = three_versions(self, c)
+        self.assertEqual(self.loaded(c), 1)  # live: 1
+
+        base = "/v1/models/%s/experiments" % name
+        r = c.post_json(base, {"reason": "compare", "arms": [
+            {"name": "a", "version": 1, "weight": 0.5}, {"name": "b", "version": 2, "weight": 0.5},
+            {"name": "s", "version": 3, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.loaded(c), 3)
+        r = c.post_json("%s/%d/end" % (base, r.json()["id"]), {"reason": "done"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.loaded(c), 1)
+
+        set_live(self, c, name, 2)
+        self.assertEqual(self.loaded(c), 2)  # live 2, previous 1
+        r = c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "retired"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.loaded(c), 1)
+
+        # An unloaded version comes back when it is served again.
+        r = c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "back"})
+        self.assertEqual(r.status, 200, r)
+        set_live(self, c, name, 3)
+        p = predict(self, c, name, {"entity": "e1", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (3, False), p)
+        set_live(self, c, name, 1)
+        p = predict(self, c, name, {"entity": "e1", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+        self.assertEqual(self.loaded(c), 3)  # live 1, previous 3 and 2
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Integration tests for loading data and configuring `kennel serve`: the
 demo data set, option precedence (flag > environment > INI file > default)
-and the --sync option."""
+and the --sync option; and facts whose commit fails."""
 
 import os
 import socket
+import sqlite3
 import unittest
 
 from kennel_harness import KennelTestCase, fact, open_db, run_cli
@@ -228,6 +229,37 @@ class SyncOptionTest(KennelTestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("sometimes", r.stderr)
         self.assertFalse(os.path.exists(self.path("s.db")))
+
+
+class FailedCommitTest(KennelTestCase):
+    """Facts whose transaction cannot commit (here another process holds the
+    database's write lock past the busy timeout; a full disk takes the same
+    path) are answered 503 with Retry-After, not 400: the facts are fine and
+    a retry stores them."""
+
+    def test_facts_that_cannot_commit_get_503_and_a_retry_stores_them(self):
+        server = self.start_server()
+        c = self.client(server)
+        one = fact("commit", "e1", {"n": 1}, "2026-01-01T00:00:00Z")
+        batch = [fact("commit", "e%d" % i, {"n": i}, "2026-01-01T00:00:00Z")
+                 for i in range(2, 40)]
+        holder = sqlite3.connect(self.path("kennel.db"), isolation_level=None, timeout=10)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            for body in (one, batch):
+                r = c.post_json("/v1/facts", body)
+                self.assertErrorShape(r, 503, code="unavailable")
+                self.assertIn("commit failed", r.json()["error"]["message"], r)
+                self.assertIsNotNone(r.header("Retry-After"), r.headers)
+        finally:
+            holder.rollback()
+            holder.close()
+        # Nothing was stored, and the same bodies now are.
+        r = c.post_json("/v1/facts", one)
+        self.assertEqual((r.status, r.json()["status"]), (201, "stored"), r)
+        r = c.post_json("/v1/facts", batch)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json()["stored"], r.json()["duplicates"]), (len(batch), 0), r)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,42 @@ TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[aut
     }
     writer.stop();
 }
+
+TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
+          "[auth]") {
+    testing::migrated_db db;
+    set_password(db.conn, "admin", "right-password");
+    reader_pool readers(db.path);
+    writer_options wo;
+    wo.db_path = db.path;
+    fact_writer writer(wo);
+    REQUIRE(writer.start());
+    authenticator auth(readers, writer, std::chrono::milliseconds(0));
+
+    // admin is locked out from one address before the flood.
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1"));
+    auto locked = auth.login("admin", "right-password", "10.0.0.1");
+    REQUIRE_FALSE(locked);
+    CHECK(locked.error().kind() == error_kind::rate_limited);
+
+    // Each made-up name and address was a record of its own, kept for good;
+    // long names were kept whole.
+    const std::string long_tail(4000, 'x');
+    for (int i = 0; i < 12'000; ++i) {
+        const std::string n = std::to_string(i);
+        auto r = auth.login("guess-" + n + (i % 2 ? long_tail : ""), "wrong",
+                            "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+        REQUIRE_FALSE(r);
+        REQUIRE(r.error().kind() == error_kind::unauthenticated);
+    }
+    CHECK(auth.tracked_failures() <= 10'000);
+
+    // The lockout taken before the flood still holds, for the user and the address.
+    auto still = auth.login("admin", "right-password", "10.0.0.1");
+    REQUIRE_FALSE(still);
+    CHECK(still.error().kind() == error_kind::rate_limited);
+    auto other_addr = auth.login("admin", "right-password", "10.0.0.2");
+    REQUIRE_FALSE(other_addr);
+    CHECK(other_addr.error().kind() == error_kind::rate_limited);
+    writer.stop();
+}
