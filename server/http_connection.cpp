@@ -439,6 +439,10 @@ bool connection_parker::park(int sock, std::size_t requests_left,
     return true;
 }
 
+bool connection_parker::running() const {
+    return running_.load(std::memory_order_relaxed);
+}
+
 std::size_t connection_parker::parked() const {
     std::lock_guard lock(mu_);
     return parked_.size();
@@ -569,8 +573,9 @@ void http_engine::serve(int sock, std::size_t requests_left) {
         const auto since = std::chrono::steady_clock::now();
         // A connection that owes no answer waits briefly on its thread (the
         // next request of a busy client comes within microseconds), then
-        // is parked for the rest of its keep-alive time.
-        const bool may_park = !owed && idle > connection_parker::park_after;
+        // is parked for the rest of its keep-alive time. (Without a parker,
+        // epoll being unavailable, it waits here as httplib's loop would.)
+        const bool may_park = !owed && idle > connection_parker::park_after && parker_.running();
         wait_result w =
             strm.wait_for_request(may_park ? connection_parker::park_after : idle, svr_sock_, owed);
         if (w == wait_result::timed_out && may_park && !owed &&

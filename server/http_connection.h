@@ -116,6 +116,8 @@ public:
     // Closes every parked socket and joins the thread; park() refuses after.
     void stop();
     std::size_t parked() const;
+    // Started and not stopped: a connection may be offered.
+    bool running() const;
 
 private:
     void run();
@@ -126,7 +128,7 @@ private:
     };
     mutable std::mutex mu_;
     std::unordered_map<int, entry> parked_;
-    bool running_ = false;
+    std::atomic<bool> running_{false};  // set under mu_; read without it by running()
     std::size_t capacity_ = 0;  // half the process's file descriptors
     int epoll_ = -1;
     int wake_ = -1;  // an eventfd that interrupts the wait to stop
