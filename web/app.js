@@ -609,7 +609,7 @@
         rateTile('Fallback share', rates.fallback_share, '%', rateHistory.fallback_share, true),
       ]);
       const c = ov.components || {};
-      const order = ['writer', 'trainer', 'scheduler', 'supervisor', 'serving'];
+      const order = ['writer', 'trainer', 'scheduler', 'supervisor', 'serving', 'http'];
       const names = [...order.filter((k) => k in c), ...Object.keys(c).filter((k) => !order.includes(k))];
       drawComps({ c, minute: Math.floor(Date.now() / 5000) }, () => names.map((name) => componentCard(name, c[name])));
       const [list, serving] = await Promise.all([get('/v1/models'), get('/v1/serving').catch(() => null)]);

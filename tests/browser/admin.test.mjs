@@ -236,12 +236,13 @@ step('signing in shows the overview with live components and rates', async () =>
   await visible(page.locator('#shell'));
   assert.equal(await page.textContent('#who-user'), 'admin');
   await visible(page.locator('h1', { hasText: 'Overview' }));
-  for (const c of ['writer', 'trainer', 'scheduler', 'supervisor', 'serving']) {
+  for (const c of ['writer', 'trainer', 'scheduler', 'supervisor', 'serving', 'http']) {
     await visible(page.locator(`.component[data-component="${c}"]`));
   }
   const writer = await page.textContent('.component[data-component="writer"]');
   assert.match(writer, /commits since start/, 'process counters say they restart with Kennel');
   assert.match(await page.textContent('.component[data-component="trainer"]'), /jobs run since start/);
+  assert.match(await page.textContent('.component[data-component="http"]'), /parked connections/);
   assert.match(writer, /queue limit/);
   for (const label of ['Facts per second', 'Predictions per second', 'p50 latency', 'p99 latency', 'Fallback share']) {
     await visible(page.locator('.tile .label', { hasText: label }));

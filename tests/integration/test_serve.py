@@ -779,6 +779,8 @@ class ConnectionTest(KennelTestCase):
                 time.sleep(0.05)
             self.assertGreaterEqual(status["http"]["parked_connections"], 24, status)
             self.assertEqual(status["http"]["threads"], 4)
+            http = c.get("/v1/overview").json()["components"]["http"]
+            self.assertGreaterEqual(http["parked_connections"], 24, http)
             self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_connections \d+")
             with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
                 # Without parking this waits 60 s for a worker: the socket's
