@@ -70,7 +70,22 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
     st.bind(1, trigger).bind(2, requested_by).bind(3, now_micros()).bind(4, requeued_from).bind(5, model);
     st.run();
     if (c.changes() != 1) throw db_error(19, "no model named " + model);
-    return c.last_insert_rowid();
+    const std::int64_t id = c.last_insert_rowid();
+    // A job still queued for an older revision would train a definition
+    // since replaced (and might publish it): this one supersedes it.
+    statement older(c,
+                    "SELECT o.id, n.revision FROM jobs o JOIN jobs n ON n.id = ?2"
+                    " WHERE o.model = ?1 AND o.state = 'queued' AND o.revision < n.revision");
+    older.bind(1, model).bind(2, id);
+    std::vector<std::pair<std::int64_t, std::int64_t>> superseded;
+    while (older.step()) superseded.emplace_back(older.column_int(0), older.column_int(1));
+    for (const auto& [old_id, revision] : superseded) {
+        const std::string why = "superseded by job " + std::to_string(id) +
+                                ", which trains revision " + std::to_string(revision);
+        transition_job(c, old_id, job_state::queued, job_state::cancelled, why);
+        append_job_log(c, old_id, "info", why);
+    }
+    return id;
 }
 
 bool transition_job(connection& c, std::int64_t id, job_state from, job_state to,

@@ -1014,11 +1014,17 @@ class CancelTest(SharedServerCase):
         self.assertFalse(r.json()["already_queued"], r)
         newer = r.json()["job"]
         self.assertEqual(get_job(self, self.c, newer)["revision"], revision + 1)
-        self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % newer).status, 202)
-        r = self.c.post("/v1/jobs/%d/cancel" % queued)
+        # ... and the job still queued for the old revision is superseded:
+        # it would train, and might publish, the replaced definition.
+        j = get_job(self, self.c, queued)
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertEqual(j["error"], "superseded by job %d, which trains revision %d" % (newer, revision + 1), j)
+        self.assertIn("superseded by job %d" % newer, log_text(j))
+        self.assertIsNone(j["started_at"], j)
+        r = self.c.post("/v1/jobs/%d/cancel" % newer)
         self.assertEqual(r.status, 202, r)
         self.assertEqual(r.json()["state"], "cancelled", r)
-        j = get_job(self, self.c, queued)
+        j = get_job(self, self.c, newer)
         self.assertEqual(j["state"], "cancelled", j)
         self.assertIn("before it started", j["error"], j)
         self.assertIsNone(j["started_at"], j)
