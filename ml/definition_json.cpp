@@ -398,15 +398,21 @@ parsed_definition parse_definition(const std::string& text) {
     }
     if (auto tf = j.find("test_fault"); tf != j.end()) {
         r.string(j, "", "test_fault", d.test_fault, false);
-        static const char* faults[] = {"throw", "crash",       "sleep",       "sleep_after_read",
-                                       "oom",   "serve_throw", "serve_sleep", "corrupt_artifact"};
+        static const char* faults[] = {"throw",
+                                       "crash",
+                                       "sleep",
+                                       "sleep_after_read",
+                                       "oom",
+                                       "serve_throw",
+                                       "serve_sleep",
+                                       "corrupt_artifact",
+                                       "wait_for_live_move"};
         bool ok = false;
         for (const char* f : faults) ok = ok || d.test_fault == f;
         if (!ok) {
-            r.error(
-                "test_fault",
-                "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep or "
-                "corrupt_artifact");
+            r.error("test_fault",
+                    "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep, "
+                    "corrupt_artifact or wait_for_live_move");
         }
     }
     return out;

@@ -136,7 +136,16 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
 
         live_reference live;
         bool has_live = false;
-        if (auto lv = alias_version(conn, job->model, "live")) {
+        // Recorded with the gate: if a person moves live while this job
+        // runs, the trainer does not publish over their choice.
+        const std::optional<std::int64_t> live_at_start = alias_version(conn, job->model, "live");
+        if (test_faults && d.test_fault == "wait_for_live_move") {
+            emit({{"log", "info"}, {"message", "test fault: waiting for live to move"}});
+            for (int i = 0; i < 1200 && alias_version(conn, job->model, "live") == live_at_start;
+                 ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (const auto& lv = live_at_start) {
             auto row = get_version(conn, job->model, *lv, true);
             if (row) {
                 auto art = load_artifact(row->artifact);
@@ -178,6 +187,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                      {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
+        gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_metrics"] =
             outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
         json params = params_json(outcome->params);

@@ -474,21 +474,43 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     v.status = passed ? "candidate" : "rejected";
     const bool automatic = def.definition.promotion.automatic;
     std::string gate_summary = result["gate"].value("summary", "");
+    // Where live pointed when the job started (null: nowhere).
+    const json& at_start = result["gate"].contains("live_alias_at_start")
+                               ? result["gate"]["live_alias_at_start"]
+                               : json(nullptr);
     std::int64_t number = 0;
     s = writer_.run(
         [&](connection& c) {
             number = insert_version(c, v);
             set_job_version(c, id, number);
+            bool published = false;
+            std::string held_back;
             if (passed) {
-                // Auto policy publishes; manual leaves a candidate for a person.
-                std::string alias = automatic ? "live" : "candidate";
+                // Auto policy publishes, unless a person moved live while the
+                // job ran (a rollback, say): the gate judged against what
+                // live was, and publishing would undo their choice. Manual
+                // policy, or that, leaves a candidate for a person.
+                const std::optional<std::int64_t> live_now = alias_version(c, job.model, "live");
+                const json now = live_now ? json(*live_now) : json(nullptr);
+                published = automatic && now == at_start;
+                if (automatic && !published) {
+                    const auto name = [](const json& j) {
+                        return j.is_null() ? std::string("none")
+                                           : "v" + std::to_string(j.get<std::int64_t>());
+                    };
+                    held_back = "live moved while this job ran (" + name(at_start) + " -> " +
+                                name(now) + "): not published; promote it by hand";
+                }
+                std::string alias = published ? "live" : "candidate";
                 status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),
                                       "job " + std::to_string(id) + " " + gate_summary);
                 if (!m) return m;
             }
-            append_job_log(c, id, passed ? "info" : "warn",
+            append_job_log(c, id, passed && held_back.empty() ? "info" : "warn",
                            "stored version " + std::to_string(number) + " (" + v.status + ")" +
-                               (passed ? (automatic ? ", now live" : ", alias candidate") : ": " + gate_summary));
+                               (passed ? (published ? ", now live" : ", alias candidate")
+                                       : ": " + gate_summary) +
+                               (held_back.empty() ? "" : ": " + held_back));
             transition_job(c, id, job_state::running, job_state::succeeded);
             return status::ok();
         },

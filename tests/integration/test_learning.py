@@ -978,6 +978,33 @@ class SchedulerTest(SharedServerCase):
 class CancelTest(SharedServerCase):
     server_args = ("--test-faults",)
 
+    def test_auto_policy_does_not_publish_over_a_live_moved_during_training(self):
+        f, l, _ = self.streams(synthetic("regression", 80, seed=52))
+        name = uid("moved")
+        put_model(self, self.c, name, definition("regression", f, l, features=[{"field": "x1"}]))
+        j = wait_job(self, self.c, queue_training(self, self.c, name))
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        # The next revision (every feature: better) reads where live points,
+        # then (a test fault) waits until a person moves it: here, takes it
+        # down.
+        put_model(self, self.c, name, definition("regression", f, l, test_fault="wait_for_live_move"))
+        job = queue_training(self, self.c, name)
+        wait_until(lambda: "waiting for live to move" in log_text(get_job(self, self.c, job)), 30,
+                   "job %d to wait for live to move" % job)
+        r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                           json_body={"reason": "a person takes live down"})
+        self.assertEqual(r.status, 200, r)
+        j = wait_job(self, self.c, job)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        # It passed the gate against version 1, but live is the person's:
+        # the new version waits as the candidate.
+        self.assertIn("live moved while this job ran (v1 -> none): not published", log_text(j))
+        v = get_version(self, self.c, name, 2)
+        self.assertEqual(v["status"], "candidate", v)
+        self.assertEqual(v["gate"]["live_alias_at_start"], 1, v["gate"])
+        self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
+
     def test_cancel_a_queued_and_a_running_job(self):
         f, l, _ = self.streams(synthetic("regression", 60, seed=50))
         sleepy, normal = uid("sleepy"), uid("normal")
