@@ -196,8 +196,6 @@ void for_each_served_version(
     const model_serving& m,
     const std::function<void(const loaded_version& v, const std::string& role)>& visit);
 
-// Runs a loaded version on a raw record (with its test faults). Throws on a
-// model error, which the caller turns into a fallback.
 // Thrown by predict_with when the request's inputs, not the version, made
 // the prediction unusable (see predict_raw): not counted as the version's
 // error.
@@ -206,6 +204,9 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// Runs a loaded version on a raw record (with its test faults). Throws on a
+// model error (input_out_of_range when the inputs are at fault), which the
+// caller turns into a fallback.
 answer predict_with(const loaded_version& v, const raw_record& record);
 
 // The arm for an entity: a stable unsigned hash of the entity in [0,1)

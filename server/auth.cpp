@@ -128,13 +128,19 @@ std::size_t authenticator::tracked_failures() {
     return failures_.size();
 }
 
-status authenticator::throttle_check(const std::string& who) {
+status authenticator::throttle_check(const std::string& user, const std::string& addr) {
+    const std::string keys[] = {failure_key("user", user), failure_key("addr", addr)};
     std::lock_guard lock(mu_);
-    auto it = failures_.find(who);
-    if (it != failures_.end() && it->second.until > steady::now()) {
-        auto secs = std::chrono::duration_cast<std::chrono::seconds>(it->second.until - steady::now()).count() + 1;
-        return status(error_kind::rate_limited,
-                      "too many failed sign-ins; try again in " + std::to_string(secs) + " s");
+    for (const std::string& who : keys) {
+        auto it = failures_.find(who);
+        if (it != failures_.end() && it->second.until > steady::now()) {
+            auto secs =
+                std::chrono::duration_cast<std::chrono::seconds>(it->second.until - steady::now())
+                    .count() +
+                1;
+            return status(error_kind::rate_limited,
+                          "too many failed sign-ins; try again in " + std::to_string(secs) + " s");
+        }
     }
     return status::ok();
 }
@@ -178,9 +184,13 @@ void authenticator::note_failure(const std::string& user, const std::string& add
     std::this_thread::sleep_for(failure_delay_);
 }
 
-void authenticator::note_success(const std::string& who) {
+void authenticator::note_success(const std::string& user, const std::string& addr) {
+    // Both counters: otherwise an address that was locked out once stays
+    // one typo away from the next, longer, lockout.
+    const std::string user_key = failure_key("user", user), addr_key = failure_key("addr", addr);
     std::lock_guard lock(mu_);
-    failures_.erase(who);
+    failures_.erase(user_key);
+    failures_.erase(addr_key);
 }
 
 bool authenticator::check_basic(const std::string& user, const std::string& password,
@@ -205,10 +215,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
         note_failure(user, addr);
         return false;
     }
-    // A success clears both counters: otherwise an address that was locked
-    // out once stays one typo away from the next, longer, lockout.
-    note_success(failure_key("user", user));
-    note_success(failure_key("addr", addr));
+    note_success(user, addr);
     std::lock_guard lock(mu_);
     // A verified password is remembered by its hash for a few minutes, so
     // scripts using Basic auth do not pay for PBKDF2 on every request.
@@ -272,9 +279,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         }
         std::string user = decoded->substr(0, colon);
         std::string password = decoded->substr(colon + 1);
-        if (status t = throttle_check(failure_key("user", user)); !t) return error_response(t);
-        if (status t = throttle_check(failure_key("addr", req.remote_addr)); !t)
-            return error_response(t);
+        if (status t = throttle_check(user, req.remote_addr); !t) return error_response(t);
         if (!check_basic(user, password, req.remote_addr)) {
             return error_response(status(error_kind::unauthenticated, "wrong user name or password"));
         }
@@ -302,8 +307,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
 
 result<session_info> authenticator::login(const std::string& user, const std::string& password,
                                           const std::string& remote_addr) {
-    if (status t = throttle_check(failure_key("user", user)); !t) return t;
-    if (status t = throttle_check(failure_key("addr", remote_addr)); !t) return t;
+    if (status t = throttle_check(user, remote_addr); !t) return t;
     std::optional<user_row> u;
     {
         auto conn = readers_.acquire();
@@ -315,8 +319,7 @@ result<session_info> authenticator::login(const std::string& user, const std::st
         note_failure(user, remote_addr);
         return status(error_kind::unauthenticated, "wrong user name or password");
     }
-    note_success(failure_key("user", user));
-    note_success(failure_key("addr", remote_addr));
+    note_success(user, remote_addr);
     session_info s;
     s.token = random_hex(32);
     s.user = user;

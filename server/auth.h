@@ -57,10 +57,11 @@ public:
     static constexpr const char* cookie_name = "kennel_session";
 
 private:
-    status throttle_check(const std::string& who);
+    // Refused (429) while the user or the address is locked out.
+    status throttle_check(const std::string& user, const std::string& addr);
     // Counts a wrong password for the user and for the address.
     void note_failure(const std::string& user, const std::string& addr);
-    void note_success(const std::string& who);
+    void note_success(const std::string& user, const std::string& addr);
     bool check_basic(const std::string& user, const std::string& password, const std::string& addr);
 
     reader_pool& readers_;

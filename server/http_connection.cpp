@@ -570,7 +570,6 @@ void http_engine::serve(int sock, std::size_t requests_left) {
     };
     using wait_result = buffered_socket_stream::wait_result;
     for (std::size_t left = requests_left; left > 0; --left) {
-        const auto since = std::chrono::steady_clock::now();
         // A connection that owes no answer waits briefly on its thread (the
         // next request of a busy client comes within microseconds), then
         // is parked for the rest of its keep-alive time. (Without a parker,
@@ -578,8 +577,11 @@ void http_engine::serve(int sock, std::size_t requests_left) {
         const bool may_park = !owed && idle > connection_parker::park_after && parker_.running();
         wait_result w =
             strm.wait_for_request(may_park ? connection_parker::park_after : idle, svr_sock_, owed);
-        if (w == wait_result::timed_out && may_park && !owed &&
-            parker_.park(sock, left, since + idle)) {
+        // (The wait only ever settles an owed answer, so none is owed here;
+        // it has idled park_after of its keep-alive time.)
+        if (w == wait_result::timed_out && may_park &&
+            parker_.park(sock, left,
+                         std::chrono::steady_clock::now() + idle - connection_parker::park_after)) {
             return;  // the parker owns the socket now
         }
         if (!settle_owed() || w != wait_result::request) break;

@@ -246,6 +246,9 @@ http_response post_model_predict(app& a, const http_request& req) {
             !answers[i] || (pick.version && by[i] != pick.version->version) || !pick.version;
         std::string source = "model";
         ml::answer ans;
+        // The constant and "none" read as the model; every other answer
+        // below replaces it with its own version's task.
+        ans.task = m->definition.task;
         std::optional<std::int64_t> version;
         if (answers[i]) {
             ans = std::move(*answers[i]);
@@ -261,7 +264,6 @@ http_response post_model_predict(app& a, const http_request& req) {
             ans = v ? v->baseline : *m->baseline;
             source = "baseline";
         } else if (m->definition.fallback_value || m->definition.fallback_label) {
-            ans.task = m->definition.task;
             if (m->definition.fallback_value) ans.value = *m->definition.fallback_value;
             if (m->definition.fallback_label) ans.label = *m->definition.fallback_label;
             source = "constant";
@@ -270,7 +272,6 @@ http_response post_model_predict(app& a, const http_request& req) {
             source = "label_prior";
         } else {
             source = "none";
-            ans.task = m->definition.task;
         }
         // An input the model overflows on is the request's fault: not held
         // against the version by the supervisor.
@@ -314,10 +315,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.arm = fallback && !version ? "fallback" : pick.arm;
         row.entity = instances[i].entity;
         row.time = answered_at;
-        if (ans.task == ml::task_kind::regression) {
-            row.value = ans.value;
-        } else {
-            row.value = ans.value;
+        row.value = ans.value;
+        if (ans.task != ml::task_kind::regression) {
             row.label = ans.label;
             row.probabilities.assign(ans.probabilities);
         }

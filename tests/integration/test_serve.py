@@ -757,42 +757,45 @@ def raw_get_or_raise(sock, path):
 
 class ConnectionTest(KennelTestCase):
 
+    def idle_connections(self, server, n):
+        """n keep-alive connections, each after one answered request, closed
+        when the test ends."""
+        socks = []
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            self.addCleanup(sock.close)
+            socks.append(sock)
+            self.assertEqual(raw_get(sock, "/healthz")[0], 200)
+        return socks
+
     def test_idle_keep_alive_connections_do_not_hold_the_workers(self):
         # 4 workers, 24 clients each holding a keep-alive connection open
         # (for up to 60 s): a 25th client is answered at once, not after an
         # idle connection's keep-alive time, and every idle connection still
         # serves its next request on the same socket.
         server = self.start_server(args=["--http-threads", "4", "--keepalive-timeout", "60"])
-        socks = []
-        try:
-            for _ in range(24):
-                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-                socks.append(sock)
-                self.assertEqual(raw_get(sock, "/healthz")[0], 200)
-            # /v1/status and /metrics count them, parked.
-            c = self.client(server)
-            deadline = time.monotonic() + 10
-            while True:
-                status = c.get("/v1/status").json()
-                if status["http"]["parked_connections"] >= 24 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            self.assertGreaterEqual(status["http"]["parked_connections"], 24, status)
-            self.assertEqual(status["http"]["threads"], 4)
-            http = c.get("/v1/overview").json()["components"]["http"]
-            self.assertGreaterEqual(http["parked_connections"], 24, http)
-            self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_connections \d+")
-            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
-                # Without parking this waits 60 s for a worker: the socket's
-                # 20 s timeout fails the test first.
-                self.assertEqual(raw_get(late, "/readyz")[0], 200)
-            for i, sock in enumerate(socks):
-                got = raw_get(sock, "/readyz")
-                self.assertIsNotNone(got, "connection %d was closed while idle" % i)
-                self.assertEqual(got[0], 200)
-        finally:
-            for sock in socks:
-                sock.close()
+        socks = self.idle_connections(server, 24)
+        # /v1/status and /metrics count them, parked.
+        c = self.client(server)
+        deadline = time.monotonic() + 10
+        while True:
+            status = c.get("/v1/status").json()
+            if status["http"]["parked_connections"] >= 24 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(status["http"]["parked_connections"], 24, status)
+        self.assertEqual(status["http"]["threads"], 4)
+        http = c.get("/v1/overview").json()["components"]["http"]
+        self.assertGreaterEqual(http["parked_connections"], 24, http)
+        self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_connections \d+")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
+            # Without parking this waits 60 s for a worker: the socket's
+            # 20 s timeout fails the test first.
+            self.assertEqual(raw_get(late, "/readyz")[0], 200)
+        for i, sock in enumerate(socks):
+            got = raw_get(sock, "/readyz")
+            self.assertIsNotNone(got, "connection %d was closed while idle" % i)
+            self.assertEqual(got[0], 200)
 
     def test_idle_connections_take_at_most_half_the_file_descriptors(self):
         # With a limit of 128 descriptors, at most 64 connections are
@@ -804,20 +807,12 @@ class ConnectionTest(KennelTestCase):
             server = self.start_server(args=["--keepalive-timeout", "60"])
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        socks = []
-        try:
-            for _ in range(80):
-                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-                socks.append(sock)
-                self.assertEqual(raw_get(sock, "/healthz")[0], 200)
-            time.sleep(0.5)  # each idles past the 100 ms before it is parked
-            c = self.client(server)
-            self.assertEqual(c.get("/v1/status").json()["http"]["parked_connections"], 64)
-            closed = sum(1 for sock in socks if raw_get(sock, "/healthz") is None)
-            self.assertEqual(closed, 16, "all but the 64 parked were closed")
-        finally:
-            for sock in socks:
-                sock.close()
+        socks = self.idle_connections(server, 80)
+        time.sleep(0.5)  # each idles past the 100 ms before it is parked
+        c = self.client(server)
+        self.assertEqual(c.get("/v1/status").json()["http"]["parked_connections"], 64)
+        closed = sum(1 for sock in socks if raw_get(sock, "/healthz") is None)
+        self.assertEqual(closed, 16, "all but the 64 parked were closed")
 
     def test_an_idle_connection_is_still_closed_at_its_keep_alive_timeout(self):
         server = self.start_server(args=["--keepalive-timeout", "1"])

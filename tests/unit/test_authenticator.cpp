@@ -21,20 +21,30 @@ http_request with_bearer(const std::string& key) {
     return req;
 }
 
+// An authenticator over a migrated database, its readers and its writer.
+struct auth_fixture {
+    testing::migrated_db db;
+    reader_pool readers{db.path};
+    fact_writer writer{[this] {
+        writer_options wo;
+        wo.db_path = db.path;
+        return wo;
+    }()};
+    authenticator auth{readers, writer, std::chrono::milliseconds(0)};
+
+    auth_fixture() { REQUIRE(writer.start()); }
+    ~auth_fixture() { writer.stop(); }
+};
+
 }  // namespace
 
 TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[auth]") {
-    testing::migrated_db db;
+    auth_fixture f;
+    auto& db = f.db;
+    authenticator& auth = f.auth;
     auto made = create_api_key(db.conn, "bot", {"predict"}, "admin");
     REQUIRE(made);
     const std::string key = made->key;
-
-    reader_pool readers(db.path);
-    writer_options wo;
-    wo.db_path = db.path;
-    fact_writer writer(wo);
-    REQUIRE(writer.start());
-    authenticator auth(readers, writer, std::chrono::milliseconds(0));
 
     http_request ok = with_bearer(key);
     CHECK_FALSE(auth.check(ok, access::predict).has_value());
@@ -74,19 +84,13 @@ TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[aut
         CHECK(answer->status == 401);
         CHECK(answer->body.find("revoked") != std::string::npos);
     }
-    writer.stop();
 }
 
 TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
           "[auth]") {
-    testing::migrated_db db;
-    set_password(db.conn, "admin", "right-password");
-    reader_pool readers(db.path);
-    writer_options wo;
-    wo.db_path = db.path;
-    fact_writer writer(wo);
-    REQUIRE(writer.start());
-    authenticator auth(readers, writer, std::chrono::milliseconds(0));
+    auth_fixture f;
+    set_password(f.db.conn, "admin", "right-password");
+    authenticator& auth = f.auth;
 
     // admin is locked out from one address before the flood.
     for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1"));
@@ -113,5 +117,4 @@ TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept
     auto other_addr = auth.login("admin", "right-password", "10.0.0.2");
     REQUIRE_FALSE(other_addr);
     CHECK(other_addr.error().kind() == error_kind::rate_limited);
-    writer.stop();
 }
