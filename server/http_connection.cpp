@@ -26,6 +26,11 @@ constexpr std::size_t read_buffer_bytes = 16 * 1024;
 constexpr std::size_t write_gather_bytes = 64 * 1024;
 // How often an idle connection looks whether the server is stopping.
 constexpr std::chrono::milliseconds stop_check_interval{100};
+// A body has the read timeout from the end of its head, and this much more
+// for each byte that arrives: a body slower than 1 kB/s on average is cut
+// off. With only a timeout per read, a client sending a byte every few
+// seconds held its thread for as long as its Content-Length allowed.
+constexpr std::chrono::microseconds time_per_body_byte{1000};
 
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
     char buf[INET6_ADDRSTRLEN] = {};
@@ -105,19 +110,24 @@ void buffered_socket_stream::begin_request() {
 
 void buffered_socket_stream::note_read(const char* p, std::size_t n) {
     // httplib reads a request's head a byte at a time, then its body.
-    for (std::size_t i = 0; i < n && in_headers_; ++i) {
+    std::size_t i = 0;
+    for (; i < n && in_headers_; ++i) {
         last_bytes_ = (last_bytes_ << 8) | static_cast<unsigned char>(p[i]);
-        if ((last_bytes_ & 0xffffffffu) == 0x0d0a0d0au) in_headers_ = false;  // "\r\n\r\n"
+        if ((last_bytes_ & 0xffffffffu) == 0x0d0a0d0au) {  // "\r\n\r\n"
+            in_headers_ = false;
+            body_due_ = std::chrono::steady_clock::now() + read_timeout_;
+        }
     }
+    body_due_ += static_cast<std::int64_t>(n - i) * time_per_body_byte;
 }
 
 bool buffered_socket_stream::wait_to_read() const {
-    if (!in_headers_) return wait(POLLIN, read_timeout_);
-    // The whole head must arrive within the read timeout, not just each
-    // byte: a client sending a header line every few seconds would
-    // otherwise hold its thread for as long as it likes (slowloris).
+    // The whole head must arrive within the read timeout, and the body at a
+    // least rate, not just each byte within the read timeout: a client
+    // sending a header line or a byte every few seconds would otherwise hold
+    // its thread for as long as it likes (slowloris).
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-        headers_due_ - std::chrono::steady_clock::now());
+        (in_headers_ ? headers_due_ : body_due_) - std::chrono::steady_clock::now());
     return left.count() > 0 && wait(POLLIN, std::min(read_timeout_, left));
 }
 
@@ -126,7 +136,7 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
         std::size_t n = std::min(size, in_len_ - in_pos_);
         std::memcpy(ptr, in_.data() + in_pos_, n);
         in_pos_ += n;
-        if (in_headers_) note_read(ptr, n);
+        note_read(ptr, n);
         return static_cast<ssize_t>(n);
     }
     // What is written answers what was read: a client waiting for
@@ -147,13 +157,13 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
     }
     if (n <= 0) return n;
     if (direct) {
-        if (in_headers_) note_read(ptr, static_cast<std::size_t>(n));
+        note_read(ptr, static_cast<std::size_t>(n));
         return n;
     }
     in_len_ = static_cast<std::size_t>(n);
     in_pos_ = std::min(size, in_len_);
     std::memcpy(ptr, in_.data(), in_pos_);
-    if (in_headers_) note_read(ptr, in_pos_);
+    note_read(ptr, in_pos_);
     return static_cast<ssize_t>(in_pos_);
 }
 

@@ -67,14 +67,17 @@ public:
     // an answer that is deferred).
     void discard_output() { out_.clear(); }
     // A request's first byte has arrived: its head (request line and
-    // headers) must be complete within the read timeout from now.
+    // headers) must be complete within the read timeout from now, and its
+    // body must then keep coming at a least rate (http_connection.cpp).
     void begin_request();
 
 private:
     bool wait(short events, std::chrono::milliseconds timeout) const;
-    // Waits for more bytes: the read timeout, cut short by the head's due time.
+    // Waits for more bytes: the read timeout, cut short by the head's or the
+    // body's due time.
     bool wait_to_read() const;
-    // Follows the bytes handed out until the head's blank line.
+    // Follows the bytes handed out: the head until its blank line, then the
+    // body, whose due time each byte moves on.
     void note_read(const char* p, std::size_t n);
 
     int sock_;
@@ -87,6 +90,7 @@ private:
     bool in_headers_ = false;
     std::uint32_t last_bytes_ = 0;  // the last four bytes of the head read so far
     std::chrono::steady_clock::time_point headers_due_{};
+    std::chrono::steady_clock::time_point body_due_{};
     std::string remote_ip_, local_ip_;
     int remote_port_ = 0, local_port_ = 0;
 };

@@ -83,14 +83,14 @@ struct test_server {
     std::unique_ptr<http_server> server;
     int port = 0;
 
-    explicit test_server(std::size_t max_body = 1024, int keepalive_s = 5) {
+    explicit test_server(std::size_t max_body = 1024, int keepalive_s = 5, int read_timeout_s = 5) {
         http_options o;
         o.keepalive_timeout_s = keepalive_s;
         o.host = "127.0.0.1";
         o.port = 0;
         o.threads = 4;
         o.max_body_bytes = max_body;
-        o.read_timeout_s = 5;
+        o.read_timeout_s = read_timeout_s;
         std::vector<route> routes = {
             {"GET", "/ping", [](const http_request&) { return json_response(R"({"pong":true})"); },
              false},
@@ -608,6 +608,49 @@ TEST_CASE("past its deadline the connection sends the timeout answer and drops t
     INFO(next);
     CHECK(next.rfind("HTTP/1.1 200", 0) == 0);
     CHECK_THAT(next, Catch::Contains("\"id\":\"next\""));
+}
+
+TEST_CASE("a body trickling in is cut off; a slow steady one is read", "[http]") {
+    // Read timeout 1 s. Each byte came within it, so before, a client that
+    // sent a byte every 100 ms held its HTTP thread as long as its
+    // Content-Length allowed (here 200 bytes: 20 s).
+    test_server s(1024, 5, 1);
+    s.server->set_ready(true);
+    const std::string head =
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 200\r\n\r\n";
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all(head);
+        // Cut off after the read timeout and a millisecond a byte: the test
+        // gives up after 4 s (the old loop: 20 s, a byte every 100 ms).
+        bool closed = false;
+        for (int i = 0; i < 40 && !closed; ++i) {
+            try {
+                c.send_all("x");
+            } catch (const std::runtime_error&) {
+                closed = true;  // reset by the server
+                break;
+            }
+            closed = c.closed_within(std::chrono::milliseconds(100));
+        }
+        CHECK(closed);
+        CHECK(s.handled == 0);
+    }
+    // 1000 bytes in 1.5 s, 100 every 150 ms: longer than the read timeout,
+    // but above the least rate for as long as the body lasts.
+    testing::tcp_probe c(s.port);
+    c.send_all(
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 1000\r\n\r\n");
+    for (int i = 0; i < 10; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        c.send_all(std::string(100, 'y'));
+    }
+    const std::string r = c.read_response(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("\"bytes\":1000"));
 }
 
 TEST_CASE("a deferred answer on a closing connection is sent before the close", "[http]") {
