@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -304,10 +305,21 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     argv.push_back(nullptr);
 
     const pid_t parent = ::getpid();
+    rlimit files{};
+    const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                           ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
+                           : 65536;
     pid_t pid = ::fork();
     if (pid == 0) {
         // Child: only async-signal-safe calls until exec.
         ::dup2(pipe_fds[1], STDOUT_FILENO);
+        // Nothing else of the server's goes with the fit: httplib opens its
+        // sockets without close-on-exec, and a client's connection the
+        // server closed stayed open in the fit until it ended (its client
+        // saw no close), as did the listening socket.
+        if (::close_range(3, ~0U, 0) != 0) {
+            for (int fd = 3; fd < max_fd; ++fd) ::close(fd);
+        }
         // Die with the server: an orphaned fit would run on unwatched, past
         // its deadline and memory limit.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -115,7 +115,8 @@ class FaultTest(SharedServerCase):
 
     def test_the_training_process_runs_below_serving(self):
         # While the fit sleeps, look at its scheduling: SCHED_IDLE (5) and
-        # nice 10, so it only gets CPU time serving does not want.
+        # nice 10, so it only gets CPU time serving does not want; and at
+        # what it holds open.
         name = uid("priority")
         put_model(self, self.c, name, definition("regression", self.feat, self.lab, test_fault="sleep",
                                                  training={"deadline_seconds": 3}), expect=(201,))
@@ -130,6 +131,18 @@ class FaultTest(SharedServerCase):
         nice, policy = int(fields[19 - 3]), int(fields[41 - 3])
         self.assertEqual(policy, 5, "scheduling policy of the training process")
         self.assertEqual(nice, 10)
+        # None of the server's sockets goes with it (this test's connection
+        # and the listening socket were open when it started): a connection
+        # the server closes must look closed to its client while a fit runs.
+        sockets = []
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:"):
+                sockets.append((fd, target))
+        self.assertEqual(sockets, [], "sockets open in the training process")
         j = wait_job(self, self.c, job_id, timeout=60)
         self.assertEqual(j["state"], "timed_out", j)
 
