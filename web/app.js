@@ -666,6 +666,9 @@
   // tables behind the Jobs page: say so, or "jobs run 0" reads as a lie.
   const SINCE_START = new Set(['jobs_run', 'jobs_failed', 'triggers_fired', 'commits', 'failed_commits', 'refused_full', 'ticks', 'actions']);
 
+  // Shown capitalised by the stylesheet; an acronym is written out.
+  const COMPONENT_TITLES = { http: 'HTTP' };
+
   function componentCard(name, comp) {
     comp = comp || {};
     const rows = [];
@@ -692,7 +695,7 @@
       rows.push(h('dt', null, humanize(k) + (SINCE_START.has(k) ? ' since start' : '')), h('dd', null, shown));
     }
     return h('div.card.component', { 'data-component': name },
-      h('h2', null, name, badge(comp.state || 'unknown')),
+      h('h2', null, COMPONENT_TITLES[name] || name, badge(comp.state || 'unknown')),
       h('dl.kv', null, rows));
   }
 

@@ -243,6 +243,8 @@ step('signing in shows the overview with live components and rates', async () =>
   assert.match(writer, /commits since start/, 'process counters say they restart with Kennel');
   assert.match(await page.textContent('.component[data-component="trainer"]'), /jobs run since start/);
   assert.match(await page.textContent('.component[data-component="http"]'), /parked connections/);
+  // As rendered (the heading is capitalised by the stylesheet): not "Http".
+  assert.match(await page.innerText('.component[data-component="http"] h2'), /^HTTP\b/);
   assert.match(writer, /queue limit/);
   for (const label of ['Facts per second', 'Predictions per second', 'p50 latency', 'p99 latency', 'Fallback share']) {
     await visible(page.locator('.tile .label', { hasText: label }));
