@@ -314,9 +314,8 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         // Child: only async-signal-safe calls until exec.
         ::dup2(pipe_fds[1], STDOUT_FILENO);
         // Nothing else of the server's goes with the fit: httplib opens its
-        // sockets without close-on-exec, and a client's connection the
-        // server closed stayed open in the fit until it ended (its client
-        // saw no close), as did the listening socket.
+        // sockets without close-on-exec, and the fit held the listening
+        // socket and open connections for its whole run.
         if (::close_range(3, ~0U, 0) != 0) {
             for (int fd = 3; fd < max_fd; ++fd) ::close(fd);
         }
