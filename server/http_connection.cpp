@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "store/log.h"
@@ -22,7 +24,8 @@ namespace kennel {
 
 namespace {
 
-constexpr std::size_t read_buffer_bytes = 16 * 1024;
+// Also the most a request may have, head and body, to be read ahead whole.
+constexpr std::size_t read_buffer_bytes = 64 * 1024;
 constexpr std::size_t write_gather_bytes = 64 * 1024;
 // How often an idle connection looks whether the server is stopping.
 constexpr std::chrono::milliseconds stop_check_interval{100};
@@ -31,6 +34,18 @@ constexpr std::chrono::milliseconds stop_check_interval{100};
 // off. With only a timeout per read, a client sending a byte every few
 // seconds held its thread for as long as its Content-Length allowed.
 constexpr std::chrono::microseconds time_per_body_byte{1000};
+// How long a request that is not whole waits on its thread for more bytes
+// before it is parked. A request is usually sent with one write and arrives
+// in one segment, or in several back to back: 64 KiB take about 5 ms at
+// 100 Mbit/s. Longer, and a client that trickles costs a thread that long.
+constexpr std::chrono::milliseconds read_ahead_patience{5};
+// The parked requests' bytes, all together, are held to this; past it a
+// partial request waits on its thread (as without a parker) rather than
+// let clients fill the memory with 64 KiB each.
+constexpr std::size_t max_carried_bytes = 64u << 20;
+// httplib's limits on the request line and on a header line
+// (CPPHTTPLIB_REQUEST_URI_MAX_LENGTH, CPPHTTPLIB_HEADER_MAX_LENGTH).
+constexpr std::size_t max_line_bytes = 8192;
 
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
     char buf[INET6_ADDRSTRLEN] = {};
@@ -65,14 +80,93 @@ std::size_t send_without_blocking(int sock, std::string_view bytes, bool& failed
     return sent;
 }
 
+// Where a request's head ends in `bytes` (just past its blank line), or 0
+// when it has not all arrived. Searching starts at `from`. httplib reads the
+// request line, then header lines to the first that is just "\r\n".
+std::size_t head_end(std::string_view bytes, std::size_t from) {
+    const std::size_t at = bytes.find("\n\r\n", from);
+    return at == std::string_view::npos ? 0 : at + 3;
+}
+
+// httplib answers a request line it cannot parse (400) without reading on
+// for the headers: one that has come and does not end as HTTP/1.x's must do
+// is handed to it as it is.
+bool request_line_refused(std::string_view bytes) {
+    const std::size_t eol = bytes.find('\n');
+    if (eol == std::string_view::npos) return false;
+    const std::string_view line = bytes.substr(0, eol + 1);
+    return !line.ends_with(" HTTP/1.1\r\n") && !line.ends_with(" HTTP/1.0\r\n");
+}
+
+// A header name against a lowercase one, in any case.
+bool same_name(std::string_view name, std::string_view lower) {
+    return name.size() == lower.size() &&
+           std::equal(name.begin(), name.end(), lower.begin(), [](char x, char y) {
+               return (x >= 'A' && x <= 'Z' ? static_cast<char>(x - 'A' + 'a') : x) == y;
+           });
+}
+
+// How many body bytes to read ahead after `head`: its Content-Length when
+// httplib would read that many and it is at most `limit`, else none (httplib
+// reads, refuses or answers the rest as before). Nothing more is parsed than
+// finding the length; anything odd is left for httplib to answer.
+std::size_t body_to_read_ahead(std::string_view head, std::size_t limit) {
+    // httplib reads a body only for these (detail::expect_content).
+    const std::string_view method = head.substr(0, head.find(' '));
+    if ((method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE" &&
+         method != "PRI") ||
+        request_line_refused(head))
+        return 0;
+    std::size_t pos = head.find('\n') + 1;
+    if (pos > max_line_bytes) return 0;  // 414
+    std::optional<std::uint64_t> length;
+    while (pos < head.size()) {
+        const std::size_t eol = head.find('\n', pos);  // the head ends with one
+        std::string_view line = head.substr(pos, eol - pos);
+        pos = eol + 1;
+        // httplib skips a line without its CR and refuses a long one.
+        if (line.empty() || line.back() != '\r') continue;
+        if (line.size() > max_line_bytes) return 0;
+        line.remove_suffix(1);
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) continue;
+        const std::string_view name = line.substr(0, colon);
+        // The client waits for "100 Continue" before it sends the body; a
+        // chunked body is refused unread (http_server.cpp).
+        if (same_name(name, "expect") || same_name(name, "transfer-encoding")) return 0;
+        if (length || !same_name(name, "content-length")) continue;  // httplib takes the first
+        std::string_view value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+            value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+            value.remove_suffix(1);
+        std::uint64_t n = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || end != value.data() + value.size()) return 0;
+        length = n;
+    }
+    return length && *length <= limit ? static_cast<std::size_t>(*length) : 0;
+}
+
 }  // namespace
 
 buffered_socket_stream::buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
-                                               std::chrono::milliseconds write_timeout)
+                                               std::chrono::milliseconds write_timeout,
+                                               std::size_t max_body, partial_request carried)
     : sock_(sock),
       read_timeout_(read_timeout),
       write_timeout_(write_timeout),
-      in_(read_buffer_bytes) {
+      max_body_(max_body),
+      in_(new char[read_buffer_bytes]) {
+    if (carried.due != std::chrono::steady_clock::time_point{}) {
+        std::memcpy(in_.get(), carried.bytes.data(), carried.bytes.size());
+        in_len_ = carried.bytes.size();
+        ahead_begun_ = true;
+        ahead_due_ = carried.due;
+        ahead_head_ = carried.head;
+        ahead_need_ = carried.need;
+        ahead_seen_ = carried.bytes.size();
+    }
     // Asked once per connection; httplib asks on every request.
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -105,7 +199,84 @@ bool buffered_socket_stream::is_writable() const {
 void buffered_socket_stream::begin_request() {
     in_headers_ = true;
     last_bytes_ = 0;
-    headers_due_ = std::chrono::steady_clock::now() + read_timeout_;
+    // Read ahead (and perhaps parked), the head's time ran from its first
+    // byte. (A body httplib reads itself is timed from the blank line.)
+    headers_due_ = ahead_begun_ && ahead_head_ == 0
+                       ? ahead_due_
+                       : std::chrono::steady_clock::now() + read_timeout_;
+    ahead_begun_ = false;  // the next request starts over
+}
+
+bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_point now) {
+    const std::string_view have(in_.get() + in_pos_, in_len_ - in_pos_);
+    if (!ahead_begun_) {
+        ahead_begun_ = true;
+        ahead_due_ = now + read_timeout_;
+        ahead_head_ = ahead_need_ = ahead_seen_ = 0;
+    }
+    if (ahead_head_ == 0) {
+        // Search on from what was searched ("\n\r\n" may straddle it).
+        const std::size_t end = head_end(have, ahead_seen_ < 2 ? 0 : ahead_seen_ - 2);
+        if (end == 0) {
+            ahead_seen_ = have.size();
+            // No blank line in a full buffer: httplib answers it (431-like).
+            return have.size() == read_buffer_bytes || request_line_refused(have);
+        }
+        ahead_head_ = ahead_seen_ = end;
+        const std::size_t body =
+            body_to_read_ahead(have.substr(0, end), std::min(max_body_, read_buffer_bytes - end));
+        ahead_need_ = end + body;
+        if (body > 0) ahead_due_ = now + read_timeout_;  // the body's time runs from here
+    }
+    if (ahead_need_ > ahead_seen_ && have.size() > ahead_seen_) {
+        const std::size_t counted = std::min(have.size(), ahead_need_);
+        ahead_due_ += static_cast<std::int64_t>(counted - ahead_seen_) * time_per_body_byte;
+        ahead_seen_ = counted;
+    }
+    return have.size() >= ahead_need_;
+}
+
+buffered_socket_stream::ahead_result buffered_socket_stream::read_request(
+    std::chrono::milliseconds patience) {
+    using clock = std::chrono::steady_clock;
+    auto now = clock::now();
+    if (request_buffered(now)) return ahead_result::whole;  // e.g. pipelined
+    const auto until = now + patience;
+    if (in_pos_ > 0) {
+        // Room for the rest: the request goes to the buffer's front.
+        std::memmove(in_.get(), in_.get() + in_pos_, in_len_ - in_pos_);
+        in_len_ -= in_pos_;
+        in_pos_ = 0;
+    }
+    for (;;) {
+        // Try first, as read() does. Not whole, the request has room left.
+        const ssize_t n =
+            ::recv(sock_, in_.get() + in_len_, read_buffer_bytes - in_len_, MSG_DONTWAIT);
+        if (n > 0) {
+            in_len_ += static_cast<std::size_t>(n);
+            if (request_buffered(now)) return ahead_result::whole;
+            continue;
+        }
+        if (n == 0) {
+            peer_closed_ = true;
+            return ahead_result::ended;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return ahead_result::ended;
+        now = clock::now();
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+        if (left.count() <= 0 || !wait(POLLIN, left)) return ahead_result::partial;
+        now = clock::now();
+    }
+}
+
+partial_request buffered_socket_stream::partial() const {
+    partial_request p;
+    p.bytes.assign(in_.get() + in_pos_, in_.get() + in_len_);
+    p.due = ahead_due_;
+    p.head = ahead_head_;
+    p.need = ahead_need_;
+    return p;
 }
 
 void buffered_socket_stream::note_read(const char* p, std::size_t n) {
@@ -134,17 +305,18 @@ bool buffered_socket_stream::wait_to_read() const {
 ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
     if (in_pos_ < in_len_) {
         std::size_t n = std::min(size, in_len_ - in_pos_);
-        std::memcpy(ptr, in_.data() + in_pos_, n);
+        std::memcpy(ptr, in_.get() + in_pos_, n);
         in_pos_ += n;
         note_read(ptr, n);
         return static_cast<ssize_t>(n);
     }
+    if (peer_closed_) return 0;  // seen reading ahead: no need to ask again
     // What is written answers what was read: a client waiting for
     // "100 Continue" must see it before we wait for its body.
     if (!out_.empty() && !flush()) return -1;
-    const bool direct = size >= in_.size();  // large bodies skip the copy
-    char* into = direct ? ptr : in_.data();
-    const std::size_t room = direct ? size : in_.size();
+    const bool direct = size >= read_buffer_bytes;  // large bodies skip the copy
+    char* into = direct ? ptr : in_.get();
+    const std::size_t room = direct ? size : read_buffer_bytes;
     ssize_t n;
     for (;;) {
         // Try first: the bytes have usually arrived, and a poll() would be a
@@ -162,7 +334,7 @@ ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
     }
     in_len_ = static_cast<std::size_t>(n);
     in_pos_ = std::min(size, in_len_);
-    std::memcpy(ptr, in_.data(), in_pos_);
+    std::memcpy(ptr, in_.get(), in_pos_);
     note_read(ptr, in_pos_);
     return static_cast<ssize_t>(in_pos_);
 }
@@ -437,16 +609,37 @@ void connection_parker::start(httplib::TaskQueue* pool, resume_fn resume) {
 }
 
 bool connection_parker::park(int sock, std::size_t requests_left,
-                             std::chrono::steady_clock::time_point deadline) {
+                             std::chrono::steady_clock::time_point deadline,
+                             partial_request carried) {
     std::lock_guard lock(mu_);
-    if (!running_ || parked_.size() >= capacity_) return false;
+    if (!running_ || parked_.size() >= capacity_ ||
+        carried_bytes_ + carried.bytes.size() > max_carried_bytes)
+        return false;
     epoll_event ev{};
     // One-shot: a connection is resumed once, then belongs to a worker.
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.fd = sock;
     if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) != 0) return false;
-    parked_[sock] = {requests_left, deadline};
+    carried_bytes_ += carried.bytes.size();
+    parked_[sock] = {requests_left, deadline, std::move(carried)};
+    deadlines_.emplace(deadline, sock);
+    if (deadline < wakes_at_) {
+        // Sooner than the waiting thread looks next (a request's due time):
+        // it looks again now.
+        wakes_at_ = deadline;
+        std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t w = ::write(wake_, &one, sizeof one);
+    }
     return true;
+}
+
+connection_parker::entry connection_parker::unpark(std::unordered_map<int, entry>::iterator it) {
+    entry e = std::move(it->second);
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
+    deadlines_.erase({e.deadline, it->first});
+    carried_bytes_ -= e.carried.bytes.size();
+    parked_.erase(it);
+    return e;
 }
 
 bool connection_parker::running() const {
@@ -461,38 +654,47 @@ std::size_t connection_parker::parked() const {
 void connection_parker::run() {
     using clock = std::chrono::steady_clock;
     std::array<epoll_event, 64> events;
-    auto next_sweep = clock::now();
     for (;;) {
-        // Keep-alive deadlines are whole seconds: a sweep a second is enough.
-        const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 1000);
+        int timeout_ms = 1000;
+        {
+            // Until the first deadline (at most a second: a wait is cheap).
+            std::lock_guard lock(mu_);
+            const auto now = clock::now();
+            if (!deadlines_.empty()) {
+                const auto to_first =
+                    std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first - now);
+                timeout_ms = static_cast<int>(std::clamp<std::int64_t>(to_first.count(), 0, 1000));
+            }
+            wakes_at_ = now + std::chrono::milliseconds(timeout_ms);
+        }
+        const int n =
+            ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), timeout_ms);
         std::vector<int> expired;
         {
             std::lock_guard lock(mu_);
             if (!running_) break;
             for (int i = 0; i < n; ++i) {
                 const int sock = events[static_cast<std::size_t>(i)].data.fd;
-                if (sock == wake_) continue;
+                if (sock == wake_) {
+                    std::uint64_t count;
+                    [[maybe_unused]] ssize_t r = ::read(wake_, &count, sizeof count);
+                    continue;
+                }
                 auto it = parked_.find(sock);
                 if (it == parked_.end()) continue;
-                const std::size_t left = it->second.requests_left;
-                parked_.erase(it);
-                ::epoll_ctl(epoll_, EPOLL_CTL_DEL, sock, nullptr);
+                entry e = unpark(it);
                 // Under the lock: stop() cannot run between the check above
                 // and this, so nothing is queued on a pool being shut down.
-                pool_->enqueue([this, sock, left] { resume_(sock, left); });
+                pool_->enqueue(
+                    [this, sock, left = e.requests_left, carried = std::move(e.carried)]() mutable {
+                        resume_(sock, left, std::move(carried));
+                    });
             }
             const auto now = clock::now();
-            if (now >= next_sweep) {
-                next_sweep = now + std::chrono::seconds(1);
-                for (auto it = parked_.begin(); it != parked_.end();) {
-                    if (it->second.deadline > now) {
-                        ++it;
-                        continue;
-                    }
-                    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
-                    expired.push_back(it->first);
-                    it = parked_.erase(it);
-                }
+            while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+                const int sock = deadlines_.begin()->second;
+                unpark(parked_.find(sock));
+                expired.push_back(sock);
             }
         }
         for (int sock : expired) {
@@ -517,6 +719,8 @@ void connection_parker::stop() {
         ::close(sock);
     }
     parked_.clear();
+    deadlines_.clear();
+    carried_bytes_ = 0;
     ::close(epoll_);
     ::close(wake_);
     epoll_ = wake_ = -1;
@@ -543,7 +747,9 @@ private:
 
 httplib::TaskQueue* http_engine::make_task_queue(std::size_t threads) {
     auto* pool = new parking_pool(threads, parker_);
-    parker_.start(pool, [this](int sock, std::size_t left) { serve(sock, left); });
+    parker_.start(pool, [this](int sock, std::size_t left, partial_request carried) {
+        serve(sock, left, std::move(carried));
+    });
     return pool;
 }
 
@@ -555,16 +761,19 @@ bool http_engine::process_and_close_socket(int sock) {
     return true;  // httplib ignores it
 }
 
-void http_engine::serve(int sock, std::size_t requests_left) {
+void http_engine::serve(int sock, std::size_t requests_left, partial_request carried) {
     using std::chrono::milliseconds;
     using std::chrono::seconds;
+    // Resumed with part of a request: it has had its wait on a thread.
+    bool patient = carried.due == std::chrono::steady_clock::time_point{};
     buffered_socket_stream strm(
         sock,
         std::chrono::duration_cast<milliseconds>(seconds(read_timeout_sec_)) +
             std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(read_timeout_usec_)),
         std::chrono::duration_cast<milliseconds>(seconds(write_timeout_sec_)) +
             std::chrono::duration_cast<milliseconds>(
-                std::chrono::microseconds(write_timeout_usec_)));
+                std::chrono::microseconds(write_timeout_usec_)),
+        payload_max_length_, std::move(carried));
     const milliseconds idle =
         std::chrono::duration_cast<milliseconds>(seconds(keep_alive_timeout_sec_));
     const std::string keep_alive = "timeout=" + std::to_string(keep_alive_timeout_sec_) +
@@ -595,6 +804,19 @@ void http_engine::serve(int sock, std::size_t requests_left) {
             return;  // the parker owns the socket now
         }
         if (!settle_owed() || w != wait_result::request) break;
+        // httplib parses a request when it is all here, so a thread is held
+        // while there is work, not while a client sends slowly. What is not
+        // whole after a short wait is parked with its bytes until the rest
+        // comes or its due time; resumed, it is parked again at once if still
+        // not whole. (Without a parker, or with it full, httplib reads on
+        // this thread, within the same due times.)
+        if (parker_.running()) {
+            using ahead = buffered_socket_stream::ahead_result;
+            const ahead a = strm.read_request(patient ? read_ahead_patience : milliseconds(0));
+            patient = true;
+            if (a == ahead::partial && parker_.park(sock, left, strm.request_due(), strm.partial()))
+                return;  // the parker owns the socket and the bytes now
+        }
         strm.begin_request();
         bool closed = false;
         bool ok = process_request(strm, left == 1, closed, nullptr);

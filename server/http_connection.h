@@ -7,8 +7,10 @@
 // segments per answer once TCP_NODELAY is on. kennel::http_engine keeps
 // httplib's parsing, routing and response writing and replaces only what
 // happens on the socket: one poll() per idle wait, reads that try the
-// socket before polling, addresses looked up once per connection, and the
-// response gathered in a buffer and sent with one send().
+// socket before polling, addresses looked up once per connection, the
+// response gathered in a buffer and sent with one send(), and a request
+// parsed only once it has arrived whole, connections waiting for bytes
+// being parked off the worker threads (connection_parker).
 //
 // Only server/http_server.cpp includes this (it includes httplib.h).
 #pragma once
@@ -26,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -33,13 +36,26 @@
 
 namespace kennel {
 
+// A request not all arrived yet, kept by a parked connection: its bytes so
+// far and how far they have been looked at (buffered_socket_stream's read
+// ahead).
+struct partial_request {
+    std::vector<char> bytes;
+    std::chrono::steady_clock::time_point due{};  // the rest must have come by then
+    std::size_t head = 0;  // the head's length once its blank line is in `bytes`, else 0
+    std::size_t need = 0;  // with `head`: the head and the body to wait for
+};
+
 // A keep-alive connection's socket as an httplib::Stream. Writes are
 // gathered and sent by flush() (or when 64 KiB are pending, or before a
 // read, so "100 Continue" is not held back); reads go through a buffer.
 class buffered_socket_stream final : public httplib::Stream {
 public:
+    // `max_body`: a longer Content-Length is refused unread, so the body is
+    // not waited for. `carried`: what a parked connection had of a request.
     buffered_socket_stream(int sock, std::chrono::milliseconds read_timeout,
-                           std::chrono::milliseconds write_timeout);
+                           std::chrono::milliseconds write_timeout, std::size_t max_body,
+                           partial_request carried = {});
 
     bool is_readable() const override;
     bool is_writable() const override;
@@ -66,9 +82,21 @@ public:
     // Drops what was written since the last flush (httplib's placeholder for
     // an answer that is deferred).
     void discard_output() { out_.clear(); }
-    // A request's first byte has arrived: its head (request line and
-    // headers) must be complete within the read timeout from now, and its
-    // body must then keep coming at a least rate (http_connection.cpp).
+    enum class ahead_result { whole, partial, ended };
+    // Reads the next request (its first byte, or the peer's close, is there)
+    // into the buffer until it is whole (`whole`: also a head too large for
+    // the buffer, which httplib answers), waiting up to `patience` for more
+    // bytes; `partial` when they did not come, `ended` when the peer closed
+    // or failed (httplib reads that and gives up, as before).
+    // Its head must be whole within the read timeout of its first byte, and
+    // its body (read ahead when it fits) must keep coming at a least rate
+    // (http_connection.cpp): request_due() says by when.
+    ahead_result read_request(std::chrono::milliseconds patience);
+    std::chrono::steady_clock::time_point request_due() const { return ahead_due_; }
+    // A copy of what has arrived of the next request, for the parker.
+    partial_request partial() const;
+    // httplib is to parse the next request now; the head must be complete by
+    // its due time (from its first byte), the body must keep coming.
     void begin_request();
 
 private:
@@ -79,13 +107,24 @@ private:
     // Follows the bytes handed out: the head until its blank line, then the
     // body, whose due time each byte moves on.
     void note_read(const char* p, std::size_t n);
+    // Whether the next request is whole in the buffer, as read_request means.
+    bool request_buffered(std::chrono::steady_clock::time_point now);
 
     int sock_;
     std::chrono::milliseconds read_timeout_;
     std::chrono::milliseconds write_timeout_;
-    std::vector<char> in_;  // read buffer, allocated once per connection
+    std::size_t max_body_;
+    std::unique_ptr<char[]> in_;  // read buffer, allocated once per connection
     std::size_t in_pos_ = 0;
     std::size_t in_len_ = 0;
+    bool peer_closed_ = false;  // reading ahead met the peer's close
+    // The next request as read ahead (from in_pos_), like partial_request.
+    bool ahead_begun_ = false;
+    std::chrono::steady_clock::time_point ahead_due_{};
+    std::size_t ahead_head_ = 0;
+    std::size_t ahead_need_ = 0;
+    // Looked at: searched for the blank line, or counted into the body's due.
+    std::size_t ahead_seen_ = 0;
     std::string out_;
     bool in_headers_ = false;
     std::uint32_t last_bytes_ = 0;  // the last four bytes of the head read so far
@@ -95,15 +134,19 @@ private:
     int remote_port_ = 0, local_port_ = 0;
 };
 
-// Idle keep-alive connections, parked off the worker threads. A connection
+// Connections waiting for bytes, parked off the worker threads. A connection
 // whose next request has not begun `park_after` after its last answer is
-// handed here: one thread waits on all of them (epoll) and puts each back on
-// the pool when its next request arrives, or closes it at its keep-alive
-// deadline. A worker is then held while a connection is busy, not while it
-// idles, so many more clients than workers can keep connections open.
+// handed here, and so is one whose request has begun but is not whole (with
+// the bytes it has so far): one thread waits on all of them (epoll) and puts
+// each back on the pool when bytes arrive, or closes it at its deadline (the
+// keep-alive deadline, or the request's due time). A worker is then held
+// while a connection has a request to process, not while it idles or a
+// client trickles, so many more clients than workers can keep connections
+// open, and slow ones (slowloris) do not starve the rest.
 class connection_parker {
 public:
-    using resume_fn = std::function<void(int sock, std::size_t requests_left)>;
+    using resume_fn =
+        std::function<void(int sock, std::size_t requests_left, partial_request carried)>;
     static constexpr std::chrono::milliseconds park_after{100};
 
     connection_parker() = default;
@@ -114,9 +157,11 @@ public:
     // Starts the waiting thread; a connection with a request is resumed by
     // `resume` on one of `pool`'s threads.
     void start(httplib::TaskQueue* pool, resume_fn resume);
-    // Takes the socket until `deadline`; false when stopped, not started or
-    // full (the caller still owns and closes it: a client reconnects).
-    bool park(int sock, std::size_t requests_left, std::chrono::steady_clock::time_point deadline);
+    // Takes the socket, and what it has of a request, until `deadline`;
+    // false when stopped, not started or full (the caller still owns the
+    // socket and the bytes).
+    bool park(int sock, std::size_t requests_left, std::chrono::steady_clock::time_point deadline,
+              partial_request carried = {});
     // Closes every parked socket and joins the thread; park() refuses after.
     void stop();
     std::size_t parked() const;
@@ -126,12 +171,21 @@ public:
 private:
     void run();
 
+    using time_point = std::chrono::steady_clock::time_point;
     struct entry {
         std::size_t requests_left;
-        std::chrono::steady_clock::time_point deadline;
+        time_point deadline;
+        partial_request carried;
     };
+    // Forgets a parked socket (under mu_); its entry is returned.
+    entry unpark(std::unordered_map<int, entry>::iterator it);
+
     mutable std::mutex mu_;
     std::unordered_map<int, entry> parked_;
+    // Ordered by deadline, so each is closed at its time, not at a sweep.
+    std::set<std::pair<time_point, int>> deadlines_;
+    time_point wakes_at_{};             // when the waiting thread looks at deadlines next
+    std::size_t carried_bytes_ = 0;     // of the parked partial requests
     std::atomic<bool> running_{false};  // set under mu_; read without it by running()
     std::size_t capacity_ = 0;  // half the process's file descriptors
     int epoll_ = -1;
@@ -154,8 +208,9 @@ public:
 private:
     bool process_and_close_socket(int sock) override;
     // The connection loop, from a new connection or a parked one resumed
-    // with `requests_left` of its keep-alive allowance.
-    void serve(int sock, std::size_t requests_left);
+    // with `requests_left` of its keep-alive allowance and what it had of a
+    // request.
+    void serve(int sock, std::size_t requests_left, partial_request carried = {});
 
     connection_parker parker_;
 };

@@ -538,6 +538,16 @@ TEST_CASE("a garbage request line, a half request or a short body costs only its
     CHECK(s.handled == 1);
 }
 
+TEST_CASE("a request line httplib cannot parse is answered without waiting for headers", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /items/1 HTTP/1.1\n");  // no CR, and nothing after it
+    std::string r = c.read_response(std::chrono::milliseconds(2000));
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 400", 0) == 0);
+}
+
 TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them", "[http]") {
     auto s = std::make_unique<test_server>(1024, 60);
     s->server->set_ready(true);
@@ -651,6 +661,110 @@ TEST_CASE("a body trickling in is cut off; a slow steady one is read", "[http]")
     INFO(r);
     CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
     CHECK_THAT(r, Catch::Contains("\"bytes\":1000"));
+}
+
+namespace {
+
+// Opens `slow` connections that each send `start` and then a byte every
+// 150 ms, and meanwhile has 20 requests answered on fresh connections. Each
+// slow one must be closed by the server at its request's due time (read
+// timeout 2 s), and every request answered before the first is: the slow
+// ones, twice as many as the server's threads, never hold them all.
+void trickle_past_the_due_time(const std::string& start, int slow = 8) {
+    using clock = std::chrono::steady_clock;
+    test_server s(1024, 5, 2);
+    s.server->set_ready(true);
+    const auto began = clock::now();
+    std::vector<clock::time_point> closed_at(static_cast<std::size_t>(slow));
+    std::vector<std::thread> tricklers;
+    for (std::size_t i = 0; i < closed_at.size(); ++i) {
+        tricklers.emplace_back([&, i] {
+            testing::tcp_probe c(s.port);
+            c.send_all(start);
+            // At most 9 s; the due time is about 2 s away.
+            for (int n = 0; n < 60; ++n) {
+                bool closed = false;
+                try {
+                    closed = c.closed_within(std::chrono::milliseconds(150));
+                    if (!closed) c.send_all("a");
+                } catch (const std::runtime_error&) {
+                    closed = true;  // reset by the server
+                }
+                if (closed) {
+                    closed_at[i] = clock::now();
+                    return;
+                }
+            }
+        });
+    }
+    // With the old loop, the slow ones took every thread until their due
+    // time and the first answer came after some were closed.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int answered = 0;
+    for (int i = 0; i < 20; ++i) {
+        auto c = s.client();
+        auto r = c.Get(("/items/" + std::to_string(i)).c_str());
+        if (r && r->status == 200) ++answered;
+    }
+    const auto answers_done = clock::now();
+    for (auto& t : tricklers) t.join();
+    CHECK(answered == 20);
+    CHECK(s.handled == 20);  // none of the slow requests reached a handler
+    for (const auto& at : closed_at) {
+        REQUIRE(at != clock::time_point{});  // closed within 9 s
+        CHECK(at > answers_done);
+        // Not before the due time (2 s from the first byte; loose).
+        CHECK(at - began > std::chrono::milliseconds(1500));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("clients trickling heads do not hold the threads and are closed at the head's due time",
+          "[http]") {
+    trickle_past_the_due_time("GET /items/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+}
+
+TEST_CASE("clients trickling bodies do not hold the threads and are cut off at the body's due time",
+          "[http]") {
+    trickle_past_the_due_time(
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 200\r\n\r\nab");
+}
+
+TEST_CASE("a request sent in pieces is parked between them and answered whole", "[http]") {
+    test_server s(1024, 5, 2);
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    const std::string body = R"({"in":"pieces"})";
+    const std::vector<std::string> pieces = {
+        "POST /items HTTP/1.1\r\nHo", "st: 127.0.0.1\r\nContent-Type: appli",
+        "cation/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
+        body.substr(0, 4), body.substr(4)};
+    for (std::size_t i = 0; i + 1 < pieces.size(); ++i) {
+        c.send_all(pieces[i]);
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        // Waiting for the rest off the threads (the old loop read on one).
+        INFO("after piece " << i);
+        CHECK(s.server->parked_connections() == 1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    c.send_all(pieces.back());
+    std::string r = c.read_response(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("\"bytes\":" + std::to_string(body.size())));
+    CHECK_THAT(r, Catch::Contains("\"content_type\":\"application/json\""));
+
+    // A pipelined request cut in two: the half behind an answered one is kept.
+    const std::string second = get_request("/items/second");
+    c.send_all(get_request("/items/first") + second.substr(0, 20));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"first\""));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    CHECK(s.server->parked_connections() == 1);
+    c.send_all(second.substr(20));
+    CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"id\":\"second\""));
+    CHECK(s.handled == 3);
 }
 
 TEST_CASE("a deferred answer on a closing connection is sent before the close", "[http]") {
