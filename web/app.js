@@ -996,9 +996,15 @@
         h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
         h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle }, 'Roll back'),
         h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments')));
-      // Revision numbers drawn once (the definition card's) follow too.
+      // Revision numbers drawn once (the definition card's) follow too, but
+      // never back: a refresh that began before a save answers with the
+      // revision before it (seen in the browser test: "revision 1" just after
+      // "Saved: revision 2").
       const defRev = $('#definition-revision', defBox);
-      if (defRev) defRev.textContent = `revision ${m.revision}`;
+      if (defRev && !(Number(defRev.dataset.revision) > m.revision)) {
+        defRev.textContent = `revision ${m.revision}`;
+        defRev.dataset.revision = m.revision;
+      }
       drawNotice({ live, serving }, () => servingNotice(live, serving));
 
       const isActive = (j) => j.state === 'queued' || j.state === 'running';
@@ -1395,7 +1401,7 @@
         replace(errs);
       } catch (err) { replace(errs, errorBox(err)); }
     });
-    const revision = h('span.muted.small', { id: 'definition-revision' }, `revision ${model.revision}`);
+    const revision = h('span.muted.small', { id: 'definition-revision', 'data-revision': model.revision }, `revision ${model.revision}`);
     save.addEventListener('click', async () => {
       replace(errs);
       const bad = jsonProblem(area.value);
@@ -1410,6 +1416,7 @@
         area.classList.remove('invalid');
         area.value = JSON.stringify(r.definition, null, 2);
         revision.textContent = `revision ${r.revision}`;
+        revision.dataset.revision = r.revision;
         replace(errs, h('div.alert.success', null, r.new_revision ? `Saved: revision ${r.revision} of ${name}. The next training run uses it.` : `No change: the definition equals revision ${r.revision}.`));
         flash(r.new_revision ? `Saved revision ${r.revision} of ${name}` : 'Definition unchanged');
         await refreshNow();
