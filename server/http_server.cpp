@@ -245,9 +245,20 @@ http_server::http_server(http_options options, std::vector<route> routes)
             }
             std::uint64_t n = 0;
             auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), n);
-            const bool too_long = ec == std::errc::result_out_of_range ||
-                                  (ec == std::errc() && end == length.data() + length.size() &&
-                                   n > impl_->options.max_body_bytes);
+            const bool number = ec == std::errc() && end == length.data() + length.size();
+            if (!number && ec != std::errc::result_out_of_range) {
+                // httplib reads "-5" as 2^64-5 and skipped that many bytes
+                // until its read timeout before answering 413.
+                http_response r = error_response(
+                    status(error_kind::invalid_argument,
+                           "Content-Length \"" + length + "\" is not a number of bytes",
+                           "Content-Length"));
+                r.headers.emplace_back("Connection", "close");
+                write_response(std::move(r), res);
+                return httplib::Server::HandlerResponse::Handled;
+            }
+            const bool too_long =
+                ec == std::errc::result_out_of_range || n > impl_->options.max_body_bytes;
             if (!too_long) return httplib::Server::HandlerResponse::Unhandled;
             // Refused before any of it is read (httplib answered only after its
             // read timeout); the unread body cannot be skipped, so close.

@@ -720,6 +720,27 @@ void trickle_past_the_due_time(const std::string& start, int slow = 8) {
 
 }  // namespace
 
+TEST_CASE("a Content-Length that is not a number is a 400 at once", "[http]") {
+    // Read ahead finds no length to wait for, and the answer comes within
+    // the test's 2 s (not at the head's due time, parked; and not after
+    // httplib skipped 2^64-5 bytes for "-5" until its read timeout).
+    test_server s;
+    s.server->set_ready(true);
+    for (const std::string length : {"abc", "-5", "12 34", "0x10"}) {
+        testing::tcp_probe c(s.port);
+        c.send_all(
+            "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+            "Content-Length: " +
+            length + "\r\n\r\nab");
+        INFO("Content-Length: " << length);
+        std::string r = c.read_response(std::chrono::milliseconds(2000));
+        CHECK(r.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(r, Catch::Contains("Content-Length"));
+        CHECK(s.server->parked_connections() == 0);
+        CHECK(s.handled == 0);
+    }
+}
+
 TEST_CASE("clients trickling heads do not hold the threads and are closed at the head's due time",
           "[http]") {
     trickle_past_the_due_time("GET /items/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
