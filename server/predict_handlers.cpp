@@ -124,6 +124,10 @@ http_response post_model_predict(app& a, const http_request& req) {
     if (!parsed) return error_response(parsed.error(), error_instance);
     const bool batch = parsed->batch;
     const double deadline_ms = parsed->deadline_ms.value_or(m->definition.deadline_ms);
+    // A miss of a deadline the client cut below the model's is the client's
+    // doing: not held against the version (else any predict key could get
+    // live disabled by the supervisor with deadline_ms 0.001).
+    const bool misses_count = deadline_ms >= m->definition.deadline_ms;
     const auto deadline =
         started + std::chrono::microseconds(static_cast<std::int64_t>(deadline_ms * 1000));
     // The deadline counts from arrival, so a wait for a slot is part of it:
@@ -222,7 +226,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         for (std::size_t i = done; i < n; ++i) {
             reasons[i] = any_model ? "deadline_exceeded"
                                    : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
-            if (picks[i].version && any_model) {
+            if (picks[i].version && any_model && misses_count) {
                 picks[i].version->counters.deadline_misses.fetch_add(1, std::memory_order_relaxed);
             }
         }
@@ -273,9 +277,10 @@ http_response post_model_predict(app& a, const http_request& req) {
         } else {
             source = "none";
         }
-        // An input the model overflows on is the request's fault: not held
-        // against the version by the supervisor.
-        if (fallback && pick.version && !reasons[i].starts_with("input_out_of_range"))
+        // An input the model overflows on, or a deadline the client cut, is
+        // the request's fault: not held against the version by the supervisor.
+        if (fallback && pick.version && !reasons[i].starts_with("input_out_of_range") &&
+            (misses_count || reasons[i] != "deadline_exceeded"))
             pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";

@@ -123,7 +123,7 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
-    def steady_traffic_to_a_live_model(self, prefix, seed, features, check):
+    def steady_traffic_to_a_live_model(self, prefix, seed, features, check, deadline_ms=None):
         """Version 1 of a fresh model, live, asked for 2.5 s (past two
         supervisor looks and min_requests); `check` sees each answer.
         Returns the model's name."""
@@ -135,7 +135,10 @@ class SupervisorTest(KennelTestCase):
         t_end = time.monotonic() + 2.5
         n = 0
         while time.monotonic() < t_end:
-            check(predict(self, self.c, name, {"entity": "s%d" % n, "features": features}))
+            body = {"entity": "s%d" % n, "features": features}
+            if deadline_ms is not None:
+                body["deadline_ms"] = deadline_ms
+            check(predict(self, self.c, name, body))
             n += 1
             time.sleep(0.02)
         self.assertGreaterEqual(n, 10)  # min_requests
@@ -172,6 +175,22 @@ class SupervisorTest(KennelTestCase):
         mine = self.assertLeftAlone(name)
         v1 = [v for v in mine["versions"] if v["version"] == 1][0]
         self.assertEqual((v1["errors"], v1["fallbacks"]), (0, 0), v1)
+
+    def test_deadlines_a_client_cuts_short_are_not_held_against_the_version(self):
+        # deadline_ms 0.001 is missed by every request: each answer is a
+        # flagged fallback, but the client chose it. A predict key once got
+        # a healthy live version disabled this way (deadline misses 100%).
+        def check(p):
+            self.assertEqual((p["fallback"], p["fallback_reason"]),
+                             (True, "deadline_exceeded"), p)
+        name = self.steady_traffic_to_a_live_model("cut", 7, FEATURES, check,
+                                                   deadline_ms=0.001)
+        mine = self.assertLeftAlone(name)
+        v1 = [v for v in mine["versions"] if v["version"] == 1][0]
+        self.assertGreaterEqual(v1["requests"], 10, v1)
+        self.assertEqual((v1["deadline_misses"], v1["fallbacks"]), (0, 0), v1)
+        good = predict(self, self.c, name, {"features": FEATURES})
+        self.assertEqual((good["version"], good["fallback"]), (1, False), good)
 
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
