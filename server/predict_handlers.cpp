@@ -88,6 +88,19 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         } else {
             reason = picks[i].problem.empty() ? "no_version" : picks[i].problem;
         }
+        // An experiment arm that failed or is disabled: live answers next.
+        if (!got && !input_fault && m.live && m.live != picks[i].version &&
+            steady::now() <= deadline) {
+            try {
+                got = ml::predict_with(*m.live, rec);
+                by = m.live->version;
+            } catch (const ml::input_out_of_range& e) {
+                reason = std::string("input_out_of_range: ") + e.what();
+                input_fault = true;
+            } catch (const std::exception&) {
+                m.live->counters.errors.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
         // Down the chain: earlier live versions, newest first.
         for (const auto& prev : m.previous) {
             if (got || input_fault || steady::now() > deadline) break;
@@ -158,7 +171,8 @@ http_response post_model_predict(app& a, const http_request& req) {
 
     const std::size_t n = instances.size();
     bool any_model = false;
-    for (const auto& p : picks) any_model = any_model || p.version || !m->previous.empty();
+    for (const auto& p : picks)
+        any_model = any_model || p.version || m->live || !m->previous.empty();
     // Versions measured far below the deadline run here on the request
     // thread (no hand-off); anything unmeasured, slow or under a test fault
     // goes to the pool, and the request waits only until its deadline.
@@ -168,6 +182,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         for (const auto& p : picks) {
             inline_ok = inline_ok && p.version && p.version->fast_enough(n, deadline_ns);
         }
+        if (m->live && !m->arms.empty()) inline_ok = inline_ok && m->live->fast_enough(n, deadline_ns);
         for (const auto& prev : m->previous) {
             inline_ok = inline_ok && prev->fast_enough(n, deadline_ns);
         }
@@ -257,7 +272,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (answers[i]) {
             ans = std::move(*answers[i]);
             version = by[i];
-            if (fallback) source = "previous_version";
+            if (fallback) {
+                source = m->live && by[i] == m->live->version ? "live_version" : "previous_version";
+            }
             if (!fallback && pick.version->drift) {
                 pick.version->drift->observe_prediction(ml::prediction_output(
                     pick.version->artifact->task, ans.value, ans.probabilities, ans.label));

@@ -242,6 +242,34 @@ class ExperimentTest(SharedServerCase):
             self.assertEqual(rows[pid][1:], (p["version"], p["arm"], 0, 0, inst["entity"]))
             self.assertEqual(rows[pid + "-shadow"][1:], (3, "shadow", 1, 0, inst["entity"]))
 
+    def test_a_disabled_arm_is_answered_by_live(self):
+        # An arm whose version is disabled (by a person or the supervisor)
+        # falls back to the live version, not to the constant: live is the
+        # next step of the chain for an experiment's traffic.
+        name, _, _, _ = three_versions(self, self.c, seed=13)
+        base = "/v1/models/%s/experiments" % name
+        r = self.c.post_json(base, {"reason": "two arms", "arms": [
+            {"name": "a", "version": 1, "weight": 0.5}, {"name": "b", "version": 2, "weight": 0.5}]})
+        self.assertEqual(r.status, 201, r)
+        entities = ["d%03d" % i for i in range(60)]
+        split = [("a", 0.5), ("b", 0.5)]
+        on_b = [e for e in entities if expected_arm(e, split) == "b"]
+        self.assertGreater(len(on_b), 5)
+        live = {e: predict(self, self.c, name, {"features": entity_features(i)})["prediction"]
+                for i, e in enumerate(entities)}
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "broken"})
+        self.assertEqual(r.status, 200, r)
+        preds = predict(self, self.c, name, {"instances": [
+            {"entity": e, "features": entity_features(i)} for i, e in enumerate(entities)]})
+        for e, p in zip(entities, preds["predictions"]):
+            if e in on_b:
+                self.assertEqual((p["arm"], p["version"], p["fallback"], p["fallback_reason"],
+                                  p["answered_by"]),
+                                 ("b", 1, True, "version_disabled", "live_version"), p)
+            else:
+                self.assertEqual((p["arm"], p["version"], p["fallback"]), ("a", 1, False), p)
+            self.assertEqual(p["prediction"], live[e], p)
+
     def test_outcomes_join_to_predictions(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=12)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
