@@ -182,7 +182,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         for (const auto& p : picks) {
             inline_ok = inline_ok && p.version && p.version->fast_enough(n, deadline_ns);
         }
-        if (m->live && !m->arms.empty()) inline_ok = inline_ok && m->live->fast_enough(n, deadline_ns);
+        if (m->live && !m->arms.empty())
+            inline_ok = inline_ok && m->live->fast_enough(n, deadline_ns);
         for (const auto& prev : m->previous) {
             inline_ok = inline_ok && prev->fast_enough(n, deadline_ns);
         }
