@@ -186,6 +186,10 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                      {"min_improvement", d.promotion.min_improvement},
                      {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);
+        if (g.candidate_on_live_rows) {
+            gate["candidate_on_live_rows"] = *g.candidate_on_live_rows;
+            gate["live_rows"] = *outcome->live_rows;
+        }
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_metrics"] =

@@ -112,17 +112,34 @@ permutation_importance importance_by_permutation(
 
 // The live version scored on the same raw holdout rows, through its own
 // pipeline. Its classes may differ from the candidate's; probabilities are
-// mapped by class name (a class it never knew gets none).
-result<metric_listing> score_live(task_kind task, const model_artifact& live,
-                                  const std::vector<const training_example*>& test,
-                                  const std::vector<double>& y,
-                                  const std::vector<std::string>& classes) {
+// mapped by class name (a class it never knew gets none). Rows live cannot
+// answer (a non-finite prediction) are left out and listed: the candidate is
+// then compared with it on the others only, never skipped past.
+struct live_score {
+    metric_listing metrics;
+    std::vector<std::size_t> rows;  // holdout rows scored, in order
+    std::size_t failed = 0;
+    std::string first_failure;
+};
+
+result<live_score> score_live(task_kind task, const model_artifact& live,
+                              const std::vector<const training_example*>& test,
+                              const std::vector<double>& y,
+                              const std::vector<std::string>& classes) {
     if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
+    live_score out;
     std::vector<std::vector<double>> probs;
-    std::vector<double> values;
-    for (const training_example* ex : test) {
-        auto p = predict_raw(live, ex->features);
-        if (!p) return p.error();
+    std::vector<double> values, scored_y;
+    for (std::size_t i = 0; i < test.size(); ++i) {
+        auto p = predict_raw(live, test[i]->features);
+        if (!p) {
+            if (out.failed++ == 0) {
+                out.first_failure = "entity " + test[i]->entity + ": " + p.error().message();
+            }
+            continue;
+        }
+        out.rows.push_back(i);
+        scored_y.push_back(y[i]);
         if (!is_classification(task)) {
             values.push_back(p->value);
             continue;
@@ -135,21 +152,32 @@ result<metric_listing> score_live(task_kind task, const model_artifact& live,
         }
         probs.push_back(std::move(mapped));
     }
-    if (is_classification(task)) {
-        auto m = evaluate_classification(y, probs, classes.size());
-        if (!m) return m.error();
-        return list_metrics(*m);
+    if (out.rows.empty()) {
+        return status(error_kind::failed_precondition,
+                      "it answers none of the holdout rows (" + out.first_failure + ")");
     }
-    auto m = evaluate_regression(y, values);
-    if (!m) return m.error();
-    return list_metrics(*m);
+    if (is_classification(task)) {
+        auto m = evaluate_classification(scored_y, probs, classes.size());
+        if (!m) return m.error();
+        out.metrics = list_metrics(*m);
+    } else {
+        auto m = evaluate_regression(scored_y, values);
+        if (!m) return m.error();
+        out.metrics = list_metrics(*m);
+    }
+    return out;
 }
 
 }  // namespace
 
 std::string gate_decision::summary() const {
-    if (passed) return "passed: " + metric + " " + fmt(candidate) + " vs baseline " + fmt(baseline) +
-                       (live ? " and live " + fmt(*live) : "");
+    if (passed) {
+        return "passed: " + metric + " " + fmt(candidate) + " vs baseline " + fmt(baseline) +
+               (live ? " and live " + fmt(*live) : "") +
+               (candidate_on_live_rows
+                    ? " (" + fmt(*candidate_on_live_rows) + " on the rows live answers)"
+                    : "");
+    }
     std::string s = "rejected: ";
     for (std::size_t i = 0; i < reasons.size(); ++i) s += (i ? "; " : "") + reasons[i];
     return s;
@@ -157,7 +185,8 @@ std::string gate_decision::summary() const {
 
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
-                            const metric_listing* live) {
+                            const metric_listing* live,
+                            const metric_listing* candidate_on_live_rows) {
     gate_decision g;
     primary_metric_info pm = primary_metric(task);
     g.metric = pm.name;
@@ -184,14 +213,19 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     if (live) {
         double lv = live->get(pm.name);
         g.live = lv;
+        // Compared on the rows live answered.
+        const double cv =
+            candidate_on_live_rows ? candidate_on_live_rows->get(pm.name) : g.candidate;
+        if (candidate_on_live_rows) g.candidate_on_live_rows = cv;
         // The candidate must improve on live by the margin, in the metric's direction.
         double margin = policy.min_improvement;
-        bool ok = std::isfinite(g.candidate) &&
-                  (!std::isfinite(lv) ||
-                   (pm.higher_is_better ? g.candidate > lv + margin : g.candidate < lv - margin));
+        bool ok =
+            std::isfinite(cv) &&
+            (!std::isfinite(lv) || (pm.higher_is_better ? cv > lv + margin : cv < lv - margin));
         if (!ok) {
-            g.reasons.push_back("does not beat the live version on " + g.metric + " by " + fmt(margin) +
-                                " (" + fmt(g.candidate) + " vs live " + fmt(lv) + ")");
+            g.reasons.push_back("does not beat the live version on " + g.metric + " by " +
+                                fmt(margin) + " (" + fmt(cv) + " vs live " + fmt(lv) +
+                                (candidate_on_live_rows ? ", on the rows live answers" : "") + ")");
         }
     }
     g.passed = g.reasons.empty();
@@ -352,11 +386,30 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         }
         out.profile.prediction = profile_predictions(d.task, outputs);
     }
+    // The candidate's metrics on the rows live answered, when it missed some.
+    std::optional<metric_listing> on_live_rows;
     if (live && live->artifact) {
         auto lm = score_live(d.task, *live->artifact, test_rows, y_test, out.classes);
         if (lm) {
-            out.live_metrics = *lm;
+            out.live_metrics = lm->metrics;
             out.live_version = live->version;
+            if (lm->failed > 0) {
+                feature_rows x_sub;
+                std::vector<double> y_sub;
+                for (std::size_t i : lm->rows) {
+                    x_sub.push_back(x_test[i]);
+                    y_sub.push_back(y_test[i]);
+                }
+                auto cm = score(d.task, **fn, x_sub, y_sub, num_classes);
+                if (!cm) return cm.error();
+                on_live_rows = *cm;
+                out.live_rows = lm->rows.size();
+                log("warn", "live version " + std::to_string(live->version) + " cannot answer " +
+                                std::to_string(lm->failed) + " of " +
+                                std::to_string(test_rows.size()) + " holdout rows (" +
+                                lm->first_failure + "); compared with it on the other " +
+                                std::to_string(lm->rows.size()));
+            }
         } else {
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +
                             lm.error().message());
@@ -367,7 +420,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     log("info", "permutation importance on " + std::to_string(out.importance.rows) +
                     " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
-                             out.live_metrics ? &*out.live_metrics : nullptr);
+                             out.live_metrics ? &*out.live_metrics : nullptr,
+                             on_live_rows ? &*on_live_rows : nullptr);
     log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());
 
     // The artifact, then proof that it predicts exactly what was evaluated.

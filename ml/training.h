@@ -36,16 +36,21 @@ struct gate_decision {
     std::string metric;  // the primary metric compared
     double candidate = 0, baseline = 0;
     std::optional<double> live;
+    // The candidate on the holdout rows live answered, when live missed some.
+    std::optional<double> candidate_on_live_rows;
     std::vector<std::string> reasons;  // why it failed; empty when passed
     std::string summary() const;
 };
 
 // The publish gate: beat the baseline on the primary metric, meet every
 // threshold of the policy, and beat the live version (same rows) by the
-// policy's min_improvement.
+// policy's min_improvement. When live could not answer every holdout row,
+// `candidate_on_live_rows` holds the candidate's metrics on the rows it did,
+// and that comparison uses them.
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
-                            const metric_listing* live);
+                            const metric_listing* live,
+                            const metric_listing* candidate_on_live_rows = nullptr);
 
 // How much the candidate relies on one field: its primary metric on the
 // holdout with the field's values shuffled among the rows, against the
@@ -86,6 +91,7 @@ struct training_outcome {
     prediction baseline_answer;
     std::optional<metric_listing> live_metrics;
     std::optional<std::int64_t> live_version;
+    std::optional<std::size_t> live_rows;  // holdout rows live answered, when not all
     gate_decision gate;
     std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
     std::string split_rule;

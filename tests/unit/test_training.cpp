@@ -870,6 +870,42 @@ TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact",
         CHECK_FALSE(second->gate.passed);
         CHECK_THAT(all_reasons(second->gate), Contains("does not beat the live version on rmse"));
     }
+    SECTION("a holdout row live cannot answer leaves the rest to compare on") {
+        // One holdout entity with x1 = 1e308: the linear live version's
+        // answer is infinite there. A weak candidate (one shallow tree) that
+        // answers it beats the baseline but not live: the gate once left
+        // live out and published it.
+        training_set extra = data;
+        training_example odd = extra.rows.front();
+        for (int i = 0; !holdout_of(odd.entity, 0.2); ++i) odd.entity = "odd" + std::to_string(i);
+        odd.features = {{"x1", 1e308}, {"x2", 0.0}};
+        odd.label = 1.0;
+        extra.rows.push_back(odd);
+        live_reference live;
+        live.version = 7;
+        live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+        auto weak = xy_definition(task_kind::regression, "forest");
+        weak.params.num_trees = 1;
+        weak.params.min_samples_per_leaf = 60;
+        std::vector<std::string> job_log;
+        training_hooks job_hooks;
+        job_hooks.log = [&job_log](const std::string&, const std::string& m) {
+            job_log.push_back(m);
+        };
+        auto second = train_model(weak, extra, &live, job_hooks);
+        REQUIRE(second);
+        REQUIRE(second->live_version == std::optional<std::int64_t>(7));
+        CHECK(second->live_rows == std::optional<std::size_t>(second->test_rows - 1));
+        REQUIRE(second->gate.candidate_on_live_rows.has_value());
+        CHECK(second->gate.candidate < second->gate.baseline);  // beats the baseline
+        CHECK(*second->gate.candidate_on_live_rows > *second->gate.live);
+        CHECK_FALSE(second->gate.passed);
+        CHECK_THAT(all_reasons(second->gate), Contains("does not beat the live version on rmse") &&
+                                                  Contains("on the rows live answers"));
+        std::string job_text;
+        for (const auto& l : job_log) job_text += l + "\n";
+        CHECK_THAT(job_text, Contains("cannot answer 1 of") && Contains("entity odd"));
+    }
 }
 
 // Past importance_max_rows holdout rows, the shuffled scores cover the first
