@@ -18,7 +18,7 @@ struct row {
     std::optional<std::int64_t> version;
     std::string arm;
     bool shadow = false;
-    double value = 0;
+    std::optional<double> value;  // none when nothing answered
     std::string label;
     std::vector<double> probabilities;
     bool fallback = false;
@@ -74,7 +74,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             r.version = l.version;
             r.arm = l.arm;
             r.shadow = l.shadow;
-            r.value = l.value.value_or(0.0);
+            r.value = l.value;
             r.label = l.label;
             r.probabilities = l.probabilities;
             r.fallback = l.fallback;
@@ -116,8 +116,10 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             } else {
                 continue;
             }
+            // A row that answered nothing (a failed shadow) is not a 0.
+            if (!r.value) continue;
             a.truth.push_back(t);
-            a.predicted.push_back(r.value);
+            a.predicted.push_back(*r.value);
         } else {
             if (!r.version) continue;  // constant fallbacks have no class order to score
             const auto& names = r.scoring->classes;

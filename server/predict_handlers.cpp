@@ -338,7 +338,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.arm = fallback && !version ? "fallback" : pick.arm;
         row.entity = instances[i].entity;
         row.time = answered_at;
-        row.value = ans.value;
+        if (source != "none") row.value = ans.value;  // "none" answered nothing
         if (ans.task != ml::task_kind::regression) {
             row.label = ans.label;
             row.probabilities.assign(ans.probabilities);

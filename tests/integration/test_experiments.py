@@ -270,6 +270,39 @@ class ExperimentTest(SharedServerCase):
                 self.assertEqual((p["arm"], p["version"], p["fallback"]), ("a", 1, False), p)
             self.assertEqual(p["prediction"], live[e], p)
 
+    def test_shadow_rows_that_answered_nothing_are_not_scored(self):
+        # x1 = 1e308: the forest (version 2) answers, the linear shadow
+        # (version 1) overflows and logs no value. Its outcomes are not
+        # scored against a prediction of 0 (live metrics once said rmse 42
+        # for a shadow that never answered).
+        name, _, labels, _ = three_versions(self, self.c, seed=14)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "shadow", "arms": [{"name": "forest", "version": 2, "weight": 1},
+                                         {"name": "lin", "version": 1, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        insts = [{"entity": uid("ovf"), "features": dict(entity_features(i), x1=1e308)}
+                 for i in range(10)]
+        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        for p in preds:
+            self.assertEqual((p["arm"], p["version"], p["fallback"]), ("forest", 2, False), p)
+
+        def shadow_group():
+            groups = {(g["arm"], g["shadow"]): g for g in self.live_metrics(name)}
+            g = groups.get(("lin", True))
+            return groups if g and g["predictions"] == 10 else None
+        wait_until(shadow_group, LOG_WAIT_S, "10 shadow rows logged", interval=0.2)
+        truths = [40.0 + k for k in range(10)]
+        post_facts(self, self.c, [fact(labels, i["entity"], {"y": t})
+                                  for i, t in zip(insts, truths)])
+        groups = {(g["arm"], g["shadow"]): g for g in self.live_metrics(name)}
+        sh = groups[("lin", True)]
+        self.assertEqual((sh["predictions"], sh["fallbacks"], sh["outcomes"]), (10, 10, 0), sh)
+        self.assertFalse(sh.get("metrics"), sh)
+        live = groups[("forest", False)]
+        self.assertEqual((live["predictions"], live["outcomes"]), (10, 10), live)
+        want = regression_metrics(truths, [p["prediction"] for p in preds])
+        self.assertAlmostEqual(live["metrics"]["rmse"], want["rmse"], places=6)
+
     def test_outcomes_join_to_predictions(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=12)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
