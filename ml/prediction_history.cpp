@@ -87,18 +87,37 @@ outcome_finder::outcome_finder(connection& c, std::string label_stream,
                  "SELECT f.id, f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
                  " AND f.event_time >= ?3 AND coalesce(json_type(f.data, ?4), 'null') != 'null'"
                  " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
+      correction_(c,
+                  "SELECT id, data, coalesce(json_type(data, ?2), 'null') != 'null' FROM facts"
+                  " WHERE corrects = ?1 ORDER BY id DESC LIMIT 1"),
       stream_(std::move(label_stream)),
       label_path_("$.\"" + label_field + "\"") {}
+
+// A correction takes the place of the fact it corrects, as in training,
+// even when it does not repeat the prediction id; one without the label
+// field withdraws the outcome.
+std::optional<joined_outcome> outcome_finder::standing(std::int64_t id, std::string data,
+                                                       bool by_id) {
+    for (int depth = 0; depth < 64; ++depth) {
+        correction_.reset();
+        correction_.bind(1, id).bind(2, label_path_);
+        if (!correction_.step()) break;
+        id = correction_.column_int(0);
+        data = correction_.column_text(1);
+        if (correction_.column_int(2) == 0) return std::nullopt;
+    }
+    return joined_outcome{id, std::move(data), by_id};
+}
 
 std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
     by_id_.reset();
     by_id_.bind(1, p.prediction_id()).bind(2, stream_).bind(3, label_path_);
-    if (by_id_.step()) return joined_outcome{by_id_.column_int(0), by_id_.column_text(1), true};
+    if (by_id_.step()) return standing(by_id_.column_int(0), by_id_.column_text(1), true);
     if (p.entity.empty()) return std::nullopt;
     by_entity_.reset();
     by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time).bind(4, label_path_);
     if (by_entity_.step())
-        return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
+        return standing(by_entity_.column_int(0), by_entity_.column_text(1), false);
     return std::nullopt;
 }
 

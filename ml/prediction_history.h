@@ -82,8 +82,12 @@ public:
     std::optional<joined_outcome> find(const logged_prediction& p);
 
 private:
+    // The fact standing for `found`: the end of its chain of corrections.
+    std::optional<joined_outcome> standing(std::int64_t id, std::string data, bool by_id);
+
     statement by_id_;
     statement by_entity_;
+    statement correction_;
     std::string stream_;
     std::string label_path_;  // SQLite's JSON path to the label field
 };

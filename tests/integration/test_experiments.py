@@ -364,11 +364,24 @@ class ExperimentTest(SharedServerCase):
         idx = [p["prediction_id"] for p in preds if p["arm"] == first["arm"]].index(
             first["prediction_id"])
         t[idx] = 100.0
-        post_facts(self, self.c, [fact(labels, uid("late"), {
+        late_id, = post_facts(self, self.c, [fact(labels, uid("late"), {
             "y": 100.0, "prediction_id": first["prediction_id"]})])
         g = {x["arm"]: x for x in self.live_metrics(name)}[first["arm"]]
         self.assertEqual(g["outcomes"], len(t), g)
         self.assertAlmostEqual(g["metrics"]["rmse"], regression_metrics(t, q)["rmse"], places=6)
+
+        # A correction takes its place, as in training, though it does not
+        # repeat the prediction id (the join kept 100, corrected away).
+        fix_id, = post_facts(self, self.c, [fact(labels, uid("fix"), {"y": 7.0},
+                                                 corrects=late_id)])
+        t[idx] = 7.0
+        g = {x["arm"]: x for x in self.live_metrics(name)}[first["arm"]]
+        self.assertEqual(g["outcomes"], len(t), g)
+        self.assertAlmostEqual(g["metrics"]["rmse"], regression_metrics(t, q)["rmse"], places=6)
+        r = self.c.get("/v1/models/%s/predictions?id=%s" % (name, first["prediction_id"]))
+        self.assertEqual(r.status, 200, r)
+        entry = r.json()["predictions"][0]
+        self.assertEqual((entry["outcome"]["fact"], entry["outcome"]["value"]), (fix_id, 7.0), entry)
 
         # ?since= limits the predictions considered.
         r = self.c.get("/v1/models/%s/live-metrics?since=2999-01-01T00:00:00Z" % name)
