@@ -120,8 +120,29 @@ void use_served_specs(model_serving& s) {
             if (!have) specs.push_back(spec);
         }
     }
+    // The chain's earlier versions: their own fields reach them too (else
+    // a fallback to a version trained on a field live dropped imputed it).
+    std::vector<feature_spec> extra;
+    for (const auto& prev : s.previous) {
+        for (const auto& spec : prev->artifact->pipeline.specs()) {
+            bool read_by_served = false;
+            for (const auto& h : specs) read_by_served = read_by_served || h.field == spec.field;
+            bool have = false;
+            for (const auto& h : extra)
+                have = have || (h.field == spec.field && h.transform == spec.transform);
+            if (!read_by_served && !have) extra.push_back(spec);
+        }
+    }
     s.definition.features = std::move(specs);
     s.fields = index_fields(s.definition.features);
+    if (extra.empty()) return;
+    for (auto f : index_fields(extra)) {
+        f.fallback_only = true;
+        s.fields.push_back(std::move(f));
+    }
+    std::sort(s.fields.begin(), s.fields.end(),
+              [](const served_field& a, const served_field& b) { return a.name < b.name; });
+    s.fallback_features = std::move(extra);
 }
 
 std::vector<served_field> index_fields(const std::vector<feature_spec>& specs) {

@@ -103,6 +103,10 @@ struct serving_arm {
 struct served_field {
     std::string name;
     std::uint32_t transforms = 0;
+    // Read only by earlier live versions in the fallback chain: passed to
+    // them when it fits their transforms, never refused, imputed, or
+    // reported as ignored.
+    bool fallback_only = false;
 };
 
 // The fields of the specs, sorted by name, each once.
@@ -130,6 +134,9 @@ struct model_serving {
     std::optional<answer> prior;    // the label's prior from the data, for untrained models
     std::vector<std::string> prior_classes;
     std::vector<served_field> fields;  // fields the definition reads, by name
+    // Fields only earlier live versions read, with their transforms (in
+    // `fields` too, flagged fallback_only).
+    std::vector<feature_spec> fallback_features;
     std::chrono::steady_clock::time_point built_at;
 };
 

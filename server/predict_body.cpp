@@ -46,7 +46,8 @@ std::uint64_t hash_null(std::uint64_t h) {
 
 void list_missing(const ml::model_serving& m, predict_instance& out) {
     for (const auto& field : m.fields) {
-        if (!out.record.count(field.name)) out.missing.push_back(field.name);
+        if (!field.fallback_only && !out.record.count(field.name))
+            out.missing.push_back(field.name);
     }
 }
 
@@ -170,7 +171,16 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
             if (status s = check_feature_type(spec, v, prefix, k); !s) return s;
         }
         if (!known) {
-            out.ignored.push_back(k);
+            // A field only the fallback chain reads: kept when it fits.
+            bool fits = false;
+            for (const auto& spec : m.fallback_features) {
+                if (spec.field != k) continue;
+                known = true;
+                fits = check_feature_type(spec, v, prefix, k).is_ok() && !v.is_null();
+                if (!fits) break;
+            }
+            if (!known) out.ignored.push_back(k);
+            if (fits) out.record.emplace(k, to_raw(v));
             continue;
         }
         if (v.is_null()) continue;  // null is missing: imputed, and listed as such
@@ -404,23 +414,30 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
                 break;
         }
         // Both lists are in key order: the fields skipped on the way are missing.
-        while (field != m.fields.end() && field->name < mem.key)
-            out.missing.push_back((field++)->name);
+        while (field != m.fields.end() && field->name < mem.key) {
+            if (!field->fallback_only) out.missing.push_back(field->name);
+            ++field;
+        }
         if (field == m.fields.end() || field->name != mem.key) {
             out.ignored.emplace_back(mem.key);
             continue;
         }
+        bool fits = true;
         for (unsigned t = 0; t < 32; ++t) {
             if ((field->transforms >> t & 1u) &&
                 !scalar_fits(static_cast<ml::transform_kind>(t), mem.value)) {
-                return false;
+                fits = false;
             }
         }
+        const bool fallback_only = field->fallback_only;
         const std::string& name = (field++)->name;
+        if (!fits && !fallback_only) return false;
+        // A field only the fallback chain reads is dropped, not refused.
+        if (!fits) continue;
         ml::raw_value v;
         switch (mem.value.type) {
             case scalar::kind::null:
-                out.missing.push_back(name);  // imputed, and listed as such
+                if (!fallback_only) out.missing.push_back(name);  // imputed, and listed as such
                 continue;
             case scalar::kind::number:
                 v = mem.value.number;
@@ -434,7 +451,9 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
         }
         out.record.emplace(name, std::move(v));
     }
-    while (field != m.fields.end()) out.missing.push_back((field++)->name);
+    for (; field != m.fields.end(); ++field) {
+        if (!field->fallback_only) out.missing.push_back(field->name);
+    }
     out.features_hash = h;
     return true;
 }

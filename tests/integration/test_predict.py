@@ -857,6 +857,35 @@ class FaultTest(SharedServerCase):
         v2 = [v for v in mine["versions"] if v["version"] == 2 and v["role"] == "live"][0]
         self.assertEqual((v2["requests"], v2["errors"], v2["fallbacks"]), (12, 12, 12), v2)
 
+    def test_the_previous_version_reads_the_fields_live_no_longer_reads(self):
+        # Version 2 reads x1 only and throws; version 1 also read x2 and
+        # color. Falling back to version 1, they reach it: its answer is its
+        # own (it imputed them, and listed x2 as ignored, before). A wrong
+        # type in a field only version 1 reads is dropped for it, not
+        # refused: live accepts the request.
+        name, feats, labels, rows, d = self.trained()
+        v1_value = predict(self, self.c, name, {"features": FEATURES})["prediction"]
+        put_model(self, self.c, name, dict(d, features=[{"field": "x1"}],
+                                           test_fault="serve_throw"))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "x1 only, and it throws")
+        p = predict(self, self.c, name, {"entity": "f1", "features": FEATURES})
+        self.assertFallback(p, "model_error", "previous_version", 1)
+        self.assertEqual(p["prediction"], v1_value, p)
+        self.assertNotIn("ignored_fields", p)
+        self.assertNotIn("imputed_fields", p)
+        r = predict(self, self.c, name, {"instances": [{"features": FEATURES}] * 2})
+        for q in r["predictions"]:
+            self.assertEqual(q["prediction"], v1_value, q)
+        odd = dict(FEATURES, x2="not a number")
+        p = predict(self, self.c, name, {"features": odd})
+        self.assertFallback(p, "model_error", "previous_version", 1)
+        without_x2 = dict(FEATURES)
+        del without_x2["x2"]
+        self.assertEqual(p["prediction"],
+                         predict(self, self.c, name, {"features": without_x2})["prediction"], p)
+        self.assertNotEqual(p["prediction"], v1_value, p)
+
     def test_throwing_version_without_a_previous_one_answers_the_baseline(self):
         name, feats, labels, rows, d = self.model(test_fault="serve_throw")
         self.assertEqual(train(self, self.c, name), 1)
