@@ -17,6 +17,10 @@ struct fact_ref {
     micros event_time = 0;
     std::optional<std::int64_t> corrects;
     bool has_field = false;  // the label field is present and not null
+    // Orders facts at equal times: a correction takes the id of the fact it
+    // corrects (its place), so a newer fact at the same time still wins.
+    std::int64_t order_id = 0;
+    bool has_feature = true;  // holds a declared feature field (same-stream reads only)
 };
 
 // The facts of a stream up to the watermark that still stand (no fact within
@@ -27,17 +31,30 @@ struct stream_view {
     std::vector<fact_ref> standing;  // with event_time replaced by the effective time
 };
 
+// `feature_paths`: when not empty, has_feature says whether a fact holds
+// one of them.
 stream_view read_stream(connection& c, const std::string& stream, std::int64_t watermark,
-                        const std::string& field_path) {
+                        const std::string& field_path,
+                        const std::vector<std::string>& feature_paths = {}) {
     std::vector<fact_ref> all;
+    std::string any_feature = feature_paths.empty() ? "1" : "0";
+    for (std::size_t i = 0; i < feature_paths.size(); ++i) {
+        any_feature +=
+            " OR coalesce(json_type(data, ?" + std::to_string(4 + i) + "), 'null') != 'null'";
+    }
     statement st(c,
                  "SELECT id, entity, event_time, corrects,"
-                 " coalesce(json_type(data, ?3), 'null') != 'null'"
-                 " FROM facts WHERE stream = ?1 AND id <= ?2 ORDER BY id");
+                 " coalesce(json_type(data, ?3), 'null') != 'null', " +
+                     any_feature + " FROM facts WHERE stream = ?1 AND id <= ?2 ORDER BY id");
     st.bind(1, stream).bind(2, watermark).bind(3, field_path.empty() ? "$.__none__" : field_path);
+    for (std::size_t i = 0; i < feature_paths.size(); ++i)
+        st.bind(static_cast<int>(4 + i), feature_paths[i]);
     while (st.step()) {
-        all.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_opt_int(3),
-                       st.column_int(4) != 0});
+        fact_ref f{st.column_int(0), st.column_text(1), st.column_int(2), st.column_opt_int(3),
+                   st.column_int(4) != 0};
+        f.order_id = f.id;
+        f.has_feature = st.column_int(5) != 0;
+        all.push_back(std::move(f));
     }
     std::unordered_map<std::int64_t, std::size_t> index;
     std::unordered_set<std::int64_t> corrected;
@@ -46,22 +63,22 @@ stream_view read_stream(connection& c, const std::string& stream, std::int64_t w
         if (all[i].corrects) corrected.insert(*all[i].corrects);
     }
     // A correction may name a fact of another stream; then its own time stands.
-    auto effective_time = [&](const fact_ref& f) {
-        micros t = f.event_time;
+    // The time and id of the fact a chain of corrections began with.
+    auto effective_place = [&](fact_ref& f) {
         std::optional<std::int64_t> next = f.corrects;
         for (int depth = 0; next && depth < 64; ++depth) {
             auto it = index.find(*next);
             if (it == index.end()) break;
-            t = all[it->second].event_time;
+            f.event_time = all[it->second].event_time;
+            f.order_id = all[it->second].id;
             next = all[it->second].corrects;
         }
-        return t;
     };
     stream_view v;
     for (const fact_ref& f : all) {
         if (corrected.count(f.id)) continue;
         fact_ref s = f;
-        s.event_time = effective_time(f);
+        effective_place(s);
         v.standing.push_back(std::move(s));
     }
     return v;
@@ -75,10 +92,17 @@ result<training_set> build_training_set(connection& c, const model_definition& d
     out.max_fact_id = watermark;
     const std::string label_path = "$.\"" + d.label.field + "\"";
     try {
-        stream_view labels = read_stream(c, d.label.stream, watermark, label_path);
-        stream_view features = d.features_from == d.label.stream
-                                   ? labels
-                                   : read_stream(c, d.features_from, watermark, "");
+        // Features from the label's own stream: a fact holding only the
+        // label (no declared feature) is not the entity's feature fact, or
+        // it would hide the features sent before it.
+        const bool same_stream = d.features_from == d.label.stream;
+        std::vector<std::string> feature_paths;
+        if (same_stream) {
+            for (const auto& spec : d.features) feature_paths.push_back("$.\"" + spec.field + "\"");
+        }
+        stream_view labels = read_stream(c, d.label.stream, watermark, label_path, feature_paths);
+        stream_view features =
+            same_stream ? labels : read_stream(c, d.features_from, watermark, "");
 
         // The latest label per entity, by effective time then id.
         std::map<std::string, const fact_ref*> latest_label;
@@ -86,18 +110,19 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             if (!f.has_field) continue;
             const fact_ref*& cur = latest_label[f.entity];
             if (!cur || f.event_time > cur->event_time ||
-                (f.event_time == cur->event_time && f.id > cur->id)) {
+                (f.event_time == cur->event_time && f.order_id > cur->order_id)) {
                 cur = &f;
             }
         }
         // Feature facts per entity, ordered by effective time then id.
         std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
         for (const fact_ref& f : features.standing) {
-            if (latest_label.count(f.entity)) by_entity[f.entity].push_back(&f);
+            if (f.has_feature && latest_label.count(f.entity)) by_entity[f.entity].push_back(&f);
         }
         for (auto& [entity, list] : by_entity) {
             std::sort(list.begin(), list.end(), [](const fact_ref* a, const fact_ref* b) {
-                return a->event_time != b->event_time ? a->event_time < b->event_time : a->id < b->id;
+                return a->event_time != b->event_time ? a->event_time < b->event_time
+                                                      : a->order_id < b->order_id;
             });
         }
 

@@ -766,6 +766,49 @@ TEST_CASE("training set: a label correction sent later keeps the label's point i
     CHECK(number_of(set->rows[0].features.at("x")) == 1);
 }
 
+// At equal event times the later-sent fact wins; a correction takes the
+// place of the fact it corrects, so it does not jump ahead of a fact sent
+// between the two (it did: labels came out 11, not 20).
+TEST_CASE("training set: a correction keeps its fact's place among facts at the same time",
+          "[training_data]") {
+    fact_db db;
+    db.add("posts", "L", t0, {{"x", 1}});
+    const auto first = db.add("likes", "L", t0 + 10 * minute, {{"y", 10}});
+    db.add("likes", "L", t0 + 10 * minute, {{"y", 20}});
+    db.add("likes", "L", t0 + 30 * minute, {{"y", 11}}, first);
+    const auto feat = db.add("posts", "M", t0, {{"x", 1}});
+    db.add("posts", "M", t0, {{"x", 2}});
+    db.add("posts", "M", t0 + 30 * minute, {{"x", 3}}, feat);
+    db.add("likes", "M", t0 + 10 * minute, {{"y", 5}});
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 2);
+    CHECK(number_of(row_of(*set, "L")->label) == 20);
+    CHECK(number_of(row_of(*set, "M")->features.at("x")) == 2);
+}
+
+// Features and label in one stream: a fact holding only the label is not
+// the entity's feature fact (it hid the features sent before it: "x is
+// always missing"); a fact holding both is.
+TEST_CASE("training set: features from the label's own stream", "[training_data]") {
+    fact_db db;
+    db.add("events", "N", t0, {{"x", 7}});
+    db.add("events", "N", t0 + 10 * minute, {{"y", 70}});
+    db.add("events", "P", t0, {{"x", 1}});
+    db.add("events", "P", t0 + 10 * minute, {{"x", 8}, {"y", 80}});
+    db.add("events", "Q", t0 + 10 * minute, {{"y", 90}});  // no features at all
+    auto d = posts_likes_definition();
+    d.features_from = "events";
+    d.label.stream = "events";
+    auto set = build_training_set(db.conn, d, 1000000);
+    REQUIRE(set);
+    CHECK(set->without_features == 1);
+    REQUIRE(set->rows.size() == 2);
+    CHECK(number_of(row_of(*set, "N")->features.at("x")) == 7);
+    CHECK(number_of(row_of(*set, "N")->label) == 70);
+    CHECK(number_of(row_of(*set, "P")->features.at("x")) == 8);
+}
+
 // The every-N-new-labels trigger counts labels after the last version's
 // snapshot and stored after the newest job was queued: a job that failed
 // (one class only) keeps no snapshot, so its labels were counted again and
