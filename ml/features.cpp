@@ -402,6 +402,17 @@ result<transform_kind> parse_transform_kind(std::string_view name) {
                                "boolean or interval)");
 }
 
+std::string unreadable_field_name(const std::string& field) {
+    for (char ch : field) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f) {
+            return "a field name with a double quote, a backslash or a control character "
+                   "cannot be read";
+        }
+    }
+    return {};
+}
+
 std::vector<status> spec_problems(const std::vector<feature_spec>& specs) {
     std::vector<status> out;
     if (specs.empty()) out.push_back(invalid("features", "at least one feature is required"));
@@ -410,10 +421,8 @@ std::vector<status> spec_problems(const std::vector<feature_spec>& specs) {
         const auto& s = specs[i];
         const std::string where = "features[" + std::to_string(i) + "]";
         if (s.field.empty()) out.push_back(invalid(where + ".field", "field name is empty"));
-        // SQLite's JSON paths quote a key with '"' and cannot escape one.
-        if (s.field.find('"') != std::string::npos)
-            out.push_back(
-                invalid(where + ".field", "a field name with a double quote cannot be read"));
+        if (std::string why = unreadable_field_name(s.field); !why.empty())
+            out.push_back(invalid(where + ".field", why));
         if (!seen.emplace(s.field, s.transform).second) {
             out.push_back(invalid(where, "duplicate feature " + spec_label(s)));
         }

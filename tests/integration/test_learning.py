@@ -353,6 +353,15 @@ class DefinitionTest(SharedServerCase):
         self.assertIn("nosuch", msgs["label.field"])
         self.assertIn("nope", msgs["features[1].field"])
 
+        # Keys SQLite's JSON paths cannot name as stored (escaped in the
+        # JSON): refused by name. "a\\b" was accepted and trained on nothing.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": f, "label": {"stream": l, "field": "y\\z"},
+            "features": [{"field": "x1"}, {"field": "a\tb"}]})
+        msgs = assert_definition_errors(self, r, ["label.field", "features[1].field"])
+        self.assertIn("backslash", msgs["label.field"])
+        self.assertIn("control character", msgs["features[1].field"])
+
         # A text label for a regression.
         r = self.c.request("PUT", "/v1/models/" + name,
                            json_body=definition("regression", f, l, field="kind"))

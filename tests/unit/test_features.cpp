@@ -281,6 +281,14 @@ TEST_CASE("bad specs are refused before looking at data", "[features]") {
     REQUIRE_FALSE(quoted);
     CHECK(quoted.error().field() == "features[0].field");
     CHECK_THAT(quoted.error().message(), Contains("double quote"));
+    // A backslash or a control character is stored escaped ("a\\b"): the
+    // path "a\b" matched nothing, and "a\\b" a key that does not exist.
+    for (const char* name : {"a\\b", "a\tb", "a\x01", "a\x7f"}) {
+        auto odd = feature_pipeline::fit({spec(name, transform_kind::numeric)}, rows);
+        REQUIRE_FALSE(odd);
+        CHECK(odd.error().field() == "features[0].field");
+        CHECK_THAT(odd.error().message(), Contains("backslash or a control character"));
+    }
 }
 
 TEST_CASE("transform names parse and print", "[features]") {
