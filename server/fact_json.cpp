@@ -39,14 +39,6 @@ const char* type_name(const json& j) {
     }
 }
 
-bool valid_stream_name(const std::string& s) {
-    if (s.empty() || s.size() > max_stream_len) return false;
-    for (unsigned char c : s) {
-        if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
-    }
-    return true;
-}
-
 // Checks numbers are finite everywhere and that uncertainty objects are
 // well-formed. `path` names the field for the error message.
 status check_value(const json& v, const std::string& path, int depth) {
@@ -131,9 +123,10 @@ parsed_item parse_fact_object(const json& j, micros now) {
         return item;
     }
     f.stream = stream->get<std::string>();
-    if (!valid_stream_name(f.stream)) {
-        item.error =
-            invalid("stream", "must be 1-128 characters of letters, digits, '_', '-' or '.'");
+    if (!valid_name(f.stream, max_stream_len)) {
+        item.error = invalid(
+            "stream",
+            "must be 1-128 characters of letters, digits, '_', '-' or '.', not \".\" or \"..\"");
         return item;
     }
     auto entity = j.find("entity");

@@ -174,8 +174,11 @@ result<std::int64_t> parse_int(const std::string& field, const std::string& text
     return v;
 }
 
-bool valid_name(const std::string& s) {
-    if (s.empty() || s.size() > 64) return false;
+bool valid_name(const std::string& s, std::size_t max_size) {
+    if (s.empty() || s.size() > max_size) return false;
+    // Clients and browsers collapse "." and ".." in a URL's path: such a
+    // model or stream could never be reached by name.
+    if (s == "." || s == "..") return false;
     for (unsigned char c : s) {
         if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
     }

@@ -60,8 +60,9 @@ inline result<std::int64_t> parse_id(const std::string& field, const std::string
     return parse_int(field, text, 1, INT64_MAX);
 }
 
-// Model and alias names: 1-64 letters, digits, '_', '-' or '.'.
-bool valid_name(const std::string& s);
+// Model and alias names (and, up to 128, stream names): 1-64 letters,
+// digits, '_', '-' or '.', but not "." or "..".
+bool valid_name(const std::string& s, std::size_t max_size = 64);
 
 // Who is asking, for the records (set by authentication).
 inline std::string actor_of(const http_request& req) {

@@ -89,7 +89,8 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases,
 http_response put_model(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     if (!valid_name(name)) {
-        return error_response(invalid("name", "a model name is 1-64 letters, digits, '_', '-' or '.'"));
+        return error_response(invalid(
+            "name", "a model name is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
     }
     if (std::string mt = media_type(req); !mt.empty() && mt != "application/json") {
         return error_response(status(error_kind::unsupported_media,
@@ -319,7 +320,9 @@ http_response get_model_aliases(app& a, const http_request& req) {
 http_response put_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
-    if (!valid_name(alias)) return error_response(invalid("alias", "an alias is 1-64 letters, digits, '_', '-' or '.'"));
+    if (!valid_name(alias))
+        return error_response(invalid(
+            "alias", "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
     auto body = json_object_body(req, false);
     if (!body) return error_response(body.error());
     auto v = body->find("version");

@@ -124,6 +124,17 @@ SCENARIOS = [
     dict(name="invalid stream name", method="POST", path="/v1/facts",
          body={"stream": "two words", "entity": "e", "data": {}}, status=400,
          code="invalid_argument", field="stream"),
+    # URLs collapse "." and "..": such a stream or model could not be named.
+    dict(name="stream '..'", method="POST", path="/v1/facts",
+         body={"stream": "..", "entity": "e", "data": {}}, status=400,
+         code="invalid_argument", field="stream"),
+    dict(name="stream '.'", method="POST", path="/v1/facts",
+         body={"stream": ".", "entity": "e", "data": {}}, status=400,
+         code="invalid_argument", field="stream"),
+    dict(name="model '..'", method="PUT", path="/v1/models/..",
+         body={"task": "regression", "features_from": "s", "label": {"field": "y"},
+               "features": [{"field": "x"}]}, status=400,
+         code="invalid_argument", field="name"),
     # ---- unparseable times
     dict(name="time 'yesterday'", method="POST", path="/v1/facts",
          body={"stream": "s", "entity": "e", "time": "yesterday", "data": {}}, status=400,
