@@ -322,12 +322,76 @@ result<std::unique_ptr<db_lock>> db_lock::acquire(const std::string& db_path) {
         if (::ftruncate(fd, 0) == 0) {
             [[maybe_unused]] ssize_t w = ::pwrite(fd, pid.data(), pid.size(), 0);
         }
-        return std::unique_ptr<db_lock>(new db_lock(fd, path));
+        std::unique_ptr<db_lock> lock(new db_lock(fd, path));
+        if (status s = lock->hold_file(target.string(), db_path); !s) return s;
+        return lock;
     }
     return status(error_kind::internal, "cannot lock " + path + ": it keeps changing");
 }
 
+status db_lock::hold_file(const std::string& target, const std::string& db_path) {
+    // The lock file above is found by name, so a hard link (another name for
+    // the same inode) gets a lock file of its own. This lock is on the
+    // database file itself, so it holds per device and inode whatever names
+    // it. A new database is created empty here (SQLite takes an empty file
+    // as new) so that it has an identity to lock from the start.
+    int fd = ::open(target.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        created_ = true;
+    } else if (errno == EEXIST) {
+        fd = ::open(target.c_str(), O_RDWR | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        int err = errno;
+        if (err == EACCES || err == EPERM || err == EROFS) {
+            return status(error_kind::failed_precondition,
+                          "database " + db_path + " is read-only (" + std::strerror(err) +
+                              "); Kennel must be able to write it");
+        }
+        return status(error_kind::internal,
+                      "cannot open database " + db_path + ": " + std::strerror(err));
+    }
+    db_fd_ = fd;
+    db_file_ = target;
+    // An open-file-description lock: unlike SQLite's own POSIX locks it is
+    // not dropped when another descriptor of the file in this process
+    // closes, and it conflicts between descriptors of one process too. One
+    // byte far beyond SQLite's lock bytes (512 from offset 0x40000000), so
+    // it never meets them; a lock beyond the end of a file is allowed.
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = identity_lock_offset;
+    fl.l_len = 1;
+    if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EACCES) {
+            return status(error_kind::conflict,
+                          "database " + db_path +
+                              " is in use by another Kennel process (through another name for "
+                              "the same file, such as a hard link)");
+        }
+        return status(error_kind::internal,
+                      "cannot lock database " + db_path + ": " + std::strerror(err));
+    }
+    return status::ok();
+}
+
 db_lock::~db_lock() {
+    if (db_fd_ >= 0) {
+        // A database this lock created and nobody wrote (a start that failed
+        // before SQLite opened it) is removed, as if never created.
+        struct stat st {};
+        std::error_code ec;
+        if (created_ && ::fstat(db_fd_, &st) == 0 && st.st_size == 0 &&
+            !std::filesystem::exists(db_file_ + "-wal", ec)) {
+            ::unlink(db_file_.c_str());
+        }
+        // Closed after every connection of this process (the lock outlives
+        // them): closing a descriptor drops the process's POSIX locks on the
+        // file, SQLite's included.
+        ::close(db_fd_);
+    }
     // Removed while still held: whoever opens the name next gets a new file,
     // and one who opened the old file sees it is no longer named (above).
     ::unlink(path_.c_str());

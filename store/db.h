@@ -175,11 +175,18 @@ private:
 
 // An exclusive flock on "<the database's canonical path>.lock", held while a
 // process writes the database, so two processes never write one file (a
-// symlink or another path to the same file takes the same lock). acquire()
-// refuses, creating nothing, a path that exists and is not an SQLite
-// database, or whose directory is missing. The lock file is removed when the
-// lock is released (normal exit or a failed start; one left by a crash is
-// harmless: the lock is the flock, not the file). Not shared between threads.
+// symlink or another path to the same file takes the same lock), and an
+// open-file-description lock on one byte of the database file itself, far
+// past SQLite's lock bytes, so a hard link (another name for the same
+// device and inode) is refused too. acquire() refuses, creating nothing, a
+// path that exists and is not an SQLite database, or whose directory is
+// missing, and a database it cannot write. It creates a new database as an
+// empty file (to have a file to lock), removed again at release if still
+// empty. The lock file is removed when the lock is released (normal exit or
+// a failed start; one left by a crash is harmless: the lock is the flock,
+// not the file). Release it after the process's connections to the
+// database closed. Readers (export, backup, offline predict) take no lock.
+// Not shared between threads.
 class db_lock {
 public:
     static result<std::unique_ptr<db_lock>> acquire(const std::string& db_path);
@@ -190,8 +197,14 @@ public:
 
 private:
     db_lock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+    status hold_file(const std::string& target, const std::string& db_path);
+    // Past any real database (SQLite's own locks start at 2^30).
+    static constexpr std::int64_t identity_lock_offset = std::int64_t{1} << 62;
     int fd_;
     std::string path_;  // the lock file
+    int db_fd_ = -1;    // the database file, holding the identity lock
+    std::string db_file_;
+    bool created_ = false;
 };
 
 // Copies the database at `from` into `to_path` with SQLite's online backup

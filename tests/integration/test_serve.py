@@ -9,6 +9,7 @@ nothing was half-written and that the server still serves.
 import calendar
 import http.client
 import json
+import os
 import re
 import resource
 import signal
@@ -937,6 +938,22 @@ class ProcessTest(KennelTestCase):
         self.assertNotEqual(code, 0)
         self.assertIn("in use by another Kennel process", second.stderr())
         self.assertIn(str(first.proc.pid), second.stderr())
+        c = self.client(first)
+        self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
+
+    def test_a_hard_link_to_the_db_is_refused_as_the_same_database(self):
+        # The lock file is named by path; a hard link is another path to the
+        # same inode, so the lock must also hold on the file itself.
+        first = self.start_server(db="a.db")
+        os.link(first.db, self.path("b.db"))
+        second = KennelProcess(self.path("b.db"), port=0)
+        self.addCleanup(second.stop)
+        with self.assertRaises(AssertionError):
+            second.start(timeout=20)  # exits before listening
+        code = second.wait_exit(20)
+        self.assertNotEqual(code, 0)
+        self.assertIn("in use by another Kennel process", second.stderr())
+        self.assertFalse(os.path.exists(self.path("b.db-wal")))
         c = self.client(first)
         self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
 

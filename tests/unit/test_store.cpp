@@ -458,11 +458,12 @@ TEST_CASE("db_lock: a second lock on the same file is refused, by any path to it
     temp_dir dir;
     connection(dir.file("k.db"), {}).exec("CREATE TABLE t (x)");
     fs::create_symlink(dir.file("k.db"), dir.file("link.db"));
+    fs::create_hard_link(dir.file("k.db"), dir.file("hard.db"));  // same inode, its own name
     fs::create_directory(dir.file("sub"));
     auto first = db_lock::acquire(dir.file("k.db"));
     REQUIRE(first);
-    for (const std::string& other :
-         {dir.file("k.db"), dir.file("link.db"), dir.file("sub") + "/../k.db"}) {
+    for (const std::string& other : {dir.file("k.db"), dir.file("link.db"),
+                                     dir.file("sub") + "/../k.db", dir.file("hard.db")}) {
         auto second = db_lock::acquire(other);
         REQUIRE_FALSE(second);
         CHECK(second.error().message().find("in use by another Kennel process") !=
@@ -470,6 +471,7 @@ TEST_CASE("db_lock: a second lock on the same file is refused, by any path to it
     }
     CHECK(fs::exists(dir.file("k.db.lock")));
     CHECK_FALSE(fs::exists(dir.file("link.db.lock")));
+    CHECK_FALSE(fs::exists(dir.file("hard.db.lock")));  // released with the refusal
     first->reset();
     // Released: the file is gone and the next one locks through the link.
     CHECK_FALSE(fs::exists(dir.file("k.db.lock")));
@@ -490,6 +492,10 @@ TEST_CASE("db_lock: a new database may be locked; other files and missing direct
     }
     CHECK_FALSE(fs::exists(dir.file("new.db.lock")));
     CHECK_FALSE(fs::exists(dir.file("empty.db.lock")));
+    // Created empty to be locked, and nothing written: removed again. A file
+    // that was there before stays.
+    CHECK_FALSE(fs::exists(dir.file("new.db")));
+    CHECK(fs::exists(dir.file("empty.db")));
     std::ofstream(dir.file("passwd")) << "root:x:0:0:root:/root:/bin/bash\n";
     auto text = db_lock::acquire(dir.file("passwd"));
     REQUIRE_FALSE(text);
