@@ -340,7 +340,11 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::execv(argv[0], argv.data());
+        // The server's own binary, whatever its path now names: the child's
+        // /proc/self/exe is the image the server runs. A path read at start
+        // fails once an upgrade moves the binary away, or runs the new
+        // binary beside an old server. argv[0] keeps the name for ps.
+        ::execv("/proc/self/exe", argv.data());
         ::_exit(127);
     }
     ::close(pipe_fds[1]);

@@ -28,7 +28,7 @@ namespace kennel::ml {
 
 struct worker_options {
     std::string db_path;
-    std::string exe_path;      // this binary, to run `train-job`
+    std::string exe_path;      // argv[0] of `train-job` (it execs /proc/self/exe)
     bool test_faults = false;  // passed to the child: enables definition.test_fault
     int nice = 10;             // the child's CPU priority offset
     std::chrono::milliseconds poll{1000};        // how often triggers are checked

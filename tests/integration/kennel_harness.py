@@ -160,7 +160,8 @@ class KennelProcess:
     """One `kennel serve` process. Use KennelTestCase.start_server() so it is
     always stopped."""
 
-    def __init__(self, db, args=(), env=None, port=0, log_dir=None, cwd=None):
+    def __init__(self, db, args=(), env=None, port=0, log_dir=None, cwd=None, binary=None):
+        self.binary = binary  # None: KENNEL_BIN
         self.db = db
         self.args = [str(a) for a in args]
         self.env = env
@@ -180,7 +181,7 @@ class KennelProcess:
     # ---- lifecycle
 
     def start(self, wait_ready=True, timeout=START_TIMEOUT_S):
-        cmd = [KENNEL_BIN, "serve"]
+        cmd = [self.binary or KENNEL_BIN, "serve"]
         if self.requested_port is not None:  # None: let env/config/default decide
             cmd += ["--port", str(self.requested_port)]
         if self.db is not None:

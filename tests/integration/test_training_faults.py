@@ -18,7 +18,8 @@ import tempfile
 import time
 import unittest
 
-from kennel_harness import KennelTestCase
+import kennel_harness
+from kennel_harness import KennelProcess, KennelTestCase
 from test_learning import (SharedServerCase, aliases_of, definition, get_job, load_rows,
                            log_text, put_model, queue_training, synthetic, train_and_wait, uid,
                            wait_job, wait_until)
@@ -282,6 +283,34 @@ class InterruptedJobTest(KennelTestCase):
         self.assertFalse(is_training_process(pid, old),
                          "training process %d of job %d still runs after its server was killed"
                          % (pid, old))
+
+
+class MovedBinaryTest(KennelTestCase):
+    """An upgrade moves the running server's binary away and puts another in
+    its place: training still runs the server's own binary."""
+
+    def test_training_runs_the_servers_own_binary_after_it_was_moved(self):
+        bindir = self.path("bin")
+        os.mkdir(bindir)
+        exe = os.path.join(bindir, "kennel")
+        shutil.copy2(kennel_harness.KENNEL_BIN, exe)
+        server = KennelProcess(self.path("moved.db"), binary=exe, log_dir=self.tmp, cwd=self.tmp)
+        self.addCleanup(server.stop)
+        server.start()
+        os.rename(exe, exe + ".old")
+        # The "new binary" now at the old path: the old server must not run it.
+        marker = self.path("new-binary-ran")
+        with open(exe, "w") as f:
+            f.write("#!/bin/sh\ntouch '%s'\nexit 1\n" % marker)
+        os.chmod(exe, 0o755)
+        c = self.client(server)
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, synthetic("regression", 60, seed=11))
+        name = uid("moved")
+        put_model(self, c, name, definition("regression", f, l))
+        j = train_and_wait(self, c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertFalse(os.path.exists(marker), "the server ran the binary now at its old path")
 
 
 if __name__ == "__main__":
