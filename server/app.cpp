@@ -144,6 +144,14 @@ status app::start_store() {
     db.sync = options_.sync;
     try {
         connection conn(options_.db, db);
+        // Started "ready", a server on a file it cannot write would answer
+        // every write 503. (db_lock already refuses a file this process
+        // cannot open for writing; this is SQLite's own verdict.)
+        if (conn.read_only()) {
+            return status(
+                error_kind::failed_precondition,
+                "database " + options_.db + " is read-only; Kennel must be able to write it");
+        }
         if (status s = migrate(conn); !s) return s;
     } catch (const db_error& e) {
         return status(error_kind::internal, e.what());

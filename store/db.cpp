@@ -67,6 +67,10 @@ connection::connection(const std::string& path, const open_options& options) : p
     }
 }
 
+bool connection::read_only() const {
+    return sqlite3_db_readonly(db_, "main") == 1;
+}
+
 void connection::watch_wal() {
     // A WAL hook replaces the automatic checkpoint (which is itself one).
     sqlite3_wal_hook(

@@ -82,6 +82,9 @@ public:
     int changes() const;
     const std::string& path() const { return path_; }
     sqlite3* raw() { return db_; }
+    // True when SQLite opened the database read-only: asked read-write, it
+    // quietly falls back to that for a file it may not write.
+    bool read_only() const;
 
     // PRAGMA helpers for the few integer pragmas Kennel reads.
     std::int64_t pragma_int(std::string_view name);

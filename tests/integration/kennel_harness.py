@@ -61,13 +61,14 @@ def run_cli(args, env=None, timeout=60, input=None, cwd=None):
                           cwd=cwd)
 
 
-def run_serve_expecting_exit(args, env=None, bound=10, cwd=None):
+def run_serve_expecting_exit(args, env=None, bound=10, cwd=None, **popen_kw):
     """Runs `kennel serve ARGS`, which should exit by itself (e.g. on a
     database it refuses). Returns (exit code, stdout, stderr); the exit code is
-    None when it had not exited after `bound` seconds and was SIGKILLed by PID."""
+    None when it had not exited after `bound` seconds and was SIGKILLed by PID.
+    popen_kw go to subprocess.Popen (e.g. user= to run it as another user)."""
     p = subprocess.Popen([KENNEL_BIN, "serve"] + [str(a) for a in args], env=kennel_env(env),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=cwd)
+                         stderr=subprocess.PIPE, text=True, cwd=cwd, **popen_kw)
     try:
         out, err = p.communicate(timeout=bound)
         return p.returncode, out, err

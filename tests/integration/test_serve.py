@@ -957,6 +957,25 @@ class ProcessTest(KennelTestCase):
         c = self.client(first)
         self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
 
+    def test_a_database_it_cannot_write_is_refused_at_start(self):
+        # Root writes whatever a file's mode says, so as root the server runs
+        # as nobody, for whom a root-owned 0444 file is read-only.
+        os.chmod(self.tmp, 0o777)
+        db = self.path("ro.db")
+        r = kennel_harness.run_cli(["migrate", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # With its admin user, as a database that has served before.
+        r = kennel_harness.run_cli(["admin", "set-password", "--password",
+                                    kennel_harness.ADMIN_PASSWORD, "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(db, 0o444)
+        as_user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+        code, out, err = kennel_harness.run_serve_expecting_exit(
+            ["--port", "0", "--db", db], bound=10, cwd=self.tmp, **as_user)
+        self.assertEqual(code, 1, err)
+        self.assertIn("is read-only", err)
+        self.assertNotIn("listening", out)
+
     def test_full_writer_queue_answers_503_with_retry_after(self):
         server = self.start_server(args=("--writer-queue", "1"))
         acked, lock = {}, threading.Lock()
