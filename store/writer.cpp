@@ -247,6 +247,21 @@ void fact_writer::set_relaxed_sync(bool relaxed) {
     relaxed_sync_ = relaxed;
 }
 
+void fact_writer::note_commit_failure(const char* what) {
+    // A full disk or a database locked by another program fails every
+    // write; the 503s alone leave an operator nothing to read. One line per
+    // interval: such a failure repeats with every commit.
+    ++unlogged_failures_;
+    const auto now = std::chrono::steady_clock::now();
+    if (failure_logged_at_ && now - *failure_logged_at_ < options_.commit_failure_log_every) return;
+    log_warn("writer", std::string("commit failed (") + std::to_string(unlogged_failures_) +
+                           (unlogged_failures_ == 1 ? " failure" : " failures") +
+                           (failure_logged_at_ ? " since the last report" : "") +
+                           "; nothing of those writes was stored): " + what);
+    unlogged_failures_ = 0;
+    failure_logged_at_ = now;
+}
+
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
@@ -310,6 +325,7 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
         failure =
             status(error_kind::unavailable,
                    std::string("commit failed, nothing in this write was stored: ") + e.what());
+        note_commit_failure(e.what());
     }
     {
         std::lock_guard lock(mu_);

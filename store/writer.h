@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -38,6 +39,9 @@ struct writer_options {
     std::size_t max_group = 5000;     // most units in one transaction
     // WAL frames (pages) after which a checkpoint runs, on its own thread.
     int checkpoint_frames = 1000;
+    // A failed commit is logged (with SQLite's message), at most once per
+    // this interval; the next line counts the failures since the last one.
+    std::chrono::milliseconds commit_failure_log_every{5000};
 };
 
 struct writer_stats {
@@ -168,9 +172,15 @@ private:
     // Switches the connection's synchronous setting between groups (only
     // when the configured setting is FULL).
     void set_relaxed_sync(bool relaxed);
+    // Logs a failed commit, rate-limited (writer thread only).
+    void note_commit_failure(const char* what);
 
     writer_options options_;
     bool relaxed_sync_ = false;
+    // The writer thread's alone: failed commits not yet in the log, and
+    // when the last such line was written.
+    std::uint64_t unlogged_failures_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> failure_logged_at_;
     std::unique_ptr<connection> conn_;
     std::unique_ptr<fact_inserter> inserter_;
     std::thread thread_;

@@ -2,11 +2,13 @@
 // the schema enforces, reading in event-time order, uncertainty-aware
 // totals, the group-commit writer (store/writer.h), and the JSON edge that
 // turns request bodies into facts (server/fact_json.h).
+#include <unistd.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -564,6 +566,63 @@ writer_options writer_opts(const fact_db& db,
 }
 
 }  // namespace
+
+namespace {
+
+// Everything written to stderr (file descriptor 2) while it lives, where
+// the log goes.
+class stderr_capture {
+public:
+    stderr_capture() {
+        std::fflush(stderr);
+        saved_ = ::dup(STDERR_FILENO);
+        ::dup2(::fileno(file_), STDERR_FILENO);
+    }
+    ~stderr_capture() { restore(); }
+    std::string take() {
+        restore();
+        std::rewind(file_);
+        std::string out;
+        char buf[4096];
+        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;) out.append(buf, n);
+        return out;
+    }
+
+private:
+    void restore() {
+        if (saved_ < 0) return;
+        std::fflush(stderr);
+        ::dup2(saved_, STDERR_FILENO);
+        ::close(saved_);
+        saved_ = -1;
+    }
+    std::FILE* file_ = std::tmpfile();
+    int saved_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("the writer logs failed commits with SQLite's message, a line per interval", "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));  // the default interval, 5 s
+    REQUIRE(w.start().is_ok());
+    // A task's I/O error is not the task's alone: it fails the whole commit,
+    // as a full disk does.
+    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
+    stderr_capture captured;
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(w.run(full_disk, 10s).is_ok());
+    std::string log = captured.take();
+    writer_stats s = w.stats();
+    w.stop();
+    INFO(log);
+    CHECK(s.failed_commits == 3);
+    std::size_t lines = 0;
+    for (std::size_t at = 0; (at = log.find("commit failed", at)) != std::string::npos; ++at)
+        ++lines;
+    CHECK(lines == 1);
+    CHECK(log.find("warn writer: commit failed (1 failure; nothing of those writes was stored): "
+                   "database or disk is full") != std::string::npos);
+}
 
 TEST_CASE("the writer commits concurrent submitters together (group commit)", "[writer]") {
     fact_db db;
