@@ -56,6 +56,21 @@ void app::refresh_model(const std::string& model) {
 
 namespace {
 
+// Refuses a database of another program (or a newer Kennel) by reading
+// it only; start_store() checks again as it migrates.
+status check_kennel_database(const std::string& path) {
+    try {
+        open_options ro;
+        ro.read_only = true;
+        connection conn(path, ro);
+        auto st = migration_status(conn);
+        if (!st) return st.error();
+        return status::ok();
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
 std::string self_exe() {
     char buf[4096];
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -143,7 +158,9 @@ status app::start_store() {
     open_options db;
     db.sync = options_.sync;
     try {
-        connection conn(options_.db, db);
+        open_options first = db;
+        first.wal = false;  // migrate() sets it once the file is known to be Kennel's
+        connection conn(options_.db, first);
         // Started "ready", a server on a file it cannot write would answer
         // every write 503. (db_lock already refuses a file this process
         // cannot open for writing; this is SQLite's own verdict.)
@@ -195,6 +212,12 @@ int app::run() {
         return 1;
     }
     lock_ = std::move(*lock);
+    // Before the port is bound, so nothing says "listening" for a file
+    // Kennel will not open.
+    if (status s = check_kennel_database(options_.db); !s) {
+        log_error("serve", s.message());
+        return 1;
+    }
 
     http_options h;
     h.host = options_.host;

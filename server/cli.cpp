@@ -363,7 +363,9 @@ int cmd_migrate(const std::vector<std::string>& args) {
         std::cerr << "kennel migrate: " << lock.error().message() << "\n";
         return 1;
     }
-    connection conn(db, {});
+    open_options first;
+    first.wal = false;  // migrate() sets it once the file is known to be Kennel's
+    connection conn(db, first);
     if (status s = migrate(conn); !s) {
         std::cerr << "kennel migrate: " << s.message() << "\n";
         return 1;
@@ -454,7 +456,9 @@ int cmd_train(const std::vector<std::string>& args) {
         return 1;
     }
     {
-        connection conn(db, {});
+        open_options first;
+        first.wal = false;  // migrate() sets it once the file is known to be Kennel's
+        connection conn(db, first);
         if (status s = migrate(conn); !s) {
             std::cerr << "kennel train: " << s.message() << "\n";
             return 1;
@@ -588,6 +592,7 @@ int cmd_admin(const std::vector<std::string>& args) {
     }
     open_options existing;
     existing.create = false;
+    existing.wal = false;  // migrate() sets it once the file is known to be Kennel's
     connection conn(db, existing);
     if (status s = migrate(conn); !s) {
         std::cerr << "kennel admin: " << s.message() << "\n";

@@ -193,7 +193,9 @@ int run_import(const import_options& o) {
     open_options db;
     db.sync = o.sync;
     {
-        connection conn(o.db, db);
+        open_options first = db;
+        first.wal = false;  // migrate() sets it once the file is known to be Kennel's
+        connection conn(o.db, first);
         if (status s = migrate(conn); !s) {
             std::cerr << "kennel import: " << s.message() << "\n";
             return 1;

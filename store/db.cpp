@@ -57,7 +57,7 @@ connection::connection(const std::string& path, const open_options& options) : p
     exec("PRAGMA recursive_triggers = ON");
     if (options.cache_kib > 0) exec("PRAGMA cache_size = -" + std::to_string(options.cache_kib));
     if (!options.read_only) {
-        exec("PRAGMA journal_mode = WAL");
+        if (options.wal) exec("PRAGMA journal_mode = WAL");
         exec("PRAGMA journal_size_limit = " + std::to_string(options.journal_size_limit));
         switch (options.sync) {
             case sync_mode::full: exec("PRAGMA synchronous = FULL"); break;

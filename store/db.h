@@ -42,6 +42,11 @@ enum class sync_mode { full, normal, off };
 struct open_options {
     bool read_only = false;
     bool create = true;
+    // Read-write connections: switch the file to WAL mode on opening. False
+    // for the first connection to a file not yet known to be Kennel's:
+    // migrate() switches it once it is, so a foreign database is refused
+    // unchanged (the journal mode is written into the file).
+    bool wal = true;
     sync_mode sync = sync_mode::full;
     int busy_timeout_ms = 5000;
     // Page cache in KiB (0: SQLite's default, 2 MiB). The writer uses a larger

@@ -62,8 +62,14 @@ status check_identity(connection& conn, int& current) {
 
 status migrate(connection& conn) {
     try {
-        transaction tx(conn);
         int current = 0;
+        // Nothing is written to a file before it is known to be Kennel's (or
+        // new): WAL mode, a change of the file itself, comes after the check.
+        // Outside the transaction, since the journal mode cannot change in one.
+        if (status s = check_identity(conn, current); !s) return s;
+        conn.exec("PRAGMA journal_mode = WAL");
+        transaction tx(conn);
+        // Again, now that the write lock is held.
         if (status s = check_identity(conn, current); !s) return s;
         conn.exec(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("

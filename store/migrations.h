@@ -36,8 +36,9 @@ struct migration_state {
 // The migrations compiled into this binary, in order.
 const std::vector<migration>& known_migrations();
 
-// Applies every pending migration in one transaction. Refuses a foreign or
-// newer database without touching it.
+// Switches the file to WAL mode and applies every pending migration in one
+// transaction. Refuses a foreign or newer database without touching it (open
+// its connection with open_options::wal false, so that opening does not).
 status migrate(connection& conn);
 
 // What is applied and what is pending, for `kennel migrate --status`.

@@ -307,6 +307,34 @@ class DatabaseLockTest(KennelTestCase):
             self.assertEqual(f.read(), "root:x:0:0:root:/root:/bin/bash\n")
 
 
+class ForeignDatabaseTest(KennelTestCase):
+
+    def test_a_foreign_database_is_refused_unchanged(self):
+        foreign = self.path("other.db")
+        c = sqlite3.connect(foreign)
+        c.execute("CREATE TABLE t (x)")
+        c.commit()
+        c.close()
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", foreign], bound=10)
+        self.assertEqual(code, 1, err)
+        self.assertIn("not a Kennel database", err)
+        self.assertNotIn("listening", out)
+        facts = self.path("facts.ndjson")
+        with open(facts, "w") as f:
+            f.write(json.dumps(fact("s", "e", {"x": 1})) + "\n")
+        for args in (["migrate"], ["import", facts], ["train", "m"], ["admin", "list-keys"]):
+            with self.subTest(args):
+                r = run_cli(args + ["--db", foreign])
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("not a Kennel database", r.stderr)
+        c = sqlite3.connect(foreign)
+        try:
+            self.assertEqual(c.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+            self.assertEqual(c.execute("SELECT name FROM sqlite_schema").fetchall(), [("t",)])
+        finally:
+            c.close()
+
+
 class AdminTest(KennelTestCase):
 
     def test_admin_commands_refuse_a_database_that_does_not_exist(self):
