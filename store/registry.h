@@ -119,7 +119,10 @@ struct put_model_result {
 put_model_result put_model(connection& c, const std::string& name, const std::string& definition,
                            const std::string& author);
 
-// Queues a job for the model's current revision; returns its id.
+// Queues a job for the model's current revision; returns its id. A requeue
+// (requeued_from set: a job interrupted by a stop or crash) joins a job
+// already queued for that revision instead, as POST …/train does, and
+// returns that job's id: queued beside it, the model would train twice.
 std::int64_t insert_job(connection& c, const std::string& model, const std::string& trigger,
                         const std::string& requested_by,
                         std::optional<std::int64_t> requeued_from = std::nullopt);

@@ -270,6 +270,23 @@ class InterruptedJobTest(KennelTestCase):
         j = self.check_requeued(db, name, old, "stopped during training")
         self.assertIn("interrupted by shutdown; queued again", log_text(j))
 
+    def test_an_interrupted_job_joins_a_queued_twin_instead_of_training_twice(self):
+        db = os.path.join(self.tmp, "twin.db")
+        server, c, name, old, pid = self.start_sleeping_job(db)
+        twin = queue_training(self, c, name)  # queued behind the running job
+        self.assertNotEqual(twin, old)
+        c.close()
+        server.kill()
+        kill_training_process(pid, old)
+        server, c = self.serve(db)
+        self.assertEqual(get_job(self, c, old)["state"], "interrupted")
+        jobs = c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        self.assertEqual(sorted(x["id"] for x in jobs), sorted([old, twin]), jobs)
+        done = wait_job(self, c, twin, timeout=60)
+        self.assertEqual(done["state"], "succeeded", log_text(done))
+        self.assertIn("also stands for interrupted job %d" % old, log_text(done))
+        self.assertEqual(len(c.get("/v1/models/%s/versions" % name).json()["versions"]), 1)
+
     def test_the_training_process_does_not_outlive_a_killed_server(self):
         db = os.path.join(self.tmp, "orphan.db")
         server, c, name, old, pid = self.start_sleeping_job(db)
