@@ -359,10 +359,18 @@ result<std::optional<std::string>> ensure_admin(fact_writer& writer, reader_pool
         auto conn = readers.acquire();
         if (count_users(*conn) > 0) return std::optional<std::string>{};
     }
+    // The same minimum as kennel admin set-password: a short password set
+    // here would be the one weak credential in the database.
+    if (!env_password.empty() && env_password.size() < min_password_length) {
+        return status(error_kind::invalid_argument, "KENNEL_ADMIN_PASSWORD has " +
+                                                        std::to_string(env_password.size()) +
+                                                        " characters; a password needs at least " +
+                                                        std::to_string(min_password_length));
+    }
     std::string password = env_password.empty() ? random_hex(12) : env_password;
     status s = writer.run(
         [&](connection& c) {
-            if (count_users(c) == 0) set_password(c, "admin", password);
+            if (count_users(c) == 0) set_password(c, "admin", password, true);
             return status::ok();
         },
         std::chrono::seconds(30));

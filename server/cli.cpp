@@ -565,8 +565,11 @@ int cmd_predict(const std::vector<std::string>& args) {
 // server; a running server sees new and revoked keys within seconds).
 int cmd_admin(const std::vector<std::string>& args) {
     po::options_description d = common_options("kennel admin options");
-    d.add_options()("action", po::value<std::string>(), "set-password, create-key, list-keys, revoke-key")(
+    d.add_options()("action", po::value<std::string>(),
+                    "set-password, create-key, list-keys, revoke-key")(
         "user", po::value<std::string>()->default_value("admin"), "set-password: the user")(
+        "create", po::value<bool>()->default_value(false)->implicit_value(true),
+        "set-password: create the user if there is none of that name")(
         "password", po::value<std::string>()->default_value(""),
         "set-password: the new password (default: read a line from stdin)")(
         "name", po::value<std::string>()->default_value(""), "create-key: a name for the key")(
@@ -601,11 +604,20 @@ int cmd_admin(const std::vector<std::string>& args) {
     if (action == "set-password") {
         std::string pw = vm["password"].as<std::string>();
         if (pw.empty()) std::getline(std::cin, pw);
-        if (pw.size() < 8) {
-            std::cerr << "kennel admin: a password needs at least 8 characters\n";
+        if (pw.size() < min_password_length) {
+            std::cerr << "kennel admin: a password needs at least " << min_password_length
+                      << " characters\n";
             return 2;
         }
-        set_password(conn, vm["user"].as<std::string>(), pw);
+        const std::string& user = vm["user"].as<std::string>();
+        // admin before the first start (which would create it) may be set,
+        // so a new database need not begin with a printed password.
+        const bool create = vm["create"].as<bool>() || (user == "admin" && count_users(conn) == 0);
+        if (!set_password(conn, user, pw, create)) {
+            std::cerr << "kennel admin: no user named " << user
+                      << " (--create creates it, with full access)\n";
+            return 1;
+        }
         std::cout << "password set for " << vm["user"].as<std::string>() << "\n";
         return 0;
     }

@@ -52,7 +52,10 @@ std::optional<user_row> get_user(connection& c, const std::string& name) {
                     st.column_text(3)};
 }
 
-void set_password(connection& c, const std::string& name, const std::string& password) {
+bool set_password(connection& c, const std::string& name, const std::string& password,
+                  bool create) {
+    // A mistyped name must not quietly become a new user with full access.
+    if (!create && !get_user(c, name)) return false;
     std::string salt = random_hex(16);
     std::string hash = pbkdf2_sha256_hex(password, salt, password_iterations);
     micros now = now_micros();
@@ -63,6 +66,7 @@ void set_password(connection& c, const std::string& name, const std::string& pas
                  " updated_at = excluded.updated_at");
     st.bind(1, name).bind(2, salt).bind(3, password_iterations).bind(4, hash).bind(5, now).bind(6, now);
     st.run();
+    return true;
 }
 
 bool check_password(const user_row& u, const std::string& password) {

@@ -40,8 +40,12 @@ bool valid_scope(const std::string& s);  // ingest, predict, admin
 
 std::int64_t count_users(connection& c);
 std::optional<user_row> get_user(connection& c, const std::string& name);
-// Creates or replaces a user's password.
-void set_password(connection& c, const std::string& name, const std::string& password);
+// The fewest characters a password may have.
+constexpr std::size_t min_password_length = 8;
+// Replaces a user's password; creates the user (every user has full access)
+// only when `create` is set. Returns false, changing nothing, for a user that
+// does not exist and is not to be created.
+bool set_password(connection& c, const std::string& name, const std::string& password, bool create);
 bool check_password(const user_row& u, const std::string& password);
 
 struct new_key {

@@ -355,6 +355,28 @@ class AdminTest(KennelTestCase):
         r = run_cli(["admin", "list-keys", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_set_password_refuses_an_unknown_user_unless_told_to_create_it(self):
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["admin", "set-password", "--user", "nosuch", "--password", "longenough",
+                     "--db", db])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("no user named nosuch", r.stderr)
+        with open_db(db) as c:
+            self.assertEqual(c.execute("SELECT count(*) FROM users").fetchone()[0], 0)
+        r = run_cli(["admin", "set-password", "--user", "nosuch", "--password", "longenough",
+                     "--create", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open_db(db) as c:
+            self.assertEqual([x[0] for x in c.execute("SELECT name FROM users")], ["nosuch"])
+
+    def test_a_short_admin_password_from_the_environment_is_refused(self):
+        code, out, err = run_serve_expecting_exit(
+            ["--port", "0", "--db", self.path("k.db")],
+            env={"KENNEL_ADMIN_PASSWORD": "short"}, bound=10)
+        self.assertEqual(code, 1, err)
+        self.assertIn("KENNEL_ADMIN_PASSWORD has 5 characters; a password needs at least 8", err)
+
     def test_admin_without_an_action_says_so_and_exits_2(self):
         r = run_cli(["admin", "--db", self.path("k.db")])
         self.assertEqual(r.returncode, 2, r.stderr)

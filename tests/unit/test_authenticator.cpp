@@ -89,7 +89,7 @@ TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[aut
 TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
           "[auth]") {
     auth_fixture f;
-    set_password(f.db.conn, "admin", "right-password");
+    set_password(f.db.conn, "admin", "right-password", true);
     authenticator& auth = f.auth;
 
     // admin is locked out from one address before the flood.
