@@ -449,6 +449,12 @@ int cmd_train(const std::vector<std::string>& args) {
     if (!vm.count("model")) throw po::error("name the model: kennel train NAME");
     std::string db = vm["db"].as<std::string>();
     std::string model = vm["model"].as<std::string>();
+    // As kennel admin: a mistyped --db must not leave an empty database.
+    if (::access(db.c_str(), F_OK) != 0) {
+        std::cerr << "kennel train: no such database " << db
+                  << " (kennel serve or kennel migrate creates one)\n";
+        return 1;
+    }
     auto lock = db_lock::acquire(db);
     if (!lock) {
         std::cerr << "kennel train: " << lock.error().message()

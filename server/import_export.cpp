@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -145,6 +146,12 @@ void report_rejection(import_counts& counts, std::size_t line, const std::string
 std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstream>& file,
                              const char* command) {
     if (path.empty() || path == "-") return &std::cin;
+    // A directory opens as a stream that reads nothing: "0 stored", exit 0.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        std::cerr << "kennel " << command << ": cannot read " << path << ": it is a directory\n";
+        return nullptr;
+    }
     file = std::make_unique<std::ifstream>(path, std::ios::binary);
     if (*file) return file.get();
     std::cerr << "kennel " << command << ": cannot read " << path << "\n";

@@ -385,6 +385,23 @@ class AdminTest(KennelTestCase):
         self.assertEqual(os.listdir(self.tmp), [])
 
 
+class MistakenArgumentsTest(KennelTestCase):
+
+    def test_importing_a_directory_fails_and_stores_nothing(self):
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        os.mkdir(self.path("dir"))
+        r = run_cli(["import", self.path("dir"), "--db", db])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is a directory", r.stderr)
+
+    def test_train_on_a_missing_database_creates_nothing(self):
+        r = run_cli(["train", "likes", "--db", self.path("nope.db")])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no such database " + self.path("nope.db"), r.stderr)
+        self.assertEqual(os.listdir(self.tmp), [])
+
+
 def export_facts(test, db, *extra):
     r = run_cli(["export", "--db", db] + list(extra))
     test.assertEqual(r.returncode, 0, r.stderr)
