@@ -169,7 +169,7 @@ void authenticator::note_failure(const std::string& user, const std::string& add
         ++f.count;
         f.last = now;
         if (f.count >= failures_before_lockout) {
-            // Doubling lockout: 30 s, 60 s, 120 s ... capped at 15 minutes.
+            // Doubling lockout: 30 s, 60 s, 120 s ... capped at 16 minutes (30 s << 5 = 960 s).
             int exp = std::min(f.count - failures_before_lockout, 5);
             f.until = now + std::chrono::seconds(30LL << exp);
             // `who` is "user:NAME" or "addr:ADDRESS".

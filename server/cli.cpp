@@ -550,7 +550,8 @@ int cmd_predict(const std::vector<std::string>& args) {
                "number (and the instance's index in a batch line), or the line's error.\nThe "
                "database is only read: it runs beside a server. Offline scoring is not\nserving: "
                "no deadline, fallback or experiment, nothing in the prediction log.\nExit "
-               "status 0: all scored; 3: some lines rejected; 1: nothing scored.\n";
+               "status 0: all scored; 3: some lines rejected (even every one); 1: nothing\n"
+               "could be scored (no such model or version, or the input or output failed).\n";
         return 0;
     }
     if (!vm.count("model")) throw po::error("name the model: kennel predict NAME [FILE]");

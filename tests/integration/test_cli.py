@@ -162,6 +162,15 @@ class HelpAndVersionTest(KennelTestCase):
         self.assertNotIn("KENNEL_BATCH", r.stderr)  # an option of kennel import
         self.assertNotIn("KENNEL_ADMIN_PASSWORD", r.stderr)
 
+    def test_predict_help_gives_the_exit_status_of_an_all_rejected_file(self):
+        # Every line rejected exits 3, as README says; 1 is for nothing to score with.
+        r = run_cli(["predict", "--help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = " ".join(r.stdout.split())
+        self.assertNotIn("1: nothing scored", text)
+        self.assertIn("3: some lines rejected (even every one)", text)
+        self.assertIn("1: nothing could be scored (no such model or version", text)
+
     def test_version_prints_version_and_commit(self):
         for args in (["version"], ["--version"]):
             with self.subTest(args):
