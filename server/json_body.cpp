@@ -26,6 +26,7 @@ namespace {
 class path_tracker : public nlohmann::json_sax<json> {
 public:
     std::string error_path;
+    std::optional<std::size_t> instance;  // see json_error_instance
 
     bool null() override { return element_done(); }
     bool boolean(bool) override { return element_done(); }
@@ -65,6 +66,10 @@ public:
         char at = last == std::string::npos ? '\0' : token[last];
         bool bad_number = e.id == 406 || at == 'N' || at == 'I';
         if (!bad_number) return false;
+        if (stack_.size() >= 2 && !stack_[0].array && stack_[0].key == "instances" &&
+            stack_[1].array) {
+            instance = stack_[1].index;
+        }
         for (const frame& f : stack_) {
             if (f.array) {
                 error_path += "[" + std::to_string(f.index) + "]";
@@ -96,13 +101,10 @@ std::string json_error_path(const std::string& text) {
     return t.error_path;
 }
 
-std::optional<std::size_t> leading_index(const std::string& path) {
-    std::size_t open = path.find('[');
-    if (open == std::string::npos || (open != 0 && path.compare(0, open, "instances") != 0))
-        return std::nullopt;
-    std::size_t close = path.find(']', open);
-    if (close == std::string::npos) return std::nullopt;
-    return static_cast<std::size_t>(std::stoull(path.substr(open + 1, close - open - 1)));
+std::optional<std::size_t> json_error_instance(const std::string& text) {
+    path_tracker t;
+    json::sax_parse(text, &t, json::input_format_t::json, false);
+    return t.instance;
 }
 
 status check_json_media_type(const http_request& req) {

@@ -23,8 +23,10 @@ std::string dump_json(const nlohmann::json& j);
 // 1e999 (valid JSON grammar that overflows a double) or NaN.
 std::string json_error_path(const std::string& text);
 
-// The array index a path starts with ("instances[2]..." or "[2]..."), if any.
-std::optional<std::size_t> leading_index(const std::string& path);
+// Where an object's "instances" array stops parsing: the index of the
+// element, or none when the error is elsewhere. Read from the parse itself,
+// not the path, which a key such as "[7]" or "instances[]" can imitate.
+std::optional<std::size_t> json_error_instance(const std::string& text);
 
 // The media type without parameters, lowercased ("application/json").
 std::string media_type(const http_request& req);

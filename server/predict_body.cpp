@@ -466,7 +466,7 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
     auto parsed = json_object_of(body);
     if (!parsed) {
         // A value JSON cannot hold (1e999, NaN) names its field and instance.
-        error_instance = leading_index(parsed.error().field());
+        error_instance = json_error_instance(body);
         return parsed.error();
     }
     const json& doc = *parsed;

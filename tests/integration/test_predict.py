@@ -466,9 +466,14 @@ class PredictTest(SharedServerCase):
                 ('{"instances": [{"features": {}}, {"features": {"x2": -1e999}}]}',
                  "instances[1].features.x2", 1),
                 ('{"features": {"x1": NaN}}', "features.x1", None),
-                ('{"features": {"x1": Infinity}}', "features.x1", None)):
+                ('{"features": {"x1": Infinity}}', "features.x1", None),
+                # A key that looks like an index is a field, not an instance
+                # (these were a 500 "stoull" and a bogus "item": 7).
+                ('{"[]": NaN}', "[]", None),
+                ('{"instances[]": 1e999}', "instances[]", None),
+                ('{"[7]": NaN}', "[7]", None)):
             r = self.c.post(path, body=text, headers=json_ct)
-            err = self.assertErrorShape(r, 400, code="invalid_argument")
+            err = self.assertErrorShape(r, 400, code="invalid_argument", message="malformed JSON")
             self.assertEqual(err.get("field"), field, (text, r))
             self.assertEqual(err.get("item"), item, (text, r))
 

@@ -241,6 +241,29 @@ TEST_CASE(
     CHECK(idx == std::optional<std::size_t>(1));
 }
 
+TEST_CASE("a key that looks like an index is a field, never an instance number") {
+    // The instance was once read back from the error's path: "[]" threw
+    // from std::stoull (a 500) and "[7]" claimed instance 7 of a single body.
+    const auto m = test_model();
+    for (const std::string body :
+         {R"({"[]": NaN})", R"({"instances[]": 1e999})", R"({"[7]": NaN})",
+          R"({"[99999999999999999999]": NaN})", R"({"instances[x]": [1e999]})"}) {
+        INFO(body);
+        std::optional<std::size_t> idx = 3;
+        auto r = parse_predict_body(m, body, idx);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().kind() == error_kind::invalid_argument);
+        CHECK(r.error().message().starts_with("malformed JSON"));
+        CHECK_FALSE(idx.has_value());
+    }
+    std::optional<std::size_t> idx;
+    auto r =
+        parse_predict_body(m, R"({"instances":[{"features":{}},{"features":{"[2]":NaN}}]})", idx);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().field() == "instances[1].features.[2]");
+    CHECK(idx == std::optional<std::size_t>(1));
+}
+
 TEST_CASE("a feature value nested without end is refused by name, not written out") {
     // 100,000 levels in a 200 KB body once overflowed the stack of the
     // thread that hashed the value.
