@@ -154,8 +154,10 @@ parsed_item parse_fact_object(const json& j, micros now) {
         }
         auto parsed = parse_rfc3339(t->get<std::string>());
         if (!parsed) {
-            item.error = invalid("time", "cannot parse \"" + t->get<std::string>() +
-                                             "\" as an RFC 3339 time such as 2026-11-20T10:00:00Z");
+            item.error = invalid(
+                "time",
+                "cannot parse \"" + t->get<std::string>() +
+                    "\" as an RFC 3339 time in years 0000-9999 (UTC) such as 2026-11-20T10:00:00Z");
             return item;
         }
         f.event_time = *parsed;

@@ -25,7 +25,11 @@ result<std::optional<micros>> query_time(const http_request& req, const std::str
     auto v = req.query_value(name);
     if (!v) return std::optional<micros>{};
     auto t = parse_rfc3339(*v);
-    if (!t) return invalid(name, "cannot parse \"" + *v + "\" as an RFC 3339 time");
+    if (!t)
+        return invalid(
+            name,
+            "cannot parse \"" + *v +
+                "\" as an RFC 3339 time in years 0000-9999 (UTC) such as 2026-11-20T10:00:00Z");
     return std::optional<micros>{*t};
 }
 

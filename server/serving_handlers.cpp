@@ -310,7 +310,12 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
     micros since = 0;
     if (auto s = req.query_value("since")) {
         auto t = parse_rfc3339(*s);
-        if (!t) return error_response(invalid("since", "cannot parse \"" + *s + "\" as an RFC 3339 time"));
+        if (!t) {
+            return error_response(
+                invalid("since", "cannot parse \"" + *s +
+                                     "\" as an RFC 3339 time in years 0000-9999 (UTC) such as "
+                                     "2026-11-20T10:00:00Z"));
+        }
         since = *t;
     }
     auto conn = a.readers().acquire();

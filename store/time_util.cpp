@@ -82,7 +82,10 @@ std::optional<micros> parse_rfc3339(std::string_view s) {
     }
     std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
     std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
-    return secs * 1000000 + frac_us;
+    const micros t = secs * 1000000 + frac_us;
+    // An offset can carry a four-digit year into year -1 or 10000.
+    if (t < min_rfc3339_time || t > max_rfc3339_time) return std::nullopt;
+    return t;
 }
 
 std::string format_rfc3339(micros t) {

@@ -149,6 +149,14 @@ SCENARIOS = [
     dict(name="time without a zone", method="POST", path="/v1/facts",
          body={"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00", "data": {}},
          status=400, code="invalid_argument", field="time"),
+    # Four-digit years an offset moves out of 0000-9999 UTC: once stored and
+    # exported as "-001-12-31T23:59:00Z", which import refused.
+    dict(name="time before year 0000 in UTC", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "0000-01-01T00:00:00+00:01", "data": {}},
+         status=400, code="invalid_argument", field="time", message="0000-9999"),
+    dict(name="time after year 9999 in UTC", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "time": "9999-12-31T23:59:59-00:01", "data": {}},
+         status=400, code="invalid_argument", field="time", message="0000-9999"),
     # ---- NaN and Infinity
     dict(name="NaN", method="POST", path="/v1/facts",
          body='{"stream":"s","entity":"e","data":{"likes":NaN}}', status=400,
@@ -217,6 +225,12 @@ SCENARIOS = [
     dict(name="bad from", method="GET", path="/v1/streams/posts/facts?from=monday",
          status=400, code="invalid_argument", field="from"),
     dict(name="bad to", method="GET", path="/v1/streams/posts/facts?to=2026-02-30",
+         status=400, code="invalid_argument", field="to"),
+    dict(name="from before year 0000 in UTC", method="GET",
+         path="/v1/streams/posts/facts?from=0000-01-01T00:00:00%2B00:01",
+         status=400, code="invalid_argument", field="from"),
+    dict(name="to after year 9999 in UTC", method="GET",
+         path="/v1/streams/posts/total?field=x&to=9999-12-31T23:59:59-00:01",
          status=400, code="invalid_argument", field="to"),
     dict(name="limit 0", method="GET", path="/v1/streams/posts/facts?limit=0",
          status=400, code="invalid_argument", field="limit"),
@@ -429,6 +443,18 @@ class WritingTest(SharedServerCase):
         self.assertItemError(items[4], 4, line=6, field="entity")
         listed = self.c.get("/v1/streams/%s/facts" % s).json()["facts"]
         self.assertEqual([f["entity"] for f in listed], ["a", "c", "e"])
+
+    def test_times_at_the_ends_of_years_0000_to_9999_read_back(self):
+        s = unique_stream()
+        sent = ["0000-01-01T00:00:00Z", "0000-01-01T01:00:00+01:00",
+                "9999-12-31T22:59:59.999999-01:00"]
+        r = self.c.post_json("/v1/facts", [fact(s, "e%d" % i, {"i": i}, time_=t)
+                                           for i, t in enumerate(sent)])
+        self.assertEqual((r.status, r.json()["stored"]), (200, 3), r)
+        listed = self.c.get("/v1/streams/%s/facts" % s).json()["facts"]
+        self.assertEqual([f["time"] for f in listed],
+                         ["0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z",
+                          "9999-12-31T23:59:59.999999Z"])
 
     def test_fact_without_time_gets_now_and_reads_back(self):
         s = unique_stream()

@@ -584,36 +584,49 @@ TEST_CASE("parse_rfc3339 reads UTC times, fractions, dates and offsets", "[time]
     CHECK(parse_rfc3339("2016-12-31T23:59:60Z") == parse_rfc3339("2016-12-31T23:59:59Z"));
     // An offset moves the day too.
     CHECK(parse_rfc3339("2026-11-21T01:00:00+15:00") == t);
+    // The first and last instants of years 0000-9999 UTC, with and without offsets.
+    CHECK(parse_rfc3339("0000-01-01T00:00:00Z") == min_rfc3339_time);
+    CHECK(parse_rfc3339("0000-01-01T01:00:00+01:00") == min_rfc3339_time);
+    CHECK(parse_rfc3339("9999-12-31T23:59:59.999999Z") == max_rfc3339_time);
+    CHECK(parse_rfc3339("9999-12-31T22:59:59.999999-01:00") == max_rfc3339_time);
+    CHECK(format_rfc3339(min_rfc3339_time) == "0000-01-01T00:00:00Z");
+    CHECK(format_rfc3339(max_rfc3339_time) == "9999-12-31T23:59:59.999999Z");
 }
 
 TEST_CASE("parse_rfc3339 rejects malformed and out-of-range times", "[time]") {
     const char* bad[] = {
         "",
         "yesterday",
-        "2026-13-01T00:00:00Z",      // month 13
-        "2026-00-10T00:00:00Z",      // month 0
-        "2026-02-30T00:00:00Z",      // Feb 30
-        "2025-02-29",                // not a leap year
-        "1900-02-29",                // century, not a leap year
-        "2026-04-31",                // April has 30 days
-        "2026-11-00",                // day 0
-        "2026-11-20T10:00:00",       // a time needs a zone
-        "2026-11-20T10:00",          // no seconds
-        "2026-11-20T24:00:00Z",      // hour 24
-        "2026-11-20T10:60:00Z",      // minute 60
-        "2026-11-20T10:00:61Z",      // second 61
-        "2026-11-20T10:00:00.Z",     // empty fraction
-        "2026-11-20T10:00:00+2:00",  // one-digit offset hour
-        "2026-11-20T10:00:00+0200",  // offset without colon
-        "2026-11-20T10:00:00+24:00", // offset hour out of range
-        "2026-11-20T10:00:00+02:60", // offset minute out of range
-        "2026-11-20T10:00:00ZZ",     // trailing garbage
-        "2026-11-20T10:00:00Z ",     // trailing space
-        "2026-11-20X10:00:00Z",      // bad separator
+        "2026-13-01T00:00:00Z",       // month 13
+        "2026-00-10T00:00:00Z",       // month 0
+        "2026-02-30T00:00:00Z",       // Feb 30
+        "2025-02-29",                 // not a leap year
+        "1900-02-29",                 // century, not a leap year
+        "2026-04-31",                 // April has 30 days
+        "2026-11-00",                 // day 0
+        "2026-11-20T10:00:00",        // a time needs a zone
+        "2026-11-20T10:00",           // no seconds
+        "2026-11-20T24:00:00Z",       // hour 24
+        "2026-11-20T10:60:00Z",       // minute 60
+        "2026-11-20T10:00:61Z",       // second 61
+        "2026-11-20T10:00:00.Z",      // empty fraction
+        "2026-11-20T10:00:00+2:00",   // one-digit offset hour
+        "2026-11-20T10:00:00+0200",   // offset without colon
+        "2026-11-20T10:00:00+24:00",  // offset hour out of range
+        "2026-11-20T10:00:00+02:60",  // offset minute out of range
+        "2026-11-20T10:00:00ZZ",      // trailing garbage
+        "2026-11-20T10:00:00Z ",      // trailing space
+        "2026-11-20X10:00:00Z",       // bad separator
         "2026/11/20",
         "26-11-20",
         "2026-1-20",
-        "２０２６-11-20",             // non-ASCII digits
+        "２０２６-11-20",  // non-ASCII digits
+        // Four-digit years whose offset moves the instant out of 0000-9999 UTC
+        // (once stored, then written as "-001-..." and "10000-...").
+        "0000-01-01T00:00:00+00:01",
+        "0000-01-01T00:59:59.999999+01:00",
+        "9999-12-31T23:59:59-00:01",
+        "9999-12-31T23:00:00-01:00",
     };
     for (const char* s : bad) {
         INFO("input: \"" << s << "\"");
