@@ -1,5 +1,6 @@
 #include "server/json_body.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -160,6 +161,18 @@ result<bool> optional_bool(const json& obj, const std::string& key, bool fallbac
     if (it == obj.end() || it->is_null()) return fallback;
     if (!it->is_boolean()) return invalid(path, "must be true or false");
     return it->get<bool>();
+}
+
+status only_known_fields(const json& obj, const std::string& path,
+                         std::initializer_list<std::string_view> known) {
+    for (const auto& [k, v] : obj.items()) {
+        (void)v;
+        if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+        std::string list;
+        for (std::string_view n : known) list += (list.empty() ? "" : ", ") + std::string(n);
+        return invalid(path.empty() ? k : path + "." + k, "unknown field; known: " + list);
+    }
+    return status::ok();
 }
 
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,

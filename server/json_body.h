@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/http_server.h"
@@ -54,6 +56,11 @@ result<std::string> optional_string(const nlohmann::json& obj, const std::string
                                     std::string fallback, const std::string& path);
 result<bool> optional_bool(const nlohmann::json& obj, const std::string& key, bool fallback,
                            const std::string& path);
+
+// invalid_argument naming the first member of `obj` not in `known`
+// ("arms[1].shadw"): a misspelt field must not silently become a default.
+status only_known_fields(const nlohmann::json& obj, const std::string& path,
+                         std::initializer_list<std::string_view> known);
 
 // An integer in [min, max] from a path segment or query value.
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,

@@ -59,6 +59,7 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
 
 // Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
 result<json> parse_arms(app& a, const std::string& model, const json& body) {
+    if (status s = only_known_fields(body, "", {"arms", "reason"}); !s) return s;
     auto arms = body.find("arms");
     if (arms == body.end() || !arms->is_array() || arms->empty()) {
         return invalid("arms", "a non-empty array like [{\"version\": 2, \"weight\": 0.9}, {\"version\": 3, \"weight\": 0.1}]");
@@ -71,6 +72,8 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
         const json& arm = (*arms)[i];
         std::string path = "arms[" + std::to_string(i) + "]";
         if (!arm.is_object()) return invalid(path, "must be an object");
+        if (status s = only_known_fields(arm, path, {"name", "version", "weight", "shadow"}); !s)
+            return s;
         auto v = arm.find("version");
         if (v == arm.end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
             return invalid(path + ".version", "must be a version number");
@@ -96,6 +99,15 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
             arm, "name", (shadow ? "shadow-v" : "v") + std::to_string(version), path + ".name");
         if (!name_field) return name_field.error();
         const std::string name = std::move(*name_field);
+        // Named like models and aliases; "live" and "fallback" are the arms
+        // the prediction log and live metrics give answers outside experiments.
+        if (!valid_name(name)) {
+            return invalid(path + ".name", "an arm name is 1-64 letters, digits, '_', '-' or '.'");
+        }
+        if (name == "live" || name == "fallback") {
+            return invalid(path + ".name",
+                           "\"" + name + "\" is reserved for answers outside experiments");
+        }
         if (!names.insert(name).second) return invalid(path + ".name", "arm names must be unique");
         out.push_back({{"name", name}, {"version", version}, {"weight", weight}, {"shadow", shadow}});
     }

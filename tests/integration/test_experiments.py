@@ -93,7 +93,30 @@ class ExperimentTest(SharedServerCase):
                              "arms[0].name"),
                             ({"reason": "x", "arms": [{"version": 1, "weight": 1e308},
                                                       {"version": 2, "weight": 1e308}]},
-                             "arms")):
+                             "arms"),
+                            # A misspelt field made a live arm of a shadow.
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                      {"version": 2, "weight": 1, "shadw": True}]},
+                             "arms[1].shadw"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1}], "note": "y"},
+                             "note"),
+                            # Arm names are named like models and aliases; "live"
+                            # and "fallback" are the log's arms outside experiments.
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1, "name": ""}]},
+                             "arms[0].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1, "name": "a\nb"}]},
+                             "arms[0].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1, "name": "a b"}]},
+                             "arms[0].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1, "name": "a" * 65}]},
+                             "arms[0].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                      {"version": 2, "weight": 1, "name": "live"}]},
+                             "arms[1].name"),
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                      {"version": 2, "shadow": True,
+                                                       "name": "fallback"}]},
+                             "arms[1].name")):
             r = self.c.post_json(base, body)
             self.assertErrorShape(r, 400, field=field)
         r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 9, "weight": 1}]})
@@ -114,6 +137,16 @@ class ExperimentTest(SharedServerCase):
         # A second experiment while one runs: 409, nothing changes.
         r = self.c.post_json(base, {"reason": "another", "arms": [{"version": 3, "weight": 1}]})
         self.assertErrorShape(r, 409, code="conflict")
+        # A change is read as strictly as a start, and refused whole.
+        r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={
+            "reason": "typo", "arms": [{"version": 1, "weight": 1},
+                                       {"version": 3, "weight": 1, "shadwo": True}]})
+        self.assertErrorShape(r, 400, field="arms[1].shadwo")
+        r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={
+            "reason": "reserved", "arms": [{"version": 1, "weight": 1, "name": "live"}]})
+        self.assertErrorShape(r, 400, field="arms[0].name")
+        r = self.c.get(base)
+        self.assertEqual(r.json()["experiments"][0]["arms"], exp["arms"], r)
 
         # 10,000 distinct entities in batches of 1,000.
         split = [("a", 0.7), ("b", 0.3)]
