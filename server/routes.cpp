@@ -329,7 +329,8 @@ http_response get_stream_total(app& a, const http_request& req) {
                 {"skipped", t->facts - t->counted},
                 {"lower", t->sum_lower},
                 {"upper", t->sum_upper},
-                {"midpoint", (t->sum_lower + t->sum_upper) / 2}};
+                // Halves first: lower + upper can overflow where each is finite.
+                {"midpoint", t->sum_lower / 2 + t->sum_upper / 2}};
     return json_response(dump_json(out));
 }
 

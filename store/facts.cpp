@@ -1,5 +1,7 @@
 #include "store/facts.h"
 
+#include <cmath>
+
 #include "store/sha256.h"
 
 namespace kennel {
@@ -263,6 +265,14 @@ result<field_total> total_field(connection& conn, const fact_query& range,
         t.intervals = st.column_int(2);
         t.sum_lower = st.column_double(3);
         t.sum_upper = st.column_double(4);
+        // SQLite's total() overflows to infinity, which JSON cannot hold.
+        if (!std::isfinite(t.sum_lower) || !std::isfinite(t.sum_upper)) {
+            return status(error_kind::failed_precondition,
+                          "the sum of \"" + field +
+                              "\" overflows a 64-bit float (beyond about 1.8e308); "
+                              "narrow the range with entity, from or to",
+                          "field");
+        }
         return t;
     } catch (const db_error& e) {
         return status(error_kind::internal, e.what());

@@ -138,6 +138,7 @@ struct field_total {
     double sum_upper = 0;
 };
 
+// failed_precondition (422) naming "field" when a sum overflows a double.
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field);
 

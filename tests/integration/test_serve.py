@@ -624,6 +624,23 @@ class ReadingTest(SharedServerCase):
         self.assertAlmostEqual(t["lower"], 11)
         self.assertAlmostEqual(t["upper"], 12)
 
+    def test_a_total_past_the_largest_double_is_422_naming_the_field(self):
+        # Each fact is finite; their sum is not, and was answered 200 with nulls.
+        s = unique_stream("big")
+        self.post_all([fact(s, "a", {"x": 1.7e308, "y": -1.7e308}, time_=ts(0)),
+                       fact(s, "b", {"x": 1.7e308, "y": -1.7e308}, time_=ts(1)),
+                       fact(s, "c", {"z": {"lower": 1e308, "upper": 1.7e308}}, time_=ts(2))])
+        for field in ("x", "y"):
+            r = self.c.get("/v1/streams/%s/total?field=%s" % (s, field))
+            self.assertErrorShape(r, 422, code="failed_precondition", field="field",
+                                  message="overflows")
+        # One fact alone is summed; lower + upper overflows, the midpoint does not.
+        t = self.c.get("/v1/streams/%s/total?field=x&entity=a" % s).json()
+        self.assertEqual((t["lower"], t["upper"], t["midpoint"]), (1.7e308, 1.7e308, 1.7e308), t)
+        t = self.c.get("/v1/streams/%s/total?field=z" % s).json()
+        self.assertEqual((t["lower"], t["upper"], t["midpoint"]),
+                         (1e308, 1.7e308, 1e308 / 2 + 1.7e308 / 2), t)
+
     def test_get_fact_by_id(self):
         s = unique_stream()
         f = fact(s, "p1", {"length": 120, "breed": "corgi"}, time_="2026-11-20T12:00:00.250+02:00",
