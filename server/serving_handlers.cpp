@@ -377,12 +377,13 @@ http_response get_model_predictions(app& a, const http_request& req) {
     std::optional<std::pair<micros, std::string>> after;
     if (auto c = req.query_value("cursor")) {
         const auto dot = c->find('.');
-        micros t = 0;
-        const auto end = c->data() + (dot == std::string::npos ? c->size() : dot);
-        if (dot == std::string::npos || std::from_chars(c->data(), end, t).ptr != end)
-            return error_response(invalid("cursor", "malformed cursor"));
-        after.emplace(t, c->substr(dot + 1));
-        until = std::min(until, t);
+        if (dot == std::string::npos) return error_response(invalid("cursor", "malformed cursor"));
+        // The whole number, in range: a time past int64 once read as 0 and
+        // answered an empty last page.
+        auto t = parse_int("cursor", c->substr(0, dot), INT64_MIN, INT64_MAX);
+        if (!t) return error_response(invalid("cursor", "malformed cursor"));
+        after.emplace(*t, c->substr(dot + 1));
+        until = std::min(until, *t);
     }
     auto conn = a.readers().acquire();
     auto m = get_model(*conn, name);

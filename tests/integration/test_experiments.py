@@ -502,7 +502,11 @@ class ExperimentTest(SharedServerCase):
         # Bad queries name the parameter; an unknown model is 404.
         for query, field in (("?limit=0", "limit"), ("?limit=501", "limit"), ("?limit=x", "limit"),
                              ("?id=xyz", "id"), ("?id=" + "G" * 32, "id"),
-                             ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor")):
+                             ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor"),
+                             # Times past int64 were read as 0: an empty last page.
+                             ("?limit=1&cursor=99999999999999999999.x", "cursor"),
+                             ("?cursor=-99999999999999999999.x", "cursor"),
+                             ("?cursor=.x", "cursor")):
             with self.subTest(query=query):
                 self.assertErrorShape(self.c.get("/v1/models/%s/predictions%s" % (name, query)), 400,
                                       field=field)
