@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -117,9 +118,11 @@ json csv_value(const std::string& s) {
     double d = std::strtod(s.c_str(), &end);
     if (!s.empty() && end == s.c_str() + s.size() && s.find_first_of("xXnN") == std::string::npos) {
         if (s.find_first_of(".eE") == std::string::npos) {
+            // Past int64 it stays the double: strtoll clamps it (ERANGE).
             char* iend = nullptr;
+            errno = 0;
             long long v = std::strtoll(s.c_str(), &iend, 10);
-            if (iend == s.c_str() + s.size()) return v;
+            if (iend == s.c_str() + s.size() && errno != ERANGE) return v;
         }
         return d;
     }

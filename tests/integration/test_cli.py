@@ -577,6 +577,17 @@ class ImportExportTest(KennelTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("0 stored, 3 duplicates", r.stderr)
 
+    def test_csv_integers_past_int64_are_read_as_numbers_not_clamped(self):
+        # strtoll's ERANGE went unchecked: 1e20 was stored as 2^63-1.
+        path = self.write("big.csv", "entity,big,small,fits\r\n"
+                          "e,99999999999999999999,-99999999999999999999,9223372036854775807\r\n")
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "s", "--entity-column", "entity"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = export_facts(self, db)[0]["data"]
+        self.assertEqual((data["big"], data["small"]), (1e20, -1e20), data)
+        self.assertEqual(data["fits"], 9223372036854775807, data)
+
     def test_import_reports_bad_lines_by_number_and_exits_3(self):
         lines = [
             json.dumps(fact("s", "a", {"x": 1})),                # 1 ok
