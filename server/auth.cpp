@@ -110,8 +110,11 @@ const char* access_name(access a) {
 }  // namespace
 
 authenticator::authenticator(reader_pool& readers, fact_writer& writer,
-                             std::chrono::milliseconds failure_delay)
-    : readers_(readers), writer_(writer), failure_delay_(failure_delay) {}
+                             std::chrono::milliseconds failure_delay, clock_fn clock)
+    : readers_(readers),
+      writer_(writer),
+      failure_delay_(failure_delay),
+      clock_(clock ? std::move(clock) : clock_fn(&steady::now)) {}
 
 void authenticator::forget_keys() {
     std::unique_lock lock(keys_mu_);
@@ -131,24 +134,25 @@ std::size_t authenticator::tracked_failures() {
 status authenticator::throttle_check(const std::string& user, const std::string& addr) {
     const std::string keys[] = {failure_key("user", user), failure_key("addr", addr)};
     std::lock_guard lock(mu_);
+    const auto now = clock_();
+    // The longer of the two lockouts, in whole seconds rounded up: the
+    // Retry-After a client may sleep for and then succeed.
+    steady::time_point until = now;
     for (const std::string& who : keys) {
         auto it = failures_.find(who);
-        if (it != failures_.end() && it->second.until > steady::now()) {
-            auto secs =
-                std::chrono::duration_cast<std::chrono::seconds>(it->second.until - steady::now())
-                    .count() +
-                1;
-            return status(error_kind::rate_limited,
-                          "too many failed sign-ins; try again in " + std::to_string(secs) + " s");
-        }
+        if (it != failures_.end()) until = std::max(until, it->second.until);
     }
-    return status::ok();
+    if (until == now) return status::ok();
+    const long long secs = std::chrono::ceil<std::chrono::seconds>(until - now).count();
+    return status(error_kind::rate_limited,
+                  "too many failed sign-ins; try again in " + std::to_string(secs) + " s")
+        .set_retry_after(secs);
 }
 
 void authenticator::note_failure(const std::string& user, const std::string& addr) {
     for (const std::string& who : {failure_key("user", user), failure_key("addr", addr)}) {
         std::lock_guard lock(mu_);
-        const auto now = steady::now();
+        const auto now = clock_();
         if (failures_.size() >= max_tracked_failures && !failures_.count(who)) {
             // Records with nothing left to enforce go first; under a flood of
             // made-up names, every record not locked out now (lockouts stay).
@@ -199,7 +203,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     {
         std::lock_guard lock(mu_);
         auto it = basic_ok_.find(token);
-        if (it != basic_ok_.end() && steady::now() - it->second < std::chrono::minutes(5)) {
+        if (it != basic_ok_.end() && clock_() - it->second < std::chrono::minutes(5)) {
             failures_.erase(failure_key("addr", addr));  // as below
             return true;
         }
@@ -219,7 +223,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     std::lock_guard lock(mu_);
     // A verified password is remembered by its hash for a few minutes, so
     // scripts using Basic auth do not pay for PBKDF2 on every request.
-    const auto now = steady::now();
+    const auto now = clock_();
     std::erase_if(basic_ok_,
                   [now](const auto& e) { return now - e.second >= std::chrono::minutes(5); });
     basic_ok_[token] = now;
@@ -235,7 +239,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         {
             std::shared_lock lock(keys_mu_);
             auto it = keys_.find(hash);
-            if (it != keys_.end() && steady::now() - it->second.at < key_cache_ttl) {
+            if (it != keys_.end() && clock_() - it->second.at < key_cache_ttl) {
                 row = it->second.row;
                 cached = true;
             }
@@ -248,7 +252,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             }
             if (found) row = std::make_shared<const api_key_row>(std::move(*found));
             std::unique_lock lock(keys_mu_);
-            const auto now = steady::now();
+            const auto now = clock_();
             if (keys_.size() >= max_cached_keys) {
                 std::erase_if(keys_,
                               [now](const auto& e) { return now - e.second.at >= key_cache_ttl; });
@@ -324,11 +328,11 @@ result<session_info> authenticator::login(const std::string& user, const std::st
     s.token = random_hex(32);
     s.user = user;
     s.csrf = random_hex(16);
-    s.expires = steady::now() + session_lifetime;
+    s.expires = clock_() + session_lifetime;
     std::lock_guard lock(mu_);
     // Drop expired sessions while here.
     for (auto it = sessions_.begin(); it != sessions_.end();) {
-        it = it->second.expires < steady::now() ? sessions_.erase(it) : std::next(it);
+        it = it->second.expires < clock_() ? sessions_.erase(it) : std::next(it);
     }
     sessions_[sha256_hex(s.token)] = s;
     return s;
@@ -340,7 +344,7 @@ std::optional<session_info> authenticator::session_from_cookie(const std::string
     std::lock_guard lock(mu_);
     auto it = sessions_.find(sha256_hex(token));
     if (it == sessions_.end()) return std::nullopt;
-    if (it->second.expires < steady::now()) {
+    if (it->second.expires < clock_()) {
         sessions_.erase(it);
         return std::nullopt;
     }

@@ -13,11 +13,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 
 #include "server/http_server.h"
@@ -36,8 +37,13 @@ struct session_info {
 
 class authenticator {
 public:
+    using clock_fn = std::function<std::chrono::steady_clock::time_point()>;
+
+    // `clock` is steady_clock::now unless a test moves time itself; it is
+    // called from any thread.
     authenticator(reader_pool& readers, fact_writer& writer,
-                  std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300));
+                  std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300),
+                  clock_fn clock = {});
 
     // For the route table (see http_server.h).
     std::optional<http_response> check(http_request& req, access needs);
@@ -67,6 +73,7 @@ private:
     reader_pool& readers_;
     fact_writer& writer_;
     std::chrono::milliseconds failure_delay_;
+    clock_fn clock_;
     std::mutex mu_;
     struct cached_key {
         std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request

@@ -44,8 +44,11 @@ http_response error_response(const status& s, std::optional<std::size_t> item) {
     r.status = http_status_for(s.kind());
     nlohmann::json body = {{"error", error_object(s, item)}};
     r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (s.kind() == error_kind::unavailable) r.headers.emplace_back("Retry-After", "1");
-    if (s.kind() == error_kind::rate_limited) r.headers.emplace_back("Retry-After", "30");
+    if (s.kind() == error_kind::unavailable || s.kind() == error_kind::rate_limited) {
+        // The wait the status knows (a sign-in lockout's rest), else a second.
+        r.headers.emplace_back("Retry-After",
+                               std::to_string(s.retry_after() > 0 ? s.retry_after() : 1));
+    }
     if (s.kind() == error_kind::unauthenticated) {
         r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kennel\"");
     }

@@ -19,7 +19,8 @@ int http_status_for(error_kind kind);
 // The error object alone (for embedding in per-item batch results).
 std::string error_object_json(const status& s, std::optional<std::size_t> item = std::nullopt);
 
-// A whole response: status code, JSON body, and Retry-After for 503.
+// A whole response: status code, JSON body, and Retry-After for 503 and 429
+// (the status's retry_after(), else 1 s).
 http_response error_response(const status& s, std::optional<std::size_t> item = std::nullopt);
 
 // A 200 (or given status) JSON response from an already-serialised body.

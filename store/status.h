@@ -48,6 +48,12 @@ public:
     const std::string& message() const { return message_; }
     // The request field the error is about ("data.likes.lower"), or empty.
     const std::string& field() const { return field_; }
+    // Whole seconds to wait before trying again (Retry-After), 0 if unknown.
+    long long retry_after() const { return retry_after_; }
+    status& set_retry_after(long long seconds) {
+        retry_after_ = seconds;
+        return *this;
+    }
 
     std::string to_string() const;
 
@@ -55,6 +61,7 @@ private:
     error_kind kind_ = error_kind::ok;
     std::string message_;
     std::string field_;
+    long long retry_after_ = 0;
 };
 
 inline status invalid(std::string field, std::string message) {

@@ -2,9 +2,11 @@
 // scopes, revocation, and a key cache that strangers cannot grow.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <string>
 
 #include "server/auth.h"
+#include "server/errors.h"
 #include "store/auth_store.h"
 #include "test_support.h"
 
@@ -117,4 +119,50 @@ TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept
     auto other_addr = auth.login("admin", "right-password", "10.0.0.2");
     REQUIRE_FALSE(other_addr);
     CHECK(other_addr.error().kind() == error_kind::rate_limited);
+}
+
+TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wait", "[auth]") {
+    // It was always 30 s, while the lockout doubles to 60 s, 120 s ...
+    using namespace std::chrono;
+    testing::migrated_db db;
+    reader_pool readers{db.path};
+    writer_options wo;
+    wo.db_path = db.path;
+    fact_writer writer{wo};
+    REQUIRE(writer.start());
+    set_password(db.conn, "admin", "right-password");
+    std::atomic<steady_clock::duration> moved{steady_clock::duration::zero()};
+    authenticator auth{readers, writer, milliseconds(0),
+                       [&moved] { return steady_clock::now() + moved.load(); }};
+    auto retry_after = [&] {
+        auto r = auth.login("admin", "right-password", "10.0.0.1");
+        REQUIRE_FALSE(r);
+        REQUIRE(r.error().kind() == error_kind::rate_limited);
+        http_response resp = error_response(r.error());
+        std::string header;
+        for (const auto& [k, v] : resp.headers)
+            if (k == "Retry-After") header = v;
+        INFO(r.error().message());
+        CHECK(r.error().message().find("try again in " + header + " s") != std::string::npos);
+        return header;
+    };
+
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1"));
+    CHECK(retry_after() == "30");
+    moved = moved.load() + milliseconds(10'500);
+    CHECK(retry_after() == "20");  // 19.5 s left, rounded up
+    moved = moved.load() + seconds(20);
+    // The sixth failure in a row: 60 s, then 120 s.
+    auto sixth = auth.login("admin", "wrong", "10.0.0.1");
+    REQUIRE_FALSE(sixth);
+    CHECK(sixth.error().kind() == error_kind::unauthenticated);
+    CHECK(retry_after() == "60");
+    moved = moved.load() + seconds(61);
+    CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1"));
+    CHECK(retry_after() == "120");
+    moved = moved.load() + milliseconds(119'001);
+    CHECK(retry_after() == "1");
+    moved = moved.load() + seconds(1);
+    CHECK(auth.login("admin", "right-password", "10.0.0.1"));
+    writer.stop();
 }
