@@ -241,8 +241,10 @@ http_response get_job(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     std::int64_t after = 0;
     if (auto v = req.query_value("log_after")) {
-        auto n = parse_id("log_after", *v);
-        if (n) after = *n;
+        // A sequence number seen, or 0 for the whole log.
+        auto n = parse_int("log_after", *v, 0, INT64_MAX);
+        if (!n) return error_response(n.error());
+        after = *n;
     }
     auto conn = a.readers().acquire();
     auto j = get_job(*conn, *id);

@@ -238,6 +238,11 @@ SCENARIOS = [
          status=400, code="invalid_argument", field="limit"),
     dict(name="bad cursor", method="GET", path="/v1/streams/posts/facts?cursor=zzz",
          status=400, code="invalid_argument", field="cursor"),
+    # Once ignored, answering the whole log.
+    dict(name="log_after not a number", method="GET", path="/v1/jobs/1?log_after=abc",
+         status=400, code="invalid_argument", field="log_after"),
+    dict(name="log_after negative", method="GET", path="/v1/jobs/1?log_after=-5",
+         status=400, code="invalid_argument", field="log_after"),
     dict(name="total without field", method="GET", path="/v1/streams/posts/total",
          status=400, code="invalid_argument", field="field"),
     dict(name="total with a quoted field", method="GET",
@@ -623,6 +628,31 @@ class ReadingTest(SharedServerCase):
         self.assertEqual((t["facts"], t["counted"]), (2, 2))
         self.assertAlmostEqual(t["lower"], 11)
         self.assertAlmostEqual(t["upper"], 12)
+
+    def small_model(self):
+        """A model defined on one fact of each stream (too few to train)."""
+        name, f, l = unique_stream("m"), unique_stream("f"), unique_stream("l")
+        self.post_all([fact(f, "e", {"x": 1}, time_=ts(0)), fact(l, "e", {"y": 1}, time_=ts(1))])
+        r = self.c.request("PUT", "/v1/models/" + name, json_body={
+            "task": "regression", "features_from": f,
+            "label": {"stream": l, "field": "y"}, "features": [{"field": "x"}]})
+        self.assertIn(r.status, (200, 201), r)
+        return name
+
+    def test_a_job_log_after_a_bad_number_is_400_not_the_whole_log(self):
+        name = self.small_model()
+        r = self.c.post_json("/v1/models/%s/train" % name, {"reason": "a job with a log"})
+        self.assertEqual(r.status, 202, r)
+        job = r.json()["job"]
+        # Its log has at least the cancel line.
+        self.c.post_json("/v1/jobs/%d/cancel" % job, {"reason": "only its log is needed"})
+        whole = self.c.get("/v1/jobs/%d?log_after=0" % job).json()["log"]
+        self.assertTrue(whole, whole)
+        for bad in ("abc", "-5", "1.5", "99999999999999999999", ""):
+            r = self.c.get("/v1/jobs/%d?log_after=%s" % (job, bad))
+            self.assertErrorShape(r, 400, code="invalid_argument", field="log_after")
+        r = self.c.get("/v1/jobs/%d?log_after=%d" % (job, whole[-1]["seq"]))
+        self.assertEqual((r.status, r.json()["log"]), (200, []), r)
 
     def test_a_total_past_the_largest_double_is_422_naming_the_field(self):
         # Each fact is finite; their sum is not, and was answered 200 with nulls.
