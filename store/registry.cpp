@@ -203,6 +203,12 @@ status move_alias(connection& c, const std::string& model, const std::string& al
                           "model " + model + " has no version " + std::to_string(*version),
                           "version");
         }
+        if (alias == "live" && disabled_versions(c, model).count(*version)) {
+            return status(error_kind::conflict,
+                          "version " + std::to_string(*version) + " of model " + model +
+                              " is disabled: enable it before moving live to it",
+                          "version");
+        }
     }
     auto previous = alias_version(c, model, alias);
     micros now = now_micros();

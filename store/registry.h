@@ -146,7 +146,8 @@ std::vector<std::int64_t> recover_interrupted_jobs(connection& c);
 std::int64_t insert_version(connection& c, version_row v);
 
 // Points an alias at a version and records the move. version = nullopt
-// removes the alias. not_found for an unknown version.
+// removes the alias. not_found for an unknown version; conflict for live
+// on a disabled version (it would not serve: every answer a fallback).
 status move_alias(connection& c, const std::string& model, const std::string& alias,
                   std::optional<std::int64_t> version, const std::string& actor,
                   const std::string& reason);

@@ -655,6 +655,29 @@ class PredictTest(SharedServerCase):
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "anything?"})
         self.assertErrorShape(r, 409)
 
+    def test_a_disabled_version_is_not_promoted_to_live(self):
+        name, _, _, _, _ = self.trained()
+        self.assertEqual(train(self, self.c, name), 2)
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "suspect"})
+        self.assertEqual(r.status, 200, r)
+        # Live on it would only ever fall back: a conflict, nothing moved.
+        before = deployments_of(self, self.c, name)
+        r = self.c.request("PUT", "/v1/models/%s/aliases/live" % name,
+                           json_body={"version": 2, "reason": "promote a disabled one"})
+        err = self.assertErrorShape(r, 409, code="conflict", field="version", message="disabled")
+        self.assertIn("version 2", err["message"], err)
+        self.assertEqual(deployments_of(self, self.c, name), before)
+        self.assertModelAnswer(predict(self, self.c, name, {"features": FEATURES}), name, 1)
+        # Another alias may point at it: only live (and experiment arms) serve.
+        r = self.c.request("PUT", "/v1/models/%s/aliases/review" % name,
+                           json_body={"version": 2, "reason": "look at it later"})
+        self.assertEqual(r.status, 200, r)
+        # Enabled again, it may go live.
+        r = self.c.post_json("/v1/models/%s/versions/2/enable" % name, {"reason": "cleared"})
+        self.assertEqual(r.status, 200, r)
+        set_live(self, self.c, name, 2)
+        self.assertModelAnswer(predict(self, self.c, name, {"features": FEATURES}), name, 2)
+
     def test_promotion_under_load_loses_nothing(self):
         name, feats, labels, rows, d = self.trained()
         v1_value = predict(self, self.c, name, {"features": FEATURES})["prediction"]
