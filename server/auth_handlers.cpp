@@ -37,13 +37,16 @@ json key_json(const api_key_row& k) {
 http_response post_auth_login(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
-    auto user = body->find("username");
-    auto pass = body->find("password");
-    if (user == body->end() || !user->is_string() || user->get<std::string>().empty()) {
-        return error_response(invalid("username", "missing"));
+    // Absent (or null) is "missing"; another type is named as such.
+    auto user = optional_string(*body, "username", "", "username");
+    if (!user) return error_response(user.error());
+    if (user->empty()) return error_response(invalid("username", "missing"));
+    if (auto p = body->find("password"); p == body->end() || p->is_null()) {
+        return error_response(invalid("password", "missing"));
     }
-    if (pass == body->end() || !pass->is_string()) return error_response(invalid("password", "missing"));
-    auto s = a.auth().login(user->get<std::string>(), pass->get<std::string>(), req.remote_addr);
+    auto pass = optional_string(*body, "password", "", "password");
+    if (!pass) return error_response(pass.error());
+    auto s = a.auth().login(*user, *pass, req.remote_addr);
     if (!s) return error_response(s.error());
     http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
     r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false));

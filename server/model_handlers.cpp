@@ -182,14 +182,15 @@ http_response post_model_train(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    // Optional, but a reason of another type is an error, as for cancel.
+    auto reason_field = optional_string(*body, "reason", "", "reason");
+    if (!reason_field) return error_response(reason_field.error());
+    const std::string reason = std::move(*reason_field);
     {
         auto conn = a.readers().acquire();
         if (!get_model(*conn, name)) return error_response(model_missing(name));
     }
     std::string actor = actor_of(req);
-    std::string reason = body->contains("reason") && (*body)["reason"].is_string()
-                             ? (*body)["reason"].get<std::string>()
-                             : "";
     std::int64_t id = 0;
     bool existing = false;
     status s = a.writer().run(

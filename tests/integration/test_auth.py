@@ -34,6 +34,15 @@ class AuthTest(KennelTestCase):
                               field="username")
         self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"username": "admin"}), 400,
                               field="password")
+        # A value of the wrong type is named as such, not called missing.
+        for body, field in (({"username": "admin", "password": 5}, "password"),
+                            ({"username": "admin", "password": ["x"]}, "password"),
+                            ({"username": 5, "password": "x"}, "username")):
+            self.assertErrorShape(self.anon.post_json("/v1/auth/login", body), 400, field=field,
+                                  message="must be a string")
+        self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"username": "admin",
+                                                                     "password": None}),
+                              400, field="password", message="missing")
         self.assertErrorShape(self.anon.post("/v1/auth/login", body="username=admin",
                                              headers={"Content-Type": "text/plain"}), 415)
 

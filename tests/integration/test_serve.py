@@ -654,6 +654,17 @@ class ReadingTest(SharedServerCase):
         r = self.c.get("/v1/jobs/%d?log_after=%d" % (job, whole[-1]["seq"]))
         self.assertEqual((r.status, r.json()["log"]), (200, []), r)
 
+    def test_a_training_reason_of_another_type_is_400_and_queues_nothing(self):
+        # It was dropped silently, while a cancel's reason of another type is a 400.
+        name = self.small_model()
+        for reason in (5, ["why"], {"because": 1}, True):
+            r = self.c.post_json("/v1/models/%s/train" % name, {"reason": reason})
+            self.assertErrorShape(r, 400, code="invalid_argument", field="reason",
+                                  message="must be a string")
+        self.assertEqual(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"], [])
+        r = self.c.post_json("/v1/models/%s/train" % name, {"reason": None})
+        self.assertEqual(r.status, 202, r)
+
     def test_a_total_past_the_largest_double_is_422_naming_the_field(self):
         # Each fact is finite; their sum is not, and was answered 200 with nulls.
         s = unique_stream("big")
