@@ -176,9 +176,9 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
     std::string outcome;
     status s = writer_.run(
         [&](connection& c) {
-            status d = set_version_enabled(c, m.name, version, false, "supervisor", reason);
-            if (!d) return d;
-            outcome = "disabled";
+            auto d = set_version_enabled(c, m.name, version, false, "supervisor", reason);
+            if (!d) return d.error();
+            outcome = *d ? "disabled" : "already disabled";
             auto live = alias_version(c, m.name, "live");
             if (live && *live == version) {
                 auto disabled = disabled_versions(c, m.name);

@@ -46,13 +46,25 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
     if (!model_exists(a, name)) return error_response(no_model(name));
     std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
+    bool changed = false;
     status s = a.writer().run(
-        [&](connection& c) { return set_version_enabled(c, name, *n, enabled, actor, reason); },
+        [&](connection& c) {
+            auto r = set_version_enabled(c, name, *n, enabled, actor, reason);
+            if (!r) return r.error();
+            changed = *r;
+            return status::ok();
+        },
         a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto m = a.serving().get(name);
-    json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"actor", actor}, {"reason", reason}};
+    // Already in that state: 200 with it, and no event (actor and reason
+    // are those of recorded changes only).
+    json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"changed", changed}};
+    if (changed) {
+        out["actor"] = actor;
+        out["reason"] = reason;
+    }
     if (m) out["serving_version"] = m->live ? json(m->live->version) : json(nullptr);
     return json_response(dump_json(out));
 }

@@ -464,20 +464,23 @@ std::optional<micros> last_job_created_at(connection& c, const std::string& mode
 
 namespace kennel {
 
-status set_version_enabled(connection& c, const std::string& model, std::int64_t version,
-                           bool enabled, const std::string& actor, const std::string& reason) {
+result<bool> set_version_enabled(connection& c, const std::string& model, std::int64_t version,
+                                 bool enabled, const std::string& actor,
+                                 const std::string& reason) {
     statement chk(c, "SELECT 1 FROM model_versions WHERE model = ? AND version = ?");
     chk.bind(1, model).bind(2, version);
     if (!chk.step()) {
         return status(error_kind::not_found,
                       "model " + model + " has no version " + std::to_string(version), "version");
     }
+    // Already so: nothing to record (a repeated click is not a new event).
+    if (disabled_versions(c, model).count(version) != (enabled ? 1u : 0u)) return false;
     statement st(c,
                  "INSERT INTO version_events (model, version, event, time, actor, reason)"
                  " VALUES (?,?,?,?,?,?)");
     st.bind(1, model).bind(2, version).bind(3, enabled ? "enabled" : "disabled");
     st.bind(4, now_micros()).bind(5, actor).bind(6, reason).run();
-    return status::ok();
+    return true;
 }
 
 std::set<std::int64_t> disabled_versions(connection& c, const std::string& model) {

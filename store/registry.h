@@ -218,9 +218,11 @@ struct experiment_row {
     std::optional<std::string> end_reason;
 };
 
-// Appends a disabled/enabled event; not_found for an unknown version.
-status set_version_enabled(connection& c, const std::string& model, std::int64_t version,
-                           bool enabled, const std::string& actor, const std::string& reason);
+// Appends a disabled/enabled event unless the version is already in that
+// state (a version without events is enabled). Returns whether it changed;
+// not_found for an unknown version.
+result<bool> set_version_enabled(connection& c, const std::string& model, std::int64_t version,
+                                 bool enabled, const std::string& actor, const std::string& reason);
 std::set<std::int64_t> disabled_versions(connection& c, const std::string& model);
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
 // Versions the live alias pointed at, newest move first, without repeats.

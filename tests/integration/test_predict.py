@@ -678,6 +678,27 @@ class PredictTest(SharedServerCase):
         set_live(self, self.c, name, 2)
         self.assertModelAnswer(predict(self, self.c, name, {"features": FEATURES}), name, 2)
 
+    def test_enabling_or_disabling_twice_records_one_event(self):
+        name, _, _, _, _ = self.trained()
+        base = "/v1/models/%s/versions/1/" % name
+
+        def act(action, enabled, changed):
+            before = len(events_of(self, self.c, name))
+            r = self.c.post_json(base + action, {"reason": "%s, changed %s" % (action, changed)})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(len(events_of(self, self.c, name)), before + changed, (action, r))
+            self.assertEqual((r.json()["enabled"], r.json().get("changed")), (enabled, changed), r)
+
+        # A version without events is enabled: enabling it records nothing.
+        act("enable", True, False)
+        act("disable", False, True)
+        act("disable", False, False)
+        act("enable", True, True)
+        act("enable", True, False)
+        self.assertEqual([(e["event"], e["reason"]) for e in events_of(self, self.c, name)],
+                         [("enabled", "enable, changed True"),
+                          ("disabled", "disable, changed True")])
+
     def test_promotion_under_load_loses_nothing(self):
         name, feats, labels, rows, d = self.trained()
         v1_value = predict(self, self.c, name, {"features": FEATURES})["prediction"]
