@@ -130,7 +130,7 @@ TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wa
     wo.db_path = db.path;
     fact_writer writer{wo};
     REQUIRE(writer.start());
-    set_password(db.conn, "admin", "right-password");
+    set_password(db.conn, "admin", "right-password", true);
     std::atomic<steady_clock::duration> moved{steady_clock::duration::zero()};
     authenticator auth{readers, writer, milliseconds(0),
                        [&moved] { return steady_clock::now() + moved.load(); }};
