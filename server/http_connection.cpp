@@ -17,6 +17,7 @@
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "store/log.h"
 
@@ -421,6 +422,7 @@ void raise_listen_backlog(int port) {
 namespace {
 
 thread_local std::shared_ptr<deferred_response> deferred_here;
+thread_local bool close_here = false;  // close_after_answer()
 
 const char* reason_phrase(int status) {
     switch (status) {
@@ -467,6 +469,10 @@ const char* reason_phrase(int status) {
 
 void defer_answer(std::shared_ptr<deferred_response> d) {
     deferred_here = std::move(d);
+}
+
+void close_after_answer() {
+    close_here = true;
 }
 
 deferred_response::deferred_response(std::chrono::steady_clock::time_point deadline,
@@ -820,6 +826,7 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         strm.begin_request();
         bool closed = false;
         bool ok = process_request(strm, left == 1, closed, nullptr);
+        if (std::exchange(close_here, false)) closed = true;
         if (std::shared_ptr<deferred_response> d = std::move(deferred_here)) {
             deferred_here.reset();
             strm.discard_output();  // httplib's placeholder

@@ -220,6 +220,12 @@ private:
 // takes it once httplib has returned.
 void defer_answer(std::shared_ptr<deferred_response> d);
 
+// Called on the connection's thread while a request is processed: the
+// connection is closed once its answer is sent. For an answer that leaves
+// the request's bytes unread (a line httplib cannot parse, a refused body):
+// what follows is not known to start a request.
+void close_after_answer();
+
 // Debian's cpp-httplib listens with a compiled-in backlog of 5: many clients
 // connecting at once overflow it and wait for TCP retransmissions (measured:
 // p99 of seconds at 64 connections, stepping 0.4/0.8/1.7/3.3 s). httplib does

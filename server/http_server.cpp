@@ -94,6 +94,18 @@ void write_response(http_response&& ours, httplib::Response& res) {
     res.set_header("Content-Type", ours.content_type);
 }
 
+// An answer after which the connection is closed (close_after_answer): the
+// request's bytes were not all read, so what follows on the connection is
+// not known to start a request.
+void write_closing_response(http_response&& ours, const httplib::Request& req,
+                            httplib::Response& res) {
+    // httplib says so itself when the request asked for it.
+    if (req.get_header_value("Connection") != "close")
+        ours.headers.emplace_back("Connection", "close");
+    write_response(std::move(ours), res);
+    close_after_answer();
+}
+
 }  // namespace
 
 http_server::http_server(http_options options, std::vector<route> routes)
@@ -120,8 +132,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
     svr.set_payload_max_length(o.max_body_bytes);
 
     // httplib answers some errors itself (413 for an oversize body, 400 for
-    // a malformed request line); give them Kennel's error shape.
-    svr.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+    // a request line or header it cannot parse); give them Kennel's error
+    // shape. It stops reading where it failed, so what follows is not known
+    // to start a request: the connection is closed after the answer, as
+    // nginx does (it was read as more requests: "BAD\r\nGET ..." got a 400
+    // and a 200).
+    svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return;
         http_response r;
         if (res.status == 413) {
@@ -135,7 +151,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                        "malformed HTTP request (status " + std::to_string(res.status) + ")"));
             r.status = res.status;
         }
-        write_response(std::move(r), res);
+        write_closing_response(std::move(r), req, res);
     });
     svr.set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -253,8 +269,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                     status(error_kind::invalid_argument,
                            "Content-Length \"" + length + "\" is not a number of bytes",
                            "Content-Length"));
-                r.headers.emplace_back("Connection", "close");
-                write_response(std::move(r), res);
+                write_closing_response(std::move(r), req, res);
                 return httplib::Server::HandlerResponse::Handled;
             }
             const bool too_long =
@@ -266,8 +281,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 status(error_kind::too_large,
                        "request body of " + length + " bytes is larger than the limit of " +
                            std::to_string(impl_->options.max_body_bytes) + " bytes (--max-body)"));
-            r.headers.emplace_back("Connection", "close");
-            write_response(std::move(r), res);
+            write_closing_response(std::move(r), req, res);
             return httplib::Server::HandlerResponse::Handled;
         }
         http_response r =
@@ -275,8 +289,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                   "bodies must be sent with a Content-Length (at most " +
                                       std::to_string(impl_->options.max_body_bytes) +
                                       " bytes); Transfer-Encoding \"" + te + "\" is not accepted"));
-        r.headers.emplace_back("Connection", "close");
-        write_response(std::move(r), res);
+        write_closing_response(std::move(r), req, res);
         return httplib::Server::HandlerResponse::Handled;
     });
 

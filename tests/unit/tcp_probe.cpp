@@ -91,6 +91,25 @@ std::string tcp_probe::read_response(std::chrono::milliseconds timeout) {
     }
 }
 
+std::string tcp_probe::read_to_close(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string got = std::move(pending_);
+    pending_.clear();
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        pollfd p{fd_, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+            throw std::runtime_error("not closed in time; got: " + got);
+        }
+        char buf[8192];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return got;
+        if (n < 0) throw std::runtime_error("recv() failed; got: " + got);
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
 bool tcp_probe::closed_within(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {

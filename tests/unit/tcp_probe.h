@@ -22,6 +22,9 @@ public:
     std::string read_until(const std::string& marker, std::chrono::milliseconds timeout);
     // Reads one HTTP response (headers and Content-Length body) or fails.
     std::string read_response(std::chrono::milliseconds timeout);
+    // Reads until the peer closes and returns everything that came (after
+    // what earlier reads left); throws when `timeout` passes first.
+    std::string read_to_close(std::chrono::milliseconds timeout);
     // True when the peer closed the connection within `timeout`.
     bool closed_within(std::chrono::milliseconds timeout);
     // Segments carrying data that this socket received (Linux tcp_info).
