@@ -126,7 +126,12 @@ result<json> json_object_body(const http_request& req, bool allow_empty) {
     return json_object_of(req.body);
 }
 
+status empty_body(const std::string& what) {
+    return invalid("", "the request body is empty; send " + what + " with a Content-Length");
+}
+
 result<json> json_object_of(const std::string& text) {
+    if (text.empty()) return empty_body("a JSON object");
     json j;
     try {
         j = json::parse(text);

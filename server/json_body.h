@@ -36,8 +36,13 @@ std::string media_type(const http_request& req);
 // 415 unless the content type is JSON (none is taken as JSON).
 status check_json_media_type(const http_request& req);
 
+// 400: the request's body is empty where `what` was to be sent. A request
+// without a Content-Length has no body (RFC 9112, 6.3), e.g. curl -X POST
+// without -d.
+status empty_body(const std::string& what);
+
 // A JSON text that must be an object: 400 for malformed JSON (naming the
-// field of a value JSON cannot hold) or another value.
+// field of a value JSON cannot hold), another value or an empty text.
 result<nlohmann::json> json_object_of(const std::string& text);
 
 // The body as a JSON object. 415 for another content type (none is taken as

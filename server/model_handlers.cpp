@@ -96,6 +96,7 @@ http_response put_model(app& a, const http_request& req) {
         return error_response(status(error_kind::unsupported_media,
                                      "send the definition as application/json", "Content-Type"));
     }
+    if (req.body.empty()) return error_response(empty_body("the definition (a JSON object)"));
     parsed_definition p = parse_definition(req.body);
     // Data problems are reported together with syntax problems, as long as
     // the body was a JSON object at all.

@@ -231,6 +231,11 @@ http_response post_facts(app& a, const http_request& req) {
                                          "an array) or application/x-ndjson",
                                      "Content-Type"));
     }
+    if (req.body.empty()) {
+        return error_response(empty_body(format == body_format::ndjson
+                                             ? "facts as JSON objects, one a line,"
+                                             : "a fact (a JSON object) or a JSON array of facts"));
+    }
     fact_limits limits;
     limits.max_items = a.options().max_batch;
     if (format == body_format::ndjson) return post_ndjson_facts(a, req.body, limits);

@@ -81,7 +81,7 @@ SCENARIOS = [
          body='{"stream":"s","entity":', status=400, code="invalid_argument",
          message="malformed JSON"),
     dict(name="empty body", method="POST", path="/v1/facts", body="",
-         status=400, code="invalid_argument", message="malformed JSON"),
+         status=400, code="invalid_argument", message="the request body is empty"),
     dict(name="trailing garbage", method="POST", path="/v1/facts",
          body=json.dumps(GOOD) + " x", status=400, code="invalid_argument",
          message="malformed JSON"),

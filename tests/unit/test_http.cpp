@@ -26,6 +26,7 @@
 
 #include "server/errors.h"
 #include "server/http_server.h"
+#include "server/json_body.h"
 #include "store/json_writer.h"
 #include "tests/unit/tcp_probe.h"
 
@@ -117,6 +118,14 @@ struct test_server {
                  ++handled;
                  json out = {{"bytes", r.body.size()}, {"content_type", r.header("content-type")}};
                  return json_response(out.dump(), 201);
+             },
+             true},
+            // Kennel's own reading of a JSON object body.
+            {"POST", "/objects",
+             [](const http_request& r) {
+                 auto body = json_object_body(r, false);
+                 if (!body) return error_response(body.error());
+                 return json_response(body->dump(), 201);
              },
              true},
             {"GET", "/fail",
@@ -605,6 +614,39 @@ TEST_CASE("a request that cannot be parsed gets one 400 and the connection is cl
     REQUIRE(answers.size() == 1);
     CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
     CHECK(s.handled == 0);
+}
+
+TEST_CASE("a POST without a Content-Length has no body; what follows is read as a request",
+          "[http]") {
+    // RFC 9112, 6.3. A route that needs a body says it is empty (it said
+    // "malformed JSON: ..." for the empty text), and the bytes meant as the
+    // body are refused as a request line; then the connection is closed.
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(
+        "POST /objects HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n"
+        "{\"x\":1}\r\n");
+    const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+    REQUIRE(answers.size() == 2);
+    INFO(answers[0]);
+    CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+    CHECK_THAT(answers[0], Catch::Contains("the request body is empty"));
+    CHECK_THAT(answers[0], Catch::Contains("Content-Length"));
+    CHECK(answers[1].rfind("HTTP/1.1 400", 0) == 0);
+    CHECK_THAT(answers[1], Catch::Contains("\r\nConnection: close\r\n"));
+
+    // A POST that needs no body (curl -X POST sends no Content-Length) is
+    // answered, and its connection kept.
+    testing::tcp_probe k(s.port);
+    k.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const std::string r = k.read_response(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("\"bytes\":0"));
+    CHECK_THAT(r, !Catch::Contains("Connection: close"));
+    k.send_all(get_request("/items/after"));
+    CHECK_THAT(k.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
 }
 
 TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them", "[http]") {
