@@ -135,12 +135,15 @@ std::size_t body_to_read_ahead(std::string_view head, std::size_t limit) {
         // The client waits for "100 Continue" before it sends the body; a
         // chunked body is refused unread (http_server.cpp).
         if (same_name(name, "expect") || same_name(name, "transfer-encoding")) return 0;
-        if (length || !same_name(name, "content-length")) continue;  // httplib takes the first
+        if (!same_name(name, "content-length")) continue;
         std::string_view value = line.substr(colon + 1);
         while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
             value.remove_prefix(1);
         while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
             value.remove_suffix(1);
+        if (value.empty()) continue;  // httplib drops a header without a value
+        // A second one is refused with the body unread (http_server.cpp).
+        if (length) return 0;
         std::uint64_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
         if (ec != std::errc() || end != value.data() + value.size()) return 0;

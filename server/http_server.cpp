@@ -259,6 +259,17 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 }
                 return httplib::Server::HandlerResponse::Unhandled;
             }
+            if (req.get_header_value_count("Content-Length") > 1) {
+                // Where the body ends is not known (RFC 9112, 6.3: a 400): httplib
+                // read it by the first, and the rest of what the other framed as a
+                // next request. Identical ones are refused too (no client sends them).
+                write_closing_response(
+                    error_response(status(error_kind::invalid_argument,
+                                          "Content-Length is sent more than once",
+                                          "Content-Length")),
+                    req, res);
+                return httplib::Server::HandlerResponse::Handled;
+            }
             std::uint64_t n = 0;
             auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), n);
             const bool number = ec == std::errc() && end == length.data() + length.size();

@@ -649,6 +649,31 @@ TEST_CASE("a POST without a Content-Length has no body; what follows is read as 
     CHECK_THAT(k.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
 }
 
+TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection is closed",
+          "[http]") {
+    // httplib read the body by the first and left what the other framed to
+    // be read as the next request (RFC 9112, 6.3: a 400 and a close).
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    for (const std::string& lengths : {
+             std::string("Content-Length: 2\r\nContent-Length: 50\r\n"),
+             std::string("Content-Length: 50\r\nContent-Length: 2\r\n"),
+             std::string("Content-Length: 2\r\ncontent-length: 2\r\n"),  // refused too
+         }) {
+        INFO(lengths);
+        testing::tcp_probe c(s.port);
+        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n" +
+                   lengths + "\r\nab" + get_request("/items/smuggled"));
+        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        INFO(answers[0]);
+        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+        CHECK_THAT(answers[0], Catch::Contains("\"field\":\"Content-Length\""));
+    }
+    CHECK(s.handled == 0);
+}
+
 TEST_CASE("stop() closes idle keep-alive connections instead of waiting on them", "[http]") {
     auto s = std::make_unique<test_server>(1024, 60);
     s->server->set_ready(true);
