@@ -18,6 +18,8 @@ int http_status_for(error_kind kind) {
         case error_kind::length_required: return 411;
         case error_kind::unsupported_media: return 415;
         case error_kind::failed_precondition: return 422;
+        case error_kind::not_implemented:
+            return 501;
         case error_kind::unavailable: return 503;
         case error_kind::internal: return 500;
     }

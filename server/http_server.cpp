@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <string_view>
 
 #include "server/errors.h"
 #include "server/http_connection.h"
@@ -94,6 +95,25 @@ void write_response(http_response&& ours, httplib::Response& res) {
     res.set_header("Content-Type", ours.content_type);
 }
 
+// httplib answers 400 for a request line whose method it does not know
+// ("FOO"; it has read the method and the version) and for a method it
+// parses and routes nowhere (TRACE, CONNECT). A method Kennel does not
+// serve is a 501 (RFC 9110, 15.6.2).
+bool unserved_method(const httplib::Request& req) {
+    const std::string& m = req.method;
+    if (m.empty() || (req.version != "HTTP/1.1" && req.version != "HTTP/1.0")) return false;
+    if (m == "GET" || m == "HEAD" || m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE" ||
+        m == "OPTIONS")
+        return false;
+    // A token (RFC 9110, 5.6.2).
+    return std::all_of(m.begin(), m.end(), [](unsigned char c) {
+        const unsigned char lower = c | 0x20;
+        return (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'z') ||
+               std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                   std::string_view::npos;
+    });
+}
+
 // An answer after which the connection is closed (close_after_answer): the
 // request's bytes were not all read, so what follows on the connection is
 // not known to start a request.
@@ -145,6 +165,11 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 status(error_kind::too_large, "request body is larger than the limit of " +
                                                   std::to_string(impl_->options.max_body_bytes) +
                                                   " bytes (--max-body)"));
+        } else if (res.status == 400 && unserved_method(req)) {
+            r = error_response(status(error_kind::not_implemented,
+                                      "method " + req.method +
+                                          " is not implemented; Kennel serves GET, HEAD, POST, "
+                                          "PUT, PATCH, DELETE and OPTIONS"));
         } else {
             r = error_response(
                 status(error_kind::invalid_argument,

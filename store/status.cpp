@@ -17,6 +17,8 @@ const char* error_kind_name(error_kind kind) {
         case error_kind::unsupported_media: return "unsupported_media_type";
         case error_kind::unavailable: return "unavailable";
         case error_kind::failed_precondition: return "failed_precondition";
+        case error_kind::not_implemented:
+            return "not_implemented";
         case error_kind::internal: return "internal";
     }
     return "internal";

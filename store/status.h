@@ -17,19 +17,20 @@ namespace kennel {
 // to an HTTP status.
 enum class error_kind {
     ok,
-    invalid_argument,   // the caller sent something wrong (400)
-    not_found,          // a named thing does not exist (404)
-    method_not_allowed, // the path exists, the method does not (405)
-    unauthenticated,    // no or wrong credentials (401)
-    forbidden,          // credentials without the needed scope (403)
-    rate_limited,       // too many attempts; retry later (429)
-    conflict,           // the request contradicts current state (409)
-    too_large,          // a body or batch over a configured limit (413)
-    length_required,    // a body without a Content-Length (411)
-    unsupported_media,  // wrong content type (415)
-    unavailable,        // overloaded or not ready; retry later (503)
+    invalid_argument,     // the caller sent something wrong (400)
+    not_found,            // a named thing does not exist (404)
+    method_not_allowed,   // the path exists, the method does not (405)
+    unauthenticated,      // no or wrong credentials (401)
+    forbidden,            // credentials without the needed scope (403)
+    rate_limited,         // too many attempts; retry later (429)
+    conflict,             // the request contradicts current state (409)
+    too_large,            // a body or batch over a configured limit (413)
+    length_required,      // a body without a Content-Length (411)
+    unsupported_media,    // wrong content type (415)
+    unavailable,          // overloaded or not ready; retry later (503)
     failed_precondition,  // e.g. training data that cannot train a model (422)
-    internal,           // a bug or an I/O failure (500)
+    not_implemented,      // a request method Kennel does not serve (501)
+    internal,             // a bug or an I/O failure (500)
 };
 
 const char* error_kind_name(error_kind kind);

@@ -372,6 +372,7 @@ TEST_CASE("error_response maps every error kind to its status", "[http]") {
           kc{error_kind::conflict, 409, "conflict"}, kc{error_kind::too_large, 413, "too_large"},
           kc{error_kind::unsupported_media, 415, "unsupported_media_type"},
           kc{error_kind::failed_precondition, 422, "failed_precondition"},
+          kc{error_kind::not_implemented, 501, "not_implemented"},
           kc{error_kind::unavailable, 503, "unavailable"},
           kc{error_kind::internal, 500, "internal"}}) {
         INFO(k.code);
@@ -671,6 +672,35 @@ TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection 
         CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
         CHECK_THAT(answers[0], Catch::Contains("\"field\":\"Content-Length\""));
     }
+    CHECK(s.handled == 0);
+}
+
+TEST_CASE("a method Kennel does not serve is a 501 in the error shape and the connection closes",
+          "[http]") {
+    // httplib refused FOO's request line and answered TRACE from its router:
+    // both as 400 "malformed HTTP request".
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    for (const std::string method : {"TRACE", "CONNECT", "FOO", "get"}) {
+        INFO(method);
+        testing::tcp_probe c(s.port);
+        c.send_all(method + " /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
+                   get_request("/items/after"));
+        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        INFO(answers[0]);
+        CHECK(answers[0].rfind("HTTP/1.1 501", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+        const json body =
+            json::parse(answers[0].substr(answers[0].find("\r\n\r\n") + 4), nullptr, false);
+        REQUIRE(body.is_object());
+        CHECK(body["error"]["code"] == "not_implemented");
+        CHECK_THAT(body["error"]["message"].get<std::string>(), Catch::Contains(method));
+    }
+    // A request line without its version is still a 400.
+    testing::tcp_probe c(s.port);
+    c.send_all("FOO /items/1\r\n\r\n");
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 400", 0) == 0);
     CHECK(s.handled == 0);
 }
 
