@@ -200,18 +200,19 @@ void authenticator::note_success(const std::string& user, const std::string& add
 bool authenticator::check_basic(const std::string& user, const std::string& password,
                                 const std::string& addr) {
     std::string token = sha256_hex(user + '\0' + password);
-    {
-        std::lock_guard lock(mu_);
-        auto it = basic_ok_.find(token);
-        if (it != basic_ok_.end() && clock_() - it->second < std::chrono::minutes(5)) {
-            failures_.erase(failure_key("addr", addr));  // as below
-            return true;
-        }
-    }
     std::optional<user_row> u;
     {
         auto conn = readers_.acquire();
         u = get_user(*conn, user);
+    }
+    {
+        std::lock_guard lock(mu_);
+        auto it = basic_ok_.find(token);
+        if (it != basic_ok_.end() && clock_() - it->second.at < std::chrono::minutes(5) && u &&
+            u->hash == it->second.stored_hash) {
+            failures_.erase(failure_key("addr", addr));  // as below
+            return true;
+        }
     }
     bool ok = u && check_password(*u, password);
     if (!ok) {
@@ -225,8 +226,8 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     // scripts using Basic auth do not pay for PBKDF2 on every request.
     const auto now = clock_();
     std::erase_if(basic_ok_,
-                  [now](const auto& e) { return now - e.second >= std::chrono::minutes(5); });
-    basic_ok_[token] = now;
+                  [now](const auto& e) { return now - e.second.at >= std::chrono::minutes(5); });
+    basic_ok_[token] = {now, u->hash};
     return true;
 }
 
@@ -329,6 +330,7 @@ result<session_info> authenticator::login(const std::string& user, const std::st
     s.user = user;
     s.csrf = random_hex(16);
     s.expires = clock_() + session_lifetime;
+    s.password_hash = u->hash;
     std::lock_guard lock(mu_);
     // Drop expired sessions while here.
     for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -338,17 +340,34 @@ result<session_info> authenticator::login(const std::string& user, const std::st
     return s;
 }
 
+std::string authenticator::stored_hash(const std::string& user) {
+    auto conn = readers_.acquire();
+    auto u = get_user(*conn, user);
+    return u ? u->hash : std::string();
+}
+
 std::optional<session_info> authenticator::session_from_cookie(const std::string& cookie_header) {
     std::string token = cookie_value(cookie_header, cookie_name);
     if (token.empty()) return std::nullopt;
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(sha256_hex(token));
-    if (it == sessions_.end()) return std::nullopt;
-    if (it->second.expires < clock_()) {
-        sessions_.erase(it);
+    const std::string key = sha256_hex(token);
+    session_info s;
+    {
+        std::lock_guard lock(mu_);
+        auto it = sessions_.find(key);
+        if (it == sessions_.end()) return std::nullopt;
+        if (it->second.expires < clock_()) {
+            sessions_.erase(it);
+            return std::nullopt;
+        }
+        s = it->second;
+    }
+    // A new password ends the sessions signed in with the old one.
+    if (stored_hash(s.user) != s.password_hash) {
+        std::lock_guard lock(mu_);
+        sessions_.erase(key);
         return std::nullopt;
     }
-    return it->second;
+    return s;
 }
 
 void authenticator::logout(const std::string& cookie_header) {

@@ -33,6 +33,7 @@ struct session_info {
     std::string user;
     std::string csrf;
     std::chrono::steady_clock::time_point expires;
+    std::string password_hash;  // the user's stored hash at sign-in
 };
 
 class authenticator {
@@ -82,7 +83,16 @@ private:
     // Every API request reads the key cache: readers share its lock.
     std::shared_mutex keys_mu_;
     std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
-    std::map<std::string, std::chrono::steady_clock::time_point> basic_ok_;  // sha256(user:pass)
+    // The user's stored password hash: it changes with every new password
+    // (a new salt), and a session or a remembered password of the old one
+    // no longer counts. Read back on each use, since `kennel admin
+    // set-password` changes it from another process.
+    std::string stored_hash(const std::string& user);
+    struct verified_password {
+        std::chrono::steady_clock::time_point at;
+        std::string stored_hash;
+    };
+    std::map<std::string, verified_password> basic_ok_;                     // by sha256(user:pass)
     std::map<std::string, session_info> sessions_;                          // by sha256(token)
     struct failures {
         int count = 0;

@@ -7,9 +7,13 @@ import base64
 import time
 import unittest
 
-from kennel_harness import ADMIN_PASSWORD, Client, KennelTestCase
+from kennel_harness import ADMIN_PASSWORD, Client, KennelTestCase, run_cli
 
 JSON = {"Content-Type": "application/json"}
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 class AuthTest(KennelTestCase):
@@ -64,8 +68,7 @@ class AuthTest(KennelTestCase):
         self.assertIn("try again in %s s" % r.header("Retry-After"), err["message"], r)
 
     def basic(self, user, password):
-        c = Client(self.server.port,
-                   auth="Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
+        c = Client(self.server.port, auth=basic(user, password))
         self.addCleanup(c.close)
         return c.get("/v1/streams").status
 
@@ -121,6 +124,26 @@ class AuthTest(KennelTestCase):
         self.assertEqual(ok.status, 201, ok)
         self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
         self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
+
+    def test_a_new_password_shuts_out_the_old_one_and_its_sessions_at_once(self):
+        # `kennel admin set-password` beside the running server: the old
+        # password, remembered for 5 minutes to spare PBKDF2, kept working
+        # that long, and a session signed in with it for its 12 hours.
+        old = Client(self.server.port, auth=basic("admin", ADMIN_PASSWORD))
+        self.addCleanup(old.close)
+        self.assertEqual(old.get("/v1/streams").status, 200)
+        r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+        self.assertEqual(r.status, 200, r)
+        cookie = r.header("Set-Cookie").split(";")[0]
+        self.assertEqual(self.anon.get("/v1/streams", headers={"Cookie": cookie}).status, 200)
+        r = run_cli(["admin", "set-password", "--password", "a-new-password", "--db",
+                     self.server.db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertErrorShape(old.get("/v1/streams"), 401)
+        self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
+        new = Client(self.server.port, auth=basic("admin", "a-new-password"))
+        self.addCleanup(new.close)
+        self.assertEqual(new.get("/v1/streams").status, 200)
 
     def test_bad_key_requests_are_400(self):
         self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": ["root"]}), 400,
