@@ -1,7 +1,12 @@
 #include "server/cli.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -470,6 +475,15 @@ int cmd_train(const std::vector<std::string>& args) {
             return 1;
         }
     }
+    // Ctrl-C or a kill cancels the job and stops its fit (else the job
+    // stayed "running", and the next kennel serve trained it again as one
+    // interrupted by a crash). Blocked in every thread from here on and
+    // taken by the watcher below; the fit's process unblocks them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     writer_options wo;
     wo.db_path = db;
     fact_writer writer(wo);
@@ -515,7 +529,29 @@ int cmd_train(const std::vector<std::string>& args) {
         std::fprintf(stderr, "%s%s: %s\n", tty ? "\r\033[K" : "", level.c_str(), msg.c_str());
     };
     std::fprintf(stderr, "kennel train: job %lld for model %s\n", static_cast<long long>(id), model.c_str());
+    std::atomic<bool> finished{false};
+    std::atomic<int> stopped_by{0};
+    std::thread watcher([&] {
+        const timespec tick{0, 100'000'000};
+        while (!finished) {
+            const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+            if (sig <= 0) continue;
+            stopped_by = sig;
+            const std::string why = std::string("kennel train received ") +
+                                    (sig == SIGINT ? "SIGINT" : "SIGTERM") + ": cancelling";
+            (void)writer.run(
+                [&](connection& c) {
+                    append_job_log(c, id, "warn", why);
+                    return request_cancel(c, id);
+                },
+                std::chrono::seconds(10));
+            worker.cancel(id);
+            return;
+        }
+    });
     job_state end = worker.run_job(*job, obs);
+    finished = true;
+    watcher.join();
     if (tty) std::fprintf(stderr, "\n");
     {
         auto conn = readers.acquire();
@@ -526,6 +562,7 @@ int cmd_train(const std::vector<std::string>& args) {
         std::printf("\n");
     }
     writer.stop();
+    if (stopped_by) return 128 + stopped_by;  // as the shell reports a signal
     return end == job_state::succeeded ? 0 : 1;
 }
 

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -409,6 +410,54 @@ class MistakenArgumentsTest(KennelTestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("no such database " + self.path("nope.db"), r.stderr)
         self.assertEqual(os.listdir(self.tmp), [])
+
+
+class TrainInterruptedTest(KennelTestCase):
+
+    def test_a_signal_cancels_the_job_and_stops_its_fit(self):
+        # A slow fit (a forest of 3000 trees on the demo's posts), queued by
+        # `kennel train`, stopped with SIGTERM once its process runs: the job
+        # was left "running", and the next kennel serve trained it again.
+        server = self.start_server(["--demo"])
+        c = self.client(server)
+        likes = c.get("/v1/models/likes").json()
+        slow = dict(likes["definition"], algorithm="forest",
+                    params={"num_trees": 3000, "min_samples_per_leaf": 1})
+        r = c.request("PUT", "/v1/models/slow", json_body=slow)
+        self.assertIn(r.status, (200, 201), r)
+        server.stop()
+        db = server.db
+        p = subprocess.Popen([KENNEL_BIN, "train", "slow", "--db", db], env=kennel_env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        conn = open_db(db)
+        self.addCleanup(conn.close)
+        child = None
+        deadline = time.monotonic() + 60
+        while child is None:
+            self.assertLess(time.monotonic(), deadline, "the fit never started")
+            self.assertIsNone(p.poll(), "kennel train ended before its fit started")
+            rows = conn.execute(
+                "SELECT l.message FROM job_log l JOIN jobs j ON j.id = l.job"
+                " WHERE j.model = 'slow' AND l.message LIKE 'training process % started%'"
+            ).fetchall()
+            if rows:
+                child = int(rows[0][0].split()[2])
+            else:
+                time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 128 + signal.SIGTERM, out + err)
+        self.assertIn("cancelled", out, out + err)
+        state, error = conn.execute(
+            "SELECT state, error FROM jobs WHERE model = 'slow'").fetchone()
+        self.assertEqual(state, "cancelled", error)
+        log = [m for (m,) in conn.execute(
+            "SELECT l.message FROM job_log l JOIN jobs j ON j.id = l.job WHERE j.model = 'slow'")]
+        self.assertTrue(any("received SIGTERM" in m for m in log), log)
+        self.assertFalse(os.path.exists("/proc/%d" % child), "the fit's process is still there")
+        self.assertFalse(os.path.exists(db + ".lock"))
 
 
 def export_facts(test, db, *extra):
