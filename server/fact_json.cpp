@@ -14,7 +14,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr std::size_t max_stream_len = 128;
-constexpr std::size_t max_entity_len = 256;
 constexpr std::size_t max_key_len = 256;
 constexpr int max_depth = 16;
 
@@ -139,7 +138,7 @@ parsed_item parse_fact_object(const json& j, micros now) {
         return item;
     }
     f.entity = entity->get<std::string>();
-    if (f.entity.empty() || f.entity.size() > max_entity_len) {
+    if (f.entity.empty() || f.entity.size() > max_entity_bytes) {
         item.error = invalid("entity", "must be 1-256 bytes of UTF-8");
         return item;
     }

@@ -13,6 +13,10 @@
 
 namespace kennel {
 
+// An entity is at most this many bytes, in facts and in prediction requests
+// (a prediction's entity must be able to meet its outcome's).
+constexpr std::size_t max_entity_bytes = 256;
+
 enum class body_format { json, ndjson };
 
 struct parsed_item {

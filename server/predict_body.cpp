@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ml/hash.h"
+#include "server/fact_json.h"
 #include "server/json_body.h"
 #include "store/json_writer.h"
 
@@ -148,6 +149,11 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         if (!e->is_string())
             return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
         out.entity = e->get<std::string>();
+        if (out.entity.size() > max_entity_bytes) {
+            return invalid(path.empty() ? "entity" : path + ".entity",
+                           "must be at most " + std::to_string(max_entity_bytes) +
+                               " bytes, as a fact's (its outcome could not carry it)");
+        }
     }
     auto f = j.find("features");
     if (f == j.end()) return invalid(path.empty() ? "features" : path + ".features", "missing");
@@ -363,6 +369,7 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
             scalar e;
             if (seen_entity || !r.value(e)) return false;
             if (e.type == scalar::kind::string) {
+                if (e.text.size() > max_entity_bytes) return false;  // the document reader says why
                 out.entity.assign(e.text);
             } else if (e.type != scalar::kind::null) {
                 return false;

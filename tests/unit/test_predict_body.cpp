@@ -241,6 +241,26 @@ TEST_CASE(
     CHECK(idx == std::optional<std::size_t>(1));
 }
 
+TEST_CASE("an entity longer than a fact's is refused, naming it, by both readers") {
+    // It was accepted and logged at any size (1 MB), though no outcome fact
+    // (entities of at most 256 bytes) could ever be joined to it.
+    const auto m = test_model();
+    const std::string e256(256, 'e'), e257(257, 'e');
+    std::optional<std::size_t> idx;
+    auto ok = parse_predict_body(m, R"({"entity":")" + e256 + R"(","features":{"x":1}})", idx);
+    REQUIRE(ok);
+    CHECK(ok->instances[0].entity == e256);
+    auto single = parse_predict_body(m, R"({"entity":")" + e257 + R"(","features":{"x":1}})", idx);
+    REQUIRE_FALSE(single);
+    CHECK(single.error().field() == "entity");
+    CHECK_THAT(single.error().message(), Catch::Contains("at most 256 bytes"));
+    auto batch = parse_predict_body(
+        m, R"({"instances":[{"features":{}},{"entity":")" + e257 + R"(","features":{}}]})", idx);
+    REQUIRE_FALSE(batch);
+    CHECK(batch.error().field() == "instances[1].entity");
+    CHECK(idx == std::optional<std::size_t>(1));
+}
+
 TEST_CASE("a key that looks like an index is a field, never an instance number") {
     // The instance was once read back from the error's path: "[]" threw
     // from std::stoull (a 500) and "[7]" claimed instance 7 of a single body.
