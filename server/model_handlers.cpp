@@ -199,14 +199,8 @@ http_response post_model_train(app& a, const http_request& req) {
             // One queued job per model and revision is enough: a second
             // request joins it. A job of an older revision would train the
             // definition this request was made to replace.
-            statement q(
-                c,
-                "SELECT j.id FROM jobs j JOIN models m ON m.name = j.model"
-                " WHERE j.model = ? AND j.state = 'queued' AND j.revision = m.current_revision"
-                " ORDER BY j.id LIMIT 1");
-            q.bind(1, name);
-            if (q.step()) {
-                id = q.column_int(0);
+            if (auto queued = queued_job_of_current_revision(c, name)) {
+                id = *queued;
                 existing = true;
                 return status::ok();
             }

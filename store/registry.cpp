@@ -61,20 +61,24 @@ put_model_result put_model(connection& c, const std::string& name, const std::st
     return r;
 }
 
+std::optional<std::int64_t> queued_job_of_current_revision(connection& c,
+                                                           const std::string& model) {
+    statement q(c,
+                "SELECT j.id FROM jobs j JOIN models m ON m.name = j.model"
+                " WHERE j.model = ? AND j.state = 'queued' AND j.revision = m.current_revision"
+                " ORDER BY j.id LIMIT 1");
+    q.bind(1, model);
+    if (!q.step()) return std::nullopt;
+    return q.column_int(0);
+}
+
 std::int64_t insert_job(connection& c, const std::string& model, const std::string& trigger,
                         const std::string& requested_by, std::optional<std::int64_t> requeued_from) {
     if (requeued_from) {
-        statement twin(
-            c,
-            "SELECT j.id FROM jobs j JOIN models m ON m.name = j.model"
-            " WHERE j.model = ? AND j.state = 'queued' AND j.revision = m.current_revision"
-            " ORDER BY j.id LIMIT 1");
-        twin.bind(1, model);
-        if (twin.step()) {
-            const std::int64_t id = twin.column_int(0);
-            append_job_log(c, id, "info",
+        if (auto id = queued_job_of_current_revision(c, model)) {
+            append_job_log(c, *id, "info",
                            "also stands for interrupted job " + std::to_string(*requeued_from));
-            return id;
+            return *id;
         }
     }
     statement st(c,

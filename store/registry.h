@@ -119,6 +119,9 @@ struct put_model_result {
 put_model_result put_model(connection& c, const std::string& name, const std::string& definition,
                            const std::string& author);
 
+// The job queued for the model's current revision, if any (the oldest).
+std::optional<std::int64_t> queued_job_of_current_revision(connection& c, const std::string& model);
+
 // Queues a job for the model's current revision; returns its id. A requeue
 // (requeued_from set: a job interrupted by a stop or crash) joins a job
 // already queued for that revision instead, as POST …/train does, and
