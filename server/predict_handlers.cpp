@@ -380,6 +380,9 @@ http_response post_model_predict(app& a, const http_request& req) {
                     // found with its answer (the id's time) and joined alike.
                     s.time = answered_at;
                     s.features_hash = inst.features_hash;
+                    // Counted as a served version's are, so that the supervisor
+                    // takes a failing shadow out of service too.
+                    version->counters.requests.fetch_add(1, std::memory_order_relaxed);
                     if (version->drift) version->drift->observe(inst.record);
                     try {
                         ml::answer sa = ml::predict_with(*version, inst.record);
@@ -394,6 +397,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                         s.fallback = true;
                         s.reason = std::string("input_out_of_range: ") + e.what();
                     } catch (const std::exception& e) {
+                        version->counters.errors.fetch_add(1, std::memory_order_relaxed);
                         s.fallback = true;
                         s.reason = std::string("model_error: ") + e.what();
                     }

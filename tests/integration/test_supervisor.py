@@ -123,6 +123,32 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
+    def test_a_throwing_shadow_arm_is_taken_out_of_service(self):
+        # A shadow's requests and errors were never counted, so the supervisor
+        # could not see one that threw on every request.
+        name, v1_value = self.throwing_live_version(make_live=False)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "try version 2 quietly",
+            "arms": [{"name": "main", "version": 1, "weight": 1},
+                     {"name": "quiet", "version": 2, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        for i in range(20):
+            p = predict(self, self.c, name, {"entity": "s%d" % i, "features": FEATURES})
+            # The shadow never shows in an answer.
+            self.assertEqual((p["version"], p["arm"], p["fallback"], p["prediction"]),
+                             (1, "main", False, v1_value), p)
+            time.sleep(0.1)
+        event = wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+                           "the supervisor's disabled event for the shadow")
+        self.assertEqual(event["actor"], "supervisor", event)
+        self.assertRegex(event["reason"], r"^error rate \d+(\.\d+)?% over 20% in the last \d+ requests$")
+        body, mine = self.serving_of(name)
+        self.assertEqual(mine["disabled"], [2], mine)
+        # Live was never version 2: it stays where it was.
+        self.assertEqual(deployments_of(self, self.c, name)[0]["version"], 1)
+        p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+
     def steady_traffic_to_a_live_model(self, prefix, seed, features, check, deadline_ms=None):
         """Version 1 of a fresh model, live, asked for 2.5 s (past two
         supervisor looks and min_requests); `check` sees each answer.
