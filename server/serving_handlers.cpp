@@ -99,6 +99,11 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
         if (!shadow_field) return shadow_field.error();
         const bool shadow = *shadow_field;
         double weight = 0;
+        if (shadow && arm.contains("weight")) {
+            // Silently dropped, a weight meant for traffic would never get any.
+            return invalid(path + ".weight",
+                           "a shadow arm takes no traffic: leave out \"weight\" (or \"shadow\")");
+        }
         if (!shadow) {
             auto w = arm.find("weight");
             if (w == arm.end() || !w->is_number() || !std::isfinite(w->get<double>()) || w->get<double>() <= 0) {

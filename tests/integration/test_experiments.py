@@ -94,6 +94,11 @@ class ExperimentTest(SharedServerCase):
                             ({"reason": "x", "arms": [{"version": 1, "weight": 1e308},
                                                       {"version": 2, "weight": 1e308}]},
                              "arms"),
+                            # A shadow's weight was silently ignored.
+                            ({"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                      {"version": 2, "shadow": True,
+                                                       "weight": 0.5}]},
+                             "arms[1].weight"),
                             # A misspelt field made a live arm of a shadow.
                             ({"reason": "x", "arms": [{"version": 1, "weight": 1},
                                                       {"version": 2, "weight": 1, "shadw": True}]},
