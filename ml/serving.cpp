@@ -3,6 +3,8 @@
 #include <malloc.h>
 
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
@@ -50,15 +52,23 @@ answer baseline_from_json(const std::string& text) {
 
 // The label's prior from the facts: the mean (regression) or the class
 // shares (classification), so an untrained model still answers sensibly.
+// Only standing facts count (a corrected one was replaced), and classes are
+// named as training names them; labels training would refuse (a binary
+// model's third class, mixed kinds, fractional class numbers) give no prior.
 std::optional<answer> label_prior(connection& c, const model_definition& d,
                                   std::vector<std::string>& classes) {
+    static constexpr const char* standing =
+        " FROM facts f WHERE f.stream = ?1"
+        " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = f.id)";
     std::string path = "$.\"" + d.label.field + "\"";
     if (d.task == task_kind::regression) {
-        statement st(c,
-                     "SELECT avg(CASE WHEN json_type(data, ?2) IN ('integer','real')"
-                     " THEN json_extract(data, ?2) WHEN json_type(data, ?2) = 'object'"
-                     " THEN (json_extract(data, ?2 || '.lower') + json_extract(data, ?2 || '.upper')) / 2.0"
-                     " END) FROM facts WHERE stream = ?1");
+        statement st(
+            c, std::string("SELECT avg(CASE WHEN json_type(f.data, ?2) IN ('integer','real')"
+                           " THEN json_extract(f.data, ?2) WHEN json_type(f.data, ?2) = 'object'"
+                           " THEN (json_extract(f.data, ?2 || '.lower') + json_extract(f.data, ?2 "
+                           "|| '.upper')) / 2.0"
+                           " END)") +
+                   standing);
         st.bind(1, d.label.stream).bind(2, path);
         if (!st.step() || st.is_null(0)) return std::nullopt;
         answer a;
@@ -66,29 +76,64 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         a.task = d.task;
         return a;
     }
-    statement st(c,
-                 "SELECT CASE json_type(data, ?2) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
-                 " ELSE CAST(json_extract(data, ?2) AS TEXT) END AS label, count(*) FROM facts"
-                 " WHERE stream = ?1 AND json_type(data, ?2) IN ('true','false','integer','text','real')"
-                 " GROUP BY label ORDER BY label LIMIT 1000");
+    statement st(
+        c,
+        std::string("SELECT json_type(f.data, ?2) AS t, json_extract(f.data, ?2) AS v, count(*)") +
+            standing +
+            " AND json_type(f.data, ?2) IN ('true','false','integer','real','text')"
+            " GROUP BY t, v LIMIT 100000");
     st.bind(1, d.label.stream).bind(2, path);
-    std::vector<std::pair<std::string, double>> counts;
+    std::map<double, double> numbers;  // by value, as training orders classes
+    std::map<std::string, double> texts;
+    std::map<bool, double> bools;
     double total = 0;
     while (st.step()) {
-        counts.emplace_back(st.column_text(0), static_cast<double>(st.column_int(1)));
-        total += counts.back().second;
+        const std::string type = st.column_text(0);
+        const double n = static_cast<double>(st.column_int(2));
+        total += n;
+        if (type == "text") {
+            texts[st.column_text(1)] += n;
+        } else if (type == "true" || type == "false") {
+            bools[type == "true"] += n;
+        } else {
+            const double v = st.column_double(1);
+            if (!std::isfinite(v) || v != std::floor(v) || std::abs(v) > 9007199254740992.0)
+                return std::nullopt;
+            if (d.task == task_kind::binary && v != 0 && v != 1) return std::nullopt;
+            numbers[v] += n;
+        }
     }
-    if (counts.empty() || total == 0) return std::nullopt;
+    const int kinds = !numbers.empty() + !texts.empty() + !bools.empty();
+    if (kinds != 1 || total == 0) return std::nullopt;
+    // Binary bools are classes "false"/"true"; multiclass bools are refused.
+    if (!bools.empty() && d.task != task_kind::binary) return std::nullopt;
+    std::vector<double> counts;
+    for (const auto& [v, n] : numbers) {
+        classes.push_back(std::to_string(static_cast<long long>(v)));
+        counts.push_back(n);
+    }
+    for (const auto& [t, n] : texts) {
+        classes.push_back(t);
+        counts.push_back(n);
+    }
+    for (const auto& [b, n] : bools) {
+        classes.push_back(b ? "true" : "false");
+        counts.push_back(n);
+    }
+    const std::size_t limit = d.task == task_kind::binary ? 2 : d.max_classes;
+    if (classes.size() > limit) {
+        classes.clear();
+        return std::nullopt;
+    }
     answer a;
     a.task = d.task;
     std::size_t best = 0;
     for (std::size_t i = 0; i < counts.size(); ++i) {
-        classes.push_back(counts[i].first);
-        a.probabilities.push_back(counts[i].second / total);
-        if (counts[i].second > counts[best].second) best = i;
+        a.probabilities.push_back(counts[i] / total);
+        if (counts[i] > counts[best]) best = i;
     }
     a.value = static_cast<double>(best);
-    a.label = counts[best].first;
+    a.label = classes[best];
     return a;
 }
 

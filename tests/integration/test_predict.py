@@ -569,6 +569,56 @@ class PredictTest(SharedServerCase):
         set_live(self, self.c, cname, 1)
         self.assertModelAnswer(predict(self, self.c, cname, {"features": FEATURES}), cname, 1)
 
+    def test_the_prior_counts_standing_labels_named_as_training_names_them(self):
+        def prior_of(labels, task, field):
+            name = uid("pr")
+            # Features from the label stream itself: each fact also holds "x".
+            put_model(self, self.c, name, dict(definition(labels, labels, task),
+                                               label={"stream": labels, "field": field},
+                                               features=[{"field": "x"}]))
+            return predict(self, self.c, name, {"features": FEATURES})
+
+        # A corrected label is replaced by its correction: the mean is of
+        # 10, 20 and 30, not of the 1000 sent first and corrected to 30.
+        labels = uid("lab")
+        ids = post_facts(self, self.c, [fact(labels, "a", {"x": 1, "y": 10}), fact(labels, "b", {"x": 1, "y": 20}),
+                                        fact(labels, "c", {"x": 1, "y": 1000})])
+        post_facts(self, self.c, [fact(labels, "c", {"x": 1, "y": 30}, corrects=ids[2])])
+        p = prior_of(labels, "regression", "y")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertAlmostEqual(p["prediction"], 20.0, places=9)
+
+        # Classes: corrections count once; numbers named as training names
+        # them ("1", not "1.0"), in training's order.
+        labels = uid("lab")
+        ids = post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 1}), fact(labels, "b", {"x": 1, "k": 1.0}),
+                                        fact(labels, "c", {"x": 1, "k": 0}), fact(labels, "d", {"x": 1, "k": 1})])
+        post_facts(self, self.c, [fact(labels, "d", {"x": 1, "k": 0}, corrects=ids[3])])
+        p = prior_of(labels, "binary", "k")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["probabilities"], {"0": 0.5, "1": 0.5}, p)
+
+        # Labels training would refuse give no prior (three classes for a
+        # binary model were three "binary" shares): nothing answers.
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, e, {"x": 1, "k": v}) for e, v in
+                                  (("a", "x"), ("b", "y"), ("c", "z"), ("d", "z"))])
+        p = prior_of(labels, "binary", "k")
+        self.assertFallback(p, "not_trained", "none", None)
+        p = prior_of(labels, "multiclass", "k")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["prediction"], "z", p)
+        self.assertEqual(p["probabilities"], {"x": 0.25, "y": 0.25, "z": 0.5}, p)
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 2}), fact(labels, "b", {"x": 1, "k": 1})])
+        self.assertFallback(prior_of(labels, "binary", "k"), "not_trained", "none", None)
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 2.5}), fact(labels, "b", {"x": 1, "k": 1})])
+        self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": "1"}), fact(labels, "b", {"x": 1, "k": 1})])
+        self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+
     # ------------------------------------------- people disabling versions
 
     def test_disable_enable_and_rollback(self):
