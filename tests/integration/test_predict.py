@@ -618,6 +618,11 @@ class PredictTest(SharedServerCase):
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": "1"}), fact(labels, "b", {"x": 1, "k": 1})])
         self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+        # More classes than max_classes (50): training refuses them, no prior.
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, "e%d" % i, {"x": 1, "k": "c%d" % i})
+                                  for i in range(51)])
+        self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
 
     # ------------------------------------------- people disabling versions
 
