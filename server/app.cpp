@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -248,7 +249,11 @@ int app::run() {
         http_->stop();
         return 1;
     }
-    auth_ = std::make_unique<authenticator>(*readers_, *writer_);
+    // Password checks may hold at most a quarter of the HTTP threads.
+    const std::size_t checks = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2,
+                                                       std::max(2, options_.http_threads / 4));
+    auth_ = std::make_unique<authenticator>(*readers_, *writer_, std::chrono::milliseconds(300),
+                                            authenticator::clock_fn{}, checks);
     const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");
     auto admin = ensure_admin(*writer_, *readers_, env_password ? env_password : "");
     if (!admin) {

@@ -110,11 +110,33 @@ const char* access_name(access a) {
 }  // namespace
 
 authenticator::authenticator(reader_pool& readers, fact_writer& writer,
-                             std::chrono::milliseconds failure_delay, clock_fn clock)
+                             std::chrono::milliseconds failure_delay, clock_fn clock,
+                             std::size_t max_password_checks)
     : readers_(readers),
       writer_(writer),
       failure_delay_(failure_delay),
-      clock_(clock ? std::move(clock) : clock_fn(&steady::now)) {}
+      clock_(clock ? std::move(clock) : clock_fn(&steady::now)),
+      max_password_checks_(max_password_checks ? max_password_checks
+                                               : std::max<std::size_t>(
+                                                     2, 2 * std::thread::hardware_concurrency())) {}
+
+authenticator::check_place::check_place(authenticator& a) : a_(a) {
+    std::size_t n = a_.checking_.load();
+    do {
+        held_ = n < a_.max_password_checks_;
+    } while (held_ && !a_.checking_.compare_exchange_weak(n, n + 1));
+    if (!held_) a_.checks_refused_.fetch_add(1);
+}
+
+authenticator::check_place::~check_place() {
+    if (held_) a_.checking_.fetch_sub(1);
+}
+
+status authenticator::too_many_checks() {
+    return status(error_kind::unavailable, "too many sign-ins are being checked at once (" +
+                                               std::to_string(max_password_checks_) +
+                                               "); retry shortly");
+}
 
 void authenticator::forget_keys() {
     std::unique_lock lock(keys_mu_);
@@ -184,7 +206,8 @@ void authenticator::note_failure(const std::string& user, const std::string& add
         }
     }
     // Every wrong password costs the caller time (once, though counted for
-    // the user and the address), whatever the lockout says.
+    // the user and the address), whatever the lockout says. The caller
+    // holds a check place meanwhile: few threads ever sleep here.
     std::this_thread::sleep_for(failure_delay_);
 }
 
@@ -197,8 +220,8 @@ void authenticator::note_success(const std::string& user, const std::string& add
     failures_.erase(addr_key);
 }
 
-bool authenticator::check_basic(const std::string& user, const std::string& password,
-                                const std::string& addr) {
+status authenticator::check_basic(const std::string& user, const std::string& password,
+                                  const std::string& addr) {
     std::string token = sha256_hex(user + '\0' + password);
     std::optional<user_row> u;
     {
@@ -211,14 +234,16 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
         if (it != basic_ok_.end() && clock_() - it->second.at < std::chrono::minutes(5) && u &&
             u->hash == it->second.stored_hash) {
             failures_.erase(failure_key("addr", addr));  // as below
-            return true;
+            return status::ok();
         }
     }
+    check_place place(*this);
+    if (!place) return too_many_checks();
     bool ok = u && check_password(*u, password);
     if (!ok) {
         log_warn("auth", "failed sign-in (Basic auth) for \"" + loggable(user) + "\" from " + addr);
         note_failure(user, addr);
-        return false;
+        return status(error_kind::unauthenticated, "wrong user name or password");
     }
     note_success(user, addr);
     std::lock_guard lock(mu_);
@@ -228,7 +253,7 @@ bool authenticator::check_basic(const std::string& user, const std::string& pass
     std::erase_if(basic_ok_,
                   [now](const auto& e) { return now - e.second.at >= std::chrono::minutes(5); });
     basic_ok_[token] = {now, u->hash};
-    return true;
+    return status::ok();
 }
 
 std::optional<http_response> authenticator::check(http_request& req, access needs) {
@@ -285,9 +310,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         std::string user = decoded->substr(0, colon);
         std::string password = decoded->substr(colon + 1);
         if (status t = throttle_check(user, req.remote_addr); !t) return error_response(t);
-        if (!check_basic(user, password, req.remote_addr)) {
-            return error_response(status(error_kind::unauthenticated, "wrong user name or password"));
-        }
+        if (status s = check_basic(user, password, req.remote_addr); !s) return error_response(s);
         req.actor = user;
         return std::nullopt;
     }
@@ -313,6 +336,8 @@ std::optional<http_response> authenticator::check(http_request& req, access need
 result<session_info> authenticator::login(const std::string& user, const std::string& password,
                                           const std::string& remote_addr) {
     if (status t = throttle_check(user, remote_addr); !t) return t;
+    check_place place(*this);
+    if (!place) return too_many_checks();
     std::optional<user_row> u;
     {
         auto conn = readers_.acquire();

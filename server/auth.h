@@ -8,11 +8,17 @@
 //     session's CSRF token in "X-CSRF-Token" on every state-changing request.
 // Wrong passwords are slowed down: each failure costs a delay, and after
 // repeated failures for a user or address the answer is 429 for a while.
+// Checking a password (PBKDF2, and a wrong one's delay) holds an HTTP
+// thread, so only a few checks run at once; beyond that the answer is 503
+// at once: a flood of sign-ins never takes the threads that serve
+// predictions.
 //
 // Threads: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -42,9 +48,11 @@ public:
 
     // `clock` is steady_clock::now unless a test moves time itself; it is
     // called from any thread.
+    // `max_password_checks`: password checks at once (0: twice the cores,
+    // at least 2; the server passes fewer when it has few HTTP threads).
     authenticator(reader_pool& readers, fact_writer& writer,
                   std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300),
-                  clock_fn clock = {});
+                  clock_fn clock = {}, std::size_t max_password_checks = 0);
 
     // For the route table (see http_server.h).
     std::optional<http_response> check(http_request& req, access needs);
@@ -60,6 +68,10 @@ public:
     std::size_t cached_keys();
     // Users and addresses with failed sign-ins on record (at most a fixed bound).
     std::size_t tracked_failures();
+    // Password checks running now, and those refused (503) since start.
+    std::size_t password_checks_running() const { return checking_.load(); }
+    std::uint64_t password_checks_refused() const { return checks_refused_.load(); }
+    std::size_t max_password_checks() const { return max_password_checks_; }
 
     static constexpr const char* cookie_name = "kennel_session";
 
@@ -69,12 +81,33 @@ private:
     // Counts a wrong password for the user and for the address.
     void note_failure(const std::string& user, const std::string& addr);
     void note_success(const std::string& user, const std::string& addr);
-    bool check_basic(const std::string& user, const std::string& password, const std::string& addr);
+    // ok, or unauthenticated (wrong), or unavailable (too many checks at once).
+    status check_basic(const std::string& user, const std::string& password,
+                       const std::string& addr);
+
+    // Holds one of the max_password_checks_ places for its scope, if one was
+    // free.
+    class check_place {
+    public:
+        explicit check_place(authenticator& a);
+        ~check_place();
+        check_place(const check_place&) = delete;
+        check_place& operator=(const check_place&) = delete;
+        explicit operator bool() const { return held_; }
+
+    private:
+        authenticator& a_;
+        bool held_;
+    };
+    status too_many_checks();
 
     reader_pool& readers_;
     fact_writer& writer_;
     std::chrono::milliseconds failure_delay_;
     clock_fn clock_;
+    const std::size_t max_password_checks_;
+    std::atomic<std::size_t> checking_{0};
+    std::atomic<std::uint64_t> checks_refused_{0};
     std::mutex mu_;
     struct cached_key {
         std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request

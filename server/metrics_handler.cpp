@@ -21,6 +21,7 @@
 #include "ml/training_worker.h"
 #include "server/app.h"
 #include "server/app_metrics.h"
+#include "server/auth.h"
 #include "server/handlers.h"
 #include "store/json_writer.h"
 #include "store/time_util.h"
@@ -144,6 +145,9 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_http_parked_connections", "gauge",
              "Idle keep-alive connections waiting off the HTTP worker threads.")
         .sample(num(a.parked_connections()));
+    e.family("kennel_auth_password_checks_refused_total", "counter",
+             "Sign-ins answered 503: too many password checks were running at once.")
+        .sample(num(a.auth().password_checks_refused()));
     e.family("kennel_writer_queue", "gauge", "Facts and tasks waiting for the writer.")
         .sample(num(w.pending));
     e.family("kennel_writer_checkpoints_total", "counter", "WAL checkpoints run.")

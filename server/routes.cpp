@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server/app.h"
+#include "server/auth.h"
 #include "server/errors.h"
 #include "server/fact_json.h"
 #include "server/handlers.h"
@@ -345,6 +346,10 @@ http_response get_status(app& a, const http_request&) {
         {"started_at", format_rfc3339(a.started_at())},
         {"http",
          {{"threads", a.options().http_threads}, {"parked_connections", a.parked_connections()}}},
+        {"auth",
+         {{"password_checks_running", a.auth().password_checks_running()},
+          {"password_checks_max", a.auth().max_password_checks()},
+          {"password_checks_refused", a.auth().password_checks_refused()}}},
         {"writer",
          {{"commits", w.commits},
           {"facts_stored", w.facts_stored},

@@ -419,6 +419,18 @@ class SharedServerCase(KennelTestCase):
         self.c = self.client(self.server)
 
 
+def run_in_threads(target, n, timeout=60):
+    """Runs target(i) for i in range(n), each on a thread of its own; waits
+    up to `timeout` s for each. Returns the threads still alive (none, if
+    all ended)."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return [t for t in threads if t.is_alive()]
+
+
 def open_db(path):
     """A read-only sqlite3 connection (for checking a database after exit)."""
     return sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)

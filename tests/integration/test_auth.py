@@ -4,10 +4,14 @@ revocation, bad key requests. Every route but /healthz and /readyz needs
 credentials."""
 
 import base64
+import http.client
+import json
+import threading
+import os
 import time
 import unittest
 
-from kennel_harness import ADMIN_PASSWORD, Client, KennelTestCase, run_cli
+from kennel_harness import ADMIN_PASSWORD, HOST, Client, KennelTestCase, run_cli, run_in_threads
 
 JSON = {"Content-Type": "application/json"}
 
@@ -105,6 +109,58 @@ class AuthTest(KennelTestCase):
         self.assertIn("sign-in locked out for addr 127.0.0.1 for 30 s after 5 failed", log)
         self.assertNotIn("guess", log)
         self.assertNotIn("\nforged line", log)
+
+    def test_only_a_few_password_checks_hold_http_threads_the_rest_are_503(self):
+        # Each check of a password (PBKDF2, then a wrong one's 300 ms delay)
+        # holds an HTTP thread: a burst of wrong passwords held as many
+        # threads as it had requests. Each request comes from its own
+        # loopback address and names its own user, so no lockout steps in.
+        server = self.start_server(args=["--http-threads", "16"], db="burst.db")
+        admin = self.client(server)
+        key = admin.post_json("/v1/keys", {"name": "k", "scopes": ["ingest"]}).json()["key"]
+        places = admin.get("/v1/status").json()["auth"]["password_checks_max"]
+        self.assertEqual(places, min(max(2 * (os.cpu_count() or 1), 2), 4))  # 16 threads / 4
+        n = 3 * places
+        barrier = threading.Barrier(n)
+        answers = [None] * n
+
+        def wrong(i):
+            conn = http.client.HTTPConnection(HOST, server.port, timeout=30,
+                                              source_address=("127.0.0.%d" % (10 + i), 0))
+            try:
+                barrier.wait(timeout=30)
+                conn.request("GET", "/v1/streams",
+                             headers={"Authorization": basic("guess-%d" % i, "wrong")})
+                r = conn.getresponse()
+                answers[i] = (r.status, r.getheader("Retry-After"), json.loads(r.read()))
+            finally:
+                conn.close()
+
+        self.assertEqual(run_in_threads(wrong, n), [])
+        self.assertNotIn(None, answers)
+        busy = [a for a in answers if a[0] == 503]
+        self.assertEqual(sorted({a[0] for a in answers}), [401, 503], answers)
+        self.assertGreaterEqual(len(answers) - len(busy), places, answers)
+        for status, retry_after, body in busy:
+            self.assertEqual(retry_after, "1")
+            self.assertEqual(body["error"]["code"], "unavailable")
+            self.assertIn("too many sign-ins are being checked at once", body["error"]["message"])
+        status = admin.get("/v1/status").json()["auth"]
+        self.assertEqual(status["password_checks_refused"], len(busy), status)
+        self.assertEqual(status["password_checks_running"], 0, status)
+        self.assertRegex(admin.get("/metrics").text,
+                         r"\nkennel_auth_password_checks_refused_total %d\n" % len(busy))
+        # A refusal is not a failure: none of those users is locked out, and
+        # an API key never needed a place.
+        c = Client(server.port, auth="Bearer " + key)
+        self.addCleanup(c.close)
+        self.assertEqual(c.get("/v1/streams").status, 200)
+        self.assertEqual(self.basic_on(server, "admin", ADMIN_PASSWORD), 200)
+
+    def basic_on(self, server, user, password):
+        c = Client(server.port, auth=basic(user, password))
+        self.addCleanup(c.close)
+        return c.get("/v1/streams").status
 
     def test_session_cookie_needs_the_csrf_token_to_change_anything(self):
         r = self.anon.post_json("/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})

@@ -25,7 +25,8 @@ import time
 import unittest
 
 import kennel_harness
-from kennel_harness import Client, KennelTestCase, fact, fnv1a64, in_holdout, run_cli, uid
+from kennel_harness import (Client, KennelTestCase, fact, fnv1a64, in_holdout, run_cli,
+                            run_in_threads, uid)
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -1105,12 +1106,7 @@ class AdmissionTest(KennelTestCase):
             finally:
                 cl.close()
 
-        threads = [threading.Thread(target=fire, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        self.assertFalse(any(t.is_alive() for t in threads))
+        self.assertEqual(run_in_threads(fire, n, timeout=30), [])
         for a in answers:
             self.assertIsInstance(a[0], object)
             self.assertNotIsInstance(a[0], Exception, a)

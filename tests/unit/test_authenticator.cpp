@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "server/auth.h"
 #include "server/errors.h"
@@ -32,9 +34,15 @@ struct auth_fixture {
         wo.db_path = db.path;
         return wo;
     }()};
-    authenticator auth{readers, writer, std::chrono::milliseconds(0)};
+    authenticator auth;
 
-    auth_fixture() { REQUIRE(writer.start()); }
+    // The authenticator's arguments after its readers and writer.
+    explicit auth_fixture(std::chrono::milliseconds failure_delay = std::chrono::milliseconds(0),
+                          authenticator::clock_fn clock = {}, std::size_t max_checks = 0)
+        : auth{readers, writer, failure_delay, std::move(clock), max_checks} {
+        REQUIRE(writer.start());
+        set_password(db.conn, "admin", "right-password", true);
+    }
     ~auth_fixture() { writer.stop(); }
 };
 
@@ -91,7 +99,6 @@ TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[aut
 TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
           "[auth]") {
     auth_fixture f;
-    set_password(f.db.conn, "admin", "right-password", true);
     authenticator& auth = f.auth;
 
     // admin is locked out from one address before the flood.
@@ -124,16 +131,9 @@ TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept
 TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wait", "[auth]") {
     // It was always 30 s, while the lockout doubles to 60 s, 120 s ...
     using namespace std::chrono;
-    testing::migrated_db db;
-    reader_pool readers{db.path};
-    writer_options wo;
-    wo.db_path = db.path;
-    fact_writer writer{wo};
-    REQUIRE(writer.start());
-    set_password(db.conn, "admin", "right-password", true);
     std::atomic<steady_clock::duration> moved{steady_clock::duration::zero()};
-    authenticator auth{readers, writer, milliseconds(0),
-                       [&moved] { return steady_clock::now() + moved.load(); }};
+    auth_fixture f(milliseconds(0), [&moved] { return steady_clock::now() + moved.load(); });
+    authenticator& auth = f.auth;
     auto retry_after = [&] {
         auto r = auth.login("admin", "right-password", "10.0.0.1");
         REQUIRE_FALSE(r);
@@ -164,5 +164,55 @@ TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wa
     CHECK(retry_after() == "1");
     moved = moved.load() + seconds(1);
     CHECK(auth.login("admin", "right-password", "10.0.0.1"));
-    writer.stop();
+}
+
+TEST_CASE("authenticator: only a few password checks run at once; the rest are 503 at once",
+          "[auth]") {
+    // Each check (PBKDF2, and a wrong password's delay) holds an HTTP
+    // thread: a flood of wrong passwords held every thread the pool had.
+    using namespace std::chrono;
+    // Two places; a wrong password keeps its place for 3 s.
+    auth_fixture f(milliseconds(3000), {}, 2);
+    authenticator& auth = f.auth;
+
+    std::vector<std::thread> wrong;
+    for (int i = 0; i < 2; ++i) {
+        wrong.emplace_back([&auth, i] {
+            auto r = auth.login("admin", "wrong", "10.0.0." + std::to_string(i));
+            CHECK(r.error().kind() == error_kind::unauthenticated);
+        });
+    }
+    // Bounded wait (not a speed check) for both to hold their places.
+    for (int i = 0; i < 1000 && auth.password_checks_running() < 2; ++i)
+        std::this_thread::sleep_for(milliseconds(5));
+    REQUIRE(auth.password_checks_running() == 2);
+
+    // The right password, from elsewhere, while both places are taken.
+    auto busy = auth.login("admin", "right-password", "10.0.0.9");
+    REQUIRE_FALSE(busy);
+    CHECK(busy.error().kind() == error_kind::unavailable);
+    CHECK(busy.error().message().find("too many sign-ins") != std::string::npos);
+    http_response resp = error_response(busy.error());
+    CHECK(resp.status == 503);
+    bool retry_after = false;
+    for (const auto& [k, v] : resp.headers) retry_after = retry_after || k == "Retry-After";
+    CHECK(retry_after);
+    // Basic auth shares the places.
+    http_request req = with_bearer("unused");
+    req.headers.clear();
+    req.headers.emplace_back("authorization",
+                             "Basic YWRtaW46cmlnaHQtcGFzc3dvcmQ=");  // admin:right-password
+    req.remote_addr = "10.0.0.9";
+    auto basic_busy = auth.check(req, access::admin);
+    REQUIRE(basic_busy);
+    CHECK(basic_busy->status == 503);
+    CHECK(auth.password_checks_refused() == 2);
+
+    for (auto& t : wrong) t.join();
+    CHECK(auth.password_checks_running() == 0);
+    // Places free again: both ways in work, and a refusal was not a failure.
+    CHECK(auth.login("admin", "right-password", "10.0.0.9"));
+    req.actor.clear();
+    CHECK_FALSE(auth.check(req, access::admin));
+    CHECK(req.actor == "admin");
 }
