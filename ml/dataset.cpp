@@ -36,12 +36,12 @@ std::string list_classes(const std::vector<std::string>& classes) {
 // Checks the class count and maps each label to its index in the sorted list.
 template <class Key>
 result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t max_classes,
-                                     const char* task, auto&& name_of) {
+                                     bool one_class_ok, const char* task, auto&& name_of) {
     std::set<Key> distinct(keys.begin(), keys.end());
     std::vector<Key> sorted(distinct.begin(), distinct.end());
     encoded_labels out;
     for (const auto& k : sorted) out.classes.push_back(name_of(k));
-    if (sorted.size() < 2) {
+    if (sorted.size() < (one_class_ok ? 1u : 2u)) {
         return label_error("only one class in the labels (" + list_classes(out.classes) +
                            "): a classifier needs at least two");
     }
@@ -83,7 +83,8 @@ result<encoded_labels> encode_regression(const std::vector<raw_value>& labels,
 }  // namespace
 
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
-                                     std::size_t max_classes, const row_namer& name_row) {
+                                     std::size_t max_classes, const row_namer& name_row,
+                                     bool one_class_ok) {
     bool any = false;
     for (std::size_t i = 0; i < labels.size(); ++i) {
         if (!std::holds_alternative<std::monostate>(labels[i])) any = true;
@@ -111,12 +112,13 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
     if (std::holds_alternative<std::string>(labels[0])) {
         std::vector<std::string> keys;
         for (const auto& v : labels) keys.push_back(std::get<std::string>(v));
-        return index_classes(keys, limit, task_name, [](const std::string& s) { return s; });
+        return index_classes(keys, limit, one_class_ok, task_name,
+                             [](const std::string& s) { return s; });
     }
     if (binary && std::holds_alternative<bool>(labels[0])) {
         std::vector<int> keys;
         for (const auto& v : labels) keys.push_back(std::get<bool>(v) ? 1 : 0);
-        return index_classes(keys, limit, task_name,
+        return index_classes(keys, limit, one_class_ok, task_name,
                              [](int k) { return std::string(k ? "true" : "false"); });
     }
     if (std::holds_alternative<double>(labels[0])) {
@@ -135,7 +137,7 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
         }
         // Written in full, as the label was sent and as live metrics name an
         // outcome (to_chars's shortest form made 100000 the class "1e+05").
-        return index_classes(keys, limit, task_name,
+        return index_classes(keys, limit, one_class_ok, task_name,
                              [](double k) { return std::to_string(static_cast<long long>(k)); });
     }
     return label_error(std::string(binary ? "binary labels must be booleans, 0/1 or two strings"

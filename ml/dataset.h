@@ -35,9 +35,12 @@ struct encoded_labels {
 // class only, a wrong or mixed label type (naming the type found), more classes
 // than allowed (binary: 2, multiclass: max_classes).
 // Names row i in an error ("entity p7, label fact 123"); "row i" without.
+// `one_class_ok`: a single class is no error (the label prior, which only
+// describes the labels, names classes as training would).
 using row_namer = std::function<std::string(std::size_t)>;
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
-                                     std::size_t max_classes = 50, const row_namer& name_row = {});
+                                     std::size_t max_classes = 50, const row_namer& name_row = {},
+                                     bool one_class_ok = false);
 
 // The entity's position in [0,1): fmix64(fnv1a64(entity)) / 2^64, rounded down
 // to a double (for display; holdout_of compares the exact integer). fmix64

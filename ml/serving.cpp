@@ -52,9 +52,7 @@ answer baseline_from_json(const std::string& text) {
 
 // The label's prior from the facts: the mean (regression) or the class
 // shares (classification), so an untrained model still answers sensibly.
-// Only standing facts count (a corrected one was replaced), and classes are
-// named as training names them; labels training would refuse (a binary
-// model's third class, mixed kinds, fractional class numbers) give no prior.
+// Only standing facts count (a corrected one was replaced).
 std::optional<answer> label_prior(connection& c, const model_definition& d,
                                   std::vector<std::string>& classes) {
     static constexpr const char* standing =
@@ -83,48 +81,33 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
             " AND json_type(f.data, ?2) IN ('true','false','integer','real','text')"
             " GROUP BY t, v LIMIT 100000");
     st.bind(1, d.label.stream).bind(2, path);
-    std::map<double, double> numbers;  // by value, as training orders classes
-    std::map<std::string, double> texts;
-    std::map<bool, double> bools;
-    double total = 0;
+    // One label per distinct value, read as training reads it, and its count.
+    std::vector<raw_value> labels;
+    std::vector<double> label_counts;
     while (st.step()) {
         const std::string type = st.column_text(0);
-        const double n = static_cast<double>(st.column_int(2));
-        total += n;
         if (type == "text") {
-            texts[st.column_text(1)] += n;
+            labels.emplace_back(st.column_text(1));
         } else if (type == "true" || type == "false") {
-            bools[type == "true"] += n;
+            labels.emplace_back(type == "true");
         } else {
-            const double v = st.column_double(1);
-            if (!std::isfinite(v) || v != std::floor(v) || std::abs(v) > 9007199254740992.0)
-                return std::nullopt;
-            if (d.task == task_kind::binary && v != 0 && v != 1) return std::nullopt;
-            numbers[v] += n;
+            labels.emplace_back(st.column_double(1));
         }
+        label_counts.push_back(static_cast<double>(st.column_int(2)));
     }
-    const int kinds = !numbers.empty() + !texts.empty() + !bools.empty();
-    if (kinds != 1 || total == 0) return std::nullopt;
-    // Binary bools are classes "false"/"true"; multiclass bools are refused.
-    if (!bools.empty() && d.task != task_kind::binary) return std::nullopt;
-    std::vector<double> counts;
-    for (const auto& [v, n] : numbers) {
-        classes.push_back(std::to_string(static_cast<long long>(v)));
-        counts.push_back(n);
+    if (labels.empty()) return std::nullopt;
+    // Training's rules name the classes, and what training would refuse
+    // (a binary model's third class, mixed kinds, fractional class numbers,
+    // too many classes) gives no prior.
+    auto encoded = encode_labels(d.task, labels, d.max_classes, {}, true);
+    if (!encoded) return std::nullopt;
+    std::vector<double> counts(encoded->classes.size(), 0.0);
+    double total = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        counts[static_cast<std::size_t>(encoded->y[i])] += label_counts[i];
+        total += label_counts[i];
     }
-    for (const auto& [t, n] : texts) {
-        classes.push_back(t);
-        counts.push_back(n);
-    }
-    for (const auto& [b, n] : bools) {
-        classes.push_back(b ? "true" : "false");
-        counts.push_back(n);
-    }
-    const std::size_t limit = d.task == task_kind::binary ? 2 : d.max_classes;
-    if (classes.size() > limit) {
-        classes.clear();
-        return std::nullopt;
-    }
+    classes = std::move(encoded->classes);
     answer a;
     a.task = d.task;
     std::size_t best = 0;

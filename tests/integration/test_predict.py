@@ -619,6 +619,13 @@ class PredictTest(SharedServerCase):
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": "1"}), fact(labels, "b", {"x": 1, "k": 1})])
         self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+        # One class only: training would refuse to train on it, but the prior
+        # describes the labels, and every one of them is "z".
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, e, {"x": 1, "k": "z"}) for e in "ab"])
+        p = prior_of(labels, "multiclass", "k")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual((p["prediction"], p["probabilities"]), ("z", {"z": 1.0}), p)
         # More classes than max_classes (50): training refuses them, no prior.
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "e%d" % i, {"x": 1, "k": "c%d" % i})

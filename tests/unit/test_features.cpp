@@ -400,6 +400,13 @@ TEST_CASE("label errors say what is wrong", "[dataset]") {
     auto one = encode_labels(task_kind::binary, {true, true});
     REQUIRE_FALSE(one);
     CHECK_THAT(one.error().message(), Contains("only one class"));
+    // ... unless asked (the label prior describes labels; it trains nothing).
+    auto one_ok = encode_labels(task_kind::binary, {true, true}, 50, {}, true);
+    REQUIRE(one_ok);
+    CHECK(one_ok->classes == std::vector<std::string>{"true"});
+    CHECK(one_ok->y == std::vector<double>{0, 0});
+    // The other rules still hold: a third binary class is refused.
+    CHECK_FALSE(encode_labels(task_kind::binary, {0.0, 1.0, 2.0}, 50, {}, true));
 
     auto wrong = encode_labels(task_kind::regression, {1.0, std::string("high")});
     REQUIRE_FALSE(wrong);
