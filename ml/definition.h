@@ -51,6 +51,12 @@ struct supervision_policy {
     // Live metrics from joined outcomes: metric -> bound (as promotion thresholds).
     std::map<std::string, double> live_thresholds;
     std::int64_t min_outcomes = 30;
+    // The live metric is judged on the predictions made between
+    // outcome_delay + live_window and outcome_delay seconds ago: outcomes
+    // that arrive a day after their prediction need a delay of a day, else
+    // the predictions judged never have theirs yet.
+    double live_window_seconds = 600;
+    double outcome_delay_seconds = 0;
     // Feature drift (ml/drift.h): the highest population stability index of
     // any field over the drift window, once min_drift_samples requests were
     // counted in it. Crossing it is reported (and retrains with

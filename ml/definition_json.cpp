@@ -335,7 +335,8 @@ parsed_definition parse_definition(const std::string& text) {
             r.only(*sv, "supervision",
                    {"enabled", "max_error_rate", "max_deadline_miss_rate", "max_fallback_share",
                     "min_requests", "window_seconds", "live_thresholds", "min_outcomes",
-                    "max_feature_drift", "drift_window_seconds", "min_drift_samples"});
+                    "live_window_seconds", "outcome_delay_seconds", "max_feature_drift",
+                    "drift_window_seconds", "min_drift_samples"});
             r.boolean(*sv, "supervision", "enabled", sp.enabled);
             r.number(*sv, "supervision", "max_error_rate", sp.max_error_rate, 0, 1);
             r.number(*sv, "supervision", "max_deadline_miss_rate", sp.max_deadline_miss_rate, 0, 1);
@@ -343,6 +344,10 @@ parsed_definition parse_definition(const std::string& text) {
             r.integer(*sv, "supervision", "min_requests", sp.min_requests, 1, 1e9);
             r.number(*sv, "supervision", "window_seconds", sp.window_seconds, 1, 86400);
             r.integer(*sv, "supervision", "min_outcomes", sp.min_outcomes, 1, 1e9);
+            r.number(*sv, "supervision", "live_window_seconds", sp.live_window_seconds, 1,
+                     30 * 86400);
+            r.number(*sv, "supervision", "outcome_delay_seconds", sp.outcome_delay_seconds, 0,
+                     30 * 86400);
             r.number(*sv, "supervision", "max_feature_drift", sp.max_feature_drift, 0, 100);
             r.number(*sv, "supervision", "drift_window_seconds", sp.drift_window_seconds, 10,
                      7 * 86400);
@@ -484,6 +489,8 @@ std::string canonical_definition_json(const ml::model_definition& d) {
           {"window_seconds", d.supervision.window_seconds},
           {"live_thresholds", d.supervision.live_thresholds},
           {"min_outcomes", d.supervision.min_outcomes},
+          {"live_window_seconds", d.supervision.live_window_seconds},
+          {"outcome_delay_seconds", d.supervision.outcome_delay_seconds},
           {"max_feature_drift", d.supervision.max_feature_drift},
           {"drift_window_seconds", d.supervision.drift_window_seconds},
           {"min_drift_samples", d.supervision.min_drift_samples}}},

@@ -42,7 +42,7 @@ std::string label_name(const raw_value& v) {
 
 result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
                                                      const model_definition& d, micros since,
-                                                     std::int64_t max_predictions) {
+                                                     std::int64_t max_predictions, micros until) {
     std::vector<row> rows;
     outcome_joiner outcomes(c, model, d);
     try {
@@ -53,7 +53,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         micros cutoff = since;  // once `limit` rows are held: the time of the oldest one kept
         if (limit) {
             for_each_log_segment(
-                c, model, since, std::numeric_limits<micros>::max(),
+                c, model, since, until,
                 [&](micros last_time, std::int64_t) {
                     return recent.size() < limit || last_time >= cutoff;
                 },

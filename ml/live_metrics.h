@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,9 +30,9 @@ struct live_group {
     std::optional<metric_listing> metrics;  // when there are outcomes to score
 };
 
-// Over the newest `max_predictions` predictions since `since`.
-result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
-                                                    const model_definition& d, micros since,
-                                                    std::int64_t max_predictions = 50000);
+// Over the newest `max_predictions` predictions made from `since` to `until`.
+result<std::vector<live_group>> compute_live_metrics(
+    connection& c, const std::string& model, const model_definition& d, micros since,
+    std::int64_t max_predictions = 50000, micros until = std::numeric_limits<micros>::max());
 
 }  // namespace kennel::ml

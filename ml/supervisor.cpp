@@ -136,8 +136,10 @@ void supervisor::tick() {
             std::optional<std::vector<live_group>> groups;
             {
                 auto conn = readers_.acquire();
-                micros since = now_micros() - static_cast<micros>(p.window_seconds * 1e6);
-                auto g = compute_live_metrics(*conn, m->name, m->definition, since);
+                const micros until =
+                    now_micros() - static_cast<micros>(p.outcome_delay_seconds * 1e6);
+                const micros since = until - static_cast<micros>(p.live_window_seconds * 1e6);
+                auto g = compute_live_metrics(*conn, m->name, m->definition, since, 50000, until);
                 if (g) groups = std::move(*g);
             }
             if (!groups) continue;
@@ -149,8 +151,10 @@ void supervisor::tick() {
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;
-                        r << "live " << name << " " << v << (higher ? " below " : " above ") << bound << " over "
-                          << g.outcomes << " outcomes";
+                        r << "live " << name << " " << v << (higher ? " below " : " above ")
+                          << bound << " over " << g.outcomes << " outcomes of predictions made "
+                          << p.outcome_delay_seconds << "-"
+                          << p.outcome_delay_seconds + p.live_window_seconds << " s ago";
                         act(*m, *g.version, r.str());
                         break;
                     }

@@ -13,10 +13,10 @@ import re
 import time
 import unittest
 
-from kennel_harness import KennelTestCase
+from kennel_harness import KennelTestCase, fact
 from test_predict import (FEATURES, JOB_TIMEOUT_S, definition, deployments_of, events_of,
-                          get_version, load_data, predict, put_model, set_live, synthetic, train,
-                          uid, wait_until)
+                          get_version, load_data, post_facts, predict, put_model, set_live,
+                          synthetic, train, uid, wait_until)
 
 SUPERVISION = {"max_error_rate": 0.2, "min_requests": 10, "window_seconds": 30}
 ACT_WITHIN_S = 10
@@ -178,6 +178,65 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual(events_of(self, self.c, name), [])
         self.assertEqual(mine["serving_version"], 1, mine)
         return mine
+
+    def test_a_live_metric_past_its_bound_takes_the_version_out_once_outcomes_are_due(self):
+        # Outcomes that arrive after their predictions: the live check judges
+        # the predictions made between outcome_delay_seconds + window and
+        # outcome_delay_seconds ago. It judged only the last window_seconds
+        # (60 s), so outcomes later than that never counted.
+        feats, labels, _ = load_data(self, self.c, 150)
+        name = uid("livesup")
+        policy = {"live_thresholds": {"rmse": 5.0}, "min_outcomes": 10,
+                  "live_window_seconds": 600, "outcome_delay_seconds": 3600}
+        d = definition(feats, labels, supervision=policy)
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1, "first version")
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "the new one")
+        preds = [predict(self, self.c, name, {"entity": "out%d" % i, "features": FEATURES})
+                 for i in range(12)]
+        self.assertEqual({(p["version"], p["fallback"]) for p in preds}, {(2, False)}, preds)
+        # Outcomes 100 away from every answer: rmse 100, far past the bound.
+        post_facts(self, self.c, [fact(labels, "out%d" % i,
+                                       {"y": p_["prediction"] + 100,
+                                        "prediction_id": p_["prediction_id"]})
+                                  for i, p_ in enumerate(preds)])
+
+        def live_group():
+            r = self.c.get("/v1/models/%s/live-metrics" % name)
+            self.assertEqual(r.status, 200, r)
+            groups = [g for g in r.json()["groups"] if g["version"] == 2 and not g["shadow"]]
+            return groups[0] if groups and groups[0]["outcomes"] == 12 else None
+        group = wait_until(live_group, 10, "12 joined outcomes in the live metrics")
+        self.assertAlmostEqual(group["metrics"]["rmse"], 100.0, places=6)
+
+        # The predictions are seconds old, not an hour: not yet judged. The
+        # live check runs every 10 s; 12 s hold at least one.
+        time.sleep(12)
+        self.assertEqual(events_of(self, self.c, name), [])
+        self.assertEqual(self.serving_of(name)[1]["serving_version"], 2)
+
+        # Outcomes due at once: the next live check takes version 2 out.
+        put_model(self, self.c, name, dict(d, supervision=dict(policy, outcome_delay_seconds=0)))
+        event = wait_until(lambda: self.disabled_event(name), 25, "the live-metric disable")
+        self.assertEqual(event["actor"], "supervisor", event)
+        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over 12 outcomes of "
+                                          r"predictions made 0-600 s ago$")
+        dep = deployments_of(self, self.c, name)[0]
+        self.assertEqual((dep["alias"], dep["version"], dep["actor"]), ("live", 1, "supervisor"), dep)
+        p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+
+        # Bad windows are refused, naming the field.
+        for bad in ({"live_window_seconds": 0}, {"live_window_seconds": "long"},
+                    {"outcome_delay_seconds": -1}, {"outcome_delay_seconds": 31 * 86400}):
+            r = self.c.request("PUT", "/v1/models/" + name,
+                               json_body=dict(d, supervision=dict(policy, **bad)))
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(r.json()["error"]["field"], "supervision." + list(bad)[0], r)
+        got = self.c.get("/v1/models/" + name).json()
+        self.assertEqual(got["definition"]["supervision"]["outcome_delay_seconds"], 0, got)
 
     def test_healthy_version_is_left_alone(self):
         def check(p):
