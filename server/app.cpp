@@ -249,9 +249,12 @@ int app::run() {
         http_->stop();
         return 1;
     }
-    // Password checks may hold at most a quarter of the HTTP threads.
-    const std::size_t checks = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2,
-                                                       std::max(2, options_.http_threads / 4));
+    // Password checks, and requests waiting for one, may each hold at most a
+    // quarter of the HTTP threads.
+    password_check_limits checks;
+    const std::size_t quarter = static_cast<std::size_t>(std::max(2, options_.http_threads / 4));
+    checks.at_once = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, quarter);
+    checks.waiting = quarter;
     auth_ = std::make_unique<authenticator>(*readers_, *writer_, std::chrono::milliseconds(300),
                                             authenticator::clock_fn{}, checks);
     const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");

@@ -111,30 +111,57 @@ const char* access_name(access a) {
 
 authenticator::authenticator(reader_pool& readers, fact_writer& writer,
                              std::chrono::milliseconds failure_delay, clock_fn clock,
-                             std::size_t max_password_checks)
+                             password_check_limits limits)
     : readers_(readers),
       writer_(writer),
       failure_delay_(failure_delay),
       clock_(clock ? std::move(clock) : clock_fn(&steady::now)),
-      max_password_checks_(max_password_checks ? max_password_checks
-                                               : std::max<std::size_t>(
-                                                     2, 2 * std::thread::hardware_concurrency())) {}
+      limits_(limits) {}
 
-authenticator::check_place::check_place(authenticator& a) : a_(a) {
-    std::size_t n = a_.checking_.load();
-    do {
-        held_ = n < a_.max_password_checks_;
-    } while (held_ && !a_.checking_.compare_exchange_weak(n, n + 1));
-    if (!held_) a_.checks_refused_.fetch_add(1);
+authenticator::check_place::check_place(authenticator& a) : a_(a), held_(false) {
+    std::unique_lock lock(a_.places_mu_);
+    if (a_.checking_ < a_.limits_.at_once) {
+        held_ = true;
+    } else if (a_.waiting_ < a_.limits_.waiting) {
+        ++a_.waiting_;
+        held_ = a_.place_freed_.wait_for(lock, a_.limits_.wait,
+                                         [this] { return a_.checking_ < a_.limits_.at_once; });
+        --a_.waiting_;
+    }
+    if (held_) {
+        ++a_.checking_;
+    } else {
+        ++a_.checks_refused_;
+    }
 }
 
 authenticator::check_place::~check_place() {
-    if (held_) a_.checking_.fetch_sub(1);
+    if (!held_) return;
+    {
+        std::lock_guard lock(a_.places_mu_);
+        --a_.checking_;
+    }
+    a_.place_freed_.notify_one();
+}
+
+std::size_t authenticator::password_checks_running() {
+    std::lock_guard lock(places_mu_);
+    return checking_;
+}
+
+std::size_t authenticator::password_checks_waiting() {
+    std::lock_guard lock(places_mu_);
+    return waiting_;
+}
+
+std::uint64_t authenticator::password_checks_refused() {
+    std::lock_guard lock(places_mu_);
+    return checks_refused_;
 }
 
 status authenticator::too_many_checks() {
     return status(error_kind::unavailable, "too many sign-ins are being checked at once (" +
-                                               std::to_string(max_password_checks_) +
+                                               std::to_string(limits_.at_once) +
                                                "); retry shortly");
 }
 
@@ -228,17 +255,22 @@ status authenticator::check_basic(const std::string& user, const std::string& pa
         auto conn = readers_.acquire();
         u = get_user(*conn, user);
     }
-    {
+    const auto verified_before = [&] {
         std::lock_guard lock(mu_);
         auto it = basic_ok_.find(token);
         if (it != basic_ok_.end() && clock_() - it->second.at < std::chrono::minutes(5) && u &&
             u->hash == it->second.stored_hash) {
             failures_.erase(failure_key("addr", addr));  // as below
-            return status::ok();
+            return true;
         }
-    }
+        return false;
+    };
+    if (verified_before()) return status::ok();
     check_place place(*this);
     if (!place) return too_many_checks();
+    // While this request waited for a place, another may have verified the
+    // same password.
+    if (verified_before()) return status::ok();
     bool ok = u && check_password(*u, password);
     if (!ok) {
         log_warn("auth", "failed sign-in (Basic auth) for \"" + loggable(user) + "\" from " + addr);

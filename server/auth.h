@@ -9,15 +9,17 @@
 // Wrong passwords are slowed down: each failure costs a delay, and after
 // repeated failures for a user or address the answer is 429 for a while.
 // Checking a password (PBKDF2, and a wrong one's delay) holds an HTTP
-// thread, so only a few checks run at once; beyond that the answer is 503
-// at once: a flood of sign-ins never takes the threads that serve
-// predictions.
+// thread, so only a few checks run at once and a few more requests wait
+// briefly for a place (a script's first burst of Basic-auth requests with
+// one password: the first check verifies it for the rest); beyond that the
+// answer is 503 at once. A flood of sign-ins never takes the threads that
+// serve predictions.
 //
 // Threads: every method may be called from any thread.
 #pragma once
 
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -42,17 +44,23 @@ struct session_info {
     std::string password_hash;  // the user's stored hash at sign-in
 };
 
+// How many password checks run at once, and how many requests may wait
+// how long for a place.
+struct password_check_limits {
+    std::size_t at_once = 2;
+    std::size_t waiting = 8;
+    std::chrono::milliseconds wait{2000};
+};
+
 class authenticator {
 public:
     using clock_fn = std::function<std::chrono::steady_clock::time_point()>;
 
     // `clock` is steady_clock::now unless a test moves time itself; it is
     // called from any thread.
-    // `max_password_checks`: password checks at once (0: twice the cores,
-    // at least 2; the server passes fewer when it has few HTTP threads).
     authenticator(reader_pool& readers, fact_writer& writer,
                   std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300),
-                  clock_fn clock = {}, std::size_t max_password_checks = 0);
+                  clock_fn clock = {}, password_check_limits limits = {});
 
     // For the route table (see http_server.h).
     std::optional<http_response> check(http_request& req, access needs);
@@ -69,9 +77,10 @@ public:
     // Users and addresses with failed sign-ins on record (at most a fixed bound).
     std::size_t tracked_failures();
     // Password checks running now, and those refused (503) since start.
-    std::size_t password_checks_running() const { return checking_.load(); }
-    std::uint64_t password_checks_refused() const { return checks_refused_.load(); }
-    std::size_t max_password_checks() const { return max_password_checks_; }
+    std::size_t password_checks_running();
+    std::size_t password_checks_waiting();
+    std::uint64_t password_checks_refused();
+    const password_check_limits& password_checks() const { return limits_; }
 
     static constexpr const char* cookie_name = "kennel_session";
 
@@ -85,8 +94,8 @@ private:
     status check_basic(const std::string& user, const std::string& password,
                        const std::string& addr);
 
-    // Holds one of the max_password_checks_ places for its scope, if one was
-    // free.
+    // Holds one of the limits_.at_once places for its scope, if one was
+    // free or came free within limits_.wait.
     class check_place {
     public:
         explicit check_place(authenticator& a);
@@ -105,9 +114,12 @@ private:
     fact_writer& writer_;
     std::chrono::milliseconds failure_delay_;
     clock_fn clock_;
-    const std::size_t max_password_checks_;
-    std::atomic<std::size_t> checking_{0};
-    std::atomic<std::uint64_t> checks_refused_{0};
+    const password_check_limits limits_;
+    std::mutex places_mu_;
+    std::condition_variable place_freed_;
+    std::size_t checking_ = 0;  // under places_mu_, as the two below
+    std::size_t waiting_ = 0;
+    std::uint64_t checks_refused_ = 0;
     std::mutex mu_;
     struct cached_key {
         std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request

@@ -113,34 +113,46 @@ class AuthTest(KennelTestCase):
     def test_only_a_few_password_checks_hold_http_threads_the_rest_are_503(self):
         # Each check of a password (PBKDF2, then a wrong one's 300 ms delay)
         # holds an HTTP thread: a burst of wrong passwords held as many
-        # threads as it had requests. Each request comes from its own
-        # loopback address and names its own user, so no lockout steps in.
+        # threads as it had requests. A few more wait up to 2 s for a place.
+        # Each request comes from its own loopback address and names its own
+        # user, so no lockout steps in.
         server = self.start_server(args=["--http-threads", "16"], db="burst.db")
         admin = self.client(server)
         key = admin.post_json("/v1/keys", {"name": "k", "scopes": ["ingest"]}).json()["key"]
-        places = admin.get("/v1/status").json()["auth"]["password_checks_max"]
-        self.assertEqual(places, min(max(2 * (os.cpu_count() or 1), 2), 4))  # 16 threads / 4
-        n = 3 * places
+        limits = admin.get("/v1/status").json()["auth"]
+        places, waiting = limits["password_checks_max"], limits["password_checks_max_waiting"]
+        # A quarter of the 16 threads each (the places: twice the cores, at most that).
+        self.assertEqual((places, waiting), (min(max(2 * (os.cpu_count() or 1), 2), 4), 4))
+        # A script's first burst with the right password: the places check
+        # it, the waiters find it verified. Every one is let in.
+        n = places + waiting
         barrier = threading.Barrier(n)
         answers = [None] * n
 
-        def wrong(i):
+        def at_once(i, user, password):
             conn = http.client.HTTPConnection(HOST, server.port, timeout=30,
                                               source_address=("127.0.0.%d" % (10 + i), 0))
             try:
                 barrier.wait(timeout=30)
-                conn.request("GET", "/v1/streams",
-                             headers={"Authorization": basic("guess-%d" % i, "wrong")})
+                conn.request("GET", "/v1/streams", headers={"Authorization": basic(user, password)})
                 r = conn.getresponse()
                 answers[i] = (r.status, r.getheader("Retry-After"), json.loads(r.read()))
             finally:
                 conn.close()
 
-        self.assertEqual(run_in_threads(wrong, n), [])
+        self.assertEqual(run_in_threads(lambda i: at_once(i, "admin", ADMIN_PASSWORD), n), [])
+        self.assertEqual([a[0] for a in answers], [200] * n, answers)
+
+        # Wrong passwords: the places, the waiters, and as many again as
+        # there are places.
+        n = 2 * places + waiting
+        barrier = threading.Barrier(n)
+        answers = [None] * n
+        self.assertEqual(run_in_threads(lambda i: at_once(i, "guess-%d" % i, "wrong"), n), [])
         self.assertNotIn(None, answers)
         busy = [a for a in answers if a[0] == 503]
         self.assertEqual(sorted({a[0] for a in answers}), [401, 503], answers)
-        self.assertGreaterEqual(len(answers) - len(busy), places, answers)
+        self.assertGreaterEqual(len(answers) - len(busy), places + waiting, answers)
         for status, retry_after, body in busy:
             self.assertEqual(retry_after, "1")
             self.assertEqual(body["error"]["code"], "unavailable")

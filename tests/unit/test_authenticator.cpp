@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,8 +39,8 @@ struct auth_fixture {
 
     // The authenticator's arguments after its readers and writer.
     explicit auth_fixture(std::chrono::milliseconds failure_delay = std::chrono::milliseconds(0),
-                          authenticator::clock_fn clock = {}, std::size_t max_checks = 0)
-        : auth{readers, writer, failure_delay, std::move(clock), max_checks} {
+                          authenticator::clock_fn clock = {}, password_check_limits checks = {})
+        : auth{readers, writer, failure_delay, std::move(clock), checks} {
         REQUIRE(writer.start());
         set_password(db.conn, "admin", "right-password", true);
     }
@@ -166,13 +167,13 @@ TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wa
     CHECK(auth.login("admin", "right-password", "10.0.0.1"));
 }
 
-TEST_CASE("authenticator: only a few password checks run at once; the rest are 503 at once",
+TEST_CASE("authenticator: only a few password checks run at once; the rest wait briefly or are 503",
           "[auth]") {
     // Each check (PBKDF2, and a wrong password's delay) holds an HTTP
     // thread: a flood of wrong passwords held every thread the pool had.
     using namespace std::chrono;
-    // Two places; a wrong password keeps its place for 3 s.
-    auth_fixture f(milliseconds(3000), {}, 2);
+    // Two places, nobody waits; a wrong password keeps its place for 3 s.
+    auth_fixture f(milliseconds(3000), {}, {2, 0, milliseconds(0)});
     authenticator& auth = f.auth;
 
     std::vector<std::thread> wrong;
@@ -215,4 +216,42 @@ TEST_CASE("authenticator: only a few password checks run at once; the rest are 5
     req.actor.clear();
     CHECK_FALSE(auth.check(req, access::admin));
     CHECK(req.actor == "admin");
+}
+
+TEST_CASE(
+    "authenticator: a request waits for a place within its bound, and one verified "
+    "password serves those that waited",
+    "[auth]") {
+    using namespace std::chrono;
+    // One place, one waiter, who may wait a minute (the test's bound, not
+    // a speed it checks); a wrong password keeps its place for 1 s.
+    auth_fixture f(milliseconds(1000), {}, {1, 1, seconds(60)});
+    authenticator& auth = f.auth;
+    std::thread wrong([&auth] { CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1")); });
+    for (int i = 0; i < 1000 && auth.password_checks_running() < 1; ++i)
+        std::this_thread::sleep_for(milliseconds(5));
+    REQUIRE(auth.password_checks_running() == 1);
+
+    http_request req = with_bearer("unused");
+    req.headers.clear();
+    req.headers.emplace_back("authorization",
+                             "Basic YWRtaW46cmlnaHQtcGFzc3dvcmQ=");  // admin:right-password
+    req.remote_addr = "10.0.0.2";
+    std::optional<http_response> waited;
+    std::thread waiter([&] { waited = auth.check(req, access::admin); });
+    for (int i = 0; i < 1000 && auth.password_checks_waiting() < 1; ++i)
+        std::this_thread::sleep_for(milliseconds(5));
+    REQUIRE(auth.password_checks_waiting() == 1);
+    // The one place is taken and the one waiter's room too: refused at once.
+    auto refused = auth.login("admin", "right-password", "10.0.0.3");
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind() == error_kind::unavailable);
+
+    wrong.join();
+    waiter.join();
+    CHECK_FALSE(waited);  // let in, once the wrong password gave its place up
+    CHECK(req.actor == "admin");
+    CHECK(auth.password_checks_refused() == 1);
+    CHECK(auth.password_checks_running() == 0);
+    CHECK(auth.password_checks_waiting() == 0);
 }
