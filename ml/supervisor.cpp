@@ -139,7 +139,9 @@ void supervisor::tick() {
                 const micros until =
                     now_micros() - static_cast<micros>(p.outcome_delay_seconds * 1e6);
                 const micros since = until - static_cast<micros>(p.live_window_seconds * 1e6);
-                auto g = compute_live_metrics(*conn, m->name, m->definition, since, 50000, until);
+                // The newest 10,000 of them: enough outcomes to judge, and a
+                // bounded cost every 10 s however busy the model is.
+                auto g = compute_live_metrics(*conn, m->name, m->definition, since, 10000, until);
                 if (g) groups = std::move(*g);
             }
             if (!groups) continue;
