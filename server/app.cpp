@@ -46,6 +46,10 @@ std::size_t app::parked_connections() const {
     return http_ ? http_->parked_connections() : 0;
 }
 
+std::size_t app::parked_partial_requests() const {
+    return http_ ? http_->parked_partial_requests() : 0;
+}
+
 void app::refresh_model(const std::string& model) {
     try {
         auto conn = readers_->acquire();

@@ -56,6 +56,7 @@ public:
     void refresh_model(const std::string& model);
     ml::supervisor_state supervisor_state() const;
     std::size_t parked_connections() const;
+    std::size_t parked_partial_requests() const;
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }

@@ -630,6 +630,7 @@ bool connection_parker::park(int sock, std::size_t requests_left,
     ev.data.fd = sock;
     if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) != 0) return false;
     carried_bytes_ += carried.bytes.size();
+    if (!carried.bytes.empty()) ++partial_;
     parked_[sock] = {requests_left, deadline, std::move(carried)};
     deadlines_.emplace(deadline, sock);
     if (deadline < wakes_at_) {
@@ -647,6 +648,7 @@ connection_parker::entry connection_parker::unpark(std::unordered_map<int, entry
     ::epoll_ctl(epoll_, EPOLL_CTL_DEL, it->first, nullptr);
     deadlines_.erase({e.deadline, it->first});
     carried_bytes_ -= e.carried.bytes.size();
+    if (!e.carried.bytes.empty()) --partial_;
     parked_.erase(it);
     return e;
 }
@@ -658,6 +660,11 @@ bool connection_parker::running() const {
 std::size_t connection_parker::parked() const {
     std::lock_guard lock(mu_);
     return parked_.size();
+}
+
+std::size_t connection_parker::parked_partial() const {
+    std::lock_guard lock(mu_);
+    return partial_;
 }
 
 void connection_parker::run() {
@@ -730,6 +737,7 @@ void connection_parker::stop() {
     parked_.clear();
     deadlines_.clear();
     carried_bytes_ = 0;
+    partial_ = 0;
     ::close(epoll_);
     ::close(wake_);
     epoll_ = wake_ = -1;

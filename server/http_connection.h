@@ -165,6 +165,8 @@ public:
     // Closes every parked socket and joins the thread; park() refuses after.
     void stop();
     std::size_t parked() const;
+    // Of those, the ones holding part of a request (the rest are idle).
+    std::size_t parked_partial() const;
     // Started and not stopped: a connection may be offered.
     bool running() const;
 
@@ -186,6 +188,7 @@ private:
     std::set<std::pair<time_point, int>> deadlines_;
     time_point wakes_at_{};             // when the waiting thread looks at deadlines next
     std::size_t carried_bytes_ = 0;     // of the parked partial requests
+    std::size_t partial_ = 0;           // parked entries carrying bytes
     std::atomic<bool> running_{false};  // set under mu_; read without it by running()
     std::size_t capacity_ = 0;  // half the process's file descriptors
     int epoll_ = -1;
@@ -204,6 +207,7 @@ public:
     // and shuts it down when listening ends, which first closes the parked.
     httplib::TaskQueue* make_task_queue(std::size_t threads);
     std::size_t parked_connections() const { return parker_.parked(); }
+    std::size_t parked_partial_requests() const { return parker_.parked_partial(); }
 
 private:
     bool process_and_close_socket(int sock) override;

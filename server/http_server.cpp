@@ -377,6 +377,10 @@ std::size_t http_server::parked_connections() const {
     return impl_->server.parked_connections();
 }
 
+std::size_t http_server::parked_partial_requests() const {
+    return impl_->server.parked_partial_requests();
+}
+
 void http_server::stop() {
     if (thread_.joinable()) {
         impl_->server.stop();

@@ -153,6 +153,8 @@ public:
     bool ready() const { return ready_; }
     // Idle keep-alive connections waiting off the worker pool.
     std::size_t parked_connections() const;
+    // Of those, the ones holding part of a request still arriving.
+    std::size_t parked_partial_requests() const;
 
 private:
     struct impl;

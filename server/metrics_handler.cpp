@@ -143,8 +143,12 @@ http_response get_metrics(app& a, const http_request&) {
              "Writes refused with 503: the queue was full.")
         .sample(num(w.refused_full));
     e.family("kennel_http_parked_connections", "gauge",
-             "Idle keep-alive connections waiting off the HTTP worker threads.")
+             "Connections waiting off the HTTP worker threads: idle keep-alive ones and those "
+             "with a request still arriving.")
         .sample(num(a.parked_connections()));
+    e.family("kennel_http_parked_partial_requests", "gauge",
+             "Parked connections holding part of a request still arriving.")
+        .sample(num(a.parked_partial_requests()));
     e.family("kennel_auth_password_checks_refused_total", "counter",
              "Sign-ins answered 503: too many password checks were running at once.")
         .sample(num(a.auth().password_checks_refused()));

@@ -342,28 +342,29 @@ http_response get_stream_total(app& a, const http_request& req) {
 
 http_response get_status(app& a, const http_request&) {
     writer_stats w = a.writer().stats();
-    json out = {
-        {"started_at", format_rfc3339(a.started_at())},
-        {"http",
-         {{"threads", a.options().http_threads}, {"parked_connections", a.parked_connections()}}},
-        {"auth",
-         {{"password_checks_running", a.auth().password_checks_running()},
-          {"password_checks_max", a.auth().password_checks().at_once},
-          {"password_checks_waiting", a.auth().password_checks_waiting()},
-          {"password_checks_max_waiting", a.auth().password_checks().waiting},
-          {"password_checks_refused", a.auth().password_checks_refused()}}},
-        {"writer",
-         {{"commits", w.commits},
-          {"facts_stored", w.facts_stored},
-          {"facts_duplicate", w.facts_duplicate},
-          {"facts_rejected", w.facts_rejected},
-          {"tasks", w.tasks},
-          {"refused_full", w.refused_full},
-          {"failed_commits", w.failed_commits},
-          {"pending", w.pending},
-          {"queue_limit", a.options().writer_queue},
-          {"last_commit",
-           w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros)) : json(nullptr)}}}};
+    json out = {{"started_at", format_rfc3339(a.started_at())},
+                {"http",
+                 {{"threads", a.options().http_threads},
+                  {"parked_connections", a.parked_connections()},
+                  {"parked_partial_requests", a.parked_partial_requests()}}},
+                {"auth",
+                 {{"password_checks_running", a.auth().password_checks_running()},
+                  {"password_checks_max", a.auth().password_checks().at_once},
+                  {"password_checks_waiting", a.auth().password_checks_waiting()},
+                  {"password_checks_max_waiting", a.auth().password_checks().waiting},
+                  {"password_checks_refused", a.auth().password_checks_refused()}}},
+                {"writer",
+                 {{"commits", w.commits},
+                  {"facts_stored", w.facts_stored},
+                  {"facts_duplicate", w.facts_duplicate},
+                  {"facts_rejected", w.facts_rejected},
+                  {"tasks", w.tasks},
+                  {"refused_full", w.refused_full},
+                  {"failed_commits", w.failed_commits},
+                  {"pending", w.pending},
+                  {"queue_limit", a.options().writer_queue},
+                  {"last_commit", w.last_commit_micros ? json(format_rfc3339(w.last_commit_micros))
+                                                       : json(nullptr)}}}};
     return json_response(dump_json(out));
 }
 

@@ -889,6 +889,28 @@ class ConnectionTest(KennelTestCase):
         http = c.get("/v1/overview").json()["components"]["http"]
         self.assertGreaterEqual(http["parked_connections"], 24, http)
         self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_connections \d+")
+        self.assertEqual(status["http"]["parked_partial_requests"], 0, status)
+        # Three clients that have sent part of a head are parked too, and
+        # counted apart (they were counted as idle); each is answered once
+        # its head ends.
+        partial = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            self.addCleanup(sock.close)
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+            partial.append(sock)
+        deadline = time.monotonic() + 10
+        while True:
+            status = c.get("/v1/status").json()
+            if status["http"]["parked_partial_requests"] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(status["http"]["parked_partial_requests"], 3, status)
+        self.assertGreaterEqual(status["http"]["parked_connections"], 27, status)
+        self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_partial_requests 3\n")
+        for sock in partial:
+            sock.sendall(b"\r\n")
+            self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200"))
         with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
             # Without parking this waits 60 s for a worker: the socket's
             # 20 s timeout fails the test first.
