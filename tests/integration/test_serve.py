@@ -869,6 +869,16 @@ class ConnectionTest(KennelTestCase):
             self.assertEqual(raw_get(sock, "/healthz")[0], 200)
         return socks
 
+    def http_status_when(self, c, ready, timeout=10):
+        """GET /v1/status until ready(status["http"]) holds or `timeout` s
+        pass; returns the last status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = c.get("/v1/status").json()
+            if ready(status["http"]) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.05)
+
     def test_idle_keep_alive_connections_do_not_hold_the_workers(self):
         # 4 workers, 24 clients each holding a keep-alive connection open
         # (for up to 60 s): a 25th client is answered at once, not after an
@@ -878,12 +888,7 @@ class ConnectionTest(KennelTestCase):
         socks = self.idle_connections(server, 24)
         # /v1/status and /metrics count them, parked.
         c = self.client(server)
-        deadline = time.monotonic() + 10
-        while True:
-            status = c.get("/v1/status").json()
-            if status["http"]["parked_connections"] >= 24 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        status = self.http_status_when(c, lambda h: h["parked_connections"] >= 24)
         self.assertGreaterEqual(status["http"]["parked_connections"], 24, status)
         self.assertEqual(status["http"]["threads"], 4)
         http = c.get("/v1/overview").json()["components"]["http"]
@@ -899,12 +904,7 @@ class ConnectionTest(KennelTestCase):
             self.addCleanup(sock.close)
             sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
             partial.append(sock)
-        deadline = time.monotonic() + 10
-        while True:
-            status = c.get("/v1/status").json()
-            if status["http"]["parked_partial_requests"] >= 3 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        status = self.http_status_when(c, lambda h: h["parked_partial_requests"] >= 3)
         self.assertEqual(status["http"]["parked_partial_requests"], 3, status)
         self.assertGreaterEqual(status["http"]["parked_connections"], 27, status)
         self.assertRegex(c.get("/metrics").text, r"\nkennel_http_parked_partial_requests 3\n")
