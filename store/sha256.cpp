@@ -58,6 +58,28 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
     h[7] += hh;
 }
 
+using state = std::array<std::uint32_t, 8>;
+constexpr state initial_state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+void digest_bytes(const state& h, unsigned char* out) {
+    for (std::size_t i = 0; i < 8; ++i) {
+        for (int b = 0; b < 4; ++b)
+            out[4 * i + b] = static_cast<unsigned char>(h[i] >> (24 - 8 * b));
+    }
+}
+
+// The digest of a 64-byte block (whose state is `h`) followed by 32 bytes:
+// the one shape PBKDF2's iterations hash, so its padding is fixed.
+void finish_after_block(state h, const unsigned char* message, unsigned char* out) {
+    unsigned char block[64] = {};
+    for (int i = 0; i < 32; ++i) block[i] = message[i];
+    block[32] = 0x80;
+    block[62] = 0x03;  // the length, 96 bytes: 768 bits, big-endian
+    compress(h, block);
+    digest_bytes(h, out);
+}
+
 }  // namespace
 
 std::string sha256_hex(std::string_view bytes) { return to_hex(sha256_raw(bytes)); }
@@ -87,16 +109,30 @@ std::string hmac_sha256_raw(std::string_view key, std::string_view message) {
 }
 
 std::string pbkdf2_sha256_hex(std::string_view password, std::string_view salt, int iterations) {
-    // One 32-byte block: T1 = U1 ^ U2 ^ ... ^ Uc, U1 = PRF(P, S || INT(1)).
+    // One 32-byte block: T1 = U1 ^ U2 ^ ... ^ Uc, U1 = PRF(P, S || INT(1)),
+    // Ui = HMAC(P, Ui-1). HMAC's key blocks are the same in every iteration:
+    // hashed once, each iteration costs two compressions, not four.
     std::string s(salt);
     s.append("\0\0\0\1", 4);
-    std::string u = hmac_sha256_raw(password, s);
-    std::string t = u;
-    for (int i = 1; i < iterations; ++i) {
-        u = hmac_sha256_raw(password, u);
-        for (std::size_t j = 0; j < t.size(); ++j) t[j] = static_cast<char>(t[j] ^ u[j]);
+    const std::string u1 = hmac_sha256_raw(password, s);
+    std::string key(password.size() > 64 ? sha256_raw(password) : std::string(password));
+    key.resize(64, '\0');
+    unsigned char inner_block[64], outer_block[64];
+    for (int i = 0; i < 64; ++i) {
+        inner_block[i] = static_cast<unsigned char>(key[i] ^ 0x36);
+        outer_block[i] = static_cast<unsigned char>(key[i] ^ 0x5c);
     }
-    return to_hex(t);
+    state inner = initial_state, outer = initial_state;
+    compress(inner, inner_block);
+    compress(outer, outer_block);
+    unsigned char u[32], t[32], inner_digest[32];
+    for (int j = 0; j < 32; ++j) u[j] = t[j] = static_cast<unsigned char>(u1[j]);
+    for (int i = 1; i < iterations; ++i) {
+        finish_after_block(inner, u, inner_digest);
+        finish_after_block(outer, inner_digest, u);
+        for (int j = 0; j < 32; ++j) t[j] ^= u[j];
+    }
+    return to_hex(std::string_view(reinterpret_cast<const char*>(t), sizeof t));
 }
 
 std::string random_hex(std::size_t n) {
@@ -110,8 +146,7 @@ std::string random_hex(std::size_t n) {
 }
 
 std::string sha256_raw(std::string_view bytes) {
-    std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    state h = initial_state;
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
     std::size_t n = bytes.size();
     std::size_t full = n / 64;
@@ -128,12 +163,9 @@ std::string sha256_raw(std::string_view bytes) {
     compress(h, tail);
     if (tail_len == 128) compress(h, tail + 64);
 
-    std::string out;
-    out.reserve(32);
-    for (std::uint32_t word : h) {
-        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((word >> shift) & 0xff));
-    }
-    return out;
+    unsigned char out[32];
+    digest_bytes(h, out);
+    return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 
 }  // namespace kennel

@@ -559,6 +559,23 @@ TEST_CASE("sha256_hex handles block-boundary lengths and embedded NUL bytes", "[
     CHECK(sha256_hex(with_nul).size() == 64);
 }
 
+TEST_CASE("HMAC-SHA256 and PBKDF2-HMAC-SHA256 match the RFCs' test vectors", "[sha256]") {
+    // RFC 4231, cases 2 and 6 (a key longer than a block is hashed first).
+    CHECK(to_hex(hmac_sha256_raw("Jefe", "what do ya want for nothing?")) ==
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    CHECK(to_hex(hmac_sha256_raw(std::string(131, '\xaa'),
+                                 "Test Using Larger Than Block-Size Key - Hash Key First")) ==
+          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    // RFC 7914 section 11, the first 32 bytes.
+    CHECK(pbkdf2_sha256_hex("passwd", "salt", 1) ==
+          "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+    CHECK(pbkdf2_sha256_hex("Password", "NaCl", 80000) ==
+          "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56");
+    // A password longer than a block (Python's hashlib.pbkdf2_hmac).
+    CHECK(pbkdf2_sha256_hex(std::string(100, 'x'), "salt", 1000) ==
+          "afc5c595f05f2cd6c1ddd7bc2628ea4c5df74508996952bb4864d4047eae2500");
+}
+
 // ---------------------------------------------------------------- RFC 3339
 
 TEST_CASE("parse_rfc3339 reads UTC times, fractions, dates and offsets", "[time]") {
