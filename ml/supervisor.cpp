@@ -1,5 +1,7 @@
 #include "ml/supervisor.h"
 
+#include <algorithm>
+#include <set>
 #include <sstream>
 
 #include "ml/live_metrics.h"
@@ -132,7 +134,7 @@ void supervisor::tick() {
                 }
             }
         }
-        if (check_live && !p.live_thresholds.empty() && m->live) {
+        if (check_live && !p.live_thresholds.empty() && !watched.empty()) {
             std::optional<std::vector<live_group>> groups;
             {
                 auto conn = readers_.acquire();
@@ -145,9 +147,17 @@ void supervisor::tick() {
                 if (g) groups = std::move(*g);
             }
             if (!groups) continue;
+            // Every serving version is judged: live, experiment arms and
+            // shadows (one group per arm it answered in; acted on once).
+            std::set<std::int64_t> acted;
             for (const auto& g : *groups) {
-                if (!g.version || *g.version != m->live->version || g.shadow || !g.metrics) continue;
-                if (g.outcomes < p.min_outcomes) continue;
+                if (!g.version || !g.metrics || g.outcomes < p.min_outcomes ||
+                    acted.count(*g.version))
+                    continue;
+                const bool serving =
+                    std::any_of(watched.begin(), watched.end(),
+                                [&](const auto& v) { return v->version == *g.version; });
+                if (!serving) continue;
                 for (const auto& [name, bound] : p.live_thresholds) {
                     double v = g.metrics->get(name);
                     bool higher = metric_higher_is_better(name);
@@ -157,7 +167,9 @@ void supervisor::tick() {
                           << bound << " over " << g.outcomes << " outcomes of predictions made "
                           << p.outcome_delay_seconds << "-"
                           << p.outcome_delay_seconds + p.live_window_seconds << " s ago";
+                        if (g.arm != "live") r << " (arm " << g.arm << ")";
                         act(*m, *g.version, r.str());
+                        acted.insert(*g.version);
                         break;
                     }
                 }

@@ -238,6 +238,44 @@ class SupervisorTest(KennelTestCase):
         got = self.c.get("/v1/models/" + name).json()
         self.assertEqual(got["definition"]["supervision"]["outcome_delay_seconds"], 0, got)
 
+    def test_an_experiment_arm_past_a_live_bound_is_taken_out_and_live_answers_its_share(self):
+        # The live check judged the live version only; an arm (or a shadow)
+        # serving a share of the traffic was never judged on its outcomes.
+        feats, labels, _ = load_data(self, self.c, 150)
+        name = uid("armsup")
+        d = definition(feats, labels, supervision={"live_thresholds": {"rmse": 5.0},
+                                                  "min_outcomes": 10})
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1, "first version")
+        self.assertEqual(train(self, self.c, name), 2)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "try 2", "arms": [{"name": "a", "version": 1, "weight": 1},
+                                        {"name": "b", "version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        insts = [{"entity": "arm%d" % i, "features": FEATURES} for i in range(60)]
+        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        by_arm = {}
+        for inst, p_ in zip(insts, preds):
+            by_arm.setdefault(p_["arm"], []).append((inst, p_))
+        self.assertGreaterEqual(len(by_arm.get("b", [])), 10, by_arm.keys())
+        self.assertGreaterEqual(len(by_arm.get("a", [])), 10, by_arm.keys())
+        # Arm a's outcomes are its answers; arm b's are 100 away.
+        post_facts(self, self.c, [
+            fact(labels, inst["entity"], {"y": p_["prediction"] + (100 if arm == "b" else 0),
+                                          "prediction_id": p_["prediction_id"]})
+            for arm, pairs in by_arm.items() for inst, p_ in pairs])
+        event = wait_until(lambda: self.disabled_event(name), 25, "the arm's live-metric disable")
+        self.assertEqual(event["actor"], "supervisor", event)
+        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over \d+ outcomes "
+                                          r"of predictions made 0-600 s ago \(arm b\)$")
+        # Version 1 (arm a, and live) is left alone; arm b's entities are now
+        # answered by live, flagged.
+        self.assertEqual([e["version"] for e in events_of(self, self.c, name)], [2])
+        inst, _ = by_arm["b"][0]
+        p = predict(self, self.c, name, inst)
+        self.assertEqual((p["arm"], p["version"], p["fallback"]), ("b", 1, True), p)
+
     def test_healthy_version_is_left_alone(self):
         def check(p):
             self.assertEqual((p["version"], p["fallback"]), (1, False), p)
