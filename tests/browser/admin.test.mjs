@@ -454,6 +454,11 @@ step('promote a version, roll it back, and see who and why', async () => {
   assert.match(await events.textContent(), /browser test: disable/);
   assert.match(await events.textContent(), /browser test: enable again/);
   await visible(page.locator('h2', { hasText: 'Experiments' }));
+  // The supervision policy in a sentence (the demo model keeps the defaults).
+  const bounds = page.locator('dd.supervision-policy');
+  await visible(bounds);
+  assert.equal(await bounds.textContent(),
+    'error rate over 20 %, deadline misses over 20 % or fallbacks over 50 % in 1 min 0 s (once 20 requests); no live-metric bound');
   await shot('deployments-1280');
 });
 
