@@ -3,7 +3,6 @@
 #include <malloc.h>
 
 #include <chrono>
-#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>

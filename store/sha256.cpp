@@ -20,7 +20,11 @@ constexpr std::array<std::uint32_t, 64> k_round = {
 
 inline std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
+using state = std::array<std::uint32_t, 8>;
+constexpr state initial_state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+void compress(state& h, const unsigned char* block) {
     std::array<std::uint32_t, 64> w{};
     for (int i = 0; i < 16; ++i) {
         w[i] = (std::uint32_t(block[4 * i]) << 24) | (std::uint32_t(block[4 * i + 1]) << 16) |
@@ -58,10 +62,6 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
     h[7] += hh;
 }
 
-using state = std::array<std::uint32_t, 8>;
-constexpr state initial_state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-
 void digest_bytes(const state& h, unsigned char* out) {
     for (std::size_t i = 0; i < 8; ++i) {
         for (int b = 0; b < 4; ++b)
@@ -69,16 +69,56 @@ void digest_bytes(const state& h, unsigned char* out) {
     }
 }
 
-// The digest of a 64-byte block (whose state is `h`) followed by 32 bytes:
-// the one shape PBKDF2's iterations hash, so its padding is fixed.
-void finish_after_block(state h, const unsigned char* message, unsigned char* out) {
-    unsigned char block[64] = {};
-    for (int i = 0; i < 32; ++i) block[i] = message[i];
-    block[32] = 0x80;
-    block[62] = 0x03;  // the length, 96 bytes: 768 bits, big-endian
-    compress(h, block);
+// Hashes `n` bytes on from `h`, the state after `before` bytes (whole
+// blocks) already hashed, and writes the 32-byte digest to `out`.
+void hash_on(state h, std::uint64_t before, const unsigned char* p, std::size_t n,
+             unsigned char* out) {
+    const std::size_t full = n / 64;
+    for (std::size_t i = 0; i < full; ++i) compress(h, p + 64 * i);
+    // Final block(s): the remainder, a 1 bit, zero padding, the bit length.
+    unsigned char tail[128] = {};
+    const std::size_t rem = n - full * 64;
+    for (std::size_t i = 0; i < rem; ++i) tail[i] = p[full * 64 + i];
+    tail[rem] = 0x80;
+    const std::size_t tail_len = rem < 56 ? 64 : 128;
+    const std::uint64_t bits = (before + n) * 8;
+    for (int i = 0; i < 8; ++i)
+        tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
+    compress(h, tail);
+    if (tail_len == 128) compress(h, tail + 64);
     digest_bytes(h, out);
 }
+
+const unsigned char* bytes_of(std::string_view s) {
+    return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// HMAC-SHA256's two key blocks, hashed: the states its inner and outer
+// hashes go on from (PBKDF2 reuses them for every iteration).
+struct hmac_key {
+    state inner = initial_state;
+    state outer = initial_state;
+
+    explicit hmac_key(std::string_view key) {
+        unsigned char k[64] = {};
+        if (key.size() > 64) {
+            hash_on(initial_state, 0, bytes_of(key), key.size(), k);
+        } else {
+            for (std::size_t i = 0; i < key.size(); ++i) k[i] = static_cast<unsigned char>(key[i]);
+        }
+        unsigned char pad[64];
+        for (int i = 0; i < 64; ++i) pad[i] = k[i] ^ 0x36;
+        compress(inner, pad);
+        for (int i = 0; i < 64; ++i) pad[i] = k[i] ^ 0x5c;
+        compress(outer, pad);
+    }
+
+    void mac(const unsigned char* message, std::size_t n, unsigned char* out) const {
+        unsigned char inner_digest[32];
+        hash_on(inner, 64, message, n, inner_digest);
+        hash_on(outer, 64, inner_digest, sizeof inner_digest, out);
+    }
+};
 
 }  // namespace
 
@@ -96,40 +136,23 @@ std::string to_hex(std::string_view bytes) {
 }
 
 std::string hmac_sha256_raw(std::string_view key, std::string_view message) {
-    std::string k(key.size() > 64 ? sha256_raw(key) : std::string(key));
-    k.resize(64, '\0');
-    std::string inner(64, '\0'), outer(64, '\0');
-    for (int i = 0; i < 64; ++i) {
-        inner[i] = static_cast<char>(k[i] ^ 0x36);
-        outer[i] = static_cast<char>(k[i] ^ 0x5c);
-    }
-    inner.append(message);
-    outer.append(sha256_raw(inner));
-    return sha256_raw(outer);
+    unsigned char out[32];
+    hmac_key(key).mac(bytes_of(message), message.size(), out);
+    return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 
 std::string pbkdf2_sha256_hex(std::string_view password, std::string_view salt, int iterations) {
     // One 32-byte block: T1 = U1 ^ U2 ^ ... ^ Uc, U1 = PRF(P, S || INT(1)),
-    // Ui = HMAC(P, Ui-1). HMAC's key blocks are the same in every iteration:
-    // hashed once, each iteration costs two compressions, not four.
+    // Ui = PRF(P, Ui-1). The key's blocks are hashed once for every
+    // iteration: each costs two compressions, not four, and no allocation.
+    const hmac_key key(password);
     std::string s(salt);
     s.append("\0\0\0\1", 4);
-    const std::string u1 = hmac_sha256_raw(password, s);
-    std::string key(password.size() > 64 ? sha256_raw(password) : std::string(password));
-    key.resize(64, '\0');
-    unsigned char inner_block[64], outer_block[64];
-    for (int i = 0; i < 64; ++i) {
-        inner_block[i] = static_cast<unsigned char>(key[i] ^ 0x36);
-        outer_block[i] = static_cast<unsigned char>(key[i] ^ 0x5c);
-    }
-    state inner = initial_state, outer = initial_state;
-    compress(inner, inner_block);
-    compress(outer, outer_block);
-    unsigned char u[32], t[32], inner_digest[32];
-    for (int j = 0; j < 32; ++j) u[j] = t[j] = static_cast<unsigned char>(u1[j]);
+    unsigned char u[32], t[32];
+    key.mac(bytes_of(s), s.size(), u);
+    for (int j = 0; j < 32; ++j) t[j] = u[j];
     for (int i = 1; i < iterations; ++i) {
-        finish_after_block(inner, u, inner_digest);
-        finish_after_block(outer, inner_digest, u);
+        key.mac(u, sizeof u, u);
         for (int j = 0; j < 32; ++j) t[j] ^= u[j];
     }
     return to_hex(std::string_view(reinterpret_cast<const char*>(t), sizeof t));
@@ -146,25 +169,8 @@ std::string random_hex(std::size_t n) {
 }
 
 std::string sha256_raw(std::string_view bytes) {
-    state h = initial_state;
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-    std::size_t n = bytes.size();
-    std::size_t full = n / 64;
-    for (std::size_t i = 0; i < full; ++i) compress(h, p + 64 * i);
-
-    // Final block(s): the remainder, a 1 bit, zero padding, the bit length.
-    unsigned char tail[128] = {};
-    std::size_t rem = n - full * 64;
-    for (std::size_t i = 0; i < rem; ++i) tail[i] = p[full * 64 + i];
-    tail[rem] = 0x80;
-    std::size_t tail_len = rem < 56 ? 64 : 128;
-    std::uint64_t bits = std::uint64_t(n) * 8;
-    for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-    compress(h, tail);
-    if (tail_len == 128) compress(h, tail + 64);
-
     unsigned char out[32];
-    digest_bytes(h, out);
+    hash_on(initial_state, 0, bytes_of(bytes), bytes.size(), out);
     return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 

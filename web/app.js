@@ -1150,18 +1150,13 @@
   // The model's supervision policy in a sentence: when a serving version is
   // taken out of service.
   function supervisionText(p) {
-      if (!p) return '—';
-      if (p.enabled === false) return 'supervision is off for this model';
-      const rates = `error rate over ${fmtPct(p.max_error_rate)}, deadline misses over ${
-          fmtPct(p.max_deadline_miss_rate)} or fallbacks over ${fmtPct(p.max_fallback_share)} in ${
-          fmtDuration(p.window_seconds)} (once ${fmtNum(p.min_requests)} requests)`;
-      const live = Object.entries(p.live_thresholds || {});
-      if (!live.length) return `${rates}; no live-metric bound`;
-      const delay = Number(p.outcome_delay_seconds) || 0;
-      return `${rates}; live ${
-          live.map(([k, v]) => `${k} past ${fmtNum(v)}`).join(', ')} on predictions ${
-          fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${
-          fmtNum(p.min_outcomes)} outcomes)`;
+    if (!p) return '—';
+    if (p.enabled === false) return 'supervision is off for this model';
+    const rates = `error rate over ${fmtPct(p.max_error_rate)}, deadline misses over ${fmtPct(p.max_deadline_miss_rate)} or fallbacks over ${fmtPct(p.max_fallback_share)} in ${fmtDuration(p.window_seconds)} (once ${fmtNum(p.min_requests)} requests)`;
+    const live = Object.entries(p.live_thresholds || {});
+    if (!live.length) return `${rates}; no live-metric bound`;
+    const delay = Number(p.outcome_delay_seconds) || 0;
+    return `${rates}; live ${live.map(([k, v]) => `${k} past ${fmtNum(v)}`).join(', ')} on predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes)`;
   }
 
   // What each serving version is asked about against its training rows:
@@ -1613,15 +1608,15 @@
       const name = state.model;
       const logQuery = `limit=20${state.entity ? `&entity=${enc(state.entity)}` : ''}`;
       const [al, dep, ev, ex, lm, sv, vs, pl, md] = await Promise.all([
-          get(`/v1/models/${enc(name)}/aliases`),
-          get(`/v1/models/${enc(name)}/deployments`),
-          get(`/v1/models/${enc(name)}/events`).catch((e) => ({error: e})),
-          get(`/v1/models/${enc(name)}/experiments`).catch((e) => ({error: e})),
-          get(`/v1/models/${enc(name)}/live-metrics`).catch((e) => ({error: e})),
-          get('/v1/serving').catch((e) => ({error: e})),
-          get(`/v1/models/${enc(name)}/versions`),
-          get(`/v1/models/${enc(name)}/predictions?${logQuery}`).catch((e) => ({error: e})),
-          get(`/v1/models/${enc(name)}`).catch((e) => ({error: e})),
+        get(`/v1/models/${enc(name)}/aliases`),
+        get(`/v1/models/${enc(name)}/deployments`),
+        get(`/v1/models/${enc(name)}/events`).catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/experiments`).catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/live-metrics`).catch((e) => ({ error: e })),
+        get('/v1/serving').catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}/versions`),
+        get(`/v1/models/${enc(name)}/predictions?${logQuery}`).catch((e) => ({ error: e })),
+        get(`/v1/models/${enc(name)}`).catch((e) => ({ error: e })),
       ]);
       if (!ctx.alive()) return;
       const R = state.regions;
@@ -1633,36 +1628,20 @@
       const svModel = sv.error ? null : (sv.models || []).find((m) => m.model === name);
       const sup = sv.error ? null : sv.supervisor;
       const policy = md.error ? null : (md.definition || {}).supervision;
-      R.supervisor(
-          {
-              svModel,
-              policy,
-              sup: sup && {...sup, last_tick: undefined, ticks: undefined},
-              err: sv.error && sv.error.message
-          },
-          () => [h('h2', null, 'Serving and supervisor'), sv.error ? errorBox(sv.error) : [
-              h('dl.kv', null, h('dt', null, 'serving version'),
-                h('dd', null,
-                  svModel && svModel.serving_version ? `v${svModel.serving_version}` : '—'),
-                h('dt', null, 'live alias'),
-                h('dd', null, svModel && svModel.live_alias ? `v${svModel.live_alias}` : '—'),
-                h('dt', null, 'problem'),
-                h('dd', null,
-                  svModel && svModel.problem ? h('span.worse', null, svModel.problem) : 'none'),
-                h('dt', null, 'supervisor'), h('dd', null, sup ? badge(sup.state) : '—'),
-                h('dt', null, 'bounds'), h('dd.supervision-policy', null, supervisionText(policy))),
-              h('h3', null, 'Supervisor actions'),
-              sup && (sup.actions || []).filter((a) => a.model === name).length ?
-                  table(
-                      ['Time', 'Version', 'Outcome', 'Why'],
-                      sup.actions.filter((a) => a.model === name)
-                          .map(
-                              (a) =>
-                                  h('tr', null, h('td', null, timeEl(a.time)),
-                                    h('td', null, `v${a.version}`), h('td', null, a.outcome),
-                                    h('td', null, a.reason)))) :
-                  h('p.muted.small', null, 'The supervisor has not acted on this model.')
-          ]]);
+      R.supervisor({ svModel, policy, sup: sup && { ...sup, last_tick: undefined, ticks: undefined }, err: sv.error && sv.error.message }, () => [
+        h('h2', null, 'Serving and supervisor'),
+        sv.error ? errorBox(sv.error) : [
+          h('dl.kv', null,
+            h('dt', null, 'serving version'), h('dd', null, svModel && svModel.serving_version ? `v${svModel.serving_version}` : '—'),
+            h('dt', null, 'live alias'), h('dd', null, svModel && svModel.live_alias ? `v${svModel.live_alias}` : '—'),
+            h('dt', null, 'problem'), h('dd', null, svModel && svModel.problem ? h('span.worse', null, svModel.problem) : 'none'),
+            h('dt', null, 'supervisor'), h('dd', null, sup ? badge(sup.state) : '—'),
+            h('dt', null, 'bounds'), h('dd.supervision-policy', null, supervisionText(policy))),
+          h('h3', null, 'Supervisor actions'),
+          sup && (sup.actions || []).filter((a) => a.model === name).length
+            ? table(['Time', 'Version', 'Outcome', 'Why'], sup.actions.filter((a) => a.model === name).map((a) => h('tr', null,
+              h('td', null, timeEl(a.time)), h('td', null, `v${a.version}`), h('td', null, a.outcome), h('td', null, a.reason))))
+            : h('p.muted.small', null, 'The supervisor has not acted on this model.')]]);
       R.history(dep, () => [
         h('h2', null, 'Alias history'),
         h('p.muted.small', null, 'Every move of an alias, newest first: append-only.'),

@@ -179,20 +179,26 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual(mine["serving_version"], 1, mine)
         return mine
 
+    def two_good_versions(self, prefix, supervision):
+        """A fresh model under `supervision` with versions 1 (live) and 2,
+        both trained on the same data. Returns (name, definition, label stream)."""
+        feats, labels, _ = load_data(self, self.c, 150)
+        name = uid(prefix)
+        d = definition(feats, labels, supervision=supervision)
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1, "first version")
+        self.assertEqual(train(self, self.c, name), 2)
+        return name, d, labels
+
     def test_a_live_metric_past_its_bound_takes_the_version_out_once_outcomes_are_due(self):
         # Outcomes that arrive after their predictions: the live check judges
         # the predictions made between outcome_delay_seconds + window and
         # outcome_delay_seconds ago. It judged only the last window_seconds
         # (60 s), so outcomes later than that never counted.
-        feats, labels, _ = load_data(self, self.c, 150)
-        name = uid("livesup")
         policy = {"live_thresholds": {"rmse": 5.0}, "min_outcomes": 10,
                   "live_window_seconds": 600, "outcome_delay_seconds": 3600}
-        d = definition(feats, labels, supervision=policy)
-        put_model(self, self.c, name, d)
-        self.assertEqual(train(self, self.c, name), 1)
-        set_live(self, self.c, name, 1, "first version")
-        self.assertEqual(train(self, self.c, name), 2)
+        name, d, labels = self.two_good_versions("livesup", policy)
         set_live(self, self.c, name, 2, "the new one")
         preds = [predict(self, self.c, name, {"entity": "out%d" % i, "features": FEATURES})
                  for i in range(12)]
@@ -241,14 +247,8 @@ class SupervisorTest(KennelTestCase):
     def test_an_experiment_arm_past_a_live_bound_is_taken_out_and_live_answers_its_share(self):
         # The live check judged the live version only; an arm (or a shadow)
         # serving a share of the traffic was never judged on its outcomes.
-        feats, labels, _ = load_data(self, self.c, 150)
-        name = uid("armsup")
-        d = definition(feats, labels, supervision={"live_thresholds": {"rmse": 5.0},
-                                                  "min_outcomes": 10})
-        put_model(self, self.c, name, d)
-        self.assertEqual(train(self, self.c, name), 1)
-        set_live(self, self.c, name, 1, "first version")
-        self.assertEqual(train(self, self.c, name), 2)
+        name, _, labels = self.two_good_versions(
+            "armsup", {"live_thresholds": {"rmse": 5.0}, "min_outcomes": 10})
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
             "reason": "try 2", "arms": [{"name": "a", "version": 1, "weight": 1},
                                         {"name": "b", "version": 2, "weight": 1}]})

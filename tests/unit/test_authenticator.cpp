@@ -17,13 +17,29 @@ using namespace kennel;
 
 namespace {
 
-http_request with_bearer(const std::string& key) {
+http_request with_authorization(const std::string& value, const std::string& addr) {
     http_request req;
     req.method = "POST";
     req.path = "/v1/models/m/predict";
-    req.remote_addr = "127.0.0.1";
-    req.headers.emplace_back("authorization", "Bearer " + key);
+    req.remote_addr = addr;
+    req.headers.emplace_back("authorization", value);
     return req;
+}
+
+http_request with_bearer(const std::string& key) {
+    return with_authorization("Bearer " + key, "127.0.0.1");
+}
+
+// admin:right-password as Basic auth.
+http_request admin_basic(const std::string& addr) {
+    return with_authorization("Basic YWRtaW46cmlnaHQtcGFzc3dvcmQ=", addr);
+}
+
+// Waits (bounded: a test's patience, not a speed it checks) until `ready`.
+template <class Ready>
+void wait_until(Ready ready) {
+    for (int i = 0; i < 1000 && !ready(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 // An authenticator over a migrated database, its readers and its writer.
@@ -183,9 +199,7 @@ TEST_CASE("authenticator: only a few password checks run at once; the rest wait 
             CHECK(r.error().kind() == error_kind::unauthenticated);
         });
     }
-    // Bounded wait (not a speed check) for both to hold their places.
-    for (int i = 0; i < 1000 && auth.password_checks_running() < 2; ++i)
-        std::this_thread::sleep_for(milliseconds(5));
+    wait_until([&] { return auth.password_checks_running() == 2; });
     REQUIRE(auth.password_checks_running() == 2);
 
     // The right password, from elsewhere, while both places are taken.
@@ -199,11 +213,7 @@ TEST_CASE("authenticator: only a few password checks run at once; the rest wait 
     for (const auto& [k, v] : resp.headers) retry_after = retry_after || k == "Retry-After";
     CHECK(retry_after);
     // Basic auth shares the places.
-    http_request req = with_bearer("unused");
-    req.headers.clear();
-    req.headers.emplace_back("authorization",
-                             "Basic YWRtaW46cmlnaHQtcGFzc3dvcmQ=");  // admin:right-password
-    req.remote_addr = "10.0.0.9";
+    http_request req = admin_basic("10.0.0.9");
     auto basic_busy = auth.check(req, access::admin);
     REQUIRE(basic_busy);
     CHECK(basic_busy->status == 503);
@@ -228,19 +238,13 @@ TEST_CASE(
     auth_fixture f(milliseconds(1000), {}, {1, 1, seconds(60)});
     authenticator& auth = f.auth;
     std::thread wrong([&auth] { CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1")); });
-    for (int i = 0; i < 1000 && auth.password_checks_running() < 1; ++i)
-        std::this_thread::sleep_for(milliseconds(5));
+    wait_until([&] { return auth.password_checks_running() == 1; });
     REQUIRE(auth.password_checks_running() == 1);
 
-    http_request req = with_bearer("unused");
-    req.headers.clear();
-    req.headers.emplace_back("authorization",
-                             "Basic YWRtaW46cmlnaHQtcGFzc3dvcmQ=");  // admin:right-password
-    req.remote_addr = "10.0.0.2";
+    http_request req = admin_basic("10.0.0.2");
     std::optional<http_response> waited;
     std::thread waiter([&] { waited = auth.check(req, access::admin); });
-    for (int i = 0; i < 1000 && auth.password_checks_waiting() < 1; ++i)
-        std::this_thread::sleep_for(milliseconds(5));
+    wait_until([&] { return auth.password_checks_waiting() == 1; });
     REQUIRE(auth.password_checks_waiting() == 1);
     // The one place is taken and the one waiter's room too: refused at once.
     auto refused = auth.login("admin", "right-password", "10.0.0.3");
