@@ -2040,10 +2040,18 @@
   }
 
   async function signOut() {
+    // Requests still in flight answer 401 once the session is gone: that is
+    // this sign-out, not a session that ended by itself (the page showed
+    // "Your session has ended" when one of them came back first).
+    const user = session.user;
+    session.user = null;
+    stopPolling();
     try {
       await api('POST', '/v1/auth/logout', {});
       showSignin('You have signed out.', 'info');
     } catch (err) {
+      session.user = user;
+      startPolling();
       flashError(err, 'Sign out');
     }
   }
