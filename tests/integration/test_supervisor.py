@@ -315,6 +315,36 @@ class SupervisorTest(KennelTestCase):
         good = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((good["version"], good["fallback"]), (1, False), good)
 
+    def test_a_body_slow_to_read_is_not_held_against_the_version(self):
+        # A batch with thousands of fields the model never saw takes longer
+        # to read than the model's 1 ms deadline: every instance misses it
+        # before the model is asked. A predict key once got live disabled
+        # this way ("deadline misses 100%"); the miss is the request's.
+        feats, labels, rows = load_data(self, self.c, 150, seed=11)
+        name = uid("slowbody")
+        put_model(self, self.c, name, definition(feats, labels, supervision=SUPERVISION,
+                                                 serving={"deadline_ms": 1}))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        junk = {"unknown_%d" % i: i for i in range(100)}
+        # The training rows' features (a drift report would be an action).
+        body = {"instances": [{"entity": "e%d" % i,
+                               "features": dict(rows[i % len(rows)][1], **junk)}
+                              for i in range(1000)]}
+        t_end = time.monotonic() + 2.5
+        sent = 0
+        while time.monotonic() < t_end or sent < 3:
+            answers = predict(self, self.c, name, body)["predictions"]
+            self.assertEqual({(p["fallback"], p["fallback_reason"]) for p in answers},
+                             {(True, "deadline_exceeded")})
+            sent += 1
+        mine = self.assertLeftAlone(name)
+        v1 = [v for v in mine["versions"] if v["version"] == 1][0]
+        self.assertGreaterEqual(v1["requests"], 10, v1)
+        self.assertEqual((v1["deadline_misses"], v1["fallbacks"]), (0, 0), v1)
+        good = predict(self, self.c, name, {"features": FEATURES, "deadline_ms": 2000})
+        self.assertEqual((good["version"], good["fallback"]), (1, False), good)
+
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
         # traffic: the version failed 20 of 20 requests (its counters say so),
