@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/db.h"
+#include "store/facts.h"
 
 namespace kennel {
 namespace {
@@ -112,7 +113,7 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
         f, path,
         {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets", "width"});
     r.string(f, path, "field", spec.field, true);
-    if (std::string why = ml::unreadable_field_name(spec.field); !why.empty())
+    if (std::string why = unreadable_field_name(spec.field); !why.empty())
         r.error(path + ".field", why);
     std::string transform = "numeric";
     r.string(f, path, "transform", transform, false);
@@ -227,7 +228,7 @@ parsed_definition parse_definition(const std::string& text) {
         if (!r.string(*l, "label", "stream", d.label.stream, false))
             d.label.stream = d.features_from;
         r.string(*l, "label", "field", d.label.field, true);
-        if (std::string why = ml::unreadable_field_name(d.label.field); !why.empty())
+        if (std::string why = unreadable_field_name(d.label.field); !why.empty())
             r.error("label.field", why);
     }
     if (auto f = j.find("features"); f == j.end()) {
@@ -531,8 +532,7 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
         errors.push_back({"label.stream", "no facts in stream \"" + d.label.stream + "\""});
     }
     // An unreadable name is reported as such already.
-    if (label_stream && !d.label.field.empty() &&
-        ml::unreadable_field_name(d.label.field).empty()) {
+    if (label_stream && !d.label.field.empty() && unreadable_field_name(d.label.field).empty()) {
         auto types = field_types(d.label.stream, d.label.field);
         if (types.empty()) {
             errors.push_back({"label.field", "no fact in stream \"" + d.label.stream +
@@ -546,8 +546,7 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
     }
     if (features_stream) {
         for (std::size_t i = 0; i < d.features.size(); ++i) {
-            if (d.features[i].field.empty() ||
-                !ml::unreadable_field_name(d.features[i].field).empty())
+            if (d.features[i].field.empty() || !unreadable_field_name(d.features[i].field).empty())
                 continue;
             if (field_types(d.features_from, d.features[i].field).empty()) {
                 errors.push_back({"features[" + std::to_string(i) + "].field",

@@ -14,6 +14,7 @@
 #include <dlib/serialize.h>
 
 #include "ml/hash.h"
+#include "store/facts.h"
 
 namespace kennel::ml {
 namespace {
@@ -400,17 +401,6 @@ result<transform_kind> parse_transform_kind(std::string_view name) {
     return invalid("type", "unknown transform '" + std::string(name) +
                                "' (expected numeric, log, binarize, bucketize, category, text, "
                                "boolean or interval)");
-}
-
-std::string unreadable_field_name(const std::string& field) {
-    for (char ch : field) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f) {
-            return "a field name with a double quote, a backslash or a control character "
-                   "cannot be read";
-        }
-    }
-    return {};
 }
 
 std::vector<status> spec_problems(const std::vector<feature_spec>& specs) {

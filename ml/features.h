@@ -86,12 +86,6 @@ status validate_specs(const std::vector<feature_spec>& specs);
 // Every problem of the specs, each naming its field (empty: valid).
 std::vector<status> spec_problems(const std::vector<feature_spec>& specs);
 
-// Why facts' values under this key cannot be read, or empty. SQLite's JSON
-// paths compare a key as it is written in the stored JSON: a double quote
-// cannot be named, and a key with a backslash or a control character is
-// stored escaped, so the path would not match it.
-std::string unreadable_field_name(const std::string& field);
-
 class feature_pipeline {
   public:
     feature_pipeline() = default;

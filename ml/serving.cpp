@@ -395,7 +395,9 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             }
             s->live = usable(*s->live_alias_version, s->live_problem);
         } else {
-            s->live_problem = "not_trained";
+            // Versions are numbered from 1: a first one means the model was
+            // trained, and only the alias is missing (never set, or removed).
+            s->live_problem = get_version(c, model, 1, false) ? "no_live_version" : "not_trained";
         }
         for (std::int64_t v : live_history(c, model)) {
             if (s->live_alias_version && v == *s->live_alias_version) continue;

@@ -338,12 +338,21 @@ http_response put_model_alias(app& a, const http_request& req) {
     std::int64_t version = v->get<std::int64_t>();
     std::string actor = actor_of(req);
     std::string reason = r->get<std::string>();
-    status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, version, actor, reason); },
-                              a.write_timeout());
+    bool changed = false;
+    status s = a.writer().run(
+        [&](connection& c) {
+            changed = alias_version(c, name, alias) != version;
+            return move_alias(c, name, alias, version, actor, reason);
+        },
+        a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
-    return json_response(dump_json({{"model", name}, {"alias", alias}, {"version", version}, {"actor", actor},
-                               {"reason", reason}}));
+    return json_response(dump_json({{"model", name},
+                                    {"alias", alias},
+                                    {"version", version},
+                                    {"changed", changed},
+                                    {"actor", actor},
+                                    {"reason", reason}}));
 }
 
 http_response delete_model_alias(app& a, const http_request& req) {

@@ -80,6 +80,7 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     double total = 0;
     std::set<std::string> names;
     auto conn = a.readers().acquire();
+    const auto disabled = disabled_versions(*conn, model);
     for (std::size_t i = 0; i < arms->size(); ++i) {
         const json& arm = (*arms)[i];
         std::string path = "arms[" + std::to_string(i) + "]";
@@ -93,6 +94,14 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
         std::int64_t version = v->get<std::int64_t>();
         if (!get_version(*conn, model, version, false)) {
             return status(error_kind::not_found, "model " + model + " has no version " + std::to_string(version),
+                          path + ".version");
+        }
+        // As for live: an arm on a disabled version would only answer with
+        // fallbacks.
+        if (disabled.count(version)) {
+            return status(error_kind::conflict,
+                          "version " + std::to_string(version) + " of model " + model +
+                              " is disabled: enable it before giving it an arm",
                           path + ".version");
         }
         auto shadow_field = optional_bool(arm, "shadow", false, path + ".shadow");

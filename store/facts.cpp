@@ -229,10 +229,22 @@ result<std::vector<stream_summary>> list_streams(connection& conn) {
     }
 }
 
+std::string unreadable_field_name(std::string_view field) {
+    for (char ch : field) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f) {
+            return "a field name with a double quote, a backslash or a control character "
+                   "cannot be read";
+        }
+    }
+    return {};
+}
+
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field) {
-    if (field.empty() || field.find_first_of("\"\\") != std::string::npos) {
-        return invalid("field", "a field name must be non-empty and contain no quotes");
+    if (field.empty()) return invalid("field", "a field name must be non-empty");
+    if (std::string why = unreadable_field_name(field); !why.empty()) {
+        return invalid("field", why);
     }
     // A quoted JSON path so names with dots or spaces address one key.
     std::string path = "$.\"" + field + "\"";

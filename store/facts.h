@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/db.h"
@@ -138,6 +139,14 @@ struct field_total {
     double sum_upper = 0;
 };
 
+// Why facts' values under this key cannot be read, or empty. SQLite's JSON
+// paths compare a key as it is written in the stored JSON: a double quote
+// cannot be named, and a key with a backslash or a control character is
+// stored escaped, so the path would not match it. Model definitions and
+// sums refuse such names alike.
+std::string unreadable_field_name(std::string_view field);
+
+// invalid_argument naming "field" for an empty or unreadable field name;
 // failed_precondition (422) naming "field" when a sum overflows a double.
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field);

@@ -215,6 +215,8 @@ status move_alias(connection& c, const std::string& model, const std::string& al
         }
     }
     auto previous = alias_version(c, model, alias);
+    // Already there: nothing moved, so nothing is recorded.
+    if (version && previous == version) return status::ok();
     micros now = now_micros();
     if (version) {
         statement up(c,
@@ -512,17 +514,28 @@ std::vector<version_event_row> list_version_events(connection& c, const std::str
 }
 
 std::vector<std::int64_t> live_history(connection& c, const std::string& model) {
+    // Replayed oldest first as a path: a move to a version already on it
+    // goes back to it (a rollback, the supervisor's move back, or a person
+    // promoting an older version again), dropping what came after; a move
+    // to any other version goes forward. Read newest first as "every
+    // version live has been on" made a second rollback undo the first.
     statement st(c,
                  "SELECT version FROM deployments WHERE model = ? AND alias = 'live'"
-                 " AND version IS NOT NULL ORDER BY id DESC LIMIT 200");
+                 " AND version IS NOT NULL ORDER BY id DESC LIMIT 10000");
     st.bind(1, model);
-    std::vector<std::int64_t> out;
-    std::set<std::int64_t> seen;
-    while (st.step()) {
-        std::int64_t v = st.column_int(0);
-        if (seen.insert(v).second) out.push_back(v);
+    std::vector<std::int64_t> moves;
+    while (st.step()) moves.push_back(st.column_int(0));
+    std::vector<std::int64_t> path;
+    for (auto it = moves.rbegin(); it != moves.rend(); ++it) {
+        auto on = std::find(path.begin(), path.end(), *it);
+        if (on != path.end()) {
+            path.erase(on + 1, path.end());
+        } else {
+            path.push_back(*it);
+        }
     }
-    return out;
+    std::reverse(path.begin(), path.end());
+    return path;
 }
 
 namespace {
@@ -563,13 +576,25 @@ result<std::int64_t> start_experiment(connection& c, const std::string& model,
     return id;
 }
 
+namespace {
+
+// Why experiment `id` could not be changed or ended: it has ended (409, as
+// for a finished job), or there is no such experiment.
+status not_running(connection& c, std::int64_t id) {
+    if (auto e = get_experiment(c, id); e && e->ended_at) {
+        return status(error_kind::conflict,
+                      "experiment " + std::to_string(id) + " has ended; start a new one", "id");
+    }
+    return status(error_kind::not_found, "no experiment " + std::to_string(id), "id");
+}
+
+}  // namespace
+
 status change_experiment(connection& c, std::int64_t id, const std::string& arms,
                          const std::string& actor, const std::string& reason) {
     statement st(c, "UPDATE experiments SET arms = ? WHERE id = ? AND ended_at IS NULL");
     st.bind(1, arms).bind(2, id).run();
-    if (c.changes() != 1) {
-        return status(error_kind::not_found, "no running experiment " + std::to_string(id), "id");
-    }
+    if (c.changes() != 1) return not_running(c, id);
     experiment_event(c, id, actor, "changed", arms, reason);
     return status::ok();
 }
@@ -580,9 +605,7 @@ status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                  "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?"
                  " WHERE id = ? AND ended_at IS NULL");
     st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, id).run();
-    if (c.changes() != 1) {
-        return status(error_kind::not_found, "no running experiment " + std::to_string(id), "id");
-    }
+    if (c.changes() != 1) return not_running(c, id);
     auto e = get_experiment(c, id);
     experiment_event(c, id, actor, "ended", e ? e->arms : "[]", reason);
     return status::ok();

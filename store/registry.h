@@ -150,7 +150,9 @@ std::int64_t insert_version(connection& c, version_row v);
 
 // Points an alias at a version and records the move. version = nullopt
 // removes the alias. not_found for an unknown version; conflict for live
-// on a disabled version (it would not serve: every answer a fallback).
+// on a disabled version (it would not serve: every answer a fallback). A
+// move to the version the alias already points at changes and records
+// nothing.
 status move_alias(connection& c, const std::string& model, const std::string& alias,
                   std::optional<std::int64_t> version, const std::string& actor,
                   const std::string& reason);
@@ -228,7 +230,10 @@ result<bool> set_version_enabled(connection& c, const std::string& model, std::i
                                  bool enabled, const std::string& actor, const std::string& reason);
 std::set<std::int64_t> disabled_versions(connection& c, const std::string& model);
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
-// Versions the live alias pointed at, newest move first, without repeats.
+// The path live came by, newest first (live itself first): every move to a
+// new version steps forward, a move back to a version on the path (a
+// rollback) drops the versions after it. After 1 -> 2 -> 3 and a rollback
+// to 2: [2, 1]; rolling back again reaches 1, then nothing.
 std::vector<std::int64_t> live_history(connection& c, const std::string& model);
 
 // Starts an experiment (conflict when one is active), changes its arms, or

@@ -126,6 +126,14 @@ class ExperimentTest(SharedServerCase):
             self.assertErrorShape(r, 400, field=field)
         r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 9, "weight": 1}]})
         self.assertErrorShape(r, 404, field="arms[0].version")
+        # An arm on a disabled version would only answer with fallbacks:
+        # refused, as moving live to it is.
+        vpath = "/v1/models/%s/versions/2" % name
+        self.assertEqual(self.c.post_json(vpath + "/disable", {"reason": "t"}).status, 200)
+        r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 1, "weight": 1},
+                                                            {"version": 2, "shadow": True}]})
+        self.assertErrorShape(r, 409, field="arms[1].version", message="is disabled")
+        self.assertEqual(self.c.post_json(vpath + "/enable", {"reason": "t"}).status, 200)
 
         arms = [{"name": "a", "version": 1, "weight": 0.7},
                 {"name": "b", "version": 2, "weight": 0.3},
@@ -251,10 +259,13 @@ class ExperimentTest(SharedServerCase):
         for p in preds:
             self.assertEqual((p["arm"], p["version"], p["fallback"]), ("live", 1, False), p)
             self.assertNotIn("experiment", p)
-        # Ending it twice is refused; a new one may start now.
+        # Ending or changing it again is a conflict (it exists, and has
+        # ended); a new one may start now.
         r = self.c.post_json("%s/%d/end" % (base, exp_id), {"reason": "again"})
-        self.assertIn(r.status, (404, 409), r)
-        self.assertErrorObject(r, r.status)
+        self.assertErrorShape(r, 409, field="id")
+        self.assertIn("has ended", r.json()["error"]["message"])
+        r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={"reason": "x", "arms": arms})
+        self.assertErrorShape(r, 409, field="id")
         r = self.c.post_json(base, {"reason": "round two",
                                     "arms": [{"version": 3, "weight": 1}]})
         self.assertEqual(r.status, 201, r)
@@ -720,7 +731,11 @@ class LoadedVersionsTest(KennelTestCase):
         set_live(self, c, name, 1)
         p = predict(self, c, name, {"entity": "e1", "features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
-        self.assertEqual(self.loaded(c), 3)  # live 1, previous 3 and 2
+        # Moving live back to 1 stepped back past 3 and 2: neither is in the
+        # fallback chain any more, so only 1 stays loaded.
+        self.assertEqual(self.loaded(c), 1)
+        set_live(self, c, name, 3)
+        self.assertEqual(self.loaded(c), 2)  # live 3, previous 1
 
 
 if __name__ == "__main__":

@@ -566,7 +566,7 @@ class PredictTest(SharedServerCase):
         # Once trained and live, the model answers itself.
         self.assertEqual(train(self, self.c, cname), 1)
         p = predict(self, self.c, cname, {"features": FEATURES})
-        self.assertFallback(p, "not_trained", "constant", None)  # trained, not yet live
+        self.assertFallback(p, "no_live_version", "constant", None)  # trained, not yet live
         set_live(self, self.c, cname, 1)
         self.assertModelAnswer(predict(self, self.c, cname, {"features": FEATURES}), cname, 1)
 
@@ -717,6 +717,48 @@ class PredictTest(SharedServerCase):
         # Rolling back with no enabled earlier version is a conflict, not a change.
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "anything?"})
         self.assertErrorShape(r, 409)
+
+    def test_rollback_walks_back_the_path_live_came_by(self):
+        # A second rollback once undid the first (2 -> 1, then 1 -> 2: the
+        # version just rolled back from was live again). Rollbacks now step
+        # back along the moves that brought live where it is.
+        name, _, _, _, _ = self.trained()
+        self.assertEqual(train(self, self.c, name), 2)
+        self.assertEqual(train(self, self.c, name), 3)
+        set_live(self, self.c, name, 2)
+        set_live(self, self.c, name, 3)
+        path = "/v1/models/%s/rollback" % name
+
+        def rollback():
+            r = self.c.post_json(path, {"reason": "step back"})
+            return r.status, (r.json().get("from"), r.json().get("to"))
+
+        self.assertEqual(rollback(), (200, (3, 2)))
+        self.assertEqual(rollback(), (200, (2, 1)))
+        status, _ = rollback()
+        self.assertEqual(status, 409)
+        self.assertModelAnswer(predict(self, self.c, name, {"features": FEATURES}), name, 1)
+        # The versions rolled back from are not the fallback chain's either:
+        # with version 1 disabled the baseline answers, not version 2 or 3.
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "t"})
+        self.assertEqual(r.status, 200, r)
+        self.assertFallback(predict(self, self.c, name, {"features": FEATURES}),
+                            "version_disabled", "baseline", None)
+        r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "t"})
+        self.assertEqual(r.status, 200, r)
+        # Moving live by hand to an older version is a step back too; a new
+        # one steps forward from there.
+        set_live(self, self.c, name, 3)
+        set_live(self, self.c, name, 2)
+        set_live(self, self.c, name, 1)
+        self.assertEqual(rollback()[0], 409)
+        set_live(self, self.c, name, 3)
+        self.assertEqual(rollback(), (200, (3, 1)))
+        # A move to where live already is changes and records nothing.
+        before = deployments_of(self, self.c, name)
+        self.assertIs(set_live(self, self.c, name, 1)["changed"], False)
+        self.assertEqual(deployments_of(self, self.c, name), before)
+        self.assertIs(set_live(self, self.c, name, 2)["changed"], True)
 
     def test_a_disabled_version_is_not_promoted_to_live(self):
         name, _, _, _, _ = self.trained()

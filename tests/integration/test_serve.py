@@ -248,6 +248,13 @@ SCENARIOS = [
     dict(name="total with a quoted field", method="GET",
          path="/v1/streams/posts/total?field=a%22b", status=400, code="invalid_argument",
          field="field"),
+    # Once a 500 from SQLite's JSON path ("JSON path error near '"x'").
+    dict(name="total with a control character in the field", method="GET",
+         path="/v1/streams/posts/total?field=x%00", status=400, code="invalid_argument",
+         field="field"),
+    dict(name="total with a backslash in the field", method="GET",
+         path="/v1/streams/posts/total?field=a%5Cb", status=400, code="invalid_argument",
+         field="field"),
 ]
 
 

@@ -538,7 +538,7 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
         CHECK(r->sum_lower == 0);
         CHECK(r->sum_upper == 0);
     }
-    SECTION("field names with dots address one key; quotes are refused") {
+    SECTION("field names with dots address one key; quotes and control characters are refused") {
         insert_all(db.conn, {make_fact("odd", "a", t0, R"({"a.b":7,"a":{"b":100}})")});
         fact_query qo;
         qo.stream = "odd";
@@ -550,6 +550,13 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
         CHECK(bad.error().kind() == error_kind::invalid_argument);
         CHECK(bad.error().field() == "field");
         CHECK_FALSE(total_field(db.conn, qo, "").is_ok());
+        for (std::string name : {std::string("x\0", 2), std::string("a\nb"), std::string("a\\b"),
+                                 std::string("\x7f")}) {
+            auto r2 = total_field(db.conn, qo, name);
+            REQUIRE_FALSE(r2.is_ok());
+            CHECK(r2.error().kind() == error_kind::invalid_argument);
+            CHECK(r2.error().field() == "field");
+        }
     }
 }
 
