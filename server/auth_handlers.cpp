@@ -37,6 +37,8 @@ json key_json(const api_key_row& k) {
 http_response post_auth_login(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    if (status s = only_known_fields(*body, "", {"username", "password"}); !s)
+        return error_response(s);
     // Absent (or null) is "missing"; another type is named as such.
     auto user = optional_string(*body, "username", "", "username");
     if (!user) return error_response(user.error());
@@ -79,6 +81,9 @@ http_response get_keys(app& a, const http_request&) {
 http_response post_key(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    // An unknown member is refused: {"expires": "tomorrow"} must not make a
+    // key that never expires look like one that does.
+    if (status s = only_known_fields(*body, "", {"name", "scopes"}); !s) return error_response(s);
     auto name_field = optional_string(*body, "name", "", "name");
     if (!name_field) return error_response(name_field.error());
     const std::string name = std::move(*name_field);

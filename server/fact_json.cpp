@@ -222,17 +222,6 @@ parsed_item parse_fact_text(const std::string& json_text, micros now) {
     return parse_one_text(json_text, now);
 }
 
-namespace {
-
-// A line (without its '\n') holding no fact: only blanks, before an
-// optional '\r'.
-bool blank(std::string_view line) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    return line.find_first_not_of(" \t") == std::string_view::npos;
-}
-
-}  // namespace
-
 std::string_view ndjson_reader::line_at(std::size_t& pos) const {
     std::size_t end = body_.find('\n', pos);
     if (end == std::string::npos) end = body_.size();
@@ -243,7 +232,7 @@ std::string_view ndjson_reader::line_at(std::size_t& pos) const {
 
 std::size_t ndjson_reader::count() const {
     std::size_t n = 0;
-    for (std::size_t pos = 0; pos <= body_.size();) n += !blank(line_at(pos));
+    for (std::size_t pos = 0; pos <= body_.size();) n += !is_blank(line_at(pos));
     return n;
 }
 
@@ -261,7 +250,7 @@ bool ndjson_reader::read(std::size_t n, std::vector<parsed_item>& out) {
     for (std::size_t taken = 0; taken < n && pos_ <= body_.size();) {
         std::string_view line = line_at(pos_);
         ++line_no_;
-        if (blank(line)) continue;
+        if (is_blank(line)) continue;
         if (line.back() == '\r') line.remove_suffix(1);
         parsed_item item = parse_one_text(std::string(line), now_);
         item.index = items_++;

@@ -142,13 +142,21 @@ result<json> json_object_of(const std::string& text) {
     return j;
 }
 
-result<json> reasoned_body(const http_request& req) {
+bool is_blank(std::string_view s) {
+    return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+result<json> reasoned_body(const http_request& req,
+                           std::initializer_list<std::string_view> others) {
     auto j = json_object_body(req, true);
     if (!j) return j;
     auto r = j->find("reason");
-    if (r == j->end() || !r->is_string() || r->get<std::string>().empty()) {
+    if (r == j->end() || !r->is_string() || is_blank(r->get_ref<const std::string&>())) {
         return invalid("reason", "say why: every action is recorded with its reason");
     }
+    std::vector<std::string_view> known{"reason"};
+    known.insert(known.end(), others.begin(), others.end());
+    if (status s = only_known_fields(*j, "", known); !s) return s;
     return j;
 }
 
@@ -169,7 +177,7 @@ result<bool> optional_bool(const json& obj, const std::string& key, bool fallbac
 }
 
 status only_known_fields(const json& obj, const std::string& path,
-                         std::initializer_list<std::string_view> known) {
+                         std::span<const std::string_view> known) {
     for (const auto& [k, v] : obj.items()) {
         (void)v;
         if (std::find(known.begin(), known.end(), k) != known.end()) continue;

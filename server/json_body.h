@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,9 +51,15 @@ result<nlohmann::json> json_object_of(const std::string& text);
 // allow_empty.
 result<nlohmann::json> json_object_body(const http_request& req, bool allow_empty);
 
-// As json_object_body, and the object must carry a non-empty "reason": every
-// action on versions, aliases and experiments is recorded with why.
-result<nlohmann::json> reasoned_body(const http_request& req);
+// As json_object_body, and the object must carry a "reason" that is not
+// blank (every action on versions, aliases and experiments is recorded with
+// why) and no member but "reason" and `others`.
+result<nlohmann::json> reasoned_body(const http_request& req,
+                                     std::initializer_list<std::string_view> others = {});
+
+// Only JSON whitespace (space, tab, CR, LF), or empty: a reason that says
+// nothing, an NDJSON line that holds no fact.
+bool is_blank(std::string_view s);
 
 // An optional member of an object: `fallback` when absent or null, else it
 // must be of the type asked (a 400 naming `path` otherwise, not the 500 that
@@ -65,7 +72,12 @@ result<bool> optional_bool(const nlohmann::json& obj, const std::string& key, bo
 // invalid_argument naming the first member of `obj` not in `known`
 // ("arms[1].shadw"): a misspelt field must not silently become a default.
 status only_known_fields(const nlohmann::json& obj, const std::string& path,
-                         std::initializer_list<std::string_view> known);
+                         std::span<const std::string_view> known);
+inline status only_known_fields(const nlohmann::json& obj, const std::string& path,
+                                std::initializer_list<std::string_view> known) {
+    return only_known_fields(obj, path,
+                             std::span<const std::string_view>(known.begin(), known.size()));
+}
 
 // An integer in [min, max] from a path segment or query value.
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,

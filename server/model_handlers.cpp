@@ -183,6 +183,7 @@ http_response post_model_train(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
     // Optional, but a reason of another type is an error, as for cancel.
     auto reason_field = optional_string(*body, "reason", "", "reason");
     if (!reason_field) return error_response(reason_field.error());
@@ -259,6 +260,7 @@ http_response post_job_cancel(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
     auto why_field = optional_string(*body, "reason", "", "reason");
     if (!why_field) return error_response(why_field.error());
     const std::string why = std::move(*why_field);
@@ -323,12 +325,14 @@ http_response put_model_alias(app& a, const http_request& req) {
             "alias", "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
     auto body = json_object_body(req, false);
     if (!body) return error_response(body.error());
+    if (status s = only_known_fields(*body, "", {"version", "reason"}); !s)
+        return error_response(s);
     auto v = body->find("version");
     if (v == body->end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
         return error_response(invalid("version", "must be the positive integer of a version"));
     }
     auto r = body->find("reason");
-    if (r == body->end() || !r->is_string() || r->get<std::string>().empty()) {
+    if (r == body->end() || !r->is_string() || is_blank(r->get_ref<const std::string&>())) {
         return error_response(invalid("reason", "say why the alias moves: every move is recorded"));
     }
     {
@@ -360,10 +364,11 @@ http_response delete_model_alias(app& a, const http_request& req) {
     const std::string& alias = req.param("alias");
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
+    if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
     auto reason_field = optional_string(*body, "reason", "", "reason");
     if (!reason_field) return error_response(reason_field.error());
     const std::string reason = std::move(*reason_field);
-    if (reason.empty()) return error_response(invalid("reason", "say why the alias is removed"));
+    if (is_blank(reason)) return error_response(invalid("reason", "say why the alias is removed"));
     std::string actor = actor_of(req);
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
                               a.write_timeout());

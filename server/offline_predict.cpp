@@ -7,16 +7,13 @@
 #include "ml/serving.h"
 #include "server/errors.h"
 #include "server/import_export.h"
+#include "server/json_body.h"
 #include "server/predict_body.h"
 #include "store/db.h"
 #include "store/json_writer.h"
 
 namespace kennel {
 namespace {
-
-bool blank(const std::string& line) {
-    return line.find_first_not_of(" \t\r") == std::string::npos;
-}
 
 void write_line_error(std::ostream& out, std::uint64_t line, const status& s,
                       std::optional<std::size_t> instance) {
@@ -91,7 +88,7 @@ int run_offline_predict(const offline_predict_options& o) {
     std::string line;
     while (std::getline(*in, line)) {
         ++line_no;
-        if (blank(line)) continue;
+        if (is_blank(line)) continue;
         std::optional<std::size_t> bad_instance;
         auto parsed = parse_predict_body(scoring, line, bad_instance);
         if (!parsed) {

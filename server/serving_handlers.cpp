@@ -71,7 +71,6 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
 
 // Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
 result<json> parse_arms(app& a, const std::string& model, const json& body) {
-    if (status s = only_known_fields(body, "", {"arms", "reason"}); !s) return s;
     auto arms = body.find("arms");
     if (arms == body.end() || !arms->is_array() || arms->empty()) {
         return invalid("arms", "a non-empty array like [{\"version\": 2, \"weight\": 0.9}, {\"version\": 3, \"weight\": 0.1}]");
@@ -261,7 +260,7 @@ http_response get_model_events(app& a, const http_request& req) {
 
 http_response post_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    auto body = reasoned_body(req);
+    auto body = reasoned_body(req, {"arms"});
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
     auto arms = parse_arms(a, name, *body);
@@ -319,7 +318,7 @@ http_response put_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
-    auto body = reasoned_body(req);
+    auto body = reasoned_body(req, {"arms"});
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
     auto arms = parse_arms(a, name, *body);

@@ -1,5 +1,7 @@
 #include "store/auth_store.h"
 
+#include <algorithm>
+
 #include "store/sha256.h"
 
 namespace kennel {
@@ -80,11 +82,27 @@ bool check_password(const user_row& u, const std::string& password) {
 
 result<new_key> create_api_key(connection& c, const std::string& name,
                                const std::vector<std::string>& scopes, const std::string& created_by) {
-    if (name.empty() || name.size() > 64) return invalid("name", "a key name is 1-64 characters");
+    // Characters, not bytes (a UTF-8 continuation byte starts none); a
+    // control character would forge lines where the name is shown.
+    std::size_t chars = 0;
+    bool control = false, spaces_only = true;
+    for (char ch : name) {
+        const auto b = static_cast<unsigned char>(ch);
+        chars += (b & 0xC0) != 0x80;
+        control = control || b < 0x20 || b == 0x7f;
+        spaces_only = spaces_only && b == ' ';
+    }
+    if (chars == 0 || chars > 64 || control || spaces_only) {
+        return invalid("name",
+                       "a key name is 1-64 characters, not only spaces, and no control characters");
+    }
     if (scopes.empty()) return invalid("scopes", "give at least one scope: ingest, predict or admin");
     std::string joined;
+    std::vector<std::string> distinct;
     for (const auto& s : scopes) {
         if (!valid_scope(s)) return invalid("scopes", "unknown scope \"" + s + "\" (ingest, predict, admin)");
+        if (std::find(distinct.begin(), distinct.end(), s) != distinct.end()) continue;
+        distinct.push_back(s);
         joined += (joined.empty() ? "" : ",") + s;
     }
     new_key out;
@@ -92,7 +110,7 @@ result<new_key> create_api_key(connection& c, const std::string& name,
     out.row.name = name;
     out.row.prefix = out.key.substr(0, 10);
     out.row.key_hash = sha256_hex(out.key);
-    out.row.scopes = scopes;
+    out.row.scopes = std::move(distinct);
     out.row.created_at = now_micros();
     out.row.created_by = created_by;
     statement st(c,

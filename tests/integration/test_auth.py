@@ -53,6 +53,10 @@ class AuthTest(KennelTestCase):
                               400, field="password", message="missing")
         self.assertErrorShape(self.anon.post("/v1/auth/login", body="username=admin",
                                              headers={"Content-Type": "text/plain"}), 415)
+        self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"username": "admin",
+                                                                     "password": "x",
+                                                                     "remember": True}),
+                              400, field="remember", message="unknown field")
 
     def test_wrong_passwords_lock_the_user_out_with_429(self):
         statuses = [self.anon.post_json("/v1/auth/login",
@@ -222,9 +226,28 @@ class AuthTest(KennelTestCase):
                               field="name")
         self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": "ingest"}), 400,
                               field="scopes")
+        # A field the server does not know is refused: "expires" was once
+        # ignored, and the key never expired.
+        self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": ["ingest"],
+                                                                "expires": "tomorrow"}),
+                              400, field="expires", message="unknown field")
+        for name in ("a\nforged line", "nul\u0000", "   ", "x" * 65, "\u00e9" * 65):
+            self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": name,
+                                                                    "scopes": ["ingest"]}),
+                                  400, field="name")
         self.assertErrorShape(self.admin.request("DELETE", "/v1/keys/999"), 404)
         self.assertErrorShape(self.admin.request("DELETE", "/v1/keys/abc"), 400, field="id")
         self.assertEqual(self.admin.get("/v1/keys").json()["keys"], [])
+
+    def test_key_names_count_characters_and_scopes_are_kept_once(self):
+        # 64 two-byte characters are 128 bytes: once refused as "over 64
+        # characters".
+        r = self.admin.post_json("/v1/keys", {"name": "\u00e9" * 64,
+                                              "scopes": ["ingest", "predict", "ingest"]})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual((r.json()["name"], r.json()["scopes"]), ("\u00e9" * 64, ["ingest", "predict"]))
+        listed = self.admin.get("/v1/keys").json()["keys"]
+        self.assertEqual([k["scopes"] for k in listed], [["ingest", "predict"]])
 
     def test_key_scopes_and_revocation(self):
         r = self.admin.post_json("/v1/keys", {"name": "app", "scopes": ["ingest"]})

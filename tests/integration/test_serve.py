@@ -248,6 +248,23 @@ SCENARIOS = [
     dict(name="total with a quoted field", method="GET",
          path="/v1/streams/posts/total?field=a%22b", status=400, code="invalid_argument",
          field="field"),
+    # Members no endpoint reads are refused, not ignored; a reason of
+    # spaces says nothing.
+    dict(name="an alias move with an unknown field", method="PUT",
+         path="/v1/models/m/aliases/live", body={"version": 1, "reason": "x", "foo": 1},
+         status=400, code="invalid_argument", field="foo", message="unknown field"),
+    dict(name="a disable with an unknown field", method="POST",
+         path="/v1/models/m/versions/1/disable", body={"reason": "x", "force": True},
+         status=400, code="invalid_argument", field="force", message="unknown field"),
+    dict(name="a train request with an unknown field", method="POST",
+         path="/v1/models/m/train", body={"x": 1},
+         status=400, code="invalid_argument", field="x", message="unknown field"),
+    dict(name="a rollback with a blank reason", method="POST",
+         path="/v1/models/m/rollback", body={"reason": "  \t "},
+         status=400, code="invalid_argument", field="reason"),
+    dict(name="an alias move with a blank reason", method="PUT",
+         path="/v1/models/m/aliases/live", body={"version": 1, "reason": " "},
+         status=400, code="invalid_argument", field="reason"),
     # Once a 500 from SQLite's JSON path ("JSON path error near '"x'").
     dict(name="total with a control character in the field", method="GET",
          path="/v1/streams/posts/total?field=x%00", status=400, code="invalid_argument",
