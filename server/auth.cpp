@@ -12,6 +12,16 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
+// Whether an Authorization header uses `scheme` (given in lower case): the
+// scheme is case-insensitive (RFC 9110, 11.1), "bearer knl_..." included.
+bool has_scheme(std::string_view auth, std::string_view scheme) {
+    if (auth.size() <= scheme.size() || auth[scheme.size()] != ' ') return false;
+    for (std::size_t i = 0; i < scheme.size(); ++i) {
+        if ((auth[i] | 0x20) != scheme[i]) return false;
+    }
+    return true;
+}
+
 constexpr auto key_cache_ttl = std::chrono::seconds(5);
 // Anyone may send a Bearer token, known or not, and each distinct one is
 // cached (an unknown key as null, so a flood of them does not reach SQLite
@@ -290,7 +300,7 @@ status authenticator::check_basic(const std::string& user, const std::string& pa
 
 std::optional<http_response> authenticator::check(http_request& req, access needs) {
     const std::string_view auth = req.header("authorization");
-    if (auth.starts_with("Bearer ")) {
+    if (has_scheme(auth, "bearer")) {
         // A thread serves one client's keep-alive connection for many
         // requests: the last key it hashed spares SHA-256 on most (it was
         // 1.4% of the server's CPU under bench/predict's single predictions).
@@ -342,7 +352,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         req.actor = "key:" + row->name;
         return std::nullopt;
     }
-    if (auth.starts_with("Basic ")) {
+    if (has_scheme(auth, "basic")) {
         auto decoded = base64_decode(std::string(auth.substr(6)));
         auto colon = decoded ? decoded->find(':') : std::string::npos;
         if (!decoded || colon == std::string::npos) {

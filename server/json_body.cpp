@@ -192,6 +192,10 @@ result<std::int64_t> parse_int(const std::string& field, const std::string& text
                                std::int64_t max) {
     std::int64_t v = 0;
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec == std::errc::result_out_of_range && p == text.data() + text.size()) {
+        return invalid(field,
+                       "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
     if (ec != std::errc() || p != text.data() + text.size()) {
         return invalid(field, "\"" + text + "\" is not an integer");
     }

@@ -149,10 +149,12 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         if (!e->is_string())
             return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
         out.entity = e->get<std::string>();
-        if (out.entity.size() > max_entity_bytes) {
+        // As a fact's: an outcome could not carry an empty or longer one.
+        if (out.entity.empty() || out.entity.size() > max_entity_bytes) {
             return invalid(path.empty() ? "entity" : path + ".entity",
-                           "must be at most " + std::to_string(max_entity_bytes) +
-                               " bytes, as a fact's (its outcome could not carry it)");
+                           "must be 1-" + std::to_string(max_entity_bytes) +
+                               " bytes, as a fact's (its outcome could not carry it); leave it "
+                               "out for none");
         }
     }
     auto f = j.find("features");
@@ -369,7 +371,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
             scalar e;
             if (seen_entity || !r.value(e)) return false;
             if (e.type == scalar::kind::string) {
-                if (e.text.size() > max_entity_bytes) return false;  // the document reader says why
+                if (e.text.empty() || e.text.size() > max_entity_bytes)
+                    return false;  // the document reader says why
                 out.entity.assign(e.text);
             } else if (e.type != scalar::kind::null) {
                 return false;

@@ -1,9 +1,11 @@
 // Handlers for supervising serving: disabling and enabling versions,
 // rollback, experiments, live metrics and the serving status.
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
-#include <numeric>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "ml/definition_json.h"
 #include "ml/live_metrics.h"
@@ -388,9 +390,12 @@ http_response get_model_predictions(app& a, const http_request& req) {
     const std::optional<std::string> entity = req.query_value("entity");
     // An id's first 14 hex digits are the answer's time in microseconds: the
     // segments to read are those around it.
-    const std::optional<std::string> id = req.query_value("id");
+    std::optional<std::string> id = req.query_value("id");
     micros since = 0, until = std::numeric_limits<micros>::max();
     if (id) {
+        // Ids are written in lower case; one copied in upper case is the same id.
+        std::transform(id->begin(), id->end(), id->begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         const bool hex =
             id->size() == 32 && id->find_first_not_of("0123456789abcdef") == std::string::npos;
         if (!hex) return error_response(invalid("id", "must be a prediction id (32 hex digits)"));

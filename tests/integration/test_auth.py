@@ -259,6 +259,11 @@ class AuthTest(KennelTestCase):
         self.addCleanup(app.close)
         fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
         self.assertEqual(app.post_json("/v1/facts", fact).status, 201)
+        # The scheme is case-insensitive (RFC 9110): "bearer" was once a 401.
+        for scheme in ("bearer ", "BEARER "):
+            r = self.anon.post_json("/v1/facts", dict(fact, entity=scheme.strip()),
+                                    headers={"Authorization": scheme + key})
+            self.assertEqual(r.status, 201, r)
         self.assertErrorShape(app.request("PUT", "/v1/models/m", json_body={}), 403, code="forbidden")
         self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % kid).status, 200)
         self.assertErrorShape(app.post_json("/v1/facts", fact), 401, code="unauthenticated")

@@ -496,6 +496,8 @@ class ExperimentTest(SharedServerCase):
         p = page("?id=" + named["prediction_id"])
         self.assertEqual(sorted(e["id"] for e in p["predictions"]),
                          [named["prediction_id"], named["prediction_id"] + "-shadow"], p)
+        # The id copied in upper case is the same id.
+        self.assertEqual(page("?id=" + named["prediction_id"].upper()), p)
         for e in p["predictions"]:  # the shadow entry is joined to its answer's outcome
             self.assertEqual((e["outcome"]["value"], e["outcome"]["joined_by"]),
                              (1.25, "prediction_id"), e)

@@ -248,6 +248,9 @@ SCENARIOS = [
     dict(name="total with a quoted field", method="GET",
          path="/v1/streams/posts/total?field=a%22b", status=400, code="invalid_argument",
          field="field"),
+    # An integer too large for 64 bits is out of range, not "not an integer".
+    dict(name="a fact id past 2^63", method="GET", path="/v1/facts/9223372036854775808",
+         status=400, code="invalid_argument", field="id", message="between 1 and"),
     # Members no endpoint reads are refused, not ignored; a reason of
     # spaces says nothing.
     dict(name="an alias move with an unknown field", method="PUT",

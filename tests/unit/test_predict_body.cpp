@@ -159,8 +159,11 @@ std::string instance(std::mt19937& rng, bool single) {
     std::vector<std::string> members;
     int shape = std::uniform_int_distribution<int>(0, 19)(rng);
     members.push_back("\"features\":" + (shape == 0 ? std::string("[]") : features(rng)));
+    // Half the entities plain, as apps send them; the rest any string or value.
     if (shape != 1)
-        members.push_back("\"entity\":" + (shape == 2 ? value(rng) : pick(rng, strings)));
+        members.push_back("\"entity\":" + (shape == 2    ? value(rng)
+                                           : shape >= 10 ? std::string("\"e1\"")
+                                                         : pick(rng, strings)));
     if (shape == 3) members.push_back("\"color\":1");
     if (shape == 4) members.push_back("\"entity\":\"again\"");
     if (shape == 5) members.erase(members.begin());
@@ -241,7 +244,7 @@ TEST_CASE(
     CHECK(idx == std::optional<std::size_t>(1));
 }
 
-TEST_CASE("an entity longer than a fact's is refused, naming it, by both readers") {
+TEST_CASE("an entity empty or longer than a fact's is refused, naming it, by both readers") {
     // It was accepted and logged at any size (1 MB), though no outcome fact
     // (entities of at most 256 bytes) could ever be joined to it.
     const auto m = test_model();
@@ -253,7 +256,15 @@ TEST_CASE("an entity longer than a fact's is refused, naming it, by both readers
     auto single = parse_predict_body(m, R"({"entity":")" + e257 + R"(","features":{"x":1}})", idx);
     REQUIRE_FALSE(single);
     CHECK(single.error().field() == "entity");
-    CHECK_THAT(single.error().message(), Catch::Contains("at most 256 bytes"));
+    CHECK_THAT(single.error().message(), Catch::Contains("1-256 bytes"));
+    // An empty one was logged as no entity at all: no outcome could join it.
+    auto empty = parse_predict_body(m, R"({"entity":"","features":{"x":1}})", idx);
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error().field() == "entity");
+    CHECK_FALSE(parse_predict_fast(m, R"({"entity":"","features":{"x":1}})").has_value());
+    auto no_entity = parse_predict_body(m, R"({"entity":null,"features":{"x":1}})", idx);
+    REQUIRE(no_entity);
+    CHECK(no_entity->instances[0].entity.empty());
     auto batch = parse_predict_body(
         m, R"({"instances":[{"features":{}},{"entity":")" + e257 + R"(","features":{}}]})", idx);
     REQUIRE_FALSE(batch);
