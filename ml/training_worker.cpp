@@ -521,11 +521,14 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                                       "job " + std::to_string(id) + " " + gate_summary);
                 if (!m) return m;
             }
-            append_job_log(c, id, passed && held_back.empty() ? "info" : "warn",
-                           "stored version " + std::to_string(number) + " (" + v.status + ")" +
-                               (passed ? (published ? ", now live" : ", alias candidate")
-                                       : ": " + gate_summary) +
-                               (held_back.empty() ? "" : ": " + held_back));
+            const std::string outcome =
+                "stored version " + std::to_string(number) + " (" + v.status + ")" +
+                (passed ? (published ? ", now live" : ", alias candidate") : ": " + gate_summary) +
+                (held_back.empty() ? "" : ": " + held_back);
+            append_job_log(c, id, passed && held_back.empty() ? "info" : "warn", outcome);
+            // The job's message says what it came to, not its last step
+            // ("forest: grown 81 of 100 trees" read as if it stopped there).
+            set_job_progress(c, id, 1, outcome);
             transition_job(c, id, job_state::running, job_state::succeeded);
             return status::ok();
         },

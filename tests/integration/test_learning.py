@@ -620,6 +620,9 @@ class TrainingTest(SharedServerCase):
                 messages = [x["message"] for x in j["log"]]
                 self.assertIn("started", messages, messages)
                 self.assertTrue(any(m.startswith("stored version 1") for m in messages), messages)
+                # The job's message is what it came to, not its last step.
+                self.assertEqual(j["message"], [m for m in messages
+                                                 if m.startswith("stored version 1")][0], j)
                 self.assertEqual(j["version"], 1, j)
 
                 v = get_version(self, self.c, name, 1)
@@ -690,6 +693,7 @@ class GateTest(SharedServerCase):
                           deps[0]["actor"]), ("live", 1, None, "policy:auto"), deps)
         self.assertIn("job %d" % j1["id"], deps[0]["reason"], deps)
         self.assertIn("now live", log_text(j1))
+        self.assertTrue(j1["message"].startswith("stored version 1 (candidate), now live"), j1)
 
         # Same data, same algorithm: an equal candidate does not beat live.
         j2 = train_and_wait(self, self.c, name)
@@ -756,7 +760,7 @@ class GateTest(SharedServerCase):
 
         r = self.c.request("PUT", path + "live", json_body={"version": 2, "reason": "try v2"})
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"model": name, "alias": "live", "version": 2,
+        self.assertEqual(r.json(), {"model": name, "alias": "live", "version": 2, "changed": True,
                                     "actor": ACTOR, "reason": "try v2"})
         self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
         self.assertEqual(get_version(self, self.c, name, 2)["aliases"], ["live"])
