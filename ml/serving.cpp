@@ -56,7 +56,8 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
                                   std::vector<std::string>& classes) {
     static constexpr const char* standing =
         " FROM facts f WHERE f.stream = ?1"
-        " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = f.id)";
+        // As training: only a correction in the same stream replaces a fact.
+        " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = f.id AND n.stream = f.stream)";
     std::string path = "$.\"" + d.label.field + "\"";
     if (d.task == task_kind::regression) {
         statement st(

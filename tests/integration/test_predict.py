@@ -588,6 +588,10 @@ class PredictTest(SharedServerCase):
         p = prior_of(labels, "regression", "y")
         self.assertFallback(p, "not_trained", "label_prior", None)
         self.assertAlmostEqual(p["prediction"], 20.0, places=9)
+        # A "correction" from another stream replaces nothing, for training
+        # or the prior (the prior once dropped "a"'s 10: a mean of 25).
+        post_facts(self, self.c, [fact(uid("other"), "z", {"y": 0}, corrects=ids[0])])
+        self.assertAlmostEqual(prior_of(labels, "regression", "y")["prediction"], 20.0, places=9)
 
         # Classes: corrections count once; numbers named as training names
         # them ("1", not "1.0"), in training's order.
