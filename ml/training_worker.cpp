@@ -337,6 +337,15 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(memory_mb) * 1024 * 1024;
         ::setrlimit(RLIMIT_AS, &lim);
 #endif
+        // The server alone ends a fit (SIGKILL, with its reason). systemd,
+        // `timeout` and `kill -- -PGID` send SIGTERM to every process of
+        // the service: the fit died of it first and its job was failed as
+        // "crashed" instead of being interrupted and queued again. Ignored
+        // dispositions survive exec.
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        for (int stop_signal : {SIGTERM, SIGINT, SIGHUP})
+            ::sigaction(stop_signal, &ignore, nullptr);
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);

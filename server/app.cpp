@@ -208,6 +208,7 @@ int app::run() {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -297,7 +298,13 @@ int app::run() {
     log_info("serve", "ready");
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    // SIGHUP killed the server on the spot (no log line, the lock file left
+    // behind): logrotate's postrotate and a closed ssh session send it.
+    // Kennel logs to stderr and reads its configuration once, so there is
+    // nothing to reopen or reload.
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+        log_info("serve", "received SIGHUP: ignored (SIGTERM or SIGINT stops Kennel)");
+    }
     log_info("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                           ": stopping");
     http_->set_ready(false);

@@ -979,6 +979,22 @@ class ConnectionTest(KennelTestCase):
 
 class ProcessTest(KennelTestCase):
 
+    def test_sighup_is_logged_and_ignored(self):
+        # It once killed the server on the spot, with no log line and the
+        # lock file left behind (logrotate and closed ssh sessions send it).
+        server = self.start_server()
+        c = self.client(server)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "received SIGHUP: ignored" not in server.stderr():
+            self.assertLess(time.monotonic(), deadline, server.stderr())
+            time.sleep(0.05)
+        self.assertIsNone(server.proc.poll())
+        self.assertEqual(c.get("/readyz").status, 200)
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+        self.assertIn("stopped cleanly", server.stderr())
+
     def test_sigterm_exits_0_and_every_acknowledged_fact_is_in_the_db(self):
         server = self.start_server()
         c = self.client(server)

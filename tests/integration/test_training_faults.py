@@ -270,6 +270,23 @@ class InterruptedJobTest(KennelTestCase):
         j = self.check_requeued(db, name, old, "stopped during training")
         self.assertIn("interrupted by shutdown; queued again", log_text(j))
 
+    def test_a_stop_signalled_to_every_process_still_requeues_the_job(self):
+        # systemd, `timeout` and `kill -- -PGID` signal the fit too. It died
+        # of the SIGTERM first and its job was failed as "crashed"; now the
+        # fit ignores stop signals and the server's stop interrupts it.
+        db = os.path.join(self.tmp, "group.db")
+        server, c, name, old, pid = self.start_sleeping_job(db)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            os.kill(pid, sig)
+        time.sleep(0.5)
+        self.assertTrue(is_training_process(pid, old), "the fit died of a stop signal")
+        self.assertEqual(get_job(self, c, old)["state"], "running")
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+        self.assertFalse(is_training_process(pid, old), "training process %d survived" % pid)
+        j = self.check_requeued(db, name, old, "stopped during training")
+        self.assertIn("interrupted by shutdown; queued again", log_text(j))
+
     def test_an_interrupted_job_joins_a_queued_twin_instead_of_training_twice(self):
         db = os.path.join(self.tmp, "twin.db")
         server, c, name, old, pid = self.start_sleeping_job(db)
