@@ -19,6 +19,7 @@
 #include <string_view>
 #include <utility>
 
+#include "server/errors.h"
 #include "store/log.h"
 
 namespace kennel {
@@ -301,9 +302,20 @@ bool buffered_socket_stream::wait_to_read() const {
     // least rate, not just each byte within the read timeout: a client
     // sending a header line or a byte every few seconds would otherwise hold
     // its thread for as long as it likes (slowloris).
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-        (in_headers_ ? headers_due_ : body_due_) - std::chrono::steady_clock::now());
-    return left.count() > 0 && wait(POLLIN, std::min(read_timeout_, left));
+    const auto now = std::chrono::steady_clock::now();
+    const auto until = std::min(now + read_timeout_, in_headers_ ? headers_due_ : body_due_);
+    // In slices, so that a stopping server is noticed while a body trickles.
+    constexpr std::chrono::milliseconds slice{200};
+    for (;;) {
+        if (listener_ && listener_->load() == INVALID_SOCKET) {
+            stopped_reading_ = true;
+            return false;
+        }
+        const auto left =
+            std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        if (wait(POLLIN, std::min(left, slice))) return true;
+    }
 }
 
 ssize_t buffered_socket_stream::read(char* ptr, size_t size) {
@@ -482,9 +494,18 @@ deferred_response::deferred_response(std::chrono::steady_clock::time_point deadl
                                      std::function<http_response()> on_timeout)
     : deadline_(deadline), on_timeout_(std::move(on_timeout)) {}
 
+std::string deferred_response::render(const http_response& r, bool close) const {
+    return render_response(r, close, keep_alive_);
+}
+
 // The status line and headers httplib writes for a response (a handler's
 // own headers come last here, where httplib sorts them in).
-std::string deferred_response::render(const http_response& r, bool close) const {
+http_response stopping_answer() {
+    return error_response(
+        status(error_kind::unavailable, "Kennel is stopping; send the request again shortly"));
+}
+
+std::string render_response(const http_response& r, bool close, const std::string& keep_alive) {
     std::string out;
     out.reserve(160 + r.body.size());
     out += "HTTP/1.1 ";
@@ -500,7 +521,7 @@ std::string deferred_response::render(const http_response& r, bool close) const 
     out += "\r\n";
     if (!close) {
         out += "Keep-Alive: ";
-        out += keep_alive_;
+        out += keep_alive;
         out += "\r\n";
     }
     for (const auto& [k, v] : r.headers) {
@@ -730,7 +751,13 @@ void connection_parker::stop() {
     }
     thread_.join();
     std::lock_guard lock(mu_);
+    // One holding part of a request is told why before it is closed (best
+    // effort: never blocking the stop).
+    const std::string stopping = render_response(stopping_answer(), true, "");
     for (const auto& [sock, e] : parked_) {
+        if (!e.carried.bytes.empty()) {
+            (void)::send(sock, stopping.data(), stopping.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
         ::shutdown(sock, SHUT_RDWR);
         ::close(sock);
     }
@@ -804,6 +831,28 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         owed.reset();
         return rest.empty() || (strm.write(rest.data(), rest.size()) >= 0 && strm.flush());
     };
+    // Stopping, the rest of an upload is not waited for: a slow one (the
+    // body's due time allows hours for 16 MiB) held the shut-down for its
+    // whole length, only to be answered 503 then.
+    strm.give_up_reading_when_closed(svr_sock_);
+    auto answer_stopping = [&] {
+        const std::string text = render_response(stopping_answer(), true, keep_alive);
+        strm.write(text.data(), text.size());
+        if (!strm.flush()) return;
+        // Closed with the upload's bytes unread, the socket would reset and
+        // the client could lose the answer: read and drop what still comes
+        // for a moment first.
+        ::shutdown(sock, SHUT_WR);
+        const auto until = std::chrono::steady_clock::now() + milliseconds(500);
+        char sink[4096];
+        for (;;) {
+            const auto left =
+                std::chrono::ceil<milliseconds>(until - std::chrono::steady_clock::now());
+            pollfd p{sock, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+            if (::recv(sock, sink, sizeof sink, 0) <= 0) break;
+        }
+    };
     using wait_result = buffered_socket_stream::wait_result;
     for (std::size_t left = requests_left; left > 0; --left) {
         // A connection that owes no answer waits briefly on its thread (the
@@ -827,16 +876,26 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         // comes or its due time; resumed, it is parked again at once if still
         // not whole. (Without a parker, or with it full, httplib reads on
         // this thread, within the same due times.)
-        if (parker_.running()) {
+        const bool stopping = svr_sock_ == INVALID_SOCKET;
+        if (parker_.running() || stopping) {
             using ahead = buffered_socket_stream::ahead_result;
             const ahead a = strm.read_request(patient ? read_ahead_patience : milliseconds(0));
             patient = true;
             if (a == ahead::partial && parker_.park(sock, left, strm.request_due(), strm.partial()))
                 return;  // the parker owns the socket and the bytes now
+            if (a == ahead::partial && stopping) {
+                answer_stopping();
+                break;
+            }
         }
         strm.begin_request();
         bool closed = false;
         bool ok = process_request(strm, left == 1, closed, nullptr);
+        if (strm.stopped_reading()) {
+            strm.discard_output();  // httplib's answer to a read that failed
+            answer_stopping();
+            break;
+        }
         if (std::exchange(close_here, false)) closed = true;
         if (std::shared_ptr<deferred_response> d = std::move(deferred_here)) {
             deferred_here.reset();

@@ -98,6 +98,10 @@ public:
     // httplib is to parse the next request now; the head must be complete by
     // its due time (from its first byte), the body must keep coming.
     void begin_request();
+    // Reads give up once `listener` is closed (the server is stopping), and
+    // stopped_reading() says so: the rest of a slow upload is not waited for.
+    void give_up_reading_when_closed(const std::atomic<int>& listener) { listener_ = &listener; }
+    bool stopped_reading() const { return stopped_reading_; }
 
 private:
     bool wait(short events, std::chrono::milliseconds timeout) const;
@@ -132,6 +136,8 @@ private:
     std::chrono::steady_clock::time_point body_due_{};
     std::string remote_ip_, local_ip_;
     int remote_port_ = 0, local_port_ = 0;
+    const std::atomic<int>* listener_ = nullptr;
+    mutable bool stopped_reading_ = false;
 };
 
 // Connections waiting for bytes, parked off the worker threads. A connection
@@ -229,6 +235,13 @@ void defer_answer(std::shared_ptr<deferred_response> d);
 // the request's bytes unread (a line httplib cannot parse, a refused body):
 // what follows is not known to start a request.
 void close_after_answer();
+
+// 503 for a request cut short because the server is stopping.
+http_response stopping_answer();
+
+// A response as httplib writes it: status line, headers, body. `keep_alive`
+// is the Keep-Alive header's value unless `close`.
+std::string render_response(const http_response& r, bool close, const std::string& keep_alive);
 
 // Debian's cpp-httplib listens with a compiled-in backlog of 5: many clients
 // connecting at once overflow it and wait for TCP retransmissions (measured:

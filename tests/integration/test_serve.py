@@ -979,6 +979,51 @@ class ConnectionTest(KennelTestCase):
 
 class ProcessTest(KennelTestCase):
 
+    def test_a_stop_answers_a_slow_upload_at_once(self):
+        # A 10 MB body trickling in: the stop once waited for all of it (the
+        # body's least rate allows hours for 16 MiB) and then answered 503
+        # anyway. Now the upload is cut short with that 503 at once.
+        server = self.start_server()
+        total = 10_000_000
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(("POST /v1/facts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+                   % total).encode())
+        sent = [0]
+        done_sending = threading.Event()
+
+        def trickle():  # 10 kB every 50 ms: past the 64 kB read ahead within 1 s
+            while not done_sending.is_set() and sent[0] < total:
+                try:
+                    s.sendall(b" " * 10_000)
+                except OSError:
+                    return
+                sent[0] += 10_000
+                time.sleep(0.05)
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 10)
+        self.addCleanup(done_sending.set)
+        while sent[0] < 200_000:
+            time.sleep(0.05)
+        self.assertEqual(server.stop(), 0, server.stderr())
+        answer = b""
+        while True:
+            try:
+                part = s.recv(65536)
+            except OSError:
+                break
+            if not part:
+                break
+            answer += part
+        done_sending.set()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer[:300])
+        self.assertIn(b"Kennel is stopping", answer)
+        self.assertIn(b"Retry-After", answer)
+        self.assertLess(sent[0], total)
+
     def test_sighup_is_logged_and_ignored(self):
         # It once killed the server on the spot, with no log line and the
         # lock file left behind (logrotate and closed ssh sessions send it).
