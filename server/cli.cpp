@@ -58,10 +58,13 @@ void print_usage() {
               << " - a reactive machine-learning server in one binary\n\n"
                  "usage: kennel <command> [options]\n\ncommands:\n";
     for (const command& c : commands) std::printf("  %-9s %s\n", c.name, c.summary);
-    std::cout << "\n`kennel <command> --help` lists a command's options. Every option can also be\n"
-                 "set as an environment variable KENNEL_<OPTION> (e.g. KENNEL_PORT=9090) or as\n"
-                 "`option = value` in the INI file named by --config; a flag beats the\n"
-                 "environment, which beats the file, which beats the default.\n";
+    std::cout
+        << "\n`kennel <command> --help` lists a command's options. Every setting can also be\n"
+           "set as an environment variable KENNEL_<OPTION> (e.g. KENNEL_PORT=9090) or as\n"
+           "`option = value` in the INI file named by --config; a flag beats the\n"
+           "environment, which beats the file, which beats the default. What a run acts\n"
+           "on (an action, id, user, password, key, model or file) comes from its\n"
+           "command line only.\n";
 }
 
 // KENNEL_MAX_BODY names "max-body"; "" for a variable that is not Kennel's.
@@ -75,10 +78,25 @@ std::string option_of_variable(const std::string& env) {
     return name;
 }
 
-// Maps KENNEL_MAX_BODY to "max-body" when that option exists.
+// What one run acts on (an action, a key id, a user, a file, a password)
+// comes from its command line only: a KENNEL_OUT, KENNEL_ACTION or
+// KENNEL_PASSWORD left in the environment, or a line in a shared INI file,
+// silently sent an export to a file, revoked a key or set a password.
+bool command_line_only(const std::string& name) {
+    static const char* const names[] = {
+        "help", "action", "id",  "user", "password", "name",          "scopes",
+        "file", "input",  "out", "to",   "model",    "model-version", "status"};
+    for (const char* n : names) {
+        if (name == n) return true;
+    }
+    return false;
+}
+
+// Maps KENNEL_MAX_BODY to "max-body" when that option exists and may come
+// from the environment.
 std::string env_name_mapper(const po::options_description& desc, const std::string& env) {
     std::string name = option_of_variable(env);
-    return !name.empty() && desc.find_nothrow(name, false) ? name : "";
+    return !name.empty() && !command_line_only(name) && desc.find_nothrow(name, false) ? name : "";
 }
 
 // Every command's option names. One --config file may serve several
@@ -118,6 +136,9 @@ void warn_unknown_environment(const po::options_description& desc) {
         if (name.empty() || is_kennel_variable(var)) continue;
         if (!is_any_option(desc, name)) {
             std::cerr << "kennel: warning: ignoring " << var << ": no option --" << name << "\n";
+        } else if (command_line_only(name) && desc.find_nothrow(name, false)) {
+            std::cerr << "kennel: warning: ignoring " << var << ": --" << name
+                      << " is taken from the command line only\n";
         }
     }
 }
@@ -146,6 +167,18 @@ void check_config_file(const po::options_description& desc, const std::string& p
         key = key.substr(0, key.find_last_not_of(" \t") + 1);
         if (!is_any_option(desc, key)) {
             throw po::error(where + "unknown option \"" + key + "\" (see kennel <command> --help)");
+        }
+        if (command_line_only(key)) {
+            throw po::error(where + "--" + key + " is taken from the command line only");
+        }
+        // The value is taken as written: db = "k.db" named a file called
+        // "k.db" with its quotes, and started an empty database there.
+        std::string value = line.substr(eq + 1);
+        const auto v0 = value.find_first_not_of(" \t");
+        value = v0 == std::string::npos ? "" : value.substr(v0);
+        if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+            value.back() == value.front()) {
+            throw po::error(where + "write the value of " + key + " without quotes");
         }
     }
 }

@@ -134,6 +134,11 @@ class HelpAndVersionTest(KennelTestCase):
             ("typo", "# settings\nport = 0\nwriter-queu = 5\n", ":3: unknown option \"writer-queu\""),
             ("section", "[serve]\nwriter-queue = 5\n", ":1: sections are not supported ([serve])"),
             ("no value", "writer-queue = 5\nverbose\n", ":2: expected option = value"),
+            # Taken as written, "k.db" with its quotes named a new, empty database.
+            ("quoted", "db = \"k.db\"\n", ":1: write the value of db without quotes"),
+            # What a run acts on comes from its command line only.
+            ("an action", "action = revoke-key\nid = 1\n",
+             ":1: --action is taken from the command line only"),
         ]
         for name, text, needle in cases:
             with self.subTest(name):
@@ -154,6 +159,25 @@ class HelpAndVersionTest(KennelTestCase):
             f.write("# shared\n\nbatch = 10\nstream = posts  # import's\nwriter-queue=7\n")
         r = run_cli(["migrate", "--db", db, "--config", cfg])
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_what_a_run_acts_on_is_not_taken_from_the_environment(self):
+        # KENNEL_OUT once sent an export to a file instead of stdout, and
+        # KENNEL_ACTION/KENNEL_ID revoked a key with a bare `kennel admin`.
+        db = self.path("acts.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["admin", "create-key", "--name", "k", "--scopes", "ingest", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.path("envout.ndjson")
+        r = run_cli(["export", "--db", db], env={"KENNEL_OUT": out})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ignoring KENNEL_OUT: --out is taken from the command line only", r.stderr)
+        self.assertFalse(os.path.exists(out))
+        r = run_cli(["admin", "--db", db], env={"KENNEL_ACTION": "revoke-key", "KENNEL_ID": "1"})
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("ignoring KENNEL_ACTION", r.stderr)
+        r = run_cli(["admin", "list-keys", "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("revoked", r.stdout.lower())
 
     def test_a_misspelt_environment_variable_is_named_in_a_warning(self):
         r = run_cli(["migrate", "--db", self.path("k.db")],
