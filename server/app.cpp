@@ -22,6 +22,7 @@
 #include "server/demo.h"
 #include "server/http_server.h"
 #include "server/routes.h"
+#include "store/auth_store.h"
 #include "store/log.h"
 #include "store/migrations.h"
 
@@ -263,6 +264,14 @@ int app::run() {
     auth_ = std::make_unique<authenticator>(*readers_, *writer_, std::chrono::milliseconds(300),
                                             authenticator::clock_fn{}, checks);
     const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");
+    if (env_password && *env_password) {
+        // It only seeds a new database: a changed value is not a new password.
+        auto conn = readers_->acquire();
+        if (count_users(*conn) > 0)
+            log_warn("serve",
+                     "KENNEL_ADMIN_PASSWORD is ignored: this database has users already (change a "
+                     "password with kennel admin set-password)");
+    }
     auto admin = ensure_admin(*writer_, *readers_, env_password ? env_password : "");
     if (!admin) {
         log_error("serve", "cannot create the admin user: " + admin.error().message());

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -640,6 +641,28 @@ int cmd_predict(const std::vector<std::string>& args) {
 // `kennel admin set-password | create-key | list-keys | revoke-key`. These
 // write small rows directly (SQLite's busy timeout lets them run beside a
 // server; a running server sees new and revoked keys within seconds).
+// A line from stdin: on a terminal, asked for on stderr and not echoed (it
+// was echoed, with no prompt). A CRLF line's '\r' is not part of it (it was
+// stored, so the password typed afterwards never matched).
+std::string read_password(const std::string& user) {
+    const bool tty = ::isatty(STDIN_FILENO);
+    termios before{};
+    if (tty && ::tcgetattr(STDIN_FILENO, &before) == 0) {
+        std::cerr << "new password for " << user << ": " << std::flush;
+        termios quiet = before;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    std::string pw;
+    std::getline(std::cin, pw);
+    if (tty) {
+        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &before);
+        std::cerr << "\n";
+    }
+    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+    return pw;
+}
+
 int cmd_admin(const std::vector<std::string>& args) {
     po::options_description d = common_options("kennel admin options");
     d.add_options()("action", po::value<std::string>(),
@@ -679,14 +702,22 @@ int cmd_admin(const std::vector<std::string>& args) {
         return 1;
     }
     if (action == "set-password") {
+        const std::string& user = vm["user"].as<std::string>();
+        // Basic auth splits at the first ':', so such a name could never sign in.
+        if (user.empty() || user.size() > 64 || user.find(':') != std::string::npos ||
+            std::any_of(user.begin(), user.end(),
+                        [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+            std::cerr << "kennel admin: a user name is 1-64 bytes with no ':' and no control "
+                         "characters\n";
+            return 2;
+        }
         std::string pw = vm["password"].as<std::string>();
-        if (pw.empty()) std::getline(std::cin, pw);
+        if (pw.empty()) pw = read_password(user);
         if (pw.size() < min_password_length) {
             std::cerr << "kennel admin: a password needs at least " << min_password_length
                       << " characters\n";
             return 2;
         }
-        const std::string& user = vm["user"].as<std::string>();
         // admin before the first start (which would create it) may be set,
         // so a new database need not begin with a printed password.
         const bool create = vm["create"].as<bool>() || (user == "admin" && count_users(conn) == 0);

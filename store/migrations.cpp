@@ -5,6 +5,7 @@
 
 #include "store/db.h"
 #include "store/embedded.h"
+#include "store/log.h"
 #include "store/time_util.h"
 
 namespace kennel {
@@ -75,6 +76,8 @@ status migrate(connection& conn) {
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
         bool changed = false;
+        const int was = current;
+        std::string applied;
         for (const migration& m : known_migrations()) {
             if (m.number <= current) continue;
             try {
@@ -88,12 +91,23 @@ status migrate(connection& conn) {
             ins.bind(1, m.number).bind(2, m.name).bind(3, now_micros()).run();
             current = m.number;
             changed = true;
+            applied += (applied.empty() ? "" : ", ") + m.name;
         }
         if (changed || conn.pragma_int("application_id") == 0) {
             conn.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
             conn.exec("PRAGMA user_version = " + std::to_string(current));
         }
         tx.commit();
+        // An upgrade changes the file for good (an older Kennel refuses it
+        // afterwards): it is said, not done silently.
+        if (changed && was > 0) {
+            log_info("store", "migrated " + conn.path() + " from schema version " +
+                                  std::to_string(was) + " to " + std::to_string(current) + " (" +
+                                  applied + ")");
+        } else if (changed) {
+            log_info("store", "created the schema (version " + std::to_string(current) + ") in " +
+                                  conn.path());
+        }
         return status::ok();
     } catch (const db_error& e) {
         return status(e.is_busy() ? error_kind::unavailable : error_kind::internal,

@@ -1,6 +1,7 @@
 """Integration tests for the command line: help, version, migrate, import,
 export and backup, run as real processes on temporary files."""
 
+import base64
 import csv
 import io
 import json
@@ -222,6 +223,7 @@ class MigrateTest(KennelTestCase):
         r = run_cli(["migrate", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"schema version \d+")
+        self.assertRegex(r.stderr, r"created the schema \(version \d+\) in ")
         r = run_cli(["migrate", "--status", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"(?m)^0001\s+0001_facts\s+applied \d{4}-\d\d-\d\dT")
@@ -231,9 +233,10 @@ class MigrateTest(KennelTestCase):
             self.assertEqual(c.execute("PRAGMA application_id").fetchone()[0], 0x4B4E4E4C)
             names = {n for (n,) in c.execute("SELECT name FROM schema_migrations")}
             self.assertIn("0001_facts", names)
-        # Again: nothing to do, same answer.
+        # Again: nothing to do, same answer, and nothing said about it.
         r2 = run_cli(["migrate", "--db", db])
         self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertNotIn("schema", r2.stderr)
 
     def test_status_does_not_change_an_unmigrated_database(self):
         db = self.path("empty.db")
@@ -410,6 +413,75 @@ class AdminTest(KennelTestCase):
             env={"KENNEL_ADMIN_PASSWORD": "short"}, bound=10)
         self.assertEqual(code, 1, err)
         self.assertIn("KENNEL_ADMIN_PASSWORD has 5 characters; a password needs at least 8", err)
+
+    def test_set_password_on_a_terminal_asks_and_does_not_echo(self):
+        # It echoed the password and asked nothing.
+        db = self.path("ttypw.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([KENNEL_BIN, "admin", "set-password", "--db", db],
+                                 stdin=slave, stdout=slave, stderr=slave, env=kennel_env())
+            os.close(slave)
+            slave = None
+            seen = b""
+            deadline = time.monotonic() + 30
+            typed = False
+            while time.monotonic() < deadline:
+                if not typed and b"new password for admin: " in seen:
+                    os.write(master, b"SECRETpassword1\n")
+                    typed = True
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the child closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+                elif p.poll() is not None:
+                    break
+            code = p.wait(30)
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        self.assertTrue(typed, seen)
+        self.assertEqual(code, 0, seen)
+        self.assertIn(b"password set for admin", seen)
+        self.assertNotIn(b"SECRETpassword1", seen)
+
+    def test_set_password_drops_a_crlf_lines_cr_and_refuses_unusable_names(self):
+        db = self.path("crlf.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["admin", "set-password", "--db", db], input="crlf-password1\r\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        server = self.start_server(db="crlf.db")
+        c = Client(server.port, auth="Basic " + base64.b64encode(b"admin:crlf-password1").decode())
+        self.addCleanup(c.close)
+        self.assertEqual(c.get("/v1/streams").status, 200)
+        server.stop()
+        # Basic auth splits at the first ':'; '' was a raw CHECK failure.
+        for user in ("a:b", "", "new\nline"):
+            r = run_cli(["admin", "set-password", "--user", user, "--password", "longenough",
+                         "--create", "--db", db])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("a user name is 1-64 bytes", r.stderr)
+
+    def test_an_admin_password_from_the_environment_seeds_only_a_new_database(self):
+        # A changed value on a later start was silently ignored: the old
+        # password still worked and the new one got 401.
+        db = "seed.db"
+        server = self.start_server(db=db, env={"KENNEL_ADMIN_PASSWORD": "first-password"})
+        self.assertNotIn("KENNEL_ADMIN_PASSWORD is ignored", server.stderr())
+        server.stop()
+        server = self.start_server(db=db, env={"KENNEL_ADMIN_PASSWORD": "second-password"})
+        self.assertIn("KENNEL_ADMIN_PASSWORD is ignored: this database has users already",
+                      server.stderr())
+        first = Client(server.port, auth="Basic " + base64.b64encode(b"admin:first-password").decode())
+        self.addCleanup(first.close)
+        self.assertEqual(first.get("/v1/streams").status, 200)
 
     def test_admin_without_an_action_says_so_and_exits_2(self):
         r = run_cli(["admin", "--db", self.path("k.db")])
