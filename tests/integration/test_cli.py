@@ -22,6 +22,40 @@ from kennel_harness import (KENNEL_BIN, Client, KennelTestCase, fact, kennel_env
 COMMANDS = ["serve", "migrate", "import", "export", "backup", "train", "predict", "admin", "version"]
 
 
+def run_on_terminal(args, all_streams=False, reply=None, bound=60):
+    """Runs `kennel ARGS` with stderr on a pseudo-terminal (and stdin and
+    stdout too with all_streams), writing reply[1] once reply[0] has shown.
+    Returns (exit code, the bytes shown on the terminal); bounded."""
+    master, slave = pty.openpty()
+    try:
+        streams = (dict(stdin=slave, stdout=slave) if all_streams
+                   else dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        p = subprocess.Popen([KENNEL_BIN] + args, stderr=slave, env=kennel_env(), **streams)
+        os.close(slave)
+        slave = None
+        seen = b""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            if reply and reply[0] in seen:
+                os.write(master, reply[1])
+                reply = None
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif p.poll() is not None:
+                break
+        return p.wait(30), seen
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+
 class HelpAndVersionTest(KennelTestCase):
 
     def test_top_level_help_lists_every_command(self):
@@ -418,35 +452,9 @@ class AdminTest(KennelTestCase):
         # It echoed the password and asked nothing.
         db = self.path("ttypw.db")
         self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.Popen([KENNEL_BIN, "admin", "set-password", "--db", db],
-                                 stdin=slave, stdout=slave, stderr=slave, env=kennel_env())
-            os.close(slave)
-            slave = None
-            seen = b""
-            deadline = time.monotonic() + 30
-            typed = False
-            while time.monotonic() < deadline:
-                if not typed and b"new password for admin: " in seen:
-                    os.write(master, b"SECRETpassword1\n")
-                    typed = True
-                ready, _, _ = select.select([master], [], [], 0.1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: the child closed the terminal
-                        break
-                    if not chunk:
-                        break
-                    seen += chunk
-                elif p.poll() is not None:
-                    break
-            code = p.wait(30)
-        finally:
-            os.close(master)
-            if slave is not None:
-                os.close(slave)
+        code, seen = run_on_terminal(["admin", "set-password", "--db", db], all_streams=True,
+                                     reply=(b"new password for admin: ", b"SECRETpassword1\n"))
+        typed = b"new password for admin: " in seen
         self.assertTrue(typed, seen)
         self.assertEqual(code, 0, seen)
         self.assertIn(b"password set for admin", seen)
@@ -800,32 +808,7 @@ class ImportExportTest(KennelTestCase):
     def test_import_draws_a_progress_bar_with_rate_only_on_a_terminal(self):
         body = "".join(json.dumps(fact("s", "e%d" % i, {"i": i})) + "\n" for i in range(3000))
         path = self.write("in.ndjson", body)
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.Popen([KENNEL_BIN, "import", path, "--db", self.path("tty.db")],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=slave, env=kennel_env())
-            os.close(slave)
-            slave = None
-            seen = b""
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: the child closed the terminal
-                        break
-                    if not chunk:
-                        break
-                    seen += chunk
-                elif p.poll() is not None:
-                    break
-            code = p.wait(30)
-        finally:
-            os.close(master)
-            if slave is not None:
-                os.close(slave)
+        code, seen = run_on_terminal(["import", path, "--db", self.path("tty.db")])
         text = seen.decode("utf-8", "replace")
         self.assertEqual(code, 0, text)
         self.assertIn("100.0%", text)
