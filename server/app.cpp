@@ -244,10 +244,13 @@ int app::run() {
         return 1;
     }
     http_->start();
-    log_info("serve", "listening on http://" + options_.host + ":" + std::to_string(*port) +
-                          " (database " + options_.db + ")");
+    // An IPv6 address is bracketed in a URL ("http://::1:8080" is not one).
+    const std::string address =
+        (options_.host.find(':') != std::string::npos ? "[" + options_.host + "]" : options_.host) +
+        ":" + std::to_string(*port);
+    log_info("serve", "listening on http://" + address + " (database " + options_.db + ")");
     // Tests read this line to find a port chosen with --port 0.
-    std::printf("kennel: listening on %s:%d\n", options_.host.c_str(), *port);
+    std::printf("kennel: listening on %s\n", address.c_str());
     std::fflush(stdout);
 
     if (status s = start_store(); !s) {

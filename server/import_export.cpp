@@ -421,27 +421,47 @@ int run_backup(const std::string& db, const std::string& to_path) {
         std::cerr << "kennel backup: " << to_path << " exists; choose a new file\n";
         return 1;
     }
+    // A failed copy leaves no file behind: a retry was refused with "exists;
+    // choose a new file" over an empty one.
+    auto discard = [&to_path] {
+        for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+            std::error_code ignored;
+            std::filesystem::remove(to_path + suffix, ignored);
+        }
+    };
     open_options ro;
     ro.read_only = true;
-    connection from(db, ro);
-    bool tty = ::isatty(STDERR_FILENO);
-    online_backup(from, to_path, [tty](int remaining, int total) {
-        if (tty && total > 0) {
-            std::fprintf(stderr, "\rbackup: %d/%d pages", total - remaining, total);
+    long long facts = 0;
+    try {
+        connection from(db, ro);
+        bool tty = ::isatty(STDERR_FILENO);
+        online_backup(from, to_path, [tty](int remaining, int total) {
+            if (tty && total > 0) {
+                std::fprintf(stderr, "\rbackup: %d/%d pages", total - remaining, total);
+            }
+        });
+        if (tty) std::fprintf(stderr, "\n");
+        connection check(to_path, ro);
+        statement ic(check, "PRAGMA quick_check");
+        std::string verdict = ic.step() ? ic.column_text(0) : "no answer";
+        if (verdict != "ok") {
+            std::cerr << "kennel backup: the copy failed its integrity check: " << verdict << "\n";
+            facts = -1;
+        } else {
+            statement count(check, "SELECT count(*) FROM facts");
+            count.step();
+            facts = count.column_int(0);
         }
-    });
-    if (tty) std::fprintf(stderr, "\n");
-    connection check(to_path, ro);
-    statement ic(check, "PRAGMA quick_check");
-    std::string verdict = ic.step() ? ic.column_text(0) : "no answer";
-    if (verdict != "ok") {
-        std::cerr << "kennel backup: the copy failed its integrity check: " << verdict << "\n";
+    } catch (...) {
+        discard();
+        throw;
+    }
+    if (facts < 0) {
+        discard();
         return 1;
     }
-    statement count(check, "SELECT count(*) FROM facts");
-    count.step();
     std::fprintf(stderr, "kennel backup: wrote %s (%lld facts, integrity ok)\n", to_path.c_str(),
-                 static_cast<long long>(count.column_int(0)));
+                 facts);
     return 0;
 }
 

@@ -970,6 +970,20 @@ class BackupTest(KennelTestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("FILE", r.stderr)
 
+    def test_a_failed_backup_leaves_no_file_behind(self):
+        # It left an empty file, and the retry was refused: "exists".
+        notdb = self.path("notes.txt")
+        with open(notdb, "w") as f:
+            f.write("not a database at all\n" * 100)
+        target = self.path("copy.db")
+        r = run_cli(["backup", target, "--db", notdb])
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(target), os.listdir(self.tmp))
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["backup", target, "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -1023,6 +1025,32 @@ class ProcessTest(KennelTestCase):
         self.assertIn(b"Kennel is stopping", answer)
         self.assertIn(b"Retry-After", answer)
         self.assertLess(sent[0], total)
+
+    def test_an_ipv6_host_is_written_as_a_url_would_write_it(self):
+        # "http://::1:PORT" was logged, which no client can use.
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback on this machine")
+        p = subprocess.Popen([kennel_harness.KENNEL_BIN, "serve", "--host", "::1", "--port", "0",
+                              "--db", self.path("v6.db")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             env=kennel_harness.kennel_env())
+        self.addCleanup(lambda: p.poll() is not None or (p.kill(), p.wait(30)))
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        self.assertTrue(ready, "no listening line within 30 s")
+        line = p.stdout.readline().decode()
+        m = re.match(r"^kennel: listening on \[::1\]:(\d+)$", line.strip())
+        self.assertIsNotNone(m, line)
+        conn = http.client.HTTPConnection("::1", int(m.group(1)), timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().status, 200)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("listening on http://[::1]:%s " % m.group(1), err.decode())
 
     def test_sighup_is_logged_and_ignored(self):
         # It once killed the server on the spot, with no log line and the
