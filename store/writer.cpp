@@ -262,6 +262,21 @@ void fact_writer::note_commit_failure(const char* what) {
     failure_logged_at_ = now;
 }
 
+void fact_writer::note_commit_success() {
+    // Said once the failures end, with those not yet reported: they were
+    // only ever counted in the next report, which never came.
+    if (!failure_logged_at_) return;
+    log_info("writer",
+             "commits succeed again" +
+                 (unlogged_failures_ == 0
+                      ? std::string()
+                      : " (after " + std::to_string(unlogged_failures_) +
+                            (unlogged_failures_ == 1 ? " more failure" : " more failures") +
+                            " since the last report)"));
+    unlogged_failures_ = 0;
+    failure_logged_at_.reset();
+}
+
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
@@ -327,6 +342,7 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
                    std::string("commit failed, nothing in this write was stored: ") + e.what());
         note_commit_failure(e.what());
     }
+    if (failure.is_ok()) note_commit_success();
     {
         std::lock_guard lock(mu_);
         pending_units_ -= units;

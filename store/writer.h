@@ -174,6 +174,7 @@ private:
     void set_relaxed_sync(bool relaxed);
     // Logs a failed commit, rate-limited (writer thread only).
     void note_commit_failure(const char* what);
+    void note_commit_success();
 
     writer_options options_;
     bool relaxed_sync_ = false;

@@ -618,11 +618,17 @@ TEST_CASE("the writer logs failed commits with SQLite's message, a line per inte
     auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
     stderr_capture captured;
     for (int i = 0; i < 3; ++i) CHECK_FALSE(w.run(full_disk, 10s).is_ok());
+    // The first success says the failures ended, with the two not reported.
+    CHECK(w.run([](connection&) { return status::ok(); }, 10s).is_ok());
+    CHECK(w.run([](connection&) { return status::ok(); }, 10s).is_ok());
     std::string log = captured.take();
     writer_stats s = w.stats();
     w.stop();
     INFO(log);
     CHECK(s.failed_commits == 3);
+    CHECK(log.find("info writer: commits succeed again (after 2 more failures since the last "
+                   "report)") != std::string::npos);
+    CHECK(log.find("succeed again") == log.rfind("succeed again"));
     std::size_t lines = 0;
     for (std::size_t at = 0; (at = log.find("commit failed", at)) != std::string::npos; ++at)
         ++lines;
