@@ -233,6 +233,21 @@ http_response get_metrics(app& a, const http_request&) {
         }
     }
 
+    // The indices above mean little over a few requests: an alert rule can
+    // ask for as many as the supervisor's min_samples does.
+    e.family("kennel_drift_window_requests", "gauge",
+             "Requests counted in the drift window the feature indices cover.");
+    for (const auto& d : drift) {
+        e.sample(num(d.report.observed),
+                 {{"model", d.model}, {"version", d.version}, {"role", d.role}});
+    }
+    e.family("kennel_drift_window_answers", "gauge",
+             "Answers counted in the drift window the prediction index covers.");
+    for (const auto& d : drift) {
+        e.sample(num(d.report.predicted),
+                 {{"model", d.model}, {"version", d.version}, {"role", d.role}});
+    }
+
     e.family("kennel_predict_pool_queued", "gauge", "Prediction tasks waiting for the pool.")
         .sample(num(a.predict_pool().queued()));
     e.family("kennel_predict_pool_refused_total", "counter",

@@ -511,6 +511,12 @@ class DriftTest(KennelTestCase):
                          % name, r.text, re.M)
         self.assertIsNotNone(line, r.text[:3000])
         self.assertGreater(float(line.group(1)), 0.25)
+        # Beside them, how many requests and answers they cover.
+        for family in ("kennel_drift_window_requests", "kennel_drift_window_answers"):
+            line = re.search(r'^%s\{model="%s",version="1",role="live"\} (\d+)$'
+                             % (family, name), r.text, re.M)
+            self.assertIsNotNone(line, family)
+            self.assertGreater(int(line.group(1)), 0, family)
         # One drift report (this server's only one), and no version taken out of service.
         self.assertIn('kennel_supervisor_actions_total{kind="drift"} 1\n', r.text)
         self.assertIn('kennel_supervisor_actions_total{kind="disable"} 0\n', r.text)
