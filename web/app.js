@@ -178,6 +178,9 @@
   }
 
   function flashError(err, what) {
+    // Signed out meanwhile (a 401 shows the sign-in form): the action's
+    // failure is that, and the form says so.
+    if (!session.user) return;
     const msg = err instanceof ApiError
       ? `${what ? what + ': ' : ''}${err.message}${err.field ? ` (${err.field})` : ''}`
       : `${what ? what + ': ' : ''}${err && err.message ? err.message : err}`;
@@ -287,11 +290,21 @@
 
   function pad(n) { return String(n).padStart(2, '0'); }
 
+  // Times are the browser's local time, so each says its zone ("UTC",
+  // "PST", "GMT+1"): the server writes UTC, and a reader comparing with logs
+  // must know which. Per date, as daylight saving changes the name.
+  const zoneFormat = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
+  function zoneName(d) {
+    const part = zoneFormat.formatToParts(d).find((x) => x.type === 'timeZoneName');
+    return part ? part.value : '';
+  }
+
   function fmtTime(iso) {
     if (!iso) return '—';
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return String(iso);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    const zone = zoneName(d);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${zone ? ` ${zone}` : ''}`;
   }
 
   function timeEl(iso) {
@@ -320,6 +333,7 @@
   function fmtDuration(seconds) {
     if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return '—';
     let s = Math.max(0, Math.round(Number(seconds)));
+    if (s === 0 && Number(seconds) > 0) return '< 1 s';  // a quick job took time all the same
     const d = Math.floor(s / 86400); s -= d * 86400;
     const hh = Math.floor(s / 3600); s -= hh * 3600;
     const m = Math.floor(s / 60); s -= m * 60;
@@ -338,11 +352,41 @@
     if (v === null || v === undefined || v === '') return '—';
     const n = Number(v);
     if (!Number.isFinite(n)) return typeof v === 'number' ? String(v) : String(v);
-    if (Number.isInteger(n) && digits === undefined) return n.toLocaleString('en-US');
-    if (digits !== undefined) return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
-    const abs = Math.abs(n);
-    const d = abs >= 1000 ? 1 : abs >= 10 ? 2 : abs >= 1 ? 3 : 4;
-    return n.toLocaleString('en-US', { maximumFractionDigits: d });
+    let out;
+    if (Number.isInteger(n) && digits === undefined) out = n.toLocaleString('en-US');
+    else if (digits !== undefined) out = n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+    else {
+      const abs = Math.abs(n);
+      const d = abs >= 1000 ? 1 : abs >= 10 ? 2 : abs >= 1 ? 3 : 4;
+      out = n.toLocaleString('en-US', { maximumFractionDigits: d });
+    }
+    // A tiny negative (an R² of -1e-12) rounds to "-0": that is 0.
+    return /^-0(\.0*)?$/.test(out) ? '0' : out;
+  }
+
+  // A time below the last digit shown is not "0" (nor a rounded-up 0.01):
+  // "< 0.01".
+  function fmtMs(v, digits = 2) {
+    const n = Number(v);
+    const least = 10 ** -digits;
+    if (n > 0 && n < least) return `< ${fmtNum(least, digits)}`;
+    return fmtNum(v, digits);
+  }
+
+  // A value as facts and answers carry it: a number, a class, or a number
+  // with its uncertainty ({"lower", "upper"} or {"value", "confidence"}).
+  function valueText(v) {
+    if (v === null || v === undefined) return '—';
+    if (typeof v === 'number') return fmtNum(v, 4);
+    if (typeof v !== 'object') return String(v);
+    if (typeof v.lower === 'number' && typeof v.upper === 'number' && Object.keys(v).length === 2) {
+      // "-3–5" would read as a subtraction: spelled out when a bound is negative.
+      return `${fmtNum(v.lower, 4)}${v.lower < 0 || v.upper < 0 ? ' to ' : '–'}${fmtNum(v.upper, 4)}`;
+    }
+    if (typeof v.value === 'number' && Object.keys(v).every((k) => k === 'value' || k === 'confidence')) {
+      return `${fmtNum(v.value, 4)}${v.confidence !== undefined ? ` (confidence ${fmtNum(v.confidence, 4)})` : ''}`;
+    }
+    return JSON.stringify(v);
   }
 
   function fmtPct(v) {
@@ -655,7 +699,7 @@
 
   function rateTile(label, value, unit, hist, isShare) {
     const shown = value === null || value === undefined ? '—'
-      : isShare ? fmtNum(Number(value) * 100, 1) : fmtNum(value, unit === 'ms' ? 2 : 1);
+      : isShare ? fmtNum(Number(value) * 100, 1) : unit === 'ms' ? fmtMs(value, 2) : fmtNum(value, 1);
     return h('div.card.tile', null,
       h('div.label', null, label),
       h('div.value', null, shown, shown !== '—' ? h('span.unit', null, unit) : null),
@@ -860,13 +904,21 @@
 
   // ---- one model
 
-  // What a rollback moves live to, by the server's rule: the newest earlier
-  // live version in the alias history that is not disabled (null: none).
+  // What a rollback moves live to, by the server's rule: a step back along
+  // the path live came by, skipping disabled versions (null: none). The
+  // path replays live's moves oldest first: a move to a version already on
+  // it goes back there and drops what came after (so a version rolled back
+  // from is off the path), any other move goes forward. After 1 → 2 and a
+  // rollback to 1 there is nothing further back, although 2 was live later.
   function rollbackTarget(deployments, live, disabled) {
     if (!live) return null;
-    const moves = deployments.filter((d) => d.alias === 'live' && d.version).sort((a, b) => b.id - a.id);
-    const found = moves.find((d) => d.version !== live && !disabled.has(d.version));
-    return found ? found.version : null;
+    const path = [];
+    for (const d of deployments.filter((x) => x.alias === 'live' && x.version).sort((a, b) => a.id - b.id)) {
+      const at = path.indexOf(d.version);
+      if (at >= 0) path.length = at + 1; else path.push(d.version);
+    }
+    const found = path.reverse().find((v) => v !== live && !disabled.has(v));
+    return found === undefined ? null : found;
   }
 
   // How serving stands for a model with a live alias: whether the live
@@ -885,13 +937,36 @@
     const what = st.disabled ? `Live v${live} is disabled` : `Live v${live} cannot serve (${humanize(st.problem)})`;
     return h('div.alert.error', { role: 'alert', id: 'serving-notice' },
       h('div.title', null, `${what}: ${st.fallback ? `v${st.fallback} answers instead.` : 'no version answers.'}`),
+      // The chain's next steps after the earlier live versions: the live
+      // version's baseline (it answers even when its version is disabled),
+      // then the definition's constant or the label's prior.
       st.fallback ? `v${st.fallback} is the newest earlier live version that can serve; predictions say fallback. `
-        : 'Predictions get the fallback answer (the label\'s prior) and say fallback. ',
+        : 'Predictions get a fallback answer (from the live version\'s baseline, else the definition\'s fallback or the label\'s prior) and say fallback. ',
       st.disabled ? 'Enable it again, promote another version or roll back.' : 'Promote another version or roll back.');
   }
 
+  // Versions out of service: GET /v1/serving's list (what serving acts on)
+  // and the latest disable/enable events (which may be a poll ahead of it).
+  function offVersions(sv, events) {
+    const off = disabledSet(events);
+    for (const v of (sv && Array.isArray(sv.disabled) ? sv.disabled : [])) off.add(v);
+    return off;
+  }
+
+  // An arm whose version is disabled still has its share of the entities:
+  // the serving chain answers them (live first), and a shadow arm is not
+  // scored. Without the mark it reads as a normal arm.
+  function disabledArmBadge(a, off, sv) {
+    if (!off.has(a.version)) return null;
+    if (a.shadow) return [' ', badge('disabled — not scored', 'bad')];
+    // When live cannot serve either, what serves in its place (or nothing).
+    const serving = sv && sv.serving_version && sv.serving_version !== a.version ? sv.serving_version : null;
+    const who = !serving ? 'the fallback' : serving === sv.live_alias ? 'live' : `v${serving}`;
+    return [' ', badge(`disabled — ${who} answers its share`, 'bad')];
+  }
+
   // The model's running experiment, in brief; it is managed on the Deployments page.
-  function modelExperimentCard(name, e) {
+  function modelExperimentCard(name, e, off, sv) {
     const arms = Array.isArray(e.arms) ? e.arms : [];
     return h('div.card', { id: 'model-experiment', 'data-experiment': e.id },
       h('div.card-head', null, h('h2', null, `Experiment ${e.id} `, badge('active')),
@@ -899,9 +974,9 @@
       h('p.small', null, `Traffic is split between versions since ${fmtTime(e.started_at)} (${e.started_by}: ${e.reason}).`),
       shareBar(arms),
       table(['Arm', 'Version', { label: 'Share', num: true }], arms.map((a) => h('tr', { 'data-arm': a.name },
-        h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null),
+        h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, disabledArmBadge(a, off, sv)),
         h('td', null, `v${a.version}`),
-        h('td.num', null, a.shadow ? 'shadow: scored, never returned' : fmtPct(a.weight)))), { label: `Arms of experiment ${e.id}` }));
+        h('td.num', null, a.shadow ? (off.has(a.version) ? 'shadow: never returned' : 'shadow: scored, never returned') : fmtPct(a.weight)))), { label: `Arms of experiment ${e.id}` }));
   }
 
   const FAILED_JOB_STATES = ['failed', 'cancelled', 'timed_out', 'interrupted'];
@@ -1023,7 +1098,10 @@
           jobsTable([lastBad], { model: false })) : null,
       ]);
       const running = (ex.experiments || []).find((e) => e.active);
-      drawExperiment(running || null, () => (running ? modelExperimentCard(name, running) : []));
+      const off = offVersions(svModel, ev.events);
+      const svBrief = svModel && { serving_version: svModel.serving_version, live_alias: svModel.live_alias };
+      drawExperiment({ running: running || null, off: [...off], svBrief },
+        () => (running ? modelExperimentCard(name, running, off, svBrief) : []));
 
       const chartPoints = vs.versions.slice().sort((a, b) => a.version - b.version).map((v) => ({
         version: v.version,
@@ -1159,6 +1237,17 @@
     return `${rates}; live ${live.map(([k, v]) => `${k} past ${fmtNum(v)}`).join(', ')} on predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes)`;
   }
 
+  // One entry per version with all its roles: live's version is also an arm
+  // in an experiment ("live", "arm:v1"), and serving counts it once.
+  function mergeRoles(versions) {
+    const out = [];
+    for (const v of versions) {
+      const seen = out.find((x) => x.version === v.version);
+      if (seen) { if (!seen.roles.includes(v.role)) seen.roles.push(v.role); } else out.push({ ...v, roles: [v.role] });
+    }
+    return out;
+  }
+
   // What each serving version is asked about against its training rows:
   // per field, the population stability index and the bin that moved most.
   function driftCard(d, live, serving) {
@@ -1174,8 +1263,8 @@
     return [headRow,
       h('p.muted.small', null, `Drifted above ${fmtNum(p.max_feature_drift, 3)}, judged once ${fmtNum(p.min_drift_samples)} requests are in the window of ${fmtDuration(p.drift_window_seconds)}; `,
         p.retrain_on_drift ? 'drift queues a retraining job.' : 'drift is reported (retrain.on_drift is off).'),
-      d.versions.map((v) => {
-        const title = h('h3', null, `v${v.version} (${v.role}) `);
+      mergeRoles(d.versions).map((v) => {
+        const title = h('h3', null, `v${v.version} (${v.roles.join(', ')}) `);
         if (v.problem) return h('div.drift-version', { 'data-version': v.version }, title, h('p.muted', null, v.problem));
         const r = v.window || v.since_loaded;
         const span = v.window ? `in the last ${fmtDuration(v.window.seconds)}` : 'since it was loaded';
@@ -1486,12 +1575,12 @@
 
   function predictionAnswer(r) {
     const one = (p) => h('dl.kv', null,
-      h('dt', null, 'prediction'), h('dd', null, h('strong', null, typeof p.prediction === 'number' ? fmtNum(p.prediction, 4) : String(p.prediction))),
+      h('dt', null, 'prediction'), h('dd', null, h('strong', null, valueText(p.prediction))),
       p.probabilities ? [h('dt', null, 'probabilities'), h('dd', null, Object.entries(p.probabilities).map(([k, v]) => `${k} ${fmtNum(v, 3)}`).join(' · '))] : null,
       p.decision !== undefined ? [h('dt', null, 'decision'), h('dd', null, String(p.decision))] : null,
       h('dt', null, 'answered by'), h('dd', null, p.version ? `v${p.version}` : 'no version', ` (${p.arm})`),
       h('dt', null, 'fallback'), h('dd', null, p.fallback ? h('span.worse', null, `${p.fallback_reason} → ${p.answered_by}`) : 'no'),
-      h('dt', null, 'latency'), h('dd', null, `${fmtNum(p.latency_ms, 3)} ms`),
+      h('dt', null, 'latency'), h('dd', null, `${fmtMs(p.latency_ms, 3)} ms`),
       p.ignored_fields ? [h('dt', null, 'ignored'), h('dd', null, p.ignored_fields.join(', '))] : null,
       p.imputed_fields ? [h('dt', null, 'imputed'), h('dd', null, p.imputed_fields.join(', '))] : null,
       h('dt', null, 'prediction id'), h('dd', null, h('code', null, p.prediction_id)));
@@ -1620,7 +1709,8 @@
       ]);
       if (!ctx.alive()) return;
       const R = state.regions;
-      R.predictions({ pl, entity: state.entity }, () => recentPredictions(name, pl, state.entity));
+      const definition = md.error ? null : md.definition;
+      R.predictions({ pl, entity: state.entity, definition }, () => recentPredictions(name, pl, state.entity, definition));
       R.aliases(al, () => [h('h2', null, 'Aliases now'),
         al.aliases.length ? table(['Alias', 'Version', 'Since'], al.aliases.map((a) => h('tr', null,
           h('td', null, badge(a.alias, a.alias === 'live' ? 'ok' : 'info')), h('td', null, `v${a.version}`), h('td', null, timeEl(a.updated_at)))))
@@ -1659,7 +1749,9 @@
           h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td', null, e.reason))))
           : h('p.muted', null, 'No version has been disabled or enabled.')]);
       const groups = lm.error ? [] : lm.groups;
-      R.experiments({ ex, groups }, () => experimentsCard(name, ex, groups));
+      const off = offVersions(svModel, ev.error ? [] : ev.events);
+      const svBrief = svModel && { serving_version: svModel.serving_version, live_alias: svModel.live_alias };
+      R.experiments({ ex, groups, off: [...off], svBrief }, () => experimentsCard(name, ex, groups, off, svBrief));
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
@@ -1680,24 +1772,39 @@
     return { refresh };
   }
 
-  function recentPredictions(name, pl, entity) {
+  // A request that works as copied: this server's address, the JSON content
+  // type (without it the answer is 415), and a value of the right kind for
+  // each feature of the definition (a field left out would be imputed).
+  const EXAMPLE_VALUES = { category: 'a', text: 'a few words', boolean: true, interval: { lower: 1, upper: 2 } };
+  function curlPredict(name, definition) {
+    const features = {};
+    for (const f of (definition && Array.isArray(definition.features) ? definition.features : [])) {
+      if (f && f.field) features[f.field] = Object.hasOwn(EXAMPLE_VALUES, f.transform || '') ? EXAMPLE_VALUES[f.transform] : 1;
+    }
+    const body = JSON.stringify({ entity: 'e1', features }).replace(/'/g, "'\\''");
+    return `curl -X POST ${location.origin}/v1/models/${enc(name)}/predict \\
+  -H 'Authorization: Bearer <API key with the predict scope>' \\
+  -H 'Content-Type: application/json' \\
+  -d '${body}'`;
+  }
+
+  function recentPredictions(name, pl, entity, definition) {
     if (pl.error) return errorBox(pl.error);
     if (!pl.predictions.length) {
       return entity ? h('p.muted', null, `No logged prediction for entity ${entity}.`)
-        : h('p.muted', null, 'No predictions logged yet. Ask for one: ',
-          h('code', null, `curl -u admin:… -X POST localhost:8080/v1/models/${name}/predict -d '{"entity":"e1","features":{…}}'`));
+        : h('div', { id: 'predictions-empty' }, h('p.muted', null, 'No predictions logged yet. Ask for one with an API key with the predict scope (',
+          h('a', { href: '#/keys' }, 'API keys'), '):'), h('pre', null, curlPredict(name, definition)));
     }
-    const shown = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? fmtNum(v, 4) : typeof v === 'object' ? JSON.stringify(v) : String(v));
     return table(['Time', 'Entity', 'Version', 'Arm', 'Prediction', 'Fallback', { label: 'Latency ms', num: true }, 'Outcome'],
       pl.predictions.map((p) => h('tr', { 'data-prediction': p.id },
         h('td', null, timeEl(p.time)),
         h('td', null, p.entity || '—'),
         h('td', null, p.version ? `v${p.version}` : '—'),
         h('td', null, p.arm, p.shadow ? [' ', badge('shadow')] : null),
-        h('td', null, shown(p.prediction)),
+        h('td', null, valueText(p.prediction)),
         h('td', null, p.fallback ? h('span.worse', null, p.reason) : 'no'),
-        h('td.num', null, fmtNum(p.latency_ms, 2)),
-        h('td', null, p.outcome ? `${shown(p.outcome.value)} (by ${p.outcome.joined_by === 'prediction_id' ? 'prediction id' : 'entity'})` : '—'))));
+        h('td.num', null, fmtMs(p.latency_ms, 2)),
+        h('td', null, p.outcome ? `${valueText(p.outcome.value)} (by ${p.outcome.joined_by === 'prediction_id' ? 'prediction id' : 'entity'})` : '—'))));
   }
 
   function liveMetricsTable(groups) {
@@ -1709,11 +1816,11 @@
       h('td', null, g.version ? `v${g.version}` : 'fallback'),
       h('td', null, g.arm || '—', g.shadow ? [' ', badge('shadow')] : null),
       h('td.num', null, fmtNum(g.predictions)), h('td.num', null, fmtNum(g.outcomes)), h('td.num', null, fmtNum(g.fallbacks)),
-      h('td.num', null, fmtNum(g.mean_latency_ms, 2)),
+      h('td.num', null, fmtMs(g.mean_latency_ms, 2)),
       names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
-  function experimentsCard(name, ex, groups) {
+  function experimentsCard(name, ex, groups, off, sv) {
     if (ex.error) return [h('h2', null, 'Experiments'), errorBox(ex.error)];
     const exps = ex.experiments.slice().sort((a, b) => b.id - a.id);
     return [
@@ -1734,8 +1841,9 @@
             arms.map((a) => {
               const g = groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
               const mets = g ? numericMetrics(g.metrics) : {};
-              return h('tr', null,
-                h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null),
+              // An ended experiment's arms are history: no mark of what is disabled now.
+              return h('tr', { 'data-arm': a.name },
+                h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, e.active ? disabledArmBadge(a, off, sv) : null),
                 h('td', null, `v${a.version}`),
                 h('td.num', null, a.shadow ? 'shadow' : fmtPct(a.weight)),
                 h('td.num', null, g ? fmtNum(g.predictions) : '0'),
@@ -1777,10 +1885,22 @@
     const errs = h('div', { id: 'experiment-errors' });
     const start = h('button.primary', { type: 'button', 'data-action': 'start-experiment' }, 'Start experiment');
     start.addEventListener('click', async () => {
-      const arms = [...armsBox.querySelectorAll('.arm-row')].map((row) => {
+      const rows = [...armsBox.querySelectorAll('.arm-row')];
+      let blank = null;  // the first row whose weight box is empty (Number('') would send 0)
+      const arms = rows.map((row) => {
         const shadow = row.querySelector('.arm-shadow').checked;
+        const w = row.querySelector('.arm-weight');
         const arm = { version: Number(row.querySelector('.arm-version').value) };
-        if (shadow) arm.shadow = true; else arm.weight = Number(row.querySelector('.arm-weight').value);
+        const old = row.querySelector('.arm-error');
+        if (old) old.remove();
+        w.removeAttribute('aria-invalid');
+        // A box the browser cannot read as a number ("1e", "abc") is empty too.
+        if (!shadow && (w.value.trim() === '' || !Number.isFinite(Number(w.value)))) {
+          w.setAttribute('aria-invalid', 'true');
+          row.append(h('div.arm-error', { role: 'alert' }, 'Give this arm a weight (its share of the traffic), or mark it shadow.'));
+          if (!blank) blank = w;
+        }
+        if (shadow) arm.shadow = true; else arm.weight = Number(w.value);
         return arm;
       });
       replace(errs);
@@ -1788,6 +1908,7 @@
         replace(errs, h('div.alert.error', { role: 'alert' }, 'Add at least one arm: an experiment needs a version that takes traffic.'));
         return;
       }
+      if (blank) { blank.focus(); return; }
       const reason = await ask({ title: `Start an experiment on ${name}`, text: `Arms: ${arms.map((a) => `v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', ')}.`,
         confirm: 'Start', placeholder: 'e.g. try v4 on 10 % of traffic' });
       if (reason === null) return;
@@ -1888,6 +2009,16 @@
     [/^#\/keys$/, 'keys', viewKeys, []],
   ];
 
+  // The tab's title names the page, so tabs and history tell them apart:
+  // "likes · Models · Kennel".
+  const SECTION_TITLES = { overview: 'Overview', streams: 'Streams', models: 'Models', jobs: 'Jobs', deployments: 'Deployments', keys: 'API keys' };
+  function pageTitle(match) {
+    if (!match) return 'Not found · Kennel';
+    const p = match.params;
+    const item = p.id ? `Job ${p.id}` : p.name || p.stream;
+    return [item, SECTION_TITLES[match.nav], 'Kennel'].filter(Boolean).join(' · ');
+  }
+
   let current = null; // {id, refresh, errorBox, busy}
   let viewSeq = 0;
   let pollTimer = null;
@@ -1906,6 +2037,7 @@
       }
     }
     const main = $('#main');
+    document.title = pageTitle(match);
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', Boolean(match) && a.dataset.view === match.nav);
     $('#topbar').classList.remove('open');
     $('#menu-button').setAttribute('aria-expanded', 'false');
@@ -1988,6 +2120,10 @@
     $('#boot').hidden = true;
     $('#shell').hidden = true;
     replace($('#main'));
+    // Messages about the session that ended are no use on the sign-in form,
+    // and would stay there: nothing removes an error flash but its button.
+    replace($('#flash'));
+    document.title = 'Sign in · Kennel';
     $('#signin').hidden = false;
     replace($('#signin-message'), message ? h(`div.alert.${kind}`, null, message) : null);
     const pw = $('#signin-password');
@@ -2062,6 +2198,13 @@
     $('#menu-button').addEventListener('click', () => {
       const open = $('#topbar').classList.toggle('open');
       $('#menu-button').setAttribute('aria-expanded', String(open));
+    });
+    // Escape closes the phone menu, as it would a dialog; focus goes back to its button.
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape' || !$('#topbar').classList.contains('open') || $('#dialog').open) return;
+      $('#topbar').classList.remove('open');
+      $('#menu-button').setAttribute('aria-expanded', 'false');
+      $('#menu-button').focus();
     });
     // Close the menu on a choice at once: choosing the page already shown fires no hashchange.
     $('#nav').addEventListener('click', (e) => {

@@ -215,6 +215,7 @@ step('without a session the page shows the sign-in form and data calls are refus
   assert.match(r.headers()['content-security-policy'] || '', /default-src 'self'/);
   await visible(page.locator('#signin-form'));
   assert.equal(await page.locator('#shell').isVisible(), false);
+  assert.equal(await page.title(), 'Sign in · Kennel');
   assert.equal(await pageFetch('/v1/models'), 401);
   assert.equal(await pageFetch('/v1/streams'), 401);
   assert.equal((await http('GET', '/v1/models')).status, 401);
@@ -236,6 +237,7 @@ step('signing in shows the overview with live components and rates', async () =>
   await visible(page.locator('#shell'));
   assert.equal(await page.textContent('#who-user'), 'admin');
   await visible(page.locator('h1', { hasText: 'Overview' }));
+  assert.equal(await page.title(), 'Overview · Kennel', 'the tab names the page');
   for (const c of ['writer', 'trainer', 'scheduler', 'supervisor', 'serving', 'http']) {
     await visible(page.locator(`.component[data-component="${c}"]`));
   }
@@ -268,6 +270,15 @@ step('streams: counts, event times and the newest facts', async () => {
   const factsText = await page.locator('.card', { has: page.locator('h2', { hasText: 'Newest facts in posts' }) }).textContent();
   assert.match(factsText, /post-2000/, 'the newest post is post-2000');
   assert.match(factsText, /breed/);
+  assert.equal(await page.title(), 'posts · Streams · Kennel');
+  // Times are local and say in which zone (the server writes UTC); the
+  // tooltip keeps the exact instant as the API gave it.
+  const times = await page.locator('.card', { has: page.locator('h2', { hasText: 'Newest facts in posts' }) }).locator('time').evaluateAll((els) => els.map((t) => ({ text: t.textContent, title: t.title, dt: t.getAttribute('datetime') })));
+  assert.ok(times.length > 0);
+  for (const t of times) {
+    assert.match(t.text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (UTC|GMT[+-]\d{1,2}(:\d\d)?|[A-Z]{2,5})$/, JSON.stringify(t));
+    assert.equal(t.title, t.dt, 'the tooltip is the ISO time');
+  }
   await shot('streams-1280');
 });
 
@@ -281,6 +292,7 @@ step('models: the demo model "likes" with a trained version', async () => {
   await page.click('table a:has-text("likes")');
   await visible(page.locator('h1', { hasText: 'likes' }));
   await visible(page.locator('tr[data-version="1"]'));
+  assert.equal(await page.title(), 'likes · Models · Kennel');
   assert.match(await page.textContent('tr[data-version="1"]'), /live/);
   // The live version's status says live (not the gate's "candidate").
   await waitFor('v1 live in the status column', async () =>
@@ -394,6 +406,7 @@ step('train now: the job runs with progress and finishes', async () => {
   await page.click(`tr[data-job="${jobId}"] a:has-text("#${jobId}")`);
   await visible(page.locator('#job-log'));
   assert.match(await page.textContent('#job-log'), /gate/);
+  assert.equal(await page.title(), `Job ${jobId} · Jobs · Kennel`);
   await shot('job-1280');
 }, TRAIN_WAIT + 60_000);
 
@@ -436,6 +449,12 @@ step('promote a version, roll it back, and see who and why', async () => {
   await confirmDialog('browser test: roll back');
   await visible(page.locator('#flash .alert.success', { hasText: `live moved from v${other.version} to v${live.version}` }));
   await visible(page.locator('.page-head .badge', { hasText: `live → v${live.version}` }));
+  // A version rolled back from is off the path live came by: nothing is
+  // further back, as the server counts (it answers 409), and the button says so.
+  await waitFor('roll back disabled', async () => page.isDisabled('button[data-action="rollback"]'), WAIT);
+  assert.equal(await page.getAttribute('button[data-action="rollback"]', 'title'), 'No earlier enabled live version to roll back to');
+  const again = await http('POST', '/v1/models/likes/rollback', { auth: 'basic', body: { reason: 'browser test: a second rollback' } });
+  assert.equal(again.status, 409, again.text);
 
   await page.click('#nav a[data-view="deployments"]');
   await visible(page.locator('h1', { hasText: 'Deployments' }));
@@ -464,9 +483,13 @@ step('promote a version, roll it back, and see who and why', async () => {
 
 step('a disabled live version: the page says so and which version answers instead', async () => {
   const versions = await versionsOf('likes');
-  const live = versions.find((v) => (v.aliases || []).includes('live'));
-  // After the promote and the roll back, the other version was live before this one.
-  const before = versions.find((v) => v.version !== live.version);
+  // After the promote and the roll back, the other version is off live's
+  // path (a version rolled back from is no fallback). Promoted again, it is
+  // live with the first version behind it, which answers while it is disabled.
+  const before = versions.find((v) => (v.aliases || []).includes('live'));
+  const live = versions.find((v) => v.version !== before.version);
+  const moved = await http('PUT', '/v1/models/likes/aliases/live', { auth: 'basic', body: { version: live.version, reason: 'browser test: promote again' } });
+  assert.ok(moved.status < 300, moved.text);
   await go('#/models/likes');
   const row = `tr[data-version="${live.version}"]`;
   await visible(page.locator(`${row} button[data-action="disable"]`));
@@ -565,6 +588,14 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   await page.click('button[data-action="start-experiment"]');
   await confirmDialog('browser test: a weight of 0');
   await visible(page.locator('#experiment-errors .alert.error', { hasText: 'arms[0].weight' }));
+  // An empty weight box is not a weight of 0: refused on its row, no dialog.
+  await startForm();
+  await page.fill('.arm-row >> nth=1 >> .arm-weight', '');
+  await page.click('button[data-action="start-experiment"]');
+  await visible(page.locator('.arm-row >> nth=1 >> .arm-error', { hasText: 'Give this arm a weight' }));
+  assert.equal(await page.locator('.arm-row >> nth=0 >> .arm-error').count(), 0, 'only the empty row is marked');
+  assert.equal(await page.locator('#dialog').isVisible(), false, 'nothing to confirm');
+  assert.equal(await page.getAttribute('.arm-row >> nth=1 >> .arm-weight', 'aria-invalid'), 'true');
   // With every arm removed, no dialog: a message instead.
   await startForm();
   for (let n = await page.locator('.arm-row').count(); n > 0; n -= 1) await page.locator('.arm-row button', { hasText: 'Remove' }).first().click();
@@ -582,6 +613,11 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   assert.match(await onModel.textContent(), /active/);
   assert.match(await onModel.locator(`tr:has-text("v${live.version}")`).first().textContent(), /90 %/);
   assert.match(await onModel.locator(`tr:has-text("v${other.version}")`).first().textContent(), /10 %/);
+  // Live's version is also an arm: its drift is shown once, with both roles.
+  const drift = page.locator(`#feature-drift .drift-version[data-version="${live.version}"]`);
+  await visible(drift);
+  assert.equal(await drift.count(), 1, 'one drift table per version');
+  assert.match(await drift.locator('h3').textContent(), new RegExp(`^v${live.version} \\(live, arm:v${live.version}\\)`));
   await onModel.locator('a', { hasText: 'Manage it on Deployments' }).click();
   await visible(page.locator('h1', { hasText: 'Deployments' }));
   const card = page.locator('[data-experiment]').first();
@@ -613,7 +649,22 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
     return counts.length === 2 && counts.every((t) => Number(t.replace(/,/g, '')) > 0);
   }, 20_000, 500);
   await visible(page.locator('h2', { hasText: 'Live metrics' }));
+  // An arm whose version is disabled is marked, here and on the model's page:
+  // live answers its share.
+  const otherArm = card.locator(`tr[data-arm="v${other.version}"]`);
+  assert.equal(await otherArm.locator('.badge.bad').count(), 0, 'no mark while it serves');
+  const off = await http('POST', `/v1/models/likes/versions/${other.version}/disable`, { auth: 'basic', body: { reason: 'browser test: an arm out of service' } });
+  assert.equal(off.status, 200, off.text);
+  await visible(otherArm.locator('.badge.bad', { hasText: 'disabled — live answers its share' }));
+  assert.equal(await card.locator(`tr[data-arm="v${live.version}"] .badge.bad`).count(), 0, 'the live arm is not marked');
   await shot('deployments-experiment-1280');
+  await go('#/models/likes');
+  await visible(page.locator(`#model-experiment tr[data-arm="v${other.version}"] .badge.bad`, { hasText: 'disabled — live answers its share' }));
+  const on = await http('POST', `/v1/models/likes/versions/${other.version}/enable`, { auth: 'basic', body: { reason: 'browser test: the arm back' } });
+  assert.equal(on.status, 200, on.text);
+  await page.locator(`#model-experiment tr[data-arm="v${other.version}"] .badge.bad`).waitFor({ state: 'detached', timeout: WAIT });
+  await go('#/deployments/likes');
+  await visible(card);
   await card.locator('button[data-action="end-experiment"]').click();
   await confirmDialog('browser test: enough traffic');
   await visible(page.locator('#flash .alert.success', { hasText: /Ended experiment \d+ of likes/ }));
@@ -636,7 +687,36 @@ step('recent predictions: the log with its outcomes, filtered by entity', async 
     return entities.length >= 1 && entities.every((e) => e === 'browser-3') &&
       outcomes.every((o) => o === '41 (by entity)');
   }, WAIT, 300);
+  // The demo's labels are intervals: an outcome with its bounds reads "5–9".
+  const r2 = await http('POST', '/v1/facts', { auth: 'basic', body: { stream: 'likes', entity: 'browser-4', data: { likes: { lower: 5, upper: 9 } } } });
+  assert.equal(r2.status, 201, r2.text);
+  await page.fill('#prediction-entity', 'browser-4');
+  await page.press('#prediction-entity', 'Enter');
+  await waitFor('browser-4 joined to its interval outcome', async () => {
+    const outcomes = await card.locator('tbody tr td:nth-child(8)').allTextContents();
+    const entities = await card.locator('tbody tr td:nth-child(2)').allTextContents();
+    return outcomes.length >= 1 && entities.every((e) => e === 'browser-4') && outcomes.every((o) => o === '5–9 (by entity)');
+  }, WAIT, 300);
   await shot('deployments-predictions-1280');
+  // Shapes the demo does not make, stubbed: an outcome with its confidence,
+  // an answer a hair below 0, a shadow arm's latency under 0.01 ms.
+  const isLog = (u) => new URL(u).pathname === '/v1/models/likes/predictions';
+  await page.route(isLog, (rt) => rt.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ model: 'likes', next_cursor: null,
+    predictions: [{ id: 'stub-1-shadow-v2', time: new Date().toISOString(), entity: 'stub-1', version: 2, arm: 'shadow-v2', shadow: true,
+      prediction: -1e-12, fallback: false, reason: null, latency_ms: 0.007,
+      outcome: { fact: 1, joined_by: 'prediction_id', value: { value: 12, confidence: 0.8 } } }] }) }));
+  try {
+    await page.fill('#prediction-entity', 'stub-1');
+    await page.press('#prediction-entity', 'Enter');
+    const row = card.locator('tr[data-prediction="stub-1-shadow-v2"]');
+    await visible(row);
+    const cells = await row.locator('td').allTextContents();
+    assert.equal(cells[4], '0', `a prediction of -1e-12 reads 0: ${cells}`);
+    assert.equal(cells[6], '< 0.01', `a latency of 0.007 ms is not 0: ${cells}`);
+    assert.equal(cells[7], '12 (confidence 0.8) (by prediction id)', `${cells}`);
+  } finally {
+    await page.unroute(isLog);
+  }
   await page.fill('#prediction-entity', 'no-such-entity');
   await page.press('#prediction-entity', 'Enter');
   await visible(card.locator('p', { hasText: 'No logged prediction for entity no-such-entity.' }));
@@ -774,6 +854,46 @@ step('empty states and a missing /v1/overview say what to do next', async () => 
     await page.unroute('**/v1/overview');
     await page.unroute('**/v1/streams');
   }
+  // An empty prediction log: the example request is for this server, with
+  // the JSON content type (without it the answer is 415), and works as copied.
+  const isLog = (u) => new URL(u).pathname === '/v1/models/likes/predictions';
+  await page.route(isLog, (r) => r.fulfill({ status: 200, contentType: 'application/json', body: '{"model":"likes","predictions":[],"next_cursor":null}' }));
+  try {
+    await go('#/deployments/likes');
+    const pre = page.locator('#predictions-empty pre');
+    await visible(pre);
+    const curl = await pre.textContent();
+    assert.match(curl, new RegExp(`^curl -X POST ${server.base}/v1/models/likes/predict `));
+    assert.match(curl, /-H 'Content-Type: application\/json'/);
+    assert.doesNotMatch(curl, /localhost:8080|…/);
+    const body = JSON.parse(curl.match(/-d '(.*)'$/s)[1]);
+    const asked = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body });
+    assert.equal(asked.status, 200, `the example body is a valid request: ${asked.text}`);
+    assert.equal(asked.json.imputed_fields, undefined, `the example names every feature: ${asked.text}`);
+  } finally {
+    await page.unroute(isLog);
+  }
+  // A job that took less than a second did take time: "< 1 s", not "0 s".
+  let quick = null;
+  const isJobs = (u) => new URL(u).pathname === '/v1/jobs';
+  await page.route(isJobs, async (r) => {
+    try {
+      const res = await r.fetch();
+      const j = await res.json();
+      const done = j.jobs.find((x) => x.started_at && x.finished_at);
+      done.finished_at = new Date(Date.parse(done.started_at) + 400).toISOString();
+      quick = done.id;
+      await r.fulfill({ response: res, json: j });
+    } catch (e) { /* a poll in flight when the stub was removed */ }
+  });
+  try {
+    await go('#/jobs');
+    await waitFor('the stubbed job list', async () => quick !== null, WAIT, 100);
+    await visible(page.locator(`tr[data-job="${quick}"] td.num`));
+    assert.equal(await page.textContent(`tr[data-job="${quick}"] td.num`), '< 1 s');
+  } finally {
+    await page.unroute(isJobs);
+  }
   await go('#/overview');
   await visible(page.locator('.tile', { hasText: 'Facts per second' }));
   await page.locator('.alert.info', { hasText: 'not available' }).waitFor({ state: 'detached', timeout: WAIT });
@@ -850,6 +970,13 @@ step('phone width: the menu collapses and tables scroll inside their box', async
   await visible(page.locator('#nav a[data-view="models"]'));
   await page.click('#nav a[data-view="models"]');
   await page.locator('#nav').waitFor({ state: 'hidden', timeout: WAIT });
+  // Escape closes the open menu, and the keyboard is back on its button.
+  await page.click('#menu-button');
+  await visible(page.locator('#nav a[data-view="models"]'));
+  await page.keyboard.press('Escape');
+  await page.locator('#nav').waitFor({ state: 'hidden', timeout: WAIT });
+  assert.equal(await page.locator('#menu-button').getAttribute('aria-expanded'), 'false');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'menu-button');
   await page.click('table a:has-text("likes")');
   await visible(page.locator('tr[data-version="1"]'));
   await visible(page.locator('svg.chart'));
@@ -879,7 +1006,42 @@ step('phone width: the menu collapses and tables scroll inside their box', async
   await visible(page.locator('h1', { hasText: long }));
   assert.ok(await overflow() <= 0, 'no sideways scrolling with a long model name');
   await shot('model-long-name-390');
+  // The Deployments page's model picker holds that name: it shrinks to the screen.
+  await go(`#/deployments/${long}`);
+  await visible(page.locator('#deploy-model'));
+  await waitFor('the long name picked', async () => (await page.inputValue('#deploy-model')) === long, WAIT);
+  await visible(page.locator('h2', { hasText: 'Aliases now' }));
+  assert.ok(await overflow() <= 0, 'no sideways scrolling on Deployments with a long model name');
+  const picker = await page.locator('#deploy-model').evaluate((el) => el.getBoundingClientRect().right);
+  assert.ok(picker <= 390, `the model picker ends at ${picker} px, inside 390`);
+  await shot('deployments-long-name-390');
   await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+step('a session that ends: the sign-in form, without the old error messages', async () => {
+  // An action the server does not answer leaves an error message, which
+  // stays until dismissed.
+  await go('#/models/likes');
+  await visible(page.locator('button[data-action="train"]'));
+  const isTrain = (u) => new URL(u).pathname === '/v1/models/likes/train';
+  await page.route(isTrain, (r) => r.abort());
+  try {
+    await page.click('button[data-action="train"]');
+    await confirmDialog('browser test: the server does not answer');
+    await visible(page.locator('#flash .alert.error', { hasText: 'Kennel did not answer' }));
+  } finally {
+    await page.unroute(isTrain);
+  }
+  // The session ends (here: its cookie is gone): the next poll meets a 401.
+  await context.clearCookies();
+  await visible(page.locator('#signin-form'));
+  assert.match(await page.textContent('#signin-message'), /session has ended/);
+  assert.equal(await page.locator('#flash > *').count(), 0, 'no message from before on the sign-in form');
+  assert.equal(await page.title(), 'Sign in · Kennel');
+  await page.fill('#signin-password', PASSWORD);
+  await page.click('#signin-submit');
+  await visible(page.locator('#shell'));
+  await visible(page.locator('h1', { hasText: 'likes' }));
 });
 
 step('signing out ends the session: the page and the API refuse', async () => {
