@@ -45,6 +45,8 @@ result<fact_query> parse_fact_query(const http_request& req, const std::string& 
     auto to = query_time(req, "to");
     if (!to) return to.error();
     q.to = *to;
+    // An empty answer would read as "no facts then", not as a typo.
+    if (q.from && q.to && *q.from > *q.to) return invalid("to", "is before from");
     if (auto l = req.query_value("limit")) {
         auto n = parse_int("limit", *l, 1, 1000);
         if (!n) return n.error();

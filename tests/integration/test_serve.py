@@ -250,6 +250,9 @@ SCENARIOS = [
     dict(name="total with a quoted field", method="GET",
          path="/v1/streams/posts/total?field=a%22b", status=400, code="invalid_argument",
          field="field"),
+    dict(name="a range that ends before it begins", method="GET",
+         path="/v1/streams/posts/facts?from=2026-11-21T00:00:00Z&to=2026-11-20T00:00:00Z",
+         status=400, code="invalid_argument", field="to", message="before from"),
     # An integer too large for 64 bits is out of range, not "not an integer".
     dict(name="a fact id past 2^63", method="GET", path="/v1/facts/9223372036854775808",
          status=400, code="invalid_argument", field="id", message="between 1 and"),
