@@ -89,18 +89,18 @@ outcome_finder::outcome_finder(connection& c, std::string label_stream,
                  " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
       correction_(c,
                   "SELECT id, data, coalesce(json_type(data, ?2), 'null') != 'null' FROM facts"
-                  " WHERE corrects = ?1 ORDER BY id DESC LIMIT 1"),
+                  " WHERE corrects = ?1 AND stream = ?3 ORDER BY id DESC LIMIT 1"),
       stream_(std::move(label_stream)),
       label_path_("$.\"" + label_field + "\"") {}
 
-// A correction takes the place of the fact it corrects, as in training,
-// even when it does not repeat the prediction id; one without the label
+// A correction (in the label stream, as in training) takes the place of the
+// fact it corrects, even when it does not repeat the prediction id; one without the label
 // field withdraws the outcome.
 std::optional<joined_outcome> outcome_finder::standing(std::int64_t id, std::string data,
                                                        bool by_id) {
     for (int depth = 0; depth < 64; ++depth) {
         correction_.reset();
-        correction_.bind(1, id).bind(2, label_path_);
+        correction_.bind(1, id).bind(2, label_path_).bind(3, stream_);
         if (!correction_.step()) break;
         id = correction_.column_int(0);
         data = correction_.column_text(1);

@@ -278,11 +278,28 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     }
     running_job_ = id;
 
-    auto dir = std::filesystem::temp_directory_path() /
-               ("kennel-job-" + std::to_string(::getpid()) + "-" + std::to_string(id));
+    // A new directory of its own (0700, made atomically, never one that was
+    // there): a predictable name, removed and made again, could be swapped
+    // for another user's directory or a symlink in between on a shared /tmp,
+    // and the fit's artifact read back from there.
     std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-    std::filesystem::create_directories(dir, ec);
+    const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);
+    if (ec) {
+        running_job_ = 0;
+        return finish(job_state::failed,
+                      "no temporary directory for the job's work: " + ec.message() +
+                          " (set TMPDIR to a writable directory)");
+    }
+    std::string made =
+        (tmp / ("kennel-job-" + std::to_string(::getpid()) + "-" + std::to_string(id) + "-XXXXXX"))
+            .string();
+    if (::mkdtemp(made.data()) == nullptr) {
+        const int err = errno;
+        running_job_ = 0;
+        return finish(job_state::failed, "cannot create a work directory in " + tmp.string() +
+                                             ": " + std::strerror(err));
+    }
+    const std::filesystem::path dir = made;
     struct dir_cleanup {
         std::filesystem::path p;
         ~dir_cleanup() {

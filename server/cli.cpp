@@ -638,31 +638,48 @@ int cmd_predict(const std::vector<std::string>& args) {
     return run_offline_predict(o);
 }
 
-// `kennel admin set-password | create-key | list-keys | revoke-key`. These
-// write small rows directly (SQLite's busy timeout lets them run beside a
-// server; a running server sees new and revoked keys within seconds).
+// The terminal's settings while a password is read without echo, put back
+// by a signal that ends the read (Ctrl-C would leave the shell not echoing).
+termios g_terminal_before{};
+
+void restore_terminal_and_die(int sig) {
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &g_terminal_before);  // async-signal-safe
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+}
+
 // A line from stdin: on a terminal, asked for on stderr and not echoed (it
 // was echoed, with no prompt). A CRLF line's '\r' is not part of it (it was
 // stored, so the password typed afterwards never matched).
 std::string read_password(const std::string& user) {
-    const bool tty = ::isatty(STDIN_FILENO);
-    termios before{};
-    if (tty && ::tcgetattr(STDIN_FILENO, &before) == 0) {
+    const bool quiet = ::isatty(STDIN_FILENO) && ::tcgetattr(STDIN_FILENO, &g_terminal_before) == 0;
+    constexpr int ending[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP};
+    struct sigaction saved[std::size(ending)] = {};
+    if (quiet) {
         std::cerr << "new password for " << user << ": " << std::flush;
-        termios quiet = before;
-        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        struct sigaction sa {};
+        sa.sa_handler = restore_terminal_and_die;
+        sigemptyset(&sa.sa_mask);
+        for (std::size_t i = 0; i < std::size(ending); ++i) ::sigaction(ending[i], &sa, &saved[i]);
+        termios no_echo = g_terminal_before;
+        no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &no_echo);
     }
     std::string pw;
     std::getline(std::cin, pw);
-    if (tty) {
-        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &before);
+    if (quiet) {
+        ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_terminal_before);
+        for (std::size_t i = 0; i < std::size(ending); ++i)
+            ::sigaction(ending[i], &saved[i], nullptr);
         std::cerr << "\n";
     }
     if (!pw.empty() && pw.back() == '\r') pw.pop_back();
     return pw;
 }
 
+// `kennel admin set-password | create-key | list-keys | revoke-key`. These
+// write small rows directly (SQLite's busy timeout lets them run beside a
+// server; a running server sees new and revoked keys within seconds).
 int cmd_admin(const std::vector<std::string>& args) {
     po::options_description d = common_options("kennel admin options");
     d.add_options()("action", po::value<std::string>(),

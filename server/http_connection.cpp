@@ -498,12 +498,13 @@ std::string deferred_response::render(const http_response& r, bool close) const 
     return render_response(r, close, keep_alive_);
 }
 
-// The status line and headers httplib writes for a response (a handler's
-// own headers come last here, where httplib sorts them in).
 http_response stopping_answer() {
     return error_response(
         status(error_kind::unavailable, "Kennel is stopping; send the request again shortly"));
 }
+
+// The status line and headers httplib writes for a response (a handler's
+// own headers come last here, where httplib sorts them in).
 
 std::string render_response(const http_response& r, bool close, const std::string& keep_alive) {
     std::string out;

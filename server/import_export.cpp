@@ -16,6 +16,7 @@
 
 #include "server/app.h"
 #include "server/fact_json.h"
+#include "server/json_body.h"
 #include "store/facts.h"
 #include "store/migrations.h"
 #include "store/writer.h"
@@ -290,7 +291,7 @@ int run_import(const import_options& o) {
         while (ok && std::getline(*in, line)) {
             ++line_no;
             if (!line.empty() && line.back() == '\r') line.pop_back();
-            if (line.find_first_not_of(" \t") == std::string::npos) continue;
+            if (is_blank(line)) continue;
             std::int64_t source_id = 0;
             // Lines without a stream take --stream. An export's own fields
             // are accepted here (never by POST /v1/facts): `id` maps

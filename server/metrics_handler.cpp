@@ -234,7 +234,7 @@ http_response get_metrics(app& a, const http_request&) {
     }
 
     // The indices above mean little over a few requests: an alert rule can
-    // ask for as many as the supervisor's min_samples does.
+    // ask for as many as the policy's min_drift_samples does.
     e.family("kennel_drift_window_requests", "gauge",
              "Requests counted in the drift window the feature indices cover.");
     for (const auto& d : drift) {

@@ -50,7 +50,6 @@ struct batch_work {
     std::mutex mu;
     std::condition_variable cv;
     std::size_t done = 0;
-    std::optional<steady::time_point> began;  // when the model work started
     std::vector<std::optional<ml::answer>> answers;
     std::vector<std::int64_t> answered_by;  // version that answered
     std::vector<std::string> reasons;       // fallback reason, when a fallback answered
@@ -67,10 +66,6 @@ struct chosen {
 // deadline, when the request has answered from the constant steps already.
 void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<chosen>& picks,
                const std::vector<predict_instance>& instances, steady::time_point deadline) {
-    {
-        std::lock_guard lock(work.mu);
-        work.began = steady::now();
-    }
     for (std::size_t i = 0; i < instances.size(); ++i) {
         if (steady::now() > deadline) break;
         std::optional<ml::answer> got;
@@ -203,6 +198,10 @@ http_response post_model_predict(app& a, const http_request& req) {
     work.answers.resize(n);
     work.answered_by.resize(n, 0);
     work.reasons.resize(n);
+    // When the work was handed over (to this thread or the pool): a wait in
+    // the pool's queue counts against the version, since it is the versions
+    // there (slow, hung) that keep the queue from draining.
+    const auto handed_at = steady::now();
     if (any_model) {
         bool accepted = true;
         if (!pooled) {
@@ -230,17 +229,17 @@ http_response post_model_predict(app& a, const http_request& req) {
         std::unique_lock lock(work.mu);
         if (pooled) work.cv.wait_until(lock, deadline, [&] { return work.done == n; });
         const std::size_t done = work.done;
-        // The version is held to a miss only when it had at least half the
-        // model's deadline and still did not answer the request's first
-        // instance: a body slow to read (a batch of 1000 instances with
-        // thousands of unknown fields read for 191 ms and had every
-        // instance held against live, which the supervisor then disabled),
-        // a wait for the pool, or a batch too large for the deadline are
-        // the request's or the load's doing, not the version's.
-        version_missed = deadline_is_models && done == 0 && work.began &&
-                         deadline - *work.began >=
-                             std::chrono::microseconds(
-                                 static_cast<std::int64_t>(m->definition.deadline_ms * 500));
+        // The version is held to a miss only when it was handed the work
+        // with at least half the model's deadline left and still did not
+        // answer the request's first instance: a body slow to parse (a batch
+        // of 1000 instances with thousands of unknown fields took 191 ms and
+        // had every instance held against live, which the supervisor then
+        // disabled), a long wait for a slot, or a batch too large for the
+        // deadline are the request's doing, not the version's.
+        version_missed =
+            deadline_is_models && done == 0 &&
+            deadline - handed_at >= std::chrono::microseconds(
+                                        static_cast<std::int64_t>(m->definition.deadline_ms * 500));
         if (!pooled) {
             answers = std::move(work.answers);
             by = std::move(work.answered_by);

@@ -252,6 +252,7 @@ void fact_writer::note_commit_failure(const char* what) {
     // write; the 503s alone leave an operator nothing to read. One line per
     // interval: such a failure repeats with every commit.
     ++unlogged_failures_;
+    failing_ = true;
     const auto now = std::chrono::steady_clock::now();
     if (failure_logged_at_ && now - *failure_logged_at_ < options_.commit_failure_log_every) return;
     log_warn("writer", std::string("commit failed (") + std::to_string(unlogged_failures_) +
@@ -260,12 +261,17 @@ void fact_writer::note_commit_failure(const char* what) {
                            "; nothing of those writes was stored): " + what);
     unlogged_failures_ = 0;
     failure_logged_at_ = now;
+    recovery_due_ = true;
 }
 
 void fact_writer::note_commit_success() {
     // Said once the failures end, with those not yet reported: they were
-    // only ever counted in the next report, which never came.
-    if (!failure_logged_at_) return;
+    // only ever counted in the next report, which never came. Held to the
+    // failure lines' interval unless a failure line came since the last.
+    if (!failing_) return;
+    if (!recovery_due_ && failure_logged_at_ &&
+        std::chrono::steady_clock::now() - *failure_logged_at_ < options_.commit_failure_log_every)
+        return;
     log_info("writer",
              "commits succeed again" +
                  (unlogged_failures_ == 0
@@ -274,7 +280,8 @@ void fact_writer::note_commit_success() {
                             (unlogged_failures_ == 1 ? " more failure" : " more failures") +
                             " since the last report)"));
     unlogged_failures_ = 0;
-    failure_logged_at_.reset();
+    failing_ = false;
+    recovery_due_ = false;
 }
 
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {

@@ -178,10 +178,15 @@ private:
 
     writer_options options_;
     bool relaxed_sync_ = false;
-    // The writer thread's alone: failed commits not yet in the log, and
-    // when the last such line was written.
+    // The writer thread's alone: failed commits not yet in the log, when
+    // the last such line was written, whether a failure came since the last
+    // "succeed again" line, and whether that line may follow at once (once
+    // per failure line: commits that fail and succeed in turn would
+    // otherwise log a line each).
     std::uint64_t unlogged_failures_ = 0;
     std::optional<std::chrono::steady_clock::time_point> failure_logged_at_;
+    bool failing_ = false;
+    bool recovery_due_ = false;
     std::unique_ptr<connection> conn_;
     std::unique_ptr<fact_inserter> inserter_;
     std::thread thread_;

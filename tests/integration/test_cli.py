@@ -460,6 +460,34 @@ class AdminTest(KennelTestCase):
         self.assertIn(b"password set for admin", seen)
         self.assertNotIn(b"SECRETpassword1", seen)
 
+    def test_a_signal_during_the_password_prompt_gives_the_terminal_its_echo_back(self):
+        # Ctrl-C at the prompt ended the process with echo still off, so the
+        # shell afterwards showed nothing that was typed.
+        import termios
+        db = self.path("ttysig.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        self.assertTrue(termios.tcgetattr(slave)[3] & termios.ECHO)
+        p = subprocess.Popen([KENNEL_BIN, "admin", "set-password", "--db", db],
+                             stdin=slave, stdout=slave, stderr=slave, env=kennel_env())
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait(10)))
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"new password for admin: " not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 65536)
+        self.assertIn(b"new password for admin: ", seen)
+        # The prompt is shown once echo is off (or about to be); wait until it is.
+        wait_deadline = time.monotonic() + 10
+        while termios.tcgetattr(slave)[3] & termios.ECHO and time.monotonic() < wait_deadline:
+            time.sleep(0.01)
+        self.assertFalse(termios.tcgetattr(slave)[3] & termios.ECHO, "echo off while asking")
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(30), -signal.SIGINT)
+        self.assertTrue(termios.tcgetattr(slave)[3] & termios.ECHO, "echo is back")
+
     def test_set_password_drops_a_crlf_lines_cr_and_refuses_unusable_names(self):
         db = self.path("crlf.db")
         self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)

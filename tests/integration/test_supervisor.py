@@ -13,7 +13,7 @@ import re
 import time
 import unittest
 
-from kennel_harness import KennelTestCase, fact
+from kennel_harness import Client, KennelTestCase, fact, run_in_threads
 from test_predict import (FEATURES, JOB_TIMEOUT_S, definition, deployments_of, events_of,
                           get_version, load_data, post_facts, predict, put_model, set_live,
                           synthetic, train, uid, wait_until)
@@ -344,6 +344,66 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual((v1["deadline_misses"], v1["fallbacks"]), (0, 0), v1)
         good = predict(self, self.c, name, {"features": FEATURES, "deadline_ms": 2000})
         self.assertEqual((good["version"], good["fallback"]), (1, False), good)
+
+    def test_a_version_too_slow_for_its_load_is_taken_out_for_deadline_misses(self):
+        # One prediction thread and a live version that sleeps 500 ms per
+        # answer, asked by four clients at once: most requests wait in the
+        # pool's queue behind it until their deadline passes. Those misses
+        # are the slow version's doing (it keeps the queue from draining);
+        # when only the misses of work already started were counted, such a
+        # version under load was never taken out of service.
+        server = self.start_server(["--test-faults", "--predict-threads", "1"], db="slow.db")
+        c = self.client(server)
+        feats, labels, _ = load_data(self, c, 150, seed=5)
+        name = uid("slowlive")
+        d = definition(feats, labels, supervision=SUPERVISION, serving={"deadline_ms": 50})
+        put_model(self, c, name, d)
+        self.assertEqual(train(self, c, name), 1)
+        set_live(self, c, name, 1, "first version")
+        put_model(self, c, name, dict(d, test_fault="serve_sleep"))
+        self.assertEqual(train(self, c, name), 2)
+        set_live(self, c, name, 2, "the slow one")
+
+        stop_at = time.monotonic() + 3 * ACT_WITHIN_S
+        answers = []
+
+        def disabled():
+            for e in events_of(self, c, name):
+                if e["event"] == "disabled" and e["version"] == 2:
+                    return e
+            return None
+
+        def ask(i):
+            cl = Client(server.port)
+            try:
+                n = 0
+                while time.monotonic() < stop_at:
+                    r = cl.post_json("/v1/models/%s/predict" % name,
+                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
+                    answers.append((r.status, r.json()))
+                    if r.status == 200 and r.json()["version"] == 1 and not r.json()["fallback"]:
+                        return  # taken out of service: version 1 answers
+                    n += 1
+            finally:
+                cl.close()
+
+        self.assertEqual(run_in_threads(ask, 4, timeout=4 * ACT_WITHIN_S), [])
+        # Every request was answered, in time, by a flagged fallback or (at
+        # the end) by version 1.
+        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        for status, p in answers:
+            self.assertEqual(status, 200, p)
+            if p["fallback"]:
+                self.assertEqual(p["fallback_reason"], "deadline_exceeded", p)
+            else:
+                self.assertEqual(p["version"], 1, p)
+        event = wait_until(disabled, ACT_WITHIN_S, "the supervisor's disabled event")
+        self.assertEqual(event["actor"], "supervisor", event)
+        self.assertRegex(event["reason"],
+                         r"^deadline misses \d+(\.\d+)?% over 20% in the last \d+ requests$")
+        dep = deployments_of(self, c, name)[0]
+        self.assertEqual((dep["alias"], dep["version"], dep["previous_version"], dep["actor"]),
+                         ("live", 1, 2, "supervisor"), dep)
 
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more

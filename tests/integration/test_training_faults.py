@@ -9,6 +9,7 @@ the server runs with --test-faults. The real binary, real HTTP, every wait
 bounded, every process stopped by its PID.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -225,9 +226,9 @@ class InterruptedJobTest(KennelTestCase):
                          "the training process of job %d started" % job_id)
         self.addCleanup(kill_training_process, pid, job_id)
         # A killed server leaves its job's work directory behind (reported);
-        # remove exactly that one.
-        work = os.path.join(tempfile.gettempdir(), "kennel-job-%d-%d" % (server.proc.pid, job_id))
-        self.addCleanup(shutil.rmtree, work, True)
+        # remove exactly that one ("kennel-job-PID-JOB-" and a random suffix).
+        prefix = os.path.join(tempfile.gettempdir(), "kennel-job-%d-%d-" % (server.proc.pid, job_id))
+        self.addCleanup(lambda: [shutil.rmtree(w, True) for w in glob.glob(prefix + "*")])
         self.assertEqual(get_job(self, c, job_id)["state"], "running")
         return server, c, name, job_id, pid
 

@@ -637,6 +637,33 @@ TEST_CASE("the writer logs failed commits with SQLite's message, a line per inte
                    "database or disk is full") != std::string::npos);
 }
 
+TEST_CASE("commits that fail and succeed in turn log two lines per interval, not one each",
+          "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));  // the default interval, 5 s
+    REQUIRE(w.start().is_ok());
+    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
+    stderr_capture captured;
+    for (int i = 0; i < 4; ++i) {
+        CHECK_FALSE(w.run(full_disk, 10s).is_ok());
+        CHECK(w.run([](connection&) { return status::ok(); }, 10s).is_ok());
+    }
+    std::string log = captured.take();
+    writer_stats s = w.stats();
+    w.stop();
+    INFO(log);
+    CHECK(s.failed_commits == 4);
+    auto count = [&log](const std::string& what) {
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = log.find(what, at)) != std::string::npos; ++at) ++n;
+        return n;
+    };
+    CHECK(count("commit failed") == 1);
+    CHECK(count("commits succeed again") == 1);
+    // The first failure and the first recovery are said at once.
+    CHECK(log.find("commit failed (1 failure;") < log.find("commits succeed again\n"));
+}
+
 TEST_CASE("the writer commits concurrent submitters together (group commit)", "[writer]") {
     fact_db db;
     fact_writer w(writer_opts(db));

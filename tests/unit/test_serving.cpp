@@ -164,17 +164,22 @@ prediction_row logged(const std::string& id_prefix, micros time, const std::stri
     return p;
 }
 
-void add_fact(connection& c, const std::string& entity, micros time, const std::string& data) {
+std::int64_t add_fact(connection& c, const std::string& entity, micros time,
+                      const std::string& data, std::optional<std::int64_t> corrects = {},
+                      const std::string& stream = "labels") {
     fact_input f;
-    f.stream = "labels";
+    f.stream = stream;
     f.entity = entity;
     f.event_time = time;
     f.data_json = data;
+    f.corrects = corrects;
     f.idempotency_key = derive_idempotency_key(f.stream, entity, time, data);
     transaction tx(c);
     fact_inserter ins(c);
-    REQUIRE(ins.insert(f, time).outcome == write_outcome::stored);
+    write_result r = ins.insert(f, time);
+    REQUIRE(r.outcome == write_outcome::stored);
     tx.commit();
+    return r.id;
 }
 
 }  // namespace
@@ -304,4 +309,12 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     // Another stream's facts never join.
     ml::outcome_finder elsewhere(db.conn, "not-labels", "y");
     CHECK_FALSE(elsewhere.find(entries[0]).has_value());
+
+    // A correction in the label stream replaces the outcome; one in another
+    // stream does not, as training reads only the label stream.
+    const std::int64_t e2_label = find.find(entries[2])->fact_id;
+    add_fact(db.conn, "e2", t + 100, R"({"y":8})", e2_label, "not-labels");
+    CHECK(find.find(entries[2])->data == R"({"y":7})");
+    add_fact(db.conn, "e2", t + 100, R"({"y":9})", e2_label);
+    CHECK(find.find(entries[2])->data == R"({"y":9})");
 }
