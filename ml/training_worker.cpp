@@ -146,6 +146,8 @@ void training_worker::loop() {
                 // A bad trigger check must not stop the worker; it retries next poll.
                 log_error("scheduler", e.what());
             }
+            std::lock_guard lock(mu_);
+            ++state_.trigger_checks;
         }
         std::optional<job_row> job;
         try {

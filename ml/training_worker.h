@@ -41,6 +41,7 @@ struct worker_state {
     std::string state;  // idle, running, stopped
     std::optional<std::int64_t> job;
     std::uint64_t jobs_run = 0, jobs_failed = 0, triggers_fired = 0;
+    std::uint64_t trigger_checks = 0;  // looks at the retrain triggers (none while a job runs)
     std::int64_t last_activity = 0;  // micros
     std::string last_error;
 };

@@ -523,6 +523,7 @@ http_response get_overview(app& a, const http_request&) {
           {"scheduler",
            {{"state", t.state == "stopped" ? "stopped" : "watching"},
             {"triggers_fired", t.triggers_fired},
+            {"checks", t.trigger_checks},
             {"last_activity", when(t.last_activity)}}},
           {"supervisor",
            {{"state", sup.state},

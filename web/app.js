@@ -708,7 +708,7 @@
 
   // Process counters start at 0 with each start of Kennel, unlike the
   // tables behind the Jobs page: say so, or "jobs run 0" reads as a lie.
-  const SINCE_START = new Set(['jobs_run', 'jobs_failed', 'triggers_fired', 'commits', 'failed_commits', 'refused_full', 'ticks', 'actions']);
+  const SINCE_START = new Set(['jobs_run', 'jobs_failed', 'triggers_fired', 'checks', 'commits', 'failed_commits', 'refused_full', 'ticks', 'actions']);
 
   // Shown capitalised by the stylesheet; an acronym is written out.
   const COMPONENT_TITLES = { http: 'HTTP' };

@@ -127,6 +127,31 @@ async function http(method, p, { auth, body, headers = {} } = {}) {
   return { status: r.status, json, text, headers: r.headers };
 }
 
+// A route stub that edits a real answer's JSON. An error in it while it is
+// in place (the answer's shape changed) fails the step with that error, not
+// with a timeout; one from a request still in flight when the stub was
+// removed is ignored.
+function routeStub(edit) {
+  const stub = { active: true, errors: [] };
+  stub.handler = async (r) => {
+    try {
+      const res = await r.fetch();
+      const j = await res.json();
+      edit(j);
+      await r.fulfill({ response: res, json: j });
+    } catch (e) {
+      if (!stub.active) return;
+      stub.errors.push(e);
+      await r.abort().catch(() => {});
+    }
+  };
+  stub.finish = () => {
+    stub.active = false;
+    if (stub.errors.length) throw stub.errors[0];
+  };
+  return stub;
+}
+
 // ---- the browser --------------------------------------------------------------
 
 async function shot(name) {
@@ -563,21 +588,18 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   const armsShown = () => page.locator('.arm-row .arm-version').evaluateAll((els) => els.map((e) => e.value));
   // Live with 90 %, beside the newest other version the gate did not reject:
   // with a newer rejected version (stubbed), that one is left out.
-  await page.route('**/v1/models/likes/versions', async (r) => {
-    try {
-      const res = await r.fetch();
-      const j = await res.json();
-      const top = Math.max(...j.versions.map((v) => v.version));
-      j.versions.forEach((v) => { if (v.version === other.version) v.status = 'candidate'; });
-      j.versions.push({ ...j.versions.find((v) => v.version === top), version: top + 1, status: 'rejected', aliases: [] });
-      await r.fulfill({ response: res, json: j });
-    } catch (e) { /* a poll in flight when the stub was removed */ }
+  const versionsStub = routeStub((j) => {
+    const top = Math.max(...j.versions.map((v) => v.version));
+    j.versions.forEach((v) => { if (v.version === other.version) v.status = 'candidate'; });
+    j.versions.push({ ...j.versions.find((v) => v.version === top), version: top + 1, status: 'rejected', aliases: [] });
   });
+  await page.route('**/v1/models/likes/versions', versionsStub.handler);
   try {
     await startForm();
     assert.deepEqual(await armsShown(), [String(live.version), String(other.version)]);
   } finally {
     await page.unroute('**/v1/models/likes/versions');
+    versionsStub.finish();
   }
   await startForm();
   const arms = await armsShown();
@@ -876,16 +898,12 @@ step('empty states and a missing /v1/overview say what to do next', async () => 
   // A job that took less than a second did take time: "< 1 s", not "0 s".
   let quick = null;
   const isJobs = (u) => new URL(u).pathname === '/v1/jobs';
-  await page.route(isJobs, async (r) => {
-    try {
-      const res = await r.fetch();
-      const j = await res.json();
-      const done = j.jobs.find((x) => x.started_at && x.finished_at);
-      done.finished_at = new Date(Date.parse(done.started_at) + 400).toISOString();
-      quick = done.id;
-      await r.fulfill({ response: res, json: j });
-    } catch (e) { /* a poll in flight when the stub was removed */ }
+  const jobsStub = routeStub((j) => {
+    const done = j.jobs.find((x) => x.started_at && x.finished_at);
+    done.finished_at = new Date(Date.parse(done.started_at) + 400).toISOString();
+    quick = done.id;
   });
+  await page.route(isJobs, jobsStub.handler);
   try {
     await go('#/jobs');
     await waitFor('the stubbed job list', async () => quick !== null, WAIT, 100);
@@ -893,6 +911,7 @@ step('empty states and a missing /v1/overview say what to do next', async () => 
     assert.equal(await page.textContent(`tr[data-job="${quick}"] td.num`), '< 1 s');
   } finally {
     await page.unroute(isJobs);
+    jobsStub.finish();
   }
   await go('#/overview');
   await visible(page.locator('.tile', { hasText: 'Facts per second' }));
@@ -904,19 +923,13 @@ step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1
   // stubbed onto likes' versions.
   const metrics = (auc) => ({ accuracy: 0.95, best_threshold: 0.42, best_threshold_f1: 0.93, f1: 0.92, log_loss: 0.12,
     pr_auc: 0.97, precision: 0.93, recall: 0.91, roc_auc: auc, rows: 400 });
-  const stub = async (r, edit) => {
-    try {
-      const res = await r.fetch();
-      const j = await res.json();
-      edit(j);
-      await r.fulfill({ response: res, json: j });
-    } catch (e) { /* a poll in flight when the stub was removed */ }
-  };
-  await page.route('**/v1/models/likes', (r) => stub(r, (j) => { j.definition.task = 'binary'; }));
-  await page.route('**/v1/models/likes/versions', (r) => stub(r, (j) => j.versions.forEach((v, i) => {
+  const modelStub = routeStub((j) => { j.definition.task = 'binary'; });
+  const versionsStub = routeStub((j) => j.versions.forEach((v, i) => {
     v.metrics = metrics(0.99 + 0.004 * i);
     v.baseline_metrics = { rows: 400, roc_auc: 0.5, accuracy: 0.6 };
-  })));
+  }));
+  await page.route('**/v1/models/likes', modelStub.handler);
+  await page.route('**/v1/models/likes/versions', versionsStub.handler);
   try {
     await page.setViewportSize({ width: 1024, height: 800 });
     await go('#/overview');
@@ -947,6 +960,8 @@ step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1
     await page.unroute('**/v1/models/likes');
     await page.unroute('**/v1/models/likes/versions');
     await page.setViewportSize({ width: 1280, height: 900 });
+    modelStub.finish();
+    versionsStub.finish();
   }
 });
 

@@ -37,7 +37,8 @@ class AuthTest(KennelTestCase):
         self.assertIn("Bearer", r.header("WWW-Authenticate") or "")
 
     def test_malformed_sign_in_bodies_are_400_naming_the_field(self):
-        self.assertErrorShape(self.anon.post("/v1/auth/login", body="{", headers=JSON), 400)
+        self.assertErrorShape(self.anon.post("/v1/auth/login", body="{", headers=JSON), 400,
+                              code="invalid_argument", message="malformed JSON")
         self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"password": "x"}), 400,
                               field="username")
         self.assertErrorShape(self.anon.post_json("/v1/auth/login", {"username": "admin"}), 400,

@@ -562,7 +562,7 @@ class TrainInterruptedTest(KennelTestCase):
         p = subprocess.Popen([KENNEL_BIN, "train", "slow", "--db", db], env=kennel_env(),
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait(10)))
         conn = open_db(db)
         self.addCleanup(conn.close)
         child = None

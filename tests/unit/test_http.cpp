@@ -82,6 +82,7 @@ namespace {
 // fixture goes out of scope.
 struct test_server {
     std::atomic<int> handled{0};
+    std::atomic<int> completed_later{0};  // /later answers completed by a helper thread
     std::unique_ptr<http_server> server;
     int port = 0;
 
@@ -163,9 +164,10 @@ struct test_server {
                      d->complete(std::move(answer));
                  } else {
                      std::lock_guard lock(helpers_mu);
-                     helpers.emplace_back([d, ms, answer = std::move(answer)]() mutable {
+                     helpers.emplace_back([this, d, ms, answer = std::move(answer)]() mutable {
                          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
                          d->complete(std::move(answer));
+                         ++completed_later;
                      });
                  }
                  http_response out;
@@ -768,7 +770,9 @@ TEST_CASE("past its deadline the connection sends the timeout answer and drops t
     CHECK_THAT(r, Catch::Contains("not done in time"));
     CHECK(waited >= std::chrono::milliseconds(250));
     // The late completion (at 700 ms) must not reach the wire.
-    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    for (int i = 0; i < 1000 && s.completed_later == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(s.completed_later == 1);
     c.send_all(get_request("/items/next"));
     std::string next = c.read_response(wire_wait);
     INFO(next);
