@@ -188,6 +188,11 @@ result<classification_metrics> evaluate_classification(
     // one-vs-rest ranking metrics from that class's probability.
     std::vector<double> precision(num_classes), recall(num_classes), f1(num_classes);
     std::vector<double> auc(num_classes), ap(num_classes);
+    // Macro averages count the classes in the truth or the predictions only,
+    // as scikit-learn's do: a class the holdout never saw nor predicted would
+    // otherwise add a 0 (a perfect model scored F1 0.67 with three classes).
+    std::size_t present = 0;
+    double precision_sum = 0, recall_sum = 0, f1_sum = 0;
     for (std::size_t k = 0; k < num_classes; ++k) {
         double tp = static_cast<double>(m.confusion[k][k]), col = 0, row = 0;
         for (std::size_t j = 0; j < num_classes; ++j) {
@@ -197,6 +202,12 @@ result<classification_metrics> evaluate_classification(
         precision[k] = safe_div(tp, col);
         recall[k] = safe_div(tp, row);
         f1[k] = safe_div(2 * precision[k] * recall[k], precision[k] + recall[k]);
+        if (row > 0 || col > 0) {
+            ++present;
+            precision_sum += precision[k];
+            recall_sum += recall[k];
+            f1_sum += f1[k];
+        }
         std::vector<bool> positive(truth.size());
         std::vector<double> score(truth.size());
         for (std::size_t i = 0; i < truth.size(); ++i) {
@@ -218,9 +229,10 @@ result<classification_metrics> evaluate_classification(
         m.roc_auc = auc[1];
         m.pr_auc = ap[1];
     } else {
-        m.precision = std::accumulate(precision.begin(), precision.end(), 0.0) / num_classes;
-        m.recall = std::accumulate(recall.begin(), recall.end(), 0.0) / num_classes;
-        m.f1 = std::accumulate(f1.begin(), f1.end(), 0.0) / num_classes;
+        // rows > 0, so some class is present.
+        m.precision = precision_sum / static_cast<double>(present);
+        m.recall = recall_sum / static_cast<double>(present);
+        m.f1 = f1_sum / static_cast<double>(present);
         m.roc_auc = mean_ignoring_nan(auc);
         m.pr_auc = mean_ignoring_nan(ap);
         m.best_threshold = nan;

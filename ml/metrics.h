@@ -8,8 +8,9 @@
 //   - classification truth is the class index as a double; the predicted class
 //     is the argmax of the probabilities (ties go to the lower index, so a
 //     binary p = 0.5 predicts class 0);
-//   - binary: the positive class is index 1; multiclass precision, recall, F1,
-//     ROC-AUC (one-vs-rest) and PR-AUC are macro averages over classes;
+//   - binary: the positive class is index 1; multiclass precision, recall and
+//     F1 are macro averages over the classes in the truth or the predictions,
+//     ROC-AUC (one-vs-rest) and PR-AUC over the classes in the truth;
 //   - precision or recall with an empty denominator is 0; ROC-AUC and PR-AUC
 //     that are undefined (one class only in the truth) are NaN, which the edge
 //     writes as null;

@@ -41,6 +41,20 @@ result<raw_record> raw_record_from_json(const std::string& text) {
     return r;
 }
 
+std::string unreadable_field_reason(const std::string& text, const std::string& field) {
+    try {
+        json j = json::parse(text);
+        auto it = j.find(field);
+        if (it == j.end() || it->is_null() || !std::holds_alternative<std::monostate>(convert(*it)))
+            return "";
+        if (it->is_array()) return "an array";
+        if (it->is_object()) return "an object without \"lower\" and \"upper\" or \"value\"";
+        return std::string("a ") + it->type_name() + " Kennel cannot read";
+    } catch (const json::exception&) {
+        return "";
+    }
+}
+
 raw_value raw_field_from_json(const std::string& text, const std::string& field) {
     try {
         json j = json::parse(text);

@@ -14,6 +14,11 @@ namespace kennel::ml {
 // Only the named fields are kept when `fields` is non-empty (training reads
 // a handful of fields from wide facts).
 result<raw_record> raw_record_from_json(const std::string& json_object_text);
+// Why a field present (not null) in the JSON text still reads as missing, as
+// "an array" or "an object without \"lower\" and \"upper\" or \"value\"";
+// empty when it does not.
+std::string unreadable_field_reason(const std::string& text, const std::string& field);
+
 raw_value raw_field_from_json(const std::string& json_object_text, const std::string& field);
 
 }  // namespace kennel::ml

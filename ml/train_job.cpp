@@ -118,22 +118,6 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             wm.step();
             watermark = wm.column_int(0);
         }
-        emit({{"progress", 0.02},
-              {"message", "reading facts up to id " + std::to_string(watermark)}});
-        auto data = build_training_set(conn, d, watermark);
-        if (!data) return fail(out_dir, data.error());
-        double read_seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        emit({{"log", "info"},
-              {"message", "training set: " + std::to_string(data->rows.size()) + " rows from " +
-                              std::to_string(data->labelled_entities) +
-                              " labelled entities (snapshot fact id " + std::to_string(watermark) +
-                              ")"}});
-
-        // A fit that takes long once its data is read (tests: nothing may
-        // hold the database meanwhile).
-        if (test_faults && d.test_fault == "sleep_after_read") inject_fault("sleep");
-
         live_reference live;
         bool has_live = false;
         // Recorded with the gate: if a person moves live while this job
@@ -153,6 +137,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     live.version = *lv;
                     live.artifact = std::make_shared<const model_artifact>(std::move(*art));
                     has_live = true;
+                    // Its holdout share: the gate compares on rows it did not train on.
+                    if (auto live_rev = get_revision(conn, job->model, row->revision)) {
+                        parsed_definition lp = parse_definition(live_rev->definition);
+                        if (lp.errors.empty()) live.holdout = lp.definition.holdout;
+                    }
                 } else {
                     emit({{"log", "warn"},
                           {"message", "live version " + std::to_string(*lv) +
@@ -160,6 +149,30 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                 }
             }
         }
+
+        emit({{"progress", 0.02},
+              {"message", "reading facts up to id " + std::to_string(watermark)}});
+        // The holdout rows keep the fields live reads too, so that it is
+        // scored on what the app would send it, not on rows stripped to the
+        // new definition's fields (a dropped feature would read as missing).
+        std::vector<std::string> live_fields;
+        if (has_live) {
+            for (const auto& spec : live.artifact->pipeline.specs())
+                live_fields.push_back(spec.field);
+        }
+        auto data = build_training_set(conn, d, watermark, live_fields);
+        if (!data) return fail(out_dir, data.error());
+        double read_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        emit({{"log", "info"},
+              {"message", "training set: " + std::to_string(data->rows.size()) + " rows from " +
+                              std::to_string(data->labelled_entities) +
+                              " labelled entities (snapshot fact id " + std::to_string(watermark) +
+                              ")"}});
+
+        // A fit that takes long once its data is read (tests: nothing may
+        // hold the database meanwhile).
+        if (test_faults && d.test_fault == "sleep_after_read") inject_fault("sleep");
 
         training_hooks hooks;
         hooks.control.progress = [](double f, const std::string& m) {

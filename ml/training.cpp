@@ -119,18 +119,26 @@ struct live_score {
     metric_listing metrics;
     std::vector<std::size_t> rows;  // holdout rows scored, in order
     std::size_t failed = 0;
+    std::size_t trained_on = 0;  // rows on live's own training side, left out
     std::string first_failure;
 };
 
-result<live_score> score_live(task_kind task, const model_artifact& live,
+result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
                               const std::vector<double>& y,
                               const std::vector<std::string>& classes) {
+    const model_artifact& live = *ref.artifact;
     if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
     live_score out;
     std::vector<std::vector<double>> probs;
     std::vector<double> values, scored_y;
     for (std::size_t i = 0; i < test.size(); ++i) {
+        // A larger holdout than live's takes in rows live trained on: scored
+        // on those, it would look better than it is.
+        if (ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
+            ++out.trained_on;
+            continue;
+        }
         auto p = predict_raw(live, test[i]->features);
         if (!p) {
             if (out.failed++ == 0) {
@@ -154,7 +162,11 @@ result<live_score> score_live(task_kind task, const model_artifact& live,
     }
     if (out.rows.empty()) {
         return status(error_kind::failed_precondition,
-                      "it answers none of the holdout rows (" + out.first_failure + ")");
+                      out.failed == 0
+                          ? "every holdout row is on its own training side (its holdout share "
+                            "was " +
+                                fmt(ref.holdout.value_or(0)) + ")"
+                          : "it answers none of the holdout rows (" + out.first_failure + ")");
     }
     if (is_classification(task)) {
         auto m = evaluate_classification(scored_y, probs, classes.size());
@@ -364,6 +376,48 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     log("info", std::string("fitted ") + algorithm_name(algo) + " in " + fmt(out.fit_seconds) + " s");
     progress(0.85, "evaluating on the holdout");
 
+    // Holdout rows the fitted model overflows on (inputs far outside the
+    // training data, 1e308 where it saw tens) are answered by the fallback
+    // when served; evaluated, one such fact failed every job of the model
+    // until someone corrected it. Left out and said, as for live.
+    {
+        std::size_t kept = 0, dropped = 0;
+        std::string first;
+        for (std::size_t i = 0; i < x_test.size(); ++i) {
+            const prediction p = (*fn)->predict(x_test[i]);
+            bool finite = std::isfinite(p.value);
+            for (double q : p.probabilities) finite = finite && std::isfinite(q);
+            bool out_of_range = false;
+            for (double v : x_test[i])
+                out_of_range = out_of_range || !(std::abs(v) <= max_input_scale);
+            if (!finite && out_of_range) {
+                if (dropped++ == 0) first = test_rows[i]->entity;
+                continue;
+            }
+            if (kept != i) {  // (a vector moved onto itself is left empty)
+                x_test[kept] = std::move(x_test[i]);
+                y_test[kept] = y_test[i];
+                test_rows[kept] = test_rows[i];
+            }
+            ++kept;
+        }
+        if (dropped > 0) {
+            x_test.resize(kept);
+            y_test.resize(kept);
+            test_rows.resize(kept);
+            const std::string what = std::to_string(dropped) + " of " +
+                                     std::to_string(kept + dropped) +
+                                     " holdout rows have inputs far outside the training data that "
+                                     "the model cannot answer (first: entity \"" +
+                                     first + "\")";
+            if (kept < min_test_rows) {
+                return status(error_kind::failed_precondition,
+                              what + "; too few holdout rows remain to evaluate");
+            }
+            log("warn", what + "; evaluated on the other " + std::to_string(kept));
+        }
+    }
+
     auto eval_started = steady::now();
     auto m = score(d.task, **fn, x_test, y_test, num_classes);
     if (!m) return m.error();
@@ -389,11 +443,18 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // The candidate's metrics on the rows live answered, when it missed some.
     std::optional<metric_listing> on_live_rows;
     if (live && live->artifact) {
-        auto lm = score_live(d.task, *live->artifact, test_rows, y_test, out.classes);
+        auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
         if (lm) {
             out.live_metrics = lm->metrics;
             out.live_version = live->version;
-            if (lm->failed > 0) {
+            if (lm->trained_on > 0) {
+                log("info",
+                    "live version " + std::to_string(live->version) + " trained on " +
+                        std::to_string(lm->trained_on) + " of " + std::to_string(test_rows.size()) +
+                        " holdout rows (its holdout share was " + fmt(live->holdout.value_or(0)) +
+                        "); compared with it on the others only");
+            }
+            if (lm->rows.size() < test_rows.size()) {
                 feature_rows x_sub;
                 std::vector<double> y_sub;
                 for (std::size_t i : lm->rows) {
@@ -404,11 +465,13 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                 if (!cm) return cm.error();
                 on_live_rows = *cm;
                 out.live_rows = lm->rows.size();
-                log("warn", "live version " + std::to_string(live->version) + " cannot answer " +
-                                std::to_string(lm->failed) + " of " +
-                                std::to_string(test_rows.size()) + " holdout rows (" +
-                                lm->first_failure + "); compared with it on the other " +
-                                std::to_string(lm->rows.size()));
+                if (lm->failed > 0) {
+                    log("warn", "live version " + std::to_string(live->version) +
+                                    " cannot answer " + std::to_string(lm->failed) + " of " +
+                                    std::to_string(test_rows.size()) + " holdout rows (" +
+                                    lm->first_failure + "); compared with it on the other " +
+                                    std::to_string(lm->rows.size()));
+                }
             }
         } else {
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +

@@ -29,6 +29,9 @@ namespace kennel::ml {
 struct live_reference {
     std::int64_t version = 0;
     std::shared_ptr<const model_artifact> artifact;
+    // Its definition's holdout share, when known: rows on its training side
+    // are left out of the comparison with it.
+    std::optional<double> holdout;
 };
 
 struct gate_decision {

@@ -87,7 +87,8 @@ stream_view read_stream(connection& c, const std::string& stream, std::int64_t w
 }  // namespace
 
 result<training_set> build_training_set(connection& c, const model_definition& d,
-                                        std::int64_t watermark) {
+                                        std::int64_t watermark,
+                                        const std::vector<std::string>& also_keep) {
     training_set out;
     out.max_fact_id = watermark;
     const std::string label_path = "$.\"" + d.label.field + "\"";
@@ -104,26 +105,28 @@ result<training_set> build_training_set(connection& c, const model_definition& d
         stream_view features =
             same_stream ? labels : read_stream(c, d.features_from, watermark, "");
 
-        // The latest label per entity, by effective time then id.
+        // Effective time, then the id of the fact a chain began with, then
+        // the fact's own id: two corrections of one fact share the first two,
+        // and the later one stands (as in live metrics).
+        auto before = [](const fact_ref* a, const fact_ref* b) {
+            if (a->event_time != b->event_time) return a->event_time < b->event_time;
+            if (a->order_id != b->order_id) return a->order_id < b->order_id;
+            return a->id < b->id;
+        };
+        // The latest label per entity.
         std::map<std::string, const fact_ref*> latest_label;
         for (const fact_ref& f : labels.standing) {
             if (!f.has_field) continue;
             const fact_ref*& cur = latest_label[f.entity];
-            if (!cur || f.event_time > cur->event_time ||
-                (f.event_time == cur->event_time && f.order_id > cur->order_id)) {
-                cur = &f;
-            }
+            if (!cur || before(cur, &f)) cur = &f;
         }
-        // Feature facts per entity, ordered by effective time then id.
+        // Feature facts per entity, in the same order.
         std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
         for (const fact_ref& f : features.standing) {
             if (f.has_feature && latest_label.count(f.entity)) by_entity[f.entity].push_back(&f);
         }
         for (auto& [entity, list] : by_entity) {
-            std::sort(list.begin(), list.end(), [](const fact_ref* a, const fact_ref* b) {
-                return a->event_time != b->event_time ? a->event_time < b->event_time
-                                                      : a->order_id < b->order_id;
-            });
+            std::sort(list.begin(), list.end(), before);
         }
 
         statement data(c, "SELECT data FROM facts WHERE id = ?");
@@ -157,12 +160,27 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             auto feature_data = read_data(feature->id);
             if (!label_data || !feature_data) continue;
             ex.label = raw_field_from_json(*label_data, d.label.field);
+            if (std::holds_alternative<std::monostate>(ex.label)) {
+                // Stored, not null, yet unreadable: it was reported as missing.
+                std::string why = unreadable_field_reason(*label_data, d.label.field);
+                if (!why.empty()) {
+                    return invalid("label", "the label \"" + d.label.field + "\" of entity \"" +
+                                                entity + "\" (label fact " +
+                                                std::to_string(label->id) + ") is " + why +
+                                                "; a label is a number, a string, true or "
+                                                "false, or {\"lower\", \"upper\"}");
+                }
+            }
             auto rec = raw_record_from_json(*feature_data);
             if (!rec) return rec.error();
             // Only the declared fields: wide facts stay cheap.
             for (const auto& spec : d.features) {
                 auto f = rec->find(spec.field);
                 if (f != rec->end()) ex.features.emplace(spec.field, f->second);
+            }
+            for (const auto& field : also_keep) {
+                auto f = rec->find(field);
+                if (f != rec->end()) ex.features.emplace(field, f->second);
             }
             out.rows.push_back(std::move(ex));
         }

@@ -37,7 +37,10 @@ struct training_set {
 // Reads the set as of `watermark` (facts with id <= watermark). The latest
 // label per entity is used; a fact corrected by a later fact (within the
 // watermark) is replaced by its correction.
+// `also_keep` names raw fields kept beyond the definition's (those the live
+// version reads, to score it on what the app would send it).
 result<training_set> build_training_set(connection& reader, const model_definition& d,
-                                        std::int64_t watermark);
+                                        std::int64_t watermark,
+                                        const std::vector<std::string>& also_keep = {});
 
 }  // namespace kennel::ml

@@ -6,6 +6,7 @@
 // object may be read from several threads at once.
 #pragma once
 
+#include <cmath>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -22,7 +23,12 @@ struct interval {
     double lower = 0;
     double upper = 0;
 
-    double midpoint() const { return lower + (upper - lower) / 2; }
+    // The second form when the first overflows ({-1e308, 1e308}); the first
+    // kept for all else, so that stored versions answer as they did.
+    double midpoint() const {
+        const double m = lower + (upper - lower) / 2;
+        return std::isfinite(m) ? m : lower / 2 + upper / 2;
+    }
     double width() const { return upper - lower; }
     friend bool operator==(const interval&, const interval&) = default;
 };

@@ -714,6 +714,64 @@ class GateTest(SharedServerCase):
         m = self.c.get("/v1/models/" + name).json()
         self.assertEqual((m["aliases"], m["versions"]), ({"live": 1}, 2), m)
 
+    def gaussian_rows(self, n, seed, label):
+        """n entities with x1, x2, x3 ~ N(0, 1) and y = label(x1, x2, x3, noise)."""
+        rnd = random.Random(seed)
+        rows = []
+        for i in range(n):
+            x = [round(rnd.gauss(0, 1), 4) for _ in range(3)]
+            rows.append(("g%04d" % i, {"x1": x[0], "x2": x[1], "x3": x[2]},
+                         round(label(*x, rnd.gauss(0, 1)), 4)))
+        return rows
+
+    def test_live_is_scored_with_the_fields_it_reads_not_the_new_definitions(self):
+        # Live reads x1 (most of the signal); the new definition drops it.
+        # Live was scored on holdout rows stripped to the new definition's
+        # fields, so x1 read as missing, live looked far worse than it is,
+        # and the worse candidate was published.
+        f, l, _ = self.streams(self.gaussian_rows(300, 6, lambda a, b, c, e: 10 * a + 3 * b + 3 * c + e))
+        name = uid("gate-fields")
+        d = definition("regression", f, l, features=[{"field": "x1"}, {"field": "x2"}])
+        put_model(self, self.c, name, d)
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
+        v1 = get_version(self, self.c, name, 1)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        put_model(self, self.c, name, dict(d, features=[{"field": "x2"}, {"field": "x3"}]))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        v2 = get_version(self, self.c, name, 2)
+        gate = v2["gate"]
+        self.assertEqual(gate["live_version"], 1, gate)
+        self.assertFalse(gate["passed"], gate)
+        self.assertEqual(v2["status"], "rejected", v2)
+        # Live scored on the same holdout rows as the candidate, with x1.
+        self.assertLess(gate["live"], 0.5 * gate["candidate"], gate)
+        # (The same 20% holdout as version 1's own: the same score.)
+        self.assertAlmostEqual(gate["live"], v1["metrics"]["rmse"], places=6)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+
+    def test_a_larger_holdout_compares_with_live_only_on_rows_it_did_not_train_on(self):
+        # A forest that fits its training rows closely: scored on them, live
+        # looked far better than on unseen rows.
+        f, l, _ = self.streams(self.gaussian_rows(300, 10, lambda a, b, c, e: 3 * a * b + 2 * e))
+        name = uid("gate-split")
+        d = definition("regression", f, l, algorithm="forest",
+                       features=[{"field": "x1"}, {"field": "x2"}],
+                       params={"min_samples_per_leaf": 1})
+        put_model(self, self.c, name, d)
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
+        put_model(self, self.c, name, dict(d, holdout=0.6))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        gate = get_version(self, self.c, name, 2)["gate"]
+        self.assertEqual(gate["live_version"], 1, gate)
+        # Only the rows in live's own 20% holdout are compared.
+        holdout = [e for e, _, _ in self.gaussian_rows(300, 10, lambda *a: 0)
+                   if in_holdout(e, 0.2)]
+        self.assertEqual(gate["live_rows"], len(holdout), gate)
+        self.assertRegex(log_text(j), r"live version 1 trained on \d+ of \d+ holdout rows "
+                                      r"\(its holdout share was 0\.2\)")
+
     def test_manual_policy_leaves_a_candidate(self):
         f, l, _ = self.streams(synthetic("binary", 150, seed=9))
         name = uid("gate-manual")
@@ -910,6 +968,45 @@ class DegenerateDataTest(SharedServerCase):
         j = self.failed_job(definition("regression", uid("feat"), uid("lab")), rows)
         self.assertIn("regression labels must be numbers or intervals; found string", j["error"])
         self.assertRegex(j["error"], r'at entity "%s" \(label fact \d+\)' % rows[17][0])
+
+    def test_a_label_of_a_type_kennel_cannot_read_names_its_type_and_fact(self):
+        # It was reported as a missing label.
+        rows = synthetic("regression", 60, seed=38)
+        rows[5] = (rows[5][0], rows[5][1], [1, 2])
+        j = self.failed_job(definition("regression", uid("feat"), uid("lab")), rows)
+        self.assertRegex(j["error"], r'the label "y" of entity "%s" \(label fact \d+\) is an array'
+                         % rows[5][0])
+        self.assertNotIn("missing", j["error"])
+
+    def test_an_interval_label_as_wide_as_the_doubles_trains(self):
+        # {-1e308, 1e308}: its midpoint overflowed to infinity, and the job
+        # failed with "label 1 is not finite", naming no fact.
+        rows = synthetic("regression", 60, seed=39)
+        rows[3] = (rows[3][0], rows[3][1], {"lower": -1e308, "upper": 1e308})
+        f, l, _ = self.streams(rows)
+        name = uid("wide")
+        put_model(self, self.c, name, definition("regression", f, l))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+
+    def test_a_holdout_row_the_model_overflows_on_is_left_out_not_fatal(self):
+        # One valid fact with x1 = 1e308 on the holdout side failed every job
+        # of the model ("the fitted model cannot answer holdout row 0").
+        rows = synthetic("regression", 80, seed=43)
+        held = [i for i, (e, _, _) in enumerate(rows) if in_holdout(e, 0.2)]
+        self.assertGreaterEqual(len(held), 5)
+        i = held[0]
+        rows[i] = (rows[i][0], dict(rows[i][1], x1=1e308), rows[i][2])
+        f, l, _ = self.streams(rows)
+        name = uid("overflow")
+        put_model(self, self.c, name, definition("regression", f, l))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertIn('1 of %d holdout rows have inputs far outside the training data that the '
+                      'model cannot answer (first: entity "%s"); evaluated on the other %d'
+                      % (len(held), rows[i][0], len(held) - 1), log_text(j))
+        v = get_version(self, self.c, name, j["version"])
+        self.assertEqual(v["metrics"]["rows"], len(held) - 1, v["metrics"])
 
     def test_three_strings_for_a_binary_model(self):
         rows = [(e, data, ("x", "y", "z")[i % 3]) for i, (e, data, _) in

@@ -108,6 +108,31 @@ TEST_CASE("multiclass metrics are macro averages", "[metrics]") {
     CHECK(std::isnan(list_metrics(*m).get("best_threshold")));
 }
 
+TEST_CASE("macro averages leave out a class neither in the truth nor predicted", "[metrics]") {
+    // Four classes; class 3 (seen in training only) is absent here. As
+    // scikit-learn's precision_recall_fscore_support(average="macro"):
+    // labels are those of the truth and the predictions.
+    const std::vector<double> truth = {0, 1, 2, 2};
+    const std::vector<std::vector<double>> p = {
+        {0.7, 0.2, 0.1, 0.0}, {0.1, 0.8, 0.1, 0.0}, {0.2, 0.2, 0.6, 0.0}, {0.5, 0.3, 0.2, 0.0}};
+    auto m = evaluate_classification(truth, p, 4);
+    REQUIRE(m);
+    CHECK(m->precision == Approx((0.5 + 1 + 1) / 3));
+    CHECK(m->recall == Approx((1 + 1 + 0.5) / 3));
+    CHECK(m->f1 == Approx((2.0 / 3 + 1 + 2.0 / 3) / 3));
+    // A perfect answer scores 1, whatever classes are missing.
+    auto perfect = evaluate_classification({0, 0, 1}, {{1, 0, 0}, {1, 0, 0}, {0, 1, 0}}, 3);
+    REQUIRE(perfect);
+    CHECK(perfect->f1 == Approx(1.0));
+    CHECK(perfect->precision == Approx(1.0));
+    CHECK(perfect->recall == Approx(1.0));
+    // A class predicted but never true counts (its precision is 0).
+    auto wrong = evaluate_classification({0, 0}, {{1, 0, 0}, {0, 1, 0}}, 3);
+    REQUIRE(wrong);
+    CHECK(wrong->precision == Approx((1 + 0) / 2.0));
+    CHECK(wrong->recall == Approx((0.5 + 0) / 2.0));
+}
+
 TEST_CASE("bad evaluation inputs are refused", "[metrics]") {
     CHECK_FALSE(evaluate_classification({0, 1}, {{0.5, 0.5}}, 2));
     CHECK_FALSE(evaluate_classification({0, 3}, {{0.5, 0.5}, {0.5, 0.5}}, 2));

@@ -750,6 +750,25 @@ TEST_CASE("training set: a feature correction sent later takes the corrected fac
     CHECK(number_of(set->rows[0].features.at("x")) == 44);
 }
 
+// Two corrections of one fact share its place in time: the later one stands
+// (the first one stood for labels, and for features it was up to the sort).
+TEST_CASE("training set: of two corrections of one fact, the later stands", "[training_data]") {
+    fact_db db;
+    const auto feat = db.add("posts", "M", t0, {{"x", 1}});
+    const auto label = db.add("likes", "M", t0 + 10 * minute, {{"y", 4}});
+    db.add("likes", "M", t0 + 10 * minute, {{"y", 5}}, label);
+    const auto second = db.add("likes", "M", t0 + 10 * minute, {{"y", 7}}, label);
+    db.add("posts", "M", t0, {{"x", 2}}, feat);
+    const auto second_feat = db.add("posts", "M", t0, {{"x", 3}}, feat);
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(number_of(set->rows[0].label) == 7);
+    CHECK(set->rows[0].label_fact_id == second);
+    CHECK(number_of(set->rows[0].features.at("x")) == 3);
+    CHECK(set->rows[0].feature_fact_id == second_feat);
+}
+
 // The same for a label: a correction sent later keeps the label's point in
 // time, so features from after the labelled moment never leak in.
 TEST_CASE("training set: a label correction sent later keeps the label's point in time",
