@@ -319,6 +319,7 @@ int app::run() {
     }
     log_info("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                           ": stopping");
+    stopping_ = true;
     http_->set_ready(false);
     http_->stop();
     supervisor_->stop();

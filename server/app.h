@@ -62,6 +62,8 @@ public:
     }
     std::int64_t started_at() const { return started_at_; }
     bool ready() const;
+    // True once a stop signal came (readiness then reads "stopping").
+    bool stopping() const { return stopping_.load(); }
 
 private:
     status start_store();
@@ -82,6 +84,7 @@ private:
     app_metrics metrics_;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
+    std::atomic<bool> stopping_{false};
 };
 
 }  // namespace kennel

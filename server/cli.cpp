@@ -82,11 +82,12 @@ std::string option_of_variable(const std::string& env) {
 // What one run acts on (an action, a key id, a user, a file, a password)
 // comes from its command line only: a KENNEL_OUT, KENNEL_ACTION or
 // KENNEL_PASSWORD left in the environment, or a line in a shared INI file,
-// silently sent an export to a file, revoked a key or set a password.
+// silently sent an export to a file, revoked a key or set a password (and
+// KENNEL_CREATE created users).
 bool command_line_only(const std::string& name) {
     static const char* const names[] = {
-        "help", "action", "id",  "user", "password", "name",          "scopes",
-        "file", "input",  "out", "to",   "model",    "model-version", "status"};
+        "help",  "action", "id", "user",  "password",      "name",   "scopes", "file",
+        "input", "out",    "to", "model", "model-version", "status", "create"};
     for (const char* n : names) {
         if (name == n) return true;
     }

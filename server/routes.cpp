@@ -75,7 +75,11 @@ http_response get_healthz(app&, const http_request&) {
 
 http_response get_readyz(app& a, const http_request&) {
     if (!a.ready()) {
-        return error_response(status(error_kind::unavailable, "not ready: migrations pending"));
+        // Start-up: migrations, the admin user, demo data, loading the
+        // served versions, the trainer and the supervisor.
+        return error_response(status(error_kind::unavailable, a.stopping()
+                                                                  ? "not ready: stopping"
+                                                                  : "not ready: starting up"));
     }
     return json_response(R"({"status":"ready"})");
 }

@@ -213,6 +213,16 @@ class HelpAndVersionTest(KennelTestCase):
         r = run_cli(["admin", "list-keys", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("revoked", r.stdout.lower())
+        # KENNEL_CREATE created the user it named.
+        r = run_cli(["admin", "set-password", "--user", "bob", "--password", "longenough1",
+                     "--db", db], env={"KENNEL_CREATE": "1"})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("ignoring KENNEL_CREATE: --create is taken from the command line only",
+                      r.stderr)
+        self.assertIn("no user named bob", r.stderr)
+        with open_db(db) as c:
+            self.assertEqual([x[0] for x in c.execute("SELECT name FROM users WHERE name = 'bob'")],
+                             [])
 
     def test_a_misspelt_environment_variable_is_named_in_a_warning(self):
         r = run_cli(["migrate", "--db", self.path("k.db")],
