@@ -158,7 +158,13 @@ void training_worker::loop() {
         }
         if (job) {
             job_state end = run_job(*job);
-            std::lock_guard lock(mu_);
+            std::unique_lock lock(mu_);
+            if (end == job_state::queued) {
+                // Not started (the writer failing, or a cancel in between):
+                // not again at once, or a full disk would spin this thread.
+                cv_.wait_for(lock, options_.poll, [this] { return stopping_; });
+                continue;
+            }
             ++state_.jobs_run;
             if (end != job_state::succeeded) ++state_.jobs_failed;
             continue;
