@@ -129,6 +129,23 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<std::string>& classes) {
     const model_artifact& live = *ref.artifact;
     if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
+    if (is_classification(task)) {
+        // Labels now encoded otherwise (true/false where live knew 0/1):
+        // mapped by name, live would score as chance and any candidate beat it.
+        bool shared = false;
+        for (const auto& c : classes)
+            shared = shared || std::find(live.classes.begin(), live.classes.end(), c) != live.classes.end();
+        if (!shared) {
+            auto list = [](const std::vector<std::string>& v) {
+                std::string out;
+                for (const auto& c : v) out += (out.empty() ? "\"" : ", \"") + c + "\"";
+                return out;
+            };
+            return status(error_kind::failed_precondition,
+                          "its classes (" + list(live.classes) + ") share none with the labels now (" +
+                              list(classes) + ")");
+        }
+    }
     live_score out;
     std::vector<std::vector<double>> probs;
     std::vector<double> values, scored_y;

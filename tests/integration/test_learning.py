@@ -772,6 +772,24 @@ class GateTest(SharedServerCase):
         self.assertRegex(log_text(j), r"live version 1 trained on \d+ of \d+ holdout rows "
                                       r"\(its holdout share was 0\.2\)")
 
+    def test_live_whose_classes_share_none_with_the_labels_now_is_not_compared(self):
+        # Labels re-sent as 1/0 where live learned true/false: mapped by name,
+        # live scored as chance and the gate judged the candidate against that.
+        rows = synthetic("binary", 150, seed=12)
+        f, l, _ = self.streams(rows)
+        name = uid("gate-classes")
+        put_model(self, self.c, name, definition("binary", f, l))
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
+        post_facts(self, self.c, [fact(l, e, {"y": 1 if y else 0}, time_=at(2, i))
+                                  for i, (e, _, y) in enumerate(rows)])
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        gate = get_version(self, self.c, name, 2)["gate"]
+        self.assertIsNone(gate["live_version"], gate)
+        self.assertIsNone(gate["live"], gate)
+        self.assertIn('could not score live version 1: its classes ("false", "true") share none '
+                      'with the labels now ("0", "1")', log_text(j))
+
     def test_manual_policy_leaves_a_candidate(self):
         f, l, _ = self.streams(synthetic("binary", 150, seed=9))
         name = uid("gate-manual")
