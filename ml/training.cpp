@@ -134,7 +134,8 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
         // mapped by name, live would score as chance and any candidate beat it.
         bool shared = false;
         for (const auto& c : classes)
-            shared = shared || std::find(live.classes.begin(), live.classes.end(), c) != live.classes.end();
+            shared = shared ||
+                     std::find(live.classes.begin(), live.classes.end(), c) != live.classes.end();
         if (!shared) {
             auto list = [](const std::vector<std::string>& v) {
                 std::string out;
@@ -142,8 +143,8 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
                 return out;
             };
             return status(error_kind::failed_precondition,
-                          "its classes (" + list(live.classes) + ") share none with the labels now (" +
-                              list(classes) + ")");
+                          "its classes (" + list(live.classes) +
+                              ") share none with the labels now (" + list(classes) + ")");
         }
     }
     live_score out;
