@@ -129,6 +129,14 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                  ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
+        if (test_faults && d.test_fault == "wait_for_new_revision") {
+            emit({{"log", "info"}, {"message", "test fault: waiting for a new revision"}});
+            for (int i = 0; i < 1200; ++i) {
+                auto m = get_model(conn, job->model);
+                if (!m || m->current_revision != job->revision) break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+        }
         if (const auto& lv = live_at_start) {
             auto row = get_version(conn, job->model, *lv, true);
             if (row) {

@@ -541,14 +541,24 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // policy, or that, leaves a candidate for a person.
                 const std::optional<std::int64_t> live_now = alias_version(c, job.model, "live");
                 const json now = live_now ? json(*live_now) : json(nullptr);
-                published = automatic && now == at_start;
+                // Nor when the definition changed meanwhile (other features,
+                // a manual policy now): what it was trained for is not what
+                // the model is any more.
+                const auto model_now = get_model(c, job.model);
+                const std::int64_t revision_now = model_now ? model_now->current_revision : 0;
+                published = automatic && now == at_start && revision_now == job.revision;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
                                            : "v" + std::to_string(j.get<std::int64_t>());
                     };
-                    held_back = "live moved while this job ran (" + name(at_start) + " -> " +
-                                name(now) + "): not published; promote it by hand";
+                    held_back = now != at_start
+                                    ? "live moved while this job ran (" + name(at_start) + " -> " +
+                                          name(now) + "): not published; promote it by hand"
+                                    : "the definition changed while this job ran (revision " +
+                                          std::to_string(job.revision) + " -> " +
+                                          std::to_string(revision_now) +
+                                          "): not published; promote it by hand";
                 }
                 std::string alias = published ? "live" : "candidate";
                 status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),

@@ -1143,6 +1143,30 @@ class CancelTest(SharedServerCase):
         self.assertEqual(v["gate"]["live_alias_at_start"], 1, v["gate"])
         self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
 
+    def test_auto_policy_does_not_publish_a_version_of_a_definition_replaced_during_training(self):
+        # A new revision (here: another feature set) came while the job ran;
+        # the finished version went live all the same, trained for a
+        # definition the model no longer has.
+        f, l, _ = self.streams(synthetic("regression", 80, seed=53))
+        name = uid("revised")
+        put_model(self, self.c, name, definition("regression", f, l, features=[{"field": "x1"}]))
+        j = wait_job(self, self.c, queue_training(self, self.c, name))
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        put_model(self, self.c, name, definition("regression", f, l,
+                                                 test_fault="wait_for_new_revision"))
+        job = queue_training(self, self.c, name)
+        wait_until(lambda: "waiting for a new revision" in log_text(get_job(self, self.c, job)),
+                   30, "job %d to wait for a new revision" % job)
+        put_model(self, self.c, name, definition("regression", f, l,
+                                                 features=[{"field": "x1"}, {"field": "x2"}]))
+        j = wait_job(self, self.c, job)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertIn("the definition changed while this job ran (revision 2 -> 3): not "
+                      "published; promote it by hand", log_text(j))
+        self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
+
     def test_cancel_a_queued_and_a_running_job(self):
         f, l, _ = self.streams(synthetic("regression", 60, seed=50))
         sleepy, normal = uid("sleepy"), uid("normal")
