@@ -1,6 +1,6 @@
 // A model definition: what to learn, from which facts, how, and when a
 // result may be published. Parsed from JSON at the edge
-// (server/model_json.h); a plain value, copy freely between threads.
+// (ml/definition_json.h); a plain value, copy freely between threads.
 #pragma once
 
 #include <cstdint>

@@ -124,7 +124,10 @@ using http_authenticator = std::function<std::optional<http_response>(http_reque
 struct http_options {
     std::string host = "127.0.0.1";
     int port = 8080;
-    int threads = 128;  // a keep-alive connection holds a thread while open
+    // Requests served at once, not open connections: an idle keep-alive
+    // connection is parked off these threads after 100 ms (connection_parker,
+    // http_connection.h).
+    int threads = 128;
     int keepalive_timeout_s = 5;
     std::size_t keepalive_max_requests = 1000000;
     std::size_t max_body_bytes = 16 * 1024 * 1024;
