@@ -414,13 +414,15 @@ parsed_definition parse_definition(const std::string& text) {
                                        "serve_sleep",
                                        "corrupt_artifact",
                                        "wait_for_live_move",
-                                       "wait_for_new_revision"};
+                                       "wait_for_new_revision",
+                                       "hold_after_fit"};
         bool ok = false;
         for (const char* f : faults) ok = ok || d.test_fault == f;
         if (!ok) {
             r.error("test_fault",
                     "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep, "
-                    "corrupt_artifact, wait_for_live_move or wait_for_new_revision");
+                    "corrupt_artifact, wait_for_live_move, wait_for_new_revision or "
+                    "hold_after_fit");
         }
     }
     return out;

@@ -453,6 +453,17 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     running_pid_ = 0;
     running_job_ = 0;
     if (cancel_job_.load() == id && killed == kill_reason::none) killed = kill_reason::cancel;
+    if (options_.test_faults && def.definition.test_fault == "hold_after_fit" &&
+        killed == kill_reason::none) {
+        // Tests: a cancel between the fit's end and storing its version.
+        note("info", "test fault: holding the result until a cancel is recorded");
+        for (int i = 0; i < 600; ++i) {
+            auto conn = readers_.acquire();
+            auto now = get_job(*conn, id);
+            if (!now || now->cancel_requested) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
 
     switch (killed) {
         case kill_reason::stop: {
@@ -528,8 +539,19 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                                ? result["gate"]["live_alias_at_start"]
                                : json(nullptr);
     std::int64_t number = 0;
+    bool cancelled_late = false;
     s = writer_.run(
         [&](connection& c) {
+            // A cancel that came after the fit ended (both go through the
+            // writer, so one of the two sees the other): it was answered as
+            // accepted, so the job ends cancelled and stores nothing.
+            if (auto now = get_job(c, id); now && now->cancel_requested) {
+                cancelled_late = true;
+                transition_job(c, id, job_state::running, job_state::cancelled,
+                               std::string("cancelled on request"));
+                append_job_log(c, id, "error", "cancelled: cancelled on request");
+                return status::ok();
+            }
             number = insert_version(c, v);
             set_job_version(c, id, number);
             bool published = false;
@@ -578,6 +600,12 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         },
         std::chrono::seconds(60));
     if (!s) return finish(job_state::failed, "storing the version failed: " + s.message());
+    if (cancelled_late) {
+        log_warn("trainer", "job " + std::to_string(id) + " (" + job.model +
+                                ") cancelled on request after its fit ended; nothing stored");
+        mark_idle("cancelled on request");
+        return job_state::cancelled;
+    }
     log_info("trainer", "job " + std::to_string(id) + " (" + job.model + ") stored version " +
                             std::to_string(number) + ": " + gate_summary);
     if (options_.on_model_changed) options_.on_model_changed(job.model);

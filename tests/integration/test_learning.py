@@ -1167,6 +1167,22 @@ class CancelTest(SharedServerCase):
         self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
 
+    def test_a_cancel_after_the_fit_ended_stores_nothing(self):
+        # The cancel was accepted (200) but came after the fit's process had
+        # exited: the version was stored and the job ended "succeeded".
+        f, l, _ = self.streams(synthetic("regression", 60, seed=54))
+        name = uid("latecancel")
+        put_model(self, self.c, name, definition("regression", f, l, test_fault="hold_after_fit"))
+        job = queue_training(self, self.c, name)
+        wait_until(lambda: "holding the result" in log_text(get_job(self, self.c, job)), 30,
+                   "job %d to finish its fit" % job)
+        r = self.c.post("/v1/jobs/%d/cancel" % job)
+        self.assertEqual((r.status, r.json()["cancel_requested"]), (202, True), r)
+        j = wait_job(self, self.c, job)
+        self.assertEqual((j["state"], j["version"]), ("cancelled", None), log_text(j))
+        self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+        self.assertEqual(aliases_of(self, self.c, name), {})
+
     def test_cancel_a_queued_and_a_running_job(self):
         f, l, _ = self.streams(synthetic("regression", 60, seed=50))
         sleepy, normal = uid("sleepy"), uid("normal")
