@@ -115,7 +115,7 @@ const char* const all_option_names[] = {
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
-    "id"};
+    "id", "create"};
 
 bool is_any_option(const po::options_description& desc, const std::string& name) {
     for (const char* n : all_option_names) {

@@ -362,6 +362,9 @@ http_response put_model_alias(app& a, const http_request& req) {
 http_response delete_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
+    if (!valid_name(alias))
+        return error_response(invalid(
+            "alias", "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
@@ -369,6 +372,11 @@ http_response delete_model_alias(app& a, const http_request& req) {
     if (!reason_field) return error_response(reason_field.error());
     const std::string reason = std::move(*reason_field);
     if (is_blank(reason)) return error_response(invalid("reason", "say why the alias is removed"));
+    {
+        // A mistyped model name read as "model x has no alias live".
+        auto conn = a.readers().acquire();
+        if (!get_model(*conn, name)) return error_response(model_missing(name));
+    }
     std::string actor = actor_of(req);
     status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
                               a.write_timeout());

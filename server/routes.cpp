@@ -389,8 +389,9 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/", h(get_web_index), false, open},
         {"GET", "/assets/{file}", h(get_web_asset), false, open},
         {"POST", "/v1/auth/login", h(post_auth_login), true, open},
-        {"POST", "/v1/auth/logout", h(post_auth_logout), false, open},
-        {"GET", "/v1/auth/session", h(get_auth_session), false, open},
+        // Not before ready: the authenticator is made once the store is open.
+        {"POST", "/v1/auth/logout", h(post_auth_logout), true, open},
+        {"GET", "/v1/auth/session", h(get_auth_session), true, open},
         {"GET", "/v1/keys", h(get_keys), true, admin},
         {"POST", "/v1/keys", h(post_key), true, admin},
         {"DELETE", "/v1/keys/{id}", h(delete_key), true, admin},

@@ -409,15 +409,15 @@ class ServingInputTest(BadInputCase):
              "invalid_argument", "alias", "an alias is"),
             ("DELETE: malformed JSON", "DELETE", base + "live", "{", None, 400,
              "invalid_argument", None, "malformed JSON"),
+            ("DELETE: alias 'a b'", "DELETE", base + "a%20b", {"reason": "x"}, None, 400,
+             "invalid_argument", "alias", "an alias is"),
         ])
         self.assertEqual(deployments_of(self, self.c, fx["name"]), before)
         self.assertEqual(aliases_of(self, self.c, fx["name"]), aliases)
         self.assertStillServes()
 
-    # server defect: DELETE /v1/models/{unknown}/aliases/live {"reason":"x"}
-    # answers 404 field "alias" ("model X has no alias live"), where every
-    # other route of a model answers 404 field "name" ("no model named X").
-    @unittest.expectedFailure
+    # It answered 404 field "alias" ("model X has no alias live"), where
+    # every other route of a model answers 404 field "name".
     def test_removing_an_alias_of_an_unknown_model_is_404_naming_the_model(self):
         name = uid("nosuch")
         r = self.send("DELETE", "/v1/models/%s/aliases/live" % name, {"reason": "x"})
