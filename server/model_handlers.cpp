@@ -101,6 +101,9 @@ http_response put_model(app& a, const http_request& req) {
     // Data problems are reported together with syntax problems, as long as
     // the body was a JSON object at all.
     bool parsed_object = p.errors.empty() || !p.errors[0].field.empty();
+    // A value JSON cannot hold (1e999) is named where it stands, as in facts.
+    if (!parsed_object && p.errors[0].message.starts_with("malformed JSON"))
+        p.errors[0].field = json_error_path(req.body);
     if (parsed_object) {
         check_new_definition(p.definition, p.errors);
         auto conn = a.readers().acquire();

@@ -255,9 +255,8 @@ class ModelInputTest(BadInputCase):
         r = self.send("PUT", path, "[]")
         self.assertDefinitionError(r, message="must be a JSON object")
         self.assertNoModel(name)
-        # The overflowing number is named in the message. The definition's
-        # answer names no field for it today (POST /v1/facts names
-        # "data.likes" for the same literal); "params.c" would be better still.
+        # The overflowing number is named in the message and its place in
+        # the field, as POST /v1/facts does (it named no field).
         text = json.dumps(dict(good, algorithm="kernel", params={"c": 1}))
         text = text.replace('"c": 1', '"c": 1e999')
         self.assertIn("1e999", text)
@@ -265,7 +264,7 @@ class ModelInputTest(BadInputCase):
         self.assertEqual(r.status, 400, r)
         err = r.json()["error"]
         self.assertEqual(err["code"], "invalid_argument", r)
-        self.assertIn(err.get("field"), (None, "params.c"), r)
+        self.assertEqual(err.get("field"), "params.c", r)
         self.assertIn("malformed JSON", err["message"], r)
         self.assertIn("1e999", err["message"], r)
         self.assertLessEqual(set(err), {"code", "message", "field", "details"}, r)
