@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -101,6 +103,7 @@ public:
             }
         }
         if (!any) return false;
+        if (c == EOF) ++line_;  // the last record, without a newline: its line counts too
         fields.push_back(std::move(field));
         return true;
     }
@@ -112,22 +115,39 @@ private:
 };
 
 // A CSV cell as JSON: numbers and booleans are typed, empty cells absent.
-json csv_value(const std::string& s) {
-    if (s == "true") return true;
-    if (s == "false") return false;
+// Digits with a leading zero ("00501", a code) stay text, as a number would
+// lose the zeros; a number past a double's range is refused (it became null).
+result<json> csv_value(const std::string& s) {
+    if (s == "true") return json(true);
+    if (s == "false") return json(false);
+    const std::size_t digits_at = s.find_first_not_of("+-");
+    if (digits_at != std::string::npos && s.size() > digits_at + 1 && s[digits_at] == '0' &&
+        std::isdigit(static_cast<unsigned char>(s[digits_at + 1])))
+        return json(s);
     char* end = nullptr;
+    errno = 0;
     double d = std::strtod(s.c_str(), &end);
-    if (!s.empty() && end == s.c_str() + s.size() && s.find_first_of("xXnN") == std::string::npos) {
+    if (!s.empty() && end == s.c_str() + s.size() &&
+        s.find_first_of("xXnNiI") == std::string::npos) {
         if (s.find_first_of(".eE") == std::string::npos) {
-            // Past int64 it stays the double: strtoll clamps it (ERANGE).
+            // Integers as integers, up to the unsigned 64-bit range, as the
+            // API stores them; past it the double.
             char* iend = nullptr;
             errno = 0;
             long long v = std::strtoll(s.c_str(), &iend, 10);
-            if (iend == s.c_str() + s.size() && errno != ERANGE) return v;
+            if (iend == s.c_str() + s.size() && errno != ERANGE) return json(v);
+            if (s[0] != '-') {
+                errno = 0;
+                unsigned long long u = std::strtoull(s.c_str(), &iend, 10);
+                if (iend == s.c_str() + s.size() && errno != ERANGE) return json(u);
+            }
         }
-        return d;
+        if (!std::isfinite(d)) {
+            return invalid("", s + " is beyond the range of a 64-bit floating-point number");
+        }
+        return json(d);
     }
-    return s;
+    return json(s);
 }
 
 struct import_counts {
@@ -229,7 +249,9 @@ int run_import(const import_options& o) {
     // An export's lines carry each fact's `id` in the database it came from.
     // A `corrects` naming one of them is translated to the id that fact got
     // here, so corrections survive a round trip into a database that already
-    // holds facts. Ids the file never named are taken as ids of this database.
+    // holds facts. A line without an id (not from an export) may name an id
+    // of this database; an exported line naming an id no earlier line of the
+    // file had is refused: that id meant another fact where it came from.
     std::vector<std::int64_t> batch_source_ids;                  // 0: the line had no id
     std::unordered_map<std::int64_t, std::int64_t> imported_id;  // source id -> id here
     std::unordered_set<std::int64_t> pending_ids, named_ids;
@@ -256,9 +278,18 @@ int run_import(const import_options& o) {
         return true;
     };
     auto add = [&](const std::string& text, std::size_t line, std::int64_t source_id) -> bool {
+        // Named even when the line is refused: a correction of it must not
+        // then be taken for a correction of this database's fact of that id.
+        if (source_id > 0) named_ids.insert(source_id);
         parsed_item item = parse_fact_text(text, now_micros());
         if (!item.error.is_ok()) {
             report_rejection(counts, line, item.error.field(), item.error.message());
+            return true;
+        }
+        if (item.fact.corrects && source_id > 0 && !named_ids.count(*item.fact.corrects)) {
+            report_rejection(counts, line, "corrects",
+                             "the fact it corrects (id " + std::to_string(*item.fact.corrects) +
+                                 " where the file came from) is not in the file before it");
             return true;
         }
         if (item.fact.corrects && named_ids.count(*item.fact.corrects)) {
@@ -273,10 +304,7 @@ int run_import(const import_options& o) {
             }
             item.fact.corrects = to->second;
         }
-        if (source_id > 0) {
-            named_ids.insert(source_id);
-            pending_ids.insert(source_id);
-        }
+        if (source_id > 0) pending_ids.insert(source_id);
         batch.push_back(std::move(item.fact));
         batch_lines.push_back(line);
         batch_source_ids.push_back(source_id);
@@ -318,6 +346,7 @@ int run_import(const import_options& o) {
                         }
                         if (!o.stream.empty() && !j.contains("stream")) j["stream"] = o.stream;
                         if (!bad.empty()) {
+                            if (source_id > 0) named_ids.insert(source_id);
                             report_rejection(counts, line_no, bad,
                                              bad == "id" ? "must be a positive integer (the fact's "
                                                            "id in an export)"
@@ -341,6 +370,8 @@ int run_import(const import_options& o) {
             std::cerr << "kennel import: " << o.file << " is empty\n";
             return 1;
         }
+        // A spreadsheet's "CSV UTF-8" starts with a byte order mark.
+        if (!header.empty() && header[0].starts_with("\xEF\xBB\xBF")) header[0].erase(0, 3);
         int entity_col = -1, time_col = -1;
         for (std::size_t i = 0; i < header.size(); ++i) {
             if (header[i] == o.entity_column) entity_col = static_cast<int>(i);
@@ -367,10 +398,21 @@ int run_import(const import_options& o) {
             json fact = {{"stream", o.stream}, {"entity", row[static_cast<std::size_t>(entity_col)]}};
             if (time_col >= 0) fact["time"] = row[static_cast<std::size_t>(time_col)];
             json data = json::object();
+            std::string bad_column, why;
             for (std::size_t i = 0; i < header.size(); ++i) {
                 if (static_cast<int>(i) == entity_col || static_cast<int>(i) == time_col) continue;
                 if (row[i].empty()) continue;
-                data[header[i]] = csv_value(row[i]);
+                auto v = csv_value(row[i]);
+                if (!v) {
+                    bad_column = header[i];
+                    why = v.error().message();
+                    break;
+                }
+                data[header[i]] = std::move(*v);
+            }
+            if (!bad_column.empty()) {
+                report_rejection(counts, line_no, "data." + bad_column, why);
+                continue;
             }
             fact["data"] = data;
             ok = add(fact.dump(), line_no, 0);

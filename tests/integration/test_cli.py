@@ -779,6 +779,59 @@ class ImportExportTest(KennelTestCase):
         self.assertEqual((data["big"], data["small"]), (1e20, -1e20), data)
         self.assertEqual(data["fits"], 9223372036854775807, data)
 
+    def test_csv_values_keep_what_they_say(self):
+        # A spreadsheet's byte order mark hid the first column's name; a zip
+        # code lost its zeros; an unsigned 64-bit integer became a double;
+        # 1e999 was stored as null; the last row, without a newline, was
+        # reported on the line before it.
+        text = ("\ufeffid,zip,card,x\r\n"
+                "p1,00501,12345678901234567890,1.5\r\n"
+                "p2,02134,7,1e999\r\n"
+                "p3,0,-0,2")
+        path = self.path("bom.csv")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "s", "--entity-column", "id"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("2 stored, 0 duplicates, 1 rejected", r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 3: rejected data\.x: 1e999 is beyond the range")
+        got = {o["entity"]: o["data"] for o in export_facts(self, db)}
+        self.assertEqual(got, {"p1": {"zip": "00501", "card": 12345678901234567890, "x": 1.5},
+                               "p3": {"zip": 0, "card": 0, "x": 2}})
+        bad = self.write("short.csv", "id,a\np1,1\np2,1,2")
+        r = run_cli(["import", bad, "--db", db, "--stream", "t", "--entity-column", "id"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 3: rejected: has 3 columns")
+
+    def test_an_exported_correction_never_lands_on_another_fact(self):
+        # Line 2 is refused; line 4 corrects it. Its id 2 was then taken as
+        # this database's fact 2 (entity c's): the correction was stored on
+        # an unrelated fact. So was one naming a fact the file does not hold.
+        lines = [
+            {"id": 1, "stream": "s", "entity": "a", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 1}},
+            {"id": 2, "stream": "s", "entity": "b", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": {"lower": 5, "upper": 2}}},
+            {"id": 3, "stream": "s", "entity": "c", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 3}},
+            {"id": 4, "stream": "s", "entity": "b", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 4}, "corrects": 2},
+            {"id": 9, "stream": "s", "entity": "d", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 9}, "corrects": 7},
+        ]
+        path = self.write("c.ndjson", "".join(json.dumps(l) + "\n" for l in lines))
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("2 stored, 0 duplicates, 3 rejected", r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 4: rejected corrects: the fact it corrects \(id 2 "
+                                   r"in the file\) was not imported")
+        self.assertRegex(r.stderr, r"(?m)^line 5: rejected corrects: the fact it corrects \(id 7 "
+                                   r"where the file came from\) is not in the file before it")
+        got = export_facts(self, db)
+        self.assertEqual([(o["entity"], o.get("corrects")) for o in got], [("a", None), ("c", None)])
+
     def test_import_reports_bad_lines_by_number_and_exits_3(self):
         lines = [
             json.dumps(fact("s", "a", {"x": 1})),                # 1 ok
