@@ -142,6 +142,11 @@ parsed_item parse_fact_object(const json& j, micros now) {
         item.error = invalid("entity", "must be 1-256 bytes of UTF-8");
         return item;
     }
+    // SQLite's length() stops at a NUL: it failed the table's CHECK instead.
+    if (f.entity.find('\0') != std::string::npos) {
+        item.error = invalid("entity", "must not contain a NUL character (\\u0000)");
+        return item;
+    }
     f.event_time = now;
     f.time_given = false;
     if (auto t = j.find("time"); t != j.end() && !t->is_null()) {

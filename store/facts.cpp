@@ -253,20 +253,25 @@ result<field_total> total_field(connection& conn, const fact_query& range,
             "SELECT count(*),"
             " sum(CASE WHEN t IN ('integer','real') THEN 1"
             "          WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN 1"
-            "          WHEN t = 'object' AND v IS NOT NULL THEN 1 ELSE 0 END),"
+            "          WHEN t = 'object' AND vt IN ('integer','real') THEN 1 ELSE 0 END),"
             " sum(CASE WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN 1 ELSE 0 END),"
             " total(CASE WHEN t IN ('integer','real') THEN x"
             "            WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN lo"
-            "            WHEN t = 'object' THEN v END),"
+            "            WHEN t = 'object' AND vt IN ('integer','real') THEN v END),"
             " total(CASE WHEN t IN ('integer','real') THEN x"
             "            WHEN t = 'object' AND lo IS NOT NULL AND hi IS NOT NULL THEN hi"
-            "            WHEN t = 'object' THEN v END)"
+            "            WHEN t = 'object' AND vt IN ('integer','real') THEN v END)"
             " FROM (SELECT json_type(data, ?8) AS t, json_extract(data, ?8) AS x,"
             "              json_extract(data, ?8 || '.lower') AS lo,"
             "              json_extract(data, ?8 || '.upper') AS hi,"
-            "              json_extract(data, ?8 || '.value') AS v"
+            "              json_extract(data, ?8 || '.value') AS v,"
+            "              json_type(data, ?8 || '.value') AS vt"
             "       FROM facts" +
-            range_where(range) + ")";
+            range_where(range) +
+            // The standing facts: a fact corrected in its stream is replaced
+            // by its correction (as in training), not counted beside it.
+            " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = facts.id"
+            "                 AND n.stream = facts.stream))";
         statement st(conn, sql);
         bind_range(st, range);
         st.bind(8, path);

@@ -46,13 +46,17 @@ std::optional<micros> parse_rfc3339(std::string_view s) {
     if (d > month_days[mo - 1] + (mo == 2 && leap(y) ? 1 : 0)) return std::nullopt;
     std::int64_t frac_us = 0;
     std::int64_t offset_s = 0;
+    bool leap_second = false;
     if (s.size() > 10) {
         if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return std::nullopt;
         if (!digits(s, 11, 2, h) || s.size() < 19 || s[13] != ':' || !digits(s, 14, 2, mi) ||
             s[16] != ':' || !digits(s, 17, 2, sec))
             return std::nullopt;
         if (h > 23 || mi > 59 || sec > 60) return std::nullopt;
-        if (sec == 60) sec = 59;  // leap second: clamp rather than reject real clocks
+        if (sec == 60) {
+            leap_second = true;
+            sec = 59;
+        }
         std::size_t pos = 19;
         if (pos < s.size() && s[pos] == '.') {
             ++pos;
@@ -82,6 +86,14 @@ std::optional<micros> parse_rfc3339(std::string_view s) {
     }
     std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
     std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    if (leap_second) {
+        // Only the last second of a UTC hour can be one (23:59:60Z, or
+        // 05:29:60+05:30). It is kept as the last microsecond of the second
+        // before it: after every reading of :59, and not equal to one (a
+        // reading at :60 was deduplicated against the one at :59).
+        if (((secs % 3600) + 3600) % 3600 != 3599) return std::nullopt;
+        frac_us = 999999;
+    }
     const micros t = secs * 1000000 + frac_us;
     // An offset can carry a four-digit year into year -1 or 10000.
     if (t < min_rfc3339_time || t > max_rfc3339_time) return std::nullopt;

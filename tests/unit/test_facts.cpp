@@ -530,6 +530,47 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
         CHECK(ra->sum_lower == Approx(23));
         CHECK(ra->sum_upper == Approx(33.5));
     }
+    SECTION("a value object counts only with a numeric value") {
+        // {"value":"abc"} and the like were counted (as 0, or true as 1).
+        insert_all(db.conn, {make_fact("vals", "a", t0, R"({"n":{"value":"abc"}})"),
+                             make_fact("vals", "b", t0, R"({"n":{"value":true}})"),
+                             make_fact("vals", "c", t0, R"({"n":{"value":{"lower":1,"upper":5}}})"),
+                             make_fact("vals", "d", t0, R"({"n":{"foo":7}})"),
+                             make_fact("vals", "e", t0, R"({"n":{"value":2.5}})")});
+        fact_query qv;
+        qv.stream = "vals";
+        auto r = total_field(db.conn, qv, "n");
+        REQUIRE(r.is_ok());
+        CHECK(r->facts == 5);
+        CHECK(r->counted == 1);
+        CHECK(r->sum_lower == 2.5);
+        CHECK(r->sum_upper == 2.5);
+    }
+    SECTION("a corrected fact is replaced by its correction, not counted beside it") {
+        auto first = insert_all(db.conn, {make_fact("corr", "a", t0, R"({"likes":10})")});
+        fact_input fix = make_fact("corr", "a", t0, R"({"likes":12})");
+        fix.corrects = first[0].id;
+        auto second = insert_all(db.conn, {fix});
+        fact_query qc;
+        qc.stream = "corr";
+        auto r = total_field(db.conn, qc, "likes");
+        REQUIRE(r.is_ok());
+        CHECK(r->facts == 1);
+        CHECK(r->sum_lower == 12);
+        // A correction of the correction replaces that one in turn.
+        fact_input again = make_fact("corr", "a", t0, R"({"likes":13})");
+        again.corrects = second[0].id;
+        insert_all(db.conn, {again});
+        r = total_field(db.conn, qc, "likes");
+        CHECK(r->facts == 1);
+        CHECK(r->sum_lower == 13);
+        // One from another stream does not replace it there.
+        fact_input elsewhere = make_fact("other", "a", t0, R"({"likes":99})");
+        elsewhere.corrects = first[0].id + 2;
+        insert_all(db.conn, {elsewhere});
+        r = total_field(db.conn, qc, "likes");
+        CHECK(r->sum_lower == 13);
+    }
     SECTION("a field nobody has") {
         auto r = total_field(db.conn, q, "nothing");
         REQUIRE(r.is_ok());
@@ -1154,6 +1195,8 @@ TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "
         {"entity a number", R"({"stream":"s","entity":7,"data":{}})", "entity",
          "must be a string, not number"},
         {"entity empty", R"({"stream":"s","entity":"","data":{}})", "entity", "1-256"},
+        {"entity with a NUL", R"({"stream":"s","entity":"\u0000abc","data":{}})", "entity",
+         "must not contain a NUL"},
         {"data an array", R"({"stream":"s","entity":"e","data":[1]})", "data",
          "must be a JSON object, not array"},
         {"data a string", R"({"stream":"s","entity":"e","data":"x"})", "data",
