@@ -503,6 +503,16 @@ int run_backup(const std::string& db, const std::string& to_path) {
         discard();
         return 1;
     }
+    // The read-only check of a WAL-mode copy leaves an empty -wal and a -shm
+    // beside it, which a read-only connection cannot remove: the copy is one
+    // file.
+    {
+        std::error_code ec;
+        if (std::filesystem::file_size(to_path + "-wal", ec) == 0 && !ec) {
+            std::filesystem::remove(to_path + "-wal", ec);
+            std::filesystem::remove(to_path + "-shm", ec);
+        }
+    }
     std::fprintf(stderr, "kennel backup: wrote %s (%lld facts, integrity ok)\n", to_path.c_str(),
                  facts);
     return 0;

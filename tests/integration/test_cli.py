@@ -985,6 +985,9 @@ class BackupTest(KennelTestCase):
         self.assertEqual(errors, [])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("integrity ok", r.stderr)
+        # The copy is one file: its check left an empty -wal and a -shm.
+        self.assertFalse(os.path.exists(target + "-wal"))
+        self.assertFalse(os.path.exists(target + "-shm"))
         self.assertGreaterEqual(len(before_backup), 3000)
         self.assertGreater(after_backup, len(before_backup), "writes kept going during backup")
         with open_db(target) as b:
