@@ -8,8 +8,10 @@
 // 64 connections). With a few slots per core the writer keeps its share, and
 // a waiting request costs nothing but its place in the queue.
 //
-// Threads: acquire() and release() from any thread. Uncontended, each is one
-// atomic operation.
+// Threads: acquire() and release() from any thread; each is a short critical
+// section under one mutex. (A lock-free count was tried: a waiter giving up
+// while a release was on its way to it left the slot counted twice, so the
+// cap crept above N.)
 #pragma once
 
 #include <atomic>
@@ -57,9 +59,6 @@ public:
 
 private:
     const std::size_t slots_;
-    // Free slots minus the requests that want one: below zero, that many wait
-    // (or are about to).
-    std::atomic<std::int64_t> free_;
     std::atomic<std::uint64_t> waited_{0};
     std::atomic<std::uint64_t> gave_up_{0};
     struct waiter {
@@ -67,9 +66,8 @@ private:
         bool granted = false;  // under mu_
     };
     std::mutex mu_;
-    std::deque<waiter*> waiting_;  // oldest first
-    // Slots released for a waiter that has not joined the queue yet.
-    std::size_t handed_over_ = 0;
+    std::size_t free_;             // under mu_
+    std::deque<waiter*> waiting_;  // under mu_, oldest first
 };
 
 }  // namespace kennel::ml

@@ -79,6 +79,7 @@ status training_worker::start() {
     {
         std::lock_guard lock(mu_);
         stopping_ = false;
+        killing_for_stop_ = false;
         state_.state = "idle";
     }
     thread_ = std::thread([this] {
@@ -94,10 +95,11 @@ void training_worker::stop() {
         stopping_ = true;
     }
     cv_.notify_all();
-    if (int pid = running_pid_.load(); pid > 0) {
-        killing_for_stop_ = true;
-        ::kill(pid, SIGKILL);
-    }
+    // Set before the pid is read: a job about to fork (its pid not yet
+    // published) is killed by its own watch loop, which sees this, instead
+    // of running to its deadline while the stop waits for it.
+    killing_for_stop_ = true;
+    if (int pid = running_pid_.load(); pid > 0) ::kill(pid, SIGKILL);
     if (thread_.joinable()) thread_.join();
     std::lock_guard lock(mu_);
     state_.state = "stopped";

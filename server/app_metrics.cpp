@@ -33,8 +33,15 @@ rate_snapshot app_metrics::sample(std::uint64_t facts_total) {
         }
         if (base) {
             double secs = duration<double>(now - base->at).count();
-            out.facts_per_second = static_cast<double>(facts_total - base->facts) / secs;
-            out.predictions_per_second = static_cast<double>(predictions - base->predictions) / secs;
+            // A caller that read its total before another's sample and was
+            // then held up can come in with an older total: no wrap-around.
+            out.facts_per_second = facts_total >= base->facts
+                                       ? static_cast<double>(facts_total - base->facts) / secs
+                                       : 0.0;
+            out.predictions_per_second =
+                predictions >= base->predictions
+                    ? static_cast<double>(predictions - base->predictions) / secs
+                    : 0.0;
         }
     }
     std::size_t count = static_cast<std::size_t>(std::min<std::uint64_t>(predictions, ring_size));

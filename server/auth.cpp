@@ -178,6 +178,7 @@ status authenticator::too_many_checks() {
 void authenticator::forget_keys() {
     std::unique_lock lock(keys_mu_);
     keys_.clear();
+    ++keys_generation_;
 }
 
 std::size_t authenticator::cached_keys() {
@@ -313,8 +314,10 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         const std::string& hash = last_hash;
         std::shared_ptr<const api_key_row> row;
         bool cached = false;
+        std::uint64_t generation = 0;
         {
             std::shared_lock lock(keys_mu_);
+            generation = keys_generation_;
             auto it = keys_.find(hash);
             if (it != keys_.end() && clock_() - it->second.at < key_cache_ttl) {
                 row = it->second.row;
@@ -336,7 +339,9 @@ std::optional<http_response> authenticator::check(http_request& req, access need
                 // Still full of fresh entries: a flood; start again.
                 if (keys_.size() >= max_cached_keys) keys_.clear();
             }
-            keys_[hash] = {row, now};
+            // A revocation that committed after the read above would
+            // otherwise be hidden for the cache's 5 s.
+            if (generation == keys_generation_) keys_[hash] = {row, now};
         }
         if (!row || row->revoked_at) {
             return error_response(status(error_kind::unauthenticated,

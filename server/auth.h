@@ -127,6 +127,9 @@ private:
     };
     // Every API request reads the key cache: readers share its lock.
     std::shared_mutex keys_mu_;
+    // Bumped by forget_keys (under keys_mu_): a key row read from the
+    // database before a revocation is not cached after it.
+    std::uint64_t keys_generation_ = 0;
     std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
     // The user's stored password hash: it changes with every new password
     // (a new salt), and a session or a remembered password of the old one

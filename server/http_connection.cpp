@@ -582,11 +582,11 @@ std::string deferred_response::wait_and_render(bool close) {
     return render(answer_ ? *answer_ : on_timeout_(), close);
 }
 
+// Due at its deadline, or once complete() has sent what it could (the rest,
+// if any, is the connection's to write). It waited for the deadline when all
+// was sent, so the connection could not be parked until then.
 bool deferred_response::due(std::chrono::steady_clock::time_point now) const {
-    if (now >= deadline_) return true;
-    if (!sent_.is_set()) return false;
-    std::lock_guard lock(mu_);
-    return !unsent_.empty();
+    return now >= deadline_ || sent_.is_set();
 }
 
 std::string deferred_response::settle() {
@@ -860,14 +860,20 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         // next request of a busy client comes within microseconds), then
         // is parked for the rest of its keep-alive time. (Without a parker,
         // epoll being unavailable, it waits here as httplib's loop would.)
-        const bool may_park = !owed && idle > connection_parker::park_after && parker_.running();
+        // An answer still owed (a deferred one the writer sends) is waited
+        // for in the same steps first: once it is out, the connection is
+        // parked like any other (it held its thread for the whole keep-alive
+        // time after a POST of a few facts).
+        const bool may_park = idle > connection_parker::park_after && parker_.running();
+        const auto idle_until = std::chrono::steady_clock::now() + idle;
         wait_result w =
             strm.wait_for_request(may_park ? connection_parker::park_after : idle, svr_sock_, owed);
-        // (The wait only ever settles an owed answer, so none is owed here;
-        // it has idled park_after of its keep-alive time.)
-        if (w == wait_result::timed_out && may_park &&
-            parker_.park(sock, left,
-                         std::chrono::steady_clock::now() + idle - connection_parker::park_after)) {
+        while (w == wait_result::timed_out && may_park && owed &&
+               std::chrono::steady_clock::now() + connection_parker::park_after < idle_until) {
+            w = strm.wait_for_request(connection_parker::park_after, svr_sock_, owed);
+        }
+        if (w == wait_result::timed_out && may_park && !owed &&
+            parker_.park(sock, left, idle_until)) {
             return;  // the parker owns the socket now
         }
         if (!settle_owed() || w != wait_result::request) break;

@@ -912,6 +912,31 @@ class ConnectionTest(KennelTestCase):
                 return status
             time.sleep(0.05)
 
+    def test_a_connection_idle_after_posting_facts_is_parked_too(self):
+        # A POST of a few facts is answered by the writer (a deferred answer):
+        # such a connection was never parked and held a worker for its whole
+        # keep-alive time. 4 workers, 6 such clients: all parked, and a 7th
+        # client is answered.
+        server = self.start_server(args=["--http-threads", "4", "--keepalive-timeout", "60"])
+        body = json.dumps(fact("parked", "e", {"n": 1})).encode()
+        for i in range(6):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            self.addCleanup(sock.close)
+            sock.sendall(b"POST /v1/facts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Authorization: " + kennel_harness.ADMIN_AUTH.encode() +
+                         b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "closed without an answer")
+                head += chunk
+            self.assertRegex(head, rb"^HTTP/1.1 20[01] ")
+        c = self.client(server)
+        status = self.http_status_when(c, lambda h: h["parked_connections"] >= 6)
+        self.assertGreaterEqual(status["http"]["parked_connections"], 6, status["http"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as late:
+            self.assertEqual(raw_get(late, "/readyz")[0], 200)
+
     def test_idle_keep_alive_connections_do_not_hold_the_workers(self):
         # 4 workers, 24 clients each holding a keep-alive connection open
         # (for up to 60 s): a 25th client is answered at once, not after an

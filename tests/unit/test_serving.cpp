@@ -50,6 +50,38 @@ TEST_CASE("serving: a fast version stays on the request thread through rare slow
     CHECK_FALSE(faulty.fast_enough(1, deadline_ns));
 }
 
+TEST_CASE("slots: waiters giving up while slots are released leave exactly N slots", "[slots]") {
+    // Deadlines of a few microseconds: many waiters give up just as a
+    // release comes for them. A slot was then counted twice (free, and
+    // handed to a waiter no longer there), and the cap crept up.
+    ml::predict_slots slots(2);
+    std::atomic<int> holding{0}, most{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 4000; ++i) {
+                if (!slots.acquire_until(steady::now() + std::chrono::microseconds((i + t) % 7)))
+                    continue;
+                const int now = ++holding;
+                int seen = most.load();
+                while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                }
+                --holding;
+                slots.release();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(most.load() <= 2);
+    CHECK(slots.gave_up() > 0);
+    // Exactly two slots are left: two taken at once, a third not.
+    CHECK(slots.acquire_until(steady::now()));
+    CHECK(slots.acquire_until(steady::now()));
+    CHECK_FALSE(slots.acquire_until(steady::now() + 1ms));
+    slots.release();
+    slots.release();
+}
+
 TEST_CASE("slots: never more holders than slots, and every request gets one", "[slots]") {
     ml::predict_slots slots(3);
     // Catch2's assertions are not thread-safe: the threads count, the test checks.
