@@ -657,7 +657,6 @@ std::string read_password(const std::string& user) {
     constexpr int ending[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP};
     struct sigaction saved[std::size(ending)] = {};
     if (quiet) {
-        std::cerr << "new password for " << user << ": " << std::flush;
         struct sigaction sa {};
         sa.sa_handler = restore_terminal_and_die;
         sigemptyset(&sa.sa_mask);
@@ -665,6 +664,9 @@ std::string read_password(const std::string& user) {
         termios no_echo = g_terminal_before;
         no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
         ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &no_echo);
+        // Asked only now: what is typed after the prompt must not be
+        // flushed by the switch above (it was, when the prompt came first).
+        std::cerr << "new password for " << user << ": " << std::flush;
     }
     std::string pw;
     std::getline(std::cin, pw);
