@@ -51,6 +51,10 @@ std::size_t app::parked_partial_requests() const {
     return http_ ? http_->parked_partial_requests() : 0;
 }
 
+std::uint64_t app::park_refused_full() const {
+    return http_ ? http_->park_refused_full() : 0;
+}
+
 void app::refresh_model(const std::string& model) {
     try {
         auto conn = readers_->acquire();

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "server/app_metrics.h"
@@ -57,6 +58,7 @@ public:
     ml::supervisor_state supervisor_state() const;
     std::size_t parked_connections() const;
     std::size_t parked_partial_requests() const;
+    std::uint64_t park_refused_full() const;
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }

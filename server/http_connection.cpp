@@ -643,9 +643,11 @@ bool connection_parker::park(int sock, std::size_t requests_left,
                              std::chrono::steady_clock::time_point deadline,
                              partial_request carried) {
     std::lock_guard lock(mu_);
-    if (!running_ || parked_.size() >= capacity_ ||
-        carried_bytes_ + carried.bytes.size() > max_carried_bytes)
+    if (!running_) return false;
+    if (parked_.size() >= capacity_ || carried_bytes_ + carried.bytes.size() > max_carried_bytes) {
+        refused_full_.fetch_add(1, std::memory_order_relaxed);
         return false;
+    }
     epoll_event ev{};
     // One-shot: a connection is resumed once, then belongs to a worker.
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;

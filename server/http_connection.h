@@ -173,6 +173,8 @@ public:
     std::size_t parked() const;
     // Of those, the ones holding part of a request (the rest are idle).
     std::size_t parked_partial() const;
+    // Connections refused since start because the parker was full.
+    std::uint64_t refused_full() const { return refused_full_.load(std::memory_order_relaxed); }
     // Started and not stopped: a connection may be offered.
     bool running() const;
 
@@ -196,6 +198,7 @@ private:
     std::size_t carried_bytes_ = 0;     // of the parked partial requests
     std::size_t partial_ = 0;           // parked entries carrying bytes
     std::atomic<bool> running_{false};  // set under mu_; read without it by running()
+    std::atomic<std::uint64_t> refused_full_{0};
     std::size_t capacity_ = 0;  // half the process's file descriptors
     int epoll_ = -1;
     int wake_ = -1;  // an eventfd that interrupts the wait to stop
@@ -214,6 +217,7 @@ public:
     httplib::TaskQueue* make_task_queue(std::size_t threads);
     std::size_t parked_connections() const { return parker_.parked(); }
     std::size_t parked_partial_requests() const { return parker_.parked_partial(); }
+    std::uint64_t park_refused_full() const { return parker_.refused_full(); }
 
 private:
     bool process_and_close_socket(int sock) override;

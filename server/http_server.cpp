@@ -381,6 +381,10 @@ std::size_t http_server::parked_partial_requests() const {
     return impl_->server.parked_partial_requests();
 }
 
+std::uint64_t http_server::park_refused_full() const {
+    return impl_->server.park_refused_full();
+}
+
 void http_server::stop() {
     if (thread_.joinable()) {
         impl_->server.stop();

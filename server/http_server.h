@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -158,6 +159,9 @@ public:
     std::size_t parked_connections() const;
     // Of those, the ones holding part of a request still arriving.
     std::size_t parked_partial_requests() const;
+    // Connections the parker refused since start because it was full (an
+    // idle one is then closed; a partial request is read on its thread).
+    std::uint64_t park_refused_full() const;
 
 private:
     struct impl;
