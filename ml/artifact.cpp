@@ -151,9 +151,6 @@ result<model_artifact> load_artifact(std::string_view bytes, load_use use) {
     }
 }
 
-namespace {
-
-// Whether the function's answer is unusable (NaN or infinite anywhere).
 bool not_finite(const prediction& p) {
     if (!std::isfinite(p.value)) return true;
     for (double q : p.probabilities) {
@@ -162,7 +159,12 @@ bool not_finite(const prediction& p) {
     return false;
 }
 
-}  // namespace
+std::optional<std::size_t> out_of_range_input(const std::vector<double>& x) {
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        if (!(std::abs(x[i]) <= max_input_scale)) return i;
+    }
+    return std::nullopt;
+}
 
 result<model_prediction> predict_raw(const model_artifact& a, const raw_record& record) {
     if (!a.function) return status(error_kind::internal, "model artifact has no function");
@@ -175,13 +177,11 @@ result<model_prediction> predict_raw(const model_artifact& a, const raw_record& 
         // Finite inputs far outside the training data (1e308 where training
         // saw tens) overflow the model's arithmetic: the request's fault, not
         // the version's, so that no client can get a version disabled.
-        for (std::size_t i = 0; i < x.size(); ++i) {
-            if (!(std::abs(x[i]) <= max_input_scale)) {
-                std::ostringstream msg;
-                msg << "prediction is not finite: input column \"" << a.pipeline.names()[i]
-                    << "\" is " << x[i] << " in training units, far outside the training data";
-                return status(error_kind::invalid_argument, msg.str());
-            }
+        if (auto i = out_of_range_input(x)) {
+            std::ostringstream msg;
+            msg << "prediction is not finite: input column \"" << a.pipeline.names()[*i] << "\" is "
+                << x[*i] << " in training units, far outside the training data";
+            return status(error_kind::invalid_argument, msg.str());
         }
         return status(error_kind::internal, "prediction is not finite");
     }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,13 @@ struct model_prediction {
 // Transformed inputs beyond this many training units (standard deviations
 // for numbers) are blamed when a prediction is not finite.
 constexpr double max_input_scale = 1e6;
+
+// Whether the function's answer is unusable (NaN or infinite anywhere).
+bool not_finite(const prediction& p);
+// The first transformed input beyond max_input_scale: what an answer that is
+// not finite is blamed on (none: the version is at fault). Serving and the
+// holdout evaluation share this rule.
+std::optional<std::size_t> out_of_range_input(const std::vector<double>& x);
 
 // Runs the pipeline on the record, then the function. A prediction that is
 // not finite is invalid_argument when an input is beyond max_input_scale (the

@@ -402,13 +402,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         std::size_t kept = 0, dropped = 0;
         std::string first;
         for (std::size_t i = 0; i < x_test.size(); ++i) {
-            const prediction p = (*fn)->predict(x_test[i]);
-            bool finite = std::isfinite(p.value);
-            for (double q : p.probabilities) finite = finite && std::isfinite(q);
-            bool out_of_range = false;
-            for (double v : x_test[i])
-                out_of_range = out_of_range || !(std::abs(v) <= max_input_scale);
-            if (!finite && out_of_range) {
+            // Serving's rule for an input the model overflows on.
+            if (not_finite((*fn)->predict(x_test[i])) && out_of_range_input(x_test[i])) {
                 if (dropped++ == 0) first = test_rows[i]->entity;
                 continue;
             }

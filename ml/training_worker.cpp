@@ -58,8 +58,11 @@ training_worker::~training_worker() { stop(); }
 
 status training_worker::start() {
     // Result folders left by a server that was killed mid-job.
+    // (The error_code forms: a TMPDIR that is not a directory fails each
+    // job with that reason, not the server's start.)
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const auto tmp = std::filesystem::temp_directory_path(ec);
+    for (const auto& entry : std::filesystem::directory_iterator(tmp, ec)) {
         std::string name = entry.path().filename().string();
         if (name.rfind("kennel-job-", 0) != 0) continue;
         pid_t owner = static_cast<pid_t>(std::atol(name.c_str() + 11));
@@ -231,6 +234,17 @@ void training_worker::check_triggers() {
     }
 }
 
+namespace {
+
+// A running job's end and its log line, in the caller's transaction.
+void end_running_job(connection& c, std::int64_t id, job_state to, const std::string& error) {
+    transition_job(c, id, job_state::running, to, error);
+    append_job_log(c, id, to == job_state::succeeded ? "info" : "error",
+                   std::string(job_state_name(to)) + (error.empty() ? "" : ": " + error));
+}
+
+}  // namespace
+
 job_state training_worker::run_job(const job_row& job, const job_observer& observer) {
     const std::int64_t id = job.id;
     auto note = [&](const std::string& level, const std::string& message) {
@@ -244,13 +258,13 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     auto finish = [&](job_state to, const std::string& error) {
         status s = writer_.run(
             [&](connection& c) {
-                transition_job(c, id, job_state::running, to, error);
-                append_job_log(c, id, to == job_state::succeeded ? "info" : "error",
-                               std::string(job_state_name(to)) + (error.empty() ? "" : ": " + error));
+                end_running_job(c, id, to, error);
                 return status::ok();
             },
             std::chrono::seconds(60));
-        if (!s) log_error("trainer", "cannot record the end of job " + std::to_string(id) + ": " + s.message());
+        if (!s)
+            log_error("trainer",
+                      "cannot record the end of job " + std::to_string(id) + ": " + s.message());
         log_line(to == job_state::succeeded ? log_level::info : log_level::warn, "trainer",
                  "job " + std::to_string(id) + " (" + job.model + ") " + job_state_name(to) +
                      (error.empty() ? "" : ": " + error));
@@ -549,9 +563,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             // accepted, so the job ends cancelled and stores nothing.
             if (auto now = get_job(c, id); now && now->cancel_requested) {
                 cancelled_late = true;
-                transition_job(c, id, job_state::running, job_state::cancelled,
-                               std::string("cancelled on request"));
-                append_job_log(c, id, "error", "cancelled: cancelled on request");
+                end_running_job(c, id, job_state::cancelled, "cancelled on request");
                 return status::ok();
             }
             number = insert_version(c, v);

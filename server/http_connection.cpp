@@ -505,7 +505,6 @@ http_response stopping_answer() {
 
 // The status line and headers httplib writes for a response (a handler's
 // own headers come last here, where httplib sorts them in).
-
 std::string render_response(const http_response& r, bool close, const std::string& keep_alive) {
     std::string out;
     out.reserve(160 + r.body.size());

@@ -31,7 +31,11 @@ json opt(const std::optional<T>& v) {
     return v ? json(*v) : json(nullptr);
 }
 
-// A JSON object body (empty allowed when `optional_body`).
+status alias_name_problem() {
+    return invalid("alias",
+                   "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\"");
+}
+
 status model_missing(const std::string& name) {
     return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
 }
@@ -323,9 +327,7 @@ http_response get_model_aliases(app& a, const http_request& req) {
 http_response put_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
-    if (!valid_name(alias))
-        return error_response(invalid(
-            "alias", "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
+    if (!valid_name(alias)) return error_response(alias_name_problem());
     auto body = json_object_body(req, false);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"version", "reason"}); !s)
@@ -365,9 +367,7 @@ http_response put_model_alias(app& a, const http_request& req) {
 http_response delete_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
-    if (!valid_name(alias))
-        return error_response(invalid(
-            "alias", "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
+    if (!valid_name(alias)) return error_response(alias_name_problem());
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);

@@ -1116,20 +1116,33 @@ class SchedulerTest(SharedServerCase):
 class CancelTest(SharedServerCase):
     server_args = ("--test-faults",)
 
-    def test_auto_policy_does_not_publish_over_a_live_moved_during_training(self):
-        f, l, _ = self.streams(synthetic("regression", 80, seed=52))
-        name = uid("moved")
+    def live_version_1(self, prefix, seed):
+        """A fresh model on x1 alone, trained once: version 1 is live.
+        Returns (name, feature stream, label stream)."""
+        f, l, _ = self.streams(synthetic("regression", 80, seed=seed))
+        name = uid(prefix)
         put_model(self, self.c, name, definition("regression", f, l, features=[{"field": "x1"}]))
         j = wait_job(self, self.c, queue_training(self, self.c, name))
         self.assertEqual(j["state"], "succeeded", log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        return name, f, l
+
+    def job_held_by(self, name, d, says):
+        """Queues a job for definition `d` (with a test fault) and waits until
+        its log says `says`; returns the job's id."""
+        put_model(self, self.c, name, d)
+        job = queue_training(self, self.c, name)
+        wait_until(lambda: says in log_text(get_job(self, self.c, job)), 30,
+                   "job %d: %s" % (job, says))
+        return job
+
+    def test_auto_policy_does_not_publish_over_a_live_moved_during_training(self):
+        name, f, l = self.live_version_1("moved", 52)
         # The next revision (every feature: better) reads where live points,
         # then (a test fault) waits until a person moves it: here, takes it
         # down.
-        put_model(self, self.c, name, definition("regression", f, l, test_fault="wait_for_live_move"))
-        job = queue_training(self, self.c, name)
-        wait_until(lambda: "waiting for live to move" in log_text(get_job(self, self.c, job)), 30,
-                   "job %d to wait for live to move" % job)
+        job = self.job_held_by(name, definition("regression", f, l, test_fault="wait_for_live_move"),
+                               "waiting for live to move")
         r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
                            json_body={"reason": "a person takes live down"})
         self.assertEqual(r.status, 200, r)
@@ -1147,17 +1160,10 @@ class CancelTest(SharedServerCase):
         # A new revision (here: another feature set) came while the job ran;
         # the finished version went live all the same, trained for a
         # definition the model no longer has.
-        f, l, _ = self.streams(synthetic("regression", 80, seed=53))
-        name = uid("revised")
-        put_model(self, self.c, name, definition("regression", f, l, features=[{"field": "x1"}]))
-        j = wait_job(self, self.c, queue_training(self, self.c, name))
-        self.assertEqual(j["state"], "succeeded", log_text(j))
-        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
-        put_model(self, self.c, name, definition("regression", f, l,
-                                                 test_fault="wait_for_new_revision"))
-        job = queue_training(self, self.c, name)
-        wait_until(lambda: "waiting for a new revision" in log_text(get_job(self, self.c, job)),
-                   30, "job %d to wait for a new revision" % job)
+        name, f, l = self.live_version_1("revised", 53)
+        job = self.job_held_by(name, definition("regression", f, l,
+                                                test_fault="wait_for_new_revision"),
+                               "waiting for a new revision")
         put_model(self, self.c, name, definition("regression", f, l,
                                                  features=[{"field": "x1"}, {"field": "x2"}]))
         j = wait_job(self, self.c, job)
@@ -1172,10 +1178,8 @@ class CancelTest(SharedServerCase):
         # exited: the version was stored and the job ended "succeeded".
         f, l, _ = self.streams(synthetic("regression", 60, seed=54))
         name = uid("latecancel")
-        put_model(self, self.c, name, definition("regression", f, l, test_fault="hold_after_fit"))
-        job = queue_training(self, self.c, name)
-        wait_until(lambda: "holding the result" in log_text(get_job(self, self.c, job)), 30,
-                   "job %d to finish its fit" % job)
+        job = self.job_held_by(name, definition("regression", f, l, test_fault="hold_after_fit"),
+                               "holding the result")
         r = self.c.post("/v1/jobs/%d/cancel" % job)
         self.assertEqual((r.status, r.json()["cancel_requested"]), (202, True), r)
         j = wait_job(self, self.c, job)

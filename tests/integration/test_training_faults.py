@@ -320,6 +320,28 @@ class InterruptedJobTest(KennelTestCase):
                          % (pid, old))
 
 
+class NoTemporaryDirectoryTest(KennelTestCase):
+    """A TMPDIR that is not a directory: the server starts (its clean-up of
+    old work directories threw), and each job fails naming the reason."""
+
+    def test_a_job_without_a_work_directory_fails_with_the_reason(self):
+        not_a_dir = self.path("not-a-dir")
+        with open(not_a_dir, "w") as f:
+            f.write("x")
+        server = self.start_server(env={"TMPDIR": not_a_dir})
+        c = self.client(server)
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, synthetic("regression", 60, seed=60))
+        name = uid("notmp")
+        put_model(self, c, name, definition("regression", f, l))
+        j = wait_job(self, c, queue_training(self, c, name))
+        self.assertEqual((j["state"], j["version"]), ("failed", None), log_text(j))
+        self.assertIn("no temporary directory for the job's work", j["error"])
+        self.assertIn("set TMPDIR to a writable directory", j["error"])
+        self.assertEqual(c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+        self.assertEqual(c.get("/healthz").status, 200)
+
+
 class MovedBinaryTest(KennelTestCase):
     """An upgrade moves the running server's binary away and puts another in
     its place: training still runs the server's own binary."""
