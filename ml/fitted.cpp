@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace kennel::ml {
 
@@ -157,47 +158,117 @@ void kernel_function::serialize_body(std::ostream& out) const {
     }
 }
 
-flat_forest::flat_forest(const forest_type& f) {
+namespace {
+
+// Lays the trees out depth first: emit(threshold, feature) appends a node
+// (a leaf: its value, and distance 0) and returns its index; link(parent,
+// distance) gives a node the distance to its right child, or returns false
+// when the layout cannot hold it, which stops the walk.
+template <class Emit, class Link>
+bool depth_first(const forest_type& f, std::vector<std::uint32_t>& roots, Emit emit, Link link) {
     const auto& trees = f.get_internal_tree_nodes();
     const auto& leaves = f.get_tree_leaves();
     struct pending {
         std::uint32_t index;        // in Dlib's tree: nodes, then leaves
-        std::int64_t parent_right;  // the node whose `right` this one is, or -1
+        std::int64_t parent_right;  // the node whose right child this one is, or -1
     };
     std::vector<pending> stack;
     for (std::size_t t = 0; t < trees.size(); ++t) {
-        roots_.push_back(static_cast<std::uint32_t>(nodes_.size()));
         const auto& tree = trees[t];
         stack.assign(1, {0, -1});
+        bool first = true;
         while (!stack.empty()) {
             const pending p = stack.back();
             stack.pop_back();
-            const auto me = static_cast<std::uint32_t>(nodes_.size());
-            if (p.parent_right >= 0) nodes_[static_cast<std::size_t>(p.parent_right)].right = me;
-            if (p.index >= tree.size()) {
-                const float value = leaves[t][p.index - tree.size()];
-                std::uint32_t bits = 0;
-                std::memcpy(&bits, &value, sizeof bits);
-                nodes_.push_back({std::numeric_limits<float>::quiet_NaN(), bits, me});
-                continue;
+            const bool leaf = p.index >= tree.size();
+            const std::uint32_t me =
+                leaf ? emit(leaves[t][p.index - tree.size()], 0u)
+                     : emit(tree[p.index].split_threshold,
+                            static_cast<std::uint32_t>(tree[p.index].split_feature));
+            if (first) roots.push_back(me);
+            first = false;
+            if (p.parent_right >= 0) {
+                const auto parent = static_cast<std::uint32_t>(p.parent_right);
+                if (!link(parent, me - parent)) return false;
             }
-            const auto& n = tree[p.index];
-            nodes_.push_back({n.split_threshold, static_cast<std::uint32_t>(n.split_feature), 0});
-            stack.push_back({n.right, me});
-            stack.push_back({n.left, -1});  // next: right after its parent
+            if (leaf) continue;
+            stack.push_back({tree[p.index].right, me});
+            stack.push_back({tree[p.index].left, -1});  // next: right after its parent
         }
     }
+    return true;
+}
+
+}  // namespace
+
+flat_forest::flat_forest(const forest_type& f, layout want) {
+    std::size_t total = 0;
+    std::uint32_t max_feature = 0;
+    for (const auto& tree : f.get_internal_tree_nodes()) {
+        total += tree.size();
+        for (const auto& n : tree)
+            max_feature = std::max(max_feature, static_cast<std::uint32_t>(n.split_feature));
+    }
+    for (const auto& l : f.get_tree_leaves()) total += l.size();
+    while (feature_bits_ < 32 && (std::uint64_t{1} << feature_bits_) <= max_feature)
+        ++feature_bits_;
+    if (want == layout::compact) {
+        compact_ = mapped_array<compact_node>(total);
+        std::uint32_t laid = 0;
+        const unsigned shift = feature_bits_;
+        const bool fits = depth_first(
+            f, roots_,
+            [this, &laid](float v, std::uint32_t feature) {
+                compact_[laid] = {v, feature};
+                return laid++;
+            },
+            [this, shift](std::uint32_t parent, std::uint32_t distance) {
+                if ((std::uint64_t{distance} << shift) > 0xffffffffu) return false;
+                compact_[parent].bits |= distance << shift;
+                return true;
+            });
+        if (fits) return;
+        compact_ = {};
+        roots_.clear();
+    }
+    wide_ = mapped_array<wide_node>(total);
+    std::uint32_t laid = 0;
+    depth_first(
+        f, roots_,
+        [this, &laid](float v, std::uint32_t feature) {
+            wide_[laid] = {v, feature, 0};
+            return laid++;
+        },
+        [this](std::uint32_t parent, std::uint32_t distance) {
+            wide_[parent].distance = distance;
+            return true;
+        });
 }
 
 double flat_forest::operator()(const std::vector<double>& x) const {
+    if (!wide_.size()) {
+        const unsigned shift = feature_bits_;
+        const std::uint32_t mask = static_cast<std::uint32_t>((std::uint64_t{1} << shift) - 1);
+        return walk(compact_.data(), x, [shift, mask](const compact_node& n) {
+            return std::pair<std::uint32_t, std::uint32_t>{n.bits >> shift, n.bits & mask};
+        });
+    }
+    return walk(wide_.data(), x, [](const wide_node& n) {
+        return std::pair<std::uint32_t, std::uint32_t>{n.distance, n.feature};
+    });
+}
+
+template <class Node, class Decode>
+double flat_forest::walk(const Node* nodes, const std::vector<double>& x, Decode decode) const {
     // Sixteen walks at a time; a walk that reaches its leaf takes the next
     // tree. Each walk's next node is prefetched as soon as it is known, so
     // its load is under way while the other walks step: the forest does not
-    // fit in cache (bench/predict's: 100 trees, 704k nodes, 8.4 MB), and
+    // fit in cache (bench/predict's: 100 trees, 704k nodes, 5.6 MB), and
     // without the prefetch a load began only when its walk's turn came.
-    // bench/forest (best of five, 2026-12-04): 4.8 us a prediction warm and
-    // 27-31 us cold, against 5.7 and 32-35 without the prefetch; 8 walks
-    // were slower, 32 no faster than 16.
+    // bench/forest (best of five, 2026-12-04): with 12-byte nodes 4.8 us a
+    // prediction warm and 27-31 us cold, against 5.7 and 32-35 without the
+    // prefetch; 8 walks were slower, 32 no faster than 16. With 8-byte
+    // nodes on huge pages, 3.7-4.1 and 21-22.
     constexpr std::size_t lanes = 16;
     const std::size_t n = roots_.size();
     std::vector<float> found(n);
@@ -207,12 +278,12 @@ double flat_forest::operator()(const std::vector<double>& x) const {
         tree[active] = static_cast<std::uint32_t>(next);
         at[active] = roots_[next];
     }
-    const node* nodes = nodes_.data();
     while (active > 0) {
         for (std::size_t l = 0; l < active; ++l) {
-            const node& nd = nodes[at[l]];
-            if (nd.right == at[l]) {  // a leaf
-                std::memcpy(&found[tree[l]], &nd.feature, sizeof(float));
+            const Node& nd = nodes[at[l]];
+            const auto [distance, feature] = decode(nd);
+            if (distance == 0) {  // a leaf
+                found[tree[l]] = nd.threshold;
                 if (next < n) {
                     tree[l] = static_cast<std::uint32_t>(next);
                     at[l] = roots_[next++];
@@ -226,9 +297,8 @@ double flat_forest::operator()(const std::vector<double>& x) const {
                 continue;
             }
             // Without a branch: which way a walk goes is unpredictable.
-            const std::uint32_t go_right = !(x[nd.feature] < nd.threshold);
-            const std::uint32_t left = at[l] + 1;
-            at[l] = left + ((nd.right - left) & (0u - go_right));
+            const std::uint32_t go_right = !(x[feature] < nd.threshold);
+            at[l] += 1 + ((distance - 1) & (0u - go_right));
             __builtin_prefetch(&nodes[at[l]]);
         }
     }

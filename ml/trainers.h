@@ -107,8 +107,8 @@ using function_ptr = std::shared_ptr<const fitted_function>;
 
 // What a loaded function is for. A forest keeps Dlib's trees only to be
 // written again; serving only predicts, from its own flat layout, so it
-// loads with `predict` and holds each forest once (the flat layout is 12
-// bytes a node; Dlib's trees another 16 per split and 4 per leaf).
+// loads with `predict` and holds each forest once (the flat layout is 8
+// or 12 bytes a node; Dlib's trees another 16 per split and 4 per leaf).
 enum class load_use { any, predict };
 
 // Reads what fitted_function::serialize wrote; refuses unknown tags and

@@ -413,8 +413,30 @@ TEST_CASE("linear scores equal Dlib's matrix product exactly", "[trainers]") {
 }
 
 // Forests predict through their own layout (detail::flat_forest); it must
-// give what Dlib's forest gives, bit for bit, on any input.
+// give what Dlib's forest gives, bit for bit, on any input, in both of its
+// node sizes.
+
+// The compact node holds a feature index and the distance to the right
+// child in 32 bits; a forest whose numbers do not fit keeps 12-byte nodes.
+TEST_CASE("a forest whose feature indexes need too many bits keeps the wide layout", "[trainers]") {
+    using node = dlib::internal_tree_node<dlib::dense_feature_extractor>;
+    // One split on feature 2^30 (31 bits) with its right child 2 nodes on:
+    // 2 << 31 does not fit in 32 bits.
+    std::vector<std::vector<node>> trees{{node{1, 2, 0.5f, 1u << 30}}};
+    std::vector<std::vector<float>> leaves{{1.0f, 2.0f}};
+    const detail::forest_type forest(dlib::dense_feature_extractor(), std::move(trees),
+                                     std::move(leaves));
+    CHECK(detail::flat_forest(forest).used() == detail::flat_forest::layout::wide);
+    // One feature fewer bit (2^29, 30 bits): 2 << 30 fits.
+    std::vector<std::vector<node>> small{{node{1, 2, 0.5f, 1u << 29}}};
+    std::vector<std::vector<float>> small_leaves{{1.0f, 2.0f}};
+    const detail::forest_type fits(dlib::dense_feature_extractor(), std::move(small),
+                                   std::move(small_leaves));
+    CHECK(detail::flat_forest(fits).used() == detail::flat_forest::layout::compact);
+}
 TEST_CASE("the flat forest predicts exactly what Dlib's forest predicts", "[trainers]") {
+    using layout = detail::flat_forest::layout;
+    const layout nodes = GENERATE(layout::compact, layout::wide);
     std::mt19937_64 rng(11);
     std::normal_distribution<double> g(0, 2);
     const long nf = 6;
@@ -431,7 +453,8 @@ TEST_CASE("the flat forest predicts exactly what Dlib's forest predicts", "[trai
         trainer.set_num_trees(23);  // not a multiple of the walks run side by side
         trainer.set_min_samples_per_leaf(min_leaf);
         const detail::forest_type forest = trainer.train(xs, ys);
-        const detail::flat_forest flat(forest);
+        const detail::flat_forest flat(forest, nodes);
+        REQUIRE(flat.used() == nodes);  // 6 features: the compact form fits
         std::vector<std::vector<double>> probes;
         for (const auto& s : xs) probes.emplace_back(s.begin(), s.end());
         // Split thresholds themselves (x == threshold goes right), NaN and infinities.
@@ -458,4 +481,25 @@ TEST_CASE("the flat forest predicts exactly what Dlib's forest predicts", "[trai
             CHECK((got == want || (std::isnan(got) && std::isnan(want))));
         }
     }
+}
+
+// The flat forest's nodes live in their own mapping; a large one starts on
+// a 2 MiB boundary (so its pages can be huge) and is whole and zeroed.
+TEST_CASE("a mapped array is zeroed and movable and a large one is 2 MiB aligned", "[trainers]") {
+    const std::size_t n = GENERATE(std::size_t{3}, std::size_t{1} << 20);  // 12 bytes, 4 MiB
+    detail::mapped_array<std::uint32_t> a(n);
+    REQUIRE(a.size() == n);
+    if (n * sizeof(std::uint32_t) >= (std::size_t{2} << 20))
+        CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % (std::size_t{2} << 20) == 0);
+    bool zero = true;
+    for (std::size_t i = 0; i < n; ++i) zero = zero && a[i] == 0;
+    CHECK(zero);
+    for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<std::uint32_t>(i * 7);
+    detail::mapped_array<std::uint32_t> b(std::move(a));
+    CHECK(a.size() == 0);
+    CHECK(a.data() == nullptr);
+    REQUIRE(b.size() == n);
+    CHECK(b[n - 1] == static_cast<std::uint32_t>((n - 1) * 7));
+    b = detail::mapped_array<std::uint32_t>();
+    CHECK(b.size() == 0);
 }
