@@ -49,21 +49,27 @@ bool basis_ok(const dlib::decision_function<rbf_kernel>& f, std::size_t num_feat
     return std::isfinite(f.kernel_function.gamma);
 }
 
-// Every child index must point forward (no cycles) and inside the tree, and
-// every split feature must exist.
+// Every child index must point forward (no cycles) and inside the tree,
+// no node may have two parents (a tree, not a graph: flat_forest lays out
+// one node per path, and a chain of shared children has 2^depth paths),
+// and every split feature must exist.
 bool forest_ok(const forest_type& f, std::size_t num_features) {
     if (f.get_num_trees() == 0) return false;
     if (f.get_feature_extractor().max_num_feats() != num_features) return false;
     const auto& trees = f.get_internal_tree_nodes();
     const auto& leaves = f.get_tree_leaves();
     if (trees.size() != leaves.size()) return false;
+    std::vector<bool> has_parent;
     for (std::size_t t = 0; t < trees.size(); ++t) {
         const std::size_t nodes = trees[t].size(), total = nodes + leaves[t].size();
         if (leaves[t].empty()) return false;
+        has_parent.assign(total, false);
         for (std::size_t i = 0; i < nodes; ++i) {
             const auto& n = trees[t][i];
             if (n.split_feature >= num_features) return false;
             if (n.left <= i || n.right <= i || n.left >= total || n.right >= total) return false;
+            if (n.left == n.right || has_parent[n.left] || has_parent[n.right]) return false;
+            has_parent[n.left] = has_parent[n.right] = true;
         }
     }
     return true;
@@ -202,6 +208,9 @@ bool depth_first(const forest_type& f, std::vector<std::uint32_t>& roots, Emit e
 }  // namespace
 
 flat_forest::flat_forest(const forest_type& f, layout want) {
+    // A node reached twice would be laid out twice, past the array's end
+    // (load_function refuses such forests first; this guards the rest).
+    static constexpr const char* shared_child = "forest: a node has two parents";
     std::size_t total = 0;
     std::uint32_t max_feature = 0;
     for (const auto& tree : f.get_internal_tree_nodes()) {
@@ -218,7 +227,8 @@ flat_forest::flat_forest(const forest_type& f, layout want) {
         const unsigned shift = feature_bits_;
         const bool fits = depth_first(
             f, roots_,
-            [this, &laid](float v, std::uint32_t feature) {
+            [this, &laid, total](float v, std::uint32_t feature) {
+                if (laid == total) throw std::invalid_argument(shared_child);
                 compact_[laid] = {v, feature};
                 return laid++;
             },
@@ -235,7 +245,8 @@ flat_forest::flat_forest(const forest_type& f, layout want) {
     std::uint32_t laid = 0;
     depth_first(
         f, roots_,
-        [this, &laid](float v, std::uint32_t feature) {
+        [this, &laid, total](float v, std::uint32_t feature) {
+            if (laid == total) throw std::invalid_argument(shared_child);
             wide_[laid] = {v, feature, 0};
             return laid++;
         },

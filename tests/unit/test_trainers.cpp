@@ -10,6 +10,7 @@
 #include <limits>
 #include <numbers>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "ml/fitted.h"
@@ -481,6 +482,40 @@ TEST_CASE("the flat forest predicts exactly what Dlib's forest predicts", "[trai
             CHECK((got == want || (std::isnan(got) && std::isnan(want))));
         }
     }
+}
+
+// A stored forest whose nodes share a child (node i's left and right both
+// i + 1) passes "children point forward" but is a graph, not a tree: laid
+// out one node per path it has 2^depth nodes. Loading it must be refused,
+// not crash (it wrote past the flat layout's end) or exhaust memory.
+TEST_CASE("a stored forest whose nodes share a child is refused", "[trainers]") {
+    using node = dlib::internal_tree_node<dlib::dense_feature_extractor>;
+    const std::uint32_t depth = GENERATE(2u, 3u, 20u);
+    const bool same_node = GENERATE(true, false);  // left == right, or two parents of one node
+    std::vector<node> chain;
+    for (std::uint32_t i = 0; i < depth; ++i) {
+        // Either both children are i + 1, or the right child of every node is
+        // the last leaf (so that leaf has many parents).
+        chain.push_back(same_node ? node{i + 1, i + 1, 0.5f, 0u}
+                                  : node{i + 1, depth + 1, 0.5f, 0u});
+    }
+    std::vector<std::vector<node>> trees{chain};
+    std::vector<std::vector<float>> leaves{{1.0f, 2.0f}};
+    dlib::dense_feature_extractor fe;
+    fe.setup({detail::to_sample({0.0})}, {0.0});
+    std::vector<detail::forest_type> forests;
+    forests.emplace_back(std::move(fe), std::move(trees), std::move(leaves));
+    std::stringstream stored;
+    dlib::serialize(std::string("forest"), stored);
+    dlib::serialize(static_cast<std::uint64_t>(task_kind::regression), stored);
+    dlib::serialize(std::uint64_t{1}, stored);  // features
+    dlib::serialize(std::uint64_t{0}, stored);  // classes
+    dlib::serialize(forests, stored);
+    const auto loaded = load_function(stored, load_use::predict);
+    REQUIRE_FALSE(loaded);
+    CHECK_THAT(loaded.error().message(), Contains("forest structure is invalid"));
+    // Laid out directly (not through the loader), it throws instead.
+    CHECK_THROWS_AS(detail::flat_forest(forests[0]), std::invalid_argument);
 }
 
 // The flat forest's nodes live in their own mapping; a large one starts on
