@@ -328,6 +328,14 @@ http_response get_stream_facts(app& a, const http_request& req) {
 http_response get_stream_total(app& a, const http_request& req) {
     auto field = req.query_value("field");
     if (!field) return error_response(invalid("field", "missing: which numeric field to total"));
+    // A total covers the whole range: paging parameters mean the caller
+    // expects a page, and a cursor would silently narrow the range.
+    for (const char* paging : {"cursor", "limit", "order"}) {
+        if (req.query_value(paging)) {
+            return error_response(invalid(
+                paging, "pages the fact list; a total covers the whole range (entity, from, to)"));
+        }
+    }
     auto q = parse_fact_query(req, req.param("stream"));
     if (!q) return error_response(q.error());
     auto conn = a.readers().acquire();
