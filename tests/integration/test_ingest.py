@@ -238,7 +238,12 @@ class FailedCommitTest(KennelTestCase):
     a retry stores them."""
 
     def test_facts_that_cannot_commit_get_503_and_a_retry_stores_them(self):
-        server = self.start_server()
+        # Each write the writer tries while the lock is held fails after the
+        # busy timeout (5 s); a background write queued just ahead of a
+        # fact's makes the fact wait two of them, past the default 10 s
+        # --write-timeout-ms (CI once answered "not committed within 10000
+        # ms"). This test is about the failed commit, so the wait is longer.
+        server = self.start_server(args=("--write-timeout-ms", "30000"))
         c = self.client(server)
         one = fact("commit", "e1", {"n": 1}, "2026-01-01T00:00:00Z")
         batch = [fact("commit", "e%d" % i, {"n": i}, "2026-01-01T00:00:00Z")
