@@ -164,16 +164,15 @@ void kernel_function::serialize_body(std::ostream& out) const {
     }
 }
 
-namespace {
-
-// Lays the trees out depth first: emit(threshold, feature) appends a node
-// (a leaf: its value, and distance 0) and returns its index; link(parent,
-// distance) gives a node the distance to its right child, or returns false
-// when the layout cannot hold it, which stops the walk.
-template <class Emit, class Link>
-bool depth_first(const forest_type& f, std::vector<std::uint32_t>& roots, Emit emit, Link link) {
+flat_forest::flat_forest(const forest_type& f, layout want) {
     const auto& trees = f.get_internal_tree_nodes();
     const auto& leaves = f.get_tree_leaves();
+    std::size_t total = 0;
+    for (std::size_t t = 0; t < trees.size(); ++t) total += trees[t].size() + leaves[t].size();
+    // Laid out wide first (every forest fits), then packed when it can be:
+    // the wide copy is a mapping of its own, returned whole once dropped.
+    wide_ = mapped_array<wide_node>(total);
+    std::uint32_t laid = 0, max_feature = 0, max_distance = 0;
     struct pending {
         std::uint32_t index;        // in Dlib's tree: nodes, then leaves
         std::int64_t parent_right;  // the node whose right child this one is, or -1
@@ -181,79 +180,40 @@ bool depth_first(const forest_type& f, std::vector<std::uint32_t>& roots, Emit e
     std::vector<pending> stack;
     for (std::size_t t = 0; t < trees.size(); ++t) {
         const auto& tree = trees[t];
+        roots_.push_back(laid);
         stack.assign(1, {0, -1});
-        bool first = true;
         while (!stack.empty()) {
             const pending p = stack.back();
             stack.pop_back();
-            const bool leaf = p.index >= tree.size();
-            const std::uint32_t me =
-                leaf ? emit(leaves[t][p.index - tree.size()], 0u)
-                     : emit(tree[p.index].split_threshold,
-                            static_cast<std::uint32_t>(tree[p.index].split_feature));
-            if (first) roots.push_back(me);
-            first = false;
+            // A node reached twice would be laid out twice, past the end
+            // (load_function refuses such forests first; this guards the rest).
+            if (laid == total) throw std::invalid_argument("forest: a node has two parents");
+            const std::uint32_t me = laid++;
             if (p.parent_right >= 0) {
                 const auto parent = static_cast<std::uint32_t>(p.parent_right);
-                if (!link(parent, me - parent)) return false;
+                wide_[parent].distance = me - parent;
+                max_distance = std::max(max_distance, me - parent);
             }
-            if (leaf) continue;
-            stack.push_back({tree[p.index].right, me});
-            stack.push_back({tree[p.index].left, -1});  // next: right after its parent
+            if (p.index >= tree.size()) {
+                wide_[me] = {leaves[t][p.index - tree.size()], 0, 0};
+                continue;
+            }
+            const auto& n = tree[p.index];
+            const auto feature = static_cast<std::uint32_t>(n.split_feature);
+            max_feature = std::max(max_feature, feature);
+            wide_[me] = {n.split_threshold, feature, 0};
+            stack.push_back({n.right, me});
+            stack.push_back({n.left, -1});  // next: right after its parent
         }
     }
-    return true;
-}
-
-}  // namespace
-
-flat_forest::flat_forest(const forest_type& f, layout want) {
-    // A node reached twice would be laid out twice, past the array's end
-    // (load_function refuses such forests first; this guards the rest).
-    static constexpr const char* shared_child = "forest: a node has two parents";
-    std::size_t total = 0;
-    std::uint32_t max_feature = 0;
-    for (const auto& tree : f.get_internal_tree_nodes()) {
-        total += tree.size();
-        for (const auto& n : tree)
-            max_feature = std::max(max_feature, static_cast<std::uint32_t>(n.split_feature));
-    }
-    for (const auto& l : f.get_tree_leaves()) total += l.size();
     while (feature_bits_ < 32 && (std::uint64_t{1} << feature_bits_) <= max_feature)
         ++feature_bits_;
-    if (want == layout::compact) {
-        compact_ = mapped_array<compact_node>(total);
-        std::uint32_t laid = 0;
-        const unsigned shift = feature_bits_;
-        const bool fits = depth_first(
-            f, roots_,
-            [this, &laid, total](float v, std::uint32_t feature) {
-                if (laid == total) throw std::invalid_argument(shared_child);
-                compact_[laid] = {v, feature};
-                return laid++;
-            },
-            [this, shift](std::uint32_t parent, std::uint32_t distance) {
-                if ((std::uint64_t{distance} << shift) > 0xffffffffu) return false;
-                compact_[parent].bits |= distance << shift;
-                return true;
-            });
-        if (fits) return;
-        compact_ = {};
-        roots_.clear();
-    }
-    wide_ = mapped_array<wide_node>(total);
-    std::uint32_t laid = 0;
-    depth_first(
-        f, roots_,
-        [this, &laid, total](float v, std::uint32_t feature) {
-            if (laid == total) throw std::invalid_argument(shared_child);
-            wide_[laid] = {v, feature, 0};
-            return laid++;
-        },
-        [this](std::uint32_t parent, std::uint32_t distance) {
-            wide_[parent].distance = distance;
-            return true;
-        });
+    if (want == layout::wide || (std::uint64_t{max_distance} << feature_bits_) > 0xffffffffu)
+        return;
+    compact_ = mapped_array<compact_node>(laid);
+    for (std::uint32_t i = 0; i < laid; ++i)
+        compact_[i] = {wide_[i].threshold, wide_[i].distance << feature_bits_ | wide_[i].feature};
+    wide_ = {};
 }
 
 double flat_forest::operator()(const std::vector<double>& x) const {

@@ -34,8 +34,21 @@ result<std::optional<micros>> query_time(const http_request& req, const std::str
     return std::optional<micros>{*t};
 }
 
-// Fact range from the query string: entity, from, to, cursor, limit.
-result<fact_query> parse_fact_query(const http_request& req, const std::string& stream) {
+// What a read of facts covers: a page of the list, or (a total) the whole
+// range, where a paging parameter would mean the caller expects a page and
+// a cursor would silently narrow the range.
+enum class fact_read { page, whole_range };
+
+// Fact range from the query string: entity, from, to, and for a page
+// cursor, limit and order.
+result<fact_query> parse_fact_query(const http_request& req, const std::string& stream,
+                                    fact_read read) {
+    constexpr const char* whole =
+        "pages the fact list; a total covers the whole range (entity, from, to)";
+    for (const char* paging : {"cursor", "limit", "order"}) {
+        if (read == fact_read::whole_range && req.query_value(paging))
+            return invalid(paging, whole);
+    }
     fact_query q;
     q.stream = stream;
     if (auto e = req.query_value("entity")) q.entity = *e;
@@ -304,7 +317,7 @@ http_response get_streams(app& a, const http_request&) {
 }
 
 http_response get_stream_facts(app& a, const http_request& req) {
-    auto q = parse_fact_query(req, req.param("stream"));
+    auto q = parse_fact_query(req, req.param("stream"), fact_read::page);
     if (!q) return error_response(q.error());
     auto conn = a.readers().acquire();
     auto page = list_facts(*conn, *q);
@@ -328,15 +341,7 @@ http_response get_stream_facts(app& a, const http_request& req) {
 http_response get_stream_total(app& a, const http_request& req) {
     auto field = req.query_value("field");
     if (!field) return error_response(invalid("field", "missing: which numeric field to total"));
-    // A total covers the whole range: paging parameters mean the caller
-    // expects a page, and a cursor would silently narrow the range.
-    for (const char* paging : {"cursor", "limit", "order"}) {
-        if (req.query_value(paging)) {
-            return error_response(invalid(
-                paging, "pages the fact list; a total covers the whole range (entity, from, to)"));
-        }
-    }
-    auto q = parse_fact_query(req, req.param("stream"));
+    auto q = parse_fact_query(req, req.param("stream"), fact_read::whole_range);
     if (!q) return error_response(q.error());
     auto conn = a.readers().acquire();
     auto t = total_field(*conn, *q, *field);
