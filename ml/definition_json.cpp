@@ -5,6 +5,7 @@
 
 #include "store/db.h"
 #include "store/facts.h"
+#include "store/json_input.h"
 
 namespace kennel {
 namespace {
@@ -193,13 +194,12 @@ json feature_json(const ml::feature_spec& s) {
 parsed_definition parse_definition(const std::string& text) {
     parsed_definition out;
     reader r(out.errors);
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        r.error("", std::string("malformed JSON: ") + e.what());
+    auto parsed = parse_json_input(text);
+    if (!parsed) {
+        r.error(parsed.error().field(), parsed.error().message());
         return out;
     }
+    const json& j = *parsed;
     if (!j.is_object()) {
         r.error("", "a model definition must be a JSON object");
         return out;

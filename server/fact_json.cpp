@@ -209,16 +209,14 @@ parsed_item parse_fact_object(const json& j, micros now) {
     return item;
 }
 
-parsed_item parse_one_text(const std::string& text, micros now) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
+parsed_item parse_one_text(std::string_view text, micros now) {
+    auto j = parse_json_input(text);
+    if (!j) {
         parsed_item item;
-        item.error = invalid(json_error_path(text), std::string("malformed JSON: ") + e.what());
+        item.error = j.error();
         return item;
     }
-    return parse_fact_object(j, now);
+    return parse_fact_object(*j, now);
 }
 
 }  // namespace
@@ -257,7 +255,7 @@ bool ndjson_reader::read(std::size_t n, std::vector<parsed_item>& out) {
         ++line_no_;
         if (is_blank(line)) continue;
         if (line.back() == '\r') line.remove_suffix(1);
-        parsed_item item = parse_one_text(std::string(line), now_);
+        parsed_item item = parse_one_text(line, now_);
         item.index = items_++;
         item.line = line_no_;
         out.push_back(std::move(item));
@@ -275,12 +273,9 @@ result<parsed_body> parse_fact_body(const std::string& body, body_format format,
         reader.read(SIZE_MAX, out.items);
         return out;
     }
-    json j;
-    try {
-        j = json::parse(body);
-    } catch (const json::exception& e) {
-        return invalid(json_error_path(body), std::string("malformed JSON: ") + e.what());
-    }
+    auto parsed = parse_json_input(body);
+    if (!parsed) return parsed.error();
+    const json& j = *parsed;
     if (j.is_object()) {
         out.single = true;
         out.items.push_back(parse_fact_object(j, now));

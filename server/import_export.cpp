@@ -328,8 +328,10 @@ int run_import(const import_options& o) {
             bool exported = line.find("\"id\"") != std::string::npos ||
                             line.find("\"ingest_time\"") != std::string::npos;
             if (!o.stream.empty() || exported) {
-                try {
-                    json j = json::parse(line);
+                // A line that does not parse (or names a key twice) is left
+                // as it is: parse_fact_text reports it.
+                if (auto parsed = parse_json_input(line)) {
+                    json& j = *parsed;
                     if (j.is_object()) {
                         std::string bad;
                         if (auto id = j.find("id"); id != j.end()) {
@@ -356,8 +358,6 @@ int run_import(const import_options& o) {
                         }
                         line = j.dump();
                     }
-                } catch (const json::parse_error&) {
-                    // Left as is: parse_fact_text reports it.
                 }
             }
             ok = add(line, line_no, source_id);

@@ -21,93 +21,6 @@ std::string media_type(const http_request& req) {
     return ct;
 }
 
-namespace {
-
-// A SAX handler that builds nothing and only remembers where it is.
-class path_tracker : public nlohmann::json_sax<json> {
-public:
-    std::string error_path;
-    std::optional<std::size_t> instance;  // see json_error_instance
-
-    bool null() override { return element_done(); }
-    bool boolean(bool) override { return element_done(); }
-    bool number_integer(number_integer_t) override { return element_done(); }
-    bool number_unsigned(number_unsigned_t) override { return element_done(); }
-    bool number_float(number_float_t, const string_t&) override { return element_done(); }
-    bool string(string_t&) override { return element_done(); }
-    bool binary(binary_t&) override { return element_done(); }
-    bool start_object(std::size_t) override {
-        stack_.push_back({false, 0, {}});
-        return true;
-    }
-    bool key(string_t& k) override {
-        stack_.back().key = k;
-        return true;
-    }
-    bool end_object() override {
-        stack_.pop_back();
-        return element_done();
-    }
-    bool start_array(std::size_t) override {
-        stack_.push_back({true, 0, {}});
-        return true;
-    }
-    bool end_array() override {
-        stack_.pop_back();
-        return element_done();
-    }
-    bool parse_error(std::size_t, const std::string& token,
-                     const nlohmann::detail::exception& e) override {
-        // Only a value JSON cannot represent names a field: an overflowing
-        // number (406) or a NaN/Infinity literal. A syntax error elsewhere
-        // (a missing brace) is not about the last key seen.
-        // nlohmann reports the text read since the last token; a NaN or
-        // Infinity literal fails on its first letter.
-        std::size_t last = token.find_last_not_of(" \t\r\n'");
-        char at = last == std::string::npos ? '\0' : token[last];
-        bool bad_number = e.id == 406 || at == 'N' || at == 'I';
-        if (!bad_number) return false;
-        if (stack_.size() >= 2 && !stack_[0].array && stack_[0].key == "instances" &&
-            stack_[1].array) {
-            instance = stack_[1].index;
-        }
-        for (const frame& f : stack_) {
-            if (f.array) {
-                error_path += "[" + std::to_string(f.index) + "]";
-            } else if (!f.key.empty()) {
-                error_path += (error_path.empty() ? "" : ".") + f.key;
-            }
-        }
-        return false;
-    }
-
-private:
-    struct frame {
-        bool array;
-        std::size_t index;
-        std::string key;
-    };
-    bool element_done() {
-        if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
-        return true;
-    }
-    std::vector<frame> stack_;
-};
-
-}  // namespace
-
-std::string json_error_path(const std::string& text) {
-    path_tracker t;
-    json::sax_parse(text, &t, json::input_format_t::json, false);
-    return t.error_path;
-}
-
-std::optional<std::size_t> json_error_instance(const std::string& text) {
-    path_tracker t;
-    json::sax_parse(text, &t, json::input_format_t::json, false);
-    return t.instance;
-}
-
 status check_json_media_type(const http_request& req) {
     // The common answer without building a string (a per-request allocation).
     if (req.header("content-type") == "application/json") return status::ok();
@@ -132,13 +45,8 @@ status empty_body(const std::string& what) {
 
 result<json> json_object_of(const std::string& text) {
     if (text.empty()) return empty_body("a JSON object");
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        return invalid(json_error_path(text), std::string("malformed JSON: ") + e.what());
-    }
-    if (!j.is_object()) return invalid("", "the body must be a JSON object");
+    auto j = parse_json_input(text);
+    if (j && !j->is_object()) return invalid("", "the body must be a JSON object");
     return j;
 }
 

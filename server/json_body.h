@@ -13,23 +13,13 @@
 #include <vector>
 
 #include "server/http_server.h"
+#include "store/json_input.h"
 #include "store/status.h"
 
 namespace kennel {
 
 // Serialises for a response; invalid UTF-8 is replaced, never thrown.
 std::string dump_json(const nlohmann::json& j);
-
-// Where a JSON text stops parsing, as a field path ("features.x1",
-// "instances[1].features.x2", "[3].data.likes"); empty when it parses or the
-// problem is before any field. Used to name the field of a value such as
-// 1e999 (valid JSON grammar that overflows a double) or NaN.
-std::string json_error_path(const std::string& text);
-
-// Where an object's "instances" array stops parsing: the index of the
-// element, or none when the error is elsewhere. Read from the parse itself,
-// not the path, which a key such as "[7]" or "instances[]" can imitate.
-std::optional<std::size_t> json_error_instance(const std::string& text);
 
 // The media type without parameters, lowercased ("application/json").
 std::string media_type(const http_request& req);

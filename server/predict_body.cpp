@@ -398,8 +398,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
     } while (r.consume(','));
     if (!r.consume('}') || !seen_features) return false;
 
-    // In key order, as the document keeps them; a repeated key is the
-    // document reader's to resolve.
+    // In key order, as the document keeps them; a repeated key is left to
+    // the document reader, which refuses it naming the field.
     std::sort(members.begin(), members.end(),
               [](const member& a, const member& b) { return a.key < b.key; });
     std::uint64_t h = ml::fnv1a64_offset;

@@ -269,6 +269,11 @@ class ModelInputTest(BadInputCase):
         self.assertIn("1e999", err["message"], r)
         self.assertLessEqual(set(err), {"code", "message", "field", "details"}, r)
         self.assertNoModel(name)
+        # A key given twice is named; nlohmann's parse kept the last one.
+        text = json.dumps(good).replace('"task": ', '"task": "regression", "task": ', 1)
+        self.assertDefinitionError(self.send("PUT", path, text), field="task",
+                                   message='the key "task" appears twice')
+        self.assertNoModel(name)
         no_task = {k: v for k, v in good.items() if k != "task"}
         self.assertDefinitionError(self.send("PUT", path, no_task), field="task",
                                    message="task: missing")

@@ -842,13 +842,18 @@ class ImportExportTest(KennelTestCase):
             json.dumps(fact("s", "e", {"x": 5}, time_="soon")),  # 6 bad time
             json.dumps(fact("s", "f", {"x": 6}, corrects=424242)),  # 7 store refuses
             json.dumps(fact("s", "g", {"x": 7})),                # 8 ok
+            '{"stream":"s","entity":"h","data":{"x":1,"x":2}}',  # 9 a key twice
+            # 10 a key twice in an export's line (read once more for its id)
+            '{"id":5,"stream":"s","entity":"i","data":{"y":1,"y":2}}',
         ]
         path = self.write("bad.ndjson", "\n".join(lines) + "\n")
         db = self.path("k.db")
         r = run_cli(["import", path, "--db", db])
         self.assertEqual(r.returncode, 3, (r.stdout, r.stderr))
-        self.assertIn("2 stored, 0 duplicates, 5 rejected", r.stderr)
+        self.assertIn("2 stored, 0 duplicates, 7 rejected", r.stderr)
         self.assertRegex(r.stderr, r"(?m)^line 2: rejected: malformed JSON")
+        self.assertRegex(r.stderr, r'(?m)^line 9: rejected data\.x: the key "x" appears twice')
+        self.assertRegex(r.stderr, r'(?m)^line 10: rejected data\.y: the key "y" appears twice')
         self.assertRegex(r.stderr, r"(?m)^line 4: rejected entity: missing")
         self.assertRegex(r.stderr, r"(?m)^line 5: rejected data\.x: .*greater than upper")
         self.assertRegex(r.stderr, r"(?m)^line 6: rejected time: ")

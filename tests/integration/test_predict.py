@@ -433,6 +433,10 @@ class PredictTest(SharedServerCase):
         bad({"instances": []}, "instances")
         bad({"instances": {"a": ok}}, "instances")
         bad({"instances": [ok] * 1001}, "instances", status=413, code="too_large")
+        # A key given twice is refused, not read as its last value.
+        bad('{"features": {"x1": 1, "x1": 5}}', "features.x1", raw=True)
+        bad('{"instances": [{"features": {}}, {"features": {"x1": 1, "x1": 1}}]}',
+            "instances[1].features.x1", item=1, raw=True)
         # NaN, Infinity and 1e999 are refused with a 400 (the field-naming
         # part is in test_non_finite_numbers_name_the_field).
         for text in ('{"features": {"x1": NaN}}', '{"features": {"x1": Infinity}}',

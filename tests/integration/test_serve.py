@@ -166,6 +166,16 @@ SCENARIOS = [
     dict(name="time after year 9999 in UTC", method="POST", path="/v1/facts",
          body={"stream": "s", "entity": "e", "time": "9999-12-31T23:59:59-00:01", "data": {}},
          status=400, code="invalid_argument", field="time", message="0000-9999"),
+    # ---- a key given twice (nlohmann's parse kept the last one, silently)
+    dict(name="a data field twice", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","data":{"likes":1,"likes":0}}', status=400,
+         code="invalid_argument", field="data.likes", message='"likes" appears twice'),
+    dict(name="the stream twice", method="POST", path="/v1/facts",
+         body='{"stream":"s","entity":"e","stream":"t","data":{}}', status=400,
+         code="invalid_argument", field="stream", message='"stream" appears twice'),
+    dict(name="a key twice in a batch's second fact", method="POST", path="/v1/facts",
+         body='[{"stream":"s","entity":"a","data":{}},{"stream":"s","entity":"b","data":{"y":1,"y":1}}]',
+         status=400, code="invalid_argument", field="[1].data.y", message="appears twice"),
     # ---- NaN and Infinity
     dict(name="NaN", method="POST", path="/v1/facts",
          body='{"stream":"s","entity":"e","data":{"likes":NaN}}', status=400,
@@ -482,15 +492,18 @@ class WritingTest(SharedServerCase):
             json.dumps({"stream": s, "data": {}}),             # line 6: no entity
             "   ",                                             # line 7: blank
             json.dumps(fact(s, "e", {"x": 5}, time_=ts(5))),   # line 8
+            '{"stream":"%s","entity":"f","data":{"x":6,"x":7}}' % s,  # line 9: a key twice
         ]
         r = self.c.post("/v1/facts", body="\r\n".join(lines) + "\r\n",
                         headers={"Content-Type": "application/x-ndjson"})
         self.assertEqual(r.status, 200, r)
         body = r.json()
-        self.assertEqual((body["stored"], body["duplicates"], body["rejected"]), (3, 0, 3), body)
+        self.assertEqual((body["stored"], body["duplicates"], body["rejected"]), (3, 0, 4), body)
         items = body["items"]
         self.assertEqual([it["status"] for it in items],
-                         ["stored", "rejected", "stored", "rejected", "rejected", "stored"])
+                         ["stored", "rejected", "stored", "rejected", "rejected", "stored",
+                          "rejected"])
+        self.assertItemError(items[6], 6, line=9, field="data.x", message='"x" appears twice')
         self.assertItemError(items[1], 1, line=3, message="malformed JSON")
         self.assertItemError(items[3], 3, line=5, message="malformed JSON")
         self.assertItemError(items[4], 4, line=6, field="entity")

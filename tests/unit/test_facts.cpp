@@ -1172,6 +1172,36 @@ TEST_CASE("parse_fact_body reads NDJSON with line numbers; a bad line spoils onl
     CHECK(p.items[3].fact.entity == "d");
 }
 
+TEST_CASE("a fact that names a key twice is refused, in every body form", "[fact_json]") {
+    // nlohmann's parse kept the last: {"data":{"y":1,"y":0}} was stored as
+    // y = 0, and the 1 the app sent was lost without a word.
+    fact_limits limits;
+    auto whole = parse_fact_body(R"({"stream":"s","entity":"e","data":{"y":1,"y":0}})",
+                                 body_format::json, limits, t0);
+    REQUIRE_FALSE(whole.is_ok());
+    CHECK(whole.error().kind() == error_kind::invalid_argument);
+    CHECK(whole.error().field() == "data.y");
+    CHECK_THAT(whole.error().message(), Catch::Contains("\"y\" appears twice"));
+    auto array = parse_fact_body(
+        R"([{"stream":"s","entity":"a","data":{}},{"stream":"s","entity":"b","entity":"c","data":{}}])",
+        body_format::json, limits, t0);
+    REQUIRE_FALSE(array.is_ok());
+    CHECK(array.error().field() == "[1].entity");
+    // In NDJSON the line is refused and the others stored.
+    parsed_body p = parse_ok(
+        "{\"stream\":\"s\",\"entity\":\"a\",\"data\":{}}\n"
+        "{\"stream\":\"s\",\"stream\":\"t\",\"entity\":\"b\",\"data\":{}}\n"
+        "{\"stream\":\"s\",\"entity\":\"c\",\"data\":{}}\n",
+        body_format::ndjson);
+    REQUIRE(p.items.size() == 3);
+    CHECK(p.items[0].error.is_ok());
+    CHECK(p.items[1].error.field() == "stream");
+    CHECK_THAT(p.items[1].error.message(), Catch::Contains("appears twice"));
+    CHECK(p.items[2].error.is_ok());
+    auto one = parse_fact_text(R"({"stream":"s","entity":"e","data":{"a":{"b":1,"b":1}}})", t0);
+    CHECK(one.error.field() == "data.a.b");
+}
+
 TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "[fact_json]") {
     struct bad_case {
         const char* what;

@@ -1,6 +1,7 @@
 // Unit tests for the store's foundations: the RAII layer over SQLite
-// (store/db.h), SHA-256 (store/sha256.h) and RFC 3339 times
-// (store/time_util.h). Each test works in its own temporary directory.
+// (store/db.h), SHA-256 (store/sha256.h), RFC 3339 times
+// (store/time_util.h) and the parse of JSON from outside (store/json_input.h). Each test works in
+// its own temporary directory.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 
 #include "store/completion.h"
 #include "store/db.h"
+#include "store/json_input.h"
 #include "store/sha256.h"
 #include "store/time_util.h"
 
@@ -738,4 +740,83 @@ TEST_CASE("completion: a sleeping waiter is woken and sees what was written befo
         CHECK(payload[99] == round);
         setter.join();
     }
+}
+
+TEST_CASE("parse_json_input builds what nlohmann's own parse builds", "[json_input]") {
+    for (const std::string& text : {
+             std::string(R"({"a":1,"b":[true,false,null],"c":{"d":"e\u00e9","f":[[],{}]}})"),
+             std::string(R"([1,-2,18446744073709551615,-9223372036854775808,2.5e-3,"x"])"),
+             std::string(R"(  {"nested":[{"a":{"b":[1,{"c":2}]}},{"a":3}]}  )"),
+             std::string("\"just a string\""),
+             std::string("0"),
+             std::string("null"),
+             std::string(R"({"":1,"a":{"":2}})"),
+         }) {
+        INFO(text);
+        auto j = parse_json_input(text);
+        REQUIRE(j.is_ok());
+        CHECK(*j == nlohmann::json::parse(text));
+        CHECK(j->dump() == nlohmann::json::parse(text).dump());
+    }
+}
+
+TEST_CASE("parse_json_input refuses a key given twice in one object, naming where",
+          "[json_input]") {
+    struct bad_case {
+        std::string text;
+        std::string field;
+        std::string key;
+    };
+    for (const bad_case& c : {
+             bad_case{R"({"label":1,"label":0})", "label", "label"},
+             bad_case{R"({"data":{"x":1,"y":2,"x":1}})", "data.x", "x"},
+             bad_case{R"({"instances":[{"features":{}},{"features":{"a":1,"a":1}}]})",
+                      "instances[1].features.a", "a"},
+             bad_case{R"([{"s":1},{"s":1,"s":2}])", "[1].s", "s"},
+             bad_case{R"({"":1,"":2})", "", ""},
+             bad_case{R"({"a.b":{"c":1,"c":2}})", "a.b.c", "c"},
+         }) {
+        INFO(c.text);
+        auto j = parse_json_input(c.text);
+        REQUIRE_FALSE(j.is_ok());
+        CHECK(j.error().kind() == error_kind::invalid_argument);
+        CHECK(j.error().field() == c.field);
+        CHECK(j.error().message() ==
+              "the key \"" + c.key + "\" appears twice in one object; send each field once");
+    }
+    // The same key in two objects, or in an object and its parent, is no repeat.
+    auto ok = parse_json_input(R"({"a":{"a":1},"b":[{"a":1},{"a":2}]})");
+    REQUIRE(ok.is_ok());
+    CHECK((*ok)["b"][1]["a"] == 2);
+    // The instance a repeated key is in, as for an unreadable value.
+    CHECK(json_error_instance(R"({"instances":[{},{},{"features":{"a":1,"a":1}}]})") ==
+          std::optional<std::size_t>(2));
+}
+
+TEST_CASE("parse_json_input says why malformed JSON is malformed", "[json_input]") {
+    for (const std::string& text : {std::string(""), std::string("{\"a\":"), std::string("{} x"),
+                                    std::string("{'a':1}"), std::string("[1,]")}) {
+        INFO(text);
+        auto j = parse_json_input(text);
+        REQUIRE_FALSE(j.is_ok());
+        CHECK(j.error().kind() == error_kind::invalid_argument);
+        CHECK(j.error().field().empty());
+        std::string nlohmann_says;
+        try {
+            nlohmann::json parsed = nlohmann::json::parse(text);
+            FAIL("nlohmann parsed it: " << parsed.dump());
+        } catch (const nlohmann::json::parse_error& e) {
+            nlohmann_says = e.what();
+        }
+        REQUIRE_FALSE(nlohmann_says.empty());
+        CHECK(j.error().message() == "malformed JSON: " + nlohmann_says);
+    }
+    // A value JSON cannot hold names its field.
+    auto nan = parse_json_input(R"({"data":{"x":NaN}})");
+    REQUIRE_FALSE(nan.is_ok());
+    CHECK(nan.error().field() == "data.x");
+    auto big = parse_json_input(R"({"instances":[{"features":{"y":1e999}}]})");
+    REQUIRE_FALSE(big.is_ok());
+    CHECK(big.error().field() == "instances[0].features.y");
+    CHECK_THAT(big.error().message(), Catch::Contains("1e999"));
 }

@@ -548,6 +548,12 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         auto q = parse_definition("[1, 2]");
         REQUIRE(q.errors.size() == 1);
         CHECK_THAT(q.errors[0].message, Contains("JSON object"));
+        // A key given twice: nlohmann kept the second, silently.
+        auto twice = parse_definition(
+            R"({"task":"binary","features_from":"s","label":{"field":"y","field":"z"}})");
+        REQUIRE(twice.errors.size() == 1);
+        CHECK(twice.errors[0].field == "label.field");
+        CHECK_THAT(twice.errors[0].message, Contains("appears twice"));
     }
     SECTION("features with bad parameters found after parsing") {
         json j = json::parse(minimal_definition);

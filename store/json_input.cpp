@@ -1,0 +1,206 @@
+#include "store/json_input.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kennel {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Builds the document as nlohmann's own parser does, and stops at a key its
+// object already holds. Not derived from json_sax: sax_parse takes any type
+// with these members, and calls them without a virtual dispatch, so this
+// parse costs what json::parse costs.
+class strict_builder {
+public:
+    using number_integer_t = json::number_integer_t;
+    using number_unsigned_t = json::number_unsigned_t;
+    using number_float_t = json::number_float_t;
+    using string_t = json::string_t;
+    using binary_t = json::binary_t;
+
+    json root;
+    bool repeated_key = false;
+    std::string error;  // nlohmann's message for malformed JSON
+
+    bool null() { return put(nullptr); }
+    bool boolean(bool v) { return put(v); }
+    bool number_integer(number_integer_t v) { return put(v); }
+    bool number_unsigned(number_unsigned_t v) { return put(v); }
+    bool number_float(number_float_t v, const string_t&) { return put(v); }
+    bool string(string_t& v) { return put(std::move(v)); }
+    bool binary(binary_t& v) { return put(json::binary(std::move(v))); }
+    bool start_object(std::size_t) {
+        open_.push_back(slot(json::object()));
+        return true;
+    }
+    bool key(string_t& k) {
+        auto [it, inserted] =
+            open_.back()->get_ref<json::object_t&>().emplace(std::move(k), nullptr);
+        if (!inserted) {
+            repeated_key = true;
+            return false;
+        }
+        member_ = &it->second;
+        return true;
+    }
+    bool end_object() {
+        open_.pop_back();
+        return true;
+    }
+    bool start_array(std::size_t) {
+        open_.push_back(slot(json::array()));
+        return true;
+    }
+    bool end_array() {
+        open_.pop_back();
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+        error = e.what();
+        return false;
+    }
+
+private:
+    // Where the next value goes: the root, the end of the open array, or
+    // the member whose key was just read.
+    json* slot(json&& v) {
+        if (open_.empty()) {
+            root = std::move(v);
+            return &root;
+        }
+        if (open_.back()->is_array()) {
+            auto& items = open_.back()->get_ref<json::array_t&>();
+            items.push_back(std::move(v));
+            return &items.back();
+        }
+        *member_ = std::move(v);
+        return member_;
+    }
+    template <class T>
+    bool put(T&& v) {
+        slot(json(std::forward<T>(v)));
+        return true;
+    }
+
+    std::vector<json*> open_;
+    json* member_ = nullptr;
+};
+
+// A SAX handler that builds nothing and only remembers where it is: run
+// again over a text that failed, to name where.
+class path_tracker : public nlohmann::json_sax<json> {
+public:
+    std::string error_path;
+    std::optional<std::size_t> instance;  // see json_error_instance
+    std::optional<std::string> repeated_key;
+
+    bool null() override { return element_done(); }
+    bool boolean(bool) override { return element_done(); }
+    bool number_integer(number_integer_t) override { return element_done(); }
+    bool number_unsigned(number_unsigned_t) override { return element_done(); }
+    bool number_float(number_float_t, const string_t&) override { return element_done(); }
+    bool string(string_t&) override { return element_done(); }
+    bool binary(binary_t&) override { return element_done(); }
+    bool start_object(std::size_t) override {
+        stack_.push_back({false, 0, {}, {}});
+        return true;
+    }
+    bool key(string_t& k) override {
+        frame& f = stack_.back();
+        if (std::find(f.keys.begin(), f.keys.end(), k) != f.keys.end()) {
+            f.key = k;
+            repeated_key = k;
+            name_error();
+            return false;
+        }
+        f.keys.push_back(k);
+        f.key = k;
+        return true;
+    }
+    bool end_object() override {
+        stack_.pop_back();
+        return element_done();
+    }
+    bool start_array(std::size_t) override {
+        stack_.push_back({true, 0, {}, {}});
+        return true;
+    }
+    bool end_array() override {
+        stack_.pop_back();
+        return element_done();
+    }
+    bool parse_error(std::size_t, const std::string& token,
+                     const nlohmann::detail::exception& e) override {
+        // Only a value JSON cannot represent names a field: an overflowing
+        // number (406) or a NaN/Infinity literal. A syntax error elsewhere
+        // (a missing brace) is not about the last key seen.
+        // nlohmann reports the text read since the last token; a NaN or
+        // Infinity literal fails on its first letter.
+        std::size_t last = token.find_last_not_of(" \t\r\n'");
+        char at = last == std::string::npos ? '\0' : token[last];
+        bool bad_number = e.id == 406 || at == 'N' || at == 'I';
+        if (bad_number) name_error();
+        return false;
+    }
+
+private:
+    struct frame {
+        bool array;
+        std::size_t index;
+        std::string key;
+        std::vector<std::string> keys;  // seen in this object; only failed texts come here
+    };
+    bool element_done() {
+        if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
+        return true;
+    }
+    void name_error() {
+        if (stack_.size() >= 2 && !stack_[0].array && stack_[0].key == "instances" &&
+            stack_[1].array) {
+            instance = stack_[1].index;
+        }
+        for (const frame& f : stack_) {
+            if (f.array) {
+                error_path += "[" + std::to_string(f.index) + "]";
+            } else if (!f.key.empty()) {
+                error_path += (error_path.empty() ? "" : ".") + f.key;
+            }
+        }
+    }
+    std::vector<frame> stack_;
+};
+
+path_tracker track(std::string_view text) {
+    path_tracker t;
+    json::sax_parse(text, &t, json::input_format_t::json, true);
+    return t;
+}
+
+}  // namespace
+
+result<json> parse_json_input(std::string_view text) {
+    strict_builder b;
+    if (json::sax_parse(text, &b, json::input_format_t::json, true)) return std::move(b.root);
+    path_tracker where = track(text);
+    if (b.repeated_key) {
+        return invalid(where.error_path,
+                       "the key \"" + where.repeated_key.value_or("") +
+                           "\" appears twice in one object; send each field once");
+    }
+    return invalid(where.error_path, "malformed JSON: " + b.error);
+}
+
+std::string json_error_path(std::string_view text) {
+    return track(text).error_path;
+}
+
+std::optional<std::size_t> json_error_instance(std::string_view text) {
+    return track(text).instance;
+}
+
+}  // namespace kennel

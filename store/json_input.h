@@ -1,0 +1,37 @@
+// Reading JSON that comes from outside: request bodies, import lines, model
+// definitions. One parse for all of them, so that every edge refuses the
+// same things the same way. Pure functions: thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+
+#include "store/status.h"
+
+namespace kennel {
+
+// The text as JSON. Unlike nlohmann::json::parse, an object that names a key
+// twice is refused: nlohmann keeps the last, so {"label":1,"label":0} would
+// be stored, trained on or scored as whichever came second, without a word.
+// A 400 (invalid_argument) either way:
+//   - malformed JSON: "malformed JSON: <nlohmann's message>", the field
+//     named when the problem is a value JSON cannot hold (1e999, NaN);
+//   - a repeated key: "the key \"x\" appears twice in one object", the
+//     field naming it ("features.x", "instances[2].features.x").
+result<nlohmann::json> parse_json_input(std::string_view text);
+
+// Where a JSON text stops parsing, as a field path ("features.x1",
+// "instances[1].features.x2", "[3].data.likes"); empty when it parses or the
+// problem is before any field. Used to name the field of a value such as
+// 1e999 (valid JSON grammar that overflows a double) or NaN, or of a key
+// given twice.
+std::string json_error_path(std::string_view text);
+
+// Where an object's "instances" array stops parsing: the index of the
+// element, or none when the error is elsewhere. Read from the parse itself,
+// not the path, which a key such as "[7]" or "instances[]" can imitate.
+std::optional<std::size_t> json_error_instance(std::string_view text);
+
+}  // namespace kennel
