@@ -104,13 +104,16 @@ public:
     explicit mapped_array(std::size_t n) : size_(n) {
         if (n == 0) return;
         const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        constexpr std::size_t huge = std::size_t{2} << 20;
+        // A count whose bytes (rounded up, plus the padding below) overflow
+        // would map a wrapped-around size: refuse it as mmap refuses too much.
+        if (n > (SIZE_MAX - page - huge) / sizeof(T)) throw std::bad_alloc();
         const std::size_t bytes = (n * sizeof(T) + page - 1) / page * page;
         // Huge pages where the kernel allows them (transparent huge pages,
         // "madvise" mode on Debian): walks jump all over the array, and with
         // 4 KiB pages most jumps also missed the TLB (bench/forest, cold: 23
         // us a prediction against 30). They need a 2 MiB boundary, so a
         // larger mapping is made and trimmed to one that starts on one.
-        constexpr std::size_t huge = std::size_t{2} << 20;
         const bool big = bytes >= huge;
         const std::size_t padded = big ? bytes + huge : bytes;
         void* p =

@@ -538,3 +538,15 @@ TEST_CASE("a mapped array is zeroed and movable and a large one is 2 MiB aligned
     b = detail::mapped_array<std::uint32_t>();
     CHECK(b.size() == 0);
 }
+
+TEST_CASE("a mapped array too large to map, or whose size overflows, is bad_alloc", "[trainers]") {
+    // 2^60 elements of 8 bytes: more than any address space; mmap refuses.
+    CHECK_THROWS_AS(detail::mapped_array<std::uint64_t>(std::size_t{1} << 60), std::bad_alloc);
+    // n * 8 wraps around to a small number: once a small mapping, then
+    // writes past its end.
+    CHECK_THROWS_AS(detail::mapped_array<std::uint64_t>((SIZE_MAX >> 3) + 2), std::bad_alloc);
+    CHECK_THROWS_AS(detail::mapped_array<std::uint64_t>(SIZE_MAX), std::bad_alloc);
+    // And the next one is made as usual.
+    detail::mapped_array<std::uint64_t> fine(16);
+    CHECK(fine.size() == 16);
+}
