@@ -152,6 +152,9 @@ result<json> csv_value(const std::string& s) {
 
 struct import_counts {
     std::uint64_t stored = 0, duplicate = 0, rejected = 0;
+    // Stored without a time or an idempotency key: stamped with the time of
+    // import, so the same line imported again is a new fact.
+    std::uint64_t stamped = 0;
 };
 
 void report_rejection(import_counts& counts, std::size_t line, const std::string& field,
@@ -253,6 +256,7 @@ int run_import(const import_options& o) {
     // of this database; an exported line naming an id no earlier line of the
     // file had is refused: that id meant another fact where it came from.
     std::vector<std::int64_t> batch_source_ids;                  // 0: the line had no id
+    std::vector<bool> batch_stamped;                             // see import_counts::stamped
     std::unordered_map<std::int64_t, std::int64_t> imported_id;  // source id -> id here
     std::unordered_set<std::int64_t> pending_ids, named_ids;
     auto flush = [&]() -> bool {
@@ -266,7 +270,10 @@ int run_import(const import_options& o) {
         }
         for (std::size_t i = 0; i < r->size(); ++i) {
             const write_result& w = (*r)[i];
-            if (w.outcome == write_outcome::stored) ++counts.stored;
+            if (w.outcome == write_outcome::stored) {
+                ++counts.stored;
+                counts.stamped += batch_stamped[i];
+            }
             if (w.outcome == write_outcome::duplicate) ++counts.duplicate;
             if (w.outcome == write_outcome::rejected) report_rejection(counts, batch_lines[i], w.field, w.error);
             if (w.outcome != write_outcome::rejected && batch_source_ids[i] > 0) {
@@ -275,6 +282,7 @@ int run_import(const import_options& o) {
         }
         batch_lines.clear();
         batch_source_ids.clear();
+        batch_stamped.clear();
         return true;
     };
     auto add = [&](const std::string& text, std::size_t line, std::int64_t source_id) -> bool {
@@ -305,6 +313,7 @@ int run_import(const import_options& o) {
             item.fact.corrects = to->second;
         }
         if (source_id > 0) pending_ids.insert(source_id);
+        batch_stamped.push_back(!item.fact.time_given && item.fact.key_derived);
         batch.push_back(std::move(item.fact));
         batch_lines.push_back(line);
         batch_source_ids.push_back(source_id);
@@ -428,6 +437,18 @@ int run_import(const import_options& o) {
                  static_cast<unsigned long long>(counts.stored),
                  static_cast<unsigned long long>(counts.duplicate),
                  static_cast<unsigned long long>(counts.rejected));
+    if (counts.stamped) {
+        // Said, not refused: a file of current readings is a fair thing to
+        // load once. But a second run (say, after an interruption) doubles
+        // these facts, and nothing else would tell.
+        std::fprintf(stderr,
+                     "kennel import: %llu of the facts stored had no time and no "
+                     "idempotency_key, so they were stamped with the time of this import: "
+                     "importing them again stores them again (a time%s or an idempotency_key "
+                     "makes a re-import store nothing twice)\n",
+                     static_cast<unsigned long long>(counts.stamped),
+                     format == "csv" ? " column (--time-column)" : "");
+    }
     if (!ok) return 1;
     return counts.rejected ? 3 : 0;
 }

@@ -725,6 +725,35 @@ class ImportExportTest(KennelTestCase):
                 self.assertErrorShape(c.post_json("/v1/facts", dict(fact("s", "e", {"x": 1}), **extra)),
                                       400, field=list(extra)[0], message="unknown field")
 
+    def test_a_reimport_of_facts_without_times_is_said_to_store_them_again(self):
+        # Stamped with the time of import, the same line is a new fact each
+        # run; the import says so rather than doubling the log without a word.
+        db = self.path("k.db")
+        untimed = self.write("untimed.csv", "entity,likes\r\np1,3\r\np2,4\r\n")
+        for run in (1, 2):
+            r = run_cli(["import", untimed, "--db", db, "--stream", "likes"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("2 stored, 0 duplicates", r.stderr)
+            self.assertIn("2 of the facts stored had no time and no idempotency_key", r.stderr)
+            self.assertIn("--time-column", r.stderr)
+        self.assertEqual(len(export_facts(self, db, "--stream", "likes")), 4)
+        # With times, or keys, a second run stores nothing and says nothing of it.
+        lines = [json.dumps(fact("timed", "a", {"x": 1}, time_="2026-11-20T10:00:00Z")),
+                 json.dumps({"stream": "keyed", "entity": "b", "data": {"x": 2},
+                             "idempotency_key": "b-1"}),
+                 json.dumps({"stream": "loose", "entity": "c", "data": {"x": 3}})]
+        path = self.write("mixed.ndjson", "\n".join(lines) + "\n")
+        r = run_cli(["import", path, "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("3 stored", r.stderr)
+        self.assertIn("1 of the facts stored had no time", r.stderr)
+        self.assertNotIn("--time-column", r.stderr)  # not a CSV file
+        r = run_cli(["import", self.write("again.ndjson", "\n".join(lines[:2]) + "\n"),
+                     "--db", db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 stored, 2 duplicates", r.stderr)
+        self.assertNotIn("had no time", r.stderr)
+
     def test_csv_import_with_columns_and_quoted_fields(self):
         rows = [
             ["post", "when", "caption", "likes", "score", "photo", "note"],
