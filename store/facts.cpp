@@ -52,7 +52,7 @@ std::string derive_legacy_idempotency_key(const std::string& stream, const std::
 
 fact_inserter::fact_inserter(connection& conn)
     : conn_(conn),
-      check_corrects_(conn, "SELECT 1 FROM facts WHERE id = ?"),
+      check_corrects_(conn, "SELECT stream FROM facts WHERE id = ?"),
       insert_(conn,
               "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
               " data, corrects) VALUES (?,?,?,?,?,?,?)"
@@ -98,11 +98,23 @@ write_result fact_inserter::insert(const fact_input& in, micros ingest_time) {
         statement& chk = check_corrects_;
         chk.reset();
         chk.bind(1, *in.corrects);
-        bool found = chk.step();
+        const bool found = chk.step();
+        const std::string stream = found ? chk.column_text(0) : std::string();
         chk.reset();
         if (!found) {
             r.field = "corrects";
             r.error = "no fact with id " + std::to_string(*in.corrects) + " to correct";
+            return r;
+        }
+        // Training, totals and live metrics replace a fact only by a
+        // correction in its own stream: one from another stream was stored
+        // and then ignored by all of them.
+        if (stream != in.stream) {
+            // The same fact resent, stored before this check: still a duplicate.
+            if (auto stored = match_stored(in.idempotency_key, in)) return *stored;
+            r.field = "corrects";
+            r.error = "fact " + std::to_string(*in.corrects) + " is in stream \"" + stream +
+                      "\"; a correction must be in the stream of the fact it corrects";
             return r;
         }
     }

@@ -605,9 +605,11 @@ class PredictTest(SharedServerCase):
         p = prior_of(labels, "regression", "y")
         self.assertFallback(p, "not_trained", "label_prior", None)
         self.assertAlmostEqual(p["prediction"], 20.0, places=9)
-        # A "correction" from another stream replaces nothing, for training
-        # or the prior (the prior once dropped "a"'s 10: a mean of 25).
-        post_facts(self, self.c, [fact(uid("other"), "z", {"y": 0}, corrects=ids[0])])
+        # A "correction" from another stream is refused (the prior once
+        # dropped "a"'s 10 for one: a mean of 25), and the prior is as it was.
+        r = self.c.post_json("/v1/facts", fact(uid("other"), "z", {"y": 0}, corrects=ids[0]))
+        self.assertErrorShape(r, 400, code="invalid_argument", field="corrects",
+                              message="in stream \"%s\"" % labels)
         self.assertAlmostEqual(prior_of(labels, "regression", "y")["prediction"], 20.0, places=9)
 
         # Classes: corrections count once; numbers named as training names

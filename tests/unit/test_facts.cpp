@@ -260,6 +260,34 @@ TEST_CASE("a correction names an existing fact; naming a missing one is rejected
     CHECK((*o)->data_json == R"({"likes":30})");
 }
 
+TEST_CASE("a correction in another stream than the fact it corrects is rejected", "[facts]") {
+    // Training, totals and live metrics replace a fact only by a correction
+    // of its own stream: one from elsewhere was stored and then ignored.
+    fact_db db;
+    auto orig = insert_all(db.conn, {make_fact("likes", "p1", t0, R"({"likes":30})")});
+    REQUIRE(orig[0].outcome == write_outcome::stored);
+    fact_input elsewhere = make_fact("posts", "p1", t0, R"({"likes":34})");
+    elsewhere.corrects = orig[0].id;
+    auto r = insert_all(db.conn, {elsewhere});
+    CHECK(r[0].outcome == write_outcome::rejected);
+    CHECK(r[0].field == "corrects");
+    CHECK_THAT(r[0].error, Catch::Contains("in stream \"likes\""));
+    CHECK(scalar(db.conn, "SELECT count(*) FROM facts") == 1);
+    // Another entity of the same stream may correct it (its documented meaning).
+    fact_input other_entity = make_fact("likes", "p2", t0, R"({"likes":31})");
+    other_entity.corrects = orig[0].id;
+    CHECK(insert_all(db.conn, {other_entity})[0].outcome == write_outcome::stored);
+    // One stored before the check, resent as it was, is still a duplicate.
+    const std::int64_t old_id = testing::insert_cross_stream_correction(
+        db.conn, "posts", "p1", t0, R"({"likes":34})", orig[0].id);
+    fact_input resent = make_fact("posts", "p1", t0, R"({"likes":34})");
+    resent.corrects = orig[0].id;
+    resent.idempotency_key = "before-the-check:posts:p1:" + std::to_string(t0);
+    auto again = insert_all(db.conn, {resent});
+    CHECK(again[0].outcome == write_outcome::duplicate);
+    CHECK(again[0].id == old_id);
+}
+
 TEST_CASE("a rejected fact in a group leaves the others stored", "[facts]") {
     fact_db db;
     fact_input bad = make_fact("s", "e", t0);
@@ -564,10 +592,10 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
         r = total_field(db.conn, qc, "likes");
         CHECK(r->facts == 1);
         CHECK(r->sum_lower == 13);
-        // One from another stream does not replace it there.
-        fact_input elsewhere = make_fact("other", "a", t0, R"({"likes":99})");
-        elsewhere.corrects = first[0].id + 2;
-        insert_all(db.conn, {elsewhere});
+        // One from another stream (refused since; a database from before
+        // may hold one) does not replace it there.
+        testing::insert_cross_stream_correction(db.conn, "other", "a", t0, R"({"likes":99})",
+                                                first[0].id + 2);
         r = total_field(db.conn, qc, "likes");
         CHECK(r->sum_lower == 13);
     }

@@ -344,9 +344,11 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     CHECK_FALSE(elsewhere.find(entries[0]).has_value());
 
     // A correction in the label stream replaces the outcome; one in another
-    // stream does not, as training reads only the label stream.
+    // stream (refused since; a database from before may hold one) does not,
+    // as training reads only the label stream.
     const std::int64_t e2_label = find.find(entries[2])->fact_id;
-    add_fact(db.conn, "e2", t + 100, R"({"y":8})", e2_label, "not-labels");
+    testing::insert_cross_stream_correction(db.conn, "not-labels", "e2", t + 100, R"({"y":8})",
+                                            e2_label);
     CHECK(find.find(entries[2])->data == R"({"y":7})");
     add_fact(db.conn, "e2", t + 100, R"({"y":9})", e2_label);
     CHECK(find.find(entries[2])->data == R"({"y":9})");

@@ -43,4 +43,24 @@ struct migrated_db {
     }
 };
 
+// A correction stored as the store took it before it refused one from
+// another stream than the fact it corrects: what a database from then may
+// hold, and the readers must still treat as no correction. Returns its id.
+inline std::int64_t insert_cross_stream_correction(connection& c, const std::string& stream,
+                                                   const std::string& entity, std::int64_t time,
+                                                   const std::string& data, std::int64_t corrects) {
+    statement st(c,
+                 "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time,"
+                 " data, corrects) VALUES (?,?,?,?,?,?,?)");
+    st.bind(1, "before-the-check:" + stream + ":" + entity + ":" + std::to_string(time))
+        .bind(2, stream)
+        .bind(3, entity)
+        .bind(4, time)
+        .bind(5, time)
+        .bind(6, data)
+        .bind(7, corrects);
+    st.run();
+    return c.last_insert_rowid();
+}
+
 }  // namespace kennel::testing
