@@ -69,7 +69,9 @@ status check_value(const json& v, const std::string& path, int depth) {
             return invalid(path + ".lower", std::string("must be a number, not ") + type_name(lo));
         if (!hi.is_number())
             return invalid(path + ".upper", std::string("must be a number, not ") + type_name(hi));
-        if (lo.get<double>() > hi.get<double>()) {
+        // nlohmann's order: exact between two integers (as stored), past
+        // 2^53 too, where doubles made 2^53 + 1 > 2^53 equal; by double otherwise.
+        if (hi < lo) {
             return invalid(path,
                            "lower (" + lo.dump() + ") is greater than upper (" + hi.dump() + ")");
         }

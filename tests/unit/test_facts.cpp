@@ -1200,6 +1200,28 @@ TEST_CASE("parse_fact_body reads NDJSON with line numbers; a bad line spoils onl
     CHECK(p.items[3].fact.entity == "d");
 }
 
+TEST_CASE("an interval's bounds are compared exactly when both are integers", "[fact_json]") {
+    // As doubles, 2^53 + 1 and 2^53 are equal, and lower > upper passed.
+    fact_limits limits;
+    auto wrong = parse_fact_body(
+        R"({"stream":"s","entity":"e","data":{"n":{"lower":9007199254740993,"upper":9007199254740992}}})",
+        body_format::json, limits, t0);
+    REQUIRE(wrong.is_ok());
+    CHECK(wrong->items[0].error.field() == "data.n");
+    CHECK_THAT(wrong->items[0].error.message(), Catch::Contains("greater than upper"));
+    auto unsigned_wrong = parse_fact_body(
+        R"({"stream":"s","entity":"e","data":{"n":{"lower":18446744073709551615,"upper":18446744073709551614}}})",
+        body_format::json, limits, t0);
+    REQUIRE(unsigned_wrong.is_ok());
+    CHECK(unsigned_wrong->items[0].error.field() == "data.n");
+    parsed_body fine = parse_ok(
+        R"({"stream":"s","entity":"e","data":{"n":{"lower":9007199254740992,"upper":9007199254740993}}})");
+    CHECK(fine.items[0].error.is_ok());
+    parsed_body mixed =
+        parse_ok(R"({"stream":"s","entity":"e","data":{"n":{"lower":-1,"upper":0.5}}})");
+    CHECK(mixed.items[0].error.is_ok());
+}
+
 TEST_CASE("a fact that names a key twice is refused, in every body form", "[fact_json]") {
     // nlohmann's parse kept the last: {"data":{"y":1,"y":0}} was stored as
     // y = 0, and the 1 the app sent was lost without a word.
