@@ -171,9 +171,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                           " is not implemented; Kennel serves GET, HEAD, POST, "
                                           "PUT, PATCH, DELETE and OPTIONS"));
         } else {
+            // httplib does not say which line failed, or why; a header line
+            // over its limit is the usual cause from a real client.
             r = error_response(
                 status(error_kind::invalid_argument,
-                       "malformed HTTP request (status " + std::to_string(res.status) + ")"));
+                       "malformed HTTP request (status " + std::to_string(res.status) +
+                           "): a request line or header that cannot be parsed, or a header line "
+                           "longer than 8192 bytes"));
             r.status = res.status;
         }
         write_closing_response(std::move(r), req, res);

@@ -522,6 +522,27 @@ TEST_CASE("header names match in any case; a repeated header's last value wins",
     CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"agent\":\"second\""));
 }
 
+TEST_CASE("a header line over 8192 bytes is a 400 that says so; one just under is served",
+          "[http]") {
+    // The limit is httplib's (CPPHTTPLIB_HEADER_MAX_LENGTH, compiled into
+    // Debian's library); its answer said only "malformed HTTP request".
+    test_server s;
+    s.server->set_ready(true);
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all("GET /items/big HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
+                   std::string(9000, 'a') + "\r\n\r\n");
+        const std::string r = c.read_response(wire_wait);
+        INFO(r.substr(0, 300));
+        CHECK(r.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(r, Catch::Contains("longer than 8192 bytes"));
+    }
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /items/big HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + std::string(8000, 'a') +
+               "\r\n\r\n");
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
 TEST_CASE("a garbage request line, a half request or a short body costs only its connection",
           "[http]") {
     test_server s;
