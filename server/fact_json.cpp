@@ -9,9 +9,10 @@
 #include <string_view>
 
 namespace kennel {
-namespace {
 
 using json = nlohmann::json;
+
+namespace {
 
 constexpr std::size_t max_stream_len = 128;
 constexpr std::size_t max_key_len = 256;
@@ -38,24 +39,10 @@ const char* type_name(const json& j) {
     }
 }
 
-// Checks numbers are finite everywhere and that uncertainty objects are
-// well-formed. `path` names the field for the error message.
-status check_value(const json& v, const std::string& path, int depth) {
-    if (depth > max_depth) return invalid(path, "nested deeper than " + std::to_string(max_depth));
-    if (v.is_number_float() && !std::isfinite(v.get<double>())) {
-        return invalid(path, "number is not finite (NaN and Infinity are not allowed)");
-    }
-    if (v.is_array()) {
-        for (std::size_t i = 0; i < v.size(); ++i) {
-            if (status s = check_value(v[i], path + "[" + std::to_string(i) + "]", depth + 1); !s)
-                return s;
-        }
-        return status::ok();
-    }
+}  // namespace
+
+status check_uncertainty(const json& v, const std::string& path) {
     if (!v.is_object()) return status::ok();
-    for (const auto& [k, item] : v.items()) {
-        if (status s = check_value(item, path + "." + k, depth + 1); !s) return s;
-    }
     bool has_lower = v.contains("lower"), has_upper = v.contains("upper");
     if (has_lower || has_upper) {
         // An uncertainty interval: both bounds, numbers, lower <= upper.
@@ -92,6 +79,29 @@ status check_value(const json& v, const std::string& path, int depth) {
         }
     }
     return status::ok();
+}
+
+namespace {
+
+// Checks numbers are finite everywhere and that uncertainty objects are
+// well-formed. `path` names the field for the error message.
+status check_value(const json& v, const std::string& path, int depth) {
+    if (depth > max_depth) return invalid(path, "nested deeper than " + std::to_string(max_depth));
+    if (v.is_number_float() && !std::isfinite(v.get<double>())) {
+        return invalid(path, "number is not finite (NaN and Infinity are not allowed)");
+    }
+    if (v.is_array()) {
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (status s = check_value(v[i], path + "[" + std::to_string(i) + "]", depth + 1); !s)
+                return s;
+        }
+        return status::ok();
+    }
+    if (!v.is_object()) return status::ok();
+    for (const auto& [k, item] : v.items()) {
+        if (status s = check_value(item, path + "." + k, depth + 1); !s) return s;
+    }
+    return check_uncertainty(v, path);
 }
 
 parsed_item parse_fact_object(const json& j, micros now) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,13 @@ private:
 // Validates one fact object already parsed from text. Exposed for `kennel
 // import`, which builds objects from CSV rows.
 parsed_item parse_fact_text(const std::string& json_text, micros now);
+
+// The rules a number with its uncertainty follows, in a fact and in a
+// prediction's features alike: an object with "lower" has "upper" too, both
+// numbers, lower <= upper; a "confidence" is a number in [0, 1] beside a
+// numeric "value" or the bounds. OK for anything but an object. `path`
+// names the field in the error.
+status check_uncertainty(const nlohmann::json& v, const std::string& path);
 
 std::string fact_to_json(const fact& f);
 std::string facts_to_ndjson_line(const fact& f);

@@ -82,20 +82,21 @@ status check_feature_type(const ml::feature_spec& spec, const json& v, std::stri
                           std::string_view key) {
     auto path = [&] { return std::string(prefix).append(key); };
     if (v.is_null()) return status::ok();  // missing: imputed as in training
-    auto is_interval = [&v] {
-        return v.is_object() && v.contains("lower") && v.contains("upper") &&
-               v["lower"].is_number() && v["upper"].is_number();
-    };
-    auto is_value_obj = [&v] {
-        return v.is_object() && v.contains("value") && v["value"].is_number();
-    };
     switch (spec.transform) {
         case ml::transform_kind::numeric:
         case ml::transform_kind::log:
         case ml::transform_kind::binarize:
         case ml::transform_kind::bucketize:
         case ml::transform_kind::interval:
-            if (v.is_number() || is_interval() || is_value_obj()) break;
+            if (v.is_number()) break;
+            if (v.is_object()) {
+                // A fact's rules for a number with its uncertainty: to_raw
+                // reads the bounds, or else the value, as numbers. (Bounds
+                // that were not numbers beside a numeric value were a 500.)
+                if (status s = check_uncertainty(v, path()); !s) return s;
+                if (v.contains("lower") || (v.contains("value") && v["value"].is_number()))
+                    break;
+            }
             return invalid(
                 path(),
                 std::string("must be a number (or an interval {\"lower\",\"upper\"}) for the ") +
@@ -113,9 +114,6 @@ status check_feature_type(const ml::feature_spec& spec, const json& v, std::stri
             return invalid(path(), std::string("must be true or false, not ") + v.dump());
     }
     if (v.is_number() && !std::isfinite(v.get<double>())) return invalid(path(), "must be finite");
-    if (is_interval() && v["lower"].get<double>() > v["upper"].get<double>()) {
-        return invalid(path(), "lower is greater than upper");
-    }
     return status::ok();
 }
 
@@ -155,6 +153,11 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
                            "must be 1-" + std::to_string(max_entity_bytes) +
                                " bytes, as a fact's (its outcome could not carry it); leave it "
                                "out for none");
+        }
+        if (out.entity.find('\0') != std::string::npos) {
+            return invalid(path.empty() ? "entity" : path + ".entity",
+                           "must not contain a NUL character (\\u0000), as a fact's (its "
+                           "outcome could not carry it)");
         }
     }
     auto f = j.find("features");
@@ -371,7 +374,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
             scalar e;
             if (seen_entity || !r.value(e)) return false;
             if (e.type == scalar::kind::string) {
-                if (e.text.empty() || e.text.size() > max_entity_bytes)
+                if (e.text.empty() || e.text.size() > max_entity_bytes ||
+                    e.text.find('\0') != std::string_view::npos)
                     return false;  // the document reader says why
                 out.entity.assign(e.text);
             } else if (e.type != scalar::kind::null) {

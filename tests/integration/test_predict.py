@@ -433,6 +433,14 @@ class PredictTest(SharedServerCase):
         bad({"instances": []}, "instances")
         bad({"instances": {"a": ok}}, "instances")
         bad({"instances": [ok] * 1001}, "instances", status=413, code="too_large")
+        # A number's uncertainty follows a fact's rules (bounds that were
+        # not numbers beside a numeric value were a 500).
+        bad({"features": {"x1": {"lower": "a", "upper": 1, "value": 3}}}, "features.x1.lower")
+        bad({"instances": [ok, {"features": {"x1": {"lower": 0, "upper": None, "value": 3}}}]},
+            "instances[1].features.x1.upper", item=1)
+        bad({"features": {"x1": {"value": 3, "confidence": 5}}}, "features.x1.confidence")
+        # An entity with a NUL is refused, as a fact's: no outcome could carry it.
+        bad({"entity": "a\u0000b", "features": {}}, "entity")
         # A key given twice is refused, not read as its last value.
         bad('{"features": {"x1": 1, "x1": 5}}', "features.x1", raw=True)
         bad('{"instances": [{"features": {}}, {"features": {"x1": 1, "x1": 1}}]}',

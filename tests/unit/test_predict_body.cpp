@@ -355,3 +355,56 @@ TEST_CASE("a key given twice is refused by both readers, naming the field and th
         CHECK(idx == c.instance);
     }
 }
+
+TEST_CASE("a number's uncertainty object follows a fact's rules, or is a 400 naming the field") {
+    // {"lower":"a","upper":1,"value":3} passed the type check on its numeric
+    // value, and reading its bounds as numbers threw: a 500.
+    const auto m = test_model();
+    struct bad_case {
+        std::string features;
+        std::string field;
+    };
+    for (const bad_case& c : {
+             bad_case{R"({"x":{"lower":"a","upper":1,"value":3}})", "features.x.lower"},
+             bad_case{R"({"x":{"lower":0,"upper":null,"value":3}})", "features.x.upper"},
+             bad_case{R"({"span":{"lower":true,"upper":[]}})", "features.span.lower"},
+             bad_case{R"({"x":{"lower":1,"value":3}})", "features.x"},
+             bad_case{R"({"x":{"lower":2,"upper":1}})", "features.x"},
+             bad_case{R"({"x":{"value":3,"confidence":5}})", "features.x.confidence"},
+             bad_case{R"({"y":{"value":"3"}})", "features.y"},
+             bad_case{R"({"x":{"other":1}})", "features.x"},
+         }) {
+        for (const std::string& body :
+             {R"({"features":)" + c.features + "}",
+              R"({"instances":[{"features":{}},{"features":)" + c.features + "}]}"}) {
+            INFO(body);
+            std::optional<std::size_t> idx;
+            auto r = parse_predict_body(m, body, idx);
+            REQUIRE_FALSE(r);
+            CHECK(r.error().kind() == error_kind::invalid_argument);
+            const bool batch = body.starts_with(R"({"instances")");
+            CHECK(r.error().field() == (batch ? "instances[1]." + c.field : c.field));
+        }
+    }
+    // The forms a fact may take are read: the bounds, or the value.
+    std::optional<std::size_t> idx;
+    auto ok = parse_predict_body(
+        m, R"({"features":{"x":{"lower":1,"upper":3,"confidence":0.9},"y":{"value":2}}})", idx);
+    REQUIRE(ok);
+    CHECK(std::get<ml::interval>(ok->instances[0].record.at("x")).lower == 1);
+    CHECK(std::get<double>(ok->instances[0].record.at("y")) == 2);
+}
+
+TEST_CASE("an entity with a NUL character is refused by name, as a fact's") {
+    const auto m = test_model();
+    std::optional<std::size_t> idx;
+    auto single = parse_predict_body(m, R"({"entity":"a\u0000b","features":{"x":1}})", idx);
+    REQUIRE_FALSE(single);
+    CHECK(single.error().field() == "entity");
+    CHECK_THAT(single.error().message(), Catch::Contains("NUL"));
+    auto batch = parse_predict_body(
+        m, R"({"instances":[{"features":{}},{"entity":"\u0000","features":{}}]})", idx);
+    REQUIRE_FALSE(batch);
+    CHECK(batch.error().field() == "instances[1].entity");
+    CHECK(idx == std::optional<std::size_t>(1));
+}
