@@ -393,6 +393,10 @@ parsed_definition parse_definition(const std::string& text) {
                     } else {
                         d.fallback_value = fb->get<double>();
                     }
+                } else if (fb->is_string() && fb->get<std::string>().empty()) {
+                    r.error("serving.fallback",
+                            "a classification fallback must be a class name, "
+                            "not empty");
                 } else if (fb->is_string()) {
                     d.fallback_label = fb->get<std::string>();
                 } else if (fb->is_boolean() || fb->is_number_integer()) {

@@ -123,6 +123,13 @@ struct live_score {
     std::string first_failure;
 };
 
+// "\"a\", \"b\"": class names in a message.
+std::string quoted_list(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& c : v) out += (out.empty() ? "\"" : ", \"") + c + "\"";
+    return out;
+}
+
 result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
                               const std::vector<double>& y,
@@ -137,14 +144,9 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
             shared = shared ||
                      std::find(live.classes.begin(), live.classes.end(), c) != live.classes.end();
         if (!shared) {
-            auto list = [](const std::vector<std::string>& v) {
-                std::string out;
-                for (const auto& c : v) out += (out.empty() ? "\"" : ", \"") + c + "\"";
-                return out;
-            };
             return status(error_kind::failed_precondition,
-                          "its classes (" + list(live.classes) +
-                              ") share none with the labels now (" + list(classes) + ")");
+                          "its classes (" + quoted_list(live.classes) +
+                              ") share none with the labels now (" + quoted_list(classes) + ")");
         }
     }
     live_score out;
@@ -320,6 +322,16 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     auto enc = encode_labels(d.task, all_labels, d.max_classes, name_row);
     if (!enc) return enc.error();
     out.classes = enc->classes;
+    // The definition's constant answers when no version can: a class no
+    // version knows would be an answer the app cannot take.
+    if (d.fallback_label && std::find(enc->classes.begin(), enc->classes.end(),
+                                      *d.fallback_label) == enc->classes.end()) {
+        return status(error_kind::failed_precondition,
+                      "serving.fallback \"" + *d.fallback_label +
+                          "\" is not one of the label's classes (" + quoted_list(enc->classes) +
+                          "); name one of them in the definition",
+                      "serving.fallback");
+    }
     std::vector<double> y_train(enc->y.begin(), enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()));
     std::vector<double> y_test(enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()), enc->y.end());
     std::size_t num_classes = std::max<std::size_t>(2, enc->classes.size());

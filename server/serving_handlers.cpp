@@ -71,6 +71,9 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
     return json_response(dump_json(out));
 }
 
+// The least share of traffic an arm that takes traffic may have.
+constexpr double min_arm_share = 1e-6;
+
 // Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
 result<json> parse_arms(app& a, const std::string& model, const json& body) {
     auto arms = body.find("arms");
@@ -142,8 +145,19 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     // 1e308 twice is finite in each arm but not in their sum, and would
     // normalise every weight to 0: an experiment stored but never routed.
     if (!std::isfinite(total)) return invalid("arms", "the weights must add up to a finite number");
-    for (auto& arm : out) {
-        if (!arm["shadow"].get<bool>()) arm["weight"] = arm["weight"].get<double>() / total;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        json& arm = out[i];
+        if (arm["shadow"].get<bool>()) continue;
+        const double share = arm["weight"].get<double>() / total;
+        // 1e-320 beside 1e308 normalised to 0: an arm stored as taking
+        // traffic that none would ever reach.
+        if (share < min_arm_share) {
+            return invalid("arms[" + std::to_string(i) + "].weight",
+                           "its share of the traffic would be " + json(share).dump() +
+                               ", below one in a million: an arm that takes traffic must get "
+                               "some (a shadow arm scores every request without any)");
+        }
+        arm["weight"] = share;
     }
     return out;
 }

@@ -474,6 +474,11 @@ class ExperimentInputTest(BadInputCase):
              {"arms": [{"version": 1, "weight": 0.5}, {"version": 2, "weight": "0.5"}],
               "reason": "x"}, None, 400, "invalid_argument", "arms[1].weight",
              "must be a positive number"),
+            # 1e-320 beside 1e308 normalised to a share of 0: stored, never routed.
+            ("an arm's share of traffic that rounds to nothing", "POST", path,
+             {"arms": [{"version": 1, "weight": 1e308}, {"version": 2, "weight": 1e-320}],
+              "reason": "x"}, None, 400, "invalid_argument", "arms[1].weight",
+             "below one in a million"),
         ])
         self.assertEqual(self.state(path, "experiments"), before)
         self.assertEqual(before, [])

@@ -548,6 +548,13 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         auto q = parse_definition("[1, 2]");
         REQUIRE(q.errors.size() == 1);
         CHECK_THAT(q.errors[0].message, Contains("JSON object"));
+        // A classification fallback that names no class.
+        json with_blank = json::parse(minimal_definition);
+        with_blank["task"] = "binary";
+        with_blank["serving"] = {{"fallback", ""}};
+        auto blank = parse_definition(with_blank.dump());
+        REQUIRE(blank.errors.size() == 1);
+        CHECK(blank.errors[0].field == "serving.fallback");
         // A key given twice: nlohmann kept the second, silently.
         auto twice = parse_definition(
             R"({"task":"binary","features_from":"s","label":{"field":"y","field":"z"}})");
@@ -1085,6 +1092,19 @@ TEST_CASE("train_model: data that cannot train a model fails with a reason", "[t
         REQUIRE_FALSE(out);
         CHECK(out.error().kind() == error_kind::failed_precondition);
         CHECK_THAT(out.error().message(), Contains("one class"));
+    }
+    SECTION("a serving fallback that is not one of the classes") {
+        // It answered "banana", with no probabilities, for a model of 0 and 1.
+        auto set = synthetic_set(task_kind::binary, 100, 46);
+        auto bd = xy_definition(task_kind::binary);
+        bd.fallback_label = "banana";
+        auto out = train_model(bd, set, nullptr, {});
+        REQUIRE_FALSE(out);
+        CHECK(out.error().kind() == error_kind::failed_precondition);
+        CHECK(out.error().field() == "serving.fallback");
+        CHECK_THAT(out.error().message(), Contains("\"banana\" is not one of the label's classes"));
+        bd.fallback_label = "true";  // the classes of boolean labels
+        CHECK(train_model(bd, set, nullptr, {}).is_ok());
     }
     SECTION("labels of the wrong type") {
         auto texts = synthetic_set(task_kind::regression, 100, 47);
