@@ -195,9 +195,12 @@ class FaultsNeedTheFlagTest(SharedServerCase):
         for fault in ("crash", "sleep"):
             with self.subTest(fault=fault):
                 name = uid("nofault-" + fault)
+                # Honoured, "sleep" sleeps an hour: past this deadline, the job
+                # would time out. 5 s timed the fit itself out once, under
+                # the sanitizers on a loaded machine.
                 put_model(self, self.c, name, definition(
-                    "regression", f, l, test_fault=fault, training={"deadline_seconds": 5}))
-                j = train_and_wait(self, self.c, name, timeout=60)
+                    "regression", f, l, test_fault=fault, training={"deadline_seconds": 30}))
+                j = train_and_wait(self, self.c, name, timeout=90)
                 self.assertEqual(j["state"], "succeeded", log_text(j))
                 self.assertEqual(j["version"], 1, j)
 
