@@ -55,6 +55,10 @@ std::uint64_t app::park_refused_full() const {
     return http_ ? http_->park_refused_full() : 0;
 }
 
+std::uint64_t app::streaming_refused() const {
+    return http_ ? http_->streaming_refused() : 0;
+}
+
 void app::refresh_model(const std::string& model) {
     try {
         auto conn = readers_->acquire();

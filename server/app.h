@@ -59,6 +59,7 @@ public:
     std::size_t parked_connections() const;
     std::size_t parked_partial_requests() const;
     std::uint64_t park_refused_full() const;
+    std::uint64_t streaming_refused() const;
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }

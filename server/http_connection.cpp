@@ -108,34 +108,47 @@ bool same_name(std::string_view name, std::string_view lower) {
            });
 }
 
-// How many body bytes to read ahead after `head`: its Content-Length when
-// httplib would read that many and it is at most `limit`, else none (httplib
-// reads, refuses or answers the rest as before). Nothing more is parsed than
-// finding the length; anything odd is left for httplib to answer.
-std::size_t body_to_read_ahead(std::string_view head, std::size_t limit) {
+// What becomes of the body after `head`. `ahead`: its Content-Length, to be
+// read ahead, when httplib would read that many and it is at most `limit`.
+// `streams`: httplib will read it on the request's thread as it arrives (too
+// long to read ahead, or sent after "100 Continue") and it is at most
+// `max_body` (a longer one is refused unread). Otherwise neither: httplib
+// refuses or answers the rest as before. Nothing more is parsed than finding
+// the length; anything odd is left for httplib to answer.
+struct body_plan {
+    std::size_t ahead = 0;
+    bool streams = false;
+};
+
+body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_body) {
     // httplib reads a body only for these (detail::expect_content).
     const std::string_view method = head.substr(0, head.find(' '));
     if ((method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE" &&
          method != "PRI") ||
         request_line_refused(head))
-        return 0;
+        return {};
     std::size_t pos = head.find('\n') + 1;
-    if (pos > max_line_bytes) return 0;  // 414
+    if (pos > max_line_bytes) return {};  // 414
     std::optional<std::uint64_t> length;
+    bool expect = false;
     while (pos < head.size()) {
         const std::size_t eol = head.find('\n', pos);  // the head ends with one
         std::string_view line = head.substr(pos, eol - pos);
         pos = eol + 1;
         // httplib skips a line without its CR and refuses a long one.
         if (line.empty() || line.back() != '\r') continue;
-        if (line.size() > max_line_bytes) return 0;
+        if (line.size() > max_line_bytes) return {};
         line.remove_suffix(1);
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;
         const std::string_view name = line.substr(0, colon);
         // The client waits for "100 Continue" before it sends the body; a
         // chunked body is refused unread (http_server.cpp).
-        if (same_name(name, "expect") || same_name(name, "transfer-encoding")) return 0;
+        if (same_name(name, "transfer-encoding")) return {};
+        if (same_name(name, "expect")) {
+            expect = true;
+            continue;
+        }
         if (!same_name(name, "content-length")) continue;
         std::string_view value = line.substr(colon + 1);
         while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
@@ -144,13 +157,15 @@ std::size_t body_to_read_ahead(std::string_view head, std::size_t limit) {
             value.remove_suffix(1);
         if (value.empty()) continue;  // httplib drops a header without a value
         // A second one is refused with the body unread (http_server.cpp).
-        if (length) return 0;
+        if (length) return {};
         std::uint64_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec != std::errc() || end != value.data() + value.size()) return 0;
+        if (ec != std::errc() || end != value.data() + value.size()) return {};
         length = n;
     }
-    return length && *length <= limit ? static_cast<std::size_t>(*length) : 0;
+    if (!length || *length == 0 || *length > max_body) return {};
+    if (!expect && *length <= limit) return {static_cast<std::size_t>(*length), false};
+    return {0, true};
 }
 
 }  // namespace
@@ -218,6 +233,7 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
         ahead_begun_ = true;
         ahead_due_ = now + read_timeout_;
         ahead_head_ = ahead_need_ = ahead_seen_ = 0;
+        ahead_streams_ = false;
     }
     if (ahead_head_ == 0) {
         // Search on from what was searched ("\n\r\n" may straddle it).
@@ -228,9 +244,10 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
             return have.size() == read_buffer_bytes || request_line_refused(have);
         }
         ahead_head_ = ahead_seen_ = end;
-        const std::size_t body =
-            body_to_read_ahead(have.substr(0, end), std::min(max_body_, read_buffer_bytes - end));
+        const body_plan plan = plan_body(have.substr(0, end), read_buffer_bytes - end, max_body_);
+        const std::size_t body = plan.ahead;
         ahead_need_ = end + body;
+        ahead_streams_ = plan.streams;
         if (body > 0) ahead_due_ = now + read_timeout_;  // the body's time runs from here
     }
     if (ahead_need_ > ahead_seen_ && have.size() > ahead_seen_) {
@@ -792,6 +809,7 @@ private:
 }  // namespace
 
 httplib::TaskQueue* http_engine::make_task_queue(std::size_t threads) {
+    streaming_limit_ = std::max<std::size_t>(1, threads / 4);
     auto* pool = new parking_pool(threads, parker_);
     parker_.start(pool, [this](int sock, std::size_t left, partial_request carried) {
         serve(sock, left, std::move(carried));
@@ -837,15 +855,16 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
     // body's due time allows hours for 16 MiB) held the shut-down for its
     // whole length, only to be answered 503 then.
     strm.give_up_reading_when_closed(svr_sock_);
-    auto answer_stopping = [&] {
-        const std::string text = render_response(stopping_answer(), true, keep_alive);
+    // An answer that leaves a request's body unread, then the close.
+    auto answer_and_close = [&](const http_response& r, milliseconds drain) {
+        const std::string text = render_response(r, true, keep_alive);
         strm.write(text.data(), text.size());
         if (!strm.flush()) return;
         // Closed with the upload's bytes unread, the socket would reset and
         // the client could lose the answer: read and drop what still comes
         // for a moment first.
         ::shutdown(sock, SHUT_WR);
-        const auto until = std::chrono::steady_clock::now() + milliseconds(500);
+        const auto until = std::chrono::steady_clock::now() + drain;
         char sink[4096];
         for (;;) {
             const auto left =
@@ -855,6 +874,7 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
             if (::recv(sock, sink, sizeof sink, 0) <= 0) break;
         }
     };
+    auto answer_stopping = [&] { answer_and_close(stopping_answer(), milliseconds(500)); };
     using wait_result = buffered_socket_stream::wait_result;
     for (std::size_t left = requests_left; left > 0; --left) {
         // A connection that owes no answer waits briefly on its thread (the
@@ -896,9 +916,37 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
                 break;
             }
         }
+        // A body that arrives on this thread takes one of the places for
+        // such; with none free, the request is refused before its body.
+        struct streaming_place {
+            std::atomic<std::size_t>* taken = nullptr;
+            void release() {
+                if (taken) taken->fetch_sub(1);
+                taken = nullptr;
+            }
+            ~streaming_place() { release(); }
+        } place;
+        if (strm.body_streams()) {
+            if (streaming_.fetch_add(1) >= streaming_limit_) {
+                streaming_.fetch_sub(1);
+                streaming_refused_.fetch_add(1, std::memory_order_relaxed);
+                answer_and_close(error_response(status(
+                                     error_kind::unavailable,
+                                     "too many request bodies are arriving at once (" +
+                                         std::to_string(streaming_limit_) +
+                                         ", a quarter of --http-threads, for bodies over 64 KiB); "
+                                         "send it again shortly")),
+                                 // Short: the drain holds this thread, and a
+                                 // wave of refusals held more than the pool.
+                                 milliseconds(100));
+                break;
+            }
+            place.taken = &streaming_;
+        }
         strm.begin_request();
         bool closed = false;
         bool ok = process_request(strm, left == 1, closed, nullptr);
+        place.release();  // the body has been read: before the answer goes out
         if (strm.stopped_reading()) {
             strm.discard_output();  // httplib's answer to a read that failed
             answer_stopping();

@@ -93,6 +93,10 @@ public:
     // (http_connection.cpp): request_due() says by when.
     ahead_result read_request(std::chrono::milliseconds patience);
     std::chrono::steady_clock::time_point request_due() const { return ahead_due_; }
+    // The request read ahead (its head is whole) has a body httplib will
+    // read on this thread as it arrives: too long to read ahead, or sent
+    // after "100 Continue".
+    bool body_streams() const { return ahead_head_ != 0 && ahead_streams_; }
     // A copy of what has arrived of the next request, for the parker.
     partial_request partial() const;
     // httplib is to parse the next request now; the head must be complete by
@@ -127,6 +131,7 @@ private:
     std::chrono::steady_clock::time_point ahead_due_{};
     std::size_t ahead_head_ = 0;
     std::size_t ahead_need_ = 0;
+    bool ahead_streams_ = false;  // see body_streams()
     // Looked at: searched for the blank line, or counted into the body's due.
     std::size_t ahead_seen_ = 0;
     std::string out_;
@@ -218,6 +223,8 @@ public:
     std::size_t parked_connections() const { return parker_.parked(); }
     std::size_t parked_partial_requests() const { return parker_.parked_partial(); }
     std::uint64_t park_refused_full() const { return parker_.refused_full(); }
+    // Requests refused 503 because streaming_limit_ bodies were arriving.
+    std::uint64_t streaming_refused() const { return streaming_refused_.load(); }
 
 private:
     bool process_and_close_socket(int sock) override;
@@ -227,6 +234,14 @@ private:
     void serve(int sock, std::size_t requests_left, partial_request carried = {});
 
     connection_parker parker_;
+    // Bodies that arrive on a worker thread (body_streams) hold it as long
+    // as their sender takes; at most a quarter of the pool does so at once,
+    // the rest are 503 with Retry-After, unread. Without a bound, 140 slow
+    // uploads (no credentials needed: a body is read before its handler
+    // runs) held every thread and stalled every route for 10 s.
+    std::size_t streaming_limit_ = 1;
+    std::atomic<std::size_t> streaming_{0};
+    std::atomic<std::uint64_t> streaming_refused_{0};
 };
 
 // Called by the request's handler adapter on the connection's thread: the

@@ -389,6 +389,10 @@ std::uint64_t http_server::park_refused_full() const {
     return impl_->server.park_refused_full();
 }
 
+std::uint64_t http_server::streaming_refused() const {
+    return impl_->server.streaming_refused();
+}
+
 void http_server::stop() {
     if (thread_.joinable()) {
         impl_->server.stop();

@@ -162,6 +162,9 @@ public:
     // Connections the parker refused since start because it was full (an
     // idle one is then closed; a partial request is read on its thread).
     std::uint64_t park_refused_full() const;
+    // Requests refused 503 since start, unread, because a quarter of the
+    // threads were already reading bodies as they arrived.
+    std::uint64_t streaming_refused() const;
 
 private:
     struct impl;

@@ -522,6 +522,50 @@ TEST_CASE("header names match in any case; a repeated header's last value wins",
     CHECK_THAT(c.read_response(wire_wait), Catch::Contains("\"agent\":\"second\""));
 }
 
+TEST_CASE("bodies read as they arrive take at most a quarter of the threads; more are 503",
+          "[http]") {
+    // A body over the 64 KiB read-ahead is read on a worker as it arrives,
+    // before any handler (or credentials check) runs: 140 slow uploads held
+    // every worker and stalled every route for 10 s.
+    test_server s(1 << 20);  // 4 threads: one place
+    s.server->set_ready(true);
+    const std::string head =
+        "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 200000\r\n\r\n";
+    testing::tcp_probe a(s.port), b(s.port);
+    a.send_all(head + std::string(1000, 'a'));
+    b.send_all(head + std::string(1000, 'b'));
+    auto answer = [](testing::tcp_probe& c) {
+        try {
+            return c.read_response(std::chrono::milliseconds(1500));
+        } catch (const std::exception&) {
+            return std::string();  // none yet: its body is being read
+        }
+    };
+    const std::string ra = answer(a), rb = answer(b);
+    INFO("a: " << ra.substr(0, 200) << "\nb: " << rb.substr(0, 200));
+    REQUIRE(ra.empty() != rb.empty());  // one holds the place, one is refused
+    const std::string& refused = ra.empty() ? rb : ra;
+    CHECK(refused.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK_THAT(refused, Catch::Contains("\r\nRetry-After: 1\r\n"));
+    CHECK_THAT(refused, Catch::Contains("\r\nConnection: close\r\n"));
+    CHECK_THAT(refused, Catch::Contains("too many request bodies are arriving at once (1"));
+    testing::tcp_probe& holder = ra.empty() ? a : b;
+    // The other threads still answer.
+    testing::tcp_probe ping(s.port);
+    ping.send_all(get_request("/ping"));
+    CHECK(ping.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    // The held body completes, and its place is free again.
+    holder.send_all(std::string(199000, 'z'));
+    const std::string done = holder.read_response(wire_wait);
+    CHECK(done.rfind("HTTP/1.1 201", 0) == 0);
+    CHECK_THAT(done, Catch::Contains("\"bytes\":200000"));
+    testing::tcp_probe next(s.port);
+    next.send_all(head + std::string(200000, 'n'));
+    CHECK_THAT(next.read_response(wire_wait), Catch::Contains("\"bytes\":200000"));
+    CHECK(s.handled == 2);
+}
+
 TEST_CASE("a header line over 8192 bytes is a 400 that says so; one just under is served",
           "[http]") {
     // The limit is httplib's (CPPHTTPLIB_HEADER_MAX_LENGTH, compiled into
