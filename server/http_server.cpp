@@ -247,6 +247,19 @@ http_server::http_server(http_options options, std::vector<route> routes)
                     return;
                 }
             }
+            // A parameter given twice has no one meaning (the first was
+            // read and the other dropped without a word); no route takes a
+            // list that way. The multimap keeps equal names side by side.
+            for (auto it = ours.query.begin(); it != ours.query.end(); ++it) {
+                if (auto next = std::next(it);
+                    next != ours.query.end() && next->first == it->first) {
+                    write_response(
+                        error_response(invalid(it->first, "the query parameter \"" + it->first +
+                                                              "\" is given twice; send it once")),
+                        res);
+                    return;
+                }
+            }
             http_response answer = r.handler(ours);
             if (answer.deferred) {
                 // The connection loop sends it when it is ready; what

@@ -237,6 +237,9 @@ SCENARIOS = [
     dict(name="POST /healthz", method="POST", path="/healthz", body="{}", status=405,
          code="method_not_allowed", allow="GET"),
     # ---- reading with bad parameters
+    dict(name="a query parameter twice", method="GET",
+         path="/v1/streams/posts/facts?limit=1&limit=500", status=400, code="invalid_argument",
+         field="limit", message='"limit" is given twice'),
     dict(name="fact id not a number", method="GET", path="/v1/facts/abc", status=400,
          code="invalid_argument", field="id"),
     dict(name="fact id unknown", method="GET", path="/v1/facts/987654321", status=404,

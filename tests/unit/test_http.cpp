@@ -265,6 +265,29 @@ TEST_CASE("before set_ready(true) routes that need the store answer 503; others 
     check_error_shape(c.Get("/items/1"), 503, "unavailable");
 }
 
+TEST_CASE("a query parameter given twice is a 400 naming it; the handler never runs", "[http]") {
+    // The first was read and the second dropped without a word.
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+    for (const std::string query : {"q=a&q=b", "other=1&q=a&q=", "q=&q=x&other=2"}) {
+        INFO(query);
+        auto r = c.Get("/items/1?" + query);
+        REQUIRE(r);
+        const json e = check_error_shape(r, 400, "invalid_argument");
+        CHECK(e["field"] == "q");
+        CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("given twice"));
+    }
+    CHECK(s.handled == 0);
+    auto ok = c.Get("/items/1?q=a&other=a");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+    // The same pair twice means one thing (httplib reads it once).
+    auto same = c.Get("/items/1?q=a&q=a");
+    REQUIRE(same);
+    CHECK(same->status == 200);
+}
+
 TEST_CASE("a matched route gets its path params, query, lowercased headers and body", "[http]") {
     test_server s;
     s.server->set_ready(true);
