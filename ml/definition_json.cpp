@@ -204,6 +204,7 @@ parsed_definition parse_definition(const std::string& text) {
         r.error("", "a model definition must be a JSON object");
         return out;
     }
+    out.object = true;
     ml::model_definition& d = out.definition;
     r.only(j, "",
            {"task", "features_from", "label", "features", "algorithm", "params", "search",

@@ -22,6 +22,9 @@ struct field_error {
 struct parsed_definition {
     ml::model_definition definition;
     std::vector<field_error> errors;
+    // The text was a JSON object: its errors are about its fields, and the
+    // checks beyond syntax can run on what was read.
+    bool object = false;
 };
 
 parsed_definition parse_definition(const std::string& json_text);

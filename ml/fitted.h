@@ -89,9 +89,6 @@ class kernel_function final : public fitted_function {
     std::vector<dlib::probabilistic_decision_function<rbf_kernel>> classifiers_;
 };
 
-// Regression forests: one for regression, one on the 0/1 label for binary
-// (its output clipped to [0,1] is P(class 1)), one per class on the class
-// indicator for multiclass (normalised).
 // A fixed-size array in its own anonymous memory mapping, zeroed, not in
 // the heap. A served forest is megabytes, allocated while the artifact and
 // Dlib's trees it is built from lie in the heap below it: in the heap it
@@ -205,6 +202,9 @@ private:
     std::vector<std::uint32_t> roots_;
 };
 
+// Regression forests: one for regression, one on the 0/1 label for binary
+// (its output clipped to [0,1] is P(class 1)), one per class on the class
+// indicator for multiclass (normalised).
 class forest_function final : public fitted_function {
   public:
       // keep_forests: false when loaded to predict only (Dlib's trees are

@@ -41,6 +41,14 @@ const char* type_name(const json& j) {
 
 }  // namespace
 
+std::string entity_problem(std::string_view entity) {
+    if (entity.empty() || entity.size() > max_entity_bytes)
+        return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
+    if (entity.find('\0') != std::string_view::npos)
+        return "must not contain a NUL character (\\u0000)";
+    return {};
+}
+
 status check_uncertainty(const json& v, const std::string& path) {
     if (!v.is_object()) return status::ok();
     bool has_lower = v.contains("lower"), has_upper = v.contains("upper");
@@ -150,13 +158,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
         return item;
     }
     f.entity = entity->get<std::string>();
-    if (f.entity.empty() || f.entity.size() > max_entity_bytes) {
-        item.error = invalid("entity", "must be 1-256 bytes of UTF-8");
-        return item;
-    }
-    // SQLite's length() stops at a NUL: it failed the table's CHECK instead.
-    if (f.entity.find('\0') != std::string::npos) {
-        item.error = invalid("entity", "must not contain a NUL character (\\u0000)");
+    if (std::string problem = entity_problem(f.entity); !problem.empty()) {
+        item.error = invalid("entity", std::move(problem));
         return item;
     }
     f.event_time = now;

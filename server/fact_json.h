@@ -18,6 +18,12 @@ namespace kennel {
 // (a prediction's entity must be able to meet its outcome's).
 constexpr std::size_t max_entity_bytes = 256;
 
+// What is wrong with an entity, by the rules facts and prediction requests
+// share: empty or over max_entity_bytes, or holding a NUL (SQLite's
+// length() stops at one, and the facts table's CHECK failed). Empty when
+// it is fine.
+std::string entity_problem(std::string_view entity);
+
 enum class body_format { json, ndjson };
 
 struct parsed_item {

@@ -45,9 +45,6 @@ constexpr std::chrono::milliseconds read_ahead_patience{5};
 // partial request waits on its thread (as without a parker) rather than
 // let clients fill the memory with 64 KiB each.
 constexpr std::size_t max_carried_bytes = 64u << 20;
-// httplib's limits on the request line and on a header line
-// (CPPHTTPLIB_REQUEST_URI_MAX_LENGTH, CPPHTTPLIB_HEADER_MAX_LENGTH).
-constexpr std::size_t max_line_bytes = 8192;
 
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
     char buf[INET6_ADDRSTRLEN] = {};
@@ -128,7 +125,7 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         request_line_refused(head))
         return {};
     std::size_t pos = head.find('\n') + 1;
-    if (pos > max_line_bytes) return {};  // 414
+    if (pos > http_max_line_bytes) return {};  // 414
     std::optional<std::uint64_t> length;
     bool expect = false;
     while (pos < head.size()) {
@@ -137,7 +134,7 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         pos = eol + 1;
         // httplib skips a line without its CR and refuses a long one.
         if (line.empty() || line.back() != '\r') continue;
-        if (line.size() > max_line_bytes) return {};
+        if (line.size() > http_max_line_bytes) return {};
         line.remove_suffix(1);
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;
@@ -930,15 +927,16 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
             if (streaming_.fetch_add(1) >= streaming_limit_) {
                 streaming_.fetch_sub(1);
                 streaming_refused_.fetch_add(1, std::memory_order_relaxed);
-                answer_and_close(error_response(status(
-                                     error_kind::unavailable,
-                                     "too many request bodies are arriving at once (" +
-                                         std::to_string(streaming_limit_) +
-                                         ", a quarter of --http-threads, for bodies over 64 KiB); "
-                                         "send it again shortly")),
-                                 // Short: the drain holds this thread, and a
-                                 // wave of refusals held more than the pool.
-                                 milliseconds(100));
+                answer_and_close(
+                    error_response(status(error_kind::unavailable,
+                                          "too many request bodies are arriving at once (" +
+                                              std::to_string(streaming_limit_) +
+                                              ", a quarter of --http-threads, for bodies over " +
+                                              std::to_string(read_buffer_bytes / 1024) +
+                                              " KiB); send it again shortly")),
+                    // Short: the drain holds this thread, and a
+                    // wave of refusals held more than the pool.
+                    milliseconds(100));
                 break;
             }
             place.taken = &streaming_;

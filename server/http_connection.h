@@ -36,6 +36,11 @@
 
 namespace kennel {
 
+// httplib's limits on the request line and on a header line
+// (CPPHTTPLIB_REQUEST_URI_MAX_LENGTH, CPPHTTPLIB_HEADER_MAX_LENGTH, compiled
+// into Debian's library).
+inline constexpr std::size_t http_max_line_bytes = 8192;
+
 // A request not all arrived yet, kept by a parked connection: its bytes so
 // far and how far they have been looked at (buffered_socket_stream's read
 // ahead).

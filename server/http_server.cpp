@@ -177,7 +177,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 status(error_kind::invalid_argument,
                        "malformed HTTP request (status " + std::to_string(res.status) +
                            "): a request line or header that cannot be parsed, or a header line "
-                           "longer than 8192 bytes"));
+                           "longer than " +
+                           std::to_string(http_max_line_bytes) + " bytes"));
             r.status = res.status;
         }
         write_closing_response(std::move(r), req, res);

@@ -103,12 +103,9 @@ http_response put_model(app& a, const http_request& req) {
     if (req.body.empty()) return error_response(empty_body("the definition (a JSON object)"));
     parsed_definition p = parse_definition(req.body);
     // Data problems are reported together with syntax problems, as long as
-    // the body was a JSON object at all.
-    bool parsed_object = p.errors.empty() || !p.errors[0].field.empty();
-    // A value JSON cannot hold (1e999) is named where it stands, as in facts.
-    if (!parsed_object && p.errors[0].message.starts_with("malformed JSON"))
-        p.errors[0].field = json_error_path(req.body);
-    if (parsed_object) {
+    // the body was a JSON object at all. (A text that does not parse names
+    // its field, 1e999's or a repeated key's, from parse_json_input.)
+    if (p.object) {
         check_new_definition(p.definition, p.errors);
         auto conn = a.readers().acquire();
         check_definition_against_data(*conn, p.definition, p.errors);

@@ -147,17 +147,12 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         if (!e->is_string())
             return invalid(path.empty() ? "entity" : path + ".entity", "must be a string");
         out.entity = e->get<std::string>();
-        // As a fact's: an outcome could not carry an empty or longer one.
-        if (out.entity.empty() || out.entity.size() > max_entity_bytes) {
+        // As a fact's: an outcome could not carry any other.
+        if (std::string problem = entity_problem(out.entity); !problem.empty()) {
             return invalid(path.empty() ? "entity" : path + ".entity",
-                           "must be 1-" + std::to_string(max_entity_bytes) +
-                               " bytes, as a fact's (its outcome could not carry it); leave it "
+                           problem +
+                               ", as a fact's (its outcome could not carry it); leave it "
                                "out for none");
-        }
-        if (out.entity.find('\0') != std::string::npos) {
-            return invalid(path.empty() ? "entity" : path + ".entity",
-                           "must not contain a NUL character (\\u0000), as a fact's (its "
-                           "outcome could not carry it)");
         }
     }
     auto f = j.find("features");
@@ -374,8 +369,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
             scalar e;
             if (seen_entity || !r.value(e)) return false;
             if (e.type == scalar::kind::string) {
-                if (e.text.empty() || e.text.size() > max_entity_bytes ||
-                    e.text.find('\0') != std::string_view::npos)
+                // string() refuses control characters: a NUL never gets here.
+                if (e.text.empty() || e.text.size() > max_entity_bytes)
                     return false;  // the document reader says why
                 out.entity.assign(e.text);
             } else if (e.type != scalar::kind::null) {
