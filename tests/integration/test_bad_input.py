@@ -265,6 +265,8 @@ class ModelInputTest(BadInputCase):
         err = r.json()["error"]
         self.assertEqual(err["code"], "invalid_argument", r)
         self.assertEqual(err.get("field"), "params.c", r)
+        # The one problem: a text that did not parse is not checked further.
+        self.assertEqual([d["field"] for d in err["details"]], ["params.c"], r)
         self.assertIn("malformed JSON", err["message"], r)
         self.assertIn("1e999", err["message"], r)
         self.assertLessEqual(set(err), {"code", "message", "field", "details"}, r)

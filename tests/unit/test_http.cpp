@@ -573,6 +573,7 @@ TEST_CASE("bodies read as they arrive take at most a quarter of the threads; mor
     CHECK_THAT(refused, Catch::Contains("\r\nRetry-After: 1\r\n"));
     CHECK_THAT(refused, Catch::Contains("\r\nConnection: close\r\n"));
     CHECK_THAT(refused, Catch::Contains("too many request bodies are arriving at once (1"));
+    CHECK(s.server->streaming_refused() == 1);  // /v1/status reports it
     testing::tcp_probe& holder = ra.empty() ? a : b;
     // The other threads still answer.
     testing::tcp_probe ping(s.port);

@@ -545,9 +545,12 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         REQUIRE(p.errors.size() == 1);
         CHECK(p.errors[0].field.empty());
         CHECK_THAT(p.errors[0].message, StartsWith("malformed JSON"));
+        CHECK_FALSE(p.object);
         auto q = parse_definition("[1, 2]");
         REQUIRE(q.errors.size() == 1);
         CHECK_THAT(q.errors[0].message, Contains("JSON object"));
+        CHECK_FALSE(q.object);
+        CHECK(parse_definition(minimal_definition).object);
         // A classification fallback that names no class.
         json with_blank = json::parse(minimal_definition);
         with_blank["task"] = "binary";
