@@ -12,6 +12,7 @@
 #include "ml/dataset.h"
 #include "ml/definition_json.h"
 #include "ml/hash.h"
+#include "store/facts.h"
 #include "store/log.h"
 #include "store/registry.h"
 
@@ -54,10 +55,7 @@ answer baseline_from_json(const std::string& text) {
 // Only standing facts count (a corrected one was replaced).
 std::optional<answer> label_prior(connection& c, const model_definition& d,
                                   std::vector<std::string>& classes) {
-    static constexpr const char* standing =
-        " FROM facts f WHERE f.stream = ?1"
-        // As training: only a correction in the same stream replaces a fact.
-        " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = f.id AND n.stream = f.stream)";
+    const std::string standing = " FROM facts f WHERE f.stream = ?1 AND " + standing_fact_sql("f");
     std::string path = "$.\"" + d.label.field + "\"";
     if (d.task == task_kind::regression) {
         statement st(

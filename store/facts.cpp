@@ -252,6 +252,12 @@ std::string unreadable_field_name(std::string_view field) {
     return {};
 }
 
+std::string standing_fact_sql(std::string_view alias) {
+    const std::string a(alias);
+    return "NOT EXISTS (SELECT 1 FROM facts standing_n WHERE standing_n.corrects = " + a +
+           ".id AND standing_n.stream = " + a + ".stream)";
+}
+
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field) {
     if (field.empty()) return invalid("field", "a field name must be non-empty");
@@ -280,10 +286,9 @@ result<field_total> total_field(connection& conn, const fact_query& range,
             "              json_type(data, ?8 || '.value') AS vt"
             "       FROM facts" +
             range_where(range) +
-            // The standing facts: a fact corrected in its stream is replaced
-            // by its correction (as in training), not counted beside it.
-            " AND NOT EXISTS (SELECT 1 FROM facts n WHERE n.corrects = facts.id"
-            "                 AND n.stream = facts.stream))";
+            // A corrected fact is replaced by its correction (as in
+            // training), not counted beside it.
+            " AND " + standing_fact_sql("facts") + ")";
         statement st(conn, sql);
         bind_range(st, range);
         st.bind(8, path);

@@ -146,6 +146,13 @@ struct field_total {
 // sums refuse such names alike.
 std::string unreadable_field_name(std::string_view field);
 
+// The SQL condition that a row of `facts` (under `alias`) still stands: no
+// correction in its own stream replaces it. Training (ml/training_data.cpp)
+// applies the same rule in C++ while following chains of corrections; a
+// correction from another stream is refused at the edge, and legacy ones are
+// ignored by all readers alike.
+std::string standing_fact_sql(std::string_view alias);
+
 // invalid_argument naming "field" for an empty or unreadable field name;
 // failed_precondition (422) naming "field" when a sum overflows a double.
 result<field_total> total_field(connection& conn, const fact_query& range,
