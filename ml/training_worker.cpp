@@ -82,6 +82,7 @@ status training_worker::start() {
     {
         std::lock_guard lock(mu_);
         stopping_ = false;
+        background_ = true;
         killing_for_stop_ = false;
         state_.state = "idle";
     }
@@ -125,7 +126,12 @@ void training_worker::wake() {
 }
 
 void training_worker::cancel(std::int64_t job) {
-    cancel_job_ = job;
+    {
+        // Under the lock, so a wait on cv_ for it cannot miss it.
+        std::lock_guard lock(mu_);
+        cancel_job_ = job;
+    }
+    cv_.notify_all();
     if (running_job_.load() == job) {
         if (int pid = running_pid_.load(); pid > 0) ::kill(pid, SIGKILL);
     }
@@ -256,15 +262,28 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         });
     };
     auto finish = [&](job_state to, const std::string& error) {
-        status s = writer_.run(
-            [&](connection& c) {
-                end_running_job(c, id, to, error);
-                return status::ok();
-            },
-            std::chrono::seconds(60));
-        if (!s)
-            log_error("trainer",
-                      "cannot record the end of job " + std::to_string(id) + ": " + s.message());
+        // Until its end is recorded the job reads as running and holds back
+        // its model's triggers, so a record that fails (another program
+        // holding the database's lock, a full disk) is tried again until it
+        // is stored or the worker stops (for `kennel train`, which has no
+        // stop, until it is cancelled); the next start's recovery takes a
+        // job left so.
+        for (auto pause = std::chrono::seconds(1);;
+             pause = std::min(2 * pause, std::chrono::seconds(30))) {
+            status s = writer_.run(
+                [&](connection& c) {
+                    end_running_job(c, id, to, error);
+                    return status::ok();
+                },
+                std::chrono::seconds(60));
+            if (s) break;
+            log_error("trainer", "cannot record the end of job " + std::to_string(id) + " (" +
+                                     job_state_name(to) + "): " + s.message() +
+                                     "; trying again in " + std::to_string(pause.count()) + " s");
+            std::unique_lock lock(mu_);
+            const auto given_up = [&] { return stopping_ || (!background_ && cancel_job_ == id); };
+            if (cv_.wait_for(lock, pause, given_up)) break;
+        }
         log_line(to == job_state::succeeded ? log_level::info : log_level::warn, "trainer",
                  "job " + std::to_string(id) + " (" + job.model + ") " + job_state_name(to) +
                      (error.empty() ? "" : ": " + error));

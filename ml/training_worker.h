@@ -67,7 +67,8 @@ public:
     // A job was queued: look now rather than at the next poll.
     void wake();
     // Kills the child if `job` is the one running. The caller has already
-    // set the job's cancel flag in the database.
+    // set the job's cancel flag in the database. For `kennel train`, it also
+    // ends the retries of a job's end that cannot be recorded.
     void cancel(std::int64_t job);
     worker_state state() const;
 
@@ -88,6 +89,7 @@ private:
     std::condition_variable cv_;
     bool stopping_ = false;
     bool woken_ = false;
+    bool background_ = false;  // start() ran: jobs run on thread_, not a caller's
     std::atomic<std::int64_t> running_job_{0};
     std::atomic<int> running_pid_{0};
     std::atomic<std::int64_t> cancel_job_{0};

@@ -179,6 +179,38 @@ class FaultTest(SharedServerCase):
         j = wait_job(self, self.c, job_id, timeout=30)
         self.assertEqual(j["state"], "cancelled", j)
 
+    def test_a_jobs_end_that_cannot_be_recorded_is_recorded_once_it_can(self):
+        # Another program holds the database's write lock past the busy
+        # timeout when the job ends: its end could not be stored. It used to
+        # stay "running" for good, holding back the model's triggers; now it
+        # is tried again and recorded once the lock is gone.
+        name = uid("locked-end")
+        put_model(self, self.c, name,
+                  definition("regression", self.feat, self.lab, test_fault="sleep_after_read",
+                             training={"deadline_seconds": 2}), expect=(201,))
+        job_id = queue_training(self, self.c, name)
+        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        wait_until(lambda: "training set:" in log_text(get_job(self, self.c, job_id)), 20,
+                   "job %d read its training set" % job_id)
+        outside = sqlite3.connect(self.server.db, isolation_level=None, timeout=10)
+        self.addCleanup(outside.close)
+        outside.execute("BEGIN IMMEDIATE")
+        try:
+            wait_until(lambda: "cannot record the end of job %d (timed_out)" % job_id
+                       in self.server.stderr(), 60, "a failed record of job %d's end" % job_id)
+            self.assertEqual(get_job(self, self.c, job_id)["state"], "running")
+        finally:
+            outside.execute("ROLLBACK")
+        j = wait_job(self, self.c, job_id, timeout=60)
+        self.assertEqual(j["state"], "timed_out", j)
+        self.assertIn("deadline of 2 s", j["error"], j)
+        self.assertIsNotNone(j["finished_at"], j)
+        self.assertIn("trying again in 1 s", self.server.stderr())
+        wait_until(lambda: self.c.get("/v1/overview").json()["components"]["trainer"]["job"] is None,
+                   10, "the trainer idle after job %d" % job_id)
+
     def test_a_trainer_over_its_memory_limit_fails_its_job(self):
         j = self.run_fault("oom", training={"memory_mb": 256})
         self.assertEqual(j["state"], "failed", j)
