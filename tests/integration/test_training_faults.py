@@ -96,6 +96,21 @@ class FaultTest(SharedServerCase):
         self.assertEqual(aliases_of(self, self.c, other), {"live": nxt["version"]})
         return j
 
+    def start_sleeping_fit(self, prefix, deadline_seconds):
+        """Queues a job whose fit sleeps once its training set is read;
+        returns its id when it has read it."""
+        name = uid(prefix)
+        put_model(self, self.c, name,
+                  definition("regression", self.feat, self.lab, test_fault="sleep_after_read",
+                             training={"deadline_seconds": deadline_seconds}), expect=(201,))
+        job_id = queue_training(self, self.c, name)
+        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        wait_until(lambda: "training set:" in log_text(get_job(self, self.c, job_id)), 20,
+                   "job %d read its training set" % job_id)
+        return job_id
+
     def test_a_throwing_trainer_fails_its_job(self):
         j = self.run_fault("throw")
         self.assertEqual(j["state"], "failed", j)
@@ -152,16 +167,7 @@ class FaultTest(SharedServerCase):
         # Once its data is read, the fit must not keep a read transaction: a
         # reader held for the whole fit stops the WAL from being
         # checkpointed, so it grows without bound while the fit runs.
-        name = uid("reader")
-        put_model(self, self.c, name,
-                  definition("regression", self.feat, self.lab, test_fault="sleep_after_read",
-                             training={"deadline_seconds": 600}), expect=(201,))
-        job_id = queue_training(self, self.c, name)
-        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
-                         "the training process of job %d started" % job_id)
-        self.addCleanup(kill_training_process, pid, job_id)
-        wait_until(lambda: "training set:" in log_text(get_job(self, self.c, job_id)), 20,
-                   "job %d read its training set" % job_id)
+        job_id = self.start_sleeping_fit("reader", deadline_seconds=600)
         # Writes after the fit's snapshot...
         load_rows(self, self.c, uid("after"), uid("after_lab"), synthetic("regression", 20, seed=3))
         # ...can all be checkpointed into the database file while it runs
@@ -184,16 +190,7 @@ class FaultTest(SharedServerCase):
         # timeout when the job ends: its end could not be stored. It used to
         # stay "running" for good, holding back the model's triggers; now it
         # is tried again and recorded once the lock is gone.
-        name = uid("locked-end")
-        put_model(self, self.c, name,
-                  definition("regression", self.feat, self.lab, test_fault="sleep_after_read",
-                             training={"deadline_seconds": 2}), expect=(201,))
-        job_id = queue_training(self, self.c, name)
-        pid = wait_until(lambda: training_pid(self, self.c, job_id), 20,
-                         "the training process of job %d started" % job_id)
-        self.addCleanup(kill_training_process, pid, job_id)
-        wait_until(lambda: "training set:" in log_text(get_job(self, self.c, job_id)), 20,
-                   "job %d read its training set" % job_id)
+        job_id = self.start_sleeping_fit("locked-end", deadline_seconds=2)
         outside = sqlite3.connect(self.server.db, isolation_level=None, timeout=10)
         self.addCleanup(outside.close)
         outside.execute("BEGIN IMMEDIATE")
