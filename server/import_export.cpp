@@ -1,5 +1,6 @@
 #include "server/import_export.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -7,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -485,12 +487,15 @@ int run_backup(const std::string& db, const std::string& to_path) {
         std::cerr << "kennel backup: " << to_path << " exists; choose a new file\n";
         return 1;
     }
-    // A failed copy leaves no file behind: a retry was refused with "exists;
-    // choose a new file" over an empty one.
-    auto discard = [&to_path] {
+    // The copy is made under a name of its own and takes to_path only once
+    // it is whole and checked, so an interrupted backup (an error, Ctrl-C,
+    // kill -9) never leaves a file at to_path that looks like a backup and
+    // refuses the retry; a killed one leaves only the plainly named partial.
+    const std::string partial = to_path + ".partial-" + std::to_string(::getpid());
+    auto discard = [&partial] {
         for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
             std::error_code ignored;
-            std::filesystem::remove(to_path + suffix, ignored);
+            std::filesystem::remove(partial + suffix, ignored);
         }
     };
     open_options ro;
@@ -499,13 +504,13 @@ int run_backup(const std::string& db, const std::string& to_path) {
     try {
         connection from(db, ro);
         bool tty = ::isatty(STDERR_FILENO);
-        online_backup(from, to_path, [tty](int remaining, int total) {
+        online_backup(from, partial, [tty](int remaining, int total) {
             if (tty && total > 0) {
                 std::fprintf(stderr, "\rbackup: %d/%d pages", total - remaining, total);
             }
         });
         if (tty) std::fprintf(stderr, "\n");
-        connection check(to_path, ro);
+        connection check(partial, ro);
         statement ic(check, "PRAGMA quick_check");
         std::string verdict = ic.step() ? ic.column_text(0) : "no answer";
         if (verdict != "ok") {
@@ -529,11 +534,24 @@ int run_backup(const std::string& db, const std::string& to_path) {
     // file.
     {
         std::error_code ec;
-        if (std::filesystem::file_size(to_path + "-wal", ec) == 0 && !ec) {
-            std::filesystem::remove(to_path + "-wal", ec);
-            std::filesystem::remove(to_path + "-shm", ec);
+        if (std::filesystem::file_size(partial + "-wal", ec) == 0 && !ec) {
+            std::filesystem::remove(partial + "-wal", ec);
+            std::filesystem::remove(partial + "-shm", ec);
         }
     }
+    // Never rename() over a file that appeared at to_path meanwhile: with
+    // RENAME_NOREPLACE, or where a file system lacks it, link() and unlink.
+    int moved = ::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, to_path.c_str(), RENAME_NOREPLACE);
+    if (moved != 0 && errno == EINVAL) moved = ::link(partial.c_str(), to_path.c_str());
+    if (moved != 0) {
+        const int err = errno;
+        discard();
+        std::cerr << "kennel backup: cannot name the copy " << to_path << ": " << std::strerror(err)
+                  << (err == EEXIST ? " (it appeared while copying; choose a new file)" : "")
+                  << "\n";
+        return 1;
+    }
+    discard();
     std::fprintf(stderr, "kennel backup: wrote %s (%lld facts, integrity ok)\n", to_path.c_str(),
                  facts);
     return 0;

@@ -1083,6 +1083,47 @@ class BackupTest(KennelTestCase):
                 th.join(30)
         self.assertEqual(code, 0, "backup did not finish within 15 s (%.1f s)" % took)
 
+    def test_a_killed_backup_leaves_no_file_that_looks_like_a_backup(self):
+        # The copy takes its name only once whole and checked: a backup
+        # killed halfway left a database without tables at the name, and the
+        # retry was refused with "exists; choose a new file".
+        server = self.start_server()
+        c = self.client(server)
+        pad = "z" * 10000
+        for b in range(40):
+            r = c.post_json("/v1/facts", [fact("big", "e%d" % i, {"b": b, "pad": pad})
+                                          for i in range(100)])
+            self.assertEqual(r.status, 200, r)
+        self.assertEqual(server.stop(), 0)
+        killed_halfway = 0
+        for attempt in range(5):
+            target = self.path("halfway-%d.db" % attempt)
+            p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
+            try:
+                deadline = time.monotonic() + 30
+                while (p.poll() is None and time.monotonic() < deadline and
+                       not any(n.startswith(os.path.basename(target))
+                               for n in os.listdir(os.path.dirname(target)))):
+                    time.sleep(0.002)
+                time.sleep(0.005 * attempt)
+            finally:
+                if p.poll() is None:
+                    p.kill()  # by its PID
+                p.communicate(timeout=30)
+            if p.returncode == -signal.SIGKILL:
+                killed_halfway += 1
+                self.assertFalse(os.path.exists(target), "a killed backup left %s" % target)
+            else:
+                self.assertEqual(p.returncode, 0)
+            # Whatever the moment: the retry is taken and gives every fact.
+            if os.path.exists(target):
+                os.remove(target)
+            r = run_cli(["backup", target, "--db", server.db], timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("wrote %s (4000 facts, integrity ok)" % target, r.stderr)
+        self.assertGreater(killed_halfway, 0, "no backup was killed before it finished")
+
     def test_backup_refuses_to_overwrite_a_file(self):
         db = self.path("k.db")
         self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
