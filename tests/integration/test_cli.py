@@ -976,6 +976,17 @@ class ImportExportTest(KennelTestCase):
 
 class BackupTest(KennelTestCase):
 
+    def server_with_big_facts(self, batches):
+        """A server holding `batches` x 100 facts of about 10 KB each."""
+        server = self.start_server()
+        c = self.client(server)
+        pad = "y" * 10000
+        for b in range(batches):
+            r = c.post_json("/v1/facts", [fact("big", "e%d" % i, {"b": b, "pad": pad})
+                                          for i in range(100)])
+            self.assertEqual(r.status, 200, r)
+        return server
+
     def test_backup_while_serving_has_every_fact_acknowledged_before_it_started(self):
         server = self.start_server()
         acked, lock, stop = {}, threading.Lock(), threading.Event()
@@ -1045,13 +1056,7 @@ class BackupTest(KennelTestCase):
     # The online backup copies in one step, so a steadily writing client
     # cannot make it restart forever.
     def test_backup_of_a_large_database_finishes_while_a_client_writes(self):
-        server = self.start_server()
-        c = self.client(server)
-        pad = "y" * 10000
-        for b in range(100):
-            r = c.post_json("/v1/facts", [fact("big", "e%d" % i, {"b": b, "pad": pad})
-                                          for i in range(100)])
-            self.assertEqual(r.status, 200, r)
+        server = self.server_with_big_facts(100)
         self.assertGreater(os.path.getsize(server.db) +
                            os.path.getsize(server.db + "-wal"), 90e6)
         stop = threading.Event()
@@ -1087,13 +1092,7 @@ class BackupTest(KennelTestCase):
         # The copy takes its name only once whole and checked: a backup
         # killed halfway left a database without tables at the name, and the
         # retry was refused with "exists; choose a new file".
-        server = self.start_server()
-        c = self.client(server)
-        pad = "z" * 10000
-        for b in range(40):
-            r = c.post_json("/v1/facts", [fact("big", "e%d" % i, {"b": b, "pad": pad})
-                                          for i in range(100)])
-            self.assertEqual(r.status, 200, r)
+        server = self.server_with_big_facts(40)
         self.assertEqual(server.stop(), 0)
         killed_halfway = 0
         for attempt in range(5):
