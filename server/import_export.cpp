@@ -196,6 +196,25 @@ std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofst
     return nullptr;
 }
 
+void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofstream>& file,
+                              const char* command, const std::string& progress) {
+    const int err = errno;
+    std::cerr << "kennel " << command << ": writing " << (file ? path : "standard output")
+              << " failed " << progress << ": " << (err ? std::strerror(err) : "unknown error");
+    if (file) {
+        file->close();
+        // Only a regular file: --out may name a device or a pipe, never ours
+        // to remove.
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(path, ec)) {
+            std::filesystem::remove(path, ec);
+            std::cerr << (ec ? "; the incomplete file is left"
+                             : "; the incomplete file was removed");
+        }
+    }
+    std::cerr << "\n";
+}
+
 int run_import(const import_options& o) {
     std::unique_ptr<std::ifstream> owned;
     std::istream* in = open_cli_input(o.file, owned, "import");
@@ -471,15 +490,19 @@ int run_export(const export_options& o) {
     statement st(conn, sql);
     if (!o.stream.empty()) st.bind(1, o.stream);
     std::uint64_t n = 0;
+    errno = 0;
     while (st.step()) {
         fact f{st.column_int(0),  st.column_text(1), st.column_text(2),   st.column_text(3),
                st.column_int(4),  st.column_int(5),  st.column_text(6),   st.column_opt_int(7)};
-        *out << facts_to_ndjson_line(f);
+        if (!(*out << facts_to_ndjson_line(f))) break;
         ++n;
     }
-    out->flush();
+    if (!out->flush()) {
+        report_cli_write_failure(o.out, file, "export", "after " + std::to_string(n) + " facts");
+        return 1;
+    }
     std::fprintf(stderr, "kennel export: %llu facts\n", static_cast<unsigned long long>(n));
-    return *out ? 0 : 1;
+    return 0;
 }
 
 int run_backup(const std::string& db, const std::string& to_path) {

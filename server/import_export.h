@@ -44,5 +44,12 @@ std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstr
                              const char* command);
 std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
                               const char* command);
+// After a write to what open_cli_output gave failed: says so on stderr with
+// the system's reason and what was written (`progress`, e.g. "after 12
+// facts"), and removes an output file that is a regular file, which would
+// pass for a whole one.
+// Call it at once, while errno still holds the write's error.
+void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofstream>& file,
+                              const char* command, const std::string& progress);
 
 }  // namespace kennel

@@ -128,11 +128,15 @@ int run_offline_predict(const offline_predict_options& o) {
             ++scored;
         }
         if (line_failed) ++rejected_lines;
+        if (!*out) break;  // said below
     }
-    out->flush();
-    if (in->bad() || !*out) {
-        std::cerr << me << (in->bad() ? "reading the input failed" : "writing the answers failed")
-                  << " after line " << line_no << "\n";
+    if (!out->flush()) {
+        report_cli_write_failure(o.out, out_file, "predict",
+                                 "at line " + std::to_string(line_no) + " of the input");
+        return 1;
+    }
+    if (in->bad()) {
+        std::cerr << me << "reading the input failed after line " << line_no << "\n";
         return 1;
     }
     std::fprintf(stderr, "kennel predict: %llu predictions by %s version %lld",

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -59,6 +60,17 @@ def run_cli(args, env=None, timeout=60, input=None, cwd=None):
     return subprocess.run([KENNEL_BIN] + [str(a) for a in args], env=kennel_env(env),
                           input=input, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd)
+
+
+def run_cli_with_file_limit(args, limit_bytes, input=None, timeout=60):
+    """run_cli with the files it writes limited to `limit_bytes` (RLIMIT_FSIZE,
+    SIGXFSZ ignored): a write past it fails with EFBIG, as on a full disk."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return subprocess.run([KENNEL_BIN] + [str(a) for a in args], env=kennel_env(None),
+                          input=input, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit)
 
 
 def run_serve_expecting_exit(args, env=None, bound=10, cwd=None, **popen_kw):

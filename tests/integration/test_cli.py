@@ -17,7 +17,7 @@ import time
 import unittest
 
 from kennel_harness import (KENNEL_BIN, Client, KennelTestCase, fact, kennel_env, open_db,
-                            run_cli, run_serve_expecting_exit)
+                            run_cli, run_cli_with_file_limit, run_serve_expecting_exit)
 
 COMMANDS = ["serve", "migrate", "import", "export", "backup", "train", "predict", "admin", "version"]
 
@@ -964,6 +964,26 @@ class ImportExportTest(KennelTestCase):
         self.assertEqual(server.stop(), 0)
         r = run_cli(["import", path, "--db", server.db])
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_an_export_that_cannot_be_written_says_why_and_leaves_no_file(self):
+        # It printed "N facts" (the rows read) and exited 1 with no reason,
+        # leaving a truncated file that passed for an export.
+        db = self.path("k.db")
+        r = run_cli(["import", "-", "--db", db],
+                    input="".join(json.dumps(fact("s", "e%d" % i, {"pad": "p" * 200})) + "\n"
+                                  for i in range(500)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.path("out.ndjson")
+        # Above the 32 KiB of SQLite's -shm, below the export's 150 KB.
+        r = run_cli_with_file_limit(["export", "--db", db, "--out", out], 65536)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"kennel export: writing %s failed after \d+ facts: File too large;"
+                         r" the incomplete file was removed" % re.escape(out))
+        self.assertNotIn("500 facts", r.stderr)
+        self.assertFalse(os.path.exists(out))
+        r = run_cli(["export", "--db", db, "--out", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("500 facts", r.stderr)
 
     def test_export_reads_while_a_server_runs(self):
         server = self.start_server()

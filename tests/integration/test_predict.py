@@ -26,7 +26,7 @@ import unittest
 
 import kennel_harness
 from kennel_harness import (Client, KennelTestCase, Response, fact, fnv1a64, in_holdout,
-                            run_cli, run_in_threads, uid)
+                            run_cli, run_cli_with_file_limit, run_in_threads, uid)
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -1332,6 +1332,20 @@ class OfflinePredictCliTest(KennelTestCase):
         self.assertEqual(got[6]["error"]["field"], "instances[1].features.x2", got[6])
         self.assertEqual(got[6]["error"]["item"], 1, got[6])
         self.assertNotIn("prediction", got[6])  # a bad line scores nothing of itself
+
+    def test_answers_that_cannot_be_written_stop_the_run_and_say_why(self):
+        # It went on scoring the whole input, said only "writing the answers
+        # failed", and left the truncated file.
+        body = json.dumps({"instances": [{"entity": "w%d" % i, "features": FEATURES}
+                                         for i in range(50)]}) + "\n"
+        out = self.path("scores.ndjson")
+        p = run_cli_with_file_limit(["predict", self.name, "--out", out, "--db", self.db], 4096,
+                                    input=body * 40)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr, r"kennel predict: writing %s failed at line \d+ of the input: "
+                         r"File too large; the incomplete file was removed" % re.escape(out))
+        self.assertNotIn("predictions by", p.stderr)
+        self.assertFalse(os.path.exists(out))
 
     def test_a_named_version_stdin_and_an_output_file(self):
         body = {"instances": [{"entity": "v%d" % i, "features": dict(FEATURES, x1=i / 4)}
