@@ -31,6 +31,10 @@ constexpr std::size_t read_buffer_bytes = 64 * 1024;
 constexpr std::size_t write_gather_bytes = 64 * 1024;
 // How often an idle connection looks whether the server is stopping.
 constexpr std::chrono::milliseconds stop_check_interval{100};
+// How long a stopping server waits for the first request of a connection it
+// accepted just before the stop (a client of a fresh connection sends at
+// once; one dropped unanswered could not know whether to send it again).
+constexpr std::chrono::milliseconds stop_grace{500};
 // A body has the read timeout from the end of its head, and this much more
 // for each byte that arrives: a body slower than 1 kB/s on average is cut
 // off. With only a timeout per read, a client sending a byte every few
@@ -389,20 +393,29 @@ bool buffered_socket_stream::flush() {
 
 buffered_socket_stream::wait_result buffered_socket_stream::wait_for_request(
     std::chrono::milliseconds timeout, const std::atomic<int>& listener,
-    std::shared_ptr<deferred_response>& owed) {
+    std::shared_ptr<deferred_response>& owed, bool first) {
     using clock = std::chrono::steady_clock;
     if (in_pos_ < in_len_) return wait_result::request;  // pipelined: the next request is here
-    const auto deadline = clock::now() + timeout;
+    const auto start = clock::now();
+    const auto deadline = start + timeout;
     for (;;) {
-        if (listener.load() == -1) return wait_result::gone;
         auto now = clock::now();
+        auto until = deadline;
+        if (listener.load() == -1) {
+            if (!first || now - start >= stop_grace) {
+                pollfd p{sock_, POLLIN, 0};
+                return ::poll(&p, 1, 0) > 0 ? wait_result::request : wait_result::gone;
+            }
+            // The whole grace on this thread: the parker is stopping too.
+            until = std::max(deadline, start + stop_grace);
+        }
         if (owed && owed->due(now)) {
             std::string rest = owed->settle();
             owed.reset();
             if (!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush()))
                 return wait_result::gone;
         }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
         if (left.count() <= 0) return wait_result::timed_out;
         auto slice = std::min(left, stop_check_interval);
         if (owed) {
@@ -767,11 +780,13 @@ void connection_parker::stop() {
     }
     thread_.join();
     std::lock_guard lock(mu_);
-    // One holding part of a request is told why before it is closed (best
-    // effort: never blocking the stop).
+    // One holding part of a request, or whose next request is arriving, is
+    // told why before it is closed (best effort: never blocking the stop);
+    // an idle one is closed as any idle keep-alive connection may be.
     const std::string stopping = render_response(stopping_answer(), true, "");
     for (const auto& [sock, e] : parked_) {
-        if (!e.carried.bytes.empty()) {
+        pollfd p{sock, POLLIN, 0};
+        if (!e.carried.bytes.empty() || ::poll(&p, 1, 0) > 0) {
             (void)::send(sock, stopping.data(), stopping.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
         }
         ::shutdown(sock, SHUT_RDWR);
@@ -884,8 +899,8 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         // time after a POST of a few facts).
         const bool may_park = idle > connection_parker::park_after && parker_.running();
         const auto idle_until = std::chrono::steady_clock::now() + idle;
-        wait_result w =
-            strm.wait_for_request(may_park ? connection_parker::park_after : idle, svr_sock_, owed);
+        wait_result w = strm.wait_for_request(may_park ? connection_parker::park_after : idle,
+                                              svr_sock_, owed, left == requests_left);
         while (w == wait_result::timed_out && may_park && owed &&
                std::chrono::steady_clock::now() + connection_parker::park_after < idle_until) {
             w = strm.wait_for_request(connection_parker::park_after, svr_sock_, owed);

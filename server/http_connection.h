@@ -76,14 +76,17 @@ public:
     enum class wait_result { request, timed_out, gone };
     // Waits up to `timeout` for the next request's first byte (`request`:
     // it, or the peer's close, is there to read), in slices so a stopping
-    // server (its listener closed: `listener` is -1) is noticed (`gone`, as
-    // for an error).
+    // server (its listener closed: `listener` is -1) is noticed: then a
+    // request already sent is still `request` (it is answered), and an idle
+    // connection is `gone` (as for an error), except that a connection's
+    // first request (`first`) may take up to stop_grace to arrive: it was
+    // accepted, so its client is sending it.
     // An earlier answer may still be owed (`owed`, see deferred_response):
     // when it needs the connection (its deadline passed, or its sender could
     // not send it all), it is settled here and `owed` is reset.
     wait_result wait_for_request(std::chrono::milliseconds timeout,
                                  const std::atomic<int>& listener,
-                                 std::shared_ptr<deferred_response>& owed);
+                                 std::shared_ptr<deferred_response>& owed, bool first = false);
     // Drops what was written since the last flush (httplib's placeholder for
     // an answer that is deferred).
     void discard_output() { out_.clear(); }

@@ -1088,6 +1088,34 @@ class ProcessTest(KennelTestCase):
         self.assertIn(b"Retry-After", answer)
         self.assertLess(sent[0], total)
 
+    def test_a_request_on_a_connection_accepted_before_a_stop_is_answered(self):
+        # A connection accepted just before SIGTERM had its request, sent
+        # moments later, closed unanswered: the client could not tell
+        # whether it was carried out. Its first request now has a grace.
+        server = self.start_server()
+        self.assertEqual(self.client(server).get("/healthz").status, 200)
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(s.close)
+        time.sleep(0.02)  # accepted, and waiting for its request on a thread
+        os.kill(server.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "received SIGTERM: stopping" not in server.stderr():
+            self.assertLess(time.monotonic(), deadline, server.stderr())
+            time.sleep(0.01)
+        time.sleep(0.2)  # the listener is closed; within the grace
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while True:
+            try:
+                part = s.recv(65536)
+            except OSError:
+                break
+            if not part:
+                break
+            answer += part
+        self.assertRegex(answer[:20], rb"^HTTP/1\.1 (200|503) ", answer[:300])
+        self.assertEqual(server.proc.wait(30), 0, server.stderr())
+
     def test_an_ipv6_host_is_written_as_a_url_would_write_it(self):
         # "http://::1:PORT" was logged, which no client can use.
         try:
