@@ -1038,6 +1038,19 @@ class ConnectionTest(KennelTestCase):
 
 # ------------------------------------------------------------- processes
 
+def read_to_close(s):
+    """Everything the server sends on socket `s` until it closes (or fails)."""
+    answer = b""
+    while True:
+        try:
+            part = s.recv(65536)
+        except OSError:
+            return answer
+        if not part:
+            return answer
+        answer += part
+
+
 class ProcessTest(KennelTestCase):
 
     def test_a_stop_answers_a_slow_upload_at_once(self):
@@ -1073,15 +1086,7 @@ class ProcessTest(KennelTestCase):
             self.assertLess(time.monotonic(), give_up, "the upload took too long")
             time.sleep(0.05)
         self.assertEqual(server.stop(), 0, server.stderr())
-        answer = b""
-        while True:
-            try:
-                part = s.recv(65536)
-            except OSError:
-                break
-            if not part:
-                break
-            answer += part
+        answer = read_to_close(s)
         done_sending.set()
         self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer[:300])
         self.assertIn(b"Kennel is stopping", answer)
@@ -1104,15 +1109,7 @@ class ProcessTest(KennelTestCase):
             time.sleep(0.01)
         time.sleep(0.2)  # the listener is closed; within the grace
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        answer = b""
-        while True:
-            try:
-                part = s.recv(65536)
-            except OSError:
-                break
-            if not part:
-                break
-            answer += part
+        answer = read_to_close(s)
         self.assertRegex(answer[:20], rb"^HTTP/1\.1 (200|503) ", answer[:300])
         self.assertEqual(server.proc.wait(30), 0, server.stderr())
 
