@@ -30,8 +30,8 @@ constexpr std::size_t max_cached_keys = 1024;
 constexpr auto session_lifetime = std::chrono::hours(12);
 constexpr int failures_before_lockout = 5;
 // Failed sign-ins are counted per user name and per address, both chosen by
-// whoever sends them: the record must not grow with what strangers send.
-constexpr std::size_t max_tracked_failures = 10'000;
+// whoever sends them: the record must not grow with what strangers send
+// (password_check_limits::tracked_failures bounds it).
 // The longest lockout: a record idle for longer has nothing left to enforce.
 constexpr auto longest_lockout = std::chrono::seconds(30LL << 5);
 
@@ -209,27 +209,66 @@ status authenticator::throttle_check(const std::string& user, const std::string&
         .set_retry_after(secs);
 }
 
+authenticator::attempt::attempt(authenticator& a, const std::string& user, const std::string& addr)
+    : a_(a), keys_{failure_key("user", user), failure_key("addr", addr)} {
+    verdict_ = a_.throttle_check(user, addr);
+    if (!verdict_) return;
+    std::lock_guard lock(a_.mu_);
+    for (const std::string& who : keys_) {
+        auto it = a_.failures_.find(who);
+        // Alone, a check may always run; beside others, only while all of
+        // them failing would still not reach a lockout.
+        if (it != a_.failures_.end() && it->second.checking > 0 &&
+            it->second.count + it->second.checking >= failures_before_lockout) {
+            verdict_ = status(error_kind::rate_limited,
+                              "other sign-ins for this user or address are being checked; try "
+                              "again in 1 s")
+                           .set_retry_after(1);
+            return;
+        }
+    }
+    const auto now = a_.clock_();
+    for (const std::string& who : keys_) ++a_.failure_record(who, now).checking;
+}
+
+authenticator::attempt::~attempt() {
+    if (!verdict_) return;
+    std::lock_guard lock(a_.mu_);
+    for (const std::string& who : keys_) {
+        auto it = a_.failures_.find(who);  // a success or the bound may have dropped it
+        if (it == a_.failures_.end()) continue;
+        if (it->second.checking > 0) --it->second.checking;
+        if (it->second.count == 0 && it->second.checking == 0) a_.failures_.erase(it);
+    }
+}
+
+authenticator::failures& authenticator::failure_record(const std::string& who,
+                                                       steady::time_point now) {
+    const std::size_t bound = limits_.tracked_failures;
+    if (failures_.size() >= bound && !failures_.count(who)) {
+        // Records with nothing left to enforce go first; under a flood of
+        // made-up names, every record not locked out now (lockouts stay).
+        std::erase_if(failures_, [now](const auto& e) {
+            return e.second.until <= now && now - e.second.last > longest_lockout;
+        });
+        if (failures_.size() >= bound) {
+            std::erase_if(failures_, [now](const auto& e) { return e.second.until <= now; });
+        }
+        if (failures_.size() >= bound && !failures_.empty()) {
+            // All locked out: the one whose lockout ends first makes room.
+            failures_.erase(std::min_element(
+                failures_.begin(), failures_.end(),
+                [](const auto& a, const auto& b) { return a.second.until < b.second.until; }));
+        }
+    }
+    return failures_[who];
+}
+
 void authenticator::note_failure(const std::string& user, const std::string& addr) {
     for (const std::string& who : {failure_key("user", user), failure_key("addr", addr)}) {
         std::lock_guard lock(mu_);
         const auto now = clock_();
-        if (failures_.size() >= max_tracked_failures && !failures_.count(who)) {
-            // Records with nothing left to enforce go first; under a flood of
-            // made-up names, every record not locked out now (lockouts stay).
-            std::erase_if(failures_, [now](const auto& e) {
-                return e.second.until <= now && now - e.second.last > longest_lockout;
-            });
-            if (failures_.size() >= max_tracked_failures) {
-                std::erase_if(failures_, [now](const auto& e) { return e.second.until <= now; });
-            }
-            if (failures_.size() >= max_tracked_failures) {
-                // All locked out: the one whose lockout ends first makes room.
-                failures_.erase(std::min_element(
-                    failures_.begin(), failures_.end(),
-                    [](const auto& a, const auto& b) { return a.second.until < b.second.until; }));
-            }
-        }
-        failures& f = failures_[who];
+        failures& f = failure_record(who, now);
         ++f.count;
         f.last = now;
         if (f.count >= failures_before_lockout) {
@@ -282,8 +321,9 @@ status authenticator::check_basic(const std::string& user, const std::string& pa
     // While this request waited for a place, another may have verified the
     // same password.
     if (verified_before()) return status::ok();
-    bool ok = u && check_password(*u, password);
-    if (!ok) {
+    attempt counted(*this, user, addr);
+    if (!counted.verdict()) return counted.verdict();
+    if (!check_password(u, password)) {
         log_warn("auth", "failed sign-in (Basic auth) for \"" + loggable(user) + "\" from " + addr);
         note_failure(user, addr);
         return status(error_kind::unauthenticated, "wrong user name or password");
@@ -399,7 +439,9 @@ result<session_info> authenticator::login(const std::string& user, const std::st
         auto conn = readers_.acquire();
         u = get_user(*conn, user);
     }
-    if (!u || !check_password(*u, password)) {
+    attempt counted(*this, user, remote_addr);
+    if (!counted.verdict()) return counted.verdict();
+    if (!check_password(u, password)) {
         log_warn("auth",
                  "failed sign-in (session) for \"" + loggable(user) + "\" from " + remote_addr);
         note_failure(user, remote_addr);

@@ -50,6 +50,9 @@ struct password_check_limits {
     std::size_t at_once = 2;
     std::size_t waiting = 8;
     std::chrono::milliseconds wait{2000};
+    // Records of failed sign-ins kept, by user name and by address: a flood
+    // of made-up ones must not grow memory without bound.
+    std::size_t tracked_failures = 10'000;
 };
 
 class authenticator {
@@ -87,6 +90,25 @@ public:
 private:
     // Refused (429) while the user or the address is locked out.
     status throttle_check(const std::string& user, const std::string& addr);
+    // A password check about to run, counted against the user's and the
+    // address's failures until it ends (held by an `attempt`): concurrent
+    // checks may not together run past a lockout, so a burst of guesses
+    // gets no more checks than one at a time would. Refused (429) during a
+    // lockout that began while the caller waited for a check place, and
+    // while the checks already running could reach one.
+    class attempt {
+    public:
+        attempt(authenticator& a, const std::string& user, const std::string& addr);
+        ~attempt();
+        attempt(const attempt&) = delete;
+        attempt& operator=(const attempt&) = delete;
+        const status& verdict() const { return verdict_; }
+
+    private:
+        authenticator& a_;
+        const std::string keys_[2];
+        status verdict_;
+    };
     // Counts a wrong password for the user and for the address.
     void note_failure(const std::string& user, const std::string& addr);
     void note_success(const std::string& user, const std::string& addr);
@@ -144,10 +166,14 @@ private:
     std::map<std::string, session_info> sessions_;                          // by sha256(token)
     struct failures {
         int count = 0;
+        int checking = 0;  // attempts running now
         std::chrono::steady_clock::time_point until{};
         std::chrono::steady_clock::time_point last{};  // the latest failure
     };
     std::map<std::string, failures> failures_;
+    // The record of `who` (under mu_), making room for it within
+    // limits_.tracked_failures.
+    failures& failure_record(const std::string& who, std::chrono::steady_clock::time_point now);
 };
 
 // Creates the admin user on first start: from KENNEL_ADMIN_PASSWORD, else a

@@ -80,6 +80,12 @@ bool check_password(const user_row& u, const std::string& password) {
     return diff == 0;
 }
 
+bool check_password(const std::optional<user_row>& u, const std::string& password) {
+    if (u) return check_password(*u, password);
+    (void)pbkdf2_sha256_hex(password, "no such user", password_iterations);
+    return false;
+}
+
 result<new_key> create_api_key(connection& c, const std::string& name,
                                const std::vector<std::string>& scopes, const std::string& created_by) {
     // Characters, not bytes (a UTF-8 continuation byte starts none); a

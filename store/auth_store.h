@@ -47,6 +47,10 @@ constexpr std::size_t min_password_length = 8;
 // does not exist and is not to be created.
 bool set_password(connection& c, const std::string& name, const std::string& password, bool create);
 bool check_password(const user_row& u, const std::string& password);
+// check_password for a user that may not exist: for none, the same PBKDF2
+// work is spent and the answer is false, so its time does not tell which
+// user names exist.
+bool check_password(const std::optional<user_row>& u, const std::string& password);
 
 struct new_key {
     api_key_row row;
