@@ -2030,9 +2030,15 @@
     for (const [re, nav, fn, names] of ROUTES) {
       const m = hash.match(re);
       if (m) {
-        const params = {};
-        names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
-        match = { nav, fn, params };
+        // A malformed escape (a hand-edited "%E0%A4%A") names no page: it
+        // threw here, and the previous view stayed under a "Page error".
+        try {
+          const params = {};
+          names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
+          match = { nav, fn, params };
+        } catch (err) {
+          if (!(err instanceof URIError)) throw err;
+        }
         break;
       }
     }

@@ -853,6 +853,11 @@ step('an error from the server is a message, not a blank page', async () => {
   await go('#/deployments/no-such-model');
   await visible(page.locator('#deploy-unknown', { hasText: 'There is no model named "no-such-model"' }));
   assert.notEqual(await page.inputValue('#deploy-model'), 'no-such-model');
+  // A malformed escape in the address names no page (it threw a URIError,
+  // and the view before it stayed).
+  await go('#/models/%E0%A4%A');
+  await visible(page.locator('#main .alert.warn', { hasText: 'There is no page at #/models/%E0%A4%A' }));
+  assert.equal(await page.locator('#deploy-model').count(), 0, 'the view before it is gone');
 });
 
 step('empty states and a missing /v1/overview say what to do next', async () => {
