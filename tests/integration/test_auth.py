@@ -232,7 +232,12 @@ class AuthTest(KennelTestCase):
         self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "x", "scopes": ["ingest"],
                                                                 "expires": "tomorrow"}),
                               400, field="expires", message="unknown field")
-        for name in ("a\nforged line", "nul\u0000", "   ", "x" * 65, "\u00e9" * 65):
+        # Nor one that reads as blank or as other text: invisible and
+        # non-breaking spaces, a direction override ("exe.jpg" on screen),
+        # a line separator.
+        for name in ("a\nforged line", "nul\u0000", "   ", "x" * 65, "\u00e9" * 65,
+                     "\u200b", "\u00a0\u00a0", " \u3000\ufeff", "\u202egpj.exe", "a\u2028b",
+                     "\u2066x", "c1\u0085"):
             self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": name,
                                                                     "scopes": ["ingest"]}),
                                   400, field="name")
@@ -249,6 +254,10 @@ class AuthTest(KennelTestCase):
         self.assertEqual((r.json()["name"], r.json()["scopes"]), ("\u00e9" * 64, ["ingest", "predict"]))
         listed = self.admin.get("/v1/keys").json()["keys"]
         self.assertEqual([k["scopes"] for k in listed], [["ingest", "predict"]])
+        # Inner blanks, other scripts and joined emoji are names like any.
+        for name in ("\u6771\u4eac ingest\u00a0key", "\U0001F469\u200d\U0001F4BB ops"):
+            r2 = self.admin.post_json("/v1/keys", {"name": name, "scopes": ["ingest"]})
+            self.assertEqual((r2.status, r2.json().get("name")), (201, name), r2)
 
     def test_key_scopes_and_revocation(self):
         r = self.admin.post_json("/v1/keys", {"name": "app", "scopes": ["ingest"]})
