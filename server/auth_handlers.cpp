@@ -21,6 +21,13 @@ std::string session_cookie(const std::string& token, bool clear) {
            "; Path=/; HttpOnly; SameSite=Strict" + (clear ? "; Max-Age=0" : "; Max-Age=43200");
 }
 
+// Answers that hold a secret (a key, a session's CSRF token) or the list of
+// keys: no cache, the browser's or a proxy's, keeps a copy.
+http_response not_to_store(http_response r) {
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
 json key_json(const api_key_row& k) {
     return {{"id", k.id},
             {"name", k.name},
@@ -52,8 +59,7 @@ http_response post_auth_login(app& a, const http_request& req) {
     if (!s) return error_response(s.error());
     http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
     r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false));
-    r.headers.emplace_back("Cache-Control", "no-store");
-    return r;
+    return not_to_store(std::move(r));
 }
 
 http_response post_auth_logout(app& a, const http_request& req) {
@@ -66,16 +72,14 @@ http_response post_auth_logout(app& a, const http_request& req) {
 http_response get_auth_session(app& a, const http_request& req) {
     auto s = a.auth().session_from_cookie(std::string(req.header("cookie")));
     if (!s) return error_response(status(error_kind::unauthenticated, "not signed in"));
-    http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
-    r.headers.emplace_back("Cache-Control", "no-store");
-    return r;
+    return not_to_store(json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}})));
 }
 
 http_response get_keys(app& a, const http_request&) {
     auto conn = a.readers().acquire();
     json out = json::array();
     for (const auto& k : list_api_keys(*conn)) out.push_back(key_json(k));
-    return json_response(dump_json({{"keys", out}}));
+    return not_to_store(json_response(dump_json({{"keys", out}})));
 }
 
 http_response post_key(app& a, const http_request& req) {
@@ -108,7 +112,7 @@ http_response post_key(app& a, const http_request& req) {
     if (!s) return error_response(s);
     json out = key_json(created->row);
     out["key"] = created->key;  // shown once; only its hash is stored
-    return json_response(dump_json(out), 201);
+    return not_to_store(json_response(dump_json(out), 201));  // it holds the key itself
 }
 
 http_response delete_key(app& a, const http_request& req) {

@@ -252,6 +252,9 @@ class AuthTest(KennelTestCase):
                                               "scopes": ["ingest", "predict", "ingest"]})
         self.assertEqual(r.status, 201, r)
         self.assertEqual((r.json()["name"], r.json()["scopes"]), ("\u00e9" * 64, ["ingest", "predict"]))
+        # Neither the new key nor the list is kept by a cache.
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        self.assertEqual(self.admin.get("/v1/keys").header("Cache-Control"), "no-store")
         listed = self.admin.get("/v1/keys").json()["keys"]
         self.assertEqual([k["scopes"] for k in listed], [["ingest", "predict"]])
         # Inner blanks, other scripts and joined emoji are names like any.
