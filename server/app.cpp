@@ -73,15 +73,20 @@ namespace {
 // Refuses a database of another program (or a newer Kennel) by reading
 // it only; start_store() checks again as it migrates.
 status check_kennel_database(const std::string& path) {
+    // Each message names the file, as the connection's own errors do.
+    const auto naming = [&path](error_kind kind, const std::string& what) {
+        return status(
+            kind, what.find(path) == std::string::npos ? "database " + path + ": " + what : what);
+    };
     try {
         open_options ro;
         ro.read_only = true;
         connection conn(path, ro);
         auto st = migration_status(conn);
-        if (!st) return st.error();
+        if (!st) return naming(st.error().kind(), st.error().message());
         return status::ok();
     } catch (const db_error& e) {
-        return status(error_kind::internal, e.what());
+        return naming(error_kind::internal, e.what());
     }
 }
 

@@ -241,8 +241,12 @@ int run_import(const import_options& o) {
 
     auto lock = db_lock::acquire(o.db);
     if (!lock) {
+        // The hint only for the one case it answers: another Kennel has it.
         std::cerr << "kennel import: " << lock.error().message()
-                  << "; stop it, or send the facts to its POST /v1/facts\n";
+                  << (lock.error().kind() == error_kind::conflict
+                          ? "; stop it, or send the facts to its POST /v1/facts"
+                          : "")
+                  << "\n";
         return 1;
     }
     open_options db;

@@ -51,6 +51,19 @@ connection::connection(const std::string& path, const open_options& options) : p
     }
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, options.busy_timeout_ms);
+    // A destructor does not run for a constructor that throws: a failure
+    // below (a file that is not a database, a malformed one) closes here,
+    // and says which file it was.
+    try {
+        configure(options);
+    } catch (const db_error& e) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw db_error(e.code(), "database " + path + ": " + e.what());
+    }
+}
+
+void connection::configure(const open_options& options) {
     exec("PRAGMA foreign_keys = ON");
     // Without it, INSERT OR REPLACE deletes a row without firing DELETE
     // triggers, which would let it overwrite an immutable fact.

@@ -101,6 +101,8 @@ public:
     int wal_frames() const { return wal_frames_; }
 
 private:
+    void configure(const open_options& options);  // the PRAGMAs an open connection gets
+
     sqlite3* db_ = nullptr;
     std::string path_;
     int wal_frames_ = 0;

@@ -547,6 +547,17 @@ class MistakenArgumentsTest(KennelTestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("is a directory", r.stderr)
 
+    def test_importing_into_a_file_that_is_no_database_says_only_that(self):
+        # The advice for a database another Kennel holds ("stop it, or send
+        # the facts to its POST /v1/facts") was added to every refusal.
+        notes = self.path("notes.db")
+        with open(notes, "w") as f:
+            f.write("hello, this is text\n" * 300)
+        r = run_cli(["import", "-", "--db", notes], input=json.dumps(fact("s", "e", {"a": 1})) + "\n")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("is not an SQLite database", r.stderr)
+        self.assertNotIn("POST /v1/facts", r.stderr)
+
     def test_train_on_a_missing_database_creates_nothing(self):
         r = run_cli(["train", "likes", "--db", self.path("nope.db")])
         self.assertEqual(r.returncode, 1, r.stderr)

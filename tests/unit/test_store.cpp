@@ -71,6 +71,27 @@ TEST_CASE("connection without create refuses a missing file", "[db]") {
     CHECK_FALSE(fs::exists(dir.file("missing.db")));
 }
 
+TEST_CASE("a file that is not a database is refused by name, and the handle is closed", "[db]") {
+    // SQLite opens any file; the first PRAGMA finds it is no database. The
+    // constructor threw then with the handle open (LeakSanitizer saw it in
+    // the sanitizer build) and without naming the file.
+    temp_dir dir;
+    const std::string path = dir.file("text.db");
+    {
+        std::ofstream f(path, std::ios::binary);
+        for (int i = 0; i < 512; ++i) f << "not a database, only text\n";
+    }
+    // (Read-write: setting the journal mode reads the file. A read-only
+    // connection reads it first at its first statement, which throws then.)
+    try {
+        connection c(path, open_options{});
+        FAIL("opened a text file as a database");
+    } catch (const db_error& e) {
+        CHECK_THAT(e.what(), Catch::Matchers::Contains(path));
+        CHECK_THAT(e.what(), Catch::Matchers::Contains("not a database"));
+    }
+}
+
 TEST_CASE("a read-only connection cannot write", "[db]") {
     temp_dir dir;
     {
