@@ -254,8 +254,14 @@ std::string unreadable_field_name(std::string_view field) {
 
 std::string standing_fact_sql(std::string_view alias) {
     const std::string a(alias);
+    // Not corrected, and not a correction that a later one of the same fact
+    // replaced (both corrections were counted).
     return "NOT EXISTS (SELECT 1 FROM facts standing_n WHERE standing_n.corrects = " + a +
-           ".id AND standing_n.stream = " + a + ".stream)";
+           ".id AND standing_n.stream = " + a + ".stream) AND (" + a +
+           ".corrects IS NULL OR NOT EXISTS (SELECT 1 FROM facts standing_s WHERE "
+           "standing_s.corrects = " +
+           a + ".corrects AND standing_s.stream = " + a + ".stream AND standing_s.id > " + a +
+           ".id))";
 }
 
 result<field_total> total_field(connection& conn, const fact_query& range,

@@ -147,7 +147,8 @@ struct field_total {
 std::string unreadable_field_name(std::string_view field);
 
 // The SQL condition that a row of `facts` (under `alias`) still stands: no
-// correction in its own stream replaces it. Training (ml/training_data.cpp)
+// correction in its own stream replaces it, and of two corrections of one
+// fact only the later stands. Training (ml/training_data.cpp)
 // applies the same rule in C++ while following chains of corrections; a
 // correction from another stream is refused at the edge, and legacy ones are
 // ignored by all readers alike.

@@ -598,6 +598,18 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
                                                 first[0].id + 2);
         r = total_field(db.conn, qc, "likes");
         CHECK(r->sum_lower == 13);
+        // Two corrections of one fact: the later stands, as in training
+        // (both were counted: 10 corrected to 20 and to 30 summed to 50).
+        auto base = insert_all(db.conn, {make_fact("corr", "b", t0, R"({"likes":10})")});
+        fact_input to20 = make_fact("corr", "b", t0 + 1, R"({"likes":20})");
+        to20.corrects = base[0].id;
+        insert_all(db.conn, {to20});
+        fact_input to30 = make_fact("corr", "b", t0 + 2, R"({"likes":30})");
+        to30.corrects = base[0].id;
+        insert_all(db.conn, {to30});
+        r = total_field(db.conn, qc, "likes");
+        CHECK(r->facts == 2);
+        CHECK(r->sum_lower == 13 + 30);
     }
     SECTION("a field nobody has") {
         auto r = total_field(db.conn, q, "nothing");
