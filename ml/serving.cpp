@@ -398,10 +398,15 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             // trained, and only the alias is missing (never set, or removed).
             s->live_problem = get_version(c, model, 1, false) ? "no_live_version" : "not_trained";
         }
+        // The chain answers as live would: a version of another task (the
+        // definition changed from regression to multiclass, say) is no
+        // stand-in, or a number would answer for a class.
+        const task_kind serving_task = s->live ? s->live->artifact->task : s->definition.task;
         for (std::int64_t v : live_history(c, model)) {
             if (s->live_alias_version && v == *s->live_alias_version) continue;
             std::string ignored;
-            if (auto lv = usable(v, ignored)) s->previous.push_back(lv);
+            auto lv = usable(v, ignored);
+            if (lv && lv->artifact->task == serving_task) s->previous.push_back(lv);
             if (s->previous.size() >= 3) break;
         }
         if (auto e = active_experiment(c, model)) {

@@ -1071,6 +1071,24 @@ class FaultTest(SharedServerCase):
                          predict(self, self.c, name, {"features": without_x2})["prediction"], p)
         self.assertNotEqual(p["prediction"], v1_value, p)
 
+    def test_the_chain_passes_over_a_version_of_another_task(self):
+        # Regression v1 was live; the model became binary and v2 went live.
+        # With v2 disabled, v1 answered a number for a model of two classes.
+        feats, labels, _ = load_data(self, self.c, 150)
+        name = uid("retasked")
+        put_model(self, self.c, name, definition(feats, labels))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        put_model(self, self.c, name, definition(feats, labels, task="binary"))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2)
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertFallback(p, "version_disabled", "baseline", None)
+        self.assertIn(p["prediction"], ("true", "false"), p)
+        self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
+
     def test_throwing_version_without_a_previous_one_answers_the_baseline(self):
         name, feats, labels, rows, d = self.model(test_fault="serve_throw")
         self.assertEqual(train(self, self.c, name), 1)
