@@ -35,6 +35,19 @@ bool model_exists(app& a, const std::string& name) {
     return get_model(*conn, name).has_value();
 }
 
+// The task a version was trained for, from its revision's definition; none
+// when that cannot be read (then it is not told apart from any).
+std::optional<ml::task_kind> version_task(connection& c, const std::string& model,
+                                          std::int64_t version) {
+    auto row = get_version(c, model, version, false);
+    if (!row) return std::nullopt;
+    auto rev = get_revision(c, model, row->revision);
+    if (!rev) return std::nullopt;
+    parsed_definition p = parse_definition(rev->definition);
+    if (!p.errors.empty()) return std::nullopt;
+    return p.definition.task;
+}
+
 status no_model(const std::string& name) {
     return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
 }
@@ -249,12 +262,25 @@ http_response post_model_rollback(app& a, const http_request& req) {
             if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
             from = *live;
             auto disabled = disabled_versions(c, name);
+            // As the fallback chain: an earlier live version of another task
+            // (the definition changed it since) would answer in another shape.
+            const auto live_task = version_task(c, name, *live);
+            bool other_task = false;
             for (std::int64_t v : live_history(c, name)) {
                 if (v == *live || disabled.count(v)) continue;
+                const auto task = version_task(c, name, v);
+                if (live_task && task && *task != *live_task) {
+                    other_task = true;
+                    continue;
+                }
                 to = v;
                 return move_alias(c, name, "live", v, actor, "rollback: " + reason);
             }
-            return status(error_kind::conflict, "no earlier enabled live version to roll back to");
+            return status(error_kind::conflict,
+                          std::string("no earlier enabled live version to roll back to") +
+                              (other_task ? " (earlier ones were trained for another task; "
+                                            "promote one by its number to serve it)"
+                                          : ""));
         },
         a.write_timeout());
     if (!s) return error_response(s);

@@ -1088,6 +1088,11 @@ class FaultTest(SharedServerCase):
         self.assertFallback(p, "version_disabled", "baseline", None)
         self.assertIn(p["prediction"], ("true", "false"), p)
         self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
+        # Nor does a rollback put it back: the person names it to promote it.
+        r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "test"})
+        self.assertErrorShape(r, 409, message="trained for another task")
+        r = self.c.get("/v1/models/%s/aliases" % name)
+        self.assertEqual({a["alias"]: a["version"] for a in r.json()["aliases"]}.get("live"), 2, r)
 
     def test_throwing_version_without_a_previous_one_answers_the_baseline(self):
         name, feats, labels, rows, d = self.model(test_fault="serve_throw")
