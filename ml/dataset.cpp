@@ -24,15 +24,6 @@ std::string row_text(const row_namer& name_row, std::size_t i) {
     return " at " + (name_row ? name_row(i) : "row " + std::to_string(i));
 }
 
-std::string list_classes(const std::vector<std::string>& classes) {
-    std::string out;
-    for (std::size_t i = 0; i < classes.size() && i < 5; ++i) {
-        out += (i ? ", '" : "'") + classes[i] + "'";
-    }
-    if (classes.size() > 5) out += ", ...";
-    return out;
-}
-
 // Checks the class count and maps each label to its index in the sorted list.
 template <class Key>
 result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t max_classes,
@@ -42,13 +33,14 @@ result<encoded_labels> index_classes(const std::vector<Key>& keys, std::size_t m
     encoded_labels out;
     for (const auto& k : sorted) out.classes.push_back(name_of(k));
     if (sorted.size() < (one_class_ok ? 1u : 2u)) {
-        return label_error("only one class in the labels (" + list_classes(out.classes) +
+        return label_error("only one class in the labels (" + quoted_classes(out.classes) +
                            "): a classifier needs at least two");
     }
     if (sorted.size() > max_classes) {
         return label_error(std::string(task) + " task allows at most " +
                            std::to_string(max_classes) + " classes, found " +
-                           std::to_string(sorted.size()) + " (" + list_classes(out.classes) + ")");
+                           std::to_string(sorted.size()) + " (" + quoted_classes(out.classes) +
+                           ")");
     }
     out.y.reserve(keys.size());
     for (const auto& k : keys) {
@@ -81,6 +73,25 @@ result<encoded_labels> encode_regression(const std::vector<raw_value>& labels,
 }
 
 }  // namespace
+
+std::string quoted_classes(const std::vector<std::string>& classes) {
+    constexpr std::size_t shown = 8, longest = 64;
+    std::string out;
+    for (std::size_t i = 0; i < classes.size() && i < shown; ++i) {
+        std::string_view name = classes[i];
+        bool cut = name.size() > longest;
+        if (cut) {
+            std::size_t end = longest;  // not inside a UTF-8 character
+            while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) --end;
+            name = name.substr(0, end);
+        }
+        out += i ? ", \"" : "\"";
+        out += name;
+        out += cut ? "...\"" : "\"";
+    }
+    if (classes.size() > shown) out += " and " + std::to_string(classes.size() - shown) + " more";
+    return out;
+}
 
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
                                      std::size_t max_classes, const row_namer& name_row,

@@ -42,6 +42,11 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
                                      std::size_t max_classes = 50, const row_namer& name_row = {},
                                      bool one_class_ok = false);
 
+// Class names for a message: "\"a\", \"b\"", at most eight, each cut at 64
+// bytes, then how many more. Labels are whatever the app sent: a list of all
+// of them made a job's error of megabytes.
+std::string quoted_classes(const std::vector<std::string>& classes);
+
 // The entity's position in [0,1): fmix64(fnv1a64(entity)) / 2^64, rounded down
 // to a double (for display; holdout_of compares the exact integer). fmix64
 // (see ml/hash.h) evens out FNV-1a's poorly mixed high bits.

@@ -123,13 +123,6 @@ struct live_score {
     std::string first_failure;
 };
 
-// "\"a\", \"b\"": class names in a message.
-std::string quoted_list(const std::vector<std::string>& v) {
-    std::string out;
-    for (const auto& c : v) out += (out.empty() ? "\"" : ", \"") + c + "\"";
-    return out;
-}
-
 result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
                               const std::vector<double>& y,
@@ -145,8 +138,8 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
                      std::find(live.classes.begin(), live.classes.end(), c) != live.classes.end();
         if (!shared) {
             return status(error_kind::failed_precondition,
-                          "its classes (" + quoted_list(live.classes) +
-                              ") share none with the labels now (" + quoted_list(classes) + ")");
+                          "its classes (" + quoted_classes(live.classes) +
+                              ") share none with the labels now (" + quoted_classes(classes) + ")");
         }
     }
     live_score out;
@@ -328,7 +321,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                       *d.fallback_label) == enc->classes.end()) {
         return status(error_kind::failed_precondition,
                       "serving.fallback \"" + *d.fallback_label +
-                          "\" is not one of the label's classes (" + quoted_list(enc->classes) +
+                          "\" is not one of the label's classes (" + quoted_classes(enc->classes) +
                           "); name one of them in the definition",
                       "serving.fallback");
     }

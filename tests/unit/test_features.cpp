@@ -13,6 +13,8 @@
 using namespace kennel;
 using namespace kennel::ml;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -390,6 +392,21 @@ TEST_CASE("labels encode deterministically per task", "[dataset]") {
     REQUIRE(reg);
     CHECK(reg->y == std::vector<double>{1.5, 30});
     CHECK(reg->classes.empty());
+}
+
+TEST_CASE("class names in a message are bounded, in number and in length", "[dataset]") {
+    // A job's error once listed every class whole: 1,000 classes of 5 KB
+    // made a message of 5 MB, in the job log and every GET /v1/jobs.
+    CHECK(quoted_classes({"a", "b"}) == "\"a\", \"b\"");
+    std::vector<std::string> many;
+    for (int i = 0; i < 1000; ++i) many.push_back(std::to_string(i) + std::string(5000, 'x'));
+    const std::string listed = quoted_classes(many);
+    CHECK(listed.size() < 8 * 72 + 20);  // 8 names of 64 bytes, quotes, "...", the tail
+    CHECK_THAT(listed, StartsWith("\"0xxx"));
+    CHECK_THAT(listed, EndsWith("...\" and 992 more"));
+    // A cut never splits a UTF-8 character: 63 one-byte ones, then "é".
+    const std::string cut = quoted_classes({std::string(63, 'a') + "\u00e9\u00e9"});
+    CHECK(cut == "\"" + std::string(63, 'a') + "...\"");
 }
 
 TEST_CASE("label errors say what is wrong", "[dataset]") {
