@@ -1,6 +1,7 @@
 #include "ml/raw_json.h"
 
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 namespace kennel::ml {
@@ -61,6 +62,22 @@ raw_value raw_field_from_json(const std::string& text, const std::string& field)
         auto it = j.find(field);
         if (it == j.end()) return {};
         return convert(*it);
+    } catch (const json::exception&) {
+        return {};
+    }
+}
+
+std::string inexact_integer_field(const std::string& text, const std::string& field) {
+    try {
+        json j = json::parse(text);
+        auto it = j.find(field);
+        if (it == j.end() || !it->is_number_integer()) return {};
+        constexpr std::uint64_t exact = std::uint64_t{1} << 53;
+        const bool beyond = it->is_number_unsigned()
+                                ? it->get<std::uint64_t>() > exact
+                                : it->get<std::int64_t>() < -static_cast<std::int64_t>(exact) ||
+                                      it->get<std::int64_t>() > static_cast<std::int64_t>(exact);
+        return beyond ? it->dump() : std::string();
     } catch (const json::exception&) {
         return {};
     }

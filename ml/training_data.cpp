@@ -1,6 +1,7 @@
 #include "ml/training_data.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -169,6 +170,20 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                                                 std::to_string(label->id) + ") is " + why +
                                                 "; a label is a number, a string, true or "
                                                 "false, or {\"lower\", \"upper\"}");
+                }
+            }
+            // Classes must stay apart: 2^53 + 1 read as a double is 2^53, and
+            // two labels became one class without a word.
+            if (d.task != task_kind::regression && std::holds_alternative<double>(ex.label) &&
+                std::abs(std::get<double>(ex.label)) >= 9007199254740992.0) {
+                if (std::string digits = inexact_integer_field(*label_data, d.label.field);
+                    !digits.empty()) {
+                    return invalid("label", "the label \"" + d.label.field + "\" of entity \"" +
+                                                entity + "\" (label fact " +
+                                                std::to_string(label->id) + ") is " + digits +
+                                                ", an integer beyond 2^53 that a class cannot be "
+                                                "told apart from its neighbours by; send such "
+                                                "classes as strings");
                 }
             }
             auto rec = raw_record_from_json(*feature_data);

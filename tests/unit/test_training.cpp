@@ -785,6 +785,33 @@ TEST_CASE("training set: of two corrections of one fact, the later stands", "[tr
     CHECK(set->rows[0].feature_fact_id == second_feat);
 }
 
+TEST_CASE("training set: class labels beyond 2^53 are refused, naming the fact",
+          "[training_data]") {
+    // 2^53 and 2^53 + 1 are one double: two classes became one, and the
+    // model answered 2^53 for rows labelled 2^53 + 1.
+    fact_db db;
+    db.add("posts", "P", t0, {{"x", 1}});
+    db.add("likes", "P", t0 + minute, {{"y", 9007199254740992ULL}});
+    db.add("posts", "Q", t0, {{"x", 2}});
+    const auto q = db.add("likes", "Q", t0 + minute, {{"y", 9007199254740993ULL}});
+    auto d = posts_likes_definition();
+    d.task = task_kind::multiclass;
+    auto set = build_training_set(db.conn, d, 1000000);
+    REQUIRE_FALSE(set);
+    CHECK(set.error().field() == "label");
+    CHECK_THAT(set.error().message(), Contains("9007199254740993"));
+    CHECK_THAT(set.error().message(), Contains("label fact " + std::to_string(q)));
+    CHECK_THAT(set.error().message(), Contains("send such classes as strings"));
+    // 2^53 itself is exact, and so is any label of a regression.
+    d.task = task_kind::regression;
+    CHECK(build_training_set(db.conn, d, 1000000));
+    fact_db exact;
+    exact.add("posts", "P", t0, {{"x", 1}});
+    exact.add("likes", "P", t0 + minute, {{"y", -9007199254740992LL}});
+    d.task = task_kind::multiclass;
+    CHECK(build_training_set(exact.conn, d, 1000000));
+}
+
 // The same for a label: a correction sent later keeps the label's point in
 // time, so features from after the labelled moment never leak in.
 TEST_CASE("training set: a label correction sent later keeps the label's point in time",
