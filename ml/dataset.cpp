@@ -14,12 +14,6 @@ status label_error(std::string message) {
     return status(error_kind::failed_precondition, std::move(message), "label");
 }
 
-std::string format_number(double x) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, x);
-    return std::string(buf, r.ptr);
-}
-
 std::string row_text(const row_namer& name_row, std::size_t i) {
     return " at " + (name_row ? name_row(i) : "row " + std::to_string(i));
 }

@@ -22,14 +22,6 @@ namespace {
 constexpr const char* pipeline_tag = "kennel-feature-pipeline";
 constexpr std::uint32_t pipeline_format = 1;
 
-// Shortest text that reads back as the same double: stable names and
-// category values ("14", "0.5") whatever the locale.
-std::string format_number(double x) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, x);
-    return std::string(buf, r.ptr);
-}
-
 bool valid_interval(const interval& i) {
     return std::isfinite(i.lower) && std::isfinite(i.upper) && i.lower <= i.upper;
 }

@@ -249,17 +249,33 @@ result<regression_metrics> evaluate_regression(const std::vector<double>& truth,
     regression_metrics m;
     m.rows = truth.size();
     const double n = static_cast<double>(truth.size());
-    double mean = 0, sse = 0, sae = 0, sst = 0;
-    for (double t : truth) mean += t;
-    mean /= n;
+    // Squares of errors beyond about 1e154 overflow a double, and labels of
+    // 1e200 gave a rmse and an r2 of infinity for a model that fitted them:
+    // every term is divided by the largest magnitude first. Means are sums
+    // of shares, for the same reason.
+    double mean = 0, mae = 0, scale = 0;
+    for (double t : truth) mean += t / n;
     for (std::size_t i = 0; i < truth.size(); ++i) {
-        const double e = truth[i] - predicted[i];
-        sse += e * e;
-        sae += std::abs(e);
-        sst += (truth[i] - mean) * (truth[i] - mean);
+        const double e = std::abs(truth[i] - predicted[i]);
+        mae += e / n;
+        scale = std::max({scale, e, std::abs(truth[i] - mean)});
     }
-    m.rmse = std::sqrt(sse / n);
-    m.mae = sae / n;
+    m.mae = mae;
+    if (!std::isfinite(scale)) {  // an error past the double range itself
+        m.rmse = std::numeric_limits<double>::infinity();
+        m.r2 = std::numeric_limits<double>::quiet_NaN();
+        return m;
+    }
+    double sse = 0, sst = 0;  // in units of scale squared
+    if (scale > 0) {
+        for (std::size_t i = 0; i < truth.size(); ++i) {
+            const double e = (truth[i] - predicted[i]) / scale;
+            const double d = (truth[i] - mean) / scale;
+            sse += e * e;
+            sst += d * d;
+        }
+    }
+    m.rmse = scale * std::sqrt(sse / n);
     m.r2 = sst > 0 ? 1 - sse / sst : (sse == 0 ? 1.0 : 0.0);
     return m;
 }

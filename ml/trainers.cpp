@@ -500,6 +500,18 @@ result<function_ptr> train_checked(task_kind task, algorithm algo, const train_p
         case algorithm::kernel:
             return train_kernel(task, x, y, num_classes, params, control);
         case algorithm::forest:
+            // Dlib's trees keep their leaves as floats: a label past their
+            // range became an infinite leaf, and the job failed as "prediction
+            // is not finite" without the reason.
+            for (std::size_t i = 0; i < y.size(); ++i) {
+                if (std::abs(y[i]) > std::numeric_limits<float>::max()) {
+                    return invalid("y", "label " + std::to_string(i) + " is " +
+                                            format_number(y[i]) +
+                                            ": a forest keeps its leaf values as 32-bit floats, "
+                                            "which hold at most about 3.4e38; scale the label, or "
+                                            "train another algorithm");
+                }
+            }
             return train_forest(task, x, y, num_classes, params, control);
     }
     return invalid("algorithm", "unknown algorithm");

@@ -1,6 +1,7 @@
 #include "ml/value.h"
 
 #include <algorithm>
+#include <charconv>
 #include <stdexcept>
 
 namespace kennel::ml {
@@ -49,6 +50,12 @@ bool raw_record::emplace(std::string name, raw_value value) {
     if (it != items_.end() && it->first == name) return false;
     items_.emplace(it, std::move(name), std::move(value));
     return true;
+}
+
+std::string format_number(double x) {
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, x);
+    return std::string(buf, r.ptr);
 }
 
 }  // namespace kennel::ml

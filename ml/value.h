@@ -75,6 +75,10 @@ private:
     std::vector<value_type> items_;
 };
 
+// Shortest text that reads back as the same double: stable names and
+// category values ("14", "0.5") whatever the locale, and numbers in messages.
+std::string format_number(double x);
+
 // The name of a value's type, for error messages ("found string").
 inline const char* raw_value_type_name(const raw_value& v) {
     switch (v.index()) {

@@ -47,6 +47,31 @@ TEST_CASE("RMSE, MAE and R2 on a tiny vector", "[metrics]") {
     CHECK_FALSE(evaluate_regression({}, {}));
 }
 
+TEST_CASE("RMSE and R2 of labels near the double range are finite", "[metrics]") {
+    // The squares of errors of 1e200 overflowed: rmse and r2 of infinity
+    // (null in JSON) for a model that fitted the labels, which then lost to
+    // the baseline on "inf vs inf". The same vector scaled by 1e200 scales
+    // rmse and mae by 1e200 and leaves r2 as it was.
+    auto small = evaluate_regression({1, 2, 3, 4}, {1, 2, 3, 6});
+    auto big = evaluate_regression({1e200, 2e200, 3e200, 4e200}, {1e200, 2e200, 3e200, 6e200});
+    REQUIRE(big);
+    CHECK(std::isfinite(big->rmse));
+    CHECK(big->rmse == Approx(small->rmse * 1e200));
+    CHECK(big->mae == Approx(small->mae * 1e200));
+    CHECK(big->r2 == Approx(small->r2));
+    // The baseline's constant on the same labels loses to a close fit.
+    auto constant =
+        evaluate_regression({1e200, 2e200, 3e200, 4e200}, {2.5e200, 2.5e200, 2.5e200, 2.5e200});
+    auto close = evaluate_regression({1e200, 2e200, 3e200, 4e200}, {1.01e200, 2e200, 3e200, 4e200});
+    CHECK(close->rmse < constant->rmse);
+    CHECK(constant->r2 == Approx(0.0).margin(1e-12));
+    // An error past the double range itself has no finite rmse, and no r2.
+    auto past = evaluate_regression({1.7e308, -1.7e308}, {-1.7e308, 1.7e308});
+    REQUIRE(past);
+    CHECK(std::isinf(past->rmse));
+    CHECK(std::isnan(past->r2));
+}
+
 TEST_CASE("confusion matrix counts truth by row and prediction by column", "[metrics]") {
     auto c = confusion_matrix({0, 0, 1, 2, 2, 2}, {0, 1, 1, 2, 2, 0}, 3);
     CHECK(c == confusion_matrix_t{{1, 1, 0}, {0, 1, 0}, {1, 0, 2}});

@@ -163,6 +163,23 @@ TEST_CASE("baseline predicts the majority class with the prior, or the mean", "[
     CHECK((*r)->predict({0}).probabilities.empty());
 }
 
+TEST_CASE("a forest refuses labels its float leaves cannot hold, saying so", "[trainers]") {
+    // Labels of 1e40: the leaves became infinite and the job failed as
+    // "prediction is not finite", without the reason.
+    const feature_rows x = {{1}, {2}, {3}, {4}, {5}, {6}};
+    const std::vector<double> big = {1e40, 2e40, 3e40, 4e40, 5e40, 6e40};
+    auto f = train(task_kind::regression, algorithm::forest, fast_params(), x, big, 0);
+    REQUIRE_FALSE(f);
+    CHECK(f.error().field() == "y");
+    CHECK_THAT(f.error().message(),
+               Contains("is 1e+40: a forest keeps its leaf values as 32-bit floats"));
+    // Linear models take them.
+    CHECK(train(task_kind::regression, algorithm::linear, {}, x, big, 0));
+    // Up to the float range, a forest trains.
+    CHECK(train(task_kind::regression, algorithm::forest, fast_params(), x,
+                {1e37, 2e37, 3e37, 4e37, 5e37, 6e37}, 0));
+}
+
 // Reference values: scikit-learn 1.2 LogisticRegression(C=1) (lbfgs,
 // tol=1e-10), LogisticRegression(C=1, multi_class="multinomial") and
 // Ridge(alpha=1) on the same 12 rows (see the numbers below).
