@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -58,10 +60,15 @@ json params_json(const train_params& p) {
             {"max_iterations", p.max_iterations}};
 }
 
-bool write_file(const std::string& path, const std::string& bytes) {
+// Empty when written; else why not, with the system's reason ("cannot write
+// DIR/result.json: No space left on device").
+std::string write_file(const std::string& path, const std::string& bytes) {
+    errno = 0;
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return static_cast<bool>(out);
+    out.close();
+    if (out) return {};
+    return "cannot write " + path + ": " + (errno ? std::strerror(errno) : "unknown error");
 }
 
 int fail(const std::string& out_dir, const status& s) {
@@ -69,7 +76,8 @@ int fail(const std::string& out_dir, const status& s) {
         {"ok", false},
         {"error",
          {{"kind", error_kind_name(s.kind())}, {"message", s.message()}, {"field", s.field()}}}};
-    write_file(out_dir + "/result.json", r.dump(-1, ' ', false, json::error_handler_t::replace));
+    (void)write_file(out_dir + "/result.json",
+                     r.dump(-1, ' ', false, json::error_handler_t::replace));
     emit({{"log", "error"}, {"message", s.message()}});
     return 3;
 }
@@ -193,8 +201,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         if (!outcome) return fail(out_dir, outcome.error());
 
         std::string sha = sha256_hex(outcome->artifact);
-        if (!write_file(out_dir + "/artifact.bin", outcome->artifact)) {
-            return fail(out_dir, status(error_kind::internal, "cannot write the artifact"));
+        if (std::string e = write_file(out_dir + "/artifact.bin", outcome->artifact); !e.empty()) {
+            return fail(out_dir, status(error_kind::internal, e));
         }
         const gate_decision& g = outcome->gate;
         json gate = {{"passed", g.passed},
@@ -265,9 +273,10 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"evaluate_seconds", outcome->evaluate_seconds},
               {"total_seconds", total}}},
         };
-        if (!write_file(out_dir + "/result.json",
-                        result.dump(-1, ' ', false, json::error_handler_t::replace))) {
-            return fail(out_dir, status(error_kind::internal, "cannot write the result"));
+        if (std::string e = write_file(out_dir + "/result.json",
+                                       result.dump(-1, ' ', false, json::error_handler_t::replace));
+            !e.empty()) {
+            return fail(out_dir, status(error_kind::internal, e));
         }
         emit({{"progress", 1.0}, {"message", "done"}});
         return 0;

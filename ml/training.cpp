@@ -208,6 +208,10 @@ std::string gate_decision::summary() const {
     return s;
 }
 
+// How close to the baseline's primary metric, relative to it, a candidate
+// only ties it.
+constexpr double baseline_tie = 1e-6;
+
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
@@ -225,6 +229,15 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     } else if (!primary_better(task, g.candidate, g.baseline)) {
         g.reasons.push_back("does not beat the baseline on " + g.metric + " (" + fmt(g.candidate) +
                             " vs " + fmt(g.baseline) + ")");
+    } else if (std::abs(g.candidate - g.baseline) <=
+               baseline_tie * std::max(std::abs(g.baseline), 1e-12)) {
+        // A constant that matches the baseline's up to rounding (ridge with
+        // a huge lambda, a forest of one leaf) passed or failed by which way
+        // the rounding fell.
+        // In full: at six digits the two read the same.
+        g.reasons.push_back("only ties the baseline on " + g.metric + " (" +
+                            format_number(g.candidate) + " vs " + format_number(g.baseline) +
+                            ": within a millionth of it)");
     }
     for (const auto& [name, bound] : policy.thresholds) {
         double v = candidate.get(name);

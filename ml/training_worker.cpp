@@ -431,6 +431,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     enum class kill_reason { none, deadline, cancel, memory, stop } killed = kill_reason::none;
     std::int64_t peak_rss = 0;
     std::string buffer;
+    std::string last_error;  // the process's last error line, for a failure with no result
     auto last_progress_write = steady::now() - std::chrono::seconds(1);
     bool eof = false;
     while (!eof) {
@@ -462,6 +463,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         }
                     } else if (msg.contains("log")) {
                         note(msg.value("log", "info"), msg.value("message", ""));
+                        if (msg.value("log", "") == "error") last_error = msg.value("message", "");
                     }
                 }
             }
@@ -540,7 +542,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         } else if (code == 127) {
             why = "the training process could not start";
         } else {
-            why = "the training process exited with code " + std::to_string(code) + " and no result";
+            why = "the training process exited with code " + std::to_string(code) +
+                  " and no result" +
+                  (last_error.empty() ? "" : " (its last error: " + last_error + ")");
         }
         return finish(job_state::failed, why);
     }

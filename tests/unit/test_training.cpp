@@ -39,6 +39,7 @@ using namespace kennel;
 using kennel::testing::temp_dir;
 using namespace kennel::ml;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
 using Catch::Matchers::StartsWith;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -228,6 +229,26 @@ TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metr
         auto g = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 2.0}}),
                                listing({{"rmse", 2.0}}), nullptr);
         CHECK_FALSE(g.passed);
+    }
+    SECTION("within a millionth of the baseline only ties it") {
+        // Ridge with lambda 1e9 is the mean up to rounding: it went live
+        // with rmse 1.4150354159 against the baseline's 1.4150355694.
+        auto tie = evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.4150354159}}),
+                                 listing({{"rmse", 1.4150355694}}), nullptr);
+        CHECK_FALSE(tie.passed);
+        REQUIRE(tie.reasons.size() == 1);
+        CHECK_THAT(tie.reasons[0], StartsWith("only ties the baseline on rmse (1.4150354159 vs "));
+        CHECK_THAT(tie.reasons[0], EndsWith("within a millionth of it)"));
+        auto higher = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.5000004}}),
+                                    listing({{"roc_auc", 0.5}}), nullptr);
+        CHECK_FALSE(higher.passed);
+        // Just past it, a candidate beats the baseline.
+        CHECK(evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.4150}}),
+                            listing({{"rmse", 1.4150355694}}), nullptr)
+                  .passed);
+        CHECK(evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.500001}}),
+                            listing({{"roc_auc", 0.5}}), nullptr)
+                  .passed);
     }
     SECTION("a NaN candidate never passes") {
         auto g = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", std::nan("")}}),
