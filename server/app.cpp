@@ -340,7 +340,12 @@ int app::run() {
     predict_pool_.reset();
     prediction_log_->stop();
     writer_->stop();
-    log_info("serve", "stopped cleanly");
+    if (writer_->stopped_failing()) {
+        log_warn("serve", "stopped; the last commits failed (see above), so what they held is "
+                          "not stored");
+    } else {
+        log_info("serve", "stopped cleanly");
+    }
     return 0;
 }
 

@@ -50,7 +50,17 @@ void fact_writer::stop() {
     }
     cv_.notify_all();
     room_cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return;
+    thread_.join();
+    // The writer thread is gone: its counters are this thread's now. Within
+    // the interval of the last report, the failures since were only counted.
+    if (unlogged_failures_ > 0) {
+        log_warn("writer", std::to_string(unlogged_failures_) +
+                               (unlogged_failures_ == 1 ? " commit" : " commits") +
+                               " failed since the last report, up to the stop; nothing of "
+                               "those writes was stored");
+        unlogged_failures_ = 0;
+    }
 }
 
 status fact_writer::enqueue(std::shared_ptr<item> it,

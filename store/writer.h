@@ -97,8 +97,12 @@ public:
     // Opens the connection on the writer thread; returns its error, if any.
     status start();
     // Stops taking work, commits everything already queued, checkpoints the
-    // WAL and closes the connection.
+    // WAL and closes the connection. Failed commits not reported yet are
+    // reported then.
     void stop();
+    // After stop(): whether the last commits failed (what they held is not
+    // stored), so the caller does not say it stopped cleanly.
+    bool stopped_failing() const { return failing_; }
 
     // A full queue refuses at once, or, with `room_by`, when there is still
     // no room then (for the later parts of one request, whose first parts

@@ -718,6 +718,29 @@ TEST_CASE("the writer logs failed commits with SQLite's message, a line per inte
                    "database or disk is full") != std::string::npos);
 }
 
+TEST_CASE("failed commits not yet reported are reported at the stop", "[writer]") {
+    // Failures within the interval of the last line were only counted, for
+    // a report that never came when the server stopped first.
+    fact_db db;
+    fact_writer w(writer_opts(db));  // the default interval, 5 s
+    REQUIRE(w.start().is_ok());
+    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
+    stderr_capture captured;
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(w.run(full_disk, 10s).is_ok());
+    w.stop();
+    std::string log = captured.take();
+    INFO(log);
+    CHECK(log.find("warn writer: 2 commits failed since the last report, up to the stop; nothing "
+                   "of those writes was stored") != std::string::npos);
+    CHECK(w.stopped_failing());
+    // A writer whose last commit succeeded stops without one.
+    fact_writer ok(writer_opts(db));
+    REQUIRE(ok.start().is_ok());
+    CHECK(ok.run([](connection&) { return status::ok(); }, 10s).is_ok());
+    ok.stop();
+    CHECK_FALSE(ok.stopped_failing());
+}
+
 TEST_CASE("commits that fail and succeed in turn log two lines per interval, not one each",
           "[writer]") {
     fact_db db;
