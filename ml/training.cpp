@@ -355,6 +355,25 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                               enc->classes[static_cast<std::size_t>(y_train[0])] + "\")",
                           "label");
         }
+        // A class only among the holdout rows is one the model never saw: it
+        // is scored on it all the same (as live would meet it), and the log
+        // says so, for a holdout otherwise judged without a word.
+        std::vector<std::string> unseen;
+        std::size_t unseen_rows = 0;
+        for (double v : y_test) {
+            const auto k = static_cast<std::size_t>(v);
+            if (seen[k]) continue;
+            ++unseen_rows;
+            if (std::find(unseen.begin(), unseen.end(), enc->classes[k]) == unseen.end())
+                unseen.push_back(enc->classes[k]);
+        }
+        if (!unseen.empty()) {
+            log("warn", std::to_string(unseen_rows) + " of " + std::to_string(y_test.size()) +
+                            " holdout rows are of " + (unseen.size() == 1 ? "a class" : "classes") +
+                            " no training row holds (" + quoted_classes(unseen) +
+                            "): the model never saw " + (unseen.size() == 1 ? "it" : "them") +
+                            ", and is scored on " + (unseen.size() == 1 ? "it" : "them"));
+        }
     }
     progress(0.1, "labels encoded");
 

@@ -1092,6 +1092,38 @@ TEST_CASE("train_model: binary classification with every algorithm", "[training]
     }
 }
 
+TEST_CASE("train_model: a class found only among the holdout rows is said in the log",
+          "[training]") {
+    // It was scored on in silence: 5 of 15 holdout rows once.
+    auto data = synthetic_set(task_kind::binary, 300, 51);
+    int moved = 0;
+    for (auto& r : data.rows) {
+        r.label = std::string(std::get<bool>(r.label) ? "high" : "low");
+        if (holdout_of(r.entity, 0.2) && moved < 3) {
+            r.label = std::string("rare");
+            ++moved;
+        }
+    }
+    std::vector<std::string> log;
+    training_hooks hooks;
+    hooks.log = [&log](const std::string& level, const std::string& m) {
+        log.push_back(level + ": " + m);
+    };
+    auto out = train_model(xy_definition(task_kind::multiclass), data, nullptr, hooks);
+    REQUIRE(out);
+    const std::string expected = "warn: 3 of " + std::to_string(expected_holdout(data, 0.2)) +
+                                 " holdout rows are of a class no training row holds (\"rare\"): "
+                                 "the model never saw it, and is scored on it";
+    CHECK(std::find(log.begin(), log.end(), expected) != log.end());
+    // Without one, no such line.
+    log.clear();
+    for (auto& r : data.rows) {
+        if (std::get<std::string>(r.label) == "rare") r.label = std::string("low");
+    }
+    REQUIRE(train_model(xy_definition(task_kind::multiclass), data, nullptr, hooks));
+    for (const auto& line : log) CHECK_THAT(line, !Contains("no training row holds"));
+}
+
 // Labels near the double range make a linear model answer NaN. The probe
 // check reported an artifact that "predicts differently" (an internal
 // error); the failure now says the model cannot answer.
