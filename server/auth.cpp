@@ -416,7 +416,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         if (s) {
             // Cookies ride along with cross-site requests; a state change must
             // also prove it came from our page, which alone can read the token.
-            if (req.method != "GET" && req.header("x-csrf-token") != s->csrf) {
+            if (req.method != "GET" && !same_secret(req.header("x-csrf-token"), s->csrf)) {
                 return error_response(status(error_kind::forbidden,
                                              "missing or wrong X-CSRF-Token for this session"));
             }

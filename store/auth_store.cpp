@@ -72,13 +72,15 @@ bool set_password(connection& c, const std::string& name, const std::string& pas
     return true;
 }
 
-bool check_password(const user_row& u, const std::string& password) {
-    std::string h = pbkdf2_sha256_hex(password, u.salt, u.iterations);
-    // Constant-time comparison: no early exit on the first differing byte.
-    if (h.size() != u.hash.size()) return false;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < h.size(); ++i) diff |= static_cast<unsigned char>(h[i] ^ u.hash[i]);
+bool same_secret(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    unsigned char diff = 0;  // no early exit on the first differing byte
+    for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
     return diff == 0;
+}
+
+bool check_password(const user_row& u, const std::string& password) {
+    return same_secret(pbkdf2_sha256_hex(password, u.salt, u.iterations), u.hash);
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/db.h"
@@ -47,6 +48,9 @@ constexpr std::size_t min_password_length = 8;
 // does not exist and is not to be created.
 bool set_password(connection& c, const std::string& name, const std::string& password, bool create);
 bool check_password(const user_row& u, const std::string& password);
+// Compares secrets in a time that depends on their length only, not on
+// where they first differ.
+bool same_secret(std::string_view a, std::string_view b);
 // check_password for a user that may not exist: for none, the same PBKDF2
 // work is spent and the answer is false, so its time does not tell which
 // user names exist.
