@@ -341,8 +341,9 @@ int app::run() {
     prediction_log_->stop();
     writer_->stop();
     if (writer_->stopped_failing()) {
-        log_warn("serve", "stopped; the last commits failed (see above), so what they held is "
-                          "not stored");
+        log_warn("serve",
+                 "stopped; the last commits failed (see above), so what they held is "
+                 "not stored");
     } else {
         log_info("serve", "stopped cleanly");
     }
