@@ -198,6 +198,18 @@ private:
 // probabilities (empty for regression or unreadable JSON).
 std::vector<std::string> classes_in_features(const std::string& features_json);
 
+// Where live goes back to when `from` (live) is taken out of service: the
+// newest earlier version on the path live came by (store/registry.h
+// live_history) that is enabled and was trained for from's task; a version
+// of another task (the definition changed it since) would answer in another
+// shape. None when there is no such version; `passed_over_task` then says
+// whether one of another task was passed over. In the caller's transaction.
+struct earlier_live {
+    std::optional<std::int64_t> version;
+    bool passed_over_task = false;
+};
+earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from);
+
 // Each loaded version a model's snapshot serves, with its role: "live",
 // "previous" (the fallback chain), "arm:<name>" or "shadow:<name>".
 void for_each_served_version(

@@ -145,6 +145,31 @@ void supervisor::tick() {
                 // bounded cost every 10 s however busy the model is.
                 auto g = compute_live_metrics(*conn, m->name, m->definition, since, 10000, until);
                 if (g) groups = std::move(*g);
+                // A version enabled again (by a person, after a disable) is
+                // judged on what it answered since: the evidence it was
+                // taken out for took it out again at every look, for a whole
+                // window, and no enable could stick.
+                if (groups) {
+                    for (auto& grp : *groups) {
+                        if (!grp.version) continue;
+                        const auto enabled = last_enabled_at(*conn, m->name, *grp.version);
+                        if (!enabled || *enabled <= since) continue;
+                        auto fresh = compute_live_metrics(*conn, m->name, m->definition, *enabled,
+                                                          10000, until);
+                        live_group since_enabled;  // none answered since: nothing to judge
+                        since_enabled.version = grp.version;
+                        since_enabled.arm = grp.arm;
+                        since_enabled.shadow = grp.shadow;
+                        if (fresh) {
+                            for (auto& f : *fresh) {
+                                if (f.version == grp.version && f.arm == grp.arm &&
+                                    f.shadow == grp.shadow)
+                                    since_enabled = std::move(f);
+                            }
+                        }
+                        grp = std::move(since_enabled);
+                    }
+                }
             }
             if (!groups) continue;
             // Every serving version is judged: live, experiment arms and
@@ -199,16 +224,19 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
             outcome = *d ? "disabled" : "already disabled";
             auto live = alias_version(c, m.name, "live");
             if (live && *live == version) {
-                auto disabled = disabled_versions(c, m.name);
-                for (std::int64_t prev : live_history(c, m.name)) {
-                    if (prev == version || disabled.count(prev)) continue;
-                    status mv = move_alias(c, m.name, "live", prev, "supervisor",
-                                           "version " + std::to_string(version) + " taken out of service: " + reason);
+                // As a person's rollback: never to a version of another task.
+                const earlier_live back = earlier_live_version(c, m.name, version);
+                if (back.version) {
+                    status mv = move_alias(
+                        c, m.name, "live", *back.version, "supervisor",
+                        "version " + std::to_string(version) + " taken out of service: " + reason);
                     if (!mv) return mv;
-                    outcome += "; live moved back to version " + std::to_string(prev);
+                    outcome += "; live moved back to version " + std::to_string(*back.version);
                     return status::ok();
                 }
-                outcome += "; no earlier usable version, answers come from the fallback chain";
+                outcome += "; no earlier usable version";
+                if (back.passed_over_task) outcome += " of its task";
+                outcome += ", answers come from the fallback chain";
             }
             return status::ok();
         },

@@ -35,19 +35,6 @@ bool model_exists(app& a, const std::string& name) {
     return get_model(*conn, name).has_value();
 }
 
-// The task a version was trained for, from its revision's definition; none
-// when that cannot be read (then it is not told apart from any).
-std::optional<ml::task_kind> version_task(connection& c, const std::string& model,
-                                          std::int64_t version) {
-    auto row = get_version(c, model, version, false);
-    if (!row) return std::nullopt;
-    auto rev = get_revision(c, model, row->revision);
-    if (!rev) return std::nullopt;
-    parsed_definition p = parse_definition(rev->definition);
-    if (!p.errors.empty()) return std::nullopt;
-    return p.definition.task;
-}
-
 status no_model(const std::string& name) {
     return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
 }
@@ -261,21 +248,12 @@ http_response post_model_rollback(app& a, const http_request& req) {
             auto live = alias_version(c, name, "live");
             if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
             from = *live;
-            auto disabled = disabled_versions(c, name);
-            // As the fallback chain: an earlier live version of another task
-            // (the definition changed it since) would answer in another shape.
-            const auto live_task = version_task(c, name, *live);
-            bool other_task = false;
-            for (std::int64_t v : live_history(c, name)) {
-                if (v == *live || disabled.count(v)) continue;
-                const auto task = version_task(c, name, v);
-                if (live_task && task && *task != *live_task) {
-                    other_task = true;
-                    continue;
-                }
-                to = v;
-                return move_alias(c, name, "live", v, actor, "rollback: " + reason);
+            const ml::earlier_live back = ml::earlier_live_version(c, name, *live);
+            if (back.version) {
+                to = *back.version;
+                return move_alias(c, name, "live", to, actor, "rollback: " + reason);
             }
+            const bool other_task = back.passed_over_task;
             return status(error_kind::conflict,
                           std::string("no earlier enabled live version to roll back to") +
                               (other_task ? " (earlier ones were trained for another task; "

@@ -500,6 +500,16 @@ std::set<std::int64_t> disabled_versions(connection& c, const std::string& model
     return out;
 }
 
+std::optional<micros> last_enabled_at(connection& c, const std::string& model,
+                                      std::int64_t version) {
+    statement st(c,
+                 "SELECT max(time) FROM version_events WHERE model = ?1 AND version = ?2"
+                 " AND event = 'enabled'");
+    st.bind(1, model).bind(2, version);
+    if (!st.step() || st.is_null(0)) return std::nullopt;
+    return st.column_int(0);
+}
+
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit) {
     statement st(c,
                  "SELECT id, model, version, event, time, actor, reason FROM version_events"

@@ -229,6 +229,9 @@ struct experiment_row {
 result<bool> set_version_enabled(connection& c, const std::string& model, std::int64_t version,
                                  bool enabled, const std::string& actor, const std::string& reason);
 std::set<std::int64_t> disabled_versions(connection& c, const std::string& model);
+// When the version was last enabled (after being disabled), if ever.
+std::optional<micros> last_enabled_at(connection& c, const std::string& model,
+                                      std::int64_t version);
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
 // The path live came by, newest first (live itself first): every move to a
 // new version steps forward, a move back to a version on the path (a

@@ -134,6 +134,39 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
+    def test_the_supervisor_never_moves_live_to_a_version_of_another_task(self):
+        # Version 1 regression, version 2 binary (the definition changed)
+        # and throwing. Taking 2 out, the supervisor moved live to 1, which
+        # answered numbers, unflagged, for a model of two classes.
+        feats, labels, _ = load_data(self, self.c, 150)
+        name = uid("suptask")
+        put_model(self, self.c, name, definition(feats, labels, supervision=SUPERVISION))
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1, "regression")
+        put_model(self, self.c, name, definition(feats, labels, task="binary", supervision=SUPERVISION,
+                                                 test_fault="serve_throw"))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "binary now")
+        for i in range(20):
+            if self.disabled_event(name):
+                break
+            p = predict(self, self.c, name, {"entity": "k%d" % i, "features": FEATURES})
+            self.assertEqual((p["fallback"], p["answered_by"]), (True, "baseline"), p)
+            self.assertIn(p["prediction"], ("true", "false"), p)
+            time.sleep(0.1)
+        event = wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+                           "the supervisor's disabled event")
+        self.assertEqual(event["actor"], "supervisor", event)
+        body, mine = self.serving_of(name)
+        actions = [a for a in body["supervisor"]["actions"] if a["model"] == name]
+        self.assertIn("no earlier usable version of its task", actions[0]["outcome"], actions)
+        self.assertEqual(mine["live_alias"], 2, mine)
+        self.assertEqual(deployments_of(self, self.c, name)[0]["actor"], "admin")
+        p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
+        self.assertEqual((p["fallback"], p["fallback_reason"], p["answered_by"]),
+                         (True, "version_disabled", "baseline"), p)
+        self.assertIn(p["prediction"], ("true", "false"), p)
+
     def test_a_throwing_shadow_arm_is_taken_out_of_service(self):
         # A shadow's requests and errors were never counted, so the supervisor
         # could not see one that threw on every request.
@@ -244,6 +277,17 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual((dep["alias"], dep["version"], dep["actor"]), ("live", 1, "supervisor"), dep)
         p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+
+        # A person puts version 2 back. It is judged on what it answers
+        # from then on: the outcomes it was taken out for took it out again
+        # at every live check, for the whole window.
+        r = self.c.post_json("/v1/models/%s/versions/2/enable" % name, {"reason": "feed fixed"})
+        self.assertEqual(r.status, 200, r)
+        set_live(self, self.c, name, 2, "back after the fix")
+        supervisor_looks(self, self.c, 11)  # one live check at least
+        self.assertEqual([e["event"] for e in events_of(self, self.c, name)
+                          if e["version"] == 2], ["enabled", "disabled"])
+        self.assertEqual(self.serving_of(name)[1]["serving_version"], 2)
 
         # Bad windows are refused, naming the field.
         for bad in ({"live_window_seconds": 0}, {"live_window_seconds": "long"},
