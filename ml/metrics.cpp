@@ -249,33 +249,40 @@ result<regression_metrics> evaluate_regression(const std::vector<double>& truth,
     regression_metrics m;
     m.rows = truth.size();
     const double n = static_cast<double>(truth.size());
-    // Squares of errors beyond about 1e154 overflow a double, and labels of
-    // 1e200 gave a rmse and an r2 of infinity for a model that fitted them:
-    // every term is divided by the largest magnitude first. Means are sums
-    // of shares, for the same reason.
-    double mean = 0, mae = 0, scale = 0;
-    for (double t : truth) mean += t / n;
-    for (std::size_t i = 0; i < truth.size(); ++i) {
-        const double e = std::abs(truth[i] - predicted[i]);
-        mae += e / n;
-        scale = std::max({scale, e, std::abs(truth[i] - mean)});
-    }
-    m.mae = mae;
-    if (!std::isfinite(scale)) {  // an error past the double range itself
-        m.rmse = std::numeric_limits<double>::infinity();
+    // Squares of errors beyond about 1e154 overflow a double, and so can a
+    // difference of two values near the double range: labels of 1e200 gave
+    // a rmse and an r2 of infinity for a model that fitted them. Every value
+    // is divided first by a power of two near the largest magnitude (exact:
+    // no rounding is added), and the results multiplied back.
+    double largest = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i)
+        largest = std::max({largest, std::abs(truth[i]), std::abs(predicted[i])});
+    if (!std::isfinite(largest)) {  // an infinite value: nothing finite to say
+        m.rmse = m.mae = std::numeric_limits<double>::infinity();
         m.r2 = std::numeric_limits<double>::quiet_NaN();
         return m;
     }
-    double sse = 0, sst = 0;  // in units of scale squared
-    if (scale > 0) {
-        for (std::size_t i = 0; i < truth.size(); ++i) {
-            const double e = (truth[i] - predicted[i]) / scale;
-            const double d = (truth[i] - mean) / scale;
-            sse += e * e;
-            sst += d * d;
-        }
+    if (largest == 0) {  // every truth and prediction is 0
+        m.rmse = m.mae = 0;
+        m.r2 = 1.0;
+        return m;
+    }
+    int exponent = 0;
+    std::frexp(largest, &exponent);
+    const double scale = std::ldexp(1.0, exponent - 1);  // scale <= largest < 2 scale
+    double mean = 0;                                     // of truth / scale
+    for (double t : truth) mean += t / scale;
+    mean /= n;
+    double sse = 0, sae = 0, sst = 0;
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+        const double t = truth[i] / scale;
+        const double e = t - predicted[i] / scale;
+        sse += e * e;
+        sae += std::abs(e);
+        sst += (t - mean) * (t - mean);
     }
     m.rmse = scale * std::sqrt(sse / n);
+    m.mae = scale * (sae / n);
     m.r2 = sst > 0 ? 1 - sse / sst : (sse == 0 ? 1.0 : 0.0);
     return m;
 }

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include "ml/metrics.h"
 
@@ -65,11 +66,23 @@ TEST_CASE("RMSE and R2 of labels near the double range are finite", "[metrics]")
     auto close = evaluate_regression({1e200, 2e200, 3e200, 4e200}, {1.01e200, 2e200, 3e200, 4e200});
     CHECK(close->rmse < constant->rmse);
     CHECK(constant->r2 == Approx(0.0).margin(1e-12));
-    // An error past the double range itself has no finite rmse, and no r2.
+    // A difference of two values near the range overflowed too: truths of
+    // +-1.7e308 around predictions of 5 have a rmse of 1.7e308 / sqrt(2).
+    auto wide = evaluate_regression({1.7e308, -1.7e308, 5, 5}, {5, 5, 5, 5});
+    REQUIRE(wide);
+    CHECK(wide->rmse == Approx(1.7e308 / std::sqrt(2.0)));
+    CHECK(wide->mae == Approx(1.7e308 / 2));
+    CHECK(wide->r2 == Approx(0.0).margin(1e-12));
+    // An rmse past the double range is infinite; r2 is still a ratio.
     auto past = evaluate_regression({1.7e308, -1.7e308}, {-1.7e308, 1.7e308});
     REQUIRE(past);
     CHECK(std::isinf(past->rmse));
-    CHECK(std::isnan(past->r2));
+    CHECK(past->r2 == Approx(-3.0));
+    // An infinite value leaves nothing finite to say.
+    auto inf = evaluate_regression({std::numeric_limits<double>::infinity(), 1}, {1, 1});
+    REQUIRE(inf);
+    CHECK(std::isinf(inf->rmse));
+    CHECK(std::isnan(inf->r2));
 }
 
 TEST_CASE("confusion matrix counts truth by row and prediction by column", "[metrics]") {
