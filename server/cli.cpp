@@ -299,7 +299,9 @@ int cmd_serve(const std::vector<std::string>& args) {
         ranged_help("max-batch", "most facts in one request").c_str())(
         "writer-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.writer_queue)),
-        ranged_help("writer-queue", "facts waiting for the writer before requests get 503")
+        ranged_help("writer-queue",
+                    "units waiting for the writer (a fact or a prediction-log entry each) before "
+                    "writes get 503")
             .c_str())(
         "write-timeout-ms", po::value<int>()->default_value(o.write_timeout_ms),
         ranged_help("write-timeout-ms", "longest a request waits for its commit before 503")
