@@ -82,7 +82,9 @@ outcome_finder::outcome_finder(connection& c, std::string label_stream,
              "SELECT f.id, f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
              " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
              " AND coalesce(json_type(f.data, ?3), 'null') != 'null'"
-             " ORDER BY f.id DESC LIMIT 1"),
+             // The newest by event time, as by entity and in training (the
+             // last sent stood, whatever its time).
+             " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
       by_entity_(c,
                  "SELECT f.id, f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
                  " AND f.event_time >= ?3 AND coalesce(json_type(f.data, ?4), 'null') != 'null'"

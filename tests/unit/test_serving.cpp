@@ -339,6 +339,10 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     // Nor is a fact naming the prediction without the label.
     add_fact(db.conn, "elsewhere", t + 30, R"({"seen":true,"prediction_id":")" + id + R"("})");
     CHECK(find.find(entries[0])->data.find("\"y\":6") != std::string::npos);
+    // Of two outcomes naming it, the newer by event time stands, as by
+    // entity and in training: the one sent last won, whatever its time.
+    add_fact(db.conn, "elsewhere", t + 15, R"({"y":4,"prediction_id":")" + id + R"("})");
+    CHECK(find.find(entries[0])->data.find("\"y\":6") != std::string::npos);
     // Another stream's facts never join.
     ml::outcome_finder elsewhere(db.conn, "not-labels", "y");
     CHECK_FALSE(elsewhere.find(entries[0]).has_value());
