@@ -171,7 +171,17 @@ status experiment_belongs(connection& c, const std::string& model, std::int64_t 
     return status::ok();
 }
 
-json experiment_json(const experiment_row& e) {
+// With its history: a change's who, why and arms were stored and shown
+// nowhere.
+json experiment_json(connection& c, const experiment_row& e) {
+    json history = json::array();
+    for (const auto& h : list_experiment_events(c, e.id)) {
+        history.push_back({{"time", format_rfc3339(h.time)},
+                           {"event", h.event},
+                           {"actor", h.actor},
+                           {"reason", h.reason},
+                           {"arms", json::parse(h.arms, nullptr, false)}});
+    }
     return {{"id", e.id},
             {"model", e.model},
             {"arms", json::parse(e.arms, nullptr, false)},
@@ -181,7 +191,8 @@ json experiment_json(const experiment_row& e) {
             {"ended_at", e.ended_at ? json(format_rfc3339(*e.ended_at)) : json(nullptr)},
             {"ended_by", e.ended_by ? json(*e.ended_by) : json(nullptr)},
             {"end_reason", e.end_reason ? json(*e.end_reason) : json(nullptr)},
-            {"active", !e.ended_at}};
+            {"active", !e.ended_at},
+            {"history", history}};
 }
 
 json metrics_json(const ml::metric_listing& m) {
@@ -299,7 +310,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*get_experiment(*conn, id))), 201);
+    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))), 201);
 }
 
 http_response get_model_experiments(app& a, const http_request& req) {
@@ -307,7 +318,7 @@ http_response get_model_experiments(app& a, const http_request& req) {
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(no_model(name));
     json out = json::array();
-    for (const auto& e : list_experiments(*conn, name)) out.push_back(experiment_json(e));
+    for (const auto& e : list_experiments(*conn, name)) out.push_back(experiment_json(*conn, e));
     return json_response(dump_json({{"model", name}, {"experiments", out}}));
 }
 
@@ -329,7 +340,7 @@ http_response act_on_experiment(app& a, const http_request& req, const std::stri
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*get_experiment(*conn, id))));
+    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))));
 }
 
 }  // namespace

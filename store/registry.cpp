@@ -500,6 +500,19 @@ std::set<std::int64_t> disabled_versions(connection& c, const std::string& model
     return out;
 }
 
+std::vector<experiment_event_row> list_experiment_events(connection& c, std::int64_t experiment) {
+    statement st(c,
+                 "SELECT time, event, actor, arms, reason FROM experiment_events"
+                 " WHERE experiment = ? ORDER BY id");
+    st.bind(1, experiment);
+    std::vector<experiment_event_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_text(3),
+                       st.column_text(4)});
+    }
+    return out;
+}
+
 std::optional<micros> last_enabled_at(connection& c, const std::string& model,
                                       std::int64_t version) {
     statement st(c,

@@ -211,6 +211,15 @@ struct version_event_row {
     std::string reason;
 };
 
+// One step of an experiment's history: started, changed or ended.
+struct experiment_event_row {
+    micros time = 0;
+    std::string event;
+    std::string actor;
+    std::string arms;  // JSON, as they were after this step
+    std::string reason;
+};
+
 struct experiment_row {
     std::int64_t id = 0;
     std::string model;
@@ -233,6 +242,8 @@ std::set<std::int64_t> disabled_versions(connection& c, const std::string& model
 std::optional<micros> last_enabled_at(connection& c, const std::string& model,
                                       std::int64_t version);
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
+// An experiment's history, oldest first.
+std::vector<experiment_event_row> list_experiment_events(connection& c, std::int64_t experiment);
 // The path live came by, newest first (live itself first): every move to a
 // new version steps forward, a move back to a version on the path (a
 // rollback) drops the versions after it. After 1 -> 2 -> 3 and a rollback

@@ -255,6 +255,14 @@ class ExperimentTest(SharedServerCase):
         self.assertRegex(e["ended_at"], r"^\d{4}-\d\d-\d\dT")
         self.assertGreaterEqual(e["ended_at"], e["started_at"])
         self.assertEqual([a["weight"] for a in e["arms"]], [0.5, 0.5, 0.0], e)
+        # Its history: each step with who, why and the arms after it (a
+        # change was stored and shown nowhere). The refused changes left none.
+        self.assertEqual([(h["event"], h["actor"], h["reason"]) for h in e["history"]],
+                         [("started", "admin", e["reason"]), ("changed", "admin", "even split"),
+                          ("ended", "admin", "forest loses")], e)
+        self.assertEqual([a["weight"] for a in e["history"][0]["arms"]], [0.7, 0.3, 0.0], e)
+        self.assertEqual([a["weight"] for a in e["history"][1]["arms"]], [0.5, 0.5, 0.0], e)
+        self.assertEqual([h["time"] for h in e["history"]], sorted(h["time"] for h in e["history"]))
         preds = predict(self, self.c, name, {"instances": insts[:50]})["predictions"]
         for p in preds:
             self.assertEqual((p["arm"], p["version"], p["fallback"]), ("live", 1, False), p)
