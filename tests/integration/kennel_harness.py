@@ -377,6 +377,8 @@ class KennelTestCase(unittest.TestCase):
         self.assertEqual(response.status, status, response)
         self.assertTrue((response.header("Content-Type") or "").startswith("application/json"),
                         response.headers)
+        # Errors repeat what was sent: never to be sniffed as a page.
+        self.assertEqual(response.header("X-Content-Type-Options"), "nosniff", response.headers)
         body = response.json()
         self.assertIsInstance(body, dict, response)
         self.assertIn("error", body, response)
