@@ -1,6 +1,7 @@
 #include "ml/supervisor.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -18,6 +19,42 @@ std::string pct(double share) {
     s.precision(3);
     s << share * 100 << "%";
     return s.str();
+}
+
+// The live-metric groups over predictions made from `since` to `until`
+// (the newest 10,000 of them: enough outcomes to judge, and a bounded cost
+// every 10 s however busy the model is). A version a person enabled again
+// after a disable is judged only on what it answered since: the evidence it
+// was taken out for took it out again at every look, for a whole window,
+// and no enable could stick.
+std::optional<std::vector<live_group>> groups_to_judge(connection& c, const model_serving& m,
+                                                       micros since, micros until) {
+    auto groups = compute_live_metrics(c, m.name, m.definition, since, 10000, until);
+    if (!groups) return std::nullopt;
+    // By version: its groups since its enable, or none to judge it on the window.
+    std::map<std::int64_t, std::optional<std::vector<live_group>>> since_enabled;
+    for (live_group& g : *groups) {
+        if (!g.version) continue;
+        auto [it, fresh] = since_enabled.try_emplace(*g.version);
+        if (fresh) {
+            const auto enabled = last_enabled_at(c, m.name, *g.version);
+            if (enabled && *enabled > since) {
+                auto later = compute_live_metrics(c, m.name, m.definition, *enabled, 10000, until);
+                it->second = later ? std::move(*later) : std::vector<live_group>{};
+            }
+        }
+        if (!it->second) continue;
+        live_group replaced;  // nothing answered since: nothing to judge
+        replaced.version = g.version;
+        replaced.arm = g.arm;
+        replaced.shadow = g.shadow;
+        for (const live_group& later : *it->second) {
+            if (later.version == g.version && later.arm == g.arm && later.shadow == g.shadow)
+                replaced = later;
+        }
+        g = std::move(replaced);
+    }
+    return std::move(*groups);
 }
 
 }  // namespace
@@ -141,35 +178,7 @@ void supervisor::tick() {
                 const micros until =
                     now_micros() - static_cast<micros>(p.outcome_delay_seconds * 1e6);
                 const micros since = until - static_cast<micros>(p.live_window_seconds * 1e6);
-                // The newest 10,000 of them: enough outcomes to judge, and a
-                // bounded cost every 10 s however busy the model is.
-                auto g = compute_live_metrics(*conn, m->name, m->definition, since, 10000, until);
-                if (g) groups = std::move(*g);
-                // A version enabled again (by a person, after a disable) is
-                // judged on what it answered since: the evidence it was
-                // taken out for took it out again at every look, for a whole
-                // window, and no enable could stick.
-                if (groups) {
-                    for (auto& grp : *groups) {
-                        if (!grp.version) continue;
-                        const auto enabled = last_enabled_at(*conn, m->name, *grp.version);
-                        if (!enabled || *enabled <= since) continue;
-                        auto fresh = compute_live_metrics(*conn, m->name, m->definition, *enabled,
-                                                          10000, until);
-                        live_group since_enabled;  // none answered since: nothing to judge
-                        since_enabled.version = grp.version;
-                        since_enabled.arm = grp.arm;
-                        since_enabled.shadow = grp.shadow;
-                        if (fresh) {
-                            for (auto& f : *fresh) {
-                                if (f.version == grp.version && f.arm == grp.arm &&
-                                    f.shadow == grp.shadow)
-                                    since_enabled = std::move(f);
-                            }
-                        }
-                        grp = std::move(since_enabled);
-                    }
-                }
+                groups = groups_to_judge(*conn, *m, since, until);
             }
             if (!groups) continue;
             // Every serving version is judged: live, experiment arms and

@@ -233,8 +233,7 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                baseline_tie * std::max(std::abs(g.baseline), 1e-12)) {
         // A constant that matches the baseline's up to rounding (ridge with
         // a huge lambda, a forest of one leaf) passed or failed by which way
-        // the rounding fell.
-        // In full: at six digits the two read the same.
+        // the rounding fell. Both in full: at six digits they read the same.
         g.reasons.push_back("only ties the baseline on " + g.metric + " (" +
                             format_number(g.candidate) + " vs " + format_number(g.baseline) +
                             ": within a millionth of it)");

@@ -992,6 +992,13 @@ class ImportExportTest(KennelTestCase):
                          r" the incomplete file was removed" % re.escape(out))
         self.assertNotIn("500 facts", r.stderr)
         self.assertFalse(os.path.exists(out))
+        # Standard output that cannot take it: said the same way.
+        with open("/dev/full", "w") as full:  # Linux's always-full device
+            p = subprocess.run([KENNEL_BIN, "export", "--db", db], stdout=full,
+                               stderr=subprocess.PIPE, text=True, env=kennel_env(), timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr, r"kennel export: writing standard output failed after \d+ "
+                         r"facts: No space left on device\n")
         r = run_cli(["export", "--db", db, "--out", out])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("500 facts", r.stderr)

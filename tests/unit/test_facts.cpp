@@ -688,15 +688,18 @@ private:
     int saved_ = -1;
 };
 
+// A write task whose I/O error fails the whole commit, not the task alone,
+// as a full disk does.
+status full_disk(connection&) {
+    throw db_error(13, "database or disk is full");
+}
+
 }  // namespace
 
 TEST_CASE("the writer logs failed commits with SQLite's message, a line per interval", "[writer]") {
     fact_db db;
     fact_writer w(writer_opts(db));  // the default interval, 5 s
     REQUIRE(w.start().is_ok());
-    // A task's I/O error is not the task's alone: it fails the whole commit,
-    // as a full disk does.
-    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
     stderr_capture captured;
     for (int i = 0; i < 3; ++i) CHECK_FALSE(w.run(full_disk, 10s).is_ok());
     // The first success says the failures ended, with the two not reported.
@@ -724,7 +727,6 @@ TEST_CASE("failed commits not yet reported are reported at the stop", "[writer]"
     fact_db db;
     fact_writer w(writer_opts(db));  // the default interval, 5 s
     REQUIRE(w.start().is_ok());
-    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
     stderr_capture captured;
     for (int i = 0; i < 3; ++i) CHECK_FALSE(w.run(full_disk, 10s).is_ok());
     w.stop();
@@ -746,7 +748,6 @@ TEST_CASE("commits that fail and succeed in turn log two lines per interval, not
     fact_db db;
     fact_writer w(writer_opts(db));  // the default interval, 5 s
     REQUIRE(w.start().is_ok());
-    auto full_disk = [](connection&) -> status { throw db_error(13, "database or disk is full"); };
     stderr_capture captured;
     for (int i = 0; i < 4; ++i) {
         CHECK_FALSE(w.run(full_disk, 10s).is_ok());
