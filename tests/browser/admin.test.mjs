@@ -382,7 +382,9 @@ step('feature drift: every field against training, a moved field flagged', async
     features: { length: 50_000 + i, hashtags: i % 5, breed: breeds[i % 5], hour: i % 24, has_photo: i % 3 !== 0 },
   }));
   for (let i = 0; i < instances.length; i += 50) {
-    const r = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { instances: instances.slice(i, i + 50) } });
+    // A deadline past any stall of a busy machine: a deadline fallback is
+    // not the live version's answer, which the counts below compare.
+    const r = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { instances: instances.slice(i, i + 50), deadline_ms: 5000 } });
     assert.equal(r.status, 200, r.text);
   }
   const row = card.locator('tr[data-field="length"]');
@@ -666,7 +668,7 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   await page.waitForTimeout(2500); // one poll before the traffic: the server's rate is between polls
   for (let i = 0; i < 80; i += 1) {
     const r = await http('POST', '/v1/models/likes/predict', { auth: 'basic',
-      body: { entity: `browser-${i}`, features: { length: 40 + i, hashtags: i % 5, breed: i % 2 ? 'pug' : 'corgi' } } });
+      body: { entity: `browser-${i}`, features: { length: 40 + i, hashtags: i % 5, breed: i % 2 ? 'pug' : 'corgi' }, deadline_ms: 5000 } });
     assert.equal(r.status, 200, r.text);
     await new Promise((r2) => setTimeout(r2, 40));
   }

@@ -1277,7 +1277,7 @@ class DemoAndCliTest(KennelTestCase):
         def live():
             r = c.get("/v1/models/likes")
             return r.status == 200 and r.json()["aliases"].get("live")
-        version = wait_until(live, 60, "the demo model \"likes\" has a live version", 0.5)
+        version = wait_until(live, 180, "the demo model \"likes\" has a live version", 0.5)
         m = c.get("/v1/models/likes").json()
         self.assertEqual(m["definition"]["task"], "regression")
         self.assertEqual(m["definition"]["label"], {"stream": "likes", "field": "likes"})

@@ -129,7 +129,26 @@ def train(test, c, name):
         time.sleep(0.05)
     test.assertEqual(job["state"], "succeeded", json.dumps(job)[:3000])
     test.assertIsInstance(job["version"], int, job)
+    wait_served(test, c, name, job["version"])
     return job["version"]
+
+
+def wait_served(test, c, name, version):
+    """Waits until serving has reloaded the model after a job stored
+    `version`: the job's commit comes first, the reload just after it, so a
+    prediction sent the moment the job reads succeeded may see the model as
+    it was (not trained, or live still on the version before)."""
+    published = "live" in get_version(test, c, name, version).get("aliases", [])
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        r = c.get("/v1/serving")
+        test.assertEqual(r.status, 200, r)
+        m = next((m for m in r.json()["models"] if m["model"] == name), None)
+        if m and m["problem"] != "not_trained" and (not published or m["live_alias"] == version):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("serving did not reload %s after v%d: %s" % (name, version, m))
+        time.sleep(0.02)
 
 
 def set_live(test, c, name, version, reason="test moves live"):

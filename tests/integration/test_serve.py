@@ -927,12 +927,15 @@ class ConnectionTest(KennelTestCase):
             self.assertEqual(raw_get(sock, "/healthz")[0], 200)
         return socks
 
-    def http_status_when(self, c, ready, timeout=10):
+    def http_status_when(self, c, ready, timeout=10, close=False):
         """GET /v1/status until ready(status["http"]) holds or `timeout` s
-        pass; returns the last status."""
+        pass; returns the last status. close: each poll on a connection of
+        its own, closed by the server after its answer (else the poller's
+        connection, idle between polls, may be parked and counted too)."""
         deadline = time.monotonic() + timeout
         while True:
-            status = c.get("/v1/status").json()
+            headers = {"Connection": "close"} if close else None
+            status = c.request("GET", "/v1/status", headers=headers).json()
             if ready(status["http"]) or time.monotonic() > deadline:
                 return status
             time.sleep(0.05)
@@ -1019,7 +1022,7 @@ class ConnectionTest(KennelTestCase):
         # refused (and closed). Probing a parked one earlier would resume it
         # and make room for one not yet refused.
         status = self.http_status_when(c, lambda h: h["parked_connections"] >= 64 and
-                                       h["park_refused_full"] >= 16)
+                                       h["park_refused_full"] >= 16, close=True)
         self.assertEqual(status["http"]["parked_connections"], 64, status["http"])
         self.assertEqual(status["http"]["park_refused_full"], 16, status["http"])
         closed = sum(1 for sock in socks if raw_get(sock, "/healthz") is None)
@@ -1097,21 +1100,28 @@ class ProcessTest(KennelTestCase):
         # A connection accepted just before SIGTERM had its request, sent
         # moments later, closed unanswered: the client could not tell
         # whether it was carried out. Its first request now has a grace.
-        server = self.start_server()
-        self.assertEqual(self.client(server).get("/healthz").status, 200)
-        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        self.addCleanup(s.close)
-        time.sleep(0.02)  # accepted, and waiting for its request on a thread
-        os.kill(server.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while "received SIGTERM: stopping" not in server.stderr():
-            self.assertLess(time.monotonic(), deadline, server.stderr())
-            time.sleep(0.01)
-        time.sleep(0.2)  # the listener is closed; within the grace
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        answer = read_to_close(s)
+        # The grace is 500 ms from the accept: a run in which this test's own
+        # steps took longer (a busy machine) proves nothing and is repeated.
+        for attempt in range(3):
+            server = self.start_server(db="grace%d.db" % attempt)
+            self.assertEqual(self.client(server).get("/healthz").status, 200)
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            self.addCleanup(s.close)
+            connected = time.monotonic()
+            time.sleep(0.02)  # accepted, and waiting for its request on a thread
+            os.kill(server.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "received SIGTERM: stopping" not in server.stderr():
+                self.assertLess(time.monotonic(), deadline, server.stderr())
+                time.sleep(0.01)
+            time.sleep(0.2)  # the listener is closed; within the grace
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            late = time.monotonic() - connected > 0.4
+            answer = read_to_close(s)
+            self.assertEqual(server.proc.wait(30), 0, server.stderr())
+            if answer or not late:
+                break
         self.assertRegex(answer[:20], rb"^HTTP/1\.1 (200|503) ", answer[:300])
-        self.assertEqual(server.proc.wait(30), 0, server.stderr())
 
     def test_an_ipv6_host_is_written_as_a_url_would_write_it(self):
         # "http://::1:PORT" was logged, which no client can use.

@@ -68,6 +68,19 @@ class SupervisorTest(KennelTestCase):
                 return e
         return None
 
+    def wait_disabled(self, name, within, what):
+        """Waits for the supervisor's taking version 2 out, to its end: it
+        commits the event (and any move of live), then reloads serving, then
+        lists the action, so the event alone may come before the rest."""
+        def done():
+            event = self.disabled_event(name)
+            if not event:
+                return None
+            acts = [a for a in self.serving_of(name)[0]["supervisor"]["actions"]
+                    if a["model"] == name and a["version"] == 2 and a["kind"] == "disable"]
+            return event if acts else None
+        return wait_until(done, within, what)
+
     def test_supervisor_disables_a_throwing_version_and_a_person_enables_it(self):
         name, v1_value = self.throwing_live_version()
         body, mine = self.serving_of(name)
@@ -86,7 +99,7 @@ class SupervisorTest(KennelTestCase):
                              ("previous_version", 1, v1_value), p)
             time.sleep(0.1)
 
-        event = wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+        event = self.wait_disabled(name, ACT_WITHIN_S,
                            "the supervisor's disabled event")
         self.assertEqual(event["actor"], "supervisor", event)
         self.assertIn("error rate", event["reason"], event)
@@ -154,7 +167,7 @@ class SupervisorTest(KennelTestCase):
             self.assertEqual((p["fallback"], p["answered_by"]), (True, "baseline"), p)
             self.assertIn(p["prediction"], ("true", "false"), p)
             time.sleep(0.1)
-        event = wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+        event = self.wait_disabled(name, ACT_WITHIN_S,
                            "the supervisor's disabled event")
         self.assertEqual(event["actor"], "supervisor", event)
         body, mine = self.serving_of(name)
@@ -182,7 +195,7 @@ class SupervisorTest(KennelTestCase):
             self.assertEqual((p["version"], p["arm"], p["fallback"], p["prediction"]),
                              (1, "main", False, v1_value), p)
             time.sleep(0.1)
-        event = wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+        event = self.wait_disabled(name, ACT_WITHIN_S,
                            "the supervisor's disabled event for the shadow")
         self.assertEqual(event["actor"], "supervisor", event)
         self.assertRegex(event["reason"], r"^error rate \d+(\.\d+)?% over 20% in the last \d+ requests$")
@@ -269,7 +282,7 @@ class SupervisorTest(KennelTestCase):
 
         # Outcomes due at once: the next live check takes version 2 out.
         put_model(self, self.c, name, dict(d, supervision=dict(policy, outcome_delay_seconds=0)))
-        event = wait_until(lambda: self.disabled_event(name), 25, "the live-metric disable")
+        event = self.wait_disabled(name, 25, "the live-metric disable")
         self.assertEqual(event["actor"], "supervisor", event)
         self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over 12 outcomes of "
                                           r"predictions made 0-600 s ago$")
@@ -320,7 +333,7 @@ class SupervisorTest(KennelTestCase):
             fact(labels, inst["entity"], {"y": p_["prediction"] + (100 if arm == "b" else 0),
                                           "prediction_id": p_["prediction_id"]})
             for arm, pairs in by_arm.items() for inst, p_ in pairs])
-        event = wait_until(lambda: self.disabled_event(name), 25, "the arm's live-metric disable")
+        event = self.wait_disabled(name, 25, "the arm's live-metric disable")
         self.assertEqual(event["actor"], "supervisor", event)
         self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over \d+ outcomes "
                                           r"of predictions made 0-600 s ago \(arm b\)$")
@@ -484,7 +497,7 @@ class SupervisorTest(KennelTestCase):
         body, mine = self.serving_of(name)
         v2 = [v for v in mine["versions"] if v["version"] == 2][0]
         self.assertEqual((v2["requests"], v2["errors"]), (20, 20), v2)
-        wait_until(lambda: self.disabled_event(name), ACT_WITHIN_S,
+        self.wait_disabled(name, ACT_WITHIN_S,
                    "the supervisor's disabled event after 20 failed requests")
 
 

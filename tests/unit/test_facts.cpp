@@ -774,6 +774,10 @@ TEST_CASE("the writer commits concurrent submitters together (group commit)", "[
     fact_writer w(writer_opts(db));
     REQUIRE(w.start().is_ok());
     REQUIRE(w.running());
+    // A millisecond before each group, as a slow disk's commit gives: the
+    // others queue meanwhile. Without it, how many share a commit depended
+    // on how the machine scheduled the threads.
+    w.set_test_delay(1ms);
     constexpr int threads = 8, per_thread = 200;
     std::atomic<int> stored{0}, failures{0};
     std::vector<std::thread> pool;

@@ -146,7 +146,7 @@ struct test_server {
              true},
             // A deferred answer (deferred_response), completed by another
             // thread after {ms} milliseconds ("0": before the handler
-            // returns); its deadline is 300 ms. ?bytes=N makes the body N
+            // returns); its deadline is 2 s, or ?deadline=MS. ?bytes=N makes the body N
             // bytes long.
             {"GET", "/later/{ms}",
              [this](const http_request& r) {
@@ -156,8 +156,12 @@ struct test_server {
                  if (auto n = r.query_value("bytes"))
                      answer.body = std::string(std::stoul(*n), 'x');
                  answer.headers.emplace_back("X-Later", "yes");
+                 // The deadline is far past the completion (a busy machine
+                 // may run the helper late) unless a test asks for less.
+                 const auto q = r.query_value("deadline");
+                 const int deadline_ms = q ? std::stoi(*q) : 2000;
                  auto d = std::make_shared<deferred_response>(
-                     std::chrono::steady_clock::now() + std::chrono::milliseconds(300), [] {
+                     std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms), [] {
                          return error_response(status(error_kind::unavailable, "not done in time"));
                      });
                  if (ms == 0) {
@@ -850,7 +854,7 @@ TEST_CASE("past its deadline the connection sends the timeout answer and drops t
     s.server->set_ready(true);
     testing::tcp_probe c(s.port);
     auto started = std::chrono::steady_clock::now();
-    c.send_all(get_request("/later/700"));
+    c.send_all(get_request("/later/700?deadline=300"));
     std::string r = c.read_response(wire_wait);
     auto waited = std::chrono::steady_clock::now() - started;
     INFO(r);
