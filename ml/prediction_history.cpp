@@ -4,6 +4,7 @@
 
 #include "ml/definition_json.h"
 #include "ml/serving.h"
+#include "store/facts.h"
 #include "store/registry.h"
 
 namespace kennel::ml {
@@ -73,53 +74,67 @@ void for_each_log_segment(
     }
 }
 
+namespace {
+
+// Orders the facts of chains newest first, as training orders them: the
+// chain's time, then its origin, then the fact's own id.
+std::string newest_chain_first(std::string_view alias) {
+    return " ORDER BY " + origin_time_sql(alias) + " DESC, " + origin_id_sql(alias) + " DESC, " +
+           std::string(alias) + ".id DESC LIMIT 1";
+}
+
+}  // namespace
+
 outcome_finder::outcome_finder(connection& c, std::string label_stream,
                                const std::string& label_field)
     // Only facts holding the label: a label stream may carry other facts
     // (another model's field, a note), and the newest of those would hide
     // the outcome, as training skips them too.
-    : by_id_(c,
-             "SELECT f.id, f.data FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
-             " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
-             " AND coalesce(json_type(f.data, ?3), 'null') != 'null'"
-             // The newest by event time, as by entity and in training (the
-             // last sent stood, whatever its time).
-             " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
+    : by_id_(c, "SELECT " + origin_id_sql("f") +
+                    " FROM facts f WHERE json_extract(f.data, '$.prediction_id') = ?1"
+                    " AND json_type(f.data, '$.prediction_id') = 'text' AND f.stream = ?2"
+                    " AND coalesce(json_type(f.data, ?3), 'null') != 'null'" +
+                    newest_chain_first("f")),
+      // The entity's standing facts whose chain's time is at or after the
+      // prediction: those that correct nothing by their own time (on the
+      // index), corrections by their chain's (a correction of a label sent
+      // before the prediction is no outcome of it, whatever its own time).
       by_entity_(c,
-                 "SELECT f.id, f.data FROM facts f WHERE f.stream = ?2 AND f.entity = ?1"
-                 " AND f.event_time >= ?3 AND coalesce(json_type(f.data, ?4), 'null') != 'null'"
-                 " ORDER BY f.event_time DESC, f.id DESC LIMIT 1"),
-      correction_(c,
-                  "SELECT id, data, coalesce(json_type(data, ?2), 'null') != 'null' FROM facts"
-                  " WHERE corrects = ?1 AND stream = ?3 ORDER BY id DESC LIMIT 1"),
+                 "SELECT f.id, f.data FROM facts f WHERE f.id IN ("
+                 "SELECT g.id FROM facts g WHERE g.stream = ?2 AND g.entity = ?1"
+                 " AND g.event_time >= ?3"
+                 " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = g.id)"
+                 " UNION ALL SELECT o.fact FROM fact_origins o JOIN facts h ON h.id = o.fact"
+                 " WHERE o.stream = ?2 AND o.origin_time >= ?3 AND h.entity = ?1)"
+                 " AND coalesce(json_type(f.data, ?4), 'null') != 'null' AND " +
+                     standing_fact_sql("f") + newest_chain_first("f")),
+      chain_end_(c,
+                 "SELECT f.id, f.data, coalesce(json_type(f.data, ?2), 'null') != 'null'"
+                 " FROM facts f WHERE f.id = coalesce("
+                 "(SELECT max(o.fact) FROM fact_origins o WHERE o.origin = ?1), ?1)"),
       stream_(std::move(label_stream)),
       label_path_("$.\"" + label_field + "\"") {}
 
-// A correction (in the label stream, as in training) takes the place of the
-// fact it corrects, even when it does not repeat the prediction id; one without the label
-// field withdraws the outcome.
-std::optional<joined_outcome> outcome_finder::standing(std::int64_t id, std::string data,
-                                                       bool by_id) {
-    for (int depth = 0; depth < 64; ++depth) {
-        correction_.reset();
-        correction_.bind(1, id).bind(2, label_path_).bind(3, stream_);
-        if (!correction_.step()) break;
-        id = correction_.column_int(0);
-        data = correction_.column_text(1);
-        if (correction_.column_int(2) == 0) return std::nullopt;
-    }
-    return joined_outcome{id, std::move(data), by_id};
+// The newest fact of the chain that began with `origin` stands for it (a
+// correction takes the place of the fact it corrects, even when it does not
+// repeat the prediction id); one without the label field withdraws the
+// outcome.
+std::optional<joined_outcome> outcome_finder::chain_end(std::int64_t origin, bool by_id) {
+    chain_end_.reset();
+    chain_end_.bind(1, origin).bind(2, label_path_);
+    if (!chain_end_.step() || chain_end_.column_int(2) == 0) return std::nullopt;
+    return joined_outcome{chain_end_.column_int(0), chain_end_.column_text(1), by_id};
 }
 
 std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
     by_id_.reset();
     by_id_.bind(1, p.prediction_id()).bind(2, stream_).bind(3, label_path_);
-    if (by_id_.step()) return standing(by_id_.column_int(0), by_id_.column_text(1), true);
+    if (by_id_.step()) return chain_end(by_id_.column_int(0), true);
     if (p.entity.empty()) return std::nullopt;
     by_entity_.reset();
     by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time).bind(4, label_path_);
     if (by_entity_.step())
-        return standing(by_entity_.column_int(0), by_entity_.column_text(1), false);
+        return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
     return std::nullopt;
 }
 

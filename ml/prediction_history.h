@@ -69,7 +69,8 @@ struct version_scoring {
 
 // The outcome a prediction is joined to: a fact in the label stream holding
 // the label field whose "prediction_id" names it, else the entity's newest
-// such fact at or after the prediction.
+// such fact at or after the prediction; a corrected fact's correction in its
+// place and at its time (store/facts.h: the chain's newest fact stands).
 struct joined_outcome {
     std::int64_t fact_id = 0;
     std::string data;  // the fact's JSON data
@@ -82,12 +83,12 @@ public:
     std::optional<joined_outcome> find(const logged_prediction& p);
 
 private:
-    // The fact standing for `found`: the end of its chain of corrections.
-    std::optional<joined_outcome> standing(std::int64_t id, std::string data, bool by_id);
+    // The fact standing for the chain of corrections that began with `origin`.
+    std::optional<joined_outcome> chain_end(std::int64_t origin, bool by_id);
 
     statement by_id_;
     statement by_entity_;
-    statement correction_;
+    statement chain_end_;
     std::string stream_;
     std::string label_path_;  // SQLite's JSON path to the label field
 };

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "ml/raw_json.h"
 
@@ -16,18 +15,18 @@ struct fact_ref {
     std::int64_t id = 0;
     std::string entity;
     micros event_time = 0;
-    std::optional<std::int64_t> corrects;
     bool has_field = false;  // the label field is present and not null
-    // Orders facts at equal times: a correction takes the id of the fact it
-    // corrects (its place), so a newer fact at the same time still wins.
+    // Orders facts at equal times: the id of its chain's first fact (a
+    // correction's place), so a newer fact at the same time still wins.
     std::int64_t order_id = 0;
     bool has_feature = true;  // holds a declared feature field (same-stream reads only)
 };
 
-// The facts of a stream up to the watermark that still stand (no fact within
-// the watermark corrects them), each with its effective event time: a
-// correction takes the place — and the time — of the fact it corrects, so a
-// correction sent later neither drops a row nor moves a label's moment.
+// The facts of a stream up to the watermark that still stand, each with its
+// effective event time (store/facts.h): the newest fact of a chain of
+// corrections stands, in the place and at the time of the chain's first
+// fact, so a correction sent later neither drops a row nor moves a label's
+// moment. A correction past the watermark is not seen.
 struct stream_view {
     std::vector<fact_ref> standing;  // with event_time replaced by the effective time
 };
@@ -41,46 +40,39 @@ stream_view read_stream(connection& c, const std::string& stream, std::int64_t w
     std::string any_feature = feature_paths.empty() ? "1" : "0";
     for (std::size_t i = 0; i < feature_paths.size(); ++i) {
         any_feature +=
-            " OR coalesce(json_type(data, ?" + std::to_string(4 + i) + "), 'null') != 'null'";
+            " OR coalesce(json_type(f.data, ?" + std::to_string(4 + i) + "), 'null') != 'null'";
     }
     statement st(c,
-                 "SELECT id, entity, event_time, corrects,"
-                 " coalesce(json_type(data, ?3), 'null') != 'null', " +
-                     any_feature + " FROM facts WHERE stream = ?1 AND id <= ?2 ORDER BY id");
+                 "SELECT f.id, f.entity, coalesce(o.origin_time, f.event_time),"
+                 " coalesce(o.origin, f.id), coalesce(json_type(f.data, ?3), 'null') != 'null', " +
+                     any_feature +
+                     " FROM facts f LEFT JOIN fact_origins o ON o.fact = f.id"
+                     " WHERE f.stream = ?1 AND f.id <= ?2 ORDER BY f.id");
     st.bind(1, stream).bind(2, watermark).bind(3, field_path.empty() ? "$.__none__" : field_path);
     for (std::size_t i = 0; i < feature_paths.size(); ++i)
         st.bind(static_cast<int>(4 + i), feature_paths[i]);
+    // In id order, a chain's newest fact so far replaces the one before it.
+    std::unordered_map<std::int64_t, std::size_t> chain_end;  // origin -> index in `all`
+    std::vector<bool> replaced;
     while (st.step()) {
-        fact_ref f{st.column_int(0), st.column_text(1), st.column_int(2), st.column_opt_int(3),
-                   st.column_int(4) != 0};
-        f.order_id = f.id;
+        fact_ref f{st.column_int(0), st.column_text(1), st.column_int(2), st.column_int(4) != 0};
+        f.order_id = st.column_int(3);
         f.has_feature = st.column_int(5) != 0;
-        all.push_back(std::move(f));
-    }
-    std::unordered_map<std::int64_t, std::size_t> index;
-    std::unordered_set<std::int64_t> corrected;
-    for (std::size_t i = 0; i < all.size(); ++i) {
-        index[all[i].id] = i;
-        if (all[i].corrects) corrected.insert(*all[i].corrects);
-    }
-    // A correction may name a fact of another stream; then its own time stands.
-    // The time and id of the fact a chain of corrections began with.
-    auto effective_place = [&](fact_ref& f) {
-        std::optional<std::int64_t> next = f.corrects;
-        for (int depth = 0; next && depth < 64; ++depth) {
-            auto it = index.find(*next);
-            if (it == index.end()) break;
-            f.event_time = all[it->second].event_time;
-            f.order_id = all[it->second].id;
-            next = all[it->second].corrects;
+        if (f.order_id != f.id) {
+            auto [it, first] = chain_end.try_emplace(f.order_id, all.size());
+            if (!first) {
+                replaced[it->second] = true;
+                it->second = all.size();
+            }
         }
-    };
+        all.push_back(std::move(f));
+        replaced.push_back(false);
+    }
     stream_view v;
-    for (const fact_ref& f : all) {
-        if (corrected.count(f.id)) continue;
-        fact_ref s = f;
-        effective_place(s);
-        v.standing.push_back(std::move(s));
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        // A chain's first fact is replaced by any correction of it.
+        if (replaced[i] || (all[i].order_id == all[i].id && chain_end.count(all[i].id))) continue;
+        v.standing.push_back(std::move(all[i]));
     }
     return v;
 }

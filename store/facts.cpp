@@ -252,17 +252,57 @@ std::string unreadable_field_name(std::string_view field) {
     return {};
 }
 
+std::string origin_id_sql(std::string_view alias) {
+    const std::string a(alias);
+    return "coalesce((SELECT o.origin FROM fact_origins o WHERE o.fact = " + a + ".id), " + a +
+           ".id)";
+}
+
+std::string origin_time_sql(std::string_view alias) {
+    const std::string a(alias);
+    return "coalesce((SELECT o.origin_time FROM fact_origins o WHERE o.fact = " + a + ".id), " + a +
+           ".event_time)";
+}
+
 std::string standing_fact_sql(std::string_view alias) {
     const std::string a(alias);
-    // Not corrected, and not a correction that a later one of the same fact
-    // replaced (both corrections were counted).
-    return "NOT EXISTS (SELECT 1 FROM facts standing_n WHERE standing_n.corrects = " + a +
-           ".id AND standing_n.stream = " + a + ".stream) AND (" + a +
-           ".corrects IS NULL OR NOT EXISTS (SELECT 1 FROM facts standing_s WHERE "
-           "standing_s.corrects = " +
-           a + ".corrects AND standing_s.stream = " + a + ".stream AND standing_s.id > " + a +
-           ".id))";
+    return "NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = " +
+           origin_id_sql(alias) + " AND newer.fact > " + a + ".id)";
 }
+
+namespace {
+
+// range_where for totals: a correction is in the range by its chain's time
+// (that of the fact it corrects), as in training. Binds as range_where.
+std::string chain_range_where(const fact_query& q) {
+    std::string w = " WHERE stream = ?1";
+    if (q.entity) w += " AND entity = ?2";
+    if (!q.from && !q.to) return w;
+    if (q.entity) {
+        // An entity's facts are few: each one's chain time is looked up.
+        const std::string at = origin_time_sql("facts");
+        if (q.from) w += " AND " + at + " >= ?3";
+        if (q.to) w += " AND " + at + " < ?4";
+        return w;
+    }
+    // A whole stream: facts that correct nothing by their own time (on the
+    // time index), corrections by their chain's.
+    std::string own, chain;
+    if (q.from) {
+        own += " AND f.event_time >= ?3";
+        chain += " AND o.origin_time >= ?3";
+    }
+    if (q.to) {
+        own += " AND f.event_time < ?4";
+        chain += " AND o.origin_time < ?4";
+    }
+    return w + " AND id IN (SELECT f.id FROM facts f WHERE f.stream = ?1" + own +
+           " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
+           " UNION ALL SELECT o.fact FROM fact_origins o WHERE o.stream = ?1" +
+           chain + ")";
+}
+
+}  // namespace
 
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field) {
@@ -291,7 +331,7 @@ result<field_total> total_field(connection& conn, const fact_query& range,
             "              json_extract(data, ?8 || '.value') AS v,"
             "              json_type(data, ?8 || '.value') AS vt"
             "       FROM facts" +
-            range_where(range) +
+            chain_range_where(range) +
             // A corrected fact is replaced by its correction (as in
             // training), not counted beside it.
             " AND " + standing_fact_sql("facts") + ")";

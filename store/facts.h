@@ -146,13 +146,20 @@ struct field_total {
 // sums refuse such names alike.
 std::string unreadable_field_name(std::string_view field);
 
-// The SQL condition that a row of `facts` (under `alias`) still stands: no
-// correction in its own stream replaces it, and of two corrections of one
-// fact only the later stands. Training (ml/training_data.cpp)
-// applies the same rule in C++ while following chains of corrections; a
-// correction from another stream is refused at the edge, and legacy ones are
-// ignored by all readers alike.
+// Corrections, one rule for every reader (training, totals, the label
+// prior, the outcome join), kept in table fact_origins (migration 0010): a
+// fact and the corrections of it, and of those, form a chain in one stream;
+// the chain's newest fact stands for it, at the time of its first fact (its
+// origin). A correction from another stream is refused at the edge; legacy
+// ones stand on their own.
+//
+// The SQL condition that a row of `facts` (under `alias`) stands: no newer
+// fact of its chain.
 std::string standing_fact_sql(std::string_view alias);
+// SQL expressions for the row's chain: its origin's id, and time (the fact's
+// own for a fact that corrects nothing).
+std::string origin_id_sql(std::string_view alias);
+std::string origin_time_sql(std::string_view alias);
 
 // invalid_argument naming "field" for an empty or unreadable field name;
 // failed_precondition (422) naming "field" when a sum overflows a double.

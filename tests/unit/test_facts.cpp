@@ -610,6 +610,56 @@ TEST_CASE("total_field sums lower and upper bounds, respecting uncertainty", "[f
         r = total_field(db.conn, qc, "likes");
         CHECK(r->facts == 2);
         CHECK(r->sum_lower == 13 + 30);
+        // A correction of the first correction, sent after the second: the
+        // chain's newest stands (10, 20 and 40 were counted as two facts).
+        auto c0 = insert_all(db.conn, {make_fact("chain", "h", t0, R"({"v":10})")});
+        fact_input c1 = make_fact("chain", "h", t0 + 1, R"({"v":20})");
+        c1.corrects = c0[0].id;
+        auto c1_id = insert_all(db.conn, {c1})[0].id;
+        fact_input c2 = make_fact("chain", "h", t0 + 2, R"({"v":30})");
+        c2.corrects = c0[0].id;
+        insert_all(db.conn, {c2});
+        fact_input c3 = make_fact("chain", "h", t0 + 3, R"({"v":40})");
+        c3.corrects = c1_id;
+        insert_all(db.conn, {c3});
+        fact_query qh;
+        qh.stream = "chain";
+        r = total_field(db.conn, qh, "v");
+        CHECK(r->facts == 1);
+        CHECK(r->sum_lower == 40);
+        qh.entity = "h";
+        r = total_field(db.conn, qh, "v");
+        CHECK(r->facts == 1);
+        CHECK(r->sum_lower == 40);
+    }
+    SECTION("a correction is in a time range by the time of the fact it corrects") {
+        // As in training: a January fact corrected by one stamped in
+        // February counts in January (it counted in neither).
+        const micros day = 86400000000;
+        auto jan = insert_all(db.conn, {make_fact("months", "a", t0, R"({"v":10})")});
+        fact_input fix = make_fact("months", "a", t0 + 31 * day, R"({"v":15})");
+        fix.corrects = jan[0].id;
+        insert_all(db.conn, {fix});
+        insert_all(db.conn, {make_fact("months", "b", t0 + 31 * day, R"({"v":1})")});
+        for (bool by_entity : {false, true}) {
+            INFO("by entity: " << by_entity);
+            fact_query in_jan;
+            in_jan.stream = "months";
+            if (by_entity) in_jan.entity = "a";
+            in_jan.from = t0;
+            in_jan.to = t0 + day;
+            auto r = total_field(db.conn, in_jan, "v");
+            REQUIRE(r.is_ok());
+            CHECK(r->facts == 1);
+            CHECK(r->sum_lower == 15);
+            fact_query in_feb = in_jan;
+            in_feb.from = t0 + 31 * day;
+            in_feb.to = t0 + 32 * day;
+            r = total_field(db.conn, in_feb, "v");
+            REQUIRE(r.is_ok());
+            CHECK(r->facts == (by_entity ? 0 : 1));
+            CHECK(r->sum_lower == (by_entity ? 0 : 1));
+        }
     }
     SECTION("a field nobody has") {
         auto r = total_field(db.conn, q, "nothing");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "store/db.h"
+#include "store/facts.h"
 #include "store/migrations.h"
 #include "store/registry.h"
 #include "store/time_util.h"
@@ -626,4 +627,63 @@ TEST_CASE("prediction entries encoded apart and merged read back as one segment 
     REQUIRE(once.size() == 2);
     CHECK(once[0].entries == merged[0].entries);
     CHECK(once[1].entries == merged[1].entries);
+}
+
+TEST_CASE("0010 records where each stored correction's chain began", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    {
+        // A database at schema 9 with chains of corrections: 1 <- 2 <- 4,
+        // 1 <- 3, 5 alone, and 6 in another stream correcting 5 (stored
+        // before such corrections were refused).
+        transaction tx(c);
+        c.exec(
+            "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at INTEGER NOT NULL) STRICT");
+        for (const migration& m : known_migrations()) {
+            if (m.number > 9) break;
+            c.exec(m.sql);
+            statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
+                .bind(1, m.number)
+                .bind(2, m.name)
+                .bind(3, std::int64_t{1})
+                .run();
+        }
+        c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
+        c.exec("PRAGMA user_version = 9");
+        c.exec(
+            "INSERT INTO facts (id, idempotency_key, stream, entity, event_time, ingest_time,"
+            " data, corrects) VALUES"
+            " (1, 'k1', 's', 'e', 100, 1, '{\"y\":1}', NULL),"
+            " (2, 'k2', 's', 'e', 300, 1, '{\"y\":2}', 1),"
+            " (3, 'k3', 's', 'e', 200, 1, '{\"y\":3}', 1),"
+            " (4, 'k4', 's', 'e', 50, 1, '{\"y\":4}', 2),"
+            " (5, 'k5', 's', 'f', 400, 1, '{\"y\":5}', NULL),"
+            " (6, 'k6', 't', 'f', 500, 1, '{\"y\":6}', 5)");
+        tx.commit();
+    }
+    REQUIRE(migrate(c).is_ok());
+    auto rows = [&c] {
+        statement st(c, "SELECT fact, stream, origin, origin_time FROM fact_origins ORDER BY fact");
+        std::vector<std::string> out;
+        while (st.step()) {
+            out.push_back(std::to_string(st.column_int(0)) + " " + st.column_text(1) + " " +
+                          std::to_string(st.column_int(2)) + " " +
+                          std::to_string(st.column_int(3)));
+        }
+        return out;
+    };
+    CHECK(rows() == std::vector<std::string>{"2 s 1 100", "3 s 1 100", "4 s 1 100"});
+    // New corrections are recorded as they are stored, by the trigger.
+    c.exec(
+        "INSERT INTO facts (idempotency_key, stream, entity, event_time, ingest_time, data,"
+        " corrects) VALUES ('k7', 's', 'e', 900, 1, '{\"y\":7}', 4),"
+        " ('k8', 's', 'f', 900, 1, '{\"y\":8}', 5), ('k9', 'u', 'f', 900, 1, '{}', 5)");
+    CHECK(rows() == std::vector<std::string>{"2 s 1 100", "3 s 1 100", "4 s 1 100", "7 s 1 100",
+                                             "8 s 5 400"});
+    // The chain's newest stands: 7 of chain 1, 8 of chain 5; 6 and 9 stand
+    // on their own in their streams.
+    CHECK(count_rows(c, "SELECT count(*) FROM facts WHERE " + standing_fact_sql("facts")) == 4);
+    CHECK(count_rows(c, "SELECT sum(id) FROM facts WHERE " + standing_fact_sql("facts")) ==
+          7 + 8 + 6 + 9);
 }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -292,6 +293,19 @@ TEST_CASE("prediction log: segments come back newest first, entries decoded, bou
         [&](std::vector<ml::logged_prediction>&, micros) { FAIL("another model's segment"); });
 }
 
+namespace {
+
+// Model "m"'s log, inserted at once: one segment.
+std::vector<ml::logged_prediction> logged_in_one_segment(connection& c) {
+    std::vector<ml::logged_prediction> entries;
+    ml::for_each_log_segment(
+        c, "m", 0, std::numeric_limits<micros>::max(), [](micros, std::int64_t) { return true; },
+        [&](std::vector<ml::logged_prediction>& es, micros) { entries = es; });
+    return entries;
+}
+
+}  // namespace
+
 TEST_CASE("prediction log: outcomes join by prediction id first, else by entity and time",
           "[serving][log]") {
     testing::migrated_db db;
@@ -300,11 +314,7 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     const prediction_row shadow = logged("b1", t, "e1", 2.0, true);
     const prediction_row other = logged("b2", t + 100, "e2", 3.0);
     insert_predictions(db.conn, {live, shadow, other});
-    std::vector<ml::logged_prediction> entries;
-    ml::for_each_log_segment(
-        db.conn, "m", 0, std::numeric_limits<micros>::max(),
-        [](micros, std::int64_t) { return true; },
-        [&](std::vector<ml::logged_prediction>& es, micros) { entries = es; });
+    std::vector<ml::logged_prediction> entries = logged_in_one_segment(db.conn);
     REQUIRE(entries.size() == 3);
     ml::outcome_finder find(db.conn, "labels", "y");
     for (const auto& e : entries) CHECK_FALSE(find.find(e).has_value());
@@ -356,4 +366,50 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     CHECK(find.find(entries[2])->data == R"({"y":7})");
     add_fact(db.conn, "e2", t + 100, R"({"y":9})", e2_label);
     CHECK(find.find(entries[2])->data == R"({"y":9})");
+}
+
+TEST_CASE("prediction log: a chain of corrections joins as training reads it", "[serving][log]") {
+    // The join ranked every fact by its own time and followed one link from
+    // the one it picked: of two corrections of one label, the one stamped
+    // later (not the one sent later) stood, and a correction stamped after
+    // the prediction made a label from before it an outcome.
+    testing::migrated_db db;
+    const micros t = 1795168800000000;
+    const micros hour = 3600000000;
+    insert_predictions(db.conn, {logged("c1", t, "w2", 1.0), logged("c2", t, "w3", 1.0),
+                                 logged("c3", t, "w4", 1.0)});
+    std::vector<ml::logged_prediction> entries = logged_in_one_segment(db.conn);
+    REQUIRE(entries.size() == 3);
+    std::map<std::string, ml::logged_prediction> by_entity;
+    for (const auto& e : entries) by_entity[e.entity] = e;
+    ml::outcome_finder find(db.conn, "labels", "y");
+
+    // w2: 10, corrected to 20 (stamped +3 h), then to 30 (stamped +2 h, sent
+    // last): 30 stands, as in training.
+    const std::int64_t a = add_fact(db.conn, "w2", t + hour, R"({"y":10})");
+    const std::int64_t b = add_fact(db.conn, "w2", t + 3 * hour, R"({"y":20})", a);
+    add_fact(db.conn, "w2", t + 2 * hour, R"({"y":30})", a);
+    REQUIRE(find.find(by_entity["w2"]));
+    CHECK(find.find(by_entity["w2"])->data == R"({"y":30})");
+    // A correction of the first correction, sent after both: it stands.
+    add_fact(db.conn, "w2", t + hour, R"({"y":40})", b);
+    CHECK(find.find(by_entity["w2"])->data == R"({"y":40})");
+    // Sent last without the label: the chain gives no outcome.
+    add_fact(db.conn, "w2", t + hour, R"({"note":"withdrawn"})", a);
+    CHECK_FALSE(find.find(by_entity["w2"]).has_value());
+
+    // w3: a label from an hour before the prediction, corrected by a fact
+    // stamped an hour after it: still a label from before, no outcome (w4,
+    // the same without the correction, has none either).
+    const std::int64_t x = add_fact(db.conn, "w3", t - hour, R"({"y":1})");
+    add_fact(db.conn, "w3", t + hour, R"({"y":11})", x);
+    add_fact(db.conn, "w4", t - hour, R"({"y":1})");
+    CHECK_FALSE(find.find(by_entity["w3"]).has_value());
+    CHECK_FALSE(find.find(by_entity["w4"]).has_value());
+    // A correction stamped before the prediction of a label from after it
+    // is an outcome, at the label's time.
+    const std::int64_t late = add_fact(db.conn, "w4", t + hour, R"({"y":5})");
+    add_fact(db.conn, "w4", t - 2 * hour, R"({"y":6})", late);
+    REQUIRE(find.find(by_entity["w4"]));
+    CHECK(find.find(by_entity["w4"])->data == R"({"y":6})");
 }

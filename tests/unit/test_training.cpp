@@ -806,6 +806,40 @@ TEST_CASE("training set: of two corrections of one fact, the later stands", "[tr
     CHECK(set->rows[0].feature_fact_id == second_feat);
 }
 
+// A chain: a correction of the first correction, sent after a second
+// correction of the fact, stands (the chain's newest), and a correction
+// past the watermark is not seen. The newest of a chain without the label
+// takes the label out, as it takes the outcome out of live metrics.
+TEST_CASE("training set: the newest fact of a chain of corrections stands", "[training_data]") {
+    fact_db db;
+    db.add("posts", "C", t0, {{"x", 1}});
+    const auto a = db.add("likes", "C", t0 + 10 * minute, {{"y", 10}});
+    const auto b = db.add("likes", "C", t0 + 30 * minute, {{"y", 20}}, a);
+    db.add("likes", "C", t0 + 20 * minute, {{"y", 30}}, a);
+    const auto d = db.add("likes", "C", t0 + 5 * minute, {{"y", 40}}, b);
+    db.add("posts", "C", t0 + 15 * minute, {{"x", 2}});  // after the chain's time
+    auto set = build_training_set(db.conn, posts_likes_definition(), d);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(number_of(set->rows[0].label) == 40);
+    CHECK(set->rows[0].label_fact_id == d);
+    CHECK(set->rows[0].label_time == t0 + 10 * minute);
+    CHECK(number_of(set->rows[0].features.at("x")) == 1);
+    // Up to the second correction only: it stands.
+    set = build_training_set(db.conn, posts_likes_definition(), d - 1);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(number_of(set->rows[0].label) == 30);
+    // Withdrawn: an earlier label of the entity is used instead.
+    const auto before = db.add("likes", "C", t0 + 2 * minute, {{"y", 2}});
+    db.add("likes", "C", t0 + 10 * minute, {{"note", "no label"}}, a);
+    set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 1);
+    CHECK(set->rows[0].label_fact_id == before);
+    CHECK(number_of(set->rows[0].label) == 2);
+}
+
 TEST_CASE("training set: class labels beyond 2^53 are refused, naming the fact",
           "[training_data]") {
     // 2^53 and 2^53 + 1 are one double: two classes became one, and the
