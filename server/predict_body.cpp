@@ -103,15 +103,35 @@ status check_feature_type(const ml::feature_spec& spec, const json& v, std::stri
                     ml::transform_kind_name(spec.transform) + " transform, not " + v.type_name());
         case ml::transform_kind::category:
             if (v.is_string() || v.is_number() || v.is_boolean()) break;
-            return invalid(
-                path(), std::string("must be a string, number or boolean, not ") + v.type_name());
+            // A number with its uncertainty, {"value": 2, "confidence": ...}:
+            // training reads a fact's such field as its value, so does serving.
+            if (v.is_object() && !v.contains("lower") && v.contains("value") &&
+                v["value"].is_number()) {
+                if (status s = check_uncertainty(v, path()); !s) return s;
+                if (!std::isfinite(v["value"].get<double>()))
+                    return invalid(path() + ".value", "must be finite");
+                break;
+            }
+            return invalid(path(), std::string("must be a string, number, boolean or "
+                                               "{\"value\": number}, not ") +
+                                       v.type_name());
         case ml::transform_kind::text:
             if (v.is_string()) break;
             return invalid(path(), std::string("must be a string, not ") + v.type_name());
-        case ml::transform_kind::boolean:
+        case ml::transform_kind::boolean: {
             if (v.is_boolean() || (v.is_number() && (v.get<double>() == 0 || v.get<double>() == 1)))
                 break;
+            // {"value": 0 or 1, ...}, read as training reads it.
+            const bool value_object =
+                v.is_object() && !v.contains("lower") && v.contains("value") &&
+                v["value"].is_number() &&
+                (v["value"].get<double>() == 0 || v["value"].get<double>() == 1);
+            if (value_object) {
+                if (status s = check_uncertainty(v, path()); !s) return s;
+                break;
+            }
             return invalid(path(), std::string("must be true or false, not ") + v.dump());
+        }
     }
     if (v.is_number() && !std::isfinite(v.get<double>())) return invalid(path(), "must be finite");
     return status::ok();

@@ -373,6 +373,14 @@ TEST_CASE("a number's uncertainty object follows a fact's rules, or is a 400 nam
              bad_case{R"({"x":{"value":3,"confidence":5}})", "features.x.confidence"},
              bad_case{R"({"y":{"value":"3"}})", "features.y"},
              bad_case{R"({"x":{"other":1}})", "features.x"},
+             // A category or boolean reads {"value": number}, as training
+             // does; not an interval, a value of another type, nor a
+             // boolean's value other than 0 or 1.
+             bad_case{R"({"cat":{"lower":1,"upper":2}})", "features.cat"},
+             bad_case{R"({"cat":{"value":"red"}})", "features.cat"},
+             bad_case{R"({"cat":{"value":2,"confidence":"high"}})", "features.cat.confidence"},
+             bad_case{R"({"flag":{"value":2}})", "features.flag"},
+             bad_case{R"({"flag":{"value":true}})", "features.flag"},
          }) {
         for (const std::string& body :
              {R"({"features":)" + c.features + "}",
@@ -393,6 +401,13 @@ TEST_CASE("a number's uncertainty object follows a fact's rules, or is a 400 nam
     REQUIRE(ok);
     CHECK(std::get<ml::interval>(ok->instances[0].record.at("x")).lower == 1);
     CHECK(std::get<double>(ok->instances[0].record.at("y")) == 2);
+    // A category's and a boolean's number with its uncertainty: refused
+    // with a 400 though training had read the same fact's field as 2 and 1.
+    ok = parse_predict_body(
+        m, R"({"features":{"cat":{"value":2,"confidence":0.8},"flag":{"value":1}}})", idx);
+    REQUIRE(ok);
+    CHECK(std::get<double>(ok->instances[0].record.at("cat")) == 2);
+    CHECK(std::get<double>(ok->instances[0].record.at("flag")) == 1);
 }
 
 TEST_CASE("an entity with a NUL character is refused by name, as a fact's") {
