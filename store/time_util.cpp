@@ -87,11 +87,12 @@ std::optional<micros> parse_rfc3339(std::string_view s) {
     std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
     std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
     if (leap_second) {
-        // Only the last second of a UTC hour can be one (23:59:60Z, or
-        // 05:29:60+05:30). It is kept as the last microsecond of the second
-        // before it: after every reading of :59, and not equal to one (a
-        // reading at :60 was deduplicated against the one at :59).
-        if (((secs % 3600) + 3600) % 3600 != 3599) return std::nullopt;
+        // Only the last second of a UTC day can be one (23:59:60Z, or
+        // 05:29:60+05:30): leap seconds are inserted there. It is kept as
+        // the last microsecond of the second before it: after every reading
+        // of :59, and not equal to one (a reading at :60 was deduplicated
+        // against the one at :59).
+        if (((secs % 86400) + 86400) % 86400 != 86399) return std::nullopt;
         frac_us = 999999;
     }
     const micros t = secs * 1000000 + frac_us;

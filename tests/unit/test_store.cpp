@@ -622,11 +622,13 @@ TEST_CASE("parse_rfc3339 reads UTC times, fractions, dates and offsets", "[time]
     CHECK(parse_rfc3339("2024-02-29") == 1709164800000000);
     // A leap second is kept as the last microsecond of the second before it
     // (clamped to :59 it equalled a reading at :59), at the end of a UTC
-    // hour only.
+    // day only (10:59:60Z was read as 10:59:59.999999Z).
     CHECK(parse_rfc3339("2016-12-31T23:59:60Z") == *parse_rfc3339("2016-12-31T23:59:59Z") + 999999);
     CHECK(parse_rfc3339("2016-12-31T23:59:60.5Z") == parse_rfc3339("2016-12-31T23:59:60Z"));
     CHECK(parse_rfc3339("2017-01-01T05:29:60+05:30") == parse_rfc3339("2016-12-31T23:59:60Z"));
     CHECK_FALSE(parse_rfc3339("2026-06-30T12:34:60Z"));
+    CHECK_FALSE(parse_rfc3339("2026-03-05T10:59:60Z"));
+    CHECK_FALSE(parse_rfc3339("2017-01-01T06:29:60+05:30"));
     CHECK_FALSE(parse_rfc3339("2016-12-31T23:59:60+05:30"));
     // An offset moves the day too.
     CHECK(parse_rfc3339("2026-11-21T01:00:00+15:00") == t);
