@@ -28,19 +28,20 @@ BEGIN
     WHERE p.id = NEW.corrects AND p.stream = NEW.stream;
 END;
 
--- The corrections already stored, oldest first, so that each one's
--- corrected fact has its row before it.
-WITH RECURSIVE chain(fact, stream, at, depth) AS (
-    SELECT c.id, c.stream, p.id, 1
+-- The corrections already stored. A chain only goes back to smaller ids (a
+-- correction names a fact stored before it), so its origin is the smallest
+-- fact it reaches.
+WITH RECURSIVE chain(fact, stream, at) AS (
+    SELECT c.id, c.stream, p.id
     FROM facts c JOIN facts p ON p.id = c.corrects AND p.stream = c.stream
     WHERE c.corrects IS NOT NULL
     UNION ALL
-    SELECT chain.fact, chain.stream, p.id, chain.depth + 1
+    SELECT chain.fact, chain.stream, p.id
     FROM chain JOIN facts cur ON cur.id = chain.at
     JOIN facts p ON p.id = cur.corrects AND p.stream = chain.stream
 )
 INSERT INTO fact_origins (fact, stream, origin, origin_time)
-SELECT chain.fact, chain.stream, chain.at, (SELECT event_time FROM facts WHERE id = chain.at)
-FROM chain
-WHERE chain.depth = (SELECT max(c2.depth) FROM chain c2 WHERE c2.fact = chain.fact)
-ORDER BY chain.fact;
+SELECT m.fact, m.stream, m.origin, f.event_time
+FROM (SELECT fact, stream, min(at) AS origin FROM chain GROUP BY fact) m
+JOIN facts f ON f.id = m.origin
+ORDER BY m.fact;
