@@ -77,6 +77,12 @@ struct joined_outcome {
     bool by_prediction_id = false;
 };
 
+// The SQL of outcome_finder's two lookups (for tests of their query plans):
+// binds ?1 prediction id, ?2 label stream, ?3 label path; and ?1 entity,
+// ?2 label stream, ?3 prediction time, ?4 label path.
+std::string outcome_by_id_sql();
+std::string outcome_by_entity_sql();
+
 class outcome_finder {
 public:
     outcome_finder(connection& c, std::string label_stream, const std::string& label_field);
