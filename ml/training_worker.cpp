@@ -194,6 +194,11 @@ void training_worker::check_triggers() {
     }
     micros now = now_micros();
     for (const model_row& m : models) {
+        {
+            // A pass over many models takes a while; a stop does not wait for it.
+            std::lock_guard lock(mu_);
+            if (stopping_) return;
+        }
         parsed_definition p = parse_definition(m.definition);
         if (!p.errors.empty()) continue;
         const retrain_policy& r = p.definition.retrain;

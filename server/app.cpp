@@ -334,9 +334,12 @@ int app::run() {
                           ": stopping");
     stopping_ = true;
     http_->set_ready(false);
-    http_->stop();
+    // No new work once stopping: the scheduler and the supervisor stop
+    // before the HTTP server waits for the requests in flight (they queued
+    // and trained new jobs while a slow request held the stop).
     supervisor_->stop();
     trainer_->stop();
+    http_->stop();
     predict_pool_.reset();
     prediction_log_->stop();
     writer_->stop();
