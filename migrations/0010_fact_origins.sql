@@ -45,3 +45,9 @@ SELECT m.fact, m.stream, m.origin, f.event_time
 FROM (SELECT fact, stream, min(at) AS origin FROM chain GROUP BY fact) m
 JOIN facts f ON f.id = m.origin
 ORDER BY m.fact;
+
+-- The newest fact id when a job was queued: the every-N-new-labels trigger
+-- counts labels stored after it. It compared ingest times with the job's
+-- creation time, so a wall clock stepped back stopped retraining until the
+-- clock caught up. NULL for jobs queued before: those still go by time.
+ALTER TABLE jobs ADD COLUMN facts_seen INTEGER;

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "ml/definition_json.h"
+#include "store/facts.h"
 #include "store/log.h"
 #include "store/sha256.h"
 
@@ -186,6 +187,31 @@ void training_worker::loop() {
     }
 }
 
+std::int64_t training_worker::count_new_labels(connection& c, const std::string& model,
+                                               const label_spec& label, std::int64_t after,
+                                               micros ingested_after) {
+    auto newest = max_fact_id(c);
+    if (!newest) return 0;
+    // Counted once, then only the facts stored since the last look: the
+    // scheduler looks every second, and a model's labels since its last
+    // version can be many.
+    label_count& lc = label_counts_[model];
+    if (lc.stream != label.stream || lc.field != label.field || lc.after != after ||
+        lc.ingested_after != ingested_after || *newest < lc.scanned_to) {
+        lc = {label.stream,
+              label.field,
+              after,
+              ingested_after,
+              *newest,
+              count_labels_after(c, label.stream, label.field, after, ingested_after, *newest)};
+    } else if (*newest > lc.scanned_to) {
+        lc.count += count_labels_after(c, label.stream, label.field, lc.scanned_to, ingested_after,
+                                       *newest);
+        lc.scanned_to = *newest;
+    }
+    return lc.count;
+}
+
 void training_worker::check_triggers() {
     std::vector<model_row> models;
     {
@@ -208,23 +234,38 @@ void training_worker::check_triggers() {
             auto conn = readers_.acquire();
             if (has_active_job(*conn, m.name)) continue;
             auto last = last_job_created_at(*conn, m.name);
+            // A wall clock stepped back puts the last job in the future: its
+            // gaps count as passed (they held retraining back for as long as
+            // the step). The next job is stamped by the clock as it is now.
+            const bool clock_back = last && now < *last;
             // Back off between automatic jobs so a model whose runs keep
             // failing does not retrain in a loop.
-            if (last && now - *last < std::chrono::duration_cast<std::chrono::microseconds>(options_.min_trigger_gap).count()) {
+            if (last && !clock_back &&
+                now - *last <
+                    std::chrono::duration_cast<std::chrono::microseconds>(options_.min_trigger_gap)
+                        .count()) {
                 continue;
             }
             if (r.every_new_labels) {
+                // Only labels stored since the last job was queued: one whose
+                // data cannot train (a single class, say) failed, kept no
+                // snapshot, and was queued again every min_trigger_gap
+                // without a new label. By fact id; by ingest time for a job
+                // from before Kennel kept the id.
                 std::int64_t after = last_snapshot_fact_id(*conn, m.name);
-                // Only labels stored since the last job: one whose data cannot
-                // train (a single class, say) failed, kept no snapshot, and was
-                // queued again every min_trigger_gap without a new label.
-                std::int64_t fresh =
-                    count_labels_after(*conn, p.definition.label.stream, p.definition.label.field,
-                                       after, last.value_or(0));
-                if (fresh >= *r.every_new_labels) trigger = "new_labels";
+                micros ingested_after = 0;
+                if (auto seen = last_job_facts_seen(*conn, m.name)) {
+                    after = std::max(after, *seen);
+                } else {
+                    ingested_after = last.value_or(0);
+                }
+                if (count_new_labels(*conn, m.name, p.definition.label, after, ingested_after) >=
+                    *r.every_new_labels) {
+                    trigger = "new_labels";
+                }
             }
             if (trigger.empty() && r.every_seconds &&
-                (!last || now - *last >= *r.every_seconds * 1000000)) {
+                (!last || clock_back || now - *last >= *r.every_seconds * 1000000)) {
                 trigger = "interval";
             }
         }

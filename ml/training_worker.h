@@ -19,7 +19,9 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
+#include "ml/definition.h"
 #include "store/reader_pool.h"
 #include "store/registry.h"
 #include "store/writer.h"
@@ -79,6 +81,10 @@ public:
 private:
     void loop();
     void check_triggers();
+    // Labels of `label` with ids after `after` (and stored after
+    // ingested_after), kept per model and counted on from the last look.
+    std::int64_t count_new_labels(connection& c, const std::string& model, const label_spec& label,
+                                  std::int64_t after, micros ingested_after);
     void mark_idle(const std::string& error);
 
     worker_options options_;
@@ -95,6 +101,15 @@ private:
     std::atomic<std::int64_t> cancel_job_{0};
     std::atomic<bool> killing_for_stop_{false};
     worker_state state_;
+    struct label_count {
+        std::string stream;
+        std::string field;
+        std::int64_t after = 0;
+        micros ingested_after = 0;
+        std::int64_t scanned_to = 0;  // facts up to this id are counted
+        std::int64_t count = 0;
+    };
+    std::unordered_map<std::string, label_count> label_counts_;  // by model; the scheduler's own
 };
 
 // The child side: `kennel train-job --db D --job N --out DIR`. Reads the

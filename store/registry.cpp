@@ -83,8 +83,8 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
     }
     statement st(c,
                  "INSERT INTO jobs (model, revision, state, trigger, requested_by, created_at,"
-                 " requeued_from) SELECT name, current_revision, 'queued', ?, ?, ?, ? FROM models"
-                 " WHERE name = ?");
+                 " requeued_from, facts_seen) SELECT name, current_revision, 'queued', ?, ?, ?, ?,"
+                 " (SELECT coalesce(max(id), 0) FROM facts) FROM models WHERE name = ?");
     st.bind(1, trigger).bind(2, requested_by).bind(3, now_micros()).bind(4, requeued_from).bind(5, model);
     st.run();
     if (c.changes() != 1) throw db_error(19, "no model named " + model);
@@ -437,14 +437,34 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 }
 
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
-                                std::int64_t after_fact_id, micros ingested_after) {
-    statement st(c,
-                 "SELECT count(*) FROM facts WHERE stream = ?1 AND id > ?2 AND ingest_time > ?4"
-                 " AND coalesce(json_type(data, ?3), 'null') != 'null'");
+                                std::int64_t after_fact_id, micros ingested_after,
+                                std::optional<std::int64_t> up_to_fact_id) {
+    std::int64_t hi = 0;
+    if (up_to_fact_id) {
+        hi = *up_to_fact_id;
+    } else {
+        statement top(c, "SELECT coalesce(max(id), 0) FROM facts");
+        top.step();
+        hi = top.column_int(0);
+    }
+    if (hi <= after_fact_id) return 0;
+    statement size(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
+    size.bind(1, stream);
+    if (!size.step()) return 0;
+    // Read the fewer rows: the id range (every stream's facts in it) when it
+    // is shorter than the stream, else the stream. SQLite alone took the
+    // stream's index for a range of a few new facts (6 ms a model at
+    // 100,000 labels, every second).
+    const bool by_range = hi - after_fact_id < size.column_int(0);
+    statement st(c, std::string("SELECT count(*) FROM facts WHERE id > ?2 AND id <= ?5 AND ") +
+                        (by_range ? "+stream" : "stream") +
+                        " = ?1 AND ingest_time > ?4"
+                        " AND coalesce(json_type(data, ?3), 'null') != 'null'");
     st.bind(1, stream)
         .bind(2, after_fact_id)
         .bind(3, "$.\"" + field + "\"")
-        .bind(4, ingested_after);
+        .bind(4, ingested_after)
+        .bind(5, hi);
     st.step();
     return st.column_int(0);
 }
@@ -455,6 +475,13 @@ std::int64_t last_snapshot_fact_id(connection& c, const std::string& model) {
                  " WHERE model = ? ORDER BY version DESC LIMIT 1");
     st.bind(1, model);
     return st.step() ? st.column_int(0) : 0;
+}
+
+std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string& model) {
+    statement st(c, "SELECT facts_seen FROM jobs WHERE model = ? ORDER BY id DESC LIMIT 1");
+    st.bind(1, model);
+    if (!st.step()) return std::nullopt;
+    return st.column_opt_int(0);
 }
 
 std::optional<micros> last_job_created_at(connection& c, const std::string& model,

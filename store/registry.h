@@ -183,10 +183,16 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 
 // Labels that arrived after the model's last training snapshot, for the
 // every-N-new-labels trigger: facts in the label stream with the label field,
-// stored after `ingested_after` (the newest job's creation: a job that
-// failed keeps no snapshot, and without this its labels counted again).
+// with ids in (after_fact_id, up_to_fact_id] (to the newest when not given)
+// and stored after `ingested_after` (for a newest job from before its
+// facts_seen was kept: a job that failed keeps no snapshot, and without
+// this its labels counted again).
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
-                                std::int64_t after_fact_id, micros ingested_after = 0);
+                                std::int64_t after_fact_id, micros ingested_after = 0,
+                                std::optional<std::int64_t> up_to_fact_id = std::nullopt);
+// The newest fact id when the model's newest job was queued (nullopt: no
+// job, or one queued before Kennel kept it).
+std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string& model);
 // The highest fact id that the newest finished job (any state) trained on, or
 // 0; read from the newest version's snapshot.
 std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import sqlite3
 import time
 import unittest
 
@@ -1109,6 +1110,50 @@ class SchedulerTest(SharedServerCase):
         post_facts(self, self.c, [fact(l, e, {"y": i % 2 == 0}, time_=at(2, i))
                                   for i, (e, _, _) in enumerate(rows[:10])])
         wait_until(lambda: len(jobs()) == 2, 30, "a second job after ten new labels")
+
+    def test_a_wall_clock_stepped_back_does_not_stop_retraining(self):
+        """Both triggers compared the wall clock with the newest job's time:
+        with the clock an hour behind that job (a clock stepped back), no
+        interval job ran and no new label counted for that hour."""
+        rows = synthetic("regression", 40, seed=42)
+        f, l, _ = self.streams(rows)
+        by_time, by_labels = uid("clockint"), uid("clocklab")
+        put_model(self, self.c, by_time, definition("regression", f, l,
+                                                    retrain={"every_seconds": 10}))
+        put_model(self, self.c, by_labels, definition("regression", f, l,
+                                                      retrain={"every_new_labels": 10}))
+
+        def jobs(name):
+            return self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        for name in (by_time, by_labels):
+            job = wait_until(lambda: jobs(name), 30, "the first job of " + name)[0]
+            self.assertEqual(wait_job(self, self.c, job["id"])["state"], "succeeded")
+        # Each model's newest job now reads as queued an hour from now, as a
+        # clock stepped back an hour after it sees it.
+        db = sqlite3.connect(self.server.db, timeout=10)
+        try:
+            with db:
+                for name in (by_time, by_labels):
+                    db.execute(
+                        "INSERT INTO jobs (model, revision, state, trigger, requested_by,"
+                        " created_at, finished_at, error, facts_seen)"
+                        " SELECT name, current_revision, 'failed', 'manual', 'test', ?1, ?1,"
+                        " 'stands for a job queued before the clock went back',"
+                        " (SELECT max(id) FROM facts) FROM models WHERE name = ?2",
+                        (int((time.time() + 3600) * 1e6), name))
+        finally:
+            db.close()
+        fake = {name: jobs(name)[0]["id"] for name in (by_time, by_labels)}
+        # The interval fires without waiting out the hour...
+        wait_until(lambda: jobs(by_time)[0]["id"] > fake[by_time], 30,
+                   "an interval job after the clock went back")
+        self.assertEqual(jobs(by_time)[0]["trigger"], "interval")
+        # ...and ten labels stored since that job count.
+        post_facts(self, self.c, [fact(l, e, {"y": y}, time_=at(3, i))
+                                  for i, (e, _, y) in enumerate(rows[:10])])
+        wait_until(lambda: jobs(by_labels)[0]["id"] > fake[by_labels], 30,
+                   "a new_labels job after the clock went back")
+        self.assertEqual(jobs(by_labels)[0]["trigger"], "new_labels")
 
 
 # -------------------------------------------------------------- cancel

@@ -941,6 +941,30 @@ TEST_CASE("retrain trigger: labels count once a job was queued after them", "[tr
     CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 2) == 2);
     CHECK(count_labels_after(db.conn, "likes", "y", 0, ingest + 9) == 0);
     CHECK(count_labels_after(db.conn, "likes", "y", 3, ingest) == 2);  // ids 4 and 5
+    // Up to a fact id; the same whether the id range (shorter than the
+    // stream) or the stream (shorter than the range) is read.
+    CHECK(count_labels_after(db.conn, "likes", "y", 3, ingest, 4) == 1);
+    CHECK(count_labels_after(db.conn, "likes", "y", 0, 0, 2) == 2);
+    for (int i = 0; i < 20; ++i) db.add("other", "O" + std::to_string(i), t0, {{"y", i}});
+    CHECK(count_labels_after(db.conn, "likes", "y", 0) == 5);
+    CHECK(count_labels_after(db.conn, "likes", "y", 4) == 1);
+    CHECK(count_labels_after(db.conn, "likes", "y", 6) == 0);
+    CHECK(count_labels_after(db.conn, "nothing", "y", 0) == 0);
+}
+
+// A job keeps the newest fact id when it was queued: the trigger counts
+// labels after it, not by the wall clock (which may step back).
+TEST_CASE("retrain trigger: a job keeps the newest fact id it was queued at", "[training_data]") {
+    fact_db db;
+    auto d = posts_likes_definition();
+    put_model(db.conn, "m", canonical_definition_json(d), "test");
+    CHECK_FALSE(last_job_facts_seen(db.conn, "m").has_value());
+    db.add("likes", "A", t0, {{"y", 1}});
+    const auto second = db.add("likes", "B", t0, {{"y", 2}});
+    insert_job(db.conn, "m", "manual", "test");
+    CHECK(last_job_facts_seen(db.conn, "m") == std::optional<std::int64_t>(second));
+    db.add("likes", "C", t0, {{"y", 3}});
+    CHECK(count_labels_after(db.conn, "likes", "y", *last_job_facts_seen(db.conn, "m")) == 1);
 }
 
 // =============================================================================
