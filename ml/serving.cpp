@@ -368,6 +368,27 @@ std::vector<std::shared_ptr<const loaded_version>> serving_registry::drop_unserv
     return dropped;
 }
 
+std::optional<answer> serving_registry::cached_label_prior(connection& c, const model_definition& d,
+                                                           std::vector<std::string>& classes) {
+    // The stream's newest fact id says whether it changed since (stream_stats:
+    // one row). Each refresh of a model without a live version read the whole
+    // label stream: with 190 such models on one stream of 100,000 labels,
+    // start-up took 15 s.
+    statement newest(c, "SELECT max_fact_id FROM stream_stats WHERE stream = ?");
+    newest.bind(1, d.label.stream);
+    const std::int64_t at = newest.step() ? newest.column_int(0) : 0;
+    const prior_key key{d.label.stream, d.label.field, static_cast<int>(d.task), d.max_classes};
+    auto it = priors_.find(key);
+    if (it == priors_.end() || it->second.at != at) {
+        cached_prior fresh;
+        fresh.at = at;
+        fresh.prior = label_prior(c, d, fresh.classes);
+        it = priors_.insert_or_assign(key, std::move(fresh)).first;
+    }
+    classes = it->second.classes;
+    return it->second.prior;
+}
+
 status serving_registry::refresh(connection& c, const std::string& model) {
     std::lock_guard refresh_lock(refresh_mu_);
     try {
@@ -463,7 +484,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         }
         use_served_specs(*s);  // also indexes the fields requests are read by
         if (!s->live) {
-            s->prior = label_prior(c, p.definition, s->prior_classes);
+            s->prior = cached_label_prior(c, p.definition, s->prior_classes);
             if (s->prior) s->prior->classes = &s->prior_classes;
         }
         std::shared_ptr<const model_serving> published = s;

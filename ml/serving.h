@@ -25,6 +25,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ml/artifact.h"
@@ -184,6 +185,19 @@ private:
     // with mu_ held.
     std::vector<std::shared_ptr<const loaded_version>> drop_unserved(const std::string& model,
                                                                      const model_serving* served);
+
+    // The label's prior for a model without a live version (label_prior),
+    // kept per label stream and field until the stream gets a new fact.
+    // Under refresh_mu_.
+    std::optional<answer> cached_label_prior(connection& c, const model_definition& d,
+                                             std::vector<std::string>& classes);
+    using prior_key = std::tuple<std::string, std::string, int, std::size_t>;
+    struct cached_prior {
+        std::int64_t at = 0;  // the stream's newest fact id when computed
+        std::optional<answer> prior;
+        std::vector<std::string> classes;
+    };
+    std::map<prior_key, cached_prior> priors_;
 
     serving_options options_;
     // Guards the maps below; held only to copy or swap pointers. Every

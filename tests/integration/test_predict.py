@@ -588,6 +588,18 @@ class PredictTest(SharedServerCase):
         for q in r["predictions"]:
             self.assertFallback(q, "not_trained", "label_prior", None)
             self.assertAlmostEqual(q["prediction"], mean, places=6)
+        # The prior is kept per label stream until the stream has a new
+        # fact: another model on it answers the same; after a new label, a
+        # refresh (the definition edited) gives the new mean.
+        twin = uid("mt")
+        put_model(self, self.c, twin, d)
+        self.assertAlmostEqual(predict(self, self.c, twin, {"features": FEATURES})["prediction"],
+                               mean, places=6)
+        post_facts(self, self.c, [fact(labels, uid("late"), {"y": 1000.0})])
+        put_model(self, self.c, name, dict(d, serving={"deadline_ms": 2500}))
+        new_mean = (sum(r[2] for r in rows) + 1000.0) / (len(rows) + 1)
+        self.assertAlmostEqual(predict(self, self.c, name, {"features": FEATURES})["prediction"],
+                               new_mean, places=6)
 
         # Binary: the class shares.
         feats2, labels2, rows2 = load_data(self, self.c, 150, seed=7)
