@@ -131,10 +131,18 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         // Recorded with the gate: if a person moves live while this job
         // runs, the trainer does not publish over their choice.
         const std::optional<std::int64_t> live_at_start = alias_version(conn, job->model, "live");
+        const bool live_disabled_at_start =
+            live_at_start && disabled_versions(conn, job->model).count(*live_at_start) > 0;
         if (test_faults && d.test_fault == "wait_for_live_move") {
+            // Until a person moves live, or takes its version out of service.
             emit({{"log", "info"}, {"message", "test fault: waiting for live to move"}});
-            for (int i = 0; i < 1200 && alias_version(conn, job->model, "live") == live_at_start;
-                 ++i)
+            const auto live_unchanged = [&] {
+                return alias_version(conn, job->model, "live") == live_at_start &&
+                       (!live_at_start ||
+                        disabled_versions(conn, job->model).count(*live_at_start) > 0) ==
+                           live_disabled_at_start;
+            };
+            for (int i = 0; i < 1200 && live_unchanged(); ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         if (test_faults && d.test_fault == "wait_for_new_revision") {
@@ -221,6 +229,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         }
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
+        gate["live_disabled_at_start"] = live_disabled_at_start;
         gate["live_metrics"] =
             outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
         json params = params_json(outcome->params);

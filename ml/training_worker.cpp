@@ -187,6 +187,13 @@ void training_worker::loop() {
     }
 }
 
+micros automatic_job_wait(micros gap, int failed_in_a_row) {
+    constexpr micros hour = 3600000000LL;
+    micros wait = gap;
+    for (int i = 1; i < failed_in_a_row && wait < hour; ++i) wait *= 2;
+    return std::max(gap, std::min(wait, hour));
+}
+
 std::int64_t training_worker::count_new_labels(connection& c, const std::string& model,
                                                const label_spec& label, std::int64_t after,
                                                micros ingested_after) {
@@ -234,16 +241,22 @@ void training_worker::check_triggers() {
             auto conn = readers_.acquire();
             if (has_active_job(*conn, m.name)) continue;
             auto last = last_job_created_at(*conn, m.name);
+            const job_recency recent = last_job_recency(*conn, m.name);
             // A wall clock stepped back puts the last job in the future: its
             // gaps count as passed (they held retraining back for as long as
             // the step). The next job is stamped by the clock as it is now.
-            const bool clock_back = last && now < *last;
+            const bool clock_back =
+                (last && now < *last) || (recent.last_activity && now < *recent.last_activity);
             // Back off between automatic jobs so a model whose runs keep
-            // failing does not retrain in a loop.
-            if (last && !clock_back &&
-                now - *last <
-                    std::chrono::duration_cast<std::chrono::microseconds>(options_.min_trigger_gap)
-                        .count()) {
+            // failing does not retrain in a loop: the gap from the last job's
+            // end too (one that failed after the gap was followed at once),
+            // doubled for each failure in a row, up to an hour.
+            const micros gap =
+                std::chrono::duration_cast<std::chrono::microseconds>(options_.min_trigger_gap)
+                    .count();
+            const micros wait = automatic_job_wait(gap, recent.failed_in_a_row);
+            if (!clock_back && ((last && now - *last < gap) ||
+                                (recent.last_activity && now - *recent.last_activity < wait))) {
                 continue;
             }
             if (r.every_new_labels) {
@@ -550,9 +563,17 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
 
     switch (killed) {
         case kill_reason::stop: {
-            // Shutting down: the job goes back to the queue for the next start.
+            // Shutting down: the job goes back to the queue for the next
+            // start, unless a cancel was accepted (it was requeued, trained
+            // and published after its cancel was answered 202).
+            bool cancelled = false;
             writer_.run(
                 [&](connection& c) {
+                    if (auto now = get_job(c, id); now && now->cancel_requested) {
+                        cancelled = true;
+                        end_running_job(c, id, job_state::cancelled, "cancelled on request");
+                        return status::ok();
+                    }
                     transition_job(c, id, job_state::running, job_state::interrupted,
                                    std::string("Kennel was stopped during training"));
                     std::int64_t again = insert_job(c, job.model, "requeued", "kennel", id);
@@ -563,7 +584,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             std::lock_guard lock(mu_);
             state_.state = "stopped";
             state_.job.reset();
-            return job_state::interrupted;
+            return cancelled ? job_state::cancelled : job_state::interrupted;
         }
         case kill_reason::cancel: return finish(job_state::cancelled, "cancelled on request");
         case kill_reason::deadline:
@@ -623,6 +644,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     const json& at_start = result["gate"].contains("live_alias_at_start")
                                ? result["gate"]["live_alias_at_start"]
                                : json(nullptr);
+    const bool live_disabled_at_start = result["gate"].value("live_disabled_at_start", false);
     std::int64_t number = 0;
     bool cancelled_late = false;
     s = writer_.run(
@@ -651,7 +673,12 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // the model is any more.
                 const auto model_now = get_model(c, job.model);
                 const std::int64_t revision_now = model_now ? model_now->current_revision : 0;
-                published = automatic && now == at_start && revision_now == job.revision;
+                // Nor when a person took live's version out of service
+                // meanwhile (a disable moves no alias).
+                const bool taken_down = live_now && !live_disabled_at_start &&
+                                        disabled_versions(c, job.model).count(*live_now) > 0;
+                published =
+                    automatic && now == at_start && revision_now == job.revision && !taken_down;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -660,6 +687,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     held_back = now != at_start
                                     ? "live moved while this job ran (" + name(at_start) + " -> " +
                                           name(now) + "): not published; promote it by hand"
+                                : taken_down
+                                    ? "live " + name(now) +
+                                          " was disabled while this job ran: not published; "
+                                          "promote it by hand"
                                     : "the definition changed while this job ran (revision " +
                                           std::to_string(job.revision) + " -> " +
                                           std::to_string(revision_now) +

@@ -54,6 +54,11 @@ struct job_observer {
     std::function<void(const std::string& level, const std::string& message)> log;
 };
 
+// How long after a model's last job ended the scheduler waits to queue
+// another: `gap`, doubled for each failure in a row after the first, up to
+// an hour (never below gap).
+micros automatic_job_wait(micros gap, int failed_in_a_row);
+
 class training_worker {
 public:
     training_worker(worker_options options, fact_writer& writer, reader_pool& readers);

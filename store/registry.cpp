@@ -1,6 +1,7 @@
 #include "store/registry.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "store/json_writer.h"
 
@@ -162,13 +163,24 @@ status request_cancel(connection& c, std::int64_t id) {
 }
 
 std::vector<std::int64_t> recover_interrupted_jobs(connection& c) {
-    std::vector<std::pair<std::int64_t, std::string>> stuck;
+    std::vector<std::tuple<std::int64_t, std::string, bool>> stuck;
     {
-        statement st(c, "SELECT id, model FROM jobs WHERE state = 'running' ORDER BY id");
-        while (st.step()) stuck.emplace_back(st.column_int(0), st.column_text(1));
+        statement st(c,
+                     "SELECT id, model, cancel_requested FROM jobs WHERE state = 'running'"
+                     " ORDER BY id");
+        while (st.step())
+            stuck.emplace_back(st.column_int(0), st.column_text(1), st.column_int(2) != 0);
     }
     std::vector<std::int64_t> fresh;
-    for (const auto& [id, model] : stuck) {
+    for (const auto& [id, model, cancel_requested] : stuck) {
+        if (cancel_requested) {
+            // A cancel was accepted before the stop: the job ends cancelled,
+            // not queued again (to train, and perhaps publish).
+            transition_job(c, id, job_state::running, job_state::cancelled,
+                           std::string("cancelled on request"));
+            append_job_log(c, id, "info", "cancelled on request; Kennel stopped before it ended");
+            continue;
+        }
         transition_job(c, id, job_state::running, job_state::interrupted,
                        std::string("Kennel stopped while this job was running"));
         append_job_log(c, id, "warn", "interrupted by a restart; queued again");
@@ -482,6 +494,22 @@ std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string
     st.bind(1, model);
     if (!st.step()) return std::nullopt;
     return st.column_opt_int(0);
+}
+
+job_recency last_job_recency(connection& c, const std::string& model) {
+    job_recency r;
+    statement st(c,
+                 "SELECT coalesce(finished_at, started_at, created_at), state FROM jobs"
+                 " WHERE model = ? ORDER BY id DESC LIMIT 16");
+    st.bind(1, model);
+    bool in_a_row = true;
+    while (st.step()) {
+        if (!r.last_activity) r.last_activity = st.column_int(0);
+        const std::string state = st.column_text(1);
+        in_a_row = in_a_row && (state == "failed" || state == "timed_out");
+        if (in_a_row) ++r.failed_in_a_row;
+    }
+    return r;
 }
 
 std::optional<micros> last_job_created_at(connection& c, const std::string& model,

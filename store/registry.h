@@ -190,6 +190,14 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
                                 std::int64_t after_fact_id, micros ingested_after = 0,
                                 std::optional<std::int64_t> up_to_fact_id = std::nullopt);
+// The model's newest job: when it last changed (ended, else started, else
+// was queued), and how many of the newest jobs failed or timed out in a row
+// (counted over the newest 16).
+struct job_recency {
+    std::optional<micros> last_activity;
+    int failed_in_a_row = 0;
+};
+job_recency last_job_recency(connection& c, const std::string& model);
 // The newest fact id when the model's newest job was queued (nullopt: no
 // job, or one queued before Kennel kept it).
 std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string& model);

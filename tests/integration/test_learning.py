@@ -1201,6 +1201,21 @@ class CancelTest(SharedServerCase):
         self.assertEqual(v["gate"]["live_alias_at_start"], 1, v["gate"])
         self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
 
+    def test_auto_policy_does_not_publish_over_a_live_version_disabled_during_training(self):
+        # A person's disable moves no alias: the finished version went live
+        # over the version they had just taken out of service.
+        name, f, l = self.live_version_1("downed", 54)
+        job = self.job_held_by(name, definition("regression", f, l, test_fault="wait_for_live_move"),
+                               "waiting for live to move")
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name,
+                             {"reason": "a person takes version 1 out of service"})
+        self.assertEqual(r.status, 200, r)
+        j = wait_job(self, self.c, job)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertIn("live v1 was disabled while this job ran: not published", log_text(j))
+        self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
+
     def test_auto_policy_does_not_publish_a_version_of_a_definition_replaced_during_training(self):
         # A new revision (here: another feature set) came while the job ran;
         # the finished version went live all the same, trained for a

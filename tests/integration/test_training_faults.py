@@ -309,6 +309,29 @@ class InterruptedJobTest(KennelTestCase):
         j = self.check_requeued(db, name, old, "stopped during training")
         self.assertIn("interrupted by shutdown; queued again", log_text(j))
 
+    def test_a_job_cancelled_just_before_a_stop_or_a_crash_stays_cancelled(self):
+        # The cancel was answered 202, then the server stopped (or died)
+        # before the job ended: the job was queued again at the next start,
+        # trained, and went live.
+        for how in ("stop", "kill"):
+            with self.subTest(how):
+                db = os.path.join(self.tmp, "cancel-%s.db" % how)
+                server, c, name, old, pid = self.start_sleeping_job(db)
+                self.assertEqual(c.post("/v1/jobs/%d/cancel" % old).status, 202)
+                c.close()
+                if how == "stop":
+                    self.assertEqual(server.stop(), 0, server.stderr())
+                else:
+                    server.kill()  # SIGKILL by PID
+                    kill_training_process(pid, old)
+                server, c = self.serve(db)
+                j = get_job(self, c, old)
+                self.assertEqual(j["state"], "cancelled", j)
+                jobs = c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+                self.assertEqual([x["id"] for x in jobs], [old], jobs)
+                self.assertEqual(c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+                self.assertEqual(server.stop(), 0, server.stderr())
+
     def test_a_stop_signalled_to_every_process_still_requeues_the_job(self):
         # systemd, `timeout` and `kill -- -PGID` signal the fit too. It died
         # of the SIGTERM first and its job was failed as "crashed"; now the

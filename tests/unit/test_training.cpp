@@ -27,6 +27,7 @@
 #include "ml/trainers.h"
 #include "ml/training.h"
 #include "ml/training_data.h"
+#include "ml/training_worker.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/migrations.h"
@@ -1280,4 +1281,60 @@ TEST_CASE("train_model: data that cannot train a model fails with a reason", "[t
         CHECK(out.error().kind() == error_kind::conflict);
         CHECK(out.error().message() == "cancelled");
     }
+}
+
+// A cancel answered 202 and then a stop (or a crash) before the job ended:
+// the job was queued again at the next start, trained, and went live.
+TEST_CASE("recovery: a running job whose cancel was accepted ends cancelled, not requeued",
+          "[training_data]") {
+    fact_db db;
+    put_model(db.conn, "m", canonical_definition_json(posts_likes_definition()), "test");
+    const auto cancelled = insert_job(db.conn, "m", "manual", "test");
+    REQUIRE(transition_job(db.conn, cancelled, job_state::queued, job_state::running));
+    REQUIRE(request_cancel(db.conn, cancelled).is_ok());
+    put_model(db.conn, "n", canonical_definition_json(posts_likes_definition()), "test");
+    const auto plain = insert_job(db.conn, "n", "manual", "test");
+    REQUIRE(transition_job(db.conn, plain, job_state::queued, job_state::running));
+
+    const auto fresh = recover_interrupted_jobs(db.conn);
+    REQUIRE(fresh.size() == 1);  // only the job nobody cancelled
+    CHECK(get_job(db.conn, fresh[0])->model == "n");
+    auto c = get_job(db.conn, cancelled);
+    REQUIRE(c);
+    CHECK(c->state == job_state::cancelled);
+    CHECK(c->error == std::optional<std::string>("cancelled on request"));
+    CHECK(c->finished_at.has_value());
+    CHECK(get_job(db.conn, plain)->state == job_state::interrupted);
+}
+
+TEST_CASE("retrain trigger: failures in a row are counted from the newest job", "[training_data]") {
+    fact_db db;
+    put_model(db.conn, "m", canonical_definition_json(posts_likes_definition()), "test");
+    CHECK_FALSE(last_job_recency(db.conn, "m").last_activity.has_value());
+    auto run = [&](job_state end) {
+        const auto id = insert_job(db.conn, "m", "interval", "scheduler");
+        REQUIRE(transition_job(db.conn, id, job_state::queued, job_state::running));
+        REQUIRE(transition_job(db.conn, id, job_state::running, end));
+    };
+    run(job_state::failed);
+    run(job_state::succeeded);
+    run(job_state::failed);
+    run(job_state::timed_out);
+    const job_recency r = last_job_recency(db.conn, "m");
+    CHECK(r.failed_in_a_row == 2);
+    REQUIRE(r.last_activity.has_value());
+    CHECK(*r.last_activity > 0);
+    run(job_state::succeeded);
+    CHECK(last_job_recency(db.conn, "m").failed_in_a_row == 0);
+}
+
+TEST_CASE("retrain trigger: the wait after failures in a row doubles, up to an hour",
+          "[training_data]") {
+    const micros gap = 30000000;
+    CHECK(ml::automatic_job_wait(gap, 0) == gap);
+    CHECK(ml::automatic_job_wait(gap, 1) == gap);
+    CHECK(ml::automatic_job_wait(gap, 2) == 2 * gap);
+    CHECK(ml::automatic_job_wait(gap, 4) == 8 * gap);
+    CHECK(ml::automatic_job_wait(gap, 16) == 3600000000LL);
+    CHECK(ml::automatic_job_wait(2 * 3600000000LL, 5) == 2 * 3600000000LL);  // never below the gap
 }
