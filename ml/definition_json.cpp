@@ -516,11 +516,13 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
         return st.step() && st.column_int(0) > 0;
     };
     // Field presence and type over the stream's newest facts: bounded work
-    // however long the log is.
+    // however long the log is. Newest by event time, in the stream's time
+    // index's order: by id, SQLite read and sorted the whole stream (99 ms
+    // a PUT at 100,000 facts, against 3).
     auto field_types = [&c](const std::string& stream, const std::string& field) {
         statement st(c,
                      "SELECT json_type(data, ?2), count(*) FROM (SELECT data FROM facts"
-                     " WHERE stream = ?1 ORDER BY id DESC LIMIT 5000) GROUP BY 1");
+                     " WHERE stream = ?1 ORDER BY event_time DESC, id DESC LIMIT 5000) GROUP BY 1");
         st.bind(1, stream).bind(2, "$.\"" + field + "\"");
         std::map<std::string, std::int64_t> types;
         while (st.step()) {
