@@ -455,10 +455,24 @@ result<session_info> authenticator::login(const std::string& user, const std::st
     s.expires = clock_() + session_lifetime;
     s.password_hash = u->hash;
     std::lock_guard lock(mu_);
-    // Drop expired sessions while here.
+    // Drop expired sessions while here, and the user's oldest past the
+    // per-user bound.
+    std::size_t of_user = 0;
+    auto oldest = sessions_.end();
     for (auto it = sessions_.begin(); it != sessions_.end();) {
-        it = it->second.expires < clock_() ? sessions_.erase(it) : std::next(it);
+        if (it->second.expires < clock_()) {
+            it = sessions_.erase(it);
+            continue;
+        }
+        if (it->second.user == user) {
+            ++of_user;
+            if (oldest == sessions_.end() || it->second.expires < oldest->second.expires)
+                oldest = it;
+        }
+        ++it;
     }
+    if (of_user >= std::max<std::size_t>(limits_.sessions_per_user, 1) && oldest != sessions_.end())
+        sessions_.erase(oldest);
     sessions_[sha256_hex(s.token)] = s;
     return s;
 }

@@ -53,6 +53,9 @@ struct password_check_limits {
     // Records of failed sign-ins kept, by user name and by address: a flood
     // of made-up ones must not grow memory without bound.
     std::size_t tracked_failures = 10'000;
+    // Sessions kept per user: the oldest ends when a sign-in would pass it
+    // (a script signing in again and again grew the map for 12 h).
+    std::size_t sessions_per_user = 100;
 };
 
 class authenticator {

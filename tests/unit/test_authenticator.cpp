@@ -308,3 +308,28 @@ TEST_CASE(
     CHECK(auth.password_checks_running() == 0);
     CHECK(auth.password_checks_waiting() == 0);
 }
+
+TEST_CASE("authenticator: a user's sessions are bounded; the oldest ends first", "[auth]") {
+    // Each successful sign-in added a session kept for 12 h: a script
+    // signing in again and again grew the map for as long.
+    password_check_limits limits;
+    limits.sessions_per_user = 3;
+    auto now = std::chrono::steady_clock::now();
+    auth_fixture f(
+        std::chrono::milliseconds(0), [&now] { return now; }, limits);
+    std::vector<std::string> cookies;
+    for (int i = 0; i < 5; ++i) {
+        auto s = f.auth.login("admin", "right-password", "127.0.0.1");
+        REQUIRE(s);
+        cookies.push_back(std::string(authenticator::cookie_name) + "=" + s->token);
+        now += std::chrono::seconds(1);  // each one later than the one before
+    }
+    CHECK_FALSE(f.auth.session_from_cookie(cookies[0]));
+    CHECK_FALSE(f.auth.session_from_cookie(cookies[1]));
+    for (int i = 2; i < 5; ++i)
+        CHECK(f.auth.session_from_cookie(cookies[static_cast<std::size_t>(i)]));
+    // Another user's sessions are their own.
+    set_password(f.db.conn, "ops", "other-password", true);
+    REQUIRE(f.auth.login("ops", "other-password", "127.0.0.1"));
+    CHECK(f.auth.session_from_cookie(cookies[4]));
+}
