@@ -240,8 +240,8 @@ void training_worker::check_triggers() {
         {
             auto conn = readers_.acquire();
             if (has_active_job(*conn, m.name)) continue;
-            auto last = last_job_created_at(*conn, m.name);
             const job_recency recent = last_job_recency(*conn, m.name);
+            const std::optional<micros>& last = recent.created_at;
             // A wall clock stepped back puts the last job in the future: its
             // gaps count as passed (they held retraining back for as long as
             // the step). The next job is stamped by the clock as it is now.
@@ -267,7 +267,7 @@ void training_worker::check_triggers() {
                 // from before Kennel kept the id.
                 std::int64_t after = last_snapshot_fact_id(*conn, m.name);
                 micros ingested_after = 0;
-                if (auto seen = last_job_facts_seen(*conn, m.name)) {
+                if (const auto& seen = recent.facts_seen) {
                     after = std::max(after, *seen);
                 } else {
                     ingested_after = last.value_or(0);

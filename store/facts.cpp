@@ -275,8 +275,10 @@ namespace {
 // range_where for totals: a correction is in the range by its chain's time
 // (that of the fact it corrects), as in training. Binds as range_where.
 std::string chain_range_where(const fact_query& q) {
-    std::string w = " WHERE stream = ?1";
-    if (q.entity) w += " AND entity = ?2";
+    fact_query untimed = q;
+    untimed.from.reset();
+    untimed.to.reset();
+    std::string w = range_where(untimed);
     if (!q.from && !q.to) return w;
     if (q.entity) {
         // An entity's facts are few: each one's chain time is looked up.

@@ -489,23 +489,20 @@ std::int64_t last_snapshot_fact_id(connection& c, const std::string& model) {
     return st.step() ? st.column_int(0) : 0;
 }
 
-std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string& model) {
-    statement st(c, "SELECT facts_seen FROM jobs WHERE model = ? ORDER BY id DESC LIMIT 1");
-    st.bind(1, model);
-    if (!st.step()) return std::nullopt;
-    return st.column_opt_int(0);
-}
-
 job_recency last_job_recency(connection& c, const std::string& model) {
     job_recency r;
     statement st(c,
-                 "SELECT coalesce(finished_at, started_at, created_at), state FROM jobs"
-                 " WHERE model = ? ORDER BY id DESC LIMIT 16");
+                 "SELECT created_at, coalesce(finished_at, started_at, created_at), facts_seen,"
+                 " state FROM jobs WHERE model = ? ORDER BY id DESC LIMIT 16");
     st.bind(1, model);
     bool in_a_row = true;
-    while (st.step()) {
-        if (!r.last_activity) r.last_activity = st.column_int(0);
-        const std::string state = st.column_text(1);
+    for (bool newest = true; st.step(); newest = false) {
+        if (newest) {
+            r.created_at = st.column_int(0);
+            r.last_activity = st.column_int(1);
+            r.facts_seen = st.column_opt_int(2);
+        }
+        const std::string state = st.column_text(3);
         in_a_row = in_a_row && (state == "failed" || state == "timed_out");
         if (in_a_row) ++r.failed_in_a_row;
     }

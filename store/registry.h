@@ -190,17 +190,18 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
 std::int64_t count_labels_after(connection& c, const std::string& stream, const std::string& field,
                                 std::int64_t after_fact_id, micros ingested_after = 0,
                                 std::optional<std::int64_t> up_to_fact_id = std::nullopt);
-// The model's newest job: when it last changed (ended, else started, else
-// was queued), and how many of the newest jobs failed or timed out in a row
-// (counted over the newest 16).
+// The model's newest job, for the scheduler (one read): when it was queued,
+// when it last changed (ended, else started, else queued), the newest fact
+// id when it was queued (nullopt for a job from before Kennel kept it), and
+// how many of the newest jobs failed or timed out in a row (of the newest
+// 16). All empty without a job.
 struct job_recency {
+    std::optional<micros> created_at;
     std::optional<micros> last_activity;
+    std::optional<std::int64_t> facts_seen;
     int failed_in_a_row = 0;
 };
 job_recency last_job_recency(connection& c, const std::string& model);
-// The newest fact id when the model's newest job was queued (nullopt: no
-// job, or one queued before Kennel kept it).
-std::optional<std::int64_t> last_job_facts_seen(connection& c, const std::string& model);
 // The highest fact id that the newest finished job (any state) trained on, or
 // 0; read from the newest version's snapshot.
 std::int64_t last_snapshot_fact_id(connection& c, const std::string& model);

@@ -381,6 +381,7 @@ TEST_CASE("a number's uncertainty object follows a fact's rules, or is a 400 nam
              bad_case{R"({"cat":{"value":2,"confidence":"high"}})", "features.cat.confidence"},
              bad_case{R"({"flag":{"value":2}})", "features.flag"},
              bad_case{R"({"flag":{"value":true}})", "features.flag"},
+             bad_case{R"({"cat":{"value":1e999}})", "features.cat.value"},
          }) {
         for (const std::string& body :
              {R"({"features":)" + c.features + "}",

@@ -959,13 +959,14 @@ TEST_CASE("retrain trigger: a job keeps the newest fact id it was queued at", "[
     fact_db db;
     auto d = posts_likes_definition();
     put_model(db.conn, "m", canonical_definition_json(d), "test");
-    CHECK_FALSE(last_job_facts_seen(db.conn, "m").has_value());
+    CHECK_FALSE(last_job_recency(db.conn, "m").facts_seen.has_value());
     db.add("likes", "A", t0, {{"y", 1}});
     const auto second = db.add("likes", "B", t0, {{"y", 2}});
     insert_job(db.conn, "m", "manual", "test");
-    CHECK(last_job_facts_seen(db.conn, "m") == std::optional<std::int64_t>(second));
+    CHECK(last_job_recency(db.conn, "m").facts_seen == std::optional<std::int64_t>(second));
     db.add("likes", "C", t0, {{"y", 3}});
-    CHECK(count_labels_after(db.conn, "likes", "y", *last_job_facts_seen(db.conn, "m")) == 1);
+    CHECK(count_labels_after(db.conn, "likes", "y", *last_job_recency(db.conn, "m").facts_seen) ==
+          1);
 }
 
 // =============================================================================
