@@ -1216,6 +1216,21 @@ class CancelTest(SharedServerCase):
         self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
 
+        # Back in service, the next version goes live over version 1 and the
+        # waiting candidate is superseded: promoting "candidate" would have
+        # moved live back to version 2.
+        r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "back"})
+        self.assertEqual(r.status, 200, r)
+        put_model(self, self.c, name, definition("regression", f, l))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 3})
+        last = deployments_of(self, self.c, name)[0]
+        self.assertEqual((last["alias"], last["version"], last["previous_version"], last["actor"],
+                          last["reason"]),
+                         ("candidate", None, 2, "policy:auto", "superseded: version 3 is now live"),
+                         last)
+
     def test_auto_policy_does_not_publish_a_version_of_a_definition_replaced_during_training(self):
         # A new revision (here: another feature set) came while the job ran;
         # the finished version went live all the same, trained for a
