@@ -54,9 +54,6 @@ http_response error_response(const status& s, std::optional<std::size_t> item) {
     if (s.kind() == error_kind::unauthenticated) {
         r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"kennel\"");
     }
-    // Errors repeat what was sent (a path, a field, a value): a browser must
-    // read them as the JSON they are, never sniff them as a page.
-    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     return r;
 }
 

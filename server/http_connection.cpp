@@ -545,7 +545,9 @@ std::string render_response(const http_response& r, bool close, const std::strin
     out += std::to_string(r.body.size());
     out += "\r\nContent-Type: ";
     out += r.content_type;
-    out += "\r\n";
+    // Every answer: JSON repeats what was sent (a path, a field, a fact's
+    // data), and a browser must read it as what it is, never sniff a page.
+    out += "\r\nX-Content-Type-Options: nosniff\r\n";
     if (!close) {
         out += "Keep-Alive: ";
         out += keep_alive;

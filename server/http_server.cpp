@@ -93,6 +93,8 @@ void write_response(http_response&& ours, httplib::Response& res) {
     for (const auto& [k, v] : ours.headers) res.set_header(k, v);
     res.body = std::move(ours.body);
     res.set_header("Content-Type", ours.content_type);
+    // As render_response: no answer is ever sniffed as something else.
+    res.set_header("X-Content-Type-Options", "nosniff");
 }
 
 // httplib answers 400 for a request line whose method it does not know

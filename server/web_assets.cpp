@@ -56,7 +56,6 @@ http_response asset(app& a, const http_request& req, const std::string& name) {
     r.headers.emplace_back("ETag", etag);
     // Revalidate every time (cheap with the ETag): a new binary never serves old code.
     r.headers.emplace_back("Cache-Control", "no-cache");
-    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     if (name == "index.html") {
         // The page loads nothing from elsewhere, and cannot be framed.
         r.headers.emplace_back("Content-Security-Policy",

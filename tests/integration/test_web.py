@@ -70,6 +70,21 @@ class WebAssetsTest(KennelTestCase):
                 self.assertEqual(r.header("Cache-Control"), "no-cache")
                 self.assertEqual(r.header("X-Content-Type-Options"), "nosniff")
 
+    def test_every_answer_says_nosniff(self):
+        # Success answers repeat stored data too (a fact's fields, a model's
+        # name): a browser must never sniff them as a page.
+        c = Client(self.server.port)
+        self.addCleanup(c.close)
+        r = c.post_json("/v1/facts", {"stream": "sniff", "entity": "<html>", "time": "2026-11-20T10:00:00Z",
+                                      "data": {"x": "<script>alert(1)</script>"}})
+        self.assertEqual(r.status, 201, r)
+        for path in ("/v1/streams", "/v1/streams/sniff/facts", "/v1/facts/%d" % r.json()["id"],
+                     "/healthz"):
+            with self.subTest(path=path):
+                r = c.get(path)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.header("X-Content-Type-Options"), "nosniff", r.headers)
+
     def test_root_is_the_page_with_its_security_policy(self):
         r = self.anon.get("/")
         self.assertEqual(r.status, 200, r)
