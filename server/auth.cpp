@@ -35,6 +35,10 @@ constexpr int failures_before_lockout = 5;
 // The longest lockout: a record idle for longer has nothing left to enforce.
 constexpr auto longest_lockout = std::chrono::seconds(30LL << 5);
 
+// How long a user's successful sign-in from an address exempts that address
+// from the user's lockout.
+constexpr auto trusted_for = std::chrono::hours(24 * 30);
+
 // The throttle's key for a user name or an address: a long name (a header
 // may hold kilobytes) is kept by its hash, so each record stays small.
 std::string failure_key(std::string_view kind, std::string_view name) {
@@ -191,9 +195,15 @@ std::size_t authenticator::tracked_failures() {
     return failures_.size();
 }
 
+std::string authenticator::user_key_from(const std::string& user, const std::string& addr) {
+    auto it = trusted_.find(failure_key("pair", user + '\0' + addr));
+    if (it != trusted_.end() && clock_() - it->second < trusted_for) return "";
+    return failure_key("user", user);
+}
+
 status authenticator::throttle_check(const std::string& user, const std::string& addr) {
-    const std::string keys[] = {failure_key("user", user), failure_key("addr", addr)};
     std::lock_guard lock(mu_);
+    const std::string keys[] = {user_key_from(user, addr), failure_key("addr", addr)};
     const auto now = clock_();
     // The longer of the two lockouts, in whole seconds rounded up: the
     // Retry-After a client may sleep for and then succeed.
@@ -210,11 +220,14 @@ status authenticator::throttle_check(const std::string& user, const std::string&
 }
 
 authenticator::attempt::attempt(authenticator& a, const std::string& user, const std::string& addr)
-    : a_(a), keys_{failure_key("user", user), failure_key("addr", addr)} {
+    : a_(a) {
     verdict_ = a_.throttle_check(user, addr);
     if (!verdict_) return;
     std::lock_guard lock(a_.mu_);
+    keys_[0] = a_.user_key_from(user, addr);
+    keys_[1] = failure_key("addr", addr);
     for (const std::string& who : keys_) {
+        if (who.empty()) continue;
         auto it = a_.failures_.find(who);
         // Alone, a check may always run; beside others, only while all of
         // them failing would still not reach a lockout.
@@ -228,13 +241,15 @@ authenticator::attempt::attempt(authenticator& a, const std::string& user, const
         }
     }
     const auto now = a_.clock_();
-    for (const std::string& who : keys_) ++a_.failure_record(who, now).checking;
+    for (const std::string& who : keys_)
+        if (!who.empty()) ++a_.failure_record(who, now).checking;
 }
 
 authenticator::attempt::~attempt() {
     if (!verdict_) return;
     std::lock_guard lock(a_.mu_);
     for (const std::string& who : keys_) {
+        if (who.empty()) continue;
         auto it = a_.failures_.find(who);  // a success or the bound may have dropped it
         if (it == a_.failures_.end()) continue;
         if (it->second.checking > 0) --it->second.checking;
@@ -292,9 +307,24 @@ void authenticator::note_success(const std::string& user, const std::string& add
     // Both counters: otherwise an address that was locked out once stays
     // one typo away from the next, longer, lockout.
     const std::string user_key = failure_key("user", user), addr_key = failure_key("addr", addr);
+    const std::string pair_key = failure_key("pair", user + '\0' + addr);
     std::lock_guard lock(mu_);
-    failures_.erase(user_key);
+    const auto now = clock_();
+    // A user locked out by guesses from elsewhere stays locked out there
+    // when they sign in from an address they signed in from before.
+    if (auto it = failures_.find(user_key); it != failures_.end() && it->second.until <= now) {
+        failures_.erase(it);
+    }
     failures_.erase(addr_key);
+    if (trusted_.size() >= limits_.tracked_failures && !trusted_.count(pair_key)) {
+        std::erase_if(trusted_, [now](const auto& e) { return now - e.second >= trusted_for; });
+        if (trusted_.size() >= limits_.tracked_failures && !trusted_.empty()) {
+            trusted_.erase(
+                std::min_element(trusted_.begin(), trusted_.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; }));
+        }
+    }
+    trusted_[pair_key] = now;
 }
 
 status authenticator::check_basic(const std::string& user, const std::string& password,

@@ -109,7 +109,7 @@ private:
 
     private:
         authenticator& a_;
-        const std::string keys_[2];
+        std::string keys_[2];  // the user's ("" where trusted) and the address's
         status verdict_;
     };
     // Counts a wrong password for the user and for the address.
@@ -174,6 +174,14 @@ private:
         std::chrono::steady_clock::time_point last{};  // the latest failure
     };
     std::map<std::string, failures> failures_;
+    // Addresses a user signed in from (key: failure_key("pair", user NUL
+    // addr)), with the time: a user's lockout does not apply there, so
+    // wrong guesses from elsewhere cannot lock the admin out of the place
+    // they work from. Bounded like failures_.
+    std::map<std::string, std::chrono::steady_clock::time_point> trusted_;
+    // The user's throttle key, or "" where the user signed in from addr
+    // within trusted_for (under mu_).
+    std::string user_key_from(const std::string& user, const std::string& addr);
     // The record of `who` (under mu_), making room for it within
     // limits_.tracked_failures.
     failures& failure_record(const std::string& who, std::chrono::steady_clock::time_point now);

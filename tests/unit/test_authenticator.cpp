@@ -232,6 +232,41 @@ TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wa
     CHECK(auth.login("admin", "right-password", "10.0.0.1"));
 }
 
+TEST_CASE("authenticator: guesses from elsewhere do not lock a user out where they signed in",
+          "[auth]") {
+    // Five wrong passwords from any address locked the user out everywhere:
+    // a stranger could keep the admin out of the admin page.
+    using namespace std::chrono;
+    std::atomic<steady_clock::duration> moved{steady_clock::duration::zero()};
+    auth_fixture f(milliseconds(0), [&moved] { return steady_clock::now() + moved.load(); });
+    authenticator& auth = f.auth;
+    REQUIRE(auth.login("admin", "right-password", "10.0.0.1"));
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.66"));
+    auto locked = [&](const std::string& addr) {
+        auto r = auth.login("admin", "right-password", addr);
+        return !r && r.error().kind() == error_kind::rate_limited;
+    };
+    // The guessing address and any address the user never signed in from
+    // are locked out; the user's own is not, with a session or Basic auth.
+    CHECK(locked("10.0.0.66"));
+    CHECK(locked("10.0.0.2"));
+    CHECK_FALSE(locked("10.0.0.1"));
+    http_request own = admin_basic("10.0.0.1"), other = admin_basic("10.0.0.2");
+    CHECK_FALSE(auth.check(own, access::admin));
+    auto refused = auth.check(other, access::admin);
+    REQUIRE(refused);
+    CHECK(refused->status == 429);
+    // Wrong guesses from the user's own address still lock that address.
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.1"));
+    CHECK(locked("10.0.0.1"));
+    // A sign-in long ago exempts nothing.
+    moved = hours(24);
+    REQUIRE(auth.login("admin", "right-password", "10.0.0.3"));
+    moved = moved.load() + hours(24 * 31);
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(auth.login("admin", "wrong", "10.0.0.77"));
+    CHECK(locked("10.0.0.3"));
+}
+
 TEST_CASE("authenticator: only a few password checks run at once; the rest wait briefly or are 503",
           "[auth]") {
     // Each check (PBKDF2, and a wrong password's delay) holds an HTTP
