@@ -136,9 +136,10 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
 earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from) {
     earlier_live out;
     const auto disabled = disabled_versions(c, model);
+    const auto removed = removed_artifact_versions(c, model);
     const auto from_task = version_task(c, model, from);
     for (std::int64_t v : live_history(c, model)) {
-        if (v == from || disabled.count(v)) continue;
+        if (v == from || disabled.count(v) || removed.count(v)) continue;
         const auto task = version_task(c, model, v);
         if (from_task && task && *task != *from_task) {
             out.passed_over_task = true;
@@ -408,6 +409,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         s->definition = p.definition;
         s->revision = m->current_revision;
         s->disabled = disabled_versions(c, model);
+        const auto removed = removed_artifact_versions(c, model);
         s->built_at = std::chrono::steady_clock::now();
 
         // Each version's serving fault comes from the revision it was trained on.
@@ -424,6 +426,11 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             -> std::shared_ptr<const loaded_version> {
             if (s->disabled.count(version)) {
                 problem = "version_disabled";
+                return nullptr;
+            }
+            // Retention took its bytes: expected, so nothing to warn of.
+            if (removed.count(version)) {
+                problem = "artifact_removed";
                 return nullptr;
             }
             auto lv = load(c, model, version, fault_of(version));

@@ -123,7 +123,8 @@ struct model_serving {
     std::shared_ptr<const loaded_version> live;  // null when not trained, disabled or unloadable
     std::optional<std::int64_t> live_alias_version;  // what the alias says, even if unusable
     std::string live_problem;  // why live is null: not_trained, no_live_version, version_disabled,
-                               // artifact_load_failed
+                               // artifact_load_failed (artifact_removed: never
+                               // live, which retention always keeps)
     // Earlier live versions, newest first, enabled and loaded: the fallback chain.
     std::vector<std::shared_ptr<const loaded_version>> previous;
     std::set<std::int64_t> disabled;

@@ -80,6 +80,13 @@ status training_worker::start() {
     for (auto id : requeued) {
         log_warn("trainer", "job interrupted by a restart was queued again as job " + std::to_string(id));
     }
+    // A lowered --keep-versions applies at once, not at each model's next job.
+    std::vector<std::string> models;
+    {
+        auto conn = readers_.acquire();
+        for (const model_row& m : list_models(*conn)) models.push_back(m.name);
+    }
+    for (const std::string& m : models) remove_old_artifacts_of(m);
     {
         std::lock_guard lock(mu_);
         stopping_ = false;
@@ -732,8 +739,33 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     log_info("trainer", "job " + std::to_string(id) + " (" + job.model + ") stored version " +
                             std::to_string(number) + ": " + gate_summary);
     if (options_.on_model_changed) options_.on_model_changed(job.model);
+    remove_old_artifacts_of(job.model);
     mark_idle("");
     return job_state::succeeded;
+}
+
+void training_worker::remove_old_artifacts_of(const std::string& model) {
+    if (options_.keep_versions <= 0) return;
+    removed_artifacts_row removed;
+    status s = writer_.run(
+        [&](connection& c) {
+            removed = remove_old_artifacts(c, model, options_.keep_versions);
+            return status::ok();
+        },
+        std::chrono::seconds(60));
+    if (!s) {
+        // Disk is only reclaimed later; the version stored stays.
+        log_warn("trainer", "removing old artifacts of " + model + " failed: " + s.message());
+        return;
+    }
+    if (removed.versions.empty()) return;
+    std::string list;
+    for (auto v : removed.versions) list += (list.empty() ? "" : ", ") + std::to_string(v);
+    log_info("trainer", "retention (--keep-versions " + std::to_string(options_.keep_versions) +
+                            ") removed the artifacts of " + model + " versions " + list + " (" +
+                            std::to_string(removed.bytes) + " bytes)");
+    // Serving may hold one of them as an earlier live version.
+    if (options_.on_model_changed) options_.on_model_changed(model);
 }
 
 }  // namespace kennel::ml

@@ -35,6 +35,10 @@ struct worker_options {
     int nice = 10;             // the child's CPU priority offset
     std::chrono::milliseconds poll{1000};        // how often triggers are checked
     std::chrono::seconds min_trigger_gap{30};    // between automatic jobs of one model
+    // Retention: artifacts of older versions are removed beyond this many
+    // (see remove_old_artifacts), at start and after each stored version;
+    // 0 keeps every artifact.
+    int keep_versions = 0;
     // Called after a version was stored (and maybe published).
     std::function<void(const std::string& model)> on_model_changed;
 };
@@ -91,6 +95,8 @@ private:
     std::int64_t count_new_labels(connection& c, const std::string& model, const label_spec& label,
                                   std::int64_t after, micros ingested_after);
     void mark_idle(const std::string& error);
+    // Retention for one model (options_.keep_versions); logs what went.
+    void remove_old_artifacts_of(const std::string& model);
 
     worker_options options_;
     fact_writer& writer_;

@@ -123,6 +123,7 @@ status app::start_trainer() {
     w.db_path = options_.db;
     w.exe_path = self_exe();
     w.test_faults = options_.test_faults;
+    w.keep_versions = options_.keep_versions;
     w.on_model_changed = [this](const std::string& model) { refresh_model(model); };
     trainer_ = std::make_unique<ml::training_worker>(w, *writer_, *readers_);
     return trainer_->start();

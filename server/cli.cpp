@@ -111,7 +111,7 @@ const char* const all_option_names[] = {
     // serve
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
-    "prediction-log-queue", "prediction-log-days", "web-dir", "test-faults",
+    "prediction-log-queue", "prediction-log-days", "keep-versions", "web-dir", "test-faults",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -328,6 +328,10 @@ int cmd_serve(const std::vector<std::string>& args) {
                       po::value<double>()->default_value(o.prediction_log_days),
                       "days the prediction log keeps (older entries are deleted every minute); 0 "
                       "(keep all) to 36500")(
+        "keep-versions", po::value<int>()->default_value(o.keep_versions),
+        "artifacts kept per model: older versions that no alias, active experiment or the "
+        "last this-many steps of live's path need lose their artifact (their rows stay); 0 "
+        "(keep all) to 1000000")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
         "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
@@ -358,6 +362,10 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
+    o.keep_versions = vm["keep-versions"].as<int>();
+    if (o.keep_versions < 0 || o.keep_versions > 1000000) {
+        throw po::error("--keep-versions must be between 0 (keep all) and 1000000");
+    }
     o.prediction_log_days = vm["prediction-log-days"].as<double>();
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
         throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");

@@ -28,6 +28,7 @@ struct serve_options {
     int predict_concurrency = 0;        // requests computing at once; 0: 4 per core, at least 8
     std::size_t prediction_log_queue = 100000;
     double prediction_log_days = 30;  // older log segments are deleted; 0 keeps all
+    int keep_versions = 20;    // artifacts kept per model (remove_old_artifacts); 0 keeps all
     bool test_faults = false;  // enables fault-injection hooks; tests only
 };
 

@@ -74,7 +74,12 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases,
             {"job", opt(v.job)},
             {"algorithm", v.algorithm},
             {"params", parse_stored(v.params)},
-            {"artifact", {{"sha256", v.artifact_sha256}, {"bytes", v.artifact_bytes}}},
+            {"artifact",
+             {{"sha256", v.artifact_sha256},
+              {"bytes", v.artifact_bytes},
+              // Retention removed it: the version can no longer serve.
+              {"removed_at", v.artifact_removed_at ? json(format_rfc3339(*v.artifact_removed_at))
+                                                   : json(nullptr)}}},
             {"snapshot", parse_stored(v.snapshot)},
             {"metrics", parse_stored(v.metrics)},
             {"baseline_metrics", parse_stored(v.baseline_metrics)},

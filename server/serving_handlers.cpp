@@ -96,9 +96,8 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
             return invalid(path + ".version", "must be a version number");
         }
         std::int64_t version = v->get<std::int64_t>();
-        if (!get_version(*conn, model, version, false)) {
-            return status(error_kind::not_found, "model " + model + " has no version " + std::to_string(version),
-                          path + ".version");
+        if (status s = check_servable(*conn, model, version); !s) {
+            return status(s.kind(), s.message(), path + ".version");
         }
         // As for live: an arm on a disabled version would only answer with
         // fallbacks.

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "store/json_writer.h"
+#include "store/time_util.h"
 
 namespace kennel {
 
@@ -212,13 +213,7 @@ status move_alias(connection& c, const std::string& model, const std::string& al
                   std::optional<std::int64_t> version, const std::string& actor,
                   const std::string& reason) {
     if (version) {
-        statement chk(c, "SELECT 1 FROM model_versions WHERE model = ? AND version = ?");
-        chk.bind(1, model).bind(2, *version);
-        if (!chk.step()) {
-            return status(error_kind::not_found,
-                          "model " + model + " has no version " + std::to_string(*version),
-                          "version");
-        }
+        if (status s = check_servable(c, model, *version); !s) return s;
         if (alias == "live" && disabled_versions(c, model).count(*version)) {
             return status(error_kind::conflict,
                           "version " + std::to_string(*version) + " of model " + model +
@@ -296,13 +291,15 @@ version_row read_version(const statement& st, bool with_artifact) {
     v.status = st.column_text(14);
     v.created_at = st.column_int(15);
     v.baseline = st.column_text(16);
-    if (with_artifact) v.artifact = st.column_blob(17);
+    v.artifact_removed_at = st.column_opt_int(17);
+    if (with_artifact) v.artifact = st.column_blob(18);
     return v;
 }
 
 constexpr const char* version_columns =
     "model, version, revision, job, algorithm, params, artifact_sha256, artifact_bytes, snapshot,"
-    " metrics, baseline_metrics, gate, features, timings, status, created_at, baseline";
+    " metrics, baseline_metrics, gate, features, timings, status, created_at, baseline,"
+    " artifact_removed_at";
 
 }  // namespace
 
@@ -541,15 +538,25 @@ result<bool> set_version_enabled(connection& c, const std::string& model, std::i
     return true;
 }
 
-std::set<std::int64_t> disabled_versions(connection& c, const std::string& model) {
-    statement st(c,
-                 "SELECT version FROM version_events e WHERE model = ?1 AND id = (SELECT max(id)"
-                 " FROM version_events WHERE model = ?1 AND version = e.version)"
-                 " AND event = 'disabled'");
+namespace {
+
+// The versions `sql` (bound to the model as ?1) selects.
+std::set<std::int64_t> version_set(connection& c, const char* sql, const std::string& model) {
+    statement st(c, sql);
     st.bind(1, model);
     std::set<std::int64_t> out;
     while (st.step()) out.insert(st.column_int(0));
     return out;
+}
+
+}  // namespace
+
+std::set<std::int64_t> disabled_versions(connection& c, const std::string& model) {
+    return version_set(c,
+                       "SELECT version FROM version_events e WHERE model = ?1 AND id = (SELECT"
+                       " max(id) FROM version_events WHERE model = ?1 AND version = e.version)"
+                       " AND event = 'disabled'",
+                       model);
 }
 
 std::vector<experiment_event_row> list_experiment_events(connection& c, std::int64_t experiment) {
@@ -613,6 +620,71 @@ std::vector<std::int64_t> live_history(connection& c, const std::string& model) 
     return path;
 }
 
+removed_artifacts_row remove_old_artifacts(connection& c, const std::string& model, int keep) {
+    removed_artifacts_row out;
+    if (keep <= 0) return out;
+    std::set<std::int64_t> kept;
+    for (const alias_row& a : list_aliases(c, model)) kept.insert(a.version);
+    {
+        statement arms(c,
+                       "SELECT json_extract(a.value, '$.version') FROM experiments e,"
+                       " json_each(e.arms) a WHERE e.model = ? AND e.ended_at IS NULL");
+        arms.bind(1, model);
+        while (arms.step()) kept.insert(arms.column_int(0));
+    }
+    const std::vector<std::int64_t> path = live_history(c, model);
+    for (std::size_t i = 0; i < path.size() && i < static_cast<std::size_t>(keep); ++i) {
+        kept.insert(path[i]);
+    }
+    statement candidates(c,
+                         "SELECT version, artifact_bytes FROM model_versions WHERE model = ?1"
+                         " AND artifact_removed_at IS NULL AND version <= (SELECT max(version)"
+                         " FROM model_versions WHERE model = ?1) - ?2 ORDER BY version");
+    candidates.bind(1, model).bind(2, static_cast<std::int64_t>(keep));
+    std::vector<std::pair<std::int64_t, std::int64_t>> gone;
+    while (candidates.step()) {
+        if (!kept.count(candidates.column_int(0)))
+            gone.emplace_back(candidates.column_int(0), candidates.column_int(1));
+    }
+    statement up(c,
+                 "UPDATE model_versions SET artifact = x'', artifact_removed_at = ?"
+                 " WHERE model = ? AND version = ?");
+    const micros now = now_micros();
+    for (const auto& [version, bytes] : gone) {
+        up.reset();
+        up.bind(1, now).bind(2, model).bind(3, version).run();
+        out.versions.push_back(version);
+        out.bytes += bytes;
+    }
+    return out;
+}
+
+std::set<std::int64_t> removed_artifact_versions(connection& c, const std::string& model) {
+    return version_set(c,
+                       "SELECT version FROM model_versions WHERE model = ?1 AND"
+                       " artifact_removed_at IS NOT NULL",
+                       model);
+}
+
+status check_servable(connection& c, const std::string& model, std::int64_t version) {
+    statement st(c,
+                 "SELECT artifact_removed_at FROM model_versions WHERE model = ? AND version = ?");
+    st.bind(1, model).bind(2, version);
+    if (!st.step()) {
+        return status(error_kind::not_found,
+                      "model " + model + " has no version " + std::to_string(version), "version");
+    }
+    if (st.column_opt_int(0)) {
+        return status(error_kind::conflict,
+                      "version " + std::to_string(version) + " of model " + model +
+                          " cannot serve: its artifact was removed by retention (serve "
+                          "--keep-versions) at " +
+                          format_rfc3339(*st.column_opt_int(0)),
+                      "version");
+    }
+    return status::ok();
+}
+
 namespace {
 
 void experiment_event(connection& c, std::int64_t id, const std::string& actor,
@@ -634,9 +706,36 @@ constexpr const char* experiment_columns =
 
 }  // namespace
 
+namespace {
+
+// Every arm's version can serve, read in the write's own transaction: a
+// check before it (on a reader) let a disable that committed meanwhile
+// through, and the arm answered only with fallbacks.
+status arms_can_serve(connection& c, const std::string& model, const std::string& arms) {
+    statement st(c, "SELECT key, json_extract(value, '$.version') FROM json_each(?)");
+    st.bind(1, arms);
+    const auto disabled = disabled_versions(c, model);
+    while (st.step()) {
+        const std::int64_t version = st.column_int(1);
+        const std::string field = "arms[" + std::to_string(st.column_int(0)) + "].version";
+        if (status s = check_servable(c, model, version); !s)
+            return status(s.kind(), s.message(), field);
+        if (disabled.count(version)) {
+            return status(error_kind::conflict,
+                          "version " + std::to_string(version) + " of model " + model +
+                              " is disabled: enable it before giving it an arm",
+                          field);
+        }
+    }
+    return status::ok();
+}
+
+}  // namespace
+
 result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
                                       const std::string& reason) {
+    if (status s = arms_can_serve(c, model, arms); !s) return s;
     if (auto active = active_experiment(c, model)) {
         return status(error_kind::conflict,
                       "model " + model + " already has experiment " + std::to_string(active->id) +
@@ -667,6 +766,9 @@ status not_running(connection& c, std::int64_t id) {
 
 status change_experiment(connection& c, std::int64_t id, const std::string& arms,
                          const std::string& actor, const std::string& reason) {
+    if (auto e = get_experiment(c, id); e && !e->ended_at) {
+        if (status s = arms_can_serve(c, e->model, arms); !s) return s;
+    }
     statement st(c, "UPDATE experiments SET arms = ? WHERE id = ? AND ended_at IS NULL");
     st.bind(1, arms).bind(2, id).run();
     if (c.changes() != 1) return not_running(c, id);

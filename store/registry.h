@@ -87,6 +87,8 @@ struct version_row {
     std::string baseline = "null";  // JSON: the baseline's constant answer
     std::string status;            // candidate | rejected
     micros created_at = 0;
+    // When retention removed the artifact (the row stays; it cannot serve).
+    std::optional<micros> artifact_removed_at;
 };
 
 struct alias_row {
@@ -264,6 +266,22 @@ std::vector<experiment_event_row> list_experiment_events(connection& c, std::int
 // rollback) drops the versions after it. After 1 -> 2 -> 3 and a rollback
 // to 2: [2, 1]; rolling back again reaches 1, then nothing.
 std::vector<std::int64_t> live_history(connection& c, const std::string& model);
+
+// Retention: removes the artifacts of the model's versions that no alias or
+// active experiment names, that are not among the `keep` newest, and that
+// are not among the last `keep` steps of live's path (what a rollback
+// reaches). keep <= 0 removes nothing. Returns the versions whose artifacts
+// it removed, oldest first, and their bytes.
+struct removed_artifacts_row {
+    std::vector<std::int64_t> versions;
+    std::int64_t bytes = 0;
+};
+removed_artifacts_row remove_old_artifacts(connection& c, const std::string& model, int keep);
+// The model's versions whose artifacts were removed.
+std::set<std::int64_t> removed_artifact_versions(connection& c, const std::string& model);
+// not_found for an unknown version; conflict for one whose artifact
+// retention removed (it cannot serve, so no alias or arm may name it).
+status check_servable(connection& c, const std::string& model, std::int64_t version);
 
 // Starts an experiment (conflict when one is active), changes its arms, or
 // ends it; every step is recorded in experiment_events.

@@ -1345,7 +1345,9 @@
       const better = Number.isFinite(val) && Number.isFinite(base) ? (pm.higher ? val > base : val < base) : null;
       const isDisabled = disabled.has(v.version);
       const isLive = v.version === live;
-      const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}`, disabled: isLive || isDisabled, title: isDisabled ? 'Enable it first' : null,
+      const removed = v.artifact && v.artifact.removed_at;
+      const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}`, disabled: isLive || isDisabled || !!removed,
+        title: removed ? `Its artifact was removed by retention (${fmtTime(removed)}): it cannot serve` : isDisabled ? 'Enable it first' : null,
         onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
           (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason }),
           (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');
@@ -1364,7 +1366,8 @@
         // The gate's verdict matters for versions that do not serve; the live one says live.
         h('td', null, badge(isDisabled ? 'disabled' : isLive ? 'live' : v.status), ' ',
           (v.aliases || []).filter((a) => a !== 'live').map((a) => h('span.chip', null, badge(a, 'info'))),
-          isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null),
+          isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null,
+          removed ? h('span.chip', { title: `removed ${fmtTime(removed)} (serve --keep-versions)` }, badge('artifact removed')) : null),
         h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted', null, thresholdText(v.metrics))] : null),
         h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4))),
         h('td.num', null, fmtNum(base, 4)),
@@ -1413,8 +1416,8 @@
     row('feature columns', feats(a), feats(b));
     row('split rule', (a.snapshot && a.snapshot.split_rule) || '—', (b.snapshot && b.snapshot.split_rule) || '—');
     row('timings', timingsText(a.timings), timingsText(b.timings));
-    row('artifact', a.artifact ? `${String(a.artifact.sha256).slice(0, 12)}… (${fmtNum(a.artifact.bytes)} B)` : '—',
-      b.artifact ? `${String(b.artifact.sha256).slice(0, 12)}… (${fmtNum(b.artifact.bytes)} B)` : '—');
+    const artifactText = (v) => (v.artifact ? `${String(v.artifact.sha256).slice(0, 12)}… (${fmtNum(v.artifact.bytes)} B${v.artifact.removed_at ? `, removed ${fmtTime(v.artifact.removed_at)}` : ''})` : '—');
+    row('artifact', artifactText(a), artifactText(b));
     row('created', fmtTime(a.created_at), fmtTime(b.created_at));
     const sa = a.snapshot || {}, sb = b.snapshot || {};
     const sameHoldout = sa.split_rule === sb.split_rule && sa.max_fact_id === sb.max_fact_id;

@@ -1364,6 +1364,49 @@ class DemoAndCliTest(KennelTestCase):
         deps = deployments_of(self, c, "likes")
         self.assertEqual(deps[-1]["actor"], "policy:auto", deps)
 
+    def test_retention_removes_old_artifacts_and_nothing_serves_from_them(self):
+        db = os.path.join(self.tmp, "keep.db")
+        server, c = self.serve(db, ("--keep-versions", "1"))
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, synthetic("regression", 80, seed=61))
+        name = uid("keep")
+        put_model(self, c, name, definition("regression", f, l), expect=(201,))
+        # v1 goes live; v2 and v3, equal to it, are rejected. After v3, v2
+        # is neither live, nor on live's path, nor the newest: it goes.
+        for _ in range(3):
+            self.assertEqual(train_and_wait(self, c, name)["state"], "succeeded")
+        removed = {v["version"]: v["artifact"]["removed_at"]
+                   for v in c.get("/v1/models/%s/versions" % name).json()["versions"]}
+        self.assertIsNone(removed[1], removed)
+        self.assertIsNotNone(removed[2], removed)
+        self.assertIsNone(removed[3], removed)
+        v2 = get_version(self, c, name, 2)
+        self.assertGreater(v2["artifact"]["bytes"], 0, v2)  # the row says what it was
+        self.assertIn("r2", v2["metrics"])
+        # Nothing may name it again: not live, not an arm.
+        r = c.request("PUT", "/v1/models/%s/aliases/live" % name, json_body={"version": 2, "reason": "t"})
+        self.assertErrorShape(r, 409, field="version", message="artifact was removed by retention")
+        r = c.post_json("/v1/models/%s/experiments" % name,
+                        {"arms": [{"version": 1, "weight": 1}, {"version": 2, "shadow": True}],
+                         "reason": "t"})
+        self.assertErrorShape(r, 409, field="arms[1].version", message="removed by retention")
+        p = c.post_json("/v1/models/%s/predict" % name, {"entity": "e", "features": {"x1": 1, "x2": 2}})
+        self.assertEqual((p.status, p.json()["version"], p.json()["fallback"]), (200, 1, False), p)
+        # Live moves to v3 by hand; at the next start, live's path beyond
+        # its last step (v1) goes too, and a rollback has nowhere to go.
+        r = c.request("PUT", "/v1/models/%s/aliases/live" % name, json_body={"version": 3, "reason": "t"})
+        self.assertEqual(r.status, 200, r)
+        c.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+        server, c = self.serve(db, ("--keep-versions", "1"))
+        self.assertIn("removed the artifacts of %s versions 1 (" % name, server.stderr())
+        v1 = get_version(self, c, name, 1)
+        self.assertIsNotNone(v1["artifact"]["removed_at"], v1)
+        r = c.post_json("/v1/models/%s/rollback" % name, {"reason": "t"})
+        self.assertErrorShape(r, 409, message="no earlier enabled live version to roll back to")
+        p = c.post_json("/v1/models/%s/predict" % name, {"entity": "e", "features": {"x1": 1, "x2": 2}})
+        self.assertEqual((p.status, p.json()["version"], p.json()["fallback"]), (200, 3, False), p)
+
     def test_kennel_train_cli_runs_a_job_in_the_foreground(self):
         db = os.path.join(self.tmp, "cli.db")
         server, c = self.serve(db)

@@ -687,3 +687,79 @@ TEST_CASE("0010 records where each stored correction's chain began", "[migration
     CHECK(count_rows(c, "SELECT sum(id) FROM facts WHERE " + standing_fact_sql("facts")) ==
           7 + 8 + 6 + 9);
 }
+
+TEST_CASE("retention removes old artifacts, never one an alias, an experiment or a rollback needs",
+          "[migrations][retention]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    put_model(c, "m", "{}", "test");
+    for (int i = 1; i <= 8; ++i) {
+        version_row v;
+        v.model = "m";
+        v.revision = 1;
+        v.algorithm = "linear";
+        v.params = v.snapshot = v.metrics = v.baseline_metrics = v.gate = v.features = v.timings =
+            "{}";
+        v.artifact = std::string(1000, static_cast<char>('a' + i));
+        v.artifact_sha256 = "sha-" + std::to_string(i);
+        v.status = "candidate";
+        REQUIRE(insert_version(c, v) == i);
+    }
+    // Live's path 1 -> 2 -> 3 -> 5 (its last two steps: 5, 3), candidate 6,
+    // an experiment on 5 with a shadow on 4, and the newest two, 7 and 8.
+    for (std::int64_t v : {1, 2, 3, 5}) REQUIRE(move_alias(c, "m", "live", v, "t", "t"));
+    REQUIRE(move_alias(c, "m", "candidate", 6, "t", "t"));
+    auto experiment = start_experiment(
+        c, "m", R"([{"name":"a","version":5,"weight":1},{"name":"s","version":4,"shadow":true}])",
+        "t", "t");
+    REQUIRE(experiment);
+    CHECK(remove_old_artifacts(c, "m", 0).versions.empty());  // 0 keeps all
+
+    removed_artifacts_row removed = remove_old_artifacts(c, "m", 2);
+    CHECK(removed.versions == std::vector<std::int64_t>{1, 2});
+    CHECK(removed.bytes == 2000);
+    CHECK(removed_artifact_versions(c, "m") == std::set<std::int64_t>{1, 2});
+    auto one = get_version(c, "m", 1, true);
+    REQUIRE(one);
+    CHECK(one->artifact.empty());
+    CHECK(one->artifact_removed_at.has_value());
+    CHECK(one->artifact_sha256 == "sha-1");  // the row stays as it was
+    CHECK(one->artifact_bytes == 1000);
+    auto three = get_version(c, "m", 3, true);
+    CHECK(three->artifact == std::string(1000, 'd'));
+    CHECK_FALSE(three->artifact_removed_at);
+    CHECK(remove_old_artifacts(c, "m", 2).versions.empty());  // nothing more to remove
+
+    // Nothing may name a version that cannot serve.
+    status to_live = move_alias(c, "m", "live", 1, "t", "t");
+    CHECK(to_live.kind() == error_kind::conflict);
+    CHECK(to_live.message().find("artifact was removed by retention") != std::string::npos);
+    CHECK(move_alias(c, "m", "candidate", 2, "t", "t").kind() == error_kind::conflict);
+    status arm = change_experiment(
+        c, *experiment,
+        R"([{"name":"a","version":5,"weight":1},{"name":"b","version":2,"weight":1}])", "t", "t");
+    CHECK(arm.kind() == error_kind::conflict);
+    CHECK(arm.field() == "arms[1].version");
+
+    // The trigger lets through that one change and no other.
+    auto refused = [&](const std::string& sql,
+                       const std::string& says = "model versions are immutable") {
+        try {
+            c.exec(sql);
+        } catch (const db_error& e) {
+            return std::string(e.what()).find(says) != std::string::npos;
+        }
+        return false;
+    };
+    CHECK(refused("UPDATE model_versions SET metrics = '{\"r2\": 1}' WHERE version = 3"));
+    CHECK(refused("UPDATE model_versions SET artifact = x'' WHERE version = 3"));
+    CHECK(
+        refused("UPDATE model_versions SET artifact = x'', artifact_removed_at = 1,"
+                " status = 'rejected' WHERE version = 3"));
+    CHECK(
+        refused("UPDATE model_versions SET artifact = x'00', artifact_removed_at = NULL"
+                " WHERE version = 1"));
+    CHECK(refused("UPDATE model_versions SET artifact_removed_at = 5 WHERE version = 1"));
+    CHECK(refused("DELETE FROM model_versions WHERE version = 1",
+                  "model versions are never deleted"));
+}
