@@ -87,6 +87,18 @@ void kennel_socket_options(int sock) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
 }
 
+// `value` is `token` in any case, with spaces or tabs around it.
+bool same_token(std::string_view value, std::string_view token) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (value.size() != token.size()) return false;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(value[i])) != token[i]) return false;
+    }
+    return true;
+}
+
 // Moves the body: a predict answer is written once, not copied again here.
 void write_response(http_response&& ours, httplib::Response& res) {
     res.status = ours.status;
@@ -291,6 +303,19 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // connection is closed since its unread body cannot be skipped.
     svr.set_pre_routing_handler([this, dispatch](const httplib::Request& req,
                                                  httplib::Response& res) {
+        // httplib inflates a gzip or deflate body with no bound after
+        // --max-body was checked against the compressed bytes: 300 KB grew
+        // to 300 MB in memory. Bodies are taken as sent, or refused unread.
+        if (const std::string ce = req.get_header_value("Content-Encoding");
+            !ce.empty() && !same_token(ce, "identity")) {
+            write_closing_response(
+                error_response(status(
+                    error_kind::unsupported_media,
+                    "Content-Encoding \"" + ce + "\" is not accepted: send the body uncompressed",
+                    "Content-Encoding")),
+                req, res);
+            return httplib::Server::HandlerResponse::Handled;
+        }
         std::string te = req.get_header_value("Transfer-Encoding");
         if (te.empty()) {
             const std::string length = req.get_header_value("Content-Length");

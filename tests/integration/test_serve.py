@@ -7,6 +7,7 @@ nothing was half-written and that the server still serves.
 """
 
 import calendar
+import gzip
 import http.client
 import json
 import os
@@ -812,13 +813,40 @@ class MaxBodyTest(KennelTestCase):
         c = self.client(server)
         self.assertNotIn(s, stream_counts(c), "a chunked body was stored")
 
-    def raw_exchange(self, server, head):
+    # httplib inflated a gzip or deflate body after --max-body was checked
+    # against its compressed size: 100 facts in 588 gzipped bytes passed a
+    # 1000-byte limit, and 305 KB of gzip grew to 300 MB in memory.
+    def test_compressed_bodies_are_refused(self):
+        server = self.start_server(args=("--max-body", "1000"))
+        s = unique_stream()
+        body = gzip.compress(json.dumps([fact(s, "e%d" % i, {"pad": "x" * 40})
+                                         for i in range(100)]).encode())
+        self.assertLess(len(body), 1000)
+        for encoding in ("gzip", "deflate", "br", "x-custom"):
+            with self.subTest(encoding=encoding):
+                status_line, answer = self.raw_exchange(
+                    server, "POST /v1/facts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            "Authorization: %s\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+                            % (kennel_harness.ADMIN_AUTH, encoding, len(body)), body)
+                self.assertEqual(status_line, "HTTP/1.1 415 Unsupported Media Type", answer)
+                self.assertEqual(answer["error"]["field"], "Content-Encoding", answer)
+                self.assertIn('"%s" is not accepted' % encoding, answer["error"]["message"])
+        c = self.client(server)
+        self.assertNotIn(s, stream_counts(c), "a compressed body was stored")
+        # "identity" is no encoding at all.
+        plain = json.dumps([fact(s, "e0", {"pad": "x"})])
+        r = c.post("/v1/facts", body=plain, headers={"Content-Type": "application/json",
+                                                     "Content-Encoding": "Identity"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(stream_counts(c)[s], 1)
+
+    def raw_exchange(self, server, head, body=b""):
         """Sends a request head (no body) on a raw socket; returns the status
         line and the JSON body of the answer, or fails if none comes within
         5 s (half of the server's 10 s read timeout, which is what a server
         waiting for a body would answer after)."""
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(head.encode())
+            sock.sendall(head.encode() + body)
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = sock.recv(65536)
