@@ -843,3 +843,22 @@ TEST_CASE("parse_json_input says why malformed JSON is malformed", "[json_input]
     CHECK(big.error().field() == "instances[0].features.y");
     CHECK_THAT(big.error().message(), Catch::Contains("1e999"));
 }
+
+TEST_CASE("parse_json_input stops at 64 levels of nesting, naming where", "[json_input]") {
+    // Built whole first, a 16 MB body of "[[[[…" took 600 MB before any
+    // reader could refuse it.
+    auto nested = [](std::size_t depth) {
+        return "{\"a\":" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+    };
+    CHECK(parse_json_input(nested(64)).is_ok());
+    auto deep = parse_json_input(nested(65));
+    REQUIRE_FALSE(deep.is_ok());
+    CHECK(deep.error().kind() == error_kind::invalid_argument);
+    CHECK(deep.error().message() == "JSON nested deeper than 64 levels");
+    std::string where = "a";
+    for (int i = 0; i < 63; ++i) where += "[0]";
+    CHECK(deep.error().field() == where);  // the object, then 63 arrays
+    auto huge = parse_json_input(std::string(8'000'000, '[') + std::string(8'000'000, ']'));
+    REQUIRE_FALSE(huge.is_ok());
+    CHECK(huge.error().message() == "JSON nested deeper than 64 levels");
+}
