@@ -601,19 +601,26 @@ std::vector<std::int64_t> live_history(connection& c, const std::string& model) 
     // promoting an older version again), dropping what came after; a move
     // to any other version goes forward. Read newest first as "every
     // version live has been on" made a second rollback undo the first.
+    // Removing the alias takes its version down: it steps back off the
+    // path (it kept answering as the first fallback).
     statement st(c,
-                 "SELECT version FROM deployments WHERE model = ? AND alias = 'live'"
-                 " AND version IS NOT NULL ORDER BY id DESC LIMIT 10000");
+                 "SELECT version, previous_version FROM deployments WHERE model = ?"
+                 " AND alias = 'live' ORDER BY id DESC LIMIT 10000");
     st.bind(1, model);
-    std::vector<std::int64_t> moves;
-    while (st.step()) moves.push_back(st.column_int(0));
+    std::vector<std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> moves;
+    while (st.step()) moves.emplace_back(st.column_opt_int(0), st.column_opt_int(1));
     std::vector<std::int64_t> path;
     for (auto it = moves.rbegin(); it != moves.rend(); ++it) {
-        auto on = std::find(path.begin(), path.end(), *it);
+        const auto& [to, from] = *it;
+        if (!to) {
+            if (!path.empty() && from == path.back()) path.pop_back();
+            continue;
+        }
+        auto on = std::find(path.begin(), path.end(), *to);
         if (on != path.end()) {
             path.erase(on + 1, path.end());
         } else {
-            path.push_back(*it);
+            path.push_back(*to);
         }
     }
     std::reverse(path.begin(), path.end());

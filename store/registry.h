@@ -264,7 +264,9 @@ std::vector<experiment_event_row> list_experiment_events(connection& c, std::int
 // The path live came by, newest first (live itself first): every move to a
 // new version steps forward, a move back to a version on the path (a
 // rollback) drops the versions after it. After 1 -> 2 -> 3 and a rollback
-// to 2: [2, 1]; rolling back again reaches 1, then nothing.
+// to 2: [2, 1]; rolling back again reaches 1, then nothing. Removing the
+// alias drops the version it pointed at: after 1 -> 2 -> 3 and a removal,
+// [2, 1].
 std::vector<std::int64_t> live_history(connection& c, const std::string& model);
 
 // Retention: removes the artifacts of the model's versions that no alias or

@@ -822,6 +822,27 @@ class PredictTest(SharedServerCase):
         self.assertEqual(deployments_of(self, self.c, name), before)
         self.assertIs(set_live(self, self.c, name, 2)["changed"], True)
 
+    def test_removing_live_takes_its_version_down(self):
+        # The version taken down kept answering, as the first of the chain.
+        name, _, _, _, _ = self.trained()
+        self.assertEqual(train(self, self.c, name), 2)
+        self.assertEqual(train(self, self.c, name), 3)
+        set_live(self, self.c, name, 2)
+        set_live(self, self.c, name, 3)
+        r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                           json_body={"reason": "take v3 down"})
+        self.assertEqual(r.status, 200, r)
+        self.assertFallback(predict(self, self.c, name, {"features": FEATURES}),
+                            "no_live_version", "previous_version", 2)
+        m = next(m for m in self.c.get("/v1/serving").json()["models"] if m["model"] == name)
+        self.assertEqual([(v["version"], v["role"]) for v in m["versions"]],
+                         [(2, "previous"), (1, "previous")], m)
+        # Live back on it puts it back on the path.
+        set_live(self, self.c, name, 3)
+        self.assertModelAnswer(predict(self, self.c, name, {"features": FEATURES}), name, 3)
+        r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "back"})
+        self.assertEqual((r.status, r.json().get("to")), (200, 2), r)
+
     def test_a_disabled_version_is_not_promoted_to_live(self):
         name, _, _, _, _ = self.trained()
         self.assertEqual(train(self, self.c, name), 2)
