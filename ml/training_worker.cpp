@@ -707,15 +707,6 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),
                                       "job " + std::to_string(id) + " " + gate_summary);
                 if (!m) return m;
-                // An older candidate left waiting is superseded by what just
-                // went live: promoting "candidate" would move live back.
-                if (const auto waiting = alias_version(c, job.model, "candidate");
-                    published && waiting && *waiting < number) {
-                    m = move_alias(
-                        c, job.model, "candidate", std::nullopt, "policy:auto",
-                        "superseded: version " + std::to_string(number) + " is now live");
-                    if (!m) return m;
-                }
             }
             const std::string outcome =
                 "stored version " + std::to_string(number) + " (" + v.status + ")" +

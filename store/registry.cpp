@@ -243,6 +243,14 @@ status move_alias(connection& c, const std::string& model, const std::string& al
                   " reason) VALUES (?,?,?,?,?,?,?)");
     log.bind(1, model).bind(2, alias).bind(3, version).bind(4, previous).bind(5, now);
     log.bind(6, actor).bind(7, reason).run();
+    // An older candidate left waiting is superseded by what just went live
+    // (by the auto policy or a person): promoting "candidate" would move
+    // live back.
+    if (const auto waiting = alias_version(c, model, "candidate");
+        alias == "live" && version && waiting && *waiting < *version) {
+        return move_alias(c, model, "candidate", std::nullopt, actor,
+                          "superseded: version " + std::to_string(*version) + " is now live");
+    }
     return status::ok();
 }
 

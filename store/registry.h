@@ -154,7 +154,8 @@ std::int64_t insert_version(connection& c, version_row v);
 // removes the alias. not_found for an unknown version; conflict for live
 // on a disabled version (it would not serve: every answer a fallback). A
 // move to the version the alias already points at changes and records
-// nothing.
+// nothing. Live moving past the candidate removes that alias (recorded:
+// "superseded").
 status move_alias(connection& c, const std::string& model, const std::string& alias,
                   std::optional<std::int64_t> version, const std::string& actor,
                   const std::string& reason);

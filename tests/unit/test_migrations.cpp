@@ -688,12 +688,12 @@ TEST_CASE("0010 records where each stored correction's chain began", "[migration
           7 + 8 + 6 + 9);
 }
 
-TEST_CASE("retention removes old artifacts, never one an alias, an experiment or a rollback needs",
-          "[migrations][retention]") {
-    testing::migrated_db db;
-    connection& c = db.conn;
+namespace {
+
+// Model "m" with versions 1..n (revision 1, tiny artifacts).
+void model_with_versions(connection& c, int n) {
     put_model(c, "m", "{}", "test");
-    for (int i = 1; i <= 8; ++i) {
+    for (int i = 1; i <= n; ++i) {
         version_row v;
         v.model = "m";
         v.revision = 1;
@@ -705,6 +705,40 @@ TEST_CASE("retention removes old artifacts, never one an alias, an experiment or
         v.status = "candidate";
         REQUIRE(insert_version(c, v) == i);
     }
+}
+
+}  // namespace
+
+TEST_CASE("live moving past the candidate removes that alias, recorded as superseded",
+          "[migrations][aliases]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    model_with_versions(c, 3);
+    REQUIRE(move_alias(c, "m", "candidate", 1, "policy:manual", "job 1"));
+    // A person promotes a newer version: promoting "candidate" afterwards
+    // would have moved live back to 1.
+    REQUIRE(move_alias(c, "m", "live", 2, "admin", "reviewed"));
+    CHECK_FALSE(alias_version(c, "m", "candidate"));
+    auto deps = list_deployments(c, "m", 10);
+    REQUIRE(deps.size() == 3);
+    CHECK(deps[0].alias == "candidate");
+    CHECK_FALSE(deps[0].version);
+    CHECK(deps[0].previous_version == 1);
+    CHECK(deps[0].actor == "admin");
+    CHECK(deps[0].reason == "superseded: version 2 is now live");
+    // A newer candidate stays when live moves to an older version or to it.
+    REQUIRE(move_alias(c, "m", "candidate", 3, "policy:manual", "job 3"));
+    REQUIRE(move_alias(c, "m", "live", 1, "admin", "back"));
+    CHECK(alias_version(c, "m", "candidate") == 3);
+    REQUIRE(move_alias(c, "m", "live", 3, "admin", "forward"));
+    CHECK(alias_version(c, "m", "candidate") == 3);
+}
+
+TEST_CASE("retention removes old artifacts, never one an alias, an experiment or a rollback needs",
+          "[migrations][retention]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    model_with_versions(c, 8);
     // Live's path 1 -> 2 -> 3 -> 5 (its last two steps: 5, 3), candidate 6,
     // an experiment on 5 with a shadow on 4, and the newest two, 7 and 8.
     for (std::int64_t v : {1, 2, 3, 5}) REQUIRE(move_alias(c, "m", "live", v, "t", "t"));
