@@ -50,6 +50,12 @@ struct batch_work {
     std::mutex mu;
     std::condition_variable cv;
     std::size_t done = 0;
+    // When run_batch began (steady ticks; 0: not yet): time spent waiting in
+    // the pool's queue before it is not the version's doing.
+    std::atomic<steady::rep> began{0};
+    // Set by the pool while the work waited because its own model held
+    // every thread it may: those waits are the model's doing.
+    std::atomic<bool> held_back{false};
     std::vector<std::optional<ml::answer>> answers;
     std::vector<std::int64_t> answered_by;  // version that answered
     std::vector<std::string> reasons;       // fallback reason, when a fallback answered
@@ -66,6 +72,7 @@ struct chosen {
 // deadline, when the request has answered from the constant steps already.
 void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<chosen>& picks,
                const std::vector<predict_instance>& instances, steady::time_point deadline) {
+    work.began.store(steady::now().time_since_epoch().count(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < instances.size(); ++i) {
         if (steady::now() > deadline) break;
         std::optional<ml::answer> got;
@@ -198,9 +205,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     work.answers.resize(n);
     work.answered_by.resize(n, 0);
     work.reasons.resize(n);
-    // When the work was handed over (to this thread or the pool): a wait in
-    // the pool's queue counts against the version, since it is the versions
-    // there (slow, hung) that keep the queue from draining.
+    // When the work was handed over (to this thread or the pool).
     const auto handed_at = steady::now();
     if (any_model) {
         bool accepted = true;
@@ -208,9 +213,11 @@ http_response post_model_predict(app& a, const http_request& req) {
             run_batch(work, *m, picks, instances, deadline);
         } else {
             auto shared_instances = std::make_shared<std::vector<predict_instance>>(instances);
-            accepted = a.predict_pool().submit([pooled, m, picks, shared_instances, deadline] {
-                run_batch(*pooled, *m, picks, *shared_instances, deadline);
-            });
+            accepted = a.predict_pool().submit(
+                [pooled, m, picks, shared_instances, deadline] {
+                    run_batch(*pooled, *m, picks, *shared_instances, deadline);
+                },
+                m->name, &pooled->held_back);
         }
         if (!accepted) {
             return error_response(
@@ -235,17 +242,26 @@ http_response post_model_predict(app& a, const http_request& req) {
                                                                      (deadline - started) / 20);
         if (pooled) work.cv.wait_until(lock, answer_by, [&] { return work.done == n; });
         const std::size_t done = work.done;
-        // The version is held to a miss only when it was handed the work
-        // with at least half the model's deadline left and still did not
-        // answer the request's first instance: a body slow to parse (a batch
-        // of 1000 instances with thousands of unknown fields took 191 ms and
+        // The version is held to a miss only when it began on the work with
+        // at least half the model's deadline left and still did not answer
+        // the request's first instance: a body slow to parse (a batch of
+        // 1000 instances with thousands of unknown fields took 191 ms and
         // had every instance held against live, which the supervisor then
         // disabled), a long wait for a slot, or a batch too large for the
-        // deadline are the request's doing, not the version's.
+        // deadline are the request's doing, not the version's. A wait in the
+        // pool's queue counts only when the model's own work held every
+        // thread it may take (a slow version under load keeps its queue from
+        // draining): another model's hung version kept the shared queue full
+        // while a healthy one was disabled for it.
+        const auto half =
+            std::chrono::microseconds(static_cast<std::int64_t>(m->definition.deadline_ms * 500));
+        const steady::rep began = work.began.load(std::memory_order_relaxed);
+        const bool slow_to_answer =
+            began != 0 && deadline - steady::time_point(steady::duration(began)) >= half;
+        const bool queued_behind_itself =
+            work.held_back.load(std::memory_order_relaxed) && deadline - handed_at >= half;
         version_missed =
-            deadline_is_models && done == 0 &&
-            deadline - handed_at >= std::chrono::microseconds(
-                                        static_cast<std::int64_t>(m->definition.deadline_ms * 500));
+            deadline_is_models && done == 0 && (slow_to_answer || queued_behind_itself);
         if (!pooled) {
             answers = std::move(work.answers);
             by = std::move(work.answered_by);
@@ -387,49 +403,51 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (!shared) shared = std::make_shared<std::vector<predict_instance>>(std::move(instances));
         bool accepted =
             room &&
-            a.predict_pool().submit([version = arm.version, shared, arm_name = arm.name,
-                                     model_name = m->name, log, ids = shadow_ids, answered_at] {
-                for (std::size_t i = 0; i < shared->size(); ++i) {
-                    const predict_instance& inst = (*shared)[i];
-                    auto t0 = steady::now();
-                    prediction_row s;
-                    s.id = ids[i];  // the log appends "-" + arm to a shadow row's id
-                    s.model = model_name;
-                    s.version = version->version;
-                    s.arm = arm_name;
-                    s.shadow = true;
-                    s.entity = inst.entity;
-                    // The request's time, as its live entry: a shadow entry is
-                    // found with its answer (the id's time) and joined alike.
-                    s.time = answered_at;
-                    s.features_hash = inst.features_hash;
-                    // Counted as a served version's are, so that the supervisor
-                    // takes a failing shadow out of service too.
-                    version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-                    if (version->drift) version->drift->observe(inst.record);
-                    try {
-                        ml::answer sa = ml::predict_with(*version, inst.record);
-                        if (version->drift) {
-                            version->drift->observe_prediction(ml::prediction_output(
-                                version->artifact->task, sa.value, sa.probabilities, sa.label));
+            a.predict_pool().submit(
+                [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log,
+                 ids = shadow_ids, answered_at] {
+                    for (std::size_t i = 0; i < shared->size(); ++i) {
+                        const predict_instance& inst = (*shared)[i];
+                        auto t0 = steady::now();
+                        prediction_row s;
+                        s.id = ids[i];  // the log appends "-" + arm to a shadow row's id
+                        s.model = model_name;
+                        s.version = version->version;
+                        s.arm = arm_name;
+                        s.shadow = true;
+                        s.entity = inst.entity;
+                        // The request's time, as its live entry: a shadow entry is
+                        // found with its answer (the id's time) and joined alike.
+                        s.time = answered_at;
+                        s.features_hash = inst.features_hash;
+                        // Counted as a served version's are, so that the supervisor
+                        // takes a failing shadow out of service too.
+                        version->counters.requests.fetch_add(1, std::memory_order_relaxed);
+                        if (version->drift) version->drift->observe(inst.record);
+                        try {
+                            ml::answer sa = ml::predict_with(*version, inst.record);
+                            if (version->drift) {
+                                version->drift->observe_prediction(ml::prediction_output(
+                                    version->artifact->task, sa.value, sa.probabilities, sa.label));
+                            }
+                            s.value = sa.value;
+                            if (!sa.label.empty()) s.label = sa.label;
+                            s.probabilities.assign(sa.probabilities);
+                        } catch (const ml::input_out_of_range& e) {
+                            s.fallback = true;
+                            s.reason = std::string("input_out_of_range: ") + e.what();
+                        } catch (const std::exception& e) {
+                            version->counters.errors.fetch_add(1, std::memory_order_relaxed);
+                            s.fallback = true;
+                            s.reason = std::string("model_error: ") + e.what();
                         }
-                        s.value = sa.value;
-                        if (!sa.label.empty()) s.label = sa.label;
-                        s.probabilities.assign(sa.probabilities);
-                    } catch (const ml::input_out_of_range& e) {
-                        s.fallback = true;
-                        s.reason = std::string("input_out_of_range: ") + e.what();
-                    } catch (const std::exception& e) {
-                        version->counters.errors.fetch_add(1, std::memory_order_relaxed);
-                        s.fallback = true;
-                        s.reason = std::string("model_error: ") + e.what();
+                        s.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                           steady::now() - t0)
+                                           .count();
+                        log->append(std::move(s));
                     }
-                    s.latency_us =
-                        std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0)
-                            .count();
-                    log->append(std::move(s));
-                }
-            });
+                },
+                m->name);
         if (!accepted) log->count_dropped(shared->size());
     }
     if (batch) text += "]}";

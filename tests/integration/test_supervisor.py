@@ -476,6 +476,57 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual((dep["alias"], dep["version"], dep["previous_version"], dep["actor"]),
                          ("live", 1, 2, "supervisor"), dep)
 
+    def test_another_models_hung_version_does_not_take_a_healthy_one_down(self):
+        # The prediction pool is shared. A hung version of one model held
+        # every pool thread, a healthy model's requests missed their deadline
+        # in the queue behind it, and those misses were held against the
+        # healthy version: the supervisor disabled it. Now no model holds
+        # more than all threads but one, and only waits behind a model's own
+        # work count against it.
+        feats, labels, _ = load_data(self, self.c, 150, seed=8)
+        d = definition(feats, labels, supervision=SUPERVISION, serving={"deadline_ms": 50})
+        hung, healthy = uid("hung"), uid("healthy")
+        put_model(self, self.c, hung, dict(d, test_fault="serve_sleep"))
+        self.assertEqual(train(self, self.c, hung), 1)
+        set_live(self, self.c, hung, 1, "the hung one")
+        put_model(self, self.c, healthy, d)
+        self.assertEqual(train(self, self.c, healthy), 1)
+        set_live(self, self.c, healthy, 1, "the healthy one")
+        stop_at = time.monotonic() + 3
+        answers, errors = [], []
+
+        def ask(i):
+            cl = Client(self.server.port)
+            try:
+                n = 0
+                while time.monotonic() < stop_at:
+                    name = healthy if i == 0 else hung
+                    r = cl.post_json("/v1/models/%s/predict" % name,
+                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
+                    if i == 0:
+                        answers.append((r.status, r.json()))
+                        time.sleep(0.02)
+                    n += 1
+            except Exception as e:  # noqa: BLE001 -- reported below, not lost with the thread
+                errors.append(e)
+            finally:
+                cl.close()
+
+        # One client for the healthy model, four for the hung one (the pool
+        # has four threads).
+        self.assertEqual(run_in_threads(ask, 5, timeout=30), [])
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        for status, p in answers:
+            self.assertEqual(status, 200, p)
+        # The hung version is taken out of service; the healthy one is not.
+        wait_until(lambda: any(e["event"] == "disabled" for e in events_of(self, self.c, hung)),
+                   ACT_WITHIN_S, "the hung version disabled")
+        supervisor_looks(self, self.c, 2)
+        self.assertEqual(events_of(self, self.c, healthy), [])
+        p = predict(self, self.c, healthy, {"entity": "after", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (1, False), p)
+
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
         # traffic: the version failed 20 of 20 requests (its counters say so),

@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "ml/predict_pool.h"
 #include "ml/predict_slots.h"
 #include "ml/prediction_history.h"
 #include "ml/serving.h"
@@ -437,4 +439,44 @@ TEST_CASE("prediction log: outcome lookups go through their indexes, not the lab
     CHECK_THAT(by_entity, Catch::Contains("INDEX fact_origins_by_stream_time (stream=? AND "
                                           "origin_time>?)"));
     CHECK_THAT(by_entity, !Catch::Contains("SCAN "));
+}
+
+TEST_CASE("predict_pool: one model's stuck tasks leave a thread for the others", "[pool]") {
+    using namespace std::chrono;
+    ml::predict_pool pool(3, 100);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool release = false;
+    std::atomic<int> a_running{0}, a_most{0}, b_done{0};
+    auto stuck = [&] {
+        const int now = ++a_running;
+        for (int seen = a_most.load(); now > seen && !a_most.compare_exchange_weak(seen, now);) {
+        }
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return release; });
+        --a_running;
+    };
+    std::atomic<bool> a_held{false}, b_held{false};
+    for (int i = 0; i < 5; ++i) REQUIRE(pool.submit(stuck, "a", &a_held));
+    // "a" may hold two of the three threads; "b" runs on the third at once.
+    REQUIRE(pool.submit([&] { ++b_done; }, "b", &b_held));
+    for (int i = 0; i < 1000 && b_done == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+    CHECK(b_done == 1);
+    CHECK(a_most == 2);
+    CHECK(a_held);  // its own tasks held it back
+    CHECK_FALSE(b_held);
+    // Tasks of no model are never held back.
+    std::atomic<int> free_done{0};
+    REQUIRE(pool.submit([&] { ++free_done; }));
+    for (int i = 0; i < 1000 && free_done == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+    CHECK(free_done == 1);
+    {
+        std::lock_guard lock(mu);
+        release = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < 1000 && pool.queued() > 0; ++i)
+        std::this_thread::sleep_for(milliseconds(5));
+    CHECK(pool.queued() == 0);
+    CHECK(a_most == 2);
 }
