@@ -1,5 +1,4 @@
 // Sign-in for the admin page, and API keys.
-#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "server/app.h"
@@ -39,9 +38,29 @@ json key_json(const api_key_row& k) {
             {"revoked_by", k.revoked_by ? json(*k.revoked_by) : json(nullptr)}};
 }
 
+// Sign-in and sign-out need no session, so no CSRF token guards them, and
+// SameSite does not tell ports apart: a page on another port of this host
+// signed the admin out with a form, or into another user's session with a
+// fetch. A browser names the page a request came from (Origin), and says
+// whether it was this origin (Sec-Fetch-Site); a script sends neither.
+status from_this_origin(const http_request& req, const char* what) {
+    const std::string_view site = req.header("sec-fetch-site");
+    const std::string_view origin = req.header("origin");
+    const std::string_view host = req.header("host");
+    const bool same_site_header = site.empty() || site == "same-origin" || site == "none";
+    const bool same_origin = origin.empty() || (!host.empty() && (origin == "http://" + std::string(host) ||
+                                                                  origin == "https://" + std::string(host)));
+    if (same_site_header && same_origin) return status::ok();
+    return status(error_kind::forbidden,
+                  std::string(what) + " from another origin (" +
+                      (origin.empty() ? "Sec-Fetch-Site: " + std::string(site) : "Origin " + std::string(origin)) +
+                      ") is refused: use this server's own page");
+}
+
 }  // namespace
 
 http_response post_auth_login(app& a, const http_request& req) {
+    if (status s = from_this_origin(req, "a sign-in"); !s) return error_response(s);
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"username", "password"}); !s)
@@ -63,6 +82,7 @@ http_response post_auth_login(app& a, const http_request& req) {
 }
 
 http_response post_auth_logout(app& a, const http_request& req) {
+    if (status s = from_this_origin(req, "a sign-out"); !s) return error_response(s);
     a.auth().logout(std::string(req.header("cookie")));
     http_response r = json_response(R"({"signed_out":true})");
     r.headers.emplace_back("Set-Cookie", session_cookie("", true));
@@ -116,18 +136,15 @@ http_response post_key(app& a, const http_request& req) {
 }
 
 http_response delete_key(app& a, const http_request& req) {
-    std::int64_t id = 0;
-    const std::string& text = req.param("id");
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-    if (ec != std::errc() || p != text.data() + text.size() || id <= 0) {
-        return error_response(invalid("id", "not a key id"));
-    }
+    // As every other id in a path says what is wrong with it.
+    auto id = parse_id("id", req.param("id"));
+    if (!id) return error_response(id.error());
     status s = a.writer().run(
-        [&](connection& c) { return revoke_api_key(c, id, req.actor.empty() ? "api" : req.actor); },
+        [&](connection& c) { return revoke_api_key(c, *id, req.actor.empty() ? "api" : req.actor); },
         a.write_timeout());
     if (!s) return error_response(s);
     a.auth().forget_keys();
-    return json_response(dump_json({{"id", id}, {"revoked", true}}));
+    return json_response(dump_json({{"id", *id}, {"revoked", true}}));
 }
 
 }  // namespace kennel

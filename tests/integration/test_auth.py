@@ -198,6 +198,32 @@ class AuthTest(KennelTestCase):
         self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
         self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
 
+    def test_sign_in_and_out_from_another_origin_are_refused(self):
+        # Neither needs a session, so no CSRF token guards them, and
+        # SameSite does not tell ports apart: a page on another port of this
+        # host signed the admin out with a form, and into another user's
+        # session with a fetch. Browsers say where a request came from.
+        creds = {"username": "admin", "password": ADMIN_PASSWORD}
+        here = "http://127.0.0.1:%d" % self.server.port
+        for headers in ({"Origin": "http://127.0.0.1:1"}, {"Origin": "null"},
+                        {"Sec-Fetch-Site": "same-site"}, {"Sec-Fetch-Site": "cross-site"}):
+            with self.subTest(headers=headers):
+                r = self.anon.post_json("/v1/auth/login", creds, headers=headers)
+                self.assertErrorShape(r, 403, code="forbidden", message="from another origin")
+                self.assertIsNone(r.header("Set-Cookie"), r.headers)
+        r = self.anon.post_json("/v1/auth/login", creds,
+                                headers={"Origin": here, "Sec-Fetch-Site": "same-origin"})
+        self.assertEqual(r.status, 200, r)
+        cookie = r.header("Set-Cookie").split(";")[0]
+        out = self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "Origin": "http://127.0.0.1:1"})
+        self.assertErrorShape(out, 403, code="forbidden", message="a sign-out from another origin")
+        self.assertEqual(self.anon.get("/v1/streams", headers={"Cookie": cookie}).status, 200)
+        # A script (no Origin) and this server's own page sign out.
+        out = self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "Origin": here})
+        self.assertEqual(out.status, 200, out)
+        self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
+        self.assertEqual(self.anon.post_json("/v1/auth/login", creds).status, 200)
+
     def test_a_new_password_shuts_out_the_old_one_and_its_sessions_at_once(self):
         # `kennel admin set-password` beside the running server: the old
         # password, remembered for 5 minutes to spare PBKDF2, kept working
