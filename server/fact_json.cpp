@@ -195,6 +195,12 @@ parsed_item parse_fact_object(const json& j, micros now) {
             item.error = invalid("data", "field names must not be empty");
             return item;
         }
+        // Stored, it could never be read: features, labels and totals refuse
+        // such a name.
+        if (std::string why = unreadable_field_name(k); !why.empty()) {
+            item.error = invalid("data", why + " (the name " + json(k).dump() + ")");
+            return item;
+        }
         if (status s = check_value(v, "data." + k, 1); !s) {
             item.error = s;
             return item;

@@ -366,6 +366,8 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
+    // An unknown model is named as such, as on every other route.
+    if (!model_exists(a, name)) return error_response(no_model(name));
     return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
                                                            const std::string& reason) {
         return end_experiment(c, *id, actor, reason);
@@ -439,8 +441,18 @@ http_response get_model_predictions(app& a, const http_request& req) {
         // The whole number, in range: a time past int64 once read as 0 and
         // answered an empty last page.
         auto t = parse_int("cursor", c->substr(0, dot), INT64_MIN, INT64_MAX);
-        if (!t) return error_response(invalid("cursor", "malformed cursor"));
-        after.emplace(*t, c->substr(dot + 1));
+        // Then a prediction id (32 hex digits, a shadow's with "-arm"), or
+        // nothing (a page cut short continues before its time): any other
+        // text read as an empty last page.
+        const std::string after_id = c->substr(dot + 1);
+        const bool id_ok =
+            after_id.empty() ||
+            (after_id.size() >= 32 && (after_id.size() == 32 || after_id[32] == '-') &&
+             std::all_of(after_id.begin(), after_id.begin() + 32, [](char ch) {
+                 return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+             }));
+        if (!t || !id_ok) return error_response(invalid("cursor", "malformed cursor"));
+        after.emplace(*t, after_id);
         until = std::min(until, *t);
     }
     auto conn = a.readers().acquire();

@@ -199,9 +199,9 @@ class AuthInputTest(BadInputCase):
         before = self.state("/v1/keys", "keys")
         self.check_cases([
             ("id 0", "DELETE", "/v1/keys/0", None, None, 400, "invalid_argument", "id",
-             "not a key id"),
+             "must be between 1 and"),
             ("id -1", "DELETE", "/v1/keys/-1", None, None, 400, "invalid_argument", "id",
-             "not a key id"),
+             "must be between 1 and"),
         ])
         after = self.state("/v1/keys", "keys")
         self.assertEqual(after, before)

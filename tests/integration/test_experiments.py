@@ -532,7 +532,11 @@ class ExperimentTest(SharedServerCase):
                              # Times past int64 were read as 0: an empty last page.
                              ("?limit=1&cursor=99999999999999999999.x", "cursor"),
                              ("?cursor=-99999999999999999999.x", "cursor"),
-                             ("?cursor=.x", "cursor")):
+                             ("?cursor=.x", "cursor"),
+                             # An id that is none read as an empty last page.
+                             ("?cursor=1.zzzz", "cursor"), ("?cursor=-1.-1", "cursor"),
+                             ("?cursor=1.%s" % ("A" * 32), "cursor"),
+                             ("?cursor=1.%sx" % ("a" * 32), "cursor")):
             with self.subTest(query=query):
                 self.assertErrorShape(self.c.get("/v1/models/%s/predictions%s" % (name, query)), 400,
                                       field=field)

@@ -112,6 +112,13 @@ SCENARIOS = [
     dict(name="data is an array", method="POST", path="/v1/facts",
          body={"stream": "s", "entity": "e", "data": [1, 2]}, status=400,
          code="invalid_argument", field="data", message="must be a JSON object"),
+    # Once stored, though no feature, label or total could ever read them.
+    dict(name="a data field name with a double quote", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"a\"b": 1}}, status=400,
+         code="invalid_argument", field="data", message="a double quote"),
+    dict(name="a data field name with a control character", method="POST", path="/v1/facts",
+         body={"stream": "s", "entity": "e", "data": {"c\u0001d": 1}}, status=400,
+         code="invalid_argument", field="data", message="control character"),
     dict(name="data is missing", method="POST", path="/v1/facts",
          body={"stream": "s", "entity": "e"}, status=400,
          code="invalid_argument", field="data", message="missing"),
