@@ -164,12 +164,23 @@ http_response get_model(app& a, const http_request& req) {
     auto jobs = list_jobs(*conn, name, 5);
     json recent = json::array();
     for (const auto& j : jobs) recent.push_back(job_json(j));
+    // Where POST …/rollback would move live now, by the server's own rule
+    // (the admin page rebuilt it from the newest 500 moves, and without the
+    // task rule, and offered rollbacks the server then refused).
+    json rollback = {{"to", nullptr}, {"passed_over_task", false}};
+    if (aliases.contains("live")) {
+        const ml::earlier_live back =
+            ml::earlier_live_version(*conn, name, aliases["live"].get<std::int64_t>());
+        rollback = {{"to", back.version ? json(*back.version) : json(nullptr)},
+                    {"passed_over_task", back.passed_over_task}};
+    }
     json out = {{"name", m->name},
                 {"revision", m->current_revision},
                 {"created_at", format_rfc3339(m->created_at)},
                 {"definition", parse_stored(m->definition)},
                 {"aliases", aliases},
                 {"versions", list_versions(*conn, name).size()},
+                {"rollback", rollback},
                 {"recent_jobs", recent}};
     return json_response(dump_json(out));
 }

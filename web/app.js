@@ -438,7 +438,12 @@
       nodes.push(svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtNum(v, 3)));
     }
     nodes.push(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
-    points.forEach((p, i) => nodes.push(svg('text', { x: x(i), y: H - B + 16, 'text-anchor': 'middle' }, `v${p.version}`)));
+    // At most one label per ~40 px, counted back from the newest: 300
+    // labels ran together.
+    const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor((W - L - R) / 40))));
+    points.forEach((p, i) => {
+      if ((n - 1 - i) % every === 0) nodes.push(svg('text', { x: x(i), y: H - B + 16, 'text-anchor': 'middle' }, `v${p.version}`));
+    });
     const path = (key) => points.map((p, i) => (Number.isFinite(p[key]) ? `${x(i)},${y(p[key])}` : null)).filter(Boolean).join(' ');
     nodes.push(svg('polyline', { class: 'series-baseline', points: path('baseline') }));
     nodes.push(svg('polyline', { class: 'series-metric', points: path('value') }));
@@ -517,15 +522,10 @@
   // Metrics that cannot leave [0, 1]: a chart's axis stops there.
   const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1'];
 
-  // Which versions are disabled: the latest enable/disable event per version.
-  function disabledSet(events) {
-    const latest = new Map();
-    for (const e of events || []) {
-      if (e.event !== 'disabled' && e.event !== 'enabled') continue;
-      const prev = latest.get(e.version);
-      if (!prev || e.id > prev.id) latest.set(e.version, e);
-    }
-    return new Set([...latest.values()].filter((e) => e.event === 'disabled').map((e) => e.version));
+  // Which versions are disabled, as each version says (the events list is
+  // only the newest 500: an older disable fell out of it).
+  function disabledSet(versions) {
+    return new Set((versions || []).filter((v) => v.disabled).map((v) => v.version));
   }
 
   function snapshotText(s, short) {
@@ -819,29 +819,11 @@
 
   // The API lists facts oldest first (by event time); the newest N are found
   // by widening a window back from the stream's last event time.
-  async function newestFacts(stream, summary, want = 25) {
-    const base = `/v1/streams/${enc(stream)}/facts`;
-    if (!summary || !summary.last_event_time) return (await get(`${base}?limit=${want}`)).facts;
-    const last = new Date(summary.last_event_time).getTime();
-    const first = summary.first_event_time ? new Date(summary.first_event_time).getTime() : 0;
-    const to = new Date(last + 1000).toISOString();
-    let span = 60 * 1000;
-    for (let i = 0; i < 48; i += 1) {
-      const from = last - span;
-      const all = from <= first;
-      let url = `${base}?limit=1000${all ? '' : `&from=${enc(new Date(from).toISOString())}`}&to=${enc(to)}`;
-      let page = await get(url);
-      if (page.facts.length >= want || all) {
-        let rows = page.facts;
-        for (let p = 0; page.next_cursor && p < 20; p += 1) {
-          page = await get(`${url}&cursor=${enc(page.next_cursor)}`);
-          rows = rows.concat(page.facts).slice(-want);
-        }
-        return rows.slice(-want).reverse();
-      }
-      span *= 4;
-    }
-    return [];
+  // The stream's newest facts by event time, newest first: one page in
+  // descending order (the oldest-first windows it replaced gave up after
+  // 20 pages of a large burst and showed older facts as the newest).
+  async function newestFacts(stream, want = 25) {
+    return (await get(`/v1/streams/${enc(stream)}/facts?limit=${want}&order=desc`)).facts;
   }
 
   // A fact's data on one line, cut short by the cell; opened, the whole JSON.
@@ -852,7 +834,7 @@
   }
 
   async function newestFactsCard(stream, summary) {
-    const rows = await newestFacts(stream, summary);
+    const rows = await newestFacts(stream);
     return h('div.card', null,
       h('div.card-head', null, h('h2', null, `Newest facts in ${stream}`), h('span.muted.small', null, `${rows.length} shown, newest first`)),
       rows.length ? table(['Id', 'Entity', 'Event time', 'Ingested', 'Data', 'Corrects'], rows.map((f) => h('tr', null,
@@ -904,23 +886,6 @@
 
   // ---- one model
 
-  // What a rollback moves live to, by the server's rule: a step back along
-  // the path live came by, skipping disabled versions (null: none). The
-  // path replays live's moves oldest first: a move to a version already on
-  // it goes back there and drops what came after (so a version rolled back
-  // from is off the path), any other move goes forward. After 1 → 2 and a
-  // rollback to 1 there is nothing further back, although 2 was live later.
-  function rollbackTarget(deployments, live, disabled) {
-    if (!live) return null;
-    const path = [];
-    for (const d of deployments.filter((x) => x.alias === 'live' && x.version).sort((a, b) => a.id - b.id)) {
-      const at = path.indexOf(d.version);
-      if (at >= 0) path.length = at + 1; else path.push(d.version);
-    }
-    const found = path.reverse().find((v) => v !== live && !disabled.has(v));
-    return found === undefined ? null : found;
-  }
-
   // How serving stands for a model with a live alias: whether the live
   // version answers and, when it cannot, what answers instead (from
   // GET /v1/serving: its problem and the earlier live versions it falls back to).
@@ -946,9 +911,9 @@
   }
 
   // Versions out of service: GET /v1/serving's list (what serving acts on)
-  // and the latest disable/enable events (which may be a poll ahead of it).
-  function offVersions(sv, events) {
-    const off = disabledSet(events);
+  // and the versions' own state (which may be a poll ahead of it).
+  function offVersions(sv, versions) {
+    const off = disabledSet(versions);
     for (const v of (sv && Array.isArray(sv.disabled) ? sv.disabled : [])) off.add(v);
     return off;
   }
@@ -1033,15 +998,13 @@
 
     const refresh = async () => {
       if (state.gone) return;
-      let m, vs, ev, jobs, drift, dep, ex, sv;
+      let m, vs, jobs, drift, ex, sv;
       try {
-        [m, vs, ev, jobs, drift, dep, ex, sv] = await Promise.all([
+        [m, vs, jobs, drift, ex, sv] = await Promise.all([
           get(`/v1/models/${enc(name)}`),
           get(`/v1/models/${enc(name)}/versions`),
-          get(`/v1/models/${enc(name)}/events`).catch(() => ({ events: [] })),
           get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
           get(`/v1/models/${enc(name)}/drift`).catch((e) => ({ error: e })),
-          get(`/v1/models/${enc(name)}/deployments`).catch(() => ({ deployments: [] })),
           get(`/v1/models/${enc(name)}/experiments`).catch(() => ({ experiments: [] })),
           get('/v1/serving').catch(() => null),
         ]);
@@ -1055,12 +1018,16 @@
       const task = (m.definition && m.definition.task) || '';
       const pm = primaryMetric(task);
       const live = m.aliases ? m.aliases.live : undefined;
-      const disabled = disabledSet(ev.events);
+      const disabled = disabledSet(vs.versions);
       const svModel = sv ? (sv.models || []).find((x) => x.model === name) : null;
       const serving = servingState(svModel, live, disabled);
-      state.rollbackTo = rollbackTarget(dep.deployments || [], live, disabled);
+      // Where the server's rollback would move live (its own rule: the path
+      // live came by, enabled versions of live's task that can serve).
+      state.rollbackTo = live && m.rollback ? m.rollback.to : null;
       const rollbackTitle = !live ? 'Nothing is live to roll back'
-        : state.rollbackTo ? `Moves live back to v${state.rollbackTo}` : 'No earlier enabled live version to roll back to';
+        : state.rollbackTo ? `Moves live back to v${state.rollbackTo}`
+          : m.rollback && m.rollback.passed_over_task ? 'Earlier live versions were trained for another task: promote one by its number'
+            : 'No earlier enabled live version to roll back to';
 
       drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: vs.versions.length, serving, to: state.rollbackTo }, () => pageHead(
         [h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), m.name],
@@ -1098,7 +1065,7 @@
           jobsTable([lastBad], { model: false })) : null,
       ]);
       const running = (ex.experiments || []).find((e) => e.active);
-      const off = offVersions(svModel, ev.events);
+      const off = offVersions(svModel, vs.versions);
       const svBrief = svModel && { serving_version: svModel.serving_version, live_alias: svModel.live_alias };
       drawExperiment({ running: running || null, off: [...off], svBrief },
         () => (running ? modelExperimentCard(name, running, off, svBrief) : []));
@@ -1752,15 +1719,22 @@
           h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td', null, e.reason))))
           : h('p.muted', null, 'No version has been disabled or enabled.')]);
       const groups = lm.error ? [] : lm.groups;
-      const off = offVersions(svModel, ev.error ? [] : ev.events);
+      const off = offVersions(svModel, vs.versions);
       const svBrief = svModel && { serving_version: svModel.serving_version, live_alias: svModel.live_alias };
-      R.experiments({ ex, groups, off: [...off], svBrief }, () => experimentsCard(name, ex, groups, off, svBrief));
+      // The running experiment's arms count only what came since it
+      // started: arm names repeat across experiments ("v1", "v2"), and the
+      // whole log's groups showed an earlier one's traffic as this one's.
+      const current = ex.error ? null : ex.experiments.find((e) => e.active);
+      const since = current ? await get(`/v1/models/${enc(name)}/live-metrics?since=${enc(current.started_at)}`).catch(() => null) : null;
+      if (!ctx.alive()) return;
+      const armGroups = since && !since.error ? since.groups : [];
+      R.experiments({ ex, armGroups, off: [...off], svBrief }, () => experimentsCard(name, ex, armGroups, off, svBrief));
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
-      const disabled = disabledSet(ev.error ? [] : ev.events);
+      const disabled = disabledSet(vs.versions);
       const startKey = JSON.stringify([vs.versions.map((v) => [v.version, v.status, v.aliases]), [...disabled], running ? running.id : '']);
       if (state.startDrawn !== startKey) {
         state.startDrawn = startKey;
@@ -1842,16 +1816,17 @@
           shareBar(arms),
           table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics'],
             arms.map((a) => {
-              const g = groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
+              // groups: the running experiment's; an ended one's are not kept apart.
+              const g = !e.active ? null : groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
               const mets = g ? numericMetrics(g.metrics) : {};
               // An ended experiment's arms are history: no mark of what is disabled now.
               return h('tr', { 'data-arm': a.name },
                 h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, e.active ? disabledArmBadge(a, off, sv) : null),
                 h('td', null, `v${a.version}`),
                 h('td.num', null, a.shadow ? 'shadow' : fmtPct(a.weight)),
-                h('td.num', null, g ? fmtNum(g.predictions) : '0'),
-                h('td.num', null, g ? fmtNum(g.outcomes) : '0'),
-                h('td.num', null, g ? fmtNum(g.fallbacks) : '0'),
+                h('td.num', null, g ? fmtNum(g.predictions) : e.active ? '0' : '—'),
+                h('td.num', null, g ? fmtNum(g.outcomes) : e.active ? '0' : '—'),
+                h('td.num', null, g ? fmtNum(g.fallbacks) : e.active ? '0' : '—'),
                 h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'));
             })));
       }) : h('p.muted', null, 'No experiments yet. Start one below to split traffic between versions.'),

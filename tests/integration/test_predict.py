@@ -792,7 +792,12 @@ class PredictTest(SharedServerCase):
         path = "/v1/models/%s/rollback" % name
 
         def rollback():
+            # The model says where a rollback would go (the admin page's
+            # button reads it), before it goes there.
+            said = self.c.get("/v1/models/%s" % name).json()["rollback"]
             r = self.c.post_json(path, {"reason": "step back"})
+            self.assertEqual(said["to"], r.json().get("to"), (said, r))
+            self.assertIs(said["passed_over_task"], False)
             return r.status, (r.json().get("from"), r.json().get("to"))
 
         self.assertEqual(rollback(), (200, (3, 2)))
@@ -1141,6 +1146,10 @@ class FaultTest(SharedServerCase):
         self.assertIn(p["prediction"], ("true", "false"), p)
         self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
         # Nor does a rollback put it back: the person names it to promote it.
+        # The model says so before (the admin page's button was offered and
+        # then refused).
+        self.assertEqual(self.c.get("/v1/models/%s" % name).json()["rollback"],
+                         {"to": None, "passed_over_task": True})
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "test"})
         self.assertErrorShape(r, 409, message="trained for another task")
         r = self.c.get("/v1/models/%s/aliases" % name)
