@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "store/time_util.h"
+
 namespace kennel {
 
 using json = nlohmann::json;
@@ -123,6 +125,25 @@ bool valid_name(const std::string& s, std::size_t max_size) {
         if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
     }
     return true;
+}
+
+result<std::optional<std::int64_t>> query_time(const http_request& req, const std::string& name) {
+    auto v = req.query_value(name);
+    if (!v) return std::optional<std::int64_t>{};
+    auto t = parse_rfc3339(*v);
+    // "HH:MM" after a space that ends the time of day: a "+" decoded as one.
+    if (const std::size_t sp = v->rfind(' ');
+        !t && sp != std::string::npos && sp + 6 == v->size() && v->find('T') < sp) {
+        std::string plus = *v;
+        plus[sp] = '+';
+        t = parse_rfc3339(plus);
+    }
+    if (!t)
+        return invalid(
+            name,
+            "cannot parse \"" + *v +
+                "\" as an RFC 3339 time in years 0000-9999 (UTC) such as 2026-11-20T10:00:00Z");
+    return std::optional<std::int64_t>{*t};
 }
 
 }  // namespace kennel

@@ -81,6 +81,11 @@ inline result<std::int64_t> parse_id(const std::string& field, const std::string
 bool valid_name(const std::string& s, std::size_t max_size = 64);
 
 // Who is asking, for the records (set by authentication).
+// A time in the query string (none when absent). A "+" offset sent
+// unescaped arrives as a space (form encoding): "...T10:00:00 01:00" is
+// read as "+01:00".
+result<std::optional<std::int64_t>> query_time(const http_request& req, const std::string& name);
+
 inline std::string actor_of(const http_request& req) {
     return req.actor.empty() ? "api" : req.actor;
 }

@@ -237,20 +237,60 @@ http_response post_model_train(app& a, const http_request& req) {
     return json_response(dump_json(out), 202);
 }
 
+namespace {
+
+// ?limit= (1-1000, 100), ?before= (a job id: older ones), ?state= (names,
+// comma-separated). The list was the newest 100, whatever was asked: the
+// admin page lost older jobs and, behind 100 queued ones, the running one.
+http_response jobs_page(connection& c, std::optional<std::string> model, const http_request& req) {
+    job_filter f;
+    f.model = std::move(model);
+    if (auto v = req.query_value("limit")) {
+        auto n = parse_int("limit", *v, 1, 1000);
+        if (!n) return error_response(n.error());
+        f.limit = static_cast<int>(*n);
+    }
+    if (auto v = req.query_value("before")) {
+        auto n = parse_id("before", *v);
+        if (!n) return error_response(n.error());
+        f.before = *n;
+    }
+    if (auto v = req.query_value("state")) {
+        std::size_t start = 0;
+        while (start <= v->size()) {
+            const std::size_t comma = std::min(v->find(',', start), v->size());
+            const std::string name = v->substr(start, comma - start);
+            auto s = parse_job_state(name);
+            if (!s) {
+                return error_response(
+                    invalid("state", "unknown job state \"" + name +
+                                         "\" (queued, running, succeeded, failed, cancelled, "
+                                         "timed_out, interrupted)"));
+            }
+            f.states.push_back(*s);
+            start = comma + 1;
+        }
+    }
+    json out = json::array();
+    const auto jobs = list_jobs(c, f);
+    for (const auto& j : jobs) out.push_back(job_json(j));
+    const bool more = static_cast<int>(jobs.size()) == f.limit;
+    return json_response(
+        dump_json({{"jobs", out}, {"next_before", more ? json(jobs.back().id) : json(nullptr)}}));
+}
+
+}  // namespace
+
 http_response get_model_jobs(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(model_missing(name));
-    json out = json::array();
-    for (const auto& j : list_jobs(*conn, name, 100)) out.push_back(job_json(j));
-    return json_response(dump_json({{"jobs", out}}));
+    return jobs_page(*conn, name, req);
 }
 
-http_response get_jobs(app& a, const http_request&) {
+http_response get_jobs(app& a, const http_request& req) {
     auto conn = a.readers().acquire();
-    json out = json::array();
-    for (const auto& j : list_jobs(*conn, std::nullopt, 100)) out.push_back(job_json(j));
-    return json_response(dump_json({{"jobs", out}}));
+    return jobs_page(*conn, std::nullopt, req);
 }
 
 http_response get_job(app& a, const http_request& req) {

@@ -21,19 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// Media type without parameters, lowercased ("application/json").
-result<std::optional<micros>> query_time(const http_request& req, const std::string& name) {
-    auto v = req.query_value(name);
-    if (!v) return std::optional<micros>{};
-    auto t = parse_rfc3339(*v);
-    if (!t)
-        return invalid(
-            name,
-            "cannot parse \"" + *v +
-                "\" as an RFC 3339 time in years 0000-9999 (UTC) such as 2026-11-20T10:00:00Z");
-    return std::optional<micros>{*t};
-}
-
 // What a read of facts covers: a page of the list, or (a total) the whole
 // range, where a paging parameter would mean the caller expects a page and
 // a cursor would silently narrow the range.

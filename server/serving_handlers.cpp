@@ -377,16 +377,9 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
 http_response get_model_live_metrics(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     micros since = 0;
-    if (auto s = req.query_value("since")) {
-        auto t = parse_rfc3339(*s);
-        if (!t) {
-            return error_response(
-                invalid("since", "cannot parse \"" + *s +
-                                     "\" as an RFC 3339 time in years 0000-9999 (UTC) such as "
-                                     "2026-11-20T10:00:00Z"));
-        }
-        since = *t;
-    }
+    auto since_field = query_time(req, "since");
+    if (!since_field) return error_response(since_field.error());
+    if (*since_field) since = **since_field;
     auto conn = a.readers().acquire();
     auto m = get_model(*conn, name);
     if (!m) return error_response(no_model(name));

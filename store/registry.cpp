@@ -365,12 +365,26 @@ std::optional<job_row> get_job(connection& c, std::int64_t id) {
 }
 
 std::vector<job_row> list_jobs(connection& c, const std::optional<std::string>& model, int limit) {
-    std::string sql = std::string("SELECT ") + job_columns + " FROM jobs";
-    if (model) sql += " WHERE model = ?2";
+    job_filter f;
+    f.model = model;
+    f.limit = limit;
+    return list_jobs(c, f);
+}
+
+std::vector<job_row> list_jobs(connection& c, const job_filter& f) {
+    std::string sql = std::string("SELECT ") + job_columns + " FROM jobs WHERE id < ?2";
+    if (f.model) sql += " AND model = ?3";
+    if (!f.states.empty()) {
+        sql += " AND state IN (";
+        for (std::size_t i = 0; i < f.states.size(); ++i) {
+            sql += (i ? ",'" : "'") + std::string(job_state_name(f.states[i])) + "'";
+        }
+        sql += ")";
+    }
     sql += " ORDER BY id DESC LIMIT ?1";
     statement st(c, sql);
-    st.bind(1, limit);
-    if (model) st.bind(2, *model);
+    st.bind(1, f.limit).bind(2, f.before.value_or(INT64_MAX));
+    if (f.model) st.bind(3, *f.model);
     std::vector<job_row> out;
     while (st.step()) out.push_back(read_job(st));
     return out;

@@ -170,6 +170,15 @@ std::optional<revision_row> get_revision(connection& c, const std::string& model
 
 std::optional<job_row> get_job(connection& c, std::int64_t id);
 std::vector<job_row> list_jobs(connection& c, const std::optional<std::string>& model, int limit);
+// Newest first: jobs of `model` (any if unset) in one of `states` (any if
+// empty) with ids below `before` (if set), at most `limit`.
+struct job_filter {
+    std::optional<std::string> model;
+    std::vector<job_state> states;
+    std::optional<std::int64_t> before;
+    int limit = 100;
+};
+std::vector<job_row> list_jobs(connection& c, const job_filter& f);
 std::optional<job_row> next_queued_job(connection& c);
 std::vector<job_log_row> job_log(connection& c, std::int64_t id, std::int64_t after_seq = 0);
 bool has_active_job(connection& c, const std::string& model);

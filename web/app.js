@@ -1565,16 +1565,27 @@
     replace(root, pageHead('Jobs', 'Training runs: queued, running (live progress) and finished, with their log and error.'), activeBox, doneBox);
     const drawActive = liveRegion(activeBox);
     const drawDone = liveRegion(doneBox);
+    // Active and finished jobs are asked for apart: in one list of the
+    // newest 100, older jobs were out of reach and 100 queued ones hid the
+    // running one.
+    let doneLimit = 100;
     const refresh = async () => {
-      const d = await get('/v1/jobs');
-      const active = d.jobs.filter((j) => j.state === 'queued' || j.state === 'running');
-      const done = d.jobs.filter((j) => !(j.state === 'queued' || j.state === 'running'));
-      drawActive({ active, s: active.some((j) => j.state === 'running') ? Math.floor(Date.now() / 1000) : 0 }, () => [
-        h('h2', null, 'Queued and running'),
-        active.length ? jobsTable(active) : h('p.muted', { 'data-empty': 'active' }, 'Nothing is training now. Start a run with "Train now" on a model\'s page.')]);
-      drawDone(done, () => [
-        h('h2', null, 'Finished'),
-        done.length ? jobsTable(done) : h('p.muted', null, 'No finished jobs yet.')]);
+      const [a, d] = await Promise.all([
+        get('/v1/jobs?state=running,queued&limit=1000'),
+        get(`/v1/jobs?state=succeeded,failed,cancelled,timed_out,interrupted&limit=${doneLimit}`),
+      ]);
+      // The running job first, then the queue in the order it will run.
+      const active = a.jobs.slice().sort((x, y) => (x.state === y.state ? x.id - y.id : x.state === 'running' ? -1 : 1));
+      drawActive({ active, more: a.next_before, s: active.some((j) => j.state === 'running') ? Math.floor(Date.now() / 1000) : 0 }, () => [
+        h('h2', null, 'Running and queued'),
+        active.length ? jobsTable(active) : h('p.muted', { 'data-empty': 'active' }, 'Nothing is training now. Start a run with "Train now" on a model\'s page.'),
+        a.next_before ? h('p.muted.small', null, `Only the newest ${active.length} active jobs are shown.`) : null]);
+      drawDone({ jobs: d.jobs, more: d.next_before }, () => [
+        h('div.card-head', null, h('h2', null, 'Finished'), h('span.muted.small', null, `${d.jobs.length} newest shown`)),
+        d.jobs.length ? jobsTable(d.jobs) : h('p.muted', null, 'No finished jobs yet.'),
+        d.next_before && doneLimit < 1000 ? h('button.small', { type: 'button', 'data-action': 'more-jobs',
+          onclick: () => { doneLimit = Math.min(1000, doneLimit + 100); refresh(); } }, 'Show 100 older') : null,
+        d.next_before && doneLimit >= 1000 ? h('p.muted.small', null, 'Older jobs: GET /v1/jobs?before=<id> pages on.') : null]);
     };
     return { refresh };
   }

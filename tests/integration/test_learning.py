@@ -521,6 +521,33 @@ class TrainingSetTest(SharedServerCase):
 
 class TrainingTest(SharedServerCase):
 
+    def test_job_lists_page_and_filter_by_state(self):
+        # They were the newest 100 whatever was asked: older jobs were out of
+        # reach, and 100 queued ones hid the running one.
+        f, l, _ = self.streams(synthetic("regression", 60, seed=63))
+        name = uid("jobs")
+        put_model(self, self.c, name, definition("regression", f, l))
+        ids = [train_and_wait(self, self.c, name)["id"] for _ in range(3)]
+        path = "/v1/models/%s/jobs" % name
+
+        def page(query):
+            r = self.c.get(path + query)
+            self.assertEqual(r.status, 200, r)
+            return [j["id"] for j in r.json()["jobs"]], r.json()["next_before"]
+
+        self.assertEqual(page(""), (ids[::-1], None))
+        self.assertEqual(page("?limit=2"), (ids[:0:-1], ids[1]))
+        self.assertEqual(page("?limit=2&before=%d" % ids[1]), ([ids[0]], None))
+        self.assertEqual(page("?state=failed,cancelled"), ([], None))
+        self.assertEqual(page("?state=running,succeeded&limit=3"), (ids[::-1], ids[0]))
+        r = self.c.get("/v1/jobs?state=succeeded&limit=1000")
+        self.assertTrue(set(ids) <= {j["id"] for j in r.json()["jobs"]}, r)
+        for query, field in (("?limit=0", "limit"), ("?limit=1001", "limit"), ("?before=0", "before"),
+                             ("?state=done", "state"), ("?state=queued,", "state")):
+            with self.subTest(query=query):
+                self.assertErrorShape(self.c.get(path + query), 400, field=field)
+                self.assertErrorShape(self.c.get("/v1/jobs" + query), 400, field=field)
+
     def check_metrics(self, task, v):
         m, b = v["metrics"], v["baseline_metrics"]
         want = {"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS,

@@ -628,6 +628,12 @@ class ReadingTest(SharedServerCase):
         # Offsets in the bounds are understood: 12:03+02:00 is 10:03Z.
         r = self.c.get("/v1/streams/%s/facts?to=2026-11-20T12:03:00%%2B02:00" % s).json()["facts"]
         self.assertEqual([f["data"]["m"] for f in r], [0, 1, 2])
+        # A "+" typed unescaped arrives as a space (form encoding); it was a
+        # 400 quoting "...00 02:00".
+        r = self.c.get("/v1/streams/%s/facts?to=2026-11-20T12:03:00+02:00" % s)
+        self.assertEqual([f["data"]["m"] for f in r.json()["facts"]], [0, 1, 2], r)
+        self.assertErrorShape(self.c.get("/v1/streams/%s/facts?to=2026-11-20%%2002:00" % s), 400,
+                              field="to")
         self.assertEqual(self.c.get("/v1/streams/%s/facts?entity=nobody" % s).json(),
                          {"facts": [], "next_cursor": None})
         self.assertEqual(self.c.get("/v1/streams/no-such-stream/facts").json(),
