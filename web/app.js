@@ -1715,7 +1715,8 @@
             : h('p.muted.small', null, 'The supervisor has not acted on this model.')]]);
       R.history(dep, () => [
         h('h2', null, 'Alias history'),
-        h('p.muted.small', null, 'Every move of an alias, newest first: append-only.'),
+        // The API answers the newest 500: say so rather than cut the history silently.
+        h('p.muted.small', null, dep.deployments.length >= 500 ? 'The newest 500 moves of an alias, newest first (older ones are kept; the API lists 500).' : 'Every move of an alias, newest first: append-only.'),
         dep.deployments.length ? table(['Time', 'Alias', 'Change', 'Who', 'Why'], dep.deployments.map((d) => h('tr', { 'data-deployment': d.id },
           h('td', null, timeEl(d.time)),
           h('td', null, badge(d.alias, d.alias === 'live' ? 'ok' : 'info')),
@@ -1724,7 +1725,7 @@
           h('td', null, d.reason))), { class: 'history' }) : h('p.muted', null, 'No alias has moved yet.')]);
       R.events(ev, () => [
         h('h2', null, 'Version events'),
-        h('p.muted.small', null, 'Disable and enable, by people and by the supervisor.'),
+        h('p.muted.small', null, !ev.error && ev.events.length >= 500 ? 'The newest 500 disables and enables, by people and by the supervisor (older ones are kept; the API lists 500).' : 'Disable and enable, by people and by the supervisor.'),
         ev.error ? errorBox(ev.error) : ev.events.length ? table(['Time', 'Version', 'Event', 'Who', 'Why'], ev.events.map((e) => h('tr', null,
           h('td', null, timeEl(e.time)), h('td', null, `v${e.version}`), h('td', null, badge(e.event)),
           h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td', null, e.reason))))
