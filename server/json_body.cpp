@@ -56,14 +56,30 @@ bool is_blank(std::string_view s) {
     return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
 
+status check_reason(const json& body, const std::string& when_blank) {
+    auto r = body.find("reason");
+    if (r != body.end() && !r->is_null() && !r->is_string()) {
+        return invalid("reason", std::string("must be a string, not ") + r->type_name());
+    }
+    const text_check text = r != body.end() && r->is_string()
+                                ? check_text(r->get_ref<const std::string&>(), true)
+                                : text_check{text_issue::blank, 0};
+    // "\u0000", "\u00a0" or "\u200b" alone once passed as a reason.
+    if (text.issue == text_issue::blank) return invalid("reason", when_blank);
+    if (text.issue != text_issue::none) {
+        return invalid("reason",
+                       "a reason is shown and logged as text: no control characters but line "
+                       "breaks and tabs, and none that turn the text's direction");
+    }
+    return status::ok();
+}
+
 result<json> reasoned_body(const http_request& req,
                            std::initializer_list<std::string_view> others) {
     auto j = json_object_body(req, true);
     if (!j) return j;
-    auto r = j->find("reason");
-    if (r == j->end() || !r->is_string() || is_blank(r->get_ref<const std::string&>())) {
-        return invalid("reason", "say why: every action is recorded with its reason");
-    }
+    if (status s = check_reason(*j, "say why: every action is recorded with its reason"); !s)
+        return s;
     std::vector<std::string_view> known{"reason"};
     known.insert(known.end(), others.begin(), others.end());
     if (status s = only_known_fields(*j, "", known); !s) return s;

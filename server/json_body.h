@@ -51,6 +51,11 @@ result<nlohmann::json> reasoned_body(const http_request& req,
 // nothing, an NDJSON line that holds no fact.
 bool is_blank(std::string_view s);
 
+// body["reason"] is text a person wrote: present, a string, not blank
+// (`when_blank` says so), without control (but line breaks) or
+// text-direction characters.
+status check_reason(const nlohmann::json& body, const std::string& when_blank);
+
 // An optional member of an object: `fallback` when absent or null, else it
 // must be of the type asked (a 400 naming `path` otherwise, not the 500 that
 // nlohmann's value() would throw into).

@@ -389,10 +389,9 @@ http_response put_model_alias(app& a, const http_request& req) {
     if (v == body->end() || !v->is_number_integer() || v->get<std::int64_t>() <= 0) {
         return error_response(invalid("version", "must be the positive integer of a version"));
     }
+    if (status s = check_reason(*body, "say why the alias moves: every move is recorded"); !s)
+        return error_response(s);
     auto r = body->find("reason");
-    if (r == body->end() || !r->is_string() || is_blank(r->get_ref<const std::string&>())) {
-        return error_response(invalid("reason", "say why the alias moves: every move is recorded"));
-    }
     {
         auto conn = a.readers().acquire();
         if (!get_model(*conn, name)) return error_response(model_missing(name));
@@ -424,10 +423,9 @@ http_response delete_model_alias(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
-    auto reason_field = optional_string(*body, "reason", "", "reason");
-    if (!reason_field) return error_response(reason_field.error());
-    const std::string reason = std::move(*reason_field);
-    if (is_blank(reason)) return error_response(invalid("reason", "say why the alias is removed"));
+    if (status s = check_reason(*body, "say why the alias is removed"); !s)
+        return error_response(s);
+    const std::string reason = (*body)["reason"].get<std::string>();
     {
         // A mistyped model name read as "model x has no alias live".
         auto conn = a.readers().acquire();

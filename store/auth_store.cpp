@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "store/json_input.h"
 #include "store/sha256.h"
 
 namespace kennel {
@@ -83,33 +84,6 @@ bool check_password(const user_row& u, const std::string& password) {
     return same_secret(pbkdf2_sha256_hex(password, u.salt, u.iterations), u.hash);
 }
 
-namespace {
-
-// The code point that starts at s[i], and i moved past it; none for bytes
-// that are not UTF-8 (a stray continuation, a truncated or overlong form, a
-// surrogate, past U+10FFFF).
-std::optional<char32_t> next_code_point(const std::string& s, std::size_t& i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    const int extra = b < 0x80             ? 0
-                      : (b & 0xe0) == 0xc0 ? 1
-                      : (b & 0xf0) == 0xe0 ? 2
-                      : (b & 0xf8) == 0xf0 ? 3
-                                           : -1;
-    if (extra < 0 || s.size() - i <= static_cast<std::size_t>(extra)) return std::nullopt;
-    char32_t c = extra == 0 ? b : b & (0x3f >> extra);
-    for (int k = 1; k <= extra; ++k) {
-        const auto n = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
-        if ((n & 0xc0) != 0x80) return std::nullopt;
-        c = (c << 6) | (n & 0x3f);
-    }
-    static constexpr char32_t least[] = {0, 0x80, 0x800, 0x10000};
-    if (c < least[extra] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return std::nullopt;
-    i += 1 + static_cast<std::size_t>(extra);
-    return c;
-}
-
-}  // namespace
-
 bool check_password(const std::optional<user_row>& u, const std::string& password) {
     if (u) return check_password(*u, password);
     (void)pbkdf2_sha256_hex(password, "no such user", password_iterations);
@@ -128,24 +102,9 @@ result<new_key> create_api_key(connection& c, const std::string& name,
                        "a key name is 1-64 characters of UTF-8, not only spaces or invisible "
                        "characters, with no control or text-direction characters");
     };
-    std::size_t chars = 0;
-    bool blank_only = true;
-    for (std::size_t i = 0; i < name.size();) {
-        const auto got = next_code_point(name, i);
-        if (!got) return unusable();
-        ++chars;
-        const char32_t ch = *got;
-        const bool control =
-            ch < 0x20 || (ch >= 0x7f && ch <= 0x9f) || ch == 0x2028 || ch == 0x2029;
-        const bool direction = ch == 0x061c || ch == 0x200e || ch == 0x200f ||
-                               (ch >= 0x202a && ch <= 0x202e) || (ch >= 0x2066 && ch <= 0x2069);
-        if (control || direction) return unusable();
-        const bool blank = ch == ' ' || ch == 0xa0 || ch == 0xad || ch == 0x1680 || ch == 0x180e ||
-                           (ch >= 0x2000 && ch <= 0x200d) || ch == 0x202f || ch == 0x205f ||
-                           ch == 0x2060 || ch == 0x3000 || ch == 0xfeff;
-        blank_only = blank_only && blank;
-    }
-    if (chars == 0 || chars > 64 || blank_only) return unusable();
+    const text_check text = check_text(name, false);
+    if (text.issue != text_issue::none || text.chars > 64) return unusable();
+
     if (scopes.empty()) return invalid("scopes", "give at least one scope: ingest, predict or admin");
     std::string joined;
     std::vector<std::string> distinct;

@@ -226,4 +226,55 @@ std::optional<std::size_t> json_error_instance(std::string_view text) {
     return track(text).instance;
 }
 
+namespace {
+
+// The code point that starts at s[i], and i moved past it; none for bytes
+// that are not UTF-8 (a stray continuation, a truncated or overlong form, a
+// surrogate, past U+10FFFF).
+std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const int extra = b < 0x80             ? 0
+                      : (b & 0xe0) == 0xc0 ? 1
+                      : (b & 0xf0) == 0xe0 ? 2
+                      : (b & 0xf8) == 0xf0 ? 3
+                                           : -1;
+    if (extra < 0 || s.size() - i <= static_cast<std::size_t>(extra)) return std::nullopt;
+    char32_t c = extra == 0 ? b : b & (0x3f >> extra);
+    for (int k = 1; k <= extra; ++k) {
+        const auto n = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
+        if ((n & 0xc0) != 0x80) return std::nullopt;
+        c = (c << 6) | (n & 0x3f);
+    }
+    static constexpr char32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (c < least[extra] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return std::nullopt;
+    i += 1 + static_cast<std::size_t>(extra);
+    return c;
+}
+
+}  // namespace
+
+text_check check_text(std::string_view s, bool line_breaks) {
+    text_check out;
+    bool blank_only = true;
+    for (std::size_t i = 0; i < s.size();) {
+        const auto got = next_code_point(s, i);
+        if (!got) return {text_issue::not_utf8, out.chars};
+        ++out.chars;
+        const char32_t ch = *got;
+        const bool allowed_break = line_breaks && (ch == '\n' || ch == '\t' || ch == '\r');
+        const bool control = !allowed_break && (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f) ||
+                                                ch == 0x2028 || ch == 0x2029);
+        const bool direction = ch == 0x061c || ch == 0x200e || ch == 0x200f ||
+                               (ch >= 0x202a && ch <= 0x202e) || (ch >= 0x2066 && ch <= 0x2069);
+        if (control) return {text_issue::control, out.chars};
+        if (direction) return {text_issue::direction, out.chars};
+        const bool blank = allowed_break || ch == ' ' || ch == 0xa0 || ch == 0xad || ch == 0x1680 ||
+                           ch == 0x180e || (ch >= 0x2000 && ch <= 0x200d) || ch == 0x202f ||
+                           ch == 0x205f || ch == 0x2060 || ch == 0x3000 || ch == 0xfeff;
+        blank_only = blank_only && blank;
+    }
+    if (blank_only) out.issue = text_issue::blank;
+    return out;
+}
+
 }  // namespace kennel

@@ -34,4 +34,17 @@ std::string json_error_path(std::string_view text);
 // not the path, which a key such as "[7]" or "instances[]" can imitate.
 std::optional<std::size_t> json_error_instance(std::string_view text);
 
+// What makes a name or a reason a person gave unusable as shown text: not
+// UTF-8, a control character (a line break forges log lines; kept where
+// line_breaks allows "\n" and "\t"), a character that turns the text's
+// direction ("\u202egpj.exe" reads as "exe.jpg"), or nothing but blanks and
+// invisible characters (NUL is a control; U+00A0, U+200B are blanks).
+// Also counts the characters.
+enum class text_issue { none, not_utf8, control, direction, blank };
+struct text_check {
+    text_issue issue = text_issue::none;
+    std::size_t chars = 0;
+};
+text_check check_text(std::string_view s, bool line_breaks);
+
 }  // namespace kennel

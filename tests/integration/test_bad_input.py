@@ -421,6 +421,30 @@ class ServingInputTest(BadInputCase):
                              self.state("/v1/models/%s/versions" % fx["name"], "versions")))
         self.assertStillServes()
 
+    def test_reasons_that_only_look_written_are_refused_everywhere(self):
+        # "\u0000", "\u00a0" or "\u200b" alone passed as a reason and was
+        # recorded; a right-to-left override made the history read backwards.
+        fx = self.fixture()
+        name = fx["name"]
+        deps, events = deployments_of(self, self.c, name), self.state("/v1/models/%s/events" % name, "events")
+        routes = [("PUT", "/v1/models/%s/aliases/live" % name, {"version": 1}),
+                  ("DELETE", "/v1/models/%s/aliases/nosuch" % name, {}),
+                  ("POST", "/v1/models/%s/versions/1/disable" % name, {}),
+                  ("POST", "/v1/models/%s/rollback" % name, {})]
+        cases = []
+        for method, path, body in routes:
+            for reason, says in (("\u0000", "control characters"), ("\u00a0\u200b", "say why"),
+                                 ("ok\u202egpj.exe", "direction"), (7, "must be a string")):
+                cases.append(("%s %s %r" % (method, path, reason), method, path,
+                              dict(body, reason=reason), None, 400, "invalid_argument", "reason", says))
+        self.check_cases(cases)
+        self.assertEqual(deployments_of(self, self.c, name), deps)
+        self.assertEqual(self.state("/v1/models/%s/events" % name, "events"), events)
+        # Line breaks and tabs are text.
+        r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "checked\n\tall of it"})
+        self.assertEqual(r.status, 200, r)
+        self.assertStillServes()
+
     def test_bad_alias_moves_record_no_deployment(self):
         fx = self.fixture()
         before = deployments_of(self, self.c, fx["name"])

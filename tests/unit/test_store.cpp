@@ -862,3 +862,17 @@ TEST_CASE("parse_json_input stops at 64 levels of nesting, naming where", "[json
     REQUIRE_FALSE(huge.is_ok());
     CHECK(huge.error().message() == "JSON nested deeper than 64 levels");
 }
+
+TEST_CASE("check_text finds what makes a name or a reason unusable as shown text", "[json_input]") {
+    CHECK(check_text("a reason", false).issue == text_issue::none);
+    CHECK(check_text("caf\xc3\xa9", false).chars == 4);
+    CHECK(check_text("", false).issue == text_issue::blank);
+    CHECK(check_text(" \xc2\xa0\xe2\x80\x8b", false).issue == text_issue::blank);  // nbsp, zwsp
+    CHECK(check_text(std::string("a\0b", 3), true).issue == text_issue::control);
+    CHECK(check_text("two\nlines", false).issue == text_issue::control);
+    CHECK(check_text("two\n\tlines", true).issue == text_issue::none);
+    CHECK(check_text("\n\t", true).issue == text_issue::blank);
+    CHECK(check_text("ok\xe2\x80\xaegpj.exe", true).issue == text_issue::direction);  // U+202E
+    CHECK(check_text("\xc3", true).issue == text_issue::not_utf8);
+    CHECK(check_text("\xed\xa0\x80", true).issue == text_issue::not_utf8);  // a surrogate
+}
