@@ -128,6 +128,16 @@ std::pair<double, double> mean_and_scale(const std::vector<double>& xs) {
 
 using fitted_feature = feature_pipeline::fitted_feature;
 
+// (x - mean) / scale, without overflowing where the answer is finite:
+// x = 1.7e308 beside values of the other sign overflowed the difference
+// (the job then failed as "row 1 is not finite", naming neither the field
+// nor the row's entity).
+double standardize(double x, double mean, double scale) {
+    const double z = (x - mean) / scale;
+    if (std::isfinite(z) || !std::isfinite(x)) return z;
+    return x / scale - mean / scale;
+}
+
 std::size_t column_count(const feature_spec& s, const fitted_feature& f) {
     switch (s.transform) {
         case transform_kind::numeric:
@@ -204,13 +214,13 @@ void write_columns(const feature_spec& s, const fitted_feature& f, const raw_val
     switch (s.transform) {
         case transform_kind::numeric: {
             auto x = as_number(value);
-            out[0] = x ? (*x - f.mean) / f.scale : 0.0;
+            out[0] = x ? standardize(*x, f.mean, f.scale) : 0.0;
             out[1] = x ? 0.0 : 1.0;
             return;
         }
         case transform_kind::log: {
             auto x = as_number(value);
-            out[0] = x ? (log_value(*x) - f.mean) / f.scale : 0.0;
+            out[0] = x ? standardize(log_value(*x), f.mean, f.scale) : 0.0;
             return;
         }
         case transform_kind::binarize: {
@@ -253,8 +263,9 @@ void write_columns(const feature_spec& s, const fitted_feature& f, const raw_val
         }
         case transform_kind::interval: {
             auto i = as_interval(value);
-            out[0] = i ? (i->midpoint() - f.mean) / f.scale : 0.0;
-            if (s.params.width) out[1] = i ? (i->width() - f.width_mean) / f.width_scale : 0.0;
+            out[0] = i ? standardize(i->midpoint(), f.mean, f.scale) : 0.0;
+            if (s.params.width)
+                out[1] = i ? standardize(i->width(), f.width_mean, f.width_scale) : 0.0;
             return;
         }
     }

@@ -388,6 +388,18 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.feature_names = pipeline->names();
     out.profile = profile_rows(d.features, train_raw);
     feature_rows x_train = pipeline->transform_all(train_raw);
+    // Named here, where the columns and entities are known: the trainer
+    // could only say "row 1 is not finite".
+    for (std::size_t i = 0; i < x_train.size(); ++i) {
+        for (std::size_t j = 0; j < x_train[i].size(); ++j) {
+            if (std::isfinite(x_train[i][j])) continue;
+            return status(error_kind::failed_precondition,
+                          "feature column \"" + out.feature_names[j] + "\" of entity \"" +
+                              train_rows[i]->entity +
+                              "\" is not a finite number once scaled: its value is beyond what "
+                              "the column can hold beside the others");
+        }
+    }
     feature_rows x_test;
     x_test.reserve(test_rows.size());
     for (const auto* ex : test_rows) x_test.push_back(pipeline->transform(ex->features));

@@ -955,6 +955,8 @@ class DegenerateDataTest(SharedServerCase):
         self.assertIsNone(j["version"], j)
         self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
         self.assertIn("error: failed: " + j["error"], log_text(j))
+        # The message is what the job came to, not its last step.
+        self.assertEqual(j["message"], "failed: " + j["error"], j)
         self.assertEqual(self.c.get("/healthz").status, 200)
         return j
 
@@ -1053,6 +1055,17 @@ class DegenerateDataTest(SharedServerCase):
                       % (len(held), rows[i][0], len(held) - 1), log_text(j))
         v = get_version(self, self.c, name, j["version"])
         self.assertEqual(v["metrics"]["rows"], len(held) - 1, v["metrics"])
+
+    def test_training_values_at_both_ends_of_the_double_range_are_scaled_not_fatal(self):
+        # x1 = 1.7e308 beside -1.7e308: x - mean overflowed while scaling,
+        # and the job failed as "row 1 is not finite", naming nothing.
+        rows = [("e%d" % k, {"x1": 1.7e308 * (1 if k % 2 else -1)}, float(k)) for k in range(50)]
+        f, l, _ = self.streams(rows)
+        name = uid("ends")
+        put_model(self, self.c, name, definition("regression", f, l, features=[{"field": "x1"}]))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertIn("stored version 1", log_text(j))
 
     def test_three_strings_for_a_binary_model(self):
         rows = [(e, data, ("x", "y", "z")[i % 3]) for i, (e, data, _) in
