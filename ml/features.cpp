@@ -107,10 +107,14 @@ std::pair<double, double> mean_and_scale(const std::vector<double>& xs) {
     for (double x : xs) var += (x - mean) * (x - mean);
     var /= static_cast<double>(xs.size());
     double sd = std::sqrt(var);
-    if (!std::isfinite(mean) || !std::isfinite(sd)) {
+    const auto [lo, hi] = std::minmax_element(xs.begin(), xs.end());
+    const bool spread = *lo < *hi;
+    if (!std::isfinite(mean) || !std::isfinite(sd) || (spread && !(sd > 0))) {
         // Values near the double range (1e308) overflow the sums; a scale
-        // of 1 then left the column at ~1e306 and the fit at NaN. The same
-        // sums over x / max|x| cannot overflow.
+        // of 1 then left the column at ~1e306 and the fit at NaN. Values
+        // that differ by less than 1e-154 underflow the variance to 0, and
+        // the column was taken as constant: nothing learned from it. The
+        // same sums over x / max|x| do neither.
         double m = 0;
         for (double x : xs) m = std::max(m, std::fabs(x));
         double scaled_mean = 0;

@@ -78,6 +78,17 @@ TEST_CASE("numeric values near the double range are standardised too", "[feature
     }
 }
 
+// Differences below 1e-154 square to 0: the column was taken as constant
+// (scale 1, values left near 1e-170) and nothing was learned from it.
+TEST_CASE("numeric values with a tiny spread are standardised too", "[features]") {
+    std::vector<raw_record> rows = {{{"x", 1e-170}}, {{"x", 2e-170}}, {{"x", 3e-170}}};
+    auto p = fit_ok({spec("x", transform_kind::numeric)}, rows);
+    // Mean 2e-170, population std sqrt(2/3) * 1e-170.
+    CHECK(column(p, p.transform({{"x", 3e-170}}), "numeric-x") == Approx(std::sqrt(1.5)));
+    CHECK(column(p, p.transform({{"x", 1e-170}}), "numeric-x") == Approx(-std::sqrt(1.5)));
+    CHECK(column(p, p.transform({{"x", 2e-170}}), "numeric-x") == Approx(0.0).margin(1e-12));
+}
+
 TEST_CASE("missing numeric becomes the training mean and sets the indicator", "[features]") {
     std::vector<raw_record> rows = {{{"length", 10.0}}, {{"length", 30.0}}, {}};
     auto p = fit_ok({spec("length", transform_kind::numeric)}, rows);
