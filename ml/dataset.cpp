@@ -87,7 +87,10 @@ std::string quoted_classes(const std::vector<std::string>& classes) {
     return out;
 }
 
-result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
+namespace {
+
+// Classes in sorted order (for binary, the later one is the positive).
+result<encoded_labels> encode_sorted(task_kind task, const std::vector<raw_value>& labels,
                                      std::size_t max_classes, const row_namer& name_row,
                                      bool one_class_ok) {
     bool any = false;
@@ -148,6 +151,28 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
     return label_error(std::string(binary ? "binary labels must be booleans, 0/1 or two strings"
                                           : "multiclass labels must be strings or integers") +
                        "; found " + raw_value_type_name(labels[0]) + row_text(name_row, 0));
+}
+
+}  // namespace
+
+result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
+                                     std::size_t max_classes, const row_namer& name_row,
+                                     bool one_class_ok,
+                                     const std::optional<std::string>& positive) {
+    auto out = encode_sorted(task, labels, max_classes, name_row, one_class_ok);
+    if (!out || task != task_kind::binary || !positive) return out;
+    auto& classes = out->classes;
+    if (std::find(classes.begin(), classes.end(), *positive) == classes.end()) {
+        if (one_class_ok && classes.size() < 2) return out;  // the prior of one class
+        return label_error("the positive class \"" + *positive +
+                           "\" (label.positive) is not among the labels (" +
+                           quoted_classes(classes) + ")");
+    }
+    if (classes.size() == 2 && classes[0] == *positive) {
+        std::swap(classes[0], classes[1]);
+        for (double& y : out->y) y = 1 - y;
+    }
+    return out;
 }
 
 double unit_hash(std::string_view entity) {

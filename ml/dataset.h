@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,9 +39,12 @@ struct encoded_labels {
 // `one_class_ok`: a single class is no error (the label prior, which only
 // describes the labels, names classes as training would).
 using row_namer = std::function<std::string(std::size_t)>;
+// `positive` (binary): the class to put second, the one whose probability
+// and metrics are reported; a class the labels lack is an error.
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
                                      std::size_t max_classes = 50, const row_namer& name_row = {},
-                                     bool one_class_ok = false);
+                                     bool one_class_ok = false,
+                                     const std::optional<std::string>& positive = std::nullopt);
 
 // Class names for a message: "\"a\", \"b\"", at most eight, each cut at 64
 // bytes, then how many more. Labels are whatever the app sent: a list of all

@@ -18,6 +18,10 @@ namespace kennel::ml {
 struct label_spec {
     std::string stream;
     std::string field;
+    // Binary only: the class whose probability, metrics (precision, recall,
+    // f1, the F1-best threshold) and "decision" are reported. Unset: true,
+    // 1, or of two strings the later in byte order.
+    std::optional<std::string> positive;
 };
 
 // When the scheduler queues a job by itself. Neither set: manual only.

@@ -225,12 +225,20 @@ parsed_definition parse_definition(const std::string& text) {
     } else if (!l->is_object()) {
         r.error("label", "must be an object {\"stream\": ..., \"field\": ...}");
     } else {
-        r.only(*l, "label", {"stream", "field"});
+        r.only(*l, "label", {"stream", "field", "positive"});
         if (!r.string(*l, "label", "stream", d.label.stream, false))
             d.label.stream = d.features_from;
         r.string(*l, "label", "field", d.label.field, true);
         if (std::string why = unreadable_field_name(d.label.field); !why.empty())
             r.error("label.field", why);
+        // A class as its name reads in answers: "true", "1", "fraud".
+        if (std::string positive; r.string(*l, "label", "positive", positive, false)) {
+            if (d.task != ml::task_kind::binary) {
+                r.error("label.positive", "names the positive class of a binary task only");
+            } else {
+                d.label.positive = positive;
+            }
+        }
     }
     if (auto f = j.find("features"); f == j.end()) {
         r.error("features", "missing: a list like [{\"field\": \"length\"}]");
@@ -466,7 +474,10 @@ std::string canonical_definition_json(const ml::model_definition& d) {
     json j = {
         {"task", ml::task_kind_name(d.task)},
         {"features_from", d.features_from},
-        {"label", {{"stream", d.label.stream}, {"field", d.label.field}}},
+        {"label", d.label.positive ? json{{"stream", d.label.stream},
+                                          {"field", d.label.field},
+                                          {"positive", *d.label.positive}}
+                                   : json{{"stream", d.label.stream}, {"field", d.label.field}}},
         {"features", features},
         {"algorithm", d.algorithm},
         {"params",

@@ -110,7 +110,7 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     // Training's rules name the classes, and what training would refuse
     // (a binary model's third class, mixed kinds, fractional class numbers,
     // too many classes) gives no prior.
-    auto encoded = encode_labels(d.task, labels, d.max_classes, {}, true);
+    auto encoded = encode_labels(d.task, labels, d.max_classes, {}, true, d.label.positive);
     if (!encoded) return std::nullopt;
     std::vector<double> counts(encoded->classes.size(), 0.0);
     double total = 0;

@@ -324,7 +324,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         return "entity \"" + ex->entity + "\" (label fact " + std::to_string(ex->label_fact_id) +
                ")";
     };
-    auto enc = encode_labels(d.task, all_labels, d.max_classes, name_row);
+    auto enc = encode_labels(d.task, all_labels, d.max_classes, name_row, false, d.label.positive);
     if (!enc) return enc.error();
     out.classes = enc->classes;
     // The definition's constant answers when no version can: a class no

@@ -818,6 +818,38 @@ class GateTest(SharedServerCase):
         self.assertIn('could not score live version 1: its classes ("false", "true") share none '
                       'with the labels now ("0", "1")', log_text(j))
 
+    def test_the_positive_class_of_a_binary_model_is_the_one_named(self):
+        # With "fraud" and "ok", "ok" (the later in byte order) was the
+        # positive class: its precision, recall and F1 threshold were
+        # reported, and "decision" said whether a row was ok.
+        rows = [(e, data, "fraud" if y else "ok") for e, data, y in synthetic("binary", 150, seed=64)]
+        f, l, _ = self.streams(rows)
+        name = uid("positive")
+        d = definition("binary", f, l)
+        d["label"]["positive"] = "fraud"
+        r = put_model(self, self.c, name, d)
+        self.assertEqual(r.json()["definition"]["label"]["positive"], "fraud", r)
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        threshold = get_version(self, self.c, name, 1)["metrics"]["best_threshold"]
+        instances = [{"entity": e, "features": data} for e, data, _ in rows[:40]]
+        r = self.c.post_json("/v1/models/%s/predict" % name, {"instances": instances})
+        self.assertEqual(r.status, 200, r)
+        answers = r.json()["predictions"]
+        self.assertTrue(any(p["decision"] for p in answers), answers[:3])
+        for p in answers:
+            self.assertEqual(p["decision"], p["probabilities"]["fraud"] >= threshold, p)
+        # Only a binary task has one; one the labels lack fails the job.
+        bad = definition("regression", f, l)
+        bad["label"]["positive"] = "fraud"
+        r = self.c.request("PUT", "/v1/models/" + uid("positive"), json_body=bad)
+        self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
+        d["label"]["positive"] = "spam"
+        put_model(self, self.c, name, d)
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn('the positive class "spam" (label.positive) is not among the labels', j["error"])
+
     def test_manual_policy_leaves_a_candidate(self):
         f, l, _ = self.streams(synthetic("binary", 150, seed=9))
         name = uid("gate-manual")

@@ -378,6 +378,34 @@ TEST_CASE("holdout is a stable function of the entity", "[dataset]") {
     CHECK(holdout_rule(0.2) == "fmix64(fnv1a64(entity)) / 2^64 < 0.2");
 }
 
+TEST_CASE("a binary model's positive class comes second when the definition names it",
+          "[dataset]") {
+    // "fraud" beside "ok" was class 0: the metrics and the decision were
+    // the common class's.
+    const std::vector<raw_value> labels = {std::string("ok"), std::string("fraud"),
+                                           std::string("ok")};
+    auto sorted = encode_labels(task_kind::binary, labels);
+    REQUIRE(sorted);
+    CHECK(sorted->classes == std::vector<std::string>{"fraud", "ok"});
+    auto named = encode_labels(task_kind::binary, labels, 50, {}, false, std::string("fraud"));
+    REQUIRE(named);
+    CHECK(named->classes == std::vector<std::string>{"ok", "fraud"});
+    CHECK(named->y == std::vector<double>{0, 1, 0});
+    auto already = encode_labels(task_kind::binary, labels, 50, {}, false, std::string("ok"));
+    REQUIRE(already);
+    CHECK(already->classes == std::vector<std::string>{"fraud", "ok"});
+    CHECK(already->y == sorted->y);
+    auto missing = encode_labels(task_kind::binary, labels, 50, {}, false, std::string("spam"));
+    REQUIRE_FALSE(missing);
+    CHECK_THAT(
+        missing.error().message(),
+        Catch::Contains("the positive class \"spam\" (label.positive) is not among the labels"));
+    auto bools =
+        encode_labels(task_kind::binary, {true, false}, 50, {}, false, std::string("false"));
+    REQUIRE(bools);
+    CHECK(bools->classes == std::vector<std::string>{"true", "false"});
+}
+
 TEST_CASE("labels encode deterministically per task", "[dataset]") {
     auto b = encode_labels(task_kind::binary,
                            {std::string("yes"), std::string("no"), std::string("yes")});

@@ -183,7 +183,7 @@ model_definition xy_definition(task_kind task, const std::string& algorithm = "l
     model_definition d;
     d.task = task;
     d.features_from = "points";
-    d.label = {"points", "y"};
+    d.label = {"points", "y", std::nullopt};
     for (const char* field : {"x1", "x2"}) {
         feature_spec spec;
         spec.field = field;
