@@ -314,6 +314,9 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     }
     auto row = get_version(c, model, version, true);
     if (!row) return status(error_kind::not_found, "version " + std::to_string(version) + " is missing");
+    // Said as the API says it (read as an artifact, the empty bytes were
+    // "not a Kennel model").
+    if (row->artifact_removed_at) return check_servable(c, model, version);
     std::string bytes = row->artifact;
     if (fault == "corrupt_artifact" && bytes.size() > 40) bytes[bytes.size() / 2] ^= 0x5a;
     auto art = load_artifact(bytes, load_use::predict);  // serving never writes it again

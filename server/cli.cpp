@@ -432,10 +432,12 @@ int cmd_import(const std::vector<std::string>& args) {
         "format", po::value<std::string>()->default_value("auto"), "auto, ndjson or csv")(
         "stream", po::value<std::string>()->default_value(""),
         "stream for CSV rows (and NDJSON lines that name none)")(
-        "entity-column", po::value<std::string>()->default_value("entity"), "CSV column with the entity")(
-        "time-column", po::value<std::string>()->default_value(""),
-        "CSV column with the event time (RFC 3339); empty: now")(
-        "batch", po::value<std::size_t>()->default_value(1000), "facts per commit")(
+        "entity-column", po::value<std::string>()->default_value("entity"),
+        "CSV column with the entity")("time-column", po::value<std::string>()->default_value(""),
+                                      "CSV column with the event time (RFC 3339); empty: now")(
+        // Signed, so that -1 is refused rather than wrapped into a huge size
+        // (it held the whole file in one transaction).
+        "batch", po::value<long long>()->default_value(1000), "facts per commit, 1 to 100000")(
         "sync", po::value<std::string>()->default_value("full"), "full, normal or off (see serve)")(
         "progress", po::value<bool>()->default_value(true),
         "draw a progress bar when stderr is a terminal");
@@ -453,7 +455,9 @@ int cmd_import(const std::vector<std::string>& args) {
     o.stream = vm["stream"].as<std::string>();
     o.entity_column = vm["entity-column"].as<std::string>();
     o.time_column = vm["time-column"].as<std::string>();
-    o.batch = std::max<std::size_t>(1, vm["batch"].as<std::size_t>());
+    const long long batch = vm["batch"].as<long long>();
+    if (batch < 1 || batch > 100000) throw po::error("--batch must be between 1 and 100000");
+    o.batch = static_cast<std::size_t>(batch);
     o.sync = parse_sync(vm["sync"].as<std::string>());
     o.progress = vm["progress"].as<bool>();
     return run_import(o);
@@ -507,8 +511,13 @@ int cmd_train(const std::vector<std::string>& args) {
     }
     auto lock = db_lock::acquire(db);
     if (!lock) {
+        // The hint only for the one case it answers: a server holds it.
         std::cerr << "kennel train: " << lock.error().message()
-                  << "; ask it instead: curl -X POST http://HOST:PORT/v1/models/" << model << "/train\n";
+                  << (lock.error().kind() == error_kind::conflict
+                          ? "; ask it instead: curl -X POST http://HOST:PORT/v1/models/" + model +
+                                "/train"
+                          : std::string())
+                  << "\n";
         return 1;
     }
     {
@@ -716,6 +725,19 @@ int cmd_admin(const std::vector<std::string>& args) {
         return vm.count("help") ? 0 : 2;
     }
     std::string action = vm["action"].as<std::string>();
+    // Before the database is touched: a mistyped action upgraded its schema
+    // for good, then said it knew no such action.
+    if (action != "set-password" && action != "create-key" && action != "list-keys" &&
+        action != "revoke-key") {
+        std::cerr << "kennel admin: unknown action \"" << action
+                  << "\" (set-password, create-key, list-keys or revoke-key)\n";
+        return 2;
+    }
+    if (action == "revoke-key" && vm["id"].as<std::int64_t>() <= 0) {
+        std::cerr << "kennel admin: say which key: revoke-key --id N (kennel admin list-keys "
+                     "lists them)\n";
+        return 2;
+    }
     // A mistyped --db must not create an empty database with a fresh admin.
     const std::string& db = vm["db"].as<std::string>();
     if (::access(db.c_str(), F_OK) != 0) {

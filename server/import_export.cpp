@@ -188,11 +188,31 @@ std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstr
 }
 
 std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command) {
+                              const char* command, const std::string& db) {
     if (path.empty() || path == "-") return &std::cout;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path out = fs::weakly_canonical(path, ec);
+    const fs::path base = fs::weakly_canonical(db, ec);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"}) {
+        const fs::path other = base.string() + suffix;
+        // By name, and by identity (a hard link, or another path to it).
+        if ((!out.empty() && out == other) || fs::equivalent(path, other, ec)) {
+            std::cerr << "kennel " << command << ": --out " << path << " is the database "
+                      << (*suffix ? std::string("file ") + other.string() : db)
+                      << ": writing it would destroy the facts; name another file\n";
+            return nullptr;
+        }
+    }
+    errno = 0;
     file = std::make_unique<std::ofstream>(path, std::ios::binary | std::ios::trunc);
     if (*file) return file.get();
-    std::cerr << "kennel " << command << ": cannot write " << path << "\n";
+    const int err = errno;
+    std::cerr << "kennel " << command << ": cannot write " << path
+              << (fs::is_directory(path, ec) ? ": it is a directory"
+                  : err                      ? std::string(": ") + std::strerror(err)
+                                             : std::string())
+              << "\n";
     return nullptr;
 }
 
@@ -291,6 +311,15 @@ int run_import(const import_options& o) {
         pending_ids.clear();
         if (!r) {
             std::cerr << "\nkennel import: " << r.error().message() << "\n";
+            return false;
+        }
+        // A commit that failed (a full disk) is the system's failure, not the
+        // lines': every later batch failed alike, and each line was counted
+        // as rejected (exit 3, "bad lines"). Stop with the reason instead.
+        if (!r->empty() && r->front().commit_failed) {
+            std::cerr << "\nkennel import: " << r->front().error << " (stopped at line "
+                      << batch_lines.front() << "; " << counts.stored
+                      << " facts stored before it)\n";
             return false;
         }
         for (std::size_t i = 0; i < r->size(); ++i) {
@@ -483,7 +512,7 @@ int run_export(const export_options& o) {
     ro.read_only = true;
     connection conn(o.db, ro);
     std::unique_ptr<std::ofstream> file;
-    std::ostream* out = open_cli_output(o.out, file, "export");
+    std::ostream* out = open_cli_output(o.out, file, "export", o.db);
     if (!out) return 1;
     // Log order (by id): an export imported elsewhere replays the same log.
     std::string sql =

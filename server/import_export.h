@@ -39,11 +39,14 @@ int run_backup(const std::string& db, const std::string& to_path);
 
 // The stream a command reads or writes: stdin or stdout for "" and "-", else
 // the file (an output file is truncated), held by `file`. Null, after a
-// message naming `command` on stderr, when the file cannot be opened.
+// message naming `command` on stderr (with the system's reason), when the
+// file cannot be opened, or when the output would be the database `db` or
+// one of its files (-wal, -shm, -journal, .lock): truncated, it took every
+// fact with it, under a running server too.
 std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstream>& file,
                              const char* command);
 std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command);
+                              const char* command, const std::string& db);
 // After a write to what open_cli_output gave failed: says so on stderr with
 // the system's reason and what was written (`progress`, e.g. "after 12
 // facts"), and removes an output file that is a regular file, which would

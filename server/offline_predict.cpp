@@ -81,7 +81,7 @@ int run_offline_predict(const offline_predict_options& o) {
     std::istream* in = open_cli_input(o.input, in_file, "predict");
     if (!in) return 1;
     std::unique_ptr<std::ofstream> out_file;
-    std::ostream* out = open_cli_output(o.out, out_file, "predict");
+    std::ostream* out = open_cli_output(o.out, out_file, "predict", o.db);
     if (!out) return 1;
 
     std::uint64_t line_no = 0, scored = 0, rejected_lines = 0, failed = 0;

@@ -536,6 +536,22 @@ class AdminTest(KennelTestCase):
                       "revoke-key", r.stderr)
         self.assertEqual(os.listdir(self.tmp), [])
 
+    def test_a_mistyped_action_or_a_missing_key_id_touches_nothing(self):
+        # An unknown action migrated the database for good before it was
+        # refused; revoke-key without --id said "no active API key with id 0".
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        with open(db, "rb") as f:
+            before = f.read()
+        r = run_cli(["admin", "frobnicate", "--db", db])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('unknown action "frobnicate"', r.stderr)
+        r = run_cli(["admin", "revoke-key", "--db", db])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("say which key: revoke-key --id N", r.stderr)
+        with open(db, "rb") as f:
+            self.assertEqual(f.read(), before)
+
 
 class MistakenArgumentsTest(KennelTestCase):
 
@@ -925,6 +941,11 @@ class ImportExportTest(KennelTestCase):
             ("missing file", ["import", self.path("nope.ndjson"), "--db", db], 1, "nope.ndjson"),
             ("no file named", ["import", "--db", db], 2, "FILE"),
             ("bad format", ["import", csv_path, "--db", db, "--format", "xml"], 2, "--format"),
+            # -1 wrapped to 2^64-1: the whole file in one transaction.
+            ("batch -1", ["import", csv_path, "--db", db, "--stream", "s", "--batch", "-1"], 2,
+             "--batch must be between 1 and 100000"),
+            ("batch 0", ["import", csv_path, "--db", db, "--stream", "s", "--batch", "0"], 2,
+             "--batch must be between 1 and 100000"),
         ]
         for name, args, code, needle in cases:
             with self.subTest(name):
@@ -1002,6 +1023,48 @@ class ImportExportTest(KennelTestCase):
         r = run_cli(["export", "--db", db, "--out", out])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("500 facts", r.stderr)
+
+    def test_an_output_that_is_the_database_is_refused_and_the_facts_stay(self):
+        # --out naming the database, or its -wal, truncated it under the
+        # running server: every fact gone, and the server said nothing.
+        server = self.start_server()
+        c = self.client(server)
+        r = c.post_json("/v1/facts", [fact("s", "e%d" % i, {"i": i}) for i in range(6)])
+        self.assertEqual(r.status, 200, r)
+        link = self.path("link.db")
+        os.link(server.db, link)
+        for out in (server.db, server.db + "-wal", server.db + "-shm", server.db + ".lock", link,
+                    os.path.join(os.path.dirname(server.db), ".", os.path.basename(server.db))):
+            with self.subTest(out=out):
+                r = run_cli(["export", "--db", server.db, "--out", out])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("is the database", r.stderr)
+                self.assertIn("writing it would destroy the facts", r.stderr)
+        self.assertEqual(self.client(server).get("/v1/streams/s/facts").json()["facts"][5]["data"],
+                         {"i": 5})
+        self.assertEqual(server.stop(), 0, server.stderr())
+        self.assertEqual(len(export_facts(self, server.db)), 6)
+        # A place that cannot be written says why.
+        r = run_cli(["export", "--db", server.db, "--out", self.path("no/such/dir/x.ndjson")])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("No such file or directory", r.stderr)
+        r = run_cli(["export", "--db", server.db, "--out", self.tmp])
+        self.assertIn("it is a directory", r.stderr)
+
+    def test_import_stops_at_a_commit_that_fails(self):
+        # On a full disk every batch was still tried and every line counted
+        # as rejected (exit 3, "bad lines").
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        lines = "".join(json.dumps(fact("s", "e%d" % i, {"pad": "p" * 200})) + "\n"
+                        for i in range(20000))
+        r = run_cli_with_file_limit(["import", "-", "--db", db, "--batch", "500"], 1 << 20,
+                                    input=lines)
+        self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+        self.assertRegex(r.stderr, r"kennel import: commit failed, nothing in this write was "
+                                   r"stored: .*\(stopped at line \d+; \d+ facts stored before it\)")
+        self.assertNotIn("rejected: commit failed", r.stderr)
+        self.assertLess(r.stderr.count("\n"), 20, r.stderr[-2000:])
 
     def test_export_reads_while_a_server_runs(self):
         server = self.start_server()

@@ -307,9 +307,22 @@ TEST_CASE("a feature value nested without end is refused by name, not written ou
         std::optional<std::size_t> idx;
         auto r = parse_predict_body(m, body, idx);
         REQUIRE_FALSE(r);
-        CHECK(r.error().field() == "instances[1].features." + field);
-        CHECK(r.error().to_string().find("nested deeper than 4") != std::string::npos);
+        // The parse itself stops at 64 levels (parse_json_input), naming
+        // where under the feature.
+        CHECK(r.error().field().rfind("instances[1].features." + field + "[0]", 0) == 0);
+        CHECK(r.error().to_string().find("nested deeper than 64 levels") != std::string::npos);
         CHECK(idx == std::optional<std::size_t>(1));
+    }
+    // Within what JSON parses, past a feature's four levels: named as such.
+    {
+        std::optional<std::size_t> at;
+        auto r = parse_predict_body(m,
+                                    R"({"instances":[{"features":{"y":1}},{"features":{"x":)" +
+                                        std::string(10, '[') + std::string(10, ']') + "}}]}",
+                                    at);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().field() == "instances[1].features.x");
+        CHECK(r.error().to_string().find("nested deeper than 4") != std::string::npos);
     }
     // An interval is two levels: still taken.
     std::optional<std::size_t> idx;
