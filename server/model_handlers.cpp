@@ -148,7 +148,7 @@ http_response get_models(app& a, const http_request&) {
                        {"revision", m.current_revision},
                        {"created_at", format_rfc3339(m.created_at)},
                        {"aliases", aliases},
-                       {"versions", list_versions(*conn, m.name).size()},
+                       {"versions", count_versions(*conn, m.name)},
                        {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])}});
     }
     return json_response(dump_json({{"models", out}}));
@@ -179,7 +179,7 @@ http_response get_model(app& a, const http_request& req) {
                 {"created_at", format_rfc3339(m->created_at)},
                 {"definition", parse_stored(m->definition)},
                 {"aliases", aliases},
-                {"versions", list_versions(*conn, name).size()},
+                {"versions", count_versions(*conn, name)},
                 {"rollback", rollback},
                 {"recent_jobs", recent}};
     return json_response(dump_json(out));

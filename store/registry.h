@@ -183,7 +183,9 @@ std::optional<job_row> next_queued_job(connection& c);
 std::vector<job_log_row> job_log(connection& c, std::int64_t id, std::int64_t after_seq = 0);
 bool has_active_job(connection& c, const std::string& model);
 
+// Without the features' drift profile (get_version has it).
 std::vector<version_row> list_versions(connection& c, const std::string& model);
+std::int64_t count_versions(connection& c, const std::string& model);
 // with_artifact: also read the artifact bytes.
 std::optional<version_row> get_version(connection& c, const std::string& model,
                                        std::int64_t version, bool with_artifact);
