@@ -120,6 +120,9 @@ private:
 // Digits with a leading zero ("00501", a code) stay text, as a number would
 // lose the zeros; a number past a double's range is refused (it became null).
 result<json> csv_value(const std::string& s) {
+    // Spaces around a cell keep it text, before as after (strtod skipped
+    // leading ones only: " 5" was 5 and "5 " the text "5 ").
+    if (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) return json(s);
     if (s == "true") return json(true);
     if (s == "false") return json(false);
     const std::size_t digits_at = s.find_first_not_of("+-");

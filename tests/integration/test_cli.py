@@ -855,6 +855,12 @@ class ImportExportTest(KennelTestCase):
         got = {o["entity"]: o["data"] for o in export_facts(self, db)}
         self.assertEqual(got, {"p1": {"zip": "00501", "card": 12345678901234567890, "x": 1.5},
                                "p3": {"zip": 0, "card": 0, "x": 2}})
+        # Spaces around a cell keep it text on either side (" 5" was 5, "5 " text).
+        spaced = self.write("spaced.csv", "id,a,b,c\np1, 5,5 ,5\n")
+        r = run_cli(["import", spaced, "--db", db, "--stream", "sp", "--entity-column", "id"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [o["data"] for o in export_facts(self, db) if o["stream"] == "sp"]
+        self.assertEqual(got, [{"a": " 5", "b": "5 ", "c": 5}])
         bad = self.write("short.csv", "id,a\np1,1\np2,1,2")
         r = run_cli(["import", bad, "--db", db, "--stream", "t", "--entity-column", "id"])
         self.assertEqual(r.returncode, 3, r.stderr)
