@@ -342,6 +342,9 @@ int cmd_serve(const std::vector<std::string>& args) {
         return 0;
     }
     o.host = vm["host"].as<std::string>();
+    // An empty one (KENNEL_HOST= left blank) listened on [::1] alone, and
+    // clients of 127.0.0.1 could not connect.
+    if (o.host.empty()) throw po::error("--host must name an address (127.0.0.1, 0.0.0.0, ::1)");
     o.port = ranged<int>(vm, "port");
     o.db = vm["db"].as<std::string>();
     o.demo = vm["demo"].as<bool>();

@@ -161,6 +161,11 @@ class HelpAndVersionTest(KennelTestCase):
                                                   env={"KENNEL_WRITER_QUEUE": "-1"})
         self.assertEqual(code, 2, err)
         self.assertIn("--writer-queue must be between 1 and 10000000", err)
+        # An empty host listened on [::1] alone.
+        code, out, err = run_serve_expecting_exit(["--port", "0", "--db", db], bound=10,
+                                                  env={"KENNEL_HOST": ""})
+        self.assertEqual(code, 2, err)
+        self.assertIn("--host must name an address", err)
         self.assertFalse(os.path.exists(db))
 
     def test_a_config_file_with_a_typo_a_section_or_a_stray_line_is_refused_by_line(self):
