@@ -24,16 +24,17 @@ predict_pool::~predict_pool() {
 }
 
 bool predict_pool::submit(std::function<void()> task, const std::string& key,
-                          std::atomic<bool>* held_back) {
+                          std::atomic<bool>* held_back, std::size_t max_running) {
+    const std::size_t cap = max_running ? std::min(max_running, per_key_) : per_key_;
     {
         std::lock_guard lock(mu_);
         if (stopping_ || tasks_.size() >= max_queued_) {
             ++refused_;
             return false;
         }
-        tasks_.push_back({std::move(task), key, held_back});
+        tasks_.push_back({std::move(task), key, held_back, cap});
         // Busy threads do not look at the queue: say it here too.
-        if (auto r = running_.find(key); held_back && r != running_.end() && r->second >= per_key_)
+        if (auto r = running_.find(key); held_back && r != running_.end() && r->second >= cap)
             held_back->store(true, std::memory_order_relaxed);
     }
     // Every waiting thread looks: the one woken might find nothing it may
@@ -46,7 +47,7 @@ std::deque<predict_pool::task_item>::iterator predict_pool::next_runnable() {
     for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
         if (it->key.empty()) return it;
         auto r = running_.find(it->key);
-        if (r == running_.end() || r->second < per_key_) return it;
+        if (r == running_.end() || r->second < it->max_running) return it;
         if (it->held_back) it->held_back->store(true, std::memory_order_relaxed);
     }
     return tasks_.end();

@@ -35,8 +35,10 @@ public:
     // key "" is no model's: never held back. held_back, if given, is set
     // when the task waits because its own key holds all the threads it may
     // (it must outlive the task's wait: the task's closure may own it).
+    // max_running (0: all threads but one) lowers the key's share further.
     bool submit(std::function<void()> task, const std::string& key = {},
-                std::atomic<bool>* held_back = nullptr);
+                std::atomic<bool>* held_back = nullptr, std::size_t max_running = 0);
+    std::size_t per_key() const { return per_key_; }
     std::size_t queued() const;
     std::size_t threads() const { return workers_.size(); }
     std::uint64_t refused() const;
@@ -46,6 +48,7 @@ private:
         std::function<void()> fn;
         std::string key;
         std::atomic<bool>* held_back = nullptr;
+        std::size_t max_running = 0;  // 0: per_key_
     };
     void run();
     // The first waiting task whose key may take another thread (under mu_).

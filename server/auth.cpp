@@ -280,7 +280,15 @@ authenticator::failures& authenticator::failure_record(const std::string& who,
 }
 
 void authenticator::note_failure(const std::string& user, const std::string& addr) {
-    for (const std::string& who : {failure_key("user", user), failure_key("addr", addr)}) {
+    std::string user_key;
+    {
+        std::lock_guard lock(mu_);
+        // Not at an address the user signed in from: a typo there raised the
+        // lockout others caused, up to 16 minutes everywhere else.
+        user_key = user_key_from(user, addr);
+    }
+    for (const std::string& who : {user_key, failure_key("addr", addr)}) {
+        if (who.empty()) continue;
         std::lock_guard lock(mu_);
         const auto now = clock_();
         failures& f = failure_record(who, now);

@@ -105,6 +105,10 @@ public:
     // read on this thread as it arrives: too long to read ahead, or sent
     // after "100 Continue".
     bool body_streams() const { return ahead_head_ != 0 && ahead_streams_; }
+    // The request read ahead is answered here, unread: 431 for a head that
+    // does not fit the buffer, 400 for a percent-encoded Content-Length (0:
+    // neither).
+    int head_refused() const { return ahead_refused_; }
     // A copy of what has arrived of the next request, for the parker.
     partial_request partial() const;
     // httplib is to parse the next request now; the head must be complete by
@@ -140,6 +144,7 @@ private:
     std::size_t ahead_head_ = 0;
     std::size_t ahead_need_ = 0;
     bool ahead_streams_ = false;  // see body_streams()
+    int ahead_refused_ = 0;       // see head_refused()
     // Looked at: searched for the blank line, or counted into the body's due.
     std::size_t ahead_seen_ = 0;
     std::string out_;
@@ -249,6 +254,8 @@ private:
     // runs) held every thread and stalled every route for 10 s.
     std::size_t streaming_limit_ = 1;
     std::atomic<std::size_t> streaming_{0};
+    // The pool's count of connections waiting for a worker (see serve).
+    const std::atomic<std::size_t>* waiting_ = nullptr;
     std::atomic<std::uint64_t> streaming_refused_{0};
 };
 

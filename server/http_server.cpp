@@ -252,6 +252,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 http_response resp = error_response(
                     status(error_kind::unavailable,
                            "Kennel is not ready (starting up or shutting down); retry shortly"));
+                // Said and done: a stopping server closes the connection
+                // next, and a client that sent its next request on it got
+                // no answer at all (it could not tell whether a POST was
+                // stored).
+                resp.headers.emplace_back("Connection", "close");
+                close_after_answer();
                 write_response(std::move(resp), res);
                 return;
             }

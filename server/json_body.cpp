@@ -74,6 +74,16 @@ status check_reason(const json& body, const std::string& when_blank) {
     return status::ok();
 }
 
+result<std::string> optional_reason(const json& body) {
+    auto r = body.find("reason");
+    if (r == body.end() || r->is_null()) return std::string();
+    if (status s = check_reason(body, ""); !s) {
+        if (s.message().empty()) return std::string();  // blank: none given
+        return s;
+    }
+    return r->get<std::string>();
+}
+
 result<json> reasoned_body(const http_request& req,
                            std::initializer_list<std::string_view> others) {
     auto j = json_object_body(req, true);

@@ -55,6 +55,9 @@ bool is_blank(std::string_view s);
 // (`when_blank` says so), without control (but line breaks) or
 // text-direction characters.
 status check_reason(const nlohmann::json& body, const std::string& when_blank);
+// An optional body["reason"] (train, cancel): "" when absent, null or
+// blank; else as check_reason.
+result<std::string> optional_reason(const nlohmann::json& body);
 
 // An optional member of an object: `fallback` when absent or null, else it
 // must be of the type asked (a 400 naming `path` otherwise, not the 500 that

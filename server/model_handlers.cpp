@@ -205,7 +205,7 @@ http_response post_model_train(app& a, const http_request& req) {
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
     // Optional, but a reason of another type is an error, as for cancel.
-    auto reason_field = optional_string(*body, "reason", "", "reason");
+    auto reason_field = optional_reason(*body);
     if (!reason_field) return error_response(reason_field.error());
     const std::string reason = std::move(*reason_field);
     {
@@ -321,7 +321,7 @@ http_response post_job_cancel(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
     if (status s = only_known_fields(*body, "", {"reason"}); !s) return error_response(s);
-    auto why_field = optional_string(*body, "reason", "", "reason");
+    auto why_field = optional_reason(*body);
     if (!why_field) return error_response(why_field.error());
     const std::string why = std::move(*why_field);
     std::string who = actor_of(req);

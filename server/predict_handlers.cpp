@@ -393,8 +393,19 @@ http_response post_model_predict(app& a, const http_request& req) {
     a.prediction_log().append(std::move(rows));
     // Shadow arms: scored and logged on the same request, never returned, as
     // one task per arm. They yield to live traffic: when the prediction queue
-    // is half full they are skipped, and counted as dropped log entries.
+    // is half full they are skipped, and counted as dropped log entries; they
+    // run under a key of their own on at most a quarter of the pool's
+    // threads (a hung shadow held all that live's key may, and live's waits
+    // were held against it: the supervisor disabled the healthy live); and
+    // what has not begun within ten deadlines (at least 1 s: they wait
+    // behind live work) is dropped, counted (a stop waited out hundreds of
+    // queued 500 ms shadow calls).
     std::shared_ptr<std::vector<predict_instance>> shared;  // shared by every shadow arm
+    const std::string shadow_key = m->name + "\x1f" + "shadow";
+    const std::size_t shadow_threads = std::max<std::size_t>(1, a.predict_pool().threads() / 4);
+    const auto shadow_by =
+        steady::now() + std::chrono::microseconds(static_cast<std::int64_t>(
+                            std::max(1000.0, 10 * m->definition.deadline_ms) * 1000));
     for (const auto& arm : m->arms) {
         if (!arm.shadow || !arm.version) continue;
         auto* log = &a.prediction_log();
@@ -405,8 +416,12 @@ http_response post_model_predict(app& a, const http_request& req) {
             room &&
             a.predict_pool().submit(
                 [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log,
-                 ids = shadow_ids, answered_at] {
+                 ids = shadow_ids, answered_at, shadow_by] {
                     for (std::size_t i = 0; i < shared->size(); ++i) {
+                        if (steady::now() > shadow_by) {
+                            log->count_dropped(shared->size() - i);
+                            return;
+                        }
                         const predict_instance& inst = (*shared)[i];
                         auto t0 = steady::now();
                         prediction_row s;
@@ -447,7 +462,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                         log->append(std::move(s));
                     }
                 },
-                m->name);
+                shadow_key, nullptr, shadow_threads);
         if (!accepted) log->count_dropped(shared->size());
     }
     if (batch) text += "]}";

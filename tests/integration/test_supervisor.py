@@ -527,6 +527,53 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, healthy, {"entity": "after", "features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
+    def test_a_hung_shadow_does_not_take_the_live_version_down(self):
+        # Shadow tasks ran under the model's own bulkhead: a shadow sleeping
+        # 500 ms held three of the four pool threads, live's requests waited
+        # behind it, and those waits were held against live, which the
+        # supervisor disabled (268 of 271 answers were fallbacks).
+        feats, labels, _ = load_data(self, self.c, 150, seed=8)
+        d = definition(feats, labels, supervision=SUPERVISION, serving={"deadline_ms": 50})
+        name = uid("shadowed")
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1, "first version")
+        put_model(self, self.c, name, dict(d, test_fault="serve_sleep"))
+        self.assertEqual(train(self, self.c, name), 2)
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 3)
+        set_live(self, self.c, name, 3, "the healthy one")
+        r = self.c.post_json("/v1/models/%s/experiments" % name,
+                             {"arms": [{"version": 3, "weight": 1}, {"version": 2, "shadow": True}],
+                              "reason": "shadow the slow one"})
+        self.assertEqual(r.status, 201, r)
+        stop_at = time.monotonic() + 3
+        answers, errors = [], []
+
+        def ask(i):
+            cl = Client(self.server.port)
+            try:
+                n = 0
+                while time.monotonic() < stop_at:
+                    r = cl.post_json("/v1/models/%s/predict" % name,
+                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
+                    answers.append((r.status, r.json()))
+                    n += 1
+                    time.sleep(0.01)
+            except Exception as e:  # noqa: BLE001 -- reported below, not lost with the thread
+                errors.append(e)
+            finally:
+                cl.close()
+
+        self.assertEqual(run_in_threads(ask, 4, timeout=30), [])
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        self.assertTrue(all(status == 200 for status, _ in answers), answers[:5])
+        supervisor_looks(self, self.c, 2)
+        self.assertEqual([e for e in events_of(self, self.c, name) if e["version"] == 3], [])
+        p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
+        self.assertEqual((p["version"], p["fallback"]), (3, False), p)
+
     def test_errors_before_the_first_look_count(self):
         # 20 failing predictions right after a supervisor tick, then no more
         # traffic: the version failed 20 of 20 requests (its counters say so),

@@ -1200,3 +1200,87 @@ TEST_CASE("json_writer replaces invalid UTF-8 and keeps valid sequences", "[json
     kennel::json_writer(out).numbers(p, 3);
     CHECK(out == "[0.25,1.0,null]");
 }
+
+TEST_CASE("a not-ready answer closes its connection and says so", "[http]") {
+    // A stopping server closed keep-alive connections right after its 503
+    // without saying so: a client's next request on one got no answer.
+    test_server s;
+    testing::tcp_probe c(s.port);
+    c.send_all(get_request("/items/1"));
+    const std::string r = c.read_to_close(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("Connection: close"));
+}
+
+TEST_CASE("a head larger than the read buffer is 431, refused unread", "[http]") {
+    // httplib limits each header line, not their number: a 30 MB head of
+    // 1 KB lines was read whole.
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    std::string head = "GET /items/1 HTTP/1.1\r\nHost: x\r\n";
+    while (head.size() < 200 * 1024) head += "X-Pad: " + std::string(1000, 'p') + "\r\n";
+    try {
+        c.send_all(head);  // the server may close before taking it all
+    } catch (const std::exception&) {
+    }
+    const std::string r = c.read_to_close(wire_wait);
+    INFO(r.substr(0, 300));
+    CHECK(r.rfind("HTTP/1.1 431 Request Header Fields Too Large", 0) == 0);
+    CHECK(s.handled == 0);
+}
+
+TEST_CASE("a percent-encoded Content-Length is 400, its body unread", "[http]") {
+    // httplib decodes header values: "%31%30%30" was 100 to it and no length
+    // to Kennel's read-ahead, so the body was read on a worker outside the
+    // bound on such.
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(
+        "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: %32\r\n\r\n");
+    const std::string r = c.read_to_close(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK_THAT(r, Catch::Contains("Content-Length must be a plain number of bytes"));
+    CHECK(s.handled == 0);
+}
+
+TEST_CASE("busy keep-alive clients beyond the workers do not starve a new connection", "[http]") {
+    // Each worker held its connection while the next request came within
+    // 100 ms, so clients that never paused kept every worker and a new
+    // connection (a /healthz) waited for as long as they went on.
+    test_server s;  // 4 workers
+    s.server->set_ready(true);
+    std::atomic<bool> stop{false};
+    std::atomic<int> answered{0};
+    std::vector<std::thread> busy;
+    for (int i = 0; i < 6; ++i) {
+        busy.emplace_back([&] {
+            testing::tcp_probe c(s.port);
+            for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+                 !stop && std::chrono::steady_clock::now() < until;) {
+                c.send_all(get_request("/ping"));
+                if (c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0) ++answered;
+            }
+        });
+    }
+    while (answered < 100) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::string r;
+    try {
+        testing::tcp_probe canary(s.port);
+        canary.send_all(get_request("/ping"));
+        // Bounded (the busy clients would have gone on for 30 s).
+        r = canary.read_response(std::chrono::seconds(10));
+    } catch (const std::exception& e) {
+        r = e.what();
+    }
+    const bool busy_still = !stop;
+    stop = true;
+    for (auto& t : busy) t.join();
+    INFO(r);
+    CHECK(busy_still);
+    CHECK(r.rfind("HTTP/1.1 200", 0) == 0);
+}
