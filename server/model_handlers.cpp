@@ -271,10 +271,14 @@ http_response jobs_page(connection& c, std::optional<std::string> model, const h
             start = comma + 1;
         }
     }
+    // One more than the page: a full last page pointed to an empty one.
+    const int page = f.limit;
+    f.limit = page + 1;
+    auto jobs = list_jobs(c, f);
+    const bool more = static_cast<int>(jobs.size()) > page;
+    if (more) jobs.resize(static_cast<std::size_t>(page));
     json out = json::array();
-    const auto jobs = list_jobs(c, f);
     for (const auto& j : jobs) out.push_back(job_json(j));
-    const bool more = static_cast<int>(jobs.size()) == f.limit;
     return json_response(
         dump_json({{"jobs", out}, {"next_before", more ? json(jobs.back().id) : json(nullptr)}}));
 }

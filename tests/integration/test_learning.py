@@ -539,7 +539,8 @@ class TrainingTest(SharedServerCase):
         self.assertEqual(page("?limit=2"), (ids[:0:-1], ids[1]))
         self.assertEqual(page("?limit=2&before=%d" % ids[1]), ([ids[0]], None))
         self.assertEqual(page("?state=failed,cancelled"), ([], None))
-        self.assertEqual(page("?state=running,succeeded&limit=3"), (ids[::-1], ids[0]))
+        # A full last page says there is no more.
+        self.assertEqual(page("?state=running,succeeded&limit=3"), (ids[::-1], None))
         r = self.c.get("/v1/jobs?state=succeeded&limit=1000")
         self.assertTrue(set(ids) <= {j["id"] for j in r.json()["jobs"]}, r)
         for query, field in (("?limit=0", "limit"), ("?limit=1001", "limit"), ("?before=0", "before"),
