@@ -123,6 +123,10 @@ struct body_plan {
     // length to it and none here, so the body was read on a worker outside
     // the places for such (140 clients sending only heads held every worker).
     bool encoded_length = false;
+    // Over --max-body: refused here, so that a client that asked with
+    // "Expect: 100-continue" is not told to send it first (httplib says
+    // "100 Continue" before any handler runs).
+    std::optional<std::uint64_t> too_long;
 };
 
 body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_body) {
@@ -161,7 +165,7 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
             value.remove_suffix(1);
         if (value.empty()) continue;  // httplib drops a header without a value
-        if (value.find('%') != std::string_view::npos) return {0, false, true};
+        if (value.find('%') != std::string_view::npos) return {0, false, true, std::nullopt};
         // A second one is refused with the body unread (http_server.cpp).
         if (length) return {};
         std::uint64_t n = 0;
@@ -169,9 +173,11 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         if (ec != std::errc() || end != value.data() + value.size()) return {};
         length = n;
     }
-    if (!length || *length == 0 || *length > max_body) return {};
-    if (!expect && *length <= limit) return {static_cast<std::size_t>(*length), false};
-    return {0, true};
+    if (length && *length > max_body) return {0, false, false, length};
+    if (!length || *length == 0) return {};
+    if (!expect && *length <= limit)
+        return {static_cast<std::size_t>(*length), false, false, std::nullopt};
+    return {0, true, false, std::nullopt};
 }
 
 }  // namespace
@@ -262,6 +268,10 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
         ahead_need_ = end + body;
         ahead_streams_ = plan.streams;
         if (plan.encoded_length) ahead_refused_ = 400;
+        if (plan.too_long) {
+            ahead_refused_ = 413;
+            ahead_refused_length_ = *plan.too_long;
+        }
         if (body > 0) ahead_due_ = now + read_timeout_;  // the body's time runs from here
     }
     if (ahead_need_ > ahead_seen_ && have.size() > ahead_seen_) {
@@ -965,12 +975,17 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
             }
         }
         if (const int refused = strm.head_refused()) {
-            http_response r = error_response(
-                refused == 431
-                    ? status(error_kind::too_large, "the request head is larger than " +
-                                                        std::to_string(read_buffer_bytes / 1024) +
-                                                        " KiB")
-                    : invalid("Content-Length", "Content-Length must be a plain number of bytes"));
+            status why =
+                refused == 431 ? status(error_kind::too_large,
+                                        "the request head is larger than " +
+                                            std::to_string(read_buffer_bytes / 1024) + " KiB")
+                : refused == 413
+                    ? status(error_kind::too_large,
+                             "request body of " + std::to_string(strm.refused_length()) +
+                                 " bytes is larger than the limit of " +
+                                 std::to_string(strm.max_body()) + " bytes (--max-body)")
+                    : invalid("Content-Length", "Content-Length must be a plain number of bytes");
+            http_response r = error_response(why);
             r.status = refused;
             answer_and_close(r, milliseconds(100));
             break;

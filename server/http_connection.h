@@ -106,9 +106,11 @@ public:
     // after "100 Continue".
     bool body_streams() const { return ahead_head_ != 0 && ahead_streams_; }
     // The request read ahead is answered here, unread: 431 for a head that
-    // does not fit the buffer, 400 for a percent-encoded Content-Length (0:
-    // neither).
+    // does not fit the buffer, 400 for a percent-encoded Content-Length, 413
+    // for a Content-Length over --max-body (0: none of them).
     int head_refused() const { return ahead_refused_; }
+    std::uint64_t refused_length() const { return ahead_refused_length_; }
+    std::size_t max_body() const { return max_body_; }
     // A copy of what has arrived of the next request, for the parker.
     partial_request partial() const;
     // httplib is to parse the next request now; the head must be complete by
@@ -145,6 +147,7 @@ private:
     std::size_t ahead_need_ = 0;
     bool ahead_streams_ = false;  // see body_streams()
     int ahead_refused_ = 0;       // see head_refused()
+    std::uint64_t ahead_refused_length_ = 0;  // the Content-Length a 413 refuses
     // Looked at: searched for the blank line, or counted into the body's due.
     std::size_t ahead_seen_ = 0;
     std::string out_;

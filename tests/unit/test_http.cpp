@@ -1284,3 +1284,22 @@ TEST_CASE("busy keep-alive clients beyond the workers do not starve a new connec
     CHECK(busy_still);
     CHECK(r.rfind("HTTP/1.1 200", 0) == 0);
 }
+
+TEST_CASE("a body over the limit sent with Expect: 100-continue is refused before the go-ahead",
+          "[http]") {
+    // httplib said "100 Continue" before any handler ran, and the client
+    // began an upload the server then refused.
+    test_server s;  // --max-body 1024
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all(
+        "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n");
+    const std::string r = c.read_to_close(wire_wait);
+    INFO(r);
+    CHECK(r.rfind("HTTP/1.1 413", 0) == 0);
+    CHECK(r.find("100 Continue") == std::string::npos);
+    CHECK_THAT(r, Catch::Contains("request body of 5000000 bytes is larger than the limit of 1024 "
+                                  "bytes (--max-body)"));
+    CHECK(s.handled == 0);
+}
