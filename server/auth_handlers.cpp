@@ -41,19 +41,30 @@ json key_json(const api_key_row& k) {
 // Sign-in and sign-out need no session, so no CSRF token guards them, and
 // SameSite does not tell ports apart: a page on another port of this host
 // signed the admin out with a form, or into another user's session with a
-// fetch. A browser names the page a request came from (Origin), and says
-// whether it was this origin (Sec-Fetch-Site); a script sends neither.
+// fetch. A browser says whether a request came from this origin
+// (Sec-Fetch-Site, which a reverse proxy does not disturb); an older one
+// only names the page's origin, compared with the Host (or the proxy's
+// X-Forwarded-Host). A script sends neither.
 status from_this_origin(const http_request& req, const char* what) {
     const std::string_view site = req.header("sec-fetch-site");
     const std::string_view origin = req.header("origin");
-    const std::string_view host = req.header("host");
-    const bool same_site_header = site.empty() || site == "same-origin" || site == "none";
-    const bool same_origin = origin.empty() || (!host.empty() && (origin == "http://" + std::string(host) ||
-                                                                  origin == "https://" + std::string(host)));
-    if (same_site_header && same_origin) return status::ok();
+    bool same = false;
+    if (!site.empty()) {
+        same = site == "same-origin" || site == "none";
+    } else if (origin.empty()) {
+        same = true;
+    } else {
+        for (const std::string_view host : {req.header("host"), req.header("x-forwarded-host")}) {
+            if (host.empty()) continue;
+            same = same || origin == "http://" + std::string(host) ||
+                   origin == "https://" + std::string(host);
+        }
+    }
+    if (same) return status::ok();
     return status(error_kind::forbidden,
                   std::string(what) + " from another origin (" +
-                      (origin.empty() ? "Sec-Fetch-Site: " + std::string(site) : "Origin " + std::string(origin)) +
+                      (site.empty() ? "Origin " + std::string(origin)
+                                    : "Sec-Fetch-Site: " + std::string(site)) +
                       ") is refused: use this server's own page");
 }
 
