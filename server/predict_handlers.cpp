@@ -391,6 +391,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (any_shadow) shadow_ids.push_back(id);
     }
     a.prediction_log().append(std::move(rows));
+    if (batch) text += "]}";
+    // Most models have no shadow: nothing below is paid for per request.
+    if (!any_shadow) return json_response(std::move(text));
     // Shadow arms: scored and logged on the same request, never returned, as
     // one task per arm. They yield to live traffic: when the prediction queue
     // is half full they are skipped, and counted as dropped log entries; they
@@ -465,7 +468,6 @@ http_response post_model_predict(app& a, const http_request& req) {
                 shadow_key, nullptr, shadow_threads);
         if (!accepted) log->count_dropped(shared->size());
     }
-    if (batch) text += "]}";
     return json_response(std::move(text));
 }
 

@@ -476,6 +476,34 @@ class SupervisorTest(KennelTestCase):
         self.assertEqual((dep["alias"], dep["version"], dep["previous_version"], dep["actor"]),
                          ("live", 1, 2, "supervisor"), dep)
 
+    def predict_load(self, seconds, clients, model_of, pause, recorded=lambda i: True):
+        """`clients` threads, client i asking model_of(i) for `seconds`; a
+        recorded client pauses `pause` s after each answer. Returns the
+        recorded answers as (status, body); a client's error fails the test."""
+        stop_at = time.monotonic() + seconds
+        answers, errors = [], []
+
+        def ask(i):
+            cl = Client(self.server.port)
+            try:
+                n = 0
+                while time.monotonic() < stop_at:
+                    r = cl.post_json("/v1/models/%s/predict" % model_of(i),
+                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
+                    if recorded(i):
+                        answers.append((r.status, r.json()))
+                        time.sleep(pause)
+                    n += 1
+            except Exception as e:  # noqa: BLE001 -- reported below, not lost with the thread
+                errors.append(e)
+            finally:
+                cl.close()
+
+        self.assertEqual(run_in_threads(ask, clients, timeout=30), [])
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        return answers
+
     def test_another_models_hung_version_does_not_take_a_healthy_one_down(self):
         # The prediction pool is shared. A hung version of one model held
         # every pool thread, a healthy model's requests missed their deadline
@@ -492,31 +520,10 @@ class SupervisorTest(KennelTestCase):
         put_model(self, self.c, healthy, d)
         self.assertEqual(train(self, self.c, healthy), 1)
         set_live(self, self.c, healthy, 1, "the healthy one")
-        stop_at = time.monotonic() + 3
-        answers, errors = [], []
-
-        def ask(i):
-            cl = Client(self.server.port)
-            try:
-                n = 0
-                while time.monotonic() < stop_at:
-                    name = healthy if i == 0 else hung
-                    r = cl.post_json("/v1/models/%s/predict" % name,
-                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
-                    if i == 0:
-                        answers.append((r.status, r.json()))
-                        time.sleep(0.02)
-                    n += 1
-            except Exception as e:  # noqa: BLE001 -- reported below, not lost with the thread
-                errors.append(e)
-            finally:
-                cl.close()
-
         # One client for the healthy model, four for the hung one (the pool
         # has four threads).
-        self.assertEqual(run_in_threads(ask, 5, timeout=30), [])
-        self.assertEqual(errors, [])
-        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        answers = self.predict_load(3, 5, lambda i: healthy if i == 0 else hung, 0.02,
+                                    recorded=lambda i: i == 0)
         for status, p in answers:
             self.assertEqual(status, 200, p)
         # The hung version is taken out of service; the healthy one is not.
@@ -547,27 +554,7 @@ class SupervisorTest(KennelTestCase):
                              {"arms": [{"version": 3, "weight": 1}, {"version": 2, "shadow": True}],
                               "reason": "shadow the slow one"})
         self.assertEqual(r.status, 201, r)
-        stop_at = time.monotonic() + 3
-        answers, errors = [], []
-
-        def ask(i):
-            cl = Client(self.server.port)
-            try:
-                n = 0
-                while time.monotonic() < stop_at:
-                    r = cl.post_json("/v1/models/%s/predict" % name,
-                                     {"entity": "w%d-%d" % (i, n), "features": FEATURES})
-                    answers.append((r.status, r.json()))
-                    n += 1
-                    time.sleep(0.01)
-            except Exception as e:  # noqa: BLE001 -- reported below, not lost with the thread
-                errors.append(e)
-            finally:
-                cl.close()
-
-        self.assertEqual(run_in_threads(ask, 4, timeout=30), [])
-        self.assertEqual(errors, [])
-        self.assertGreaterEqual(len(answers), 10, answers[:5])
+        answers = self.predict_load(3, 4, lambda i: name, 0.01)
         self.assertTrue(all(status == 200 for status, _ in answers), answers[:5])
         supervisor_looks(self, self.c, 2)
         self.assertEqual([e for e in events_of(self, self.c, name) if e["version"] == 3], [])
