@@ -239,7 +239,10 @@ double flat_forest::walk(const Node* nodes, const std::vector<double>& x, Decode
     // bench/forest (best of five, 2026-12-04): with 12-byte nodes 4.8 us a
     // prediction warm and 27-31 us cold, against 5.7 and 32-35 without the
     // prefetch; 8 walks were slower, 32 no faster than 16. With 8-byte
-    // nodes on huge pages, 3.7-4.1 and 21-22.
+    // nodes on huge pages, 3.7-4.1 and 21-22. Walking a batch's inputs
+    // together, tree by tree, was no faster (bench/forest, 2026-12-05, 32
+    // inputs: 0.97x warm, 0.99x cold): the time goes to each input's deep
+    // nodes, which no other input shares.
     constexpr std::size_t lanes = 16;
     const std::size_t n = roots_.size();
     std::vector<float> found(n);

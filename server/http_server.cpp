@@ -243,8 +243,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
             if (!match_segments(impl_->patterns[i], segments, params)) continue;
             path_known = true;
             if (r.method != ours.method) {
+                // A GET route answers HEAD too (it is served as GET).
+                const std::string m = r.method == "GET" ? "GET, HEAD" : r.method;
                 if (allowed.find(r.method) == std::string::npos) {
-                    allowed += allowed.empty() ? r.method : ", " + r.method;
+                    allowed += allowed.empty() ? m : ", " + m;
                 }
                 continue;
             }
@@ -293,7 +295,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
         }
         if (path_known) {
             http_response resp = error_response(status(
-                error_kind::method_not_allowed, "method " + ours.method + " is not allowed on " +
+                error_kind::method_not_allowed, "method " + req.method + " is not allowed on " +
                                                     ours.path + "; allowed: " + allowed));
             resp.headers.emplace_back("Allow", allowed);
             write_response(std::move(resp), res);

@@ -334,20 +334,29 @@ TEST_CASE("an unknown path is 404 and a known path with the wrong method is 405 
 
     auto del = c.Delete("/items/1");
     json d = check_error_shape(del, 405, "method_not_allowed");
-    CHECK(del->get_header_value("Allow") == "GET, PUT");
+    CHECK(del->get_header_value("Allow") == "GET, HEAD, PUT");
     CHECK_THAT(d["message"].get<std::string>(), Catch::Contains("DELETE"));
 
     auto post = c.Post("/items/1", "{}", "application/json");
     check_error_shape(post, 405, "method_not_allowed");
-    CHECK(post->get_header_value("Allow") == "GET, PUT");
+    CHECK(post->get_header_value("Allow") == "GET, HEAD, PUT");
 
     auto get_items = c.Get("/items");
     REQUIRE(get_items);
     CHECK(get_items->get_header_value("Allow") == "POST");
 
+    // HEAD is served as GET, but the refusal names what was sent.
+    auto head_items = c.Head("/items");
+    REQUIRE(head_items);
+    CHECK(head_items->status == 405);
+    CHECK(head_items->get_header_value("Allow") == "POST");
+    auto head_ping = c.Head("/ping");
+    REQUIRE(head_ping);
+    CHECK(head_ping->status == 200);
+
     auto patch = c.Patch("/ping", "{}", "application/json");
     check_error_shape(patch, 405, "method_not_allowed");
-    CHECK(patch->get_header_value("Allow") == "GET");
+    CHECK(patch->get_header_value("Allow") == "GET, HEAD");
     CHECK(s.handled == 0);
 }
 
