@@ -6,8 +6,10 @@
 // object may be read from several threads at once.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,7 +31,10 @@ struct interval {
         const double m = lower + (upper - lower) / 2;
         return std::isfinite(m) ? m : lower / 2 + upper / 2;
     }
-    double width() const { return upper - lower; }
+    // upper - lower may pass the largest double ({-1e308, 1e308}): taken as
+    // the largest, so that the column is scaled like any other (an infinite
+    // width made the whole column NaN, and training dropped it as constant).
+    double width() const { return std::min(upper - lower, std::numeric_limits<double>::max()); }
     friend bool operator==(const interval&, const interval&) = default;
 };
 

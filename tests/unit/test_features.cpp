@@ -233,6 +233,27 @@ TEST_CASE("interval gives its midpoint and optionally its width", "[features]") 
     CHECK(p.transform({}) == std::vector<double>{0, 0});
 }
 
+// upper - lower overflowed to inf: the width column's mean became NaN, every
+// row NaN, and training dropped the column as "constant (inf)".
+TEST_CASE("an interval as wide as the double range keeps its width column", "[features]") {
+    transform_params tp;
+    tp.width = true;
+    std::vector<raw_record> rows = {
+        {{"iv", interval{-1e308, 1e308}}}, {{"iv", interval{0, 2}}}, {{"iv", interval{1, 1}}}};
+    std::vector<std::string> warnings;
+    auto p = fit_ok({spec("iv", transform_kind::interval, tp)}, rows, &warnings);
+    REQUIRE(p.names() == std::vector<std::string>{"interval-iv-mid", "interval-iv-width"});
+    CHECK(warnings.empty());
+    // Beside a width of 2e308, widths 2 and 0 round to the same value, as
+    // small numbers do beside 1e308 in a numeric column.
+    const auto widest = p.transform({{"iv", interval{-1e308, 1e308}}});
+    const auto narrow = p.transform({{"iv", interval{1, 1}}});
+    CHECK(widest[1] > narrow[1]);
+    for (const auto& row : rows) {
+        for (double v : p.transform(row)) CHECK(std::isfinite(v));
+    }
+}
+
 TEST_CASE("constant and always-missing columns are dropped with warnings", "[features]") {
     std::vector<raw_record> rows = {{{"length", 10.0}, {"same", 5.0}},
                                     {{"length", 20.0}, {"same", 5.0}}};
