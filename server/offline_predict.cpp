@@ -84,7 +84,7 @@ int run_offline_predict(const offline_predict_options& o) {
     std::ostream* out = open_cli_output(o.out, out_file, "predict", o.db);
     if (!out) return 1;
 
-    std::uint64_t line_no = 0, scored = 0, rejected_lines = 0, failed = 0;
+    std::uint64_t line_no = 0, scored = 0, rejected_lines = 0, failed = 0, out_of_range = 0;
     std::string line;
     while (std::getline(*in, line)) {
         ++line_no;
@@ -102,6 +102,16 @@ int run_offline_predict(const offline_predict_options& o) {
             ml::answer a;
             try {
                 a = ml::predict_with(*v, inst.record);
+            } catch (const ml::input_out_of_range& e) {
+                // The input's doing, not the model's: the API answers it from
+                // the constant steps of the chain, with this reason.
+                write_line_error(*out, line_no,
+                                 status(error_kind::invalid_argument,
+                                        std::string("input_out_of_range: ") + e.what()),
+                                 parsed->batch ? std::optional<std::size_t>(i) : std::nullopt);
+                ++out_of_range;
+                line_failed = true;
+                continue;
             } catch (const std::exception& e) {
                 // Not answered by a fallback here: the caller asked for this version.
                 write_line_error(
@@ -143,9 +153,14 @@ int run_offline_predict(const offline_predict_options& o) {
                  static_cast<unsigned long long>(scored), m->name.c_str(),
                  static_cast<long long>(v->version));
     if (rejected_lines) {
-        std::fprintf(stderr, "; %llu line(s) rejected (%llu instance(s) the model failed on)",
+        std::fprintf(stderr, "; %llu line(s) rejected (%llu instance(s) the model failed on",
                      static_cast<unsigned long long>(rejected_lines),
                      static_cast<unsigned long long>(failed));
+        if (out_of_range) {
+            std::fprintf(stderr, ", %llu with inputs out of the model's range",
+                         static_cast<unsigned long long>(out_of_range));
+        }
+        std::fprintf(stderr, ")");
     }
     std::fprintf(stderr, "\n");
     return rejected_lines ? 3 : 0;

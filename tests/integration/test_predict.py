@@ -1418,6 +1418,30 @@ class OfflinePredictCliTest(KennelTestCase):
         self.assertEqual(got[6]["error"]["item"], 1, got[6])
         self.assertNotIn("prediction", got[6])  # a bad line scores nothing of itself
 
+    def test_inputs_the_model_overflows_on_are_the_lines_fault(self):
+        # They were reported as an internal error, "the model failed on".
+        feats, labels = self.server_streams
+        reg = uid("offline_reg")
+        put_model(self, self.c, reg, definition(feats, labels))
+        self.assertEqual(train(self, self.c, reg), 1)
+        set_live(self, self.c, reg, 1)
+        absurd = {"entity": "big", "features": dict(FEATURES, x1=1e308, x2=-1e308)}
+        lines = [json.dumps(absurd), json.dumps({"entity": "ok", "features": FEATURES})]
+        p = self.cli(reg, input="\n".join(lines) + "\n")
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        got = self.answers(p.stdout)
+        self.assertEqual(got[0]["error"]["code"], "invalid_argument", got[0])
+        self.assertTrue(got[0]["error"]["message"].startswith("input_out_of_range: "), got[0])
+        self.assertIn("numeric-x", got[0]["error"]["message"], got[0])
+        self.assertIn("prediction", got[1])
+        self.assertIn("1 line(s) rejected (0 instance(s) the model failed on, 1 with inputs "
+                      "out of the model's range)", p.stderr)
+        # The API answers the same input from the constant steps, with the same reason.
+        r = self.c.post_json("/v1/models/%s/predict" % reg, absurd)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json()["fallback"], r.json())
+        self.assertEqual(r.json()["fallback_reason"], got[0]["error"]["message"])
+
     def test_answers_that_cannot_be_written_stop_the_run_and_say_why(self):
         # It went on scoring the whole input, said only "writing the answers
         # failed", and left the truncated file.
