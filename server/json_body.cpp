@@ -158,8 +158,10 @@ result<std::optional<std::int64_t>> query_time(const http_request& req, const st
     if (!v) return std::optional<std::int64_t>{};
     auto t = parse_rfc3339(*v);
     // "HH:MM" after a space that ends the time of day: a "+" decoded as one.
+    // Not the space that may stand between date and time (at 10; the time
+    // of day ends at 19 at the earliest).
     if (const std::size_t sp = v->rfind(' ');
-        !t && sp != std::string::npos && sp + 6 == v->size() && v->find('T') < sp) {
+        !t && sp != std::string::npos && sp >= 19 && sp + 6 == v->size()) {
         std::string plus = *v;
         plus[sp] = '+';
         t = parse_rfc3339(plus);

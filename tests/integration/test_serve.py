@@ -632,6 +632,11 @@ class ReadingTest(SharedServerCase):
         # 400 quoting "...00 02:00".
         r = self.c.get("/v1/streams/%s/facts?to=2026-11-20T12:03:00+02:00" % s)
         self.assertEqual([f["data"]["m"] for f in r.json()["facts"]], [0, 1, 2], r)
+        # Also with the other separators the parser takes (a lower-case t, a
+        # space); those were still a 400.
+        for spelled in ("2026-11-20t12:03:00+02:00", "2026-11-20%2012:03:00+02:00"):
+            r = self.c.get("/v1/streams/%s/facts?to=%s" % (s, spelled))
+            self.assertEqual([f["data"]["m"] for f in r.json()["facts"]], [0, 1, 2], (spelled, r))
         self.assertErrorShape(self.c.get("/v1/streams/%s/facts?to=2026-11-20%%2002:00" % s), 400,
                               field="to")
         self.assertEqual(self.c.get("/v1/streams/%s/facts?entity=nobody" % s).json(),
