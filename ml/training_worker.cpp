@@ -150,24 +150,32 @@ worker_state training_worker::state() const {
     return state_;
 }
 
+void training_worker::check_triggers_when_due() {
+    if (steady::now() - last_trigger_check_ < options_.poll) return;
+    last_trigger_check_ = steady::now();
+    try {
+        check_triggers();
+    } catch (const std::exception& e) {
+        // A bad trigger check must not stop the worker; it retries next poll.
+        log_error("scheduler", e.what());
+    }
+    std::lock_guard lock(mu_);
+    ++state_.trigger_checks;
+}
+
 void training_worker::loop() {
-    auto last_trigger_check = steady::now() - options_.poll;
+    last_trigger_check_ = steady::now() - options_.poll;
+    // Also while a job runs: a fit may take up to its deadline (600 s by
+    // default), and other models' triggers were not looked at until it
+    // ended, which also pushed their every_seconds schedules back.
+    job_observer observer;
+    observer.while_running = [this] { check_triggers_when_due(); };
     for (;;) {
         {
             std::unique_lock lock(mu_);
             if (stopping_) break;
         }
-        if (steady::now() - last_trigger_check >= options_.poll) {
-            last_trigger_check = steady::now();
-            try {
-                check_triggers();
-            } catch (const std::exception& e) {
-                // A bad trigger check must not stop the worker; it retries next poll.
-                log_error("scheduler", e.what());
-            }
-            std::lock_guard lock(mu_);
-            ++state_.trigger_checks;
-        }
+        check_triggers_when_due();
         std::optional<job_row> job;
         try {
             auto conn = readers_.acquire();
@@ -176,7 +184,7 @@ void training_worker::loop() {
             log_error("trainer", e.what());
         }
         if (job) {
-            job_state end = run_job(*job);
+            job_state end = run_job(*job, observer);
             std::unique_lock lock(mu_);
             if (end == job_state::queued) {
                 // Not started (the writer failing, or a cancel in between):
@@ -540,6 +548,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 }
             }
         }
+        if (observer.while_running) observer.while_running();
         if (killed == kill_reason::none) {
             std::int64_t rss = rss_mb(pid);
             peak_rss = std::max(peak_rss, rss);

@@ -47,7 +47,7 @@ struct worker_state {
     std::string state;  // idle, running, stopped
     std::optional<std::int64_t> job;
     std::uint64_t jobs_run = 0, jobs_failed = 0, triggers_fired = 0;
-    std::uint64_t trigger_checks = 0;  // looks at the retrain triggers (none while a job runs)
+    std::uint64_t trigger_checks = 0;  // looks at the retrain triggers
     std::int64_t last_activity = 0;  // micros
     std::string last_error;
 };
@@ -56,6 +56,8 @@ struct worker_state {
 struct job_observer {
     std::function<void(double fraction, const std::string& message)> progress;
     std::function<void(const std::string& level, const std::string& message)> log;
+    // Called about every 100 ms while the training process runs.
+    std::function<void()> while_running;
 };
 
 // How long after a model's last job ended the scheduler waits to queue
@@ -89,6 +91,8 @@ public:
 
 private:
     void loop();
+    // check_triggers once options_.poll has passed since the last look.
+    void check_triggers_when_due();
     void check_triggers();
     // Labels of `label` with ids after `after` (and stored after
     // ingested_after), kept per model and counted on from the last look.
@@ -108,6 +112,7 @@ private:
     bool woken_ = false;
     bool background_ = false;  // start() ran: jobs run on thread_, not a caller's
     std::atomic<std::int64_t> running_job_{0};
+    std::chrono::steady_clock::time_point last_trigger_check_{};  // the worker thread's
     std::atomic<int> running_pid_{0};
     std::atomic<std::int64_t> cancel_job_{0};
     std::atomic<bool> killing_for_stop_{false};

@@ -188,6 +188,28 @@ class FaultTest(SharedServerCase):
         j = wait_job(self, self.c, job_id, timeout=30)
         self.assertEqual(j["state"], "cancelled", j)
 
+    def test_triggers_are_looked_at_while_a_job_runs(self):
+        # The worker looked at retrain triggers only between jobs: while one
+        # fit ran (up to its deadline, 600 s by default), no other model's
+        # trigger queued a job.
+        running = self.start_sleeping_fit("busy", deadline_seconds=600)
+        name = uid("triggered")
+        put_model(self, self.c, name, definition("regression", self.feat, self.lab,
+                                                 retrain={"every_new_labels": 10}),
+                  expect=(201,))
+
+        def queued():
+            jobs = self.c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+            return jobs[0] if jobs else None
+        job = wait_until(queued, 30, "a job queued by the trigger while another job runs")
+        self.assertEqual((job["trigger"], job["state"]), ("new_labels", "queued"), job)
+        self.assertEqual(get_job(self, self.c, running)["state"], "running")
+        # No more jobs from it for the other tests on this server.
+        put_model(self, self.c, name, definition("regression", self.feat, self.lab))
+        for j in (job["id"], running):
+            self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % j).status, 202)
+        self.assertEqual(wait_job(self, self.c, running, timeout=30)["state"], "cancelled")
+
     def test_a_jobs_end_that_cannot_be_recorded_is_recorded_once_it_can(self):
         # Another program holds the database's write lock past the busy
         # timeout when the job ends: its end could not be stored. It used to
