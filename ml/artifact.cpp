@@ -11,6 +11,18 @@
 namespace kennel::ml {
 namespace {
 
+// Reads bytes where they lie: an istringstream copies them, and a forest's
+// artifact can be 100 MB (serving held it three times over while it loaded
+// a version).
+class view_buf : public std::streambuf {
+public:
+    explicit view_buf(std::string_view bytes) {
+        // Only read: a streambuf's get area is char*, and there is no put area.
+        char* p = const_cast<char*>(bytes.data());
+        setg(p, p, p + bytes.size());
+    }
+};
+
 constexpr std::size_t header_size = 12 + 4 + 8;
 constexpr std::size_t trailer_size = 8;
 
@@ -111,7 +123,8 @@ result<model_artifact> load_artifact(std::string_view bytes, load_use use) {
     }
 
     try {
-        std::istringstream in{std::string(payload)};
+        view_buf buf(payload);
+        std::istream in(&buf);
         model_artifact a;
         std::uint64_t task = 0;
         dlib::deserialize(task, in);

@@ -317,9 +317,10 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     // Said as the API says it (read as an artifact, the empty bytes were
     // "not a Kennel model").
     if (row->artifact_removed_at) return check_servable(c, model, version);
-    std::string bytes = row->artifact;
+    std::string& bytes = row->artifact;  // not copied: it can be 100 MB
     if (fault == "corrupt_artifact" && bytes.size() > 40) bytes[bytes.size() / 2] ^= 0x5a;
     auto art = load_artifact(bytes, load_use::predict);  // serving never writes it again
+    std::string().swap(bytes);                           // returned before the rest is built
     if (!art) return art.error();
     auto v = std::make_shared<loaded_version>();
     v->model = model;

@@ -1,6 +1,7 @@
 #include "ml/training_worker.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -735,6 +736,8 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             return status::ok();
         },
         std::chrono::seconds(60));
+    // Returned before serving loads the version (it can be 100 MB).
+    std::string().swap(v.artifact);
     if (!s) return finish(job_state::failed, "storing the version failed: " + s.message());
     if (cancelled_late) {
         log_warn("trainer", "job " + std::to_string(id) + " (" + job.model +
@@ -746,6 +749,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                             std::to_string(number) + ": " + gate_summary);
     if (options_.on_model_changed) options_.on_model_changed(job.model);
     remove_old_artifacts_of(job.model);
+    // Storing a version (and removing an old one's bytes) passes the
+    // artifact through buffers of its size; glibc kept their pages.
+    ::malloc_trim(0);
     mark_idle("");
     return job_state::succeeded;
 }

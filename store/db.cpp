@@ -186,6 +186,12 @@ statement& statement::bind_blob(int index, std::string_view bytes) {
     return *this;
 }
 
+statement& statement::bind_blob_static(int index, std::string_view bytes) {
+    int rc = sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_STATIC);
+    if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");
+    return *this;
+}
+
 statement& statement::bind_null(int index) {
     int rc = sqlite3_bind_null(stmt_, index);
     if (rc != SQLITE_OK) fail(conn_->raw(), rc, "bind");

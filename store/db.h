@@ -128,6 +128,9 @@ public:
     statement& bind_static(int index, std::string_view value);
     statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
     statement& bind_blob(int index, std::string_view bytes);
+    // As bind_blob, without SQLite's copy (a model artifact can be 100 MB),
+    // on the same terms as bind_static.
+    statement& bind_blob_static(int index, std::string_view bytes);
     statement& bind_null(int index);
     template <class T>
     statement& bind(int index, const std::optional<T>& value) {

@@ -201,7 +201,7 @@ std::int64_t insert_version(connection& c, version_row v) {
                  " gate, features, timings, status, created_at, baseline)"
                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     st.bind(1, v.model).bind(2, v.version).bind(3, v.revision).bind(4, v.job).bind(5, v.algorithm);
-    st.bind(6, v.params).bind_blob(7, v.artifact).bind(8, v.artifact_sha256);
+    st.bind(6, v.params).bind_blob_static(7, v.artifact).bind(8, v.artifact_sha256);
     st.bind(9, static_cast<std::int64_t>(v.artifact.size())).bind(10, v.snapshot);
     st.bind(11, v.metrics).bind(12, v.baseline_metrics).bind(13, v.gate).bind(14, v.features);
     st.bind(15, v.timings).bind(16, v.status).bind(17, now_micros()).bind(18, v.baseline);

@@ -193,6 +193,17 @@ TEST_CASE("statement binds every type and reads the columns back", "[db]") {
     CHECK_FALSE(st.column_opt_text(4).has_value());
     CHECK(st.column_text(4).empty());
     CHECK_FALSE(st.step());  // exactly one row
+
+    // Without SQLite's copy: the bytes as they are when the row is stepped.
+    {
+        std::string bytes("x\0y", 3);
+        statement ins(c, "INSERT INTO t (i, b) VALUES (2, ?)");
+        ins.bind_blob_static(1, bytes);
+        ins.run();
+    }
+    statement two(c, "SELECT b FROM t WHERE i = 2");
+    REQUIRE(two.step());
+    CHECK(two.column_blob(0) == std::string("x\0y", 3));
 }
 
 TEST_CASE("statement binds optionals as value or NULL, and int as int64", "[db]") {
