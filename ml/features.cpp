@@ -560,6 +560,18 @@ result<feature_pipeline> feature_pipeline::fit(const std::vector<feature_spec>& 
     return p;
 }
 
+std::vector<feature_spec> feature_pipeline::used_specs() const {
+    std::vector<feature_spec> out;
+    std::size_t offset = 0, k = 0;  // kept_ is in increasing order
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+        const std::size_t end = offset + column_count(specs_[i], features_[i]);
+        while (k < kept_.size() && kept_[k] < offset) ++k;
+        if (k < kept_.size() && kept_[k] < end) out.push_back(specs_[i]);
+        offset = end;
+    }
+    return out;
+}
+
 std::vector<double> feature_pipeline::transform(const raw_record& record) const {
     std::size_t total = 0;
     for (std::size_t i = 0; i < specs_.size(); ++i) total += column_count(specs_[i], features_[i]);

@@ -107,6 +107,9 @@ class feature_pipeline {
     const std::vector<std::string>& names() const { return names_; }
     std::size_t size() const { return names_.size(); }
     const std::vector<feature_spec>& specs() const { return specs_; }
+    // The specs with at least one kept column: what a prediction reads (a
+    // feature whose columns were all dropped reads nothing of its field).
+    std::vector<feature_spec> used_specs() const;
 
     // A self-describing binary form (tag + format version + state) written
     // with dlib::serialize; loading it back gives identical transforms.

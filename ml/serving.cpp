@@ -167,10 +167,12 @@ void use_served_specs(model_serving& s) {
         return;
     }
     s.definition.task = first->artifact->task;
-    std::vector<feature_spec> specs = first->artifact->pipeline.specs();
+    // Fields whose columns training dropped (always missing, constant) are
+    // read by no version: ignored and listed as such, not "imputed".
+    std::vector<feature_spec> specs = first->artifact->pipeline.used_specs();
     for (const auto& arm : s.arms) {
         if (!arm.version) continue;
-        for (const auto& spec : arm.version->artifact->pipeline.specs()) {
+        for (const auto& spec : arm.version->artifact->pipeline.used_specs()) {
             bool have = false;
             for (const auto& h : specs)
                 have = have || (h.field == spec.field && h.transform == spec.transform);
@@ -181,7 +183,7 @@ void use_served_specs(model_serving& s) {
     // a fallback to a version trained on a field live dropped imputed it).
     std::vector<feature_spec> extra;
     for (const auto& prev : s.previous) {
-        for (const auto& spec : prev->artifact->pipeline.specs()) {
+        for (const auto& spec : prev->artifact->pipeline.used_specs()) {
             bool read_by_served = false;
             for (const auto& h : specs) read_by_served = read_by_served || h.field == spec.field;
             bool have = false;

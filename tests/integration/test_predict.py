@@ -410,6 +410,27 @@ class PredictTest(SharedServerCase):
         self.assertEqual(sorted(e["imputed_fields"]), ["caption", "color", "x1", "x2"], e)
         self.assertIsInstance(e["prediction"], float, e)
 
+    def test_a_feature_training_dropped_is_read_by_no_version(self):
+        # "ghost" is only in an entity with no label: training dropped it as
+        # always missing. It was still listed as imputed, and a string for
+        # it was a 400.
+        feats, labels, _ = load_data(self, self.c, 120, seed=5)
+        post_facts(self, self.c, [fact(feats, "unlabelled", {"x1": 0.0, "ghost": 1.0},
+                                       time_=at(0))])
+        d = definition(feats, labels)
+        d["features"].append({"field": "ghost"})
+        name = uid("ghost")
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertModelAnswer(p, name, 1)
+        self.assertNotIn("imputed_fields", p)
+        q = predict(self, self.c, name, {"features": dict(FEATURES, ghost="a string")})
+        self.assertModelAnswer(q, name, 1)
+        self.assertEqual(q["ignored_fields"], ["ghost"], q)
+        self.assertEqual(q["prediction"], p["prediction"])
+
     def test_null_fields_are_listed_as_imputed(self):
         name, _, _, _, _ = self.trained()
         q = predict(self, self.c, name, {"features": {"x1": 0.5, "x2": None, "color": None,

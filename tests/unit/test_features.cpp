@@ -267,6 +267,10 @@ TEST_CASE("constant and always-missing columns are dropped with warnings", "[fea
     CHECK(any_warning_contains(warnings, "dropped feature numeric(ghost)"));
     CHECK(any_warning_contains(warnings, "always missing"));
     CHECK(p.transform({{"length", 15.0}, {"ghost", 3.0}}).size() == 1);
+    // What a prediction reads: only the feature with a column left.
+    REQUIRE(p.used_specs().size() == 1);
+    CHECK(p.used_specs()[0].field == "length");
+    CHECK(p.specs().size() == 3);
 }
 
 TEST_CASE("fit fails when nothing is left after dropping", "[features]") {
