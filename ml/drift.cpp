@@ -86,6 +86,12 @@ std::size_t field_profile::bin_of(const raw_value& v) const {
     return value_bin(values, *c);
 }
 
+const char* field_profile::bin_kind(std::size_t bin) const {
+    if (bin >= bins()) return "missing";
+    if (kind == profile_kind::number) return "range";
+    return bin < values.size() ? "value" : "other";
+}
+
 std::string field_profile::bin_name(std::size_t bin) const {
     if (bin >= bins()) return "missing";
     if (kind == profile_kind::category) return bin < values.size() ? values[bin] : "other";
@@ -315,6 +321,7 @@ field_drift drift_of(const field_profile& f, const std::vector<std::uint64_t>& c
     for (auto n : counts) total += n;
     for (std::size_t k = 0; k <= f.bins(); ++k) {
         d.bins.push_back(f.bin_name(k));
+        d.kinds.push_back(f.bin_kind(k));
         const std::uint64_t n = k < counts.size() ? counts[k] : 0;
         d.observed.push_back(total ? static_cast<double>(n) / static_cast<double>(total) : 0.0);
     }

@@ -62,6 +62,10 @@ struct field_profile {
     std::size_t bin_of(const raw_value& v) const;
     // A bin's name for people: "[0.5, 1.2)", "corgi", "other", "missing".
     std::string bin_name(std::size_t bin) const;
+    // What a bin holds: "range" (numbers), "value" (one category value,
+    // which may itself be "other" or "missing"), "other" (every value
+    // training saw too rarely) or "missing".
+    const char* bin_kind(std::size_t bin) const;
 };
 
 struct feature_profile {
@@ -113,6 +117,7 @@ struct field_drift {
     std::string field;
     double psi = 0;
     std::vector<std::string> bins;  // names, missing last
+    std::vector<std::string> kinds;  // field_profile::bin_kind of each
     std::vector<double> expected;   // training shares
     std::vector<double> observed;   // shares of the counted values (0 when none)
 };

@@ -25,8 +25,12 @@ json report_json(const ml::feature_profile& profile, const ml::drift_counts& cou
     auto field_json = [](const ml::field_drift& f) {
         json bins = json::array();
         for (std::size_t k = 0; k < f.bins.size(); ++k) {
-            bins.push_back(
-                {{"bin", f.bins[k]}, {"expected", f.expected[k]}, {"observed", f.observed[k]}});
+            // "kind" tells a category value named "other" or "missing"
+            // from the bins of those names.
+            bins.push_back({{"bin", f.bins[k]},
+                            {"kind", f.kinds[k]},
+                            {"expected", f.expected[k]},
+                            {"observed", f.observed[k]}});
         }
         return json{{"field", f.field}, {"psi", f.psi}, {"bins", bins}};
     };

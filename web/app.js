@@ -1240,7 +1240,9 @@
         const moved = (f) => {
           let best = null;
           f.bins.forEach((b) => { if (!best || Math.abs(b.observed - b.expected) > Math.abs(best.observed - best.expected)) best = b; });
-          return best ? `${best.bin}: ${fmtPct(best.expected)} → ${fmtPct(best.observed)}` : '—';
+          // A category value in quotes: one may be called "other" or "missing" too.
+          const name = (b) => (b.kind === 'value' ? `"${b.bin}"` : b.bin);
+          return best ? `${name(best)}: ${fmtPct(best.expected)} → ${fmtPct(best.observed)}` : '—';
         };
         return h('div.drift-version', { 'data-version': v.version }, title,
           h('p.muted.small', null, `${fmtNum(r.requests)} requests ${span}` +

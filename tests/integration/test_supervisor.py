@@ -771,9 +771,13 @@ class DriftTest(KennelTestCase):
         window = self.live_drift(name)["window"]
         by_field = self.fields(window)
         other = [b for b in by_field["color"]["bins"] if b["bin"] == "other"][0]
-        self.assertEqual((other["expected"], other["observed"]), (0, 1.0), other)
+        self.assertEqual((other["kind"], other["expected"], other["observed"]),
+                         ("other", 0, 1.0), other)
+        self.assertEqual({b["kind"] for b in by_field["color"]["bins"][:-2]}, {"value"})
         missing = by_field["x2"]["bins"][-1]
-        self.assertEqual((missing["expected"], missing["observed"]), (0, 1.0), missing)
+        self.assertEqual((missing["kind"], missing["expected"], missing["observed"]),
+                         ("missing", 0, 1.0), missing)
+        self.assertEqual({b["kind"] for b in by_field["x2"]["bins"][:-1]}, {"range"})
         self.assertLess(by_field["x1"]["psi"], 0.25, by_field["x1"])
         action = wait_until(lambda: self.drift_actions(name), 10, "the supervisor's drift report")[0]
         self.assertEqual(action["outcome"], "reported; retrain.on_drift is off", action)

@@ -124,6 +124,27 @@ TEST_CASE("drift: categories keep the 20 most frequent values, then other", "[dr
     CHECK(b.bin_of(std::string("true")) == 3);  // a string is no boolean: missing
 }
 
+// A value spelled like a special bin had the same name as that bin in the
+// drift report: only the kind tells them apart.
+TEST_CASE("drift: bins say what they hold, apart from their names", "[drift]") {
+    std::vector<raw_record> rows = {
+        {{"c", "other"}, {"x", 1.0}}, {{"c", "missing"}, {"x", 2.0}}, {{"c", "x"}}};
+    feature_profile p = profile_rows(
+        {spec("c", transform_kind::category), spec("x", transform_kind::numeric)}, rows);
+    const field_profile& c = field_of(p, "c");
+    REQUIRE(c.bins() == 4);  // three values, other; missing after
+    std::vector<std::pair<std::string, std::string>> got;
+    for (std::size_t k = 0; k <= c.bins(); ++k) got.emplace_back(c.bin_name(k), c.bin_kind(k));
+    CHECK(got == std::vector<std::pair<std::string, std::string>>{{"missing", "value"},
+                                                                  {"other", "value"},
+                                                                  {"x", "value"},
+                                                                  {"other", "other"},
+                                                                  {"missing", "missing"}});
+    const field_profile& x = field_of(p, "x");
+    CHECK(std::string(x.bin_kind(0)) == "range");
+    CHECK(std::string(x.bin_kind(x.bins())) == "missing");
+}
+
 TEST_CASE("drift: a profile reads back from its JSON, and bad JSON is refused", "[drift]") {
     std::vector<raw_record> rows;
     for (int i = 0; i < 50; ++i) {
