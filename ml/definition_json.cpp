@@ -427,6 +427,7 @@ parsed_definition parse_definition(const std::string& text) {
                                        "serve_sleep",
                                        "corrupt_artifact",
                                        "wait_for_live_move",
+                                       "wait_for_live_move_and_back",
                                        "wait_for_new_revision",
                                        "hold_after_fit"};
         bool ok = false;
@@ -434,7 +435,8 @@ parsed_definition parse_definition(const std::string& text) {
         if (!ok) {
             r.error("test_fault",
                     "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep, "
-                    "corrupt_artifact, wait_for_live_move, wait_for_new_revision or "
+                    "corrupt_artifact, wait_for_live_move, wait_for_live_move_and_back, "
+                    "wait_for_new_revision or "
                     "hold_after_fit");
         }
     }

@@ -133,8 +133,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         const std::optional<std::int64_t> live_at_start = alias_version(conn, job->model, "live");
         const bool live_disabled_at_start =
             live_at_start && disabled_versions(conn, job->model).count(*live_at_start) > 0;
-        if (test_faults && d.test_fault == "wait_for_live_move") {
-            // Until a person moves live, or takes its version out of service.
+        const live_marks marks_at_start = live_marks_of(conn, job->model, live_at_start);
+        const bool move_and_back = d.test_fault == "wait_for_live_move_and_back";
+        if (test_faults && (d.test_fault == "wait_for_live_move" || move_and_back)) {
+            // Until a person moves live, or takes its version out of service
+            // (and, for the second fault, until it is as it was again).
             emit({{"log", "info"}, {"message", "test fault: waiting for live to move"}});
             const auto live_unchanged = [&] {
                 return alias_version(conn, job->model, "live") == live_at_start &&
@@ -144,6 +147,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             };
             for (int i = 0; i < 1200 && live_unchanged(); ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (move_and_back) {
+                emit({{"log", "info"}, {"message", "test fault: waiting for live to move back"}});
+                for (int i = 0; i < 1200 && !live_unchanged(); ++i)
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
         }
         if (test_faults && d.test_fault == "wait_for_new_revision") {
             emit({{"log", "info"}, {"message", "test fault: waiting for a new revision"}});
@@ -230,6 +238,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;
+        gate["live_move_at_start"] = marks_at_start.move;
+        gate["live_event_at_start"] = marks_at_start.event;
         gate["live_metrics"] =
             outcome->live_metrics ? metrics_json(*outcome->live_metrics) : json(nullptr);
         json params = params_json(outcome->params);

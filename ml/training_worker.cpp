@@ -668,6 +668,8 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                                ? result["gate"]["live_alias_at_start"]
                                : json(nullptr);
     const bool live_disabled_at_start = result["gate"].value("live_disabled_at_start", false);
+    const live_marks marks_at_start{result["gate"].value("live_move_at_start", std::int64_t{0}),
+                                    result["gate"].value("live_event_at_start", std::int64_t{0})};
     std::int64_t number = 0;
     bool cancelled_late = false;
     s = writer_.run(
@@ -700,24 +702,35 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // meanwhile (a disable moves no alias).
                 const bool taken_down = live_now && !live_disabled_at_start &&
                                         disabled_versions(c, job.model).count(*live_now) > 0;
-                published =
-                    automatic && now == at_start && revision_now == job.revision && !taken_down;
+                // Nor when a person moved live away and back, or disabled and
+                // enabled it again: where it stands now is still their choice
+                // (it was published over, since only the end state was compared).
+                const live_marks marks_now = live_marks_of(c, job.model, live_now);
+                const bool touched = marks_now != marks_at_start;
+                published = automatic && now == at_start && revision_now == job.revision &&
+                            !taken_down && !touched;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
                                            : "v" + std::to_string(j.get<std::int64_t>());
                     };
-                    held_back = now != at_start
-                                    ? "live moved while this job ran (" + name(at_start) + " -> " +
-                                          name(now) + "): not published; promote it by hand"
-                                : taken_down
-                                    ? "live " + name(now) +
-                                          " was disabled while this job ran: not published; "
-                                          "promote it by hand"
-                                    : "the definition changed while this job ran (revision " +
-                                          std::to_string(job.revision) + " -> " +
-                                          std::to_string(revision_now) +
-                                          "): not published; promote it by hand";
+                    held_back =
+                        now != at_start
+                            ? "live moved while this job ran (" + name(at_start) + " -> " +
+                                  name(now) + "): not published; promote it by hand"
+                        : taken_down ? "live " + name(now) +
+                                           " was disabled while this job ran: not published; "
+                                           "promote it by hand"
+                        : marks_now.move != marks_at_start.move
+                            ? "live was moved while this job ran and is back on " + name(now) +
+                                  ": not published; promote it by hand"
+                        : touched ? "live " + name(now) +
+                                        " was disabled and enabled again while this job ran: "
+                                        "not published; promote it by hand"
+                                  : "the definition changed while this job ran (revision " +
+                                        std::to_string(job.revision) + " -> " +
+                                        std::to_string(revision_now) +
+                                        "): not published; promote it by hand";
                 }
                 std::string alias = published ? "live" : "candidate";
                 status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),

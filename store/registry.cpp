@@ -466,6 +466,25 @@ std::optional<std::int64_t> alias_version(connection& c, const std::string& mode
     return st.column_int(0);
 }
 
+live_marks live_marks_of(connection& c, const std::string& model,
+                         std::optional<std::int64_t> version) {
+    live_marks m;
+    statement moves(
+        c, "SELECT coalesce(max(id), 0) FROM deployments WHERE model = ? AND alias = 'live'");
+    moves.bind(1, model);
+    moves.step();
+    m.move = moves.column_int(0);
+    if (version) {
+        statement events(c,
+                         "SELECT coalesce(max(id), 0) FROM version_events"
+                         " WHERE model = ? AND version = ?");
+        events.bind(1, model).bind(2, *version);
+        events.step();
+        m.event = events.column_int(0);
+    }
+    return m;
+}
+
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit) {
     statement st(c,
                  "SELECT id, model, alias, version, previous_version, time, actor, reason"

@@ -193,6 +193,17 @@ std::optional<version_row> get_version(connection& c, const std::string& model,
 std::vector<alias_row> list_aliases(connection& c, const std::string& model);
 std::optional<std::int64_t> alias_version(connection& c, const std::string& model,
                                           const std::string& alias);
+
+// The newest records that touched live: a move of the live alias, and a
+// disable or enable of `version` (ids; 0 when none). A job compares them at
+// its start and at its end: live back where it was is not live untouched.
+struct live_marks {
+    std::int64_t move = 0;
+    std::int64_t event = 0;
+    friend bool operator==(const live_marks&, const live_marks&) = default;
+};
+live_marks live_marks_of(connection& c, const std::string& model,
+                         std::optional<std::int64_t> version);
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit);
 
 // Labels that arrived after the model's last training snapshot, for the

@@ -1304,6 +1304,35 @@ class CancelTest(SharedServerCase):
                          ("candidate", None, 2, "policy:auto", "superseded: version 3 is now live"),
                          last)
 
+    def test_auto_policy_does_not_publish_over_live_moved_away_and_back_during_training(self):
+        # Only where live stood was compared: a person who took live down
+        # and put it back (or disabled and enabled it) was published over.
+        for how in ("move", "disable"):
+            name, f, l = self.live_version_1("aba-" + how, 55)
+            job = self.job_held_by(
+                name, definition("regression", f, l, test_fault="wait_for_live_move_and_back"),
+                "waiting for live to move")
+            if how == "move":
+                away = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                                      json_body={"reason": "a person takes live down"})
+                back = self.c.request("PUT", "/v1/models/%s/aliases/live" % name,
+                                      json_body={"version": 1, "reason": "and puts it back"})
+                says = "live was moved while this job ran and is back on v1: not published"
+            else:
+                away = self.c.post_json("/v1/models/%s/versions/1/disable" % name,
+                                        {"reason": "a person takes version 1 out of service"})
+                back = self.c.post_json("/v1/models/%s/versions/1/enable" % name,
+                                        {"reason": "and back"})
+                says = ("live v1 was disabled and enabled again while this job ran: "
+                        "not published")
+            self.assertEqual((away.status, back.status), (200, 200), (away, back))
+            j = wait_job(self, self.c, job)
+            self.assertEqual(j["state"], "succeeded", log_text(j))
+            self.assertIn("waiting for live to move back", log_text(j))
+            self.assertIn(says, log_text(j))
+            self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
+            self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2}, how)
+
     def test_auto_policy_does_not_publish_a_version_of_a_definition_replaced_during_training(self):
         # A new revision (here: another feature set) came while the job ran;
         # the finished version went live all the same, trained for a
