@@ -50,19 +50,6 @@ answer baseline_from_json(const std::string& text) {
     return a;
 }
 
-// The task a version was trained for, from its revision's definition; none
-// when that cannot be read (then it is not told apart from any).
-std::optional<task_kind> version_task(connection& c, const std::string& model,
-                                      std::int64_t version) {
-    auto row = get_version(c, model, version, false);
-    if (!row) return std::nullopt;
-    auto rev = get_revision(c, model, row->revision);
-    if (!rev) return std::nullopt;
-    parsed_definition p = parse_definition(rev->definition);
-    if (!p.errors.empty()) return std::nullopt;
-    return p.definition.task;
-}
-
 // The label's prior from the facts: the mean (regression) or the class
 // shares (classification), so an untrained model still answers sensibly.
 // Only standing facts count (a corrected one was replaced).
@@ -132,6 +119,17 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
 }
 
 }  // namespace
+
+std::optional<task_kind> version_task(connection& c, const std::string& model,
+                                      std::int64_t version) {
+    auto row = get_version(c, model, version, false);
+    if (!row) return std::nullopt;
+    auto rev = get_revision(c, model, row->revision);
+    if (!rev) return std::nullopt;
+    parsed_definition p = parse_definition(rev->definition);
+    if (!p.errors.empty()) return std::nullopt;
+    return p.definition.task;
+}
 
 earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from) {
     earlier_live out;

@@ -213,6 +213,11 @@ private:
 // probabilities (empty for regression or unreadable JSON).
 std::vector<std::string> classes_in_features(const std::string& features_json);
 
+// The task a version was trained for, from its revision's definition; none
+// when that cannot be read (then it is not told apart from any).
+std::optional<task_kind> version_task(connection& c, const std::string& model,
+                                      std::int64_t version);
+
 // Where live goes back to when `from` (live) is taken out of service: the
 // newest earlier version on the path live came by (store/registry.h
 // live_history) that is enabled and was trained for from's task; a version

@@ -85,6 +85,15 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     std::set<std::string> names;
     auto conn = a.readers().acquire();
     const auto disabled = disabled_versions(*conn, model);
+    // An arm answers in live's shape: a version of another task (the
+    // definition changed it since) answered a number where live answers a
+    // class, and a class once its arm fell back to live. As the fallback
+    // chain and rollbacks do, arms keep to live's task (the first arm's
+    // when there is no live version).
+    const auto live = alias_version(*conn, model, "live");
+    const auto live_task = live ? ml::version_task(*conn, model, *live) : std::nullopt;
+    ml::task_kind task = live_task.value_or(ml::task_kind::regression);
+    bool have_task = live_task.has_value();
     for (std::size_t i = 0; i < arms->size(); ++i) {
         const json& arm = (*arms)[i];
         std::string path = "arms[" + std::to_string(i) + "]";
@@ -106,6 +115,21 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
                           "version " + std::to_string(version) + " of model " + model +
                               " is disabled: enable it before giving it an arm",
                           path + ".version");
+        }
+        if (const auto t = ml::version_task(*conn, model, version)) {
+            if (!have_task) {
+                task = *t;
+                have_task = true;
+            }
+            if (*t != task) {
+                return status(
+                    error_kind::conflict,
+                    "version " + std::to_string(version) + " of model " + model +
+                        " was trained for " + ml::task_kind_name(*t) + ", but " +
+                        (live_task ? "the live version answers " : "the first arm answers ") +
+                        ml::task_kind_name(task) + ": an arm must answer as live does",
+                    path + ".version");
+            }
         }
         auto shadow_field = optional_bool(arm, "shadow", false, path + ".shadow");
         if (!shadow_field) return shadow_field.error();

@@ -561,8 +561,8 @@ class ExperimentTest(SharedServerCase):
 
     def test_each_answer_reads_by_the_task_of_the_version_that_gave_it(self):
         # Version 1 binary, version 2 regression (the definition's task
-        # changed): in an experiment and down the fallback chain, an answer
-        # reads as its own version's, not as the live version's.
+        # changed): in the log, in live metrics and down the fallback chain,
+        # an answer reads as its own version's, not as the live version's.
         feats, labels, _ = load_data(self, self.c, 150, seed=16)
         name = uid("tasks")
         put_model(self, self.c, name, definition(feats, labels, task="binary"))
@@ -581,12 +581,24 @@ class ExperimentTest(SharedServerCase):
                 self.assertIsInstance(p["prediction"], float, p)
                 self.assertNotIn("probabilities", p)
 
+        # No experiment mixes them: an arm of another task than live's would
+        # answer a number where live answers a class (and a class once the
+        # arm fell back to live).
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
             "reason": "binary against regression", "arms": [{"name": "b", "version": 1, "weight": 1},
                                                             {"name": "r", "version": 2, "weight": 1}]})
-        self.assertEqual(r.status, 201, r)
+        self.assertErrorShape(r, 409, field="arms[1].version")
+        self.assertIn("trained for regression, but the live version answers binary",
+                      r.json()["error"]["message"])
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "a regression shadow", "arms": [{"version": 1, "weight": 1},
+                                                     {"version": 2, "shadow": True}]})
+        self.assertErrorShape(r, 409, field="arms[1].version")
+        # Live on each in turn: the log holds answers of both tasks.
         insts = [{"entity": "t%d" % i, "features": entity_features(i)} for i in range(60)]
-        preds = predict(self, self.c, name, {"instances": insts})["predictions"]
+        preds = predict(self, self.c, name, {"instances": insts[:30]})["predictions"]
+        set_live(self, self.c, name, 2)
+        preds += predict(self, self.c, name, {"instances": insts[30:]})["predictions"]
         self.assertEqual({p["version"] for p in preds}, {1, 2})
         for p in preds:
             check(p)
@@ -616,20 +628,17 @@ class ExperimentTest(SharedServerCase):
                 truth.append(y)
                 predicted.append(p["prediction"])
         post_facts(self, self.c, outcomes)
-        groups = {g["arm"]: g for g in self.live_metrics(name)}
-        self.assertEqual(groups["r"]["outcomes"], len(truth), groups)
-        self.assertAlmostEqual(groups["r"]["metrics"]["rmse"], regression_metrics(truth, predicted)["rmse"],
+        groups = {g["version"]: g for g in self.live_metrics(name)}
+        self.assertEqual(groups[2]["outcomes"], len(truth), groups)
+        self.assertAlmostEqual(groups[2]["metrics"]["rmse"], regression_metrics(truth, predicted)["rmse"],
                                places=6, msg=groups)
-        self.assertEqual(groups["b"]["outcomes"], len(preds) - len(truth), groups)
-        self.assertIn("accuracy", groups["b"]["metrics"], groups)
-        self.assertNotIn("rmse", groups["b"]["metrics"], groups)
-        r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, r.json()["id"]), {"reason": "seen"})
-        self.assertEqual(r.status, 200, r)
+        self.assertEqual(groups[1]["outcomes"], len(preds) - len(truth), groups)
+        self.assertIn("accuracy", groups[1]["metrics"], groups)
+        self.assertNotIn("rmse", groups[1]["metrics"], groups)
 
         # Live 2 (regression) disabled: the previous live version, 1, is
         # binary, no stand-in for it (a class would answer where the app
         # reads a number): the baseline answers, as a regression.
-        set_live(self, self.c, name, 2)
         r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "test"})
         self.assertEqual(r.status, 200, r)
         p = predict(self, self.c, name, {"entity": "t1", "features": FEATURES})
