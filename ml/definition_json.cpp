@@ -10,6 +10,9 @@
 namespace kennel {
 namespace {
 
+// As many buckets as category values (top_n) at most.
+constexpr std::size_t max_bucket_edges = 10000;
+
 using json = nlohmann::json;
 
 // Collects errors while reading typed values out of a JSON object.
@@ -142,6 +145,11 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
     if (auto e = f.find("edges"); e != f.end()) {
         if (!e->is_array() || e->empty()) {
             r.error(path + ".edges", "must be a non-empty array of increasing numbers");
+        } else if (e->size() > max_bucket_edges) {
+            // Each edge is a column every prediction writes: a body's worth
+            // of edges (millions) made each request allocate megabytes.
+            r.error(path + ".edges", "at most " + std::to_string(max_bucket_edges) + " edges (" +
+                                         std::to_string(e->size()) + " given)");
         } else {
             for (const auto& x : *e) {
                 if (!x.is_number()) {

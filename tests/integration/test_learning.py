@@ -385,6 +385,13 @@ class DefinitionTest(SharedServerCase):
         msgs = assert_definition_errors(self, r, ["features[0].edges", "params.gamma"])
         self.assertIn("bucketize", msgs["features[0].edges"])
 
+        # Edges beyond 10,000: each is a column every prediction writes.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
+            "regression", f, l,
+            features=[{"field": "x1", "transform": "bucketize", "edges": list(range(10001))}]))
+        msgs = assert_definition_errors(self, r, ["features[0].edges"])
+        self.assertIn("at most 10000 edges (10001 given)", msgs["features[0].edges"])
+
         # Malformed JSON.
         r = self.c.request("PUT", "/v1/models/" + name, body='{"task": "binary",',
                            headers={"Content-Type": "application/json"})
