@@ -752,10 +752,31 @@ int cmd_admin(const std::vector<std::string>& args) {
     existing.create = false;
     existing.wal = false;  // migrate() sets it once the file is known to be Kennel's
     connection conn(db, existing);
+    // Beside a running server, only on a current schema: migrating under an
+    // older server upgraded its file for good (it refused to start on it
+    // again), as a side effect of, say, list-keys. As kennel migrate does,
+    // a migration needs the database to itself.
+    const auto pending = pending_migrations(conn);
+    if (!pending) {
+        std::cerr << "kennel admin: " << pending.error().message() << "\n";
+        return 1;
+    }
+    std::unique_ptr<db_lock> lock;
+    if (*pending > 0) {
+        auto held = db_lock::acquire(db);
+        if (!held) {
+            std::cerr << "kennel admin: " << db << " needs " << *pending
+                      << " schema migration(s) first, and " << held.error().message()
+                      << ": stop it, then run kennel migrate\n";
+            return 1;
+        }
+        lock = std::move(*held);
+    }
     if (status s = migrate(conn); !s) {
         std::cerr << "kennel admin: " << s.message() << "\n";
         return 1;
     }
+    lock.reset();  // the rest may run beside a server
     if (action == "set-password") {
         const std::string& user = vm["user"].as<std::string>();
         // Basic auth splits at the first ':', so such a name could never sign in.

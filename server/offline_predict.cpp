@@ -11,6 +11,7 @@
 #include "server/predict_body.h"
 #include "store/db.h"
 #include "store/json_writer.h"
+#include "store/migrations.h"
 
 namespace kennel {
 namespace {
@@ -36,6 +37,19 @@ int run_offline_predict(const offline_predict_options& o) {
         conn = std::make_unique<connection>(o.db, ro);
     } catch (const db_error& e) {
         std::cerr << me << "cannot open " << o.db << ": " << e.what() << "\n";
+        return 1;
+    }
+    // It only reads, so it cannot migrate: an older schema failed later on
+    // a missing column ("no such column: artifact_removed_at").
+    const auto pending = pending_migrations(*conn);
+    if (!pending) {
+        std::cerr << me << pending.error().message() << "\n";
+        return 1;
+    }
+    if (*pending > 0) {
+        std::cerr << me << o.db << " is from an older Kennel (" << *pending
+                  << " schema migration(s) pending): run kennel migrate --db " << o.db
+                  << " with no server on it, or start kennel serve, which migrates\n";
         return 1;
     }
     // The serving snapshot the server would build: the served versions' fields

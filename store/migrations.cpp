@@ -115,6 +115,18 @@ status migrate(connection& conn) {
     }
 }
 
+result<int> pending_migrations(connection& conn) {
+    try {
+        int current = 0;
+        if (status s = check_identity(conn, current); !s) return s;
+        int pending = 0;
+        for (const migration& m : known_migrations()) pending += m.number > current;
+        return pending;
+    } catch (const db_error& e) {
+        return status(error_kind::internal, e.what());
+    }
+}
+
 result<std::vector<migration_state>> migration_status(connection& conn) {
     try {
         int current = 0;

@@ -41,6 +41,10 @@ const std::vector<migration>& known_migrations();
 // its connection with open_options::wal false, so that opening does not).
 status migrate(connection& conn);
 
+// How many migrations this binary would apply (0: the schema is current).
+// Refuses a foreign or newer database, as migrate does; writes nothing.
+result<int> pending_migrations(connection& conn);
+
 // What is applied and what is pending, for `kennel migrate --status`.
 result<std::vector<migration_state>> migration_status(connection& conn);
 

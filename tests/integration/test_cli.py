@@ -363,6 +363,31 @@ class DatabaseLockTest(KennelTestCase):
         self.assertEqual(server.stop(), 0)
         self.assertEqual(self.lock_files(), [])
 
+    def test_commands_beside_a_server_do_not_migrate_its_database(self):
+        # An older Kennel's server on its file: `kennel admin list-keys`
+        # migrated the file under it (which then refused to start on it
+        # again), and `kennel predict` failed on a missing column.
+        server = self.start_server(db="old.db")
+        rw = sqlite3.connect(server.db, timeout=10)
+        try:
+            with rw:  # the file as the Kennel before the newest migration left it
+                newest = rw.execute("PRAGMA user_version").fetchone()[0]
+                rw.execute("DELETE FROM schema_migrations WHERE number = ?", (newest,))
+                rw.execute("PRAGMA user_version = %d" % (newest - 1))
+        finally:
+            rw.close()
+        r = run_cli(["admin", "list-keys", "--db", server.db])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("needs 1 schema migration(s) first", r.stderr)
+        self.assertIn("in use by another Kennel process (pid %d)" % server.proc.pid, r.stderr)
+        r = run_cli(["predict", "any", "--db", server.db], input="")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is from an older Kennel (1 schema migration(s) pending): run kennel "
+                      "migrate", r.stderr)
+        with open_db(server.db) as c:
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], newest - 1)
+        self.assertEqual(server.stop(), 0)
+
     def test_no_lock_file_is_left_by_a_refused_file_or_a_failed_start(self):
         text = self.path("passwd")
         with open(text, "w") as f:
