@@ -480,8 +480,16 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 arm.name = a.value("name", "");
                 arm.weight = a.value("weight", 0.0);
                 arm.shadow = a.value("shadow", false);
-                std::string problem;
-                arm.version = usable(a.value("version", std::int64_t{0}), problem);
+                arm.version = usable(a.value("version", std::int64_t{0}), arm.problem);
+                // An arm of another task than live's (live moved to a version
+                // of the definition's new task after the experiment began)
+                // would answer in the other shape: live answers its traffic,
+                // flagged, as for a disabled arm.
+                if (arm.version && s->live &&
+                    arm.version->artifact->task != s->live->artifact->task) {
+                    arm.version = nullptr;
+                    arm.problem = "version_of_another_task";
+                }
                 if (!arm.shadow) total += arm.weight;
                 list.push_back(std::move(arm));
             }

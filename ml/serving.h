@@ -94,9 +94,10 @@ struct loaded_version {
 
 struct serving_arm {
     std::string name;
-    std::shared_ptr<const loaded_version> version;
+    std::shared_ptr<const loaded_version> version;  // null: not served (problem says why)
     double weight = 0;
     bool shadow = false;
+    std::string problem;  // "version_disabled", "artifact_removed", "version_of_another_task", ...
 };
 
 // A field the definition reads, with a bit (1 << transform_kind) for each

@@ -386,7 +386,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.warnings = warnings;
     if (!pipeline) return pipeline.error();
     out.feature_names = pipeline->names();
-    out.profile = profile_rows(d.features, train_raw);
+    // The fields the model reads: one whose columns were all dropped is
+    // ignored when served, and its drift (a constant in training, say) would
+    // be reported and retrained on though no answer depends on it.
+    out.profile = profile_rows(pipeline->used_specs(), train_raw);
     feature_rows x_train = pipeline->transform_all(train_raw);
     // Named here, where the columns and entities are known: the trainer
     // could only say "row 1 is not finite".

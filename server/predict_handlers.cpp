@@ -167,7 +167,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                                          ? nullptr
                                          : ml::choose_arm(*m, instances[i].entity);
         if (arm) {
-            picks[i] = {arm->version, arm->name, arm->version ? "" : "version_disabled"};
+            picks[i] = {arm->version, arm->name, arm->problem};
         } else {
             picks[i] = {m->live, "live", m->live_problem};
         }

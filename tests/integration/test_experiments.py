@@ -327,6 +327,28 @@ class ExperimentTest(SharedServerCase):
                 self.assertEqual((p["arm"], p["version"], p["fallback"]), ("a", 1, False), p)
             self.assertEqual(p["prediction"], live[e], p)
 
+    def test_an_arm_left_of_another_task_by_a_live_move_is_answered_by_live(self):
+        # Arms are checked against live's task when the experiment starts;
+        # live then moved to a version of the definition's new task, and
+        # the arm still answered a number where live answers a class.
+        feats, labels, _ = load_data(self, self.c, 150, seed=17)
+        name = uid("armtask")
+        put_model(self, self.c, name, definition(feats, labels, task="regression"))
+        self.assertEqual(train(self, self.c, name), 1)
+        put_model(self, self.c, name, definition(feats, labels, task="binary"))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 1)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {
+            "reason": "one arm", "arms": [{"name": "r", "version": 1, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        set_live(self, self.c, name, 2)
+        p = predict(self, self.c, name, {"entity": "e1", "features": FEATURES})
+        self.assertEqual((p["arm"], p["version"], p["fallback"], p["fallback_reason"],
+                          p["answered_by"]),
+                         ("r", 2, True, "version_of_another_task", "live_version"), p)
+        self.assertIsInstance(p["prediction"], str, p)
+        self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
+
     def test_shadow_rows_that_answered_nothing_are_not_scored(self):
         # x1 = 1e308: the forest (version 2) answers, the linear shadow
         # (version 1) overflows and logs no value. Its outcomes are not

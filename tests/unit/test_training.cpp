@@ -972,6 +972,26 @@ TEST_CASE("retrain trigger: a job keeps the newest fact id it was queued at", "[
 // =============================================================================
 // One training run
 
+// A field whose every column was dropped is ignored when served; profiled,
+// its drift (a constant in training, anything when served) was reported.
+TEST_CASE("train_model: drift profiles only the fields the model reads", "[training]") {
+    auto data = synthetic_set(task_kind::regression, 200, 43);
+    for (auto& ex : data.rows)
+        ex.features = raw_record{{"x1", ex.features.find("x1")->second},
+                                 {"x2", ex.features.find("x2")->second},
+                                 {"kc", 5.0}};
+    auto d = xy_definition(task_kind::regression);
+    feature_spec constant;
+    constant.field = "kc";
+    d.features.push_back(constant);
+    auto out = train_model(d, data, nullptr, {});
+    REQUIRE(out);
+    CHECK(out->feature_names == std::vector<std::string>{"numeric-x1", "numeric-x2"});
+    REQUIRE(out->profile.fields.size() == 2);
+    CHECK(out->profile.fields[0].field == "x1");
+    CHECK(out->profile.fields[1].field == "x2");
+}
+
 TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact", "[training]") {
     const auto data = synthetic_set(task_kind::regression, 300, 42);
     const auto d = xy_definition(task_kind::regression);
