@@ -57,6 +57,19 @@ def three_versions(test, c, n=200, seed=11):
     return name, feats, labels, rows
 
 
+def two_tasks(test, c, first, second, seed):
+    """A model whose definition changed task: version 1 trained for `first`,
+    version 2 for `second`; live is version 1. Returns (name, feats, labels)."""
+    feats, labels, _ = load_data(test, c, 150, seed=seed)
+    name = uid("tasks")
+    put_model(test, c, name, definition(feats, labels, task=first))
+    test.assertEqual(train(test, c, name), 1)
+    put_model(test, c, name, definition(feats, labels, task=second))
+    test.assertEqual(train(test, c, name), 2)
+    set_live(test, c, name, 1)
+    return name, feats, labels
+
+
 def entity_features(i):
     """Distinct, deterministic features for entity number i."""
     return {"x1": round(((i * 37) % 101) / 25.0 - 2, 2), "x2": round(((i * 53) % 89) / 22.0 - 2, 2),
@@ -331,13 +344,7 @@ class ExperimentTest(SharedServerCase):
         # Arms are checked against live's task when the experiment starts;
         # live then moved to a version of the definition's new task, and
         # the arm still answered a number where live answers a class.
-        feats, labels, _ = load_data(self, self.c, 150, seed=17)
-        name = uid("armtask")
-        put_model(self, self.c, name, definition(feats, labels, task="regression"))
-        self.assertEqual(train(self, self.c, name), 1)
-        put_model(self, self.c, name, definition(feats, labels, task="binary"))
-        self.assertEqual(train(self, self.c, name), 2)
-        set_live(self, self.c, name, 1)
+        name, _, _ = two_tasks(self, self.c, "regression", "binary", seed=17)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
             "reason": "one arm", "arms": [{"name": "r", "version": 1, "weight": 1}]})
         self.assertEqual(r.status, 201, r)
@@ -585,13 +592,7 @@ class ExperimentTest(SharedServerCase):
         # Version 1 binary, version 2 regression (the definition's task
         # changed): in the log, in live metrics and down the fallback chain,
         # an answer reads as its own version's, not as the live version's.
-        feats, labels, _ = load_data(self, self.c, 150, seed=16)
-        name = uid("tasks")
-        put_model(self, self.c, name, definition(feats, labels, task="binary"))
-        self.assertEqual(train(self, self.c, name), 1)
-        put_model(self, self.c, name, definition(feats, labels, task="regression"))
-        self.assertEqual(train(self, self.c, name), 2)
-        set_live(self, self.c, name, 1)
+        name, feats, labels = two_tasks(self, self.c, "binary", "regression", seed=16)
 
         def check(p):
             if p["version"] == 1:
