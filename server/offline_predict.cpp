@@ -46,6 +46,11 @@ int run_offline_predict(const offline_predict_options& o) {
         std::cerr << me << pending.error().message() << "\n";
         return 1;
     }
+    if (*pending > 0 && static_cast<std::size_t>(*pending) == known_migrations().size()) {
+        std::cerr << me << o.db
+                  << " has no Kennel schema (an empty database): no model to score with\n";
+        return 1;
+    }
     if (*pending > 0) {
         std::cerr << me << o.db << " is from an older Kennel (" << *pending
                   << " schema migration(s) pending): run kennel migrate --db " << o.db

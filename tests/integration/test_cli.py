@@ -387,6 +387,12 @@ class DatabaseLockTest(KennelTestCase):
         with open_db(server.db) as c:
             self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], newest - 1)
         self.assertEqual(server.stop(), 0)
+        # An empty file is no older Kennel's.
+        empty = self.path("empty.db")
+        open(empty, "w").close()
+        r = run_cli(["predict", "any", "--db", empty], input="")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("has no Kennel schema (an empty database)", r.stderr)
 
     def test_no_lock_file_is_left_by_a_refused_file_or_a_failed_start(self):
         text = self.path("passwd")
