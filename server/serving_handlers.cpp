@@ -88,10 +88,18 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     // An arm answers in live's shape: a version of another task (the
     // definition changed it since) answered a number where live answers a
     // class, and a class once its arm fell back to live. As the fallback
-    // chain and rollbacks do, arms keep to live's task (the first arm's
-    // when there is no live version).
+    // chain and rollbacks do, arms keep to live's task (with no live
+    // version, the definition's: the constant steps answer in its shape).
     const auto live = alias_version(*conn, model, "live");
-    const auto live_task = live ? ml::version_task(*conn, model, *live) : std::nullopt;
+    std::optional<ml::task_kind> live_task =
+        live ? ml::version_task(*conn, model, *live) : std::nullopt;
+    const bool from_live = live_task.has_value();
+    if (!live_task) {
+        if (auto row = get_model(*conn, model)) {
+            parsed_definition current = parse_definition(row->definition);
+            if (current.errors.empty()) live_task = current.definition.task;
+        }
+    }
     ml::task_kind task = live_task.value_or(ml::task_kind::regression);
     bool have_task = live_task.has_value();
     for (std::size_t i = 0; i < arms->size(); ++i) {
@@ -122,13 +130,14 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
                 have_task = true;
             }
             if (*t != task) {
-                return status(
-                    error_kind::conflict,
-                    "version " + std::to_string(version) + " of model " + model +
-                        " was trained for " + ml::task_kind_name(*t) + ", but " +
-                        (live_task ? "the live version answers " : "the first arm answers ") +
-                        ml::task_kind_name(task) + ": an arm must answer as live does",
-                    path + ".version");
+                return status(error_kind::conflict,
+                              "version " + std::to_string(version) + " of model " + model +
+                                  " was trained for " + ml::task_kind_name(*t) + ", but " +
+                                  (from_live   ? "the live version answers "
+                                   : live_task ? "the definition's task is "
+                                               : "the first arm answers ") +
+                                  ml::task_kind_name(task) + ": an arm must answer as live does",
+                              path + ".version");
             }
         }
         auto shadow_field = optional_bool(arm, "shadow", false, path + ".shadow");

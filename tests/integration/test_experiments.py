@@ -57,16 +57,18 @@ def three_versions(test, c, n=200, seed=11):
     return name, feats, labels, rows
 
 
-def two_tasks(test, c, first, second, seed):
+def two_tasks(test, c, first, second, seed, live=True):
     """A model whose definition changed task: version 1 trained for `first`,
-    version 2 for `second`; live is version 1. Returns (name, feats, labels)."""
+    version 2 for `second`; live is version 1 (with `live`, else no version
+    is). Returns (name, feats, labels)."""
     feats, labels, _ = load_data(test, c, 150, seed=seed)
     name = uid("tasks")
     put_model(test, c, name, definition(feats, labels, task=first))
     test.assertEqual(train(test, c, name), 1)
     put_model(test, c, name, definition(feats, labels, task=second))
     test.assertEqual(train(test, c, name), 2)
-    set_live(test, c, name, 1)
+    if live:
+        set_live(test, c, name, 1)
     return name, feats, labels
 
 
@@ -355,6 +357,21 @@ class ExperimentTest(SharedServerCase):
                          ("r", 2, True, "version_of_another_task", "live_version"), p)
         self.assertIsInstance(p["prediction"], str, p)
         self.assertEqual(set(p["probabilities"]), {"true", "false"}, p)
+
+    def test_with_no_live_version_arms_keep_to_the_definitions_task(self):
+        # With no live version the first arm's task was the rule, a shadow's
+        # too: a regression arm was accepted for a binary model, whose
+        # constant steps answer classes.
+        name, _, _ = two_tasks(self, self.c, "regression", "binary", seed=18, live=False)
+        base = "/v1/models/%s/experiments" % name
+        for arms in ([{"version": 1, "weight": 1}],
+                     [{"version": 1, "shadow": True}, {"version": 2, "weight": 1}]):
+            r = self.c.post_json(base, {"reason": "mixed", "arms": arms})
+            self.assertErrorShape(r, 409, field="arms[0].version")
+            self.assertIn("trained for regression, but the definition's task is binary",
+                          r.json()["error"]["message"])
+        r = self.c.post_json(base, {"reason": "binary", "arms": [{"version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
 
     def test_shadow_rows_that_answered_nothing_are_not_scored(self):
         # x1 = 1e308: the forest (version 2) answers, the linear shadow
