@@ -85,6 +85,12 @@ private:
     std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<authenticator> auth_;
     app_metrics metrics_;
+    // The supervisor thread's: facts and predictions counted at its last
+    // tick, ticks since they last changed, and whether memory was handed
+    // back since (see the supervisor's tick in app.cpp).
+    std::uint64_t activity_seen_ = 0;
+    int quiet_ticks_ = 0;
+    bool trimmed_since_activity_ = true;
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
     std::atomic<bool> stopping_{false};
