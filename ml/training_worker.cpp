@@ -714,23 +714,24 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         return j.is_null() ? std::string("none")
                                            : "v" + std::to_string(j.get<std::int64_t>());
                     };
-                    held_back =
-                        now != at_start
-                            ? "live moved while this job ran (" + name(at_start) + " -> " +
-                                  name(now) + "): not published; promote it by hand"
-                        : taken_down ? "live " + name(now) +
-                                           " was disabled while this job ran: not published; "
-                                           "promote it by hand"
-                        : marks_now.move != marks_at_start.move
-                            ? "live was moved while this job ran and is back on " + name(now) +
-                                  ": not published; promote it by hand"
-                        : touched ? "live " + name(now) +
-                                        " was disabled and enabled again while this job ran: "
-                                        "not published; promote it by hand"
-                                  : "the definition changed while this job ran (revision " +
-                                        std::to_string(job.revision) + " -> " +
-                                        std::to_string(revision_now) +
-                                        "): not published; promote it by hand";
+                    // The first of these that applies says why.
+                    if (now != at_start) {
+                        held_back = "live moved while this job ran (" + name(at_start) + " -> " +
+                                    name(now) + ")";
+                    } else if (taken_down) {
+                        held_back = "live " + name(now) + " was disabled while this job ran";
+                    } else if (marks_now.move != marks_at_start.move) {
+                        held_back =
+                            "live was moved while this job ran and is back on " + name(now);
+                    } else if (touched) {
+                        held_back = "live " + name(now) +
+                                    " was disabled and enabled again while this job ran";
+                    } else {
+                        held_back = "the definition changed while this job ran (revision " +
+                                    std::to_string(job.revision) + " -> " +
+                                    std::to_string(revision_now) + ")";
+                    }
+                    held_back += ": not published; promote it by hand";
                 }
                 std::string alias = published ? "live" : "candidate";
                 status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),
