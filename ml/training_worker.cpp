@@ -99,6 +99,10 @@ status training_worker::start() {
         name_this_thread("kennel-trainer");
         loop();
     });
+    scheduler_ = std::thread([this] {
+        name_this_thread("kennel-sched");
+        schedule_loop();
+    });
     return status::ok();
 }
 
@@ -113,6 +117,7 @@ void training_worker::stop() {
     // of running to its deadline while the stop waits for it.
     killing_for_stop_ = true;
     if (int pid = running_pid_.load(); pid > 0) ::kill(pid, SIGKILL);
+    if (scheduler_.joinable()) scheduler_.join();
     if (thread_.joinable()) thread_.join();
     std::lock_guard lock(mu_);
     state_.state = "stopped";
@@ -151,32 +156,30 @@ worker_state training_worker::state() const {
     return state_;
 }
 
-void training_worker::check_triggers_when_due() {
-    if (steady::now() - last_trigger_check_ < options_.poll) return;
-    last_trigger_check_ = steady::now();
-    try {
-        check_triggers();
-    } catch (const std::exception& e) {
-        // A bad trigger check must not stop the worker; it retries next poll.
-        log_error("scheduler", e.what());
+void training_worker::schedule_loop() {
+    // A thread of its own, so that a fit (up to its deadline, 600 s by
+    // default) does not hold other models' triggers back or slide their
+    // every_seconds schedules, and a slow pass over many models does not
+    // hold up the watch of a running fit.
+    for (;;) {
+        try {
+            if (check_triggers()) wake();
+        } catch (const std::exception& e) {
+            // A bad trigger check must not stop the scheduler; it retries next poll.
+            log_error("scheduler", e.what());
+        }
+        std::unique_lock lock(mu_);
+        ++state_.trigger_checks;
+        if (cv_.wait_for(lock, options_.poll, [this] { return stopping_; })) return;
     }
-    std::lock_guard lock(mu_);
-    ++state_.trigger_checks;
 }
 
 void training_worker::loop() {
-    last_trigger_check_ = steady::now() - options_.poll;
-    // Also while a job runs: a fit may take up to its deadline (600 s by
-    // default), and other models' triggers were not looked at until it
-    // ended, which also pushed their every_seconds schedules back.
-    job_observer observer;
-    observer.while_running = [this] { check_triggers_when_due(); };
     for (;;) {
         {
             std::unique_lock lock(mu_);
             if (stopping_) break;
         }
-        check_triggers_when_due();
         std::optional<job_row> job;
         try {
             auto conn = readers_.acquire();
@@ -185,7 +188,7 @@ void training_worker::loop() {
             log_error("trainer", e.what());
         }
         if (job) {
-            job_state end = run_job(*job, observer);
+            job_state end = run_job(*job);
             std::unique_lock lock(mu_);
             if (end == job_state::queued) {
                 // Not started (the writer failing, or a cancel in between):
@@ -235,7 +238,8 @@ std::int64_t training_worker::count_new_labels(connection& c, const std::string&
     return lc.count;
 }
 
-void training_worker::check_triggers() {
+bool training_worker::check_triggers() {
+    bool queued = false;
     std::vector<model_row> models;
     {
         auto conn = readers_.acquire();
@@ -246,7 +250,7 @@ void training_worker::check_triggers() {
         {
             // A pass over many models takes a while; a stop does not wait for it.
             std::lock_guard lock(mu_);
-            if (stopping_) return;
+            if (stopping_) return queued;
         }
         parsed_definition p = parse_definition(m.definition);
         if (!p.errors.empty()) continue;
@@ -302,17 +306,22 @@ void training_worker::check_triggers() {
         std::int64_t id = 0;
         status s = writer_.run(
             [&](connection& c) {
+                // Looked at again in the write: a job queued through the API
+                // since the read above makes this one a second.
+                if (has_active_job(c, m.name)) return status::ok();
                 id = insert_job(c, m.name, trigger, "scheduler");
                 append_job_log(c, id, "info", "queued by the " + trigger + " trigger");
                 return status::ok();
             },
             std::chrono::seconds(10));
-        if (s) {
+        if (s && id > 0) {
             log_info("scheduler", "queued job " + std::to_string(id) + " for " + m.name + " (" + trigger + ")");
+            queued = true;
             std::lock_guard lock(mu_);
             ++state_.triggers_fired;
         }
     }
+    return queued;
 }
 
 namespace {
@@ -549,7 +558,6 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 }
             }
         }
-        if (observer.while_running) observer.while_running();
         if (killed == kill_reason::none) {
             std::int64_t rss = rss_mb(pid);
             peak_rss = std::max(peak_rss, rss);

@@ -1,5 +1,5 @@
-// The training worker: one background thread that schedules jobs from the
-// models' retrain triggers and runs queued jobs one at a time, each in a
+// The training worker: a scheduler thread that queues jobs from the models'
+// retrain triggers, and a trainer thread that runs queued jobs one at a time, each in a
 // child process (`kennel train-job`), so that a training run that throws,
 // crashes, runs past its deadline or exceeds its memory limit fails its own
 // job and nothing else. The child runs at lower CPU priority than serving,
@@ -8,7 +8,8 @@
 // final state and, when the gate passes, the alias move, in one transaction.
 //
 // Threads: start/stop/cancel/wake/state may be called from any thread. The
-// worker thread is the only one that spawns or reaps children.
+// trainer thread (or run_job's caller) is the only one that spawns or reaps
+// children; the scheduler thread alone reads the triggers.
 #pragma once
 
 #include <atomic>
@@ -56,8 +57,6 @@ struct worker_state {
 struct job_observer {
     std::function<void(double fraction, const std::string& message)> progress;
     std::function<void(const std::string& level, const std::string& message)> log;
-    // Called about every 100 ms while the training process runs.
-    std::function<void()> while_running;
 };
 
 // How long after a model's last job ended the scheduler waits to queue
@@ -90,10 +89,10 @@ public:
     job_state run_job(const job_row& job, const job_observer& observer = {});
 
 private:
-    void loop();
-    // check_triggers once options_.poll has passed since the last look.
-    void check_triggers_when_due();
-    void check_triggers();
+    void loop();           // the trainer thread: runs queued jobs one at a time
+    void schedule_loop();  // the scheduler thread: check_triggers every poll
+    // Queues a job for each model whose retrain trigger is due; true if any.
+    bool check_triggers();
     // Labels of `label` with ids after `after` (and stored after
     // ingested_after), kept per model and counted on from the last look.
     std::int64_t count_new_labels(connection& c, const std::string& model, const label_spec& label,
@@ -105,14 +104,14 @@ private:
     worker_options options_;
     fact_writer& writer_;
     reader_pool& readers_;
-    std::thread thread_;
+    std::thread thread_;     // runs jobs
+    std::thread scheduler_;  // queues them from triggers
     mutable std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;
     bool woken_ = false;
     bool background_ = false;  // start() ran: jobs run on thread_, not a caller's
     std::atomic<std::int64_t> running_job_{0};
-    std::chrono::steady_clock::time_point last_trigger_check_{};  // the worker thread's
     std::atomic<int> running_pid_{0};
     std::atomic<std::int64_t> cancel_job_{0};
     std::atomic<bool> killing_for_stop_{false};

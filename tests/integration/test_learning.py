@@ -1127,7 +1127,7 @@ class SchedulerTest(SharedServerCase):
 
     def scheduler_looks(self, times=2):
         """Waits until the scheduler has looked at the triggers `times` more
-        times (it looks every second, and not while a job runs)."""
+        times (it looks every second, on a thread of its own)."""
         def checks():
             return self.c.get("/v1/overview").json()["components"]["scheduler"]["checks"]
         start = checks()
