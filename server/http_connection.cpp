@@ -550,6 +550,14 @@ std::string deferred_response::render(const http_response& r, bool close) const 
     return render_response(r, close, keep_alive_);
 }
 
+status body_too_large(std::uint64_t limit, std::uint64_t length) {
+    return status(error_kind::too_large,
+                  (length ? "request body of " + std::to_string(length) + " bytes"
+                          : std::string("request body")) +
+                      " is larger than the limit of " + std::to_string(limit) +
+                      " bytes (--max-body)");
+}
+
 http_response stopping_answer() {
     return error_response(
         status(error_kind::unavailable, "Kennel is stopping; send the request again shortly"));
@@ -980,10 +988,7 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
                                         "the request head is larger than " +
                                             std::to_string(read_buffer_bytes / 1024) + " KiB")
                 : refused == 413
-                    ? status(error_kind::too_large,
-                             "request body of " + std::to_string(strm.refused_length()) +
-                                 " bytes is larger than the limit of " +
-                                 std::to_string(strm.max_body()) + " bytes (--max-body)")
+                    ? body_too_large(strm.max_body(), strm.refused_length())
                     : invalid("Content-Length", "Content-Length must be a plain number of bytes");
             http_response r = error_response(why);
             r.status = refused;

@@ -276,6 +276,10 @@ void close_after_answer();
 // 503 for a request cut short because the server is stopping.
 http_response stopping_answer();
 
+// Why a body over --max-body (`limit` bytes) is refused: with its declared
+// length when there is one (0: sent chunked, its length not known).
+status body_too_large(std::uint64_t limit, std::uint64_t length);
+
 // A response as httplib writes it: status line, headers, body. `keep_alive`
 // is the Keep-Alive header's value unless `close`.
 std::string render_response(const http_response& r, bool close, const std::string& keep_alive);

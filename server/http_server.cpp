@@ -175,10 +175,11 @@ http_server::http_server(http_options options, std::vector<route> routes)
         if (!res.body.empty()) return;
         http_response r;
         if (res.status == 413) {
-            r = error_response(
-                status(error_kind::too_large, "request body is larger than the limit of " +
-                                                  std::to_string(impl_->options.max_body_bytes) +
-                                                  " bytes (--max-body)"));
+            // The declared length when it is a plain number (0: none known).
+            const std::string declared = req.get_header_value("Content-Length");
+            std::uint64_t length = 0;
+            std::from_chars(declared.data(), declared.data() + declared.size(), length);
+            r = error_response(body_too_large(impl_->options.max_body_bytes, length));
         } else if (res.status == 400 && unserved_method(req)) {
             r = error_response(status(error_kind::not_implemented,
                                       "method " + req.method +

@@ -366,7 +366,9 @@ TEST_CASE("a body over the limit is a 413 in the one JSON error shape", "[http]"
     auto c = s.client();
     auto big = c.Post("/items", std::string(4096, 'x'), "application/json");
     json e = check_error_shape(big, 413, "too_large");
-    CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("1024"));
+    // One wording wherever the body is refused: its length, the limit, the flag.
+    CHECK(e["message"] ==
+          "request body of 4096 bytes is larger than the limit of 1024 bytes (--max-body)");
     CHECK(s.handled == 0);
     // Exactly at the limit is accepted, and the server still serves.
     auto c2 = s.client();
