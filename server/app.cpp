@@ -247,6 +247,7 @@ int app::run() {
     h.threads = options_.http_threads;
     h.keepalive_timeout_s = options_.keepalive_timeout_s;
     h.max_body_bytes = options_.max_body_bytes;
+    h.trusted_proxies = options_.trusted_proxies;
     http_ = std::make_unique<http_server>(h, make_routes(*this));
     // Until the store is open every route but health answers 503, so the
     // authenticator (which reads users and keys) is only consulted after.

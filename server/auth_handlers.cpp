@@ -1,6 +1,8 @@
 // Sign-in for the admin page, and API keys.
 #include <nlohmann/json.hpp>
 
+#include <cctype>
+
 #include "server/app.h"
 #include "server/auth.h"
 #include "server/errors.h"
@@ -13,11 +15,40 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string session_cookie(const std::string& token, bool clear) {
+// The page was reached over HTTPS through a proxy in front of Kennel (which
+// speaks plain HTTP): the proxy's X-Forwarded-Proto (its first value, the
+// one the client used) or the standard Forwarded header says so.
+bool reached_over_https(const http_request& req) {
+    auto lower = [](std::string_view v) {
+        std::string out(v);
+        for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return out;
+    };
+    std::string proto = lower(req.header("x-forwarded-proto"));
+    proto = proto.substr(0, proto.find(','));
+    proto.erase(0, proto.find_first_not_of(" \t"));
+    proto.erase(proto.find_last_not_of(" \t") + 1);
+    if (proto == "https") return true;
+    const std::string forwarded = lower(req.header("forwarded"));
+    const std::string first = forwarded.substr(0, forwarded.find(','));
+    for (std::size_t at = first.find("proto="); at != std::string::npos;
+         at = first.find("proto=", at + 1)) {
+        if ((at == 0 || first[at - 1] == ';' || first[at - 1] == ' ') &&
+            first.compare(at + 6, 5, "https") == 0 &&
+            (at + 11 == first.size() || first[at + 11] == ';' || first[at + 11] == ' ')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string session_cookie(const std::string& token, bool clear, bool secure) {
     // HttpOnly: page scripts cannot read it; SameSite=Strict: other sites'
-    // requests do not carry it.
+    // requests do not carry it; Secure (reached over HTTPS): the browser
+    // never sends it over plain HTTP, where anyone on the path could read it.
     return std::string(authenticator::cookie_name) + "=" + (clear ? "" : token) +
-           "; Path=/; HttpOnly; SameSite=Strict" + (clear ? "; Max-Age=0" : "; Max-Age=43200");
+           "; Path=/; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") +
+           (clear ? "; Max-Age=0" : "; Max-Age=43200");
 }
 
 // Answers that hold a secret (a key, a session's CSRF token) or the list of
@@ -88,7 +119,7 @@ http_response post_auth_login(app& a, const http_request& req) {
     auto s = a.auth().login(*user, *pass, req.remote_addr);
     if (!s) return error_response(s.error());
     http_response r = json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}}));
-    r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false));
+    r.headers.emplace_back("Set-Cookie", session_cookie(s->token, false, reached_over_https(req)));
     return not_to_store(std::move(r));
 }
 
@@ -96,7 +127,7 @@ http_response post_auth_logout(app& a, const http_request& req) {
     if (status s = from_this_origin(req, "a sign-out"); !s) return error_response(s);
     a.auth().logout(std::string(req.header("cookie")));
     http_response r = json_response(R"({"signed_out":true})");
-    r.headers.emplace_back("Set-Cookie", session_cookie("", true));
+    r.headers.emplace_back("Set-Cookie", session_cookie("", true, reached_over_https(req)));
     return r;
 }
 

@@ -1,5 +1,6 @@
 #include "server/cli.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <termios.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -111,7 +113,8 @@ const char* const all_option_names[] = {
     // serve
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
-    "prediction-log-queue", "prediction-log-days", "keep-versions", "web-dir", "test-faults",
+    "prediction-log-queue", "prediction-log-days", "keep-versions", "web-dir", "trusted-proxy",
+    "test-faults",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -185,25 +188,55 @@ void check_config_file(const po::options_description& desc, const std::string& p
     }
 }
 
+// Where an option's value came from, as written there, for the log.
+struct option_source {
+    std::string value;  // "" for a flag given without one (--demo)
+    std::string from;   // "command line", "environment", "config file PATH"
+};
+using option_sources = std::map<std::string, option_source>;
+
 // Flags, then the environment, then the config file: po::store keeps the
-// first value it sees for an option, which gives the documented precedence.
+// first value it sees for an option, which gives the documented precedence
+// (and `sources`, when given, keeps the first layer that set each option).
 po::variables_map parse_layers(const po::options_description& desc,
                                const po::positional_options_description& positional,
-                               const std::vector<std::string>& args) {
+                               const std::vector<std::string>& args,
+                               option_sources* sources = nullptr) {
     po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).positional(positional).run(), vm);
+    auto store = [&](const po::parsed_options& parsed, const std::string& from) {
+        po::store(parsed, vm);
+        if (!sources) return;
+        for (const po::option& o : parsed.options) {
+            if (o.unregistered || o.string_key.empty()) continue;
+            sources->try_emplace(o.string_key,
+                                 option_source{o.value.empty() ? "" : o.value.front(), from});
+        }
+    };
+    store(po::command_line_parser(args).options(desc).positional(positional).run(), "command line");
     warn_unknown_environment(desc);
-    po::store(po::parse_environment(
-                  desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
-              vm);
+    store(po::parse_environment(
+              desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
+          "environment");
     if (vm.count("config") && !vm["config"].as<std::string>().empty()) {
         const std::string& path = vm["config"].as<std::string>();
         check_config_file(desc, path);
         // Entries for other commands' options are allowed in one shared file.
-        po::store(po::parse_config_file(path.c_str(), desc, true), vm);
+        store(po::parse_config_file(path.c_str(), desc, true), "config file " + path);
     }
     po::notify(vm);
     return vm;
+}
+
+// "--db /var/lib/kennel/kennel.db (config file /etc/kennel/kennel.conf),
+// --port 8081 (command line)": what an operator checks first when a setting
+// seems not to have been taken.
+std::string describe_sources(const option_sources& sources) {
+    std::string out;
+    for (const auto& [name, src] : sources) {
+        if (!out.empty()) out += ", ";
+        out += "--" + name + (src.value.empty() ? "" : " " + src.value) + " (" + src.from + ")";
+    }
+    return out;
 }
 
 po::options_description common_options(const char* title) {
@@ -212,6 +245,29 @@ po::options_description common_options(const char* title) {
         "config", po::value<std::string>()->default_value(""), "INI file with option = value lines")(
         "db", po::value<std::string>()->default_value("kennel.db"), "database file");
     return d;
+}
+
+// "127.0.0.1, ::1" -> its addresses; anything that is not an IP address is
+// refused (a host name would be looked up, and a typo would trust no one).
+std::vector<std::string> parse_trusted_proxies(const std::string& list) {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    while (at <= list.size() && !list.empty()) {
+        std::size_t comma = list.find(',', at);
+        if (comma == std::string::npos) comma = list.size();
+        std::string one = list.substr(at, comma - at);
+        one.erase(0, one.find_first_not_of(" \t"));
+        one.erase(one.find_last_not_of(" \t") + 1);
+        unsigned char buf[16];
+        if (::inet_pton(AF_INET, one.c_str(), buf) != 1 &&
+            ::inet_pton(AF_INET6, one.c_str(), buf) != 1) {
+            throw po::error("--trusted-proxy takes IP addresses separated by commas, not \"" + one +
+                            "\"");
+        }
+        out.push_back(one);
+        at = comma + 1;
+    }
+    return out;
 }
 
 sync_mode parse_sync(const std::string& s) {
@@ -334,9 +390,13 @@ int cmd_serve(const std::vector<std::string>& args) {
         "(keep all) to 1000000")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
+        "trusted-proxy", po::value<std::string>()->default_value(""),
+        "IP addresses of reverse proxies in front of Kennel, comma-separated: a request from one "
+        "is taken to come from the client its X-Forwarded-For names (sign-in lockouts, logs)")(
         "test-faults", po::value<bool>()->default_value(false)->implicit_value(true),
         "enable fault-injection hooks (tests only; never in production)");
-    auto vm = parse_layers(d, {}, args);
+    option_sources sources;
+    auto vm = parse_layers(d, {}, args, &sources);
     if (vm.count("help")) {
         print_help("serve", "kennel serve [options]", d);
         return 0;
@@ -373,12 +433,14 @@ int cmd_serve(const std::vector<std::string>& args) {
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
         throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");
     }
+    o.trusted_proxies = parse_trusted_proxies(vm["trusted-proxy"].as<std::string>());
     o.test_faults = vm["test-faults"].as<bool>();
     // What runs, on what, and how durably: the first line an operator reads.
     log_info("serve", std::string("kennel ") + KENNEL_VERSION + " (commit " + KENNEL_GIT_COMMIT +
                           "), database " + o.db + ", --sync " + vm["sync"].as<std::string>() +
                           (o.web_dir.empty() ? "" : ", web pages from " + o.web_dir) +
                           (o.test_faults ? ", TEST FAULTS ENABLED" : ""));
+    if (!sources.empty()) log_info("serve", "options set: " + describe_sources(sources));
     app a(o);
     return a.run();
 }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "store/db.h"
 
@@ -23,6 +24,9 @@ struct serve_options {
     int http_threads = 128;
     int keepalive_timeout_s = 5;
     std::string web_dir;
+    // Addresses of reverse proxies in front of Kennel: a request from one is
+    // taken to come from the client its X-Forwarded-For names.
+    std::vector<std::string> trusted_proxies;
     int predict_threads = 0;            // 0: 2 per core, at least 4
     std::size_t predict_queue = 1024;   // prediction tasks waiting before 503
     int predict_concurrency = 0;        // requests computing at once; 0: 4 per core, at least 8

@@ -1,20 +1,76 @@
 #include "server/http_server.h"
 #include "store/log.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 #include <string_view>
 
 #include "server/errors.h"
 #include "server/http_connection.h"
 
 namespace kennel {
+
+namespace {
+
+// An IPv4 or IPv6 address as 16 bytes (IPv4 as ::ffff:a.b.c.d), so that the
+// two spellings of one address compare equal; nullopt for anything else.
+std::optional<std::array<unsigned char, 16>> ip_bytes(std::string_view text) {
+    std::array<unsigned char, 16> out{};
+    if (text.size() > 2 && text.front() == '[' && text.back() == ']')
+        text = text.substr(1, text.size() - 2);  // [::1], as in RFC 7239
+    const std::string s(text);
+    in_addr v4{};
+    if (::inet_pton(AF_INET, s.c_str(), &v4) == 1) {
+        out[10] = out[11] = 0xff;
+        std::memcpy(out.data() + 12, &v4, 4);
+        return out;
+    }
+    if (::inet_pton(AF_INET6, s.c_str(), out.data()) == 1) return out;
+    return std::nullopt;
+}
+
+std::string_view trimmed(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+}
+
+}  // namespace
+
+std::string client_address(const std::string& peer, std::string_view forwarded_for,
+                           const std::vector<std::string>& trusted) {
+    auto is_trusted = [&trusted](const std::array<unsigned char, 16>& a) {
+        for (const std::string& t : trusted) {
+            if (ip_bytes(t) == a) return true;
+        }
+        return false;
+    };
+    auto hop = ip_bytes(peer);
+    if (!hop || !is_trusted(*hop)) return peer;
+    std::string from = peer;
+    // Right to left: each trusted hop vouches for the entry it appended.
+    while (!forwarded_for.empty()) {
+        const std::size_t comma = forwarded_for.rfind(',');
+        const std::string_view entry = trimmed(
+            comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+        forwarded_for =
+            comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
+        hop = ip_bytes(entry);
+        if (!hop) return from;
+        from = std::string(entry);
+        if (!is_trusted(*hop)) return from;
+    }
+    return from;
+}
 
 std::optional<std::string> http_request::query_value(const std::string& name) const {
     auto it = query.find(name);
@@ -234,6 +290,15 @@ http_server::http_server(http_options options, std::vector<route> routes)
         // take it instead of copying (a batch of facts can be megabytes).
         ours.body = std::move(const_cast<httplib::Request&>(req).body);
         ours.remote_addr = req.remote_addr;
+        if (!impl_->options.trusted_proxies.empty()) {
+            std::string forwarded;
+            for (auto [it, end] = req.headers.equal_range("X-Forwarded-For"); it != end; ++it) {
+                if (!forwarded.empty()) forwarded += ',';
+                forwarded += it->second;
+            }
+            ours.remote_addr =
+                client_address(req.remote_addr, forwarded, impl_->options.trusted_proxies);
+        }
 
         bool path_known = false;
         std::string allowed;

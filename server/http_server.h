@@ -133,7 +133,18 @@ struct http_options {
     std::size_t keepalive_max_requests = 1000000;
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     int read_timeout_s = 10;
+    // Peers whose X-Forwarded-For is believed (client_address).
+    std::vector<std::string> trusted_proxies;
 };
+
+// The address a request came from: the peer's, or, when the peer is one of
+// `trusted` (a reverse proxy), the nearest address in X-Forwarded-For
+// (`forwarded_for`, its values joined by commas) that is not a trusted proxy
+// itself. An entry that is not an IP address ends the walk at the hop that
+// added it. A client's own X-Forwarded-For is ignored unless a trusted
+// proxy handed it on, and then only its entries left of the proxy's.
+std::string client_address(const std::string& peer, std::string_view forwarded_for,
+                           const std::vector<std::string>& trusted);
 
 class http_server {
 public:

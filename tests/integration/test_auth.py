@@ -11,7 +11,8 @@ import os
 import time
 import unittest
 
-from kennel_harness import ADMIN_PASSWORD, HOST, Client, KennelTestCase, run_cli, run_in_threads
+from kennel_harness import (ADMIN_PASSWORD, HOST, Client, KennelTestCase, run_cli, run_in_threads,
+                            run_serve_expecting_exit)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -115,6 +116,41 @@ class AuthTest(KennelTestCase):
         self.assertNotIn("guess", log)
         self.assertNotIn("\nforged line", log)
 
+    def test_behind_a_trusted_proxy_lockouts_and_logs_use_the_forwarded_address(self):
+        # Behind a reverse proxy every request comes from the proxy's address:
+        # five guesses from anywhere locked everyone out. With --trusted-proxy
+        # the proxy's X-Forwarded-For names the client; from any other peer
+        # the header is the client's own word and is ignored.
+        def sign_in(server, user, password, forwarded_for):
+            c = Client(server.port, auth=None)
+            self.addCleanup(c.close)
+            return c.post_json("/v1/auth/login", {"username": user, "password": password},
+                               headers={"X-Forwarded-For": forwarded_for}).status
+
+        for trusted in ("127.0.0.1", "10.9.9.9"):
+            with self.subTest(trusted_proxy=trusted):
+                server = self.start_server(args=("--trusted-proxy", "192.0.2.1, " + trusted),
+                                           db="proxy-%s.db" % trusted)
+                guesses = [sign_in(server, "mallory", "guess", "1.1.1.1, 203.0.113.9")
+                           for _ in range(6)]
+                self.assertEqual(guesses, [401] * 5 + [429])
+                admin = sign_in(server, "admin", ADMIN_PASSWORD, "198.51.100.7")
+                log = server.stderr()
+                if trusted == "127.0.0.1":
+                    self.assertEqual(admin, 200)
+                    self.assertIn('failed sign-in (session) for "mallory" from 203.0.113.9', log)
+                    self.assertIn("locked out for addr 203.0.113.9", log)
+                else:
+                    self.assertEqual(admin, 429)  # the one address everyone shares
+                    self.assertIn("locked out for addr 127.0.0.1", log)
+                    self.assertNotIn("203.0.113.9", log)
+        for bad in ("localhost", "127.0.0.1,,::1", "10.0.0.0/8"):
+            with self.subTest(bad=bad):
+                code, out, err = run_serve_expecting_exit(
+                    ["--port", "0", "--db", self.path("bad.db"), "--trusted-proxy", bad], bound=10)
+                self.assertEqual(code, 2, err)
+                self.assertIn("--trusted-proxy takes IP addresses separated by commas", err)
+
     def test_only_a_few_password_checks_hold_http_threads_the_rest_are_503(self):
         # Each check of a password (PBKDF2, then a wrong one's 300 ms delay)
         # holds an HTTP thread: a burst of wrong passwords held as many
@@ -185,6 +221,7 @@ class AuthTest(KennelTestCase):
         cookie_header = r.header("Set-Cookie")
         self.assertIn("HttpOnly", cookie_header)
         self.assertIn("SameSite=Strict", cookie_header)
+        self.assertNotIn("Secure", cookie_header)  # plain HTTP: the browser would drop it
         cookie = cookie_header.split(";")[0]
         csrf = r.json()["csrf_token"]
         self.assertEqual(self.anon.get("/v1/streams", headers={"Cookie": cookie}).status, 200)
@@ -197,6 +234,33 @@ class AuthTest(KennelTestCase):
         self.assertEqual(ok.status, 201, ok)
         self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
         self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
+
+    def test_session_cookie_is_secure_when_a_proxy_says_https(self):
+        # Kennel speaks plain HTTP; behind a TLS proxy the cookie must never
+        # go back over plain HTTP, where anyone on the path could read it.
+        creds = {"username": "admin", "password": ADMIN_PASSWORD}
+        cases = [({"X-Forwarded-Proto": "https"}, True),
+                 ({"X-Forwarded-Proto": "HTTPS"}, True),
+                 ({"X-Forwarded-Proto": "https, http"}, True),  # the first is the client's
+                 ({"X-Forwarded-Proto": "http, https"}, False),
+                 ({"X-Forwarded-Proto": "http"}, False),
+                 ({"Forwarded": "for=192.0.2.1;proto=https;host=k.example"}, True),
+                 ({"Forwarded": "for=192.0.2.1;proto=http, for=10.0.0.1;proto=https"}, False),
+                 ({"Forwarded": "for=192.0.2.1;proto=httpsx"}, False)]
+        for headers, secure in cases:
+            with self.subTest(headers=headers):
+                r = self.anon.post_json("/v1/auth/login", creds, headers=headers)
+                self.assertEqual(r.status, 200, r)
+                cookie_header = r.header("Set-Cookie")
+                self.assertEqual("; Secure" in cookie_header, secure, cookie_header)
+                self.assertIn("HttpOnly", cookie_header)
+                cookie = cookie_header.split(";")[0]
+                out = self.anon.post("/v1/auth/logout",
+                                     headers=dict(headers, Cookie=cookie,
+                                                  **{"X-CSRF-Token": r.json()["csrf_token"]}))
+                self.assertEqual(out.status, 200, out)
+                self.assertEqual("; Secure" in out.header("Set-Cookie"), secure,
+                                 out.header("Set-Cookie"))
 
     def test_sign_in_and_out_from_another_origin_are_refused(self):
         # Neither needs a session, so no CSRF token guards them, and

@@ -1318,3 +1318,26 @@ TEST_CASE("a body over the limit sent with Expect: 100-continue is refused befor
     CHECK_THAT(r, Catch::Contains("request body of 5000000 bytes is larger than the limit of 1024 "
                                   "bytes (--max-body)"));
 }
+
+TEST_CASE("a request's client address: X-Forwarded-For is believed only from a trusted proxy",
+          "[http]") {
+    const std::vector<std::string> proxy{"127.0.0.1", "10.0.0.2"};
+    // No trusted proxies, or a peer that is none of them: the peer, whatever it sends.
+    CHECK(client_address("127.0.0.1", "203.0.113.9", {}) == "127.0.0.1");
+    CHECK(client_address("192.0.2.5", "203.0.113.9", proxy) == "192.0.2.5");
+    // From a trusted proxy: the nearest address that is not one.
+    CHECK(client_address("127.0.0.1", "203.0.113.9", proxy) == "203.0.113.9");
+    CHECK(client_address("127.0.0.1", " 198.51.100.1 , 203.0.113.9 ", proxy) == "203.0.113.9");
+    CHECK(client_address("127.0.0.1", "203.0.113.9, 10.0.0.2", proxy) == "203.0.113.9");
+    // A client cannot pick its address by sending its own header first.
+    CHECK(client_address("127.0.0.1", "1.1.1.1,203.0.113.9", proxy) == "203.0.113.9");
+    // Every hop trusted: the farthest one; no header: the peer.
+    CHECK(client_address("127.0.0.1", "10.0.0.2", proxy) == "10.0.0.2");
+    CHECK(client_address("127.0.0.1", "", proxy) == "127.0.0.1");
+    // Not an address: the walk stops at the hop that appended it.
+    CHECK(client_address("127.0.0.1", "203.0.113.9, unknown", proxy) == "127.0.0.1");
+    CHECK(client_address("127.0.0.1", "garbage, 10.0.0.2", proxy) == "10.0.0.2");
+    // IPv6, bracketed, and IPv4 written as IPv4-mapped IPv6 are one address.
+    CHECK(client_address("::ffff:127.0.0.1", "2001:db8::1", proxy) == "2001:db8::1");
+    CHECK(client_address("::1", "[2001:db8::7]", {"::1"}) == "[2001:db8::7]");
+}
