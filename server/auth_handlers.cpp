@@ -156,7 +156,7 @@ http_response post_key(app& a, const http_request& req) {
     std::vector<std::string> scopes;
     auto sc = body->find("scopes");
     if (sc == body->end() || !sc->is_array()) {
-        return error_response(invalid("scopes", "an array of ingest, predict, admin"));
+        return error_response(invalid("scopes", "an array of read, ingest, predict, admin"));
     }
     for (const auto& s : *sc) {
         if (!s.is_string()) return error_response(invalid("scopes", "must hold strings"));

@@ -777,7 +777,8 @@ int cmd_admin(const std::vector<std::string>& args) {
         "password", po::value<std::string>()->default_value(""),
         "set-password: the new password (default: read a line from stdin)")(
         "name", po::value<std::string>()->default_value(""), "create-key: a name for the key")(
-        "scopes", po::value<std::string>()->default_value(""), "create-key: ingest,predict,admin")(
+        "scopes", po::value<std::string>()->default_value(""),
+        "create-key: read,ingest,predict,admin (any key reads; read alone only reads)")(
         "id", po::value<std::int64_t>()->default_value(0), "revoke-key: the key's id");
     po::positional_options_description p;
     p.add("action", 1);

@@ -40,7 +40,9 @@ constexpr const char* key_columns =
 
 }  // namespace
 
-bool valid_scope(const std::string& s) { return s == "ingest" || s == "predict" || s == "admin"; }
+bool valid_scope(const std::string& s) {
+    return s == "read" || s == "ingest" || s == "predict" || s == "admin";
+}
 
 std::int64_t count_users(connection& c) {
     statement st(c, "SELECT count(*) FROM users");
@@ -105,11 +107,13 @@ result<new_key> create_api_key(connection& c, const std::string& name,
     const text_check text = check_text(name, false);
     if (text.issue != text_issue::none || text.chars > 64) return unusable();
 
-    if (scopes.empty()) return invalid("scopes", "give at least one scope: ingest, predict or admin");
+    if (scopes.empty())
+        return invalid("scopes", "give at least one scope: read, ingest, predict or admin");
     std::string joined;
     std::vector<std::string> distinct;
     for (const auto& s : scopes) {
-        if (!valid_scope(s)) return invalid("scopes", "unknown scope \"" + s + "\" (ingest, predict, admin)");
+        if (!valid_scope(s))
+            return invalid("scopes", "unknown scope \"" + s + "\" (read, ingest, predict, admin)");
         if (std::find(distinct.begin(), distinct.end(), s) != distinct.end()) continue;
         distinct.push_back(s);
         joined += (joined.empty() ? "" : ",") + s;

@@ -37,7 +37,7 @@ struct api_key_row {
     std::optional<std::string> revoked_by;
 };
 
-bool valid_scope(const std::string& s);  // ingest, predict, admin
+bool valid_scope(const std::string& s);  // read, ingest, predict, admin
 
 std::int64_t count_users(connection& c);
 std::optional<user_row> get_user(connection& c, const std::string& name);

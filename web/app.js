@@ -1925,7 +1925,7 @@
     replace(root, pageHead('API keys', 'Keys for apps and scripts. Only a hash of each key is stored.'), createBox, listBox);
     const drawList = liveRegion(listBox);
     const nameIn = h('input', { id: 'key-name', placeholder: 'e.g. feed-app', maxlength: 64 });
-    const scopes = ['ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
+    const scopes = ['read', 'ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
     const created = h('div', { id: 'key-created' });
     const create = h('button.primary', { type: 'submit', 'data-action': 'create-key' }, 'Create key');
     let shownKey = null;  // the id of the key whose secret is on screen

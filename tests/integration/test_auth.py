@@ -386,6 +386,30 @@ class AuthTest(KennelTestCase):
         self.addCleanup(basic_wrong.close)
         self.assertErrorShape(basic_wrong.get("/v1/streams"), 401)
 
+    def test_a_read_key_reads_and_changes_nothing(self):
+        # For monitoring (/metrics) and dashboards: no scope that writes.
+        r = self.admin.post_json("/v1/keys", {"name": "prometheus", "scopes": ["read"]})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["scopes"], ["read"])
+        reader = Client(self.server.port, auth="Bearer " + r.json()["key"])
+        self.addCleanup(reader.close)
+        for path in ("/v1/streams", "/metrics", "/v1/overview", "/v1/models", "/v1/serving"):
+            self.assertEqual(reader.get(path).status, 200, path)
+        self.assertErrorShape(reader.get("/v1/keys"), 403, code="forbidden")
+        fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
+        self.assertErrorShape(reader.post_json("/v1/facts", fact), 403, code="forbidden")
+        self.assertErrorShape(reader.post_json("/v1/models/m/predict", {"features": {}}), 403,
+                              code="forbidden")
+        self.assertErrorShape(reader.request("PUT", "/v1/models/m", json_body={}), 403,
+                              code="forbidden")
+        self.assertErrorShape(reader.post_json("/v1/keys", {"name": "x", "scopes": ["admin"]}),
+                              403, code="forbidden")
+        self.assertNotIn("s", [x["stream"] for x in self.admin.get("/v1/streams").json()["streams"]])
+        # The CLI takes it too.
+        out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "dash",
+                       "--scopes", "read"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

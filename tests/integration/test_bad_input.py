@@ -182,11 +182,11 @@ class AuthInputTest(BadInputCase):
              TEXT, 415, "unsupported_media_type", "Content-Type", "text/plain"),
             # An empty body is read as {}: the scopes it lacks are named.
             ("empty body", "POST", "/v1/keys", b"", None, 400, "invalid_argument", "scopes",
-             "an array of ingest, predict, admin"),
+             "an array of read, ingest, predict, admin"),
             ("missing name", "POST", "/v1/keys", {"scopes": ["ingest"]}, None, 400,
              "invalid_argument", "name", None),
             ("missing scopes", "POST", "/v1/keys", {"name": "k"}, None, 400, "invalid_argument",
-             "scopes", "an array of ingest, predict, admin"),
+             "scopes", "an array of read, ingest, predict, admin"),
             ("a scope that is a number", "POST", "/v1/keys", {"name": "k", "scopes": [5]}, None,
              400, "invalid_argument", "scopes", "must hold strings"),
         ])
