@@ -1309,3 +1309,80 @@ class BackupTest(KennelTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
+
+
+class OperationsTest(KennelTestCase):
+    """docs/operations.md: its example files and its restore procedure."""
+
+    def test_the_example_config_file_serves_and_the_log_says_where_each_option_came_from(self):
+        conf = os.path.join(DOCS, "kennel.conf")
+        # --db and --port from the command line beat the file's.
+        server = self.start_server(args=("--config", conf), env={"KENNEL_PREDICT_QUEUE": "512"})
+        self.assertEqual(self.client(server).get("/readyz").status, 200)
+        log = server.stderr()
+        line = next((l for l in log.splitlines() if "options set:" in l), "")
+        for part in ("--db %s (command line)" % server.db,
+                     "--predict-queue 512 (environment)",
+                     "--sync full (config file %s)" % conf,
+                     "--trusted-proxy 127.0.0.1 (config file %s)" % conf,
+                     "--keep-versions 20 (config file %s)" % conf,
+                     "--prediction-log-days 30 (config file %s)" % conf):
+            self.assertIn(part, line, log)
+        self.assertNotIn("/var/lib/kennel", line, "the file's db was overridden")
+        # The other commands take the same file.
+        r = run_cli(["backup", "--config", conf, "--db", server.db, self.path("copy.db")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_the_unit_file_is_valid(self):
+        with open(os.path.join(DOCS, "kennel.service")) as f:
+            unit = f.read()
+        self.assertIn("\nExecStart=/usr/local/bin/kennel serve --config /etc/kennel/kennel.conf\n",
+                      unit)
+        # Its options exist: the command line it runs is accepted.
+        code, out, err = run_serve_expecting_exit(
+            ["--config", os.path.join(DOCS, "kennel.conf"), "--db", self.path("x.db"),
+             "--port", "0", "--help"], bound=10)
+        self.assertEqual(code, 0, err)
+        analyze = "/usr/bin/systemd-analyze"
+        if not os.path.exists(analyze):
+            self.skipTest("systemd-analyze is not installed (Debian package systemd)")
+        local = self.path("kennel.service")
+        with open(local, "w") as f:
+            f.write(unit.replace("/usr/local/bin/kennel", KENNEL_BIN))
+        r = subprocess.run([analyze, "verify", local], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Unknown keys and bad values are only warned about, naming the file.
+        self.assertNotIn("kennel.service", r.stdout + r.stderr)
+
+    def test_restoring_a_backup_as_documented_after_a_crash(self):
+        server = self.start_server()
+        c = self.client(server)
+        before = [fact("ops", "e%d" % i, {"i": i}, key="before-%d" % i) for i in range(50)]
+        self.assertEqual(c.post_json("/v1/facts", before).status, 200)
+        backup = self.path("kennel-backup.db")
+        r = run_cli(["backup", "--db", server.db, backup])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        after = [fact("ops", "e%d" % i, {"i": i}, key="after-%d" % i) for i in range(30)]
+        self.assertEqual(c.post_json("/v1/facts", after).status, 200)
+        server.kill()  # a crash: the -wal holds the last commits
+        self.assertGreater(os.path.getsize(server.db + "-wal"), 0)
+        aside = self.path("aside")
+        os.mkdir(aside)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(server.db + suffix):
+                os.rename(server.db + suffix, os.path.join(aside, "kennel.db" + suffix))
+        with open(backup, "rb") as src, open(server.db, "wb") as dst:
+            dst.write(src.read())
+        restored = self.start_server(db=os.path.basename(server.db))
+        got = {s["stream"]: s["count"] for s in
+               self.client(restored).get("/v1/streams").json()["streams"]}
+        self.assertEqual(got.get("ops"), 50)
+        self.assertEqual(restored.stop(), 0)
+        with open_db(server.db) as db:
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            keys = {k for (k,) in db.execute("SELECT idempotency_key FROM facts WHERE stream='ops'")}
+        self.assertEqual(keys, {f["idempotency_key"] for f in before})
