@@ -581,6 +581,40 @@ class ReadingTest(SharedServerCase):
         self.assertEqual(r.json()["stored"], len(facts), r)
         return [it["id"] for it in r.json()["items"]]
 
+    def test_only_large_answers_are_compressed_and_only_with_gzip(self):
+        # httplib compressed every answer a client accepted compressed, with
+        # Brotli at its highest quality when "br" was listed (every browser):
+        # seconds of CPU for a list of a few MB, most of the rate for small
+        # predictions.
+        s = unique_stream("gz")
+        self.post_all([fact(s, "e%d" % i, {"pad": "x" * 200, "i": i}) for i in range(200)])
+        large = "/v1/streams/%s/facts?limit=200" % s
+        small = "/v1/streams"
+        plain = self.c.get(large)
+        self.assertGreater(len(plain.body), 16 * 1024)
+        self.assertIsNone(plain.header("Content-Encoding"))
+        browser = "gzip, deflate, br, zstd"
+        cases = [(large, browser, "gzip"), (large, "br", None), (large, "gzip;q=0, br", None),
+                 (large, "GZIP; q=0.5", "gzip"), (large, "*", "gzip"), (large, "*, gzip;q=0", None),
+                 (large, "identity", None), (small, browser, None), ("/healthz", browser, None),
+                 ("/v1/streams/%s/facts?limit=bad" % s, browser, None)]
+        for path, accept, want in cases:
+            with self.subTest(path=path, accept=accept):
+                r = self.c.get(path, headers={"Accept-Encoding": accept})
+                self.assertEqual(r.header("Content-Encoding"), want, r.headers)
+                body = gzip.decompress(r.body) if want else r.body
+                if path == large:
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(json.loads(body), plain.json())
+                    self.assertEqual(r.header("Vary"), "Accept-Encoding")
+                else:
+                    json.loads(body)  # uncompressed JSON
+                    self.assertIsNone(r.header("Vary"))
+        # The admin page's script is large too.
+        r = self.c.get("/assets/app.js", headers={"Accept-Encoding": browser})
+        self.assertEqual(r.header("Content-Encoding"), "gzip", r.headers)
+        self.assertIn(b"function", gzip.decompress(r.body))
+
     def test_streams_list_counts_and_event_time_range(self):
         s1, s2 = unique_stream("a"), unique_stream("b")
         # Out of order: the earliest arrives last.
