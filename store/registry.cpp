@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <unordered_map>
 
 #include "store/json_writer.h"
 #include "store/time_util.h"
@@ -657,23 +658,32 @@ std::vector<std::int64_t> live_history(connection& c, const std::string& model) 
     // version live has been on" made a second rollback undo the first.
     // Removing the alias takes its version down: it steps back off the
     // path (it kept answering as the first fallback).
+    // Every move, however many: a path replayed from the newest 10,000 alone
+    // lost where a long back-and-forth began, and a rollback then went back
+    // to the version it had just left. `where` keeps each step's place, so a
+    // replay is linear in the moves.
     statement st(c,
                  "SELECT version, previous_version FROM deployments WHERE model = ?"
-                 " AND alias = 'live' ORDER BY id DESC LIMIT 10000");
+                 " AND alias = 'live' ORDER BY id");
     st.bind(1, model);
-    std::vector<std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> moves;
-    while (st.step()) moves.emplace_back(st.column_opt_int(0), st.column_opt_int(1));
     std::vector<std::int64_t> path;
-    for (auto it = moves.rbegin(); it != moves.rend(); ++it) {
-        const auto& [to, from] = *it;
+    std::unordered_map<std::int64_t, std::size_t> where;
+    auto cut_after = [&](std::size_t keep) {
+        while (path.size() > keep) {
+            where.erase(path.back());
+            path.pop_back();
+        }
+    };
+    while (st.step()) {
+        const std::optional<std::int64_t> to = st.column_opt_int(0), from = st.column_opt_int(1);
         if (!to) {
-            if (!path.empty() && from == path.back()) path.pop_back();
+            if (!path.empty() && from == path.back()) cut_after(path.size() - 1);
             continue;
         }
-        auto on = std::find(path.begin(), path.end(), *to);
-        if (on != path.end()) {
-            path.erase(on + 1, path.end());
+        if (auto on = where.find(*to); on != where.end()) {
+            cut_after(on->second + 1);
         } else {
+            where.emplace(*to, path.size());
             path.push_back(*to);
         }
     }

@@ -734,6 +734,30 @@ TEST_CASE("live moving past the candidate removes that alias, recorded as supers
     CHECK(alias_version(c, "m", "candidate") == 3);
 }
 
+TEST_CASE("live's path is replayed from every move, however many", "[migrations][aliases]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    model_with_versions(c, 5);
+    for (std::int64_t v : {1, 2, 3, 4}) REQUIRE(move_alias(c, "m", "live", v, "t", "t"));
+    CHECK(live_history(c, "m") == std::vector<std::int64_t>{4, 3, 2, 1});
+    // 10,002 moves back and forth between 3 and 4: only the newest 10,000
+    // were read, which began at 3 -> 4, so the path lost 2 and 1 and the
+    // first rollback's target (3) led back to 4.
+    c.exec("BEGIN");
+    for (int i = 0; i < 10002; ++i) {
+        REQUIRE(move_alias(c, "m", "live", i % 2 == 0 ? 3 : 4, "t", "flip"));
+    }
+    c.exec("COMMIT");
+    CHECK(live_history(c, "m") == std::vector<std::int64_t>{4, 3, 2, 1});
+    REQUIRE(move_alias(c, "m", "live", 3, "t", "rollback"));
+    CHECK(live_history(c, "m") == std::vector<std::int64_t>{3, 2, 1});
+    // Forward to a new version, then removing the alias steps back off it.
+    REQUIRE(move_alias(c, "m", "live", 5, "t", "t"));
+    CHECK(live_history(c, "m") == std::vector<std::int64_t>{5, 3, 2, 1});
+    REQUIRE(move_alias(c, "m", "live", std::nullopt, "t", "t"));
+    CHECK(live_history(c, "m") == std::vector<std::int64_t>{3, 2, 1});
+}
+
 TEST_CASE("retention removes old artifacts, never one an alias, an experiment or a rollback needs",
           "[migrations][retention]") {
     testing::migrated_db db;
