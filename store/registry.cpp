@@ -392,8 +392,12 @@ std::vector<job_row> list_jobs(connection& c, const job_filter& f) {
 }
 
 std::optional<job_row> next_queued_job(connection& c) {
+    // A person's jobs first, then the triggers', each oldest first: with
+    // many models on triggers, a person's retrain waited behind every
+    // queued automatic job (89 s behind 60 models in a probe).
     statement st(c, std::string("SELECT ") + job_columns +
-                        " FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1");
+                        " FROM jobs WHERE state = 'queued' ORDER BY trigger <> 'manual', id"
+                        " LIMIT 1");
     if (!st.step()) return std::nullopt;
     return read_job(st);
 }

@@ -1328,6 +1328,23 @@ TEST_CASE("recovery: a running job whose cancel was accepted ends cancelled, not
     CHECK(get_job(db.conn, plain)->state == job_state::interrupted);
 }
 
+TEST_CASE("queued jobs run those asked for first, then the triggers', each oldest first",
+          "[training_data]") {
+    fact_db db;
+    for (const char* m : {"a", "b", "c", "d"})
+        put_model(db.conn, m, canonical_definition_json(posts_likes_definition()), "test");
+    const auto interval = insert_job(db.conn, "a", "interval", "scheduler");
+    const auto labels = insert_job(db.conn, "b", "new_labels", "scheduler");
+    const auto person = insert_job(db.conn, "c", "manual", "admin");
+    const auto person2 = insert_job(db.conn, "d", "manual", "key:app");
+    std::vector<std::int64_t> order;
+    while (auto next = next_queued_job(db.conn)) {
+        order.push_back(next->id);
+        REQUIRE(transition_job(db.conn, next->id, job_state::queued, job_state::running));
+    }
+    CHECK(order == std::vector<std::int64_t>{person, person2, interval, labels});
+}
+
 TEST_CASE("retrain trigger: failures in a row are counted from the newest job", "[training_data]") {
     fact_db db;
     put_model(db.conn, "m", canonical_definition_json(posts_likes_definition()), "test");
