@@ -35,6 +35,7 @@ http_response post_model_rollback(app& a, const http_request& req);
 http_response get_model_events(app& a, const http_request& req);
 http_response post_model_experiment(app& a, const http_request& req);
 http_response get_model_experiments(app& a, const http_request& req);
+http_response get_model_experiment(app& a, const http_request& req);
 http_response put_model_experiment(app& a, const http_request& req);
 http_response post_model_experiment_end(app& a, const http_request& req);
 http_response get_model_live_metrics(app& a, const http_request& req);

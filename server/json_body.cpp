@@ -124,6 +124,22 @@ status only_known_fields(const json& obj, const std::string& path,
     return status::ok();
 }
 
+result<page> query_page(const http_request& req, int default_limit, int max_limit) {
+    int limit = default_limit;
+    std::optional<std::int64_t> before;
+    if (auto v = req.query_value("limit")) {
+        auto n = parse_int("limit", *v, 1, max_limit);
+        if (!n) return n.error();
+        limit = static_cast<int>(*n);
+    }
+    if (auto v = req.query_value("before")) {
+        auto n = parse_id("before", *v);
+        if (!n) return n.error();
+        before = *n;
+    }
+    return page(limit + 1, before);
+}
+
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,
                                std::int64_t max) {
     std::int64_t v = 0;

@@ -14,6 +14,7 @@
 
 #include "server/http_server.h"
 #include "store/json_input.h"
+#include "store/registry.h"
 #include "store/status.h"
 
 namespace kennel {
@@ -82,6 +83,28 @@ result<std::int64_t> parse_int(const std::string& field, const std::string& text
                                std::int64_t max);
 inline result<std::int64_t> parse_id(const std::string& field, const std::string& text) {
     return parse_int(field, text, 1, INT64_MAX);
+}
+
+// A paged list's ?limit= (1 to max_limit; default_limit when absent) and
+// ?before= (an id or number: the page goes on below it). The page asks the
+// store for one row more (limit + 1), so that next_before can tell a full
+// last page from one with more after it.
+result<page> query_page(const http_request& req, int default_limit, int max_limit);
+
+// Drops the extra row a query_page read may hold, and returns the `before`
+// of the next page: the key of the oldest row kept, or null on the last
+// page. `rows` is newest first, or oldest first when !newest_first.
+template <class Row, class Key>
+nlohmann::json next_before(std::vector<Row>& rows, const page& asked, bool newest_first, Key key) {
+    const auto limit = static_cast<std::size_t>(asked.limit - 1);
+    if (rows.size() <= limit) return nullptr;
+    if (newest_first) {
+        rows.resize(limit);
+    } else {
+        rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(rows.size() - limit));
+    }
+    if (rows.empty()) return nullptr;
+    return key(newest_first ? rows.back() : rows.front());
 }
 
 // Model and alias names (and, up to 128, stream names): 1-64 letters,

@@ -189,14 +189,19 @@ http_response get_model_revisions(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto asked = query_page(req, 100, 1000);
+    if (!asked) return error_response(asked.error());
+    auto revisions = list_revisions(*conn, name, *asked);
+    json next =
+        next_before(revisions, *asked, false, [](const revision_row& r) { return r.revision; });
     json out = json::array();
-    for (const auto& r : list_revisions(*conn, name)) {
+    for (const auto& r : revisions) {
         out.push_back({{"revision", r.revision},
                        {"definition", parse_stored(r.definition)},
                        {"created_at", format_rfc3339(r.created_at)},
                        {"author", r.author}});
     }
-    return json_response(dump_json({{"model", name}, {"revisions", out}}));
+    return json_response(dump_json({{"model", name}, {"revisions", out}, {"next_before", next}}));
 }
 
 http_response post_model_train(app& a, const http_request& req) {
@@ -245,16 +250,10 @@ namespace {
 http_response jobs_page(connection& c, std::optional<std::string> model, const http_request& req) {
     job_filter f;
     f.model = std::move(model);
-    if (auto v = req.query_value("limit")) {
-        auto n = parse_int("limit", *v, 1, 1000);
-        if (!n) return error_response(n.error());
-        f.limit = static_cast<int>(*n);
-    }
-    if (auto v = req.query_value("before")) {
-        auto n = parse_id("before", *v);
-        if (!n) return error_response(n.error());
-        f.before = *n;
-    }
+    auto asked = query_page(req, 100, 1000);
+    if (!asked) return error_response(asked.error());
+    f.limit = asked->limit;
+    f.before = asked->before;
     if (auto v = req.query_value("state")) {
         std::size_t start = 0;
         while (start <= v->size()) {
@@ -271,16 +270,12 @@ http_response jobs_page(connection& c, std::optional<std::string> model, const h
             start = comma + 1;
         }
     }
-    // One more than the page: a full last page pointed to an empty one.
-    const int page = f.limit;
-    f.limit = page + 1;
+    // One more than the page (query_page): a full last page pointed to an empty one.
     auto jobs = list_jobs(c, f);
-    const bool more = static_cast<int>(jobs.size()) > page;
-    if (more) jobs.resize(static_cast<std::size_t>(page));
+    json next = next_before(jobs, *asked, true, [](const job_row& j) { return j.id; });
     json out = json::array();
     for (const auto& j : jobs) out.push_back(job_json(j));
-    return json_response(
-        dump_json({{"jobs", out}, {"next_before", more ? json(jobs.back().id) : json(nullptr)}}));
+    return json_response(dump_json({{"jobs", out}, {"next_before", next}}));
 }
 
 }  // namespace
@@ -347,12 +342,19 @@ http_response get_model_versions(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto asked = query_page(req, 100, 1000);
+    if (!asked) return error_response(asked.error());
     auto aliases = list_aliases(*conn, name);
     json out = json::array();
     auto disabled = disabled_versions(*conn, name);
-    for (const auto& v : list_versions(*conn, name))
-        out.push_back(version_json(v, aliases, disabled, false));
-    return json_response(dump_json({{"model", name}, {"versions", out}}));
+    auto versions = list_versions(*conn, name, *asked);
+    json next =
+        next_before(versions, *asked, false, [](const version_row& v) { return v.version; });
+    for (const auto& v : versions) out.push_back(version_json(v, aliases, disabled, false));
+    return json_response(dump_json({{"model", name},
+                                    {"versions", out},
+                                    {"count", count_versions(*conn, name)},
+                                    {"next_before", next}}));
 }
 
 http_response get_model_version(app& a, const http_request& req) {
@@ -448,8 +450,13 @@ http_response get_model_deployments(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto asked = query_page(req, 500, 1000);
+    if (!asked) return error_response(asked.error());
+    auto deployments = list_deployments(*conn, name, *asked);
+    json next =
+        next_before(deployments, *asked, true, [](const deployment_row& d) { return d.id; });
     json out = json::array();
-    for (const auto& d : list_deployments(*conn, name, 500)) {
+    for (const auto& d : deployments) {
         out.push_back({{"id", d.id},
                        {"alias", d.alias},
                        {"version", opt(d.version)},
@@ -458,7 +465,7 @@ http_response get_model_deployments(app& a, const http_request& req) {
                        {"actor", d.actor},
                        {"reason", d.reason}});
     }
-    return json_response(dump_json({{"model", name}, {"deployments", out}}));
+    return json_response(dump_json({{"model", name}, {"deployments", out}, {"next_before", next}}));
 }
 
 }  // namespace kennel

@@ -424,6 +424,7 @@ std::vector<route> make_routes(app& a) {
         {"POST", "/v1/models/{name}/predict", h(post_model_predict), true, predict},
         {"GET", "/v1/models/{name}/experiments", h(get_model_experiments), true, any},
         {"POST", "/v1/models/{name}/experiments", h(post_model_experiment), true, admin},
+        {"GET", "/v1/models/{name}/experiments/{id}", h(get_model_experiment), true, any},
         {"PUT", "/v1/models/{name}/experiments/{id}", h(put_model_experiment), true, admin},
         {"POST", "/v1/models/{name}/experiments/{id}/end", h(post_model_experiment_end), true,
          admin},

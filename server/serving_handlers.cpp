@@ -313,12 +313,16 @@ http_response get_model_events(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(no_model(name));
+    auto asked = query_page(req, 500, 1000);
+    if (!asked) return error_response(asked.error());
+    auto events = list_version_events(*conn, name, *asked);
+    json next = next_before(events, *asked, true, [](const version_event_row& e) { return e.id; });
     json out = json::array();
-    for (const auto& e : list_version_events(*conn, name, 500)) {
+    for (const auto& e : events) {
         out.push_back({{"id", e.id}, {"version", e.version}, {"event", e.event}, {"time", format_rfc3339(e.time)},
                        {"actor", e.actor}, {"reason", e.reason}});
     }
-    return json_response(dump_json({{"model", name}, {"events", out}}));
+    return json_response(dump_json({{"model", name}, {"events", out}, {"next_before", next}}));
 }
 
 http_response post_model_experiment(app& a, const http_request& req) {
@@ -349,9 +353,24 @@ http_response get_model_experiments(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(no_model(name));
+    auto asked = query_page(req, 100, 1000);
+    if (!asked) return error_response(asked.error());
+    auto experiments = list_experiments(*conn, name, *asked);
+    json next =
+        next_before(experiments, *asked, true, [](const experiment_row& e) { return e.id; });
     json out = json::array();
-    for (const auto& e : list_experiments(*conn, name)) out.push_back(experiment_json(*conn, e));
-    return json_response(dump_json({{"model", name}, {"experiments", out}}));
+    for (const auto& e : experiments) out.push_back(experiment_json(*conn, e));
+    return json_response(dump_json({{"model", name}, {"experiments", out}, {"next_before", next}}));
+}
+
+http_response get_model_experiment(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto id = parse_id("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(no_model(name));
+    if (status owned = experiment_belongs(*conn, name, *id); !owned) return error_response(owned);
+    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, *id))));
 }
 
 namespace {

@@ -334,11 +334,12 @@ std::optional<model_row> get_model(connection& c, const std::string& name) {
     return model_row{st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3)};
 }
 
-std::vector<revision_row> list_revisions(connection& c, const std::string& model) {
+std::vector<revision_row> list_revisions(connection& c, const std::string& model, const page& p) {
     statement st(c,
-                 "SELECT model, revision, definition, created_at, author FROM model_revisions"
-                 " WHERE model = ? ORDER BY revision");
-    st.bind(1, model);
+                 "SELECT * FROM (SELECT model, revision, definition, created_at, author FROM"
+                 " model_revisions WHERE model = ? AND revision < ? ORDER BY revision DESC"
+                 " LIMIT ?) ORDER BY revision");
+    st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<revision_row> out;
     while (st.step()) {
         out.push_back({st.column_text(0), st.column_int(1), st.column_text(2), st.column_int(3),
@@ -427,7 +428,7 @@ std::int64_t count_versions(connection& c, const std::string& model) {
     return st.column_int(0);
 }
 
-std::vector<version_row> list_versions(connection& c, const std::string& model) {
+std::vector<version_row> list_versions(connection& c, const std::string& model, const page& p) {
     // The features' drift profile (a few KB a version) stays in SQLite:
     // parsed and dropped per row, 300 versions took ~100 ms a read of a
     // list the admin page reads every few seconds.
@@ -435,8 +436,10 @@ std::vector<version_row> list_versions(connection& c, const std::string& model) 
     const std::string features = " features,";
     columns.replace(columns.find(features), features.size(),
                     " json_remove(features, '$.profile'),");
-    statement st(c, "SELECT " + columns + " FROM model_versions WHERE model = ? ORDER BY version");
-    st.bind(1, model);
+    statement st(c, "SELECT * FROM (SELECT " + columns +
+                        " FROM model_versions WHERE model = ? AND version < ?"
+                        " ORDER BY version DESC LIMIT ?) ORDER BY version");
+    st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<version_row> out;
     while (st.step()) out.push_back(read_version(st, false));
     return out;
@@ -490,11 +493,12 @@ live_marks live_marks_of(connection& c, const std::string& model,
     return m;
 }
 
-std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit) {
+std::vector<deployment_row> list_deployments(connection& c, const std::string& model,
+                                             const page& p) {
     statement st(c,
                  "SELECT id, model, alias, version, previous_version, time, actor, reason"
-                 " FROM deployments WHERE model = ? ORDER BY id DESC LIMIT ?");
-    st.bind(1, model).bind(2, limit);
+                 " FROM deployments WHERE model = ? AND id < ? ORDER BY id DESC LIMIT ?");
+    st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<deployment_row> out;
     while (st.step()) {
         out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_opt_int(3),
@@ -641,11 +645,12 @@ std::optional<micros> last_enabled_at(connection& c, const std::string& model,
     return st.column_int(0);
 }
 
-std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit) {
+std::vector<version_event_row> list_version_events(connection& c, const std::string& model,
+                                                   const page& p) {
     statement st(c,
                  "SELECT id, model, version, event, time, actor, reason FROM version_events"
-                 " WHERE model = ? ORDER BY id DESC LIMIT ?");
-    st.bind(1, model).bind(2, limit);
+                 " WHERE model = ? AND id < ? ORDER BY id DESC LIMIT ?");
+    st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<version_event_row> out;
     while (st.step()) {
         out.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
@@ -878,10 +883,11 @@ std::optional<experiment_row> get_experiment(connection& c, std::int64_t id) {
     return read_experiment(st);
 }
 
-std::vector<experiment_row> list_experiments(connection& c, const std::string& model) {
+std::vector<experiment_row> list_experiments(connection& c, const std::string& model,
+                                             const page& p) {
     statement st(c, std::string("SELECT ") + experiment_columns +
-                        " FROM experiments WHERE model = ? ORDER BY id DESC LIMIT 100");
-    st.bind(1, model);
+                        " FROM experiments WHERE model = ? AND id < ? ORDER BY id DESC LIMIT ?");
+    st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<experiment_row> out;
     while (st.step()) out.push_back(read_experiment(st));
     return out;

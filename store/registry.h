@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -162,9 +163,20 @@ status move_alias(connection& c, const std::string& model, const std::string& al
 
 // ---- reads -----------------------------------------------------------------
 
+// One page of a list read from its newest end: at most `limit` rows, and
+// only those before `before` (an id, or a version or revision number).
+struct page {
+    page(int limit_ = std::numeric_limits<int>::max(), std::optional<std::int64_t> before_ = {})
+        : limit(limit_), before(before_) {}
+    int limit;
+    std::optional<std::int64_t> before;
+};
+
 std::vector<model_row> list_models(connection& c);
 std::optional<model_row> get_model(connection& c, const std::string& name);
-std::vector<revision_row> list_revisions(connection& c, const std::string& model);
+// Oldest first: the newest p.limit revisions (below p.before).
+std::vector<revision_row> list_revisions(connection& c, const std::string& model,
+                                         const page& p = {});
 std::optional<revision_row> get_revision(connection& c, const std::string& model,
                                          std::int64_t revision);
 
@@ -183,8 +195,9 @@ std::optional<job_row> next_queued_job(connection& c);
 std::vector<job_log_row> job_log(connection& c, std::int64_t id, std::int64_t after_seq = 0);
 bool has_active_job(connection& c, const std::string& model);
 
-// Without the features' drift profile (get_version has it).
-std::vector<version_row> list_versions(connection& c, const std::string& model);
+// Without the features' drift profile (get_version has it). Oldest first:
+// the newest p.limit versions (below p.before).
+std::vector<version_row> list_versions(connection& c, const std::string& model, const page& p = {});
 std::int64_t count_versions(connection& c, const std::string& model);
 // with_artifact: also read the artifact bytes.
 std::optional<version_row> get_version(connection& c, const std::string& model,
@@ -204,7 +217,9 @@ struct live_marks {
 };
 live_marks live_marks_of(connection& c, const std::string& model,
                          std::optional<std::int64_t> version);
-std::vector<deployment_row> list_deployments(connection& c, const std::string& model, int limit);
+// Newest first, as the other lists below.
+std::vector<deployment_row> list_deployments(connection& c, const std::string& model,
+                                             const page& p);
 
 // Labels that arrived after the model's last training snapshot, for the
 // every-N-new-labels trigger: facts in the label stream with the label field,
@@ -281,7 +296,8 @@ std::set<std::int64_t> disabled_versions(connection& c, const std::string& model
 // When the version was last enabled (after being disabled), if ever.
 std::optional<micros> last_enabled_at(connection& c, const std::string& model,
                                       std::int64_t version);
-std::vector<version_event_row> list_version_events(connection& c, const std::string& model, int limit);
+std::vector<version_event_row> list_version_events(connection& c, const std::string& model,
+                                                   const page& p);
 // An experiment's history, oldest first.
 std::vector<experiment_event_row> list_experiment_events(connection& c, std::int64_t experiment);
 // The path live came by, newest first (live itself first): every move to a
@@ -319,7 +335,8 @@ status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::string& reason);
 std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
-std::vector<experiment_row> list_experiments(connection& c, const std::string& model);
+std::vector<experiment_row> list_experiments(connection& c, const std::string& model,
+                                             const page& p);
 
 // Per-class probabilities; up to four are held inline.
 class probability_list {

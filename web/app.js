@@ -1029,9 +1029,11 @@
           : m.rollback && m.rollback.passed_over_task ? 'Earlier live versions were trained for another task: promote one by its number'
             : 'No earlier enabled live version to roll back to';
 
-      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: vs.versions.length, serving, to: state.rollbackTo }, () => pageHead(
+      // The list is the newest page (100); count is every version.
+      const nVersions = vs.count !== undefined ? vs.count : vs.versions.length;
+      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: nVersions, serving, to: state.rollbackTo }, () => pageHead(
         [h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), m.name],
-        [`${task} · `, h('span', { id: 'model-revision' }, `revision ${m.revision}`), ` · ${vs.versions.length} version${vs.versions.length === 1 ? '' : 's'} · `,
+        [`${task} · `, h('span', { id: 'model-revision' }, `revision ${m.revision}`), ` · ${fmtNum(nVersions)} version${nVersions === 1 ? '' : 's'} · `,
           Object.keys(m.aliases || {}).length ? Object.entries(m.aliases).map(([a, v]) => h('span.chip', null,
             a === 'live' && serving.down ? badge(`live → v${v} ${serving.disabled ? 'disabled' : 'not serving'}`, 'bad') : badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet',
           serving.down ? h('span.chip', null, badge(serving.fallback ? `answering: v${serving.fallback} (fallback)` : 'answering: fallback only', 'warn')) : null],
@@ -1083,7 +1085,10 @@
           : h('p.muted', null, 'No versions yet: train the model to see its metrics here.'),
       ]);
 
-      drawVersions({ vs: vs.versions, disabled: [...disabled], live }, () => versionsTable(name, vs.versions, { pm, live, disabled }));
+      drawVersions({ vs: vs.versions, disabled: [...disabled], live, nVersions }, () => [
+        versionsTable(name, vs.versions, { pm, live, disabled }),
+        nVersions > vs.versions.length ? h('p.muted.small', { id: 'versions-shown' }, `The newest ${fmtNum(vs.versions.length)} of ${fmtNum(nVersions)} versions; GET /v1/models/${name}/versions?before=${vs.next_before} lists older ones.`) : null,
+      ]);
       // The live version's importance, else the newest version's.
       const shown = vs.versions.find((v) => v.version === live) ||
           vs.versions.slice().sort((x, y) => y.version - x.version)[0];

@@ -314,6 +314,84 @@ class ExperimentTest(SharedServerCase):
             self.assertEqual(rows[pid][1:], (p["version"], p["arm"], 0, 0, inst["entity"]))
             self.assertEqual(rows[pid + "-shadow"][1:], (3, "shadow", 1, 0, inst["entity"]))
 
+    def test_a_models_histories_are_paged_and_an_experiment_is_read_by_id(self):
+        # They were cut at 100 or 500 with no way to older entries, or
+        # (versions, revisions) sent whole however long they grew.
+        name, _, _, _ = three_versions(self, self.c)
+        base = "/v1/models/%s" % name
+        for v in (2, 3, 1, 3):
+            set_live(self, self.c, name, v)
+        for action in ("disable", "enable", "disable", "enable"):
+            r = self.c.post_json("%s/versions/2/%s" % (base, action), {"reason": "paging"})
+            self.assertEqual(r.status, 200, r)
+        started = []
+        for _ in range(3):
+            r = self.c.post_json(base + "/experiments",
+                                 {"reason": "paging", "arms": [{"version": 1, "weight": 1},
+                                                               {"version": 3, "weight": 1}]})
+            self.assertEqual(r.status, 201, r)
+            started.append(r.json()["id"])
+            self.assertEqual(self.c.post_json("%s/experiments/%d/end" % (base, started[-1]),
+                                              {"reason": "paging"}).status, 200)
+
+        def walk(path, key, ident, limit):
+            """Every page of `path` by `limit`; returns the rows in page order."""
+            rows, before, pages = [], None, 0
+            while True:
+                q = "%s?limit=%d" % (path, limit) + ("&before=%d" % before if before else "")
+                r = self.c.get(q)
+                self.assertEqual(r.status, 200, r)
+                page = r.json()[key]
+                self.assertLessEqual(len(page), limit)
+                rows.append([ident(x) for x in page])
+                before = r.json()["next_before"]
+                pages += 1
+                if before is None:
+                    return rows
+                self.assertLess(pages, 50)
+
+        # Newest first, page after page.
+        for path, key, default in (("/deployments", "deployments", 500), ("/events", "events", 500),
+                                   ("/experiments", "experiments", 100)):
+            with self.subTest(path=path):
+                whole = self.c.get(base + path).json()
+                self.assertIsNone(whole["next_before"])
+                ids = [x["id"] for x in whole[key]]
+                self.assertEqual(ids, sorted(ids, reverse=True))
+                self.assertGreaterEqual(len(ids), 3)
+                pages = walk(base + path, key, lambda x: x["id"], 2)
+                self.assertEqual([i for p in pages for i in p], ids)
+                self.assertEqual([len(p) for p in pages[:-1]], [2] * (len(pages) - 1))
+        # Versions and revisions: the newest page first, each page oldest first.
+        whole = self.c.get(base + "/versions").json()
+        self.assertEqual([v["version"] for v in whole["versions"]], [1, 2, 3])
+        self.assertEqual((whole["count"], whole["next_before"]), (3, None))
+        self.assertEqual(walk(base + "/versions", "versions", lambda v: v["version"], 2),
+                         [[2, 3], [1]])
+        first = self.c.get(base + "/versions?limit=2").json()
+        self.assertEqual((first["count"], first["next_before"]), (3, 2))
+        self.assertEqual(walk(base + "/revisions", "revisions", lambda r: r["revision"], 2),
+                         [[2, 3], [1]])
+        # One experiment by its id; not another model's, nor an unknown one.
+        one = self.c.get("%s/experiments/%d" % (base, started[0]))
+        self.assertEqual(one.status, 200, one)
+        listed = [e for e in self.c.get(base + "/experiments").json()["experiments"]
+                  if e["id"] == started[0]]
+        self.assertEqual(one.json(), listed[0])
+        other, _, _, _ = three_versions(self, self.c, n=60, seed=5)
+        self.assertErrorShape(self.c.get("/v1/models/%s/experiments/%d" % (other, started[0])),
+                              404, field="id")
+        self.assertErrorShape(self.c.get("%s/experiments/999999" % base), 404, field="id")
+        self.assertErrorShape(self.c.get("%s/experiments/x" % base), 400, field="id")
+        # Bad paging is a 400 naming the parameter.
+        for path in ("/versions", "/revisions", "/deployments", "/events", "/experiments"):
+            for query, field in (("limit=0", "limit"), ("limit=1001", "limit"),
+                                 ("limit=x", "limit"), ("before=0", "before"),
+                                 ("before=-3", "before"), ("before=1e3", "before")):
+                with self.subTest(path=path, query=query):
+                    self.assertErrorShape(self.c.get("%s%s?%s" % (base, path, query)), 400,
+                                          field=field)
+
     def test_a_disabled_arm_is_answered_by_live(self):
         # An arm whose version is disabled (by a person or the supervisor)
         # falls back to the live version, not to the constant: live is the
