@@ -44,8 +44,11 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                                                      const model_definition& d, micros since,
                                                      std::int64_t max_predictions, micros until) {
     std::vector<row> rows;
-    outcome_joiner outcomes(c, model, d);
+    std::optional<outcome_joiner> joiner;  // outlives the rows: they point into it
     try {
+        // One snapshot for the many lookups of outcomes below.
+        read_snapshot snapshot(c);
+        outcome_joiner& outcomes = joiner.emplace(c, model, d);
         // The newest predictions since `since`, at most max_predictions:
         // segments are read newest first until no older one can hold any.
         std::vector<logged_prediction> recent;

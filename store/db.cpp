@@ -265,6 +265,22 @@ void transaction::commit() {
     done_ = true;
 }
 
+read_snapshot::read_snapshot(connection& conn) : conn_(conn) {
+    conn_.exec_cached("BEGIN");
+}
+
+read_snapshot::~read_snapshot() {
+    try {
+        conn_.exec_cached("COMMIT");  // it wrote nothing: this only ends it
+    } catch (const db_error&) {
+        try {
+            conn_.exec_cached("ROLLBACK");
+        } catch (const db_error&) {
+            // Already ended by SQLite (an I/O error): nothing is held.
+        }
+    }
+}
+
 savepoint::savepoint(connection& conn, const char* name) : conn_(conn), name_(name) {
     conn_.exec_cached("SAVEPOINT " + name_);
 }

@@ -172,6 +172,21 @@ private:
     bool done_ = false;
 };
 
+// A read transaction: every read on the connection until it ends sees one
+// snapshot, and SQLite takes its shared lock once instead of once per
+// statement (a file lock and unlock, two system calls, each time: most of a
+// read of many small lookups). Ends when it goes out of scope.
+class read_snapshot {
+public:
+    explicit read_snapshot(connection& conn);
+    ~read_snapshot();
+    read_snapshot(const read_snapshot&) = delete;
+    read_snapshot& operator=(const read_snapshot&) = delete;
+
+private:
+    connection& conn_;
+};
+
 class savepoint {
 public:
     savepoint(connection& conn, const char* name);

@@ -350,6 +350,30 @@ TEST_CASE("a committed transaction is visible to another connection, an open one
     CHECK(count_rows(r, "t") == 1);
 }
 
+TEST_CASE("a read snapshot sees one state of the database until it ends", "[db]") {
+    temp_dir dir;
+    connection w(dir.file("s.db"), {});
+    w.exec("CREATE TABLE t (x INTEGER)");
+    w.exec("INSERT INTO t VALUES (1)");
+    connection r(dir.file("s.db"), {});
+    statement open(r, "SELECT x FROM t");  // outlives the snapshot
+    {
+        read_snapshot snapshot(r);
+        CHECK(count_rows(r, "t") == 1);
+        w.exec("INSERT INTO t VALUES (2)");  // committed by another connection
+        CHECK(count_rows(r, "t") == 1);      // not seen inside the snapshot
+        REQUIRE(open.step());                // still stepping when the snapshot ends
+    }
+    // Its end is the COMMIT; a statement left stepping keeps reading its
+    // snapshot (SQLite's rule) until it is reset.
+    CHECK(count_rows(r, "t") == 1);
+    open.reset();
+    CHECK(count_rows(r, "t") == 2);
+    // Ended, it holds nothing: the writer can checkpoint the whole WAL.
+    w.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    CHECK(std::filesystem::file_size(dir.file("s.db") + "-wal") == 0);
+}
+
 TEST_CASE("a second writer waits busy_timeout then fails with a busy db_error", "[db]") {
     temp_dir dir;
     connection a(dir.file("busy.db"), {});
