@@ -1,7 +1,9 @@
 #include "ml/definition_json.h"
 
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "store/db.h"
 #include "store/facts.h"
@@ -575,11 +577,21 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
                                                  " values; a regression label must be a number"});
         }
     }
-    if (features_stream) {
+    if (features_stream && !d.features.empty()) {
+        // The top-level field names of the same sample, each fact parsed
+        // once: a json_type query a feature parsed the sample once per
+        // feature (300 features of 5 KB facts: 52 s a PUT; 33,000 features
+        // of 418 KB facts held a thread, and a stop, for many minutes).
+        std::set<std::string> present;
+        statement st(c,
+                     "SELECT DISTINCT j.key FROM (SELECT data FROM facts WHERE stream = ?1"
+                     " ORDER BY event_time DESC, id DESC LIMIT 5000) f, json_each(f.data) j");
+        st.bind(1, d.features_from);
+        while (st.step()) present.insert(st.column_text(0));
         for (std::size_t i = 0; i < d.features.size(); ++i) {
             if (d.features[i].field.empty() || !unreadable_field_name(d.features[i].field).empty())
                 continue;
-            if (field_types(d.features_from, d.features[i].field).empty()) {
+            if (!present.count(d.features[i].field)) {
                 errors.push_back({"features[" + std::to_string(i) + "].field",
                                   "no fact in stream \"" + d.features_from + "\" has a field \"" +
                                       d.features[i].field + "\""});

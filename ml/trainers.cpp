@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <set>
 #include <type_traits>
 
 #include <dlib/global_optimization.h>
@@ -612,8 +613,10 @@ struct cv_context {
     double budget_seconds;
     std::vector<search_candidate>* tried;
     std::map<std::string, double> seen;  // describe() -> score
+    std::set<algorithm> too_slow;        // not tried: one fold would pass the budget
 
     double elapsed() const {
+        if (control.seconds) return control.seconds();
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 };
@@ -644,13 +647,14 @@ struct budget_exhausted {};
 double cv_score(cv_context& cv, algorithm algo, const train_params& params) {
     const std::string key = describe(cv.task, algo, params);
     if (auto it = cv.seen.find(key); it != cv.seen.end()) return it->second;
+    if (cv.too_slow.count(algo)) return -inf;
     const std::size_t n = cv.y.size();
     std::vector<double> truth, predicted;
     std::vector<std::vector<double>> probabilities;
     std::string failure;
     // Progress inside a fold would drown the candidate lines; keep only
     // cancellation.
-    train_control quiet{cv.control.cancelled, {}};
+    train_control quiet{cv.control.cancelled, {}, {}};
     for (int f = 0; f < cv.folds && failure.empty(); ++f) {
         // The baseline always runs; anything else stops once the budget is
         // spent, so the search overruns by at most one fold's training.
@@ -667,6 +671,28 @@ double cv_score(cv_context& cv, algorithm algo, const train_params& params) {
             } else {
                 train_x.push_back(cv.x[i]);
                 train_y.push_back(cv.y[i]);
+            }
+        }
+        // A forest's fold on wide or long data can take minutes, and the
+        // budget is looked at only between folds: a search with its budget
+        // spent ran on to the job's deadline and kept nothing. One tree is
+        // timed first (Dlib grows the trees alike), and a forest whose fold
+        // would end past the budget is not started.
+        if (algo == algorithm::forest && f == 0 && params.num_trees > 1) {
+            train_params one = params;
+            one.num_trees = 1;
+            const double t0 = cv.elapsed();
+            auto probe = train(cv.task, algo, one, train_x, train_y, cv.num_classes, quiet);
+            const double tree_seconds = cv.elapsed() - t0;
+            const double fold_seconds = tree_seconds * static_cast<double>(params.num_trees);
+            if (probe && cv.elapsed() + fold_seconds > cv.budget_seconds) {
+                // The other candidates (the kernel's rows are capped) may fit.
+                cv.too_slow.insert(algo);
+                report(cv.control, 1.0,
+                       "auto: forest skipped: one tree took " + fmt(tree_seconds) +
+                           " s, so one fold would take about " + fmt(fold_seconds) +
+                           " s, past the time budget");
+                return -inf;
             }
         }
         auto fn = train(cv.task, algo, params, train_x, train_y, cv.num_classes, quiet);
@@ -767,6 +793,7 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
                   std::chrono::steady_clock::now(),
                   time_budget_seconds,
                   &out.tried,
+                  {},
                   {}};
     const double default_gamma = scale_gamma(x);
     report(control, 0.0,

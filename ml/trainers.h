@@ -61,6 +61,9 @@ status validate_params(const train_params& p);
 struct train_control {
     std::function<bool()> cancelled;                                            // may be empty
     std::function<void(double fraction, const std::string& message)> progress;  // may be empty
+    // Seconds since auto_search began, as its budget counts them; empty: the
+    // steady clock (tests set a clock of their own).
+    std::function<double()> seconds;
 };
 
 struct prediction {

@@ -1384,8 +1384,11 @@
     row('revision', `r${a.revision}`, `r${b.revision}`);
     row('job', a.job ? `#${a.job}` : '—', b.job ? `#${b.job}` : '—');
     row('snapshot', snapshotText(a.snapshot), snapshotText(b.snapshot));
-    const feats = (v) => (v.features && Array.isArray(v.features.names)
-      ? `${v.features.names.length} columns${(v.features.warnings || []).length ? `, ${v.features.warnings.length} dropped-column notes` : ''}`
+    // The list counts a version's columns; one version read alone names them.
+    const columnCount = (v) => (!v.features ? null : Array.isArray(v.features.names) ? v.features.names.length
+      : typeof v.features.columns === 'number' ? v.features.columns : null);
+    const feats = (v) => (columnCount(v) !== null
+      ? `${fmtNum(columnCount(v))} columns${(v.features.warnings || []).length ? `, ${v.features.warnings.length} dropped-column notes` : ''}`
       : jsonText(v.features));
     row('feature columns', feats(a), feats(b));
     row('split rule', (a.snapshot && a.snapshot.split_rule) || '—', (b.snapshot && b.snapshot.split_rule) || '—');

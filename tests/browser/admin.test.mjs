@@ -138,7 +138,12 @@ function routeStub(edit) {
       const res = await r.fetch();
       const j = await res.json();
       edit(j);
-      await r.fulfill({ response: res, json: j });
+      // The real answer may have come gzipped (16 KiB or more): its
+      // Content-Encoding and length do not describe the edited JSON.
+      const headers = { ...res.headers() };
+      delete headers['content-encoding'];
+      delete headers['content-length'];
+      await r.fulfill({ status: res.status(), headers, json: j });
     } catch (e) {
       if (!stub.active) return;
       stub.errors.push(e);

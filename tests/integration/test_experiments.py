@@ -370,6 +370,14 @@ class ExperimentTest(SharedServerCase):
                          [[2, 3], [1]])
         first = self.c.get(base + "/versions?limit=2").json()
         self.assertEqual((first["count"], first["next_before"]), (3, 2))
+        # The list counts each version's columns; one version read alone names
+        # them (a text feature's names made a version's entry a megabyte).
+        for listed in whole["versions"]:
+            one = self.c.get("%s/versions/%d" % (base, listed["version"])).json()
+            self.assertNotIn("names", listed["features"])
+            self.assertNotIn("profile", listed["features"])
+            self.assertEqual(listed["features"]["columns"], len(one["features"]["names"]))
+            self.assertEqual(listed["features"]["importance"], one["features"]["importance"])
         self.assertEqual(walk(base + "/revisions", "revisions", lambda r: r["revision"], 2),
                          [[2, 3], [1]])
         # One experiment by its id; not another model's, nor an unknown one.

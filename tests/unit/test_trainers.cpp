@@ -306,6 +306,35 @@ TEST_CASE("auto search picks a candidate that beats the baseline", "[trainers]")
     CHECK(primary_better(task, model, base));
 }
 
+// The budget was looked at only between folds, and a forest's fold on wide
+// or long data takes minutes: the search ran on to the job's deadline and
+// kept nothing. A clock of the test's own (one second a look) makes the one
+// tree timed first take a second, so 5,000 trees would take 5,000 s, past a
+// budget of 1,000.
+TEST_CASE("auto search does not start a forest whose fold would end past the budget",
+          "[trainers]") {
+    const auto d = make_data(task_kind::binary);
+    std::vector<std::string> messages;
+    double now = 0;
+    train_control control;
+    control.progress = [&](double, const std::string& m) { messages.push_back(m); };
+    control.seconds = [&] { return now += 1.0; };
+    train_params p = fast_params();
+    p.num_trees = 5000;
+    auto r = auto_search(task_kind::binary, d.x_train, d.y_train, 2, 1000, control, p);
+    REQUIRE(r);
+    CHECK(std::none_of(r->tried.begin(), r->tried.end(),
+                       [](const search_candidate& c) { return c.algo == algorithm::forest; }));
+    // The search went on: the kernel, whose rows are capped, was tried.
+    CHECK(std::any_of(r->tried.begin(), r->tried.end(),
+                      [](const search_candidate& c) { return c.algo == algorithm::kernel; }));
+    CHECK(std::count_if(messages.begin(), messages.end(), [](const std::string& m) {
+              return m ==
+                     "auto: forest skipped: one tree took 1 s, so one fold would take about "
+                     "5000 s, past the time budget";
+          }) == 1);
+}
+
 // A candidate that fails scores -inf; handed to Dlib's global search, that
 // crashed the training process (SIGSEGV in its trust-region step). Labels
 // near the double range make every candidate fail.
