@@ -361,8 +361,33 @@ result<function_ptr> train_kernel(task_kind task, const feature_rows& x,
     const double gamma = params.gamma > 0 ? params.gamma : scale_gamma(x);
     std::vector<std::size_t> rows = all_rows(x.size());
     if (rows.size() > params.max_kernel_rows) {
-        rows = shuffled_rows(x.size(), "kennel-kernel-rows");
-        rows.resize(params.max_kernel_rows);
+        const std::vector<std::size_t> order = shuffled_rows(x.size(), "kennel-kernel-rows");
+        rows.clear();
+        if (task != task_kind::regression) {
+            // Stratified at the small end: every class keeps up to ten rows
+            // (a uniform sample of 3,000 from 80,000 rows lost all 8 of a
+            // rare class, and its calibration then failed for want of
+            // them); the rest of the sample is uniform as before.
+            std::map<double, std::size_t> taken;
+            for (double label : y) taken[label] = 0;
+            const std::size_t per_class = std::max<std::size_t>(
+                1, std::min<std::size_t>(10, params.max_kernel_rows / taken.size()));
+            std::vector<bool> in(x.size(), false);
+            for (std::size_t r : order) {
+                if (taken[y[r]] < per_class) {
+                    ++taken[y[r]];
+                    in[r] = true;
+                    rows.push_back(r);
+                }
+            }
+            for (std::size_t r : order) {
+                if (rows.size() >= params.max_kernel_rows) break;
+                if (!in[r]) rows.push_back(r);
+            }
+        } else {
+            rows.assign(order.begin(),
+                        order.begin() + static_cast<std::ptrdiff_t>(params.max_kernel_rows));
+        }
         std::sort(rows.begin(), rows.end());
         report(control, 0.05,
                "kernel: training on " + std::to_string(rows.size()) + " of " +

@@ -373,6 +373,20 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                             "): the model never saw " + (unseen.size() == 1 ? "it" : "them") +
                             ", and is scored on " + (unseen.size() == 1 ? "it" : "them"));
         }
+        // A class the holdout holds only a few rows of: the metrics (AUC,
+        // recall, F1) rest on those alone. With 10 positives in 100,000 rows
+        // a version was published on an AUC from one positive, without a word.
+        std::vector<std::size_t> holdout_count(enc->classes.size(), 0);
+        for (double v : y_test) ++holdout_count[static_cast<std::size_t>(v)];
+        for (std::size_t k = 0; k < holdout_count.size(); ++k) {
+            if (!seen[k] || holdout_count[k] >= 10) continue;
+            log("warn", "the holdout holds " + std::to_string(holdout_count[k]) + " row" +
+                            (holdout_count[k] == 1 ? "" : "s") + " of class " +
+                            quoted_classes({enc->classes[k]}) + " (of " +
+                            std::to_string(y_test.size()) +
+                            "): the holdout metrics rest on so few; more labels of it, or a "
+                            "larger holdout, make them trustworthy");
+        }
     }
     progress(0.1, "labels encoded");
 

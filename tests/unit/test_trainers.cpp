@@ -275,6 +275,31 @@ TEST_CASE("progress reports stages, and kernel rows are capped", "[trainers]") {
     CHECK(messages.back() == "kernel: done");
 }
 
+TEST_CASE("the kernel's row sample keeps a rare class", "[trainers]") {
+    // 8 positives in 4,000 rows, sampled down to 300: a uniform sample kept
+    // none or one, and calibration failed for want of them.
+    gaussian g(3);
+    feature_rows x;
+    std::vector<double> y;
+    for (int i = 0; i < 4000; ++i) {
+        const bool positive = i % 500 == 7;
+        x.push_back({g() + (positive ? 4.0 : 0.0), g()});
+        y.push_back(positive ? 1.0 : 0.0);
+    }
+    train_params p = fast_params();
+    p.max_kernel_rows = 300;
+    std::vector<std::string> messages;
+    train_control control;
+    control.progress = [&](double, const std::string& m) { messages.push_back(m); };
+    auto f = train(task_kind::binary, algorithm::kernel, p, x, y, 2, control);
+    INFO((f ? std::string("trained") : f.error().message()));
+    REQUIRE(f);
+    CHECK_THAT(messages.front(), Contains("training on 300 of 4000 rows"));
+    // The rare class is told apart: far out along the first axis it is likely.
+    CHECK((*f)->predict({6.0, 0.0}).probabilities[1] > 0.5);
+    CHECK((*f)->predict({0.0, 0.0}).probabilities[1] < 0.5);
+}
+
 TEST_CASE("auto search picks a candidate that beats the baseline", "[trainers]") {
     const auto task = GENERATE(task_kind::binary, task_kind::multiclass, task_kind::regression);
     const auto d = make_data(task);

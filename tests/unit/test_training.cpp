@@ -1204,6 +1204,28 @@ TEST_CASE("train_model: a class found only among the holdout rows is said in the
     for (const auto& line : log) CHECK_THAT(line, !Contains("no training row holds"));
 }
 
+TEST_CASE("train_model: a class the holdout holds few rows of is said in the log", "[training]") {
+    // 10 positives in 100,000 rows: a version was published on an AUC from
+    // one holdout positive, without a word.
+    auto data = synthetic_set(task_kind::binary, 300, 52);
+    int kept = 0;
+    for (auto& r : data.rows) {
+        if (holdout_of(r.entity, 0.2) && std::get<bool>(r.label) && kept++ >= 2) r.label = false;
+    }
+    std::vector<std::string> log;
+    training_hooks hooks;
+    hooks.log = [&log](const std::string& level, const std::string& m) {
+        log.push_back(level + ": " + m);
+    };
+    REQUIRE(train_model(xy_definition(task_kind::binary, "linear"), data, nullptr, hooks));
+    const std::string expected = "warn: the holdout holds 2 rows of class \"true\" (of " +
+                                 std::to_string(expected_holdout(data, 0.2)) +
+                                 "): the holdout metrics rest on so few; more labels of it, or a "
+                                 "larger holdout, make them trustworthy";
+    CHECK(std::find(log.begin(), log.end(), expected) != log.end());
+    for (const auto& line : log) CHECK_THAT(line, !Contains("of class \"false\""));
+}
+
 // Labels near the double range make a linear model answer NaN. The probe
 // check reported an artifact that "predicts differently" (an internal
 // error); the failure now says the model cannot answer.
