@@ -118,19 +118,23 @@ http_response put_model(app& a, const http_request& req) {
     if (!p.errors.empty()) return json_response(field_errors_json(p.errors), 400);
     std::string canonical = canonical_definition_json(p.definition);
     put_model_result r;
+    std::optional<std::int64_t> carried;  // a queued job moved to the new revision
     std::string author = req.actor.empty() ? "api" : req.actor;
     status s = a.writer().run(
         [&](connection& c) {
             r = put_model(c, name, canonical, author);
+            if (r.new_revision) carried = carry_queued_jobs_to_current_revision(c, name);
             return status::ok();
         },
         a.write_timeout());
     if (!s) return error_response(s);
     a.refresh_model(name);
+    if (carried) a.trainer().wake();
     json out = {{"model", name},
                 {"revision", r.revision},
                 {"created", r.created_model},
                 {"new_revision", r.new_revision},
+                {"queued_job", carried ? json(*carried) : json(nullptr)},
                 {"definition", json::parse(canonical)}};
     return json_response(dump_json(out), r.created_model ? 201 : 200);
 }

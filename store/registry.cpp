@@ -75,6 +75,24 @@ std::optional<std::int64_t> queued_job_of_current_revision(connection& c,
     return q.column_int(0);
 }
 
+std::optional<std::int64_t> carry_queued_jobs_to_current_revision(connection& c,
+                                                                  const std::string& model) {
+    statement q(c,
+                "SELECT j.id, j.trigger, j.requested_by FROM jobs j JOIN models m ON m.name ="
+                " j.model WHERE j.model = ? AND j.state = 'queued' AND j.revision <"
+                " m.current_revision ORDER BY j.id LIMIT 1");
+    q.bind(1, model);
+    if (!q.step()) return std::nullopt;
+    const std::int64_t old_id = q.column_int(0);
+    const std::string trigger = q.column_text(1), requested_by = q.column_text(2);
+    q.reset();
+    const std::int64_t id = insert_job(c, model, trigger, requested_by);
+    append_job_log(c, id, "info",
+                   "queued in place of job " + std::to_string(old_id) +
+                       ", which was queued for a revision since replaced");
+    return id;
+}
+
 std::int64_t insert_job(connection& c, const std::string& model, const std::string& trigger,
                         const std::string& requested_by, std::optional<std::int64_t> requeued_from) {
     if (requeued_from) {

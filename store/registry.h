@@ -125,6 +125,14 @@ put_model_result put_model(connection& c, const std::string& name, const std::st
 // The job queued for the model's current revision, if any (the oldest).
 std::optional<std::int64_t> queued_job_of_current_revision(connection& c, const std::string& model);
 
+// After a new revision: a job still queued for an older one would train a
+// definition since replaced. It is carried over: a job for the current
+// revision, with the oldest such job's trigger and requester, takes the
+// place of every one of them (insert_job cancels them, "superseded by job
+// N"). Returns the new job's id, or nullopt when none was queued.
+std::optional<std::int64_t> carry_queued_jobs_to_current_revision(connection& c,
+                                                                  const std::string& model);
+
 // Queues a job for the model's current revision; returns its id. A requeue
 // (requeued_from set: a job interrupted by a stop or crash) joins a job
 // already queued for that revision instead, as POST …/train does, and

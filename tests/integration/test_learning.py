@@ -1396,17 +1396,20 @@ class CancelTest(SharedServerCase):
         r = self.c.post("/v1/models/%s/train" % normal)
         self.assertEqual(r.status, 202, r)
         self.assertEqual((r.json()["job"], r.json()["already_queued"]), (queued, True), r)
-        # After a change of definition it does not: that job would train the
+        # A change of definition carries it over: that job would train the
         # old revision (it did, and the request for the new one joined it).
         revision = get_job(self, self.c, queued)["revision"]
         r = put_model(self, self.c, normal, definition(
             "regression", f, l, features=[{"field": "x1"}, {"field": "x2"}]))
         self.assertEqual(r.json()["revision"], revision + 1, r)
+        newer = r.json()["queued_job"]
+        self.assertIsNotNone(newer, r)
+        self.assertEqual(get_job(self, self.c, newer)["revision"], revision + 1)
+        self.assertEqual(get_job(self, self.c, newer)["trigger"], "manual")
+        # A request now joins the carried job.
         r = self.c.post("/v1/models/%s/train" % normal)
         self.assertEqual(r.status, 202, r)
-        self.assertFalse(r.json()["already_queued"], r)
-        newer = r.json()["job"]
-        self.assertEqual(get_job(self, self.c, newer)["revision"], revision + 1)
+        self.assertEqual((r.json()["job"], r.json()["already_queued"]), (newer, True), r)
         # ... and the job still queued for the old revision is superseded:
         # it would train, and might publish, the replaced definition.
         j = get_job(self, self.c, queued)

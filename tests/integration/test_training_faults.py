@@ -204,9 +204,20 @@ class FaultTest(SharedServerCase):
         job = wait_until(queued, 30, "a job queued by the trigger while another job runs")
         self.assertEqual((job["trigger"], job["state"]), ("new_labels", "queued"), job)
         self.assertEqual(get_job(self, self.c, running)["state"], "running")
-        # No more jobs from it for the other tests on this server.
-        put_model(self, self.c, name, definition("regression", self.feat, self.lab))
-        for j in (job["id"], running):
+        # No more jobs from it for the other tests on this server. The new
+        # revision takes the queued job over: it trained the replaced one.
+        r = put_model(self, self.c, name, definition("regression", self.feat, self.lab))
+        carried = r.json()["queued_job"]
+        self.assertIsNotNone(carried, r)
+        self.assertNotEqual(carried, job["id"])
+        old = get_job(self, self.c, job["id"])
+        self.assertEqual((old["state"], old["error"]),
+                         ("cancelled", "superseded by job %d, which trains revision 2" % carried),
+                         old)
+        again = get_job(self, self.c, carried)
+        self.assertEqual((again["state"], again["trigger"], again["revision"]),
+                         ("queued", "new_labels", 2), again)
+        for j in (carried, running):
             self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % j).status, 202)
         self.assertEqual(wait_job(self, self.c, running, timeout=30)["state"], "cancelled")
 

@@ -1350,6 +1350,32 @@ TEST_CASE("recovery: a running job whose cancel was accepted ends cancelled, not
     CHECK(get_job(db.conn, plain)->state == job_state::interrupted);
 }
 
+TEST_CASE("a new revision carries the jobs queued for older ones over to it", "[training_data]") {
+    // They stayed queued and trained the replaced definition (a probe
+    // cancelled 42 such jobs by hand after editing definitions).
+    fact_db db;
+    const std::string first = canonical_definition_json(posts_likes_definition());
+    put_model(db.conn, "m", first, "test");
+    const auto scheduled = insert_job(db.conn, "m", "new_labels", "scheduler");
+    CHECK_FALSE(carry_queued_jobs_to_current_revision(db.conn, "m"));  // nothing older
+    auto changed = posts_likes_definition();
+    changed.holdout = 0.3;
+    REQUIRE(put_model(db.conn, "m", canonical_definition_json(changed), "test").new_revision);
+    const auto carried = carry_queued_jobs_to_current_revision(db.conn, "m");
+    REQUIRE(carried);
+    const auto now = get_job(db.conn, *carried);
+    REQUIRE(now);
+    CHECK(now->state == job_state::queued);
+    CHECK(now->revision == 2);
+    CHECK(now->trigger == "new_labels");
+    CHECK(now->requested_by == "scheduler");
+    const auto old = get_job(db.conn, scheduled);
+    CHECK(old->state == job_state::cancelled);
+    CHECK(old->error == std::optional<std::string>("superseded by job " + std::to_string(*carried) +
+                                                   ", which trains revision 2"));
+    CHECK_FALSE(carry_queued_jobs_to_current_revision(db.conn, "m"));  // done once
+}
+
 TEST_CASE("queued jobs run those asked for first, then the triggers', each oldest first",
           "[training_data]") {
     fact_db db;
