@@ -69,6 +69,22 @@ status migrate(connection& conn) {
         // Outside the transaction, since the journal mode cannot change in one.
         if (status s = check_identity(conn, current); !s) return s;
         conn.exec("PRAGMA journal_mode = WAL");
+        // A migration may rebuild a table others refer to (0012): foreign
+        // keys are off while migrations run, as SQLite's procedure for that
+        // says, and every one is checked before the commit. Outside the
+        // transaction too, where the pragma takes effect; on again however
+        // this ends.
+        conn.exec("PRAGMA foreign_keys = OFF");
+        struct keys_back_on {
+            connection& c;
+            ~keys_back_on() {
+                try {
+                    c.exec("PRAGMA foreign_keys = ON");
+                } catch (const db_error&) {
+                    // The connection is unusable then; its next use says so.
+                }
+            }
+        } back_on{conn};
         transaction tx(conn);
         // Again, now that the write lock is held.
         if (status s = check_identity(conn, current); !s) return s;
@@ -92,6 +108,16 @@ status migrate(connection& conn) {
             current = m.number;
             changed = true;
             applied += (applied.empty() ? "" : ", ") + m.name;
+        }
+        if (changed) {
+            statement broken(conn,
+                             "SELECT \"table\", parent FROM pragma_foreign_key_check LIMIT 1");
+            if (broken.step()) {
+                return status(error_kind::internal,
+                              "migrations left a row of " + broken.column_text(0) +
+                                  " that refers to no row of " + broken.column_text(1) +
+                                  "; nothing was changed");
+            }
         }
         if (changed || conn.pragma_int("application_id") == 0) {
             conn.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
