@@ -99,6 +99,7 @@ void inject_fault(const std::string& fault) {
 int run_train_job_child(const std::string& db_path, std::int64_t job_id, const std::string& out_dir,
                         bool test_faults) {
     auto t0 = std::chrono::steady_clock::now();
+    std::int64_t memory_mb = 0;  // the definition's limit, for an out-of-memory failure
     try {
         open_options ro;
         ro.read_only = true;
@@ -114,6 +115,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             return fail(out_dir, invalid(p.errors[0].field, p.errors[0].message));
         }
         const model_definition& d = p.definition;
+        memory_mb = d.training_memory_mb;
         if (test_faults && !d.test_fault.empty()) inject_fault(d.test_fault);
 
         // The snapshot: every fact up to the newest id at this moment.
@@ -300,8 +302,14 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         emit({{"progress", 1.0}, {"message", "done"}});
         return 0;
     } catch (const std::bad_alloc&) {
-        return fail(out_dir, status(error_kind::failed_precondition,
-                                    "out of memory: the training run exceeded its memory limit"));
+        // The limit by name, and what raises the need: it read as if the
+        // machine had run out.
+        return fail(out_dir,
+                    status(error_kind::failed_precondition,
+                           "out of memory: the training run exceeded its memory limit of " +
+                               std::to_string(memory_mb) +
+                               " MB (training.memory_mb); more rows, more columns (a "
+                               "category's top_n, text buckets) or more trees need more"));
     } catch (const std::exception& e) {
         return fail(out_dir,
                     status(error_kind::internal, std::string("training threw: ") + e.what()));

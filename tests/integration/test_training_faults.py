@@ -252,6 +252,8 @@ class FaultTest(SharedServerCase):
         self.assertEqual(j["state"], "failed", j)
         self.assertIn("memory", j["error"], j)
         self.assertIn("256", j["error"] + log_text(j), j)
+        if j["error"].startswith("out of memory"):  # the fit's own allocation failed
+            self.assertIn("memory limit of 256 MB (training.memory_mb)", j["error"], j)
 
 
 class FaultsNeedTheFlagTest(SharedServerCase):
