@@ -129,6 +129,25 @@ std::int64_t count_rows(connection& c, const std::string& sql) {
 
 int newest_known() { return known_migrations().back().number; }
 
+// Leaves c as Kennel did at `schema`: migrations up to it applied and
+// recorded, the file marked. Runs in the caller's transaction.
+void apply_migrations_up_to(connection& c, int schema) {
+    c.exec(
+        "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at INTEGER NOT NULL) STRICT");
+    for (const migration& m : known_migrations()) {
+        if (m.number > schema) break;
+        c.exec(m.sql);
+        statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
+            .bind(1, m.number)
+            .bind(2, m.name)
+            .bind(3, std::int64_t{1})
+            .run();
+    }
+    c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
+    c.exec("PRAGMA user_version = " + std::to_string(schema));
+}
+
 }  // namespace
 
 TEST_CASE("the binary embeds numbered migrations in order, starting with 0001_facts",
@@ -424,16 +443,7 @@ namespace {
 // A database as Kennel left it at schema 6, with three logged predictions.
 void make_schema_6_with_predictions(connection& c) {
     transaction tx(c);
-    c.exec("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-           " applied_at INTEGER NOT NULL) STRICT");
-    for (const migration& m : known_migrations()) {
-        if (m.number > 6) break;
-        c.exec(m.sql);
-        statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
-            .bind(1, m.number).bind(2, m.name).bind(3, std::int64_t{1}).run();
-    }
-    c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
-    c.exec("PRAGMA user_version = 6");
+    apply_migrations_up_to(c, 6);
     c.exec("INSERT INTO predictions (id, model, version, arm, shadow, entity, time, value,"
            " label, probabilities, fallback, reason, latency_us, features_hash) VALUES"
            " ('f00d', 'likes', 3, 'live', 0, 'post-1', 200, 41.5, NULL, NULL, 0, '', 120, 'aa'),"
@@ -637,20 +647,7 @@ TEST_CASE("0010 records where each stored correction's chain began", "[migration
         // 1 <- 3, 5 alone, and 6 in another stream correcting 5 (stored
         // before such corrections were refused).
         transaction tx(c);
-        c.exec(
-            "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at INTEGER NOT NULL) STRICT");
-        for (const migration& m : known_migrations()) {
-            if (m.number > 9) break;
-            c.exec(m.sql);
-            statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
-                .bind(1, m.number)
-                .bind(2, m.name)
-                .bind(3, std::int64_t{1})
-                .run();
-        }
-        c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
-        c.exec("PRAGMA user_version = 9");
+        apply_migrations_up_to(c, 9);
         c.exec(
             "INSERT INTO facts (id, idempotency_key, stream, entity, event_time, ingest_time,"
             " data, corrects) VALUES"
@@ -717,20 +714,7 @@ TEST_CASE("0012 moves the artifact to the end of a version's row and keeps every
     connection c(dir.file("kennel.db"), {});
     {
         transaction tx(c);
-        c.exec(
-            "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at INTEGER NOT NULL) STRICT");
-        for (const migration& m : known_migrations()) {
-            if (m.number > 11) break;
-            c.exec(m.sql);
-            statement(c, "INSERT INTO schema_migrations VALUES (?,?,?)")
-                .bind(1, m.number)
-                .bind(2, m.name)
-                .bind(3, std::int64_t{1})
-                .run();
-        }
-        c.exec("PRAGMA application_id = " + std::to_string(kennel_application_id));
-        c.exec("PRAGMA user_version = 11");
+        apply_migrations_up_to(c, 11);
         model_with_versions(c, 4);
         REQUIRE(move_alias(c, "m", "live", 2, "t", "t"));
         REQUIRE(move_alias(c, "m", "live", 3, "t", "t"));
@@ -774,6 +758,29 @@ TEST_CASE("0012 moves the artifact to the end of a version's row and keeps every
     REQUIRE(move_alias(c, "m", "live", 4, "t", "t"));
     CHECK(remove_old_artifacts(c, "m", 1).versions == std::vector<std::int64_t>{3});
     CHECK(get_version(c, "m", 3, true)->artifact.empty());
+}
+
+TEST_CASE("migrations that leave a row referring to nothing change nothing", "[migrations]") {
+    // Foreign keys are off while migrations run (a rebuilt table's rows are
+    // away for a moment); every one is checked before the commit.
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    {
+        transaction tx(c);
+        apply_migrations_up_to(c, 11);
+        model_with_versions(c, 1);
+        tx.commit();
+    }
+    c.exec("PRAGMA foreign_keys = OFF");
+    c.exec("INSERT INTO aliases (model, alias, version, updated_at) VALUES ('m', 'x', 9, 1)");
+    c.exec("PRAGMA foreign_keys = ON");
+    status s = migrate(c);
+    REQUIRE_FALSE(s.is_ok());
+    CHECK_THAT(s.message(), Catch::Contains("a row of aliases that refers to no row of "
+                                            "model_versions; nothing was changed"));
+    CHECK(c.pragma_int("user_version") == 11);
+    CHECK(columns(c, "model_versions").back() == "artifact_removed_at");
+    CHECK(c.pragma_int("foreign_keys") == 1);
 }
 
 TEST_CASE("live moving past the candidate removes that alias, recorded as superseded",
