@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "server/answer_cache.h"
 #include "server/app_metrics.h"
 #include "server/config.h"
 #include "store/reader_pool.h"
@@ -48,6 +49,8 @@ public:
     ml::training_worker& trainer() { return *trainer_; }
     authenticator& auth() { return *auth_; }
     app_metrics& metrics() { return metrics_; }
+    // Live-metrics answers shared by pollers (GET …/live-metrics?max_age=).
+    answer_cache& live_metrics_cache() { return live_metrics_cache_; }
     ml::serving_registry& serving() { return *serving_; }
     ml::predict_pool& predict_pool() { return *predict_pool_; }
     ml::predict_slots& predict_slots() { return *predict_slots_; }
@@ -85,6 +88,7 @@ private:
     std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<authenticator> auth_;
     app_metrics metrics_;
+    answer_cache live_metrics_cache_{64};
     // The supervisor thread's: facts and predictions counted at its last
     // tick, ticks since they last changed, and whether memory was handed
     // back since (see the supervisor's tick in app.cpp).

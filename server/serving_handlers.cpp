@@ -16,6 +16,7 @@
 #include "ml/serving.h"
 #include "ml/supervisor.h"
 #include "ml/training_worker.h"
+#include "server/answer_cache.h"
 #include "server/app.h"
 #include "server/drift_json.h"
 #include "server/errors.h"
@@ -432,24 +433,44 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
     auto since_field = query_time(req, "since");
     if (!since_field) return error_response(since_field.error());
     if (*since_field) since = **since_field;
+    // ?max_age=S: an answer computed up to S seconds ago will do (the admin
+    // page's polls); one computed for another caller is shared.
+    micros max_age = 0;
+    if (auto text = req.query_value("max_age")) {
+        auto seconds = parse_int("max_age", *text, 0, 3600);
+        if (!seconds) return error_response(seconds.error());
+        max_age = *seconds * 1'000'000;
+    }
     auto conn = a.readers().acquire();
     auto m = get_model(*conn, name);
     if (!m) return error_response(no_model(name));
-    parsed_definition p = parse_definition(m->definition);
-    auto groups = ml::compute_live_metrics(*conn, name, p.definition, since);
-    if (!groups) return error_response(groups.error());
-    json out = json::array();
-    for (const auto& g : *groups) {
-        out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
-                       {"arm", g.arm},
-                       {"shadow", g.shadow},
-                       {"predictions", g.predictions},
-                       {"outcomes", g.outcomes},
-                       {"fallbacks", g.fallbacks},
-                       {"mean_latency_ms", g.mean_latency_ms},
-                       {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
-    }
-    return json_response(dump_json({{"model", name}, {"groups", out}}));
+    // A definition change may change the label the outcomes are read from.
+    const std::string key =
+        name + '\n' + std::to_string(m->current_revision) + '\n' + std::to_string(since);
+    cached_answer answer = a.live_metrics_cache().get(key, max_age, [&]() -> cached_answer {
+        const micros started = now_micros();
+        parsed_definition p = parse_definition(m->definition);
+        auto groups = ml::compute_live_metrics(*conn, name, p.definition, since);
+        if (!groups) {
+            http_response e = error_response(groups.error());
+            return {e.status, std::move(e.body)};
+        }
+        json out = json::array();
+        for (const auto& g : *groups) {
+            out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
+                           {"arm", g.arm},
+                           {"shadow", g.shadow},
+                           {"predictions", g.predictions},
+                           {"outcomes", g.outcomes},
+                           {"fallbacks", g.fallbacks},
+                           {"mean_latency_ms", g.mean_latency_ms},
+                           {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
+        }
+        return {200,
+                dump_json(
+                    {{"model", name}, {"groups", out}, {"computed_at", format_rfc3339(started)}})};
+    });
+    return json_response(std::move(answer.body), answer.status);
 }
 
 // GET /v1/models/{name}/predictions: the prediction log, newest first, each

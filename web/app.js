@@ -14,6 +14,7 @@
 
 (() => {
   const POLL_MS = 2000;
+  const LIVE_METRICS_MAX_AGE_S = 10;
 
   // ---------------------------------------------------------------------------
   // DOM helpers
@@ -1692,7 +1693,9 @@
         get(`/v1/models/${enc(name)}/deployments`),
         get(`/v1/models/${enc(name)}/events`).catch((e) => ({ error: e })),
         get(`/v1/models/${enc(name)}/experiments`).catch((e) => ({ error: e })),
-        get(`/v1/models/${enc(name)}/live-metrics`).catch((e) => ({ error: e })),
+        // Up to 10 s old: the join is the costliest read of the page, and
+        // every open page shares one computation (?max_age=).
+        get(`/v1/models/${enc(name)}/live-metrics?max_age=${LIVE_METRICS_MAX_AGE_S}`).catch((e) => ({ error: e })),
         get('/v1/serving').catch((e) => ({ error: e })),
         get(`/v1/models/${enc(name)}/versions`),
         get(`/v1/models/${enc(name)}/predictions?${logQuery}`).catch((e) => ({ error: e })),
@@ -1747,13 +1750,14 @@
       // started: arm names repeat across experiments ("v1", "v2"), and the
       // whole log's groups showed an earlier one's traffic as this one's.
       const current = ex.error ? null : ex.experiments.find((e) => e.active);
-      const since = current ? await get(`/v1/models/${enc(name)}/live-metrics?since=${enc(current.started_at)}`).catch(() => null) : null;
+      const since = current ? await get(`/v1/models/${enc(name)}/live-metrics?since=${enc(current.started_at)}&max_age=${LIVE_METRICS_MAX_AGE_S}`).catch(() => null) : null;
       if (!ctx.alive()) return;
       const armGroups = since && !since.error ? since.groups : [];
       R.experiments({ ex, armGroups, off: [...off], svBrief }, () => experimentsCard(name, ex, armGroups, off, svBrief));
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
-        h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm.'),
+        h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm',
+          lm.computed_at ? [', as of ', timeEl(lm.computed_at), ' (refreshed every 10 s).'] : '.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
       const disabled = disabledSet(vs.versions);

@@ -580,6 +580,25 @@ class ExperimentTest(SharedServerCase):
         r = self.c.get("/v1/models/%s/live-metrics" % uid("nosuch"))
         self.assertErrorShape(r, 404)
 
+        # ?max_age=S shares an answer computed up to S seconds ago (pollers);
+        # without it the answer is computed afresh, and then serves the others.
+        path = "/v1/models/%s/live-metrics" % name
+        shared = self.c.get(path + "?max_age=600")
+        self.assertEqual(shared.status, 200, shared)
+        post_facts(self, self.c, [fact(labels, uid("fix"), {"y": 9.0}, corrects=fix_id)])
+        t[idx] = 9.0
+        again = self.c.get(path + "?max_age=600")
+        self.assertEqual(again.body, shared.body)
+        fresh = self.c.get(path)
+        self.assertEqual(fresh.status, 200, fresh)
+        g = {x["arm"]: x for x in fresh.json()["groups"]}[first["arm"]]
+        self.assertAlmostEqual(g["metrics"]["rmse"], regression_metrics(t, q)["rmse"], places=6)
+        self.assertGreater(fresh.json()["computed_at"], shared.json()["computed_at"])
+        self.assertEqual(self.c.get(path + "?max_age=600").body, fresh.body)
+        for bad in ("-1", "3601", "soon", "1.5", ""):
+            r = self.c.get(path + "?max_age=" + bad)
+            self.assertErrorShape(r, 400, field="max_age")
+
     def test_prediction_log_read_back_with_outcomes(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=14)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
