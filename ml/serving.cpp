@@ -515,6 +515,24 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             replaced = std::exchange(models_[model], published);
             unloaded = drop_unserved(model, published.get());
         }
+        // The moment live traffic moves, which is later than the alias's
+        // move by the version's load (seconds for a large forest). Not at
+        // start, where every model is loaded for the first time.
+        const auto live_of = [](const model_serving* snapshot) -> std::int64_t {
+            return snapshot && snapshot->live ? snapshot->live->version : 0;
+        };
+        if (replaced && live_of(replaced.get()) != live_of(published.get()) && published->live) {
+            const double took =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - s->built_at)
+                    .count();
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%.3f", took);
+            const std::int64_t was = live_of(replaced.get());
+            log_info("serving", model + ": version " + std::to_string(published->live->version) +
+                                    " answers live traffic (before: " +
+                                    (was ? "version " + std::to_string(was) : "no version") +
+                                    "); loaded in " + seconds + " s");
+        }
         if (!unloaded.empty()) {
             // Freed outside the lock every prediction takes (a large forest
             // takes a while), then handed back to the system: glibc kept the

@@ -748,7 +748,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             }
             const std::string outcome =
                 "stored version " + std::to_string(number) + " (" + v.status + ")" +
-                (passed ? (published ? ", now live" : ", alias candidate") : ": " + gate_summary) +
+                (passed ? (published ? ", alias live moved to it (serving loads it next)"
+                                     : ", alias candidate")
+                        : ": " + gate_summary) +
                 (held_back.empty() ? "" : ": " + held_back);
             append_job_log(c, id, passed && held_back.empty() ? "info" : "warn", outcome);
             // The job's message says what it came to, not its last step

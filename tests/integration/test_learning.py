@@ -728,8 +728,12 @@ class GateTest(SharedServerCase):
         self.assertEqual((deps[0]["alias"], deps[0]["version"], deps[0]["previous_version"],
                           deps[0]["actor"]), ("live", 1, None, "policy:auto"), deps)
         self.assertIn("job %d" % j1["id"], deps[0]["reason"], deps)
-        self.assertIn("now live", log_text(j1))
-        self.assertTrue(j1["message"].startswith("stored version 1 (candidate), now live"), j1)
+        self.assertIn("alias live moved to it", log_text(j1))
+        self.assertTrue(j1["message"].startswith(
+            "stored version 1 (candidate), alias live moved to it (serving loads it next)"), j1)
+        # The server's log says when live traffic moved: after the load.
+        wait_until(lambda: "%s: version 1 answers live traffic (before: no version); loaded in"
+                   % name in self.server.stderr(), 30, "the serving line in the server's log")
 
         # Same data, same algorithm: an equal candidate does not beat live.
         j2 = train_and_wait(self, self.c, name)
