@@ -12,6 +12,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
+#include <set>
 #include <string_view>
 
 #include "server/errors.h"
@@ -45,6 +46,15 @@ std::string_view trimmed(std::string_view v) {
 }
 
 }  // namespace
+
+bool is_trusted_address(const std::string& address, const std::vector<std::string>& trusted) {
+    const auto bytes = ip_bytes(address);
+    if (!bytes) return false;
+    for (const std::string& t : trusted) {
+        if (ip_bytes(t) == *bytes) return true;
+    }
+    return false;
+}
 
 std::string client_address(const std::string& peer, std::string_view forwarded_for,
                            const std::vector<std::string>& trusted) {
@@ -251,6 +261,64 @@ void write_closing_response(http_response&& ours, const httplib::Request& req,
     close_after_answer();
 }
 
+// "a=1&b=x%20y+z" into its names and values, %XX and "+" decoded as in a
+// form (httplib's own decoding, which also read them from a form body).
+std::string decode_query_part(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    const auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '+') {
+            out += ' ';
+        } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+                   hex(text[i + 2]) >= 0) {
+            out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+            i += 2;
+        } else {
+            out += text[i];  // a "%" not followed by two hex digits stays as it is
+        }
+    }
+    return out;
+}
+
+std::multimap<std::string, std::string> parse_query_string(std::string_view text) {
+    std::multimap<std::string, std::string> out;
+    std::set<std::string_view> seen;
+    while (!text.empty()) {
+        const auto amp = text.find('&');
+        const std::string_view pair = text.substr(0, amp);
+        text = amp == std::string_view::npos ? std::string_view{} : text.substr(amp + 1);
+        const auto eq = pair.find('=');
+        if (eq == 0 || pair.empty()) continue;  // no name
+        // The same pair twice means one thing, as httplib read it.
+        if (!seen.insert(pair).second) continue;
+        out.emplace(
+            decode_query_part(pair.substr(0, eq)),
+            eq == std::string_view::npos ? std::string() : decode_query_part(pair.substr(eq + 1)));
+    }
+    return out;
+}
+
+// A 400 for the first query parameter the route does not read, naming the
+// ones it does.
+std::optional<http_response> unknown_query_parameter(const route& r, const http_request& req) {
+    if (r.query.size() == 1 && r.query[0] == "*") return std::nullopt;
+    for (const auto& [name, value] : req.query) {
+        if (std::find(r.query.begin(), r.query.end(), name) != r.query.end()) continue;
+        std::string takes;
+        for (const auto& q : r.query) takes += (takes.empty() ? "" : ", ") + q;
+        return error_response(
+            invalid(name, "unknown query parameter \"" + name + "\": " + r.method + " " +
+                              r.pattern + (takes.empty() ? " takes none" : " takes " + takes)));
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 http_server::http_server(http_options options, std::vector<route> routes)
@@ -326,7 +394,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
         http_request ours;
         ours.method = req.method == "HEAD" ? "GET" : req.method;
         ours.path = req.path;
-        for (const auto& [k, v] : req.params) ours.query.emplace(k, v);
+        // From the request target only: httplib also puts the fields of a
+        // form-encoded body in `params`, which then read as query parameters.
+        const auto question = req.target.find('?');
+        if (question != std::string::npos)
+            ours.query = parse_query_string(std::string_view(req.target).substr(question + 1));
+        const bool via_trusted_proxy =
+            !impl_->options.trusted_proxies.empty() &&
+            is_trusted_address(req.remote_addr, impl_->options.trusted_proxies);
         ours.headers.reserve(req.headers.size());
         for (const auto& [k, v] : req.headers) {
             // httplib adds the connection's addresses as pseudo-headers;
@@ -339,6 +414,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
             for (char& c : lk) {
                 if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
             }
+            // What a proxy says of the client's request (its host, its
+            // scheme) counts only from a proxy named with --trusted-proxy:
+            // from anyone else it is whatever the client chose to send.
+            if (!via_trusted_proxy &&
+                (lk == "x-forwarded-host" || lk == "x-forwarded-proto" || lk == "forwarded"))
+                continue;
             ours.headers.emplace_back(std::move(lk), v);
         }
         // httplib's Request is a non-const local of its request loop, handed
@@ -404,6 +485,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
                         res);
                     return;
                 }
+            }
+            if (auto unknown = unknown_query_parameter(r, ours)) {
+                write_response(std::move(*unknown), res);
+                return;
             }
             http_response answer = r.handler(ours);
             if (answer.deferred) {

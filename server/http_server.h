@@ -116,6 +116,10 @@ struct route {
     http_handler handler;
     bool needs_ready = true;  // answered 503 until the server is ready
     access needs = access::admin;
+    // The query parameters it reads; any other is a 400 naming it (a
+    // misspelt "limt" was dropped without a word). {"*"}: any, for pages,
+    // health checks and scrapes that others' tools may decorate.
+    std::vector<std::string> query = {};
 };
 
 // Checks a request's credentials for a route; fills request.actor, or
@@ -133,7 +137,9 @@ struct http_options {
     std::size_t keepalive_max_requests = 1000000;
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     int read_timeout_s = 10;
-    // Peers whose X-Forwarded-For is believed (client_address).
+    // Peers whose X-Forwarded-For is believed (client_address), and whose
+    // X-Forwarded-Host, X-Forwarded-Proto and Forwarded reach handlers
+    // (from any other peer those are dropped).
     std::vector<std::string> trusted_proxies;
 };
 
@@ -145,6 +151,9 @@ struct http_options {
 // proxy handed it on, and then only its entries left of the proxy's.
 std::string client_address(const std::string& peer, std::string_view forwarded_for,
                            const std::vector<std::string>& trusted);
+
+// Whether `address` is one of `trusted` (the same address however written).
+bool is_trusted_address(const std::string& address, const std::vector<std::string>& trusted);
 
 class http_server {
 public:

@@ -235,9 +235,11 @@ class AuthTest(KennelTestCase):
         self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
         self.assertErrorShape(self.anon.get("/v1/streams", headers={"Cookie": cookie}), 401)
 
-    def test_session_cookie_is_secure_when_a_proxy_says_https(self):
+    def test_session_cookie_is_secure_when_a_trusted_proxy_says_https(self):
         # Kennel speaks plain HTTP; behind a TLS proxy the cookie must never
         # go back over plain HTTP, where anyone on the path could read it.
+        # Only a --trusted-proxy says so: from any other peer the headers are
+        # the client's own word.
         creds = {"username": "admin", "password": ADMIN_PASSWORD}
         cases = [({"X-Forwarded-Proto": "https"}, True),
                  ({"X-Forwarded-Proto": "HTTPS"}, True),
@@ -247,20 +249,25 @@ class AuthTest(KennelTestCase):
                  ({"Forwarded": "for=192.0.2.1;proto=https;host=k.example"}, True),
                  ({"Forwarded": "for=192.0.2.1;proto=http, for=10.0.0.1;proto=https"}, False),
                  ({"Forwarded": "for=192.0.2.1;proto=httpsx"}, False)]
-        for headers, secure in cases:
-            with self.subTest(headers=headers):
-                r = self.anon.post_json("/v1/auth/login", creds, headers=headers)
-                self.assertEqual(r.status, 200, r)
-                cookie_header = r.header("Set-Cookie")
-                self.assertEqual("; Secure" in cookie_header, secure, cookie_header)
-                self.assertIn("HttpOnly", cookie_header)
-                cookie = cookie_header.split(";")[0]
-                out = self.anon.post("/v1/auth/logout",
-                                     headers=dict(headers, Cookie=cookie,
-                                                  **{"X-CSRF-Token": r.json()["csrf_token"]}))
-                self.assertEqual(out.status, 200, out)
-                self.assertEqual("; Secure" in out.header("Set-Cookie"), secure,
-                                 out.header("Set-Cookie"))
+        proxied = self.start_server(args=("--trusted-proxy", "127.0.0.1"), db="proxied.db")
+        for server, trusted in ((proxied, True), (self.server, False)):
+            anon = Client(server.port, auth=None)
+            self.addCleanup(anon.close)
+            for headers, secure in cases:
+                with self.subTest(headers=headers, trusted=trusted):
+                    r = anon.post_json("/v1/auth/login", creds, headers=headers)
+                    self.assertEqual(r.status, 200, r)
+                    cookie_header = r.header("Set-Cookie")
+                    self.assertEqual("; Secure" in cookie_header, secure and trusted,
+                                     cookie_header)
+                    self.assertIn("HttpOnly", cookie_header)
+                    cookie = cookie_header.split(";")[0]
+                    out = anon.post("/v1/auth/logout",
+                                    headers=dict(headers, Cookie=cookie,
+                                                 **{"X-CSRF-Token": r.json()["csrf_token"]}))
+                    self.assertEqual(out.status, 200, out)
+                    self.assertEqual("; Secure" in out.header("Set-Cookie"), secure and trusted,
+                                     out.header("Set-Cookie"))
 
     def test_sign_in_and_out_from_another_origin_are_refused(self):
         # Neither needs a session, so no CSRF token guards them, and
@@ -276,14 +283,20 @@ class AuthTest(KennelTestCase):
                 self.assertErrorShape(r, 403, code="forbidden", message="from another origin")
                 self.assertIsNone(r.header("Set-Cookie"), r.headers)
         # Behind a reverse proxy the Host may be the upstream's: the
-        # browser's Sec-Fetch-Site still says same-origin, or the proxy's
-        # X-Forwarded-Host names the origin.
-        for headers in ({"Origin": "https://kennel.example.com", "Sec-Fetch-Site": "same-origin"},
-                        {"Origin": "https://kennel.example.com",
-                         "X-Forwarded-Host": "kennel.example.com"}):
-            with self.subTest(headers=headers):
-                r = self.anon.post_json("/v1/auth/login", creds, headers=headers)
-                self.assertEqual(r.status, 200, r)
+        # browser's Sec-Fetch-Site still says same-origin, or a trusted
+        # proxy's X-Forwarded-Host names the origin (anyone else's is not
+        # believed: it would let any Origin through).
+        r = self.anon.post_json("/v1/auth/login", creds, headers={
+            "Origin": "https://kennel.example.com", "Sec-Fetch-Site": "same-origin"})
+        self.assertEqual(r.status, 200, r)
+        forwarded = {"Origin": "https://kennel.example.com",
+                     "X-Forwarded-Host": "kennel.example.com"}
+        r = self.anon.post_json("/v1/auth/login", creds, headers=forwarded)
+        self.assertErrorShape(r, 403, code="forbidden", message="from another origin")
+        proxied = self.start_server(args=("--trusted-proxy", "127.0.0.1"), db="proxied.db")
+        anon = Client(proxied.port, auth=None)
+        self.addCleanup(anon.close)
+        self.assertEqual(anon.post_json("/v1/auth/login", creds, headers=forwarded).status, 200)
         r = self.anon.post_json("/v1/auth/login", creds,
                                 headers={"Origin": here, "Sec-Fetch-Site": "same-origin"})
         self.assertEqual(r.status, 200, r)

@@ -248,6 +248,18 @@ SCENARIOS = [
     dict(name="a query parameter twice", method="GET",
          path="/v1/streams/posts/facts?limit=1&limit=500", status=400, code="invalid_argument",
          field="limit", message='"limit" is given twice'),
+    # An unknown or misspelt parameter is named with those the route takes
+    # (it was dropped: "limt=1" answered the default 100 facts).
+    dict(name="a misspelt query parameter", method="GET",
+         path="/v1/streams/posts/facts?limt=1", status=400, code="invalid_argument",
+         field="limt", message='unknown query parameter "limt": GET /v1/streams/{stream}/facts'
+         ' takes entity, from, to, limit, order, cursor'),
+    dict(name="a query parameter on a route that takes none", method="GET",
+         path="/v1/streams?limit=5", status=400, code="invalid_argument", field="limit",
+         message='unknown query parameter "limit": GET /v1/streams takes none'),
+    dict(name="a query parameter on a POST that takes none", method="POST",
+         path="/v1/facts?sync=off", body={"stream": "s", "entity": "e", "data": {}},
+         status=400, code="invalid_argument", field="sync", message="takes none"),
     dict(name="fact id not a number", method="GET", path="/v1/facts/abc", status=400,
          code="invalid_argument", field="id"),
     dict(name="fact id unknown", method="GET", path="/v1/facts/987654321", status=404,
@@ -348,6 +360,16 @@ class BadInputScenarios(SharedServerCase):
                 self.assertEqual(stream_counts(self.c), before, sc["name"])
                 self.assertEqual(self.c.get("/healthz").status, 200)
         self.assertStillServes()
+
+    def test_pages_and_probes_take_any_query_parameter(self):
+        # Others' tools decorate these (a load balancer's probe, a scrape
+        # config's params, a link with utm_ tags); API routes name what they take.
+        for path in ("/healthz?from=lb", "/readyz?x=1", "/?utm_source=mail",
+                     "/assets/app.js?v=2", "/metrics?collect=all"):
+            with self.subTest(path):
+                self.assertEqual(self.c.get(path).status, 200)
+        r = self.c.get("/v1/streams/posts/facts?limit=1&order=desc&entity=p1")
+        self.assertEqual(r.status, 200, r)
 
     def test_good_fact_is_stored(self):
         s = unique_stream()
