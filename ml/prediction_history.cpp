@@ -29,6 +29,11 @@ std::optional<logged_prediction> decode(const json& e) {
     if (e[7].is_string()) p.label = e[7].get<std::string>();
     if (e[8].is_array()) {
         for (const auto& x : e[8]) p.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
+    } else if (e[8].is_object()) {
+        for (const auto& [name, x] : e[8].items()) {
+            p.classes.push_back(name);
+            p.probabilities.push_back(x.is_number() ? x.get<double>() : 0.0);
+        }
     }
     p.fallback = e[9].is_number() && e[9].get<int>() != 0;
     if (e[10].is_string()) p.reason = e[10].get<std::string>();

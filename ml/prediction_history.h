@@ -31,6 +31,9 @@ struct logged_prediction {
     std::optional<double> value;  // regression value, or class index
     std::string label;
     std::vector<double> probabilities;
+    // Their classes when the entry names them itself (an answer no version
+    // gave); else the answering version's classes, in its order.
+    std::vector<std::string> classes;
     bool fallback = false;
     std::string reason;
     std::int64_t latency_us = 0;

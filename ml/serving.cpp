@@ -374,7 +374,8 @@ std::vector<std::shared_ptr<const loaded_version>> serving_registry::drop_unserv
 }
 
 std::optional<answer> serving_registry::cached_label_prior(connection& c, const model_definition& d,
-                                                           std::vector<std::string>& classes) {
+                                                           std::vector<std::string>& classes,
+                                                           std::int64_t& counted_at) {
     // The stream's newest fact id says whether it changed since (stream_stats:
     // one row). Each refresh of a model without a live version read the whole
     // label stream: with 190 such models on one stream of 100,000 labels,
@@ -382,7 +383,11 @@ std::optional<answer> serving_registry::cached_label_prior(connection& c, const 
     statement newest(c, "SELECT max_fact_id FROM stream_stats WHERE stream = ?");
     newest.bind(1, d.label.stream);
     const std::int64_t at = newest.step() ? newest.column_int(0) : 0;
-    const prior_key key{d.label.stream, d.label.field, static_cast<int>(d.task), d.max_classes};
+    // The positive class too: it orders a binary prior's classes, and one
+    // that is not a label gives no prior (two models on one label field
+    // shared whichever prior was counted first).
+    const prior_key key{d.label.stream, d.label.field, static_cast<int>(d.task), d.max_classes,
+                        d.label.positive.value_or(std::string("\x1f"))};
     auto it = priors_.find(key);
     if (it == priors_.end() || it->second.at != at) {
         cached_prior fresh;
@@ -391,7 +396,28 @@ std::optional<answer> serving_registry::cached_label_prior(connection& c, const 
         it = priors_.insert_or_assign(key, std::move(fresh)).first;
     }
     classes = it->second.classes;
+    counted_at = it->second.at;
     return it->second.prior;
+}
+
+std::vector<std::string> serving_registry::stale_priors(connection& c) const {
+    std::vector<std::pair<std::string, std::pair<std::string, std::int64_t>>> watched;
+    {
+        std::shared_lock lock(mu_);
+        for (const auto& [name, m] : models_) {
+            if (m && m->prior_at >= 0)
+                watched.push_back({name, {m->definition.label.stream, m->prior_at}});
+        }
+    }
+    std::vector<std::string> stale;
+    statement newest(c, "SELECT max_fact_id FROM stream_stats WHERE stream = ?");
+    for (const auto& [name, seen] : watched) {
+        newest.reset();
+        newest.bind(1, seen.first);
+        const std::int64_t at = newest.step() ? newest.column_int(0) : 0;
+        if (at != seen.second) stale.push_back(name);
+    }
+    return stale;
 }
 
 status serving_registry::refresh(connection& c, const std::string& model) {
@@ -503,7 +529,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         }
         use_served_specs(*s);  // also indexes the fields requests are read by
         if (!s->live) {
-            s->prior = cached_label_prior(c, p.definition, s->prior_classes);
+            s->prior = cached_label_prior(c, p.definition, s->prior_classes, s->prior_at);
             if (s->prior) s->prior->classes = &s->prior_classes;
         }
         std::shared_ptr<const model_serving> published = s;

@@ -137,6 +137,9 @@ struct model_serving {
     std::vector<std::string> baseline_classes;
     std::optional<answer> prior;    // the label's prior from the data, for untrained models
     std::vector<std::string> prior_classes;
+    // The label stream's newest fact id when the prior was counted (-1: no
+    // prior was asked for): a later fact makes it stale (stale_priors).
+    std::int64_t prior_at = -1;
     std::vector<served_field> fields;  // fields the definition reads, by name
     // Fields only earlier live versions read, with their transforms (in
     // `fields` too, flagged fallback_only).
@@ -166,6 +169,11 @@ public:
     status refresh(connection& reader, const std::string& model);
     status refresh_all(connection& reader);
 
+    // Models answering from a label prior counted before their label stream's
+    // newest fact: a refresh counts it again (new labels refresh nothing else
+    // of a model that was never trained). Reader connection.
+    std::vector<std::string> stale_priors(connection& reader) const;
+
     // One version of a model, loaded and warmed (or the one already loaded),
     // whatever its aliases or state: `kennel predict --version`.
     result<std::shared_ptr<const loaded_version>> version(connection& reader,
@@ -192,8 +200,10 @@ private:
     // kept per label stream and field until the stream gets a new fact.
     // Under refresh_mu_.
     std::optional<answer> cached_label_prior(connection& c, const model_definition& d,
-                                             std::vector<std::string>& classes);
-    using prior_key = std::tuple<std::string, std::string, int, std::size_t>;
+                                             std::vector<std::string>& classes,
+                                             std::int64_t& counted_at);
+    // Stream, field, task, max classes, positive class: all name the classes.
+    using prior_key = std::tuple<std::string, std::string, int, std::size_t, std::string>;
     struct cached_prior {
         std::int64_t at = 0;  // the stream's newest fact id when computed
         std::optional<answer> prior;

@@ -111,7 +111,16 @@ supervisor_state supervisor::state() const {
 void supervisor::tick() {
     const auto now = steady::now();
     const bool check_live = now - last_live_check_ > std::chrono::seconds(10);
-    if (check_live) last_live_check_ = now;
+    if (check_live) {
+        last_live_check_ = now;
+        // An untrained model's prior, counted again once new labels came.
+        std::vector<std::string> stale;
+        {
+            auto conn = readers_.acquire();
+            stale = serving_.stale_priors(*conn);
+        }
+        for (const auto& name : stale) refresh_(name);
+    }
     for (const auto& m : serving_.all()) {
         const supervision_policy& p = m->definition.supervision;
         std::vector<std::shared_ptr<const loaded_version>> watched;

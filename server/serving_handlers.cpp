@@ -251,10 +251,9 @@ json logged_entry_json(const ml::logged_prediction& e, const ml::version_scoring
         j["prediction"] = e.label.empty() ? json(nullptr) : json(e.label);
         if (!e.probabilities.empty()) {
             json probs = json::object();
-            for (std::size_t k = 0; k < e.probabilities.size(); ++k) {
-                probs[k < sc.classes.size() ? sc.classes[k] : std::to_string(k)] =
-                    e.probabilities[k];
-            }
+            const auto& names = e.classes.empty() ? sc.classes : e.classes;
+            for (std::size_t k = 0; k < e.probabilities.size(); ++k)
+                probs[k < names.size() ? names[k] : std::to_string(k)] = e.probabilities[k];
             j["probabilities"] = probs;
         }
     }

@@ -973,7 +973,16 @@ void add_prediction_entries(std::vector<prediction_segment>& open, const predict
         e += ',';
         p.label ? w.string(*p.label) : w.null();
         e += ',';
-        p.probabilities.empty() ? w.null() : w.numbers(p.probabilities.data(), p.probabilities.size());
+        if (p.probabilities.empty()) {
+            w.null();
+        } else if (p.class_names.size() == p.probabilities.size()) {
+            e += '{';
+            for (std::size_t k = 0; k < p.class_names.size(); ++k)
+                w.key(p.class_names[k]).number(p.probabilities.data()[k]);
+            e += '}';
+        } else {
+            w.numbers(p.probabilities.data(), p.probabilities.size());
+        }
         e += p.fallback ? ",1," : ",0,";
         w.string(p.reason);
         e += ',';

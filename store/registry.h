@@ -376,6 +376,11 @@ struct prediction_row {
     std::optional<double> value;
     std::optional<std::string> label;
     probability_list probabilities;  // stored as a JSON array, or NULL when empty
+    // For an answer no version gave (a baseline's, the prior's): the
+    // probabilities' classes, which no version in the row names. The
+    // probabilities are then stored as an object of class -> probability.
+    // A rare row: the heap memory above is paid only here.
+    std::vector<std::string> class_names;
     bool fallback = false;
     std::string reason;
     std::int64_t latency_us = 0;

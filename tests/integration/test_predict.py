@@ -632,6 +632,37 @@ class PredictTest(SharedServerCase):
         self.assertAlmostEqual(p["probabilities"]["true"], share, places=9)
         self.assertAlmostEqual(p["probabilities"]["false"], 1 - share, places=9)
         self.assertEqual(p["prediction"], "true" if share > 0.5 else "false")
+        # Every binary answer with probabilities has its decision (the prior's
+        # at 0.5: no holdout found a threshold).
+        self.assertEqual(p["decision"], share >= 0.5, p)
+        # The log reads its classes back by name, though no version answered.
+        entity = uid("prior-log")
+        logged_id = predict(self, self.c, bname, {"entity": entity, "features": FEATURES})[
+            "prediction_id"]
+        entry = wait_until(lambda: (self.c.get("/v1/models/%s/predictions?id=%s" % (
+            bname, logged_id)).json()["predictions"] or [None])[0], 30, "the prior's log entry")
+        self.assertEqual(entry["probabilities"], {"true": share, "false": 1 - share}, entry)
+        # The positive class names the prior's classes too: a twin model on
+        # the same labels had whichever prior was counted first.
+        twin_b = uid("mb")
+        put_model(self, self.c, twin_b, dict(definition(feats2, labels2, "binary"),
+                                             label={"stream": labels2, "field": "b",
+                                                    "positive": "false"}))
+        q = predict(self, self.c, twin_b, {"features": FEATURES})
+        self.assertFallback(q, "not_trained", "label_prior", None)
+        self.assertEqual(q["decision"], 1 - share >= 0.5, q)
+        no_such = uid("mb")
+        put_model(self, self.c, no_such, dict(definition(feats2, labels2, "binary"),
+                                              label={"stream": labels2, "field": "b",
+                                                     "positive": "maybe"}))
+        self.assertFallback(predict(self, self.c, no_such, {"features": FEATURES}),
+                            "not_trained", "none", None)
+        # New labels count at once in the next prior, without a definition
+        # change (the supervisor looks every 10 s).
+        post_facts(self, self.c, [fact(labels2, uid("more"), {"b": True}) for _ in range(150)])
+        share = (sum(1 for r in rows2 if r[3]) + 150) / (len(rows2) + 150)
+        wait_until(lambda: abs(predict(self, self.c, bname, {"features": FEATURES})[
+            "probabilities"]["true"] - share) < 1e-9, 30, "the prior counted again")
 
         # A constant in the definition beats the prior.
         cname = uid("mc")
