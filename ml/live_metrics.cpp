@@ -117,6 +117,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             } else if (const auto* iv = std::get_if<interval>(&r.truth)) {
                 t = iv->midpoint();
             } else {
+                ++a.g.unscored_outcomes;
                 continue;
             }
             // A row that answered nothing (a failed shadow) is not a 0.
@@ -131,7 +132,10 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             for (std::size_t i = 0; i < names.size(); ++i) {
                 if (names[i] == want) k = i;
             }
-            if (k == names.size() || r.probabilities.size() != names.size()) continue;
+            if (k == names.size() || r.probabilities.size() != names.size()) {
+                ++a.g.unscored_outcomes;
+                continue;
+            }
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
         }

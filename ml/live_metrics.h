@@ -24,7 +24,11 @@ struct live_group {
     std::string arm;
     bool shadow = false;
     std::int64_t predictions = 0;
-    std::int64_t outcomes = 0;   // predictions with a joined outcome
+    std::int64_t outcomes = 0;  // predictions with a joined outcome, scored
+    // Joined outcomes the answering version cannot score: a class it does
+    // not know (a 1 where it learned true), or a value of another type.
+    // Counted, since a metric over fewer outcomes than were sent needs a why.
+    std::int64_t unscored_outcomes = 0;
     std::int64_t fallbacks = 0;
     double mean_latency_ms = 0;
     std::optional<metric_listing> metrics;  // when there are outcomes to score

@@ -461,6 +461,7 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
                            {"shadow", g.shadow},
                            {"predictions", g.predictions},
                            {"outcomes", g.outcomes},
+                           {"unscored_outcomes", g.unscored_outcomes},
                            {"fallbacks", g.fallbacks},
                            {"mean_latency_ms", g.mean_latency_ms},
                            {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});

@@ -1818,7 +1818,12 @@
     groups.map((g) => h('tr', null,
       h('td', null, g.version ? `v${g.version}` : 'fallback'),
       h('td', null, g.arm || '—', g.shadow ? [' ', badge('shadow')] : null),
-      h('td.num', null, fmtNum(g.predictions)), h('td.num', null, fmtNum(g.outcomes)), h('td.num', null, fmtNum(g.fallbacks)),
+      h('td.num', null, fmtNum(g.predictions)),
+      // Outcomes the version cannot score (a class it never learned) are
+      // shown beside the scored ones: a metric over fewer needs its why.
+      h('td.num', null, fmtNum(g.outcomes), g.unscored_outcomes
+        ? h('span.worse.small', { title: 'joined outcomes this version cannot score: a class it does not know, or a value of another type' }, ` +${fmtNum(g.unscored_outcomes)} unscored`) : null),
+      h('td.num', null, fmtNum(g.fallbacks)),
       h('td.num', null, fmtMs(g.mean_latency_ms, 2)),
       names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }

@@ -709,6 +709,19 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(entry["probabilities"], a["probabilities"], entry)
         self.assertEqual(set(entry["probabilities"]), {"true", "false"}, entry)
 
+        # Outcomes the version cannot score (1 where it learned true, a
+        # string) are counted apart, not dropped without a word.
+        entities = ["u%d" % i for i in range(6)]
+        for e in entities:
+            predict(self, self.c, name, {"entity": e, "features": FEATURES})
+        wait_until(lambda: sum(g["predictions"] for g in self.live_metrics(name)) >= 7,
+                   LOG_WAIT_S, "the predictions logged", interval=0.1)
+        post_facts(self, self.c, [fact(labels, e, {"b": v}) for e, v in
+                                  zip(entities, (True, False, 1, 0, "yes", True))])
+        g, = [g for g in self.live_metrics(name) if g["version"] == 1]
+        self.assertEqual((g["outcomes"], g["unscored_outcomes"]), (3, 3), g)
+        self.assertEqual(g["metrics"]["rows"], 3, g)
+
 
     def test_each_answer_reads_by_the_task_of_the_version_that_gave_it(self):
         # Version 1 binary, version 2 regression (the definition's task
