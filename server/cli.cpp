@@ -171,7 +171,7 @@ void check_config_file(const po::options_description& desc, const std::string& p
         std::string key = line.substr(0, eq);
         key = key.substr(0, key.find_last_not_of(" \t") + 1);
         if (!is_any_option(desc, key)) {
-            throw po::error(where + "unknown option \"" + key + "\" (see kennel <command> --help)");
+            throw po::error(where + "unknown option \"" + key + "\"");
         }
         if (command_line_only(key)) {
             throw po::error(where + "--" + key + " is taken from the command line only");
@@ -427,11 +427,16 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
     o.keep_versions = vm["keep-versions"].as<int>();
     if (o.keep_versions < 0 || o.keep_versions > 1000000) {
-        throw po::error("--keep-versions must be between 0 (keep all) and 1000000");
+        throw po::error("--keep-versions must be between 0 (keep all) and 1000000, not " +
+                        std::to_string(o.keep_versions));
     }
     o.prediction_log_days = vm["prediction-log-days"].as<double>();
     if (!(o.prediction_log_days >= 0) || o.prediction_log_days > 36500) {
-        throw po::error("--prediction-log-days must be between 0 (keep all) and 36500");
+        char given[32];
+        std::snprintf(given, sizeof given, "%g", o.prediction_log_days);
+        throw po::error(
+            std::string("--prediction-log-days must be between 0 (keep all) and 36500, not ") +
+            given);
     }
     o.trusted_proxies = parse_trusted_proxies(vm["trusted-proxy"].as<std::string>());
     o.test_faults = vm["test-faults"].as<bool>();

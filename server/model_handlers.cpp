@@ -192,7 +192,8 @@ http_response get_model(app& a, const http_request& req) {
 http_response get_model_revisions(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    auto model = get_model(*conn, name);
+    if (!model) return error_response(model_missing(name));
     auto asked = query_page(req, 100, 1000);
     if (!asked) return error_response(asked.error());
     auto revisions = list_revisions(*conn, name, *asked);
@@ -205,7 +206,11 @@ http_response get_model_revisions(app& a, const http_request& req) {
                        {"created_at", format_rfc3339(r.created_at)},
                        {"author", r.author}});
     }
-    return json_response(dump_json({{"model", name}, {"revisions", out}, {"next_before", next}}));
+    // Revisions are numbered from 1 and never removed: the newest is the count.
+    return json_response(dump_json({{"model", name},
+                                    {"count", model->current_revision},
+                                    {"revisions", out},
+                                    {"next_before", next}}));
 }
 
 http_response post_model_train(app& a, const http_request& req) {

@@ -116,7 +116,8 @@ class HelpAndVersionTest(KennelTestCase):
                     ["--port", "0", "--db", os.path.join(self.tmp, "k.db"), "--prediction-log-days", bad],
                     bound=5)
                 self.assertEqual(code, 2, err)
-                self.assertIn("--prediction-log-days must be between 0 (keep all) and 36500", err)
+                self.assertIn("--prediction-log-days must be between 0 (keep all) and 36500, not "
+                              + bad, err)
 
     def test_serve_refuses_a_negative_predict_concurrency(self):
         code, out, err = run_serve_expecting_exit(

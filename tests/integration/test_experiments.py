@@ -380,6 +380,8 @@ class ExperimentTest(SharedServerCase):
             self.assertEqual(listed["features"]["importance"], one["features"]["importance"])
         self.assertEqual(walk(base + "/revisions", "revisions", lambda r: r["revision"], 2),
                          [[2, 3], [1]])
+        first = self.c.get(base + "/revisions?limit=2").json()
+        self.assertEqual((first["count"], first["next_before"]), (3, 2))
         # One experiment by its id; not another model's, nor an unknown one.
         one = self.c.get("%s/experiments/%d" % (base, started[0]))
         self.assertEqual(one.status, 200, one)
