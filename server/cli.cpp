@@ -883,11 +883,15 @@ int cmd_admin(const std::vector<std::string>& args) {
             if (j > i) scopes.push_back(list.substr(i, j - i));
             i = j + 1;
         }
+        // One transaction: a server beside us must not create a key of the
+        // same name between the check for one and the insert.
+        transaction tx(conn);
         auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli");
         if (!k) {
             std::cerr << "kennel admin: " << k.error().field() << ": " << k.error().message() << "\n";
-            return 2;
+            return k.error().kind() == error_kind::conflict ? 1 : 2;
         }
+        tx.commit();
         std::cout << "key " << k->row.id << " (" << k->row.name << "): " << k->key
                   << "\n(shown once; send it as  Authorization: Bearer <key>)\n";
         return 0;

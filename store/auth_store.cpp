@@ -118,6 +118,18 @@ result<new_key> create_api_key(connection& c, const std::string& name,
         distinct.push_back(s);
         joined += (joined.empty() ? "" : ",") + s;
     }
+    // Deployments, events and jobs name the key that acted as "key:NAME", so
+    // two active keys of one name could not be told apart there. A revoked
+    // key acts no more: its name is free again.
+    statement same(c, "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL LIMIT 1");
+    same.bind(1, name);
+    if (same.step()) {
+        return status(error_kind::conflict,
+                      "an active key is already named \"" + name + "\" (key " +
+                          std::to_string(same.column_int(0)) +
+                          "): choose another name, or revoke that key first",
+                      "name");
+    }
     new_key out;
     out.key = "knl_" + random_hex(24);
     out.row.name = name;

@@ -60,6 +60,8 @@ struct new_key {
     api_key_row row;
     std::string key;  // "knl_<hex>": returned once, never stored
 };
+// A name an active (not revoked) key has is refused (conflict, field "name"):
+// the name is what tells keys apart beside what they change.
 result<new_key> create_api_key(connection& c, const std::string& name,
                                const std::vector<std::string>& scopes, const std::string& created_by);
 std::vector<api_key_row> list_api_keys(connection& c);

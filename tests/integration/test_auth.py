@@ -374,6 +374,31 @@ class AuthTest(KennelTestCase):
             r2 = self.admin.post_json("/v1/keys", {"name": name, "scopes": ["ingest"]})
             self.assertEqual((r2.status, r2.json().get("name")), (201, name), r2)
 
+    def test_an_active_keys_name_is_not_given_twice(self):
+        # Deployments, events and jobs name the key that acted "key:ops":
+        # two active keys named ops could not be told apart there.
+        r = self.admin.post_json("/v1/keys", {"name": "ops", "scopes": ["admin"]})
+        self.assertEqual(r.status, 201, r)
+        first = r.json()["id"]
+        err = self.assertErrorShape(self.admin.post_json("/v1/keys", {"name": "ops",
+                                                                      "scopes": ["admin"]}),
+                                    409, code="conflict", field="name", message='"ops"')
+        self.assertIn("key %d" % first, err["message"])
+        # kennel admin beside the server keeps to the same rule.
+        out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "ops",
+                       "--scopes", "read"])
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn('an active key is already named "ops" (key %d)' % first, out.stderr)
+        self.assertEqual([k["name"] for k in self.admin.get("/v1/keys").json()["keys"]], ["ops"])
+        # A revoked key acts no more: its name is free again.
+        self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % first).status, 200)
+        r = self.admin.post_json("/v1/keys", {"name": "ops", "scopes": ["admin"]})
+        self.assertEqual(r.status, 201, r)
+        out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "ops",
+                       "--scopes", "read"])
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn("(key %d)" % r.json()["id"], out.stderr)
+
     def test_key_scopes_and_revocation(self):
         r = self.admin.post_json("/v1/keys", {"name": "app", "scopes": ["ingest"]})
         self.assertEqual(r.status, 201, r)

@@ -113,6 +113,27 @@ TEST_CASE("authenticator: keys by scope, revocation, and a bounded cache", "[aut
     }
 }
 
+TEST_CASE("api keys: an active key's name is not given twice; a revoked key's is free", "[auth]") {
+    testing::migrated_db db;
+    auto first = create_api_key(db.conn, "ops", {"admin"}, "admin");
+    REQUIRE(first);
+    // "key:ops" beside a deployment could not tell two such keys apart.
+    auto again = create_api_key(db.conn, "ops", {"read"}, "admin");
+    REQUIRE_FALSE(again);
+    CHECK(again.error().kind() == error_kind::conflict);
+    CHECK(again.error().field() == "name");
+    CHECK(again.error().message().find("\"ops\"") != std::string::npos);
+    CHECK(again.error().message().find("key " + std::to_string(first->row.id)) !=
+          std::string::npos);
+    CHECK(list_api_keys(db.conn).size() == 1);
+    // Names are compared as sent: another name is another key.
+    CHECK(create_api_key(db.conn, "Ops", {"read"}, "admin"));
+    REQUIRE(revoke_api_key(db.conn, first->row.id, "admin"));
+    auto reused = create_api_key(db.conn, "ops", {"admin"}, "admin");
+    REQUIRE(reused);
+    CHECK(reused->row.id != first->row.id);
+}
+
 TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
           "[auth]") {
     // A bound of 200 records (10,000 by default): each unknown name now
