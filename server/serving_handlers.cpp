@@ -488,13 +488,26 @@ http_response get_model_predictions(app& a, const http_request& req) {
     // segments to read are those around it.
     std::optional<std::string> id = req.query_value("id");
     micros since = 0, until = std::numeric_limits<micros>::max();
+    // The id of a shadow arm's entry, "<id>-<arm>" as the log lists it, asks
+    // for that entry alone.
+    bool shadow_id = false;
     if (id) {
-        // Ids are written in lower case; one copied in upper case is the same id.
-        std::transform(id->begin(), id->end(), id->begin(),
+        // Ids are written in lower case; one copied in upper case is the same
+        // id (an arm's name keeps its case).
+        const auto hex_end =
+            id->begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(id->size(), 32));
+        std::transform(id->begin(), hex_end, id->begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        const bool hex =
-            id->size() == 32 && id->find_first_not_of("0123456789abcdef") == std::string::npos;
-        if (!hex) return error_response(invalid("id", "must be a prediction id (32 hex digits)"));
+        const bool hex = id->size() >= 32 && std::all_of(id->begin(), hex_end, [](char ch) {
+                             return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+                         });
+        shadow_id = id->size() > 32 && (*id)[32] == '-' && valid_name(id->substr(33));
+        if (!hex || (id->size() > 32 && !shadow_id)) {
+            return error_response(
+                invalid("id",
+                        "must be a prediction id (32 hex digits) or a shadow entry's id "
+                        "(<prediction id>-<arm name>)"));
+        }
         micros t = 0;
         std::from_chars(id->data(), id->data() + 14, t, 16);
         since = until = t;
@@ -544,7 +557,7 @@ http_response get_model_predictions(app& a, const http_request& req) {
     if (id || entity) {
         json_writer w(needle);
         w.string(id ? *id : *entity);
-        if (id) needle.pop_back();  // a shadow entry's id goes on: "<id>-<arm>"
+        if (id && !shadow_id) needle.pop_back();  // a shadow entry's id goes on: "<id>-<arm>"
     }
     bool cut_short = false;
     micros oldest_read = until;
@@ -565,7 +578,7 @@ http_response get_model_predictions(app& a, const http_request& req) {
                 oldest_read = std::min(oldest_read, first_time);
                 decoded += entries.size();
                 for (auto& e : entries) {
-                    if (id && e.prediction_id() != *id) continue;
+                    if (id && (shadow_id ? e.id : e.prediction_id()) != *id) continue;
                     if (entity && e.entity != *entity) continue;
                     if (after && (e.time > after->first ||
                                   (e.time == after->first && e.id >= after->second)))

@@ -663,6 +663,17 @@ class ExperimentTest(SharedServerCase):
             self.assertEqual((e["outcome"]["value"], e["outcome"]["joined_by"]),
                              (1.25, "prediction_id"), e)
         self.assertIsNone(p["next_cursor"])
+        # A shadow entry's id, as the log lists it, answers that entry alone
+        # (it was a 400); its hex part may be in upper case too.
+        shadow_id = named["prediction_id"] + "-shadow"
+        p_shadow = page("?id=" + shadow_id)
+        self.assertEqual([e["id"] for e in p_shadow["predictions"]], [shadow_id], p_shadow)
+        self.assertEqual(p_shadow["predictions"][0], by_id[shadow_id] | {
+            "outcome": p_shadow["predictions"][0]["outcome"]})
+        self.assertEqual(page("?id=" + named["prediction_id"].upper() + "-shadow"), p_shadow)
+        # Another arm's name, or one in another case, is another entry: none.
+        for other in ("-main", "-Shadow", "-shadow2"):
+            self.assertEqual(page("?id=" + named["prediction_id"] + other)["predictions"], [])
         p = page("?entity=" + entities[2])
         self.assertEqual({e["id"] for e in p["predictions"]},
                          {by_entity["prediction_id"], by_entity["prediction_id"] + "-shadow"}, p)
@@ -681,6 +692,11 @@ class ExperimentTest(SharedServerCase):
         # Bad queries name the parameter; an unknown model is 404.
         for query, field in (("?limit=0", "limit"), ("?limit=501", "limit"), ("?limit=x", "limit"),
                              ("?id=xyz", "id"), ("?id=" + "G" * 32, "id"),
+                             # Only "<32 hex>-<arm name>" beside a plain id.
+                             ("?id=%s-" % ("a" * 32), "id"), ("?id=%sx" % ("a" * 32), "id"),
+                             ("?id=%s-a%%2Fb" % ("a" * 32), "id"),
+                             ("?id=%s-%s" % ("a" * 32, "x" * 65), "id"),
+                             ("?id=%s-shadow" % ("a" * 31), "id"),
                              ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor"),
                              # Times past int64 were read as 0: an empty last page.
                              ("?limit=1&cursor=99999999999999999999.x", "cursor"),
