@@ -524,6 +524,14 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
     }
     for (const auto& [k, v] : doc.items()) {
         (void)v;
+        // An instance's own fields beside the list: the two forms mixed, not
+        // a field this form does not know.
+        if (k == "entity" || k == "features") {
+            return invalid("instances",
+                           "a request is either one instance {\"entity\", \"features\"} or "
+                           "{\"instances\": [...]}, not both: \"" +
+                               k + "\" goes in each instance");
+        }
         if (k != "instances" && k != "deadline_ms") return invalid(k, "unknown field");
     }
     out.instances.reserve(list.size());

@@ -473,6 +473,11 @@ class PredictTest(SharedServerCase):
         bad({"instances": []}, "instances")
         bad({"instances": {"a": ok}}, "instances")
         bad({"instances": [ok] * 1001}, "instances", status=413, code="too_large")
+        # The two forms mixed say so (it was "entity: unknown field").
+        err = bad({"entity": "x", "features": {"x1": 1.0}, "instances": [ok]}, "instances")
+        self.assertIn('either one instance {"entity", "features"} or {"instances": [...]}, '
+                      'not both', err["message"])
+        bad({"instances": [ok], "features": {"x1": 1.0}}, "instances")
         # A number's uncertainty follows a fact's rules (bounds that were
         # not numbers beside a numeric value were a 500).
         bad({"features": {"x1": {"lower": "a", "upper": 1, "value": 3}}}, "features.x1.lower")

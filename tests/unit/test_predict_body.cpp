@@ -272,6 +272,32 @@ TEST_CASE("an entity empty or longer than a fact's is refused, naming it, by bot
     CHECK(idx == std::optional<std::size_t>(1));
 }
 
+TEST_CASE("a body mixing one instance and a list of instances says so, naming instances") {
+    // It was "entity: unknown field", though entity is a field of the single form.
+    const auto m = test_model();
+    for (const std::string body :
+         {R"({"entity":"x","features":{"x":1},"instances":[{"features":{"x":2}}]})",
+          R"({"instances":[{"features":{"x":2}}],"features":{"x":1}})",
+          R"({"deadline_ms":50,"features":{},"instances":[{"features":{}}]})"}) {
+        INFO(body);
+        REQUIRE_FALSE(compare_readers(m, body));
+        std::optional<std::size_t> idx;
+        auto r = parse_predict_body(m, body, idx);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().kind() == error_kind::invalid_argument);
+        CHECK(r.error().field() == "instances");
+        CHECK_THAT(r.error().message(), Catch::Contains("either one instance") &&
+                                            Catch::Contains("{\"instances\": [...]}, not both"));
+        CHECK_FALSE(idx.has_value());
+    }
+    // Any other field beside the list is still unknown by its name.
+    std::optional<std::size_t> idx;
+    auto other = parse_predict_body(m, R"({"instances":[{"features":{}}],"model":"m"})", idx);
+    REQUIRE_FALSE(other);
+    CHECK(other.error().field() == "model");
+    CHECK(other.error().message() == "unknown field");
+}
+
 TEST_CASE("a key that looks like an index is a field, never an instance number") {
     // The instance was once read back from the error's path: "[]" threw
     // from std::stoull (a 500) and "[7]" claimed instance 7 of a single body.
