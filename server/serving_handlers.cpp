@@ -171,7 +171,17 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
             return invalid(path + ".name",
                            "\"" + name + "\" is reserved for answers outside experiments");
         }
-        if (!names.insert(name).second) return invalid(path + ".name", "arm names must be unique");
+        if (!names.insert(name).second) {
+            // A name the client never sent is the default from the version:
+            // "must be unique" read as a complaint about names it did not give.
+            if (auto sent = arm.find("name"); sent == arm.end() || sent->is_null()) {
+                return invalid(path + ".name",
+                               "this arm has no name, and its default name \"" + name +
+                                   "\" (from its version) repeats an earlier arm's: name the "
+                                   "arms, or pick different versions");
+            }
+            return invalid(path + ".name", "arm names must be unique");
+        }
         out.push_back({{"name", name}, {"version", version}, {"weight", weight}, {"shadow", shadow}});
     }
     if (total <= 0) return invalid("arms", "at least one arm must take traffic (a weight > 0)");

@@ -139,6 +139,20 @@ class ExperimentTest(SharedServerCase):
                              "arms[1].name")):
             r = self.c.post_json(base, body)
             self.assertErrorShape(r, 400, field=field)
+        # Two arms on one version with no names: the repeated name is the
+        # default from the version, which the client never sent ("arm names
+        # must be unique" was all it said).
+        for arms in ([{"version": 2, "weight": 1}, {"version": 2, "weight": 1}],
+                     [{"version": 2, "shadow": True}, {"version": 1, "weight": 1},
+                      {"version": 2, "shadow": True, "name": None}],
+                     [{"name": "v2", "version": 1, "weight": 1}, {"version": 2, "weight": 1}]):
+            r = self.c.post_json(base, {"reason": "x", "arms": arms})
+            err = self.assertErrorShape(r, 400, field="arms[%d].name" % (len(arms) - 1),
+                                        message="has no name, and its default name")
+            self.assertIn("name the arms, or pick different versions", err["message"])
+        r = self.c.post_json(base, {"reason": "x", "arms": [
+            {"version": 2, "weight": 1}, {"name": "v2", "version": 1, "weight": 1}]})
+        self.assertErrorShape(r, 400, field="arms[1].name", message="arm names must be unique")
         r = self.c.post_json(base, {"reason": "x", "arms": [{"version": 9, "weight": 1}]})
         self.assertErrorShape(r, 404, field="arms[0].version")
         # An arm on a disabled version would only answer with fallbacks:
