@@ -602,7 +602,13 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
 
 std::string field_errors_json(const std::vector<field_error>& errors) {
     json details = json::array();
-    for (const auto& e : errors) details.push_back({{"field", e.field}, {"message", e.message}});
+    // A problem of the whole body (not an object, not JSON) has no field, as
+    // in the one error shape, where "field" is there only when known.
+    for (const auto& e : errors) {
+        json d = {{"message", e.message}};
+        if (!e.field.empty()) d["field"] = e.field;
+        details.push_back(std::move(d));
+    }
     json err = {
         {"code", "invalid_argument"},
         {"message", errors.size() == 1

@@ -252,9 +252,16 @@ class ModelInputTest(BadInputCase):
         err = self.assertErrorShape(r, 400, code="invalid_argument", message="body is empty")
         self.assertNotIn("field", err)
         self.assertNoModel(name)
-        r = self.send("PUT", path, "[]")
-        self.assertDefinitionError(r, message="must be a JSON object")
-        self.assertNoModel(name)
+        # Not an object: a problem of the whole body, which names no field
+        # (its details said "field": ""), as POST /v1/keys answers it.
+        for text in ("[]", "[1, 2]", '"x"', "5"):
+            r = self.send("PUT", path, text)
+            err = self.assertDefinitionError(r, message="must be a JSON object")
+            self.assertEqual(err["details"], [{"message": err["message"]}], r)
+            self.assertNoModel(name)
+        err = self.assertErrorShape(self.send("POST", "/v1/keys", "[1, 2]"), 400,
+                                    message="must be a JSON object")
+        self.assertNotIn("field", err)
         # The overflowing number is named in the message and its place in
         # the field, as POST /v1/facts does (it named no field).
         text = json.dumps(dict(good, algorithm="kernel", params={"c": 1}))

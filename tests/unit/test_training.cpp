@@ -572,6 +572,14 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         REQUIRE(q.errors.size() == 1);
         CHECK_THAT(q.errors[0].message, Contains("JSON object"));
         CHECK_FALSE(q.object);
+        // Neither names a field: the answer's details said "field": "".
+        for (const auto* parsed : {&p, &q}) {
+            json e = json::parse(field_errors_json(parsed->errors))["error"];
+            CHECK_FALSE(e.contains("field"));
+            REQUIRE(e["details"].size() == 1);
+            CHECK_FALSE(e["details"][0].contains("field"));
+            CHECK(e["details"][0]["message"] == parsed->errors[0].message);
+        }
         CHECK(parse_definition(minimal_definition).object);
         // A classification fallback that names no class.
         json with_blank = json::parse(minimal_definition);
