@@ -211,15 +211,21 @@ class FaultTest(SharedServerCase):
         self.assertIsNotNone(carried, r)
         self.assertNotEqual(carried, job["id"])
         old = get_job(self, self.c, job["id"])
-        self.assertEqual((old["state"], old["error"]),
-                         ("cancelled", "superseded by job %d, which trains revision 2" % carried),
-                         old)
+        why = "superseded by job %d, which trains revision 2" % carried
+        # The message says what it came to, as a cancelled job's does (it was "").
+        self.assertEqual((old["state"], old["error"], old["message"]),
+                         ("cancelled", why, "cancelled: " + why), old)
         again = get_job(self, self.c, carried)
         self.assertEqual((again["state"], again["trigger"], again["revision"]),
                          ("queued", "new_labels", 2), again)
         for j in (carried, running):
             self.assertEqual(self.c.post("/v1/jobs/%d/cancel" % j).status, 202)
-        self.assertEqual(wait_job(self, self.c, running, timeout=30)["state"], "cancelled")
+        again = get_job(self, self.c, carried)
+        self.assertEqual((again["state"], again["message"]),
+                         ("cancelled", "cancelled: cancelled before it started"), again)
+        ended = wait_job(self, self.c, running, timeout=30)
+        self.assertEqual((ended["state"], ended["message"]),
+                         ("cancelled", "cancelled: cancelled on request"), ended)
 
     def test_a_jobs_end_that_cannot_be_recorded_is_recorded_once_it_can(self):
         # Another program holds the database's write lock past the busy

@@ -1381,7 +1381,13 @@ TEST_CASE("a new revision carries the jobs queued for older ones over to it", "[
     CHECK(old->state == job_state::cancelled);
     CHECK(old->error == std::optional<std::string>("superseded by job " + std::to_string(*carried) +
                                                    ", which trains revision 2"));
+    // Its message says so too, as a job cancelled on request's does (it was "").
+    CHECK(old->message ==
+          "cancelled: superseded by job " + std::to_string(*carried) + ", which trains revision 2");
     CHECK_FALSE(carry_queued_jobs_to_current_revision(db.conn, "m"));  // done once
+    // A queued job cancelled on request says what it came to the same way.
+    REQUIRE(request_cancel(db.conn, *carried));
+    CHECK(get_job(db.conn, *carried)->message == "cancelled: cancelled before it started");
 }
 
 TEST_CASE("queued jobs run those asked for first, then the triggers', each oldest first",
