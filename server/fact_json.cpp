@@ -41,6 +41,11 @@ const char* type_name(const json& j) {
 
 }  // namespace
 
+std::string stream_name_problem(const std::string& stream) {
+    if (valid_name(stream, max_stream_len)) return {};
+    return "must be 1-128 characters of letters, digits, '_', '-' or '.', not \".\" or \"..\"";
+}
+
 std::string entity_problem(std::string_view entity) {
     if (entity.empty() || entity.size() > max_entity_bytes)
         return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
@@ -142,10 +147,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
         return item;
     }
     f.stream = stream->get<std::string>();
-    if (!valid_name(f.stream, max_stream_len)) {
-        item.error = invalid(
-            "stream",
-            "must be 1-128 characters of letters, digits, '_', '-' or '.', not \".\" or \"..\"");
+    if (auto problem = stream_name_problem(f.stream); !problem.empty()) {
+        item.error = invalid("stream", problem);
         return item;
     }
     auto entity = j.find("entity");

@@ -24,6 +24,11 @@ constexpr std::size_t max_entity_bytes = 256;
 // it is fine.
 std::string entity_problem(std::string_view entity);
 
+// What is wrong with a stream's name (1-128 letters, digits, '_', '-', '.'):
+// the same words where a fact names one and where a read does. Empty when
+// it is fine.
+std::string stream_name_problem(const std::string& stream);
+
 enum class body_format { json, ndjson };
 
 struct parsed_item {

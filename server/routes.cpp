@@ -36,6 +36,9 @@ result<fact_query> parse_fact_query(const http_request& req, const std::string& 
         if (read == fact_read::whole_range && req.query_value(paging))
             return invalid(paging, whole);
     }
+    // A name no fact can have is a mistake, not an empty stream.
+    if (auto problem = stream_name_problem(stream); !problem.empty())
+        return invalid("stream", problem);
     fact_query q;
     q.stream = stream;
     if (auto e = req.query_value("entity")) q.entity = *e;

@@ -264,6 +264,14 @@ SCENARIOS = [
          code="invalid_argument", field="id"),
     dict(name="fact id unknown", method="GET", path="/v1/facts/987654321", status=404,
          code="not_found", field="id"),
+    # A stream name no fact can have is named, as a fact's is (it read as
+    # an empty stream).
+    dict(name="reading a stream name no fact can have", method="GET",
+         path="/v1/streams/bad%20name/facts", status=400, code="invalid_argument",
+         field="stream", message="1-128 characters"),
+    dict(name="totalling a stream name no fact can have", method="GET",
+         path="/v1/streams/bad%24name/total?field=x", status=400, code="invalid_argument",
+         field="stream", message="1-128 characters"),
     dict(name="bad from", method="GET", path="/v1/streams/posts/facts?from=monday",
          status=400, code="invalid_argument", field="from"),
     dict(name="bad to", method="GET", path="/v1/streams/posts/facts?to=2026-02-30",
