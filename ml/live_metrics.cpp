@@ -4,6 +4,8 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <unordered_map>
 
 #include "ml/prediction_history.h"
 #include "ml/raw_json.h"
@@ -72,6 +74,13 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                     }
                 });
         }
+        // Each entity's earliest prediction here: one outcome lookup then
+        // serves all of the entity's (a user asked about many times).
+        std::unordered_map<std::string_view, micros> earliest;
+        for (const logged_prediction& l : recent) {
+            auto [it, fresh] = earliest.try_emplace(l.entity, l.time);
+            if (!fresh) it->second = std::min(it->second, l.time);
+        }
         for (const logged_prediction& l : recent) {
             row r;
             r.version = l.version;
@@ -83,7 +92,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
             r.scoring = &outcomes.scoring(l);
-            if (auto o = outcomes.find(l))
+            if (auto o = outcomes.find(l, earliest.at(l.entity)))
                 r.truth = raw_field_from_json(o->data, r.scoring->label.field);
             rows.push_back(std::move(r));
         }

@@ -1,5 +1,6 @@
 #include "ml/prediction_history.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "ml/definition_json.h"
@@ -106,7 +107,8 @@ std::string outcome_by_entity_sql() {
     // prediction: those that correct nothing by their own time (on the
     // index), corrections by their chain's (a correction of a label sent
     // before the prediction is no outcome of it, whatever its own time).
-    return "SELECT f.id, f.data FROM facts f WHERE f.id IN ("
+    return "SELECT f.id, f.data, " + origin_time_sql("f") +
+           " FROM facts f WHERE f.id IN ("
            "SELECT g.id FROM facts g WHERE g.stream = ?2 AND g.entity = ?1"
            " AND g.event_time >= ?3"
            " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = g.id)"
@@ -141,15 +143,28 @@ std::optional<joined_outcome> outcome_finder::chain_end(std::int64_t origin, boo
     return joined_outcome{chain_end_.column_int(0), chain_end_.column_text(1), by_id};
 }
 
-std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p) {
+std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p,
+                                                   std::optional<micros> earliest) {
     by_id_.reset();
     by_id_.bind(1, p.prediction_id()).bind(2, stream_).bind(3, label_path_);
     if (by_id_.step()) return chain_end(by_id_.column_int(0), true);
     if (p.entity.empty()) return std::nullopt;
-    by_entity_.reset();
-    by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, p.time).bind(4, label_path_);
-    if (by_entity_.step())
-        return joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
+    auto seen = by_entity_seen_.find(p.entity);
+    if (seen == by_entity_seen_.end() || seen->second.asked > p.time) {
+        // A lookup from the earliest time asked about covers the later ones.
+        entity_outcome found;
+        found.asked = std::min(p.time, earliest.value_or(p.time));
+        by_entity_.reset();
+        by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, found.asked).bind(4, label_path_);
+        if (by_entity_.step()) {
+            found.outcome =
+                joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
+            found.chain_time = by_entity_.column_int(2);
+        }
+        seen = by_entity_seen_.insert_or_assign(p.entity, std::move(found)).first;
+    }
+    const entity_outcome& e = seen->second;
+    if (e.outcome && e.chain_time >= p.time) return e.outcome;
     return std::nullopt;
 }
 
@@ -177,7 +192,8 @@ const version_scoring& outcome_joiner::scoring(const logged_prediction& p) {
     return versions_.emplace(*p.version, std::move(sc)).first->second;
 }
 
-std::optional<joined_outcome> outcome_joiner::find(const logged_prediction& p) {
+std::optional<joined_outcome> outcome_joiner::find(const logged_prediction& p,
+                                                   std::optional<micros> earliest) {
     const label_spec& label = scoring(p).label;
     auto key = std::make_pair(label.stream, label.field);
     auto it = finders_.find(key);
@@ -185,7 +201,7 @@ std::optional<joined_outcome> outcome_joiner::find(const logged_prediction& p) {
         it = finders_
                  .emplace(key, std::make_unique<outcome_finder>(c_, label.stream, label.field))
                  .first;
-    return it->second->find(p);
+    return it->second->find(p, earliest);
 }
 
 }  // namespace kennel::ml

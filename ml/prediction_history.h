@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -82,14 +83,21 @@ struct joined_outcome {
 
 // The SQL of outcome_finder's two lookups (for tests of their query plans):
 // binds ?1 prediction id, ?2 label stream, ?3 label path; and ?1 entity,
-// ?2 label stream, ?3 prediction time, ?4 label path.
+// ?2 label stream, ?3 prediction time, ?4 label path (its third column is
+// the fact's chain time).
 std::string outcome_by_id_sql();
 std::string outcome_by_entity_sql();
 
+// It keeps what it found for an entity: one finder per read (one snapshot),
+// since a fact stored after its first lookup of an entity goes unseen.
 class outcome_finder {
 public:
     outcome_finder(connection& c, std::string label_stream, const std::string& label_field);
-    std::optional<joined_outcome> find(const logged_prediction& p);
+    // `earliest`: the earliest time this caller will ask about for the
+    // prediction's entity, when known (live metrics read all first): one
+    // lookup then serves every prediction of the entity.
+    std::optional<joined_outcome> find(const logged_prediction& p,
+                                       std::optional<micros> earliest = std::nullopt);
 
 private:
     // The fact standing for the chain of corrections that began with `origin`.
@@ -100,6 +108,16 @@ private:
     statement chain_end_;
     std::string stream_;
     std::string label_path_;  // SQLite's JSON path to the label field
+    // By entity: the newest outcome whose chain time is at or after `asked`,
+    // and that time. The newest at or after any later time is the same fact
+    // when its time is at or after that one, else there is none: a lookup
+    // serves every prediction of the entity made at `asked` or later.
+    struct entity_outcome {
+        micros asked = 0;
+        std::optional<joined_outcome> outcome;
+        micros chain_time = 0;
+    };
+    std::unordered_map<std::string, entity_outcome> by_entity_seen_;
 };
 
 // Each logged prediction's scoring and outcome, by its own version's label:
@@ -111,7 +129,8 @@ class outcome_joiner {
 public:
     outcome_joiner(connection& c, std::string model, const model_definition& current);
     const version_scoring& scoring(const logged_prediction& p);
-    std::optional<joined_outcome> find(const logged_prediction& p);
+    std::optional<joined_outcome> find(const logged_prediction& p,
+                                       std::optional<micros> earliest = std::nullopt);
 
 private:
     connection& c_;

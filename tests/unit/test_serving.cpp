@@ -306,6 +306,15 @@ std::vector<ml::logged_prediction> logged_in_one_segment(connection& c) {
     return entries;
 }
 
+// A finder keeps what it found for an entity (one per read): these tests
+// change the facts between lookups, so each lookup takes a fresh one.
+struct fresh_finder {
+    connection& conn;
+    std::optional<ml::joined_outcome> find(const ml::logged_prediction& e) {
+        return ml::outcome_finder(conn, "labels", "y").find(e);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("prediction log: outcomes join by prediction id first, else by entity and time",
@@ -318,7 +327,7 @@ TEST_CASE("prediction log: outcomes join by prediction id first, else by entity 
     insert_predictions(db.conn, {live, shadow, other});
     std::vector<ml::logged_prediction> entries = logged_in_one_segment(db.conn);
     REQUIRE(entries.size() == 3);
-    ml::outcome_finder find(db.conn, "labels", "y");
+    fresh_finder find{db.conn};
     for (const auto& e : entries) CHECK_FALSE(find.find(e).has_value());
 
     // e2's label before its prediction does not count; one at or after does.
@@ -384,7 +393,7 @@ TEST_CASE("prediction log: a chain of corrections joins as training reads it", "
     REQUIRE(entries.size() == 3);
     std::map<std::string, ml::logged_prediction> by_entity;
     for (const auto& e : entries) by_entity[e.entity] = e;
-    ml::outcome_finder find(db.conn, "labels", "y");
+    fresh_finder find{db.conn};
 
     // w2: 10, corrected to 20 (stamped +3 h), then to 30 (stamped +2 h, sent
     // last): 30 stands, as in training.
@@ -414,6 +423,47 @@ TEST_CASE("prediction log: a chain of corrections joins as training reads it", "
     add_fact(db.conn, "w4", t - 2 * hour, R"({"y":6})", late);
     REQUIRE(find.find(by_entity["w4"]));
     CHECK(find.find(by_entity["w4"])->data == R"({"y":6})");
+}
+
+TEST_CASE("prediction log: one lookup serves an entity's predictions, as one lookup each would",
+          "[serving][log]") {
+    // Live metrics look up each entity once, from its earliest prediction:
+    // the newest outcome from then on is every later prediction's outcome
+    // when it is at or after that prediction, else none is.
+    testing::migrated_db db;
+    const micros t = 1795168800000000;
+    const micros hour = 3600000000;
+    std::vector<prediction_row> rows;
+    for (int k = 0; k < 6; ++k)
+        rows.push_back(logged("p" + std::to_string(k), t + k * hour, "u1", 1.0));
+    rows.push_back(logged("q", t + 2 * hour, "u2", 1.0));
+    insert_predictions(db.conn, rows);
+    const std::vector<ml::logged_prediction> entries = logged_in_one_segment(db.conn);
+    REQUIRE(entries.size() == 7);
+    // u1: labels between its predictions, and one corrected to a time
+    // between them; u2: a label before its only prediction.
+    add_fact(db.conn, "u1", t + hour / 2, R"({"y":1})");
+    const std::int64_t c = add_fact(db.conn, "u1", t + 5 * hour / 2, R"({"y":2})");
+    add_fact(db.conn, "u1", t + 7 * hour / 2, R"({"y":3})", c);
+    add_fact(db.conn, "u2", t + hour, R"({"y":4})");
+    fresh_finder each{db.conn};
+    for (const bool hinted : {false, true}) {
+        INFO("with the earliest time given: " << hinted);
+        ml::outcome_finder once(db.conn, "labels", "y");
+        // Newest first, as live metrics read them.
+        for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+            const auto shared = once.find(*it, hinted ? std::optional<micros>(t) : std::nullopt);
+            const auto alone = each.find(*it);
+            INFO(it->entity << " at +" << (it->time - t) / hour << " h");
+            REQUIRE(shared.has_value() == alone.has_value());
+            if (alone) CHECK(shared->fact_id == alone->fact_id);
+        }
+    }
+    // u1's first prediction at t, and the correction at +2.5 h (sent at
+    // +3.5 h): its outcome; from +3 h on there is none.
+    REQUIRE(each.find(entries[0]));
+    CHECK(each.find(entries[0])->data == R"({"y":3})");
+    CHECK_FALSE(each.find(entries[3]).has_value());
 }
 
 TEST_CASE("prediction log: outcome lookups go through their indexes, not the label stream",
