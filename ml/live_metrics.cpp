@@ -27,6 +27,9 @@ struct row {
     double latency_ms = 0;
     raw_value truth;
     const version_scoring* scoring = nullptr;  // the answering version's task, label, classes
+    // The probabilities' classes: those the entry names (an answer no
+    // version gave: a baseline's, the prior's), else its version's.
+    const std::vector<std::string>* classes = nullptr;
 };
 
 std::string label_name(const raw_value& v) {
@@ -47,13 +50,13 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                                                      std::int64_t max_predictions, micros until) {
     std::vector<row> rows;
     std::optional<outcome_joiner> joiner;  // outlives the rows: they point into it
+    std::vector<logged_prediction> recent;  // so do these
     try {
         // One snapshot for the many lookups of outcomes below.
         read_snapshot snapshot(c);
         outcome_joiner& outcomes = joiner.emplace(c, model, d);
         // The newest predictions since `since`, at most max_predictions:
         // segments are read newest first until no older one can hold any.
-        std::vector<logged_prediction> recent;
         const auto limit = static_cast<std::size_t>(std::max<std::int64_t>(0, max_predictions));
         micros cutoff = since;  // once `limit` rows are held: the time of the oldest one kept
         if (limit) {
@@ -92,6 +95,7 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
             r.scoring = &outcomes.scoring(l);
+            r.classes = l.classes.empty() ? &r.scoring->classes : &l.classes;
             if (auto o = outcomes.find(l, earliest.at(l.entity)))
                 r.truth = raw_field_from_json(o->data, r.scoring->label.field);
             rows.push_back(std::move(r));
@@ -106,6 +110,9 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         std::vector<double> truth, predicted;
         std::vector<std::vector<double>> probs;
         const version_scoring* scoring = nullptr;  // one version per group: one scoring
+        // The classes scored rows share; a fallback group's rows may come
+        // from versions of other classes, which cannot be scored together.
+        const std::vector<std::string>* classes = nullptr;
     };
     std::map<std::tuple<std::int64_t, std::string, bool>, acc> groups;
     for (const auto& r : rows) {
@@ -134,17 +141,21 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             a.truth.push_back(t);
             a.predicted.push_back(*r.value);
         } else {
-            if (!r.version) continue;  // constant fallbacks have no class order to score
-            const auto& names = r.scoring->classes;
+            // A constant fallback (a class, no probabilities) or an entry
+            // from before the log named a fallback's classes cannot be
+            // scored; nor a class the answer does not know.
+            const auto& names = *r.classes;
             std::string want = label_name(r.truth);
             std::size_t k = names.size();
             for (std::size_t i = 0; i < names.size(); ++i) {
                 if (names[i] == want) k = i;
             }
-            if (k == names.size() || r.probabilities.size() != names.size()) {
+            if (k == names.size() || r.probabilities.size() != names.size() ||
+                (a.classes && *a.classes != names)) {
                 ++a.g.unscored_outcomes;
                 continue;
             }
+            a.classes = r.classes;
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
         }
@@ -158,8 +169,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             if (a.scoring->task == task_kind::regression) {
                 auto m = evaluate_regression(a.truth, a.predicted);
                 if (m) a.g.metrics = list_metrics(*m);
-            } else if (a.g.version) {
-                auto m = evaluate_classification(a.truth, a.probs, a.scoring->classes.size());
+            } else {
+                auto m = evaluate_classification(a.truth, a.probs, a.classes->size());
                 if (m) a.g.metrics = list_metrics(*m);
             }
         }

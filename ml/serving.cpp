@@ -113,6 +113,10 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         a.probabilities.push_back(counts[i] / total);
         if (counts[i] > counts[best]) best = i;
     }
+    // Binary: the positive class at an even split, as the answer's decision
+    // (its share >= 0.5) says; the first class won the tie, and the answer
+    // contradicted itself.
+    if (d.task == task_kind::binary && counts.size() == 2) best = counts[1] >= counts[0] ? 1 : 0;
     a.value = static_cast<double>(best);
     a.label = classes[best];
     return a;

@@ -41,7 +41,10 @@ result<fact_query> parse_fact_query(const http_request& req, const std::string& 
         return invalid("stream", problem);
     fact_query q;
     q.stream = stream;
-    if (auto e = req.query_value("entity")) q.entity = *e;
+    if (auto e = req.query_value("entity")) {
+        if (auto problem = entity_problem(*e); !problem.empty()) return invalid("entity", problem);
+        q.entity = *e;
+    }
     auto from = query_time(req, "from");
     if (!from) return from.error();
     q.from = *from;

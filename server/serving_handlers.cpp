@@ -20,6 +20,7 @@
 #include "server/app.h"
 #include "server/drift_json.h"
 #include "server/errors.h"
+#include "server/fact_json.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
 #include "store/json_writer.h"
@@ -494,6 +495,11 @@ http_response get_model_predictions(app& a, const http_request& req) {
         limit = static_cast<std::size_t>(*n);
     }
     const std::optional<std::string> entity = req.query_value("entity");
+    // An entity no prediction can have is a mistake, not an empty log.
+    if (entity) {
+        if (auto problem = entity_problem(*entity); !problem.empty())
+            return error_response(invalid("entity", problem));
+    }
     // An id's first 14 hex digits are the answer's time in microseconds: the
     // segments to read are those around it.
     std::optional<std::string> id = req.query_value("id");

@@ -99,17 +99,18 @@ result<new_key> create_api_key(connection& c, const std::string& name,
     // it is: no control character (a line break forged log lines), no
     // character that turns the text's direction ("\u202egpj.exe" reads as
     // "exe.jpg"), and not only blanks and invisible characters.
-    // Nor spaces at either end: "ops " reads as "ops" in every list, and
-    // would be another key's name.
+    // Nor a blank or invisible character at either end: "ops " or
+    // "ops\u200b" reads as "ops" in every list, and would be another key's
+    // name.
     const auto unusable = [] {
         return invalid("name",
                        "a key name is 1-64 characters of UTF-8, not only spaces or invisible "
-                       "characters, with no control or text-direction characters and no space "
-                       "at either end");
+                       "characters, with no control or text-direction characters and no space or "
+                       "invisible character at either end");
     };
     const text_check text = check_text(name, false);
     if (text.issue != text_issue::none || text.chars > 64) return unusable();
-    if (!name.empty() && (name.front() == ' ' || name.back() == ' ')) return unusable();
+    if (text.blank_at_edge) return unusable();
 
     if (scopes.empty())
         return invalid("scopes", "give at least one scope: read, ingest, predict or admin");

@@ -272,6 +272,8 @@ text_check check_text(std::string_view s, bool line_breaks) {
                            ch == 0x180e || (ch >= 0x2000 && ch <= 0x200d) || ch == 0x202f ||
                            ch == 0x205f || ch == 0x2060 || ch == 0x3000 || ch == 0xfeff;
         blank_only = blank_only && blank;
+        if (out.chars == 1 && blank) out.blank_at_edge = true;
+        if (i == s.size() && blank) out.blank_at_edge = true;  // the last
     }
     if (blank_only) out.issue = text_issue::blank;
     return out;

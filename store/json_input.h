@@ -44,6 +44,9 @@ enum class text_issue { none, not_utf8, control, direction, blank };
 struct text_check {
     text_issue issue = text_issue::none;
     std::size_t chars = 0;
+    // The first or the last character is a blank or an invisible one: a
+    // name that reads the same as one without it.
+    bool blank_at_edge = false;
 };
 text_check check_text(std::string_view s, bool line_breaks);
 

@@ -711,6 +711,8 @@ class ExperimentTest(SharedServerCase):
                              ("?id=%s-a%%2Fb" % ("a" * 32), "id"),
                              ("?id=%s-%s" % ("a" * 32, "x" * 65), "id"),
                              ("?id=%s-shadow" % ("a" * 31), "id"),
+                             # An entity no prediction can have.
+                             ("?entity=", "entity"), ("?entity=" + "e" * 257, "entity"),
                              ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor"),
                              # Times past int64 were read as 0: an empty last page.
                              ("?limit=1&cursor=99999999999999999999.x", "cursor"),

@@ -647,6 +647,13 @@ class PredictTest(SharedServerCase):
         entry = wait_until(lambda: (self.c.get("/v1/models/%s/predictions?id=%s" % (
             bname, logged_id)).json()["predictions"] or [None])[0], 30, "the prior's log entry")
         self.assertEqual(entry["probabilities"], {"true": share, "false": 1 - share}, entry)
+        # Its outcome is scored in live metrics' fallback group (it was in
+        # neither count): the entry names its classes.
+        post_facts(self, self.c, [fact(labels2, entity, {"b": True})])
+        r = self.c.get("/v1/models/%s/live-metrics" % bname)
+        self.assertEqual(r.status, 200, r)
+        g, = [g for g in r.json()["groups"] if g["arm"] == "fallback"]
+        self.assertEqual((g["version"], g["outcomes"], g["unscored_outcomes"]), (None, 1, 0), g)
         # The positive class names the prior's classes too: a twin model on
         # the same labels had whichever prior was counted first.
         twin_b = uid("mb")
@@ -665,7 +672,8 @@ class PredictTest(SharedServerCase):
         # New labels count at once in the next prior, without a definition
         # change (the supervisor looks every 10 s).
         post_facts(self, self.c, [fact(labels2, uid("more"), {"b": True}) for _ in range(150)])
-        share = (sum(1 for r in rows2 if r[3]) + 150) / (len(rows2) + 150)
+        # (and the outcome above: one more true)
+        share = (sum(1 for r in rows2 if r[3]) + 151) / (len(rows2) + 151)
         wait_until(lambda: abs(predict(self, self.c, bname, {"features": FEATURES})[
             "probabilities"]["true"] - share) < 1e-9, 30, "the prior counted again")
 
@@ -717,6 +725,8 @@ class PredictTest(SharedServerCase):
         p = prior_of(labels, "binary", "k")
         self.assertFallback(p, "not_trained", "label_prior", None)
         self.assertEqual(p["probabilities"], {"0": 0.5, "1": 0.5}, p)
+        # An even split answers the positive class, as its decision says.
+        self.assertEqual((p["prediction"], p["decision"]), ("1", True), p)
 
         # Labels training would refuse give no prior (three classes for a
         # binary model were three "binary" shares): nothing answers.

@@ -129,11 +129,13 @@ TEST_CASE("api keys: an active key's name is not given twice; a revoked key's is
     // Names are compared as sent: another name is another key.
     CHECK(create_api_key(db.conn, "Ops", {"read"}, "admin"));
     // One that reads the same in a list is refused: no space at either end.
-    for (const char* look_alike : {"ops ", " ops", " ops "}) {
+    for (const char* look_alike :
+         {"ops ", " ops", " ops ", "ops\u00a0", "\u3000ops", "ops\u200b", "\ufeffops"}) {
         auto r = create_api_key(db.conn, look_alike, {"read"}, "admin");
         REQUIRE_FALSE(r);
         CHECK(r.error().field() == "name");
-        CHECK(r.error().message().find("no space at either end") != std::string::npos);
+        CHECK(r.error().message().find("no space or invisible character at either end") !=
+              std::string::npos);
     }
     REQUIRE(revoke_api_key(db.conn, first->row.id, "admin"));
     auto reused = create_api_key(db.conn, "ops", {"admin"}, "admin");
