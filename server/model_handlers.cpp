@@ -284,7 +284,9 @@ http_response jobs_page(connection& c, std::optional<std::string> model, const h
     json next = next_before(jobs, *asked, true, [](const job_row& j) { return j.id; });
     json out = json::array();
     for (const auto& j : jobs) out.push_back(job_json(j));
-    return json_response(dump_json({{"jobs", out}, {"next_before", next}}));
+    json answer = {{"jobs", out}, {"next_before", next}};
+    if (f.model) answer["model"] = *f.model;  // as every other list of one model's says
+    return json_response(dump_json(answer));
 }
 
 }  // namespace

@@ -543,6 +543,9 @@ class TrainingTest(SharedServerCase):
             return [j["id"] for j in r.json()["jobs"]], r.json()["next_before"]
 
         self.assertEqual(page(""), (ids[::-1], None))
+        # A model's list names it, as its other lists do; /v1/jobs is everyone's.
+        self.assertEqual(self.c.get(path).json()["model"], name)
+        self.assertNotIn("model", self.c.get("/v1/jobs?limit=1").json())
         self.assertEqual(page("?limit=2"), (ids[:0:-1], ids[1]))
         self.assertEqual(page("?limit=2&before=%d" % ids[1]), ([ids[0]], None))
         self.assertEqual(page("?state=failed,cancelled"), ([], None))
