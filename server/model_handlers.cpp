@@ -246,9 +246,15 @@ http_response post_model_train(app& a, const http_request& req) {
         a.write_timeout());
     if (!s) return error_response(s);
     a.trainer().wake();
-    json out = {{"job", id}, {"model", name}, {"state", "queued"}, {"already_queued", existing},
-                {"url", "/v1/jobs/" + std::to_string(id)}};
-    return json_response(dump_json(out), 202);
+    const std::string url = "/v1/jobs/" + std::to_string(id);
+    json out = {{"job", id},
+                {"model", name},
+                {"state", "queued"},
+                {"already_queued", existing},
+                {"url", url}};
+    http_response answer = json_response(dump_json(out), 202);
+    answer.headers.emplace_back("Location", url);  // where the job's progress is read
+    return answer;
 }
 
 namespace {

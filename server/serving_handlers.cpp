@@ -357,7 +357,11 @@ http_response post_model_experiment(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))), 201);
+    http_response answer =
+        json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))), 201);
+    answer.headers.emplace_back("Location",
+                                "/v1/models/" + name + "/experiments/" + std::to_string(id));
+    return answer;
 }
 
 http_response get_model_experiments(app& a, const http_request& req) {

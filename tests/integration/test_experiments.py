@@ -171,6 +171,9 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(r.status, 201, r)
         exp = r.json()
         exp_id = exp["id"]
+        # Location names the experiment, which reads back as created.
+        self.assertEqual(r.header("Location"), "%s/%d" % (base, exp_id))
+        self.assertEqual(self.c.get(r.header("Location")).json(), exp)
         self.assertEqual((exp["model"], exp["active"], exp["started_by"], exp["reason"],
                           exp["ended_at"]), (name, True, "admin", "linear vs forest", None), exp)
         self.assertEqual([(a["name"], a["version"], a["shadow"]) for a in exp["arms"]],

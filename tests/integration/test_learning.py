@@ -1403,6 +1403,7 @@ class CancelTest(SharedServerCase):
         r = self.c.post("/v1/models/%s/train" % normal)
         self.assertEqual(r.status, 202, r)
         self.assertEqual((r.json()["job"], r.json()["already_queued"]), (queued, True), r)
+        self.assertEqual(r.header("Location"), "/v1/jobs/%d" % queued)  # where it is followed
         # A change of definition carries it over: that job would train the
         # old revision (it did, and the request for the new one joined it).
         revision = get_job(self, self.c, queued)["revision"]
