@@ -47,22 +47,27 @@ std::string_view trimmed(std::string_view v) {
 
 }  // namespace
 
-bool is_trusted_address(const std::string& address, const std::vector<std::string>& trusted) {
-    const auto bytes = ip_bytes(address);
-    if (!bytes) return false;
+namespace {
+
+bool is_trusted_bytes(const std::array<unsigned char, 16>& a,
+                      const std::vector<std::string>& trusted) {
     for (const std::string& t : trusted) {
-        if (ip_bytes(t) == *bytes) return true;
+        if (ip_bytes(t) == a) return true;
     }
     return false;
+}
+
+}  // namespace
+
+bool is_trusted_address(const std::string& address, const std::vector<std::string>& trusted) {
+    const auto bytes = ip_bytes(address);
+    return bytes && is_trusted_bytes(*bytes, trusted);
 }
 
 std::string client_address(const std::string& peer, std::string_view forwarded_for,
                            const std::vector<std::string>& trusted) {
     auto is_trusted = [&trusted](const std::array<unsigned char, 16>& a) {
-        for (const std::string& t : trusted) {
-            if (ip_bytes(t) == a) return true;
-        }
-        return false;
+        return is_trusted_bytes(a, trusted);
     };
     auto hop = ip_bytes(peer);
     if (!hop || !is_trusted(*hop)) return peer;
