@@ -1757,7 +1757,7 @@
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm',
-          lm.computed_at ? [', as of ', timeEl(lm.computed_at), ' (refreshed every 10 s).'] : '.'),
+          lm.computed_at ? [', as of ', timeEl(lm.computed_at), ` (refreshed every ${LIVE_METRICS_MAX_AGE_S} s).`] : '.'),
         lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
       const disabled = disabledSet(vs.versions);
