@@ -328,12 +328,8 @@ namespace {
 
 // A running job's end and its log line, in the caller's transaction.
 void end_running_job(connection& c, std::int64_t id, job_state to, const std::string& error) {
-    // The message says what the job came to, not its last step ("reading
-    // facts up to id 4620" stayed on a failed job).
-    if (auto now = get_job(c, id); now && now->state == job_state::running) {
-        set_job_progress(c, id, now->progress,
-                         std::string(job_state_name(to)) + (error.empty() ? "" : ": " + error));
-    }
+    // transition_job writes the message: what the job came to, not its last
+    // step ("reading facts up to id 4620" stayed on a failed job).
     transition_job(c, id, job_state::running, to, error);
     append_job_log(c, id, to == job_state::succeeded ? "info" : "error",
                    std::string(job_state_name(to)) + (error.empty() ? "" : ": " + error));

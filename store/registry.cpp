@@ -75,19 +75,6 @@ std::optional<std::int64_t> queued_job_of_current_revision(connection& c,
     return q.column_int(0);
 }
 
-namespace {
-
-// Cancels a job that never ran. Its message says what it came to, as a
-// running job's does when it ends ("cancelled: cancelled on request"): it
-// was left "", with the reason only in `error` and the log.
-void cancel_queued_job(connection& c, std::int64_t id, const std::string& why) {
-    if (!transition_job(c, id, job_state::queued, job_state::cancelled, why)) return;
-    statement st(c, "UPDATE jobs SET message = ? WHERE id = ?");
-    st.bind(1, std::string(job_state_name(job_state::cancelled)) + ": " + why).bind(2, id).run();
-}
-
-}  // namespace
-
 std::optional<std::int64_t> carry_queued_jobs_to_current_revision(connection& c,
                                                                   const std::string& model) {
     statement q(c,
@@ -134,7 +121,7 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
     for (const auto& [old_id, revision] : superseded) {
         const std::string why = "superseded by job " + std::to_string(id) +
                                 ", which trains revision " + std::to_string(revision);
-        cancel_queued_job(c, old_id, why);
+        transition_job(c, old_id, job_state::queued, job_state::cancelled, why);
         append_job_log(c, old_id, "info", why);
     }
     return id;
@@ -151,9 +138,15 @@ bool transition_job(connection& c, std::int64_t id, job_state from, job_state to
     if (to == job_state::running) sql += ", started_at = ?3";
     if (job_finished(to)) sql += ", finished_at = ?3";
     if (to == job_state::succeeded) sql += ", progress = 1";
+    // A job that ends otherwise says what it came to ("cancelled: superseded
+    // by job 9"), not its last step or nothing; a success's caller writes its
+    // outcome first.
+    if (job_finished(to) && to != job_state::succeeded) sql += ", message = ?6";
     sql += " WHERE id = ?4 AND state = ?5";
     statement st(c, sql);
     st.bind(1, job_state_name(to)).bind(2, error).bind(3, now).bind(4, id).bind(5, job_state_name(from));
+    if (job_finished(to) && to != job_state::succeeded)
+        st.bind(6, std::string(job_state_name(to)) + (error && !error->empty() ? ": " + *error : ""));
     st.run();
     return c.changes() == 1;
 }
@@ -180,7 +173,8 @@ status request_cancel(connection& c, std::int64_t id) {
     auto job = get_job(c, id);
     if (!job) return status(error_kind::not_found, "no job with id " + std::to_string(id), "id");
     if (job->state == job_state::queued) {
-        cancel_queued_job(c, id, "cancelled before it started");
+        transition_job(c, id, job_state::queued, job_state::cancelled,
+                       std::string("cancelled before it started"));
         append_job_log(c, id, "info", "cancelled while queued");
         return status::ok();
     }

@@ -142,7 +142,8 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
                         std::optional<std::int64_t> requeued_from = std::nullopt);
 
 // Moves a job to a new state when the move is legal (queued -> running or
-// cancelled; running -> any finished state). Returns false otherwise.
+// cancelled; running -> any finished state). Returns false otherwise. A
+// finished state other than succeeded sets the message to "<state>: <error>".
 bool transition_job(connection& c, std::int64_t id, job_state from, job_state to,
                     const std::optional<std::string>& error = std::nullopt);
 void set_job_progress(connection& c, std::int64_t id, double progress, const std::string& message);
