@@ -455,13 +455,15 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         if (!seconds) return error_response(seconds.error());
         max_age = *seconds * 1'000'000;
     }
-    auto conn = a.readers().acquire();
-    auto m = get_model(*conn, name);
+    auto m = get_model(*a.readers().acquire(), name);
     if (!m) return error_response(no_model(name));
     // A definition change may change the label the outcomes are read from.
     const std::string key =
         name + '\n' + std::to_string(m->current_revision) + '\n' + std::to_string(since);
     cached_answer answer = a.live_metrics_cache().get(key, max_age, [&]() -> cached_answer {
+        // Taken here, not held while waiting for another caller's answer:
+        // twenty waiting pollers held twenty of the pool's readers.
+        auto conn = a.readers().acquire();
         const micros started = now_micros();
         parsed_definition p = parse_definition(m->definition);
         auto groups = ml::compute_live_metrics(*conn, name, p.definition, since);
