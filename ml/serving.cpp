@@ -21,6 +21,14 @@ namespace {
 
 using json = nlohmann::json;
 
+// Every binary answer with probabilities decides: a model's and its
+// baseline's at the version's F1-best threshold, the prior's at 0.5.
+std::optional<bool> binary_decision(task_kind task, const std::vector<double>& probabilities,
+                                    double threshold) {
+    if (task != task_kind::binary || probabilities.size() != 2) return std::nullopt;
+    return probabilities[1] >= threshold;
+}
+
 answer to_answer(const loaded_version& v, const model_prediction& p) {
     answer a;
     a.value = p.value;
@@ -28,9 +36,7 @@ answer to_answer(const loaded_version& v, const model_prediction& p) {
     a.probabilities = p.probabilities;
     a.classes = &v.artifact->classes;
     a.task = v.artifact->task;
-    if (v.artifact->task == task_kind::binary && p.probabilities.size() == 2) {
-        a.decision = p.probabilities[1] >= v.threshold;
-    }
+    a.decision = binary_decision(a.task, a.probabilities, v.threshold);
     return a;
 }
 
@@ -119,6 +125,7 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     if (d.task == task_kind::binary && counts.size() == 2) best = counts[1] >= counts[0] ? 1 : 0;
     a.value = static_cast<double>(best);
     a.label = classes[best];
+    a.decision = binary_decision(a.task, a.probabilities, 0.5);  // no holdout found a threshold
     return a;
 }
 
@@ -338,6 +345,8 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     if (metrics.is_object() && metrics.contains("best_threshold") && metrics["best_threshold"].is_number()) {
         v->threshold = metrics["best_threshold"].get<double>();
     }
+    v->baseline.decision =
+        binary_decision(v->baseline.task, v->baseline.probabilities, v->threshold);
     if (auto profile = profile_in_features(row->features)) {
         v->drift = std::make_unique<const drift_monitor>(std::move(*profile));
     }
@@ -483,6 +492,9 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->baseline = baseline_from_json(row->baseline);
                 s->baseline_classes = classes_in_features(row->features);
                 s->baseline->classes = &s->baseline_classes;
+                // Its version not loaded (that is why it answers): no threshold.
+                s->baseline->decision =
+                    binary_decision(s->baseline->task, s->baseline->probabilities, 0.5);
             }
             s->live = usable(*s->live_alias_version, s->live_problem);
         } else {

@@ -28,13 +28,6 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-// A binary answer's decision when no model made it (a baseline's or the
-// prior's shares): every binary answer with probabilities carries one.
-void decide_binary(ml::answer& a, double threshold) {
-    if (a.task == ml::task_kind::binary && a.probabilities.size() == 2 && !a.decision)
-        a.decision = a.probabilities[1] >= threshold;
-}
-
 // 32 hex digits: 14 of microseconds since the epoch, then 18 random. Ids
 // that grow with time append at the right edge of the log's primary-key
 // index; random ids dirtied about one index page per prediction (measured
@@ -330,8 +323,6 @@ http_response post_model_predict(app& a, const http_request& req) {
             // The baseline trained with the version: a constant, always at hand.
             const auto& v = pick.version ? pick.version : m->live;
             ans = v ? v->baseline : *m->baseline;
-            // Against the version's threshold, as its own answers are.
-            decide_binary(ans, v ? v->threshold : 0.5);
             source = "baseline";
         } else if (m->definition.fallback_value || m->definition.fallback_label) {
             if (m->definition.fallback_value) ans.value = *m->definition.fallback_value;
@@ -339,7 +330,6 @@ http_response post_model_predict(app& a, const http_request& req) {
             source = "constant";
         } else if (m->prior) {
             ans = *m->prior;
-            decide_binary(ans, 0.5);  // no holdout found a threshold
             source = "label_prior";
         } else {
             source = "none";

@@ -390,6 +390,13 @@ class PredictTest(SharedServerCase):
         hi = predict(self, self.c, name, {"features": {"x1": 3.0, "x2": 1.0}})
         self.assertEqual((lo["prediction"], lo["decision"]), ("false", False), lo)
         self.assertEqual((hi["prediction"], hi["decision"]), ("true", True), hi)
+        # The baseline's answer decides too, at its version's threshold.
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "baseline"})
+        self.assertEqual(r.status, 200, r)
+        base = predict(self, self.c, name, {"features": {"x1": 3.0, "x2": 1.0}})
+        self.assertEqual(base.get("answered_by"), "baseline", base)
+        self.assertIs(base["decision"], base["probabilities"]["true"] >= threshold,
+                      (base, threshold))
 
     def test_ignored_and_imputed_fields(self):
         name, _, _, _, _ = self.trained()
