@@ -141,12 +141,14 @@ bool transition_job(connection& c, std::int64_t id, job_state from, job_state to
     // A job that ends otherwise says what it came to ("cancelled: superseded
     // by job 9"), not its last step or nothing; a success's caller writes its
     // outcome first.
-    if (job_finished(to) && to != job_state::succeeded) sql += ", message = ?6";
+    const bool says_why = job_finished(to) && to != job_state::succeeded;
+    if (says_why) sql += ", message = ?6";
     sql += " WHERE id = ?4 AND state = ?5";
     statement st(c, sql);
     st.bind(1, job_state_name(to)).bind(2, error).bind(3, now).bind(4, id).bind(5, job_state_name(from));
-    if (job_finished(to) && to != job_state::succeeded)
-        st.bind(6, std::string(job_state_name(to)) + (error && !error->empty() ? ": " + *error : ""));
+    if (says_why)
+        st.bind(6,
+                std::string(job_state_name(to)) + (error && !error->empty() ? ": " + *error : ""));
     st.run();
     return c.changes() == 1;
 }
