@@ -291,6 +291,19 @@ int app::run() {
                      "KENNEL_ADMIN_PASSWORD is ignored: this database has users already (change a "
                      "password with kennel admin set-password)");
     }
+    {
+        // A database written before names were checked may hold two active
+        // keys of one name, which "key:NAME" in the history cannot tell
+        // apart. Revoking keys is the operator's call, not the server's.
+        auto conn = readers_->acquire();
+        for (const auto& [name, ids] : shared_active_key_names(*conn)) {
+            std::string list;
+            for (std::int64_t id : ids) list += (list.empty() ? "" : ", ") + std::to_string(id);
+            log_warn("serve", "active API keys " + list + " share the name \"" + name +
+                                  "\", so the history cannot tell which acted: revoke all but "
+                                  "one (kennel admin revoke-key)");
+        }
+    }
     auto admin = ensure_admin(*writer_, *readers_, env_password ? env_password : "");
     if (!admin) {
         log_error("serve", "cannot create the admin user: " + admin.error().message());

@@ -166,6 +166,22 @@ std::optional<api_key_row> find_api_key(connection& c, const std::string& key_ha
     return read_key(st);
 }
 
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key_names(
+    connection& c) {
+    statement st(c,
+                 "SELECT name, id FROM api_keys WHERE revoked_at IS NULL AND name IN ("
+                 "SELECT name FROM api_keys WHERE revoked_at IS NULL GROUP BY name"
+                 " HAVING count(*) > 1) ORDER BY name, id");
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> out;
+    while (st.step()) {
+        std::string name = st.column_text(0);
+        if (out.empty() || out.back().first != name)
+            out.emplace_back(std::move(name), std::vector<std::int64_t>{});
+        out.back().second.push_back(st.column_int(1));
+    }
+    return out;
+}
+
 status revoke_api_key(connection& c, std::int64_t id, const std::string& by) {
     statement st(c, "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL");
     st.bind(1, now_micros()).bind(2, by).bind(3, id).run();

@@ -67,5 +67,9 @@ result<new_key> create_api_key(connection& c, const std::string& name,
 std::vector<api_key_row> list_api_keys(connection& c);
 std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash);
 status revoke_api_key(connection& c, std::int64_t id, const std::string& by);
+// Active keys that share a name, as databases from before names were
+// checked may hold: each such name with its keys' ids, oldest first.
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key_names(
+    connection& c);
 
 }  // namespace kennel

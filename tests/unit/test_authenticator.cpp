@@ -141,6 +141,40 @@ TEST_CASE("api keys: an active key's name is not given twice; a revoked key's is
     auto reused = create_api_key(db.conn, "ops", {"admin"}, "admin");
     REQUIRE(reused);
     CHECK(reused->row.id != first->row.id);
+    CHECK(shared_active_key_names(db.conn).empty());
+}
+
+TEST_CASE("api keys: active keys sharing a name, as an older database may hold, are found",
+          "[auth]") {
+    testing::migrated_db db;
+    auto a = create_api_key(db.conn, "ops", {"admin"}, "admin");
+    auto b = create_api_key(db.conn, "ci", {"read"}, "admin");
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(shared_active_key_names(db.conn).empty());
+    // Written as a build from before the check wrote them.
+    auto insert_named = [&db](const std::string& name, const std::string& hash) {
+        statement st(db.conn,
+                     "INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at, created_by)"
+                     " VALUES (?, 'knl_000000', ?, 'read', 1, 'admin') RETURNING id");
+        st.bind(1, name).bind(2, hash);
+        REQUIRE(st.step());
+        return st.column_int(0);
+    };
+    const std::int64_t c = insert_named("ops", "h1");
+    const std::int64_t d = insert_named("ci", "h2");
+    const std::int64_t e = insert_named("ops", "h3");
+    auto shared = shared_active_key_names(db.conn);
+    REQUIRE(shared.size() == 2);
+    CHECK(shared[0].first == "ci");
+    CHECK(shared[0].second == std::vector<std::int64_t>{b->row.id, d});
+    CHECK(shared[1].first == "ops");
+    CHECK(shared[1].second == std::vector<std::int64_t>{a->row.id, c, e});
+    // A revoked key shares its name with no one.
+    REQUIRE(revoke_api_key(db.conn, d, "admin"));
+    shared = shared_active_key_names(db.conn);
+    REQUIRE(shared.size() == 1);
+    CHECK(shared[0].first == "ops");
 }
 
 TEST_CASE("authenticator: failed sign-ins from many names and addresses are kept bounded",
