@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "ml/dataset.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/json_input.h"
@@ -531,6 +532,42 @@ std::string canonical_definition_json(const ml::model_definition& d) {
     return j.dump();
 }
 
+namespace {
+
+// A binary label's positive class against the classes of the label stream's
+// newest facts, named as training names them (ml/dataset.cpp). Only two or
+// more classes there without it are a mistake (a misspelt class, or "1" for
+// true): one class may be the negative one alone, the positive one rare.
+void check_positive_class(connection& c, const ml::model_definition& d,
+                          std::vector<field_error>& errors) {
+    statement st(c,
+                 "SELECT DISTINCT json_type(data, ?2), json_extract(data, ?2) FROM (SELECT data"
+                 " FROM facts WHERE stream = ?1 ORDER BY event_time DESC, id DESC LIMIT 5000)"
+                 " LIMIT 64");
+    st.bind(1, d.label.stream).bind(2, "$.\"" + d.label.field + "\"");
+    std::set<std::string> classes;
+    while (st.step()) {
+        const std::string type = st.is_null(0) ? "" : st.column_text(0);
+        if (type == "true" || type == "false") {
+            classes.insert(type);
+        } else if (type == "integer" || type == "real") {
+            const double v = st.column_double(1);
+            if (std::isfinite(v) && v == std::floor(v) && std::abs(v) <= 9007199254740992.0)
+                classes.insert(std::to_string(static_cast<long long>(v)));
+        } else if (type == "text") {
+            classes.insert(st.column_text(1));
+        }
+    }
+    if (classes.size() < 2 || classes.count(*d.label.positive)) return;
+    errors.push_back({"label.positive", "the positive class \"" + *d.label.positive +
+                                            "\" is not among the labels of the newest " +
+                                            "5,000 facts of stream \"" + d.label.stream + "\" (" +
+                                            ml::quoted_classes({classes.begin(), classes.end()}) +
+                                            ")"});
+}
+
+}  // namespace
+
 void check_definition_against_data(connection& c, const ml::model_definition& d,
                                    std::vector<field_error>& errors) {
     auto stream_exists = [&c](const std::string& s) {
@@ -575,6 +612,8 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
             errors.push_back({"label.field", "\"" + d.label.field + "\" holds " +
                                                  types.begin()->first +
                                                  " values; a regression label must be a number"});
+        } else if (d.label.positive) {
+            check_positive_class(c, d, errors);
         }
     }
     if (features_stream && !d.features.empty()) {

@@ -126,6 +126,16 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     a.value = static_cast<double>(best);
     a.label = classes[best];
     a.decision = binary_decision(a.task, a.probabilities, 0.5);  // no holdout found a threshold
+    if (d.task == task_kind::binary && classes.size() == 1) {
+        // One class so far, all of the share: the decision is whether it is
+        // the positive one, when that is known without the other class (of
+        // two strings, the later is positive unless one is named).
+        if (d.label.positive) {
+            a.decision = classes[0] == *d.label.positive;
+        } else if (!std::holds_alternative<std::string>(labels[0])) {
+            a.decision = classes[0] == "true" || classes[0] == "1";
+        }
+    }
     return a;
 }
 

@@ -859,11 +859,15 @@ class GateTest(SharedServerCase):
         bad["label"]["positive"] = "fraud"
         r = self.c.request("PUT", "/v1/models/" + uid("positive"), json_body=bad)
         self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
+        # A class the labels lack is refused when the definition is saved
+        # (it failed every job), and the definition stays as it was.
         d["label"]["positive"] = "spam"
-        put_model(self, self.c, name, d)
-        j = train_and_wait(self, self.c, name)
-        self.assertEqual(j["state"], "failed", j)
-        self.assertIn('the positive class "spam" (label.positive) is not among the labels', j["error"])
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=d)
+        self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
+        self.assertIn('the positive class "spam" is not among the labels of the newest 5,000 facts '
+                      'of stream "%s" ("fraud", "ok")' % l, r.json()["error"]["message"])
+        r = self.c.get("/v1/models/" + name)
+        self.assertEqual(r.json()["definition"]["label"]["positive"], "fraud", r)
 
     def test_manual_policy_leaves_a_candidate(self):
         f, l, _ = self.streams(synthetic("binary", 150, seed=9))

@@ -670,10 +670,33 @@ class PredictTest(SharedServerCase):
         q = predict(self, self.c, twin_b, {"features": FEATURES})
         self.assertFallback(q, "not_trained", "label_prior", None)
         self.assertEqual(q["decision"], 1 - share >= 0.5, q)
+        # A positive class none of the labels has: refused beside two
+        # classes; beside one (the other may be rare), the prior answers that
+        # one, with a decision of whether it is the positive class.
+        maybe_name = uid("mb")
+        maybe = dict(definition(feats2, labels2, "binary"),
+                     label={"stream": labels2, "field": "b", "positive": "maybe"})
+        r = self.c.request("PUT", "/v1/models/" + maybe_name, json_body=maybe)
+        self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
+        one_class = uid("lab")
+        post_facts(self, self.c, [fact(one_class, uid("e"), {"b": True}) for _ in range(3)])
+        put_model(self, self.c, maybe_name,
+                  dict(maybe, label=dict(maybe["label"], stream=one_class)))
+        q = predict(self, self.c, maybe_name, {"features": FEATURES})
+        self.assertFallback(q, "not_trained", "label_prior", None)
+        self.assertEqual((q["prediction"], q["probabilities"], q["decision"]),
+                         ("true", {"true": 1.0}, False), q)
+        true_name = uid("mb")
+        put_model(self, self.c, true_name,
+                  dict(maybe, label={"stream": one_class, "field": "b"}))
+        self.assertEqual(predict(self, self.c, true_name, {"features": FEATURES})["decision"],
+                         True)
+        # Labels training would refuse (a third class) give no prior: nothing
+        # answers.
+        three = uid("lab")
+        post_facts(self, self.c, [fact(three, uid("e"), {"b": c}) for c in ("x", "y", "z")])
         no_such = uid("mb")
-        put_model(self, self.c, no_such, dict(definition(feats2, labels2, "binary"),
-                                              label={"stream": labels2, "field": "b",
-                                                     "positive": "maybe"}))
+        put_model(self, self.c, no_such, dict(maybe, label={"stream": three, "field": "b"}))
         self.assertFallback(predict(self, self.c, no_such, {"features": FEATURES}),
                             "not_trained", "none", None)
         # New labels count at once in the next prior, without a definition
