@@ -71,7 +71,8 @@
   function table(headers, rows, opts = {}) {
     const head = h('thead', null, h('tr', null, headers.map((c) => {
       const label = typeof c === 'string' ? c : c.label;
-      return h('th', { class: c.actions ? 'cell-actions' : c.num ? 'num' : null, scope: 'col' }, label);
+      return h('th', { class: c.actions ? 'cell-actions' : c.num ? 'num' : null, scope: 'col' },
+        label || (c.actions ? h('span.visually-hidden', null, 'Actions') : label));
     })));
     const body = h('tbody', null, rows);
     const named = headers.map((c) => (typeof c === 'string' ? c : c.label)).filter(Boolean);
@@ -83,13 +84,18 @@
 
   // A region re-rendered only when its data changed, so a refresh every 2 s
   // does not replace buttons under the pointer or reset scroll positions.
+  // When it is redrawn, keyboard focus inside it moves to the new copy of
+  // the focused control (it fell to <body>, and a keyboard user could not
+  // reach a running job's Cancel between two refreshes).
   function liveRegion(el) {
     let last;
     return (data, render) => {
       const key = JSON.stringify(data);
       if (key === last) return;
       last = key;
+      const mark = el.contains(document.activeElement) ? focusMark(el) : null;
       replace(el, render(data));
+      if (mark && !el.contains(document.activeElement)) refocusIn(el, mark);
     };
   }
 
@@ -202,6 +208,7 @@
     area.value = '';
     area.placeholder = placeholder || 'Why?';
     errBox.hidden = true;
+    area.removeAttribute('aria-invalid');
     ok.textContent = confirm;
     ok.className = danger ? 'danger' : 'primary';
     return new Promise((resolve) => {
@@ -220,6 +227,7 @@
         if (reason && !r) {
           errBox.textContent = 'Say why: every action is recorded with its reason.';
           errBox.hidden = false;
+          area.setAttribute('aria-invalid', 'true');
           area.focus();
           return;
         }
@@ -232,24 +240,47 @@
       cancelBtn.addEventListener('click', onCancel);
       dlg.addEventListener('cancel', onCancel);
       dlg.showModal();
-      (reason ? area : ok).focus();
+      // A destructive action with nothing to type starts on Cancel: two
+      // presses of Enter revoked a key.
+      (reason ? area : danger ? cancelBtn : ok).focus();
     });
   }
 
   // Where keyboard focus was before an action: its button is usually drawn
   // anew by the refresh, so focus would fall to <body>. Found again by its
   // row and action (a disable button comes back as enable, and vice versa).
-  function focusMark() {
+  const ROW_KEYS = ['version', 'model', 'job', 'key', 'arm'];
+  const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+  function focusMark(region) {
     const el = document.activeElement;
     if (!el || el === document.body) return null;
-    const row = el.closest('tr[data-version], tr[data-model], tr[data-job]');
-    return { el, action: el.dataset ? el.dataset.action : null, row: row ? rowKey(row) : null };
+    const row = el.closest(ROW_KEYS.map((k) => `tr[data-${k}]`).join(', '));
+    // Its place among the region's controls, for one known by nothing else
+    // (a table's scrolling box).
+    const index = region ? [...region.querySelectorAll(FOCUSABLE)].indexOf(el) : -1;
+    return { el, action: el.dataset ? el.dataset.action : null, href: el.getAttribute('href'), row: row ? rowKey(row) : null, index };
   }
   function rowKey(row) {
-    for (const k of ['version', 'model', 'job']) {
+    for (const k of ROW_KEYS) {
       if (row.dataset[k] !== undefined) return `tr[data-${k}="${CSS.escape(row.dataset[k])}"]`;
     }
     return null;
+  }
+  // The redrawn copy of a marked control in `region`: the same action in
+  // the same row, the same link, or the control in the same place.
+  function refocusIn(region, mark) {
+    const scope = mark.row ? region.querySelector(mark.row) : region;
+    let target = null;
+    if (scope && mark.action) target = scope.querySelector(`[data-action="${CSS.escape(mark.action)}"]:not([disabled])`);
+    if (!target && scope && mark.href) target = scope.querySelector(`a[href="${CSS.escape(mark.href)}"]`);
+    if (!target && !mark.action && !mark.href && mark.index >= 0) target = region.querySelectorAll(FOCUSABLE)[mark.index] || null;
+    if (!target && mark.row && scope) target = scope.querySelector(FOCUSABLE);
+    if (target) target.focus({ preventScroll: true });
+  }
+  // After a request a button waited for (disabled meanwhile, so focus fell
+  // to <body>), focus goes back to it.
+  function refocus(btn) {
+    if (btn.isConnected && (!document.activeElement || document.activeElement === document.body)) btn.focus();
   }
   function restoreFocus(mark) {
     if (!mark) return;
@@ -466,13 +497,17 @@
     nodes.push(svg('text', { x: lx - 132, y: ly + 6 }, 'baseline'));
     nodes.push(svg('circle', { class: 'dot-live', cx: lx - 72, cy: ly + 2, r: 4 }));
     nodes.push(svg('text', { x: lx - 62, y: ly + 6 }, 'live'));
-    return svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${metric} by version` }, nodes);
+    // Read out in place of the picture: the values, newest last.
+    const said = points.slice(-12).map((p) => `v${p.version} ${fmtNum(p.value, 4)}${p.version === liveVersion ? ' (live)' : ''}`
+      + (Number.isFinite(p.baseline) ? `, baseline ${fmtNum(p.baseline, 4)}` : '')).join('; ');
+    const label = `${metric} by version, ${higherIsBetter ? 'higher' : 'lower'} is better${n > 12 ? `, the newest 12 of ${n}` : ''}: ${said}`;
+    return svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label }, nodes);
   }
 
   function sparkline(values) {
     const W = 200, H = 34;
     const vs = values.filter((v) => Number.isFinite(v));
-    if (vs.length < 2) return svg('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none' });
+    if (vs.length < 2) return svg('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true' });
     const hi = Math.max(...vs, 1e-9), lo = Math.min(0, ...vs);
     const n = values.length;
     const pts = values.map((v, i) => `${((i * W) / (n - 1)).toFixed(1)},${(H - 2 - ((Number.isFinite(v) ? v : 0) - lo) / (hi - lo) * (H - 4)).toFixed(1)}`);
@@ -490,7 +525,15 @@
       x += w;
       return r;
     });
-    return h('div.share-bar', null, svg('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none' }, rects));
+    // The arms' table beside it gives the shares in words.
+    return h('div.share-bar', null, svg('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none', 'aria-hidden': 'true' }, rects));
+  }
+
+  // Green and red say better and worse to some readers only: the words are
+  // there for a screen reader (and an arrow for everyone).
+  function sayBetter(better) {
+    if (better === null || better === undefined) return null;
+    return [h('span', { 'aria-hidden': 'true' }, better ? ' ▲' : ' ▼'), h('span.visually-hidden', null, better ? ' (better)' : ' (worse)')];
   }
 
   // ---------------------------------------------------------------------------
@@ -610,12 +653,14 @@
 
   function viewOverview(root) {
     const notice = h('div');
-    const head = h('div');
+    // The uptime changes its text only: a heading drawn anew every 2 s moved
+    // a screen reader's place.
+    const uptime = h('span', null, 'Updates every 2 s');
+    const head = pageHead('Overview', uptime);
     const tiles = h('div.grid.tiles');
     const comps = h('div.grid');
     const models = h('div.card', null, loading());
     replace(root, head, notice, tiles, comps, models);
-    const drawHead = liveRegion(head);
     const drawTiles = liveRegion(tiles);
     const drawComps = liveRegion(comps);
     const drawModels = liveRegion(models);
@@ -639,8 +684,8 @@
         drawNotice({}, () => []);
         pushHistory(ov.rates, ov.uptime_seconds);
       }
-      drawHead({ up: ov.uptime_seconds !== undefined ? fmtDuration(ov.uptime_seconds) : null, missing },
-        (d) => pageHead('Overview', d.up ? `Up ${d.up} · updates every 2 s` : 'Updates every 2 s'));
+      const up = ov.uptime_seconds !== undefined ? fmtDuration(ov.uptime_seconds) : null;
+      uptime.textContent = up ? `Up ${up} · updates every 2 s` : 'Updates every 2 s';
       const rates = { ...(ov.rates || {}) };
       if (rates.predictions_total === 0) {
         // No prediction yet: a latency or a share of nothing is not 0.
@@ -879,7 +924,7 @@
           h('td', null, Object.entries(m.aliases || {}).map(([a, v]) => h('span.chip', null, badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info')))),
           h('td.num', null, fmtNum(m.versions)),
           h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`),
-            m.last_job.state === 'running' ? [' ', h('progress', { max: 1, value: m.last_job.progress || 0 })] : null] : '—'),
+            m.last_job.state === 'running' ? [' ', h('progress', { max: 1, value: m.last_job.progress || 0, 'aria-label': `Job ${m.last_job.id} progress` })] : null] : '—'),
           h('td', null, timeEl(m.created_at))))) : emptyModels()));
     };
     return { refresh };
@@ -1273,9 +1318,9 @@
     const cols = ['Job', model ? 'Model' : null, 'State', active ? 'Progress' : 'Result', 'Trigger', 'Requested by', 'Created',
       { label: 'Duration', num: true }, active ? null : 'Version', active ? null : 'Error', active ? ACTIONS : null].filter((x) => x !== null);
     return table(cols, jobs.map((j) => {
-      const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
+      const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', 'aria-label': `Cancel job ${j.id}`, onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
       const progress = j.state === 'running'
-        ? h('div', null, h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), h('span.small', null, fmtPct(j.progress || 0))),
+        ? h('div', null, h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0, 'aria-label': `Job ${j.id} progress` }), h('span.small', null, fmtPct(j.progress || 0))),
           h('div.small.muted.job-message', null, j.message || ''))
         : j.state === 'queued' ? h('span.muted.small', null, 'waiting for the trainer') : h('span.small.muted.job-message', null, jobResult(j));
       return h('tr', { 'data-job': j.id },
@@ -1344,7 +1389,7 @@
           isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null,
           removed ? h('span.chip', { title: `removed ${fmtTime(removed)} (serve --keep-versions)` }, badge('artifact removed')) : null),
         h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted', null, thresholdText(v.metrics))] : null),
-        h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4))),
+        h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4), sayBetter(better))),
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
         h('td.gate', null, gateText(v.gate)),
@@ -1371,8 +1416,9 @@
       return [xBetter ? 'better' : 'worse', xBetter ? 'worse' : 'better'];
     };
     const rows = [];
+    const said = (c) => (c ? sayBetter(c === 'better') : null);
     const row = (label, x, y, cls = [null, null]) => rows.push(h('tr', null, h('th', { scope: 'row' }, label),
-      h('td', null, h('span', { class: cls[0] }, x)), h('td', null, h('span', { class: cls[1] }, y))));
+      h('td', null, h('span', { class: cls[0] }, x, said(cls[0]))), h('td', null, h('span', { class: cls[1] }, y, said(cls[1])))));
     row('status', a.status, b.status);
     row('aliases', (a.aliases || []).join(', ') || '—', (b.aliases || []).join(', ') || '—');
     row('algorithm', a.algorithm, b.algorithm);
@@ -1512,6 +1558,7 @@
           : errorBox(err, 'Could not save the definition'));
       } finally {
         save.disabled = false;
+        refocus(save);
       }
     });
     if (!ctx.alive()) return;
@@ -1525,7 +1572,7 @@
   // of the model's features stream; the answer shown as the API gave it.
   async function drawTryPrediction(box, name, model, ctx) {
     const area = h('textarea.code', { id: 'try-body', rows: 8, spellcheck: 'false', 'aria-label': `Prediction request for ${name}` });
-    const answer = h('div', { id: 'try-answer' });
+    const answer = h('div', { id: 'try-answer', role: 'status' });
     const send = h('button.primary', { type: 'button', 'data-action': 'try-predict' }, 'Predict');
     send.addEventListener('click', async () => {
       send.disabled = true;
@@ -1536,6 +1583,7 @@
         replace(answer, errorBox(err, 'The server refused the request'));
       } finally {
         send.disabled = false;
+        refocus(send);
       }
     });
     let example = { entity: 'example-1', features: {} };
@@ -1619,7 +1667,7 @@
         activeJob ? h('button.danger', { type: 'button', 'data-action': 'cancel', onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel job') : null));
       const { log, ...rest } = j;
       drawInfo(rest, () => [
-        j.state === 'running' ? h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0 }), `${fmtPct(j.progress)} · ${j.message || ''}`) : null,
+        j.state === 'running' ? h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0, 'aria-label': `Job ${j.id} progress` }), `${fmtPct(j.progress)} · ${j.message || ''}`) : null,
         j.error ? h('div.alert.error', null, h('div.title', null, 'Error'), j.error) : null,
         h('dl.kv', null,
           h('dt', null, 'trigger'), h('dd', null, j.trigger),
@@ -1635,7 +1683,7 @@
       ]);
       drawLog(log, () => [
         h('h2', null, 'Log'),
-        log.length ? h('div.log', { id: 'job-log' }, log.map((l) => h(`div.${l.level}`, null, h('span.t', null, fmtTime(l.time)), `${l.level === 'info' ? '' : l.level.toUpperCase() + ' '}${l.message}`)))
+        log.length ? h('div.log', { id: 'job-log', tabindex: 0, role: 'region', 'aria-label': 'Job log' }, log.map((l) => h(`div.${l.level}`, null, h('span.t', null, fmtTime(l.time)), `${l.level === 'info' ? '' : l.level.toUpperCase() + ' '}${l.message}`)))
           : h('p.muted', null, 'No log lines yet.')]);
     };
     return { refresh };
@@ -1877,11 +1925,14 @@
     const other = usable.find((v) => v !== live && v.status !== 'rejected') || usable.find((v) => v !== live);
     const armsBox = h('div', { id: 'experiment-arms' });
     const label = (v) => `v${v.version}${(v.aliases || []).includes('live') ? ' (live)' : ''}${disabled.has(v.version) ? ' (disabled)' : v.status === 'rejected' ? ' (rejected)' : ''}`;
+    // Each row's controls say which arm they are, read out of context.
+    let armsAdded = 0;
     const addArm = (version, weight, shadow) => {
-      const vsel = h('select', { 'aria-label': 'Version', class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, label(v))));
-      const w = h('input', { type: 'number', min: '0', step: 'any', value: String(weight), 'aria-label': 'Weight', class: 'arm-weight' });
-      const sh = h('input', { type: 'checkbox', class: 'arm-shadow', checked: shadow });
-      const rm = h('button.small', { type: 'button' }, 'Remove');
+      const n = ++armsAdded;
+      const vsel = h('select', { 'aria-label': `Arm ${n} version`, class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, label(v))));
+      const w = h('input', { type: 'number', min: '0', step: 'any', value: String(weight), 'aria-label': `Arm ${n} weight`, class: 'arm-weight' });
+      const sh = h('input', { type: 'checkbox', class: 'arm-shadow', checked: shadow, 'aria-label': `Arm ${n} shadow` });
+      const rm = h('button.small', { type: 'button', 'aria-label': `Remove arm ${n}` }, 'Remove');
       const row = h('div.arm-row', null, vsel, h('label.inline', null, 'weight', w), h('label.inline', null, sh, 'shadow'), rm);
       rm.addEventListener('click', () => row.remove());
       armsBox.append(row);
@@ -1943,7 +1994,9 @@
     const drawList = liveRegion(listBox);
     const nameIn = h('input', { id: 'key-name', placeholder: 'e.g. feed-app', maxlength: 64 });
     const scopes = ['read', 'ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
-    const created = h('div', { id: 'key-created' });
+    // Focused when it shows a new key: "Created" alone was announced, not
+    // that the secret is on screen to copy.
+    const created = h('div', { id: 'key-created', tabindex: -1, role: 'status' });
     const create = h('button.primary', { type: 'submit', 'data-action': 'create-key' }, 'Create key');
     let shownKey = null;  // the id of the key whose secret is on screen
     // A revoked key's secret is of no use and should not stay on screen.
@@ -1951,8 +2004,8 @@
     const form = h('form', null,
       h('h2', null, 'Create a key'),
       h('label', { for: 'key-name' }, 'Name'), nameIn,
-      h('label', null, 'Scopes'),
-      h('div.row', null, scopes.map((c) => h('label.inline', { for: c.id }, c, c.value))),
+      h('fieldset.scopes', null, h('legend', null, 'Scopes'),
+        h('div.row', null, scopes.map((c) => h('label.inline', { for: c.id }, c, c.value)))),
       h('p.muted.small', null, 'ingest: send facts · predict: ask for predictions · admin: everything, including this page\'s actions. Any key may read.'),
       h('div.actions', null, create), created);
     form.addEventListener('submit', async (ev) => {
@@ -1972,11 +2025,13 @@
           h('p.small', null, 'A client sends it as ', h('code', null, 'Authorization: Bearer <key>'), '.')));
         nameIn.value = '';
         flash(`Created API key "${k.name}"`);
+        created.focus();
         await refreshNow();
       } catch (err) {
         replace(created, errorBox(err, 'Could not create the key'));
       } finally {
         create.disabled = false;
+        refocus(create);
       }
     });
     replace(createBox, form);
@@ -1992,7 +2047,7 @@
           h('td', null, timeEl(k.created_at)),
           h('td', null, k.created_by),
           h('td', null, k.revoked_at ? [badge('revoked', 'bad'), h('span.small.muted', null, ` ${fmtTime(k.revoked_at)} by ${k.revoked_by}`)] : badge('active')),
-          h('td.cell-actions', null, k.revoked_at ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke',
+          h('td.cell-actions', null, k.revoked_at ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke', 'aria-label': `Revoke key "${k.name}"`,
             onclick: () => act({ title: `Revoke key "${k.name}"?`, text: 'Requests with it are refused from now on. This cannot be undone.', confirm: 'Revoke', reason: false, danger: true },
               () => api('DELETE', `/v1/keys/${k.id}`),
               () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, 'No API keys yet.')]);
@@ -2174,6 +2229,7 @@
     btn.disabled = true;
     btn.textContent = 'Signing in…';
     replace($('#signin-message'));
+    $('#signin-password').removeAttribute('aria-invalid');
     try {
       const s = await api('POST', '/v1/auth/login', { username, password });
       $('#signin-password').value = '';
@@ -2183,10 +2239,12 @@
         : err.status === 429 ? err.message
           : `Could not sign in: ${err.message}`;
       replace($('#signin-message'), h('div.alert.error', { role: 'alert' }, msg));
+      $('#signin-password').setAttribute('aria-invalid', 'true');
       $('#signin-password').select();
     } finally {
       btn.disabled = false;
       btn.textContent = 'Sign in';
+      refocus(btn);
     }
   }
 
@@ -2227,7 +2285,9 @@
       $('#topbar').classList.remove('open');
       $('#menu-button').setAttribute('aria-expanded', 'false');
     });
-    window.addEventListener('hashchange', route);
+    // A page the person chose starts at the page: focus stayed on <body>
+    // (or on the link, under the new page), and nothing said a page changed.
+    window.addEventListener('hashchange', () => { route(); $('#main').focus({ preventScroll: true }); });
     try {
       const s = await api('GET', '/v1/auth/session');
       showShell(s);

@@ -29,10 +29,12 @@ const WAIT = 15_000;          // a normal UI wait
 const TRAIN_WAIT = 180_000;   // a training job, start to finish
 
 let chromium;
+let AXE_SOURCE;  // axe-core, run inside the page by the accessibility step
 try {
   ({ chromium } = await import(path.join(here, 'node_modules', 'playwright-core', 'index.mjs')));
+  AXE_SOURCE = fs.readFileSync(path.join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 } catch (e) {
-  console.error(`playwright-core is not installed in ${here}: run scripts/web-deps (npm ci there). (${e.message})`);
+  console.error(`playwright-core or axe-core is not installed in ${here}: run scripts/web-deps (npm ci there). (${e.message})`);
   process.exit(1);
 }
 if (!KENNEL_BIN || !fs.existsSync(KENNEL_BIN)) {
@@ -826,13 +828,23 @@ step('a bad definition shows the server\'s validation errors by field', async ()
   await waitFor('the header\'s revision', async () => (await page.textContent('#model-revision')) === `revision ${revBefore + 1}`, WAIT);
 });
 
+// What has keyboard focus: its id, tag, aria-label and text.
+const focused = () => page.evaluate(() => {
+  const e = document.activeElement;
+  return { id: e.id, tag: e.tagName, label: e.getAttribute('aria-label'), text: e.textContent.trim().slice(0, 40) };
+});
+
 step('API keys: create (shown once), use, revoke', async () => {
   await page.click('#nav a[data-view="keys"]');
   await visible(page.locator('h1', { hasText: 'API keys' }));
+  // A page chosen from the menu starts at the page, not on <body>.
+  await waitFor('focus on the page', async () => (await focused()).id === 'main', WAIT);
   await page.fill('#key-name', 'browser-test');
   await page.check('#key-scope-predict');
   await page.click('button[data-action="create-key"]');
   await visible(page.locator('#new-key'));
+  // The shown-once secret takes focus, so a screen reader reads it out.
+  await waitFor('focus on the new key', async () => (await focused()).id === 'key-created', WAIT);
   const key = (await page.textContent('#new-key')).trim();
   assert.ok(key.length >= 20, `a key: ${key}`);
   const row = page.locator('tr', { hasText: 'browser-test' });
@@ -841,10 +853,26 @@ step('API keys: create (shown once), use, revoke', async () => {
   assert.equal((await http('GET', '/v1/models', { auth: key })).status, 200, 'the new key reads');
   assert.equal((await http('POST', '/v1/models/likes/train', { auth: key, body: {} })).status, 403, 'but may not train');
   await shot('keys-1280');
-  await row.first().locator('button[data-action="revoke"]').click();
+  // Keyboard focus on a key's Revoke stays there when the list is drawn
+  // anew (another key created elsewhere): it fell to <body>.
+  const revoke = row.first().locator('button[data-action="revoke"]');
+  await revoke.focus();
+  const other = await http('POST', '/v1/keys', { auth: 'basic', body: { name: 'browser-test-other', scopes: ['read'] } });
+  assert.equal(other.status, 201, other.text);
+  await visible(page.locator('tr', { hasText: 'browser-test-other' }));
+  assert.equal((await focused()).label, 'Revoke key "browser-test"');
+  // A destructive action with nothing to type opens on Cancel: Enter twice
+  // does not revoke.
+  await page.keyboard.press('Enter');
+  await visible(page.locator('#dialog'));
+  assert.equal((await focused()).id, 'dialog-cancel');
   await confirmDialog();
   await visible(page.locator('#flash .alert.success', { hasText: 'Revoked API key "browser-test"' }));
   await waitFor('the revoked badge', async () => /revoked/.test(await row.first().textContent()), WAIT);
+  // Focus leaves the revoked key's row for the page's heading, not for
+  // another key's Revoke.
+  await waitFor('focus on the heading', async () => (await focused()).tag === 'H1', WAIT);
+  assert.equal((await http('DELETE', `/v1/keys/${other.json.id}`, { auth: 'basic' })).status, 200);
   // The revoked key's secret leaves the screen.
   await page.locator('#new-key').waitFor({ state: 'detached', timeout: WAIT });
   await waitFor('the key to be refused', async () => (await http('GET', '/v1/models', { auth: key })).status === 401, 10_000);
@@ -989,6 +1017,36 @@ step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1
     modelStub.finish();
     versionsStub.finish();
   }
+});
+
+// axe-core's WCAG 2.1 A and AA rules on a page as it stands: the violations,
+// each with its rule and the first elements it names.
+async function axeViolations() {
+  // As a script of the test's own (not through eval, which the page's CSP
+  // refuses).
+  if (!await page.evaluate(() => Boolean(window.axe))) await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }, resultTypes: ['violations'] });
+    return r.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')})`);
+  });
+}
+
+step('accessibility: no WCAG 2.1 A/AA violation axe-core can find, on every page and in a dialog', async () => {
+  const jobs = await http('GET', '/v1/jobs?limit=1', { auth: 'basic' });
+  const pages = [['#/overview', 'Overview'], ['#/streams', 'Streams'], ['#/models', 'Models'],
+    ['#/models/likes', 'likes'], ['#/jobs', 'Jobs'], [`#/jobs/${jobs.json.jobs[0].id}`, 'Job'],
+    ['#/deployments', 'Deployments'], ['#/keys', 'API keys']];
+  for (const [hash, heading] of pages) {
+    await go(hash);
+    await visible(page.locator('h1', { hasText: heading }));
+    await page.waitForTimeout(500);  // the view's first refresh
+    assert.deepEqual(await axeViolations(), [], hash);
+  }
+  await go('#/models/likes');
+  await page.click('button[data-action="train"]');
+  await visible(page.locator('#dialog'));
+  assert.deepEqual(await axeViolations(), [], 'the reason dialog');
+  await page.click('#dialog-cancel');
 });
 
 step('phone width: the menu collapses and tables scroll inside their box', async () => {
