@@ -1084,7 +1084,8 @@
             a === 'live' && serving.down ? badge(`live → v${v} ${serving.disabled ? 'disabled' : 'not serving'}`, 'bad') : badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet',
           serving.down ? h('span.chip', null, badge(serving.fallback ? `answering: v${serving.fallback} (fallback)` : 'answering: fallback only', 'warn')) : null],
         h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
-        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle }, 'Roll back'),
+        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle,
+          'aria-label': state.rollbackTo ? null : `Roll back (${rollbackTitle})` }, 'Roll back'),
         h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments')));
       // Revision numbers drawn once (the definition card's) follow too, but
       // never back: a refresh that began before a save answers with the
@@ -1366,8 +1367,11 @@
       const isDisabled = disabled.has(v.version);
       const isLive = v.version === live;
       const removed = v.artifact && v.artifact.removed_at;
-      const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}`, disabled: isLive || isDisabled || !!removed,
-        title: removed ? `Its artifact was removed by retention (${fmtTime(removed)}): it cannot serve` : isDisabled ? 'Enable it first' : null,
+      const cannot = removed ? `Its artifact was removed by retention (${fmtTime(removed)}): it cannot serve` : isDisabled ? 'Enable it first' : null;
+      // The reason is in the name too: a disabled button takes no focus,
+      // so its tooltip was out of a keyboard's reach.
+      const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}${cannot ? ` (${cannot})` : ''}`, disabled: isLive || isDisabled || !!removed,
+        title: cannot,
         onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
           (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason }),
           (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');

@@ -454,6 +454,10 @@ step('disable and enable a version', async () => {
   await confirmDialog('browser test: disable');
   await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
   await waitFor('the disabled badge', async () => /disabled/.test(await page.textContent(row)), WAIT);
+  // Why Promote is off is in its name, not only in a tooltip no keyboard
+  // reaches.
+  assert.equal(await page.getAttribute(`${row} button[data-action="promote"]`, 'aria-label'),
+    `Promote v${notLive.version} (Enable it first)`);
   await page.click(`${row} button[data-action="enable"]`);
   await confirmDialog('browser test: enable again');
   await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
