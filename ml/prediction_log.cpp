@@ -109,6 +109,23 @@ void prediction_log::loop() {
     // on 2 cores) let one flush every 5 ms pile up in its queue until the
     // queue was full, and whole flushes were dropped.
     std::optional<std::future<status>> in_flight;
+    std::size_t in_flight_rows = 0;
+    auto last_failure_logged = std::chrono::steady_clock::time_point{};
+    // Rows count as logged once their commit succeeded: a failed commit (a
+    // full disk, a broken database) dropped them while they were counted.
+    const auto settle = [&](status s) {
+        if (s) {
+            logged_.fetch_add(in_flight_rows, std::memory_order_relaxed);
+            return;
+        }
+        dropped_.fetch_add(in_flight_rows, std::memory_order_relaxed);
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_failure_logged >= std::chrono::minutes(1)) {  // not every 5 ms
+            last_failure_logged = now;
+            log_warn("prediction-log", std::to_string(in_flight_rows) +
+                                           " entries dropped, their write failed: " + s.message());
+        }
+    };
     for (;;) {
         if (retention_.count() > 0 && expiry_started_ &&
             std::chrono::steady_clock::now() >= next_expiry) {
@@ -124,10 +141,14 @@ void prediction_log::loop() {
         if (in_flight) {
             if (last) {
                 // The writer drains what it accepted; bounded all the same,
-                // so that stopping never hangs on it.
-                in_flight->wait_for(std::chrono::seconds(30));
+                // so that stopping never hangs on it (rows still unanswered
+                // then are counted as neither).
+                if (in_flight->wait_for(std::chrono::seconds(30)) == std::future_status::ready)
+                    settle(in_flight->get());
             } else if (in_flight->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
                 continue;
+            } else {
+                settle(in_flight->get());
             }
             in_flight.reset();
         }
@@ -153,13 +174,18 @@ void prediction_log::loop() {
                 },
                 n, durability::relaxed);
             if (fut) {
-                logged_.fetch_add(n, std::memory_order_relaxed);
                 in_flight = std::move(*fut);
+                in_flight_rows = n;
             } else {
                 dropped_.fetch_add(n, std::memory_order_relaxed);  // the writer is full or stopping
             }
         }
-        if (last) return;
+        if (last) {
+            if (in_flight &&
+                in_flight->wait_for(std::chrono::seconds(30)) == std::future_status::ready)
+                settle(in_flight->get());
+            return;
+        }
     }
 }
 

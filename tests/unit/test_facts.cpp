@@ -1659,6 +1659,24 @@ TEST_CASE("the prediction log takes what fits its queue and counts the rest as d
                  "SELECT count(*) FROM predictions WHERE features_hash = 'fedcba9876543210'") == 3);
 }
 
+TEST_CASE("rows whose write failed are counted as dropped, not as logged", "[writer]") {
+    fact_db db;
+    // Every insert of a segment fails: the group commit is rolled back.
+    db.conn.exec("ALTER TABLE prediction_segments RENAME TO gone");
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    ml::prediction_log log(w, 100);
+    std::vector<prediction_row> rows;
+    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
+    log.append(std::move(rows));
+    log.stop();
+    auto stats = log.stats();
+    CHECK(stats.logged == 0);
+    CHECK(stats.dropped == 5);
+    w.stop();
+    CHECK(scalar(db.conn, "SELECT count(*) FROM gone") == 0);
+}
+
 TEST_CASE("the prediction log loses no row to concurrent appends, a full queue or stop()",
           "[writer]") {
     fact_db db;
