@@ -590,7 +590,12 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                               " (entity " + test_rows[i]->entity + "): " + a.error().message());
         }
         auto b = predict_raw(*loaded, test_rows[i]->features);
-        if (!a || !b || a->value != b->value || a->probabilities != b->probabilities) {
+        if (!b) {
+            return status(error_kind::internal,
+                          "the stored artifact cannot answer probe row " + std::to_string(i) +
+                              " (entity " + test_rows[i]->entity + "): " + b.error().message());
+        }
+        if (a->value != b->value || a->probabilities != b->probabilities) {
             return status(error_kind::internal,
                           "the stored artifact predicts differently from the evaluated model on "
                           "probe row " + std::to_string(i) + " (entity " + test_rows[i]->entity + ")");
