@@ -625,7 +625,9 @@ int cmd_train(const std::vector<std::string>& args) {
         },
         std::chrono::seconds(30));
     if (!s) {
-        std::cerr << "kennel train: no model named \"" << model << "\"\n";
+        // The writer's own words: a full disk, a busy database or a timeout
+        // are not an unknown model, which insert_job names as such.
+        std::cerr << "kennel train: " << s.message() << "\n";
         return 1;
     }
     std::optional<job_row> job;

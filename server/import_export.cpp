@@ -486,7 +486,12 @@ int run_import(const import_options& o) {
                        counts.stored + counts.duplicate + batch.size());
         }
     }
-    if (ok) ok = flush();
+    // A read error (EIO, a directory, a dropped network mount) ends the
+    // loops as the end of the input does: the import printed its counts and
+    // exited 0 after a partial read.
+    // (std::cin reads through stdin's FILE, which keeps the error to itself.)
+    const bool read_failed = in->bad() || (in == &std::cin && std::ferror(stdin));
+    if (ok) ok = flush();  // what was read before the error is stored
     bar.update(total, counts.stored + counts.duplicate, true);
     bar.finish();
     writer.stop();
@@ -505,6 +510,14 @@ int run_import(const import_options& o) {
                      "makes a re-import store nothing twice)\n",
                      static_cast<unsigned long long>(counts.stamped),
                      format == "csv" ? " column (--time-column)" : "");
+    }
+    if (read_failed) {
+        std::cerr << "kennel import: reading "
+                  << (o.file.empty() || o.file == "-" ? std::string("standard input") : o.file)
+                  << " failed before its end; the facts counted above were stored (importing "
+                     "the whole file again stores nothing twice when they have a time or an "
+                     "idempotency_key)\n";
+        return 1;
     }
     if (!ok) return 1;
     return counts.rejected ? 3 : 0;

@@ -108,7 +108,7 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
                  " (SELECT coalesce(max(id), 0) FROM facts) FROM models WHERE name = ?");
     st.bind(1, trigger).bind(2, requested_by).bind(3, now_micros()).bind(4, requeued_from).bind(5, model);
     st.run();
-    if (c.changes() != 1) throw db_error(19, "no model named " + model);
+    if (c.changes() != 1) throw db_error(19, "no model named \"" + model + "\"");
     const std::int64_t id = c.last_insert_rowid();
     // A job still queued for an older revision would train a definition
     // since replaced (and might publish it): this one supersedes it.

@@ -611,6 +611,27 @@ class MistakenArgumentsTest(KennelTestCase):
         self.assertIn("is not an SQLite database", r.stderr)
         self.assertNotIn("POST /v1/facts", r.stderr)
 
+    def test_import_says_when_reading_its_input_failed(self):
+        # A read error ended the input as its end does: the import exited 0.
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        fd = os.open(self.tmp, os.O_RDONLY)  # read() of a directory fails (EISDIR)
+        try:
+            r = subprocess.run([KENNEL_BIN, "import", "-", "--db", db, "--stream", "s"],
+                               env=kennel_env(), stdin=fd, capture_output=True, text=True,
+                               timeout=60)
+        finally:
+            os.close(fd)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("kennel import: reading standard input failed before its end", r.stderr)
+
+    def test_train_names_an_unknown_model(self):
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        r = run_cli(["train", "ghost", "--db", db])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn('kennel train: no model named "ghost"', r.stderr)
+
     def test_train_on_a_missing_database_creates_nothing(self):
         r = run_cli(["train", "likes", "--db", self.path("nope.db")])
         self.assertEqual(r.returncode, 1, r.stderr)
