@@ -903,10 +903,10 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(times[:5], sorted(times[:5]))
         self.assertLess(abs(times[-1] / 1e6 - time.time()), 60)
 
-        # /v1/serving counts what was logged and dropped.
-        r = self.c.get("/v1/serving")
-        log = r.json()["prediction_log"]
-        self.assertGreaterEqual(log["logged"], len(ids), log)
+        # /v1/serving counts what was logged and dropped (a flush counts as
+        # logged once the flusher has seen its commit succeed).
+        log = wait_until(lambda: (lambda j: j if j["logged"] >= len(ids) else None)(
+            self.c.get("/v1/serving").json()["prediction_log"]), 10, "the log's count")
         self.assertEqual(log["dropped"], 0, log)
 
 
