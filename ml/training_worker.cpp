@@ -476,9 +476,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         // Allowed without privileges; if refused, nice still applies.
         struct sched_param idle_param {};
         ::sched_setscheduler(0, SCHED_IDLE, &idle_param);
-#if !defined(__SANITIZE_ADDRESS__)
-        // AddressSanitizer reserves terabytes of address space, so the limit
-        // is enforced by the RSS watch below in sanitizer builds.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+        // AddressSanitizer and ThreadSanitizer reserve terabytes of address
+        // space (a ThreadSanitizer child died at start under the limit), so
+        // the limit is enforced by the RSS watch below in sanitizer builds.
         struct rlimit lim;
         lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(memory_mb) * 1024 * 1024;
         ::setrlimit(RLIMIT_AS, &lim);
