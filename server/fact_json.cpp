@@ -97,22 +97,28 @@ status check_uncertainty(const json& v, const std::string& path) {
 namespace {
 
 // Checks numbers are finite everywhere and that uncertainty objects are
-// well-formed. `path` names the field for the error message.
-status check_value(const json& v, const std::string& path, int depth) {
+// well-formed. `path` names the field for the error message: one buffer,
+// grown and cut back as the walk goes down and up (a string per member made
+// one or two allocations per field of every fact).
+status check_value(const json& v, std::string& path, int depth) {
     if (depth > max_depth) return invalid(path, "nested deeper than " + std::to_string(max_depth));
     if (v.is_number_float() && !std::isfinite(v.get<double>())) {
         return invalid(path, "number is not finite (NaN and Infinity are not allowed)");
     }
+    if (!v.is_array() && !v.is_object()) return status::ok();
+    const std::size_t here = path.size();
     if (v.is_array()) {
         for (std::size_t i = 0; i < v.size(); ++i) {
-            if (status s = check_value(v[i], path + "[" + std::to_string(i) + "]", depth + 1); !s)
-                return s;
+            path.append("[").append(std::to_string(i)).append("]");
+            if (status s = check_value(v[i], path, depth + 1); !s) return s;
+            path.resize(here);
         }
         return status::ok();
     }
-    if (!v.is_object()) return status::ok();
     for (const auto& [k, item] : v.items()) {
-        if (status s = check_value(item, path + "." + k, depth + 1); !s) return s;
+        path.append(".").append(k);
+        if (status s = check_value(item, path, depth + 1); !s) return s;
+        path.resize(here);
     }
     return check_uncertainty(v, path);
 }
@@ -193,6 +199,7 @@ parsed_item parse_fact_object(const json& j, micros now) {
         item.error = invalid("data", std::string("must be a JSON object, not ") + type_name(*data));
         return item;
     }
+    std::string path;  // check_value's, its capacity kept from field to field
     for (const auto& [k, v] : data->items()) {
         if (k.empty()) {
             item.error = invalid("data", "field names must not be empty");
@@ -204,7 +211,8 @@ parsed_item parse_fact_object(const json& j, micros now) {
             item.error = invalid("data", why + " (the name " + json(k).dump() + ")");
             return item;
         }
-        if (status s = check_value(v, "data." + k, 1); !s) {
+        path.assign("data.").append(k);
+        if (status s = check_value(v, path, 1); !s) {
             item.error = s;
             return item;
         }

@@ -1395,6 +1395,13 @@ TEST_CASE("parse_fact_body names the field and the problem for each bad fact", "
         {"nested lower > upper",
          R"({"stream":"s","entity":"e","data":{"m":{"n":{"lower":2,"upper":1}}}})", "data.m.n",
          "greater than upper"},
+        // The path of a problem in arrays, after siblings that were fine.
+        {"interval in an array",
+         R"({"stream":"s","entity":"e","data":{"a":1,"m":[0,{"ok":[1,2]},{"lower":2,"upper":1}]}})",
+         "data.m[2]", "greater than upper"},
+        {"confidence deep in objects and arrays",
+         R"({"stream":"s","entity":"e","data":{"m":{"a":[{"b":1}],"c":[[0],[1,{"p":{"value":1,"confidence":2}}]]}}})",
+         "data.m.c[1][1].p.confidence", "between 0 and 1"},
         {"confidence out of range",
          R"({"stream":"s","entity":"e","data":{"p":{"value":1,"confidence":1.5}}})",
          "data.p.confidence", "between 0 and 1"},
