@@ -244,9 +244,17 @@ int run_import(const import_options& o) {
     if (!in) return 1;
     std::uint64_t total = 0;  // bytes, for the progress bar (a file's only)
     if (owned) {
+        // A pipe (<(cat f), a FIFO, /dev/stdin) cannot seek: the failed seek
+        // left the stream failed, and the import read nothing and exited 0.
         owned->seekg(0, std::ios::end);
-        total = static_cast<std::uint64_t>(owned->tellg());
+        const auto end = owned->tellg();
         owned->seekg(0);
+        if (*owned && end > 0) {
+            total = static_cast<std::uint64_t>(end);
+        } else {
+            owned->clear();
+            total = 0;
+        }
     }
     std::string format = o.format;
     if (format == "auto") {
@@ -427,7 +435,8 @@ int run_import(const import_options& o) {
                 }
             }
             ok = add(line, line_no, source_id);
-            bar.update(static_cast<std::uint64_t>(in->tellg()), counts.stored + counts.duplicate + batch.size());
+            bar.update(total ? static_cast<std::uint64_t>(in->tellg()) : 0,
+                       counts.stored + counts.duplicate + batch.size());
         }
     } else {
         csv_reader csv(*in);
@@ -490,7 +499,10 @@ int run_import(const import_options& o) {
     // loops as the end of the input does: the import printed its counts and
     // exited 0 after a partial read.
     // (std::cin reads through stdin's FILE, which keeps the error to itself.)
-    const bool read_failed = in->bad() || (in == &std::cin && std::ferror(stdin));
+    // A loop that ended without an error of the writer's ended at the end of
+    // the input, or the input failed.
+    const bool read_failed =
+        in->bad() || (in == &std::cin && std::ferror(stdin)) || (ok && !in->eof());
     if (ok) ok = flush();  // what was read before the error is stored
     bar.update(total, counts.stored + counts.duplicate, true);
     bar.finish();

@@ -625,6 +625,25 @@ class MistakenArgumentsTest(KennelTestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("kennel import: reading standard input failed before its end", r.stderr)
 
+    def test_import_reads_a_pipe(self):
+        # A FIFO (as <(cat f) gives) cannot seek: the size probe for the
+        # progress bar left the stream failed, and nothing was read (exit 0).
+        db = self.path("k.db")
+        self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
+        for name, text, extra in (
+                ("facts.ndjson", "".join(json.dumps(fact("s", "e%d" % i, {"a": i})) + "\n"
+                                         for i in range(3)), []),
+                ("facts.csv", "entity,a\nc1,1\nc2,2\nc3,3\n", ["--stream", "c"])):
+            with self.subTest(name=name):
+                fifo = self.path(name)
+                os.mkfifo(fifo)
+                writer = threading.Thread(target=lambda: open(fifo, "w").write(text))
+                writer.start()
+                r = run_cli(["import", fifo, "--db", db] + extra)
+                writer.join(10)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("3 stored, 0 duplicates, 0 rejected", r.stderr)
+
     def test_train_names_an_unknown_model(self):
         db = self.path("k.db")
         self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
