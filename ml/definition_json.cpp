@@ -535,35 +535,62 @@ std::string canonical_definition_json(const ml::model_definition& d) {
 namespace {
 
 // A binary label's positive class against the classes of the label stream's
-// newest facts, named as training names them (ml/dataset.cpp). Only two or
-// more classes there without it are a mistake (a misspelt class, or "1" for
-// true): one class may be the negative one alone, the positive one rare.
+// newest standing facts (a corrected fact gives way to its correction),
+// named as training names them (ml/dataset.cpp; a {"value": …} object is
+// its value). A name the labels' kind cannot give ("1" beside true and
+// false) is a mistake however many classes there are; another name is one
+// only beside two or more classes without it (misspelt): beside one, the
+// positive class may be the rare one.
 void check_positive_class(connection& c, const ml::model_definition& d,
                           std::vector<field_error>& errors) {
     statement st(c,
-                 "SELECT DISTINCT json_type(data, ?2), json_extract(data, ?2) FROM (SELECT data"
-                 " FROM facts WHERE stream = ?1 ORDER BY event_time DESC, id DESC LIMIT 5000)"
-                 " LIMIT 64");
-    st.bind(1, d.label.stream).bind(2, "$.\"" + d.label.field + "\"");
+                 "SELECT DISTINCT CASE WHEN json_type(f.data, ?2) = 'object'"
+                 " THEN json_type(f.data, ?3) ELSE json_type(f.data, ?2) END,"
+                 " CASE WHEN json_type(f.data, ?2) = 'object'"
+                 " THEN json_extract(f.data, ?3) ELSE json_extract(f.data, ?2) END"
+                 " FROM (SELECT g.data FROM facts g WHERE g.stream = ?1 AND " +
+                     standing_fact_sql("g") +
+                     " ORDER BY g.event_time DESC, g.id DESC LIMIT 5000) f");
+    const std::string path = "$.\"" + d.label.field + "\"";
+    st.bind(1, d.label.stream).bind(2, path).bind(3, path + ".value");
     std::set<std::string> classes;
+    bool booleans = false, numbers = false, strings = false;
     while (st.step()) {
         const std::string type = st.is_null(0) ? "" : st.column_text(0);
         if (type == "true" || type == "false") {
+            booleans = true;
             classes.insert(type);
         } else if (type == "integer" || type == "real") {
+            numbers = true;
             const double v = st.column_double(1);
             if (std::isfinite(v) && v == std::floor(v) && std::abs(v) <= 9007199254740992.0)
                 classes.insert(std::to_string(static_cast<long long>(v)));
         } else if (type == "text") {
+            strings = true;
             classes.insert(st.column_text(1));
         }
     }
-    if (classes.size() < 2 || classes.count(*d.label.positive)) return;
-    errors.push_back({"label.positive", "the positive class \"" + *d.label.positive +
-                                            "\" is not among the labels of the newest " +
-                                            "5,000 facts of stream \"" + d.label.stream + "\" (" +
-                                            ml::quoted_classes({classes.begin(), classes.end()}) +
-                                            ")"});
+    const std::string& positive = *d.label.positive;
+    const std::string where =
+        "the labels of the newest 5,000 facts of stream \"" + d.label.stream + "\"";
+    if (booleans && !numbers && !strings && positive != "true" && positive != "false") {
+        errors.push_back({"label.positive", "the positive class \"" + positive +
+                                                "\" cannot be a class of " + where +
+                                                ": they are true or false, the classes \"true\" "
+                                                "and \"false\""});
+        return;
+    }
+    if (numbers && !booleans && !strings && positive != "0" && positive != "1") {
+        errors.push_back({"label.positive", "the positive class \"" + positive +
+                                                "\" cannot be a class of " + where +
+                                                ": they are numbers, and a binary label's "
+                                                "numbers are 0 or 1, the classes \"0\" and \"1\""});
+        return;
+    }
+    if (classes.size() < 2 || classes.count(positive)) return;
+    errors.push_back(
+        {"label.positive", "the positive class \"" + positive + "\" is not among " + where + " (" +
+                               ml::quoted_classes({classes.begin(), classes.end()}) + ")"});
 }
 
 }  // namespace

@@ -869,6 +869,41 @@ class GateTest(SharedServerCase):
         r = self.c.get("/v1/models/" + name)
         self.assertEqual(r.json()["definition"]["label"]["positive"], "fraud", r)
 
+    def test_the_positive_class_is_checked_as_training_names_the_labels(self):
+        f, _, _ = self.streams(synthetic("binary", 20, seed=65))
+
+        def put(labels, positive):
+            d = definition("binary", f, labels)
+            d["label"]["positive"] = positive
+            return self.c.request("PUT", "/v1/models/" + uid("pos"), json_body=d)
+
+        def refused(r, words):
+            self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
+            self.assertIn(words, r.json()["error"]["message"])
+
+        # A name booleans or 0/1 cannot give, whatever the count of classes;
+        # {"value": …} is its value, as training reads it.
+        booleans, numbers, valued = uid("lab"), uid("lab"), uid("lab")
+        post_facts(self, self.c, [fact(booleans, uid("e"), {"y": True})] +
+                   [fact(numbers, uid("e"), {"y": 1})] +
+                   [fact(valued, uid("e"), {"y": {"value": v, "confidence": 0.9}}) for v in (0, 1)])
+        refused(put(booleans, "1"), 'they are true or false, the classes "true" and "false"')
+        refused(put(numbers, "true"), 'the classes "0" and "1"')
+        refused(put(valued, "true"), 'the classes "0" and "1"')
+        self.assertEqual(put(booleans, "false").status, 201)
+        self.assertEqual(put(valued, "1").status, 201)
+        # Classes a correction replaced are not counted, however many: the
+        # facts that stand say "fraud" and "ok".
+        corrected = uid("lab")
+        ids = post_facts(self, self.c, [fact(corrected, uid("e"), {"y": "fraud"}, time_=at(0, i))
+                                        for i in range(3)] +
+                         [fact(corrected, uid("e"), {"y": "okk%d" % i}, time_=at(1, i))
+                          for i in range(70)])
+        post_facts(self, self.c, [fact(corrected, uid("e"), {"y": "ok"}, time_=at(1, i),
+                                       corrects=ids[3 + i]) for i in range(70)])
+        self.assertEqual(put(corrected, "fraud").status, 201)
+        refused(put(corrected, "okk1"), '("fraud", "ok")')
+
     def test_manual_policy_leaves_a_candidate(self):
         f, l, _ = self.streams(synthetic("binary", 150, seed=9))
         name = uid("gate-manual")

@@ -670,9 +670,9 @@ class PredictTest(SharedServerCase):
         q = predict(self, self.c, twin_b, {"features": FEATURES})
         self.assertFallback(q, "not_trained", "label_prior", None)
         self.assertEqual(q["decision"], 1 - share >= 0.5, q)
-        # A positive class none of the labels has: refused beside two
-        # classes; beside one (the other may be rare), the prior answers that
-        # one, with a decision of whether it is the positive class.
+        # A positive class booleans cannot give is refused; beside one class
+        # (the other may be rare), the prior answers that one, with a
+        # decision of whether it is the positive class.
         maybe_name = uid("mb")
         maybe = dict(definition(feats2, labels2, "binary"),
                      label={"stream": labels2, "field": "b", "positive": "maybe"})
@@ -680,8 +680,11 @@ class PredictTest(SharedServerCase):
         self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
         one_class = uid("lab")
         post_facts(self, self.c, [fact(one_class, uid("e"), {"b": True}) for _ in range(3)])
+        r = self.c.request("PUT", "/v1/models/" + maybe_name,
+                           json_body=dict(maybe, label=dict(maybe["label"], stream=one_class)))
+        self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.positive"), r)
         put_model(self, self.c, maybe_name,
-                  dict(maybe, label=dict(maybe["label"], stream=one_class)))
+                  dict(maybe, label={"stream": one_class, "field": "b", "positive": "false"}))
         q = predict(self, self.c, maybe_name, {"features": FEATURES})
         self.assertFallback(q, "not_trained", "label_prior", None)
         self.assertEqual((q["prediction"], q["probabilities"], q["decision"]),
