@@ -81,6 +81,9 @@
   }
 
   const ACTIONS = { label: '', actions: true };
+  // A box that may scroll sideways (a curl example on a phone) takes focus,
+  // so the keyboard can scroll it.
+  const SCROLLS = { tabindex: 0 };
 
   // A region re-rendered only when its data changed, so a refresh every 2 s
   // does not replace buttons under the pointer or reset scroll positions.
@@ -93,10 +96,16 @@
       const key = JSON.stringify(data);
       if (key === last) return;
       last = key;
-      const mark = el.contains(document.activeElement) ? focusMark(el) : null;
-      replace(el, render(data));
-      if (mark && !el.contains(document.activeElement)) refocusIn(el, mark);
+      keepingFocus(el, () => replace(el, render(data)));
     };
+  }
+
+  // Runs draw(), which redraws el; keyboard focus inside el moves to the new
+  // copy of the focused control.
+  function keepingFocus(el, draw) {
+    const mark = el.contains(document.activeElement) ? focusMark(el) : null;
+    draw();
+    if (mark && !el.contains(document.activeElement)) refocusIn(el, mark);
   }
 
   // ---------------------------------------------------------------------------
@@ -848,7 +857,7 @@
       ] : h('div.empty', null,
         h('h2', null, 'No facts yet'),
         h('p', null, 'Send one. Create an API key with the ingest scope under ', h('a', { href: '#/keys' }, 'API keys'), ', then:'),
-        h('pre', null, curlFact()))));
+        h('pre', SCROLLS, curlFact()))));
       if (params.stream && shownStream !== params.stream) {
         shownStream = params.stream;
         const s = d.streams.find((x) => x.stream === params.stream);
@@ -876,7 +885,7 @@
   function factData(d) {
     if (!d || typeof d !== 'object') return jsonText(d);
     return h('details', null, h('summary', { title: 'Show the whole JSON' }, JSON.stringify(d, null, 1).replace(/\n\s*/g, ' ')),
-      h('pre', null, JSON.stringify(d, null, 2)));
+      h('pre', SCROLLS, JSON.stringify(d, null, 2)));
   }
 
   async function newestFactsCard(stream, summary) {
@@ -906,7 +915,7 @@
 
   function emptyModels() {
     return h('div.empty', null, h('h2', null, 'No models yet'),
-      h('p', null, 'Define one from a stream of facts, for example:'), h('pre', null, curlModel()));
+      h('p', null, 'Define one from a stream of facts, for example:'), h('pre', SCROLLS, curlModel()));
   }
 
   function viewModels(root) {
@@ -1165,7 +1174,10 @@
     };
 
     const compareKey = { last: null };
-    function drawCompare() {
+    // A version chosen with the arrow keys redraws the box: focus stays on
+    // its picker.
+    function drawCompare() { keepingFocus(compareBox, drawCompareNow); }
+    function drawCompareNow() {
       const vs = state.versions;
       if (vs.length >= 2 && (!state.compare[0] || state.compare[0] === state.compare[1])) {
         // Default: the live version beside the newest other one.
@@ -1319,7 +1331,7 @@
     const cols = ['Job', model ? 'Model' : null, 'State', active ? 'Progress' : 'Result', 'Trigger', 'Requested by', 'Created',
       { label: 'Duration', num: true }, active ? null : 'Version', active ? null : 'Error', active ? ACTIONS : null].filter((x) => x !== null);
     return table(cols, jobs.map((j) => {
-      const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', 'aria-label': `Cancel job ${j.id}`, onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
+      const cancel = isActive(j) ? h('button.small.danger', { type: 'button', 'data-action': 'cancel', 'aria-label': `${j.cancel_requested ? 'Cancelling' : 'Cancel'} job ${j.id}`, onclick: () => cancelJob(j) }, j.cancel_requested ? 'Cancelling…' : 'Cancel') : null;
       const progress = j.state === 'running'
         ? h('div', null, h('div.progress-cell', null, h('progress', { max: 1, value: j.progress || 0, 'aria-label': `Job ${j.id} progress` }), h('span.small', null, fmtPct(j.progress || 0))),
           h('div.small.muted.job-message', null, j.message || ''))
@@ -1367,7 +1379,7 @@
       const isDisabled = disabled.has(v.version);
       const isLive = v.version === live;
       const removed = v.artifact && v.artifact.removed_at;
-      const cannot = removed ? `Its artifact was removed by retention (${fmtTime(removed)}): it cannot serve` : isDisabled ? 'Enable it first' : null;
+      const cannot = removed ? `Its artifact was removed by retention (${fmtTime(removed)}): it cannot serve` : isDisabled ? 'Enable it first' : isLive ? 'It is live' : null;
       // The reason is in the name too: a disabled button takes no focus,
       // so its tooltip was out of a keyboard's reach.
       const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}${cannot ? ` (${cannot})` : ''}`, disabled: isLive || isDisabled || !!removed,
@@ -1814,7 +1826,11 @@
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
       const disabled = disabledSet(vs.versions);
       const startKey = JSON.stringify([vs.versions.map((v) => [v.version, v.status, v.aliases]), [...disabled], running ? running.id : '']);
-      if (state.startDrawn !== startKey) {
+      // The form is not redrawn while it has focus or unsent edits (a
+      // finished training run reset typed weights and dropped focus); an
+      // untouched form follows the versions.
+      const busy = state.startBox.dataset.edited === '1' || state.startBox.contains(document.activeElement);
+      if (state.startDrawn !== startKey && (running || !busy)) {
         state.startDrawn = startKey;
         if (running) {
           replace(state.startBox, h('h2', null, 'Start an experiment'),
@@ -1848,7 +1864,7 @@
     if (!pl.predictions.length) {
       return entity ? h('p.muted', null, `No logged prediction for entity ${entity}.`)
         : h('div', { id: 'predictions-empty' }, h('p.muted', null, 'No predictions logged yet. Ask for one with an API key with the predict scope (',
-          h('a', { href: '#/keys' }, 'API keys'), '):'), h('pre', null, curlPredict(name, definition)));
+          h('a', { href: '#/keys' }, 'API keys'), '):'), h('pre', SCROLLS, curlPredict(name, definition)));
     }
     return table(['Time', 'Entity', 'Version', 'Arm', 'Prediction', 'Fallback', { label: 'Latency ms', num: true }, 'Outcome'],
       pl.predictions.map((p) => h('tr', { 'data-prediction': p.id },
@@ -1919,6 +1935,13 @@
   // The form starts with live (90 %) beside the newest other version the
   // gate did not reject (10 %); disabled versions are left out of both.
   function drawStartExperiment(box, name, versions, disabled) {
+    delete box.dataset.edited;
+    if (!box.dataset.watched) {
+      box.dataset.watched = '1';
+      const edited = () => { box.dataset.edited = '1'; };
+      box.addEventListener('input', edited);
+      box.addEventListener('change', edited);
+    }
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) {
       replace(box, h('h2', null, 'Start an experiment'), h('p.muted', null, 'The model needs versions first.'));
@@ -2134,7 +2157,7 @@
     }
     current = { id, refresh: view.refresh, errSlot, ctx, busy: null, lastErr: null };
     window.scrollTo(0, 0);
-    refreshNow();
+    return refreshNow();
   }
 
   // Refreshes the current view's live parts; errors are shown above the view
@@ -2291,7 +2314,19 @@
     });
     // A page the person chose starts at the page: focus stayed on <body>
     // (or on the link, under the new page), and nothing said a page changed.
-    window.addEventListener('hashchange', () => { route(); $('#main').focus({ preventScroll: true }); });
+    // A control on the page that set the hash (the deployments picker, moved
+    // by the arrow keys) keeps focus in the new view, once drawn: it fell to
+    // <body> and the second key press did nothing.
+    window.addEventListener('hashchange', async () => {
+      const from = document.activeElement;
+      const followed = !from || from === document.body || from.tagName === 'A';
+      const id = followed ? '' : from.id;
+      const drawn = route();
+      if (followed) { $('#main').focus({ preventScroll: true }); return; }
+      await drawn;
+      const again = id && document.getElementById(id);
+      if (again && (!document.activeElement || document.activeElement === document.body)) again.focus();
+    });
     try {
       const s = await api('GET', '/v1/auth/session');
       showShell(s);

@@ -429,6 +429,15 @@ step('train now: the job runs with progress and finishes', async () => {
   await visible(page.locator(`tr[data-job="${jobId}"]`));
   // The search runs for its 8 s budget: the live progress bar shows meanwhile.
   await visible(page.locator(`tr[data-job="${jobId}"] progress`), 20_000);
+  // Keyboard focus on the running job's Cancel survives the refreshes (its
+  // list is drawn anew every second while a job runs): it fell to <body>.
+  await page.locator(`tr[data-job="${jobId}"] button[data-action="cancel"]`).focus();
+  await page.waitForTimeout(2500);
+  const onCancel = await focused();
+  if (/running/.test(await page.locator(`tr[data-job="${jobId}"]`).first().textContent())) {
+    assert.equal(onCancel.label, `Cancel job ${jobId}`);
+  }
+  await page.locator('h1').first().focus();  // not to be pressed by a later key
   await shot('jobs-1280');
   await waitFor(`job ${jobId} to finish on the page`, async () => {
     const t = await page.locator(`tr[data-job="${jobId}"]`).first().textContent();
@@ -1118,6 +1127,15 @@ step('phone width: the menu collapses and tables scroll inside their box', async
   const picker = await page.locator('#deploy-model').evaluate((el) => el.getBoundingClientRect().right);
   assert.ok(picker <= 390, `the model picker ends at ${picker} px, inside 390`);
   await shot('deployments-long-name-390');
+  // No predictions logged yet: the curl example scrolls sideways, by
+  // keyboard too.
+  await visible(page.locator('#predictions-empty pre'));
+  assert.deepEqual(await axeViolations(), [], 'deployments at 390 px');
+  // The picker moved by the arrow keys keeps focus in the page it opens.
+  await page.locator('#deploy-model').focus();
+  await page.keyboard.press('ArrowUp');
+  await waitFor('the previous model', async () => (await page.evaluate(() => location.hash)) !== `#/deployments/${long}`, WAIT);
+  await waitFor('focus on the picker', async () => (await focused()).id === 'deploy-model', WAIT);
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
