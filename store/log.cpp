@@ -16,6 +16,28 @@ void name_this_thread(const char* name) {
     pthread_setname_np(pthread_self(), buf);
 }
 
+void append_log_text(std::string& line, std::string_view text) {
+    // One entry, one line: a name sent by a client ("x\n2026-... info ...")
+    // could otherwise write a line that reads as the server's own.
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c >= 0x20 && c != 0x7f) {
+            line += ch;
+        } else if (c == '\n') {
+            line += "\\n";
+        } else if (c == '\t') {
+            line += "\\t";
+        } else if (c == '\r') {
+            line += "\\r";
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            line += "\\x";
+            line += hex[c >> 4];
+            line += hex[c & 0xf];
+        }
+    }
+}
+
 void log_line(log_level level, std::string_view component, std::string_view message) {
     static std::mutex mu;
     static const char* names[] = {"debug", "info", "warn", "error"};
@@ -25,7 +47,7 @@ void log_line(log_level level, std::string_view component, std::string_view mess
     line += ' ';
     line += component;
     line += ": ";
-    line += message;
+    append_log_text(line, message);
     line += '\n';
     std::lock_guard lock(mu);
     std::fwrite(line.data(), 1, line.size(), stderr);

@@ -2,6 +2,7 @@
 // Thread-safe: lines from different threads never interleave.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace kennel {
@@ -9,6 +10,9 @@ namespace kennel {
 enum class log_level { debug, info, warn, error };
 
 void log_line(log_level level, std::string_view component, std::string_view message);
+// Appends text with control characters escaped (\n, \t, \r, \xNN), as
+// log_line writes a message.
+void append_log_text(std::string& line, std::string_view text);
 inline void log_info(std::string_view c, std::string_view m) { log_line(log_level::info, c, m); }
 inline void log_warn(std::string_view c, std::string_view m) { log_line(log_level::warn, c, m); }
 inline void log_error(std::string_view c, std::string_view m) { log_line(log_level::error, c, m); }

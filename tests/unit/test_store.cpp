@@ -18,6 +18,7 @@
 #include "store/completion.h"
 #include "store/db.h"
 #include "store/json_input.h"
+#include "store/log.h"
 #include "store/sha256.h"
 #include "store/time_util.h"
 
@@ -910,4 +911,11 @@ TEST_CASE("check_text finds what makes a name or a reason unusable as shown text
     CHECK(check_text("ok\xe2\x80\xaegpj.exe", true).issue == text_issue::direction);  // U+202E
     CHECK(check_text("\xc3", true).issue == text_issue::not_utf8);
     CHECK(check_text("\xed\xa0\x80", true).issue == text_issue::not_utf8);  // a surrogate
+}
+
+TEST_CASE("a log message is one line: control characters are escaped", "[log]") {
+    std::string line;
+    append_log_text(line, "ops\n2026-12-05T00:00:00Z info serve: forged\r\t\x01\x7f caf\xc3\xa9");
+    CHECK(line == "ops\\n2026-12-05T00:00:00Z info serve: forged\\r\\t\\x01\\x7f caf\xc3\xa9");
+    CHECK(line.find('\n') == std::string::npos);
 }
