@@ -85,8 +85,10 @@ void prediction_log::stop() {
 }
 
 prediction_log_stats prediction_log::stats() const {
+    // Queued counts the flush with the writer too: its rows were in no
+    // count until their commit ended.
     return {logged_.load(std::memory_order_relaxed), dropped_.load(std::memory_order_relaxed),
-            queued_.load()};
+            queued_.load() + writing_.load()};
 }
 
 void prediction_log::expire() {
@@ -114,11 +116,9 @@ void prediction_log::loop() {
     // Rows count as logged once their commit succeeded: a failed commit (a
     // full disk, a broken database) dropped them while they were counted.
     const auto settle = [&](status s) {
-        if (s) {
-            logged_.fetch_add(in_flight_rows, std::memory_order_relaxed);
-            return;
-        }
-        dropped_.fetch_add(in_flight_rows, std::memory_order_relaxed);
+        (s ? logged_ : dropped_).fetch_add(in_flight_rows, std::memory_order_relaxed);
+        writing_.store(0);
+        if (s) return;
         const auto now = std::chrono::steady_clock::now();
         if (now - last_failure_logged >= std::chrono::minutes(1)) {  // not every 5 ms
             last_failure_logged = now;
@@ -176,6 +176,7 @@ void prediction_log::loop() {
             if (fut) {
                 in_flight = std::move(*fut);
                 in_flight_rows = n;
+                writing_.store(n);
             } else {
                 dropped_.fetch_add(n, std::memory_order_relaxed);  // the writer is full or stopping
             }

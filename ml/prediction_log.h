@@ -73,6 +73,7 @@ private:
     std::atomic<bool> expiry_started_{false};
     std::array<shard, shard_count> shards_;
     std::atomic<std::size_t> queued_{0};  // rows in every shard, bounded by max_queued_
+    std::atomic<std::size_t> writing_{0};  // rows of the flush with the writer
     std::atomic<std::uint64_t> logged_{0};
     std::atomic<std::uint64_t> dropped_{0};
     std::atomic<bool> stopping_{false};

@@ -1759,6 +1759,38 @@ TEST_CASE("a flush the writer refuses (its queue full) is counted as dropped, no
     CHECK(scalar(db.conn, "SELECT count(*) FROM predictions") == 0);
 }
 
+TEST_CASE("rows with the writer, not yet committed, count as queued", "[writer]") {
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    // The writer thread is held by a task until released.
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    auto busy = w.submit(
+        [released](connection&) {
+            released.wait();
+            return status::ok();
+        },
+        1);
+    REQUIRE(busy.is_ok());
+    ml::prediction_log log(w, 100);
+    std::vector<prediction_row> rows;
+    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
+    log.append(std::move(rows));
+    // Once the flush is with the writer (its 5 units beside the held task's 1).
+    for (int i = 0; i < 500 && w.stats().pending < 6; ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(w.stats().pending == 6);
+    auto stats = log.stats();
+    CHECK(stats.queued == 5);
+    CHECK(stats.logged == 0);
+    release.set_value();
+    log.stop();
+    stats = log.stats();
+    CHECK(stats.queued == 0);
+    CHECK(stats.logged == 5);
+    w.stop();
+}
+
 TEST_CASE("a slow writer makes the prediction log's flushes larger, not its drops", "[writer]") {
     fact_db db;
     fact_writer w(writer_opts(db, 300));              // at most 300 log rows queued in the writer
