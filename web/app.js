@@ -1196,7 +1196,15 @@
       const pick = (idx) => {
         const sel = h('select', { 'aria-label': idx ? 'Second version' : 'First version', 'data-compare': idx },
           vs.map((v) => h('option', { value: v.version, selected: v.version === state.compare[idx] }, `v${v.version} (${v.status})`)));
-        sel.addEventListener('change', () => { state.compare[idx] = Number(sel.value); drawCompare(); });
+        // The other picker's version chosen here swaps the two: the same
+        // version twice was reset to the default without a word, while the
+        // picker showed the new choice.
+        sel.addEventListener('change', () => {
+          const chosen = Number(sel.value);
+          if (chosen === state.compare[1 - idx]) state.compare[1 - idx] = state.compare[idx];
+          state.compare[idx] = chosen;
+          drawCompare();
+        });
         return sel;
       };
       if (vs.length < 2) {

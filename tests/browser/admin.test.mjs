@@ -459,6 +459,20 @@ step('disable and enable a version', async () => {
   await go('#/models/likes');
   const row = `tr[data-version="${notLive.version}"]`;
   await visible(page.locator(`${row} button[data-action="disable"]`));
+  // The comparison's second picker moved by the arrow keys onto the first
+  // one's version swaps the two (it was reset without a word), and keeps
+  // focus while the comparison is drawn anew.
+  const first = await page.inputValue('select[data-compare="0"]');
+  const second = await page.inputValue('select[data-compare="1"]');
+  const picker = page.locator('select[data-compare="1"]');
+  await picker.focus();
+  const options = await picker.evaluate((el) => [...el.options].map((o) => o.value));
+  // One step toward the first picker's version (next to it on the list).
+  await page.keyboard.press(options.indexOf(first) < options.indexOf(second) ? 'ArrowUp' : 'ArrowDown');
+  await waitFor('the versions swapped', async () =>
+    (await page.inputValue('select[data-compare="0"]')) === second &&
+    (await page.inputValue('select[data-compare="1"]')) === first, WAIT);
+  assert.equal((await focused()).label, 'Second version');
   await page.click(`${row} button[data-action="disable"]`);
   await confirmDialog('browser test: disable');
   await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
