@@ -545,7 +545,8 @@ void check_positive_class(connection& c, const ml::model_definition& d,
                           std::vector<field_error>& errors) {
     statement st(c,
                  "SELECT DISTINCT CASE WHEN json_type(f.data, ?2) = 'object'"
-                 " THEN json_type(f.data, ?3) ELSE json_type(f.data, ?2) END,"
+                 " THEN CASE WHEN json_type(f.data, ?3) IN ('integer', 'real')"
+                 " THEN json_type(f.data, ?3) END ELSE json_type(f.data, ?2) END,"
                  " CASE WHEN json_type(f.data, ?2) = 'object'"
                  " THEN json_extract(f.data, ?3) ELSE json_extract(f.data, ?2) END"
                  " FROM (SELECT g.data FROM facts g WHERE g.stream = ?1 AND " +

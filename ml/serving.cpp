@@ -64,11 +64,15 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     const std::string standing = " FROM facts f WHERE f.stream = ?1 AND " + standing_fact_sql("f");
     std::string path = "$.\"" + d.label.field + "\"";
     if (d.task == task_kind::regression) {
+        // As training reads a label (ml/raw_json.cpp): a number, an
+        // interval's midpoint, or a {"value", "confidence"} object's value.
         statement st(
             c, std::string("SELECT avg(CASE WHEN json_type(f.data, ?2) IN ('integer','real')"
                            " THEN json_extract(f.data, ?2) WHEN json_type(f.data, ?2) = 'object'"
-                           " THEN (json_extract(f.data, ?2 || '.lower') + json_extract(f.data, ?2 "
-                           "|| '.upper')) / 2.0"
+                           " THEN coalesce((json_extract(f.data, ?2 || '.lower') +"
+                           " json_extract(f.data, ?2 || '.upper')) / 2.0,"
+                           " CASE WHEN json_type(f.data, ?2 || '.value') IN ('integer','real')"
+                           " THEN json_extract(f.data, ?2 || '.value') END)"
                            " END)") +
                    standing);
         st.bind(1, d.label.stream).bind(2, path);
@@ -78,12 +82,17 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         a.task = d.task;
         return a;
     }
+    // A {"value", "confidence"} object is its value, as training reads it.
     statement st(
-        c,
-        std::string("SELECT json_type(f.data, ?2) AS t, json_extract(f.data, ?2) AS v, count(*)") +
-            standing +
-            " AND json_type(f.data, ?2) IN ('true','false','integer','real','text')"
-            " GROUP BY t, v LIMIT 100000");
+        c, std::string(
+               "SELECT t, v, count(*) FROM (SELECT CASE WHEN json_type(f.data, ?2) = 'object'"
+               " THEN CASE WHEN json_type(f.data, ?2 || '.value') IN ('integer','real')"
+               " THEN json_type(f.data, ?2 || '.value') END ELSE json_type(f.data, ?2) END AS t,"
+               " CASE WHEN json_type(f.data, ?2) = 'object'"
+               " THEN json_extract(f.data, ?2 || '.value') ELSE json_extract(f.data, ?2) END"
+               " AS v") +
+               standing +
+               ") WHERE t IN ('true','false','integer','real','text') GROUP BY t, v LIMIT 100000");
     st.bind(1, d.label.stream).bind(2, path);
     // One label per distinct value, read as training reads it, and its count.
     std::vector<raw_value> labels;

@@ -778,6 +778,24 @@ class PredictTest(SharedServerCase):
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 2.5}), fact(labels, "b", {"x": 1, "k": 1})])
         self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+
+        # A label sent with its confidence, {"value", "confidence"}, counts
+        # as its value, as training reads it (the prior skipped it), and an
+        # interval as its midpoint; a {"value"} that is not a number does not.
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, "a", {"x": 1, "y": {"value": 1, "confidence": 0.9}}),
+                                  fact(labels, "b", {"x": 1, "y": {"value": 0, "confidence": 0.6}}),
+                                  fact(labels, "c", {"x": 1, "y": {"value": 1, "confidence": 0.7}}),
+                                  fact(labels, "d", {"x": 1, "y": {"lower": 2, "upper": 4}}),
+                                  fact(labels, "e", {"x": 1, "y": {"value": "1"}})])
+        self.assertAlmostEqual(prior_of(labels, "regression", "y")["prediction"], 5 / 4, places=9)
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, e, {"x": 1, "y": {"value": v, "confidence": 0.8}})
+                                  for e, v in (("a", 1), ("b", 0), ("c", 1), ("d", 1))] +
+                   [fact(labels, "e", {"x": 1, "y": {"value": "0"}})])
+        p = prior_of(labels, "binary", "y")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["probabilities"], {"0": 0.25, "1": 0.75}, p)
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": "1"}), fact(labels, "b", {"x": 1, "k": 1})])
         self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
