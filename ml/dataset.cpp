@@ -87,6 +87,19 @@ std::string quoted_classes(const std::vector<std::string>& classes) {
     return out;
 }
 
+std::string label_type_sql(std::string_view data, std::string_view path) {
+    const std::string d(data), p(path);
+    return "CASE WHEN json_type(" + d + ", " + p + ") = 'object' THEN CASE WHEN json_type(" + d +
+           ", " + p + " || '.value') IN ('integer', 'real') THEN json_type(" + d + ", " + p +
+           " || '.value') END ELSE json_type(" + d + ", " + p + ") END";
+}
+
+std::string label_value_sql(std::string_view data, std::string_view path) {
+    const std::string d(data), p(path);
+    return "CASE WHEN json_type(" + d + ", " + p + ") = 'object' THEN json_extract(" + d + ", " +
+           p + " || '.value') ELSE json_extract(" + d + ", " + p + ") END";
+}
+
 namespace {
 
 // Classes in sorted order (for binary, the later one is the positive).

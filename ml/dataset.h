@@ -51,6 +51,14 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
 // of them made a job's error of megabytes.
 std::string quoted_classes(const std::vector<std::string>& classes);
 
+// SQL expressions reading a class label as training reads one
+// (ml/raw_json.cpp): the JSON type and the value of the field at `path` (a
+// JSON path, or the parameter holding one) in the JSON text `data`, with a
+// {"value": <number>, …} object's value in its place (another object's type
+// is NULL).
+std::string label_type_sql(std::string_view data, std::string_view path);
+std::string label_value_sql(std::string_view data, std::string_view path);
+
 // The entity's position in [0,1): fmix64(fnv1a64(entity)) / 2^64, rounded down
 // to a double (for display; holdout_of compares the exact integer). fmix64
 // (see ml/hash.h) evens out FNV-1a's poorly mixed high bits.

@@ -543,17 +543,12 @@ namespace {
 // positive class may be the rare one.
 void check_positive_class(connection& c, const ml::model_definition& d,
                           std::vector<field_error>& errors) {
-    statement st(c,
-                 "SELECT DISTINCT CASE WHEN json_type(f.data, ?2) = 'object'"
-                 " THEN CASE WHEN json_type(f.data, ?3) IN ('integer', 'real')"
-                 " THEN json_type(f.data, ?3) END ELSE json_type(f.data, ?2) END,"
-                 " CASE WHEN json_type(f.data, ?2) = 'object'"
-                 " THEN json_extract(f.data, ?3) ELSE json_extract(f.data, ?2) END"
-                 " FROM (SELECT g.data FROM facts g WHERE g.stream = ?1 AND " +
-                     standing_fact_sql("g") +
-                     " ORDER BY g.event_time DESC, g.id DESC LIMIT 5000) f");
-    const std::string path = "$.\"" + d.label.field + "\"";
-    st.bind(1, d.label.stream).bind(2, path).bind(3, path + ".value");
+    statement st(c, "SELECT DISTINCT " + ml::label_type_sql("f.data", "?2") + ", " +
+                        ml::label_value_sql("f.data", "?2") +
+                        " FROM (SELECT g.data FROM facts g WHERE g.stream = ?1 AND " +
+                        standing_fact_sql("g") +
+                        " ORDER BY g.event_time DESC, g.id DESC LIMIT 5000) f");
+    st.bind(1, d.label.stream).bind(2, "$.\"" + d.label.field + "\"");
     std::set<std::string> classes;
     bool booleans = false, numbers = false, strings = false;
     while (st.step()) {

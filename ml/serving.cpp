@@ -83,16 +83,10 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         return a;
     }
     // A {"value", "confidence"} object is its value, as training reads it.
-    statement st(
-        c, std::string(
-               "SELECT t, v, count(*) FROM (SELECT CASE WHEN json_type(f.data, ?2) = 'object'"
-               " THEN CASE WHEN json_type(f.data, ?2 || '.value') IN ('integer','real')"
-               " THEN json_type(f.data, ?2 || '.value') END ELSE json_type(f.data, ?2) END AS t,"
-               " CASE WHEN json_type(f.data, ?2) = 'object'"
-               " THEN json_extract(f.data, ?2 || '.value') ELSE json_extract(f.data, ?2) END"
-               " AS v") +
-               standing +
-               ") WHERE t IN ('true','false','integer','real','text') GROUP BY t, v LIMIT 100000");
+    statement st(c, "SELECT t, v, count(*) FROM (SELECT " + label_type_sql("f.data", "?2") +
+                        " AS t, " + label_value_sql("f.data", "?2") + " AS v" + standing +
+                        ") WHERE t IN ('true','false','integer','real','text')"
+                        " GROUP BY t, v LIMIT 100000");
     st.bind(1, d.label.stream).bind(2, path);
     // One label per distinct value, read as training reads it, and its count.
     std::vector<raw_value> labels;
