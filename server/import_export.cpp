@@ -496,11 +496,9 @@ int run_import(const import_options& o) {
         }
     }
     // A read error (EIO, a directory, a dropped network mount) ends the
-    // loops as the end of the input does: the import printed its counts and
-    // exited 0 after a partial read.
-    // (std::cin reads through stdin's FILE, which keeps the error to itself.)
-    // A loop that ended without an error of the writer's ended at the end of
-    // the input, or the input failed.
+    // loops as the end of the input does, and the import exited 0 after a
+    // partial read. So a loop the writer did not stop must have reached the
+    // end; std::cin reads through stdin's FILE, which keeps its error there.
     const bool read_failed =
         in->bad() || (in == &std::cin && std::ferror(stdin)) || (ok && !in->eof());
     if (ok) ok = flush();  // what was read before the error is stored
