@@ -569,18 +569,16 @@ void check_positive_class(connection& c, const ml::model_definition& d,
     const std::string& positive = *d.label.positive;
     const std::string where =
         "the labels of the newest 5,000 facts of stream \"" + d.label.stream + "\"";
-    if (booleans && !numbers && !strings && positive != "true" && positive != "false") {
-        errors.push_back({"label.positive", "the positive class \"" + positive +
-                                                "\" cannot be a class of " + where +
-                                                ": they are true or false, the classes \"true\" "
-                                                "and \"false\""});
-        return;
-    }
-    if (numbers && !booleans && !strings && positive != "0" && positive != "1") {
-        errors.push_back({"label.positive", "the positive class \"" + positive +
-                                                "\" cannot be a class of " + where +
-                                                ": they are numbers, and a binary label's "
-                                                "numbers are 0 or 1, the classes \"0\" and \"1\""});
+    // Labels of one kind that fixes the two classes training names.
+    const bool fixed = booleans != numbers && !strings;
+    const std::string one = booleans ? "true" : "0", other = booleans ? "false" : "1";
+    if (fixed && positive != one && positive != other) {
+        errors.push_back({"label.positive",
+                          "the positive class \"" + positive + "\" cannot be a class of " + where +
+                              (booleans ? ": they are true or false"
+                                        : ": they are numbers, and a binary label's numbers are "
+                                          "0 or 1") +
+                              ", the classes \"" + one + "\" and \"" + other + "\""});
         return;
     }
     if (classes.size() < 2 || classes.count(positive)) return;

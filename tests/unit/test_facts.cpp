@@ -1647,6 +1647,27 @@ prediction_row log_row(int i) {
     return r;
 }
 
+// Rows log_row(0) to log_row(n - 1).
+std::vector<prediction_row> log_rows(int n) {
+    std::vector<prediction_row> rows;
+    for (int i = 0; i < n; ++i) rows.push_back(log_row(i));
+    return rows;
+}
+
+// Holds the writer thread with a task of `units` until the promise is set.
+std::promise<void> hold_writer(fact_writer& w, std::size_t units) {
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    auto busy = w.submit(
+        [released](connection&) {
+            released.wait();
+            return status::ok();
+        },
+        units);
+    REQUIRE(busy.is_ok());
+    return release;
+}
+
 }  // namespace
 
 TEST_CASE("the prediction log takes what fits its queue and counts the rest as dropped",
@@ -1655,9 +1676,7 @@ TEST_CASE("the prediction log takes what fits its queue and counts the rest as d
     fact_writer w(writer_opts(db));
     REQUIRE(w.start().is_ok());
     ml::prediction_log log(w, 3);
-    std::vector<prediction_row> rows;
-    for (int i = 0; i < 10; ++i) rows.push_back(log_row(i));
-    log.append(std::move(rows));  // one request's rows, under one lock: 3 fit
+    log.append(log_rows(10));     // one request's rows, under one lock: 3 fit
     log.stop();                   // flushes what is queued
     auto stats = log.stats();
     CHECK(stats.logged == 3);
@@ -1675,9 +1694,7 @@ TEST_CASE("rows whose write failed are counted as dropped, not as logged", "[wri
     fact_writer w(writer_opts(db));
     REQUIRE(w.start().is_ok());
     ml::prediction_log log(w, 100);
-    std::vector<prediction_row> rows;
-    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
-    log.append(std::move(rows));
+    log.append(log_rows(5));
     log.stop();
     auto stats = log.stats();
     CHECK(stats.logged == 0);
@@ -1735,19 +1752,9 @@ TEST_CASE("a flush the writer refuses (its queue full) is counted as dropped, no
     fact_writer w(writer_opts(db, 10));
     REQUIRE(w.start().is_ok());
     // A task that holds all 10 units of the writer's queue until released.
-    std::promise<void> release;
-    std::shared_future<void> released = release.get_future().share();
-    auto busy = w.submit(
-        [released](connection&) {
-            released.wait();
-            return status::ok();
-        },
-        10);
-    REQUIRE(busy.is_ok());
+    std::promise<void> release = hold_writer(w, 10);
     ml::prediction_log log(w, 100);
-    std::vector<prediction_row> rows;
-    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
-    log.append(std::move(rows));
+    log.append(log_rows(5));
     for (int i = 0; i < 500 && log.stats().dropped < 5; ++i) std::this_thread::sleep_for(10ms);
     release.set_value();
     log.stop();
@@ -1764,19 +1771,9 @@ TEST_CASE("rows with the writer, not yet committed, count as queued", "[writer]"
     fact_writer w(writer_opts(db));
     REQUIRE(w.start().is_ok());
     // The writer thread is held by a task until released.
-    std::promise<void> release;
-    std::shared_future<void> released = release.get_future().share();
-    auto busy = w.submit(
-        [released](connection&) {
-            released.wait();
-            return status::ok();
-        },
-        1);
-    REQUIRE(busy.is_ok());
+    std::promise<void> release = hold_writer(w, 1);
     ml::prediction_log log(w, 100);
-    std::vector<prediction_row> rows;
-    for (int i = 0; i < 5; ++i) rows.push_back(log_row(i));
-    log.append(std::move(rows));
+    log.append(log_rows(5));
     // Once the flush is with the writer (its 5 units beside the held task's 1).
     for (int i = 0; i < 500 && w.stats().pending < 6; ++i) std::this_thread::sleep_for(10ms);
     REQUIRE(w.stats().pending == 6);
