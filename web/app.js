@@ -276,34 +276,36 @@
     return null;
   }
   // The redrawn copy of a marked control in `region`: the same action in
-  // the same row, the same link, or the control in the same place.
-  function refocusIn(region, mark) {
+  // the same row (or its counterpart: a disable button comes back as
+  // enable), the same link, the control in the same place, or another in
+  // the row. Says whether it found one.
+  function refocusIn(region, mark, preventScroll = true) {
     const scope = mark.row ? region.querySelector(mark.row) : region;
-    let target = null;
-    if (scope && mark.action) target = scope.querySelector(`[data-action="${CSS.escape(mark.action)}"]:not([disabled])`);
-    if (!target && scope && mark.href) target = scope.querySelector(`a[href="${CSS.escape(mark.href)}"]`);
-    if (!target && !mark.action && !mark.href && mark.index >= 0) target = region.querySelectorAll(FOCUSABLE)[mark.index] || null;
-    if (!target && mark.row && scope) target = scope.querySelector(FOCUSABLE);
-    if (target) target.focus({ preventScroll: true });
+    if (!scope) return false;
+    const counterpart = { disable: 'enable', enable: 'disable' }[mark.action];
+    const act = (a) => scope.querySelector(`[data-action="${CSS.escape(a)}"]:not([disabled])`);
+    const target = (mark.action && act(mark.action))
+      || (counterpart && act(counterpart))
+      || (mark.href && scope.querySelector(`a[href="${CSS.escape(mark.href)}"]`))
+      || (!mark.action && !mark.href && mark.index >= 0 && region.querySelectorAll(FOCUSABLE)[mark.index])
+      || (mark.row && (scope.querySelector('button:not([disabled])') || scope.querySelector(FOCUSABLE)));
+    if (target) target.focus({ preventScroll });
+    return Boolean(target);
   }
   // After a request a button waited for (disabled meanwhile, so focus fell
   // to <body>), focus goes back to it.
   function refocus(btn) {
     if (btn.isConnected && (!document.activeElement || document.activeElement === document.body)) btn.focus();
   }
+  // After an action: the control, its redrawn copy, or the page's heading.
   function restoreFocus(mark) {
     if (!mark) return;
     if (mark.el.isConnected && !mark.el.disabled) { mark.el.focus(); return; }
-    const counterpart = { disable: 'enable', enable: 'disable' }[mark.action];
-    const scope = mark.row ? document.querySelector(mark.row) : null;
-    const pick = (sel) => (scope || document).querySelector(sel);
-    const target = (mark.action && pick(`button[data-action="${mark.action}"]:not([disabled])`))
-      || (counterpart && pick(`button[data-action="${counterpart}"]:not([disabled])`))
-      || (scope && scope.querySelector('button:not([disabled])'))
-      || document.querySelector('main h1');
-    if (target) {
-      if (target.tagName === 'H1') target.setAttribute('tabindex', '-1');
-      target.focus();
+    if (refocusIn(document, mark, false)) return;
+    const heading = document.querySelector('main h1');
+    if (heading) {
+      heading.setAttribute('tabindex', '-1');
+      heading.focus();
     }
   }
 
