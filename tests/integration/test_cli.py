@@ -566,6 +566,30 @@ class AdminTest(KennelTestCase):
         self.addCleanup(first.close)
         self.assertEqual(first.get("/v1/streams").status, 200)
 
+    def test_active_keys_sharing_a_name_are_named_at_start(self):
+        # Possible only in a database written before names were checked:
+        # made here by hand, with a newline in the name that the log escapes.
+        db = "dup.db"
+        server = self.start_server(db=db)
+        server.stop()
+        conn = sqlite3.connect(server.db)
+        try:
+            with conn:
+                for h in ("h1", "h2", "h3"):
+                    conn.execute("INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at,"
+                                 " created_by) VALUES ('ops\nx', 'knl_000000', ?, 'read', 1,"
+                                 " 'admin')", (h,))
+                conn.execute("UPDATE api_keys SET revoked_at = 2, revoked_by = 'admin'"
+                             " WHERE key_hash = 'h3'")
+        finally:
+            conn.close()
+        server = self.start_server(db=db)
+        lines = [l for l in server.stderr().splitlines() if "share the name" in l]
+        self.assertEqual(len(lines), 1, server.stderr())
+        self.assertRegex(lines[0], r'warn serve: active API keys \d+, \d+ share the name '
+                                   r'"ops\\nx", so the history cannot tell which acted')
+        self.assertEqual(self.client(server).get("/readyz").status, 200)
+
     def test_admin_without_an_action_says_so_and_exits_2(self):
         r = run_cli(["admin", "--db", self.path("k.db")])
         self.assertEqual(r.returncode, 2, r.stderr)
