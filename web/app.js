@@ -76,14 +76,35 @@
     })));
     const body = h('tbody', null, rows);
     const named = headers.map((c) => (typeof c === 'string' ? c : c.label)).filter(Boolean);
-    return h('div.table-wrap', { tabindex: 0, role: 'region', 'aria-label': opts.label || `Table: ${named.slice(0, 3).join(', ')}` },
+    return h('div.table-wrap', { 'data-scrolls': opts.label || `Table: ${named.slice(0, 3).join(', ')}` },
       h('table', { class: opts.class || null }, head, body));
   }
 
   const ACTIONS = { label: '', actions: true };
-  // A box that may scroll sideways (a curl example on a phone) takes focus,
-  // so the keyboard can scroll it.
-  const SCROLLS = { tabindex: 0 };
+  // A box that may scroll sideways (a curl example on a phone).
+  const SCROLLS = { 'data-scrolls': '' };
+
+  // A box that may scroll (a table, the job log, a curl example) is a tab
+  // stop, and a region named by its data-scrolls, while it does scroll, so
+  // the keyboard can scroll it; one that fits was a stop that did nothing.
+  // Looked at whenever the page's content or width changes.
+  function scrollStops() {
+    for (const el of document.querySelectorAll('[data-scrolls]')) {
+      const scrolls = el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+      if (scrolls || el === document.activeElement) {
+        el.setAttribute('tabindex', '0');
+        if (el.dataset.scrolls) {
+          el.setAttribute('role', 'region');
+          el.setAttribute('aria-label', el.dataset.scrolls);
+        }
+      } else {
+        for (const a of ['tabindex', 'role', 'aria-label']) el.removeAttribute(a);
+      }
+    }
+  }
+  new MutationObserver(scrollStops).observe(document.body, { childList: true, subtree: true });
+  window.addEventListener('resize', scrollStops);
+  document.addEventListener('toggle', scrollStops, true);  // a <details> opened in a table
 
   // A region re-rendered only when its data changed, so a refresh every 2 s
   // does not replace buttons under the pointer or reset scroll positions.
@@ -264,10 +285,18 @@
     const el = document.activeElement;
     if (!el || el === document.body) return null;
     const row = el.closest(ROW_KEYS.map((k) => `tr[data-${k}]`).join(', '));
-    // Its place among the region's controls, for one known by nothing else
-    // (a table's scrolling box).
-    const index = region ? [...region.querySelectorAll(FOCUSABLE)].indexOf(el) : -1;
-    return { el, action: el.dataset ? el.dataset.action : null, href: el.getAttribute('href'), row: row ? rowKey(row) : null, index };
+    // Its place among the region's scrolling boxes, or else among its other
+    // controls, for one known by nothing else. (A redrawn box is a tab stop
+    // only once it is measured, so the two are counted apart.)
+    const box = region ? [...region.querySelectorAll('[data-scrolls]')].indexOf(el) : -1;
+    const index = region && box < 0 ? controls(region).indexOf(el) : -1;
+    return { el, action: el.dataset ? el.dataset.action : null, href: el.getAttribute('href'), row: row ? rowKey(row) : null, index, box };
+  }
+  const controls = (region) => [...region.querySelectorAll(FOCUSABLE)].filter((e) => !e.hasAttribute('data-scrolls'));
+  function scrollBox(region, i) {
+    const el = region.querySelectorAll('[data-scrolls]')[i];
+    if (el) el.setAttribute('tabindex', '0');
+    return el;
   }
   function rowKey(row) {
     for (const k of ROW_KEYS) {
@@ -287,7 +316,8 @@
     const target = (mark.action && act(mark.action))
       || (counterpart && act(counterpart))
       || (mark.href && scope.querySelector(`a[href="${CSS.escape(mark.href)}"]`))
-      || (!mark.action && !mark.href && mark.index >= 0 && region.querySelectorAll(FOCUSABLE)[mark.index])
+      || (mark.box >= 0 && scrollBox(region, mark.box))
+      || (!mark.action && !mark.href && mark.index >= 0 && controls(region)[mark.index])
       || (mark.row && (scope.querySelector('button:not([disabled])') || scope.querySelector(FOCUSABLE)));
     if (target) target.focus({ preventScroll });
     return Boolean(target);
@@ -297,12 +327,16 @@
   function refocus(btn) {
     if (btn.isConnected && (!document.activeElement || document.activeElement === document.body)) btn.focus();
   }
-  // After an action: the control, its redrawn copy, or the page's heading.
+  // After an action: the control, its redrawn copy, or the page's heading;
+  // unless focus is already somewhere (a refresh placed it, or the keyboard
+  // moved on while the action's refresh was on its way: it was pulled back).
   function restoreFocus(mark) {
     if (!mark) return;
+    const now = document.activeElement;
+    if (now && now !== document.body && now !== mark.el) return;
     if (mark.el.isConnected && !mark.el.disabled) { mark.el.focus(); return; }
     if (refocusIn(document, mark, false)) return;
-    const heading = document.querySelector('main h1');
+    const heading = document.querySelector('#main h1');
     if (heading) {
       heading.setAttribute('tabindex', '-1');
       heading.focus();
@@ -1475,7 +1509,7 @@
       h('p.muted.small', null, 'The holdout is chosen by a hash of the entity: ',
         sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
           : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
-      h('div.table-wrap', { tabindex: 0, role: 'region', 'aria-label': `v${a.version} beside v${b.version}` }, h('table.compare', null,
+      h('div.table-wrap', { 'data-scrolls': `v${a.version} beside v${b.version}` }, h('table.compare', null,
         h('colgroup', null, h('col.c-label'), h('col.c-value'), h('col.c-value')),
         h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),
         h('tbody', null, rows))),
@@ -1709,7 +1743,7 @@
       ]);
       drawLog(log, () => [
         h('h2', null, 'Log'),
-        log.length ? h('div.log', { id: 'job-log', tabindex: 0, role: 'region', 'aria-label': 'Job log' }, log.map((l) => h(`div.${l.level}`, null, h('span.t', null, fmtTime(l.time)), `${l.level === 'info' ? '' : l.level.toUpperCase() + ' '}${l.message}`)))
+        log.length ? h('div.log', { id: 'job-log', 'data-scrolls': 'Job log' }, log.map((l) => h(`div.${l.level}`, null, h('span.t', null, fmtTime(l.time)), `${l.level === 'info' ? '' : l.level.toUpperCase() + ' '}${l.message}`)))
           : h('p.muted', null, 'No log lines yet.')]);
     };
     return { refresh };
@@ -2305,6 +2339,11 @@
   async function boot() {
     $('#signin-form').addEventListener('submit', signIn);
     $('#signout').addEventListener('click', signOut);
+    // The skip link's own href would be a route to the hash router.
+    $('#skip-link').addEventListener('click', (e) => {
+      e.preventDefault();
+      $('#main').focus();
+    });
     $('#menu-button').addEventListener('click', () => {
       const open = $('#topbar').classList.toggle('open');
       $('#menu-button').setAttribute('aria-expanded', String(open));

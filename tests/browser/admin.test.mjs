@@ -248,6 +248,8 @@ step('without a session the page shows the sign-in form and data calls are refus
   await visible(page.locator('#signin-form'));
   assert.equal(await page.locator('#shell').isVisible(), false);
   assert.equal(await page.title(), 'Sign in · Kennel');
+  // The form is the page's main landmark, the only one shown.
+  assert.deepEqual(await page.evaluate(() => [...document.querySelectorAll('main')].filter((m) => !m.closest('[hidden]')).map((m) => m.id)), ['signin']);
   assert.equal(await pageFetch('/v1/models'), 401);
   assert.equal(await pageFetch('/v1/streams'), 401);
   assert.equal((await http('GET', '/v1/models')).status, 401);
@@ -481,10 +483,30 @@ step('disable and enable a version', async () => {
   // reaches.
   assert.equal(await page.getAttribute(`${row} button[data-action="promote"]`, 'aria-label'),
     `Promote v${notLive.version} (Enable it first)`);
-  await page.click(`${row} button[data-action="enable"]`);
-  await confirmDialog('browser test: enable again');
-  await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
-  await visible(page.locator(`${row} button[data-action="disable"]`));
+  // The keyboard moves on while the action's request is on its way: focus
+  // stays where it went (it was pulled back to the row's new Disable).
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route('**/v1/models/likes/versions/*/enable', async (rt) => { await held; await rt.continue(); });
+  try {
+    await page.click(`${row} button[data-action="enable"]`);
+    await confirmDialog('browser test: enable again');
+    await waitFor('focus back on Enable', async () => (await focused()).label === `Enable v${notLive.version}`, WAIT);
+    await page.keyboard.press('Tab');
+    const moved = await focused();
+    assert.notEqual(moved.label, `Enable v${notLive.version}`);
+    release();
+    await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
+    await visible(page.locator(`${row} button[data-action="disable"]`));
+    for (let i = 0; i < 8; i += 1) {
+      const f = await focused();
+      assert.ok(f.tag !== 'BODY' && f.label !== `Disable v${notLive.version}`, `focus moved to ${JSON.stringify(moved)}, then was on ${JSON.stringify(f)}`);
+      await page.waitForTimeout(100);
+    }
+  } finally {
+    release();
+    await page.unroute('**/v1/models/likes/versions/*/enable');
+  }
 });
 
 step('promote a version, roll it back, and see who and why', async () => {
@@ -1046,6 +1068,13 @@ step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1
   }
 });
 
+// The page's scrolling boxes as they stand: whether each scrolls, is a tab
+// stop, and is a named region.
+const scrollBoxes = () => page.evaluate(() => [...document.querySelectorAll('[data-scrolls]')]
+  .filter((el) => el.getClientRects().length)
+  .map((el) => ({ data: el.dataset.scrolls, named: el.dataset.scrolls !== '', tab: el.tabIndex, role: el.getAttribute('role'),
+    label: el.getAttribute('aria-label'), scrolls: el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1 })));
+
 // axe-core's WCAG 2.1 A and AA rules on a page as it stands: the violations,
 // each with its rule and the first elements it names.
 async function axeViolations() {
@@ -1063,17 +1092,51 @@ step('accessibility: no WCAG 2.1 A/AA violation axe-core can find, on every page
   const pages = [['#/overview', 'Overview'], ['#/streams', 'Streams'], ['#/models', 'Models'],
     ['#/models/likes', 'likes'], ['#/jobs', 'Jobs'], [`#/jobs/${jobs.json.jobs[0].id}`, 'Job'],
     ['#/deployments', 'Deployments'], ['#/keys', 'API keys']];
+  const stops = { scrolling: 0, fitting: 0 };
   for (const [hash, heading] of pages) {
     await go(hash);
     await visible(page.locator('h1', { hasText: heading }));
     await page.waitForTimeout(500);  // the view's first refresh
     assert.deepEqual(await axeViolations(), [], hash);
+    // A box that scrolls is a named tab stop; one that fits is none.
+    for (const b of await scrollBoxes()) {
+      assert.equal(b.tab, b.scrolls ? 0 : -1, `${hash}: ${JSON.stringify(b)}`);
+      if (b.named) assert.equal(b.role, b.scrolls ? 'region' : null, `${hash}: ${JSON.stringify(b)}`);
+      stops[b.scrolls ? 'scrolling' : 'fitting'] += 1;
+    }
   }
+  assert.ok(stops.fitting > 0, `some box fits its page at 1280 px: ${JSON.stringify(stops)}`);
   await go('#/models/likes');
   await page.click('button[data-action="train"]');
   await visible(page.locator('#dialog'));
   assert.deepEqual(await axeViolations(), [], 'the reason dialog');
   await page.click('#dialog-cancel');
+});
+
+step('keyboard: a skip link to the content; a table becomes a tab stop when the page narrows', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await go('#/keys');
+  await visible(page.locator('h1', { hasText: 'API keys' }));
+  // A fresh load, so the keyboard starts at the top (after a blur() it
+  // goes on from where focus was).
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await visible(page.locator('tr[data-key]'));
+  await page.keyboard.press('Tab');
+  assert.equal((await focused()).id, 'skip-link', 'the first stop');
+  assert.ok(await page.locator('#skip-link').isVisible(), 'shown once it has focus');
+  await page.keyboard.press('Enter');
+  assert.equal((await focused()).id, 'main');
+  assert.equal(await page.evaluate(() => location.hash), '#/keys', 'no route change');
+  const keys = async () => (await scrollBoxes()).find((b) => b.data === 'Table: Name, Prefix, Scopes');
+  const wide = await keys();
+  assert.ok(wide && !wide.scrolls && wide.tab === -1, `the keys table fits at 1280 px and is no stop: ${JSON.stringify(wide)}`);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await waitFor('the keys table scrolls and takes focus', async () => {
+    const b = await keys();
+    return b && b.scrolls && b.tab === 0 && b.role === 'region';
+  }, WAIT);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await waitFor('no stop once it fits again', async () => (await keys()).tab === -1, WAIT);
 });
 
 step('phone width: the menu collapses and tables scroll inside their box', async () => {
