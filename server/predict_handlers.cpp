@@ -158,7 +158,10 @@ http_response post_model_predict(app& a, const http_request& req) {
     // then missed the deadline.) Taken after the body is read, whose
     // deadline_ms may be shorter than the model's.
     ml::predict_slots::held slot(a.predict_slots(), started + (deadline - started) / 4);
-    std::vector<predict_instance>& instances = parsed->instances;
+    // Shared, as the pool's task and the shadow arms' read them too (a copy
+    // for the pool cost a batch's records over again).
+    auto shared = std::make_shared<std::vector<predict_instance>>(std::move(parsed->instances));
+    std::vector<predict_instance>& instances = *shared;
 
     // Choose a version per instance: an experiment arm, or live.
     std::vector<chosen> picks(instances.size());
@@ -212,10 +215,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (!pooled) {
             run_batch(work, *m, picks, instances, deadline);
         } else {
-            auto shared_instances = std::make_shared<std::vector<predict_instance>>(instances);
             accepted = a.predict_pool().submit(
-                [pooled, m, picks, shared_instances, deadline] {
-                    run_batch(*pooled, *m, picks, *shared_instances, deadline);
+                [pooled, m, picks, shared, deadline] {
+                    run_batch(*pooled, *m, picks, *shared, deadline);
                 },
                 m->name, &pooled->held_back);
         }
@@ -404,7 +406,6 @@ http_response post_model_predict(app& a, const http_request& req) {
     // what has not begun within ten deadlines (at least 1 s: they wait
     // behind live work) is dropped, counted (a stop waited out hundreds of
     // queued 500 ms shadow calls).
-    std::shared_ptr<std::vector<predict_instance>> shared;  // shared by every shadow arm
     const std::string shadow_key = m->name + "\x1f" + "shadow";
     const std::size_t shadow_threads = std::max<std::size_t>(1, a.predict_pool().threads() / 4);
     const auto shadow_by =
@@ -414,8 +415,6 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (!arm.shadow || !arm.version) continue;
         auto* log = &a.prediction_log();
         bool room = a.predict_pool().queued() * 2 < a.options().predict_queue;
-        // The answers are written: the instances are needed only here now.
-        if (!shared) shared = std::make_shared<std::vector<predict_instance>>(std::move(instances));
         bool accepted =
             room &&
             a.predict_pool().submit(
