@@ -1124,6 +1124,7 @@ step('keyboard: a skip link to the content; a table becomes a tab stop when the 
   await page.keyboard.press('Tab');
   assert.equal((await focused()).id, 'skip-link', 'the first stop');
   assert.ok(await page.locator('#skip-link').isVisible(), 'shown once it has focus');
+  await page.screenshot({ path: path.join(SHOTS, 'skip-link.png'), clip: { x: 0, y: 0, width: 640, height: 120 } });
   await page.keyboard.press('Enter');
   assert.equal((await focused()).id, 'main');
   assert.equal(await page.evaluate(() => location.hash), '#/keys', 'no route change');
