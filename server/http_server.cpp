@@ -369,6 +369,19 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                       "method " + req.method +
                                           " is not implemented; Kennel serves GET, HEAD, POST, "
                                           "PUT, PATCH, DELETE and OPTIONS"));
+        } else if (res.status == 404) {
+            // No route of httplib's matched: ".*" stops at a line break, so a
+            // path with an encoded one ("%0a") reaches no handler.
+            r = error_response(
+                status(error_kind::not_found, "no route for " + req.method + " " + req.path));
+        } else if (res.status == 416) {
+            // httplib's own check, before any handler (which would ignore it).
+            r = error_response(status(error_kind::invalid_argument,
+                                      "the Range header \"" + req.get_header_value("Range") +
+                                          "\" cannot be parsed; Kennel answers whole, so send "
+                                          "none",
+                                      "Range"));
+            r.status = 416;
         } else {
             // httplib does not say which line failed, or why; a header line
             // over its limit is the usual cause from a real client.
@@ -527,6 +540,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // connection is closed since its unread body cannot be skipped.
     svr.set_pre_routing_handler([this, dispatch](const httplib::Request& req,
                                                  httplib::Response& res) {
+        // Answers are whole: httplib cut every answer to a request's Range
+        // (still "200 OK"), and built many overlapping ranges in memory: 8 KB
+        // of "0-," made a 352 MB answer of app.js, for anyone. A server may
+        // ignore Range (RFC 9110, 14.2); one it cannot parse is a 416 before
+        // this runs.
+        const_cast<httplib::Request&>(req).ranges.clear();
         // httplib inflates a gzip or deflate body with no bound after
         // --max-body was checked against the compressed bytes: 300 KB grew
         // to 300 MB in memory. Bodies are taken as sent, or refused unread.

@@ -1,6 +1,9 @@
 // The admin page's files: compiled in by scripts/embed.cmake, or read from
 // --web-dir while developing. Answers with ETag and 304 Not Modified so a
 // browser revalidates cheaply and never runs stale code.
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -29,14 +32,24 @@ const char* content_type_for(const std::string& name) {
 }
 
 http_response asset(app& a, const http_request& req, const std::string& name) {
-    // One path segment of safe characters: no way out of web/.
-    if (name.empty() || name.find("..") != std::string::npos || name.find('/') != std::string::npos) {
-        return error_response(status(error_kind::not_found, "no such file", "path"));
-    }
+    // A file name of letters, digits, '-', '_' and '.', not beginning with
+    // a dot: no way out of web/, no hidden file of --web-dir, and no NUL,
+    // which ended the name where the file was opened ("app.css%00.png"
+    // served app.css as an image).
+    const bool safe = !name.empty() && name.front() != '.' &&
+                      std::all_of(name.begin(), name.end(), [](unsigned char c) {
+                          return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+                      });
+    if (!safe) return error_response(status(error_kind::not_found, "no such file", "path"));
     std::string body, etag, type;
     if (!a.options().web_dir.empty()) {
-        std::ifstream in(a.options().web_dir + "/" + name, std::ios::binary);
-        if (!in) return error_response(status(error_kind::not_found, "no file " + name + " in --web-dir", "path"));
+        const std::filesystem::path file = std::filesystem::path(a.options().web_dir) / name;
+        std::error_code ec;
+        std::ifstream in;
+        if (std::filesystem::is_regular_file(file, ec)) in.open(file, std::ios::binary);
+        if (!in.is_open() || !in)
+            return error_response(
+                status(error_kind::not_found, "no file " + name + " in --web-dir", "path"));
         std::ostringstream s;
         s << in.rdbuf();
         body = s.str();
@@ -60,7 +73,8 @@ http_response asset(app& a, const http_request& req, const std::string& name) {
         // The page loads nothing from elsewhere, and cannot be framed.
         r.headers.emplace_back("Content-Security-Policy",
                                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                               "script-src 'self'; frame-ancestors 'none'");
+                               "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'self'");
     }
     if (req.header("if-none-match") == etag) {
         r.status = 304;

@@ -93,6 +93,36 @@ class WebAssetsTest(KennelTestCase):
         csp = r.header("Content-Security-Policy") or ""
         self.assertIn("default-src 'self'", csp)
         self.assertIn("frame-ancestors 'none'", csp)
+        # Two that do not fall back to default-src.
+        self.assertIn("base-uri 'none'", csp)
+        self.assertIn("form-action 'self'", csp)
+
+    # httplib cut every answer to the request's Range and still said 200
+    # (a truncated app.js a cache could keep), and built overlapping ranges
+    # in memory: 2,650 times "0-" made a 352 MB answer of app.js, for anyone.
+    def test_range_is_ignored_and_answers_are_whole(self):
+        c = self.client(self.server)
+        app_js = read("app.js")
+        many = "bytes=" + ",".join(["0-"] * 2650)
+        for who, path, rng in [(self.anon, "/assets/app.js", "bytes=0-10"),
+                               (self.anon, "/assets/app.js", many),
+                               (self.anon, "/healthz", "bytes=0-3"),
+                               (c, "/v1/streams", "bytes=5-")]:
+            with self.subTest(path=path, range=rng[:20]):
+                whole = who.get(path)
+                r = who.get(path, headers={"Range": rng})
+                self.assertEqual(r.status, 200, r)
+                self.assertIsNone(r.header("Content-Range"), r.headers)
+                if path == "/assets/app.js":
+                    self.assertEqual(r.body, app_js)
+                else:
+                    self.assertEqual(set(r.json()), set(whole.json()))
+        # One that cannot be parsed is refused (httplib checks it before
+        # Kennel sees the request), naming the header.
+        r = self.anon.get("/assets/app.js", headers={"Range": "bytes=abc"})
+        self.assertErrorShape(r, 416, code="invalid_argument")
+        self.assertEqual(r.json()["error"]["field"], "Range")
+        self.assertEqual(self.anon.get("/healthz").status, 200)
 
     def test_etag_and_304_when_unchanged(self):
         for path in ["/", "/assets/app.js", "/assets/app.css"]:
@@ -115,6 +145,27 @@ class WebAssetsTest(KennelTestCase):
             with self.subTest(path=path):
                 r = self.anon.get(path)
                 self.assertErrorShape(r, 404, code="not_found")
+
+    # A NUL ended the name where the file was opened: "app.css%00.png"
+    # served app.css as an image, "%00" the directory itself; a hidden file
+    # of the directory was served too.
+    def test_web_dir_serves_plain_file_names_only(self):
+        d = self.path("web")
+        os.makedirs(os.path.join(d, "sub"))
+        for name, text in [("index.html", "<!doctype html><title>t</title>"),
+                           ("app.css", "body {}"), (".secret", "token")]:
+            with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        server = self.start_server(args=("--web-dir", d), db="web-dir.db")
+        anon = Client(server.port, auth=None)
+        self.addCleanup(anon.close)
+        r = anon.get("/assets/app.css")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"body {}")
+        for path in ["/assets/app.css%00.png", "/assets/%00", "/assets/.secret", "/assets/sub",
+                     "/assets/app.css%0a", "/assets/..%2fweb%2fapp.css"]:
+            with self.subTest(path=path):
+                self.assertErrorShape(anon.get(path), 404, code="not_found")
 
     def test_the_page_loads_without_credentials_but_its_data_needs_them(self):
         self.assertEqual(self.anon.get("/").status, 200)
