@@ -101,6 +101,38 @@ bool request_line_refused(std::string_view bytes) {
     return !line.ends_with(" HTTP/1.1\r\n") && !line.ends_with(" HTTP/1.0\r\n");
 }
 
+// What is wrong with the first header line httplib would skip without a
+// word (empty when none is): one that does not end in CR LF, one without a
+// colon, an empty name, whitespace before the colon, or a line folded onto
+// the one before. A proxy in front may read such a line as a header
+// ("Content-Length : 5") where httplib saw none, and the two would then
+// disagree on where the request ends; RFC 9112 (5.1, 5.2) says 400.
+std::string malformed_field_line(std::string_view head) {
+    std::size_t pos = head.find('\n') + 1;  // past the request line
+    while (pos + 2 < head.size()) {         // the head ends with a blank line
+        const std::size_t eol = head.find('\n', pos);
+        const std::string_view line = head.substr(pos, eol - pos);
+        pos = eol + 1;
+        // The line as sent, its first 40 bytes, '?' for any but printable
+        // ASCII (the answer must be valid UTF-8).
+        const auto quoted = [&] {
+            std::string_view text = line.substr(0, line.size() - line.ends_with('\r'));
+            std::string out = "header line \"";
+            for (unsigned char c : text.substr(0, 40)) out += c >= 0x20 && c < 0x7f ? char(c) : '?';
+            return out + (text.size() > 40 ? "...\"" : "\"");
+        };
+        if (line.empty() || line.back() != '\r') return quoted() + " does not end with CR LF";
+        if (line.front() == ' ' || line.front() == '\t')
+            return quoted() + " is folded onto the line before (begins with whitespace)";
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) return quoted() + " has no colon";
+        if (colon == 0) return quoted() + " has no name before its colon";
+        const char before = line[colon - 1];
+        if (before == ' ' || before == '\t') return quoted() + " has whitespace before its colon";
+    }
+    return {};
+}
+
 // A header name against a lowercase one, in any case.
 bool same_name(std::string_view name, std::string_view lower) {
     return name.size() == lower.size() &&
@@ -267,7 +299,10 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
         const std::size_t body = plan.ahead;
         ahead_need_ = end + body;
         ahead_streams_ = plan.streams;
-        if (plan.encoded_length) ahead_refused_ = 400;
+        // (A request line httplib refuses is its to answer.)
+        ahead_refused_why_ =
+            request_line_refused(have) ? std::string() : malformed_field_line(have.substr(0, end));
+        if (plan.encoded_length || !ahead_refused_why_.empty()) ahead_refused_ = 400;
         if (plan.too_long) {
             ahead_refused_ = 413;
             ahead_refused_length_ = *plan.too_long;
@@ -984,11 +1019,13 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         }
         if (const int refused = strm.head_refused()) {
             status why =
-                refused == 431 ? status(error_kind::too_large,
-                                        "the request head is larger than " +
-                                            std::to_string(read_buffer_bytes / 1024) + " KiB")
-                : refused == 413
-                    ? body_too_large(strm.max_body(), strm.refused_length())
+                refused == 431   ? status(error_kind::too_large,
+                                          "the request head is larger than " +
+                                              std::to_string(read_buffer_bytes / 1024) + " KiB")
+                : refused == 413 ? body_too_large(strm.max_body(), strm.refused_length())
+                : !strm.refused_line().empty()
+                    ? status(error_kind::invalid_argument,
+                             "malformed HTTP request: the " + strm.refused_line())
                     : invalid("Content-Length", "Content-Length must be a plain number of bytes");
             http_response r = error_response(why);
             r.status = refused;

@@ -106,9 +106,12 @@ public:
     // after "100 Continue".
     bool body_streams() const { return ahead_head_ != 0 && ahead_streams_; }
     // The request read ahead is answered here, unread: 431 for a head that
-    // does not fit the buffer, 400 for a percent-encoded Content-Length, 413
-    // for a Content-Length over --max-body (0: none of them).
+    // does not fit the buffer, 400 for a malformed header line (see
+    // refused_line()) or a percent-encoded Content-Length, 413 for a
+    // Content-Length over --max-body (0: none of them).
     int head_refused() const { return ahead_refused_; }
+    // What is wrong with the header line a 400 refuses (empty: none is).
+    const std::string& refused_line() const { return ahead_refused_why_; }
     std::uint64_t refused_length() const { return ahead_refused_length_; }
     std::size_t max_body() const { return max_body_; }
     // A copy of what has arrived of the next request, for the parker.
@@ -148,6 +151,7 @@ private:
     bool ahead_streams_ = false;  // see body_streams()
     int ahead_refused_ = 0;       // see head_refused()
     std::uint64_t ahead_refused_length_ = 0;  // the Content-Length a 413 refuses
+    std::string ahead_refused_why_;           // the header line a 400 refuses
     // Looked at: searched for the blank line, or counted into the body's due.
     std::size_t ahead_seen_ = 0;
     std::string out_;

@@ -830,6 +830,39 @@ TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection 
     CHECK(s.handled == 0);
 }
 
+TEST_CASE("a header line httplib would skip is a 400 naming it, and the connection closes",
+          "[http]") {
+    // httplib dropped these lines without a word, where a proxy in front may
+    // read one as a header ("Content-Length : 2"): the two would disagree on
+    // where the request ends (RFC 9112, 5.1 and 5.2: 400).
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    for (const auto& [line, why] : std::vector<std::pair<std::string, std::string>>{
+             {"Content-Length : 2\r\n", "has whitespace before its colon"},
+             {"Content-Length\t: 2\r\n", "has whitespace before its colon"},
+             {"X-A: 1\r\n Content-Length: 2\r\n", "is folded onto the line before"},
+             {"Content-Length: 2\n", "does not end with CR LF"},
+             {"Content-Length 2\r\n", "has no colon"},
+             {": 2\r\n", "has no name before its colon"},
+         }) {
+        INFO(line);
+        testing::tcp_probe c(s.port);
+        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n" +
+                   line + "\r\nab" + get_request("/items/smuggled"));
+        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        INFO(answers[0]);
+        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+        CHECK_THAT(answers[0], Catch::Contains(why));
+    }
+    CHECK(s.handled == 0);
+    // Well-formed lines, spaces after the colon and inside values, are served.
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:1\r\nX-B: a  b \t\r\n\r\n");
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
 TEST_CASE("a method Kennel does not serve is a 501 in the error shape and the connection closes",
           "[http]") {
     // httplib refused FOO's request line and answered TRACE from its router:
