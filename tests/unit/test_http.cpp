@@ -805,6 +805,25 @@ TEST_CASE("a POST without a Content-Length has no body; what follows is read as 
     CHECK_THAT(k.read_response(wire_wait), Catch::Contains("\"id\":\"after\""));
 }
 
+namespace {
+
+// The one answer to a POST /items whose head has `lines` and a 2-byte body,
+// followed on the connection by what would be a smuggled request: a 400,
+// and the connection closed after it.
+std::string refused_post(const test_server& s, const std::string& lines) {
+    testing::tcp_probe c(s.port);
+    c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n" + lines +
+               "\r\nab" + get_request("/items/smuggled"));
+    const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+    REQUIRE(answers.size() == 1);
+    INFO(answers[0]);
+    CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+    CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+    return answers[0];
+}
+
+}  // namespace
+
 TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection is closed",
           "[http]") {
     // httplib read the body by the first and left what the other framed to
@@ -817,15 +836,7 @@ TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection 
              std::string("Content-Length: 2\r\ncontent-length: 2\r\n"),  // refused too
          }) {
         INFO(lengths);
-        testing::tcp_probe c(s.port);
-        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n" +
-                   lengths + "\r\nab" + get_request("/items/smuggled"));
-        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
-        REQUIRE(answers.size() == 1);
-        INFO(answers[0]);
-        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
-        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
-        CHECK_THAT(answers[0], Catch::Contains("\"field\":\"Content-Length\""));
+        CHECK_THAT(refused_post(s, lengths), Catch::Contains("\"field\":\"Content-Length\""));
     }
     CHECK(s.handled == 0);
 }
@@ -846,15 +857,7 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
              {": 2\r\n", "has no name before its colon"},
          }) {
         INFO(line);
-        testing::tcp_probe c(s.port);
-        c.send_all("POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n" +
-                   line + "\r\nab" + get_request("/items/smuggled"));
-        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
-        REQUIRE(answers.size() == 1);
-        INFO(answers[0]);
-        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
-        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
-        CHECK_THAT(answers[0], Catch::Contains(why));
+        CHECK_THAT(refused_post(s, line), Catch::Contains(why));
     }
     CHECK(s.handled == 0);
     // Well-formed lines, spaces after the colon and inside values, are served.
