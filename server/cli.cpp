@@ -782,8 +782,9 @@ int cmd_admin(const std::vector<std::string>& args) {
         "create", po::value<bool>()->default_value(false)->implicit_value(true),
         "set-password: create the user if there is none of that name")(
         "password", po::value<std::string>()->default_value(""),
-        "set-password: the new password (default: read a line from stdin)")(
-        "name", po::value<std::string>()->default_value(""), "create-key: a name for the key")(
+        "set-password: the new password (default: read a line from stdin; on the command "
+        "line, other users can read it)")("name", po::value<std::string>()->default_value(""),
+                                          "create-key: a name for the key")(
         "scopes", po::value<std::string>()->default_value(""),
         "create-key: read,ingest,predict,admin (any key reads; read alone only reads)")(
         "id", po::value<std::int64_t>()->default_value(0), "revoke-key: the key's id");
@@ -858,6 +859,12 @@ int cmd_admin(const std::vector<std::string>& args) {
             return 2;
         }
         std::string pw = vm["password"].as<std::string>();
+        if (!pw.empty()) {
+            // Taken from the command line only (command_line_only).
+            std::cerr << "kennel admin: warning: a password given with --password can be read by "
+                         "other users of this machine (ps) and stays in the shell's history; "
+                         "leave it out to type it, or send it on standard input\n";
+        }
         if (pw.empty()) pw = read_password(user);
         if (pw.size() < min_password_length) {
             std::cerr << "kennel admin: a password needs at least " << min_password_length

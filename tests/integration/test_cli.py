@@ -470,6 +470,12 @@ class AdminTest(KennelTestCase):
         self.assertEqual(run_cli(["migrate", "--db", db]).returncode, 0)
         r = run_cli(["admin", "set-password", "--password", "long-enough-pw", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
+        # It works, and says who else can read a password on a command line.
+        self.assertIn("warning: a password given with --password can be read by other users",
+                      r.stderr)
+        r = run_cli(["admin", "set-password", "--db", db], input="another-long-pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("warning", r.stderr)
         r = run_cli(["admin", "list-keys", "--db", db])
         self.assertEqual(r.returncode, 0, r.stderr)
 
