@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
+#include <span>
 
 #include "ml/predict_pool.h"
 #include "ml/predict_slots.h"
@@ -71,7 +72,7 @@ struct chosen {
 // each instance in order, publishing each answer as it is ready; stops at the
 // deadline, when the request has answered from the constant steps already.
 void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<chosen>& picks,
-               const std::vector<predict_instance>& instances, steady::time_point deadline) {
+               std::span<const predict_instance> instances, steady::time_point deadline) {
     work.began.store(steady::now().time_since_epoch().count(), std::memory_order_relaxed);
     for (std::size_t i = 0; i < instances.size(); ++i) {
         if (steady::now() > deadline) break;
@@ -158,10 +159,18 @@ http_response post_model_predict(app& a, const http_request& req) {
     // then missed the deadline.) Taken after the body is read, whose
     // deadline_ms may be shorter than the model's.
     ml::predict_slots::held slot(a.predict_slots(), started + (deadline - started) / 4);
-    // Shared, as the pool's task and the shadow arms' read them too (a copy
-    // for the pool cost a batch's records over again).
-    auto shared = std::make_shared<std::vector<predict_instance>>(std::move(parsed->instances));
-    std::vector<predict_instance>& instances = *shared;
+    // The pool's task and the shadow arms read the instances too: they are
+    // moved into `shared` when one needs them (a copy for the pool cost a
+    // batch's records over again; sharing them from the start, an allocation
+    // for every request). A vector moved keeps its elements where they are,
+    // so this view of them stays valid.
+    const std::span<const predict_instance> instances(parsed->instances);
+    std::shared_ptr<const std::vector<predict_instance>> shared;
+    auto share = [&] {
+        if (!shared)
+            shared = std::make_shared<std::vector<predict_instance>>(std::move(parsed->instances));
+        return shared;
+    };
 
     // Choose a version per instance: an experiment arm, or live.
     std::vector<chosen> picks(instances.size());
@@ -216,7 +225,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             run_batch(work, *m, picks, instances, deadline);
         } else {
             accepted = a.predict_pool().submit(
-                [pooled, m, picks, shared, deadline] {
+                [pooled, m, picks, shared = share(), deadline] {
                     run_batch(*pooled, *m, picks, *shared, deadline);
                 },
                 m->name, &pooled->held_back);
@@ -418,8 +427,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         bool accepted =
             room &&
             a.predict_pool().submit(
-                [version = arm.version, shared, arm_name = arm.name, model_name = m->name, log,
-                 ids = shadow_ids, answered_at, shadow_by] {
+                [version = arm.version, shared = share(), arm_name = arm.name, model_name = m->name,
+                 log, ids = shadow_ids, answered_at, shadow_by] {
                     for (std::size_t i = 0; i < shared->size(); ++i) {
                         if (steady::now() > shadow_by) {
                             log->count_dropped(shared->size() - i);
@@ -466,7 +475,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                     }
                 },
                 shadow_key, nullptr, shadow_threads);
-        if (!accepted) log->count_dropped(shared->size());
+        if (!accepted) log->count_dropped(instances.size());
     }
     return json_response(std::move(text));
 }
