@@ -1,6 +1,10 @@
 #include "server/auth.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <iterator>
 #include <thread>
 
 #include "server/errors.h"
@@ -50,6 +54,25 @@ std::string failure_key(std::string_view kind, std::string_view name) {
         out += "sha256-" + sha256_hex(name);
     }
     return out;
+}
+
+// The address as the throttle counts it: an IPv6 address by its /64, which
+// one client usually holds whole (a host picks new addresses in it at will,
+// so counted one by one, its guesses never locked its address out); IPv4,
+// and IPv4 mapped into IPv6, whole.
+std::string address_block(const std::string& addr) {
+    in6_addr a{};
+    if (addr.find(':') == std::string::npos || inet_pton(AF_INET6, addr.c_str(), &a) != 1 ||
+        IN6_IS_ADDR_V4MAPPED(&a))
+        return addr;
+    std::fill(std::begin(a.s6_addr) + 8, std::end(a.s6_addr), 0);
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET6, &a, text, sizeof text);
+    return std::string(text) + "/64";
+}
+
+std::string address_key(const std::string& addr) {
+    return failure_key("addr", address_block(addr));
 }
 
 // A user name as sent, for one log line: control characters (a forged line
@@ -196,14 +219,14 @@ std::size_t authenticator::tracked_failures() {
 }
 
 std::string authenticator::user_key_from(const std::string& user, const std::string& addr) {
-    auto it = trusted_.find(failure_key("pair", user + '\0' + addr));
+    auto it = trusted_.find(failure_key("pair", user + '\0' + address_block(addr)));
     if (it != trusted_.end() && clock_() - it->second < trusted_for) return "";
     return failure_key("user", user);
 }
 
 status authenticator::throttle_check(const std::string& user, const std::string& addr) {
     std::lock_guard lock(mu_);
-    const std::string keys[] = {user_key_from(user, addr), failure_key("addr", addr)};
+    const std::string keys[] = {user_key_from(user, addr), address_key(addr)};
     const auto now = clock_();
     // The longer of the two lockouts, in whole seconds rounded up: the
     // Retry-After a client may sleep for and then succeed.
@@ -225,7 +248,7 @@ authenticator::attempt::attempt(authenticator& a, const std::string& user, const
     if (!verdict_) return;
     std::lock_guard lock(a_.mu_);
     keys_[0] = a_.user_key_from(user, addr);
-    keys_[1] = failure_key("addr", addr);
+    keys_[1] = address_key(addr);
     for (const std::string& who : keys_) {
         if (who.empty()) continue;
         auto it = a_.failures_.find(who);
@@ -287,7 +310,7 @@ void authenticator::note_failure(const std::string& user, const std::string& add
         // lockout others caused, up to 16 minutes everywhere else.
         user_key = user_key_from(user, addr);
     }
-    for (const std::string& who : {user_key, failure_key("addr", addr)}) {
+    for (const std::string& who : {user_key, address_key(addr)}) {
         if (who.empty()) continue;
         std::lock_guard lock(mu_);
         const auto now = clock_();
@@ -314,8 +337,8 @@ void authenticator::note_failure(const std::string& user, const std::string& add
 void authenticator::note_success(const std::string& user, const std::string& addr) {
     // Both counters: otherwise an address that was locked out once stays
     // one typo away from the next, longer, lockout.
-    const std::string user_key = failure_key("user", user), addr_key = failure_key("addr", addr);
-    const std::string pair_key = failure_key("pair", user + '\0' + addr);
+    const std::string user_key = failure_key("user", user), addr_key = address_key(addr);
+    const std::string pair_key = failure_key("pair", user + '\0' + address_block(addr));
     std::lock_guard lock(mu_);
     const auto now = clock_();
     // A user locked out by guesses from elsewhere stays locked out there
@@ -348,7 +371,7 @@ status authenticator::check_basic(const std::string& user, const std::string& pa
         auto it = basic_ok_.find(token);
         if (it != basic_ok_.end() && clock_() - it->second.at < std::chrono::minutes(5) && u &&
             u->hash == it->second.stored_hash) {
-            failures_.erase(failure_key("addr", addr));  // as below
+            failures_.erase(address_key(addr));  // as below
             return true;
         }
         return false;

@@ -297,6 +297,31 @@ TEST_CASE("authenticator: a lockout's Retry-After is the rest of its doubling wa
     CHECK(auth.login("admin", "right-password", "10.0.0.1"));
 }
 
+TEST_CASE("authenticator: an IPv6 address is locked out by its /64; IPv4 addresses one by one",
+          "[auth]") {
+    // A host picks new addresses in its /64 at will: counted one by one, its
+    // guesses (a new user name each, so no user's lockout) never locked it out.
+    auth_fixture f(std::chrono::milliseconds(0));
+    authenticator& auth = f.auth;
+    auto try_as = [&](const std::string& user, const std::string& addr) {
+        auto r = auth.login(user, "wrong", addr);
+        REQUIRE_FALSE(r);
+        return r.error().kind();
+    };
+    for (int i = 0; i < 5; ++i) {
+        CHECK(try_as("guess-" + std::to_string(i), "2001:db8:1:2::" + std::to_string(i + 1)) ==
+              error_kind::unauthenticated);
+    }
+    CHECK(try_as("guess-5", "2001:db8:1:2:ffff:ffff:ffff:ffff") == error_kind::rate_limited);
+    CHECK(try_as("guess-6", "2001:db8:1:3::1") == error_kind::unauthenticated);
+    // IPv4, also mapped into IPv6, is counted by the address.
+    for (int i = 0; i < 5; ++i) {
+        CHECK(try_as("v4-" + std::to_string(i), "::ffff:10.0.0." + std::to_string(i + 1)) ==
+              error_kind::unauthenticated);
+    }
+    CHECK(try_as("v4-5", "::ffff:10.0.0.9") == error_kind::unauthenticated);
+}
+
 TEST_CASE("authenticator: guesses from elsewhere do not lock a user out where they signed in",
           "[auth]") {
     // Five wrong passwords from any address locked the user out everywhere:
