@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -125,14 +126,12 @@ public:
     }
     bool key(string_t& k) override {
         frame& f = stack_.back();
-        if (std::find(f.keys.begin(), f.keys.end(), k) != f.keys.end()) {
-            f.key = k;
+        f.key = k;
+        if (!f.keys.insert(k).second) {
             repeated_key = k;
             name_error();
             return false;
         }
-        f.keys.push_back(k);
-        f.key = k;
         return true;
     }
     bool end_object() override {
@@ -167,7 +166,9 @@ private:
         bool array;
         std::size_t index;
         std::string key;
-        std::vector<std::string> keys;  // seen in this object; only failed texts come here
+        // Seen in this object (only failed texts come here, but anyone may
+        // send one: a list searched for each key took 13 s for 80,000 keys).
+        std::unordered_set<std::string> keys;
     };
     bool element_done() {
         if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
