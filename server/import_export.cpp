@@ -22,6 +22,7 @@
 #include "server/fact_json.h"
 #include "server/json_body.h"
 #include "store/facts.h"
+#include "store/json_input.h"
 #include "store/migrations.h"
 #include "store/writer.h"
 
@@ -447,6 +448,24 @@ int run_import(const import_options& o) {
         }
         // A spreadsheet's "CSV UTF-8" starts with a byte order mark.
         if (!header.empty() && header[0].starts_with("\xEF\xBB\xBF")) header[0].erase(0, 3);
+        // A name given twice would be one field, the last column's (and
+        // facts refuse a key given twice); a name not UTF-8 no field at all.
+        for (std::size_t i = 0; i < header.size(); ++i) {
+            if (!is_utf8(header[i])) {
+                std::cerr << "kennel import: the header's column " << i + 1
+                          << " is not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f "
+                             "latin1 -t utf-8)\n";
+                return 1;
+            }
+            for (std::size_t j = 0; j < i; ++j) {
+                if (header[j] == header[i]) {
+                    std::cerr << "kennel import: the header names \"" << header[i]
+                              << "\" twice (columns " << j + 1 << " and " << i + 1
+                              << "); rename one\n";
+                    return 1;
+                }
+            }
+        }
         int entity_col = -1, time_col = -1;
         for (std::size_t i = 0; i < header.size(); ++i) {
             if (header[i] == o.entity_column) entity_col = static_cast<int>(i);
@@ -468,6 +487,22 @@ int run_import(const import_options& o) {
                 report_rejection(counts, line_no, "", "has " + std::to_string(row.size()) +
                                                           " columns; the header has " +
                                                           std::to_string(header.size()));
+                continue;
+            }
+            // Text that is not UTF-8 (a Latin-1 file) cannot be stored as
+            // JSON: the line is refused, naming the column.
+            std::size_t not_utf8 = row.size();
+            for (std::size_t i = 0; i < row.size() && not_utf8 == row.size(); ++i) {
+                if (!is_utf8(row[i])) not_utf8 = i;
+            }
+            if (not_utf8 < row.size()) {
+                const int col = static_cast<int>(not_utf8);
+                report_rejection(counts, line_no,
+                                 col == entity_col ? "entity"
+                                 : col == time_col ? "time"
+                                                   : "data." + header[not_utf8],
+                                 "is not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f "
+                                 "latin1 -t utf-8)");
                 continue;
             }
             json fact = {{"stream", o.stream}, {"entity", row[static_cast<std::size_t>(entity_col)]}};

@@ -254,6 +254,13 @@ std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
 
 }  // namespace
 
+bool is_utf8(std::string_view s) {
+    for (std::size_t i = 0; i < s.size();) {
+        if (!next_code_point(s, i)) return false;
+    }
+    return true;
+}
+
 text_check check_text(std::string_view s, bool line_breaks) {
     text_check out;
     bool blank_only = true;

@@ -34,6 +34,9 @@ std::string json_error_path(std::string_view text);
 // not the path, which a key such as "[7]" or "instances[]" can imitate.
 std::optional<std::size_t> json_error_instance(std::string_view text);
 
+// Whether the bytes are UTF-8 (what JSON text holds).
+bool is_utf8(std::string_view s);
+
 // What makes a name or a reason a person gave unusable as shown text: not
 // UTF-8, a control character (a line break forges log lines; kept where
 // line_breaks allows "\n" and "\t"), a character that turns the text's

@@ -1042,6 +1042,35 @@ class ImportExportTest(KennelTestCase):
         self.assertEqual({o["entity"]: o["data"] for o in export_facts(self, db)},
                          {"p1": {"likes": 3}, "p4": {"likes": 5}})
 
+    # A Latin-1 cell ended the import with an uncaught exception (exit 134,
+    # the batch read so far lost); a column named twice kept the last one's
+    # value without a word.
+    def test_csv_text_not_utf8_is_rejected_by_line_and_a_repeated_column_refused(self):
+        path = self.path("latin1.csv")
+        with open(path, "wb") as f:
+            f.write(b"entity,name,when\r\np1,cafe,x\r\np2,caf\xe9,x\r\np\xe9,a,x\r\n"
+                    b"p4,\x01caf\xe9,x\r\np5,ok,x\r\n")
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db, "--stream", "people"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 3: rejected data\.name: is not UTF-8 text")
+        self.assertRegex(r.stderr, r"(?m)^line 4: rejected entity: is not UTF-8 text")
+        self.assertRegex(r.stderr, r"(?m)^line 5: rejected data\.name: is not UTF-8 text")
+        self.assertIn("2 stored", r.stderr)
+        self.assertEqual({o["entity"]: o["data"]["name"] for o in export_facts(self, db)},
+                         {"p1": "cafe", "p5": "ok"})
+        for name, header in [("twice", b"entity,a,a\r\np1,1,2\r\n"),
+                             ("entity twice", b"entity,a,entity\r\np1,1,p2\r\n"),
+                             ("header not UTF-8", b"entity,caf\xe9\r\np1,1\r\n")]:
+            with self.subTest(name):
+                path = self.path(name + ".csv")
+                with open(path, "wb") as f:
+                    f.write(header)
+                r = run_cli(["import", path, "--db", db, "--stream", "dup"])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertRegex(r.stderr, r"twice \(columns \d and 3\)|column 2 is not UTF-8")
+        self.assertNotIn("dup", {o["stream"] for o in export_facts(self, db)})
+
     def test_import_usage_errors(self):
         csv_path = self.write("x.csv", "entity,v\r\ne,1\r\n")
         db = self.path("k.db")
