@@ -1534,8 +1534,14 @@ class DemoAndCliTest(KennelTestCase):
         # is neither live, nor on live's path, nor the newest: it goes.
         for _ in range(3):
             self.assertEqual(train_and_wait(self, c, name)["state"], "succeeded")
-        removed = {v["version"]: v["artifact"]["removed_at"]
-                   for v in c.get("/v1/models/%s/versions" % name).json()["versions"]}
+
+        def removed_at():
+            return {v["version"]: v["artifact"]["removed_at"]
+                    for v in c.get("/v1/models/%s/versions" % name).json()["versions"]}
+        # Retention runs in its own write once the job has succeeded (a
+        # failure of it must not fail the job): a moment after.
+        wait_until(lambda: removed_at()[2] is not None, 30, "v2's artifact removed")
+        removed = removed_at()
         self.assertIsNone(removed[1], removed)
         self.assertIsNotNone(removed[2], removed)
         self.assertIsNone(removed[3], removed)
