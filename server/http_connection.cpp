@@ -124,11 +124,20 @@ std::string malformed_field_line(std::string_view head) {
         if (line.empty() || line.back() != '\r') return quoted() + " does not end with CR LF";
         if (line.front() == ' ' || line.front() == '\t')
             return quoted() + " is folded onto the line before (begins with whitespace)";
+        // A CR alone splits the line for some readers (RFC 9112, 2.2); a NUL
+        // is never part of a field (RFC 9110, 5.5).
+        const std::string_view text = line.substr(0, line.size() - 1);
+        if (text.find('\r') != std::string_view::npos) return quoted() + " has a CR inside it";
+        if (text.find('\0') != std::string_view::npos) return quoted() + " has a NUL byte";
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) return quoted() + " has no colon";
         if (colon == 0) return quoted() + " has no name before its colon";
         const char before = line[colon - 1];
         if (before == ' ' || before == '\t') return quoted() + " has whitespace before its colon";
+        // A name is a token (RFC 9110, 5.1 and 5.6.2).
+        const bool token = std::all_of(line.begin(), line.begin() + colon,
+                                       [](unsigned char c) { return token_char(c); });
+        if (!token) return quoted() + " has a name with a character a header name cannot have";
     }
     return {};
 }
@@ -295,13 +304,18 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
             return request_line_refused(have);
         }
         ahead_head_ = ahead_seen_ = end;
-        const body_plan plan = plan_body(have.substr(0, end), read_buffer_bytes - end, max_body_);
-        const std::size_t body = plan.ahead;
-        ahead_need_ = end + body;
-        ahead_streams_ = plan.streams;
         // (A request line httplib refuses is its to answer.)
         ahead_refused_why_ =
             request_line_refused(have) ? std::string() : malformed_field_line(have.substr(0, end));
+        // Refused unread, so its body (which may yet come) is not waited
+        // for: a request parked for it came back with the head's verdict lost.
+        const body_plan plan =
+            ahead_refused_why_.empty()
+                ? plan_body(have.substr(0, end), read_buffer_bytes - end, max_body_)
+                : body_plan{};
+        const std::size_t body = plan.ahead;
+        ahead_need_ = end + body;
+        ahead_streams_ = plan.streams;
         if (plan.encoded_length || !ahead_refused_why_.empty()) ahead_refused_ = 400;
         if (plan.too_long) {
             ahead_refused_ = 413;

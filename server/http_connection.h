@@ -30,6 +30,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -40,6 +41,13 @@ namespace kennel {
 // (CPPHTTPLIB_REQUEST_URI_MAX_LENGTH, CPPHTTPLIB_HEADER_MAX_LENGTH, compiled
 // into Debian's library).
 inline constexpr std::size_t http_max_line_bytes = 8192;
+
+// A character of a token (RFC 9110, 5.6.2): of a method, or a header's name.
+inline bool token_char(unsigned char c) {
+    const unsigned char lower = c | 0x20;
+    return (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'z') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
 
 // A request not all arrived yet, kept by a parked connection: its bytes so
 // far and how far they have been looked at (buffered_socket_stream's read

@@ -191,12 +191,7 @@ bool unserved_method(const httplib::Request& req) {
         m == "OPTIONS")
         return false;
     // A token (RFC 9110, 5.6.2).
-    return std::all_of(m.begin(), m.end(), [](unsigned char c) {
-        const unsigned char lower = c | 0x20;
-        return (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'z') ||
-               std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                   std::string_view::npos;
-    });
+    return std::all_of(m.begin(), m.end(), [](unsigned char c) { return token_char(c); });
 }
 
 // httplib compresses an answer whenever the request accepts it, and with

@@ -855,6 +855,11 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
              {"Content-Length: 2\n", "does not end with CR LF"},
              {"Content-Length 2\r\n", "has no colon"},
              {": 2\r\n", "has no name before its colon"},
+             // A lone CR ends the line for some readers.
+             {"X-Pad: a\rContent-Length: 2\r\n", "has a CR inside it"},
+             {std::string("X-A: a\0b\r\n", 11), "has a NUL byte"},
+             {"X(A): 1\r\n", "a character a header name cannot have"},
+             {"X A: 1\r\n", "a character a header name cannot have"},
          }) {
         INFO(line);
         CHECK_THAT(refused_post(s, line), Catch::Contains(why));
@@ -864,6 +869,30 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
     testing::tcp_probe c(s.port);
     c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:1\r\nX-B: a  b \t\r\n\r\n");
     CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
+TEST_CASE("a malformed header line is refused when the body comes after a pause too", "[http]") {
+    // The request was parked to wait for its body and came back with the
+    // head's verdict lost: the line was skipped, the other Content-Length
+    // taken, and the connection kept.
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all(
+            "POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length : 40\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        try {
+            c.send_all("ab");  // the server may have closed already
+        } catch (const std::exception&) {
+        }
+        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("has whitespace before its colon"));
+        CHECK(s.handled == 0);
+    }
 }
 
 TEST_CASE("a method Kennel does not serve is a 501 in the error shape and the connection closes",
