@@ -101,44 +101,39 @@ bool request_line_refused(std::string_view bytes) {
     return !line.ends_with(" HTTP/1.1\r\n") && !line.ends_with(" HTTP/1.0\r\n");
 }
 
-// What is wrong with the first header line httplib would skip without a
-// word (empty when none is): one that does not end in CR LF, one without a
-// colon, an empty name, whitespace before the colon, or a line folded onto
-// the one before. A proxy in front may read such a line as a header
-// ("Content-Length : 5") where httplib saw none, and the two would then
-// disagree on where the request ends; RFC 9112 (5.1, 5.2) says 400.
-std::string malformed_field_line(std::string_view head) {
-    std::size_t pos = head.find('\n') + 1;  // past the request line
-    while (pos + 2 < head.size()) {         // the head ends with a blank line
-        const std::size_t eol = head.find('\n', pos);
-        const std::string_view line = head.substr(pos, eol - pos);
-        pos = eol + 1;
-        // The line as sent, its first 40 bytes, '?' for any but printable
-        // ASCII (the answer must be valid UTF-8).
-        const auto quoted = [&] {
-            std::string_view text = line.substr(0, line.size() - line.ends_with('\r'));
-            std::string out = "header line \"";
-            for (unsigned char c : text.substr(0, 40)) out += c >= 0x20 && c < 0x7f ? char(c) : '?';
-            return out + (text.size() > 40 ? "...\"" : "\"");
-        };
-        if (line.empty() || line.back() != '\r') return quoted() + " does not end with CR LF";
-        if (line.front() == ' ' || line.front() == '\t')
-            return quoted() + " is folded onto the line before (begins with whitespace)";
-        // A CR alone splits the line for some readers (RFC 9112, 2.2); a NUL
-        // is never part of a field (RFC 9110, 5.5).
-        const std::string_view text = line.substr(0, line.size() - 1);
-        if (text.find('\r') != std::string_view::npos) return quoted() + " has a CR inside it";
-        if (text.find('\0') != std::string_view::npos) return quoted() + " has a NUL byte";
-        const std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos) return quoted() + " has no colon";
-        if (colon == 0) return quoted() + " has no name before its colon";
-        const char before = line[colon - 1];
-        if (before == ' ' || before == '\t') return quoted() + " has whitespace before its colon";
-        // A name is a token (RFC 9110, 5.1 and 5.6.2).
-        const bool token = std::all_of(line.begin(), line.begin() + colon,
-                                       [](unsigned char c) { return token_char(c); });
-        if (!token) return quoted() + " has a name with a character a header name cannot have";
-    }
+// What is wrong with a header line (CR LF included) that httplib would skip
+// without a word (empty when nothing is): one that does not end in CR LF, a
+// line folded onto the one before, a CR or NUL inside it, no colon, an empty
+// name, whitespace before the colon, a name that is not a token. A proxy in
+// front may read such a line as a header ("Content-Length : 5") where httplib
+// saw none, and the two would then disagree on where the request ends; RFC
+// 9112 (5.1, 5.2) says 400.
+std::string malformed_field_line(std::string_view line) {
+    // The line as sent, its first 40 bytes, '?' for any but printable ASCII
+    // (the answer must be valid UTF-8).
+    const auto quoted = [&] {
+        std::string_view text = line.substr(0, line.size() - line.ends_with('\r'));
+        std::string out = "header line \"";
+        for (unsigned char c : text.substr(0, 40)) out += c >= 0x20 && c < 0x7f ? char(c) : '?';
+        return out + (text.size() > 40 ? "...\"" : "\"");
+    };
+    if (line.empty() || line.back() != '\r') return quoted() + " does not end with CR LF";
+    if (line.front() == ' ' || line.front() == '\t')
+        return quoted() + " is folded onto the line before (begins with whitespace)";
+    // A CR alone splits the line for some readers (RFC 9112, 2.2); a NUL is
+    // never part of a field (RFC 9110, 5.5).
+    const std::string_view text = line.substr(0, line.size() - 1);
+    if (text.find('\r') != std::string_view::npos) return quoted() + " has a CR inside it";
+    if (text.find('\0') != std::string_view::npos) return quoted() + " has a NUL byte";
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return quoted() + " has no colon";
+    if (colon == 0) return quoted() + " has no name before its colon";
+    const char before = line[colon - 1];
+    if (before == ' ' || before == '\t') return quoted() + " has whitespace before its colon";
+    // A name is a token (RFC 9110, 5.1 and 5.6.2).
+    const bool token = std::all_of(line.begin(), line.begin() + colon,
+                                   [](unsigned char c) { return token_char(c); });
+    if (!token) return quoted() + " has a name with a character a header name cannot have";
     return {};
 }
 
@@ -150,13 +145,15 @@ bool same_name(std::string_view name, std::string_view lower) {
            });
 }
 
-// What becomes of the body after `head`. `ahead`: its Content-Length, to be
-// read ahead, when httplib would read that many and it is at most `limit`.
-// `streams`: httplib will read it on the request's thread as it arrives (too
-// long to read ahead, or sent after "100 Continue") and it is at most
-// `max_body` (a longer one is refused unread). Otherwise neither: httplib
-// refuses or answers the rest as before. Nothing more is parsed than finding
-// the length; anything odd is left for httplib to answer.
+// What becomes of the request whose head is `head`, read in one walk of
+// its lines. `malformed`: a header line httplib would skip (see
+// malformed_field_line), refused with the body unread. `ahead`: the body's
+// Content-Length, to be read ahead, when httplib would read that many and it
+// is at most `limit`. `streams`: httplib will read it on the request's thread
+// as it arrives (too long to read ahead, or sent after "100 Continue") and it
+// is at most `max_body` (a longer one is refused unread). Otherwise none of
+// them: httplib refuses or answers the rest as before. Nothing more is parsed
+// than finding the length; anything else odd is left for httplib to answer.
 struct body_plan {
     std::size_t ahead = 0;
     bool streams = false;
@@ -168,33 +165,47 @@ struct body_plan {
     // "Expect: 100-continue" is not told to send it first (httplib says
     // "100 Continue" before any handler runs).
     std::optional<std::uint64_t> too_long;
+    std::string malformed;
 };
 
 body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_body) {
-    // httplib reads a body only for these (detail::expect_content).
-    const std::string_view method = head.substr(0, head.find(' '));
-    if ((method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE" &&
-         method != "PRI") ||
-        request_line_refused(head))
-        return {};
+    if (request_line_refused(head)) return {};  // httplib answers it, head and all
     std::size_t pos = head.find('\n') + 1;
     if (pos > http_max_line_bytes) return {};  // 414
+    // Set by a line that settles what becomes of the body (httplib reads one
+    // only for these methods: detail::expect_content); the lines after it
+    // are still checked.
+    std::optional<body_plan> settled;
+    const std::string_view method = head.substr(0, head.find(' '));
+    if (method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE" &&
+        method != "PRI")
+        settled = body_plan{};
     std::optional<std::uint64_t> length;
     bool expect = false;
-    while (pos < head.size()) {
-        const std::size_t eol = head.find('\n', pos);  // the head ends with one
+    while (pos + 2 < head.size()) {  // the head ends with a blank line
+        const std::size_t eol = head.find('\n', pos);
         std::string_view line = head.substr(pos, eol - pos);
         pos = eol + 1;
-        // httplib skips a line without its CR and refuses a long one.
-        if (line.empty() || line.back() != '\r') continue;
-        if (line.size() > http_max_line_bytes) return {};
+        if (std::string why = malformed_field_line(line); !why.empty()) {
+            body_plan refused;
+            refused.malformed = std::move(why);
+            return refused;
+        }
+        if (settled) continue;
+        // httplib refuses a long line.
+        if (line.size() > http_max_line_bytes) {
+            settled = body_plan{};
+            continue;
+        }
         line.remove_suffix(1);
         const std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos) continue;
         const std::string_view name = line.substr(0, colon);
         // The client waits for "100 Continue" before it sends the body; a
         // chunked body is refused unread (http_server.cpp).
-        if (same_name(name, "transfer-encoding")) return {};
+        if (same_name(name, "transfer-encoding")) {
+            settled = body_plan{};
+            continue;
+        }
         if (same_name(name, "expect")) {
             expect = true;
             continue;
@@ -206,19 +217,24 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
             value.remove_suffix(1);
         if (value.empty()) continue;  // httplib drops a header without a value
-        if (value.find('%') != std::string_view::npos) return {0, false, true, std::nullopt};
-        // A second one is refused with the body unread (http_server.cpp).
-        if (length) return {};
         std::uint64_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec != std::errc() || end != value.data() + value.size()) return {};
-        length = n;
+        if (value.find('%') != std::string_view::npos) {
+            settled = body_plan{0, false, true, std::nullopt, {}};
+        } else if (length || ec != std::errc() || end != value.data() + value.size()) {
+            // A second one, or not a number: refused with the body unread
+            // (http_server.cpp).
+            settled = body_plan{};
+        } else {
+            length = n;
+        }
     }
-    if (length && *length > max_body) return {0, false, false, length};
+    if (settled) return *settled;
+    if (length && *length > max_body) return {0, false, false, length, {}};
     if (!length || *length == 0) return {};
     if (!expect && *length <= limit)
-        return {static_cast<std::size_t>(*length), false, false, std::nullopt};
-    return {0, true, false, std::nullopt};
+        return {static_cast<std::size_t>(*length), false, false, std::nullopt, {}};
+    return {0, true, false, std::nullopt, {}};
 }
 
 }  // namespace
@@ -304,18 +320,13 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
             return request_line_refused(have);
         }
         ahead_head_ = ahead_seen_ = end;
-        // (A request line httplib refuses is its to answer.)
-        ahead_refused_why_ =
-            request_line_refused(have) ? std::string() : malformed_field_line(have.substr(0, end));
-        // Refused unread, so its body (which may yet come) is not waited
-        // for: a request parked for it came back with the head's verdict lost.
-        const body_plan plan =
-            ahead_refused_why_.empty()
-                ? plan_body(have.substr(0, end), read_buffer_bytes - end, max_body_)
-                : body_plan{};
+        // A refused head's body (which may yet come) is not waited for: a
+        // request parked for it came back with the head's verdict lost.
+        body_plan plan = plan_body(have.substr(0, end), read_buffer_bytes - end, max_body_);
         const std::size_t body = plan.ahead;
         ahead_need_ = end + body;
         ahead_streams_ = plan.streams;
+        ahead_refused_why_ = std::move(plan.malformed);
         if (plan.encoded_length || !ahead_refused_why_.empty()) ahead_refused_ = 400;
         if (plan.too_long) {
             ahead_refused_ = 413;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -450,6 +452,7 @@ int run_import(const import_options& o) {
         if (!header.empty() && header[0].starts_with("\xEF\xBB\xBF")) header[0].erase(0, 3);
         // A name given twice would be one field, the last column's (and
         // facts refuse a key given twice); a name not UTF-8 no field at all.
+        std::unordered_map<std::string_view, std::size_t> column_of;
         for (std::size_t i = 0; i < header.size(); ++i) {
             if (!is_utf8(header[i])) {
                 std::cerr << "kennel import: the header's column " << i + 1
@@ -457,13 +460,11 @@ int run_import(const import_options& o) {
                              "latin1 -t utf-8)\n";
                 return 1;
             }
-            for (std::size_t j = 0; j < i; ++j) {
-                if (header[j] == header[i]) {
-                    std::cerr << "kennel import: the header names \"" << header[i]
-                              << "\" twice (columns " << j + 1 << " and " << i + 1
-                              << "); rename one\n";
-                    return 1;
-                }
+            if (auto [it, fresh] = column_of.try_emplace(header[i], i); !fresh) {
+                std::cerr << "kennel import: the header names \"" << header[i]
+                          << "\" twice (columns " << it->second + 1 << " and " << i + 1
+                          << "); rename one\n";
+                return 1;
             }
         }
         int entity_col = -1, time_col = -1;
@@ -491,16 +492,15 @@ int run_import(const import_options& o) {
             }
             // Text that is not UTF-8 (a Latin-1 file) cannot be stored as
             // JSON: the line is refused, naming the column.
-            std::size_t not_utf8 = row.size();
-            for (std::size_t i = 0; i < row.size() && not_utf8 == row.size(); ++i) {
-                if (!is_utf8(row[i])) not_utf8 = i;
-            }
-            if (not_utf8 < row.size()) {
-                const int col = static_cast<int>(not_utf8);
+            const auto bad = std::find_if(row.begin(), row.end(),
+                                          [](const std::string& cell) { return !is_utf8(cell); });
+            if (bad != row.end()) {
+                const auto col = bad - row.begin();
                 report_rejection(counts, line_no,
                                  col == entity_col ? "entity"
-                                 : col == time_col ? "time"
-                                                   : "data." + header[not_utf8],
+                                 : col == time_col
+                                     ? "time"
+                                     : "data." + header[static_cast<std::size_t>(col)],
                                  "is not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f "
                                  "latin1 -t utf-8)");
                 continue;
