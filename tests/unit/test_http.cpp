@@ -860,11 +860,26 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
              {std::string("X-A: a\0b\r\n", 11), "has a NUL byte"},
              {"X(A): 1\r\n", "a character a header name cannot have"},
              {"X A: 1\r\n", "a character a header name cannot have"},
+             // Checked on after a line that settles what becomes of the body.
+             {"Transfer-Encoding: chunked\r\nContent-Length : 2\r\n",
+              "has whitespace before its colon"},
+             {"Content-Length: 2\r\nContent-Length: 3\r\nX-B : 1\r\n",
+              "has whitespace before its colon"},
          }) {
         INFO(line);
         CHECK_THAT(refused_post(s, line), Catch::Contains(why));
     }
     CHECK(s.handled == 0);
+    // A request without a body is checked too.
+    {
+        testing::tcp_probe c(s.port);
+        c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A : 1\r\n\r\n");
+        const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("has whitespace before its colon"));
+        CHECK(s.handled == 0);
+    }
     // Well-formed lines, spaces after the colon and inside values, are served.
     testing::tcp_probe c(s.port);
     c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:1\r\nX-B: a  b \t\r\n\r\n");
