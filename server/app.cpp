@@ -280,7 +280,7 @@ int app::run() {
     const std::size_t quarter = static_cast<std::size_t>(std::max(2, options_.http_threads / 4));
     checks.at_once = std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 2, quarter);
     checks.waiting = quarter;
-    auth_ = std::make_unique<authenticator>(*readers_, *writer_, std::chrono::milliseconds(300),
+    auth_ = std::make_unique<authenticator>(*readers_, std::chrono::milliseconds(300),
                                             authenticator::clock_fn{}, checks);
     const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");
     if (env_password && *env_password) {

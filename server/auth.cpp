@@ -146,11 +146,9 @@ const char* access_name(access a) {
 
 }  // namespace
 
-authenticator::authenticator(reader_pool& readers, fact_writer& writer,
-                             std::chrono::milliseconds failure_delay, clock_fn clock,
-                             password_check_limits limits)
+authenticator::authenticator(reader_pool& readers, std::chrono::milliseconds failure_delay,
+                             clock_fn clock, password_check_limits limits)
     : readers_(readers),
-      writer_(writer),
       failure_delay_(failure_delay),
       clock_(clock ? std::move(clock) : clock_fn(&steady::now)),
       limits_(limits) {}

@@ -64,9 +64,9 @@ public:
 
     // `clock` is steady_clock::now unless a test moves time itself; it is
     // called from any thread.
-    authenticator(reader_pool& readers, fact_writer& writer,
-                  std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300),
-                  clock_fn clock = {}, password_check_limits limits = {});
+    explicit authenticator(reader_pool& readers,
+                           std::chrono::milliseconds failure_delay = std::chrono::milliseconds(300),
+                           clock_fn clock = {}, password_check_limits limits = {});
 
     // For the route table (see http_server.h).
     std::optional<http_response> check(http_request& req, access needs);
@@ -136,7 +136,6 @@ private:
     status too_many_checks();
 
     reader_pool& readers_;
-    fact_writer& writer_;
     std::chrono::milliseconds failure_delay_;
     clock_fn clock_;
     const password_check_limits limits_;

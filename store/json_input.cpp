@@ -205,6 +205,13 @@ path_tracker track(std::string_view text) {
 }  // namespace
 
 result<json> parse_json_input(std::string_view text) {
+    // nlohmann's lexer takes a NUL byte for the end of the input, so
+    // {"a":1}<NUL><anything> parsed as {"a":1}. JSON text holds no raw NUL
+    // (a string must escape it), so one is refused before the parse.
+    if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+        return invalid("", "malformed JSON: a NUL byte at byte " + std::to_string(nul) +
+                               " (JSON text holds none; in a string, write \\u0000)");
+    }
     strict_builder b;
     if (json::sax_parse(text, &b, json::input_format_t::json, true)) return std::move(b.root);
     path_tracker where = track(text);

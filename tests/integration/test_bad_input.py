@@ -355,6 +355,31 @@ class ModelInputTest(BadInputCase):
         self.assertNotIn(s, [st["stream"] for st in self.state("/v1/streams", "streams")])
         self.assertStillServes()
 
+    def test_a_nul_byte_in_a_body_is_400_and_what_precedes_it_is_not_taken(self):
+        # nlohmann reads a NUL byte as the end of the text: before, each body
+        # below was taken as its JSON up to the NUL (the fact stored, the
+        # model defined, the prediction answered).
+        fx = self.fixture()
+        s = uid("nul")
+        good_fact = '{"stream":"%s","entity":"e","time":"2026-01-01T00:00:00Z","data":{"x":1}}' % s
+        at = len(good_fact)
+        self.check_cases([
+            ("fact", "POST", "/v1/facts", good_fact + "\0{junk", None, 400, "invalid_argument",
+             None, "a NUL byte at byte %d" % at),
+            ("fact in a batch", "POST", "/v1/facts", "[" + good_fact + "]\0", None, 400,
+             "invalid_argument", None, "a NUL byte at byte %d" % (at + 2)),
+            ("predict", "POST", "/v1/models/%s/predict" % fx["name"],
+             '{"entity":"e","features":{"x1":1}}\0', None, 400, "invalid_argument", None,
+             "a NUL byte at byte 34"),
+        ])
+        name = uid("nul")
+        self.assertDefinitionError(
+            self.send("PUT", "/v1/models/" + name, json.dumps(definition(
+                "regression", fx["feats"], fx["labels"])) + "\0"), None, "a NUL byte at byte")
+        self.assertEqual(self.c.get("/v1/models/" + name).status, 404)
+        self.assertNotIn(s, [st["stream"] for st in self.state("/v1/streams", "streams")])
+        self.assertStillServes()
+
     def test_reads_of_an_unknown_model_are_404_naming_it(self):
         name = uid("nosuch")
         for what in ("aliases", "events", "experiments"):

@@ -43,25 +43,18 @@ void wait_until(Ready ready) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
-// An authenticator over a migrated database, its readers and its writer.
+// An authenticator over a migrated database and its readers.
 struct auth_fixture {
     testing::migrated_db db;
     reader_pool readers{db.path};
-    fact_writer writer{[this] {
-        writer_options wo;
-        wo.db_path = db.path;
-        return wo;
-    }()};
     authenticator auth;
 
-    // The authenticator's arguments after its readers and writer.
+    // The authenticator's arguments after its readers.
     explicit auth_fixture(std::chrono::milliseconds failure_delay = std::chrono::milliseconds(0),
                           authenticator::clock_fn clock = {}, password_check_limits checks = {})
-        : auth{readers, writer, failure_delay, std::move(clock), checks} {
-        REQUIRE(writer.start());
+        : auth{readers, failure_delay, std::move(clock), checks} {
         set_password(db.conn, "admin", "right-password", true);
     }
-    ~auth_fixture() { writer.stop(); }
 };
 
 }  // namespace

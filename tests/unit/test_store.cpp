@@ -819,6 +819,23 @@ TEST_CASE("parse_json_input builds what nlohmann's own parse builds", "[json_inp
     }
 }
 
+TEST_CASE("parse_json_input refuses a NUL byte, which nlohmann reads as the end", "[json_input]") {
+    using namespace std::string_literals;
+    // Before: each parsed as the JSON before the NUL, the rest unread.
+    for (const std::string& text :
+         {"{\"a\":1}\0{\"b\":2}"s, "3\0garbage"s, "[1,2]\0"s, "\"a\0b\""s, "\0"s}) {
+        INFO(text.size() << " bytes");
+        auto j = parse_json_input(text);
+        REQUIRE_FALSE(j.is_ok());
+        CHECK(j.error().message().find("malformed JSON: a NUL byte at byte " +
+                                       std::to_string(text.find('\0'))) == 0);
+    }
+    // Escaped, it is a character like any other.
+    auto escaped = parse_json_input(R"({"a":"x\u0000y"})");
+    REQUIRE(escaped.is_ok());
+    CHECK(escaped->at("a").get<std::string>() == "x\0y"s);
+}
+
 TEST_CASE("parse_json_input refuses a key given twice in one object, naming where",
           "[json_input]") {
     struct bad_case {
