@@ -380,9 +380,11 @@ int app::run() {
         log_warn("serve",
                  "stopped; the last commits failed (see above), so what they held is "
                  "not stored");
-    } else {
-        log_info("serve", "stopped cleanly");
+        // Not 0: a supervisor (systemd's Restart=on-failure, a script) must
+        // be able to tell a stop that lost writes from a clean one.
+        return 1;
     }
+    log_info("serve", "stopped cleanly");
     return 0;
 }
 

@@ -1,6 +1,8 @@
 #include "server/import_export.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -599,6 +601,61 @@ int run_export(const export_options& o) {
     return 0;
 }
 
+namespace {
+
+// The partial copy's files, for the handler below: fixed storage, since a
+// signal handler may only call async-signal-safe functions (unlink, write,
+// _exit).
+constexpr std::size_t backup_partial_files = 4;  // the copy, its journal, -wal and -shm
+char backup_partial[backup_partial_files][PATH_MAX];
+
+extern "C" void discard_backup_and_exit(int sig) {
+    for (auto& path : backup_partial) {
+        if (path[0]) ::unlink(path);
+    }
+    static const char said[] = "kennel backup: interrupted; the partial copy was removed\n";
+    [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, said, sizeof said - 1);
+    ::_exit(128 + sig);
+}
+
+// While it lives, Ctrl-C, SIGTERM (a cron job's timeout, a shutdown) and
+// SIGHUP remove the partial copy before the process ends: each interrupted
+// run left a file as large as the database beside the backups, under a name
+// no clean-up matched. kill -9 still leaves it (the partial's name says so).
+class backup_signal_guard {
+public:
+    explicit backup_signal_guard(const std::string& partial) {
+        const std::string files[backup_partial_files] = {partial, partial + "-journal",
+                                                         partial + "-wal", partial + "-shm"};
+        for (std::size_t i = 0; i < backup_partial_files; ++i) {
+            if (files[i].size() >= PATH_MAX) return;  // no handler: as before
+        }
+        for (std::size_t i = 0; i < backup_partial_files; ++i)
+            std::memcpy(backup_partial[i], files[i].c_str(), files[i].size() + 1);
+        struct sigaction sa {};
+        sa.sa_handler = discard_backup_and_exit;
+        sigemptyset(&sa.sa_mask);
+        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        armed_ = true;
+    }
+    ~backup_signal_guard() {
+        if (!armed_) return;
+        struct sigaction sa {};
+        sa.sa_handler = SIG_DFL;
+        sigemptyset(&sa.sa_mask);
+        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        for (auto& path : backup_partial) path[0] = '\0';
+    }
+    backup_signal_guard(const backup_signal_guard&) = delete;
+    backup_signal_guard& operator=(const backup_signal_guard&) = delete;
+
+private:
+    static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    bool armed_ = false;
+};
+
+}  // namespace
+
 int run_backup(const std::string& db, const std::string& to_path) {
     if (::access(to_path.c_str(), F_OK) == 0) {
         std::cerr << "kennel backup: " << to_path << " exists; choose a new file\n";
@@ -615,6 +672,7 @@ int run_backup(const std::string& db, const std::string& to_path) {
             std::filesystem::remove(partial + suffix, ignored);
         }
     };
+    const backup_signal_guard on_signal(partial);
     open_options ro;
     ro.read_only = true;
     long long facts = 0;

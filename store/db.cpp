@@ -442,6 +442,12 @@ void online_backup(connection& from, const std::string& to_path,
                    const std::function<void(int remaining, int total)>& progress) {
     open_options opts;
     opts.sync = sync_mode::full;
+    // Not WAL: in WAL mode the pages went to the -wal file and reached the
+    // copy only in the checkpoint at close, whose failure (a full disk)
+    // nothing reported, and the copy's own checks read through the WAL, so a
+    // truncated file passed them and was named a backup. With a rollback
+    // journal every page is in the file, synced, when the step returns.
+    opts.wal = false;
     connection to(to_path, opts);
     sqlite3_backup* b = sqlite3_backup_init(to.raw(), "main", from.raw(), "main");
     if (!b) fail(to.raw(), sqlite3_errcode(to.raw()), "backup");

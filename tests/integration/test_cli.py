@@ -11,6 +11,7 @@ import re
 import select
 import signal
 import sqlite3
+import stat
 import subprocess
 import threading
 import time
@@ -1376,6 +1377,137 @@ class BackupTest(KennelTestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("wrote %s (4000 facts, integrity ok)" % target, r.stderr)
         self.assertGreater(killed_halfway, 0, "no backup was killed before it finished")
+
+    def test_an_interrupted_backup_removes_its_partial_copy(self):
+        # Ctrl-C or SIGTERM (a cron job's timeout) left the partial copy, as
+        # large as the database, under a name no clean-up matched.
+        server = self.server_with_big_facts(40)
+        self.assertEqual(server.stop(), 0)
+        interrupted = 0
+        for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
+            target = self.path("interrupted-%d.db" % attempt)
+            p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
+            try:
+                deadline = time.monotonic() + 30
+                while (p.poll() is None and time.monotonic() < deadline and
+                       not any(n.startswith(os.path.basename(target))
+                               for n in os.listdir(os.path.dirname(target)))):
+                    time.sleep(0.002)
+                if p.poll() is None:
+                    p.send_signal(sig)  # by its PID
+                _, err = p.communicate(timeout=30)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate(timeout=30)
+            left = [n for n in os.listdir(self.tmp) if n.startswith(os.path.basename(target))]
+            if p.returncode == 128 + sig:
+                interrupted += 1
+                self.assertIn(b"interrupted; the partial copy was removed", err)
+                self.assertEqual(left, [], "an interrupted backup left files")
+            else:
+                # It had finished, or was finishing, when the signal came.
+                self.assertIn(p.returncode, (0, 128 + sig, -sig), err)
+                self.assertLessEqual(set(left), {os.path.basename(target)}, left)
+        self.assertGreater(interrupted, 0, "no backup was interrupted before it finished")
+
+    def test_a_backup_onto_a_disk_that_fills_is_whole_or_fails_leaving_nothing(self):
+        # The copy went through a WAL: its pages reached the file only in the
+        # checkpoint at close, whose failure on a full disk went unreported,
+        # and the checks read through the WAL. With room for the WAL but not
+        # for both, it said "integrity ok", exit 0, of a malformed file.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        server = self.server_with_big_facts(40)
+        self.assertEqual(server.stop(), 0)
+        size = os.path.getsize(server.db)
+        for share, whole in ((1.4, True), (0.5, False)):
+            with self.subTest(share=share):
+                disk = self.path("disk-%s" % share)
+                os.mkdir(disk)
+                mounted = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                          "size=%dk" % (size * share // 1024), "tmpfs", disk],
+                                         capture_output=True, text=True, timeout=30)
+                if mounted.returncode != 0:
+                    self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+                try:
+                    target = os.path.join(disk, "copy.db")
+                    r = run_cli(["backup", target, "--db", server.db], timeout=120)
+                    if whole:
+                        self.assertEqual(r.returncode, 0, r.stderr)
+                        self.assertEqual(os.listdir(disk), ["copy.db"])
+                        db = sqlite3.connect("file:%s?mode=ro" % target, uri=True)
+                        try:
+                            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0],
+                                             "ok")
+                            self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0],
+                                             4000)
+                        finally:
+                            db.close()
+                    else:
+                        self.assertEqual(r.returncode, 1, r.stderr)
+                        self.assertIn("database or disk is full", r.stderr)
+                        self.assertEqual(os.listdir(disk), [])
+                finally:
+                    subprocess.run(["umount", disk], timeout=30, check=True)
+
+    def test_a_stop_after_failed_commits_exits_1(self):
+        # It exited 0 with a warning, so Restart=on-failure and scripts could
+        # not tell a stop that lost writes from a clean one.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        disk = self.path("disk")
+        os.mkdir(disk)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", disk],
+                                 capture_output=True, text=True, timeout=30)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", disk], timeout=30, check=True)
+        server = self.start_server(db=os.path.join(disk, "k.db"))
+        c = self.client(server)
+        self.assertEqual(c.post_json("/v1/facts", fact("s", "e", {"x": 1})).status, 201)
+        # Fill what is left of the disk, then write.
+        with open(os.path.join(disk, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        r = c.post_json("/v1/facts", fact("s", "e2", {"x": "y" * 100000}))
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(server.stop(), 1, server.stderr())
+        self.assertIn("stopped; the last commits failed", server.stderr())
+        # With room again, the same database stops cleanly, with the fact
+        # acknowledged before the disk filled.
+        os.remove(os.path.join(disk, "filler"))
+        again = self.start_server(db=os.path.join(disk, "k.db"))
+        facts = self.client(again).get("/v1/streams/s/facts").json()["facts"]
+        self.assertEqual([f["entity"] for f in facts], ["e"])
+        self.assertEqual(again.stop(), 0, again.stderr())
+        self.assertIn("stopped cleanly", again.stderr())
+
+    def test_what_kennel_writes_is_readable_by_its_user_only(self):
+        # The database (password and key hashes, every fact), backups and
+        # exports were created 0644: any local user could read them.
+        old = os.umask(0o022)
+        try:
+            server = self.start_server()
+            c = self.client(server)
+            self.assertEqual(c.post_json("/v1/facts", fact("s", "e", {"x": 1})).status, 201)
+            modes = {n: stat.S_IMODE(os.stat(self.path(n)).st_mode)
+                     for n in ("kennel.db", "kennel.db-wal", "kennel.db-shm")}
+            self.assertEqual(server.stop(), 0)
+            r = run_cli(["backup", self.path("copy.db"), "--db", server.db])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = run_cli(["export", "--db", server.db, "--out", self.path("facts.ndjson")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            os.umask(old)
+        for n in ("copy.db", "facts.ndjson"):
+            modes[n] = stat.S_IMODE(os.stat(self.path(n)).st_mode)
+        self.assertEqual(modes, {n: 0o600 for n in modes})
 
     def test_backup_refuses_to_overwrite_a_file(self):
         db = self.path("k.db")
