@@ -8,27 +8,14 @@
 #include <vector>
 
 #include "server/predict_body.h"
+#include "tests/unit/predict_body_model.h"
 
 using namespace kennel;
 
 namespace {
 
 ml::model_serving test_model() {
-    ml::model_serving m;
-    m.name = "m";
-    m.definition.task = ml::task_kind::binary;
-    auto add = [&](std::string field, ml::transform_kind kind) {
-        m.definition.features.push_back({field, kind, {}});
-    };
-    add("x", ml::transform_kind::numeric);
-    add("x", ml::transform_kind::bucketize);  // one field, two specs
-    add("y", ml::transform_kind::log);
-    add("cat", ml::transform_kind::category);
-    add("words", ml::transform_kind::text);
-    add("flag", ml::transform_kind::boolean);
-    add("span", ml::transform_kind::interval);
-    m.fields = ml::index_fields(m.definition.features);
-    return m;
+    return testing::predict_body_model();
 }
 
 void require_same(const predict_request& a, const predict_request& b) {
