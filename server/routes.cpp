@@ -87,6 +87,10 @@ http_response get_readyz(app& a, const http_request&) {
                                                                   ? "not ready: stopping"
                                                                   : "not ready: starting up"));
     }
+    // Writes are refused until the file is back: a load balancer or an
+    // operator watching readiness hears of it.
+    if (std::string gone = a.writer().database_file_problem(); !gone.empty())
+        return error_response(status(error_kind::unavailable, "not ready: " + gone));
     return json_response(R"({"status":"ready"})");
 }
 

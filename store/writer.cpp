@@ -1,4 +1,10 @@
 #include "store/writer.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "store/log.h"
 
 #include "store/time_util.h"
@@ -22,6 +28,9 @@ status fact_writer::start() {
             conn_ = std::make_unique<connection>(options_.db_path, db);
             conn_->watch_wal();
             inserter_ = std::make_unique<fact_inserter>(*conn_);
+            struct stat st {};
+            if (::stat(options_.db_path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+                file_id_.emplace(st.st_dev, st.st_ino);
         } catch (const db_error& e) {
             inserter_.reset();
             conn_.reset();
@@ -294,70 +303,107 @@ void fact_writer::note_commit_success() {
     recovery_due_ = false;
 }
 
+std::string fact_writer::database_file_problem() const {
+    if (!file_id_) return {};
+    struct stat st {};
+    if (::stat(options_.db_path.c_str(), &st) != 0) {
+        return "the database file " + options_.db_path + " is gone (" + std::strerror(errno) +
+               ") since Kennel opened it";
+    }
+    if (std::pair<std::uint64_t, std::uint64_t>(st.st_dev, st.st_ino) != *file_id_) {
+        return "the database file " + options_.db_path +
+               " is another file than the one Kennel opened (moved or replaced)";
+    }
+    return {};
+}
+
+status fact_writer::check_database_file() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!file_lost_ && now < next_file_check_) return status::ok();
+    next_file_check_ = now + std::chrono::seconds(1);
+    const std::string problem = database_file_problem();
+    if (problem.empty() && file_lost_)
+        log_info("writer", "the database file is back at " + options_.db_path + "; writes resume");
+    if (!problem.empty() && !file_lost_) {
+        log_error("writer", problem +
+                                ": writes are refused, as they would be lost when Kennel stops; "
+                                "put the file back, or restart Kennel (which opens what is at "
+                                "the path)");
+    }
+    file_lost_ = !problem.empty();
+    if (problem.empty()) return status::ok();
+    return status(error_kind::unavailable,
+                  problem + "; nothing was written (it would be lost when Kennel stops)");
+}
+
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
     std::size_t units = 0;
     for (const auto& it : group) units += it->units();
     writer_stats delta;
-    status failure;
     bool relaxed = true;
     for (const auto& it : group)
         relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
-    try {
-        set_relaxed_sync(relaxed);
-        transaction tx(*conn_);
-        micros ingest = now_micros();
-        for (std::size_t i = 0; i < group.size(); ++i) {
-            item& it = *group[i];
-            if (it.task) {
-                if (it.task_claimed.exchange(true)) {
-                    task_results[i] = status(error_kind::unavailable, "withdrawn by its caller");
+    status failure = check_database_file();
+    if (!failure.is_ok()) note_commit_failure(failure.message().c_str());
+    if (failure.is_ok()) {
+        try {
+            set_relaxed_sync(relaxed);
+            transaction tx(*conn_);
+            micros ingest = now_micros();
+            for (std::size_t i = 0; i < group.size(); ++i) {
+                item& it = *group[i];
+                if (it.task) {
+                    if (it.task_claimed.exchange(true)) {
+                        task_results[i] =
+                            status(error_kind::unavailable, "withdrawn by its caller");
+                        continue;
+                    }
+                    savepoint sp(*conn_, "task");
+                    try {
+                        task_results[i] = it.task(*conn_);
+                    } catch (const db_error& e) {
+                        if (!e.is_constraint() && !e.is_busy()) throw;
+                        task_results[i] = status(error_kind::conflict, e.what());
+                    } catch (const std::exception& e) {
+                        task_results[i] = status(error_kind::internal, e.what());
+                    }
+                    if (task_results[i]) sp.release();
+                    ++delta.tasks;
                     continue;
                 }
-                savepoint sp(*conn_, "task");
-                try {
-                    task_results[i] = it.task(*conn_);
-                } catch (const db_error& e) {
-                    if (!e.is_constraint() && !e.is_busy()) throw;
-                    task_results[i] = status(error_kind::conflict, e.what());
-                } catch (const std::exception& e) {
-                    task_results[i] = status(error_kind::internal, e.what());
-                }
-                if (task_results[i]) sp.release();
-                ++delta.tasks;
-                continue;
-            }
-            auto& out = fact_results[i];
-            out.reserve(it.facts.size());
-            for (const fact_input& f : it.facts) {
-                out.push_back(inserter_->insert(f, ingest));
-                switch (out.back().outcome) {
-                    case write_outcome::stored:
-                        ++delta.facts_stored;
-                        break;
-                    case write_outcome::duplicate:
-                        ++delta.facts_duplicate;
-                        break;
-                    case write_outcome::rejected:
-                        ++delta.facts_rejected;
-                        break;
+                auto& out = fact_results[i];
+                out.reserve(it.facts.size());
+                for (const fact_input& f : it.facts) {
+                    out.push_back(inserter_->insert(f, ingest));
+                    switch (out.back().outcome) {
+                        case write_outcome::stored:
+                            ++delta.facts_stored;
+                            break;
+                        case write_outcome::duplicate:
+                            ++delta.facts_duplicate;
+                            break;
+                        case write_outcome::rejected:
+                            ++delta.facts_rejected;
+                            break;
+                    }
                 }
             }
-        }
-        tx.commit();
-        if (conn_->wal_frames() >= options_.checkpoint_frames) {
-            {
-                std::lock_guard lock(checkpoint_mu_);
-                checkpoint_wanted_ = true;
+            tx.commit();
+            if (conn_->wal_frames() >= options_.checkpoint_frames) {
+                {
+                    std::lock_guard lock(checkpoint_mu_);
+                    checkpoint_wanted_ = true;
+                }
+                checkpoint_cv_.notify_one();
             }
-            checkpoint_cv_.notify_one();
+        } catch (const db_error& e) {
+            failure =
+                status(error_kind::unavailable,
+                       std::string("commit failed, nothing in this write was stored: ") + e.what());
+            note_commit_failure(e.what());
         }
-    } catch (const db_error& e) {
-        failure =
-            status(error_kind::unavailable,
-                   std::string("commit failed, nothing in this write was stored: ") + e.what());
-        note_commit_failure(e.what());
     }
     if (failure.is_ok()) note_commit_success();
     {

@@ -103,6 +103,13 @@ public:
     // After stop(): whether the last commits failed (what they held is not
     // stored), so the caller does not say it stopped cleanly.
     bool stopped_failing() const { return failing_; }
+    // What is wrong with the database file, when it is no longer the file
+    // opened at start at its path (deleted with its folder, moved, replaced);
+    // empty while all is well (one stat(), from any thread after start()).
+    // The writer looks before a group, at most once a second while the file
+    // is in place, and refuses the group's writes while it is not: each would
+    // be acknowledged into a file no one can open again, lost at the stop.
+    std::string database_file_problem() const;
 
     // A full queue refuses at once, or, with `room_by`, when there is still
     // no room then (for the later parts of one request, whose first parts
@@ -179,6 +186,9 @@ private:
     // Logs a failed commit, rate-limited (writer thread only).
     void note_commit_failure(const char* what);
     void note_commit_success();
+    // The writer thread's check behind database_file_problem(): ok, or the
+    // status every write of the group gets.
+    status check_database_file();
 
     writer_options options_;
     bool relaxed_sync_ = false;
@@ -191,6 +201,12 @@ private:
     std::optional<std::chrono::steady_clock::time_point> failure_logged_at_;
     bool failing_ = false;
     bool recovery_due_ = false;
+    // The database file's identity, set before start() returns (none: not
+    // a regular file, not checked); the writer thread's: when it next looks,
+    // and whether the file was missing when it last did.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> file_id_;  // st_dev, st_ino
+    std::chrono::steady_clock::time_point next_file_check_{};
+    bool file_lost_ = false;
     std::unique_ptr<connection> conn_;
     std::unique_ptr<fact_inserter> inserter_;
     std::thread thread_;

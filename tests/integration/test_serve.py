@@ -1399,6 +1399,38 @@ class ProcessTest(KennelTestCase):
         c = self.client(first)
         self.assertEqual(c.post_json("/v1/facts", fact("p", "e", {"x": 1})).status, 201)
 
+    def test_writes_are_refused_while_the_database_file_is_gone(self):
+        # With its folder deleted, the open file took commits: facts were
+        # acknowledged 201, /readyz said ready, and all of it went at the stop.
+        os.mkdir(self.path("data"))
+        server = self.start_server(db="data/k.db")
+        c = self.client(server)
+        self.assertEqual(c.post_json("/v1/facts", fact("s", "before", {"x": 1})).status, 201)
+        os.rename(self.path("data"), self.path("moved"))
+        r = c.get("/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("the database file %s is gone" % server.db, r.json()["error"]["message"])
+        # The writer looks once a second: bounded, every answer a 201 or a 503.
+        deadline, r = time.monotonic() + 10, None
+        while time.monotonic() < deadline:
+            r = c.post_json("/v1/facts", fact("s", "while-%f" % time.monotonic(), {"x": 1}))
+            if r.status == 503:
+                break
+            self.assertEqual(r.status, 201, r)
+            time.sleep(0.1)
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("is gone", r.json()["error"]["message"])
+        self.assertIsNotNone(r.header("retry-after"), r)
+        self.assertEqual(c.get("/healthz").status, 200)  # it still serves reads
+        # Put back: ready again, and writes are taken.
+        os.rename(self.path("moved"), self.path("data"))
+        self.assertEqual(c.get("/readyz").status, 200)
+        self.assertEqual(c.post_json("/v1/facts", fact("s", "after", {"x": 1})).status, 201)
+        # The same file took every acknowledged write: a clean stop.
+        self.assertEqual(server.stop(), 0, server.stderr())
+        self.assertIn("error writer: the database file %s is gone" % server.db, server.stderr())
+        self.assertIn("info writer: the database file is back", server.stderr())
+
     def test_a_database_it_cannot_write_is_refused_at_start(self):
         # Root writes whatever a file's mode says, so as root the server runs
         # as nobody, for whom a root-owned 0444 file is read-only.

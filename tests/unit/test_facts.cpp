@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -769,6 +770,54 @@ TEST_CASE("the writer logs failed commits with SQLite's message, a line per inte
     CHECK(lines == 1);
     CHECK(log.find("warn writer: commit failed (1 failure; nothing of those writes was stored): "
                    "database or disk is full") != std::string::npos);
+}
+
+TEST_CASE("a writer whose database file was moved away refuses writes until it is back",
+          "[writer]") {
+    // Deleted with its folder (or moved, or replaced), the file stays open:
+    // commits succeeded, facts were acknowledged into a file no one could
+    // open again, lost at the stop, and a second Kennel could start on the
+    // path meanwhile.
+    fact_db db;
+    fact_writer w(writer_opts(db));
+    REQUIRE(w.start().is_ok());
+    stderr_capture captured;
+    auto first = w.write_facts({make_fact("q", "kept", t0)}, 5s);
+    REQUIRE(first.is_ok());
+    CHECK((*first)[0].outcome == write_outcome::stored);
+    CHECK(w.database_file_problem().empty());
+    const std::string aside = db.path + ".aside";
+    fs::rename(db.path, aside);
+    // The file is looked at once a second while it is in place.
+    std::this_thread::sleep_for(1100ms);
+    auto lost = w.write_facts({make_fact("q", "lost", t0)}, 5s);
+    REQUIRE(lost.is_ok());
+    REQUIRE(lost->size() == 1);
+    CHECK((*lost)[0].commit_failed);
+    CHECK_THAT((*lost)[0].error, Catch::Contains("the database file " + db.path + " is gone"));
+    auto task = w.run([](connection&) { return status::ok(); }, 5s);
+    CHECK(task.kind() == error_kind::unavailable);
+    CHECK_THAT(w.database_file_problem(), Catch::Contains("is gone"));
+    // Another file at the path is not the database either.
+    { std::ofstream(db.path) << "not the database"; }
+    auto other = w.write_facts({make_fact("q", "other", t0)}, 5s);
+    REQUIRE(other.is_ok());
+    CHECK_THAT((*other)[0].error, Catch::Contains("is another file than the one Kennel opened"));
+    // Put back, it is written again at once.
+    fs::rename(aside, db.path);
+    auto back = w.write_facts({make_fact("q", "back", t0)}, 5s);
+    REQUIRE(back.is_ok());
+    CHECK((*back)[0].outcome == write_outcome::stored);
+    CHECK(w.database_file_problem().empty());
+    w.stop();
+    const std::string log = captured.take();
+    INFO(log);
+    CHECK(log.find("error writer: the database file " + db.path + " is gone") != std::string::npos);
+    CHECK(log.find("info writer: the database file is back at " + db.path) != std::string::npos);
+    statement entities(db.conn,
+                       "SELECT group_concat(entity) FROM (SELECT entity FROM facts ORDER BY id)");
+    REQUIRE(entities.step());
+    CHECK(entities.column_text(0) == "kept,back");
 }
 
 TEST_CASE("failed commits not yet reported are reported at the stop", "[writer]") {
