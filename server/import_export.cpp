@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -243,6 +244,45 @@ void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofst
     std::cerr << "\n";
 }
 
+namespace {
+
+// The signal that asked an import to stop (0: none), set by the handler.
+volatile std::sig_atomic_t import_stop_signal = 0;
+
+extern "C" void note_import_stop(int sig) {
+    import_stop_signal = sig;
+}
+
+// While it lives, Ctrl-C, SIGTERM and SIGHUP stop an import after the line
+// being read: the batch read so far is committed and the counts are said
+// (an interrupted import ended at once and said nothing of what it had
+// stored). Without SA_RESTART, so a read blocked on a pipe returns; a
+// second signal ends the process at once (SA_RESETHAND).
+class import_signal_guard {
+public:
+    import_signal_guard() {
+        import_stop_signal = 0;
+        struct sigaction sa {};
+        sa.sa_handler = note_import_stop;
+        sa.sa_flags = SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+    }
+    ~import_signal_guard() {
+        struct sigaction sa {};
+        sa.sa_handler = SIG_DFL;
+        sigemptyset(&sa.sa_mask);
+        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+    }
+    import_signal_guard(const import_signal_guard&) = delete;
+    import_signal_guard& operator=(const import_signal_guard&) = delete;
+
+private:
+    static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
+};
+
+}  // namespace
+
 int run_import(const import_options& o) {
     std::unique_ptr<std::ifstream> owned;
     std::istream* in = open_cli_input(o.file, owned, "import");
@@ -306,6 +346,8 @@ int run_import(const import_options& o) {
         return 1;
     }
 
+    const import_signal_guard on_signal;
+    std::size_t last_line = 0;  // the last line read, for an interruption's report
     import_counts counts;
     progress_bar bar(total, o.progress);
     std::vector<fact_input> batch;
@@ -395,8 +437,8 @@ int run_import(const import_options& o) {
     if (format == "ndjson") {
         std::string line;
         std::size_t line_no = 0;
-        while (ok && std::getline(*in, line)) {
-            ++line_no;
+        while (ok && !import_stop_signal && std::getline(*in, line)) {
+            last_line = ++line_no;
             if (!line.empty() && line.back() == '\r') line.pop_back();
             if (is_blank(line)) continue;
             std::int64_t source_id = 0;
@@ -483,8 +525,8 @@ int run_import(const import_options& o) {
             std::cerr << "kennel import: no column \"" << o.time_column << "\" in the header\n";
             return 1;
         }
-        while (ok && csv.next(row)) {
-            std::size_t line_no = csv.line();
+        while (ok && !import_stop_signal && csv.next(row)) {
+            std::size_t line_no = last_line = csv.line();
             if (row.size() == 1 && row[0].empty()) continue;
             if (row.size() != header.size()) {
                 report_rejection(counts, line_no, "", "has " + std::to_string(row.size()) +
@@ -536,8 +578,10 @@ int run_import(const import_options& o) {
     // loops as the end of the input does, and the import exited 0 after a
     // partial read. So a loop the writer did not stop must have reached the
     // end; std::cin reads through stdin's FILE, which keeps its error there.
+    const int interrupted = import_stop_signal;  // a read it cut short is no read error
     const bool read_failed =
-        in->bad() || (in == &std::cin && std::ferror(stdin)) || (ok && !in->eof());
+        !interrupted &&
+        (in->bad() || (in == &std::cin && std::ferror(stdin)) || (ok && !in->eof()));
     if (ok) ok = flush();  // what was read before the error is stored
     bar.update(total, counts.stored + counts.duplicate, true);
     bar.finish();
@@ -557,6 +601,17 @@ int run_import(const import_options& o) {
                      "makes a re-import store nothing twice)\n",
                      static_cast<unsigned long long>(counts.stamped),
                      format == "csv" ? " column (--time-column)" : "");
+    }
+    if (interrupted && ok) {
+        std::fprintf(stderr,
+                     "kennel import: interrupted by %s after line %zu; the facts counted above "
+                     "were stored (importing the whole file again stores nothing twice when "
+                     "they have a time or an idempotency_key)\n",
+                     interrupted == SIGINT    ? "SIGINT"
+                     : interrupted == SIGTERM ? "SIGTERM"
+                                              : "SIGHUP",
+                     last_line);
+        return 128 + interrupted;
     }
     if (read_failed) {
         std::cerr << "kennel import: reading "

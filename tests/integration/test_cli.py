@@ -751,6 +751,41 @@ class ImportExportTest(KennelTestCase):
             f.write(text)
         return path
 
+    def test_an_interrupted_import_stores_what_it_read_and_says_so(self):
+        # It ended at once, saying nothing of what it had stored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig=sig.name):
+                db = self.path("interrupted-%s.db" % sig.name)
+                p = subprocess.Popen([KENNEL_BIN, "import", "--db", db, "-"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=kennel_env())
+                try:
+                    lines = "".join(json.dumps(fact("s", "e%d" % i, {"x": i},
+                                                    time_="2026-11-20T10:00:00Z")) + "\n"
+                                    for i in range(7))
+                    p.stdin.write(lines.encode())
+                    p.stdin.flush()
+                    # The input stays open: the import is blocked reading it.
+                    deadline = time.monotonic() + 30
+                    while not os.path.exists(db) and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(0.3)
+                    p.send_signal(sig)  # by its PID
+                    _, err = p.communicate(timeout=30)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.communicate(timeout=30)
+                err = err.decode()
+                self.assertEqual(p.returncode, 128 + sig, err)
+                self.assertIn("kennel import: 7 stored, 0 duplicates, 0 rejected", err)
+                self.assertIn("interrupted by %s after line 7" % sig.name, err)
+                conn = sqlite3.connect(db)
+                try:
+                    self.assertEqual(conn.execute("SELECT count(*) FROM facts").fetchone()[0], 7)
+                finally:
+                    conn.close()
+
     def test_ndjson_import_then_export_round_trips(self):
         facts = [fact("posts", "p%d" % i, {"length": 10 * i, "breed": "corgi", "tags": ["a", "b"]},
                       time_="2026-11-20T10:%02d:00Z" % i) for i in range(20)]
