@@ -70,7 +70,7 @@ status training_worker::start() {
         pid_t owner = static_cast<pid_t>(std::atol(name.c_str() + 11));
         if (owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH) std::filesystem::remove_all(entry.path(), ec);
     }
-    std::vector<std::int64_t> requeued;
+    std::vector<requeued_job> requeued;
     status s = writer_.run(
         [&requeued](connection& c) {
             requeued = recover_interrupted_jobs(c);
@@ -78,8 +78,10 @@ status training_worker::start() {
         },
         std::chrono::seconds(30));
     if (!s) return s;
-    for (auto id : requeued) {
-        log_warn("trainer", "job interrupted by a restart was queued again as job " + std::to_string(id));
+    for (const requeued_job& j : requeued) {
+        log_warn("trainer", "job " + std::to_string(j.interrupted) + " of model \"" + j.model +
+                                "\" was interrupted by a restart; queued again as job " +
+                                std::to_string(j.queued));
     }
     // A lowered --keep-versions applies at once, not at each model's next job.
     std::vector<std::string> models;

@@ -283,10 +283,12 @@ int app::run() {
     auth_ = std::make_unique<authenticator>(*readers_, std::chrono::milliseconds(300),
                                             authenticator::clock_fn{}, checks);
     const char* env_password = std::getenv("KENNEL_ADMIN_PASSWORD");
+    bool seeds_admin = false;  // the variable makes the first user
     if (env_password && *env_password) {
         // It only seeds a new database: a changed value is not a new password.
         auto conn = readers_->acquire();
-        if (count_users(*conn) > 0)
+        seeds_admin = count_users(*conn) == 0;
+        if (!seeds_admin)
             log_warn("serve",
                      "KENNEL_ADMIN_PASSWORD is ignored: this database has users already (change a "
                      "password with kennel admin set-password)");
@@ -315,6 +317,10 @@ int app::run() {
                      "\nkennel: created the admin user \"admin\" with password  %s\n"
                      "        (shown once; change it with: kennel admin set-password)\n\n",
                      (*admin)->c_str());
+    } else if (seeds_admin) {
+        log_info("serve",
+                 "created the admin user \"admin\" with the password in "
+                 "KENNEL_ADMIN_PASSWORD");
     }
     if (options_.demo) load_demo();
     {

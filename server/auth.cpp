@@ -75,14 +75,12 @@ std::string address_key(const std::string& addr) {
     return failure_key("addr", address_block(addr));
 }
 
-// A user name as sent, for one log line: control characters (a forged line
-// break) become '?', and a long one is cut.
+// A user name as sent, for one log line: a long one is cut. Its control
+// characters (a forged line break) are written escaped by the log itself,
+// `\n`, `\xNN`, as every message's are (they became '?', which hid what was
+// sent, unlike operations.md says).
 std::string loggable(std::string_view name) {
-    std::string out(name.substr(0, 64));
-    for (char& c : out) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-    }
-    return out;
+    return std::string(name.substr(0, 64));
 }
 
 std::optional<std::string> base64_decode(const std::string& in) {

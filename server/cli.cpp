@@ -214,9 +214,19 @@ po::variables_map parse_layers(const po::options_description& desc,
     };
     store(po::command_line_parser(args).options(desc).positional(positional).run(), "command line");
     warn_unknown_environment(desc);
-    store(po::parse_environment(
-              desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
-          "environment");
+    try {
+        store(po::parse_environment(
+                  desc, [&desc](const std::string& env) { return env_name_mapper(desc, env); }),
+              "environment");
+    } catch (const po::error_with_option_name& e) {
+        // Boost names the option ("--port"), not the variable that set it.
+        std::string variable = e.get_option_name();
+        variable.erase(0, variable.find_first_not_of('-'));
+        for (char& c : variable) {
+            c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        }
+        throw po::error("environment variable KENNEL_" + variable + ": " + e.what());
+    }
     if (vm.count("config") && !vm["config"].as<std::string>().empty()) {
         const std::string& path = vm["config"].as<std::string>();
         check_config_file(desc, path);

@@ -267,9 +267,12 @@ http_response get_metrics(app& a, const http_request&) {
              "Prediction log entries waiting to be written.")
         .sample(num(log.queued));
 
+    // Outcomes that partition the jobs, so that sum() counts each once ("run"
+    // counted the failed ones too).
     e.family("kennel_training_jobs_total", "counter",
-             "Training jobs the worker ran, and those that failed.")
-        .sample(num(t.jobs_run), {{"outcome", "run"}})
+             "Training jobs the worker ran, by how they ended (failed: failed, timed out, "
+             "cancelled or interrupted).")
+        .sample(num(t.jobs_run - t.jobs_failed), {{"outcome", "succeeded"}})
         .sample(num(t.jobs_failed), {{"outcome", "failed"}});
     e.family("kennel_training_triggers_total", "counter", "Retrain triggers that queued a job.")
         .sample(num(t.triggers_fired));

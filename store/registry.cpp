@@ -191,7 +191,7 @@ status request_cancel(connection& c, std::int64_t id) {
                       job_state_name(job->state) + ")");
 }
 
-std::vector<std::int64_t> recover_interrupted_jobs(connection& c) {
+std::vector<requeued_job> recover_interrupted_jobs(connection& c) {
     std::vector<std::tuple<std::int64_t, std::string, bool>> stuck;
     {
         statement st(c,
@@ -200,7 +200,7 @@ std::vector<std::int64_t> recover_interrupted_jobs(connection& c) {
         while (st.step())
             stuck.emplace_back(st.column_int(0), st.column_text(1), st.column_int(2) != 0);
     }
-    std::vector<std::int64_t> fresh;
+    std::vector<requeued_job> fresh;
     for (const auto& [id, model, cancel_requested] : stuck) {
         if (cancel_requested) {
             // A cancel was accepted before the stop: the job ends cancelled,
@@ -213,7 +213,7 @@ std::vector<std::int64_t> recover_interrupted_jobs(connection& c) {
         transition_job(c, id, job_state::running, job_state::interrupted,
                        std::string("Kennel stopped while this job was running"));
         append_job_log(c, id, "warn", "interrupted by a restart; queued again");
-        fresh.push_back(insert_job(c, model, "requeued", "kennel", id));
+        fresh.push_back({id, model, insert_job(c, model, "requeued", "kennel", id)});
     }
     return fresh;
 }

@@ -154,8 +154,12 @@ void append_job_log(connection& c, std::int64_t id, const std::string& level,
 status request_cancel(connection& c, std::int64_t id);
 
 // Jobs left running by a crash: marked interrupted, each queued again.
-// Returns the new job ids.
-std::vector<std::int64_t> recover_interrupted_jobs(connection& c);
+struct requeued_job {
+    std::int64_t interrupted = 0;  // the job the crash left running
+    std::string model;
+    std::int64_t queued = 0;  // the new job standing for it
+};
+std::vector<requeued_job> recover_interrupted_jobs(connection& c);
 
 // Inserts a version with the next number; returns that number.
 std::int64_t insert_version(connection& c, version_row v);

@@ -231,6 +231,13 @@ class HelpAndVersionTest(KennelTestCase):
             self.assertEqual([x[0] for x in c.execute("SELECT name FROM users WHERE name = 'bob'")],
                              [])
 
+    def test_a_bad_value_in_an_environment_variable_names_the_variable(self):
+        # It named the option ("port") alone, which no one had typed.
+        r = run_cli(["serve", "--db", self.path("k.db")], env={"KENNEL_PORT": "abc"}, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("environment variable KENNEL_PORT: the argument ('abc') for option 'port' "
+                      "is invalid", r.stderr)
+
     def test_a_misspelt_environment_variable_is_named_in_a_warning(self):
         r = run_cli(["migrate", "--db", self.path("k.db")],
                     env={"KENNEL_WRITER_QUEU": "5", "KENNEL_BATCH": "3"})
@@ -565,10 +572,14 @@ class AdminTest(KennelTestCase):
         db = "seed.db"
         server = self.start_server(db=db, env={"KENNEL_ADMIN_PASSWORD": "first-password"})
         self.assertNotIn("KENNEL_ADMIN_PASSWORD is ignored", server.stderr())
+        # Said once, when the variable made the user (nothing said so).
+        created = 'created the admin user "admin" with the password in KENNEL_ADMIN_PASSWORD'
+        self.assertIn(created, server.stderr())
         server.stop()
         server = self.start_server(db=db, env={"KENNEL_ADMIN_PASSWORD": "second-password"})
         self.assertIn("KENNEL_ADMIN_PASSWORD is ignored: this database has users already",
                       server.stderr())
+        self.assertNotIn(created, server.stderr())
         first = Client(server.port, auth="Basic " + base64.b64encode(b"admin:first-password").decode())
         self.addCleanup(first.close)
         self.assertEqual(first.get("/v1/streams").status, 200)

@@ -328,6 +328,10 @@ class InterruptedJobTest(KennelTestCase):
         done = wait_job(self, c, new["id"], timeout=60)
         self.assertEqual(done["state"], "succeeded", log_text(done))
         self.assertEqual(aliases_of(self, c, name), {"live": done["version"]})
+        if "interrupted by a restart" in log_text(j):
+            # The server's log names both jobs and the model (it named the new job alone).
+            self.assertIn('job %d of model "%s" was interrupted by a restart; queued again as '
+                          'job %d' % (old, name, new["id"]), server.stderr())
         return j
 
     def test_a_job_running_when_the_server_is_killed_is_requeued(self):

@@ -1349,7 +1349,9 @@ TEST_CASE("recovery: a running job whose cancel was accepted ends cancelled, not
 
     const auto fresh = recover_interrupted_jobs(db.conn);
     REQUIRE(fresh.size() == 1);  // only the job nobody cancelled
-    CHECK(get_job(db.conn, fresh[0])->model == "n");
+    CHECK(fresh[0].interrupted == plain);
+    CHECK(fresh[0].model == "n");
+    CHECK(get_job(db.conn, fresh[0].queued)->model == "n");
     auto c = get_job(db.conn, cancelled);
     REQUIRE(c);
     CHECK(c->state == job_state::cancelled);
