@@ -842,6 +842,15 @@ int cmd_admin(const std::vector<std::string>& args) {
         std::cerr << "kennel admin: " << pending.error().message() << "\n";
         return 1;
     }
+    if (*pending > 0 && action == "list-keys") {
+        // It only reads: a look at the keys before an upgrade's backup
+        // migrated the file for good, and the older binary refused it.
+        std::cerr << "kennel admin: " << db << " is from an older Kennel (" << *pending
+                  << " schema migration(s) pending): back it up (kennel backup), then run kennel "
+                     "migrate --db "
+                  << db << " with no server on it, or start kennel serve, which migrates\n";
+        return 1;
+    }
     std::unique_ptr<db_lock> lock;
     if (*pending > 0) {
         auto held = db_lock::acquire(db);

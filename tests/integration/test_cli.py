@@ -385,7 +385,7 @@ class DatabaseLockTest(KennelTestCase):
                 rw.execute("PRAGMA user_version = %d" % (newest - 1))
         finally:
             rw.close()
-        r = run_cli(["admin", "list-keys", "--db", server.db])
+        r = run_cli(["admin", "revoke-key", "--id", "1", "--db", server.db])
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("needs 1 schema migration(s) first", r.stderr)
         self.assertIn("in use by another Kennel process (pid %d)" % server.proc.pid, r.stderr)
@@ -396,6 +396,14 @@ class DatabaseLockTest(KennelTestCase):
         with open_db(server.db) as c:
             self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], newest - 1)
         self.assertEqual(server.stop(), 0)
+        # list-keys only reads, so it never migrates, even with the database
+        # to itself: a look at the keys before the upgrade's backup migrated
+        # the file for good, and the older binary refused it.
+        r = run_cli(["admin", "list-keys", "--db", server.db])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("is from an older Kennel (1 schema migration(s) pending): back it up", r.stderr)
+        with open_db(server.db) as c:
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], newest - 1)
         # An empty file is no older Kennel's.
         empty = self.path("empty.db")
         open(empty, "w").close()
