@@ -2,9 +2,14 @@
 // (version 0.0.4), for a monitoring system to scrape. The same numbers as
 // /v1/overview and /v1/serving; a counter of a serving version starts again
 // from 0 when that version is loaded anew (Prometheus treats it as a reset).
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -25,6 +30,8 @@
 #include "server/handlers.h"
 #include "store/json_writer.h"
 #include "store/time_util.h"
+
+#include "kennel_version.h"
 
 namespace kennel {
 namespace {
@@ -119,6 +126,47 @@ double num(std::uint64_t v) {
     return static_cast<double>(v);
 }
 
+// The process metrics every Prometheus client library exports by these
+// names, read from the kernel; a value that cannot be read is left out.
+void process_metrics(exposition& e, micros started_at) {
+    e.family("process_start_time_seconds", "gauge",
+             "Start time of the process since the Unix epoch in seconds.")
+        .sample(static_cast<double>(started_at) / 1e6);
+    rusage use{};
+    if (::getrusage(RUSAGE_SELF, &use) == 0) {
+        const auto seconds = [](const timeval& t) {
+            return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+        };
+        e.family("process_cpu_seconds_total", "counter",
+                 "Total user and system CPU time spent in seconds.")
+            .sample(seconds(use.ru_utime) + seconds(use.ru_stime));
+    }
+    std::ifstream statm("/proc/self/statm");
+    std::uint64_t size_pages = 0, resident_pages = 0;
+    if (statm >> size_pages >> resident_pages) {
+        const auto page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+        e.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+            .sample(static_cast<double>(size_pages) * page);
+        e.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+            .sample(static_cast<double>(resident_pages) * page);
+    }
+    std::error_code ec;
+    std::size_t fds = 0;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+        ++fds;
+    if (!ec && fds > 0) {
+        // Less the one the count itself held open.
+        e.family("process_open_fds", "gauge", "Number of open file descriptors.")
+            .sample(static_cast<double>(fds - 1));
+    }
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+        e.family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+            .sample(static_cast<double>(files.rlim_cur));
+    }
+}
+
 }  // namespace
 
 http_response get_metrics(app& a, const http_request&) {
@@ -131,6 +179,9 @@ http_response get_metrics(app& a, const http_request&) {
 
     e.family("kennel_uptime_seconds", "gauge", "Seconds since the server started.")
         .sample(static_cast<double>(now_micros() - a.started_at()) / 1e6);
+    e.family("kennel_build_info", "gauge", "Always 1: the labels say which build is running.")
+        .sample(1, {{"version", KENNEL_VERSION}, {"commit", KENNEL_GIT_COMMIT}});
+    process_metrics(e, a.started_at());
     e.family("kennel_facts_total", "counter", "Facts written, by outcome.")
         .sample(num(w.facts_stored), {{"outcome", "stored"}})
         .sample(num(w.facts_duplicate), {{"outcome", "duplicate"}})

@@ -1124,6 +1124,17 @@ class PredictTest(SharedServerCase):
         self.assertGreaterEqual(samples["kennel_predictions_total"], 7)
         self.assertEqual(samples["kennel_predict_pool_refused_total"], serving["predict_pool"]["refused"])
         self.assertGreater(samples['kennel_facts_total{outcome="stored"}'], 0)
+        # Which build runs, and the process metrics of every client library.
+        version = kennel_harness.run_cli(["version"]).stdout.split()
+        build = [k for k in samples if k.startswith("kennel_build_info{")]
+        self.assertEqual(build, ['kennel_build_info{version="%s",commit="%s"}'
+                                 % (version[1], version[3].rstrip(","))], samples)
+        self.assertEqual(samples[build[0]], 1)
+        for name in ("process_start_time_seconds", "process_cpu_seconds_total",
+                     "process_resident_memory_bytes", "process_open_fds"):
+            self.assertGreater(samples[name], 0, name)
+        self.assertAlmostEqual(samples["process_start_time_seconds"] + samples["kennel_uptime_seconds"],
+                               time.time(), delta=60)
         # The outcomes partition the jobs the worker ran (the overview counts
         # them too; read on both sides of a scrape, in case a job ends between).
         self.assertGreater(samples['kennel_training_jobs_total{outcome="succeeded"}'], 0)
