@@ -572,6 +572,24 @@ std::vector<feature_spec> feature_pipeline::used_specs() const {
     return out;
 }
 
+std::vector<std::string> feature_pipeline::unseen_categories(const raw_record& record) const {
+    std::vector<std::string> out;
+    std::size_t offset = 0, k = 0;  // kept_ is in increasing order
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+        const std::size_t end = offset + column_count(specs_[i], features_[i]);
+        while (k < kept_.size() && kept_[k] < offset) ++k;
+        const bool read = k < kept_.size() && kept_[k] < end;
+        offset = end;
+        if (!read || specs_[i].transform != transform_kind::category) continue;
+        const raw_value* v = find_field(record, specs_[i].field);
+        if (!v) continue;
+        const auto c = as_category(*v);
+        // One category spec per field (validate_specs): each field once.
+        if (c && !features_[i].index.contains(*c)) out.push_back(specs_[i].field);
+    }
+    return out;
+}
+
 std::vector<double> feature_pipeline::transform(const raw_record& record) const {
     std::size_t total = 0;
     for (std::size_t i = 0; i < specs_.size(); ++i) total += column_count(specs_[i], features_[i]);

@@ -110,6 +110,11 @@ class feature_pipeline {
     // The specs with at least one kept column: what a prediction reads (a
     // feature whose columns were all dropped reads nothing of its field).
     std::vector<feature_spec> used_specs() const;
+    // The fields of the category features a prediction reads whose value in
+    // `record` training never saw: scored as `other` (or as missing, when
+    // training dropped `other`), so an answer can say so. In spec order;
+    // empty for most records, and cheap (no allocation then).
+    std::vector<std::string> unseen_categories(const raw_record& record) const;
 
     // A self-describing binary form (tag + format version + state) written
     // with dlib::serialize; loading it back gives identical transforms.

@@ -152,6 +152,8 @@ int run_offline_predict(const offline_predict_options& o) {
             w.key("version").integer(v->version);
             if (!inst.ignored.empty()) w.key("ignored_fields").strings(inst.ignored);
             if (!inst.missing.empty()) w.key("imputed_fields").strings(inst.missing);
+            const auto unseen = v->artifact->pipeline.unseen_categories(inst.record);
+            if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
             text += "}\n";
             *out << text;
             ++scored;

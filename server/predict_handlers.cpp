@@ -379,6 +379,12 @@ http_response post_model_predict(app& a, const http_request& req) {
         w.key("latency_ms").number(latency_ms);
         if (!instances[i].ignored.empty()) w.key("ignored_fields").strings(instances[i].ignored);
         if (!instances[i].missing.empty()) w.key("imputed_fields").strings(instances[i].missing);
+        if (!fallback) {
+            // Which version read them: the one that answered.
+            const auto unseen =
+                pick.version->artifact->pipeline.unseen_categories(instances[i].record);
+            if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
+        }
         text += '}';
 
         prediction_row row;

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "store/log.h"
 
@@ -29,7 +30,9 @@ status fact_writer::start() {
             conn_->watch_wal();
             inserter_ = std::make_unique<fact_inserter>(*conn_);
             struct stat st {};
-            if (::stat(options_.db_path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+            std::error_code ec;
+            file_path_ = std::filesystem::absolute(options_.db_path, ec).string();
+            if (!ec && ::stat(file_path_.c_str(), &st) == 0 && S_ISREG(st.st_mode))
                 file_id_.emplace(st.st_dev, st.st_ino);
         } catch (const db_error& e) {
             inserter_.reset();
@@ -306,24 +309,21 @@ void fact_writer::note_commit_success() {
 std::string fact_writer::database_file_problem() const {
     if (!file_id_) return {};
     struct stat st {};
-    if (::stat(options_.db_path.c_str(), &st) != 0) {
-        return "the database file " + options_.db_path + " is gone (" + std::strerror(errno) +
+    if (::stat(file_path_.c_str(), &st) != 0) {
+        return "the database file " + file_path_ + " is gone (" + std::strerror(errno) +
                ") since Kennel opened it";
     }
     if (std::pair<std::uint64_t, std::uint64_t>(st.st_dev, st.st_ino) != *file_id_) {
-        return "the database file " + options_.db_path +
+        return "the database file " + file_path_ +
                " is another file than the one Kennel opened (moved or replaced)";
     }
     return {};
 }
 
-status fact_writer::check_database_file() {
-    const auto now = std::chrono::steady_clock::now();
-    if (!file_lost_ && now < next_file_check_) return status::ok();
-    next_file_check_ = now + std::chrono::seconds(1);
+status fact_writer::check_database_file(bool committed) {
     const std::string problem = database_file_problem();
     if (problem.empty() && file_lost_)
-        log_info("writer", "the database file is back at " + options_.db_path + "; writes resume");
+        log_info("writer", "the database file is back at " + file_path_ + "; writes resume");
     if (!problem.empty() && !file_lost_) {
         log_error("writer", problem +
                                 ": writes are refused, as they would be lost when Kennel stops; "
@@ -333,7 +333,10 @@ status fact_writer::check_database_file() {
     file_lost_ = !problem.empty();
     if (problem.empty()) return status::ok();
     return status(error_kind::unavailable,
-                  problem + "; nothing was written (it would be lost when Kennel stops)");
+                  problem + (committed ? "; this write went into the file that is gone, so it "
+                                         "is not stored: retry it once the file is back"
+                                       : "; nothing was written (it would be lost when Kennel "
+                                         "stops)"));
 }
 
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
@@ -345,7 +348,7 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     bool relaxed = true;
     for (const auto& it : group)
         relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
-    status failure = check_database_file();
+    status failure = check_database_file(false);
     if (!failure.is_ok()) note_commit_failure(failure.message().c_str());
     if (failure.is_ok()) {
         try {
@@ -391,6 +394,13 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
                 }
             }
             tx.commit();
+            // Looked at again after the commit, which the file may have left
+            // its path during: only a commit into the file at the path is
+            // acknowledged (a retry is a duplicate if the file comes back).
+            if (status after = check_database_file(true); !after.is_ok()) {
+                failure = after;
+                note_commit_failure(failure.message().c_str());
+            }
             if (conn_->wal_frames() >= options_.checkpoint_frames) {
                 {
                     std::lock_guard lock(checkpoint_mu_);

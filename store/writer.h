@@ -106,9 +106,10 @@ public:
     // What is wrong with the database file, when it is no longer the file
     // opened at start at its path (deleted with its folder, moved, replaced);
     // empty while all is well (one stat(), from any thread after start()).
-    // The writer looks before a group, at most once a second while the file
-    // is in place, and refuses the group's writes while it is not: each would
-    // be acknowledged into a file no one can open again, lost at the stop.
+    // The writer looks before each group and after its commit, and refuses
+    // the group's writes while the file is not there: each would be
+    // acknowledged into a file no one can open again, lost at the stop. (A
+    // copy written over the same file keeps its identity: not seen.)
     std::string database_file_problem() const;
 
     // A full queue refuses at once, or, with `room_by`, when there is still
@@ -186,9 +187,10 @@ private:
     // Logs a failed commit, rate-limited (writer thread only).
     void note_commit_failure(const char* what);
     void note_commit_success();
-    // The writer thread's check behind database_file_problem(): ok, or the
-    // status every write of the group gets.
-    status check_database_file();
+    // The writer thread's check behind database_file_problem(), before a
+    // group and after its commit (`committed`): ok, or the status every
+    // write of the group gets.
+    status check_database_file(bool committed);
 
     writer_options options_;
     bool relaxed_sync_ = false;
@@ -202,10 +204,11 @@ private:
     bool failing_ = false;
     bool recovery_due_ = false;
     // The database file's identity, set before start() returns (none: not
-    // a regular file, not checked); the writer thread's: when it next looks,
-    // and whether the file was missing when it last did.
+    // a regular file, not checked), and its absolute path, so that a working
+    // directory renamed with it does not hide a move; the writer thread's:
+    // whether the file was missing when it last looked.
     std::optional<std::pair<std::uint64_t, std::uint64_t>> file_id_;  // st_dev, st_ino
-    std::chrono::steady_clock::time_point next_file_check_{};
+    std::string file_path_;
     bool file_lost_ = false;
     std::unique_ptr<connection> conn_;
     std::unique_ptr<fact_inserter> inserter_;

@@ -158,6 +158,31 @@ TEST_CASE("category keeps the top-N values and maps unseen ones to other", "[fea
     CHECK(p.transform({}) == std::vector<double>{0, 0, 0, 1});
 }
 
+TEST_CASE("unseen_categories names the category fields whose value training never saw",
+          "[features]") {
+    transform_params tp;
+    tp.top_n = 2;
+    std::vector<raw_record> rows;
+    for (int i = 0; i < 5; ++i)
+        rows.push_back({{"breed", std::string("corgi")}, {"size", 1.0}, {"hour", 9.0}});
+    for (int i = 0; i < 3; ++i)
+        rows.push_back({{"breed", std::string("pug")}, {"size", 2.0}, {"hour", 9.0}});
+    rows.push_back({{"breed", std::string("husky")}, {"size", 3.0}, {"hour", 9.0}});
+    // "hour" is always 9: its one column never varies and is dropped, so no
+    // prediction reads the field and none of its values is news.
+    auto p = fit_ok({spec("breed", transform_kind::category, tp),
+                     spec("size", transform_kind::numeric), spec("hour", transform_kind::category)},
+                    rows);
+    REQUIRE_FALSE(has_column(p, "category-hour=9"));
+    using names = std::vector<std::string>;
+    CHECK(p.unseen_categories({{"breed", std::string("pug")}, {"hour", 14.0}}).empty());
+    CHECK(p.unseen_categories({}).empty());  // missing is not unseen: imputed_fields says it
+    CHECK(p.unseen_categories({{"breed", std::string("beagle")}}) == names{"breed"});
+    // Below the top 2 in training is unseen too: it scores as other.
+    CHECK(p.unseen_categories({{"breed", std::string("husky")}, {"size", 9.0}}) == names{"breed"});
+    CHECK(p.unseen_categories({{"breed", true}}) == names{"breed"});
+}
+
 TEST_CASE("category without a missing slot counts missing as other", "[features]") {
     transform_params tp;
     tp.top_n = 1;
