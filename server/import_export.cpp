@@ -253,6 +253,64 @@ extern "C" void note_import_stop(int sig) {
     import_stop_signal = sig;
 }
 
+// An import's input file read through its descriptor: a read that a stop
+// signal interrupts ends the input, where std::ifstream's retried it, so an
+// import blocked on a FIFO or a <(...) stayed blocked after Ctrl-C until its
+// writer closed. A read error is thrown, which the stream turns into badbit
+// (as std::ifstream's does).
+class import_file_buf final : public std::streambuf {
+public:
+    explicit import_file_buf(int fd) : fd_(fd) {}
+    ~import_file_buf() override { ::close(fd_); }
+    import_file_buf(const import_file_buf&) = delete;
+    import_file_buf& operator=(const import_file_buf&) = delete;
+
+protected:
+    int_type underflow() override {
+        if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+        for (;;) {
+            const ssize_t n = ::read(fd_, buf_, sizeof buf_);
+            if (n > 0) {
+                setg(buf_, buf_, buf_ + n);
+                return traits_type::to_int_type(*gptr());
+            }
+            if (n == 0) return traits_type::eof();
+            if (errno != EINTR) throw std::ios_base::failure(std::strerror(errno));
+            if (import_stop_signal) return traits_type::eof();
+        }
+    }
+    // For the progress bar's size (seekg to the end and back) and position
+    // (tellg); a pipe cannot seek, which the caller expects.
+    pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+        const off_t buffered = egptr() - gptr();
+        if (dir == std::ios_base::cur && off == 0) {
+            const off_t at = ::lseek(fd_, 0, SEEK_CUR);
+            return at < 0 ? pos_type(off_type(-1)) : pos_type(at - buffered);
+        }
+        const int whence = dir == std::ios_base::beg   ? SEEK_SET
+                           : dir == std::ios_base::cur ? SEEK_CUR
+                                                       : SEEK_END;
+        const off_t at = ::lseek(fd_, dir == std::ios_base::cur ? off - buffered : off, whence);
+        if (at < 0) return pos_type(off_type(-1));
+        setg(buf_, buf_, buf_);
+        return pos_type(at);
+    }
+    pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override {
+        return seekoff(off_type(pos), std::ios_base::beg, mode);
+    }
+
+private:
+    int fd_;
+    char buf_[64 * 1024];
+};
+
+// An input file for kennel import: its buffer, then the stream over it.
+struct import_file {
+    explicit import_file(int fd) : buf(fd), in(&buf) {}
+    import_file_buf buf;
+    std::istream in;
+};
+
 // While it lives, Ctrl-C, SIGTERM and SIGHUP stop an import after the line
 // being read: the batch read so far is committed and the counts are said
 // (an interrupted import ended at once and said nothing of what it had
@@ -284,9 +342,24 @@ private:
 }  // namespace
 
 int run_import(const import_options& o) {
-    std::unique_ptr<std::ifstream> owned;
-    std::istream* in = open_cli_input(o.file, owned, "import");
-    if (!in) return 1;
+    std::unique_ptr<import_file> file;
+    std::istream* owned = nullptr;  // a file of ours, which may seek
+    std::istream* in = &std::cin;
+    if (!o.file.empty() && o.file != "-") {
+        std::error_code ec;
+        if (std::filesystem::is_directory(o.file, ec)) {
+            std::cerr << "kennel import: cannot read " << o.file << ": it is a directory\n";
+            return 1;
+        }
+        const int fd = ::open(o.file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            std::cerr << "kennel import: cannot read " << o.file << ": " << std::strerror(errno)
+                      << "\n";
+            return 1;
+        }
+        file = std::make_unique<import_file>(fd);
+        in = owned = &file->in;
+    }
     std::uint64_t total = 0;  // bytes, for the progress bar (a file's only)
     if (owned) {
         // A pipe (<(cat f), a FIFO, /dev/stdin) cannot seek: the failed seek

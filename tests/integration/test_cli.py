@@ -771,19 +771,38 @@ class ImportExportTest(KennelTestCase):
         return path
 
     def test_an_interrupted_import_stores_what_it_read_and_says_so(self):
-        # It ended at once, saying nothing of what it had stored.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with self.subTest(sig=sig.name):
-                db = self.path("interrupted-%s.db" % sig.name)
-                p = subprocess.Popen([KENNEL_BIN, "import", "--db", db, "-"],
+        # It ended at once, saying nothing of what it had stored; and from a
+        # FIFO (or <(...)) a stop signal was not seen until the writer closed.
+        for sig, source in ((signal.SIGINT, "stdin"), (signal.SIGTERM, "stdin"),
+                            (signal.SIGTERM, "fifo"), (signal.SIGHUP, "fifo")):
+            with self.subTest(sig=sig.name, source=source):
+                db = self.path("interrupted-%s-%s.db" % (sig.name, source))
+                fifo = self.path("in-%s.fifo" % sig.name)
+                if source == "fifo":
+                    os.mkfifo(fifo)
+                p = subprocess.Popen([KENNEL_BIN, "import", "--db", db, "--format", "ndjson",
+                                      "-" if source == "stdin" else fifo],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=kennel_env())
+                writer = None
                 try:
                     lines = "".join(json.dumps(fact("s", "e%d" % i, {"x": i},
                                                     time_="2026-11-20T10:00:00Z")) + "\n"
                                     for i in range(7))
-                    p.stdin.write(lines.encode())
-                    p.stdin.flush()
+                    if source == "fifo":
+                        # Opened once the import has opened its end (bounded).
+                        deadline = time.monotonic() + 30
+                        while writer is None:
+                            try:
+                                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                            except OSError:
+                                if time.monotonic() > deadline or p.poll() is not None:
+                                    raise
+                                time.sleep(0.01)
+                        os.write(writer, lines.encode())
+                    else:
+                        p.stdin.write(lines.encode())
+                        p.stdin.flush()
                     # The input stays open: the import is blocked reading it.
                     deadline = time.monotonic() + 30
                     while not os.path.exists(db) and time.monotonic() < deadline:
@@ -795,6 +814,8 @@ class ImportExportTest(KennelTestCase):
                     if p.poll() is None:
                         p.kill()
                         p.communicate(timeout=30)
+                    if writer is not None:
+                        os.close(writer)  # still open: the import stopped without it
                 err = err.decode()
                 self.assertEqual(p.returncode, 128 + sig, err)
                 self.assertIn("kennel import: 7 stored, 0 duplicates, 0 rejected", err)
