@@ -14,11 +14,11 @@ int main(int argc, char** argv) {
     // an arena keeps at most 8 MiB free at its top.
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
-    // What Kennel writes is for its own user only: the database (password
-    // and API key hashes, every fact), its -wal and -shm, backups, exports
-    // and the training jobs' folders of rows under /tmp were created 0644 in
-    // 0755 folders, readable by every local user. Bits the caller's umask
-    // already takes away stay away.
-    ::umask(::umask(0) | 0077);
+    // What Kennel writes is never for other users: the database (password
+    // and API key hashes, every fact), its -wal and -shm, backups and exports
+    // were created 0644, readable by every local user. The group keeps what
+    // the caller's umask gives it (0640 under the usual 022), so a group
+    // shared with a backup user still works; systemd's unit sets 077.
+    ::umask(::umask(0) | 0007);
     return kennel::run_cli(argc, argv);
 }

@@ -842,6 +842,12 @@ int cmd_admin(const std::vector<std::string>& args) {
         std::cerr << "kennel admin: " << pending.error().message() << "\n";
         return 1;
     }
+    if (*pending > 0 && action == "list-keys" &&
+        static_cast<std::size_t>(*pending) == known_migrations().size()) {
+        std::cerr << "kennel admin: " << db
+                  << " has no Kennel schema (an empty database): no keys\n";
+        return 1;
+    }
     if (*pending > 0 && action == "list-keys") {
         // It only reads: a look at the keys before an upgrade's backup
         // migrated the file for good, and the older binary refused it.

@@ -766,20 +766,49 @@ public:
         for (int sig : signals) ::sigaction(sig, &sa, nullptr);
         armed_ = true;
     }
+    // Around naming the copy: a signal then is held until settled() or the
+    // guard's end, so that it cannot report a copy already named as removed.
+    void hold() {
+        sigset_t held;
+        sigemptyset(&held);
+        for (int sig : signals) sigaddset(&held, sig);
+        ::sigprocmask(SIG_BLOCK, &held, &before_hold_);
+        holding_ = true;
+    }
+    // The copy has its name: a signal that came meanwhile is dropped (the
+    // backup is done, and says so), and later ones act as they normally do.
+    void settled() {
+        struct sigaction sa {};
+        sa.sa_handler = SIG_IGN;  // discards a pending signal
+        sigemptyset(&sa.sa_mask);
+        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        release();
+    }
     ~backup_signal_guard() {
-        if (!armed_) return;
+        if (!armed_) {
+            release();
+            return;
+        }
         struct sigaction sa {};
         sa.sa_handler = SIG_DFL;
         sigemptyset(&sa.sa_mask);
         for (int sig : signals) ::sigaction(sig, &sa, nullptr);
         for (auto& path : backup_partial) path[0] = '\0';
+        release();  // a signal held here acts now, as it normally does
     }
     backup_signal_guard(const backup_signal_guard&) = delete;
     backup_signal_guard& operator=(const backup_signal_guard&) = delete;
 
 private:
+    void release() {
+        if (holding_) ::sigprocmask(SIG_SETMASK, &before_hold_, nullptr);
+        holding_ = false;
+    }
+
     static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
     bool armed_ = false;
+    bool holding_ = false;
+    sigset_t before_hold_{};
 };
 
 }  // namespace
@@ -800,7 +829,7 @@ int run_backup(const std::string& db, const std::string& to_path) {
             std::filesystem::remove(partial + suffix, ignored);
         }
     };
-    const backup_signal_guard on_signal(partial);
+    backup_signal_guard on_signal(partial);
     open_options ro;
     ro.read_only = true;
     long long facts = 0;
@@ -844,8 +873,10 @@ int run_backup(const std::string& db, const std::string& to_path) {
     }
     // Never rename() over a file that appeared at to_path meanwhile: with
     // RENAME_NOREPLACE, or where a file system lacks it, link() and unlink.
+    on_signal.hold();
     int moved = ::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, to_path.c_str(), RENAME_NOREPLACE);
     if (moved != 0 && errno == EINVAL) moved = ::link(partial.c_str(), to_path.c_str());
+    if (moved == 0) on_signal.settled();
     if (moved != 0) {
         const int err = errno;
         discard();

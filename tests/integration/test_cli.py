@@ -404,6 +404,12 @@ class DatabaseLockTest(KennelTestCase):
         self.assertIn("is from an older Kennel (1 schema migration(s) pending): back it up", r.stderr)
         with open_db(server.db) as c:
             self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], newest - 1)
+        # An empty file is no older Kennel's (list-keys said it was).
+        open(self.path("nothing.db"), "w").close()
+        r = run_cli(["admin", "list-keys", "--db", self.path("nothing.db")])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("has no Kennel schema (an empty database)", r.stderr)
+        self.assertEqual(os.path.getsize(self.path("nothing.db")), 0)
         # An empty file is no older Kennel's.
         empty = self.path("empty.db")
         open(empty, "w").close()
@@ -1563,9 +1569,10 @@ class BackupTest(KennelTestCase):
         self.assertEqual(again.stop(), 0, again.stderr())
         self.assertIn("stopped cleanly", again.stderr())
 
-    def test_what_kennel_writes_is_readable_by_its_user_only(self):
+    def test_what_kennel_writes_is_not_readable_by_other_users(self):
         # The database (password and key hashes, every fact), backups and
-        # exports were created 0644: any local user could read them.
+        # exports were created 0644: any local user could read them. The
+        # group keeps what the caller's umask gives it.
         old = os.umask(0o022)
         try:
             server = self.start_server()
@@ -1582,7 +1589,7 @@ class BackupTest(KennelTestCase):
             os.umask(old)
         for n in ("copy.db", "facts.ndjson"):
             modes[n] = stat.S_IMODE(os.stat(self.path(n)).st_mode)
-        self.assertEqual(modes, {n: 0o600 for n in modes})
+        self.assertEqual(modes, {n: 0o640 for n in modes})
 
     def test_backup_refuses_to_overwrite_a_file(self):
         db = self.path("k.db")
