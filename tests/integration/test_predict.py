@@ -416,6 +416,13 @@ class PredictTest(SharedServerCase):
         e = predict(self, self.c, name, {"features": {}})
         self.assertEqual(sorted(e["imputed_fields"]), ["caption", "color", "x1", "x2"], e)
         self.assertIsInstance(e["prediction"], float, e)
+        self.assertNotIn("unseen_categories", e)
+        # A category value training never saw scores as other, and says so
+        # (it was as silent as a known one).
+        u = predict(self, self.c, name, {"features": dict(FEATURES, color="mauve")})
+        self.assertModelAnswer(u, name, 1)
+        self.assertEqual(u["unseen_categories"], ["color"], u)
+        self.assertNotIn("unseen_categories", predict(self, self.c, name, {"features": FEATURES}))
 
     def test_a_feature_training_dropped_is_read_by_no_version(self):
         # "ghost" is only in an entity with no label: training dropped it as
@@ -1516,11 +1523,11 @@ class OfflinePredictCliTest(KennelTestCase):
         self.assertEqual(offline["model"], self.name)
         for key in ("prediction", "probabilities", "decision"):
             self.assertEqual(offline[key], served[key], (key, offline, served))
-        for key in ("ignored_fields", "imputed_fields"):
+        for key in ("ignored_fields", "imputed_fields", "unseen_categories"):
             self.assertEqual(offline.get(key), served.get(key), (key, offline, served))
 
     def test_scores_lines_like_the_api_and_reports_bad_lines(self):
-        single = {"entity": "o1", "features": dict(FEATURES, extra=1)}
+        single = {"entity": "o1", "features": dict(FEATURES, extra=1, color="mauve")}
         batch = {"instances": [{"entity": "o2", "features": FEATURES},
                                {"entity": "o3", "features": {"x1": -2.0, "x2": 1.5}},
                                {"features": {"x1": 0.25, "color": "blue"}}]}
@@ -1542,6 +1549,7 @@ class OfflinePredictCliTest(KennelTestCase):
         # Answers: what the live version answers over HTTP, field for field.
         self.assertSameAnswer(got[0], self.api(single)[0], 1)
         self.assertEqual(got[0]["ignored_fields"], ["extra"])
+        self.assertEqual(got[0]["unseen_categories"], ["color"])
         self.assertEqual(got[0]["entity"], "o1")
         for offline, served in zip(got[1:4], self.api(batch)):
             self.assertSameAnswer(offline, served, 1)
