@@ -246,6 +246,19 @@ void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofst
 
 namespace {
 
+// The signals that stop a command run by hand or by a scheduler: Ctrl-C,
+// SIGTERM (a timeout, a shutdown), SIGHUP (a closed terminal).
+constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+// Sets what each of stop_signals does: a handler, SIG_IGN or SIG_DFL.
+void set_stop_handlers(void (*handler)(int), int flags = 0) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : stop_signals) ::sigaction(sig, &sa, nullptr);
+}
+
 // The signal that asked an import to stop (0: none), set by the handler.
 volatile std::sig_atomic_t import_stop_signal = 0;
 
@@ -320,23 +333,11 @@ class import_signal_guard {
 public:
     import_signal_guard() {
         import_stop_signal = 0;
-        struct sigaction sa {};
-        sa.sa_handler = note_import_stop;
-        sa.sa_flags = SA_RESETHAND;
-        sigemptyset(&sa.sa_mask);
-        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        set_stop_handlers(note_import_stop, SA_RESETHAND);
     }
-    ~import_signal_guard() {
-        struct sigaction sa {};
-        sa.sa_handler = SIG_DFL;
-        sigemptyset(&sa.sa_mask);
-        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
-    }
+    ~import_signal_guard() { set_stop_handlers(SIG_DFL); }
     import_signal_guard(const import_signal_guard&) = delete;
     import_signal_guard& operator=(const import_signal_guard&) = delete;
-
-private:
-    static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
 };
 
 }  // namespace
@@ -760,10 +761,7 @@ public:
         }
         for (std::size_t i = 0; i < backup_partial_files; ++i)
             std::memcpy(backup_partial[i], files[i].c_str(), files[i].size() + 1);
-        struct sigaction sa {};
-        sa.sa_handler = discard_backup_and_exit;
-        sigemptyset(&sa.sa_mask);
-        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        set_stop_handlers(discard_backup_and_exit);
         armed_ = true;
     }
     // Around naming the copy: a signal then is held until settled() or the
@@ -771,17 +769,14 @@ public:
     void hold() {
         sigset_t held;
         sigemptyset(&held);
-        for (int sig : signals) sigaddset(&held, sig);
+        for (int sig : stop_signals) sigaddset(&held, sig);
         ::sigprocmask(SIG_BLOCK, &held, &before_hold_);
         holding_ = true;
     }
     // The copy has its name: a signal that came meanwhile is dropped (the
     // backup is done, and says so), and later ones act as they normally do.
     void settled() {
-        struct sigaction sa {};
-        sa.sa_handler = SIG_IGN;  // discards a pending signal
-        sigemptyset(&sa.sa_mask);
-        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        set_stop_handlers(SIG_IGN);  // discards a pending signal
         release();
     }
     ~backup_signal_guard() {
@@ -789,10 +784,7 @@ public:
             release();
             return;
         }
-        struct sigaction sa {};
-        sa.sa_handler = SIG_DFL;
-        sigemptyset(&sa.sa_mask);
-        for (int sig : signals) ::sigaction(sig, &sa, nullptr);
+        set_stop_handlers(SIG_DFL);
         for (auto& path : backup_partial) path[0] = '\0';
         release();  // a signal held here acts now, as it normally does
     }
@@ -805,7 +797,6 @@ private:
         holding_ = false;
     }
 
-    static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
     bool armed_ = false;
     bool holding_ = false;
     sigset_t before_hold_{};

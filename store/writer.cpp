@@ -339,6 +339,62 @@ status fact_writer::check_database_file(bool committed) {
                                          "stops)"));
 }
 
+// One group in one transaction, committed; throws db_error when the
+// transaction fails (a task's own constraint or busy error fails the task
+// alone, under its savepoint).
+void fact_writer::write_group(const std::vector<std::shared_ptr<item>>& group, bool relaxed,
+                              std::vector<std::vector<write_result>>& fact_results,
+                              std::vector<status>& task_results, writer_stats& delta) {
+    set_relaxed_sync(relaxed);
+    transaction tx(*conn_);
+    micros ingest = now_micros();
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        item& it = *group[i];
+        if (it.task) {
+            if (it.task_claimed.exchange(true)) {
+                task_results[i] = status(error_kind::unavailable, "withdrawn by its caller");
+                continue;
+            }
+            savepoint sp(*conn_, "task");
+            try {
+                task_results[i] = it.task(*conn_);
+            } catch (const db_error& e) {
+                if (!e.is_constraint() && !e.is_busy()) throw;
+                task_results[i] = status(error_kind::conflict, e.what());
+            } catch (const std::exception& e) {
+                task_results[i] = status(error_kind::internal, e.what());
+            }
+            if (task_results[i]) sp.release();
+            ++delta.tasks;
+            continue;
+        }
+        auto& out = fact_results[i];
+        out.reserve(it.facts.size());
+        for (const fact_input& f : it.facts) {
+            out.push_back(inserter_->insert(f, ingest));
+            switch (out.back().outcome) {
+                case write_outcome::stored:
+                    ++delta.facts_stored;
+                    break;
+                case write_outcome::duplicate:
+                    ++delta.facts_duplicate;
+                    break;
+                case write_outcome::rejected:
+                    ++delta.facts_rejected;
+                    break;
+            }
+        }
+    }
+    tx.commit();
+    if (conn_->wal_frames() >= options_.checkpoint_frames) {
+        {
+            std::lock_guard lock(checkpoint_mu_);
+            checkpoint_wanted_ = true;
+        }
+        checkpoint_cv_.notify_one();
+    }
+}
+
 void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     std::vector<std::vector<write_result>> fact_results(group.size());
     std::vector<status> task_results(group.size());
@@ -348,74 +404,26 @@ void fact_writer::commit_group(std::vector<std::shared_ptr<item>>& group) {
     bool relaxed = true;
     for (const auto& it : group)
         relaxed = relaxed && it->task && it->task_durability == durability::relaxed;
+    std::string why;  // a failed commit's own reason, for the log
     status failure = check_database_file(false);
-    if (!failure.is_ok()) note_commit_failure(failure.message().c_str());
     if (failure.is_ok()) {
         try {
-            set_relaxed_sync(relaxed);
-            transaction tx(*conn_);
-            micros ingest = now_micros();
-            for (std::size_t i = 0; i < group.size(); ++i) {
-                item& it = *group[i];
-                if (it.task) {
-                    if (it.task_claimed.exchange(true)) {
-                        task_results[i] =
-                            status(error_kind::unavailable, "withdrawn by its caller");
-                        continue;
-                    }
-                    savepoint sp(*conn_, "task");
-                    try {
-                        task_results[i] = it.task(*conn_);
-                    } catch (const db_error& e) {
-                        if (!e.is_constraint() && !e.is_busy()) throw;
-                        task_results[i] = status(error_kind::conflict, e.what());
-                    } catch (const std::exception& e) {
-                        task_results[i] = status(error_kind::internal, e.what());
-                    }
-                    if (task_results[i]) sp.release();
-                    ++delta.tasks;
-                    continue;
-                }
-                auto& out = fact_results[i];
-                out.reserve(it.facts.size());
-                for (const fact_input& f : it.facts) {
-                    out.push_back(inserter_->insert(f, ingest));
-                    switch (out.back().outcome) {
-                        case write_outcome::stored:
-                            ++delta.facts_stored;
-                            break;
-                        case write_outcome::duplicate:
-                            ++delta.facts_duplicate;
-                            break;
-                        case write_outcome::rejected:
-                            ++delta.facts_rejected;
-                            break;
-                    }
-                }
-            }
-            tx.commit();
+            write_group(group, relaxed, fact_results, task_results, delta);
             // Looked at again after the commit, which the file may have left
             // its path during: only a commit into the file at the path is
             // acknowledged (a retry is a duplicate if the file comes back).
-            if (status after = check_database_file(true); !after.is_ok()) {
-                failure = after;
-                note_commit_failure(failure.message().c_str());
-            }
-            if (conn_->wal_frames() >= options_.checkpoint_frames) {
-                {
-                    std::lock_guard lock(checkpoint_mu_);
-                    checkpoint_wanted_ = true;
-                }
-                checkpoint_cv_.notify_one();
-            }
+            failure = check_database_file(true);
         } catch (const db_error& e) {
-            failure =
-                status(error_kind::unavailable,
-                       std::string("commit failed, nothing in this write was stored: ") + e.what());
-            note_commit_failure(e.what());
+            why = e.what();
+            failure = status(error_kind::unavailable,
+                             "commit failed, nothing in this write was stored: " + why);
         }
     }
-    if (failure.is_ok()) note_commit_success();
+    if (failure.is_ok()) {
+        note_commit_success();
+    } else {
+        note_commit_failure(why.empty() ? failure.message().c_str() : why.c_str());
+    }
     {
         std::lock_guard lock(mu_);
         pending_units_ -= units;

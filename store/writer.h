@@ -172,6 +172,9 @@ private:
 
     void loop();
     void commit_group(std::vector<std::shared_ptr<item>>& group);
+    void write_group(const std::vector<std::shared_ptr<item>>& group, bool relaxed,
+                     std::vector<std::vector<write_result>>& fact_results,
+                     std::vector<status>& task_results, writer_stats& delta);
     // Checkpoints run on their own thread and connection, so that the
     // checkpoint's fsync of the database file (measured here: up to half a
     // second on a busy disk) never holds up a commit.

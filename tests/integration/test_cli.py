@@ -1312,6 +1312,41 @@ class BackupTest(KennelTestCase):
             self.assertEqual(r.status, 200, r)
         return server
 
+    def backup_under_way(self, server, target):
+        """`kennel backup target` started, once its partial copy is on disk
+        (or it has ended); the caller ends it."""
+        p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
+        deadline = time.monotonic() + 30
+        while (p.poll() is None and time.monotonic() < deadline and
+               not any(n.startswith(os.path.basename(target))
+                       for n in os.listdir(os.path.dirname(target)))):
+            time.sleep(0.002)
+        return p
+
+    def assertWholeCopy(self, path, facts=4000):
+        """The backup at path passes SQLite's integrity check and holds every fact."""
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        try:
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0], facts)
+        finally:
+            db.close()
+
+    def small_disk(self, name, size_kib):
+        """A tmpfs of size_kib at self.path(name), unmounted at the end; the
+        test is skipped where one cannot be mounted (not root, a container)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        disk = self.path(name)
+        os.mkdir(disk)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dk" % size_kib, "tmpfs",
+                                  disk], capture_output=True, text=True, timeout=30)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", disk], timeout=30, check=True)
+        return disk
+
     def test_backup_while_serving_has_every_fact_acknowledged_before_it_started(self):
         server = self.start_server()
         acked, lock, stop = {}, threading.Lock(), threading.Event()
@@ -1424,14 +1459,8 @@ class BackupTest(KennelTestCase):
         killed_halfway = 0
         for attempt in range(5):
             target = self.path("halfway-%d.db" % attempt)
-            p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
+            p = self.backup_under_way(server, target)
             try:
-                deadline = time.monotonic() + 30
-                while (p.poll() is None and time.monotonic() < deadline and
-                       not any(n.startswith(os.path.basename(target))
-                               for n in os.listdir(os.path.dirname(target)))):
-                    time.sleep(0.002)
                 time.sleep(0.005 * attempt)
             finally:
                 if p.poll() is None:
@@ -1441,12 +1470,7 @@ class BackupTest(KennelTestCase):
                 if os.path.exists(target):
                     # Killed after its rename, as it was exiting: the copy
                     # there must then be whole.
-                    db = sqlite3.connect("file:%s?mode=ro" % target, uri=True)
-                    try:
-                        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
-                        self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0], 4000)
-                    finally:
-                        db.close()
+                    self.assertWholeCopy(target)
                 else:
                     killed_halfway += 1
             else:
@@ -1467,14 +1491,8 @@ class BackupTest(KennelTestCase):
         interrupted = 0
         for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
             target = self.path("interrupted-%d.db" % attempt)
-            p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
+            p = self.backup_under_way(server, target)
             try:
-                deadline = time.monotonic() + 30
-                while (p.poll() is None and time.monotonic() < deadline and
-                       not any(n.startswith(os.path.basename(target))
-                               for n in os.listdir(os.path.dirname(target)))):
-                    time.sleep(0.002)
                 if p.poll() is None:
                     p.send_signal(sig)  # by its PID
                 _, err = p.communicate(timeout=30)
@@ -1498,53 +1516,27 @@ class BackupTest(KennelTestCase):
         # checkpoint at close, whose failure on a full disk went unreported,
         # and the checks read through the WAL. With room for the WAL but not
         # for both, it said "integrity ok", exit 0, of a malformed file.
-        if os.geteuid() != 0:
-            self.skipTest("needs root to mount a small tmpfs")
         server = self.server_with_big_facts(40)
         self.assertEqual(server.stop(), 0)
         size = os.path.getsize(server.db)
         for share, whole in ((1.4, True), (0.5, False)):
             with self.subTest(share=share):
-                disk = self.path("disk-%s" % share)
-                os.mkdir(disk)
-                mounted = subprocess.run(["mount", "-t", "tmpfs", "-o",
-                                          "size=%dk" % (size * share // 1024), "tmpfs", disk],
-                                         capture_output=True, text=True, timeout=30)
-                if mounted.returncode != 0:
-                    self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
-                try:
-                    target = os.path.join(disk, "copy.db")
-                    r = run_cli(["backup", target, "--db", server.db], timeout=120)
-                    if whole:
-                        self.assertEqual(r.returncode, 0, r.stderr)
-                        self.assertEqual(os.listdir(disk), ["copy.db"])
-                        db = sqlite3.connect("file:%s?mode=ro" % target, uri=True)
-                        try:
-                            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0],
-                                             "ok")
-                            self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0],
-                                             4000)
-                        finally:
-                            db.close()
-                    else:
-                        self.assertEqual(r.returncode, 1, r.stderr)
-                        self.assertIn("database or disk is full", r.stderr)
-                        self.assertEqual(os.listdir(disk), [])
-                finally:
-                    subprocess.run(["umount", disk], timeout=30, check=True)
+                disk = self.small_disk("disk-%s" % share, int(size * share // 1024))
+                target = os.path.join(disk, "copy.db")
+                r = run_cli(["backup", target, "--db", server.db], timeout=120)
+                if whole:
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(os.listdir(disk), ["copy.db"])
+                    self.assertWholeCopy(target)
+                else:
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    self.assertIn("database or disk is full", r.stderr)
+                    self.assertEqual(os.listdir(disk), [])
 
     def test_a_stop_after_failed_commits_exits_1(self):
         # It exited 0 with a warning, so Restart=on-failure and scripts could
         # not tell a stop that lost writes from a clean one.
-        if os.geteuid() != 0:
-            self.skipTest("needs root to mount a small tmpfs")
-        disk = self.path("disk")
-        os.mkdir(disk)
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", disk],
-                                 capture_output=True, text=True, timeout=30)
-        if mounted.returncode != 0:
-            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
-        self.addCleanup(subprocess.run, ["umount", disk], timeout=30, check=True)
+        disk = self.small_disk("disk", 8 * 1024)
         server = self.start_server(db=os.path.join(disk, "k.db"))
         c = self.client(server)
         self.assertEqual(c.post_json("/v1/facts", fact("s", "e", {"x": 1})).status, 201)
