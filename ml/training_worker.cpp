@@ -200,6 +200,8 @@ void training_worker::loop() {
             }
             ++state_.jobs_run;
             if (end != job_state::succeeded) ++state_.jobs_failed;
+            if (end == job_state::cancelled) ++state_.jobs_cancelled;
+            if (end == job_state::interrupted) ++state_.jobs_interrupted;
             continue;
         }
         std::unique_lock lock(mu_);

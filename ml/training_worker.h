@@ -47,7 +47,10 @@ struct worker_options {
 struct worker_state {
     std::string state;  // idle, running, stopped
     std::optional<std::int64_t> job;
+    // jobs_failed: every end but success; of those, jobs_cancelled by a
+    // person and jobs_interrupted by a stop (requeued).
     std::uint64_t jobs_run = 0, jobs_failed = 0, triggers_fired = 0;
+    std::uint64_t jobs_cancelled = 0, jobs_interrupted = 0;
     std::uint64_t trigger_checks = 0;  // looks at the retrain triggers
     std::int64_t last_activity = 0;  // micros
     std::string last_error;

@@ -19,9 +19,11 @@
 #include "ml/serving.h"
 #include "ml/supervisor.h"
 #include "ml/training_worker.h"
+#include "server/access_log.h"
 #include "server/auth.h"
 #include "server/demo.h"
 #include "server/http_server.h"
+#include "server/http_stats.h"
 #include "server/routes.h"
 #include "store/auth_store.h"
 #include "store/log.h"
@@ -58,6 +60,10 @@ std::uint64_t app::park_refused_full() const {
 
 std::uint64_t app::streaming_refused() const {
     return http_ ? http_->streaming_refused() : 0;
+}
+
+const http_stats& app::request_stats() const {
+    return http_->stats();
 }
 
 void app::refresh_model(const std::string& model) {
@@ -249,6 +255,15 @@ int app::run() {
     h.max_body_bytes = options_.max_body_bytes;
     h.trusted_proxies = options_.trusted_proxies;
     http_ = std::make_unique<http_server>(h, make_routes(*this));
+    if (!options_.access_log.empty()) {
+        auto opened = access_log::open(options_.access_log);
+        if (!opened) {
+            log_error("serve", opened.error().message());
+            return 1;
+        }
+        access_log_ = std::move(*opened);
+        http_->set_access_log(access_log_.get());
+    }
     // Until the store is open every route but health answers 503, so the
     // authenticator (which reads users and keys) is only consulted after.
     http_->set_authenticator([this](http_request& req, access needs) -> std::optional<http_response> {
@@ -364,10 +379,16 @@ int app::run() {
     int sig = 0;
     // SIGHUP killed the server on the spot (no log line, the lock file left
     // behind): logrotate's postrotate and a closed ssh session send it.
-    // Kennel logs to stderr and reads its configuration once, so there is
-    // nothing to reopen or reload.
+    // Kennel logs to stderr and reads its configuration once, so the access
+    // log is all there is to reopen.
     while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
-        log_info("serve", "received SIGHUP: ignored (SIGTERM or SIGINT stops Kennel)");
+        if (access_log_) {
+            log_info("serve", "received SIGHUP: reopening the access log " + access_log_->path() +
+                                  " (SIGTERM or SIGINT stops Kennel)");
+            access_log_->reopen();
+        } else {
+            log_info("serve", "received SIGHUP: ignored (SIGTERM or SIGINT stops Kennel)");
+        }
     }
     log_info("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                           ": stopping");

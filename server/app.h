@@ -23,7 +23,9 @@
 
 namespace kennel {
 
+class access_log;
 class http_server;
+class http_stats;
 class authenticator;
 namespace ml {
 class training_worker;
@@ -63,6 +65,10 @@ public:
     std::size_t parked_partial_requests() const;
     std::uint64_t park_refused_full() const;
     std::uint64_t streaming_refused() const;
+    // Requests answered, by route and code; valid once run() has started.
+    const http_stats& request_stats() const;
+    // The access log, or null without --access-log.
+    const access_log* request_log() const { return access_log_.get(); }
     std::chrono::milliseconds write_timeout() const {
         return std::chrono::milliseconds(options_.write_timeout_ms);
     }
@@ -95,6 +101,7 @@ private:
     std::uint64_t activity_seen_ = 0;
     int quiet_ticks_ = 0;
     bool trimmed_since_activity_ = true;
+    std::unique_ptr<access_log> access_log_;  // before http_: outlives it
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;
     std::atomic<bool> stopping_{false};

@@ -398,6 +398,9 @@ int cmd_serve(const std::vector<std::string>& args) {
         "artifacts kept per model: older versions that no alias, active experiment or the "
         "last this-many steps of live's path need lose their artifact (their rows stay); 0 "
         "(keep all) to 1000000")(
+        "access-log", po::value<std::string>()->default_value(""),
+        "append one JSON line per answered request to this file (- for standard output); "
+        "SIGHUP reopens it, for logrotate")(
         "web-dir", po::value<std::string>()->default_value(""),
         "serve the admin page from this directory instead of the embedded copy (development)")(
         "trusted-proxy", po::value<std::string>()->default_value(""),
@@ -425,6 +428,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.write_timeout_ms = ranged<int>(vm, "write-timeout-ms");
     o.http_threads = ranged<int>(vm, "http-threads");
     o.keepalive_timeout_s = ranged<int>(vm, "keepalive-timeout");
+    o.access_log = vm["access-log"].as<std::string>();
     o.web_dir = vm["web-dir"].as<std::string>();
     // Serving every page as a 404 from a mistyped directory helps nobody.
     if (!o.web_dir.empty() &&
@@ -454,6 +458,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     log_info("serve", std::string("kennel ") + KENNEL_VERSION + " (commit " + KENNEL_GIT_COMMIT +
                           "), database " + o.db + ", --sync " + vm["sync"].as<std::string>() +
                           (o.web_dir.empty() ? "" : ", web pages from " + o.web_dir) +
+                          (o.access_log.empty() ? "" : ", access log " + o.access_log) +
                           (o.test_faults ? ", TEST FAULTS ENABLED" : ""));
     if (!sources.empty()) log_info("serve", "options set: " + describe_sources(sources));
     app a(o);

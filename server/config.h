@@ -24,6 +24,7 @@ struct serve_options {
     int http_threads = 128;
     int keepalive_timeout_s = 5;
     std::string web_dir;
+    std::string access_log;  // empty: none; "-": standard output
     // Addresses of reverse proxies in front of Kennel: a request from one is
     // taken to come from the client its X-Forwarded-For names.
     std::vector<std::string> trusted_proxies;

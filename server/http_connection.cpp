@@ -606,7 +606,8 @@ deferred_response::deferred_response(std::chrono::steady_clock::time_point deadl
                                      std::function<http_response()> on_timeout)
     : deadline_(deadline), on_timeout_(std::move(on_timeout)) {}
 
-std::string deferred_response::render(const http_response& r, bool close) const {
+std::string deferred_response::render(const http_response& r, bool close) {
+    if (rendered_) rendered_(r);
     return render_response(r, close, keep_alive_);
 }
 
@@ -975,6 +976,12 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
     strm.give_up_reading_when_closed(svr_sock_);
     // An answer that leaves a request's body unread, then the close.
     auto answer_and_close = [&](const http_response& r, milliseconds drain) {
+        if (loop_answer_) {
+            std::string peer;
+            int peer_port = 0;
+            strm.get_remote_ip_and_port(peer, peer_port);
+            loop_answer_(r, peer);
+        }
         const std::string text = render_response(r, true, keep_alive);
         strm.write(text.data(), text.size());
         if (!strm.flush()) return;

@@ -253,6 +253,11 @@ public:
     std::uint64_t park_refused_full() const { return parker_.refused_full(); }
     // Requests refused 503 because streaming_limit_ bodies were arriving.
     std::uint64_t streaming_refused() const { return streaming_refused_.load(); }
+    // Called with each answer the connection loop gives itself, to a request
+    // httplib never parsed (a refused head, too many bodies arriving, a
+    // stop), and the peer's address. Set before listening.
+    using loop_answer_fn = std::function<void(const http_response&, const std::string& peer)>;
+    void on_loop_answer(loop_answer_fn fn) { loop_answer_ = std::move(fn); }
 
 private:
     bool process_and_close_socket(int sock) override;
@@ -272,6 +277,7 @@ private:
     // The pool's count of connections waiting for a worker (see serve).
     const std::atomic<std::size_t>* waiting_ = nullptr;
     std::atomic<std::uint64_t> streaming_refused_{0};
+    loop_answer_fn loop_answer_;
 };
 
 // Called by the request's handler adapter on the connection's thread: the

@@ -15,8 +15,10 @@
 #include <set>
 #include <string_view>
 
+#include "server/access_log.h"
 #include "server/errors.h"
 #include "server/http_connection.h"
+#include "server/http_stats.h"
 
 namespace kennel {
 
@@ -141,12 +143,89 @@ bool match_route(const std::string& pattern, const std::string& path,
     return match_segments(split_path(pattern), split_path(path), params);
 }
 
+namespace {
+
+// When the request this thread is processing began: its headers were read.
+// Set by the pre-routing handler, which httplib runs for every request it
+// parses, and taken (reset) when the request's answer is counted.
+thread_local std::chrono::steady_clock::time_point request_began{};
+
+// A request's start, for its duration and the access log's time.
+struct exchange_start {
+    std::chrono::steady_clock::time_point began;
+    std::chrono::system_clock::time_point received;
+};
+
+// What the access log needs of a request whose answer comes later, when
+// httplib's Request is gone.
+struct exchange_copy {
+    std::string method, target, user_agent, remote, actor;
+};
+
+}  // namespace
+
 struct http_server::impl {
     http_options options;
     std::vector<route> routes;
     std::vector<std::vector<std::string>> patterns;  // routes' patterns, split once
     http_engine server;  // httplib's parser under Kennel's connection loop
     int bound_port = 0;
+    std::unique_ptr<http_stats> stats;
+    access_log* access = nullptr;
+
+    // `began_now`: the request was not parsed (no start was marked for it).
+    exchange_start begin_exchange(bool began_now = false) const {
+        using namespace std::chrono;
+        exchange_start s;
+        const auto now = steady_clock::now();
+        s.began = began_now || request_began == steady_clock::time_point{} ? now : request_began;
+        request_began = {};
+        if (access)
+            s.received =
+                time_point_cast<system_clock::duration>(system_clock::now() - (now - s.began));
+        return s;
+    }
+
+    // Counts an answer, and writes it to the access log.
+    void end_exchange(const exchange_start& s, std::size_t route, int status, std::size_t bytes,
+                      std::string_view method, std::string_view target, std::string_view user_agent,
+                      std::string_view remote, std::string_view actor) const {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - s.began).count();
+        stats->record(route, status, seconds);
+        if (!access) return;
+        access_entry e;
+        e.received = s.received;
+        e.remote = remote;
+        e.actor = actor;
+        e.method = method;
+        e.target = target;
+        if (route < routes.size()) e.route = routes[route].pattern;
+        e.user_agent = user_agent;
+        e.status = status;
+        e.bytes = bytes;
+        e.seconds = seconds;
+        access->add(e);
+    }
+
+    // The client a request came from (past trusted proxies).
+    std::string client_of(const httplib::Request& req) const {
+        if (options.trusted_proxies.empty()) return req.remote_addr;
+        std::string forwarded;
+        for (auto [it, end] = req.headers.equal_range("X-Forwarded-For"); it != end; ++it) {
+            if (!forwarded.empty()) forwarded += ',';
+            forwarded += it->second;
+        }
+        return client_address(req.remote_addr, forwarded, options.trusted_proxies);
+    }
+
+    // An answer written into `res` for a request no route took.
+    void end_unrouted(const exchange_start& s, const httplib::Request& req,
+                      const httplib::Response& res) const {
+        end_exchange(s, stats->unmatched(), res.status, res.body.size(), req.method, req.target,
+                     req.get_header_value("User-Agent"), access ? client_of(req) : std::string(),
+                     {});
+    }
 };
 
 namespace {
@@ -325,7 +404,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
     : impl_(std::make_unique<impl>()) {
     impl_->options = std::move(options);
     impl_->routes = std::move(routes);
-    for (const route& r : impl_->routes) impl_->patterns.push_back(split_path(r.pattern));
+    std::vector<http_stats::route_label> labels;
+    for (const route& r : impl_->routes) {
+        impl_->patterns.push_back(split_path(r.pattern));
+        labels.push_back({r.method, r.pattern});
+    }
+    impl_->stats = std::make_unique<http_stats>(std::move(labels));
     auto& svr = impl_->server;
     const http_options& o = impl_->options;
 
@@ -334,6 +418,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // a worker while busy; idle, it is parked off the pool (see
     // connection_parker), so the pool bounds concurrent requests, not clients.
     svr.set_tcp_nodelay(true);
+    svr.on_loop_answer([this](const http_response& r, const std::string& peer) {
+        impl_->end_exchange(impl_->begin_exchange(true), impl_->stats->unmatched(), r.status,
+                            r.body.size(), {}, {}, {}, peer, {});
+    });
     svr.set_socket_options(kennel_socket_options);
     int threads = std::max(1, o.threads);
     svr.new_task_queue = [this, threads] {
@@ -389,6 +477,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
             r.status = res.status;
         }
         write_closing_response(std::move(r), req, res);
+        // Timed from now: a request line that cannot be parsed had no start marked.
+        impl_->end_unrouted(impl_->begin_exchange(true), req, res);
     });
     svr.set_exception_handler(
         [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -403,8 +493,11 @@ http_server::http_server(http_options options, std::vector<route> routes)
             choose_encoding(req, res);
         });
 
-    auto route_request = [this](const httplib::Request& req, httplib::Response& res) {
-        http_request ours;
+    // Answers into `res`, or returns the answer another thread will finish;
+    // `matched` is the route taken, if any.
+    auto route_request = [this](const httplib::Request& req, httplib::Response& res,
+                                http_request& ours,
+                                std::size_t& matched) -> std::shared_ptr<deferred_response> {
         ours.method = req.method == "HEAD" ? "GET" : req.method;
         ours.path = req.path;
         // From the request target only: httplib also puts the fields of a
@@ -439,16 +532,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
         // to handlers as const, and its body is not read after the handler:
         // take it instead of copying (a batch of facts can be megabytes).
         ours.body = std::move(const_cast<httplib::Request&>(req).body);
-        ours.remote_addr = req.remote_addr;
-        if (!impl_->options.trusted_proxies.empty()) {
-            std::string forwarded;
-            for (auto [it, end] = req.headers.equal_range("X-Forwarded-For"); it != end; ++it) {
-                if (!forwarded.empty()) forwarded += ',';
-                forwarded += it->second;
-            }
-            ours.remote_addr =
-                client_address(req.remote_addr, forwarded, impl_->options.trusted_proxies);
-        }
+        ours.remote_addr = impl_->client_of(req);
 
         bool path_known = false;
         std::string allowed;
@@ -466,6 +550,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 }
                 continue;
             }
+            matched = i;
             if (r.needs_ready && !ready_) {
                 http_response resp = error_response(
                     status(error_kind::unavailable,
@@ -477,13 +562,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 resp.headers.emplace_back("Connection", "close");
                 close_after_answer();
                 write_response(std::move(resp), res);
-                return;
+                return nullptr;
             }
             ours.path_params = std::move(params);
             if (auth_ && r.needs != access::open) {
                 if (auto refused = auth_(ours, r.needs)) {
                     write_response(std::move(*refused), res);
-                    return;
+                    return nullptr;
                 }
             }
             // A parameter given twice has no one meaning (the first was
@@ -496,22 +581,21 @@ http_server::http_server(http_options options, std::vector<route> routes)
                         error_response(invalid(it->first, "the query parameter \"" + it->first +
                                                               "\" is given twice; send it once")),
                         res);
-                    return;
+                    return nullptr;
                 }
             }
             if (auto unknown = unknown_query_parameter(r, ours)) {
                 write_response(std::move(*unknown), res);
-                return;
+                return nullptr;
             }
             http_response answer = r.handler(ours);
             if (answer.deferred) {
                 // The connection loop sends it when it is ready; what
                 // httplib writes for `res` is dropped.
-                defer_answer(std::move(answer.deferred));
-                return;
+                return std::move(answer.deferred);
             }
             write_response(std::move(answer), res);
-            return;
+            return nullptr;
         }
         if (path_known) {
             http_response resp = error_response(status(
@@ -519,15 +603,46 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                                     ours.path + "; allowed: " + allowed));
             resp.headers.emplace_back("Allow", allowed);
             write_response(std::move(resp), res);
-            return;
+            return nullptr;
         }
         write_response(error_response(status(error_kind::not_found,
                                              "no route for " + ours.method + " " + ours.path)),
                        res);
+        return nullptr;
     };
-    auto dispatch = [route_request](const httplib::Request& req, httplib::Response& res) {
-        route_request(req, res);
+    auto dispatch = [this, route_request](const httplib::Request& req, httplib::Response& res) {
+        const exchange_start start = impl_->begin_exchange();
+        http_request ours;
+        std::size_t matched = impl_->stats->unmatched();
+        std::shared_ptr<deferred_response> later;
+        try {
+            later = route_request(req, res, ours, matched);
+        } catch (const std::exception& e) {
+            // As the exception handler below, but counted with its route.
+            write_response(error_response(status(error_kind::internal, e.what())), res);
+        }
+        if (later) {
+            std::shared_ptr<exchange_copy> copy;
+            if (impl_->access)
+                copy = std::make_shared<exchange_copy>(
+                    exchange_copy{req.method, req.target, req.get_header_value("User-Agent"),
+                                  std::move(ours.remote_addr), std::move(ours.actor)});
+            later->on_rendered([this, start, matched, copy](const http_response& r) {
+                if (copy) {
+                    impl_->end_exchange(start, matched, r.status, r.body.size(), copy->method,
+                                        copy->target, copy->user_agent, copy->remote, copy->actor);
+                } else {
+                    impl_->end_exchange(start, matched, r.status, r.body.size(), {}, {}, {}, {},
+                                        {});
+                }
+            });
+            defer_answer(std::move(later));
+            return;
+        }
         choose_encoding(req, res);
+        impl_->end_exchange(start, matched, res.status, res.body.size(), req.method, req.target,
+                            impl_->access ? req.get_header_value("User-Agent") : std::string(),
+                            ours.remote_addr, ours.actor);
     };
     // Runs before httplib reads the body. httplib 0.11 enforces the payload
     // limit only on bodies with a Content-Length and would read a chunked body
@@ -535,6 +650,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // connection is closed since its unread body cannot be skipped.
     svr.set_pre_routing_handler([this, dispatch](const httplib::Request& req,
                                                  httplib::Response& res) {
+        request_began = std::chrono::steady_clock::now();
+        // A request refused here, unread: counted without a route.
+        auto refuse = [&](http_response r) {
+            write_closing_response(std::move(r), req, res);
+            impl_->end_unrouted(impl_->begin_exchange(), req, res);
+            return httplib::Server::HandlerResponse::Handled;
+        };
         // Answers are whole: httplib cut every answer to a request's Range
         // (still "200 OK"), and built many overlapping ranges in memory: 8 KB
         // of "0-," made a 352 MB answer of app.js, for anyone. A server may
@@ -546,13 +668,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
         // to 300 MB in memory. Bodies are taken as sent, or refused unread.
         if (const std::string ce = req.get_header_value("Content-Encoding");
             !ce.empty() && !same_token(ce, "identity")) {
-            write_closing_response(
-                error_response(status(
-                    error_kind::unsupported_media,
-                    "Content-Encoding \"" + ce + "\" is not accepted: send the body uncompressed",
-                    "Content-Encoding")),
-                req, res);
-            return httplib::Server::HandlerResponse::Handled;
+            return refuse(error_response(status(
+                error_kind::unsupported_media,
+                "Content-Encoding \"" + ce + "\" is not accepted: send the body uncompressed",
+                "Content-Encoding")));
         }
         std::string te = req.get_header_value("Transfer-Encoding");
         if (te.empty()) {
@@ -571,12 +690,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
                 // Where the body ends is not known (RFC 9112, 6.3: a 400): httplib
                 // read it by the first, and the rest of what the other framed as a
                 // next request. Identical ones are refused too (no client sends them).
-                write_closing_response(
-                    error_response(status(error_kind::invalid_argument,
-                                          "Content-Length is sent more than once",
-                                          "Content-Length")),
-                    req, res);
-                return httplib::Server::HandlerResponse::Handled;
+                return refuse(error_response(status(error_kind::invalid_argument,
+                                                    "Content-Length is sent more than once",
+                                                    "Content-Length")));
             }
             std::uint64_t n = 0;
             auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), n);
@@ -588,8 +704,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                     status(error_kind::invalid_argument,
                            "Content-Length \"" + length + "\" is not a number of bytes",
                            "Content-Length"));
-                write_closing_response(std::move(r), req, res);
-                return httplib::Server::HandlerResponse::Handled;
+                return refuse(std::move(r));
             }
             const bool too_long =
                 ec == std::errc::result_out_of_range || n > impl_->options.max_body_bytes;
@@ -598,16 +713,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
             // read timeout); the unread body cannot be skipped, so close.
             http_response r = error_response(
                 body_too_large(impl_->options.max_body_bytes, ec == std::errc() ? n : 0));
-            write_closing_response(std::move(r), req, res);
-            return httplib::Server::HandlerResponse::Handled;
+            return refuse(std::move(r));
         }
         http_response r =
             error_response(status(error_kind::length_required,
                                   "bodies must be sent with a Content-Length (at most " +
                                       std::to_string(impl_->options.max_body_bytes) +
                                       " bytes); Transfer-Encoding \"" + te + "\" is not accepted"));
-        write_closing_response(std::move(r), req, res);
-        return httplib::Server::HandlerResponse::Handled;
+        return refuse(std::move(r));
     });
 
     svr.Get(".*", dispatch);
@@ -620,6 +733,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
 
 http_server::~http_server() {
     stop();
+}
+
+void http_server::set_access_log(access_log* log) {
+    impl_->access = log;
+}
+
+const http_stats& http_server::stats() const {
+    return *impl_->stats;
 }
 
 result<int> http_server::bind() {

@@ -41,7 +41,9 @@ struct http_request {
     const std::string& param(const std::string& name) const { return path_params.at(name); }
 };
 
+class access_log;
 class deferred_response;
+class http_stats;
 
 struct http_response {
     int status = 200;
@@ -89,13 +91,18 @@ public:
     // returns what the connection's thread still has to send (nothing, the
     // rest of the answer, or the timeout answer). The socket is ours again after.
     std::string settle();
+    // Called with the answer once it is rendered (the handler's, or the
+    // timeout's), on the thread that renders it; set before the connection
+    // attaches. For the request counts and the access log.
+    void on_rendered(std::function<void(const http_response&)> fn) { rendered_ = std::move(fn); }
 
 private:
     enum class phase { open, attached, sending, settled };
-    std::string render(const http_response& r, bool close) const;
+    std::string render(const http_response& r, bool close);
 
     const std::chrono::steady_clock::time_point deadline_;
     const std::function<http_response()> on_timeout_;
+    std::function<void(const http_response&)> rendered_;
     mutable std::mutex mu_;
     phase phase_ = phase::open;
     std::optional<http_response> answer_;  // complete() before attach()
@@ -174,6 +181,10 @@ public:
     void set_ready(bool ready) { ready_ = ready; }
     // Set before start(); without one every route is open (unit tests).
     void set_authenticator(http_authenticator auth) { auth_ = std::move(auth); }
+    // Set before start(): every answered request is also written there.
+    void set_access_log(access_log* log);
+    // Requests answered, by route and status code, and their durations.
+    const http_stats& stats() const;
     bool ready() const { return ready_; }
     // Idle keep-alive connections waiting off the worker pool.
     std::size_t parked_connections() const;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -24,10 +25,12 @@
 #include "ml/serving.h"
 #include "ml/supervisor.h"
 #include "ml/training_worker.h"
+#include "server/access_log.h"
 #include "server/app.h"
 #include "server/app_metrics.h"
 #include "server/auth.h"
 #include "server/handlers.h"
+#include "server/http_stats.h"
 #include "store/json_writer.h"
 #include "store/time_util.h"
 
@@ -79,7 +82,16 @@ public:
     exposition& sample(
         double value,
         std::initializer_list<std::pair<std::string_view, std::string_view>> labels = {}) {
+        return sample_of("", value, labels);
+    }
+
+    // A sample named the family's name and `suffix`, as a histogram's
+    // _bucket, _sum and _count.
+    exposition& sample_of(
+        std::string_view suffix, double value,
+        std::initializer_list<std::pair<std::string_view, std::string_view>> labels = {}) {
         out_ += name_;
+        out_ += suffix;
         if (labels.size()) {
             out_ += '{';
             bool first = true;
@@ -124,6 +136,46 @@ private:
 
 double num(std::uint64_t v) {
     return static_cast<double>(v);
+}
+
+// Requests by route and status code, their durations, and the access log.
+void http_metrics(exposition& e, const app& a) {
+    const auto routes = a.request_stats().snapshot();
+    e.family("kennel_http_requests_total", "counter",
+             "HTTP requests answered, by route and status code (route \"(unmatched)\": no route "
+             "took the request).");
+    for (const auto& r : routes) {
+        for (const auto& c : r.codes)
+            e.sample(num(c.count),
+                     {{"method", r.label.method}, {"route", r.label.pattern}, {"code", c.code}});
+    }
+    e.family("kennel_http_request_duration_seconds", "histogram",
+             "Time from a request's headers read to its answer made, by route.");
+    std::vector<std::string> bounds;
+    for (double b : http_stats::bucket_bounds) {
+        char text[32];  // "0.0005" and "1", as the client libraries write them
+        std::snprintf(text, sizeof text, "%g", b);
+        bounds.emplace_back(text);
+    }
+    bounds.push_back("+Inf");
+    for (const auto& r : routes) {
+        for (std::size_t i = 0; i < r.buckets.size(); ++i)
+            e.sample_of(
+                "_bucket", num(r.buckets[i]),
+                {{"method", r.label.method}, {"route", r.label.pattern}, {"le", bounds[i]}});
+        e.sample_of("_sum", r.seconds_sum,
+                    {{"method", r.label.method}, {"route", r.label.pattern}});
+        e.sample_of("_count", num(r.count()),
+                    {{"method", r.label.method}, {"route", r.label.pattern}});
+    }
+    if (const access_log* log = a.request_log()) {
+        const access_log_stats s = log->stats();
+        e.family("kennel_access_log_lines_total", "counter",
+                 "Access log lines, by outcome: dropped when its queue was full or a write "
+                 "failed.")
+            .sample(num(s.written), {{"outcome", "written"}})
+            .sample(num(s.dropped), {{"outcome", "dropped"}});
+    }
 }
 
 // The process metrics every Prometheus client library exports by these
@@ -207,6 +259,8 @@ http_response get_metrics(app& a, const http_request&) {
         .sample(num(w.pending));
     e.family("kennel_writer_checkpoints_total", "counter", "WAL checkpoints run.")
         .sample(num(w.checkpoints));
+
+    http_metrics(e, a);
 
     e.family("kennel_predictions_total", "counter", "Predictions answered (fallbacks included).")
         .sample(num(r.predictions_total));
@@ -320,11 +374,15 @@ http_response get_metrics(app& a, const http_request&) {
 
     // Outcomes that partition the jobs, so that sum() counts each once ("run"
     // counted the failed ones too).
+    // A cancel is a person's choice and an interrupted job is requeued:
+    // neither is a failure worth an alert.
     e.family("kennel_training_jobs_total", "counter",
-             "Training jobs the worker ran, by how they ended (failed: failed, timed out, "
-             "cancelled or interrupted).")
+             "Training jobs the worker ran, by how they ended (failed: failed or timed out; "
+             "interrupted: by a stop, and queued again).")
         .sample(num(t.jobs_run - t.jobs_failed), {{"outcome", "succeeded"}})
-        .sample(num(t.jobs_failed), {{"outcome", "failed"}});
+        .sample(num(t.jobs_failed - t.jobs_cancelled - t.jobs_interrupted), {{"outcome", "failed"}})
+        .sample(num(t.jobs_cancelled), {{"outcome", "cancelled"}})
+        .sample(num(t.jobs_interrupted), {{"outcome", "interrupted"}});
     e.family("kennel_training_triggers_total", "counter", "Retrain triggers that queued a job.")
         .sample(num(t.triggers_fired));
     e.family("kennel_training_running", "gauge", "1 while a training job runs.")

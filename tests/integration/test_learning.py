@@ -1472,6 +1472,12 @@ class CancelTest(SharedServerCase):
         self.assertIn("before it started", j["error"], j)
         self.assertIsNone(j["started_at"], j)
 
+        def job_outcomes():
+            text = self.c.get("/metrics").text
+            return {o: float(n) for o, n in re.findall(
+                r'^kennel_training_jobs_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+        outcomes = job_outcomes()
+
         # Cancel the running one: its process is killed, its job cancelled.
         started = time.monotonic()
         r = self.c.post("/v1/jobs/%d/cancel" % running)
@@ -1485,6 +1491,10 @@ class CancelTest(SharedServerCase):
         self.assertIsNone(j["version"], j)
         with self.assertRaises(ProcessLookupError):
             os.kill(pid, 0)  # the training process is gone (and reaped)
+        # Counted as cancelled, not as a failure worth an alert.
+        wait_until(lambda: job_outcomes()["cancelled"] == outcomes["cancelled"] + 1, 10,
+                   "the cancel counted in /metrics")
+        self.assertEqual(job_outcomes()["failed"], outcomes["failed"])
 
         # Finished jobs cannot be cancelled; unknown ones do not exist.
         r = self.c.post("/v1/jobs/%d/cancel" % running)

@@ -1114,12 +1114,16 @@ class PredictTest(SharedServerCase):
                 continue
             if line.startswith("# TYPE "):
                 _, _, family, kind = line.split(" ")
-                self.assertIn(kind, ("counter", "gauge"), line)
+                self.assertIn(kind, ("counter", "gauge", "histogram"), line)
                 types[family] = kind
                 continue
             m = sample_re.match(line)
             self.assertIsNotNone(m, "not a sample line: %r" % line)
-            self.assertIn(m.group("name"), types, "a sample before its TYPE: %r" % line)
+            family = m.group("name")
+            if family not in types:  # a histogram's series
+                family = re.sub(r"_(bucket|sum|count)$", "", family)
+                self.assertEqual(types.get(family), "histogram", line)
+            self.assertIn(family, types, "a sample before its TYPE: %r" % line)
             samples[m.group("name") + (m.group("labels") or "")] = float(m.group("value"))
         for family, kind in types.items():
             self.assertEqual(kind == "counter", family.endswith("_total"), family)
@@ -1131,6 +1135,21 @@ class PredictTest(SharedServerCase):
         self.assertGreaterEqual(samples["kennel_predictions_total"], 7)
         self.assertEqual(samples["kennel_predict_pool_refused_total"], serving["predict_pool"]["refused"])
         self.assertGreater(samples['kennel_facts_total{outcome="stored"}'], 0)
+        # Requests by route and code; each histogram's buckets rise to its count.
+        route = '{method="POST",route="/v1/models/{name}/predict"'
+        self.assertGreaterEqual(samples['kennel_http_requests_total' + route + ',code="200"}'], 4)
+        for key, count in samples.items():
+            if not key.startswith("kennel_http_request_duration_seconds_count{"):
+                continue
+            labels = key[key.index("{"):-1]
+            buckets = [v for k, v in samples.items()
+                       if k.startswith("kennel_http_request_duration_seconds_bucket" + labels + ",")]
+            self.assertEqual(len(buckets), 16, key)
+            self.assertEqual(buckets, sorted(buckets), key)
+            self.assertEqual(samples["kennel_http_request_duration_seconds_bucket" + labels +
+                                     ',le="+Inf"}'], count)
+        self.assertGreaterEqual(samples["kennel_http_request_duration_seconds_count" + route + "}"],
+                                4)
         # Which build runs, and the process metrics of every client library.
         version = kennel_harness.run_cli(["version"]).stdout.split()
         build = [k for k in samples if k.startswith("kennel_build_info{")]
@@ -1152,7 +1171,8 @@ class PredictTest(SharedServerCase):
             if before == after:
                 break
         ended = sum(float(re.search(r'^kennel_training_jobs_total\{outcome="%s"\} (\S+)$' % o,
-                                    text, re.M).group(1)) for o in ("succeeded", "failed"))
+                                    text, re.M).group(1))
+                    for o in ("succeeded", "failed", "cancelled", "interrupted"))
         self.assertEqual(ended, after)
         self.assertGreater(samples['kennel_prediction_latency_recent_seconds{quantile="0.99"}'], 0)
         # A model without a usable version says why.

@@ -1281,6 +1281,98 @@ class ProcessTest(KennelTestCase):
         self.assertEqual(server.stop(), 0, server.stderr())
         self.assertIn("stopped cleanly", server.stderr())
 
+    def wait_for_lines(self, path, want, bound=10):
+        """The JSON lines of an access log once `want(lines)` holds."""
+        deadline = time.monotonic() + bound
+        while True:
+            lines = []
+            if os.path.exists(path):
+                with open(path) as f:
+                    lines = [json.loads(line) for line in f]
+            if want(lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def test_the_access_log_has_a_line_per_answer_and_sighup_reopens_it(self):
+        log = self.path("access.log")
+        server = self.start_server(["--access-log", log])
+        admin = self.client(server)
+        key = admin.post_json("/v1/keys", {"name": "ingester", "scopes": ["ingest"]}).json()["key"]
+        keyed = Client(server.port, auth=None)
+        self.addCleanup(keyed.close)
+        anon = Client(server.port, auth=None)
+        self.addCleanup(anon.close)
+        r = keyed.post_json("/v1/facts", fact("al", "e1", {"x": 1}),
+                            headers={"Authorization": "Bearer " + key,
+                                     "User-Agent": "shop-app/1.2"})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(anon.get("/v1/streams?x=%22").status, 401)
+        self.assertEqual(anon.get("/nowhere").status, 404)
+
+        def find(lines, method, target):
+            return [l for l in lines if l["method"] == method and l["target"] == target]
+        lines = self.wait_for_lines(log, lambda ls: find(ls, "GET", "/nowhere"))
+        for line in lines:
+            self.assertEqual(set(line), {"time", "remote", "actor", "method", "target", "route",
+                                         "status", "bytes", "duration_ms", "user_agent"}, line)
+            self.assertEqual(line["remote"], "127.0.0.1")
+            self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+            self.assertGreaterEqual(line["duration_ms"], 0)
+        posted = find(lines, "POST", "/v1/facts")[-1]
+        self.assertEqual((posted["actor"], posted["route"], posted["status"], posted["user_agent"]),
+                         ("key:ingester", "/v1/facts", 201, "shop-app/1.2"), posted)
+        self.assertEqual(posted["bytes"], len(r.body))
+        created = find(lines, "POST", "/v1/keys")[0]
+        self.assertEqual((created["actor"], created["status"]), ("admin", 201), created)
+        refused = find(lines, "GET", "/v1/streams?x=%22")[0]
+        self.assertEqual((refused["actor"], refused["route"], refused["status"]),
+                         (None, "/v1/streams", 401), refused)
+        unknown = find(lines, "GET", "/nowhere")[0]
+        self.assertEqual((unknown["route"], unknown["status"]), (None, 404), unknown)
+        # Only the owner and its group may read it: it names clients and users.
+        self.assertEqual(os.stat(log).st_mode & 0o007, 0)
+
+        # The counts in /metrics agree, a histogram's count with its codes'.
+        text = admin.get("/metrics").text
+        facts_201 = re.search(r'^kennel_http_requests_total\{method="POST",route="/v1/facts",'
+                              r'code="201"\} (\S+)$', text, re.M)
+        self.assertIsNotNone(facts_201, text)
+        self.assertGreaterEqual(float(facts_201.group(1)), 1)
+        codes = re.findall(r'^kennel_http_requests_total\{method="POST",route="/v1/facts",'
+                           r'code="\d+"\} (\S+)$', text, re.M)
+        count = re.search(r'^kennel_http_request_duration_seconds_count\{method="POST",'
+                          r'route="/v1/facts"\} (\S+)$', text, re.M)
+        self.assertEqual(sum(float(c) for c in codes), float(count.group(1)))
+        self.assertRegex(text, r'(?m)^kennel_http_requests_total\{method="\(any\)",'
+                               r'route="\(unmatched\)",code="404"\} [1-9]')
+        self.assertRegex(text, r'(?m)^kennel_access_log_lines_total\{outcome="written"\} [1-9]')
+        self.assertRegex(text, r'(?m)^kennel_access_log_lines_total\{outcome="dropped"\} 0$')
+
+        # logrotate moves the file, then sends SIGHUP: new lines go to a new file.
+        os.rename(log, log + ".1")
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(log):
+            self.assertLess(time.monotonic(), deadline, server.stderr())
+            time.sleep(0.05)
+        self.assertEqual(anon.get("/healthz?after=rotation").status, 200)
+        moved = self.wait_for_lines(log, lambda ls: find(ls, "GET", "/healthz?after=rotation"))
+        self.assertTrue(find(moved, "GET", "/healthz?after=rotation"), moved)
+        with open(log + ".1") as f:
+            self.assertNotIn("after=rotation", f.read())
+        self.assertIn("reopening the access log " + log, server.stderr())
+        self.assertIn("info access-log: reopened " + log, server.stderr())
+        admin.close()
+        self.assertEqual(server.stop(), 0, server.stderr())
+
+    def test_an_access_log_that_cannot_be_opened_stops_the_start(self):
+        missing = self.path("no-such-dir/access.log")
+        code, out, err = kennel_harness.run_serve_expecting_exit(
+            ["--port", "0", "--db", self.path("k.db"), "--access-log", missing], bound=10)
+        self.assertEqual(code, 1, err)
+        self.assertIn("cannot open the access log %s: No such file or directory" % missing, err)
+        self.assertNotIn("ready", out)
+
     def test_sigterm_exits_0_and_every_acknowledged_fact_is_in_the_db(self):
         server = self.start_server()
         c = self.client(server)

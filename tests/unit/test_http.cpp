@@ -13,6 +13,8 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -24,11 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include "server/access_log.h"
 #include "server/errors.h"
 #include "server/http_server.h"
+#include "server/http_stats.h"
 #include "server/json_body.h"
 #include "store/json_writer.h"
 #include "tests/unit/tcp_probe.h"
+#include "tests/unit/test_support.h"
 
 using namespace kennel;
 using json = nlohmann::json;
@@ -86,7 +91,8 @@ struct test_server {
     std::unique_ptr<http_server> server;
     int port = 0;
 
-    explicit test_server(std::size_t max_body = 1024, int keepalive_s = 5, int read_timeout_s = 5) {
+    explicit test_server(std::size_t max_body = 1024, int keepalive_s = 5, int read_timeout_s = 5,
+                         access_log* log = nullptr) {
         http_options o;
         o.keepalive_timeout_s = keepalive_s;
         o.host = "127.0.0.1";
@@ -187,6 +193,7 @@ struct test_server {
              {"bytes", "deadline"}},
         };
         server = std::make_unique<http_server>(o, std::move(routes));
+        if (log) server->set_access_log(log);
         auto bound = server->bind();
         if (!bound) throw std::runtime_error(bound.error().to_string());
         port = *bound;
@@ -1469,4 +1476,245 @@ TEST_CASE("a request's client address: X-Forwarded-For is believed only from a t
     // IPv6, bracketed, and IPv4 written as IPv4-mapped IPv6 are one address.
     CHECK(client_address("::ffff:127.0.0.1", "2001:db8::1", proxy) == "2001:db8::1");
     CHECK(client_address("::1", "[2001:db8::7]", {"::1"}) == "[2001:db8::7]");
+}
+
+// ------------------------------------------------------ counts and access log
+
+namespace {
+
+// The counts of one route (by method and pattern) from a snapshot, or null.
+const http_stats::route_snapshot* route_counts(const std::vector<http_stats::route_snapshot>& all,
+                                               const std::string& method,
+                                               const std::string& pattern) {
+    for (const auto& r : all) {
+        if (r.label.method == method && r.label.pattern == pattern) return &r;
+    }
+    return nullptr;
+}
+
+std::map<std::string, std::uint64_t> codes_of(const http_stats::route_snapshot* r) {
+    std::map<std::string, std::uint64_t> out;
+    if (r) {
+        for (const auto& c : r->codes) out[c.code] = c.count;
+    }
+    return out;
+}
+
+// Waits until `done` holds (the access log writes about ten times a second).
+template <class F>
+bool eventually(F done) {
+    for (int i = 0; i < 500; ++i) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+}
+
+std::vector<json> json_lines(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<json> out;
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+}
+
+access_entry sample_entry(std::string_view target) {
+    access_entry e;
+    e.received = std::chrono::system_clock::time_point(std::chrono::seconds(1796515200));
+    e.remote = "127.0.0.1";
+    e.method = "GET";
+    e.target = target;
+    e.status = 200;
+    e.bytes = 12;
+    e.seconds = 0.0012345;
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("requests are counted by route and status code, with their durations", "[http]") {
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+    REQUIRE(c.Get("/items/a")->status == 200);
+    REQUIRE(c.Get("/items/b?q=1")->status == 200);
+    REQUIRE(c.Get("/fail")->status == 400);
+    REQUIRE(c.Get("/throw")->status == 500);
+    REQUIRE(c.Get("/nowhere")->status == 404);
+    REQUIRE(c.Delete("/items/a")->status == 405);
+    REQUIRE(c.Post("/items", std::string(2000, 'x'), "text/plain")->status == 413);
+    REQUIRE(c.Get("/later/0")->status == 202);
+    // Answered at its deadline with the timeout's answer; the late one is not counted.
+    REQUIRE(c.Get("/later/400?deadline=100")->status == 503);
+    REQUIRE(eventually([&] { return s.completed_later == 1; }));
+
+    const auto all = s.server->stats().snapshot();
+    const auto* items = route_counts(all, "GET", "/items/{id}");
+    REQUIRE(items);
+    CHECK(codes_of(items) == std::map<std::string, std::uint64_t>{{"200", 2}});
+    CHECK(items->count() == 2);
+    CHECK(items->seconds_sum > 0);
+    // Cumulative buckets that end at the count.
+    CHECK(std::is_sorted(items->buckets.begin(), items->buckets.end()));
+    CHECK(items->buckets.back() == 2);
+    CHECK(codes_of(route_counts(all, "GET", "/fail")) ==
+          std::map<std::string, std::uint64_t>{{"400", 1}});
+    CHECK(codes_of(route_counts(all, "GET", "/throw")) ==
+          std::map<std::string, std::uint64_t>{{"500", 1}});
+    const auto* later = route_counts(all, "GET", "/later/{ms}");
+    CHECK(codes_of(later) == std::map<std::string, std::uint64_t>{{"202", 1}, {"503", 1}});
+    // The timed-out one took its deadline, 100 ms.
+    REQUIRE(later);
+    CHECK(later->seconds_sum >= 0.09);
+    // No route took these (a 405's path is known, its method is not).
+    CHECK(codes_of(route_counts(all, "(any)", "(unmatched)")) ==
+          std::map<std::string, std::uint64_t>{{"404", 1}, {"405", 1}, {"413", 1}});
+    CHECK_FALSE(route_counts(all, "PUT", "/items/{id}"));  // never asked: not listed
+}
+
+TEST_CASE("http_stats puts each duration in the first bucket at or above it", "[http]") {
+    http_stats st(std::vector<http_stats::route_label>{{"GET", "/a"}});
+    st.record(0, 200, 0.0005);  // on a bound: that bucket (le is "at most")
+    st.record(0, 200, 0.0006);
+    st.record(0, 299, 100.0);  // past the last bound: +Inf only; an unlisted code
+    st.record(0, 200, -1.0);   // a clock that stepped back adds nothing to the sum
+    const auto all = st.snapshot();
+    REQUIRE(all.size() == 1);
+    const auto& b = all[0].buckets;
+    const auto at = [&](double bound) {
+        const auto* it =
+            std::find(http_stats::bucket_bounds.begin(), http_stats::bucket_bounds.end(), bound);
+        REQUIRE(it != http_stats::bucket_bounds.end());
+        return b[static_cast<std::size_t>(it - http_stats::bucket_bounds.begin())];
+    };
+    CHECK(at(0.00025) == 1);  // the negative one
+    CHECK(at(0.0005) == 2);
+    CHECK(at(0.001) == 3);
+    CHECK(at(10) == 3);
+    CHECK(b.back() == 4);
+    CHECK(all[0].seconds_sum == Approx(100.0011));
+    CHECK(codes_of(&all[0]) == std::map<std::string, std::uint64_t>{{"200", 3}, {"other", 1}});
+}
+
+TEST_CASE("every status an error kind maps to has a code of its own in the counts", "[http]") {
+    for (int k = static_cast<int>(error_kind::ok); k <= static_cast<int>(error_kind::internal);
+         ++k) {
+        const int code = error_response(status(static_cast<error_kind>(k), "x")).status;
+        INFO("error kind " << k << " status " << code);
+        CHECK(std::find(http_stats::known_codes.begin(), http_stats::known_codes.end(), code) !=
+              http_stats::known_codes.end());
+    }
+    CHECK(std::is_sorted(http_stats::known_codes.begin(), http_stats::known_codes.end()));
+}
+
+TEST_CASE("the access log has a JSON line per answer, a deferred one with its final status",
+          "[http][access_log]") {
+    testing::temp_dir dir;
+    const std::string path = dir.file("access.log");
+    auto log = access_log::open(path);
+    REQUIRE(log);
+    {
+        test_server s(1024, 5, 5, log->get());
+        s.server->set_ready(true);
+        auto c = s.client();
+        c.set_default_headers({{"User-Agent", "probe \"quoted\"\tx"}});
+        REQUIRE(c.Get("/items/a%22b?q=1")->status == 200);
+        REQUIRE(c.Get("/later/30")->status == 202);
+        REQUIRE(c.Get("/later/400?deadline=100")->status == 503);
+        REQUIRE(c.Get("/nowhere")->status == 404);
+        REQUIRE(eventually([&] { return s.completed_later == 2; }));
+    }
+    log->reset();  // writes out what is queued
+    std::vector<json> lines;
+    for (const json& j : json_lines(path)) {
+        if (j["target"] != "/ping") lines.push_back(j);  // the fixture's wait for the server
+    }
+    REQUIRE(lines.size() == 4);
+    const json& item = lines[0];
+    CHECK(item["method"] == "GET");
+    CHECK(item["target"] == "/items/a%22b?q=1");
+    CHECK(item["route"] == "/items/{id}");
+    CHECK(item["status"] == 200);
+    CHECK(item["remote"] == "127.0.0.1");
+    CHECK(item["actor"].is_null());  // no authenticator in this server
+    CHECK(item["user_agent"] == "probe \"quoted\"\tx");
+    CHECK(item["bytes"].get<int>() > 0);
+    CHECK(item["duration_ms"].get<double>() >= 0);
+    const std::string time = item["time"];
+    CHECK(time.size() >= 20);
+    CHECK(time.back() == 'Z');
+    CHECK(lines[1]["route"] == "/later/{ms}");
+    CHECK(lines[1]["status"] == 202);
+    CHECK(lines[1]["bytes"] == std::string("{\"later\":30}").size());
+    CHECK(lines[1]["duration_ms"].get<double>() >= 25);
+    CHECK(lines[2]["status"] == 503);
+    CHECK(lines[2]["duration_ms"].get<double>() >= 90);
+    CHECK(lines[3]["route"].is_null());
+    CHECK(lines[3]["status"] == 404);
+}
+
+TEST_CASE("an access log line is valid JSON whatever the request held", "[access_log]") {
+    access_entry e = sample_entry("/a\x01\xff\"b\\");
+    e.user_agent = "ua\t";
+    const std::string line = access_log::format(e);
+    REQUIRE(line.back() == '\n');
+    CHECK(std::count(line.begin(), line.end(), '\n') == 1);
+    const json j = json::parse(line);
+    CHECK(j["time"] == "2026-12-06T00:00:00Z");
+    CHECK(j["target"] == "/a\x01\xEF\xBF\xBD\"b\\");  // invalid UTF-8 as U+FFFD
+    CHECK(j["user_agent"] == "ua\t");
+    CHECK(j["actor"].is_null());
+    CHECK(j["route"].is_null());
+    CHECK(j["duration_ms"] == 1.235);  // rounded to the microsecond
+}
+
+TEST_CASE("a full access log queue drops lines and counts them", "[access_log]") {
+    testing::temp_dir dir;
+    auto log = access_log::open(dir.file("a.log"), 10);  // smaller than any line
+    REQUIRE(log);
+    (*log)->add(sample_entry("/x"));
+    (*log)->add(sample_entry("/y"));
+    CHECK((*log)->stats().dropped == 2);
+    CHECK((*log)->stats().written == 0);
+    CHECK((*log)->stats().queued_bytes == 0);
+}
+
+TEST_CASE("an access log write that fails is dropped, counted, and tried again later",
+          "[access_log]") {
+    auto log = access_log::open("/dev/full");  // every write: ENOSPC
+    REQUIRE(log);
+    (*log)->add(sample_entry("/x"));
+    CHECK(eventually([&] { return (*log)->stats().dropped == 1; }));
+    (*log)->add(sample_entry("/y"));
+    CHECK(eventually([&] { return (*log)->stats().dropped == 2; }));
+    CHECK((*log)->stats().written == 0);
+}
+
+TEST_CASE("reopen() writes to a new file at the path once the old one was moved", "[access_log]") {
+    testing::temp_dir dir;
+    const std::string path = dir.file("a.log");
+    auto log = access_log::open(path);
+    REQUIRE(log);
+    (*log)->add(sample_entry("/before"));
+    REQUIRE(eventually([&] { return (*log)->stats().written == 1; }));
+    std::filesystem::rename(path, path + ".1");  // as logrotate does
+    (*log)->add(sample_entry("/queued-before-the-signal"));
+    (*log)->reopen();
+    REQUIRE(eventually([&] { return std::filesystem::exists(path); }));
+    (*log)->add(sample_entry("/after"));
+    REQUIRE(eventually([&] { return (*log)->stats().written == 3; }));
+    log->reset();
+    const auto old_lines = json_lines(path + ".1");
+    const auto new_lines = json_lines(path);
+    REQUIRE(old_lines.size() == 2);
+    CHECK(old_lines[0]["target"] == "/before");
+    CHECK(old_lines[1]["target"] == "/queued-before-the-signal");
+    REQUIRE(new_lines.size() == 1);
+    CHECK(new_lines[0]["target"] == "/after");
+}
+
+TEST_CASE("an access log that cannot be opened says which and why", "[access_log]") {
+    auto log = access_log::open("/nonexistent-dir/a.log");
+    REQUIRE_FALSE(log);
+    CHECK_THAT(log.error().message(), Catch::Contains("/nonexistent-dir/a.log"));
+    CHECK_THAT(log.error().message(), Catch::Contains("No such file"));
 }
