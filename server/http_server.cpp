@@ -640,6 +640,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
             return;
         }
         choose_encoding(req, res);
+        // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
+        if (req.method == "HEAD") res.set_header("Accept-Ranges", "none");
         impl_->end_exchange(start, matched, res.status, res.body.size(), req.method, req.target,
                             impl_->access ? req.get_header_value("User-Agent") : std::string(),
                             ours.remote_addr, ours.actor);

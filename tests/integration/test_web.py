@@ -113,6 +113,10 @@ class WebAssetsTest(KennelTestCase):
                 r = who.get(path, headers={"Range": rng})
                 self.assertEqual(r.status, 200, r)
                 self.assertIsNone(r.header("Content-Range"), r.headers)
+                # A HEAD is told so (httplib said "Accept-Ranges: bytes").
+                head = who.request("HEAD", path)
+                self.assertEqual(head.status, 200, head)
+                self.assertEqual(head.header("Accept-Ranges"), "none", head.headers)
                 if path == "/assets/app.js":
                     self.assertEqual(r.body, app_js)
                 else:
