@@ -44,6 +44,18 @@ std::int64_t rss_mb(pid_t pid) {
     return resident * ::sysconf(_SC_PAGESIZE) / (1024 * 1024);
 }
 
+// The kernel's count of processes its out-of-memory killer has killed, the
+// whole machine's, cgroup limits included (0 when unknown).
+std::uint64_t oom_kills() {
+    std::ifstream vmstat("/proc/vmstat");
+    std::string name;
+    std::uint64_t value = 0;
+    while (vmstat >> name >> value) {
+        if (name == "oom_kill") return value;
+    }
+    return 0;
+}
+
 std::string describe_signal(int sig) {
     const char* name = ::strsignal(sig);
     return "signal " + std::to_string(sig) + (name ? std::string(" (") + name + ")" : "");
@@ -79,6 +91,13 @@ status training_worker::start() {
         std::chrono::seconds(30));
     if (!s) return s;
     for (const requeued_job& j : requeued) {
+        if (j.queued == 0) {
+            log_error("trainer", "job " + std::to_string(j.interrupted) + " of model \"" + j.model +
+                                     "\" was interrupted by a restart for the second time in a "
+                                     "row: failed, not queued again (it may be what stops "
+                                     "Kennel; see its log)");
+            continue;
+        }
         log_warn("trainer", "job " + std::to_string(j.interrupted) + " of model \"" + j.model +
                                 "\" was interrupted by a restart; queued again as job " +
                                 std::to_string(j.queued));
@@ -455,6 +474,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     argv.push_back(nullptr);
 
     const pid_t parent = ::getpid();
+    const std::uint64_t oom_kills_before = oom_kills();
     rlimit files{};
     const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
                            ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
@@ -473,6 +493,14 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         // its deadline and memory limit.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != parent) ::_exit(125);
+        // The kernel's out-of-memory killer takes the fit first, never the
+        // server beside it: unadjusted, it took the server once the server
+        // held more memory than the fit (a probe at 128 MB), and then the
+        // fit too (PR_SET_PDEATHSIG above). Raising it needs no privilege.
+        if (const int adj = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); adj >= 0) {
+            [[maybe_unused]] const ssize_t w = ::write(adj, "1000", 4);
+            ::close(adj);
+        }
         ::setpriority(PRIO_PROCESS, 0, options_.nice);
         // SCHED_IDLE: the fit gets a CPU only when serving does not want it
         // (measured with two busy loops beside bench/predict's load: 49k
@@ -628,6 +656,22 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             return finish(job_state::failed, "exceeded its memory limit of " + std::to_string(memory_mb) +
                                                  " MB (resident " + std::to_string(peak_rss) + " MB) and was stopped");
         case kill_reason::none: break;
+    }
+    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
+        // Not Kennel's kill (those have their reasons above): the kernel's
+        // out-of-memory killer, when it killed something while the job ran.
+        const bool oom = oom_kills() > oom_kills_before;
+        return finish(job_state::failed,
+                      oom ? "the kernel's out-of-memory killer stopped the training process "
+                            "(resident " +
+                                std::to_string(peak_rss) +
+                                " MB when last seen): the machine, or the service's memory "
+                                "limit, ran out of memory; set training.memory_mb below the "
+                                "memory free for training, so that Kennel stops a fit that "
+                                "needs more and says so"
+                          : "the training process was killed (" + describe_signal(SIGKILL) +
+                                "), not by Kennel (resident " + std::to_string(peak_rss) +
+                                " MB when last seen)");
     }
     if (WIFSIGNALED(wstatus)) {
         return finish(job_state::failed, "the training process crashed: " + describe_signal(WTERMSIG(wstatus)));

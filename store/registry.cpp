@@ -191,17 +191,28 @@ status request_cancel(connection& c, std::int64_t id) {
                       job_state_name(job->state) + ")");
 }
 
+namespace {
+
+// The error of a job a crash left running, found at the next start.
+constexpr const char* stopped_while_running = "Kennel stopped while this job was running";
+
+}  // namespace
+
 std::vector<requeued_job> recover_interrupted_jobs(connection& c) {
-    std::vector<std::tuple<std::int64_t, std::string, bool>> stuck;
+    std::vector<std::tuple<std::int64_t, std::string, bool, std::optional<std::int64_t>>> stuck;
     {
+        // With the job it was requeued from, if a crash interrupted that one too.
         statement st(c,
-                     "SELECT id, model, cancel_requested FROM jobs WHERE state = 'running'"
-                     " ORDER BY id");
+                     "SELECT j.id, j.model, j.cancel_requested, p.id FROM jobs j"
+                     " LEFT JOIN jobs p ON p.id = j.requeued_from AND p.state = 'interrupted'"
+                     " AND p.error = ? WHERE j.state = 'running' ORDER BY j.id");
+        st.bind(1, std::string(stopped_while_running));
         while (st.step())
-            stuck.emplace_back(st.column_int(0), st.column_text(1), st.column_int(2) != 0);
+            stuck.emplace_back(st.column_int(0), st.column_text(1), st.column_int(2) != 0,
+                               st.column_opt_int(3));
     }
     std::vector<requeued_job> fresh;
-    for (const auto& [id, model, cancel_requested] : stuck) {
+    for (const auto& [id, model, cancel_requested, crashed_before] : stuck) {
         if (cancel_requested) {
             // A cancel was accepted before the stop: the job ends cancelled,
             // not queued again (to train, and perhaps publish).
@@ -210,8 +221,23 @@ std::vector<requeued_job> recover_interrupted_jobs(connection& c) {
             append_job_log(c, id, "info", "cancelled on request; Kennel stopped before it ended");
             continue;
         }
+        if (crashed_before) {
+            // Twice in a row the server died during this job: the job may be
+            // why (a fit the kernel's out-of-memory killer answered by killing
+            // the server), and queued again at every start it made a crash loop.
+            const std::string why =
+                "Kennel stopped while this job was running, as it did while job " +
+                std::to_string(*crashed_before) +
+                ", which this job stood for, was running: not queued again, since the job may "
+                "be what stops Kennel (see the system log, e.g. for the out-of-memory killer); "
+                "train it again once the cause is known";
+            transition_job(c, id, job_state::running, job_state::failed, why);
+            append_job_log(c, id, "error", why);
+            fresh.push_back({id, model, 0});
+            continue;
+        }
         transition_job(c, id, job_state::running, job_state::interrupted,
-                       std::string("Kennel stopped while this job was running"));
+                       std::string(stopped_while_running));
         append_job_log(c, id, "warn", "interrupted by a restart; queued again");
         fresh.push_back({id, model, insert_job(c, model, "requeued", "kennel", id)});
     }

@@ -153,11 +153,13 @@ void append_job_log(connection& c, std::int64_t id, const std::string& level,
 // Marks a queued job cancelled, or flags a running one for the worker.
 status request_cancel(connection& c, std::int64_t id);
 
-// Jobs left running by a crash: marked interrupted, each queued again.
+// Jobs left running by a crash: marked interrupted, each queued again,
+// unless a crash had interrupted the job it was queued for as well (then it
+// is failed, and queued is 0).
 struct requeued_job {
     std::int64_t interrupted = 0;  // the job the crash left running
     std::string model;
-    std::int64_t queued = 0;  // the new job standing for it
+    std::int64_t queued = 0;  // the new job standing for it; 0: none
 };
 std::vector<requeued_job> recover_interrupted_jobs(connection& c);
 

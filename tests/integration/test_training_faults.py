@@ -123,6 +123,16 @@ class FaultTest(SharedServerCase):
         self.assertIn("crashed", j["error"], j)
         self.assertIn("signal %d" % signal.SIGSEGV, j["error"], j)
 
+    def test_a_fit_killed_from_outside_fails_its_job_saying_so(self):
+        job_id = self.start_sleeping_fit("killed", 120)
+        pid = training_pid(self, self.c, job_id)
+        os.kill(pid, signal.SIGKILL)
+        j = wait_job(self, self.c, job_id, timeout=30)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("the training process was killed (signal %d" % signal.SIGKILL, j["error"])
+        self.assertIn("not by Kennel", j["error"])
+        self.assertTrue(self.server.running(), self.server.stderr())
+
     def test_a_trainer_past_its_deadline_times_out(self):
         started = time.monotonic()
         j = self.run_fault("sleep", training={"deadline_seconds": 2})
@@ -289,6 +299,18 @@ class FaultsNeedTheFlagTest(SharedServerCase):
         self.assertEqual(r.json()["error"]["field"], "test_fault", r)
 
 
+def start_fault_job(test, c, f, l, fault, training):
+    """Defines a regression model with the test fault and queues its
+    training; returns (model, job id, training process PID) once it runs."""
+    name = uid(fault)
+    put_model(test, c, name, definition("regression", f, l, test_fault=fault, training=training))
+    job_id = queue_training(test, c, name)
+    pid = wait_until(lambda: training_pid(test, c, job_id), 20,
+                     "the training process of job %d started" % job_id)
+    test.addCleanup(kill_training_process, pid, job_id)
+    return name, job_id, pid
+
+
 class InterruptedJobTest(KennelTestCase):
     """A server that dies (or stops) while a job runs: at the next start the
     job is interrupted and a new job, requeued_from the old one, runs it."""
@@ -297,13 +319,7 @@ class InterruptedJobTest(KennelTestCase):
         server, c = self.serve(db, ("--test-faults",))
         f, l = uid("feat"), uid("lab")
         load_rows(self, c, f, l, synthetic("regression", 60, seed=10))
-        name = uid("sleepy")
-        put_model(self, c, name, definition("regression", f, l, test_fault="sleep",
-                                            training={"deadline_seconds": 600}))
-        job_id = queue_training(self, c, name)
-        pid = wait_until(lambda: training_pid(self, c, job_id), 20,
-                         "the training process of job %d started" % job_id)
-        self.addCleanup(kill_training_process, pid, job_id)
+        name, job_id, pid = start_fault_job(self, c, f, l, "sleep", {"deadline_seconds": 600})
         # A killed server leaves its job's work directory behind (reported);
         # remove exactly that one ("kennel-job-PID-JOB-" and a random suffix).
         prefix = os.path.join(tempfile.gettempdir(), "kennel-job-%d-%d-" % (server.proc.pid, job_id))
@@ -411,6 +427,42 @@ class InterruptedJobTest(KennelTestCase):
         self.assertIn("also stands for interrupted job %d" % old, log_text(done))
         self.assertEqual(len(c.get("/v1/models/%s/versions" % name).json()["versions"]), 1)
 
+    def test_a_job_interrupted_by_two_crashes_in_a_row_is_failed_not_queued_again(self):
+        # A fit that brings the server down (the out-of-memory killer taking
+        # the server) was queued again at every start: a crash loop under
+        # systemd's Restart=, a new job each lap.
+        db = os.path.join(self.tmp, "loop.db")
+        server, c, name, first, pid = self.start_sleeping_job(db)
+        c.close()
+        server.kill()
+        kill_training_process(pid, first)
+        server, c = self.serve(db, ("--test-faults",))  # the requeued job sleeps too
+        second = [x for x in c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+                  if x["requeued_from"] == first][0]["id"]
+        pid = wait_until(lambda: training_pid(self, c, second), 20,
+                         "the training process of job %d started" % second)
+        self.addCleanup(kill_training_process, pid, second)
+        c.close()
+        server.kill()
+        kill_training_process(pid, second)
+
+        server, c = self.serve(db)
+        j = get_job(self, c, second)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("as it did while job %d" % first, j["error"])
+        self.assertIn("not queued again", j["error"])
+        self.assertIn("not queued again", log_text(j))
+        jobs = c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+        self.assertEqual(sorted((x["id"], x["state"]) for x in jobs),
+                         [(first, "interrupted"), (second, "failed")], jobs)
+        self.assertIn('job %d of model "%s" was interrupted by a restart for the second time in '
+                      'a row' % (second, name), server.stderr())
+        # The server serves, and a person may train the model again.
+        self.assertEqual(c.get("/readyz").status, 200)
+        done = train_and_wait(self, c, name)
+        self.assertEqual(done["state"], "succeeded", log_text(done))
+        self.assertIsNone(done["requeued_from"], done)
+
     def test_the_training_process_does_not_outlive_a_killed_server(self):
         db = os.path.join(self.tmp, "orphan.db")
         server, c, name, old, pid = self.start_sleeping_job(db)
@@ -424,6 +476,64 @@ class InterruptedJobTest(KennelTestCase):
         self.assertFalse(is_training_process(pid, old),
                          "training process %d of job %d still runs after its server was killed"
                          % (pid, old))
+
+
+def memory_cgroup(test, limit_bytes):
+    """A memory cgroup (v1 or v2) limited to limit_bytes; returns the path
+    of its cgroup.procs, or skips the test when one cannot be made (not
+    root, no memory controller). Removed at cleanup (empty by then)."""
+    if os.geteuid() != 0:
+        test.skipTest("needs root to make a memory cgroup")
+    name = "kennel-test-%d-%d" % (os.getpid(), int(time.monotonic() * 1000))
+    for base, limit_file in (("/sys/fs/cgroup/memory", "memory.limit_in_bytes"),
+                             ("/sys/fs/cgroup", "memory.max")):
+        if not os.path.exists(os.path.join(base, limit_file if base.endswith("memory")
+                                           else "cgroup.subtree_control")):
+            continue
+        if not base.endswith("memory"):
+            with open(os.path.join(base, "cgroup.subtree_control")) as f:
+                if "memory" not in f.read().split():
+                    continue
+        path = os.path.join(base, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        test.addCleanup(lambda p=path: os.path.isdir(p) and os.rmdir(p))
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(limit_bytes))
+        return os.path.join(path, "cgroup.procs")
+    test.skipTest("no memory cgroup can be made here")
+
+
+class OutOfMemoryKillerTest(KennelTestCase):
+    """The kernel's out-of-memory killer, in a memory cgroup around the
+    server: it takes the fit, not the server, and the job says so."""
+
+    def test_the_out_of_memory_killer_takes_the_fit_and_the_job_says_so(self):
+        procs = memory_cgroup(self, 400 * 1024 * 1024)
+        server, c = self.serve(os.path.join(self.tmp, "oom.db"), ("--test-faults",))
+        f, l = uid("feat"), uid("lab")
+        load_rows(self, c, f, l, synthetic("regression", 60, seed=12))
+        with open(procs, "w") as out:
+            out.write(str(server.proc.pid))  # the fit, forked later, is in it too
+        self.addCleanup(server.stop)  # before the cgroup is removed (cleanups run last first)
+        # A memory limit far above the cgroup's: Kennel's own watch never
+        # stops it, the kernel does.
+        _, job, pid = start_fault_job(self, c, f, l, "oom", {"memory_mb": 8192})
+        try:
+            with open("/proc/%d/oom_score_adj" % pid) as adj:
+                self.assertEqual(adj.read().strip(), "1000")
+        except FileNotFoundError:
+            pass  # already killed: the job's error below says by whom
+        with open("/proc/%d/oom_score_adj" % server.proc.pid) as adj:
+            self.assertNotEqual(adj.read().strip(), "1000")
+        j = wait_job(self, c, job, timeout=60)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("the kernel's out-of-memory killer stopped the training process", j["error"])
+        self.assertIn("training.memory_mb", j["error"])
+        self.assertTrue(server.running(), server.stderr())
+        self.assertEqual(c.get("/readyz").status, 200)
 
 
 class NoTemporaryDirectoryTest(KennelTestCase):
