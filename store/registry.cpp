@@ -1068,14 +1068,30 @@ void insert_prediction_segments(connection& c, const std::vector<prediction_segm
 }
 
 std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit) {
-    // Segments are inserted in time order, so the old ones are the first by
-    // id: only the first `limit` are looked at, never the whole table.
-    statement st(c,
-                 "DELETE FROM prediction_segments WHERE id IN (SELECT id FROM (SELECT id, last_time"
-                 " FROM prediction_segments ORDER BY id LIMIT ?2) WHERE last_time < ?1)");
-    st.bind(1, before).bind(2, limit);
-    st.run();
-    return c.changes();
+    // Model by model through the (model, last_time) index, so that only the
+    // expired segments' rows are read. Reading the oldest 100,000 rows by id
+    // to find them, every minute, kept the writer's page cache full: 68 MB
+    // more resident memory beside a 150 MB log, expiring nothing.
+    std::int64_t deleted = 0;
+    statement next_model(c, "SELECT min(model) FROM prediction_segments WHERE model > ?");
+    statement expire(c,
+                     "DELETE FROM prediction_segments WHERE id IN (SELECT id FROM"
+                     " prediction_segments WHERE model = ?1 AND last_time < ?2"
+                     " ORDER BY last_time LIMIT ?3)");
+    std::string model;  // "" sorts before every model's name
+    while (deleted < limit) {
+        next_model.reset();
+        next_model.bind(1, model);
+        if (!next_model.step()) break;
+        auto found = next_model.column_opt_text(0);
+        if (!found) break;
+        model = std::move(*found);
+        expire.reset();
+        expire.bind(1, model).bind(2, before).bind(3, limit - deleted);
+        expire.run();
+        deleted += c.changes();
+    }
+    return deleted;
 }
 
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {

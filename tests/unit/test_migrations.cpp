@@ -583,6 +583,19 @@ TEST_CASE("old prediction-log segments are deleted oldest first, newer ones kept
     CHECK(expire_prediction_segments(c, 350) == 0);
     CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
     CHECK(count_rows(c, "SELECT min(time) FROM predictions") == 400);
+    // Every model's are looked at, a model with none to delete included,
+    // and the limit counts across them.
+    for (const char* model : {"c", "d", "e"}) {
+        prediction_row p;
+        p.model = model;
+        p.arm = "live";
+        p.time = 450;
+        insert_predictions(c, {p});
+    }
+    CHECK(expire_prediction_segments(c, 460, 2) == 2);
+    CHECK(expire_prediction_segments(c, 460) == 2);
+    CHECK(count_rows(c, "SELECT count(*) FROM prediction_segments") == 2);
+    CHECK(count_rows(c, "SELECT min(last_time) FROM prediction_segments") == 500);
 }
 
 // The log encodes entries on many threads and merges them per model before
