@@ -1,10 +1,19 @@
 // kennel: a reactive machine-learning server in one binary. See README.md.
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/cli.h"
 
 int main(int argc, char** argv) {
+    // Started with standard input, output or error closed (`>&-`), the next
+    // file opened would take its number: the database's lock file became
+    // standard output, and the "listening" line and access log went into it.
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) < 0 && ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+            return 1;
+    }
     // Fixed thresholds turn off glibc's dynamic ones. Freeing a large block
     // (a model artifact of tens of MB) raised the trim threshold up to 64 MB,
     // after which no thread arena gave the free memory at its top back: a

@@ -1,8 +1,10 @@
 #include "server/access_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -15,10 +17,25 @@ namespace kennel {
 namespace {
 
 int open_for_append(const std::string& path) {
-    if (path == "-") return ::dup(STDOUT_FILENO);
+    // Non-blocking, so that a FIFO without a reader fails here (ENXIO)
+    // instead of blocking the start or a reopen, and a reader that stops
+    // reading cannot hold the writer (and so the stop) for ever. Standard
+    // output is opened anew where it can be (a pipe, a file), so the flag
+    // does not reach the process's own stdout; a socket (journald's) is
+    // duplicated as it is.
+    constexpr int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK;
+    if (path == "-") {
+        const int fd = ::open("/proc/self/fd/1", flags);
+        return fd >= 0 ? fd : ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    }
     // Created with the process's umask (Kennel adds 007: the log names
     // clients and users, so no one else may read it).
-    return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    return ::open(path.c_str(), flags | O_CREAT, 0666);
+}
+
+std::string open_error(const std::string& path, int err) {
+    return err == ENXIO ? "no process has the FIFO " + path + " open for reading"
+                        : std::string(std::strerror(err));
 }
 
 }  // namespace
@@ -29,7 +46,7 @@ result<std::unique_ptr<access_log>> access_log::open(const std::string& path,
     const int fd = open_for_append(path);
     if (fd < 0)
         return status(error_kind::internal,
-                      "cannot open the access log " + path + ": " + std::strerror(errno));
+                      "cannot open the access log " + path + ": " + open_error(path, errno));
     return std::unique_ptr<access_log>(new access_log(path, fd, max_queued_bytes));
 }
 
@@ -43,6 +60,7 @@ access_log::~access_log() {
         std::lock_guard lock(mu_);
         stopping_ = true;
     }
+    closing_ = true;
     wake_.notify_one();
     thread_.join();
     ::close(fd_);
@@ -107,16 +125,55 @@ access_log_stats access_log::stats() const {
     return s;
 }
 
-bool access_log::write_all(std::string_view text) {
-    while (!text.empty()) {
-        const ssize_t n = ::write(fd_, text.data(), text.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
+std::size_t access_log::write_some(std::string_view text) {
+    std::size_t done = 0;
+    int waited_ms = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+        if (n > 0) {
+            done += static_cast<std::size_t>(n);
+            continue;
         }
-        text.remove_prefix(static_cast<std::size_t>(n));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN && waited_ms < 1000 && !closing_) {
+            pollfd p{fd_, POLLOUT, 0};
+            ::poll(&p, 1, 100);
+            waited_ms += 100;
+            continue;
+        }
+        if (n == 0) errno = EIO;
+        break;
     }
-    return true;
+    return done;
+}
+
+void access_log::write_batch(std::string& batch) {
+    const auto count_lines = [](std::string_view text) {
+        return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+    };
+    const std::size_t lines = count_lines(batch);
+    const std::size_t ending = mid_line_ ? 1 : 0;
+    if (mid_line_) batch.insert(batch.begin(), '\n');
+    const std::size_t n = write_some(batch);
+    const int err = errno;
+    const std::string_view sent = std::string_view(batch).substr(0, n);
+    const std::size_t whole = n > ending ? count_lines(sent.substr(ending)) : 0;
+    if (n >= ending) mid_line_ = n > ending && sent.back() != '\n';
+    written_.fetch_add(whole, std::memory_order_relaxed);
+    if (n == batch.size()) {
+        if (failing_) log_info("access-log", "writing to " + path_ + " again");
+        failing_ = false;
+        return;
+    }
+    // A line cut short counts as dropped: the next write ends it with a
+    // newline, and a reader skips it as the one line that does not parse.
+    dropped_.fetch_add(lines - whole, std::memory_order_relaxed);
+    if (!failing_)
+        log_error("access-log", "cannot write to " + path_ + ": " +
+                                    (err == EAGAIN ? std::string("its reader is not keeping up")
+                                                   : std::string(std::strerror(err))) +
+                                    "; lines are dropped (and counted) until it works again");
+    failing_ = true;
 }
 
 void access_log::loop() {
@@ -136,23 +193,7 @@ void access_log::loop() {
             reopen_ = false;
         }
         if (!batch.empty()) {
-            std::size_t lines = 0;
-            for (char c : batch) lines += c == '\n';
-            if (write_all(batch)) {
-                written_.fetch_add(lines, std::memory_order_relaxed);
-                if (failing_) log_info("access-log", "writing to " + path_ + " again");
-                failing_ = false;
-            } else {
-                const int err = errno;
-                // A line written in part counts as dropped too: a reader sees
-                // it cut short.
-                dropped_.fetch_add(lines, std::memory_order_relaxed);
-                if (!failing_)
-                    log_error("access-log", "cannot write to " + path_ + ": " + std::strerror(err) +
-                                                "; lines are dropped (and counted) until it "
-                                                "works again");
-                failing_ = true;
-            }
+            write_batch(batch);
             batch.clear();
         }
         if (reopen) {
@@ -160,11 +201,12 @@ void access_log::loop() {
             const int fd = open_for_append(path_);
             if (fd < 0) {
                 const int err = errno;
-                log_error("access-log", "cannot reopen " + path_ + ": " + std::strerror(err) +
+                log_error("access-log", "cannot reopen " + path_ + ": " + open_error(path_, err) +
                                             "; still writing to the file opened before");
             } else {
                 ::close(fd_);
                 fd_ = fd;
+                mid_line_ = false;  // a new file starts on a line of its own
                 log_info("access-log", "reopened " + path_);
             }
         }

@@ -49,6 +49,7 @@ public:
     static constexpr std::size_t default_max_queued_bytes = 8 << 20;
 
     // Opens `path` to append ("-": standard output) and starts the writer.
+    // A FIFO must have a reader already; writes to it never block for long.
     static result<std::unique_ptr<access_log>> open(
         const std::string& path, std::size_t max_queued_bytes = default_max_queued_bytes);
     ~access_log();  // writes out what is queued
@@ -69,8 +70,12 @@ public:
 private:
     access_log(std::string path, int fd, std::size_t max_queued_bytes);
     void loop();
-    // Writes it all; false (errno set) on a failure.
-    bool write_all(std::string_view text);
+    // Writes the queued lines; counts them written or dropped.
+    void write_batch(std::string& batch);
+    // Writes as much of `text` as it can; returns how much (errno says why
+    // when not all). A pipe whose reader is not keeping up is waited for up
+    // to a second, or until the log closes.
+    std::size_t write_some(std::string_view text);
 
     const std::string path_;
     int fd_;
@@ -83,6 +88,10 @@ private:
     std::atomic<std::uint64_t> written_{0};
     std::atomic<std::uint64_t> dropped_{0};
     bool failing_ = false;  // the last write failed (logged once)
+    // A failed write left a line cut short: the next write ends it first, so
+    // that the lines after it stay whole.
+    bool mid_line_ = false;
+    std::atomic<bool> closing_{false};  // write_some gives up waiting
     std::thread thread_;
 };
 

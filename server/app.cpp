@@ -203,6 +203,7 @@ status app::start_store() {
     writer_options w;
     w.db_path = options_.db;
     w.db = db;
+    w.db.cache_kib = options_.writer_cache_mb * 1024;
     w.max_pending = options_.writer_queue;
     writer_ = std::make_unique<fact_writer>(w);
     if (status s = writer_->start(); !s) return s;
@@ -280,9 +281,12 @@ int app::run() {
         (options_.host.find(':') != std::string::npos ? "[" + options_.host + "]" : options_.host) +
         ":" + std::to_string(*port);
     log_info("serve", "listening on http://" + address + " (database " + options_.db + ")");
-    // Tests read this line to find a port chosen with --port 0.
-    std::printf("kennel: listening on %s\n", address.c_str());
-    std::fflush(stdout);
+    // Tests read this line to find a port chosen with --port 0. With the
+    // access log on standard output, it goes to stderr: the output is then
+    // JSON lines only.
+    FILE* notice = options_.access_log == "-" ? stderr : stdout;
+    std::fprintf(notice, "kennel: listening on %s\n", address.c_str());
+    std::fflush(notice);
 
     if (status s = start_store(); !s) {
         log_error("serve", s.message());

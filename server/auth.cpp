@@ -444,6 +444,8 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             return error_response(status(error_kind::unauthenticated,
                                          row ? "this API key was revoked" : "unknown API key"));
         }
+        // Named on a refusal too: the access log says whose key was refused.
+        req.actor = "key:" + row->name;
         if (!has_scope(*row, needs)) {
             std::string scopes;
             for (const auto& s : row->scopes) scopes += (scopes.empty() ? "" : ",") + s;
@@ -451,7 +453,6 @@ std::optional<http_response> authenticator::check(http_request& req, access need
                                          "API key \"" + row->name + "\" has scopes [" + scopes +
                                              "]; this needs " + access_name(needs)));
         }
-        req.actor = "key:" + row->name;
         return std::nullopt;
     }
     if (has_scheme(auth, "basic")) {
@@ -471,13 +472,13 @@ std::optional<http_response> authenticator::check(http_request& req, access need
     if (!cookies.empty()) {
         auto s = session_from_cookie(cookies);
         if (s) {
+            req.actor = s->user;
             // Cookies ride along with cross-site requests; a state change must
             // also prove it came from our page, which alone can read the token.
             if (req.method != "GET" && !same_secret(req.header("x-csrf-token"), s->csrf)) {
                 return error_response(status(error_kind::forbidden,
                                              "missing or wrong X-CSRF-Token for this session"));
             }
-            req.actor = s->user;
             return std::nullopt;
         }
     }

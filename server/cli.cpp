@@ -307,6 +307,7 @@ constexpr option_range serve_ranges[] = {
     {"predict-queue", 1, 1000000, nullptr},
     {"predict-concurrency", 0, 4096, "four per core, at least 8"},
     {"prediction-log-queue", 1, 10000000, nullptr},
+    {"writer-cache-mb", 1, 65536, nullptr},
 };
 
 const option_range& range_of(std::string_view name) {
@@ -386,6 +387,10 @@ int cmd_serve(const std::vector<std::string>& args) {
         "predict-concurrency", po::value<int>()->default_value(0),
         ranged_help("predict-concurrency", "predict requests computing at once, the rest wait")
             .c_str())(
+        "writer-cache-mb", po::value<int>()->default_value(o.writer_cache_mb),
+        ranged_help("writer-cache-mb",
+                    "the writer's SQLite page cache in MiB (it fills as facts are written)")
+            .c_str())(
         "prediction-log-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.prediction_log_queue)),
         ranged_help("prediction-log-queue",
@@ -439,6 +444,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
+    o.writer_cache_mb = ranged<int>(vm, "writer-cache-mb");
     o.keep_versions = vm["keep-versions"].as<int>();
     if (o.keep_versions < 0 || o.keep_versions > 1000000) {
         throw po::error("--keep-versions must be between 0 (keep all) and 1000000, not " +

@@ -20,6 +20,9 @@ struct serve_options {
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     std::size_t max_batch = 10000;
     std::size_t writer_queue = 20000;
+    // The writer's page cache: index pages the duplicate checks of new facts
+    // read stay in it. Resident memory grows to about this as facts come.
+    int writer_cache_mb = 64;
     int write_timeout_ms = 10000;
     int http_threads = 128;
     int keepalive_timeout_s = 5;

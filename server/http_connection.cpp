@@ -251,6 +251,7 @@ buffered_socket_stream::buffered_socket_stream(int sock, std::chrono::millisecon
         std::memcpy(in_.get(), carried.bytes.data(), carried.bytes.size());
         in_len_ = carried.bytes.size();
         ahead_begun_ = true;
+        ahead_began_ = carried.began;
         ahead_due_ = carried.due;
         ahead_head_ = carried.head;
         ahead_need_ = carried.need;
@@ -290,9 +291,9 @@ void buffered_socket_stream::begin_request() {
     last_bytes_ = 0;
     // Read ahead (and perhaps parked), the head's time ran from its first
     // byte. (A body httplib reads itself is timed from the blank line.)
-    headers_due_ = ahead_begun_ && ahead_head_ == 0
-                       ? ahead_due_
-                       : std::chrono::steady_clock::now() + read_timeout_;
+    const auto now = std::chrono::steady_clock::now();
+    headers_due_ = ahead_begun_ && ahead_head_ == 0 ? ahead_due_ : now + read_timeout_;
+    request_began_ = ahead_begun_ ? ahead_began_ : now;
     ahead_begun_ = false;  // the next request starts over
 }
 
@@ -300,6 +301,7 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
     const std::string_view have(in_.get() + in_pos_, in_len_ - in_pos_);
     if (!ahead_begun_) {
         ahead_begun_ = true;
+        ahead_began_ = now;
         ahead_due_ = now + read_timeout_;
         ahead_head_ = ahead_need_ = ahead_seen_ = 0;
         ahead_streams_ = false;
@@ -376,9 +378,14 @@ buffered_socket_stream::ahead_result buffered_socket_stream::read_request(
     }
 }
 
+std::chrono::steady_clock::time_point buffered_socket_stream::ahead_began() const {
+    return ahead_begun_ ? ahead_began_ : std::chrono::steady_clock::now();
+}
+
 partial_request buffered_socket_stream::partial() const {
     partial_request p;
     p.bytes.assign(in_.get() + in_pos_, in_.get() + in_len_);
+    p.began = ahead_began_;
     p.due = ahead_due_;
     p.head = ahead_head_;
     p.need = ahead_need_;
@@ -547,6 +554,8 @@ void raise_listen_backlog(int port) {
 namespace {
 
 thread_local std::shared_ptr<deferred_response> deferred_here;
+// The stream whose request httplib is processing on this thread.
+thread_local const buffered_socket_stream* stream_here = nullptr;
 thread_local bool close_here = false;  // close_after_answer()
 
 const char* reason_phrase(int status) {
@@ -593,6 +602,19 @@ const char* reason_phrase(int status) {
 }
 
 }  // namespace
+
+std::chrono::steady_clock::time_point request_began_here() {
+    return stream_here ? stream_here->request_began() : std::chrono::steady_clock::time_point{};
+}
+
+const std::string& request_peer_here() {
+    static const std::string none;
+    return stream_here ? stream_here->peer() : none;
+}
+
+bool request_reading_stopped_here() {
+    return stream_here && stream_here->stopped_reading();
+}
 
 void defer_answer(std::shared_ptr<deferred_response> d) {
     deferred_here = std::move(d);
@@ -884,6 +906,7 @@ void connection_parker::stop() {
         pollfd p{sock, POLLIN, 0};
         if (!e.carried.bytes.empty() || ::poll(&p, 1, 0) > 0) {
             (void)::send(sock, stopping.data(), stopping.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (stopping_answer_) stopping_answer_(sock, e.carried);
         }
         ::shutdown(sock, SHUT_RDWR);
         ::close(sock);
@@ -930,6 +953,18 @@ httplib::TaskQueue* http_engine::make_task_queue(std::size_t threads) {
     streaming_limit_ = std::max<std::size_t>(1, threads / 4);
     auto* pool = new parking_pool(threads, parker_);
     waiting_ = &pool->waiting();
+    parker_.on_stopping_answer([this](int sock, const partial_request& carried) {
+        if (!loop_answer_) return;
+        sockaddr_storage addr{};
+        socklen_t len = sizeof addr;
+        std::string peer;
+        int peer_port = 0;
+        if (getpeername(sock, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+            address_of(addr, peer, peer_port);
+        const bool begun = carried.began != std::chrono::steady_clock::time_point{};
+        loop_answer_(stopping_answer(), peer,
+                     begun ? carried.began : std::chrono::steady_clock::now());
+    });
     parker_.start(pool, [this](int sock, std::size_t left, partial_request carried) {
         serve(sock, left, std::move(carried));
     });
@@ -976,12 +1011,7 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
     strm.give_up_reading_when_closed(svr_sock_);
     // An answer that leaves a request's body unread, then the close.
     auto answer_and_close = [&](const http_response& r, milliseconds drain) {
-        if (loop_answer_) {
-            std::string peer;
-            int peer_port = 0;
-            strm.get_remote_ip_and_port(peer, peer_port);
-            loop_answer_(r, peer);
-        }
+        if (loop_answer_) loop_answer_(r, strm.peer(), strm.ahead_began());
         const std::string text = render_response(r, true, keep_alive);
         strm.write(text.data(), text.size());
         if (!strm.flush()) return;
@@ -1094,7 +1124,9 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
         }
         strm.begin_request();
         bool closed = false;
+        stream_here = &strm;
         bool ok = process_request(strm, left == 1, closed, nullptr);
+        stream_here = nullptr;
         place.release();  // the body has been read: before the answer goes out
         if (strm.stopped_reading()) {
             strm.discard_output();  // httplib's answer to a read that failed

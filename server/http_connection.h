@@ -54,6 +54,7 @@ inline bool token_char(unsigned char c) {
 // ahead).
 struct partial_request {
     std::vector<char> bytes;
+    std::chrono::steady_clock::time_point began{};  // its first byte was seen
     std::chrono::steady_clock::time_point due{};  // the rest must have come by then
     std::size_t head = 0;  // the head's length once its blank line is in `bytes`, else 0
     std::size_t need = 0;  // with `head`: the head and the body to wait for
@@ -127,6 +128,12 @@ public:
     // httplib is to parse the next request now; the head must be complete by
     // its due time (from its first byte), the body must keep coming.
     void begin_request();
+    // When the request httplib parses now began: its first byte was seen
+    // (read ahead), or httplib began to read it.
+    std::chrono::steady_clock::time_point request_began() const { return request_began_; }
+    // When the request read ahead began (nothing read ahead: now).
+    std::chrono::steady_clock::time_point ahead_began() const;
+    const std::string& peer() const { return remote_ip_; }
     // Reads give up once `listener` is closed (the server is stopping), and
     // stopped_reading() says so: the rest of a slow upload is not waited for.
     void give_up_reading_when_closed(const std::atomic<int>& listener) { listener_ = &listener; }
@@ -153,6 +160,8 @@ private:
     bool peer_closed_ = false;  // reading ahead met the peer's close
     // The next request as read ahead (from in_pos_), like partial_request.
     bool ahead_begun_ = false;
+    std::chrono::steady_clock::time_point ahead_began_{};
+    std::chrono::steady_clock::time_point request_began_{};
     std::chrono::steady_clock::time_point ahead_due_{};
     std::size_t ahead_head_ = 0;
     std::size_t ahead_need_ = 0;
@@ -208,6 +217,11 @@ public:
     std::size_t parked_partial() const;
     // Connections refused since start because the parker was full.
     std::uint64_t refused_full() const { return refused_full_.load(std::memory_order_relaxed); }
+    // Called by stop() for each parked connection it tells "stopping" (503),
+    // with what it had of its request. Set before start().
+    void on_stopping_answer(std::function<void(int sock, const partial_request&)> fn) {
+        stopping_answer_ = std::move(fn);
+    }
     // Started and not stopped: a connection may be offered.
     bool running() const;
 
@@ -237,6 +251,7 @@ private:
     int wake_ = -1;  // an eventfd that interrupts the wait to stop
     httplib::TaskQueue* pool_ = nullptr;
     resume_fn resume_;
+    std::function<void(int sock, const partial_request&)> stopping_answer_;
     std::thread thread_;
 };
 
@@ -255,8 +270,10 @@ public:
     std::uint64_t streaming_refused() const { return streaming_refused_.load(); }
     // Called with each answer the connection loop gives itself, to a request
     // httplib never parsed (a refused head, too many bodies arriving, a
-    // stop), and the peer's address. Set before listening.
-    using loop_answer_fn = std::function<void(const http_response&, const std::string& peer)>;
+    // stop), the peer's address and when the request began. Set before
+    // listening.
+    using loop_answer_fn = std::function<void(const http_response&, const std::string& peer,
+                                              std::chrono::steady_clock::time_point began)>;
     void on_loop_answer(loop_answer_fn fn) { loop_answer_ = std::move(fn); }
 
 private:
@@ -284,6 +301,15 @@ private:
 // answer to the request being processed is deferred. The connection loop
 // takes it once httplib has returned.
 void defer_answer(std::shared_ptr<deferred_response> d);
+
+// What the calling thread's connection loop knows of the request httplib is
+// processing on it (for its handlers and error handler): when its first
+// byte came ({} outside one), its peer's address ("" outside one), and
+// whether reading it was given up because the server is stopping (the loop
+// then discards httplib's answer and says 503 itself).
+std::chrono::steady_clock::time_point request_began_here();
+const std::string& request_peer_here();
+bool request_reading_stopped_here();
 
 // Called on the connection's thread while a request is processed: the
 // connection is closed once its answer is sent. For an answer that leaves

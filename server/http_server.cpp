@@ -103,6 +103,21 @@ std::string_view http_request::header(std::string_view lower_name) const {
     return {};
 }
 
+std::string origin_path(const std::string& path) {
+    // RFC 9112, 3.2.2: a server must take the absolute form, which a client
+    // sends to a proxy ("GET http://host/healthz"); Kennel serves one host.
+    for (std::string_view scheme : {"http://", "https://"}) {
+        if (path.size() < scheme.size() ||
+            !std::equal(scheme.begin(), scheme.end(), path.begin(), [](char a, char b) {
+                return a == std::tolower(static_cast<unsigned char>(b));
+            }))
+            continue;
+        const std::size_t slash = path.find('/', scheme.size());
+        return slash == std::string::npos ? "/" : path.substr(slash);
+    }
+    return path;
+}
+
 std::vector<std::string> split_path(const std::string& path) {
     std::vector<std::string> out;
     out.reserve(8);  // Kennel's routes have at most 6 segments: one allocation
@@ -145,11 +160,6 @@ bool match_route(const std::string& pattern, const std::string& path,
 
 namespace {
 
-// When the request this thread is processing began: its headers were read.
-// Set by the pre-routing handler, which httplib runs for every request it
-// parses, and taken (reset) when the request's answer is counted.
-thread_local std::chrono::steady_clock::time_point request_began{};
-
 // A request's start, for its duration and the access log's time.
 struct exchange_start {
     std::chrono::steady_clock::time_point began;
@@ -173,13 +183,14 @@ struct http_server::impl {
     std::unique_ptr<http_stats> stats;
     access_log* access = nullptr;
 
-    // `began_now`: the request was not parsed (no start was marked for it).
-    exchange_start begin_exchange(bool began_now = false) const {
+    // From when its first byte came (`began`; by default the connection
+    // loop's mark for the request being processed on this thread).
+    exchange_start begin_exchange(
+        std::chrono::steady_clock::time_point began = request_began_here()) const {
         using namespace std::chrono;
         exchange_start s;
         const auto now = steady_clock::now();
-        s.began = began_now || request_began == steady_clock::time_point{} ? now : request_began;
-        request_began = {};
+        s.began = began == steady_clock::time_point{} ? now : began;
         if (access)
             s.received =
                 time_point_cast<system_clock::duration>(system_clock::now() - (now - s.began));
@@ -222,9 +233,17 @@ struct http_server::impl {
     // An answer written into `res` for a request no route took.
     void end_unrouted(const exchange_start& s, const httplib::Request& req,
                       const httplib::Response& res) const {
-        end_exchange(s, stats->unmatched(), res.status, res.body.size(), req.method, req.target,
-                     req.get_header_value("User-Agent"), access ? client_of(req) : std::string(),
-                     {});
+        // httplib sets the address only once it has parsed the request line.
+        const std::string remote = !access                   ? std::string()
+                                   : req.remote_addr.empty() ? request_peer_here()
+                                                             : client_of(req);
+        end_exchange(s, stats->unmatched(), res.status, sent_bytes(req.method, res.body.size()),
+                     req.method, req.target, req.get_header_value("User-Agent"), remote, {});
+    }
+
+    // A HEAD's answer carries no body.
+    static std::size_t sent_bytes(std::string_view method, std::size_t body) {
+        return method == "HEAD" ? 0 : body;
     }
 };
 
@@ -418,8 +437,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // a worker while busy; idle, it is parked off the pool (see
     // connection_parker), so the pool bounds concurrent requests, not clients.
     svr.set_tcp_nodelay(true);
-    svr.on_loop_answer([this](const http_response& r, const std::string& peer) {
-        impl_->end_exchange(impl_->begin_exchange(true), impl_->stats->unmatched(), r.status,
+    svr.on_loop_answer([this](const http_response& r, const std::string& peer,
+                              std::chrono::steady_clock::time_point began) {
+        impl_->end_exchange(impl_->begin_exchange(began), impl_->stats->unmatched(), r.status,
                             r.body.size(), {}, {}, {}, peer, {});
     });
     svr.set_socket_options(kennel_socket_options);
@@ -440,6 +460,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // and a 200).
     svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return;
+        // A read given up for a stop: the connection loop drops this answer
+        // and says 503 itself (and counts that one).
+        if (request_reading_stopped_here()) return;
         http_response r;
         if (res.status == 413) {
             // The declared length when it is a plain number (0: none known).
@@ -477,8 +500,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
             r.status = res.status;
         }
         write_closing_response(std::move(r), req, res);
-        // Timed from now: a request line that cannot be parsed had no start marked.
-        impl_->end_unrouted(impl_->begin_exchange(true), req, res);
+        impl_->end_unrouted(impl_->begin_exchange(), req, res);
     });
     svr.set_exception_handler(
         [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -499,7 +521,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                 http_request& ours,
                                 std::size_t& matched) -> std::shared_ptr<deferred_response> {
         ours.method = req.method == "HEAD" ? "GET" : req.method;
-        ours.path = req.path;
+        ours.path = origin_path(req.path);
         // From the request target only: httplib also puts the fields of a
         // form-encoded body in `params`, which then read as query parameters.
         const auto question = req.target.find('?');
@@ -642,7 +664,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
         choose_encoding(req, res);
         // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
         if (req.method == "HEAD") res.set_header("Accept-Ranges", "none");
-        impl_->end_exchange(start, matched, res.status, res.body.size(), req.method, req.target,
+        impl_->end_exchange(start, matched, res.status,
+                            impl::sent_bytes(req.method, res.body.size()), req.method, req.target,
                             impl_->access ? req.get_header_value("User-Agent") : std::string(),
                             ours.remote_addr, ours.actor);
     };
@@ -652,7 +675,6 @@ http_server::http_server(http_options options, std::vector<route> routes)
     // connection is closed since its unread body cannot be skipped.
     svr.set_pre_routing_handler([this, dispatch](const httplib::Request& req,
                                                  httplib::Response& res) {
-        request_began = std::chrono::steady_clock::now();
         // A request refused here, unread: counted without a route.
         auto refuse = [&](http_response r) {
             write_closing_response(std::move(r), req, res);

@@ -205,6 +205,9 @@ private:
     std::thread thread_;
 };
 
+// The path of a request target in origin form: "http://host/a?b" (the
+// absolute form) gives "/a"; any other path is returned as it is.
+std::string origin_path(const std::string& path);
 // Splits "/a/b/c" into its segments; used for matching and tests.
 std::vector<std::string> split_path(const std::string& path);
 // Matches a path against a "{param}" pattern, filling params on success.

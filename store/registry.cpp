@@ -99,6 +99,14 @@ std::int64_t insert_job(connection& c, const std::string& model, const std::stri
         if (auto id = queued_job_of_current_revision(c, model)) {
             append_job_log(c, *id, "info",
                            "also stands for interrupted job " + std::to_string(*requeued_from));
+            // Named as the job it stands for, so that a second crash during
+            // it is seen as one (recover_interrupted_jobs): without, a job
+            // queued at each crash let the crash loop go on.
+            statement st(c,
+                         "UPDATE jobs SET requeued_from = ?1 WHERE id = ?2 AND requeued_from IS"
+                         " NULL");
+            st.bind(1, *requeued_from).bind(2, *id);
+            st.run();
             return *id;
         }
     }
@@ -1073,21 +1081,23 @@ std::int64_t expire_prediction_segments(connection& c, micros before, std::int64
     // to find them, every minute, kept the writer's page cache full: 68 MB
     // more resident memory beside a 150 MB log, expiring nothing.
     std::int64_t deleted = 0;
+    statement first_model(c, "SELECT min(model) FROM prediction_segments");
     statement next_model(c, "SELECT min(model) FROM prediction_segments WHERE model > ?");
     statement expire(c,
                      "DELETE FROM prediction_segments WHERE id IN (SELECT id FROM"
                      " prediction_segments WHERE model = ?1 AND last_time < ?2"
                      " ORDER BY last_time LIMIT ?3)");
-    std::string model;  // "" sorts before every model's name
+    std::optional<std::string> model;
     while (deleted < limit) {
-        next_model.reset();
-        next_model.bind(1, model);
-        if (!next_model.step()) break;
-        auto found = next_model.column_opt_text(0);
+        statement& next = model ? next_model : first_model;
+        next.reset();
+        if (model) next.bind(1, *model);
+        if (!next.step()) break;
+        auto found = next.column_opt_text(0);
         if (!found) break;
         model = std::move(*found);
         expire.reset();
-        expire.bind(1, model).bind(2, before).bind(3, limit - deleted);
+        expire.bind(1, *model).bind(2, before).bind(3, limit - deleted);
         expire.run();
         deleted += c.changes();
     }

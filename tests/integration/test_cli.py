@@ -146,6 +146,7 @@ class HelpAndVersionTest(KennelTestCase):
             ("predict-threads", "-1", "between 0 (two per core, at least 4) and 256"),
             ("http-threads", "100000", "between 1 and 1024"),
             ("http-threads", "0", "between 1 and 1024"),
+            ("writer-cache-mb", "0", "between 1 and 65536"),
         ]
         db = self.path("k.db")
         for option, value, needle in cases:

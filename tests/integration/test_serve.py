@@ -1295,7 +1295,8 @@ class ProcessTest(KennelTestCase):
 
     def test_the_access_log_has_a_line_per_answer_and_sighup_reopens_it(self):
         log = self.path("access.log")
-        server = self.start_server(["--access-log", log])
+        # A small writer cache, as on a small VM: every write still works.
+        server = self.start_server(["--access-log", log, "--writer-cache-mb", "2"])
         admin = self.client(server)
         key = admin.post_json("/v1/keys", {"name": "ingester", "scopes": ["ingest"]}).json()["key"]
         keyed = Client(server.port, auth=None)
@@ -1308,6 +1309,10 @@ class ProcessTest(KennelTestCase):
         self.assertEqual(r.status, 201, r)
         self.assertEqual(anon.get("/v1/streams?x=%22").status, 401)
         self.assertEqual(anon.get("/nowhere").status, 404)
+        reader = admin.post_json("/v1/keys", {"name": "reader", "scopes": ["read"]}).json()["key"]
+        r403 = anon.post_json("/v1/facts?as=reader", fact("al", "e2", {"x": 1}),
+                              headers={"Authorization": "Bearer " + reader})
+        self.assertEqual(r403.status, 403, r403)
 
         def find(lines, method, target):
             return [l for l in lines if l["method"] == method and l["target"] == target]
@@ -1327,6 +1332,9 @@ class ProcessTest(KennelTestCase):
         refused = find(lines, "GET", "/v1/streams?x=%22")[0]
         self.assertEqual((refused["actor"], refused["route"], refused["status"]),
                          (None, "/v1/streams", 401), refused)
+        # A key refused for its scopes is named: whose request it was.
+        scoped = find(lines, "POST", "/v1/facts?as=reader")[0]
+        self.assertEqual((scoped["actor"], scoped["status"]), ("key:reader", 403), scoped)
         unknown = find(lines, "GET", "/nowhere")[0]
         self.assertEqual((unknown["route"], unknown["status"]), (None, 404), unknown)
         # Only the owner and its group may read it: it names clients and users.
@@ -1364,6 +1372,53 @@ class ProcessTest(KennelTestCase):
         self.assertIn("info access-log: reopened " + log, server.stderr())
         admin.close()
         self.assertEqual(server.stop(), 0, server.stderr())
+
+    def test_an_access_log_on_standard_output_has_json_lines_only(self):
+        # Started with stdout closed too: the lock file once became fd 1,
+        # and the "listening" line and the access log went into it.
+        from test_ingest import free_port
+        for stdout_closed in (False, True):
+            with self.subTest(stdout_closed=stdout_closed):
+                port = free_port()
+                db = self.path("out-%d.db" % stdout_closed)
+                err = open(self.path("out-%d.stderr" % stdout_closed), "w+")
+                self.addCleanup(err.close)
+                p = subprocess.Popen(
+                    [kennel_harness.KENNEL_BIN, "serve", "--port", str(port), "--db", db,
+                     "--access-log", "-"],
+                    stdin=subprocess.DEVNULL, stderr=err, env=kennel_harness.kennel_env(),
+                    stdout=subprocess.DEVNULL if stdout_closed else subprocess.PIPE,
+                    preexec_fn=(lambda: os.close(1)) if stdout_closed else None)
+                try:
+                    c = Client(port, auth=None)
+                    deadline = time.monotonic() + 20
+                    while True:
+                        try:
+                            if c.get("/readyz?probe=1").status == 200:
+                                break
+                        except OSError:
+                            c.close()
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.05)
+                    c.close()
+                    time.sleep(0.3)  # the access log writes about ten times a second
+                    with open(db + ".lock", "rb") as f:  # removed at the stop
+                        lock = f.read()
+                    self.assertNotIn(b"listening", lock)
+                    self.assertNotIn(b"/readyz", lock)
+                finally:
+                    os.kill(p.pid, signal.SIGTERM)
+                    out, _ = p.communicate(timeout=30)
+                self.assertEqual(p.returncode, 0)
+                err.seek(0)
+                self.assertIn("kennel: listening on 127.0.0.1:%d" % port, err.read())
+                if stdout_closed:
+                    continue
+                lines = out.decode().splitlines()
+                self.assertTrue(lines)
+                for line in lines:
+                    self.assertIsInstance(json.loads(line), dict, line)
+                self.assertTrue(any(json.loads(l)["target"] == "/readyz?probe=1" for l in lines))
 
     def test_an_access_log_that_cannot_be_opened_stops_the_start(self):
         missing = self.path("no-such-dir/access.log")

@@ -427,6 +427,20 @@ class InterruptedJobTest(KennelTestCase):
         self.assertIn("also stands for interrupted job %d" % old, log_text(done))
         self.assertEqual(len(c.get("/v1/models/%s/versions" % name).json()["versions"]), 1)
 
+    def crash_during(self, db, job_of):
+        """Starts a server with --test-faults on db, waits for the fit of the
+        job job_of(client) names (a sleeping one), SIGKILLs the server; then
+        starts one without faults. Returns (job id, server, client)."""
+        server, c = self.serve(db, ("--test-faults",))
+        job_id = job_of(c)
+        pid = wait_until(lambda: training_pid(self, c, job_id), 20,
+                         "the training process of job %d started" % job_id)
+        self.addCleanup(kill_training_process, pid, job_id)
+        c.close()
+        server.kill()
+        kill_training_process(pid, job_id)
+        return (job_id,) + self.serve(db)
+
     def test_a_job_interrupted_by_two_crashes_in_a_row_is_failed_not_queued_again(self):
         # A fit that brings the server down (the out-of-memory killer taking
         # the server) was queued again at every start: a crash loop under
@@ -436,17 +450,10 @@ class InterruptedJobTest(KennelTestCase):
         c.close()
         server.kill()
         kill_training_process(pid, first)
-        server, c = self.serve(db, ("--test-faults",))  # the requeued job sleeps too
-        second = [x for x in c.get("/v1/models/%s/jobs" % name).json()["jobs"]
-                  if x["requeued_from"] == first][0]["id"]
-        pid = wait_until(lambda: training_pid(self, c, second), 20,
-                         "the training process of job %d started" % second)
-        self.addCleanup(kill_training_process, pid, second)
-        c.close()
-        server.kill()
-        kill_training_process(pid, second)
-
-        server, c = self.serve(db)
+        # The requeued job sleeps too, and the server dies again.
+        second, server, c = self.crash_during(db, lambda c: [
+            x for x in c.get("/v1/models/%s/jobs" % name).json()["jobs"]
+            if x["requeued_from"] == first][0]["id"])
         j = get_job(self, c, second)
         self.assertEqual(j["state"], "failed", j)
         self.assertIn("as it did while job %d" % first, j["error"])
@@ -462,6 +469,27 @@ class InterruptedJobTest(KennelTestCase):
         done = train_and_wait(self, c, name)
         self.assertEqual(done["state"], "succeeded", log_text(done))
         self.assertIsNone(done["requeued_from"], done)
+
+    def test_a_queued_job_standing_for_a_crashed_one_is_failed_after_a_second_crash(self):
+        # Merged into a job already queued, the interrupted job was named only
+        # in that job's log: a second crash requeued it again, and a job
+        # queued before each crash kept the loop going.
+        db = os.path.join(self.tmp, "twin-loop.db")
+        server, c, name, first, pid = self.start_sleeping_job(db)
+        twin = queue_training(self, c, name)
+        c.close()
+        server.kill()
+        kill_training_process(pid, first)
+
+        def stands_for_first(c):
+            j = get_job(self, c, twin)
+            self.assertEqual(j["requeued_from"], first, j)  # it stands for the crashed job
+            return twin
+        _, server, c = self.crash_during(db, stands_for_first)
+        j = get_job(self, c, twin)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("as it did while job %d" % first, j["error"])
+        self.assertEqual(len(c.get("/v1/models/%s/jobs" % name).json()["jobs"]), 2)
 
     def test_the_training_process_does_not_outlive_a_killed_server(self):
         db = os.path.join(self.tmp, "orphan.db")

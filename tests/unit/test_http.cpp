@@ -6,7 +6,10 @@
 // test includes it too, solely to act as an HTTP *client* against our server.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +24,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -1529,6 +1533,28 @@ access_entry sample_entry(std::string_view target) {
     return e;
 }
 
+// An access log in a temporary directory for a test_server to write, and
+// what it wrote once closed (without the fixture's waits on /ping).
+struct access_log_file {
+    testing::temp_dir dir;
+    std::string path = dir.file("access.log");
+    std::unique_ptr<access_log> log = open(path);
+
+    static std::unique_ptr<access_log> open(const std::string& path) {
+        auto opened = access_log::open(path);
+        if (!opened) throw std::runtime_error(opened.error().to_string());
+        return std::move(*opened);
+    }
+    std::vector<json> lines() {
+        log.reset();  // writes out what is queued
+        std::vector<json> out;
+        for (json& j : json_lines(path)) {
+            if (j["target"] != "/ping") out.push_back(std::move(j));
+        }
+        return out;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("requests are counted by route and status code, with their durations", "[http]") {
@@ -1608,12 +1634,9 @@ TEST_CASE("every status an error kind maps to has a code of its own in the count
 
 TEST_CASE("the access log has a JSON line per answer, a deferred one with its final status",
           "[http][access_log]") {
-    testing::temp_dir dir;
-    const std::string path = dir.file("access.log");
-    auto log = access_log::open(path);
-    REQUIRE(log);
+    access_log_file file;
     {
-        test_server s(1024, 5, 5, log->get());
+        test_server s(1024, 5, 5, file.log.get());
         s.server->set_ready(true);
         auto c = s.client();
         c.set_default_headers({{"User-Agent", "probe \"quoted\"\tx"}});
@@ -1623,11 +1646,7 @@ TEST_CASE("the access log has a JSON line per answer, a deferred one with its fi
         REQUIRE(c.Get("/nowhere")->status == 404);
         REQUIRE(eventually([&] { return s.completed_later == 2; }));
     }
-    log->reset();  // writes out what is queued
-    std::vector<json> lines;
-    for (const json& j : json_lines(path)) {
-        if (j["target"] != "/ping") lines.push_back(j);  // the fixture's wait for the server
-    }
+    const std::vector<json> lines = file.lines();
     REQUIRE(lines.size() == 4);
     const json& item = lines[0];
     CHECK(item["method"] == "GET");
@@ -1717,4 +1736,137 @@ TEST_CASE("an access log that cannot be opened says which and why", "[access_log
     REQUIRE_FALSE(log);
     CHECK_THAT(log.error().message(), Catch::Contains("/nonexistent-dir/a.log"));
     CHECK_THAT(log.error().message(), Catch::Contains("No such file"));
+}
+
+TEST_CASE("an answer is timed from its request's first byte, and its sender logged",
+          "[http][access_log]") {
+    access_log_file file;
+    {
+        test_server s(1024, 5, 5, file.log.get());
+        s.server->set_ready(true);
+        // A small body that comes 300 ms after its head: read ahead, the
+        // request is processed only when whole, but it began with its head.
+        testing::tcp_probe slow(s.port);
+        slow.send_all("POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        slow.send_all("hello");
+        CHECK_THAT(slow.read_response(wire_wait), Catch::StartsWith("HTTP/1.1 201"));
+        // A request line httplib cannot parse: answered before httplib knew
+        // the address, which the log still has.
+        testing::tcp_probe garbage(s.port);
+        garbage.send_all("GARBAGE\r\n\r\n");
+        CHECK_THAT(garbage.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 400"));
+        // A HEAD's answer has no body to count.
+        testing::tcp_probe head(s.port);
+        head.send_all("HEAD /items/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        CHECK_THAT(head.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 200"));
+        const auto* posted = route_counts(s.server->stats().snapshot(), "POST", "/items");
+        REQUIRE(posted);
+        CHECK(posted->seconds_sum >= 0.25);
+    }
+    std::map<std::string, json> by_method;
+    for (const json& j : file.lines()) by_method[j["method"]] = j;
+    REQUIRE(by_method.count("POST"));
+    CHECK(by_method["POST"]["duration_ms"].get<double>() >= 250);
+    REQUIRE(by_method.count("GARBAGE"));
+    CHECK(by_method["GARBAGE"]["status"] == 400);
+    CHECK(by_method["GARBAGE"]["remote"] == "127.0.0.1");
+    REQUIRE(by_method.count("HEAD"));
+    CHECK(by_method["HEAD"]["status"] == 200);
+    CHECK(by_method["HEAD"]["bytes"] == 0);
+}
+
+TEST_CASE("answers a stop gives are logged once each", "[http][access_log]") {
+    access_log_file file;
+    {
+        test_server s(4 << 20, 5, 5, file.log.get());
+        s.server->set_ready(true);
+        // A head still arriving (parked), and a large body arriving on a
+        // worker thread (over the 64 KiB read ahead) when the stop comes.
+        testing::tcp_probe parked(s.port);
+        parked.send_all("GET /items/p HTTP/1.1\r\nHost: x\r\n");
+        testing::tcp_probe upload(s.port);
+        upload.send_all("POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" +
+                        std::string(300000, 'x'));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        s.server->stop();
+        CHECK_THAT(parked.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 503"));
+        CHECK_THAT(upload.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 503"));
+    }
+    const std::vector<json> lines = file.lines();
+    // One each, both 503 (httplib's 400 for the upload's cut read was never sent).
+    REQUIRE(lines.size() == 2);
+    for (const json& j : lines) {
+        CHECK(j["status"] == 503);
+        CHECK(j["remote"] == "127.0.0.1");
+    }
+}
+
+TEST_CASE("after a write cut short, the access log goes on with whole lines", "[access_log]") {
+    testing::temp_dir dir;
+    const std::string fifo = dir.file("fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    // Without a reader a FIFO is refused, not waited for.
+    auto refused = access_log::open(fifo);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message(), Catch::Contains("no process has the FIFO"));
+
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    REQUIRE(reader >= 0);
+    auto log = access_log::open(fifo, 64 << 20);
+    REQUIRE(log);
+    // Far more than the pipe holds while nobody reads: a write is cut short
+    // (after a second's wait) and the rest dropped.
+    const std::size_t sent = 3000;
+    for (std::size_t i = 0; i < sent; ++i)
+        (*log)->add(sample_entry("/before/" + std::to_string(i)));
+    REQUIRE(eventually([&] { return (*log)->stats().dropped > 0; }));
+    std::string got;
+    const auto drain = [&] {
+        char buf[65536];
+        for (ssize_t n; (n = ::read(reader, buf, sizeof buf)) > 0;) got.append(buf, n);
+    };
+    drain();
+    (*log)->add(sample_entry("/after"));
+    REQUIRE(eventually([&] {
+        drain();
+        return got.find("/after") != std::string::npos;
+    }));
+    REQUIRE(eventually([&] {
+        const access_log_stats now = (*log)->stats();
+        return now.written + now.dropped == sent + 1;
+    }));
+    const access_log_stats st = (*log)->stats();
+    log->reset();
+    drain();
+    ::close(reader);
+    // Every line parses but at most one, the one cut short; the last is whole.
+    std::istringstream in(got);
+    std::size_t whole = 0, broken = 0;
+    std::string last;
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty()) continue;
+        (json::accept(line) ? whole : broken) += 1;
+        last = line;
+    }
+    CHECK(broken <= 1);
+    CHECK(whole == st.written);
+    REQUIRE(json::accept(last));
+    CHECK(json::parse(last)["target"] == "/after");
+}
+
+TEST_CASE("a request target in absolute form is served by its path", "[http]") {
+    CHECK(origin_path("http://example.com/items/a") == "/items/a");
+    CHECK(origin_path("HTTPS://example.com:8443/x/y") == "/x/y");
+    CHECK(origin_path("http://example.com") == "/");
+    CHECK(origin_path("/items/http://x") == "/items/http://x");
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe c(s.port);
+    c.send_all("GET http://example.com/items/abs?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    const std::string r = c.read_response(wire_wait);
+    INFO(r);
+    CHECK_THAT(r, Catch::StartsWith("HTTP/1.1 200"));
+    CHECK_THAT(r, Catch::Contains("\"id\":\"abs\""));
+    CHECK_THAT(r, Catch::Contains("\"q\":\"1\""));
 }
