@@ -566,6 +566,8 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         std::vector<std::shared_ptr<const loaded_version>> unloaded;
         {
             std::lock_guard lock(mu_);
+            if (auto old = models_.find(model); old != models_.end())
+                s->latency = old->second->latency;
             // The swap: readers holding the old snapshot finish with it.
             replaced = std::exchange(models_[model], published);
             unloaded = drop_unserved(model, published.get());

@@ -32,6 +32,7 @@
 #include "ml/definition.h"
 #include "ml/drift.h"
 #include "store/db.h"
+#include "store/latency_histogram.h"
 #include "store/status.h"
 
 namespace kennel::ml {
@@ -145,6 +146,9 @@ struct model_serving {
     // `fields` too, flagged fallback_only).
     std::vector<feature_spec> fallback_features;
     std::chrono::steady_clock::time_point built_at;
+    // How long its predict requests took. The model's, not a snapshot's: a
+    // refresh (a promotion, a new definition) hands it on.
+    std::shared_ptr<latency_histogram> latency = std::make_shared<latency_histogram>();
 };
 
 // Sets `s.definition`'s features and task to what its loaded versions read

@@ -1,7 +1,6 @@
 #include "server/http_stats.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace kennel {
 
@@ -24,30 +23,19 @@ std::string http_stats::code_name(std::size_t slot) {
 void http_stats::record(std::size_t route, int status, double seconds) {
     counters& c = counters_[std::min(route, unmatched())];
     c.codes[slot_of(status)].fetch_add(1, std::memory_order_relaxed);
-    const auto* bound = std::lower_bound(bucket_bounds.begin(), bucket_bounds.end(), seconds);
-    c.buckets[static_cast<std::size_t>(bound - bucket_bounds.begin())].fetch_add(
-        1, std::memory_order_relaxed);
-    // A clock that stepped back must not subtract from a counter.
-    const double ns = std::isfinite(seconds) && seconds > 0 ? seconds * 1e9 : 0.0;
-    c.nanoseconds.fetch_add(static_cast<std::uint64_t>(ns), std::memory_order_relaxed);
+    c.latency.record(seconds);
 }
 
 std::vector<http_stats::route_snapshot> http_stats::snapshot() const {
     std::vector<route_snapshot> out;
     for (std::size_t r = 0; r < labels_.size(); ++r) {
         const counters& c = counters_[r];
-        route_snapshot s{labels_[r], {}, {}, 0};
-        std::uint64_t running = 0;
-        for (std::size_t b = 0; b < s.buckets.size(); ++b) {
-            running += c.buckets[b].load(std::memory_order_relaxed);
-            s.buckets[b] = running;
-        }
-        if (running == 0) continue;
+        route_snapshot s{labels_[r], {}, c.latency.read()};
+        if (s.latency.count() == 0) continue;
         for (std::size_t k = 0; k < code_slots; ++k) {
             if (std::uint64_t n = c.codes[k].load(std::memory_order_relaxed))
                 s.codes.push_back({code_name(k), n});
         }
-        s.seconds_sum = static_cast<double>(c.nanoseconds.load(std::memory_order_relaxed)) / 1e9;
         out.push_back(std::move(s));
     }
     return out;

@@ -16,14 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "store/latency_histogram.h"
+
 namespace kennel {
 
 class http_stats {
 public:
-    // Upper bounds of the duration histogram's buckets, in seconds (the last,
-    // +Inf, is implied).
-    static constexpr std::array<double, 15> bucket_bounds = {
-        0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     // The status codes Kennel's answers can have; any other is counted as
     // "other" (none is known to reach it).
     static constexpr std::array<int, 28> known_codes = {
@@ -46,10 +44,8 @@ public:
     };
     struct route_snapshot {
         route_label label;
-        std::vector<code_count> codes;                                // only codes seen, ascending
-        std::array<std::uint64_t, bucket_bounds.size() + 1> buckets;  // cumulative; last is +Inf
-        double seconds_sum;
-        std::uint64_t count() const { return buckets.back(); }
+        std::vector<code_count> codes;  // only codes seen, ascending
+        latency_histogram::counts latency;
     };
     // Routes that answered at least one request, in route order, the
     // unmatched last.
@@ -59,8 +55,7 @@ private:
     static constexpr std::size_t code_slots = known_codes.size() + 1;  // + other
     struct counters {
         std::array<std::atomic<std::uint64_t>, code_slots> codes{};
-        std::array<std::atomic<std::uint64_t>, bucket_bounds.size() + 1> buckets{};
-        std::atomic<std::uint64_t> nanoseconds{0};
+        latency_histogram latency;
     };
     static std::size_t slot_of(int status);
     static std::string code_name(std::size_t slot);

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -32,6 +33,7 @@
 #include "server/handlers.h"
 #include "server/http_stats.h"
 #include "store/json_writer.h"
+#include "store/latency_histogram.h"
 #include "store/time_util.h"
 
 #include "kennel_version.h"
@@ -87,9 +89,13 @@ public:
 
     // A sample named the family's name and `suffix`, as a histogram's
     // _bucket, _sum and _count.
-    exposition& sample_of(
-        std::string_view suffix, double value,
-        std::initializer_list<std::pair<std::string_view, std::string_view>> labels = {}) {
+    using label = std::pair<std::string_view, std::string_view>;
+    exposition& sample_of(std::string_view suffix, double value,
+                          std::initializer_list<label> labels = {}) {
+        return sample_of(suffix, value, std::vector<label>(labels));
+    }
+
+    exposition& sample_of(std::string_view suffix, double value, const std::vector<label>& labels) {
         out_ += name_;
         out_ += suffix;
         if (labels.size()) {
@@ -127,6 +133,29 @@ public:
         return *this;
     }
 
+    // A histogram's series for one set of labels: a _bucket per bound (and
+    // +Inf), _sum and _count.
+    exposition& histogram(std::vector<label> labels, const latency_histogram::counts& c) {
+        static const std::array<std::string, latency_histogram::buckets> le = [] {
+            std::array<std::string, latency_histogram::buckets> out;
+            for (std::size_t i = 0; i < latency_histogram::bounds.size(); ++i) {
+                char text[32];  // "0.0005" and "1", as the client libraries write them
+                std::snprintf(text, sizeof text, "%g", latency_histogram::bounds[i]);
+                out[i] = text;
+            }
+            out.back() = "+Inf";
+            return out;
+        }();
+        labels.emplace_back("le", "");
+        for (std::size_t i = 0; i < c.cumulative.size(); ++i) {
+            labels.back().second = le[i];
+            sample_of("_bucket", static_cast<double>(c.cumulative[i]), labels);
+        }
+        labels.pop_back();
+        sample_of("_sum", c.seconds_sum, labels);
+        return sample_of("_count", static_cast<double>(c.count()), labels);
+    }
+
     std::string take() { return std::move(out_); }
 
 private:
@@ -150,24 +179,9 @@ void http_metrics(exposition& e, const app& a) {
                      {{"method", r.label.method}, {"route", r.label.pattern}, {"code", c.code}});
     }
     e.family("kennel_http_request_duration_seconds", "histogram",
-             "Time from a request's headers read to its answer made, by route.");
-    std::vector<std::string> bounds;
-    for (double b : http_stats::bucket_bounds) {
-        char text[32];  // "0.0005" and "1", as the client libraries write them
-        std::snprintf(text, sizeof text, "%g", b);
-        bounds.emplace_back(text);
-    }
-    bounds.push_back("+Inf");
-    for (const auto& r : routes) {
-        for (std::size_t i = 0; i < r.buckets.size(); ++i)
-            e.sample_of(
-                "_bucket", num(r.buckets[i]),
-                {{"method", r.label.method}, {"route", r.label.pattern}, {"le", bounds[i]}});
-        e.sample_of("_sum", r.seconds_sum,
-                    {{"method", r.label.method}, {"route", r.label.pattern}});
-        e.sample_of("_count", num(r.count()),
-                    {{"method", r.label.method}, {"route", r.label.pattern}});
-    }
+             "Time from a request's first byte to its answer made, by route.");
+    for (const auto& r : routes)
+        e.histogram({{"method", r.label.method}, {"route", r.label.pattern}}, r.latency);
     if (const access_log* log = a.request_log()) {
         const access_log_stats s = log->stats();
         e.family("kennel_access_log_lines_total", "counter",
@@ -280,6 +294,10 @@ http_response get_metrics(app& a, const http_request&) {
              "The version answering a model's live traffic (0: none, see kennel_model_problem).");
     for (const auto& m : models)
         e.sample(m->live ? static_cast<double>(m->live->version) : 0, {{"model", m->name}});
+    e.family("kennel_prediction_duration_seconds", "histogram",
+             "Time a model's predict requests took to compute their answers (one instance or "
+             "a batch), from the request read to its answers made, by model.");
+    for (const auto& m : models) e.histogram({{"model", m->name}}, m->latency->read());
     e.family("kennel_model_problem", "gauge",
              "1 when a model has no usable live version, by reason.");
     for (const auto& m : models) {

@@ -300,6 +300,7 @@ http_response post_model_predict(app& a, const http_request& req) {
 
     const double latency_ms =
         std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    m->latency->record(latency_ms / 1000);
     // One time for the request's answers: their ids and log rows.
     const micros answered_at = now_micros();
     std::string text = batch ? "{\"predictions\":[" : "";

@@ -1138,18 +1138,29 @@ class PredictTest(SharedServerCase):
         # Requests by route and code; each histogram's buckets rise to its count.
         route = '{method="POST",route="/v1/models/{name}/predict"'
         self.assertGreaterEqual(samples['kennel_http_requests_total' + route + ',code="200"}'], 4)
+        histograms = 0
         for key, count in samples.items():
-            if not key.startswith("kennel_http_request_duration_seconds_count{"):
+            family = key.split("{")[0][:-len("_count")]
+            if not key.split("{")[0].endswith("_count") or types.get(family) != "histogram":
                 continue
+            histograms += 1
             labels = key[key.index("{"):-1]
-            buckets = [v for k, v in samples.items()
-                       if k.startswith("kennel_http_request_duration_seconds_bucket" + labels + ",")]
+            buckets = [v for k, v in samples.items() if k.startswith(family + "_bucket" + labels + ",")]
             self.assertEqual(len(buckets), 16, key)
             self.assertEqual(buckets, sorted(buckets), key)
-            self.assertEqual(samples["kennel_http_request_duration_seconds_bucket" + labels +
-                                     ',le="+Inf"}'], count)
+            self.assertEqual(samples[family + "_bucket" + labels + ',le="+Inf"}'], count)
+        self.assertGreater(histograms, 1)
         self.assertGreaterEqual(samples["kennel_http_request_duration_seconds_count" + route + "}"],
                                 4)
+        # Per model: each request once, a batch too; kept across a refresh
+        # of the model's serving (a disable and an enable).
+        per_model = 'kennel_prediction_duration_seconds_count{model="%s"}' % name
+        self.assertEqual(samples[per_model], 4)
+        for action in ("disable", "enable"):
+            r = self.c.post_json("/v1/models/%s/versions/1/%s" % (name, action), {"reason": "test"})
+            self.assertEqual(r.status, 200, r)
+        predict(self, self.c, name, {"entity": "mx-after", "features": FEATURES})
+        self.assertIn(per_model + " 5\n", self.c.get("/metrics").text)
         # Which build runs, and the process metrics of every client library.
         version = kennel_harness.run_cli(["version"]).stdout.split()
         build = [k for k in samples if k.startswith("kennel_build_info{")]

@@ -1577,11 +1577,11 @@ TEST_CASE("requests are counted by route and status code, with their durations",
     const auto* items = route_counts(all, "GET", "/items/{id}");
     REQUIRE(items);
     CHECK(codes_of(items) == std::map<std::string, std::uint64_t>{{"200", 2}});
-    CHECK(items->count() == 2);
-    CHECK(items->seconds_sum > 0);
+    CHECK(items->latency.count() == 2);
+    CHECK(items->latency.seconds_sum > 0);
     // Cumulative buckets that end at the count.
-    CHECK(std::is_sorted(items->buckets.begin(), items->buckets.end()));
-    CHECK(items->buckets.back() == 2);
+    CHECK(std::is_sorted(items->latency.cumulative.begin(), items->latency.cumulative.end()));
+    CHECK(items->latency.cumulative.back() == 2);
     CHECK(codes_of(route_counts(all, "GET", "/fail")) ==
           std::map<std::string, std::uint64_t>{{"400", 1}});
     CHECK(codes_of(route_counts(all, "GET", "/throw")) ==
@@ -1590,7 +1590,7 @@ TEST_CASE("requests are counted by route and status code, with their durations",
     CHECK(codes_of(later) == std::map<std::string, std::uint64_t>{{"202", 1}, {"503", 1}});
     // The timed-out one took its deadline, 100 ms.
     REQUIRE(later);
-    CHECK(later->seconds_sum >= 0.09);
+    CHECK(later->latency.seconds_sum >= 0.09);
     // No route took these (a 405's path is known, its method is not).
     CHECK(codes_of(route_counts(all, "(any)", "(unmatched)")) ==
           std::map<std::string, std::uint64_t>{{"404", 1}, {"405", 1}, {"413", 1}});
@@ -1605,19 +1605,19 @@ TEST_CASE("http_stats puts each duration in the first bucket at or above it", "[
     st.record(0, 200, -1.0);   // a clock that stepped back adds nothing to the sum
     const auto all = st.snapshot();
     REQUIRE(all.size() == 1);
-    const auto& b = all[0].buckets;
+    const auto& b = all[0].latency.cumulative;
     const auto at = [&](double bound) {
         const auto* it =
-            std::find(http_stats::bucket_bounds.begin(), http_stats::bucket_bounds.end(), bound);
-        REQUIRE(it != http_stats::bucket_bounds.end());
-        return b[static_cast<std::size_t>(it - http_stats::bucket_bounds.begin())];
+            std::find(latency_histogram::bounds.begin(), latency_histogram::bounds.end(), bound);
+        REQUIRE(it != latency_histogram::bounds.end());
+        return b[static_cast<std::size_t>(it - latency_histogram::bounds.begin())];
     };
     CHECK(at(0.00025) == 1);  // the negative one
     CHECK(at(0.0005) == 2);
     CHECK(at(0.001) == 3);
     CHECK(at(10) == 3);
     CHECK(b.back() == 4);
-    CHECK(all[0].seconds_sum == Approx(100.0011));
+    CHECK(all[0].latency.seconds_sum == Approx(100.0011));
     CHECK(codes_of(&all[0]) == std::map<std::string, std::uint64_t>{{"200", 3}, {"other", 1}});
 }
 
@@ -1762,7 +1762,7 @@ TEST_CASE("an answer is timed from its request's first byte, and its sender logg
         CHECK_THAT(head.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 200"));
         const auto* posted = route_counts(s.server->stats().snapshot(), "POST", "/items");
         REQUIRE(posted);
-        CHECK(posted->seconds_sum >= 0.25);
+        CHECK(posted->latency.seconds_sum >= 0.25);
     }
     std::map<std::string, json> by_method;
     for (const json& j : file.lines()) by_method[j["method"]] = j;
