@@ -1760,7 +1760,8 @@ TEST_CASE("an answer is timed from its request's first byte, and its sender logg
         testing::tcp_probe head(s.port);
         head.send_all("HEAD /items/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         CHECK_THAT(head.read_to_close(wire_wait), Catch::StartsWith("HTTP/1.1 200"));
-        const auto* posted = route_counts(s.server->stats().snapshot(), "POST", "/items");
+        const auto counts = s.server->stats().snapshot();
+        const auto* posted = route_counts(counts, "POST", "/items");
         REQUIRE(posted);
         CHECK(posted->latency.seconds_sum >= 0.25);
     }
