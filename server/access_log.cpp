@@ -60,7 +60,6 @@ access_log::~access_log() {
         std::lock_guard lock(mu_);
         stopping_ = true;
     }
-    closing_ = true;
     wake_.notify_one();
     thread_.join();
     ::close(fd_);
@@ -135,7 +134,7 @@ std::size_t access_log::write_some(std::string_view text) {
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN && waited_ms < 1000 && !closing_) {
+        if (n < 0 && errno == EAGAIN && waited_ms < 1000 && !stopping_) {
             pollfd p{fd_, POLLOUT, 0};
             ::poll(&p, 1, 100);
             waited_ms += 100;

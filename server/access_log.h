@@ -25,13 +25,13 @@ namespace kennel {
 
 // One answered request.
 struct access_entry {
-    std::chrono::system_clock::time_point received;
-    std::string_view remote;  // the client, past trusted proxies
-    std::string_view actor;   // "admin", "key:NAME"; empty when none signed in
-    std::string_view method;
-    std::string_view target;  // path and query, as sent
-    std::string_view route;   // the route's pattern; empty when none matched
-    std::string_view user_agent;
+    std::chrono::system_clock::time_point received{};
+    std::string_view remote{};  // the client, past trusted proxies
+    std::string_view actor{};   // "admin", "key:NAME"; empty when none signed in
+    std::string_view method{};
+    std::string_view target{};  // path and query, as sent
+    std::string_view route{};   // the route's pattern; empty when none matched
+    std::string_view user_agent{};
     int status = 0;
     std::size_t bytes = 0;  // the answer's body, before any gzip
     double seconds = 0;     // from the request's headers read to its answer made
@@ -83,7 +83,9 @@ private:
     mutable std::mutex mu_;
     std::condition_variable wake_;
     std::string queue_;  // whole lines
-    bool stopping_ = false;
+    // Set under mu_ (so the writer's wait cannot miss it); read without it
+    // by write_some, which gives up waiting for a pipe once it is set.
+    std::atomic<bool> stopping_{false};
     bool reopen_ = false;
     std::atomic<std::uint64_t> written_{0};
     std::atomic<std::uint64_t> dropped_{0};
@@ -91,7 +93,6 @@ private:
     // A failed write left a line cut short: the next write ends it first, so
     // that the lines after it stay whole.
     bool mid_line_ = false;
-    std::atomic<bool> closing_{false};  // write_some gives up waiting
     std::thread thread_;
 };
 

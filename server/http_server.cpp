@@ -170,6 +170,13 @@ struct exchange_start {
 // httplib's Request is gone.
 struct exchange_copy {
     std::string method, target, user_agent, remote, actor;
+    access_entry who() const {
+        return {.remote = remote,
+                .actor = actor,
+                .method = method,
+                .target = target,
+                .user_agent = user_agent};
+    }
 };
 
 }  // namespace
@@ -197,22 +204,17 @@ struct http_server::impl {
         return s;
     }
 
-    // Counts an answer, and writes it to the access log.
+    // Counts an answer, and writes it to the access log: `e` names the
+    // request (method, target, user agent, remote, actor); the rest is
+    // filled in here.
     void end_exchange(const exchange_start& s, std::size_t route, int status, std::size_t bytes,
-                      std::string_view method, std::string_view target, std::string_view user_agent,
-                      std::string_view remote, std::string_view actor) const {
+                      access_entry e = {}) const {
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - s.began).count();
         stats->record(route, status, seconds);
         if (!access) return;
-        access_entry e;
         e.received = s.received;
-        e.remote = remote;
-        e.actor = actor;
-        e.method = method;
-        e.target = target;
         if (route < routes.size()) e.route = routes[route].pattern;
-        e.user_agent = user_agent;
         e.status = status;
         e.bytes = bytes;
         e.seconds = seconds;
@@ -237,8 +239,12 @@ struct http_server::impl {
         const std::string remote = !access                   ? std::string()
                                    : req.remote_addr.empty() ? request_peer_here()
                                                              : client_of(req);
+        const std::string user_agent = req.get_header_value("User-Agent");
         end_exchange(s, stats->unmatched(), res.status, sent_bytes(req.method, res.body.size()),
-                     req.method, req.target, req.get_header_value("User-Agent"), remote, {});
+                     {.remote = remote,
+                      .method = req.method,
+                      .target = req.target,
+                      .user_agent = user_agent});
     }
 
     // A HEAD's answer carries no body.
@@ -440,7 +446,7 @@ http_server::http_server(http_options options, std::vector<route> routes)
     svr.on_loop_answer([this](const http_response& r, const std::string& peer,
                               std::chrono::steady_clock::time_point began) {
         impl_->end_exchange(impl_->begin_exchange(began), impl_->stats->unmatched(), r.status,
-                            r.body.size(), {}, {}, {}, peer, {});
+                            r.body.size(), {.remote = peer});
     });
     svr.set_socket_options(kennel_socket_options);
     int threads = std::max(1, o.threads);
@@ -644,30 +650,30 @@ http_server::http_server(http_options options, std::vector<route> routes)
             write_response(error_response(status(error_kind::internal, e.what())), res);
         }
         if (later) {
-            std::shared_ptr<exchange_copy> copy;
+            // The request's strings outlive it, for the log (when there is one).
+            exchange_copy copy;
             if (impl_->access)
-                copy = std::make_shared<exchange_copy>(
-                    exchange_copy{req.method, req.target, req.get_header_value("User-Agent"),
-                                  std::move(ours.remote_addr), std::move(ours.actor)});
-            later->on_rendered([this, start, matched, copy](const http_response& r) {
-                if (copy) {
-                    impl_->end_exchange(start, matched, r.status, r.body.size(), copy->method,
-                                        copy->target, copy->user_agent, copy->remote, copy->actor);
-                } else {
-                    impl_->end_exchange(start, matched, r.status, r.body.size(), {}, {}, {}, {},
-                                        {});
-                }
-            });
+                copy = {req.method, req.target, req.get_header_value("User-Agent"),
+                        std::move(ours.remote_addr), std::move(ours.actor)};
+            later->on_rendered(
+                [this, start, matched, copy = std::move(copy)](const http_response& r) {
+                    impl_->end_exchange(start, matched, r.status, r.body.size(), copy.who());
+                });
             defer_answer(std::move(later));
             return;
         }
         choose_encoding(req, res);
         // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
         if (req.method == "HEAD") res.set_header("Accept-Ranges", "none");
+        const std::string user_agent =
+            impl_->access ? req.get_header_value("User-Agent") : std::string();
         impl_->end_exchange(start, matched, res.status,
-                            impl::sent_bytes(req.method, res.body.size()), req.method, req.target,
-                            impl_->access ? req.get_header_value("User-Agent") : std::string(),
-                            ours.remote_addr, ours.actor);
+                            impl::sent_bytes(req.method, res.body.size()),
+                            {.remote = ours.remote_addr,
+                             .actor = ours.actor,
+                             .method = req.method,
+                             .target = req.target,
+                             .user_agent = user_agent});
     };
     // Runs before httplib reads the body. httplib 0.11 enforces the payload
     // limit only on bodies with a Content-Length and would read a chunked body

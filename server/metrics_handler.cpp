@@ -14,6 +14,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -92,10 +93,10 @@ public:
     using label = std::pair<std::string_view, std::string_view>;
     exposition& sample_of(std::string_view suffix, double value,
                           std::initializer_list<label> labels = {}) {
-        return sample_of(suffix, value, std::vector<label>(labels));
+        return sample_of(suffix, value, std::span<const label>(labels.begin(), labels.size()));
     }
 
-    exposition& sample_of(std::string_view suffix, double value, const std::vector<label>& labels) {
+    exposition& sample_of(std::string_view suffix, double value, std::span<const label> labels) {
         out_ += name_;
         out_ += suffix;
         if (labels.size()) {
