@@ -1871,3 +1871,21 @@ TEST_CASE("a request target in absolute form is served by its path", "[http]") {
     CHECK_THAT(r, Catch::Contains("\"id\":\"abs\""));
     CHECK_THAT(r, Catch::Contains("\"q\":\"1\""));
 }
+
+TEST_CASE("a reopen that cannot open the path keeps writing to the file it has", "[access_log]") {
+    testing::temp_dir dir;
+    const std::string folder = dir.file("logs");
+    std::filesystem::create_directory(folder);
+    const std::string path = folder + "/a.log";
+    auto log = access_log::open(path);
+    REQUIRE(log);
+    std::filesystem::rename(folder, dir.file("moved"));  // the path now leads nowhere
+    (*log)->reopen();
+    (*log)->add(sample_entry("/after-a-failed-reopen"));
+    REQUIRE(eventually([&] { return (*log)->stats().written == 1; }));
+    CHECK((*log)->stats().dropped == 0);
+    log->reset();
+    const auto lines = json_lines(dir.file("moved") + "/a.log");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0]["target"] == "/after-a-failed-reopen");
+}
