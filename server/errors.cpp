@@ -14,6 +14,8 @@ int http_status_for(error_kind kind) {
         case error_kind::forbidden: return 403;
         case error_kind::rate_limited: return 429;
         case error_kind::conflict: return 409;
+        case error_kind::stale:
+            return 412;
         case error_kind::too_large: return 413;
         case error_kind::length_required: return 411;
         case error_kind::unsupported_media: return 415;

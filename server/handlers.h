@@ -21,6 +21,7 @@ http_response post_job_cancel(app& a, const http_request& req);
 http_response get_model_versions(app& a, const http_request& req);
 http_response get_model_version(app& a, const http_request& req);
 http_response get_model_aliases(app& a, const http_request& req);
+http_response get_model_alias(app& a, const http_request& req);
 http_response put_model_alias(app& a, const http_request& req);
 http_response delete_model_alias(app& a, const http_request& req);
 http_response get_model_deployments(app& a, const http_request& req);

@@ -10,6 +10,7 @@
 #include "server/errors.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
+#include "server/preconditions.h"
 #include "store/registry.h"
 
 namespace kennel {
@@ -106,6 +107,8 @@ http_response put_model(app& a, const http_request& req) {
                                      "send the definition as application/json", "Content-Type"));
     }
     if (req.body.empty()) return error_response(empty_body("the definition (a JSON object)"));
+    auto pre = read_preconditions(req);
+    if (!pre) return error_response(pre.error());
     parsed_definition p = parse_definition(req.body);
     // Data problems are reported together with syntax problems, as long as
     // the body was a JSON object at all. (A text that does not parse names
@@ -120,14 +123,23 @@ http_response put_model(app& a, const http_request& req) {
     put_model_result r;
     std::optional<std::int64_t> carried;  // a queued job moved to the new revision
     std::string author = req.actor.empty() ? "api" : req.actor;
+    std::optional<std::string> etag_now;  // the definition's, when a condition failed
     status s = a.writer().run(
         [&](connection& c) {
+            if (!pre->empty()) {
+                auto m = get_model(c, name);
+                if (m) etag_now = revision_etag(m->current_revision);
+                if (status held =
+                        check_preconditions(*pre, etag_now, "the definition of model " + name);
+                    !held)
+                    return held;
+            }
             r = put_model(c, name, canonical, author);
             if (r.new_revision) carried = carry_queued_jobs_to_current_revision(c, name);
             return status::ok();
         },
         a.write_timeout());
-    if (!s) return error_response(s);
+    if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
     if (carried) a.trainer().wake();
     json out = {{"model", name},
@@ -136,7 +148,9 @@ http_response put_model(app& a, const http_request& req) {
                 {"new_revision", r.new_revision},
                 {"queued_job", carried ? json(*carried) : json(nullptr)},
                 {"definition", json::parse(canonical)}};
-    return json_response(dump_json(out), r.created_model ? 201 : 200);
+    http_response answer = json_response(dump_json(out), r.created_model ? 201 : 200);
+    set_etag(answer, revision_etag(r.revision));
+    return answer;
 }
 
 http_response get_models(app& a, const http_request&) {
@@ -186,7 +200,10 @@ http_response get_model(app& a, const http_request& req) {
                 {"versions", count_versions(*conn, name)},
                 {"rollback", rollback},
                 {"recent_jobs", recent}};
-    return json_response(dump_json(out));
+    // The ETag names the definition's revision: what PUT replaces.
+    http_response answer = json_response(dump_json(out));
+    set_etag(answer, revision_etag(m->current_revision));
+    return answer;
 }
 
 http_response get_model_revisions(app& a, const http_request& req) {
@@ -400,6 +417,26 @@ http_response get_model_aliases(app& a, const http_request& req) {
     return json_response(dump_json({{"model", name}, {"aliases", out}}));
 }
 
+http_response get_model_alias(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    const std::string& alias = req.param("alias");
+    if (!valid_name(alias)) return error_response(alias_name_problem());
+    auto conn = a.readers().acquire();
+    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    for (const auto& al : list_aliases(*conn, name)) {
+        if (al.alias != alias) continue;
+        http_response answer =
+            json_response(dump_json({{"model", name},
+                                     {"alias", al.alias},
+                                     {"version", al.version},
+                                     {"updated_at", format_rfc3339(al.updated_at)}}));
+        set_etag(answer, alias_etag(al.version));
+        return answer;
+    }
+    return error_response(
+        status(error_kind::not_found, "model " + name + " has no alias " + alias, "alias"));
+}
+
 http_response put_model_alias(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     const std::string& alias = req.param("alias");
@@ -414,6 +451,8 @@ http_response put_model_alias(app& a, const http_request& req) {
     }
     if (status s = check_reason(*body, "say why the alias moves: every move is recorded"); !s)
         return error_response(s);
+    auto pre = read_preconditions(req);
+    if (!pre) return error_response(pre.error());
     auto r = body->find("reason");
     {
         auto conn = a.readers().acquire();
@@ -423,20 +462,26 @@ http_response put_model_alias(app& a, const http_request& req) {
     std::string actor = actor_of(req);
     std::string reason = r->get<std::string>();
     bool changed = false;
+    std::optional<std::string> etag_now;  // the alias's, when a condition failed
     status s = a.writer().run(
         [&](connection& c) {
-            changed = alias_version(c, name, alias) != version;
+            const auto before = alias_version(c, name, alias);
+            if (status held = check_alias_preconditions(*pre, before, name, alias, etag_now); !held)
+                return held;
+            changed = before != version;
             return move_alias(c, name, alias, version, actor, reason);
         },
         a.write_timeout());
-    if (!s) return error_response(s);
+    if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
-    return json_response(dump_json({{"model", name},
-                                    {"alias", alias},
-                                    {"version", version},
-                                    {"changed", changed},
-                                    {"actor", actor},
-                                    {"reason", reason}}));
+    http_response answer = json_response(dump_json({{"model", name},
+                                                    {"alias", alias},
+                                                    {"version", version},
+                                                    {"changed", changed},
+                                                    {"actor", actor},
+                                                    {"reason", reason}}));
+    set_etag(answer, alias_etag(version));
+    return answer;
 }
 
 http_response delete_model_alias(app& a, const http_request& req) {
@@ -449,15 +494,24 @@ http_response delete_model_alias(app& a, const http_request& req) {
     if (status s = check_reason(*body, "say why the alias is removed"); !s)
         return error_response(s);
     const std::string reason = (*body)["reason"].get<std::string>();
+    auto pre = read_preconditions(req);
+    if (!pre) return error_response(pre.error());
     {
         // A mistyped model name read as "model x has no alias live".
         auto conn = a.readers().acquire();
         if (!get_model(*conn, name)) return error_response(model_missing(name));
     }
     std::string actor = actor_of(req);
-    status s = a.writer().run([&](connection& c) { return move_alias(c, name, alias, std::nullopt, actor, reason); },
-                              a.write_timeout());
-    if (!s) return error_response(s);
+    std::optional<std::string> etag_now;
+    status s = a.writer().run(
+        [&](connection& c) {
+            const auto before = alias_version(c, name, alias);
+            if (status held = check_alias_preconditions(*pre, before, name, alias, etag_now); !held)
+                return held;
+            return move_alias(c, name, alias, std::nullopt, actor, reason);
+        },
+        a.write_timeout());
+    if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
     return json_response(dump_json({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
                                {"reason", reason}}));

@@ -439,6 +439,7 @@ std::vector<route> make_routes(app& a) {
         {"POST", "/v1/models/{name}/versions/{version}/enable", h(post_version_enable), true,
          admin},
         {"GET", "/v1/models/{name}/aliases", h(get_model_aliases), true, any},
+        {"GET", "/v1/models/{name}/aliases/{alias}", h(get_model_alias), true, any},
         {"PUT", "/v1/models/{name}/aliases/{alias}", h(put_model_alias), true, admin},
         {"DELETE", "/v1/models/{name}/aliases/{alias}", h(delete_model_alias), true, admin},
         {"POST", "/v1/models/{name}/rollback", h(post_model_rollback), true, admin},

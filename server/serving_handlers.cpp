@@ -23,6 +23,7 @@
 #include "server/fact_json.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
+#include "server/preconditions.h"
 #include "store/json_writer.h"
 #include "store/registry.h"
 
@@ -239,6 +240,20 @@ json experiment_json(connection& c, const experiment_row& e) {
             {"history", history}};
 }
 
+// An experiment's ETag counts its recorded changes (its start the first):
+// its history is append-only, so the count names one state.
+std::string experiment_state_etag(connection& c, std::int64_t id) {
+    return experiment_etag(static_cast<std::int64_t>(list_experiment_events(c, id).size()));
+}
+
+// The experiment as it is now, with its ETag.
+http_response experiment_answer(connection& c, std::int64_t id, int code = 200) {
+    http_response answer =
+        json_response(dump_json(experiment_json(c, *get_experiment(c, id))), code);
+    set_etag(answer, experiment_state_etag(c, id));
+    return answer;
+}
+
 json metrics_json(const ml::metric_listing& m) {
     json j = json::object();
     for (const auto& [k, v] : m.values) j[k] = v;
@@ -291,18 +306,38 @@ http_response post_version_enable(app& a, const http_request& req) { return set_
 
 http_response post_model_rollback(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    auto body = reasoned_body(req);
+    auto body = reasoned_body(req, {"to"});
     if (!body) return error_response(body.error());
+    // "to": the version the caller expects live to go back to (what a
+    // confirmation showed); If-Match: the live alias's ETag it expects now.
+    std::optional<std::int64_t> expected_to;
+    if (auto t = body->find("to"); t != body->end()) {
+        if (!t->is_number_integer() || t->get<std::int64_t>() <= 0)
+            return error_response(invalid("to", "must be the positive integer of a version"));
+        expected_to = t->get<std::int64_t>();
+    }
+    auto pre = read_preconditions(req);
+    if (!pre) return error_response(pre.error());
     if (!model_exists(a, name)) return error_response(no_model(name));
     std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     std::int64_t to = 0, from = 0;
+    std::optional<std::string> etag_now;  // live's, when a condition failed
     status s = a.writer().run(
         [&](connection& c) {
             auto live = alias_version(c, name, "live");
+            if (status held = check_alias_preconditions(*pre, live, name, "live", etag_now); !held)
+                return held;
             if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
             from = *live;
             const ml::earlier_live back = ml::earlier_live_version(c, name, *live);
+            if (back.version && expected_to && *back.version != *expected_to) {
+                return status(error_kind::stale,
+                              "a rollback of " + name + " would now move live from v" +
+                                  std::to_string(from) + " to v" + std::to_string(*back.version) +
+                                  ", not to v" + std::to_string(*expected_to) + " (to)",
+                              "to");
+            }
             if (back.version) {
                 to = *back.version;
                 return move_alias(c, name, "live", to, actor, "rollback: " + reason);
@@ -315,9 +350,12 @@ http_response post_model_rollback(app& a, const http_request& req) {
                                           : ""));
         },
         a.write_timeout());
-    if (!s) return error_response(s);
+    if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
-    return json_response(dump_json({{"model", name}, {"from", from}, {"to", to}, {"actor", actor}, {"reason", reason}}));
+    http_response answer = json_response(dump_json(
+        {{"model", name}, {"from", from}, {"to", to}, {"actor", actor}, {"reason", reason}}));
+    set_etag(answer, alias_etag(to));  // live's, as GET …/aliases/live would say
+    return answer;
 }
 
 http_response get_model_events(app& a, const http_request& req) {
@@ -357,8 +395,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
     if (!s) return error_response(s);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    http_response answer =
-        json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))), 201);
+    http_response answer = experiment_answer(*conn, id, 201);
     answer.headers.emplace_back("Location",
                                 "/v1/models/" + name + "/experiments/" + std::to_string(id));
     return answer;
@@ -385,7 +422,7 @@ http_response get_model_experiment(app& a, const http_request& req) {
     auto conn = a.readers().acquire();
     if (!get_model(*conn, name)) return error_response(no_model(name));
     if (status owned = experiment_belongs(*conn, name, *id); !owned) return error_response(owned);
-    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, *id))));
+    return experiment_answer(*conn, *id);
 }
 
 namespace {
@@ -395,18 +432,28 @@ namespace {
 template <typename Change>
 http_response act_on_experiment(app& a, const http_request& req, const std::string& name,
                                 std::int64_t id, const json& body, Change change) {
+    auto pre = read_preconditions(req);
+    if (!pre) return error_response(pre.error());
     const std::string actor = actor_of(req);
     const std::string reason = body["reason"].get<std::string>();
+    std::optional<std::string> etag_now;  // the experiment's, when a condition failed
     status s = a.writer().run(
         [&](connection& c) {
             if (status owned = experiment_belongs(c, name, id); !owned) return owned;
+            if (!pre->empty()) {
+                etag_now = experiment_state_etag(c, id);
+                if (status held = check_preconditions(
+                        *pre, etag_now, "experiment " + std::to_string(id) + " of model " + name);
+                    !held)
+                    return held;
+            }
             return change(c, actor, reason);
         },
         a.write_timeout());
-    if (!s) return error_response(s);
+    if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return json_response(dump_json(experiment_json(*conn, *get_experiment(*conn, id))));
+    return experiment_answer(*conn, id);
 }
 
 }  // namespace

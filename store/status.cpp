@@ -12,6 +12,8 @@ const char* error_kind_name(error_kind kind) {
         case error_kind::forbidden: return "forbidden";
         case error_kind::rate_limited: return "rate_limited";
         case error_kind::conflict: return "conflict";
+        case error_kind::stale:
+            return "stale";
         case error_kind::too_large: return "too_large";
         case error_kind::length_required: return "length_required";
         case error_kind::unsupported_media: return "unsupported_media_type";

@@ -24,6 +24,7 @@ enum class error_kind {
     forbidden,            // credentials without the needed scope (403)
     rate_limited,         // too many attempts; retry later (429)
     conflict,             // the request contradicts current state (409)
+    stale,                // an If-Match/If-None-Match condition does not hold (412)
     too_large,            // a body or batch over a configured limit (413)
     length_required,      // a body without a Content-Length (411)
     unsupported_media,    // wrong content type (415)

@@ -35,6 +35,7 @@
 #include "server/http_server.h"
 #include "server/http_stats.h"
 #include "server/json_body.h"
+#include "server/preconditions.h"
 #include "store/json_writer.h"
 #include "tests/unit/tcp_probe.h"
 #include "tests/unit/test_support.h"
@@ -1888,4 +1889,87 @@ TEST_CASE("a reopen that cannot open the path keeps writing to the file it has",
     const auto lines = json_lines(dir.file("moved") + "/a.log");
     REQUIRE(lines.size() == 1);
     CHECK(lines[0]["target"] == "/after-a-failed-reopen");
+}
+
+namespace {
+
+http_request with_headers(std::vector<std::pair<std::string, std::string>> headers) {
+    http_request r;
+    r.headers = std::move(headers);
+    return r;
+}
+
+// The outcome of a condition on a resource whose ETag is `current`: "ok",
+// or the failed status's code and field.
+std::string outcome(std::vector<std::pair<std::string, std::string>> headers,
+                    std::optional<std::string> current) {
+    auto p = read_preconditions(with_headers(std::move(headers)));
+    if (!p) return "bad " + p.error().field();
+    status s = check_preconditions(*p, current, "the thing");
+    if (s) return "ok";
+    CHECK(http_status_for(s.kind()) == 412);
+    return std::string(error_kind_name(s.kind())) + " " + s.field();
+}
+
+}  // namespace
+
+TEST_CASE("If-Match holds only for the current ETag, compared strongly", "[preconditions]") {
+    CHECK(outcome({}, "r2") == "ok");
+    CHECK(outcome({}, std::nullopt) == "ok");
+    CHECK(outcome({{"if-match", "\"r2\""}}, "r2") == "ok");
+    CHECK(outcome({{"if-match", "\"r1\""}}, "r2") == "stale If-Match");
+    CHECK(outcome({{"if-match", "W/\"r2\""}}, "r2") == "stale If-Match");
+    CHECK(outcome({{"if-match", " \"r9\" , ,\"r2\"\t"}}, "r2") == "ok");
+    // A list may come on several lines.
+    CHECK(outcome({{"if-match", "\"r9\""}, {"if-match", "\"r2\""}}, "r2") == "ok");
+    CHECK(outcome({{"if-match", "*"}}, "r2") == "ok");
+    CHECK(outcome({{"if-match", "*"}}, std::nullopt) == "stale If-Match");
+    CHECK(outcome({{"if-match", "\"r2\""}}, std::nullopt) == "stale If-Match");
+    // A tag is compared whole and with its case.
+    CHECK(outcome({{"if-match", "\"R2\""}}, "r2") == "stale If-Match");
+    CHECK(outcome({{"if-match", "\"r2 \""}}, "r2") == "bad If-Match");
+}
+
+TEST_CASE("If-None-Match refuses a resource that exists, or is still as named", "[preconditions]") {
+    CHECK(outcome({{"if-none-match", "*"}}, std::nullopt) == "ok");
+    CHECK(outcome({{"if-none-match", "*"}}, "v3") == "stale If-None-Match");
+    CHECK(outcome({{"if-none-match", "\"v3\""}}, "v4") == "ok");
+    CHECK(outcome({{"if-none-match", "\"v3\""}}, "v3") == "stale If-None-Match");
+    // Weak comparison: W/"v3" names "v3" too.
+    CHECK(outcome({{"if-none-match", "W/\"v3\""}}, "v3") == "stale If-None-Match");
+    CHECK(outcome({{"if-none-match", "\"v3\""}}, std::nullopt) == "ok");
+    // Both: each must hold.
+    CHECK(outcome({{"if-match", "\"v3\""}, {"if-none-match", "\"v3\""}}, "v3") ==
+          "stale If-None-Match");
+}
+
+TEST_CASE("A condition that is not a list of entity tags is a 400 naming its header",
+          "[preconditions]") {
+    for (const char* bad : {"r1", "\"r1", "r1\"", "*, \"r1\"", "\"r1\" \"r2\"", "\"a b\"", "W/r1",
+                            "w/\"r1\"", ",", "\"r1\";q=1"}) {
+        CAPTURE(bad);
+        CHECK(outcome({{"if-match", bad}}, "r1") == "bad If-Match");
+        CHECK(outcome({{"if-none-match", bad}}, "r1") == "bad If-None-Match");
+    }
+    // Bytes above 0x7f are tag characters (RFC 9110 obs-text).
+    CHECK(outcome({{"if-match", "\"\xc3\xa9\""}}, "\xc3\xa9") == "ok");
+}
+
+TEST_CASE("A failed condition's message names the state now and what was asked",
+          "[preconditions]") {
+    auto p = read_preconditions(with_headers({{"if-match", "\"r1\", \"r2\""}}));
+    REQUIRE(p);
+    status s = check_preconditions(*p, "r3", "the definition of model m");
+    REQUIRE(!s);
+    CHECK(s.message() ==
+          "the definition of model m is now \"r3\", not \"r1\", \"r2\" (If-Match): it changed "
+          "since it was read");
+    CHECK(quoted_etag(revision_etag(3)) == "\"r3\"");
+    CHECK(alias_etag(7) == "v7");
+    CHECK(experiment_etag(2) == "e2");
+    std::optional<std::string> now;
+    s = check_alias_preconditions(*p, 4, "m", "live", now);
+    CHECK(!s);
+    CHECK(now == "v4");
+    CHECK(s.message().rfind("alias live of model m is now \"v4\"", 0) == 0);
 }
