@@ -150,8 +150,11 @@
 
   const session = { user: null, csrf: null };
 
-  async function api(method, path, body) {
-    const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' };
+  // `headers`: more request headers, e.g. If-Match with the ETag of what a
+  // person was shown, so that a change made meanwhile by someone else (or
+  // the supervisor) refuses the action (412) instead of being overwritten.
+  async function api(method, path, body, headers) {
+    const opts = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin', cache: 'no-store' };
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);
@@ -218,7 +221,9 @@
     // Signed out meanwhile (a 401 shows the sign-in form): the action's
     // failure is that, and the form says so.
     if (!session.user) return;
-    const msg = err instanceof ApiError
+    const msg = err instanceof ApiError && err.status === 412
+      ? `${what ? what + ': ' : ''}not done, it changed while you looked: ${err.message}. The page now shows it as it is.`
+      : err instanceof ApiError
       ? `${what ? what + ': ' : ''}${err.message}${err.field ? ` (${err.field})` : ''}`
       : `${what ? what + ': ' : ''}${err && err.message ? err.message : err}`;
     flash(msg, 'error');
@@ -1070,10 +1075,13 @@
       (reason) => api('POST', `/v1/models/${enc(name)}/train`, { reason }),
       (r) => (r.already_queued ? `Job ${r.job} was already queued for ${name}` : `Queued training job ${r.job} for ${name}`));
     const rollback = () => {
+      // What the dialog names is what is done: from this live version to
+      // that one, or nothing (a refresh while it is open changes neither).
       const live = state.model && state.model.aliases ? state.model.aliases.live : undefined;
-      return act({ title: `Roll back ${name} to v${state.rollbackTo}`,
-        text: `Moves live from v${live} back to v${state.rollbackTo}: the previous enabled live version.`, confirm: `Roll back to v${state.rollbackTo}`, danger: true, placeholder: `e.g. complaints about v${live}` },
-      (reason) => api('POST', `/v1/models/${enc(name)}/rollback`, { reason }),
+      const to = state.rollbackTo;
+      return act({ title: `Roll back ${name} to v${to}`,
+        text: `Moves live from v${live} back to v${to}: the previous enabled live version.`, confirm: `Roll back to v${to}`, danger: true, placeholder: `e.g. complaints about v${live}` },
+      (reason) => api('POST', `/v1/models/${enc(name)}/rollback`, { reason, to }, { 'If-Match': `"v${live}"` }),
       (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
     };
 
@@ -1429,7 +1437,8 @@
       const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}${cannot ? ` (${cannot})` : ''}`, disabled: isLive || isDisabled || !!removed,
         title: cannot,
         onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
-          (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason }),
+          (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason },
+            live ? { 'If-Match': `"v${live}"` } : { 'If-None-Match': '*' }),
           (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');
       const toggle = isDisabled
         ? h('button.small', { type: 'button', 'data-action': 'enable', 'aria-label': `Enable v${v.version}`,
@@ -1578,6 +1587,10 @@
   function drawDefinition(box, name, model, ctx) {
     const area = h('textarea.code', { id: 'definition', spellcheck: 'false', 'aria-label': `Definition of ${name}` });
     area.value = JSON.stringify(model.definition, null, 2);
+    // The revision the text was loaded from (the label below follows the
+    // server's): a save names it in If-Match, so a revision saved meanwhile
+    // by someone else is never overwritten unseen.
+    let base = model.revision;
     const errs = h('div', { id: 'definition-errors' });
     const save = h('button.primary', { type: 'button', 'data-action': 'save-definition' }, 'Save definition');
     const reset = h('button', { type: 'button' }, 'Reset');
@@ -1585,6 +1598,7 @@
       try {
         const m = await get(`/v1/models/${enc(name)}`);
         area.value = JSON.stringify(m.definition, null, 2);
+        base = m.revision;
         area.classList.remove('invalid');
         replace(errs);
       } catch (err) { replace(errs, errorBox(err)); }
@@ -1600,15 +1614,24 @@
       }
       save.disabled = true;
       try {
-        const r = await api('PUT', `/v1/models/${enc(name)}`, area.value);
+        const r = await api('PUT', `/v1/models/${enc(name)}`, area.value, { 'If-Match': `"r${base}"` });
         area.classList.remove('invalid');
         area.value = JSON.stringify(r.definition, null, 2);
+        base = r.revision;
         revision.textContent = `revision ${r.revision}`;
         revision.dataset.revision = r.revision;
         replace(errs, h('div.alert.success', null, r.new_revision ? `Saved: revision ${r.revision} of ${name}. The next training run uses it.` : `No change: the definition equals revision ${r.revision}.`));
         flash(r.new_revision ? `Saved revision ${r.revision} of ${name}` : 'Definition unchanged');
         await refreshNow();
       } catch (err) {
+        if (err instanceof ApiError && err.status === 412) {
+          // Someone saved meanwhile: this text stays, theirs is not lost.
+          const now = /"r(\d+)"/.exec(err.message);
+          replace(errs, h('div.alert.warn', { role: 'alert', id: 'definition-stale' },
+            h('div.title', null, `Not saved: ${now ? `revision ${now[1]}` : 'a newer revision'} was saved while you edited revision ${base}.`),
+            h('div', null, 'Your text is still here. Copy what you changed, press Reset to load the newest revision, and make your change there.')));
+          return;
+        }
         area.classList.add('invalid');
         const n = err.details.length;
         replace(errs, err instanceof ApiError && err.status === 400
@@ -1950,7 +1973,8 @@
         const arms = Array.isArray(e.arms) ? e.arms : [];
         const end = e.active ? h('button.small.danger', { type: 'button', 'data-action': 'end-experiment',
           onclick: () => act({ title: `End experiment ${e.id}`, text: 'All traffic goes back to the live version.', confirm: 'End experiment', danger: true },
-            (reason) => api('POST', `/v1/models/${enc(name)}/experiments/${e.id}/end`, { reason }),
+            (reason) => api('POST', `/v1/models/${enc(name)}/experiments/${e.id}/end`, { reason },
+              Array.isArray(e.history) ? { 'If-Match': `"e${e.history.length}"` } : undefined),
             () => `Ended experiment ${e.id} of ${name}`) }, 'End experiment') : null;
         return h('div.card', { 'data-experiment': e.id },
           h('div.card-head', null, h('h3', null, `Experiment ${e.id} `, badge(e.active ? 'active' : 'ended')), end),

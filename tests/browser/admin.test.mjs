@@ -643,6 +643,23 @@ step('a disabled live version: the page says so and which version answers instea
   await go('#/overview');
   await waitFor('the overview shows live serving again', async () =>
     (await liveCell.textContent()) === `v${live.version}`, WAIT);
+
+  // Someone else rolls back while the dialog is open: the page's rollback
+  // (sent with If-Match: live as shown) is refused, not done a second time.
+  await go('#/models/likes');
+  await visible(page.locator('.page-head .badge', { hasText: new RegExp(`^live → v${live.version}$`) }));
+  await page.click('button[data-action="rollback"]');
+  await visible(page.locator('#dialog'));
+  assert.match(await page.textContent('#dialog-text'), new RegExp(`from v${live.version} back to v${before.version}`));
+  const other = await http('POST', '/v1/models/likes/rollback', { auth: 'basic', body: { reason: 'browser test: someone else rolls back' } });
+  assert.equal(other.status, 200, other.text);
+  const moves = (await http('GET', '/v1/models/likes/deployments', { auth: 'basic' })).json.deployments.length;
+  await confirmDialog('browser test: a rollback from a stale page');
+  await visible(page.locator('#flash .alert.error', { hasText: 'changed while you looked' }));
+  await visible(page.locator('.page-head .badge', { hasText: new RegExp(`^live → v${before.version}$`) }));
+  const now = await http('GET', '/v1/models/likes/aliases/live', { auth: 'basic' });
+  assert.equal(now.json.version, before.version, 'live rolled back once');
+  assert.equal((await http('GET', '/v1/models/likes/deployments', { auth: 'basic' })).json.deployments.length, moves);
 });
 
 step('experiments: start one, see each arm\'s share and live metrics, end it', async () => {
@@ -875,6 +892,29 @@ step('a bad definition shows the server\'s validation errors by field', async ()
   await visible(page.locator('#definition-errors .alert.success', { hasText: `revision ${revBefore + 1}` }));
   assert.equal(await page.textContent('#definition-revision'), `revision ${revBefore + 1}`);
   await waitFor('the header\'s revision', async () => (await page.textContent('#model-revision')) === `revision ${revBefore + 1}`, WAIT);
+
+  // Someone else saves while this page edits: the page's save is refused
+  // (If-Match names the revision its text came from), theirs stays.
+  const theirs = (await http('GET', '/v1/models/likes', { auth: 'basic' })).json.definition;
+  const saved = await http('PUT', '/v1/models/likes', { auth: 'basic', body: { ...theirs, holdout: 0.35 } });
+  assert.equal(saved.status, 200, saved.text);
+  await page.fill('#definition', JSON.stringify({ ...theirs, holdout: 0.4 }, null, 2));
+  await page.click('button[data-action="save-definition"]');
+  const stale = page.locator('#definition-stale');
+  await visible(stale);
+  assert.match(await stale.textContent(), new RegExp(`revision ${revBefore + 2} was saved while you edited revision ${revBefore + 1}`));
+  assert.match(await page.inputValue('#definition'), /"holdout": 0\.4/, 'the text is kept');
+  let after = await http('GET', '/v1/models/likes', { auth: 'basic' });
+  assert.equal(after.json.revision, revBefore + 2);
+  assert.equal(after.json.definition.holdout, 0.35, 'their save stays');
+  // Reset loads theirs; a change made there saves.
+  await page.click('button:text-is("Reset")');
+  await waitFor('their text', async () => /"holdout": 0\.35/.test(await page.inputValue('#definition')), WAIT);
+  await page.fill('#definition', JSON.stringify(theirs, null, 2));
+  await page.click('button[data-action="save-definition"]');
+  await visible(page.locator('#definition-errors .alert.success', { hasText: `revision ${revBefore + 3}` }));
+  after = await http('GET', '/v1/models/likes', { auth: 'basic' });
+  assert.equal(after.json.definition.holdout, theirs.holdout);
 });
 
 // What has keyboard focus: its id, tag, aria-label and text.
