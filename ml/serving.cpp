@@ -1,6 +1,7 @@
 #include "ml/serving.h"
 
 #include <malloc.h>
+#include <algorithm>
 
 #include <chrono>
 #include <map>
@@ -351,6 +352,9 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     v->version = version;
     v->sha256 = row->artifact_sha256;
     v->artifact = std::make_shared<const model_artifact>(std::move(*art));
+    for (const auto& spec : v->artifact->pipeline.used_specs()) v->reads.push_back(spec.field);
+    std::sort(v->reads.begin(), v->reads.end());
+    v->reads.erase(std::unique(v->reads.begin(), v->reads.end()), v->reads.end());
     v->baseline = baseline_from_json(row->baseline);
     v->baseline.classes = &v->artifact->classes;
     v->baseline.task = v->artifact->task;
@@ -374,6 +378,10 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     std::lock_guard lock(mu_);
     cache_[{model, version}] = out;
     return out;
+}
+
+bool loaded_version::reads_field(std::string_view name) const {
+    return std::binary_search(reads.begin(), reads.end(), name, std::less<>());
 }
 
 std::vector<std::shared_ptr<const loaded_version>> serving_registry::drop_unserved(

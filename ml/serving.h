@@ -25,6 +25,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -68,6 +69,10 @@ struct loaded_version {
     answer baseline;              // the baseline's constant answer
     double threshold = 0.5;       // binary: the F1-best threshold on the holdout
     std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
+    // The fields its pipeline reads, sorted: a field sent that it does not
+    // read is reported as ignored in its answers.
+    std::vector<std::string> reads;
+    bool reads_field(std::string_view name) const;
     mutable version_counters counters;
     // What requests sent this version, against its training rows; null for
     // versions trained before profiles were written.

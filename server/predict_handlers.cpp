@@ -5,6 +5,7 @@
 // by then — or fails — is answered by the next step of the fallback chain:
 // an earlier live version, the baseline, the definition's constant, the
 // label's prior; flagged "fallback": true with the reason.
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -67,6 +68,31 @@ struct chosen {
     std::string arm;
     std::string problem;  // why version is null
 };
+
+// The loaded version whose answer is `version`: the chosen one, live, or an
+// earlier live version of the fallback chain.
+const ml::loaded_version* answering_version(const ml::model_serving& m, const chosen& pick,
+                                            std::int64_t version) {
+    if (pick.version && pick.version->version == version) return pick.version.get();
+    if (m.live && m.live->version == version) return m.live.get();
+    for (const auto& p : m.previous) {
+        if (p && p->version == version) return p.get();
+    }
+    return nullptr;
+}
+
+// What an answer reports as ignored: the fields no version reads, and those
+// only earlier versions read that the answering one did not get (it does not
+// read them, or their value was of a wrong type for them and dropped).
+std::vector<std::string> ignored_by(const predict_instance& in,
+                                    const ml::loaded_version* answered) {
+    std::vector<std::string> out = in.ignored;
+    for (const auto& f : in.fallback_only) {
+        if (!answered || !answered->reads_field(f) || !in.record.count(f)) out.push_back(f);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
 
 // Runs the chosen versions (and, on an exception, earlier live versions) for
 // each instance in order, publishing each answer as it is ready; stops at the
@@ -378,7 +404,12 @@ http_response post_model_predict(app& a, const http_request& req) {
             w.null();
         }
         w.key("latency_ms").number(latency_ms);
-        if (!instances[i].ignored.empty()) w.key("ignored_fields").strings(instances[i].ignored);
+        if (answers[i] && !instances[i].fallback_only.empty()) {
+            const auto ignored = ignored_by(instances[i], answering_version(*m, pick, by[i]));
+            if (!ignored.empty()) w.key("ignored_fields").strings(ignored);
+        } else if (!instances[i].ignored.empty()) {
+            w.key("ignored_fields").strings(instances[i].ignored);
+        }
         if (!instances[i].missing.empty()) w.key("imputed_fields").strings(instances[i].missing);
         if (!fallback) {
             // Which version read them: the one that answered.

@@ -1305,6 +1305,35 @@ class FaultTest(SharedServerCase):
         self.assertEqual(p["prediction"],
                          predict(self, self.c, name, {"features": without_x2})["prediction"], p)
         self.assertNotEqual(p["prediction"], v1_value, p)
+        # Dropped for version 1, which answered: its answer says so.
+        self.assertEqual(p.get("ignored_fields"), ["x2"], p)
+
+    def test_a_field_the_answering_version_does_not_read_is_reported_ignored(self):
+        # Version 2 (live, healthy) reads x1 only; version 1, behind it in the
+        # fallback chain, read x2 and color too. Version 2's answers listed
+        # nothing as ignored, though it read neither: an app kept sending
+        # fields no longer used, and a wrong type in them went unseen.
+        name, feats, labels, rows, d = self.trained()
+        put_model(self, self.c, name, dict(d, features=[{"field": "x1"}]))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "x1 only")
+        sent = [k for k in sorted(FEATURES) if k != "x1"]
+        for body in ({"features": FEATURES}, {"features": dict(FEATURES, x2="not a number")},
+                     {"features": dict(FEATURES, x2=None)}):
+            with self.subTest(body=body):
+                p = predict(self, self.c, name, body)
+                self.assertModelAnswer(p, name, 2)
+                self.assertEqual(p.get("ignored_fields"), sent, p)
+                self.assertNotIn("imputed_fields", p)
+        # Batches, and fields no version reads, merge in key order.
+        r = predict(self, self.c, name, {"instances": [{"features": dict(FEATURES, zz=1, a0=2)}]})
+        self.assertEqual(r["predictions"][0]["ignored_fields"], sorted(sent + ["a0", "zz"]), r)
+        # Version 2 disabled: version 1 answers, and reads them all.
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertEqual(p["version"], 1, p)
+        self.assertNotIn("ignored_fields", p)
 
     def test_the_chain_passes_over_a_version_of_another_task(self):
         # Regression v1 was live; the model became binary and v2 went live.
