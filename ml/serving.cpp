@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <algorithm>
+#include <cmath>
 
 #include <chrono>
 #include <map>
@@ -78,6 +79,9 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
                    standing);
         st.bind(1, d.label.stream).bind(2, path);
         if (!st.step() || st.is_null(0)) return std::nullopt;
+        // Labels near the largest double sum past it: no prior (the answer
+        // would be a null prediction claimed by the prior).
+        if (!std::isfinite(st.column_double(0))) return std::nullopt;
         answer a;
         a.value = st.column_double(0);
         a.task = d.task;

@@ -615,6 +615,23 @@ class PredictTest(SharedServerCase):
         self.assertModelAnswer(p1, name, 1)
         self.assertEqual(p1["prediction"], a["prediction"])
 
+    def test_a_label_prior_past_the_largest_number_is_no_prior(self):
+        # Labels near the largest double average past it: the "prior"
+        # answered a null prediction claimed by "label_prior".
+        name, feats, labels, rows, d = self.model()
+        huge = uid("lab")
+        post_facts(self, self.c, [fact(huge, uid("e"), {"y": 1e308}) for _ in range(3)])
+        put_model(self, self.c, name, dict(d, label={"stream": huge, "field": "y"}))
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertFallback(p, "not_trained", "none", None)
+        self.assertIsNone(p["prediction"], p)
+        # The definition's constant answers before it.
+        put_model(self, self.c, name, dict(d, label={"stream": huge, "field": "y"},
+                                           serving={"fallback": 4.5}))
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertFallback(p, "not_trained", "constant", None)
+        self.assertEqual(p["prediction"], 4.5, p)
+
     def test_never_trained_answers_from_the_prior_or_the_constant(self):
         name, feats, labels, rows, d = self.model()
         p = predict(self, self.c, name, {"entity": "n1", "features": FEATURES})
