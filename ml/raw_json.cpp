@@ -29,7 +29,16 @@ raw_value convert(const json& v) {
 
 }  // namespace
 
-result<raw_record> raw_record_from_json(const std::string& text) {
+// What a value that reads as missing is, when it is not null.
+static std::string unreadable_kind(const json& v) {
+    if (v.is_null()) return "";
+    if (v.is_array()) return "an array";
+    if (v.is_object()) return "an object without \"lower\" and \"upper\" or \"value\"";
+    return std::string("a ") + v.type_name() + " Kennel cannot read";
+}
+
+result<raw_record> raw_record_from_json(
+    const std::string& text, std::vector<std::pair<std::string, std::string>>* unreadable) {
     json j;
     try {
         j = json::parse(text);
@@ -38,7 +47,12 @@ result<raw_record> raw_record_from_json(const std::string& text) {
     }
     if (!j.is_object()) return invalid("data", "must be a JSON object");
     raw_record r;
-    for (const auto& [k, v] : j.items()) r.emplace(k, convert(v));
+    for (const auto& [k, v] : j.items()) {
+        raw_value value = convert(v);
+        if (unreadable && std::holds_alternative<std::monostate>(value) && !v.is_null())
+            unreadable->emplace_back(k, unreadable_kind(v));
+        r.emplace(k, std::move(value));
+    }
     return r;
 }
 
@@ -46,11 +60,8 @@ std::string unreadable_field_reason(const std::string& text, const std::string& 
     try {
         json j = json::parse(text);
         auto it = j.find(field);
-        if (it == j.end() || it->is_null() || !std::holds_alternative<std::monostate>(convert(*it)))
-            return "";
-        if (it->is_array()) return "an array";
-        if (it->is_object()) return "an object without \"lower\" and \"upper\" or \"value\"";
-        return std::string("a ") + it->type_name() + " Kennel cannot read";
+        if (it == j.end() || !std::holds_alternative<std::monostate>(convert(*it))) return "";
+        return unreadable_kind(*it);
     } catch (const json::exception&) {
         return "";
     }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ml/value.h"
 #include "store/status.h"
@@ -13,7 +15,12 @@ namespace kennel::ml {
 
 // Only the named fields are kept when `fields` is non-empty (training reads
 // a handful of fields from wide facts).
-result<raw_record> raw_record_from_json(const std::string& json_object_text);
+// `unreadable`, if given, gets the fields whose value is not null yet reads as
+// missing (an array, an object that is neither an interval nor a value with
+// its confidence), each with what it is, as unreadable_field_reason says.
+result<raw_record> raw_record_from_json(
+    const std::string& json_object_text,
+    std::vector<std::pair<std::string, std::string>>* unreadable = nullptr);
 // Why a field present (not null) in the JSON text still reads as missing, as
 // "an array" or "an object without \"lower\" and \"upper\" or \"value\"";
 // empty when it does not.

@@ -294,6 +294,12 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         log("warn", std::to_string(data.without_features) +
                         " labelled entities have no feature fact at or before their label; skipped");
     }
+    for (const auto& [field, u] : data.unreadable) {
+        log("warn", "field '" + field + "': " + std::to_string(u.rows) + " of " +
+                        std::to_string(data.rows.size()) +
+                        " rows hold a value Kennel cannot read (e.g. " + u.example +
+                        ") and count as missing");
+    }
 
     // Split by entity hash: an entity is on one side only, the same side every run.
     std::vector<const training_example*> train_rows, test_rows;

@@ -178,12 +178,20 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                                                 "classes as strings");
                 }
             }
-            auto rec = raw_record_from_json(*feature_data);
+            std::vector<std::pair<std::string, std::string>> unreadable;
+            auto rec = raw_record_from_json(*feature_data, &unreadable);
             if (!rec) return rec.error();
             // Only the declared fields: wide facts stay cheap.
             for (const auto& spec : d.features) {
                 auto f = rec->find(spec.field);
-                if (f != rec->end()) ex.features.emplace(spec.field, f->second);
+                if (f == rec->end()) continue;
+                // Once per field, though two transforms may read it.
+                if (!ex.features.emplace(spec.field, f->second)) continue;
+                for (const auto& [field, what] : unreadable) {
+                    if (field != spec.field) continue;
+                    auto& u = out.unreadable[field];
+                    if (u.rows++ == 0) u.example = what;
+                }
             }
             for (const auto& field : also_keep) {
                 auto f = rec->find(field);

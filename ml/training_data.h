@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,14 @@ struct training_set {
     std::int64_t max_fact_id = 0;          // the snapshot watermark
     std::int64_t labelled_entities = 0;    // entities with a label
     std::int64_t without_features = 0;     // of those, with no feature fact at or before the label
+    // Per feature field, the rows whose value Kennel cannot read (an array,
+    // an object that is not an interval or a value with its confidence):
+    // missing for training, as null is, but worth saying.
+    struct unreadable_count {
+        std::int64_t rows = 0;
+        std::string example;  // "an array", ...
+    };
+    std::map<std::string, unreadable_count> unreadable;
 };
 
 // Reads the set as of `watermark` (facts with id <= watermark). The latest

@@ -796,6 +796,25 @@ TEST_CASE("training set: a feature correction sent later takes the corrected fac
     CHECK(number_of(set->rows[0].features.at("x")) == 44);
 }
 
+TEST_CASE("training set: values Kennel cannot read are counted by field, null is not",
+          "[training_data]") {
+    fact_db db;
+    const json values[] = {json::array({4}), json{{"chars", 4}}, json(nullptr), 4,
+                           json{{"value", 4}}};
+    int i = 0;
+    for (const auto& v : values) {
+        const std::string e = "E" + std::to_string(i++);
+        db.add("posts", e, t0, {{"x", v}});
+        db.add("likes", e, t0 + minute, {{"y", 1}});
+    }
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    REQUIRE(set->rows.size() == 5);
+    REQUIRE(set->unreadable.size() == 1);
+    CHECK(set->unreadable.at("x").rows == 2);
+    CHECK(set->unreadable.at("x").example == "an array");
+}
+
 // Two corrections of one fact share its place in time: the later one stands
 // (the first one stood for labels, and for features it was up to the sort).
 TEST_CASE("training set: of two corrections of one fact, the later stands", "[training_data]") {
