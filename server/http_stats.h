@@ -24,9 +24,9 @@ class http_stats {
 public:
     // The status codes Kennel's answers can have; any other is counted as
     // "other" (none is known to reach it).
-    static constexpr std::array<int, 28> known_codes = {
-        200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406,
-        408, 409, 411, 413, 414, 415, 416, 422, 429, 431, 500, 501, 503, 504};
+    static constexpr std::array<int, 29> known_codes = {
+        200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408,
+        409, 411, 412, 413, 414, 415, 416, 422, 429, 431, 500, 501, 503, 504};
 
     // One entry per route (its method and pattern); a request no route
     // matched is recorded as route unmatched().
