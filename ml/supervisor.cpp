@@ -70,10 +70,24 @@ supervisor::supervisor(fact_writer& writer, reader_pool& readers, serving_regist
 supervisor::~supervisor() { stop(); }
 
 void supervisor::start() {
+    // What it did before the restart, as it said then.
+    std::vector<supervisor_action> kept;
+    try {
+        if (!state().actions.empty()) throw std::logic_error("started before");
+        auto conn = readers_.acquire();
+        for (auto& r :
+             recent_supervisor_actions(*conn, static_cast<std::int64_t>(max_actions_shown))) {
+            kept.push_back({r.time, std::move(r.kind), std::move(r.model), r.version,
+                            std::move(r.reason), std::move(r.outcome)});
+        }
+    } catch (const std::exception& e) {
+        log_warn("supervisor", std::string("could not read its earlier actions: ") + e.what());
+    }
     {
         std::lock_guard lock(mu_);
         stopping_ = false;
         state_.state = "watching";
+        state_.actions.insert(state_.actions.begin(), kept.begin(), kept.end());
     }
     thread_ = std::thread([this] {
         name_this_thread("kennel-superv");
@@ -269,10 +283,23 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
 }
 
 void supervisor::record(supervisor_action a) {
+    // Kept across restarts, written behind the action (its effects, the
+    // disabling and the live move, committed already).
+    supervisor_action_row row{a.time, a.kind, a.model, a.version, a.reason, a.outcome};
+    auto queued = writer_.submit(
+        [row](connection& c) {
+            add_supervisor_action(c, row);
+            return status::ok();
+        },
+        1, durability::relaxed);
+    if (!queued) {
+        log_warn("supervisor", "could not keep its action on " + a.model + " version " +
+                                   std::to_string(a.version) + ": " + queued.error().message());
+    }
     std::lock_guard lock(mu_);
     ++state_.actions_total[a.kind];
     state_.actions.push_back(std::move(a));
-    if (state_.actions.size() > 100) state_.actions.erase(state_.actions.begin());
+    if (state_.actions.size() > max_actions_shown) state_.actions.erase(state_.actions.begin());
 }
 
 void supervisor::check_drift(const model_serving& m, const loaded_version& v,

@@ -40,11 +40,15 @@ struct supervisor_action {
     std::string outcome;  // "disabled; live moved to 3", ...
 };
 
+inline constexpr std::size_t max_actions_shown = 100;
+
 struct supervisor_state {
     std::string state;  // watching, stopped
     std::int64_t last_tick = 0;
     std::uint64_t ticks = 0;
-    std::vector<supervisor_action> actions;  // newest last, at most 100
+    // Newest last, at most max_actions_shown, those before a restart too
+    // (kept in table supervisor_actions).
+    std::vector<supervisor_action> actions;
     // Every action since start, by kind ("disable", "drift"): unlike the list, never trimmed.
     std::map<std::string, std::uint64_t> actions_total;
 };

@@ -833,6 +833,35 @@ status check_servable(connection& c, const std::string& model, std::int64_t vers
     return status::ok();
 }
 
+void add_supervisor_action(connection& c, const supervisor_action_row& a, std::int64_t keep) {
+    statement st(c,
+                 "INSERT INTO supervisor_actions (time, kind, model, version, reason, outcome)"
+                 " VALUES (?,?,?,?,?,?)");
+    st.bind(1, a.time)
+        .bind(2, a.kind)
+        .bind(3, a.model)
+        .bind(4, a.version)
+        .bind(5, a.reason)
+        .bind(6, a.outcome)
+        .run();
+    // Ids grow by one per row: those at or below the newest minus `keep` go.
+    statement trim(c, "DELETE FROM supervisor_actions WHERE id <= ? - ?");
+    trim.bind(1, c.last_insert_rowid()).bind(2, keep).run();
+}
+
+std::vector<supervisor_action_row> recent_supervisor_actions(connection& c, std::int64_t n) {
+    statement st(c,
+                 "SELECT time, kind, model, version, reason, outcome FROM"
+                 " (SELECT * FROM supervisor_actions ORDER BY id DESC LIMIT ?) ORDER BY id");
+    st.bind(1, n);
+    std::vector<supervisor_action_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_int(3),
+                       st.column_text(4), st.column_text(5)});
+    }
+    return out;
+}
+
 namespace {
 
 void experiment_event(connection& c, std::int64_t id, const std::string& actor,

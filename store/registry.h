@@ -281,6 +281,21 @@ struct version_event_row {
     std::string reason;
 };
 
+// What the supervisor did (table supervisor_actions, migration 0013).
+struct supervisor_action_row {
+    micros time = 0;
+    std::string kind;  // disable | drift
+    std::string model;
+    std::int64_t version = 0;
+    std::string reason;
+    std::string outcome;
+};
+// Appends one; past the newest `keep`, the oldest are deleted.
+void add_supervisor_action(connection& c, const supervisor_action_row& a,
+                           std::int64_t keep = 10000);
+// The newest `n`, oldest first.
+std::vector<supervisor_action_row> recent_supervisor_actions(connection& c, std::int64_t n);
+
 // One step of an experiment's history: started, changed or ended.
 struct experiment_event_row {
     micros time = 0;

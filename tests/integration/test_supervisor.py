@@ -147,6 +147,21 @@ class SupervisorTest(KennelTestCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual((p["version"], p["fallback"]), (1, False), p)
 
+        # After a restart /v1/serving still lists what the supervisor did
+        # (it was held in memory only), though it did nothing since.
+        self.server.stop()
+        self.server = self.start_server(["--test-faults"])
+        self.c = self.client(self.server)
+        body, _ = self.serving_of(name)
+        kept = [a for a in body["supervisor"]["actions"] if a["model"] == name]
+        self.assertEqual([{k: a[k] for k in ("kind", "version", "reason", "outcome", "time")}
+                          for a in kept],
+                         [{k: a[k] for k in ("kind", "version", "reason", "outcome", "time")}
+                          for a in actions], body["supervisor"])
+        # The counter is of actions since the start, as /metrics says.
+        self.assertIn('kennel_supervisor_actions_total{kind="disable"} 0\n',
+                      self.c.get("/metrics").text)
+
     def test_the_supervisor_never_moves_live_to_a_version_of_another_task(self):
         # Version 1 regression, version 2 binary (the definition changed)
         # and throwing. Taking 2 out, the supervisor moved live to 1, which

@@ -908,3 +908,25 @@ TEST_CASE("retention removes old artifacts, never one an alias, an experiment or
     CHECK(refused("DELETE FROM model_versions WHERE version = 1",
                   "model versions are never deleted"));
 }
+
+TEST_CASE("the supervisor's actions are kept, never changed, the newest 10,000 at most",
+          "[migrations][supervisor]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    for (int i = 1; i <= 5; ++i) {
+        add_supervisor_action(
+            c, {i, i % 2 ? "disable" : "drift", "m", i, "why " + std::to_string(i), "did"}, 3);
+    }
+    auto kept = recent_supervisor_actions(c, 10);
+    REQUIRE(kept.size() == 3);  // past `keep`, the oldest went
+    CHECK(kept.front().version == 3);
+    CHECK(kept.back().version == 5);
+    CHECK(kept.back().kind == "disable");
+    CHECK(kept.back().reason == "why 5");
+    kept = recent_supervisor_actions(c, 2);  // the newest, oldest first
+    REQUIRE(kept.size() == 2);
+    CHECK(kept.front().version == 4);
+    CHECK_THROWS_WITH(c.exec("UPDATE supervisor_actions SET reason = 'x'"),
+                      Catch::Contains("append-only"));
+    CHECK_THROWS(add_supervisor_action(c, {6, "retire", "m", 6, "x", "y"}));  // no such kind
+}
