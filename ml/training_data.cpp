@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <unordered_map>
 
@@ -162,6 +163,26 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                                                 std::to_string(label->id) + ") is " + why +
                                                 "; a label is a number, a string, true or "
                                                 "false, or {\"lower\", \"upper\"}");
+                }
+            }
+            // A regression label past 1e150 squares past the largest double:
+            // no error metric of a model trained on it is finite (the job
+            // failed, blaming the first holdout row, whatever its label).
+            if (d.task == task_kind::regression) {
+                double y = 0;
+                if (const auto* x = std::get_if<double>(&ex.label)) y = std::fabs(*x);
+                // An interval trains on its midpoint: {-1e308, 1e308} is 0.
+                if (const auto* i = std::get_if<interval>(&ex.label)) y = std::fabs(i->midpoint());
+                if (y > max_regression_label) {
+                    char shown[32];
+                    std::snprintf(shown, sizeof shown, "%g", y);
+                    return invalid(
+                        "label", "the label \"" + d.label.field + "\" of entity \"" + entity +
+                                     "\" (label fact " + std::to_string(label->id) + ") reaches " +
+                                     shown +
+                                     ", beyond 1e150 either way: its squared error passes "
+                                     "the largest double, so no model trained on it can be "
+                                     "scored; correct the fact, or send labels in a larger unit");
                 }
             }
             // Classes must stay apart: 2^53 + 1 read as a double is 2^53, and

@@ -43,6 +43,10 @@ struct training_set {
     std::map<std::string, unreadable_count> unreadable;
 };
 
+// The largest magnitude of a regression label training takes (its square
+// must stay finite for the holdout's metrics).
+inline constexpr double max_regression_label = 1e150;
+
 // Reads the set as of `watermark` (facts with id <= watermark). The latest
 // label per entity is used; a fact corrected by a later fact (within the
 // watermark) is replaced by its correction.

@@ -1112,6 +1112,17 @@ class DegenerateDataTest(SharedServerCase):
                          % rows[5][0])
         self.assertNotIn("missing", j["error"])
 
+    def test_a_regression_label_near_the_largest_double_names_its_fact(self):
+        # Its square overflows. One such label among 60 trained a version
+        # (on aef936f); three among 400 failed the job as "the fitted model
+        # cannot answer holdout row 0 (entity …)", naming an entity with an
+        # ordinary label.
+        rows = synthetic("regression", 60, seed=44)
+        rows[40] = (rows[40][0], rows[40][1], 1e308)
+        j = self.failed_job(definition("regression", uid("feat"), uid("lab")), rows)
+        self.assertRegex(j["error"], r'the label "y" of entity "%s" \(label fact \d+\) reaches 1e\+308'
+                         % rows[40][0])
+
     def test_an_interval_label_as_wide_as_the_doubles_trains(self):
         # {-1e308, 1e308}: its midpoint overflowed to infinity, and the job
         # failed with "label 1 is not finite", naming no fact.

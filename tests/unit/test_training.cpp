@@ -868,6 +868,36 @@ TEST_CASE("training set: the newest fact of a chain of corrections stands", "[tr
     CHECK(number_of(set->rows[0].label) == 2);
 }
 
+TEST_CASE("training set: regression labels beyond 1e150 are refused, naming the fact",
+          "[training_data]") {
+    // Their squares overflow: the job failed as "the fitted model cannot
+    // answer holdout row 0", naming an entity with an ordinary label.
+    fact_db db;
+    db.add("posts", "P", t0, {{"x", 1}});
+    db.add("likes", "P", t0 + minute, {{"y", 1e150}});  // the largest taken
+    db.add("posts", "Q", t0, {{"x", 2}});
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    const auto q = db.add("likes", "Q", t0 + minute, {{"y", -1e300}});
+    set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(!set);
+    CHECK(set.error().field() == "label");
+    CHECK_THAT(set.error().message(), Catch::Contains("entity \"Q\" (label fact " +
+                                                      std::to_string(q) + ") reaches 1e+300"));
+    // An interval trains on its midpoint: as wide as the doubles, it is 0.
+    const auto wide = db.add("likes", "Q", t0 + 2 * minute,
+                             {{"y", json{{"lower", -1e308}, {"upper", 1e308}}}}, q);
+    REQUIRE(build_training_set(db.conn, posts_likes_definition(), 1000000));
+    // Its midpoint past 1e150 is refused.
+    db.add("likes", "Q", t0 + 3 * minute, {{"y", json{{"lower", 1e300}, {"upper", 1e301}}}}, wide);
+    REQUIRE(!build_training_set(db.conn, posts_likes_definition(), 1000000));
+    // Corrected to an ordinary label, it trains.
+    db.add("likes", "Q", t0 + 4 * minute, {{"y", 3}}, q);
+    set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    CHECK(set->rows.size() == 2);
+}
+
 TEST_CASE("training set: class labels beyond 2^53 are refused, naming the fact",
           "[training_data]") {
     // 2^53 and 2^53 + 1 are one double: two classes became one, and the
