@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -289,6 +290,47 @@ void build_index(fitted_feature& f) {
     for (std::size_t i = 0; i < f.vocabulary.size(); ++i) f.index.emplace(f.vocabulary[i], i);
 }
 
+// A few values far from the rest (1e308 sent by an app with a bug) set a
+// standardized feature's scale, and every other value then maps to about the
+// same number: the feature is lost to the model without a word, and the job
+// still succeeds. Said in the job's log when the scale is over 100 times the
+// middle half's width and some values lie over 1000 such widths from the
+// median. Standardizing is left as it is: what it does is what is served.
+std::optional<std::string> extreme_values_note(const feature_spec& s,
+                                               const std::vector<raw_record>& rows,
+                                               const fitted_feature& f) {
+    if (s.transform != transform_kind::numeric && s.transform != transform_kind::log)
+        return std::nullopt;
+    std::vector<double> xs;
+    for (const auto& row : rows) {
+        const raw_value* v = find_field(row, s.field);
+        auto x = v ? as_number(*v) : std::nullopt;
+        if (x) xs.push_back(s.transform == transform_kind::log ? log_value(*x) : *x);
+    }
+    if (xs.size() < 8) return std::nullopt;
+    std::sort(xs.begin(), xs.end());
+    const double q1 = xs[xs.size() / 4], median = xs[xs.size() / 2], q3 = xs[xs.size() * 3 / 4];
+    const double width = q3 - q1;
+    if (!(width > 0) || !std::isfinite(width) || !(f.scale > 100 * width)) return std::nullopt;
+    std::size_t far = 0;
+    double example = median;
+    for (double x : xs) {
+        if (std::fabs(x - median) > 1000 * width) {
+            ++far;
+            if (std::fabs(x - median) > std::fabs(example - median)) example = x;
+        }
+    }
+    if (!far) return std::nullopt;
+    char text[160];
+    std::snprintf(text, sizeof text, "(e.g. %g; the middle half lies within [%g, %g])", example, q1,
+                  q3);
+    return "feature " + spec_label(s) + ": " + std::to_string(far) + " of " +
+           std::to_string(xs.size()) + " values lie far from the rest " + text +
+           " and set its scale, so the others barely differ once scaled; check what the app "
+           "sends, or read the field with " +
+           (s.transform == transform_kind::log ? "bucketize" : "a log or bucketize transform");
+}
+
 // Learns one spec's state from the usable values in rows.
 fitted_feature fit_one(const feature_spec& s, const std::vector<raw_record>& rows) {
     fitted_feature f;
@@ -504,6 +546,7 @@ result<feature_pipeline> feature_pipeline::fit(const std::vector<feature_spec>& 
                  " (e.g. " + raw_value_type_name(*example) + ") and count as missing");
         }
         p.features_.push_back(fit_one(s, rows));
+        if (auto note = extreme_values_note(s, rows, p.features_.back())) warn(std::move(*note));
     }
 
     // Transform every row once and keep only columns that vary: a constant

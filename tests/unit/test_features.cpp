@@ -600,3 +600,41 @@ TEST_CASE("raw_record: sorted, one value per name, first value kept", "[features
     for (int i = 0; i < 1000; ++i)
         CHECK(std::get<double>(big.at("f" + std::to_string(1000 + i))) == i);
 }
+
+// 20 posts of 410 with a length of 1e308 (an app's bug) set the scale, and the
+// other lengths all scaled to about -0.05: the feature was lost to the model,
+// the job succeeded, and its log said nothing.
+TEST_CASE("a few values far from the rest that set a feature's scale are said", "[features]") {
+    std::vector<raw_record> rows;
+    for (int i = 0; i < 390; ++i) rows.push_back({{"length", 80.0 + (i % 81)}});
+    for (int i = 0; i < 20; ++i) rows.push_back({{"length", 1e308}});
+    std::vector<std::string> warnings;
+    fit_ok({spec("length", transform_kind::numeric)}, rows, &warnings);
+    CHECK(any_warning_contains(warnings,
+                               "feature numeric(length): 20 of 410 values lie far from the rest "
+                               "(e.g. 1e+308; the middle half lies within [100, 141])"));
+    // A log of them is still far from the rest (709 beside 4.4-5.1).
+    warnings.clear();
+    fit_ok({spec("length", transform_kind::log)}, rows, &warnings);
+    CHECK(any_warning_contains(warnings,
+                               "feature log(length): 20 of 410 values lie far from the rest"));
+    CHECK(any_warning_contains(warnings, "read the field with bucketize"));
+    // Without them, nothing is said.
+    rows.resize(390);
+    warnings.clear();
+    fit_ok({spec("length", transform_kind::numeric)}, rows, &warnings);
+    CHECK(!any_warning_contains(warnings, "far from the rest"));
+
+    // A long tail is not that: incomes spread over four orders of magnitude.
+    rows.clear();
+    for (int i = 0; i < 400; ++i) rows.push_back({{"income", 20000.0 * std::pow(1.02, i % 200)}});
+    warnings.clear();
+    fit_ok({spec("income", transform_kind::numeric)}, rows, &warnings);
+    CHECK(!any_warning_contains(warnings, "far from the rest"));
+    // Nor a column of mostly one value (no middle half to measure by).
+    rows.clear();
+    for (int i = 0; i < 400; ++i) rows.push_back({{"flag", i < 390 ? 0.0 : 1e9}});
+    warnings.clear();
+    fit_ok({spec("flag", transform_kind::numeric)}, rows, &warnings);
+    CHECK(!any_warning_contains(warnings, "far from the rest"));
+}
