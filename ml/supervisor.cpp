@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "ml/live_metrics.h"
 #include "store/log.h"
@@ -70,18 +71,20 @@ supervisor::supervisor(fact_writer& writer, reader_pool& readers, serving_regist
 supervisor::~supervisor() { stop(); }
 
 void supervisor::start() {
-    // What it did before the restart, as it said then.
+    // What it did before the restart, as it said then (read at the first
+    // start only: a start after a stop keeps what it holds).
     std::vector<supervisor_action> kept;
-    try {
-        if (!state().actions.empty()) throw std::logic_error("started before");
-        auto conn = readers_.acquire();
-        for (auto& r :
-             recent_supervisor_actions(*conn, static_cast<std::int64_t>(max_actions_shown))) {
-            kept.push_back({r.time, std::move(r.kind), std::move(r.model), r.version,
-                            std::move(r.reason), std::move(r.outcome)});
+    if (!std::exchange(read_kept_actions_, true)) {
+        try {
+            auto conn = readers_.acquire();
+            for (auto& r :
+                 recent_supervisor_actions(*conn, static_cast<std::int64_t>(max_actions_shown))) {
+                kept.push_back({r.time, std::move(r.kind), std::move(r.model), r.version,
+                                std::move(r.reason), std::move(r.outcome)});
+            }
+        } catch (const std::exception& e) {
+            log_warn("supervisor", std::string("could not read its earlier actions: ") + e.what());
         }
-    } catch (const std::exception& e) {
-        log_warn("supervisor", std::string("could not read its earlier actions: ") + e.what());
     }
     {
         std::lock_guard lock(mu_);

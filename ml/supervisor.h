@@ -79,6 +79,7 @@ private:
         std::chrono::steady_clock::time_point at;
         std::uint64_t requests, errors, misses, fallbacks;
     };
+    bool read_kept_actions_ = false;  // start() and stop() come from one thread
     void act(const model_serving& m, std::int64_t version, const std::string& reason);
     void check_drift(const model_serving& m, const loaded_version& v,
                      std::chrono::steady_clock::time_point now);
