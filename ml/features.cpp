@@ -325,7 +325,8 @@ std::optional<std::string> extreme_values_note(const feature_spec& s,
     std::snprintf(text, sizeof text, "(e.g. %g; the middle half lies within [%g, %g])", example, q1,
                   q3);
     return "feature " + spec_label(s) + ": " + std::to_string(far) + " of " +
-           std::to_string(xs.size()) + " values lie far from the rest " + text +
+           std::to_string(xs.size()) + (far == 1 ? " values lies" : " values lie") +
+           " far from the rest " + text +
            " and set its scale, so the others barely differ once scaled; check what the app "
            "sends, or read the field with " +
            (s.transform == transform_kind::log ? "bucketize" : "a log or bucketize transform");

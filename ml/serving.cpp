@@ -197,8 +197,10 @@ void use_served_specs(model_serving& s) {
     // Fields whose columns training dropped (always missing, constant) are
     // read by no version: ignored and listed as such, not "imputed".
     std::vector<feature_spec> specs = first->artifact->pipeline.used_specs();
+    // A shadow arm's fields are as the chain's below: passed to it when they
+    // fit, never refused (it answers no one).
     for (const auto& arm : s.arms) {
-        if (!arm.version) continue;
+        if (!arm.version || arm.shadow) continue;
         for (const auto& spec : arm.version->artifact->pipeline.used_specs()) {
             bool have = false;
             for (const auto& h : specs)
@@ -209,7 +211,12 @@ void use_served_specs(model_serving& s) {
     // The chain's earlier versions: their own fields reach them too (else
     // a fallback to a version trained on a field live dropped imputed it).
     std::vector<feature_spec> extra;
-    for (const auto& prev : s.previous) {
+    std::vector<const loaded_version*> others;
+    for (const auto& prev : s.previous) others.push_back(prev.get());
+    for (const auto& arm : s.arms) {
+        if (arm.version && arm.shadow) others.push_back(arm.version.get());
+    }
+    for (const loaded_version* prev : others) {
         for (const auto& spec : prev->artifact->pipeline.used_specs()) {
             bool read_by_served = false;
             for (const auto& h : specs) read_by_served = read_by_served || h.field == spec.field;
@@ -221,6 +228,15 @@ void use_served_specs(model_serving& s) {
     }
     s.definition.features = std::move(specs);
     s.fields = index_fields(s.definition.features);
+    std::vector<std::string> served;
+    for (const auto& f : s.fields) served.push_back(f.name);
+    std::vector<const loaded_version*> all{s.live.get()};
+    for (const auto& arm : s.arms) all.push_back(arm.version.get());
+    for (const auto& prev : s.previous) all.push_back(prev.get());
+    for (const loaded_version* v : all) {
+        if (v && v->reads == served && !s.reads_served_fields(v->version))
+            s.read_served_fields.push_back(v->version);
+    }
     if (extra.empty()) return;
     for (auto f : index_fields(extra)) {
         f.fallback_only = true;

@@ -13,6 +13,7 @@
 // (refreshes of one model are serialised).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -147,6 +148,15 @@ struct model_serving {
     // prior was asked for): a later fact makes it stale (stale_priors).
     std::int64_t prior_at = -1;
     std::vector<served_field> fields;  // fields the definition reads, by name
+    // Versions (live, arms, the chain) that read exactly the fields of
+    // `fields` not flagged fallback_only: an answer of theirs lists the
+    // ignored and imputed fields as the request was read; another's are
+    // worked out from what it reads.
+    std::vector<std::int64_t> read_served_fields;
+    bool reads_served_fields(std::int64_t version) const {
+        return std::find(read_served_fields.begin(), read_served_fields.end(), version) !=
+               read_served_fields.end();
+    }
     // Fields only earlier live versions read, with their transforms (in
     // `fields` too, flagged fallback_only).
     std::vector<feature_spec> fallback_features;

@@ -86,6 +86,17 @@ void supervisor::start() {
             log_warn("supervisor", std::string("could not read its earlier actions: ") + e.what());
         }
     }
+    // A drift reported before the restart counts for its window: the
+    // restart does not report it again at once.
+    const auto steady_now = std::chrono::steady_clock::now();
+    const micros wall_now = now_micros();
+    for (const auto& a : kept) {
+        if (a.kind != "drift") continue;
+        const auto at =
+            steady_now - std::chrono::microseconds(std::max<micros>(0, wall_now - a.time));
+        auto [it, fresh] = drift_reported_.try_emplace({a.model, a.version}, at);
+        if (!fresh) it->second = std::max(it->second, at);
+    }
     {
         std::lock_guard lock(mu_);
         stopping_ = false;

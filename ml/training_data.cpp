@@ -170,10 +170,10 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             // failed, blaming the first holdout row, whatever its label).
             if (d.task == task_kind::regression) {
                 double y = 0;
-                if (const auto* x = std::get_if<double>(&ex.label)) y = std::fabs(*x);
+                if (const auto* x = std::get_if<double>(&ex.label)) y = *x;
                 // An interval trains on its midpoint: {-1e308, 1e308} is 0.
-                if (const auto* i = std::get_if<interval>(&ex.label)) y = std::fabs(i->midpoint());
-                if (y > max_regression_label) {
+                if (const auto* i = std::get_if<interval>(&ex.label)) y = i->midpoint();
+                if (std::fabs(y) > max_regression_label) {
                     char shown[32];
                     std::snprintf(shown, sizeof shown, "%g", y);
                     return invalid(

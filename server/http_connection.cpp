@@ -145,6 +145,22 @@ bool same_name(std::string_view name, std::string_view lower) {
            });
 }
 
+// An If-Match or If-None-Match line with no value (`If-Match: $ETAG` with the
+// variable unset): httplib drops a header without a value, so the write went
+// ahead with no condition at all. A well-formed line (CR LF included).
+std::string empty_condition_line(std::string_view line) {
+    const std::size_t colon = line.find(':');
+    const std::string_view name = line.substr(0, colon);
+    if (!same_name(name, "if-match") && !same_name(name, "if-none-match")) return {};
+    std::string_view value = line.substr(colon + 1, line.size() - colon - 2);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (!value.empty()) return {};
+    return "header line \"" + std::string(name) +
+           ":\" has no value: it takes \"*\" or quoted entity tags, as ETag headers send them";
+}
+
 // What becomes of the request whose head is `head`, read in one walk of
 // its lines. `malformed`: a header line httplib would skip (see
 // malformed_field_line), refused with the body unread. `ahead`: the body's
@@ -187,6 +203,11 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         std::string_view line = head.substr(pos, eol - pos);
         pos = eol + 1;
         if (std::string why = malformed_field_line(line); !why.empty()) {
+            body_plan refused;
+            refused.malformed = std::move(why);
+            return refused;
+        }
+        if (std::string why = empty_condition_line(line); !why.empty()) {
             body_plan refused;
             refused.malformed = std::move(why);
             return refused;

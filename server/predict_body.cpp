@@ -206,7 +206,7 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
                 if (!fits) break;
             }
             if (!known) out.ignored.push_back(k);
-            if (known) out.fallback_only.push_back(k);
+            if (known && !v.is_null()) out.fallback_only.push_back(k);
             if (fits) out.record.emplace(k, to_raw(v));
             continue;
         }
@@ -461,7 +461,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
         }
         const bool fallback_only = field->fallback_only;
         const std::string& name = (field++)->name;
-        if (fallback_only) out.fallback_only.push_back(name);
+        if (fallback_only && mem.value.type != scalar::kind::null)
+            out.fallback_only.push_back(name);
         if (!fits && !fallback_only) return false;
         // A field only the fallback chain reads is dropped, not refused.
         if (!fits) continue;

@@ -30,9 +30,10 @@ struct predict_instance {
     ml::raw_record record;
     std::vector<std::string> ignored;  // fields the model never saw, in key order
     std::vector<std::string> missing;  // fields it reads that were not sent
-    // Sent fields that only earlier versions of the fallback chain read, in
-    // key order: ignored in an answer whose version does not get them (one
-    // that does not read them, or a value of the wrong type, dropped).
+    // Sent fields (not null) that only earlier versions of the fallback
+    // chain or shadow arms read, in key order: ignored in an answer whose
+    // version does not get them (one that does not read them, or a value of
+    // a wrong type for it, dropped).
     std::vector<std::string> fallback_only;
     // FNV-1a over the features' members in key order, each value by type and
     // content: equal features hash equally however they were written.

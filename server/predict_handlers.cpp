@@ -81,16 +81,32 @@ const ml::loaded_version* answering_version(const ml::model_serving& m, const ch
     return nullptr;
 }
 
-// What an answer reports as ignored: the fields no version reads, and those
-// only earlier versions read that the answering one did not get (it does not
-// read them, or their value was of a wrong type for them and dropped).
-std::vector<std::string> ignored_by(const predict_instance& in,
-                                    const ml::loaded_version* answered) {
-    std::vector<std::string> out = in.ignored;
-    for (const auto& f : in.fallback_only) {
-        if (!answered || !answered->reads_field(f) || !in.record.count(f)) out.push_back(f);
+// What an answer lists as ignored and imputed, for the version that gave it
+// (an experiment arm, or a version of the fallback chain, may read other
+// fields than those the request was read for): ignored, the fields sent that
+// it did not get (no version reads them, it does not, or their value was of
+// a wrong type for it and dropped); imputed, those it reads that were not
+// sent (or null).
+struct field_report {
+    std::vector<std::string> ignored, imputed;
+};
+
+field_report fields_for(const predict_instance& in, const ml::loaded_version& v) {
+    field_report out;
+    out.ignored = in.ignored;
+    for (const auto& [name, value] : in.record) {
+        if (!v.reads_field(name)) out.ignored.push_back(name);
     }
-    std::sort(out.begin(), out.end());
+    for (const auto& f : in.fallback_only) {
+        if (!in.record.count(f)) out.ignored.push_back(f);  // of a wrong type: dropped
+    }
+    std::sort(out.ignored.begin(), out.ignored.end());
+    out.ignored.erase(std::unique(out.ignored.begin(), out.ignored.end()), out.ignored.end());
+    for (const auto& f : v.reads) {
+        if (!in.record.count(f) &&
+            !std::binary_search(in.fallback_only.begin(), in.fallback_only.end(), f))
+            out.imputed.push_back(f);
+    }
     return out;
 }
 
@@ -404,13 +420,21 @@ http_response post_model_predict(app& a, const http_request& req) {
             w.null();
         }
         w.key("latency_ms").number(latency_ms);
-        if (answers[i] && !instances[i].fallback_only.empty()) {
-            const auto ignored = ignored_by(instances[i], answering_version(*m, pick, by[i]));
-            if (!ignored.empty()) w.key("ignored_fields").strings(ignored);
-        } else if (!instances[i].ignored.empty()) {
-            w.key("ignored_fields").strings(instances[i].ignored);
+        // The lists as the request was read hold for a version that reads
+        // just those fields (the usual case); another's are its own.
+        const ml::loaded_version* answering =
+            answers[i] ? answering_version(*m, pick, by[i]) : nullptr;
+        if (answering &&
+            (!instances[i].fallback_only.empty() || !m->reads_served_fields(answering->version))) {
+            const field_report own = fields_for(instances[i], *answering);
+            if (!own.ignored.empty()) w.key("ignored_fields").strings(own.ignored);
+            if (!own.imputed.empty()) w.key("imputed_fields").strings(own.imputed);
+        } else {
+            if (!instances[i].ignored.empty())
+                w.key("ignored_fields").strings(instances[i].ignored);
+            if (!instances[i].missing.empty())
+                w.key("imputed_fields").strings(instances[i].missing);
         }
-        if (!instances[i].missing.empty()) w.key("imputed_fields").strings(instances[i].missing);
         if (!fallback) {
             // Which version read them: the one that answered.
             const auto unseen =

@@ -328,6 +328,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
             auto live = alias_version(c, name, "live");
             if (status held = check_alias_preconditions(*pre, live, name, "live", etag_now); !held)
                 return held;
+            if (live) etag_now = alias_etag(*live);  // for a 412 on "to" too
             if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
             from = *live;
             const ml::earlier_live back = ml::earlier_live_version(c, name, *live);

@@ -1335,12 +1335,14 @@ class FaultTest(SharedServerCase):
         self.assertEqual(train(self, self.c, name), 2)
         set_live(self, self.c, name, 2, "x1 only")
         sent = [k for k in sorted(FEATURES) if k != "x1"]
-        for body in ({"features": FEATURES}, {"features": dict(FEATURES, x2="not a number")},
-                     {"features": dict(FEATURES, x2=None)}):
+        for body, ignored in (({"features": FEATURES}, sent),
+                              ({"features": dict(FEATURES, x2="not a number")}, sent),
+                              # null is not sent, as for any field
+                              ({"features": dict(FEATURES, x2=None)}, ["caption", "color"])):
             with self.subTest(body=body):
                 p = predict(self, self.c, name, body)
                 self.assertModelAnswer(p, name, 2)
-                self.assertEqual(p.get("ignored_fields"), sent, p)
+                self.assertEqual(p.get("ignored_fields"), ignored, p)
                 self.assertNotIn("imputed_fields", p)
         # Batches, and fields no version reads, merge in key order.
         r = predict(self, self.c, name, {"instances": [{"features": dict(FEATURES, zz=1, a0=2)}]})
@@ -1351,6 +1353,49 @@ class FaultTest(SharedServerCase):
         p = predict(self, self.c, name, {"features": FEATURES})
         self.assertEqual(p["version"], 1, p)
         self.assertNotIn("ignored_fields", p)
+
+    def test_each_answer_lists_the_fields_of_the_version_that_gave_it(self):
+        # Version 1 reads x1, x2, color and caption; version 2 x1 and x2;
+        # version 3 x1 only, and throws. The lists followed the fields the
+        # request was read for: an experiment arm or a shadow reading color
+        # took it off version 2's ignored list, a shadow refused a wrong
+        # type in a field only it reads, and a fallback from version 3 to 2
+        # described version 3's fields.
+        name, feats, labels, rows, d = self.trained()
+        put_model(self, self.c, name, dict(d, features=[{"field": "x1"}, {"field": "x2"}]))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 2, "x1 and x2")
+        base = "/v1/models/%s/experiments" % name
+        r = self.c.post_json(base, {"reason": "shadow", "arms": [
+            {"version": 2, "weight": 1}, {"version": 1, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        eid = r.json()["id"]
+        p = predict(self, self.c, name, {"features": FEATURES})
+        self.assertEqual((p["version"], p.get("ignored_fields")), (2, ["caption", "color"]), p)
+        p = predict(self, self.c, name, {"features": dict(FEATURES, color=[1, 2])})
+        self.assertEqual((p["version"], p.get("ignored_fields")), (2, ["caption", "color"]), p)
+        r = self.c.post_json("%s/%d/end" % (base, eid), {"reason": "next"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.post_json(base, {"reason": "split", "arms": [
+            {"version": 1, "weight": 1}, {"version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        eid = r.json()["id"]
+        seen = {}
+        for i in range(60):
+            p = predict(self, self.c, name, {"entity": "arm%d" % i, "features": dict(FEATURES, zz=1)})
+            seen[p["version"]] = (p.get("ignored_fields"), p.get("imputed_fields"))
+            if len(seen) == 2:
+                break
+        self.assertEqual(seen, {1: (["zz"], None), 2: (["caption", "color", "zz"], None)})
+        r = self.c.post_json("%s/%d/end" % (base, eid), {"reason": "done"})
+        self.assertEqual(r.status, 200, r)
+        put_model(self, self.c, name, dict(d, features=[{"field": "x1"}], test_fault="serve_throw"))
+        self.assertEqual(train(self, self.c, name), 3)
+        set_live(self, self.c, name, 3, "x1 only, and it throws")
+        for body in ({"x1": 0.5}, {"x1": 0.5, "x2": None}):
+            p = predict(self, self.c, name, {"features": body})
+            self.assertFallback(p, "model_error", "previous_version", 2)
+            self.assertEqual((p.get("ignored_fields"), p.get("imputed_fields")), (None, ["x2"]), p)
 
     def test_the_chain_passes_over_a_version_of_another_task(self):
         # Regression v1 was live; the model became binary and v2 went live.
