@@ -122,6 +122,14 @@ class ConditionalWriteTest(SharedServerCase):
                 self.assertEqual(r.json()["error"]["field"], header, r)
                 self.assertIn("quoted entity tags", r.json()["error"]["message"])
         self.assertEqual(len(self.revisions(name)), 1)
+        # An empty condition (a script's unset $ETAG) was dropped on the way
+        # in, and the write went ahead unconditionally.
+        for header in ("If-Match", "If-None-Match"):
+            with self.subTest(empty=header):
+                r = self.put_def(name, changed, {header: ""})
+                self.assertEqual(r.status, 400, r)
+                self.assertIn("has no value", r.json()["error"]["message"], r)
+        self.assertEqual(len(self.revisions(name)), 1)
         # Other routes read the same way.
         r = self.c.request("PUT", "/v1/models/%s/aliases/live" % name,
                            json_body={"version": 1, "reason": "x"}, headers={"If-Match": "v1"})
@@ -182,6 +190,10 @@ class ConditionalWriteTest(SharedServerCase):
         self.assertStale(r, "to", None)
         self.assertIn("to v1, not to v3", r.json()["error"]["message"])
         self.assertEqual(self.live(name), 2)
+        # Without If-Match too, the 412 says where live is.
+        r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "x", "to": 3})
+        self.assertStale(r, "to", None)
+        self.assertEqual(r.header("ETag"), '"v2"', r)
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "x", "to": "1"})
         self.assertEqual(r.status, 400, r)
         self.assertEqual(r.json()["error"]["field"], "to", r)

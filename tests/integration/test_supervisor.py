@@ -801,6 +801,19 @@ class DriftTest(KennelTestCase):
         # Serving goes on from the same version: drift alone takes nothing out of service.
         self.assertEqual(events_of(self, self.c, name), [])
 
+        # A restart within the drift window keeps the report, and the same
+        # drift is not reported again until the window has passed (it was,
+        # at once: the window's clock was kept in memory only).
+        self.server.stop()
+        self.server = self.start_server()
+        self.c = self.client(self.server)
+        self.assertEqual(self.drift_actions(name), [action])
+        wait_until(lambda: self.live_drift(name)["window"] is not None, 5, "a drift window")
+        self.send(name, rows, "again")
+        self.assertTrue(self.live_drift(name)["window"]["drifted"])
+        supervisor_looks(self, self.c, 3)
+        self.assertEqual(self.drift_actions(name), [action])
+
         # Unknown models and bad policies are refused, naming the field; a
         # model never trained has nothing served, so no version to report.
         r = self.c.get("/v1/models/nosuchmodel/drift")
