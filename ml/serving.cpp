@@ -68,19 +68,25 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
     if (d.task == task_kind::regression) {
         // As training reads a label (ml/raw_json.cpp): a number, an
         // interval's midpoint, or a {"value", "confidence"} object's value.
+        // Averaged as shares of the largest magnitude: labels near the
+        // largest double summed past it, and their finite mean read as
+        // infinite (a null prediction claimed by the prior).
         statement st(
-            c, std::string("SELECT avg(CASE WHEN json_type(f.data, ?2) IN ('integer','real')"
-                           " THEN json_extract(f.data, ?2) WHEN json_type(f.data, ?2) = 'object'"
-                           " THEN coalesce((json_extract(f.data, ?2 || '.lower') +"
-                           " json_extract(f.data, ?2 || '.upper')) / 2.0,"
-                           " CASE WHEN json_type(f.data, ?2 || '.value') IN ('integer','real')"
-                           " THEN json_extract(f.data, ?2 || '.value') END)"
-                           " END)") +
-                   standing);
+            c,
+            std::string("WITH v(x) AS (SELECT CASE WHEN json_type(f.data, ?2) IN ('integer','real')"
+                        " THEN json_extract(f.data, ?2) WHEN json_type(f.data, ?2) = 'object'"
+                        " THEN coalesce(json_extract(f.data, ?2 || '.lower') / 2.0 +"
+                        " json_extract(f.data, ?2 || '.upper') / 2.0,"
+                        " CASE WHEN json_type(f.data, ?2 || '.value') IN ('integer','real')"
+                        " THEN json_extract(f.data, ?2 || '.value') END)"
+                        " END") +
+                standing +
+                "), m(s) AS (SELECT max(abs(x)) FROM v)"
+                " SELECT CASE WHEN s = 0 THEN 0.0 ELSE (SELECT avg(CAST(x AS REAL) / s) FROM v) * "
+                "s END"
+                " FROM m");
         st.bind(1, d.label.stream).bind(2, path);
         if (!st.step() || st.is_null(0)) return std::nullopt;
-        // Labels near the largest double sum past it: no prior (the answer
-        // would be a null prediction claimed by the prior).
         if (!std::isfinite(st.column_double(0))) return std::nullopt;
         answer a;
         a.value = st.column_double(0);

@@ -615,22 +615,20 @@ class PredictTest(SharedServerCase):
         self.assertModelAnswer(p1, name, 1)
         self.assertEqual(p1["prediction"], a["prediction"])
 
-    def test_a_label_prior_past_the_largest_number_is_no_prior(self):
-        # Labels near the largest double average past it: the "prior"
-        # answered a null prediction claimed by "label_prior".
+    def test_a_label_prior_near_the_largest_double_is_its_mean(self):
+        # Labels near the largest double summed past it: the "prior"
+        # answered a null prediction claimed by "label_prior" (aef936f), then
+        # none at all though the mean was finite (7db9b5e).
         name, feats, labels, rows, d = self.model()
-        huge = uid("lab")
-        post_facts(self, self.c, [fact(huge, uid("e"), {"y": 1e308}) for _ in range(3)])
-        put_model(self, self.c, name, dict(d, label={"stream": huge, "field": "y"}))
-        p = predict(self, self.c, name, {"features": FEATURES})
-        self.assertFallback(p, "not_trained", "none", None)
-        self.assertIsNone(p["prediction"], p)
-        # The definition's constant answers before it.
-        put_model(self, self.c, name, dict(d, label={"stream": huge, "field": "y"},
-                                           serving={"fallback": 4.5}))
-        p = predict(self, self.c, name, {"features": FEATURES})
-        self.assertFallback(p, "not_trained", "constant", None)
-        self.assertEqual(p["prediction"], 4.5, p)
+        for values, mean in (([1e308] * 3, 1e308), ([1.5e308, 1.5e308, -1.5e308], 5e307),
+                             ([{"lower": 1.7e308, "upper": 1.7976931348623157e308}], 1.7488465674311578e308)):
+            with self.subTest(values=values):
+                huge = uid("lab")
+                post_facts(self, self.c, [fact(huge, uid("e"), {"y": v}) for v in values])
+                put_model(self, self.c, name, dict(d, label={"stream": huge, "field": "y"}))
+                p = predict(self, self.c, name, {"features": FEATURES})
+                self.assertFallback(p, "not_trained", "label_prior", None)
+                self.assertAlmostEqual(p["prediction"] / mean, 1.0, places=12)
 
     def test_never_trained_answers_from_the_prior_or_the_constant(self):
         name, feats, labels, rows, d = self.model()
