@@ -263,27 +263,36 @@ void supervisor::tick() {
 
 void supervisor::act(const model_serving& m, std::int64_t version, const std::string& reason) {
     std::string outcome;
+    const micros at = now_micros();
+    // The disabling and the live move.
+    const auto take_out = [&](connection& c) -> status {
+        auto d = set_version_enabled(c, m.name, version, false, "supervisor", reason);
+        if (!d) return d.error();
+        outcome = *d ? "disabled" : "already disabled";
+        auto live = alias_version(c, m.name, "live");
+        if (live && *live == version) {
+            // As a person's rollback: never to a version of another task.
+            const earlier_live back = earlier_live_version(c, m.name, version);
+            if (back.version) {
+                status mv = move_alias(
+                    c, m.name, "live", *back.version, "supervisor",
+                    "version " + std::to_string(version) + " taken out of service: " + reason);
+                if (!mv) return mv;
+                outcome += "; live moved back to version " + std::to_string(*back.version);
+                return status::ok();
+            }
+            outcome += "; no earlier usable version";
+            if (back.passed_over_task) outcome += " of its task";
+            outcome += ", answers come from the fallback chain";
+        }
+        return status::ok();
+    };
+    // Its record in the same transaction: a crash cannot keep the effects
+    // and lose the supervisor's account of them.
     status s = writer_.run(
         [&](connection& c) {
-            auto d = set_version_enabled(c, m.name, version, false, "supervisor", reason);
-            if (!d) return d.error();
-            outcome = *d ? "disabled" : "already disabled";
-            auto live = alias_version(c, m.name, "live");
-            if (live && *live == version) {
-                // As a person's rollback: never to a version of another task.
-                const earlier_live back = earlier_live_version(c, m.name, version);
-                if (back.version) {
-                    status mv = move_alias(
-                        c, m.name, "live", *back.version, "supervisor",
-                        "version " + std::to_string(version) + " taken out of service: " + reason);
-                    if (!mv) return mv;
-                    outcome += "; live moved back to version " + std::to_string(*back.version);
-                    return status::ok();
-                }
-                outcome += "; no earlier usable version";
-                if (back.passed_over_task) outcome += " of its task";
-                outcome += ", answers come from the fallback chain";
-            }
+            if (status done = take_out(c); !done) return done;
+            add_supervisor_action(c, {at, "disable", m.name, version, reason, outcome});
             return status::ok();
         },
         std::chrono::seconds(10));
@@ -293,22 +302,24 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
     }
     log_warn("supervisor", m.name + " version " + std::to_string(version) + ": " + reason + " -> " + outcome);
     refresh_(m.name);
-    record({now_micros(), "disable", m.name, version, reason, outcome});
+    record({at, "disable", m.name, version, reason, outcome}, true);
 }
 
-void supervisor::record(supervisor_action a) {
-    // Kept across restarts, written behind the action (its effects, the
-    // disabling and the live move, committed already).
-    supervisor_action_row row{a.time, a.kind, a.model, a.version, a.reason, a.outcome};
-    auto queued = writer_.submit(
-        [row](connection& c) {
-            add_supervisor_action(c, row);
-            return status::ok();
-        },
-        1, durability::relaxed);
-    if (!queued) {
-        log_warn("supervisor", "could not keep its action on " + a.model + " version " +
-                                   std::to_string(a.version) + ": " + queued.error().message());
+void supervisor::record(supervisor_action a, bool kept) {
+    // Kept across restarts: a drift report is written behind (it changed
+    // nothing else).
+    if (!kept) {
+        supervisor_action_row row{a.time, a.kind, a.model, a.version, a.reason, a.outcome};
+        auto queued = writer_.submit(
+            [row](connection& c) {
+                add_supervisor_action(c, row);
+                return status::ok();
+            },
+            1, durability::relaxed);
+        if (!queued) {
+            log_warn("supervisor", "could not keep its action on " + a.model + " version " +
+                                       std::to_string(a.version) + ": " + queued.error().message());
+        }
     }
     std::lock_guard lock(mu_);
     ++state_.actions_total[a.kind];

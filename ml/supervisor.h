@@ -83,7 +83,9 @@ private:
     void act(const model_serving& m, std::int64_t version, const std::string& reason);
     void check_drift(const model_serving& m, const loaded_version& v,
                      std::chrono::steady_clock::time_point now);
-    void record(supervisor_action a);
+    // Shows an action, and keeps it in the database unless `kept` (written
+    // with its effects already).
+    void record(supervisor_action a, bool kept = false);
 
     fact_writer& writer_;
     reader_pool& readers_;
