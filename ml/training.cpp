@@ -294,6 +294,15 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         log("warn", std::to_string(data.without_features) +
                         " labelled entities have no feature fact at or before their label; skipped");
     }
+    // 20: a handful of other facts between labels is no sign of a rename.
+    if (data.facts_after_last_label >= 20) {
+        log("warn", "label stream \"" + d.label.stream + "\": its " +
+                        std::to_string(data.facts_after_last_label) + " newest facts (from fact " +
+                        std::to_string(data.first_fact_after_last_label) + ") have no \"" +
+                        d.label.field +
+                        "\" and are not labels; if the app renamed the field, "
+                        "change the definition's label");
+    }
     for (const auto& [field, u] : data.unreadable) {
         log("warn", "field '" + field + "': " + std::to_string(u.rows) + " of " +
                         std::to_string(data.rows.size()) +

@@ -107,6 +107,17 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             if (a->order_id != b->order_id) return a->order_id < b->order_id;
             return a->id < b->id;
         };
+        if (!same_stream) {
+            std::int64_t newest_label = 0;
+            for (const fact_ref& f : labels.standing) {
+                if (f.has_field) newest_label = std::max(newest_label, f.id);
+            }
+            for (const fact_ref& f : labels.standing) {
+                if (f.has_field || f.id < newest_label) continue;
+                if (out.facts_after_last_label++ == 0 || f.id < out.first_fact_after_last_label)
+                    out.first_fact_after_last_label = f.id;
+            }
+        }
         // The latest label per entity.
         std::map<std::string, const fact_ref*> latest_label;
         for (const fact_ref& f : labels.standing) {

@@ -33,6 +33,12 @@ struct training_set {
     std::int64_t max_fact_id = 0;          // the snapshot watermark
     std::int64_t labelled_entities = 0;    // entities with a label
     std::int64_t without_features = 0;     // of those, with no feature fact at or before the label
+    // A label stream apart from the features': its facts after the newest
+    // one holding the label field (none, or null there) and the first of
+    // them. Many such facts look like a renamed field: the app's data moved
+    // on, and training goes on with the labels from before.
+    std::int64_t facts_after_last_label = 0;
+    std::int64_t first_fact_after_last_label = 0;
     // Per feature field, the rows whose value Kennel cannot read (an array,
     // an object that is not an interval or a value with its confidence):
     // missing for training, as null is, but worth saying.

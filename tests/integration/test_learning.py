@@ -1123,6 +1123,18 @@ class DegenerateDataTest(SharedServerCase):
         self.assertRegex(j["error"], r'the label "y" of entity "%s" \(label fact \d+\) reaches 1e\+308'
                          % rows[40][0])
 
+    def test_a_renamed_label_field_is_said_in_the_log(self):
+        # The app renamed the label field: training went on with the labels
+        # from before, and its log said nothing.
+        rows = synthetic("regression", 60, seed=45)
+        f, l, _ = self.streams(rows)
+        post_facts(self, self.c, [fact(l, "renamed%d" % i, {"y_after": i}) for i in range(30)])
+        name = uid("renamed")
+        put_model(self, self.c, name, definition("regression", f, l))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertRegex(log_text(j), r'label stream "%s": its 30 newest facts \(from fact \d+\) have no "y"' % l)
+
     def test_an_interval_label_as_wide_as_the_doubles_trains(self):
         # {-1e308, 1e308}: its midpoint overflowed to infinity, and the job
         # failed with "label 1 is not finite", naming no fact.

@@ -868,6 +868,29 @@ TEST_CASE("training set: the newest fact of a chain of corrections stands", "[tr
     CHECK(number_of(set->rows[0].label) == 2);
 }
 
+TEST_CASE("training set: facts of the label stream after its newest label are counted",
+          "[training_data]") {
+    // The app renamed the label field: training went on with the labels
+    // from before, and its log said nothing.
+    fact_db db;
+    db.add("posts", "P", t0, {{"x", 1}});
+    db.add("likes", "P", t0 + minute, {{"y", 5}});
+    db.add("likes", "P", t0 + 2 * minute, {{"note", "not a label"}});  // between labels
+    db.add("likes", "P", t0 + 3 * minute, {{"y", 6}});
+    auto set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    CHECK(set->facts_after_last_label == 0);
+    const auto first = db.add("likes", "Q", t0 + 4 * minute, {{"y_renamed", 7}});
+    for (int i = 0; i < 24; ++i)
+        db.add("likes", "R" + std::to_string(i), t0 + 5 * minute, {{"y_renamed", i}});
+    db.add("likes", "S", t0 + 6 * minute, {{"y", nullptr}});  // null is no label either
+    set = build_training_set(db.conn, posts_likes_definition(), 1000000);
+    REQUIRE(set);
+    CHECK(set->facts_after_last_label == 26);
+    CHECK(set->first_fact_after_last_label == first);
+    CHECK(set->rows.size() == 1);
+}
+
 TEST_CASE("training set: regression labels beyond 1e150 are refused, naming the fact",
           "[training_data]") {
     // Their squares overflow: the job failed as "the fitted model cannot
