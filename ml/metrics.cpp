@@ -270,20 +270,32 @@ result<regression_metrics> evaluate_regression(const std::vector<double>& truth,
     int exponent = 0;
     std::frexp(largest, &exponent);
     const double scale = std::ldexp(1.0, exponent - 1);  // scale <= largest < 2 scale
-    double mean = 0;                                     // of truth / scale
-    for (double t : truth) mean += t / scale;
+    // The truth's spread on its own scale: beside predictions of 1e304,
+    // labels near 1 divided by the predictions' scale underflowed, their
+    // spread read as 0, and r2 as 0.0 for a model off by 1e304.
+    double truth_largest = 0;
+    for (double t : truth) truth_largest = std::max(truth_largest, std::abs(t));
+    int truth_exponent = 0;
+    std::frexp(truth_largest, &truth_exponent);
+    const double truth_scale = truth_largest > 0 ? std::ldexp(1.0, truth_exponent - 1) : 1.0;
+    double mean = 0;  // of truth / truth_scale
+    for (double t : truth) mean += t / truth_scale;
     mean /= n;
     double sse = 0, sae = 0, sst = 0;
     for (std::size_t i = 0; i < truth.size(); ++i) {
-        const double t = truth[i] / scale;
-        const double e = t - predicted[i] / scale;
+        const double e = truth[i] / scale - predicted[i] / scale;
         sse += e * e;
         sae += std::abs(e);
-        sst += (t - mean) * (t - mean);
+        const double d = truth[i] / truth_scale - mean;
+        sst += d * d;
     }
     m.rmse = scale * std::sqrt(sse / n);
     m.mae = scale * (sae / n);
-    m.r2 = sst > 0 ? 1 - sse / sst : (sse == 0 ? 1.0 : 0.0);
+    // sse is in units of scale^2 and sst of truth_scale^2 (both powers of
+    // two: the ratio is exact); past the double range r2 is -infinity, as
+    // scikit-learn's would be.
+    const double units = std::ldexp(1.0, 2 * (exponent - truth_exponent));
+    m.r2 = sst > 0 ? 1 - (sse / sst) * units : (sse == 0 ? 1.0 : 0.0);
     return m;
 }
 

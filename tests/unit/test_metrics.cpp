@@ -78,6 +78,20 @@ TEST_CASE("RMSE and R2 of labels near the double range are finite", "[metrics]")
     REQUIRE(past);
     CHECK(std::isinf(past->rmse));
     CHECK(past->r2 == Approx(-3.0));
+    // Predictions far beyond small labels: the labels' spread, divided by
+    // the predictions' scale, underflowed to 0, and r2 read 0.0 for a model
+    // off by 8e304 (a probe's). r2 is as a plain computation gives it when
+    // that is finite, and -infinity past the range.
+    auto off = evaluate_regression({1, 2, 3, 4}, {1e10, 1e10, 1e10, 1e10});
+    REQUIRE(off);
+    const double sse = (1e10 - 1) * (1e10 - 1) + (1e10 - 2) * (1e10 - 2) + (1e10 - 3) * (1e10 - 3) +
+                       (1e10 - 4) * (1e10 - 4);
+    CHECK(off->r2 == Approx(1 - sse / 5.0));
+    auto far = evaluate_regression({1, 2, 3, 4}, {8e304, 8e304, 8e304, 8e304});
+    REQUIRE(far);
+    CHECK(far->rmse == Approx(8e304));
+    CHECK(std::isinf(far->r2));
+    CHECK(far->r2 < 0);
     // An infinite value leaves nothing finite to say.
     auto inf = evaluate_regression({std::numeric_limits<double>::infinity(), 1}, {1, 1});
     REQUIRE(inf);
