@@ -308,8 +308,14 @@ std::optional<std::string> extreme_values_note(const feature_spec& s,
         if (x) xs.push_back(s.transform == transform_kind::log ? log_value(*x) : *x);
     }
     if (xs.size() < 8) return std::nullopt;
-    std::sort(xs.begin(), xs.end());
-    const double q1 = xs[xs.size() / 4], median = xs[xs.size() / 2], q3 = xs[xs.size() * 3 / 4];
+    // Three order statistics, not a sort: each pass partitions what is left.
+    const auto at = [&](std::size_t k, std::size_t from) {
+        std::nth_element(xs.begin() + static_cast<std::ptrdiff_t>(from),
+                         xs.begin() + static_cast<std::ptrdiff_t>(k), xs.end());
+        return xs[k];
+    };
+    const std::size_t k1 = xs.size() / 4, k2 = xs.size() / 2, k3 = xs.size() * 3 / 4;
+    const double q1 = at(k1, 0), median = at(k2, k1 + 1), q3 = at(k3, k2 + 1);
     const double width = q3 - q1;
     if (!(width > 0) || !std::isfinite(width) || !(f.scale > 100 * width)) return std::nullopt;
     std::size_t far = 0;

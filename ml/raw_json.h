@@ -13,8 +13,7 @@
 
 namespace kennel::ml {
 
-// Only the named fields are kept when `fields` is non-empty (training reads
-// a handful of fields from wide facts).
+// A fact's data as a record, every field read as training reads it.
 // `unreadable`, if given, gets the fields whose value is not null yet reads as
 // missing (an array, an object that is neither an interval nor a value with
 // its confidence), each with what it is, as unreadable_field_reason says.
