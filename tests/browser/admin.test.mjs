@@ -152,6 +152,13 @@ function routeStub(edit) {
       await r.abort().catch(() => {});
     }
   };
+  // Removed: inactive first, so that a request in flight while the route
+  // goes (Playwright may hand it on, and then its fulfill fails with "Route
+  // is already handled") is not counted as the stub's failure.
+  stub.unroute = async (pattern) => {
+    stub.active = false;
+    await page.unroute(pattern, stub.handler);
+  };
   stub.finish = () => {
     stub.active = false;
     if (stub.errors.length) throw stub.errors[0];
@@ -685,7 +692,7 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
     await startForm();
     assert.deepEqual(await armsShown(), [String(live.version), String(other.version)]);
   } finally {
-    await page.unroute('**/v1/models/likes/versions');
+    await versionsStub.unroute('**/v1/models/likes/versions');
     versionsStub.finish();
   }
   await startForm();
@@ -1053,7 +1060,7 @@ step('empty states and a missing /v1/overview say what to do next', async () => 
     await visible(page.locator(`tr[data-job="${quick}"] td.num`));
     assert.equal(await page.textContent(`tr[data-job="${quick}"] td.num`), '< 1 s');
   } finally {
-    await page.unroute(isJobs);
+    await jobsStub.unroute(isJobs);
     jobsStub.finish();
   }
   await go('#/overview');
@@ -1100,8 +1107,8 @@ step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1
     assert.ok(box.buttons.length && box.buttons.every((r) => r <= box.wrapRight + 1 && r <= 1024), JSON.stringify(box));
     await shot('model-binary-1024');
   } finally {
-    await page.unroute('**/v1/models/likes');
-    await page.unroute('**/v1/models/likes/versions');
+    await modelStub.unroute('**/v1/models/likes');
+    await versionsStub.unroute('**/v1/models/likes/versions');
     await page.setViewportSize({ width: 1280, height: 900 });
     modelStub.finish();
     versionsStub.finish();
