@@ -484,7 +484,8 @@ status serving_registry::refresh(connection& c, const std::string& model) {
     std::lock_guard refresh_lock(refresh_mu_);
     try {
         auto m = get_model(c, model);
-        if (!m) {
+        // An archived model is out of service: unloaded, as if it did not exist.
+        if (!m || m->archived_at) {
             std::lock_guard lock(mu_);
             models_.erase(model);
             drop_unserved(model, nullptr);

@@ -378,6 +378,7 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
         if (!active && !too_soon) {
             s = writer_.run(
                 [&](connection& c) {
+                    if (status st = refuse_if_archived(c, m.name, "retrain it"); !st) return st;
                     job = insert_job(c, m.name, "drift", "supervisor");
                     append_job_log(c, job, "info", "queued by the supervisor: " + reason.str());
                     return status::ok();

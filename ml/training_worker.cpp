@@ -106,7 +106,7 @@ status training_worker::start() {
     std::vector<std::string> models;
     {
         auto conn = readers_.acquire();
-        for (const model_row& m : list_models(*conn)) models.push_back(m.name);
+        for (const model_row& m : list_models(*conn, model_filter::all)) models.push_back(m.name);
     }
     for (const std::string& m : models) remove_old_artifacts_of(m);
     {
@@ -332,6 +332,8 @@ bool training_worker::check_triggers() {
                 // Looked at again in the write: a job queued through the API
                 // since the read above makes this one a second.
                 if (has_active_job(c, m.name)) return status::ok();
+                // Archived since the read: its triggers stopped with it.
+                if (!refuse_if_archived(c, m.name, "train it")) return status::ok();
                 id = insert_job(c, m.name, trigger, "scheduler");
                 append_job_log(c, id, "info", "queued by the " + trigger + " trigger");
                 return status::ok();

@@ -640,6 +640,7 @@ int cmd_train(const std::vector<std::string>& args) {
     std::int64_t id = 0;
     status s = writer.run(
         [&](connection& c) {
+            if (status st = refuse_if_archived(c, model, "train it"); !st) return st;
             id = insert_job(c, model, "manual", "cli");
             append_job_log(c, id, "info", "queued by kennel train");
             return status::ok();

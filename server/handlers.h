@@ -2,11 +2,20 @@
 // routes.cpp is the only place that maps paths to them.
 #pragma once
 
+#include <functional>
+
 #include "server/http_server.h"
+#include "store/status.h"
 
 namespace kennel {
 
 class app;
+class connection;
+
+// Runs one recorded action on the writer, within the write timeout; `change`
+// says whether it changed anything (an action already in effect records
+// nothing). Shared by the actions that answer "changed".
+result<bool> write_change(app& a, const std::function<result<bool>(connection&)>& change);
 
 // Models, jobs, versions, aliases (server/model_handlers.cpp).
 http_response put_model(app& a, const http_request& req);
@@ -14,6 +23,8 @@ http_response get_models(app& a, const http_request& req);
 http_response get_model(app& a, const http_request& req);
 http_response get_model_revisions(app& a, const http_request& req);
 http_response post_model_train(app& a, const http_request& req);
+http_response post_model_archive(app& a, const http_request& req);
+http_response post_model_restore(app& a, const http_request& req);
 http_response get_model_jobs(app& a, const http_request& req);
 http_response get_jobs(app& a, const http_request& req);
 http_response get_job(app& a, const http_request& req);

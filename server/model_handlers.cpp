@@ -134,6 +134,7 @@ http_response put_model(app& a, const http_request& req) {
                     !held)
                     return held;
             }
+            if (status st = refuse_if_archived(c, name, "change its definition"); !st) return st;
             r = put_model(c, name, canonical, author);
             if (r.new_revision) carried = carry_queued_jobs_to_current_revision(c, name);
             return status::ok();
@@ -153,10 +154,29 @@ http_response put_model(app& a, const http_request& req) {
     return answer;
 }
 
-http_response get_models(app& a, const http_request&) {
+// The model's archive, or null while it is in service.
+json archive_json(connection& c, const model_row& m) {
+    if (!m.archived_at) return nullptr;
+    auto e = current_archive(c, m.name);
+    if (!e) return {{"at", format_rfc3339(*m.archived_at)}, {"by", nullptr}, {"reason", nullptr}};
+    return {{"at", format_rfc3339(e->time)}, {"by", e->actor}, {"reason", e->reason}};
+}
+
+http_response get_models(app& a, const http_request& req) {
+    // ?archived=true lists the archived models, all both; by default those in service.
+    model_filter filter = model_filter::in_service;
+    if (auto v = req.query_value("archived")) {
+        if (*v == "true") {
+            filter = model_filter::archived;
+        } else if (*v == "all") {
+            filter = model_filter::all;
+        } else if (*v != "false") {
+            return error_response(invalid("archived", "must be true, false or all"));
+        }
+    }
     auto conn = a.readers().acquire();
     json out = json::array();
-    for (const model_row& m : list_models(*conn)) {
+    for (const model_row& m : list_models(*conn, filter)) {
         json aliases = json::object();
         for (const auto& al : list_aliases(*conn, m.name)) aliases[al.alias] = al.version;
         auto jobs = list_jobs(*conn, m.name, 1);
@@ -167,7 +187,8 @@ http_response get_models(app& a, const http_request&) {
                        {"created_at", format_rfc3339(m.created_at)},
                        {"aliases", aliases},
                        {"versions", count_versions(*conn, m.name)},
-                       {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])}});
+                       {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])},
+                       {"archived", archive_json(*conn, m)}});
     }
     return json_response(dump_json({{"models", out}}));
 }
@@ -199,7 +220,17 @@ http_response get_model(app& a, const http_request& req) {
                 {"aliases", aliases},
                 {"versions", count_versions(*conn, name)},
                 {"rollback", rollback},
-                {"recent_jobs", recent}};
+                {"recent_jobs", recent},
+                {"archived", archive_json(*conn, *m)}};
+    json history = json::array();  // archives and restores, oldest first
+    for (const auto& e : list_model_events(*conn, name)) {
+        history.push_back({{"id", e.id},
+                           {"event", e.event},
+                           {"time", format_rfc3339(e.time)},
+                           {"actor", e.actor},
+                           {"reason", e.reason}});
+    }
+    out["archive_history"] = std::move(history);
     // The ETag names the definition's revision: what PUT replaces.
     http_response answer = json_response(dump_json(out));
     set_etag(answer, revision_etag(m->current_revision));
@@ -248,6 +279,7 @@ http_response post_model_train(app& a, const http_request& req) {
     bool existing = false;
     status s = a.writer().run(
         [&](connection& c) {
+            if (status st = refuse_if_archived(c, name, "train it"); !st) return st;
             // One queued job per model and revision is enough: a second
             // request joins it. A job of an older revision would train the
             // definition this request was made to replace.
@@ -272,6 +304,79 @@ http_response post_model_train(app& a, const http_request& req) {
     http_response answer = json_response(dump_json(out), 202);
     answer.headers.emplace_back("Location", url);  // where the job's progress is read
     return answer;
+}
+
+// How recent a logged prediction makes archiving ask for "force": an app
+// still asking the model would get 404s from then on.
+constexpr micros recent_traffic = 10LL * 60 * 1000 * 1000;
+
+http_response post_model_archive(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto body = reasoned_body(req, {"force"});
+    if (!body) return error_response(body.error());
+    bool force = false;
+    if (auto f = body->find("force"); f != body->end()) {
+        if (!f->is_boolean()) return error_response(invalid("force", "must be true or false"));
+        force = f->get<bool>();
+    }
+    const std::string reason = (*body)["reason"].get<std::string>();
+    {
+        auto conn = a.readers().acquire();
+        auto m = get_model(*conn, name);
+        if (!m) return error_response(model_missing(name));
+        // An archived model answers no predictions: one still asked would
+        // start failing its app. The log says whether it was asked lately.
+        if (!m->archived_at && !force) {
+            if (auto last = last_prediction_time(*conn, name);
+                last && now_micros() - *last < recent_traffic) {
+                return error_response(status(
+                    error_kind::conflict,
+                    "model " + name + " answered a prediction at " + format_rfc3339(*last) +
+                        ", within the last 10 minutes: an app may still ask it, and would get "
+                        "404 once it is archived; send \"force\": true to archive it anyway",
+                    "force"));
+            }
+        }
+    }
+    const std::string actor = actor_of(req);
+    archive_effects effects;
+    auto changed = write_change(a, [&](connection& c) {
+        effects = {};
+        return archive_model(c, name, actor, reason, effects);
+    });
+    if (!changed) return error_response(changed.error());
+    // The running job stops now, not at its next look at the database.
+    for (std::int64_t id : effects.cancelled_jobs) a.trainer().cancel(id);
+    a.refresh_model(name);
+    json out = {{"model", name}, {"archived", true}, {"changed", *changed}};
+    if (*changed) {
+        out["actor"] = actor;
+        out["reason"] = reason;
+        out["cancelled_jobs"] = effects.cancelled_jobs;
+        out["ended_experiment"] =
+            effects.ended_experiment ? json(*effects.ended_experiment) : json(nullptr);
+    }
+    return json_response(dump_json(out));
+}
+
+http_response post_model_restore(app& a, const http_request& req) {
+    const std::string& name = req.param("name");
+    auto body = reasoned_body(req);
+    if (!body) return error_response(body.error());
+    const std::string reason = (*body)["reason"].get<std::string>();
+    const std::string actor = actor_of(req);
+    auto changed =
+        write_change(a, [&](connection& c) { return restore_model(c, name, actor, reason); });
+    if (!changed) return error_response(changed.error());
+    a.refresh_model(name);
+    json out = {{"model", name}, {"archived", false}, {"changed", *changed}};
+    if (*changed) {
+        out["actor"] = actor;
+        out["reason"] = reason;
+    }
+    auto m = a.serving().get(name);
+    out["serving_version"] = m && m->live ? json(m->live->version) : json(nullptr);
+    return json_response(dump_json(out));
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include "store/db.h"
 #include "store/json_writer.h"
 #include "store/migrations.h"
+#include "store/registry.h"
 
 namespace kennel {
 namespace {
@@ -66,7 +67,12 @@ int run_offline_predict(const offline_predict_options& o) {
     }
     auto m = registry.get(o.model);
     if (!m) {
-        std::cerr << me << "no model named \"" << o.model << "\"\n";
+        if (auto archive = current_archive(*conn, o.model)) {
+            std::cerr << me << archived_note(o.model, *archive) << ": restore it (POST /v1/models/"
+                      << o.model << "/restore) to score with it\n";
+        } else {
+            std::cerr << me << "no model named \"" << o.model << "\"\n";
+        }
         return 1;
     }
     std::shared_ptr<const ml::loaded_version> v;

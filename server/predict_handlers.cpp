@@ -24,9 +24,24 @@
 #include "server/json_body.h"
 #include "server/predict_body.h"
 #include "store/json_writer.h"
+#include "store/registry.h"
 
 namespace kennel {
 namespace {
+
+// Why a model has nothing serving it: unknown, or archived (read only on
+// this path, off the predictions that find their model).
+status unserved_model(app& a, const std::string& name) {
+    auto conn = a.readers().acquire();
+    if (auto archive = current_archive(*conn, name)) {
+        return status(error_kind::not_found,
+                      archived_note(name, *archive) +
+                          ": it answers no predictions until restored (POST /v1/models/" + name +
+                          "/restore)",
+                      "name");
+    }
+    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
+}
 
 using steady = std::chrono::steady_clock;
 
@@ -178,9 +193,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     const auto started = steady::now();
     const std::string& name = req.param("name");
     auto m = a.serving().get(name);
-    if (!m)
-        return error_response(
-            status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
+    if (!m) return error_response(unserved_model(a, name));
     if (status s = check_json_media_type(req); !s) return error_response(s);
     std::optional<std::size_t> error_instance;
     auto parsed = parse_predict_body(*m, req.body, error_instance);

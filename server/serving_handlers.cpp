@@ -51,22 +51,15 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
     if (!model_exists(a, name)) return error_response(no_model(name));
     std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
-    bool changed = false;
-    status s = a.writer().run(
-        [&](connection& c) {
-            auto r = set_version_enabled(c, name, *n, enabled, actor, reason);
-            if (!r) return r.error();
-            changed = *r;
-            return status::ok();
-        },
-        a.write_timeout());
-    if (!s) return error_response(s);
+    auto changed = write_change(
+        a, [&](connection& c) { return set_version_enabled(c, name, *n, enabled, actor, reason); });
+    if (!changed) return error_response(changed.error());
     a.refresh_model(name);
     auto m = a.serving().get(name);
     // Already in that state: 200 with it, and no event (actor and reason
     // are those of recorded changes only).
-    json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"changed", changed}};
-    if (changed) {
+    json out = {{"model", name}, {"version", *n}, {"enabled", enabled}, {"changed", *changed}};
+    if (*changed) {
         out["actor"] = actor;
         out["reason"] = reason;
     }
@@ -301,6 +294,20 @@ json logged_entry_json(const ml::logged_prediction& e, const ml::version_scoring
 }
 
 }  // namespace
+
+result<bool> write_change(app& a, const std::function<result<bool>(connection&)>& change) {
+    bool changed = false;
+    status s = a.writer().run(
+        [&](connection& c) {
+            auto r = change(c);
+            if (!r) return r.error();
+            changed = *r;
+            return status::ok();
+        },
+        a.write_timeout());
+    if (!s) return s;
+    return changed;
+}
 
 http_response post_version_disable(app& a, const http_request& req) { return set_enabled(a, req, false); }
 http_response post_version_enable(app& a, const http_request& req) { return set_enabled(a, req, true); }

@@ -274,6 +274,9 @@ std::int64_t insert_version(connection& c, version_row v) {
 status move_alias(connection& c, const std::string& model, const std::string& alias,
                   std::optional<std::int64_t> version, const std::string& actor,
                   const std::string& reason) {
+    if (status s = refuse_if_archived(c, model, version ? "move its aliases" : "remove an alias");
+        !s)
+        return s;
     if (version) {
         if (status s = check_servable(c, model, *version); !s) return s;
         if (alias == "live" && disabled_versions(c, model).count(*version)) {
@@ -373,26 +376,135 @@ constexpr const char* version_columns =
 
 }  // namespace
 
-std::vector<model_row> list_models(connection& c) {
-    statement st(c,
-                 "SELECT m.name, m.created_at, m.current_revision, r.definition FROM models m"
-                 " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision"
-                 " ORDER BY m.name");
+namespace {
+
+constexpr const char* model_columns =
+    "SELECT m.name, m.created_at, m.current_revision, r.definition, m.archived_at FROM models m"
+    " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision";
+
+model_row read_model(statement& st) {
+    return {st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3),
+            st.column_opt_int(4)};
+}
+
+}  // namespace
+
+std::vector<model_row> list_models(connection& c, model_filter f) {
+    const char* where = f == model_filter::in_service ? " WHERE m.archived_at IS NULL"
+                        : f == model_filter::archived ? " WHERE m.archived_at IS NOT NULL"
+                                                      : "";
+    statement st(c, std::string(model_columns) + where + " ORDER BY m.name");
     std::vector<model_row> out;
-    while (st.step()) {
-        out.push_back({st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3)});
-    }
+    while (st.step()) out.push_back(read_model(st));
     return out;
 }
 
 std::optional<model_row> get_model(connection& c, const std::string& name) {
-    statement st(c,
-                 "SELECT m.name, m.created_at, m.current_revision, r.definition FROM models m"
-                 " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision"
-                 " WHERE m.name = ?");
+    statement st(c, std::string(model_columns) + " WHERE m.name = ?");
     st.bind(1, name);
     if (!st.step()) return std::nullopt;
-    return model_row{st.column_text(0), st.column_int(1), st.column_int(2), st.column_text(3)};
+    return read_model(st);
+}
+
+namespace {
+
+void add_model_event(connection& c, const std::string& model, const char* event,
+                     const std::string& actor, const std::string& reason, micros at) {
+    statement st(c,
+                 "INSERT INTO model_events (model, event, time, actor, reason) VALUES (?,?,?,?,?)");
+    st.bind(1, model).bind(2, event).bind(3, at).bind(4, actor).bind(5, reason).run();
+    statement mark(c, "UPDATE models SET archived_at = ? WHERE name = ?");
+    if (std::string(event) == "archived") {
+        mark.bind(1, at);
+    } else {
+        mark.bind_null(1);
+    }
+    mark.bind(2, model).run();
+}
+
+status no_model_named(const std::string& model) {
+    return status(error_kind::not_found, "no model named \"" + model + "\"", "name");
+}
+
+}  // namespace
+
+result<bool> archive_model(connection& c, const std::string& model, const std::string& actor,
+                           const std::string& reason, archive_effects& effects) {
+    auto m = get_model(c, model);
+    if (!m) return no_model_named(model);
+    if (m->archived_at) return false;
+    const micros at = now_micros();
+    add_model_event(c, model, "archived", actor, reason, at);
+    std::vector<std::int64_t> open;
+    {
+        statement st(c,
+                     "SELECT id FROM jobs WHERE model = ? AND state IN ('queued', 'running')"
+                     " ORDER BY id");
+        st.bind(1, model);
+        while (st.step()) open.push_back(st.column_int(0));
+    }
+    for (std::int64_t id : open) {
+        if (request_cancel(c, id)) effects.cancelled_jobs.push_back(id);
+    }
+    if (auto e = active_experiment(c, model)) {
+        if (end_experiment(c, e->id, actor, "model archived: " + reason)) {
+            effects.ended_experiment = e->id;
+        }
+    }
+    return true;
+}
+
+result<bool> restore_model(connection& c, const std::string& model, const std::string& actor,
+                           const std::string& reason) {
+    auto m = get_model(c, model);
+    if (!m) return no_model_named(model);
+    if (!m->archived_at) return false;
+    add_model_event(c, model, "restored", actor, reason, now_micros());
+    return true;
+}
+
+std::vector<model_event_row> list_model_events(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT id, event, time, actor, reason FROM model_events WHERE model = ?"
+                 " ORDER BY id");
+    st.bind(1, model);
+    std::vector<model_event_row> out;
+    while (st.step()) {
+        out.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
+                       st.column_text(4)});
+    }
+    return out;
+}
+
+std::optional<model_event_row> current_archive(connection& c, const std::string& model) {
+    statement st(c,
+                 "SELECT id, event, time, actor, reason FROM model_events WHERE model = ?1 AND"
+                 " event = 'archived' AND (SELECT archived_at FROM models WHERE name = ?1) IS NOT"
+                 " NULL ORDER BY id DESC LIMIT 1");
+    st.bind(1, model);
+    if (!st.step()) return std::nullopt;
+    return model_event_row{st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
+                           st.column_text(4)};
+}
+
+std::string archived_note(const std::string& model, const model_event_row& archive) {
+    return "model " + model + " is archived (since " + format_rfc3339(archive.time) + ", by " +
+           archive.actor + ": " + archive.reason + ")";
+}
+
+status refuse_if_archived(connection& c, const std::string& model, const std::string& what) {
+    auto archive = current_archive(c, model);
+    if (!archive) return status::ok();
+    return status(error_kind::conflict, archived_note(model, *archive) +
+                                            "; restore it with POST /v1/models/" + model +
+                                            "/restore to " + what);
+}
+
+std::optional<micros> last_prediction_time(connection& c, const std::string& model) {
+    statement st(c, "SELECT max(last_time) FROM prediction_segments WHERE model = ?");
+    st.bind(1, model);
+    if (!st.step() || st.is_null(0)) return std::nullopt;
+    return st.column_int(0);
 }
 
 std::vector<revision_row> list_revisions(connection& c, const std::string& model, const page& p) {
@@ -912,6 +1024,7 @@ status arms_can_serve(connection& c, const std::string& model, const std::string
 result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
                                       const std::string& reason) {
+    if (status s = refuse_if_archived(c, model, "start an experiment"); !s) return s;
     if (status s = arms_can_serve(c, model, arms); !s) return s;
     if (auto active = active_experiment(c, model)) {
         return status(error_kind::conflict,

@@ -27,7 +27,11 @@ struct model_row {
     micros created_at = 0;
     std::int64_t current_revision = 0;
     std::string definition;  // JSON of the current revision
+    std::optional<micros> archived_at;  // set while the model is archived
 };
+
+// Which models list_models returns.
+enum class model_filter { in_service, archived, all };
 
 struct revision_row {
     std::string model;
@@ -187,7 +191,7 @@ struct page {
     std::optional<std::int64_t> before;
 };
 
-std::vector<model_row> list_models(connection& c);
+std::vector<model_row> list_models(connection& c, model_filter f = model_filter::in_service);
 std::optional<model_row> get_model(connection& c, const std::string& name);
 // Oldest first: the newest p.limit revisions (below p.before).
 std::vector<revision_row> list_revisions(connection& c, const std::string& model,
@@ -280,6 +284,44 @@ struct version_event_row {
     std::string actor;
     std::string reason;
 };
+
+// An archive or a restore of a model (table model_events, migration 0014).
+struct model_event_row {
+    std::int64_t id = 0;
+    std::string event;  // archived | restored
+    micros time = 0;
+    std::string actor;
+    std::string reason;
+};
+
+// What archiving a model did besides the event.
+struct archive_effects {
+    std::vector<std::int64_t> cancelled_jobs;  // queued ones cancelled, running ones asked to stop
+    std::optional<std::int64_t> ended_experiment;
+};
+
+// Archives a model: appends the event, marks the model, cancels its queued
+// jobs, asks its running one to stop and ends its active experiment, all in
+// the caller's transaction. Its aliases stay, so a restore serves it as it
+// was. Unchanged (false) when it already is archived; not_found for an
+// unknown model.
+result<bool> archive_model(connection& c, const std::string& model, const std::string& actor,
+                           const std::string& reason, archive_effects& effects);
+// Puts an archived model back in service (false: it was not archived).
+result<bool> restore_model(connection& c, const std::string& model, const std::string& actor,
+                           const std::string& reason);
+// The model's archives and restores, oldest first.
+std::vector<model_event_row> list_model_events(connection& c, const std::string& model);
+// The event that archived the model, while it is archived.
+std::optional<model_event_row> current_archive(connection& c, const std::string& model);
+// "model m is archived (since …, by …: why)".
+std::string archived_note(const std::string& model, const model_event_row& archive);
+// A conflict naming the archive (when, by whom, why) if the model is
+// archived, for a write that would change what it is or serves (`what`:
+// "change its definition"); ok otherwise, also for an unknown model.
+status refuse_if_archived(connection& c, const std::string& model, const std::string& what);
+// When the model's newest logged prediction was made, if any.
+std::optional<micros> last_prediction_time(connection& c, const std::string& model);
 
 // What the supervisor did (table supervisor_actions, migration 0013).
 struct supervisor_action_row {

@@ -961,10 +961,23 @@
 
   function viewModels(root) {
     const list = h('div.card', null, loading());
-    replace(root, pageHead('Models', 'Definitions, versions and what serves.'), list);
+    const archivedBox = h('div');
+    replace(root, pageHead('Models', 'Definitions, versions and what serves.'), list, archivedBox);
     const draw = liveRegion(list);
+    const drawArchived = liveRegion(archivedBox);
     const refresh = async () => {
-      const d = await get('/v1/models');
+      const [d, arch] = await Promise.all([get('/v1/models'), get('/v1/models?archived=true')]);
+      drawArchived(arch, () => (arch.models.length ? h('div.card', { id: 'archived-models' },
+        h('h2', null, `Archived (${fmtNum(arch.models.length)})`),
+        h('p.muted', null, 'Out of service: they answer no predictions and train no more. Open one to restore it.'),
+        table(['Model', 'Task', { label: 'Versions', num: true }, 'Archived', 'By', 'Why'],
+          arch.models.map((m) => h('tr', { 'data-model': m.name },
+            h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, m.name)),
+            h('td', null, m.task),
+            h('td.num', null, fmtNum(m.versions)),
+            h('td', null, timeEl(m.archived && m.archived.at)),
+            h('td', null, (m.archived && m.archived.by) || '—'),
+            h('td', null, (m.archived && m.archived.reason) || '—'))))) : []));
       draw(d, () => (d.models.length ? table(
         ['Model', 'Task', { label: 'Revision', num: true }, 'Aliases', { label: 'Versions', num: true }, 'Last job', 'Created'],
         d.models.map((m) => h('tr', null,
@@ -1085,6 +1098,27 @@
       (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
     };
 
+    const archive = () => act({ title: `Archive ${name}`,
+      text: 'Takes the model out of service: it answers no predictions (404), trains no more, its queued jobs are cancelled and its experiment ended. Its versions and history stay, and Restore brings it back as it was.',
+      confirm: 'Archive', danger: true, placeholder: 'e.g. replaced by another model' },
+    async (reason) => {
+      try {
+        return await api('POST', `/v1/models/${enc(name)}/archive`, { reason });
+      } catch (err) {
+        // Predictions were asked of it lately: said, and asked once more.
+        if (!(err.status === 409 && err.field === 'force')) throw err;
+        const again = await ask({ title: `${name} is still asked for predictions`, text: err.message, confirm: 'Archive anyway', reason: false, danger: true });
+        if (again === null) return { kept: true };
+        return api('POST', `/v1/models/${enc(name)}/archive`, { reason, force: true });
+      }
+    },
+    (r) => (r.kept ? `${name} was not archived` : `Archived ${name}`));
+    const restore = () => act({ title: `Restore ${name}`,
+      text: 'Puts the model back in service as it was: its live version answers again and its retraining triggers resume.',
+      confirm: 'Restore', placeholder: 'e.g. still needed' },
+    (reason) => api('POST', `/v1/models/${enc(name)}/restore`, { reason }),
+    (r) => `Restored ${name}${r.serving_version ? `: v${r.serving_version} answers` : ''}`);
+
     // No such model: one message, and this view stops asking for it.
     const gone = (err) => {
       state.gone = true;
@@ -1130,16 +1164,20 @@
 
       // The list is the newest page (100); count is every version.
       const nVersions = vs.count !== undefined ? vs.count : vs.versions.length;
-      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: nVersions, serving, to: state.rollbackTo }, () => pageHead(
+      const archived = m.archived || null;
+      drawHead({ m: { name: m.name, revision: m.revision, aliases: m.aliases, task }, n: nVersions, serving, to: state.rollbackTo, archived }, () => pageHead(
         [h('div.crumbs', null, h('a', { href: '#/models' }, 'Models'), ' / '), m.name],
         [`${task} · `, h('span', { id: 'model-revision' }, `revision ${m.revision}`), ` · ${fmtNum(nVersions)} version${nVersions === 1 ? '' : 's'} · `,
           Object.keys(m.aliases || {}).length ? Object.entries(m.aliases).map(([a, v]) => h('span.chip', null,
             a === 'live' && serving.down ? badge(`live → v${v} ${serving.disabled ? 'disabled' : 'not serving'}`, 'bad') : badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info'))) : 'nothing live yet',
-          serving.down ? h('span.chip', null, badge(serving.fallback ? `answering: v${serving.fallback} (fallback)` : 'answering: fallback only', 'warn')) : null],
-        h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
-        h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle,
+          serving.down && !archived ? h('span.chip', null, badge(serving.fallback ? `answering: v${serving.fallback} (fallback)` : 'answering: fallback only', 'warn')) : null,
+          archived ? h('span.chip', null, badge('archived', 'bad')) : null],
+        archived ? null : h('button.primary', { type: 'button', onclick: train, 'data-action': 'train' }, 'Train now'),
+        archived ? null : h('button.danger', { type: 'button', onclick: rollback, 'data-action': 'rollback', disabled: !state.rollbackTo, title: rollbackTitle,
           'aria-label': state.rollbackTo ? null : `Roll back (${rollbackTitle})` }, 'Roll back'),
-        h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments')));
+        h('a.button', { href: `#/deployments/${enc(name)}` }, 'Deployments'),
+        archived ? h('button.primary', { type: 'button', onclick: restore, 'data-action': 'restore' }, 'Restore')
+          : h('button', { type: 'button', onclick: archive, 'data-action': 'archive' }, 'Archive')));
       // Revision numbers drawn once (the definition card's) follow too, but
       // never back: a refresh that began before a save answers with the
       // revision before it (seen in the browser test: "revision 1" just after
@@ -1149,7 +1187,10 @@
         defRev.textContent = `revision ${m.revision}`;
         defRev.dataset.revision = m.revision;
       }
-      drawNotice({ live, serving }, () => servingNotice(live, serving));
+      drawNotice({ live, serving, archived }, () => (archived ? h('div.alert.warn', { role: 'status', id: 'archived-notice' },
+        h('div.title', null, `Archived ${fmtAgo(archived.at)}${archived.by ? ` by ${archived.by}` : ''}: ${archived.reason || 'no reason recorded'}.`),
+        'It answers no predictions (404) and trains no more; its versions and history are kept. Restore puts it back in service as it was.')
+        : servingNotice(live, serving)));
 
       const isActive = (j) => j.state === 'queued' || j.state === 'running';
       const active = jobs.jobs.filter(isActive);

@@ -729,8 +729,12 @@ TEST_CASE("0012 moves the artifact to the end of a version's row and keeps every
         transaction tx(c);
         apply_migrations_up_to(c, 11);
         model_with_versions(c, 4);
-        REQUIRE(move_alias(c, "m", "live", 2, "t", "t"));
-        REQUIRE(move_alias(c, "m", "live", 3, "t", "t"));
+        // Live 2, then 3, as move_alias writes them (it reads archives,
+        // which schema 11 does not have).
+        c.exec(
+            "INSERT INTO aliases (model, alias, version, updated_at) VALUES ('m', 'live', 3, 2);"
+            "INSERT INTO deployments (model, alias, version, previous_version, time, actor, reason)"
+            " VALUES ('m', 'live', 2, NULL, 1, 't', 't'), ('m', 'live', 3, 2, 2, 't', 't')");
         REQUIRE(remove_old_artifacts(c, "m", 1).versions == std::vector<std::int64_t>{1, 2});
         tx.commit();
     }
@@ -929,4 +933,74 @@ TEST_CASE("the supervisor's actions are kept, never changed, the newest 10,000 a
     CHECK_THROWS_WITH(c.exec("UPDATE supervisor_actions SET reason = 'x'"),
                       Catch::Contains("append-only"));
     CHECK_THROWS(add_supervisor_action(c, {6, "retire", "m", 6, "x", "y"}));  // no such kind
+}
+
+TEST_CASE(
+    "archiving a model marks it, records why, stops its jobs and experiment, and blocks "
+    "changes until restored",
+    "[migrations][archive]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    model_with_versions(c, 2);
+    REQUIRE(move_alias(c, "m", "live", 1, "t", "t"));
+    auto experiment =
+        start_experiment(c, "m", R"([{"name":"a","version":1,"weight":1}])", "t", "t");
+    REQUIRE(experiment);
+    const std::int64_t queued = insert_job(c, "m", "manual", "t");
+    CHECK(refuse_if_archived(c, "m", "train it"));
+    CHECK(list_models(c).size() == 1);
+    CHECK(list_models(c, model_filter::archived).empty());
+
+    archive_effects effects;
+    auto r = archive_model(c, "m", "admin", "replaced", effects);
+    REQUIRE(r);
+    CHECK(*r);
+    CHECK(effects.cancelled_jobs == std::vector<std::int64_t>{queued});
+    CHECK(effects.ended_experiment == *experiment);
+    CHECK(get_job(c, queued)->state == job_state::cancelled);
+    CHECK_FALSE(active_experiment(c, "m"));
+    CHECK(get_experiment(c, *experiment)->end_reason == "model archived: replaced");
+    CHECK(get_model(c, "m")->archived_at);
+    CHECK(list_models(c).empty());
+    CHECK(list_models(c, model_filter::archived).size() == 1);
+    CHECK(list_models(c, model_filter::all).size() == 1);
+    CHECK(alias_version(c, "m", "live") == 1);  // kept for the restore
+
+    status refused = refuse_if_archived(c, "m", "train it");
+    REQUIRE_FALSE(refused);
+    CHECK(refused.kind() == error_kind::conflict);
+    CHECK_THAT(refused.message(), Catch::Contains("model m is archived") &&
+                                      Catch::Contains("by admin: replaced") &&
+                                      Catch::Contains("to train it"));
+    status moved = move_alias(c, "m", "live", 2, "t", "t");
+    CHECK_THAT(moved.message(), Catch::Contains("is archived"));
+    CHECK(alias_version(c, "m", "live") == 1);
+    CHECK_FALSE(start_experiment(c, "m", R"([{"name":"a","version":2,"weight":1}])", "t", "t"));
+
+    // Again: unchanged, nothing recorded.
+    effects = {};
+    REQUIRE(archive_model(c, "m", "admin", "again", effects));
+    CHECK_FALSE(*archive_model(c, "m", "admin", "again", effects));
+    CHECK(list_model_events(c, "m").size() == 1);
+
+    auto back = restore_model(c, "m", "admin", "needed");
+    REQUIRE(back);
+    CHECK(*back);
+    CHECK_FALSE(get_model(c, "m")->archived_at);
+    CHECK_FALSE(current_archive(c, "m"));
+    CHECK(refuse_if_archived(c, "m", "train it"));
+    CHECK(move_alias(c, "m", "live", 2, "t", "t"));
+    CHECK_FALSE(*restore_model(c, "m", "admin", "twice"));
+    auto events = list_model_events(c, "m");
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].event == "archived");
+    CHECK(events[0].reason == "replaced");
+    CHECK(events[1].event == "restored");
+    CHECK(events[1].actor == "admin");
+
+    CHECK(archive_model(c, "nosuch", "a", "b", effects).error().kind() == error_kind::not_found);
+    CHECK(restore_model(c, "nosuch", "a", "b").error().kind() == error_kind::not_found);
+    CHECK_THROWS_WITH(c.exec("UPDATE model_events SET reason = 'x'"),
+                      Catch::Contains("append-only"));
+    CHECK_THROWS_WITH(c.exec("DELETE FROM model_events"), Catch::Contains("append-only"));
 }
