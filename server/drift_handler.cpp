@@ -76,10 +76,7 @@ json drift_window_brief(const ml::model_serving& m, const ml::loaded_version& v)
 http_response get_model_drift(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto m = a.serving().get(name);
-    if (!m) {
-        return error_response(
-            status(error_kind::not_found, "no model named \"" + name + "\"", "name"));
-    }
+    if (!m) return error_response(unserved_model(a, name));
     const ml::supervision_policy& p = m->definition.supervision;
     const auto now = std::chrono::steady_clock::now();
     json versions = json::array();

@@ -17,6 +17,10 @@ class connection;
 // nothing). Shared by the actions that answer "changed".
 result<bool> write_change(app& a, const std::function<result<bool>(connection&)>& change);
 
+// The 404 for a model nothing serves: unknown, or archived (naming when, by
+// whom, why and the way back). Read only on that path.
+status unserved_model(app& a, const std::string& name);
+
 // Models, jobs, versions, aliases (server/model_handlers.cpp).
 http_response put_model(app& a, const http_request& req);
 http_response get_models(app& a, const http_request& req);

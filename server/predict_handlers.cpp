@@ -29,20 +29,6 @@
 namespace kennel {
 namespace {
 
-// Why a model has nothing serving it: unknown, or archived (read only on
-// this path, off the predictions that find their model).
-status unserved_model(app& a, const std::string& name) {
-    auto conn = a.readers().acquire();
-    if (auto archive = current_archive(*conn, name)) {
-        return status(error_kind::not_found,
-                      archived_note(name, *archive) +
-                          ": it answers no predictions until restored (POST /v1/models/" + name +
-                          "/restore)",
-                      "name");
-    }
-    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
-}
-
 using steady = std::chrono::steady_clock;
 
 // 32 hex digits: 14 of microseconds since the epoch, then 18 random. Ids
@@ -188,6 +174,20 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
 }
 
 }  // namespace
+
+// Why a model has nothing serving it: unknown, or archived (read only on
+// this path, off the predictions that find their model).
+status unserved_model(app& a, const std::string& name) {
+    auto conn = a.readers().acquire();
+    if (auto archive = current_archive(*conn, name)) {
+        return status(error_kind::not_found,
+                      archived_note(name, *archive) +
+                          ": it answers no predictions until restored (POST /v1/models/" + name +
+                          "/restore)",
+                      "name");
+    }
+    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
+}
 
 http_response post_model_predict(app& a, const http_request& req) {
     const auto started = steady::now();

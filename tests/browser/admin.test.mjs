@@ -863,6 +863,48 @@ step('a cancelled training run stays on the model page, with why, until another 
   await shot('model-job-cancelled-1280');
 }, TRAIN_WAIT + 30_000);
 
+step('archive a model (asked again, since it answered lately) and restore it', async () => {
+  await go('#/models/likes');
+  await visible(page.locator('button[data-action="archive"]'));
+  await page.click('button[data-action="archive"]');
+  await visible(page.locator('#dialog'));
+  await page.fill('#dialog-reason', 'browser test: retired');
+  await page.click('#dialog-ok');
+  // "likes" answered predictions minutes ago: the server asks for force, and
+  // the page asks the person once more, quoting it (the dialog closes and
+  // opens again at once: waiting for it to be hidden could miss it).
+  await visible(page.locator('#dialog-text', { hasText: 'within the last 10 minutes' }));
+  assert.match(await page.textContent('#dialog-text'), /answered a prediction at .*within the last 10 minutes/);
+  assert.equal(await page.textContent('#dialog-ok'), 'Archive anyway');
+  await confirmDialog();
+  const notice = page.locator('#archived-notice');
+  await visible(notice);
+  assert.match(await notice.textContent(), /Archived .* by admin: browser test: retired\./);
+  assert.equal(await page.locator('button[data-action="train"]').count(), 0, 'no training for an archived model');
+  await visible(page.locator('button[data-action="restore"]'));
+  const p = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
+  assert.equal(p.status, 404, p.text);
+  assert.match(p.json.error.message, /is archived/);
+  await shot('model-archived-1280');
+  // Listed apart, with who and why.
+  await go('#/models');
+  const archived = page.locator('#archived-models tr[data-model="likes"]');
+  await visible(archived);
+  assert.match(await archived.textContent(), /admin.*browser test: retired/);
+  await archived.locator('a').click();
+  await visible(page.locator('button[data-action="restore"]'));
+  await page.click('button[data-action="restore"]');
+  await confirmDialog('browser test: needed again');
+  await visible(page.locator('button[data-action="archive"]'));
+  assert.equal(await page.locator('#archived-notice').count(), 0);
+  await visible(page.locator('button[data-action="train"]'));
+  const again = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
+  assert.equal(again.status, 200, again.text);
+  await go('#/models');
+  await visible(page.locator('a', { hasText: 'likes' }));
+  assert.equal(await page.locator('#archived-models').count(), 0, 'nothing archived: no list');
+});
+
 step('a bad definition shows the server\'s validation errors by field', async () => {
   await go('#/models/likes');
   await visible(page.locator('#definition'));

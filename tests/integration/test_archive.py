@@ -81,6 +81,12 @@ class ArchiveTest(SharedServerCase):
         self.assertIn("retired in a test", msg)
         self.assertIn("/v1/models/%s/restore" % name, msg)
         self.assertNotIn(name, served(self.c))
+        r = self.c.get("/v1/models/%s/drift" % name)
+        self.assertErrorShape(r, 404, "not_found", "name")
+        self.assertIn("is archived", r.json()["error"]["message"])
+        # Its history stays readable.
+        self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["count"], 1)
+        self.assertTrue(self.c.get("/v1/models/%s/predictions" % name).json()["predictions"])
 
         # Out of the list; listed with ?archived=true and =all; readable by name.
         self.assertNotIn(name, names(self.c))
