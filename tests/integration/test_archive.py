@@ -12,7 +12,7 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 import time
 import unittest
 
-from kennel_harness import KennelTestCase, uid
+from kennel_harness import KennelTestCase, run_cli, uid
 from test_experiments import three_versions
 from test_predict import (FINISHED, SharedServerCase, definition, load_data, predict, put_model,
                           wait_until)
@@ -239,6 +239,13 @@ class ArchiveRestartTest(KennelTestCase):
         r = archive(c, name, "retired in a test")
         self.assertEqual(r.status, 200, r)
         server.stop()
+        # The command line refuses it too, naming the archive.
+        r = run_cli(["train", name, "--db", db])
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("is archived", r.stderr)
+        r = run_cli(["predict", name, "--db", db], input='{"features": {}}\n')
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("is archived", r.stderr)
 
         server, c = self.serve(db)
         self.assertEqual(c.get("/v1/models/" + name).json()["archived"]["reason"],
