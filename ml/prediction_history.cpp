@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "ml/definition_json.h"
 #include "ml/serving.h"
@@ -102,20 +103,31 @@ std::string outcome_by_id_sql() {
            newest_chain_first("f");
 }
 
-std::string outcome_by_entity_sql() {
-    // The entity's standing facts whose chain's time is at or after the
-    // prediction: those that correct nothing by their own time (on the
-    // index), corrections by their chain's (a correction of a label sent
-    // before the prediction is no outcome of it, whatever its own time).
-    return "SELECT f.id, f.data, " + origin_time_sql("f") +
-           " FROM facts f WHERE f.id IN ("
-           "SELECT g.id FROM facts g WHERE g.stream = ?2 AND g.entity = ?1"
-           " AND g.event_time >= ?3"
+// The entity's newest outcome is the newer of two lookups, each walking its
+// index from the newest end and stopping at the first fact that holds the
+// label and stands: the facts that correct nothing, by their own time, and
+// the corrections, by their chain's (a correction of a label sent before
+// the prediction is no outcome of it, whatever its own time). One query
+// over both sorted every label fact of the entity since the prediction: a
+// model whose traffic stopped while labels kept coming read more each day
+// (2.6 s a call at 600,000 labels for 300 entities).
+std::string outcome_by_entity_plain_sql() {
+    return "SELECT g.id, g.data, g.event_time, g.id FROM facts g"
+           " WHERE g.stream = ?2 AND g.entity = ?1 AND g.event_time >= ?3"
            " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = g.id)"
-           " UNION ALL SELECT o.fact FROM fact_origins o JOIN facts h ON h.id = o.fact"
-           " WHERE o.stream = ?2 AND o.origin_time >= ?3 AND h.entity = ?1)"
-           " AND coalesce(json_type(f.data, ?4), 'null') != 'null' AND " +
-           standing_fact_sql("f") + newest_chain_first("f");
+           " AND coalesce(json_type(g.data, ?4), 'null') != 'null'"
+           " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = g.id)"
+           " ORDER BY g.event_time DESC, g.id DESC LIMIT 1";
+}
+
+std::string outcome_by_entity_corrected_sql() {
+    return "SELECT h.id, h.data, o.origin_time, o.origin FROM fact_origins o"
+           " JOIN facts h ON h.id = o.fact"
+           " WHERE o.stream = ?2 AND o.origin_time >= ?3 AND h.entity = ?1"
+           " AND coalesce(json_type(h.data, ?4), 'null') != 'null'"
+           " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
+           " AND newer.fact > h.id)"
+           " ORDER BY o.origin_time DESC, o.origin DESC, h.id DESC LIMIT 1";
 }
 
 outcome_finder::outcome_finder(connection& c, std::string label_stream,
@@ -124,7 +136,8 @@ outcome_finder::outcome_finder(connection& c, std::string label_stream,
     // (another model's field, a note), and the newest of those would hide
     // the outcome, as training skips them too.
     : by_id_(c, outcome_by_id_sql()),
-      by_entity_(c, outcome_by_entity_sql()),
+      by_entity_plain_(c, outcome_by_entity_plain_sql()),
+      by_entity_corrected_(c, outcome_by_entity_corrected_sql()),
       chain_end_(c,
                  "SELECT f.id, f.data, coalesce(json_type(f.data, ?2), 'null') != 'null'"
                  " FROM facts f WHERE f.id = coalesce("
@@ -154,12 +167,18 @@ std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p,
         // A lookup from the earliest time asked about covers the later ones.
         entity_outcome found;
         found.asked = std::min(p.time, earliest.value_or(p.time));
-        by_entity_.reset();
-        by_entity_.bind(1, p.entity).bind(2, stream_).bind(3, found.asked).bind(4, label_path_);
-        if (by_entity_.step()) {
-            found.outcome =
-                joined_outcome{by_entity_.column_int(0), by_entity_.column_text(1), false};
-            found.chain_time = by_entity_.column_int(2);
+        // Newest by chain time, then origin, then the fact's own id, as
+        // training orders facts.
+        std::optional<std::tuple<micros, std::int64_t, std::int64_t>> best;
+        for (statement* st : {&by_entity_plain_, &by_entity_corrected_}) {
+            st->reset();
+            st->bind(1, p.entity).bind(2, stream_).bind(3, found.asked).bind(4, label_path_);
+            if (!st->step()) continue;
+            auto key = std::make_tuple(st->column_int(2), st->column_int(3), st->column_int(0));
+            if (best && key < *best) continue;
+            best = key;
+            found.outcome = joined_outcome{st->column_int(0), st->column_text(1), false};
+            found.chain_time = st->column_int(2);
         }
         seen = by_entity_seen_.insert_or_assign(p.entity, std::move(found)).first;
     }

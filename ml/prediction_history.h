@@ -81,12 +81,15 @@ struct joined_outcome {
     bool by_prediction_id = false;
 };
 
-// The SQL of outcome_finder's two lookups (for tests of their query plans):
-// binds ?1 prediction id, ?2 label stream, ?3 label path; and ?1 entity,
-// ?2 label stream, ?3 prediction time, ?4 label path (its third column is
-// the fact's chain time).
+// The SQL of outcome_finder's lookups (for tests of their query plans). By
+// prediction id: binds ?1 prediction id, ?2 label stream, ?3 label path.
 std::string outcome_by_id_sql();
-std::string outcome_by_entity_sql();
+// By entity, two lookups (the newer answer is the outcome): facts that
+// correct nothing, and corrections; both bind ?1 entity, ?2 label stream,
+// ?3 prediction time, ?4 label path, and give the fact's id, data, chain
+// time and chain origin.
+std::string outcome_by_entity_plain_sql();
+std::string outcome_by_entity_corrected_sql();
 
 // It keeps what it found for an entity: one finder per read (one snapshot),
 // since a fact stored after its first lookup of an entity goes unseen.
@@ -104,7 +107,8 @@ private:
     std::optional<joined_outcome> chain_end(std::int64_t origin, bool by_id);
 
     statement by_id_;
-    statement by_entity_;
+    statement by_entity_plain_;
+    statement by_entity_corrected_;
     statement chain_end_;
     std::string stream_;
     std::string label_path_;  // SQLite's JSON path to the label field
