@@ -298,7 +298,12 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_prediction_duration_seconds", "histogram",
              "Time a model's predict requests took to compute their answers (one instance or "
              "a batch), from the request read to its answers made, by model.");
-    for (const auto& m : models) e.histogram({{"model", m->name}}, m->latency->read());
+    // From a model's first prediction on: 18 lines for each model never
+    // asked (1,253 models wrote 2 MB a scrape, most of it zeros).
+    for (const auto& m : models) {
+        const auto counts = m->latency->read();
+        if (counts.count() > 0) e.histogram({{"model", m->name}}, counts);
+    }
     e.family("kennel_model_problem", "gauge",
              "1 when a model has no usable live version, by reason.");
     for (const auto& m : models) {

@@ -470,7 +470,7 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/jobs", h(get_jobs), true, any, jobs_query},
         {"GET", "/v1/jobs/{id}", h(get_job), true, any, {"log_after"}},
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true, admin},
-        {"GET", "/v1/serving", h(get_serving), true, any},
+        {"GET", "/v1/serving", h(get_serving), true, any, {"model"}},
         {"GET", "/v1/overview", h(get_overview), true, any},
         {"GET", "/metrics", h(get_metrics), true, any, {"*"}},
     };

@@ -1139,7 +1139,7 @@
           get(`/v1/models/${enc(name)}/jobs`).catch(() => ({ jobs: [] })),
           get(`/v1/models/${enc(name)}/drift`).catch((e) => ({ error: e })),
           get(`/v1/models/${enc(name)}/experiments`).catch(() => ({ experiments: [] })),
-          get('/v1/serving').catch(() => null),
+          get(`/v1/serving?model=${enc(name)}`).catch(() => null),
         ]);
       } catch (err) {
         if (err.status === 404 && ctx.alive()) { gone(err); return; }
@@ -1871,7 +1871,7 @@
         // Up to 10 s old: the join is the costliest read of the page, and
         // every open page shares one computation (?max_age=).
         get(`/v1/models/${enc(name)}/live-metrics?max_age=${LIVE_METRICS_MAX_AGE_S}`).catch((e) => ({ error: e })),
-        get('/v1/serving').catch((e) => ({ error: e })),
+        get(`/v1/serving?model=${enc(name)}`).catch((e) => ({ error: e })),
         get(`/v1/models/${enc(name)}/versions`),
         get(`/v1/models/${enc(name)}/predictions?${logQuery}`).catch((e) => ({ error: e })),
         get(`/v1/models/${enc(name)}`).catch((e) => ({ error: e })),

@@ -1171,6 +1171,21 @@ class PredictTest(SharedServerCase):
         # of the model's serving (a disable and an enable).
         per_model = 'kennel_prediction_duration_seconds_count{model="%s"}' % name
         self.assertEqual(samples[per_model], 4)
+        # A model never asked has no histogram yet (it has its serving version).
+        idle, _, _, _, _ = self.trained()
+        text = self.c.get("/metrics").text
+        self.assertIn('kennel_model_serving_version{model="%s"} 1' % idle, text)
+        self.assertNotIn('kennel_prediction_duration_seconds_count{model="%s"}' % idle, text)
+        # /v1/serving for one model: that one alone, with the same counters.
+        everyone = {m["model"]: m for m in self.c.get("/v1/serving").json()["models"]}
+        self.assertGreater(len(everyone), 1)
+        one = self.c.get("/v1/serving?model=" + name).json()
+        self.assertEqual([m["model"] for m in one["models"]], [name])
+        self.assertEqual(one["models"][0]["versions"][0]["requests"],
+                         everyone[name]["versions"][0]["requests"])
+        self.assertIn("predict_pool", one)
+        self.assertEqual(self.c.get("/v1/serving?model=nosuch").json()["models"], [])
+        self.assertEqual(self.c.get("/v1/serving?modle=" + name).status, 400)
         for action in ("disable", "enable"):
             r = self.c.post_json("/v1/models/%s/versions/1/%s" % (name, action), {"reason": "test"})
             self.assertEqual(r.status, 200, r)
