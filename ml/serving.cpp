@@ -172,7 +172,11 @@ earlier_live earlier_live_version(connection& c, const std::string& model, std::
     const auto removed = removed_artifact_versions(c, model);
     const auto from_task = version_task(c, model, from);
     for (std::int64_t v : live_history(c, model)) {
-        if (v == from || disabled.count(v) || removed.count(v)) continue;
+        if (v == from || disabled.count(v)) continue;
+        if (removed.count(v)) {
+            out.passed_over_removed = true;
+            continue;
+        }
         const auto task = version_task(c, model, v);
         if (from_task && task && *task != *from_task) {
             out.passed_over_task = true;

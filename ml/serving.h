@@ -257,6 +257,7 @@ std::optional<task_kind> version_task(connection& c, const std::string& model,
 struct earlier_live {
     std::optional<std::int64_t> version;
     bool passed_over_task = false;
+    bool passed_over_removed = false;  // an earlier one's artifact was removed by retention
 };
 earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from);
 

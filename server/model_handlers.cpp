@@ -206,12 +206,13 @@ http_response get_model(app& a, const http_request& req) {
     // Where POST …/rollback would move live now, by the server's own rule
     // (the admin page rebuilt it from the newest 500 moves, and without the
     // task rule, and offered rollbacks the server then refused).
-    json rollback = {{"to", nullptr}, {"passed_over_task", false}};
+    json rollback = {{"to", nullptr}, {"passed_over_task", false}, {"passed_over_removed", false}};
     if (aliases.contains("live")) {
         const ml::earlier_live back =
             ml::earlier_live_version(*conn, name, aliases["live"].get<std::int64_t>());
         rollback = {{"to", back.version ? json(*back.version) : json(nullptr)},
-                    {"passed_over_task", back.passed_over_task}};
+                    {"passed_over_task", back.passed_over_task},
+                    {"passed_over_removed", back.passed_over_removed}};
     }
     json out = {{"name", m->name},
                 {"revision", m->current_revision},

@@ -352,11 +352,20 @@ http_response post_model_rollback(app& a, const http_request& req) {
                 return move_alias(c, name, "live", to, actor, "rollback: " + reason);
             }
             const bool other_task = back.passed_over_task;
-            return status(error_kind::conflict,
-                          std::string("no earlier enabled live version to roll back to") +
-                              (other_task ? " (earlier ones were trained for another task; "
-                                            "promote one by its number to serve it)"
-                                          : ""));
+            std::string why;
+            if (other_task) {
+                why =
+                    "earlier ones were trained for another task; promote one by its number "
+                    "to serve it";
+            }
+            if (back.passed_over_removed) {
+                why += std::string(why.empty() ? "" : "; ") +
+                       "retention removed the artifacts of earlier ones (serve "
+                       "--keep-versions keeps the newest versions' and those an alias, an "
+                       "experiment or the next rollback needs)";
+            }
+            return status(error_kind::conflict, "no earlier enabled live version to roll back to" +
+                                                    (why.empty() ? "" : " (" + why + ")"));
         },
         a.write_timeout());
     if (!s) return with_etag(error_response(s), etag_now);

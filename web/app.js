@@ -1160,7 +1160,8 @@
       const rollbackTitle = !live ? 'Nothing is live to roll back'
         : state.rollbackTo ? `Moves live back to v${state.rollbackTo}`
           : m.rollback && m.rollback.passed_over_task ? 'Earlier live versions were trained for another task: promote one by its number'
-            : 'No earlier enabled live version to roll back to';
+            : m.rollback && m.rollback.passed_over_removed ? 'Retention removed the artifacts of earlier live versions (serve --keep-versions)'
+              : 'No earlier enabled live version to roll back to';
 
       // The list is the newest page (100); count is every version.
       const nVersions = vs.count !== undefined ? vs.count : vs.versions.length;

@@ -1602,6 +1602,12 @@ class DemoAndCliTest(KennelTestCase):
         self.assertIsNotNone(v1["artifact"]["removed_at"], v1)
         r = c.post_json("/v1/models/%s/rollback" % name, {"reason": "t"})
         self.assertErrorShape(r, 409, message="no earlier enabled live version to roll back to")
+        # ...and says why: retention, not a lack of earlier versions.
+        self.assertIn("retention removed the artifacts of earlier ones", r.json()["error"]["message"])
+        self.assertIn("--keep-versions", r.json()["error"]["message"])
+        rollback = c.get("/v1/models/" + name).json()["rollback"]
+        self.assertEqual(rollback, {"to": None, "passed_over_task": False,
+                                    "passed_over_removed": True})
         p = c.post_json("/v1/models/%s/predict" % name, {"entity": "e", "features": {"x1": 1, "x2": 2}})
         self.assertEqual((p.status, p.json()["version"], p.json()["fallback"]), (200, 3, False), p)
 
