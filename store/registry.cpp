@@ -444,7 +444,9 @@ result<bool> archive_model(connection& c, const std::string& model, const std::s
         while (st.step()) open.push_back(st.column_int(0));
     }
     for (std::int64_t id : open) {
-        if (request_cancel(c, id)) effects.cancelled_jobs.push_back(id);
+        if (!request_cancel(c, id)) continue;
+        append_job_log(c, id, "info", "model archived by " + actor + ": " + reason);
+        effects.cancelled_jobs.push_back(id);
     }
     if (auto e = active_experiment(c, model)) {
         if (end_experiment(c, e->id, actor, "model archived: " + reason)) {

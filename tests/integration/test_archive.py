@@ -214,6 +214,8 @@ class ArchiveJobsTest(SharedServerCase):
         r = archive(self.c, waiting)
         self.assertEqual(r.json()["cancelled_jobs"], [queued], r)
         self.assertEqual(self.job(queued)["state"], "cancelled")
+        self.assertIn("model archived by admin: no longer used",
+                      [line["message"] for line in self.job(queued)["log"]])
 
         r = archive(self.c, sleeper)
         self.assertEqual(r.json()["cancelled_jobs"], [running], r)

@@ -1431,7 +1431,8 @@ class FaultTest(SharedServerCase):
         # The model says so before (the admin page's button was offered and
         # then refused).
         self.assertEqual(self.c.get("/v1/models/%s" % name).json()["rollback"],
-                         {"to": None, "passed_over_task": True})
+                         {"to": None, "passed_over_task": True,
+                          "passed_over_removed": False})
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "test"})
         self.assertErrorShape(r, 409, message="trained for another task")
         r = self.c.get("/v1/models/%s/aliases" % name)
