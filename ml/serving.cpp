@@ -605,8 +605,10 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         std::vector<std::shared_ptr<const loaded_version>> unloaded;
         {
             std::lock_guard lock(mu_);
-            if (auto old = models_.find(model); old != models_.end())
+            if (auto old = models_.find(model); old != models_.end()) {
                 s->latency = old->second->latency;
+                s->last_answered = old->second->last_answered;
+            }
             // The swap: readers holding the old snapshot finish with it.
             replaced = std::exchange(models_[model], published);
             unloaded = drop_unserved(model, published.get());

@@ -36,6 +36,7 @@
 #include "store/db.h"
 #include "store/latency_histogram.h"
 #include "store/status.h"
+#include "store/time_util.h"
 
 namespace kennel::ml {
 
@@ -164,6 +165,11 @@ struct model_serving {
     // How long its predict requests took. The model's, not a snapshot's: a
     // refresh (a promotion, a new definition) hands it on.
     std::shared_ptr<latency_histogram> latency = std::make_shared<latency_histogram>();
+    // When its last predict request was answered (0: none since start),
+    // handed on as `latency` is: archiving asks whether an app still calls
+    // the model, and the prediction log may not hold that answer yet, or
+    // may have dropped it.
+    std::shared_ptr<std::atomic<micros>> last_answered = std::make_shared<std::atomic<micros>>(0);
 };
 
 // Sets `s.definition`'s features and task to what its loaded versions read

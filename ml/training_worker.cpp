@@ -162,9 +162,14 @@ void training_worker::wake() {
 
 void training_worker::cancel(std::int64_t job) {
     {
-        // Under the lock, so a wait on cv_ for it cannot miss it.
+        // Under the lock, so a wait on cv_ for it cannot miss it. A cancel
+        // still pending for the running job stays: a queued job's cancel
+        // (its state in the database is all it needs) took its place, and
+        // the killed job ended "failed" (archiving a model with a running
+        // and a queued job did that).
         std::lock_guard lock(mu_);
-        cancel_job_ = job;
+        const std::int64_t pending = cancel_job_.load();
+        if (pending == 0 || pending != running_job_.load()) cancel_job_ = job;
     }
     cv_.notify_all();
     if (running_job_.load() == job) {

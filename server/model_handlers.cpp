@@ -207,7 +207,8 @@ http_response get_model(app& a, const http_request& req) {
     // (the admin page rebuilt it from the newest 500 moves, and without the
     // task rule, and offered rollbacks the server then refused).
     json rollback = {{"to", nullptr}, {"passed_over_task", false}, {"passed_over_removed", false}};
-    if (aliases.contains("live")) {
+    // An archived model takes no rollback.
+    if (aliases.contains("live") && !m->archived_at) {
         const ml::earlier_live back =
             ml::earlier_live_version(*conn, name, aliases["live"].get<std::int64_t>());
         rollback = {{"to", back.version ? json(*back.version) : json(nullptr)},
@@ -328,8 +329,14 @@ http_response post_model_archive(app& a, const http_request& req) {
         // An archived model answers no predictions: one still asked would
         // start failing its app. The log says whether it was asked lately.
         if (!m->archived_at && !force) {
-            if (auto last = last_prediction_time(*conn, name);
-                last && now_micros() - *last < recent_traffic) {
+            // The log, and what serving saw: the log is written a few ms
+            // later, and drops entries when its queue is full.
+            auto last = last_prediction_time(*conn, name);
+            if (auto served = a.serving().get(name)) {
+                const micros seen = served->last_answered->load(std::memory_order_relaxed);
+                if (seen > 0 && (!last || seen > *last)) last = seen;
+            }
+            if (last && now_micros() - *last < recent_traffic) {
                 return error_response(status(
                     error_kind::conflict,
                     "model " + name + " answered a prediction at " + format_rfc3339(*last) +

@@ -358,6 +358,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     m->latency->record(latency_ms / 1000);
     // One time for the request's answers: their ids and log rows.
     const micros answered_at = now_micros();
+    m->last_answered->store(answered_at, std::memory_order_relaxed);
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
     bool any_shadow = false;

@@ -333,11 +333,14 @@ http_response post_model_rollback(app& a, const http_request& req) {
     std::optional<std::string> etag_now;  // live's, when a condition failed
     status s = a.writer().run(
         [&](connection& c) {
+            if (status st = refuse_if_archived(c, name, "roll it back"); !st) return st;
             auto live = alias_version(c, name, "live");
             if (status held = check_alias_preconditions(*pre, live, name, "live", etag_now); !held)
                 return held;
             if (live) etag_now = alias_etag(*live);  // for a 412 on "to" too
-            if (!live) return status(error_kind::conflict, "model " + name + " has no live version to roll back");
+            if (!live)
+                return status(error_kind::conflict,
+                              "model " + name + " has no live version to roll back");
             from = *live;
             const ml::earlier_live back = ml::earlier_live_version(c, name, *live);
             if (back.version && expected_to && *back.version != *expected_to) {
@@ -361,8 +364,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
             if (back.passed_over_removed) {
                 why += std::string(why.empty() ? "" : "; ") +
                        "retention removed the artifacts of earlier ones (serve "
-                       "--keep-versions keeps the newest versions' and those an alias, an "
-                       "experiment or the next rollback needs)";
+                       "--keep-versions: a larger value keeps more)";
             }
             return status(error_kind::conflict, "no earlier enabled live version to roll back to" +
                                                     (why.empty() ? "" : " (" + why + ")"));

@@ -767,6 +767,10 @@ namespace kennel {
 result<bool> set_version_enabled(connection& c, const std::string& model, std::int64_t version,
                                  bool enabled, const std::string& actor,
                                  const std::string& reason) {
+    // A restore serves what the model served when it was archived.
+    if (status s = refuse_if_archived(c, model, enabled ? "enable a version" : "disable a version");
+        !s)
+        return s;
     statement chk(c, "SELECT 1 FROM model_versions WHERE model = ? AND version = ?");
     chk.bind(1, model).bind(2, version);
     if (!chk.step()) {

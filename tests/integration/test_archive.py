@@ -15,7 +15,7 @@ import unittest
 from kennel_harness import KennelTestCase, run_cli, uid
 from test_experiments import three_versions
 from test_predict import (FINISHED, SharedServerCase, definition, load_data, predict, put_model,
-                          wait_until)
+                          set_live, train, wait_until)
 
 ROW = {"x1": 1.0, "x2": 2.0, "color": "red", "caption": "a dog"}
 
@@ -120,6 +120,14 @@ class ArchiveTest(SharedServerCase):
             self.c.post_json("/v1/models/%s/experiments" % name,
                              {"arms": [{"version": 1, "weight": 1}], "reason": "x"}),
             "start an experiment")
+        # Nor a disable (a restore would not serve what it served) or a
+        # rollback, and the model offers none.
+        self.assertArchivedConflict(
+            self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "x"}),
+            "disable a version")
+        self.assertArchivedConflict(
+            self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "x"}), "roll it back")
+        self.assertIsNone(self.c.get("/v1/models/" + name).json()["rollback"]["to"])
         m = self.c.get("/v1/models/" + name).json()
         self.assertEqual((m["revision"], m["aliases"]["live"]), (1, 1))
         self.assertEqual(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"][0]["state"],
@@ -217,11 +225,41 @@ class ArchiveJobsTest(SharedServerCase):
         self.assertIn("model archived by admin: no longer used",
                       [line["message"] for line in self.job(queued)["log"]])
 
+        # One more queued behind the running one, on the same model: both
+        # end cancelled (the queued one's cancel took the running one's
+        # place, which then ended "failed").
+        behind = self.c.post("/v1/models/%s/train" % sleeper).json()["job"]
+        self.assertNotEqual(behind, running)
         r = archive(self.c, sleeper)
-        self.assertEqual(r.json()["cancelled_jobs"], [running], r)
-        wait_until(lambda: self.job(running)["state"] == "cancelled", 30,
+        self.assertEqual(r.json()["cancelled_jobs"], [running, behind], r)
+        wait_until(lambda: self.job(running)["state"] not in ("queued", "running"), 30,
                    "the running job to stop")
+        self.assertEqual(self.job(running)["state"], "cancelled", self.job(running))
+        self.assertEqual(self.job(behind)["state"], "cancelled")
         self.assertIsNone(self.job(running)["version"])
+
+
+class ArchiveUnloggedTest(KennelTestCase):
+    """The "force" rule counts answers the prediction log does not hold
+    yet (it is written a few ms later) or dropped (its queue was full):
+    an archive sent right after an answer went through without "force"."""
+
+    def test_an_answer_not_in_the_log_still_counts(self):
+        server, c = self.serve(self.path("kennel.db"), ("--prediction-log-queue", "1"))
+        feats, labels, _ = load_data(self, c, 80, seed=13)
+        for i in range(3):
+            name = uid("unlogged")
+            put_model(self, c, name, definition(feats, labels))
+            self.assertEqual(train(self, c, name), 1)
+            set_live(self, c, name, 1)
+            self.assertEqual(c.get("/v1/models/%s/predictions" % name).json()["predictions"], [])
+            # A batch beyond the log's queue, then the archive at once.
+            r = c.post_json("/v1/models/%s/predict" % name,
+                            {"instances": [{"entity": "e%d" % k, "features": ROW}
+                                           for k in range(50)]})
+            self.assertEqual(r.status, 200, r)
+            r = archive(c, name, "retired in a test")
+            self.assertErrorShape(r, 409, "conflict", "force")
 
 
 class ArchiveRestartTest(KennelTestCase):

@@ -976,6 +976,10 @@ TEST_CASE(
     CHECK_THAT(moved.message(), Catch::Contains("is archived"));
     CHECK(alias_version(c, "m", "live") == 1);
     CHECK_FALSE(start_experiment(c, "m", R"([{"name":"a","version":2,"weight":1}])", "t", "t"));
+    auto disabled = set_version_enabled(c, "m", 1, false, "t", "t");
+    REQUIRE_FALSE(disabled);
+    CHECK_THAT(disabled.error().message(), Catch::Contains("to disable a version"));
+    CHECK(disabled_versions(c, "m").empty());
 
     // Again: unchanged, nothing recorded.
     effects = {};
