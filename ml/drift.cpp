@@ -483,7 +483,20 @@ drift_counts drift_monitor::counts() const {
 void drift_monitor::mark(std::chrono::steady_clock::time_point now,
                          std::chrono::seconds window) const {
     std::lock_guard lock(mu_);
-    if (marks_.empty() || now - marks_.back().at >= window / 30) marks_.push_back({now, counts()});
+    if (marks_.empty()) {
+        // The first look starts the window at zero: what was asked since the
+        // version was loaded (up to a supervisor tick before) is in it, as it
+        // is in the error rate's window. A first mark of the counts then left
+        // out the requests made just after a promotion or a restore.
+        drift_counts zero = counts();
+        zero.observed = 0;
+        zero.predicted = 0;
+        for (auto& b : zero.bins) std::fill(b.begin(), b.end(), 0);
+        std::fill(zero.prediction.begin(), zero.prediction.end(), 0);
+        marks_.push_back({now, std::move(zero)});
+        return;
+    }
+    if (now - marks_.back().at >= window / 30) marks_.push_back({now, counts()});
     while (marks_.size() >= 2 && marks_[1].at <= now - window) marks_.pop_front();
 }
 

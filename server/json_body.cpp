@@ -56,6 +56,9 @@ bool is_blank(std::string_view s) {
     return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
 
+// Bytes of UTF-8: a few sentences in any script.
+constexpr std::size_t max_reason_bytes = 2000;
+
 status check_reason(const json& body, const std::string& when_blank) {
     auto r = body.find("reason");
     if (r != body.end() && !r->is_null() && !r->is_string()) {
@@ -66,6 +69,13 @@ status check_reason(const json& body, const std::string& when_blank) {
                                 : text_check{text_issue::blank, 0};
     // "\u0000", "\u00a0" or "\u200b" alone once passed as a reason.
     if (text.issue == text_issue::blank) return invalid("reason", when_blank);
+    // A reason is repeated wherever its action is shown: a 1 MB one made
+    // every 404 of an archived model 1 MB, and every list that names it.
+    if (const auto& s = r->get_ref<const std::string&>(); s.size() > max_reason_bytes) {
+        return invalid("reason", "at most " + std::to_string(max_reason_bytes) +
+                                     " bytes (this one has " + std::to_string(s.size()) +
+                                     "): say why in a sentence or two");
+    }
     if (text.issue != text_issue::none) {
         return invalid("reason",
                        "a reason is shown and logged as text: no control characters but line "

@@ -462,18 +462,24 @@ class ServingInputTest(BadInputCase):
         routes = [("PUT", "/v1/models/%s/aliases/live" % name, {"version": 1}),
                   ("DELETE", "/v1/models/%s/aliases/nosuch" % name, {}),
                   ("POST", "/v1/models/%s/versions/1/disable" % name, {}),
-                  ("POST", "/v1/models/%s/rollback" % name, {})]
+                  ("POST", "/v1/models/%s/rollback" % name, {}),
+                  ("POST", "/v1/models/%s/archive" % name, {})]
         cases = []
         for method, path, body in routes:
+            # Nor one so long it fills every page and answer that shows it.
             for reason, says in (("\u0000", "control characters"), ("\u00a0\u200b", "say why"),
-                                 ("ok\u202egpj.exe", "direction"), (7, "must be a string")):
+                                 ("ok\u202egpj.exe", "direction"), (7, "must be a string"),
+                                 ("\u00e9" * 1001, "at most 2000 bytes (this one has 2002)")):
                 cases.append(("%s %s %r" % (method, path, reason), method, path,
                               dict(body, reason=reason), None, 400, "invalid_argument", "reason", says))
         self.check_cases(cases)
         self.assertEqual(deployments_of(self, self.c, name), deps)
         self.assertEqual(self.state("/v1/models/%s/events" % name, "events"), events)
-        # Line breaks and tabs are text.
+        self.assertIsNone(self.c.get("/v1/models/" + name).json()["archived"])
+        # Line breaks and tabs are text, and 2,000 bytes are allowed.
         r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "checked\n\tall of it"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "\u00e9" * 1000})
         self.assertEqual(r.status, 200, r)
         self.assertStillServes()
 

@@ -343,6 +343,18 @@ TEST_CASE("drift: the window starts at the oldest snapshot it still needs", "[dr
     CHECK(r->counts.bins.at(0).at(0) == 3);
     CHECK(m.counts().observed == 8);  // since the monitor was made
 
+    // Values asked before the first look (a version just loaded, before the
+    // supervisor's tick) are in the window: it starts at zero.
+    drift_monitor fresh(profile_rows({spec("x", transform_kind::numeric)}, rows));
+    for (int i = 0; i < 4; ++i) fresh.observe(rows[0]);
+    fresh.mark(t0, window);
+    fresh.observe(rows[0]);
+    r = fresh.recent();
+    REQUIRE(r);
+    CHECK(r->from == t0);
+    CHECK(r->counts.observed == 5);
+    CHECK(r->counts.bins.at(0).at(0) == 5);
+
     drift_counts a{10, {{4, 6}}, 5, {2, 3}}, b{3, {{1, 2}}, 1, {1, 0}};
     drift_counts d = subtract(a, b);
     CHECK(d.observed == 7);
