@@ -176,18 +176,20 @@ http_response get_models(app& a, const http_request& req) {
     }
     auto conn = a.readers().acquire();
     json out = json::array();
+    const auto summaries = model_summaries(*conn);
+    const model_summary none;
     for (const model_row& m : list_models(*conn, filter)) {
+        const auto found = summaries.find(m.name);
+        const model_summary& sum = found != summaries.end() ? found->second : none;
         json aliases = json::object();
-        for (const auto& al : list_aliases(*conn, m.name)) aliases[al.alias] = al.version;
-        auto jobs = list_jobs(*conn, m.name, 1);
-        json def = parse_stored(m.definition);
+        for (const auto& [alias, version] : sum.aliases) aliases[alias] = version;
         out.push_back({{"name", m.name},
-                       {"task", def.value("task", "")},
+                       {"task", sum.task},
                        {"revision", m.current_revision},
                        {"created_at", format_rfc3339(m.created_at)},
                        {"aliases", aliases},
-                       {"versions", count_versions(*conn, m.name)},
-                       {"last_job", jobs.empty() ? json(nullptr) : job_json(jobs[0])},
+                       {"versions", sum.versions},
+                       {"last_job", sum.last_job ? job_json(*sum.last_job) : json(nullptr)},
                        {"archived", archive_json(*conn, m)}});
     }
     return json_response(dump_json({{"models", out}}));

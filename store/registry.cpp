@@ -399,6 +399,37 @@ std::vector<model_row> list_models(connection& c, model_filter f) {
     return out;
 }
 
+std::map<std::string, model_summary> model_summaries(connection& c) {
+    std::map<std::string, model_summary> out;
+    {
+        statement st(
+            c,
+            "SELECT m.name, coalesce(json_extract(r.definition, '$.task'), '') FROM models m"
+            " JOIN model_revisions r ON r.model = m.name AND r.revision = m.current_revision");
+        while (st.step()) out[st.column_text(0)].task = st.column_text(1);
+    }
+    {
+        statement st(c, "SELECT model, alias, version FROM aliases ORDER BY model, alias");
+        while (st.step()) {
+            out[st.column_text(0)].aliases.emplace_back(st.column_text(1), st.column_int(2));
+        }
+    }
+    {
+        statement st(c, "SELECT model, count(*) FROM model_versions GROUP BY model");
+        while (st.step()) out[st.column_text(0)].versions = st.column_int(1);
+    }
+    {
+        statement st(c, std::string("SELECT ") + job_columns +
+                            " FROM jobs WHERE id IN (SELECT max(id) FROM jobs GROUP BY model)");
+        while (st.step()) {
+            job_row j = read_job(st);
+            const std::string model = j.model;
+            out[model].last_job = std::move(j);
+        }
+    }
+    return out;
+}
+
 std::optional<model_row> get_model(connection& c, const std::string& name) {
     statement st(c, std::string(model_columns) + " WHERE m.name = ?");
     st.bind(1, name);
