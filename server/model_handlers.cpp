@@ -226,7 +226,9 @@ http_response get_model(app& a, const http_request& req) {
                 {"rollback", rollback},
                 {"recent_jobs", recent},
                 {"archived", archive_json(*conn, *m)}};
-    json history = json::array();  // archives and restores, oldest first
+    // The newest 100 archives and restores, oldest first, and how many there
+    // are (2,036 of them made the model 206 KB, read by the page every 2 s).
+    json history = json::array();
     for (const auto& e : list_model_events(*conn, name)) {
         history.push_back({{"id", e.id},
                            {"event", e.event},
@@ -235,6 +237,7 @@ http_response get_model(app& a, const http_request& req) {
                            {"reason", e.reason}});
     }
     out["archive_history"] = std::move(history);
+    out["archive_events"] = count_model_events(*conn, name);
     // The ETag names the definition's revision: what PUT replaces.
     http_response answer = json_response(dump_json(out));
     set_etag(answer, revision_etag(m->current_revision));

@@ -496,17 +496,25 @@ result<bool> restore_model(connection& c, const std::string& model, const std::s
     return true;
 }
 
-std::vector<model_event_row> list_model_events(connection& c, const std::string& model) {
+std::vector<model_event_row> list_model_events(connection& c, const std::string& model,
+                                               std::int64_t limit) {
     statement st(c,
-                 "SELECT id, event, time, actor, reason FROM model_events WHERE model = ?"
-                 " ORDER BY id");
-    st.bind(1, model);
+                 "SELECT * FROM (SELECT id, event, time, actor, reason FROM model_events"
+                 " WHERE model = ? ORDER BY id DESC LIMIT ?) ORDER BY id");
+    st.bind(1, model).bind(2, limit);
     std::vector<model_event_row> out;
     while (st.step()) {
         out.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
                        st.column_text(4)});
     }
     return out;
+}
+
+std::int64_t count_model_events(connection& c, const std::string& model) {
+    statement st(c, "SELECT count(*) FROM model_events WHERE model = ?");
+    st.bind(1, model);
+    st.step();
+    return st.column_int(0);
 }
 
 std::optional<model_event_row> current_archive(connection& c, const std::string& model) {

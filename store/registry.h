@@ -322,8 +322,10 @@ result<bool> archive_model(connection& c, const std::string& model, const std::s
 // Puts an archived model back in service (false: it was not archived).
 result<bool> restore_model(connection& c, const std::string& model, const std::string& actor,
                            const std::string& reason);
-// The model's archives and restores, oldest first.
-std::vector<model_event_row> list_model_events(connection& c, const std::string& model);
+// The model's newest `limit` archives and restores, oldest first.
+std::vector<model_event_row> list_model_events(connection& c, const std::string& model,
+                                               std::int64_t limit = 100);
+std::int64_t count_model_events(connection& c, const std::string& model);
 // The event that archived the model, while it is archived.
 std::optional<model_event_row> current_archive(connection& c, const std::string& model);
 // "model m is archived (since …, by …: why)".

@@ -1227,8 +1227,8 @@
           : h('p.muted', null, 'No versions yet: train the model to see its metrics here.'),
       ]);
 
-      drawVersions({ vs: vs.versions, disabled: [...disabled], live, nVersions }, () => [
-        versionsTable(name, vs.versions, { pm, live, disabled }),
+      drawVersions({ vs: vs.versions, disabled: [...disabled], live, nVersions, archived }, () => [
+        versionsTable(name, vs.versions, { pm, live, disabled, archived: !!archived }),
         nVersions > vs.versions.length ? h('p.muted.small', { id: 'versions-shown' }, `The newest ${fmtNum(vs.versions.length)} of ${fmtNum(nVersions)} versions; GET /v1/models/${name}/versions?before=${vs.next_before} lists older ones.`) : null,
       ]);
       // The live version's importance, else the newest version's.
@@ -1462,7 +1462,7 @@
       (r) => `Cancel requested for job ${j.id}${r && r.state ? ` (now ${r.state})` : ''}`);
   }
 
-  function versionsTable(name, versions, { pm, live, disabled }) {
+  function versionsTable(name, versions, { pm, live, disabled, archived = false }) {
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) return [h('h2', null, 'Versions'), h('p.muted', null, 'No versions yet. Use "Train now"; the first version appears when its job finishes.')];
     const extraNames = [];
@@ -1509,7 +1509,8 @@
         h('td.gate', null, gateText(v.gate)),
         h('td.small.lineage', null, `revision ${v.revision} · `, v.job ? h('a', { href: `#/jobs/${v.job}` }, `job #${v.job}`) : 'no job',
           h('br'), h('span.muted', null, snapshotText(snap, true))),
-        h('td.cell-actions', null, promote, toggle));
+        // An archived model takes neither (the server answers 409): Restore first.
+        h('td.cell-actions', null, archived ? null : [promote, toggle]));
     });
     return [
       h('div.card-head', null, h('h2', null, 'Versions'), h('span.muted.small', null, 'Metrics on the holdout, the baseline beside them. Lineage: the definition revision, the job, the snapshot of facts.')),

@@ -881,6 +881,8 @@ step('archive a model (asked again, since it answered lately) and restore it', a
   await visible(notice);
   assert.match(await notice.textContent(), /Archived .* by admin: browser test: retired\./);
   assert.equal(await page.locator('button[data-action="train"]').count(), 0, 'no training for an archived model');
+  await page.locator('button[data-action="promote"]').first().waitFor({ state: 'detached', timeout: WAIT });
+  assert.equal(await page.locator('button[data-action="disable"]').count(), 0, 'no version actions on an archived model');
   await visible(page.locator('button[data-action="restore"]'));
   const p = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
   assert.equal(p.status, 404, p.text);
@@ -898,6 +900,7 @@ step('archive a model (asked again, since it answered lately) and restore it', a
   await visible(page.locator('button[data-action="archive"]'));
   assert.equal(await page.locator('#archived-notice').count(), 0);
   await visible(page.locator('button[data-action="train"]'));
+  await visible(page.locator('button[data-action="promote"]'));
   const again = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
   assert.equal(again.status, 200, again.text);
   await go('#/models');

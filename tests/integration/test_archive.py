@@ -151,6 +151,7 @@ class ArchiveTest(SharedServerCase):
         self.assertIsNone(m["archived"])
         self.assertEqual([(e["event"], e["reason"]) for e in m["archive_history"]],
                          [("archived", "retired in a test"), ("restored", "needed again")])
+        self.assertEqual(m["archive_events"], 2)
         # And it takes changes again.
         self.assertEqual(self.c.request("PUT", "/v1/models/" + name,
                                         json_body=dict(d, holdout=0.3)).status, 200)

@@ -1001,6 +1001,10 @@ TEST_CASE(
     CHECK(events[0].reason == "replaced");
     CHECK(events[1].event == "restored");
     CHECK(events[1].actor == "admin");
+    // The newest ones, oldest first.
+    REQUIRE(list_model_events(c, "m", 1).size() == 1);
+    CHECK(list_model_events(c, "m", 1)[0].event == "restored");
+    CHECK(count_model_events(c, "m") == 2);
 
     CHECK(archive_model(c, "nosuch", "a", "b", effects).error().kind() == error_kind::not_found);
     CHECK(restore_model(c, "nosuch", "a", "b").error().kind() == error_kind::not_found);
