@@ -606,8 +606,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         {
             std::lock_guard lock(mu_);
             if (auto old = models_.find(model); old != models_.end()) {
-                s->latency = old->second->latency;
-                s->last_answered = old->second->last_answered;
+                s->traffic = old->second->traffic;
             }
             // The swap: readers holding the old snapshot finish with it.
             replaced = std::exchange(models_[model], published);

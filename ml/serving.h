@@ -123,6 +123,15 @@ struct served_field {
 std::vector<served_field> index_fields(const std::vector<feature_spec>& specs);
 
 // One model's serving state. Immutable once published.
+// A model's predict requests over its snapshots.
+struct model_traffic {
+    latency_histogram latency;  // how long they took
+    // When the last was answered (0: none since start): archiving asks
+    // whether an app still calls the model, and the prediction log may not
+    // hold that answer yet, or may have dropped it.
+    std::atomic<micros> last_answered{0};
+};
+
 struct model_serving {
     std::string name;
     // The current revision, with the features and task of the versions served
@@ -162,14 +171,9 @@ struct model_serving {
     // `fields` too, flagged fallback_only).
     std::vector<feature_spec> fallback_features;
     std::chrono::steady_clock::time_point built_at;
-    // How long its predict requests took. The model's, not a snapshot's: a
-    // refresh (a promotion, a new definition) hands it on.
-    std::shared_ptr<latency_histogram> latency = std::make_shared<latency_histogram>();
-    // When its last predict request was answered (0: none since start),
-    // handed on as `latency` is: archiving asks whether an app still calls
-    // the model, and the prediction log may not hold that answer yet, or
-    // may have dropped it.
-    std::shared_ptr<std::atomic<micros>> last_answered = std::make_shared<std::atomic<micros>>(0);
+    // What its predict requests leave: the model's, not a snapshot's (a
+    // refresh, a promotion or a new definition, hands it on).
+    std::shared_ptr<model_traffic> traffic = std::make_shared<model_traffic>();
 };
 
 // Sets `s.definition`'s features and task to what its loaded versions read

@@ -301,7 +301,7 @@ http_response get_metrics(app& a, const http_request&) {
     // From a model's first prediction on: 18 lines for each model never
     // asked (1,253 models wrote 2 MB a scrape, most of it zeros).
     for (const auto& m : models) {
-        const auto counts = m->latency->read();
+        const auto counts = m->traffic->latency.read();
         if (counts.count() > 0) e.histogram({{"model", m->name}}, counts);
     }
     e.family("kennel_model_problem", "gauge",

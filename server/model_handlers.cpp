@@ -37,10 +37,6 @@ status alias_name_problem() {
                    "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\"");
 }
 
-status model_missing(const std::string& name) {
-    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
-}
-
 json job_json(const job_row& j) {
     return {{"id", j.id},
             {"model", j.model},
@@ -199,7 +195,7 @@ http_response get_model(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     auto m = get_model(*conn, name);
-    if (!m) return error_response(model_missing(name));
+    if (!m) return error_response(no_model_named(name));
     json aliases = json::object();
     for (const auto& al : list_aliases(*conn, name)) aliases[al.alias] = al.version;
     auto jobs = list_jobs(*conn, name, 5);
@@ -248,7 +244,7 @@ http_response get_model_revisions(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
     auto model = get_model(*conn, name);
-    if (!model) return error_response(model_missing(name));
+    if (!model) return error_response(no_model_named(name));
     auto asked = query_page(req, 100, 1000);
     if (!asked) return error_response(asked.error());
     auto revisions = list_revisions(*conn, name, *asked);
@@ -279,7 +275,7 @@ http_response post_model_train(app& a, const http_request& req) {
     const std::string reason = std::move(*reason_field);
     {
         auto conn = a.readers().acquire();
-        if (!get_model(*conn, name)) return error_response(model_missing(name));
+        if (!get_model(*conn, name)) return error_response(no_model_named(name));
     }
     std::string actor = actor_of(req);
     std::int64_t id = 0;
@@ -330,7 +326,7 @@ http_response post_model_archive(app& a, const http_request& req) {
     {
         auto conn = a.readers().acquire();
         auto m = get_model(*conn, name);
-        if (!m) return error_response(model_missing(name));
+        if (!m) return error_response(no_model_named(name));
         // An archived model answers no predictions: one still asked would
         // start failing its app. The log says whether it was asked lately.
         if (!m->archived_at && !force) {
@@ -338,7 +334,7 @@ http_response post_model_archive(app& a, const http_request& req) {
             // later, and drops entries when its queue is full.
             auto last = last_prediction_time(*conn, name);
             if (auto served = a.serving().get(name)) {
-                const micros seen = served->last_answered->load(std::memory_order_relaxed);
+                const micros seen = served->traffic->last_answered.load(std::memory_order_relaxed);
                 if (seen > 0 && (!last || seen > *last)) last = seen;
             }
             if (last && now_micros() - *last < recent_traffic) {
@@ -435,7 +431,7 @@ http_response jobs_page(connection& c, std::optional<std::string> model, const h
 http_response get_model_jobs(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     return jobs_page(*conn, name, req);
 }
 
@@ -493,7 +489,7 @@ http_response post_job_cancel(app& a, const http_request& req) {
 http_response get_model_versions(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     auto asked = query_page(req, 100, 1000);
     if (!asked) return error_response(asked.error());
     auto aliases = list_aliases(*conn, name);
@@ -514,7 +510,7 @@ http_response get_model_version(app& a, const http_request& req) {
     auto n = parse_id("version", req.param("version"));
     if (!n) return error_response(n.error());
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     auto v = get_version(*conn, name, *n, false);
     if (!v) {
         return error_response(status(error_kind::not_found,
@@ -527,7 +523,7 @@ http_response get_model_version(app& a, const http_request& req) {
 http_response get_model_aliases(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     json out = json::array();
     for (const auto& al : list_aliases(*conn, name)) {
         out.push_back({{"alias", al.alias}, {"version", al.version}, {"updated_at", format_rfc3339(al.updated_at)}});
@@ -540,7 +536,7 @@ http_response get_model_alias(app& a, const http_request& req) {
     const std::string& alias = req.param("alias");
     if (!valid_name(alias)) return error_response(alias_name_problem());
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     for (const auto& al : list_aliases(*conn, name)) {
         if (al.alias != alias) continue;
         http_response answer =
@@ -574,7 +570,7 @@ http_response put_model_alias(app& a, const http_request& req) {
     auto r = body->find("reason");
     {
         auto conn = a.readers().acquire();
-        if (!get_model(*conn, name)) return error_response(model_missing(name));
+        if (!get_model(*conn, name)) return error_response(no_model_named(name));
     }
     std::int64_t version = v->get<std::int64_t>();
     std::string actor = actor_of(req);
@@ -617,7 +613,7 @@ http_response delete_model_alias(app& a, const http_request& req) {
     {
         // A mistyped model name read as "model x has no alias live".
         auto conn = a.readers().acquire();
-        if (!get_model(*conn, name)) return error_response(model_missing(name));
+        if (!get_model(*conn, name)) return error_response(no_model_named(name));
     }
     std::string actor = actor_of(req);
     std::optional<std::string> etag_now;
@@ -638,7 +634,7 @@ http_response delete_model_alias(app& a, const http_request& req) {
 http_response get_model_deployments(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(model_missing(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     auto asked = query_page(req, 500, 1000);
     if (!asked) return error_response(asked.error());
     auto deployments = list_deployments(*conn, name, *asked);

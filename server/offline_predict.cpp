@@ -71,7 +71,7 @@ int run_offline_predict(const offline_predict_options& o) {
             std::cerr << me << archived_note(o.model, *archive) << ": restore it (POST /v1/models/"
                       << o.model << "/restore) to score with it\n";
         } else {
-            std::cerr << me << "no model named \"" << o.model << "\"\n";
+            std::cerr << me << no_model_named(o.model).message() << "\n";
         }
         return 1;
     }

@@ -186,7 +186,7 @@ status unserved_model(app& a, const std::string& name) {
                           "/restore)",
                       "name");
     }
-    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
+    return no_model_named(name);
 }
 
 http_response post_model_predict(app& a, const http_request& req) {
@@ -355,10 +355,10 @@ http_response post_model_predict(app& a, const http_request& req) {
 
     const double latency_ms =
         std::chrono::duration<double, std::milli>(steady::now() - started).count();
-    m->latency->record(latency_ms / 1000);
+    m->traffic->latency.record(latency_ms / 1000);
     // One time for the request's answers: their ids and log rows.
     const micros answered_at = now_micros();
-    m->last_answered->store(answered_at, std::memory_order_relaxed);
+    m->traffic->last_answered.store(answered_at, std::memory_order_relaxed);
     std::string text = batch ? "{\"predictions\":[" : "";
     text.reserve(text.size() + instances.size() * 360);  // a typical answer is 250-350 bytes
     bool any_shadow = false;

@@ -38,17 +38,13 @@ bool model_exists(app& a, const std::string& name) {
     return get_model(*conn, name).has_value();
 }
 
-status no_model(const std::string& name) {
-    return status(error_kind::not_found, "no model named \"" + name + "\"", "name");
-}
-
 http_response set_enabled(app& a, const http_request& req, bool enabled) {
     const std::string& name = req.param("name");
     auto n = parse_id("version", req.param("version"));
     if (!n) return error_response(n.error());
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
-    if (!model_exists(a, name)) return error_response(no_model(name));
+    if (!model_exists(a, name)) return error_response(no_model_named(name));
     std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     auto changed = write_change(
@@ -326,7 +322,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
     }
     auto pre = read_preconditions(req);
     if (!pre) return error_response(pre.error());
-    if (!model_exists(a, name)) return error_response(no_model(name));
+    if (!model_exists(a, name)) return error_response(no_model_named(name));
     std::string actor = actor_of(req);
     std::string reason = (*body)["reason"].get<std::string>();
     std::int64_t to = 0, from = 0;
@@ -381,7 +377,7 @@ http_response post_model_rollback(app& a, const http_request& req) {
 http_response get_model_events(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(no_model(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     auto asked = query_page(req, 500, 1000);
     if (!asked) return error_response(asked.error());
     auto events = list_version_events(*conn, name, *asked);
@@ -398,7 +394,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto body = reasoned_body(req, {"arms"});
     if (!body) return error_response(body.error());
-    if (!model_exists(a, name)) return error_response(no_model(name));
+    if (!model_exists(a, name)) return error_response(no_model_named(name));
     auto arms = parse_arms(a, name, *body);
     if (!arms) return error_response(arms.error());
     std::string actor = actor_of(req);
@@ -424,7 +420,7 @@ http_response post_model_experiment(app& a, const http_request& req) {
 http_response get_model_experiments(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(no_model(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     auto asked = query_page(req, 100, 1000);
     if (!asked) return error_response(asked.error());
     auto experiments = list_experiments(*conn, name, *asked);
@@ -440,7 +436,7 @@ http_response get_model_experiment(app& a, const http_request& req) {
     auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
     auto conn = a.readers().acquire();
-    if (!get_model(*conn, name)) return error_response(no_model(name));
+    if (!get_model(*conn, name)) return error_response(no_model_named(name));
     if (status owned = experiment_belongs(*conn, name, *id); !owned) return error_response(owned);
     return experiment_answer(*conn, *id);
 }
@@ -484,7 +480,7 @@ http_response put_model_experiment(app& a, const http_request& req) {
     if (!id) return error_response(id.error());
     auto body = reasoned_body(req, {"arms"});
     if (!body) return error_response(body.error());
-    if (!model_exists(a, name)) return error_response(no_model(name));
+    if (!model_exists(a, name)) return error_response(no_model_named(name));
     auto arms = parse_arms(a, name, *body);
     if (!arms) return error_response(arms.error());
     const std::string arms_json = arms->dump();
@@ -501,7 +497,7 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     auto body = reasoned_body(req);
     if (!body) return error_response(body.error());
     // An unknown model is named as such, as on every other route.
-    if (!model_exists(a, name)) return error_response(no_model(name));
+    if (!model_exists(a, name)) return error_response(no_model_named(name));
     return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
                                                            const std::string& reason) {
         return end_experiment(c, *id, actor, reason);
@@ -523,7 +519,7 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         max_age = *seconds * 1'000'000;
     }
     auto m = get_model(*a.readers().acquire(), name);
-    if (!m) return error_response(no_model(name));
+    if (!m) return error_response(no_model_named(name));
     // A definition change may change the label the outcomes are read from.
     const std::string key =
         name + '\n' + std::to_string(m->current_revision) + '\n' + std::to_string(since);
@@ -625,7 +621,7 @@ http_response get_model_predictions(app& a, const http_request& req) {
     }
     auto conn = a.readers().acquire();
     auto m = get_model(*conn, name);
-    if (!m) return error_response(no_model(name));
+    if (!m) return error_response(no_model_named(name));
     parsed_definition p = parse_definition(m->definition);
 
     auto newer = [](const ml::logged_prediction& x, const ml::logged_prediction& y) {

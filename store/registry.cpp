@@ -453,11 +453,11 @@ void add_model_event(connection& c, const std::string& model, const char* event,
     mark.bind(2, model).run();
 }
 
+}  // namespace
+
 status no_model_named(const std::string& model) {
     return status(error_kind::not_found, "no model named \"" + model + "\"", "name");
 }
-
-}  // namespace
 
 result<bool> archive_model(connection& c, const std::string& model, const std::string& actor,
                            const std::string& reason, archive_effects& effects) {

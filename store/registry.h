@@ -312,6 +312,9 @@ struct archive_effects {
     std::optional<std::int64_t> ended_experiment;
 };
 
+// The 404 of a name no model has, as every route says it.
+status no_model_named(const std::string& model);
+
 // Archives a model: appends the event, marks the model, cancels its queued
 // jobs, asks its running one to stop and ends its active experiment, all in
 // the caller's transaction. Its aliases stay, so a restore serves it as it
