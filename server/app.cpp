@@ -136,6 +136,23 @@ status app::start_trainer() {
     return trainer_->start();
 }
 
+void app::write_key_uses(bool wait) {
+    auto uses = auth_->take_unwritten_key_uses();
+    if (uses.empty()) return;
+    auto done = writer_->submit(
+        [uses = std::move(uses)](connection& c) {
+            record_key_uses(c, uses);
+            return status::ok();
+        },
+        1, durability::relaxed);
+    // A full writer queue: these are lost, and later uses are written.
+    if (!done) return;
+    if (wait && done->wait_for(std::chrono::seconds(10)) == std::future_status::ready) {
+        if (status s = done->get(); !s)
+            log_warn("auth", "API keys' last uses not stored: " + s.message());
+    }
+}
+
 void app::load_demo() {
     auto facts = make_demo_facts({});
     std::size_t stored = 0;
@@ -373,6 +390,10 @@ int app::run() {
                 ::malloc_trim(0);
                 trimmed_since_activity_ = true;
             }
+            if (++ticks_since_key_uses_ >= 60) {
+                ticks_since_key_uses_ = 0;
+                write_key_uses(false);
+            }
         });
     supervisor_->on_job_queued([this] { trainer_->wake(); });
     supervisor_->start();
@@ -404,6 +425,7 @@ int app::run() {
     supervisor_->stop();
     trainer_->stop();
     http_->stop();
+    write_key_uses(true);
     predict_pool_.reset();
     prediction_log_->stop();
     writer_->stop();

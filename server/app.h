@@ -81,6 +81,10 @@ private:
     status start_store();
     status start_trainer();
     void load_demo();
+    // Writes the API keys' last uses seen since the last call (at a
+    // relaxed durability: a power cut loses a minute of them at most).
+    // `wait`: until they are committed (at a stop).
+    void write_key_uses(bool wait);
 
     serve_options options_;
     std::unique_ptr<db_lock> lock_;
@@ -101,6 +105,7 @@ private:
     std::uint64_t activity_seen_ = 0;
     int quiet_ticks_ = 0;
     bool trimmed_since_activity_ = true;
+    int ticks_since_key_uses_ = 0;
     std::unique_ptr<access_log> access_log_;  // before http_: outlives it
     std::unique_ptr<http_server> http_;
     std::int64_t started_at_ = 0;

@@ -204,6 +204,29 @@ void authenticator::forget_keys() {
     ++keys_generation_;
 }
 
+std::map<std::int64_t, micros> authenticator::key_uses() {
+    std::map<std::int64_t, micros> out;
+    std::shared_lock lock(keys_mu_);
+    for (const auto& [id, use] : uses_) {
+        if (const micros t = use->last.load(std::memory_order_relaxed); t > 0) out[id] = t;
+    }
+    return out;
+}
+
+std::vector<std::pair<std::int64_t, micros>> authenticator::take_unwritten_key_uses() {
+    std::lock_guard flush(flush_mu_);
+    std::vector<std::pair<std::int64_t, micros>> out;
+    std::shared_lock lock(keys_mu_);
+    for (const auto& [id, use] : uses_) {
+        const micros t = use->last.load(std::memory_order_relaxed);
+        if (t > use->written.load(std::memory_order_relaxed)) {
+            out.emplace_back(id, t);
+            use->written.store(t, std::memory_order_relaxed);
+        }
+    }
+    return out;
+}
+
 std::size_t authenticator::cached_keys() {
     std::shared_lock lock(keys_mu_);
     return keys_.size();
@@ -410,6 +433,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         }
         const std::string& hash = last_hash;
         std::shared_ptr<const api_key_row> row;
+        key_use* use = nullptr;
         bool cached = false;
         std::uint64_t generation = 0;
         {
@@ -418,6 +442,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             auto it = keys_.find(hash);
             if (it != keys_.end() && clock_() - it->second.at < key_cache_ttl) {
                 row = it->second.row;
+                use = it->second.use;
                 cached = true;
             }
         }
@@ -436,9 +461,14 @@ std::optional<http_response> authenticator::check(http_request& req, access need
                 // Still full of fresh entries: a flood; start again.
                 if (keys_.size() >= max_cached_keys) keys_.clear();
             }
+            if (row) {
+                auto& slot = uses_[row->id];
+                if (!slot) slot = std::make_unique<key_use>();
+                use = slot.get();
+            }
             // A revocation that committed after the read above would
             // otherwise be hidden for the cache's 5 s.
-            if (generation == keys_generation_) keys_[hash] = {row, now};
+            if (generation == keys_generation_) keys_[hash] = {row, now, use};
         }
         if (!row || row->revoked_at) {
             return error_response(status(error_kind::unauthenticated,
@@ -446,6 +476,17 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         }
         // Named on a refusal too: the access log says whose key was refused.
         req.actor = "key:" + row->name;
+        // Checked on every request, not when cached: the cache keeps a row
+        // for 5 s, past the time the key ends.
+        const micros now = now_micros();
+        if (row->expires_at && *row->expires_at <= now) {
+            return error_response(status(error_kind::unauthenticated,
+                                         "API key \"" + row->name + "\" expired at " +
+                                             format_rfc3339(*row->expires_at) +
+                                             "; an admin can create a new one (POST /v1/keys)"));
+        }
+        if (use && now - use->last.load(std::memory_order_relaxed) >= 1'000'000)
+            use->last.store(now, std::memory_order_relaxed);
         if (!has_scope(*row, needs)) {
             std::string scopes;
             for (const auto& s : row->scopes) scopes += (scopes.empty() ? "" : ",") + s;

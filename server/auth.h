@@ -18,6 +18,7 @@
 // Threads: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -28,6 +29,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "server/http_server.h"
 #include "store/auth_store.h"
@@ -78,6 +80,13 @@ public:
 
     // Forget cached keys (after a create or revoke through the API).
     void forget_keys();
+    // When each key last authenticated a request (by key id), as seen by
+    // this server since it started: the list shows these before they are
+    // written.
+    std::map<std::int64_t, micros> key_uses();
+    // The uses not yet written (see record_key_uses), now counted as
+    // written; one caller at a time.
+    std::vector<std::pair<std::int64_t, micros>> take_unwritten_key_uses();
     // Keys in the cache, known or not (at most a fixed bound).
     std::size_t cached_keys();
     // Users and addresses with failed sign-ins on record (at most a fixed bound).
@@ -145,9 +154,17 @@ private:
     std::size_t waiting_ = 0;
     std::uint64_t checks_refused_ = 0;
     std::mutex mu_;
+    // A key's last use: stored at most once a second per key, so that
+    // threads answering one app's requests do not write one cache line on
+    // every request.
+    struct key_use {
+        std::atomic<micros> last{0};
+        std::atomic<micros> written{0};
+    };
     struct cached_key {
         std::shared_ptr<const api_key_row> row;  // null: no such key; shared, not copied per request
         std::chrono::steady_clock::time_point at;
+        key_use* use = nullptr;  // in uses_; null for no such key
     };
     // Every API request reads the key cache: readers share its lock.
     std::shared_mutex keys_mu_;
@@ -155,6 +172,10 @@ private:
     // database before a revocation is not cached after it.
     std::uint64_t keys_generation_ = 0;
     std::map<std::string, cached_key> keys_;  // by key hash; short-lived so revocations apply
+    // By key id, under keys_mu_; entries stay (one per key that ever
+    // authenticated here), so cached_key may point into it.
+    std::map<std::int64_t, std::unique_ptr<key_use>> uses_;
+    std::mutex flush_mu_;  // one take_unwritten_key_uses at a time
     // The user's stored password hash: it changes with every new password
     // (a new salt), and a session or a remembered password of the old one
     // no longer counts. Read back on each use, since `kennel admin

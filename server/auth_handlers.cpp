@@ -58,14 +58,25 @@ http_response not_to_store(http_response r) {
     return r;
 }
 
-json key_json(const api_key_row& k) {
+json time_or_null(std::optional<micros> t) {
+    return t ? json(format_rfc3339(*t)) : json(nullptr);
+}
+
+// `seen`: the key's last use as this server saw it, which may be newer
+// than the one written (once a minute).
+json key_json(const api_key_row& k, micros now, std::optional<micros> seen = std::nullopt) {
+    std::optional<micros> last_used = k.last_used_at;
+    if (seen && (!last_used || *seen > *last_used)) last_used = seen;
     return {{"id", k.id},
             {"name", k.name},
             {"prefix", k.prefix},
             {"scopes", k.scopes},
+            {"state", key_state_name(state_of(k, now))},
             {"created_at", format_rfc3339(k.created_at)},
             {"created_by", k.created_by},
-            {"revoked_at", k.revoked_at ? json(format_rfc3339(*k.revoked_at)) : json(nullptr)},
+            {"expires_at", time_or_null(k.expires_at)},
+            {"last_used_at", time_or_null(last_used)},
+            {"revoked_at", time_or_null(k.revoked_at)},
             {"revoked_by", k.revoked_by ? json(*k.revoked_by) : json(nullptr)}};
 }
 
@@ -137,11 +148,31 @@ http_response get_auth_session(app& a, const http_request& req) {
     return not_to_store(json_response(dump_json({{"user", s->user}, {"csrf_token", s->csrf}})));
 }
 
-http_response get_keys(app& a, const http_request&) {
-    auto conn = a.readers().acquire();
+http_response get_keys(app& a, const http_request& req) {
+    auto asked = query_page(req, 100, 1000);
+    if (!asked) return error_response(asked.error());
+    std::vector<key_state> states;
+    if (auto v = req.query_value("state")) {
+        auto parsed = key_states_from(*v);
+        if (!parsed) return error_response(parsed.error());
+        states = std::move(*parsed);
+    }
+    const micros now = now_micros();
+    key_list listed;
+    {
+        auto conn = a.readers().acquire();
+        listed = list_api_keys(*conn, states, asked->limit, asked->before, now);
+    }
+    json next = next_before(listed.keys, *asked, true, [](const api_key_row& k) { return k.id; });
+    const auto seen = a.auth().key_uses();
     json out = json::array();
-    for (const auto& k : list_api_keys(*conn)) out.push_back(key_json(k));
-    return not_to_store(json_response(dump_json({{"keys", out}})));
+    for (const auto& k : listed.keys) {
+        auto use = seen.find(k.id);
+        out.push_back(
+            key_json(k, now, use == seen.end() ? std::nullopt : std::optional(use->second)));
+    }
+    return not_to_store(
+        json_response(dump_json({{"keys", out}, {"count", listed.count}, {"next_before", next}})));
 }
 
 http_response post_key(app& a, const http_request& req) {
@@ -149,7 +180,20 @@ http_response post_key(app& a, const http_request& req) {
     if (!body) return error_response(body.error());
     // An unknown member is refused: {"expires": "tomorrow"} must not make a
     // key that never expires look like one that does.
-    if (status s = only_known_fields(*body, "", {"name", "scopes"}); !s) return error_response(s);
+    if (status s = only_known_fields(*body, "", {"name", "scopes", "expires_at"}); !s)
+        return error_response(s);
+    std::optional<micros> expires_at;
+    if (auto e = body->find("expires_at"); e != body->end() && !e->is_null()) {
+        std::optional<micros> t;
+        if (e->is_string()) t = parse_rfc3339(e->get<std::string>());
+        if (!t) {
+            return error_response(
+                invalid("expires_at",
+                        "must be a time in RFC 3339 form, such as 2027-01-31T00:00:00Z, "
+                        "or null (the key never expires)"));
+        }
+        expires_at = t;
+    }
     auto name_field = optional_string(*body, "name", "", "name");
     if (!name_field) return error_response(name_field.error());
     const std::string name = std::move(*name_field);
@@ -165,14 +209,15 @@ http_response post_key(app& a, const http_request& req) {
     std::optional<new_key> created;
     status s = a.writer().run(
         [&](connection& c) {
-            auto k = create_api_key(c, name, scopes, req.actor.empty() ? "api" : req.actor);
+            auto k =
+                create_api_key(c, name, scopes, req.actor.empty() ? "api" : req.actor, expires_at);
             if (!k) return k.error();
             created = std::move(*k);
             return status::ok();
         },
         a.write_timeout());
     if (!s) return error_response(s);
-    json out = key_json(created->row);
+    json out = key_json(created->row, created->row.created_at);
     out["key"] = created->key;  // shown once; only its hash is stored
     return not_to_store(json_response(dump_json(out), 201));  // it holds the key itself
 }

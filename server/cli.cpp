@@ -88,8 +88,9 @@ std::string option_of_variable(const std::string& env) {
 // KENNEL_CREATE created users).
 bool command_line_only(const std::string& name) {
     static const char* const names[] = {
-        "help",  "action", "id", "user",  "password",      "name",   "scopes", "file",
-        "input", "out",    "to", "model", "model-version", "status", "create"};
+        "help",          "action", "id",     "user",       "password", "name",
+        "scopes",        "file",   "input",  "out",        "to",       "model",
+        "model-version", "status", "create", "expires-at", "state"};
     for (const char* n : names) {
         if (name == n) return true;
     }
@@ -809,7 +810,12 @@ int cmd_admin(const std::vector<std::string>& args) {
                                           "create-key: a name for the key")(
         "scopes", po::value<std::string>()->default_value(""),
         "create-key: read,ingest,predict,admin (any key reads; read alone only reads)")(
-        "id", po::value<std::int64_t>()->default_value(0), "revoke-key: the key's id");
+        "expires-at", po::value<std::string>()->default_value(""),
+        "create-key: when the key stops working, in RFC 3339 (2027-01-31T00:00:00Z; default: "
+        "never)")("state", po::value<std::string>()->default_value(""),
+                  "list-keys: only keys in these states, comma-separated: active, expired, "
+                  "revoked (default: all)")("id", po::value<std::int64_t>()->default_value(0),
+                                            "revoke-key: the key's id");
     po::positional_options_description p;
     p.add("action", 1);
     auto vm = parse_layers(d, p, args);
@@ -828,6 +834,15 @@ int cmd_admin(const std::vector<std::string>& args) {
         std::cerr << "kennel admin: unknown action \"" << action
                   << "\" (set-password, create-key, list-keys or revoke-key)\n";
         return 2;
+    }
+    std::vector<key_state> states;
+    if (const std::string& list = vm["state"].as<std::string>(); !list.empty()) {
+        auto parsed = key_states_from(list);
+        if (!parsed) {
+            std::cerr << "kennel admin: --state: " << parsed.error().message() << "\n";
+            return 2;
+        }
+        states = std::move(*parsed);
     }
     if (action == "revoke-key" && vm["id"].as<std::int64_t>() <= 0) {
         std::cerr << "kennel admin: say which key: revoke-key --id N (kennel admin list-keys "
@@ -929,10 +944,19 @@ int cmd_admin(const std::vector<std::string>& args) {
             if (j > i) scopes.push_back(list.substr(i, j - i));
             i = j + 1;
         }
+        std::optional<micros> expires_at;
+        if (const std::string& e = vm["expires-at"].as<std::string>(); !e.empty()) {
+            expires_at = parse_rfc3339(e);
+            if (!expires_at) {
+                std::cerr << "kennel admin: --expires-at \"" << e
+                          << "\" is not an RFC 3339 time, such as 2027-01-31T00:00:00Z\n";
+                return 2;
+            }
+        }
         // One transaction: a server beside us must not create a key of the
         // same name between the check for one and the insert.
         transaction tx(conn);
-        auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli");
+        auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli", expires_at);
         if (!k) {
             std::cerr << "kennel admin: " << k.error().field() << ": " << k.error().message() << "\n";
             return k.error().kind() == error_kind::conflict ? 1 : 2;
@@ -940,15 +964,34 @@ int cmd_admin(const std::vector<std::string>& args) {
         tx.commit();
         std::cout << "key " << k->row.id << " (" << k->row.name << "): " << k->key
                   << "\n(shown once; send it as  Authorization: Bearer <key>)\n";
+        if (expires_at) std::cout << "it expires at " << format_rfc3339(*expires_at) << "\n";
         return 0;
     }
     if (action == "list-keys") {
-        for (const auto& k : list_api_keys(conn)) {
-            std::string scopes;
-            for (const auto& s : k.scopes) scopes += (scopes.empty() ? "" : ",") + s;
-            std::printf("%4lld  %-20s %-12s %-22s %s\n", static_cast<long long>(k.id), k.name.c_str(),
-                        k.prefix.c_str(), scopes.c_str(),
-                        k.revoked_at ? ("revoked " + format_rfc3339(*k.revoked_at)).c_str() : "active");
+        const micros now = now_micros();
+        // Newest first, as the API lists them; every key, page by page.
+        std::optional<std::int64_t> before;
+        for (;;) {
+            constexpr int page_size = 1000;
+            key_list listed = list_api_keys(conn, states, page_size, before, now);
+            for (const auto& k : listed.keys) {
+                std::string scopes;
+                for (const auto& s : k.scopes) scopes += (scopes.empty() ? "" : ",") + s;
+                std::string state = key_state_name(state_of(k, now));
+                if (k.revoked_at) {
+                    state += " " + format_rfc3339(*k.revoked_at);
+                } else if (k.expires_at) {
+                    state +=
+                        (*k.expires_at <= now ? " " : ", expires ") + format_rfc3339(*k.expires_at);
+                }
+                const std::string used =
+                    k.last_used_at ? "last used " + format_rfc3339(*k.last_used_at) : "never used";
+                std::printf("%4lld  %-20s %-12s %-22s %s; %s\n", static_cast<long long>(k.id),
+                            k.name.c_str(), k.prefix.c_str(), scopes.c_str(), state.c_str(),
+                            used.c_str());
+            }
+            if (listed.keys.size() < static_cast<std::size_t>(page_size)) break;
+            before = listed.keys.back().id;
         }
         return 0;
     }

@@ -395,7 +395,7 @@ std::vector<route> make_routes(app& a) {
     // method, path, handler, needs the store to be ready, credentials needed,
     // the query parameters it reads
     const std::vector<std::string> paged = {"limit", "before"};
-    const std::vector<std::string> jobs_query = {"limit", "before", "state"};
+    const std::vector<std::string> paged_by_state = {"limit", "before", "state"};
     constexpr auto open = access::open, any = access::any, ingest = access::ingest,
                    predict = access::predict, admin = access::admin;
     return {
@@ -407,7 +407,7 @@ std::vector<route> make_routes(app& a) {
         // Not before ready: the authenticator is made once the store is open.
         {"POST", "/v1/auth/logout", h(post_auth_logout), true, open},
         {"GET", "/v1/auth/session", h(get_auth_session), true, open},
-        {"GET", "/v1/keys", h(get_keys), true, admin},
+        {"GET", "/v1/keys", h(get_keys), true, admin, paged_by_state},
         {"POST", "/v1/keys", h(post_key), true, admin},
         {"DELETE", "/v1/keys/{id}", h(delete_key), true, admin},
         {"GET", "/v1/status", h(get_status), true, any},
@@ -433,7 +433,7 @@ std::vector<route> make_routes(app& a) {
         {"POST", "/v1/models/{name}/train", h(post_model_train), true, admin},
         {"POST", "/v1/models/{name}/archive", h(post_model_archive), true, admin},
         {"POST", "/v1/models/{name}/restore", h(post_model_restore), true, admin},
-        {"GET", "/v1/models/{name}/jobs", h(get_model_jobs), true, any, jobs_query},
+        {"GET", "/v1/models/{name}/jobs", h(get_model_jobs), true, any, paged_by_state},
         {"GET", "/v1/models/{name}/versions", h(get_model_versions), true, any, paged},
         {"GET", "/v1/models/{name}/versions/{version}", h(get_model_version), true, any},
         {"POST", "/v1/models/{name}/versions/{version}/disable", h(post_version_disable), true,
@@ -467,7 +467,7 @@ std::vector<route> make_routes(app& a) {
          any,
          {"limit", "entity", "id", "cursor"}},
         {"GET", "/v1/models/{name}/drift", h(get_model_drift), true, any},
-        {"GET", "/v1/jobs", h(get_jobs), true, any, jobs_query},
+        {"GET", "/v1/jobs", h(get_jobs), true, any, paged_by_state},
         {"GET", "/v1/jobs/{id}", h(get_job), true, any, {"log_after"}},
         {"POST", "/v1/jobs/{id}/cancel", h(post_job_cancel), true, admin},
         {"GET", "/v1/serving", h(get_serving), true, any, {"model"}},

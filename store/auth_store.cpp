@@ -1,6 +1,7 @@
 #include "store/auth_store.h"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "store/json_input.h"
@@ -32,13 +33,68 @@ api_key_row read_key(const statement& st) {
     k.created_by = st.column_text(6);
     k.revoked_at = st.column_opt_int(7);
     k.revoked_by = st.column_opt_text(8);
+    k.expires_at = st.column_opt_int(9);
+    k.last_used_at = st.column_opt_int(10);
     return k;
 }
 
 constexpr const char* key_columns =
-    "id, name, prefix, key_hash, scopes, created_at, created_by, revoked_at, revoked_by";
+    "id, name, prefix, key_hash, scopes, created_at, created_by, revoked_at, revoked_by, "
+    "expires_at, last_used_at";
+
+// The keys in a state, with ?1 the time now.
+const char* state_condition(key_state s) {
+    switch (s) {
+        case key_state::active:
+            return "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1)";
+        case key_state::expired:
+            return "revoked_at IS NULL AND expires_at <= ?1";
+        case key_state::revoked:
+            return "revoked_at IS NOT NULL";
+    }
+    return "1";
+}
 
 }  // namespace
+
+key_state state_of(const api_key_row& k, micros now) {
+    if (k.revoked_at) return key_state::revoked;
+    if (k.expires_at && *k.expires_at <= now) return key_state::expired;
+    return key_state::active;
+}
+
+const char* key_state_name(key_state s) {
+    switch (s) {
+        case key_state::active:
+            return "active";
+        case key_state::expired:
+            return "expired";
+        case key_state::revoked:
+            return "revoked";
+    }
+    return "active";
+}
+
+result<std::vector<key_state>> key_states_from(std::string_view list) {
+    std::vector<key_state> out;
+    for (std::size_t start = 0; start <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', start), list.size());
+        const std::string_view name = list.substr(start, comma - start);
+        const key_state* found = nullptr;
+        static constexpr key_state all[] = {key_state::active, key_state::expired,
+                                            key_state::revoked};
+        for (const key_state& s : all) {
+            if (name == key_state_name(s)) found = &s;
+        }
+        if (!found) {
+            return invalid("state", "unknown key state \"" + std::string(name) +
+                                        "\" (active, expired, revoked)");
+        }
+        out.push_back(*found);
+        start = comma + 1;
+    }
+    return out;
+}
 
 bool valid_scope(const std::string& s) {
     return s == "read" || s == "ingest" || s == "predict" || s == "admin";
@@ -93,7 +149,8 @@ bool check_password(const std::optional<user_row>& u, const std::string& passwor
 }
 
 result<new_key> create_api_key(connection& c, const std::string& name,
-                               const std::vector<std::string>& scopes, const std::string& created_by) {
+                               const std::vector<std::string>& scopes,
+                               const std::string& created_by, std::optional<micros> expires_at) {
     // Characters, not bytes. The name is shown in the key list and as
     // "key:NAME" beside every change the key makes, so it must read as what
     // it is: no control character (a line break forged log lines), no
@@ -123,11 +180,18 @@ result<new_key> create_api_key(connection& c, const std::string& name,
         distinct.push_back(s);
         joined += (joined.empty() ? "" : ",") + s;
     }
+    const micros now = now_micros();
+    if (expires_at && *expires_at <= now) {
+        return invalid("expires_at", "the key would expire at " + format_rfc3339(*expires_at) +
+                                         ", which is not later than now (" + format_rfc3339(now) +
+                                         ")");
+    }
     // Deployments, events and jobs name the key that acted as "key:NAME", so
     // two active keys of one name could not be told apart there. A revoked
-    // key acts no more: its name is free again.
-    statement same(c, "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL LIMIT 1");
-    same.bind(1, name);
+    // or expired key acts no more: its name is free again.
+    statement same(c, std::string("SELECT id FROM api_keys WHERE name = ?2 AND ") +
+                          state_condition(key_state::active) + " LIMIT 1");
+    same.bind(1, now).bind(2, name);
     if (same.step()) {
         return status(error_kind::conflict,
                       "an active key is already named \"" + name + "\" (key " +
@@ -141,21 +205,38 @@ result<new_key> create_api_key(connection& c, const std::string& name,
     out.row.prefix = out.key.substr(0, 10);
     out.row.key_hash = sha256_hex(out.key);
     out.row.scopes = std::move(distinct);
-    out.row.created_at = now_micros();
+    out.row.created_at = now;
     out.row.created_by = created_by;
+    out.row.expires_at = expires_at;
     statement st(c,
-                 "INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at, created_by)"
-                 " VALUES (?,?,?,?,?,?)");
+                 "INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at, created_by,"
+                 " expires_at) VALUES (?,?,?,?,?,?,?)");
     st.bind(1, name).bind(2, out.row.prefix).bind(3, out.row.key_hash).bind(4, joined);
-    st.bind(5, out.row.created_at).bind(6, created_by).run();
+    st.bind(5, out.row.created_at).bind(6, created_by).bind(7, expires_at).run();
     out.row.id = c.last_insert_rowid();
     return out;
 }
 
-std::vector<api_key_row> list_api_keys(connection& c) {
-    statement st(c, std::string("SELECT ") + key_columns + " FROM api_keys ORDER BY id");
-    std::vector<api_key_row> out;
-    while (st.step()) out.push_back(read_key(st));
+key_list list_api_keys(connection& c, const std::vector<key_state>& states, int limit,
+                       std::optional<std::int64_t> before, micros now) {
+    std::string where;
+    for (key_state st : states)
+        where += (where.empty() ? "(" : " OR (") + std::string(state_condition(st)) + ")";
+    if (where.empty()) where = "1";
+    // ?1 is now in every statement, used or not.
+    key_list out;
+    {
+        statement st(c, "SELECT count(*), ?1 FROM api_keys WHERE " + where);
+        st.bind(1, now);
+        st.step();
+        out.count = st.column_int(0);
+    }
+    statement st(c, std::string("SELECT ") + key_columns + " FROM api_keys WHERE (" + where +
+                        ") AND id < ?2 ORDER BY id DESC LIMIT ?3");
+    st.bind(1, now)
+        .bind(2, before.value_or(std::numeric_limits<std::int64_t>::max()))
+        .bind(3, std::int64_t{limit});
+    while (st.step()) out.keys.push_back(read_key(st));
     return out;
 }
 
@@ -168,10 +249,12 @@ std::optional<api_key_row> find_api_key(connection& c, const std::string& key_ha
 
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key_names(
     connection& c) {
-    statement st(c,
-                 "SELECT name, id FROM api_keys WHERE revoked_at IS NULL AND name IN ("
-                 "SELECT name FROM api_keys WHERE revoked_at IS NULL GROUP BY name"
-                 " HAVING count(*) > 1) ORDER BY name, id");
+    statement st(c, std::string("SELECT name, id FROM api_keys WHERE ") +
+                        state_condition(key_state::active) +
+                        " AND name IN (SELECT name FROM api_keys WHERE " +
+                        state_condition(key_state::active) +
+                        " GROUP BY name HAVING count(*) > 1) ORDER BY name, id");
+    st.bind(1, now_micros());
     std::vector<std::pair<std::string, std::vector<std::int64_t>>> out;
     while (st.step()) {
         std::string name = st.column_text(0);
@@ -189,6 +272,16 @@ status revoke_api_key(connection& c, std::int64_t id, const std::string& by) {
         return status(error_kind::not_found, "no active API key with id " + std::to_string(id), "id");
     }
     return status::ok();
+}
+
+void record_key_uses(connection& c, const std::vector<std::pair<std::int64_t, micros>>& uses) {
+    statement st(c,
+                 "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2"
+                 " AND (last_used_at IS NULL OR last_used_at < ?1)");
+    for (const auto& [id, at] : uses) {
+        st.reset();
+        st.bind(1, at).bind(2, id).run();
+    }
 }
 
 }  // namespace kennel

@@ -35,7 +35,17 @@ struct api_key_row {
     std::string created_by;
     std::optional<micros> revoked_at;
     std::optional<std::string> revoked_by;
+    std::optional<micros> expires_at;    // none: never
+    std::optional<micros> last_used_at;  // as last written (see record_key_uses)
 };
+
+// A revoked key is revoked whether or not it has expired as well.
+enum class key_state { active, expired, revoked };
+key_state state_of(const api_key_row& k, micros now);
+const char* key_state_name(key_state s);
+// A comma-separated list of states ("active,expired"); an unknown one is
+// invalid (field "state").
+result<std::vector<key_state>> key_states_from(std::string_view list);
 
 bool valid_scope(const std::string& s);  // read, ingest, predict, admin
 
@@ -60,13 +70,27 @@ struct new_key {
     api_key_row row;
     std::string key;  // "knl_<hex>": returned once, never stored
 };
-// A name an active (not revoked) key has is refused (conflict, field "name"):
-// the name is what tells keys apart beside what they change.
+// A name an active key (neither revoked nor expired) has is refused
+// (conflict, field "name"): the name is what tells keys apart beside what
+// they change. `expires_at`, when given, must be later than now (field
+// "expires_at").
 result<new_key> create_api_key(connection& c, const std::string& name,
-                               const std::vector<std::string>& scopes, const std::string& created_by);
-std::vector<api_key_row> list_api_keys(connection& c);
+                               const std::vector<std::string>& scopes,
+                               const std::string& created_by,
+                               std::optional<micros> expires_at = std::nullopt);
+// Keys newest first: at most `limit`, with ids below `before`, in one of
+// `states` (empty: any), as at `now`; and how many keys those states hold.
+struct key_list {
+    std::vector<api_key_row> keys;
+    std::int64_t count = 0;
+};
+key_list list_api_keys(connection& c, const std::vector<key_state>& states, int limit,
+                       std::optional<std::int64_t> before, micros now);
 std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash);
 status revoke_api_key(connection& c, std::int64_t id, const std::string& by);
+// Moves each key's last_used_at forward to the time given (never back: a
+// flush that lost a race with a later one keeps the later time).
+void record_key_uses(connection& c, const std::vector<std::pair<std::int64_t, micros>>& uses);
 // Active keys that share a name, as databases from before names were
 // checked may hold: each such name with its keys' ids, oldest first.
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key_names(

@@ -2132,7 +2132,6 @@
     const createBox = h('div.card');
     const listBox = h('div.card', null, loading());
     replace(root, pageHead('API keys', 'Keys for apps and scripts. Only a hash of each key is stored.'), createBox, listBox);
-    const drawList = liveRegion(listBox);
     const nameIn = h('input', { id: 'key-name', placeholder: 'e.g. feed-app', maxlength: 64 });
     const scopes = ['read', 'ingest', 'predict', 'admin'].map((s) => h('input', { type: 'checkbox', value: s, checked: s === 'ingest', class: 'key-scope', id: `key-scope-${s}` }));
     // Focused when it shows a new key: "Created" alone was announced, not
@@ -2140,31 +2139,45 @@
     const created = h('div', { id: 'key-created', tabindex: -1, role: 'status' });
     const create = h('button.primary', { type: 'submit', 'data-action': 'create-key' }, 'Create key');
     let shownKey = null;  // the id of the key whose secret is on screen
+    let shownAt = 0;  // when it was shown: a list asked for before cannot hold it
     // A revoked key's secret is of no use and should not stay on screen.
     const forgetShown = (id) => { if (shownKey !== null && shownKey === id) { shownKey = null; replace(created); } };
+    // A key for a contractor or a one-off script can end by itself.
+    const expiresIn = h('select', { id: 'key-expires' },
+      [['', 'Never'], ['1', 'In 1 day'], ['7', 'In 7 days'], ['30', 'In 30 days'], ['90', 'In 90 days'], ['365', 'In 1 year']]
+        .map(([v, label]) => h('option', { value: v }, label)));
     const form = h('form', null,
       h('h2', null, 'Create a key'),
       h('label', { for: 'key-name' }, 'Name'), nameIn,
       h('fieldset.scopes', null, h('legend', null, 'Scopes'),
         h('div.row', null, scopes.map((c) => h('label.inline', { for: c.id }, c, c.value)))),
       h('p.muted.small', null, 'ingest: send facts · predict: ask for predictions · admin: everything, including this page\'s actions. Any key may read.'),
+      h('label', { for: 'key-expires' }, 'Expires'), expiresIn,
       h('div.actions', null, create), created);
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const body = { name: nameIn.value.trim(), scopes: scopes.filter((c) => c.checked).map((c) => c.value) };
+      if (expiresIn.value) {
+        const at = new Date(Date.now() + Number(expiresIn.value) * 86400e3);
+        at.setUTCMilliseconds(0);
+        body.expires_at = at.toISOString().replace('.000Z', 'Z');
+      }
       create.disabled = true;
       try {
         const k = await api('POST', '/v1/keys', body);
         shownKey = k.id;
+        shownAt = Date.now();
         const copy = h('button.small', { type: 'button' }, 'Copy');
         copy.addEventListener('click', async () => {
           try { await navigator.clipboard.writeText(k.key); copy.textContent = 'Copied'; } catch (e) { copy.textContent = 'Select and copy it'; }
         });
         replace(created, h('div.alert.success', null,
           h('div.title', null, `Key "${k.name}" created. Copy it now: it is shown only once.`),
+          k.expires_at ? h('p.small', null, `It stops working at ${fmtTime(k.expires_at)}.`) : null,
           h('div.secret', null, h('code', { id: 'new-key' }, k.key), copy),
           h('p.small', null, 'A client sends it as ', h('code', null, 'Authorization: Bearer <key>'), '.')));
         nameIn.value = '';
+        expiresIn.value = '';
         flash(`Created API key "${k.name}"`);
         created.focus();
         await refreshNow();
@@ -2176,22 +2189,48 @@
       }
     });
     replace(createBox, form);
+    // Which keys the list shows, outside the region the poll redraws; the
+    // list grows by a page at a time (the server pages it, newest first).
+    const view = { state: 'active', limit: 100 };
+    const stateSel = h('select', { id: 'key-state', 'aria-label': 'Show keys' },
+      [['active', 'Active keys'], ['expired', 'Expired keys'], ['revoked', 'Revoked keys'], ['', 'All keys']]
+        .map(([v, label]) => h('option', { value: v }, label)));
+    stateSel.addEventListener('change', () => { view.state = stateSel.value; view.limit = 100; refreshNow(); });
+    const listHead = h('div.row', null, h('h2', null, 'Keys'), h('label.inline', null, 'Show', stateSel));
+    const listBody = h('div');
+    replace(listBox, listHead, listBody);
+    const drawBody = liveRegion(listBody);
+    const soon = 7 * 86400e3;  // an expiry this close is pointed out
+    const stateCell = (k) => {
+      if (k.state === 'revoked') return [badge('revoked', 'bad'), h('span.small.muted', null, ` ${fmtTime(k.revoked_at)} by ${k.revoked_by}`)];
+      if (k.state === 'expired') return [badge('expired', 'bad'), h('span.small.muted', null, ` ${fmtTime(k.expires_at)}`)];
+      if (k.expires_at && Date.parse(k.expires_at) - Date.now() < soon) return [badge('active'), ' ', badge('expires soon', 'warn')];
+      return badge('active');
+    };
     const refresh = async () => {
-      const d = await get('/v1/keys');
-      for (const k of d.keys) if (k.revoked_at) forgetShown(k.id);
-      drawList(d, () => [
-        h('h2', null, 'Keys'),
-        d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },
+      const askedAt = Date.now();
+      const d = await get(`/v1/keys?limit=${view.limit}${view.state ? `&state=${view.state}` : ''}`);
+      for (const k of d.keys) if (k.state !== 'active') forgetShown(k.id);
+      // Revoked elsewhere: it left the active keys (the newest, it is on the first page).
+      if (view.state === 'active' && askedAt > shownAt && !d.keys.some((k) => k.id === shownKey)) forgetShown(shownKey);
+      const more = d.next_before !== null && view.limit < 1000
+        ? h('button.small', { type: 'button', 'data-action': 'more-keys', onclick: () => { view.limit = Math.min(1000, view.limit + 100); refreshNow(); } }, 'Show more')
+        : null;
+      drawBody({ d, view: { ...view } }, () => [
+        d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'Expires', 'Last used', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },
           h('td', null, k.name || h('span.muted', null, '(no name)')),
           h('td', null, h('code', null, `${k.prefix}…`)),
           h('td', null, (k.scopes || []).map((s) => h('span.chip', null, badge(s, 'info')))),
           h('td', null, timeEl(k.created_at)),
           h('td', null, k.created_by),
-          h('td', null, k.revoked_at ? [badge('revoked', 'bad'), h('span.small.muted', null, ` ${fmtTime(k.revoked_at)} by ${k.revoked_by}`)] : badge('active')),
-          h('td.cell-actions', null, k.revoked_at ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke', 'aria-label': `Revoke key "${k.name}"`,
+          h('td', null, k.expires_at ? timeEl(k.expires_at) : h('span.muted', null, 'never')),
+          h('td', null, k.last_used_at ? timeEl(k.last_used_at) : h('span.muted', null, 'never')),
+          h('td', null, stateCell(k)),
+          h('td.cell-actions', null, k.state === 'revoked' ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke', 'aria-label': `Revoke key "${k.name}"`,
             onclick: () => act({ title: `Revoke key "${k.name}"?`, text: 'Requests with it are refused from now on. This cannot be undone.', confirm: 'Revoke', reason: false, danger: true },
               () => api('DELETE', `/v1/keys/${k.id}`),
-              () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, 'No API keys yet.')]);
+              () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, view.state ? `No ${view.state} API keys.` : 'No API keys yet.'),
+        h('p.muted.small', { id: 'key-count' }, `${d.keys.length} of ${d.count} shown, newest first.`, more ? ' ' : null, more)]);
     };
     return { refresh };
   }

@@ -982,8 +982,10 @@ step('API keys: create (shown once), use, revoke', async () => {
   await waitFor('focus on the page', async () => (await focused()).id === 'main', WAIT);
   await page.fill('#key-name', 'browser-test');
   await page.check('#key-scope-predict');
+  await page.selectOption('#key-expires', '7');
   await page.click('button[data-action="create-key"]');
   await visible(page.locator('#new-key'));
+  assert.match(await page.textContent('#key-created'), /It stops working at /);
   // The shown-once secret takes focus, so a screen reader reads it out.
   await waitFor('focus on the new key', async () => (await focused()).id === 'key-created', WAIT);
   const key = (await page.textContent('#new-key')).trim();
@@ -991,8 +993,17 @@ step('API keys: create (shown once), use, revoke', async () => {
   const row = page.locator('tr', { hasText: 'browser-test' });
   await visible(row);
   assert.match(await row.first().textContent(), /predict/);
+  // Seven days: pointed out as close; not used yet.
+  assert.match(await row.first().textContent(), /expires soon/);
+  const created = await http('GET', '/v1/keys?state=active', { auth: 'basic' });
+  const made = created.json.keys.find((k) => k.name === 'browser-test');
+  const days = (Date.parse(made.expires_at) - Date.now()) / 86400e3;
+  assert.ok(days > 6.9 && days <= 7, `expires in 7 days: ${made.expires_at}`);
+  assert.equal(made.last_used_at, null);
   assert.equal((await http('GET', '/v1/models', { auth: key })).status, 200, 'the new key reads');
   assert.equal((await http('POST', '/v1/models/likes/train', { auth: key, body: {} })).status, 403, 'but may not train');
+  // Its use shows in the list within a poll.
+  await waitFor('the key\'s last use', async () => (await row.first().locator('td').nth(6).textContent()).trim() !== 'never', WAIT);
   await shot('keys-1280');
   // Keyboard focus on a key's Revoke stays there when the list is drawn
   // anew (another key created elsewhere): it fell to <body>.
@@ -1009,10 +1020,15 @@ step('API keys: create (shown once), use, revoke', async () => {
   assert.equal((await focused()).id, 'dialog-cancel');
   await confirmDialog();
   await visible(page.locator('#flash .alert.success', { hasText: 'Revoked API key "browser-test"' }));
-  await waitFor('the revoked badge', async () => /revoked/.test(await row.first().textContent()), WAIT);
+  // It leaves the list of active keys; the revoked ones show it.
+  await page.locator('tr[data-key]', { hasText: /^browser-test(?!-other)/ }).waitFor({ state: 'detached', timeout: WAIT });
   // Focus leaves the revoked key's row for the page's heading, not for
   // another key's Revoke.
   await waitFor('focus on the heading', async () => (await focused()).tag === 'H1', WAIT);
+  await page.selectOption('#key-state', 'revoked');
+  await waitFor('the revoked badge', async () => /revoked/.test(await row.first().textContent()), WAIT);
+  assert.equal(await row.first().locator('button[data-action="revoke"]').count(), 0, 'no Revoke on a revoked key');
+  await page.selectOption('#key-state', 'active');
   assert.equal((await http('DELETE', `/v1/keys/${other.json.id}`, { auth: 'basic' })).status, 200);
   // The revoked key's secret leaves the screen.
   await page.locator('#new-key').waitFor({ state: 'detached', timeout: WAIT });
@@ -1207,6 +1223,9 @@ step('accessibility: no WCAG 2.1 A/AA violation axe-core can find, on every page
 
 step('keyboard: a skip link to the content; a table becomes a tab stop when the page narrows', async () => {
   await page.setViewportSize({ width: 1280, height: 900 });
+  // The list shows active keys; the earlier step revoked its own.
+  const listed = await http('POST', '/v1/keys', { auth: 'basic', body: { name: 'browser-test-table', scopes: ['read'] } });
+  assert.equal(listed.status, 201, listed.text);
   await go('#/keys');
   await visible(page.locator('h1', { hasText: 'API keys' }));
   // A fresh load, so the keyboard starts at the top (after a blur() it

@@ -425,6 +425,106 @@ class AuthTest(KennelTestCase):
         self.addCleanup(basic_wrong.close)
         self.assertErrorShape(basic_wrong.get("/v1/streams"), 401)
 
+    def test_a_key_with_an_expiry_stops_working_then(self):
+        expiry = int(time.time()) + 3
+        soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
+        r = self.admin.post_json("/v1/keys", {"name": "contractor", "scopes": ["ingest"],
+                                              "expires_at": soon})
+        self.assertEqual(r.status, 201, r)
+        made = r.json()
+        self.assertEqual((made["expires_at"], made["state"], made["last_used_at"]),
+                         (soon, "active", None))
+        app = Client(self.server.port, auth="Bearer " + made["key"])
+        self.addCleanup(app.close)
+        fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
+        self.assertEqual(app.post_json("/v1/facts", fact).status, 201)
+        # The list shows its use at once (it is written to the database once a minute).
+        listed = self.admin.get("/v1/keys").json()["keys"]
+        self.assertIsNotNone(listed[0]["last_used_at"], listed)
+        time.sleep(max(0.0, expiry + 0.2 - time.time()))
+        r = app.post_json("/v1/facts", dict(fact, entity="late"))
+        self.assertErrorShape(r, 401, code="unauthenticated",
+                              message='API key "contractor" expired at ' + soon)
+        listed = self.admin.get("/v1/keys").json()
+        self.assertEqual([(k["name"], k["state"]) for k in listed["keys"]],
+                         [("contractor", "expired")])
+        self.assertEqual(self.admin.get("/v1/keys?state=active").json()["keys"], [])
+        # Its name is free again, and a revocation still records who ended it.
+        again = self.admin.post_json("/v1/keys", {"name": "contractor", "scopes": ["ingest"]})
+        self.assertEqual(again.status, 201, again)
+        self.assertIsNone(again.json()["expires_at"])
+        self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % made["id"]).status, 200)
+        states = {k["id"]: k["state"] for k in self.admin.get("/v1/keys").json()["keys"]}
+        self.assertEqual(states, {made["id"]: "revoked", again.json()["id"]: "active"})
+
+    def test_bad_key_expiries_and_list_queries_are_400(self):
+        before = self.admin.get("/v1/keys").json()
+        past = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+        for expires, message in ((past, "not later than now"),
+                                 ("tomorrow", "RFC 3339"),
+                                 ("2027-02-30T00:00:00Z", "RFC 3339"),
+                                 (1893456000, "RFC 3339"),
+                                 (True, "RFC 3339"),
+                                 ({"days": 30}, "RFC 3339")):
+            r = self.admin.post_json("/v1/keys", {"name": "x", "scopes": ["read"],
+                                                  "expires_at": expires})
+            self.assertErrorShape(r, 400, field="expires_at", message=message)
+        # null is "never", as when it is left out.
+        r = self.admin.post_json("/v1/keys", {"name": "forever", "scopes": ["read"],
+                                              "expires_at": None})
+        self.assertEqual(r.status, 201, r)
+        self.assertIsNone(r.json()["expires_at"])
+        after = self.admin.get("/v1/keys").json()
+        self.assertEqual(after["count"], before["count"] + 1)  # nothing half-made
+        for query, field in (("state=gone", "state"), ("state=active,", "state"),
+                             ("state=ACTIVE", "state"), ("limit=0", "limit"),
+                             ("limit=1001", "limit"), ("before=x", "before"),
+                             ("cursor=5", "cursor")):
+            self.assertErrorShape(self.admin.get("/v1/keys?" + query), 400, field=field)
+
+    def test_the_key_list_pages_newest_first_with_a_count(self):
+        ids = []
+        for i in range(5):
+            r = self.admin.post_json("/v1/keys", {"name": "k%d" % i, "scopes": ["read"]})
+            self.assertEqual(r.status, 201, r)
+            ids.append(r.json()["id"])
+        self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % ids[1]).status, 200)
+        first = self.admin.get("/v1/keys?limit=2").json()
+        self.assertEqual([k["id"] for k in first["keys"]], [ids[4], ids[3]])
+        self.assertEqual((first["count"], first["next_before"]), (5, ids[3]))
+        second = self.admin.get("/v1/keys?limit=2&before=%d" % ids[3]).json()
+        self.assertEqual([k["id"] for k in second["keys"]], [ids[2], ids[1]])
+        last = self.admin.get("/v1/keys?limit=2&before=%d" % ids[1]).json()
+        self.assertEqual(([k["id"] for k in last["keys"]], last["next_before"]), ([ids[0]], None))
+        active = self.admin.get("/v1/keys?state=active").json()
+        self.assertEqual(([k["id"] for k in active["keys"]], active["count"]),
+                         ([ids[4], ids[3], ids[2], ids[0]], 4))
+        gone = self.admin.get("/v1/keys?state=expired,revoked").json()
+        self.assertEqual(([k["id"] for k in gone["keys"]], gone["count"]), ([ids[1]], 1))
+
+    def test_a_keys_last_use_outlives_a_restart(self):
+        r = self.admin.post_json("/v1/keys", {"name": "app", "scopes": ["read"]})
+        self.assertEqual(r.status, 201, r)
+        kid = r.json()["id"]
+        self.assertIsNone(r.json()["last_used_at"])
+        app = Client(self.server.port, auth="Bearer " + r.json()["key"])
+        self.assertEqual(app.get("/v1/streams").status, 200)
+        app.close()
+        used = {k["id"]: k["last_used_at"] for k in self.admin.get("/v1/keys").json()["keys"]}
+        self.assertIsNotNone(used[kid])
+        self.admin.close()
+        self.server.stop()  # written at the stop, not only once a minute
+        server = self.start_server()
+        admin = self.client(server)
+        again = {k["id"]: k["last_used_at"] for k in admin.get("/v1/keys").json()["keys"]}
+        self.assertEqual(again[kid], used[kid])
+        out = run_cli(["admin", "list-keys", "--db", server.db, "--state", "active"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("last used " + used[kid], out.stdout)
+        out = run_cli(["admin", "list-keys", "--db", server.db, "--state", "gone"])
+        self.assertEqual(out.returncode, 2, out.stdout)
+        self.assertIn('unknown key state "gone"', out.stderr)
+
     def test_a_read_key_reads_and_changes_nothing(self):
         # For monitoring (/metrics) and dashboards: no scope that writes.
         r = self.admin.post_json("/v1/keys", {"name": "prometheus", "scopes": ["read"]})

@@ -119,7 +119,7 @@ TEST_CASE("api keys: an active key's name is not given twice; a revoked key's is
     CHECK(again.error().message().find("\"ops\"") != std::string::npos);
     CHECK(again.error().message().find("key " + std::to_string(first->row.id)) !=
           std::string::npos);
-    CHECK(list_api_keys(db.conn).size() == 1);
+    CHECK(list_api_keys(db.conn, {}, 100, std::nullopt, now_micros()).keys.size() == 1);
     // Names are compared as sent: another name is another key.
     CHECK(create_api_key(db.conn, "Ops", {"read"}, "admin"));
     // One that reads the same in a list is refused: no space at either end.
@@ -461,4 +461,126 @@ TEST_CASE("authenticator: a user's sessions are bounded; the oldest ends first",
     set_password(f.db.conn, "ops", "other-password", true);
     REQUIRE(f.auth.login("ops", "other-password", "127.0.0.1"));
     CHECK(f.auth.session_from_cookie(cookies[4]));
+}
+
+TEST_CASE("api keys: an expiry, checked on every request, cached or not", "[auth]") {
+    auth_fixture f;
+    auto& db = f.db;
+    const micros now = now_micros();
+    // One that would already be over is refused, naming the field.
+    auto past = create_api_key(db.conn, "late", {"read"}, "admin", now - 1'000'000);
+    REQUIRE_FALSE(past);
+    CHECK(past.error().field() == "expires_at");
+    CHECK(past.error().message().find("not later than now") != std::string::npos);
+
+    auto soon = create_api_key(db.conn, "contractor", {"predict"}, "admin", now + 400'000);
+    REQUIRE(soon);
+    CHECK(soon->row.expires_at == now + 400'000);
+    http_request before = with_bearer(soon->key);
+    CHECK_FALSE(f.auth.check(before, access::predict).has_value());  // and now it is cached
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    http_request after = with_bearer(soon->key);
+    auto refused = f.auth.check(after, access::predict);
+    REQUIRE(refused.has_value());
+    CHECK(refused->status == 401);
+    CHECK(refused->body.find("API key \\\"contractor\\\" expired at " +
+                             format_rfc3339(now + 400'000)) != std::string::npos);
+    CHECK(after.actor == "key:contractor");  // the access log says whose key it was
+
+    // Expired, its name is free again, and it is no "shared name".
+    auto again = create_api_key(db.conn, "contractor", {"predict"}, "admin");
+    REQUIRE(again);
+    CHECK(shared_active_key_names(db.conn).empty());
+    CHECK(state_of(soon->row, now_micros()) == key_state::expired);
+    CHECK(state_of(again->row, now_micros()) == key_state::active);
+}
+
+TEST_CASE("api keys: listed newest first by state, in pages, with their count", "[auth]") {
+    testing::migrated_db db;
+    const micros now = now_micros();
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 5; ++i) {
+        auto k = create_api_key(db.conn, "k" + std::to_string(i), {"read"}, "admin");
+        REQUIRE(k);
+        ids.push_back(k->row.id);
+    }
+    REQUIRE(revoke_api_key(db.conn, ids[1], "admin"));
+    // An expiry already past, as a key created earlier would have now.
+    db.conn.exec("UPDATE api_keys SET expires_at = " + std::to_string(now - 1) + " WHERE id IN (" +
+                 std::to_string(ids[2]) + ", " + std::to_string(ids[1]) + ")");
+    auto all = list_api_keys(db.conn, {}, 100, std::nullopt, now);
+    CHECK(all.count == 5);
+    REQUIRE(all.keys.size() == 5);
+    CHECK(all.keys.front().id == ids[4]);
+    CHECK(all.keys.back().id == ids[0]);
+
+    auto ids_of = [](const key_list& l) {
+        std::vector<std::int64_t> out;
+        for (const auto& k : l.keys) out.push_back(k.id);
+        return out;
+    };
+    auto active = list_api_keys(db.conn, {key_state::active}, 100, std::nullopt, now);
+    CHECK(active.count == 3);
+    CHECK(ids_of(active) == std::vector<std::int64_t>{ids[4], ids[3], ids[0]});
+    // Revoked after it expired: revoked.
+    CHECK(ids_of(list_api_keys(db.conn, {key_state::revoked}, 100, std::nullopt, now)) ==
+          std::vector<std::int64_t>{ids[1]});
+    CHECK(ids_of(list_api_keys(db.conn, {key_state::expired}, 100, std::nullopt, now)) ==
+          std::vector<std::int64_t>{ids[2]});
+    auto gone =
+        list_api_keys(db.conn, {key_state::expired, key_state::revoked}, 100, std::nullopt, now);
+    CHECK(gone.count == 2);
+
+    // Pages: two, then below the last one's id.
+    auto first = list_api_keys(db.conn, {}, 2, std::nullopt, now);
+    CHECK(ids_of(first) == std::vector<std::int64_t>{ids[4], ids[3]});
+    CHECK(first.count == 5);
+    CHECK(ids_of(list_api_keys(db.conn, {}, 2, ids[3], now)) ==
+          std::vector<std::int64_t>{ids[2], ids[1]});
+
+    auto parsed = key_states_from("active,revoked");
+    REQUIRE(parsed);
+    CHECK(*parsed == std::vector<key_state>{key_state::active, key_state::revoked});
+    for (const char* bad : {"", "Active", "active,", "gone"}) {
+        auto r = key_states_from(bad);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().field() == "state");
+    }
+}
+
+TEST_CASE("api keys: last use, seen per request and written forward only", "[auth]") {
+    auth_fixture f;
+    auto& db = f.db;
+    auto k = create_api_key(db.conn, "app", {"predict"}, "admin");
+    REQUIRE(k);
+    CHECK(f.auth.key_uses().empty());
+    CHECK(f.auth.take_unwritten_key_uses().empty());
+    const micros before = now_micros();
+    http_request req = with_bearer(k->key);
+    REQUIRE_FALSE(f.auth.check(req, access::predict).has_value());
+    const auto seen = f.auth.key_uses();
+    REQUIRE(seen.count(k->row.id) == 1);
+    CHECK(seen.at(k->row.id) >= before);
+    // A refused key (wrong scope) still authenticated; an unknown one is no key's use.
+    http_request unknown = with_bearer("knl_nobody");
+    REQUIRE(f.auth.check(unknown, access::predict).has_value());
+    CHECK(f.auth.key_uses().size() == 1);
+
+    auto taken = f.auth.take_unwritten_key_uses();
+    REQUIRE(taken.size() == 1);
+    CHECK(taken[0].first == k->row.id);
+    CHECK(f.auth.take_unwritten_key_uses().empty());  // once
+
+    record_key_uses(db.conn, taken);
+    auto stored = [&] {
+        auto l = list_api_keys(db.conn, {}, 10, std::nullopt, now_micros());
+        REQUIRE(l.keys.size() == 1);
+        return l.keys[0].last_used_at;
+    };
+    CHECK(stored() == taken[0].second);
+    // An older time (a flush that lost a race) does not move it back.
+    record_key_uses(db.conn, {{k->row.id, taken[0].second - 5'000'000}});
+    CHECK(stored() == taken[0].second);
+    record_key_uses(db.conn, {{k->row.id, taken[0].second + 5'000'000}});
+    CHECK(stored() == taken[0].second + 5'000'000);
 }
