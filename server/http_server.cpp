@@ -423,6 +423,27 @@ std::optional<http_response> unknown_query_parameter(const route& r, const http_
     return std::nullopt;
 }
 
+// A 400 for an If-Match or If-None-Match sent to a write that reads none:
+// the write went ahead unconditionally, and the client believed it was
+// guarded. On a GET, If-None-Match is a browser's cache check, not an error.
+std::optional<http_response> unread_condition(const route& r, const http_request& req) {
+    if (r.conditional || r.method == "GET") return std::nullopt;
+    for (const auto& [name, value] : req.headers) {
+        (void)value;
+        const char* shown = name == "if-match"        ? "If-Match"
+                            : name == "if-none-match" ? "If-None-Match"
+                                                      : nullptr;
+        if (!shown) continue;
+        return error_response(invalid(
+            shown,
+            r.method + " " + r.pattern + " takes no " + shown +
+                " condition, so it would not be checked; the conditional writes are PUT of a "
+                "model, PUT and DELETE of an alias, a rollback, and PUT or end of an "
+                "experiment"));
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 http_server::http_server(http_options options, std::vector<route> routes)
@@ -614,6 +635,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
             }
             if (auto unknown = unknown_query_parameter(r, ours)) {
                 write_response(std::move(*unknown), res);
+                return nullptr;
+            }
+            if (auto ignored = unread_condition(r, ours)) {
+                write_response(std::move(*ignored), res);
                 return nullptr;
             }
             http_response answer = r.handler(ours);

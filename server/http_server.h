@@ -127,6 +127,9 @@ struct route {
     // misspelt "limt" was dropped without a word). {"*"}: any, for pages,
     // health checks and scrapes that others' tools may decorate.
     std::vector<std::string> query = {};
+    // Reads If-Match and If-None-Match (see preconditions.h). On any other
+    // write they are a 400: a client sending one believes it is checked.
+    bool conditional = false;
 };
 
 // Checks a request's credentials for a route; fills request.actor, or

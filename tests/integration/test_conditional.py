@@ -136,6 +136,37 @@ class ConditionalWriteTest(SharedServerCase):
         self.assertEqual(r.status, 400, r)
         self.assertEqual(r.json()["error"]["field"], "If-Match", r)
 
+    def test_a_condition_on_a_write_that_reads_none_is_refused(self):
+        # A disable with If-Match went ahead unconditionally: the client
+        # believed its condition guarded the write.
+        feats, labels, _ = load_data(self, self.c, 60, seed=35)
+        name = uid("cond")
+        put_model(self, self.c, name, definition(feats, labels))
+        fact = {"stream": feats, "entity": "e1", "time": "2026-11-20T10:00:00Z",
+                "data": {"x": 1}}
+        writes = (("POST", "/v1/models/%s/train" % name, {}),
+                  ("POST", "/v1/models/%s/archive" % name, {"reason": "x"}),
+                  ("POST", "/v1/models/%s/versions/1/disable" % name, {"reason": "x"}),
+                  ("POST", "/v1/facts", fact),
+                  ("POST", "/v1/keys", {"name": "cond-key", "scopes": ["read"]}))
+        for method, path, body in writes:
+            for header, value in (("If-Match", '"r1"'), ("If-None-Match", "*")):
+                with self.subTest(path=path, header=header):
+                    r = self.c.request(method, path, json_body=body, headers={header: value})
+                    self.assertEqual(r.status, 400, r)
+                    err = r.json()["error"]
+                    self.assertEqual(err["field"], header, r)
+                    self.assertIn("takes no %s condition" % header, err["message"], r)
+        # Nothing was written: no job, no archive, no fact, no key.
+        self.assertEqual(self.c.get("/v1/models/%s/jobs" % name).json()["jobs"], [])
+        self.assertIsNone(self.c.get("/v1/models/" + name).json()["archived"])
+        facts = self.c.get("/v1/streams/%s/facts?entity=e1" % feats).json()["facts"]
+        self.assertNotIn({"x": 1}, [f["data"] for f in facts])
+        self.assertNotIn("cond-key", [k["name"] for k in self.c.get("/v1/keys").json()["keys"]])
+        # A GET with If-None-Match is a cache's question, answered as before.
+        r = self.c.get("/v1/models/" + name, headers={"If-None-Match": '"r1"'})
+        self.assertEqual(r.status, 200, r)
+
     def test_of_many_saves_from_one_revision_exactly_one_lands(self):
         feats, labels, _ = load_data(self, self.c, 60, seed=34)
         d = definition(feats, labels)
