@@ -147,6 +147,7 @@ http_response put_model(app& a, const http_request& req) {
                 {"definition", json::parse(canonical)}};
     http_response answer = json_response(dump_json(out), r.created_model ? 201 : 200);
     set_etag(answer, revision_etag(r.revision));
+    if (r.created_model) answer.headers.emplace_back("Location", "/v1/models/" + name);
     return answer;
 }
 
@@ -483,7 +484,10 @@ http_response post_job_cancel(app& a, const http_request& req) {
     a.trainer().cancel(*id);
     auto conn = a.readers().acquire();
     auto j = get_job(*conn, *id);
-    return json_response(dump_json(j ? job_json(*j) : json(nullptr)), 202);
+    http_response answer = json_response(dump_json(j ? job_json(*j) : json(nullptr)), 202);
+    // Where the cancel shows (a running job ends within moments), as for train.
+    answer.headers.emplace_back("Location", "/v1/jobs/" + std::to_string(*id));
+    return answer;
 }
 
 http_response get_model_versions(app& a, const http_request& req) {

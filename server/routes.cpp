@@ -116,7 +116,10 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
         body += ",\"status\":\"";
         body += write_outcome_name(r.outcome);
         body += "\"}";
-        return json_response(std::move(body), r.outcome == write_outcome::stored ? 201 : 200);
+        if (r.outcome != write_outcome::stored) return json_response(std::move(body), 200);
+        http_response created = json_response(std::move(body), 201);
+        created.headers.emplace_back("Location", "/v1/facts/" + std::to_string(r.id));
+        return created;
     }
     // Rejected items (rare) go through the DOM for their error object;
     // the rest are written directly, in the DOM's key order.

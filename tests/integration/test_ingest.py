@@ -262,6 +262,11 @@ class FailedCommitTest(KennelTestCase):
         # Nothing was stored, and the same bodies now are.
         r = c.post_json("/v1/facts", one)
         self.assertEqual((r.status, r.json()["status"]), (201, "stored"), r)
+        # Where it is read back (RFC 9110: a 201 says where the new thing is).
+        self.assertEqual(r.header("Location"), "/v1/facts/%d" % r.json()["id"], r)
+        self.assertEqual(c.get(r.header("Location")).json()["id"], r.json()["id"])
+        again = c.post_json("/v1/facts", one)
+        self.assertEqual((again.status, again.header("Location")), (200, None), again)
         r = c.post_json("/v1/facts", batch)
         self.assertEqual(r.status, 200, r)
         self.assertEqual((r.json()["stored"], r.json()["duplicates"]), (len(batch), 0), r)

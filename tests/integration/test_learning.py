@@ -218,6 +218,7 @@ class DefinitionTest(SharedServerCase):
         body = r.json()
         self.assertEqual((body["model"], body["revision"], body["created"], body["new_revision"]),
                          (name, 1, True, True), r)
+        self.assertEqual(r.header("Location"), "/v1/models/" + name, r)
         canonical = body["definition"]
         # Defaults are filled in.
         self.assertEqual(canonical["holdout"], 0.2)
@@ -1435,6 +1436,7 @@ class CancelTest(SharedServerCase):
                                "holding the result")
         r = self.c.post("/v1/jobs/%d/cancel" % job)
         self.assertEqual((r.status, r.json()["cancel_requested"]), (202, True), r)
+        self.assertEqual(r.header("Location"), "/v1/jobs/%d" % job, r)
         j = wait_job(self, self.c, job)
         self.assertEqual((j["state"], j["version"]), ("cancelled", None), log_text(j))
         self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
