@@ -226,12 +226,18 @@ http_response delete_key(app& a, const http_request& req) {
     // As every other id in a path says what is wrong with it.
     auto id = parse_id("id", req.param("id"));
     if (!id) return error_response(id.error());
+    bool changed = false;
     status s = a.writer().run(
-        [&](connection& c) { return revoke_api_key(c, *id, req.actor.empty() ? "api" : req.actor); },
+        [&](connection& c) {
+            auto r = revoke_api_key(c, *id, req.actor.empty() ? "api" : req.actor);
+            if (!r) return r.error();
+            changed = *r;
+            return status::ok();
+        },
         a.write_timeout());
     if (!s) return error_response(s);
     a.auth().forget_keys();
-    return json_response(dump_json({{"id", *id}, {"revoked", true}}));
+    return json_response(dump_json({{"id", *id}, {"revoked", true}, {"changed", changed}}));
 }
 
 }  // namespace kennel

@@ -996,12 +996,13 @@ int cmd_admin(const std::vector<std::string>& args) {
         return 0;
     }
     if (action == "revoke-key") {
-        status s = revoke_api_key(conn, vm["id"].as<std::int64_t>(), "cli");
-        if (!s) {
-            std::cerr << "kennel admin: " << s.message() << "\n";
+        auto r = revoke_api_key(conn, vm["id"].as<std::int64_t>(), "cli");
+        if (!r) {
+            std::cerr << "kennel admin: " << r.error().message() << "\n";
             return 1;
         }
-        std::cout << "revoked key " << vm["id"].as<std::int64_t>() << "\n";
+        std::cout << (*r ? "revoked key " : "key was already revoked: ")
+                  << vm["id"].as<std::int64_t>() << "\n";
         return 0;
     }
     std::cerr << "kennel admin: unknown action \"" << action << "\"\n";

@@ -473,18 +473,26 @@ http_response post_job_cancel(app& a, const http_request& req) {
     if (!why_field) return error_response(why_field.error());
     const std::string why = std::move(*why_field);
     std::string who = actor_of(req);
+    bool already = false;  // cancelled before: a cancel sent again after a lost answer
     status s = a.writer().run(
         [&](connection& c) {
+            if (auto j = get_job(c, *id); j && j->state == job_state::cancelled) {
+                already = true;
+                return status::ok();
+            }
             status r = request_cancel(c, *id);
-            if (r) append_job_log(c, *id, "info", "cancel requested by " + who + (why.empty() ? "" : ": " + why));
+            if (r)
+                append_job_log(c, *id, "info",
+                               "cancel requested by " + who + (why.empty() ? "" : ": " + why));
             return r;
         },
         a.write_timeout());
     if (!s) return error_response(s);
-    a.trainer().cancel(*id);
+    if (!already) a.trainer().cancel(*id);
     auto conn = a.readers().acquire();
     auto j = get_job(*conn, *id);
-    http_response answer = json_response(dump_json(j ? job_json(*j) : json(nullptr)), 202);
+    http_response answer =
+        json_response(dump_json(j ? job_json(*j) : json(nullptr)), already ? 200 : 202);
     // Where the cancel shows (a running job ends within moments), as for train.
     answer.headers.emplace_back("Location", "/v1/jobs/" + std::to_string(*id));
     return answer;
@@ -621,18 +629,30 @@ http_response delete_model_alias(app& a, const http_request& req) {
     }
     std::string actor = actor_of(req);
     std::optional<std::string> etag_now;
+    bool changed = true;
     status s = a.writer().run(
         [&](connection& c) {
             const auto before = alias_version(c, name, alias);
             if (status held = check_alias_preconditions(*pre, before, name, alias, etag_now); !held)
                 return held;
+            // Sent again after a lost answer, as a PUT to where the alias
+            // is already answers "changed": false. One never set is a 404.
+            if (!before && alias_was_removed(c, name, alias)) {
+                if (status st = refuse_if_archived(c, name, "remove an alias"); !st) return st;
+                changed = false;
+                return status::ok();
+            }
             return move_alias(c, name, alias, std::nullopt, actor, reason);
         },
         a.write_timeout());
     if (!s) return with_etag(error_response(s), etag_now);
-    a.refresh_model(name);
-    return json_response(dump_json({{"model", name}, {"alias", alias}, {"version", nullptr}, {"actor", actor},
-                               {"reason", reason}}));
+    if (changed) a.refresh_model(name);
+    return json_response(dump_json({{"model", name},
+                                    {"alias", alias},
+                                    {"version", nullptr},
+                                    {"changed", changed},
+                                    {"actor", actor},
+                                    {"reason", reason}}));
 }
 
 http_response get_model_deployments(app& a, const http_request& req) {

@@ -265,13 +265,14 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key
     return out;
 }
 
-status revoke_api_key(connection& c, std::int64_t id, const std::string& by) {
+result<bool> revoke_api_key(connection& c, std::int64_t id, const std::string& by) {
     statement st(c, "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL");
     st.bind(1, now_micros()).bind(2, by).bind(3, id).run();
-    if (c.changes() != 1) {
-        return status(error_kind::not_found, "no active API key with id " + std::to_string(id), "id");
-    }
-    return status::ok();
+    if (c.changes() == 1) return true;
+    statement known(c, "SELECT 1 FROM api_keys WHERE id = ?");
+    known.bind(1, id);
+    if (known.step()) return false;
+    return status(error_kind::not_found, "no API key with id " + std::to_string(id), "id");
 }
 
 void record_key_uses(connection& c, const std::vector<std::pair<std::int64_t, micros>>& uses) {

@@ -87,7 +87,9 @@ struct key_list {
 key_list list_api_keys(connection& c, const std::vector<key_state>& states, int limit,
                        std::optional<std::int64_t> before, micros now);
 std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash);
-status revoke_api_key(connection& c, std::int64_t id, const std::string& by);
+// True when this call revoked it; false when it was revoked already (a
+// revocation sent again after a lost answer); not_found for no such key.
+result<bool> revoke_api_key(connection& c, std::int64_t id, const std::string& by);
 // Moves each key's last_used_at forward to the time given (never back: a
 // flush that lost a race with a later one keeps the later time).
 void record_key_uses(connection& c, const std::vector<std::pair<std::int64_t, micros>>& uses);

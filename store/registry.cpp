@@ -695,6 +695,14 @@ std::optional<std::int64_t> alias_version(connection& c, const std::string& mode
     return st.column_int(0);
 }
 
+bool alias_was_removed(connection& c, const std::string& model, const std::string& alias) {
+    statement st(c,
+                 "SELECT 1 FROM deployments WHERE model = ? AND alias = ? AND version IS NULL"
+                 " LIMIT 1");
+    st.bind(1, model).bind(2, alias);
+    return st.step();
+}
+
 live_marks live_marks_of(connection& c, const std::string& model,
                          std::optional<std::int64_t> version) {
     live_marks m;

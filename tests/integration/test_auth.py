@@ -416,8 +416,15 @@ class AuthTest(KennelTestCase):
                                     headers={"Authorization": scheme + key})
             self.assertEqual(r.status, 201, r)
         self.assertErrorShape(app.request("PUT", "/v1/models/m", json_body={}), 403, code="forbidden")
-        self.assertEqual(self.admin.request("DELETE", "/v1/keys/%d" % kid).status, 200)
+        r = self.admin.request("DELETE", "/v1/keys/%d" % kid)
+        self.assertEqual((r.status, r.json()["changed"]), (200, True), r)
         self.assertErrorShape(app.post_json("/v1/facts", fact), 401, code="unauthenticated")
+        # Sent again (its answer lost): revoked already, by the first.
+        r = self.admin.request("DELETE", "/v1/keys/%d" % kid)
+        self.assertEqual((r.status, r.json()["changed"]), (200, False), r)
+        out = run_cli(["admin", "revoke-key", "--db", self.server.db, "--id", str(kid)])
+        self.assertEqual((out.returncode, out.stdout.strip()),
+                         (0, "key was already revoked: %d" % kid), out.stderr)
         bogus = Client(self.server.port, auth="Bearer knl_nothing")
         self.addCleanup(bogus.close)
         self.assertErrorShape(bogus.get("/v1/streams"), 401)

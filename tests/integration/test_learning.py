@@ -1340,7 +1340,17 @@ class CancelTest(SharedServerCase):
                                "waiting for live to move")
         r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
                            json_body={"reason": "a person takes live down"})
-        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.status, r.json()["changed"]), (200, True), r)
+        # Sent again (its answer lost): done already, nothing recorded.
+        moves = len(self.c.get("/v1/models/%s/deployments" % name).json()["deployments"])
+        again = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                               json_body={"reason": "a person takes live down"})
+        self.assertEqual((again.status, again.json()["changed"]), (200, False), again)
+        self.assertEqual(
+            len(self.c.get("/v1/models/%s/deployments" % name).json()["deployments"]), moves)
+        # An alias never set is still no alias.
+        self.assertEqual(self.c.request("DELETE", "/v1/models/%s/aliases/never" % name,
+                                        json_body={"reason": "x"}).status, 404)
         j = wait_job(self, self.c, job)
         self.assertEqual(j["state"], "succeeded", log_text(j))
         # It passed the gate against version 1, but live is the person's:
@@ -1496,6 +1506,10 @@ class CancelTest(SharedServerCase):
         self.assertEqual(j["state"], "cancelled", j)
         self.assertIn("before it started", j["error"], j)
         self.assertIsNone(j["started_at"], j)
+        # A cancel sent again (its answer lost) finds it done: 200, not a 409.
+        again = self.c.post("/v1/jobs/%d/cancel" % newer)
+        self.assertEqual((again.status, again.json()["state"]), (200, "cancelled"), again)
+        self.assertEqual(get_job(self, self.c, newer)["log"], j["log"])
 
         def job_outcomes():
             text = self.c.get("/metrics").text
@@ -1521,9 +1535,11 @@ class CancelTest(SharedServerCase):
                    "the cancel counted in /metrics")
         self.assertEqual(job_outcomes()["failed"], outcomes["failed"])
 
-        # Finished jobs cannot be cancelled; unknown ones do not exist.
+        # A cancelled job's cancel, sent again, is done already (200); a job
+        # that finished otherwise cannot be cancelled (below); unknown ones
+        # do not exist.
         r = self.c.post("/v1/jobs/%d/cancel" % running)
-        self.assertEqual(r.status, 409, r)
+        self.assertEqual((r.status, r.json()["state"]), (200, "cancelled"), r)
         r = self.c.post("/v1/jobs/99999999/cancel")
         self.assertEqual(r.status, 404, r)
         r = self.c.post_json("/v1/jobs/%d/cancel" % running, {"reason": 5})
@@ -1534,6 +1550,8 @@ class CancelTest(SharedServerCase):
         j = train_and_wait(self, self.c, normal)
         self.assertEqual(j["state"], "succeeded", log_text(j))
         self.assertEqual(aliases_of(self, self.c, normal), {"live": j["version"]})
+        r = self.c.post("/v1/jobs/%d/cancel" % j["id"])
+        self.assertErrorShape(r, 409, code="conflict", message="has already finished (succeeded)")
 
 
 # ------------------------------------------------------------ demo and CLI

@@ -131,7 +131,16 @@ TEST_CASE("api keys: an active key's name is not given twice; a revoked key's is
         CHECK(r.error().message().find("no space or invisible character at either end") !=
               std::string::npos);
     }
-    REQUIRE(revoke_api_key(db.conn, first->row.id, "admin"));
+    auto revoked = revoke_api_key(db.conn, first->row.id, "admin");
+    REQUIRE(revoked);
+    CHECK(*revoked);
+    // Again: no error, and nothing changed; no such key: not found.
+    auto again_revoked = revoke_api_key(db.conn, first->row.id, "someone else");
+    REQUIRE(again_revoked);
+    CHECK_FALSE(*again_revoked);
+    auto none = revoke_api_key(db.conn, 999, "admin");
+    REQUIRE_FALSE(none);
+    CHECK(none.error().kind() == error_kind::not_found);
     auto reused = create_api_key(db.conn, "ops", {"admin"}, "admin");
     REQUIRE(reused);
     CHECK(reused->row.id != first->row.id);
