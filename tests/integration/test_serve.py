@@ -748,6 +748,29 @@ class ReadingTest(SharedServerCase):
         self.assertEqual([f["id"] for f in first["facts"] + rest["facts"]],
                          [f["id"] for f in seen])
         self.assertIsNone(rest["next_cursor"])
+        # Newest first pages the same way, with a cursor of its own.
+        newest, cursor = [], None
+        for _ in range(10):
+            body = self.c.get("/v1/streams/%s/facts?limit=3&order=desc%s"
+                              % (s, "&cursor=" + cursor if cursor else "")).json()
+            newest += body["facts"]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        self.assertEqual([f["id"] for f in newest], [f["id"] for f in reversed(seen)])
+        # A cursor sent with the other order, or to another stream's or
+        # entity's list, gave a silently wrong page: a 400 naming it.
+        asc = first["next_cursor"]
+        desc = self.c.get("/v1/streams/%s/facts?limit=3&order=desc" % s).json()["next_cursor"]
+        other = unique_stream()
+        self.post_all([fact(other, "e", {"k": 1}, time_=ts(0))])
+        for path in ("/v1/streams/%s/facts?order=desc&cursor=%s" % (s, asc),
+                     "/v1/streams/%s/facts?cursor=%s" % (s, desc),
+                     "/v1/streams/%s/facts?cursor=%s" % (other, asc),
+                     "/v1/streams/%s/facts?entity=other&cursor=%s" % (s, asc),
+                     "/v1/streams/%s/facts?cursor=%s" % (s, "1.999999999")):
+            with self.subTest(path=path):
+                self.assertErrorShape(self.c.get(path), 400, field="cursor")
 
     def test_total_sums_lower_and_upper_bounds(self):
         s = unique_stream("likes")
