@@ -12,6 +12,7 @@
 #include "server/errors.h"
 #include "server/handlers.h"
 #include "server/json_body.h"
+#include "store/registry.h"
 
 namespace kennel {
 namespace {
@@ -76,7 +77,17 @@ json drift_window_brief(const ml::model_serving& m, const ml::loaded_version& v)
 http_response get_model_drift(app& a, const http_request& req) {
     const std::string& name = req.param("name");
     auto m = a.serving().get(name);
-    if (!m) return error_response(unserved_model(a, name));
+    if (!m) {
+        // An archived model's record stays readable, as its versions and
+        // jobs do: nothing serves it, so no version is watched.
+        auto conn = a.readers().acquire();
+        auto row = get_model(*conn, name);
+        if (!row || !row->archived_at) return error_response(unserved_model(a, name));
+        return json_response(dump_json({{"model", name},
+                                        {"archived", archive_json(*conn, *row)},
+                                        {"policy", nullptr},
+                                        {"versions", json::array()}}));
+    }
     const ml::supervision_policy& p = m->definition.supervision;
     const auto now = std::chrono::steady_clock::now();
     json versions = json::array();
@@ -113,6 +124,7 @@ http_response get_model_drift(app& a, const http_request& req) {
                   {"drift_window_seconds", p.drift_window_seconds},
                   {"min_drift_samples", p.min_drift_samples},
                   {"retrain_on_drift", m->definition.retrain.on_drift}}},
+                {"archived", nullptr},
                 {"versions", versions}};
     return json_response(dump_json(out));
 }

@@ -2,6 +2,8 @@
 // routes.cpp is the only place that maps paths to them.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <functional>
 
 #include "server/http_server.h"
@@ -11,6 +13,7 @@ namespace kennel {
 
 class app;
 class connection;
+struct model_row;
 
 // Runs one recorded action on the writer, within the write timeout; `change`
 // says whether it changed anything (an action already in effect records
@@ -20,6 +23,10 @@ result<bool> write_change(app& a, const std::function<result<bool>(connection&)>
 // The 404 for a model nothing serves: unknown, or archived (naming when, by
 // whom, why and the way back). Read only on that path.
 status unserved_model(app& a, const std::string& name);
+
+// A model's archive as its answers show it ({"at", "by", "reason"}), or
+// null while it is in service.
+nlohmann::json archive_json(connection& c, const model_row& m);
 
 // Models, jobs, versions, aliases (server/model_handlers.cpp).
 http_response put_model(app& a, const http_request& req);

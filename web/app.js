@@ -1242,7 +1242,7 @@
           },
           () => importanceCard(shown, live));
       // The window's age in 10 s steps: its growing alone redraws at most that often.
-      // An archived model serves nothing, so nothing drifts (its drift call is a 404).
+      // An archived model serves nothing, so nothing drifts (its drift lists no version).
       drawDrift(JSON.stringify({ drift, serving, archived }, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => (archived
         ? [h('h2', null, 'Feature drift'), h('p.muted', null, 'Archived: it serves nothing, so nothing is watched for drift.')]
         : driftCard(drift, live, serving)));
