@@ -518,7 +518,8 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             // also prove it came from our page, which alone can read the token.
             if (req.method != "GET" && !same_secret(req.header("x-csrf-token"), s->csrf)) {
                 return error_response(status(error_kind::forbidden,
-                                             "missing or wrong X-CSRF-Token for this session"));
+                                             "missing or wrong X-CSRF-Token for this session",
+                                             "X-CSRF-Token"));
             }
             return std::nullopt;
         }

@@ -182,6 +182,7 @@ struct body_plan {
     // "100 Continue" before any handler runs).
     std::optional<std::uint64_t> too_long;
     std::string malformed;
+    std::string malformed_field;  // the header a malformed line is, when it names one
 };
 
 body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_body) {
@@ -210,6 +211,9 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         if (std::string why = empty_condition_line(line); !why.empty()) {
             body_plan refused;
             refused.malformed = std::move(why);
+            refused.malformed_field = same_name(line.substr(0, line.find(':')), "if-match")
+                                          ? "If-Match"
+                                          : "If-None-Match";
             return refused;
         }
         if (settled) continue;
@@ -241,7 +245,7 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         std::uint64_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
         if (value.find('%') != std::string_view::npos) {
-            settled = body_plan{0, false, true, std::nullopt, {}};
+            settled = body_plan{0, false, true, std::nullopt, {}, {}};
         } else if (length || ec != std::errc() || end != value.data() + value.size()) {
             // A second one, or not a number: refused with the body unread
             // (http_server.cpp).
@@ -251,11 +255,11 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
         }
     }
     if (settled) return *settled;
-    if (length && *length > max_body) return {0, false, false, length, {}};
+    if (length && *length > max_body) return {0, false, false, length, {}, {}};
     if (!length || *length == 0) return {};
     if (!expect && *length <= limit)
-        return {static_cast<std::size_t>(*length), false, false, std::nullopt, {}};
-    return {0, true, false, std::nullopt, {}};
+        return {static_cast<std::size_t>(*length), false, false, std::nullopt, {}, {}};
+    return {0, true, false, std::nullopt, {}, {}};
 }
 
 }  // namespace
@@ -350,6 +354,7 @@ bool buffered_socket_stream::request_buffered(std::chrono::steady_clock::time_po
         ahead_need_ = end + body;
         ahead_streams_ = plan.streams;
         ahead_refused_why_ = std::move(plan.malformed);
+        ahead_refused_field_ = std::move(plan.malformed_field);
         if (plan.encoded_length || !ahead_refused_why_.empty()) ahead_refused_ = 400;
         if (plan.too_long) {
             ahead_refused_ = 413;
@@ -1108,7 +1113,8 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
                 : refused == 413 ? body_too_large(strm.max_body(), strm.refused_length())
                 : !strm.refused_line().empty()
                     ? status(error_kind::invalid_argument,
-                             "malformed HTTP request: the " + strm.refused_line())
+                             "malformed HTTP request: the " + strm.refused_line(),
+                             strm.refused_field())
                     : invalid("Content-Length", "Content-Length must be a plain number of bytes");
             http_response r = error_response(why);
             r.status = refused;

@@ -121,6 +121,8 @@ public:
     int head_refused() const { return ahead_refused_; }
     // What is wrong with the header line a 400 refuses (empty: none is).
     const std::string& refused_line() const { return ahead_refused_why_; }
+    // The header that line is, when the refusal names one (else empty).
+    const std::string& refused_field() const { return ahead_refused_field_; }
     std::uint64_t refused_length() const { return ahead_refused_length_; }
     std::size_t max_body() const { return max_body_; }
     // A copy of what has arrived of the next request, for the parker.
@@ -169,6 +171,7 @@ private:
     int ahead_refused_ = 0;       // see head_refused()
     std::uint64_t ahead_refused_length_ = 0;  // the Content-Length a 413 refuses
     std::string ahead_refused_why_;           // the header line a 400 refuses
+    std::string ahead_refused_field_;         // see refused_field()
     // Looked at: searched for the blank line, or counted into the body's due.
     std::size_t ahead_seen_ = 0;
     std::string out_;

@@ -196,7 +196,8 @@ status request_cancel(connection& c, std::int64_t id) {
     }
     return status(error_kind::conflict,
                   std::string("job ") + std::to_string(id) + " has already finished (" +
-                      job_state_name(job->state) + ")");
+                      job_state_name(job->state) + ")",
+                  "id");
 }
 
 namespace {
@@ -536,9 +537,10 @@ std::string archived_note(const std::string& model, const model_event_row& archi
 status refuse_if_archived(connection& c, const std::string& model, const std::string& what) {
     auto archive = current_archive(c, model);
     if (!archive) return status::ok();
-    return status(error_kind::conflict, archived_note(model, *archive) +
-                                            "; restore it with POST /v1/models/" + model +
-                                            "/restore to " + what);
+    return status(error_kind::conflict,
+                  archived_note(model, *archive) + "; restore it with POST /v1/models/" + model +
+                      "/restore to " + what,
+                  "name");
 }
 
 std::optional<micros> last_prediction_time(connection& c, const std::string& model) {

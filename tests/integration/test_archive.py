@@ -42,7 +42,7 @@ def served(c):
 class ArchiveTest(SharedServerCase):
 
     def assertArchivedConflict(self, r, what):
-        self.assertEqual(r.status, 409, r)
+        self.assertErrorShape(r, 409, "conflict", "name")
         msg = r.json()["error"]["message"]
         self.assertIn("is archived", msg, r)
         self.assertIn("retired in a test", msg, r)

@@ -228,9 +228,9 @@ class AuthTest(KennelTestCase):
         self.assertEqual(self.anon.get("/v1/streams", headers={"Cookie": cookie}).status, 200)
         body = {"name": "k", "scopes": ["ingest"]}
         no_token = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie})
-        self.assertErrorShape(no_token, 403, code="forbidden")
+        self.assertErrorShape(no_token, 403, code="forbidden", field="X-CSRF-Token")
         wrong = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie, "X-CSRF-Token": "x"})
-        self.assertErrorShape(wrong, 403, code="forbidden")
+        self.assertErrorShape(wrong, 403, code="forbidden", field="X-CSRF-Token")
         ok = self.anon.post_json("/v1/keys", body, headers={"Cookie": cookie, "X-CSRF-Token": csrf})
         self.assertEqual(ok.status, 201, ok)
         self.anon.post("/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})

@@ -129,6 +129,7 @@ class ConditionalWriteTest(SharedServerCase):
                 r = self.put_def(name, changed, {header: ""})
                 self.assertEqual(r.status, 400, r)
                 self.assertIn("has no value", r.json()["error"]["message"], r)
+                self.assertEqual(r.json()["error"]["field"], header, r)
         self.assertEqual(len(self.revisions(name)), 1)
         # Other routes read the same way.
         r = self.c.request("PUT", "/v1/models/%s/aliases/live" % name,

@@ -1551,7 +1551,8 @@ class CancelTest(SharedServerCase):
         self.assertEqual(j["state"], "succeeded", log_text(j))
         self.assertEqual(aliases_of(self, self.c, normal), {"live": j["version"]})
         r = self.c.post("/v1/jobs/%d/cancel" % j["id"])
-        self.assertErrorShape(r, 409, code="conflict", message="has already finished (succeeded)")
+        self.assertErrorShape(r, 409, code="conflict", field="id",
+                              message="has already finished (succeeded)")
 
 
 # ------------------------------------------------------------ demo and CLI
