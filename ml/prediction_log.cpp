@@ -88,15 +88,26 @@ prediction_log_stats prediction_log::stats() const {
     // Queued counts the flush with the writer too: its rows were in no
     // count until their commit ended.
     return {logged_.load(std::memory_order_relaxed), dropped_.load(std::memory_order_relaxed),
-            queued_.load() + writing_.load()};
+            queued_.load() + writing_.load(), expired_->load(std::memory_order_relaxed)};
 }
 
 void prediction_log::expire() {
     const micros before = now_micros() - retention_.count();
     // Relaxed: losing the deletion in a power cut only means doing it again.
     auto fut = writer_.submit(
-        [before](connection& c) {
-            expire_prediction_segments(c, before);
+        [expired = expired_, before](connection& c) {
+            const auto gone = expire_prediction_segments(c, before);
+            if (gone.entries == 0) return status::ok();
+            // Counted (kennel_prediction_log_expired_entries_total); said in
+            // the log the first time only, since it recurs each minute.
+            const auto total = static_cast<std::uint64_t>(gone.entries);
+            if (expired->fetch_add(total, std::memory_order_relaxed) == 0) {
+                log_info("prediction-log",
+                         "removed " + std::to_string(gone.entries) +
+                             " logged predictions older than " + format_rfc3339(before) +
+                             " (--prediction-log-days); later removals are counted in "
+                             "kennel_prediction_log_expired_entries_total, not logged");
+            }
             return status::ok();
         },
         1, durability::relaxed);

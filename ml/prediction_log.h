@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -24,6 +25,7 @@ struct prediction_log_stats {
     std::uint64_t logged = 0;
     std::uint64_t dropped = 0;
     std::size_t queued = 0;
+    std::uint64_t expired = 0;  // deleted by retention since start
 };
 
 class prediction_log {
@@ -76,6 +78,10 @@ private:
     std::atomic<std::size_t> writing_{0};  // rows of the flush with the writer
     std::atomic<std::uint64_t> logged_{0};
     std::atomic<std::uint64_t> dropped_{0};
+    // Shared with the deletions queued on the writer, which may run after
+    // this log is gone.
+    std::shared_ptr<std::atomic<std::uint64_t>> expired_ =
+        std::make_shared<std::atomic<std::uint64_t>>(0);
     std::atomic<bool> stopping_{false};
     std::mutex stop_mu_;  // the flusher sleeps on it between flushes
     std::condition_variable stop_cv_;

@@ -392,6 +392,9 @@ http_response get_metrics(app& a, const http_request&) {
              "Prediction log entries, by what became of them.")
         .sample(num(log.logged), {{"outcome", "logged"}})
         .sample(num(log.dropped), {{"outcome", "dropped"}});
+    e.family("kennel_prediction_log_expired_entries_total", "counter",
+             "Logged predictions deleted by retention (--prediction-log-days) since start.")
+        .sample(num(log.expired));
     e.family("kennel_prediction_log_queued", "gauge",
              "Prediction log entries waiting to be written.")
         .sample(num(log.queued));

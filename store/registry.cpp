@@ -1272,18 +1272,20 @@ void insert_prediction_segments(connection& c, const std::vector<prediction_segm
     st.reset();  // the bound strings are the caller's
 }
 
-std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit) {
+expired_predictions expire_prediction_segments(connection& c, micros before, std::int64_t limit) {
     // Model by model through the (model, last_time) index, so that only the
     // expired segments' rows are read. Reading the oldest 100,000 rows by id
     // to find them, every minute, kept the writer's page cache full: 68 MB
     // more resident memory beside a 150 MB log, expiring nothing.
-    std::int64_t deleted = 0;
+    expired_predictions out;
+    std::int64_t& deleted = out.segments;
     statement first_model(c, "SELECT min(model) FROM prediction_segments");
     statement next_model(c, "SELECT min(model) FROM prediction_segments WHERE model > ?");
+    // RETURNING: what was removed is counted, so retention is not silent.
     statement expire(c,
                      "DELETE FROM prediction_segments WHERE id IN (SELECT id FROM"
                      " prediction_segments WHERE model = ?1 AND last_time < ?2"
-                     " ORDER BY last_time LIMIT ?3)");
+                     " ORDER BY last_time LIMIT ?3) RETURNING size");
     std::optional<std::string> model;
     while (deleted < limit) {
         statement& next = model ? next_model : first_model;
@@ -1295,10 +1297,12 @@ std::int64_t expire_prediction_segments(connection& c, micros before, std::int64
         model = std::move(*found);
         expire.reset();
         expire.bind(1, *model).bind(2, before).bind(3, limit - deleted);
-        expire.run();
-        deleted += c.changes();
+        while (expire.step()) {
+            ++deleted;
+            out.entries += expire.column_int(0);
+        }
     }
-    return deleted;
+    return out;
 }
 
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows) {

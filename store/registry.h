@@ -499,8 +499,13 @@ void insert_prediction_segments(connection& c, const std::vector<prediction_segm
 
 // Deletes segments whose newest prediction is older than `before`, oldest
 // first, at most `limit` of them (one call a minute keeps a busy log's
-// deletions small); returns how many.
-std::int64_t expire_prediction_segments(connection& c, micros before, std::int64_t limit = 100000);
+// deletions small); returns how many, and the predictions they held.
+struct expired_predictions {
+    std::int64_t segments = 0;
+    std::int64_t entries = 0;
+};
+expired_predictions expire_prediction_segments(connection& c, micros before,
+                                               std::int64_t limit = 100000);
 
 // Inserts the rows in the caller's transaction (encode, then insert).
 void insert_predictions(connection& c, const std::vector<prediction_row>& rows);

@@ -1830,6 +1830,12 @@ class RetentionTest(KennelTestCase):
         server = self.start_server(["--prediction-log-days", "0.00001"])
         c = self.client(server)
         wait_until(lambda: self.logged(name) == 0, 10, "the old predictions deleted")
+        # Counted and said, not silent (the log says it the first time only).
+        wait_until(lambda: c.get("/v1/serving").json()["prediction_log"]["expired"] == 3, 10,
+                   "the deletions counted")
+        self.assertIn("kennel_prediction_log_expired_entries_total 3\n", c.get("/metrics").text)
+        wait_until(lambda: "removed 3 logged predictions older than" in server.stderr(), 10,
+                   "the deletions logged")
         predict(self, c, name, {"features": FEATURES})
         wait_until(lambda: self.logged(name) == 1, 10, "the new prediction logged")
         time.sleep(0.5)

@@ -577,10 +577,12 @@ TEST_CASE("old prediction-log segments are deleted oldest first, newer ones kept
         p.time = 100 * i;
         insert_predictions(c, {p});
     }
-    CHECK(expire_prediction_segments(c, 250, 1) == 1);  // at most `limit`
+    CHECK(expire_prediction_segments(c, 250, 1).segments == 1);  // at most `limit`
     CHECK(count_rows(c, "SELECT min(last_time) FROM prediction_segments") == 200);
-    CHECK(expire_prediction_segments(c, 350) == 2);
-    CHECK(expire_prediction_segments(c, 350) == 0);
+    const auto expired = expire_prediction_segments(c, 350);
+    CHECK(expired.segments == 2);
+    CHECK(expired.entries == 2);  // one prediction in each
+    CHECK(expire_prediction_segments(c, 350).segments == 0);
     CHECK(count_rows(c, "SELECT count(*) FROM predictions") == 3);
     CHECK(count_rows(c, "SELECT min(time) FROM predictions") == 400);
     // Every model's are looked at, a model with none to delete included,
@@ -592,8 +594,8 @@ TEST_CASE("old prediction-log segments are deleted oldest first, newer ones kept
         p.time = 450;
         insert_predictions(c, {p});
     }
-    CHECK(expire_prediction_segments(c, 460, 2) == 2);
-    CHECK(expire_prediction_segments(c, 460) == 2);
+    CHECK(expire_prediction_segments(c, 460, 2).segments == 2);
+    CHECK(expire_prediction_segments(c, 460).segments == 2);
     CHECK(count_rows(c, "SELECT count(*) FROM prediction_segments") == 2);
     CHECK(count_rows(c, "SELECT min(last_time) FROM prediction_segments") == 500);
 }
