@@ -175,6 +175,24 @@ http_response get_keys(app& a, const http_request& req) {
         json_response(dump_json({{"keys", out}, {"count", listed.count}, {"next_before", next}})));
 }
 
+http_response get_key(app& a, const http_request& req) {
+    auto id = parse_id("id", req.param("id"));
+    if (!id) return error_response(id.error());
+    std::optional<api_key_row> k;
+    {
+        auto conn = a.readers().acquire();
+        k = get_api_key(*conn, *id);
+    }
+    if (!k) {
+        return error_response(
+            status(error_kind::not_found, "no API key with id " + std::to_string(*id), "id"));
+    }
+    const auto seen = a.auth().key_uses();
+    const auto use = seen.find(k->id);
+    return not_to_store(json_response(dump_json(key_json(
+        *k, now_micros(), use == seen.end() ? std::nullopt : std::optional(use->second)))));
+}
+
 http_response post_key(app& a, const http_request& req) {
     auto body = json_object_body(req, true);
     if (!body) return error_response(body.error());
@@ -219,7 +237,9 @@ http_response post_key(app& a, const http_request& req) {
     if (!s) return error_response(s);
     json out = key_json(created->row, created->row.created_at);
     out["key"] = created->key;  // shown once; only its hash is stored
-    return not_to_store(json_response(dump_json(out), 201));  // it holds the key itself
+    http_response answer = not_to_store(json_response(dump_json(out), 201));  // it holds the key
+    answer.headers.emplace_back("Location", "/v1/keys/" + std::to_string(created->row.id));
+    return answer;
 }
 
 http_response delete_key(app& a, const http_request& req) {

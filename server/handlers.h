@@ -73,6 +73,7 @@ http_response post_auth_login(app& a, const http_request& req);
 http_response post_auth_logout(app& a, const http_request& req);
 http_response get_auth_session(app& a, const http_request& req);
 http_response get_keys(app& a, const http_request& req);
+http_response get_key(app& a, const http_request& req);
 http_response post_key(app& a, const http_request& req);
 http_response delete_key(app& a, const http_request& req);
 

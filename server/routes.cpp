@@ -441,6 +441,7 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/auth/session", h(get_auth_session), true, open},
         {"GET", "/v1/keys", h(get_keys), true, admin, paged_by_state},
         {"POST", "/v1/keys", h(post_key), true, admin},
+        {"GET", "/v1/keys/{id}", h(get_key), true, admin},
         {"DELETE", "/v1/keys/{id}", h(delete_key), true, admin},
         {"GET", "/v1/status", h(get_status), true, any},
         {"POST", "/v1/facts", h(post_facts), true, ingest},

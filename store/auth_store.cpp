@@ -247,6 +247,13 @@ std::optional<api_key_row> find_api_key(connection& c, const std::string& key_ha
     return read_key(st);
 }
 
+std::optional<api_key_row> get_api_key(connection& c, std::int64_t id) {
+    statement st(c, std::string("SELECT ") + key_columns + " FROM api_keys WHERE id = ?");
+    st.bind(1, id);
+    if (!st.step()) return std::nullopt;
+    return read_key(st);
+}
+
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> shared_active_key_names(
     connection& c) {
     statement st(c, std::string("SELECT name, id FROM api_keys WHERE ") +

@@ -87,6 +87,7 @@ struct key_list {
 key_list list_api_keys(connection& c, const std::vector<key_state>& states, int limit,
                        std::optional<std::int64_t> before, micros now);
 std::optional<api_key_row> find_api_key(connection& c, const std::string& key_hash);
+std::optional<api_key_row> get_api_key(connection& c, std::int64_t id);
 // True when this call revoked it; false when it was revoked already (a
 // revocation sent again after a lost answer); not_found for no such key.
 result<bool> revoke_api_key(connection& c, std::int64_t id, const std::string& by);

@@ -441,6 +441,13 @@ class AuthTest(KennelTestCase):
         made = r.json()
         self.assertEqual((made["expires_at"], made["state"], made["last_used_at"]),
                          (soon, "active", None))
+        self.assertEqual(r.header("Location"), "/v1/keys/%d" % made["id"], r)
+        one = self.admin.get(r.header("Location"))
+        self.assertEqual((one.status, one.header("Cache-Control")), (200, "no-store"), one)
+        self.assertNotIn("key", one.json())  # shown once, at its creation
+        self.assertEqual((one.json()["name"], one.json()["expires_at"]), ("contractor", soon))
+        self.assertErrorShape(self.admin.get("/v1/keys/999999"), 404, field="id")
+        self.assertErrorShape(self.admin.get("/v1/keys/abc"), 400, field="id")
         app = Client(self.server.port, auth="Bearer " + made["key"])
         self.addCleanup(app.close)
         fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
@@ -519,6 +526,7 @@ class AuthTest(KennelTestCase):
         app.close()
         used = {k["id"]: k["last_used_at"] for k in self.admin.get("/v1/keys").json()["keys"]}
         self.assertIsNotNone(used[kid])
+        self.assertEqual(self.admin.get("/v1/keys/%d" % kid).json()["last_used_at"], used[kid])
         self.admin.close()
         self.server.stop()  # written at the stop, not only once a minute
         server = self.start_server()
@@ -542,6 +550,7 @@ class AuthTest(KennelTestCase):
         for path in ("/v1/streams", "/metrics", "/v1/overview", "/v1/models", "/v1/serving"):
             self.assertEqual(reader.get(path).status, 200, path)
         self.assertErrorShape(reader.get("/v1/keys"), 403, code="forbidden")
+        self.assertErrorShape(reader.get("/v1/keys/%d" % r.json()["id"]), 403, code="forbidden")
         fact = {"stream": "s", "entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
         self.assertErrorShape(reader.post_json("/v1/facts", fact), 403, code="forbidden")
         self.assertErrorShape(reader.post_json("/v1/models/m/predict", {"features": {}}), 403,
