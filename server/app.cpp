@@ -140,13 +140,16 @@ void app::write_key_uses(bool wait) {
     auto uses = auth_->take_unwritten_key_uses();
     if (uses.empty()) return;
     auto done = writer_->submit(
-        [uses = std::move(uses)](connection& c) {
+        [uses](connection& c) {
             record_key_uses(c, uses);
             return status::ok();
         },
         1, durability::relaxed);
-    // A full writer queue: these are lost, and later uses are written.
-    if (!done) return;
+    if (!done) {
+        // A full writer queue: the next minute (or the stop) tries again.
+        auth_->unwrite_key_uses(uses);
+        return;
+    }
     if (wait && done->wait_for(std::chrono::seconds(10)) == std::future_status::ready) {
         if (status s = done->get(); !s)
             log_warn("auth", "API keys' last uses not stored: " + s.message());

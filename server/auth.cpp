@@ -227,6 +227,17 @@ std::vector<std::pair<std::int64_t, micros>> authenticator::take_unwritten_key_u
     return out;
 }
 
+void authenticator::unwrite_key_uses(const std::vector<std::pair<std::int64_t, micros>>& uses) {
+    std::lock_guard flush(flush_mu_);
+    std::shared_lock lock(keys_mu_);
+    for (const auto& [id, at] : uses) {
+        auto it = uses_.find(id);
+        micros expected = at;
+        // Unless a later take has marked a later use meanwhile.
+        if (it != uses_.end()) it->second->written.compare_exchange_strong(expected, 0);
+    }
+}
+
 std::size_t authenticator::cached_keys() {
     std::shared_lock lock(keys_mu_);
     return keys_.size();

@@ -87,6 +87,8 @@ public:
     // The uses not yet written (see record_key_uses), now counted as
     // written; one caller at a time.
     std::vector<std::pair<std::int64_t, micros>> take_unwritten_key_uses();
+    // Counts taken uses as unwritten again (their write could not be queued).
+    void unwrite_key_uses(const std::vector<std::pair<std::int64_t, micros>>& uses);
     // Keys in the cache, known or not (at most a fixed bound).
     std::size_t cached_keys();
     // Users and addresses with failed sign-ins on record (at most a fixed bound).

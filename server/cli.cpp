@@ -958,7 +958,10 @@ int cmd_admin(const std::vector<std::string>& args) {
         transaction tx(conn);
         auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli", expires_at);
         if (!k) {
-            std::cerr << "kennel admin: " << k.error().field() << ": " << k.error().message() << "\n";
+            // Named as typed: --expires-at, not the API's expires_at.
+            std::string option = "--" + k.error().field();
+            std::replace(option.begin(), option.end(), '_', '-');
+            std::cerr << "kennel admin: " << option << ": " << k.error().message() << "\n";
             return k.error().kind() == error_kind::conflict ? 1 : 2;
         }
         tx.commit();

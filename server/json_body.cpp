@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "store/sha256.h"
 #include "store/time_util.h"
 
 namespace kennel {
@@ -148,6 +149,31 @@ result<page> query_page(const http_request& req, int default_limit, int max_limi
         before = *n;
     }
     return page(limit + 1, before);
+}
+
+std::string cursor_tag(std::initializer_list<std::string_view> list) {
+    std::string joined;
+    for (std::string_view part : list) {
+        joined += part;
+        joined += '\0';
+    }
+    return sha256_hex(joined).substr(0, 8);
+}
+
+result<std::string> cursor_position(std::string_view cursor, std::string_view tag) {
+    const std::size_t mark = cursor.rfind('~');
+    if (mark == std::string_view::npos) {
+        return invalid("cursor",
+                       "malformed cursor: send a page's next_cursor as it came (one "
+                       "from before cursors named their list is not taken: list "
+                       "again without a cursor)");
+    }
+    if (cursor.substr(mark + 1) != tag) {
+        return invalid("cursor",
+                       "this cursor continues another list (another stream or model, entity or "
+                       "order): send it with the query of the page that gave it");
+    }
+    return std::string(cursor.substr(0, mark));
 }
 
 result<std::int64_t> parse_int(const std::string& field, const std::string& text, std::int64_t min,

@@ -91,6 +91,14 @@ inline result<std::int64_t> parse_id(const std::string& field, const std::string
 // last page from one with more after it.
 result<page> query_page(const http_request& req, int default_limit, int max_limit);
 
+// A cursor (a list's next_cursor) is "<position>~<tag>": the tag names the
+// list that gave it (cursor_tag of what the list is: its stream or model,
+// its entity, its order), so a cursor sent to another list is a 400 naming
+// `cursor`, not a silently wrong page. cursor_position returns the position
+// part of a cursor whose tag is `tag`.
+std::string cursor_tag(std::initializer_list<std::string_view> list);
+result<std::string> cursor_position(std::string_view cursor, std::string_view tag);
+
 // Drops the extra row a query_page read may hold, and returns the `before`
 // of the next page: the key of the oldest row kept, or null on the last
 // page. `rows` is newest first, or oldest first when !newest_first.

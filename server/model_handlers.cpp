@@ -473,13 +473,15 @@ http_response post_job_cancel(app& a, const http_request& req) {
     if (!why_field) return error_response(why_field.error());
     const std::string why = std::move(*why_field);
     std::string who = actor_of(req);
-    bool already = false;  // cancelled before: a cancel sent again after a lost answer
+    // A cancel sent again after a lost answer records nothing: the job is
+    // cancelled (200), or its cancel is still under way (202).
+    bool already = false, under_way = false;
     status s = a.writer().run(
         [&](connection& c) {
-            if (auto j = get_job(c, *id); j && j->state == job_state::cancelled) {
-                already = true;
-                return status::ok();
-            }
+            auto j = get_job(c, *id);
+            already = j && j->state == job_state::cancelled;
+            under_way = j && j->state == job_state::running && j->cancel_requested;
+            if (already || under_way) return status::ok();
             status r = request_cancel(c, *id);
             if (r)
                 append_job_log(c, *id, "info",

@@ -597,9 +597,15 @@ http_response get_model_predictions(app& a, const http_request& req) {
         std::from_chars(id->data(), id->data() + 14, t, 16);
         since = until = t;
     }
-    // Page after this (time, id) in newest-first order: "<micros>.<id>".
+    // Page after this (time, id) in newest-first order: "<micros>.<id>",
+    // tagged with the list that gave it (see cursor_position).
+    const std::string list_tag =
+        cursor_tag({"predictions", name, entity.value_or(""), id.value_or("")});
     std::optional<std::pair<micros, std::string>> after;
-    if (auto c = req.query_value("cursor")) {
+    if (auto cursor = req.query_value("cursor")) {
+        auto position = cursor_position(*cursor, list_tag);
+        if (!position) return error_response(position.error());
+        const std::string* c = &*position;
         const auto dot = c->find('.');
         if (dot == std::string::npos) return error_response(invalid("cursor", "malformed cursor"));
         // The whole number, in range: a time past int64 once read as 0 and
@@ -681,10 +687,10 @@ http_response get_model_predictions(app& a, const http_request& req) {
     std::optional<std::string> next;
     if (found.size() > limit) {
         found.resize(limit);
-        next = std::to_string(found.back().time) + "." + found.back().id;
+        next = std::to_string(found.back().time) + "." + found.back().id + "~" + list_tag;
     } else if (cut_short) {
         // Whatever is older than the oldest segment read is still to come.
-        next = std::to_string(oldest_read) + ".";
+        next = std::to_string(oldest_read) + ".~" + list_tag;
     }
 
     ml::outcome_joiner outcomes(*conn, name, p.definition);

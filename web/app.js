@@ -2191,11 +2191,11 @@
     replace(createBox, form);
     // Which keys the list shows, outside the region the poll redraws; the
     // list grows by a page at a time (the server pages it, newest first).
-    const view = { state: 'active', limit: 100 };
+    const view = { state: 'active', limit: 100, before: null };
     const stateSel = h('select', { id: 'key-state', 'aria-label': 'Show keys' },
       [['active', 'Active keys'], ['expired', 'Expired keys'], ['revoked', 'Revoked keys'], ['', 'All keys']]
         .map(([v, label]) => h('option', { value: v }, label)));
-    stateSel.addEventListener('change', () => { view.state = stateSel.value; view.limit = 100; refreshNow(); });
+    stateSel.addEventListener('change', () => { Object.assign(view, { state: stateSel.value, limit: 100, before: null }); refreshNow(); });
     const listHead = h('div.row', null, h('h2', null, 'Keys'), h('label.inline', null, 'Show', stateSel));
     const listBody = h('div');
     replace(listBox, listHead, listBody);
@@ -2209,13 +2209,17 @@
     };
     const refresh = async () => {
       const askedAt = Date.now();
-      const d = await get(`/v1/keys?limit=${view.limit}${view.state ? `&state=${view.state}` : ''}`);
+      const d = await get(`/v1/keys?limit=${view.limit}${view.state ? `&state=${view.state}` : ''}${view.before ? `&before=${view.before}` : ''}`);
       for (const k of d.keys) if (k.state !== 'active') forgetShown(k.id);
       // Revoked elsewhere: it left the active keys (the newest, it is on the first page).
-      if (view.state === 'active' && askedAt > shownAt && !d.keys.some((k) => k.id === shownKey)) forgetShown(shownKey);
-      const more = d.next_before !== null && view.limit < 1000
-        ? h('button.small', { type: 'button', 'data-action': 'more-keys', onclick: () => { view.limit = Math.min(1000, view.limit + 100); refreshNow(); } }, 'Show more')
-        : null;
+      if (view.state === 'active' && !view.before && askedAt > shownAt && !d.keys.some((k) => k.id === shownKey)) forgetShown(shownKey);
+      // A longer page up to the server's 1,000, then pages of older keys.
+      const button = (action, label, change) => h('button.small', { type: 'button', 'data-action': action, onclick: () => { Object.assign(view, change()); refreshNow(); } }, label);
+      const paging = [
+        d.next_before !== null && view.limit < 1000 ? button('more-keys', 'Show more', () => ({ limit: Math.min(1000, view.limit + 100) })) : null,
+        d.next_before !== null && view.limit >= 1000 ? button('older-keys', 'Older keys', () => ({ before: d.next_before, limit: 100 })) : null,
+        view.before ? button('newest-keys', 'Newest keys', () => ({ before: null, limit: 100 })) : null,
+      ].filter(Boolean).flatMap((b) => [' ', b]);
       drawBody({ d, view: { ...view } }, () => [
         d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'Expires', 'Last used', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },
           h('td', null, k.name || h('span.muted', null, '(no name)')),
@@ -2230,7 +2234,7 @@
             onclick: () => act({ title: `Revoke key "${k.name}"?`, text: 'Requests with it are refused from now on. This cannot be undone.', confirm: 'Revoke', reason: false, danger: true },
               () => api('DELETE', `/v1/keys/${k.id}`),
               () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, view.state ? `No ${view.state} API keys.` : 'No API keys yet.'),
-        h('p.muted.small', { id: 'key-count' }, `${d.keys.length} of ${d.count} shown, newest first.`, more ? ' ' : null, more)]);
+        h('p.muted.small', { id: 'key-count' }, `${d.keys.length} of ${d.count} shown, newest first${view.before ? `, older than key ${view.before}` : ''}.`, ...paging)]);
     };
     return { refresh };
   }

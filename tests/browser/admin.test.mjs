@@ -1035,6 +1035,23 @@ step('API keys: create (shown once), use, revoke', async () => {
   await waitFor('the key to be refused', async () => (await http('GET', '/v1/models', { auth: key })).status === 401, 10_000);
 });
 
+step('API keys: a long list grows by a page on request', async () => {
+  const made = [];
+  for (let i = 0; i < 101; i++) {
+    const r = await http('POST', '/v1/keys', { auth: 'basic', body: { name: `bulk-${i}`, scopes: ['read'] } });
+    assert.equal(r.status, 201, r.text);
+    made.push(r.json.id);
+  }
+  const count = (await http('GET', '/v1/keys?state=active&limit=1', { auth: 'basic' })).json.count;
+  await go('#/keys');
+  await waitFor('the first page', async () => (await page.textContent('#key-count')).startsWith(`100 of ${count} shown`), WAIT);
+  assert.equal(await page.locator('tr[data-key]').count(), 100);
+  await page.click('button[data-action="more-keys"]');
+  await waitFor('the whole list', async () => (await page.textContent('#key-count')).startsWith(`${count} of ${count} shown`), WAIT);
+  assert.equal(await page.locator('button[data-action="more-keys"]').count(), 0, 'nothing more to show');
+  for (const id of made) assert.equal((await http('DELETE', `/v1/keys/${id}`, { auth: 'basic' })).status, 200);
+});
+
 step('an error from the server is a message, not a blank page', async () => {
   // One message, no empty cards, and the page stops asking for the model.
   const asked = [];

@@ -488,8 +488,20 @@ class AuthTest(KennelTestCase):
                                               "expires_at": None})
         self.assertEqual(r.status, 201, r)
         self.assertIsNone(r.json()["expires_at"])
+        # The command line names its option.
+        cli = ["admin", "create-key", "--db", self.server.db, "--name", "cli-late", "--scopes",
+               "read", "--expires-at"]
+        out = run_cli(cli + [past])
+        self.assertEqual(out.returncode, 2, out.stdout)
+        self.assertIn("kennel admin: --expires-at: the key would expire at", out.stderr)
+        out = run_cli(cli + ["tomorrow"])
+        self.assertEqual(out.returncode, 2, out.stdout)
+        self.assertIn('--expires-at "tomorrow" is not an RFC 3339 time', out.stderr)
         after = self.admin.get("/v1/keys").json()
         self.assertEqual(after["count"], before["count"] + 1)  # nothing half-made
+        out = run_cli(cli + ["2099-01-01T00:00:00+02:00"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("it expires at 2098-12-31T22:00:00Z", out.stdout)
         for query, field in (("state=gone", "state"), ("state=active,", "state"),
                              ("state=ACTIVE", "state"), ("limit=0", "limit"),
                              ("limit=1001", "limit"), ("before=x", "before"),

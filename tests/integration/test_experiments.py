@@ -11,6 +11,7 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 """
 
 import datetime
+import hashlib
 import time
 import unittest
 
@@ -706,7 +707,9 @@ class ExperimentTest(SharedServerCase):
         self.assertIsNone(rest["next_cursor"])
         self.assertEqual(page("?id=%014x%s" % (int(time.time() * 1e6) - 10**9, "0" * 18))["predictions"], [])
 
-        # Bad queries name the parameter; an unknown model is 404.
+        # Bad queries name the parameter; an unknown model is 404. A cursor's
+        # tag names its list: this model's, every entity, no id.
+        tag = "~" + hashlib.sha256(("predictions\0%s\0\0\0" % name).encode()).hexdigest()[:8]
         for query, field in (("?limit=0", "limit"), ("?limit=501", "limit"), ("?limit=x", "limit"),
                              ("?id=xyz", "id"), ("?id=" + "G" * 32, "id"),
                              # Only "<32 hex>-<arm name>" beside a plain id.
@@ -716,15 +719,20 @@ class ExperimentTest(SharedServerCase):
                              ("?id=%s-shadow" % ("a" * 31), "id"),
                              # An entity no prediction can have.
                              ("?entity=", "entity"), ("?entity=" + "e" * 257, "entity"),
-                             ("?cursor=abc", "cursor"), ("?cursor=12x.ab", "cursor"),
+                             ("?cursor=abc", "cursor"), ("?cursor=12x.ab" + tag, "cursor"),
                              # Times past int64 were read as 0: an empty last page.
-                             ("?limit=1&cursor=99999999999999999999.x", "cursor"),
-                             ("?cursor=-99999999999999999999.x", "cursor"),
-                             ("?cursor=.x", "cursor"),
+                             ("?limit=1&cursor=99999999999999999999.x" + tag, "cursor"),
+                             ("?cursor=-99999999999999999999.x" + tag, "cursor"),
+                             ("?cursor=.x" + tag, "cursor"),
                              # An id that is none read as an empty last page.
-                             ("?cursor=1.zzzz", "cursor"), ("?cursor=-1.-1", "cursor"),
-                             ("?cursor=1.%s" % ("A" * 32), "cursor"),
-                             ("?cursor=1.%sx" % ("a" * 32), "cursor")):
+                             ("?cursor=1.zzzz" + tag, "cursor"), ("?cursor=-1.-1" + tag, "cursor"),
+                             ("?cursor=1.%s%s" % ("A" * 32, tag), "cursor"),
+                             ("?cursor=1.%sx%s" % ("a" * 32, tag), "cursor"),
+                             # Untagged (from before cursors named their list).
+                             ("?cursor=1.", "cursor"),
+                             # Another list's: another entity's, or every entity's.
+                             ("?entity=%s&cursor=%s" % (entities[1], p["next_cursor"]), "cursor"),
+                             ("?cursor=%s" % p["next_cursor"], "cursor")):
             with self.subTest(query=query):
                 self.assertErrorShape(self.c.get("/v1/models/%s/predictions%s" % (name, query)), 400,
                                       field=field)

@@ -759,15 +759,20 @@ class ReadingTest(SharedServerCase):
                 break
         self.assertEqual([f["id"] for f in newest], [f["id"] for f in reversed(seen)])
         # A cursor sent with the other order, or to another stream's or
-        # entity's list, gave a silently wrong page: a 400 naming it.
+        # entity's list (or every entity's), gave a silently wrong page: a
+        # 400 naming it. So is one without its list's tag.
         asc = first["next_cursor"]
         desc = self.c.get("/v1/streams/%s/facts?limit=3&order=desc" % s).json()["next_cursor"]
         other = unique_stream()
         self.post_all([fact(other, "e", {"k": 1}, time_=ts(0))])
+        by_entity = self.c.get("/v1/streams/%s/facts?limit=1&entity=e" % s).json()["next_cursor"]
         for path in ("/v1/streams/%s/facts?order=desc&cursor=%s" % (s, asc),
                      "/v1/streams/%s/facts?cursor=%s" % (s, desc),
                      "/v1/streams/%s/facts?cursor=%s" % (other, asc),
                      "/v1/streams/%s/facts?entity=other&cursor=%s" % (s, asc),
+                     "/v1/streams/%s/facts?entity=e&cursor=%s" % (s, asc),
+                     "/v1/streams/%s/facts?cursor=%s" % (s, by_entity),
+                     "/v1/streams/%s/facts?cursor=%s" % (s, asc.split("~")[0]),
                      "/v1/streams/%s/facts?cursor=%s" % (s, "1.999999999")):
             with self.subTest(path=path):
                 self.assertErrorShape(self.c.get(path), 400, field="cursor")

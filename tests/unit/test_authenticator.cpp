@@ -579,6 +579,9 @@ TEST_CASE("api keys: last use, seen per request and written forward only", "[aut
     REQUIRE(taken.size() == 1);
     CHECK(taken[0].first == k->row.id);
     CHECK(f.auth.take_unwritten_key_uses().empty());  // once
+    // A write that could not be queued: taken again next time.
+    f.auth.unwrite_key_uses(taken);
+    CHECK(f.auth.take_unwritten_key_uses() == taken);
 
     record_key_uses(db.conn, taken);
     auto stored = [&] {
