@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server/errors.h"
+#include "server/json_body.h"
 #include "store/log.h"
 #include "store/sha256.h"
 
@@ -236,6 +237,60 @@ void authenticator::unwrite_key_uses(const std::vector<std::pair<std::int64_t, m
         // Unless a later take has marked a later use meanwhile.
         if (it != uses_.end()) it->second->written.compare_exchange_strong(expected, 0);
     }
+}
+
+namespace {
+
+// "models a, b" style lists for messages: the names, quoted.
+std::string quoted_names(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "\"" : ", \"") + n + "\"";
+    return out;
+}
+
+std::string listed(const std::vector<std::string>& models) {
+    return (models.size() == 1 ? "model " : "models ") + quoted_names(models);
+}
+
+}  // namespace
+
+status check_key_limits(const std::vector<std::string>& scopes, key_limits& limits) {
+    const auto has = [&scopes](const char* s) {
+        return std::find(scopes.begin(), scopes.end(), s) != scopes.end();
+    };
+    struct kind {
+        std::vector<std::string>* names;
+        const char* field;
+        const char* scope;
+        std::size_t max_len;
+    };
+    for (const kind& k : {kind{&limits.models, "models", "predict", 64},
+                          kind{&limits.streams, "streams", "ingest", 128}}) {
+        if (k.names->empty()) continue;
+        if (has("admin")) {
+            return invalid(k.field, "an admin key does everything: give an admin key no " +
+                                        std::string(k.field) + " to limit it to");
+        }
+        if (!has(k.scope)) {
+            return invalid(k.field, std::string(k.field) + " limit what the " + k.scope +
+                                        " scope allows, which this key is not given");
+        }
+        if (k.names->size() > 100) return invalid(k.field, "at most 100 names");
+        std::vector<std::string> distinct;
+        for (const auto& n : *k.names) {
+            if (!valid_name(n, k.max_len)) {
+                return invalid(k.field, "\"" + n + "\" is no " +
+                                            (k.max_len == 64 ? "model" : "stream") + " name: 1-" +
+                                            std::to_string(k.max_len) +
+                                            " letters, digits, '_', '-' or '.', not \".\" or "
+                                            "\"..\"");
+            }
+            if (std::find(distinct.begin(), distinct.end(), n) == distinct.end())
+                distinct.push_back(n);
+        }
+        *k.names = std::move(distinct);
+    }
+    return status::ok();
 }
 
 std::size_t authenticator::cached_keys() {
@@ -498,6 +553,21 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         }
         if (use && now - use->last.load(std::memory_order_relaxed) >= 1'000'000)
             use->last.store(now, std::memory_order_relaxed);
+        if (needs == access::predict && !row->limits.models.empty()) {
+            // The route's model (predict's path names it).
+            const auto named = req.path_params.find("name");
+            const auto& models = row->limits.models;
+            if (named == req.path_params.end() ||
+                std::find(models.begin(), models.end(), named->second) == models.end()) {
+                return error_response(status(
+                    error_kind::forbidden,
+                    "API key \"" + row->name + "\" may predict with " + listed(models) + " only" +
+                        (named == req.path_params.end() ? std::string()
+                                                        : ", not \"" + named->second + "\""),
+                    "name"));
+            }
+        }
+        if (needs == access::ingest) req.key_streams = row->limits.streams;
         if (!has_scope(*row, needs)) {
             std::string scopes;
             for (const auto& s : row->scopes) scopes += (scopes.empty() ? "" : ",") + s;

@@ -209,6 +209,11 @@ private:
     failures& failure_record(const std::string& who, std::chrono::steady_clock::time_point now);
 };
 
+// Checks a new key's limits against its scopes, and the names in them:
+// models limit a key with the predict scope, streams one with ingest; an
+// admin key does everything and takes none. Removes repeated names.
+status check_key_limits(const std::vector<std::string>& scopes, key_limits& limits);
+
 // Creates the admin user on first start: from KENNEL_ADMIN_PASSWORD, else a
 // random password printed once. Returns the password when one was generated.
 result<std::optional<std::string>> ensure_admin(fact_writer& writer, reader_pool& readers,

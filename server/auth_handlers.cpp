@@ -1,6 +1,7 @@
 // Sign-in for the admin page, and API keys.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 
 #include "server/app.h"
@@ -74,6 +75,8 @@ json key_json(const api_key_row& k, micros now, std::optional<micros> seen = std
             {"state", key_state_name(state_of(k, now))},
             {"created_at", format_rfc3339(k.created_at)},
             {"created_by", k.created_by},
+            {"models", k.limits.models.empty() ? json(nullptr) : json(k.limits.models)},
+            {"streams", k.limits.streams.empty() ? json(nullptr) : json(k.limits.streams)},
             {"expires_at", time_or_null(k.expires_at)},
             {"last_used_at", time_or_null(last_used)},
             {"revoked_at", time_or_null(k.revoked_at)},
@@ -198,8 +201,23 @@ http_response post_key(app& a, const http_request& req) {
     if (!body) return error_response(body.error());
     // An unknown member is refused: {"expires": "tomorrow"} must not make a
     // key that never expires look like one that does.
-    if (status s = only_known_fields(*body, "", {"name", "scopes", "expires_at"}); !s)
+    if (status s =
+            only_known_fields(*body, "", {"name", "scopes", "expires_at", "models", "streams"});
+        !s)
         return error_response(s);
+    key_limits limits;
+    for (auto [field, names] :
+         {std::pair{"models", &limits.models}, std::pair{"streams", &limits.streams}}) {
+        auto it = body->find(field);
+        if (it == body->end() || it->is_null()) continue;  // any
+        if (!it->is_array() || it->empty() ||
+            !std::all_of(it->begin(), it->end(), [](const json& v) { return v.is_string(); })) {
+            return error_response(invalid(
+                field, std::string("a list of ") + (names == &limits.models ? "model" : "stream") +
+                           " names the key is limited to, or null (any)"));
+        }
+        for (const auto& v : *it) names->push_back(v.get<std::string>());
+    }
     std::optional<micros> expires_at;
     if (auto e = body->find("expires_at"); e != body->end() && !e->is_null()) {
         std::optional<micros> t;
@@ -224,11 +242,12 @@ http_response post_key(app& a, const http_request& req) {
         if (!s.is_string()) return error_response(invalid("scopes", "must hold strings"));
         scopes.push_back(s.get<std::string>());
     }
+    if (status s = check_key_limits(scopes, limits); !s) return error_response(s);
     std::optional<new_key> created;
     status s = a.writer().run(
         [&](connection& c) {
-            auto k =
-                create_api_key(c, name, scopes, req.actor.empty() ? "api" : req.actor, expires_at);
+            auto k = create_api_key(c, name, scopes, req.actor.empty() ? "api" : req.actor,
+                                    expires_at, limits);
             if (!k) return k.error();
             created = std::move(*k);
             return status::ok();

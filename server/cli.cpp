@@ -24,6 +24,7 @@
 #include "kennel_version.h"
 #include "ml/training_worker.h"
 #include "server/app.h"
+#include "server/auth.h"
 #include "server/import_export.h"
 #include "server/offline_predict.h"
 #include "store/auth_store.h"
@@ -88,9 +89,9 @@ std::string option_of_variable(const std::string& env) {
 // KENNEL_CREATE created users).
 bool command_line_only(const std::string& name) {
     static const char* const names[] = {
-        "help",          "action", "id",     "user",       "password", "name",
-        "scopes",        "file",   "input",  "out",        "to",       "model",
-        "model-version", "status", "create", "expires-at", "state"};
+        "help",   "action",     "id",    "user",   "password", "name",          "scopes",
+        "file",   "input",      "out",   "to",     "model",    "model-version", "status",
+        "create", "expires-at", "state", "models", "streams"};
     for (const char* n : names) {
         if (name == n) return true;
     }
@@ -794,6 +795,18 @@ std::string read_password(const std::string& user) {
     return pw;
 }
 
+// "a,b,,c" -> {a, b, c}.
+std::vector<std::string> comma_list(const std::string& list) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i <= list.size();) {
+        std::size_t j = list.find(',', i);
+        if (j == std::string::npos) j = list.size();
+        if (j > i) out.push_back(list.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+
 // `kennel admin set-password | create-key | list-keys | revoke-key`. These
 // write small rows directly (SQLite's busy timeout lets them run beside a
 // server; a running server sees new and revoked keys within seconds).
@@ -812,10 +825,15 @@ int cmd_admin(const std::vector<std::string>& args) {
         "create-key: read,ingest,predict,admin (any key reads; read alone only reads)")(
         "expires-at", po::value<std::string>()->default_value(""),
         "create-key: when the key stops working, in RFC 3339 (2027-01-31T00:00:00Z; default: "
-        "never)")("state", po::value<std::string>()->default_value(""),
-                  "list-keys: only keys in these states, comma-separated: active, expired, "
-                  "revoked (default: all)")("id", po::value<std::int64_t>()->default_value(0),
-                                            "revoke-key: the key's id");
+        "never)")("models", po::value<std::string>()->default_value(""),
+                  "create-key: the only models a predict key may ask, comma-separated (default: "
+                  "any)")("streams", po::value<std::string>()->default_value(""),
+                          "create-key: the only streams an ingest key may send facts to, "
+                          "comma-separated (default: any)")(
+        "state", po::value<std::string>()->default_value(""),
+        "list-keys: only keys in these states, comma-separated: active, expired, "
+        "revoked (default: all)")("id", po::value<std::int64_t>()->default_value(0),
+                                  "revoke-key: the key's id");
     po::positional_options_description p;
     p.add("action", 1);
     auto vm = parse_layers(d, p, args);
@@ -935,15 +953,7 @@ int cmd_admin(const std::vector<std::string>& args) {
         return 0;
     }
     if (action == "create-key") {
-        std::vector<std::string> scopes;
-        std::string list = vm["scopes"].as<std::string>();
-        std::size_t i = 0;
-        while (i <= list.size()) {
-            std::size_t j = list.find(',', i);
-            if (j == std::string::npos) j = list.size();
-            if (j > i) scopes.push_back(list.substr(i, j - i));
-            i = j + 1;
-        }
+        const std::vector<std::string> scopes = comma_list(vm["scopes"].as<std::string>());
         std::optional<micros> expires_at;
         if (const std::string& e = vm["expires-at"].as<std::string>(); !e.empty()) {
             expires_at = parse_rfc3339(e);
@@ -953,10 +963,18 @@ int cmd_admin(const std::vector<std::string>& args) {
                 return 2;
             }
         }
+        key_limits limits;
+        limits.models = comma_list(vm["models"].as<std::string>());
+        limits.streams = comma_list(vm["streams"].as<std::string>());
+        if (status st = check_key_limits(scopes, limits); !st) {
+            std::cerr << "kennel admin: --" << st.field() << ": " << st.message() << "\n";
+            return 2;
+        }
         // One transaction: a server beside us must not create a key of the
         // same name between the check for one and the insert.
         transaction tx(conn);
-        auto k = create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli", expires_at);
+        auto k =
+            create_api_key(conn, vm["name"].as<std::string>(), scopes, "cli", expires_at, limits);
         if (!k) {
             // Named as typed: --expires-at, not the API's expires_at.
             std::string option = "--" + k.error().field();
@@ -987,8 +1005,15 @@ int cmd_admin(const std::vector<std::string>& args) {
                     state +=
                         (*k.expires_at <= now ? " " : ", expires ") + format_rfc3339(*k.expires_at);
                 }
-                const std::string used =
+                std::string used =
                     k.last_used_at ? "last used " + format_rfc3339(*k.last_used_at) : "never used";
+                for (const auto& [what, names] : {std::pair{"models", &k.limits.models},
+                                                  std::pair{"streams", &k.limits.streams}}) {
+                    if (names->empty()) continue;
+                    used += std::string("; only ") + what + " ";
+                    for (std::size_t i = 0; i < names->size(); ++i)
+                        used += (i ? "," : "") + (*names)[i];
+                }
                 std::printf("%4lld  %-20s %-12s %-22s %s; %s\n", static_cast<long long>(k.id),
                             k.name.c_str(), k.prefix.c_str(), scopes.c_str(), state.c_str(),
                             used.c_str());

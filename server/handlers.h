@@ -24,6 +24,9 @@ result<bool> write_change(app& a, const std::function<result<bool>(connection&)>
 // whom, why and the way back). Read only on that path.
 status unserved_model(app& a, const std::string& name);
 
+// The 400 for a model name no model can have (field "name").
+status model_name_problem();
+
 // A model's archive as its answers show it ({"at", "by", "reason"}), or
 // null while it is in service.
 nlohmann::json archive_json(connection& c, const model_row& m);

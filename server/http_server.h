@@ -34,6 +34,9 @@ struct http_request {
     std::string body;
     std::string remote_addr;
     std::string actor;  // who is asking, set by authentication ("admin", "key:ci-bot")
+    // Set by authentication for an API key limited to some streams: the
+    // streams its facts may go to (empty: any).
+    std::vector<std::string> key_streams;
 
     std::optional<std::string> query_value(const std::string& name) const;
     // The last value of a header, or empty; a view into this request.

@@ -32,6 +32,15 @@ json opt(const std::optional<T>& v) {
     return v ? json(*v) : json(nullptr);
 }
 
+}  // namespace
+
+status model_name_problem() {
+    return invalid("name",
+                   "a model name is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\"");
+}
+
+namespace {
+
 status alias_name_problem() {
     return invalid("alias",
                    "an alias is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\"");
@@ -94,10 +103,7 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases,
 
 http_response put_model(app& a, const http_request& req) {
     const std::string& name = req.param("name");
-    if (!valid_name(name)) {
-        return error_response(invalid(
-            "name", "a model name is 1-64 letters, digits, '_', '-' or '.', not \".\" or \"..\""));
-    }
+    if (!valid_name(name)) return error_response(model_name_problem());
     if (std::string mt = media_type(req); !mt.empty() && mt != "application/json") {
         return error_response(status(error_kind::unsupported_media,
                                      "send the definition as application/json", "Content-Type"));

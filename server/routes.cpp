@@ -2,6 +2,7 @@
 // named for their route and turn HTTP into calls on the core and back.
 #include "server/routes.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -139,6 +140,7 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
     json_writer w(items);
     std::size_t n_stored = 0, n_dup = 0, n_rej = 0;
     status first_error;
+    bool all_forbidden = true;  // every rejection is a key's stream limit
     for (std::size_t i = 0; i < parsed.items.size(); ++i) {
         const parsed_item& p = parsed.items[i];
         const write_result* r = result_of[i];
@@ -150,6 +152,7 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
             if (p.line) e["line"] = p.line;
             w.raw(dump_json({{"error", e}, {"index", p.index}, {"status", "rejected"}}));
             if (n_rej++ == 0) first_error = s;
+            if (s.kind() != error_kind::forbidden) all_forbidden = false;
             continue;
         }
         if (!r) {
@@ -170,23 +173,38 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
     const bool none = n_rej == parsed.items.size();
     if (none) {
         // Nothing was accepted: an error, with every item's reason.
-        b.key("error").raw(
-            error_object_json(status(error_kind::invalid_argument,
-                                     "all " + std::to_string(n_rej) + " facts were rejected")));
+        b.key("error").raw(error_object_json(
+            status(all_forbidden ? error_kind::forbidden : error_kind::invalid_argument,
+                   "all " + std::to_string(n_rej) + " facts were rejected")));
     }
     b.key("items").raw("[").raw(items).raw("]");
     b.key("rejected").integer(static_cast<std::int64_t>(n_rej));
     b.key("stored").integer(static_cast<std::int64_t>(n_stored)).raw("}");
-    return json_response(std::move(body), none ? 400 : 200);
+    return json_response(std::move(body), none ? (all_forbidden ? 403 : 400) : 200);
 }
 
 // Only valid items go to the writer; rejected ones are reported in place.
-// Moves out the valid facts of items[from...], noting their positions.
+// Moves out the valid facts of items[from...], noting their positions. A
+// fact to a stream the caller's key may not send to is rejected as an item
+// (forbidden), as a malformed one is (invalid).
 std::vector<fact_input> take_valid(parsed_body& parsed, std::size_t from,
-                                   std::vector<std::size_t>& valid_pos) {
+                                   std::vector<std::size_t>& valid_pos, const http_request& req) {
     std::vector<fact_input> valid;
+    const auto& allowed = req.key_streams;
     for (std::size_t i = from; i < parsed.items.size(); ++i) {
         if (!parsed.items[i].error.is_ok()) continue;
+        const std::string& stream = parsed.items[i].fact.stream;
+        if (!allowed.empty() &&
+            std::find(allowed.begin(), allowed.end(), stream) == allowed.end()) {
+            std::string names;
+            for (const auto& n : allowed) names += (names.empty() ? "\"" : ", \"") + n + "\"";
+            parsed.items[i].error = status(error_kind::forbidden,
+                                           "API " + req.actor + " may send facts to " +
+                                               (allowed.size() == 1 ? "stream " : "streams ") +
+                                               names + " only, not \"" + stream + "\"",
+                                           "stream");
+            continue;
+        }
         valid.push_back(std::move(parsed.items[i].fact));
         valid_pos.push_back(i);
     }
@@ -206,7 +224,8 @@ constexpr std::size_t ndjson_slice = 128;
 // other). Whole-body problems are found before anything is written; each
 // fact is still all-or-nothing, and the answer comes after every slice has
 // committed.
-http_response post_ndjson_facts(app& a, const std::string& body, const fact_limits& limits) {
+http_response post_ndjson_facts(app& a, const http_request& req, const fact_limits& limits) {
+    const std::string& body = req.body;
     using clock = std::chrono::steady_clock;
     const auto timeout = a.write_timeout();
     const auto deadline = clock::now() + timeout;
@@ -218,7 +237,7 @@ http_response post_ndjson_facts(app& a, const std::string& body, const fact_limi
     for (bool more = true; more;) {
         const std::size_t from = parsed.items.size();
         more = reader.read(ndjson_slice, parsed.items);
-        std::vector<fact_input> valid = take_valid(parsed, from, valid_pos);
+        std::vector<fact_input> valid = take_valid(parsed, from, valid_pos, req);
         if (valid.empty()) continue;
         // A full queue refuses the first slice (nothing written: 503); a
         // later one waits for room, as the slices before it drain.
@@ -267,12 +286,12 @@ http_response post_facts(app& a, const http_request& req) {
     }
     fact_limits limits;
     limits.max_items = a.options().max_batch;
-    if (format == body_format::ndjson) return post_ndjson_facts(a, req.body, limits);
+    if (format == body_format::ndjson) return post_ndjson_facts(a, req, limits);
     auto parsed = parse_fact_body(req.body, format, limits, now_micros());
     if (!parsed) return error_response(parsed.error());
 
     std::vector<std::size_t> valid_pos;
-    std::vector<fact_input> valid = take_valid(*parsed, 0, valid_pos);
+    std::vector<fact_input> valid = take_valid(*parsed, 0, valid_pos, req);
     if (valid.empty()) return facts_answer(*parsed, valid_pos, {});
     if (valid.size() <= max_deferred_facts) {
         // The writer's thread builds and sends the answer after the commit;
@@ -411,7 +430,7 @@ std::vector<route> make_routes(app& a) {
     const std::vector<std::string> paged_by_state = {"limit", "before", "state"};
     constexpr auto open = access::open, any = access::any, ingest = access::ingest,
                    predict = access::predict, admin = access::admin;
-    return {
+    std::vector<route> routes = {
         {"GET", "/healthz", h(get_healthz), false, open, {"*"}},
         {"GET", "/readyz", h(get_readyz), false, open, {"*"}},
         {"GET", "/", h(get_web_index), false, open, {"*"}},
@@ -505,6 +524,16 @@ std::vector<route> make_routes(app& a) {
         {"GET", "/v1/overview", h(get_overview), true, any},
         {"GET", "/metrics", h(get_metrics), true, any, {"*"}},
     };
+    // A name no model can have is a 400 on every model route, as PUT says:
+    // a read answered "no model named …", as if one might be defined.
+    for (route& r : routes) {
+        if (!r.pattern.starts_with("/v1/models/{name}")) continue;
+        r.handler = [inner = std::move(r.handler)](const http_request& req) {
+            if (!valid_name(req.param("name"))) return error_response(model_name_problem());
+            return inner(req);
+        };
+    }
+    return routes;
 }
 
 }  // namespace kennel

@@ -771,6 +771,8 @@ http_response get_serving(app& a, const http_request& req) {
     // model's, 536 KB a refresh at 1,253 models); none when nothing serves it.
     std::vector<std::shared_ptr<const ml::model_serving>> shown;
     if (auto only = req.query_value("model")) {
+        if (!valid_name(*only))
+            return error_response(invalid("model", model_name_problem().message()));
         if (auto m = a.serving().get(*only)) shown.push_back(std::move(m));
     } else {
         shown = a.serving().all();

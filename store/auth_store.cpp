@@ -35,12 +35,22 @@ api_key_row read_key(const statement& st) {
     k.revoked_by = st.column_opt_text(8);
     k.expires_at = st.column_opt_int(9);
     k.last_used_at = st.column_opt_int(10);
+    k.limits.models = split_scopes(st.column_opt_text(11).value_or(""));
+    k.limits.streams = split_scopes(st.column_opt_text(12).value_or(""));
     return k;
 }
 
 constexpr const char* key_columns =
     "id, name, prefix, key_hash, scopes, created_at, created_by, revoked_at, revoked_by, "
-    "expires_at, last_used_at";
+    "expires_at, last_used_at, models, streams";
+
+// Names joined by commas (which no model or stream name holds), or none.
+std::optional<std::string> joined_names(const std::vector<std::string>& names) {
+    if (names.empty()) return std::nullopt;
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
+    return out;
+}
 
 // The keys in a state, with ?1 the time now.
 const char* state_condition(key_state s) {
@@ -150,7 +160,8 @@ bool check_password(const std::optional<user_row>& u, const std::string& passwor
 
 result<new_key> create_api_key(connection& c, const std::string& name,
                                const std::vector<std::string>& scopes,
-                               const std::string& created_by, std::optional<micros> expires_at) {
+                               const std::string& created_by, std::optional<micros> expires_at,
+                               const key_limits& limits) {
     // Characters, not bytes. The name is shown in the key list and as
     // "key:NAME" beside every change the key makes, so it must read as what
     // it is: no control character (a line break forged log lines), no
@@ -208,11 +219,13 @@ result<new_key> create_api_key(connection& c, const std::string& name,
     out.row.created_at = now;
     out.row.created_by = created_by;
     out.row.expires_at = expires_at;
+    out.row.limits = limits;
     statement st(c,
                  "INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at, created_by,"
-                 " expires_at) VALUES (?,?,?,?,?,?,?)");
+                 " expires_at, models, streams) VALUES (?,?,?,?,?,?,?,?,?)");
     st.bind(1, name).bind(2, out.row.prefix).bind(3, out.row.key_hash).bind(4, joined);
-    st.bind(5, out.row.created_at).bind(6, created_by).bind(7, expires_at).run();
+    st.bind(5, out.row.created_at).bind(6, created_by).bind(7, expires_at);
+    st.bind(8, joined_names(limits.models)).bind(9, joined_names(limits.streams)).run();
     out.row.id = c.last_insert_rowid();
     return out;
 }

@@ -25,6 +25,14 @@ struct user_row {
     std::string hash;
 };
 
+// What a key may touch beyond its scopes: the models it may predict with and
+// the streams it may send facts to (empty: any). Checked by the server
+// (server/auth.h), which also checks names and scopes before they are stored.
+struct key_limits {
+    std::vector<std::string> models;
+    std::vector<std::string> streams;
+};
+
 struct api_key_row {
     std::int64_t id = 0;
     std::string name;
@@ -37,6 +45,7 @@ struct api_key_row {
     std::optional<std::string> revoked_by;
     std::optional<micros> expires_at;    // none: never
     std::optional<micros> last_used_at;  // as last written (see record_key_uses)
+    key_limits limits;
 };
 
 // A revoked key is revoked whether or not it has expired as well.
@@ -77,7 +86,8 @@ struct new_key {
 result<new_key> create_api_key(connection& c, const std::string& name,
                                const std::vector<std::string>& scopes,
                                const std::string& created_by,
-                               std::optional<micros> expires_at = std::nullopt);
+                               std::optional<micros> expires_at = std::nullopt,
+                               const key_limits& limits = {});
 // Keys newest first: at most `limit`, with ids below `before`, in one of
 // `states` (empty: any), as at `now`; and how many keys those states hold.
 struct key_list {

@@ -2142,6 +2142,9 @@
     let shownAt = 0;  // when it was shown: a list asked for before cannot hold it
     // A revoked key's secret is of no use and should not stay on screen.
     const forgetShown = (id) => { if (shownKey !== null && shownKey === id) { shownKey = null; replace(created); } };
+    const modelsIn = h('input', { id: 'key-models', placeholder: 'any; e.g. likes' });
+    const streamsIn = h('input', { id: 'key-streams', placeholder: 'any; e.g. posts,likes' });
+    const names = (input) => input.value.split(',').map((n) => n.trim()).filter(Boolean);
     // A key for a contractor or a one-off script can end by itself.
     const expiresIn = h('select', { id: 'key-expires' },
       [['', 'Never'], ['1', 'In 1 day'], ['7', 'In 7 days'], ['30', 'In 30 days'], ['90', 'In 90 days'], ['365', 'In 1 year']]
@@ -2153,10 +2156,15 @@
         h('div.row', null, scopes.map((c) => h('label.inline', { for: c.id }, c, c.value)))),
       h('p.muted.small', null, 'ingest: send facts · predict: ask for predictions · admin: everything, including this page\'s actions. Any key may read.'),
       h('label', { for: 'key-expires' }, 'Expires'), expiresIn,
+      h('label', { for: 'key-models' }, 'Only these models (predict)'), modelsIn,
+      h('label', { for: 'key-streams' }, 'Only these streams (ingest)'), streamsIn,
+      h('p.muted.small', null, 'Comma-separated; empty: any. An app\'s key need reach only its own models and streams.'),
       h('div.actions', null, create), created);
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const body = { name: nameIn.value.trim(), scopes: scopes.filter((c) => c.checked).map((c) => c.value) };
+      if (names(modelsIn).length) body.models = names(modelsIn);
+      if (names(streamsIn).length) body.streams = names(streamsIn);
       if (expiresIn.value) {
         const at = new Date(Date.now() + Number(expiresIn.value) * 86400e3);
         at.setUTCMilliseconds(0);
@@ -2178,6 +2186,8 @@
           h('p.small', null, 'A client sends it as ', h('code', null, 'Authorization: Bearer <key>'), '.')));
         nameIn.value = '';
         expiresIn.value = '';
+        modelsIn.value = '';
+        streamsIn.value = '';
         flash(`Created API key "${k.name}"`);
         created.focus();
         await refreshNow();
@@ -2224,7 +2234,9 @@
         d.keys.length ? table(['Name', 'Prefix', 'Scopes', 'Created', 'By', 'Expires', 'Last used', 'State', ACTIONS], d.keys.map((k) => h('tr', { 'data-key': k.id },
           h('td', null, k.name || h('span.muted', null, '(no name)')),
           h('td', null, h('code', null, `${k.prefix}…`)),
-          h('td', null, (k.scopes || []).map((s) => h('span.chip', null, badge(s, 'info')))),
+          h('td', null, (k.scopes || []).map((s) => h('span.chip', null, badge(s, 'info'))),
+            k.models ? h('div.small.muted', null, `only models: ${k.models.join(', ')}`) : null,
+            k.streams ? h('div.small.muted', null, `only streams: ${k.streams.join(', ')}`) : null),
           h('td', null, timeEl(k.created_at)),
           h('td', null, k.created_by),
           h('td', null, k.expires_at ? timeEl(k.expires_at) : h('span.muted', null, 'never')),

@@ -983,6 +983,7 @@ step('API keys: create (shown once), use, revoke', async () => {
   await page.fill('#key-name', 'browser-test');
   await page.check('#key-scope-predict');
   await page.selectOption('#key-expires', '7');
+  await page.fill('#key-models', 'likes, likes');
   await page.click('button[data-action="create-key"]');
   await visible(page.locator('#new-key'));
   assert.match(await page.textContent('#key-created'), /It stops working at /);
@@ -993,8 +994,9 @@ step('API keys: create (shown once), use, revoke', async () => {
   const row = page.locator('tr', { hasText: 'browser-test' });
   await visible(row);
   assert.match(await row.first().textContent(), /predict/);
-  // Seven days: pointed out as close; not used yet.
+  // Seven days: pointed out as close; not used yet; one model only.
   assert.match(await row.first().textContent(), /expires soon/);
+  assert.match(await row.first().textContent(), /only models: likes/);
   const created = await http('GET', '/v1/keys?state=active', { auth: 'basic' });
   const made = created.json.keys.find((k) => k.name === 'browser-test');
   const days = (Date.parse(made.expires_at) - Date.now()) / 86400e3;
@@ -1002,6 +1004,7 @@ step('API keys: create (shown once), use, revoke', async () => {
   assert.equal(made.last_used_at, null);
   assert.equal((await http('GET', '/v1/models', { auth: key })).status, 200, 'the new key reads');
   assert.equal((await http('POST', '/v1/models/likes/train', { auth: key, body: {} })).status, 403, 'but may not train');
+  assert.equal((await http('POST', '/v1/models/other/predict', { auth: key, body: { features: {} } })).status, 403, 'nor ask another model');
   // Its use shows in the list within a poll.
   await waitFor('the key\'s last use', async () => (await row.first().locator('td').nth(6).textContent()).trim() !== 'never', WAIT);
   await shot('keys-1280');

@@ -552,6 +552,73 @@ class AuthTest(KennelTestCase):
         self.assertEqual(out.returncode, 2, out.stdout)
         self.assertIn('unknown key state "gone"', out.stderr)
 
+    def test_a_key_limited_to_some_models_and_streams(self):
+        r = self.admin.post_json("/v1/keys", {"name": "feed-app", "scopes": ["predict", "ingest"],
+                                              "models": ["likes", "likes"],
+                                              "streams": ["posts"]})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual((r.json()["models"], r.json()["streams"]), (["likes"], ["posts"]), r)
+        app = Client(self.server.port, auth="Bearer " + r.json()["key"])
+        self.addCleanup(app.close)
+        # Its model passes (unknown here: 404 after the key is let through);
+        # another is refused before anything is read.
+        self.assertErrorShape(app.post_json("/v1/models/likes/predict", {"features": {}}), 404,
+                              field="name")
+        self.assertErrorShape(app.post_json("/v1/models/churn/predict", {"features": {}}), 403,
+                              code="forbidden", field="name",
+                              message='may predict with model "likes" only, not "churn"')
+        fact = {"entity": "e", "time": "2026-11-20T10:00:00Z", "data": {"x": 1}}
+        self.assertEqual(app.post_json("/v1/facts", dict(fact, stream="posts")).status, 201)
+        self.assertErrorShape(app.post_json("/v1/facts", dict(fact, stream="likes")), 403,
+                              code="forbidden", field="stream",
+                              message='may send facts to stream "posts" only, not "likes"')
+        # A batch: each item on its own, as for any rejected item.
+        batch = app.post_json("/v1/facts", [dict(fact, stream="posts", entity="b1"),
+                                            dict(fact, stream="likes", entity="b2")])
+        self.assertEqual(batch.status, 200, batch)
+        items = batch.json()["items"]
+        self.assertEqual([i["status"] for i in items], ["stored", "rejected"], batch)
+        self.assertEqual(items[1]["error"]["code"], "forbidden", batch)
+        self.assertErrorShape(app.post_json("/v1/facts", [dict(fact, stream="likes")]), 403,
+                              code="forbidden")
+        lines = "\n".join(json.dumps(dict(fact, stream=st, entity="n" + st))
+                          for st in ("posts", "likes")) + "\n"
+        nd = app.post("/v1/facts", body=lines, headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual((nd.status, nd.json()["stored"], nd.json()["rejected"]), (200, 1, 1), nd)
+        likes = self.admin.get("/v1/streams/likes/facts").json()["facts"]
+        self.assertEqual(likes, [])  # nothing of it was stored
+        # Reads are not limited.
+        self.assertEqual(app.get("/v1/streams/likes/facts").status, 200)
+        listed = {k["name"]: k for k in self.admin.get("/v1/keys").json()["keys"]}
+        self.assertEqual((listed["feed-app"]["models"], listed["feed-app"]["streams"]),
+                         (["likes"], ["posts"]))
+        out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "cli-feed",
+                       "--scopes", "ingest", "--streams", "posts,likes"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run_cli(["admin", "list-keys", "--db", self.server.db])
+        self.assertIn("only streams posts,likes", out.stdout)
+        self.assertIn("only models likes; only streams posts", out.stdout)
+
+    def test_bad_key_limits_are_400_naming_them(self):
+        before = self.admin.get("/v1/keys").json()["count"]
+        for body, field, message in (
+                ({"scopes": ["admin"], "models": ["m"]}, "models", "an admin key does everything"),
+                ({"scopes": ["ingest"], "models": ["m"]}, "models", "predict scope"),
+                ({"scopes": ["predict"], "streams": ["s"]}, "streams", "ingest scope"),
+                ({"scopes": ["predict"], "models": []}, "models", "a list of model names"),
+                ({"scopes": ["predict"], "models": "m"}, "models", "a list of model names"),
+                ({"scopes": ["predict"], "models": [5]}, "models", "a list of model names"),
+                ({"scopes": ["predict"], "models": ["a b"]}, "models", "is no model name"),
+                ({"scopes": ["ingest"], "streams": ["s" * 129]}, "streams", "is no stream name")):
+            with self.subTest(body=body):
+                r = self.admin.post_json("/v1/keys", dict(body, name="limited"))
+                self.assertErrorShape(r, 400, field=field, message=message)
+        self.assertEqual(self.admin.get("/v1/keys").json()["count"], before)
+        out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "x",
+                       "--scopes", "admin", "--models", "m"])
+        self.assertEqual(out.returncode, 2, out.stdout)
+        self.assertIn("kennel admin: --models: an admin key does everything", out.stderr)
+
     def test_a_read_key_reads_and_changes_nothing(self):
         # For monitoring (/metrics) and dashboards: no scope that writes.
         r = self.admin.post_json("/v1/keys", {"name": "prometheus", "scopes": ["read"]})

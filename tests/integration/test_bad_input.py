@@ -388,6 +388,24 @@ class ModelInputTest(BadInputCase):
                 self.assertErrorShape(r, 404, code="not_found", field="name", message=name)
         self.assertStillServes()
 
+    def test_a_name_no_model_can_have_is_400_on_every_model_route(self):
+        # A read said "no model named", as if such a model might be defined;
+        # PUT said the rule. Every model route says the rule now.
+        for bad in ("bad%20name", "x" * 65, "%2E%2E", "%C3%A9t%C3%A9"):
+            for method, path, body in (("GET", "", None), ("GET", "/versions", None),
+                                       ("GET", "/drift", None), ("GET", "/live-metrics", None),
+                                       ("POST", "/predict", {"features": {}}),
+                                       ("POST", "/train", {}),
+                                       ("PUT", "", {"task": "regression"})):
+                with self.subTest(name=bad, path=path):
+                    r = self.c.request(method, "/v1/models/" + bad + path, json_body=body)
+                    self.assertErrorShape(r, 400, code="invalid_argument", field="name",
+                                          message="a model name is 1-64 letters")
+        for query in ("model=", "model=bad%20name"):
+            self.assertErrorShape(self.c.get("/v1/serving?" + query), 400, field="model",
+                                  message="a model name is 1-64 letters")
+        self.assertStillServes()
+
     def test_an_unknown_fact_order_is_400(self):
         s = uid("s")
         post_in_batches(self, self.c, [fact(s, "e", {"x": 1}, time_=at(0))])

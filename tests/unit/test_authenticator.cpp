@@ -596,3 +596,59 @@ TEST_CASE("api keys: last use, seen per request and written forward only", "[aut
     record_key_uses(db.conn, {{k->row.id, taken[0].second + 5'000'000}});
     CHECK(stored() == taken[0].second + 5'000'000);
 }
+
+TEST_CASE("api keys: limited to some models and streams", "[auth]") {
+    auth_fixture f;
+    auto& db = f.db;
+    SECTION("the limits are checked against the scopes and the names") {
+        key_limits admin_limited{{"m"}, {}};
+        auto r = check_key_limits({"admin"}, admin_limited);
+        REQUIRE_FALSE(r);
+        CHECK(r.field() == "models");
+        key_limits no_scope{{}, {"s"}};
+        r = check_key_limits({"predict"}, no_scope);
+        REQUIRE_FALSE(r);
+        CHECK(r.field() == "streams");
+        CHECK(r.message().find("ingest") != std::string::npos);
+        key_limits bad_name{{"bad name"}, {}};
+        r = check_key_limits({"predict"}, bad_name);
+        REQUIRE_FALSE(r);
+        CHECK(r.message().find("\"bad name\" is no model name") != std::string::npos);
+        key_limits long_stream{{}, {std::string(128, 's')}};
+        CHECK(check_key_limits({"ingest"}, long_stream));
+        long_stream.streams = {std::string(129, 's')};
+        CHECK_FALSE(check_key_limits({"ingest"}, long_stream));
+        key_limits repeated{{"a", "b", "a"}, {"s", "s"}};
+        REQUIRE(check_key_limits({"predict", "ingest"}, repeated));
+        CHECK(repeated.models == std::vector<std::string>{"a", "b"});
+        CHECK(repeated.streams == std::vector<std::string>{"s"});
+    }
+    SECTION("a predict key asks its models only; an ingest key's streams go with the request") {
+        auto k = create_api_key(db.conn, "app", {"predict", "ingest"}, "admin", std::nullopt,
+                                key_limits{{"likes"}, {"posts", "likes"}});
+        REQUIRE(k);
+        auto listed = list_api_keys(db.conn, {}, 10, std::nullopt, now_micros());
+        REQUIRE(listed.keys.size() == 1);
+        CHECK(listed.keys[0].limits.models == std::vector<std::string>{"likes"});
+        CHECK(listed.keys[0].limits.streams == std::vector<std::string>{"posts", "likes"});
+
+        http_request mine = with_bearer(k->key);
+        mine.path_params["name"] = "likes";
+        CHECK_FALSE(f.auth.check(mine, access::predict).has_value());
+        http_request other = with_bearer(k->key);
+        other.path_params["name"] = "churn";
+        auto refused = f.auth.check(other, access::predict);
+        REQUIRE(refused.has_value());
+        CHECK(refused->status == 403);
+        CHECK(refused->body.find("may predict with model \\\"likes\\\" only, not "
+                                 "\\\"churn\\\"") != std::string::npos);
+        CHECK(refused->body.find("\"field\":\"name\"") != std::string::npos);
+
+        http_request ingest = with_bearer(k->key);
+        CHECK_FALSE(f.auth.check(ingest, access::ingest).has_value());
+        CHECK(ingest.key_streams == std::vector<std::string>{"posts", "likes"});
+        // Reads are not limited.
+        http_request read = with_bearer(k->key);
+        CHECK_FALSE(f.auth.check(read, access::any).has_value());
+    }
+}
