@@ -198,8 +198,10 @@ std::vector<fact_input> take_valid(parsed_body& parsed, std::size_t from,
             std::find(allowed.begin(), allowed.end(), stream) == allowed.end()) {
             std::string names;
             for (const auto& n : allowed) names += (names.empty() ? "\"" : ", \"") + n + "\"";
+            // Only a key has limits: its actor is "key:NAME".
+            const std::string key = req.actor.substr(req.actor.find(':') + 1);
             parsed.items[i].error = status(error_kind::forbidden,
-                                           "API " + req.actor + " may send facts to " +
+                                           "API key \"" + key + "\" may send facts to " +
                                                (allowed.size() == 1 ? "stream " : "streams ") +
                                                names + " only, not \"" + stream + "\"",
                                            "stream");

@@ -571,7 +571,8 @@ class AuthTest(KennelTestCase):
         self.assertEqual(app.post_json("/v1/facts", dict(fact, stream="posts")).status, 201)
         self.assertErrorShape(app.post_json("/v1/facts", dict(fact, stream="likes")), 403,
                               code="forbidden", field="stream",
-                              message='may send facts to stream "posts" only, not "likes"')
+                              message='API key "feed-app" may send facts to stream "posts" only, '
+                                      'not "likes"')
         # A batch: each item on its own, as for any rejected item.
         batch = app.post_json("/v1/facts", [dict(fact, stream="posts", entity="b1"),
                                             dict(fact, stream="likes", entity="b2")])
