@@ -258,6 +258,9 @@ status check_key_limits(const std::vector<std::string>& scopes, key_limits& limi
     const auto has = [&scopes](const char* s) {
         return std::find(scopes.begin(), scopes.end(), s) != scopes.end();
     };
+    // An unknown scope is what is wrong then, not the limits: the store
+    // refuses it, naming it.
+    if (!std::all_of(scopes.begin(), scopes.end(), valid_scope)) return status::ok();
     struct kind {
         std::vector<std::string>* names;
         const char* field;
@@ -275,7 +278,6 @@ status check_key_limits(const std::vector<std::string>& scopes, key_limits& limi
             return invalid(k.field, std::string(k.field) + " limit what the " + k.scope +
                                         " scope allows, which this key is not given");
         }
-        if (k.names->size() > 100) return invalid(k.field, "at most 100 names");
         std::vector<std::string> distinct;
         for (const auto& n : *k.names) {
             if (!valid_name(n, k.max_len)) {
@@ -288,6 +290,7 @@ status check_key_limits(const std::vector<std::string>& scopes, key_limits& limi
             if (std::find(distinct.begin(), distinct.end(), n) == distinct.end())
                 distinct.push_back(n);
         }
+        if (distinct.size() > 100) return invalid(k.field, "at most 100 names");
         *k.names = std::move(distinct);
     }
     return status::ok();

@@ -966,6 +966,16 @@ int cmd_admin(const std::vector<std::string>& args) {
         key_limits limits;
         limits.models = comma_list(vm["models"].as<std::string>());
         limits.streams = comma_list(vm["streams"].as<std::string>());
+        // Given with no name in it ("", ","; an unset variable's "$X,"): a
+        // key limited to nothing is no key limited to everything.
+        for (const char* option : {"models", "streams"}) {
+            if (!vm[option].defaulted() && comma_list(vm[option].as<std::string>()).empty()) {
+                std::cerr << "kennel admin: --" << option << " names no "
+                          << (option[0] == 'm' ? "model" : "stream")
+                          << "; leave it out for a key without that limit\n";
+                return 2;
+            }
+        }
         if (status st = check_key_limits(scopes, limits); !st) {
             std::cerr << "kennel admin: --" << st.field() << ": " << st.message() << "\n";
             return 2;

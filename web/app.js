@@ -2163,6 +2163,13 @@
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const body = { name: nameIn.value.trim(), scopes: scopes.filter((c) => c.checked).map((c) => c.value) };
+      // Text with no name in it (" , ") would make a key without the limit.
+      const unnamed = [[modelsIn, 'models'], [streamsIn, 'streams']].find(([input]) => input.value.trim() && !names(input).length);
+      if (unnamed) {
+        replace(created, h('div.alert.error', { role: 'alert' }, `"Only these ${unnamed[1]}" names none; leave it empty for any.`));
+        unnamed[0].focus();
+        return;
+      }
       if (names(modelsIn).length) body.models = names(modelsIn);
       if (names(streamsIn).length) body.streams = names(streamsIn);
       if (expiresIn.value) {

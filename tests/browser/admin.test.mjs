@@ -982,6 +982,13 @@ step('API keys: create (shown once), use, revoke', async () => {
   await waitFor('focus on the page', async () => (await focused()).id === 'main', WAIT);
   await page.fill('#key-name', 'browser-test');
   await page.check('#key-scope-predict');
+  // A limit field with no name in it is said, not sent as "any".
+  const keysBefore = (await http('GET', '/v1/keys', { auth: 'basic' })).json.count;
+  await page.fill('#key-streams', ' , ');
+  await page.click('button[data-action="create-key"]');
+  await visible(page.locator('#key-created .alert.error', { hasText: 'names none' }));
+  assert.equal((await http('GET', '/v1/keys', { auth: 'basic' })).json.count, keysBefore, 'no key made');
+  await page.fill('#key-streams', '');
   await page.selectOption('#key-expires', '7');
   await page.fill('#key-models', 'likes, likes');
   await page.click('button[data-action="create-key"]');

@@ -610,7 +610,8 @@ class AuthTest(KennelTestCase):
                 ({"scopes": ["predict"], "models": "m"}, "models", "a list of model names"),
                 ({"scopes": ["predict"], "models": [5]}, "models", "a list of model names"),
                 ({"scopes": ["predict"], "models": ["a b"]}, "models", "is no model name"),
-                ({"scopes": ["ingest"], "streams": ["s" * 129]}, "streams", "is no stream name")):
+                ({"scopes": ["ingest"], "streams": ["s" * 129]}, "streams", "is no stream name"),
+                ({"scopes": ["bogus"], "models": ["m"]}, "scopes", 'unknown scope "bogus"')):
             with self.subTest(body=body):
                 r = self.admin.post_json("/v1/keys", dict(body, name="limited"))
                 self.assertErrorShape(r, 400, field=field, message=message)
@@ -619,6 +620,13 @@ class AuthTest(KennelTestCase):
                        "--scopes", "admin", "--models", "m"])
         self.assertEqual(out.returncode, 2, out.stdout)
         self.assertIn("kennel admin: --models: an admin key does everything", out.stderr)
+        # Given with no name in it (an unset variable): not a key without the limit.
+        for value in (",", "", ",,"):
+            out = run_cli(["admin", "create-key", "--db", self.server.db, "--name", "y",
+                           "--scopes", "predict", "--models", value])
+            self.assertEqual(out.returncode, 2, (value, out.stdout))
+            self.assertIn("--models names no model", out.stderr)
+        self.assertEqual(self.admin.get("/v1/keys").json()["count"], before)
 
     def test_a_read_key_reads_and_changes_nothing(self):
         # For monitoring (/metrics) and dashboards: no scope that writes.

@@ -618,6 +618,14 @@ TEST_CASE("api keys: limited to some models and streams", "[auth]") {
         CHECK(check_key_limits({"ingest"}, long_stream));
         long_stream.streams = {std::string(129, 's')};
         CHECK_FALSE(check_key_limits({"ingest"}, long_stream));
+        // An unknown scope is left for the store to name.
+        key_limits with_bad_scope{{"m"}, {}};
+        CHECK(check_key_limits({"bogus"}, with_bad_scope));
+        // 150 names, 3 of them distinct: within the 100.
+        key_limits many{{}, {}};
+        for (int i = 0; i < 150; ++i) many.models.push_back("m" + std::to_string(i % 3));
+        REQUIRE(check_key_limits({"predict"}, many));
+        CHECK(many.models.size() == 3);
         key_limits repeated{{"a", "b", "a"}, {"s", "s"}};
         REQUIRE(check_key_limits({"predict", "ingest"}, repeated));
         CHECK(repeated.models == std::vector<std::string>{"a", "b"});
