@@ -239,20 +239,11 @@ void authenticator::unwrite_key_uses(const std::vector<std::pair<std::int64_t, m
     }
 }
 
-namespace {
-
-// "models a, b" style lists for messages: the names, quoted.
-std::string quoted_names(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) out += (out.empty() ? "\"" : ", \"") + n + "\"";
+std::string limited_to(const std::string& kind, const std::vector<std::string>& names) {
+    std::string out = kind + (names.size() == 1 ? " " : "s ");
+    for (std::size_t i = 0; i < names.size(); ++i) out += (i ? ", \"" : "\"") + names[i] + "\"";
     return out;
 }
-
-std::string listed(const std::vector<std::string>& models) {
-    return (models.size() == 1 ? "model " : "models ") + quoted_names(models);
-}
-
-}  // namespace
 
 status check_key_limits(const std::vector<std::string>& scopes, key_limits& limits) {
     const auto has = [&scopes](const char* s) {
@@ -562,12 +553,13 @@ std::optional<http_response> authenticator::check(http_request& req, access need
             const auto& models = row->limits.models;
             if (named == req.path_params.end() ||
                 std::find(models.begin(), models.end(), named->second) == models.end()) {
-                return error_response(status(
-                    error_kind::forbidden,
-                    "API key \"" + row->name + "\" may predict with " + listed(models) + " only" +
-                        (named == req.path_params.end() ? std::string()
-                                                        : ", not \"" + named->second + "\""),
-                    "name"));
+                return error_response(
+                    status(error_kind::forbidden,
+                           "API key \"" + row->name + "\" may predict with " +
+                               limited_to("model", models) + " only" +
+                               (named == req.path_params.end() ? std::string()
+                                                               : ", not \"" + named->second + "\""),
+                           "name"));
             }
         }
         if (needs == access::ingest) req.key_streams = row->limits.streams;

@@ -213,6 +213,8 @@ private:
 // models limit a key with the predict scope, streams one with ingest; an
 // admin key does everything and takes none. Removes repeated names.
 status check_key_limits(const std::vector<std::string>& scopes, key_limits& limits);
+// What a limited key may use, for its refusals: `model "a"`, `streams "a", "b"`.
+std::string limited_to(const std::string& kind, const std::vector<std::string>& names);
 
 // Creates the admin user on first start: from KENNEL_ADMIN_PASSWORD, else a
 // random password printed once. Returns the password when one was generated.

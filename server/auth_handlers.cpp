@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "server/app.h"
 #include "server/auth.h"
@@ -63,11 +64,12 @@ json time_or_null(std::optional<micros> t) {
     return t ? json(format_rfc3339(*t)) : json(nullptr);
 }
 
-// `seen`: the key's last use as this server saw it, which may be newer
-// than the one written (once a minute).
-json key_json(const api_key_row& k, micros now, std::optional<micros> seen = std::nullopt) {
+// `seen`: the keys' last uses as this server saw them (authenticator::
+// key_uses), which may be newer than those written (once a minute).
+json key_json(const api_key_row& k, micros now, const std::map<std::int64_t, micros>& seen = {}) {
     std::optional<micros> last_used = k.last_used_at;
-    if (seen && (!last_used || *seen > *last_used)) last_used = seen;
+    if (auto use = seen.find(k.id); use != seen.end() && (!last_used || use->second > *last_used))
+        last_used = use->second;
     return {{"id", k.id},
             {"name", k.name},
             {"prefix", k.prefix},
@@ -169,11 +171,7 @@ http_response get_keys(app& a, const http_request& req) {
     json next = next_before(listed.keys, *asked, true, [](const api_key_row& k) { return k.id; });
     const auto seen = a.auth().key_uses();
     json out = json::array();
-    for (const auto& k : listed.keys) {
-        auto use = seen.find(k.id);
-        out.push_back(
-            key_json(k, now, use == seen.end() ? std::nullopt : std::optional(use->second)));
-    }
+    for (const auto& k : listed.keys) out.push_back(key_json(k, now, seen));
     return not_to_store(
         json_response(dump_json({{"keys", out}, {"count", listed.count}, {"next_before", next}})));
 }
@@ -190,10 +188,7 @@ http_response get_key(app& a, const http_request& req) {
         return error_response(
             status(error_kind::not_found, "no API key with id " + std::to_string(*id), "id"));
     }
-    const auto seen = a.auth().key_uses();
-    const auto use = seen.find(k->id);
-    return not_to_store(json_response(dump_json(key_json(
-        *k, now_micros(), use == seen.end() ? std::nullopt : std::optional(use->second)))));
+    return not_to_store(json_response(dump_json(key_json(*k, now_micros(), a.auth().key_uses()))));
 }
 
 http_response post_key(app& a, const http_request& req) {

@@ -29,6 +29,7 @@
 #include "server/offline_predict.h"
 #include "store/auth_store.h"
 #include "store/db.h"
+#include "store/json_input.h"
 #include "store/log.h"
 #include "store/migrations.h"
 #include "store/reader_pool.h"
@@ -795,18 +796,6 @@ std::string read_password(const std::string& user) {
     return pw;
 }
 
-// "a,b,,c" -> {a, b, c}.
-std::vector<std::string> comma_list(const std::string& list) {
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i <= list.size();) {
-        std::size_t j = list.find(',', i);
-        if (j == std::string::npos) j = list.size();
-        if (j > i) out.push_back(list.substr(i, j - i));
-        i = j + 1;
-    }
-    return out;
-}
-
 // `kennel admin set-password | create-key | list-keys | revoke-key`. These
 // write small rows directly (SQLite's busy timeout lets them run beside a
 // server; a running server sees new and revoked keys within seconds).
@@ -953,7 +942,7 @@ int cmd_admin(const std::vector<std::string>& args) {
         return 0;
     }
     if (action == "create-key") {
-        const std::vector<std::string> scopes = comma_list(vm["scopes"].as<std::string>());
+        const std::vector<std::string> scopes = comma_names(vm["scopes"].as<std::string>());
         std::optional<micros> expires_at;
         if (const std::string& e = vm["expires-at"].as<std::string>(); !e.empty()) {
             expires_at = parse_rfc3339(e);
@@ -964,12 +953,12 @@ int cmd_admin(const std::vector<std::string>& args) {
             }
         }
         key_limits limits;
-        limits.models = comma_list(vm["models"].as<std::string>());
-        limits.streams = comma_list(vm["streams"].as<std::string>());
+        limits.models = comma_names(vm["models"].as<std::string>());
+        limits.streams = comma_names(vm["streams"].as<std::string>());
         // Given with no name in it ("", ","; an unset variable's "$X,"): a
         // key limited to nothing is no key limited to everything.
         for (const char* option : {"models", "streams"}) {
-            if (!vm[option].defaulted() && comma_list(vm[option].as<std::string>()).empty()) {
+            if (!vm[option].defaulted() && comma_names(vm[option].as<std::string>()).empty()) {
                 std::cerr << "kennel admin: --" << option << " names no "
                           << (option[0] == 'm' ? "model" : "stream")
                           << "; leave it out for a key without that limit\n";

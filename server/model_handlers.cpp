@@ -408,19 +408,15 @@ http_response jobs_page(connection& c, std::optional<std::string> model, const h
     f.limit = asked->limit;
     f.before = asked->before;
     if (auto v = req.query_value("state")) {
-        std::size_t start = 0;
-        while (start <= v->size()) {
-            const std::size_t comma = std::min(v->find(',', start), v->size());
-            const std::string name = v->substr(start, comma - start);
-            auto s = parse_job_state(name);
+        for (std::string_view name : comma_fields(*v)) {
+            auto s = parse_job_state(std::string(name));
             if (!s) {
                 return error_response(
-                    invalid("state", "unknown job state \"" + name +
+                    invalid("state", "unknown job state \"" + std::string(name) +
                                          "\" (queued, running, succeeded, failed, cancelled, "
                                          "timed_out, interrupted)"));
             }
             f.states.push_back(*s);
-            start = comma + 1;
         }
     }
     // One more than the page (query_page): a full last page pointed to an empty one.

@@ -196,15 +196,13 @@ std::vector<fact_input> take_valid(parsed_body& parsed, std::size_t from,
         const std::string& stream = parsed.items[i].fact.stream;
         if (!allowed.empty() &&
             std::find(allowed.begin(), allowed.end(), stream) == allowed.end()) {
-            std::string names;
-            for (const auto& n : allowed) names += (names.empty() ? "\"" : ", \"") + n + "\"";
             // Only a key has limits: its actor is "key:NAME".
             const std::string key = req.actor.substr(req.actor.find(':') + 1);
-            parsed.items[i].error = status(error_kind::forbidden,
-                                           "API key \"" + key + "\" may send facts to " +
-                                               (allowed.size() == 1 ? "stream " : "streams ") +
-                                               names + " only, not \"" + stream + "\"",
-                                           "stream");
+            parsed.items[i].error =
+                status(error_kind::forbidden,
+                       "API key \"" + key + "\" may send facts to " +
+                           limited_to("stream", allowed) + " only, not \"" + stream + "\"",
+                       "stream");
             continue;
         }
         valid.push_back(std::move(parsed.items[i].fact));

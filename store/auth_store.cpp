@@ -10,33 +10,21 @@
 namespace kennel {
 namespace {
 
-std::vector<std::string> split_scopes(const std::string& s) {
-    std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i <= s.size()) {
-        std::size_t j = s.find(',', i);
-        if (j == std::string::npos) j = s.size();
-        if (j > i) out.push_back(s.substr(i, j - i));
-        i = j + 1;
-    }
-    return out;
-}
-
 api_key_row read_key(const statement& st) {
     api_key_row k;
     k.id = st.column_int(0);
     k.name = st.column_text(1);
     k.prefix = st.column_text(2);
     k.key_hash = st.column_text(3);
-    k.scopes = split_scopes(st.column_text(4));
+    k.scopes = comma_names(st.column_text(4));
     k.created_at = st.column_int(5);
     k.created_by = st.column_text(6);
     k.revoked_at = st.column_opt_int(7);
     k.revoked_by = st.column_opt_text(8);
     k.expires_at = st.column_opt_int(9);
     k.last_used_at = st.column_opt_int(10);
-    k.limits.models = split_scopes(st.column_opt_text(11).value_or(""));
-    k.limits.streams = split_scopes(st.column_opt_text(12).value_or(""));
+    k.limits.models = comma_names(st.column_opt_text(11).value_or(""));
+    k.limits.streams = comma_names(st.column_opt_text(12).value_or(""));
     return k;
 }
 
@@ -86,22 +74,16 @@ const char* key_state_name(key_state s) {
 }
 
 result<std::vector<key_state>> key_states_from(std::string_view list) {
+    static constexpr key_state all[] = {key_state::active, key_state::expired, key_state::revoked};
     std::vector<key_state> out;
-    for (std::size_t start = 0; start <= list.size();) {
-        const std::size_t comma = std::min(list.find(',', start), list.size());
-        const std::string_view name = list.substr(start, comma - start);
-        const key_state* found = nullptr;
-        static constexpr key_state all[] = {key_state::active, key_state::expired,
-                                            key_state::revoked};
-        for (const key_state& s : all) {
-            if (name == key_state_name(s)) found = &s;
-        }
-        if (!found) {
+    for (std::string_view name : comma_fields(list)) {
+        const auto found = std::find_if(std::begin(all), std::end(all),
+                                        [name](key_state s) { return name == key_state_name(s); });
+        if (found == std::end(all)) {
             return invalid("state", "unknown key state \"" + std::string(name) +
                                         "\" (active, expired, revoked)");
         }
         out.push_back(*found);
-        start = comma + 1;
     }
     return out;
 }
@@ -289,9 +271,7 @@ result<bool> revoke_api_key(connection& c, std::int64_t id, const std::string& b
     statement st(c, "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL");
     st.bind(1, now_micros()).bind(2, by).bind(3, id).run();
     if (c.changes() == 1) return true;
-    statement known(c, "SELECT 1 FROM api_keys WHERE id = ?");
-    known.bind(1, id);
-    if (known.step()) return false;
+    if (get_api_key(c, id)) return false;
     return status(error_kind::not_found, "no API key with id " + std::to_string(id), "id");
 }
 

@@ -262,6 +262,24 @@ std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
 
 }  // namespace
 
+std::vector<std::string_view> comma_fields(std::string_view s) {
+    std::vector<std::string_view> out;
+    for (std::size_t start = 0; start <= s.size();) {
+        const std::size_t comma = std::min(s.find(',', start), s.size());
+        out.push_back(s.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::vector<std::string> comma_names(std::string_view s) {
+    std::vector<std::string> out;
+    for (std::string_view f : comma_fields(s)) {
+        if (!f.empty()) out.emplace_back(f);
+    }
+    return out;
+}
+
 bool is_utf8(std::string_view s) {
     for (std::size_t i = 0; i < s.size();) {
         if (!next_code_point(s, i)) return false;

@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "store/status.h"
 
@@ -52,5 +54,11 @@ struct text_check {
     bool blank_at_edge = false;
 };
 text_check check_text(std::string_view s, bool line_breaks);
+
+// "a,b,,c" -> {"a", "b", "", "c"}: each field between commas, empty ones
+// kept, as views into `s` (a list of states refuses an empty one).
+std::vector<std::string_view> comma_fields(std::string_view s);
+// The fields that are not empty, as strings (scopes, model and stream names).
+std::vector<std::string> comma_names(std::string_view s);
 
 }  // namespace kennel

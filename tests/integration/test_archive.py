@@ -59,6 +59,12 @@ class ArchiveTest(SharedServerCase):
         self.assertEqual(before["version"], 1)
         self.wait_logged(name)
 
+        # An alias set and removed before the archive (its removal, sent
+        # again later, is refused by the archive like any alias change).
+        for method, body in (("PUT", {"version": 1, "reason": "x"}), ("DELETE", {"reason": "x"})):
+            r = self.c.request(method, "/v1/models/%s/aliases/staging" % name, json_body=body)
+            self.assertEqual(r.status, 200, r)
+
         # Asked lately: refused without force, naming it; nothing changes.
         r = archive(self.c, name, "retired in a test")
         self.assertErrorShape(r, 409, "conflict", "force")
@@ -116,6 +122,9 @@ class ArchiveTest(SharedServerCase):
                            json_body={"version": 1, "reason": "x"}), "move its aliases")
         self.assertArchivedConflict(
             self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                           json_body={"reason": "x"}), "remove an alias")
+        self.assertArchivedConflict(
+            self.c.request("DELETE", "/v1/models/%s/aliases/staging" % name,
                            json_body={"reason": "x"}), "remove an alias")
         self.assertArchivedConflict(
             self.c.post_json("/v1/models/%s/experiments" % name,

@@ -948,3 +948,14 @@ TEST_CASE("a log message is one line: control characters are escaped", "[log]") 
     CHECK(line == "ops\\n2026-12-05T00:00:00Z info serve: forged\\r\\t\\x01\\x7f caf\xc3\xa9");
     CHECK(line.find('\n') == std::string::npos);
 }
+
+TEST_CASE("comma_fields keeps empty fields; comma_names drops them", "[json_input]") {
+    using views = std::vector<std::string_view>;
+    CHECK(comma_fields("a,b,,c") == views{"a", "b", "", "c"});
+    CHECK(comma_fields("") == views{""});
+    CHECK(comma_fields("a,") == views{"a", ""});
+    CHECK(comma_fields(",") == views{"", ""});
+    CHECK(comma_names("a,b,,c,") == std::vector<std::string>{"a", "b", "c"});
+    CHECK(comma_names(",,").empty());
+    CHECK(comma_names("").empty());
+}
