@@ -1,12 +1,16 @@
 #include "ml/live_metrics.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
 
+#include "ml/bootstrap.h"
 #include "ml/prediction_history.h"
 #include "ml/raw_json.h"
 #include "store/registry.h"
@@ -26,6 +30,8 @@ struct row {
     bool fallback = false;
     double latency_ms = 0;
     raw_value truth;
+    std::uint32_t cluster = 0;  // the entity's (each row without one its own)
+    std::string prediction_id;
     const version_scoring* scoring = nullptr;  // the answering version's task, label, classes
     // The probabilities' classes: those the entry names (an answer no
     // version gave: a baseline's, the prior's), else its version's.
@@ -43,12 +49,43 @@ std::string label_name(const raw_value& v) {
     return {};
 }
 
+// One scored row's part in its group's primary metric.
+struct datum {
+    std::uint32_t cluster = 0;
+    double a = 0;  // binary: the positive class's probability; multiclass: the
+                   // true class's; regression: the prediction
+    double b = 0;  // regression: the truth
+    bool positive = false;
+    const std::vector<std::string>* classes = nullptr;
+};
+
+void add_datum(metric_rows& m, const datum& x) {
+    switch (m.form()) {
+        case primary_form::roc_auc:
+            m.add_score(x.cluster, x.a, x.positive);
+            break;
+        case primary_form::log_loss:
+            m.add_probability(x.cluster, x.a);
+            break;
+        case primary_form::rmse:
+            m.add_regression(x.cluster, x.a, x.b);
+            break;
+    }
+}
+
+constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+constexpr std::uint64_t bootstrap_seed =
+    0x6b656e6e656cULL;  // fixed: the same rows, the same interval
+
 }  // namespace
 
-result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
-                                                     const model_definition& d, micros since,
-                                                     std::int64_t max_predictions, micros until) {
+namespace {
+
+result<live_report> compute(connection& c, const std::string& model, const model_definition& d,
+                            micros since, std::int64_t max_predictions, micros until,
+                            const live_uncertainty_options* uncertainty) {
     std::vector<row> rows;
+    std::uint32_t clusters = 0;
     std::optional<outcome_joiner> joiner;  // outlives the rows: they point into it
     std::vector<logged_prediction> recent;  // so do these
     try {
@@ -80,10 +117,18 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         // Each entity's earliest prediction here: one outcome lookup then
         // serves all of the entity's (a user asked about many times).
         std::unordered_map<std::string_view, micros> earliest;
+        std::unordered_map<std::string_view, std::uint32_t> cluster_of;
         for (const logged_prediction& l : recent) {
             auto [it, fresh] = earliest.try_emplace(l.entity, l.time);
             if (!fresh) it->second = std::min(it->second, l.time);
         }
+        // Entities in the order first met; rows without one stand alone.
+        auto cluster = [&](const std::string& entity) {
+            if (entity.empty()) return clusters++;
+            auto [it, fresh] = cluster_of.try_emplace(entity, clusters);
+            if (fresh) ++clusters;
+            return it->second;
+        };
         for (const logged_prediction& l : recent) {
             row r;
             r.version = l.version;
@@ -94,6 +139,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             r.probabilities = l.probabilities;
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
+            r.cluster = cluster(l.entity);
+            if (uncertainty) r.prediction_id = l.prediction_id();
             r.scoring = &outcomes.scoring(l);
             r.classes = l.classes.empty() ? &r.scoring->classes : &l.classes;
             if (auto o = outcomes.find(l, earliest.at(l.entity)))
@@ -113,6 +160,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         // The classes scored rows share; a fallback group's rows may come
         // from versions of other classes, which cannot be scored together.
         const std::vector<std::string>* classes = nullptr;
+        std::vector<datum> data;                 // with uncertainty: per scored row
+        std::vector<std::string_view> data_ids;  // their prediction ids
     };
     std::map<std::tuple<std::int64_t, std::string, bool>, acc> groups;
     for (const auto& r : rows) {
@@ -126,10 +175,12 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
         a.g.fallbacks += r.fallback;
         a.latency_sum += r.latency_ms;
         if (std::holds_alternative<std::monostate>(r.truth)) continue;
+        datum x;
+        x.cluster = r.cluster;
         if (r.scoring->task == task_kind::regression) {
             double t;
-            if (const auto* x = std::get_if<double>(&r.truth)) {
-                t = *x;
+            if (const auto* v = std::get_if<double>(&r.truth)) {
+                t = *v;
             } else if (const auto* iv = std::get_if<interval>(&r.truth)) {
                 t = iv->midpoint();
             } else {
@@ -140,6 +191,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             if (!r.value) continue;
             a.truth.push_back(t);
             a.predicted.push_back(*r.value);
+            x.a = *r.value;
+            x.b = t;
         } else {
             // A constant fallback (a class, no probabilities) or an entry
             // from before the log named a fallback's classes cannot be
@@ -158,10 +211,19 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
             a.classes = r.classes;
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
+            const bool binary = r.scoring->task == task_kind::binary && names.size() == 2;
+            x.a = binary ? r.probabilities[1] : r.probabilities[k];
+            x.positive = k == 1;
+            x.classes = r.classes;
         }
         ++a.g.outcomes;
+        if (uncertainty) {
+            a.data.push_back(x);
+            a.data_ids.push_back(r.prediction_id);
+        }
     }
-    std::vector<live_group> out;
+    live_report report;
+    std::vector<acc*> kept;
     for (auto& [key, a] : groups) {
         a.g.mean_latency_ms =
             a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
@@ -174,9 +236,171 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
                 if (m) a.g.metrics = list_metrics(*m);
             }
         }
-        out.push_back(std::move(a.g));
+        kept.push_back(&a);
     }
-    return out;
+    if (uncertainty) {
+        const live_uncertainty_options& u = *uncertainty;
+        // Each group's primary metric over its scored rows. A multiclass
+        // group whose rows hold two classes only is still scored by log loss,
+        // as the gate scores its task.
+        struct group_metric {
+            acc* a;
+            primary_form form;
+            metric_rows rows;
+        };
+        std::vector<group_metric> metrics;
+        metrics.reserve(kept.size());
+        for (acc* a : kept) {
+            if (a->data.empty()) continue;
+            group_metric& m =
+                metrics.emplace_back(group_metric{a, primary_form_of(a->scoring->task),
+                                                  metric_rows(primary_form_of(a->scoring->task))});
+            for (const datum& x : a->data) add_datum(m.rows, x);
+            m.rows.prepare();
+        }
+        std::vector<bootstrap_statistic> statistics;
+        // What each statistic fills in once the bootstrap has run.
+        std::vector<std::function<void(const bootstrap_interval&)>> fill;
+        for (group_metric& m : metrics) {
+            live_group& g = m.a->g;
+            g.primary = live_group::primary_estimate{primary_metric(m.a->scoring->task).name,
+                                                     m.rows.evaluate(nullptr), nan, nan};
+            if (g.outcomes < u.min_outcomes) continue;
+            statistics.push_back(
+                [&m](const std::vector<std::uint8_t>& w) { return m.rows.evaluate(&w); });
+            fill.push_back([&g](const bootstrap_interval& i) {
+                g.primary->lower = i.lower;
+                g.primary->upper = i.upper;
+            });
+        }
+        // Experiment arms against the group answering with live's version.
+        group_metric* reference = nullptr;
+        for (group_metric& m : metrics) {
+            const live_group& g = m.a->g;
+            if (g.shadow || !g.version || g.version != u.live_version) continue;
+            if (!reference || g.outcomes > reference->a->g.outcomes) reference = &m;
+        }
+        auto comparison_of = [&](const live_group& g) {
+            live_comparison cmp;
+            cmp.version = g.version;
+            cmp.arm = g.arm;
+            cmp.shadow = g.shadow;
+            return cmp;
+        };
+        // Comparisons are filled where they lie once all are made.
+        std::vector<std::unique_ptr<live_comparison>> made;
+        auto settle = [&](live_comparison& cmp, task_kind task) {
+            const auto info = primary_metric(task);
+            cmp.metric = info.name;
+            cmp.higher_is_better = info.higher_is_better;
+            cmp.lower = cmp.upper = nan;
+            if (cmp.outcomes < u.min_outcomes || cmp.against_outcomes < u.min_outcomes) {
+                cmp.verdict = "too_few_outcomes";
+                return false;
+            }
+            cmp.verdict = "inconclusive";
+            return true;
+        };
+        if (reference) {
+            for (group_metric& m : metrics) {
+                const live_group& g = m.a->g;
+                if (&m == reference || g.shadow || !g.version || g.version == u.live_version ||
+                    g.arm == "live" || g.arm == "fallback" || m.form != reference->form ||
+                    m.a->scoring->task != reference->a->scoring->task)
+                    continue;
+                auto& cmp = *made.emplace_back(std::make_unique<live_comparison>(comparison_of(g)));
+                cmp.against_arm = reference->a->g.arm;
+                cmp.against_version = reference->a->g.version;
+                cmp.outcomes = g.outcomes;
+                cmp.against_outcomes = reference->a->g.outcomes;
+                cmp.difference = m.rows.evaluate(nullptr) - reference->rows.evaluate(nullptr);
+                if (!settle(cmp, m.a->scoring->task)) continue;
+                statistics.push_back([&m, reference](const std::vector<std::uint8_t>& w) {
+                    return m.rows.evaluate(&w) - reference->rows.evaluate(&w);
+                });
+                fill.push_back([&cmp](const bootstrap_interval& i) {
+                    cmp.lower = i.lower;
+                    cmp.upper = i.upper;
+                });
+            }
+        }
+        // Shadows against the answers their requests got: pairs of rows
+        // with one prediction id, both scored, of the same classes.
+        std::unordered_map<std::string_view, const datum*> served;
+        std::unordered_map<std::string_view, task_kind> served_task;
+        for (acc* a : kept) {
+            if (a->g.shadow) continue;
+            for (std::size_t i = 0; i < a->data.size(); ++i) {
+                served.emplace(a->data_ids[i], &a->data[i]);
+                served_task.emplace(a->data_ids[i], a->scoring->task);
+            }
+        }
+        std::vector<std::unique_ptr<std::pair<metric_rows, metric_rows>>> paired_rows;
+        for (group_metric& m : metrics) {
+            acc& a = *m.a;
+            if (!a.g.shadow) continue;
+            auto& both =
+                *paired_rows.emplace_back(std::make_unique<std::pair<metric_rows, metric_rows>>(
+                    metric_rows(m.form), metric_rows(m.form)));
+            for (std::size_t i = 0; i < a.data.size(); ++i) {
+                auto it = served.find(a.data_ids[i]);
+                if (it == served.end() || served_task.at(a.data_ids[i]) != a.scoring->task)
+                    continue;
+                const datum& mine = a.data[i];
+                const datum& theirs = *it->second;
+                if (mine.classes && (!theirs.classes || *mine.classes != *theirs.classes)) continue;
+                add_datum(both.first, mine);
+                add_datum(both.second, theirs);
+            }
+            both.first.prepare();
+            both.second.prepare();
+            auto& cmp = *made.emplace_back(std::make_unique<live_comparison>(comparison_of(a.g)));
+            cmp.against_arm = "served";
+            cmp.paired = true;
+            cmp.outcomes = cmp.against_outcomes = static_cast<std::int64_t>(both.first.size());
+            cmp.difference = both.first.evaluate(nullptr) - both.second.evaluate(nullptr);
+            if (!settle(cmp, a.scoring->task)) continue;
+            statistics.push_back([&both](const std::vector<std::uint8_t>& w) {
+                return both.first.evaluate(&w) - both.second.evaluate(&w);
+            });
+            fill.push_back([&cmp](const bootstrap_interval& i) {
+                cmp.lower = i.lower;
+                cmp.upper = i.upper;
+            });
+        }
+        const auto intervals =
+            cluster_bootstrap(clusters, statistics, u.resamples, u.confidence, bootstrap_seed);
+        for (std::size_t i = 0; i < intervals.size(); ++i) fill[i](intervals[i]);
+        for (auto& cmp : made) {
+            if (cmp->verdict == "inconclusive" && std::isfinite(cmp->lower) &&
+                std::isfinite(cmp->upper)) {
+                const bool above = cmp->lower > 0, below = cmp->upper < 0;
+                if (above || below)
+                    cmp->verdict = (above == cmp->higher_is_better) ? "better" : "worse";
+            }
+            report.comparisons.push_back(std::move(*cmp));
+        }
+    }
+    for (acc* a : kept) report.groups.push_back(std::move(a->g));
+    return report;
+}
+
+}  // namespace
+
+result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
+                                                     const model_definition& d, micros since,
+                                                     std::int64_t max_predictions, micros until) {
+    auto report = compute(c, model, d, since, max_predictions, until, nullptr);
+    if (!report) return report.error();
+    return std::move(report->groups);
+}
+
+result<live_report> compute_live_report(connection& c, const std::string& model,
+                                        const model_definition& d, micros since,
+                                        const live_uncertainty_options& options,
+                                        std::int64_t max_predictions) {
+    return compute(c, model, d, since, max_predictions, std::numeric_limits<micros>::max(),
+                   &options);
 }
 
 }  // namespace kennel::ml

@@ -32,11 +32,59 @@ struct live_group {
     std::int64_t fallbacks = 0;
     double mean_latency_ms = 0;
     std::optional<metric_listing> metrics;  // when there are outcomes to score
+    // The primary metric (the gate's) with its interval, when asked for
+    // (compute_live_report) and there are outcomes to score; NaN bounds
+    // below the options' min_outcomes.
+    struct primary_estimate {
+        std::string metric;
+        double value = 0, lower = 0, upper = 0;
+    };
+    std::optional<primary_estimate> primary;
+};
+
+// One group's primary metric against another's, with the interval of the
+// difference (this group's minus the other's).
+struct live_comparison {
+    std::optional<std::int64_t> version;
+    std::string arm;
+    bool shadow = false;
+    // An experiment arm is compared with the group that answers with live's
+    // version (the most outcomes of those); a shadow with the answers its
+    // requests got ("served", version null), on the same requests (paired).
+    std::string against_arm;
+    std::optional<std::int64_t> against_version;
+    bool paired = false;
+    std::string metric;
+    bool higher_is_better = false;
+    std::int64_t outcomes = 0, against_outcomes = 0;  // paired: both the pairs
+    double difference = 0, lower = 0, upper = 0;      // NaN when not known
+    // "better", "worse" (the interval excludes no difference), "inconclusive"
+    // (it does not, or could not be computed), "too_few_outcomes".
+    std::string verdict;
+};
+
+struct live_uncertainty_options {
+    std::optional<std::int64_t> live_version;  // what experiment arms are compared with
+    std::uint32_t resamples = 400;
+    double confidence = 0.95;
+    std::int64_t min_outcomes = 30;  // per side, for an interval or a verdict
+};
+
+struct live_report {
+    std::vector<live_group> groups;
+    std::vector<live_comparison> comparisons;
 };
 
 // Over the newest `max_predictions` predictions made from `since` to `until`.
 result<std::vector<live_group>> compute_live_metrics(
     connection& c, const std::string& model, const model_definition& d, micros since,
     std::int64_t max_predictions = 50000, micros until = std::numeric_limits<micros>::max());
+
+// The same groups, each with its primary metric's interval, and the
+// comparisons above: a bootstrap over entities (ml/bootstrap.h).
+result<live_report> compute_live_report(connection& c, const std::string& model,
+                                        const model_definition& d, micros since,
+                                        const live_uncertainty_options& options,
+                                        std::int64_t max_predictions = 50000);
 
 }  // namespace kennel::ml

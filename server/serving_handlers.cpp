@@ -32,6 +32,11 @@ namespace {
 
 using json = nlohmann::json;
 
+// An undefined or uncomputed number (NaN) as null.
+json finite_or_null(double x) {
+    return std::isfinite(x) ? json(x) : json(nullptr);
+}
+
 // A JSON object body with a non-empty "reason" (every action is recorded with why).
 bool model_exists(app& a, const std::string& name) {
     auto conn = a.readers().acquire();
@@ -529,13 +534,22 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         auto conn = a.readers().acquire();
         const micros started = now_micros();
         parsed_definition p = parse_definition(m->definition);
-        auto groups = ml::compute_live_metrics(*conn, name, p.definition, since);
-        if (!groups) {
-            http_response e = error_response(groups.error());
+        ml::live_uncertainty_options options;
+        options.live_version = alias_version(*conn, name, "live");
+        auto report = ml::compute_live_report(*conn, name, p.definition, since, options);
+        if (!report) {
+            http_response e = error_response(report.error());
             return {e.status, std::move(e.body)};
         }
         json out = json::array();
-        for (const auto& g : *groups) {
+        for (const auto& g : report->groups) {
+            json primary = nullptr;
+            if (g.primary) {
+                primary = {{"metric", g.primary->metric},
+                           {"value", finite_or_null(g.primary->value)},
+                           {"lower", finite_or_null(g.primary->lower)},
+                           {"upper", finite_or_null(g.primary->upper)}};
+            }
             out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
                            {"arm", g.arm},
                            {"shadow", g.shadow},
@@ -544,11 +558,37 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
                            {"unscored_outcomes", g.unscored_outcomes},
                            {"fallbacks", g.fallbacks},
                            {"mean_latency_ms", g.mean_latency_ms},
-                           {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)}});
+                           {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)},
+                           {"primary", primary}});
         }
-        return {200,
-                dump_json(
-                    {{"model", name}, {"groups", out}, {"computed_at", format_rfc3339(started)}})};
+        json comparisons = json::array();
+        for (const auto& cmp : report->comparisons) {
+            comparisons.push_back(
+                {{"version", cmp.version ? json(*cmp.version) : json(nullptr)},
+                 {"arm", cmp.arm},
+                 {"shadow", cmp.shadow},
+                 {"against",
+                  {{"arm", cmp.against_arm},
+                   {"version", cmp.against_version ? json(*cmp.against_version) : json(nullptr)}}},
+                 {"paired", cmp.paired},
+                 {"metric", cmp.metric},
+                 {"higher_is_better", cmp.higher_is_better},
+                 {"outcomes", cmp.outcomes},
+                 {"against_outcomes", cmp.against_outcomes},
+                 {"difference", finite_or_null(cmp.difference)},
+                 {"lower", finite_or_null(cmp.lower)},
+                 {"upper", finite_or_null(cmp.upper)},
+                 {"verdict", cmp.verdict}});
+        }
+        return {200, dump_json({{"model", name},
+                                {"groups", out},
+                                {"comparisons", comparisons},
+                                {"uncertainty",
+                                 {{"confidence", options.confidence},
+                                  {"resamples", options.resamples},
+                                  {"min_outcomes", options.min_outcomes},
+                                  {"resampled", "entities"}}},
+                                {"computed_at", format_rfc3339(started)}})};
     });
     return json_response(std::move(answer.body), answer.status);
 }
