@@ -251,7 +251,6 @@ result<live_report> compute(connection& c, const std::string& model, const model
         std::vector<group_metric> metrics;
         metrics.reserve(kept.size());
         for (acc* a : kept) {
-            if (a->data.empty()) continue;
             group_metric& m =
                 metrics.emplace_back(group_metric{a, primary_form_of(a->scoring->task),
                                                   metric_rows(primary_form_of(a->scoring->task))});
@@ -263,6 +262,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
         std::vector<std::function<void(const bootstrap_interval&)>> fill;
         for (group_metric& m : metrics) {
             live_group& g = m.a->g;
+            if (!m.rows.size()) continue;  // no outcome: no metric (groups are still compared)
             g.primary = live_group::primary_estimate{primary_metric(m.a->scoring->task).name,
                                                      m.rows.evaluate(nullptr), nan, nan};
             if (g.outcomes < u.min_outcomes) continue;

@@ -512,6 +512,113 @@ class ExperimentTest(SharedServerCase):
         want = regression_metrics(truths, [p["prediction"] for p in preds])
         self.assertAlmostEqual(live["metrics"]["rmse"], want["rmse"], places=6)
 
+    def test_arms_and_shadows_compared_with_intervals(self):
+        # Version 3 (ridge, lambda 30) shrinks a linear truth the plain
+        # linear version 1 (live) fits: over 120 entities per arm, each asked
+        # twice (one outcome per entity), the comparison says it is worse.
+        name, _, labels, _ = three_versions(self, self.c, seed=16)
+        base = "/v1/models/%s/experiments" % name
+        r = self.c.post_json(base, {"reason": "ridge against live", "arms": [
+            {"name": "lin", "version": 1, "weight": 1}, {"name": "ridge", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        first = r.json()
+
+        def ask(prefix, n):
+            insts = [{"entity": "%s-%d" % (prefix, i), "features": entity_features(i)}
+                     for i in range(n)]
+            preds = predict(self, self.c, name, {"instances": insts + insts})["predictions"]
+            return insts, preds
+
+        def outcomes_for(insts, shift=0.0):
+            facts, truth = [], {}
+            for i, inst in enumerate(insts):
+                f = inst["features"]
+                y = round(regression_truth(f["x1"], f["x2"], f["color"]) + shift +
+                          (0.3 if i % 2 else -0.3), 4)
+                truth[inst["entity"]] = y
+                facts.append(fact(labels, inst["entity"], {"y": y}))
+            return facts, truth
+
+        def report(since=None):
+            path = "/v1/models/%s/live-metrics" % name
+            r = self.c.get(path + ("?since=" + since if since else ""))
+            self.assertEqual(r.status, 200, r)
+            return r.json()
+
+        prefix = uid("cmp")
+        insts, preds = ask(prefix, 240)
+        wait_until(lambda: sum(g["predictions"] for g in report()["groups"]) == 480, LOG_WAIT_S,
+                   "480 predictions logged", interval=0.2)
+        # No outcome yet: nothing to compare.
+        body = report()
+        self.assertEqual(body["uncertainty"], {"confidence": 0.95, "resamples": 400,
+                                               "min_outcomes": 30, "resampled": "entities"})
+        (cmp,) = body["comparisons"]
+        self.assertEqual((cmp["arm"], cmp["version"], cmp["against"], cmp["paired"],
+                          cmp["metric"], cmp["higher_is_better"], cmp["outcomes"],
+                          cmp["verdict"], cmp["lower"], cmp["upper"]),
+                         ("ridge", 3, {"arm": "lin", "version": 1}, False, "rmse", False, 0,
+                          "too_few_outcomes", None, None), cmp)
+        self.assertEqual([g["primary"] for g in body["groups"]], [None, None], body)
+
+        facts, truth = outcomes_for(insts)
+        post_facts(self, self.c, facts)
+        body = report()
+        groups = {g["arm"]: g for g in body["groups"]}
+        per_arm = {}
+        for inst, p in zip(insts + insts, preds):
+            t, q = per_arm.setdefault(p["arm"], ([], []))
+            t.append(truth[inst["entity"]])
+            q.append(p["prediction"])
+        for arm in ("lin", "ridge"):
+            g = groups[arm]
+            want = regression_metrics(*per_arm[arm])["rmse"]
+            self.assertEqual(g["outcomes"], len(per_arm[arm][0]), g)
+            self.assertEqual(g["primary"]["metric"], "rmse", g)
+            self.assertAlmostEqual(g["primary"]["value"], want, places=9)
+            self.assertAlmostEqual(g["metrics"]["rmse"], want, places=9)
+            self.assertLess(g["primary"]["lower"], want, g)
+            self.assertGreater(g["primary"]["upper"], want, g)
+        (cmp,) = body["comparisons"]
+        diff = groups["ridge"]["primary"]["value"] - groups["lin"]["primary"]["value"]
+        self.assertAlmostEqual(cmp["difference"], diff, places=9)
+        self.assertEqual((cmp["outcomes"], cmp["against_outcomes"]),
+                         (groups["ridge"]["outcomes"], groups["lin"]["outcomes"]), cmp)
+        self.assertGreater(diff, 0, body)
+        self.assertLess(cmp["lower"], diff, cmp)
+        self.assertGreater(cmp["upper"], diff, cmp)
+        # Above 0 all along: ridge's error is larger, and lower is better.
+        self.assertGreater(cmp["lower"], 0, cmp)
+        self.assertEqual(cmp["verdict"], "worse", cmp)
+        # The same rows, the same interval: pollers see one answer.
+        again = report()
+        self.assertEqual(again["comparisons"], body["comparisons"])
+        self.assertEqual([g["primary"] for g in again["groups"]],
+                         [g["primary"] for g in body["groups"]])
+
+        # A shadow of live's own version, against the answers its requests
+        # got: on the "lin" arm's requests the same answers, so a paired
+        # difference of exactly 0 and no verdict.
+        r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.post_json(base, {"reason": "echo", "arms": [
+            {"name": "lin", "version": 1, "weight": 1},
+            {"name": "echo", "version": 1, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        started = r.json()["started_at"]
+        insts, preds = ask(uid("echo"), 60)
+        wait_until(lambda: sum(g["predictions"] for g in report(started)["groups"]) == 240,
+                   LOG_WAIT_S, "120 answers and 120 shadow entries logged", interval=0.2)
+        facts, _ = outcomes_for(insts, shift=1.0)
+        post_facts(self, self.c, facts)
+        body = report(started)
+        (cmp,) = body["comparisons"]
+        self.assertEqual((cmp["arm"], cmp["shadow"], cmp["against"], cmp["paired"],
+                          cmp["outcomes"], cmp["against_outcomes"], cmp["difference"],
+                          cmp["lower"], cmp["upper"], cmp["verdict"]),
+                         ("echo", True, {"arm": "served", "version": None}, True, 120, 120, 0,
+                          0, 0, "inconclusive"), cmp)
+
     def test_outcomes_join_to_predictions(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=12)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
