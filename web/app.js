@@ -1930,7 +1930,9 @@
       const since = current ? await get(`/v1/models/${enc(name)}/live-metrics?since=${enc(current.started_at)}&max_age=${LIVE_METRICS_MAX_AGE_S}`).catch(() => null) : null;
       if (!ctx.alive()) return;
       const armGroups = since && !since.error ? since.groups : [];
-      R.experiments({ ex, armGroups, off: [...off], svBrief }, () => experimentsCard(name, ex, armGroups, off, svBrief));
+      const armComparisons = since && !since.error ? since.comparisons || [] : [];
+      R.experiments({ ex, armGroups, armComparisons, off: [...off], svBrief },
+        () => experimentsCard(name, ex, armGroups, armComparisons, off, svBrief));
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm',
@@ -1995,7 +1997,7 @@
     const names = [];
     for (const g of groups) for (const k of Object.keys(numericMetrics(g.metrics))) if (!names.includes(k)) names.push(k);
     return table(['Version', 'Arm', { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true },
-      { label: 'Mean latency ms', num: true }, names.map((k) => ({ label: k, num: true }))].flat(),
+      { label: 'Mean latency ms', num: true }, 'Gate metric, 95% interval', names.map((k) => ({ label: k, num: true }))].flat(),
     groups.map((g) => h('tr', null,
       h('td', null, g.version ? `v${g.version}` : 'fallback'),
       h('td', null, g.arm || '—', g.shadow ? [' ', badge('shadow')] : null),
@@ -2006,10 +2008,41 @@
         ? h('span.worse.small', { title: 'joined outcomes this version cannot score: a class it does not know, or a value of another type' }, ` +${fmtNum(g.unscored_outcomes)} unscored`) : null),
       h('td.num', null, fmtNum(g.fallbacks)),
       h('td.num', null, fmtMs(g.mean_latency_ms, 2)),
+      h('td.small.primary-metric', null, g.primary ? [`${g.primary.metric} ${fmtNum(g.primary.value, 4)}`,
+        g.primary.lower === null ? h('span.muted', { title: 'too few outcomes for an interval' }, ' (too few outcomes)')
+          : h('span.muted', null, ` [${fmtNum(g.primary.lower, 4)}, ${fmtNum(g.primary.upper, 4)}]`)] : '—'),
       names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
-  function experimentsCard(name, ex, groups, off, sv) {
+  // An arm against the arm answering with live's version, or a shadow
+  // against the answers its requests got: the difference in the gate's
+  // metric, its 95% interval, and what the interval allows saying.
+  const VERDICT_CLASS = { better: 'ok', worse: 'bad' };
+  function signed(v) {
+    return v === null || v === undefined ? '—' : `${v > 0 ? '+' : ''}${fmtNum(v, 4)}`;
+  }
+  function comparisonCell(cmp) {
+    if (!cmp) return '—';
+    const cls = VERDICT_CLASS[cmp.verdict];
+    const verdict = h(`span.badge${cls ? '.' + cls : ''}`, { 'data-verdict': cmp.verdict }, cmp.verdict.replace(/_/g, ' '));
+    const against = cmp.paired ? 'the answers its requests got' : `arm ${cmp.against.arm} (v${cmp.against.version})`;
+    const title = `${cmp.metric} of this arm minus that of ${against} (${cmp.higher_is_better ? 'higher' : 'lower'} is better), `
+      + `with its 95% interval from resampling entities; ${fmtNum(cmp.outcomes)} and ${fmtNum(cmp.against_outcomes)} outcomes`;
+    return h('span.comparison', { title },
+      cmp.difference === null ? null : `${cmp.metric} ${signed(cmp.difference)}`,
+      cmp.lower === null ? null : h('span.muted', null, ` [${signed(cmp.lower)}, ${signed(cmp.upper)}]`),
+      cmp.difference === null ? null : ' ', verdict);
+  }
+
+  function againstLive(e, a, comparisons) {
+    if (!e.active) return '—';  // an ended experiment's traffic is not kept apart
+    const cmp = comparisons.find((c) => c.arm === a.name && c.version === a.version && c.shadow === Boolean(a.shadow));
+    if (cmp) return comparisonCell(cmp);
+    const reference = !a.shadow && comparisons.some((c) => !c.paired && c.against.arm === a.name && c.against.version === a.version);
+    return reference ? h('span.muted', null, 'the reference (live\'s version)') : '—';
+  }
+
+  function experimentsCard(name, ex, groups, comparisons, off, sv) {
     if (ex.error) return [h('h2', null, 'Experiments'), errorBox(ex.error)];
     const exps = ex.experiments.slice().sort((a, b) => b.id - a.id);
     return [
@@ -2027,7 +2060,7 @@
           h('p.small', null, `Started ${fmtTime(e.started_at)} by ${e.started_by}: ${e.reason}`,
             e.ended_at ? h('span', null, h('br'), `Ended ${fmtTime(e.ended_at)} by ${e.ended_by}: ${e.end_reason}`) : null),
           shareBar(arms),
-          table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics'],
+          table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics', 'Against live'],
             arms.map((a) => {
               // groups: the running experiment's; an ended one's are not kept apart.
               const g = !e.active ? null : groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
@@ -2040,7 +2073,8 @@
                 h('td.num', null, g ? fmtNum(g.predictions) : e.active ? '0' : '—'),
                 h('td.num', null, g ? fmtNum(g.outcomes) : e.active ? '0' : '—'),
                 h('td.num', null, g ? fmtNum(g.fallbacks) : e.active ? '0' : '—'),
-                h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'));
+                h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'),
+                h('td.small', null, againstLive(e, a, comparisons)));
             })));
       }) : h('p.muted', null, 'No experiments yet. Start one below to split traffic between versions.'),
     ];

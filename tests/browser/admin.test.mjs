@@ -765,6 +765,25 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
     return counts.length === 2 && counts.every((t) => Number(t.replace(/,/g, '')) > 0);
   }, 20_000, 500);
   await visible(page.locator('h2', { hasText: 'Live metrics' }));
+  // Each arm against the arm answering with live's version: too few
+  // outcomes at first; with 600 more entities' outcomes, the difference in
+  // the gate's metric, its interval, and what the interval allows saying.
+  const againstLive = (v) => card.locator(`tr[data-arm="v${v}"] td:nth-child(8)`);
+  await waitFor('the other arm compared, with too few outcomes yet', async () => /too few outcomes/.test(await againstLive(other.version).textContent()), 20_000, 500);
+  assert.match(await againstLive(live.version).textContent(), /the reference \(live's version\)/);
+  const instances = Array.from({ length: 600 }, (_, i) => ({ entity: `browser-cmp-${i}`, features: { length: 40 + (i % 50), hashtags: i % 5, breed: i % 2 ? 'pug' : 'corgi' } }));
+  const asked = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { instances, deadline_ms: 5000 } });
+  assert.equal(asked.status, 200, asked.text);
+  const logged = async () => {
+    const r = await http('GET', `/v1/models/likes/predictions?entity=browser-cmp-599&limit=5`, { auth: 'basic' });
+    return r.status === 200 && JSON.parse(r.text).predictions.length > 0;
+  };
+  await waitFor('the 600 predictions logged', logged, WAIT, 200);
+  const outcomes = await http('POST', '/v1/facts', { auth: 'basic', body: instances.map((x, i) => ({ stream: 'likes', entity: x.entity, data: { likes: 30 + (i % 40) } })) });
+  assert.equal(outcomes.status, 200, outcomes.text);
+  await waitFor('a verdict on the other arm', async () => /rmse [+−-]?[\d.,]+ \[[^\]]+\] (better|worse|inconclusive)/.test(await againstLive(other.version).textContent()), 30_000, 500);
+  assert.match(await page.locator('td.primary-metric', { hasText: /rmse [\d.,]+ \[[\d.,]+, [\d.,]+\]/ }).first().textContent(), /rmse/);
+  await shot('deployments-experiment-compared-1280');
   // An arm whose version is disabled is marked, here and on the model's page:
   // live answers its share.
   const otherArm = card.locator(`tr[data-arm="v${other.version}"]`);
