@@ -74,12 +74,8 @@ void add_datum(metric_rows& m, const datum& x) {
 }
 
 constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-constexpr std::uint64_t bootstrap_seed =
-    0x6b656e6e656cULL;  // fixed: the same rows, the same interval
-
-}  // namespace
-
-namespace {
+// Fixed: the same rows give the same interval on every call.
+constexpr std::uint64_t bootstrap_seed = 0x6b656e6e656cULL;
 
 result<live_report> compute(connection& c, const std::string& model, const model_definition& d,
                             micros since, std::int64_t max_predictions, micros until,
@@ -211,13 +207,16 @@ result<live_report> compute(connection& c, const std::string& model, const model
             a.classes = r.classes;
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
-            const bool binary = r.scoring->task == task_kind::binary && names.size() == 2;
-            x.a = binary ? r.probabilities[1] : r.probabilities[k];
+            x.a = r.scoring->task == task_kind::binary ? r.probabilities[1 % names.size()]
+                                                       : r.probabilities[k];
             x.positive = k == 1;
             x.classes = r.classes;
         }
         ++a.g.outcomes;
-        if (uncertainty) {
+        // A binary answer of one class (the prior's, before a second class
+        // came) has no ROC-AUC; its group has no metrics either.
+        const bool ranked = r.scoring->task != task_kind::binary || r.classes->size() == 2;
+        if (uncertainty && ranked) {
             a.data.push_back(x);
             a.data_ids.push_back(r.prediction_id);
         }
