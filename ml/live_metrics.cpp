@@ -397,9 +397,8 @@ result<std::vector<live_group>> compute_live_metrics(connection& c, const std::s
 result<live_report> compute_live_report(connection& c, const std::string& model,
                                         const model_definition& d, micros since,
                                         const live_uncertainty_options& options,
-                                        std::int64_t max_predictions) {
-    return compute(c, model, d, since, max_predictions, std::numeric_limits<micros>::max(),
-                   &options);
+                                        std::int64_t max_predictions, micros until) {
+    return compute(c, model, d, since, max_predictions, until, &options);
 }
 
 }  // namespace kennel::ml

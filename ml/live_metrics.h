@@ -85,6 +85,7 @@ result<std::vector<live_group>> compute_live_metrics(
 result<live_report> compute_live_report(connection& c, const std::string& model,
                                         const model_definition& d, micros since,
                                         const live_uncertainty_options& options,
-                                        std::int64_t max_predictions = 50000);
+                                        std::int64_t max_predictions = 50000,
+                                        micros until = std::numeric_limits<micros>::max());
 
 }  // namespace kennel::ml

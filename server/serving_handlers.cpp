@@ -25,6 +25,7 @@
 #include "server/json_body.h"
 #include "server/preconditions.h"
 #include "store/json_writer.h"
+#include "store/log.h"
 #include "store/registry.h"
 
 namespace kennel {
@@ -231,6 +232,7 @@ json experiment_json(connection& c, const experiment_row& e) {
             {"ended_by", e.ended_by ? json(*e.ended_by) : json(nullptr)},
             {"end_reason", e.end_reason ? json(*e.end_reason) : json(nullptr)},
             {"active", !e.ended_at},
+            {"results", e.results ? json::parse(*e.results, nullptr, false) : json(nullptr)},
             {"history", history}};
 }
 
@@ -477,6 +479,83 @@ http_response act_on_experiment(app& a, const http_request& req, const std::stri
     return experiment_answer(*conn, id);
 }
 
+// Live metrics as GET …/live-metrics answers them (and an experiment's end
+// keeps them).
+json live_report_json(const std::string& name, const ml::live_report& report,
+                      const ml::live_uncertainty_options& options, micros started) {
+    json out = json::array();
+    for (const auto& g : report.groups) {
+        json primary = nullptr;
+        if (g.primary) {
+            primary = {{"metric", g.primary->metric},
+                       {"value", finite_or_null(g.primary->value)},
+                       {"lower", finite_or_null(g.primary->lower)},
+                       {"upper", finite_or_null(g.primary->upper)}};
+        }
+        out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
+                       {"arm", g.arm},
+                       {"shadow", g.shadow},
+                       {"predictions", g.predictions},
+                       {"outcomes", g.outcomes},
+                       {"unscored_outcomes", g.unscored_outcomes},
+                       {"fallbacks", g.fallbacks},
+                       {"mean_latency_ms", g.mean_latency_ms},
+                       {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)},
+                       {"primary", primary}});
+    }
+    json comparisons = json::array();
+    for (const auto& cmp : report.comparisons) {
+        comparisons.push_back(
+            {{"version", cmp.version ? json(*cmp.version) : json(nullptr)},
+             {"arm", cmp.arm},
+             {"shadow", cmp.shadow},
+             {"against",
+              {{"arm", cmp.against_arm},
+               {"version", cmp.against_version ? json(*cmp.against_version) : json(nullptr)}}},
+             {"paired", cmp.paired},
+             {"metric", cmp.metric},
+             {"higher_is_better", cmp.higher_is_better},
+             {"outcomes", cmp.outcomes},
+             {"against_outcomes", cmp.against_outcomes},
+             {"difference", finite_or_null(cmp.difference)},
+             {"lower", finite_or_null(cmp.lower)},
+             {"upper", finite_or_null(cmp.upper)},
+             {"verdict", cmp.verdict}});
+    }
+    return {{"model", name},
+            {"groups", out},
+            {"comparisons", comparisons},
+            {"uncertainty",
+             {{"confidence", options.confidence},
+              {"resamples", options.resamples},
+              {"min_outcomes", options.min_outcomes},
+              {"resampled", "entities"}}},
+            {"computed_at", format_rfc3339(started)}};
+}
+
+// What an experiment's arms showed from its start until now, kept with its
+// end (its traffic is not kept apart afterwards): null when it cannot be
+// computed, which does not keep the experiment from ending.
+std::optional<std::string> experiment_results(connection& c, const std::string& name,
+                                              const experiment_row& e) {
+    auto m = get_model(c, name);
+    if (!m) return std::nullopt;
+    const micros started = now_micros();
+    ml::live_uncertainty_options options;
+    options.live_version = alias_version(c, name, "live");
+    auto report = ml::compute_live_report(c, name, parse_definition(m->definition).definition,
+                                          e.started_at, options, 50000, started);
+    if (!report) {
+        log_warn("experiments", "experiment " + std::to_string(e.id) + " of " + name +
+                                    ": its results could not be kept: " + report.error().message());
+        return std::nullopt;
+    }
+    json out = live_report_json(name, *report, options, started);
+    out.erase("model");
+    out["since"] = format_rfc3339(e.started_at);
+    return dump_json(out);
+}
+
 }  // namespace
 
 http_response put_model_experiment(app& a, const http_request& req) {
@@ -503,10 +582,19 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     if (!body) return error_response(body.error());
     // An unknown model is named as such, as on every other route.
     if (!model_exists(a, name)) return error_response(no_model_named(name));
-    return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
-                                                           const std::string& reason) {
-        return end_experiment(c, *id, actor, reason);
-    });
+    // Computed on a reader before the write (the join takes up to a few
+    // tenths of a second), for a running experiment of this model only.
+    std::optional<std::string> results;
+    {
+        auto conn = a.readers().acquire();
+        if (auto e = get_experiment(*conn, *id); e && e->model == name && !e->ended_at)
+            results = experiment_results(*conn, name, *e);
+    }
+    return act_on_experiment(
+        a, req, name, *id, *body,
+        [&](connection& c, const std::string& actor, const std::string& reason) {
+            return end_experiment(c, *id, actor, reason, results);
+        });
 }
 
 http_response get_model_live_metrics(app& a, const http_request& req) {
@@ -541,54 +629,7 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
             http_response e = error_response(report.error());
             return {e.status, std::move(e.body)};
         }
-        json out = json::array();
-        for (const auto& g : report->groups) {
-            json primary = nullptr;
-            if (g.primary) {
-                primary = {{"metric", g.primary->metric},
-                           {"value", finite_or_null(g.primary->value)},
-                           {"lower", finite_or_null(g.primary->lower)},
-                           {"upper", finite_or_null(g.primary->upper)}};
-            }
-            out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
-                           {"arm", g.arm},
-                           {"shadow", g.shadow},
-                           {"predictions", g.predictions},
-                           {"outcomes", g.outcomes},
-                           {"unscored_outcomes", g.unscored_outcomes},
-                           {"fallbacks", g.fallbacks},
-                           {"mean_latency_ms", g.mean_latency_ms},
-                           {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)},
-                           {"primary", primary}});
-        }
-        json comparisons = json::array();
-        for (const auto& cmp : report->comparisons) {
-            comparisons.push_back(
-                {{"version", cmp.version ? json(*cmp.version) : json(nullptr)},
-                 {"arm", cmp.arm},
-                 {"shadow", cmp.shadow},
-                 {"against",
-                  {{"arm", cmp.against_arm},
-                   {"version", cmp.against_version ? json(*cmp.against_version) : json(nullptr)}}},
-                 {"paired", cmp.paired},
-                 {"metric", cmp.metric},
-                 {"higher_is_better", cmp.higher_is_better},
-                 {"outcomes", cmp.outcomes},
-                 {"against_outcomes", cmp.against_outcomes},
-                 {"difference", finite_or_null(cmp.difference)},
-                 {"lower", finite_or_null(cmp.lower)},
-                 {"upper", finite_or_null(cmp.upper)},
-                 {"verdict", cmp.verdict}});
-        }
-        return {200, dump_json({{"model", name},
-                                {"groups", out},
-                                {"comparisons", comparisons},
-                                {"uncertainty",
-                                 {{"confidence", options.confidence},
-                                  {"resamples", options.resamples},
-                                  {"min_outcomes", options.min_outcomes},
-                                  {"resampled", "entities"}}},
-                                {"computed_at", format_rfc3339(started)}})};
+        return {200, dump_json(live_report_json(name, *report, options, started))};
     });
     return json_response(std::move(answer.body), answer.status);
 }

@@ -1040,13 +1040,14 @@ void experiment_event(connection& c, std::int64_t id, const std::string& actor,
 }
 
 experiment_row read_experiment(const statement& st) {
-    return {st.column_int(0),      st.column_text(1),     st.column_text(2),
-            st.column_int(3),      st.column_text(4),     st.column_text(5),
-            st.column_opt_int(6),  st.column_opt_text(7), st.column_opt_text(8)};
+    return {st.column_int(0),     st.column_text(1),     st.column_text(2),
+            st.column_int(3),     st.column_text(4),     st.column_text(5),
+            st.column_opt_int(6), st.column_opt_text(7), st.column_opt_text(8),
+            st.column_opt_text(9)};
 }
 
 constexpr const char* experiment_columns =
-    "id, model, arms, started_at, started_by, reason, ended_at, ended_by, end_reason";
+    "id, model, arms, started_at, started_by, reason, ended_at, ended_by, end_reason, results";
 
 }  // namespace
 
@@ -1122,11 +1123,11 @@ status change_experiment(connection& c, std::int64_t id, const std::string& arms
 }
 
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
-                      const std::string& reason) {
+                      const std::string& reason, const std::optional<std::string>& results) {
     statement st(c,
-                 "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?"
+                 "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?, results = ?"
                  " WHERE id = ? AND ended_at IS NULL");
-    st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, id).run();
+    st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, results).bind(5, id).run();
     if (c.changes() != 1) return not_running(c, id);
     auto e = get_experiment(c, id);
     experiment_event(c, id, actor, "ended", e ? e->arms : "[]", reason);

@@ -377,6 +377,9 @@ struct experiment_row {
     std::optional<micros> ended_at;
     std::optional<std::string> ended_by;
     std::optional<std::string> end_reason;
+    // JSON: what its arms showed when it ended, from the end's request
+    // (null: ended before results were kept, or by archiving its model).
+    std::optional<std::string> results;
 };
 
 // Appends a disabled/enabled event unless the version is already in that
@@ -424,7 +427,8 @@ result<std::int64_t> start_experiment(connection& c, const std::string& model,
 status change_experiment(connection& c, std::int64_t id, const std::string& arms,
                          const std::string& actor, const std::string& reason);
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
-                      const std::string& reason);
+                      const std::string& reason,
+                      const std::optional<std::string>& results = std::nullopt);
 std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
 std::vector<experiment_row> list_experiments(connection& c, const std::string& model,

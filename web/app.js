@@ -2034,11 +2034,11 @@
       cmp.difference === null ? null : ' ', verdict);
   }
 
-  function againstLive(e, a, comparisons) {
-    if (!e.active) return '—';  // an ended experiment's traffic is not kept apart
-    const cmp = comparisons.find((c) => c.arm === a.name && c.version === a.version && c.shadow === Boolean(a.shadow));
+  function againstLive(kept, a) {
+    if (!kept) return '—';
+    const cmp = kept.comparisons.find((c) => c.arm === a.name && c.version === a.version && c.shadow === Boolean(a.shadow));
     if (cmp) return comparisonCell(cmp);
-    const reference = !a.shadow && comparisons.some((c) => !c.paired && c.against.arm === a.name && c.against.version === a.version);
+    const reference = !a.shadow && kept.comparisons.some((c) => !c.paired && c.against.arm === a.name && c.against.version === a.version);
     return reference ? h('span.muted', null, 'the reference (live\'s version)') : '—';
   }
 
@@ -2051,30 +2051,38 @@
       exps.length ? exps.map((e) => {
         const arms = Array.isArray(e.arms) ? e.arms : [];
         const end = e.active ? h('button.small.danger', { type: 'button', 'data-action': 'end-experiment',
-          onclick: () => act({ title: `End experiment ${e.id}`, text: 'All traffic goes back to the live version.', confirm: 'End experiment', danger: true },
+          onclick: () => act({ title: `End experiment ${e.id}`, text: 'All traffic goes back to the live version. What its arms showed until now is kept with it.', confirm: 'End experiment', danger: true },
             (reason) => api('POST', `/v1/models/${enc(name)}/experiments/${e.id}/end`, { reason },
               Array.isArray(e.history) ? { 'If-Match': `"e${e.history.length}"` } : undefined),
             () => `Ended experiment ${e.id} of ${name}`) }, 'End experiment') : null;
+        // The running experiment's numbers come from its traffic since it
+        // started; an ended one's are those kept at its end (its traffic is
+        // not kept apart afterwards: arm names repeat across experiments).
+        const kept = e.active ? { groups, comparisons }
+          : e.results ? { groups: e.results.groups || [], comparisons: e.results.comparisons || [] } : null;
         return h('div.card', { 'data-experiment': e.id },
           h('div.card-head', null, h('h3', null, `Experiment ${e.id} `, badge(e.active ? 'active' : 'ended')), end),
           h('p.small', null, `Started ${fmtTime(e.started_at)} by ${e.started_by}: ${e.reason}`,
             e.ended_at ? h('span', null, h('br'), `Ended ${fmtTime(e.ended_at)} by ${e.ended_by}: ${e.end_reason}`) : null),
+          e.active ? null : h('p.muted.small.experiment-results', null, e.results
+            ? ['As its arms stood when it ended (', timeEl(e.results.computed_at), '): outcomes that came later are not counted.']
+            : 'Nothing was kept of its arms\' traffic: it ended before results were kept, or with its model\'s archiving.'),
           shareBar(arms),
           table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics', 'Against live'],
             arms.map((a) => {
-              // groups: the running experiment's; an ended one's are not kept apart.
-              const g = !e.active ? null : groups.find((x) => x.arm === a.name && x.version === a.version) || groups.find((x) => x.arm === a.name);
+              const g = !kept ? null : kept.groups.find((x) => x.arm === a.name && x.version === a.version && x.shadow === Boolean(a.shadow))
+                || kept.groups.find((x) => x.arm === a.name);
               const mets = g ? numericMetrics(g.metrics) : {};
               // An ended experiment's arms are history: no mark of what is disabled now.
               return h('tr', { 'data-arm': a.name },
                 h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, e.active ? disabledArmBadge(a, off, sv) : null),
                 h('td', null, `v${a.version}`),
                 h('td.num', null, a.shadow ? 'shadow' : fmtPct(a.weight)),
-                h('td.num', null, g ? fmtNum(g.predictions) : e.active ? '0' : '—'),
-                h('td.num', null, g ? fmtNum(g.outcomes) : e.active ? '0' : '—'),
-                h('td.num', null, g ? fmtNum(g.fallbacks) : e.active ? '0' : '—'),
+                h('td.num', null, g ? fmtNum(g.predictions) : kept ? '0' : '—'),
+                h('td.num', null, g ? fmtNum(g.outcomes) : kept ? '0' : '—'),
+                h('td.num', null, g ? fmtNum(g.fallbacks) : kept ? '0' : '—'),
                 h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'),
-                h('td.small', null, againstLive(e, a, comparisons)));
+                h('td.small', null, againstLive(kept, a)));
             })));
       }) : h('p.muted', null, 'No experiments yet. Start one below to split traffic between versions.'),
     ];

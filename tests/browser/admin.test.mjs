@@ -805,6 +805,12 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   await visible(page.locator('#flash .alert.success', { hasText: /Ended experiment \d+ of likes/ }));
   await waitFor('the ended badge', async () => /ended/.test(await card.textContent()), WAIT);
   await visible(page.locator('button[data-action="start-experiment"]'));
+  // Its end kept what its arms showed, though its traffic is no longer kept apart.
+  await visible(card.locator('.experiment-results', { hasText: 'As its arms stood when it ended' }));
+  const keptCounts = await card.locator('tbody tr td:nth-child(4)').allTextContents();
+  assert.ok(keptCounts.length === 2 && keptCounts.every((t) => Number(t.replace(/,/g, '')) > 0), keptCounts.join());
+  assert.match(await againstLive(other.version).textContent(), /rmse [+−-]?[\d.,]+ \[[^\]]+\] (better|worse|inconclusive)/);
+  assert.match(await againstLive(live.version).textContent(), /the reference/);
 });
 
 step('recent predictions: the log with its outcomes, filtered by entity', async () => {

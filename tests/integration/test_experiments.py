@@ -596,11 +596,27 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual([g["primary"] for g in again["groups"]],
                          [g["primary"] for g in body["groups"]])
 
+        # Its end keeps what its arms showed: their traffic is not kept apart
+        # afterwards. The same rows as the live metrics over its time.
+        over_its_time = report(first["started_at"])
+        r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+        kept = r.json()["results"]
+        self.assertEqual(kept["since"], first["started_at"])
+        self.assertGreaterEqual(kept["computed_at"], over_its_time["computed_at"])
+        for k in ("groups", "comparisons", "uncertainty"):
+            self.assertEqual(kept[k], over_its_time[k], k)
+        self.assertEqual(kept["comparisons"][0]["verdict"], "worse", kept)
+        r = self.c.get(base + "/%d" % first["id"])
+        self.assertEqual((r.status, r.json()["results"]), (200, kept), r)
+        # Sent again, the end changes nothing it kept.
+        r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen again"})
+        self.assertIn(r.status, (200, 409), r)
+        self.assertEqual(self.c.get(base + "/%d" % first["id"]).json()["results"], kept)
+
         # A shadow of live's own version, against the answers its requests
         # got: on the "lin" arm's requests the same answers, so a paired
         # difference of exactly 0 and no verdict.
-        r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen"})
-        self.assertEqual(r.status, 200, r)
         r = self.c.post_json(base, {"reason": "echo", "arms": [
             {"name": "lin", "version": 1, "weight": 1},
             {"name": "echo", "version": 1, "shadow": True}]})
@@ -618,6 +634,14 @@ class ExperimentTest(SharedServerCase):
                           cmp["lower"], cmp["upper"], cmp["verdict"]),
                          ("echo", True, {"arm": "served", "version": None}, True, 120, 120, 0,
                           0, 0, "inconclusive"), cmp)
+        # An experiment its model's archiving ends keeps no results (the
+        # archive ends it in its own transaction, with no join).
+        second = self.c.get(base).json()["experiments"][0]
+        self.assertEqual((second["active"], second["results"]), (True, None), second)
+        r = self.c.post_json("/v1/models/%s/archive" % name, {"reason": "done", "force": True})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.get(base + "/%d" % second["id"])
+        self.assertEqual((r.status, r.json()["active"], r.json()["results"]), (200, False, None), r)
 
     def test_outcomes_join_to_predictions(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=12)
