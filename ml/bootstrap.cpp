@@ -86,6 +86,12 @@ void metric_rows::prepare() {
     prepared_ = true;
 }
 
+std::size_t metric_rows::distinct_clusters() const {
+    std::vector<std::uint32_t> c = cluster_;
+    std::sort(c.begin(), c.end());
+    return static_cast<std::size_t>(std::unique(c.begin(), c.end()) - c.begin());
+}
+
 double metric_rows::evaluate(const std::vector<std::uint8_t>* cluster_weight) const {
     if (!prepared_) return nan;
     auto weight = [&](std::size_t row) -> double {

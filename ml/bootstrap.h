@@ -51,6 +51,7 @@ public:
 
     void prepare();
     std::size_t size() const { return cluster_.size(); }
+    std::size_t distinct_clusters() const;
     primary_form form() const { return form_; }
 
     // The metric with every row weighted by its cluster's weight (nullptr:

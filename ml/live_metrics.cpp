@@ -77,11 +77,197 @@ constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 // Fixed: the same rows give the same interval on every call.
 constexpr std::uint64_t bootstrap_seed = 0x6b656e6e656cULL;
 
+// One group's rows as they are gathered.
+struct group_acc {
+    live_group g;
+    double latency_sum = 0;
+    std::vector<double> truth, predicted;
+    std::vector<std::vector<double>> probs;
+    const version_scoring* scoring = nullptr;  // one version per group: one scoring
+    // The classes scored rows share; a fallback group's rows may come
+    // from versions of other classes, which cannot be scored together.
+    const std::vector<std::string>* classes = nullptr;
+    std::vector<datum> data;                 // with uncertainty: per scored row
+    std::vector<std::string_view> data_ids;  // their prediction ids
+};
+
+// A group's primary metric over its scored rows. A multiclass group whose
+// rows hold two classes only is still scored by log loss, as the gate
+// scores its task.
+struct group_metric {
+    group_acc* a;
+    metric_rows rows;
+    std::int64_t entities = 0;
+};
+
+void compare_groups(const live_uncertainty_options& u, const std::vector<group_acc*>& kept,
+                    std::uint32_t clusters, live_report& report) {
+    std::vector<group_metric> metrics;
+    metrics.reserve(kept.size());
+    for (group_acc* a : kept) {
+        group_metric& m =
+            metrics.emplace_back(group_metric{a, metric_rows(primary_form_of(a->scoring->task))});
+        for (const datum& x : a->data) add_datum(m.rows, x);
+        m.rows.prepare();
+        m.entities = static_cast<std::int64_t>(m.rows.distinct_clusters());
+    }
+    std::vector<bootstrap_statistic> statistics;
+    // What each statistic fills in once the bootstrap has run.
+    std::vector<std::function<void(const bootstrap_interval&)>> fill;
+    for (group_metric& m : metrics) {
+        live_group& g = m.a->g;
+        if (!m.rows.size()) continue;  // no outcome: no metric (groups are still compared)
+        g.primary = live_group::primary_estimate{primary_metric(m.a->scoring->task).name,
+                                                 m.rows.evaluate(nullptr), nan, nan, m.entities};
+        // Entities, not predictions: they are what is resampled, and 30
+        // predictions of 3 entities gave intervals that covered 65 in 100.
+        if (m.entities < u.min_entities) continue;
+        statistics.push_back(
+            [rows = &m.rows](const std::vector<std::uint8_t>& w) { return rows->evaluate(&w); });
+        fill.push_back([group = &g](const bootstrap_interval& i) {
+            group->primary->lower = i.lower;
+            group->primary->upper = i.upper;
+        });
+    }
+    // The reference: a group answering with the reference version, an
+    // experiment arm before the "live" arm (requests outside the experiment,
+    // such as those before it), then the one with the most outcomes.
+    group_metric* reference = nullptr;
+    auto rank = [](const group_metric& m) {
+        return std::make_pair(m.a->g.arm != "live", m.a->g.outcomes);
+    };
+    for (group_metric& m : metrics) {
+        const live_group& g = m.a->g;
+        if (g.shadow || !g.version || g.version != u.reference_version || g.arm == "fallback")
+            continue;
+        if (!reference || rank(m) > rank(*reference)) reference = &m;
+    }
+    // Both outlive the bootstrap that reads them.
+    std::vector<std::unique_ptr<live_comparison>> made;
+    std::vector<std::unique_ptr<std::pair<metric_rows, metric_rows>>> paired_rows;
+    if (reference) {
+        const live_group& ref = reference->a->g;
+        report.reference = live_report::reference_group{ref.arm, *ref.version};
+        auto classes_of = [](const group_acc& a) -> const std::vector<std::string>& {
+            return a.classes ? *a.classes : a.scoring->classes;
+        };
+        // One metric means one thing only for the same task and classes: a
+        // log loss over four classes is not one over three.
+        auto comparable = [&](const group_acc& a) {
+            const group_acc& r = *reference->a;
+            if (a.scoring->task != r.scoring->task) return false;
+            return a.scoring->task == task_kind::regression || classes_of(a) == classes_of(r);
+        };
+        auto begin = [&](const group_metric& m, bool paired) -> live_comparison& {
+            auto& cmp = *made.emplace_back(std::make_unique<live_comparison>());
+            cmp.version = m.a->g.version;
+            cmp.arm = m.a->g.arm;
+            cmp.shadow = m.a->g.shadow;
+            cmp.against_arm = ref.arm;
+            cmp.against_version = ref.version;
+            cmp.paired = paired;
+            const auto info = primary_metric(m.a->scoring->task);
+            cmp.metric = info.name;
+            cmp.higher_is_better = info.higher_is_better;
+            cmp.difference = cmp.lower = cmp.upper = nan;
+            return cmp;
+        };
+        // Whether the interval is worth computing; the verdict otherwise.
+        auto settle = [&](live_comparison& cmp) {
+            if (cmp.entities < u.min_entities || cmp.against_entities < u.min_entities) {
+                cmp.verdict = "too_few_entities";
+                return false;
+            }
+            cmp.verdict = "inconclusive";
+            return true;
+        };
+        // Experiment arms of other versions, as independent samples.
+        for (group_metric& m : metrics) {
+            const live_group& g = m.a->g;
+            if (&m == reference || g.shadow || !g.version || g.version == ref.version ||
+                g.arm == "live" || g.arm == "fallback")
+                continue;
+            live_comparison& cmp = begin(m, false);
+            cmp.outcomes = g.outcomes;
+            cmp.against_outcomes = ref.outcomes;
+            cmp.entities = m.entities;
+            cmp.against_entities = reference->entities;
+            if (!comparable(*m.a)) {
+                cmp.verdict = "not_comparable";
+                continue;
+            }
+            cmp.difference = m.rows.evaluate(nullptr) - reference->rows.evaluate(nullptr);
+            if (!settle(cmp)) continue;
+            statistics.push_back(
+                [rows = &m.rows, against = &reference->rows](const std::vector<std::uint8_t>& w) {
+                    return rows->evaluate(&w) - against->evaluate(&w);
+                });
+            fill.push_back([c = &cmp](const bootstrap_interval& i) {
+                c->lower = i.lower;
+                c->upper = i.upper;
+            });
+        }
+        // Shadows against the reference's answers to the same requests (one
+        // prediction id, both scored): paired. Answers of other arms, or
+        // fallbacks, are not what the shadow would replace.
+        std::unordered_map<std::string_view, const datum*> answered;
+        for (std::size_t i = 0; i < reference->a->data.size(); ++i)
+            answered.emplace(reference->a->data_ids[i], &reference->a->data[i]);
+        for (group_metric& m : metrics) {
+            group_acc& a = *m.a;
+            if (!a.g.shadow) continue;
+            live_comparison& cmp = begin(m, true);
+            if (!comparable(a)) {
+                cmp.verdict = "not_comparable";
+                continue;
+            }
+            const primary_form form = primary_form_of(a.scoring->task);
+            auto& both =
+                *paired_rows.emplace_back(std::make_unique<std::pair<metric_rows, metric_rows>>(
+                    metric_rows(form), metric_rows(form)));
+            for (std::size_t i = 0; i < a.data.size(); ++i) {
+                auto it = answered.find(a.data_ids[i]);
+                if (it == answered.end()) continue;
+                add_datum(both.first, a.data[i]);
+                add_datum(both.second, *it->second);
+            }
+            both.first.prepare();
+            both.second.prepare();
+            cmp.outcomes = cmp.against_outcomes = static_cast<std::int64_t>(both.first.size());
+            cmp.entities = cmp.against_entities =
+                static_cast<std::int64_t>(both.first.distinct_clusters());
+            cmp.difference = both.first.evaluate(nullptr) - both.second.evaluate(nullptr);
+            if (!settle(cmp)) continue;
+            statistics.push_back([pair = &both](const std::vector<std::uint8_t>& w) {
+                return pair->first.evaluate(&w) - pair->second.evaluate(&w);
+            });
+            fill.push_back([c = &cmp](const bootstrap_interval& i) {
+                c->lower = i.lower;
+                c->upper = i.upper;
+            });
+        }
+    }
+    const auto intervals =
+        cluster_bootstrap(clusters, statistics, u.resamples, u.confidence, bootstrap_seed);
+    for (std::size_t i = 0; i < intervals.size(); ++i) fill[i](intervals[i]);
+    for (auto& cmp : made) {
+        // Better or worse only when the interval lies wholly on one side of 0.
+        if (cmp->verdict == "inconclusive" && std::isfinite(cmp->lower) &&
+            std::isfinite(cmp->upper)) {
+            const bool above = cmp->lower > 0, below = cmp->upper < 0;
+            if (above || below)
+                cmp->verdict = (above == cmp->higher_is_better) ? "better" : "worse";
+        }
+        report.comparisons.push_back(std::move(*cmp));
+    }
+}
+
 result<live_report> compute(connection& c, const std::string& model, const model_definition& d,
                             micros since, std::int64_t max_predictions, micros until,
                             const live_uncertainty_options* uncertainty) {
     std::vector<row> rows;
     std::uint32_t clusters = 0;
+    bool truncated = false;                // more predictions than max_predictions in the window
     std::optional<outcome_joiner> joiner;  // outlives the rows: they point into it
     std::vector<logged_prediction> recent;  // so do these
     try {
@@ -105,6 +291,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
                                   [](const logged_prediction& a, const logged_prediction& b) {
                                       return a.time > b.time;
                                   });
+                        truncated = truncated || recent.size() > limit;
                         recent.resize(limit);
                         cutoff = recent.back().time;
                     }
@@ -147,22 +334,10 @@ result<live_report> compute(connection& c, const std::string& model, const model
         return status(error_kind::internal, std::string("live metrics: ") + e.what());
     }
 
-    struct acc {
-        live_group g;
-        double latency_sum = 0;
-        std::vector<double> truth, predicted;
-        std::vector<std::vector<double>> probs;
-        const version_scoring* scoring = nullptr;  // one version per group: one scoring
-        // The classes scored rows share; a fallback group's rows may come
-        // from versions of other classes, which cannot be scored together.
-        const std::vector<std::string>* classes = nullptr;
-        std::vector<datum> data;                 // with uncertainty: per scored row
-        std::vector<std::string_view> data_ids;  // their prediction ids
-    };
-    std::map<std::tuple<std::int64_t, std::string, bool>, acc> groups;
+    std::map<std::tuple<std::int64_t, std::string, bool>, group_acc> groups;
     for (const auto& r : rows) {
         auto key = std::make_tuple(r.version.value_or(0), r.arm, r.shadow);
-        acc& a = groups[key];
+        group_acc& a = groups[key];
         a.g.version = r.version;
         a.g.arm = r.arm;
         a.g.shadow = r.shadow;
@@ -222,7 +397,8 @@ result<live_report> compute(connection& c, const std::string& model, const model
         }
     }
     live_report report;
-    std::vector<acc*> kept;
+    report.truncated = truncated;
+    std::vector<group_acc*> kept;
     for (auto& [key, a] : groups) {
         a.g.mean_latency_ms =
             a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
@@ -237,150 +413,8 @@ result<live_report> compute(connection& c, const std::string& model, const model
         }
         kept.push_back(&a);
     }
-    if (uncertainty) {
-        const live_uncertainty_options& u = *uncertainty;
-        // Each group's primary metric over its scored rows. A multiclass
-        // group whose rows hold two classes only is still scored by log loss,
-        // as the gate scores its task.
-        struct group_metric {
-            acc* a;
-            primary_form form;
-            metric_rows rows;
-        };
-        std::vector<group_metric> metrics;
-        metrics.reserve(kept.size());
-        for (acc* a : kept) {
-            group_metric& m =
-                metrics.emplace_back(group_metric{a, primary_form_of(a->scoring->task),
-                                                  metric_rows(primary_form_of(a->scoring->task))});
-            for (const datum& x : a->data) add_datum(m.rows, x);
-            m.rows.prepare();
-        }
-        std::vector<bootstrap_statistic> statistics;
-        // What each statistic fills in once the bootstrap has run.
-        std::vector<std::function<void(const bootstrap_interval&)>> fill;
-        for (group_metric& m : metrics) {
-            live_group& g = m.a->g;
-            if (!m.rows.size()) continue;  // no outcome: no metric (groups are still compared)
-            g.primary = live_group::primary_estimate{primary_metric(m.a->scoring->task).name,
-                                                     m.rows.evaluate(nullptr), nan, nan};
-            if (g.outcomes < u.min_outcomes) continue;
-            statistics.push_back(
-                [&m](const std::vector<std::uint8_t>& w) { return m.rows.evaluate(&w); });
-            fill.push_back([&g](const bootstrap_interval& i) {
-                g.primary->lower = i.lower;
-                g.primary->upper = i.upper;
-            });
-        }
-        // Experiment arms against the group answering with live's version.
-        group_metric* reference = nullptr;
-        for (group_metric& m : metrics) {
-            const live_group& g = m.a->g;
-            if (g.shadow || !g.version || g.version != u.live_version) continue;
-            if (!reference || g.outcomes > reference->a->g.outcomes) reference = &m;
-        }
-        auto comparison_of = [&](const live_group& g) {
-            live_comparison cmp;
-            cmp.version = g.version;
-            cmp.arm = g.arm;
-            cmp.shadow = g.shadow;
-            return cmp;
-        };
-        // Comparisons are filled where they lie once all are made.
-        std::vector<std::unique_ptr<live_comparison>> made;
-        auto settle = [&](live_comparison& cmp, task_kind task) {
-            const auto info = primary_metric(task);
-            cmp.metric = info.name;
-            cmp.higher_is_better = info.higher_is_better;
-            cmp.lower = cmp.upper = nan;
-            if (cmp.outcomes < u.min_outcomes || cmp.against_outcomes < u.min_outcomes) {
-                cmp.verdict = "too_few_outcomes";
-                return false;
-            }
-            cmp.verdict = "inconclusive";
-            return true;
-        };
-        if (reference) {
-            for (group_metric& m : metrics) {
-                const live_group& g = m.a->g;
-                if (&m == reference || g.shadow || !g.version || g.version == u.live_version ||
-                    g.arm == "live" || g.arm == "fallback" || m.form != reference->form ||
-                    m.a->scoring->task != reference->a->scoring->task)
-                    continue;
-                auto& cmp = *made.emplace_back(std::make_unique<live_comparison>(comparison_of(g)));
-                cmp.against_arm = reference->a->g.arm;
-                cmp.against_version = reference->a->g.version;
-                cmp.outcomes = g.outcomes;
-                cmp.against_outcomes = reference->a->g.outcomes;
-                cmp.difference = m.rows.evaluate(nullptr) - reference->rows.evaluate(nullptr);
-                if (!settle(cmp, m.a->scoring->task)) continue;
-                statistics.push_back([&m, reference](const std::vector<std::uint8_t>& w) {
-                    return m.rows.evaluate(&w) - reference->rows.evaluate(&w);
-                });
-                fill.push_back([&cmp](const bootstrap_interval& i) {
-                    cmp.lower = i.lower;
-                    cmp.upper = i.upper;
-                });
-            }
-        }
-        // Shadows against the answers their requests got: pairs of rows
-        // with one prediction id, both scored, of the same classes.
-        std::unordered_map<std::string_view, const datum*> served;
-        std::unordered_map<std::string_view, task_kind> served_task;
-        for (acc* a : kept) {
-            if (a->g.shadow) continue;
-            for (std::size_t i = 0; i < a->data.size(); ++i) {
-                served.emplace(a->data_ids[i], &a->data[i]);
-                served_task.emplace(a->data_ids[i], a->scoring->task);
-            }
-        }
-        std::vector<std::unique_ptr<std::pair<metric_rows, metric_rows>>> paired_rows;
-        for (group_metric& m : metrics) {
-            acc& a = *m.a;
-            if (!a.g.shadow) continue;
-            auto& both =
-                *paired_rows.emplace_back(std::make_unique<std::pair<metric_rows, metric_rows>>(
-                    metric_rows(m.form), metric_rows(m.form)));
-            for (std::size_t i = 0; i < a.data.size(); ++i) {
-                auto it = served.find(a.data_ids[i]);
-                if (it == served.end() || served_task.at(a.data_ids[i]) != a.scoring->task)
-                    continue;
-                const datum& mine = a.data[i];
-                const datum& theirs = *it->second;
-                if (mine.classes && (!theirs.classes || *mine.classes != *theirs.classes)) continue;
-                add_datum(both.first, mine);
-                add_datum(both.second, theirs);
-            }
-            both.first.prepare();
-            both.second.prepare();
-            auto& cmp = *made.emplace_back(std::make_unique<live_comparison>(comparison_of(a.g)));
-            cmp.against_arm = "served";
-            cmp.paired = true;
-            cmp.outcomes = cmp.against_outcomes = static_cast<std::int64_t>(both.first.size());
-            cmp.difference = both.first.evaluate(nullptr) - both.second.evaluate(nullptr);
-            if (!settle(cmp, a.scoring->task)) continue;
-            statistics.push_back([&both](const std::vector<std::uint8_t>& w) {
-                return both.first.evaluate(&w) - both.second.evaluate(&w);
-            });
-            fill.push_back([&cmp](const bootstrap_interval& i) {
-                cmp.lower = i.lower;
-                cmp.upper = i.upper;
-            });
-        }
-        const auto intervals =
-            cluster_bootstrap(clusters, statistics, u.resamples, u.confidence, bootstrap_seed);
-        for (std::size_t i = 0; i < intervals.size(); ++i) fill[i](intervals[i]);
-        for (auto& cmp : made) {
-            if (cmp->verdict == "inconclusive" && std::isfinite(cmp->lower) &&
-                std::isfinite(cmp->upper)) {
-                const bool above = cmp->lower > 0, below = cmp->upper < 0;
-                if (above || below)
-                    cmp->verdict = (above == cmp->higher_is_better) ? "better" : "worse";
-            }
-            report.comparisons.push_back(std::move(*cmp));
-        }
-    }
-    for (acc* a : kept) report.groups.push_back(std::move(a->g));
+    if (uncertainty) compare_groups(*uncertainty, kept, clusters, report);
+    for (group_acc* a : kept) report.groups.push_back(std::move(a->g));
     return report;
 }
 

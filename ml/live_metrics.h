@@ -38,6 +38,7 @@ struct live_group {
     struct primary_estimate {
         std::string metric;
         double value = 0, lower = 0, upper = 0;
+        std::int64_t entities = 0;  // of the scored rows (one without an entity counts as one)
     };
     std::optional<primary_estimate> primary;
 };
@@ -48,31 +49,45 @@ struct live_comparison {
     std::optional<std::int64_t> version;
     std::string arm;
     bool shadow = false;
-    // An experiment arm is compared with the group that answers with live's
-    // version (the most outcomes of those); a shadow with the answers its
-    // requests got ("served", version null), on the same requests (paired).
+    // Against the reference group (live_report::reference): an experiment
+    // arm as an independent sample, a shadow on the reference's answers to
+    // the same requests (paired).
     std::string against_arm;
     std::optional<std::int64_t> against_version;
     bool paired = false;
     std::string metric;
     bool higher_is_better = false;
     std::int64_t outcomes = 0, against_outcomes = 0;  // paired: both the pairs
+    std::int64_t entities = 0, against_entities = 0;  // what is resampled
     double difference = 0, lower = 0, upper = 0;      // NaN when not known
-    // "better", "worse" (the interval excludes no difference), "inconclusive"
-    // (it does not, or could not be computed), "too_few_outcomes".
+    // "better", "worse" (the interval lies wholly on one side of 0),
+    // "inconclusive" (it does not, or could not be computed),
+    // "too_few_entities" (below min_entities on a side), "not_comparable"
+    // (another task, or other classes, than the reference's).
     std::string verdict;
 };
 
 struct live_uncertainty_options {
-    std::optional<std::int64_t> live_version;  // what experiment arms are compared with
+    // What experiment arms and shadows are compared with: live's version
+    // when the window began (the caller's choice); none, nothing compared.
+    std::optional<std::int64_t> reference_version;
     std::uint32_t resamples = 400;
     double confidence = 0.95;
-    std::int64_t min_outcomes = 30;  // per side, for an interval or a verdict
+    std::int64_t min_entities = 30;  // per side, for an interval or a verdict
 };
 
 struct live_report {
     std::vector<live_group> groups;
+    // The group answering with the reference version that the others are
+    // compared with: an experiment arm before the "live" arm, then the one
+    // with the most outcomes. None: nothing is compared.
+    struct reference_group {
+        std::string arm;
+        std::int64_t version = 0;
+    };
+    std::optional<reference_group> reference;
     std::vector<live_comparison> comparisons;
+    bool truncated = false;  // the window held more than max_predictions
 };
 
 // Over the newest `max_predictions` predictions made from `since` to `until`.

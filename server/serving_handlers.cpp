@@ -479,6 +479,21 @@ http_response act_on_experiment(app& a, const http_request& req, const std::stri
     return experiment_answer(*conn, id);
 }
 
+// The newest predictions live metrics read (shadow entries count).
+constexpr std::int64_t live_metrics_max_predictions = 50000;
+
+// What arms and shadows are compared with: the version live was when the
+// window began, so that a promotion during an experiment (or before its end
+// is recorded) does not turn the comparison around; the version live is
+// now when no window start is given, or live was not set then.
+std::optional<std::int64_t> reference_version(connection& c, const std::string& name,
+                                              micros since) {
+    if (since > 0) {
+        if (auto then = alias_version_at(c, name, "live", since)) return *then;
+    }
+    return alias_version(c, name, "live");
+}
+
 // Live metrics as GET …/live-metrics answers them (and an experiment's end
 // keeps them).
 json live_report_json(const std::string& name, const ml::live_report& report,
@@ -490,7 +505,8 @@ json live_report_json(const std::string& name, const ml::live_report& report,
             primary = {{"metric", g.primary->metric},
                        {"value", finite_or_null(g.primary->value)},
                        {"lower", finite_or_null(g.primary->lower)},
-                       {"upper", finite_or_null(g.primary->upper)}};
+                       {"upper", finite_or_null(g.primary->upper)},
+                       {"entities", g.primary->entities}};
         }
         out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
                        {"arm", g.arm},
@@ -517,19 +533,27 @@ json live_report_json(const std::string& name, const ml::live_report& report,
              {"higher_is_better", cmp.higher_is_better},
              {"outcomes", cmp.outcomes},
              {"against_outcomes", cmp.against_outcomes},
+             {"entities", cmp.entities},
+             {"against_entities", cmp.against_entities},
              {"difference", finite_or_null(cmp.difference)},
              {"lower", finite_or_null(cmp.lower)},
              {"upper", finite_or_null(cmp.upper)},
              {"verdict", cmp.verdict}});
     }
+    json reference = nullptr;
+    if (report.reference)
+        reference = {{"arm", report.reference->arm}, {"version", report.reference->version}};
     return {{"model", name},
             {"groups", out},
+            {"reference", reference},
             {"comparisons", comparisons},
             {"uncertainty",
              {{"confidence", options.confidence},
               {"resamples", options.resamples},
-              {"min_outcomes", options.min_outcomes},
+              {"min_entities", options.min_entities},
               {"resampled", "entities"}}},
+            {"max_predictions", live_metrics_max_predictions},
+            {"truncated", report.truncated},
             {"computed_at", format_rfc3339(started)}};
 }
 
@@ -542,9 +566,10 @@ std::optional<std::string> experiment_results(connection& c, const std::string& 
     if (!m) return std::nullopt;
     const micros started = now_micros();
     ml::live_uncertainty_options options;
-    options.live_version = alias_version(c, name, "live");
-    auto report = ml::compute_live_report(c, name, parse_definition(m->definition).definition,
-                                          e.started_at, options, 50000, started);
+    options.reference_version = reference_version(c, name, e.started_at);
+    auto report =
+        ml::compute_live_report(c, name, parse_definition(m->definition).definition, e.started_at,
+                                options, live_metrics_max_predictions, started);
     if (!report) {
         log_warn("experiments", "experiment " + std::to_string(e.id) + " of " + name +
                                     ": its results could not be kept: " + report.error().message());
@@ -587,7 +612,14 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
     std::optional<std::string> results;
     {
         auto conn = a.readers().acquire();
-        if (auto e = get_experiment(*conn, *id); e && e->model == name && !e->ended_at)
+        auto e = get_experiment(*conn, *id);
+        // Not for a condition that fails already: the write answers it
+        // (and checks it again), and the join would be wasted.
+        auto pre = read_preconditions(req);
+        const bool held =
+            pre && (pre->empty() || check_preconditions(*pre, experiment_state_etag(*conn, *id),
+                                                        "experiment " + std::to_string(*id)));
+        if (e && e->model == name && !e->ended_at && held)
             results = experiment_results(*conn, name, *e);
     }
     return act_on_experiment(
@@ -611,11 +643,19 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         if (!seconds) return error_response(seconds.error());
         max_age = *seconds * 1'000'000;
     }
-    auto m = get_model(*a.readers().acquire(), name);
-    if (!m) return error_response(no_model_named(name));
-    // A definition change may change the label the outcomes are read from.
-    const std::string key =
-        name + '\n' + std::to_string(m->current_revision) + '\n' + std::to_string(since);
+    std::optional<model_row> m;
+    std::optional<std::int64_t> reference;
+    {
+        auto conn = a.readers().acquire();
+        m = get_model(*conn, name);
+        if (!m) return error_response(no_model_named(name));
+        reference = reference_version(*conn, name, since);
+    }
+    // A definition change may change the label the outcomes are read from,
+    // and a move of live what is compared.
+    const std::string key = name + '\n' + std::to_string(m->current_revision) + '\n' +
+                            std::to_string(since) + '\n' +
+                            (reference ? std::to_string(*reference) : "-");
     cached_answer answer = a.live_metrics_cache().get(key, max_age, [&]() -> cached_answer {
         // Taken here, not held while waiting for another caller's answer:
         // twenty waiting pollers held twenty of the pool's readers.
@@ -623,8 +663,9 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         const micros started = now_micros();
         parsed_definition p = parse_definition(m->definition);
         ml::live_uncertainty_options options;
-        options.live_version = alias_version(*conn, name, "live");
-        auto report = ml::compute_live_report(*conn, name, p.definition, since, options);
+        options.reference_version = reference;
+        auto report = ml::compute_live_report(*conn, name, p.definition, since, options,
+                                              live_metrics_max_predictions);
         if (!report) {
             http_response e = error_response(report.error());
             return {e.status, std::move(e.body)};

@@ -1931,8 +1931,9 @@
       if (!ctx.alive()) return;
       const armGroups = since && !since.error ? since.groups : [];
       const armComparisons = since && !since.error ? since.comparisons || [] : [];
-      R.experiments({ ex, armGroups, armComparisons, off: [...off], svBrief },
-        () => experimentsCard(name, ex, armGroups, armComparisons, off, svBrief));
+      const armReference = since && !since.error ? since.reference || null : null;
+      R.experiments({ ex, armGroups, armComparisons, armReference, off: [...off], svBrief },
+        () => experimentsCard(name, ex, { groups: armGroups, comparisons: armComparisons, reference: armReference }, off, svBrief));
       R.live(lm, () => [
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm',
@@ -2009,14 +2010,14 @@
       h('td.num', null, fmtNum(g.fallbacks)),
       h('td.num', null, fmtMs(g.mean_latency_ms, 2)),
       h('td.small.primary-metric', null, g.primary ? [`${g.primary.metric} ${fmtNum(g.primary.value, 4)}`,
-        g.primary.lower === null ? h('span.muted', { title: 'too few outcomes for an interval' }, ' (too few outcomes)')
+        g.primary.lower === null ? h('span.muted', { title: 'outcomes from fewer than 30 entities: no interval' }, ' (too few entities)')
           : h('span.muted', null, ` [${fmtNum(g.primary.lower, 4)}, ${fmtNum(g.primary.upper, 4)}]`)] : '—'),
       names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
   // An arm against the arm answering with live's version, or a shadow
-  // against the answers its requests got: the difference in the gate's
-  // metric, its 95% interval, and what the interval allows saying.
+  // against that arm's answers to the same requests: the difference in the
+  // gate's metric, its 95% interval, and what the interval allows saying.
   const VERDICT_CLASS = { better: 'ok', worse: 'bad' };
   function signed(v) {
     return v === null || v === undefined ? '—' : `${v > 0 ? '+' : ''}${fmtNum(v, 4)}`;
@@ -2025,9 +2026,10 @@
     if (!cmp) return '—';
     const cls = VERDICT_CLASS[cmp.verdict];
     const verdict = h(`span.badge${cls ? '.' + cls : ''}`, { 'data-verdict': cmp.verdict }, cmp.verdict.replace(/_/g, ' '));
-    const against = cmp.paired ? 'the answers its requests got' : `arm ${cmp.against.arm} (v${cmp.against.version})`;
-    const title = `${cmp.metric} of this arm minus that of ${against} (${cmp.higher_is_better ? 'higher' : 'lower'} is better), `
-      + `with its 95% interval from resampling entities; ${fmtNum(cmp.outcomes)} and ${fmtNum(cmp.against_outcomes)} outcomes`;
+    const against = cmp.paired ? `arm ${cmp.against.arm} (v${cmp.against.version}) on the same requests` : `arm ${cmp.against.arm} (v${cmp.against.version})`;
+    const title = cmp.verdict === 'not_comparable' ? `not comparable with ${against}: another task or other classes`
+      : `${cmp.metric} of this arm minus that of ${against} (${cmp.higher_is_better ? 'higher' : 'lower'} is better), `
+      + `with its 95% interval from resampling entities; outcomes from ${fmtNum(cmp.entities)} and ${fmtNum(cmp.against_entities)} entities`;
     return h('span.comparison', { title },
       cmp.difference === null ? null : `${cmp.metric} ${signed(cmp.difference)}`,
       cmp.lower === null ? null : h('span.muted', null, ` [${signed(cmp.lower)}, ${signed(cmp.upper)}]`),
@@ -2038,11 +2040,13 @@
     if (!kept) return '—';
     const cmp = kept.comparisons.find((c) => c.arm === a.name && c.version === a.version && c.shadow === Boolean(a.shadow));
     if (cmp) return comparisonCell(cmp);
-    const reference = !a.shadow && kept.comparisons.some((c) => !c.paired && c.against.arm === a.name && c.against.version === a.version);
-    return reference ? h('span.muted', null, 'the reference (live\'s version)') : '—';
+    const ref = kept.reference;
+    if (!a.shadow && ref && ref.arm === a.name && ref.version === a.version) return h('span.muted', null, 'the reference (live\'s version)');
+    // No arm answers with live's version: nothing to compare with.
+    return ref ? '—' : h('span.muted', { title: 'no arm of this experiment answers with the version live was when it started' }, 'no reference');
   }
 
-  function experimentsCard(name, ex, groups, comparisons, off, sv) {
+  function experimentsCard(name, ex, running, off, sv) {
     if (ex.error) return [h('h2', null, 'Experiments'), errorBox(ex.error)];
     const exps = ex.experiments.slice().sort((a, b) => b.id - a.id);
     return [
@@ -2058,8 +2062,8 @@
         // The running experiment's numbers come from its traffic since it
         // started; an ended one's are those kept at its end (its traffic is
         // not kept apart afterwards: arm names repeat across experiments).
-        const kept = e.active ? { groups, comparisons }
-          : e.results ? { groups: e.results.groups || [], comparisons: e.results.comparisons || [] } : null;
+        const kept = e.active ? running
+          : e.results ? { groups: e.results.groups || [], comparisons: e.results.comparisons || [], reference: e.results.reference || null } : null;
         return h('div.card', { 'data-experiment': e.id },
           h('div.card-head', null, h('h3', null, `Experiment ${e.id} `, badge(e.active ? 'active' : 'ended')), end),
           h('p.small', null, `Started ${fmtTime(e.started_at)} by ${e.started_by}: ${e.reason}`,

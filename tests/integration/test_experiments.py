@@ -515,18 +515,22 @@ class ExperimentTest(SharedServerCase):
     def test_arms_and_shadows_compared_with_intervals(self):
         # Version 3 (ridge, lambda 30) shrinks a linear truth the plain
         # linear version 1 (live) fits: over 120 entities per arm, each asked
-        # twice (one outcome per entity), the comparison says it is worse.
+        # twice (one outcome per entity), the comparison says it is worse. A
+        # shadow of version 1 is compared with the "lin" arm's answers to the
+        # same requests: the same answers, a difference of exactly 0 (against
+        # every answer served, the ridge arm's worse ones made it "better").
         name, _, labels, _ = three_versions(self, self.c, seed=16)
         base = "/v1/models/%s/experiments" % name
         r = self.c.post_json(base, {"reason": "ridge against live", "arms": [
-            {"name": "lin", "version": 1, "weight": 1}, {"name": "ridge", "version": 3, "weight": 1}]})
+            {"name": "lin", "version": 1, "weight": 1}, {"name": "ridge", "version": 3, "weight": 1},
+            {"name": "echo", "version": 1, "shadow": True}]})
         self.assertEqual(r.status, 201, r)
         first = r.json()
 
-        def ask(prefix, n):
+        def ask(prefix, n, times=2):
             insts = [{"entity": "%s-%d" % (prefix, i), "features": entity_features(i)}
                      for i in range(n)]
-            preds = predict(self, self.c, name, {"instances": insts + insts})["predictions"]
+            preds = predict(self, self.c, name, {"instances": insts * times})["predictions"]
             return insts, preds
 
         def outcomes_for(insts, shift=0.0):
@@ -539,101 +543,132 @@ class ExperimentTest(SharedServerCase):
                 facts.append(fact(labels, inst["entity"], {"y": y}))
             return facts, truth
 
-        def report(since=None):
-            path = "/v1/models/%s/live-metrics" % name
-            r = self.c.get(path + ("?since=" + since if since else ""))
+        def report(since=None, max_age=None):
+            query = "&".join(q for q in ("since=" + since if since else "",
+                                         "max_age=%d" % max_age if max_age else "") if q)
+            r = self.c.get("/v1/models/%s/live-metrics%s" % (name, "?" + query if query else ""))
             self.assertEqual(r.status, 200, r)
             return r.json()
 
+        def by_arm(body):
+            return {c["arm"]: c for c in body["comparisons"]}
+
         prefix = uid("cmp")
         insts, preds = ask(prefix, 240)
-        wait_until(lambda: sum(g["predictions"] for g in report()["groups"]) == 480, LOG_WAIT_S,
-                   "480 predictions logged", interval=0.2)
+        wait_until(lambda: sum(g["predictions"] for g in report()["groups"]) == 960, LOG_WAIT_S,
+                   "480 answers and 480 shadow entries logged", interval=0.2)
         # No outcome yet: nothing to compare.
         body = report()
         self.assertEqual(body["uncertainty"], {"confidence": 0.95, "resamples": 400,
-                                               "min_outcomes": 30, "resampled": "entities"})
-        (cmp,) = body["comparisons"]
-        self.assertEqual((cmp["arm"], cmp["version"], cmp["against"], cmp["paired"],
-                          cmp["metric"], cmp["higher_is_better"], cmp["outcomes"],
+                                               "min_entities": 30, "resampled": "entities"})
+        self.assertEqual((body["reference"], body["max_predictions"], body["truncated"]),
+                         ({"arm": "lin", "version": 1}, 50000, False), body)
+        cmp = by_arm(body)["ridge"]
+        self.assertEqual((cmp["version"], cmp["against"], cmp["paired"], cmp["metric"],
+                          cmp["higher_is_better"], cmp["outcomes"], cmp["entities"],
                           cmp["verdict"], cmp["lower"], cmp["upper"]),
-                         ("ridge", 3, {"arm": "lin", "version": 1}, False, "rmse", False, 0,
-                          "too_few_outcomes", None, None), cmp)
-        self.assertEqual([g["primary"] for g in body["groups"]], [None, None], body)
+                         (3, {"arm": "lin", "version": 1}, False, "rmse", False, 0, 0,
+                          "too_few_entities", None, None), cmp)
+        self.assertEqual([g["primary"] for g in body["groups"]], [None] * 3, body)
 
         facts, truth = outcomes_for(insts)
         post_facts(self, self.c, facts)
         body = report()
         groups = {g["arm"]: g for g in body["groups"]}
-        per_arm = {}
+        per_arm, lin_ids = {}, set()
         for inst, p in zip(insts + insts, preds):
             t, q = per_arm.setdefault(p["arm"], ([], []))
             t.append(truth[inst["entity"]])
             q.append(p["prediction"])
+            if p["arm"] == "lin":
+                lin_ids.add(inst["entity"])
         for arm in ("lin", "ridge"):
             g = groups[arm]
             want = regression_metrics(*per_arm[arm])["rmse"]
             self.assertEqual(g["outcomes"], len(per_arm[arm][0]), g)
+            self.assertEqual(g["primary"]["entities"], len(per_arm[arm][0]) // 2, g)
             self.assertEqual(g["primary"]["metric"], "rmse", g)
             self.assertAlmostEqual(g["primary"]["value"], want, places=9)
             self.assertAlmostEqual(g["metrics"]["rmse"], want, places=9)
             self.assertLess(g["primary"]["lower"], want, g)
             self.assertGreater(g["primary"]["upper"], want, g)
-        (cmp,) = body["comparisons"]
+        cmp = by_arm(body)["ridge"]
         diff = groups["ridge"]["primary"]["value"] - groups["lin"]["primary"]["value"]
         self.assertAlmostEqual(cmp["difference"], diff, places=9)
-        self.assertEqual((cmp["outcomes"], cmp["against_outcomes"]),
-                         (groups["ridge"]["outcomes"], groups["lin"]["outcomes"]), cmp)
+        self.assertEqual((cmp["outcomes"], cmp["against_outcomes"], cmp["entities"],
+                          cmp["against_entities"]),
+                         (groups["ridge"]["outcomes"], groups["lin"]["outcomes"],
+                          groups["ridge"]["primary"]["entities"],
+                          groups["lin"]["primary"]["entities"]), cmp)
         self.assertGreater(diff, 0, body)
         self.assertLess(cmp["lower"], diff, cmp)
         self.assertGreater(cmp["upper"], diff, cmp)
         # Above 0 all along: ridge's error is larger, and lower is better.
         self.assertGreater(cmp["lower"], 0, cmp)
         self.assertEqual(cmp["verdict"], "worse", cmp)
+        echo = by_arm(body)["echo"]
+        self.assertEqual((echo["shadow"], echo["against"], echo["paired"], echo["outcomes"],
+                          echo["entities"], echo["difference"], echo["lower"], echo["upper"],
+                          echo["verdict"]),
+                         (True, {"arm": "lin", "version": 1}, True, groups["lin"]["outcomes"],
+                          len(lin_ids), 0, 0, 0, "inconclusive"), echo)
         # The same rows, the same interval: pollers see one answer.
         again = report()
         self.assertEqual(again["comparisons"], body["comparisons"])
         self.assertEqual([g["primary"] for g in again["groups"]],
                          [g["primary"] for g in body["groups"]])
 
+        # Live moves to the candidate before the experiment ends (the usual
+        # order). Over the experiment's time the reference stays the version
+        # live was when it began; without a start, it is live's version now,
+        # and an answer cached for the old one is not reused.
+        since_start = report(first["started_at"])
+        cached = report(max_age=600)
+        set_live(self, self.c, name, 3)
+        self.assertEqual(report(first["started_at"], max_age=600)["comparisons"],
+                         since_start["comparisons"])
+        now = report(max_age=600)
+        self.assertNotEqual(now["computed_at"], cached["computed_at"])
+        self.assertEqual(now["reference"], {"arm": "ridge", "version": 3}, now)
+        self.assertEqual(by_arm(now)["lin"]["verdict"], "better", now)
+
         # Its end keeps what its arms showed: their traffic is not kept apart
         # afterwards. The same rows as the live metrics over its time.
-        over_its_time = report(first["started_at"])
         r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen"})
         self.assertEqual(r.status, 200, r)
         kept = r.json()["results"]
         self.assertEqual(kept["since"], first["started_at"])
-        self.assertGreaterEqual(kept["computed_at"], over_its_time["computed_at"])
-        for k in ("groups", "comparisons", "uncertainty"):
-            self.assertEqual(kept[k], over_its_time[k], k)
-        self.assertEqual(kept["comparisons"][0]["verdict"], "worse", kept)
+        self.assertGreaterEqual(kept["computed_at"], since_start["computed_at"])
+        for k in ("groups", "reference", "comparisons", "uncertainty", "truncated"):
+            self.assertEqual(kept[k], since_start[k], k)
+        self.assertEqual(by_arm(kept)["ridge"]["verdict"], "worse", kept)
         r = self.c.get(base + "/%d" % first["id"])
         self.assertEqual((r.status, r.json()["results"]), (200, kept), r)
         # Sent again, the end changes nothing it kept.
         r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen again"})
         self.assertIn(r.status, (200, 409), r)
         self.assertEqual(self.c.get(base + "/%d" % first["id"]).json()["results"], kept)
+        set_live(self, self.c, name, 1)
 
-        # A shadow of live's own version, against the answers its requests
-        # got: on the "lin" arm's requests the same answers, so a paired
-        # difference of exactly 0 and no verdict.
-        r = self.c.post_json(base, {"reason": "echo", "arms": [
+        # Outcomes of 10 entities asked 5 times each: 50 outcomes, but 10
+        # entities, too few for an interval or a verdict.
+        r = self.c.post_json(base, {"reason": "few", "arms": [
             {"name": "lin", "version": 1, "weight": 1},
             {"name": "echo", "version": 1, "shadow": True}]})
         self.assertEqual(r.status, 201, r)
         started = r.json()["started_at"]
-        insts, preds = ask(uid("echo"), 60)
-        wait_until(lambda: sum(g["predictions"] for g in report(started)["groups"]) == 240,
-                   LOG_WAIT_S, "120 answers and 120 shadow entries logged", interval=0.2)
-        facts, _ = outcomes_for(insts, shift=1.0)
-        post_facts(self, self.c, facts)
+        insts, preds = ask(uid("few"), 10, times=5)
+        wait_until(lambda: sum(g["predictions"] for g in report(started)["groups"]) == 100,
+                   LOG_WAIT_S, "50 answers and 50 shadow entries logged", interval=0.2)
+        post_facts(self, self.c, outcomes_for(insts, shift=1.0)[0])
         body = report(started)
+        lin = {g["arm"]: g for g in body["groups"]}["lin"]
+        self.assertEqual((lin["outcomes"], lin["primary"]["entities"], lin["primary"]["lower"],
+                          lin["primary"]["upper"]), (50, 10, None, None), lin)
         (cmp,) = body["comparisons"]
-        self.assertEqual((cmp["arm"], cmp["shadow"], cmp["against"], cmp["paired"],
-                          cmp["outcomes"], cmp["against_outcomes"], cmp["difference"],
-                          cmp["lower"], cmp["upper"], cmp["verdict"]),
-                         ("echo", True, {"arm": "served", "version": None}, True, 120, 120, 0,
-                          0, 0, "inconclusive"), cmp)
+        self.assertEqual((cmp["arm"], cmp["outcomes"], cmp["entities"], cmp["verdict"],
+                          cmp["lower"]), ("echo", 50, 10, "too_few_entities", None), cmp)
+
         # An experiment its model's archiving ends keeps no results (the
         # archive ends it in its own transaction, with no join).
         second = self.c.get(base).json()["experiments"][0]

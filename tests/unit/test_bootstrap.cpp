@@ -98,6 +98,8 @@ TEST_CASE("a cluster's weight counts its rows that many times", "[bootstrap]") {
     }
     auc.prepare();
     error.prepare();
+    CHECK(auc.size() == 100);
+    CHECK(auc.distinct_clusters() == 5);
     CHECK(auc.evaluate(&weight) == Approx(roc_auc(positive, score)).epsilon(1e-12));
     CHECK(error.evaluate(&weight) == Approx(rmse(truth, predicted)).epsilon(1e-12));
     // No weight at all: undefined, not 0.
