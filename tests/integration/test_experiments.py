@@ -678,6 +678,38 @@ class ExperimentTest(SharedServerCase):
         r = self.c.get(base + "/%d" % second["id"])
         self.assertEqual((r.status, r.json()["active"], r.json()["results"]), (200, False, None), r)
 
+    def test_arms_of_other_classes_are_not_compared(self):
+        # Version 1 learned b (false/true); version 2, after the label moved
+        # to c, learned "no"/"yes". A binary arm of v2 is of live's task, but
+        # its ROC-AUC is about another label: not_comparable, as a shadow.
+        feats, labels, rows = load_data(self, self.c, 150, seed=17)
+        post_facts(self, self.c, [fact(labels, e, {"c": "yes" if b else "no"})
+                                  for e, _, _, b in rows])
+        name = uid("classes")
+        d = definition(feats, labels, task="binary")
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        put_model(self, self.c, name, dict(d, label={"stream": labels, "field": "c",
+                                                     "positive": "yes"}))
+        self.assertEqual(train(self, self.c, name), 2)
+        set_live(self, self.c, name, 1)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {"reason": "classes", "arms": [
+            {"name": "old", "version": 1, "weight": 1}, {"name": "new", "version": 2, "weight": 1},
+            {"name": "shade", "version": 2, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        started = r.json()["started_at"]
+        insts = [{"entity": uid("k"), "features": entity_features(i)} for i in range(40)]
+        predict(self, self.c, name, {"instances": insts})
+        path = "/v1/models/%s/live-metrics?since=%s" % (name, started)
+        wait_until(lambda: sum(g["predictions"] for g in self.c.get(path).json()["groups"]) == 80,
+                   LOG_WAIT_S, "40 answers and 40 shadow entries logged", interval=0.2)
+        body = self.c.get(path).json()
+        self.assertEqual(body["reference"], {"arm": "old", "version": 1}, body)
+        verdicts = {(c["arm"], c["paired"]): (c["verdict"], c["difference"], c["lower"])
+                    for c in body["comparisons"]}
+        self.assertEqual(verdicts, {("new", False): ("not_comparable", None, None),
+                                    ("shade", True): ("not_comparable", None, None)}, body)
+
     def test_outcomes_join_to_predictions(self):
         name, feats, labels, _ = three_versions(self, self.c, seed=12)
         r = self.c.post_json("/v1/models/%s/experiments" % name, {
