@@ -181,11 +181,12 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             cmp.verdict = "inconclusive";
             return true;
         };
-        // Experiment arms of other versions, as independent samples.
+        // The other experiment arms, as independent samples: another version,
+        // or the reference's own (an A/A test of the split). The "live" arm
+        // is traffic outside the experiment.
         for (group_metric& m : metrics) {
             const live_group& g = m.a->g;
-            if (&m == reference || g.shadow || !g.version || g.version == ref.version ||
-                g.arm == "live" || g.arm == "fallback")
+            if (&m == reference || g.shadow || !g.version || g.arm == "live" || g.arm == "fallback")
                 continue;
             live_comparison& cmp = begin(m, false);
             cmp.outcomes = g.outcomes;
@@ -305,12 +306,18 @@ result<live_report> compute(connection& c, const std::string& model, const model
             auto [it, fresh] = earliest.try_emplace(l.entity, l.time);
             if (!fresh) it->second = std::min(it->second, l.time);
         }
-        // Entities in the order first met; rows without one stand alone.
-        auto cluster = [&](const std::string& entity) {
-            if (entity.empty()) return clusters++;
-            auto [it, fresh] = cluster_of.try_emplace(entity, clusters);
-            if (fresh) ++clusters;
-            return it->second;
+        // Entities in the order first met. A request without one is its own
+        // cluster, shared by its answer and its shadow entries (one
+        // prediction id), so their comparison stays paired.
+        std::unordered_map<std::string, std::uint32_t> cluster_of_request;
+        auto cluster = [&](const logged_prediction& l) {
+            auto take = [&](auto& map, auto key) {
+                auto [it, fresh] = map.try_emplace(std::move(key), clusters);
+                if (fresh) ++clusters;
+                return it->second;
+            };
+            return l.entity.empty() ? take(cluster_of_request, l.prediction_id())
+                                    : take(cluster_of, std::string_view(l.entity));
         };
         for (const logged_prediction& l : recent) {
             row r;
@@ -322,7 +329,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
             r.probabilities = l.probabilities;
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
-            r.cluster = cluster(l.entity);
+            r.cluster = cluster(l);
             if (uncertainty) r.prediction_id = l.prediction_id();
             r.scoring = &outcomes.scoring(l);
             r.classes = l.classes.empty() ? &r.scoring->classes : &l.classes;

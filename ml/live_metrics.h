@@ -68,8 +68,8 @@ struct live_comparison {
 };
 
 struct live_uncertainty_options {
-    // What experiment arms and shadows are compared with: live's version
-    // when the window began (the caller's choice); none, nothing compared.
+    // What experiment arms and shadows are compared with: the version live
+    // was when the window began (the caller's choice); none, nothing compared.
     std::optional<std::int64_t> reference_version;
     std::uint32_t resamples = 400;
     double confidence = 0.95;

@@ -483,13 +483,15 @@ http_response act_on_experiment(app& a, const http_request& req, const std::stri
 constexpr std::int64_t live_metrics_max_predictions = 50000;
 
 // What arms and shadows are compared with: the version live was when the
-// window began, so that a promotion during an experiment (or before its end
-// is recorded) does not turn the comparison around; the version live is
-// now when no window start is given, or live was not set then.
+// window began (when it was not set then, the first it was set to after),
+// so that a promotion during an experiment (or before its end is recorded)
+// does not turn the comparison around; the version live is now when no
+// window start is given.
 std::optional<std::int64_t> reference_version(connection& c, const std::string& name,
                                               micros since) {
     if (since > 0) {
         if (auto then = alias_version_at(c, name, "live", since)) return *then;
+        if (auto next = alias_first_version_after(c, name, "live", since)) return *next;
     }
     return alias_version(c, name, "live");
 }

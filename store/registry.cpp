@@ -707,6 +707,16 @@ std::optional<std::int64_t> alias_version_at(connection& c, const std::string& m
     return st.column_opt_int(0);
 }
 
+std::optional<std::int64_t> alias_first_version_after(connection& c, const std::string& model,
+                                                      const std::string& alias, micros at) {
+    statement st(c,
+                 "SELECT version FROM deployments WHERE model = ? AND alias = ? AND time > ?"
+                 " AND version IS NOT NULL ORDER BY id LIMIT 1");
+    st.bind(1, model).bind(2, alias).bind(3, at);
+    if (!st.step()) return std::nullopt;
+    return st.column_int(0);
+}
+
 bool alias_was_removed(connection& c, const std::string& model, const std::string& alias) {
     statement st(c,
                  "SELECT 1 FROM deployments WHERE model = ? AND alias = ? AND version IS NULL"

@@ -2041,8 +2041,11 @@
     const cmp = kept.comparisons.find((c) => c.arm === a.name && c.version === a.version && c.shadow === Boolean(a.shadow));
     if (cmp) return comparisonCell(cmp);
     const ref = kept.reference;
-    if (!a.shadow && ref && ref.arm === a.name && ref.version === a.version) return h('span.muted', null, 'the reference (live\'s version)');
-    // No arm answers with live's version: nothing to compare with.
+    if (ref === undefined) return '—';
+    if (!a.shadow && ref && ref.arm === a.name && ref.version === a.version) {
+      return h('span.muted', { title: 'the arm answering with the version live was when the experiment started: the others are compared with it' }, 'the reference');
+    }
+    // No arm answers with that version: nothing to compare with.
     return ref ? '—' : h('span.muted', { title: 'no arm of this experiment answers with the version live was when it started' }, 'no reference');
   }
 

@@ -678,6 +678,92 @@ class ExperimentTest(SharedServerCase):
         r = self.c.get(base + "/%d" % second["id"])
         self.assertEqual((r.status, r.json()["active"], r.json()["results"]), (200, False, None), r)
 
+    def test_comparisons_without_entities_and_without_live_at_the_start(self):
+        name, _, labels, _ = three_versions(self, self.c, seed=18)
+        base = "/v1/models/%s/experiments" % name
+
+        def live_metrics(since):
+            r = self.c.get("/v1/models/%s/live-metrics?since=%s" % (name, since))
+            self.assertEqual(r.status, 200, r)
+            return r.json()
+
+        def outcomes(preds, shift):
+            post_facts(self, self.c, [fact(labels, uid("o"), {"y": 5.0 + shift * (k % 7),
+                                                              "prediction_id": p["prediction_id"]})
+                                      for k, p in enumerate(preds)])
+
+        # Requests without an entity are answered by the live arm, and a
+        # shadow of live's version is resampled with the answer it
+        # shadowed (one request, one cluster): exactly 0, paired. Each row
+        # its own cluster gave it an interval of about +-0.1.
+        r = self.c.post_json(base, {"reason": "no entities", "arms": [
+            {"name": "lin", "version": 1, "weight": 1},
+            {"name": "echo", "version": 1, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        first = r.json()
+        preds = predict(self, self.c, name, {"instances": [
+            {"features": entity_features(i)} for i in range(60)]})["predictions"]
+        self.assertEqual({p["arm"] for p in preds}, {"live"})
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(first["started_at"])["groups"])
+                   == 120, LOG_WAIT_S, "60 answers and 60 shadow entries logged", interval=0.2)
+        outcomes(preds, 0.5)
+        body = live_metrics(first["started_at"])
+        self.assertEqual(body["reference"], {"arm": "live", "version": 1}, body)
+        (cmp,) = body["comparisons"]
+        self.assertEqual((cmp["arm"], cmp["paired"], cmp["outcomes"], cmp["entities"],
+                          cmp["difference"], cmp["lower"], cmp["upper"], cmp["verdict"]),
+                         ("echo", True, 60, 60, 0, 0, 0, "inconclusive"), cmp)
+        r = self.c.post_json(base + "/%d/end" % first["id"], {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+
+        # Live removed before an experiment starts, set to the control during
+        # it, then to the candidate before its end: the reference is the
+        # first version live was set to, so the end keeps the candidate's
+        # comparison with the control.
+        r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                           json_body={"reason": "no live"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.post_json(base, {"reason": "late live", "arms": [
+            {"name": "ctl", "version": 1, "weight": 1}, {"name": "cand", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        second = r.json()
+        self.assertEqual(live_metrics(second["started_at"])["reference"], None)
+        set_live(self, self.c, name, 1)
+        preds = predict(self, self.c, name, {"instances": [
+            {"entity": uid("late"), "features": entity_features(i)} for i in range(80)]})["predictions"]
+        self.assertEqual({p["arm"] for p in preds}, {"ctl", "cand"})
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(second["started_at"])["groups"])
+                   == 80, LOG_WAIT_S, "80 answers logged", interval=0.2)
+        outcomes(preds, 1.0)
+        before = live_metrics(second["started_at"])
+        self.assertEqual(before["reference"], {"arm": "ctl", "version": 1}, before)
+        set_live(self, self.c, name, 3)
+        r = self.c.post_json(base + "/%d/end" % second["id"], {"reason": "promoted"})
+        self.assertEqual(r.status, 200, r)
+        kept = r.json()["results"]
+        self.assertEqual(kept["reference"], {"arm": "ctl", "version": 1}, kept)
+        self.assertEqual(kept["comparisons"], before["comparisons"])
+        self.assertEqual([c["arm"] for c in kept["comparisons"]], ["cand"], kept)
+
+        # Two arms of one version (an A/A test of the split): the one with
+        # fewer outcomes is compared with the other.
+        r = self.c.post_json(base, {"reason": "a/a", "arms": [
+            {"name": "a", "version": 3, "weight": 1}, {"name": "b", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        third = r.json()
+        preds = predict(self, self.c, name, {"instances": [
+            {"entity": uid("aa"), "features": entity_features(i)} for i in range(80)]})["predictions"]
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(third["started_at"])["groups"])
+                   == 80, LOG_WAIT_S, "80 answers logged", interval=0.2)
+        outcomes(preds, 1.0)
+        body = live_metrics(third["started_at"])
+        (cmp,) = body["comparisons"]
+        arms = {g["arm"]: g["outcomes"] for g in body["groups"]}
+        self.assertEqual((cmp["version"], cmp["against"]["version"], cmp["paired"]), (3, 3, False))
+        self.assertEqual({cmp["arm"], cmp["against"]["arm"]}, {"a", "b"}, body)
+        self.assertLessEqual(cmp["outcomes"], cmp["against_outcomes"], body)
+        self.assertEqual(cmp["outcomes"] + cmp["against_outcomes"], 80, arms)
+
     def test_arms_of_other_classes_are_not_compared(self):
         # Version 1 learned b (false/true); version 2, after the label moved
         # to c, learned "no"/"yes". A binary arm of v2 is of live's task, but
