@@ -490,8 +490,7 @@ constexpr std::int64_t live_metrics_max_predictions = 50000;
 std::optional<std::int64_t> reference_version(connection& c, const std::string& name,
                                               micros since) {
     if (since > 0) {
-        if (auto then = alias_version_at(c, name, "live", since)) return *then;
-        if (auto next = alias_first_version_after(c, name, "live", since)) return *next;
+        if (auto then = alias_version_since(c, name, "live", since)) return *then;
     }
     return alias_version(c, name, "live");
 }

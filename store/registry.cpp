@@ -697,24 +697,21 @@ std::optional<std::int64_t> alias_version(connection& c, const std::string& mode
     return st.column_int(0);
 }
 
-std::optional<std::int64_t> alias_version_at(connection& c, const std::string& model,
-                                             const std::string& alias, micros at) {
-    statement st(c,
-                 "SELECT version FROM deployments WHERE model = ? AND alias = ? AND time <= ?"
-                 " ORDER BY id DESC LIMIT 1");
-    st.bind(1, model).bind(2, alias).bind(3, at);
-    if (!st.step()) return std::nullopt;
-    return st.column_opt_int(0);
-}
-
-std::optional<std::int64_t> alias_first_version_after(connection& c, const std::string& model,
-                                                      const std::string& alias, micros at) {
-    statement st(c,
-                 "SELECT version FROM deployments WHERE model = ? AND alias = ? AND time > ?"
-                 " AND version IS NOT NULL ORDER BY id LIMIT 1");
-    st.bind(1, model).bind(2, alias).bind(3, at);
-    if (!st.step()) return std::nullopt;
-    return st.column_int(0);
+std::optional<std::int64_t> alias_version_since(connection& c, const std::string& model,
+                                                const std::string& alias, micros at) {
+    // Its newest move at or before `at` (a removal points nowhere), else the
+    // first move after `at` that pointed it at a version.
+    statement then(c,
+                   "SELECT version FROM deployments WHERE model = ?1 AND alias = ?2 AND time <= ?3"
+                   " ORDER BY id DESC LIMIT 1");
+    then.bind(1, model).bind(2, alias).bind(3, at);
+    if (then.step() && then.column_opt_int(0)) return then.column_opt_int(0);
+    statement next(c,
+                   "SELECT version FROM deployments WHERE model = ?1 AND alias = ?2 AND time > ?3"
+                   " AND version IS NOT NULL ORDER BY id LIMIT 1");
+    next.bind(1, model).bind(2, alias).bind(3, at);
+    if (!next.step()) return std::nullopt;
+    return next.column_int(0);
 }
 
 bool alias_was_removed(connection& c, const std::string& model, const std::string& alias) {

@@ -237,12 +237,10 @@ std::optional<version_row> get_version(connection& c, const std::string& model,
 std::vector<alias_row> list_aliases(connection& c, const std::string& model);
 std::optional<std::int64_t> alias_version(connection& c, const std::string& model,
                                           const std::string& alias);
-// The version the alias pointed at `at` (as its moves recorded it), or none.
-std::optional<std::int64_t> alias_version_at(connection& c, const std::string& model,
-                                             const std::string& alias, micros at);
-// The first version the alias was pointed at after `at`, or none.
-std::optional<std::int64_t> alias_first_version_after(connection& c, const std::string& model,
-                                                      const std::string& alias, micros at);
+// The version the alias pointed at `at` (as its moves recorded it); when it
+// pointed nowhere then, the first version it was pointed at after; or none.
+std::optional<std::int64_t> alias_version_since(connection& c, const std::string& model,
+                                                const std::string& alias, micros at);
 // Whether the alias was removed at some time (a deployment with no
 // version): a removal sent again finds it gone, which is no error.
 bool alias_was_removed(connection& c, const std::string& model, const std::string& alias);
