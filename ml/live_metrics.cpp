@@ -129,12 +129,15 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             group->primary->upper = i.upper;
         });
     }
-    // The reference: a group answering with the reference version, an
-    // experiment arm before the "live" arm (requests outside the experiment,
-    // such as those before it), then the one with the most outcomes.
+    // The reference: a group answering with the reference version, the
+    // experiment's first listed arm of it, an experiment arm before the
+    // "live" arm (requests outside the experiment, such as those before it),
+    // then the one with the most outcomes.
     group_metric* reference = nullptr;
-    auto rank = [](const group_metric& m) {
-        return std::make_pair(m.a->g.arm != "live", m.a->g.outcomes);
+    auto rank = [&u](const group_metric& m) {
+        const auto listed = std::find(u.arm_order.begin(), u.arm_order.end(), m.a->g.arm);
+        return std::make_tuple(-(listed - u.arm_order.begin()), m.a->g.arm != "live",
+                               m.a->g.outcomes);
     };
     for (group_metric& m : metrics) {
         const live_group& g = m.a->g;

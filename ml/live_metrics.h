@@ -71,6 +71,10 @@ struct live_uncertainty_options {
     // What experiment arms and shadows are compared with: the version live
     // was when the window began (the caller's choice); none, nothing compared.
     std::optional<std::int64_t> reference_version;
+    // The experiment's arms in the order it lists them: of the arms of the
+    // reference version, the first listed is the reference (outcome counts
+    // change between calls; the order does not).
+    std::vector<std::string> arm_order;
     std::uint32_t resamples = 400;
     double confidence = 0.95;
     std::int64_t min_entities = 30;  // per side, for an interval or a verdict

@@ -495,6 +495,18 @@ std::optional<std::int64_t> reference_version(connection& c, const std::string& 
     return alias_version(c, name, "live");
 }
 
+// An experiment's arm names in the order it lists them (its stored arms).
+std::vector<std::string> arm_names(const std::string& arms_json) {
+    std::vector<std::string> names;
+    const json arms = json::parse(arms_json, nullptr, false);
+    if (!arms.is_array()) return names;
+    for (const auto& arm : arms) {
+        if (arm.is_object() && arm.contains("name") && arm["name"].is_string())
+            names.push_back(arm["name"].get<std::string>());
+    }
+    return names;
+}
+
 // Live metrics as GET …/live-metrics answers them (and an experiment's end
 // keeps them).
 json live_report_json(const std::string& name, const ml::live_report& report,
@@ -568,6 +580,7 @@ std::optional<std::string> experiment_results(connection& c, const std::string& 
     const micros started = now_micros();
     ml::live_uncertainty_options options;
     options.reference_version = reference_version(c, name, e.started_at);
+    options.arm_order = arm_names(e.arms);
     auto report =
         ml::compute_live_report(c, name, parse_definition(m->definition).definition, e.started_at,
                                 options, live_metrics_max_predictions, started);
@@ -646,17 +659,19 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
     }
     std::optional<model_row> m;
     std::optional<std::int64_t> reference;
+    std::vector<std::string> arm_order;  // the running experiment's
     {
         auto conn = a.readers().acquire();
         m = get_model(*conn, name);
         if (!m) return error_response(no_model_named(name));
         reference = reference_version(*conn, name, since);
+        if (auto e = active_experiment(*conn, name)) arm_order = arm_names(e->arms);
     }
     // A definition change may change the label the outcomes are read from,
-    // and a move of live what is compared.
-    const std::string key = name + '\n' + std::to_string(m->current_revision) + '\n' +
-                            std::to_string(since) + '\n' +
-                            (reference ? std::to_string(*reference) : "-");
+    // and a move of live or another experiment what is compared.
+    std::string key = name + '\n' + std::to_string(m->current_revision) + '\n' +
+                      std::to_string(since) + '\n' + (reference ? std::to_string(*reference) : "-");
+    for (const auto& arm : arm_order) key += '\n' + arm;
     cached_answer answer = a.live_metrics_cache().get(key, max_age, [&]() -> cached_answer {
         // Taken here, not held while waiting for another caller's answer:
         // twenty waiting pollers held twenty of the pool's readers.
@@ -665,6 +680,7 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
         parsed_definition p = parse_definition(m->definition);
         ml::live_uncertainty_options options;
         options.reference_version = reference;
+        options.arm_order = arm_order;
         auto report = ml::compute_live_report(*conn, name, p.definition, since, options,
                                               live_metrics_max_predictions);
         if (!report) {

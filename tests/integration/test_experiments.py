@@ -745,8 +745,9 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(kept["comparisons"], before["comparisons"])
         self.assertEqual([c["arm"] for c in kept["comparisons"]], ["cand"], kept)
 
-        # Two arms of one version (an A/A test of the split): the one with
-        # fewer outcomes is compared with the other.
+        # Two arms of one version (an A/A test of the split): the second
+        # listed is compared with the first, whichever has more outcomes (a
+        # reference chosen by outcome counts could change between polls).
         r = self.c.post_json(base, {"reason": "a/a", "arms": [
             {"name": "a", "version": 3, "weight": 1}, {"name": "b", "version": 3, "weight": 1}]})
         self.assertEqual(r.status, 201, r)
@@ -760,9 +761,18 @@ class ExperimentTest(SharedServerCase):
         (cmp,) = body["comparisons"]
         arms = {g["arm"]: g["outcomes"] for g in body["groups"]}
         self.assertEqual((cmp["version"], cmp["against"]["version"], cmp["paired"]), (3, 3, False))
-        self.assertEqual({cmp["arm"], cmp["against"]["arm"]}, {"a", "b"}, body)
-        self.assertLessEqual(cmp["outcomes"], cmp["against_outcomes"], body)
+        self.assertEqual((cmp["arm"], cmp["against"]["arm"], body["reference"]),
+                         ("b", "a", {"arm": "a", "version": 3}), body)
+        self.assertEqual((cmp["outcomes"], cmp["against_outcomes"]), (arms["b"], arms["a"]), arms)
         self.assertEqual(cmp["outcomes"] + cmp["against_outcomes"], 80, arms)
+        # Listed the other way round, the other is the reference.
+        r = self.c.request("PUT", base + "/%d" % third["id"], json_body={
+            "reason": "swap", "arms": [{"name": "b", "version": 3, "weight": 1},
+                                       {"name": "a", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 200, r)
+        body = live_metrics(third["started_at"])
+        self.assertEqual(([c["arm"] for c in body["comparisons"]], body["reference"]),
+                         (["a"], {"arm": "b", "version": 3}), body)
 
     def test_arms_of_other_classes_are_not_compared(self):
         # Version 1 learned b (false/true); version 2, after the label moved
