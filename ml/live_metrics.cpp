@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
@@ -30,7 +30,7 @@ struct row {
     bool fallback = false;
     double latency_ms = 0;
     raw_value truth;
-    std::uint32_t cluster = 0;  // the entity's (each row without one its own)
+    std::uint32_t cluster = 0;  // the entity's (a request without one is its own)
     std::string prediction_id;
     const version_scoring* scoring = nullptr;  // the answering version's task, label, classes
     // The probabilities' classes: those the entry names (an answer no
@@ -56,7 +56,6 @@ struct datum {
                    // true class's; regression: the prediction
     double b = 0;  // regression: the truth
     bool positive = false;
-    const std::vector<std::string>* classes = nullptr;
 };
 
 void add_datum(metric_rows& m, const datum& x) {
@@ -145,9 +144,17 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             continue;
         if (!reference || rank(m) > rank(*reference)) reference = &m;
     }
-    // Both outlive the bootstrap that reads them.
-    std::vector<std::unique_ptr<live_comparison>> made;
-    std::vector<std::unique_ptr<std::pair<metric_rows, metric_rows>>> paired_rows;
+    // Both outlive the bootstrap that reads them (a deque keeps addresses).
+    std::deque<live_comparison> made;
+    std::deque<std::pair<metric_rows, metric_rows>> paired_rows;
+    // A comparison's interval, filled in once the bootstrap has run.
+    auto measure = [&](live_comparison& cmp, bootstrap_statistic statistic) {
+        statistics.push_back(std::move(statistic));
+        fill.push_back([c = &cmp](const bootstrap_interval& i) {
+            c->lower = i.lower;
+            c->upper = i.upper;
+        });
+    };
     if (reference) {
         const live_group& ref = reference->a->g;
         report.reference = live_report::reference_group{ref.arm, *ref.version};
@@ -162,7 +169,7 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             return a.scoring->task == task_kind::regression || classes_of(a) == classes_of(r);
         };
         auto begin = [&](const group_metric& m, bool paired) -> live_comparison& {
-            auto& cmp = *made.emplace_back(std::make_unique<live_comparison>());
+            live_comparison& cmp = made.emplace_back();
             cmp.version = m.a->g.version;
             cmp.arm = m.a->g.arm;
             cmp.shadow = m.a->g.shadow;
@@ -202,13 +209,9 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             }
             cmp.difference = m.rows.evaluate(nullptr) - reference->rows.evaluate(nullptr);
             if (!settle(cmp)) continue;
-            statistics.push_back(
-                [rows = &m.rows, against = &reference->rows](const std::vector<std::uint8_t>& w) {
-                    return rows->evaluate(&w) - against->evaluate(&w);
-                });
-            fill.push_back([c = &cmp](const bootstrap_interval& i) {
-                c->lower = i.lower;
-                c->upper = i.upper;
+            measure(cmp, [rows = &m.rows,
+                          against = &reference->rows](const std::vector<std::uint8_t>& w) {
+                return rows->evaluate(&w) - against->evaluate(&w);
             });
         }
         // Shadows against the reference's answers to the same requests (one
@@ -226,9 +229,7 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
                 continue;
             }
             const primary_form form = primary_form_of(a.scoring->task);
-            auto& both =
-                *paired_rows.emplace_back(std::make_unique<std::pair<metric_rows, metric_rows>>(
-                    metric_rows(form), metric_rows(form)));
+            auto& both = paired_rows.emplace_back(metric_rows(form), metric_rows(form));
             for (std::size_t i = 0; i < a.data.size(); ++i) {
                 auto it = answered.find(a.data_ids[i]);
                 if (it == answered.end()) continue;
@@ -242,12 +243,8 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
                 static_cast<std::int64_t>(both.first.distinct_clusters());
             cmp.difference = both.first.evaluate(nullptr) - both.second.evaluate(nullptr);
             if (!settle(cmp)) continue;
-            statistics.push_back([pair = &both](const std::vector<std::uint8_t>& w) {
+            measure(cmp, [pair = &both](const std::vector<std::uint8_t>& w) {
                 return pair->first.evaluate(&w) - pair->second.evaluate(&w);
-            });
-            fill.push_back([c = &cmp](const bootstrap_interval& i) {
-                c->lower = i.lower;
-                c->upper = i.upper;
             });
         }
     }
@@ -256,13 +253,11 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
     for (std::size_t i = 0; i < intervals.size(); ++i) fill[i](intervals[i]);
     for (auto& cmp : made) {
         // Better or worse only when the interval lies wholly on one side of 0.
-        if (cmp->verdict == "inconclusive" && std::isfinite(cmp->lower) &&
-            std::isfinite(cmp->upper)) {
-            const bool above = cmp->lower > 0, below = cmp->upper < 0;
-            if (above || below)
-                cmp->verdict = (above == cmp->higher_is_better) ? "better" : "worse";
+        if (cmp.verdict == "inconclusive" && std::isfinite(cmp.lower) && std::isfinite(cmp.upper)) {
+            const bool above = cmp.lower > 0, below = cmp.upper < 0;
+            if (above || below) cmp.verdict = (above == cmp.higher_is_better) ? "better" : "worse";
         }
-        report.comparisons.push_back(std::move(*cmp));
+        report.comparisons.push_back(std::move(cmp));
     }
 }
 
@@ -395,7 +390,6 @@ result<live_report> compute(connection& c, const std::string& model, const model
             x.a = r.scoring->task == task_kind::binary ? r.probabilities[1 % names.size()]
                                                        : r.probabilities[k];
             x.positive = k == 1;
-            x.classes = r.classes;
         }
         ++a.g.outcomes;
         // A binary answer of one class (the prior's, before a second class

@@ -773,6 +773,12 @@ class ExperimentTest(SharedServerCase):
         body = live_metrics(third["started_at"])
         self.assertEqual(([c["arm"] for c in body["comparisons"]], body["reference"]),
                          (["a"], {"arm": "b", "version": 3}), body)
+        # An end whose condition fails keeps nothing and ends nothing.
+        r = self.c.request("POST", base + "/%d/end" % third["id"], json_body={"reason": "stale"},
+                           headers={"If-Match": '"e1"'})
+        self.assertEqual(r.status, 412, r)
+        r = self.c.get(base + "/%d" % third["id"])
+        self.assertEqual((r.json()["active"], r.json()["results"]), (True, None), r)
 
     def test_arms_of_other_classes_are_not_compared(self):
         # Version 1 learned b (false/true); version 2, after the label moved
