@@ -622,6 +622,18 @@ std::vector<feature_spec> feature_pipeline::used_specs() const {
     return out;
 }
 
+std::vector<std::string> feature_pipeline::column_fields() const {
+    std::vector<std::string> out;
+    out.reserve(kept_.size());
+    std::size_t offset = 0, k = 0;  // kept_ is in increasing order
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+        const std::size_t end = offset + column_count(specs_[i], features_[i]);
+        for (; k < kept_.size() && kept_[k] < end; ++k) out.push_back(specs_[i].field);
+        offset = end;
+    }
+    return out;
+}
+
 std::vector<std::string> feature_pipeline::unseen_categories(const raw_record& record) const {
     std::vector<std::string> out;
     std::size_t offset = 0, k = 0;  // kept_ is in increasing order

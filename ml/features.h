@@ -110,6 +110,10 @@ class feature_pipeline {
     // The specs with at least one kept column: what a prediction reads (a
     // feature whose columns were all dropped reads nothing of its field).
     std::vector<feature_spec> used_specs() const;
+    // The field each output column reads, in column order (one per name):
+    // every transform reads one field, so a record's columns for a field
+    // depend on that field's value alone.
+    std::vector<std::string> column_fields() const;
     // The fields of the category features a prediction reads whose value in
     // `record` training never saw: scored as `other` (or as missing, when
     // training dropped `other`), so an answer can say so. In spec order;

@@ -13,6 +13,7 @@
 
 #include "ml/dataset.h"
 #include "ml/definition_json.h"
+#include "ml/explain.h"
 #include "ml/hash.h"
 #include "store/facts.h"
 #include "store/log.h"
@@ -397,6 +398,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     if (auto profile = profile_in_features(row->features)) {
         v->drift = std::make_unique<const drift_monitor>(std::move(*profile));
     }
+    if (auto rows = background_in_features(row->features)) v->background = std::move(*rows);
     if (fault == "serve_throw" || fault == "serve_sleep") v->fault = fault;
     // Warm up: the first prediction touches every page of the function.
     try {
@@ -408,6 +410,32 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     std::lock_guard lock(mu_);
     cache_[{model, version}] = out;
     return out;
+}
+
+result<std::shared_ptr<const explainer>> loaded_version::explainer_for() const {
+    std::call_once(explainer_once_, [&] {
+        if (background.empty()) {
+            explainer_problem_ =
+                status(error_kind::failed_precondition,
+                       "version " + std::to_string(version) +
+                           " was trained before versions kept training rows to explain "
+                           "answers against: train the model again to explain its answers");
+            return;
+        }
+        try {
+            auto built = explainer::build(artifact, background);
+            if (built) {
+                explainer_ = std::move(*built);
+            } else {
+                explainer_problem_ = built.error();
+            }
+        } catch (const std::exception& e) {
+            explainer_problem_ =
+                status(error_kind::internal, std::string("explainer failed: ") + e.what());
+        }
+    });
+    if (explainer_) return explainer_;
+    return explainer_problem_;
 }
 
 bool loaded_version::reads_field(std::string_view name) const {

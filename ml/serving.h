@@ -40,6 +40,8 @@
 
 namespace kennel::ml {
 
+class explainer;
+
 // A prediction's content, whatever produced it.
 struct answer {
     double value = 0;                   // regression value, or class index
@@ -88,6 +90,14 @@ struct loaded_version {
     mutable std::atomic<double> typical_ns{0};
     mutable std::atomic<std::uint64_t> timed{0};
 
+    // Training rows to explain its answers against (ml/explain.h); empty
+    // for versions trained before versions kept them.
+    std::vector<raw_record> background;
+    // The explainer, built on the first request for an explanation (most
+    // versions are never asked for one, and a wide pipeline's encoded
+    // background is megabytes); failed_precondition without a background.
+    result<std::shared_ptr<const explainer>> explainer_for() const;
+
     // Called with each prediction's wall time, even when it threw.
     void record_duration(double ns) const;
 
@@ -98,6 +108,11 @@ struct loaded_version {
                typical_ns.load(std::memory_order_relaxed) * static_cast<double>(instances) * 10 <
                    static_cast<double>(deadline_ns);
     }
+
+private:
+    mutable std::once_flag explainer_once_;
+    mutable std::shared_ptr<const explainer> explainer_;
+    mutable status explainer_problem_;
 };
 
 struct serving_arm {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "ml/definition_json.h"
+#include "ml/explain.h"
 #include "ml/training.h"
 #include "ml/training_worker.h"
 #include "store/facts.h"
@@ -293,6 +294,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"classes", outcome->classes},
               {"warnings", outcome->warnings},
               {"profile", json::parse(profile_to_json(outcome->profile))},
+              {"background", json::parse(background_to_json(outcome->background))},
               {"importance", importance_json(outcome->importance)}}},
             {"timings",
              {{"read_seconds", read_seconds},

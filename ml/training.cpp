@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ml/dataset.h"
+#include "ml/explain.h"
 #include "ml/hash.h"
 
 namespace kennel::ml {
@@ -419,6 +420,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // ignored when served, and its drift (a constant in training, say) would
     // be reported and retrained on though no answer depends on it.
     out.profile = profile_rows(pipeline->used_specs(), train_raw);
+    // What an answer's explanation compares it with (ml/explain.h).
+    out.background = sample_background(pipeline->used_specs(), train_raw);
     feature_rows x_train = pipeline->transform_all(train_raw);
     // Named here, where the columns and entities are known: the trainer
     // could only say "row 1 is not finite".

@@ -87,6 +87,8 @@ struct training_outcome {
     std::vector<std::string> warnings;
     // The training rows' distribution of each field: drift's reference.
     feature_profile profile;
+    // Up to 100 training rows, the fields read: explanations' background.
+    std::vector<raw_record> background;
     permutation_importance importance;
     metric_listing metrics;
     metric_listing baseline_metrics;

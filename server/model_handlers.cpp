@@ -70,6 +70,12 @@ json version_json(const version_row& v, const std::vector<alias_row>& aliases,
                   const std::set<std::int64_t>& disabled, bool drift_profile) {
     json features = parse_stored(v.features);
     if (!drift_profile && features.is_object()) features.erase("profile");
+    // Training rows, kept for explanations: their count, not the rows.
+    if (features.is_object() && features.contains("background")) {
+        const json& rows = features["background"];
+        features["background_rows"] = rows.is_array() ? rows.size() : 0;
+        features.erase("background");
+    }
     json names = json::array();
     for (const auto& a : aliases) {
         if (a.version == v.version) names.push_back(a.alias);

@@ -151,14 +151,14 @@ ml::raw_value to_raw(const json& v) {
 }
 
 // `path` names the instance in errors ("" for the single form, whose object
-// may also carry the request's "deadline_ms").
+// may also carry the request's "deadline_ms" and "explain").
 result<predict_instance> document_instance(const ml::model_serving& m, const json& j,
                                            const std::string& path) {
     if (!j.is_object())
         return invalid(path, "an instance must be an object {\"entity\", \"features\"}");
     for (const auto& [k, v] : j.items()) {
         (void)v;
-        if (k == "deadline_ms" && path.empty()) continue;
+        if ((k == "deadline_ms" || k == "explain") && path.empty()) continue;
         if (k != "entity" && k != "features")
             return invalid(path.empty() ? k : path + "." + k, "unknown field");
     }
@@ -511,6 +511,10 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
         }
         out.deadline_ms = d->get<double>();
     }
+    if (auto e = doc.find("explain"); e != doc.end()) {
+        if (!e->is_boolean()) return invalid("explain", "must be true or false");
+        out.explain = e->get<bool>();
+    }
     out.batch = doc.contains("instances");
     if (!out.batch) {
         auto inst = document_instance(m, doc, "");
@@ -535,7 +539,15 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
                            "{\"instances\": [...]}, not both: \"" +
                                k + "\" goes in each instance");
         }
-        if (k != "instances" && k != "deadline_ms") return invalid(k, "unknown field");
+        if (k != "instances" && k != "deadline_ms" && k != "explain")
+            return invalid(k, "unknown field");
+    }
+    if (out.explain && list.size() > max_explain_instances) {
+        return status(error_kind::too_large,
+                      "at most " + std::to_string(max_explain_instances) +
+                          " instances a request with \"explain\": true (" +
+                          std::to_string(list.size()) + " sent)",
+                      "instances");
     }
     out.instances.reserve(list.size());
     for (std::size_t i = 0; i < list.size(); ++i) {

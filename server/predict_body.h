@@ -43,11 +43,15 @@ struct predict_instance {
 struct predict_request {
     bool batch = false;                 // {"instances": [...]}
     std::optional<double> deadline_ms;  // the request's own deadline, if given
+    bool explain = false;               // "explain": true: each answer's explanation
     std::vector<predict_instance> instances;
 };
 
 // At most this many instances in one request.
 inline constexpr std::size_t max_predict_instances = 1000;
+// At most this many in one asking for explanations (each costs up to a few
+// thousand predictions).
+inline constexpr std::size_t max_explain_instances = 100;
 
 // The whole reader: the fast path, else the document. The body's media type
 // is checked by the caller. On an error about one instance of a batch,

@@ -645,7 +645,8 @@ std::int64_t count_versions(connection& c, const std::string& model) {
 }
 
 std::vector<version_row> list_versions(connection& c, const std::string& model, const page& p) {
-    // The features' drift profile (a few KB a version) and column names (a
+    // The features' drift profile (a few KB a version), explanations'
+    // background rows (up to 256 KB) and column names (a
     // text feature's 65,536 buckets: 1.1 MB a version) stay in SQLite, the
     // names counted: parsed and dropped per row, 300 versions took ~100 ms
     // a read of a list the admin page reads every few seconds, and twenty
@@ -653,8 +654,8 @@ std::vector<version_row> list_versions(connection& c, const std::string& model, 
     std::string columns = version_columns;
     const std::string features = " features,";
     columns.replace(columns.find(features), features.size(),
-                    " json_set(json_remove(features, '$.profile', '$.names'), '$.columns',"
-                    " json_array_length(features, '$.names')),");
+                    " json_set(json_remove(features, '$.profile', '$.names', '$.background'),"
+                    " '$.columns', json_array_length(features, '$.names')),");
     statement st(c, "SELECT * FROM (SELECT " + columns +
                         " FROM model_versions WHERE model = ? AND version < ?"
                         " ORDER BY version DESC LIMIT ?) ORDER BY version");

@@ -7,6 +7,7 @@
 
 #include "ml/artifact.h"
 #include "ml/dataset.h"
+#include "posts_model.h"
 
 using namespace kennel;
 using namespace kennel::ml;
@@ -14,72 +15,21 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// Posts with a length, a breed, a caption and a verified flag; the label
-// depends on length and breed so every algorithm has something to learn.
 std::vector<raw_record> make_rows(int n, int offset = 0) {
-    const char* breeds[] = {"corgi", "pug", "husky", "beagle"};
-    const char* words[] = {"dog", "walk", "park", "sunny", "nap"};
-    std::vector<raw_record> rows;
-    for (int j = 0; j < n; ++j) {
-        const int i = j + offset;
-        raw_record r;
-        if (i % 11) r["length"] = static_cast<double>((i * 37) % 200);
-        r["breed"] = std::string(breeds[(i * 7) % 4]);
-        r["caption"] = std::string(words[i % 5]) + " " + words[(i * 3) % 5];
-        r["verified"] = i % 3 == 0;
-        r["likes"] = interval{static_cast<double>(i % 50), static_cast<double>(i % 50 + i % 7)};
-        rows.push_back(std::move(r));
-    }
-    return rows;
+    return testing::make_post_rows(n, offset);
 }
 
-raw_value label_for(task_kind task, const raw_record& r) {
+// The label depends on length and breed so every algorithm has something
+// to learn.
+double score_of(const raw_record& r) {
     const double length = r.count("length") ? std::get<double>(r.at("length")) : 100.0;
-    const std::string& breed = std::get<std::string>(r.at("breed"));
-    const double score = length / 100 + (breed == "corgi" ? 1.0 : 0.0);
-    switch (task) {
-        case task_kind::binary:
-            return score > 1.2;
-        case task_kind::multiclass:
-            return std::string(score < 0.8 ? "low" : score < 1.6 ? "mid" : "high");
-        case task_kind::regression:
-            return 10 * score;
-    }
-    return {};
+    return length / 100 + (std::get<std::string>(r.at("breed")) == "corgi" ? 1.0 : 0.0);
 }
 
 model_artifact build(task_kind task, algorithm algo) {
     const auto rows = make_rows(240);
-    std::vector<raw_value> labels;
-    for (const auto& r : rows) labels.push_back(label_for(task, r));
-    auto enc = encode_labels(task, labels);
-    REQUIRE(enc);
-    transform_params cat;
-    cat.top_n = 3;
-    transform_params text;
-    text.buckets = 8;
-    transform_params iv;
-    iv.width = true;
-    auto pipeline = feature_pipeline::fit({{"length", transform_kind::numeric, {}},
-                                           {"breed", transform_kind::category, cat},
-                                           {"caption", transform_kind::text, text},
-                                           {"verified", transform_kind::boolean, {}},
-                                           {"likes", transform_kind::interval, iv}},
-                                          rows);
-    REQUIRE(pipeline);
-    train_params params;
-    params.num_trees = 30;
-    auto fn = train(task, algo, params, pipeline->transform_all(rows), enc->y, enc->classes.size());
-    INFO((fn ? "ok" : fn.error().to_string()));
-    REQUIRE(fn);
-    model_artifact a;
-    a.task = task;
-    a.pipeline = std::move(pipeline).value();
-    a.classes = enc->classes;
-    a.algo = algo;
-    a.params = params;
-    a.function = *fn;
-    return a;
+    return testing::fit_posts_model(task, algo, rows,
+                                    testing::post_labels(task, rows, score_of, 1.2, 0.8, 1.6));
 }
 
 void put_u32_le(std::string& blob, std::size_t at, std::uint32_t v) {

@@ -1,0 +1,283 @@
+#include "ml/explain.h"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "ml/hash.h"
+#include "ml/raw_json.h"
+
+namespace kennel::ml {
+namespace {
+
+using json = nlohmann::json;
+
+json value_json(const raw_value& v) {
+    if (const auto* d = std::get_if<double>(&v)) return std::isfinite(*d) ? json(*d) : json();
+    if (const auto* b = std::get_if<bool>(&v)) return *b;
+    if (const auto* s = std::get_if<std::string>(&v)) return *s;
+    if (const auto* i = std::get_if<interval>(&v))
+        return {{"lower", i->lower}, {"upper", i->upper}};
+    return nullptr;
+}
+
+// The k-th draw of a sample's stream: counter-based, so that a sample's
+// order depends on the seed and its number alone.
+std::uint64_t draw(std::uint64_t stream, std::uint64_t k) {
+    return fmix64(stream + (k + 1) * 0x9e3779b97f4a7c15ULL);
+}
+
+bool same_columns(const std::vector<double>& a, const std::vector<double>& b,
+                  const std::vector<std::size_t>& columns) {
+    for (auto c : columns) {
+        // Bitwise equal values encode alike; NaN never comes out of a pipeline.
+        if (a[c] != b[c]) return false;
+    }
+    return true;
+}
+
+void copy_columns(std::vector<double>& to, const std::vector<double>& from,
+                  const std::vector<std::size_t>& columns) {
+    for (auto c : columns) to[c] = from[c];
+}
+
+}  // namespace
+
+std::vector<raw_record> sample_background(const std::vector<feature_spec>& specs,
+                                          const std::vector<raw_record>& rows,
+                                          std::size_t max_rows) {
+    std::set<std::string, std::less<>> fields;
+    for (const auto& s : specs) fields.insert(s.field);
+    const std::size_t k = std::min(rows.size(), max_rows);
+    std::vector<raw_record> out;
+    out.reserve(k);
+    for (std::size_t i = 0; i < k; ++i) {
+        const raw_record& row = rows[i * rows.size() / k];
+        raw_record kept;
+        for (const auto& [name, value] : row) {
+            if (fields.contains(name) && !std::holds_alternative<std::monostate>(value))
+                kept.emplace(name, value);
+        }
+        out.push_back(std::move(kept));
+    }
+    return out;
+}
+
+std::string background_to_json(const std::vector<raw_record>& rows) {
+    std::string out = "[";
+    for (const auto& row : rows) {
+        json o = json::object();
+        for (const auto& [name, value] : row) {
+            json v = value_json(value);
+            if (!v.is_null()) o[name] = std::move(v);
+        }
+        std::string text = o.dump();
+        if (out.size() + text.size() + 2 > background_max_bytes) break;
+        if (out.size() > 1) out += ',';
+        out += text;
+    }
+    return out + "]";
+}
+
+std::optional<std::vector<raw_record>> background_in_features(std::string_view features_json) {
+    json f = json::parse(features_json, nullptr, false);
+    if (!f.is_object()) return std::nullopt;
+    auto it = f.find("background");
+    if (it == f.end() || !it->is_array()) return std::nullopt;
+    std::vector<raw_record> rows;
+    rows.reserve(it->size());
+    for (const auto& row : *it) {
+        if (!row.is_object()) continue;
+        auto r = raw_record_from_json(row.dump());
+        if (r) rows.push_back(std::move(*r));
+    }
+    return rows;
+}
+
+result<std::shared_ptr<const explainer>> explainer::build(
+    std::shared_ptr<const model_artifact> artifact, const std::vector<raw_record>& background,
+    std::size_t max_cells) {
+    if (!artifact || !artifact->function)
+        return status(error_kind::invalid_argument, "no model to explain");
+    if (background.empty())
+        return status(error_kind::invalid_argument, "no background rows to explain against");
+    std::shared_ptr<explainer> e(new explainer());
+    const feature_pipeline& pipeline = artifact->pipeline;
+    const std::vector<std::string> column_fields = pipeline.column_fields();
+    for (std::size_t c = 0; c < column_fields.size(); ++c) {
+        auto at = std::lower_bound(e->fields_.begin(), e->fields_.end(), column_fields[c]);
+        const auto i = static_cast<std::size_t>(at - e->fields_.begin());
+        if (at == e->fields_.end() || *at != column_fields[c]) {
+            e->fields_.insert(at, column_fields[c]);
+            e->columns_.emplace(e->columns_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+        e->columns_[i].push_back(c);
+    }
+    const std::size_t width = std::max<std::size_t>(1, column_fields.size());
+    const std::size_t rows = std::clamp<std::size_t>(max_cells / width, 1, background.size());
+    for (std::size_t i = 0; i < rows; ++i) {
+        // Evenly spaced when a wide pipeline keeps fewer.
+        e->background_.push_back(pipeline.transform(background[i * background.size() / rows]));
+        e->background_answers_.push_back(artifact->function->predict(e->background_.back()));
+    }
+    e->artifact_ = std::move(artifact);
+    return std::shared_ptr<const explainer>(std::move(e));
+}
+
+double explainer::output(const std::vector<double>& x,
+                         std::optional<std::size_t> class_index) const {
+    const prediction p = artifact_->function->predict(x);
+    if (!class_index) return p.value;
+    return *class_index < p.probabilities.size() ? p.probabilities[*class_index]
+                                                 : std::numeric_limits<double>::quiet_NaN();
+}
+
+explanation explainer::explain(const raw_record& instance, std::optional<std::size_t> class_index,
+                               const explain_options& options) const {
+    using clock = std::chrono::steady_clock;
+    const auto started = clock::now();
+    const auto out_of_time = [&] {
+        return std::chrono::duration<double>(clock::now() - started).count() > options.max_seconds;
+    };
+    const auto answer_of = [&](const prediction& p) {
+        if (!class_index) return p.value;
+        return *class_index < p.probabilities.size() ? p.probabilities[*class_index]
+                                                     : std::numeric_limits<double>::quiet_NaN();
+    };
+    explanation out;
+    out.class_index = class_index;
+    const std::vector<double> x = artifact_->pipeline.transform(instance);
+    out.value = output(x, class_index);
+    out.evaluations = 1;
+    const std::size_t f = fields_.size(), b = background_.size();
+    std::vector<double> sum(f, 0), sum_squares(f, 0);
+    double base_sum = 0;
+    std::size_t refs_used = 0;
+
+    // Exact: every subset of fields against every background row, when that
+    // fits the budget. A Gray code walks the subsets one field change apart.
+    const bool exact =
+        f <= 16 && (std::size_t{1} << f) * b <= std::max<std::size_t>(options.max_evaluations, 1);
+    if (exact) {
+        const std::size_t subsets = std::size_t{1} << f;
+        // weight[s]: |S|! (f - |S| - 1)! / f!, for a subset S of size s
+        // without the field.
+        std::vector<double> weight(f, 0);
+        for (std::size_t s = 0; s < f; ++s) {
+            weight[s] = std::exp(std::lgamma(static_cast<double>(s) + 1) +
+                                 std::lgamma(static_cast<double>(f - s)) -
+                                 std::lgamma(static_cast<double>(f) + 1));
+        }
+        std::vector<double> v(subsets);
+        for (std::size_t r = 0; r < b; ++r) {
+            if (r > 0 && out_of_time()) {
+                out.complete = false;
+                break;
+            }
+            std::vector<double> z = background_[r];
+            v[0] = answer_of(background_answers_[r]);
+            for (std::size_t k = 1; k < subsets; ++k) {
+                const std::size_t gray = k ^ (k >> 1), previous = (k - 1) ^ ((k - 1) >> 1);
+                const auto field = static_cast<std::size_t>(std::countr_zero(gray ^ previous));
+                const bool in = (gray >> field) & 1;
+                const bool unchanged = same_columns(x, background_[r], columns_[field]);
+                if (!unchanged) copy_columns(z, in ? x : background_[r], columns_[field]);
+                if (unchanged) {
+                    v[gray] = v[previous];
+                } else if (gray == subsets - 1) {
+                    v[gray] = out.value;
+                } else {
+                    v[gray] = output(z, class_index);
+                    ++out.evaluations;
+                }
+            }
+            for (std::size_t i = 0; i < f; ++i) {
+                double phi = 0;
+                for (std::size_t s = 0; s < subsets; ++s) {
+                    if ((s >> i) & 1) continue;
+                    phi += weight[static_cast<std::size_t>(std::popcount(s))] *
+                           (v[s | (std::size_t{1} << i)] - v[s]);
+                }
+                sum[i] += phi;
+            }
+            base_sum += v[0];
+            ++refs_used;
+        }
+        out.exact = true;
+        out.background_rows = refs_used;
+        for (std::size_t i = 0; i < f; ++i) {
+            out.contributions.push_back(
+                {fields_[i], refs_used ? sum[i] / static_cast<double>(refs_used) : 0.0, 0.0});
+        }
+    } else {
+        // Sampled: pairs of an order and its reverse (their errors partly
+        // cancel), each against the next background row in turn.
+        const std::size_t steps = std::max<std::size_t>(1, f - 1);
+        const std::size_t pairs = std::max<std::size_t>(2, options.max_evaluations / (2 * steps));
+        std::vector<std::size_t> order(f);
+        std::vector<double> pair(f), z;
+        std::set<std::size_t> refs;
+        for (std::size_t p = 0; p < pairs; ++p) {
+            if (p >= 2 && out_of_time()) {
+                out.complete = false;
+                break;
+            }
+            const std::size_t r = p % b;
+            refs.insert(r);
+            const double start = answer_of(background_answers_[r]);
+            std::iota(order.begin(), order.end(), std::size_t{0});
+            const std::uint64_t stream = fmix64(options.seed ^ fmix64(p + 1));
+            for (std::size_t i = f; i > 1; --i) {
+                const auto j = static_cast<std::size_t>(draw(stream, i) % i);
+                std::swap(order[i - 1], order[j]);
+            }
+            std::fill(pair.begin(), pair.end(), 0.0);
+            for (int direction = 0; direction < 2; ++direction) {
+                z = background_[r];
+                double previous = start;
+                for (std::size_t k = 0; k < f; ++k) {
+                    const std::size_t field = direction == 0 ? order[k] : order[f - 1 - k];
+                    if (same_columns(x, background_[r], columns_[field])) continue;
+                    copy_columns(z, x, columns_[field]);
+                    double now;
+                    if (k == f - 1) {
+                        now = out.value;
+                    } else {
+                        now = output(z, class_index);
+                        ++out.evaluations;
+                    }
+                    pair[field] += (now - previous) / 2;
+                    previous = now;
+                }
+            }
+            for (std::size_t i = 0; i < f; ++i) {
+                sum[i] += pair[i];
+                sum_squares[i] += pair[i] * pair[i];
+            }
+            base_sum += start;
+            ++refs_used;
+            out.samples += 2;
+        }
+        out.background_rows = refs.size();
+        const auto n = static_cast<double>(refs_used);
+        for (std::size_t i = 0; i < f; ++i) {
+            const double mean = sum[i] / n;
+            // The pairs' sample variance; a rounding error can make it -0.
+            const double variance = std::max(0.0, (sum_squares[i] - n * mean * mean) / (n - 1));
+            out.contributions.push_back({fields_[i], mean, std::sqrt(variance / n)});
+        }
+    }
+    out.base_value = refs_used ? base_sum / static_cast<double>(refs_used) : out.value;
+    std::stable_sort(out.contributions.begin(), out.contributions.end(),
+                     [](const field_contribution& a, const field_contribution& c) {
+                         return std::abs(a.contribution) > std::abs(c.contribution);
+                     });
+    return out;
+}
+
+}  // namespace kennel::ml
