@@ -207,7 +207,14 @@ void write_explanation(json_writer& w, const ml::loaded_version* answering, cons
         w.raw("}");
     };
     if (!answering) {
-        unavailable("the answer is a constant (" + source + "): it does not depend on any field");
+        if (source == "none") {
+            unavailable("there is no answer to explain");
+        } else {
+            const char* by = source == "baseline"      ? "the version's baseline"
+                             : source == "label_prior" ? "the label's prior"
+                                                       : "the definition's serving.fallback";
+            unavailable(std::string("answered by ") + by + ", a constant: it depends on no field");
+        }
         return;
     }
     auto built = answering->explainer_for();
