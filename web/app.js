@@ -1703,10 +1703,20 @@
     const area = h('textarea.code', { id: 'try-body', rows: 8, spellcheck: 'false', 'aria-label': `Prediction request for ${name}` });
     const answer = h('div', { id: 'try-answer', role: 'status' });
     const send = h('button.primary', { type: 'button', 'data-action': 'try-predict' }, 'Predict');
+    const explainBox = h('input', { type: 'checkbox', id: 'try-explain', checked: true });
     send.addEventListener('click', async () => {
       send.disabled = true;
       try {
-        const r = await api('POST', `/v1/models/${enc(name)}/predict`, area.value);
+        // "explain" added to the object sent; a body that is not an object
+        // goes as typed, for the server to say what is wrong with it.
+        let body = area.value;
+        try {
+          const parsed = JSON.parse(body);
+          if (parsed && typeof parsed === 'object' && !Array.isArray(parsed) && !('explain' in parsed)) {
+            body = JSON.stringify(Object.assign(parsed, { explain: explainBox.checked }));
+          }
+        } catch (err) { /* sent as typed */ }
+        const r = await api('POST', `/v1/models/${enc(name)}/predict`, body);
         replace(answer, predictionAnswer(r));
       } catch (err) {
         replace(answer, errorBox(err, 'The server refused the request'));
@@ -1728,7 +1738,38 @@
     replace(box,
       h('h2', null, 'Try a prediction'),
       h('p.muted.small', null, `Sends the body to POST /v1/models/${name}/predict as an app would (the newest fact of "${stream || '?'}" to start with): a real answer, logged like any other.`),
-      area, h('div.actions', null, send), answer);
+      area, h('div.actions', null, send,
+        h('label.inline', { for: 'try-explain', title: 'Each field\'s share of the answer, against the version\'s training rows' }, explainBox, ' Explain the answer')),
+      answer);
+  }
+
+  // An answer's explanation: each field's share of the answer against the
+  // mean answer over training rows, as a signed bar, largest first.
+  function explanationView(e) {
+    if (!e) return null;
+    if (!e.available) return h('p.muted.small', { 'data-explanation': 'none' }, `No explanation: ${e.reason}.`);
+    const of = e.output === 'probability' ? `the probability of "${e.class}"` : 'the value';
+    const largest = Math.max(1e-300, ...e.contributions.map((c) => Math.abs(c.contribution)));
+    const digits = e.output === 'probability' ? 3 : 4;
+    const rows = e.contributions.map((c) => {
+      const share = Math.abs(c.contribution) / largest;
+      const bar = h(`span.contrib-bar.${c.contribution < 0 ? 'down' : 'up'}`);
+      bar.style.width = `${(share * 50).toFixed(1)}%`;  // CSSOM: the CSP refuses style attributes
+      return h('tr', { 'data-field': c.field },
+        h('td', null, c.field),
+        h('td', null, c.value === null ? h('span.muted', null, 'imputed') : valueText(c.value)),
+        h('td.num', null, `${c.contribution > 0 ? '+' : ''}${fmtNum(c.contribution, digits)}`,
+          e.method === 'sampled' ? h('span.muted.small', null, ` ± ${fmtNum(1.96 * c.error, digits)}`) : null),
+        h('td.contrib', null, h('span.contrib-axis', null, bar)));
+    });
+    return h('div.explanation', { 'data-explanation': e.method },
+      h('p.small', null, `Why ${of} is ${fmtNum(e.value, digits)}: it starts from ${fmtNum(e.base_value, digits)}, the mean answer of v${e.version} over ${fmtNum(e.background_rows)} training rows, and each field moves it by its share.`),
+      h('table.explain', null,
+        h('thead', null, h('tr', null, h('th', null, 'field'), h('th', null, 'sent'), h('th.num', null, 'share'), h('th', null, h('span.sr-only', null, 'bar')))),
+        h('tbody', null, rows)),
+      h('p.muted.small', null, e.method === 'exact'
+        ? `Exact Shapley values: every subset of the fields against every row (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms).`
+        : `Shapley values estimated from ${fmtNum(e.samples)} orders of the fields (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms); ± is a 95% margin of the estimate.${e.complete ? '' : ' The time limit cut the sample short.'}`));
   }
 
   function predictionAnswer(r) {
@@ -1742,7 +1783,7 @@
       p.ignored_fields ? [h('dt', null, 'ignored'), h('dd', null, p.ignored_fields.join(', '))] : null,
       p.imputed_fields ? [h('dt', null, 'imputed'), h('dd', null, p.imputed_fields.join(', '))] : null,
       h('dt', null, 'prediction id'), h('dd', null, h('code', null, p.prediction_id)));
-    return (r.predictions || [r]).map(one);
+    return (r.predictions || [r]).map((p) => [one(p), explanationView(p.explanation)]);
   }
 
   // ---- jobs

@@ -367,6 +367,30 @@ step('try a prediction: the newest post as the body, the answer shown, refusals 
     const r = await http('GET', `/v1/models/likes/predictions?id=${id}`, { auth: 'basic' });
     return r.status === 200 && r.json.predictions.length === 1;
   }, WAIT);
+  // Explained (the box is ticked): each field the version reads, with a
+  // bar; the demo's six fields are sampled, each share with its margin.
+  const fields = ['breed', 'caption', 'has_photo', 'hashtags', 'hour', 'length'];
+  await visible(answer.locator('.explanation[data-explanation="sampled"]'));
+  const shown = await answer.locator('table.explain tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.field));
+  assert.deepEqual(shown.slice().sort(), fields);
+  assert.equal(await answer.locator('table.explain .contrib-bar').count(), 6);
+  assert.match(await answer.textContent(), /starts from [0-9.,-]+, the mean answer of v\d+ over 100 training rows/);
+  assert.match(await answer.locator('table.explain tbody tr').first().textContent(), /[+-][0-9.]+ ± [0-9.]+/);
+  // The bars follow the shares: the largest share's bar is the widest.
+  const widths = await answer.locator('table.explain .contrib-bar').evaluateAll((bars) => bars.map((b) => b.getBoundingClientRect().width));
+  assert.equal(Math.max(...widths), widths[0], JSON.stringify(widths));
+  // Each bar's length is its share's, against the largest.
+  const sharesShown = await answer.locator('table.explain tbody td.num').evaluateAll((cells) => cells.map((c) => Math.abs(parseFloat(c.textContent.replace(/,/g, '')))));
+  assert.ok(widths[0] > 0, JSON.stringify(widths));
+  widths.forEach((w, i) => assert.ok(Math.abs(w / widths[0] - sharesShown[i] / sharesShown[0]) < 0.02,
+    `bar ${i}: ${JSON.stringify(widths)} for shares ${JSON.stringify(sharesShown)}`));
+  await shot('model-explain-1280');
+  // Unticked: no explanation asked for, none shown.
+  await page.uncheck('#try-explain');
+  await page.click('button[data-action="try-predict"]');
+  await waitFor('the answer without an explanation', async () => (await answer.locator('.explanation').count()) === 0, WAIT);
+  await visible(answer.locator('dl.kv'));
+  await page.check('#try-explain');
   // A wrong type: the server's 400, naming the field.
   await page.fill('#try-body', '{"features": {"length": "long"}}');
   await page.click('button[data-action="try-predict"]');
