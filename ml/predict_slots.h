@@ -52,6 +52,7 @@ public:
             if (s_) s_->release();
             s_ = nullptr;
         }
+        bool holds() const { return s_ != nullptr; }
 
     private:
         predict_slots* s_;

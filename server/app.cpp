@@ -237,6 +237,10 @@ status app::start_store() {
     int slots = options_.predict_concurrency;
     if (slots <= 0) slots = std::max(8, 4 * static_cast<int>(std::thread::hardware_concurrency()));
     predict_slots_ = std::make_unique<ml::predict_slots>(static_cast<std::size_t>(slots));
+    int explaining = options_.explain_concurrency;
+    if (explaining <= 0)
+        explaining = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+    explain_slots_ = std::make_unique<ml::predict_slots>(static_cast<std::size_t>(explaining));
     prediction_log_ = std::make_unique<ml::prediction_log>(
         *writer_, options_.prediction_log_queue,
         std::chrono::microseconds(static_cast<std::int64_t>(options_.prediction_log_days * 86400e6)));

@@ -56,6 +56,9 @@ public:
     ml::serving_registry& serving() { return *serving_; }
     ml::predict_pool& predict_pool() { return *predict_pool_; }
     ml::predict_slots& predict_slots() { return *predict_slots_; }
+    // Explanations at once (each is thousands of predictions):
+    // --explain-concurrency; a request past them is a 503.
+    ml::predict_slots& explain_slots() { return *explain_slots_; }
     ml::prediction_log& prediction_log() { return *prediction_log_; }
     // Rebuilds a model's serving snapshot after its aliases, versions or
     // definition changed (loads and warms first, then swaps).
@@ -94,6 +97,7 @@ private:
     std::unique_ptr<ml::serving_registry> serving_;
     std::unique_ptr<ml::predict_pool> predict_pool_;
     std::unique_ptr<ml::predict_slots> predict_slots_;
+    std::unique_ptr<ml::predict_slots> explain_slots_;
     std::unique_ptr<ml::prediction_log> prediction_log_;
     std::unique_ptr<ml::supervisor> supervisor_;
     std::unique_ptr<authenticator> auth_;

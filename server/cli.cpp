@@ -116,8 +116,8 @@ const char* const all_option_names[] = {
     // serve
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
-    "prediction-log-queue", "prediction-log-days", "keep-versions", "web-dir", "trusted-proxy",
-    "test-faults",
+    "explain-concurrency", "prediction-log-queue", "prediction-log-days", "keep-versions",
+    "web-dir", "trusted-proxy", "test-faults",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -309,6 +309,7 @@ constexpr option_range serve_ranges[] = {
     {"predict-threads", 0, 256, "two per core, at least 4"},
     {"predict-queue", 1, 1000000, nullptr},
     {"predict-concurrency", 0, 4096, "four per core, at least 8"},
+    {"explain-concurrency", 0, 256, "half the cores, at least 1"},
     {"prediction-log-queue", 1, 10000000, nullptr},
     {"writer-cache-mb", 1, 65536, nullptr},
 };
@@ -390,6 +391,10 @@ int cmd_serve(const std::vector<std::string>& args) {
         "predict-concurrency", po::value<int>()->default_value(0),
         ranged_help("predict-concurrency", "predict requests computing at once, the rest wait")
             .c_str())(
+        "explain-concurrency", po::value<int>()->default_value(0),
+        ranged_help("explain-concurrency",
+                    "predict requests explaining their answers at once, the rest get 503")
+            .c_str())(
         "writer-cache-mb", po::value<int>()->default_value(o.writer_cache_mb),
         ranged_help("writer-cache-mb",
                     "the writer's SQLite page cache in MiB (it fills as facts are written)")
@@ -446,6 +451,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.predict_threads = ranged<int>(vm, "predict-threads");
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
+    o.explain_concurrency = ranged<int>(vm, "explain-concurrency");
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
     o.writer_cache_mb = ranged<int>(vm, "writer-cache-mb");
     o.keep_versions = vm["keep-versions"].as<int>();

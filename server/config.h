@@ -34,6 +34,7 @@ struct serve_options {
     int predict_threads = 0;            // 0: 2 per core, at least 4
     std::size_t predict_queue = 1024;   // prediction tasks waiting before 503
     int predict_concurrency = 0;        // requests computing at once; 0: 4 per core, at least 8
+    int explain_concurrency = 0;  // explaining requests at once; 0: half the cores, at least 1
     std::size_t prediction_log_queue = 100000;
     double prediction_log_days = 30;  // older log segments are deleted; 0 keeps all
     int keep_versions = 20;    // artifacts kept per model (remove_old_artifacts); 0 keeps all

@@ -303,6 +303,19 @@ http_response post_model_predict(app& a, const http_request& req) {
     const bool deadline_is_models = deadline_ms >= m->definition.deadline_ms;
     const auto deadline =
         started + std::chrono::microseconds(static_cast<std::int64_t>(deadline_ms * 1000));
+    // An explanation costs thousands of predictions: past the few that may
+    // run at once, the request is refused before anything is predicted or
+    // logged, not queued behind them.
+    std::optional<ml::predict_slots::held> explaining;
+    if (parsed->explain) explaining.emplace(a.explain_slots(), started);
+    if (explaining && !explaining->holds()) {
+        return error_response(
+            status(error_kind::unavailable,
+                   std::to_string(a.explain_slots().slots()) +
+                       " explanation(s) at a time, all running; retry shortly, or ask without "
+                       "\"explain\"",
+                   "explain"));
+    }
     // The deadline counts from arrival, so a wait for a slot is part of it:
     // after a quarter of this request's deadline it goes on without one. (A
     // model runs here only when 10x below the deadline. With half, 2 of 18k
@@ -467,6 +480,9 @@ http_response post_model_predict(app& a, const http_request& req) {
     // Explanations share one budget a request: once it is spent, each gets
     // its smallest sample and says it is incomplete.
     const auto explain_until = steady::now() + std::chrono::seconds(2);
+    // The answers are settled: explaining them holds an explanation's slot,
+    // not a prediction's.
+    if (explain) slot.release();
     for (std::size_t i = 0; i < instances.size(); ++i) {
         const chosen& pick = picks[i];
         bool fallback =

@@ -18,11 +18,13 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 import json
 import random
 import sqlite3
+import threading
+import time
 import unittest
 
-from kennel_harness import KennelTestCase, fact, open_db, uid
+from kennel_harness import Client, KennelTestCase, fact, open_db, uid
 from test_predict import (SharedServerCase, at, definition, get_version, post_facts, predict,
-                          put_model, set_live, train)
+                          put_model, set_live, train, wait_until)
 
 FEATURES = {"x1": 1.0, "x2": -0.5, "color": "red", "caption": "good dog park"}
 
@@ -243,6 +245,81 @@ class ExplainFaultTest(SharedServerCase):
         self.assertIs(p["explanation"]["available"], False, p)
         self.assertEqual(p["explanation"]["reason"],
                          "answered by the version's baseline, a constant: it depends on no field")
+
+
+class ExplainAdmissionTest(KennelTestCase):
+    """--explain-concurrency 1: while one request explains, another asking
+    for explanations is a 503 with Retry-After, refused before anything is
+    predicted or logged; predictions without "explain" go on."""
+
+    def test_explanations_past_the_limit_are_refused_and_predictions_go_on(self):
+        server = self.start_server(["--explain-concurrency", "1"])
+        c = self.client(server)
+        feats, labels = wide_data(self, c)
+        name = uid("busy")
+        d = wide_definition(feats, labels)
+        d["params"] = {"num_trees": 300}
+        put_model(self, c, name, d)
+        self.assertEqual(train(self, c, name), 1)
+        set_live(self, c, name, 1)
+        features = {"n1": 0.5, "n2": -1.0, "n3": 0.2, "color": "blue", "flag": True}
+        # 100 instances of 4,096 predictions each: the request's 2 s budget.
+        batch = {"instances": [{"entity": "b%d" % i, "features": dict(features, n4=i / 10)}
+                               for i in range(100)], "explain": True}
+        done = {}
+
+        def explain_batch(_):
+            # Until it gets the slot (the single requests below may hold it).
+            bc = Client(server.port, timeout=60)
+            try:
+                for _ in range(500):
+                    r = bc.post_json("/v1/models/%s/predict" % name, batch)
+                    if r.status != 503:
+                        break
+                    time.sleep(0.01)
+                done["batch"] = r
+            finally:
+                bc.close()
+
+        t = threading.Thread(target=explain_batch, args=(0,))
+        t.start()
+        refused, answered, plain = [], [], []
+        deadline = time.monotonic() + 30
+        while t.is_alive() and time.monotonic() < deadline:
+            r = c.post_json("/v1/models/%s/predict" % name,
+                            {"entity": uid("x"), "features": features, "explain": True})
+            (refused if r.status == 503 else answered).append(r)
+            q = c.post_json("/v1/models/%s/predict" % name, {"features": features})
+            plain.append(q)
+            time.sleep(0.02)
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(done["batch"].status, 200, done["batch"])
+        self.assertTrue(all(p["explanation"]["available"] for p in
+                            done["batch"].json()["predictions"]))
+        self.assertGreater(len(refused), 0, "no explanation was refused while the batch ran")
+        for r in refused:
+            self.assertErrorShape(r, 503, field="explain",
+                                  message="1 explanation(s) at a time, all running")
+            self.assertEqual(r.header("Retry-After"), "1", r)
+        for r in answered:
+            self.assertEqual(r.status, 200, r)
+        self.assertTrue(all(q.status == 200 and "explanation" not in q.json() for q in plain),
+                        [q for q in plain if q.status != 200][:3])
+        # A refused request predicted nothing: the log holds the batch's 100,
+        # the answered ones and the plain ones.
+        want = 100 + len(answered) + len(plain)
+
+        def logged():
+            n, cursor = 0, ""
+            while True:
+                r = c.get("/v1/models/%s/predictions?limit=500%s" % (name, cursor))
+                self.assertEqual(r.status, 200, r)
+                n += len(r.json()["predictions"])
+                if not r.json().get("next_cursor"):
+                    return n == want
+                cursor = "&cursor=" + r.json()["next_cursor"]
+        wait_until(logged, 20, "%d predictions in the log" % want)
 
 
 class OldVersionTest(KennelTestCase):
