@@ -1,5 +1,7 @@
 #include "server/offline_predict.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -122,6 +124,7 @@ int run_offline_predict(const offline_predict_options& o) {
             continue;
         }
         bool line_failed = false;
+        const auto explain_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
         for (std::size_t i = 0; i < parsed->instances.size(); ++i) {
             const predict_instance& inst = parsed->instances[i];
             ml::answer a;
@@ -160,6 +163,13 @@ int run_offline_predict(const offline_predict_options& o) {
             if (!inst.missing.empty()) w.key("imputed_fields").strings(inst.missing);
             const auto unseen = v->artifact->pipeline.unseen_categories(inst.record);
             if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
+            // As the API explains (2 s a line shared by its instances).
+            if (parsed->explain) {
+                const double left =
+                    std::chrono::duration<double>(explain_until - std::chrono::steady_clock::now())
+                        .count();
+                write_explanation(w, v.get(), a, "model", inst, std::max(0.0, left));
+            }
             text += "}\n";
             *out << text;
             ++scored;

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "ml/explain.h"
 #include "ml/hash.h"
 #include "server/fact_json.h"
 #include "server/json_body.h"
@@ -655,6 +657,103 @@ void write_prediction(json_writer& w, const ml::answer& a, bool none) {
     }
     w.raw("}");
     if (a.decision) w.key("decision").boolean(*a.decision);
+}
+
+namespace {
+
+void write_raw_value(json_writer& w, const ml::raw_value* v) {
+    if (!v) {
+        w.null();
+    } else if (const auto* d = std::get_if<double>(v)) {
+        w.number(*d);
+    } else if (const auto* b = std::get_if<bool>(v)) {
+        w.boolean(*b);
+    } else if (const auto* s = std::get_if<std::string>(v)) {
+        w.string(*s);
+    } else if (const auto* i = std::get_if<ml::interval>(v)) {
+        w.raw("{");
+        w.key("lower").number(i->lower);
+        w.key("upper").number(i->upper);
+        w.raw("}");
+    } else {
+        w.null();
+    }
+}
+
+}  // namespace
+
+void write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
+                       const std::string& source, const predict_instance& in, double seconds) {
+    const auto started = std::chrono::steady_clock::now();
+    w.key("explanation").raw("{");
+    auto unavailable = [&](const std::string& reason) {
+        w.key("available").boolean(false);
+        w.key("reason").string(reason);
+        w.raw("}");
+    };
+    if (!answering) {
+        if (source == "none") {
+            unavailable("there is no answer to explain");
+        } else {
+            const char* by = source == "baseline"      ? "the version's baseline"
+                             : source == "label_prior" ? "the label's prior"
+                                                       : "the definition's serving.fallback";
+            unavailable(std::string("answered by ") + by + ", a constant: it depends on no field");
+        }
+        return;
+    }
+    auto built = answering->explainer_for();
+    if (!built) {
+        unavailable(built.error().message());
+        return;
+    }
+    const ml::task_kind task = answering->artifact->task;
+    std::optional<std::size_t> class_index;
+    if (task == ml::task_kind::binary) class_index = 1;
+    if (task == ml::task_kind::multiclass) class_index = static_cast<std::size_t>(ans.value);
+    ml::explain_options options;
+    options.max_seconds = seconds;
+    options.seed = in.features_hash ^ ml::fmix64(static_cast<std::uint64_t>(answering->version));
+    ml::explanation e;
+    try {
+        e = (*built)->explain(in.record, class_index, options);
+    } catch (const std::exception& ex) {
+        unavailable(std::string("the model failed while explaining: ") + ex.what());
+        return;
+    }
+    w.key("available").boolean(true);
+    w.key("version").integer(answering->version);
+    if (class_index) {
+        w.key("output").string("probability");
+        const auto& classes = answering->artifact->classes;
+        w.key("class").string(*class_index < classes.size() ? classes[*class_index] : "");
+    } else {
+        w.key("output").string("value");
+    }
+    w.key("method").string(e.exact ? "exact" : "sampled");
+    w.key("base_value").number(e.base_value);
+    w.key("value").number(e.value);
+    w.key("contributions").raw("[");
+    for (std::size_t k = 0; k < e.contributions.size(); ++k) {
+        const auto& c = e.contributions[k];
+        w.raw(k ? ",{" : "{");
+        w.key("field").string(c.field);
+        w.key("value");
+        auto it = in.record.find(c.field);
+        write_raw_value(w, it == in.record.end() ? nullptr : &it->second);
+        w.key("contribution").number(c.contribution);
+        w.key("error").number(c.error);
+        w.raw("}");
+    }
+    w.raw("]");
+    w.key("background_rows").integer(static_cast<std::int64_t>(e.background_rows));
+    w.key("samples").integer(static_cast<std::int64_t>(e.samples));
+    w.key("evaluations").integer(static_cast<std::int64_t>(e.evaluations));
+    w.key("complete").boolean(e.complete);
+    w.key("ms").number(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count());
+    w.raw("}");
 }
 
 }  // namespace kennel

@@ -70,4 +70,11 @@ std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
 // answer at all (a null prediction).
 void write_prediction(json_writer& w, const ml::answer& a, bool none);
 
+// The member "explanation" of an answer (ml/explain.h): each field's share
+// of `answering`'s output, or why there is none (`answering` null: the
+// answer came from `source`, a constant). Runs the explainer on this
+// thread, within `seconds` at most.
+void write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
+                       const std::string& source, const predict_instance& in, double seconds);
+
 }  // namespace kennel

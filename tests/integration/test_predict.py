@@ -1760,6 +1760,33 @@ class OfflinePredictCliTest(KennelTestCase):
         for offline, served in zip(got, self.api(body)):
             self.assertSameAnswer(offline, served, 2)
 
+    def test_explanations_offline_are_the_apis(self):
+        # A line with "explain": true is explained as the API explains it
+        # (the same seed: the same shares); a line without is not.
+        body = {"instances": [{"entity": "x%d" % i, "features": dict(FEATURES, x1=i / 3)}
+                              for i in range(3)], "explain": True}
+        single = {"features": FEATURES}
+        p = self.cli(self.name, input=json.dumps(body) + "\n" + json.dumps(single) + "\n")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        got = self.answers(p.stdout)
+        self.assertEqual(len(got), 4)
+        self.assertNotIn("explanation", got[3])
+        for offline, served in zip(got, self.api(body)):
+            a, b = offline["explanation"], served["explanation"]
+            self.assertIs(a["available"], True, a)
+            self.assertEqual(a["output"], "probability", a)
+            for k in ("class", "method", "base_value", "value", "contributions", "samples",
+                      "background_rows", "evaluations", "version"):
+                self.assertEqual(a[k], b[k], k)
+        # More than 100 instances with "explain": that line is refused alone.
+        many = {"instances": [{"features": FEATURES}] * 101, "explain": True}
+        p = self.cli(self.name, input=json.dumps(many) + "\n" + json.dumps(single) + "\n")
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        lines = self.answers(p.stdout)
+        self.assertEqual(lines[0]["error"]["field"], "instances", lines[0])
+        self.assertIn("at most 100 instances", lines[0]["error"]["message"])
+        self.assertEqual(lines[1]["line"], 2, lines[1])
+
     def test_a_named_version_reads_the_fields_it_was_trained_on(self):
         # Live version 3 reads only x1 and color; version 1 also reads x2
         # and caption, and scored offline is given them, as when it served.
