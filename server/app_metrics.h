@@ -26,6 +26,15 @@ struct rate_snapshot {
 class app_metrics {
 public:
     void record_prediction(double latency_ms, bool fallback);
+    // One answer explained (available or not), and the time it took.
+    void record_explanation(double seconds) {
+        explanations_.fetch_add(1, std::memory_order_relaxed);
+        explain_us_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+    }
+    std::uint64_t explanations() const { return explanations_.load(std::memory_order_relaxed); }
+    double explanation_seconds() const {
+        return static_cast<double>(explain_us_.load(std::memory_order_relaxed)) / 1e6;
+    }
 
     // facts_total: the writer's count of stored facts, sampled by the caller.
     rate_snapshot sample(std::uint64_t facts_total);
@@ -35,6 +44,8 @@ private:
     std::array<std::atomic<float>, ring_size> latencies_{};
     std::array<std::atomic<bool>, ring_size> fallbacks_{};
     std::atomic<std::uint64_t> predictions_{0};
+    std::atomic<std::uint64_t> explanations_{0};
+    std::atomic<std::uint64_t> explain_us_{0};
 
     struct point {
         std::chrono::steady_clock::time_point at;

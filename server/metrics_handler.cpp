@@ -388,6 +388,15 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_predict_slot_gave_up_total", "counter",
              "Predict requests that stopped waiting for a slot and went on without one.")
         .sample(num(a.predict_slots().gave_up()));
+    e.family("kennel_explanations_total", "counter",
+             "Answers explained (\"explain\": true), those without an explanation included.")
+        .sample(num(a.metrics().explanations()));
+    e.family("kennel_explanation_seconds_total", "counter", "Time spent explaining answers.")
+        .sample(a.metrics().explanation_seconds());
+    e.family("kennel_explain_refused_total", "counter",
+             "Predict requests asking for explanations refused with 503: --explain-concurrency "
+             "were explaining.")
+        .sample(num(a.explain_slots().gave_up()));
     e.family("kennel_prediction_log_entries_total", "counter",
              "Prediction log entries, by what became of them.")
         .sample(num(log.logged), {{"outcome", "logged"}})

@@ -476,10 +476,13 @@ http_response post_model_predict(app& a, const http_request& req) {
             if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
         }
         if (explain) {
+            const auto explaining_from = steady::now();
             write_explanation(
                 w, answering, ans, source, instances[i],
                 std::max(0.0,
                          std::chrono::duration<double>(explain_until - steady::now()).count()));
+            a.metrics().record_explanation(
+                std::chrono::duration<double>(steady::now() - explaining_from).count());
         }
         text += '}';
 

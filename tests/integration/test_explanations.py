@@ -17,6 +17,7 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -320,6 +321,19 @@ class ExplainAdmissionTest(KennelTestCase):
                     return n == want
                 cursor = "&cursor=" + r.json()["next_cursor"]
         wait_until(logged, 20, "%d predictions in the log" % want)
+
+        # Counted for operators: each refusal (the batch's own waits for the
+        # slot too), each answer explained and the time it took.
+        text = c.get("/metrics").text
+        refused_total = int(re.search(r"^kennel_explain_refused_total (\d+)$", text, re.M).group(1))
+        self.assertGreaterEqual(refused_total, len(refused))
+        explained = int(re.search(r"^kennel_explanations_total (\d+)$", text, re.M).group(1))
+        self.assertEqual(explained, 100 + len(answered))
+        seconds = float(re.search(r"^kennel_explanation_seconds_total (\S+)$", text, re.M).group(1))
+        self.assertGreater(seconds, 0.1)
+        serving = c.get("/v1/serving").json()["explanations"]
+        self.assertEqual((serving["slots"], serving["explained"], serving["refused"]),
+                         (1, explained, refused_total), serving)
 
 
 class OldVersionTest(KennelTestCase):
