@@ -69,19 +69,30 @@ std::vector<raw_record> sample_background(const std::vector<feature_spec>& specs
 }
 
 std::string background_to_json(const std::vector<raw_record>& rows) {
-    std::string out = "[";
+    std::vector<std::string> texts;
+    texts.reserve(rows.size());
     for (const auto& row : rows) {
         json o = json::object();
         for (const auto& [name, value] : row) {
             json v = value_json(value);
             if (!v.is_null()) o[name] = std::move(v);
         }
-        std::string text = o.dump();
-        if (out.size() + text.size() + 2 > background_max_bytes) break;
-        if (out.size() > 1) out += ',';
-        out += text;
+        texts.push_back(o.dump());
     }
-    return out + "]";
+    // Over the byte limit (long texts), as many rows as fit, still evenly
+    // spaced over the rows given: the first that fit were the oldest third.
+    for (std::size_t k = texts.size(); k > 0; --k) {
+        std::size_t bytes = 2;
+        for (std::size_t i = 0; i < k; ++i) bytes += texts[i * texts.size() / k].size() + 1;
+        if (bytes > background_max_bytes) continue;
+        std::string out = "[";
+        for (std::size_t i = 0; i < k; ++i) {
+            if (i) out += ',';
+            out += texts[i * texts.size() / k];
+        }
+        return out + "]";
+    }
+    return "[]";
 }
 
 std::optional<std::vector<raw_record>> background_in_features(std::string_view features_json) {
@@ -155,9 +166,11 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
     out.value = output(x, class_index);
     out.evaluations = 1;
     const std::size_t f = fields_.size(), b = background_.size();
-    std::vector<double> sum(f, 0), sum_squares(f, 0);
-    double base_sum = 0;
-    std::size_t refs_used = 0;
+    // Means kept as running means: a sum of 100 rows' shares of an input
+    // near the largest double overflowed to infinity.
+    std::vector<double> mean(f, 0);
+    std::vector<double> error(f, 0);
+    double base = 0;
 
     // Exact: every subset of fields against every background row, when that
     // fits the budget. A Gray code walks the subsets one field change apart.
@@ -196,6 +209,7 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
                     ++out.evaluations;
                 }
             }
+            const auto n = static_cast<double>(r + 1);
             for (std::size_t i = 0; i < f; ++i) {
                 double phi = 0;
                 for (std::size_t s = 0; s < subsets; ++s) {
@@ -203,32 +217,37 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
                     phi += weight[static_cast<std::size_t>(std::popcount(s))] *
                            (v[s | (std::size_t{1} << i)] - v[s]);
                 }
-                sum[i] += phi;
+                mean[i] += (phi - mean[i]) / n;
             }
-            base_sum += v[0];
-            ++refs_used;
+            base += (v[0] - base) / n;
+            ++out.background_rows;
         }
         out.exact = true;
-        out.background_rows = refs_used;
-        for (std::size_t i = 0; i < f; ++i) {
-            out.contributions.push_back(
-                {fields_[i], refs_used ? sum[i] / static_cast<double>(refs_used) : 0.0, 0.0});
-        }
     } else {
         // Sampled: pairs of an order and its reverse (their errors partly
-        // cancel), each against the next background row in turn.
+        // cancel), each against a background row. With room for as many
+        // pairs as rows, each row gets the same number m of them, so the
+        // base is the rows' plain mean; with less, evenly spaced rows get
+        // one each.
         const std::size_t steps = std::max<std::size_t>(1, f - 1);
-        const std::size_t pairs = std::max<std::size_t>(2, options.max_evaluations / (2 * steps));
+        std::size_t pairs = std::max<std::size_t>(2, options.max_evaluations / (2 * steps));
+        const std::size_t per_row = pairs >= b ? pairs / b : 1;
+        if (pairs >= b) pairs = per_row * b;
+        const auto row_of = [&](std::size_t p) {
+            return per_row > 1 || pairs == b ? p % b : p * b / pairs;
+        };
         std::vector<std::size_t> order(f);
         std::vector<double> pair(f), z;
-        std::set<std::size_t> refs;
+        // Each field's pair values, pair by pair, for its error.
+        std::vector<std::vector<double>> values(f);
+        std::vector<std::size_t> rows_of_pairs;
         for (std::size_t p = 0; p < pairs; ++p) {
-            if (p >= 2 && out_of_time()) {
+            if (p > 0 && out_of_time()) {
                 out.complete = false;
                 break;
             }
-            const std::size_t r = p % b;
-            refs.insert(r);
+            const std::size_t r = row_of(p);
+            rows_of_pairs.push_back(r);
             const double start = answer_of(background_answers_[r]);
             std::iota(order.begin(), order.end(), std::size_t{0});
             const std::uint64_t stream = fmix64(options.seed ^ fmix64(p + 1));
@@ -255,24 +274,43 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
                     previous = now;
                 }
             }
+            const auto n = static_cast<double>(p + 1);
             for (std::size_t i = 0; i < f; ++i) {
-                sum[i] += pair[i];
-                sum_squares[i] += pair[i] * pair[i];
+                values[i].push_back(pair[i]);
+                mean[i] += (pair[i] - mean[i]) / n;
             }
-            base_sum += start;
-            ++refs_used;
+            base += (start - base) / n;
             out.samples += 2;
         }
-        out.background_rows = refs.size();
-        const auto n = static_cast<double>(refs_used);
-        for (std::size_t i = 0; i < f; ++i) {
-            const double mean = sum[i] / n;
-            // The pairs' sample variance; a rounding error can make it -0.
-            const double variance = std::max(0.0, (sum_squares[i] - n * mean * mean) / (n - 1));
-            out.contributions.push_back({fields_[i], mean, std::sqrt(variance / n)});
+        const std::size_t used = rows_of_pairs.size();
+        out.background_rows = std::min(used, b);
+        // The error of each mean. With m > 1 pairs per row, every row in
+        // the same number, only the orders vary between pairs of one row:
+        // the spread within rows gives it. With one pair per row, the
+        // spread between pairs also holds the rows' own differences, which
+        // do not vary between calls: an upper bound, on the safe side.
+        const bool within = out.complete && per_row > 1;
+        for (std::size_t i = 0; i < f && used > 1; ++i) {
+            double spread = 0;
+            if (within) {
+                std::vector<double> row_mean(b, 0);
+                for (std::size_t p = 0; p < used; ++p) row_mean[rows_of_pairs[p]] += values[i][p];
+                for (auto& m : row_mean) m /= static_cast<double>(per_row);
+                for (std::size_t p = 0; p < used; ++p) {
+                    const double d = values[i][p] - row_mean[rows_of_pairs[p]];
+                    spread += d * d;
+                }
+                spread /= static_cast<double>(used - b);
+            } else {
+                for (double v : values[i]) spread += (v - mean[i]) * (v - mean[i]);
+                spread /= static_cast<double>(used - 1);
+            }
+            error[i] = std::sqrt(spread / static_cast<double>(used));
         }
     }
-    out.base_value = refs_used ? base_sum / static_cast<double>(refs_used) : out.value;
+    out.base_value = out.background_rows ? base : out.value;
+    for (std::size_t i = 0; i < f; ++i)
+        out.contributions.push_back({fields_[i], mean[i], error[i]});
     std::stable_sort(out.contributions.begin(), out.contributions.end(),
                      [](const field_contribution& a, const field_contribution& c) {
                          return std::abs(a.contribution) > std::abs(c.contribution);

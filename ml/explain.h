@@ -7,7 +7,10 @@
 // when its value replaces a background row's, over every order in which the
 // fields can be replaced. With few fields every subset of fields is
 // evaluated (exact); with more, orders are sampled in reversed pairs, and
-// each share carries the standard error of its estimate.
+// each share carries the standard error of its estimate: from the spread
+// between the orders of one row when every row has two or more pairs,
+// else from the spread between pairs (wider: it also holds the rows' own
+// differences).
 //
 // Fields are replaced in the encoded space: every transform reads one field
 // (feature_pipeline::column_fields), so a row with some fields from the
@@ -61,13 +64,16 @@ struct explanation {
     // Classification: the class whose probability is explained; else the
     // value is.
     std::optional<std::size_t> class_index;
-    double base_value = 0;  // the mean answer over the background rows used
+    double base_value = 0;  // the mean answer over the background rows used (each as often)
     double value = 0;       // the instance's answer: base_value + the contributions
     bool exact = false;     // every subset of fields evaluated
     std::size_t background_rows = 0;
     std::size_t samples = 0;      // sampled: orders evaluated (reversed pairs)
     std::size_t evaluations = 0;  // predictions made
-    bool complete = true;         // false: the time limit cut the samples short
+    // false: the time limit cut it short (fewer rows or pairs than planned);
+    // such an explanation still adds up but is neither exact nor as precise
+    // as its errors say, so the API does not give it.
+    bool complete = true;
     // One per field the version reads, the largest share (by magnitude) first.
     std::vector<field_contribution> contributions;
 };

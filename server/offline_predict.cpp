@@ -124,7 +124,9 @@ int run_offline_predict(const offline_predict_options& o) {
             continue;
         }
         bool line_failed = false;
-        const auto explain_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        const auto explain_until = std::chrono::steady_clock::now() +
+                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                       std::chrono::duration<double>(explain_request_seconds));
         for (std::size_t i = 0; i < parsed->instances.size(); ++i) {
             const predict_instance& inst = parsed->instances[i];
             ml::answer a;

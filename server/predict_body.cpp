@@ -714,11 +714,33 @@ void write_explanation(json_writer& w, const ml::loaded_version* answering, cons
     ml::explain_options options;
     options.max_seconds = seconds;
     options.seed = in.features_hash ^ ml::fmix64(static_cast<std::uint64_t>(answering->version));
+    // An explanation is given whole or not at all: one cut short (a few
+    // background rows, two orders) read as exact or as precise as any.
+    const std::string out_of_time =
+        "the request's " + std::to_string(static_cast<int>(explain_request_seconds)) +
+        " s for explanations ran out before this answer's was done: ask for fewer instances at "
+        "once";
+    if (seconds <= 0) {
+        unavailable(out_of_time);
+        return;
+    }
     ml::explanation e;
     try {
         e = (*built)->explain(in.record, class_index, options);
     } catch (const std::exception& ex) {
         unavailable(std::string("the model failed while explaining: ") + ex.what());
+        return;
+    }
+    if (!e.complete) {
+        unavailable(out_of_time);
+        return;
+    }
+    bool finite = std::isfinite(e.base_value) && std::isfinite(e.value);
+    for (const auto& c : e.contributions) finite = finite && std::isfinite(c.contribution);
+    if (!finite) {
+        unavailable(
+            "a share is beyond the range of a double (the answer or an input is far "
+            "outside the training rows)");
         return;
     }
     w.key("available").boolean(true);
@@ -749,7 +771,6 @@ void write_explanation(json_writer& w, const ml::loaded_version* answering, cons
     w.key("background_rows").integer(static_cast<std::int64_t>(e.background_rows));
     w.key("samples").integer(static_cast<std::int64_t>(e.samples));
     w.key("evaluations").integer(static_cast<std::int64_t>(e.evaluations));
-    w.key("complete").boolean(e.complete);
     w.key("ms").number(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
             .count());

@@ -70,6 +70,10 @@ std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
 // answer at all (a null prediction).
 void write_prediction(json_writer& w, const ml::answer& a, bool none);
 
+// What a request (or a line of `kennel predict`) has for explaining its
+// answers, all together.
+inline constexpr double explain_request_seconds = 2;
+
 // The member "explanation" of an answer (ml/explain.h): each field's share
 // of `answering`'s output, or why there is none (`answering` null: the
 // answer came from `source`, a constant). Runs the explainer on this

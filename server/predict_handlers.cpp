@@ -383,7 +383,9 @@ http_response post_model_predict(app& a, const http_request& req) {
     rows.reserve(instances.size());
     // Explanations share one budget a request: once it is spent, each gets
     // its smallest sample and says it is incomplete.
-    const auto explain_until = steady::now() + std::chrono::seconds(2);
+    const auto explain_until =
+        steady::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(explain_request_seconds));
     // The answers are settled: explaining them holds an explanation's slot,
     // not a prediction's.
     if (explain) slot.release();

@@ -1769,7 +1769,7 @@
         h('tbody', null, rows)),
       h('p.muted.small', null, e.method === 'exact'
         ? `Exact Shapley values: every subset of the fields against every row (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms).`
-        : `Shapley values estimated from ${fmtNum(e.samples)} orders of the fields (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms); ± is a 95% margin of the estimate.${e.complete ? '' : ' The time limit cut the sample short.'}`));
+        : `Shapley values estimated from ${fmtNum(e.samples)} orders of the fields (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms); ± is a 95% margin of the estimate.`));
   }
 
   function predictionAnswer(r) {

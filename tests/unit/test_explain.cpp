@@ -156,7 +156,9 @@ TEST_CASE("sampled shares agree with the exact ones within their errors", "[expl
         const auto want = std::find_if(exact.contributions.begin(), exact.contributions.end(),
                                        [&](const auto& w) { return w.field == c.field; });
         REQUIRE(want != exact.contributions.end());
-        CHECK(std::abs(c.contribution - want->contribution) <= 4 * c.error + 1e-9);
+        // One seed: a loose bound (the calibration case below checks the
+        // errors' sizes over many).
+        CHECK(std::abs(c.contribution - want->contribution) <= 6 * c.error + 1e-9);
         some_error = some_error || c.error > 0;
     }
     CHECK(some_error);
@@ -174,11 +176,11 @@ TEST_CASE("sampled shares agree with the exact ones within their errors", "[expl
         }
         CHECK(differs);
     }
-    SECTION("out of time: the smallest sample, said to be incomplete, still adds up") {
+    SECTION("out of time: one pair or one row, said to be incomplete, still adds up") {
         o.max_seconds = 0;
         const explanation cut = (*e)->explain(x, k, o);
         CHECK_FALSE(cut.complete);
-        CHECK(cut.samples == 4);
+        CHECK(cut.samples == 2);
         CHECK(cut.base_value + total(cut) == Approx(cut.value).margin(1e-9));
         explain_options exact_cut;
         exact_cut.max_seconds = 0;
@@ -187,6 +189,83 @@ TEST_CASE("sampled shares agree with the exact ones within their errors", "[expl
         CHECK_FALSE(one_row.complete);
         CHECK(one_row.background_rows == 1);
         CHECK(one_row.base_value + total(one_row) == Approx(one_row.value).margin(1e-9));
+    }
+}
+
+TEST_CASE("sampled: the base is the plain mean of the rows used, and the errors are calibrated",
+          "[explain]") {
+    const auto task = GENERATE(task_kind::regression, task_kind::binary, task_kind::multiclass);
+    const auto algo = GENERATE(algorithm::forest, algorithm::kernel);
+    CAPTURE(static_cast<int>(task), static_cast<int>(algo));
+    const auto a = build(task, algo);
+    const auto background = make_rows(16, 500);
+    auto e = explainer::build(a, background);
+    REQUIRE(e);
+    const raw_record x = make_rows(1, 3)[0];
+    const auto k = class_for(*a, x);
+    const explanation exact = (*e)->explain(x, k, {});
+    REQUIRE(exact.exact);
+
+    // Room for 50 pairs: 48, three a row, so every row weighs the same.
+    explain_options o;
+    o.max_evaluations = 50 * 2 * 4;
+    explanation got = (*e)->explain(x, k, o);
+    CHECK(got.samples == 96);
+    CHECK(got.background_rows == 16);
+    CHECK(got.base_value == Approx(exact.base_value).margin(1e-12));
+    // Room for 10 pairs: 10 evenly spaced rows, one pair each.
+    o.max_evaluations = 10 * 2 * 4;
+    got = (*e)->explain(x, k, o);
+    CHECK(got.samples == 20);
+    CHECK(got.background_rows == 10);
+    double base = 0;
+    for (std::size_t p = 0; p < 10; ++p) base += output_of(*a, background[p * 16 / 10], k);
+    CHECK(got.base_value == Approx(base / 10).margin(1e-12));
+
+    // Three pairs a row: the stated error is the spread of the orders
+    // alone. Over 60 seeds x 5 fields, |sampled - exact| / error should
+    // behave like a normal's |z| (median 0.67, within 1.96 in 95% of
+    // cases). Measured: medians 0.63-0.79, within 1.96 in 84-92% (the
+    // error is itself estimated from three pairs a row: its tails are
+    // heavier). An error that also held the rows' differences was 2.5-3
+    // times too wide (median 0.22-0.35, all within 1.96).
+    o.max_evaluations = 48 * 2 * 4;
+    std::vector<double> z;
+    for (std::uint64_t seed = 1; seed <= 60; ++seed) {
+        o.seed = seed;
+        const explanation s = (*e)->explain(x, k, o);
+        for (const auto& c : s.contributions) {
+            const auto w = std::find_if(exact.contributions.begin(), exact.contributions.end(),
+                                        [&](const auto& q) { return q.field == c.field; });
+            if (c.error > 0) z.push_back(std::abs(c.contribution - w->contribution) / c.error);
+        }
+    }
+    REQUIRE(z.size() >= 200);
+    std::sort(z.begin(), z.end());
+    const double within =
+        static_cast<double>(std::count_if(z.begin(), z.end(), [](double v) { return v <= 1.96; })) /
+        static_cast<double>(z.size());
+    const double median = z[z.size() / 2];
+    CAPTURE(within, median, z.size());
+    CHECK(within >= 0.80);
+    CHECK(within <= 0.99);
+    CHECK(median >= 0.45);
+    CHECK(median <= 0.95);
+}
+
+TEST_CASE("an input near the largest double: the shares stay finite and add up", "[explain]") {
+    const auto a = build(task_kind::regression, algorithm::linear);
+    auto e = explainer::build(a, make_rows(100, 700));
+    REQUIRE(e);
+    raw_record x = make_rows(1, 9)[0];
+    x["length"] = 1e307;
+    for (std::size_t budget : {std::size_t{4096}, std::size_t{400}}) {
+        explain_options o;
+        o.max_evaluations = budget;
+        const explanation got = (*e)->explain(x, std::nullopt, o);
+        REQUIRE(std::isfinite(got.value));
+        for (const auto& c : got.contributions) CHECK(std::isfinite(c.contribution));
+        CHECK(got.base_value + total(got) == Approx(got.value).epsilon(1e-9));
     }
 }
 
@@ -284,12 +363,21 @@ TEST_CASE("the background: evenly spaced rows of the fields read, through JSON a
     CHECK_FALSE(background_in_features("{\"names\":[]}"));
     CHECK_FALSE(background_in_features("not json"));
 
-    // Long text: rows past the byte limit are left out, the JSON stays whole.
+    // Long text: as many rows as fit under the byte limit, still evenly
+    // spaced from the first row to near the last (the first 26 were the
+    // oldest quarter of training).
     std::vector<raw_record> long_rows(100);
-    for (auto& r : long_rows) r["caption"] = std::string(10000, 'w');
+    for (std::size_t i = 0; i < long_rows.size(); ++i) {
+        long_rows[i]["caption"] = std::string(10000, 'w');
+        long_rows[i]["index"] = static_cast<double>(i);
+    }
     const std::string capped = background_to_json(long_rows);
     CHECK(capped.size() <= background_max_bytes);
     auto read = background_in_features("{\"background\":" + capped + "}");
     REQUIRE(read);
-    CHECK(read->size() == 26);  // 26 rows of 10,014 bytes and their commas
+    const std::size_t kept = read->size();
+    CHECK(kept == 26);  // rows of about 10,030 bytes and their commas
+    for (std::size_t i = 0; i < kept; ++i)
+        CHECK(std::get<double>((*read)[i].at("index")) == static_cast<double>(i * 100 / kept));
+    CHECK(std::get<double>(read->back().at("index")) >= 96);
 }
