@@ -225,35 +225,39 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
         out.exact = true;
     } else {
         // Sampled: pairs of an order and its reverse (their errors partly
-        // cancel), each against a background row. With room for as many
-        // pairs as rows, each row gets the same number m of them, so the
-        // base is the rows' plain mean; with less, evenly spaced rows get
-        // one each.
+        // cancel), each against a background row. With room for at least as
+        // many pairs as rows, they go round the rows (the first rows get one
+        // more when the pairs do not divide evenly), and each share is the
+        // mean over the rows of its mean over the row's pairs: every row
+        // weighs the same, so the base is the rows' plain mean. With less,
+        // evenly spaced rows get one pair each.
         const std::size_t steps = std::max<std::size_t>(1, f - 1);
-        std::size_t pairs = std::max<std::size_t>(2, options.max_evaluations / (2 * steps));
-        const std::size_t per_row = pairs >= b ? pairs / b : 1;
-        if (pairs >= b) pairs = per_row * b;
-        const auto row_of = [&](std::size_t p) {
-            return per_row > 1 || pairs == b ? p % b : p * b / pairs;
-        };
+        const std::size_t pairs = std::max<std::size_t>(2, options.max_evaluations / (2 * steps));
+        const bool round = pairs >= b;
+        const std::size_t rows = round ? b : pairs;
+        const auto row_of = [&](std::size_t p) { return round ? p % b : p * b / pairs; };
         std::vector<std::size_t> order(f);
         std::vector<double> pair(f), z;
-        // Each field's pair values, pair by pair, for its error.
-        std::vector<std::vector<double>> values(f);
-        std::vector<std::size_t> rows_of_pairs;
+        // Per row used (by its index among `rows`): its pairs so far, and
+        // each field's running mean and sum of squared deviations (Welford:
+        // no sum of values that could overflow).
+        std::vector<std::size_t> count(rows, 0);
+        std::vector<std::vector<double>> row_mean(rows, std::vector<double>(f, 0)),
+            row_ss(rows, std::vector<double>(f, 0));
+        std::vector<double> row_start(rows, 0);
         for (std::size_t p = 0; p < pairs; ++p) {
             if (p > 0 && out_of_time()) {
                 out.complete = false;
                 break;
             }
-            const std::size_t r = row_of(p);
-            rows_of_pairs.push_back(r);
+            const std::size_t r = row_of(p), slot = round ? r : p;
             const double start = answer_of(background_answers_[r]);
+            row_start[slot] = start;
             std::iota(order.begin(), order.end(), std::size_t{0});
             const std::uint64_t stream = fmix64(options.seed ^ fmix64(p + 1));
-            for (std::size_t i = f; i > 1; --i) {
-                const auto j = static_cast<std::size_t>(draw(stream, i) % i);
-                std::swap(order[i - 1], order[j]);
+            for (std::size_t k = f; k > 1; --k) {
+                const auto j = static_cast<std::size_t>(draw(stream, k) % k);
+                std::swap(order[k - 1], order[j]);
             }
             std::fill(pair.begin(), pair.end(), 0.0);
             for (int direction = 0; direction < 2; ++direction) {
@@ -274,38 +278,50 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
                     previous = now;
                 }
             }
-            const auto n = static_cast<double>(p + 1);
+            const auto n = static_cast<double>(++count[slot]);
             for (std::size_t i = 0; i < f; ++i) {
-                values[i].push_back(pair[i]);
-                mean[i] += (pair[i] - mean[i]) / n;
+                const double d = pair[i] - row_mean[slot][i];
+                row_mean[slot][i] += d / n;
+                row_ss[slot][i] += d * (pair[i] - row_mean[slot][i]);
             }
-            base += (start - base) / n;
             out.samples += 2;
         }
-        const std::size_t used = rows_of_pairs.size();
-        out.background_rows = std::min(used, b);
-        // The error of each mean. With m > 1 pairs per row, every row in
-        // the same number, only the orders vary between pairs of one row:
-        // the spread within rows gives it. With one pair per row, the
-        // spread between pairs also holds the rows' own differences, which
-        // do not vary between calls: an upper bound, on the safe side.
-        const bool within = out.complete && per_row > 1;
+        // The rows with pairs (all of them unless cut short) weigh the same.
+        std::size_t used = 0, repeats = 0;
+        double inverse_counts = 0;
+        for (std::size_t k = 0; k < rows; ++k) {
+            if (!count[k]) continue;
+            ++used;
+            base += (row_start[k] - base) / static_cast<double>(used);
+            for (std::size_t i = 0; i < f; ++i)
+                mean[i] += (row_mean[k][i] - mean[i]) / static_cast<double>(used);
+            repeats += count[k] - 1;
+            inverse_counts += 1.0 / static_cast<double>(count[k]);
+        }
+        out.background_rows = used;
+        // The error of each share. With rows of two or more pairs, only the
+        // orders vary between the pairs of one row: their spread, pooled
+        // over those rows, gives the variance of each row's mean, and so
+        // of the mean over rows (pooled over at least 30 repeats: over a
+        // handful, it swings with them). Else the spread between rows'
+        // means also holds the rows' own differences, which do not vary
+        // between calls: an upper bound, on the safe side.
+        constexpr std::size_t min_repeats = 30;
         for (std::size_t i = 0; i < f && used > 1; ++i) {
-            double spread = 0;
-            if (within) {
-                std::vector<double> row_mean(b, 0);
-                for (std::size_t p = 0; p < used; ++p) row_mean[rows_of_pairs[p]] += values[i][p];
-                for (auto& m : row_mean) m /= static_cast<double>(per_row);
-                for (std::size_t p = 0; p < used; ++p) {
-                    const double d = values[i][p] - row_mean[rows_of_pairs[p]];
-                    spread += d * d;
-                }
-                spread /= static_cast<double>(used - b);
+            double variance = 0;
+            if (repeats >= min_repeats) {
+                double ss = 0;
+                for (std::size_t k = 0; k < rows; ++k) ss += row_ss[k][i];
+                variance = ss / static_cast<double>(repeats) * inverse_counts /
+                           (static_cast<double>(used) * static_cast<double>(used));
             } else {
-                for (double v : values[i]) spread += (v - mean[i]) * (v - mean[i]);
-                spread /= static_cast<double>(used - 1);
+                double ss = 0;
+                for (std::size_t k = 0; k < rows; ++k) {
+                    if (count[k]) ss += (row_mean[k][i] - mean[i]) * (row_mean[k][i] - mean[i]);
+                }
+                variance = ss / static_cast<double>(used - 1) / static_cast<double>(used);
             }
-            error[i] = std::sqrt(spread / static_cast<double>(used));
+            error[i] = std::sqrt(variance);
         }
     }
     out.base_value = out.background_rows ? base : out.value;

@@ -26,12 +26,14 @@ struct rate_snapshot {
 class app_metrics {
 public:
     void record_prediction(double latency_ms, bool fallback);
-    // One answer explained (available or not), and the time it took.
-    void record_explanation(double seconds) {
-        explanations_.fetch_add(1, std::memory_order_relaxed);
+    // One answer asked to be explained: whether an explanation was given,
+    // and the time it took.
+    void record_explanation(double seconds, bool given) {
+        (given ? explained_ : not_explained_).fetch_add(1, std::memory_order_relaxed);
         explain_us_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
     }
-    std::uint64_t explanations() const { return explanations_.load(std::memory_order_relaxed); }
+    std::uint64_t explained() const { return explained_.load(std::memory_order_relaxed); }
+    std::uint64_t not_explained() const { return not_explained_.load(std::memory_order_relaxed); }
     double explanation_seconds() const {
         return static_cast<double>(explain_us_.load(std::memory_order_relaxed)) / 1e6;
     }
@@ -44,7 +46,8 @@ private:
     std::array<std::atomic<float>, ring_size> latencies_{};
     std::array<std::atomic<bool>, ring_size> fallbacks_{};
     std::atomic<std::uint64_t> predictions_{0};
-    std::atomic<std::uint64_t> explanations_{0};
+    std::atomic<std::uint64_t> explained_{0};
+    std::atomic<std::uint64_t> not_explained_{0};
     std::atomic<std::uint64_t> explain_us_{0};
 
     struct point {

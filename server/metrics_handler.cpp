@@ -389,8 +389,10 @@ http_response get_metrics(app& a, const http_request&) {
              "Predict requests that stopped waiting for a slot and went on without one.")
         .sample(num(a.predict_slots().gave_up()));
     e.family("kennel_explanations_total", "counter",
-             "Answers explained (\"explain\": true), those without an explanation included.")
-        .sample(num(a.metrics().explanations()));
+             "Answers asked to be explained (\"explain\": true), by whether an explanation was "
+             "given (not: a constant answered, the request's time ran out, an old version).")
+        .sample(num(a.metrics().explained()), {{"outcome", "given"}})
+        .sample(num(a.metrics().not_explained()), {{"outcome", "unavailable"}});
     e.family("kennel_explanation_seconds_total", "counter", "Time spent explaining answers.")
         .sample(a.metrics().explanation_seconds());
     e.family("kennel_explain_refused_total", "counter",

@@ -111,19 +111,27 @@ int run_offline_predict(const offline_predict_options& o) {
     std::ostream* out = open_cli_output(o.out, out_file, "predict", o.db);
     if (!out) return 1;
 
+    // "stored_features": true reads the entity's fact as the API does (as
+    // of now, on this process's connection).
+    struct own_reader final : stored_feature_reader {
+        explicit own_reader(connection& db) : c(db) {}
+        connection& conn() override { return c; }
+        connection& c;
+    } stored(*conn);
     std::uint64_t line_no = 0, scored = 0, rejected_lines = 0, failed = 0, out_of_range = 0;
     std::string line;
     while (std::getline(*in, line)) {
         ++line_no;
         if (is_blank(line)) continue;
         std::optional<std::size_t> bad_instance;
-        auto parsed = parse_predict_body(scoring, line, bad_instance);
+        auto parsed = parse_predict_body(scoring, line, bad_instance, &stored);
         if (!parsed) {
             write_line_error(*out, line_no, parsed.error(), bad_instance);
             ++rejected_lines;
             continue;
         }
         bool line_failed = false;
+        bool explained_one = false;
         const auto explain_until = std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                        std::chrono::duration<double>(explain_request_seconds));
@@ -163,6 +171,7 @@ int run_offline_predict(const offline_predict_options& o) {
             w.key("version").integer(v->version);
             if (!inst.ignored.empty()) w.key("ignored_fields").strings(inst.ignored);
             if (!inst.missing.empty()) w.key("imputed_fields").strings(inst.missing);
+            if (inst.stored) write_stored_source(w, *inst.stored);
             const auto unseen = v->artifact->pipeline.unseen_categories(inst.record);
             if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
             // As the API explains (2 s a line shared by its instances).
@@ -170,7 +179,9 @@ int run_offline_predict(const offline_predict_options& o) {
                 const double left =
                     std::chrono::duration<double>(explain_until - std::chrono::steady_clock::now())
                         .count();
-                write_explanation(w, v.get(), a, "model", inst, std::max(0.0, left));
+                explained_one = write_explanation(w, v.get(), a, "model", inst, std::max(0.0, left),
+                                                  !explained_one) ||
+                                explained_one;
             }
             text += "}\n";
             *out << text;

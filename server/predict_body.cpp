@@ -155,14 +155,22 @@ ml::raw_value to_raw(const json& v) {
 // `path` names the instance in errors ("" for the single form, whose object
 // may also carry the request's "deadline_ms" and "explain").
 result<predict_instance> document_instance(const ml::model_serving& m, const json& j,
-                                           const std::string& path) {
+                                           const std::string& path, stored_feature_reader* stored) {
     if (!j.is_object())
         return invalid(path, "an instance must be an object {\"entity\", \"features\"}");
     for (const auto& [k, v] : j.items()) {
         (void)v;
         if ((k == "deadline_ms" || k == "explain") && path.empty()) continue;
-        if (k != "entity" && k != "features")
+        if (k != "entity" && k != "features" && k != "stored_features")
             return invalid(path.empty() ? k : path + "." + k, "unknown field");
+    }
+    const auto named = [&](const char* field) {
+        return path.empty() ? std::string(field) : path + "." + field;
+    };
+    bool use_stored = false;
+    if (auto s = j.find("stored_features"); s != j.end()) {
+        if (!s->is_boolean()) return invalid(named("stored_features"), "must be true or false");
+        use_stored = s->get<bool>();
     }
     predict_instance out;
     if (auto e = j.find("entity"); e != j.end() && !e->is_null()) {
@@ -178,13 +186,54 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         }
     }
     auto f = j.find("features");
-    if (f == j.end()) return invalid(path.empty() ? "features" : path + ".features", "missing");
-    if (!f->is_object())
-        return invalid(path.empty() ? "features" : path + ".features", "must be an object");
+    if (f == j.end() && !use_stored) return invalid(named("features"), "missing");
+    if (f != j.end() && !f->is_object()) return invalid(named("features"), "must be an object");
     std::string prefix = path.empty() ? "features." : path + ".features.";
+    // Stored features: the fields not sent (or sent null) that a version
+    // reads, from the entity's fact as of now, where their values fit as
+    // sent ones must (one that does not is left out: imputed, as training
+    // reads it as missing). Checked and hashed below like sent ones.
+    json merged;
+    if (use_stored) {
+        if (out.entity.empty())
+            return invalid(named("entity"),
+                           "missing: \"stored_features\" reads the entity's newest fact");
+        if (!stored) return invalid(named("stored_features"), "not available here");
+        const std::string& stream = m.definition.features_from;
+        auto got = stored->read(m, out.entity);
+        if (!got) return got.error();
+        out.stored = predict_instance::stored_source{stream, std::nullopt, 0, {}};
+        merged = f != j.end() ? *f : json::object();
+        if (*got) {
+            out.stored->fact = (*got)->id;
+            out.stored->time = (*got)->event_time;
+            json data = json::parse((*got)->data_json, nullptr, false);
+            if (data.is_object()) {
+                for (const auto& [k, v] : data.items()) {
+                    auto sent = merged.find(k);
+                    if ((sent != merged.end() && !sent->is_null()) || v.is_null()) continue;
+                    bool fits = false, read = false;
+                    for (const auto* specs : {&m.definition.features, &m.fallback_features}) {
+                        for (const auto& spec : *specs) {
+                            if (spec.field != k) continue;
+                            read = true;
+                            fits = check_feature_type(spec, v, prefix, k).is_ok() &&
+                                   !nested_deeper_than(v, max_feature_depth);
+                            if (!fits) break;
+                        }
+                        if (read) break;
+                    }
+                    if (!fits) continue;
+                    merged[k] = v;
+                    out.stored->fields.push_back(k);
+                }
+            }
+        }
+    }
+    const json& features = use_stored ? merged : *f;
     std::uint64_t h = ml::fnv1a64_offset;
     // The document keeps members in key order, so the record is built at its end.
-    for (const auto& [k, v] : f->items()) {
+    for (const auto& [k, v] : features.items()) {
         // Hashing writes the value out recursively: a value nested 100,000
         // deep (a 200 KB body) would overflow the stack.
         if (nested_deeper_than(v, max_feature_depth)) {
@@ -495,7 +544,8 @@ bool fast_instance(const ml::model_serving& m, fast_reader& r, bool single,
 }  // namespace
 
 result<predict_request> parse_predict_document(const ml::model_serving& m, const std::string& body,
-                                               std::optional<std::size_t>& error_instance) {
+                                               std::optional<std::size_t>& error_instance,
+                                               stored_feature_reader* stored) {
     error_instance.reset();
     auto parsed = json_object_of(body);
     if (!parsed) {
@@ -519,7 +569,7 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
     }
     out.batch = doc.contains("instances");
     if (!out.batch) {
-        auto inst = document_instance(m, doc, "");
+        auto inst = document_instance(m, doc, "", stored);
         if (!inst) return inst.error();
         out.instances.push_back(std::move(*inst));
         return out;
@@ -553,7 +603,7 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
     }
     out.instances.reserve(list.size());
     for (std::size_t i = 0; i < list.size(); ++i) {
-        auto inst = document_instance(m, list[i], "instances[" + std::to_string(i) + "]");
+        auto inst = document_instance(m, list[i], "instances[" + std::to_string(i) + "]", stored);
         if (!inst) {
             error_instance = i;
             return inst.error();
@@ -628,11 +678,37 @@ std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
     return std::nullopt;
 }
 
+void write_stored_source(json_writer& w, const predict_instance::stored_source& s) {
+    w.key("stored_features").raw("{");
+    w.key("stream").string(s.stream);
+    w.key("fact");
+    s.fact ? w.integer(*s.fact) : w.null();
+    w.key("time");
+    s.fact ? w.string(format_rfc3339(s.time)) : w.null();
+    w.key("fields").strings(s.fields);
+    w.raw("}");
+}
+
+result<std::optional<fact>> stored_feature_reader::read(const ml::model_serving& m,
+                                                        const std::string& entity) {
+    std::vector<std::string> fields;
+    if (m.definition.features_from == m.definition.label.stream) {
+        for (const auto& spec : m.definition.features) fields.push_back(spec.field);
+    }
+    try {
+        return fact_as_of(conn(), m.definition.features_from, entity, now_micros(), fields);
+    } catch (const std::exception& e) {
+        return status(error_kind::unavailable,
+                      std::string("reading the entity's stored features failed: ") + e.what());
+    }
+}
+
 result<predict_request> parse_predict_body(const ml::model_serving& m, const std::string& body,
-                                           std::optional<std::size_t>& error_instance) {
+                                           std::optional<std::size_t>& error_instance,
+                                           stored_feature_reader* stored) {
     error_instance.reset();
     if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
-    return parse_predict_document(m, body, error_instance);
+    return parse_predict_document(m, body, error_instance, stored);
 }
 
 void write_prediction(json_writer& w, const ml::answer& a, bool none) {
@@ -682,31 +758,27 @@ void write_raw_value(json_writer& w, const ml::raw_value* v) {
 
 }  // namespace
 
-void write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
-                       const std::string& source, const predict_instance& in, double seconds) {
+bool write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
+                       const std::string& source, const predict_instance& in, double seconds,
+                       bool first) {
     const auto started = std::chrono::steady_clock::now();
     w.key("explanation").raw("{");
     auto unavailable = [&](const std::string& reason) {
         w.key("available").boolean(false);
         w.key("reason").string(reason);
         w.raw("}");
+        return false;
     };
     if (!answering) {
-        if (source == "none") {
-            unavailable("there is no answer to explain");
-        } else {
-            const char* by = source == "baseline"      ? "the version's baseline"
-                             : source == "label_prior" ? "the label's prior"
-                                                       : "the definition's serving.fallback";
-            unavailable(std::string("answered by ") + by + ", a constant: it depends on no field");
-        }
-        return;
+        if (source == "none") return unavailable("there is no answer to explain");
+        const char* by = source == "baseline"      ? "the version's baseline"
+                         : source == "label_prior" ? "the label's prior"
+                                                   : "the definition's serving.fallback";
+        return unavailable(std::string("answered by ") + by +
+                           ", a constant: it depends on no field");
     }
     auto built = answering->explainer_for();
-    if (!built) {
-        unavailable(built.error().message());
-        return;
-    }
+    if (!built) return unavailable(built.error().message());
     const ml::task_kind task = answering->artifact->task;
     std::optional<std::size_t> class_index;
     if (task == ml::task_kind::binary) class_index = 1;
@@ -716,32 +788,28 @@ void write_explanation(json_writer& w, const ml::loaded_version* answering, cons
     options.seed = in.features_hash ^ ml::fmix64(static_cast<std::uint64_t>(answering->version));
     // An explanation is given whole or not at all: one cut short (a few
     // background rows, two orders) read as exact or as precise as any.
+    const std::string limit = std::to_string(static_cast<int>(explain_request_seconds));
     const std::string out_of_time =
-        "the request's " + std::to_string(static_cast<int>(explain_request_seconds)) +
-        " s for explanations ran out before this answer's was done: ask for fewer instances at "
-        "once";
-    if (seconds <= 0) {
-        unavailable(out_of_time);
-        return;
-    }
+        first ? "explaining this answer takes longer than the " + limit +
+                    " s a request has for explanations"
+              : "the request's " + limit +
+                    " s for explanations ran out before this answer's was done: ask for fewer "
+                    "instances at once";
+    if (seconds <= 0) return unavailable(out_of_time);
     ml::explanation e;
     try {
         e = (*built)->explain(in.record, class_index, options);
     } catch (const std::exception& ex) {
-        unavailable(std::string("the model failed while explaining: ") + ex.what());
-        return;
+        return unavailable(std::string("the model failed while explaining: ") + ex.what());
     }
-    if (!e.complete) {
-        unavailable(out_of_time);
-        return;
-    }
+    if (!e.complete) return unavailable(out_of_time);
     bool finite = std::isfinite(e.base_value) && std::isfinite(e.value);
-    for (const auto& c : e.contributions) finite = finite && std::isfinite(c.contribution);
+    for (const auto& c : e.contributions)
+        finite = finite && std::isfinite(c.contribution) && std::isfinite(c.error);
     if (!finite) {
-        unavailable(
-            "a share is beyond the range of a double (the answer or an input is far "
+        return unavailable(
+            "a share or its error is beyond the range of a double (the answer or an input is far "
             "outside the training rows)");
-        return;
     }
     w.key("available").boolean(true);
     w.key("version").integer(answering->version);
@@ -775,6 +843,7 @@ void write_explanation(json_writer& w, const ml::loaded_version* answering, cons
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
             .count());
     w.raw("}");
+    return true;
 }
 
 }  // namespace kennel

@@ -19,6 +19,7 @@
 
 #include "ml/serving.h"
 #include "ml/value.h"
+#include "store/facts.h"
 #include "store/status.h"
 
 namespace kennel {
@@ -36,8 +37,33 @@ struct predict_instance {
     // a wrong type for it, dropped).
     std::vector<std::string> fallback_only;
     // FNV-1a over the features' members in key order, each value by type and
-    // content: equal features hash equally however they were written.
+    // content: equal features hash equally however they were written. With
+    // stored features, over the features scored (sent and stored).
     std::uint64_t features_hash = 0;
+    // "stored_features": true: where the fields not sent came from, the
+    // entity's fact in the model's features_from stream (none: it has none).
+    struct stored_source {
+        std::string stream;
+        std::optional<std::int64_t> fact;
+        micros time = 0;                  // the fact's effective event time
+        std::vector<std::string> fields;  // taken from it, in key order
+    };
+    std::optional<stored_source> stored;
+};
+
+// Reads an entity's stored features for model `m`: its fact in the model's
+// features_from stream as of now (store/facts.h fact_as_of); when the model
+// reads its features from its label's own stream, only a fact holding one
+// of its features, as training reads them. Subclasses say where the
+// connection comes from, taken when a read is first needed (no allocation
+// for requests that read nothing).
+class stored_feature_reader {
+public:
+    virtual ~stored_feature_reader() = default;
+    result<std::optional<fact>> read(const ml::model_serving& m, const std::string& entity);
+
+protected:
+    virtual connection& conn() = 0;
 };
 
 struct predict_request {
@@ -56,12 +82,16 @@ inline constexpr std::size_t max_explain_instances = 100;
 // The whole reader: the fast path, else the document. The body's media type
 // is checked by the caller. On an error about one instance of a batch,
 // error_instance is set to its index.
+// `stored` reads stored features for instances that ask for them (null:
+// such an instance is refused).
 result<predict_request> parse_predict_body(const ml::model_serving& m, const std::string& body,
-                                           std::optional<std::size_t>& error_instance);
+                                           std::optional<std::size_t>& error_instance,
+                                           stored_feature_reader* stored = nullptr);
 
 // The two readers on their own, for tests that compare them.
 result<predict_request> parse_predict_document(const ml::model_serving& m, const std::string& body,
-                                               std::optional<std::size_t>& error_instance);
+                                               std::optional<std::size_t>& error_instance,
+                                               stored_feature_reader* stored = nullptr);
 std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
                                                   std::string_view body);
 
@@ -70,6 +100,10 @@ std::optional<predict_request> parse_predict_fast(const ml::model_serving& m,
 // answer at all (a null prediction).
 void write_prediction(json_writer& w, const ml::answer& a, bool none);
 
+// The member "stored_features": the stream, the fact (null: the entity has
+// none), its effective time and the fields taken from it.
+void write_stored_source(json_writer& w, const predict_instance::stored_source& s);
+
 // What a request (or a line of `kennel predict`) has for explaining its
 // answers, all together.
 inline constexpr double explain_request_seconds = 2;
@@ -77,8 +111,11 @@ inline constexpr double explain_request_seconds = 2;
 // The member "explanation" of an answer (ml/explain.h): each field's share
 // of `answering`'s output, or why there is none (`answering` null: the
 // answer came from `source`, a constant). Runs the explainer on this
-// thread, within `seconds` at most.
-void write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
-                       const std::string& source, const predict_instance& in, double seconds);
+// thread, within `seconds` at most (`first`: no answer of the request was
+// explained before it, which the reason for running out of time says).
+// True when an explanation was given.
+bool write_explanation(json_writer& w, const ml::loaded_version* answering, const ml::answer& ans,
+                       const std::string& source, const predict_instance& in, double seconds,
+                       bool first);
 
 }  // namespace kennel

@@ -196,7 +196,19 @@ http_response post_model_predict(app& a, const http_request& req) {
     if (!m) return error_response(unserved_model(a, name));
     if (status s = check_json_media_type(req); !s) return error_response(s);
     std::optional<std::size_t> error_instance;
-    auto parsed = parse_predict_body(*m, req.body, error_instance);
+    // A reader leased only for instances asking for their stored features,
+    // and given back before predicting.
+    struct leased_reader final : stored_feature_reader {
+        explicit leased_reader(reader_pool& p) : pool(p) {}
+        connection& conn() override {
+            if (!lease) lease.emplace(pool.acquire());
+            return **lease;
+        }
+        reader_pool& pool;
+        std::optional<reader_pool::lease> lease;
+    } stored(a.readers());
+    auto parsed = parse_predict_body(*m, req.body, error_instance, &stored);
+    stored.lease.reset();
     if (!parsed) return error_response(parsed.error(), error_instance);
     const bool batch = parsed->batch;
     const double deadline_ms = parsed->deadline_ms.value_or(m->definition.deadline_ms);
@@ -381,11 +393,12 @@ http_response post_model_predict(app& a, const http_request& req) {
     if (any_shadow) shadow_ids.reserve(n);
     std::vector<prediction_row> rows;
     rows.reserve(instances.size());
-    // Explanations share one budget a request: once it is spent, each gets
-    // its smallest sample and says it is incomplete.
+    // Explanations share one budget a request: once it is spent, the
+    // answers left say so, without one.
     const auto explain_until =
-        steady::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        steady::now() + std::chrono::duration_cast<steady::duration>(
                             std::chrono::duration<double>(explain_request_seconds));
+    bool explained_one = false;
     // The answers are settled: explaining them holds an explanation's slot,
     // not a prediction's.
     if (explain) slot.release();
@@ -471,6 +484,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             if (!instances[i].missing.empty())
                 w.key("imputed_fields").strings(instances[i].missing);
         }
+        if (instances[i].stored) write_stored_source(w, *instances[i].stored);
         if (!fallback) {
             // Which version read them: the one that answered.
             const auto unseen =
@@ -479,12 +493,13 @@ http_response post_model_predict(app& a, const http_request& req) {
         }
         if (explain) {
             const auto explaining_from = steady::now();
-            write_explanation(
+            const bool given = write_explanation(
                 w, answering, ans, source, instances[i],
-                std::max(0.0,
-                         std::chrono::duration<double>(explain_until - steady::now()).count()));
+                std::max(0.0, std::chrono::duration<double>(explain_until - steady::now()).count()),
+                !explained_one);
+            explained_one = explained_one || given;
             a.metrics().record_explanation(
-                std::chrono::duration<double>(steady::now() - explaining_from).count());
+                std::chrono::duration<double>(steady::now() - explaining_from).count(), given);
         }
         text += '}';
 

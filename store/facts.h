@@ -166,6 +166,18 @@ std::string origin_time_sql(std::string_view alias);
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field);
 
+// The fact a point-in-time read takes for an entity at `at`: of the
+// entity's facts in `stream` that stand (corrections applied), the one
+// with the latest effective time not after `at` (ties: the newer chain,
+// then the newer fact), as training takes the feature fact for a label.
+// `any_of_fields`: when not empty, only a fact holding one of them (not
+// null) counts, as training reads features from its label's own stream.
+// None when the entity has no such fact. The fact's event_time is its
+// effective one (a correction's is its chain's).
+result<std::optional<fact>> fact_as_of(connection& conn, const std::string& stream,
+                                       const std::string& entity, micros at,
+                                       const std::vector<std::string>& any_of_fields = {});
+
 // Highest fact id (0 when empty): the training snapshot's watermark.
 result<std::int64_t> max_fact_id(connection& conn);
 

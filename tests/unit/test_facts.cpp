@@ -363,6 +363,49 @@ TEST_CASE("the database refuses INSERT OR REPLACE over a stored fact", "[facts]"
 
 // ---------------------------------------------------------------- stream stats
 
+TEST_CASE("fact_as_of takes the entity's standing fact with the latest time not after", "[facts]") {
+    fact_db db;
+    auto r = insert_all(db.conn, {make_fact("posts", "p1", t0, R"({"x":1})"),
+                                  make_fact("posts", "p1", t0 + 10 * minute, R"({"x":2})"),
+                                  make_fact("posts", "p1", t0 + 20 * minute, R"({"y":3})"),
+                                  make_fact("posts", "p2", t0 + 5 * minute, R"({"x":9})"),
+                                  make_fact("other", "p1", t0 + 15 * minute, R"({"x":7})")});
+    const auto at = [&](micros when, std::vector<std::string> fields = {}) {
+        auto got = fact_as_of(db.conn, "posts", "p1", when, fields);
+        REQUIRE(got.is_ok());
+        return *got;
+    };
+    CHECK_FALSE(at(t0 - 1));
+    CHECK(at(t0)->id == r[0].id);
+    CHECK(at(t0 + 10 * minute - 1)->id == r[0].id);
+    CHECK(at(t0 + 15 * minute)->id == r[1].id);
+    CHECK(at(t0 + 30 * minute)->id == r[2].id);
+    // Only facts holding one of the fields, when named (a label-only fact
+    // of the same stream is not the entity's features).
+    CHECK(at(t0 + 30 * minute, {"x"})->id == r[1].id);
+    CHECK(at(t0 + 30 * minute, {"z"}) == std::nullopt);
+    CHECK(fact_as_of(db.conn, "posts", "nobody", t0 + 30 * minute)->has_value() == false);
+
+    // A correction stands in the place and at the time of the fact it
+    // corrects; the corrected fact no longer counts.
+    fact_input fix = make_fact("posts", "p1", t0 + 90 * minute, R"({"x":5})");
+    fix.corrects = r[1].id;
+    fix.idempotency_key = "fix-x";
+    auto f = insert_all(db.conn, {fix});
+    REQUIRE(f[0].outcome == write_outcome::stored);
+    auto got = at(t0 + 15 * minute);
+    REQUIRE(got);
+    CHECK(got->id == f[0].id);
+    CHECK(got->event_time == t0 + 10 * minute);
+    CHECK(got->data_json == R"({"x":5})");
+    // At a time between the two facts' own: still the corrected chain.
+    CHECK(at(t0 + 10 * minute)->id == f[0].id);
+    // Two facts at one time: the later chain.
+    auto same = insert_all(db.conn, {make_fact("posts", "p3", t0, R"({"x":1})"),
+                                     make_fact("posts", "p3", t0, R"({"x":2})")});
+    CHECK(fact_as_of(db.conn, "posts", "p3", t0).value()->id == same[1].id);
+}
+
 TEST_CASE("stream_stats is kept by the trigger: counts, time range, latest id", "[facts]") {
     fact_db db;
     auto r = insert_all(
