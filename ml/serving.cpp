@@ -623,6 +623,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->experiment = e->id;
             }
         }
+        for (const auto& spec : s->definition.features) s->declared_fields.push_back(spec.field);
         use_served_specs(*s);  // also indexes the fields requests are read by
         if (!s->live) {
             s->prior = cached_label_prior(c, p.definition, s->prior_classes, s->prior_at);

@@ -173,6 +173,9 @@ struct model_serving {
     // prior was asked for): a later fact makes it stale (stale_priors).
     std::int64_t prior_at = -1;
     std::vector<served_field> fields;  // fields the definition reads, by name
+    // The fields the current definition declares (before use_served_specs):
+    // which facts count as an entity's features, as training reads them.
+    std::vector<std::string> declared_fields;
     // Versions (live, arms, the chain) that read exactly the fields of
     // `fields` not flagged fallback_only: an answer of theirs lists the
     // ignored and imputed fields as the request was read; another's are

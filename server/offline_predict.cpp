@@ -101,6 +101,7 @@ int run_offline_predict(const offline_predict_options& o) {
     scoring.name = m->name;
     scoring.definition = m->definition;
     scoring.revision = m->revision;
+    scoring.declared_fields = m->declared_fields;
     scoring.live = v;
     ml::use_served_specs(scoring);
 

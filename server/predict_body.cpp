@@ -691,10 +691,12 @@ void write_stored_source(json_writer& w, const predict_instance::stored_source& 
 
 result<std::optional<fact>> stored_feature_reader::read(const ml::model_serving& m,
                                                         const std::string& entity) {
-    std::vector<std::string> fields;
-    if (m.definition.features_from == m.definition.label.stream) {
-        for (const auto& spec : m.definition.features) fields.push_back(spec.field);
-    }
+    // The definition's declared fields, as training filters: the served
+    // specs drop what training dropped and add the arms' (an entity's newest
+    // fact holding only a dropped field was passed over for an older one).
+    static const std::vector<std::string> none;
+    const std::vector<std::string>& fields =
+        m.definition.features_from == m.definition.label.stream ? m.declared_fields : none;
     try {
         return fact_as_of(conn(), m.definition.features_from, entity, now_micros(), fields);
     } catch (const std::exception& e) {

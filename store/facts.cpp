@@ -1,6 +1,7 @@
 #include "store/facts.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "store/sha256.h"
 
@@ -229,36 +230,61 @@ result<std::optional<fact>> fact_as_of(connection& conn, const std::string& stre
                                        const std::string& entity, micros at,
                                        const std::vector<std::string>& any_of_fields) {
     try {
-        std::string holds;
-        for (std::size_t i = 0; i < any_of_fields.size(); ++i) {
-            holds += std::string(i ? " OR " : " AND (") + "coalesce(json_type(f.data, ?" +
-                     std::to_string(4 + i) + "), 'null') != 'null'";
+        const auto holds = [&](const char* alias) {
+            std::string out;
+            for (std::size_t i = 0; i < any_of_fields.size(); ++i) {
+                out += std::string(i ? " OR " : " AND (") + "coalesce(json_type(" + alias +
+                       ".data, ?" + std::to_string(4 + i) + "), 'null') != 'null'";
+            }
+            return out.empty() ? out : out + ")";
+        };
+        // The newer of two lookups, each walking an index from `at` back and
+        // stopping at the first fact that stands: the facts that correct
+        // nothing, by their own time (the stream-entity-time index), and the
+        // corrections, by their chain's (the stream's corrections by chain
+        // time). One query over both, ordered by the chain's time, read and
+        // sorted every fact of the entity: 7.8 ms at 10,000 facts. Cached:
+        // on the predict path, a preparation cost more than the lookup.
+        const std::string columns =
+            "f.id, f.idempotency_key, f.stream, f.entity, f.event_time, f.ingest_time, f.data,"
+            " f.corrects";
+        statement& plain = conn.cached(
+            "SELECT " + columns +
+            ", f.event_time, f.id FROM facts f"
+            " WHERE f.stream = ?1 AND f.entity = ?2 AND f.event_time <= ?3"
+            " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
+            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)" +
+            holds("f") + " ORDER BY f.event_time DESC, f.id DESC LIMIT 1");
+        statement& corrected = conn.cached(
+            "SELECT " + columns +
+            ", o.origin_time, o.origin FROM fact_origins o"
+            " JOIN facts f ON f.id = o.fact"
+            " WHERE o.stream = ?1 AND o.origin_time <= ?3 AND f.entity = ?2"
+            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
+            " AND newer.fact > f.id)" +
+            holds("f") + " ORDER BY o.origin_time DESC, o.origin DESC, f.id DESC LIMIT 1");
+        std::optional<fact> best;
+        std::tuple<micros, std::int64_t, std::int64_t> best_key{};
+        for (statement* st : {&plain, &corrected}) {
+            st->bind(1, stream).bind(2, entity).bind(3, at);
+            for (std::size_t i = 0; i < any_of_fields.size(); ++i)
+                st->bind(static_cast<int>(4 + i), "$.\"" + any_of_fields[i] + "\"");
+            if (st->step()) {
+                fact f = read_fact(*st);
+                // A correction's time is its chain's, as training reads it.
+                f.event_time = st->column_int(8);
+                const std::tuple<micros, std::int64_t, std::int64_t> key{f.event_time,
+                                                                         st->column_int(9), f.id};
+                if (!best || key > best_key) {
+                    best = std::move(f);
+                    best_key = key;
+                }
+            }
+            // Reset before returning: a cached statement left on a row holds
+            // its read transaction open, on a connection the pool keeps idle.
+            st->reset();
         }
-        if (!holds.empty()) holds += ")";
-        // The entity's facts are few: the stream-entity-time index finds
-        // them, each joined to its chain. Cached: on the predict path, a
-        // preparation cost more than the lookup.
-        statement& st = conn.cached(
-            "SELECT f.id, f.idempotency_key, f.stream, f.entity, f.event_time, f.ingest_time,"
-            " f.data, f.corrects, coalesce(o.origin_time, f.event_time) AS at_time,"
-            " coalesce(o.origin, f.id) AS chain"
-            " FROM facts f LEFT JOIN fact_origins o ON o.fact = f.id"
-            " WHERE f.stream = ?1 AND f.entity = ?2 AND at_time <= ?3 AND " +
-            standing_fact_sql("f") + holds +
-            " ORDER BY at_time DESC, chain DESC, f.id DESC LIMIT 1");
-        st.bind(1, stream).bind(2, entity).bind(3, at);
-        for (std::size_t i = 0; i < any_of_fields.size(); ++i)
-            st.bind(static_cast<int>(4 + i), "$.\"" + any_of_fields[i] + "\"");
-        // Reset before returning: a cached statement left on a row holds its
-        // read transaction open, on a connection the pool keeps idle.
-        if (!st.step()) {
-            st.reset();
-            return std::optional<fact>{};
-        }
-        fact f = read_fact(st);
-        f.event_time = st.column_int(8);  // a correction's: its chain's, as training reads it
-        st.reset();
-        return std::optional<fact>{std::move(f)};
+        return best;
     } catch (const db_error& e) {
         return status(error_kind::internal, e.what());
     }

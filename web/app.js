@@ -1704,6 +1704,7 @@
     const answer = h('div', { id: 'try-answer', role: 'status' });
     const send = h('button.primary', { type: 'button', 'data-action': 'try-predict' }, 'Predict');
     const explainBox = h('input', { type: 'checkbox', id: 'try-explain', checked: true });
+    const storedBox = h('input', { type: 'checkbox', id: 'try-stored' });
     send.addEventListener('click', async () => {
       send.disabled = true;
       try {
@@ -1712,8 +1713,11 @@
         let body = area.value;
         try {
           const parsed = JSON.parse(body);
-          if (parsed && typeof parsed === 'object' && !Array.isArray(parsed) && !('explain' in parsed)) {
-            body = JSON.stringify(Object.assign(parsed, { explain: explainBox.checked }));
+          if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+            if (!('explain' in parsed)) parsed.explain = explainBox.checked;
+            // The entity's stored features fill what the body leaves out.
+            if (storedBox.checked && !('instances' in parsed) && !('stored_features' in parsed)) parsed.stored_features = true;
+            body = JSON.stringify(parsed);
           }
         } catch (err) { /* sent as typed */ }
         const r = await api('POST', `/v1/models/${enc(name)}/predict`, body);
@@ -1739,7 +1743,8 @@
       h('h2', null, 'Try a prediction'),
       h('p.muted.small', null, `Sends the body to POST /v1/models/${name}/predict as an app would (the newest fact of "${stream || '?'}" to start with): a real answer, logged like any other.`),
       area, h('div.actions', null, send,
-        h('label.inline', { for: 'try-explain', title: 'Each field\'s share of the answer, against the version\'s training rows' }, explainBox, ' Explain the answer')),
+        h('label.inline', { for: 'try-explain', title: 'Each field\'s share of the answer, against the version\'s training rows' }, explainBox, ' Explain the answer'),
+        h('label.inline', { for: 'try-stored', title: 'Fields the body leaves out come from the entity\'s newest fact' }, storedBox, ' Use the entity\'s stored features')),
       answer);
   }
 
@@ -1782,6 +1787,9 @@
       h('dt', null, 'latency'), h('dd', null, `${fmtMs(p.latency_ms, 3)} ms`),
       p.ignored_fields ? [h('dt', null, 'ignored'), h('dd', null, p.ignored_fields.join(', '))] : null,
       p.imputed_fields ? [h('dt', null, 'imputed'), h('dd', null, p.imputed_fields.join(', '))] : null,
+      p.stored_features ? [h('dt', null, 'stored'), h('dd', { 'data-stored': p.stored_features.fact === null ? 'none' : p.stored_features.fact },
+        p.stored_features.fact === null ? `no fact of this entity in "${p.stored_features.stream}"`
+          : `${p.stored_features.fields.length ? p.stored_features.fields.join(', ') : 'nothing'} from fact ${p.stored_features.fact} of "${p.stored_features.stream}" (${p.stored_features.time})`)] : null,
       h('dt', null, 'prediction id'), h('dd', null, h('code', null, p.prediction_id)));
     return (r.predictions || [r]).map((p) => [one(p), explanationView(p.explanation)]);
   }

@@ -391,6 +391,22 @@ step('try a prediction: the newest post as the body, the answer shown, refusals 
   await waitFor('the answer without an explanation', async () => (await answer.locator('.explanation').count()) === 0, WAIT);
   await visible(answer.locator('dl.kv'));
   await page.check('#try-explain');
+  // Stored features: the body names the entity and one field; the rest
+  // come from its newest fact, and the answer says which.
+  await page.check('#try-stored');
+  await page.fill('#try-body', JSON.stringify({ entity: body.entity, features: { hour: 9 } }));
+  await page.click('button[data-action="try-predict"]');
+  await visible(answer.locator('dd[data-stored]'));
+  const storedText = await answer.locator('dd[data-stored]').textContent();
+  assert.match(storedText, /breed, caption, has_photo, hashtags, length from fact \d+ of "posts"/);
+  assert.ok(!/imputed/.test(await answer.locator('dl.kv').textContent()), 'nothing imputed');
+  const served = (await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: Object.assign({}, body.features, { hour: 9 }) } })).json;
+  assert.match(await answer.locator('dl.kv').textContent(), new RegExp(`prediction${served.prediction.toLocaleString('en-US', { maximumFractionDigits: 4 }).replace(/[.,]/g, '\\$&')}`));
+  // An entity without facts: said.
+  await page.fill('#try-body', JSON.stringify({ entity: 'no-such-post', features: {} }));
+  await page.click('button[data-action="try-predict"]');
+  await visible(answer.locator('dd[data-stored="none"]', { hasText: 'no fact of this entity in "posts"' }));
+  await page.uncheck('#try-stored');
   // A wrong type: the server's 400, naming the field.
   await page.fill('#try-body', '{"features": {"length": "long"}}');
   await page.click('button[data-action="try-predict"]');

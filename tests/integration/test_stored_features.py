@@ -178,6 +178,27 @@ class SameStreamTest(SharedServerCase):
         self.assertEqual(p["prediction"], predict(self, self.c, name,
                                                   {"features": {"x": 30.0}})["prediction"])
 
+    def test_a_fact_holding_only_a_field_training_dropped_is_still_the_features(self):
+        # "k" is declared but constant in training, so the version reads
+        # nothing of it; a fact holding only k is still the entity's newest
+        # features fact, as training would join it (every field imputed).
+        stream = uid("drop")
+        post_facts(self, self.c, [fact(stream, "d%02d" % i, {"x": float(i), "k": 7,
+                                                              "y": 2.0 * i + 1}, time_=at(i))
+                                  for i in range(60)])
+        name = uid("dropped")
+        d = definition(stream, stream)
+        d["features"] = [{"field": "x"}, {"field": "k"}]
+        put_model(self, self.c, name, d)
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        [fid] = post_facts(self, self.c, [fact(stream, "d05", {"k": 7},
+                                               time_=now_plus(hours=-1))])
+        p = predict(self, self.c, name, {"entity": "d05", "stored_features": True})
+        self.assertEqual(p["stored_features"]["fact"], fid, p)
+        self.assertEqual(p["stored_features"]["fields"], [], p)
+        self.assertEqual(p["imputed_fields"], ["x"], p)
+
 
 class OfflineStoredFeaturesTest(KennelTestCase):
 

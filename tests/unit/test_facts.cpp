@@ -404,6 +404,31 @@ TEST_CASE("fact_as_of takes the entity's standing fact with the latest time not 
     auto same = insert_all(db.conn, {make_fact("posts", "p3", t0, R"({"x":1})"),
                                      make_fact("posts", "p3", t0, R"({"x":2})")});
     CHECK(fact_as_of(db.conn, "posts", "p3", t0).value()->id == same[1].id);
+
+    // A correction dated after `at`, of a fact before it, counts at the
+    // fact's time; a correction of it in turn takes its place.
+    auto old = insert_all(db.conn, {make_fact("posts", "p4", t0, R"({"x":1})")});
+    fact_input late = make_fact("posts", "p4", t0 + 500 * minute, R"({"x":2})");
+    late.corrects = old[0].id;
+    late.idempotency_key = "late-fix";
+    auto l = insert_all(db.conn, {late});
+    auto p4 = fact_as_of(db.conn, "posts", "p4", t0 + minute).value();
+    REQUIRE(p4);
+    CHECK((p4->id == l[0].id && p4->event_time == t0));
+    fact_input again = make_fact("posts", "p4", t0 + 600 * minute, R"({"x":3})");
+    again.corrects = l[0].id;
+    again.idempotency_key = "late-fix-2";
+    auto a2 = insert_all(db.conn, {again});
+    CHECK(fact_as_of(db.conn, "posts", "p4", t0 + minute).value()->id == a2[0].id);
+    // A newer plain fact wins over the chain; an older one does not.
+    auto newer = insert_all(db.conn, {make_fact("posts", "p4", t0 + 2 * minute, R"({"x":4})"),
+                                      make_fact("posts", "p4", t0 - minute, R"({"x":5})")});
+    CHECK(fact_as_of(db.conn, "posts", "p4", t0 + 3 * minute).value()->id == newer[0].id);
+    CHECK(fact_as_of(db.conn, "posts", "p4", t0 + minute).value()->id == a2[0].id);
+    // The chain's fact at equal time beats a plain fact only by its origin's
+    // id (the later chain): a plain fact at t0 inserted after wins.
+    auto tie = insert_all(db.conn, {make_fact("posts", "p4", t0, R"({"x":6})")});
+    CHECK(fact_as_of(db.conn, "posts", "p4", t0 + minute).value()->id == tie[0].id);
 }
 
 TEST_CASE("stream_stats is kept by the trigger: counts, time range, latest id", "[facts]") {
