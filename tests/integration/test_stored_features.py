@@ -133,6 +133,31 @@ class StoredFeaturesTest(SharedServerCase):
         self.assertEqual(p["prediction"], predict(self, self.c, self.name, {"features": {
             "x2": 0.5, "color": "red", "caption": "dog"}})["prediction"])
 
+    def test_an_arm_and_the_fallback_chain_get_the_stored_fields_they_read(self):
+        # Version 2 (live) reads x1 and color; version 1, before it on the
+        # path live came by, also x2 and caption: the fact gives all four.
+        d = definition(self.feats, self.labels)
+        d["features"] = [{"field": "x1"}, {"field": "color", "transform": "category"}]
+        put_model(self, self.c, self.name, d)
+        self.assertEqual(train(self, self.c, self.name), 2)
+        set_live(self, self.c, self.name, 2)
+        entity, features, _, _ = self.rows[11]
+        p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+        self.assertEqual(p["version"], 2, p)
+        self.assertEqual(p["stored_features"]["fields"], ["caption", "color", "x1", "x2"], p)
+        sent = predict(self, self.c, self.name, {"entity": entity, "features": features})
+        self.assertEqual(p["prediction"], sent["prediction"], p)
+        # An experiment's one arm, version 1, reads all four from the fact.
+        r = self.c.post_json("/v1/models/%s/experiments" % self.name, {
+            "reason": "the old version", "arms": [{"name": "old", "version": 1, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+        sent = predict(self, self.c, self.name, {"entity": entity, "features": features})
+        self.assertEqual((p["arm"], p["version"], p["fallback"]), ("old", 1, False), p)
+        self.assertEqual(p["prediction"], sent["prediction"], p)
+        self.assertNotIn("imputed_fields", p)
+        self.assertEqual(p["stored_features"]["fields"], ["caption", "color", "x1", "x2"], p)
+
     def test_bad_requests_name_the_field(self):
         path = "/v1/models/%s/predict" % self.name
         r = self.c.post_json(path, {"stored_features": True})
