@@ -32,6 +32,14 @@ std::uint64_t draw(std::uint64_t stream, std::uint64_t k) {
     return fmix64(stream + (k + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
+// The output explained: the value, or the probability of one class (NaN
+// for a class the function does not know).
+double answer_of(const prediction& p, std::optional<std::size_t> class_index) {
+    if (!class_index) return p.value;
+    return *class_index < p.probabilities.size() ? p.probabilities[*class_index]
+                                                 : std::numeric_limits<double>::quiet_NaN();
+}
+
 bool same_columns(const std::vector<double>& a, const std::vector<double>& b,
                   const std::vector<std::size_t>& columns) {
     for (auto c : columns) {
@@ -142,10 +150,7 @@ result<std::shared_ptr<const explainer>> explainer::build(
 
 double explainer::output(const std::vector<double>& x,
                          std::optional<std::size_t> class_index) const {
-    const prediction p = artifact_->function->predict(x);
-    if (!class_index) return p.value;
-    return *class_index < p.probabilities.size() ? p.probabilities[*class_index]
-                                                 : std::numeric_limits<double>::quiet_NaN();
+    return answer_of(artifact_->function->predict(x), class_index);
 }
 
 explanation explainer::explain(const raw_record& instance, std::optional<std::size_t> class_index,
@@ -155,13 +160,7 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
     const auto out_of_time = [&] {
         return std::chrono::duration<double>(clock::now() - started).count() > options.max_seconds;
     };
-    const auto answer_of = [&](const prediction& p) {
-        if (!class_index) return p.value;
-        return *class_index < p.probabilities.size() ? p.probabilities[*class_index]
-                                                     : std::numeric_limits<double>::quiet_NaN();
-    };
     explanation out;
-    out.class_index = class_index;
     const std::vector<double> x = artifact_->pipeline.transform(instance);
     out.value = output(x, class_index);
     out.evaluations = 1;
@@ -193,7 +192,7 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
                 break;
             }
             std::vector<double> z = background_[r];
-            v[0] = answer_of(background_answers_[r]);
+            v[0] = answer_of(background_answers_[r], class_index);
             for (std::size_t k = 1; k < subsets; ++k) {
                 const std::size_t gray = k ^ (k >> 1), previous = (k - 1) ^ ((k - 1) >> 1);
                 const auto field = static_cast<std::size_t>(std::countr_zero(gray ^ previous));
@@ -244,15 +243,13 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
         std::vector<std::size_t> count(rows, 0);
         std::vector<std::vector<double>> row_mean(rows, std::vector<double>(f, 0)),
             row_ss(rows, std::vector<double>(f, 0));
-        std::vector<double> row_start(rows, 0);
         for (std::size_t p = 0; p < pairs; ++p) {
             if (p > 0 && out_of_time()) {
                 out.complete = false;
                 break;
             }
             const std::size_t r = row_of(p), slot = round ? r : p;
-            const double start = answer_of(background_answers_[r]);
-            row_start[slot] = start;
+            const double start = answer_of(background_answers_[r], class_index);
             std::iota(order.begin(), order.end(), std::size_t{0});
             const std::uint64_t stream = fmix64(options.seed ^ fmix64(p + 1));
             for (std::size_t k = f; k > 1; --k) {
@@ -292,7 +289,8 @@ explanation explainer::explain(const raw_record& instance, std::optional<std::si
         for (std::size_t k = 0; k < rows; ++k) {
             if (!count[k]) continue;
             ++used;
-            base += (row_start[k] - base) / static_cast<double>(used);
+            const double start = answer_of(background_answers_[row_of(k)], class_index);
+            base += (start - base) / static_cast<double>(used);
             for (std::size_t i = 0; i < f; ++i)
                 mean[i] += (row_mean[k][i] - mean[i]) / static_cast<double>(used);
             repeats += count[k] - 1;

@@ -61,9 +61,6 @@ struct field_contribution {
 };
 
 struct explanation {
-    // Classification: the class whose probability is explained; else the
-    // value is.
-    std::optional<std::size_t> class_index;
     double base_value = 0;  // the mean answer over the background rows used (each as often)
     double value = 0;       // the instance's answer: base_value + the contributions
     bool exact = false;     // every subset of fields evaluated

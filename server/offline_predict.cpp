@@ -133,9 +133,7 @@ int run_offline_predict(const offline_predict_options& o) {
         }
         bool line_failed = false;
         bool explained_one = false;
-        const auto explain_until = std::chrono::steady_clock::now() +
-                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                       std::chrono::duration<double>(explain_request_seconds));
+        const auto explain_until = explain_deadline();
         for (std::size_t i = 0; i < parsed->instances.size(); ++i) {
             const predict_instance& inst = parsed->instances[i];
             ml::answer a;

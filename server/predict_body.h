@@ -11,6 +11,7 @@
 // the document. Pure functions: thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -107,6 +108,11 @@ void write_stored_source(json_writer& w, const predict_instance::stored_source& 
 // What a request (or a line of `kennel predict`) has for explaining its
 // answers, all together.
 inline constexpr double explain_request_seconds = 2;
+inline std::chrono::steady_clock::time_point explain_deadline() {
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+               std::chrono::duration<double>(explain_request_seconds));
+}
 
 // The member "explanation" of an answer (ml/explain.h): each field's share
 // of `answering`'s output, or why there is none (`answering` null: the

@@ -395,9 +395,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     rows.reserve(instances.size());
     // Explanations share one budget a request: once it is spent, the
     // answers left say so, without one.
-    const auto explain_until =
-        steady::now() + std::chrono::duration_cast<steady::duration>(
-                            std::chrono::duration<double>(explain_request_seconds));
+    const auto explain_until = explain ? explain_deadline() : steady::time_point{};
     bool explained_one = false;
     // The answers are settled: explaining them holds an explanation's slot,
     // not a prediction's.
