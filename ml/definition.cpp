@@ -2,6 +2,14 @@
 
 namespace kennel::ml {
 
+const aggregate_spec* aggregate_of(const std::vector<aggregate_spec>& specs,
+                                   std::string_view field) {
+    for (const auto& a : specs) {
+        if (a.field == field) return &a;
+    }
+    return nullptr;
+}
+
 bool metric_higher_is_better(const std::string& name) {
     return !(name == "rmse" || name == "mae" || name == "log_loss");
 }

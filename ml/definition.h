@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ml/aggregate.h"
 #include "ml/features.h"
 #include "ml/trainers.h"
 #include "ml/value.h"
@@ -76,6 +77,9 @@ struct model_definition {
     std::string features_from;
     label_spec label;
     std::vector<feature_spec> features;
+    // The features computed from the entity's history (ml/aggregate.h), one
+    // per field, in the order first declared.
+    std::vector<aggregate_spec> aggregates;
     std::string algorithm = "auto";  // "auto" or an algorithm name
     train_params params;
     double search_budget_seconds = 20;
@@ -93,6 +97,13 @@ struct model_definition {
     // Fault injection for tests; ignored unless the server runs with --test-faults.
     std::string test_fault;
 };
+
+// The aggregate that computes `field`, or null when it is read from facts.
+const aggregate_spec* aggregate_of(const std::vector<aggregate_spec>& specs,
+                                   std::string_view field);
+inline const aggregate_spec* aggregate_of(const model_definition& d, std::string_view field) {
+    return aggregate_of(d.aggregates, field);
+}
 
 // Whether higher values of a metric are better (r2, auc...) or lower (rmse...).
 bool metric_higher_is_better(const std::string& name);

@@ -111,14 +111,69 @@ private:
     std::vector<field_error>& errors_;
 };
 
-void parse_feature(reader& r, const json& f, const std::string& path, ml::feature_spec& spec) {
+// A feature's "aggregate": {"stream", "op", "of"?, "window_seconds"?}.
+std::optional<ml::aggregate_spec> parse_aggregate(reader& r, const json& a, const std::string& path,
+                                                  const ml::feature_spec& spec) {
+    if (!a.is_object()) {
+        r.error(path, "must be an object like {\"stream\": \"logins\", \"op\": \"count\"}");
+        return std::nullopt;
+    }
+    r.only(a, path, {"stream", "op", "of", "window_seconds"});
+    ml::aggregate_spec out;
+    out.field = spec.field;
+    bool ok = r.string(a, path, "stream", out.stream, true);
+    std::string op;
+    if (r.string(a, path, "op", op, true)) {
+        auto parsed = ml::parse_aggregate_op(op);
+        if (parsed) {
+            out.op = *parsed;
+        } else {
+            r.error(path + ".op", parsed.error().message());
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    if (r.string(a, path, "of", out.of, false)) {
+        if (std::string why = unreadable_field_name(out.of); !why.empty()) {
+            r.error(path + ".of", why);
+            ok = false;
+        }
+    } else if (ok && out.op != ml::aggregate_op::count && !a.contains("of")) {
+        r.error(path + ".of",
+                std::string("missing: ") + ml::aggregate_op_name(out.op) +
+                    " needs the numeric field it aggregates, e.g. \"of\": \"amount\"");
+        ok = false;
+    }
+    double window = 0;
+    if (r.number(a, path, "window_seconds", window, 1, ml::max_aggregate_window_seconds)) {
+        out.window_seconds = window;
+    } else if (auto w = a.find("window_seconds"); w != a.end() && !w->is_null()) {
+        ok = false;
+    }
+    // The value is a number: a transform for strings or booleans would
+    // read nothing but its imputed value.
+    using k = ml::transform_kind;
+    if (spec.transform != k::numeric && spec.transform != k::log && spec.transform != k::binarize &&
+        spec.transform != k::bucketize) {
+        r.error(path, std::string("an aggregate is a number: its transform must be numeric, log, "
+                                  "binarize or bucketize, not ") +
+                          ml::transform_kind_name(spec.transform));
+        ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return out;
+}
+
+void parse_feature(reader& r, const json& f, const std::string& path, ml::feature_spec& spec,
+                   std::optional<ml::aggregate_spec>& aggregate) {
     if (!f.is_object()) {
         r.error(path, "a feature must be an object like {\"field\": \"length\"}");
         return;
     }
-    r.only(
-        f, path,
-        {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets", "width"});
+    r.only(f, path,
+           {"field", "transform", "threshold", "edges", "top_n", "missing_slot", "buckets", "width",
+            "aggregate"});
     r.string(f, path, "field", spec.field, true);
     if (std::string why = unreadable_field_name(spec.field); !why.empty())
         r.error(path + ".field", why);
@@ -173,10 +228,18 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
     if (spec.transform == ml::transform_kind::binarize && !f.contains("threshold")) {
         r.error(path + ".threshold", "missing: binarize needs a threshold");
     }
+    if (auto a = f.find("aggregate"); a != f.end() && !a->is_null() && !spec.field.empty())
+        aggregate = parse_aggregate(r, *a, path + ".aggregate", spec);
 }
 
-json feature_json(const ml::feature_spec& s) {
+json feature_json(const ml::feature_spec& s, const ml::aggregate_spec* aggregate) {
     json f = {{"field", s.field}, {"transform", ml::transform_kind_name(s.transform)}};
+    if (aggregate) {
+        json a = {{"stream", aggregate->stream}, {"op", ml::aggregate_op_name(aggregate->op)}};
+        if (!aggregate->of.empty()) a["of"] = aggregate->of;
+        if (aggregate->window_seconds) a["window_seconds"] = *aggregate->window_seconds;
+        f["aggregate"] = std::move(a);
+    }
     switch (s.transform) {
         case ml::transform_kind::binarize:
             f["threshold"] = s.params.threshold;
@@ -258,7 +321,24 @@ parsed_definition parse_definition(const std::string& text) {
     } else {
         for (std::size_t i = 0; i < f->size(); ++i) {
             ml::feature_spec spec;
-            parse_feature(r, (*f)[i], "features[" + std::to_string(i) + "]", spec);
+            const std::string path = "features[" + std::to_string(i) + "]";
+            std::optional<ml::aggregate_spec> aggregate;
+            parse_feature(r, (*f)[i], path, spec, aggregate);
+            // A field is one value: every feature reading it computes it
+            // alike, or reads it from the fact alike.
+            const ml::aggregate_spec* before = ml::aggregate_of(d, spec.field);
+            bool read_before = false;
+            for (const auto& other : d.features)
+                read_before = read_before || other.field == spec.field;
+            if (read_before &&
+                (aggregate ? !before || !(*before == *aggregate) : before != nullptr)) {
+                r.error(path + ".aggregate",
+                        "\"" + spec.field +
+                            "\" is read by an earlier feature with another aggregate (or none); "
+                            "features reading one field share its aggregate");
+            } else if (aggregate && !before) {
+                d.aggregates.push_back(std::move(*aggregate));
+            }
             d.features.push_back(std::move(spec));
         }
         if (out.errors.empty()) {
@@ -475,7 +555,8 @@ void check_new_definition(const ml::model_definition& d, std::vector<field_error
 
 std::string canonical_definition_json(const ml::model_definition& d) {
     json features = json::array();
-    for (const auto& f : d.features) features.push_back(feature_json(f));
+    for (const auto& f : d.features)
+        features.push_back(feature_json(f, ml::aggregate_of(d, f.field)));
     json retrain = json::object();
     if (d.retrain.every_new_labels) retrain["every_new_labels"] = *d.retrain.every_new_labels;
     if (d.retrain.every_seconds) retrain["every_seconds"] = *d.retrain.every_seconds;
@@ -589,8 +670,13 @@ void check_positive_class(connection& c, const ml::model_definition& d,
 
 }  // namespace
 
+// Each aggregate's stream has facts, and its "of" field numbers in them.
+void check_aggregates_against_data(connection& c, const ml::model_definition& d,
+                                   std::vector<field_error>& errors);
+
 void check_definition_against_data(connection& c, const ml::model_definition& d,
                                    std::vector<field_error>& errors) {
+    check_aggregates_against_data(c, d, errors);
     auto stream_exists = [&c](const std::string& s) {
         statement st(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
         st.bind(1, s);
@@ -651,11 +737,53 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
         for (std::size_t i = 0; i < d.features.size(); ++i) {
             if (d.features[i].field.empty() || !unreadable_field_name(d.features[i].field).empty())
                 continue;
+            if (ml::aggregate_of(d, d.features[i].field)) {
+                // Computed, not read: a fact holding the name would be
+                // read by an app sending its facts' fields, and win.
+                if (present.count(d.features[i].field)) {
+                    errors.push_back({"features[" + std::to_string(i) + "].field",
+                                      "facts in stream \"" + d.features_from +
+                                          "\" hold a field \"" + d.features[i].field +
+                                          "\"; name the aggregate otherwise"});
+                }
+                continue;
+            }
             if (!present.count(d.features[i].field)) {
                 errors.push_back({"features[" + std::to_string(i) + "].field",
                                   "no fact in stream \"" + d.features_from + "\" has a field \"" +
                                       d.features[i].field + "\""});
             }
+        }
+    }
+}
+
+void check_aggregates_against_data(connection& c, const ml::model_definition& d,
+                                   std::vector<field_error>& errors) {
+    for (const auto& a : d.aggregates) {
+        std::size_t i = 0;
+        while (i < d.features.size() && d.features[i].field != a.field) ++i;
+        const std::string path = "features[" + std::to_string(i) + "].aggregate";
+        statement exists(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
+        exists.bind(1, a.stream);
+        if (!exists.step() || exists.column_int(0) == 0) {
+            errors.push_back({path + ".stream", "no facts in stream \"" + a.stream + "\""});
+            continue;
+        }
+        if (a.of.empty()) continue;
+        statement st(c,
+                     "SELECT json_type(data, ?2), count(*) FROM (SELECT data FROM facts"
+                     " WHERE stream = ?1 ORDER BY event_time DESC, id DESC LIMIT 5000) GROUP BY 1");
+        st.bind(1, a.stream).bind(2, "$.\"" + a.of + "\"");
+        std::set<std::string> types;
+        while (st.step()) {
+            if (!st.is_null(0)) types.insert(st.column_text(0));
+        }
+        if (types.empty()) {
+            errors.push_back({path + ".of", "no fact in stream \"" + a.stream +
+                                                "\" has a field \"" + a.of + "\""});
+        } else if (!types.count("integer") && !types.count("real") && !types.count("object")) {
+            errors.push_back({path + ".of", "\"" + a.of + "\" holds " + *types.begin() +
+                                                " values; an aggregate reads numbers"});
         }
     }
 }

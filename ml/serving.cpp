@@ -238,6 +238,19 @@ void use_served_specs(model_serving& s) {
         }
     }
     s.definition.features = std::move(specs);
+    // The aggregates the versions compute, each as the first version (live,
+    // the arms, the chain) that reads its field was trained with.
+    std::vector<aggregate_spec> aggregates;
+    std::vector<const loaded_version*> by_rank{first};
+    for (const auto& arm : s.arms) by_rank.push_back(arm.version.get());
+    by_rank.insert(by_rank.end(), others.begin(), others.end());
+    for (const loaded_version* v : by_rank) {
+        if (!v) continue;
+        for (const auto& a : v->aggregates) {
+            if (!aggregate_of(aggregates, a.field)) aggregates.push_back(a);
+        }
+    }
+    s.definition.aggregates = std::move(aggregates);
     s.fields = index_fields(s.definition.features);
     std::vector<std::string> served;
     for (const auto& f : s.fields) served.push_back(f.name);
@@ -399,6 +412,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
         v->drift = std::make_unique<const drift_monitor>(std::move(*profile));
     }
     if (auto rows = background_in_features(row->features)) v->background = std::move(*rows);
+    v->aggregates = aggregates_in_features(row->features);
     if (fault == "serve_throw" || fault == "serve_sleep") v->fault = fault;
     // Warm up: the first prediction touches every page of the function.
     try {
@@ -623,7 +637,10 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->experiment = e->id;
             }
         }
-        for (const auto& spec : s->definition.features) s->declared_fields.push_back(spec.field);
+        for (const auto& spec : s->definition.features) {
+            // An aggregate is computed, not held by the entity's facts.
+            if (!aggregate_of(s->definition, spec.field)) s->declared_fields.push_back(spec.field);
+        }
         use_served_specs(*s);  // also indexes the fields requests are read by
         if (!s->live) {
             s->prior = cached_label_prior(c, p.definition, s->prior_classes, s->prior_at);

@@ -93,6 +93,8 @@ struct loaded_version {
     // Training rows to explain its answers against (ml/explain.h); empty
     // for versions trained before versions kept them.
     std::vector<raw_record> background;
+    // How it computes its aggregate fields (ml/aggregate.h), as trained.
+    std::vector<aggregate_spec> aggregates;
     // The explainer, built on the first request for an explanation (most
     // versions are never asked for one, and a wide pipeline's encoded
     // background is megabytes); failed_precondition without a background.

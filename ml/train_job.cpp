@@ -295,6 +295,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"warnings", outcome->warnings},
               {"profile", json::parse(profile_to_json(outcome->profile))},
               {"background", json::parse(background_to_json(outcome->background))},
+              {"aggregates", json::parse(aggregates_to_json(outcome->aggregates))},
               {"importance", importance_json(outcome->importance)}}},
             {"timings",
              {{"read_seconds", read_seconds},

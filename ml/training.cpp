@@ -422,6 +422,13 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.profile = profile_rows(pipeline->used_specs(), train_raw);
     // What an answer's explanation compares it with (ml/explain.h).
     out.background = sample_background(pipeline->used_specs(), train_raw);
+    for (const auto& a : d.aggregates) {
+        for (const auto& spec : pipeline->used_specs()) {
+            if (spec.field != a.field) continue;
+            out.aggregates.push_back(a);
+            break;
+        }
+    }
     feature_rows x_train = pipeline->transform_all(train_raw);
     // Named here, where the columns and entities are known: the trainer
     // could only say "row 1 is not finite".

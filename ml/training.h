@@ -89,6 +89,9 @@ struct training_outcome {
     feature_profile profile;
     // Up to 100 training rows, the fields read: explanations' background.
     std::vector<raw_record> background;
+    // The definition's aggregates among the fields read: how serving
+    // computes them for this version.
+    std::vector<aggregate_spec> aggregates;
     permutation_importance importance;
     metric_listing metrics;
     metric_listing baseline_metrics;

@@ -6,6 +6,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "ml/aggregate.h"
 #include "ml/raw_json.h"
 
 namespace kennel::ml {
@@ -21,6 +22,7 @@ struct fact_ref {
     // correction's place), so a newer fact at the same time still wins.
     std::int64_t order_id = 0;
     bool has_feature = true;  // holds a declared feature field (same-stream reads only)
+    std::optional<double> value;  // the aggregated field's (aggregate reads only)
 };
 
 // The facts of a stream up to the watermark that still stand, each with its
@@ -33,32 +35,43 @@ struct stream_view {
 };
 
 // `feature_paths`: when not empty, has_feature says whether a fact holds
-// one of them.
+// one of them. `value_path`: when not empty, each fact's value there
+// (ml/aggregate.h history_value).
 stream_view read_stream(connection& c, const std::string& stream, std::int64_t watermark,
                         const std::string& field_path,
-                        const std::vector<std::string>& feature_paths = {}) {
+                        const std::vector<std::string>& feature_paths = {},
+                        const std::string& value_path = "") {
     std::vector<fact_ref> all;
     std::string any_feature = feature_paths.empty() ? "1" : "0";
     for (std::size_t i = 0; i < feature_paths.size(); ++i) {
         any_feature +=
             " OR coalesce(json_type(f.data, ?" + std::to_string(4 + i) + "), 'null') != 'null'";
     }
-    statement st(c,
-                 "SELECT f.id, f.entity, coalesce(o.origin_time, f.event_time),"
-                 " coalesce(o.origin, f.id), coalesce(json_type(f.data, ?3), 'null') != 'null', " +
-                     any_feature +
-                     " FROM facts f LEFT JOIN fact_origins o ON o.fact = f.id"
-                     " WHERE f.stream = ?1 AND f.id <= ?2 ORDER BY f.id");
+    const int value_param = static_cast<int>(4 + feature_paths.size());
+    statement st(
+        c,
+        "SELECT f.id, f.entity, coalesce(o.origin_time, f.event_time),"
+        " coalesce(o.origin, f.id), coalesce(json_type(f.data, ?3), 'null') != 'null', " +
+            any_feature +
+            (value_path.empty() ? std::string() : ", " + history_value_sql("f", value_param)) +
+            " FROM facts f LEFT JOIN fact_origins o ON o.fact = f.id"
+            " WHERE f.stream = ?1 AND f.id <= ?2 ORDER BY f.id");
     st.bind(1, stream).bind(2, watermark).bind(3, field_path.empty() ? "$.__none__" : field_path);
     for (std::size_t i = 0; i < feature_paths.size(); ++i)
         st.bind(static_cast<int>(4 + i), feature_paths[i]);
+    if (!value_path.empty()) st.bind(value_param, value_path);
     // In id order, a chain's newest fact so far replaces the one before it.
     std::unordered_map<std::int64_t, std::size_t> chain_end;  // origin -> index in `all`
     std::vector<bool> replaced;
     while (st.step()) {
-        fact_ref f{st.column_int(0), st.column_text(1), st.column_int(2), st.column_int(4) != 0};
+        fact_ref f;
+        f.id = st.column_int(0);
+        f.entity = st.column_text(1);
+        f.event_time = st.column_int(2);
+        f.has_field = st.column_int(4) != 0;
         f.order_id = st.column_int(3);
         f.has_feature = st.column_int(5) != 0;
+        if (!value_path.empty()) f.value = history_value(st, 6);
         if (f.order_id != f.id) {
             auto [it, first] = chain_end.try_emplace(f.order_id, all.size());
             if (!first) {
@@ -78,6 +91,24 @@ stream_view read_stream(connection& c, const std::string& stream, std::int64_t w
     return v;
 }
 
+// Each labelled entity's history in an aggregate's stream, sorted
+// (ml/aggregate.h), up to the watermark.
+using entity_histories = std::unordered_map<std::string, std::vector<history_fact>>;
+
+entity_histories read_histories(connection& c, const aggregate_spec& a, std::int64_t watermark,
+                                const std::map<std::string, const fact_ref*>& labelled) {
+    entity_histories out;
+    stream_view v = read_stream(c, a.stream, watermark, "", {},
+                                "$.\"" + (a.of.empty() ? std::string("__none__") : a.of) + "\"");
+    for (fact_ref& f : v.standing) {
+        if (!labelled.count(f.entity)) continue;
+        out[f.entity].push_back(
+            {f.event_time, f.order_id, f.id, a.of.empty() ? std::nullopt : f.value});
+    }
+    for (auto& [entity, list] : out) sort_history(list);
+    return out;
+}
+
 }  // namespace
 
 result<training_set> build_training_set(connection& c, const model_definition& d,
@@ -93,7 +124,11 @@ result<training_set> build_training_set(connection& c, const model_definition& d
         const bool same_stream = d.features_from == d.label.stream;
         std::vector<std::string> feature_paths;
         if (same_stream) {
-            for (const auto& spec : d.features) feature_paths.push_back("$.\"" + spec.field + "\"");
+            for (const auto& spec : d.features) {
+                // An aggregate is computed, not held by the entity's facts.
+                if (!aggregate_of(d, spec.field))
+                    feature_paths.push_back("$.\"" + spec.field + "\"");
+            }
         }
         stream_view labels = read_stream(c, d.label.stream, watermark, label_path, feature_paths);
         stream_view features =
@@ -132,6 +167,14 @@ result<training_set> build_training_set(connection& c, const model_definition& d
         }
         for (auto& [entity, list] : by_entity) {
             std::sort(list.begin(), list.end(), before);
+        }
+
+        // Per aggregate, its stream's histories (read once per stream and field).
+        std::map<std::pair<std::string, std::string>, entity_histories> histories;
+        for (const auto& a : d.aggregates) {
+            auto key = std::make_pair(a.stream, a.of);
+            if (!histories.count(key))
+                histories.emplace(key, read_histories(c, a, watermark, latest_label));
         }
 
         statement data(c, "SELECT data FROM facts WHERE id = ?");
@@ -214,7 +257,18 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             auto rec = raw_record_from_json(*feature_data, &unreadable);
             if (!rec) return rec.error();
             // Only the declared fields: wide facts stay cheap.
+            // Aggregates at the feature fact's moment: what serving computes
+            // for a request made then.
+            for (const auto& a : d.aggregates) {
+                static const std::vector<history_fact> no_history;
+                const auto& by = histories.at({a.stream, a.of});
+                auto h = by.find(entity);
+                auto value =
+                    aggregate_over(a, h == by.end() ? no_history : h->second, feature->event_time);
+                if (value) ex.features.emplace(a.field, *value);
+            }
             for (const auto& spec : d.features) {
+                if (aggregate_of(d, spec.field)) continue;
                 auto f = rec->find(spec.field);
                 if (f == rec->end()) continue;
                 // Once per field, though two transforms may read it.

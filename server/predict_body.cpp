@@ -230,7 +230,25 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
             }
         }
     }
-    const json& features = use_stored ? merged : *f;
+    // Aggregates: computed for the fields not sent (or sent null), from the
+    // entity's history before the moment its features stand for.
+    bool use_merged = use_stored;
+    if (!m.definition.aggregates.empty() && !out.entity.empty()) {
+        if (!stored) return invalid(named("entity"), "aggregate features are not available here");
+        if (!use_merged) merged = *f;
+        use_merged = true;
+        out.aggregates = predict_instance::aggregate_source{
+            out.stored && out.stored->fact ? out.stored->time : now_micros(), {}};
+        for (const auto& a : m.definition.aggregates) {
+            auto sent = merged.find(a.field);
+            if (sent != merged.end() && !sent->is_null()) continue;
+            auto value = stored->aggregate(a, out.entity, out.aggregates->as_of);
+            if (!value) return value.error();
+            out.aggregates->values.emplace_back(a.field, *value);
+            if (*value) merged[a.field] = **value;
+        }
+    }
+    const json& features = use_merged ? merged : *f;
     std::uint64_t h = ml::fnv1a64_offset;
     // The document keeps members in key order, so the record is built at its end.
     for (const auto& [k, v] : features.items()) {
@@ -705,11 +723,37 @@ result<std::optional<fact>> stored_feature_reader::read(const ml::model_serving&
     }
 }
 
+result<std::optional<double>> stored_feature_reader::aggregate(const ml::aggregate_spec& spec,
+                                                               const std::string& entity,
+                                                               micros moment) {
+    try {
+        return ml::aggregate_over(spec, ml::entity_history(conn(), spec, entity, moment), moment);
+    } catch (const std::exception& e) {
+        return status(error_kind::unavailable, "computing the aggregate \"" + spec.field +
+                                                   "\" from stream \"" + spec.stream +
+                                                   "\" failed: " + e.what());
+    }
+}
+
+void write_aggregate_source(json_writer& w, const predict_instance::aggregate_source& s) {
+    w.key("aggregates").raw("{");
+    w.key("as_of").string(format_rfc3339(s.as_of));
+    w.key("values").raw("{");
+    for (const auto& [field, value] : s.values) {
+        w.key(field);
+        value ? w.number(*value) : w.null();
+    }
+    w.raw("}}");
+}
+
 result<predict_request> parse_predict_body(const ml::model_serving& m, const std::string& body,
                                            std::optional<std::size_t>& error_instance,
                                            stored_feature_reader* stored) {
     error_instance.reset();
-    if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
+    // The fast reader reads what was sent; aggregates need the store.
+    if (m.definition.aggregates.empty()) {
+        if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
+    }
     return parse_predict_document(m, body, error_instance, stored);
 }
 

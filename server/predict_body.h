@@ -50,6 +50,15 @@ struct predict_instance {
         std::vector<std::string> fields;  // taken from it, in key order
     };
     std::optional<stored_source> stored;
+    // The aggregate fields computed from the entity's history (ml/aggregate.h)
+    // as of `as_of`: now, or the stored fact's time with stored features.
+    // A field the app sent is not computed and not listed; a value of none
+    // (no fact in the window for mean, min, max, latest) is imputed.
+    struct aggregate_source {
+        micros as_of = 0;
+        std::vector<std::pair<std::string, std::optional<double>>> values;  // by field
+    };
+    std::optional<aggregate_source> aggregates;
 };
 
 // Reads an entity's stored features for model `m`: its fact in the model's
@@ -58,10 +67,14 @@ struct predict_instance {
 // of its features, as training reads them. Subclasses say where the
 // connection comes from, taken when a read is first needed (no allocation
 // for requests that read nothing).
+// The same reader computes the entity's aggregate fields (ml/aggregate.h).
 class stored_feature_reader {
 public:
     virtual ~stored_feature_reader() = default;
     result<std::optional<fact>> read(const ml::model_serving& m, const std::string& entity);
+    // The aggregate's value for the entity at `moment` (none: no value).
+    result<std::optional<double>> aggregate(const ml::aggregate_spec& spec,
+                                            const std::string& entity, micros moment);
 
 protected:
     virtual connection& conn() = 0;
@@ -104,6 +117,10 @@ void write_prediction(json_writer& w, const ml::answer& a, bool none);
 // The member "stored_features": the stream, the fact (null: the entity has
 // none), its effective time and the fields taken from it.
 void write_stored_source(json_writer& w, const predict_instance::stored_source& s);
+
+// The member "aggregates": the moment they were computed at and each
+// computed field's value (null: none, imputed).
+void write_aggregate_source(json_writer& w, const predict_instance::aggregate_source& s);
 
 // What a request (or a line of `kennel predict`) has for explaining its
 // answers, all together.

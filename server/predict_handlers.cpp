@@ -483,6 +483,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                 w.key("imputed_fields").strings(instances[i].missing);
         }
         if (instances[i].stored) write_stored_source(w, *instances[i].stored);
+        if (instances[i].aggregates) write_aggregate_source(w, *instances[i].aggregates);
         if (!fallback) {
             // Which version read them: the one that answered.
             const auto unseen =

@@ -1,0 +1,272 @@
+"""Integration tests for aggregate features: a feature computed from the
+entity's history in a stream (count, sum, mean, min, max, latest) over a
+window before a moment. Training takes the moment of each example's feature
+fact; serving the moment of the request, or of the stored fact with
+"stored_features".
+
+What is checked from outside: a model whose label is a function of its
+aggregates answers each entity with its label when served from its stored
+fact (training and serving computed the same values, and a fact after the
+moment, or outside the window, counted in neither); the answer names the
+values and the moment, which equal values computed here by hand; the
+prediction equals the one for the same values sent; a sent value wins and is
+not computed; a correction stands in the place of the fact it corrects;
+without an entity the aggregates are imputed; explanations name them; the
+version records how it computes them; `kennel predict` computes them alike;
+and bad definitions are 400s naming the field.
+
+The real binary on a free loopback port with a temporary database, over real
+HTTP (see kennel_harness.py). Every wait is bounded.
+"""
+
+import datetime
+import json
+import random
+import unittest
+
+from kennel_harness import fact, run_cli, uid
+from test_predict import SharedServerCase, post_facts, predict, put_model, set_live, train
+
+DAY = 86400
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse(s):
+    return datetime.datetime.strptime(s.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z") \
+        if "." in s else datetime.datetime.strptime(s.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S%z")
+
+
+def aggregate(op, facts, moment, window_s, of="amount"):
+    """The aggregate as documented: facts in [moment - window, moment)."""
+    start = moment - datetime.timedelta(seconds=window_s) if window_s else None
+    inside = sorted((t, v) for t, v in facts if t < moment and (start is None or t >= start))
+    values = [v[of] for _, v in inside if of in v]
+    if op == "count":
+        return len(inside)
+    if op == "sum":
+        return sum(values)
+    if not values:
+        return None
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            "latest": values[-1]}[op]
+
+
+SPECS = [
+    ("orders_7d", {"op": "count", "window_seconds": 7 * DAY}),
+    ("spend_30d", {"op": "sum", "of": "amount", "window_seconds": 30 * DAY}),
+    ("biggest_30d", {"op": "max", "of": "amount", "window_seconds": 30 * DAY}),
+    ("last_amount", {"op": "latest", "of": "amount"}),
+]
+
+
+class AggregateTest(SharedServerCase):
+
+    tmp_prefix = "kennel-aggregates-"
+
+    def setUp(self):
+        super().setUp()
+        self.users, self.orders, self.labels = uid("users"), uid("orders"), uid("churn")
+        rng = random.Random(7)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.rows = []   # (entity, features fact time, x1, label)
+        self.history = {}  # entity -> [(time, data)]
+        facts = []
+        for i in range(160):
+            entity = "u%03d" % i
+            # The feature fact, then orders before it (some outside the
+            # windows) and after it (which neither side may count).
+            t = now - datetime.timedelta(days=40, minutes=i)
+            x1 = round(rng.gauss(0, 1), 3)
+            orders = []
+            for _ in range(rng.randint(0, 8)):
+                when = t - datetime.timedelta(seconds=rng.uniform(60, 45 * DAY))
+                orders.append((when, {"amount": round(rng.uniform(1, 100), 2)}))
+            for _ in range(rng.randint(0, 3)):
+                when = t + datetime.timedelta(seconds=rng.uniform(1, 3000))
+                orders.append((when, {"amount": 1000.0}))
+            self.history[entity] = orders
+            count = aggregate("count", orders, t, 7 * DAY)
+            spend = aggregate("sum", orders, t, 30 * DAY)
+            y = round(3 * count + 0.05 * spend + x1, 6)
+            self.rows.append((entity, t, x1, y))
+            facts.append(fact(self.users, entity, {"x1": x1}, time_=iso(t)))
+            facts += [fact(self.orders, entity, data, time_=iso(when)) for when, data in orders]
+            facts.append(fact(self.labels, entity, {"y": y},
+                              time_=iso(t + datetime.timedelta(hours=2))))
+        post_facts(self, self.c, facts)
+        self.name = uid("agg")
+        features = [{"field": "x1"}]
+        for field, spec in SPECS:
+            features.append({"field": field, "aggregate": dict(spec, stream=self.orders)})
+        self.definition = {
+            "task": "regression", "features_from": self.users,
+            "label": {"stream": self.labels, "field": "y"}, "features": features,
+            "algorithm": "linear", "params": {"lambda": 1e-6}, "promotion": {"mode": "manual"},
+            "supervision": {"enabled": False}, "serving": {"deadline_ms": 2000}}
+        put_model(self, self.c, self.name, self.definition)
+        self.assertEqual(train(self, self.c, self.name), 1)
+        set_live(self, self.c, self.name, 1)
+
+    def expected(self, entity, moment):
+        return {field: aggregate(spec["op"], self.history[entity], moment,
+                                 spec.get("window_seconds"))
+                for field, spec in SPECS}
+
+    def test_training_and_serving_compute_the_same_values(self):
+        v = self.c.get("/v1/models/%s/versions/1" % self.name).json()
+        self.assertGreater(v["metrics"]["r2"], 0.999, v["metrics"])
+        self.assertEqual(v["features"]["aggregates"],
+                         [dict(spec, field=f, stream=self.orders) for f, spec in SPECS])
+        worst = 0
+        for entity, t, x1, y in self.rows[:40]:
+            p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+            self.assertIs(p["fallback"], False, p)
+            # As of the stored fact: the values training computed for it.
+            self.assertEqual(parse(p["aggregates"]["as_of"]), t)
+            want = self.expected(entity, t)
+            got = p["aggregates"]["values"]
+            self.assertEqual(sorted(got), sorted(want), p)
+            for field in want:
+                if want[field] is None:
+                    self.assertIsNone(got[field], (entity, field, p))
+                else:
+                    self.assertAlmostEqual(got[field], want[field], places=6, msg=(entity, field))
+            worst = max(worst, abs(p["prediction"] - y))
+            # The same values sent give the same answer.
+            sent = {"x1": x1}
+            sent.update({k: val for k, val in want.items() if val is not None})
+            q = predict(self, self.c, self.name, {"features": sent})
+            self.assertAlmostEqual(q["prediction"], p["prediction"], places=6)
+        # The label is a function of the aggregates at the fact's moment: a
+        # value training computed otherwise (orders after the moment, or
+        # outside the window) would miss it here.
+        self.assertLess(worst, 0.05)
+
+    def test_as_of_now_a_sent_value_wins_and_corrections_stand(self):
+        entity = self.rows[3][0]
+        before = datetime.datetime.now(datetime.timezone.utc)
+        p = predict(self, self.c, self.name, {"entity": entity, "features": {"x1": 0.5}})
+        as_of = parse(p["aggregates"]["as_of"])
+        self.assertGreaterEqual(as_of + datetime.timedelta(seconds=1), before)
+        # Every order is more than 7 days old now: counted by no window but
+        # "latest", which has none.
+        self.assertEqual(p["aggregates"]["values"], self.expected(entity, as_of), p)
+        # New orders: one now, one corrected, one dated tomorrow.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ids = post_facts(self, self.c, [
+            fact(self.orders, entity, {"amount": 10.0}, time_=iso(now - datetime.timedelta(hours=1))),
+            fact(self.orders, entity, {"amount": 20.0}, time_=iso(now - datetime.timedelta(days=2))),
+            fact(self.orders, entity, {"amount": 500.0}, time_=iso(now + datetime.timedelta(days=1)))])
+        post_facts(self, self.c, [fact(self.orders, entity, {"amount": 25.0}, corrects=ids[1])])
+        p = predict(self, self.c, self.name, {"entity": entity, "features": {"x1": 0.5}})
+        self.assertEqual(p["aggregates"]["values"], {
+            "orders_7d": 2, "spend_30d": 35.0, "biggest_30d": 25.0, "last_amount": 10.0}, p)
+        want = predict(self, self.c, self.name, {"features": {
+            "x1": 0.5, "orders_7d": 2, "spend_30d": 35.0, "biggest_30d": 25.0,
+            "last_amount": 10.0}})
+        self.assertAlmostEqual(p["prediction"], want["prediction"], places=6)
+        # A value sent is the app's: not computed, not listed.
+        p = predict(self, self.c, self.name, {"entity": entity,
+                                              "features": {"x1": 0.5, "orders_7d": 9}})
+        self.assertNotIn("orders_7d", p["aggregates"]["values"], p)
+        want = predict(self, self.c, self.name, {"features": {
+            "x1": 0.5, "orders_7d": 9, "spend_30d": 35.0, "biggest_30d": 25.0,
+            "last_amount": 10.0}})
+        self.assertAlmostEqual(p["prediction"], want["prediction"], places=6)
+        # An entity with no orders: counts and sums are 0, the rest imputed.
+        p = predict(self, self.c, self.name, {"entity": "nobody", "features": {"x1": 0.5}})
+        self.assertEqual(p["aggregates"]["values"], {
+            "orders_7d": 0, "spend_30d": 0, "biggest_30d": None, "last_amount": None}, p)
+        self.assertEqual(sorted(p["imputed_fields"]), ["biggest_30d", "last_amount"], p)
+
+    def test_without_an_entity_they_are_imputed_and_explanations_name_them(self):
+        p = predict(self, self.c, self.name, {"features": {"x1": 0.5}})
+        self.assertNotIn("aggregates", p)
+        self.assertEqual(sorted(p["imputed_fields"]),
+                         ["biggest_30d", "last_amount", "orders_7d", "spend_30d"], p)
+        entity = self.rows[0][0]
+        e = predict(self, self.c, self.name, {"entity": entity, "stored_features": True,
+                                              "explain": True})
+        names = {c["field"]: c for c in e["explanation"]["contributions"]}
+        self.assertEqual(sorted(names), ["biggest_30d", "last_amount", "orders_7d", "spend_30d",
+                                         "x1"], e)
+        self.assertEqual(names["orders_7d"]["value"], e["aggregates"]["values"]["orders_7d"])
+        # A batch computes each instance's own.
+        r = predict(self, self.c, self.name, {"instances": [
+            {"entity": self.rows[1][0], "stored_features": True},
+            {"entity": self.rows[2][0], "stored_features": True}]})
+        for row, answer in zip(self.rows[1:3], r["predictions"]):
+            self.assertAlmostEqual(answer["aggregates"]["values"]["spend_30d"],
+                                   self.expected(row[0], row[1])["spend_30d"], places=6)
+
+    def test_kennel_predict_computes_them_alike(self):
+        entity = self.rows[4][0]
+        body = {"entity": entity, "stored_features": True}
+        served = predict(self, self.c, self.name, body)
+        r = run_cli(["predict", self.name, "--db", self.server.db], input=json.dumps(body) + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        line = json.loads(r.stdout.splitlines()[0])
+        self.assertEqual(line["aggregates"], served["aggregates"])
+        self.assertAlmostEqual(line["prediction"], served["prediction"], places=9)
+
+    def test_bad_definitions_name_the_field(self):
+        def refused(change, field, words):
+            d = json.loads(json.dumps(self.definition))
+            change(d)
+            r = self.c.request("PUT", "/v1/models/" + uid("bad"), json_body=d)
+            self.assertEqual(r.status, 400, r)
+            fields = [x.get("field") for x in r.json()["error"].get("details", [])]
+            self.assertIn(field, fields, r.json())
+            self.assertIn(words, r.body.decode(), r.json())
+
+        def agg(i, **kv):
+            def change(d):
+                d["features"][i]["aggregate"].update(kv)
+                for k, v in list(d["features"][i]["aggregate"].items()):
+                    if v is None:
+                        del d["features"][i]["aggregate"][k]
+            return change
+        refused(agg(1, op="median"), "features[1].aggregate.op", "count, sum, mean")
+        refused(agg(2, of=None), "features[2].aggregate.of", "missing")
+        refused(agg(1, window_seconds=0), "features[1].aggregate.window_seconds", "between")
+        refused(agg(1, window_seconds=-5), "features[1].aggregate.window_seconds", "between")
+        refused(agg(1, window_seconds="7d"), "features[1].aggregate.window_seconds", "number")
+        refused(agg(1, window_seconds=1e12), "features[1].aggregate.window_seconds", "between")
+        refused(agg(1, stream=None), "features[1].aggregate.stream", "missing")
+        refused(agg(1, stream="no-such-stream"), "features[1].aggregate.stream", "no facts")
+        refused(agg(2, of="nope"), "features[2].aggregate.of", "has a field")
+        refused(agg(1, by="user"), "features[1].aggregate.by", "unknown field")
+
+        def as_category(d):
+            d["features"][1]["transform"] = "category"
+        refused(as_category, "features[1].aggregate", "transform must be numeric")
+
+        def not_object(d):
+            d["features"][1]["aggregate"] = "count"
+        refused(not_object, "features[1].aggregate", "must be an object")
+
+        def named_as_a_fact_field(d):
+            d["features"][1]["field"] = "x1"
+            d["features"][0] = {"field": "x1", "transform": "log"}
+        refused(named_as_a_fact_field, "features[1].aggregate", "share its aggregate")
+
+        def held_by_facts(d):
+            d["features"] = [{"field": "x1", "aggregate": {"stream": self.orders, "op": "count"}}]
+        refused(held_by_facts, "features[0].field", "name the aggregate otherwise")
+
+        # A string field cannot be summed.
+        post_facts(self, self.c, [fact(self.orders, "u000", {"note": "late"})])
+
+        def strings(d):
+            d["features"][2]["aggregate"]["of"] = "note"
+        refused(strings, "features[2].aggregate.of", "aggregate reads numbers")
+        # Nothing was stored for any of them.
+        r = self.c.get("/v1/models")
+        self.assertFalse([m for m in r.json()["models"] if m["name"].startswith("bad-")])
+
+
+if __name__ == "__main__":
+    unittest.main()
