@@ -170,12 +170,14 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             }
         }
+        std::vector<aggregate_spec> live_aggregates;  // how live computes its aggregates
         if (const auto& lv = live_at_start) {
             auto row = get_version(conn, job->model, *lv, true);
             if (row) {
                 auto art = load_artifact(row->artifact);
                 if (art) {
                     live.version = *lv;
+                    live_aggregates = aggregates_in_features(row->features);
                     live.artifact = std::make_shared<const model_artifact>(std::move(*art));
                     has_live = true;
                     // Its holdout share: the gate compares on rows it did not train on.
@@ -201,7 +203,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             for (const auto& spec : live.artifact->pipeline.specs())
                 live_fields.push_back(spec.field);
         }
-        auto data = build_training_set(conn, d, watermark, live_fields);
+        auto data = build_training_set(conn, d, watermark, live_fields, live_aggregates);
         if (!data) return fail(out_dir, data.error());
         double read_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -113,7 +113,8 @@ entity_histories read_histories(connection& c, const aggregate_spec& a, std::int
 
 result<training_set> build_training_set(connection& c, const model_definition& d,
                                         std::int64_t watermark,
-                                        const std::vector<std::string>& also_keep) {
+                                        const std::vector<std::string>& also_keep,
+                                        const std::vector<aggregate_spec>& also_aggregate) {
     training_set out;
     out.max_fact_id = watermark;
     const std::string label_path = "$.\"" + d.label.field + "\"";
@@ -169,9 +170,15 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             std::sort(list.begin(), list.end(), before);
         }
 
+        std::vector<aggregate_spec> aggregates = d.aggregates;
+        for (const auto& a : also_aggregate) {
+            bool read = false;
+            for (const auto& spec : d.features) read = read || spec.field == a.field;
+            if (!read) aggregates.push_back(a);
+        }
         // Per aggregate, its stream's histories (read once per stream and field).
         std::map<std::pair<std::string, std::string>, entity_histories> histories;
-        for (const auto& a : d.aggregates) {
+        for (const auto& a : aggregates) {
             auto key = std::make_pair(a.stream, a.of);
             if (!histories.count(key))
                 histories.emplace(key, read_histories(c, a, watermark, latest_label));
@@ -259,7 +266,7 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             // Only the declared fields: wide facts stay cheap.
             // Aggregates at the feature fact's moment: what serving computes
             // for a request made then.
-            for (const auto& a : d.aggregates) {
+            for (const auto& a : aggregates) {
                 static const std::vector<history_fact> no_history;
                 const auto& by = histories.at({a.stream, a.of});
                 auto h = by.find(entity);
@@ -280,6 +287,7 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                 }
             }
             for (const auto& field : also_keep) {
+                if (aggregate_of(aggregates, field)) continue;
                 auto f = rec->find(field);
                 if (f != rec->end()) ex.features.emplace(field, f->second);
             }

@@ -57,9 +57,12 @@ inline constexpr double max_regression_label = 1e150;
 // label per entity is used; a fact corrected by a later fact (within the
 // watermark) is replaced by its correction.
 // `also_keep` names raw fields kept beyond the definition's (those the live
-// version reads, to score it on what the app would send it).
+// version reads, to score it on what the app would send it), and
+// `also_aggregate` the live version's aggregates: computed too, for a field
+// the definition neither computes nor reads.
 result<training_set> build_training_set(connection& reader, const model_definition& d,
                                         std::int64_t watermark,
-                                        const std::vector<std::string>& also_keep = {});
+                                        const std::vector<std::string>& also_keep = {},
+                                        const std::vector<aggregate_spec>& also_aggregate = {});
 
 }  // namespace kennel::ml

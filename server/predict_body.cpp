@@ -212,6 +212,9 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
                 for (const auto& [k, v] : data.items()) {
                     auto sent = merged.find(k);
                     if ((sent != merged.end() && !sent->is_null()) || v.is_null()) continue;
+                    // An aggregate is computed, as training computes it,
+                    // whatever a fact holds under its name.
+                    if (ml::aggregate_of(m.definition, k)) continue;
                     bool fits = false, read = false;
                     for (const auto* specs : {&m.definition.features, &m.fallback_features}) {
                         for (const auto& spec : *specs) {

@@ -1770,7 +1770,7 @@
     return h('div.explanation', { 'data-explanation': e.method },
       h('p.small', null, `Why ${of} is ${fmtNum(e.value, digits)}: it starts from ${fmtNum(e.base_value, digits)}, the mean answer of v${e.version} over ${fmtNum(e.background_rows)} training rows, and each field moves it by its share.`),
       h('table.explain', null,
-        h('thead', null, h('tr', null, h('th', null, 'field'), h('th', null, 'sent'), h('th.num', null, 'share'), h('th', null, h('span.sr-only', null, 'bar')))),
+        h('thead', null, h('tr', null, h('th', null, 'field'), h('th', null, 'value'), h('th.num', null, 'share'), h('th', null, h('span.sr-only', null, 'bar')))),
         h('tbody', null, rows)),
       h('p.muted.small', null, e.method === 'exact'
         ? `Exact Shapley values: every subset of the fields against every row (${fmtNum(e.evaluations)} predictions, ${fmtMs(e.ms)} ms).`
@@ -1790,6 +1790,10 @@
       p.stored_features ? [h('dt', null, 'stored'), h('dd', { 'data-stored': p.stored_features.fact === null ? 'none' : p.stored_features.fact },
         p.stored_features.fact === null ? `no fact of this entity in "${p.stored_features.stream}"`
           : `${p.stored_features.fields.length ? p.stored_features.fields.join(', ') : 'nothing'} from fact ${p.stored_features.fact} of "${p.stored_features.stream}" (${p.stored_features.time})`)] : null,
+      p.aggregates ? [h('dt', null, 'from history'), h('dd', { 'data-aggregates': Object.keys(p.aggregates.values).length },
+        Object.keys(p.aggregates.values).length
+          ? `${Object.entries(p.aggregates.values).map(([k, v]) => `${k} ${v === null ? 'none (imputed)' : valueText(v)}`).join(' · ')} (before ${p.aggregates.as_of})`
+          : `all sent (before ${p.aggregates.as_of})`)] : null,
       h('dt', null, 'prediction id'), h('dd', null, h('code', null, p.prediction_id)));
     return (r.predictions || [r]).map((p) => [one(p), explanationView(p.explanation)]);
   }

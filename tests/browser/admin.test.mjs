@@ -1221,6 +1221,57 @@ step('empty states and a missing /v1/overview say what to do next', async () => 
   await page.locator('.alert.info', { hasText: 'not available' }).waitFor({ state: 'detached', timeout: WAIT });
 });
 
+step('aggregate features: the answer names the values computed from the entity\'s history', async () => {
+  // A model of its own: shoppers, their orders, and what they spent next.
+  const now = Date.now();
+  const iso = (ms) => new Date(ms).toISOString();
+  const facts = [];
+  for (let i = 0; i < 40; i++) {
+    const entity = `shopper-${i}`;
+    const t = now - 20 * 86400e3 - i * 60e3;
+    facts.push({ stream: 'shoppers', entity, time: iso(t), data: { x1: i % 7 } });
+    for (let k = 0; k < i % 4; k++) facts.push({ stream: 'orders', entity, time: iso(t - (k + 1) * 3600e3), data: { amount: 10 * (k + 1) } });
+    facts.push({ stream: 'spend', entity, time: iso(t + 3600e3), data: { y: 2 * (i % 4) + (i % 7) } });
+  }
+  const stored = await http('POST', '/v1/facts', { auth: 'basic', body: facts });
+  assert.equal(stored.status, 200, stored.text);
+  assert.equal(stored.json.rejected, 0, stored.text);
+  const put = await http('PUT', '/v1/models/spending', { auth: 'basic', body: {
+    task: 'regression', features_from: 'shoppers', label: { stream: 'spend', field: 'y' }, algorithm: 'linear',
+    features: [{ field: 'x1' },
+      { field: 'orders_7d', aggregate: { stream: 'orders', op: 'count', window_seconds: 604800 } },
+      { field: 'spent_7d', aggregate: { stream: 'orders', op: 'sum', of: 'amount', window_seconds: 604800 } }] } });
+  assert.equal(put.status, 201, put.text);
+  assert.equal((await http('POST', '/v1/models/spending/train', { auth: 'basic' })).status, 202);
+  await waitFor('spending v1 live', async () => {
+    const r = await http('GET', '/v1/models/spending/aliases/live', { auth: 'basic' });
+    return r.status === 200 && r.json.version === 1;
+  }, TRAIN_WAIT, 500);
+  // Two orders today: counted as of now.
+  const today = await http('POST', '/v1/facts', { auth: 'basic', body: [
+    { stream: 'orders', entity: 'shopper-3', time: iso(now - 3600e3), data: { amount: 5 } },
+    { stream: 'orders', entity: 'shopper-3', time: iso(now - 7200e3), data: { amount: 7 } }] });
+  assert.equal(today.status, 200, today.text);
+  await go('#/models/spending');
+  await visible(page.locator('#try-body'));
+  await page.fill('#try-body', JSON.stringify({ entity: 'shopper-3', features: { x1: 1 } }));
+  await page.click('button[data-action="try-predict"]');
+  const answer = page.locator('#try-answer');
+  await visible(answer.locator('dd[data-aggregates="2"]'));
+  assert.match(await answer.locator('dd[data-aggregates]').textContent(), /^orders_7d 2 · spent_7d 12 \(before \d{4}-\d\d-\d\dT/);
+  // From the stored fact: as of its moment, the three orders before it.
+  await page.check('#try-stored');
+  await page.fill('#try-body', JSON.stringify({ entity: 'shopper-3', features: {} }));
+  await page.click('button[data-action="try-predict"]');
+  await visible(answer.locator('dd[data-stored]'));
+  assert.match(await answer.locator('dd[data-aggregates]').textContent(), new RegExp(`^orders_7d 3 · spent_7d 60 \\(before ${iso(now - 20 * 86400e3 - 3 * 60e3).slice(0, 16)}`));
+  // The explanation names them beside the field sent.
+  const shown = await answer.locator('table.explain tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.field));
+  assert.deepEqual(shown.slice().sort(), ['orders_7d', 'spent_7d', 'x1']);
+  await page.uncheck('#try-stored');
+  await shot('model-aggregates-1280');
+}, TRAIN_WAIT + 60_000);
+
 step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1], the buttons in view', async () => {
   // The binary metrics Kennel reports (its JSON objects list keys in order),
   // stubbed onto likes' versions.

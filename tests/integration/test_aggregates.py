@@ -202,6 +202,17 @@ class AggregateTest(SharedServerCase):
             self.assertAlmostEqual(answer["aggregates"]["values"]["spend_30d"],
                                    self.expected(row[0], row[1])["spend_30d"], places=6)
 
+    def test_a_stored_fact_holding_an_aggregates_name_does_not_set_it(self):
+        entity = self.rows[6][0]
+        when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+        [fid] = post_facts(self, self.c, [fact(self.users, entity, {"x1": 0.25, "orders_7d": 99},
+                                                time_=iso(when))])
+        p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+        self.assertEqual(p["stored_features"]["fact"], fid, p)
+        self.assertEqual(p["stored_features"]["fields"], ["x1"], p)
+        self.assertEqual(p["aggregates"]["values"], self.expected(entity, when), p)
+        self.assertEqual(p["aggregates"]["values"]["orders_7d"], 0, p)
+
     def test_kennel_predict_computes_them_alike(self):
         entity = self.rows[4][0]
         body = {"entity": entity, "stored_features": True}

@@ -4,12 +4,17 @@
 
 #include <stdlib.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "store/db.h"
+#include "store/facts.h"
 #include "store/migrations.h"
+#include "store/time_util.h"
 
 namespace kennel::testing {
 
@@ -40,6 +45,29 @@ struct migrated_db {
     migrated_db() {
         status s = migrate(conn);
         if (!s) throw std::runtime_error(s.to_string());
+    }
+};
+
+// A migrated database that stores facts as the writer does.
+struct fact_db : testing::migrated_db {
+    // Stores one fact in its own committed transaction; returns its id.
+    std::int64_t add(const std::string& stream, const std::string& entity, micros time,
+                     const nlohmann::json& data,
+                     std::optional<std::int64_t> corrects = std::nullopt,
+                     micros ingest_time = now_micros()) {
+        fact_input f;
+        f.stream = stream;
+        f.entity = entity;
+        f.event_time = time;
+        f.data_json = data.dump();  // nlohmann sorts object keys: canonical
+        f.corrects = corrects;
+        f.idempotency_key = derive_idempotency_key(stream, entity, time, f.data_json);
+        transaction tx(conn);
+        fact_inserter ins(conn);
+        write_result r = ins.insert(f, ingest_time);
+        if (r.outcome != write_outcome::stored) throw std::runtime_error("not stored: " + r.error);
+        tx.commit();
+        return r.id;
     }
 };
 

@@ -37,6 +37,7 @@
 #include "tests/unit/test_support.h"
 
 using namespace kennel;
+using kennel::testing::fact_db;
 using kennel::testing::temp_dir;
 using namespace kennel::ml;
 using Catch::Matchers::Contains;
@@ -105,27 +106,6 @@ const char* full_definition = R"({
 })";
 
 // ---- database helpers -------------------------------------------------------
-
-struct fact_db : testing::migrated_db {
-    // Stores one fact in its own committed transaction; returns its id.
-    std::int64_t add(const std::string& stream, const std::string& entity, micros time,
-                     const json& data, std::optional<std::int64_t> corrects = std::nullopt,
-                     micros ingest_time = now_micros()) {
-        fact_input f;
-        f.stream = stream;
-        f.entity = entity;
-        f.event_time = time;
-        f.data_json = data.dump();  // nlohmann sorts object keys: canonical
-        f.corrects = corrects;
-        f.idempotency_key = derive_idempotency_key(stream, entity, time, f.data_json);
-        transaction tx(conn);
-        fact_inserter ins(conn);
-        write_result r = ins.insert(f, ingest_time);
-        if (r.outcome != write_outcome::stored) throw std::runtime_error("not stored: " + r.error);
-        tx.commit();
-        return r.id;
-    }
-};
 
 const micros t0 = 1795168800000000;  // 2026-11-20T10:00:00Z
 const micros minute = 60LL * 1000000;
