@@ -9,35 +9,18 @@ are per-request latency including the client. Rounds alternate the three
 bodies; the median round's ratios are printed with every round's.
 """
 
-import base64
 import http.client
 import json
-import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 
+from kennel_server import KennelServer
+
 binary, requests, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-tmp = tempfile.TemporaryDirectory(prefix="kennel-bench-stored-")
-env = dict(os.environ, KENNEL_ADMIN_PASSWORD="bench-stored-pw")
-server = subprocess.Popen([binary, "serve", "--db", os.path.join(tmp.name, "k.db"), "--port", "0",
-                           "--demo"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env=env)
+server = KennelServer(binary, "stored", ["--demo"])
+headers = server.headers
 try:
-    port = None
-    deadline = time.monotonic() + 30
-    while port is None and time.monotonic() < deadline:
-        line = server.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-    if port is None:
-        sys.exit("bench/stored: the server did not say its port")
-    headers = {"Authorization": "Basic " + base64.b64encode(b"admin:bench-stored-pw").decode(),
-               "Content-Type": "application/json"}
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     def post(body):
         c.request("POST", "/v1/models/likes/predict", body, headers)
@@ -114,8 +97,4 @@ try:
         ", ".join("%.1f" % v for v in many), ", ".join("%.1f" % v for v in one),
         sorted(m / o for m, o in zip(many, one))[len(one) // 2]))
 finally:
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    server.stop()

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -55,7 +56,10 @@ std::optional<double> aggregate_range(const aggregate_spec& spec,
                                       const std::vector<history_fact>& sorted, std::size_t first,
                                       std::size_t last) {
     std::int64_t n = 0;
-    double sum = 0, mean = 0, low = 0, high = 0;
+    // A sum in long double (on x86-64, a wider exponent): 1.7e308 + 1.7e308
+    // - 1.7e308 does not overflow on the way, whatever the facts' order.
+    long double sum = 0;
+    double mean = 0, low = 0, high = 0;
     std::optional<double> newest;
     for (std::size_t i = first; i < last; ++i) {
         const auto& v = sorted[i].value;
@@ -65,9 +69,9 @@ std::optional<double> aggregate_range(const aggregate_spec& spec,
         }
         ++n;
         sum += *v;
-        // A running mean: a sum of large values may overflow where their
-        // mean does not.
-        mean += (*v - mean) / static_cast<double>(n);
+        // A running mean, each term divided first: a sum of large values,
+        // or the difference of two, may overflow where their mean does not.
+        mean += *v / static_cast<double>(n) - mean / static_cast<double>(n);
         low = n == 1 ? *v : std::min(low, *v);
         high = n == 1 ? *v : std::max(high, *v);
         newest = *v;
@@ -75,11 +79,13 @@ std::optional<double> aggregate_range(const aggregate_spec& spec,
     switch (spec.op) {
         case aggregate_op::count:
             return static_cast<double>(n);
-        case aggregate_op::sum:
-            if (!std::isfinite(sum)) return std::nullopt;
-            return sum;
+        case aggregate_op::sum: {
+            const double total = static_cast<double>(sum);
+            if (!std::isfinite(total)) return std::nullopt;
+            return total;
+        }
         case aggregate_op::mean:
-            if (n == 0) return std::nullopt;
+            if (n == 0 || !std::isfinite(mean)) return std::nullopt;
             return mean;
         case aggregate_op::min:
             if (n == 0) return std::nullopt;
@@ -108,42 +114,61 @@ std::optional<double> aggregate_over(const aggregate_spec& spec,
 }
 
 std::string history_value_sql(std::string_view alias, int path_param) {
-    const std::string d = std::string(alias) + ".data";
-    const std::string p = "?" + std::to_string(path_param);
-    const auto numeric = [&](const std::string& path) {
-        return "CASE WHEN json_type(" + d + ", " + path +
-               ") IN ('integer', 'real') THEN json_extract(" + d + ", " + path + ") END";
-    };
-    // A number; an interval's bounds; a {"value", "confidence"}'s value.
-    return numeric(p) + ", " + numeric(p + " || '.lower'") + ", " + numeric(p + " || '.upper'") +
-           ", " + numeric(p + " || '.value'");
+    // The value as JSON text, one parse of the fact a row: json_type and
+    // json_extract apart cost a parse each, and reading the four forms
+    // apart (number, bounds, value) twice as much again.
+    return std::string(alias) + ".data -> ?" + std::to_string(path_param);
 }
 
 std::optional<double> history_value(const statement& st, int c) {
-    if (auto x = st.column_opt_double(c)) return x;
-    auto lo = st.column_opt_double(c + 1), hi = st.column_opt_double(c + 2);
+    const auto text = st.column_opt_text(c);
+    if (!text || text->empty()) return std::nullopt;
+    const char first = text->front();
+    if (first == '-' || (first >= '0' && first <= '9')) {
+        // SQLite writes numbers as JSON does: strtod reads them back exactly.
+        char* end = nullptr;
+        const double x = std::strtod(text->c_str(), &end);
+        if (end != text->c_str() + text->size() || !std::isfinite(x)) return std::nullopt;
+        return x;
+    }
+    if (first != '{') return std::nullopt;  // a string, true, false, null, an array
+    // An interval's midpoint; a {"value", "confidence"}'s value.
+    const json j = json::parse(*text, nullptr, false);
+    if (!j.is_object()) return std::nullopt;
+    const auto number = [&j](const char* key) -> std::optional<double> {
+        auto it = j.find(key);
+        if (it == j.end() || !it->is_number()) return std::nullopt;
+        return it->get<double>();
+    };
+    auto lo = number("lower"), hi = number("upper");
     if (lo && hi) return interval{*lo, *hi}.midpoint();
-    return st.column_opt_double(c + 3);
+    return number("value");
 }
 
 std::vector<history_fact> entity_history(connection& conn, const aggregate_spec& spec,
-                                         const std::string& entity, micros moment) {
+                                         const std::string& entity, micros moment,
+                                         steady_deadline until) {
     const auto start = window_start(spec, moment);
+    // A count of facts reads no value: no fact's JSON is parsed (?5 is
+    // selected only so that both forms take the same parameters).
+    const std::string values = spec.of.empty() ? "?5" : history_value_sql("f", 5);
     statement& plain =
-        conn.cached("SELECT f.event_time, f.id, f.id, " + history_value_sql("f", 5) +
+        conn.cached("SELECT f.event_time, f.id, f.id, " + values +
                     " FROM facts f WHERE f.stream = ?1 AND f.entity = ?2"
                     " AND f.event_time >= ?3 AND f.event_time < ?4"
                     " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
                     " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)");
     statement& corrected = conn.cached(
-        "SELECT o.origin_time, o.origin, f.id, " + history_value_sql("f", 5) +
+        "SELECT o.origin_time, o.origin, f.id, " + values +
         " FROM fact_origins o JOIN facts f ON f.id = o.fact"
         " WHERE o.stream = ?1 AND o.origin_time >= ?3 AND o.origin_time < ?4 AND f.entity = ?2"
         " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
         " AND newer.fact > f.id)");
     std::vector<history_fact> out;
-    const std::string path = "$.\"" + (spec.of.empty() ? std::string("__none__") : spec.of) + "\"";
+    const std::string path = "$.\"" + spec.of + "\"";
     for (statement* st : {&plain, &corrected}) {
+        // Reset before use too: a read that threw left it mid-rows.
+        st->reset();
         st->bind(1, spec.stream)
             .bind(2, entity)
             .bind(3, start ? *start : std::numeric_limits<micros>::min())
@@ -152,11 +177,66 @@ std::vector<history_fact> entity_history(connection& conn, const aggregate_spec&
         while (st->step()) {
             out.push_back({st->column_int(0), st->column_int(1), st->column_int(2),
                            spec.of.empty() ? std::nullopt : history_value(*st, 3)});
+            // The clock every 256 facts: a read costs about 1 us a fact.
+            if (until && out.size() % 256 == 0 && std::chrono::steady_clock::now() > *until) {
+                st->reset();
+                throw aggregate_out_of_time();
+            }
         }
         // A cached statement left on a row holds its read transaction open.
         st->reset();
     }
     sort_history(out);
+    return out;
+}
+
+std::vector<std::optional<double>> entity_aggregates(connection& conn,
+                                                     const std::vector<aggregate_spec>& specs,
+                                                     const std::string& entity, micros moment,
+                                                     steady_deadline until) {
+    // One read per stream and field: the aggregates of one field (a sum over
+    // 7 days, a mean over 30) share the widest window's facts, and a count
+    // of facts shares any read of its stream (it reads no value).
+    struct read {
+        aggregate_spec spec;  // stream, of, the widest window
+        std::vector<std::size_t> members;
+    };
+    const auto counts_facts = [](const aggregate_spec& a) {
+        return a.op == aggregate_op::count && a.of.empty();
+    };
+    const auto widen = [](aggregate_spec& into, const aggregate_spec& a) {
+        if (!into.window_seconds || !a.window_seconds)
+            into.window_seconds.reset();
+        else
+            into.window_seconds = std::max(*into.window_seconds, *a.window_seconds);
+    };
+    std::vector<read> reads;
+    // Aggregates of a field first, so that counts of facts join their reads.
+    for (int pass = 0; pass < 2; ++pass) {
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            const aggregate_spec& a = specs[i];
+            if (counts_facts(a) != (pass == 1)) continue;
+            read* into = nullptr;
+            for (auto& r : reads) {
+                if (r.spec.stream == a.stream && (r.spec.of == a.of || pass == 1)) {
+                    into = &r;
+                    break;
+                }
+            }
+            if (!into) {
+                reads.push_back({a, {}});
+                into = &reads.back();
+            } else {
+                widen(into->spec, a);
+            }
+            into->members.push_back(i);
+        }
+    }
+    std::vector<std::optional<double>> out(specs.size());
+    for (const auto& r : reads) {
+        const auto history = entity_history(conn, r.spec, entity, moment, until);
+        for (std::size_t m : r.members) out[m] = aggregate_over(specs[m], history, moment);
+    }
     return out;
 }
 

@@ -9,8 +9,10 @@
 // Plain values and pure functions: thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,8 +74,8 @@ std::optional<double> aggregate_range(const aggregate_spec& spec,
                                       const std::vector<history_fact>& sorted, std::size_t first,
                                       std::size_t last);
 
-// SQL columns reading a fact's value of the field at JSON path ?N (rows of
-// `facts` under `alias`): four, which history_value() turns into the value.
+// The SQL column reading a fact's value of the field at JSON path ?N (rows
+// of `facts` under `alias`), which history_value() turns into the value.
 std::string history_value_sql(std::string_view alias, int path_param);
 std::optional<double> history_value(const statement& st, int first_column);
 
@@ -82,8 +84,24 @@ std::optional<double> history_value(const statement& st, int first_column);
 // (store/facts.h) takes them: facts correcting nothing by their own time,
 // corrections by their chain's. Statements are cached on `conn` and reset.
 // Throws db_error.
+// `until`: past it, the read stops and throws aggregate_out_of_time (a
+// request's deadline; an entity with a long history takes about 1 us a
+// fact in the window).
+struct aggregate_out_of_time : std::runtime_error {
+    aggregate_out_of_time() : std::runtime_error("the deadline passed while reading the history") {}
+};
+using steady_deadline = std::optional<std::chrono::steady_clock::time_point>;
 std::vector<history_fact> entity_history(connection& conn, const aggregate_spec& spec,
-                                         const std::string& entity, micros moment);
+                                         const std::string& entity, micros moment,
+                                         steady_deadline until = std::nullopt);
+
+// The aggregates of `specs` for the entity at `moment`, in order: reads
+// shared between specs of one stream and field (and a count of facts with
+// any read of its stream), each over the widest window. Throws db_error.
+std::vector<std::optional<double>> entity_aggregates(connection& conn,
+                                                     const std::vector<aggregate_spec>& specs,
+                                                     const std::string& entity, micros moment,
+                                                     steady_deadline until = std::nullopt);
 
 // JSON: {"stream", "op", "of"?, "window_seconds"?}, and a list of specs
 // with "field" ([] for none), for a version's features JSON.

@@ -139,7 +139,8 @@ std::optional<ml::aggregate_spec> parse_aggregate(reader& r, const json& a, cons
             r.error(path + ".of", why);
             ok = false;
         }
-    } else if (ok && out.op != ml::aggregate_op::count && !a.contains("of")) {
+    } else if (ok && out.op != ml::aggregate_op::count &&
+               (!a.contains("of") || a.at("of").is_null())) {
         r.error(path + ".of",
                 std::string("missing: ") + ml::aggregate_op_name(out.op) +
                     " needs the numeric field it aggregates, e.g. \"of\": \"amount\"");

@@ -153,7 +153,8 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
             ++out.trained_on;
             continue;
         }
-        auto p = predict_raw(live, test[i]->features);
+        auto p =
+            predict_raw(live, test[i]->live_features ? *test[i]->live_features : test[i]->features);
         if (!p) {
             if (out.failed++ == 0) {
                 out.first_failure = "entity " + test[i]->entity + ": " + p.error().message();

@@ -170,18 +170,27 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             std::sort(list.begin(), list.end(), before);
         }
 
-        std::vector<aggregate_spec> aggregates = d.aggregates;
+        // The live version's aggregates: of a field the definition does not
+        // read, computed into every row; computed otherwise (another window,
+        // or read from facts), into live's own copy of the row.
+        std::vector<aggregate_spec> aggregates = d.aggregates, live_only;
         for (const auto& a : also_aggregate) {
             bool read = false;
             for (const auto& spec : d.features) read = read || spec.field == a.field;
-            if (!read) aggregates.push_back(a);
+            const aggregate_spec* ours = aggregate_of(d, a.field);
+            if (!read)
+                aggregates.push_back(a);
+            else if (!ours || !(*ours == a))
+                live_only.push_back(a);
         }
         // Per aggregate, its stream's histories (read once per stream and field).
         std::map<std::pair<std::string, std::string>, entity_histories> histories;
-        for (const auto& a : aggregates) {
-            auto key = std::make_pair(a.stream, a.of);
-            if (!histories.count(key))
-                histories.emplace(key, read_histories(c, a, watermark, latest_label));
+        for (const auto* list : {&aggregates, &live_only}) {
+            for (const auto& a : *list) {
+                auto key = std::make_pair(a.stream, a.of);
+                if (!histories.count(key))
+                    histories.emplace(key, read_histories(c, a, watermark, latest_label));
+            }
         }
 
         statement data(c, "SELECT data FROM facts WHERE id = ?");
@@ -266,13 +275,15 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             // Only the declared fields: wide facts stay cheap.
             // Aggregates at the feature fact's moment: what serving computes
             // for a request made then.
-            for (const auto& a : aggregates) {
+            const auto aggregate_at_feature = [&](const aggregate_spec& a) {
                 static const std::vector<history_fact> no_history;
                 const auto& by = histories.at({a.stream, a.of});
                 auto h = by.find(entity);
-                auto value =
-                    aggregate_over(a, h == by.end() ? no_history : h->second, feature->event_time);
-                if (value) ex.features.emplace(a.field, *value);
+                return aggregate_over(a, h == by.end() ? no_history : h->second,
+                                      feature->event_time);
+            };
+            for (const auto& a : aggregates) {
+                if (auto value = aggregate_at_feature(a)) ex.features.emplace(a.field, *value);
             }
             for (const auto& spec : d.features) {
                 if (aggregate_of(d, spec.field)) continue;
@@ -290,6 +301,11 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                 if (aggregate_of(aggregates, field)) continue;
                 auto f = rec->find(field);
                 if (f != rec->end()) ex.features.emplace(field, f->second);
+            }
+            if (!live_only.empty()) {
+                ex.live_features = ex.features;
+                for (const auto& a : live_only)
+                    ex.live_features->set(a.field, aggregate_at_feature(a));
             }
             out.rows.push_back(std::move(ex));
         }

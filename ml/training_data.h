@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ struct training_example {
     micros label_time = 0;
     std::int64_t label_fact_id = 0;
     std::int64_t feature_fact_id = 0;
+    // The features the live version is scored on when it computes an
+    // aggregate field otherwise than the definition (another window, or a
+    // field the definition reads from facts); none: `features`.
+    std::optional<raw_record> live_features;
 };
 
 struct training_set {
@@ -58,8 +63,9 @@ inline constexpr double max_regression_label = 1e150;
 // watermark) is replaced by its correction.
 // `also_keep` names raw fields kept beyond the definition's (those the live
 // version reads, to score it on what the app would send it), and
-// `also_aggregate` the live version's aggregates: computed too, for a field
-// the definition neither computes nor reads.
+// `also_aggregate` the live version's aggregates: computed too (into
+// `features` for a field the definition does not read, else into
+// `live_features`).
 result<training_set> build_training_set(connection& reader, const model_definition& d,
                                         std::int64_t watermark,
                                         const std::vector<std::string>& also_keep = {},

@@ -41,6 +41,18 @@ raw_value& raw_record::operator[](std::string_view name) {
     return items_.emplace(it, std::string(name), raw_value{})->second;
 }
 
+void raw_record::erase(std::string_view name) {
+    auto it = lower_bound(name);
+    if (it != items_.end() && it->first == name) items_.erase(it);
+}
+
+void raw_record::set(std::string_view name, std::optional<double> value) {
+    if (value)
+        (*this)[name] = *value;
+    else
+        erase(name);
+}
+
 bool raw_record::emplace(std::string name, raw_value value) {
     if (items_.empty() || items_.back().first < name) {
         items_.emplace_back(std::move(name), std::move(value));

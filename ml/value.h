@@ -10,6 +10,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -71,6 +72,9 @@ public:
     // Inserts unless the name is present (then the record is unchanged);
     // true when inserted. Names arriving in order are appended in O(1).
     bool emplace(std::string name, raw_value value);
+    void erase(std::string_view name);
+    // A number, or the name removed (missing) for none.
+    void set(std::string_view name, std::optional<double> value);
 
     friend bool operator==(const raw_record&, const raw_record&) = default;
 

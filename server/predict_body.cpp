@@ -152,6 +152,39 @@ ml::raw_value to_raw(const json& v) {
     return {};
 }
 
+// The records of the served versions that compute an aggregate otherwise
+// than the snapshot (ml::use_served_specs keeps the first version's spec of
+// each field): their own values, for the fields computed here (a field
+// sent is the app's for every version).
+status version_aggregates(const ml::model_serving& m, stored_feature_reader& reader,
+                          predict_instance& out) {
+    std::vector<const ml::loaded_version*> seen;
+    ml::for_each_served_version(m, [&](const ml::loaded_version& v, const std::string&) {
+        if (std::find(seen.begin(), seen.end(), &v) == seen.end()) seen.push_back(&v);
+    });
+    for (const ml::loaded_version* v : seen) {
+        std::vector<ml::aggregate_spec> differ;
+        for (const auto& a : v->aggregates) {
+            const ml::aggregate_spec* ours = ml::aggregate_of(m.definition, a.field);
+            if (ours && *ours == a) continue;
+            bool computed = false;
+            for (const auto& [field, value] : out.aggregates->values)
+                computed = computed || field == a.field;
+            if (computed) differ.push_back(a);
+        }
+        if (differ.empty()) continue;
+        auto values = reader.aggregates(differ, out.entity, out.aggregates->as_of);
+        if (!values) return values.error();
+        predict_instance::version_values own{v->version, out.record, {}};
+        for (std::size_t i = 0; i < differ.size(); ++i) {
+            own.record.set(differ[i].field, (*values)[i]);
+            own.values.emplace_back(differ[i].field, (*values)[i]);
+        }
+        out.own.push_back(std::move(own));
+    }
+    return {};
+}
+
 // `path` names the instance in errors ("" for the single form, whose object
 // may also carry the request's "deadline_ms" and "explain").
 result<predict_instance> document_instance(const ml::model_serving& m, const json& j,
@@ -242,13 +275,17 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         use_merged = true;
         out.aggregates = predict_instance::aggregate_source{
             out.stored && out.stored->fact ? out.stored->time : now_micros(), {}};
+        std::vector<ml::aggregate_spec> wanted;
         for (const auto& a : m.definition.aggregates) {
             auto sent = merged.find(a.field);
-            if (sent != merged.end() && !sent->is_null()) continue;
-            auto value = stored->aggregate(a, out.entity, out.aggregates->as_of);
-            if (!value) return value.error();
-            out.aggregates->values.emplace_back(a.field, *value);
-            if (*value) merged[a.field] = **value;
+            if (sent == merged.end() || sent->is_null()) wanted.push_back(a);
+        }
+        auto values = stored->aggregates(wanted, out.entity, out.aggregates->as_of);
+        if (!values) return values.error();
+        out.aggregates->complete = !stored->cut;
+        for (std::size_t i = 0; i < wanted.size(); ++i) {
+            out.aggregates->values.emplace_back(wanted[i].field, (*values)[i]);
+            if ((*values)[i]) merged[wanted[i].field] = *(*values)[i];
         }
     }
     const json& features = use_merged ? merged : *f;
@@ -284,6 +321,9 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         }
         if (v.is_null()) continue;  // null is missing: imputed, and listed as such
         out.record.emplace(k, to_raw(v));
+    }
+    if (out.aggregates) {
+        if (status s = version_aggregates(m, *stored, out); !s) return s;
     }
     list_missing(m, out);
     out.features_hash = h;
@@ -584,6 +624,13 @@ result<predict_request> parse_predict_document(const ml::model_serving& m, const
         }
         out.deadline_ms = d->get<double>();
     }
+    // Histories are read within the request's deadline.
+    if (stored && stored->started) {
+        stored->until =
+            *stored->started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double, std::milli>(
+                                       out.deadline_ms.value_or(m.definition.deadline_ms)));
+    }
     if (auto e = doc.find("explain"); e != doc.end()) {
         if (!e->is_boolean()) return invalid("explain", "must be true or false");
         out.explain = e->get<bool>();
@@ -726,23 +773,37 @@ result<std::optional<fact>> stored_feature_reader::read(const ml::model_serving&
     }
 }
 
-result<std::optional<double>> stored_feature_reader::aggregate(const ml::aggregate_spec& spec,
-                                                               const std::string& entity,
-                                                               micros moment) {
+result<std::vector<std::optional<double>>> stored_feature_reader::aggregates(
+    const std::vector<ml::aggregate_spec>& specs, const std::string& entity, micros moment) {
+    if (cut) return std::vector<std::optional<double>>(specs.size());
     try {
-        return ml::aggregate_over(spec, ml::entity_history(conn(), spec, entity, moment), moment);
+        return ml::entity_aggregates(conn(), specs, entity, moment, until);
+    } catch (const ml::aggregate_out_of_time&) {
+        cut = true;
+        return std::vector<std::optional<double>>(specs.size());
     } catch (const std::exception& e) {
-        return status(error_kind::unavailable, "computing the aggregate \"" + spec.field +
-                                                   "\" from stream \"" + spec.stream +
-                                                   "\" failed: " + e.what());
+        return status(error_kind::unavailable,
+                      std::string("computing the aggregate features failed: ") + e.what());
     }
 }
 
-void write_aggregate_source(json_writer& w, const predict_instance::aggregate_source& s) {
+void write_aggregate_source(json_writer& w, const predict_instance& in, std::int64_t version) {
+    const auto& s = *in.aggregates;
+    const std::vector<std::pair<std::string, std::optional<double>>>* own = nullptr;
+    for (const auto& o : in.own) {
+        if (o.version == version) own = &o.values;
+    }
     w.key("aggregates").raw("{");
     w.key("as_of").string(format_rfc3339(s.as_of));
+    w.key("complete").boolean(s.complete);
     w.key("values").raw("{");
-    for (const auto& [field, value] : s.values) {
+    for (const auto& [field, snapshot_value] : s.values) {
+        std::optional<double> value = snapshot_value;
+        if (own) {
+            for (const auto& [f, v] : *own) {
+                if (f == field) value = v;
+            }
+        }
         w.key(field);
         value ? w.number(*value) : w.null();
     }
@@ -847,7 +908,7 @@ bool write_explanation(json_writer& w, const ml::loaded_version* answering, cons
     if (seconds <= 0) return unavailable(out_of_time);
     ml::explanation e;
     try {
-        e = (*built)->explain(in.record, class_index, options);
+        e = (*built)->explain(in.record_for(answering->version), class_index, options);
     } catch (const std::exception& ex) {
         return unavailable(std::string("the model failed while explaining: ") + ex.what());
     }
@@ -878,8 +939,9 @@ bool write_explanation(json_writer& w, const ml::loaded_version* answering, cons
         w.raw(k ? ",{" : "{");
         w.key("field").string(c.field);
         w.key("value");
-        auto it = in.record.find(c.field);
-        write_raw_value(w, it == in.record.end() ? nullptr : &it->second);
+        const auto& record = in.record_for(answering->version);
+        auto it = record.find(c.field);
+        write_raw_value(w, it == record.end() ? nullptr : &it->second);
         w.key("contribution").number(c.contribution);
         w.key("error").number(c.error);
         w.raw("}");

@@ -57,8 +57,27 @@ struct predict_instance {
     struct aggregate_source {
         micros as_of = 0;
         std::vector<std::pair<std::string, std::optional<double>>> values;  // by field
+        // False when the request's deadline passed before they were read:
+        // its answers then come from the fallback chain's constant.
+        bool complete = true;
     };
     std::optional<aggregate_source> aggregates;
+    // Served versions (arms, shadows, the chain) trained to compute an
+    // aggregate otherwise than the snapshot's (another window): each scored
+    // on its own record, with its own values (those it computes otherwise).
+    struct version_values {
+        std::int64_t version = 0;
+        ml::raw_record record;
+        std::vector<std::pair<std::string, std::optional<double>>> values;
+    };
+    std::vector<version_values> own;
+    // The record `version` is scored on.
+    const ml::raw_record& record_for(std::int64_t version) const {
+        for (const auto& o : own) {
+            if (o.version == version) return o.record;
+        }
+        return record;
+    }
 };
 
 // Reads an entity's stored features for model `m`: its fact in the model's
@@ -72,9 +91,16 @@ class stored_feature_reader {
 public:
     virtual ~stored_feature_reader() = default;
     result<std::optional<fact>> read(const ml::model_serving& m, const std::string& entity);
-    // The aggregate's value for the entity at `moment` (none: no value).
-    result<std::optional<double>> aggregate(const ml::aggregate_spec& spec,
-                                            const std::string& entity, micros moment);
+    // The aggregates' values for the entity at `moment`, in order (none: no
+    // value). Once `until` has passed, none are read and `cut` is set.
+    result<std::vector<std::optional<double>>> aggregates(
+        const std::vector<ml::aggregate_spec>& specs, const std::string& entity, micros moment);
+
+    // When the request arrived (the API's: its deadline then bounds reading
+    // histories, set by the reader of the body); unset for `kennel predict`.
+    std::optional<std::chrono::steady_clock::time_point> started;
+    ml::steady_deadline until;
+    bool cut = false;  // a history was not read within `until`
 
 protected:
     virtual connection& conn() = 0;
@@ -120,7 +146,9 @@ void write_stored_source(json_writer& w, const predict_instance::stored_source& 
 
 // The member "aggregates": the moment they were computed at and each
 // computed field's value (null: none, imputed).
-void write_aggregate_source(json_writer& w, const predict_instance::aggregate_source& s);
+// `version`: the answering version, whose own values replace the
+// snapshot's (0: none).
+void write_aggregate_source(json_writer& w, const predict_instance& in, std::int64_t version);
 
 // What a request (or a line of `kennel predict`) has for explaining its
 // answers, all together.

@@ -95,16 +95,17 @@ struct field_report {
 field_report fields_for(const predict_instance& in, const ml::loaded_version& v) {
     field_report out;
     out.ignored = in.ignored;
-    for (const auto& [name, value] : in.record) {
+    const ml::raw_record& record = in.record_for(v.version);
+    for (const auto& [name, value] : record) {
         if (!v.reads_field(name)) out.ignored.push_back(name);
     }
     for (const auto& f : in.fallback_only) {
-        if (!in.record.count(f)) out.ignored.push_back(f);  // of a wrong type: dropped
+        if (!record.count(f)) out.ignored.push_back(f);  // of a wrong type: dropped
     }
     std::sort(out.ignored.begin(), out.ignored.end());
     out.ignored.erase(std::unique(out.ignored.begin(), out.ignored.end()), out.ignored.end());
     for (const auto& f : v.reads) {
-        if (!in.record.count(f) &&
+        if (!record.count(f) &&
             !std::binary_search(in.fallback_only.begin(), in.fallback_only.end(), f))
             out.imputed.push_back(f);
     }
@@ -123,10 +124,10 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         std::int64_t by = 0;
         std::string reason;
         bool input_fault = false;
-        const auto& rec = instances[i].record;
         if (picks[i].version) {
             try {
-                got = ml::predict_with(*picks[i].version, rec);
+                got = ml::predict_with(*picks[i].version,
+                                       instances[i].record_for(picks[i].version->version));
                 by = picks[i].version->version;
             } catch (const ml::input_out_of_range& e) {
                 // Earlier versions would overflow alike: the constant answers.
@@ -143,7 +144,7 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         if (!got && !input_fault && m.live && m.live != picks[i].version &&
             steady::now() <= deadline) {
             try {
-                got = ml::predict_with(*m.live, rec);
+                got = ml::predict_with(*m.live, instances[i].record_for(m.live->version));
                 by = m.live->version;
             } catch (const ml::input_out_of_range& e) {
                 reason = std::string("input_out_of_range: ") + e.what();
@@ -156,7 +157,7 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         for (const auto& prev : m.previous) {
             if (got || input_fault || steady::now() > deadline) break;
             try {
-                got = ml::predict_with(*prev, rec);
+                got = ml::predict_with(*prev, instances[i].record_for(prev->version));
                 by = prev->version;
             } catch (const ml::input_out_of_range&) {
                 break;
@@ -207,6 +208,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         reader_pool& pool;
         std::optional<reader_pool::lease> lease;
     } stored(a.readers());
+    stored.started = started;
     auto parsed = parse_predict_body(*m, req.body, error_instance, &stored);
     stored.lease.reset();
     if (!parsed) return error_response(parsed.error(), error_instance);
@@ -266,7 +268,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         }
         if (picks[i].version) {
             picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-            if (picks[i].version->drift) picks[i].version->drift->observe(instances[i].record);
+            if (picks[i].version->drift)
+                picks[i].version->drift->observe(
+                    instances[i].record_for(picks[i].version->version));
         }
     }
 
@@ -373,6 +377,11 @@ http_response post_model_predict(app& a, const http_request& req) {
         for (std::size_t i = done; i < n; ++i) {
             reasons[i] = any_model ? "deadline_exceeded"
                                    : (picks[i].problem.empty() ? "no_version" : picks[i].problem);
+            if (instances[i].aggregates && !instances[i].aggregates->complete) {
+                reasons[i] =
+                    "deadline_exceeded: the entity's history (its aggregate features) was not "
+                    "read within the deadline";
+            }
             if (picks[i].version && any_model && version_missed) {
                 picks[i].version->counters.deadline_misses.fetch_add(1, std::memory_order_relaxed);
             }
@@ -472,7 +481,8 @@ http_response post_model_predict(app& a, const http_request& req) {
         const ml::loaded_version* answering =
             answers[i] ? answering_version(*m, pick, by[i]) : nullptr;
         if (answering &&
-            (!instances[i].fallback_only.empty() || !m->reads_served_fields(answering->version))) {
+            (!instances[i].fallback_only.empty() || !m->reads_served_fields(answering->version) ||
+             &instances[i].record_for(answering->version) != &instances[i].record)) {
             const field_report own = fields_for(instances[i], *answering);
             if (!own.ignored.empty()) w.key("ignored_fields").strings(own.ignored);
             if (!own.imputed.empty()) w.key("imputed_fields").strings(own.imputed);
@@ -483,11 +493,12 @@ http_response post_model_predict(app& a, const http_request& req) {
                 w.key("imputed_fields").strings(instances[i].missing);
         }
         if (instances[i].stored) write_stored_source(w, *instances[i].stored);
-        if (instances[i].aggregates) write_aggregate_source(w, *instances[i].aggregates);
+        if (instances[i].aggregates)
+            write_aggregate_source(w, instances[i], answering ? answering->version : 0);
         if (!fallback) {
             // Which version read them: the one that answered.
-            const auto unseen =
-                pick.version->artifact->pipeline.unseen_categories(instances[i].record);
+            const auto unseen = pick.version->artifact->pipeline.unseen_categories(
+                instances[i].record_for(pick.version->version));
             if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
         }
         if (explain) {
@@ -551,6 +562,9 @@ http_response post_model_predict(app& a, const http_request& req) {
                 [version = arm.version, shared = share(), arm_name = arm.name, model_name = m->name,
                  log, ids = shadow_ids, answered_at, shadow_by] {
                     for (std::size_t i = 0; i < shared->size(); ++i) {
+                        // Not read in time: nothing to score it on.
+                        const auto& agg = (*shared)[i].aggregates;
+                        if (agg && !agg->complete) continue;
                         if (steady::now() > shadow_by) {
                             log->count_dropped(shared->size() - i);
                             return;
@@ -571,9 +585,10 @@ http_response post_model_predict(app& a, const http_request& req) {
                         // Counted as a served version's are, so that the supervisor
                         // takes a failing shadow out of service too.
                         version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-                        if (version->drift) version->drift->observe(inst.record);
+                        const auto& rec = inst.record_for(version->version);
+                        if (version->drift) version->drift->observe(rec);
                         try {
-                            ml::answer sa = ml::predict_with(*version, inst.record);
+                            ml::answer sa = ml::predict_with(*version, rec);
                             if (version->drift) {
                                 version->drift->observe_prediction(ml::prediction_output(
                                     version->artifact->task, sa.value, sa.probabilities, sa.label));

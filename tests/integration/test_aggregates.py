@@ -213,6 +213,83 @@ class AggregateTest(SharedServerCase):
         self.assertEqual(p["aggregates"]["values"], self.expected(entity, when), p)
         self.assertEqual(p["aggregates"]["values"]["orders_7d"], 0, p)
 
+    def test_each_version_gets_the_values_it_was_trained_with(self):
+        # v2 counts orders over one day instead of seven: a worse model.
+        d = json.loads(json.dumps(self.definition))
+        d["features"][1]["aggregate"]["window_seconds"] = DAY
+        put_model(self, self.c, self.name, d)
+        self.assertEqual(train(self, self.c, self.name), 2)
+        v2 = self.c.get("/v1/models/%s/versions/2" % self.name).json()
+        # The gate scored live (v1) on its own seven-day counts: exact.
+        self.assertLess(v2["gate"]["live"], 0.05, v2["gate"])
+        self.assertGreater(v2["gate"]["candidate"], 0.5, v2["gate"])
+        self.assertFalse(v2["gate"]["passed"], v2["gate"])
+        r = self.c.post_json("/v1/models/%s/experiments" % self.name, {
+            "arms": [{"version": 1, "weight": 0.5}, {"version": 2, "weight": 0.5}],
+            "reason": "windows side by side"})
+        self.assertEqual(r.status, 201, r)
+        seen = set()
+        for entity, t, x1, y in self.rows[:40]:
+            p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+            window = 7 * DAY if p["version"] == 1 else DAY
+            seen.add(p["version"])
+            want = aggregate("count", self.history[entity], t, window)
+            self.assertEqual(p["aggregates"]["values"]["orders_7d"], want, (entity, p))
+            # The version's own value sent gives the same answer.
+            q = predict(self, self.c, self.name, {"entity": entity, "stored_features": True,
+                                                  "features": {"orders_7d": want}})
+            self.assertEqual(q["version"], p["version"])
+            self.assertAlmostEqual(q["prediction"], p["prediction"], places=6, msg=(p, q))
+            if p["version"] == 1:
+                self.assertAlmostEqual(p["prediction"], y, delta=0.05)
+        self.assertEqual(seen, {1, 2})
+
+    def test_a_history_too_long_for_the_deadline_answers_from_the_fallback(self):
+        busy = uid("busy")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        post_facts(self, self.c, [fact(self.orders, busy, {"amount": 1.0},
+                                       time_=iso(now - datetime.timedelta(seconds=10 + i)))
+                                  for i in range(20000)])
+        # With room: every fact read.
+        p = predict(self, self.c, self.name, {"entity": busy, "features": {"x1": 0},
+                                              "deadline_ms": 60000})
+        self.assertIs(p["fallback"], False, p)
+        self.assertEqual(p["aggregates"]["complete"], True, p)
+        self.assertEqual(p["aggregates"]["values"]["orders_7d"], 20000, p)
+        # Without: the read stops, and the answer is the fallback's, said why.
+        misses = self.deadline_misses()
+        p = predict(self, self.c, self.name, {"entity": busy, "features": {"x1": 0},
+                                              "deadline_ms": 0.5})
+        self.assertIs(p["fallback"], True, p)
+        self.assertEqual(p["answered_by"], "baseline", p)
+        self.assertTrue(p["fallback_reason"].startswith(
+            "deadline_exceeded: the entity's history"), p)
+        self.assertEqual(p["aggregates"]["complete"], False, p)
+        # Not the version's doing: no deadline miss held against it.
+        self.assertEqual(self.deadline_misses(), misses)
+
+    def deadline_misses(self):
+        r = self.c.get("/v1/serving?model=" + self.name)
+        self.assertEqual(r.status, 200, r)
+        [m] = r.json()["models"]
+        [live] = [v for v in m["versions"] if v["role"] == "live"]
+        return live["deadline_misses"]
+
+    def test_large_values_and_a_null_field(self):
+        entity = uid("huge")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        post_facts(self, self.c, [
+            fact(self.orders, entity, {"amount": a}, time_=iso(now - datetime.timedelta(hours=h)))
+            for h, a in ((3, 1.7e308), (2, 1.7e308), (1, -1.7e308))])
+        p = predict(self, self.c, self.name, {"entity": entity, "features": {"x1": 0}})
+        self.assertEqual(p["aggregates"]["values"]["spend_30d"], 1.7e308, p)
+        self.assertEqual(p["aggregates"]["values"]["biggest_30d"], 1.7e308, p)
+        d = json.loads(json.dumps(self.definition))
+        d["features"][2]["aggregate"]["of"] = None
+        r = self.c.request("PUT", "/v1/models/" + uid("bad"), json_body=d)
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["field"], "features[2].aggregate.of", r.json())
+
     def test_kennel_predict_computes_them_alike(self):
         entity = self.rows[4][0]
         body = {"entity": entity, "stored_features": True}

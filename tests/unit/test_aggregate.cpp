@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -99,6 +100,18 @@ TEST_CASE("aggregate_over: each operation over the facts before the moment, in i
         auto mean = aggregate_over(spec(aggregate_op::mean), large, t0);
         REQUIRE(mean);
         CHECK(*mean == Approx(big));
+        // Values that overflow on the way, in any order: the sum and mean
+        // a double holds.
+        const double huge = 1.7e308;
+        for (auto order :
+             {std::vector<double>{huge, huge, -huge}, {huge, -huge, huge}, {-huge, huge, huge}}) {
+            auto h3 = history(
+                {{t0 - 3 * hour, order[0]}, {t0 - 2 * hour, order[1]}, {t0 - hour, order[2]}});
+            CHECK(aggregate_over(spec(aggregate_op::sum), h3, t0) == huge);
+            auto m = aggregate_over(spec(aggregate_op::mean), h3, t0);
+            REQUIRE(m);
+            CHECK(*m == Approx(huge / 3));
+        }
     }
     SECTION("at equal times, latest is the later chain, then the later fact") {
         std::vector<history_fact> tied{
@@ -160,6 +173,33 @@ TEST_CASE("entity_history: the entity's standing facts in the window, correction
     CHECK(entity_history(db.conn, narrow, "u1", t0).size() == 4);
     CHECK(entity_history(db.conn, spec(aggregate_op::count, "", 4.5 * 3600), "u1", t0).size() == 3);
     CHECK(entity_history(db.conn, all, "nobody", t0).empty());
+    // Shared reads give what each aggregate's own read gives: counts of
+    // facts with a narrower or wider window than the sums of their stream,
+    // several fields, another stream.
+    std::vector<aggregate_spec> specs{
+        spec(aggregate_op::count, "", 2.5 * 3600), spec(aggregate_op::sum, "amount", 4 * 3600.0),
+        spec(aggregate_op::max, "amount"),         spec(aggregate_op::count, "", 10 * 3600.0),
+        spec(aggregate_op::mean, "other"),         spec(aggregate_op::latest, "amount", 3600.0),
+        spec(aggregate_op::count, "amount")};
+    aggregate_spec visits = spec(aggregate_op::sum);
+    visits.stream = "visits";
+    specs.push_back(visits);
+    for (micros at : {t0, t0 - 2 * hour, t0 + 3 * hour}) {
+        auto shared = entity_aggregates(db.conn, specs, "u1", at);
+        REQUIRE(shared.size() == specs.size());
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            INFO("spec " << i << " at " << at);
+            CHECK(shared[i] ==
+                  aggregate_over(specs[i], entity_history(db.conn, specs[i], "u1", at), at));
+        }
+    }
+    CHECK(entity_aggregates(db.conn, specs, "u1", t0)[7] == 70.0);
+    // Past its deadline a long read stops (the clock is read every 256 facts).
+    for (int i = 0; i < 300; ++i) db.add("orders", "busy", t0 - (i + 1) * 1000000, {{"amount", i}});
+    const auto past = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    CHECK_THROWS_AS(entity_history(db.conn, all, "busy", t0, past), aggregate_out_of_time);
+    CHECK_THROWS_AS(entity_aggregates(db.conn, specs, "busy", t0, past), aggregate_out_of_time);
+    CHECK(entity_history(db.conn, all, "busy", t0, past + std::chrono::hours(1)).size() == 300);
     // The cached statements are reset: none holds a read transaction open.
     int statements = 0;
     for (sqlite3_stmt* st = sqlite3_next_stmt(db.conn.raw(), nullptr); st;
