@@ -447,7 +447,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         // An input the model overflows on, or a deadline the client cut, is
         // the request's fault: not held against the version by the supervisor.
         if (fallback && pick.version && !reasons[i].starts_with("input_out_of_range") &&
-            (version_missed || reasons[i] != "deadline_exceeded"))
+            (version_missed || !reasons[i].starts_with("deadline_exceeded")))
             pick.version->counters.fallbacks.fetch_add(1, std::memory_order_relaxed);
         a.metrics().record_prediction(latency_ms, fallback);
         if (fallback && reasons[i].empty()) reasons[i] = "version_unavailable";
