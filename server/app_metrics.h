@@ -38,6 +38,22 @@ public:
         return static_cast<double>(explain_us_.load(std::memory_order_relaxed)) / 1e6;
     }
 
+    // A request's instances whose aggregate features were computed: read
+    // whole, or cut at the deadline; and the time the reads took.
+    void record_aggregates(std::uint64_t complete, std::uint64_t cut, double seconds) {
+        aggregates_complete_.fetch_add(complete, std::memory_order_relaxed);
+        aggregates_cut_.fetch_add(cut, std::memory_order_relaxed);
+        aggregate_us_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6),
+                                std::memory_order_relaxed);
+    }
+    std::uint64_t aggregates_complete() const {
+        return aggregates_complete_.load(std::memory_order_relaxed);
+    }
+    std::uint64_t aggregates_cut() const { return aggregates_cut_.load(std::memory_order_relaxed); }
+    double aggregate_seconds() const {
+        return static_cast<double>(aggregate_us_.load(std::memory_order_relaxed)) / 1e6;
+    }
+
     // facts_total: the writer's count of stored facts, sampled by the caller.
     rate_snapshot sample(std::uint64_t facts_total);
 
@@ -49,6 +65,9 @@ private:
     std::atomic<std::uint64_t> explained_{0};
     std::atomic<std::uint64_t> not_explained_{0};
     std::atomic<std::uint64_t> explain_us_{0};
+    std::atomic<std::uint64_t> aggregates_complete_{0};
+    std::atomic<std::uint64_t> aggregates_cut_{0};
+    std::atomic<std::uint64_t> aggregate_us_{0};
 
     struct point {
         std::chrono::steady_clock::time_point at;

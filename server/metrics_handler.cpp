@@ -399,6 +399,14 @@ http_response get_metrics(app& a, const http_request&) {
              "Predict requests asking for explanations refused with 503: --explain-concurrency "
              "were explaining.")
         .sample(num(a.explain_slots().gave_up()));
+    e.family("kennel_aggregate_reads_total", "counter",
+             "Instances whose aggregate features were computed from the entity's history, by "
+             "whether the read was whole or cut at the request's deadline.")
+        .sample(num(a.metrics().aggregates_complete()), {{"outcome", "complete"}})
+        .sample(num(a.metrics().aggregates_cut()), {{"outcome", "cut"}});
+    e.family("kennel_aggregate_read_seconds_total", "counter",
+             "Time spent reading entities' histories for aggregate features.")
+        .sample(a.metrics().aggregate_seconds());
     e.family("kennel_prediction_log_entries_total", "counter",
              "Prediction log entries, by what became of them.")
         .sample(num(log.logged), {{"outcome", "logged"}})

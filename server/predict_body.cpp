@@ -776,6 +776,14 @@ result<std::optional<fact>> stored_feature_reader::read(const ml::model_serving&
 result<std::vector<std::optional<double>>> stored_feature_reader::aggregates(
     const std::vector<ml::aggregate_spec>& specs, const std::string& entity, micros moment) {
     if (cut) return std::vector<std::optional<double>>(specs.size());
+    const auto from = std::chrono::steady_clock::now();
+    struct timed {
+        double& total;
+        std::chrono::steady_clock::time_point from;
+        ~timed() {
+            total += std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
+        }
+    } time_it{read_seconds, from};
     try {
         return ml::entity_aggregates(conn(), specs, entity, moment, until);
     } catch (const ml::aggregate_out_of_time&) {

@@ -101,6 +101,7 @@ public:
     std::optional<std::chrono::steady_clock::time_point> started;
     ml::steady_deadline until;
     bool cut = false;  // a history was not read within `until`
+    double read_seconds = 0;  // spent reading histories
 
 protected:
     virtual connection& conn() = 0;

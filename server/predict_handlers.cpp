@@ -211,6 +211,13 @@ http_response post_model_predict(app& a, const http_request& req) {
     stored.started = started;
     auto parsed = parse_predict_body(*m, req.body, error_instance, &stored);
     stored.lease.reset();
+    if (parsed && !m->definition.aggregates.empty()) {
+        std::uint64_t complete = 0, cut = 0;
+        for (const auto& in : parsed->instances) {
+            if (in.aggregates) ++(in.aggregates->complete ? complete : cut);
+        }
+        if (complete + cut) a.metrics().record_aggregates(complete, cut, stored.read_seconds);
+    }
     if (!parsed) return error_response(parsed.error(), error_instance);
     const bool batch = parsed->batch;
     const double deadline_ms = parsed->deadline_ms.value_or(m->definition.deadline_ms);

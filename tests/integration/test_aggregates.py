@@ -22,6 +22,7 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 import datetime
 import json
 import random
+import re
 import unittest
 
 from kennel_harness import fact, run_cli, uid
@@ -267,6 +268,16 @@ class AggregateTest(SharedServerCase):
         self.assertEqual(p["aggregates"]["complete"], False, p)
         # Not the version's doing: no deadline miss or fallback held against it.
         self.assertEqual(self.deadline_misses(), misses)
+        # Counted for operators, with the time the reads took (the shared
+        # server's other tests add to them: at least these two).
+        text = self.c.get("/metrics").text
+
+        def metric(pattern):
+            return float(re.search(pattern, text, re.M).group(1))
+        self.assertGreaterEqual(
+            metric(r'^kennel_aggregate_reads_total\{outcome="complete"\} (\S+)$'), 1)
+        self.assertGreaterEqual(metric(r'^kennel_aggregate_reads_total\{outcome="cut"\} (\S+)$'), 1)
+        self.assertGreater(metric(r"^kennel_aggregate_read_seconds_total (\S+)$"), 0)
 
     def deadline_misses(self):
         r = self.c.get("/v1/serving?model=" + self.name)

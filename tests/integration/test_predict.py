@@ -1142,6 +1142,13 @@ class PredictTest(SharedServerCase):
             samples[m.group("name") + (m.group("labels") or "")] = float(m.group("value"))
         for family, kind in types.items():
             self.assertEqual(kind == "counter", family.endswith("_total"), family)
+        # Every family is in docs/operations.md's list, for the people who
+        # alert on them.
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                               "operations.md")) as f:
+            documented = f.read()
+        undocumented = [family for family in types if family not in documented]
+        self.assertEqual(undocumented, [], "families missing from docs/operations.md")
         key = '{model="%s",version="1",role="live"}' % name
         self.assertEqual(samples["kennel_version_requests_total" + key], 7, samples)
         self.assertEqual(samples["kennel_version_fallbacks_total" + key], 0)
