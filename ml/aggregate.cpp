@@ -158,10 +158,14 @@ std::vector<history_fact> entity_history(connection& conn, const aggregate_spec&
                     " AND f.event_time >= ?3 AND f.event_time < ?4"
                     " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
                     " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)");
+    // The entity's corrections through their own index (the stream's by
+    // time, filtered by entity, scanned every correction of the stream).
     statement& corrected = conn.cached(
         "SELECT o.origin_time, o.origin, f.id, " + values +
-        " FROM fact_origins o JOIN facts f ON f.id = o.fact"
-        " WHERE o.stream = ?1 AND o.origin_time >= ?3 AND o.origin_time < ?4 AND f.entity = ?2"
+        " FROM facts f INDEXED BY facts_corrections_by_stream_entity"
+        " JOIN fact_origins o ON o.fact = f.id"
+        " WHERE f.stream = ?1 AND f.entity = ?2 AND f.corrects IS NOT NULL"
+        " AND o.origin_time >= ?3 AND o.origin_time < ?4"
         " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
         " AND newer.fact > f.id)");
     std::vector<history_fact> out;

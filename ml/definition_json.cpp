@@ -325,6 +325,13 @@ parsed_definition parse_definition(const std::string& text) {
             const std::string path = "features[" + std::to_string(i) + "]";
             std::optional<ml::aggregate_spec> aggregate;
             parse_feature(r, (*f)[i], path, spec, aggregate);
+            // An aggregate refused (said already) still marks its field as
+            // computed, or the checks against the facts add "no fact holds
+            // it" beside the real problem. A definition with errors is never
+            // stored, so the placeholder (no stream) goes nowhere.
+            if (!aggregate && (*f)[i].is_object() && (*f)[i].contains("aggregate") &&
+                !(*f)[i]["aggregate"].is_null() && !spec.field.empty())
+                aggregate = ml::aggregate_spec{spec.field, "", ml::aggregate_op::count, "", {}};
             // A field is one value: every feature reading it computes it
             // alike, or reads it from the fact alike.
             const ml::aggregate_spec* before = ml::aggregate_of(d, spec.field);
@@ -761,6 +768,7 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
 void check_aggregates_against_data(connection& c, const ml::model_definition& d,
                                    std::vector<field_error>& errors) {
     for (const auto& a : d.aggregates) {
+        if (a.stream.empty()) continue;  // refused as written
         std::size_t i = 0;
         while (i < d.features.size() && d.features[i].field != a.field) ++i;
         const std::string path = "features[" + std::to_string(i) + "].aggregate";

@@ -251,6 +251,15 @@ void use_served_specs(model_serving& s) {
         }
     }
     s.definition.aggregates = std::move(aggregates);
+    for (const loaded_version* v : by_rank) {
+        if (!v || s.computes_own_aggregates(v->version)) continue;
+        for (const auto& a : v->aggregates) {
+            const aggregate_spec* served = aggregate_of(s.definition.aggregates, a.field);
+            if (served && *served == a) continue;
+            s.own_aggregates.push_back(v->version);
+            break;
+        }
+    }
     s.fields = index_fields(s.definition.features);
     std::vector<std::string> served;
     for (const auto& f : s.fields) served.push_back(f.name);

@@ -187,6 +187,14 @@ struct model_serving {
         return std::find(read_served_fields.begin(), read_served_fields.end(), version) !=
                read_served_fields.end();
     }
+    // Versions trained to compute an aggregate otherwise than
+    // `definition.aggregates` (another window): scored on their own values
+    // (server/predict_body.h predict_instance::own).
+    std::vector<std::int64_t> own_aggregates;
+    bool computes_own_aggregates(std::int64_t version) const {
+        return std::find(own_aggregates.begin(), own_aggregates.end(), version) !=
+               own_aggregates.end();
+    }
     // Fields only earlier live versions read, with their transforms (in
     // `fields` too, flagged fallback_only).
     std::vector<feature_spec> fallback_features;

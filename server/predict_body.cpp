@@ -152,35 +152,21 @@ ml::raw_value to_raw(const json& v) {
     return {};
 }
 
-// The records of the served versions that compute an aggregate otherwise
-// than the snapshot (ml::use_served_specs keeps the first version's spec of
-// each field): their own values, for the fields computed here (a field
-// sent is the app's for every version).
-status version_aggregates(const ml::model_serving& m, stored_feature_reader& reader,
-                          predict_instance& out) {
-    std::vector<const ml::loaded_version*> seen;
-    ml::for_each_served_version(m, [&](const ml::loaded_version& v, const std::string&) {
-        if (std::find(seen.begin(), seen.end(), &v) == seen.end()) seen.push_back(&v);
-    });
-    for (const ml::loaded_version* v : seen) {
-        std::vector<ml::aggregate_spec> differ;
-        for (const auto& a : v->aggregates) {
-            const ml::aggregate_spec* ours = ml::aggregate_of(m.definition, a.field);
-            if (ours && *ours == a) continue;
-            bool computed = false;
-            for (const auto& [field, value] : out.aggregates->values)
-                computed = computed || field == a.field;
-            if (computed) differ.push_back(a);
-        }
-        if (differ.empty()) continue;
-        auto values = reader.aggregates(differ, out.entity, out.aggregates->as_of);
-        if (!values) return values.error();
-        predict_instance::version_values own{v->version, out.record, {}};
-        for (std::size_t i = 0; i < differ.size(); ++i) {
-            own.record.set(differ[i].field, (*values)[i]);
-            own.values.emplace_back(differ[i].field, (*values)[i]);
-        }
-        out.own.push_back(std::move(own));
+// The experiment arms' own records: chosen before predicting, they are
+// read with the request. A version down the fallback chain is not (its
+// history would be read on every request for the rare answer it gives: it
+// is passed over), and a shadow reads its own after the answer.
+status arm_aggregates(const ml::model_serving& m, stored_feature_reader& reader,
+                      predict_instance& out) {
+    for (const auto& arm : m.arms) {
+        if (!arm.version || arm.shadow || !m.computes_own_aggregates(arm.version->version))
+            continue;
+        auto own = read_own_values(reader, own_aggregate_specs(m, *arm.version),
+                                   arm.version->version, out);
+        if (!own) return own.error();
+        if (!*own) continue;
+        if (!(*own)->complete) out.aggregates->complete = false;
+        out.own.push_back(std::move((*own)->values));
     }
     return {};
 }
@@ -322,8 +308,8 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         if (v.is_null()) continue;  // null is missing: imputed, and listed as such
         out.record.emplace(k, to_raw(v));
     }
-    if (out.aggregates) {
-        if (status s = version_aggregates(m, *stored, out); !s) return s;
+    if (out.aggregates && !m.own_aggregates.empty()) {
+        if (status s = arm_aggregates(m, *stored, out); !s) return s;
     }
     list_missing(m, out);
     out.features_hash = h;
@@ -793,6 +779,41 @@ result<std::vector<std::optional<double>>> stored_feature_reader::aggregates(
         return status(error_kind::unavailable,
                       std::string("computing the aggregate features failed: ") + e.what());
     }
+}
+
+std::vector<ml::aggregate_spec> own_aggregate_specs(const ml::model_serving& m,
+                                                    const ml::loaded_version& v) {
+    std::vector<ml::aggregate_spec> out;
+    for (const auto& a : v.aggregates) {
+        const ml::aggregate_spec* served = ml::aggregate_of(m.definition, a.field);
+        if (!served || !(*served == a)) out.push_back(a);
+    }
+    return out;
+}
+
+result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
+                                                  const std::vector<ml::aggregate_spec>& specs,
+                                                  std::int64_t version,
+                                                  const predict_instance& in) {
+    if (!in.aggregates) return std::optional<own_record>();
+    std::vector<ml::aggregate_spec> computed;
+    for (const auto& a : specs) {
+        for (const auto& [field, value] : in.aggregates->values) {
+            if (field == a.field) {
+                computed.push_back(a);
+                break;
+            }
+        }
+    }
+    if (computed.empty()) return std::optional<own_record>();
+    auto values = reader.aggregates(computed, in.entity, in.aggregates->as_of);
+    if (!values) return values.error();
+    own_record own{{version, in.record, {}}, !reader.cut};
+    for (std::size_t i = 0; i < computed.size(); ++i) {
+        own.values.record.set(computed[i].field, (*values)[i]);
+        own.values.values.emplace_back(computed[i].field, (*values)[i]);
+    }
+    return std::optional<own_record>(std::move(own));
 }
 
 void write_aggregate_source(json_writer& w, const predict_instance& in, std::int64_t version) {

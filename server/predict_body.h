@@ -145,6 +145,21 @@ void write_prediction(json_writer& w, const ml::answer& a, bool none);
 // none), its effective time and the fields taken from it.
 void write_stored_source(json_writer& w, const predict_instance::stored_source& s);
 
+// The aggregates `v` computes otherwise than the snapshot `m` (empty: none).
+std::vector<ml::aggregate_spec> own_aggregate_specs(const ml::model_serving& m,
+                                                    const ml::loaded_version& v);
+// `in`'s record for a version computing `specs` otherwise: their values read
+// for its entity at its moment, for the fields computed for it (a field the
+// app sent is the app's for every version). None when nothing differs; a
+// record with `complete` false when `reader` ran out of time.
+struct own_record {
+    predict_instance::version_values values;
+    bool complete = true;
+};
+result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
+                                                  const std::vector<ml::aggregate_spec>& specs,
+                                                  std::int64_t version, const predict_instance& in);
+
 // The member "aggregates": the moment they were computed at and each
 // computed field's value (null: none, imputed).
 // `version`: the answering version, whose own values replace the

@@ -156,6 +156,11 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
         // Down the chain: earlier live versions, newest first.
         for (const auto& prev : m.previous) {
             if (got || input_fault || steady::now() > deadline) break;
+            // One trained to compute an aggregate otherwise, whose values were
+            // not read with the request (only the arms' are): passed over.
+            if (instances[i].aggregates && m.computes_own_aggregates(prev->version) &&
+                &instances[i].record_for(prev->version) == &instances[i].record)
+                continue;
             try {
                 got = ml::predict_with(*prev, instances[i].record_for(prev->version));
                 by = prev->version;
@@ -190,6 +195,18 @@ status unserved_model(app& a, const std::string& name) {
     return no_model_named(name);
 }
 
+// A reader leased only for instances asking for their stored features or
+// aggregates, and given back before predicting.
+struct leased_reader final : stored_feature_reader {
+    explicit leased_reader(reader_pool& p) : pool(p) {}
+    connection& conn() override {
+        if (!lease) lease.emplace(pool.acquire());
+        return **lease;
+    }
+    reader_pool& pool;
+    std::optional<reader_pool::lease> lease;
+};
+
 http_response post_model_predict(app& a, const http_request& req) {
     const auto started = steady::now();
     const std::string& name = req.param("name");
@@ -197,17 +214,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     if (!m) return error_response(unserved_model(a, name));
     if (status s = check_json_media_type(req); !s) return error_response(s);
     std::optional<std::size_t> error_instance;
-    // A reader leased only for instances asking for their stored features,
-    // and given back before predicting.
-    struct leased_reader final : stored_feature_reader {
-        explicit leased_reader(reader_pool& p) : pool(p) {}
-        connection& conn() override {
-            if (!lease) lease.emplace(pool.acquire());
-            return **lease;
-        }
-        reader_pool& pool;
-        std::optional<reader_pool::lease> lease;
-    } stored(a.readers());
+    leased_reader stored(a.readers());
     stored.started = started;
     auto parsed = parse_predict_body(*m, req.body, error_instance, &stored);
     stored.lease.reset();
@@ -275,7 +282,9 @@ http_response post_model_predict(app& a, const http_request& req) {
         }
         if (picks[i].version) {
             picks[i].version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-            if (picks[i].version->drift)
+            // A history cut at the deadline is no value the app's entity has.
+            const auto& agg = instances[i].aggregates;
+            if (picks[i].version->drift && !(agg && !agg->complete))
                 picks[i].version->drift->observe(
                     instances[i].record_for(picks[i].version->version));
         }
@@ -563,11 +572,19 @@ http_response post_model_predict(app& a, const http_request& req) {
         if (!arm.shadow || !arm.version) continue;
         auto* log = &a.prediction_log();
         bool room = a.predict_pool().queued() * 2 < a.options().predict_queue;
+        // A shadow trained to compute an aggregate otherwise reads its own
+        // values here, off the request's path, within its own time.
+        std::vector<ml::aggregate_spec> own_specs;
+        if (m->computes_own_aggregates(arm.version->version))
+            own_specs = own_aggregate_specs(*m, *arm.version);
         bool accepted =
             room &&
             a.predict_pool().submit(
                 [version = arm.version, shared = share(), arm_name = arm.name, model_name = m->name,
-                 log, ids = shadow_ids, answered_at, shadow_by] {
+                 log, ids = shadow_ids, answered_at, shadow_by, own_specs = std::move(own_specs),
+                 readers = &a.readers()] {
+                    leased_reader reader(*readers);
+                    reader.until = shadow_by;
                     for (std::size_t i = 0; i < shared->size(); ++i) {
                         // Not read in time: nothing to score it on.
                         const auto& agg = (*shared)[i].aggregates;
@@ -577,6 +594,15 @@ http_response post_model_predict(app& a, const http_request& req) {
                             return;
                         }
                         const predict_instance& inst = (*shared)[i];
+                        std::optional<own_record> own;
+                        if (!own_specs.empty()) {
+                            auto read = read_own_values(reader, own_specs, version->version, inst);
+                            if (!read || (*read && !(*read)->complete)) {
+                                log->count_dropped(1);
+                                continue;
+                            }
+                            own = std::move(*read);
+                        }
                         auto t0 = steady::now();
                         prediction_row s;
                         s.id = ids[i];  // the log appends "-" + arm to a shadow row's id
@@ -592,7 +618,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                         // Counted as a served version's are, so that the supervisor
                         // takes a failing shadow out of service too.
                         version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-                        const auto& rec = inst.record_for(version->version);
+                        const auto& rec = own ? own->values.record : inst.record;
                         if (version->drift) version->drift->observe(rec);
                         try {
                             ml::answer sa = ml::predict_with(*version, rec);

@@ -26,7 +26,8 @@ import re
 import unittest
 
 from kennel_harness import fact, run_cli, uid
-from test_predict import SharedServerCase, post_facts, predict, put_model, set_live, train
+from test_predict import (SharedServerCase, post_facts, predict, put_model, set_live, train,
+                          wait_until)
 
 DAY = 86400
 
@@ -63,9 +64,9 @@ SPECS = [
 ]
 
 
-class AggregateTest(SharedServerCase):
-
-    tmp_prefix = "kennel-aggregates-"
+class AggregateData:
+    """Users, their orders and a label that is a function of the orders'
+    aggregates at each user's feature fact; a model over them, v1 live."""
 
     def setUp(self):
         super().setUp()
@@ -115,6 +116,19 @@ class AggregateTest(SharedServerCase):
         return {field: aggregate(spec["op"], self.history[entity], moment,
                                  spec.get("window_seconds"))
                 for field, spec in SPECS}
+
+    def train_one_day_version(self, **extra):
+        """Version 2: orders_7d counted over one day (a worse model)."""
+        d = json.loads(json.dumps(self.definition))
+        d["features"][1]["aggregate"]["window_seconds"] = DAY
+        d.update(extra)
+        put_model(self, self.c, self.name, d)
+        self.assertEqual(train(self, self.c, self.name), 2)
+
+
+class AggregateTest(AggregateData, SharedServerCase):
+
+    tmp_prefix = "kennel-aggregates-"
 
     def test_training_and_serving_compute_the_same_values(self):
         v = self.c.get("/v1/models/%s/versions/1" % self.name).json()
@@ -215,11 +229,7 @@ class AggregateTest(SharedServerCase):
         self.assertEqual(p["aggregates"]["values"]["orders_7d"], 0, p)
 
     def test_each_version_gets_the_values_it_was_trained_with(self):
-        # v2 counts orders over one day instead of seven: a worse model.
-        d = json.loads(json.dumps(self.definition))
-        d["features"][1]["aggregate"]["window_seconds"] = DAY
-        put_model(self, self.c, self.name, d)
-        self.assertEqual(train(self, self.c, self.name), 2)
+        self.train_one_day_version()
         v2 = self.c.get("/v1/models/%s/versions/2" % self.name).json()
         # The gate scored live (v1) on its own seven-day counts: exact.
         self.assertLess(v2["gate"]["live"], 0.05, v2["gate"])
@@ -245,6 +255,42 @@ class AggregateTest(SharedServerCase):
                 self.assertAlmostEqual(p["prediction"], y, delta=0.05)
         self.assertEqual(seen, {1, 2})
 
+    def test_a_shadow_reads_its_own_values_after_the_answer(self):
+        self.train_one_day_version()
+        r = self.c.post_json("/v1/models/%s/experiments" % self.name, {
+            "arms": [{"version": 1, "weight": 1}, {"version": 2, "shadow": True}],
+            "reason": "a one-day window in the shadow"})
+        self.assertEqual(r.status, 201, r)
+        bodies = [{"entity": row[0], "stored_features": True} for row in self.rows[:20]]
+        answers = [predict(self, self.c, self.name, b) for b in bodies]
+        for a in answers:
+            self.assertEqual(a["version"], 1, a)
+        # Version 2 offline, on its own values: what its shadow entries hold.
+        r = run_cli(["predict", self.name, "--db", self.server.db, "--model-version", "2"],
+                    input="".join(json.dumps(b) + "\n" for b in bodies))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        offline = [json.loads(line) for line in r.stdout.splitlines()]
+        for row, line in zip(self.rows, offline):
+            self.assertEqual(line["aggregates"]["values"]["orders_7d"],
+                             aggregate("count", self.history[row[0]], row[1], DAY), line)
+
+        def shadows():
+            got = []
+            for a in answers:
+                r = self.c.get("/v1/models/%s/predictions?id=%s-shadow-v2" % (self.name,
+                                                                       a["prediction_id"]))
+                self.assertEqual(r.status, 200, r)
+                got += r.json()["predictions"]
+            return got if len(got) == len(answers) else None
+        logged = wait_until(shadows, 20, "the shadow entries")
+        different = 0
+        for entry, line, a in zip(logged, offline, answers):
+            self.assertEqual((entry["version"], entry["shadow"], entry["fallback"]),
+                             (2, True, False), entry)
+            self.assertAlmostEqual(entry["prediction"], line["prediction"], places=6)
+            different += abs(entry["prediction"] - a["prediction"]) > 1e-6
+        self.assertGreater(different, 0)
+
     def test_a_history_too_long_for_the_deadline_answers_from_the_fallback(self):
         busy = uid("busy")
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -259,6 +305,7 @@ class AggregateTest(SharedServerCase):
         self.assertEqual(p["aggregates"]["values"]["orders_7d"], 20000, p)
         # Without: the read stops, and the answer is the fallback's, said why.
         misses = self.deadline_misses()
+        observed = self.drift_requests()
         p = predict(self, self.c, self.name, {"entity": busy, "features": {"x1": 0},
                                               "deadline_ms": 0.5})
         self.assertIs(p["fallback"], True, p)
@@ -266,8 +313,10 @@ class AggregateTest(SharedServerCase):
         self.assertTrue(p["fallback_reason"].startswith(
             "deadline_exceeded: the entity's history"), p)
         self.assertEqual(p["aggregates"]["complete"], False, p)
-        # Not the version's doing: no deadline miss or fallback held against it.
+        # Not the version's doing: no deadline miss or fallback held against
+        # it, and its drift did not count the values not read as missing.
         self.assertEqual(self.deadline_misses(), misses)
+        self.assertEqual(self.drift_requests(), observed)
         # Counted for operators, with the time the reads took (the shared
         # server's other tests add to them: at least these two).
         text = self.c.get("/metrics").text
@@ -278,6 +327,12 @@ class AggregateTest(SharedServerCase):
             metric(r'^kennel_aggregate_reads_total\{outcome="complete"\} (\S+)$'), 1)
         self.assertGreaterEqual(metric(r'^kennel_aggregate_reads_total\{outcome="cut"\} (\S+)$'), 1)
         self.assertGreater(metric(r"^kennel_aggregate_read_seconds_total (\S+)$"), 0)
+
+    def drift_requests(self):
+        r = self.c.get("/v1/models/%s/drift" % self.name)
+        self.assertEqual(r.status, 200, r)
+        [live] = [v for v in r.json()["versions"] if v["role"] == "live"]
+        return live["since_loaded"]["requests"]
 
     def deadline_misses(self):
         r = self.c.get("/v1/serving?model=" + self.name)
@@ -320,6 +375,9 @@ class AggregateTest(SharedServerCase):
             fields = [x.get("field") for x in r.json()["error"].get("details", [])]
             self.assertIn(field, fields, r.json())
             self.assertIn(words, r.body.decode(), r.json())
+            # The one problem, not also "no fact holds the field" for an
+            # aggregate refused as written.
+            self.assertEqual(len(fields), 1, r.json())
 
         def agg(i, **kv):
             def change(d):
@@ -365,6 +423,31 @@ class AggregateTest(SharedServerCase):
         # Nothing was stored for any of them.
         r = self.c.get("/v1/models")
         self.assertFalse([m for m in r.json()["models"] if m["name"].startswith("bad-")])
+
+
+class AggregateFaultTest(AggregateData, SharedServerCase):
+    """Serving faults (--test-faults) with versions computing otherwise."""
+
+    tmp_prefix = "kennel-aggregates-faults-"
+    server_args = ("--test-faults",)
+
+    def test_a_chain_version_computing_otherwise_is_passed_over(self):
+        # Live v2 (a one-day window) throws; v1 (seven days) is next in the
+        # chain, but its values are not read with the request (only the
+        # arms' are): passed over, to the baseline.
+        self.train_one_day_version(test_fault="serve_throw")
+        set_live(self, self.c, self.name, 2)
+        entity, t, x1, y = self.rows[0]
+        p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+        self.assertIs(p["fallback"], True, p)
+        self.assertTrue(p["fallback_reason"].startswith("model_error"), p)
+        self.assertEqual(p["answered_by"], "baseline", p)
+        self.assertEqual(p["aggregates"]["values"]["orders_7d"],
+                         aggregate("count", self.history[entity], t, DAY), p)
+        # Sent, nothing is computed for it: v1 answers.
+        p = predict(self, self.c, self.name, {"features": {"x1": x1}})
+        self.assertEqual((p["fallback"], p["answered_by"], p["version"]),
+                         (True, "previous_version", 1), p)
 
 
 if __name__ == "__main__":
