@@ -121,5 +121,27 @@ try:
     for k in names[1:]:
         ratios = sorted(r[k] / r["sent"] for r in results)
         print("median ratio, %s: %.2fx the values sent" % (k, ratios[len(ratios) // 2]))
+
+    # Other entities' corrections: an entity's are read through an index of
+    # their own, so 20,000 corrections of 2,000 other customers' orders
+    # should not change what its read costs.
+    others = [{"stream": "orders", "entity": "other-%d" % (i % 2000),
+               "idempotency_key": "other-%d" % i,
+               "time": iso(now - datetime.timedelta(seconds=120 + i)),
+               "data": {"amount": 1.0}} for i in range(20000)]
+    ids = []
+    for i in range(0, len(others), 2000):
+        status, body = call("POST", "/v1/facts", others[i:i + 2000])
+        if status != 200 or body["rejected"]:
+            sys.exit("bench/aggregates: storing facts: %d" % status)
+        ids += [item["id"] for item in body["items"]]
+    before = [per_request(bodies["1 facts"]) for _ in range(rounds)]
+    post_facts([{"stream": "orders", "entity": f["entity"], "time": f["time"],
+                 "data": {"amount": 2.0}, "corrects": ids[i]} for i, f in enumerate(others)])
+    after = [per_request(bodies["1 facts"]) for _ in range(rounds)]
+    print("an entity with 1 order, before and after 20,000 corrections of other entities' "
+          "orders: %s us, then %s us; median ratio %.2f" % (
+              ", ".join("%.1f" % v for v in before), ", ".join("%.1f" % v for v in after),
+              sorted(a / b for a, b in zip(after, before))[len(before) // 2]))
 finally:
     server.stop()
