@@ -20,6 +20,7 @@ import unittest
 
 import kennel_harness
 from kennel_harness import Client, KennelTestCase, fact, in_holdout, open_db, run_cli, uid
+from test_predict import wait_served
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
 JOB_TIMEOUT_S = 90
@@ -848,6 +849,9 @@ class GateTest(SharedServerCase):
         j = train_and_wait(self, self.c, name)
         self.assertEqual(j["state"], "succeeded", log_text(j))
         threshold = get_version(self, self.c, name, 1)["metrics"]["best_threshold"]
+        # Serving reloads the model just after the job commits: a request
+        # sent at once was answered from the label's prior.
+        wait_served(self, self.c, name, 1)
         instances = [{"entity": e, "features": data} for e, data, _ in rows[:40]]
         r = self.c.post_json("/v1/models/%s/predict" % name, {"instances": instances})
         self.assertEqual(r.status, 200, r)
