@@ -84,9 +84,9 @@ std::optional<double> history_value(const statement& st, int first_column);
 // (store/facts.h) takes them: facts correcting nothing by their own time,
 // corrections by their chain's. Statements are cached on `conn` and reset.
 // Throws db_error.
-// `until`: past it, the read stops and throws aggregate_out_of_time (a
-// request's deadline; an entity with a long history takes about 1 us a
-// fact in the window).
+// `until`: past it, the read does not begin, or stops, and throws
+// aggregate_out_of_time (a request's deadline; an entity's history takes
+// about 1 us a fact in the window; the clock is read every 64 facts).
 struct aggregate_out_of_time : std::runtime_error {
     aggregate_out_of_time() : std::runtime_error("the deadline passed while reading the history") {}
 };

@@ -238,19 +238,25 @@ void use_served_specs(model_serving& s) {
         }
     }
     s.definition.features = std::move(specs);
-    // The aggregates the versions compute, each as the first version (live,
-    // the arms, the chain) that reads its field was trained with.
+    // The aggregates computed with each request: those of the versions that
+    // may answer it up front (live, or the chain's first without one, and
+    // the experiment arms), each as the first of them that reads its field
+    // was trained with. The chain's and shadows' own are not: a history
+    // read on every request for a rare answer, or one never returned.
     std::vector<aggregate_spec> aggregates;
-    std::vector<const loaded_version*> by_rank{first};
-    for (const auto& arm : s.arms) by_rank.push_back(arm.version.get());
-    by_rank.insert(by_rank.end(), others.begin(), others.end());
-    for (const loaded_version* v : by_rank) {
+    std::vector<const loaded_version*> answering{first};
+    for (const auto& arm : s.arms) {
+        if (!arm.shadow) answering.push_back(arm.version.get());
+    }
+    for (const loaded_version* v : answering) {
         if (!v) continue;
         for (const auto& a : v->aggregates) {
             if (!aggregate_of(aggregates, a.field)) aggregates.push_back(a);
         }
     }
     s.definition.aggregates = std::move(aggregates);
+    std::vector<const loaded_version*> by_rank = answering;
+    by_rank.insert(by_rank.end(), others.begin(), others.end());
     for (const loaded_version* v : by_rank) {
         if (!v || s.computes_own_aggregates(v->version)) continue;
         for (const auto& a : v->aggregates) {

@@ -188,7 +188,8 @@ struct model_serving {
                read_served_fields.end();
     }
     // Versions trained to compute an aggregate otherwise than
-    // `definition.aggregates` (another window): scored on their own values
+    // `definition.aggregates` (another window, or a field it does not
+    // compute: the chain's and shadows' own): scored on their own values
     // (server/predict_body.h predict_instance::own).
     std::vector<std::int64_t> own_aggregates;
     bool computes_own_aggregates(std::int64_t version) const {

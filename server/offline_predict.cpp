@@ -171,7 +171,7 @@ int run_offline_predict(const offline_predict_options& o) {
             if (!inst.ignored.empty()) w.key("ignored_fields").strings(inst.ignored);
             if (!inst.missing.empty()) w.key("imputed_fields").strings(inst.missing);
             if (inst.stored) write_stored_source(w, *inst.stored);
-            if (inst.aggregates) write_aggregate_source(w, inst, v->version);
+            if (inst.aggregates) write_aggregate_source(w, inst, v.get());
             const auto unseen = v->artifact->pipeline.unseen_categories(inst.record);
             if (!unseen.empty()) w.key("unseen_categories").strings(unseen);
             // As the API explains (2 s a line shared by its instances).

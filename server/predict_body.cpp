@@ -152,22 +152,23 @@ ml::raw_value to_raw(const json& v) {
     return {};
 }
 
-// The experiment arms' own records: chosen before predicting, they are
-// read with the request. A version down the fallback chain is not (its
-// history would be read on every request for the rare answer it gives: it
-// is passed over), and a shadow reads its own after the answer.
+// The own record of the experiment arm the entity is routed to (chosen as
+// the handler chooses it), when it computes an aggregate otherwise: read
+// with the request, as live's values are. A version down the fallback
+// chain is not (its history would be read on every request for the rare
+// answer it gives: it is passed over), and a shadow reads its own after
+// the answer.
 status arm_aggregates(const ml::model_serving& m, stored_feature_reader& reader,
                       predict_instance& out) {
-    for (const auto& arm : m.arms) {
-        if (!arm.version || arm.shadow || !m.computes_own_aggregates(arm.version->version))
-            continue;
-        auto own = read_own_values(reader, own_aggregate_specs(m, *arm.version),
-                                   arm.version->version, out);
-        if (!own) return own.error();
-        if (!*own) continue;
-        if (!(*own)->complete) out.aggregates->complete = false;
-        out.own.push_back(std::move((*own)->values));
-    }
+    if (m.arms.empty()) return {};
+    const ml::serving_arm* arm = ml::choose_arm(m, out.entity);
+    if (!arm || !arm->version || !m.computes_own_aggregates(arm->version->version)) return {};
+    auto own = read_own_values(reader, m.definition.aggregates,
+                               own_aggregate_specs(m, *arm->version), arm->version->version, out);
+    if (!own) return own.error();
+    if (!*own) return {};
+    if (!(*own)->complete) out.aggregates->complete = false;
+    out.own.push_back(std::move((*own)->values));
     return {};
 }
 
@@ -253,14 +254,18 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         }
     }
     // Aggregates: computed for the fields not sent (or sent null), from the
-    // entity's history before the moment its features stand for.
+    // entity's history before the moment its features stand for. The
+    // moment is kept for versions that compute their own (a shadow reads
+    // them after the answer) even when the snapshot computes none.
     bool use_merged = use_stored;
-    if (!m.definition.aggregates.empty() && !out.entity.empty()) {
+    if (!out.entity.empty() && (!m.definition.aggregates.empty() || !m.own_aggregates.empty())) {
         if (!stored) return invalid(named("entity"), "aggregate features are not available here");
-        if (!use_merged) merged = *f;
-        use_merged = true;
         out.aggregates = predict_instance::aggregate_source{
             out.stored && out.stored->fact ? out.stored->time : now_micros(), {}};
+    }
+    if (out.aggregates && !m.definition.aggregates.empty()) {
+        if (!use_merged) merged = *f;
+        use_merged = true;
         std::vector<ml::aggregate_spec> wanted;
         for (const auto& a : m.definition.aggregates) {
             auto sent = merged.find(a.field);
@@ -791,19 +796,39 @@ std::vector<ml::aggregate_spec> own_aggregate_specs(const ml::model_serving& m,
     return out;
 }
 
+bool computed_for(const std::vector<ml::aggregate_spec>& snapshot, const predict_instance& in,
+                  const std::string& field) {
+    if (in.entity.empty()) return false;
+    if (ml::aggregate_of(snapshot, field)) {
+        if (!in.aggregates) return false;
+        for (const auto& [f, value] : in.aggregates->values) {
+            if (f == field) return true;
+        }
+        return false;
+    }
+    return !in.record.count(field);
+}
+
+bool needs_own_values(const ml::model_serving& m, const ml::loaded_version& v,
+                      const predict_instance& in) {
+    if (in.entity.empty() || !m.computes_own_aggregates(v.version) ||
+        &in.record_for(v.version) != &in.record)
+        return false;
+    for (const auto& a : own_aggregate_specs(m, v)) {
+        if (computed_for(m.definition.aggregates, in, a.field)) return true;
+    }
+    return false;
+}
+
 result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
+                                                  const std::vector<ml::aggregate_spec>& snapshot,
                                                   const std::vector<ml::aggregate_spec>& specs,
                                                   std::int64_t version,
                                                   const predict_instance& in) {
     if (!in.aggregates) return std::optional<own_record>();
     std::vector<ml::aggregate_spec> computed;
     for (const auto& a : specs) {
-        for (const auto& [field, value] : in.aggregates->values) {
-            if (field == a.field) {
-                computed.push_back(a);
-                break;
-            }
-        }
+        if (computed_for(snapshot, in, a.field)) computed.push_back(a);
     }
     if (computed.empty()) return std::optional<own_record>();
     auto values = reader.aggregates(computed, in.entity, in.aggregates->as_of);
@@ -816,23 +841,38 @@ result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
     return std::optional<own_record>(std::move(own));
 }
 
-void write_aggregate_source(json_writer& w, const predict_instance& in, std::int64_t version) {
+void write_aggregate_source(json_writer& w, const predict_instance& in,
+                            const ml::loaded_version* answering) {
     const auto& s = *in.aggregates;
     const std::vector<std::pair<std::string, std::optional<double>>>* own = nullptr;
     for (const auto& o : in.own) {
-        if (o.version == version) own = &o.values;
+        if (answering && o.version == answering->version) own = &o.values;
     }
+    // The answering version's values (its own where it computes otherwise;
+    // a field it does not compute is not its); a constant's: those read.
+    std::vector<std::pair<std::string, std::optional<double>>> shown;
+    if (!answering) {
+        shown = s.values;
+    } else {
+        for (const auto& a : answering->aggregates) {
+            const std::vector<std::pair<std::string, std::optional<double>>>* lists[] = {own,
+                                                                                         &s.values};
+            for (const auto* list : lists) {
+                if (!list) continue;
+                auto it = std::find_if(list->begin(), list->end(),
+                                       [&](const auto& p) { return p.first == a.field; });
+                if (it == list->end()) continue;
+                shown.push_back(*it);
+                break;
+            }
+        }
+    }
+    if (shown.empty() && s.complete) return;
     w.key("aggregates").raw("{");
     w.key("as_of").string(format_rfc3339(s.as_of));
     w.key("complete").boolean(s.complete);
     w.key("values").raw("{");
-    for (const auto& [field, snapshot_value] : s.values) {
-        std::optional<double> value = snapshot_value;
-        if (own) {
-            for (const auto& [f, v] : *own) {
-                if (f == field) value = v;
-            }
-        }
+    for (const auto& [field, value] : shown) {
         w.key(field);
         value ? w.number(*value) : w.null();
     }
@@ -844,7 +884,7 @@ result<predict_request> parse_predict_body(const ml::model_serving& m, const std
                                            stored_feature_reader* stored) {
     error_instance.reset();
     // The fast reader reads what was sent; aggregates need the store.
-    if (m.definition.aggregates.empty()) {
+    if (m.definition.aggregates.empty() && m.own_aggregates.empty()) {
         if (auto fast = parse_predict_fast(m, body)) return std::move(*fast);
     }
     return parse_predict_document(m, body, error_instance, stored);

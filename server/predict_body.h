@@ -148,23 +148,36 @@ void write_stored_source(json_writer& w, const predict_instance::stored_source& 
 // The aggregates `v` computes otherwise than the snapshot `m` (empty: none).
 std::vector<ml::aggregate_spec> own_aggregate_specs(const ml::model_serving& m,
                                                     const ml::loaded_version& v);
-// `in`'s record for a version computing `specs` otherwise: their values read
-// for its entity at its moment, for the fields computed for it (a field the
-// app sent is the app's for every version). None when nothing differs; a
-// record with `complete` false when `reader` ran out of time.
+// Whether the field's aggregate was (or, for a field the snapshot does not
+// compute, would be) computed for `in`: it has an entity and the app did
+// not send the field. A field sent is the app's for every version.
+bool computed_for(const std::vector<ml::aggregate_spec>& snapshot, const predict_instance& in,
+                  const std::string& field);
+// Whether `v` computes an aggregate otherwise for `in` and its values were
+// not read with the request (a chain version: passed over).
+bool needs_own_values(const ml::model_serving& m, const ml::loaded_version& v,
+                      const predict_instance& in);
+// `in`'s record for a version computing `specs` otherwise than `snapshot`
+// (the snapshot's aggregates): their values read for its entity at its
+// moment, for the fields computed_for it. None when nothing is to compute;
+// `complete` false when `reader` ran out of time.
 struct own_record {
     predict_instance::version_values values;
     bool complete = true;
 };
 result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
+                                                  const std::vector<ml::aggregate_spec>& snapshot,
                                                   const std::vector<ml::aggregate_spec>& specs,
                                                   std::int64_t version, const predict_instance& in);
 
 // The member "aggregates": the moment they were computed at and each
 // computed field's value (null: none, imputed).
-// `version`: the answering version, whose own values replace the
-// snapshot's (0: none).
-void write_aggregate_source(json_writer& w, const predict_instance& in, std::int64_t version);
+// `answering`: the version that answered (its values: its own where it
+// computes otherwise, and only the fields it computes), or null for a
+// constant (the values read). Nothing when there is nothing to show and
+// the read was whole.
+void write_aggregate_source(json_writer& w, const predict_instance& in,
+                            const ml::loaded_version* answering);
 
 // What a request (or a line of `kennel predict`) has for explaining its
 // answers, all together.

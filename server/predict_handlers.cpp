@@ -97,7 +97,14 @@ field_report fields_for(const predict_instance& in, const ml::loaded_version& v)
     out.ignored = in.ignored;
     const ml::raw_record& record = in.record_for(v.version);
     for (const auto& [name, value] : record) {
-        if (!v.reads_field(name)) out.ignored.push_back(name);
+        // A value Kennel computed for another version was not sent: not
+        // ignored.
+        bool computed = false;
+        if (in.aggregates) {
+            for (const auto& [field, x] : in.aggregates->values)
+                computed = computed || field == name;
+        }
+        if (!v.reads_field(name) && !computed) out.ignored.push_back(name);
     }
     for (const auto& f : in.fallback_only) {
         if (!record.count(f)) out.ignored.push_back(f);  // of a wrong type: dropped
@@ -158,9 +165,7 @@ void run_batch(batch_work& work, const ml::model_serving& m, const std::vector<c
             if (got || input_fault || steady::now() > deadline) break;
             // One trained to compute an aggregate otherwise, whose values were
             // not read with the request (only the arms' are): passed over.
-            if (instances[i].aggregates && m.computes_own_aggregates(prev->version) &&
-                &instances[i].record_for(prev->version) == &instances[i].record)
-                continue;
+            if (needs_own_values(m, *prev, instances[i])) continue;
             try {
                 got = ml::predict_with(*prev, instances[i].record_for(prev->version));
                 by = prev->version;
@@ -509,8 +514,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                 w.key("imputed_fields").strings(instances[i].missing);
         }
         if (instances[i].stored) write_stored_source(w, *instances[i].stored);
-        if (instances[i].aggregates)
-            write_aggregate_source(w, instances[i], answering ? answering->version : 0);
+        if (instances[i].aggregates) write_aggregate_source(w, instances[i], answering);
         if (!fallback) {
             // Which version read them: the one that answered.
             const auto unseen = pick.version->artifact->pipeline.unseen_categories(
@@ -582,21 +586,37 @@ http_response post_model_predict(app& a, const http_request& req) {
             a.predict_pool().submit(
                 [version = arm.version, shared = share(), arm_name = arm.name, model_name = m->name,
                  log, ids = shadow_ids, answered_at, shadow_by, own_specs = std::move(own_specs),
-                 readers = &a.readers()] {
+                 snapshot = m->definition.aggregates, readers = &a.readers(),
+                 metrics = &a.metrics()] {
                     leased_reader reader(*readers);
                     reader.until = shadow_by;
+                    // Its reads are counted with the requests' (whenever it ends).
+                    struct counted {
+                        app_metrics* metrics;
+                        leased_reader& reader;
+                        std::uint64_t whole = 0, cut = 0;
+                        ~counted() {
+                            if (whole + cut)
+                                metrics->record_aggregates(whole, cut, reader.read_seconds);
+                        }
+                    } reads{metrics, reader};
                     for (std::size_t i = 0; i < shared->size(); ++i) {
-                        // Not read in time: nothing to score it on.
-                        const auto& agg = (*shared)[i].aggregates;
-                        if (agg && !agg->complete) continue;
                         if (steady::now() > shadow_by) {
                             log->count_dropped(shared->size() - i);
                             return;
                         }
                         const predict_instance& inst = (*shared)[i];
+                        // The request's history not read in time: nothing to
+                        // score it on.
+                        if (inst.aggregates && !inst.aggregates->complete) {
+                            log->count_dropped(1);
+                            continue;
+                        }
                         std::optional<own_record> own;
                         if (!own_specs.empty()) {
-                            auto read = read_own_values(reader, own_specs, version->version, inst);
+                            auto read = read_own_values(reader, snapshot, own_specs,
+                                                        version->version, inst);
+                            if (read && *read) ++((*read)->complete ? reads.whole : reads.cut);
                             if (!read || (*read && !(*read)->complete)) {
                                 log->count_dropped(1);
                                 continue;

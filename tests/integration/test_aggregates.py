@@ -291,6 +291,38 @@ class AggregateTest(AggregateData, SharedServerCase):
             different += abs(entry["prediction"] - a["prediction"]) > 1e-6
         self.assertGreater(different, 0)
 
+    def test_a_live_version_without_aggregates_reads_no_history(self):
+        # v2 drops the aggregates: v1, down the chain, computes them, but
+        # they are not read with each request for it.
+        d = json.loads(json.dumps(self.definition))
+        d["features"] = [{"field": "x1"}]
+        put_model(self, self.c, self.name, d)
+        self.assertEqual(train(self, self.c, self.name), 2)
+        set_live(self, self.c, self.name, 2)
+        entity = self.rows[0][0]
+        p = predict(self, self.c, self.name, {"entity": entity, "features": {"x1": 1},
+                                              "deadline_ms": 0.5})
+        self.assertEqual((p["version"], p["fallback"]), (2, False), p)
+        self.assertNotIn("aggregates", p)
+        self.assertNotIn("ignored_fields", p)
+        self.assertNotIn("imputed_fields", p)
+
+    def test_a_batch_of_histories_stops_at_the_deadline(self):
+        # Many medium histories: each read is short, all together are not.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        entities = [uid("medium") for _ in range(40)]
+        post_facts(self, self.c, [
+            fact(self.orders, e, {"amount": 1.0}, time_=iso(now - datetime.timedelta(seconds=5 + k)))
+            for e in entities for k in range(250)])
+        r = predict(self, self.c, self.name, {
+            "instances": [{"entity": e, "features": {"x1": 0}} for e in entities],
+            "deadline_ms": 0.5})
+        answers = r["predictions"]
+        self.assertTrue(all(a["fallback"] for a in answers), answers[:2])
+        self.assertFalse(answers[-1]["aggregates"]["complete"], answers[-1])
+        self.assertTrue(answers[-1]["fallback_reason"].startswith(
+            "deadline_exceeded: the entity's history"), answers[-1])
+
     def test_a_history_too_long_for_the_deadline_answers_from_the_fallback(self):
         busy = uid("busy")
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -444,10 +476,17 @@ class AggregateFaultTest(AggregateData, SharedServerCase):
         self.assertEqual(p["answered_by"], "baseline", p)
         self.assertEqual(p["aggregates"]["values"]["orders_7d"],
                          aggregate("count", self.history[entity], t, DAY), p)
-        # Sent, nothing is computed for it: v1 answers.
+        # Without an entity, nothing is computed for anyone: v1 answers.
         p = predict(self, self.c, self.name, {"features": {"x1": x1}})
         self.assertEqual((p["fallback"], p["answered_by"], p["version"]),
                          (True, "previous_version", 1), p)
+        # Nor when the app sends the value v1 computes otherwise: it is the
+        # app's for every version.
+        p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True,
+                                              "features": {"orders_7d": 4}})
+        self.assertEqual((p["fallback"], p["answered_by"], p["version"]),
+                         (True, "previous_version", 1), p)
+        self.assertNotIn("orders_7d", p["aggregates"]["values"], p)
 
 
 if __name__ == "__main__":
