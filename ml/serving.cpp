@@ -238,24 +238,18 @@ void use_served_specs(model_serving& s) {
         }
     }
     s.definition.features = std::move(specs);
-    // The aggregates computed with each request: those of the versions that
-    // may answer it up front (live, or the chain's first without one, and
-    // the experiment arms), each as the first of them that reads its field
-    // was trained with. The chain's and shadows' own are not: a history
-    // read on every request for a rare answer, or one never returned.
-    std::vector<aggregate_spec> aggregates;
-    std::vector<const loaded_version*> answering{first};
-    for (const auto& arm : s.arms) {
-        if (!arm.shadow) answering.push_back(arm.version.get());
-    }
-    for (const loaded_version* v : answering) {
-        if (!v) continue;
-        for (const auto& a : v->aggregates) {
-            if (!aggregate_of(aggregates, a.field)) aggregates.push_back(a);
-        }
-    }
+    // The aggregates computed with each request: live's (or, without it,
+    // the chain's first's). Every other version that computes one
+    // otherwise, or one live does not, is in own_aggregates: an experiment
+    // arm's are read for the entities routed to it, a shadow's after the
+    // answer, and a chain version needing them is passed over (its history
+    // read on every request for a rare answer).
+    std::vector<aggregate_spec> aggregates = first->aggregates;
     s.definition.aggregates = std::move(aggregates);
-    std::vector<const loaded_version*> by_rank = answering;
+    std::vector<const loaded_version*> by_rank{first};
+    for (const auto& arm : s.arms) {
+        if (!arm.shadow) by_rank.push_back(arm.version.get());
+    }
     by_rank.insert(by_rank.end(), others.begin(), others.end());
     for (const loaded_version* v : by_rank) {
         if (!v || s.computes_own_aggregates(v->version)) continue;

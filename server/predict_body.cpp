@@ -273,7 +273,9 @@ result<predict_instance> document_instance(const ml::model_serving& m, const jso
         }
         auto values = stored->aggregates(wanted, out.entity, out.aggregates->as_of);
         if (!values) return values.error();
-        out.aggregates->complete = !stored->cut;
+        // Incomplete only when something was to read (the cut is sticky
+        // across a batch's instances).
+        if (!wanted.empty()) out.aggregates->complete = !stored->cut;
         for (std::size_t i = 0; i < wanted.size(); ++i) {
             out.aggregates->values.emplace_back(wanted[i].field, (*values)[i]);
             if ((*values)[i]) merged[wanted[i].field] = *(*values)[i];

@@ -173,9 +173,9 @@ result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
 // The member "aggregates": the moment they were computed at and each
 // computed field's value (null: none, imputed).
 // `answering`: the version that answered (its values: its own where it
-// computes otherwise, and only the fields it computes), or null for a
-// constant (the values read). Nothing when there is nothing to show and
-// the read was whole.
+// computes otherwise, and only the fields it computes), for a constant the
+// one the entity was routed to, or null (the values read for the
+// request). Nothing when there is nothing to show and the read was whole.
 void write_aggregate_source(json_writer& w, const predict_instance& in,
                             const ml::loaded_version* answering);
 

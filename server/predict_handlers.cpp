@@ -514,7 +514,10 @@ http_response post_model_predict(app& a, const http_request& req) {
                 w.key("imputed_fields").strings(instances[i].missing);
         }
         if (instances[i].stored) write_stored_source(w, *instances[i].stored);
-        if (instances[i].aggregates) write_aggregate_source(w, instances[i], answering);
+        // A constant's values: those read for the version the entity was
+        // routed to.
+        if (instances[i].aggregates)
+            write_aggregate_source(w, instances[i], answering ? answering : pick.version.get());
         if (!fallback) {
             // Which version read them: the one that answered.
             const auto unseen = pick.version->artifact->pipeline.unseen_categories(

@@ -291,6 +291,31 @@ class AggregateTest(AggregateData, SharedServerCase):
             different += abs(entry["prediction"] - a["prediction"]) > 1e-6
         self.assertGreater(different, 0)
 
+    def test_an_arms_own_aggregate_is_read_only_for_its_entities(self):
+        # v2 adds a count of all orders; live (v1) does not compute it.
+        d = json.loads(json.dumps(self.definition))
+        d["features"].append({"field": "orders_ever",
+                              "aggregate": {"stream": self.orders, "op": "count"}})
+        put_model(self, self.c, self.name, d)
+        self.assertEqual(train(self, self.c, self.name), 2)
+        r = self.c.post_json("/v1/models/%s/experiments" % self.name, {
+            "arms": [{"version": 1, "weight": 0.5}, {"version": 2, "weight": 0.5}],
+            "reason": "a count of every order"})
+        self.assertEqual(r.status, 201, r)
+        routed = {1: 0, 2: 0}
+        for entity, t, x1, y in self.rows[:30]:
+            p = predict(self, self.c, self.name, {"entity": entity, "stored_features": True})
+            routed[p["version"]] += 1
+            values = p["aggregates"]["values"]
+            if p["version"] == 1:
+                self.assertNotIn("orders_ever", values, p)
+                self.assertNotIn("orders_ever", p.get("imputed_fields", []), p)
+                self.assertNotIn("orders_ever", p.get("ignored_fields", []), p)
+            else:
+                self.assertEqual(values["orders_ever"],
+                                 aggregate("count", self.history[entity], t, None), p)
+        self.assertTrue(routed[1] and routed[2], routed)
+
     def test_a_live_version_without_aggregates_reads_no_history(self):
         # v2 drops the aggregates: v1, down the chain, computes them, but
         # they are not read with each request for it.
