@@ -7,7 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "ml/features.h"
+#include "ml/raw_json.h"
 #include "ml/value.h"
+#include "store/facts.h"
 
 namespace kennel::ml {
 
@@ -132,47 +135,36 @@ std::optional<double> history_value(const statement& st, int c) {
         return x;
     }
     if (first != '{') return std::nullopt;  // a string, true, false, null, an array
-    // An interval's midpoint; a {"value", "confidence"}'s value.
-    const json j = json::parse(*text, nullptr, false);
-    if (!j.is_object()) return std::nullopt;
-    const auto number = [&j](const char* key) -> std::optional<double> {
-        auto it = j.find(key);
-        if (it == j.end() || !it->is_number()) return std::nullopt;
-        return it->get<double>();
-    };
-    auto lo = number("lower"), hi = number("upper");
-    if (lo && hi) return interval{*lo, *hi}.midpoint();
-    return number("value");
+    // An interval's midpoint, a {"value", "confidence"}'s value: read as a
+    // feature's value is (ml/raw_json.h, as_number).
+    return as_number(raw_value_from_json(*text));
 }
 
 std::vector<history_fact> entity_history(connection& conn, const aggregate_spec& spec,
                                          const std::string& entity, micros moment,
                                          steady_deadline until) {
     const auto start = window_start(spec, moment);
-    // A count of facts reads no value: no fact's JSON is parsed (?5 is
-    // selected only so that both forms take the same parameters).
-    const std::string values = spec.of.empty() ? "?5" : history_value_sql("f", 5);
-    statement& plain =
-        conn.cached("SELECT f.event_time, f.id, f.id, " + values +
-                    " FROM facts f WHERE f.stream = ?1 AND f.entity = ?2"
-                    " AND f.event_time >= ?3 AND f.event_time < ?4"
-                    " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
-                    " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)");
-    // The entity's corrections through their own index (the stream's by
-    // time, filtered by entity, scanned every correction of the stream).
-    statement& corrected = conn.cached(
-        "SELECT o.origin_time, o.origin, f.id, " + values +
-        " FROM facts f INDEXED BY facts_corrections_by_stream_entity"
-        " JOIN fact_origins o ON o.fact = f.id"
-        " WHERE f.stream = ?1 AND f.entity = ?2 AND f.corrects IS NOT NULL"
-        " AND o.origin_time >= ?3 AND o.origin_time < ?4"
-        " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
-        " AND newer.fact > f.id)");
+    // The entity's two walks (store/facts.h), each with or without the
+    // value: a count of facts reads none, so no fact's JSON is parsed (?5 is
+    // selected only so that both forms take the same parameters). Built
+    // once: this runs on the predict path.
+    const auto walk_sql = [](bool values) {
+        std::vector<std::string> out;
+        for (const standing_walk& w : entity_standing_walks) {
+            out.push_back(std::string("SELECT ") + w.time + ", " + w.chain + ", f.id, " +
+                          (values ? history_value_sql("f", 5) : std::string("?5")) + " " +
+                          w.from_where + " AND " + w.time + " >= ?3 AND " + w.time + " < ?4");
+        }
+        return out;
+    };
+    static const std::vector<std::string> with_values = walk_sql(true), counts = walk_sql(false);
+    const std::vector<std::string>& sql = spec.of.empty() ? counts : with_values;
     // Past the deadline already (an earlier read took it): not begun.
     if (until && std::chrono::steady_clock::now() > *until) throw aggregate_out_of_time();
     std::vector<history_fact> out;
     const std::string path = "$.\"" + spec.of + "\"";
-    for (statement* st : {&plain, &corrected}) {
+    for (const std::string& text : sql) {
+        statement* st = &conn.cached(text);
         // Reset before use too: a read that threw left it mid-rows.
         st->reset();
         st->bind(1, spec.stream)
@@ -256,6 +248,10 @@ json spec_json(const aggregate_spec& s) {
 }
 
 }  // namespace
+
+std::string aggregate_to_json(const aggregate_spec& spec) {
+    return spec_json(spec).dump();
+}
 
 std::string aggregates_to_json(const std::vector<aggregate_spec>& specs) {
     json list = json::array();

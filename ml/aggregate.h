@@ -103,8 +103,10 @@ std::vector<std::optional<double>> entity_aggregates(connection& conn,
                                                      const std::string& entity, micros moment,
                                                      steady_deadline until = std::nullopt);
 
-// JSON: {"stream", "op", "of"?, "window_seconds"?}, and a list of specs
-// with "field" ([] for none), for a version's features JSON.
+// JSON: {"stream", "op", "of"?, "window_seconds"?} (a definition's feature
+// "aggregate"), and a list of specs with "field" ([] for none), for a
+// version's features JSON.
+std::string aggregate_to_json(const aggregate_spec& spec);
 std::string aggregates_to_json(const std::vector<aggregate_spec>& specs);
 // The specs under "aggregates" in a version's features JSON (none: empty).
 std::vector<aggregate_spec> aggregates_in_features(std::string_view features_json);

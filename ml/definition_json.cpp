@@ -229,18 +229,20 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
     if (spec.transform == ml::transform_kind::binarize && !f.contains("threshold")) {
         r.error(path + ".threshold", "missing: binarize needs a threshold");
     }
-    if (auto a = f.find("aggregate"); a != f.end() && !a->is_null() && !spec.field.empty())
+    if (auto a = f.find("aggregate"); a != f.end() && !a->is_null() && !spec.field.empty()) {
         aggregate = parse_aggregate(r, *a, path + ".aggregate", spec);
+        // One refused (said already) still marks its field as computed, or
+        // the checks against the facts add "no fact holds it" beside the
+        // real problem. A definition with errors is never stored, so the
+        // placeholder (no stream) goes nowhere.
+        if (!aggregate)
+            aggregate = ml::aggregate_spec{spec.field, "", ml::aggregate_op::count, "", {}};
+    }
 }
 
 json feature_json(const ml::feature_spec& s, const ml::aggregate_spec* aggregate) {
     json f = {{"field", s.field}, {"transform", ml::transform_kind_name(s.transform)}};
-    if (aggregate) {
-        json a = {{"stream", aggregate->stream}, {"op", ml::aggregate_op_name(aggregate->op)}};
-        if (!aggregate->of.empty()) a["of"] = aggregate->of;
-        if (aggregate->window_seconds) a["window_seconds"] = *aggregate->window_seconds;
-        f["aggregate"] = std::move(a);
-    }
+    if (aggregate) f["aggregate"] = json::parse(ml::aggregate_to_json(*aggregate));
     switch (s.transform) {
         case ml::transform_kind::binarize:
             f["threshold"] = s.params.threshold;
@@ -325,13 +327,6 @@ parsed_definition parse_definition(const std::string& text) {
             const std::string path = "features[" + std::to_string(i) + "]";
             std::optional<ml::aggregate_spec> aggregate;
             parse_feature(r, (*f)[i], path, spec, aggregate);
-            // An aggregate refused (said already) still marks its field as
-            // computed, or the checks against the facts add "no fact holds
-            // it" beside the real problem. A definition with errors is never
-            // stored, so the placeholder (no stream) goes nowhere.
-            if (!aggregate && (*f)[i].is_object() && (*f)[i].contains("aggregate") &&
-                !(*f)[i]["aggregate"].is_null() && !spec.field.empty())
-                aggregate = ml::aggregate_spec{spec.field, "", ml::aggregate_op::count, "", {}};
             // A field is one value: every feature reading it computes it
             // alike, or reads it from the fact alike.
             const ml::aggregate_spec* before = ml::aggregate_of(d, spec.field);
@@ -678,13 +673,8 @@ void check_positive_class(connection& c, const ml::model_definition& d,
 
 }  // namespace
 
-// Each aggregate's stream has facts, and its "of" field numbers in them.
-void check_aggregates_against_data(connection& c, const ml::model_definition& d,
-                                   std::vector<field_error>& errors);
-
 void check_definition_against_data(connection& c, const ml::model_definition& d,
                                    std::vector<field_error>& errors) {
-    check_aggregates_against_data(c, d, errors);
     auto stream_exists = [&c](const std::string& s) {
         statement st(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
         st.bind(1, s);
@@ -705,6 +695,26 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
         }
         return types;
     };
+    // Each aggregate's stream has facts, and its "of" field numbers in them.
+    for (const auto& a : d.aggregates) {
+        if (a.stream.empty()) continue;  // refused as written
+        std::size_t i = 0;
+        while (i < d.features.size() && d.features[i].field != a.field) ++i;
+        const std::string path = "features[" + std::to_string(i) + "].aggregate";
+        if (!stream_exists(a.stream)) {
+            errors.push_back({path + ".stream", "no facts in stream \"" + a.stream + "\""});
+            continue;
+        }
+        if (a.of.empty()) continue;
+        auto types = field_types(a.stream, a.of);
+        if (types.empty()) {
+            errors.push_back({path + ".of", "no fact in stream \"" + a.stream +
+                                                "\" has a field \"" + a.of + "\""});
+        } else if (!types.count("integer") && !types.count("real") && !types.count("object")) {
+            errors.push_back({path + ".of", "\"" + a.of + "\" holds " + types.begin()->first +
+                                                " values; an aggregate reads numbers"});
+        }
+    }
     if (d.features_from.empty()) return;  // already reported as missing
     bool features_stream = stream_exists(d.features_from);
     if (!features_stream) {
@@ -761,38 +771,6 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
                                   "no fact in stream \"" + d.features_from + "\" has a field \"" +
                                       d.features[i].field + "\""});
             }
-        }
-    }
-}
-
-void check_aggregates_against_data(connection& c, const ml::model_definition& d,
-                                   std::vector<field_error>& errors) {
-    for (const auto& a : d.aggregates) {
-        if (a.stream.empty()) continue;  // refused as written
-        std::size_t i = 0;
-        while (i < d.features.size() && d.features[i].field != a.field) ++i;
-        const std::string path = "features[" + std::to_string(i) + "].aggregate";
-        statement exists(c, "SELECT fact_count FROM stream_stats WHERE stream = ?");
-        exists.bind(1, a.stream);
-        if (!exists.step() || exists.column_int(0) == 0) {
-            errors.push_back({path + ".stream", "no facts in stream \"" + a.stream + "\""});
-            continue;
-        }
-        if (a.of.empty()) continue;
-        statement st(c,
-                     "SELECT json_type(data, ?2), count(*) FROM (SELECT data FROM facts"
-                     " WHERE stream = ?1 ORDER BY event_time DESC, id DESC LIMIT 5000) GROUP BY 1");
-        st.bind(1, a.stream).bind(2, "$.\"" + a.of + "\"");
-        std::set<std::string> types;
-        while (st.step()) {
-            if (!st.is_null(0)) types.insert(st.column_text(0));
-        }
-        if (types.empty()) {
-            errors.push_back({path + ".of", "no fact in stream \"" + a.stream +
-                                                "\" has a field \"" + a.of + "\""});
-        } else if (!types.count("integer") && !types.count("real") && !types.count("object")) {
-            errors.push_back({path + ".of", "\"" + a.of + "\" holds " + *types.begin() +
-                                                " values; an aggregate reads numbers"});
         }
     }
 }

@@ -67,6 +67,10 @@ std::string unreadable_field_reason(const std::string& text, const std::string& 
     }
 }
 
+raw_value raw_value_from_json(const std::string& text) {
+    return convert(json::parse(text, nullptr, false));
+}
+
 raw_value raw_field_from_json(const std::string& text, const std::string& field) {
     try {
         json j = json::parse(text);

@@ -26,6 +26,8 @@ result<raw_record> raw_record_from_json(
 std::string unreadable_field_reason(const std::string& text, const std::string& field);
 
 raw_value raw_field_from_json(const std::string& json_object_text, const std::string& field);
+// One JSON value's text (a number, an interval, ...) read as a field is.
+raw_value raw_value_from_json(const std::string& json_value_text);
 // The field's digits when it is an integer a double cannot hold exactly
 // (beyond 2^53, where neighbours round together); empty otherwise.
 std::string inexact_integer_field(const std::string& json_object_text, const std::string& field);

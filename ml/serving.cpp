@@ -244,8 +244,7 @@ void use_served_specs(model_serving& s) {
     // arm's are read for the entities routed to it, a shadow's after the
     // answer, and a chain version needing them is passed over (its history
     // read on every request for a rare answer).
-    std::vector<aggregate_spec> aggregates = first->aggregates;
-    s.definition.aggregates = std::move(aggregates);
+    s.definition.aggregates = first->aggregates;
     std::vector<const loaded_version*> by_rank{first};
     for (const auto& arm : s.arms) {
         if (!arm.shadow) by_rank.push_back(arm.version.get());

@@ -98,12 +98,12 @@ using entity_histories = std::unordered_map<std::string, std::vector<history_fac
 entity_histories read_histories(connection& c, const aggregate_spec& a, std::int64_t watermark,
                                 const std::map<std::string, const fact_ref*>& labelled) {
     entity_histories out;
-    stream_view v = read_stream(c, a.stream, watermark, "", {},
-                                "$.\"" + (a.of.empty() ? std::string("__none__") : a.of) + "\"");
+    // A count of facts reads no value: no fact's JSON is parsed.
+    stream_view v =
+        read_stream(c, a.stream, watermark, "", {}, a.of.empty() ? "" : "$.\"" + a.of + "\"");
     for (fact_ref& f : v.standing) {
         if (!labelled.count(f.entity)) continue;
-        out[f.entity].push_back(
-            {f.event_time, f.order_id, f.id, a.of.empty() ? std::nullopt : f.value});
+        out[f.entity].push_back({f.event_time, f.order_id, f.id, f.value});
     }
     for (auto& [entity, list] : out) sort_history(list);
     return out;
@@ -272,7 +272,6 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             std::vector<std::pair<std::string, std::string>> unreadable;
             auto rec = raw_record_from_json(*feature_data, &unreadable);
             if (!rec) return rec.error();
-            // Only the declared fields: wide facts stay cheap.
             // Aggregates at the feature fact's moment: what serving computes
             // for a request made then.
             const auto aggregate_at_feature = [&](const aggregate_spec& a) {
@@ -285,6 +284,7 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             for (const auto& a : aggregates) {
                 if (auto value = aggregate_at_feature(a)) ex.features.emplace(a.field, *value);
             }
+            // Only the declared fields: wide facts stay cheap.
             for (const auto& spec : d.features) {
                 if (aggregate_of(d, spec.field)) continue;
                 auto f = rec->find(spec.field);

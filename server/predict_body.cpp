@@ -167,8 +167,8 @@ status arm_aggregates(const ml::model_serving& m, stored_feature_reader& reader,
                                own_aggregate_specs(m, *arm->version), arm->version->version, out);
     if (!own) return own.error();
     if (!*own) return {};
-    if (!(*own)->complete) out.aggregates->complete = false;
-    out.own.push_back(std::move((*own)->values));
+    if (reader.cut) out.aggregates->complete = false;
+    out.own.push_back(std::move(**own));
     return {};
 }
 
@@ -822,51 +822,53 @@ bool needs_own_values(const ml::model_serving& m, const ml::loaded_version& v,
     return false;
 }
 
-result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
-                                                  const std::vector<ml::aggregate_spec>& snapshot,
-                                                  const std::vector<ml::aggregate_spec>& specs,
-                                                  std::int64_t version,
-                                                  const predict_instance& in) {
-    if (!in.aggregates) return std::optional<own_record>();
+result<std::optional<predict_instance::version_values>> read_own_values(
+    stored_feature_reader& reader, const std::vector<ml::aggregate_spec>& snapshot,
+    const std::vector<ml::aggregate_spec>& specs, std::int64_t version,
+    const predict_instance& in) {
+    using own = std::optional<predict_instance::version_values>;
+    if (!in.aggregates) return own();
     std::vector<ml::aggregate_spec> computed;
     for (const auto& a : specs) {
         if (computed_for(snapshot, in, a.field)) computed.push_back(a);
     }
-    if (computed.empty()) return std::optional<own_record>();
+    if (computed.empty()) return own();
     auto values = reader.aggregates(computed, in.entity, in.aggregates->as_of);
     if (!values) return values.error();
-    own_record own{{version, in.record, {}}, !reader.cut};
+    predict_instance::version_values out{version, in.record, {}};
     for (std::size_t i = 0; i < computed.size(); ++i) {
-        own.values.record.set(computed[i].field, (*values)[i]);
-        own.values.values.emplace_back(computed[i].field, (*values)[i]);
+        out.record.set(computed[i].field, (*values)[i]);
+        out.values.emplace_back(computed[i].field, (*values)[i]);
     }
-    return std::optional<own_record>(std::move(own));
+    return own(std::move(out));
 }
 
 void write_aggregate_source(json_writer& w, const predict_instance& in,
                             const ml::loaded_version* answering) {
+    using values = std::vector<std::pair<std::string, std::optional<double>>>;
     const auto& s = *in.aggregates;
-    const std::vector<std::pair<std::string, std::optional<double>>>* own = nullptr;
-    for (const auto& o : in.own) {
-        if (answering && o.version == answering->version) own = &o.values;
-    }
     // The answering version's values (its own where it computes otherwise;
-    // a field it does not compute is not its); a constant's: those read.
-    std::vector<std::pair<std::string, std::optional<double>>> shown;
+    // a field it does not compute is not its); without one, those read.
+    values shown;
     if (!answering) {
         shown = s.values;
     } else {
-        for (const auto& a : answering->aggregates) {
-            const std::vector<std::pair<std::string, std::optional<double>>>* lists[] = {own,
-                                                                                         &s.values};
-            for (const auto* list : lists) {
-                if (!list) continue;
-                auto it = std::find_if(list->begin(), list->end(),
-                                       [&](const auto& p) { return p.first == a.field; });
-                if (it == list->end()) continue;
-                shown.push_back(*it);
-                break;
+        const values* own = nullptr;
+        for (const auto& o : in.own) {
+            if (o.version == answering->version) own = &o.values;
+        }
+        const auto find = [](const values* list,
+                             const std::string& field) -> const values::value_type* {
+            if (!list) return nullptr;
+            for (const auto& p : *list) {
+                if (p.first == field) return &p;
             }
+            return nullptr;
+        };
+        for (const auto& a : answering->aggregates) {
+            const auto* p = find(own, a.field);
+            if (!p) p = find(&s.values, a.field);
+            if (p) shown.push_back(*p);
         }
     }
     if (shown.empty() && s.complete) return;

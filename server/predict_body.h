@@ -62,9 +62,11 @@ struct predict_instance {
         bool complete = true;
     };
     std::optional<aggregate_source> aggregates;
-    // Served versions (arms, shadows, the chain) trained to compute an
-    // aggregate otherwise than the snapshot's (another window): each scored
-    // on its own record, with its own values (those it computes otherwise).
+    // The entity's experiment arm, when it was trained to compute an
+    // aggregate otherwise than the snapshot (another window, or a field live
+    // does not compute): scored on its own record, with its own values
+    // (those it computes otherwise). A shadow reads its own after the
+    // answer (read_own_values); the chain's are not read.
     struct version_values {
         std::int64_t version = 0;
         ml::raw_record record;
@@ -160,15 +162,10 @@ bool needs_own_values(const ml::model_serving& m, const ml::loaded_version& v,
 // `in`'s record for a version computing `specs` otherwise than `snapshot`
 // (the snapshot's aggregates): their values read for its entity at its
 // moment, for the fields computed_for it. None when nothing is to compute;
-// `complete` false when `reader` ran out of time.
-struct own_record {
-    predict_instance::version_values values;
-    bool complete = true;
-};
-result<std::optional<own_record>> read_own_values(stored_feature_reader& reader,
-                                                  const std::vector<ml::aggregate_spec>& snapshot,
-                                                  const std::vector<ml::aggregate_spec>& specs,
-                                                  std::int64_t version, const predict_instance& in);
+// `reader.cut` says when it ran out of time.
+result<std::optional<predict_instance::version_values>> read_own_values(
+    stored_feature_reader& reader, const std::vector<ml::aggregate_spec>& snapshot,
+    const std::vector<ml::aggregate_spec>& specs, std::int64_t version, const predict_instance& in);
 
 // The member "aggregates": the moment they were computed at and each
 // computed field's value (null: none, imputed).

@@ -223,7 +223,7 @@ http_response post_model_predict(app& a, const http_request& req) {
     stored.started = started;
     auto parsed = parse_predict_body(*m, req.body, error_instance, &stored);
     stored.lease.reset();
-    if (parsed && !m->definition.aggregates.empty()) {
+    if (parsed && (!m->definition.aggregates.empty() || !m->own_aggregates.empty())) {
         std::uint64_t complete = 0, cut = 0;
         for (const auto& in : parsed->instances) {
             if (in.aggregates) ++(in.aggregates->complete ? complete : cut);
@@ -589,8 +589,7 @@ http_response post_model_predict(app& a, const http_request& req) {
             a.predict_pool().submit(
                 [version = arm.version, shared = share(), arm_name = arm.name, model_name = m->name,
                  log, ids = shadow_ids, answered_at, shadow_by, own_specs = std::move(own_specs),
-                 snapshot = m->definition.aggregates, readers = &a.readers(),
-                 metrics = &a.metrics()] {
+                 model = m, readers = &a.readers(), metrics = &a.metrics()] {
                     leased_reader reader(*readers);
                     reader.until = shadow_by;
                     // Its reads are counted with the requests' (whenever it ends).
@@ -615,12 +614,12 @@ http_response post_model_predict(app& a, const http_request& req) {
                             log->count_dropped(1);
                             continue;
                         }
-                        std::optional<own_record> own;
+                        std::optional<predict_instance::version_values> own;
                         if (!own_specs.empty()) {
-                            auto read = read_own_values(reader, snapshot, own_specs,
-                                                        version->version, inst);
-                            if (read && *read) ++((*read)->complete ? reads.whole : reads.cut);
-                            if (!read || (*read && !(*read)->complete)) {
+                            auto read = read_own_values(reader, model->definition.aggregates,
+                                                        own_specs, version->version, inst);
+                            if (read && *read) ++(reader.cut ? reads.cut : reads.whole);
+                            if (!read || (*read && reader.cut)) {
                                 log->count_dropped(1);
                                 continue;
                             }
@@ -641,7 +640,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                         // Counted as a served version's are, so that the supervisor
                         // takes a failing shadow out of service too.
                         version->counters.requests.fetch_add(1, std::memory_order_relaxed);
-                        const auto& rec = own ? own->values.record : inst.record;
+                        const auto& rec = own ? own->record : inst.record;
                         if (version->drift) version->drift->observe(rec);
                         try {
                             ml::answer sa = ml::predict_with(*version, rec);

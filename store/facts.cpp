@@ -226,6 +226,18 @@ result<std::optional<fact>> get_fact(connection& conn, std::int64_t id) {
     }
 }
 
+const standing_walk entity_standing_walks[2] = {
+    {"FROM facts f WHERE f.stream = ?1 AND f.entity = ?2"
+     " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
+     " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)",
+     "f.event_time", "f.id"},
+    {"FROM facts f INDEXED BY facts_corrections_by_stream_entity"
+     " JOIN fact_origins o ON o.fact = f.id"
+     " WHERE f.stream = ?1 AND f.entity = ?2 AND f.corrects IS NOT NULL"
+     " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
+     " AND newer.fact > f.id)",
+     "o.origin_time", "o.origin"}};
+
 result<std::optional<fact>> fact_as_of(connection& conn, const std::string& stream,
                                        const std::string& entity, micros at,
                                        const std::vector<std::string>& any_of_fields) {
@@ -238,37 +250,23 @@ result<std::optional<fact>> fact_as_of(connection& conn, const std::string& stre
             }
             return out.empty() ? out : out + ")";
         };
-        // The newer of two lookups: the facts that correct nothing, walking
-        // the stream-entity-time index from `at` back to the first that
-        // stands, and the entity's corrections (few), by their chain's time.
-        // One query over both, ordered by the chain's time, read and sorted
-        // every fact of the entity: 7.8 ms at 10,000 facts. Cached: on the
-        // predict path, a preparation cost more than the lookup.
+        // The newer of the two walks' latest standing fact (one query over
+        // both, ordered by the chain's time, read and sorted every fact of
+        // the entity: 7.8 ms at 10,000 facts). Cached: on the predict path,
+        // a preparation cost more than the lookup.
         const std::string columns =
             "f.id, f.idempotency_key, f.stream, f.entity, f.event_time, f.ingest_time, f.data,"
             " f.corrects";
-        statement& plain = conn.cached(
-            "SELECT " + columns +
-            ", f.event_time, f.id FROM facts f"
-            " WHERE f.stream = ?1 AND f.entity = ?2 AND f.event_time <= ?3"
-            " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = f.id)"
-            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = f.id)" +
-            holds("f") + " ORDER BY f.event_time DESC, f.id DESC LIMIT 1");
-        // The entity's corrections through their own index (migration
-        // 0018): walking the stream's by time and keeping the entity's
-        // scanned every other entity's corrections first.
-        statement& corrected = conn.cached(
-            "SELECT " + columns +
-            ", o.origin_time, o.origin FROM facts f INDEXED BY facts_corrections_by_stream_entity"
-            " JOIN fact_origins o ON o.fact = f.id"
-            " WHERE f.stream = ?1 AND f.entity = ?2 AND f.corrects IS NOT NULL"
-            " AND o.origin_time <= ?3"
-            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
-            " AND newer.fact > f.id)" +
-            holds("f") + " ORDER BY o.origin_time DESC, o.origin DESC, f.id DESC LIMIT 1");
+        std::vector<statement*> walks;
+        for (const standing_walk& w : entity_standing_walks) {
+            walks.push_back(&conn.cached("SELECT " + columns + ", " + w.time + ", " + w.chain +
+                                         " " + w.from_where + " AND " + w.time + " <= ?3" +
+                                         holds("f") + " ORDER BY " + w.time + " DESC, " + w.chain +
+                                         " DESC, f.id DESC LIMIT 1"));
+        }
         std::optional<fact> best;
         std::tuple<micros, std::int64_t, std::int64_t> best_key{};
-        for (statement* st : {&plain, &corrected}) {
+        for (statement* st : walks) {
             st->bind(1, stream).bind(2, entity).bind(3, at);
             for (std::size_t i = 0; i < any_of_fields.size(); ++i)
                 st->bind(static_cast<int>(4 + i), "$.\"" + any_of_fields[i] + "\"");

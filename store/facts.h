@@ -166,6 +166,21 @@ std::string origin_time_sql(std::string_view alias);
 result<field_total> total_field(connection& conn, const fact_query& range,
                                 const std::string& field);
 
+// An entity's standing facts in a stream, read as two index walks (?1 the
+// stream, ?2 the entity; facts under alias `f`): those that correct
+// nothing, on the stream-entity-time index, and the entity's corrections,
+// on theirs (migration 0018; walking the stream's corrections by time and
+// keeping the entity's scanned every other entity's first). `from_where`
+// is "FROM ... WHERE ..."; `time` is the effective time (a correction's:
+// its chain's) and `chain` the chain's first fact, as SQL expressions.
+// Callers add a time bound on `time`, their columns and order.
+struct standing_walk {
+    const char* from_where;
+    const char* time;
+    const char* chain;
+};
+extern const standing_walk entity_standing_walks[2];
+
 // The fact a point-in-time read takes for an entity at `at`: of the
 // entity's facts in `stream` that stand (corrections applied), the one
 // with the latest effective time not after `at` (ties: the newer chain,

@@ -191,6 +191,10 @@ class AggregateTest(AggregateData, SharedServerCase):
             "x1": 0.5, "orders_7d": 9, "spend_30d": 35.0, "biggest_30d": 25.0,
             "last_amount": 10.0}})
         self.assertAlmostEqual(p["prediction"], want["prediction"], places=6)
+        # A value of the wrong type sent for one: refused, naming it.
+        r = self.c.post_json("/v1/models/%s/predict" % self.name,
+                             {"entity": entity, "features": {"x1": 0.5, "orders_7d": "many"}})
+        self.assertErrorShape(r, 400, field="features.orders_7d")
         # An entity with no orders: counts and sums are 0, the rest imputed.
         p = predict(self, self.c, self.name, {"entity": "nobody", "features": {"x1": 0.5}})
         self.assertEqual(p["aggregates"]["values"], {

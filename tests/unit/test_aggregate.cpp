@@ -253,6 +253,13 @@ TEST_CASE("training set: aggregates at each example's feature fact, as serving c
         REQUIRE(served);
         CHECK(*served == std::get<double>(u1.features.at(a.field)));
     }
+    // "aggregate": null is no aggregate: the field is read from facts.
+    auto plain = parse_definition(R"({"task": "regression", "features_from": "users",
+        "label": {"stream": "churn", "field": "y"},
+        "features": [{"field": "x", "aggregate": null}]})");
+    REQUIRE(plain.errors.empty());
+    CHECK(plain.definition.aggregates.empty());
+    CHECK(canonical_definition_json(plain.definition).find("aggregate") == std::string::npos);
     // The canonical definition keeps them; read back, it is the same.
     auto again = parse_definition(canonical_definition_json(d));
     REQUIRE(again.errors.empty());
