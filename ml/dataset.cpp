@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ml/hash.h"
+#include "store/time_util.h"
 
 namespace kennel::ml {
 namespace {
@@ -206,6 +207,23 @@ bool holdout_of(std::string_view entity, double share) {
 std::string holdout_rule(double share) {
     const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
     return "fmix64(fnv1a64(entity)) / 2^64 < " + format_number(s);
+}
+
+std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share) {
+    if (times.empty()) return std::nullopt;
+    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    const auto n = times.size();
+    const auto k = std::clamp<std::size_t>(
+        static_cast<std::size_t>(std::llround(s * static_cast<double>(n))), 1, n);
+    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(n - k),
+                     times.end());
+    return times[n - k];
+}
+
+std::string holdout_time_rule(std::int64_t from, double share) {
+    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    return "label time >= " + format_rfc3339(from) + " (the newest " + format_number(s) +
+           " of the labels)";
 }
 
 }  // namespace kennel::ml

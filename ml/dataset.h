@@ -73,4 +73,20 @@ bool holdout_of(std::string_view entity, double share);
 // "fmix64(fnv1a64(entity)) / 2^64 < 0.2".
 std::string holdout_rule(double share);
 
+// How a definition chooses its holdout: by a hash of the entity (every
+// entity on one side, whatever its time), or by time (the newest labels,
+// so that the holdout asks how the model does on data newer than any it
+// learned from: trends and drift show, where a random split hides them).
+enum class split_by { entity, time };
+
+// The holdout by time: the earliest label time on the holdout side, so that
+// the newest `share` of `times` (rounded, at least one) are at or after it.
+// Labels at that very time all go to the holdout, which may then hold a
+// little more than its share. None for no times.
+std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share);
+
+// The rule a time split applies, to store with a model version, e.g.
+// "label time >= 2026-11-20T10:00:00Z (the newest 0.2 of the labels)".
+std::string holdout_time_rule(std::int64_t from, double share);
+
 }  // namespace kennel::ml

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ml/aggregate.h"
+#include "ml/dataset.h"
 #include "ml/features.h"
 #include "ml/trainers.h"
 #include "ml/value.h"
@@ -83,7 +84,8 @@ struct model_definition {
     std::string algorithm = "auto";  // "auto" or an algorithm name
     train_params params;
     double search_budget_seconds = 20;
-    double holdout = 0.2;
+    double holdout = 0.2;  // its share of the labelled rows
+    split_by holdout_by = split_by::entity;
     std::size_t max_classes = 50;
     retrain_policy retrain;
     promotion_policy promotion;

@@ -385,7 +385,25 @@ parsed_definition parse_definition(const std::string& text) {
             r.number(*s, "search", "budget_seconds", d.search_budget_seconds, 1, 86400);
         }
     }
-    r.number(j, "", "holdout", d.holdout, 0.05, 0.9);
+    // A share (by entity), or {"share", "by": "entity" | "time"}.
+    if (auto h = j.find("holdout"); h != j.end() && h->is_object()) {
+        r.only(*h, "holdout", {"share", "by"});
+        r.number(*h, "holdout", "share", d.holdout, 0.05, 0.9);
+        std::string by;
+        if (r.string(*h, "holdout", "by", by, false)) {
+            if (by == "time") {
+                d.holdout_by = ml::split_by::time;
+            } else if (by != "entity") {
+                r.error("holdout.by", "must be \"entity\" or \"time\"");
+            }
+        }
+    } else if (h != j.end() && !h->is_null() && !h->is_number()) {
+        r.error("holdout",
+                "must be a number (a share like 0.2) or an object like {\"share\": 0.2, \"by\": "
+                "\"time\"}");
+    } else {
+        r.number(j, "", "holdout", d.holdout, 0.05, 0.9);
+    }
     r.integer(j, "", "max_classes", d.max_classes, 2, 1000);
     if (auto rt = j.find("retrain"); rt != j.end() && !rt->is_null()) {
         if (rt->is_string() && rt->get<std::string>() == "manual") {
@@ -587,7 +605,10 @@ std::string canonical_definition_json(const ml::model_definition& d) {
           {"max_kernel_rows", p.max_kernel_rows},
           {"max_iterations", p.max_iterations}}},
         {"search", {{"budget_seconds", d.search_budget_seconds}}},
-        {"holdout", d.holdout},
+        // A split by entity keeps its plain share: definitions written before
+        // time splits read back as they were.
+        {"holdout", d.holdout_by == ml::split_by::time ? json{{"share", d.holdout}, {"by", "time"}}
+                                                       : json(d.holdout)},
         {"max_classes", d.max_classes},
         {"retrain", retrain.empty() ? json("manual") : retrain},
         {"promotion",

@@ -21,6 +21,7 @@
 #include "store/facts.h"
 #include "store/registry.h"
 #include "store/sha256.h"
+#include "store/time_util.h"
 
 namespace kennel::ml {
 namespace {
@@ -70,6 +71,16 @@ std::string write_file(const std::string& path, const std::string& bytes) {
     out.close();
     if (out) return {};
     return "cannot write " + path + ": " + (errno ? std::strerror(errno) : "unknown error");
+}
+
+// A version's holdout cut when it split by time (its snapshot's
+// "holdout_from"); none for a split by entity or an older snapshot.
+std::optional<std::int64_t> snapshot_holdout_from(const std::string& snapshot) {
+    const json j = json::parse(snapshot, nullptr, false);
+    if (!j.is_object()) return std::nullopt;
+    auto it = j.find("holdout_from");
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    return parse_rfc3339(it->get<std::string>());
 }
 
 int fail(const std::string& out_dir, const status& s) {
@@ -180,10 +191,14 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     live_aggregates = aggregates_in_features(row->features);
                     live.artifact = std::make_shared<const model_artifact>(std::move(*art));
                     has_live = true;
-                    // Its holdout share: the gate compares on rows it did not train on.
-                    if (auto live_rev = get_revision(conn, job->model, row->revision)) {
+                    // Its holdout: the gate compares on rows it did not train
+                    // on. A split by time kept its cut in the snapshot.
+                    live.holdout_from = snapshot_holdout_from(row->snapshot);
+                    if (auto live_rev = get_revision(conn, job->model, row->revision);
+                        live_rev && !live.holdout_from) {
                         parsed_definition lp = parse_definition(live_rev->definition);
-                        if (lp.errors.empty()) live.holdout = lp.definition.holdout;
+                        if (lp.errors.empty() && lp.definition.holdout_by == split_by::entity)
+                            live.holdout = lp.definition.holdout;
                     }
                 } else {
                     emit({{"log", "warn"},
@@ -281,6 +296,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"labelled_entities", data->labelled_entities},
               {"without_features", data->without_features},
               {"split_rule", outcome->split_rule},
+              {"holdout_from", outcome->holdout_from ? json(format_rfc3339(*outcome->holdout_from))
+                                                     : json(nullptr)},
               {"probe_rows_verified", outcome->probe_rows}}},
             {"metrics", metrics_json(outcome->metrics)},
             {"baseline_metrics", metrics_json(outcome->baseline_metrics)},

@@ -625,6 +625,41 @@ std::vector<int> make_folds(task_kind task, const std::vector<double>& y, int fo
     return fold;
 }
 
+// Forward folds: the rows in time order, dealt into folds + 1 runs; round
+// r trains on the runs before run r + 1 and is scored on it, so that no
+// candidate is scored on rows older than some it learned from. None when
+// the rows are too few, or (classification) the earliest run lacks a class
+// the rows hold, which the first round could then never predict; `why`
+// then says which.
+std::optional<std::vector<int>> make_forward_folds(task_kind task, const std::vector<double>& y,
+                                                   const std::vector<std::int64_t>& times,
+                                                   int folds, std::string& why) {
+    const std::size_t n = y.size();
+    const auto runs = static_cast<std::size_t>(folds) + 1;
+    if (n < 2 * runs) {
+        why = std::to_string(n) + " rows are too few for " + std::to_string(runs) + " runs";
+        return std::nullopt;
+    }
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return times[a] < times[b]; });
+    std::vector<int> fold(n);
+    for (std::size_t p = 0; p < n; ++p) fold[order[p]] = static_cast<int>(p * runs / n);
+    if (task != task_kind::regression) {
+        std::set<double> all(y.begin(), y.end()), first;
+        for (std::size_t i = 0; i < n; ++i)
+            if (fold[i] == 0) first.insert(y[i]);
+        if (first.size() < all.size()) {
+            why = "the earliest " + std::to_string(n / runs) + " rows hold " +
+                  std::to_string(first.size()) + " of the " + std::to_string(all.size()) +
+                  " classes";
+            return std::nullopt;
+        }
+    }
+    return fold;
+}
+
 struct cv_context {
     task_kind task;
     const feature_rows& x;
@@ -632,6 +667,7 @@ struct cv_context {
     std::size_t num_classes;
     std::vector<int> fold;
     int folds;
+    bool forward;  // fold ids from make_forward_folds
     const train_control& control;
     std::string score_name;
     std::chrono::steady_clock::time_point start;
@@ -680,7 +716,8 @@ double cv_score(cv_context& cv, algorithm algo, const train_params& params) {
     // Progress inside a fold would drown the candidate lines; keep only
     // cancellation.
     train_control quiet{cv.control.cancelled, {}, {}};
-    for (int f = 0; f < cv.folds && failure.empty(); ++f) {
+    for (int round = 0; round < cv.folds && failure.empty(); ++round) {
+        const int f = cv.forward ? round + 1 : round;
         // The baseline always runs; anything else stops once the budget is
         // spent, so the search overruns by at most one fold's training.
         if (algo != algorithm::baseline && cv.elapsed() > cv.budget_seconds) {
@@ -693,7 +730,7 @@ double cv_score(cv_context& cv, algorithm algo, const train_params& params) {
             if (cv.fold[i] == f) {
                 test_x.push_back(cv.x[i]);
                 test_y.push_back(cv.y[i]);
-            } else {
+            } else if (!cv.forward || cv.fold[i] < f) {
                 train_x.push_back(cv.x[i]);
                 train_y.push_back(cv.y[i]);
             }
@@ -703,13 +740,15 @@ double cv_score(cv_context& cv, algorithm algo, const train_params& params) {
         // spent ran on to the job's deadline and kept nothing. One tree is
         // timed first (Dlib grows the trees alike), and a forest whose fold
         // would end past the budget is not started.
-        if (algo == algorithm::forest && f == 0 && params.num_trees > 1) {
+        if (algo == algorithm::forest && round == 0 && params.num_trees > 1) {
             train_params one = params;
             one.num_trees = 1;
             const double t0 = cv.elapsed();
             auto probe = train(cv.task, algo, one, train_x, train_y, cv.num_classes, quiet);
             const double tree_seconds = cv.elapsed() - t0;
-            const double fold_seconds = tree_seconds * static_cast<double>(params.num_trees);
+            // Forward folds grow: the last trains on `folds` runs, this one on one.
+            const double fold_seconds =
+                tree_seconds * static_cast<double>(params.num_trees) * (cv.forward ? cv.folds : 1);
             if (probe && cv.elapsed() + fold_seconds > cv.budget_seconds) {
                 // The other candidates (the kernel's rows are capped) may fit.
                 cv.too_slow.insert(algo);
@@ -794,7 +833,8 @@ void run_global_search(F&& objective, const std::vector<double>& lower,
 result<search_result> auto_search(task_kind task, const feature_rows& x,
                                   const std::vector<double>& y, std::size_t num_classes,
                                   double time_budget_seconds, const train_control& control,
-                                  const train_params& base) {
+                                  const train_params& base,
+                                  const std::vector<std::int64_t>& times) {
     if (auto st = validate_params(base); !st) return st;
     if (auto st = check_inputs(task, x, y, num_classes); !st) return st;
     if (!(time_budget_seconds > 0) || !std::isfinite(time_budget_seconds))
@@ -807,12 +847,23 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
 
     search_result out;
     out.score_name = task == task_kind::regression ? "neg_rmse" : "neg_log_loss";
+    std::optional<std::vector<int>> forward;
+    std::string not_forward;
+    if (!times.empty()) {
+        if (times.size() != y.size()) return invalid("times", "one time per row");
+        forward = make_forward_folds(task, y, times, folds, not_forward);
+        if (!forward) {
+            report(control, 0.0, "auto: folds drawn at random, not in time order: " + not_forward);
+        }
+    }
+    const bool in_time = forward.has_value();
     cv_context cv{task,
                   x,
                   y,
                   num_classes,
-                  make_folds(task, y, folds),
+                  in_time ? std::move(*forward) : make_folds(task, y, folds),
                   folds,
+                  in_time,
                   control,
                   out.score_name,
                   std::chrono::steady_clock::now(),
@@ -822,9 +873,10 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
                   {}};
     const double default_gamma = scale_gamma(x);
     report(control, 0.0,
-           "auto: " + std::to_string(folds) + "-fold cross-validation on " +
-               std::to_string(x.size()) + " rows, scoring " + out.score_name + ", budget " +
-               fmt(time_budget_seconds) + " s");
+           "auto: " + std::to_string(folds) + "-fold cross-validation" +
+               (in_time ? " forward in time (each fold trained on the rows before it)" : "") +
+               " on " + std::to_string(x.size()) + " rows, scoring " + out.score_name +
+               ", budget " + fmt(time_budget_seconds) + " s");
     auto remaining = [&] { return time_budget_seconds - cv.elapsed(); };
     auto time_share = [&](double share) {
         const double s = std::max(0.0, std::min(remaining(), share * time_budget_seconds));

@@ -153,10 +153,15 @@ struct search_result {
 // (tuning log c and log gamma) with dlib::find_max_global, each bounded by a
 // number of calls and its share of time_budget_seconds. base supplies the
 // settings that are not searched (threads, num_trees, max_kernel_rows, ...).
-// Every candidate is reported through control.progress.
+// Every candidate is reported through control.progress. Given the rows'
+// times (a holdout by time), the folds go forward in time: the rows in time
+// order in four runs, each of the last three scored by a fit on the runs
+// before it; at random, as without times, when the earliest run lacks a
+// class or the rows are fewer than eight (reported).
 result<search_result> auto_search(task_kind task, const feature_rows& x,
                                   const std::vector<double>& y, std::size_t num_classes,
                                   double time_budget_seconds, const train_control& control = {},
-                                  const train_params& base = {});
+                                  const train_params& base = {},
+                                  const std::vector<std::int64_t>& times = {});
 
 }  // namespace kennel::ml

@@ -10,6 +10,7 @@
 #include "ml/dataset.h"
 #include "ml/explain.h"
 #include "ml/hash.h"
+#include "store/time_util.h"
 
 namespace kennel::ml {
 namespace {
@@ -124,6 +125,12 @@ struct live_score {
     std::string first_failure;
 };
 
+// How live's holdout was chosen, for the log and errors.
+std::string live_holdout_words(const live_reference& ref) {
+    return ref.holdout_from ? "its holdout began at label time " + format_rfc3339(*ref.holdout_from)
+                            : "its holdout share was " + fmt(ref.holdout.value_or(0));
+}
+
 result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
                               const std::vector<double>& y,
@@ -149,7 +156,8 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
     for (std::size_t i = 0; i < test.size(); ++i) {
         // A larger holdout than live's takes in rows live trained on: scored
         // on those, it would look better than it is.
-        if (ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
+        if (ref.holdout_from ? test[i]->label_time < *ref.holdout_from
+                             : ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
             ++out.trained_on;
             continue;
         }
@@ -176,12 +184,11 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
         probs.push_back(std::move(mapped));
     }
     if (out.rows.empty()) {
-        return status(error_kind::failed_precondition,
-                      out.failed == 0
-                          ? "every holdout row is on its own training side (its holdout share "
-                            "was " +
-                                fmt(ref.holdout.value_or(0)) + ")"
-                          : "it answers none of the holdout rows (" + out.first_failure + ")");
+        return status(
+            error_kind::failed_precondition,
+            out.failed == 0
+                ? "every holdout row is on its own training side (" + live_holdout_words(ref) + ")"
+                : "it answers none of the holdout rows (" + out.first_failure + ")");
     }
     if (is_classification(task)) {
         auto m = evaluate_classification(scored_y, probs, classes.size());
@@ -312,22 +319,51 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                         ") and count as missing");
     }
 
-    // Split by entity hash: an entity is on one side only, the same side every run.
+    // Split by entity hash (an entity is on one side only, the same side
+    // every run), or by time (the newest labels are the holdout).
     std::vector<const training_example*> train_rows, test_rows;
-    for (const auto& ex : data.rows) {
-        (holdout_of(ex.entity, d.holdout) ? test_rows : train_rows).push_back(&ex);
+    if (d.holdout_by == split_by::time) {
+        std::vector<std::int64_t> times;
+        times.reserve(data.rows.size());
+        for (const auto& ex : data.rows) times.push_back(ex.label_time);
+        out.holdout_from = holdout_from_time(std::move(times), d.holdout);
+        for (const auto& ex : data.rows) {
+            (ex.label_time >= *out.holdout_from ? test_rows : train_rows).push_back(&ex);
+        }
+        out.split_rule = holdout_time_rule(*out.holdout_from, d.holdout);
+    } else {
+        for (const auto& ex : data.rows) {
+            (holdout_of(ex.entity, d.holdout) ? test_rows : train_rows).push_back(&ex);
+        }
+        out.split_rule = holdout_rule(d.holdout);
     }
-    out.split_rule = holdout_rule(d.holdout);
     out.train_rows = train_rows.size();
     out.test_rows = test_rows.size();
     log("info", "split " + std::to_string(data.rows.size()) + " rows: " +
                     std::to_string(train_rows.size()) + " train, " + std::to_string(test_rows.size()) +
                     " holdout (" + out.split_rule + ")");
+    // Labels sharing one time go to one side: many at the cut (a bulk
+    // import stamped alike) make a holdout far larger than asked for.
+    const double test_share =
+        static_cast<double>(test_rows.size()) / static_cast<double>(data.rows.size());
+    const std::string tied =
+        out.holdout_from
+            ? std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
+                  " labels are at or after " + format_rfc3339(*out.holdout_from) +
+                  ", the label time where the newest " + format_number(d.holdout) + " begin"
+            : std::string();
     if (train_rows.size() < min_train_rows || test_rows.size() < min_test_rows) {
         return status(error_kind::failed_precondition,
-                      "too few labelled rows: " + std::to_string(train_rows.size()) + " train and " +
-                          std::to_string(test_rows.size()) + " holdout; need at least " +
-                          std::to_string(min_train_rows) + " and " + std::to_string(min_test_rows));
+                      "too few labelled rows: " + std::to_string(train_rows.size()) +
+                          " train and " + std::to_string(test_rows.size()) +
+                          " holdout; need at least " + std::to_string(min_train_rows) + " and " +
+                          std::to_string(min_test_rows) +
+                          (tied.empty() ? "" : " (holdout by time: " + tied + ")"));
+    }
+    if (!tied.empty() && test_share > d.holdout + 0.1) {
+        log("warn", "holdout by time: " + tied +
+                        " (labels sharing a time stay on one side); the holdout is " +
+                        format_number(std::round(test_share * 1000) / 1000) + " of the rows");
     }
 
     // Labels: classes come from every row so both sides agree on indices.
@@ -462,8 +498,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             progress(0.2 + 0.5 * f, msg);
             log("info", "search: " + msg);
         };
+        // A holdout by time asks how the model does on newer data; so do the folds.
+        std::vector<std::int64_t> times;
+        if (d.holdout_by == split_by::time) {
+            times.reserve(train_rows.size());
+            for (const auto* ex : train_rows) times.push_back(ex->label_time);
+        }
         auto found = auto_search(d.task, x_train, y_train, num_classes, d.search_budget_seconds,
-                                 search_control, d.params);
+                                 search_control, d.params, times);
         if (!found) return found.error();
         algo = found->algo;
         params = found->params;
@@ -552,11 +594,11 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             out.live_metrics = lm->metrics;
             out.live_version = live->version;
             if (lm->trained_on > 0) {
-                log("info",
-                    "live version " + std::to_string(live->version) + " trained on " +
-                        std::to_string(lm->trained_on) + " of " + std::to_string(test_rows.size()) +
-                        " holdout rows (its holdout share was " + fmt(live->holdout.value_or(0)) +
-                        "); compared with it on the others only");
+                log("info", "live version " + std::to_string(live->version) + " trained on " +
+                                std::to_string(lm->trained_on) + " of " +
+                                std::to_string(test_rows.size()) + " holdout rows (" +
+                                live_holdout_words(*live) +
+                                "); compared with it on the others only");
             }
             if (lm->rows.size() < test_rows.size()) {
                 feature_rows x_sub;

@@ -29,9 +29,12 @@ namespace kennel::ml {
 struct live_reference {
     std::int64_t version = 0;
     std::shared_ptr<const model_artifact> artifact;
-    // Its definition's holdout share, when known: rows on its training side
-    // are left out of the comparison with it.
+    // Its holdout, when known: rows on its training side are left out of
+    // the comparison with it. By entity, its definition's share; by time,
+    // the earliest label time of its holdout (rows labelled before it were
+    // on its training side or could have been).
     std::optional<double> holdout;
+    std::optional<std::int64_t> holdout_from;
 };
 
 struct gate_decision {
@@ -103,6 +106,7 @@ struct training_outcome {
     gate_decision gate;
     std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
     std::string split_rule;
+    std::optional<std::int64_t> holdout_from;  // a split by time: its cut
     double fit_seconds = 0, evaluate_seconds = 0;
 };
 

@@ -1492,3 +1492,189 @@ TEST_CASE("retrain trigger: the wait after failures in a row doubles, up to an h
     CHECK(ml::automatic_job_wait(gap, 16) == 3600000000LL);
     CHECK(ml::automatic_job_wait(2 * 3600000000LL, 5) == 2 * 3600000000LL);  // never below the gap
 }
+
+// =============================================================================
+// A holdout by time
+
+TEST_CASE("holdout_from_time: the newest share, ties on the holdout side", "[training]") {
+    CHECK(holdout_from_time({5, 1, 3, 2, 4}, 0.4) == std::optional<std::int64_t>(4));
+    CHECK(holdout_from_time({5, 1, 3, 2, 4}, 0.2) == std::optional<std::int64_t>(5));
+    CHECK(holdout_from_time({5, 1, 3, 2, 4}, 0.01) ==
+          std::optional<std::int64_t>(5));  // one at least
+    CHECK(holdout_from_time({1, 2, 2, 2, 3}, 0.4) ==
+          std::optional<std::int64_t>(2));  // 4 of 5 then
+    CHECK(holdout_from_time({7, 7, 7}, 0.2) == std::optional<std::int64_t>(7));
+    CHECK_FALSE(holdout_from_time({}, 0.2).has_value());
+    CHECK(holdout_time_rule(1'700'000'000'000'000, 0.2) ==
+          "label time >= 2023-11-14T22:13:20Z (the newest 0.2 of the labels)");
+}
+
+namespace {
+
+// synthetic_set's rows labelled a second apart, in a shuffled order; the
+// newest `flipped` have their regression target negated (the world changed).
+training_set timed_set(int n, int flipped) {
+    auto s = synthetic_set(task_kind::regression, n, 45);
+    constexpr std::int64_t start = 1'700'000'000'000'000;
+    for (int i = 0; i < n; ++i) {
+        auto& ex = s.rows[static_cast<std::size_t>(i)];
+        ex.label_time = start + 1'000'000LL * i;
+        if (i >= n - flipped) ex.label = -std::get<double>(ex.label);
+    }
+    std::mt19937_64 engine(3);
+    std::shuffle(s.rows.begin(), s.rows.end(), engine);
+    return s;
+}
+
+model_definition by_time(double share = 0.2) {
+    auto d = xy_definition(task_kind::regression);
+    d.holdout = share;
+    d.holdout_by = split_by::time;
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("train_model: a holdout by time is the newest labels", "[training]") {
+    constexpr std::int64_t start = 1'700'000'000'000'000;
+    // The newest 60 of 300 labels come from a changed world: a random holdout
+    // would mix them with the rest; the newest labels are exactly those.
+    const auto data = timed_set(300, 60);
+    std::vector<std::string> log;
+    training_hooks hooks;
+    hooks.log = [&log](const std::string& level, const std::string& m) {
+        log.push_back(level + ": " + m);
+    };
+    auto out = train_model(by_time(), data, nullptr, hooks);
+    REQUIRE(out);
+    CHECK(out->test_rows == 60);
+    CHECK(out->train_rows == 240);
+    CHECK(out->holdout_from == std::optional<std::int64_t>(start + 240'000'000));
+    CHECK(out->split_rule == "label time >= 2023-11-14T22:17:20Z (the newest 0.2 of the labels)");
+    CHECK(out->metrics.get("r2") < -2.0);  // it learned the old world only
+    CHECK_FALSE(out->gate.passed);
+
+    SECTION("the entity split of the same rows hides the change in its training side") {
+        auto mixed = train_model(xy_definition(task_kind::regression), data, nullptr, {});
+        REQUIRE(mixed);
+        CHECK_FALSE(mixed->holdout_from.has_value());
+        CHECK(mixed->metrics.get("r2") > out->metrics.get("r2") + 1);
+    }
+    SECTION("labels sharing the cut's time all go to the holdout, which the log says") {
+        auto tied = data;
+        for (auto& ex : tied.rows) ex.label_time = std::min(ex.label_time, start + 150'000'000);
+        log.clear();
+        auto t = train_model(by_time(), tied, nullptr, hooks);
+        REQUIRE(t);
+        CHECK(t->test_rows == 150);
+        bool said = false;
+        for (const auto& l : log) {
+            said = said || l == "warn: holdout by time: 150 of the 300 labels are at or after "
+                                "2023-11-14T22:15:50Z, the label time where the newest 0.2 begin "
+                                "(labels sharing a time stay on one side); the holdout is 0.5 "
+                                "of the rows";
+        }
+        CHECK(said);
+    }
+    SECTION("labels all at one time cannot be split by time, and the job says why") {
+        auto flat = data;
+        for (auto& ex : flat.rows) ex.label_time = start;
+        auto t = train_model(by_time(), flat, nullptr, {});
+        REQUIRE_FALSE(t);
+        CHECK(t.error().message() ==
+              "too few labelled rows: 0 train and 300 holdout; need at least 10 and 3 (holdout by "
+              "time: 300 of the 300 labels are at or after 2023-11-14T22:13:20Z, the label time "
+              "where the newest 0.2 begin)");
+    }
+}
+
+TEST_CASE("train_model: a live version split by time is compared on rows after its cut",
+          "[training]") {
+    constexpr std::int64_t start = 1'700'000'000'000'000;
+    const auto data = timed_set(300, 0);
+    auto first = train_model(by_time(), data, nullptr, {});
+    REQUIRE(first);
+    auto art = load_artifact(first->artifact);
+    REQUIRE(art);
+    live_reference live;
+    live.version = 3;
+    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+    std::vector<std::string> log;
+    training_hooks hooks;
+    hooks.log = [&log](const std::string&, const std::string& m) { log.push_back(m); };
+
+    SECTION("labels before its cut were its to learn from: left out") {
+        live.holdout_from = start + 270'000'000;
+        auto second = train_model(by_time(), data, &live, hooks);
+        REQUIRE(second);
+        CHECK(second->test_rows == 60);
+        CHECK(second->live_rows == std::optional<std::size_t>(30));
+        std::string text;
+        for (const auto& l : log) text += l + "\n";
+        CHECK_THAT(text, Contains("live version 3 trained on 30 of 60 holdout rows (its holdout "
+                                  "began at label time 2023-11-14T22:17:50Z); compared with it "
+                                  "on the others only"));
+    }
+    SECTION("a holdout by entity of the same version's is left alone when it split by time") {
+        live.holdout = 0.2;
+        live.holdout_from = start;  // every row at or after it
+        auto second = train_model(xy_definition(task_kind::regression), data, &live, hooks);
+        REQUIRE(second);
+        CHECK_FALSE(second->live_rows.has_value());  // every holdout row compared
+        CHECK(second->live_metrics.has_value());
+    }
+    SECTION("its cut after every row: nothing to compare on, said") {
+        live.holdout_from = start + 1'000'000'000;
+        auto second = train_model(by_time(), data, &live, hooks);
+        REQUIRE(second);
+        CHECK_FALSE(second->live_metrics.has_value());
+        std::string text;
+        for (const auto& l : log) text += l + "\n";
+        CHECK_THAT(text, Contains("every holdout row is on its own training side (its holdout "
+                                  "began at label time 2023-11-14T22:30:00Z)"));
+    }
+}
+
+TEST_CASE("definitions: a holdout by time", "[definition]") {
+    auto parse = [](const std::string& holdout) {
+        return parse_definition(
+            R"({"task":"regression","features_from":"p","label":{"stream":"l","field":"y"},)"
+            R"("features":[{"field":"x"}],"holdout":)" +
+            holdout + "}");
+    };
+    auto ok = parse(R"({"share": 0.3, "by": "time"})");
+    REQUIRE(ok.errors.empty());
+    CHECK(ok.definition.holdout == 0.3);
+    CHECK(ok.definition.holdout_by == split_by::time);
+    const auto canonical = json::parse(canonical_definition_json(ok.definition));
+    CHECK(canonical["holdout"] == json{{"share", 0.3}, {"by", "time"}});
+    CHECK(parse_definition(canonical.dump()).definition.holdout_by == split_by::time);
+
+    auto defaults = parse(R"({"by": "time"})");
+    REQUIRE(defaults.errors.empty());
+    CHECK(defaults.definition.holdout == 0.2);
+    // By entity, the share alone, as definitions always read.
+    auto entity = parse(R"({"share": 0.25, "by": "entity"})");
+    REQUIRE(entity.errors.empty());
+    CHECK(entity.definition.holdout_by == split_by::entity);
+    CHECK(json::parse(canonical_definition_json(entity.definition))["holdout"] == json(0.25));
+    CHECK(parse("0.25").definition.holdout_by == split_by::entity);
+
+    auto one_error = [&](const std::string& holdout) {
+        auto p = parse(holdout);
+        REQUIRE(p.errors.size() == 1);
+        return p.errors.front().field + ": " + p.errors.front().message;
+    };
+    CHECK(one_error(R"({"by": "label"})") == R"(holdout.by: must be "entity" or "time")");
+    CHECK(one_error(R"({"by": 1})") == "holdout.by: must be a non-empty string");
+    CHECK(one_error(R"({"share": 0.95, "by": "time"})") ==
+          "holdout.share: must be between 0.05 and 0.9");
+    CHECK(one_error(R"({"share": "0.2"})") == "holdout.share: must be a number");
+    CHECK(one_error(R"({"by": "time", "column": "t"})") == "holdout.column: unknown field");
+    CHECK(
+        one_error(R"("time")") ==
+        R"(holdout: must be a number (a share like 0.2) or an object like {"share": 0.2, "by": "time"})");
+    CHECK(
+        one_error("[0.2]") ==
+        R"(holdout: must be a number (a share like 0.2) or an object like {"share": 0.2, "by": "time"})");
+}
