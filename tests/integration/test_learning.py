@@ -526,6 +526,91 @@ class TrainingSetTest(SharedServerCase):
         self.assertGreater(a["probe_rows_verified"], 0, a)
 
 
+class TimeHoldoutTest(SharedServerCase):
+    """"holdout": {"share", "by": "time"}: the newest labels are the holdout."""
+
+    def test_the_newest_labels_are_the_holdout_and_live_is_compared_after_its_cut(self):
+        rows = synthetic("regression", 250, seed=21)
+        f, l = uid("feat"), uid("lab")
+        # Labels a second apart from 11:00:00: the newest 40 of 200 from 11:02:40.
+        load_rows(self, self.c, f, l, rows[:200])
+        name = uid("by-time")
+        d = definition("regression", f, l, algorithm="auto", search={"budget_seconds": 3},
+                       holdout={"share": 0.2, "by": "time"})
+        put_model(self, self.c, name, d, expect=(201,))
+        self.assertEqual(self.c.get("/v1/models/" + name).json()["definition"]["holdout"],
+                         {"share": 0.2, "by": "time"})
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 1), j)
+        snap = get_version(self, self.c, name, 1)["snapshot"]
+        self.assertEqual(snap["split_rule"],
+                         "label time >= 2026-11-20T11:02:40Z (the newest 0.2 of the labels)", snap)
+        self.assertEqual(snap["holdout_from"], "2026-11-20T11:02:40Z", snap)
+        self.assertEqual((snap["train_rows"], snap["test_rows"]), (160, 40), snap)
+        self.assertIn("3-fold cross-validation forward in time (each fold trained on the rows "
+                      "before it) on 160 rows", log_text(j))
+
+        # 50 newer labels, and a holdout of 0.4: the newest 100 of 250, of
+        # which the 10 labelled from 11:02:30 to 11:02:39 were live's to train on.
+        load_rows(self, self.c, f, l, rows[200:], feature_hours=1.5, label_hours=2.0)
+        put_model(self, self.c, name, dict(d, algorithm="linear",
+                                           holdout={"share": 0.4, "by": "time"}))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        v2 = get_version(self, self.c, name, 2)
+        self.assertEqual(v2["snapshot"]["holdout_from"], "2026-11-20T11:02:30Z", v2["snapshot"])
+        self.assertEqual(v2["snapshot"]["test_rows"], 100, v2["snapshot"])
+        gate = v2["gate"]
+        self.assertEqual(gate["live_version"], 1, gate)
+        self.assertEqual(gate["live_rows"], 90, gate)
+        self.assertIn("live version 1 trained on 10 of 100 holdout rows (its holdout began at "
+                      "label time 2026-11-20T11:02:40Z); compared with it on the others only",
+                      log_text(j))
+
+        # An entity split's snapshot says it has no cut.
+        put_model(self, self.c, name, dict(d, algorithm="linear", holdout=0.2))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", j)
+        snap = get_version(self, self.c, name, j["version"])["snapshot"]
+        self.assertIsNone(snap["holdout_from"], snap)
+        self.assertEqual(snap["split_rule"], "fmix64(fnv1a64(entity)) / 2^64 < 0.2", snap)
+
+    def test_a_holdout_written_wrong_is_a_400_naming_it(self):
+        f, l, _ = self.streams(synthetic("regression", 20, seed=23))
+        d = definition("regression", f, l)
+        cases = [({"share": 0.2, "by": "label"}, ["holdout.by"]),
+                 ({"share": 1.5, "by": "time"}, ["holdout.share"]),
+                 ({"by": "time", "column": "t"}, ["holdout.column"]),
+                 ("time", ["holdout"]),
+                 ([0.2], ["holdout"])]
+        for holdout, fields in cases:
+            with self.subTest(holdout=holdout):
+                r = self.c.request("PUT", "/v1/models/" + uid("bad-holdout"),
+                                   json_body=dict(d, holdout=holdout))
+                msgs = assert_definition_errors(self, r, fields)
+                if fields == ["holdout.by"]:
+                    self.assertEqual(msgs["holdout.by"], 'must be "entity" or "time"')
+
+    def test_labels_all_at_one_time_cannot_be_split_by_time(self):
+        rows = synthetic("regression", 60, seed=22)
+        f, l = uid("feat"), uid("lab")
+        facts = []
+        for e, data, y in rows:
+            facts.append(fact(f, e, data, time_=at(0)))
+            facts.append(fact(l, e, {"y": y}, time_=at(1)))  # a bulk import, stamped alike
+        post_facts(self, self.c, facts)
+        name = uid("by-time-flat")
+        put_model(self, self.c, name, definition("regression", f, l,
+                                                 holdout={"by": "time"}), expect=(201,))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertEqual(j["error"],
+                         "too few labelled rows: 0 train and 60 holdout; need at least 10 and 3 "
+                         "(holdout by time: 60 of the 60 labels are at or after "
+                         "2026-11-20T11:00:00Z, the label time where the newest 0.2 begin)", j)
+        self.assertEqual(self.c.get("/healthz").status, 200)
+
+
 # --------------------------------------------------------- training runs
 
 class TrainingTest(SharedServerCase):
