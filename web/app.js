@@ -1561,7 +1561,7 @@
     const sa = a.snapshot || {}, sb = b.snapshot || {};
     const sameHoldout = sa.split_rule === sb.split_rule && sa.max_fact_id === sb.max_fact_id;
     return [
-      h('p.muted.small', null, 'The holdout is chosen by a hash of the entity: ',
+      h('p.muted.small', null, 'The holdout is chosen by the split rule (a hash of the entity, or the newest labels by time): ',
         sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
           : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
       h('div.table-wrap', { 'data-scrolls': `v${a.version} beside v${b.version}` }, h('table.compare', null,

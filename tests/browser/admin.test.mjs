@@ -522,6 +522,10 @@ step('disable and enable a version', async () => {
     (await page.inputValue('select[data-compare="0"]')) === second &&
     (await page.inputValue('select[data-compare="1"]')) === first, WAIT);
   assert.equal((await focused()).label, 'Second version');
+  // How each version's holdout was chosen, and the words under the table.
+  const splitRow = page.locator('table.compare tr', { hasText: 'split rule' });
+  assert.match(await splitRow.textContent(), /fmix64\(fnv1a64\(entity\)\) \/ 2\^64 < 0\.\d+/);
+  await visible(page.locator('p', { hasText: 'The holdout is chosen by the split rule (a hash of the entity, or the newest labels by time)' }));
   await page.click(`${row} button[data-action="disable"]`);
   await confirmDialog('browser test: disable');
   await visible(page.locator('#flash .alert.success', { hasText: `Disabled likes v${notLive.version}` }));
