@@ -215,15 +215,26 @@ std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, d
     const auto n = times.size();
     const auto k = std::clamp<std::size_t>(
         static_cast<std::size_t>(std::llround(s * static_cast<double>(n))), 1, n);
-    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(n - k),
-                     times.end());
-    return times[n - k];
+    std::sort(times.begin(), times.end());
+    // Rows at one time stay on one side: the cut is at the k-th newest
+    // time (its ties join the holdout) or at the next time after it (they
+    // join training), whichever holdout comes closer to k rows; of two as
+    // close, the larger, unless it would leave nothing to train on.
+    const std::int64_t at = times[n - k];
+    const auto first_at =
+        static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), at) - times.begin());
+    const auto after = std::upper_bound(times.begin(), times.end(), at);
+    if (after == times.end()) return at;
+    const std::size_t with_ties = n - first_at;
+    const auto without = static_cast<std::size_t>(times.end() - after);
+    const bool closer = k - without < with_ties - k;
+    return closer || first_at == 0 ? *after : at;
 }
 
 std::string holdout_time_rule(std::int64_t from, double share) {
     const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
     return "label time >= " + format_rfc3339(from) + " (the newest " + format_number(s) +
-           " of the labels)";
+           " of the labelled rows)";
 }
 
 }  // namespace kennel::ml

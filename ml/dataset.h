@@ -79,14 +79,15 @@ std::string holdout_rule(double share);
 // learned from: trends and drift show, where a random split hides them).
 enum class split_by { entity, time };
 
-// The holdout by time: the earliest label time on the holdout side, so that
-// the newest `share` of `times` (rounded, at least one) are at or after it.
-// Labels at that very time all go to the holdout, which may then hold a
-// little more than its share. None for no times.
+// The holdout by time: the earliest label time on the holdout side, chosen
+// so that the rows at or after it come closest to the newest `share` of
+// `times` (rounded, at least one). Rows at one time are on one side: of
+// two cuts as close, the larger holdout, unless it would leave no row to
+// train on. None for no times; times all equal: that time.
 std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share);
 
 // The rule a time split applies, to store with a model version, e.g.
-// "label time >= 2026-11-20T10:00:00Z (the newest 0.2 of the labels)".
+// "label time >= 2026-11-20T10:00:00Z (the newest 0.2 of the labelled rows)".
 std::string holdout_time_rule(std::int64_t from, double share);
 
 }  // namespace kennel::ml

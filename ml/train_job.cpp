@@ -262,6 +262,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             gate["live_rows"] = *outcome->live_rows;
         }
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
+        gate["live_not_compared"] =
+            outcome->live_not_compared ? json(*outcome->live_not_compared) : json(nullptr);
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;
         gate["live_move_at_start"] = marks_at_start.move;

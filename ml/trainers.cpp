@@ -627,33 +627,41 @@ std::vector<int> make_folds(task_kind task, const std::vector<double>& y, int fo
 
 // Forward folds: the rows in time order, dealt into folds + 1 runs; round
 // r trains on the runs before run r + 1 and is scored on it, so that no
-// candidate is scored on rows older than some it learned from. None when
-// the rows are too few, or (classification) the earliest run lacks a class
-// the rows hold, which the first round could then never predict; `why`
-// then says which.
+// candidate is scored on rows older than some it learned from. Rows at one
+// time come in a seeded shuffle (they arrive in entity order). None when
+// the rows are too few, or (classification) the earliest run holds fewer
+// than min_class_rows of a class the rows hold: the first round could
+// not predict it, or calibrate a kernel on it; `why` then says which.
 std::optional<std::vector<int>> make_forward_folds(task_kind task, const std::vector<double>& y,
                                                    const std::vector<std::int64_t>& times,
                                                    int folds, std::string& why) {
+    constexpr std::size_t min_class_rows = 3;
     const std::size_t n = y.size();
     const auto runs = static_cast<std::size_t>(folds) + 1;
     if (n < 2 * runs) {
         why = std::to_string(n) + " rows are too few for " + std::to_string(runs) + " runs";
         return std::nullopt;
     }
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    auto order = shuffled_rows(n, "kennel-cv-forward");
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return times[a] < times[b]; });
     std::vector<int> fold(n);
     for (std::size_t p = 0; p < n; ++p) fold[order[p]] = static_cast<int>(p * runs / n);
     if (task != task_kind::regression) {
-        std::set<double> all(y.begin(), y.end()), first;
-        for (std::size_t i = 0; i < n; ++i)
-            if (fold[i] == 0) first.insert(y[i]);
-        if (first.size() < all.size()) {
-            why = "the earliest " + std::to_string(n / runs) + " rows hold " +
-                  std::to_string(first.size()) + " of the " + std::to_string(all.size()) +
-                  " classes";
+        std::map<double, std::size_t> early;
+        std::size_t first_run = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            early.emplace(y[i], 0);
+            if (fold[i] != 0) continue;
+            ++early[y[i]];
+            ++first_run;
+        }
+        std::size_t short_classes = 0;
+        for (const auto& [cls, count] : early) short_classes += count < min_class_rows ? 1 : 0;
+        if (short_classes > 0) {
+            why = "the earliest " + std::to_string(first_run) + " rows hold fewer than " +
+                  std::to_string(min_class_rows) + " rows of " + std::to_string(short_classes) +
+                  " of the " + std::to_string(early.size()) + " classes";
             return std::nullopt;
         }
     }

@@ -103,6 +103,10 @@ struct training_outcome {
     std::optional<metric_listing> live_metrics;
     std::optional<std::int64_t> live_version;
     std::optional<std::size_t> live_rows;  // holdout rows live answered, when not all
+    // Why a live version that applies was not measured (every holdout row
+    // on its training side): the gate cannot say the candidate is better,
+    // so the auto policy leaves it to a person.
+    std::optional<std::string> live_not_compared;
     gate_decision gate;
     std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
     std::string split_rule;

@@ -154,12 +154,15 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                     out.first_fact_after_last_label = f.id;
             }
         }
-        // The latest label per entity.
+        // The latest label per entity, and the earliest one's time.
         std::map<std::string, const fact_ref*> latest_label;
+        std::unordered_map<std::string, micros> first_label;
         for (const fact_ref& f : labels.standing) {
             if (!f.has_field) continue;
             const fact_ref*& cur = latest_label[f.entity];
             if (!cur || before(cur, &f)) cur = &f;
+            auto [first, added] = first_label.emplace(f.entity, f.event_time);
+            if (!added) first->second = std::min(first->second, f.event_time);
         }
         // Feature facts per entity, in the same order.
         std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
@@ -218,6 +221,7 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             training_example ex;
             ex.entity = entity;
             ex.label_time = label->event_time;
+            ex.first_label_time = first_label.at(entity);
             ex.label_fact_id = label->id;
             ex.feature_fact_id = feature->id;
             auto label_data = read_data(label->id);

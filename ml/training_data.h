@@ -25,6 +25,9 @@ struct training_example {
     raw_record features;
     raw_value label;
     micros label_time = 0;
+    // The entity's earliest label (a version split by time before it may
+    // have learned from the entity: an older label, the same features).
+    micros first_label_time = 0;
     std::int64_t label_fact_id = 0;
     std::int64_t feature_fact_id = 0;
     // The features the live version is scored on when it computes an

@@ -728,6 +728,8 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                                ? result["gate"]["live_alias_at_start"]
                                : json(nullptr);
     const bool live_disabled_at_start = result["gate"].value("live_disabled_at_start", false);
+    // Live applied but was not measured: "better than live" is unknown.
+    const json& not_compared = result["gate"].value("live_not_compared", json(nullptr));
     const live_marks marks_at_start{result["gate"].value("live_move_at_start", std::int64_t{0}),
                                     result["gate"].value("live_event_at_start", std::int64_t{0})};
     std::int64_t number = 0;
@@ -768,7 +770,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 const live_marks marks_now = live_marks_of(c, job.model, live_now);
                 const bool touched = marks_now != marks_at_start;
                 published = automatic && now == at_start && revision_now == job.revision &&
-                            !taken_down && !touched;
+                            !taken_down && !touched && !not_compared.is_string();
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -786,10 +788,13 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     } else if (touched) {
                         held_back = "live " + name(now) +
                                     " was disabled and enabled again while this job ran";
-                    } else {
+                    } else if (revision_now != job.revision) {
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";
+                    } else {
+                        held_back = "live " + name(at_start) + " could not be compared with it: " +
+                                    not_compared.get<std::string>();
                     }
                     held_back += ": not published; promote it by hand";
                 }

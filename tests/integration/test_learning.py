@@ -544,7 +544,7 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertEqual((j["state"], j["version"]), ("succeeded", 1), j)
         snap = get_version(self, self.c, name, 1)["snapshot"]
         self.assertEqual(snap["split_rule"],
-                         "label time >= 2026-11-20T11:02:40Z (the newest 0.2 of the labels)", snap)
+                         "label time >= 2026-11-20T11:02:40Z (the newest 0.2 of the labelled rows)", snap)
         self.assertEqual(snap["holdout_from"], "2026-11-20T11:02:40Z", snap)
         self.assertEqual((snap["train_rows"], snap["test_rows"]), (160, 40), snap)
         self.assertIn("3-fold cross-validation forward in time (each fold trained on the rows "
@@ -574,6 +574,42 @@ class TimeHoldoutTest(SharedServerCase):
         snap = get_version(self, self.c, name, j["version"])["snapshot"]
         self.assertIsNone(snap["holdout_from"], snap)
         self.assertEqual(snap["split_rule"], "fmix64(fnv1a64(entity)) / 2^64 < 0.2", snap)
+
+    def test_entities_live_learned_from_stay_out_of_its_comparison_though_labelled_again(self):
+        rows = synthetic("regression", 100, seed=24)
+        f, l, _ = self.streams(rows)  # labels at 11:00:00 + i s
+        name = uid("by-time-relabel")
+        d = definition("regression", f, l, holdout={"share": 0.2, "by": "time"})
+        put_model(self, self.c, name, d, expect=(201,))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 1), j)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1})
+        # The first 30 entities, all on v1's training side, labelled again
+        # (the same values, later): the newest 20 rows are 20 of them.
+        post_facts(self, self.c, [fact(l, e, {"y": y}, time_=at(3, i))
+                                  for i, (e, _, y) in enumerate(rows[:30])])
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        gate = get_version(self, self.c, name, 2)["gate"]
+        self.assertEqual(gate["live_version"], 1, gate)
+        self.assertIsNone(gate["live_metrics"], gate)
+        self.assertEqual(gate["live_not_compared"],
+                         "every holdout row is on its own training side (its holdout began at "
+                         "label time 2026-11-20T11:01:20Z)", gate)
+        # The gate cannot say it beats live: a person decides.
+        self.assertTrue(gate["passed"], gate)
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
+        self.assertIn("live v1 could not be compared with it: every holdout row is on its own "
+                      "training side (its holdout began at label time 2026-11-20T11:01:20Z): not "
+                      "published; promote it by hand", log_text(j))
+        # With 0.4, the newest 40: the 30 relabelled and 10 live never saw.
+        put_model(self, self.c, name, dict(d, holdout={"share": 0.4, "by": "time"}))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", j)
+        gate = get_version(self, self.c, name, j["version"])["gate"]
+        self.assertEqual(gate["live_rows"], 10, gate)
+        self.assertIsNone(gate["live_not_compared"], gate)
+        self.assertIn("live version 1 trained on 30 of 40 holdout rows", log_text(j))
 
     def test_a_holdout_written_wrong_is_a_400_naming_it(self):
         f, l, _ = self.streams(synthetic("regression", 20, seed=23))

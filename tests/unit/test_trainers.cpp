@@ -660,6 +660,17 @@ TEST_CASE("auto search with the rows' times: folds go forward in time", "[traine
         REQUIRE(random);
         CHECK(random->baseline_score > -0.8 * forward_rmse);
     }
+    SECTION("rows at one time are dealt in a seeded shuffle, not in the order given") {
+        // Given in label order at one time: dealt in that order, every fold
+        // would guess low as above (the rows come in entity order).
+        std::vector<double> ordered(y.size());
+        for (std::size_t i = 0; i < ordered.size(); ++i) ordered[i] = static_cast<double>(i);
+        const std::vector<std::int64_t> same(times.size(), times.front());
+        auto tied =
+            auto_search(task_kind::regression, x, ordered, 0, 1e-9, {}, fast_params(), same);
+        REQUIRE(tied);
+        CHECK(tied->baseline_score > -0.8 * forward_rmse);
+    }
     SECTION("a class missing from the earliest rows makes them random, and says why") {
         std::vector<double> late(y.size());
         for (std::size_t i = 0; i < y.size(); ++i) late[i] = y[i] >= 150 ? 1.0 : 0.0;
@@ -669,7 +680,7 @@ TEST_CASE("auto search with the rows' times: folds go forward in time", "[traine
         REQUIRE_FALSE(messages.empty());
         CHECK_THAT(messages.front(),
                    Contains("folds drawn at random, not in time order: the earliest 100 rows "
-                            "hold 1 of the 2 classes"));
+                            "hold fewer than 3 rows of 1 of the 2 classes"));
     }
     SECTION("a time for each row, or none") {
         const std::vector<std::int64_t> three(times.begin(), times.begin() + 3);

@@ -1501,12 +1501,19 @@ TEST_CASE("holdout_from_time: the newest share, ties on the holdout side", "[tra
     CHECK(holdout_from_time({5, 1, 3, 2, 4}, 0.2) == std::optional<std::int64_t>(5));
     CHECK(holdout_from_time({5, 1, 3, 2, 4}, 0.01) ==
           std::optional<std::int64_t>(5));  // one at least
-    CHECK(holdout_from_time({1, 2, 2, 2, 3}, 0.4) ==
-          std::optional<std::int64_t>(2));  // 4 of 5 then
+    // Ties on one side: of the holdouts 4 (at 2) and 1 (at 3), 1 is closer to 2.
+    CHECK(holdout_from_time({1, 2, 2, 2, 3}, 0.4) == std::optional<std::int64_t>(3));
+    CHECK(holdout_from_time({1, 2, 2, 3}, 0.5) ==
+          std::optional<std::int64_t>(2));  // 3 or 1: the larger
+    // Half at one time, half at another: 50 of 100 rather than all 100.
+    std::vector<std::int64_t> two(50, 1);
+    two.resize(100, 2);
+    CHECK(holdout_from_time(two, 0.6) == std::optional<std::int64_t>(2));
+    CHECK(holdout_from_time(two, 0.9) == std::optional<std::int64_t>(2));  // not none to train on
     CHECK(holdout_from_time({7, 7, 7}, 0.2) == std::optional<std::int64_t>(7));
     CHECK_FALSE(holdout_from_time({}, 0.2).has_value());
     CHECK(holdout_time_rule(1'700'000'000'000'000, 0.2) ==
-          "label time >= 2023-11-14T22:13:20Z (the newest 0.2 of the labels)");
+          "label time >= 2023-11-14T22:13:20Z (the newest 0.2 of the labelled rows)");
 }
 
 namespace {
@@ -1519,6 +1526,7 @@ training_set timed_set(int n, int flipped) {
     for (int i = 0; i < n; ++i) {
         auto& ex = s.rows[static_cast<std::size_t>(i)];
         ex.label_time = start + 1'000'000LL * i;
+        ex.first_label_time = ex.label_time;
         if (i >= n - flipped) ex.label = -std::get<double>(ex.label);
     }
     std::mt19937_64 engine(3);
@@ -1550,7 +1558,8 @@ TEST_CASE("train_model: a holdout by time is the newest labels", "[training]") {
     CHECK(out->test_rows == 60);
     CHECK(out->train_rows == 240);
     CHECK(out->holdout_from == std::optional<std::int64_t>(start + 240'000'000));
-    CHECK(out->split_rule == "label time >= 2023-11-14T22:17:20Z (the newest 0.2 of the labels)");
+    CHECK(out->split_rule ==
+          "label time >= 2023-11-14T22:17:20Z (the newest 0.2 of the labelled rows)");
     CHECK(out->metrics.get("r2") < -2.0);  // it learned the old world only
     CHECK_FALSE(out->gate.passed);
 
@@ -1615,6 +1624,21 @@ TEST_CASE("train_model: a live version split by time is compared on rows after i
                                   "began at label time 2023-11-14T22:17:50Z); compared with it "
                                   "on the others only"));
     }
+    SECTION("an entity labelled before its cut and again since is left out too") {
+        live.holdout_from = start + 270'000'000;
+        auto relabelled = data;
+        int moved = 0;
+        for (auto& ex : relabelled.rows) {
+            if (ex.label_time >= start + 280'000'000) {
+                ex.first_label_time = start;  // its first label was on live's training side
+                ++moved;
+            }
+        }
+        REQUIRE(moved == 20);
+        auto second = train_model(by_time(), relabelled, &live, hooks);
+        REQUIRE(second);
+        CHECK(second->live_rows == std::optional<std::size_t>(10));
+    }
     SECTION("a holdout by entity of the same version's is left alone when it split by time") {
         live.holdout = 0.2;
         live.holdout_from = start;  // every row at or after it
@@ -1628,10 +1652,16 @@ TEST_CASE("train_model: a live version split by time is compared on rows after i
         auto second = train_model(by_time(), data, &live, hooks);
         REQUIRE(second);
         CHECK_FALSE(second->live_metrics.has_value());
+        CHECK(second->live_version == std::optional<std::int64_t>(3));
+        CHECK(second->live_not_compared ==
+              std::optional<std::string>("every holdout row is on its own training side (its "
+                                         "holdout began at label time 2023-11-14T22:30:00Z)"));
         std::string text;
         for (const auto& l : log) text += l + "\n";
-        CHECK_THAT(text, Contains("every holdout row is on its own training side (its holdout "
-                                  "began at label time 2023-11-14T22:30:00Z)"));
+        CHECK_THAT(text, Contains("could not score live version 3: every holdout row is on its "
+                                  "own training side (its holdout began at label time "
+                                  "2023-11-14T22:30:00Z); the candidate is not published by "
+                                  "the auto policy"));
     }
 }
 
