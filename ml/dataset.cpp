@@ -209,7 +209,8 @@ std::string holdout_rule(double share) {
     return "fmix64(fnv1a64(entity)) / 2^64 < " + format_number(s);
 }
 
-std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share) {
+std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share,
+                                              std::size_t min_train, std::size_t min_test) {
     if (times.empty()) return std::nullopt;
     const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
     const auto n = times.size();
@@ -218,8 +219,9 @@ std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, d
     std::sort(times.begin(), times.end());
     // Rows at one time stay on one side: the cut is at the k-th newest
     // time (its ties join the holdout) or at the next time after it (they
-    // join training), whichever holdout comes closer to k rows; of two as
-    // close, the larger, unless it would leave nothing to train on.
+    // join training). One that leaves both sides their minimum rows wins;
+    // else the closer to k rows; of two as close, the larger holdout, unless
+    // it leaves nothing to train on.
     const std::int64_t at = times[n - k];
     const auto first_at =
         static_cast<std::size_t>(std::lower_bound(times.begin(), times.end(), at) - times.begin());
@@ -227,6 +229,10 @@ std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, d
     if (after == times.end()) return at;
     const std::size_t with_ties = n - first_at;
     const auto without = static_cast<std::size_t>(times.end() - after);
+    auto enough = [&](std::size_t holdout) {
+        return n - holdout >= min_train && holdout >= min_test;
+    };
+    if (enough(with_ties) != enough(without)) return enough(with_ties) ? at : *after;
     const bool closer = k - without < with_ties - k;
     return closer || first_at == 0 ? *after : at;
 }

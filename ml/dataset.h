@@ -81,10 +81,13 @@ enum class split_by { entity, time };
 
 // The holdout by time: the earliest label time on the holdout side, chosen
 // so that the rows at or after it come closest to the newest `share` of
-// `times` (rounded, at least one). Rows at one time are on one side: of
-// two cuts as close, the larger holdout, unless it would leave no row to
-// train on. None for no times; times all equal: that time.
-std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share);
+// `times` (rounded, at least one). Rows at one time are on one side, so the
+// cut is one of two: one leaving min_train rows to train on and min_test
+// to hold out wins over one that does not; else the closer; of two as
+// close, the larger holdout, unless it would leave no row to train on.
+// None for no times; times all equal: that time.
+std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share,
+                                              std::size_t min_train = 0, std::size_t min_test = 0);
 
 // The rule a time split applies, to store with a model version, e.g.
 // "label time >= 2026-11-20T10:00:00Z (the newest 0.2 of the labelled rows)".

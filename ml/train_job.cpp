@@ -73,14 +73,23 @@ std::string write_file(const std::string& path, const std::string& bytes) {
     return "cannot write " + path + ": " + (errno ? std::strerror(errno) : "unknown error");
 }
 
-// A version's holdout cut when it split by time (its snapshot's
-// "holdout_from"); none for a split by entity or an older snapshot.
-std::optional<std::int64_t> snapshot_holdout_from(const std::string& snapshot) {
+// A version's split as its snapshot says: the holdout's cut when it split
+// by time ("holdout_from"; none for a split by entity or an older
+// snapshot), and the facts its training read.
+struct snapshot_split {
+    std::optional<std::int64_t> holdout_from;
+    std::int64_t max_fact_id = 0;
+};
+
+snapshot_split snapshot_split_of(const std::string& snapshot) {
+    snapshot_split out;
     const json j = json::parse(snapshot, nullptr, false);
-    if (!j.is_object()) return std::nullopt;
-    auto it = j.find("holdout_from");
-    if (it == j.end() || !it->is_string()) return std::nullopt;
-    return parse_rfc3339(it->get<std::string>());
+    if (!j.is_object()) return out;
+    if (auto it = j.find("max_fact_id"); it != j.end() && it->is_number_integer())
+        out.max_fact_id = it->get<std::int64_t>();
+    if (auto it = j.find("holdout_from"); it != j.end() && it->is_string())
+        out.holdout_from = parse_rfc3339(it->get<std::string>());
+    return out;
 }
 
 int fail(const std::string& out_dir, const status& s) {
@@ -182,6 +191,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             }
         }
         std::vector<aggregate_spec> live_aggregates;  // how live computes its aggregates
+        std::optional<label_source> live_labels;      // live split by time: where it read labels
         if (const auto& lv = live_at_start) {
             auto row = get_version(conn, job->model, *lv, true);
             if (row) {
@@ -192,13 +202,20 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     live.artifact = std::make_shared<const model_artifact>(std::move(*art));
                     has_live = true;
                     // Its holdout: the gate compares on rows it did not train
-                    // on. A split by time kept its cut in the snapshot.
-                    live.holdout_from = snapshot_holdout_from(row->snapshot);
-                    if (auto live_rev = get_revision(conn, job->model, row->revision);
-                        live_rev && !live.holdout_from) {
-                        parsed_definition lp = parse_definition(live_rev->definition);
-                        if (lp.errors.empty() && lp.definition.holdout_by == split_by::entity)
-                            live.holdout = lp.definition.holdout;
+                    // on. A split by time kept its cut and watermark in the
+                    // snapshot; its labels are read again as it read them.
+                    const snapshot_split split = snapshot_split_of(row->snapshot);
+                    live.holdout_from = split.holdout_from;
+                    std::optional<parsed_definition> lp;
+                    if (auto live_rev = get_revision(conn, job->model, row->revision)) {
+                        lp = parse_definition(live_rev->definition);
+                        if (!lp->errors.empty()) lp.reset();
+                    }
+                    if (live.holdout_from) {
+                        const label_spec& l = lp ? lp->definition.label : d.label;
+                        live_labels = label_source{l.stream, l.field, split.max_fact_id};
+                    } else if (lp && lp->definition.holdout_by == split_by::entity) {
+                        live.holdout = lp->definition.holdout;
                     }
                 } else {
                     emit({{"log", "warn"},
@@ -218,7 +235,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             for (const auto& spec : live.artifact->pipeline.specs())
                 live_fields.push_back(spec.field);
         }
-        auto data = build_training_set(conn, d, watermark, live_fields, live_aggregates);
+        auto data =
+            build_training_set(conn, d, watermark, live_fields, live_aggregates, live_labels);
         if (!data) return fail(out_dir, data.error());
         double read_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -247,15 +265,21 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             return fail(out_dir, status(error_kind::internal, e));
         }
         const gate_decision& g = outcome->gate;
-        json gate = {{"passed", g.passed},
-                     {"metric", g.metric},
-                     {"candidate", g.candidate},
-                     {"baseline", g.baseline},
-                     {"reasons", g.reasons},
-                     {"summary", g.summary()},
-                     {"policy", d.promotion.automatic ? "auto" : "manual"},
-                     {"min_improvement", d.promotion.min_improvement},
-                     {"thresholds", d.promotion.thresholds}};
+        json gate = {
+            {"passed", g.passed},
+            {"metric", g.metric},
+            {"candidate", g.candidate},
+            {"baseline", g.baseline},
+            {"reasons", g.reasons},
+            // A pass with live not measured says so: it reads as one
+            // where no version was live.
+            {"summary", g.summary() + (outcome->live_not_compared && g.passed
+                                           ? "; live v" + std::to_string(*outcome->live_version) +
+                                                 " not compared: " + *outcome->live_not_compared
+                                           : "")},
+            {"policy", d.promotion.automatic ? "auto" : "manual"},
+            {"min_improvement", d.promotion.min_improvement},
+            {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);
         if (g.candidate_on_live_rows) {
             gate["candidate_on_live_rows"] = *g.candidate_on_live_rows;

@@ -156,10 +156,11 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
     for (std::size_t i = 0; i < test.size(); ++i) {
         // A larger holdout than live's takes in rows live trained on: scored
         // on those, it would look better than it is.
-        // Split by time, live may have learned from any entity labelled
-        // before its cut, even one labelled again since.
-        if (ref.holdout_from ? test[i]->first_label_time < *ref.holdout_from
-                             : ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
+        // Split by time, live learned from the entities its training read
+        // a label before its cut for (labelled again since or not).
+        if (ref.holdout_from
+                ? test[i]->live_label_time && *test[i]->live_label_time < *ref.holdout_from
+                : ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
             ++out.trained_on;
             continue;
         }
@@ -185,9 +186,10 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
         }
         probs.push_back(std::move(mapped));
     }
-    // Every row on its training side: live is not measured, though it
-    // applies (the caller holds the candidate back for a person).
-    if (out.rows.empty() && out.failed == 0) return out;
+    // No row to score on but those on its training side (and any it cannot
+    // answer): live is not measured, though it applies (the caller holds
+    // the candidate back for a person).
+    if (out.rows.empty() && out.trained_on > 0) return out;
     if (out.rows.empty()) {
         return status(error_kind::failed_precondition,
                       "it answers none of the holdout rows (" + out.first_failure + ")");
@@ -328,7 +330,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         std::vector<std::int64_t> times;
         times.reserve(data.rows.size());
         for (const auto& ex : data.rows) times.push_back(ex.label_time);
-        out.holdout_from = holdout_from_time(std::move(times), d.holdout);
+        out.holdout_from =
+            holdout_from_time(std::move(times), d.holdout, min_train_rows, min_test_rows);
         for (const auto& ex : data.rows) {
             (ex.label_time >= *out.holdout_from ? test_rows : train_rows).push_back(&ex);
         }
@@ -348,12 +351,16 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // import stamped alike) make a holdout far larger than asked for.
     const double test_share =
         static_cast<double>(test_rows.size()) / static_cast<double>(data.rows.size());
-    const std::string tied =
-        out.holdout_from
-            ? std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
-                  " labels are at or after " + format_rfc3339(*out.holdout_from) +
-                  ", the label time where the newest " + format_number(d.holdout) + " begin"
-            : std::string();
+    std::string tied;  // what the time split came to, for the messages below
+    if (out.holdout_from && train_rows.empty()) {
+        tied = "every label is at " + format_rfc3339(*out.holdout_from) +
+               ", so none is older to train on";
+    } else if (out.holdout_from) {
+        tied = std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
+               " labelled rows " + (test_rows.size() == 1 ? "is" : "are") + " at or after " +
+               format_rfc3339(*out.holdout_from) + ", the label time where the newest " +
+               format_number(d.holdout) + " begin";
+    }
     if (train_rows.size() < min_train_rows || test_rows.size() < min_test_rows) {
         return status(error_kind::failed_precondition,
                       "too few labelled rows: " + std::to_string(train_rows.size()) +
@@ -362,9 +369,9 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                           std::to_string(min_test_rows) +
                           (tied.empty() ? "" : " (holdout by time: " + tied + ")"));
     }
-    if (!tied.empty() && test_share > 1.5 * d.holdout) {
+    if (!tied.empty() && (test_share > 1.5 * d.holdout || test_share < d.holdout / 1.5)) {
         log("warn", "holdout by time: " + tied +
-                        " (labels sharing a time stay on one side); the holdout is " +
+                        " (rows labelled at one time stay on one side); the holdout is " +
                         format_number(std::round(test_share * 1000) / 1000) + " of the rows");
     }
 
@@ -595,10 +602,16 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         if (lm && lm->rows.empty()) {
             out.live_version = live->version;
             out.live_not_compared =
-                "every holdout row is on its own training side (" + live_holdout_words(*live) + ")";
+                lm->failed == 0
+                    ? "every holdout row is on its own training side (" +
+                          live_holdout_words(*live) + ")"
+                    : "no holdout row to compare on: " + std::to_string(lm->trained_on) +
+                          " on its own training side (" + live_holdout_words(*live) + "), " +
+                          std::to_string(lm->failed) + " it cannot answer (" + lm->first_failure +
+                          ")";
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +
                             *out.live_not_compared +
-                            "; the candidate is not published by the auto policy");
+                            "; the gate cannot tell whether the candidate beats it");
         } else if (lm) {
             out.live_metrics = lm->metrics;
             out.live_version = live->version;

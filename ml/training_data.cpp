@@ -114,7 +114,8 @@ entity_histories read_histories(connection& c, const aggregate_spec& a, std::int
 result<training_set> build_training_set(connection& c, const model_definition& d,
                                         std::int64_t watermark,
                                         const std::vector<std::string>& also_keep,
-                                        const std::vector<aggregate_spec>& also_aggregate) {
+                                        const std::vector<aggregate_spec>& also_aggregate,
+                                        const std::optional<label_source>& live_labels) {
     training_set out;
     out.max_fact_id = watermark;
     const std::string label_path = "$.\"" + d.label.field + "\"";
@@ -154,15 +155,24 @@ result<training_set> build_training_set(connection& c, const model_definition& d
                     out.first_fact_after_last_label = f.id;
             }
         }
-        // The latest label per entity, and the earliest one's time.
-        std::map<std::string, const fact_ref*> latest_label;
-        std::unordered_map<std::string, micros> first_label;
-        for (const fact_ref& f : labels.standing) {
-            if (!f.has_field) continue;
-            const fact_ref*& cur = latest_label[f.entity];
-            if (!cur || before(cur, &f)) cur = &f;
-            auto [first, added] = first_label.emplace(f.entity, f.event_time);
-            if (!added) first->second = std::min(first->second, f.event_time);
+        // The latest label per entity.
+        auto latest_of = [&before](const stream_view& view) {
+            std::map<std::string, const fact_ref*> latest;
+            for (const fact_ref& f : view.standing) {
+                if (!f.has_field) continue;
+                const fact_ref*& cur = latest[f.entity];
+                if (!cur || before(cur, &f)) cur = &f;
+            }
+            return latest;
+        };
+        const std::map<std::string, const fact_ref*> latest_label = latest_of(labels);
+        // As a live version's training read them: its stream and field, its snapshot.
+        std::optional<stream_view> live_view;
+        std::map<std::string, const fact_ref*> live_label;
+        if (live_labels) {
+            live_view = read_stream(c, live_labels->stream, live_labels->max_fact_id,
+                                    "$.\"" + live_labels->field + "\"");
+            live_label = latest_of(*live_view);
         }
         // Feature facts per entity, in the same order.
         std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
@@ -221,7 +231,8 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             training_example ex;
             ex.entity = entity;
             ex.label_time = label->event_time;
-            ex.first_label_time = first_label.at(entity);
+            if (auto lv = live_label.find(entity); lv != live_label.end())
+                ex.live_label_time = lv->second->event_time;
             ex.label_fact_id = label->id;
             ex.feature_fact_id = feature->id;
             auto label_data = read_data(label->id);

@@ -25,9 +25,10 @@ struct training_example {
     raw_record features;
     raw_value label;
     micros label_time = 0;
-    // The entity's earliest label (a version split by time before it may
-    // have learned from the entity: an older label, the same features).
-    micros first_label_time = 0;
+    // A live version split by time: the time of the entity's label as that
+    // version's training read it (none: it read none), which says whether
+    // the entity was on its training side.
+    std::optional<micros> live_label_time;
     std::int64_t label_fact_id = 0;
     std::int64_t feature_fact_id = 0;
     // The features the live version is scored on when it computes an
@@ -61,6 +62,13 @@ struct training_set {
 // must stay finite for the holdout's metrics).
 inline constexpr double max_regression_label = 1e150;
 
+// Where a version's training read its labels: the stream, the field and
+// its snapshot (facts with id <= max_fact_id).
+struct label_source {
+    std::string stream, field;
+    std::int64_t max_fact_id = 0;
+};
+
 // Reads the set as of `watermark` (facts with id <= watermark). The latest
 // label per entity is used; a fact corrected by a later fact (within the
 // watermark) is replaced by its correction.
@@ -68,10 +76,12 @@ inline constexpr double max_regression_label = 1e150;
 // version reads, to score it on what the app would send it), and
 // `also_aggregate` the live version's aggregates: computed too (into
 // `features` for a field the definition does not read, else into
-// `live_features`).
+// `live_features`). `live_labels`, for a live version split by time: each
+// row's `live_label_time` from there.
 result<training_set> build_training_set(connection& reader, const model_definition& d,
                                         std::int64_t watermark,
                                         const std::vector<std::string>& also_keep = {},
-                                        const std::vector<aggregate_spec>& also_aggregate = {});
+                                        const std::vector<aggregate_spec>& also_aggregate = {},
+                                        const std::optional<label_source>& live_labels = {});
 
 }  // namespace kennel::ml

@@ -627,13 +627,15 @@
     if (short) {
       return [s.max_fact_id !== undefined ? `≤ #${fmtNum(s.max_fact_id)}` : null,
         s.train_rows !== undefined ? `${fmtNum(s.train_rows)} train` : null,
-        s.test_rows !== undefined ? `${fmtNum(s.test_rows)} holdout` : null].filter(Boolean).join(' · ');
+        s.test_rows !== undefined ? `${fmtNum(s.test_rows)} holdout${s.holdout_from ? ' by time' : ''}` : null].filter(Boolean).join(' · ');
     }
     const parts = [];
     if (s.max_fact_id !== undefined) parts.push(`facts ≤ #${fmtNum(s.max_fact_id)}`);
     for (const k of ['train_rows', 'test_rows', 'labelled_entities']) {
       if (s[k] !== undefined) parts.push(`${fmtNum(s[k])} ${k === 'test_rows' ? 'holdout' : k === 'train_rows' ? 'train' : 'labelled'}`);
     }
+    // A split by time: where its holdout began.
+    if (s.holdout_from) parts.push(`holdout labelled from ${fmtTime(s.holdout_from)}`);
     return parts.length ? parts.join(', ') : JSON.stringify(s);
   }
 
@@ -1563,7 +1565,7 @@
     return [
       h('p.muted.small', null, 'The holdout is chosen by the split rule (a hash of the entity, or the newest labels by time): ',
         sameHoldout ? 'these two versions share the split rule and the snapshot, so they were scored on the same holdout rows.'
-          : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout.'),
+          : 'these two versions differ in split rule or snapshot, so their holdout rows differ; the gate of the newer one scored the live version on its own holdout, leaving out rows live trained on (its gate says when none was left).'),
       h('div.table-wrap', { 'data-scrolls': `v${a.version} beside v${b.version}` }, h('table.compare', null,
         h('colgroup', null, h('col.c-label'), h('col.c-value'), h('col.c-value')),
         h('thead', null, h('tr', null, h('th', null, ''), h('th', null, `v${a.version}`), h('th', null, `v${b.version}`))),

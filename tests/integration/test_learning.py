@@ -549,6 +549,14 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertEqual((snap["train_rows"], snap["test_rows"]), (160, 40), snap)
         self.assertIn("3-fold cross-validation forward in time (each fold trained on the rows "
                       "before it) on 160 rows", log_text(j))
+        # Trained again on the same facts: the same holdout, v1's own, all compared.
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", j)
+        gate = get_version(self, self.c, name, j["version"])["gate"]
+        self.assertEqual(gate["live_version"], 1, gate)
+        self.assertIsNotNone(gate["live_metrics"], gate)
+        self.assertNotIn("live_rows", gate)
+        self.assertIsNone(gate["live_not_compared"], gate)
 
         # 50 newer labels, and a holdout of 0.4: the newest 100 of 250, of
         # which the 10 labelled from 11:02:30 to 11:02:39 were live's to train on.
@@ -556,8 +564,8 @@ class TimeHoldoutTest(SharedServerCase):
         put_model(self, self.c, name, dict(d, algorithm="linear",
                                            holdout={"share": 0.4, "by": "time"}))
         j = train_and_wait(self, self.c, name)
-        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
-        v2 = get_version(self, self.c, name, 2)
+        self.assertEqual(j["state"], "succeeded", j)
+        v2 = get_version(self, self.c, name, j["version"])
         self.assertEqual(v2["snapshot"]["holdout_from"], "2026-11-20T11:02:30Z", v2["snapshot"])
         self.assertEqual(v2["snapshot"]["test_rows"], 100, v2["snapshot"])
         gate = v2["gate"]
@@ -611,6 +619,28 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertIsNone(gate["live_not_compared"], gate)
         self.assertIn("live version 1 trained on 30 of 40 holdout rows", log_text(j))
 
+    def test_a_disabled_live_not_compared_does_not_hold_the_candidate_back(self):
+        rows = synthetic("regression", 100, seed=25)
+        f, l, _ = self.streams(rows)
+        name = uid("by-time-disabled")
+        put_model(self, self.c, name, definition("regression", f, l,
+                                                 holdout={"share": 0.2, "by": "time"}),
+                  expect=(201,))
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
+        post_facts(self, self.c, [fact(l, e, {"y": y}, time_=at(3, i))
+                                  for i, (e, _, y) in enumerate(rows[:30])])
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), j)
+        gate = get_version(self, self.c, name, 2)["gate"]
+        self.assertIsNotNone(gate["live_not_compared"], gate)
+        self.assertTrue(gate["live_disabled_at_start"], gate)
+        self.assertIn("; live v1 not compared: every holdout row is on its own training side",
+                      gate["summary"])
+        # Nothing was serving: published, as with no live version.
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
+
     def test_a_holdout_written_wrong_is_a_400_naming_it(self):
         f, l, _ = self.streams(synthetic("regression", 20, seed=23))
         d = definition("regression", f, l)
@@ -642,8 +672,8 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertEqual(j["state"], "failed", j)
         self.assertEqual(j["error"],
                          "too few labelled rows: 0 train and 60 holdout; need at least 10 and 3 "
-                         "(holdout by time: 60 of the 60 labels are at or after "
-                         "2026-11-20T11:00:00Z, the label time where the newest 0.2 begin)", j)
+                         "(holdout by time: every label is at 2026-11-20T11:00:00Z, so none is "
+                         "older to train on)", j)
         self.assertEqual(self.c.get("/healthz").status, 200)
 
 
