@@ -627,7 +627,7 @@
     if (short) {
       return [s.max_fact_id !== undefined ? `≤ #${fmtNum(s.max_fact_id)}` : null,
         s.train_rows !== undefined ? `${fmtNum(s.train_rows)} train` : null,
-        s.test_rows !== undefined ? `${fmtNum(s.test_rows)} holdout${s.holdout_from ? ' by time' : ''}` : null].filter(Boolean).join(' · ');
+        s.test_rows !== undefined ? `${fmtNum(s.test_rows)} holdout` : null].filter(Boolean).join(' · ');
     }
     const parts = [];
     if (s.max_fact_id !== undefined) parts.push(`facts ≤ #${fmtNum(s.max_fact_id)}`);
@@ -1510,7 +1510,8 @@
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
         h('td.gate', null, gateText(v.gate)),
         h('td.small.lineage', null, `revision ${v.revision} · `, v.job ? h('a', { href: `#/jobs/${v.job}` }, `job #${v.job}`) : 'no job',
-          h('br'), h('span.muted', null, snapshotText(snap, true))),
+          h('br'), h('span.muted', null, snapshotText(snap, true)),
+          snap.holdout_from ? [h('br'), h('span.muted', { title: snap.split_rule || null }, 'holdout by time')] : null),
         // An archived model takes neither (the server answers 409): Restore first.
         h('td.cell-actions', null, archived ? null : [promote, toggle]));
     });

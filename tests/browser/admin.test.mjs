@@ -1276,6 +1276,44 @@ step('aggregate features: the answer names the values computed from the entity\'
   await shot('model-aggregates-1280');
 }, TRAIN_WAIT + 60_000);
 
+step('a holdout by time: each version says how its holdout was chosen, and one live was not compared with is left to a person', async () => {
+  // Forty customers labelled a minute apart: the newest fifth are the holdout.
+  const start = Date.now() - 30 * 86400e3;
+  const iso = (ms) => new Date(ms).toISOString();
+  const facts = [];
+  for (let i = 0; i < 40; i++) {
+    const entity = `customer-${i}`;
+    facts.push({ stream: 'visits', entity, time: iso(start + i * 60e3), data: { x1: i % 5, x2: (i * 7) % 11 } });
+    facts.push({ stream: 'returns', entity, time: iso(start + i * 60e3 + 30e3), data: { y: 3 * (i % 5) - ((i * 7) % 11) } });
+  }
+  const stored = await http('POST', '/v1/facts', { auth: 'basic', body: facts });
+  assert.equal(stored.status, 200, stored.text);
+  const put = await http('PUT', '/v1/models/returning', { auth: 'basic', body: {
+    task: 'regression', features_from: 'visits', label: { stream: 'returns', field: 'y' }, algorithm: 'linear',
+    features: [{ field: 'x1' }, { field: 'x2' }], holdout: { share: 0.2, by: 'time' } } });
+  assert.equal(put.status, 201, put.text);
+  const trained = async (n) => {
+    assert.equal((await http('POST', '/v1/models/returning/train', { auth: 'basic' })).status, 202);
+    await waitFor(`returning v${n} stored`, async () => (await versionsOf('returning')).some((v) => v.version === n), TRAIN_WAIT, 500);
+  };
+  await trained(1);
+  // The first thirty labelled again today: the newest fifth are all
+  // entities v1 learned from, so it cannot be compared on them.
+  const again = await http('POST', '/v1/facts', { auth: 'basic', body: facts.filter((f, k) => f.stream === 'returns' && k < 60)
+    .map((f, k) => ({ ...f, time: iso(Date.now() - 3600e3 + k * 1e3) })) });
+  assert.equal(again.status, 200, again.text);
+  await trained(2);
+  await go('#/models/returning');
+  const v1 = page.locator('tr[data-version="1"]');
+  const v2 = page.locator('tr[data-version="2"]');
+  await visible(v2);
+  assert.match(await v1.locator('td.lineage').textContent(), /8 holdout.*holdout by time$/);
+  assert.match(await v2.locator('td.gate').textContent(), /^passed: rmse .*; live v1 not compared: every holdout row is on its own training side \(its holdout began at label time /);
+  assert.match(await v2.textContent(), /candidate/);
+  assert.match(await v1.textContent(), /live/);
+  await shot('model-holdout-by-time-1280');
+}, 2 * TRAIN_WAIT + 60_000);
+
 step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1], the buttons in view', async () => {
   // The binary metrics Kennel reports (its JSON objects list keys in order),
   // stubbed onto likes' versions.
