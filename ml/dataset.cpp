@@ -237,10 +237,10 @@ std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, d
     return closer || first_at == 0 ? *after : at;
 }
 
-std::string holdout_time_rule(std::int64_t from, double share) {
+std::string holdout_time_rule(std::int64_t from, double share, std::size_t held, std::size_t rows) {
     const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
-    return "label time >= " + format_rfc3339(from) + " (the newest " + format_number(s) +
-           " of the labelled rows)";
+    return "label time >= " + format_rfc3339(from) + " (share " + format_number(s) +
+           " asked: " + std::to_string(held) + " of " + std::to_string(rows) + " labelled rows)";
 }
 
 }  // namespace kennel::ml

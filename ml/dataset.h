@@ -89,8 +89,9 @@ enum class split_by { entity, time };
 std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share,
                                               std::size_t min_train = 0, std::size_t min_test = 0);
 
-// The rule a time split applies, to store with a model version, e.g.
-// "label time >= 2026-11-20T10:00:00Z (the newest 0.2 of the labelled rows)".
-std::string holdout_time_rule(std::int64_t from, double share);
+// The rule a time split applied, to store with a model version, e.g.
+// "label time >= 2026-11-20T10:00:00Z (share 0.2 asked: 60 of 300 labelled
+// rows)": `held` of `rows` at or after the cut.
+std::string holdout_time_rule(std::int64_t from, double share, std::size_t held, std::size_t rows);
 
 }  // namespace kennel::ml

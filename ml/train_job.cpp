@@ -211,11 +211,23 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                         lp = parse_definition(live_rev->definition);
                         if (!lp->errors.empty()) lp.reset();
                     }
-                    if (live.holdout_from) {
+                    if (!lp) {
+                        emit({{"log", "warn"},
+                              {"message", "live version " + std::to_string(*lv) +
+                                              ": its definition (revision " +
+                                              std::to_string(row->revision) +
+                                              ") cannot be read; its holdout is taken as " +
+                                              (live.holdout_from ? "its snapshot says and its "
+                                                                   "labels as this one's"
+                                                                 : "unknown: compared with it "
+                                                                   "on every holdout row")}});
+                    }
+                    if (!live.holdout_from && lp && lp->definition.holdout_by == split_by::entity)
+                        live.holdout = lp->definition.holdout;
+                    if (split.max_fact_id > 0 && (live.holdout_from || live.holdout)) {
                         const label_spec& l = lp ? lp->definition.label : d.label;
                         live_labels = label_source{l.stream, l.field, split.max_fact_id};
-                    } else if (lp && lp->definition.holdout_by == split_by::entity) {
-                        live.holdout = lp->definition.holdout;
+                        live.labels_read = true;
                     }
                 } else {
                     emit({{"log", "warn"},
@@ -271,9 +283,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             {"candidate", g.candidate},
             {"baseline", g.baseline},
             {"reasons", g.reasons},
-            // A pass with live not measured says so: it reads as one
-            // where no version was live.
-            {"summary", g.summary() + (outcome->live_not_compared && g.passed
+            // Live not measured says so: a pass read as one where no
+            // version was live.
+            {"summary", g.summary() + (outcome->live_not_compared
                                            ? "; live v" + std::to_string(*outcome->live_version) +
                                                  " not compared: " + *outcome->live_not_compared
                                            : "")},

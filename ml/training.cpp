@@ -154,13 +154,16 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
     std::vector<std::vector<double>> probs;
     std::vector<double> values, scored_y;
     for (std::size_t i = 0; i < test.size(); ++i) {
-        // A larger holdout than live's takes in rows live trained on: scored
-        // on those, it would look better than it is.
-        // Split by time, live learned from the entities its training read
-        // a label before its cut for (labelled again since or not).
+        // Rows live trained on (another split, share or label stream than
+        // the candidate's): scored on those, it would look better than it
+        // is. Split by time, the entities its training read a label before
+        // its cut for (labelled again since or not); by entity, those its
+        // hash rule kept for training, but for one its training read no
+        // label for, when its labels were read again.
+        const bool read = !ref.labels_read || test[i]->live_label_time.has_value();
         if (ref.holdout_from
                 ? test[i]->live_label_time && *test[i]->live_label_time < *ref.holdout_from
-                : ref.holdout && !holdout_of(test[i]->entity, *ref.holdout)) {
+                : ref.holdout && read && !holdout_of(test[i]->entity, *ref.holdout)) {
             ++out.trained_on;
             continue;
         }
@@ -213,7 +216,7 @@ std::string gate_decision::summary() const {
         return "passed: " + metric + " " + fmt(candidate) + " vs baseline " + fmt(baseline) +
                (live ? " and live " + fmt(*live) : "") +
                (candidate_on_live_rows
-                    ? " (" + fmt(*candidate_on_live_rows) + " on the rows live answers)"
+                    ? " (" + fmt(*candidate_on_live_rows) + " on the rows live is compared on)"
                     : "");
     }
     std::string s = "rejected: ";
@@ -273,9 +276,10 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
             std::isfinite(cv) &&
             (!std::isfinite(lv) || (pm.higher_is_better ? cv > lv + margin : cv < lv - margin));
         if (!ok) {
-            g.reasons.push_back("does not beat the live version on " + g.metric + " by " +
-                                fmt(margin) + " (" + fmt(cv) + " vs live " + fmt(lv) +
-                                (candidate_on_live_rows ? ", on the rows live answers" : "") + ")");
+            g.reasons.push_back(
+                "does not beat the live version on " + g.metric + " by " + fmt(margin) + " (" +
+                fmt(cv) + " vs live " + fmt(lv) +
+                (candidate_on_live_rows ? ", on the rows live is compared on" : "") + ")");
         }
     }
     g.passed = g.reasons.empty();
@@ -335,7 +339,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         for (const auto& ex : data.rows) {
             (ex.label_time >= *out.holdout_from ? test_rows : train_rows).push_back(&ex);
         }
-        out.split_rule = holdout_time_rule(*out.holdout_from, d.holdout);
+        out.split_rule =
+            holdout_time_rule(*out.holdout_from, d.holdout, test_rows.size(), data.rows.size());
     } else {
         for (const auto& ex : data.rows) {
             (holdout_of(ex.entity, d.holdout) ? test_rows : train_rows).push_back(&ex);
@@ -358,8 +363,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     } else if (out.holdout_from) {
         tied = std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
                " labelled rows " + (test_rows.size() == 1 ? "is" : "are") + " at or after " +
-               format_rfc3339(*out.holdout_from) + ", the label time where the newest " +
-               format_number(d.holdout) + " begin";
+               format_rfc3339(*out.holdout_from) + ", the cut nearest the newest " +
+               format_number(d.holdout) + " with rows of one time on one side";
     }
     if (train_rows.size() < min_train_rows || test_rows.size() < min_test_rows) {
         return status(error_kind::failed_precondition,
@@ -370,8 +375,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                           (tied.empty() ? "" : " (holdout by time: " + tied + ")"));
     }
     if (!tied.empty() && (test_share > 1.5 * d.holdout || test_share < d.holdout / 1.5)) {
-        log("warn", "holdout by time: " + tied +
-                        " (rows labelled at one time stay on one side); the holdout is " +
+        log("warn", "holdout by time: " + tied + "; the holdout is " +
                         format_number(std::round(test_share * 1000) / 1000) + " of the rows");
     }
 
@@ -599,40 +603,48 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     std::optional<metric_listing> on_live_rows;
     if (live && live->artifact) {
         auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
-        if (lm && lm->rows.empty()) {
-            out.live_version = live->version;
-            out.live_not_compared =
-                lm->failed == 0
-                    ? "every holdout row is on its own training side (" +
-                          live_holdout_words(*live) + ")"
-                    : "no holdout row to compare on: " + std::to_string(lm->trained_on) +
-                          " on its own training side (" + live_holdout_words(*live) + "), " +
-                          std::to_string(lm->failed) + " it cannot answer (" + lm->first_failure +
-                          ")";
+        if (!lm) {
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +
-                            *out.live_not_compared +
-                            "; the gate cannot tell whether the candidate beats it");
-        } else if (lm) {
-            out.live_metrics = lm->metrics;
+                            lm.error().message());
+        } else {
             out.live_version = live->version;
-            if (lm->trained_on > 0) {
-                log("info", "live version " + std::to_string(live->version) + " trained on " +
-                                std::to_string(lm->trained_on) + " of " +
-                                std::to_string(test_rows.size()) + " holdout rows (" +
-                                live_holdout_words(*live) +
-                                "); compared with it on the others only");
+            const std::string left_out =
+                std::to_string(lm->trained_on) + " on its own training side (" +
+                live_holdout_words(*live) + ")" +
+                (lm->failed > 0 ? ", " + std::to_string(lm->failed) + " it cannot answer (" +
+                                      lm->first_failure + ")"
+                                : "");
+            // Live applies but cannot be measured on these rows: the gate
+            // cannot tell whether the candidate beats it.
+            std::string unmeasured;
+            const std::string primary = primary_metric(d.task).name;
+            if (lm->rows.empty()) {
+                unmeasured = lm->failed == 0 ? "every holdout row is on its own training side (" +
+                                                   live_holdout_words(*live) + ")"
+                                             : "no holdout row to compare on: " + left_out;
+            } else if (lm->rows.size() < min_live_rows && lm->rows.size() < test_rows.size()) {
+                unmeasured = "only " + std::to_string(lm->rows.size()) + " of the " +
+                             std::to_string(test_rows.size()) +
+                             " holdout rows to compare on, fewer than " +
+                             std::to_string(min_live_rows) + ": " + left_out;
+            } else if (std::isnan(lm->metrics.get(primary))) {
+                unmeasured = primary + " is undefined on the " + std::to_string(lm->rows.size()) +
+                             " holdout rows to compare on (they hold one class only)";
             }
-            if (lm->rows.size() < test_rows.size()) {
-                feature_rows x_sub;
-                std::vector<double> y_sub;
-                for (std::size_t i : lm->rows) {
-                    x_sub.push_back(x_test[i]);
-                    y_sub.push_back(y_test[i]);
+            if (!unmeasured.empty()) {
+                out.live_not_compared = unmeasured;
+                log("warn", "could not score live version " + std::to_string(live->version) + ": " +
+                                unmeasured +
+                                "; the gate cannot tell whether the candidate beats it");
+            } else {
+                out.live_metrics = lm->metrics;
+                if (lm->trained_on > 0) {
+                    log("info", "live version " + std::to_string(live->version) + " trained on " +
+                                    std::to_string(lm->trained_on) + " of " +
+                                    std::to_string(test_rows.size()) + " holdout rows (" +
+                                    live_holdout_words(*live) +
+                                    "); compared with it on the others only");
                 }
-                auto cm = score(d.task, **fn, x_sub, y_sub, num_classes);
-                if (!cm) return cm.error();
-                on_live_rows = *cm;
-                out.live_rows = lm->rows.size();
                 if (lm->failed > 0) {
                     log("warn", "live version " + std::to_string(live->version) +
                                     " cannot answer " + std::to_string(lm->failed) + " of " +
@@ -640,10 +652,19 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                     lm->first_failure + "); compared with it on the other " +
                                     std::to_string(lm->rows.size()));
                 }
+                if (lm->rows.size() < test_rows.size()) {
+                    feature_rows x_sub;
+                    std::vector<double> y_sub;
+                    for (std::size_t r : lm->rows) {
+                        x_sub.push_back(x_test[r]);
+                        y_sub.push_back(y_test[r]);
+                    }
+                    auto cm = score(d.task, **fn, x_sub, y_sub, num_classes);
+                    if (!cm) return cm.error();
+                    on_live_rows = *cm;
+                    out.live_rows = lm->rows.size();
+                }
             }
-        } else {
-            log("warn", "could not score live version " + std::to_string(live->version) + ": " +
-                            lm.error().message());
         }
     }
     out.importance =

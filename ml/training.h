@@ -31,10 +31,13 @@ struct live_reference {
     std::shared_ptr<const model_artifact> artifact;
     // Its holdout, when known: rows on its training side are left out of
     // the comparison with it. By entity, its definition's share; by time,
-    // the earliest label time of its holdout (rows labelled before it were
-    // on its training side or could have been).
+    // the earliest label time of its holdout (entities whose label its
+    // training read was before it were on its training side).
     std::optional<double> holdout;
     std::optional<std::int64_t> holdout_from;
+    // Its labels were read again as its training read them (each row's
+    // live_label_time): an entity it read none for was not on its side.
+    bool labels_read = false;
 };
 
 struct gate_decision {
@@ -122,6 +125,9 @@ struct training_hooks {
 // Minimum rows on each side of the split for a run to mean anything.
 inline constexpr std::size_t min_train_rows = 10;
 inline constexpr std::size_t min_test_rows = 3;
+// Holdout rows the live version must be compared on, unless it is compared
+// on all of them: fewer say nothing of which is better.
+inline constexpr std::size_t min_live_rows = 10;
 
 // failed_precondition for data that cannot train the model (no labelled rows,
 // one class, too few rows, nothing left after dropping constant features),

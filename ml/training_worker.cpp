@@ -769,9 +769,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // (it was published over, since only the end state was compared).
                 const live_marks marks_now = live_marks_of(c, job.model, live_now);
                 const bool touched = marks_now != marks_at_start;
-                // Nor when live applied but was not measured, unless it was
-                // out of service already (then no version was serving).
-                const bool unmeasured = not_compared.is_string() && !live_disabled_at_start;
+                // Nor when live applied but was not measured (also when
+                // disabled: the fallback chain's version may be answering).
+                const bool unmeasured = not_compared.is_string();
                 published = automatic && now == at_start && revision_now == job.revision &&
                             !taken_down && !touched && !unmeasured;
                 if (automatic && !published) {

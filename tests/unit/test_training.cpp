@@ -1200,7 +1200,7 @@ TEST_CASE("train_model: split by entity, metrics, gate and a verified artifact",
         CHECK(*second->gate.candidate_on_live_rows > *second->gate.live);
         CHECK_FALSE(second->gate.passed);
         CHECK_THAT(all_reasons(second->gate), Contains("does not beat the live version on rmse") &&
-                                                  Contains("on the rows live answers"));
+                                                  Contains("on the rows live is compared on"));
         std::string job_text;
         for (const auto& l : job_log) job_text += l + "\n";
         CHECK_THAT(job_text, Contains("cannot answer 1 of") && Contains("entity odd"));
@@ -1552,8 +1552,8 @@ TEST_CASE("holdout_from_time: the newest share, ties on the holdout side", "[tra
     three.resize(40, 3);
     CHECK(holdout_from_time(three, 0.5) == std::optional<std::int64_t>(2));
     CHECK(holdout_from_time(three, 0.5, 10, 3) == std::optional<std::int64_t>(3));
-    CHECK(holdout_time_rule(1'700'000'000'000'000, 0.2) ==
-          "label time >= 2023-11-14T22:13:20Z (the newest 0.2 of the labelled rows)");
+    CHECK(holdout_time_rule(1'700'000'000'000'000, 0.2, 60, 300) ==
+          "label time >= 2023-11-14T22:13:20Z (share 0.2 asked: 60 of 300 labelled rows)");
 }
 
 namespace {
@@ -1599,7 +1599,7 @@ TEST_CASE("train_model: a holdout by time is the newest labels", "[training]") {
     CHECK(out->train_rows == 240);
     CHECK(out->holdout_from == std::optional<std::int64_t>(start + 240'000'000));
     CHECK(out->split_rule ==
-          "label time >= 2023-11-14T22:17:20Z (the newest 0.2 of the labelled rows)");
+          "label time >= 2023-11-14T22:17:20Z (share 0.2 asked: 60 of 300 labelled rows)");
     CHECK(out->metrics.get("r2") < -2.0);  // it learned the old world only
     CHECK_FALSE(out->gate.passed);
 
@@ -1619,9 +1619,8 @@ TEST_CASE("train_model: a holdout by time is the newest labels", "[training]") {
         bool said = false;
         for (const auto& l : log) {
             said = said || l == "warn: holdout by time: 150 of the 300 labelled rows are at or "
-                                "after 2023-11-14T22:15:50Z, the label time where the newest 0.2 "
-                                "begin (rows labelled at one time stay on one side); the holdout "
-                                "is 0.5 of the rows";
+                                "after 2023-11-14T22:15:50Z, the cut nearest the newest 0.2 with "
+                                "rows of one time on one side; the holdout is 0.5 of the rows";
         }
         CHECK(said);
     }
@@ -1712,6 +1711,73 @@ TEST_CASE("train_model: a live version split by time is compared on rows after i
                                   "own training side (its holdout began at label time "
                                   "2023-11-14T22:30:00Z); the gate cannot tell whether the "
                                   "candidate beats it"));
+    }
+}
+
+TEST_CASE("train_model: live is compared on enough rows, or not at all", "[training]") {
+    constexpr std::int64_t start = 1'700'000'000'000'000;
+    auto data = timed_set(300, 0);
+    auto first = train_model(by_time(), data, nullptr, {});
+    REQUIRE(first);
+    auto art = load_artifact(first->artifact);
+    REQUIRE(art);
+    live_reference live;
+    live.version = 4;
+    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+
+    SECTION("5 rows after its cut: too few to say which is better") {
+        live.holdout_from = start + 295'000'000;
+        auto second = train_model(by_time(), data, &live, {});
+        REQUIRE(second);
+        CHECK_FALSE(second->live_metrics.has_value());
+        CHECK(second->live_not_compared ==
+              std::optional<std::string>(
+                  "only 5 of the 60 holdout rows to compare on, fewer than 10: 55 on its own "
+                  "training side (its holdout began at label time 2023-11-14T22:18:15Z)"));
+    }
+    SECTION("split by entity, with its labels read again: an entity it read none for is compared") {
+        live.holdout = 0.2;
+        live.labels_read = true;
+        auto unseen = data;
+        for (auto& ex : unseen.rows) ex.live_label_time.reset();
+        auto second = train_model(by_time(), unseen, &live, {});
+        REQUIRE(second);
+        CHECK_FALSE(second->live_rows.has_value());  // all 60
+        CHECK(second->live_metrics.has_value());
+        // Read then: those its hash rule kept for training are left out.
+        auto seen = train_model(by_time(), data, &live, {});
+        REQUIRE(seen);
+        std::size_t kept = 0;
+        for (const auto& ex : data.rows) {
+            kept += ex.label_time >= start + 240'000'000 && holdout_of(ex.entity, 0.2) ? 1 : 0;
+        }
+        REQUIRE(kept >= min_live_rows);
+        CHECK(seen->live_rows == std::optional<std::size_t>(kept));
+    }
+    SECTION("binary: the rows to compare on hold one class") {
+        auto binary = synthetic_set(task_kind::binary, 300, 46);
+        for (int i = 0; i < 300; ++i) {
+            auto& ex = binary.rows[static_cast<std::size_t>(i)];
+            ex.label_time = start + 1'000'000LL * i;
+            ex.live_label_time = ex.label_time;
+            if (i >= 288) ex.label = false;
+        }
+        auto d = xy_definition(task_kind::binary);
+        d.holdout_by = split_by::time;
+        auto v1 = train_model(d, binary, nullptr, {});
+        REQUIRE(v1);
+        auto binary_art = load_artifact(v1->artifact);
+        REQUIRE(binary_art);
+        live_reference binary_live;
+        binary_live.version = 5;
+        binary_live.artifact = std::make_shared<const model_artifact>(std::move(*binary_art));
+        binary_live.holdout_from = start + 288'000'000;
+        auto second = train_model(d, binary, &binary_live, {});
+        REQUIRE(second);
+        CHECK(std::isfinite(second->metrics.get("roc_auc")));
+        CHECK(second->live_not_compared ==
+              std::optional<std::string>("roc_auc is undefined on the 12 holdout rows to compare "
+                                         "on (they hold one class only)"));
     }
 }
 
