@@ -1574,6 +1574,19 @@ training_set timed_set(int n, int flipped) {
     return s;
 }
 
+// A version trained on `data` as the live one, numbered `version`.
+live_reference trained_live(const model_definition& d, const training_set& data,
+                            std::int64_t version) {
+    auto trained = train_model(d, data, nullptr, {});
+    REQUIRE(trained);
+    auto art = load_artifact(trained->artifact);
+    REQUIRE(art);
+    live_reference live;
+    live.version = version;
+    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+    return live;
+}
+
 model_definition by_time(double share = 0.2) {
     auto d = xy_definition(task_kind::regression);
     d.holdout = share;
@@ -1639,13 +1652,7 @@ TEST_CASE("train_model: a live version split by time is compared on rows after i
           "[training]") {
     constexpr std::int64_t start = 1'700'000'000'000'000;
     const auto data = timed_set(300, 0);
-    auto first = train_model(by_time(), data, nullptr, {});
-    REQUIRE(first);
-    auto art = load_artifact(first->artifact);
-    REQUIRE(art);
-    live_reference live;
-    live.version = 3;
-    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+    live_reference live = trained_live(by_time(), data, 3);
     std::vector<std::string> log;
     training_hooks hooks;
     hooks.log = [&log](const std::string&, const std::string& m) { log.push_back(m); };
@@ -1717,13 +1724,7 @@ TEST_CASE("train_model: a live version split by time is compared on rows after i
 TEST_CASE("train_model: live is compared on enough rows, or not at all", "[training]") {
     constexpr std::int64_t start = 1'700'000'000'000'000;
     auto data = timed_set(300, 0);
-    auto first = train_model(by_time(), data, nullptr, {});
-    REQUIRE(first);
-    auto art = load_artifact(first->artifact);
-    REQUIRE(art);
-    live_reference live;
-    live.version = 4;
-    live.artifact = std::make_shared<const model_artifact>(std::move(*art));
+    live_reference live = trained_live(by_time(), data, 4);
 
     SECTION("5 rows after its cut: too few to say which is better") {
         live.holdout_from = start + 295'000'000;
@@ -1764,13 +1765,7 @@ TEST_CASE("train_model: live is compared on enough rows, or not at all", "[train
         }
         auto d = xy_definition(task_kind::binary);
         d.holdout_by = split_by::time;
-        auto v1 = train_model(d, binary, nullptr, {});
-        REQUIRE(v1);
-        auto binary_art = load_artifact(v1->artifact);
-        REQUIRE(binary_art);
-        live_reference binary_live;
-        binary_live.version = 5;
-        binary_live.artifact = std::make_shared<const model_artifact>(std::move(*binary_art));
+        live_reference binary_live = trained_live(d, binary, 5);
         binary_live.holdout_from = start + 288'000'000;
         auto second = train_model(d, binary, &binary_live, {});
         REQUIRE(second);
