@@ -122,6 +122,9 @@ struct live_score {
     std::vector<std::size_t> rows;  // holdout rows scored, in order
     std::size_t failed = 0;
     std::size_t trained_on = 0;  // rows on live's own training side, left out
+    // Rows of a class neither live nor the candidate trained on, left out:
+    // both answer it a probability near 0, and which clips less would decide.
+    std::size_t unknown_class = 0;
     std::string first_failure;
 };
 
@@ -133,8 +136,8 @@ std::string live_holdout_words(const live_reference& ref) {
 
 result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
-                              const std::vector<double>& y,
-                              const std::vector<std::string>& classes) {
+                              const std::vector<double>& y, const std::vector<std::string>& classes,
+                              const std::vector<bool>& trained_classes) {
     const model_artifact& live = *ref.artifact;
     if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
     if (is_classification(task)) {
@@ -160,6 +163,15 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
         // its cut for (labelled again since or not); by entity, those its
         // hash rule kept for training, but for one its training read no
         // label for, when its labels were read again.
+        if (is_classification(task)) {
+            const auto k = static_cast<std::size_t>(y[i]);
+            if (k < trained_classes.size() && !trained_classes[k] &&
+                std::find(live.classes.begin(), live.classes.end(), classes[k]) ==
+                    live.classes.end()) {
+                ++out.unknown_class;
+                continue;
+            }
+        }
         const bool read = !ref.labels_read || test[i]->live_label_time.has_value();
         if (ref.holdout_from
                 ? test[i]->live_label_time && *test[i]->live_label_time < *ref.holdout_from
@@ -192,7 +204,7 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
     // No row to score on but those on its training side (and any it cannot
     // answer): live is not measured, though it applies (the caller holds
     // the candidate back for a person).
-    if (out.rows.empty() && out.trained_on > 0) return out;
+    if (out.rows.empty() && out.trained_on + out.unknown_class > 0) return out;
     if (out.rows.empty()) {
         return status(error_kind::failed_precondition,
                       "it answers none of the holdout rows (" + out.first_failure + ")");
@@ -406,8 +418,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     std::vector<double> y_train(enc->y.begin(), enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()));
     std::vector<double> y_test(enc->y.begin() + static_cast<std::ptrdiff_t>(train_rows.size()), enc->y.end());
     std::size_t num_classes = std::max<std::size_t>(2, enc->classes.size());
+    std::vector<bool> seen(num_classes, false);  // classes the training rows hold
     if (is_classification(d.task)) {
-        std::vector<bool> seen(num_classes, false);
         std::size_t distinct = 0;
         for (double v : y_train) {
             auto k = static_cast<std::size_t>(v);
@@ -602,7 +614,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // The candidate's metrics on the rows live answered, when it missed some.
     std::optional<metric_listing> on_live_rows;
     if (live && live->artifact) {
-        auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
+        auto lm = score_live(d.task, *live, test_rows, y_test, out.classes, seen);
         if (!lm) {
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +
                             lm.error().message());
@@ -611,6 +623,9 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             const std::string left_out =
                 std::to_string(lm->trained_on) + " on its own training side (" +
                 live_holdout_words(*live) + ")" +
+                (lm->unknown_class > 0
+                     ? ", " + std::to_string(lm->unknown_class) + " of a class neither trained on"
+                     : "") +
                 (lm->failed > 0 ? ", " + std::to_string(lm->failed) + " it cannot answer (" +
                                       lm->first_failure + ")"
                                 : "");
@@ -619,9 +634,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             std::string unmeasured;
             const std::string primary = primary_metric(d.task).name;
             if (lm->rows.empty()) {
-                unmeasured = lm->failed == 0 ? "every holdout row is on its own training side (" +
-                                                   live_holdout_words(*live) + ")"
-                                             : "no holdout row to compare on: " + left_out;
+                unmeasured = lm->failed + lm->unknown_class == 0
+                                 ? "every holdout row is on its own training side (" +
+                                       live_holdout_words(*live) + ")"
+                                 : "no holdout row to compare on: " + left_out;
             } else if (lm->rows.size() < min_live_rows && lm->rows.size() < test_rows.size()) {
                 unmeasured = "only " + std::to_string(lm->rows.size()) + " of the " +
                              std::to_string(test_rows.size()) +
@@ -644,6 +660,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                     std::to_string(test_rows.size()) + " holdout rows (" +
                                     live_holdout_words(*live) +
                                     "); compared with it on the others only");
+                }
+                if (lm->unknown_class > 0) {
+                    log("info", std::to_string(lm->unknown_class) + " of " +
+                                    std::to_string(test_rows.size()) +
+                                    " holdout rows are of a class neither live version " +
+                                    std::to_string(live->version) +
+                                    " nor the candidate trained on; compared with it on the "
+                                    "others only");
                 }
                 if (lm->failed > 0) {
                     log("warn", "live version " + std::to_string(live->version) +

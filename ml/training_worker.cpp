@@ -769,11 +769,13 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // (it was published over, since only the end state was compared).
                 const live_marks marks_now = live_marks_of(c, job.model, live_now);
                 const bool touched = marks_now != marks_at_start;
-                // Nor when live applied but was not measured (also when
-                // disabled: the fallback chain's version may be answering).
+                // Nor when live applied but was not measured; nor when live
+                // was out of service when the job began: a person or the
+                // supervisor took it out, and the gate compared with it, not
+                // with the version answering in its place.
                 const bool unmeasured = not_compared.is_string();
                 published = automatic && now == at_start && revision_now == job.revision &&
-                            !taken_down && !touched && !unmeasured;
+                            !taken_down && !touched && !live_disabled_at_start && !unmeasured;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -795,6 +797,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";
+                    } else if (live_disabled_at_start) {
+                        held_back = "live " + name(at_start) +
+                                    " was out of service when this job began (the gate compared "
+                                    "with it, not with the version answering in its place)";
                     } else {
                         held_back = "live " + name(at_start) + " could not be compared with it: " +
                                     not_compared.get<std::string>();

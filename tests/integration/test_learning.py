@@ -619,13 +619,16 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertIsNone(gate["live_not_compared"], gate)
         self.assertIn("live version 1 trained on 30 of 40 holdout rows", log_text(j))
 
-    def test_a_disabled_live_not_compared_holds_the_candidate_back_too(self):
-        rows = synthetic("regression", 100, seed=25)
-        f, l, _ = self.streams(rows)
+    def test_a_live_version_disabled_before_the_job_holds_the_candidate_back(self):
+        # The gate compares with live, not with the version the fallback
+        # chain answers with in its place: a version seven times worse than
+        # that one was published over a disabled live.
+        rows = synthetic("regression", 130, seed=25)
+        f, l, _ = self.streams(rows[:100])
         name = uid("by-time-disabled")
-        put_model(self, self.c, name, definition("regression", f, l,
-                                                 holdout={"share": 0.2, "by": "time"}),
-                  expect=(201,))
+        weak = definition("regression", f, l, features=[{"field": "x2"}],
+                          holdout={"share": 0.2, "by": "time"})
+        put_model(self, self.c, name, weak, expect=(201,))
         self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
         post_facts(self, self.c, [fact(l, e, {"y": y}, time_=at(3, i))
                                   for i, (e, _, y) in enumerate(rows[:30])])
@@ -638,8 +641,22 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertTrue(gate["live_disabled_at_start"], gate)
         self.assertIn("; live v1 not compared: every holdout row is on its own training side",
                       gate["summary"])
-        # The fallback chain answers meanwhile; a person decides.
+        self.assertIn("live v1 was out of service when this job began (the gate compared with "
+                      "it, not with the version answering in its place): not published; promote "
+                      "it by hand", log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
+        # Compared this time (30 entities new since v1, the newest labels),
+        # and better: still a person's choice while live is out of service.
+        load_rows(self, self.c, f, l, rows[100:], feature_hours=3.5, label_hours=4.0)
+        put_model(self, self.c, name, dict(weak, features=[{"field": "x1"}, {"field": "x2"}]))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 3), j)
+        gate = get_version(self, self.c, name, 3)["gate"]
+        self.assertIsNotNone(gate["live_metrics"], gate)
+        self.assertIsNone(gate["live_not_compared"], gate)
+        self.assertTrue(gate["passed"], gate)
+        self.assertIn("live v1 was out of service when this job began", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 3})
 
     def test_a_holdout_written_wrong_is_a_400_naming_it(self):
         f, l, _ = self.streams(synthetic("regression", 20, seed=23))

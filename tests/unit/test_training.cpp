@@ -1755,6 +1755,34 @@ TEST_CASE("train_model: live is compared on enough rows, or not at all", "[train
         REQUIRE(kept >= min_live_rows);
         CHECK(seen->live_rows == std::optional<std::size_t>(kept));
     }
+    SECTION("multiclass: rows of a class neither trained on are left out") {
+        // Both answer "d" about 0, each clipped at its own floor: those rows
+        // decided the gate (a model of noise beat live on log loss).
+        auto multi = data;
+        auto d = xy_definition(task_kind::multiclass);
+        d.holdout_by = split_by::time;
+        training_set older;
+        for (auto& ex : multi.rows) {
+            const double v = std::get<double>(ex.label);
+            ex.label = std::string(v > 3 ? "a" : v > -1 ? "b" : "c");
+            if (ex.label_time >= start + 297'000'000)
+                ex.label = std::string("d");
+            else
+                older.rows.push_back(ex);
+        }
+        live_reference multi_live = trained_live(d, older, 6);
+        std::vector<std::string> log;
+        training_hooks hooks;
+        hooks.log = [&log](const std::string&, const std::string& m) { log.push_back(m); };
+        auto second = train_model(d, multi, &multi_live, hooks);
+        REQUIRE(second);
+        CHECK(second->live_rows == std::optional<std::size_t>(57));
+        std::string text;
+        for (const auto& l : log) text += l + "\n";
+        CHECK_THAT(text, Contains("3 of 60 holdout rows are of a class neither live version 6 "
+                                  "nor the candidate trained on; compared with it on the others "
+                                  "only"));
+    }
     SECTION("binary: the rows to compare on hold one class") {
         auto binary = synthetic_set(task_kind::binary, 300, 46);
         for (int i = 0; i < 300; ++i) {
