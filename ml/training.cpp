@@ -458,6 +458,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         for (double v : y_test) ++holdout_count[static_cast<std::size_t>(v)];
         for (std::size_t k = 0; k < holdout_count.size(); ++k) {
             if (!seen[k] || holdout_count[k] >= 10) continue;
+            if (holdout_count[k] == 0) {
+                log("warn", "the holdout holds no row of class " +
+                                quoted_classes({enc->classes[k]}) + " (of " +
+                                std::to_string(y_test.size()) +
+                                "): the holdout metrics say nothing of it; more labels of it, "
+                                "or a larger holdout, would");
+                continue;
+            }
             log("warn", "the holdout holds " + std::to_string(holdout_count[k]) + " row" +
                             (holdout_count[k] == 1 ? "" : "s") + " of class " +
                             quoted_classes({enc->classes[k]}) + " (of " +

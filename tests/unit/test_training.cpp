@@ -1317,6 +1317,19 @@ TEST_CASE("train_model: a class the holdout holds few rows of is said in the log
                                  "larger holdout, make them trustworthy";
     CHECK(std::find(log.begin(), log.end(), expected) != log.end());
     for (const auto& line : log) CHECK_THAT(line, !Contains("of class \"false\""));
+
+    SECTION("none at all: said as none") {
+        for (auto& r : data.rows) {
+            if (holdout_of(r.entity, 0.2)) r.label = false;
+        }
+        log.clear();
+        REQUIRE(train_model(xy_definition(task_kind::binary, "linear"), data, nullptr, hooks));
+        const std::string none = "warn: the holdout holds no row of class \"true\" (of " +
+                                 std::to_string(expected_holdout(data, 0.2)) +
+                                 "): the holdout metrics say nothing of it; more labels of it, "
+                                 "or a larger holdout, would";
+        CHECK(std::find(log.begin(), log.end(), none) != log.end());
+    }
 }
 
 // Labels near the double range make a linear model answer NaN. The probe
