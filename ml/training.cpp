@@ -122,9 +122,11 @@ struct live_score {
     std::vector<std::size_t> rows;  // holdout rows scored, in order
     std::size_t failed = 0;
     std::size_t trained_on = 0;  // rows on live's own training side, left out
-    // Rows of a class neither live nor the candidate trained on, left out:
-    // both answer it a probability near 0, and which clips less would decide.
+    // Rows of a class live never trained on, left out: it answers such a
+    // class a probability of 0, which log loss clips to 1e-15 (34.5 a
+    // row), so a few of them decided the gate over every other row.
     std::size_t unknown_class = 0;
+    std::vector<std::string> unknown_classes;  // their names
     std::string first_failure;
 };
 
@@ -136,8 +138,8 @@ std::string live_holdout_words(const live_reference& ref) {
 
 result<live_score> score_live(task_kind task, const live_reference& ref,
                               const std::vector<const training_example*>& test,
-                              const std::vector<double>& y, const std::vector<std::string>& classes,
-                              const std::vector<bool>& trained_classes) {
+                              const std::vector<double>& y,
+                              const std::vector<std::string>& classes) {
     const model_artifact& live = *ref.artifact;
     if (live.task != task) return status(error_kind::failed_precondition, "live version has another task");
     if (is_classification(task)) {
@@ -157,21 +159,22 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
     std::vector<std::vector<double>> probs;
     std::vector<double> values, scored_y;
     for (std::size_t i = 0; i < test.size(); ++i) {
+        if (is_classification(task)) {
+            const std::string& cls = classes[static_cast<std::size_t>(y[i])];
+            if (std::find(live.classes.begin(), live.classes.end(), cls) == live.classes.end()) {
+                ++out.unknown_class;
+                if (std::find(out.unknown_classes.begin(), out.unknown_classes.end(), cls) ==
+                    out.unknown_classes.end())
+                    out.unknown_classes.push_back(cls);
+                continue;
+            }
+        }
         // Rows live trained on (another split, share or label stream than
         // the candidate's): scored on those, it would look better than it
         // is. Split by time, the entities its training read a label before
         // its cut for (labelled again since or not); by entity, those its
         // hash rule kept for training, but for one its training read no
         // label for, when its labels were read again.
-        if (is_classification(task)) {
-            const auto k = static_cast<std::size_t>(y[i]);
-            if (k < trained_classes.size() && !trained_classes[k] &&
-                std::find(live.classes.begin(), live.classes.end(), classes[k]) ==
-                    live.classes.end()) {
-                ++out.unknown_class;
-                continue;
-            }
-        }
         const bool read = !ref.labels_read || test[i]->live_label_time.has_value();
         if (ref.holdout_from
                 ? test[i]->live_label_time && *test[i]->live_label_time < *ref.holdout_from
@@ -622,7 +625,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // The candidate's metrics on the rows live answered, when it missed some.
     std::optional<metric_listing> on_live_rows;
     if (live && live->artifact) {
-        auto lm = score_live(d.task, *live, test_rows, y_test, out.classes, seen);
+        auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
         if (!lm) {
             log("warn", "could not score live version " + std::to_string(live->version) + ": " +
                             lm.error().message());
@@ -632,7 +635,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                 std::to_string(lm->trained_on) + " on its own training side (" +
                 live_holdout_words(*live) + ")" +
                 (lm->unknown_class > 0
-                     ? ", " + std::to_string(lm->unknown_class) + " of a class neither trained on"
+                     ? ", " + std::to_string(lm->unknown_class) + " of a class it never trained on"
                      : "") +
                 (lm->failed > 0 ? ", " + std::to_string(lm->failed) + " it cannot answer (" +
                                       lm->first_failure + ")"
@@ -672,10 +675,11 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                 if (lm->unknown_class > 0) {
                     log("info", std::to_string(lm->unknown_class) + " of " +
                                     std::to_string(test_rows.size()) +
-                                    " holdout rows are of a class neither live version " +
-                                    std::to_string(live->version) +
-                                    " nor the candidate trained on; compared with it on the "
-                                    "others only");
+                                    " holdout rows are of a class live version " +
+                                    std::to_string(live->version) + " never trained on (" +
+                                    quoted_classes(lm->unknown_classes) +
+                                    "): it cannot answer them; compared with it on the others "
+                                    "only");
                 }
                 if (lm->failed > 0) {
                     log("warn", "live version " + std::to_string(live->version) +

@@ -774,8 +774,12 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // supervisor took it out, and the gate compared with it, not
                 // with the version answering in its place.
                 const bool unmeasured = not_compared.is_string();
+                // Nor when a person had taken live down (removed its alias):
+                // live moved before, and points nowhere now.
+                const bool removed_before = at_start.is_null() && marks_at_start.move != 0;
                 published = automatic && now == at_start && revision_now == job.revision &&
-                            !taken_down && !touched && !live_disabled_at_start && !unmeasured;
+                            !taken_down && !touched && !live_disabled_at_start && !unmeasured &&
+                            !removed_before;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -797,6 +801,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";
+                    } else if (removed_before) {
+                        held_back =
+                            "live was taken down (its alias removed) before this job "
+                            "began";
                     } else if (live_disabled_at_start) {
                         held_back = "live " + name(at_start) +
                                     " was out of service when this job began (the gate compared "

@@ -714,7 +714,11 @@ int cmd_train(const std::vector<std::string>& args) {
         auto conn = readers.acquire();
         auto done = get_job(*conn, id);
         std::printf("job %lld %s", static_cast<long long>(id), job_state_name(end));
-        if (done && done->version) std::printf(": version %lld", static_cast<long long>(*done->version));
+        if (done && done->version) {
+            std::printf(": version %lld", static_cast<long long>(*done->version));
+            // What came of it: live, or the candidate and why not live.
+            if (!done->message.empty()) std::printf(" (%s)", done->message.c_str());
+        }
         if (done && done->error) std::printf(": %s", done->error->c_str());
         std::printf("\n");
     }

@@ -1537,6 +1537,22 @@ class CancelTest(SharedServerCase):
         self.assertEqual(v["gate"]["live_alias_at_start"], 1, v["gate"])
         self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
 
+    def test_auto_policy_does_not_publish_after_a_person_took_live_down(self):
+        # Its alias removed before the job: the next scheduled retrain put a
+        # version live, judged against the baseline alone.
+        name, f, l = self.live_version_1("taken-down", 56)
+        r = self.c.request("DELETE", "/v1/models/%s/aliases/live" % name,
+                           json_body={"reason": "a person takes the model down"})
+        self.assertEqual(r.status, 200, r)
+        put_model(self, self.c, name, definition("regression", f, l))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 2), log_text(j))
+        self.assertTrue(get_version(self, self.c, name, 2)["gate"]["passed"])
+        self.assertIn("stored version 2 (candidate), alias candidate: live was taken down (its "
+                      "alias removed) before this job began: not published; promote it by hand",
+                      log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
+
     def test_auto_policy_does_not_publish_over_a_live_version_disabled_during_training(self):
         # A person's disable moves no alias: the finished version went live
         # over the version they had just taken out of service.
@@ -1831,7 +1847,8 @@ class DemoAndCliTest(KennelTestCase):
         p = run_cli(["train", "cli-model", "--db", db], timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertRegex(p.stdout, r"job \d+ succeeded: version 1\b")
-        self.assertIn("succeeded", p.stdout)
+        # What came of it, as the job's message says.
+        self.assertIn("(stored version 1 (candidate), alias live moved to it", p.stdout)
 
         with open_db(db) as conn:
             rows_ = conn.execute("SELECT version, status FROM model_versions WHERE model = ?",
