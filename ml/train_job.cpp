@@ -92,6 +92,22 @@ snapshot_split snapshot_split_of(const std::string& snapshot) {
     return out;
 }
 
+// The gate's verdict in words, with what it could not weigh: live not
+// measured (a pass otherwise reads as one where no version was live), and
+// classes live never trained on (a candidate that learned one is not
+// credited for it).
+std::string gate_summary(const training_outcome& o) {
+    std::string s = o.gate.summary();
+    const std::string live = o.live_version ? "live v" + std::to_string(*o.live_version) : "live";
+    if (o.live_not_compared) s += "; " + live + " not compared: " + *o.live_not_compared;
+    if (!o.live_unknown_classes.empty()) {
+        s += "; " + live + " never trained on " + quoted_classes(o.live_unknown_classes) + " (" +
+             std::to_string(o.live_unknown_rows) + " of " + std::to_string(o.test_rows) +
+             " holdout rows, left out of the comparison)";
+    }
+    return s;
+}
+
 int fail(const std::string& out_dir, const status& s) {
     json r = {
         {"ok", false},
@@ -277,21 +293,15 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             return fail(out_dir, status(error_kind::internal, e));
         }
         const gate_decision& g = outcome->gate;
-        json gate = {
-            {"passed", g.passed},
-            {"metric", g.metric},
-            {"candidate", g.candidate},
-            {"baseline", g.baseline},
-            {"reasons", g.reasons},
-            // Live not measured says so: a pass read as one where no
-            // version was live.
-            {"summary", g.summary() + (outcome->live_not_compared
-                                           ? "; live v" + std::to_string(*outcome->live_version) +
-                                                 " not compared: " + *outcome->live_not_compared
-                                           : "")},
-            {"policy", d.promotion.automatic ? "auto" : "manual"},
-            {"min_improvement", d.promotion.min_improvement},
-            {"thresholds", d.promotion.thresholds}};
+        json gate = {{"passed", g.passed},
+                     {"metric", g.metric},
+                     {"candidate", g.candidate},
+                     {"baseline", g.baseline},
+                     {"reasons", g.reasons},
+                     {"summary", gate_summary(*outcome)},
+                     {"policy", d.promotion.automatic ? "auto" : "manual"},
+                     {"min_improvement", d.promotion.min_improvement},
+                     {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);
         if (g.candidate_on_live_rows) {
             gate["candidate_on_live_rows"] = *g.candidate_on_live_rows;
@@ -300,6 +310,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["live_version"] = outcome->live_version ? json(*outcome->live_version) : json(nullptr);
         gate["live_not_compared"] =
             outcome->live_not_compared ? json(*outcome->live_not_compared) : json(nullptr);
+        gate["live_unknown_classes"] = outcome->live_unknown_classes;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;
         gate["live_move_at_start"] = marks_at_start.move;

@@ -631,6 +631,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                             lm.error().message());
         } else {
             out.live_version = live->version;
+            out.live_unknown_classes = lm->unknown_classes;
+            out.live_unknown_rows = lm->unknown_class;
             const std::string left_out =
                 std::to_string(lm->trained_on) + " on its own training side (" +
                 live_holdout_words(*live) + ")" +

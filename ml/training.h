@@ -110,6 +110,11 @@ struct training_outcome {
     // on its training side): the gate cannot say the candidate is better,
     // so the auto policy leaves it to a person.
     std::optional<std::string> live_not_compared;
+    // Holdout classes live never trained on (their rows left out of the
+    // comparison), and how many rows: a candidate that learned a new class
+    // is not credited for it, so a person should know.
+    std::vector<std::string> live_unknown_classes;
+    std::size_t live_unknown_rows = 0;
     gate_decision gate;
     std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
     std::string split_rule;

@@ -658,6 +658,29 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertIn("live v1 was out of service when this job began", log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 3})
 
+    def test_a_class_live_never_trained_on_is_left_out_and_said(self):
+        # Live answers a class it never saw 0, which log loss clips to 1e-15:
+        # a few such rows outweighed every other row.
+        rows = synthetic("multiclass", 180, seed=26)
+        f, l, _ = self.streams(rows[:150])
+        name = uid("by-time-new-class")
+        d = definition("multiclass", f, l, holdout={"share": 0.2, "by": "time"})
+        put_model(self, self.c, name, d, expect=(201,))
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 1)
+        # 30 newer entities, every third of a new class.
+        newer = [(e, data, "d" if i % 3 == 0 else y) for i, (e, data, y) in enumerate(rows[150:])]
+        load_rows(self, self.c, f, l, newer, feature_hours=2.5, label_hours=3.0)
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        gate = get_version(self, self.c, name, j["version"])["gate"]
+        self.assertEqual(gate["live_unknown_classes"], ["d"], gate)
+        self.assertEqual(gate["live_rows"], 26, gate)
+        self.assertIn('; live v1 never trained on "d" (10 of 36 holdout rows, left out of the '
+                      'comparison)', gate["summary"])
+        self.assertIn('10 of 36 holdout rows are of a class live version 1 never trained on '
+                      '("d"): it cannot answer them; compared with it on the others only',
+                      log_text(j))
+
     def test_a_holdout_written_wrong_is_a_400_naming_it(self):
         f, l, _ = self.streams(synthetic("regression", 20, seed=23))
         d = definition("regression", f, l)
