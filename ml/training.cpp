@@ -712,6 +712,29 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
                              out.live_metrics ? &*out.live_metrics : nullptr,
                              on_live_rows ? &*on_live_rows : nullptr);
+    // Classes the candidate learned and live never did had their rows left
+    // out of the comparison: a candidate that beats live only there (a new,
+    // now common class) would be rejected on every retrain. When live is
+    // all that stops it, it waits for a person instead.
+    std::vector<std::string> learned;
+    for (const auto& cls : out.live_unknown_classes) {
+        const auto k = static_cast<std::size_t>(
+            std::find(out.classes.begin(), out.classes.end(), cls) - out.classes.begin());
+        if (k < seen.size() && seen[k]) learned.push_back(cls);
+    }
+    if (!out.gate.passed && out.live_metrics && !learned.empty()) {
+        gate_decision without_live =
+            evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics, nullptr);
+        if (without_live.passed) {
+            out.live_not_compared = "it never trained on " + quoted_classes(learned) +
+                                    ", which the candidate did; on the other rows the candidate " +
+                                    out.gate.reasons.front();
+            out.gate = without_live;
+            log("warn", "live version " + std::to_string(live->version) + " " +
+                            *out.live_not_compared +
+                            ": the candidate is not published by the auto policy");
+        }
+    }
     log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());
 
     // The artifact, then proof that it predicts exactly what was evaluated.

@@ -777,9 +777,12 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // Nor when a person had taken live down (removed its alias):
                 // live moved before, and points nowhere now.
                 const bool removed_before = at_start.is_null() && marks_at_start.move != 0;
+                // Nor while an experiment runs: its arms take the traffic of
+                // every request with an entity, and live would answer few.
+                const auto experiment = active_experiment(c, job.model);
                 published = automatic && now == at_start && revision_now == job.revision &&
                             !taken_down && !touched && !live_disabled_at_start && !unmeasured &&
-                            !removed_before;
+                            !removed_before && !experiment;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -801,6 +804,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";
+                    } else if (experiment) {
+                        held_back = "experiment " + std::to_string(experiment->id) +
+                                    " is running (its arms answer requests with an entity)";
                     } else if (removed_before) {
                         held_back =
                             "live was taken down (its alias removed) before this job "

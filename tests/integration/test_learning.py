@@ -1576,6 +1576,25 @@ class CancelTest(SharedServerCase):
                       log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"candidate": 2})
 
+    def test_auto_policy_does_not_publish_while_an_experiment_runs(self):
+        # Its arms answer every request with an entity: the version put live
+        # answered almost none.
+        name, f, l = self.live_version_1("in-experiment", 57)
+        full = definition("regression", f, l)
+        put_model(self, self.c, name, dict(full, promotion={"mode": "manual"}))
+        self.assertEqual(train_and_wait(self, self.c, name)["version"], 2)
+        r = self.c.post_json("/v1/models/%s/experiments" % name, {"reason": "try v2", "arms": [
+            {"name": "one", "version": 1, "weight": 1}, {"name": "two", "version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        experiment = r.json()["id"]
+        put_model(self, self.c, name, full)
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual((j["state"], j["version"]), ("succeeded", 3), log_text(j))
+        self.assertTrue(get_version(self, self.c, name, 3)["gate"]["passed"])
+        self.assertIn("alias candidate: experiment %d is running (its arms answer requests with "
+                      "an entity): not published; promote it by hand" % experiment, log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 3})
+
     def test_auto_policy_does_not_publish_over_a_live_version_disabled_during_training(self):
         # A person's disable moves no alias: the finished version went live
         # over the version they had just taken out of service.

@@ -1797,6 +1797,21 @@ TEST_CASE("train_model: live is compared on enough rows, or not at all", "[train
         CHECK_THAT(text, Contains("3 of 60 holdout rows are of a class live version 6 never "
                                   "trained on (\"d\"): it cannot answer them; compared with it "
                                   "on the others only"));
+        CHECK(second->live_unknown_classes == std::vector<std::string>{"d"});
+        CHECK(second->live_unknown_rows == 3);
+
+        // A weaker candidate (x2 alone) that learned "d": rejected on the
+        // other rows, it would be on every retrain while "d" grows; it
+        // waits for a person instead.
+        auto weak = d;
+        weak.features.erase(weak.features.begin());
+        auto third = train_model(weak, multi, &multi_live, hooks);
+        REQUIRE(third);
+        CHECK(third->gate.passed);  // the baseline and thresholds; live not weighed
+        REQUIRE(third->live_not_compared.has_value());
+        CHECK_THAT(*third->live_not_compared,
+                   StartsWith("it never trained on \"d\", which the candidate did; on the other "
+                              "rows the candidate does not beat the live version on log_loss"));
     }
     SECTION("binary: the rows to compare on hold one class") {
         auto binary = synthetic_set(task_kind::binary, 300, 46);
