@@ -822,8 +822,11 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     held_back += ": not published; promote it by hand";
                 }
                 std::string alias = published ? "live" : "candidate";
-                status m = move_alias(c, job.model, alias, number, "policy:" + std::string(automatic ? "auto" : "manual"),
-                                      "job " + std::to_string(id) + " " + gate_summary);
+                // The record says why a version that passed was not put live.
+                status m = move_alias(c, job.model, alias, number,
+                                      "policy:" + std::string(automatic ? "auto" : "manual"),
+                                      "job " + std::to_string(id) + " " + gate_summary +
+                                          (held_back.empty() ? "" : "; " + held_back));
                 if (!m) return m;
             }
             const std::string outcome =

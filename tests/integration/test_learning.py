@@ -1594,6 +1594,12 @@ class CancelTest(SharedServerCase):
         self.assertIn("alias candidate: experiment %d is running (its arms answer requests with "
                       "an entity): not published; promote it by hand" % experiment, log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 3})
+        # The deployment record says why too.
+        last = deployments_of(self, self.c, name)[0]
+        self.assertEqual((last["alias"], last["version"]), ("candidate", 3), last)
+        self.assertTrue(last["reason"].endswith(
+            "; experiment %d is running (its arms answer requests with an entity): not "
+            "published; promote it by hand" % experiment), last)
 
     def test_auto_policy_does_not_publish_over_a_live_version_disabled_during_training(self):
         # A person's disable moves no alias: the finished version went live
