@@ -104,6 +104,11 @@ std::string gate_summary(const training_outcome& o) {
         s += "; " + live + " never trained on " + quoted_classes(o.live_unknown_classes) + " (" +
              std::to_string(o.live_unknown_rows) + " of " + std::to_string(o.test_rows) +
              " holdout rows, left out of the comparison)";
+        if (o.fails_only_against_live) {
+            s += "; the candidate learned " + quoted_classes(o.live_unknown_learned) +
+                 ": a person may promote it if it should answer " +
+                 (o.live_unknown_learned.size() == 1 ? "it" : "them");
+        }
     }
     return s;
 }
@@ -311,6 +316,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["live_not_compared"] =
             outcome->live_not_compared ? json(*outcome->live_not_compared) : json(nullptr);
         gate["live_unknown_classes"] = outcome->live_unknown_classes;
+        gate["fails_only_against_live"] = outcome->fails_only_against_live;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;
         gate["live_move_at_start"] = marks_at_start.move;

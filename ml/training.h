@@ -115,6 +115,10 @@ struct training_outcome {
     // is not credited for it, so a person should know.
     std::vector<std::string> live_unknown_classes;
     std::size_t live_unknown_rows = 0;
+    // Of those, the ones the candidate trained on; and whether the gate
+    // failed only against live (it passes the baseline and thresholds).
+    std::vector<std::string> live_unknown_learned;
+    bool fails_only_against_live = false;
     gate_decision gate;
     std::size_t train_rows = 0, test_rows = 0, probe_rows = 0;
     std::string split_rule;

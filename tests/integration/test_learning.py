@@ -680,6 +680,23 @@ class TimeHoldoutTest(SharedServerCase):
         self.assertIn('10 of 36 holdout rows are of a class live version 1 never trained on '
                       '("d"): it cannot answer them; compared with it on the others only',
                       log_text(j))
+        self.assertFalse(gate["fails_only_against_live"], gate)  # it never learned "d"
+
+        # 30 more, every third "d" again: a candidate on x2 alone learns "d"
+        # from the older ones, loses to live on the rest, and is said to be
+        # one a person may want.
+        more = [(e, data, "d" if i % 3 == 0 else y)
+                for i, (e, data, y) in enumerate(synthetic("multiclass", 240, seed=26)[180:])]
+        load_rows(self, self.c, f, l, more, feature_hours=3.5, label_hours=4.0)
+        put_model(self, self.c, name, dict(d, features=[{"field": "x2"}]))
+        j = train_and_wait(self, self.c, name)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        v = get_version(self, self.c, name, j["version"])
+        self.assertEqual(v["status"], "rejected", v["gate"])
+        self.assertTrue(v["gate"]["fails_only_against_live"], v["gate"])
+        self.assertTrue(v["gate"]["summary"].endswith(
+            '; the candidate learned "d": a person may promote it if it should answer it'),
+            v["gate"]["summary"])
 
     def test_a_holdout_written_wrong_is_a_400_naming_it(self):
         f, l, _ = self.streams(synthetic("regression", 20, seed=23))
