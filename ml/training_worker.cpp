@@ -744,8 +744,6 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 end_running_job(c, id, job_state::cancelled, "cancelled on request");
                 return status::ok();
             }
-            number = insert_version(c, v);
-            set_job_version(c, id, number);
             bool published = false;
             std::string held_back;
             if (passed) {
@@ -821,6 +819,16 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     }
                     held_back += ": not published; promote it by hand";
                 }
+            }
+            // The version says why it was not put live, beside the gate's
+            // verdict (rebuilt from the result: this may run again).
+            json gate = result["gate"];
+            gate["held_back"] = held_back.empty() ? json(nullptr) : json(held_back);
+            if (!held_back.empty()) gate["summary"] = gate_summary + "; " + held_back;
+            v.gate = gate.dump();
+            number = insert_version(c, v);
+            set_job_version(c, id, number);
+            if (passed) {
                 std::string alias = published ? "live" : "candidate";
                 // The record says why a version that passed was not put live.
                 status m = move_alias(c, job.model, alias, number,

@@ -1611,7 +1611,13 @@ class CancelTest(SharedServerCase):
         self.assertIn("alias candidate: experiment %d is running (its arms answer requests with "
                       "an entity): not published; promote it by hand" % experiment, log_text(j))
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 3})
-        # The deployment record says why too.
+        # The version says why too, and so does the deployment record.
+        gate = get_version(self, self.c, name, 3)["gate"]
+        held = ("experiment %d is running (its arms answer requests with an entity): not "
+                "published; promote it by hand" % experiment)
+        self.assertEqual(gate["held_back"], held, gate)
+        self.assertTrue(gate["summary"].endswith("; " + held), gate)
+        self.assertIsNone(get_version(self, self.c, name, 2)["gate"]["held_back"])
         last = deployments_of(self, self.c, name)[0]
         self.assertEqual((last["alias"], last["version"]), ("candidate", 3), last)
         self.assertTrue(last["reason"].endswith(
