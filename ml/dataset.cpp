@@ -194,6 +194,15 @@ double unit_hash(std::string_view entity) {
     return std::ldexp(static_cast<double>(fmix64(fnv1a64(entity)) >> 11), -53);
 }
 
+namespace {
+
+// A holdout share as the split rules take it: within [0, 1], NaN as 0.
+double share_in_range(double share) {
+    return std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+}
+
+}  // namespace
+
 bool holdout_of(std::string_view entity, double share) {
     if (!(share > 0)) return false;  // also NaN
     if (share >= 1) return true;
@@ -205,14 +214,14 @@ bool holdout_of(std::string_view entity, double share) {
 }
 
 std::string holdout_rule(double share) {
-    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    const double s = share_in_range(share);
     return "fmix64(fnv1a64(entity)) / 2^64 < " + format_number(s);
 }
 
 std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, double share,
                                               std::size_t min_train, std::size_t min_test) {
     if (times.empty()) return std::nullopt;
-    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    const double s = share_in_range(share);
     const auto n = times.size();
     const auto k = std::clamp<std::size_t>(
         static_cast<std::size_t>(std::llround(s * static_cast<double>(n))), 1, n);
@@ -238,7 +247,7 @@ std::optional<std::int64_t> holdout_from_time(std::vector<std::int64_t> times, d
 }
 
 std::string holdout_time_rule(std::int64_t from, double share, std::size_t held, std::size_t rows) {
-    const double s = std::isnan(share) ? 0.0 : std::clamp(share, 0.0, 1.0);
+    const double s = share_in_range(share);
     return "label time >= " + format_rfc3339(from) + " (share " + format_number(s) +
            " asked: " + std::to_string(held) + " of " + std::to_string(rows) + " labelled rows)";
 }

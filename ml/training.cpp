@@ -371,15 +371,15 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // import stamped alike) make a holdout far larger than asked for.
     const double test_share =
         static_cast<double>(test_rows.size()) / static_cast<double>(data.rows.size());
-    std::string tied;  // what the time split came to, for the messages below
+    std::string by_time;  // what the time split came to, for the messages below
     if (out.holdout_from && train_rows.empty()) {
-        tied = "every label is at " + format_rfc3339(*out.holdout_from) +
-               ", so none is older to train on";
+        by_time = "every label is at " + format_rfc3339(*out.holdout_from) +
+                  ", so none is older to train on";
     } else if (out.holdout_from) {
-        tied = std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
-               " labelled rows " + (test_rows.size() == 1 ? "is" : "are") + " at or after " +
-               format_rfc3339(*out.holdout_from) + ", the cut nearest the newest " +
-               format_number(d.holdout) + " with rows of one time on one side";
+        by_time = std::to_string(test_rows.size()) + " of the " + std::to_string(data.rows.size()) +
+                  " labelled rows " + (test_rows.size() == 1 ? "is" : "are") + " at or after " +
+                  format_rfc3339(*out.holdout_from) + ", the cut nearest the newest " +
+                  format_number(d.holdout) + " with rows of one time on one side";
     }
     if (train_rows.size() < min_train_rows || test_rows.size() < min_test_rows) {
         return status(error_kind::failed_precondition,
@@ -387,10 +387,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                           " train and " + std::to_string(test_rows.size()) +
                           " holdout; need at least " + std::to_string(min_train_rows) + " and " +
                           std::to_string(min_test_rows) +
-                          (tied.empty() ? "" : " (holdout by time: " + tied + ")"));
+                          (by_time.empty() ? "" : " (holdout by time: " + by_time + ")"));
     }
-    if (!tied.empty() && (test_share > 1.5 * d.holdout || test_share < d.holdout / 1.5)) {
-        log("warn", "holdout by time: " + tied + "; the holdout is " +
+    if (!by_time.empty() && (test_share > 1.5 * d.holdout || test_share < d.holdout / 1.5)) {
+        log("warn", "holdout by time: " + by_time + "; the holdout is " +
                         format_number(std::round(test_share * 1000) / 1000) + " of the rows");
     }
 

@@ -166,13 +166,14 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             return latest;
         };
         const std::map<std::string, const fact_ref*> latest_label = latest_of(labels);
-        // As a live version's training read them: its stream and field, its snapshot.
-        std::optional<stream_view> live_view;
-        std::map<std::string, const fact_ref*> live_label;
+        // Each entity's label time as a live version's training read it: its
+        // stream and field, its snapshot.
+        std::unordered_map<std::string, micros> live_label;
         if (live_labels) {
-            live_view = read_stream(c, live_labels->stream, live_labels->max_fact_id,
-                                    "$.\"" + live_labels->field + "\"");
-            live_label = latest_of(*live_view);
+            const stream_view view = read_stream(c, live_labels->stream, live_labels->max_fact_id,
+                                                 "$.\"" + live_labels->field + "\"");
+            for (const auto& [entity, f] : latest_of(view))
+                live_label.emplace(entity, f->event_time);
         }
         // Feature facts per entity, in the same order.
         std::unordered_map<std::string, std::vector<const fact_ref*>> by_entity;
@@ -232,7 +233,7 @@ result<training_set> build_training_set(connection& c, const model_definition& d
             ex.entity = entity;
             ex.label_time = label->event_time;
             if (auto lv = live_label.find(entity); lv != live_label.end())
-                ex.live_label_time = lv->second->event_time;
+                ex.live_label_time = lv->second;
             ex.label_fact_id = label->id;
             ex.feature_fact_id = feature->id;
             auto label_data = read_data(label->id);

@@ -729,7 +729,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                                : json(nullptr);
     const bool live_disabled_at_start = result["gate"].value("live_disabled_at_start", false);
     // Live applied but was not measured: "better than live" is unknown.
-    const json& not_compared = result["gate"].value("live_not_compared", json(nullptr));
+    const json not_compared = result["gate"].value("live_not_compared", json(nullptr));
     const live_marks marks_at_start{result["gate"].value("live_move_at_start", std::int64_t{0}),
                                     result["gate"].value("live_event_at_start", std::int64_t{0})};
     std::int64_t number = 0;
