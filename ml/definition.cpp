@@ -11,7 +11,8 @@ const aggregate_spec* aggregate_of(const std::vector<aggregate_spec>& specs,
 }
 
 bool metric_higher_is_better(const std::string& name) {
-    return !(name == "rmse" || name == "mae" || name == "log_loss");
+    return !(name == "rmse" || name == "mae" || name == "log_loss" ||
+             name == "decision_false_positive_rate");
 }
 
 bool known_metric(task_kind task, const std::string& name) {
@@ -27,7 +28,10 @@ bool known_metric(task_kind task, const std::string& name) {
     for (const char* m : classification) {
         if (name == m) return true;
     }
-    return false;
+    // The operating point's (ml/decision.h): binary models have one.
+    return task == task_kind::binary &&
+           (name == "decision_precision" || name == "decision_recall" ||
+            name == "decision_false_positive_rate");
 }
 
 }  // namespace kennel::ml

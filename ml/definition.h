@@ -11,6 +11,7 @@
 
 #include "ml/aggregate.h"
 #include "ml/dataset.h"
+#include "ml/decision.h"
 #include "ml/features.h"
 #include "ml/trainers.h"
 #include "ml/value.h"
@@ -21,7 +22,7 @@ struct label_spec {
     std::string stream;
     std::string field;
     // Binary only: the class whose probability, metrics (precision, recall,
-    // f1, the F1-best threshold) and "decision" are reported. Unset: true,
+    // f1, the operating point) and "decision" are reported. Unset: true,
     // 1, or of two strings the later in byte order.
     std::optional<std::string> positive;
 };
@@ -89,6 +90,8 @@ struct model_definition {
     std::size_t max_classes = 50;
     retrain_policy retrain;
     promotion_policy promotion;
+    // Binary only: how the threshold of the answers' "decision" is chosen.
+    decision_policy decision;
     supervision_policy supervision;
     double training_deadline_seconds = 600;
     std::int64_t training_memory_mb = 4096;

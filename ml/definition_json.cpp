@@ -240,6 +240,27 @@ void parse_feature(reader& r, const json& f, const std::string& path, ml::featur
     }
 }
 
+json decision_json(const ml::decision_policy& p) {
+    json j = {{"rule", ml::decision_rule_name(p.rule)}};
+    switch (p.rule) {
+        case ml::decision_rule::f1:
+            break;
+        case ml::decision_rule::fixed:
+            j["threshold"] = p.threshold;
+            break;
+        case ml::decision_rule::min_precision:
+        case ml::decision_rule::min_recall:
+        case ml::decision_rule::max_false_positive_rate:
+            j["target"] = p.target;
+            break;
+        case ml::decision_rule::min_cost:
+            j["false_positive_cost"] = p.false_positive_cost;
+            j["false_negative_cost"] = p.false_negative_cost;
+            break;
+    }
+    return j;
+}
+
 json feature_json(const ml::feature_spec& s, const ml::aggregate_spec* aggregate) {
     json f = {{"field", s.field}, {"transform", ml::transform_kind_name(s.transform)}};
     if (aggregate) f["aggregate"] = json::parse(ml::aggregate_to_json(*aggregate));
@@ -268,6 +289,85 @@ json feature_json(const ml::feature_spec& s, const ml::aggregate_spec* aggregate
 
 }  // namespace
 
+namespace {
+
+// {"rule": "min_precision", "target": 0.9} and the like (ml/decision.h).
+void parse_decision(reader& r, const json& j, ml::model_definition& d) {
+    if (!j.is_object()) {
+        r.error("decision",
+                "must be an object like {\"rule\": \"min_precision\", \"target\": 0.9}");
+        return;
+    }
+    if (d.task != ml::task_kind::binary) {
+        r.error("decision",
+                "a decision rule applies to binary models only: a " +
+                    std::string(ml::task_kind_name(d.task)) + " model answers its " +
+                    (d.task == ml::task_kind::multiclass ? "most probable class" : "value"));
+        return;
+    }
+    ml::decision_policy& p = d.decision;
+    std::string rule = "f1";
+    if (!r.string(j, "decision", "rule", rule, true)) return;
+    auto parsed = ml::parse_decision_rule(rule);
+    if (!parsed) {
+        r.error("decision.rule",
+                "unknown rule \"" + rule +
+                    "\": use f1, fixed (with threshold), min_precision, min_recall or "
+                    "max_false_positive_rate (with target), or min_cost (with "
+                    "false_positive_cost and false_negative_cost)");
+        return;
+    }
+    p.rule = *parsed;
+    switch (p.rule) {
+        case ml::decision_rule::f1:
+            r.only(j, "decision", {"rule"});
+            break;
+        case ml::decision_rule::fixed:
+            r.only(j, "decision", {"rule", "threshold"});
+            if (!j.contains("threshold"))
+                r.error("decision.threshold", "missing: a fixed rule needs a threshold in [0, 1]");
+            r.number(j, "decision", "threshold", p.threshold, 0, 1);
+            break;
+        case ml::decision_rule::min_precision:
+        case ml::decision_rule::min_recall:
+        case ml::decision_rule::max_false_positive_rate: {
+            r.only(j, "decision", {"rule", "target"});
+            const bool rate = p.rule == ml::decision_rule::max_false_positive_rate;
+            if (!j.contains("target")) {
+                r.error("decision.target",
+                        "missing: " + rule + " needs a target in " + (rate ? "[0, 1)" : "(0, 1]"));
+                break;
+            }
+            // A precision or recall of 0 is met by anything, and a false
+            // positive rate of 1 too: a rule that chooses nothing.
+            if (r.number(j, "decision", "target", p.target, 0, 1) &&
+                (rate ? p.target >= 1 : p.target <= 0)) {
+                r.error("decision.target", rule + " needs a target in " +
+                                               (rate ? "[0, 1): 1 allows every false positive"
+                                                     : "(0, 1]: 0 is met by any threshold"));
+            }
+            break;
+        }
+        case ml::decision_rule::min_cost:
+            r.only(j, "decision", {"rule", "false_positive_cost", "false_negative_cost"});
+            for (const char* key : {"false_positive_cost", "false_negative_cost"}) {
+                if (!j.contains(key))
+                    r.error(std::string("decision.") + key,
+                            "missing: min_cost needs false_positive_cost and false_negative_cost "
+                            "(each >= 0, in one unit)");
+            }
+            r.number(j, "decision", "false_positive_cost", p.false_positive_cost, 0, 1e12);
+            r.number(j, "decision", "false_negative_cost", p.false_negative_cost, 0, 1e12);
+            if (p.false_positive_cost == 0 && p.false_negative_cost == 0)
+                r.error(
+                    "decision",
+                    "min_cost needs a cost above 0: with both at 0 every threshold costs nothing");
+            break;
+    }
+}
+
+}  // namespace
+
 parsed_definition parse_definition(const std::string& text) {
     parsed_definition out;
     reader r(out.errors);
@@ -285,13 +385,15 @@ parsed_definition parse_definition(const std::string& text) {
     ml::model_definition& d = out.definition;
     r.only(j, "",
            {"task", "features_from", "label", "features", "algorithm", "params", "search",
-            "holdout", "max_classes", "retrain", "promotion", "training", "serving", "supervision",
-            "test_fault"});
+            "holdout", "max_classes", "retrain", "promotion", "decision", "training", "serving",
+            "supervision", "test_fault"});
     std::string task;
+    bool task_known = false;
     if (r.string(j, "", "task", task, true)) {
         auto t = ml::parse_task_kind(task);
         if (t) {
             d.task = *t;
+            task_known = true;
         } else {
             r.error("task", t.error().message());
         }
@@ -449,6 +551,8 @@ parsed_definition parse_definition(const std::string& text) {
             }
         }
     }
+    if (auto dc = j.find("decision"); dc != j.end() && !dc->is_null() && task_known)
+        parse_decision(r, *dc, d);
     if (auto sv = j.find("supervision"); sv != j.end()) {
         if (!sv->is_object()) {
             r.error("supervision", "must be an object like {\"max_error_rate\": 0.2}");
@@ -574,6 +678,10 @@ void check_new_definition(const ml::model_definition& d, std::vector<field_error
     if (d.params.gamma > 1e6) errors.push_back({"params.gamma", "must be between 0 and 1000000"});
 }
 
+std::string decision_policy_json(const ml::decision_policy& p) {
+    return decision_json(p).dump();
+}
+
 std::string canonical_definition_json(const ml::model_definition& d) {
     json features = json::array();
     for (const auto& f : d.features)
@@ -633,6 +741,9 @@ std::string canonical_definition_json(const ml::model_definition& d) {
           {"drift_window_seconds", d.supervision.drift_window_seconds},
           {"min_drift_samples", d.supervision.min_drift_samples}}},
     };
+    // The default rule is left out: definitions written before rules read
+    // back as they were.
+    if (d.decision.rule != ml::decision_rule::f1) j["decision"] = decision_json(d.decision);
     if (!d.test_fault.empty()) j["test_fault"] = d.test_fault;
     return j.dump();
 }

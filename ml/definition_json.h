@@ -29,6 +29,8 @@ struct parsed_definition {
 
 parsed_definition parse_definition(const std::string& json_text);
 std::string canonical_definition_json(const ml::model_definition& d);
+// A decision rule as the definition writes it: {"rule": "min_precision", "target": 0.9}.
+std::string decision_policy_json(const ml::decision_policy& p);
 
 // Rules for a definition about to be stored, beyond its syntax (appended to
 // errors). Apart from parse_definition, which also reads stored definitions:

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "ml/bootstrap.h"
+#include "ml/decision.h"
 #include "ml/prediction_history.h"
 #include "ml/raw_json.h"
 #include "store/registry.h"
@@ -413,6 +414,17 @@ result<live_report> compute(connection& c, const std::string& model, const model
             } else {
                 auto m = evaluate_classification(a.truth, a.probs, a.classes->size());
                 if (m) a.g.metrics = list_metrics(*m);
+                if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
+                    // The decisions as served: at the answering version's threshold.
+                    std::vector<bool> positive(a.truth.size());
+                    std::vector<double> score(a.truth.size());
+                    for (std::size_t i = 0; i < a.truth.size(); ++i) {
+                        positive[i] = a.truth[i] == 1;
+                        score[i] = a.probs[i][1];
+                    }
+                    add_decision_metrics(*a.g.metrics,
+                                         operating_point_at(a.scoring->threshold, positive, score));
+                }
             }
         }
         kept.push_back(&a);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "ml/decision.h"
 #include "ml/definition_json.h"
 #include "ml/serving.h"
 #include "store/facts.h"
@@ -200,6 +201,7 @@ const version_scoring& outcome_joiner::scoring(const logged_prediction& p) {
     version_scoring sc = current_;
     if (auto v = get_version(c_, model_, *p.version, false)) {
         sc.classes = classes_in_features(v->features);
+        sc.threshold = decision_threshold_in_metrics(v->metrics);
         if (auto r = get_revision(c_, model_, v->revision)) {
             parsed_definition d = parse_definition(r->definition);
             if (d.errors.empty()) {

@@ -69,6 +69,7 @@ struct version_scoring {
     task_kind task = task_kind::regression;
     label_spec label;
     std::vector<std::string> classes;
+    double threshold = 0.5;  // binary: where its answers' decision turns positive
 };
 
 // The outcome a prediction is joined to: a fact in the label stream holding

@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "ml/decision.h"
+
 #include "ml/dataset.h"
 #include "ml/definition_json.h"
 #include "ml/explain.h"
@@ -410,10 +412,7 @@ result<std::shared_ptr<const loaded_version>> serving_registry::load(connection&
     v->baseline = baseline_from_json(row->baseline);
     v->baseline.classes = &v->artifact->classes;
     v->baseline.task = v->artifact->task;
-    json metrics = json::parse(row->metrics, nullptr, false);
-    if (metrics.is_object() && metrics.contains("best_threshold") && metrics["best_threshold"].is_number()) {
-        v->threshold = metrics["best_threshold"].get<double>();
-    }
+    v->threshold = decision_threshold_in_metrics(row->metrics);
     v->baseline.decision =
         binary_decision(v->baseline.task, v->baseline.probabilities, v->threshold);
     if (auto profile = profile_in_features(row->features)) {

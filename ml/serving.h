@@ -71,7 +71,7 @@ struct loaded_version {
     std::string sha256;
     std::shared_ptr<const model_artifact> artifact;
     answer baseline;              // the baseline's constant answer
-    double threshold = 0.5;       // binary: the F1-best threshold on the holdout
+    double threshold = 0.5;       // binary: its operating point's (ml/decision.h)
     std::string fault;            // serving fault for tests: "serve_throw", "serve_sleep"
     // The fields its pipeline reads, sorted: a field sent that it does not
     // read is reported as ignored in its answers.

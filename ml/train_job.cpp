@@ -42,6 +42,34 @@ json metrics_json(const metric_listing& m) {
     return j;
 }
 
+// The operating point as versions show it: the rule as the definition
+// wrote it, whether the holdout met it, and what its threshold reaches.
+json decision_json(const operating_point& p) {
+    json j = json::parse(decision_policy_json(p.policy));
+    j["met"] = p.met;
+    j["unmet"] = p.met ? json(nullptr) : json(p.unmet);
+    j["threshold"] = p.threshold;
+    j["rows"] = p.rows;
+    j["positives"] = p.positives;
+    j["answered_positive"] = p.predicted_positive();
+    j["true_positives"] = p.true_positives;
+    j["false_positives"] = p.false_positives;
+    j["precision"] = p.precision;
+    j["precision_interval"] = {p.precision_lower, p.precision_upper};
+    j["recall"] = p.recall;
+    j["recall_interval"] = {p.recall_lower, p.recall_upper};
+    j["false_positive_rate"] = p.false_positive_rate;
+    j["f1"] = p.f1;
+    j["accuracy"] = p.accuracy;
+    if (p.policy.rule == decision_rule::min_cost) j["cost"] = p.cost;
+    return j;
+}
+
+json with_decision(json metrics, json decision) {
+    metrics["decision"] = std::move(decision);
+    return metrics;
+}
+
 json importance_json(const permutation_importance& p) {
     json fields = json::array();
     for (const auto& f : p.fields) {
@@ -354,7 +382,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"holdout_from", outcome->holdout_from ? json(format_rfc3339(*outcome->holdout_from))
                                                      : json(nullptr)},
               {"probe_rows_verified", outcome->probe_rows}}},
-            {"metrics", metrics_json(outcome->metrics)},
+            {"metrics", outcome->decision ? with_decision(metrics_json(outcome->metrics),
+                                                          decision_json(*outcome->decision))
+                                          : metrics_json(outcome->metrics)},
             {"baseline_metrics", metrics_json(outcome->baseline_metrics)},
             {"gate", gate},
             {"baseline",

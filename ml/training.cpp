@@ -28,6 +28,59 @@ std::string fmt(double v) {
     return s.str();
 }
 
+std::string interval_words(double lower, double upper) {
+    return "[" + fmt(lower) + ", " + fmt(upper) + "]";
+}
+
+// The job log's line on the operating point.
+std::string decision_words(const operating_point& p) {
+    std::string s = "decision rule " + describe(p.policy) + ": threshold " + fmt(p.threshold) +
+                    " on the holdout, precision " + fmt(p.precision) + " " +
+                    interval_words(p.precision_lower, p.precision_upper) + " on " +
+                    std::to_string(p.predicted_positive()) + " rows answered positive, recall " +
+                    fmt(p.recall) + " " + interval_words(p.recall_lower, p.recall_upper) + " of " +
+                    std::to_string(p.positives) + " positive rows, false positive rate " +
+                    fmt(p.false_positive_rate) + " (95% intervals)";
+    if (p.policy.rule == decision_rule::min_cost) s += ", cost " + fmt(p.cost);
+    if (!p.met) s += "; not met: " + p.unmet;
+    return s;
+}
+
+// A threshold chosen on a handful of rows reaches its target by luck as
+// often as by skill: said, with what the rule rests on.
+std::string decision_rests_on_few(const operating_point& p) {
+    constexpr std::size_t few = 10;
+    if (p.positives == 0) return {};
+    switch (p.policy.rule) {
+        case decision_rule::min_precision:
+            if (p.predicted_positive() < few) {
+                return "the decision's precision rests on " +
+                       std::to_string(p.predicted_positive()) +
+                       " holdout rows answered positive (95% interval " +
+                       interval_words(p.precision_lower, p.precision_upper) +
+                       "): serving may see much less; more labels, or a larger holdout, make it "
+                       "surer";
+            }
+            break;
+        case decision_rule::min_recall:
+        case decision_rule::max_false_positive_rate:
+            if (p.positives < few) {
+                return "the decision's recall rests on " + std::to_string(p.positives) +
+                       " positive holdout rows (95% interval " +
+                       interval_words(p.recall_lower, p.recall_upper) +
+                       "): more labels, or a larger holdout, make it surer";
+            }
+            break;
+        default:
+            break;
+    }
+    if (p.predicted_positive() == 0) {
+        return "the decision answers no holdout row positive (threshold " + fmt(p.threshold) +
+               "): as served, it would never say yes";
+    }
+    return {};
+}
+
 // Holdout metrics of one function over encoded rows.
 result<metric_listing> score(task_kind task, const fitted_function& fn, const feature_rows& x,
                              const std::vector<double>& y, std::size_t num_classes) {
@@ -246,7 +299,8 @@ constexpr double baseline_tie = 1e-6;
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
-                            const metric_listing* candidate_on_live_rows) {
+                            const metric_listing* candidate_on_live_rows,
+                            const operating_point* decision) {
     gate_decision g;
     primary_metric_info pm = primary_metric(task);
     g.metric = pm.name;
@@ -268,6 +322,10 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         g.reasons.push_back("only ties the baseline on " + g.metric + " (" +
                             format_number(g.candidate) + " vs " + format_number(g.baseline) +
                             ": within a millionth of it)");
+    }
+    if (decision && !decision->met) {
+        g.reasons.push_back("the decision rule " + describe(decision->policy) +
+                            " is not met on the holdout: " + decision->unmet);
     }
     for (const auto& [name, bound] : policy.thresholds) {
         double v = candidate.get(name);
@@ -607,6 +665,20 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     if (!bm) return bm.error();
     out.metrics = *m;
     out.baseline_metrics = *bm;
+    if (d.task == task_kind::binary && num_classes == 2) {
+        // The threshold of the answers' decision, by the definition's rule,
+        // on the rows the metrics were measured on.
+        std::vector<bool> positive(x_test.size());
+        std::vector<double> score(x_test.size());
+        for (std::size_t i = 0; i < x_test.size(); ++i) {
+            positive[i] = y_test[i] == 1;
+            score[i] = (*fn)->predict(x_test[i]).probabilities[1];
+        }
+        out.decision = choose_operating_point(d.decision, positive, score);
+        add_decision_metrics(out.metrics, *out.decision);
+        log(out.decision->met ? "info" : "warn", decision_words(*out.decision));
+        if (std::string few = decision_rests_on_few(*out.decision); !few.empty()) log("warn", few);
+    }
     {
         // What the model answers on the holdout: drift's reference for its outputs.
         std::vector<raw_value> outputs;
@@ -709,9 +781,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         importance_by_permutation(d, *pipeline, **fn, test_rows, y_test, num_classes, out.metrics);
     log("info", "permutation importance on " + std::to_string(out.importance.rows) +
                     " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
+    const operating_point* decision = out.decision ? &*out.decision : nullptr;
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
                              out.live_metrics ? &*out.live_metrics : nullptr,
-                             on_live_rows ? &*on_live_rows : nullptr);
+                             on_live_rows ? &*on_live_rows : nullptr, decision);
     // Classes the candidate learned and live never did had their rows left
     // out of the comparison, so it is not credited for them: a candidate
     // that fails only against live there (a new class growing) is said to
@@ -723,7 +796,9 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     }
     if (!out.gate.passed && out.live_metrics && !out.live_unknown_learned.empty()) {
         out.fails_only_against_live =
-            evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics, nullptr).passed;
+            evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics, nullptr, nullptr,
+                          decision)
+                .passed;
     }
     log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ml/artifact.h"
+#include "ml/decision.h"
 #include "ml/definition.h"
 #include "ml/drift.h"
 #include "ml/metrics.h"
@@ -56,10 +57,12 @@ struct gate_decision {
 // policy's min_improvement. When live could not answer every holdout row,
 // `candidate_on_live_rows` holds the candidate's metrics on the rows it did,
 // and that comparison uses them.
+// A decision rule not met on the holdout (`decision`, binary) fails it too.
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
-                            const metric_listing* candidate_on_live_rows = nullptr);
+                            const metric_listing* candidate_on_live_rows = nullptr,
+                            const operating_point* decision = nullptr);
 
 // How much the candidate relies on one field: its primary metric on the
 // holdout with the field's values shuffled among the rows, against the
@@ -100,6 +103,10 @@ struct training_outcome {
     std::vector<aggregate_spec> aggregates;
     permutation_importance importance;
     metric_listing metrics;
+    // Binary: the operating point the definition's decision rule chose on
+    // the holdout (its precision, recall and false positive rate are also
+    // in metrics, as decision_*); serving decides at its threshold.
+    std::optional<operating_point> decision;
     metric_listing baseline_metrics;
     // The baseline's answer (it is constant): the serving fallback.
     prediction baseline_answer;

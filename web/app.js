@@ -595,7 +595,7 @@
     return { name: 'rmse', higher: false };
   }
 
-  const HIGHER_IS_BETTER = ['roc_auc', 'accuracy', 'r2', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1'];
+  const HIGHER_IS_BETTER = ['roc_auc', 'accuracy', 'r2', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1', 'decision_precision', 'decision_recall'];
   function higherIsBetter(metric) { return HIGHER_IS_BETTER.includes(metric); }
 
   function numericMetrics(m) {
@@ -608,13 +608,34 @@
   }
 
   const THRESHOLD_KEYS = ['best_threshold', 'best_threshold_f1'];
+  // The operating point's numbers are shown with its threshold.
+  const isDecisionMetric = (k) => k.startsWith('decision_');
+  function decisionRuleText(d) {
+    if (d.rule === 'fixed') return `fixed ${fmtNum(d.threshold, 3)}`;
+    if (d.rule === 'min_cost') return `min cost (FP ${fmtNum(d.false_positive_cost)}, FN ${fmtNum(d.false_negative_cost)})`;
+    return `${d.rule.replace(/_/g, ' ')} ${fmtNum(d.target, 3)}`;
+  }
+  // The threshold the version decides at, and what it reaches on the holdout.
   function thresholdText(m) {
+    const d = m && m.decision;
+    if (d && typeof d === 'object' && Number.isFinite(d.threshold)) {
+      if (d.rule === 'f1') return `threshold ${fmtNum(d.threshold, 3)} (F1 ${fmtNum(d.f1, 3)})`;
+      return `threshold ${fmtNum(d.threshold, 3)} (${decisionRuleText(d)}${d.met ? '' : ': not met'}; precision ${fmtNum(d.precision, 3)}, recall ${fmtNum(d.recall, 3)})`;
+    }
     if (!m || !Number.isFinite(m.best_threshold)) return null;
     return `threshold ${fmtNum(m.best_threshold, 3)}${Number.isFinite(m.best_threshold_f1) ? ` (F1 ${fmtNum(m.best_threshold_f1, 3)})` : ''}`;
   }
+  function thresholdTitle(m) {
+    const d = m && m.decision;
+    if (!d || typeof d !== 'object' || !Array.isArray(d.precision_interval)) return null;
+    const iv = (x) => `[${fmtNum(x[0], 3)}, ${fmtNum(x[1], 3)}]`;
+    return `On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${fmtNum(d.precision, 3)} ${iv(d.precision_interval)}, ` +
+      `recall ${fmtNum(d.recall, 3)} ${iv(d.recall_interval)} of ${d.positives} positive, false positive rate ${fmtNum(d.false_positive_rate, 3)} (95% intervals)` +
+      (d.met ? '' : `. Not met: ${d.unmet}`);
+  }
 
   // Metrics that cannot leave [0, 1]: a chart's axis stops there.
-  const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1'];
+  const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1', 'decision_precision', 'decision_recall', 'decision_false_positive_rate'];
 
   // Which versions are disabled, as each version says (the events list is
   // only the newest 500: an older disable fell out of it).
@@ -1468,7 +1489,7 @@
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) return [h('h2', null, 'Versions'), h('p.muted', null, 'No versions yet. Use "Train now"; the first version appears when its job finishes.')];
     const extraNames = [];
-    for (const v of sorted) for (const k of Object.keys(numericMetrics(v.metrics))) if (k !== pm.name && !extraNames.includes(k)) extraNames.push(k);
+    for (const v of sorted) for (const k of Object.keys(numericMetrics(v.metrics))) if (k !== pm.name && !isDecisionMetric(k) && !extraNames.includes(k)) extraNames.push(k);
     const extras = extraNames.slice(0, 4);
     const rows = sorted.map((v) => {
       const m = numericMetrics(v.metrics);
@@ -1504,7 +1525,7 @@
           (v.aliases || []).filter((a) => a !== 'live').map((a) => h('span.chip', null, badge(a, 'info'))),
           isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null,
           removed ? h('span.chip', { title: `removed ${fmtTime(removed)} (serve --keep-versions)` }, badge('artifact removed')) : null),
-        h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted', null, thresholdText(v.metrics))] : null),
+        h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted.decision', { title: thresholdTitle(v.metrics) }, thresholdText(v.metrics))] : null),
         h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4), sayBetter(better))),
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),

@@ -1,0 +1,304 @@
+"""Integration tests for decision rules: a binary model's operating point
+(the threshold of its answers' "decision") chosen on the holdout by the rule
+its definition declares, recorded in the version, served, judged by the gate
+and measured live on joined outcomes.
+
+The real binary on a free loopback port with a temporary database, over real
+HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
+streams and models.
+"""
+
+import math
+import random
+import unittest
+
+from kennel_harness import fact, in_holdout, uid
+from test_learning import (SharedServerCase, assert_definition_errors, at, definition,
+                           get_version, log_text, post_facts, put_model, train_and_wait)
+from test_predict import wait_served
+
+
+def noisy_rows(n, seed, prefix):
+    """[(entity, features, label)]: a boolean learnable from x1 and x2, with
+    label noise, so that precision and recall trade off along the threshold."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        x1, x2 = rng.gauss(0, 1), rng.gauss(0, 1)
+        y = (x1 + 0.5 * x2 + rng.gauss(0, 0.9)) > 0.4
+        rows.append(("%s%04d" % (prefix, i), {"x1": round(x1, 4), "x2": round(x2, 4)}, y))
+    return rows
+
+
+FEATURES = [{"field": "x1"}, {"field": "x2"}]
+
+
+def counts_at(threshold, scored):
+    """(tp, fp, fn, tn) of rows [(score, positive)] answered positive at
+    score >= threshold."""
+    tp = sum(1 for s, y in scored if s >= threshold and y)
+    fp = sum(1 for s, y in scored if s >= threshold and not y)
+    fn = sum(1 for s, y in scored if s < threshold and y)
+    return tp, fp, fn, len(scored) - tp - fp - fn
+
+
+class DecisionTest(SharedServerCase):
+
+    def model(self, rows, decision=None, share=0.3, **extra):
+        """Streams of the rows and a binary linear model on them; returns its name."""
+        feats, labels = uid("feat"), uid("lab")
+        facts = []
+        for i, (entity, data, y) in enumerate(rows):
+            facts.append(fact(feats, entity, data, time_=at(0, i)))
+            facts.append(fact(labels, entity, {"y": y}, time_=at(1, i)))
+        post_facts(self, self.c, facts)
+        d = definition("binary", feats, labels, features=FEATURES, holdout=share, **extra)
+        if decision is not None:
+            d["decision"] = decision
+        name = uid("dec")
+        put_model(self, self.c, name, d, expect=(201,))
+        return name
+
+    def holdout_scores(self, name, version, rows, share):
+        """[(served probability of true, label, served decision)] for the
+        holdout rows, by the documented hash rule, asked of the live version."""
+        held = [(e, x, y) for e, x, y in rows if in_holdout(e, share)]
+        self.assertGreater(len(held), 40)
+        r = self.c.post_json("/v1/models/%s/predict" % name, {
+            "instances": [{"entity": e, "features": x} for e, x, _ in held]})
+        self.assertEqual(r.status, 200, r)
+        out = []
+        for (e, x, y), p in zip(held, r.json()["predictions"]):
+            self.assertEqual(p["version"], version, p)
+            self.assertFalse(p["fallback"], p)
+            out.append((p["probabilities"]["true"], y, p["decision"]))
+        return out
+
+    def test_min_precision_picks_the_most_recall_at_the_precision_and_serves_it(self):
+        rows = noisy_rows(500, 11, "mp")
+        name = self.model(rows, {"rule": "min_precision", "target": 0.8})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v = get_version(self, self.c, name, 1)
+        dec = v["metrics"]["decision"]
+        self.assertEqual((dec["rule"], dec["target"], dec["met"], dec["unmet"]),
+                         ("min_precision", 0.8, True, None), dec)
+        self.assertTrue(v["gate"]["passed"], v["gate"])
+        wait_served(self, self.c, name, 1)
+        scored = self.holdout_scores(name, 1, rows, 0.3)
+        # What serving decides is the threshold the version records.
+        for s, _, served in scored:
+            self.assertIs(served, s >= dec["threshold"], (s, dec["threshold"]))
+        # The recorded counts are those of the served probabilities.
+        tp, fp, fn, tn = counts_at(dec["threshold"], [(s, y) for s, y, _ in scored])
+        self.assertEqual((dec["rows"], dec["positives"], dec["true_positives"],
+                          dec["false_positives"], dec["answered_positive"]),
+                         (len(scored), tp + fn, tp, fp, tp + fp), dec)
+        self.assertAlmostEqual(dec["precision"], tp / (tp + fp), places=12)
+        self.assertAlmostEqual(dec["recall"], tp / (tp + fn), places=12)
+        self.assertAlmostEqual(dec["false_positive_rate"], fp / (fp + tn), places=12)
+        self.assertGreaterEqual(dec["precision"], 0.8)
+        lo, hi = dec["precision_interval"]
+        self.assertLess(lo, dec["precision"])
+        self.assertGreater(hi, dec["precision"])
+        # No other threshold reaches the precision with more recall.
+        for t in sorted({s for s, _, _ in scored}):
+            a, b, _, _ = counts_at(t, [(s, y) for s, y, _ in scored])
+            if a + b and a / (a + b) >= 0.8:
+                self.assertLessEqual(a, tp, (t, a, b))
+        # Its numbers are metrics too, beside the usual ones (at 0.5).
+        self.assertEqual(v["metrics"]["decision_precision"], dec["precision"])
+        self.assertEqual(v["metrics"]["decision_recall"], dec["recall"])
+        self.assertIn("decision rule min_precision 0.8: threshold", log_text(job))
+        # The F1-best threshold stays a metric of its own, not what serves.
+        self.assertNotEqual(v["metrics"]["best_threshold"], dec["threshold"])
+
+    def test_the_default_rule_is_the_f1_best_threshold(self):
+        rows = noisy_rows(300, 12, "f1")
+        name = self.model(rows)
+        r = self.c.get("/v1/models/" + name)
+        self.assertNotIn("decision", r.json()["definition"], r)  # read back as written
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v = get_version(self, self.c, name, 1)
+        dec = v["metrics"]["decision"]
+        self.assertEqual((dec["rule"], dec["met"]), ("f1", True), dec)
+        self.assertEqual(dec["threshold"], v["metrics"]["best_threshold"])
+        self.assertAlmostEqual(dec["f1"], v["metrics"]["best_threshold_f1"], places=12)
+
+    def test_min_recall_and_max_false_positive_rate_and_min_cost(self):
+        rows = noisy_rows(500, 13, "mr")
+        for decision, check in (
+                ({"rule": "min_recall", "target": 0.9},
+                 lambda d, scored: self.assertGreaterEqual(d["recall"], 0.9)),
+                ({"rule": "max_false_positive_rate", "target": 0.05},
+                 lambda d, scored: self.assertLessEqual(d["false_positive_rate"], 0.05)),
+                ({"rule": "min_cost", "false_positive_cost": 1, "false_negative_cost": 5},
+                 None),
+                ({"rule": "fixed", "threshold": 0.7},
+                 lambda d, scored: self.assertEqual(d["threshold"], 0.7))):
+            with self.subTest(rule=decision["rule"]):
+                name = self.model(rows, decision)
+                job = train_and_wait(self, self.c, name)
+                self.assertEqual(job["state"], "succeeded", log_text(job))
+                dec = get_version(self, self.c, name, 1)["metrics"]["decision"]
+                self.assertTrue(dec["met"], dec)
+                for k, want in decision.items():
+                    self.assertEqual(dec[k], want, dec)
+                wait_served(self, self.c, name, 1)
+                scored = [(s, y) for s, y, _ in self.holdout_scores(name, 1, rows, 0.3)]
+                tp, fp, fn, _ = counts_at(dec["threshold"], scored)
+                self.assertEqual((dec["true_positives"], dec["false_positives"]), (tp, fp), dec)
+                if check:
+                    check(dec, scored)
+                if decision["rule"] == "min_recall":
+                    # The fewest rows answered positive that keep the recall.
+                    for t in {s for s, _ in scored if s > dec["threshold"]}:
+                        a, _, b, _ = counts_at(t, scored)
+                        self.assertLess(a / (a + b), 0.9, t)
+                if decision["rule"] == "min_cost":
+                    self.assertEqual(dec["cost"], fp * 1 + fn * 5, dec)
+                    for t in {s for s, _ in scored}:
+                        _, b, c, _ = counts_at(t, scored)
+                        self.assertGreaterEqual(b + 5 * c, dec["cost"], t)
+
+    def test_a_rule_the_holdout_cannot_meet_rejects_the_version_saying_why(self):
+        # The row that scores highest (the largest x1) is a negative, so no
+        # threshold reaches precision 1.
+        rng = random.Random(14)
+        rows = []
+        for i in range(300):
+            x1 = rng.uniform(-3, 3)
+            rows.append(("un%04d" % i, {"x1": round(x1, 4), "x2": 0.0}, x1 > 0))
+        top = next(e for e in ("un-top%d" % k for k in range(100)) if in_holdout(e, 0.3))
+        rows.append((top, {"x1": 9.0, "x2": 0.0}, False))
+        name = self.model(rows, {"rule": "min_precision", "target": 1.0})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v = get_version(self, self.c, name, 1)
+        dec = v["metrics"]["decision"]
+        self.assertFalse(dec["met"], dec)
+        self.assertIn("no threshold reaches precision 1 (the highest is 0.9", dec["unmet"])
+        self.assertFalse(v["gate"]["passed"], v["gate"])
+        self.assertIn("the decision rule min_precision 1 is not met on the holdout: no threshold "
+                      "reaches precision 1", v["gate"]["summary"])
+        self.assertEqual(v["status"], "rejected", v)
+        self.assertNotIn("live", v.get("aliases", []), v)
+        # The closest it comes is what it would serve, if a person promoted it.
+        self.assertLess(dec["precision"], 1.0)
+        self.assertGreater(dec["precision"], 0.9)
+
+    def test_bounds_on_the_decisions_metrics_gate_and_are_checked(self):
+        rows = noisy_rows(400, 15, "bd")
+        # A recall no threshold choosing precision 0.95 keeps: rejected by it.
+        name = self.model(rows, {"rule": "min_precision", "target": 0.95},
+                          promotion={"thresholds": {"decision_recall": 0.9}})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v = get_version(self, self.c, name, 1)
+        self.assertFalse(v["gate"]["passed"], v["gate"])
+        self.assertIn("decision_recall %s is below the minimum 0.9"
+                      % ("%.6g" % v["metrics"]["decision_recall"]), v["gate"]["summary"])
+        # A multiclass model has no operating point, so no such metric.
+        r = self.c.request("PUT", "/v1/models/" + uid("dec"), json_body=definition(
+            "multiclass", "s", "s", promotion={"thresholds": {"decision_precision": 0.9}},
+            supervision={"live_thresholds": {"decision_recall": 0.5}}))
+        assert_definition_errors(self, r, ["features_from",
+                                           "promotion.thresholds.decision_precision",
+                                           "supervision.live_thresholds.decision_recall"])
+
+    def test_a_rule_written_wrong_is_a_400_naming_it(self):
+        feats, labels = uid("feat"), uid("lab")
+        post_facts(self, self.c, [fact(feats, "a", {"x1": 1, "x2": 2}, time_=at(0)),
+                                  fact(labels, "a", {"y": True}, time_=at(1)),
+                                  fact(labels, "b", {"y": False}, time_=at(1))])
+        cases = (
+            ({"rule": "best"}, ["decision.rule"], "unknown rule \"best\""),
+            ("min_precision", ["decision"], "must be an object"),
+            ({"target": 0.9}, ["decision.rule"], "missing"),
+            ({"rule": "min_precision"}, ["decision.target"], "needs a target in (0, 1]"),
+            ({"rule": "min_precision", "target": 0}, ["decision.target"], "0 is met by any"),
+            ({"rule": "min_recall", "target": 1.5}, ["decision.target"], "between 0 and 1"),
+            ({"rule": "max_false_positive_rate", "target": 1}, ["decision.target"],
+             "1 allows every false positive"),
+            ({"rule": "min_recall", "target": "high"}, ["decision.target"], "must be a number"),
+            ({"rule": "fixed"}, ["decision.threshold"], "a fixed rule needs a threshold"),
+            ({"rule": "fixed", "threshold": 0.5, "target": 0.9}, ["decision.target"], None),
+            ({"rule": "min_cost", "false_positive_cost": 1}, ["decision.false_negative_cost"],
+             "missing"),
+            ({"rule": "min_cost", "false_positive_cost": 0, "false_negative_cost": 0},
+             ["decision"], "every threshold costs nothing"),
+            ({"rule": "min_cost", "false_positive_cost": -1, "false_negative_cost": 2},
+             ["decision.false_positive_cost"], "between 0 and"),
+        )
+        for decision, fields, words in cases:
+            with self.subTest(decision=decision):
+                d = definition("binary", feats, labels, features=FEATURES, decision=decision)
+                r = self.c.request("PUT", "/v1/models/" + uid("dec"), json_body=d)
+                msgs = assert_definition_errors(self, r, fields)
+                if words:
+                    self.assertIn(words, msgs[fields[0]])
+        # A rule of another task.
+        d = definition("regression", feats, feats, features=[{"field": "x1"}], field="x2",
+                       decision={"rule": "f1"})
+        msgs = assert_definition_errors(self, self.c.request("PUT", "/v1/models/" + uid("dec"),
+                                                             json_body=d), ["decision"])
+        self.assertIn("binary models only: a regression model answers its value", msgs["decision"])
+        # Read back as written; a new rule is a new revision.
+        name = uid("dec")
+        d = definition("binary", feats, labels, features=FEATURES,
+                       decision={"rule": "min_cost", "false_positive_cost": 1,
+                                 "false_negative_cost": 20})
+        put_model(self, self.c, name, d, expect=(201,))
+        got = self.c.get("/v1/models/" + name).json()
+        self.assertEqual(got["definition"]["decision"], d["decision"], got)
+        put_model(self, self.c, name, d, expect=(200,))
+        self.assertEqual(self.c.get("/v1/models/" + name).json()["revision"], 1)
+        d["decision"] = {"rule": "min_recall", "target": 0.99}
+        put_model(self, self.c, name, d, expect=(200,))
+        got = self.c.get("/v1/models/" + name).json()
+        self.assertEqual((got["revision"], got["definition"]["decision"]), (2, d["decision"]), got)
+
+    def test_live_metrics_measure_the_decisions_as_served(self):
+        rows = noisy_rows(400, 16, "lv")
+        name = self.model(rows, {"rule": "min_recall", "target": 0.9},
+                          supervision={"live_thresholds": {"decision_precision": 0.1}})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        wait_served(self, self.c, name, 1)
+        threshold = get_version(self, self.c, name, 1)["metrics"]["decision"]["threshold"]
+        labels = self.c.get("/v1/models/" + name).json()["definition"]["label"]["stream"]
+        fresh = noisy_rows(200, 17, "lv-new")
+        r = self.c.post_json("/v1/models/%s/predict" % name, {
+            "instances": [{"entity": e, "features": x} for e, x, _ in fresh]})
+        self.assertEqual(r.status, 200, r)
+        answers = r.json()["predictions"]
+        tp = fp = fn = tn = 0
+        outcomes = []
+        for (e, _, y), p in zip(fresh, answers):
+            self.assertIs(p["decision"], p["probabilities"]["true"] >= threshold, p)
+            tp += p["decision"] and y
+            fp += p["decision"] and not y
+            fn += (not p["decision"]) and y
+            tn += (not p["decision"]) and not y
+            outcomes.append(fact(labels, e, {"y": y, "prediction_id": p["prediction_id"]},
+                                 time_="2026-12-01T00:00:00Z"))
+        post_facts(self, self.c, outcomes)
+
+        def group():
+            r = self.c.get("/v1/models/%s/live-metrics" % name)
+            self.assertEqual(r.status, 200, r)
+            g = [g for g in r.json()["groups"] if g["version"] == 1]
+            return g[0] if g and g[0]["outcomes"] == len(fresh) else None
+        from test_learning import wait_until
+        g = wait_until(group, 30, "the outcomes joined")
+        m = g["metrics"]
+        self.assertAlmostEqual(m["decision_precision"], tp / (tp + fp), places=12)
+        self.assertAlmostEqual(m["decision_recall"], tp / (tp + fn), places=12)
+        self.assertAlmostEqual(m["decision_false_positive_rate"], fp / (fp + tn), places=12)
+        # The usual precision is at 0.5, as on the holdout: not the same.
+        self.assertTrue(math.isfinite(m["precision"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
