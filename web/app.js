@@ -620,7 +620,7 @@
     const d = m && m.decision;
     if (d && typeof d === 'object' && Number.isFinite(d.threshold)) {
       if (d.rule === 'f1') return `threshold ${fmtNum(d.threshold, 3)} (F1 ${fmtNum(d.f1, 3)})`;
-      return `threshold ${fmtNum(d.threshold, 3)} (${decisionRuleText(d)}${d.met ? '' : ': not met'}; precision ${fmtNum(d.precision, 3)}, recall ${fmtNum(d.recall, 3)})`;
+      return `threshold ${fmtNum(d.threshold, 3)} (${decisionRuleText(d)}${d.met ? '' : ': not met'})`;
     }
     if (!m || !Number.isFinite(m.best_threshold)) return null;
     return `threshold ${fmtNum(m.best_threshold, 3)}${Number.isFinite(m.best_threshold_f1) ? ` (F1 ${fmtNum(m.best_threshold_f1, 3)})` : ''}`;

@@ -1314,6 +1314,39 @@ step('a holdout by time: each version says how its holdout was chosen, and one l
   await shot('model-holdout-by-time-1280');
 }, 2 * TRAIN_WAIT + 60_000);
 
+step('a decision rule: the version says the threshold its rule chose and what it reaches on the holdout', async () => {
+  // 240 reviews, flagged by a noisy rule of two scores: precision and recall
+  // trade off along the threshold.
+  const start = Date.now() - 10 * 86400e3;
+  const iso = (ms) => new Date(ms).toISOString();
+  const facts = [];
+  let seed = 7;
+  const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  for (let i = 0; i < 240; i++) {
+    const entity = `review-${i}`, x1 = rand() * 4 - 2, x2 = rand() * 4 - 2;
+    facts.push({ stream: 'reviews', entity, time: iso(start + i * 60e3), data: { x1, x2 } });
+    facts.push({ stream: 'flags', entity, time: iso(start + i * 60e3 + 30e3), data: { spam: x1 + 0.5 * x2 + (rand() * 2 - 1) > 0.3 } });
+  }
+  const stored = await http('POST', '/v1/facts', { auth: 'basic', body: facts });
+  assert.equal(stored.status, 200, stored.text);
+  const put = await http('PUT', '/v1/models/spam', { auth: 'basic', body: {
+    task: 'binary', features_from: 'reviews', label: { stream: 'flags', field: 'spam' }, algorithm: 'linear',
+    features: [{ field: 'x1' }, { field: 'x2' }], decision: { rule: 'min_precision', target: 0.8 } } });
+  assert.equal(put.status, 201, put.text);
+  assert.equal((await http('POST', '/v1/models/spam/train', { auth: 'basic' })).status, 202);
+  await waitFor('spam v1 stored', async () => (await versionsOf('spam')).some((v) => v.version === 1), TRAIN_WAIT, 500);
+  const d = (await versionsOf('spam')).find((v) => v.version === 1).metrics.decision;
+  await go('#/models/spam');
+  const v1 = page.locator('tr[data-version="1"]');
+  await visible(v1);
+  const said = page.locator('tr[data-version="1"] .decision');
+  assert.equal(await said.textContent(), `threshold ${Number(d.threshold.toFixed(3))} (min precision 0.8)`);
+  assert.match(await said.getAttribute('title'), new RegExp(`^On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${Number(d.precision.toFixed(3))} \\[.*, recall ${Number(d.recall.toFixed(3))} \\[.* \\(95% intervals\\)$`));
+  const heads = await page.locator('table.versions th').allTextContents();
+  assert.ok(!heads.some((t) => /^decision_/.test(t)), `the operating point is not among the metric columns: ${heads.join('|')}`);
+  await shot('model-decision-rule-1280');
+}, TRAIN_WAIT + 60_000);
+
 step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1], the buttons in view', async () => {
   // The binary metrics Kennel reports (its JSON objects list keys in order),
   // stubbed onto likes' versions.
