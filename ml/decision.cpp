@@ -52,6 +52,13 @@ double ratio(std::size_t a, std::size_t b) {
     return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b);
 }
 
+// A rate with nothing to count is undefined, not 0: a precision of no row
+// answered positive read as 0 took a version out of service.
+double defined_ratio(std::size_t a, std::size_t b) {
+    return b == 0 ? std::numeric_limits<double>::quiet_NaN()
+                  : static_cast<double>(a) / static_cast<double>(b);
+}
+
 operating_point point_of(const decision_policy& policy, const cut& c, std::size_t rows,
                          std::size_t positives) {
     operating_point p;
@@ -62,11 +69,11 @@ operating_point point_of(const decision_policy& policy, const cut& c, std::size_
     p.true_positives = c.tp;
     p.false_positives = c.fp;
     const std::size_t negatives = rows - positives, fn = positives - c.tp;
-    p.precision = ratio(c.tp, c.tp + c.fp);
-    p.recall = ratio(c.tp, positives);
-    p.false_positive_rate = ratio(c.fp, negatives);
-    p.f1 = ratio(2 * c.tp, 2 * c.tp + c.fp + fn);
-    p.accuracy = ratio(c.tp + (negatives - c.fp), rows);
+    p.precision = defined_ratio(c.tp, c.tp + c.fp);
+    p.recall = defined_ratio(c.tp, positives);
+    p.false_positive_rate = defined_ratio(c.fp, negatives);
+    p.f1 = defined_ratio(2 * c.tp, 2 * c.tp + c.fp + fn);
+    p.accuracy = defined_ratio(c.tp + (negatives - c.fp), rows);
     std::tie(p.precision_lower, p.precision_upper) = wilson_interval(c.tp, c.tp + c.fp);
     std::tie(p.recall_lower, p.recall_upper) = wilson_interval(c.tp, positives);
     if (policy.rule == decision_rule::min_cost) {
@@ -152,16 +159,25 @@ double decision_threshold_in_metrics(const std::string& metrics_json) {
 
 operating_point operating_point_at(double threshold, const std::vector<bool>& positive,
                                    const std::vector<double>& score) {
-    cut c{threshold, 0, 0};
+    std::vector<bool> decided(std::min(score.size(), positive.size()));
+    for (std::size_t i = 0; i < decided.size(); ++i) decided[i] = score[i] >= threshold;
+    operating_point p = operating_point_of(positive, decided);
+    p.policy.threshold = p.threshold = threshold;
+    return p;
+}
+
+operating_point operating_point_of(const std::vector<bool>& positive,
+                                   const std::vector<bool>& decided) {
+    cut c{std::numeric_limits<double>::quiet_NaN(), 0, 0};
     std::size_t positives = 0;
-    for (std::size_t i = 0; i < score.size() && i < positive.size(); ++i) {
+    const std::size_t rows = std::min(positive.size(), decided.size());
+    for (std::size_t i = 0; i < rows; ++i) {
         positives += positive[i];
-        if (score[i] >= threshold) (positive[i] ? c.tp : c.fp) += 1;
+        if (decided[i]) (positive[i] ? c.tp : c.fp) += 1;
     }
     decision_policy fixed;
     fixed.rule = decision_rule::fixed;
-    fixed.threshold = threshold;
-    return point_of(fixed, c, std::min(score.size(), positive.size()), positives);
+    return point_of(fixed, c, rows, positives);
 }
 
 operating_point choose_operating_point(const decision_policy& policy,

@@ -54,6 +54,8 @@ struct operating_point {
     double threshold = 0.5;               // positive when the positive class's probability >= it
     std::size_t rows = 0, positives = 0;  // positives: rows of the positive class
     std::size_t true_positives = 0, false_positives = 0;
+    // NaN when undefined: precision with no row answered positive, recall
+    // with no positive row, the false positive rate with no negative one.
     double precision = 0, recall = 0, false_positive_rate = 0, f1 = 0, accuracy = 0;
     // 95% Wilson intervals: precision over the rows answered positive,
     // recall over the positive rows. A threshold chosen on few rows reaches
@@ -75,6 +77,10 @@ operating_point choose_operating_point(const decision_policy& policy,
 // What a given threshold reaches on these rows (met is true).
 operating_point operating_point_at(double threshold, const std::vector<bool>& positive,
                                    const std::vector<double>& score);
+// What decisions already made reach (as served: live metrics); its
+// threshold is NaN.
+operating_point operating_point_of(const std::vector<bool>& positive,
+                                   const std::vector<bool>& decided);
 
 // The operating point's numbers as metrics (decision_precision,
 // decision_recall, decision_false_positive_rate), on the holdout and live:

@@ -15,6 +15,15 @@ bool metric_higher_is_better(const std::string& name) {
              name == "decision_false_positive_rate");
 }
 
+bool metric_in_unit_interval(const std::string& name) {
+    for (const char* m :
+         {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "decision_precision",
+          "decision_recall", "decision_false_positive_rate"}) {
+        if (name == m) return true;
+    }
+    return false;
+}
+
 bool known_metric(task_kind task, const std::string& name) {
     static const char* classification[] = {"accuracy", "precision", "recall", "f1",
                                            "roc_auc",  "pr_auc",    "log_loss"};

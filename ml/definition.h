@@ -113,5 +113,8 @@ inline const aggregate_spec* aggregate_of(const model_definition& d, std::string
 // Whether higher values of a metric are better (r2, auc...) or lower (rmse...).
 bool metric_higher_is_better(const std::string& name);
 bool known_metric(task_kind task, const std::string& name);
+// Metrics that cannot leave [0, 1] (accuracy, precision, roc_auc, the
+// decision's rates...): a bound outside it can never be met, or always is.
+bool metric_in_unit_interval(const std::string& name);
 
 }  // namespace kennel::ml

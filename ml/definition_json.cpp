@@ -306,6 +306,9 @@ void parse_decision(reader& r, const json& j, ml::model_definition& d) {
         return;
     }
     ml::decision_policy& p = d.decision;
+    // A null is no value: read as the default, it stored a definition the
+    // same request refuses when sent back (a target of 0).
+    const auto given = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
     std::string rule = "f1";
     if (!r.string(j, "decision", "rule", rule, true)) return;
     auto parsed = ml::parse_decision_rule(rule);
@@ -324,16 +327,20 @@ void parse_decision(reader& r, const json& j, ml::model_definition& d) {
             break;
         case ml::decision_rule::fixed:
             r.only(j, "decision", {"rule", "threshold"});
-            if (!j.contains("threshold"))
-                r.error("decision.threshold", "missing: a fixed rule needs a threshold in [0, 1]");
-            r.number(j, "decision", "threshold", p.threshold, 0, 1);
+            if (!given("threshold")) {
+                r.error("decision.threshold", "missing: a fixed rule needs a threshold in (0, 1]");
+            } else if (r.number(j, "decision", "threshold", p.threshold, 0, 1) &&
+                       p.threshold <= 0) {
+                r.error("decision.threshold",
+                        "a fixed rule needs a threshold in (0, 1]: at 0 every answer is yes");
+            }
             break;
         case ml::decision_rule::min_precision:
         case ml::decision_rule::min_recall:
         case ml::decision_rule::max_false_positive_rate: {
             r.only(j, "decision", {"rule", "target"});
             const bool rate = p.rule == ml::decision_rule::max_false_positive_rate;
-            if (!j.contains("target")) {
+            if (!given("target")) {
                 r.error("decision.target",
                         "missing: " + rule + " needs a target in " + (rate ? "[0, 1)" : "(0, 1]"));
                 break;
@@ -351,7 +358,7 @@ void parse_decision(reader& r, const json& j, ml::model_definition& d) {
         case ml::decision_rule::min_cost:
             r.only(j, "decision", {"rule", "false_positive_cost", "false_negative_cost"});
             for (const char* key : {"false_positive_cost", "false_negative_cost"}) {
-                if (!j.contains(key))
+                if (!given(key))
                     r.error(std::string("decision.") + key,
                             "missing: min_cost needs false_positive_cost and false_negative_cost "
                             "(each >= 0, in one unit)");
@@ -676,6 +683,18 @@ void check_new_definition(const ml::model_definition& d, std::vector<field_error
     // The trainers' bound (ml::validate_params), tighter than the parser's:
     // a larger gamma was stored and every job of the definition failed.
     if (d.params.gamma > 1e6) errors.push_back({"params.gamma", "must be between 0 and 1000000"});
+    // A bound outside [0, 1] on a metric that cannot leave it is never met
+    // (every candidate rejected) or always is.
+    const auto unit_bounds = [&](const std::map<std::string, double>& bounds,
+                                 const std::string& path) {
+        for (const auto& [name, v] : bounds) {
+            if (ml::metric_in_unit_interval(name) && !(v >= 0 && v <= 1))
+                errors.push_back(
+                    {path + name, "must be between 0 and 1: " + name + " cannot leave [0, 1]"});
+        }
+    };
+    unit_bounds(d.promotion.thresholds, "promotion.thresholds.");
+    unit_bounds(d.supervision.live_thresholds, "supervision.live_thresholds.");
 }
 
 std::string decision_policy_json(const ml::decision_policy& p) {

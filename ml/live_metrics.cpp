@@ -37,6 +37,7 @@ struct row {
     // The probabilities' classes: those the entry names (an answer no
     // version gave: a baseline's, the prior's), else its version's.
     const std::vector<std::string>* classes = nullptr;
+    std::optional<bool> decision;  // binary, as served (entries from before rules: none)
 };
 
 std::string label_name(const raw_value& v) {
@@ -83,6 +84,7 @@ struct group_acc {
     double latency_sum = 0;
     std::vector<double> truth, predicted;
     std::vector<std::vector<double>> probs;
+    std::vector<bool> decided;                 // binary: each scored row's decision as served
     const version_scoring* scoring = nullptr;  // one version per group: one scoring
     // The classes scored rows share; a fallback group's rows may come
     // from versions of other classes, which cannot be scored together.
@@ -326,6 +328,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
             r.value = l.value;
             r.label = l.label;
             r.probabilities = l.probabilities;
+            r.decision = l.decision;
             r.fallback = l.fallback;
             r.latency_ms = static_cast<double>(l.latency_us) / 1000.0;
             r.cluster = cluster(l);
@@ -388,6 +391,11 @@ result<live_report> compute(connection& c, const std::string& model, const model
             a.classes = r.classes;
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
+            // An entry from before decisions were logged: its version's
+            // threshold (the prior's 0.5) gives what it decided.
+            a.decided.push_back(r.decision
+                                    ? *r.decision
+                                    : r.probabilities[1 % names.size()] >= r.scoring->threshold);
             x.a = r.scoring->task == task_kind::binary ? r.probabilities[1 % names.size()]
                                                        : r.probabilities[k];
             x.positive = k == 1;
@@ -415,15 +423,10 @@ result<live_report> compute(connection& c, const std::string& model, const model
                 auto m = evaluate_classification(a.truth, a.probs, a.classes->size());
                 if (m) a.g.metrics = list_metrics(*m);
                 if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
-                    // The decisions as served: at the answering version's threshold.
+                    // The decisions as served.
                     std::vector<bool> positive(a.truth.size());
-                    std::vector<double> score(a.truth.size());
-                    for (std::size_t i = 0; i < a.truth.size(); ++i) {
-                        positive[i] = a.truth[i] == 1;
-                        score[i] = a.probs[i][1];
-                    }
-                    add_decision_metrics(*a.g.metrics,
-                                         operating_point_at(a.scoring->threshold, positive, score));
+                    for (std::size_t i = 0; i < a.truth.size(); ++i) positive[i] = a.truth[i] == 1;
+                    add_decision_metrics(*a.g.metrics, operating_point_of(positive, a.decided));
                 }
             }
         }

@@ -18,9 +18,11 @@ using json = nlohmann::json;
 
 // An entry as add_prediction_entries (store/registry.cpp) writes it:
 // [id, version, arm, shadow, entity, time, value, label, probabilities,
-//  fallback, reason, latency_us, features_hash].
+//  fallback, reason, latency_us, features_hash, decision] (entries written
+// before decision rules end at features_hash).
 std::optional<logged_prediction> decode(const json& e) {
-    if (!e.is_array() || e.size() != 13 || !e[5].is_number_integer()) return std::nullopt;
+    if (!e.is_array() || e.size() < 13 || e.size() > 14 || !e[5].is_number_integer())
+        return std::nullopt;
     logged_prediction p;
     p.time = e[5].get<micros>();
     if (e[0].is_string()) p.id = e[0].get<std::string>();
@@ -42,6 +44,7 @@ std::optional<logged_prediction> decode(const json& e) {
     if (e[10].is_string()) p.reason = e[10].get<std::string>();
     if (e[11].is_number_integer()) p.latency_us = e[11].get<std::int64_t>();
     if (e[12].is_string()) p.features_hash = e[12].get<std::string>();
+    if (e.size() > 13 && e[13].is_number()) p.decision = e[13].get<int>() != 0;
     return p;
 }
 

@@ -39,6 +39,7 @@ struct logged_prediction {
     std::string reason;
     std::int64_t latency_us = 0;
     std::string features_hash;
+    std::optional<bool> decision;  // binary, as served; empty in entries from before rules
 
     // The id the answer carried (without a shadow row's "-<arm>").
     std::string prediction_id() const;

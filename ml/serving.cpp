@@ -593,9 +593,11 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 s->baseline = baseline_from_json(row->baseline);
                 s->baseline_classes = classes_in_features(row->features);
                 s->baseline->classes = &s->baseline_classes;
-                // Its version not loaded (that is why it answers): no threshold.
+                // Its version not loaded (that is why it answers): the
+                // threshold its metrics record, as when it is loaded.
                 s->baseline->decision =
-                    binary_decision(s->baseline->task, s->baseline->probabilities, 0.5);
+                    binary_decision(s->baseline->task, s->baseline->probabilities,
+                                    decision_threshold_in_metrics(row->metrics));
             }
             s->live = usable(*s->live_alias_version, s->live_problem);
         } else {

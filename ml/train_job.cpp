@@ -273,6 +273,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     }
                     if (!live.holdout_from && lp && lp->definition.holdout_by == split_by::entity)
                         live.holdout = lp->definition.holdout;
+                    if (lp) live.decision = lp->definition.decision;
                     if (split.max_fact_id > 0 && (live.holdout_from || live.holdout)) {
                         const label_spec& l = lp ? lp->definition.label : d.label;
                         live_labels = label_source{l.stream, l.field, split.max_fact_id};
@@ -344,6 +345,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["live_not_compared"] =
             outcome->live_not_compared ? json(*outcome->live_not_compared) : json(nullptr);
         gate["live_unknown_classes"] = outcome->live_unknown_classes;
+        gate["decision_rule_change"] =
+            g.decision_rule_change ? json(*g.decision_rule_change) : json(nullptr);
         gate["fails_only_against_live"] = outcome->fails_only_against_live;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;

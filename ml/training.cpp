@@ -34,13 +34,23 @@ std::string interval_words(double lower, double upper) {
 
 // The job log's line on the operating point.
 std::string decision_words(const operating_point& p) {
-    std::string s = "decision rule " + describe(p.policy) + ": threshold " + fmt(p.threshold) +
-                    " on the holdout, precision " + fmt(p.precision) + " " +
-                    interval_words(p.precision_lower, p.precision_upper) + " on " +
-                    std::to_string(p.predicted_positive()) + " rows answered positive, recall " +
-                    fmt(p.recall) + " " + interval_words(p.recall_lower, p.recall_upper) + " of " +
-                    std::to_string(p.positives) + " positive rows, false positive rate " +
-                    fmt(p.false_positive_rate) + " (95% intervals)";
+    // The threshold in full: one just above the highest score reads as that
+    // score at six digits.
+    std::string s = "decision rule " + describe(p.policy) + ": threshold " +
+                    format_number(p.threshold) + " on the holdout, ";
+    if (p.predicted_positive() == 0) {
+        s += "no row answered positive";
+    } else {
+        s += "precision " + fmt(p.precision) + " " +
+             interval_words(p.precision_lower, p.precision_upper) + " on " +
+             std::to_string(p.predicted_positive()) + " rows answered positive";
+    }
+    if (p.positives > 0) {
+        s += ", recall " + fmt(p.recall) + " " + interval_words(p.recall_lower, p.recall_upper) +
+             " of " + std::to_string(p.positives) + " positive rows";
+    }
+    if (p.rows > p.positives) s += ", false positive rate " + fmt(p.false_positive_rate);
+    s += " (95% intervals)";
     if (p.policy.rule == decision_rule::min_cost) s += ", cost " + fmt(p.cost);
     if (!p.met) s += "; not met: " + p.unmet;
     return s;
@@ -48,37 +58,45 @@ std::string decision_words(const operating_point& p) {
 
 // A threshold chosen on a handful of rows reaches its target by luck as
 // often as by skill: said, with what the rule rests on.
-std::string decision_rests_on_few(const operating_point& p) {
+std::vector<std::string> decision_rests_on_few(const operating_point& p) {
     constexpr std::size_t few = 10;
-    if (p.positives == 0) return {};
+    std::vector<std::string> out;
+    if (p.positives == 0 || p.positives == p.rows) return out;  // not met, said so
+    const std::string surer = ": more labels, or a larger holdout, make it surer";
+    const std::size_t negatives = p.rows - p.positives;
     switch (p.policy.rule) {
         case decision_rule::min_precision:
             if (p.predicted_positive() < few) {
-                return "the decision's precision rests on " +
-                       std::to_string(p.predicted_positive()) +
-                       " holdout rows answered positive (95% interval " +
-                       interval_words(p.precision_lower, p.precision_upper) +
-                       "): serving may see much less; more labels, or a larger holdout, make it "
-                       "surer";
+                out.push_back("the decision's precision rests on " +
+                              std::to_string(p.predicted_positive()) +
+                              " holdout rows answered positive (95% interval " +
+                              interval_words(p.precision_lower, p.precision_upper) +
+                              "): serving may see much less" + surer);
             }
             break;
         case decision_rule::min_recall:
-        case decision_rule::max_false_positive_rate:
             if (p.positives < few) {
-                return "the decision's recall rests on " + std::to_string(p.positives) +
-                       " positive holdout rows (95% interval " +
-                       interval_words(p.recall_lower, p.recall_upper) +
-                       "): more labels, or a larger holdout, make it surer";
+                out.push_back("the decision's recall rests on " + std::to_string(p.positives) +
+                              " positive holdout rows (95% interval " +
+                              interval_words(p.recall_lower, p.recall_upper) + ")" + surer);
+            }
+            break;
+        case decision_rule::max_false_positive_rate:
+            if (negatives < few) {
+                out.push_back("the decision's false positive rate rests on " +
+                              std::to_string(negatives) + " negative holdout rows" + surer);
             }
             break;
         default:
             break;
     }
     if (p.predicted_positive() == 0) {
-        return "the decision answers no holdout row positive (threshold " + fmt(p.threshold) +
-               "): as served, it would never say yes";
+        out.push_back(
+            "the decision answers no holdout row positive (its threshold is just above "
+            "the highest holdout score): served, it says yes only to a score above "
+            "every holdout row's");
     }
-    return {};
+    return out;
 }
 
 // Holdout metrics of one function over encoded rows.
@@ -285,6 +303,9 @@ std::string gate_decision::summary() const {
                (live ? " and live " + fmt(*live) : "") +
                (candidate_on_live_rows
                     ? " (" + fmt(*candidate_on_live_rows) + " on the rows live is compared on)"
+                    : "") +
+               (decision_rule_change
+                    ? "; " + *decision_rule_change + " (a new rule: matching live suffices)"
                     : "");
     }
     std::string s = "rejected: ";
@@ -300,7 +321,7 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
                             const metric_listing* candidate_on_live_rows,
-                            const operating_point* decision) {
+                            const operating_point* decision, const decision_policy* live_decision) {
     gate_decision g;
     primary_metric_info pm = primary_metric(task);
     g.metric = pm.name;
@@ -343,12 +364,25 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         const double cv =
             candidate_on_live_rows ? candidate_on_live_rows->get(pm.name) : g.candidate;
         if (candidate_on_live_rows) g.candidate_on_live_rows = cv;
-        // The candidate must improve on live by the margin, in the metric's direction.
+        // The candidate must improve on live by the margin, in the metric's
+        // direction; with a new decision rule, match it.
         double margin = policy.min_improvement;
-        bool ok =
-            std::isfinite(cv) &&
-            (!std::isfinite(lv) || (pm.higher_is_better ? cv > lv + margin : cv < lv - margin));
-        if (!ok) {
+        const bool new_rule = decision && live_decision && !(decision->policy == *live_decision);
+        if (new_rule) {
+            g.decision_rule_change = "live decides by " + describe(*live_decision) +
+                                     ", this version by " + describe(decision->policy);
+        }
+        bool ok = std::isfinite(cv) &&
+                  (!std::isfinite(lv) ||
+                   (new_rule ? (pm.higher_is_better ? cv >= lv : cv <= lv)
+                             : (pm.higher_is_better ? cv > lv + margin : cv < lv - margin)));
+        if (!ok && new_rule) {
+            g.reasons.push_back(
+                "is worse than the live version on " + g.metric + " (" + fmt(cv) + " vs live " +
+                fmt(lv) + (candidate_on_live_rows ? ", on the rows live is compared on" : "") +
+                "); " + *g.decision_rule_change +
+                ": a person may promote it to serve the new rule");
+        } else if (!ok) {
             g.reasons.push_back(
                 "does not beat the live version on " + g.metric + " by " + fmt(margin) + " (" +
                 fmt(cv) + " vs live " + fmt(lv) +
@@ -677,7 +711,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         out.decision = choose_operating_point(d.decision, positive, score);
         add_decision_metrics(out.metrics, *out.decision);
         log(out.decision->met ? "info" : "warn", decision_words(*out.decision));
-        if (std::string few = decision_rests_on_few(*out.decision); !few.empty()) log("warn", few);
+        for (const std::string& few : decision_rests_on_few(*out.decision)) log("warn", few);
     }
     {
         // What the model answers on the holdout: drift's reference for its outputs.
@@ -784,7 +818,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     const operating_point* decision = out.decision ? &*out.decision : nullptr;
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
                              out.live_metrics ? &*out.live_metrics : nullptr,
-                             on_live_rows ? &*on_live_rows : nullptr, decision);
+                             on_live_rows ? &*on_live_rows : nullptr, decision,
+                             live ? &live->decision : nullptr);
     // Classes the candidate learned and live never did had their rows left
     // out of the comparison, so it is not credited for them: a candidate
     // that fails only against live there (a new class growing) is said to

@@ -39,6 +39,8 @@ struct live_reference {
     // Its labels were read again as its training read them (each row's
     // live_label_time): an entity it read none for was not on its side.
     bool labels_read = false;
+    // The decision rule it was trained by (binary; f1 before rules).
+    decision_policy decision;
 };
 
 struct gate_decision {
@@ -48,6 +50,10 @@ struct gate_decision {
     std::optional<double> live;
     // The candidate on the holdout rows live answered, when live missed some.
     std::optional<double> candidate_on_live_rows;
+    // Live decides by another rule than the candidate (binary): the
+    // definition's rule changed. Its ranking as good as live's, the
+    // candidate passes, so that the new rule serves; the words say both.
+    std::optional<std::string> decision_rule_change;
     std::vector<std::string> reasons;  // why it failed; empty when passed
     std::string summary() const;
 };
@@ -58,11 +64,14 @@ struct gate_decision {
 // `candidate_on_live_rows` holds the candidate's metrics on the rows it did,
 // and that comparison uses them.
 // A decision rule not met on the holdout (`decision`, binary) fails it too.
+// When live decides by another rule (`live_decision`), the candidate need
+// only match live on the primary metric: the change is the definition's.
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
                             const metric_listing* candidate_on_live_rows = nullptr,
-                            const operating_point* decision = nullptr);
+                            const operating_point* decision = nullptr,
+                            const decision_policy* live_decision = nullptr);
 
 // How much the candidate relies on one field: its primary metric on the
 // holdout with the field's values shuffled among the rows, against the

@@ -553,6 +553,7 @@ http_response post_model_predict(app& a, const http_request& req) {
         row.reason = fallback ? reasons[i] + " -> " + source : "";
         row.latency_us = static_cast<std::int64_t>(latency_ms * 1000);
         row.features_hash = instances[i].features_hash;
+        row.decision = ans.decision;
         rows.push_back(std::move(row));
 
         if (any_shadow) shadow_ids.push_back(id);
@@ -651,6 +652,7 @@ http_response post_model_predict(app& a, const http_request& req) {
                             s.value = sa.value;
                             if (!sa.label.empty()) s.label = sa.label;
                             s.probabilities.assign(sa.probabilities);
+                            s.decision = sa.decision;
                         } catch (const ml::input_out_of_range& e) {
                             s.fallback = true;
                             s.reason = std::string("input_out_of_range: ") + e.what();

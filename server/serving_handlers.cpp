@@ -279,6 +279,7 @@ json logged_entry_json(const ml::logged_prediction& e, const ml::version_scoring
                 probs[k < names.size() ? names[k] : std::to_string(k)] = e.probabilities[k];
             j["probabilities"] = probs;
         }
+        if (e.decision) j["decision"] = *e.decision;
     }
     j["fallback"] = e.fallback;
     j["reason"] = e.reason.empty() ? json(nullptr) : json(e.reason);

@@ -1249,7 +1249,7 @@ void add_prediction_entries(std::vector<prediction_segment>& open, const predict
         e += ",\"";
         for (int k = 0; k < 16; ++k)
             e += "0123456789abcdef"[(p.features_hash >> (60 - 4 * k)) & 0xf];
-        e += "\"]";
+        e += p.decision ? (*p.decision ? "\",1]" : "\",0]") : "\",null]";
     }
 }
 

@@ -477,6 +477,9 @@ struct prediction_row {
     std::string reason;
     std::int64_t latency_us = 0;
     std::uint64_t features_hash = 0;  // stored as 16 hex digits
+    // A binary answer's decision as served (its version's threshold, or the
+    // fallback's): live metrics measure what was decided, not a replay.
+    std::optional<bool> decision;
 };
 
 // A stored piece of the log: one model's predictions from one flush, as the

@@ -230,6 +230,13 @@ class DecisionTest(SharedServerCase):
              ["decision"], "every threshold costs nothing"),
             ({"rule": "min_cost", "false_positive_cost": -1, "false_negative_cost": 2},
              ["decision.false_positive_cost"], "between 0 and"),
+            # A null is no value: read as 0 it stored a definition the same
+            # request refuses when sent back, and broke the model.
+            ({"rule": "min_recall", "target": None}, ["decision.target"], "missing"),
+            ({"rule": "fixed", "threshold": None}, ["decision.threshold"], "missing"),
+            ({"rule": "min_cost", "false_positive_cost": None, "false_negative_cost": 1},
+             ["decision.false_positive_cost"], "missing"),
+            ({"rule": "fixed", "threshold": 0}, ["decision.threshold"], "at 0 every answer is yes"),
         )
         for decision, fields, words in cases:
             with self.subTest(decision=decision):
@@ -238,6 +245,15 @@ class DecisionTest(SharedServerCase):
                 msgs = assert_definition_errors(self, r, fields)
                 if words:
                     self.assertIn(words, msgs[fields[0]])
+        # Bounds a rate can never meet, or always does.
+        d = definition("binary", feats, labels, features=FEATURES,
+                       promotion={"thresholds": {"decision_precision": 1.5, "roc_auc": 0.7}},
+                       supervision={"live_thresholds": {"accuracy": -0.1}})
+        msgs = assert_definition_errors(self, self.c.request(
+            "PUT", "/v1/models/" + uid("dec"), json_body=d),
+            ["promotion.thresholds.decision_precision", "supervision.live_thresholds.accuracy"])
+        self.assertIn("must be between 0 and 1: decision_precision cannot leave [0, 1]",
+                      msgs["promotion.thresholds.decision_precision"])
         # A rule of another task.
         d = definition("regression", feats, feats, features=[{"field": "x1"}], field="x2",
                        decision={"rule": "f1"})
@@ -298,6 +314,129 @@ class DecisionTest(SharedServerCase):
         self.assertAlmostEqual(m["decision_false_positive_rate"], fp / (fp + tn), places=12)
         # The usual precision is at 0.5, as on the holdout: not the same.
         self.assertTrue(math.isfinite(m["precision"]))
+
+    def test_a_fallback_decides_at_its_versions_threshold_and_is_measured_as_served(self):
+        rows = noisy_rows(300, 18, "fb")
+        name = self.model(rows, {"rule": "min_recall", "target": 0.95})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        wait_served(self, self.c, name, 1)
+        v = get_version(self, self.c, name, 1)
+        threshold = v["metrics"]["decision"]["threshold"]
+        self.assertNotEqual(threshold, v["metrics"]["best_threshold"])
+        # Taken out of service, the version's baseline answers, deciding at
+        # the version's threshold, not 0.5 (its prior of true is between).
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        fresh = noisy_rows(40, 19, "fb-new")
+        labels = self.c.get("/v1/models/" + name).json()["definition"]["label"]["stream"]
+        answers = []
+        for e, x, _ in fresh:
+            p = self.c.post_json("/v1/models/%s/predict" % name,
+                                 {"entity": e, "features": x}).json()
+            self.assertEqual((p["fallback"], p.get("answered_by")), (True, "baseline"), p)
+            answers.append(p)
+        prior = answers[0]["probabilities"]["true"]
+        self.assertTrue(threshold <= prior < 0.5, (threshold, prior))
+        self.assertEqual({p["decision"] for p in answers}, {True})
+        # The log keeps the decision as served, and live metrics measure it.
+        post_facts(self, self.c, [fact(labels, e, {"y": y, "prediction_id": p["prediction_id"]},
+                                       time_="2026-12-01T00:00:00Z")
+                                  for (e, _, y), p in zip(fresh, answers)])
+        logged = self.c.get("/v1/models/%s/predictions?entity=%s" % (name, fresh[0][0])).json()
+        self.assertIs(logged["predictions"][0]["decision"], True, logged)
+
+        def group():
+            r = self.c.get("/v1/models/%s/live-metrics" % name)
+            g = [g for g in r.json()["groups"] if g["arm"] == "fallback"]
+            return g[0] if g and g[0]["outcomes"] == len(fresh) else None
+        from test_learning import wait_until
+        g = wait_until(group, 30, "the fallback's outcomes joined")
+        positives = sum(1 for _, _, y in fresh if y)
+        self.assertAlmostEqual(g["metrics"]["decision_precision"], positives / len(fresh), places=12)
+        self.assertEqual(g["metrics"]["decision_recall"], 1.0)
+        self.assertEqual(g["metrics"]["decision_false_positive_rate"], 1.0)
+
+    def test_a_new_rule_on_the_same_facts_goes_live_by_matching_live(self):
+        rows = noisy_rows(400, 20, "rc")
+        name = self.model(rows)
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        d = self.c.get("/v1/models/" + name).json()["definition"]
+        d["decision"] = {"rule": "min_precision", "target": 0.9}
+        put_model(self, self.c, name, d, expect=(200,))
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v1, v2 = get_version(self, self.c, name, 1), get_version(self, self.c, name, 2)
+        self.assertEqual(v2["gate"]["live"], v2["gate"]["candidate"])  # the same model, ranked alike
+        self.assertTrue(v2["gate"]["passed"], v2["gate"])
+        self.assertEqual(v2["gate"]["decision_rule_change"],
+                         "live decides by f1, this version by min_precision 0.9")
+        self.assertTrue(v2["gate"]["summary"].endswith(
+            "; live decides by f1, this version by min_precision 0.9 (a new rule: matching "
+            "live suffices)"), v2["gate"])
+        self.assertIn("live", v2["aliases"], v2)
+        wait_served(self, self.c, name, 2)
+        t1 = v1["metrics"]["decision"]["threshold"]
+        t2 = v2["metrics"]["decision"]["threshold"]
+        self.assertLess(t1, t2)
+        for s_, _, served in self.holdout_scores(name, 2, rows, 0.3):
+            self.assertIs(served, s_ >= t2)
+        # Trained again by the same rule, a tie with live is no reason to move.
+        job = train_and_wait(self, self.c, name)
+        v3 = get_version(self, self.c, name, 3)
+        self.assertFalse(v3["gate"]["passed"], v3["gate"])
+        self.assertIsNone(v3["gate"]["decision_rule_change"])
+
+
+class DecisionSupervisionTest(SharedServerCase):
+
+    def test_the_supervisor_judges_served_decisions_not_an_undefined_rate(self):
+        rows = noisy_rows(300, 21, "sv")
+        policy = {"live_thresholds": {"decision_precision": 0.6}, "min_outcomes": 10,
+                  "live_window_seconds": 600, "outcome_delay_seconds": 0}
+        names = {}
+        # "never": no answer says yes, so its precision is undefined;
+        # "wrong": every yes is wrong.
+        for kind, decision in (("never", {"rule": "fixed", "threshold": 1}),
+                               ("wrong", {"rule": "min_recall", "target": 1.0})):
+            feats, labels = uid("feat"), uid("lab")
+            facts = []
+            for i, (e, x, y) in enumerate(rows):
+                facts += [fact(feats, e, x, time_=at(0, i)), fact(labels, e, {"y": y}, time_=at(1, i))]
+            post_facts(self, self.c, facts)
+            name = uid("dsv")
+            put_model(self, self.c, name, definition("binary", feats, labels, features=FEATURES,
+                                                     decision=decision, supervision=policy),
+                      expect=(201,))
+            job = train_and_wait(self, self.c, name)
+            self.assertEqual(job["state"], "succeeded", log_text(job))
+            wait_served(self, self.c, name, 1)
+            outcomes = []
+            for i in range(12):
+                p = self.c.post_json("/v1/models/%s/predict" % name, {
+                    "entity": "%s-q%d" % (kind, i), "features": {"x1": 2.0, "x2": 1.0}}).json()
+                self.assertEqual(p["decision"], kind == "wrong", p)
+                outcomes.append(fact(labels, "%s-q%d" % (kind, i),
+                                     {"y": kind == "never", "prediction_id": p["prediction_id"]}))
+            post_facts(self, self.c, outcomes)
+            names[kind] = name
+
+        def disabled(name):
+            r = self.c.get("/v1/models/%s/events" % name)
+            return [e for e in r.json()["events"] if e["event"] == "disabled"]
+        from test_learning import wait_until
+        events = wait_until(lambda: disabled(names["wrong"]), 40, "the wrong decisions judged")
+        self.assertEqual(events[0]["actor"], "supervisor", events)
+        self.assertRegex(events[0]["reason"], r"^live decision_precision 0 below 0\.6 over 12 outcomes")
+        # The one that never said yes: its precision is undefined (null),
+        # not 0, and it stays in service.
+        r = self.c.get("/v1/models/%s/live-metrics" % names["never"]).json()
+        g = [g for g in r["groups"] if g["version"] == 1][0]
+        self.assertEqual(g["outcomes"], 12, g)
+        self.assertIsNone(g["metrics"]["decision_precision"], g)
+        self.assertEqual(g["metrics"]["decision_recall"], 0.0, g)
+        self.assertEqual(disabled(names["never"]), [])
 
 
 if __name__ == "__main__":

@@ -227,3 +227,51 @@ TEST_CASE("on random rows each rule picks what a search of every threshold does"
         }
     }
 }
+
+TEST_CASE("a rate with nothing to count is undefined, not 0", "[decision]") {
+    // Nothing answered positive: precision undefined; no negative row: the
+    // false positive rate undefined.
+    auto p = operating_point_of({true, true, false}, {false, false, false});
+    CHECK(std::isnan(p.precision));
+    CHECK(p.recall == 0);
+    CHECK(p.false_positive_rate == 0);
+    CHECK(p.accuracy == Approx(1.0 / 3));
+    auto q = operating_point_of({true, true}, {true, false});
+    CHECK(q.precision == 1);
+    CHECK(q.recall == 0.5);
+    CHECK(std::isnan(q.false_positive_rate));
+    auto r = operating_point_of({false, false}, {false, true});
+    CHECK(std::isnan(r.recall));
+    CHECK(r.precision == 0);
+    CHECK(r.false_positive_rate == 0.5);
+    CHECK(std::isnan(r.f1) == false);  // 0 true positives of 1 answered: f1 0
+    CHECK(r.f1 == 0);
+    auto none = operating_point_of({false}, {false});
+    CHECK(std::isnan(none.f1));
+    // As metrics, undefined stays undefined (written as null).
+    metric_listing m;
+    add_decision_metrics(m, p);
+    CHECK(std::isnan(m.get("decision_precision")));
+    CHECK(m.get("decision_recall") == 0);
+}
+
+TEST_CASE("decisions as served count as the threshold that made them would", "[decision]") {
+    std::vector<bool> decided(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) decided[i] = s[i] >= 0.6;
+    auto a = operating_point_of(y, decided);
+    auto b = operating_point_at(0.6, y, s);
+    CHECK(a.true_positives == b.true_positives);
+    CHECK(a.false_positives == b.false_positives);
+    CHECK(a.precision == b.precision);
+    CHECK(a.recall == b.recall);
+    CHECK(std::isnan(a.threshold));
+    CHECK(b.threshold == 0.6);
+}
+
+TEST_CASE("the stored threshold: the operating point's, else the F1-best, else 0.5", "[decision]") {
+    CHECK(decision_threshold_in_metrics(
+              R"({"best_threshold": 0.4, "decision": {"threshold": 0.7}})") == 0.7);
+    CHECK(decision_threshold_in_metrics(R"({"best_threshold": 0.4})") == 0.4);
+    CHECK(decision_threshold_in_metrics(R"({"best_threshold": null})") == 0.5);
+    CHECK(decision_threshold_in_metrics("not json") == 0.5);
+}

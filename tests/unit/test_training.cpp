@@ -185,6 +185,51 @@ std::size_t expected_holdout(const training_set& s, double share) {
 // =============================================================================
 // The publish gate
 
+TEST_CASE("gate: a decision rule not met fails it; a new rule need only match live", "[gate]") {
+    promotion_policy policy;
+    decision_policy f1, strict;
+    strict.rule = decision_rule::min_precision;
+    strict.target = 0.95;
+    operating_point met;
+    met.policy = strict;
+    met.met = true;
+    operating_point missed = met;
+    missed.met = false;
+    missed.unmet = "no threshold reaches precision 0.95 (the highest is 0.9, at threshold 0.8)";
+    const auto cand = listing({{"roc_auc", 0.85}}), base = listing({{"roc_auc", 0.5}});
+    auto unmet = evaluate_gate(task_kind::binary, policy, cand, base, nullptr, nullptr, &missed);
+    CHECK_FALSE(unmet.passed);
+    REQUIRE(unmet.reasons.size() == 1);
+    CHECK(unmet.reasons[0] ==
+          "the decision rule min_precision 0.95 is not met on the holdout: no threshold reaches "
+          "precision 0.95 (the highest is 0.9, at threshold 0.8)");
+    const auto live_same = listing({{"roc_auc", 0.85}});
+    // The same rule as live: a tie with live is not better.
+    auto same =
+        evaluate_gate(task_kind::binary, policy, cand, base, &live_same, nullptr, &met, &strict);
+    CHECK_FALSE(same.passed);
+    CHECK_FALSE(same.decision_rule_change.has_value());
+    // Live decides by f1: matching it suffices, and both rules are said.
+    auto changed =
+        evaluate_gate(task_kind::binary, policy, cand, base, &live_same, nullptr, &met, &f1);
+    CHECK(changed.passed);
+    REQUIRE(changed.decision_rule_change.has_value());
+    CHECK(*changed.decision_rule_change ==
+          "live decides by f1, this version by min_precision 0.95");
+    CHECK_THAT(changed.summary(),
+               EndsWith("; live decides by f1, this version by min_precision 0.95 (a new rule: "
+                        "matching live suffices)"));
+    // Worse than live, it is rejected, saying a person may promote it.
+    const auto live_better = listing({{"roc_auc", 0.86}});
+    auto worse =
+        evaluate_gate(task_kind::binary, policy, cand, base, &live_better, nullptr, &met, &f1);
+    CHECK_FALSE(worse.passed);
+    REQUIRE(worse.reasons.size() == 1);
+    CHECK(worse.reasons[0] ==
+          "is worse than the live version on roc_auc (0.85 vs live 0.86); live decides by f1, this "
+          "version by min_precision 0.95: a person may promote it to serve the new rule");
+}
+
 TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metric", "[gate]") {
     promotion_policy policy;
     SECTION("regression compares rmse, lower is better") {
