@@ -547,6 +547,43 @@ TEST_CASE("0008 moves the prediction log into segments and keeps every row reada
                      "model_error: x -> baseline|33|00ff00ff00ff00ff|");
 }
 
+TEST_CASE("0019 reads each entry's decision, NULL in entries from before it", "[migrations]") {
+    temp_dir dir;
+    connection c(dir.file("kennel.db"), {});
+    make_schema_6_with_predictions(c);  // 0008 writes its rows as entries of 13
+    status s = migrate(c);
+    INFO(s.to_string());
+    REQUIRE(s.is_ok());
+    // Someone's report over the log: 0019 dropping and making the view
+    // again (run once more here) leaves it working.
+    c.exec("CREATE VIEW recent_predictions AS SELECT id, time FROM predictions");
+    for (const migration& m : known_migrations()) {
+        if (m.number == 19) c.exec(m.sql);
+    }
+    CHECK(count_rows(c, "SELECT count(*) FROM recent_predictions") == 3);
+    CHECK(count_rows(c, "SELECT count(*) FROM predictions WHERE decision IS NULL") == 3);
+    const std::string id = "0123456789abcdef0123456789abcdef";
+    std::vector<prediction_row> rows(3);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        std::copy(id.begin(), id.end(), rows[i].id.begin());
+        rows[i].id[0] = static_cast<char>('a' + i);
+        rows[i].model = "spam";
+        rows[i].arm = "live";
+        rows[i].time = 1000 + static_cast<micros>(i);
+    }
+    rows[0].decision = true;
+    rows[1].decision = false;
+    insert_predictions(c, rows);
+    CHECK(count_rows(c, "SELECT count(*) FROM predictions WHERE model = 'spam' AND decision = 1") ==
+          1);
+    CHECK(count_rows(c, "SELECT count(*) FROM predictions WHERE model = 'spam' AND decision = 0") ==
+          1);
+    CHECK(count_rows(
+              c, "SELECT count(*) FROM predictions WHERE model = 'spam' AND decision IS NULL") ==
+          1);
+    CHECK(count_rows(c, "SELECT count(*) FROM recent_predictions") == 6);
+}
+
 TEST_CASE("a migration that fails half-way leaves the database as it was", "[migrations]") {
     temp_dir dir;
     connection c(dir.file("kennel.db"), {});
