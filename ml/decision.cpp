@@ -8,6 +8,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "ml/value.h"
+
 namespace kennel::ml {
 namespace {
 
@@ -118,14 +120,14 @@ std::string describe(const decision_policy& p) {
         case decision_rule::f1:
             return "f1";
         case decision_rule::fixed:
-            return "fixed " + fmt(p.threshold);
+            return "fixed " + format_number(p.threshold);
         case decision_rule::min_precision:
         case decision_rule::min_recall:
         case decision_rule::max_false_positive_rate:
-            return std::string(decision_rule_name(p.rule)) + " " + fmt(p.target);
+            return std::string(decision_rule_name(p.rule)) + " " + format_number(p.target);
         case decision_rule::min_cost:
-            return "min_cost (false positive " + fmt(p.false_positive_cost) + ", false negative " +
-                   fmt(p.false_negative_cost) + ")";
+            return "min_cost (false positive " + format_number(p.false_positive_cost) +
+                   ", false negative " + format_number(p.false_negative_cost) + ")";
     }
     return "f1";
 }

@@ -327,13 +327,9 @@ void parse_decision(reader& r, const json& j, ml::model_definition& d) {
             break;
         case ml::decision_rule::fixed:
             r.only(j, "decision", {"rule", "threshold"});
-            if (!given("threshold")) {
+            if (!given("threshold"))
                 r.error("decision.threshold", "missing: a fixed rule needs a threshold in (0, 1]");
-            } else if (r.number(j, "decision", "threshold", p.threshold, 0, 1) &&
-                       p.threshold <= 0) {
-                r.error("decision.threshold",
-                        "a fixed rule needs a threshold in (0, 1]: at 0 every answer is yes");
-            }
+            r.number(j, "decision", "threshold", p.threshold, 0, 1);
             break;
         case ml::decision_rule::min_precision:
         case ml::decision_rule::min_recall:
@@ -694,6 +690,10 @@ void check_new_definition(const ml::model_definition& d, std::vector<field_error
         }
     };
     unit_bounds(d.promotion.thresholds, "promotion.thresholds.");
+    if (d.decision.rule == ml::decision_rule::fixed && d.decision.threshold <= 0) {
+        errors.push_back({"decision.threshold",
+                          "a fixed rule needs a threshold in (0, 1]: at 0 every answer is yes"});
+    }
     unit_bounds(d.supervision.live_thresholds, "supervision.live_thresholds.");
 }
 

@@ -84,7 +84,9 @@ struct group_acc {
     double latency_sum = 0;
     std::vector<double> truth, predicted;
     std::vector<std::vector<double>> probs;
-    std::vector<bool> decided;                 // binary: each scored row's decision as served
+    // Binary: the decisions as served of the scored rows whose decision is
+    // known, and whether each row was of the positive class.
+    std::vector<bool> decided, decided_positive;
     const version_scoring* scoring = nullptr;  // one version per group: one scoring
     // The classes scored rows share; a fallback group's rows may come
     // from versions of other classes, which cannot be scored together.
@@ -392,10 +394,16 @@ result<live_report> compute(connection& c, const std::string& model, const model
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
             // An entry from before decisions were logged: its version's
-            // threshold (the prior's 0.5) gives what it decided.
-            a.decided.push_back(r.decision
-                                    ? *r.decision
-                                    : r.probabilities[1 % names.size()] >= r.scoring->threshold);
+            // threshold gives what it decided; a fallback's (no version)
+            // decided by a threshold the entry does not say, so it is left
+            // out of the decision's counts.
+            std::optional<bool> decided = r.decision;
+            if (!decided && r.version && names.size() == 2)
+                decided = r.probabilities[1] >= r.scoring->threshold;
+            if (decided) {
+                a.decided.push_back(*decided);
+                a.decided_positive.push_back(k == 1);
+            }
             x.a = r.scoring->task == task_kind::binary ? r.probabilities[1 % names.size()]
                                                        : r.probabilities[k];
             x.positive = k == 1;
@@ -424,9 +432,8 @@ result<live_report> compute(connection& c, const std::string& model, const model
                 if (m) a.g.metrics = list_metrics(*m);
                 if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
                     // The decisions as served.
-                    std::vector<bool> positive(a.truth.size());
-                    for (std::size_t i = 0; i < a.truth.size(); ++i) positive[i] = a.truth[i] == 1;
-                    add_decision_metrics(*a.g.metrics, operating_point_of(positive, a.decided));
+                    add_decision_metrics(*a.g.metrics,
+                                         operating_point_of(a.decided_positive, a.decided));
                 }
             }
         }

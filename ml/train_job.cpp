@@ -70,6 +70,31 @@ json with_decision(json metrics, json decision) {
     return metrics;
 }
 
+// When the definition's decision rule took its present value: the creation
+// of the oldest revision of the unbroken run, back from `revision`, that
+// says it.
+micros rule_in_force_since(connection& c, const std::string& model, std::int64_t revision,
+                           const decision_policy& rule) {
+    micros since = 0;
+    for (std::int64_t r = revision; r >= 1; --r) {
+        auto row = get_revision(c, model, r);
+        if (!row) break;
+        parsed_definition p = parse_definition(row->definition);
+        if (!p.errors.empty() || !(p.definition.decision == rule)) break;
+        since = row->created_at;
+    }
+    return since;
+}
+
+// When live last moved (0: never).
+micros live_moved_at(connection& c, const std::string& model) {
+    statement st(
+        c, "SELECT coalesce(max(time), 0) FROM deployments WHERE model = ? AND alias = 'live'");
+    st.bind(1, model);
+    st.step();
+    return st.column_int(0);
+}
+
 json importance_json(const permutation_importance& p) {
     json fields = json::array();
     for (const auto& f : p.fields) {
@@ -273,7 +298,27 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                     }
                     if (!live.holdout_from && lp && lp->definition.holdout_by == split_by::entity)
                         live.holdout = lp->definition.holdout;
-                    if (lp) live.decision = lp->definition.decision;
+                    if (lp && !(lp->definition.decision == d.decision)) {
+                        // A new rule lets a candidate that matches live go
+                        // live, unless live was put back after the rule
+                        // changed (a rollback, by a person or the
+                        // supervisor): a choice of the old rule, which a tie
+                        // does not undo.
+                        const micros since =
+                            rule_in_force_since(conn, job->model, job->revision, d.decision);
+                        const micros moved = live_moved_at(conn, job->model);
+                        if (moved < since) {
+                            live.decision = lp->definition.decision;
+                        } else {
+                            emit({{"log", "info"},
+                                  {"message", "live version " + std::to_string(*lv) +
+                                                  " decides by " +
+                                                  describe(lp->definition.decision) +
+                                                  ", but was put live after the rule became " +
+                                                  describe(d.decision) +
+                                                  ": the candidate must beat it, not match it"}});
+                        }
+                    }
                     if (split.max_fact_id > 0 && (live.holdout_from || live.holdout)) {
                         const label_spec& l = lp ? lp->definition.label : d.label;
                         live_labels = label_source{l.stream, l.field, split.max_fact_id};

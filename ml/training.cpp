@@ -83,18 +83,22 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
             break;
         case decision_rule::max_false_positive_rate:
             if (negatives < few) {
+                const auto [lower, upper] = wilson_interval(p.false_positives, negatives);
                 out.push_back("the decision's false positive rate rests on " +
-                              std::to_string(negatives) + " negative holdout rows" + surer);
+                              std::to_string(negatives) + " negative holdout rows (95% interval " +
+                              interval_words(lower, upper) + ")" + surer);
             }
             break;
         default:
             break;
     }
     if (p.predicted_positive() == 0) {
-        out.push_back(
-            "the decision answers no holdout row positive (its threshold is just above "
-            "the highest holdout score): served, it says yes only to a score above "
-            "every holdout row's");
+        out.push_back("the decision answers no holdout row positive (its threshold, " +
+                      format_number(p.threshold) +
+                      (p.policy.rule == decision_rule::fixed
+                           ? ", is above every holdout score"
+                           : ", is just above the highest holdout score") +
+                      "): served, it says yes only to a score above every holdout row's");
     }
     return out;
 }
@@ -352,7 +356,17 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         double v = candidate.get(name);
         bool higher = metric_higher_is_better(name);
         bool ok = std::isfinite(v) && (higher ? v >= bound : v <= bound);
-        if (!ok) {
+        if (std::isnan(v)) {
+            // "nan is below the minimum" said nothing of why.
+            const char* why = name == "decision_precision" ? " (no row was answered positive)"
+                              : name == "decision_recall"  ? " (no row of the positive class)"
+                              : name == "decision_false_positive_rate"
+                                  ? " (no row of the negative class)"
+                                  : "";
+            g.reasons.push_back(name + " is undefined on the holdout" + why +
+                                ", so it cannot meet " +
+                                (higher ? "the minimum " : "the maximum ") + fmt(bound));
+        } else if (!ok) {
             g.reasons.push_back(name + " " + fmt(v) + (higher ? " is below the minimum " : " is above the maximum ") +
                                 fmt(bound));
         }
@@ -819,7 +833,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
                              out.live_metrics ? &*out.live_metrics : nullptr,
                              on_live_rows ? &*on_live_rows : nullptr, decision,
-                             live ? &live->decision : nullptr);
+                             live && live->decision ? &*live->decision : nullptr);
     // Classes the candidate learned and live never did had their rows left
     // out of the comparison, so it is not credited for them: a candidate
     // that fails only against live there (a new class growing) is said to

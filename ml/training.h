@@ -39,8 +39,10 @@ struct live_reference {
     // Its labels were read again as its training read them (each row's
     // live_label_time): an entity it read none for was not on its side.
     bool labels_read = false;
-    // The decision rule it was trained by (binary; f1 before rules).
-    decision_policy decision;
+    // The decision rule it was trained by, when another than the
+    // candidate's and live was put live before the rule changed: the gate
+    // then asks the candidate to match live, not beat it.
+    std::optional<decision_policy> decision;
 };
 
 struct gate_decision {

@@ -8,8 +8,10 @@ HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
 streams and models.
 """
 
+import json
 import math
 import random
+import sqlite3
 import unittest
 
 from kennel_harness import fact, in_holdout, uid
@@ -387,6 +389,60 @@ class DecisionTest(SharedServerCase):
         v3 = get_version(self, self.c, name, 3)
         self.assertFalse(v3["gate"]["passed"], v3["gate"])
         self.assertIsNone(v3["gate"]["decision_rule_change"])
+        # A person rolls back to v1 (the old rule): a choice the next job's
+        # tie does not undo, though v1 decides by another rule.
+        r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "reviewers flooded"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json()["from"], r.json()["to"]), (2, 1), r)
+        job = train_and_wait(self, self.c, name)
+        v4 = get_version(self, self.c, name, 4)
+        self.assertFalse(v4["gate"]["passed"], v4["gate"])
+        self.assertIsNone(v4["gate"]["decision_rule_change"])
+        self.assertIn("live version 1 decides by f1, but was put live after the rule became "
+                      "min_precision 0.9: the candidate must beat it, not match it", log_text(job))
+        self.assertNotIn("live", v4.get("aliases", []), v4)
+
+    def test_an_old_entry_counts_by_its_versions_threshold_and_a_fallbacks_not_at_all(self):
+        # Entries an earlier Kennel logged have no decision: a version's is
+        # its threshold's; a fallback's decided by a threshold the entry does
+        # not say, so it is left out of the decision's counts.
+        rows = noisy_rows(200, 22, "old")
+        name = self.model(rows, {"rule": "min_recall", "target": 0.95})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        threshold = get_version(self, self.c, name, 1)["metrics"]["decision"]["threshold"]
+        labels = self.c.get("/v1/models/" + name).json()["definition"]["label"]["stream"]
+        p_yes = min(1.0, threshold + 0.01)
+        entries = []
+        outcomes = []
+        for i in range(6):
+            pid = "%032x" % (0xabc000 + i)
+            fallback = i >= 3
+            entity = "old-%d" % i
+            entries.append([pid, None if fallback else 1, "fallback" if fallback else "live", 0,
+                            entity, 1764547200000000 + i, 1, "true",
+                            {"false": 1 - p_yes, "true": p_yes} if fallback else [1 - p_yes, p_yes],
+                            1 if fallback else 0, "model_error: x -> baseline" if fallback else "",
+                            10, "00000000000000%02x" % i])
+            outcomes.append(fact(labels, entity, {"y": i % 2 == 0, "prediction_id": pid},
+                                 time_="2026-12-02T00:00:00Z"))
+        with sqlite3.connect(self.server.db, timeout=10) as db:
+            db.execute("INSERT INTO prediction_segments (model, first_time, last_time, size, entries)"
+                       " VALUES (?, ?, ?, ?, ?)", (name, 1764547200000000, 1764547200000005, 6,
+                                                   json.dumps(entries)))
+        post_facts(self, self.c, outcomes)
+        r = self.c.get("/v1/models/%s/live-metrics?since=2025-12-01T00:00:00Z" % name).json()
+        groups = {g["arm"]: g for g in r["groups"]}
+        live, fb = groups["live"], groups["fallback"]
+        self.assertEqual((live["outcomes"], fb["outcomes"]), (3, 3), r)
+        # v1's three said yes at its threshold: two of them were (0 and 2).
+        self.assertAlmostEqual(live["metrics"]["decision_precision"], 2 / 3, places=12)
+        self.assertEqual(live["metrics"]["decision_recall"], 1.0)
+        for k in ("decision_precision", "decision_recall", "decision_false_positive_rate"):
+            self.assertIsNone(fb["metrics"][k], fb)
+        self.assertIsNotNone(fb["metrics"]["accuracy"], fb)
+        logged = self.c.get("/v1/models/%s/predictions?entity=old-0" % name).json()["predictions"]
+        self.assertNotIn("decision", logged[0])
 
 
 class DecisionSupervisionTest(SharedServerCase):

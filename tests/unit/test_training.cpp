@@ -219,6 +219,17 @@ TEST_CASE("gate: a decision rule not met fails it; a new rule need only match li
     CHECK_THAT(changed.summary(),
                EndsWith("; live decides by f1, this version by min_precision 0.95 (a new rule: "
                         "matching live suffices)"));
+    // A bound on an undefined rate says why it cannot be met, not "nan".
+    promotion_policy bounded;
+    bounded.thresholds["decision_precision"] = 0.5;
+    auto undefined = evaluate_gate(
+        task_kind::binary, bounded,
+        listing({{"roc_auc", 0.85}, {"decision_precision", std::nan("")}}), base, nullptr);
+    CHECK_FALSE(undefined.passed);
+    REQUIRE(undefined.reasons.size() == 1);
+    CHECK(undefined.reasons[0] ==
+          "decision_precision is undefined on the holdout (no row was "
+          "answered positive), so it cannot meet the minimum 0.5");
     // Worse than live, it is rejected, saying a person may promote it.
     const auto live_better = listing({{"roc_auc", 0.86}});
     auto worse =
