@@ -1,6 +1,7 @@
 #include "ml/decision.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -78,6 +79,8 @@ operating_point point_of(const decision_policy& policy, const cut& c, std::size_
     p.accuracy = defined_ratio(c.tp + (negatives - c.fp), rows);
     std::tie(p.precision_lower, p.precision_upper) = wilson_interval(c.tp, c.tp + c.fp);
     std::tie(p.recall_lower, p.recall_upper) = wilson_interval(c.tp, positives);
+    std::tie(p.false_positive_rate_lower, p.false_positive_rate_upper) =
+        wilson_interval(c.fp, negatives);
     if (policy.rule == decision_rule::min_cost) {
         p.cost = policy.false_positive_cost * static_cast<double>(c.fp) +
                  policy.false_negative_cost * static_cast<double>(fn);
@@ -120,16 +123,25 @@ std::string describe(const decision_policy& p) {
         case decision_rule::f1:
             return "f1";
         case decision_rule::fixed:
-            return "fixed " + format_number(p.threshold);
+            return "fixed " + plain_number(p.threshold);
         case decision_rule::min_precision:
         case decision_rule::min_recall:
         case decision_rule::max_false_positive_rate:
-            return std::string(decision_rule_name(p.rule)) + " " + format_number(p.target);
+            return std::string(decision_rule_name(p.rule)) + " " + plain_number(p.target);
         case decision_rule::min_cost:
-            return "min_cost (false positive " + format_number(p.false_positive_cost) +
-                   ", false negative " + format_number(p.false_negative_cost) + ")";
+            return "min_cost (false positive " + plain_number(p.false_positive_cost) +
+                   ", false negative " + plain_number(p.false_negative_cost) + ")";
     }
     return "f1";
+}
+
+std::string plain_number(double x) {
+    char buf[400];
+    const double a = std::abs(x);
+    const auto format =
+        a == 0 || (a >= 1e-6 && a < 1e15) ? std::chars_format::fixed : std::chars_format::general;
+    auto r = std::to_chars(buf, buf + sizeof buf, x, format);
+    return std::string(buf, r.ptr);
 }
 
 std::pair<double, double> wilson_interval(std::size_t k, std::size_t n) {
@@ -139,13 +151,24 @@ std::pair<double, double> wilson_interval(std::size_t k, std::size_t n) {
     const double denominator = 1 + z * z / nn;
     const double centre = (p + z * z / (2 * nn)) / denominator;
     const double half = z * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / denominator;
-    return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+    // At 0 or n successes the bound is 0 or 1 exactly (the formula leaves a
+    // rounding residue, 7e-18).
+    return {k == 0 ? 0.0 : std::max(0.0, centre - half),
+            k == n ? 1.0 : std::min(1.0, centre + half)};
 }
 
 void add_decision_metrics(metric_listing& m, const operating_point& p) {
     m.values.emplace_back("decision_precision", p.precision);
     m.values.emplace_back("decision_recall", p.recall);
     m.values.emplace_back("decision_false_positive_rate", p.false_positive_rate);
+}
+
+std::int64_t decision_rows(const operating_point& p, const std::string& metric) {
+    std::size_t n = p.rows;
+    if (metric == "decision_precision") n = p.predicted_positive();
+    if (metric == "decision_recall") n = p.positives;
+    if (metric == "decision_false_positive_rate") n = p.rows - p.positives;
+    return static_cast<std::int64_t>(n);
 }
 
 double decision_threshold_in_metrics(const std::string& metrics_json) {
@@ -235,10 +258,10 @@ operating_point choose_operating_point(const decision_policy& policy,
                     chosen = *met;
                 } else {
                     chosen = closest;
-                    unmet = "no threshold reaches precision " + fmt(policy.target) +
+                    unmet = "no threshold reaches precision " + plain_number(policy.target) +
                             " (the highest is " +
                             fmt(ratio(cuts[closest].tp, cuts[closest].tp + cuts[closest].fp)) +
-                            ", at threshold " + fmt(cuts[closest].threshold) + ")";
+                            ", at threshold " + plain_number(cuts[closest].threshold) + ")";
                 }
                 break;
             }

@@ -61,6 +61,7 @@ struct operating_point {
     // recall over the positive rows. A threshold chosen on few rows reaches
     // its target by luck as often as by skill; the interval says how few.
     double precision_lower = 0, precision_upper = 0, recall_lower = 0, recall_upper = 0;
+    double false_positive_rate_lower = 0, false_positive_rate_upper = 0;  // over the negative rows
     double cost = 0;  // min_cost only: the rule's cost over the rows
 
     std::size_t predicted_positive() const { return true_positives + false_positives; }
@@ -87,10 +88,19 @@ operating_point operating_point_of(const std::vector<bool>& positive,
 // bounds of the promotion policy and of supervision may name them.
 void add_decision_metrics(metric_listing& m, const operating_point& p);
 
+// The rows a decision metric counts over (answered positive for
+// decision_precision, positive for decision_recall, negative for
+// decision_false_positive_rate); the rows for any other name.
+std::int64_t decision_rows(const operating_point& p, const std::string& metric);
+
 // The threshold a stored version decides at, from its metrics' JSON: its
 // operating point's, else (versions from before decision rules) the F1-best
 // one, else 0.5.
 double decision_threshold_in_metrics(const std::string& metrics_json);
+
+// A number as rules and thresholds are written back: shortest round-trip,
+// without an exponent for everyday magnitudes ("0.0004", not "4e-04").
+std::string plain_number(double x);
 
 // Wilson score interval of k successes in n trials at 95%; [0, 1] when n is 0.
 std::pair<double, double> wilson_interval(std::size_t k, std::size_t n);

@@ -432,8 +432,8 @@ result<live_report> compute(connection& c, const std::string& model, const model
                 if (m) a.g.metrics = list_metrics(*m);
                 if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
                     // The decisions as served.
-                    add_decision_metrics(*a.g.metrics,
-                                         operating_point_of(a.decided_positive, a.decided));
+                    a.g.decision = operating_point_of(a.decided_positive, a.decided);
+                    add_decision_metrics(*a.g.metrics, *a.g.decision);
                 }
             }
         }

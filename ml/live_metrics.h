@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "ml/decision.h"
 #include "ml/definition.h"
 #include "ml/metrics.h"
 #include "store/db.h"
@@ -32,6 +33,9 @@ struct live_group {
     std::int64_t fallbacks = 0;
     double mean_latency_ms = 0;
     std::optional<metric_listing> metrics;  // when there are outcomes to score
+    // Binary: the decisions as served, counted (the decision_* metrics'
+    // rows, and their intervals), when the group has outcomes to score.
+    std::optional<operating_point> decision;
     // The primary metric (the gate's) with its interval, when asked for
     // (compute_live_report) and there are outcomes to score; NaN bounds
     // below the options' min_outcomes.

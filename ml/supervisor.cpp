@@ -231,6 +231,10 @@ void supervisor::tick() {
                 if (!serving) continue;
                 for (const auto& [name, bound] : p.live_thresholds) {
                     double v = g.metrics->get(name);
+                    // A decision's rate is judged on min_outcomes of the rows
+                    // it counts: a precision of one answer said yes is no
+                    // evidence (it took a version out of service).
+                    if (g.decision && decision_rows(*g.decision, name) < p.min_outcomes) continue;
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;

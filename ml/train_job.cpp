@@ -59,6 +59,7 @@ json decision_json(const operating_point& p) {
     j["recall"] = p.recall;
     j["recall_interval"] = {p.recall_lower, p.recall_upper};
     j["false_positive_rate"] = p.false_positive_rate;
+    j["false_positive_rate_interval"] = {p.false_positive_rate_lower, p.false_positive_rate_upper};
     j["f1"] = p.f1;
     j["accuracy"] = p.accuracy;
     if (p.policy.rule == decision_rule::min_cost) j["cost"] = p.cost;

@@ -37,7 +37,7 @@ std::string decision_words(const operating_point& p) {
     // The threshold in full: one just above the highest score reads as that
     // score at six digits.
     std::string s = "decision rule " + describe(p.policy) + ": threshold " +
-                    format_number(p.threshold) + " on the holdout, ";
+                    plain_number(p.threshold) + " on the holdout, ";
     if (p.predicted_positive() == 0) {
         s += "no row answered positive";
     } else {
@@ -49,7 +49,11 @@ std::string decision_words(const operating_point& p) {
         s += ", recall " + fmt(p.recall) + " " + interval_words(p.recall_lower, p.recall_upper) +
              " of " + std::to_string(p.positives) + " positive rows";
     }
-    if (p.rows > p.positives) s += ", false positive rate " + fmt(p.false_positive_rate);
+    if (p.rows > p.positives) {
+        s += ", false positive rate " + fmt(p.false_positive_rate) + " " +
+             interval_words(p.false_positive_rate_lower, p.false_positive_rate_upper) + " of " +
+             std::to_string(p.rows - p.positives) + " negative rows";
+    }
     s += " (95% intervals)";
     if (p.policy.rule == decision_rule::min_cost) s += ", cost " + fmt(p.cost);
     if (!p.met) s += "; not met: " + p.unmet;
@@ -63,38 +67,56 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
     std::vector<std::string> out;
     if (p.positives == 0 || p.positives == p.rows) return out;  // not met, said so
     const std::string surer = ": more labels, or a larger holdout, make it surer";
-    const std::size_t negatives = p.rows - p.positives;
+    // The rate the rule is written on, the rows it counts over, and how far
+    // its target is from the rate's end (a precision of 0.9999 is 0.0001
+    // from 1; a false positive rate of 0.0004 from 0).
+    struct basis {
+        const char* rate;
+        const char* rows;
+        std::size_t n;
+        double value, lower, upper, margin;
+    };
+    std::optional<basis> b;
     switch (p.policy.rule) {
         case decision_rule::min_precision:
-            if (p.predicted_positive() < few) {
-                out.push_back("the decision's precision rests on " +
-                              std::to_string(p.predicted_positive()) +
-                              " holdout rows answered positive (95% interval " +
-                              interval_words(p.precision_lower, p.precision_upper) +
-                              "): serving may see much less" + surer);
-            }
+            b = basis{"precision",        "rows answered positive", p.predicted_positive(),
+                      p.precision,        p.precision_lower,        p.precision_upper,
+                      1 - p.policy.target};
             break;
         case decision_rule::min_recall:
-            if (p.positives < few) {
-                out.push_back("the decision's recall rests on " + std::to_string(p.positives) +
-                              " positive holdout rows (95% interval " +
-                              interval_words(p.recall_lower, p.recall_upper) + ")" + surer);
-            }
+            b = basis{"recall",       "positive rows", p.positives,        p.recall,
+                      p.recall_lower, p.recall_upper,  1 - p.policy.target};
             break;
         case decision_rule::max_false_positive_rate:
-            if (negatives < few) {
-                const auto [lower, upper] = wilson_interval(p.false_positives, negatives);
-                out.push_back("the decision's false positive rate rests on " +
-                              std::to_string(negatives) + " negative holdout rows (95% interval " +
-                              interval_words(lower, upper) + ")" + surer);
-            }
+            b = basis{"false positive rate",
+                      "negative rows",
+                      p.rows - p.positives,
+                      p.false_positive_rate,
+                      p.false_positive_rate_lower,
+                      p.false_positive_rate_upper,
+                      p.policy.target};
             break;
         default:
             break;
     }
+    if (b && b->n < few) {
+        out.push_back("the decision's " + std::string(b->rate) + " rests on " +
+                      std::to_string(b->n) + " holdout " + b->rows + " (95% interval " +
+                      interval_words(b->lower, b->upper) + ")" + surer);
+    } else if (b && 1.0 / static_cast<double>(b->n) > b->margin) {
+        // One row more or less moves the rate further than the target is
+        // from its end: the holdout cannot tell the target from the end.
+        out.push_back(
+            "the holdout cannot resolve the rule's target: one row moves the "
+            "decision's " +
+            std::string(b->rate) + " by " + fmt(1.0 / static_cast<double>(b->n)) + " over its " +
+            std::to_string(b->n) + " " + b->rows + ", more than the target's margin of " +
+            plain_number(b->margin) + " (" + b->rate + " " + fmt(b->value) + ", 95% interval " +
+            interval_words(b->lower, b->upper) + ")" + surer);
+    }
     if (p.predicted_positive() == 0) {
         out.push_back("the decision answers no holdout row positive (its threshold, " +
-                      format_number(p.threshold) +
+                      plain_number(p.threshold) +
                       (p.policy.rule == decision_rule::fixed
                            ? ", is above every holdout score"
                            : ", is just above the highest holdout score") +

@@ -522,6 +522,19 @@ json live_report_json(const std::string& name, const ml::live_report& report,
                        {"upper", finite_or_null(g.primary->upper)},
                        {"entities", g.primary->entities}};
         }
+        json decision = nullptr;
+        if (g.decision) {
+            // What the decision_* metrics count over, with their intervals.
+            const ml::operating_point& d = *g.decision;
+            decision = {{"rows", d.rows},
+                        {"answered_positive", d.predicted_positive()},
+                        {"positives", d.positives},
+                        {"negatives", d.rows - d.positives},
+                        {"precision_interval", {d.precision_lower, d.precision_upper}},
+                        {"recall_interval", {d.recall_lower, d.recall_upper}},
+                        {"false_positive_rate_interval",
+                         {d.false_positive_rate_lower, d.false_positive_rate_upper}}};
+        }
         out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
                        {"arm", g.arm},
                        {"shadow", g.shadow},
@@ -531,6 +544,7 @@ json live_report_json(const std::string& name, const ml::live_report& report,
                        {"fallbacks", g.fallbacks},
                        {"mean_latency_ms", g.mean_latency_ms},
                        {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)},
+                       {"decision", decision},
                        {"primary", primary}});
     }
     json comparisons = json::array();

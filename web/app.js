@@ -610,17 +610,21 @@
   const THRESHOLD_KEYS = ['best_threshold', 'best_threshold_f1'];
   // The operating point's numbers are shown with its threshold.
   const isDecisionMetric = (k) => k.startsWith('decision_');
+  // A rule as written (0.0004 is not 0, nor 0.9999 1); a threshold to four
+  // significant digits.
+  const exact = (x) => (Number.isFinite(x) ? String(x) : '—');
+  const sig4 = (x) => (Number.isFinite(x) ? String(Number(x.toPrecision(4))) : '—');
   function decisionRuleText(d) {
-    if (d.rule === 'fixed') return `fixed ${fmtNum(d.threshold, 3)}`;
-    if (d.rule === 'min_cost') return `min cost (FP ${fmtNum(d.false_positive_cost)}, FN ${fmtNum(d.false_negative_cost)})`;
-    return `${d.rule.replace(/_/g, ' ')} ${fmtNum(d.target, 3)}`;
+    if (d.rule === 'fixed') return `fixed ${exact(d.threshold)}`;
+    if (d.rule === 'min_cost') return `min cost (FP ${exact(d.false_positive_cost)}, FN ${exact(d.false_negative_cost)})`;
+    return `${d.rule.replace(/_/g, ' ')} ${exact(d.target)}`;
   }
   // The threshold the version decides at, and what it reaches on the holdout.
   function thresholdText(m) {
     const d = m && m.decision;
     if (d && typeof d === 'object' && Number.isFinite(d.threshold)) {
-      if (d.rule === 'f1') return `threshold ${fmtNum(d.threshold, 3)} (F1 ${fmtNum(d.f1, 3)})`;
-      return `threshold ${fmtNum(d.threshold, 3)} (${decisionRuleText(d)}${d.met ? '' : ': not met'})`;
+      if (d.rule === 'f1') return `threshold ${sig4(d.threshold)} (F1 ${fmtNum(d.f1, 3)})`;
+      return `threshold ${sig4(d.threshold)} (${decisionRuleText(d)}${d.met ? '' : ': not met'})`;
     }
     if (!m || !Number.isFinite(m.best_threshold)) return null;
     return `threshold ${fmtNum(m.best_threshold, 3)}${Number.isFinite(m.best_threshold_f1) ? ` (F1 ${fmtNum(m.best_threshold_f1, 3)})` : ''}`;
@@ -628,9 +632,10 @@
   function thresholdTitle(m) {
     const d = m && m.decision;
     if (!d || typeof d !== 'object' || !Array.isArray(d.precision_interval)) return null;
-    const iv = (x) => `[${fmtNum(x[0], 3)}, ${fmtNum(x[1], 3)}]`;
-    return `On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${fmtNum(d.precision, 3)} ${iv(d.precision_interval)}, ` +
-      `recall ${fmtNum(d.recall, 3)} ${iv(d.recall_interval)} of ${d.positives} positive, false positive rate ${fmtNum(d.false_positive_rate, 3)} (95% intervals)` +
+    const iv = (x) => (Array.isArray(x) ? ` [${sig4(x[0])}, ${sig4(x[1])}]` : '');
+    return `On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${sig4(d.precision)}${iv(d.precision_interval)}, ` +
+      `recall ${sig4(d.recall)}${iv(d.recall_interval)} of ${d.positives} positive, ` +
+      `false positive rate ${sig4(d.false_positive_rate)}${iv(d.false_positive_rate_interval)} of ${d.rows - d.positives} negative (95% intervals)` +
       (d.met ? '' : `. Not met: ${d.unmet}`);
   }
 

@@ -1340,8 +1340,8 @@ step('a decision rule: the version says the threshold its rule chose and what it
   const v1 = page.locator('tr[data-version="1"]');
   await visible(v1);
   const said = page.locator('tr[data-version="1"] .decision');
-  assert.equal(await said.textContent(), `threshold ${Number(d.threshold.toFixed(3))} (min precision 0.8)`);
-  assert.match(await said.getAttribute('title'), new RegExp(`^On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${Number(d.precision.toFixed(3))} \\[.*, recall ${Number(d.recall.toFixed(3))} \\[.* \\(95% intervals\\)$`));
+  assert.equal(await said.textContent(), `threshold ${Number(d.threshold.toPrecision(4))} (min precision 0.8)`);
+  assert.match(await said.getAttribute('title'), new RegExp(`^On the ${d.rows} holdout rows: ${d.answered_positive} answered positive, precision ${Number(d.precision.toPrecision(4))} \\[.*, recall ${Number(d.recall.toPrecision(4))} \\[.*, false positive rate .* of ${d.rows - d.positives} negative \\(95% intervals\\)$`));
   const heads = await page.locator('table.versions th').allTextContents();
   assert.ok(!heads.some((t) => /^decision_/.test(t)), `the operating point is not among the metric columns: ${heads.join('|')}`);
   await shot('model-decision-rule-1280');

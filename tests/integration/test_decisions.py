@@ -164,6 +164,24 @@ class DecisionTest(SharedServerCase):
                         _, b, c, _ = counts_at(t, scored)
                         self.assertGreaterEqual(b + 5 * c, dec["cost"], t)
 
+    def test_a_target_the_holdout_cannot_resolve_is_warned_of(self):
+        # A false positive rate of 0.0004 on about a hundred negatives: one
+        # false positive is 0.01. Met (no row answered positive at worst),
+        # but the holdout cannot tell the target from 0.
+        rows = noisy_rows(300, 23, "rs")
+        name = self.model(rows, {"rule": "max_false_positive_rate", "target": 0.0004})
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        dec = get_version(self, self.c, name, 1)["metrics"]["decision"]
+        self.assertEqual(dec["false_positives"], 0, dec)
+        self.assertEqual(dec["false_positive_rate_interval"][0], 0.0, dec)
+        negatives = dec["rows"] - dec["positives"]
+        self.assertIn("decision rule max_false_positive_rate 0.0004: threshold", log_text(job))
+        self.assertIn("warn: the holdout cannot resolve the rule's target: one row moves the "
+                      "decision's false positive rate by %.6g over its %d negative rows, more "
+                      "than the target's margin of 0.0004" % (1 / negatives, negatives),
+                      log_text(job))
+
     def test_a_rule_the_holdout_cannot_meet_rejects_the_version_saying_why(self):
         # The row that scores highest (the largest x1) is a negative, so no
         # threshold reaches precision 1.
@@ -454,8 +472,10 @@ class DecisionSupervisionTest(SharedServerCase):
         names = {}
         # "never": no answer says yes, so its precision is undefined;
         # "wrong": every yes is wrong.
+        # "one": a single yes, wrong: a precision of one row is not judged.
         for kind, decision in (("never", {"rule": "fixed", "threshold": 1}),
-                               ("wrong", {"rule": "min_recall", "target": 1.0})):
+                               ("wrong", {"rule": "min_recall", "target": 1.0}),
+                               ("one", {"rule": "fixed", "threshold": 0.5})):
             feats, labels = uid("feat"), uid("lab")
             facts = []
             for i, (e, x, y) in enumerate(rows):
@@ -470,9 +490,11 @@ class DecisionSupervisionTest(SharedServerCase):
             wait_served(self, self.c, name, 1)
             outcomes = []
             for i in range(12):
+                yes = kind == "wrong" or (kind == "one" and i == 0)
+                x1 = 2.0 if kind != "one" or yes else -3.0
                 p = self.c.post_json("/v1/models/%s/predict" % name, {
-                    "entity": "%s-q%d" % (kind, i), "features": {"x1": 2.0, "x2": 1.0}}).json()
-                self.assertEqual(p["decision"], kind == "wrong", p)
+                    "entity": "%s-q%d" % (kind, i), "features": {"x1": x1, "x2": 1.0}}).json()
+                self.assertEqual(p["decision"], yes, p)
                 outcomes.append(fact(labels, "%s-q%d" % (kind, i),
                                      {"y": kind == "never", "prediction_id": p["prediction_id"]}))
             post_facts(self, self.c, outcomes)
@@ -483,6 +505,9 @@ class DecisionSupervisionTest(SharedServerCase):
             return [e for e in r.json()["events"] if e["event"] == "disabled"]
         from test_learning import wait_until
         events = wait_until(lambda: disabled(names["wrong"]), 40, "the wrong decisions judged")
+        # A live check (every 10 s) after every outcome was stored.
+        from test_supervisor import supervisor_looks
+        supervisor_looks(self, self.c, 11)
         self.assertEqual(events[0]["actor"], "supervisor", events)
         self.assertRegex(events[0]["reason"], r"^live decision_precision 0 below 0\.6 over 12 outcomes")
         # The one that never said yes: its precision is undefined (null),
@@ -493,6 +518,15 @@ class DecisionSupervisionTest(SharedServerCase):
         self.assertIsNone(g["metrics"]["decision_precision"], g)
         self.assertEqual(g["metrics"]["decision_recall"], 0.0, g)
         self.assertEqual(disabled(names["never"]), [])
+        # The one wrong yes: precision 0 on one row, below min_outcomes (10)
+        # of the rows it counts, so not judged; the counts say so.
+        r = self.c.get("/v1/models/%s/live-metrics" % names["one"]).json()
+        g = [g for g in r["groups"] if g["version"] == 1][0]
+        self.assertEqual(g["metrics"]["decision_precision"], 0.0, g)
+        self.assertEqual((g["decision"]["rows"], g["decision"]["answered_positive"],
+                          g["decision"]["negatives"]), (12, 1, 12), g)
+        self.assertEqual(g["decision"]["precision_interval"][0], 0.0, g)
+        self.assertEqual(disabled(names["one"]), [])
 
 
 if __name__ == "__main__":

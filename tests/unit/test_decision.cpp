@@ -155,6 +155,22 @@ TEST_CASE("Wilson intervals match scipy's", "[decision]") {
     auto [g, h] = wilson_interval(0, 0);
     CHECK(g == 0);
     CHECK(h == 1);
+    // The ends exactly (the formula leaves 7e-18 at 0 of 48).
+    CHECK(wilson_interval(0, 48).first == 0.0);
+    CHECK(wilson_interval(48, 48).second == 1.0);
+}
+
+TEST_CASE("rules are written back in full, without an exponent for everyday values", "[decision]") {
+    decision_policy p;
+    p.rule = decision_rule::max_false_positive_rate;
+    p.target = 0.0004;
+    CHECK(describe(p) == "max_false_positive_rate 0.0004");
+    p.rule = decision_rule::min_recall;
+    p.target = 0.90000000001;
+    CHECK(describe(p) == "min_recall 0.90000000001");
+    CHECK(plain_number(1e-300) == "1e-300");
+    CHECK(plain_number(0) == "0");
+    CHECK(plain_number(20) == "20");
 }
 
 TEST_CASE("on random rows each rule picks what a search of every threshold does", "[decision]") {
