@@ -171,6 +171,20 @@ std::int64_t decision_rows(const operating_point& p, const std::string& metric) 
     return static_cast<std::int64_t>(n);
 }
 
+const char* decision_rows_words(const std::string& metric) {
+    if (metric == "decision_precision") return "answered positive";
+    if (metric == "decision_recall") return "positive";
+    if (metric == "decision_false_positive_rate") return "negative";
+    return "rows";
+}
+
+std::pair<double, double> decision_interval(const operating_point& p, const std::string& metric) {
+    if (metric == "decision_recall") return {p.recall_lower, p.recall_upper};
+    if (metric == "decision_false_positive_rate")
+        return {p.false_positive_rate_lower, p.false_positive_rate_upper};
+    return {p.precision_lower, p.precision_upper};
+}
+
 double decision_threshold_in_metrics(const std::string& metrics_json) {
     const auto metrics = nlohmann::json::parse(metrics_json, nullptr, false);
     if (!metrics.is_object()) return 0.5;

@@ -92,6 +92,10 @@ void add_decision_metrics(metric_listing& m, const operating_point& p);
 // decision_precision, positive for decision_recall, negative for
 // decision_false_positive_rate); the rows for any other name.
 std::int64_t decision_rows(const operating_point& p, const std::string& metric);
+// What those rows are ("answered positive", "positive", "negative"), and
+// the metric's 95% interval.
+const char* decision_rows_words(const std::string& metric);
+std::pair<double, double> decision_interval(const operating_point& p, const std::string& metric);
 
 // The threshold a stored version decides at, from its metrics' JSON: its
 // operating point's, else (versions from before decision rules) the F1-best

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -87,6 +88,7 @@ struct group_acc {
     // Binary: the decisions as served of the scored rows whose decision is
     // known, and whether each row was of the positive class.
     std::vector<bool> decided, decided_positive;
+    std::vector<std::uint32_t> decided_cluster;  // their entities (clusters)
     const version_scoring* scoring = nullptr;  // one version per group: one scoring
     // The classes scored rows share; a fallback group's rows may come
     // from versions of other classes, which cannot be scored together.
@@ -403,6 +405,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
             if (decided) {
                 a.decided.push_back(*decided);
                 a.decided_positive.push_back(k == 1);
+                a.decided_cluster.push_back(r.cluster);
             }
             x.a = r.scoring->task == task_kind::binary ? r.probabilities[1 % names.size()]
                                                        : r.probabilities[k];
@@ -433,6 +436,16 @@ result<live_report> compute(connection& c, const std::string& model, const model
                 if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
                     // The decisions as served.
                     a.g.decision = operating_point_of(a.decided_positive, a.decided);
+                    // One entity asked about 30 times is one piece of evidence.
+                    std::set<std::uint32_t> yes, pos, neg;
+                    for (std::size_t i = 0; i < a.decided.size(); ++i) {
+                        if (a.decided[i]) yes.insert(a.decided_cluster[i]);
+                        (a.decided_positive[i] ? pos : neg).insert(a.decided_cluster[i]);
+                    }
+                    a.g.decision_entities =
+                        live_group::entity_counts{static_cast<std::int64_t>(yes.size()),
+                                                  static_cast<std::int64_t>(pos.size()),
+                                                  static_cast<std::int64_t>(neg.size())};
                     add_decision_metrics(*a.g.metrics, *a.g.decision);
                 }
             }
@@ -445,6 +458,17 @@ result<live_report> compute(connection& c, const std::string& model, const model
 }
 
 }  // namespace
+
+std::int64_t decision_evidence(const live_group& g, const std::string& metric) {
+    if (!g.decision) return 0;
+    std::int64_t rows = decision_rows(*g.decision, metric), entities = rows;
+    if (g.decision_entities) {
+        if (metric == "decision_precision") entities = g.decision_entities->answered_positive;
+        if (metric == "decision_recall") entities = g.decision_entities->positives;
+        if (metric == "decision_false_positive_rate") entities = g.decision_entities->negatives;
+    }
+    return std::min(rows, entities);
+}
 
 result<std::vector<live_group>> compute_live_metrics(connection& c, const std::string& model,
                                                      const model_definition& d, micros since,

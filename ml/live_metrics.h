@@ -36,6 +36,12 @@ struct live_group {
     // Binary: the decisions as served, counted (the decision_* metrics'
     // rows, and their intervals), when the group has outcomes to score.
     std::optional<operating_point> decision;
+    // Of those rows, the distinct entities (a request without one counts
+    // as one) answered positive, of the positive class and of the negative.
+    struct entity_counts {
+        std::int64_t answered_positive = 0, positives = 0, negatives = 0;
+    };
+    std::optional<entity_counts> decision_entities;
     // The primary metric (the gate's) with its interval, when asked for
     // (compute_live_report) and there are outcomes to score; NaN bounds
     // below the options' min_outcomes.
@@ -46,6 +52,13 @@ struct live_group {
     };
     std::optional<primary_estimate> primary;
 };
+
+// The evidence a decision_* metric of the group rests on: the rows it
+// counts over (answered positive for a precision, positive for a recall,
+// negative for a false positive rate), or their distinct entities when
+// fewer (one entity asked about 30 times, one outcome, is one piece of
+// evidence). 0 without decisions.
+std::int64_t decision_evidence(const live_group& g, const std::string& metric);
 
 // One group's primary metric against another's, with the interval of the
 // difference (this group's minus the other's).

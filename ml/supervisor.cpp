@@ -234,12 +234,23 @@ void supervisor::tick() {
                     // A decision's rate is judged on min_outcomes of the rows
                     // it counts: a precision of one answer said yes is no
                     // evidence (it took a version out of service).
-                    if (g.decision && decision_rows(*g.decision, name) < p.min_outcomes) continue;
+                    // Nor are 30 outcomes of one entity asked about 30 times.
+                    const bool decision_rate = g.decision && name.starts_with("decision_");
+                    if (decision_rate && decision_evidence(g, name) < p.min_outcomes) continue;
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;
                         r << "live " << name << " " << v << (higher ? " below " : " above ")
-                          << bound << " over " << g.outcomes << " outcomes of predictions made "
+                          << plain_number(bound) << " over ";
+                        if (decision_rate) {
+                            // The rows the rate counts, not all the outcomes.
+                            const auto [lower, upper] = decision_interval(*g.decision, name);
+                            r << decision_rows(*g.decision, name) << " "
+                              << decision_rows_words(name) << " (from "
+                              << decision_evidence(g, name) << " entities; 95% interval [" << lower
+                              << ", " << upper << "]) of ";
+                        }
+                        r << g.outcomes << " outcomes of predictions made "
                           << p.outcome_delay_seconds << "-"
                           << p.outcome_delay_seconds + p.live_window_seconds << " s ago";
                         if (g.arm != "live") r << " (arm " << g.arm << ")";

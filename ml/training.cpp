@@ -43,7 +43,8 @@ std::string decision_words(const operating_point& p) {
     } else {
         s += "precision " + fmt(p.precision) + " " +
              interval_words(p.precision_lower, p.precision_upper) + " on " +
-             std::to_string(p.predicted_positive()) + " rows answered positive";
+             std::to_string(p.predicted_positive()) +
+             (p.predicted_positive() == 1 ? " row" : " rows") + " answered positive";
     }
     if (p.positives > 0) {
         s += ", recall " + fmt(p.recall) + " " + interval_words(p.recall_lower, p.recall_upper) +
@@ -103,6 +104,14 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
         out.push_back("the decision's " + std::string(b->rate) + " rests on " +
                       std::to_string(b->n) + " holdout " + b->rows + " (95% interval " +
                       interval_words(b->lower, b->upper) + ")" + surer);
+    } else if (b && b->margin <= 0) {
+        // A target at the rate's end (a recall of 1, no false positive) is
+        // met or not on the holdout, but no holdout shows it holds after.
+        out.push_back("the rule's target is at the end of the decision's " + std::string(b->rate) +
+                      " (" + describe(p.policy) + "): met on the holdout's " +
+                      std::to_string(b->n) + " " + b->rows +
+                      ", it cannot be shown to hold beyond them (95% interval " +
+                      interval_words(b->lower, b->upper) + ")");
     } else if (b && 1.0 / static_cast<double>(b->n) > b->margin) {
         // One row more or less moves the rate further than the target is
         // from its end: the holdout cannot tell the target from the end.
@@ -111,7 +120,7 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
             "decision's " +
             std::string(b->rate) + " by " + fmt(1.0 / static_cast<double>(b->n)) + " over its " +
             std::to_string(b->n) + " " + b->rows + ", more than the target's margin of " +
-            plain_number(b->margin) + " (" + b->rate + " " + fmt(b->value) + ", 95% interval " +
+            fmt(b->margin) + " (" + b->rate + " " + fmt(b->value) + ", 95% interval " +
             interval_words(b->lower, b->upper) + ")" + surer);
     }
     if (p.predicted_positive() == 0) {
@@ -748,6 +757,19 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         add_decision_metrics(out.metrics, *out.decision);
         log(out.decision->met ? "info" : "warn", decision_words(*out.decision));
         for (const std::string& few : decision_rests_on_few(*out.decision)) log("warn", few);
+        // A bound of the promotion policy on the decision's rates is judged
+        // on the rows they count: on a handful, by luck.
+        for (const auto& [name, bound] : d.promotion.thresholds) {
+            if (!name.starts_with("decision_")) continue;
+            const std::int64_t rows = decision_rows(*out.decision, name);
+            if (rows >= 10) continue;
+            const auto [lower, upper] = decision_interval(*out.decision, name);
+            log("warn", "promotion.thresholds." + name + " is judged on " + std::to_string(rows) +
+                            (rows == 1 ? " holdout row " : " holdout rows ") +
+                            decision_rows_words(name) + " (95% interval " +
+                            interval_words(lower, upper) +
+                            "): more labels, or a larger holdout, make it surer");
+        }
     }
     {
         // What the model answers on the holdout: drift's reference for its outputs.

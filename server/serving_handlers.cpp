@@ -534,6 +534,12 @@ json live_report_json(const std::string& name, const ml::live_report& report,
                         {"recall_interval", {d.recall_lower, d.recall_upper}},
                         {"false_positive_rate_interval",
                          {d.false_positive_rate_lower, d.false_positive_rate_upper}}};
+            if (g.decision_entities) {
+                decision["entities"] = {
+                    {"answered_positive", g.decision_entities->answered_positive},
+                    {"positives", g.decision_entities->positives},
+                    {"negatives", g.decision_entities->negatives}};
+            }
         }
         out.push_back({{"version", g.version ? json(*g.version) : json(nullptr)},
                        {"arm", g.arm},

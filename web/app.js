@@ -613,7 +613,15 @@
   // A rule as written (0.0004 is not 0, nor 0.9999 1); a threshold to four
   // significant digits.
   const exact = (x) => (Number.isFinite(x) ? String(x) : '—');
-  const sig4 = (x) => (Number.isFinite(x) ? String(Number(x.toPrecision(4))) : '—');
+  const sig4 = (x) => {
+    if (!Number.isFinite(x)) return '—';
+    // More digits where four would round to 0 or 1 (0.99996 is not 1).
+    for (let p = 4; p < 17; p++) {
+      const r = Number(x.toPrecision(p));
+      if (r === x || (r !== 0 && r !== 1)) return String(r);
+    }
+    return String(x);
+  };
   function decisionRuleText(d) {
     if (d.rule === 'fixed') return `fixed ${exact(d.threshold)}`;
     if (d.rule === 'min_cost') return `min cost (FP ${exact(d.false_positive_cost)}, FN ${exact(d.false_negative_cost)})`;
@@ -1390,7 +1398,10 @@
     const live = Object.entries(p.live_thresholds || {});
     if (!live.length) return `${rates}; no live-metric bound`;
     const delay = Number(p.outcome_delay_seconds) || 0;
-    return `${rates}; live ${live.map(([k, v]) => `${k} past ${fmtNum(v)}`).join(', ')} on predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes)`;
+    // A bound as written (0.00004 is not 0); a decision's rate waits for
+    // min_outcomes of the rows it counts, from as many entities.
+    const decisions = live.some(([k]) => isDecisionMetric(k)) ? `; a decision's rate once ${fmtNum(p.min_outcomes)} of the rows it counts, from as many entities` : '';
+    return `${rates}; live ${live.map(([k, v]) => `${k} past ${exact(v)}`).join(', ')} on predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes${decisions})`;
   }
 
   // One entry per version with all its roles: live's version is also an arm
@@ -2076,6 +2087,23 @@
         h('td', null, p.outcome ? `${valueText(p.outcome.value)} (by ${p.outcome.joined_by === 'prediction_id' ? 'prediction id' : 'entity'})` : '—'))));
   }
 
+  // What a live decision rate counts over, and its interval: a 0 on one
+  // row does not read as a 0 on a thousand.
+  const DECISION_BASIS = {
+    decision_precision: ['answered_positive', 'answered positive', 'precision_interval'],
+    decision_recall: ['positives', 'positive', 'recall_interval'],
+    decision_false_positive_rate: ['negatives', 'negative', 'false_positive_rate_interval'],
+  };
+  function decisionCellTitle(g, k) {
+    const basis = DECISION_BASIS[k];
+    const d = g.decision;
+    if (!basis || !d) return null;
+    const [count, words, interval] = basis;
+    const ents = d.entities && Number.isFinite(d.entities[count]) ? ` from ${fmtNum(d.entities[count])} entities` : '';
+    const iv = Array.isArray(d[interval]) ? `, 95% interval [${sig4(d[interval][0])}, ${sig4(d[interval][1])}]` : '';
+    return `over ${fmtNum(d[count])} ${words}${ents}${iv}`;
+  }
+
   function liveMetricsTable(groups) {
     const names = [];
     for (const g of groups) for (const k of Object.keys(numericMetrics(g.metrics))) if (!names.includes(k)) names.push(k);
@@ -2094,7 +2122,7 @@
       h('td.small.primary-metric', null, g.primary ? [`${g.primary.metric} ${fmtNum(g.primary.value, 4)}`,
         g.primary.lower === null ? h('span.muted', { title: 'outcomes from fewer than 30 entities: no interval' }, ' (too few entities)')
           : h('span.muted', null, ` [${fmtNum(g.primary.lower, 4)}, ${fmtNum(g.primary.upper, 4)}]`)] : '—'),
-      names.map((k) => h('td.num', null, fmtNum(numericMetrics(g.metrics)[k], 4))))));
+      names.map((k) => h('td.num', { title: decisionCellTitle(g, k) }, fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
   // An arm against the arm answering with live's version, or a shadow

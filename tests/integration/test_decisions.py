@@ -181,6 +181,14 @@ class DecisionTest(SharedServerCase):
                       "decision's false positive rate by %.6g over its %d negative rows, more "
                       "than the target's margin of 0.0004" % (1 / negatives, negatives),
                       log_text(job))
+        # A promotion bound on a rate the holdout counts a handful of rows for.
+        name = self.model(rows, {"rule": "fixed", "threshold": 0.9999},
+                          promotion={"thresholds": {"decision_precision": 0.95}})
+        job = train_and_wait(self, self.c, name)
+        dec = get_version(self, self.c, name, 1)["metrics"]["decision"]
+        self.assertLess(dec["answered_positive"], 10, dec)
+        self.assertIn("warn: promotion.thresholds.decision_precision is judged on %d holdout row"
+                      % dec["answered_positive"], log_text(job))
 
     def test_a_rule_the_holdout_cannot_meet_rejects_the_version_saying_why(self):
         # The row that scores highest (the largest x1) is a negative, so no
@@ -472,10 +480,14 @@ class DecisionSupervisionTest(SharedServerCase):
         names = {}
         # "never": no answer says yes, so its precision is undefined;
         # "wrong": every yes is wrong.
-        # "one": a single yes, wrong: a precision of one row is not judged.
+        # "one": a single yes, wrong: a precision of one row is not judged;
+        # "same": one entity asked twelve times, twelve wrong yeses: one
+        # entity's outcome, not twelve pieces of evidence.
+        jobs = {}
         for kind, decision in (("never", {"rule": "fixed", "threshold": 1}),
                                ("wrong", {"rule": "min_recall", "target": 1.0}),
-                               ("one", {"rule": "fixed", "threshold": 0.5})):
+                               ("one", {"rule": "fixed", "threshold": 0.5}),
+                               ("same", {"rule": "min_recall", "target": 1.0})):
             feats, labels = uid("feat"), uid("lab")
             facts = []
             for i, (e, x, y) in enumerate(rows):
@@ -487,15 +499,17 @@ class DecisionSupervisionTest(SharedServerCase):
                       expect=(201,))
             job = train_and_wait(self, self.c, name)
             self.assertEqual(job["state"], "succeeded", log_text(job))
+            jobs[kind] = job
             wait_served(self, self.c, name, 1)
             outcomes = []
             for i in range(12):
-                yes = kind == "wrong" or (kind == "one" and i == 0)
+                yes = kind in ("wrong", "same") or (kind == "one" and i == 0)
                 x1 = 2.0 if kind != "one" or yes else -3.0
+                entity = "same-q" if kind == "same" else "%s-q%d" % (kind, i)
                 p = self.c.post_json("/v1/models/%s/predict" % name, {
-                    "entity": "%s-q%d" % (kind, i), "features": {"x1": x1, "x2": 1.0}}).json()
+                    "entity": entity, "features": {"x1": x1, "x2": 1.0}}).json()
                 self.assertEqual(p["decision"], yes, p)
-                outcomes.append(fact(labels, "%s-q%d" % (kind, i),
+                outcomes.append(fact(labels, entity,
                                      {"y": kind == "never", "prediction_id": p["prediction_id"]}))
             post_facts(self, self.c, outcomes)
             names[kind] = name
@@ -509,7 +523,13 @@ class DecisionSupervisionTest(SharedServerCase):
         from test_supervisor import supervisor_looks
         supervisor_looks(self, self.c, 11)
         self.assertEqual(events[0]["actor"], "supervisor", events)
-        self.assertRegex(events[0]["reason"], r"^live decision_precision 0 below 0\.6 over 12 outcomes")
+        self.assertRegex(events[0]["reason"],
+                         r"^live decision_precision 0 below 0\.6 over 12 answered positive \(from 12 "
+                         r"entities; 95% interval \[0, 0\.24\d*\]\) of 12 outcomes of predictions "
+                         r"made 0-600 s ago$")
+        # A recall of 1 asked for: met on the holdout, never shown to hold.
+        self.assertIn("warn: the rule's target is at the end of the decision's recall "
+                      "(min_recall 1): met on the holdout's", log_text(jobs["wrong"]))
         # The one that never said yes: its precision is undefined (null),
         # not 0, and it stays in service.
         r = self.c.get("/v1/models/%s/live-metrics" % names["never"]).json()
@@ -527,6 +547,12 @@ class DecisionSupervisionTest(SharedServerCase):
                           g["decision"]["negatives"]), (12, 1, 12), g)
         self.assertEqual(g["decision"]["precision_interval"][0], 0.0, g)
         self.assertEqual(disabled(names["one"]), [])
+        r = self.c.get("/v1/models/%s/live-metrics" % names["same"]).json()
+        g = [g for g in r["groups"] if g["version"] == 1][0]
+        self.assertEqual((g["outcomes"], g["metrics"]["decision_precision"]), (12, 0.0), g)
+        self.assertEqual((g["decision"]["answered_positive"],
+                          g["decision"]["entities"]["answered_positive"]), (12, 1), g)
+        self.assertEqual(disabled(names["same"]), [])
 
 
 if __name__ == "__main__":
