@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -144,6 +145,32 @@ std::string plain_number(double x) {
     return std::string(buf, r.ptr);
 }
 
+std::string short_number(double x) {
+    const double a = std::abs(x);
+    if (!std::isfinite(x) || a == 0 || a < 1e-6 || a >= 1e15) return fmt(x);
+    // Six significant digits in fixed notation, trailing zeros dropped.
+    const int decimals = std::max(0, 5 - static_cast<int>(std::floor(std::log10(a))));
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, x);
+    std::string s(buf);
+    if (s.find('.') != std::string::npos) {
+        s.erase(s.find_last_not_of('0') + 1);
+        if (s.back() == '.') s.pop_back();
+    }
+    return s;
+}
+
+std::pair<double, double> wilson_interval_of_rate(double rate, double n) {
+    if (!(n > 0) || !std::isfinite(rate)) return {0.0, 1.0};
+    constexpr double z = 1.959963984540054;
+    const double p = std::clamp(rate, 0.0, 1.0);
+    const double denominator = 1 + z * z / n;
+    const double centre = (p + z * z / (2 * n)) / denominator;
+    const double half = z * std::sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator;
+    return {p == 0 ? 0.0 : std::max(0.0, centre - half),
+            p == 1 ? 1.0 : std::min(1.0, centre + half)};
+}
+
 std::pair<double, double> wilson_interval(std::size_t k, std::size_t n) {
     if (n == 0) return {0.0, 1.0};
     constexpr double z = 1.959963984540054;  // the normal's 97.5th percentile
@@ -172,9 +199,9 @@ std::int64_t decision_rows(const operating_point& p, const std::string& metric) 
 }
 
 const char* decision_rows_words(const std::string& metric) {
-    if (metric == "decision_precision") return "answered positive";
-    if (metric == "decision_recall") return "positive";
-    if (metric == "decision_false_positive_rate") return "negative";
+    if (metric == "decision_precision") return "positive answers";
+    if (metric == "decision_recall") return "positive outcomes";
+    if (metric == "decision_false_positive_rate") return "negative outcomes";
     return "rows";
 }
 

@@ -92,8 +92,8 @@ void add_decision_metrics(metric_listing& m, const operating_point& p);
 // decision_precision, positive for decision_recall, negative for
 // decision_false_positive_rate); the rows for any other name.
 std::int64_t decision_rows(const operating_point& p, const std::string& metric);
-// What those rows are ("answered positive", "positive", "negative"), and
-// the metric's 95% interval.
+// What those rows are ("positive answers", "positive outcomes", "negative
+// outcomes"), and the metric's 95% interval.
 const char* decision_rows_words(const std::string& metric);
 std::pair<double, double> decision_interval(const operating_point& p, const std::string& metric);
 
@@ -105,8 +105,14 @@ double decision_threshold_in_metrics(const std::string& metrics_json);
 // A number as rules and thresholds are written back: shortest round-trip,
 // without an exponent for everyday magnitudes ("0.0004", not "4e-04").
 std::string plain_number(double x);
+// Six significant digits, likewise without an exponent for everyday
+// magnitudes (an interval's 0.0000176527, not 1.76527e-05).
+std::string short_number(double x);
 
 // Wilson score interval of k successes in n trials at 95%; [0, 1] when n is 0.
 std::pair<double, double> wilson_interval(std::size_t k, std::size_t n);
+// The same for a rate observed over rows that are n independent units at
+// most (rows of n entities: an entity asked about 300 times is one unit).
+std::pair<double, double> wilson_interval_of_rate(double rate, double n);
 
 }  // namespace kennel::ml

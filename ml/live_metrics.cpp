@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 
 #include "ml/bootstrap.h"
@@ -446,6 +447,17 @@ result<live_report> compute(connection& c, const std::string& model, const model
                         live_group::entity_counts{static_cast<std::int64_t>(yes.size()),
                                                   static_cast<std::int64_t>(pos.size()),
                                                   static_cast<std::int64_t>(neg.size())};
+                    // Rows of one entity are not independent: each rate's
+                    // interval counts its entities, not its rows (300
+                    // answers to one entity narrowed it as 300 would).
+                    operating_point& dp = *a.g.decision;
+                    const auto n = [](std::size_t k) { return static_cast<double>(k); };
+                    std::tie(dp.precision_lower, dp.precision_upper) =
+                        wilson_interval_of_rate(dp.precision, n(yes.size()));
+                    std::tie(dp.recall_lower, dp.recall_upper) =
+                        wilson_interval_of_rate(dp.recall, n(pos.size()));
+                    std::tie(dp.false_positive_rate_lower, dp.false_positive_rate_upper) =
+                        wilson_interval_of_rate(dp.false_positive_rate, n(neg.size()));
                     add_decision_metrics(*a.g.metrics, *a.g.decision);
                 }
             }

@@ -245,10 +245,11 @@ void supervisor::tick() {
                         if (decision_rate) {
                             // The rows the rate counts, not all the outcomes.
                             const auto [lower, upper] = decision_interval(*g.decision, name);
+                            const std::int64_t entities = decision_evidence(g, name);
                             r << decision_rows(*g.decision, name) << " "
-                              << decision_rows_words(name) << " (from "
-                              << decision_evidence(g, name) << " entities; 95% interval [" << lower
-                              << ", " << upper << "]) of ";
+                              << decision_rows_words(name) << " (from " << entities
+                              << (entities == 1 ? " entity" : " entities") << "; 95% interval ["
+                              << short_number(lower) << ", " << short_number(upper) << "]) of ";
                         }
                         r << g.outcomes << " outcomes of predictions made "
                           << p.outcome_delay_seconds << "-"

@@ -29,7 +29,7 @@ std::string fmt(double v) {
 }
 
 std::string interval_words(double lower, double upper) {
-    return "[" + fmt(lower) + ", " + fmt(upper) + "]";
+    return "[" + short_number(lower) + ", " + short_number(upper) + "]";
 }
 
 // The job log's line on the operating point.
@@ -66,7 +66,8 @@ std::string decision_words(const operating_point& p) {
 std::vector<std::string> decision_rests_on_few(const operating_point& p) {
     constexpr std::size_t few = 10;
     std::vector<std::string> out;
-    if (p.positives == 0 || p.positives == p.rows) return out;  // not met, said so
+    // Not met (or a holdout without both classes): the gate says why.
+    if (!p.met || p.positives == 0 || p.positives == p.rows) return out;
     const std::string surer = ": more labels, or a larger holdout, make it surer";
     // The rate the rule is written on, the rows it counts over, and how far
     // its target is from the rate's end (a precision of 0.9999 is 0.0001
@@ -120,7 +121,7 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
             "decision's " +
             std::string(b->rate) + " by " + fmt(1.0 / static_cast<double>(b->n)) + " over its " +
             std::to_string(b->n) + " " + b->rows + ", more than the target's margin of " +
-            fmt(b->margin) + " (" + b->rate + " " + fmt(b->value) + ", 95% interval " +
+            short_number(b->margin) + " (" + b->rate + " " + fmt(b->value) + ", 95% interval " +
             interval_words(b->lower, b->upper) + ")" + surer);
     }
     if (p.predicted_positive() == 0) {
@@ -758,17 +759,23 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         log(out.decision->met ? "info" : "warn", decision_words(*out.decision));
         for (const std::string& few : decision_rests_on_few(*out.decision)) log("warn", few);
         // A bound of the promotion policy on the decision's rates is judged
-        // on the rows they count: on a handful, by luck.
+        // on the rows they count: on a handful, or when the rate's interval
+        // holds the bound, the holdout cannot tell whether it is met.
         for (const auto& [name, bound] : d.promotion.thresholds) {
             if (!name.starts_with("decision_")) continue;
             const std::int64_t rows = decision_rows(*out.decision, name);
-            if (rows >= 10) continue;
             const auto [lower, upper] = decision_interval(*out.decision, name);
-            log("warn", "promotion.thresholds." + name + " is judged on " + std::to_string(rows) +
-                            (rows == 1 ? " holdout row " : " holdout rows ") +
-                            decision_rows_words(name) + " (95% interval " +
-                            interval_words(lower, upper) +
-                            "): more labels, or a larger holdout, make it surer");
+            const bool holds = lower < bound && bound < upper;
+            if (rows >= 10 && !holds) continue;
+            const char* what = name == "decision_precision" ? " answered positive"
+                               : name == "decision_recall"  ? " of the positive class"
+                                                            : " of the negative class";
+            log("warn", "promotion.thresholds." + name + " (" + plain_number(bound) +
+                            ") is judged on " + std::to_string(rows) +
+                            (rows == 1 ? " holdout row" : " holdout rows") + what +
+                            " (95% interval " + interval_words(lower, upper) +
+                            "): the holdout cannot tell whether it is met; more labels, or a "
+                            "larger holdout, make it surer");
         }
     }
     {

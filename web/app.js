@@ -2099,7 +2099,8 @@
     const d = g.decision;
     if (!basis || !d) return null;
     const [count, words, interval] = basis;
-    const ents = d.entities && Number.isFinite(d.entities[count]) ? ` from ${fmtNum(d.entities[count])} entities` : '';
+    const n = d.entities ? d.entities[count] : undefined;
+    const ents = Number.isFinite(n) ? ` from ${fmtNum(n)} ${n === 1 ? 'entity' : 'entities'}` : '';
     const iv = Array.isArray(d[interval]) ? `, 95% interval [${sig4(d[interval][0])}, ${sig4(d[interval][1])}]` : '';
     return `over ${fmtNum(d[count])} ${words}${ents}${iv}`;
   }

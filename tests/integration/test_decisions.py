@@ -187,8 +187,8 @@ class DecisionTest(SharedServerCase):
         job = train_and_wait(self, self.c, name)
         dec = get_version(self, self.c, name, 1)["metrics"]["decision"]
         self.assertLess(dec["answered_positive"], 10, dec)
-        self.assertIn("warn: promotion.thresholds.decision_precision is judged on %d holdout row"
-                      % dec["answered_positive"], log_text(job))
+        self.assertIn("warn: promotion.thresholds.decision_precision (0.95) is judged on %d "
+                      "holdout row" % dec["answered_positive"], log_text(job))
 
     def test_a_rule_the_holdout_cannot_meet_rejects_the_version_saying_why(self):
         # The row that scores highest (the largest x1) is a negative, so no
@@ -524,7 +524,7 @@ class DecisionSupervisionTest(SharedServerCase):
         supervisor_looks(self, self.c, 11)
         self.assertEqual(events[0]["actor"], "supervisor", events)
         self.assertRegex(events[0]["reason"],
-                         r"^live decision_precision 0 below 0\.6 over 12 answered positive \(from 12 "
+                         r"^live decision_precision 0 below 0\.6 over 12 positive answers \(from 12 "
                          r"entities; 95% interval \[0, 0\.24\d*\]\) of 12 outcomes of predictions "
                          r"made 0-600 s ago$")
         # A recall of 1 asked for: met on the holdout, never shown to hold.
@@ -552,6 +552,9 @@ class DecisionSupervisionTest(SharedServerCase):
         self.assertEqual((g["outcomes"], g["metrics"]["decision_precision"]), (12, 0.0), g)
         self.assertEqual((g["decision"]["answered_positive"],
                           g["decision"]["entities"]["answered_positive"]), (12, 1), g)
+        # Its interval counts the one entity, not the twelve answers.
+        self.assertEqual(g["decision"]["precision_interval"][0], 0.0, g)
+        self.assertGreater(g["decision"]["precision_interval"][1], 0.7, g)
         self.assertEqual(disabled(names["same"]), [])
 
 

@@ -169,6 +169,27 @@ TEST_CASE("rules are written back in full, without an exponent for everyday valu
     p.target = 0.90000000001;
     CHECK(describe(p) == "min_recall 0.90000000001");
     CHECK(plain_number(1e-300) == "1e-300");
+    CHECK(short_number(1.76527e-05) == "0.0000176527");
+    CHECK(short_number(0.242494271) == "0.242494");
+    CHECK(short_number(0) == "0");
+    CHECK(short_number(1) == "1");
+    CHECK(short_number(123456.7) == "123457");
+    CHECK(short_number(1e-9) == "1e-09");
+}
+
+TEST_CASE("a rate's interval over n independent units, at the ends exactly", "[decision]") {
+    // As Wilson's over whole counts: 8 of 10.
+    auto [a, b] = wilson_interval_of_rate(0.8, 10);
+    CHECK(a == Approx(0.4901624715366418).epsilon(1e-12));
+    CHECK(b == Approx(0.9433178485456248).epsilon(1e-12));
+    // 300 rows of one entity are one unit: the interval is wide.
+    auto [c, d] = wilson_interval_of_rate(0.0, 1);
+    CHECK(c == 0.0);
+    CHECK(d > 0.79);
+    CHECK(wilson_interval_of_rate(1.0, 5).second == 1.0);
+    auto [e, f] = wilson_interval_of_rate(0.5, 0);
+    CHECK(e == 0.0);
+    CHECK(f == 1.0);
     CHECK(plain_number(0) == "0");
     CHECK(plain_number(20) == "20");
 }
