@@ -80,6 +80,50 @@ constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 // Fixed: the same rows give the same interval on every call.
 constexpr std::uint64_t bootstrap_seed = 0x6b656e6e656cULL;
 
+// A decision's rates with each entity counted once, as on the holdout,
+// whose rows are one per entity: an entity's answers count as its share
+// (300 answers to one entity weigh as one), and each rate's interval is
+// over its entities. Counted by rows, one entity asked about 300 times
+// hid 30 others answered wrongly, or outweighed 30 answered rightly.
+// Returns the entities each rate counts over.
+live_group::entity_counts weigh_by_entity(operating_point& p, const std::vector<bool>& positive,
+                                          const std::vector<bool>& decided,
+                                          const std::vector<std::uint32_t>& cluster) {
+    struct tally {
+        std::size_t yes = 0, tp = 0, pos = 0, neg = 0, fp = 0;
+    };
+    std::map<std::uint32_t, tally> by;
+    for (std::size_t i = 0; i < decided.size(); ++i) {
+        tally& t = by[cluster[i]];
+        t.yes += decided[i];
+        t.tp += decided[i] && positive[i];
+        t.pos += positive[i];
+        t.neg += !positive[i];
+        t.fp += decided[i] && !positive[i];
+    }
+    double precision = 0, recall = 0, fpr = 0;
+    std::size_t n_yes = 0, n_pos = 0, n_neg = 0;
+    for (const auto& [c, t] : by) {
+        if (t.yes) precision += static_cast<double>(t.tp) / static_cast<double>(t.yes), ++n_yes;
+        if (t.pos) recall += static_cast<double>(t.tp) / static_cast<double>(t.pos), ++n_pos;
+        if (t.neg) fpr += static_cast<double>(t.fp) / static_cast<double>(t.neg), ++n_neg;
+    }
+    constexpr double undefined = std::numeric_limits<double>::quiet_NaN();
+    const auto mean = [&](double sum, std::size_t n) {
+        return n ? sum / static_cast<double>(n) : undefined;
+    };
+    p.precision = mean(precision, n_yes);
+    p.recall = mean(recall, n_pos);
+    p.false_positive_rate = mean(fpr, n_neg);
+    const auto n = [](std::size_t k) { return static_cast<double>(k); };
+    std::tie(p.precision_lower, p.precision_upper) = wilson_interval_of_rate(p.precision, n(n_yes));
+    std::tie(p.recall_lower, p.recall_upper) = wilson_interval_of_rate(p.recall, n(n_pos));
+    std::tie(p.false_positive_rate_lower, p.false_positive_rate_upper) =
+        wilson_interval_of_rate(p.false_positive_rate, n(n_neg));
+    return {static_cast<std::int64_t>(n_yes), static_cast<std::int64_t>(n_pos),
+            static_cast<std::int64_t>(n_neg)};
+}
+
 // One group's rows as they are gathered.
 struct group_acc {
     live_group g;
@@ -435,29 +479,10 @@ result<live_report> compute(connection& c, const std::string& model, const model
                 auto m = evaluate_classification(a.truth, a.probs, a.classes->size());
                 if (m) a.g.metrics = list_metrics(*m);
                 if (m && a.scoring->task == task_kind::binary && a.classes->size() == 2) {
-                    // The decisions as served.
+                    // The decisions as served, each entity counted once.
                     a.g.decision = operating_point_of(a.decided_positive, a.decided);
-                    // One entity asked about 30 times is one piece of evidence.
-                    std::set<std::uint32_t> yes, pos, neg;
-                    for (std::size_t i = 0; i < a.decided.size(); ++i) {
-                        if (a.decided[i]) yes.insert(a.decided_cluster[i]);
-                        (a.decided_positive[i] ? pos : neg).insert(a.decided_cluster[i]);
-                    }
-                    a.g.decision_entities =
-                        live_group::entity_counts{static_cast<std::int64_t>(yes.size()),
-                                                  static_cast<std::int64_t>(pos.size()),
-                                                  static_cast<std::int64_t>(neg.size())};
-                    // Rows of one entity are not independent: each rate's
-                    // interval counts its entities, not its rows (300
-                    // answers to one entity narrowed it as 300 would).
-                    operating_point& dp = *a.g.decision;
-                    const auto n = [](std::size_t k) { return static_cast<double>(k); };
-                    std::tie(dp.precision_lower, dp.precision_upper) =
-                        wilson_interval_of_rate(dp.precision, n(yes.size()));
-                    std::tie(dp.recall_lower, dp.recall_upper) =
-                        wilson_interval_of_rate(dp.recall, n(pos.size()));
-                    std::tie(dp.false_positive_rate_lower, dp.false_positive_rate_upper) =
-                        wilson_interval_of_rate(dp.false_positive_rate, n(neg.size()));
+                    a.g.decision_entities = weigh_by_entity(*a.g.decision, a.decided_positive,
+                                                            a.decided, a.decided_cluster);
                     add_decision_metrics(*a.g.metrics, *a.g.decision);
                 }
             }

@@ -391,6 +391,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["live_not_compared"] =
             outcome->live_not_compared ? json(*outcome->live_not_compared) : json(nullptr);
         gate["live_unknown_classes"] = outcome->live_unknown_classes;
+        gate["cautions"] = g.cautions;
         gate["decision_rule_change"] =
             g.decision_rule_change ? json(*g.decision_rule_change) : json(nullptr);
         gate["fails_only_against_live"] = outcome->fails_only_against_live;

@@ -333,6 +333,16 @@ result<live_score> score_live(task_kind task, const live_reference& ref,
 
 }  // namespace
 
+namespace {
+
+std::string cautions_words(const std::vector<std::string>& cautions) {
+    std::string s;
+    for (const auto& c : cautions) s += "; caution: " + c;
+    return s;
+}
+
+}  // namespace
+
 std::string gate_decision::summary() const {
     if (passed) {
         return "passed: " + metric + " " + fmt(candidate) + " vs baseline " + fmt(baseline) +
@@ -342,7 +352,8 @@ std::string gate_decision::summary() const {
                     : "") +
                (decision_rule_change
                     ? "; " + *decision_rule_change + " (a new rule: matching live suffices)"
-                    : "");
+                    : "") +
+               cautions_words(cautions);
     }
     std::string s = "rejected: ";
     for (std::size_t i = 0; i < reasons.size(); ++i) s += (i ? "; " : "") + reasons[i];
@@ -397,10 +408,11 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                                   : "";
             g.reasons.push_back(name + " is undefined on the holdout" + why +
                                 ", so it cannot meet " +
-                                (higher ? "the minimum " : "the maximum ") + fmt(bound));
+                                (higher ? "the minimum " : "the maximum ") + plain_number(bound));
         } else if (!ok) {
-            g.reasons.push_back(name + " " + fmt(v) + (higher ? " is below the minimum " : " is above the maximum ") +
-                                fmt(bound));
+            g.reasons.push_back(name + " " + short_number(v) +
+                                (higher ? " is below the minimum " : " is above the maximum ") +
+                                plain_number(bound));
         }
     }
     if (live) {
@@ -765,17 +777,23 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             if (!name.starts_with("decision_")) continue;
             const std::int64_t rows = decision_rows(*out.decision, name);
             const auto [lower, upper] = decision_interval(*out.decision, name);
-            const bool holds = lower < bound && bound < upper;
+            // At the rate's end (a bound of 0 or 1) too: met on the holdout,
+            // it cannot be shown to hold beyond it.
+            const bool holds = lower <= bound && bound <= upper && lower < upper;
             if (rows >= 10 && !holds) continue;
             const char* what = name == "decision_precision" ? " answered positive"
                                : name == "decision_recall"  ? " of the positive class"
                                                             : " of the negative class";
+            const std::string basis = std::to_string(rows) +
+                                      (rows == 1 ? " holdout row" : " holdout rows") + what +
+                                      ", 95% interval " + interval_words(lower, upper);
             log("warn", "promotion.thresholds." + name + " (" + plain_number(bound) +
-                            ") is judged on " + std::to_string(rows) +
-                            (rows == 1 ? " holdout row" : " holdout rows") + what +
-                            " (95% interval " + interval_words(lower, upper) +
-                            "): the holdout cannot tell whether it is met; more labels, or a "
+                            ") is judged on " + basis +
+                            ": the holdout cannot tell whether it is met; more labels, or a "
                             "larger holdout, make it surer");
+            out.gate_cautions.push_back("the holdout cannot tell whether " + name +
+                                        (metric_higher_is_better(name) ? " >= " : " <= ") +
+                                        plain_number(bound) + " holds (" + basis + ")");
         }
     }
     {
@@ -900,6 +918,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                           decision)
                 .passed;
     }
+    out.gate.cautions = out.gate_cautions;
     log(out.gate.passed ? "info" : "warn", "gate " + out.gate.summary());
 
     // The artifact, then proof that it predicts exactly what was evaluated.

@@ -56,6 +56,9 @@ struct gate_decision {
     // definition's rule changed. Its ranking as good as live's, the
     // candidate passes, so that the new rule serves; the words say both.
     std::optional<std::string> decision_rule_change;
+    // What the gate judged but the holdout cannot settle (a bound on a
+    // decision's rate over a handful of rows): said even when it passed.
+    std::vector<std::string> cautions;
     std::vector<std::string> reasons;  // why it failed; empty when passed
     std::string summary() const;
 };
@@ -118,6 +121,7 @@ struct training_outcome {
     // the holdout (its precision, recall and false positive rate are also
     // in metrics, as decision_*); serving decides at its threshold.
     std::optional<operating_point> decision;
+    std::vector<std::string> gate_cautions;  // see gate_decision::cautions
     metric_listing baseline_metrics;
     // The baseline's answer (it is constant): the serving fallback.
     prediction baseline_answer;

@@ -1401,7 +1401,7 @@
     // A bound as written (0.00004 is not 0); a decision's rate waits for
     // min_outcomes of the rows it counts, from as many entities.
     const decisions = live.some(([k]) => isDecisionMetric(k)) ? `; a decision's rate once ${fmtNum(p.min_outcomes)} of the rows it counts, from as many entities` : '';
-    return `${rates}; live ${live.map(([k, v]) => `${k} past ${exact(v)}`).join(', ')} on predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes${decisions})`;
+    return `${rates}; live ${live.map(([k, v]) => `${k} past ${exact(v)}`).join(', ')} on the newest 10,000 predictions ${fmtDuration(delay)} to ${fmtDuration(delay + Number(p.live_window_seconds))} old (once ${fmtNum(p.min_outcomes)} outcomes${decisions})`;
   }
 
   // One entry per version with all its roles: live's version is also an arm
@@ -2090,9 +2090,9 @@
   // What a live decision rate counts over, and its interval: a 0 on one
   // row does not read as a 0 on a thousand.
   const DECISION_BASIS = {
-    decision_precision: ['answered_positive', 'answered positive', 'precision_interval'],
-    decision_recall: ['positives', 'positive', 'recall_interval'],
-    decision_false_positive_rate: ['negatives', 'negative', 'false_positive_rate_interval'],
+    decision_precision: ['answered_positive', 'positive answers', 'precision_interval'],
+    decision_recall: ['positives', 'positive outcomes', 'recall_interval'],
+    decision_false_positive_rate: ['negatives', 'negative outcomes', 'false_positive_rate_interval'],
   };
   function decisionCellTitle(g, k) {
     const basis = DECISION_BASIS[k];
@@ -2102,7 +2102,7 @@
     const n = d.entities ? d.entities[count] : undefined;
     const ents = Number.isFinite(n) ? ` from ${fmtNum(n)} ${n === 1 ? 'entity' : 'entities'}` : '';
     const iv = Array.isArray(d[interval]) ? `, 95% interval [${sig4(d[interval][0])}, ${sig4(d[interval][1])}]` : '';
-    return `over ${fmtNum(d[count])} ${words}${ents}${iv}`;
+    return `over ${fmtNum(d[count])} ${words}${ents}, each entity counted once${iv}`;
   }
 
   function liveMetricsTable(groups) {
@@ -2123,7 +2123,8 @@
       h('td.small.primary-metric', null, g.primary ? [`${g.primary.metric} ${fmtNum(g.primary.value, 4)}`,
         g.primary.lower === null ? h('span.muted', { title: 'outcomes from fewer than 30 entities: no interval' }, ' (too few entities)')
           : h('span.muted', null, ` [${fmtNum(g.primary.lower, 4)}, ${fmtNum(g.primary.upper, 4)}]`)] : '—'),
-      names.map((k) => h('td.num', { title: decisionCellTitle(g, k) }, fmtNum(numericMetrics(g.metrics)[k], 4))))));
+      // A decision's rate to four significant digits: 0.00004 is not 0.
+      names.map((k) => h('td.num', { title: decisionCellTitle(g, k) }, isDecisionMetric(k) ? sig4(numericMetrics(g.metrics)[k]) : fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
   // An arm against the arm answering with live's version, or a shadow

@@ -189,6 +189,13 @@ class DecisionTest(SharedServerCase):
         self.assertLess(dec["answered_positive"], 10, dec)
         self.assertIn("warn: promotion.thresholds.decision_precision (0.95) is judged on %d "
                       "holdout row" % dec["answered_positive"], log_text(job))
+        gate = get_version(self, self.c, name, 1)["gate"]
+        self.assertEqual(len(gate["cautions"]), 1, gate)
+        self.assertTrue(gate["cautions"][0].startswith(
+            "the holdout cannot tell whether decision_precision >= 0.95 holds (%d holdout row"
+            % dec["answered_positive"]), gate)
+        if gate["passed"]:
+            self.assertIn("; caution: the holdout cannot tell whether", gate["summary"])
 
     def test_a_rule_the_holdout_cannot_meet_rejects_the_version_saying_why(self):
         # The row that scores highest (the largest x1) is a negative, so no
@@ -469,6 +476,48 @@ class DecisionTest(SharedServerCase):
         self.assertIsNotNone(fb["metrics"]["accuracy"], fb)
         logged = self.c.get("/v1/models/%s/predictions?entity=old-0" % name).json()["predictions"]
         self.assertNotIn("decision", logged[0])
+
+
+class EntityWeightTest(SharedServerCase):
+
+    def test_an_entity_asked_many_times_counts_once_in_a_live_rate(self):
+        # Ten entities answered yes wrongly, and one asked thirty times
+        # answered yes rightly: by answers the precision is 30/40; each
+        # entity counted once, as on the holdout, 1/11.
+        rows = noisy_rows(200, 24, "ew")
+        feats, labels = uid("feat"), uid("lab")
+        facts = []
+        for i, (e, x, y) in enumerate(rows):
+            facts += [fact(feats, e, x, time_=at(0, i)), fact(labels, e, {"y": y}, time_=at(1, i))]
+        post_facts(self, self.c, facts)
+        name = uid("dew")
+        put_model(self, self.c, name, definition("binary", feats, labels, features=FEATURES,
+                                                 decision={"rule": "fixed", "threshold": 0.5}),
+                  expect=(201,))
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        wait_served(self, self.c, name, 1)
+        asked = [("ew-wrong-%d" % i, False) for i in range(10)] + [("ew-heavy", True)] * 30
+        outcomes = {}
+        for entity, truth in asked:
+            p = self.c.post_json("/v1/models/%s/predict" % name, {
+                "entity": entity, "features": {"x1": 3.0, "x2": 1.0}}).json()
+            self.assertIs(p["decision"], True, p)
+            outcomes[entity] = truth
+        # Outcomes by entity, after the answers (the newest at or after each).
+        post_facts(self, self.c, [fact(labels, e, {"y": t}) for e, t in outcomes.items()])
+
+        def group():
+            r = self.c.get("/v1/models/%s/live-metrics" % name).json()
+            g = [g for g in r["groups"] if g["version"] == 1]
+            return g[0] if g and g[0]["outcomes"] == 40 else None
+        from test_learning import wait_until
+        g = wait_until(group, 30, "40 joined outcomes")
+        self.assertAlmostEqual(g["metrics"]["decision_precision"], 1 / 11, places=12)
+        self.assertEqual((g["decision"]["answered_positive"],
+                          g["decision"]["entities"]["answered_positive"]), (40, 11), g)
+        # The usual precision counts answers: the most probable class, 30 of 40.
+        self.assertAlmostEqual(g["metrics"]["precision"], 0.75, places=12)
 
 
 class DecisionSupervisionTest(SharedServerCase):

@@ -230,6 +230,13 @@ TEST_CASE("gate: a decision rule not met fails it; a new rule need only match li
     CHECK(undefined.reasons[0] ==
           "decision_precision is undefined on the holdout (no row was "
           "answered positive), so it cannot meet the minimum 0.5");
+    // What the holdout cannot settle is said, even when the gate passed.
+    auto cautious = evaluate_gate(task_kind::binary, policy, cand, base, nullptr);
+    cautious.cautions.push_back("the holdout cannot tell whether decision_precision >= 0.95 holds");
+    CHECK(cautious.passed);
+    CHECK_THAT(cautious.summary(),
+               EndsWith("; caution: the holdout cannot tell whether decision_precision >= 0.95 "
+                        "holds"));
     // Worse than live, it is rejected, saying a person may promote it.
     const auto live_better = listing({{"roc_auc", 0.86}});
     auto worse =
