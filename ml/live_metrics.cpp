@@ -81,47 +81,37 @@ constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 constexpr std::uint64_t bootstrap_seed = 0x6b656e6e656cULL;
 
 // A decision's rates with each entity counted once, as on the holdout,
-// whose rows are one per entity: an entity's answers count as its share
-// (300 answers to one entity weigh as one), and each rate's interval is
-// over its entities. Counted by rows, one entity asked about 300 times
+// whose rows are one per entity: each answer weighs 1 / the entity's
+// answers, so an entity's answers count as its share (300 answers to one
+// entity weigh as one), and the three rates come from one weighted
+// confusion matrix. Counted by answers, one entity asked about 300 times
 // hid 30 others answered wrongly, or outweighed 30 answered rightly.
-// Returns the entities each rate counts over.
+// Each rate's interval is over the entity weight it counts. Returns the
+// distinct entities each rate counts over.
 live_group::entity_counts weigh_by_entity(operating_point& p, const std::vector<bool>& positive,
                                           const std::vector<bool>& decided,
                                           const std::vector<std::uint32_t>& cluster) {
-    struct tally {
-        std::size_t yes = 0, tp = 0, pos = 0, neg = 0, fp = 0;
-    };
-    std::map<std::uint32_t, tally> by;
+    std::map<std::uint32_t, std::size_t> answers;
+    for (std::uint32_t c : cluster) ++answers[c];
+    double tp = 0, fp = 0, fn = 0, tn = 0;
+    std::set<std::uint32_t> yes, pos, neg;
     for (std::size_t i = 0; i < decided.size(); ++i) {
-        tally& t = by[cluster[i]];
-        t.yes += decided[i];
-        t.tp += decided[i] && positive[i];
-        t.pos += positive[i];
-        t.neg += !positive[i];
-        t.fp += decided[i] && !positive[i];
-    }
-    double precision = 0, recall = 0, fpr = 0;
-    std::size_t n_yes = 0, n_pos = 0, n_neg = 0;
-    for (const auto& [c, t] : by) {
-        if (t.yes) precision += static_cast<double>(t.tp) / static_cast<double>(t.yes), ++n_yes;
-        if (t.pos) recall += static_cast<double>(t.tp) / static_cast<double>(t.pos), ++n_pos;
-        if (t.neg) fpr += static_cast<double>(t.fp) / static_cast<double>(t.neg), ++n_neg;
+        const double w = 1.0 / static_cast<double>(answers[cluster[i]]);
+        if (decided[i]) yes.insert(cluster[i]);
+        (positive[i] ? pos : neg).insert(cluster[i]);
+        (positive[i] ? (decided[i] ? tp : fn) : (decided[i] ? fp : tn)) += w;
     }
     constexpr double undefined = std::numeric_limits<double>::quiet_NaN();
-    const auto mean = [&](double sum, std::size_t n) {
-        return n ? sum / static_cast<double>(n) : undefined;
-    };
-    p.precision = mean(precision, n_yes);
-    p.recall = mean(recall, n_pos);
-    p.false_positive_rate = mean(fpr, n_neg);
-    const auto n = [](std::size_t k) { return static_cast<double>(k); };
-    std::tie(p.precision_lower, p.precision_upper) = wilson_interval_of_rate(p.precision, n(n_yes));
-    std::tie(p.recall_lower, p.recall_upper) = wilson_interval_of_rate(p.recall, n(n_pos));
+    const auto rate = [&](double k, double n) { return n > 0 ? k / n : undefined; };
+    p.precision = rate(tp, tp + fp);
+    p.recall = rate(tp, tp + fn);
+    p.false_positive_rate = rate(fp, fp + tn);
+    std::tie(p.precision_lower, p.precision_upper) = wilson_interval_of_rate(p.precision, tp + fp);
+    std::tie(p.recall_lower, p.recall_upper) = wilson_interval_of_rate(p.recall, tp + fn);
     std::tie(p.false_positive_rate_lower, p.false_positive_rate_upper) =
-        wilson_interval_of_rate(p.false_positive_rate, n(n_neg));
-    return {static_cast<std::int64_t>(n_yes), static_cast<std::int64_t>(n_pos),
-            static_cast<std::int64_t>(n_neg)};
+        wilson_interval_of_rate(p.false_positive_rate, fp + tn);
+    return {static_cast<std::int64_t>(yes.size()), static_cast<std::int64_t>(pos.size()),
+            static_cast<std::int64_t>(neg.size())};
 }
 
 // One group's rows as they are gathered.

@@ -357,7 +357,7 @@ std::string gate_decision::summary() const {
     }
     std::string s = "rejected: ";
     for (std::size_t i = 0; i < reasons.size(); ++i) s += (i ? "; " : "") + reasons[i];
-    return s;
+    return s + cautions_words(cautions);
 }
 
 // How close to the baseline's primary metric, relative to it, a candidate

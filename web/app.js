@@ -2102,7 +2102,8 @@
     const n = d.entities ? d.entities[count] : undefined;
     const ents = Number.isFinite(n) ? ` from ${fmtNum(n)} ${n === 1 ? 'entity' : 'entities'}` : '';
     const iv = Array.isArray(d[interval]) ? `, 95% interval [${sig4(d[interval][0])}, ${sig4(d[interval][1])}]` : '';
-    return `over ${fmtNum(d[count])} ${words}${ents}, each entity counted once${iv}`;
+    const rows = d[count];
+    return `over ${fmtNum(rows)} ${rows === 1 ? words.replace(/s( |$)/, '$1') : words}${ents}, each entity counted once${iv}`;
   }
 
   function liveMetricsTable(groups) {

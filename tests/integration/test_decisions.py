@@ -483,7 +483,9 @@ class EntityWeightTest(SharedServerCase):
     def test_an_entity_asked_many_times_counts_once_in_a_live_rate(self):
         # Ten entities answered yes wrongly, and one asked thirty times
         # answered yes rightly: by answers the precision is 30/40; each
-        # entity counted once, as on the holdout, 1/11.
+        # entity counted once, as on the holdout, 1/11. A twelfth, negative,
+        # asked ten times and answered yes once, adds a tenth of a false
+        # positive (its answers count as its share): 1/11.1.
         rows = noisy_rows(200, 24, "ew")
         feats, labels = uid("feat"), uid("lab")
         facts = []
@@ -497,12 +499,14 @@ class EntityWeightTest(SharedServerCase):
         job = train_and_wait(self, self.c, name)
         self.assertEqual(job["state"], "succeeded", log_text(job))
         wait_served(self, self.c, name, 1)
-        asked = [("ew-wrong-%d" % i, False) for i in range(10)] + [("ew-heavy", True)] * 30
+        asked = ([("ew-wrong-%d" % i, False, 3.0) for i in range(10)]
+                 + [("ew-heavy", True, 3.0)] * 30
+                 + [("ew-mixed", False, 3.0)] + [("ew-mixed", False, -3.0)] * 9)
         outcomes = {}
-        for entity, truth in asked:
+        for entity, truth, x1 in asked:
             p = self.c.post_json("/v1/models/%s/predict" % name, {
-                "entity": entity, "features": {"x1": 3.0, "x2": 1.0}}).json()
-            self.assertIs(p["decision"], True, p)
+                "entity": entity, "features": {"x1": x1, "x2": 1.0}}).json()
+            self.assertIs(p["decision"], x1 > 0, p)
             outcomes[entity] = truth
         # Outcomes by entity, after the answers (the newest at or after each).
         post_facts(self, self.c, [fact(labels, e, {"y": t}) for e, t in outcomes.items()])
@@ -510,14 +514,19 @@ class EntityWeightTest(SharedServerCase):
         def group():
             r = self.c.get("/v1/models/%s/live-metrics" % name).json()
             g = [g for g in r["groups"] if g["version"] == 1]
-            return g[0] if g and g[0]["outcomes"] == 40 else None
+            return g[0] if g and g[0]["outcomes"] == 50 else None
         from test_learning import wait_until
-        g = wait_until(group, 30, "40 joined outcomes")
-        self.assertAlmostEqual(g["metrics"]["decision_precision"], 1 / 11, places=12)
+        g = wait_until(group, 30, "50 joined outcomes")
+        self.assertAlmostEqual(g["metrics"]["decision_precision"], 1 / 11.1, places=12)
+        # Recall and the false positive rate from the same weights: the one
+        # positive entity caught; all of the ten wrong ones' answers and a
+        # tenth of the mixed one's said yes, of eleven negative entities.
+        self.assertEqual(g["metrics"]["decision_recall"], 1.0, g)
+        self.assertAlmostEqual(g["metrics"]["decision_false_positive_rate"], 10.1 / 11, places=12)
         self.assertEqual((g["decision"]["answered_positive"],
-                          g["decision"]["entities"]["answered_positive"]), (40, 11), g)
-        # The usual precision counts answers: the most probable class, 30 of 40.
-        self.assertAlmostEqual(g["metrics"]["precision"], 0.75, places=12)
+                          g["decision"]["entities"]["answered_positive"]), (41, 12), g)
+        # The usual precision counts answers: the most probable class, 30 of 41.
+        self.assertAlmostEqual(g["metrics"]["precision"], 30 / 41, places=12)
 
 
 class DecisionSupervisionTest(SharedServerCase):

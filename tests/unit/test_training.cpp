@@ -237,6 +237,10 @@ TEST_CASE("gate: a decision rule not met fails it; a new rule need only match li
     CHECK_THAT(cautious.summary(),
                EndsWith("; caution: the holdout cannot tell whether decision_precision >= 0.95 "
                         "holds"));
+    unmet.cautions = cautious.cautions;  // rejected: said too
+    CHECK_THAT(unmet.summary(), StartsWith("rejected: the decision rule"));
+    CHECK_THAT(unmet.summary(), EndsWith("; caution: the holdout cannot tell whether "
+                                         "decision_precision >= 0.95 holds"));
     // Worse than live, it is rejected, saying a person may promote it.
     const auto live_better = listing({{"roc_auc", 0.86}});
     auto worse =
