@@ -162,7 +162,7 @@ std::string short_number(double x) {
 
 std::pair<double, double> wilson_interval_of_rate(double rate, double n) {
     if (!(n > 0) || !std::isfinite(rate)) return {0.0, 1.0};
-    constexpr double z = 1.959963984540054;
+    constexpr double z = 1.959963984540054;  // the normal's 97.5th percentile
     const double p = std::clamp(rate, 0.0, 1.0);
     const double denominator = 1 + z * z / n;
     const double centre = (p + z * z / (2 * n)) / denominator;
@@ -173,43 +173,72 @@ std::pair<double, double> wilson_interval_of_rate(double rate, double n) {
 
 std::pair<double, double> wilson_interval(std::size_t k, std::size_t n) {
     if (n == 0) return {0.0, 1.0};
-    constexpr double z = 1.959963984540054;  // the normal's 97.5th percentile
-    const double nn = static_cast<double>(n), p = static_cast<double>(k) / nn;
-    const double denominator = 1 + z * z / nn;
-    const double centre = (p + z * z / (2 * nn)) / denominator;
-    const double half = z * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / denominator;
-    // At 0 or n successes the bound is 0 or 1 exactly (the formula leaves a
-    // rounding residue, 7e-18).
-    return {k == 0 ? 0.0 : std::max(0.0, centre - half),
-            k == n ? 1.0 : std::min(1.0, centre + half)};
+    return wilson_interval_of_rate(static_cast<double>(k) / static_cast<double>(n),
+                                   static_cast<double>(n));
 }
 
 void add_decision_metrics(metric_listing& m, const operating_point& p) {
-    m.values.emplace_back("decision_precision", p.precision);
-    m.values.emplace_back("decision_recall", p.recall);
-    m.values.emplace_back("decision_false_positive_rate", p.false_positive_rate);
+    for (decision_rate r :
+         {decision_rate::precision, decision_rate::recall, decision_rate::false_positive_rate})
+        m.values.emplace_back(decision_metric_name(r), measure(p, r).value);
 }
 
-std::int64_t decision_rows(const operating_point& p, const std::string& metric) {
-    std::size_t n = p.rows;
-    if (metric == "decision_precision") n = p.predicted_positive();
-    if (metric == "decision_recall") n = p.positives;
-    if (metric == "decision_false_positive_rate") n = p.rows - p.positives;
-    return static_cast<std::int64_t>(n);
+const char* decision_metric_name(decision_rate r) {
+    switch (r) {
+        case decision_rate::precision:
+            return "decision_precision";
+        case decision_rate::recall:
+            return "decision_recall";
+        case decision_rate::false_positive_rate:
+            return "decision_false_positive_rate";
+    }
+    return "decision_precision";
 }
 
-const char* decision_rows_words(const std::string& metric) {
-    if (metric == "decision_precision") return "positive answers";
-    if (metric == "decision_recall") return "positive outcomes";
-    if (metric == "decision_false_positive_rate") return "negative outcomes";
+std::optional<decision_rate> decision_rate_of(std::string_view metric) {
+    for (decision_rate r :
+         {decision_rate::precision, decision_rate::recall, decision_rate::false_positive_rate}) {
+        if (metric == decision_metric_name(r)) return r;
+    }
+    return std::nullopt;
+}
+
+std::optional<decision_rate> decision_rate_of(decision_rule rule) {
+    switch (rule) {
+        case decision_rule::min_precision:
+            return decision_rate::precision;
+        case decision_rule::min_recall:
+            return decision_rate::recall;
+        case decision_rule::max_false_positive_rate:
+            return decision_rate::false_positive_rate;
+        default:
+            return std::nullopt;
+    }
+}
+
+rate_measure measure(const operating_point& p, decision_rate r) {
+    switch (r) {
+        case decision_rate::precision:
+            return {p.precision, p.precision_lower, p.precision_upper, p.predicted_positive()};
+        case decision_rate::recall:
+            return {p.recall, p.recall_lower, p.recall_upper, p.positives};
+        case decision_rate::false_positive_rate:
+            return {p.false_positive_rate, p.false_positive_rate_lower, p.false_positive_rate_upper,
+                    p.rows - p.positives};
+    }
+    return {};
+}
+
+const char* live_rows_words(decision_rate r) {
+    switch (r) {
+        case decision_rate::precision:
+            return "positive answers";
+        case decision_rate::recall:
+            return "positive outcomes";
+        case decision_rate::false_positive_rate:
+            return "negative outcomes";
+    }
     return "rows";
-}
-
-std::pair<double, double> decision_interval(const operating_point& p, const std::string& metric) {
-    if (metric == "decision_recall") return {p.recall_lower, p.recall_upper};
-    if (metric == "decision_false_positive_rate")
-        return {p.false_positive_rate_lower, p.false_positive_rate_upper};
-    return {p.precision_lower, p.precision_upper};
 }
 
 double decision_threshold_in_metrics(const std::string& metrics_json) {

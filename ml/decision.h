@@ -88,14 +88,25 @@ operating_point operating_point_of(const std::vector<bool>& positive,
 // bounds of the promotion policy and of supervision may name them.
 void add_decision_metrics(metric_listing& m, const operating_point& p);
 
-// The rows a decision metric counts over (answered positive for
-// decision_precision, positive for decision_recall, negative for
-// decision_false_positive_rate); the rows for any other name.
-std::int64_t decision_rows(const operating_point& p, const std::string& metric);
-// What those rows are ("positive answers", "positive outcomes", "negative
-// outcomes"), and the metric's 95% interval.
-const char* decision_rows_words(const std::string& metric);
-std::pair<double, double> decision_interval(const operating_point& p, const std::string& metric);
+// The three rates a decision is measured by: the decision_* metrics.
+enum class decision_rate { precision, recall, false_positive_rate };
+const char* decision_metric_name(decision_rate r);  // "decision_precision"...
+// Of a metric name, or of the rate a rule is written on (min_precision:
+// precision); none for another name or rule.
+std::optional<decision_rate> decision_rate_of(std::string_view metric);
+std::optional<decision_rate> decision_rate_of(decision_rule rule);
+
+// One rate of a point: its value, its 95% interval, and the rows it counts
+// over (answered positive for a precision, positive for a recall, negative
+// for a false positive rate).
+struct rate_measure {
+    double value = 0, lower = 0, upper = 0;
+    std::size_t rows = 0;
+};
+rate_measure measure(const operating_point& p, decision_rate r);
+// Those rows as live outcomes: "positive answers", "positive outcomes",
+// "negative outcomes".
+const char* live_rows_words(decision_rate r);
 
 // The threshold a stored version decides at, from its metrics' JSON: its
 // operating point's, else (versions from before decision rules) the F1-best

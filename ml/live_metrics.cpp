@@ -487,13 +487,14 @@ result<live_report> compute(connection& c, const std::string& model, const model
 }  // namespace
 
 std::int64_t decision_evidence(const live_group& g, const std::string& metric) {
-    if (!g.decision) return 0;
-    std::int64_t rows = decision_rows(*g.decision, metric), entities = rows;
-    if (g.decision_entities) {
-        if (metric == "decision_precision") entities = g.decision_entities->answered_positive;
-        if (metric == "decision_recall") entities = g.decision_entities->positives;
-        if (metric == "decision_false_positive_rate") entities = g.decision_entities->negatives;
-    }
+    const auto rate = decision_rate_of(metric);
+    if (!g.decision || !rate) return 0;
+    const auto rows = static_cast<std::int64_t>(measure(*g.decision, *rate).rows);
+    if (!g.decision_entities) return rows;
+    const live_group::entity_counts& e = *g.decision_entities;
+    const std::int64_t entities = *rate == decision_rate::precision ? e.answered_positive
+                                  : *rate == decision_rate::recall  ? e.positives
+                                                                    : e.negatives;
     return std::min(rows, entities);
 }
 

@@ -235,21 +235,23 @@ void supervisor::tick() {
                     // it counts: a precision of one answer said yes is no
                     // evidence (it took a version out of service).
                     // Nor are 30 outcomes of one entity asked about 30 times.
-                    const bool decision_rate = g.decision && name.starts_with("decision_");
-                    if (decision_rate && decision_evidence(g, name) < p.min_outcomes) continue;
+                    const auto rate = g.decision ? decision_rate_of(name) : std::nullopt;
+                    if (rate && decision_evidence(g, name) < p.min_outcomes) continue;
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;
                         r << "live " << name << " " << v << (higher ? " below " : " above ")
                           << plain_number(bound) << " over ";
-                        if (decision_rate) {
+                        if (rate) {
                             // The rows the rate counts, not all the outcomes.
-                            const auto [lower, upper] = decision_interval(*g.decision, name);
+                            // (value_or: GCC 12 reads *rate as maybe uninitialized.)
+                            const decision_rate dr = rate.value_or(decision_rate::precision);
+                            const rate_measure counted = measure(*g.decision, dr);
                             const std::int64_t entities = decision_evidence(g, name);
-                            r << decision_rows(*g.decision, name) << " "
-                              << decision_rows_words(name) << " (from " << entities
+                            r << counted.rows << " " << live_rows_words(dr) << " (from " << entities
                               << (entities == 1 ? " entity" : " entities") << "; 95% interval ["
-                              << short_number(lower) << ", " << short_number(upper) << "]) of ";
+                              << short_number(counted.lower) << ", " << short_number(counted.upper)
+                              << "]) of ";
                         }
                         r << g.outcomes << " outcomes of predictions made "
                           << p.outcome_delay_seconds << "-"

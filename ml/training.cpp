@@ -32,6 +32,19 @@ std::string interval_words(double lower, double upper) {
     return "[" + short_number(lower) + ", " + short_number(upper) + "]";
 }
 
+// The holdout rows a decision's rate counts over, after "row(s)".
+const char* holdout_rows_words(decision_rate r) {
+    switch (r) {
+        case decision_rate::precision:
+            return " answered positive";
+        case decision_rate::recall:
+            return " of the positive class";
+        case decision_rate::false_positive_rate:
+            return " of the negative class";
+    }
+    return "";
+}
+
 // The job log's line on the operating point.
 std::string decision_words(const operating_point& p) {
     // The threshold in full: one just above the highest score reads as that
@@ -79,27 +92,15 @@ std::vector<std::string> decision_rests_on_few(const operating_point& p) {
         double value, lower, upper, margin;
     };
     std::optional<basis> b;
-    switch (p.policy.rule) {
-        case decision_rule::min_precision:
-            b = basis{"precision",        "rows answered positive", p.predicted_positive(),
-                      p.precision,        p.precision_lower,        p.precision_upper,
-                      1 - p.policy.target};
-            break;
-        case decision_rule::min_recall:
-            b = basis{"recall",       "positive rows", p.positives,        p.recall,
-                      p.recall_lower, p.recall_upper,  1 - p.policy.target};
-            break;
-        case decision_rule::max_false_positive_rate:
-            b = basis{"false positive rate",
-                      "negative rows",
-                      p.rows - p.positives,
-                      p.false_positive_rate,
-                      p.false_positive_rate_lower,
-                      p.false_positive_rate_upper,
-                      p.policy.target};
-            break;
-        default:
-            break;
+    if (const auto rate = decision_rate_of(p.policy.rule)) {
+        static const char* const rates[] = {"precision", "recall", "false positive rate"};
+        static const char* const rows[] = {"rows answered positive", "positive rows",
+                                           "negative rows"};
+        const auto k = static_cast<std::size_t>(*rate);
+        const rate_measure m = measure(p, *rate);
+        const double margin =
+            *rate == decision_rate::false_positive_rate ? p.policy.target : 1 - p.policy.target;
+        b = basis{rates[k], rows[k], m.rows, m.value, m.lower, m.upper, margin};
     }
     if (b && b->n < few) {
         out.push_back("the decision's " + std::string(b->rate) + " rests on " +
@@ -401,11 +402,11 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         bool ok = std::isfinite(v) && (higher ? v >= bound : v <= bound);
         if (std::isnan(v)) {
             // "nan is below the minimum" said nothing of why.
-            const char* why = name == "decision_precision" ? " (no row was answered positive)"
-                              : name == "decision_recall"  ? " (no row of the positive class)"
-                              : name == "decision_false_positive_rate"
-                                  ? " (no row of the negative class)"
-                                  : "";
+            const auto rate = decision_rate_of(name);
+            const std::string why = rate ? std::string(" (no row") +
+                                               (*rate == decision_rate::precision ? " was" : "") +
+                                               holdout_rows_words(*rate) + ")"
+                                         : "";
             g.reasons.push_back(name + " is undefined on the holdout" + why +
                                 ", so it cannot meet " +
                                 (higher ? "the minimum " : "the maximum ") + plain_number(bound));
@@ -774,19 +775,16 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         // on the rows they count: on a handful, or when the rate's interval
         // holds the bound, the holdout cannot tell whether it is met.
         for (const auto& [name, bound] : d.promotion.thresholds) {
-            if (!name.starts_with("decision_")) continue;
-            const std::int64_t rows = decision_rows(*out.decision, name);
-            const auto [lower, upper] = decision_interval(*out.decision, name);
+            const auto rate = decision_rate_of(name);
+            if (!rate) continue;
+            const rate_measure rm = measure(*out.decision, *rate);
             // At the rate's end (a bound of 0 or 1) too: met on the holdout,
             // it cannot be shown to hold beyond it.
-            const bool holds = lower <= bound && bound <= upper && lower < upper;
-            if (rows >= 10 && !holds) continue;
-            const char* what = name == "decision_precision" ? " answered positive"
-                               : name == "decision_recall"  ? " of the positive class"
-                                                            : " of the negative class";
-            const std::string basis = std::to_string(rows) +
-                                      (rows == 1 ? " holdout row" : " holdout rows") + what +
-                                      ", 95% interval " + interval_words(lower, upper);
+            const bool holds = rm.lower <= bound && bound <= rm.upper && rm.lower < rm.upper;
+            if (rm.rows >= 10 && !holds) continue;
+            const std::string basis =
+                std::to_string(rm.rows) + (rm.rows == 1 ? " holdout row" : " holdout rows") +
+                holdout_rows_words(*rate) + ", 95% interval " + interval_words(rm.lower, rm.upper);
             log("warn", "promotion.thresholds." + name + " (" + plain_number(bound) +
                             ") is judged on " + basis +
                             ": the holdout cannot tell whether it is met; more labels, or a "
