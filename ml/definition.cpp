@@ -11,14 +11,14 @@ const aggregate_spec* aggregate_of(const std::vector<aggregate_spec>& specs,
 }
 
 bool metric_higher_is_better(const std::string& name) {
-    return !(name == "rmse" || name == "mae" || name == "log_loss" ||
-             name == "decision_false_positive_rate");
+    return !(name == "rmse" || name == "mae" || name == "log_loss" || name == "brier" ||
+             name == "calibration_error" || name == "decision_false_positive_rate");
 }
 
 bool metric_in_unit_interval(const std::string& name) {
-    for (const char* m :
-         {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "decision_precision",
-          "decision_recall", "decision_false_positive_rate"}) {
+    for (const char* m : {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier",
+                          "calibration_error", "decision_precision", "decision_recall",
+                          "decision_false_positive_rate"}) {
         if (name == m) return true;
     }
     return false;
@@ -38,9 +38,10 @@ bool known_metric(task_kind task, const std::string& name) {
         if (name == m) return true;
     }
     // The operating point's (ml/decision.h): binary models have one.
+    // Binary: the calibration of class 1's probability (ml/metrics.h).
     return task == task_kind::binary &&
-           (name == "decision_precision" || name == "decision_recall" ||
-            name == "decision_false_positive_rate");
+           (name == "brier" || name == "calibration_error" || name == "decision_precision" ||
+            name == "decision_recall" || name == "decision_false_positive_rate");
 }
 
 }  // namespace kennel::ml

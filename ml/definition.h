@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ml/aggregate.h"
+#include "ml/calibration.h"
 #include "ml/dataset.h"
 #include "ml/decision.h"
 #include "ml/features.h"
@@ -92,6 +93,9 @@ struct model_definition {
     promotion_policy promotion;
     // Binary only: how the threshold of the answers' "decision" is chosen.
     decision_policy decision;
+    // Binary only: the map fitted on out-of-fold scores that the answers'
+    // probabilities go through (ml/calibration.h).
+    calibration_method calibration = calibration_method::none;
     supervision_policy supervision;
     double training_deadline_seconds = 600;
     std::int64_t training_memory_mb = 4096;

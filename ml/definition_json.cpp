@@ -388,8 +388,8 @@ parsed_definition parse_definition(const std::string& text) {
     ml::model_definition& d = out.definition;
     r.only(j, "",
            {"task", "features_from", "label", "features", "algorithm", "params", "search",
-            "holdout", "max_classes", "retrain", "promotion", "decision", "training", "serving",
-            "supervision", "test_fault"});
+            "holdout", "max_classes", "retrain", "promotion", "decision", "calibration", "training",
+            "serving", "supervision", "test_fault"});
     std::string task;
     bool task_known = false;
     if (r.string(j, "", "task", task, true)) {
@@ -556,6 +556,25 @@ parsed_definition parse_definition(const std::string& text) {
     }
     if (auto dc = j.find("decision"); dc != j.end() && !dc->is_null() && task_known)
         parse_decision(r, *dc, d);
+    if (auto cal = j.find("calibration"); cal != j.end() && task_known) {
+        if (!cal->is_string()) {
+            r.error("calibration", "must be \"sigmoid\", \"isotonic\" or \"none\"");
+        } else if (auto m = ml::parse_calibration_method(cal->get<std::string>()); !m) {
+            r.error("calibration", m.error().message());
+        } else if (*m != ml::calibration_method::none && d.task != ml::task_kind::binary) {
+            r.error("calibration",
+                    "calibration applies to binary models only: a " +
+                        std::string(ml::task_kind_name(d.task)) + " model's " +
+                        (d.task == ml::task_kind::multiclass ? "probabilities are over its classes"
+                                                             : "answer is a value"));
+        } else if (*m != ml::calibration_method::none && d.algorithm == "baseline") {
+            r.error("calibration",
+                    "the baseline answers the label's prior for every row: there is nothing to "
+                    "calibrate");
+        } else {
+            d.calibration = *m;
+        }
+    }
     if (auto sv = j.find("supervision"); sv != j.end()) {
         if (!sv->is_object()) {
             r.error("supervision", "must be an object like {\"max_error_rate\": 0.2}");
@@ -763,6 +782,8 @@ std::string canonical_definition_json(const ml::model_definition& d) {
     // The default rule is left out: definitions written before rules read
     // back as they were.
     if (d.decision.rule != ml::decision_rule::f1) j["decision"] = decision_json(d.decision);
+    if (d.calibration != ml::calibration_method::none)
+        j["calibration"] = ml::calibration_method_name(d.calibration);
     if (!d.test_fault.empty()) j["test_fault"] = d.test_fault;
     return j.dump();
 }

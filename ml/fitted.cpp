@@ -305,7 +305,27 @@ void forest_function::serialize_body(std::ostream& out) const {
     dlib::serialize(forests_, out);
 }
 
+prediction calibrated_function::do_predict(const std::vector<double>& x) const {
+    prediction p = inner_->predict(x);
+    if (p.probabilities.size() != 2) return p;
+    const double p1 = calibrator_(p.probabilities[1]);
+    return {p1 > 0.5 ? 1.0 : 0.0, {1 - p1, p1}};
+}
+
+void calibrated_function::serialize_body(std::ostream& out) const {
+    write_u64(static_cast<std::uint64_t>(calibrator_.method), out);
+    dlib::serialize(calibrator_.a, out);
+    dlib::serialize(calibrator_.b, out);
+    dlib::serialize(calibrator_.xs, out);
+    dlib::serialize(calibrator_.ys, out);
+    inner_->serialize(out);
+}
+
 }  // namespace detail
+
+function_ptr calibrate(function_ptr inner, calibrator c) {
+    return std::make_shared<calibrated_function>(std::move(inner), std::move(c));
+}
 
 prediction fitted_function::predict(const std::vector<double>& x) const {
     if (x.size() != num_features_) return {nan, {}};
@@ -382,6 +402,33 @@ result<function_ptr> load_function(std::istream& in, load_use use) {
             }
             return function_ptr(std::make_shared<forest_function>(task, nf, nc, std::move(forests),
                                                                   use != load_use::predict));
+        }
+        if (tag == "calibrated") {
+            if (task != task_kind::binary) return corrupt("calibration of a non-binary function");
+            calibrator c;
+            const std::uint64_t method = read_u64(in);
+            if (method != static_cast<std::uint64_t>(calibration_method::sigmoid) &&
+                method != static_cast<std::uint64_t>(calibration_method::isotonic))
+                return corrupt("unknown calibration method");
+            c.method = static_cast<calibration_method>(method);
+            dlib::deserialize(c.a, in);
+            dlib::deserialize(c.b, in);
+            dlib::deserialize(c.xs, in);
+            dlib::deserialize(c.ys, in);
+            bool points_ok = c.xs.size() == c.ys.size() &&
+                             (c.method == calibration_method::sigmoid || !c.xs.empty());
+            for (std::size_t i = 0; points_ok && i < c.xs.size(); ++i) {
+                points_ok = std::isfinite(c.xs[i]) && c.ys[i] >= 0 && c.ys[i] <= 1 &&
+                            (i == 0 || (c.xs[i] > c.xs[i - 1] && c.ys[i] >= c.ys[i - 1]));
+            }
+            if (!points_ok || !std::isfinite(c.a) || !std::isfinite(c.b))
+                return corrupt("calibration is invalid");
+            auto inner = load_function(in, use);
+            if (!inner) return inner.error();
+            if ((*inner)->calibration() || (*inner)->task() != task ||
+                (*inner)->num_features() != nf || (*inner)->num_classes() != nc)
+                return corrupt("calibrated function does not match its calibration");
+            return function_ptr(std::make_shared<calibrated_function>(*inner, std::move(c)));
         }
         return corrupt("unknown function tag '" + tag.substr(0, 40) + "'");
     } catch (const dlib::serialization_error& e) {

@@ -19,6 +19,7 @@
 #include <dlib/random_forest.h>
 #include <dlib/svm.h>
 
+#include "ml/calibration.h"
 #include "ml/trainers.h"
 
 namespace kennel::ml::detail {
@@ -220,6 +221,28 @@ class forest_function final : public fitted_function {
 
     std::vector<forest_type> forests_;  // empty when loaded to predict only
     std::vector<flat_forest> flat_;     // one per forest, for prediction
+};
+
+// A binary function whose probability of class 1 goes through a calibrator
+// (ml/calibration.h). Its kind is the inner function's: the algorithm that
+// was trained; serialized as the calibrator, then the inner function whole.
+class calibrated_function final : public fitted_function {
+public:
+    calibrated_function(function_ptr inner, calibrator c)
+        : fitted_function(inner->task(), inner->num_features(), inner->num_classes()),
+          inner_(std::move(inner)),
+          calibrator_(std::move(c)) {}
+    algorithm kind() const override { return inner_->kind(); }
+    const calibrator* calibration() const override { return &calibrator_; }
+    const fitted_function* uncalibrated() const override { return inner_.get(); }
+
+private:
+    const char* tag() const override { return "calibrated"; }
+    prediction do_predict(const std::vector<double>& x) const override;
+    void serialize_body(std::ostream& out) const override;
+
+    function_ptr inner_;
+    calibrator calibrator_;
 };
 
 // Turns per-class scores in [0,1] into probabilities summing to 1 (uniform

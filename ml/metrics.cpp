@@ -141,6 +141,56 @@ double rmse(const std::vector<double>& truth, const std::vector<double>& predict
     return std::sqrt(sse / static_cast<double>(truth.size()));
 }
 
+double brier_score(const std::vector<bool>& positive, const std::vector<double>& score) {
+    if (positive.size() != score.size() || score.empty()) return nan;
+    double sum = 0;
+    for (std::size_t i = 0; i < score.size(); ++i) {
+        const double e = score[i] - (positive[i] ? 1.0 : 0.0);
+        sum += e * e;
+    }
+    return sum / static_cast<double>(score.size());
+}
+
+std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
+                                         const std::vector<double>& score) {
+    std::vector<reliability_bin> bins(reliability_bins);
+    std::vector<double> sums(reliability_bins, 0);
+    for (std::size_t b = 0; b < reliability_bins; ++b) {
+        bins[b].lower = static_cast<double>(b) / reliability_bins;
+        bins[b].upper = static_cast<double>(b + 1) / reliability_bins;
+    }
+    if (positive.size() == score.size()) {
+        for (std::size_t i = 0; i < score.size(); ++i) {
+            const double s = score[i];
+            if (!std::isfinite(s)) continue;
+            // The first bin whose upper edge is not below the score, as
+            // numpy's searchsorted over the inner edges puts it.
+            std::size_t b = 0;
+            while (b + 1 < reliability_bins && s > bins[b].upper) ++b;
+            ++bins[b].rows;
+            if (positive[i]) ++bins[b].positives;
+            sums[b] += s;
+        }
+    }
+    for (std::size_t b = 0; b < reliability_bins; ++b) {
+        const auto n = static_cast<double>(bins[b].rows);
+        bins[b].mean_score = bins[b].rows ? sums[b] / n : nan;
+        bins[b].observed = bins[b].rows ? static_cast<double>(bins[b].positives) / n : nan;
+    }
+    return bins;
+}
+
+double calibration_error(const std::vector<reliability_bin>& bins) {
+    double sum = 0;
+    std::size_t rows = 0;
+    for (const auto& b : bins) {
+        if (b.rows == 0) continue;
+        sum += static_cast<double>(b.rows) * std::abs(b.mean_score - b.observed);
+        rows += b.rows;
+    }
+    return rows ? sum / static_cast<double>(rows) : nan;
+}
+
 confusion_matrix_t confusion_matrix(const std::vector<double>& truth,
                                     const std::vector<double>& predicted, std::size_t num_classes) {
     confusion_matrix_t m(num_classes, std::vector<std::size_t>(num_classes, 0));
@@ -220,6 +270,8 @@ result<classification_metrics> evaluate_classification(
             auto t = f1_best_threshold(positive, score);
             m.best_threshold = t.threshold;
             m.best_threshold_f1 = t.f1;
+            m.brier = brier_score(positive, score);
+            m.calibration_error = calibration_error(reliability(positive, score));
         }
     }
     if (num_classes == 2) {
@@ -237,6 +289,8 @@ result<classification_metrics> evaluate_classification(
         m.pr_auc = mean_ignoring_nan(ap);
         m.best_threshold = nan;
         m.best_threshold_f1 = nan;
+        m.brier = nan;
+        m.calibration_error = nan;
     }
     return m;
 }
@@ -317,6 +371,8 @@ metric_listing list_metrics(const classification_metrics& m) {
                 {"pr_auc", m.pr_auc},
                 {"log_loss", m.log_loss}};
     if (m.confusion.size() == 2) {
+        l.values.emplace_back("brier", m.brier);
+        l.values.emplace_back("calibration_error", m.calibration_error);
         l.values.emplace_back("best_threshold", m.best_threshold);
         l.values.emplace_back("best_threshold_f1", m.best_threshold_f1);
     }

@@ -15,6 +15,10 @@
 //     that are undefined (one class only in the truth) are NaN, which the edge
 //     writes as null;
 //   - log loss clips probabilities to [1e-15, 1 - 1e-15];
+//   - binary calibration: the Brier score is brier_score_loss's; the
+//     reliability bins are calibration_curve's (10 of equal width, a score on
+//     a bin's edge in the lower bin); the calibration error is the bins'
+//     mean |mean score - share positive|, weighted by their rows (ECE);
 //   - R^2 of a constant truth is 1 for a perfect prediction, else 0.
 #pragma once
 
@@ -38,6 +42,9 @@ struct classification_metrics {
     // Binary only (NaN otherwise): the probability threshold for class 1 with
     // the best F1 on these rows, and that F1.
     double best_threshold = 0, best_threshold_f1 = 0;
+    // Binary only (NaN otherwise): how far the probabilities of class 1 are
+    // from the rates seen (see the conventions above).
+    double brier = 0, calibration_error = 0;
 };
 
 struct regression_metrics {
@@ -63,6 +70,23 @@ double log_loss(const std::vector<double>& truth,
 double rmse(const std::vector<double>& truth, const std::vector<double>& predicted);
 confusion_matrix_t confusion_matrix(const std::vector<double>& truth,
                                     const std::vector<double>& predicted, std::size_t num_classes);
+
+// Mean squared difference of the score of class 1 and the 0/1 truth.
+double brier_score(const std::vector<bool>& positive, const std::vector<double>& score);
+
+// One reliability bin: rows whose score of class 1 is in (lower, upper]
+// (the first bin [0, 0.1]), their mean score and their share positive.
+struct reliability_bin {
+    double lower = 0, upper = 0;
+    std::size_t rows = 0, positives = 0;
+    double mean_score = 0, observed = 0;  // NaN in an empty bin
+};
+inline constexpr std::size_t reliability_bins = 10;
+// Always reliability_bins bins, empty ones included.
+std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
+                                         const std::vector<double>& score);
+// Rows-weighted mean |mean_score - observed| over the bins: NaN with no rows.
+double calibration_error(const std::vector<reliability_bin>& bins);
 
 struct threshold_choice {
     double threshold = 0;  // predict positive when score >= threshold

@@ -66,9 +66,51 @@ json decision_json(const operating_point& p) {
     return j;
 }
 
-json with_decision(json metrics, json decision) {
-    metrics["decision"] = std::move(decision);
-    return metrics;
+json reliability_json(const std::vector<reliability_bin>& bins) {
+    json j = json::array();
+    for (const auto& b : bins) {
+        j.push_back({{"lower", b.lower},
+                     {"upper", b.upper},
+                     {"rows", b.rows},
+                     {"positives", b.positives},
+                     {"mean_score", b.mean_score},
+                     {"observed", b.observed}});
+    }
+    return j;
+}
+
+json calibration_json(const calibration_report& r) {
+    const auto side = [](const calibration_report::side& s) {
+        return json{{"brier", s.brier},
+                    {"calibration_error", s.calibration_error},
+                    {"log_loss", s.log_loss},
+                    {"roc_auc", s.roc_auc},
+                    {"reliability", reliability_json(s.bins)}};
+    };
+    json j = {{"method", calibration_method_name(r.fitted.method)},
+              {"fitted_on_rows", r.rows},
+              {"before", side(r.before)},
+              {"after", side(r.after)}};
+    if (r.fitted.method == calibration_method::sigmoid) {
+        j["a"] = r.fitted.a;
+        j["b"] = r.fitted.b;
+    } else {
+        json points = json::array();
+        for (std::size_t i = 0; i < r.fitted.xs.size(); ++i)
+            points.push_back({r.fitted.xs[i], r.fitted.ys[i]});
+        j["points"] = std::move(points);
+    }
+    return j;
+}
+
+// The version's metrics as stored: the listing, and for binary models the
+// operating point, the reliability bins and the calibration.
+json version_metrics_json(const training_outcome& o) {
+    json j = metrics_json(o.metrics);
+    if (o.decision) j["decision"] = decision_json(*o.decision);
+    if (!o.reliability.empty()) j["reliability"] = reliability_json(o.reliability);
+    if (o.calibration) j["calibration"] = calibration_json(*o.calibration);
+    return j;
 }
 
 // When the definition's decision rule took its present value: the creation
@@ -432,9 +474,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
               {"holdout_from", outcome->holdout_from ? json(format_rfc3339(*outcome->holdout_from))
                                                      : json(nullptr)},
               {"probe_rows_verified", outcome->probe_rows}}},
-            {"metrics", outcome->decision ? with_decision(metrics_json(outcome->metrics),
-                                                          decision_json(*outcome->decision))
-                                          : metrics_json(outcome->metrics)},
+            {"metrics", version_metrics_json(*outcome)},
             {"baseline_metrics", metrics_json(outcome->baseline_metrics)},
             {"gate", gate},
             {"baseline",

@@ -969,4 +969,47 @@ result<search_result> auto_search(task_kind task, const feature_rows& x,
     return out;
 }
 
+result<std::vector<double>> out_of_fold_scores(algorithm algo, const train_params& params,
+                                               const feature_rows& x, const std::vector<double>& y,
+                                               const train_control& control) {
+    constexpr int folds = 3;
+    if (x.size() != y.size() || x.empty())
+        return status(error_kind::invalid_argument, "one label per row is required", "y");
+    const std::vector<int> fold = make_folds(task_kind::binary, y, folds);
+    std::vector<double> scores(x.size(), 0.0);
+    for (int f = 0; f < folds; ++f) {
+        feature_rows fit_x;
+        std::vector<double> fit_y;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            if (fold[i] == f) continue;
+            fit_x.push_back(x[i]);
+            fit_y.push_back(y[i]);
+        }
+        train_control fold_control = control;
+        if (control.progress) {
+            fold_control.progress = [&, f](double fraction, const std::string& message) {
+                control.progress((f + fraction) / folds,
+                                 "calibration fold " + std::to_string(f + 1) + " of " +
+                                     std::to_string(folds) + ": " + message);
+            };
+        }
+        auto fn = train(task_kind::binary, algo, params, fit_x, fit_y, 2, fold_control);
+        if (!fn && fn.error().kind() == error_kind::conflict && fn.error().message() == "cancelled")
+            return fn.error();
+        if (!fn) {
+            return status(fn.error().kind(),
+                          "calibration fold " + std::to_string(f + 1) + " of " +
+                              std::to_string(folds) + " (trained on " +
+                              std::to_string(fit_x.size()) + " rows): " + fn.error().message(),
+                          fn.error().field());
+        }
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            if (fold[i] != f) continue;
+            const prediction p = (*fn)->predict(x[i]);
+            scores[i] = p.probabilities.size() == 2 ? p.probabilities[1] : 0.5;
+        }
+    }
+    return scores;
+}
+
 }  // namespace kennel::ml

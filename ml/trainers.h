@@ -26,6 +26,8 @@
 
 namespace kennel::ml {
 
+struct calibrator;
+
 enum class algorithm { baseline, linear, kernel, forest };
 
 const char* algorithm_name(algorithm a);
@@ -84,6 +86,10 @@ class fitted_function {
 
     virtual algorithm kind() const = 0;
     task_kind task() const { return task_; }
+    // A calibrated binary function (ml/calibration.h): its calibrator, and
+    // the function before it. Null and this for any other.
+    virtual const calibrator* calibration() const { return nullptr; }
+    virtual const fitted_function* uncalibrated() const { return this; }
     std::size_t num_features() const { return num_features_; }
     std::size_t num_classes() const { return num_classes_; }
 
@@ -130,6 +136,18 @@ using feature_rows = std::vector<std::vector<double>>;
 result<function_ptr> train(task_kind task, algorithm algo, const train_params& params,
                            const feature_rows& x, const std::vector<double>& y,
                            std::size_t num_classes, const train_control& control = {});
+
+// Each row's probability of class 1 from a function fitted without the
+// row's fold (3 folds, stratified by a seeded shuffle, as auto_search's):
+// what calibration is fitted on. Binary only; errors as train's, the
+// message saying which fold.
+result<std::vector<double>> out_of_fold_scores(algorithm algo, const train_params& params,
+                                               const feature_rows& x, const std::vector<double>& y,
+                                               const train_control& control = {});
+
+// The binary function with its probability of class 1 put through c (see
+// fitted_function::calibration).
+function_ptr calibrate(function_ptr inner, calibrator c);
 
 struct search_candidate {
     algorithm algo = algorithm::baseline;

@@ -100,6 +100,17 @@ struct permutation_importance {
 inline constexpr std::size_t importance_max_rows = 2000;
 inline constexpr double importance_budget_seconds = 30;
 
+// A calibrated binary version: what was fitted, and the holdout's
+// probabilities before it (the model's own) and after.
+struct calibration_report {
+    calibrator fitted;
+    std::size_t rows = 0;  // out-of-fold training scores it was fitted on
+    struct side {
+        double brier = 0, calibration_error = 0, log_loss = 0, roc_auc = 0;
+        std::vector<reliability_bin> bins;
+    } before, after;
+};
+
 struct training_outcome {
     std::string artifact;  // serialize_artifact() bytes
     algorithm algo = algorithm::baseline;
@@ -121,6 +132,9 @@ struct training_outcome {
     // the holdout (its precision, recall and false positive rate are also
     // in metrics, as decision_*); serving decides at its threshold.
     std::optional<operating_point> decision;
+    // Binary: the holdout's reliability bins (of the probabilities served).
+    std::vector<reliability_bin> reliability;
+    std::optional<calibration_report> calibration;
     std::vector<std::string> gate_cautions;  // see gate_decision::cautions
     metric_listing baseline_metrics;
     // The baseline's answer (it is constant): the serving fallback.
