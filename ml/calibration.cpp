@@ -45,7 +45,8 @@ double softplus(double z) {
 // Platt's sigmoid by Newton's method with a backtracking line search (Lin,
 // Lin and Weng's note on Platt's probabilistic outputs): the loss is convex
 // in (a, b), so this finds the optimum scikit-learn's BFGS finds.
-calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<double>& score) {
+calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<double>& score,
+                       sigmoid_input input) {
     const std::size_t n = score.size();
     std::vector<double> f(n), t(n);
     double prior1 = 0;
@@ -55,7 +56,7 @@ calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<doub
     // do not drive the slope to infinity.
     const double hi = (prior1 + 1) / (prior1 + 2), lo = 1 / (prior0 + 2);
     for (std::size_t i = 0; i < n; ++i) {
-        f[i] = score_logit(score[i]);
+        f[i] = input == sigmoid_input::logit ? score_logit(score[i]) : score[i];
         t[i] = positive[i] ? hi : lo;
     }
     // loss = sum log(1 + e^z) - (1 - t) z, z = a f + b (P = 1 / (1 + e^z)).
@@ -106,6 +107,7 @@ calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<doub
     }
     calibrator c;
     c.method = calibration_method::sigmoid;
+    c.input = input;
     c.a = a;
     c.b = b;
     return c;
@@ -155,7 +157,7 @@ calibrator fit_isotonic(const std::vector<bool>& positive, const std::vector<dou
 }  // namespace
 
 result<calibrator> fit_calibrator(calibration_method method, const std::vector<bool>& positive,
-                                  const std::vector<double>& score) {
+                                  const std::vector<double>& score, sigmoid_input input) {
     if (positive.size() != score.size())
         return status(error_kind::invalid_argument, "one score per row is required", "score");
     std::size_t positives = 0;
@@ -172,7 +174,7 @@ result<calibrator> fit_calibrator(calibration_method method, const std::vector<b
                       "score");
     switch (method) {
         case calibration_method::sigmoid:
-            return fit_sigmoid(positive, score);
+            return fit_sigmoid(positive, score, input);
         case calibration_method::isotonic:
             return fit_isotonic(positive, score);
         case calibration_method::none:
@@ -186,7 +188,9 @@ double calibrator::operator()(double score) const {
         case calibration_method::none:
             return score;
         case calibration_method::sigmoid:
-            return 1 / (1 + std::exp(a * score_logit(score) + b));
+            return 1 /
+                   (1 +
+                    std::exp(a * (input == sigmoid_input::logit ? score_logit(score) : score) + b));
         case calibration_method::isotonic: {
             if (xs.empty() || std::isnan(score)) return score;
             if (score <= xs.front()) return ys.front();

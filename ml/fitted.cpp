@@ -314,6 +314,7 @@ prediction calibrated_function::do_predict(const std::vector<double>& x) const {
 
 void calibrated_function::serialize_body(std::ostream& out) const {
     write_u64(static_cast<std::uint64_t>(calibrator_.method), out);
+    write_u64(static_cast<std::uint64_t>(calibrator_.input), out);
     dlib::serialize(calibrator_.a, out);
     dlib::serialize(calibrator_.b, out);
     dlib::serialize(calibrator_.xs, out);
@@ -411,6 +412,10 @@ result<function_ptr> load_function(std::istream& in, load_use use) {
                 method != static_cast<std::uint64_t>(calibration_method::isotonic))
                 return corrupt("unknown calibration method");
             c.method = static_cast<calibration_method>(method);
+            const std::uint64_t input = read_u64(in);
+            if (input > static_cast<std::uint64_t>(sigmoid_input::probability))
+                return corrupt("unknown calibration input");
+            c.input = static_cast<sigmoid_input>(input);
             dlib::deserialize(c.a, in);
             dlib::deserialize(c.b, in);
             dlib::deserialize(c.xs, in);

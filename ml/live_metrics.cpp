@@ -474,6 +474,13 @@ result<live_report> compute(connection& c, const std::string& model, const model
                     a.g.decision_entities = weigh_by_entity(*a.g.decision, a.decided_positive,
                                                             a.decided, a.decided_cluster);
                     add_decision_metrics(*a.g.metrics, *a.g.decision);
+                    std::vector<bool> positive(a.truth.size());
+                    std::vector<double> score(a.truth.size());
+                    for (std::size_t i = 0; i < a.truth.size(); ++i) {
+                        positive[i] = a.truth[i] == 1;
+                        score[i] = a.probs[i][1];
+                    }
+                    a.g.reliability = reliability(positive, score);
                 }
             }
         }

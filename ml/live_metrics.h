@@ -42,6 +42,9 @@ struct live_group {
         std::int64_t answered_positive = 0, positives = 0, negatives = 0;
     };
     std::optional<entity_counts> decision_entities;
+    // Binary: the answers' reliability bins (ml/metrics.h), when the group
+    // has outcomes to score; empty otherwise.
+    std::vector<reliability_bin> reliability;
     // The primary metric (the gate's) with its interval, when asked for
     // (compute_live_report) and there are outcomes to score; NaN bounds
     // below the options' min_outcomes.

@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 namespace kennel::ml {
 namespace {
 
@@ -189,6 +191,20 @@ double calibration_error(const std::vector<reliability_bin>& bins) {
         rows += b.rows;
     }
     return rows ? sum / static_cast<double>(rows) : nan;
+}
+
+std::string reliability_json(const std::vector<reliability_bin>& bins) {
+    nlohmann::json j = nlohmann::json::array();
+    const auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nullptr; };
+    for (const auto& b : bins) {
+        j.push_back({{"lower", b.lower},
+                     {"upper", b.upper},
+                     {"rows", b.rows},
+                     {"positives", b.positives},
+                     {"mean_score", number(b.mean_score)},
+                     {"observed", number(b.observed)}});
+    }
+    return j.dump();
 }
 
 confusion_matrix_t confusion_matrix(const std::vector<double>& truth,

@@ -87,6 +87,9 @@ std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
                                          const std::vector<double>& score);
 // Rows-weighted mean |mean_score - observed| over the bins: NaN with no rows.
 double calibration_error(const std::vector<reliability_bin>& bins);
+// The bins as a JSON array of {lower, upper, rows, positives, mean_score,
+// observed} (NaN as null): how versions and live metrics show them.
+std::string reliability_json(const std::vector<reliability_bin>& bins);
 
 struct threshold_choice {
     double threshold = 0;  // predict positive when score >= threshold

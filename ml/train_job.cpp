@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -66,32 +67,20 @@ json decision_json(const operating_point& p) {
     return j;
 }
 
-json reliability_json(const std::vector<reliability_bin>& bins) {
-    json j = json::array();
-    for (const auto& b : bins) {
-        j.push_back({{"lower", b.lower},
-                     {"upper", b.upper},
-                     {"rows", b.rows},
-                     {"positives", b.positives},
-                     {"mean_score", b.mean_score},
-                     {"observed", b.observed}});
-    }
-    return j;
-}
-
 json calibration_json(const calibration_report& r) {
     const auto side = [](const calibration_report::side& s) {
         return json{{"brier", s.brier},
                     {"calibration_error", s.calibration_error},
                     {"log_loss", s.log_loss},
                     {"roc_auc", s.roc_auc},
-                    {"reliability", reliability_json(s.bins)}};
+                    {"reliability", json::parse(reliability_json(s.bins))}};
     };
     json j = {{"method", calibration_method_name(r.fitted.method)},
               {"fitted_on_rows", r.rows},
               {"before", side(r.before)},
               {"after", side(r.after)}};
     if (r.fitted.method == calibration_method::sigmoid) {
+        j["input"] = r.fitted.input == sigmoid_input::logit ? "logit" : "probability";
         j["a"] = r.fitted.a;
         j["b"] = r.fitted.b;
     } else {
@@ -108,22 +97,22 @@ json calibration_json(const calibration_report& r) {
 json version_metrics_json(const training_outcome& o) {
     json j = metrics_json(o.metrics);
     if (o.decision) j["decision"] = decision_json(*o.decision);
-    if (!o.reliability.empty()) j["reliability"] = reliability_json(o.reliability);
+    if (!o.reliability.empty()) j["reliability"] = json::parse(reliability_json(o.reliability));
     if (o.calibration) j["calibration"] = calibration_json(*o.calibration);
     return j;
 }
 
-// When the definition's decision rule took its present value: the creation
-// of the oldest revision of the unbroken run, back from `revision`, that
-// says it.
-micros rule_in_force_since(connection& c, const std::string& model, std::int64_t revision,
-                           const decision_policy& rule) {
+// When a setting of the definition (its decision rule, its calibration)
+// took its present value: the creation of the oldest revision of the
+// unbroken run, back from `revision`, whose definition `same` accepts.
+micros in_force_since(connection& c, const std::string& model, std::int64_t revision,
+                      const std::function<bool(const model_definition&)>& same) {
     micros since = 0;
     for (std::int64_t r = revision; r >= 1; --r) {
         auto row = get_revision(c, model, r);
         if (!row) break;
         parsed_definition p = parse_definition(row->definition);
-        if (!p.errors.empty() || !(p.definition.decision == rule)) break;
+        if (!p.errors.empty() || !same(p.definition)) break;
         since = row->created_at;
     }
     return since;
@@ -347,8 +336,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                         // changed (a rollback, by a person or the
                         // supervisor): a choice of the old rule, which a tie
                         // does not undo.
-                        const micros since =
-                            rule_in_force_since(conn, job->model, job->revision, d.decision);
+                        const micros since = in_force_since(
+                            conn, job->model, job->revision,
+                            [&](const model_definition& r) { return r.decision == d.decision; });
                         const micros moved = live_moved_at(conn, job->model);
                         if (moved < since) {
                             live.decision = lp->definition.decision;
@@ -360,6 +350,32 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                                                   ", but was put live after the rule became " +
                                                   describe(d.decision) +
                                                   ": the candidate must beat it, not match it"}});
+                        }
+                    }
+                    // Live's calibration as served (its artifact), against
+                    // the definition's: a change is judged on the Brier
+                    // score, unless live was put back after it (as above).
+                    const calibrator* lc = live.artifact->function->calibration();
+                    const calibration_method live_cal = lc ? lc->method : calibration_method::none;
+                    if (d.task == task_kind::binary && live.artifact->task == task_kind::binary &&
+                        live_cal != d.calibration) {
+                        const micros since = in_force_since(
+                            conn, job->model, job->revision, [&](const model_definition& r) {
+                                return r.calibration == d.calibration;
+                            });
+                        if (live_moved_at(conn, job->model) < since) {
+                            live.calibration = live_cal;
+                        } else {
+                            emit({{"log", "info"},
+                                  {"message", "live version " + std::to_string(*lv) + " is " +
+                                                  (lc ? std::string("calibrated by ") +
+                                                            calibration_method_name(live_cal)
+                                                      : std::string("not calibrated")) +
+                                                  ", but was put live after the definition's "
+                                                  "calibration became " +
+                                                  calibration_method_name(d.calibration) +
+                                                  ": the candidate is compared with it on " +
+                                                  primary_metric(d.task).name}});
                         }
                     }
                     if (split.max_fact_id > 0 && (live.holdout_from || live.holdout)) {
@@ -436,6 +452,8 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         gate["cautions"] = g.cautions;
         gate["decision_rule_change"] =
             g.decision_rule_change ? json(*g.decision_rule_change) : json(nullptr);
+        gate["calibration_change"] =
+            g.calibration_change ? json(*g.calibration_change) : json(nullptr);
         gate["fails_only_against_live"] = outcome->fails_only_against_live;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;

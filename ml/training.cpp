@@ -354,7 +354,7 @@ std::string gate_decision::summary() const {
                (decision_rule_change
                     ? "; " + *decision_rule_change + " (a new rule: matching live suffices)"
                     : "") +
-               cautions_words(cautions);
+               (calibration_change ? "; " + *calibration_change : "") + cautions_words(cautions);
     }
     std::string s = "rejected: ";
     for (std::size_t i = 0; i < reasons.size(); ++i) s += (i ? "; " : "") + reasons[i];
@@ -369,7 +369,8 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
                             const metric_listing* candidate_on_live_rows,
-                            const operating_point* decision, const decision_policy* live_decision) {
+                            const operating_point* decision, const decision_policy* live_decision,
+                            const calibration_shift* calibration) {
     gate_decision g;
     primary_metric_info pm = primary_metric(task);
     g.metric = pm.name;
@@ -416,7 +417,35 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                                 plain_number(bound));
         }
     }
-    if (live) {
+    const bool new_calibration = live && calibration && calibration->live != calibration->candidate;
+    if (new_calibration) {
+        // Compared on the Brier score, on the rows live answered: a new
+        // map's worth is in its probabilities, which the ranking (roc_auc)
+        // does not see.
+        g.live = live->get(pm.name);
+        const metric_listing& mine = candidate_on_live_rows ? *candidate_on_live_rows : candidate;
+        if (candidate_on_live_rows) g.candidate_on_live_rows = mine.get(pm.name);
+        const double cb = mine.get("brier"), lb = live->get("brier");
+        const auto named = [](calibration_method m) {
+            return m == calibration_method::none
+                       ? std::string("not calibrated")
+                       : std::string("calibrated by ") + calibration_method_name(m);
+        };
+        const std::string change = "live is " + named(calibration->live) + ", this version " +
+                                   named(calibration->candidate);
+        if (std::isfinite(cb) && (!std::isfinite(lb) || cb <= lb)) {
+            g.calibration_change = change +
+                                   " (a new calibration: compared with live on the "
+                                   "Brier score, " +
+                                   fmt(cb) + " vs live " + fmt(lb) + ")";
+        } else {
+            g.calibration_change = change;
+            g.reasons.push_back(
+                "is worse than the live version on the Brier score (" + fmt(cb) + " vs live " +
+                fmt(lb) + (candidate_on_live_rows ? ", on the rows live is compared on" : "") +
+                "); " + change + ": a person may promote it");
+        }
+    } else if (live) {
         double lv = live->get(pm.name);
         g.live = lv;
         // Compared on the rows live answered.
@@ -738,14 +767,20 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             }
             std::vector<bool> positive(y_train.size());
             for (std::size_t i = 0; i < y_train.size(); ++i) positive[i] = y_train[i] == 1;
-            auto c = fit_calibrator(d.calibration, positive, *oof);
+            // A forest's probability is a mean of leaves, not a sigmoid of
+            // a score (ml/calibration.h).
+            auto c = fit_calibrator(
+                d.calibration, positive, *oof,
+                algo == algorithm::forest ? sigmoid_input::probability : sigmoid_input::logit);
             if (!c)
                 return status(error_kind::failed_precondition,
                               "calibration: " + c.error().message(), "calibration");
             calibration_rows = oof->size();
             std::string fitted =
                 c->method == calibration_method::sigmoid
-                    ? "p = 1 / (1 + exp(" + fmt(c->a) + " logit(s) + " + fmt(c->b) + "))"
+                    ? "p = 1 / (1 + exp(" + fmt(c->a) +
+                          (c->input == sigmoid_input::logit ? " logit(s) + " : " s + ") +
+                          fmt(c->b) + "))"
                     : std::to_string(c->xs.size()) + " points";
             log("info", std::string("calibration ") + calibration_method_name(c->method) +
                             " fitted on " + std::to_string(calibration_rows) +
@@ -995,10 +1030,16 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     log("info", "permutation importance on " + std::to_string(out.importance.rows) +
                     " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
     const operating_point* decision = out.decision ? &*out.decision : nullptr;
-    out.gate = evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics,
-                             out.live_metrics ? &*out.live_metrics : nullptr,
-                             on_live_rows ? &*on_live_rows : nullptr, decision,
-                             live && live->decision ? &*live->decision : nullptr);
+    std::optional<calibration_shift> shift;
+    if (live && live->calibration) {
+        shift =
+            calibration_shift{*live->calibration, out.calibration ? out.calibration->fitted.method
+                                                                  : calibration_method::none};
+    }
+    out.gate = evaluate_gate(
+        d.task, d.promotion, out.metrics, out.baseline_metrics,
+        out.live_metrics ? &*out.live_metrics : nullptr, on_live_rows ? &*on_live_rows : nullptr,
+        decision, live && live->decision ? &*live->decision : nullptr, shift ? &*shift : nullptr);
     // Classes the candidate learned and live never did had their rows left
     // out of the comparison, so it is not credited for them: a candidate
     // that fails only against live there (a new class growing) is said to

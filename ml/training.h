@@ -43,6 +43,18 @@ struct live_reference {
     // candidate's and live was put live before the rule changed: the gate
     // then asks the candidate to match live, not beat it.
     std::optional<decision_policy> decision;
+    // Its calibration, when another than the definition's and live was put
+    // live before the definition's changed: the gate then compares the
+    // candidate with live on the Brier score.
+    std::optional<calibration_method> calibration;
+};
+
+// A definition whose calibration differs from live's: the candidate is
+// compared with live on the Brier score (proper for probabilities), not
+// the primary metric, which a monotone map leaves as it was (sigmoid) or
+// lowers by its ties (isotonic).
+struct calibration_shift {
+    calibration_method live = calibration_method::none, candidate = calibration_method::none;
 };
 
 struct gate_decision {
@@ -56,6 +68,8 @@ struct gate_decision {
     // definition's rule changed. Its ranking as good as live's, the
     // candidate passes, so that the new rule serves; the words say both.
     std::optional<std::string> decision_rule_change;
+    // Live is calibrated otherwise than the candidate: compared on "brier".
+    std::optional<std::string> calibration_change;
     // What the gate judged but the holdout cannot settle (a bound on a
     // decision's rate over a handful of rows): said even when it passed.
     std::vector<std::string> cautions;
@@ -71,12 +85,15 @@ struct gate_decision {
 // A decision rule not met on the holdout (`decision`, binary) fails it too.
 // When live decides by another rule (`live_decision`), the candidate need
 // only match live on the primary metric: the change is the definition's.
+// When live is calibrated otherwise (`calibration`), the candidate must be
+// at least as good as live on the Brier score instead.
 gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             const metric_listing& candidate, const metric_listing& baseline,
                             const metric_listing* live,
                             const metric_listing* candidate_on_live_rows = nullptr,
                             const operating_point* decision = nullptr,
-                            const decision_policy* live_decision = nullptr);
+                            const decision_policy* live_decision = nullptr,
+                            const calibration_shift* calibration = nullptr);
 
 // How much the candidate relies on one field: its primary metric on the
 // holdout with the field's values shuffled among the rows, against the

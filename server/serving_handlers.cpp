@@ -551,6 +551,9 @@ json live_report_json(const std::string& name, const ml::live_report& report,
                        {"mean_latency_ms", g.mean_latency_ms},
                        {"metrics", g.metrics ? metrics_json(*g.metrics) : json(nullptr)},
                        {"decision", decision},
+                       {"reliability", g.reliability.empty()
+                                           ? json(nullptr)
+                                           : json::parse(ml::reliability_json(g.reliability))},
                        {"primary", primary}});
     }
     json comparisons = json::array();

@@ -648,7 +648,14 @@
   }
 
   // Metrics that cannot leave [0, 1]: a chart's axis stops there.
-  const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1', 'decision_precision', 'decision_recall', 'decision_false_positive_rate'];
+  const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1', 'brier', 'calibration_error', 'decision_precision', 'decision_recall', 'decision_false_positive_rate'];
+
+  const CALIBRATION_METRICS = ['brier', 'calibration_error'];
+  // A calibrated version's map, in words: "calibrated (isotonic)".
+  function calibrationText(m) {
+    const c = m && m.calibration;
+    return c && typeof c === 'object' && c.method ? `calibrated (${c.method})` : null;
+  }
 
   // Which versions are disabled, as each version says (the events list is
   // only the newest 500: an older disable fell out of it).
@@ -1105,9 +1112,10 @@
     const tryBox = h('div.card', { id: 'try-prediction' });
     const driftBox = h('div.card', { id: 'feature-drift' });
     const importanceBox = h('div.card', {id: 'importance'});
+    const calibrationBox = h('div.card', { id: 'calibration', hidden: true });
     const lower = h('div.two-col', null, defBox, revisionsBox);
     replace(
-        root, head, notice, jobsBox, experimentBox, chartBox, versionsBox, importanceBox, driftBox, compareBox,
+        root, head, notice, jobsBox, experimentBox, chartBox, versionsBox, importanceBox, calibrationBox, driftBox, compareBox,
         tryBox, lower);
     const drawHead = liveRegion(head);
     const drawNotice = liveRegion(notice);
@@ -1118,6 +1126,7 @@
     const drawRevisions = liveRegion(revisionsBox);
     const drawDrift = liveRegion(driftBox);
     const drawImportance = liveRegion(importanceBox);
+    const drawCalibration = liveRegion(calibrationBox);
     const state = { model: null, versions: [], compare: [null, null], defDrawn: false, rollbackTo: null, gone: false };
 
     const train = () => act({ title: `Train ${name} now`, text: 'Queues a training job on the facts stored so far. The result goes through the promotion gate.', confirm: 'Train now', placeholder: 'e.g. new labels arrived' },
@@ -1277,6 +1286,13 @@
               live
           },
           () => importanceCard(shown, live));
+      // Binary models only: their probabilities of one class can be compared with its rate.
+      const binary = task === 'binary';
+      calibrationBox.hidden = !binary;
+      if (binary) {
+        drawCalibration({ v: shown ? shown.version : null, m: shown ? shown.metrics : null, live },
+          () => calibrationCard(shown, live));
+      }
       // The window's age in 10 s steps: its growing alone redraws at most that often.
       // An archived model serves nothing, so nothing drifts (its drift lists no version).
       drawDrift(JSON.stringify({ drift, serving, archived }, (k, v) => (k === 'seconds' ? Math.round(v / 10) : v)), () => (archived
@@ -1346,6 +1362,71 @@
     }
 
     return { refresh };
+  }
+
+  // Reliability: each bin's share positive against its mean probability
+  // answered, the diagonal where they agree; a calibrated version's
+  // probabilities before calibration beside them. A dot's area is its rows.
+  function reliabilityChart(after, before) {
+    const W = 300, H = 300, L = 44, R = 12, T = 28, B = 40;
+    const x = (v) => L + (W - L - R) * v, y = (v) => T + (H - T - B) * (1 - v);
+    const nodes = [];
+    for (let k = 0; k <= 4; k += 1) {
+      const v = k / 4;
+      nodes.push(svg('line', { class: 'grid-line', x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+      nodes.push(svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtNum(v, 2)));
+      nodes.push(svg('text', { x: x(v), y: H - B + 16, 'text-anchor': 'middle' }, fmtNum(v, 2)));
+    }
+    nodes.push(svg('line', { class: 'diagonal', x1: x(0), y1: y(0), x2: x(1), y2: y(1) }));
+    nodes.push(svg('text', { x: L + (W - L - R) / 2, y: H - 6, 'text-anchor': 'middle' }, 'probability answered'));
+    nodes.push(svg('text', { class: 'title', x: L, y: 16 }, 'share positive'));
+    const most = Math.max(1, ...after.map((b) => b.rows), ...(before || []).map((b) => b.rows));
+    const series = (bins, cls, name) => {
+      const filled = bins.filter((b) => b.rows > 0 && Number.isFinite(b.mean_score) && Number.isFinite(b.observed));
+      nodes.push(svg('polyline', { class: `series-${cls}`, points: filled.map((b) => `${x(b.mean_score)},${y(b.observed)}`).join(' ') }));
+      for (const b of filled) {
+        nodes.push(svg('circle', { class: `dot-${cls}`, cx: x(b.mean_score), cy: y(b.observed), r: 2 + 5 * Math.sqrt(b.rows / most) },
+          svg('title', null, `${name}: ${fmtNum(b.rows)} rows answered ${fmtNum(b.lower, 1)}-${fmtNum(b.upper, 1)}, mean ${fmtNum(b.mean_score, 3)}, ${fmtNum(b.observed, 3)} positive`)));
+      }
+    };
+    if (before) series(before, 'before', 'before calibration');
+    series(after, 'metric', before ? 'calibrated' : 'answered');
+    const said = after.filter((b) => b.rows > 0).map((b) => `${fmtNum(b.mean_score, 2)} answered, ${fmtNum(b.observed, 2)} positive`).join('; ');
+    return svg('svg', { class: 'chart reliability', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `Reliability on the holdout, by bin: ${said}` }, nodes);
+  }
+
+  // How far the probabilities answered are from the rates seen, on the
+  // holdout: the reliability bins, and what calibration changed.
+  function calibrationCard(v, live) {
+    const headRow = h('div.card-head', null, h('h2', null, 'Calibration'),
+      h('span.muted.small', null, 'the holdout\'s share positive against the probability answered, in ten bins'));
+    if (!v) return [headRow, h('p.muted', null, 'No versions yet.')];
+    const m = v.metrics || {};
+    if (!Array.isArray(m.reliability)) {
+      return [headRow, h('p.muted', null, `v${v.version} was trained before Kennel measured calibration: train again to see it.`)];
+    }
+    const c = m.calibration && typeof m.calibration === 'object' ? m.calibration : null;
+    const rows = m.reliability.reduce((n, b) => n + b.rows, 0);
+    const said = `v${v.version}${v.version === live ? ' (live)' : ''}: Brier score ${fmtNum(m.brier, 4)}, calibration error ${fmtNum(m.calibration_error, 4)} on ${fmtNum(rows)} holdout rows`;
+    const how = c
+      ? `; calibrated by ${c.method} on ${fmtNum(c.fitted_on_rows)} out-of-fold training scores (before it: Brier score ${fmtNum(c.before.brier, 4)}, calibration error ${fmtNum(c.before.calibration_error, 4)}, log loss ${fmtNum(c.before.log_loss, 4)} against ${fmtNum(c.after.log_loss, 4)})`
+      : '; not calibrated ("calibration": "sigmoid" or "isotonic" in the definition fits a map)';
+    const before = c && c.before && Array.isArray(c.before.reliability) ? c.before.reliability : null;
+    const binRows = m.reliability.map((b, i) => h('tr', { 'data-bin': i },
+      h('td', null, `${fmtNum(b.lower, 1)}-${fmtNum(b.upper, 1)}`),
+      h('td.num', null, fmtNum(b.rows)),
+      h('td.num', null, fmtNum(b.mean_score, 3)),
+      h('td.num', null, fmtNum(b.observed, 3)),
+      before ? h('td.num', null, before[i] ? `${fmtNum(before[i].mean_score, 3)} / ${fmtNum(before[i].observed, 3)}` : '—') : null));
+    return [
+      headRow,
+      h('p.muted.small', { id: 'calibration-summary' }, said, how),
+      h('div.calibration-body', null,
+        reliabilityChart(m.reliability, before),
+        table(['Probability', { label: 'Rows', num: true }, { label: 'Mean answered', num: true }, { label: 'Share positive', num: true },
+          before ? [{ label: 'Before: mean / share', num: true }] : []].flat(), binRows, { class: 'reliability-bins', label: `Reliability bins of v${v.version}` })),
+      before ? h('p.muted.small', null, h('span.key-before', null, '○'), ' before calibration, ', h('span.key-after', null, '●'), ' as answered; the diagonal is where the probability answered is the share positive.') : null,
+    ];
   }
 
   // Permutation importance on the holdout: how much worse the primary
@@ -1505,7 +1586,8 @@
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) return [h('h2', null, 'Versions'), h('p.muted', null, 'No versions yet. Use "Train now"; the first version appears when its job finishes.')];
     const extraNames = [];
-    for (const v of sorted) for (const k of Object.keys(numericMetrics(v.metrics))) if (k !== pm.name && !isDecisionMetric(k) && !extraNames.includes(k)) extraNames.push(k);
+    // Calibration's metrics are on their own card, with the bins they come from.
+    for (const v of sorted) for (const k of Object.keys(numericMetrics(v.metrics))) if (k !== pm.name && !isDecisionMetric(k) && !CALIBRATION_METRICS.includes(k) && !extraNames.includes(k)) extraNames.push(k);
     const extras = extraNames.slice(0, 4);
     const rows = sorted.map((v) => {
       const m = numericMetrics(v.metrics);
@@ -1541,7 +1623,8 @@
           (v.aliases || []).filter((a) => a !== 'live').map((a) => h('span.chip', null, badge(a, 'info'))),
           isLive && isDisabled ? h('span.chip', null, badge('live', 'info')) : null,
           removed ? h('span.chip', { title: `removed ${fmtTime(removed)} (serve --keep-versions)` }, badge('artifact removed')) : null),
-        h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted.decision', { title: thresholdTitle(v.metrics) }, thresholdText(v.metrics))] : null),
+        h('td', null, v.algorithm, thresholdText(v.metrics) ? [h('br'), h('span.small.muted.decision', { title: thresholdTitle(v.metrics) }, thresholdText(v.metrics))] : null,
+          calibrationText(v.metrics) ? [h('br'), h('span.small.muted.calibrated', null, calibrationText(v.metrics))] : null),
         h('td.num', null, h('span', { class: better === null ? null : better ? 'better' : 'worse' }, fmtNum(val, 4), sayBetter(better))),
         h('td.num', null, fmtNum(base, 4)),
         extras.map((k) => h('td.num', null, fmtNum(m[k], 4))),
@@ -1579,6 +1662,7 @@
     row('algorithm', a.algorithm, b.algorithm);
     row('params', paramsText(a), paramsText(b));
     if (thresholdText(a.metrics) || thresholdText(b.metrics)) row('decision threshold', thresholdText(a.metrics) || '—', thresholdText(b.metrics) || '—');
+    if (calibrationText(a.metrics) || calibrationText(b.metrics)) row('calibration', calibrationText(a.metrics) || 'none', calibrationText(b.metrics) || 'none');
     row('search', searchText(a.params), searchText(b.params));
     for (const k of names) row(k, fmtNum(ma[k], 4), fmtNum(mb[k], 4), cmp(k, ma[k], mb[k]));
     row(`baseline ${pm.name}`, fmtNum(ba[pm.name], 4), fmtNum(bb[pm.name], 4));

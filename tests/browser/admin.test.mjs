@@ -1347,6 +1347,42 @@ step('a decision rule: the version says the threshold its rule chose and what it
   await shot('model-decision-rule-1280');
 }, TRAIN_WAIT + 60_000);
 
+step('calibration: the reliability of the probabilities answered, before and after the map', async () => {
+  // The spam model (a decision rule, not calibrated) says so; a copy of it
+  // calibrated by sigmoid shows both curves.
+  await go('#/models/spam');
+  await visible(page.locator('#calibration'));
+  assert.match(await page.textContent('#calibration-summary'), /^v1 \(live\): Brier score [0-9.]+, calibration error [0-9.]+ on \d+ holdout rows; not calibrated/);
+  const put = await http('PUT', '/v1/models/spam-calibrated', { auth: 'basic', body: {
+    task: 'binary', features_from: 'reviews', label: { stream: 'flags', field: 'spam' }, algorithm: 'linear',
+    features: [{ field: 'x1' }, { field: 'x2' }], calibration: 'sigmoid' } });
+  assert.equal(put.status, 201, put.text);
+  assert.equal((await http('POST', '/v1/models/spam-calibrated/train', { auth: 'basic' })).status, 202);
+  await waitFor('spam-calibrated v1 stored', async () => (await versionsOf('spam-calibrated')).some((v) => v.version === 1), TRAIN_WAIT, 500);
+  const m = (await versionsOf('spam-calibrated')).find((v) => v.version === 1).metrics;
+  await go('#/models/spam-calibrated');
+  await visible(page.locator('#calibration table.reliability-bins'));
+  assert.equal(await page.textContent('tr[data-version="1"] .calibrated'), 'calibrated (sigmoid)');
+  const heads = await page.locator('table.versions th').allTextContents();
+  assert.ok(!heads.some((t) => /^(brier|calibration_error)$/i.test(t.trim())), `calibration's metrics are on their card: ${heads.join('|')}`);
+  assert.match(await page.textContent('#calibration-summary'),
+    new RegExp(`on ${m.reliability.reduce((n, b) => n + b.rows, 0)} holdout rows; calibrated by sigmoid on ${m.calibration.fitted_on_rows} out-of-fold training scores \\(before it: Brier score`));
+  const bins = page.locator('#calibration table.reliability-bins tbody tr');
+  assert.equal(await bins.count(), 10);
+  for (let i = 0; i < 10; i++) {
+    assert.equal(Number((await bins.nth(i).locator('td').nth(1).textContent()).replace(/,/g, '')), m.reliability[i].rows, `bin ${i}`);
+  }
+  // One dot per bin that holds rows, for each curve.
+  const filled = (bs) => bs.filter((b) => b.rows > 0).length;
+  assert.equal(await page.locator('#calibration svg.reliability circle.dot-metric').count(), filled(m.reliability));
+  assert.equal(await page.locator('#calibration svg.reliability circle.dot-before').count(), filled(m.calibration.before.reliability));
+  await shot('model-calibration-1280');
+  // A regression model has no probability to calibrate: no card.
+  await go('#/models/likes');
+  await visible(page.locator('table.versions'));
+  assert.equal(await page.locator('#calibration').isVisible(), false);
+}, TRAIN_WAIT + 60_000);
+
 step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1], the buttons in view', async () => {
   // The binary metrics Kennel reports (its JSON objects list keys in order),
   // stubbed onto likes' versions.

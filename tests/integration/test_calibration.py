@@ -239,6 +239,44 @@ class CalibrationTest(SharedServerCase):
             promotion={"thresholds": {"calibration_error": 1.5}}))
         assert_definition_errors(self, r, ["promotion.thresholds.calibration_error"])
 
+    def test_turning_calibration_on_is_judged_on_the_brier_score_against_live(self):
+        # A forest's probabilities are surer than its rate of being right:
+        # the same forest, calibrated, ranks about alike and scores better.
+        rows = skewed_rows(1500, 10, "on")
+        feats, labels = self.streams(rows)
+        name = self.model(feats, labels, algorithm="forest", params={"num_trees": 30})
+        self.trained(name)
+        d = self.c.get("/v1/models/" + name).json()["definition"]
+        d["calibration"] = "sigmoid"
+        put_model(self, self.c, name, d, expect=(200,))
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        v1, v2 = get_version(self, self.c, name, 1), get_version(self, self.c, name, 2)
+        gate = v2["gate"]
+        self.assertLess(v2["metrics"]["brier"], v1["metrics"]["brier"], gate)
+        self.assertTrue(gate["passed"], gate)
+        self.assertTrue(gate["calibration_change"].startswith(
+            "live is not calibrated, this version calibrated by sigmoid (a new calibration: "
+            "compared with live on the Brier score, "), gate)
+        self.assertTrue(gate["summary"].endswith(gate["calibration_change"]), gate)
+        self.assertIn("live", v2["aliases"], v2)
+        wait_served(self, self.c, name, 2)
+        # Trained again with the same calibration: judged on roc_auc, as ever.
+        job = train_and_wait(self, self.c, name)
+        v3 = get_version(self, self.c, name, 3)
+        self.assertIsNone(v3["gate"]["calibration_change"], v3["gate"])
+        # A person puts the uncalibrated v1 back: a choice the next job's
+        # better Brier score does not undo.
+        r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "probabilities off",
+                                                                "to": 1})
+        self.assertEqual(r.status, 200, r)
+        job = train_and_wait(self, self.c, name)
+        v4 = get_version(self, self.c, name, 4)
+        self.assertIsNone(v4["gate"]["calibration_change"], v4["gate"])
+        self.assertIn("live version 1 is not calibrated, but was put live after the definition's "
+                      "calibration became sigmoid: the candidate is compared with it on roc_auc",
+                      log_text(job))
+
     def test_live_metrics_measure_calibration_of_the_answers(self):
         rows = skewed_rows(500, 7, "lv")
         feats, labels = self.streams(rows)
@@ -260,6 +298,13 @@ class CalibrationTest(SharedServerCase):
         g = wait_until(group, 30, "the outcomes joined")
         self.assertAlmostEqual(g["metrics"]["brier"], brier(scored), places=12)
         self.assertTrue(0 <= g["metrics"]["calibration_error"] <= 1, g)
+        # The answers' reliability bins: every outcome in one of ten.
+        bins = g["reliability"]
+        self.assertEqual(len(bins), 10, g)
+        self.assertEqual(sum(b["rows"] for b in bins), len(fresh), g)
+        self.assertEqual(sum(b["positives"] for b in bins), sum(y for _, y in scored), g)
+        error = sum(b["rows"] * abs(b["mean_score"] - b["observed"]) for b in bins if b["rows"])
+        self.assertAlmostEqual(g["metrics"]["calibration_error"], error / len(fresh), places=12)
 
 
 if __name__ == "__main__":

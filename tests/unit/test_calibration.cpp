@@ -56,6 +56,24 @@ TEST_CASE("sigmoid calibration finds scikit-learn's Platt fit on the logit", "[c
     }
 }
 
+TEST_CASE("sigmoid calibration of a forest's probability is scikit-learn's on the probability",
+          "[calibration]") {
+    const sample s = squared_rate();
+    auto c = fit_calibrator(calibration_method::sigmoid, s.positive, s.score,
+                            sigmoid_input::probability);
+    REQUIRE(c);
+    CHECK(c->input == sigmoid_input::probability);
+    // _sigmoid_calibration(s, y)
+    CHECK(c->a == Approx(-5.610638363).epsilon(1e-6));
+    CHECK(c->b == Approx(3.870719019).epsilon(1e-6));
+    const std::vector<double> want = {0.02041780132, 0.02685222919, 0.1008761275, 0.2562788918,
+                                      0.6497161323,  0.84340877,    0.8506768204};
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+        INFO("score " << probes[i]);
+        CHECK((*c)(probes[i]) == Approx(want[i]).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("a calibrated model's sigmoid is about the identity", "[calibration]") {
     // Labels drawn at the score's own rate: Platt on the logit should leave
     // the scores nearly as they were (a = -1, b = 0).
@@ -165,6 +183,19 @@ TEST_CASE("a calibrated function predicts through its calibrator and reads back"
     c.xs = {0.2, 0.8};
     c.ys = {0.1, 0.6};
     const function_ptr cal = calibrate(*fn, c);
+    // A sigmoid on the probability reads back as one.
+    calibrator sig;
+    sig.method = calibration_method::sigmoid;
+    sig.input = sigmoid_input::probability;
+    sig.a = -4;
+    sig.b = 2;
+    std::stringstream sig_stored;
+    calibrate(*fn, sig)->serialize(sig_stored);
+    auto sig_back = load_function(sig_stored);
+    REQUIRE(sig_back);
+    CHECK((*sig_back)->calibration()->input == sigmoid_input::probability);
+    CHECK((*sig_back)->predict(x[3]).probabilities[1] ==
+          Approx(sig((*fn)->predict(x[3]).probabilities[1])));
     CHECK(cal->kind() == algorithm::linear);
     REQUIRE(cal->calibration());
     CHECK(cal->uncalibrated() == fn->get());

@@ -185,6 +185,40 @@ std::size_t expected_holdout(const training_set& s, double share) {
 // =============================================================================
 // The publish gate
 
+TEST_CASE("gate: a new calibration is compared with live on the Brier score", "[gate]") {
+    promotion_policy policy;
+    const auto base = listing({{"roc_auc", 0.5}, {"brier", 0.25}});
+    // Isotonic's ties lowered roc_auc a little; its probabilities are better.
+    const auto cand = listing({{"roc_auc", 0.849}, {"brier", 0.15}});
+    const auto live = listing({{"roc_auc", 0.85}, {"brier", 0.18}});
+    auto plain = evaluate_gate(task_kind::binary, policy, cand, base, &live);
+    CHECK_FALSE(plain.passed);  // the same calibration: judged on roc_auc
+    const calibration_shift on{calibration_method::none, calibration_method::isotonic};
+    auto shifted =
+        evaluate_gate(task_kind::binary, policy, cand, base, &live, nullptr, nullptr, nullptr, &on);
+    CHECK(shifted.passed);
+    REQUIRE(shifted.calibration_change.has_value());
+    CHECK_THAT(shifted.summary(),
+               EndsWith("; live is not calibrated, this version calibrated by isotonic (a new "
+                        "calibration: compared with live on the Brier score, 0.15 vs live 0.18)"));
+    // Worse on the Brier score: rejected, saying a person may promote it.
+    const auto sharper_live = listing({{"roc_auc", 0.8}, {"brier", 0.14}});
+    auto worse = evaluate_gate(task_kind::binary, policy, cand, base, &sharper_live, nullptr,
+                               nullptr, nullptr, &on);
+    CHECK_FALSE(worse.passed);
+    REQUIRE(worse.reasons.size() == 1);
+    CHECK(worse.reasons[0] ==
+          "is worse than the live version on the Brier score (0.15 vs live 0.14); live is not "
+          "calibrated, this version calibrated by isotonic: a person may promote it");
+    // The baseline and the thresholds still apply.
+    promotion_policy bounded;
+    bounded.thresholds["brier"] = 0.1;
+    auto bound = evaluate_gate(task_kind::binary, bounded, cand, base, &live, nullptr, nullptr,
+                               nullptr, &on);
+    CHECK_FALSE(bound.passed);
+    CHECK(bound.reasons[0] == "brier 0.15 is above the maximum 0.1");
+}
+
 TEST_CASE("gate: a decision rule not met fails it; a new rule need only match live", "[gate]") {
     promotion_policy policy;
     decision_policy f1, strict;
@@ -1330,6 +1364,58 @@ TEST_CASE("train_model: binary classification with every algorithm", "[training]
         REQUIRE(p->probabilities.size() == 2);
         CHECK(p->probabilities[1] > 0.5);
     }
+}
+
+TEST_CASE("train_model: a calibrated binary version serves what its holdout measured",
+          "[training]") {
+    const auto data = synthetic_set(task_kind::binary, 400, 45);
+    for (auto method : {calibration_method::sigmoid, calibration_method::isotonic}) {
+        INFO(calibration_method_name(method));
+        auto d = xy_definition(task_kind::binary, "forest");
+        d.params.num_trees = 20;
+        d.calibration = method;
+        std::vector<std::string> lines;
+        training_hooks hooks;
+        hooks.log = [&](const std::string& level, const std::string& m) {
+            lines.push_back(level + ": " + m);
+        };
+        auto out = train_model(d, data, nullptr, hooks);
+        REQUIRE(out);
+        REQUIRE(out->calibration);
+        CHECK(out->calibration->fitted.method == method);
+        CHECK(out->calibration->rows == out->train_rows);
+        CHECK(out->calibration->after.brier == Approx(out->metrics.get("brier")));
+        CHECK(out->reliability.size() == reliability_bins);
+        const auto logged = [&](const std::string& part) {
+            return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+                return l.find(part) != std::string::npos;
+            });
+        };
+        CHECK(logged("out-of-fold training scores (3 folds)"));
+        CHECK(logged("calibration on the holdout: Brier score"));
+        // Isotonic on fewer than 1000 rows is warned of; sigmoid is not.
+        CHECK(logged("may follow their noise") == (method == calibration_method::isotonic));
+        auto art = load_artifact(out->artifact, load_use::predict);
+        REQUIRE(art);
+        REQUIRE(art->function->calibration());
+        CHECK(art->function->kind() == algorithm::forest);
+        // The stored function answers the map of its inner function.
+        const calibrator& c = *art->function->calibration();
+        const auto* inner = art->function->uncalibrated();
+        for (double x1 : {-2.0, -0.5, 0.0, 0.7, 2.0}) {
+            const auto row = art->pipeline.transform(raw_record{{"x1", x1}, {"x2", 0.3}});
+            const double raw = inner->predict(row).probabilities[1];
+            CHECK(art->function->predict(row).probabilities[1] == Approx(c(raw)));
+        }
+    }
+    // Not asked for: no map, and the binary metrics still measure calibration.
+    auto plain = train_model(xy_definition(task_kind::binary), data, nullptr, {});
+    REQUIRE(plain);
+    CHECK_FALSE(plain->calibration);
+    CHECK(std::isfinite(plain->metrics.get("calibration_error")));
+    auto art = load_artifact(plain->artifact);
+    REQUIRE(art);
+    CHECK(art->function->calibration() == nullptr);
 }
 
 TEST_CASE("train_model: a class found only among the holdout rows is said in the log",
