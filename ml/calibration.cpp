@@ -69,8 +69,18 @@ calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<doub
         return sum;
     };
     double a = 0, b = std::log((prior0 + 1) / (prior1 + 1));
+    // One score for every row says nothing of a slope: a stays 0 and b
+    // alone is fitted (the targets' log odds), where a and b together were
+    // any pair through that one point.
+    const bool one_score = std::all_of(f.begin(), f.end(), [&](double v) { return v == f[0]; });
+    if (one_score) {
+        double mean_t = 0;
+        for (double v : t) mean_t += v;
+        mean_t /= static_cast<double>(n);
+        b = std::log((1 - mean_t) / mean_t);
+    }
     double current = loss(a, b);
-    for (int iteration = 0; iteration < 100; ++iteration) {
+    for (int iteration = 0; !one_score && iteration < 100; ++iteration) {
         double ga = 0, gb = 0, haa = 1e-12, hab = 0, hbb = 1e-12;
         for (std::size_t i = 0; i < n; ++i) {
             const double z = a * f[i] + b;

@@ -556,15 +556,16 @@ parsed_definition parse_definition(const std::string& text) {
     }
     if (auto dc = j.find("decision"); dc != j.end() && !dc->is_null() && task_known)
         parse_decision(r, *dc, d);
-    if (auto cal = j.find("calibration"); cal != j.end() && task_known) {
+    // A null is no calibration, as an absent one (and "decision": null).
+    if (auto cal = j.find("calibration"); cal != j.end() && !cal->is_null() && task_known) {
         if (!cal->is_string()) {
             r.error("calibration", "must be \"sigmoid\", \"isotonic\" or \"none\"");
         } else if (auto m = ml::parse_calibration_method(cal->get<std::string>()); !m) {
             r.error("calibration", m.error().message());
         } else if (*m != ml::calibration_method::none && d.task != ml::task_kind::binary) {
             r.error("calibration",
-                    "calibration applies to binary models only: a " +
-                        std::string(ml::task_kind_name(d.task)) + " model's " +
+                    "applies to binary models only: a " + std::string(ml::task_kind_name(d.task)) +
+                        " model's " +
                         (d.task == ml::task_kind::multiclass ? "probabilities are over its classes"
                                                              : "answer is a value"));
         } else if (*m != ml::calibration_method::none && d.algorithm == "baseline") {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -156,7 +157,7 @@ double brier_score(const std::vector<bool>& positive, const std::vector<double>&
 std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
                                          const std::vector<double>& score) {
     std::vector<reliability_bin> bins(reliability_bins);
-    std::vector<double> sums(reliability_bins, 0);
+    std::vector<double> sums(reliability_bins, 0), variances(reliability_bins, 0);
     for (std::size_t b = 0; b < reliability_bins; ++b) {
         bins[b].lower = static_cast<double>(b) / reliability_bins;
         bins[b].upper = static_cast<double>(b + 1) / reliability_bins;
@@ -172,12 +173,15 @@ std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
             ++bins[b].rows;
             if (positive[i]) ++bins[b].positives;
             sums[b] += s;
+            variances[b] += s * (1 - s);
         }
     }
     for (std::size_t b = 0; b < reliability_bins; ++b) {
         const auto n = static_cast<double>(bins[b].rows);
         bins[b].mean_score = bins[b].rows ? sums[b] / n : nan;
         bins[b].observed = bins[b].rows ? static_cast<double>(bins[b].positives) / n : nan;
+        bins[b].chance_gap =
+            bins[b].rows ? std::sqrt(2 / std::numbers::pi) * std::sqrt(variances[b]) / n : nan;
     }
     return bins;
 }
@@ -188,6 +192,17 @@ double calibration_error(const std::vector<reliability_bin>& bins) {
     for (const auto& b : bins) {
         if (b.rows == 0) continue;
         sum += static_cast<double>(b.rows) * std::abs(b.mean_score - b.observed);
+        rows += b.rows;
+    }
+    return rows ? sum / static_cast<double>(rows) : nan;
+}
+
+double calibration_error_by_chance(const std::vector<reliability_bin>& bins) {
+    double sum = 0;
+    std::size_t rows = 0;
+    for (const auto& b : bins) {
+        if (b.rows == 0) continue;
+        sum += static_cast<double>(b.rows) * b.chance_gap;
         rows += b.rows;
     }
     return rows ? sum / static_cast<double>(rows) : nan;

@@ -80,6 +80,10 @@ struct reliability_bin {
     double lower = 0, upper = 0;
     std::size_t rows = 0, positives = 0;
     double mean_score = 0, observed = 0;  // NaN in an empty bin
+    // The mean |observed - mean_score| a perfectly calibrated model would
+    // show on these scores by chance (normal approximation: sqrt(2 / pi)
+    // times the standard deviation of the share positive); NaN when empty.
+    double chance_gap = 0;
 };
 inline constexpr std::size_t reliability_bins = 10;
 // Always reliability_bins bins, empty ones included.
@@ -87,6 +91,10 @@ std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
                                          const std::vector<double>& score);
 // Rows-weighted mean |mean_score - observed| over the bins: NaN with no rows.
 double calibration_error(const std::vector<reliability_bin>& bins);
+// What calibration_error a perfectly calibrated model would show on the
+// same scores by chance (the bins' chance_gap, weighted by their rows):
+// on 30 rows about 0.1, so a bound below it judges noise. NaN with no rows.
+double calibration_error_by_chance(const std::vector<reliability_bin>& bins);
 // The bins as a JSON array of {lower, upper, rows, positives, mean_score,
 // observed} (NaN as null): how versions and live metrics show them.
 std::string reliability_json(const std::vector<reliability_bin>& bins);

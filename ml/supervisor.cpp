@@ -1,6 +1,7 @@
 #include "ml/supervisor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -237,6 +238,15 @@ void supervisor::tick() {
                     // Nor are 30 outcomes of one entity asked about 30 times.
                     const auto rate = g.decision ? decision_rate_of(name) : std::nullopt;
                     if (rate && decision_evidence(g, name) < p.min_outcomes) continue;
+                    // A calibration error is judged once the window's answers
+                    // are enough that a perfectly calibrated model's would
+                    // be at most half the bound: on 30 outcomes it is about
+                    // 0.1 by chance, and a bound of 0.05 took out versions
+                    // for noise.
+                    const double chance = name == "calibration_error" && !g.reliability.empty()
+                                              ? calibration_error_by_chance(g.reliability)
+                                              : std::nan("");
+                    if (std::isfinite(chance) && chance > bound / 2) continue;
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;
@@ -253,8 +263,11 @@ void supervisor::tick() {
                               << short_number(counted.lower) << ", " << short_number(counted.upper)
                               << "]) of ";
                         }
-                        r << g.outcomes << " outcomes of predictions made "
-                          << p.outcome_delay_seconds << "-"
+                        r << g.outcomes << " outcomes";
+                        if (std::isfinite(chance))
+                            r << " (a calibrated model's would be about " << short_number(chance)
+                              << " by chance)";
+                        r << " of predictions made " << p.outcome_delay_seconds << "-"
                           << p.outcome_delay_seconds + p.live_window_seconds << " s ago";
                         if (g.arm != "live") r << " (arm " << g.arm << ")";
                         act(*m, *g.version, r.str());

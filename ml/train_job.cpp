@@ -97,7 +97,11 @@ json calibration_json(const calibration_report& r) {
 json version_metrics_json(const training_outcome& o) {
     json j = metrics_json(o.metrics);
     if (o.decision) j["decision"] = decision_json(*o.decision);
-    if (!o.reliability.empty()) j["reliability"] = json::parse(reliability_json(o.reliability));
+    if (!o.reliability.empty()) {
+        j["reliability"] = json::parse(reliability_json(o.reliability));
+        const double chance = calibration_error_by_chance(o.reliability);
+        j["calibration_error_by_chance"] = std::isfinite(chance) ? json(chance) : json(nullptr);
+    }
     if (o.calibration) j["calibration"] = calibration_json(*o.calibration);
     return j;
 }
@@ -374,8 +378,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                                                   ", but was put live after the definition's "
                                                   "calibration became " +
                                                   calibration_method_name(d.calibration) +
-                                                  ": the candidate is compared with it on " +
-                                                  primary_metric(d.task).name}});
+                                                  ": the candidate is compared with it by its " +
+                                                  primary_metric(d.task).name +
+                                                  " before calibration"}});
                         }
                     }
                     if (split.max_fact_id > 0 && (live.holdout_from || live.holdout)) {
@@ -454,6 +459,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             g.decision_rule_change ? json(*g.decision_rule_change) : json(nullptr);
         gate["calibration_change"] =
             g.calibration_change ? json(*g.calibration_change) : json(nullptr);
+        gate["calibration_compared"] =
+            g.live_brier ? json{{"metric", "brier"},
+                                {"candidate", json(g.candidate_brier.value_or(0))},
+                                {"live", json(*g.live_brier)}}
+                         : json(nullptr);
         gate["fails_only_against_live"] = outcome->fails_only_against_live;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;

@@ -417,7 +417,13 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                                 plain_number(bound));
         }
     }
-    const bool new_calibration = live && calibration && calibration->live != calibration->candidate;
+    const bool new_calibration =
+        live && calibration && !calibration->ranking && calibration->live != calibration->candidate;
+    const auto named = [](calibration_method m) {
+        return m == calibration_method::none
+                   ? std::string("not calibrated")
+                   : std::string("calibrated by ") + calibration_method_name(m);
+    };
     if (new_calibration) {
         // Compared on the Brier score, on the rows live answered: a new
         // map's worth is in its probabilities, which the ranking (roc_auc)
@@ -426,11 +432,14 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         const metric_listing& mine = candidate_on_live_rows ? *candidate_on_live_rows : candidate;
         if (candidate_on_live_rows) g.candidate_on_live_rows = mine.get(pm.name);
         const double cb = mine.get("brier"), lb = live->get("brier");
-        const auto named = [](calibration_method m) {
-            return m == calibration_method::none
-                       ? std::string("not calibrated")
-                       : std::string("calibrated by ") + calibration_method_name(m);
-        };
+        g.candidate_brier = cb;
+        g.live_brier = lb;
+        // A new rule in the same revision is said too (the Brier score
+        // judges both: a threshold does not change it).
+        if (decision && live_decision && !(decision->policy == *live_decision)) {
+            g.decision_rule_change = "live decides by " + describe(*live_decision) +
+                                     ", this version by " + describe(decision->policy);
+        }
         const std::string change = "live is " + named(calibration->live) + ", this version " +
                                    named(calibration->candidate);
         if (std::isfinite(cb) && (!std::isfinite(lb) || cb <= lb)) {
@@ -448,9 +457,19 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     } else if (live) {
         double lv = live->get(pm.name);
         g.live = lv;
-        // Compared on the rows live answered.
-        const double cv =
-            candidate_on_live_rows ? candidate_on_live_rows->get(pm.name) : g.candidate;
+        // Compared on the rows live answered; after a person put back a
+        // version calibrated otherwise, by the candidate's own ranking.
+        const metric_listing* ranking = calibration ? calibration->ranking : nullptr;
+        const double cv = ranking                  ? ranking->get(pm.name)
+                          : candidate_on_live_rows ? candidate_on_live_rows->get(pm.name)
+                                                   : g.candidate;
+        if (ranking) {
+            g.calibration_change = "live is " + named(calibration->live) + ", this version " +
+                                   named(calibration->candidate) +
+                                   "; live was put back after the calibration " +
+                                   "changed: compared by this version's " + pm.name +
+                                   " before calibration, " + fmt(cv);
+        }
         if (candidate_on_live_rows) g.candidate_on_live_rows = cv;
         // The candidate must improve on live by the margin, in the metric's
         // direction; with a new decision rule, match it.
@@ -793,6 +812,37 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                 " rows (fewer than 1000) may follow their noise; sigmoid "
                                 "suits so few better");
             }
+            // A decreasing map reverses the model's ranking: the
+            // out-of-fold scores rank the rows the wrong way round (a
+            // model that learned nothing, whose folds' shares differ).
+            if (c->method == calibration_method::sigmoid && c->a > 0) {
+                log("warn", "the sigmoid calibration decreases (a = " + fmt(c->a) +
+                                " > 0): it reverses the model's ranking; the out-of-fold "
+                                "scores rank the training rows the wrong way round, so the "
+                                "model may have learned nothing that holds");
+            }
+            // Isotonic ends in steps of one class: it answers certainties.
+            if (c->method == calibration_method::isotonic) {
+                if (c->ys.back() >= 1) {
+                    const auto first_one = static_cast<std::size_t>(
+                        std::find(c->ys.begin(), c->ys.end(), c->ys.back()) - c->ys.begin());
+                    log("warn", "isotonic calibration answers exactly 1 for probabilities from " +
+                                    fmt(c->xs[first_one]) +
+                                    " up (its top step held positive training rows only): a "
+                                    "certainty a later row may contradict (its log loss is then "
+                                    "34.5); sigmoid never answers 0 or 1");
+                }
+                if (c->ys.front() <= 0) {
+                    const auto last_zero = static_cast<std::size_t>(
+                        std::find_if(c->ys.begin(), c->ys.end(), [](double y) { return y > 0; }) -
+                        c->ys.begin() - 1);
+                    log("warn", "isotonic calibration answers exactly 0 for probabilities up to " +
+                                    fmt(c->xs[last_zero]) +
+                                    " (its bottom step held negative training rows only): a "
+                                    "certainty a later row may contradict (its log loss is then "
+                                    "34.5); sigmoid never answers 0 or 1");
+                }
+            }
             uncalibrated = *fn;
             fn = calibrate(*fn, std::move(*c));
         }
@@ -886,6 +936,15 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                             fmt(rep.after.calibration_error) + " after; log loss " +
                             fmt(rep.before.log_loss) + " before, " + fmt(rep.after.log_loss) +
                             " after");
+            if (rep.after.log_loss > rep.before.log_loss) {
+                log("warn", "calibration made the holdout's log loss worse (" +
+                                fmt(rep.before.log_loss) + " before, " + fmt(rep.after.log_loss) +
+                                " after)" +
+                                (rep.fitted.method == calibration_method::isotonic
+                                     ? ": isotonic's certainties (0 or 1) cost the most where "
+                                       "they are wrong"
+                                     : ""));
+            }
             if (rep.after.brier > rep.before.brier) {
                 log("warn", "calibration made the holdout's Brier score worse (" +
                                 fmt(rep.before.brier) + " before, " + fmt(rep.after.brier) +
@@ -926,6 +985,24 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                         (metric_higher_is_better(name) ? " >= " : " <= ") +
                                         plain_number(bound) + " holds (" + basis + ")");
         }
+        // A bound on the calibration error below twice what a perfectly
+        // calibrated model shows by chance on these rows: the holdout
+        // cannot tell a calibrated model from one that is not.
+        if (auto b = d.promotion.thresholds.find("calibration_error");
+            b != d.promotion.thresholds.end()) {
+            const double chance = calibration_error_by_chance(out.reliability);
+            if (std::isfinite(chance) && chance > b->second / 2) {
+                const std::string basis = "a perfectly calibrated model's would be about " +
+                                          short_number(chance) + " by chance on these " +
+                                          std::to_string(x_test.size()) + " holdout rows";
+                log("warn", "promotion.thresholds.calibration_error (" + plain_number(b->second) +
+                                ") is judged on too few rows: " + basis +
+                                "; more labels, or a larger holdout, make it surer");
+                out.gate_cautions.push_back(
+                    "the holdout cannot tell whether calibration_error <= " +
+                    plain_number(b->second) + " holds (" + basis + ")");
+            }
+        }
     }
     {
         // What the model answers on the holdout: drift's reference for its outputs.
@@ -944,6 +1021,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     }
     // The candidate's metrics on the rows live answered, when it missed some.
     std::optional<metric_listing> on_live_rows;
+    std::vector<std::size_t> live_rows_compared;  // their holdout row indices, ascending
     if (live && live->artifact) {
         auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
         if (!lm) {
@@ -1020,6 +1098,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                     auto cm = score(d.task, **fn, x_sub, y_sub, num_classes);
                     if (!cm) return cm.error();
                     on_live_rows = *cm;
+                    live_rows_compared.assign(lm->rows.begin(), lm->rows.end());
                     out.live_rows = lm->rows.size();
                 }
             }
@@ -1031,10 +1110,32 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                     " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
     const operating_point* decision = out.decision ? &*out.decision : nullptr;
     std::optional<calibration_shift> shift;
+    // The candidate's own ranking, before calibration, on the rows compared
+    // with live: what it is judged by when live, calibrated otherwise, was
+    // put back by a person after the calibration changed.
+    std::optional<metric_listing> ranking;
+    const calibration_method candidate_cal =
+        out.calibration ? out.calibration->fitted.method : calibration_method::none;
     if (live && live->calibration) {
-        shift =
-            calibration_shift{*live->calibration, out.calibration ? out.calibration->fitted.method
-                                                                  : calibration_method::none};
+        shift = calibration_shift{*live->calibration, candidate_cal};
+    } else if (live && out.live_metrics && uncalibrated && live->artifact) {
+        const calibrator* lc = live->artifact->function->calibration();
+        const calibration_method live_cal = lc ? lc->method : calibration_method::none;
+        if (live_cal != candidate_cal) {
+            feature_rows x_sub;
+            std::vector<double> y_sub;
+            for (std::size_t r = 0; r < x_test.size(); ++r) {
+                if (on_live_rows &&
+                    !std::binary_search(live_rows_compared.begin(), live_rows_compared.end(), r))
+                    continue;
+                x_sub.push_back(x_test[r]);
+                y_sub.push_back(y_test[r]);
+            }
+            auto rm = score(d.task, *uncalibrated, x_sub, y_sub, num_classes);
+            if (!rm) return rm.error();
+            ranking = *rm;
+            shift = calibration_shift{live_cal, candidate_cal, &*ranking};
+        }
     }
     out.gate = evaluate_gate(
         d.task, d.promotion, out.metrics, out.baseline_metrics,
@@ -1049,7 +1150,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             std::find(out.classes.begin(), out.classes.end(), cls) - out.classes.begin());
         if (k < seen.size() && seen[k]) out.live_unknown_learned.push_back(cls);
     }
-    if (!out.gate.passed && out.live_metrics && !out.live_unknown_learned.empty()) {
+    // Rejected on the Brier score alone, after a change of calibration, it
+    // is one a person may promote too.
+    if (!out.gate.passed && out.live_metrics &&
+        (!out.live_unknown_learned.empty() || out.gate.live_brier)) {
         out.fails_only_against_live =
             evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics, nullptr, nullptr,
                           decision)

@@ -55,6 +55,12 @@ struct live_reference {
 // lowers by its ties (isotonic).
 struct calibration_shift {
     calibration_method live = calibration_method::none, candidate = calibration_method::none;
+    // Live was put back after the definition's calibration changed (a
+    // person's choice of the old one): the candidate must beat live on the
+    // primary metric by its own ranking, before calibration, whose metrics
+    // on the compared rows these are (isotonic's ties raised roc_auc, and
+    // undid a rollback with the same model).
+    const metric_listing* ranking = nullptr;
 };
 
 struct gate_decision {
@@ -70,6 +76,8 @@ struct gate_decision {
     std::optional<std::string> decision_rule_change;
     // Live is calibrated otherwise than the candidate: compared on "brier".
     std::optional<std::string> calibration_change;
+    // The Brier scores compared, when calibration_change.
+    std::optional<double> candidate_brier, live_brier;
     // What the gate judged but the holdout cannot settle (a bound on a
     // decision's rate over a handful of rows): said even when it passed.
     std::vector<std::string> cautions;

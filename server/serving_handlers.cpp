@@ -554,6 +554,10 @@ json live_report_json(const std::string& name, const ml::live_report& report,
                        {"reliability", g.reliability.empty()
                                            ? json(nullptr)
                                            : json::parse(ml::reliability_json(g.reliability))},
+                       {"calibration_error_by_chance",
+                        g.reliability.empty()
+                            ? json(nullptr)
+                            : finite_or_null(ml::calibration_error_by_chance(g.reliability))},
                        {"primary", primary}});
     }
     json comparisons = json::array();

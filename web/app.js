@@ -650,7 +650,7 @@
   // Metrics that cannot leave [0, 1]: a chart's axis stops there.
   const UNIT_METRICS = ['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'pr_auc', 'average_precision', 'macro_f1', 'brier', 'calibration_error', 'decision_precision', 'decision_recall', 'decision_false_positive_rate'];
 
-  const CALIBRATION_METRICS = ['brier', 'calibration_error'];
+  const CALIBRATION_METRICS = ['brier', 'calibration_error', 'calibration_error_by_chance'];
   // A calibrated version's map, in words: "calibrated (isotonic)".
   function calibrationText(m) {
     const c = m && m.calibration;
@@ -1407,7 +1407,9 @@
     }
     const c = m.calibration && typeof m.calibration === 'object' ? m.calibration : null;
     const rows = m.reliability.reduce((n, b) => n + b.rows, 0);
-    const said = `v${v.version}${v.version === live ? ' (live)' : ''}: Brier score ${fmtNum(m.brier, 4)}, calibration error ${fmtNum(m.calibration_error, 4)} on ${fmtNum(rows)} holdout rows`;
+    // The binned error's floor on these rows: 0.1 on 30 rows is chance.
+    const chance = Number.isFinite(m.calibration_error_by_chance) ? ` (a perfectly calibrated model's would be about ${fmtNum(m.calibration_error_by_chance, 3)} by chance)` : '';
+    const said = `v${v.version}${v.version === live ? ' (live)' : ''}: Brier score ${fmtNum(m.brier, 4)}, calibration error ${fmtNum(m.calibration_error, 4)}${chance} on ${fmtNum(rows)} holdout rows`;
     const how = c
       ? `; calibrated by ${c.method} on ${fmtNum(c.fitted_on_rows)} out-of-fold training scores (before it: Brier score ${fmtNum(c.before.brier, 4)}, calibration error ${fmtNum(c.before.calibration_error, 4)}, log loss ${fmtNum(c.before.log_loss, 4)} against ${fmtNum(c.after.log_loss, 4)})`
       : '; not calibrated ("calibration": "sigmoid" or "isotonic" in the definition fits a map)';

@@ -17,7 +17,8 @@ from kennel_harness import fact, in_holdout, uid
 from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
                            load_rows, log_text, post_facts, put_model, train_and_wait,
                            wait_until)
-from test_predict import wait_served
+from test_predict import events_of, wait_served
+from test_supervisor import supervisor_looks
 
 FEATURES = [{"field": "x1"}, {"field": "x2"}]
 
@@ -159,6 +160,10 @@ class CalibrationTest(SharedServerCase):
         name = self.model(feats, labels, calibration="none")
         got = self.c.get("/v1/models/" + name).json()["definition"]
         self.assertNotIn("calibration", got)
+        # A null is no calibration too, and the same definition: no new revision.
+        got["calibration"] = None
+        put_model(self, self.c, name, got, expect=(200,))
+        self.assertEqual(self.c.get("/v1/models/" + name).json()["revision"], 1)
         _, v = self.trained(name)
         self.assertNotIn("calibration", v["metrics"])
         self.assertEqual(len(v["metrics"]["reliability"]), 10)
@@ -184,7 +189,6 @@ class CalibrationTest(SharedServerCase):
             (definition("multiclass", feats, labels, features=FEATURES), "isotonic"),
             (definition("binary", feats, labels, features=FEATURES), "platt"),
             (definition("binary", feats, labels, features=FEATURES), 1),
-            (definition("binary", feats, labels, features=FEATURES), None),
             (definition("binary", feats, labels, algorithm="baseline", features=FEATURES),
              "sigmoid"),
         ]
@@ -244,10 +248,15 @@ class CalibrationTest(SharedServerCase):
         # the same forest, calibrated, ranks about alike and scores better.
         rows = skewed_rows(1500, 10, "on")
         feats, labels = self.streams(rows)
+        for method in ("sigmoid", "isotonic"):
+            with self.subTest(method=method):
+                self.calibration_turned_on(feats, labels, method)
+
+    def calibration_turned_on(self, feats, labels, method):
         name = self.model(feats, labels, algorithm="forest", params={"num_trees": 30})
         self.trained(name)
         d = self.c.get("/v1/models/" + name).json()["definition"]
-        d["calibration"] = "sigmoid"
+        d["calibration"] = method
         put_model(self, self.c, name, d, expect=(200,))
         job = train_and_wait(self, self.c, name)
         self.assertEqual(job["state"], "succeeded", log_text(job))
@@ -256,26 +265,77 @@ class CalibrationTest(SharedServerCase):
         self.assertLess(v2["metrics"]["brier"], v1["metrics"]["brier"], gate)
         self.assertTrue(gate["passed"], gate)
         self.assertTrue(gate["calibration_change"].startswith(
-            "live is not calibrated, this version calibrated by sigmoid (a new calibration: "
-            "compared with live on the Brier score, "), gate)
+            "live is not calibrated, this version calibrated by %s (a new calibration: "
+            "compared with live on the Brier score, " % method), gate)
         self.assertTrue(gate["summary"].endswith(gate["calibration_change"]), gate)
+        self.assertEqual(gate["calibration_compared"],
+                         {"metric": "brier", "candidate": v2["metrics"]["brier"],
+                          "live": gate["live_metrics"]["brier"]}, gate)
         self.assertIn("live", v2["aliases"], v2)
         wait_served(self, self.c, name, 2)
         # Trained again with the same calibration: judged on roc_auc, as ever.
         job = train_and_wait(self, self.c, name)
         v3 = get_version(self, self.c, name, 3)
         self.assertIsNone(v3["gate"]["calibration_change"], v3["gate"])
-        # A person puts the uncalibrated v1 back: a choice the next job's
-        # better Brier score does not undo.
+        # A person puts the uncalibrated v1 back: a choice the next job does
+        # not undo with the same model (isotonic's ties can raise roc_auc:
+        # it is judged by its ranking before calibration).
         r = self.c.post_json("/v1/models/%s/rollback" % name, {"reason": "probabilities off",
                                                                 "to": 1})
         self.assertEqual(r.status, 200, r)
         job = train_and_wait(self, self.c, name)
         v4 = get_version(self, self.c, name, 4)
-        self.assertIsNone(v4["gate"]["calibration_change"], v4["gate"])
         self.assertIn("live version 1 is not calibrated, but was put live after the definition's "
-                      "calibration became sigmoid: the candidate is compared with it on roc_auc",
-                      log_text(job))
+                      "calibration became %s: the candidate is compared with it by its "
+                      "roc_auc before calibration" % method, log_text(job))
+        self.assertFalse(v4["gate"]["passed"], v4["gate"])
+        self.assertIn("live was put back after the calibration changed: compared by this "
+                      "version's roc_auc before calibration", v4["gate"]["calibration_change"])
+        self.assertNotIn("live", v4.get("aliases", []), v4)
+
+    def test_the_supervisor_judges_a_calibration_error_once_chance_cannot_explain_it(self):
+        rows = skewed_rows(500, 11, "sv")
+        feats, labels = self.streams(rows)
+        name = self.model(feats, labels, calibration="sigmoid",
+                          supervision={"live_thresholds": {"calibration_error": 0.1},
+                                       "min_outcomes": 30})
+        self.trained(name)
+        rng = random.Random(12)
+
+        def outcomes(fresh, truth):
+            answers = self.served(name, fresh)
+            post_facts(self, self.c, [
+                fact(labels, e, {"y": truth(p["probabilities"]["true"]),
+                                 "prediction_id": p["prediction_id"]},
+                     time_="2026-12-01T00:00:00Z") for p, (e, _, _) in zip(answers, fresh)])
+
+        def group(n):
+            def joined():
+                r = self.c.get("/v1/models/%s/live-metrics" % name)
+                g = [g for g in r.json()["groups"] if g["version"] == 1]
+                return g[0] if g and g[0]["outcomes"] == n else None
+            return wait_until(joined, 30, "%d outcomes joined" % n)
+        # 30 outcomes drawn at the served probabilities: calibrated by
+        # construction, yet their binned error is about 0.17 by chance.
+        outcomes(skewed_rows(30, 13, "sv-few"), lambda p: rng.random() < p)
+        g = group(30)
+        self.assertGreater(g["calibration_error_by_chance"], 0.05, g)
+        supervisor_looks(self, self.c, 11)
+        self.assertEqual([e for e in events_of(self, self.c, name) if e["event"] == "disabled"], [])
+        # 400 more, each the opposite of what the answer leans to: far past
+        # the bound, and past what chance explains.
+        outcomes(skewed_rows(400, 14, "sv-many"), lambda p: p < 0.5)
+        g = group(430)
+        self.assertLess(g["calibration_error_by_chance"], 0.05, g)
+        self.assertGreater(g["metrics"]["calibration_error"], 0.1, g)
+
+        def disabled():
+            es = [e for e in events_of(self, self.c, name) if e["event"] == "disabled"]
+            return es[0] if es else None
+        event = wait_until(disabled, 30, "the calibration error's disable")
+        self.assertRegex(event["reason"],
+                         r"^live calibration_error [0-9.]+ above 0\.1 over 430 outcomes \(a "
+                         r"calibrated model's would be about 0\.0[0-9]+ by chance\) of predictions")
 
     def test_live_metrics_measure_calibration_of_the_answers(self):
         rows = skewed_rows(500, 7, "lv")

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -236,4 +237,46 @@ TEST_CASE("a damaged calibration is refused on load", "[calibration]") {
     auto back = load_function(stored);
     REQUIRE_FALSE(back);
     CHECK_THAT(back.error().message(), Catch::Contains("calibration is invalid"));
+}
+
+TEST_CASE("calibration error by chance is what a calibrated model shows on average",
+          "[calibration]") {
+    // Outcomes drawn at the scores themselves: calibrated by construction.
+    // The mean binned error over many draws is the chance level (a normal
+    // approximation per bin: within 10% here, 300 rows in ten bins).
+    std::mt19937_64 engine(3);
+    std::uniform_real_distribution<double> uniform(0, 1);
+    std::vector<double> score(300);
+    for (auto& s : score) s = uniform(engine);
+    std::vector<bool> positive(score.size());
+    double mean_error = 0, chance = 0;
+    constexpr int draws = 2000;
+    for (int k = 0; k < draws; ++k) {
+        for (std::size_t i = 0; i < score.size(); ++i) positive[i] = uniform(engine) < score[i];
+        const auto bins = reliability(positive, score);
+        mean_error += calibration_error(bins) / draws;
+        chance = calibration_error_by_chance(bins);  // the scores alone set it
+    }
+    CHECK(chance == Approx(mean_error).epsilon(0.1));
+    // Fewer rows, more chance: 30 rows about 0.15.
+    std::vector<double> few(score.begin(), score.begin() + 30);
+    const double few_chance =
+        calibration_error_by_chance(reliability(std::vector<bool>(30, false), few));
+    CHECK(few_chance > 2 * chance);
+    CHECK(std::isnan(calibration_error_by_chance(reliability({}, {}))));
+}
+
+TEST_CASE("a sigmoid fitted on one score for every row is flat at the rate", "[calibration]") {
+    // a and b are not both identifiable: a stays 0 and the map answers the
+    // smoothed share positive everywhere, as scikit-learn's does.
+    std::vector<double> score(40, 0.3);
+    std::vector<bool> positive(40, false);
+    for (int i = 0; i < 10; ++i) positive[static_cast<std::size_t>(i)] = true;
+    auto c = fit_calibrator(calibration_method::sigmoid, positive, score);
+    REQUIRE(c);
+    CHECK(c->a == 0);
+    // Platt's targets: (10 + 1) / (10 + 2) for each positive, 1 / (30 + 2) else.
+    const double rate = (10 * (11.0 / 12) + 30 * (1.0 / 32)) / 40;
+    CHECK((*c)(0.3) == Approx(rate));
+    CHECK((*c)(0.9) == Approx(rate));
 }
