@@ -2192,6 +2192,13 @@
     return `over ${fmtNum(rows)} ${rows === 1 ? words.replace(/s( |$)/, '$1') : words}${ents}, each entity counted once${iv}`;
   }
 
+  // A live calibration error beside what chance alone would show over as
+  // many outcomes: 0.15 on 30 is noise.
+  function chanceCellTitle(g, k) {
+    if (k !== 'calibration_error' || !Number.isFinite(g.calibration_error_by_chance)) return null;
+    return `a perfectly calibrated model's would be about ${fmtNum(g.calibration_error_by_chance, 3)} by chance over these ${fmtNum(g.outcomes)} outcomes`;
+  }
+
   function liveMetricsTable(groups) {
     const names = [];
     for (const g of groups) for (const k of Object.keys(numericMetrics(g.metrics))) if (!names.includes(k)) names.push(k);
@@ -2211,7 +2218,7 @@
         g.primary.lower === null ? h('span.muted', { title: 'outcomes from fewer than 30 entities: no interval' }, ' (too few entities)')
           : h('span.muted', null, ` [${fmtNum(g.primary.lower, 4)}, ${fmtNum(g.primary.upper, 4)}]`)] : '—'),
       // A decision's rate to four significant digits: 0.00004 is not 0.
-      names.map((k) => h('td.num', { title: decisionCellTitle(g, k) }, isDecisionMetric(k) ? sig4(numericMetrics(g.metrics)[k]) : fmtNum(numericMetrics(g.metrics)[k], 4))))));
+      names.map((k) => h('td.num', { title: decisionCellTitle(g, k) || chanceCellTitle(g, k) }, isDecisionMetric(k) ? sig4(numericMetrics(g.metrics)[k]) : fmtNum(numericMetrics(g.metrics)[k], 4))))));
   }
 
   // An arm against the arm answering with live's version, or a shadow

@@ -1377,6 +1377,21 @@ step('calibration: the reliability of the probabilities answered, before and aft
   assert.equal(await page.locator('#calibration svg.reliability circle.dot-metric').count(), filled(m.reliability));
   assert.equal(await page.locator('#calibration svg.reliability circle.dot-before').count(), filled(m.calibration.before.reliability));
   await shot('model-calibration-1280');
+  // Live: the calibration error beside what chance alone shows over as many outcomes.
+  const instances = Array.from({ length: 40 }, (_, i) => ({ entity: `cal-${i}`, features: { x1: (i % 8) / 2 - 2, x2: (i % 5) - 2 } }));
+  const asked = await http('POST', '/v1/models/spam-calibrated/predict', { auth: 'basic', body: { instances } });
+  assert.equal(asked.status, 200, asked.text);
+  const outcomes = JSON.parse(asked.text).predictions.map((p, i) => ({ stream: 'flags', entity: `cal-${i}`, data: { spam: i % 3 === 0, prediction_id: p.prediction_id } }));
+  assert.equal((await http('POST', '/v1/facts', { auth: 'basic', body: outcomes })).status, 200);
+  await go('#/deployments/spam-calibrated');
+  const liveTable = page.locator('.card', { has: page.locator('h2', { hasText: 'Live metrics' }) }).locator('table');
+  await waitFor('the 40 outcomes joined, the calibration error beside its chance level', async () => {
+    const heads = (await liveTable.locator('th').allTextContents()).map((t) => t.trim().toLowerCase());
+    const col = heads.indexOf('calibration_error');
+    if (col < 0) return false;
+    const title = await liveTable.locator(`tbody tr:first-child td:nth-child(${col + 1})`).getAttribute('title');
+    return /^a perfectly calibrated model's would be about [0-9.]+ by chance over these 40 outcomes$/.test(title || '');
+  }, 30_000, 500);
   // A regression model has no probability to calibrate: no card.
   await go('#/models/likes');
   await visible(page.locator('table.versions'));
