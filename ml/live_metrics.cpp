@@ -120,6 +120,7 @@ struct group_acc {
     double latency_sum = 0;
     std::vector<double> truth, predicted;
     std::vector<std::vector<double>> probs;
+    std::vector<std::uint32_t> clusters;  // each scored row's entity
     // Binary: the decisions as served of the scored rows whose decision is
     // known, and whether each row was of the positive class.
     std::vector<bool> decided, decided_positive;
@@ -430,6 +431,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
             a.classes = r.classes;
             a.truth.push_back(static_cast<double>(k));
             a.probs.push_back(r.probabilities);
+            a.clusters.push_back(r.cluster);
             // An entry from before decisions were logged: its version's
             // threshold gives what it decided; a fallback's (no version)
             // decided by a threshold the entry does not say, so it is left
@@ -480,7 +482,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
                         positive[i] = a.truth[i] == 1;
                         score[i] = a.probs[i][1];
                     }
-                    a.g.reliability = reliability(positive, score);
+                    a.g.reliability = reliability(positive, score, a.clusters);
                 }
             }
         }

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numbers>
 #include <numeric>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -155,13 +156,18 @@ double brier_score(const std::vector<bool>& positive, const std::vector<double>&
 }
 
 std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
-                                         const std::vector<double>& score) {
+                                         const std::vector<double>& score,
+                                         const std::vector<std::uint32_t>& cluster) {
     std::vector<reliability_bin> bins(reliability_bins);
     std::vector<double> sums(reliability_bins, 0), variances(reliability_bins, 0);
     for (std::size_t b = 0; b < reliability_bins; ++b) {
         bins[b].lower = static_cast<double>(b) / reliability_bins;
         bins[b].upper = static_cast<double>(b + 1) / reliability_bins;
     }
+    // Per bin and entity, the sum of its rows' standard deviations: their
+    // outcomes move together, so those add before squaring.
+    std::vector<std::unordered_map<std::uint32_t, double>> spread(reliability_bins);
+    const bool clustered = cluster.size() == score.size();
     if (positive.size() == score.size()) {
         for (std::size_t i = 0; i < score.size(); ++i) {
             const double s = score[i];
@@ -173,10 +179,14 @@ std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
             ++bins[b].rows;
             if (positive[i]) ++bins[b].positives;
             sums[b] += s;
-            variances[b] += s * (1 - s);
+            if (clustered)
+                spread[b][cluster[i]] += std::sqrt(s * (1 - s));
+            else
+                variances[b] += s * (1 - s);
         }
     }
     for (std::size_t b = 0; b < reliability_bins; ++b) {
+        for (const auto& [entity, sd] : spread[b]) variances[b] += sd * sd;
         const auto n = static_cast<double>(bins[b].rows);
         bins[b].mean_score = bins[b].rows ? sums[b] / n : nan;
         bins[b].observed = bins[b].rows ? static_cast<double>(bins[b].positives) / n : nan;

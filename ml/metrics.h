@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,15 +87,29 @@ struct reliability_bin {
     double chance_gap = 0;
 };
 inline constexpr std::size_t reliability_bins = 10;
-// Always reliability_bins bins, empty ones included.
+// Always reliability_bins bins, empty ones included. With `cluster` (one
+// per row: the entity asked), a bin's chance_gap counts an entity's rows
+// in it as one draw, as its answers share one outcome: 100 answers to each
+// of 10 entities vary as 10 rows, not 1,000 (the chance level was 10 times
+// too low, and a calibrated version was taken out of service).
 std::vector<reliability_bin> reliability(const std::vector<bool>& positive,
-                                         const std::vector<double>& score);
+                                         const std::vector<double>& score,
+                                         const std::vector<std::uint32_t>& cluster = {});
 // Rows-weighted mean |mean_score - observed| over the bins: NaN with no rows.
 double calibration_error(const std::vector<reliability_bin>& bins);
 // What calibration_error a perfectly calibrated model would show on the
 // same scores by chance (the bins' chance_gap, weighted by their rows):
 // on 30 rows about 0.1, so a bound below it judges noise. NaN with no rows.
 double calibration_error_by_chance(const std::vector<reliability_bin>& bins);
+// A bound on calibration_error is judged only when its chance level is at
+// most this share of it: at half, a calibrated fraud model (most scores in
+// one bin, a skewed binomial) crossed the bound 3-7% of the time, and the
+// supervisor looks every 10 s.
+inline constexpr double calibration_chance_share = 1.0 / 3;
+// Whether a calibration_error bound can be judged at this chance level.
+inline bool calibration_bound_judged(double bound, double chance) {
+    return !(chance > bound * calibration_chance_share);
+}
 // The bins as a JSON array of {lower, upper, rows, positives, mean_score,
 // observed} (NaN as null): how versions and live metrics show them.
 std::string reliability_json(const std::vector<reliability_bin>& bins);

@@ -239,14 +239,14 @@ void supervisor::tick() {
                     const auto rate = g.decision ? decision_rate_of(name) : std::nullopt;
                     if (rate && decision_evidence(g, name) < p.min_outcomes) continue;
                     // A calibration error is judged once the window's answers
-                    // are enough that a perfectly calibrated model's would
-                    // be at most half the bound: on 30 outcomes it is about
-                    // 0.1 by chance, and a bound of 0.05 took out versions
-                    // for noise.
+                    // (their entities) are enough that a perfectly
+                    // calibrated model's would be at most a third of the
+                    // bound: on 30 outcomes it is about 0.17 by chance, and
+                    // a bound of 0.1 took out versions for noise.
                     const double chance = name == "calibration_error" && !g.reliability.empty()
                                               ? calibration_error_by_chance(g.reliability)
                                               : std::nan("");
-                    if (std::isfinite(chance) && chance > bound / 2) continue;
+                    if (!calibration_bound_judged(bound, chance)) continue;
                     bool higher = metric_higher_is_better(name);
                     if (higher ? v < bound : v > bound) {
                         std::ostringstream r;

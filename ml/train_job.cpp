@@ -99,8 +99,6 @@ json version_metrics_json(const training_outcome& o) {
     if (o.decision) j["decision"] = decision_json(*o.decision);
     if (!o.reliability.empty()) {
         j["reliability"] = json::parse(reliability_json(o.reliability));
-        const double chance = calibration_error_by_chance(o.reliability);
-        j["calibration_error_by_chance"] = std::isfinite(chance) ? json(chance) : json(nullptr);
     }
     if (o.calibration) j["calibration"] = calibration_json(*o.calibration);
     return j;

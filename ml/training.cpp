@@ -398,6 +398,11 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                             " is not met on the holdout: " + decision->unmet);
     }
     for (const auto& [name, bound] : policy.thresholds) {
+        // Not judged where chance alone explains much of it (a caution
+        // says so: see train_model).
+        if (name == "calibration_error" &&
+            !calibration_bound_judged(bound, candidate.get("calibration_error_by_chance")))
+            continue;
         double v = candidate.get(name);
         bool higher = metric_higher_is_better(name);
         bool ok = std::isfinite(v) && (higher ? v >= bound : v <= bound);
@@ -443,10 +448,12 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         const std::string change = "live is " + named(calibration->live) + ", this version " +
                                    named(calibration->candidate);
         if (std::isfinite(cb) && (!std::isfinite(lb) || cb <= lb)) {
-            g.calibration_change = change +
-                                   " (a new calibration: compared with live on the "
-                                   "Brier score, " +
-                                   fmt(cb) + " vs live " + fmt(lb) + ")";
+            g.calibration_change =
+                change +
+                " (a new calibration: compared with live on the "
+                "Brier score, " +
+                fmt(cb) + " vs live " + fmt(lb) +
+                (candidate_on_live_rows ? ", on the rows live is compared on" : "") + ")";
         } else {
             g.calibration_change = change;
             g.reasons.push_back(
@@ -458,17 +465,22 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         double lv = live->get(pm.name);
         g.live = lv;
         // Compared on the rows live answered; after a person put back a
-        // version calibrated otherwise, by the candidate's own ranking.
+        // version calibrated otherwise, by both sides' own rankings.
         const metric_listing* ranking = calibration ? calibration->ranking : nullptr;
         const double cv = ranking                  ? ranking->get(pm.name)
                           : candidate_on_live_rows ? candidate_on_live_rows->get(pm.name)
                                                    : g.candidate;
+        if (ranking && calibration->live_ranking) {
+            lv = calibration->live_ranking->get(pm.name);
+            g.live = lv;
+        }
         if (ranking) {
             g.calibration_change = "live is " + named(calibration->live) + ", this version " +
                                    named(calibration->candidate) +
-                                   "; live was put back after the calibration " +
-                                   "changed: compared by this version's " + pm.name +
-                                   " before calibration, " + fmt(cv);
+                                   "; live was put back after the calibration changed: compared "
+                                   "by " +
+                                   pm.name + " before calibration, " + fmt(cv) + " vs live " +
+                                   fmt(lv);
         }
         if (candidate_on_live_rows) g.candidate_on_live_rows = cv;
         // The candidate must improve on live by the margin, in the metric's
@@ -903,6 +915,8 @@ result<training_outcome> train_model(const model_definition& d, const training_s
             score[i] = (*fn)->predict(x_test[i]).probabilities[1];
         }
         out.reliability = reliability(positive, score);
+        out.metrics.values.emplace_back("calibration_error_by_chance",
+                                        calibration_error_by_chance(out.reliability));
         if (uncalibrated) {
             // What calibration changed on rows neither the model nor the
             // calibrator saw.
@@ -936,6 +950,14 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                             fmt(rep.after.calibration_error) + " after; log loss " +
                             fmt(rep.before.log_loss) + " before, " + fmt(rep.after.log_loss) +
                             " after");
+            if (rep.after.calibration_error > rep.before.calibration_error) {
+                log("warn", "calibration made the holdout's calibration error worse (" +
+                                fmt(rep.before.calibration_error) + " before, " +
+                                fmt(rep.after.calibration_error) +
+                                " after; a perfectly calibrated model's would be about " +
+                                fmt(calibration_error_by_chance(rep.after.bins)) +
+                                " by chance on these rows)");
+            }
             if (rep.after.log_loss > rep.before.log_loss) {
                 log("warn", "calibration made the holdout's log loss worse (" +
                                 fmt(rep.before.log_loss) + " before, " + fmt(rep.after.log_loss) +
@@ -991,16 +1013,17 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         if (auto b = d.promotion.thresholds.find("calibration_error");
             b != d.promotion.thresholds.end()) {
             const double chance = calibration_error_by_chance(out.reliability);
-            if (std::isfinite(chance) && chance > b->second / 2) {
+            if (!calibration_bound_judged(b->second, chance)) {
                 const std::string basis = "a perfectly calibrated model's would be about " +
                                           short_number(chance) + " by chance on these " +
                                           std::to_string(x_test.size()) + " holdout rows";
                 log("warn", "promotion.thresholds.calibration_error (" + plain_number(b->second) +
-                                ") is judged on too few rows: " + basis +
-                                "; more labels, or a larger holdout, make it surer");
-                out.gate_cautions.push_back(
-                    "the holdout cannot tell whether calibration_error <= " +
-                    plain_number(b->second) + " holds (" + basis + ")");
+                                ") is not judged: " + basis +
+                                ", more than a third of the bound; more labels, or a larger "
+                                "holdout, make it judged");
+                out.gate_cautions.push_back("calibration_error <= " + plain_number(b->second) +
+                                            " was not judged: the holdout cannot tell (" + basis +
+                                            ")");
             }
         }
     }
@@ -1110,31 +1133,51 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                     " holdout rows" + (out.importance.complete ? "" : " (time budget reached)"));
     const operating_point* decision = out.decision ? &*out.decision : nullptr;
     std::optional<calibration_shift> shift;
-    // The candidate's own ranking, before calibration, on the rows compared
-    // with live: what it is judged by when live, calibrated otherwise, was
-    // put back by a person after the calibration changed.
-    std::optional<metric_listing> ranking;
+    // Both sides' own rankings, before calibration, on the rows compared:
+    // what the candidate is judged by when live, calibrated otherwise, was
+    // put back by a person after the calibration changed. Isotonic's ties
+    // move roc_auc, on either side: a rollback to an isotonic version was
+    // undone by the same model without them.
+    std::optional<metric_listing> ranking, live_ranking;
     const calibration_method candidate_cal =
         out.calibration ? out.calibration->fitted.method : calibration_method::none;
     if (live && live->calibration) {
         shift = calibration_shift{*live->calibration, candidate_cal};
-    } else if (live && out.live_metrics && uncalibrated && live->artifact) {
+    } else if (live && out.live_metrics && live->artifact) {
         const calibrator* lc = live->artifact->function->calibration();
         const calibration_method live_cal = lc ? lc->method : calibration_method::none;
         if (live_cal != candidate_cal) {
-            feature_rows x_sub;
-            std::vector<double> y_sub;
-            for (std::size_t r = 0; r < x_test.size(); ++r) {
-                if (on_live_rows &&
-                    !std::binary_search(live_rows_compared.begin(), live_rows_compared.end(), r))
-                    continue;
-                x_sub.push_back(x_test[r]);
-                y_sub.push_back(y_test[r]);
+            if (uncalibrated) {
+                feature_rows x_sub;
+                std::vector<double> y_sub;
+                for (std::size_t r = 0; r < x_test.size(); ++r) {
+                    if (on_live_rows && !std::binary_search(live_rows_compared.begin(),
+                                                            live_rows_compared.end(), r))
+                        continue;
+                    x_sub.push_back(x_test[r]);
+                    y_sub.push_back(y_test[r]);
+                }
+                auto rm = score(d.task, *uncalibrated, x_sub, y_sub, num_classes);
+                if (!rm) return rm.error();
+                ranking = *rm;
+            } else {
+                ranking = on_live_rows ? *on_live_rows : out.metrics;
             }
-            auto rm = score(d.task, *uncalibrated, x_sub, y_sub, num_classes);
-            if (!rm) return rm.error();
-            ranking = *rm;
-            shift = calibration_shift{live_cal, candidate_cal, &*ranking};
+            if (lc) {
+                // Live's function without its map (aliasing: it lives as
+                // long as live's artifact), on the same rows.
+                live_reference raw = *live;
+                model_artifact bare = *live->artifact;
+                bare.function = function_ptr(live->artifact->function,
+                                             live->artifact->function->uncalibrated());
+                raw.artifact = std::make_shared<const model_artifact>(std::move(bare));
+                auto lm = score_live(d.task, raw, test_rows, y_test, out.classes);
+                if (!lm) return lm.error();
+                live_ranking = lm->metrics;
+            } else {
+                live_ranking = *out.live_metrics;
+            }
+            shift = calibration_shift{live_cal, candidate_cal, &*ranking, &*live_ranking};
         }
     }
     out.gate = evaluate_gate(

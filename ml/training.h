@@ -57,10 +57,11 @@ struct calibration_shift {
     calibration_method live = calibration_method::none, candidate = calibration_method::none;
     // Live was put back after the definition's calibration changed (a
     // person's choice of the old one): the candidate must beat live on the
-    // primary metric by its own ranking, before calibration, whose metrics
-    // on the compared rows these are (isotonic's ties raised roc_auc, and
-    // undid a rollback with the same model).
+    // primary metric, both by their own rankings, before calibration, whose
+    // metrics on the compared rows these are (isotonic's ties moved
+    // roc_auc, and undid a rollback with the same model).
     const metric_listing* ranking = nullptr;
+    const metric_listing* live_ranking = nullptr;  // live's, before its calibration
 };
 
 struct gate_decision {

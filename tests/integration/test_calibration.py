@@ -17,7 +17,7 @@ from kennel_harness import fact, in_holdout, uid
 from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
                            load_rows, log_text, post_facts, put_model, train_and_wait,
                            wait_until)
-from test_predict import events_of, wait_served
+from test_predict import events_of, set_live, wait_served
 from test_supervisor import supervisor_looks
 
 FEATURES = [{"field": "x1"}, {"field": "x2"}]
@@ -289,15 +289,47 @@ class CalibrationTest(SharedServerCase):
                       "calibration became %s: the candidate is compared with it by its "
                       "roc_auc before calibration" % method, log_text(job))
         self.assertFalse(v4["gate"]["passed"], v4["gate"])
-        self.assertIn("live was put back after the calibration changed: compared by this "
-                      "version's roc_auc before calibration", v4["gate"]["calibration_change"])
+        self.assertIn("live was put back after the calibration changed: compared by roc_auc "
+                      "before calibration", v4["gate"]["calibration_change"])
         self.assertNotIn("live", v4.get("aliases", []), v4)
+
+    def test_a_rollback_to_an_isotonic_version_stands_against_the_same_model(self):
+        # Isotonic's ties move roc_auc: live's, put back by a person, is
+        # judged before calibration as the candidate's is, so the same model
+        # ties and the rollback stands, whatever the candidate's calibration.
+        rows = skewed_rows(1500, 15, "rb")
+        feats, labels = self.streams(rows)
+        for method in ("sigmoid", "none"):
+            with self.subTest(method=method):
+                name = self.model(feats, labels, algorithm="forest", calibration="isotonic",
+                                  params={"num_trees": 30})
+                self.trained(name)
+                d = self.c.get("/v1/models/" + name).json()["definition"]
+                d["calibration"] = method
+                put_model(self, self.c, name, d, expect=(200,))
+                job = train_and_wait(self, self.c, name)
+                self.assertEqual(job["state"], "succeeded", log_text(job))
+                set_live(self, self.c, name, 2, "the new calibration")
+                set_live(self, self.c, name, 1, "back to isotonic")
+                job = train_and_wait(self, self.c, name)
+                v3 = get_version(self, self.c, name, 3)
+                gate = v3["gate"]
+                self.assertFalse(gate["passed"], gate)
+                self.assertEqual(gate["candidate"] if method == "none" else
+                                 v3["metrics"]["calibration"]["before"]["roc_auc"],
+                                 gate["live"], gate)
+                self.assertIn("live is calibrated by isotonic, this version %s; live was put back "
+                              "after the calibration changed: compared by roc_auc before "
+                              "calibration" % ("not calibrated" if method == "none"
+                                               else "calibrated by sigmoid"),
+                              gate["calibration_change"])
+                self.assertNotIn("live", v3.get("aliases", []), v3)
 
     def test_the_supervisor_judges_a_calibration_error_once_chance_cannot_explain_it(self):
         rows = skewed_rows(500, 11, "sv")
         feats, labels = self.streams(rows)
         name = self.model(feats, labels, calibration="sigmoid",
-                          supervision={"live_thresholds": {"calibration_error": 0.1},
+                          supervision={"live_thresholds": {"calibration_error": 0.2},
                                        "min_outcomes": 30})
         self.trained(name)
         rng = random.Random(12)
@@ -319,22 +351,22 @@ class CalibrationTest(SharedServerCase):
         # construction, yet their binned error is about 0.17 by chance.
         outcomes(skewed_rows(30, 13, "sv-few"), lambda p: rng.random() < p)
         g = group(30)
-        self.assertGreater(g["calibration_error_by_chance"], 0.05, g)
+        self.assertGreater(g["calibration_error_by_chance"], 0.2 / 3, g)
         supervisor_looks(self, self.c, 11)
         self.assertEqual([e for e in events_of(self, self.c, name) if e["event"] == "disabled"], [])
         # 400 more, each the opposite of what the answer leans to: far past
         # the bound, and past what chance explains.
         outcomes(skewed_rows(400, 14, "sv-many"), lambda p: p < 0.5)
         g = group(430)
-        self.assertLess(g["calibration_error_by_chance"], 0.05, g)
-        self.assertGreater(g["metrics"]["calibration_error"], 0.1, g)
+        self.assertLess(g["calibration_error_by_chance"], 0.2 / 3, g)
+        self.assertGreater(g["metrics"]["calibration_error"], 0.2, g)
 
         def disabled():
             es = [e for e in events_of(self, self.c, name) if e["event"] == "disabled"]
             return es[0] if es else None
         event = wait_until(disabled, 30, "the calibration error's disable")
         self.assertRegex(event["reason"],
-                         r"^live calibration_error [0-9.]+ above 0\.1 over 430 outcomes \(a "
+                         r"^live calibration_error [0-9.]+ above 0\.2 over 430 outcomes \(a "
                          r"calibrated model's would be about 0\.0[0-9]+ by chance\) of predictions")
 
     def test_live_metrics_measure_calibration_of_the_answers(self):

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -279,4 +280,30 @@ TEST_CASE("a sigmoid fitted on one score for every row is flat at the rate", "[c
     const double rate = (10 * (11.0 / 12) + 30 * (1.0 / 32)) / 40;
     CHECK((*c)(0.3) == Approx(rate));
     CHECK((*c)(0.9) == Approx(rate));
+}
+
+TEST_CASE("calibration error by chance counts an entity's answers as one draw", "[calibration]") {
+    // 10 entities asked 100 times each: their outcomes move together, so
+    // the chance level is that of 10 rows, ten times that of 1,000.
+    std::vector<double> score;
+    std::vector<bool> positive;
+    std::vector<std::uint32_t> entity;
+    for (std::uint32_t e = 0; e < 10; ++e) {
+        for (int k = 0; k < 100; ++k) {
+            score.push_back(0.05 + 0.09 * e);
+            positive.push_back(e % 2 == 0);
+            entity.push_back(e);
+        }
+    }
+    const double rows = calibration_error_by_chance(reliability(positive, score));
+    const double entities = calibration_error_by_chance(reliability(positive, score, entity));
+    CHECK(entities == Approx(10 * rows));
+    // One answer per entity: the same as rows.
+    std::vector<std::uint32_t> each(score.size());
+    for (std::size_t i = 0; i < each.size(); ++i) each[i] = static_cast<std::uint32_t>(i);
+    CHECK(calibration_error_by_chance(reliability(positive, score, each)) == Approx(rows));
+    // Judged only when chance is at most a third of the bound.
+    CHECK(calibration_bound_judged(0.1, 0.03));
+    CHECK_FALSE(calibration_bound_judged(0.1, 0.034));
+    CHECK(calibration_bound_judged(0.1, std::nan("")));
 }

@@ -210,6 +210,17 @@ TEST_CASE("gate: a new calibration is compared with live on the Brier score", "[
     CHECK(worse.reasons[0] ==
           "is worse than the live version on the Brier score (0.15 vs live 0.14); live is not "
           "calibrated, this version calibrated by isotonic: a person may promote it");
+    // A bound on the calibration error that chance explains is not judged.
+    promotion_policy ece;
+    ece.thresholds["calibration_error"] = 0.02;
+    auto noisy = listing(
+        {{"roc_auc", 0.85}, {"calibration_error", 0.026}, {"calibration_error_by_chance", 0.023}});
+    CHECK(evaluate_gate(task_kind::binary, ece, noisy, base, nullptr).passed);
+    auto settled = listing(
+        {{"roc_auc", 0.85}, {"calibration_error", 0.026}, {"calibration_error_by_chance", 0.005}});
+    auto judged = evaluate_gate(task_kind::binary, ece, settled, base, nullptr);
+    CHECK_FALSE(judged.passed);
+    CHECK(judged.reasons[0] == "calibration_error 0.026 is above the maximum 0.02");
     // The baseline and the thresholds still apply.
     promotion_policy bounded;
     bounded.thresholds["brier"] = 0.1;
