@@ -252,14 +252,21 @@ class CalibrationTest(SharedServerCase):
             with self.subTest(method=method):
                 self.calibration_turned_on(feats, labels, method)
 
-    def calibration_turned_on(self, feats, labels, method):
-        name = self.model(feats, labels, algorithm="forest", params={"num_trees": 30})
+    def recalibrated(self, feats, labels, first, then):
+        """A forest trained with calibration `first` (v1, live), then its
+        definition changed to `then` and trained again (v2). Its name."""
+        name = self.model(feats, labels, algorithm="forest", calibration=first,
+                          params={"num_trees": 30})
         self.trained(name)
         d = self.c.get("/v1/models/" + name).json()["definition"]
-        d["calibration"] = method
+        d["calibration"] = then
         put_model(self, self.c, name, d, expect=(200,))
         job = train_and_wait(self, self.c, name)
         self.assertEqual(job["state"], "succeeded", log_text(job))
+        return name
+
+    def calibration_turned_on(self, feats, labels, method):
+        name = self.recalibrated(feats, labels, None, method)
         v1, v2 = get_version(self, self.c, name, 1), get_version(self, self.c, name, 2)
         gate = v2["gate"]
         self.assertLess(v2["metrics"]["brier"], v1["metrics"]["brier"], gate)
@@ -301,14 +308,7 @@ class CalibrationTest(SharedServerCase):
         feats, labels = self.streams(rows)
         for method in ("sigmoid", "none"):
             with self.subTest(method=method):
-                name = self.model(feats, labels, algorithm="forest", calibration="isotonic",
-                                  params={"num_trees": 30})
-                self.trained(name)
-                d = self.c.get("/v1/models/" + name).json()["definition"]
-                d["calibration"] = method
-                put_model(self, self.c, name, d, expect=(200,))
-                job = train_and_wait(self, self.c, name)
-                self.assertEqual(job["state"], "succeeded", log_text(job))
+                name = self.recalibrated(feats, labels, "isotonic", method)
                 set_live(self, self.c, name, 2, "the new calibration")
                 set_live(self, self.c, name, 1, "back to isotonic")
                 job = train_and_wait(self, self.c, name)
