@@ -171,15 +171,20 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             group->primary->upper = i.upper;
         });
     }
-    // The reference: a group answering with the reference version, the
-    // experiment's first listed arm of it, an experiment arm before the
-    // "live" arm (requests outside the experiment, such as those before it),
-    // then the one with the most outcomes.
+    // The reference: a group answering with the reference version, one
+    // that version answered as itself before one of fallback answers (an
+    // arm taken out of service, whose requests live answers for it: its
+    // first request made it the reference, with no outcome, and every
+    // comparison "too few entities"), the experiment's first listed arm of
+    // it, an experiment arm before the "live" arm (requests outside the
+    // experiment, such as those before it), then the one with the most
+    // outcomes.
     group_metric* reference = nullptr;
     auto rank = [&u](const group_metric& m) {
-        const auto listed = std::find(u.arm_order.begin(), u.arm_order.end(), m.a->g.arm);
-        return std::make_tuple(-(listed - u.arm_order.begin()), m.a->g.arm != "live",
-                               m.a->g.outcomes);
+        const live_group& g = m.a->g;
+        const auto listed = std::find(u.arm_order.begin(), u.arm_order.end(), g.arm);
+        return std::make_tuple(g.fallbacks < g.predictions, -(listed - u.arm_order.begin()),
+                               g.arm != "live", g.outcomes);
     };
     for (group_metric& m : metrics) {
         const live_group& g = m.a->g;

@@ -779,6 +779,36 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual(r.status, 412, r)
         r = self.c.get(base + "/%d" % third["id"])
         self.assertEqual((r.json()["active"], r.json()["results"]), (True, None), r)
+        r = self.c.post_json(base + "/%d/end" % third["id"], {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+
+        # An arm taken out of service, listed first: live's version answers
+        # its requests (fallbacks, grouped under the arm with live's
+        # version). The reference stays the arm live's version answers as
+        # itself: one such fallback made the first listed group the
+        # reference, with no outcome, and every comparison "too few".
+        r = self.c.post_json(base, {"reason": "out", "arms": [
+            {"name": "gone", "version": 1, "weight": 1}, {"name": "kept", "version": 3, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        fourth = r.json()
+        preds = predict(self, self.c, name, {"instances": [
+            {"entity": uid("out"), "features": entity_features(i)} for i in range(80)]})["predictions"]
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(fourth["started_at"])["groups"])
+                   == 80, LOG_WAIT_S, "80 answers logged", interval=0.2)
+        outcomes(preds, 1.0)
+        self.assertEqual(live_metrics(fourth["started_at"])["reference"],
+                         {"arm": "kept", "version": 3})
+        r = self.c.post_json("/v1/models/%s/versions/1/disable" % name, {"reason": "out"})
+        self.assertEqual(r.status, 200, r)
+        more = predict(self, self.c, name, {"instances": [
+            {"entity": uid("after"), "features": entity_features(i)} for i in range(20)]})
+        gone = [p for p in more["predictions"] if p["arm"] == "gone"]
+        self.assertTrue(gone and all(p["fallback"] and p["version"] == 3 for p in gone), more)
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(fourth["started_at"])["groups"])
+                   == 100, LOG_WAIT_S, "100 answers logged", interval=0.2)
+        body = live_metrics(fourth["started_at"])
+        self.assertEqual(body["reference"], {"arm": "kept", "version": 3}, body)
+        self.assertIn(("gone", 3), [(g["arm"], g["version"]) for g in body["groups"]], body)
 
     def test_arms_of_other_classes_are_not_compared(self):
         # Version 1 learned b (false/true); version 2, after the label moved

@@ -149,6 +149,15 @@ TEST_CASE("Brier score, reliability bins and calibration error as scikit-learn's
         CHECK(bins[b].mean_score == Approx(mean[b]).margin(1e-9));
     }
     CHECK(calibration_error(bins) == Approx(0.164603960396).epsilon(1e-10));
+    // The edges are numpy's linspace(0, 1, 11): 0.6000000000000001 (an
+    // isotonic step's complement) is on the edge 6 * 0.1 and in bin 5, as
+    // calibration_curve puts it; so is 0.30000000000000004 in bin 2.
+    const auto ulp = reliability({true, true, false},
+                                 {0.6000000000000001, 0.30000000000000004, 0.7000000000000001});
+    CHECK(ulp[5].rows == 1);
+    CHECK(ulp[2].rows == 1);
+    CHECK(ulp[6].rows == 1);
+    CHECK(ulp[5].upper == 6 * 0.1);
     // A score on an edge goes to the lower bin, as numpy's searchsorted puts it.
     const auto edge = reliability({true, false, true}, {0.1, 0.2, 0.0});
     CHECK(edge[0].rows == 2);
