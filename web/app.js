@@ -1367,7 +1367,7 @@
   // Reliability: each bin's share positive against its mean probability
   // answered, the diagonal where they agree; a calibrated version's
   // probabilities before calibration beside them. A dot's area is its rows.
-  function reliabilityChart(after, before) {
+  function reliabilityChart(after, before, where = 'on the holdout') {
     const W = 300, H = 300, L = 44, R = 12, T = 28, B = 40;
     const x = (v) => L + (W - L - R) * v, y = (v) => T + (H - T - B) * (1 - v);
     const nodes = [];
@@ -1392,7 +1392,7 @@
     if (before) series(before, 'before', 'before calibration');
     series(after, 'metric', before ? 'calibrated' : 'answered');
     const said = after.filter((b) => b.rows > 0).map((b) => `${fmtNum(b.mean_score, 2)} answered, ${fmtNum(b.observed, 2)} positive`).join('; ');
-    return svg('svg', { class: 'chart reliability', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `Reliability on the holdout, by bin: ${said}` }, nodes);
+    return svg('svg', { class: 'chart reliability', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `Reliability ${where}, by bin: ${said}` }, nodes);
   }
 
   // How far the probabilities answered are from the rates seen, on the
@@ -2117,7 +2117,7 @@
         h('h2', null, 'Live metrics'),
         h('p.muted.small', null, 'Predictions joined with the outcomes that arrived later as facts, per version and arm',
           lm.computed_at ? [', as of ', timeEl(lm.computed_at), ` (refreshed every ${LIVE_METRICS_MAX_AGE_S} s).`] : '.'),
-        lm.error ? errorBox(lm.error) : groups.length ? liveMetricsTable(groups) : h('p.muted', null, 'No predictions logged yet.')]);
+        lm.error ? errorBox(lm.error) : groups.length ? [liveMetricsTable(groups), liveReliability(groups)] : h('p.muted', null, 'No predictions logged yet.')]);
       const running = ex.error ? null : ex.experiments.find((e) => e.active);
       const disabled = disabledSet(vs.versions);
       const startKey = JSON.stringify([vs.versions.map((v) => [v.version, v.status, v.aliases]), [...disabled], running ? running.id : '']);
@@ -2190,6 +2190,20 @@
     const iv = Array.isArray(d[interval]) ? `, 95% interval [${sig4(d[interval][0])}, ${sig4(d[interval][1])}]` : '';
     const rows = d[count];
     return `over ${fmtNum(rows)} ${rows === 1 ? words.replace(/s( |$)/, '$1') : words}${ents}, each entity counted once${iv}`;
+  }
+
+  // Binary groups' reliability on their joined outcomes (shadows and
+  // fallbacks apart): how the probabilities served compare with the rates
+  // seen since, beside what chance alone would show.
+  function liveReliability(groups) {
+    const shown = groups.filter((g) => Array.isArray(g.reliability) && g.outcomes > 0 && !g.shadow && g.version).slice(0, 4);
+    if (!shown.length) return null;
+    return h('div.live-reliability', { id: 'live-reliability' },
+      h('h3', null, 'Calibration of the answers'),
+      h('div.calibration-body', null, shown.map((g) => h('figure', { 'data-version': g.version, 'data-arm': g.arm },
+        reliabilityChart(g.reliability, null, `of v${g.version} (${g.arm}) on its joined outcomes`),
+        h('figcaption.small.muted', null, `v${g.version} (${g.arm}): calibration error ${fmtNum(g.metrics && g.metrics.calibration_error, 3)} over ${fmtNum(g.outcomes)} outcomes` +
+          (Number.isFinite(g.calibration_error_by_chance) ? `; about ${fmtNum(g.calibration_error_by_chance, 3)} by chance alone` : ''))))));
   }
 
   // A live calibration error beside what chance alone would show over as

@@ -1392,6 +1392,14 @@ step('calibration: the reliability of the probabilities answered, before and aft
     const title = await liveTable.locator(`tbody tr:first-child td:nth-child(${col + 1})`).getAttribute('title');
     return /^a perfectly calibrated model's would be about [0-9.]+ by chance over these 40 outcomes$/.test(title || '');
   }, 30_000, 500);
+  // And the answers' reliability, drawn from the same bins.
+  const liveFig = page.locator('#live-reliability figure[data-version="1"]');
+  await visible(liveFig);
+  assert.match(await liveFig.locator('figcaption').textContent(), /^v1 \(live\): calibration error [0-9.]+ over 40 outcomes; about [0-9.]+ by chance alone$/);
+  const lm = JSON.parse((await http('GET', '/v1/models/spam-calibrated/live-metrics', { auth: 'basic' })).text);
+  const g1 = lm.groups.find((g) => g.version === 1 && !g.shadow);
+  assert.equal(await liveFig.locator('circle.dot-metric').count(), g1.reliability.filter((b) => b.rows > 0).length);
+  await shot('deployments-live-calibration-1280');
   // A regression model has no probability to calibrate: no card.
   await go('#/models/likes');
   await visible(page.locator('table.versions'));
