@@ -662,6 +662,7 @@ parsed_definition parse_definition(const std::string& text) {
                                        "sleep",
                                        "sleep_after_read",
                                        "oom",
+                                       "oom_in_calibration",
                                        "serve_throw",
                                        "serve_sleep",
                                        "corrupt_artifact",

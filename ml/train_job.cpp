@@ -423,6 +423,15 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         hooks.control.progress = [](double f, const std::string& m) {
             emit({{"progress", f}, {"message", m}});
         };
+        // Tests: an allocation that fails inside a trainer, in a
+        // calibration fold (where a fit over its limit first said only
+        // "forest training failed: std::bad_alloc").
+        if (test_faults && d.test_fault == "oom_in_calibration") {
+            hooks.control.progress = [](double f, const std::string& m) {
+                if (m.starts_with("calibration fold")) throw std::bad_alloc();
+                emit({{"progress", f}, {"message", m}});
+            };
+        }
         hooks.log = [](const std::string& level, const std::string& m) {
             emit({{"log", level}, {"message", m}});
         };
@@ -520,6 +529,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             {"timings",
              {{"read_seconds", read_seconds},
               {"fit_seconds", outcome->fit_seconds},
+              {"calibration_seconds", outcome->calibration_seconds},
               {"evaluate_seconds", outcome->evaluate_seconds},
               {"total_seconds", total}}},
         };

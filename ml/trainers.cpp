@@ -7,6 +7,7 @@
 #include <exception>
 #include <limits>
 #include <map>
+#include <new>
 #include <numeric>
 #include <set>
 #include <type_traits>
@@ -601,6 +602,10 @@ result<function_ptr> train(task_kind task, algorithm algo, const train_params& p
         return f;
     } catch (const cancelled_error&) {
         return cancelled_status();
+    } catch (const std::bad_alloc&) {
+        // The training run's memory limit: its process names it (wrapped
+        // here, it read "forest training failed: std::bad_alloc").
+        throw;
     } catch (const std::exception& e) {  // dlib::error derives from std::exception
         return status(error_kind::internal,
                       std::string(algorithm_name(algo)) + " training failed: " + e.what());

@@ -186,6 +186,7 @@ struct training_outcome {
     std::string split_rule;
     std::optional<std::int64_t> holdout_from;  // a split by time: its cut
     double fit_seconds = 0, evaluate_seconds = 0;
+    double calibration_seconds = 0;  // the out-of-fold fits and the map (0: none)
 };
 
 struct training_hooks {

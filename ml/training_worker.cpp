@@ -558,6 +558,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     std::int64_t peak_rss = 0;
     std::string buffer;
     std::string last_error;  // the process's last error line, for a failure with no result
+    // The last progress message: where a run stopped for its deadline or
+    // memory was (a calibration fold, say, after a fit that fitted).
+    std::string last_step;
     auto last_progress_write = steady::now() - std::chrono::seconds(1);
     bool eof = false;
     while (!eof) {
@@ -579,6 +582,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     if (msg.contains("progress")) {
                         double f = msg.value("progress", 0.0);
                         std::string m = msg.value("message", "");
+                        last_step = m;
                         if (observer.progress) observer.progress(f, m);
                         if (steady::now() - last_progress_write > std::chrono::milliseconds(300)) {
                             last_progress_write = steady::now();
@@ -628,6 +632,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         }
     }
 
+    const std::string stopped_at = last_step.empty() ? "" : ", at: " + last_step;
     switch (killed) {
         case kill_reason::stop: {
             // Shutting down: the job goes back to the queue for the next
@@ -655,13 +660,15 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
         }
         case kill_reason::cancel: return finish(job_state::cancelled, "cancelled on request");
         case kill_reason::deadline:
-            return finish(job_state::timed_out,
-                          "ran past its deadline of " +
-                              std::to_string(static_cast<std::int64_t>(def.definition.training_deadline_seconds)) +
-                              " s and was stopped");
+            return finish(job_state::timed_out, "ran past its deadline of " +
+                                                    std::to_string(static_cast<std::int64_t>(
+                                                        def.definition.training_deadline_seconds)) +
+                                                    " s and was stopped" + stopped_at);
         case kill_reason::memory:
-            return finish(job_state::failed, "exceeded its memory limit of " + std::to_string(memory_mb) +
-                                                 " MB (resident " + std::to_string(peak_rss) + " MB) and was stopped");
+            return finish(job_state::failed, "exceeded its memory limit of " +
+                                                 std::to_string(memory_mb) + " MB (resident " +
+                                                 std::to_string(peak_rss) + " MB) and was stopped" +
+                                                 stopped_at);
         case kill_reason::none: break;
     }
     if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {

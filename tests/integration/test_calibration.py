@@ -150,6 +150,16 @@ class CalibrationTest(SharedServerCase):
                 self.assertIsNone(b["observed"], b)
         error = sum(b["rows"] * abs(b["mean_score"] - b["observed"]) for b in bins if b["rows"])
         self.assertAlmostEqual(m["calibration_error"], error / len(held), places=12)
+        # Lists leave out the map's points and the bins after (equal to
+        # metrics.reliability); the version asked for by number has them.
+        listed = [x for x in self.c.get("/v1/models/%s/versions" % name).json()["versions"]
+                  if x["version"] == 1][0]["metrics"]["calibration"]
+        self.assertNotIn("points", listed)
+        self.assertNotIn("reliability", listed["after"])
+        self.assertEqual(listed["before"], cal["before"])
+        self.assertEqual(cal["after"]["reliability"], m["reliability"])
+        # The calibration's own time, apart from the fit's.
+        self.assertGreater(v["timings"]["calibration_seconds"], 0, v["timings"])
         # Before: the forest's own probabilities, on the same rows.
         self.assertEqual(sum(b["rows"] for b in cal["before"]["reliability"]), len(held))
         self.assertTrue(math.isfinite(cal["before"]["brier"]), cal)

@@ -271,6 +271,24 @@ class FaultTest(SharedServerCase):
         if j["error"].startswith("out of memory"):  # the fit's own allocation failed
             self.assertIn("memory limit of 256 MB (training.memory_mb)", j["error"], j)
 
+    def test_an_allocation_failing_in_a_calibration_fold_names_the_memory_limit(self):
+        # A trainer's own bad_alloc was wrapped as "forest training failed:
+        # std::bad_alloc", which said nothing of training.memory_mb (a fit
+        # near its limit passed, and its calibration folds went over).
+        feat, lab = uid("feat"), uid("lab")
+        load_rows(self, self.c, feat, lab, synthetic("binary", 80, seed=9))
+        name = uid("fault-cal")
+        put_model(self, self.c, name, definition("binary", feat, lab, algorithm="forest",
+                                                 calibration="sigmoid",
+                                                 test_fault="oom_in_calibration",
+                                                 training={"memory_mb": 700}), expect=(201,))
+        j = wait_job(self, self.c, queue_training(self, self.c, name), timeout=60)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertTrue(j["error"].startswith(
+            "out of memory: the training run exceeded its memory limit of 700 MB "
+            "(training.memory_mb)"), j)
+        self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
+
 
 class FaultsNeedTheFlagTest(SharedServerCase):
     """Without --test-faults the definition's test_fault is ignored."""
