@@ -258,6 +258,8 @@ class FaultTest(SharedServerCase):
         j = wait_job(self, self.c, job_id, timeout=60)
         self.assertEqual(j["state"], "timed_out", j)
         self.assertIn("deadline of 10 s", j["error"], j)
+        # Where it was: its last progress (the fit sleeps once its facts are read).
+        self.assertRegex(j["error"], r"and was stopped, at: reading facts up to id \d+$")
         self.assertIsNotNone(j["finished_at"], j)
         self.assertIn("trying again in 1 s", self.server.stderr())
         wait_until(lambda: self.c.get("/v1/overview").json()["components"]["trainer"]["job"] is None,
