@@ -671,14 +671,15 @@ parsed_definition parse_definition(const std::string& text) {
                                        "wait_for_new_revision",
                                        "hold_after_fit"};
         bool ok = false;
-        for (const char* f : faults) ok = ok || d.test_fault == f;
-        if (!ok) {
-            r.error("test_fault",
-                    "must be throw, crash, sleep, sleep_after_read, oom, serve_throw, serve_sleep, "
-                    "corrupt_artifact, wait_for_live_move, wait_for_live_move_and_back, "
-                    "wait_for_new_revision or "
-                    "hold_after_fit");
+        std::string names;  // the list said from the one above, so it cannot miss one
+        for (const char* f : faults) {
+            ok = ok || d.test_fault == f;
+            names += std::string(names.empty()                        ? ""
+                                 : f == faults[std::size(faults) - 1] ? " or "
+                                                                      : ", ") +
+                     f;
         }
+        if (!ok) r.error("test_fault", "must be " + names);
     }
     return out;
 }

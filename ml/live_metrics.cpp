@@ -142,6 +142,13 @@ struct group_metric {
     std::int64_t entities = 0;
 };
 
+// A group of fallback answers only: another version answered an arm's
+// requests for it (its own out of service). Neither a reference nor an
+// arm to compare: "B v1 against A v1" read as an A/A test nobody ran.
+bool fallbacks_only(const live_group& g) {
+    return g.predictions > 0 && g.fallbacks >= g.predictions;
+}
+
 void compare_groups(const live_uncertainty_options& u, const std::vector<group_acc*>& kept,
                     std::uint32_t clusters, live_report& report) {
     std::vector<group_metric> metrics;
@@ -171,24 +178,23 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
             group->primary->upper = i.upper;
         });
     }
-    // The reference: a group answering with the reference version, one
-    // that version answered as itself before one of fallback answers (an
-    // arm taken out of service, whose requests live answers for it: its
-    // first request made it the reference, with no outcome, and every
-    // comparison "too few entities"), the experiment's first listed arm of
-    // it, an experiment arm before the "live" arm (requests outside the
-    // experiment, such as those before it), then the one with the most
-    // outcomes.
+    // The reference: a group answering with the reference version as
+    // itself (not an arm taken out of service, whose requests live answers
+    // for it as fallbacks: its first request made it the reference, with no
+    // outcome, and every comparison "too few entities"), the experiment's
+    // first listed arm of it, an experiment arm before the "live" arm
+    // (requests outside the experiment, such as those before it), then the
+    // one with the most outcomes.
     group_metric* reference = nullptr;
     auto rank = [&u](const group_metric& m) {
         const live_group& g = m.a->g;
         const auto listed = std::find(u.arm_order.begin(), u.arm_order.end(), g.arm);
-        return std::make_tuple(g.fallbacks < g.predictions, -(listed - u.arm_order.begin()),
-                               g.arm != "live", g.outcomes);
+        return std::make_tuple(-(listed - u.arm_order.begin()), g.arm != "live", g.outcomes);
     };
     for (group_metric& m : metrics) {
         const live_group& g = m.a->g;
-        if (g.shadow || !g.version || g.version != u.reference_version || g.arm == "fallback")
+        if (g.shadow || !g.version || g.version != u.reference_version || g.arm == "fallback" ||
+            fallbacks_only(g))
             continue;
         if (!reference || rank(m) > rank(*reference)) reference = &m;
     }
@@ -244,7 +250,8 @@ void compare_groups(const live_uncertainty_options& u, const std::vector<group_a
         // is traffic outside the experiment.
         for (group_metric& m : metrics) {
             const live_group& g = m.a->g;
-            if (&m == reference || g.shadow || !g.version || g.arm == "live" || g.arm == "fallback")
+            if (&m == reference || g.shadow || !g.version || g.arm == "live" ||
+                g.arm == "fallback" || fallbacks_only(g))
                 continue;
             live_comparison& cmp = begin(m, false);
             cmp.outcomes = g.outcomes;

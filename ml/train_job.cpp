@@ -211,6 +211,10 @@ int fail(const std::string& out_dir, const status& s) {
     return 3;
 }
 
+// The last progress message the job emitted: where an allocation that
+// failed stopped it (as the parent says where a deadline stopped it).
+std::string last_step;
+
 // Test-only faults, named in the definition and honoured only when the server
 // runs with --test-faults.
 void inject_fault(const std::string& fault) {
@@ -421,6 +425,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
 
         training_hooks hooks;
         hooks.control.progress = [](double f, const std::string& m) {
+            last_step = m;
             emit({{"progress", f}, {"message", m}});
         };
         // Tests: an allocation that fails inside a trainer, in a
@@ -428,6 +433,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
         // "forest training failed: std::bad_alloc").
         if (test_faults && d.test_fault == "oom_in_calibration") {
             hooks.control.progress = [](double f, const std::string& m) {
+                last_step = m;
                 if (m.starts_with("calibration fold")) throw std::bad_alloc();
                 emit({{"progress", f}, {"message", m}});
             };
@@ -548,7 +554,9 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                            "out of memory: the training run exceeded its memory limit of " +
                                std::to_string(memory_mb) +
                                " MB (training.memory_mb); more rows, more columns (a "
-                               "category's top_n, text buckets) or more trees need more"));
+                               "category's top_n, text buckets), more trees or a "
+                               "calibration's folds need more" +
+                               (last_step.empty() ? "" : "; at: " + last_step)));
     } catch (const std::exception& e) {
         return fail(out_dir,
                     status(error_kind::internal, std::string("training threw: ") + e.what()));

@@ -687,13 +687,19 @@ http_response get_model_live_metrics(app& a, const http_request& req) {
     }
     std::optional<model_row> m;
     std::optional<std::int64_t> reference;
-    std::vector<std::string> arm_order;  // the running experiment's
+    // The arms of the experiment that started at `since`, else of the
+    // running one (asked so, an ended experiment's comparisons are those
+    // its end kept: without its arms' order an A/A test's reference became
+    // the arm with the most outcomes, and every comparison changed sign).
+    std::vector<std::string> arm_order;
     {
         auto conn = a.readers().acquire();
         m = get_model(*conn, name);
         if (!m) return error_response(no_model_named(name));
         reference = reference_version(*conn, name, since);
-        if (auto e = active_experiment(*conn, name)) arm_order = arm_names(e->arms);
+        auto e = since ? experiment_started_at(*conn, name, since) : std::nullopt;
+        if (!e) e = active_experiment(*conn, name);
+        if (e) arm_order = arm_names(e->arms);
     }
     // A definition change may change the label the outcomes are read from,
     // and a move of live or another experiment what is compared.

@@ -1167,6 +1167,16 @@ std::optional<experiment_row> get_experiment(connection& c, std::int64_t id) {
     return read_experiment(st);
 }
 
+std::optional<experiment_row> experiment_started_at(connection& c, const std::string& model,
+                                                    micros at) {
+    statement st(c, std::string("SELECT ") + experiment_columns +
+                        " FROM experiments WHERE model = ? AND started_at = ? ORDER BY id DESC "
+                        "LIMIT 1");
+    st.bind(1, model).bind(2, at);
+    if (!st.step()) return std::nullopt;
+    return read_experiment(st);
+}
+
 std::vector<experiment_row> list_experiments(connection& c, const std::string& model,
                                              const page& p) {
     statement st(c, std::string("SELECT ") + experiment_columns +

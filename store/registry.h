@@ -435,6 +435,10 @@ status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::optional<std::string>& results = std::nullopt);
 std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
+// The newest experiment of the model that started at `at` (live metrics
+// asked ?since= an ended experiment's start compare its arms as it did).
+std::optional<experiment_row> experiment_started_at(connection& c, const std::string& model,
+                                                    micros at);
 std::vector<experiment_row> list_experiments(connection& c, const std::string& model,
                                              const page& p);
 

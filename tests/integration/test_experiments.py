@@ -781,6 +781,14 @@ class ExperimentTest(SharedServerCase):
         self.assertEqual((r.json()["active"], r.json()["results"]), (True, None), r)
         r = self.c.post_json(base + "/%d/end" % third["id"], {"reason": "seen"})
         self.assertEqual(r.status, 200, r)
+        # Asked since its start once it ended, the comparisons its end kept
+        # (its arms' order, not the arm with the most outcomes, is the
+        # reference's rule).
+        kept = r.json()["results"]
+        again = live_metrics(third["started_at"])
+        self.assertEqual((again["reference"], [c["arm"] for c in again["comparisons"]]),
+                         (kept["reference"], [c["arm"] for c in kept["comparisons"]]), again)
+        self.assertEqual(kept["reference"], {"arm": "b", "version": 3}, kept)
 
         # An arm taken out of service, listed first: live's version answers
         # its requests (fallbacks, grouped under the arm with live's
@@ -809,6 +817,31 @@ class ExperimentTest(SharedServerCase):
         body = live_metrics(fourth["started_at"])
         self.assertEqual(body["reference"], {"arm": "kept", "version": 3}, body)
         self.assertIn(("gone", 3), [(g["arm"], g["version"]) for g in body["groups"]], body)
+        # Live's fallback answers for the arm are not an arm to compare.
+        self.assertEqual([c["arm"] for c in body["comparisons"]], ["gone"], body)
+        self.assertEqual(body["comparisons"][0]["version"], 1, body)
+        r = self.c.post_json(base + "/%d/end" % fourth["id"], {"reason": "seen"})
+        self.assertEqual(r.status, 200, r)
+        r = self.c.post_json("/v1/models/%s/versions/1/enable" % name, {"reason": "back"})
+        self.assertEqual(r.status, 200, r)
+
+        # No arm of live's version, one taken out of service: live answers
+        # its requests, and those fallbacks are no reference (there is none).
+        r = self.c.post_json(base, {"reason": "none of live", "arms": [
+            {"name": "p", "version": 1, "weight": 1}, {"name": "q", "version": 2, "weight": 1}]})
+        self.assertEqual(r.status, 201, r)
+        fifth = r.json()
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "out"})
+        self.assertEqual(r.status, 200, r)
+        preds = predict(self, self.c, name, {"instances": [
+            {"entity": uid("none"), "features": entity_features(i)} for i in range(60)]})["predictions"]
+        self.assertIn((3, True), {(p["version"], p["fallback"]) for p in preds}, preds)
+        wait_until(lambda: sum(g["predictions"] for g in live_metrics(fifth["started_at"])["groups"])
+                   == 60, LOG_WAIT_S, "60 answers logged", interval=0.2)
+        outcomes(preds, 1.0)
+        body = live_metrics(fifth["started_at"])
+        self.assertIsNone(body["reference"], body)
+        self.assertEqual(body["comparisons"], [], body)
 
     def test_arms_of_other_classes_are_not_compared(self):
         # Version 1 learned b (false/true); version 2, after the label moved

@@ -289,6 +289,7 @@ class FaultTest(SharedServerCase):
         self.assertTrue(j["error"].startswith(
             "out of memory: the training run exceeded its memory limit of 700 MB "
             "(training.memory_mb)"), j)
+        self.assertIn("; at: calibration fold 1 of 3", j["error"], j)
         self.assertEqual(self.c.get("/v1/models/%s/versions" % name).json()["versions"], [])
 
 
