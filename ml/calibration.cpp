@@ -30,12 +30,18 @@ result<calibration_method> parse_calibration_method(std::string_view name) {
                   "calibration");
 }
 
+namespace {
+
+// The score's logit, clipped as log loss clips probabilities.
 double score_logit(double score) {
     const double p = std::clamp(score, 1e-15, 1 - 1e-15);
     return std::log(p) - std::log1p(-p);
 }
 
-namespace {
+// What a sigmoid of this input is fitted on and applied to.
+double sigmoid_feature(sigmoid_input input, double score) {
+    return input == sigmoid_input::logit ? score_logit(score) : score;
+}
 
 // log(1 + e^z) without overflow.
 double softplus(double z) {
@@ -56,7 +62,7 @@ calibrator fit_sigmoid(const std::vector<bool>& positive, const std::vector<doub
     // do not drive the slope to infinity.
     const double hi = (prior1 + 1) / (prior1 + 2), lo = 1 / (prior0 + 2);
     for (std::size_t i = 0; i < n; ++i) {
-        f[i] = input == sigmoid_input::logit ? score_logit(score[i]) : score[i];
+        f[i] = sigmoid_feature(input, score[i]);
         t[i] = positive[i] ? hi : lo;
     }
     // loss = sum log(1 + e^z) - (1 - t) z, z = a f + b (P = 1 / (1 + e^z)).
@@ -198,9 +204,7 @@ double calibrator::operator()(double score) const {
         case calibration_method::none:
             return score;
         case calibration_method::sigmoid:
-            return 1 /
-                   (1 +
-                    std::exp(a * (input == sigmoid_input::logit ? score_logit(score) : score) + b));
+            return 1 / (1 + std::exp(a * sigmoid_feature(input, score) + b));
         case calibration_method::isotonic: {
             if (xs.empty() || std::isnan(score)) return score;
             if (score <= xs.front()) return ys.front();

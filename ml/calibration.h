@@ -51,8 +51,4 @@ result<calibrator> fit_calibrator(calibration_method method, const std::vector<b
                                   const std::vector<double>& score,
                                   sigmoid_input input = sigmoid_input::logit);
 
-// The score's logit, clipped as log loss clips probabilities: what the
-// sigmoid is fitted on.
-double score_logit(double score);
-
 }  // namespace kennel::ml

@@ -472,11 +472,11 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
             g.decision_rule_change ? json(*g.decision_rule_change) : json(nullptr);
         gate["calibration_change"] =
             g.calibration_change ? json(*g.calibration_change) : json(nullptr);
-        gate["calibration_compared"] =
-            g.live_brier ? json{{"metric", "brier"},
-                                {"candidate", json(g.candidate_brier.value_or(0))},
-                                {"live", json(*g.live_brier)}}
-                         : json(nullptr);
+        gate["calibration_compared"] = g.calibration_compared
+                                           ? json{{"metric", "brier"},
+                                                  {"candidate", g.calibration_compared->candidate},
+                                                  {"live", g.calibration_compared->live}}
+                                           : json(nullptr);
         gate["fails_only_against_live"] = outcome->fails_only_against_live;
         gate["live_alias_at_start"] = live_at_start ? json(*live_at_start) : json(nullptr);
         gate["live_disabled_at_start"] = live_disabled_at_start;

@@ -561,61 +561,57 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
                                 plain_number(bound));
         }
     }
-    const bool new_calibration =
-        live && calibration && !calibration->ranking && calibration->live != calibration->candidate;
+    // What changed against live, in the words the gate's fields and
+    // reasons share.
+    const bool new_rule = decision && live_decision && !(decision->policy == *live_decision);
+    const std::string rule_change = new_rule ? "live decides by " + describe(*live_decision) +
+                                                   ", this version by " + describe(decision->policy)
+                                             : "";
     const auto named = [](calibration_method m) {
         return m == calibration_method::none
                    ? std::string("not calibrated")
                    : std::string("calibrated by ") + calibration_method_name(m);
     };
+    const std::string calibration_words = calibration ? "live is " + named(calibration->live) +
+                                                            ", this version " +
+                                                            named(calibration->candidate)
+                                                      : "";
+    const std::string on_live_rows =
+        candidate_on_live_rows ? ", on the rows live is compared on" : "";
+    const bool new_calibration =
+        live && calibration && !calibration->ranking && calibration->live != calibration->candidate;
     if (new_calibration) {
         // Compared on the Brier score, on the rows live answered: a new
         // map's worth is in its probabilities, which the ranking (roc_auc)
-        // does not see.
+        // does not see. A new rule in the same revision is said too (the
+        // Brier score judges both: a threshold does not change it).
         g.live = live->get(pm.name);
         const metric_listing& mine = candidate_on_live_rows ? *candidate_on_live_rows : candidate;
         if (candidate_on_live_rows) g.candidate_on_live_rows = mine.get(pm.name);
         const double cb = mine.get("brier"), lb = live->get("brier");
-        g.candidate_brier = cb;
-        g.live_brier = lb;
-        // A new rule in the same revision is said too (the Brier score
-        // judges both: a threshold does not change it).
-        if (decision && live_decision && !(decision->policy == *live_decision)) {
-            g.decision_rule_change = "live decides by " + describe(*live_decision) +
-                                     ", this version by " + describe(decision->policy);
-        }
-        const std::string change = "live is " + named(calibration->live) + ", this version " +
-                                   named(calibration->candidate);
+        g.calibration_compared = gate_decision::brier_pair{cb, lb};
+        if (new_rule) g.decision_rule_change = rule_change;
         if (std::isfinite(cb) && (!std::isfinite(lb) || cb <= lb)) {
-            g.calibration_change =
-                change +
-                " (a new calibration: compared with live on the "
-                "Brier score, " +
-                fmt(cb) + " vs live " + fmt(lb) +
-                (candidate_on_live_rows ? ", on the rows live is compared on" : "") + ")";
+            g.calibration_change = calibration_words +
+                                   " (a new calibration: compared with live on the Brier score, " +
+                                   fmt(cb) + " vs live " + fmt(lb) + on_live_rows + ")";
         } else {
-            g.calibration_change = change;
-            g.reasons.push_back(
-                "is worse than the live version on the Brier score (" + fmt(cb) + " vs live " +
-                fmt(lb) + (candidate_on_live_rows ? ", on the rows live is compared on" : "") +
-                "); " + change + ": a person may promote it");
+            g.calibration_change = calibration_words;
+            g.reasons.push_back("is worse than the live version on the Brier score (" + fmt(cb) +
+                                " vs live " + fmt(lb) + on_live_rows + "); " + calibration_words +
+                                ": a person may promote it");
         }
     } else if (live) {
-        double lv = live->get(pm.name);
-        g.live = lv;
         // Compared on the rows live answered; after a person put back a
         // version calibrated otherwise, by both sides' own rankings.
         const metric_listing* ranking = calibration ? calibration->ranking : nullptr;
+        const double lv = ranking ? calibration->live_ranking->get(pm.name) : live->get(pm.name);
         const double cv = ranking                  ? ranking->get(pm.name)
                           : candidate_on_live_rows ? candidate_on_live_rows->get(pm.name)
                                                    : g.candidate;
-        if (ranking && calibration->live_ranking) {
-            lv = calibration->live_ranking->get(pm.name);
-            g.live = lv;
-        }
+        g.live = lv;
         if (ranking) {
-            g.calibration_change = "live is " + named(calibration->live) + ", this version " +
-                                   named(calibration->candidate) +
+            g.calibration_change = calibration_words +
                                    "; live was put back after the calibration changed: compared "
                                    "by " +
                                    pm.name + " before calibration, " + fmt(cv) + " vs live " +
@@ -625,26 +621,19 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
         // The candidate must improve on live by the margin, in the metric's
         // direction; with a new decision rule, match it.
         double margin = policy.min_improvement;
-        const bool new_rule = decision && live_decision && !(decision->policy == *live_decision);
-        if (new_rule) {
-            g.decision_rule_change = "live decides by " + describe(*live_decision) +
-                                     ", this version by " + describe(decision->policy);
-        }
+        if (new_rule) g.decision_rule_change = rule_change;
         bool ok = std::isfinite(cv) &&
                   (!std::isfinite(lv) ||
                    (new_rule ? (pm.higher_is_better ? cv >= lv : cv <= lv)
                              : (pm.higher_is_better ? cv > lv + margin : cv < lv - margin)));
         if (!ok && new_rule) {
-            g.reasons.push_back(
-                "is worse than the live version on " + g.metric + " (" + fmt(cv) + " vs live " +
-                fmt(lv) + (candidate_on_live_rows ? ", on the rows live is compared on" : "") +
-                "); " + *g.decision_rule_change +
-                ": a person may promote it to serve the new rule");
+            g.reasons.push_back("is worse than the live version on " + g.metric + " (" + fmt(cv) +
+                                " vs live " + fmt(lv) + on_live_rows + "); " + rule_change +
+                                ": a person may promote it to serve the new rule");
         } else if (!ok) {
-            g.reasons.push_back(
-                "does not beat the live version on " + g.metric + " by " + fmt(margin) + " (" +
-                fmt(cv) + " vs live " + fmt(lv) +
-                (candidate_on_live_rows ? ", on the rows live is compared on" : "") + ")");
+            g.reasons.push_back("does not beat the live version on " + g.metric + " by " +
+                                fmt(margin) + " (" + fmt(cv) + " vs live " + fmt(lv) +
+                                on_live_rows + ")");
         }
     }
     g.passed = g.reasons.empty();
@@ -1072,7 +1061,19 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     }
     // The candidate's metrics on the rows live answered, when it missed some.
     std::optional<metric_listing> on_live_rows;
-    std::vector<std::size_t> live_rows_compared;  // their holdout row indices, ascending
+    // The holdout rows live is compared on, when not all of them; a
+    // function's metrics on those rows.
+    std::vector<std::size_t> live_rows_compared;
+    const auto score_compared = [&](const fitted_function& f) {
+        if (live_rows_compared.empty()) return score(d.task, f, x_test, y_test, num_classes);
+        feature_rows x_sub;
+        std::vector<double> y_sub;
+        for (std::size_t r : live_rows_compared) {
+            x_sub.push_back(x_test[r]);
+            y_sub.push_back(y_test[r]);
+        }
+        return score(d.task, f, x_sub, y_sub, num_classes);
+    };
     if (live && live->artifact) {
         auto lm = score_live(d.task, *live, test_rows, y_test, out.classes);
         if (!lm) {
@@ -1140,16 +1141,10 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                     std::to_string(lm->rows.size()));
                 }
                 if (lm->rows.size() < test_rows.size()) {
-                    feature_rows x_sub;
-                    std::vector<double> y_sub;
-                    for (std::size_t r : lm->rows) {
-                        x_sub.push_back(x_test[r]);
-                        y_sub.push_back(y_test[r]);
-                    }
-                    auto cm = score(d.task, **fn, x_sub, y_sub, num_classes);
+                    live_rows_compared.assign(lm->rows.begin(), lm->rows.end());
+                    auto cm = score_compared(**fn);
                     if (!cm) return cm.error();
                     on_live_rows = *cm;
-                    live_rows_compared.assign(lm->rows.begin(), lm->rows.end());
                     out.live_rows = lm->rows.size();
                 }
             }
@@ -1176,16 +1171,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
         const calibration_method live_cal = lc ? lc->method : calibration_method::none;
         if (live_cal != candidate_cal) {
             if (uncalibrated) {
-                feature_rows x_sub;
-                std::vector<double> y_sub;
-                for (std::size_t r = 0; r < x_test.size(); ++r) {
-                    if (on_live_rows && !std::binary_search(live_rows_compared.begin(),
-                                                            live_rows_compared.end(), r))
-                        continue;
-                    x_sub.push_back(x_test[r]);
-                    y_sub.push_back(y_test[r]);
-                }
-                auto rm = score(d.task, *uncalibrated, x_sub, y_sub, num_classes);
+                auto rm = score_compared(*uncalibrated);
                 if (!rm) return rm.error();
                 ranking = *rm;
             } else {
@@ -1224,7 +1210,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
     // Rejected on the Brier score alone, after a change of calibration, it
     // is one a person may promote too.
     if (!out.gate.passed && out.live_metrics &&
-        (!out.live_unknown_learned.empty() || out.gate.live_brier)) {
+        (!out.live_unknown_learned.empty() || out.gate.calibration_compared)) {
         out.fails_only_against_live =
             evaluate_gate(d.task, d.promotion, out.metrics, out.baseline_metrics, nullptr, nullptr,
                           decision)

@@ -61,7 +61,8 @@ struct calibration_shift {
     // metrics on the compared rows these are (isotonic's ties moved
     // roc_auc, and undid a rollback with the same model).
     const metric_listing* ranking = nullptr;
-    const metric_listing* live_ranking = nullptr;  // live's, before its calibration
+    const metric_listing* live_ranking =
+        nullptr;  // live's, before its calibration; set with ranking
 };
 
 struct gate_decision {
@@ -77,8 +78,11 @@ struct gate_decision {
     std::optional<std::string> decision_rule_change;
     // Live is calibrated otherwise than the candidate: compared on "brier".
     std::optional<std::string> calibration_change;
-    // The Brier scores compared, when calibration_change.
-    std::optional<double> candidate_brier, live_brier;
+    // The Brier scores compared, when calibration_change judged by them.
+    struct brier_pair {
+        double candidate = 0, live = 0;
+    };
+    std::optional<brier_pair> calibration_compared;
     // What the gate judged but the holdout cannot settle (a bound on a
     // decision's rate over a handful of rows): said even when it passed.
     std::vector<std::string> cautions;

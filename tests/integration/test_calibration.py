@@ -15,8 +15,8 @@ import unittest
 
 from kennel_harness import fact, in_holdout, uid
 from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
-                           load_rows, log_text, post_facts, put_model, train_and_wait,
-                           wait_until)
+                           joined_group, load_rows, log_text, post_facts, put_model,
+                           train_and_wait, wait_until)
 from test_predict import events_of, set_live, wait_served
 from test_supervisor import supervisor_looks
 
@@ -351,23 +351,17 @@ class CalibrationTest(SharedServerCase):
                                  "prediction_id": p["prediction_id"]},
                      time_="2026-12-01T00:00:00Z") for p, (e, _, _) in zip(answers, fresh)])
 
-        def group(n):
-            def joined():
-                r = self.c.get("/v1/models/%s/live-metrics" % name)
-                g = [g for g in r.json()["groups"] if g["version"] == 1]
-                return g[0] if g and g[0]["outcomes"] == n else None
-            return wait_until(joined, 30, "%d outcomes joined" % n)
         # 30 outcomes drawn at the served probabilities: calibrated by
         # construction, yet their binned error is about 0.17 by chance.
         outcomes(skewed_rows(30, 13, "sv-few"), lambda p: rng.random() < p)
-        g = group(30)
+        g = joined_group(self, self.c, name, 30)
         self.assertGreater(g["calibration_error_by_chance"], 0.2 / 3, g)
         supervisor_looks(self, self.c, 11)
         self.assertEqual([e for e in events_of(self, self.c, name) if e["event"] == "disabled"], [])
         # 400 more, each the opposite of what the answer leans to: far past
         # the bound, and past what chance explains.
         outcomes(skewed_rows(400, 14, "sv-many"), lambda p: p < 0.5)
-        g = group(430)
+        g = joined_group(self, self.c, name, 430)
         self.assertLess(g["calibration_error_by_chance"], 0.2 / 3, g)
         self.assertGreater(g["metrics"]["calibration_error"], 0.2, g)
 
@@ -391,13 +385,7 @@ class CalibrationTest(SharedServerCase):
         post_facts(self, self.c, [
             fact(labels, e, {"y": y, "prediction_id": p["prediction_id"]},
                  time_="2026-12-01T00:00:00Z") for p, (e, _, y) in zip(answers, fresh)])
-
-        def group():
-            r = self.c.get("/v1/models/%s/live-metrics" % name)
-            self.assertEqual(r.status, 200, r)
-            g = [g for g in r.json()["groups"] if g["version"] == 1]
-            return g[0] if g and g[0]["outcomes"] == len(fresh) else None
-        g = wait_until(group, 30, "the outcomes joined")
+        g = joined_group(self, self.c, name, len(fresh))
         self.assertAlmostEqual(g["metrics"]["brier"], brier(scored), places=12)
         self.assertTrue(0 <= g["metrics"]["calibration_error"] <= 1, g)
         # The answers' reliability bins: every outcome in one of ten.

@@ -16,7 +16,8 @@ import unittest
 
 from kennel_harness import fact, in_holdout, uid
 from test_learning import (SharedServerCase, assert_definition_errors, at, definition,
-                           get_version, log_text, post_facts, put_model, train_and_wait)
+                           get_version, joined_group, log_text, post_facts, put_model,
+                           train_and_wait, wait_until)
 from test_predict import wait_served
 
 
@@ -336,13 +337,7 @@ class DecisionTest(SharedServerCase):
                                  time_="2026-12-01T00:00:00Z"))
         post_facts(self, self.c, outcomes)
 
-        def group():
-            r = self.c.get("/v1/models/%s/live-metrics" % name)
-            self.assertEqual(r.status, 200, r)
-            g = [g for g in r.json()["groups"] if g["version"] == 1]
-            return g[0] if g and g[0]["outcomes"] == len(fresh) else None
-        from test_learning import wait_until
-        g = wait_until(group, 30, "the outcomes joined")
+        g = joined_group(self, self.c, name, len(fresh))
         m = g["metrics"]
         self.assertAlmostEqual(m["decision_precision"], tp / (tp + fp), places=12)
         self.assertAlmostEqual(m["decision_recall"], tp / (tp + fn), places=12)
@@ -381,12 +376,7 @@ class DecisionTest(SharedServerCase):
         logged = self.c.get("/v1/models/%s/predictions?entity=%s" % (name, fresh[0][0])).json()
         self.assertIs(logged["predictions"][0]["decision"], True, logged)
 
-        def group():
-            r = self.c.get("/v1/models/%s/live-metrics" % name)
-            g = [g for g in r.json()["groups"] if g["arm"] == "fallback"]
-            return g[0] if g and g[0]["outcomes"] == len(fresh) else None
-        from test_learning import wait_until
-        g = wait_until(group, 30, "the fallback's outcomes joined")
+        g = joined_group(self, self.c, name, len(fresh), arm="fallback")
         positives = sum(1 for _, _, y in fresh if y)
         self.assertAlmostEqual(g["metrics"]["decision_precision"], positives / len(fresh), places=12)
         self.assertEqual(g["metrics"]["decision_recall"], 1.0)
@@ -511,12 +501,7 @@ class EntityWeightTest(SharedServerCase):
         # Outcomes by entity, after the answers (the newest at or after each).
         post_facts(self, self.c, [fact(labels, e, {"y": t}) for e, t in outcomes.items()])
 
-        def group():
-            r = self.c.get("/v1/models/%s/live-metrics" % name).json()
-            g = [g for g in r["groups"] if g["version"] == 1]
-            return g[0] if g and g[0]["outcomes"] == 50 else None
-        from test_learning import wait_until
-        g = wait_until(group, 30, "50 joined outcomes")
+        g = joined_group(self, self.c, name, 50)
         self.assertAlmostEqual(g["metrics"]["decision_precision"], 1 / 11.1, places=12)
         # Recall and the false positive rate from the same weights: the one
         # positive entity caught; all of the ten wrong ones' answers and a
@@ -575,7 +560,6 @@ class DecisionSupervisionTest(SharedServerCase):
         def disabled(name):
             r = self.c.get("/v1/models/%s/events" % name)
             return [e for e in r.json()["events"] if e["event"] == "disabled"]
-        from test_learning import wait_until
         events = wait_until(lambda: disabled(names["wrong"]), 40, "the wrong decisions judged")
         # A live check (every 10 s) after every outcome was stored.
         from test_supervisor import supervisor_looks

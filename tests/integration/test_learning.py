@@ -149,6 +149,18 @@ def wait_until(predicate, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
+def joined_group(test, c, name, outcomes, version=1, arm=None, timeout=30):
+    """The model's live-metrics group of `version` (or of `arm`), once
+    `outcomes` outcomes are joined to it (bounded)."""
+    def group():
+        r = c.get("/v1/models/%s/live-metrics" % name)
+        test.assertEqual(r.status, 200, r)
+        gs = [g for g in r.json()["groups"]
+              if (g["arm"] == arm if arm is not None else g["version"] == version)]
+        return gs[0] if gs and gs[0]["outcomes"] == outcomes else None
+    return wait_until(group, timeout, "%d outcomes joined" % outcomes)
+
+
 def log_text(job):
     return "\n".join("%s: %s" % (l["level"], l["message"]) for l in job["log"])
 

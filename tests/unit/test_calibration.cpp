@@ -247,6 +247,26 @@ TEST_CASE("a damaged calibration is refused on load", "[calibration]") {
     auto back = load_function(stored);
     REQUIRE_FALSE(back);
     CHECK_THAT(back.error().message(), Catch::Contains("calibration is invalid"));
+    // A map that is no method, and a map around a map, are not Kennel's.
+    c.xs = {0.2, 0.8};
+    calibrator none = c;
+    none.method = calibration_method::none;
+    std::stringstream no_method;
+    calibrate(*fn, none)->serialize(no_method);
+    auto unknown = load_function(no_method);
+    REQUIRE_FALSE(unknown);
+    CHECK_THAT(unknown.error().message(), Catch::Contains("unknown calibration method"));
+    std::stringstream twice;
+    calibrate(calibrate(*fn, c), c)->serialize(twice);
+    auto nested = load_function(twice);
+    REQUIRE_FALSE(nested);
+    CHECK_THAT(nested.error().message(), Catch::Contains("does not match its calibration"));
+    // Cut short inside the inner function: refused, not read past the end.
+    std::stringstream whole;
+    calibrate(*fn, c)->serialize(whole);
+    const std::string bytes = whole.str();
+    std::stringstream cut(bytes.substr(0, bytes.size() - 5));
+    CHECK_FALSE(load_function(cut));
 }
 
 TEST_CASE("calibration error by chance is what a calibrated model shows on average",
