@@ -44,4 +44,16 @@ bool known_metric(task_kind task, const std::string& name) {
             name == "decision_recall" || name == "decision_false_positive_rate");
 }
 
+const char* promotion_mode_name(promotion_mode m) {
+    switch (m) {
+        case promotion_mode::automatic:
+            return "auto";
+        case promotion_mode::manual:
+            return "manual";
+        case promotion_mode::canary:
+            return "canary";
+    }
+    return "auto";
+}
+
 }  // namespace kennel::ml

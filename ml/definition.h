@@ -37,16 +37,36 @@ struct retrain_policy {
     bool on_drift = false;
 };
 
+// How a canary judges a version that passed its gate on live traffic
+// (ml/canary.h): `share` of the requests with an entity go to it until each
+// side's outcomes come from `entities` entities; it goes live unless its
+// primary metric is then worse than live's by more than `max_loss` (the
+// 95% interval of the difference lies wholly past it). Undecided after
+// `max_seconds`, it does not go live.
+struct canary_policy {
+    double share = 0.1;
+    std::int64_t entities = 200;
+    double max_loss = 0;  // in the primary metric's units
+    std::int64_t max_seconds = 7 * 24 * 3600;
+};
+
+// auto: a version that passes goes live; manual: it becomes the candidate
+// for a person; canary: it becomes the candidate and a canary experiment
+// decides (live at once when there is no live version to judge it against).
+enum class promotion_mode { automatic, manual, canary };
+
 // The publish gate. A candidate must beat the baseline on the primary
 // metric, meet every threshold, and beat the live version (on the same
-// holdout rows) by min_improvement; then, when automatic, it goes live.
+// holdout rows) by min_improvement; then the mode says what follows.
 struct promotion_policy {
-    bool automatic = true;
+    promotion_mode mode = promotion_mode::automatic;
+    canary_policy canary;        // for the canary mode
     double min_improvement = 0;  // in the primary metric's units
     // metric name -> bound; a lower bound for metrics where higher is better
     // (accuracy, f1, roc_auc, r2, ...), an upper bound otherwise (rmse, ...).
     std::map<std::string, double> thresholds;
 };
+const char* promotion_mode_name(promotion_mode m);  // "auto", "manual", "canary"
 
 // When the supervisor takes a serving version out of service by itself.
 struct supervision_policy {

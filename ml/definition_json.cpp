@@ -528,12 +528,37 @@ parsed_definition parse_definition(const std::string& text) {
         if (!pr->is_object()) {
             r.error("promotion", "must be an object like {\"mode\": \"auto\"}");
         } else {
-            r.only(*pr, "promotion", {"mode", "min_improvement", "thresholds"});
+            r.only(*pr, "promotion", {"mode", "min_improvement", "thresholds", "canary"});
             std::string mode = "auto";
             r.string(*pr, "promotion", "mode", mode, false);
-            if (mode != "auto" && mode != "manual")
-                r.error("promotion.mode", "must be auto or manual");
-            d.promotion.automatic = mode == "auto";
+            if (mode == "auto") {
+                d.promotion.mode = ml::promotion_mode::automatic;
+            } else if (mode == "manual") {
+                d.promotion.mode = ml::promotion_mode::manual;
+            } else if (mode == "canary") {
+                d.promotion.mode = ml::promotion_mode::canary;
+            } else {
+                r.error("promotion.mode", "must be auto, manual or canary");
+            }
+            if (auto cn = pr->find("canary"); cn != pr->end() && !cn->is_null()) {
+                if (d.promotion.mode != ml::promotion_mode::canary) {
+                    r.error("promotion.canary", "is read only with \"mode\": \"canary\"");
+                } else if (!cn->is_object()) {
+                    r.error("promotion.canary",
+                            "must be an object like {\"share\": 0.1, \"entities\": 200}");
+                } else {
+                    ml::canary_policy& cp = d.promotion.canary;
+                    r.only(*cn, "promotion.canary",
+                           {"share", "entities", "max_loss", "max_seconds"});
+                    // A canary takes a minority of the traffic: past a half
+                    // it is a switch with a fallback, not a canary.
+                    r.number(*cn, "promotion.canary", "share", cp.share, 0.001, 0.5);
+                    // Below 30 a side, live metrics give no interval to judge by.
+                    r.integer(*cn, "promotion.canary", "entities", cp.entities, 30, 1e9);
+                    r.number(*cn, "promotion.canary", "max_loss", cp.max_loss, 0, 1e12);
+                    r.integer(*cn, "promotion.canary", "max_seconds", cp.max_seconds, 10, 1e9);
+                }
+            }
             r.number(*pr, "promotion", "min_improvement", d.promotion.min_improvement, 0, 1e12);
             if (auto th = pr->find("thresholds"); th != pr->end()) {
                 if (!th->is_object()) {
@@ -734,6 +759,16 @@ std::string canonical_definition_json(const ml::model_definition& d) {
     json serving = {{"deadline_ms", d.deadline_ms}};
     if (d.fallback_value) serving["fallback"] = *d.fallback_value;
     if (d.fallback_label) serving["fallback"] = *d.fallback_label;
+    json promotion = {{"mode", ml::promotion_mode_name(d.promotion.mode)},
+                      {"min_improvement", d.promotion.min_improvement},
+                      {"thresholds", d.promotion.thresholds}};
+    if (d.promotion.mode == ml::promotion_mode::canary) {
+        const ml::canary_policy& cp = d.promotion.canary;
+        promotion["canary"] = {{"share", cp.share},
+                               {"entities", cp.entities},
+                               {"max_loss", cp.max_loss},
+                               {"max_seconds", cp.max_seconds}};
+    }
     const ml::train_params& p = d.params;
     json j = {
         {"task", ml::task_kind_name(d.task)},
@@ -760,10 +795,7 @@ std::string canonical_definition_json(const ml::model_definition& d) {
                                                        : json(d.holdout)},
         {"max_classes", d.max_classes},
         {"retrain", retrain.empty() ? json("manual") : retrain},
-        {"promotion",
-         {{"mode", d.promotion.automatic ? "auto" : "manual"},
-          {"min_improvement", d.promotion.min_improvement},
-          {"thresholds", d.promotion.thresholds}}},
+        {"promotion", promotion},
         {"training",
          {{"deadline_seconds", d.training_deadline_seconds}, {"memory_mb", d.training_memory_mb}}},
         {"serving", serving},

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <utility>
 
+#include "ml/canary.h"
 #include "ml/live_metrics.h"
 #include "store/log.h"
 #include "store/registry.h"
@@ -151,6 +152,8 @@ void supervisor::tick() {
         for (const auto& name : stale) refresh_(name);
     }
     for (const auto& m : serving_.all()) {
+        // The canary policy's decisions, whether or not supervision is on.
+        if (check_live) watch_canary(*m);
         const supervision_policy& p = m->definition.supervision;
         std::vector<std::shared_ptr<const loaded_version>> watched;
         if (m->live) watched.push_back(m->live);
@@ -334,6 +337,123 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
     log_warn("supervisor", m.name + " version " + std::to_string(version) + ": " + reason + " -> " + outcome);
     refresh_(m.name);
     record({at, "disable", m.name, version, reason, outcome}, true);
+}
+
+void supervisor::watch_canary(const model_serving& m) {
+    std::optional<experiment_row> e;
+    std::optional<canary_state> cs;
+    std::optional<std::int64_t> live;
+    std::string disabled;  // why the canary's version was disabled, if it was
+    bool live_disabled = false;
+    canary_verdict verdict;
+    std::optional<std::string> results;
+    const micros now = now_micros();
+    {
+        auto conn = readers_.acquire();
+        e = active_experiment(*conn, m.name);
+        if (!e || !e->canary) return;
+        cs = parse_canary(*e->canary);
+        if (!cs || cs->outcome) return;
+        live = alias_version(*conn, m.name, "live");
+        const auto off = disabled_versions(*conn, m.name);
+        live_disabled = off.count(cs->against) > 0;
+        if (off.count(cs->version)) {
+            disabled = "disabled";
+            for (const auto& ev : list_version_events(*conn, m.name, page(100))) {
+                if (ev.version == cs->version && ev.event == "disabled") {
+                    disabled = "disabled by " + ev.actor + ": " + ev.reason;
+                    break;
+                }
+            }
+        }
+        if (live == cs->against && !live_disabled && disabled.empty()) {
+            live_uncertainty_options options;
+            options.reference_version = cs->against;
+            options.arm_order = {control_arm, canary_arm};
+            auto report = compute_live_report(*conn, m.name, m.definition, e->started_at, options,
+                                              50000, now);
+            if (!report) {
+                log_warn("supervisor", m.name + ": canary experiment " + std::to_string(e->id) +
+                                           " could not be judged: " + report.error().message());
+                return;
+            }
+            verdict = judge_canary(*report, *cs);
+            if (verdict.what == canary_verdict::kind::wait && now < cs->deadline) return;
+        }
+        if (results_) results = results_(*conn, m.name, *e);
+    }
+    const std::string v = "version " + std::to_string(cs->version);
+    const std::string against = "live version " + std::to_string(cs->against);
+    std::string outcome_name, reason, outcome;
+    bool promote = false;
+    if (live != cs->against) {
+        outcome_name = "live_moved";
+        reason = "live moved while the canary ran (version " + std::to_string(cs->against) +
+                 " -> " + (live ? "version " + std::to_string(*live) : std::string("none")) + ")";
+        outcome = "canary ended; " + v + " not published (promote it by hand)";
+    } else if (live_disabled) {
+        outcome_name = "live_moved";
+        reason = against + " was taken out of service while the canary ran";
+        outcome = "canary ended; " + v + " not published (promote it by hand)";
+    } else if (!disabled.empty()) {
+        outcome_name = "taken_out";
+        reason = v + " was " + disabled;
+        outcome = "canary ended; live stays on " + against;
+    } else if (verdict.what == canary_verdict::kind::promote) {
+        outcome_name = "promoted";
+        promote = true;
+        reason = verdict.reason;
+        outcome = "canary ended; live moved to " + v;
+    } else if (verdict.what == canary_verdict::kind::fail) {
+        outcome_name = "failed";
+        reason = verdict.reason;
+        outcome = "canary ended; live stays on " + against;
+    } else {
+        outcome_name = "expired";
+        reason =
+            "undecided after " + std::to_string(cs->policy.max_seconds) + " s: " + verdict.reason;
+        outcome = "canary ended; live stays on " + against;
+    }
+    const std::string words = "canary of " + v + " (experiment " + std::to_string(e->id) + "): ";
+    bool ended = false;
+    status s = writer_.run(
+        [&](connection& c) {
+            // A person may have ended or changed it, or moved live, since
+            // the look: then it is theirs, and nothing is done.
+            auto now_e = get_experiment(c, e->id);
+            if (!now_e || now_e->ended_at || !now_e->canary) return status::ok();
+            auto now_cs = parse_canary(*now_e->canary);
+            if (!now_cs || now_cs->outcome) return status::ok();
+            if (promote && (alias_version(c, m.name, "live") != cs->against ||
+                            disabled_versions(c, m.name).count(cs->version))) {
+                return status::ok();
+            }
+            if (status st = end_experiment(c, e->id, "policy:canary", words + reason, results,
+                                           outcome_name);
+                !st) {
+                return st;
+            }
+            if (promote) {
+                if (status st =
+                        move_alias(c, m.name, "live", cs->version, "policy:canary", words + reason);
+                    !st) {
+                    return st;
+                }
+            }
+            add_supervisor_action(c, {now, "canary", m.name, cs->version, words + reason, outcome});
+            ended = true;
+            return status::ok();
+        },
+        std::chrono::seconds(10));
+    if (!s) {
+        log_error("supervisor", m.name + ": " + words + "could not be ended: " + s.message());
+        return;
+    }
+    if (!ended) return;
+    (promote ? log_info : log_warn)("supervisor",
+                                    m.name + ": " + words + reason + " -> " + outcome);
+    refresh_(m.name);
+    record({now, "canary", m.name, cs->version, words + reason, outcome}, true);
 }
 
 void supervisor::record(supervisor_action a, bool kept) {

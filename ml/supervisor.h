@@ -25,6 +25,7 @@
 
 #include "ml/serving.h"
 #include "store/reader_pool.h"
+#include "store/registry.h"
 #include "store/writer.h"
 
 namespace kennel::ml {
@@ -32,7 +33,8 @@ namespace kennel::ml {
 struct supervisor_action {
     std::int64_t time = 0;  // micros
     // "disable": taken out of service; "drift": inputs drifted, reported
-    // (and a retraining job queued when the model asks for one).
+    // (and a retraining job queued when the model asks for one); "canary":
+    // a canary decided or ended (ml/canary.h), the version its canary's.
     std::string kind = "disable";
     std::string model;
     std::int64_t version = 0;
@@ -73,6 +75,11 @@ public:
     // Called after the supervisor queued a training job (to wake the
     // trainer). Set before start().
     void on_job_queued(std::function<void()> f) { job_queued_ = std::move(f); }
+    // What an experiment's arms showed over its time (JSON), kept with its
+    // end; null when it cannot be computed. Set before start().
+    using results_function = std::function<std::optional<std::string>(
+        connection&, const std::string& model, const experiment_row&)>;
+    void on_experiment_results(results_function f) { results_ = std::move(f); }
 
 private:
     struct sample {
@@ -81,6 +88,9 @@ private:
     };
     bool read_kept_actions_ = false;  // start() and stop() come from one thread
     void act(const model_serving& m, std::int64_t version, const std::string& reason);
+    // One look at the model's undecided canary, if it has one: ends it and
+    // moves live when it is decided, or when live or its version moved.
+    void watch_canary(const model_serving& m);
     void check_drift(const model_serving& m, const loaded_version& v,
                      std::chrono::steady_clock::time_point now);
     // Shows an action, and keeps it in the database unless `kept` (written
@@ -93,6 +103,7 @@ private:
     std::function<void(const std::string&)> refresh_;
     std::function<void()> on_tick_;  // other once-a-second work (the overview's rate samples)
     std::function<void()> job_queued_;
+    results_function results_;
     std::chrono::milliseconds interval_;
     std::map<std::pair<std::string, std::int64_t>, std::deque<sample>> history_;
     std::set<std::pair<std::string, std::int64_t>> seen_;

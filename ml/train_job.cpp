@@ -455,7 +455,7 @@ int run_train_job_child(const std::string& db_path, std::int64_t job_id, const s
                      {"baseline", g.baseline},
                      {"reasons", g.reasons},
                      {"summary", gate_summary(*outcome)},
-                     {"policy", d.promotion.automatic ? "auto" : "manual"},
+                     {"policy", promotion_mode_name(d.promotion.mode)},
                      {"min_improvement", d.promotion.min_improvement},
                      {"thresholds", d.promotion.thresholds}};
         gate["live"] = g.live ? json(*g.live) : json(nullptr);

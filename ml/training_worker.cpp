@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ml/canary.h"
+#include "ml/decision.h"
 #include "ml/definition_json.h"
 #include "store/facts.h"
 #include "store/log.h"
@@ -728,7 +730,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     v.baseline = result.contains("baseline") ? result["baseline"].dump() : "null";
     bool passed = result["gate"].value("passed", false);
     v.status = passed ? "candidate" : "rejected";
-    const bool automatic = def.definition.promotion.automatic;
+    const promotion_mode mode = def.definition.promotion.mode;
+    // The canary policy publishes as auto does, through a canary when
+    // there is a live version to judge it against.
+    const bool automatic = mode != promotion_mode::manual;
     std::string gate_summary = result["gate"].value("summary", "");
     // Where live pointed when the job started (null: nowhere).
     const json& at_start = result["gate"].contains("live_alias_at_start")
@@ -740,6 +745,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     const live_marks marks_at_start{result["gate"].value("live_move_at_start", std::int64_t{0}),
                                     result["gate"].value("live_event_at_start", std::int64_t{0})};
     std::int64_t number = 0;
+    std::optional<std::int64_t> canary_experiment;
     bool cancelled_late = false;
     s = writer_.run(
         [&](connection& c) {
@@ -835,21 +841,51 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             v.gate = gate.dump();
             number = insert_version(c, v);
             set_job_version(c, id, number);
+            // A canary: the version becomes the candidate, and an
+            // experiment beside live judges it (ml/canary.h).
+            const std::optional<std::int64_t> live_now = alias_version(c, job.model, "live");
+            const bool canary = published && mode == promotion_mode::canary && live_now;
+            const std::string actor = "policy:" + std::string(promotion_mode_name(mode));
             if (passed) {
-                std::string alias = published ? "live" : "candidate";
+                std::string alias = published && !canary ? "live" : "candidate";
                 // The record says why a version that passed was not put live.
-                status m = move_alias(c, job.model, alias, number,
-                                      "policy:" + std::string(automatic ? "auto" : "manual"),
+                status m = move_alias(c, job.model, alias, number, actor,
                                       "job " + std::to_string(id) + " " + gate_summary +
-                                          (held_back.empty() ? "" : "; " + held_back));
+                                          (held_back.empty() ? "" : "; " + held_back) +
+                                          (canary ? "; a canary judges it on live traffic" : ""));
                 if (!m) return m;
             }
-            const std::string outcome =
+            if (canary) {
+                canary_state cs;
+                cs.version = number;
+                cs.against = *live_now;
+                cs.job = id;
+                cs.policy = def.definition.promotion.canary;
+                cs.deadline = now_micros() + cs.policy.max_seconds * 1000000;
+                auto begun = start_experiment(
+                    c, job.model, canary_arms(cs), actor,
+                    "canary of version " + std::to_string(number) + " against live version " +
+                        std::to_string(*live_now) + " (job " + std::to_string(id) + ")",
+                    canary_json(cs));
+                if (!begun) return begun.error();
+                canary_experiment = *begun;
+            }
+            std::string outcome =
                 "stored version " + std::to_string(number) + " (" + v.status + ")" +
-                (passed ? (published ? ", alias live moved to it (serving loads it next)"
-                                     : ", alias candidate")
+                (passed ? (published && !canary ? ", alias live moved to it (serving loads it next)"
+                                                : ", alias candidate")
                         : ": " + gate_summary) +
                 (held_back.empty() ? "" : ": " + held_back);
+            if (canary_experiment) {
+                const canary_policy& cp = def.definition.promotion.canary;
+                outcome += "; canary experiment " + std::to_string(*canary_experiment) +
+                           " gives it " + plain_number(cp.share * 100) +
+                           "% of the requests with an entity beside live version " +
+                           std::to_string(*live_now) + " and judges it on outcomes from " +
+                           std::to_string(cp.entities) + " entities a side";
+            } else if (passed && published && mode == promotion_mode::canary) {
+                outcome += " (no live version to judge a canary against)";
+            }
             append_job_log(c, id, passed && held_back.empty() ? "info" : "warn", outcome);
             // The job's message says what it came to, not its last step
             // ("forest: grown 81 of 100 trees" read as if it stopped there).

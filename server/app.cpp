@@ -22,6 +22,7 @@
 #include "server/access_log.h"
 #include "server/auth.h"
 #include "server/demo.h"
+#include "server/handlers.h"
 #include "server/http_server.h"
 #include "server/http_stats.h"
 #include "server/routes.h"
@@ -403,6 +404,7 @@ int app::run() {
             }
         });
     supervisor_->on_job_queued([this] { trainer_->wake(); });
+    supervisor_->on_experiment_results(experiment_results);
     supervisor_->start();
     http_->set_ready(true);
     prediction_log_->start_expiry();

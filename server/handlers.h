@@ -5,6 +5,8 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "server/http_server.h"
 #include "store/status.h"
@@ -13,6 +15,7 @@ namespace kennel {
 
 class app;
 class connection;
+struct experiment_row;
 struct model_row;
 
 // Runs one recorded action on the writer, within the write timeout; `change`
@@ -64,6 +67,10 @@ http_response get_model_experiments(app& a, const http_request& req);
 http_response get_model_experiment(app& a, const http_request& req);
 http_response put_model_experiment(app& a, const http_request& req);
 http_response post_model_experiment_end(app& a, const http_request& req);
+// What an experiment's arms showed from its start until now (JSON), kept
+// with its end; null when it cannot be computed.
+std::optional<std::string> experiment_results(connection& c, const std::string& name,
+                                              const experiment_row& e);
 http_response get_model_live_metrics(app& a, const http_request& req);
 http_response get_model_predictions(app& a, const http_request& req);
 http_response get_model_drift(app& a, const http_request& req);  // server/drift_handler.cpp

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "ml/canary.h"
 #include "ml/definition_json.h"
 #include "ml/live_metrics.h"
 #include "ml/predict_pool.h"
@@ -214,6 +215,21 @@ status experiment_belongs(connection& c, const std::string& model, std::int64_t 
 // With its history: a change's who, why and arms were stored and shown
 // nowhere.
 json experiment_json(connection& c, const experiment_row& e) {
+    // The canary policy's (ml/canary.h): its deadline as a time.
+    json canary = nullptr;
+    if (e.canary) {
+        if (auto cs = ml::parse_canary(*e.canary)) {
+            canary = {{"version", cs->version},
+                      {"against", cs->against},
+                      {"job", cs->job},
+                      {"share", cs->policy.share},
+                      {"entities", cs->policy.entities},
+                      {"max_loss", cs->policy.max_loss},
+                      {"max_seconds", cs->policy.max_seconds},
+                      {"deadline", format_rfc3339(cs->deadline)},
+                      {"outcome", cs->outcome ? json(*cs->outcome) : json(nullptr)}};
+        }
+    }
     json history = json::array();
     for (const auto& h : list_experiment_events(c, e.id)) {
         history.push_back({{"time", format_rfc3339(h.time)},
@@ -233,6 +249,7 @@ json experiment_json(connection& c, const experiment_row& e) {
             {"end_reason", e.end_reason ? json(*e.end_reason) : json(nullptr)},
             {"active", !e.ended_at},
             {"results", e.results ? json::parse(*e.results, nullptr, false) : json(nullptr)},
+            {"canary", canary},
             {"history", history}};
 }
 
@@ -598,6 +615,8 @@ json live_report_json(const std::string& name, const ml::live_report& report,
             {"computed_at", format_rfc3339(started)}};
 }
 
+}  // namespace
+
 // What an experiment's arms showed from its start until now, kept with its
 // end (its traffic is not kept apart afterwards): null when it cannot be
 // computed, which does not keep the experiment from ending.
@@ -622,8 +641,6 @@ std::optional<std::string> experiment_results(connection& c, const std::string& 
     out["since"] = format_rfc3339(e.started_at);
     return dump_json(out);
 }
-
-}  // namespace
 
 http_response put_model_experiment(app& a, const http_request& req) {
     const std::string& name = req.param("name");

@@ -1058,14 +1058,15 @@ void experiment_event(connection& c, std::int64_t id, const std::string& actor,
 }
 
 experiment_row read_experiment(const statement& st) {
-    return {st.column_int(0),     st.column_text(1),     st.column_text(2),
-            st.column_int(3),     st.column_text(4),     st.column_text(5),
-            st.column_opt_int(6), st.column_opt_text(7), st.column_opt_text(8),
-            st.column_opt_text(9)};
+    return {st.column_int(0),      st.column_text(1),     st.column_text(2),
+            st.column_int(3),      st.column_text(4),     st.column_text(5),
+            st.column_opt_int(6),  st.column_opt_text(7), st.column_opt_text(8),
+            st.column_opt_text(9), st.column_opt_text(10)};
 }
 
 constexpr const char* experiment_columns =
-    "id, model, arms, started_at, started_by, reason, ended_at, ended_by, end_reason, results";
+    "id, model, arms, started_at, started_by, reason, ended_at, ended_by, end_reason, results, "
+    "canary";
 
 }  // namespace
 
@@ -1097,7 +1098,8 @@ status arms_can_serve(connection& c, const std::string& model, const std::string
 
 result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
-                                      const std::string& reason) {
+                                      const std::string& reason,
+                                      const std::optional<std::string>& canary) {
     if (status s = refuse_if_archived(c, model, "start an experiment"); !s) return s;
     if (status s = arms_can_serve(c, model, arms); !s) return s;
     if (auto active = active_experiment(c, model)) {
@@ -1106,9 +1108,10 @@ result<std::int64_t> start_experiment(connection& c, const std::string& model,
                           " running; change or end it first");
     }
     statement st(c,
-                 "INSERT INTO experiments (model, arms, started_at, started_by, reason)"
-                 " VALUES (?,?,?,?,?)");
-    st.bind(1, model).bind(2, arms).bind(3, now_micros()).bind(4, actor).bind(5, reason).run();
+                 "INSERT INTO experiments (model, arms, started_at, started_by, reason, canary)"
+                 " VALUES (?,?,?,?,?,?)");
+    st.bind(1, model).bind(2, arms).bind(3, now_micros()).bind(4, actor).bind(5, reason);
+    st.bind(6, canary).run();
     std::int64_t id = c.last_insert_rowid();
     experiment_event(c, id, actor, "started", arms, reason);
     return id;
@@ -1133,7 +1136,13 @@ status change_experiment(connection& c, std::int64_t id, const std::string& arms
     if (auto e = get_experiment(c, id); e && !e->ended_at) {
         if (status s = arms_can_serve(c, e->model, arms); !s) return s;
     }
-    statement st(c, "UPDATE experiments SET arms = ? WHERE id = ? AND ended_at IS NULL");
+    // A person's change hands a canary over to them: its policy no longer
+    // decides it (the outcome says so), the experiment is theirs to end.
+    statement st(c,
+                 "UPDATE experiments SET arms = ?, canary = CASE WHEN canary IS NULL OR"
+                 " json_extract(canary, '$.outcome') IS NOT NULL THEN canary"
+                 " ELSE json_set(canary, '$.outcome', 'handed_over') END"
+                 " WHERE id = ? AND ended_at IS NULL");
     st.bind(1, arms).bind(2, id).run();
     if (c.changes() != 1) return not_running(c, id);
     experiment_event(c, id, actor, "changed", arms, reason);
@@ -1141,11 +1150,17 @@ status change_experiment(connection& c, std::int64_t id, const std::string& arms
 }
 
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
-                      const std::string& reason, const std::optional<std::string>& results) {
+                      const std::string& reason, const std::optional<std::string>& results,
+                      const std::string& canary_outcome) {
+    // A canary not yet decided takes the outcome given (a person's end:
+    // "ended").
     statement st(c,
-                 "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?, results = ?"
+                 "UPDATE experiments SET ended_at = ?, ended_by = ?, end_reason = ?, results = ?,"
+                 " canary = CASE WHEN canary IS NULL OR json_extract(canary, '$.outcome') IS NOT"
+                 " NULL THEN canary ELSE json_set(canary, '$.outcome', ?) END"
                  " WHERE id = ? AND ended_at IS NULL");
-    st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, results).bind(5, id).run();
+    st.bind(1, now_micros()).bind(2, actor).bind(3, reason).bind(4, results);
+    st.bind(5, canary_outcome).bind(6, id).run();
     if (c.changes() != 1) return not_running(c, id);
     auto e = get_experiment(c, id);
     experiment_event(c, id, actor, "ended", e ? e->arms : "[]", reason);

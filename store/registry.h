@@ -384,6 +384,8 @@ struct experiment_row {
     // JSON: what its arms showed when it ended, from the end's request
     // (null: ended before results were kept, or by archiving its model).
     std::optional<std::string> results;
+    // JSON: the canary this experiment is (ml/canary.h), null for a person's.
+    std::optional<std::string> canary;
 };
 
 // Appends a disabled/enabled event unless the version is already in that
@@ -425,14 +427,19 @@ status check_servable(connection& c, const std::string& model, std::int64_t vers
 
 // Starts an experiment (conflict when one is active), changes its arms, or
 // ends it; every step is recorded in experiment_events.
+// A canary (JSON, ml/canary.h) is started by the canary promotion policy;
+// a change of its arms hands it over to the person (outcome "handed_over"),
+// and an end records `canary_outcome` unless it was decided.
 result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
-                                      const std::string& reason);
+                                      const std::string& reason,
+                                      const std::optional<std::string>& canary = std::nullopt);
 status change_experiment(connection& c, std::int64_t id, const std::string& arms,
                          const std::string& actor, const std::string& reason);
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::string& reason,
-                      const std::optional<std::string>& results = std::nullopt);
+                      const std::optional<std::string>& results = std::nullopt,
+                      const std::string& canary_outcome = "ended");
 std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
 // The newest experiment of the model that started at `at` (live metrics

@@ -492,7 +492,7 @@ TEST_CASE("definition: a minimal definition gets the documented defaults", "[def
     CHECK(d.algorithm == "auto");
     CHECK(d.holdout == 0.2);
     CHECK(d.max_classes == 50);
-    CHECK(d.promotion.automatic);
+    CHECK(d.promotion.mode == ml::promotion_mode::automatic);
     CHECK(d.promotion.min_improvement == 0);
     CHECK_FALSE(d.retrain.every_new_labels.has_value());
     CHECK_FALSE(d.retrain.every_seconds.has_value());
@@ -539,7 +539,7 @@ TEST_CASE("definition: canonical JSON round-trips and ignores key order", "[defi
     CHECK(d.max_classes == 2);
     CHECK(d.retrain.every_new_labels == std::optional<std::int64_t>(100));
     CHECK(d.retrain.every_seconds == std::optional<std::int64_t>(3600));
-    CHECK_FALSE(d.promotion.automatic);
+    CHECK(d.promotion.mode == ml::promotion_mode::manual);
     CHECK(d.promotion.min_improvement == 0.01);
     CHECK(d.promotion.thresholds == std::map<std::string, double>{{"log_loss", 0.6}, {"roc_auc", 0.7}});
     CHECK(d.training_deadline_seconds == 60);

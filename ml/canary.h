@@ -1,0 +1,56 @@
+// Canaries: how the "canary" promotion policy publishes a version that
+// passed its gate. Instead of moving live, the job starts an experiment
+// with two arms, "control" on live's version and "canary" on the new one
+// with the policy's share of the requests with an entity, and the
+// supervisor judges it on joined outcomes (ml/live_metrics.h) once each
+// side's come from the policy's number of entities: it goes live unless
+// its primary metric is worse than live's by more than max_loss (the 95%
+// interval of the difference lies wholly past that loss). It is judged
+// once, at that size, not at every look (each look would be another chance
+// of a wrong call). The experiment's row keeps the canary as JSON.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "ml/definition.h"
+#include "ml/live_metrics.h"
+#include "store/time_util.h"
+
+namespace kennel::ml {
+
+inline constexpr const char* canary_arm = "canary";
+inline constexpr const char* control_arm = "control";
+
+struct canary_state {
+    std::int64_t version = 0;  // the canary's
+    std::int64_t against = 0;  // live's when it began
+    std::int64_t job = 0;      // the job that trained it
+    canary_policy policy;
+    micros deadline = 0;  // undecided by then: not published
+    // Null while undecided; then "promoted", "failed", "expired",
+    // "taken_out" (its version disabled), "live_moved" (a person moved
+    // live), "handed_over" (a person changed its arms), "ended" (a person
+    // ended it, or its model was archived).
+    std::optional<std::string> outcome;
+};
+
+std::string canary_json(const canary_state& s);
+// Null for anything that is not a canary's JSON.
+std::optional<canary_state> parse_canary(const std::string& text);
+// The experiment's arms (as the experiments table holds them).
+std::string canary_arms(const canary_state& s);
+
+struct canary_verdict {
+    enum class kind { wait, promote, fail };
+    kind what = kind::wait;
+    // Why, with the numbers: the difference, its interval, the entities.
+    std::string reason;
+};
+
+// One look at the canary arm against the control arm in a live report over
+// the experiment's time (its reference the version live was at its start).
+canary_verdict judge_canary(const live_report& report, const canary_state& s);
+
+}  // namespace kennel::ml

@@ -1,0 +1,292 @@
+"""Integration tests for the canary promotion policy: a version that passes
+its gate becomes the candidate and an experiment ("control" on live's
+version, "canary" on the new one) takes a share of the traffic; once each
+side's outcomes come from the policy's number of entities the supervisor
+publishes it, unless it is worse than live by more than max_loss. A person's
+move of live, change of the arms, disable or end takes the decision out of
+the policy's hands; a canary undecided at its deadline is not published.
+
+The real binary on a free loopback port with a temporary database, over real
+HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
+streams and models.
+"""
+
+import unittest
+
+from kennel_harness import fact, uid
+from test_calibration import skewed_rows
+from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
+                           load_rows, log_text, post_facts, put_model, train_and_wait, wait_until)
+from test_predict import events_of, set_live, wait_served
+from test_supervisor import supervisor_looks
+
+X1 = [{"field": "x1"}]
+BOTH = [{"field": "x1"}, {"field": "x2"}]
+# Judged at 40 entities a side: a test's traffic of 300 entities gives the
+# canary (30%) about 90.
+CANARY = {"mode": "canary", "canary": {"share": 0.3, "entities": 40}}
+
+
+class CanaryTest(SharedServerCase):
+
+    def streams(self, rows):
+        feats, labels = uid("feat"), uid("lab")
+        load_rows(self, self.c, feats, labels, rows)
+        return feats, labels
+
+    def put(self, name, feats, labels, features, promotion=CANARY, expect=(200, 201)):
+        d = definition("binary", feats, labels, features=features, holdout=0.3,
+                       promotion=promotion)
+        put_model(self, self.c, name, d, expect=expect)
+
+    def trained(self, name, version):
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        self.assertEqual(job["version"], version, job)
+        wait_served(self, self.c, name, version)
+        return job
+
+    def experiment(self, name):
+        r = self.c.get("/v1/models/%s/experiments" % name)
+        self.assertEqual(r.status, 200, r)
+        es = r.json()["experiments"]
+        return es[0] if es else None
+
+    def live(self, name):
+        r = self.c.get("/v1/models/%s/aliases" % name)
+        self.assertEqual(r.status, 200, r)
+        return {a["alias"]: a["version"] for a in r.json()["aliases"]}.get("live")
+
+    def canary_running(self, name, features_first=X1, features_next=BOTH, rows=None):
+        """Version 1 (x1 only) went live at once (no live version to judge a
+        canary against); version 2 (x1 and x2, better on the holdout)
+        passed its gate and is in a canary. Returns (labels, experiment)."""
+        rows = rows or skewed_rows(500, 1, uid("r") + "-")
+        feats, labels = self.streams(rows)
+        self.put(name, feats, labels, features_first)
+        job = self.trained(name, 1)
+        self.assertIn("no live version to judge a canary against", log_text(job))
+        self.assertEqual(self.live(name), 1)
+        self.assertIsNone(self.experiment(name))
+        self.put(name, feats, labels, features_next)
+        job = self.trained(name, 2)
+        e = self.experiment(name)
+        self.assertIsNotNone(e, log_text(job))
+        self.assertIn("canary experiment %d gives it 30%% of the requests with an entity beside "
+                      "live version 1 and judges it on outcomes from 40 entities a side" % e["id"],
+                      log_text(job))
+        self.assertTrue(e["active"], e)
+        self.assertEqual(e["started_by"], "policy:canary", e)
+        self.assertEqual([(a["name"], a["version"]) for a in e["arms"]],
+                         [("control", 1), ("canary", 2)], e)
+        self.assertAlmostEqual(e["arms"][1]["weight"], 0.3, places=12)
+        c = e["canary"]
+        self.assertEqual((c["version"], c["against"], c["job"], c["entities"], c["outcome"]),
+                         (2, 1, job["id"], 40, None), c)
+        self.assertEqual(self.live(name), 1)
+        v2 = get_version(self, self.c, name, 2)
+        self.assertIn("candidate", v2.get("aliases", []), v2)
+        return labels, e
+
+    def traffic(self, name, labels, n, seed, truth=lambda y: y):
+        """n fresh entities asked once each, their outcomes sent (by
+        prediction id; `truth` maps the drawn label). Returns the answers by arm."""
+        fresh = skewed_rows(n, seed, uid("t") + "-")
+        r = self.c.post_json("/v1/models/%s/predict" % name, {
+            "instances": [{"entity": e, "features": x} for e, x, _ in fresh]})
+        self.assertEqual(r.status, 200, r)
+        answers = r.json()["predictions"]
+        post_facts(self, self.c, [
+            fact(labels, e, {"y": truth(y), "prediction_id": p["prediction_id"]},
+                 time_="2026-12-01T00:00:00Z") for p, (e, _, y) in zip(answers, fresh)])
+        arms = {}
+        for p in answers:
+            self.assertFalse(p["fallback"], p)
+            arms.setdefault(p["arm"], []).append(p["version"])
+        return arms
+
+    def ended(self, name, timeout=40):
+        def done():
+            e = self.experiment(name)
+            return e if e and not e["active"] else None
+        try:
+            return wait_until(done, timeout, "the canary's end")
+        except AssertionError:
+            print(self.server.stderr()[-4000:])
+            raise
+
+    def canary_actions(self, name):
+        r = self.c.get("/v1/serving")
+        self.assertEqual(r.status, 200, r)
+        return [a for a in r.json()["supervisor"]["actions"]
+                if a["kind"] == "canary" and a["model"] == name]
+
+    def test_a_version_not_worse_on_live_traffic_goes_live_after_its_canary(self):
+        name = uid("can")
+        labels, e = self.canary_running(name)
+        arms = self.traffic(name, labels, 300, 2)
+        # The split: each arm answers with its version.
+        self.assertEqual(set(arms), {"control", "canary"}, arms)
+        self.assertEqual(set(arms["control"]), {1})
+        self.assertEqual(set(arms["canary"]), {2})
+        self.assertGreater(len(arms["canary"]), 40)
+        e = self.ended(name)
+        c = e["canary"]
+        self.assertEqual(c["outcome"], "promoted", e)
+        self.assertEqual(e["ended_by"], "policy:canary", e)
+        self.assertRegex(e["end_reason"],
+                         r"^canary of version 2 \(experiment %d\): roc_auc [+-][0-9.e-]+ against "
+                         r"live's \(95%% interval \[[0-9.e-]+, [0-9.e-]+\]\) over outcomes from "
+                         r"[0-9]+ and [0-9]+ entities \(canary, control\): not worse than live by "
+                         r"more than 0$" % e["id"])
+        # The evidence is kept with the end, as a person's end keeps it.
+        cmp = [x for x in e["results"]["comparisons"] if x["arm"] == "canary"]
+        self.assertEqual(len(cmp), 1, e["results"])
+        self.assertGreaterEqual(cmp[0]["entities"], 40)
+        self.assertGreaterEqual(cmp[0]["against_entities"], 40)
+        self.assertEqual(self.live(name), 2)
+        wait_served(self, self.c, name, 2)
+        r = self.c.get("/v1/models/%s/deployments" % name)
+        self.assertEqual(r.status, 200, r)
+        moves = [d for d in r.json()["deployments"] if d["alias"] == "live"]
+        self.assertEqual((moves[0]["version"], moves[0]["previous_version"], moves[0]["actor"]),
+                         (2, 1, "policy:canary"), moves[0])
+        actions = self.canary_actions(name)
+        self.assertEqual(len(actions), 1, actions)
+        self.assertEqual(actions[0]["version"], 2)
+        self.assertEqual(actions[0]["outcome"], "canary ended; live moved to version 2")
+        # Predictions outside an experiment now come from version 2.
+        r = self.c.post_json("/v1/models/%s/predict" % name,
+                             {"entity": "after", "features": {"x1": 1, "x2": 0}})
+        self.assertEqual((r.json()["version"], r.json()["arm"]), (2, "live"), r.json())
+
+    def test_a_version_worse_on_live_traffic_is_not_published(self):
+        # Labels sent again, all flipped: version 2 learns the opposite and
+        # beats version 1 on the flipped holdout; live traffic's outcomes
+        # follow the true relation.
+        name = uid("can")
+        rows = skewed_rows(500, 3, uid("r") + "-")
+        feats, labels = self.streams(rows)
+        self.put(name, feats, labels, BOTH)
+        self.trained(name, 1)
+        post_facts(self, self.c, [fact(labels, e, {"y": not y}, time_="2026-11-28T00:00:00Z")
+                                  for e, _, y in rows])
+        job = self.trained(name, 2)
+        v2 = get_version(self, self.c, name, 2)
+        self.assertTrue(v2["gate"]["passed"], v2["gate"])
+        e = self.experiment(name)
+        self.assertIsNotNone(e, log_text(job))
+        self.assertEqual(e["canary"]["version"], 2, e)
+        self.traffic(name, labels, 300, 4)
+        e = self.ended(name)
+        self.assertEqual(e["canary"]["outcome"], "failed", e)
+        self.assertRegex(e["end_reason"],
+                         r"roc_auc -[0-9.e-]+ against live's .*: worse than live by more than 0$")
+        self.assertEqual(self.live(name), 1)
+        self.assertIn("candidate", get_version(self, self.c, name, 2).get("aliases", []))
+        actions = self.canary_actions(name)
+        self.assertEqual(actions[-1]["outcome"], "canary ended; live stays on live version 1")
+
+    def test_a_persons_change_of_the_arms_hands_the_canary_over(self):
+        name = uid("can")
+        labels, e = self.canary_running(name)
+        r = self.c.request("PUT", "/v1/models/%s/experiments/%d" % (name, e["id"]), json_body={
+            "arms": [{"name": "control", "version": 1, "weight": 0.5},
+                     {"name": "canary", "version": 2, "weight": 0.5}],
+            "reason": "more traffic, I will decide"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["canary"]["outcome"], "handed_over", r.json())
+        self.traffic(name, labels, 300, 5)
+        supervisor_looks(self, self.c, 12)
+        e = self.experiment(name)
+        self.assertTrue(e["active"], e)
+        self.assertEqual(self.live(name), 1)
+        self.assertEqual(self.canary_actions(name), [])
+        r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, e["id"]),
+                             {"reason": "done"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["canary"]["outcome"], "handed_over", r.json())
+
+    def test_a_persons_end_or_move_of_live_or_disable_ends_the_canary_unpublished(self):
+        # Ended by a person: "ended", nothing published.
+        name = uid("can")
+        labels, e = self.canary_running(name)
+        r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, e["id"]),
+                             {"reason": "not today"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["canary"]["outcome"], "ended", r.json())
+        self.assertEqual(self.live(name), 1)
+        # Live moved by a person while the canary runs.
+        moved = uid("can")
+        labels, e = self.canary_running(moved)
+        set_live(self, self.c, moved, 2, "I trust it")
+        e = self.ended(moved)
+        self.assertEqual(e["canary"]["outcome"], "live_moved", e)
+        self.assertIn("live moved while the canary ran (version 1 -> version 2)", e["end_reason"])
+        self.assertEqual(self.live(moved), 2)
+        # The canary's version disabled.
+        off = uid("can")
+        labels, e = self.canary_running(off)
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % off, {"reason": "looks off"})
+        self.assertEqual(r.status, 200, r)
+        e = self.ended(off)
+        self.assertEqual(e["canary"]["outcome"], "taken_out", e)
+        self.assertIn("version 2 was disabled by ", e["end_reason"])
+        self.assertIn(": looks off", e["end_reason"])
+        self.assertEqual(self.live(off), 1)
+        self.assertEqual([a["outcome"] for a in self.canary_actions(off)],
+                         ["canary ended; live stays on live version 1"])
+
+    def test_a_canary_undecided_at_its_deadline_is_not_published(self):
+        name = uid("can")
+        promotion = {"mode": "canary", "canary": {"share": 0.3, "entities": 40,
+                                                  "max_seconds": 10}}
+        rows = skewed_rows(500, 6, uid("r") + "-")
+        feats, labels = self.streams(rows)
+        self.put(name, feats, labels, X1, promotion)
+        self.trained(name, 1)
+        self.put(name, feats, labels, BOTH, promotion)
+        self.trained(name, 2)
+        e = self.experiment(name)
+        self.assertEqual(e["canary"]["max_seconds"], 10, e)
+        # Too few entities to judge on.
+        self.traffic(name, labels, 30, 7)
+        e = self.ended(name, timeout=45)
+        self.assertEqual(e["canary"]["outcome"], "expired", e)
+        self.assertRegex(e["end_reason"], r"undecided after 10 s: (outcomes from [0-9]+ and "
+                         r"[0-9]+ entities of the 40 a side|no outcome of the canary)")
+        self.assertEqual(self.live(name), 1)
+
+    def test_the_canary_policy_is_checked_when_saved(self):
+        feats, labels = self.streams(skewed_rows(40, 8, uid("r") + "-"))
+        name = uid("can")
+
+        def refused(promotion, fields):
+            d = definition("binary", feats, labels, features=BOTH, promotion=promotion)
+            r = self.c.request("PUT", "/v1/models/%s" % name, json_body=d)
+            assert_definition_errors(self, r, fields)
+            return r.json()
+
+        refused({"mode": "canary", "canary": {"share": 0}}, ["promotion.canary.share"])
+        refused({"mode": "canary", "canary": {"share": 0.9}}, ["promotion.canary.share"])
+        refused({"mode": "canary", "canary": {"share": "a tenth"}}, ["promotion.canary.share"])
+        refused({"mode": "canary", "canary": {"entities": 10}}, ["promotion.canary.entities"])
+        refused({"mode": "canary", "canary": {"entities": 40.5}}, ["promotion.canary.entities"])
+        refused({"mode": "canary", "canary": {"max_loss": -0.1}}, ["promotion.canary.max_loss"])
+        refused({"mode": "canary", "canary": {"max_seconds": 5}}, ["promotion.canary.max_seconds"])
+        refused({"mode": "canary", "canary": {"shares": 0.1}}, ["promotion.canary.shares"])
+        refused({"mode": "canary", "canary": [0.1]}, ["promotion.canary"])
+        refused({"mode": "auto", "canary": {"share": 0.1}}, ["promotion.canary"])
+        body = refused({"mode": "canary-ish"}, ["promotion.mode"])
+        self.assertIn("auto, manual or canary", str(body))
+        # Saved, it reads back whole, the defaults filled in.
+        d = definition("binary", feats, labels, features=BOTH, promotion={"mode": "canary"})
+        put_model(self, self.c, name, d, expect=(201,))
+        r = self.c.get("/v1/models/%s" % name)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["definition"]["promotion"]["canary"],
+                         {"share": 0.1, "entities": 200, "max_loss": 0, "max_seconds": 604800})
+
+
+if __name__ == "__main__":
+    unittest.main()
