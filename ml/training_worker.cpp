@@ -852,7 +852,10 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 status m = move_alias(c, job.model, alias, number, actor,
                                       "job " + std::to_string(id) + " " + gate_summary +
                                           (held_back.empty() ? "" : "; " + held_back) +
-                                          (canary ? "; a canary judges it on live traffic" : ""));
+                                          (canary ? "; a canary judges it on live traffic"
+                                           : published && mode == promotion_mode::canary
+                                               ? "; no live version to judge a canary against"
+                                               : ""));
                 if (!m) return m;
             }
             if (canary) {

@@ -1082,6 +1082,32 @@
     return [' ', badge(`disabled — ${who} answers its share`, 'bad')];
   }
 
+  // What the canary promotion policy's experiment is, decides or decided.
+  // `report`: the running experiment's live metrics (its entities so far).
+  const CANARY_OUTCOMES = {
+    promoted: (c) => `published: live moved to v${c.version}`,
+    failed: () => 'not published: worse than live on its traffic',
+    expired: () => 'not published: undecided at its deadline',
+    taken_out: (c) => `not published: v${c.version} was disabled`,
+    live_moved: () => 'not published: live moved (or was taken out) while it ran',
+    handed_over: () => 'handed over to a person when its arms were changed: the policy does not decide it',
+    ended: () => 'not published: ended by a person (or with its model\'s archiving)',
+  };
+  function canaryNote(e, report) {
+    const c = e.canary;
+    if (!c) return null;
+    const head = `Canary of v${c.version} against live v${c.against} (job ${c.job}): `;
+    if (c.outcome) {
+      const say = CANARY_OUTCOMES[c.outcome];
+      return h('p.small.canary', { 'data-canary': c.outcome }, badge('canary'), ' ', head, say ? say(c) : c.outcome, '.');
+    }
+    const cmp = report && (report.comparisons || []).find((x) => x.arm === 'canary' && x.version === c.version);
+    const now = cmp ? ` Now: outcomes from ${fmtNum(cmp.entities)} and ${fmtNum(cmp.against_entities)} entities (canary, control).` : ' No outcome of the canary yet.';
+    return h('p.small.canary', { 'data-canary': 'running' }, badge('canary'), ' ', head,
+      `${fmtPct(c.share)} of the requests with an entity. It goes live once outcomes from ${fmtNum(c.entities)} entities a side show it is not worse than live by more than ${c.max_loss}; undecided by `,
+      timeEl(c.deadline), ', it is not published.', now);
+  }
+
   // The model's running experiment, in brief; it is managed on the Deployments page.
   function modelExperimentCard(name, e, off, sv) {
     const arms = Array.isArray(e.arms) ? e.arms : [];
@@ -1089,6 +1115,7 @@
       h('div.card-head', null, h('h2', null, `Experiment ${e.id} `, badge('active')),
         h('a', { href: `#/deployments/${enc(name)}` }, 'Manage it on Deployments →')),
       h('p.small', null, `Traffic is split between versions since ${fmtTime(e.started_at)} (${e.started_by}: ${e.reason}).`),
+      canaryNote(e, null),
       shareBar(arms),
       table(['Arm', 'Version', { label: 'Share', num: true }], arms.map((a) => h('tr', { 'data-arm': a.name },
         h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, disabledArmBadge(a, off, sv)),
@@ -2294,6 +2321,7 @@
           e.active ? null : h('p.muted.small.experiment-results', null, e.results
             ? ['As its arms stood when it ended (', timeEl(e.results.computed_at), '): outcomes that came later are not counted.']
             : 'Nothing was kept of its arms\' traffic: it ended before results were kept, or with its model\'s archiving.'),
+          canaryNote(e, e.active ? running : null),
           shareBar(arms),
           table(['Arm', 'Version', { label: 'Share', num: true }, { label: 'Predictions', num: true }, { label: 'Outcomes', num: true }, { label: 'Fallbacks', num: true }, 'Live metrics', 'Against live'],
             arms.map((a) => {

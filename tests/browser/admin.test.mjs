@@ -1406,6 +1406,38 @@ step('calibration: the reliability of the probabilities answered, before and aft
   assert.equal(await page.locator('#calibration').isVisible(), false);
 }, TRAIN_WAIT + 60_000);
 
+step('a canary: the experiment the policy started says what decides it, and how it ended', async () => {
+  // Version 1 reads x1 alone and goes live at once (nothing to judge a
+  // canary against); version 2 reads both, passes its gate and gets a canary.
+  const def = (features) => ({ task: 'binary', features_from: 'reviews', label: { stream: 'flags', field: 'spam' },
+    algorithm: 'linear', features, promotion: { mode: 'canary', canary: { share: 0.2, entities: 50 } } });
+  for (const [features, version] of [[[{ field: 'x1' }], 1], [[{ field: 'x1' }, { field: 'x2' }], 2]]) {
+    const put = await http('PUT', '/v1/models/spam-canary', { auth: 'basic', body: def(features) });
+    assert.ok([200, 201].includes(put.status), put.text);
+    assert.equal((await http('POST', '/v1/models/spam-canary/train', { auth: 'basic' })).status, 202);
+    await waitFor(`spam-canary v${version} stored`, async () => (await versionsOf('spam-canary')).some((v) => v.version === version), TRAIN_WAIT, 500);
+  }
+  const list = JSON.parse((await http('GET', '/v1/models/spam-canary/experiments', { auth: 'basic' })).text).experiments;
+  assert.equal(list.length, 1, `the canary's experiment: ${JSON.stringify(list)}`);
+  const e = list[0];
+  assert.equal(e.canary.version, 2);
+  await go('#/models/spam-canary');
+  const note = page.locator('#model-experiment p.canary[data-canary="running"]');
+  await visible(note);
+  assert.match(await note.textContent(), /^canary Canary of v2 against live v1 \(job \d+\): 20(\.0)?\s?% of the requests with an entity\. It goes live once outcomes from 50 entities a side show it is not worse than live by more than 0; undecided by .+, it is not published\. No outcome of the canary yet\.$/);
+  await go('#/deployments/spam-canary');
+  await visible(page.locator(`div.card[data-experiment="${e.id}"] p.canary[data-canary="running"]`));
+  await shot('deployments-canary-1280');
+  // A person ends it: nothing is published, and the page says so.
+  const ended = await http('POST', `/v1/models/spam-canary/experiments/${e.id}/end`, { auth: 'basic', body: { reason: 'browser test' } });
+  assert.equal(ended.status, 200, ended.text);
+  await go('#/models/spam-canary');
+  await go('#/deployments/spam-canary');
+  const done = page.locator(`div.card[data-experiment="${e.id}"] p.canary[data-canary="ended"]`);
+  await visible(done);
+  assert.match(await done.textContent(), /Canary of v2 against live v1 \(job \d+\): not published: ended by a person/);
+}, 2 * TRAIN_WAIT + 30_000);
+
 step('a binary model: the threshold apart from the metrics, roc_auc within [0, 1], the buttons in view', async () => {
   // The binary metrics Kennel reports (its JSON objects list keys in order),
   // stubbed onto likes' versions.
