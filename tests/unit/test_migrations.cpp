@@ -972,6 +972,58 @@ TEST_CASE("the supervisor's actions are kept, never changed, the newest 10,000 a
     CHECK_THROWS_WITH(c.exec("UPDATE supervisor_actions SET reason = 'x'"),
                       Catch::Contains("append-only"));
     CHECK_THROWS(add_supervisor_action(c, {6, "retire", "m", 6, "x", "y"}));  // no such kind
+    add_supervisor_action(c, {7, "canary", "m", 7, "canary of version 7", "live moved"}, 3);
+    CHECK(recent_supervisor_actions(c, 1).front().kind == "canary");
+}
+
+TEST_CASE(
+    "a canary's experiment keeps its outcome: a person's change hands it over, an end "
+    "records one once",
+    "[migrations][canary]") {
+    testing::migrated_db db;
+    connection& c = db.conn;
+    model_with_versions(c, 2);
+    const std::string arms =
+        R"([{"name":"control","version":1,"weight":0.9},{"name":"canary","version":2,"weight":0.1}])";
+    const std::string canary = R"({"version":2,"against":1,"outcome":null})";
+    const auto outcome = [&](std::int64_t id) {
+        statement st(c, "SELECT json_extract(canary, '$.outcome') FROM experiments WHERE id = ?");
+        st.bind(1, id);
+        REQUIRE(st.step());
+        return st.column_opt_text(0);
+    };
+    SECTION("ended undecided: the outcome given") {
+        auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
+        REQUIRE(id);
+        CHECK(get_experiment(c, *id)->canary);
+        CHECK_FALSE(outcome(*id));
+        REQUIRE(end_experiment(c, *id, "policy:canary", "judged", std::nullopt, "promoted"));
+        CHECK(outcome(*id) == "promoted");
+    }
+    SECTION("a person's change hands it over, and the end keeps that") {
+        auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
+        REQUIRE(id);
+        REQUIRE(change_experiment(c, *id, arms, "admin", "mine now"));
+        CHECK(outcome(*id) == "handed_over");
+        REQUIRE(end_experiment(c, *id, "admin", "done"));
+        CHECK(outcome(*id) == "handed_over");
+    }
+    SECTION("a person's end of an undecided canary: ended") {
+        auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
+        REQUIRE(id);
+        REQUIRE(end_experiment(c, *id, "admin", "stop"));
+        CHECK(outcome(*id) == "ended");
+    }
+    SECTION("a person's experiment has no canary, before and after") {
+        auto id = start_experiment(c, "m", arms, "admin", "mine");
+        REQUIRE(id);
+        REQUIRE(change_experiment(c, *id, arms, "admin", "again"));
+        REQUIRE(end_experiment(c, *id, "admin", "done"));
+        CHECK_FALSE(get_experiment(c, *id)->canary);
+    }
+    SECTION("only JSON is kept") {
+        CHECK_THROWS(start_experiment(c, "m", arms, "policy:canary", "canary", "{not json"));
+    }
 }
 
 TEST_CASE(

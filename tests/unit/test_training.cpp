@@ -515,6 +515,40 @@ TEST_CASE("definition: a minimal definition gets the documented defaults", "[def
     }
 }
 
+TEST_CASE("definition: the canary policy reads back whole, its defaults filled in",
+          "[definition][canary]") {
+    json j = json::parse(minimal_definition);
+    j["promotion"] = {{"mode", "canary"}};
+    auto p = parse_definition(j.dump());
+    INFO(error_text(p));
+    REQUIRE(p.errors.empty());
+    CHECK(p.definition.promotion.mode == ml::promotion_mode::canary);
+    json c = json::parse(canonical_definition_json(p.definition));
+    CHECK(c["promotion"]["mode"] == "canary");
+    CHECK(c["promotion"]["canary"] ==
+          json({{"share", 0.1}, {"entities", 200}, {"max_loss", 0}, {"max_seconds", 604800}}));
+    j["promotion"]["canary"] = {
+        {"share", 0.05}, {"entities", 500}, {"max_loss", 0.01}, {"max_seconds", 3600}};
+    p = parse_definition(j.dump());
+    REQUIRE(p.errors.empty());
+    const ml::canary_policy& cp = p.definition.promotion.canary;
+    CHECK(cp.share == 0.05);
+    CHECK(cp.entities == 500);
+    CHECK(cp.max_loss == 0.01);
+    CHECK(cp.max_seconds == 3600);
+    c = json::parse(canonical_definition_json(p.definition));
+    CHECK(c["promotion"]["canary"] == j["promotion"]["canary"]);
+    auto again = parse_definition(c.dump());
+    REQUIRE(again.errors.empty());
+    CHECK(canonical_definition_json(again.definition) == c.dump());
+    // Other modes have no canary to read back.
+    j["promotion"] = {{"mode", "manual"}, {"canary", nullptr}};
+    p = parse_definition(j.dump());
+    REQUIRE(p.errors.empty());
+    CHECK_FALSE(
+        json::parse(canonical_definition_json(p.definition))["promotion"].contains("canary"));
+}
+
 TEST_CASE("definition: canonical JSON round-trips and ignores key order", "[definition]") {
     auto p = parse_definition(full_definition);
     INFO(error_text(p));
@@ -614,7 +648,23 @@ TEST_CASE("definition: every problem is reported by field", "[definition]") {
         {"retrain too often", R"({"retrain": {"every_seconds": 1}})", "retrain.every_seconds",
          "between"},
         {"promotion mode", R"({"promotion": {"mode": "sometimes"}})", "promotion.mode",
-         "auto or manual"},
+         "auto, manual or canary"},
+        {"canary without its mode", R"({"promotion": {"canary": {"share": 0.1}}})",
+         "promotion.canary", "only with \"mode\": \"canary\""},
+        {"canary share too large", R"({"promotion": {"mode": "canary", "canary": {"share": 0.6}}})",
+         "promotion.canary.share", "between"},
+        {"canary on too few entities",
+         R"({"promotion": {"mode": "canary", "canary": {"entities": 29}}})",
+         "promotion.canary.entities", "between 30"},
+        {"canary loss below 0", R"({"promotion": {"mode": "canary", "canary": {"max_loss": -1}}})",
+         "promotion.canary.max_loss", "between"},
+        {"canary deadline too short",
+         R"({"promotion": {"mode": "canary", "canary": {"max_seconds": 9}}})",
+         "promotion.canary.max_seconds", "between 10"},
+        {"unknown canary field", R"({"promotion": {"mode": "canary", "canary": {"weight": 1}}})",
+         "promotion.canary.weight", "unknown field"},
+        {"canary not an object", R"({"promotion": {"mode": "canary", "canary": 0.1}})",
+         "promotion.canary", "object"},
         {"unknown threshold metric", R"({"promotion": {"thresholds": {"bogus": 1}}})",
          "promotion.thresholds.bogus", "unknown metric"},
         {"threshold of another task", R"({"promotion": {"thresholds": {"roc_auc": 0.7}}})",

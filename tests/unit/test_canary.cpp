@@ -1,0 +1,158 @@
+// The canary policy's judgement (ml/canary.h): one look at the canary arm
+// against the control arm, and the canary's JSON as the experiments table
+// keeps it.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "ml/canary.h"
+
+using namespace kennel;
+using namespace kennel::ml;
+using json = nlohmann::json;
+
+namespace {
+
+canary_state two_against_one(double max_loss = 0) {
+    canary_state s;
+    s.version = 2;
+    s.against = 1;
+    s.job = 7;
+    s.policy.share = 0.25;
+    s.policy.entities = 100;
+    s.policy.max_loss = max_loss;
+    s.deadline = 1'000'000;
+    return s;
+}
+
+live_comparison canary_against_control(const std::string& metric, bool higher, double diff,
+                                       double lower, double upper, std::int64_t entities = 120,
+                                       std::int64_t against = 300) {
+    live_comparison c;
+    c.version = 2;
+    c.arm = canary_arm;
+    c.against_arm = control_arm;
+    c.against_version = 1;
+    c.metric = metric;
+    c.higher_is_better = higher;
+    c.entities = entities;
+    c.against_entities = against;
+    c.difference = diff;
+    c.lower = lower;
+    c.upper = upper;
+    c.verdict = "inconclusive";
+    return c;
+}
+
+live_report with(const live_comparison& c) {
+    live_report r;
+    r.reference = live_report::reference_group{control_arm, 1};
+    r.comparisons.push_back(c);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("canary: waits for outcomes from its entities on both sides", "[canary]") {
+    const canary_state s = two_against_one();
+    auto v = judge_canary(live_report{}, s);
+    CHECK(v.what == canary_verdict::kind::wait);
+    CHECK(v.reason == "no outcome of the canary arm against the control arm yet");
+
+    v = judge_canary(with(canary_against_control("roc_auc", true, 0.01, -0.02, 0.04, 99, 300)), s);
+    CHECK(v.what == canary_verdict::kind::wait);
+    CHECK(v.reason ==
+          "outcomes from 99 and 300 entities of the 100 a side it is judged on (canary, control)");
+    v = judge_canary(with(canary_against_control("roc_auc", true, 0.01, -0.02, 0.04, 300, 99)), s);
+    CHECK(v.what == canary_verdict::kind::wait);
+
+    // An interval that could not be computed is waited on (the deadline ends it).
+    v = judge_canary(
+        with(canary_against_control("roc_auc", true, 0.01, std::nan(""), std::nan(""))), s);
+    CHECK(v.what == canary_verdict::kind::wait);
+    CHECK(v.reason ==
+          "roc_auc's interval could not be computed over outcomes from 120 and 300 "
+          "entities");
+
+    // A group of the canary arm answered by live's version (its fallbacks)
+    // is not the canary.
+    live_comparison fallback = canary_against_control("roc_auc", true, 0.01, -0.02, 0.04);
+    fallback.version = 1;
+    v = judge_canary(with(fallback), s);
+    CHECK(v.what == canary_verdict::kind::wait);
+}
+
+TEST_CASE("canary: publishes unless the interval lies wholly past the loss allowed", "[canary]") {
+    SECTION("higher is better: worse when even the interval's upper end is a loss past max_loss") {
+        auto v = judge_canary(with(canary_against_control("roc_auc", true, -0.05, -0.08, -0.02)),
+                              two_against_one());
+        CHECK(v.what == canary_verdict::kind::fail);
+        CHECK(v.reason ==
+              "roc_auc -0.05 against live's (95% interval [-0.08, -0.02]) over "
+              "outcomes from 120 and 300 entities (canary, control): worse than live "
+              "by more than 0");
+        // Allowed to lose up to 0.03: the interval holds losses of 0.02, within it.
+        v = judge_canary(with(canary_against_control("roc_auc", true, -0.05, -0.08, -0.02)),
+                         two_against_one(0.03));
+        CHECK(v.what == canary_verdict::kind::promote);
+        CHECK(v.reason.ends_with(": not worse than live by more than 0.03"));
+        // An inconclusive difference is no evidence of a loss.
+        v = judge_canary(with(canary_against_control("roc_auc", true, -0.01, -0.05, 0.03)),
+                         two_against_one());
+        CHECK(v.what == canary_verdict::kind::promote);
+        v = judge_canary(with(canary_against_control("roc_auc", true, 0.04, 0.01, 0.07)),
+                         two_against_one());
+        CHECK(v.what == canary_verdict::kind::promote);
+        CHECK(v.reason.starts_with("roc_auc +0.04 against live's"));
+    }
+    SECTION("lower is better: worse when even the interval's lower end is a loss past max_loss") {
+        auto v = judge_canary(with(canary_against_control("rmse", false, 0.5, 0.2, 0.8)),
+                              two_against_one());
+        CHECK(v.what == canary_verdict::kind::fail);
+        v = judge_canary(with(canary_against_control("rmse", false, 0.5, 0.2, 0.8)),
+                         two_against_one(0.25));
+        CHECK(v.what == canary_verdict::kind::promote);
+        v = judge_canary(with(canary_against_control("log_loss", false, 0.3, -0.1, 0.8)),
+                         two_against_one());
+        CHECK(v.what == canary_verdict::kind::promote);
+    }
+    SECTION("another task or other classes than live's cannot be judged: not published") {
+        live_comparison c = canary_against_control("log_loss", false, 0, 0, 0);
+        c.verdict = "not_comparable";
+        auto v = judge_canary(with(c), two_against_one());
+        CHECK(v.what == canary_verdict::kind::fail);
+        CHECK(v.reason ==
+              "the canary's log_loss cannot be compared with live's (another task or "
+              "other classes)");
+    }
+}
+
+TEST_CASE("canary: its JSON round-trips, and its arms are control then canary", "[canary]") {
+    canary_state s = two_against_one(0.01);
+    auto back = parse_canary(canary_json(s));
+    REQUIRE(back);
+    CHECK(back->version == 2);
+    CHECK(back->against == 1);
+    CHECK(back->job == 7);
+    CHECK(back->policy.share == 0.25);
+    CHECK(back->policy.entities == 100);
+    CHECK(back->policy.max_loss == 0.01);
+    CHECK(back->deadline == 1'000'000);
+    CHECK_FALSE(back->outcome);
+    s.outcome = "promoted";
+    CHECK(parse_canary(canary_json(s))->outcome == "promoted");
+    CHECK_FALSE(parse_canary("null"));
+    CHECK_FALSE(parse_canary("{\"version\": 2}"));
+    CHECK_FALSE(
+        parse_canary("{\"version\": \"2\", \"against\": 1, \"share\": 0.1, "
+                     "\"entities\": 1, \"max_loss\": 0, \"deadline\": 1}"));
+    CHECK_FALSE(parse_canary("not json"));
+
+    const json arms = json::parse(canary_arms(s));
+    REQUIRE(arms.size() == 2);
+    CHECK(arms[0] ==
+          json({{"name", "control"}, {"version", 1}, {"weight", 0.75}, {"shadow", false}}));
+    CHECK(arms[1] ==
+          json({{"name", "canary"}, {"version", 2}, {"weight", 0.25}, {"shadow", false}}));
+}
