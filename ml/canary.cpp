@@ -45,6 +45,12 @@ std::optional<canary_state> parse_canary(const std::string& text) {
     return s;
 }
 
+bool undecided_canary(const std::optional<std::string>& canary) {
+    if (!canary) return false;
+    const auto s = parse_canary(*canary);
+    return s && !s->outcome;
+}
+
 std::string canary_arms(const canary_state& s) {
     const double share = s.policy.share;
     return json::array({{{"name", control_arm},

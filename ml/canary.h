@@ -39,6 +39,9 @@ struct canary_state {
 std::string canary_json(const canary_state& s);
 // Null for anything that is not a canary's JSON.
 std::optional<canary_state> parse_canary(const std::string& text);
+// Whether an experiment's canary JSON (null: a person's experiment) is a
+// canary still to be decided.
+bool undecided_canary(const std::optional<std::string>& canary);
 // The experiment's arms (as the experiments table holds them).
 std::string canary_arms(const canary_state& s);
 

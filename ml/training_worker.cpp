@@ -290,6 +290,11 @@ bool training_worker::check_triggers() {
         {
             auto conn = readers_.acquire();
             if (has_active_job(*conn, m.name)) continue;
+            // A canary being judged waits for its outcomes (themselves label
+            // facts, which would trigger a retrain whose version is only held
+            // back while the canary runs); the trigger fires after its end.
+            if (auto e = active_experiment(*conn, m.name); e && undecided_canary(e->canary))
+                continue;
             const job_recency recent = last_job_recency(*conn, m.name);
             const std::optional<micros>& last = recent.created_at;
             // A wall clock stepped back puts the last job in the future: its
@@ -815,6 +820,11 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";
+                    } else if (experiment && undecided_canary(experiment->canary)) {
+                        held_back = "the canary of version " +
+                                    std::to_string(parse_canary(*experiment->canary)->version) +
+                                    " (experiment " + std::to_string(experiment->id) +
+                                    ") is being judged";
                     } else if (experiment) {
                         held_back = "experiment " + std::to_string(experiment->id) +
                                     " is running (its arms answer requests with an entity)";

@@ -437,8 +437,8 @@ http_response get_metrics(app& a, const http_request&) {
         .sample(num(sup.ticks));
     e.family("kennel_supervisor_actions_total", "counter",
              "Supervisor actions since start, by kind: disable (a version taken out of "
-             "service) or drift (drift reported).");
-    for (const char* kind : {"disable", "drift"}) {
+             "service), drift (drift reported) or canary (a canary decided or ended).");
+    for (const char* kind : {"disable", "drift", "canary"}) {
         auto it = sup.actions_total.find(kind);
         e.sample(num(it == sup.actions_total.end() ? 0 : it->second), {{"kind", kind}});
     }

@@ -11,6 +11,7 @@ HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
 streams and models.
 """
 
+import time
 import unittest
 
 from kennel_harness import fact, uid
@@ -34,9 +35,9 @@ class CanaryTest(SharedServerCase):
         load_rows(self, self.c, feats, labels, rows)
         return feats, labels
 
-    def put(self, name, feats, labels, features, promotion=CANARY, expect=(200, 201)):
+    def put(self, name, feats, labels, features, promotion=CANARY, expect=(200, 201), **extra):
         d = definition("binary", feats, labels, features=features, holdout=0.3,
-                       promotion=promotion)
+                       promotion=promotion, **extra)
         put_model(self, self.c, name, d, expect=expect)
 
     def trained(self, name, version):
@@ -57,24 +58,25 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(r.status, 200, r)
         return {a["alias"]: a["version"] for a in r.json()["aliases"]}.get("live")
 
-    def canary_running(self, name, features_first=X1, features_next=BOTH, rows=None):
+    def canary_running(self, name, features_first=X1, features_next=BOTH, rows=None,
+                       promotion=CANARY, **extra):
         """Version 1 (x1 only) went live at once (no live version to judge a
         canary against); version 2 (x1 and x2, better on the holdout)
         passed its gate and is in a canary. Returns (labels, experiment)."""
         rows = rows or skewed_rows(500, 1, uid("r") + "-")
         feats, labels = self.streams(rows)
-        self.put(name, feats, labels, features_first)
+        self.put(name, feats, labels, features_first, promotion, **extra)
         job = self.trained(name, 1)
         self.assertIn("no live version to judge a canary against", log_text(job))
         self.assertEqual(self.live(name), 1)
         self.assertIsNone(self.experiment(name))
-        self.put(name, feats, labels, features_next)
+        self.put(name, feats, labels, features_next, promotion, **extra)
         job = self.trained(name, 2)
         e = self.experiment(name)
         self.assertIsNotNone(e, log_text(job))
         self.assertIn("canary experiment %d gives it 30%% of the requests with an entity beside "
-                      "live version 1 and judges it on outcomes from 40 entities a side" % e["id"],
-                      log_text(job))
+                      "live version 1 and judges it on outcomes from %d entities a side"
+                      % (e["id"], promotion["canary"]["entities"]), log_text(job))
         self.assertTrue(e["active"], e)
         self.assertEqual(e["started_by"], "policy:canary", e)
         self.assertEqual([(a["name"], a["version"]) for a in e["arms"]],
@@ -82,7 +84,7 @@ class CanaryTest(SharedServerCase):
         self.assertAlmostEqual(e["arms"][1]["weight"], 0.3, places=12)
         c = e["canary"]
         self.assertEqual((c["version"], c["against"], c["job"], c["entities"], c["outcome"]),
-                         (2, 1, job["id"], 40, None), c)
+                         (2, 1, job["id"], promotion["canary"]["entities"], None), c)
         self.assertEqual(self.live(name), 1)
         v2 = get_version(self, self.c, name, 2)
         self.assertIn("candidate", v2.get("aliases", []), v2)
@@ -155,6 +157,9 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(len(actions), 1, actions)
         self.assertEqual(actions[0]["version"], 2)
         self.assertEqual(actions[0]["outcome"], "canary ended; live moved to version 2")
+        r = self.c.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertRegex(r.text, r'\nkennel_supervisor_actions_total\{kind="canary"\} [1-9]')
         # Predictions outside an experiment now come from version 2.
         r = self.c.post_json("/v1/models/%s/predict" % name,
                              {"entity": "after", "features": {"x1": 1, "x2": 0}})
@@ -236,6 +241,37 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(self.live(off), 1)
         self.assertEqual([a["outcome"] for a in self.canary_actions(off)],
                          ["canary ended; live stays on live version 1"])
+
+    def test_retraining_waits_while_a_canary_is_judged(self):
+        # Judged on 1,000 entities a side: undecided throughout.
+        name = uid("can")
+        promotion = {"mode": "canary", "canary": {"share": 0.3, "entities": 1000}}
+        labels, e = self.canary_running(name, promotion=promotion,
+                                        retrain={"every_new_labels": 50})
+        # A job asked for runs, and its version is held back as the candidate.
+        job = self.trained(name, 3)
+        self.assertIn("the canary of version 2 (experiment %d) is being judged: not published; "
+                      "promote it by hand" % e["id"], log_text(job))
+        self.assertIn("candidate", get_version(self, self.c, name, 3).get("aliases", []))
+        self.assertEqual(self.experiment(name)["canary"]["outcome"], None)
+        # 100 outcomes are 100 new labels, past the trigger: it waits for
+        # the canary (the scheduler looks every second; jobs of a model are
+        # 30 s apart at least).
+        self.traffic(name, labels, 100, 9)
+        time.sleep(35)
+
+        def jobs():
+            r = self.c.get("/v1/models/%s/jobs" % name)
+            self.assertEqual(r.status, 200, r)
+            return r.json()["jobs"]
+        self.assertEqual(len(jobs()), 3, jobs())
+        # Once it ends, the trigger fires.
+        r = self.c.post_json("/v1/models/%s/experiments/%d/end" % (name, e["id"]),
+                             {"reason": "enough"})
+        self.assertEqual(r.status, 200, r)
+        queued = wait_until(lambda: [j for j in jobs() if j["trigger"] == "new_labels"], 20,
+                            "the retrain trigger after the canary")
+        self.assertEqual(len(queued), 1, queued)
 
     def test_a_canary_undecided_at_its_deadline_is_not_published(self):
         name = uid("can")
