@@ -390,7 +390,8 @@ void supervisor::watch_canary(const model_serving& m) {
         outcome_name = "live_moved";
         reason = "live moved while the canary ran (version " + std::to_string(cs->against) +
                  " -> " + (live ? "version " + std::to_string(*live) : std::string("none")) + ")";
-        outcome = "canary ended; " + v + " not published (promote it by hand)";
+        outcome = live == cs->version ? "canary ended; " + v + " was published by hand"
+                                      : "canary ended; " + v + " not published (promote it by hand)";
     } else if (live_disabled) {
         outcome_name = "live_moved";
         reason = against + " was taken out of service while the canary ran";

@@ -229,6 +229,8 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(e["canary"]["outcome"], "live_moved", e)
         self.assertIn("live moved while the canary ran (version 1 -> version 2)", e["end_reason"])
         self.assertEqual(self.live(moved), 2)
+        self.assertEqual([a["outcome"] for a in self.canary_actions(moved)],
+                         ["canary ended; version 2 was published by hand"])
         # The canary's version disabled.
         off = uid("can")
         labels, e = self.canary_running(off)
