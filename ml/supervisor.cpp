@@ -370,8 +370,15 @@ void supervisor::watch_canary(const model_serving& m) {
             live_uncertainty_options options;
             options.reference_version = cs->against;
             options.arm_order = {control_arm, canary_arm};
+            // Over predictions old enough for their outcomes, as the live
+            // bounds are judged: the newest 50,000 of a busy model's would
+            // otherwise be those whose outcomes have yet to come, and a
+            // canary of a model with outcomes a day later would never
+            // gather its entities.
+            const micros until =
+                now - static_cast<micros>(m.definition.supervision.outcome_delay_seconds * 1e6);
             auto report = compute_live_report(*conn, m.name, m.definition, e->started_at, options,
-                                              50000, now);
+                                              50000, until);
             if (!report) {
                 log_warn("supervisor", m.name + ": canary experiment " + std::to_string(e->id) +
                                            " could not be judged: " + report.error().message());

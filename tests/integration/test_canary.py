@@ -11,6 +11,7 @@ HTTP (see kennel_harness.py). Every wait is bounded. Each test uses its own
 streams and models.
 """
 
+import datetime
 import time
 import unittest
 
@@ -164,6 +165,23 @@ class CanaryTest(SharedServerCase):
         r = self.c.post_json("/v1/models/%s/predict" % name,
                              {"entity": "after", "features": {"x1": 1, "x2": 0}})
         self.assertEqual((r.json()["version"], r.json()["arm"]), (2, "live"), r.json())
+
+    def test_a_canary_is_judged_on_predictions_old_enough_for_their_outcomes(self):
+        # Outcomes said to come 20 s after the prediction: the canary reads
+        # no prediction younger than that, so its decision comes 20 s or
+        # more after the traffic, not at the next look.
+        name = uid("can")
+        labels, e = self.canary_running(name, supervision={"outcome_delay_seconds": 20})
+        self.traffic(name, labels, 300, 10)
+        r = self.c.get("/v1/models/%s/predictions?limit=1" % name)
+        self.assertEqual(r.status, 200, r)
+        newest = r.json()["predictions"][0]["time"]
+        e = self.ended(name, timeout=60)
+        self.assertEqual(e["canary"]["outcome"], "promoted", e)
+
+        def seconds(t):
+            return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+        self.assertGreaterEqual(seconds(e["ended_at"]) - seconds(newest), 20, (newest, e))
 
     def test_a_version_worse_on_live_traffic_is_not_published(self):
         # Labels sent again, all flipped: version 2 learns the opposite and
