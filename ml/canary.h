@@ -31,8 +31,10 @@ struct canary_state {
     micros deadline = 0;  // undecided by then: not published
     // Null while undecided; then "promoted", "failed", "expired",
     // "taken_out" (its version disabled), "live_moved" (a person moved
-    // live), "handed_over" (a person changed its arms), "ended" (a person
-    // ended it, or its model was archived).
+    // live, or live was taken out of service), "definition_changed" (a new
+    // revision: another policy, other features), "handed_over" (a person
+    // changed its arms), "ended" (a person ended it, or its model was
+    // archived).
     std::optional<std::string> outcome;
 };
 

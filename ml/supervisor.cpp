@@ -345,6 +345,8 @@ void supervisor::watch_canary(const model_serving& m) {
     std::optional<std::int64_t> live;
     std::string disabled;  // why the canary's version was disabled, if it was
     bool live_disabled = false;
+    // The definition's revisions: the canary's version's and the model's now.
+    std::int64_t trained_for = 0, revision_now = 0;
     canary_verdict verdict;
     std::optional<std::string> results;
     const micros now = now_micros();
@@ -355,6 +357,8 @@ void supervisor::watch_canary(const model_serving& m) {
         cs = parse_canary(*e->canary);
         if (!cs || cs->outcome) return;
         live = alias_version(*conn, m.name, "live");
+        if (auto row = get_version(*conn, m.name, cs->version, false)) trained_for = row->revision;
+        if (auto model = get_model(*conn, m.name)) revision_now = model->current_revision;
         const auto off = disabled_versions(*conn, m.name);
         live_disabled = off.count(cs->against) > 0;
         if (off.count(cs->version)) {
@@ -366,7 +370,8 @@ void supervisor::watch_canary(const model_serving& m) {
                 }
             }
         }
-        if (live == cs->against && !live_disabled && disabled.empty()) {
+        if (live == cs->against && !live_disabled && disabled.empty() &&
+            trained_for == revision_now) {
             live_uncertainty_options options;
             options.reference_version = cs->against;
             options.arm_order = {control_arm, canary_arm};
@@ -403,6 +408,14 @@ void supervisor::watch_canary(const model_serving& m) {
         outcome_name = "live_moved";
         reason = against + " was taken out of service while the canary ran";
         outcome = "canary ended; " + v + " not published (promote it by hand)";
+    } else if (trained_for != revision_now) {
+        // As a job's version is held back when its definition changes while
+        // it trains: it was trained for a model that is no longer there
+        // (another policy, other features).
+        outcome_name = "definition_changed";
+        reason = "the definition changed while the canary ran (revision " +
+                 std::to_string(trained_for) + " -> " + std::to_string(revision_now) + ")";
+        outcome = "canary ended; " + v + " not published (promote it by hand)";
     } else if (!disabled.empty()) {
         outcome_name = "taken_out";
         reason = v + " was " + disabled;
@@ -432,9 +445,13 @@ void supervisor::watch_canary(const model_serving& m) {
             if (!now_e || now_e->ended_at || !now_e->canary) return status::ok();
             auto now_cs = parse_canary(*now_e->canary);
             if (!now_cs || now_cs->outcome) return status::ok();
-            if (promote && (alias_version(c, m.name, "live") != cs->against ||
-                            disabled_versions(c, m.name).count(cs->version))) {
-                return status::ok();
+            if (promote) {
+                const auto model = get_model(c, m.name);
+                if (alias_version(c, m.name, "live") != cs->against ||
+                    disabled_versions(c, m.name).count(cs->version) || !model ||
+                    model->current_revision != trained_for) {
+                    return status::ok();
+                }
             }
             if (status st = end_experiment(c, e->id, "policy:canary", words + reason, results,
                                            outcome_name);

@@ -1090,6 +1090,7 @@
     expired: () => 'not published: undecided at its deadline',
     taken_out: (c) => `not published: v${c.version} was disabled`,
     live_moved: () => 'not published: live moved (or was taken out) while it ran',
+    definition_changed: () => 'not published: the model\'s definition changed while it ran',
     handed_over: () => 'handed over to a person when its arms were changed: the policy does not decide it',
     ended: () => 'not published: ended by a person (or with its model\'s archiving)',
   };

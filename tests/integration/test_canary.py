@@ -249,6 +249,18 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(self.live(moved), 2)
         self.assertEqual([a["outcome"] for a in self.canary_actions(moved)],
                          ["canary ended; version 2 was published by hand"])
+        # The definition changed (here, to the manual policy).
+        redefined = uid("can")
+        labels, e = self.canary_running(redefined)
+        r = self.c.get("/v1/models/%s" % redefined)
+        d = r.json()["definition"]
+        d["promotion"] = {"mode": "manual"}
+        put_model(self, self.c, redefined, d, expect=(200,))
+        e = self.ended(redefined)
+        self.assertEqual(e["canary"]["outcome"], "definition_changed", e)
+        self.assertIn("the definition changed while the canary ran (revision 2 -> 3)",
+                      e["end_reason"])
+        self.assertEqual(self.live(redefined), 1)
         # The canary's version disabled.
         off = uid("can")
         labels, e = self.canary_running(off)
