@@ -20,6 +20,8 @@ std::string canary_json(const canary_state& s) {
               {"max_loss", s.policy.max_loss},
               {"max_seconds", s.policy.max_seconds},
               {"deadline", s.deadline},
+              {"live_move_mark", s.live_move_mark},
+              {"live_event_mark", s.live_event_mark},
               {"outcome", s.outcome ? json(*s.outcome) : json(nullptr)}};
     return j.dump();
 }
@@ -37,6 +39,8 @@ std::optional<canary_state> parse_canary(const std::string& text) {
         s.policy.max_loss = j.at("max_loss").get<double>();
         s.policy.max_seconds = j.value("max_seconds", s.policy.max_seconds);
         s.deadline = j.at("deadline").get<micros>();
+        s.live_move_mark = j.at("live_move_mark").get<std::int64_t>();
+        s.live_event_mark = j.at("live_event_mark").get<std::int64_t>();
         if (auto o = j.find("outcome"); o != j.end() && o->is_string())
             s.outcome = o->get<std::string>();
     } catch (const json::exception&) {

@@ -29,6 +29,11 @@ struct canary_state {
     std::int64_t job = 0;      // the job that trained it
     canary_policy policy;
     micros deadline = 0;  // undecided by then: not published
+    // Live's marks when it began (store/registry.h live_marks): the newest
+    // move of live and event of its version. A move or a disable after
+    // them ends the canary, even when undone before the supervisor looked.
+    std::int64_t live_move_mark = 0;
+    std::int64_t live_event_mark = 0;
     // Null while undecided; then "promoted", "failed", "expired",
     // "taken_out" (its version disabled), "live_moved" (a person moved
     // live, or live was taken out of service), "definition_changed" (a new

@@ -336,7 +336,12 @@ result<live_report> compute(connection& c, const std::string& model, const model
             for_each_log_segment(
                 c, model, since, until,
                 [&](micros last_time, std::int64_t) {
-                    return recent.size() < limit || last_time >= cutoff;
+                    const bool read = recent.size() < limit || last_time >= cutoff;
+                    // A segment left unread holds a prediction of the window
+                    // (its newest): held rows that add up to `limit` exactly
+                    // left older segments out unsaid.
+                    if (!read) truncated = true;
+                    return read;
                 },
                 [&](std::vector<logged_prediction>& entries, micros) {
                     for (auto& e : entries) recent.push_back(std::move(e));

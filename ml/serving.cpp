@@ -349,6 +349,7 @@ const serving_arm* choose_arm(const model_serving& m, std::string_view entity) {
     // Salted so arm membership is independent of the holdout split, which
     // hashes the bare entity.
     std::string salted = "experiment-arm:";
+    salted += m.arm_salt;
     salted += entity;
     double u = unit_hash(salted);
     double acc = 0;
@@ -644,6 +645,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 }
                 s->arms = std::move(list);
                 s->experiment = e->id;
+                if (e->canary) s->arm_salt = "canary-" + std::to_string(e->id) + ":";
             }
         }
         for (const auto& spec : s->definition.features) {

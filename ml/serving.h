@@ -164,6 +164,10 @@ struct model_serving {
     std::vector<std::shared_ptr<const loaded_version>> previous;
     std::set<std::int64_t> disabled;
     std::optional<std::int64_t> experiment;
+    // Put before the entity in its arm's hash: empty for a person's
+    // experiment, "canary-<id>:" for a canary's, so that each canary's share
+    // falls on other entities (the same ones would get every new version).
+    std::string arm_salt;
     std::vector<serving_arm> arms;  // non-shadow weights sum to 1
     // The live alias version's baseline answer, kept even when that version
     // is disabled or cannot load: the chain's constant step.

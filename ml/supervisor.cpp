@@ -60,6 +60,65 @@ std::optional<std::vector<live_group>> groups_to_judge(connection& c, const mode
     return std::move(*groups);
 }
 
+// How a canary ends: its outcome (ml/canary.h), why, and what it did.
+struct canary_end {
+    std::string outcome_name, reason, outcome;
+};
+
+// Why a canary ends before it is judged, if it does: live moved or its
+// version was disabled since it began (even if undone since: the marks, not
+// the state now), a new revision of the definition, or its own version
+// disabled or not servable (a version whose artifact fails to load is
+// never watched, and its arm's requests were all live's fallbacks).
+std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
+                                         const experiment_row& e, const canary_state& cs) {
+    const std::string v = "version " + std::to_string(cs.version);
+    const std::string not_published = "canary ended; " + v + " not published (promote it by hand)";
+    const auto version_name = [](std::optional<std::int64_t> x) {
+        return x ? "version " + std::to_string(*x) : std::string("none");
+    };
+    const auto live = alias_version(c, m.name, "live");
+    if (auto move = first_alias_move_after(c, m.name, "live", cs.live_move_mark)) {
+        std::string reason = "live was moved by " + move->actor + " while the canary ran (" +
+                             version_name(move->previous_version) + " -> " +
+                             version_name(move->version) + ")";
+        if (live != move->version) reason += "; it is on " + version_name(live) + " now";
+        return canary_end{
+            "live_moved", reason,
+            live == cs.version ? "canary ended; " + v + " was published by hand" : not_published};
+    }
+    if (auto off = first_disable_after(c, m.name, cs.against, cs.live_event_mark)) {
+        return canary_end{"live_moved",
+                          "live version " + std::to_string(cs.against) + " was disabled by " +
+                              off->actor + " while the canary ran: " + off->reason,
+                          not_published};
+    }
+    const auto row = get_version(c, m.name, cs.version, false);
+    const auto model = get_model(c, m.name);
+    if (row && model && row->revision != model->current_revision) {
+        // As a job's version is held back when its definition changes while
+        // it trains: it was trained for a model that is no longer there.
+        return canary_end{"definition_changed",
+                          "the definition changed while the canary ran (revision " +
+                              std::to_string(row->revision) + " -> " +
+                              std::to_string(model->current_revision) + ")",
+                          not_published};
+    }
+    const std::string stays =
+        "canary ended; live stays on live version " + std::to_string(cs.against);
+    if (auto off = first_disable_after(c, m.name, cs.version, 0))
+        return canary_end{"taken_out", v + " was disabled by " + off->actor + ": " + off->reason,
+                          stays};
+    if (m.experiment == e.id) {
+        for (const auto& arm : m.arms) {
+            if (arm.name == canary_arm && !arm.version && !arm.problem.empty())
+                return canary_end{"taken_out", v + " cannot be served (" + arm.problem + ")",
+                                  stays};
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 supervisor::supervisor(fact_writer& writer, reader_pool& readers, serving_registry& serving,
@@ -342,11 +401,7 @@ void supervisor::act(const model_serving& m, std::int64_t version, const std::st
 void supervisor::watch_canary(const model_serving& m) {
     std::optional<experiment_row> e;
     std::optional<canary_state> cs;
-    std::optional<std::int64_t> live;
-    std::string disabled;  // why the canary's version was disabled, if it was
-    bool live_disabled = false;
-    // The definition's revisions: the canary's version's and the model's now.
-    std::int64_t trained_for = 0, revision_now = 0;
+    std::optional<canary_end> stop;
     canary_verdict verdict;
     std::optional<std::string> results;
     const micros now = now_micros();
@@ -356,22 +411,8 @@ void supervisor::watch_canary(const model_serving& m) {
         if (!e || !e->canary) return;
         cs = parse_canary(*e->canary);
         if (!cs || cs->outcome) return;
-        live = alias_version(*conn, m.name, "live");
-        if (auto row = get_version(*conn, m.name, cs->version, false)) trained_for = row->revision;
-        if (auto model = get_model(*conn, m.name)) revision_now = model->current_revision;
-        const auto off = disabled_versions(*conn, m.name);
-        live_disabled = off.count(cs->against) > 0;
-        if (off.count(cs->version)) {
-            disabled = "disabled";
-            for (const auto& ev : list_version_events(*conn, m.name, page(100))) {
-                if (ev.version == cs->version && ev.event == "disabled") {
-                    disabled = "disabled by " + ev.actor + ": " + ev.reason;
-                    break;
-                }
-            }
-        }
-        if (live == cs->against && !live_disabled && disabled.empty() &&
-            trained_for == revision_now) {
+        stop = canary_stopped(*conn, m, *e, *cs);
+        if (!stop) {
             live_uncertainty_options options;
             options.reference_version = cs->against;
             options.arm_order = {control_arm, canary_arm};
@@ -395,77 +436,43 @@ void supervisor::watch_canary(const model_serving& m) {
         if (results_) results = results_(*conn, m.name, *e);
     }
     const std::string v = "version " + std::to_string(cs->version);
-    const std::string against = "live version " + std::to_string(cs->against);
-    std::string outcome_name, reason, outcome;
-    bool promote = false;
-    if (live != cs->against) {
-        outcome_name = "live_moved";
-        reason = "live moved while the canary ran (version " + std::to_string(cs->against) +
-                 " -> " + (live ? "version " + std::to_string(*live) : std::string("none")) + ")";
-        outcome = live == cs->version ? "canary ended; " + v + " was published by hand"
-                                      : "canary ended; " + v + " not published (promote it by hand)";
-    } else if (live_disabled) {
-        outcome_name = "live_moved";
-        reason = against + " was taken out of service while the canary ran";
-        outcome = "canary ended; " + v + " not published (promote it by hand)";
-    } else if (trained_for != revision_now) {
-        // As a job's version is held back when its definition changes while
-        // it trains: it was trained for a model that is no longer there
-        // (another policy, other features).
-        outcome_name = "definition_changed";
-        reason = "the definition changed while the canary ran (revision " +
-                 std::to_string(trained_for) + " -> " + std::to_string(revision_now) + ")";
-        outcome = "canary ended; " + v + " not published (promote it by hand)";
-    } else if (!disabled.empty()) {
-        outcome_name = "taken_out";
-        reason = v + " was " + disabled;
-        outcome = "canary ended; live stays on " + against;
-    } else if (verdict.what == canary_verdict::kind::promote) {
-        outcome_name = "promoted";
-        promote = true;
-        reason = verdict.reason;
-        outcome = "canary ended; live moved to " + v;
-    } else if (verdict.what == canary_verdict::kind::fail) {
-        outcome_name = "failed";
-        reason = verdict.reason;
-        outcome = "canary ended; live stays on " + against;
-    } else {
-        outcome_name = "expired";
-        reason =
-            "undecided after " + std::to_string(cs->policy.max_seconds) + " s: " + verdict.reason;
-        outcome = "canary ended; live stays on " + against;
+    const std::string stays =
+        "canary ended; live stays on live version " + std::to_string(cs->against);
+    const bool promote = !stop && verdict.what == canary_verdict::kind::promote;
+    if (!stop) {
+        if (promote) {
+            stop = canary_end{"promoted", verdict.reason, "canary ended; live moved to " + v};
+        } else if (verdict.what == canary_verdict::kind::fail) {
+            stop = canary_end{"failed", verdict.reason, stays};
+        } else {
+            stop = canary_end{"expired",
+                              "undecided after " + std::to_string(cs->policy.max_seconds) +
+                                  " s: " + verdict.reason,
+                              stays};
+        }
     }
     const std::string words = "canary of " + v + " (experiment " + std::to_string(e->id) + "): ";
+    const std::string reason = words + stop->reason;
     bool ended = false;
     status s = writer_.run(
         [&](connection& c) {
-            // A person may have ended or changed it, or moved live, since
-            // the look: then it is theirs, and nothing is done.
+            // A person may have ended or changed it, or acted on live or
+            // its version, since the look: then it is decided at the next.
             auto now_e = get_experiment(c, e->id);
-            if (!now_e || now_e->ended_at || !now_e->canary) return status::ok();
-            auto now_cs = parse_canary(*now_e->canary);
-            if (!now_cs || now_cs->outcome) return status::ok();
-            if (promote) {
-                const auto model = get_model(c, m.name);
-                if (alias_version(c, m.name, "live") != cs->against ||
-                    disabled_versions(c, m.name).count(cs->version) || !model ||
-                    model->current_revision != trained_for) {
-                    return status::ok();
-                }
-            }
-            if (status st = end_experiment(c, e->id, "policy:canary", words + reason, results,
-                                           outcome_name);
+            if (!now_e || now_e->ended_at || !undecided_canary(now_e->canary)) return status::ok();
+            if (promote && canary_stopped(c, m, *now_e, *cs)) return status::ok();
+            if (status st =
+                    end_experiment(c, e->id, "policy:canary", reason, results, stop->outcome_name);
                 !st) {
                 return st;
             }
             if (promote) {
-                if (status st =
-                        move_alias(c, m.name, "live", cs->version, "policy:canary", words + reason);
+                if (status st = move_alias(c, m.name, "live", cs->version, "policy:canary", reason);
                     !st) {
                     return st;
                 }
             }
-            add_supervisor_action(c, {now, "canary", m.name, cs->version, words + reason, outcome});
+            add_supervisor_action(c, {now, "canary", m.name, cs->version, reason, stop->outcome});
             ended = true;
             return status::ok();
         },
@@ -475,10 +482,9 @@ void supervisor::watch_canary(const model_serving& m) {
         return;
     }
     if (!ended) return;
-    (promote ? log_info : log_warn)("supervisor",
-                                    m.name + ": " + words + reason + " -> " + outcome);
+    (promote ? log_info : log_warn)("supervisor", m.name + ": " + reason + " -> " + stop->outcome);
     refresh_(m.name);
-    record({now, "canary", m.name, cs->version, words + reason, outcome}, true);
+    record({now, "canary", m.name, cs->version, reason, stop->outcome}, true);
 }
 
 void supervisor::record(supervisor_action a, bool kept) {

@@ -875,6 +875,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 cs.job = id;
                 cs.policy = def.definition.promotion.canary;
                 cs.deadline = now_micros() + cs.policy.max_seconds * 1000000;
+                const live_marks marks = live_marks_of(c, job.model, live_now);
+                cs.live_move_mark = marks.move;
+                cs.live_event_mark = marks.event;
                 auto begun = start_experiment(
                     c, job.model, canary_arms(cs), actor,
                     "canary of version " + std::to_string(number) + " against live version " +

@@ -742,6 +742,32 @@ live_marks live_marks_of(connection& c, const std::string& model,
     return m;
 }
 
+std::optional<deployment_row> first_alias_move_after(connection& c, const std::string& model,
+                                                     const std::string& alias,
+                                                     std::int64_t after_id) {
+    statement st(c,
+                 "SELECT id, model, alias, version, previous_version, time, actor, reason"
+                 " FROM deployments WHERE model = ? AND alias = ? AND id > ? ORDER BY id LIMIT 1");
+    st.bind(1, model).bind(2, alias).bind(3, after_id);
+    if (!st.step()) return std::nullopt;
+    return deployment_row{st.column_int(0),     st.column_text(1),    st.column_text(2),
+                          st.column_opt_int(3), st.column_opt_int(4), st.column_int(5),
+                          st.column_text(6),    st.column_text(7)};
+}
+
+std::optional<version_event_row> first_disable_after(connection& c, const std::string& model,
+                                                     std::int64_t version, std::int64_t after_id) {
+    statement st(c,
+                 "SELECT id, model, version, event, time, actor, reason FROM version_events"
+                 " WHERE model = ? AND version = ? AND event = 'disabled' AND id > ?"
+                 " ORDER BY id LIMIT 1");
+    st.bind(1, model).bind(2, version).bind(3, after_id);
+    if (!st.step()) return std::nullopt;
+    return version_event_row{st.column_int(0),  st.column_text(1), st.column_int(2),
+                             st.column_text(3), st.column_int(4),  st.column_text(5),
+                             st.column_text(6)};
+}
+
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model,
                                              const page& p) {
     statement st(c,

@@ -255,6 +255,11 @@ struct live_marks {
 };
 live_marks live_marks_of(connection& c, const std::string& model,
                          std::optional<std::int64_t> version);
+// The first move of the alias after deployment `after_id` (a live mark):
+// a canary (ml/canary.h) ends on a person's act even when undone since.
+std::optional<deployment_row> first_alias_move_after(connection& c, const std::string& model,
+                                                     const std::string& alias,
+                                                     std::int64_t after_id);
 // Newest first, as the other lists below.
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model,
                                              const page& p);
@@ -399,6 +404,9 @@ std::optional<micros> last_enabled_at(connection& c, const std::string& model,
                                       std::int64_t version);
 std::vector<version_event_row> list_version_events(connection& c, const std::string& model,
                                                    const page& p);
+// The first disable of the version after event `after_id` (as above).
+std::optional<version_event_row> first_disable_after(connection& c, const std::string& model,
+                                                     std::int64_t version, std::int64_t after_id);
 // An experiment's history, oldest first.
 std::vector<experiment_event_row> list_experiment_events(connection& c, std::int64_t experiment);
 // The path live came by, newest first (live itself first): every move to a

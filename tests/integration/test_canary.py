@@ -15,7 +15,7 @@ import datetime
 import time
 import unittest
 
-from kennel_harness import fact, uid
+from kennel_harness import fact, fmix64, fnv1a64, uid
 from test_calibration import skewed_rows
 from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
                            load_rows, log_text, post_facts, put_model, train_and_wait, wait_until)
@@ -29,7 +29,16 @@ BOTH = [{"field": "x1"}, {"field": "x2"}]
 CANARY = {"mode": "canary", "canary": {"share": 0.3, "entities": 40}}
 
 
-class CanaryTest(SharedServerCase):
+def canary_arm_of(entity, experiment, share):
+    """The documented split of a canary: the top 53 bits of
+    fmix64(fnv1a64("experiment-arm:canary-<experiment id>:" + entity)) as a
+    fraction of 1; control's slice first."""
+    u = (fmix64(fnv1a64("experiment-arm:canary-%d:%s" % (experiment, entity))) >> 11) / float(1 << 53)
+    return "control" if u < 1 - share else "canary"
+
+
+class CanaryCase(SharedServerCase):
+    """Streams, models and waits shared by the tests below."""
 
     def streams(self, rows):
         feats, labels = uid("feat"), uid("lab")
@@ -91,9 +100,11 @@ class CanaryTest(SharedServerCase):
         self.assertIn("candidate", v2.get("aliases", []), v2)
         return labels, e
 
-    def traffic(self, name, labels, n, seed, truth=lambda y: y):
+    def traffic(self, name, labels, n, seed, truth=lambda y: y, experiment=None):
         """n fresh entities asked once each, their outcomes sent (by
-        prediction id; `truth` maps the drawn label). Returns the answers by arm."""
+        prediction id; `truth` maps the drawn label). Returns the answers by
+        arm (checked against the documented split of a canary of 30%, when
+        `experiment` names it)."""
         fresh = skewed_rows(n, seed, uid("t") + "-")
         r = self.c.post_json("/v1/models/%s/predict" % name, {
             "instances": [{"entity": e, "features": x} for e, x, _ in fresh]})
@@ -103,9 +114,11 @@ class CanaryTest(SharedServerCase):
             fact(labels, e, {"y": truth(y), "prediction_id": p["prediction_id"]},
                  time_="2026-12-01T00:00:00Z") for p, (e, _, y) in zip(answers, fresh)])
         arms = {}
-        for p in answers:
+        for p, (e, _, _) in zip(answers, fresh):
             self.assertFalse(p["fallback"], p)
             arms.setdefault(p["arm"], []).append(p["version"])
+            if experiment is not None:
+                self.assertEqual(p["arm"], canary_arm_of(e, experiment, 0.3), (e, p))
         return arms
 
     def ended(self, name, timeout=40):
@@ -124,10 +137,13 @@ class CanaryTest(SharedServerCase):
         return [a for a in r.json()["supervisor"]["actions"]
                 if a["kind"] == "canary" and a["model"] == name]
 
+
+class CanaryTest(CanaryCase):
+
     def test_a_version_not_worse_on_live_traffic_goes_live_after_its_canary(self):
         name = uid("can")
         labels, e = self.canary_running(name)
-        arms = self.traffic(name, labels, 300, 2)
+        arms = self.traffic(name, labels, 300, 2, experiment=e["id"])
         # The split: each arm answers with its version.
         self.assertEqual(set(arms), {"control", "canary"}, arms)
         self.assertEqual(set(arms["control"]), {1})
@@ -239,37 +255,53 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["canary"]["outcome"], "ended", r.json())
         self.assertEqual(self.live(name), 1)
+        # Each act below on a canary of its own; the supervisor's next look
+        # ends them all.
+        moved, back, flicker, redefined, off = (uid("can") for _ in range(5))
+        for model in (moved, back, flicker, redefined, off):
+            self.canary_running(model)
         # Live moved by a person while the canary runs.
-        moved = uid("can")
-        labels, e = self.canary_running(moved)
         set_live(self, self.c, moved, 2, "I trust it")
+        # Moved away and back before the supervisor looked: still the
+        # person's call, not the policy's.
+        set_live(self, self.c, back, 2, "try it")
+        set_live(self, self.c, back, 1, "no, back")
+        # The canary's version disabled and enabled again at once.
+        for action in ("disable", "enable"):
+            r = self.c.post_json("/v1/models/%s/versions/2/%s" % (flicker, action),
+                                 {"reason": "a look"})
+            self.assertEqual(r.status, 200, r)
+        # The definition changed (here, to the manual policy).
+        d = self.c.get("/v1/models/%s" % redefined).json()["definition"]
+        d["promotion"] = {"mode": "manual"}
+        put_model(self, self.c, redefined, d, expect=(200,))
+        # The canary's version disabled.
+        r = self.c.post_json("/v1/models/%s/versions/2/disable" % off, {"reason": "looks off"})
+        self.assertEqual(r.status, 200, r)
+
         e = self.ended(moved)
         self.assertEqual(e["canary"]["outcome"], "live_moved", e)
-        self.assertIn("live moved while the canary ran (version 1 -> version 2)", e["end_reason"])
+        self.assertIn("live was moved by admin while the canary ran (version 1 -> version 2)",
+                      e["end_reason"])
         self.assertEqual(self.live(moved), 2)
         self.assertEqual([a["outcome"] for a in self.canary_actions(moved)],
                          ["canary ended; version 2 was published by hand"])
-        # The definition changed (here, to the manual policy).
-        redefined = uid("can")
-        labels, e = self.canary_running(redefined)
-        r = self.c.get("/v1/models/%s" % redefined)
-        d = r.json()["definition"]
-        d["promotion"] = {"mode": "manual"}
-        put_model(self, self.c, redefined, d, expect=(200,))
+        e = self.ended(back)
+        self.assertEqual(e["canary"]["outcome"], "live_moved", e)
+        self.assertIn("live was moved by admin while the canary ran (version 1 -> version 2); it "
+                      "is on version 1 now", e["end_reason"])
+        self.assertEqual(self.live(back), 1)
+        e = self.ended(flicker)
+        self.assertEqual(e["canary"]["outcome"], "taken_out", e)
+        self.assertIn("version 2 was disabled by admin: a look", e["end_reason"])
         e = self.ended(redefined)
         self.assertEqual(e["canary"]["outcome"], "definition_changed", e)
         self.assertIn("the definition changed while the canary ran (revision 2 -> 3)",
                       e["end_reason"])
         self.assertEqual(self.live(redefined), 1)
-        # The canary's version disabled.
-        off = uid("can")
-        labels, e = self.canary_running(off)
-        r = self.c.post_json("/v1/models/%s/versions/2/disable" % off, {"reason": "looks off"})
-        self.assertEqual(r.status, 200, r)
         e = self.ended(off)
         self.assertEqual(e["canary"]["outcome"], "taken_out", e)
-        self.assertIn("version 2 was disabled by ", e["end_reason"])
-        self.assertIn(": looks off", e["end_reason"])
+        self.assertIn("version 2 was disabled by admin: looks off", e["end_reason"])
         self.assertEqual(self.live(off), 1)
         self.assertEqual([a["outcome"] for a in self.canary_actions(off)],
                          ["canary ended; live stays on live version 1"])
@@ -354,6 +386,26 @@ class CanaryTest(SharedServerCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["definition"]["promotion"]["canary"],
                          {"share": 0.1, "entities": 200, "max_loss": 0, "max_seconds": 604800})
+
+
+class CanaryFaultTest(CanaryCase):
+    """With test faults switched on: a canary whose version cannot load."""
+
+    server_args = ("--test-faults",)
+
+    def test_a_canary_whose_version_cannot_load_ends_at_once(self):
+        name = uid("can")
+        rows = skewed_rows(500, 11, uid("r") + "-")
+        feats, labels = self.streams(rows)
+        self.put(name, feats, labels, X1)
+        self.trained(name, 1)
+        self.put(name, feats, labels, BOTH, test_fault="corrupt_artifact")
+        job = train_and_wait(self, self.c, name)
+        self.assertEqual(job["state"], "succeeded", log_text(job))
+        e = self.ended(name, timeout=30)
+        self.assertEqual(e["canary"]["outcome"], "taken_out", e)
+        self.assertIn("version 2 cannot be served (artifact_load_failed)", e["end_reason"])
+        self.assertEqual(self.live(name), 1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ml/canary.h"
+#include "store/db.h"
+#include "tests/unit/test_support.h"
 
 using namespace kennel;
 using namespace kennel::ml;
@@ -155,4 +157,46 @@ TEST_CASE("canary: its JSON round-trips, and its arms are control then canary", 
           json({{"name", "control"}, {"version", 1}, {"weight", 0.75}, {"shadow", false}}));
     CHECK(arms[1] ==
           json({{"name", "canary"}, {"version", 2}, {"weight", 0.25}, {"shadow", false}}));
+}
+
+TEST_CASE("live metrics: a window cut at exactly max_predictions says it was truncated",
+          "[canary][live_metrics]") {
+    // Three segments of two predictions each, at times 10-11, 20-21, 30-31:
+    // the newest two fill max_predictions exactly, and the older segments
+    // went unread without a word (a canary reading 50,000 predictions with
+    // no outcome said nothing of the older ones that had theirs).
+    testing::migrated_db db;
+    connection& c = db.conn;
+    for (int s = 1; s <= 3; ++s) {
+        json entries = json::array();
+        for (int i = 0; i < 2; ++i) {
+            const std::int64_t t = s * 10 + i;
+            entries.push_back(
+                json::array({"p" + std::to_string(t), 1, "live", 0, "e" + std::to_string(t), t, 1.5,
+                             nullptr, nullptr, 0, nullptr, 10, "h"}));
+        }
+        statement st(c,
+                     "INSERT INTO prediction_segments (model, first_time, last_time, size, entries)"
+                     " VALUES ('m', ?, ?, 2, ?)");
+        st.bind(1, s * 10).bind(2, s * 10 + 1).bind(3, entries.dump()).run();
+    }
+    model_definition d;
+    d.task = task_kind::regression;
+    d.features_from = "f";
+    d.label.stream = "l";
+    d.label.field = "y";
+    live_uncertainty_options options;
+    const auto read = [&](std::int64_t max, micros since) {
+        auto r = compute_live_report(c, "m", d, since, options, max);
+        REQUIRE(r);
+        std::int64_t predictions = 0;
+        for (const auto& g : r->groups) predictions += g.predictions;
+        return std::make_pair(predictions, r->truncated);
+    };
+    CHECK(read(2, 0) == std::make_pair(std::int64_t{2}, true));
+    CHECK(read(3, 0) == std::make_pair(std::int64_t{3}, true));
+    CHECK(read(6, 0) == std::make_pair(std::int64_t{6}, false));
+    CHECK(read(100, 0) == std::make_pair(std::int64_t{6}, false));
+    // Older segments outside the window are no truncation.
+    CHECK(read(4, 20) == std::make_pair(std::int64_t{4}, false));
 }
