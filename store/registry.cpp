@@ -742,6 +742,24 @@ live_marks live_marks_of(connection& c, const std::string& model,
     return m;
 }
 
+namespace {
+
+// A row of "SELECT id, model, alias, version, previous_version, time,
+// actor, reason FROM deployments".
+deployment_row read_deployment(const statement& st) {
+    return {st.column_int(0),     st.column_text(1), st.column_text(2), st.column_opt_int(3),
+            st.column_opt_int(4), st.column_int(5),  st.column_text(6), st.column_text(7)};
+}
+
+// A row of "SELECT id, model, version, event, time, actor, reason FROM
+// version_events".
+version_event_row read_version_event(const statement& st) {
+    return {st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
+            st.column_int(4), st.column_text(5), st.column_text(6)};
+}
+
+}  // namespace
+
 std::optional<deployment_row> first_alias_move_after(connection& c, const std::string& model,
                                                      const std::string& alias,
                                                      std::int64_t after_id) {
@@ -750,9 +768,7 @@ std::optional<deployment_row> first_alias_move_after(connection& c, const std::s
                  " FROM deployments WHERE model = ? AND alias = ? AND id > ? ORDER BY id LIMIT 1");
     st.bind(1, model).bind(2, alias).bind(3, after_id);
     if (!st.step()) return std::nullopt;
-    return deployment_row{st.column_int(0),     st.column_text(1),    st.column_text(2),
-                          st.column_opt_int(3), st.column_opt_int(4), st.column_int(5),
-                          st.column_text(6),    st.column_text(7)};
+    return read_deployment(st);
 }
 
 std::optional<version_event_row> first_disable_after(connection& c, const std::string& model,
@@ -763,9 +779,7 @@ std::optional<version_event_row> first_disable_after(connection& c, const std::s
                  " ORDER BY id LIMIT 1");
     st.bind(1, model).bind(2, version).bind(3, after_id);
     if (!st.step()) return std::nullopt;
-    return version_event_row{st.column_int(0),  st.column_text(1), st.column_int(2),
-                             st.column_text(3), st.column_int(4),  st.column_text(5),
-                             st.column_text(6)};
+    return read_version_event(st);
 }
 
 std::vector<deployment_row> list_deployments(connection& c, const std::string& model,
@@ -775,11 +789,7 @@ std::vector<deployment_row> list_deployments(connection& c, const std::string& m
                  " FROM deployments WHERE model = ? AND id < ? ORDER BY id DESC LIMIT ?");
     st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<deployment_row> out;
-    while (st.step()) {
-        out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_opt_int(3),
-                       st.column_opt_int(4), st.column_int(5), st.column_text(6),
-                       st.column_text(7)});
-    }
+    while (st.step()) out.push_back(read_deployment(st));
     return out;
 }
 
@@ -931,10 +941,7 @@ std::vector<version_event_row> list_version_events(connection& c, const std::str
                  " WHERE model = ? AND id < ? ORDER BY id DESC LIMIT ?");
     st.bind(1, model).bind(2, p.before.value_or(INT64_MAX)).bind(3, p.limit);
     std::vector<version_event_row> out;
-    while (st.step()) {
-        out.push_back({st.column_int(0), st.column_text(1), st.column_int(2), st.column_text(3),
-                       st.column_int(4), st.column_text(5), st.column_text(6)});
-    }
+    while (st.step()) out.push_back(read_version_event(st));
     return out;
 }
 
