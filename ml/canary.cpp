@@ -68,7 +68,24 @@ std::string canary_arms(const canary_state& s) {
         .dump();
 }
 
-canary_verdict judge_canary(const live_report& report, const canary_state& s) {
+canary_verdict judge_canary(const live_report& report, const canary_state& s,
+                            double max_fallback_share, std::int64_t min_requests) {
+    // Its arm's answers, whichever version gave them (a fallback is logged
+    // under the arm with the version that answered).
+    std::int64_t answered = 0, fallbacks = 0;
+    for (const auto& g : report.groups) {
+        if (g.arm != canary_arm || g.shadow) continue;
+        answered += g.predictions;
+        fallbacks += g.fallbacks;
+    }
+    if (answered >= min_requests &&
+        static_cast<double>(fallbacks) > max_fallback_share * static_cast<double>(answered)) {
+        std::ostringstream r;
+        r << fallbacks << " of the canary arm's " << answered
+          << " answers were fallbacks (over its share of " << plain_number(max_fallback_share)
+          << "): version " << s.version << " fails or misses its deadline";
+        return {canary_verdict::kind::fail, r.str()};
+    }
     const live_comparison* cmp = nullptr;
     for (const auto& c : report.comparisons) {
         if (c.arm == canary_arm && c.version == s.version && !c.shadow) cmp = &c;
@@ -110,7 +127,7 @@ canary_verdict judge_canary(const live_report& report, const canary_state& s) {
         r << ": worse than live by more than " << plain_number(s.policy.max_loss);
         return {canary_verdict::kind::fail, r.str()};
     }
-    r << ": not worse than live by more than " << plain_number(s.policy.max_loss);
+    r << ": not shown worse than live by more than " << plain_number(s.policy.max_loss);
     return {canary_verdict::kind::promote, r.str()};
 }
 

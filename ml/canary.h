@@ -21,6 +21,9 @@
 namespace kennel::ml {
 
 inline constexpr const char* canary_arm = "canary";
+// The newest predictions a look reads (control's and canary's together):
+// a canary's share of them must be able to hold its entities.
+inline constexpr std::int64_t canary_max_predictions = 50000;
 inline constexpr const char* control_arm = "control";
 
 struct canary_state {
@@ -61,6 +64,10 @@ struct canary_verdict {
 
 // One look at the canary arm against the control arm in a live report over
 // the experiment's time (its reference the version live was at its start).
-canary_verdict judge_canary(const live_report& report, const canary_state& s);
+// A canary arm whose answers were mostly fallbacks (more than
+// max_fallback_share of at least min_requests: its version throws or misses
+// its deadline) fails at once, whether or not supervision would act.
+canary_verdict judge_canary(const live_report& report, const canary_state& s,
+                            double max_fallback_share = 0.5, std::int64_t min_requests = 20);
 
 }  // namespace kennel::ml

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "ml/canary.h"
 #include "ml/dataset.h"
+#include "ml/decision.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/json_input.h"
@@ -557,6 +559,19 @@ parsed_definition parse_definition(const std::string& text) {
                     r.integer(*cn, "promotion.canary", "entities", cp.entities, 30, 1e9);
                     r.number(*cn, "promotion.canary", "max_loss", cp.max_loss, 0, 1e12);
                     r.integer(*cn, "promotion.canary", "max_seconds", cp.max_seconds, 10, 1e9);
+                    // Its share of the predictions a look reads caps the
+                    // entities it can see: fewer, and it could only expire.
+                    const double reach = cp.share * static_cast<double>(ml::canary_max_predictions);
+                    if (reach < static_cast<double>(cp.entities)) {
+                        r.error("promotion.canary.entities",
+                                "a canary is judged on the newest " +
+                                    std::to_string(ml::canary_max_predictions) +
+                                    " predictions, of which a share of " +
+                                    ml::plain_number(cp.share) + " is about " +
+                                    ml::plain_number(std::floor(reach)) + ": too few for " +
+                                    std::to_string(cp.entities) +
+                                    " entities; raise share or lower entities");
+                    }
                 }
             }
             r.number(*pr, "promotion", "min_improvement", d.promotion.min_improvement, 0, 1e12);

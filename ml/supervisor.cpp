@@ -424,13 +424,14 @@ void supervisor::watch_canary(const model_serving& m) {
             const micros until =
                 now - static_cast<micros>(m.definition.supervision.outcome_delay_seconds * 1e6);
             auto report = compute_live_report(*conn, m.name, m.definition, e->started_at, options,
-                                              50000, until);
+                                              canary_max_predictions, until);
             if (!report) {
                 log_warn("supervisor", m.name + ": canary experiment " + std::to_string(e->id) +
                                            " could not be judged: " + report.error().message());
                 return;
             }
-            verdict = judge_canary(*report, *cs);
+            const supervision_policy& sp = m.definition.supervision;
+            verdict = judge_canary(*report, *cs, sp.max_fallback_share, sp.min_requests);
             if (verdict.what == canary_verdict::kind::wait && now < cs->deadline) return;
         }
         if (results_) results = results_(*conn, m.name, *e);
@@ -548,16 +549,21 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
         // did, and retraining at once would loop.
         bool active = false;
         std::optional<micros> last_job;
+        // A canary being judged holds retraining back, as it holds the
+        // scheduler's triggers: its version would only be held back.
+        std::optional<experiment_row> judged;
         {
             auto conn = readers_.acquire();
             active = has_active_job(*conn, m.name);
             last_job = last_job_created_at(*conn, m.name, "drift");
+            judged = active_experiment(*conn, m.name);
+            if (judged && !undecided_canary(judged->canary)) judged.reset();
         }
         const auto window_micros = static_cast<micros>(p.drift_window_seconds * 1e6);
         const bool too_soon = last_job && now_micros() - *last_job < window_micros;
         std::int64_t job = 0;
         status s = status::ok();
-        if (!active && !too_soon) {
+        if (!active && !too_soon && !judged) {
             s = writer_.run(
                 [&](connection& c) {
                     if (status st = refuse_if_archived(c, m.name, "retrain it"); !st) return st;
@@ -573,6 +579,9 @@ void supervisor::check_drift(const model_serving& m, const loaded_version& v,
             outcome += "; not retraining: the last drift job was queued " +
                        std::to_string((now_micros() - *last_job) / 1000000) +
                        " s ago, within the drift window";
+        } else if (judged) {
+            outcome += "; not retraining while canary experiment " + std::to_string(judged->id) +
+                       " is judged (a later window's report retrains once it has ended)";
         } else if (!s) {
             outcome += "; could not queue a training job: " + s.message();
         } else {

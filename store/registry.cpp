@@ -1166,17 +1166,31 @@ status not_running(connection& c, std::int64_t id) {
 
 status change_experiment(connection& c, std::int64_t id, const std::string& arms,
                          const std::string& actor, const std::string& reason) {
+    bool same = false;  // the arms as they are (names, versions, shadows, weights)
     if (auto e = get_experiment(c, id); e && !e->ended_at) {
         if (status s = arms_can_serve(c, e->model, arms); !s) return s;
+        statement compare(
+            c,
+            "SELECT json_array_length(?1) = json_array_length(?2) AND json_array_length(?1) ="
+            " (SELECT count(*) FROM json_each(?1) a JOIN json_each(?2) b ON a.key = b.key"
+            "  WHERE json_extract(a.value, '$.name') IS json_extract(b.value, '$.name')"
+            "  AND json_extract(a.value, '$.version') IS json_extract(b.value, '$.version')"
+            "  AND coalesce(json_extract(a.value, '$.shadow'), 0) ="
+            "      coalesce(json_extract(b.value, '$.shadow'), 0)"
+            "  AND abs(coalesce(json_extract(a.value, '$.weight'), 0) -"
+            "          coalesce(json_extract(b.value, '$.weight'), 0)) < 1e-12)");
+        compare.bind(1, arms).bind(2, e->arms);
+        same = compare.step() && compare.column_int(0) == 1;
     }
     // A person's change hands a canary over to them: its policy no longer
-    // decides it (the outcome says so), the experiment is theirs to end.
+    // decides it (the outcome says so), the experiment is theirs to end. The
+    // arms sent back as they are change nothing, and hand nothing over.
     statement st(c,
-                 "UPDATE experiments SET arms = ?, canary = CASE WHEN canary IS NULL OR"
+                 "UPDATE experiments SET arms = ?, canary = CASE WHEN ? OR canary IS NULL OR"
                  " json_extract(canary, '$.outcome') IS NOT NULL THEN canary"
                  " ELSE json_set(canary, '$.outcome', 'handed_over') END"
                  " WHERE id = ? AND ended_at IS NULL");
-    st.bind(1, arms).bind(2, id).run();
+    st.bind(1, arms).bind(2, same ? 1 : 0).bind(3, id).run();
     if (c.changes() != 1) return not_running(c, id);
     experiment_event(c, id, actor, "changed", arms, reason);
     return status::ok();

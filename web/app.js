@@ -1086,10 +1086,10 @@
   // `report`: the running experiment's live metrics (its entities so far).
   const CANARY_OUTCOMES = {
     promoted: (c) => `published: live moved to v${c.version}`,
-    failed: () => 'not published: worse than live on its traffic',
+    failed: () => 'not published: worse than live on its traffic, or its answers were mostly fallbacks',
     expired: () => 'not published: undecided at its deadline',
-    taken_out: (c) => `not published: v${c.version} was disabled`,
-    live_moved: () => 'not published: live moved (or was taken out) while it ran',
+    taken_out: (c) => `not published: v${c.version} was disabled or could not be served`,
+    live_moved: () => 'ended: live moved (or was taken out of service) while it ran, so a person decided',
     definition_changed: () => 'not published: the model\'s definition changed while it ran',
     handed_over: () => 'handed over to a person when its arms were changed: the policy does not decide it',
     ended: () => 'not published: ended by a person (or with its model\'s archiving)',
@@ -1103,9 +1103,10 @@
       return h('p.small.canary', { 'data-canary': c.outcome }, badge('canary'), ' ', head, say ? say(c) : c.outcome, '.');
     }
     const cmp = report && (report.comparisons || []).find((x) => x.arm === 'canary' && x.version === c.version);
-    const now = cmp ? ` Now: outcomes from ${fmtNum(cmp.entities)} and ${fmtNum(cmp.against_entities)} entities (canary, control).` : ' No outcome of the canary yet.';
+    const now = !report ? ' Its outcomes so far are on the Deployments page.'
+      : cmp ? ` Now: outcomes from ${fmtNum(cmp.entities)} and ${fmtNum(cmp.against_entities)} entities (canary, control).` : ' No outcome of the canary yet.';
     return h('p.small.canary', { 'data-canary': 'running' }, badge('canary'), ' ', head,
-      `${fmtPct(c.share)} of the requests with an entity. It goes live once outcomes from ${fmtNum(c.entities)} entities a side show it is not worse than live by more than ${c.max_loss}; undecided by `,
+      `${fmtPct(c.share)} of the requests with an entity. Once outcomes from ${fmtNum(c.entities)} entities a side are in, it goes live unless they show it worse than live by more than ${c.max_loss}; undecided by `,
       timeEl(c.deadline), ', it is not published.', now);
   }
 

@@ -1424,9 +1424,11 @@ step('a canary: the experiment the policy started says what decides it, and how 
   await go('#/models/spam-canary');
   const note = page.locator('#model-experiment p.canary[data-canary="running"]');
   await visible(note);
-  assert.match(await note.textContent(), /^canary Canary of v2 against live v1 \(job \d+\): 20(\.0)?\s?% of the requests with an entity\. It goes live once outcomes from 50 entities a side show it is not worse than live by more than 0; undecided by .+, it is not published\. No outcome of the canary yet\.$/);
+  assert.match(await note.textContent(), /^canary Canary of v2 against live v1 \(job \d+\): 20(\.0)?\s?% of the requests with an entity\. Once outcomes from 50 entities a side are in, it goes live unless they show it worse than live by more than 0; undecided by .+, it is not published\. Its outcomes so far are on the Deployments page\.$/);
   await go('#/deployments/spam-canary');
-  await visible(page.locator(`div.card[data-experiment="${e.id}"] p.canary[data-canary="running"]`));
+  const running = page.locator(`div.card[data-experiment="${e.id}"] p.canary[data-canary="running"]`);
+  await visible(running);
+  assert.match(await running.textContent(), /it is not published\. No outcome of the canary yet\.$/);
   await shot('deployments-canary-1280');
   // A person ends it: nothing is published, and the page says so.
   const ended = await http('POST', `/v1/models/spam-canary/experiments/${e.id}/end`, { auth: 'basic', body: { reason: 'browser test' } });

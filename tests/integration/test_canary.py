@@ -158,8 +158,8 @@ class CanaryTest(CanaryCase):
         self.assertRegex(e["end_reason"],
                          r"^canary of version 2 \(experiment %d\): roc_auc [+-][0-9.e-]+ against "
                          r"live's \(95%% interval \[[0-9.e-]+, [0-9.e-]+\]\) over outcomes from "
-                         r"[0-9]+ and [0-9]+ entities \(canary, control\): not worse than live by "
-                         r"more than 0$" % e["id"])
+                         r"[0-9]+ and [0-9]+ entities \(canary, control\): not shown worse than live "
+                         r"by more than 0$" % e["id"])
         # The evidence is kept with the end, as a person's end keeps it.
         cmp = [x for x in e["results"]["comparisons"] if x["arm"] == "canary"]
         self.assertEqual(len(cmp), 1, e["results"])
@@ -338,6 +338,27 @@ class CanaryTest(CanaryCase):
                             "the retrain trigger after the canary")
         self.assertEqual(len(queued), 1, queued)
 
+    def test_drift_found_while_a_canary_is_judged_is_reported_without_retraining(self):
+        name = uid("can")
+        promotion = {"mode": "canary", "canary": {"share": 0.3, "entities": 1000}}
+        labels, e = self.canary_running(name, promotion=promotion, retrain={"on_drift": True})
+        # Live's inputs moved far past training's (requests without an
+        # entity are live's: the control's version).
+        for start in range(0, 300, 100):
+            r = self.c.post_json("/v1/models/%s/predict" % name, {"instances": [
+                {"features": {"x1": 3.0 + i / 100.0, "x2": 0.1}} for i in range(100)]})
+            self.assertEqual(r.status, 200, r)
+
+        def drift():
+            r = self.c.get("/v1/serving")
+            return [a for a in r.json()["supervisor"]["actions"]
+                    if a["kind"] == "drift" and a["model"] == name]
+        action = wait_until(drift, 30, "the drift report")[0]
+        self.assertIn("; not retraining while canary experiment %d is judged" % e["id"],
+                      action["outcome"])
+        r = self.c.get("/v1/models/%s/jobs" % name)
+        self.assertEqual(len(r.json()["jobs"]), 2, r.json())
+
     def test_a_canary_undecided_at_its_deadline_is_not_published(self):
         name = uid("can")
         promotion = {"mode": "canary", "canary": {"share": 0.3, "entities": 40,
@@ -408,6 +429,29 @@ class CanaryFaultTest(CanaryCase):
         self.assertIn("version 2 cannot be served (artifact_load_failed)", e["end_reason"])
         self.assertEqual(self.live(name), 1)
 
+
+    def test_a_canary_whose_answers_are_mostly_fallbacks_fails_without_supervision(self):
+        # Supervision off: nothing else would take the canary's version out.
+        name = uid("can")
+        rows = skewed_rows(500, 1, "r1-")
+        feats, labels = self.streams(rows)
+        off = {"enabled": False}
+        self.put(name, feats, labels, X1, supervision=off)
+        self.trained(name, 1)
+        self.put(name, feats, labels, BOTH, supervision=off, test_fault="serve_throw")
+        self.trained(name, 2)
+        fresh = skewed_rows(200, 12, "t12-")
+        r = self.c.post_json("/v1/models/%s/predict" % name, {
+            "instances": [{"entity": x, "features": f} for x, f, _ in fresh]})
+        self.assertEqual(r.status, 200, r)
+        answers = r.json()["predictions"]
+        self.assertTrue(any(p["arm"] == "canary" and p["fallback"] for p in answers), answers)
+        e = self.ended(name)
+        self.assertEqual(e["canary"]["outcome"], "failed", e)
+        self.assertRegex(e["end_reason"], r"\): [0-9]+ of the canary arm's [0-9]+ answers were "
+                         r"fallbacks \(over its share of 0\.5\): version 2 fails or misses its "
+                         r"deadline$")
+        self.assertEqual(self.live(name), 1)
 
 if __name__ == "__main__":
     unittest.main()

@@ -98,7 +98,7 @@ TEST_CASE("canary: publishes unless the interval lies wholly past the loss allow
         v = judge_canary(with(canary_against_control("roc_auc", true, -0.05, -0.08, -0.02)),
                          two_against_one(0.03));
         CHECK(v.what == canary_verdict::kind::promote);
-        CHECK(v.reason.ends_with(": not worse than live by more than 0.03"));
+        CHECK(v.reason.ends_with(": not shown worse than live by more than 0.03"));
         // An inconclusive difference is no evidence of a loss.
         v = judge_canary(with(canary_against_control("roc_auc", true, -0.01, -0.05, 0.03)),
                          two_against_one());
@@ -128,6 +128,30 @@ TEST_CASE("canary: publishes unless the interval lies wholly past the loss allow
               "the canary's log_loss cannot be compared with live's (another task or "
               "other classes)");
     }
+}
+
+TEST_CASE("canary: an arm answered mostly by fallbacks fails at once", "[canary]") {
+    live_report r = with(canary_against_control("roc_auc", true, 0.01, -0.02, 0.04, 5, 300));
+    live_group own;  // the canary's own answers, and live's in its place
+    own.arm = canary_arm;
+    own.version = 2;
+    own.predictions = 4;
+    live_group fallen = own;
+    fallen.version = 1;
+    fallen.predictions = 16;
+    fallen.fallbacks = 16;
+    r.groups = {own, fallen};
+    auto v = judge_canary(r, two_against_one(), 0.5, 20);
+    CHECK(v.what == canary_verdict::kind::fail);
+    CHECK(v.reason ==
+          "16 of the canary arm's 20 answers were fallbacks (over its share of 0.5): "
+          "version 2 fails or misses its deadline");
+    // Below min_requests, or within the share, it waits for its entities.
+    CHECK(judge_canary(r, two_against_one(), 0.5, 21).what == canary_verdict::kind::wait);
+    CHECK(judge_canary(r, two_against_one(), 0.8, 20).what == canary_verdict::kind::wait);
+    // A shadow's fallbacks are not the arm's.
+    for (auto& g : r.groups) g.shadow = true;
+    CHECK(judge_canary(r, two_against_one(), 0.5, 20).what == canary_verdict::kind::wait);
 }
 
 TEST_CASE("canary: its JSON round-trips, and its arms are control then canary", "[canary]") {

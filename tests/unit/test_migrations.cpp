@@ -1003,9 +1003,28 @@ TEST_CASE(
     SECTION("a person's change hands it over, and the end keeps that") {
         auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
         REQUIRE(id);
-        REQUIRE(change_experiment(c, *id, arms, "admin", "mine now"));
+        REQUIRE(change_experiment(c, *id,
+                                  R"([{"name":"control","version":1,"weight":0.5},)"
+                                  R"({"name":"canary","version":2,"weight":0.5,"shadow":false}])",
+                                  "admin", "mine now"));
         CHECK(outcome(*id) == "handed_over");
         REQUIRE(end_experiment(c, *id, "admin", "done"));
+        CHECK(outcome(*id) == "handed_over");
+    }
+    SECTION("its arms sent back as they are change nothing and hand nothing over") {
+        auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
+        REQUIRE(id);
+        // As the API writes them back: another key order, weights divided by their sum.
+        REQUIRE(change_experiment(
+            c, *id,
+            R"([{"version":1,"name":"control","shadow":false,"weight":0.9000000000000001},)"
+            R"({"weight":0.1,"name":"canary","version":2}])",
+            "admin", "the same"));
+        CHECK_FALSE(outcome(*id));
+        REQUIRE(change_experiment(c, *id,
+                                  R"([{"name":"control","version":1,"weight":0.8},)"
+                                  R"({"name":"canary","version":2,"weight":0.2}])",
+                                  "admin", "more"));
         CHECK(outcome(*id) == "handed_over");
     }
     SECTION("a person's end of an undecided canary: ended") {
