@@ -754,6 +754,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
     bool cancelled_late = false;
     s = writer_.run(
         [&](connection& c) {
+            canary_experiment.reset();  // set below, should this run again
             // A cancel that came after the fit ended (both go through the
             // writer, so one of the two sees the other): it was answered as
             // accepted, so the job ends cancelled and stores nothing.
@@ -895,7 +896,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             if (canary_experiment) {
                 const canary_policy& cp = def.definition.promotion.canary;
                 outcome += "; canary experiment " + std::to_string(*canary_experiment) +
-                           " gives it " + plain_number(cp.share * 100) +
+                           " gives it " + short_number(cp.share * 100) +
                            "% of the requests with an entity beside live version " +
                            std::to_string(*live_now) + " and judges it on outcomes from " +
                            std::to_string(cp.entities) + " entities a side";
