@@ -855,18 +855,29 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
             // A canary: the version becomes the candidate, and an
             // experiment beside live judges it (ml/canary.h).
             const std::optional<std::int64_t> live_now = alias_version(c, job.model, "live");
-            const bool canary = published && mode == promotion_mode::canary && live_now;
+            // Only against a live version the gate scored: one of another
+            // task, or that could not load, would give a canary no control
+            // to be compared with (it goes live as with auto, and says so).
+            const bool live_scored = result["gate"].contains("live_metrics") &&
+                                     result["gate"]["live_metrics"].is_object();
+            const bool canary =
+                published && mode == promotion_mode::canary && live_now && live_scored;
+            const std::string no_canary =
+                !live_now ? "no live version to judge a canary against"
+                          : "live version " + std::to_string(*live_now) +
+                                " could not be scored (the job's log says why): no canary can "
+                                "judge against it";
             const std::string actor = "policy:" + std::string(promotion_mode_name(mode));
             if (passed) {
                 std::string alias = published && !canary ? "live" : "candidate";
                 // The record says why a version that passed was not put live.
-                status m = move_alias(c, job.model, alias, number, actor,
-                                      "job " + std::to_string(id) + " " + gate_summary +
-                                          (held_back.empty() ? "" : "; " + held_back) +
-                                          (canary ? "; a canary judges it on live traffic"
-                                           : published && mode == promotion_mode::canary
-                                               ? "; no live version to judge a canary against"
-                                               : ""));
+                status m =
+                    move_alias(c, job.model, alias, number, actor,
+                               "job " + std::to_string(id) + " " + gate_summary +
+                                   (held_back.empty() ? "" : "; " + held_back) +
+                                   (canary ? "; a canary judges it on live traffic"
+                                    : published && mode == promotion_mode::canary ? "; " + no_canary
+                                                                                  : ""));
                 if (!m) return m;
             }
             if (canary) {
@@ -901,7 +912,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                            std::to_string(*live_now) + " and judges it on outcomes from " +
                            std::to_string(cp.entities) + " entities a side";
             } else if (passed && published && mode == promotion_mode::canary) {
-                outcome += " (no live version to judge a canary against)";
+                outcome += " (" + no_canary + ")";
             }
             append_job_log(c, id, passed && held_back.empty() ? "info" : "warn", outcome);
             // The job's message says what it came to, not its last step

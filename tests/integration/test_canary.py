@@ -379,6 +379,22 @@ class CanaryTest(CanaryCase):
                          r"[0-9]+ entities of the 40 a side|no outcome of the canary)")
         self.assertEqual(self.live(name), 1)
 
+    def test_a_version_of_another_task_than_live_goes_live_without_a_canary(self):
+        # Labels 0/1: binary first, then the definition turns to regression.
+        rows = [(e, x, 1 if y else 0) for e, x, y in skewed_rows(300, 1, "r1-")]
+        feats, labels = self.streams(rows)
+        name = uid("can")
+        self.put(name, feats, labels, BOTH)
+        self.trained(name, 1)
+        d = self.c.get("/v1/models/%s" % name).json()["definition"]
+        d["task"] = "regression"
+        put_model(self, self.c, name, d, expect=(200,))
+        job = self.trained(name, 2)
+        self.assertIn("(live version 1 could not be scored (the job's log says why): no canary "
+                      "can judge against it)", log_text(job))
+        self.assertIsNone(self.experiment(name))
+        self.assertEqual(self.live(name), 2)
+
     def test_the_canary_policy_is_checked_when_saved(self):
         feats, labels = self.streams(skewed_rows(40, 8, "r8-"))
         name = uid("can")
