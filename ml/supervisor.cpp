@@ -199,7 +199,8 @@ supervisor_state supervisor::state() const {
 
 void supervisor::tick() {
     const auto now = steady::now();
-    const bool check_live = now - last_live_check_ > std::chrono::seconds(10);
+    // (>=: a look each interval when the interval is the tick's own second)
+    const bool check_live = now - last_live_check_ >= live_interval_;
     if (check_live) {
         last_live_check_ = now;
         // An untrained model's prior, counted again once new labels came.

@@ -80,6 +80,9 @@ public:
     using results_function = std::function<std::optional<std::string>(
         connection&, const std::string& model, const experiment_row&)>;
     void on_experiment_results(results_function f) { results_ = std::move(f); }
+    // How often live metrics are judged (their bounds, and canaries): a
+    // join over up to 10,000 predictions a model. Set before start().
+    void live_check_interval(std::chrono::seconds s) { live_interval_ = s; }
 
 private:
     struct sample {
@@ -111,6 +114,7 @@ private:
     std::map<std::pair<std::string, std::int64_t>, std::chrono::steady_clock::time_point>
         drift_reported_;
     std::chrono::steady_clock::time_point last_live_check_{};
+    std::chrono::seconds live_interval_{10};
     std::thread thread_;
     mutable std::mutex mu_;
     std::condition_variable cv_;

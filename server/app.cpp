@@ -405,6 +405,7 @@ int app::run() {
         });
     supervisor_->on_job_queued([this] { trainer_->wake(); });
     supervisor_->on_experiment_results(experiment_results);
+    supervisor_->live_check_interval(std::chrono::seconds(options_.live_check_seconds));
     supervisor_->start();
     http_->set_ready(true);
     prediction_log_->start_expiry();

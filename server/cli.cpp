@@ -116,8 +116,8 @@ const char* const all_option_names[] = {
     // serve
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
-    "explain-concurrency", "prediction-log-queue", "prediction-log-days", "keep-versions",
-    "web-dir", "trusted-proxy", "test-faults",
+    "live-check-seconds", "explain-concurrency", "prediction-log-queue", "prediction-log-days",
+    "keep-versions", "web-dir", "trusted-proxy", "test-faults",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -308,6 +308,7 @@ constexpr option_range serve_ranges[] = {
     {"keepalive-timeout", 1, 3600, nullptr},
     {"predict-threads", 0, 256, "two per core, at least 4"},
     {"predict-queue", 1, 1000000, nullptr},
+    {"live-check-seconds", 1, 3600, nullptr},
     {"predict-concurrency", 0, 4096, "four per core, at least 8"},
     {"explain-concurrency", 0, 256, "half the cores, at least 1"},
     {"prediction-log-queue", 1, 10000000, nullptr},
@@ -388,6 +389,11 @@ int cmd_serve(const std::vector<std::string>& args) {
         "predict-queue",
         po::value<long long>()->default_value(static_cast<long long>(o.predict_queue)),
         ranged_help("predict-queue", "prediction tasks waiting before requests get 503").c_str())(
+        "live-check-seconds", po::value<int>()->default_value(o.live_check_seconds),
+        ranged_help("live-check-seconds",
+                    "seconds between the supervisor's looks at live metrics (their bounds, and "
+                    "canaries)")
+            .c_str())(
         "predict-concurrency", po::value<int>()->default_value(0),
         ranged_help("predict-concurrency", "predict requests computing at once, the rest wait")
             .c_str())(
@@ -450,6 +456,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     }
     o.predict_threads = ranged<int>(vm, "predict-threads");
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
+    o.live_check_seconds = ranged<int>(vm, "live-check-seconds");
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
     o.explain_concurrency = ranged<int>(vm, "explain-concurrency");
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");
