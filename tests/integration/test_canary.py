@@ -74,10 +74,11 @@ class CanaryCase(SharedServerCase):
         return {a["alias"]: a["version"] for a in r.json()["aliases"]}.get("live")
 
     def canary_running(self, name, features_first=X1, features_next=BOTH, rows=None,
-                       promotion=CANARY, **extra):
+                       promotion=CANARY, next_extra=None, **extra):
         """Version 1 (x1 only) went live at once (no live version to judge a
-        canary against); version 2 (x1 and x2, better on the holdout)
-        passed its gate and is in a canary. Returns (labels, experiment)."""
+        canary against); version 2 (x1 and x2, better on the holdout; its
+        definition also takes `next_extra`) passed its gate and is in a
+        canary. Returns (labels, experiment)."""
         rows = rows or skewed_rows(500, 1, "r1-")
         feats, labels = self.streams(rows)
         self.put(name, feats, labels, features_first, promotion, **extra)
@@ -85,7 +86,7 @@ class CanaryCase(SharedServerCase):
         self.assertIn("no live version to judge a canary against", log_text(job))
         self.assertEqual(self.live(name), 1)
         self.assertIsNone(self.experiment(name))
-        self.put(name, feats, labels, features_next, promotion, **extra)
+        self.put(name, feats, labels, features_next, promotion, **dict(extra, **(next_extra or {})))
         job = self.trained(name, 2)
         e = self.experiment(name)
         self.assertIsNotNone(e, log_text(job))
@@ -452,13 +453,8 @@ class CanaryFaultTest(CanaryCase):
     def test_a_canary_whose_answers_are_mostly_fallbacks_fails_without_supervision(self):
         # Supervision off: nothing else would take the canary's version out.
         name = uid("can")
-        rows = skewed_rows(500, 1, "r1-")
-        feats, labels = self.streams(rows)
-        off = {"enabled": False}
-        self.put(name, feats, labels, X1, supervision=off)
-        self.trained(name, 1)
-        self.put(name, feats, labels, BOTH, supervision=off, test_fault="serve_throw")
-        self.trained(name, 2)
+        labels, e = self.canary_running(name, supervision={"enabled": False},
+                                        next_extra={"test_fault": "serve_throw"})
         fresh = skewed_rows(200, 12, "t12-")
         r = self.c.post_json("/v1/models/%s/predict" % name, {
             "instances": [{"entity": x, "features": f} for x, f, _ in fresh]})
