@@ -132,6 +132,7 @@ status app::start_trainer() {
     w.exe_path = self_exe();
     w.test_faults = options_.test_faults;
     w.keep_versions = options_.keep_versions;
+    w.min_trigger_gap = std::chrono::seconds(options_.retrain_gap_seconds);
     w.on_model_changed = [this](const std::string& model) { refresh_model(model); };
     trainer_ = std::make_unique<ml::training_worker>(w, *writer_, *readers_);
     return trainer_->start();

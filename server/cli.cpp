@@ -116,8 +116,8 @@ const char* const all_option_names[] = {
     // serve
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
-    "live-check-seconds", "explain-concurrency", "prediction-log-queue", "prediction-log-days",
-    "keep-versions", "web-dir", "trusted-proxy", "test-faults",
+    "live-check-seconds", "retrain-gap-seconds", "explain-concurrency", "prediction-log-queue",
+    "prediction-log-days", "keep-versions", "web-dir", "trusted-proxy", "test-faults",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -309,6 +309,7 @@ constexpr option_range serve_ranges[] = {
     {"predict-threads", 0, 256, "two per core, at least 4"},
     {"predict-queue", 1, 1000000, nullptr},
     {"live-check-seconds", 1, 3600, nullptr},
+    {"retrain-gap-seconds", 1, 86400, nullptr},
     {"predict-concurrency", 0, 4096, "four per core, at least 8"},
     {"explain-concurrency", 0, 256, "half the cores, at least 1"},
     {"prediction-log-queue", 1, 10000000, nullptr},
@@ -394,6 +395,11 @@ int cmd_serve(const std::vector<std::string>& args) {
                     "seconds between the supervisor's looks at live metrics (their bounds, and "
                     "canaries)")
             .c_str())(
+        "retrain-gap-seconds", po::value<int>()->default_value(o.retrain_gap_seconds),
+        ranged_help("retrain-gap-seconds",
+                    "least seconds between automatic training jobs of one model (doubled after "
+                    "each failed one in a row, up to an hour)")
+            .c_str())(
         "predict-concurrency", po::value<int>()->default_value(0),
         ranged_help("predict-concurrency", "predict requests computing at once, the rest wait")
             .c_str())(
@@ -457,6 +463,7 @@ int cmd_serve(const std::vector<std::string>& args) {
     o.predict_threads = ranged<int>(vm, "predict-threads");
     o.predict_queue = ranged<std::size_t>(vm, "predict-queue");
     o.live_check_seconds = ranged<int>(vm, "live-check-seconds");
+    o.retrain_gap_seconds = ranged<int>(vm, "retrain-gap-seconds");
     o.predict_concurrency = ranged<int>(vm, "predict-concurrency");
     o.explain_concurrency = ranged<int>(vm, "explain-concurrency");
     o.prediction_log_queue = ranged<std::size_t>(vm, "prediction-log-queue");

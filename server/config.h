@@ -34,6 +34,7 @@ struct serve_options {
     int predict_threads = 0;            // 0: 2 per core, at least 4
     std::size_t predict_queue = 1024;   // prediction tasks waiting before 503
     int live_check_seconds = 10;        // the supervisor's looks at live metrics and canaries
+    int retrain_gap_seconds = 30;       // least time between automatic jobs of one model
     int predict_concurrency = 0;        // requests computing at once; 0: 4 per core, at least 8
     int explain_concurrency = 0;  // explaining requests at once; 0: half the cores, at least 1
     std::size_t prediction_log_queue = 100000;

@@ -43,7 +43,7 @@ class CanaryCase(SharedServerCase):
     """Streams, models and waits shared by the tests below. The supervisor
     looks at canaries every second here, not every 10."""
 
-    server_args = ("--live-check-seconds", "1")
+    server_args = ("--live-check-seconds", "1", "--retrain-gap-seconds", "3")
 
     def streams(self, rows):
         feats, labels = uid("feat"), uid("lab")
@@ -325,9 +325,9 @@ class CanaryTest(CanaryCase):
         self.assertEqual(self.experiment(name)["canary"]["outcome"], None)
         # 100 outcomes are 100 new labels, past the trigger: it waits for
         # the canary (the scheduler looks every second; jobs of a model are
-        # 30 s apart at least).
+        # 3 s apart at least here, --retrain-gap-seconds).
         self.traffic(name, labels, 100, 9)
-        time.sleep(35)
+        time.sleep(5)
 
         def jobs():
             r = self.c.get("/v1/models/%s/jobs" % name)
@@ -433,7 +433,7 @@ class CanaryTest(CanaryCase):
 class CanaryFaultTest(CanaryCase):
     """With test faults switched on: a canary whose version cannot load."""
 
-    server_args = ("--test-faults", "--live-check-seconds", "1")
+    server_args = ("--test-faults", "--live-check-seconds", "1", "--retrain-gap-seconds", "3")
 
     def test_a_canary_whose_version_cannot_load_ends_at_once(self):
         name = uid("can")

@@ -142,6 +142,8 @@ class HelpAndVersionTest(KennelTestCase):
             ("max-batch", "-1", "between 1 and 1000000"),
             ("predict-queue", "-1", "between 1 and 1000000"),
             ("live-check-seconds", "0", "between 1 and 3600"),
+            ("retrain-gap-seconds", "0", "between 1 and 86400"),
+            ("retrain-gap-seconds", "86401", "between 1 and 86400"),
             ("prediction-log-queue", "-1", "between 1 and 10000000"),
             ("predict-threads", "100000", "between 0 (two per core, at least 4) and 256"),
             ("predict-threads", "-1", "between 0 (two per core, at least 4) and 256"),

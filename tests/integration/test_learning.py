@@ -1422,6 +1422,9 @@ class DegenerateDataTest(SharedServerCase):
 # ------------------------------------------------------------- scheduler
 
 class SchedulerTest(SharedServerCase):
+    # Automatic jobs of a model 3 s apart at least, not 30: the tests wait
+    # out the gap.
+    server_args = ("--retrain-gap-seconds", "3")
 
     def scheduler_looks(self, times=2):
         """Waits until the scheduler has looked at the triggers `times` more
@@ -1467,7 +1470,7 @@ class SchedulerTest(SharedServerCase):
     def test_a_failed_triggered_job_waits_for_new_labels(self):
         """A job that fails keeps no snapshot; its labels used to count again,
         and the same failing job was queued every 30 s (the scheduler's gap
-        between automatic jobs) without a new label."""
+        between automatic jobs, 3 s here) without a new label."""
         rows = [(e, d, True) for e, d, _ in synthetic("binary", 20, seed=41)]
         f, l, _ = self.streams(rows)
         name = uid("onecls")
@@ -1481,7 +1484,7 @@ class SchedulerTest(SharedServerCase):
         self.assertEqual(j["state"], "failed", log_text(j))
         self.assertIn("one class", j["error"], j)
         # Past the gap, with no new label: still that one job.
-        time.sleep(35)
+        time.sleep(5)
         self.scheduler_looks()
         self.assertEqual([x["id"] for x in jobs()], [job["id"]])
         # Ten new labels (both classes now): the trigger fires again.
