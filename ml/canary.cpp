@@ -15,6 +15,7 @@ std::string canary_json(const canary_state& s) {
     json j = {{"version", s.version},
               {"against", s.against},
               {"job", s.job},
+              {"revision", s.revision},
               {"share", s.policy.share},
               {"entities", s.policy.entities},
               {"max_loss", s.policy.max_loss},
@@ -34,6 +35,7 @@ std::optional<canary_state> parse_canary(const std::string& text) {
         s.version = j.at("version").get<std::int64_t>();
         s.against = j.at("against").get<std::int64_t>();
         s.job = j.value("job", std::int64_t{0});
+        s.revision = j.value("revision", std::int64_t{0});
         s.policy.share = j.at("share").get<double>();
         s.policy.entities = j.at("entities").get<std::int64_t>();
         s.policy.max_loss = j.at("max_loss").get<double>();
@@ -53,6 +55,30 @@ bool undecided_canary(const std::optional<std::string>& canary) {
     if (!canary) return false;
     const auto s = parse_canary(*canary);
     return s && !s->outcome;
+}
+
+bool canary_goes_on(const std::string& before, const std::string& after) {
+    json a = json::parse(before, nullptr, false);
+    json b = json::parse(after, nullptr, false);
+    for (json* d : {&a, &b}) {
+        if (!d->is_object()) return false;
+        for (const char* k : {"serving", "supervision", "retrain"}) d->erase(k);
+        const auto p = d->find("promotion");
+        if (p == d->end() || !p->is_object() || p->value("mode", "") != "canary") return false;
+        if (auto c = p->find("canary"); c != p->end() && c->is_object()) {
+            for (const char* k : {"entities", "max_loss", "max_seconds"}) c->erase(k);
+        }
+    }
+    return a == b;
+}
+
+canary_state canary_under(canary_state s, std::int64_t revision, const canary_policy& p) {
+    s.deadline += (p.max_seconds - s.policy.max_seconds) * 1000000;
+    s.policy.entities = p.entities;
+    s.policy.max_loss = p.max_loss;
+    s.policy.max_seconds = p.max_seconds;
+    s.revision = revision;
+    return s;
 }
 
 std::string canary_arms(const canary_state& s) {

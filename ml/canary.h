@@ -30,6 +30,10 @@ struct canary_state {
     std::int64_t version = 0;  // the canary's
     std::int64_t against = 0;  // live's when it began
     std::int64_t job = 0;      // the job that trained it
+    // The definition's revision it is judged under: its version's, or a
+    // later one it went on under (canary_goes_on); 0 in a canary kept before
+    // this was, which is its version's.
+    std::int64_t revision = 0;
     canary_policy policy;
     micros deadline = 0;  // undecided by then: not published
     // Live's marks when it began (store/registry.h live_marks): the newest
@@ -54,6 +58,17 @@ std::optional<canary_state> parse_canary(const std::string& text);
 bool undecided_canary(const std::optional<std::string>& canary);
 // The experiment's arms (as the experiments table holds them).
 std::string canary_arms(const canary_state& s);
+
+// Whether a canary begun under one revision of a definition goes on under
+// another (both canonical JSON): they differ only in how the model is served,
+// supervised and retrained, and in the canary's entities, max_loss and
+// max_seconds. A change to what made or gated the version, to the canary's
+// share (its arms), or to another promotion mode ends it.
+bool canary_goes_on(const std::string& before, const std::string& after);
+
+// The canary under revision `revision`, whose policy is `p`: its entities,
+// max_loss and max_seconds (the deadline counted from its start as before).
+canary_state canary_under(canary_state s, std::int64_t revision, const canary_policy& p);
 
 struct canary_verdict {
     enum class kind { wait, promote, fail };

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "ml/canary.h"
+#include "ml/decision.h"
+#include "ml/definition_json.h"
 #include "ml/live_metrics.h"
 #include "store/log.h"
 #include "store/registry.h"
@@ -95,12 +97,14 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
     }
     const auto row = get_version(c, m.name, cs.version, false);
     const auto model = get_model(c, m.name);
-    if (row && model && row->revision != model->current_revision) {
+    const std::int64_t under = cs.revision ? cs.revision : row ? row->revision : 0;
+    if (row && model && under != model->current_revision) {
         // As a job's version is held back when its definition changes while
-        // it trains: it was trained for a model that is no longer there.
+        // it trains: it was trained for a model that is no longer there. (A
+        // revision it goes on under was taken up before this is asked.)
         return canary_end{"definition_changed",
                           "the definition changed while the canary ran (revision " +
-                              std::to_string(row->revision) + " -> " +
+                              std::to_string(under) + " -> " +
                               std::to_string(model->current_revision) + ")",
                           not_published};
     }
@@ -117,6 +121,24 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
         }
     }
     return std::nullopt;
+}
+
+// The canary under the model's current revision, when that revision is not
+// the one it is judged under and the canary goes on under it
+// (canary_goes_on): a person lengthened it, asked for more entities, or
+// changed how the model is served or supervised.
+std::optional<canary_state> canary_taken_on(connection& c, const std::string& model,
+                                            const canary_state& cs) {
+    const auto row = get_version(c, model, cs.version, false);
+    const auto now = get_model(c, model);
+    if (!row || !now) return std::nullopt;
+    const std::int64_t under = cs.revision ? cs.revision : row->revision;
+    if (under == now->current_revision) return std::nullopt;
+    const auto before = get_revision(c, model, under);
+    if (!before || !canary_goes_on(before->definition, now->definition)) return std::nullopt;
+    const parsed_definition after = parse_definition(now->definition);
+    if (!after.errors.empty()) return std::nullopt;
+    return canary_under(cs, now->current_revision, after.definition.promotion.canary);
 }
 
 }  // namespace
@@ -412,6 +434,10 @@ void supervisor::watch_canary(const model_serving& m) {
         if (!e || !e->canary) return;
         cs = parse_canary(*e->canary);
         if (!cs || cs->outcome) return;
+        if (auto next = canary_taken_on(*conn, m.name, *cs)) {
+            take_on(m, *e, *cs, *next, now);
+            return;
+        }
         stop = canary_stopped(*conn, m, *e, *cs);
         if (!stop) {
             live_uncertainty_options options;
@@ -487,6 +513,37 @@ void supervisor::watch_canary(const model_serving& m) {
     (promote ? log_info : log_warn)("supervisor", m.name + ": " + reason + " -> " + stop->outcome);
     refresh_(m.name);
     record({now, "canary", m.name, cs->version, reason, stop->outcome}, true);
+}
+
+void supervisor::take_on(const model_serving& m, const experiment_row& e,
+                         const canary_state& before, const canary_state& after, micros now) {
+    const canary_policy& p = after.policy;
+    const std::string reason =
+        "canary of version " + std::to_string(after.version) + " (experiment " +
+        std::to_string(e.id) + "): goes on under revision " + std::to_string(after.revision) +
+        " of the definition, which changes neither the version nor its share";
+    const std::string outcome = "canary judged on " + std::to_string(p.entities) +
+                                " entities a side, max_loss " + format_number(p.max_loss) +
+                                ", deadline " + format_rfc3339(after.deadline);
+    bool taken = false;
+    status s = writer_.run(
+        [&](connection& c) {
+            // Unless it ended or changed since the look (decided at the next).
+            taken = replace_experiment_canary(c, e.id, canary_json(before), canary_json(after),
+                                              "policy:canary", reason + "; " + outcome);
+            if (taken)
+                add_supervisor_action(c, {now, "canary", m.name, after.version, reason, outcome});
+            return status::ok();
+        },
+        std::chrono::seconds(10));
+    if (!s) {
+        log_error("supervisor",
+                  m.name + ": " + reason + ", but it could not be kept: " + s.message());
+        return;
+    }
+    if (!taken) return;
+    log_info("supervisor", m.name + ": " + reason + " -> " + outcome);
+    record({now, "canary", m.name, after.version, reason, outcome}, true);
 }
 
 void supervisor::record(supervisor_action a, bool kept) {

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "ml/canary.h"
 #include "ml/serving.h"
 #include "store/reader_pool.h"
 #include "store/registry.h"
@@ -34,7 +35,8 @@ struct supervisor_action {
     std::int64_t time = 0;  // micros
     // "disable": taken out of service; "drift": inputs drifted, reported
     // (and a retraining job queued when the model asks for one); "canary":
-    // a canary decided or ended (ml/canary.h), the version its canary's.
+    // a canary decided or ended (ml/canary.h), or taken on under a new
+    // revision of its definition, the version its canary's.
     std::string kind = "disable";
     std::string model;
     std::int64_t version = 0;
@@ -94,6 +96,10 @@ private:
     // One look at the model's undecided canary, if it has one: ends it and
     // moves live when it is decided, or when live or its version moved.
     void watch_canary(const model_serving& m);
+    // Takes a canary on under a new revision it goes on under (a look
+    // judges it from the next on).
+    void take_on(const model_serving& m, const experiment_row& e, const canary_state& before,
+                 const canary_state& after, micros now);
     void check_drift(const model_serving& m, const loaded_version& v,
                      std::chrono::steady_clock::time_point now);
     // Shows an action, and keeps it in the database unless `kept` (written

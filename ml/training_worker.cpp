@@ -885,6 +885,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 cs.version = number;
                 cs.against = *live_now;
                 cs.job = id;
+                cs.revision = job.revision;
                 cs.policy = def.definition.promotion.canary;
                 cs.deadline = now_micros() + cs.policy.max_seconds * 1000000;
                 const live_marks marks = live_marks_of(c, job.model, live_now);

@@ -219,9 +219,16 @@ json experiment_json(connection& c, const experiment_row& e) {
     json canary = nullptr;
     if (e.canary) {
         if (auto cs = ml::parse_canary(*e.canary)) {
+            // The revision it is judged under (a canary kept before it said
+            // so is judged under its version's).
+            std::int64_t revision = cs->revision;
+            if (!revision) {
+                if (auto v = get_version(c, e.model, cs->version, false)) revision = v->revision;
+            }
             canary = {{"version", cs->version},
                       {"against", cs->against},
                       {"job", cs->job},
+                      {"revision", revision},
                       {"share", cs->policy.share},
                       {"entities", cs->policy.entities},
                       {"max_loss", cs->policy.max_loss},

@@ -1196,6 +1196,18 @@ status change_experiment(connection& c, std::int64_t id, const std::string& arms
     return status::ok();
 }
 
+bool replace_experiment_canary(connection& c, std::int64_t id, const std::string& from,
+                               const std::string& to, const std::string& actor,
+                               const std::string& reason) {
+    statement st(
+        c, "UPDATE experiments SET canary = ? WHERE id = ? AND ended_at IS NULL AND canary = ?");
+    st.bind(1, to).bind(2, id).bind(3, from).run();
+    if (c.changes() != 1) return false;
+    auto e = get_experiment(c, id);
+    experiment_event(c, id, actor, "changed", e ? e->arms : "[]", reason);
+    return true;
+}
+
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::string& reason, const std::optional<std::string>& results,
                       const std::string& canary_outcome) {

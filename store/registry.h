@@ -448,6 +448,12 @@ status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::string& reason,
                       const std::optional<std::string>& results = std::nullopt,
                       const std::string& canary_outcome = "ended");
+// A canary's JSON replaced, recorded as a change of the experiment by
+// `actor`: false when the experiment ended or its canary is no longer
+// `from` (it was decided or handed over since it was read).
+bool replace_experiment_canary(connection& c, std::int64_t id, const std::string& from,
+                               const std::string& to, const std::string& actor,
+                               const std::string& reason);
 std::optional<experiment_row> active_experiment(connection& c, const std::string& model);
 std::optional<experiment_row> get_experiment(connection& c, std::int64_t id);
 // The newest experiment of the model that started at `at` (live metrics

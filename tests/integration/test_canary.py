@@ -311,6 +311,52 @@ class CanaryTest(CanaryCase):
         self.assertEqual([a["outcome"] for a in self.canary_actions(off)],
                          ["canary ended; live stays on live version 1"])
 
+    def test_a_revision_changing_only_its_bounds_or_serving_takes_the_canary_on(self):
+        name = uid("can")
+        labels, e = self.canary_running(name)
+        started = datetime.datetime.fromisoformat(e["started_at"].replace("Z", "+00:00"))
+        # A person asks for more entities and an hour, and a longer deadline.
+        d = self.c.get("/v1/models/%s" % name).json()["definition"]
+        d["promotion"]["canary"].update({"entities": 80, "max_seconds": 3600})
+        d["serving"] = dict(d.get("serving", {}), deadline_ms=3000)
+        r = put_model(self, self.c, name, d, expect=(200,))
+        self.assertEqual(r.json()["revision"], 3, r.json())
+
+        def taken_on():
+            x = self.experiment(name)
+            return x if x["canary"]["revision"] == 3 else None
+        e = wait_until(taken_on, 20, "the canary taken on under revision 3")
+        self.assertTrue(e["active"], e)
+        c = e["canary"]
+        self.assertEqual((c["entities"], c["max_seconds"], c["share"], c["outcome"]),
+                         (80, 3600, 0.3, None), c)
+        deadline = datetime.datetime.fromisoformat(c["deadline"].replace("Z", "+00:00"))
+        self.assertAlmostEqual((deadline - started).total_seconds(), 3600, delta=5)
+        self.assertEqual([h["event"] for h in e["history"]], ["started", "changed"], e)
+        self.assertEqual(e["history"][1]["actor"], "policy:canary")
+        self.assertIn("goes on under revision 3 of the definition", e["history"][1]["reason"])
+        self.assertEqual([a["outcome"] for a in self.canary_actions(name)],
+                         ["canary judged on 80 entities a side, max_loss 0, deadline %s"
+                          % c["deadline"]])
+        # About 51 of 170 entities to the canary: enough for 40, not for 80.
+        self.traffic(name, labels, 170, 11, experiment=e["id"])
+        supervisor_looks(self, self.c, 3)
+        self.assertTrue(self.experiment(name)["active"])
+        self.traffic(name, labels, 300, 12, experiment=e["id"])
+        e = self.ended(name)
+        self.assertEqual(e["canary"]["outcome"], "promoted", e)
+        self.assertEqual(self.live(name), 2)
+        # A revision that changes what made the version ends the next one.
+        other = uid("can")
+        self.canary_running(other)
+        d = self.c.get("/v1/models/%s" % other).json()["definition"]
+        d["promotion"]["canary"]["share"] = 0.2
+        put_model(self, self.c, other, d, expect=(200,))
+        e = self.ended(other)
+        self.assertEqual(e["canary"]["outcome"], "definition_changed", e)
+        self.assertIn("the definition changed while the canary ran (revision 2 -> 3)",
+                      e["end_reason"])
+
     def test_retraining_waits_while_a_canary_is_judged(self):
         # Judged on 1,000 entities a side: undecided throughout.
         name = uid("can")

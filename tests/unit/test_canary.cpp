@@ -4,9 +4,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "ml/canary.h"
+#include "ml/definition_json.h"
 #include "store/db.h"
 #include "tests/unit/test_support.h"
 
@@ -181,6 +183,85 @@ TEST_CASE("canary: its JSON round-trips, and its arms are control then canary", 
           json({{"name", "control"}, {"version", 1}, {"weight", 0.75}, {"shadow", false}}));
     CHECK(arms[1] ==
           json({{"name", "canary"}, {"version", 2}, {"weight", 0.25}, {"shadow", false}}));
+}
+
+namespace {
+
+// A canary definition as the registry keeps it (canonical JSON), with
+// `change` applied to it first.
+std::string canary_definition(const std::function<void(json&)>& change = {}) {
+    json j = {{"task", "binary"},
+              {"features_from", "posts"},
+              {"label", {{"stream", "outcomes"}, {"field", "clicked"}}},
+              {"features", {{{"field", "length"}}}},
+              {"promotion", {{"mode", "canary"}, {"canary", {{"share", 0.2}}}}}};
+    if (change) change(j);
+    auto p = parse_definition(j.dump());
+    INFO(j.dump());
+    REQUIRE(p.errors.empty());
+    return canonical_definition_json(p.definition);
+}
+
+}  // namespace
+
+TEST_CASE("canary: goes on under a revision that changes neither its version nor its share",
+          "[canary]") {
+    const std::string before = canary_definition();
+    CHECK(canary_goes_on(before, before));
+    // How the model is served, supervised and retrained, and how long and on
+    // how many entities the canary is judged: it goes on.
+    CHECK(canary_goes_on(before, canary_definition([](json& j) {
+                             j["promotion"]["canary"]["entities"] = 500;
+                             j["promotion"]["canary"]["max_seconds"] = 3600;
+                             j["promotion"]["canary"]["max_loss"] = 0.02;
+                             j["serving"] = {{"deadline_ms", 250}};
+                             j["supervision"] = {{"max_error_rate", 0.1}};
+                             j["retrain"] = {{"every_new_labels", 100}};
+                         })));
+    // What made or gated the version, its share, or another mode: it ends.
+    CHECK_FALSE(canary_goes_on(before, canary_definition([](json& j) {
+                                   j["features"].push_back({{"field", "hour"}});
+                               })));
+    CHECK_FALSE(canary_goes_on(
+        before, canary_definition([](json& j) { j["promotion"]["canary"]["share"] = 0.3; })));
+    CHECK_FALSE(canary_goes_on(
+        before, canary_definition([](json& j) { j["promotion"]["min_improvement"] = 0.01; })));
+    CHECK_FALSE(canary_goes_on(before, canary_definition([](json& j) {
+                                   j["promotion"] = {{"mode", "auto"}};
+                               })));
+    CHECK_FALSE(canary_goes_on(before, canary_definition([](json& j) {
+                                   j["decision"] = {{"rule", "fixed"}, {"threshold", 0.7}};
+                               })));
+    CHECK_FALSE(canary_goes_on(before, "not json"));
+    CHECK_FALSE(canary_goes_on("[]", before));
+}
+
+TEST_CASE("canary: under a new revision it keeps its start and takes the new bounds", "[canary]") {
+    canary_state s = two_against_one();
+    s.policy.max_seconds = 100;
+    s.deadline = 5'000'000 + 100'000'000;  // begun at 5 s
+    canary_policy p = s.policy;
+    p.share = 0.4;  // a share the policy would not take on; kept as it was
+    p.entities = 300;
+    p.max_loss = 0.05;
+    p.max_seconds = 1000;
+    const canary_state t = canary_under(s, 4, p);
+    CHECK(t.revision == 4);
+    CHECK(t.policy.entities == 300);
+    CHECK(t.policy.max_loss == 0.05);
+    CHECK(t.policy.max_seconds == 1000);
+    CHECK(t.policy.share == 0.25);
+    CHECK(t.deadline == 5'000'000 + 1'000'000'000);
+    CHECK(t.version == s.version);
+    CHECK(t.against == s.against);
+    CHECK(t.live_move_mark == s.live_move_mark);
+    const auto back = parse_canary(canary_json(t));
+    REQUIRE(back);
+    CHECK(back->revision == 4);
+    // A canary kept before it had a revision reads as its version's (0).
+    json old = json::parse(canary_json(s));
+    old.erase("revision");
+    CHECK(parse_canary(old.dump())->revision == 0);
 }
 
 TEST_CASE("live metrics: a window cut at exactly max_predictions says it was truncated",
