@@ -67,6 +67,24 @@ struct canary_end {
     std::string outcome_name, reason, outcome;
 };
 
+// The canary under the model's current revision, when that revision is not
+// the one it is judged under and the canary goes on under it
+// (canary_goes_on): a person lengthened it, asked for more entities, or
+// changed how the model is served or supervised.
+std::optional<canary_state> canary_taken_on(connection& c, const std::string& model,
+                                            const canary_state& cs) {
+    const auto row = get_version(c, model, cs.version, false);
+    const auto now = get_model(c, model);
+    if (!row || !now) return std::nullopt;
+    const std::int64_t under = cs.revision ? cs.revision : row->revision;
+    if (under == now->current_revision) return std::nullopt;
+    const auto before = get_revision(c, model, under);
+    if (!before || !canary_goes_on(before->definition, now->definition)) return std::nullopt;
+    const parsed_definition after = parse_definition(now->definition);
+    if (!after.errors.empty()) return std::nullopt;
+    return canary_under(cs, now->current_revision, after.definition.promotion.canary);
+}
+
 // Why a canary ends before it is judged, if it does: live moved or its
 // version was disabled since it began (even if undone since: the marks, not
 // the state now), a new revision of the definition, or its own version
@@ -98,10 +116,10 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
     const auto row = get_version(c, m.name, cs.version, false);
     const auto model = get_model(c, m.name);
     const std::int64_t under = cs.revision ? cs.revision : row ? row->revision : 0;
-    if (row && model && under != model->current_revision) {
+    if (row && model && under != model->current_revision && !canary_taken_on(c, m.name, cs)) {
         // As a job's version is held back when its definition changes while
         // it trains: it was trained for a model that is no longer there. (A
-        // revision it goes on under was taken up before this is asked.)
+        // revision it goes on under is taken on at the look instead.)
         return canary_end{"definition_changed",
                           "the definition changed while the canary ran (revision " +
                               std::to_string(under) + " -> " +
@@ -121,24 +139,6 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
         }
     }
     return std::nullopt;
-}
-
-// The canary under the model's current revision, when that revision is not
-// the one it is judged under and the canary goes on under it
-// (canary_goes_on): a person lengthened it, asked for more entities, or
-// changed how the model is served or supervised.
-std::optional<canary_state> canary_taken_on(connection& c, const std::string& model,
-                                            const canary_state& cs) {
-    const auto row = get_version(c, model, cs.version, false);
-    const auto now = get_model(c, model);
-    if (!row || !now) return std::nullopt;
-    const std::int64_t under = cs.revision ? cs.revision : row->revision;
-    if (under == now->current_revision) return std::nullopt;
-    const auto before = get_revision(c, model, under);
-    if (!before || !canary_goes_on(before->definition, now->definition)) return std::nullopt;
-    const parsed_definition after = parse_definition(now->definition);
-    if (!after.errors.empty()) return std::nullopt;
-    return canary_under(cs, now->current_revision, after.definition.promotion.canary);
 }
 
 }  // namespace
@@ -489,6 +489,9 @@ void supervisor::watch_canary(const model_serving& m) {
             auto now_e = get_experiment(c, e->id);
             if (!now_e || now_e->ended_at || !undecided_canary(now_e->canary)) return status::ok();
             if (promote && canary_stopped(c, m, *now_e, *cs)) return status::ok();
+            // A revision it goes on under, stored since the look, may have
+            // changed its bounds: it is taken on and judged at the next.
+            if (canary_taken_on(c, m.name, *cs)) return status::ok();
             if (status st =
                     end_experiment(c, e->id, "policy:canary", reason, results, stop->outcome_name);
                 !st) {
