@@ -71,12 +71,18 @@ struct canary_end {
 // the one it is judged under and the canary goes on under it
 // (canary_goes_on): a person lengthened it, asked for more entities, or
 // changed how the model is served or supervised.
+// The revision a canary is judged under: its own, or (kept before canaries
+// said so) its version's.
+std::int64_t judged_under(const canary_state& cs, const version_row& v) {
+    return cs.revision ? cs.revision : v.revision;
+}
+
 std::optional<canary_state> canary_taken_on(connection& c, const std::string& model,
                                             const canary_state& cs) {
     const auto row = get_version(c, model, cs.version, false);
     const auto now = get_model(c, model);
     if (!row || !now) return std::nullopt;
-    const std::int64_t under = cs.revision ? cs.revision : row->revision;
+    const std::int64_t under = judged_under(cs, *row);
     if (under == now->current_revision) return std::nullopt;
     const auto before = get_revision(c, model, under);
     if (!before || !canary_goes_on(before->definition, now->definition)) return std::nullopt;
@@ -115,7 +121,7 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
     }
     const auto row = get_version(c, m.name, cs.version, false);
     const auto model = get_model(c, m.name);
-    const std::int64_t under = cs.revision ? cs.revision : row ? row->revision : 0;
+    const std::int64_t under = row ? judged_under(cs, *row) : 0;
     if (row && model && under != model->current_revision && !canary_taken_on(c, m.name, cs)) {
         // As a job's version is held back when its definition changes while
         // it trains: it was trained for a model that is no longer there. (A
@@ -526,7 +532,7 @@ void supervisor::take_on(const model_serving& m, const experiment_row& e,
         std::to_string(e.id) + "): goes on under revision " + std::to_string(after.revision) +
         " of the definition, which changes neither the version nor its share";
     const std::string outcome = "canary judged on " + std::to_string(p.entities) +
-                                " entities a side, max_loss " + format_number(p.max_loss) +
+                                " entities a side, max_loss " + plain_number(p.max_loss) +
                                 ", deadline " + format_rfc3339(after.deadline);
     bool taken = false;
     status s = writer_.run(
