@@ -433,6 +433,18 @@ class SharedServerCase(KennelTestCase):
         self.c = self.client(self.server)
 
 
+def wait_until(predicate, timeout, what, interval=0.1):
+    """Polls predicate() until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("not within %ss: %s" % (timeout, what))
+        time.sleep(interval)
+
+
 def run_in_threads(target, n, timeout=60):
     """Runs target(i) for i in range(n), each on a thread of its own; waits
     up to `timeout` s for each. Returns the threads still alive (none, if

@@ -321,7 +321,7 @@ class CalibrationTest(SharedServerCase):
                 name = self.recalibrated(feats, labels, "isotonic", method)
                 set_live(self, self.c, name, 2, "the new calibration")
                 set_live(self, self.c, name, 1, "back to isotonic")
-                job = train_and_wait(self, self.c, name)
+                train_and_wait(self, self.c, name)
                 v3 = get_version(self, self.c, name, 3)
                 gate = v3["gate"]
                 self.assertFalse(gate["passed"], gate)

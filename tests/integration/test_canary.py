@@ -19,7 +19,7 @@ from kennel_harness import fact, fmix64, fnv1a64, uid
 from test_calibration import skewed_rows
 from test_learning import (SharedServerCase, assert_definition_errors, definition, get_version,
                            load_rows, log_text, post_facts, put_model, train_and_wait, wait_until)
-from test_predict import events_of, set_live, wait_served
+from test_predict import set_live, wait_served
 from test_supervisor import supervisor_looks
 
 X1 = [{"field": "x1"}]

@@ -19,7 +19,8 @@ import time
 import unittest
 
 import kennel_harness
-from kennel_harness import Client, KennelTestCase, fact, in_holdout, open_db, run_cli, uid
+from kennel_harness import (Client, KennelTestCase, fact, in_holdout, open_db, run_cli, uid,
+                            wait_until)
 from test_predict import set_live, wait_served
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -135,18 +136,6 @@ def wait_job(test, c, job_id, timeout=JOB_TIMEOUT_S, states=None):
             raise AssertionError("job %d still %s after %ss: %s"
                                  % (job_id, j["state"], timeout, json.dumps(j)[:2000]))
         time.sleep(0.05)
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    """Polls predicate() until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("not within %ss: %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def joined_group(test, c, name, outcomes, version=1, arm=None, timeout=30):

@@ -26,7 +26,7 @@ import unittest
 
 import kennel_harness
 from kennel_harness import (Client, KennelTestCase, Response, fact, fnv1a64, in_holdout,
-                            run_cli, run_cli_with_file_limit, run_in_threads, uid)
+                            run_cli, run_cli_with_file_limit, run_in_threads, uid, wait_until)
 
 JOB_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
@@ -180,18 +180,6 @@ def predict(test, c, name, body, status=200):
     r = c.post_json("/v1/models/%s/predict" % name, body)
     test.assertEqual(r.status, status, r)
     return r.json()
-
-
-def wait_until(predicate, timeout, what, interval=0.1):
-    """Polls predicate() until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("not within %ss: %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def features_hash(features):

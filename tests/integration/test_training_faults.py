@@ -341,6 +341,11 @@ class InterruptedJobTest(KennelTestCase):
         f, l = uid("feat"), uid("lab")
         load_rows(self, c, f, l, synthetic("regression", 60, seed=10))
         name, job_id, pid = start_fault_job(self, c, f, l, "sleep", {"deadline_seconds": 600})
+        # The job names its PID as soon as the server has forked: until the
+        # child's exec, /proc shows the server's command line, and a test
+        # that looked then saw no training process where one was about to run.
+        wait_until(lambda: is_training_process(pid, job_id), 20,
+                   "the training process of job %d ran `kennel train-job`" % job_id)
         # A killed server leaves its job's work directory behind (reported);
         # remove exactly that one ("kennel-job-PID-JOB-" and a random suffix).
         prefix = os.path.join(tempfile.gettempdir(), "kennel-job-%d-%d-" % (server.proc.pid, job_id))
