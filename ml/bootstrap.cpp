@@ -5,10 +5,10 @@
 #include <limits>
 #include <numeric>
 
+#include "ml/numeric.h"
+
 namespace kennel::ml {
 namespace {
-
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 
 std::uint64_t mix(std::uint64_t x) {
     // splitmix64's finaliser: every input bit moves every output bit.

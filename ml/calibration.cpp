@@ -5,6 +5,8 @@
 #include <numeric>
 #include <string>
 
+#include "ml/numeric.h"
+
 namespace kennel::ml {
 
 const char* calibration_method_name(calibration_method m) {
@@ -41,11 +43,6 @@ double score_logit(double score) {
 // What a sigmoid of this input is fitted on and applied to.
 double sigmoid_feature(sigmoid_input input, double score) {
     return input == sigmoid_input::logit ? score_logit(score) : score;
-}
-
-// log(1 + e^z) without overflow.
-double softplus(double z) {
-    return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
 }
 
 // Platt's sigmoid by Newton's method with a backtracking line search (Lin,

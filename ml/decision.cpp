@@ -15,7 +15,7 @@
 namespace kennel::ml {
 namespace {
 
-std::string fmt(double v) {
+std::string six_digits(double v) {
     std::ostringstream s;
     s.precision(6);
     s << v;
@@ -147,7 +147,7 @@ std::string plain_number(double x) {
 
 std::string short_number(double x) {
     const double a = std::abs(x);
-    if (!std::isfinite(x) || a == 0 || a < 1e-6 || a >= 1e15) return fmt(x);
+    if (!std::isfinite(x) || a == 0 || a < 1e-6 || a >= 1e15) return six_digits(x);
     // Six significant digits in fixed notation, trailing zeros dropped.
     const int decimals = std::max(0, 5 - static_cast<int>(std::floor(std::log10(a))));
     char buf[64];
@@ -328,10 +328,11 @@ operating_point choose_operating_point(const decision_policy& policy,
                     chosen = *met;
                 } else {
                     chosen = closest;
-                    unmet = "no threshold reaches precision " + plain_number(policy.target) +
-                            " (the highest is " +
-                            fmt(ratio(cuts[closest].tp, cuts[closest].tp + cuts[closest].fp)) +
-                            ", at threshold " + plain_number(cuts[closest].threshold) + ")";
+                    unmet =
+                        "no threshold reaches precision " + plain_number(policy.target) +
+                        " (the highest is " +
+                        six_digits(ratio(cuts[closest].tp, cuts[closest].tp + cuts[closest].fp)) +
+                        ", at threshold " + plain_number(cuts[closest].threshold) + ")";
                 }
                 break;
             }

@@ -14,6 +14,7 @@
 
 #include <dlib/serialize.h>
 
+#include "ml/dlib_io.h"
 #include "ml/hash.h"
 #include "store/facts.h"
 
@@ -389,17 +390,6 @@ fitted_feature fit_one(const feature_spec& s, const std::vector<raw_record>& row
         build_index(f);
     }
     return f;
-}
-
-template <class T>
-void write_u64(const T& v, std::ostream& out) {
-    dlib::serialize(static_cast<std::uint64_t>(v), out);
-}
-
-std::uint64_t read_u64(std::istream& in) {
-    std::uint64_t v = 0;
-    dlib::deserialize(v, in);
-    return v;
 }
 
 }  // namespace

@@ -10,23 +10,14 @@
 #include <string>
 #include <utility>
 
+#include "ml/dlib_io.h"
+#include "ml/numeric.h"
+
 namespace kennel::ml {
 
 using namespace detail;
 
 namespace {
-
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-
-void write_u64(std::uint64_t v, std::ostream& out) {
-    dlib::serialize(v, out);
-}
-
-std::uint64_t read_u64(std::istream& in) {
-    std::uint64_t v = 0;
-    dlib::deserialize(v, in);
-    return v;
-}
 
 double sigmoid(double z) {
     // Two branches so that exp never overflows.

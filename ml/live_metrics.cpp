@@ -14,6 +14,7 @@
 
 #include "ml/bootstrap.h"
 #include "ml/decision.h"
+#include "ml/numeric.h"
 #include "ml/prediction_history.h"
 #include "ml/raw_json.h"
 #include "store/registry.h"
@@ -76,7 +77,6 @@ void add_datum(metric_rows& m, const datum& x) {
     }
 }
 
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 // Fixed: the same rows give the same interval on every call.
 constexpr std::uint64_t bootstrap_seed = 0x6b656e6e656cULL;
 

@@ -9,10 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ml/numeric.h"
+
 namespace kennel::ml {
 namespace {
-
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 
 std::size_t argmax(const std::vector<double>& p) {
     // std::max_element returns the first maximum: ties go to the lower index.

@@ -17,6 +17,7 @@
 
 #include "ml/fitted.h"
 #include "ml/metrics.h"
+#include "ml/numeric.h"
 
 namespace kennel::ml {
 
@@ -175,11 +176,6 @@ class lbfgs_stop {
     bool has_previous_ = false;
     double previous_ = 0;
 };
-
-// log(1 + exp(z)) without overflow.
-double softplus(double z) {
-    return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
-}
 
 // Minimises 0.5*||W||^2 + c * sum_i(-log p(y_i | x_i)) over W (K x d) and an
 // unpenalised bias b (K): binary logistic regression when K == 1 (p = sigmoid)
