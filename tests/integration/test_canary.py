@@ -112,8 +112,12 @@ class CanaryCase(SharedServerCase):
         arm (checked against the documented split of a canary of 30%, when
         `experiment` names it)."""
         fresh = skewed_rows(n, seed, "t%d-" % seed)
+        # A deadline no busy machine misses: these answers must be the model's
+        # (a fresh version's first batch runs on the pool, and under a load of
+        # parallel tests it once missed the model's 50 ms).
         r = self.c.post_json("/v1/models/%s/predict" % name, {
-            "instances": [{"entity": e, "features": x} for e, x, _ in fresh]})
+            "instances": [{"entity": e, "features": x} for e, x, _ in fresh],
+            "deadline_ms": 10000})
         self.assertEqual(r.status, 200, r)
         answers = r.json()["predictions"]
         post_facts(self, self.c, [

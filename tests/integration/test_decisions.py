@@ -67,8 +67,12 @@ class DecisionTest(SharedServerCase):
         holdout rows, by the documented hash rule, asked of the live version."""
         held = [(e, x, y) for e, x, y in rows if in_holdout(e, share)]
         self.assertGreater(len(held), 40)
+        # A deadline no busy machine misses: these answers must be the model's
+        # (a fresh version's first batch runs on the pool, and under a load of
+        # parallel tests it once missed the model's 50 ms).
         r = self.c.post_json("/v1/models/%s/predict" % name, {
-            "instances": [{"entity": e, "features": x} for e, x, _ in held]})
+            "instances": [{"entity": e, "features": x} for e, x, _ in held],
+            "deadline_ms": 10000})
         self.assertEqual(r.status, 200, r)
         out = []
         for (e, x, y), p in zip(held, r.json()["predictions"]):
