@@ -67,16 +67,16 @@ struct canary_end {
     std::string outcome_name, reason, outcome;
 };
 
-// The canary under the model's current revision, when that revision is not
-// the one it is judged under and the canary goes on under it
-// (canary_goes_on): a person lengthened it, asked for more entities, or
-// changed how the model is served or supervised.
 // The revision a canary is judged under: its own, or (kept before canaries
 // said so) its version's.
 std::int64_t judged_under(const canary_state& cs, const version_row& v) {
     return cs.revision ? cs.revision : v.revision;
 }
 
+// The canary under the model's current revision, when that revision is not
+// the one it is judged under and the canary goes on under it
+// (canary_goes_on): a person lengthened it, asked for more entities, or
+// changed how the model is served or supervised.
 std::optional<canary_state> canary_taken_on(connection& c, const std::string& model,
                                             const canary_state& cs) {
     const auto row = get_version(c, model, cs.version, false);
@@ -122,10 +122,11 @@ std::optional<canary_end> canary_stopped(connection& c, const model_serving& m,
     const auto row = get_version(c, m.name, cs.version, false);
     const auto model = get_model(c, m.name);
     const std::int64_t under = row ? judged_under(cs, *row) : 0;
-    if (row && model && under != model->current_revision && !canary_taken_on(c, m.name, cs)) {
+    if (row && model && under != model->current_revision) {
         // As a job's version is held back when its definition changes while
         // it trains: it was trained for a model that is no longer there. (A
-        // revision it goes on under is taken on at the look instead.)
+        // revision it goes on under is taken on instead: both callers ask
+        // canary_taken_on first, the decision in its own transaction.)
         return canary_end{"definition_changed",
                           "the definition changed while the canary ran (revision " +
                               std::to_string(under) + " -> " +
@@ -441,7 +442,7 @@ void supervisor::watch_canary(const model_serving& m) {
         cs = parse_canary(*e->canary);
         if (!cs || cs->outcome) return;
         if (auto next = canary_taken_on(*conn, m.name, *cs)) {
-            take_on(m, *e, *cs, *next, now);
+            take_on(m, *e, *next, now);
             return;
         }
         stop = canary_stopped(*conn, m, *e, *cs);
@@ -494,10 +495,10 @@ void supervisor::watch_canary(const model_serving& m) {
             // its version, since the look: then it is decided at the next.
             auto now_e = get_experiment(c, e->id);
             if (!now_e || now_e->ended_at || !undecided_canary(now_e->canary)) return status::ok();
-            if (promote && canary_stopped(c, m, *now_e, *cs)) return status::ok();
             // A revision it goes on under, stored since the look, may have
             // changed its bounds: it is taken on and judged at the next.
             if (canary_taken_on(c, m.name, *cs)) return status::ok();
+            if (promote && canary_stopped(c, m, *now_e, *cs)) return status::ok();
             if (status st =
                     end_experiment(c, e->id, "policy:canary", reason, results, stop->outcome_name);
                 !st) {
@@ -524,8 +525,8 @@ void supervisor::watch_canary(const model_serving& m) {
     record({now, "canary", m.name, cs->version, reason, stop->outcome}, true);
 }
 
-void supervisor::take_on(const model_serving& m, const experiment_row& e,
-                         const canary_state& before, const canary_state& after, micros now) {
+void supervisor::take_on(const model_serving& m, const experiment_row& e, const canary_state& after,
+                         micros now) {
     const canary_policy& p = after.policy;
     const std::string reason =
         "canary of version " + std::to_string(after.version) + " (experiment " +
@@ -537,8 +538,10 @@ void supervisor::take_on(const model_serving& m, const experiment_row& e,
     bool taken = false;
     status s = writer_.run(
         [&](connection& c) {
-            // Unless it ended or changed since the look (decided at the next).
-            taken = replace_experiment_canary(c, e.id, canary_json(before), canary_json(after),
+            // Unless it ended or changed since the look (decided at the next):
+            // compared with the text read, which a canary kept by an older
+            // release need not match once rewritten.
+            taken = replace_experiment_canary(c, e.id, e.canary.value_or(""), canary_json(after),
                                               "policy:canary", reason + "; " + outcome);
             if (taken)
                 add_supervisor_action(c, {now, "canary", m.name, after.version, reason, outcome});

@@ -96,10 +96,10 @@ private:
     // One look at the model's undecided canary, if it has one: ends it and
     // moves live when it is decided, or when live or its version moved.
     void watch_canary(const model_serving& m);
-    // Takes a canary on under a new revision it goes on under (a look
-    // judges it from the next on).
-    void take_on(const model_serving& m, const experiment_row& e, const canary_state& before,
-                 const canary_state& after, micros now);
+    // Takes e's canary on as `after`, under a new revision it goes on
+    // under (a look judges it from the next on).
+    void take_on(const model_serving& m, const experiment_row& e, const canary_state& after,
+                 micros now);
     void check_drift(const model_serving& m, const loaded_version& v,
                      std::chrono::steady_clock::time_point now);
     // Shows an action, and keeps it in the database unless `kept` (written

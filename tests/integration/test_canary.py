@@ -12,6 +12,7 @@ streams and models.
 """
 
 import datetime
+import sqlite3
 import time
 import unittest
 
@@ -360,6 +361,35 @@ class CanaryTest(CanaryCase):
         self.assertEqual(e["canary"]["outcome"], "definition_changed", e)
         self.assertIn("the definition changed while the canary ran (revision 2 -> 3)",
                       e["end_reason"])
+
+    def test_a_canary_kept_before_canaries_named_their_revision_is_taken_on_too(self):
+        # Its JSON has no "revision": it is judged under its version's, and a
+        # bounds-only revision takes it on as any other (the replacement once
+        # compared the stored text with a rewrite of it, which differed).
+        name = uid("can")
+        _, e = self.canary_running(name)
+        db = sqlite3.connect(self.server.db, timeout=10)
+        try:
+            with db:
+                n = db.execute("UPDATE experiments SET canary = json_remove(canary, '$.revision')"
+                               " WHERE id = ?", (e["id"],)).rowcount
+            self.assertEqual(n, 1)
+            self.assertNotIn('"revision"', db.execute(
+                "SELECT canary FROM experiments WHERE id = ?", (e["id"],)).fetchone()[0])
+        finally:
+            db.close()
+        self.assertEqual(self.experiment(name)["canary"]["revision"], 2)
+        d = self.c.get("/v1/models/%s" % name).json()["definition"]
+        d["promotion"]["canary"]["max_seconds"] = 3600
+        self.assertEqual(put_model(self, self.c, name, d, expect=(200,)).json()["revision"], 3)
+
+        def taken_on():
+            x = self.experiment(name)
+            return x if x["canary"]["revision"] == 3 else None
+        e = wait_until(taken_on, 20, "the old canary taken on under revision 3")
+        self.assertTrue(e["active"], e)
+        self.assertEqual((e["canary"]["max_seconds"], e["canary"]["outcome"]), (3600, None), e)
+        self.assertEqual([h["event"] for h in e["history"]], ["started", "changed"], e)
 
     def test_retraining_waits_while_a_canary_is_judged(self):
         # Judged on 1,000 entities a side: undecided throughout.
