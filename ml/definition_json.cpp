@@ -763,6 +763,25 @@ std::string decision_policy_json(const ml::decision_policy& p) {
     return decision_json(p).dump();
 }
 
+namespace {
+
+json params_object(const ml::train_params& p) {
+    return {{"c", p.c},
+            {"lambda", p.lambda},
+            {"gamma", p.gamma},
+            {"num_trees", p.num_trees},
+            {"min_samples_per_leaf", p.min_samples_per_leaf},
+            {"feature_subsampling", p.feature_subsampling},
+            {"max_kernel_rows", p.max_kernel_rows},
+            {"max_iterations", p.max_iterations}};
+}
+
+}  // namespace
+
+std::string train_params_json(const ml::train_params& p) {
+    return params_object(p).dump();
+}
+
 std::string canonical_definition_json(const ml::model_definition& d) {
     json features = json::array();
     for (const auto& f : d.features)
@@ -784,7 +803,6 @@ std::string canonical_definition_json(const ml::model_definition& d) {
                                {"max_loss", cp.max_loss},
                                {"max_seconds", cp.max_seconds}};
     }
-    const ml::train_params& p = d.params;
     json j = {
         {"task", ml::task_kind_name(d.task)},
         {"features_from", d.features_from},
@@ -794,15 +812,7 @@ std::string canonical_definition_json(const ml::model_definition& d) {
                                    : json{{"stream", d.label.stream}, {"field", d.label.field}}},
         {"features", features},
         {"algorithm", d.algorithm},
-        {"params",
-         {{"c", p.c},
-          {"lambda", p.lambda},
-          {"gamma", p.gamma},
-          {"num_trees", p.num_trees},
-          {"min_samples_per_leaf", p.min_samples_per_leaf},
-          {"feature_subsampling", p.feature_subsampling},
-          {"max_kernel_rows", p.max_kernel_rows},
-          {"max_iterations", p.max_iterations}}},
+        {"params", params_object(d.params)},
         {"search", {{"budget_seconds", d.search_budget_seconds}}},
         // A split by entity keeps its plain share: definitions written before
         // time splits read back as they were.

@@ -31,6 +31,8 @@ parsed_definition parse_definition(const std::string& json_text);
 std::string canonical_definition_json(const ml::model_definition& d);
 // A decision rule as the definition writes it: {"rule": "min_precision", "target": 0.9}.
 std::string decision_policy_json(const ml::decision_policy& p);
+// Training parameters as the definition writes them (a job's record too).
+std::string train_params_json(const ml::train_params& p);
 
 // Rules for a definition about to be stored, beyond its syntax (appended to
 // errors). Apart from parse_definition, which also reads stored definitions:

@@ -139,14 +139,7 @@ json importance_json(const permutation_importance& p) {
 }
 
 json params_json(const train_params& p) {
-    return {{"c", p.c},
-            {"lambda", p.lambda},
-            {"gamma", p.gamma},
-            {"num_trees", p.num_trees},
-            {"min_samples_per_leaf", p.min_samples_per_leaf},
-            {"feature_subsampling", p.feature_subsampling},
-            {"max_kernel_rows", p.max_kernel_rows},
-            {"max_iterations", p.max_iterations}};
+    return json::parse(train_params_json(p));
 }
 
 // Empty when written; else why not, with the system's reason ("cannot write
