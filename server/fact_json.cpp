@@ -235,8 +235,7 @@ parsed_item parse_fact_object(const json& j, micros now) {
         }
         f.idempotency_key = k->get<std::string>();
     } else {
-        f.idempotency_key = derive_idempotency_key(f.stream, f.entity, f.event_time, f.data_json);
-        f.key_derived = true;
+        set_derived_key(f);
     }
     return item;
 }

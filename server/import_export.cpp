@@ -497,6 +497,9 @@ int run_import(const import_options& o) {
                 return true;
             }
             item.fact.corrects = to->second;
+            // Derived from the id where the file came from; this database's
+            // id is the one the fact names here.
+            if (item.fact.key_derived) set_derived_key(item.fact);
         }
         if (source_id > 0) pending_ids.insert(source_id);
         batch_stamped.push_back(!item.fact.time_given && item.fact.key_derived);

@@ -112,9 +112,10 @@ http_response facts_answer(const parsed_body& parsed, const std::vector<std::siz
         // Not the facts' fault (a full disk, say): a 400 would tell the
         // client to drop them.
         if (r.commit_failed) {
+            // One transaction held them all: nothing is stored, so the
+            // whole body is safe to send again, keys or not.
             return error_response(
-                status(error_kind::unavailable,
-                       r.error + "; retry the whole body (the idempotency keys make it safe)"));
+                status(error_kind::unavailable, r.error + "; send the whole body again"));
         }
     }
     if (parsed.single && stored.size() == 1 && stored[0].outcome != write_outcome::rejected) {
@@ -218,12 +219,29 @@ constexpr std::size_t max_deferred_facts = 16;
 // Facts per slice of an NDJSON body (post_ndjson_facts).
 constexpr std::size_t ndjson_slice = 128;
 
+// Lines "a-b, c-d" of an NDJSON body (ranges of slices, joined when they touch).
+std::string line_ranges(const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
+    std::string out;
+    for (std::size_t i = 0; i < ranges.size();) {
+        std::size_t j = i;
+        while (j + 1 < ranges.size() && ranges[j + 1].first == ranges[j].second + 1) ++j;
+        if (!out.empty()) out += ", ";
+        out += std::to_string(ranges[i].first);
+        if (ranges[j].second != ranges[i].first) out += "-" + std::to_string(ranges[j].second);
+        i = j + 1;
+    }
+    return out;
+}
+
 // An NDJSON body is parsed a slice at a time, and each slice's valid facts go
 // to the writer at once, so the writer stores the first slices while this
 // thread parses the rest (the two took about the same time one after the
 // other). Whole-body problems are found before anything is written; each
 // fact is still all-or-nothing, and the answer comes after every slice has
-// committed.
+// committed. A slice that the writer refuses (a full queue), that fails to
+// commit, or that is not committed in time makes the answer a 503 naming the
+// lines stored and those to send again: each slice is its own transaction,
+// and a fact without a time or a key would be stored twice by a resent body.
 http_response post_ndjson_facts(app& a, const http_request& req, const fact_limits& limits) {
     const std::string& body = req.body;
     using clock = std::chrono::steady_clock;
@@ -233,7 +251,13 @@ http_response post_ndjson_facts(app& a, const http_request& req, const fact_limi
     if (status s = reader.check(limits); !s) return error_response(s);
     parsed_body parsed;
     std::vector<std::size_t> valid_pos;
-    std::vector<fact_writer::ticket> tickets;
+    struct slice {
+        fact_writer::ticket ticket;
+        std::size_t first_line = 0, last_line = 0;
+    };
+    std::vector<slice> slices;
+    std::string refused;           // why the writer took no more slices
+    std::size_t refused_line = 0;  // the first line it did not take
     for (bool more = true; more;) {
         const std::size_t from = parsed.items.size();
         more = reader.read(ndjson_slice, parsed.items);
@@ -241,28 +265,65 @@ http_response post_ndjson_facts(app& a, const http_request& req, const fact_limi
         if (valid.empty()) continue;
         // A full queue refuses the first slice (nothing written: 503); a
         // later one waits for room, as the slices before it drain.
-        auto t = tickets.empty() ? a.writer().submit_facts(std::move(valid))
-                                 : a.writer().submit_facts(std::move(valid), deadline);
-        if (!t && tickets.empty()) return error_response(t.error());
+        auto t = slices.empty() ? a.writer().submit_facts(std::move(valid))
+                                : a.writer().submit_facts(std::move(valid), deadline);
+        if (!t && slices.empty()) return error_response(t.error());
         if (!t) {
-            return error_response(status(
-                error_kind::unavailable,
-                t.error().message() + "; the facts before line " +
-                    std::to_string(parsed.items[from].line) +
-                    " may be stored: retry the whole body (the idempotency keys make it safe)"));
+            refused = t.error().message();
+            refused_line = parsed.items[from].line;
+            break;
         }
-        tickets.push_back(std::move(t).value());
+        slices.push_back({std::move(t).value(), parsed.items[from].line, parsed.items.back().line});
     }
     std::vector<write_result> stored;
     stored.reserve(valid_pos.size());
-    for (auto& t : tickets) {
+    std::vector<std::pair<std::size_t, std::size_t>> committed, failed, pending;
+    std::string failure;
+    for (slice& s : slices) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-        if (!t.wait_for(std::max(left, std::chrono::milliseconds(0)))) {
-            return error_response(fact_writer::not_committed(timeout));
+        if (!s.ticket.wait_for(std::max(left, std::chrono::milliseconds(0)))) {
+            pending.emplace_back(s.first_line, s.last_line);
+            continue;
         }
-        for (write_result& r : t.take()) stored.push_back(std::move(r));
+        std::vector<write_result> results = s.ticket.take();
+        const auto bad = std::find_if(results.begin(), results.end(),
+                                      [](const write_result& r) { return r.commit_failed; });
+        if (bad != results.end()) {
+            if (failure.empty()) failure = bad->error;
+            failed.emplace_back(s.first_line, s.last_line);
+            continue;
+        }
+        committed.emplace_back(s.first_line, s.last_line);
+        for (write_result& r : results) stored.push_back(std::move(r));
     }
-    return facts_answer(parsed, valid_pos, stored);
+    if (refused.empty() && failed.empty() && pending.empty())
+        return facts_answer(parsed, valid_pos, stored);
+    if (committed.empty() && pending.empty() && refused.empty())
+        return error_response(
+            status(error_kind::unavailable, failure + "; send the whole body again"));
+    if (committed.empty() && failed.empty() && refused.empty())
+        return error_response(fact_writer::not_committed(timeout));
+    std::string message = !failure.empty()   ? failure
+                          : !refused.empty() ? refused
+                                             : fact_writer::not_committed(timeout).message();
+    message +=
+        " (each slice of " + std::to_string(ndjson_slice) + " lines is its own transaction): ";
+    if (!committed.empty())
+        message += "the facts of lines " + line_ranges(committed) + " are stored";
+    if (!failed.empty() || !refused.empty()) {
+        if (!committed.empty()) message += "; ";
+        message += "those of lines ";
+        if (!failed.empty()) message += line_ranges(failed);
+        if (!failed.empty() && !refused.empty()) message += " and ";
+        if (!refused.empty()) message += std::to_string(refused_line) + " to the end";
+        message += " are not: send those lines again";
+    }
+    if (!pending.empty()) {
+        message += "; those of lines " + line_ranges(pending) +
+                   " were not committed in time and may still be: a resend of them is safe for "
+                   "facts with a time or an idempotency_key";
+    }
+    return error_response(status(error_kind::unavailable, message));
 }
 
 http_response post_facts(app& a, const http_request& req) {

@@ -1,5 +1,6 @@
 #include "store/facts.h"
 
+#include <atomic>
 #include <cmath>
 #include <tuple>
 
@@ -33,17 +34,55 @@ std::string key_material(const std::string& stream, const std::string& entity, m
     return material;
 }
 
-}  // namespace
-
-std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
-                                   micros event_time, const std::string& canonical_data) {
+std::string derived_key(micros event_time, const std::string& material) {
     // Offset binary: times before 1970 still sort before later ones.
     const auto ordered = static_cast<std::uint64_t>(event_time) ^ (std::uint64_t{1} << 63);
     static constexpr char hex[] = "0123456789abcdef";
     std::string key = "derived:0000000000000000:";
     for (int i = 0; i < 16; ++i) key[8 + i] = hex[(ordered >> (60 - 4 * i)) & 0xf];
-    key += sha256_hex(key_material(stream, entity, event_time, canonical_data)).substr(0, 32);
+    key += sha256_hex(material).substr(0, 32);
     return key;
+}
+
+// A correction's key holds the id it corrects (after the NUL that ends the
+// data, which JSON text never holds): one that puts an earlier value back
+// is another fact than the one that first had it. Without `corrects` the
+// material is as it always was, so a fact resent keeps its key.
+std::string material_of(const std::string& stream, const std::string& entity, micros event_time,
+                        const std::string& canonical_data, std::optional<std::int64_t> corrects) {
+    std::string material = key_material(stream, entity, event_time, canonical_data);
+    if (corrects) material.append(1, '\0').append("corrects ").append(std::to_string(*corrects));
+    return material;
+}
+
+}  // namespace
+
+std::string derive_idempotency_key(const std::string& stream, const std::string& entity,
+                                   micros event_time, const std::string& canonical_data,
+                                   std::optional<std::int64_t> corrects) {
+    return derived_key(event_time,
+                       material_of(stream, entity, event_time, canonical_data, corrects));
+}
+
+std::string derive_arrival_key(const std::string& stream, const std::string& entity, micros arrival,
+                               const std::string& canonical_data,
+                               std::optional<std::int64_t> corrects) {
+    // This process's mark (random, so two processes never share one) and a
+    // count: unique without a read of the log or a syscall a fact.
+    static const std::string process_mark = random_hex(8);
+    static std::atomic<std::uint64_t> arrivals{0};
+    std::string material = material_of(stream, entity, arrival, canonical_data, corrects);
+    material.append(1, '\0').append("arrival ").append(process_mark).push_back(' ');
+    material.append(std::to_string(arrivals.fetch_add(1, std::memory_order_relaxed)));
+    return derived_key(arrival, material);
+}
+
+void set_derived_key(fact_input& f) {
+    f.idempotency_key =
+        f.time_given
+            ? derive_idempotency_key(f.stream, f.entity, f.event_time, f.data_json, f.corrects)
+            : derive_arrival_key(f.stream, f.entity, f.event_time, f.data_json, f.corrects);
+    f.key_derived = true;
 }
 
 std::string derive_legacy_idempotency_key(const std::string& stream, const std::string& entity,

@@ -161,7 +161,9 @@ result<std::vector<write_result>> fact_writer::write_facts(std::vector<fact_inpu
 status fact_writer::not_committed(std::chrono::milliseconds timeout) {
     return status(error_kind::unavailable,
                   "the write was not committed within " + std::to_string(timeout.count()) +
-                      " ms; it may still commit: retry with the same idempotency keys");
+                      " ms; it may still commit: a retry is safe for facts with a time or an"
+                      " idempotency_key (one with neither is stamped anew and would be stored"
+                      " twice)");
 }
 
 status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {

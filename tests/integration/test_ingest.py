@@ -2,12 +2,15 @@
 demo data set, option precedence (flag > environment > INI file > default)
 and the --sync option; and facts whose commit fails."""
 
+import json
 import os
+import re
+import resource
 import socket
 import sqlite3
 import unittest
 
-from kennel_harness import KennelTestCase, fact, open_db, run_cli
+from kennel_harness import KennelTestCase, fact, open_db, run_cli, stream_counts
 
 
 def free_port():
@@ -270,6 +273,58 @@ class FailedCommitTest(KennelTestCase):
         r = c.post_json("/v1/facts", batch)
         self.assertEqual(r.status, 200, r)
         self.assertEqual((r.json()["stored"], r.json()["duplicates"]), (len(batch), 0), r)
+
+    def test_an_ndjson_body_committed_in_part_names_the_lines_to_send_again(self):
+        # Each slice of 128 lines is its own transaction. With the server's
+        # files limited in size (RLIMIT_FSIZE, set on the running process: a
+        # write past it fails as on a full disk), the first slices commit
+        # and later ones cannot. The answer said "nothing in this write was
+        # stored" and to resend the whole body: facts without a time are new
+        # facts each time, so the resend stored the first slices twice.
+        server = self.start_server(args=("--write-timeout-ms", "30000"))
+        c = self.client(server)
+        s = "partial"
+        lines = [json.dumps({"stream": s, "entity": "e%d" % i, "data": {"pad": "x" * 400}})
+                 for i in range(1, 8001)]
+        files = [self.path(n) for n in ("kennel.db", "kennel.db-wal")]
+        now = max(os.path.getsize(f) for f in files if os.path.exists(f))
+        limit = now + 600 * 1024
+        resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        try:
+            r = c.post("/v1/facts", "\n".join(lines).encode(),
+                       headers={"Content-Type": "application/x-ndjson"})
+        finally:
+            resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE,
+                             (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        self.assertErrorShape(r, 503, code="unavailable")
+        message = r.json()["error"]["message"]
+        m = re.search(r"the facts of lines ([0-9, -]+) are stored; those of lines ([0-9, -]+?)"
+                      r"(?: and ([0-9]+) to the end)? are not: send those lines again", message)
+        self.assertIsNotNone(m, message)
+
+        def numbers(ranges):
+            out = []
+            for part in ranges.split(", ") if ranges else []:
+                a, _, b = part.partition("-")
+                out += range(int(a), int(b or a) + 1)
+            return out
+        stored = numbers(m.group(1))
+        missing = numbers(m.group(2)) + (list(range(int(m.group(3)), len(lines) + 1))
+                                         if m.group(3) else [])
+        self.assertEqual(sorted(stored + missing), list(range(1, len(lines) + 1)), message)
+        self.assertTrue(stored and missing, message)
+        self.assertEqual(stream_counts(c).get(s, 0), len(stored), message)
+        # The lines named, sent again, store the rest: every fact once.
+        again = c.post("/v1/facts", "\n".join(lines[i - 1] for i in missing).encode(),
+                       headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual((again.status, again.json()["stored"]), (200, len(missing)), again)
+        db = sqlite3.connect("file:%s?mode=ro" % self.path("kennel.db"), uri=True)
+        try:
+            self.assertEqual(db.execute("SELECT count(*), count(DISTINCT entity) FROM facts"
+                                        " WHERE stream = ?", (s,)).fetchone(),
+                             (len(lines), len(lines)))
+        finally:
+            db.close()
 
 
 if __name__ == "__main__":

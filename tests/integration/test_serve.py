@@ -489,6 +489,25 @@ class WritingTest(SharedServerCase):
         self.assertEqual(b.status, 200, b)
         self.assertEqual(b.json(), {"status": "duplicate", "id": a.json()["id"]})
 
+    # Each is stamped with the time it arrives and so is a new fact, also
+    # when a batch or an NDJSON body holds two alike (they shared the
+    # request's time, and so one derived key: stored once, the rest
+    # "duplicate").
+    def test_timeless_facts_alike_in_one_body_are_each_stored(self):
+        s = unique_stream()
+        click = {"stream": s, "entity": "u1", "data": {"button": "buy"}}
+        r = self.c.post_json("/v1/facts", [click, click, click])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["stored"], 3, r.json())
+        self.assertEqual(r.json()["duplicates"], 0, r.json())
+        self.assertEqual(len({it["id"] for it in r.json()["items"]}), 3, r.json())
+        line = json.dumps(click)
+        n = self.c.request("POST", "/v1/facts", body=(line + "\n" + line + "\n").encode(),
+                           headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(n.status, 200, n)
+        self.assertEqual(n.json()["stored"], 2, n.json())
+        self.assertEqual(stream_counts(self.c)[s], 5)
+
     def test_json_array_batch_keeps_valid_items_and_reports_each_rejection(self):
         s = unique_stream()
         dup = fact(s, "dup", {"x": 0}, time_=T0)
@@ -605,6 +624,15 @@ class WritingTest(SharedServerCase):
         bad = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 35}, corrects=oid + 10 ** 9))
         self.assertErrorShape(bad, 400, code="invalid_argument", field="corrects")
         self.assertEqual(stream_counts(self.c)[s], 2)
+        # A wrong correction undone: the value of the first fact again, now
+        # correcting the correction. Its key holds what it corrects, so it is
+        # not the first fact's key with other content.
+        back = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 30}, time_=T0, corrects=fid))
+        self.assertEqual(back.status, 201, back)
+        self.assertEqual(self.c.get("/v1/facts/%d" % back.json()["id"]).json()["corrects"], fid)
+        again = self.c.post_json("/v1/facts", fact(s, "p1", {"likes": 30}, time_=T0, corrects=fid))
+        self.assertEqual(again.json(), {"status": "duplicate", "id": back.json()["id"]})
+        self.assertEqual(stream_counts(self.c)[s], 3)
 
 
 # --------------------------------------------------------------- reading

@@ -123,6 +123,26 @@ TEST_CASE("derive_idempotency_key depends on every part and only on them", "[fac
     CHECK(derive_idempotency_key("ab", "c", 0, "{}") != derive_idempotency_key("a", "bc", 0, "{}"));
 }
 
+TEST_CASE("a correction's derived key holds the id it corrects", "[facts]") {
+    const std::string plain = derive_idempotency_key("posts", "p1", t0, R"({"a":1})");
+    // Without `corrects` the key is the one it always was.
+    CHECK(plain == derive_idempotency_key("posts", "p1", t0, R"({"a":1})", std::nullopt));
+    const std::string fix = derive_idempotency_key("posts", "p1", t0, R"({"a":1})", 7);
+    CHECK(fix != plain);
+    CHECK(fix == derive_idempotency_key("posts", "p1", t0, R"({"a":1})", 7));
+    CHECK(fix != derive_idempotency_key("posts", "p1", t0, R"({"a":1})", 8));
+    CHECK(fix.substr(0, 25) == plain.substr(0, 25));  // still ordered by time
+}
+
+TEST_CASE("arrival keys are never the same twice, and sort by arrival", "[facts]") {
+    std::set<std::string> keys;
+    for (int i = 0; i < 100; ++i) keys.insert(derive_arrival_key("s", "e", t0, "{}"));
+    CHECK(keys.size() == 100);
+    const std::string k = derive_arrival_key("s", "e", t0, "{}");
+    CHECK(k.substr(0, 25) == derive_idempotency_key("s", "e", t0, "{}").substr(0, 25));
+    CHECK(k != derive_idempotency_key("s", "e", t0, "{}"));
+}
+
 TEST_CASE("derived keys sort by event time, also before 1970", "[facts]") {
     // The UNIQUE index then grows at its end as facts arrive in time order.
     const std::vector<micros> times = {-5 * minute, -1, 0, 1, t0, t0 + 1, t0 + minute};
@@ -1362,7 +1382,15 @@ TEST_CASE("parse_fact_body: time defaults to now, keys may be given, order does 
     CHECK(p.items[0].fact.event_time == t0);  // the `now` passed in
     parsed_body q = parse_ok(R"({"data":{"a":2,"b":1},"entity":"e","stream":"s","time":null})");
     REQUIRE(q.items[0].error.is_ok());
-    CHECK(q.items[0].fact.idempotency_key == p.items[0].fact.idempotency_key);
+    CHECK(q.items[0].fact.data_json == p.items[0].fact.data_json);
+    // Stamped with its arrival, each is a new fact: the keys differ.
+    CHECK_FALSE(q.items[0].fact.time_given);
+    CHECK(q.items[0].fact.key_derived);
+    CHECK(q.items[0].fact.idempotency_key != p.items[0].fact.idempotency_key);
+    parsed_body same = parse_ok(R"([{"stream":"s","entity":"e","data":{"a":1}},
+                                    {"stream":"s","entity":"e","data":{"a":1}}])");
+    REQUIRE(same.items.size() == 2);
+    CHECK(same.items[0].fact.idempotency_key != same.items[1].fact.idempotency_key);
 
     parsed_body k = parse_ok(
         R"({"stream":"s","entity":"e","data":{},"idempotency_key":"order-17","corrects":5})");
