@@ -1,6 +1,7 @@
 // kennel: a reactive machine-learning server in one binary. See README.md.
 #include <fcntl.h>
 #include <malloc.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,5 +30,10 @@ int main(int argc, char** argv) {
     // the caller's umask gives it (0640 under the usual 022), so a group
     // shared with a backup user still works; systemd's unit sets 077.
     ::umask(::umask(0) | 0007);
+    // A file-size limit (ulimit -f, systemd's LimitFSIZE) reached then fails
+    // the write (EFBIG) as a full disk does: the server answers 503 and goes
+    // on, a backup or export removes its partial file. SIGXFSZ killed them
+    // and left the partial.
+    signal(SIGXFSZ, SIG_IGN);
     return kennel::run_cli(argc, argv);
 }

@@ -260,10 +260,6 @@ int app::run() {
     sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
-    // A file-size limit (ulimit -f, systemd's LimitFSIZE) reached then fails
-    // the write (EFBIG) as a full disk does, answered 503 and retried,
-    // instead of killing the server.
-    signal(SIGXFSZ, SIG_IGN);
 
     auto lock = db_lock::acquire(options_.db);
     if (!lock) {

@@ -117,7 +117,8 @@ const char* const all_option_names[] = {
     "host", "port", "demo", "sync", "max-body", "max-batch", "writer-queue", "write-timeout-ms",
     "http-threads", "keepalive-timeout", "predict-threads", "predict-queue", "predict-concurrency",
     "live-check-seconds", "retrain-gap-seconds", "explain-concurrency", "prediction-log-queue",
-    "prediction-log-days", "keep-versions", "web-dir", "trusted-proxy", "test-faults",
+    "prediction-log-days", "keep-versions", "web-dir", "trusted-proxy", "test-faults", "access-log",
+    "writer-cache-mb",
     // migrate, import, export, backup, train, predict, admin
     "status", "file", "format", "stream", "entity-column", "time-column", "batch", "progress",
     "out", "to", "model", "input", "model-version", "action", "user", "password", "name", "scopes",
@@ -178,6 +179,12 @@ void check_config_file(const po::options_description& desc, const std::string& p
         }
         if (command_line_only(key)) {
             throw po::error(where + "--" + key + " is taken from the command line only");
+        }
+        // Not read from a file: it would be silently ignored there.
+        if (key == "config") {
+            throw po::error(where +
+                            "a config file cannot name another (config = ...); set --config"
+                            " on the command line or KENNEL_CONFIG");
         }
         // The value is taken as written: db = "k.db" named a file called
         // "k.db" with its quotes, and started an empty database there.

@@ -63,10 +63,11 @@ def run_cli(args, env=None, timeout=60, input=None, cwd=None):
 
 
 def run_cli_with_file_limit(args, limit_bytes, input=None, timeout=60):
-    """run_cli with the files it writes limited to `limit_bytes` (RLIMIT_FSIZE,
-    SIGXFSZ ignored): a write past it fails with EFBIG, as on a full disk."""
+    """run_cli with the files it writes limited to `limit_bytes` (RLIMIT_FSIZE):
+    a write past it fails with EFBIG, as on a full disk. SIGXFSZ keeps its
+    default (to kill): Kennel itself ignores it, and these tests show it."""
     def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
     return subprocess.run([KENNEL_BIN] + [str(a) for a in args], env=kennel_env(None),
                           input=input, capture_output=True, text=True, timeout=timeout,

@@ -1552,6 +1552,14 @@ class BackupTest(KennelTestCase):
                     self.assertEqual(r.returncode, 1, r.stderr)
                     self.assertIn("database or disk is full", r.stderr)
                     self.assertEqual(os.listdir(disk), [])
+        with self.subTest("a file-size limit"):
+            # SIGXFSZ killed the backup (exit 153) and left its partial copy.
+            folder = self.path("limited")
+            os.mkdir(folder)
+            r = run_cli_with_file_limit(["backup", os.path.join(folder, "copy.db"),
+                                         "--db", server.db], size // 2)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(os.listdir(folder), [])
 
     def test_a_stop_after_failed_commits_exits_1(self):
         # It exited 0 with a warning, so Restart=on-failure and scripts could
