@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ml/decision.h"
+#include "ml/definition_json.h"
 
 namespace kennel::ml {
 
@@ -62,7 +63,7 @@ bool canary_goes_on(const std::string& before, const std::string& after) {
     json b = json::parse(after, nullptr, false);
     for (json* d : {&a, &b}) {
         if (!d->is_object()) return false;
-        for (const char* k : {"serving", "supervision", "retrain"}) d->erase(k);
+        for (const char* k : operational_sections) d->erase(k);
         const auto p = d->find("promotion");
         if (p == d->end() || !p->is_object() || p->value("mode", "") != "canary") return false;
         if (auto c = p->find("canary"); c != p->end() && c->is_object()) {

@@ -778,6 +778,17 @@ json params_object(const ml::train_params& p) {
 
 }  // namespace
 
+bool trains_alike(const std::string& before, const std::string& after) {
+    json a = json::parse(before, nullptr, false);
+    json b = json::parse(after, nullptr, false);
+    if (!a.is_object() || !b.is_object()) return false;
+    for (const char* k : operational_sections) {
+        a.erase(k);
+        b.erase(k);
+    }
+    return a == b;
+}
+
 std::string train_params_json(const ml::train_params& p) {
     return params_object(p).dump();
 }

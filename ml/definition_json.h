@@ -31,6 +31,14 @@ parsed_definition parse_definition(const std::string& json_text);
 std::string canonical_definition_json(const ml::model_definition& d);
 // A decision rule as the definition writes it: {"rule": "min_precision", "target": 0.9}.
 std::string decision_policy_json(const ml::decision_policy& p);
+// The sections of a definition no version depends on: how it is served and
+// watched, and when it is retrained. A change of these alone neither holds
+// back a job's version nor ends a canary.
+inline constexpr const char* operational_sections[] = {"serving", "supervision", "retrain"};
+// Whether two stored definitions train and gate a version alike: equal but
+// for their operational_sections (false when either is not a JSON object).
+bool trains_alike(const std::string& before, const std::string& after);
+
 // Training parameters as the definition writes them (a job's record too).
 std::string train_params_json(const ml::train_params& p);
 

@@ -774,9 +774,17 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 const json now = live_now ? json(*live_now) : json(nullptr);
                 // Nor when the definition changed meanwhile (other features,
                 // a manual policy now): what it was trained for is not what
-                // the model is any more.
+                // the model is any more. A change of how it is served,
+                // watched or retrained alone is none (a deadline tuned while
+                // a retrain ran threw the retrain away).
                 const auto model_now = get_model(c, job.model);
                 const std::int64_t revision_now = model_now ? model_now->current_revision : 0;
+                bool redefined = false;
+                if (revision_now != job.revision) {
+                    const auto then = get_revision(c, job.model, job.revision);
+                    redefined = !then || !model_now ||
+                                !trains_alike(then->definition, model_now->definition);
+                }
                 // Nor when a person took live's version out of service
                 // meanwhile (a disable moves no alias).
                 const bool taken_down = live_now && !live_disabled_at_start &&
@@ -797,9 +805,9 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                 // Nor while an experiment runs: its arms take the traffic of
                 // every request with an entity, and live would answer few.
                 const auto experiment = active_experiment(c, job.model);
-                published = automatic && now == at_start && revision_now == job.revision &&
-                            !taken_down && !touched && !live_disabled_at_start && !unmeasured &&
-                            !removed_before && !experiment;
+                published = automatic && now == at_start && !redefined && !taken_down && !touched &&
+                            !live_disabled_at_start && !unmeasured && !removed_before &&
+                            !experiment;
                 if (automatic && !published) {
                     const auto name = [](const json& j) {
                         return j.is_null() ? std::string("none")
@@ -817,7 +825,7 @@ job_state training_worker::run_job(const job_row& job, const job_observer& obser
                     } else if (touched) {
                         held_back = "live " + name(now) +
                                     " was disabled and enabled again while this job ran";
-                    } else if (revision_now != job.revision) {
+                    } else if (redefined) {
                         held_back = "the definition changed while this job ran (revision " +
                                     std::to_string(job.revision) + " -> " +
                                     std::to_string(revision_now) + ")";

@@ -1708,6 +1708,22 @@ class CancelTest(SharedServerCase):
         self.assertEqual(get_version(self, self.c, name, 2)["status"], "candidate")
         self.assertEqual(aliases_of(self, self.c, name), {"live": 1, "candidate": 2})
 
+    def test_auto_policy_publishes_when_only_serving_supervision_or_retrain_changed(self):
+        # A deadline tuned while a retrain ran held the retrain's version
+        # back ("the definition changed"), though nothing it was trained or
+        # gated by had changed.
+        name, f, l = self.live_version_1("tuned", 56)
+        d = definition("regression", f, l, test_fault="wait_for_new_revision")
+        job = self.job_held_by(name, d, "waiting for a new revision")
+        put_model(self, self.c, name, dict(d, serving={"deadline_ms": 80},
+                                           supervision={"max_error_rate": 0.2},
+                                           retrain={"every_new_labels": 500}))
+        j = wait_job(self, self.c, job)
+        self.assertEqual(j["state"], "succeeded", log_text(j))
+        self.assertNotIn("not published", log_text(j))
+        self.assertIn("stored version 2 (candidate), alias live moved to it", log_text(j))
+        self.assertEqual(aliases_of(self, self.c, name), {"live": 2})
+
     def test_a_cancel_after_the_fit_ended_stores_nothing(self):
         # The cancel was accepted (200) but came after the fit's process had
         # exited: the version was stored and the job ended "succeeded".

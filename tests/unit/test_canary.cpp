@@ -236,6 +236,28 @@ TEST_CASE("canary: goes on under a revision that changes neither its version nor
     CHECK_FALSE(canary_goes_on("[]", before));
 }
 
+TEST_CASE("trains_alike: only serving, supervision and retrain may differ", "[canary]") {
+    const std::string before = canary_definition();
+    CHECK(trains_alike(before, before));
+    CHECK(trains_alike(before, canary_definition([](json& j) {
+                           j["serving"] = {{"deadline_ms", 250}};
+                           j["supervision"] = {{"max_error_rate", 0.1}};
+                           j["retrain"] = {{"every_new_labels", 100}};
+                       })));
+    CHECK_FALSE(trains_alike(before, canary_definition([](json& j) {
+                                 j["features"].push_back({{"field", "hour"}});
+                             })));
+    // Unlike a canary going on, any change of the promotion counts: it says
+    // whether and how the job's version is published.
+    CHECK_FALSE(trains_alike(
+        before, canary_definition([](json& j) { j["promotion"]["canary"]["entities"] = 500; })));
+    CHECK_FALSE(trains_alike(before, canary_definition([](json& j) {
+                                 j["promotion"] = {{"mode", "manual"}};
+                             })));
+    CHECK_FALSE(trains_alike(before, "not json"));
+    CHECK_FALSE(trains_alike("[]", "[]"));
+}
+
 TEST_CASE("canary: under a new revision it keeps its start and takes the new bounds", "[canary]") {
     canary_state s = two_against_one();
     s.policy.max_seconds = 100;
