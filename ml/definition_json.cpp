@@ -980,6 +980,17 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
             errors.push_back({"label.field", "\"" + d.label.field + "\" holds " +
                                                  types.begin()->first +
                                                  " values; a regression label must be a number"});
+        } else if (d.task == ml::task_kind::multiclass && !types.count("text") &&
+                   !types.count("integer")) {
+            // Accepted, it could never train, and its label prior (the
+            // fallback of last resort) was gone with it.
+            const std::string held =
+                types.begin()->first == "true" || types.begin()->first == "false"
+                    ? "true/false"
+                    : types.begin()->first;
+            errors.push_back({"label.field", "\"" + d.label.field + "\" holds " + held +
+                                                 " values; a multiclass label must be a string or"
+                                                 " an integer (a binary task reads true/false)"});
         } else if (d.label.positive) {
             check_positive_class(c, d, errors);
         }

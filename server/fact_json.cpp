@@ -1,6 +1,7 @@
 #include "server/fact_json.h"
 
 #include "server/json_body.h"
+#include "store/json_input.h"
 
 #include <cctype>
 #include <cmath>
@@ -51,6 +52,10 @@ std::string entity_problem(std::string_view entity) {
         return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
     if (entity.find('\0') != std::string_view::npos)
         return "must not contain a NUL character (\\u0000)";
+    // Only a query's can fail here (JSON text is UTF-8): %FF named no
+    // entity a fact can have, and was answered an empty page.
+    if (!is_utf8(entity))
+        return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
     return {};
 }
 

@@ -372,6 +372,17 @@ class DefinitionTest(SharedServerCase):
         msgs = assert_definition_errors(self, r, ["label.field"])
         self.assertIn("must be a number", msgs["label.field"])
 
+        # True/false labels for a multiclass model: accepted, it could never
+        # train, and its label prior (the last fallback) was gone too.
+        b = uid("boollab")
+        post_facts(self, self.c, [fact(b, "e0000", {"ok": True}, time_=at(3)),
+                                  fact(b, "e0001", {"ok": False}, time_=at(3))])
+        r = self.c.request("PUT", "/v1/models/" + name,
+                           json_body=definition("multiclass", f, b, field="ok"))
+        msgs = assert_definition_errors(self, r, ["label.field"])
+        self.assertIn("holds true/false values; a multiclass label must be a string or an integer",
+                      msgs["label.field"])
+
         # The label field as a feature of its own stream: the model would
         # read its answer (it scored a perfect holdout and went live).
         post_facts(self, self.c, [fact(l, "e0000", {"y": 1.0, "x1": 0.5}, time_=at(3))])

@@ -278,6 +278,13 @@ SCENARIOS = [
     dict(name="totalling an entity no fact can have", method="GET",
          path="/v1/streams/posts/total?field=likes&entity=" + "e" * 257, status=400,
          code="invalid_argument", field="entity", message="1-256 bytes"),
+    # Not UTF-8 (a JSON entity always is): answered an empty page.
+    dict(name="reading an entity that is not UTF-8", method="GET",
+         path="/v1/streams/posts/facts?entity=%FF", status=400, code="invalid_argument",
+         field="entity", message="bytes of UTF-8"),
+    dict(name="totalling an entity that is a UTF-16 surrogate", method="GET",
+         path="/v1/streams/posts/total?field=likes&entity=%ED%A0%80", status=400,
+         code="invalid_argument", field="entity", message="bytes of UTF-8"),
     dict(name="bad from", method="GET", path="/v1/streams/posts/facts?from=monday",
          status=400, code="invalid_argument", field="from"),
     dict(name="bad to", method="GET", path="/v1/streams/posts/facts?to=2026-02-30",
