@@ -212,6 +212,14 @@ std::vector<fact_input> take_valid(parsed_body& parsed, std::size_t from,
     return valid;
 }
 
+// Items refused at the edge (malformed, invalid, or forbidden to the key):
+// for the writer's count of rejected facts, which sees only the rest.
+std::uint64_t edge_rejections(const parsed_body& parsed, std::size_t from = 0) {
+    std::uint64_t n = 0;
+    for (std::size_t i = from; i < parsed.items.size(); ++i) n += !parsed.items[i].error.is_ok();
+    return n;
+}
+
 // Answers for up to this many facts are built on the writer's thread (a
 // few microseconds each); larger batches wait on their own thread.
 constexpr std::size_t max_deferred_facts = 16;
@@ -262,6 +270,7 @@ http_response post_ndjson_facts(app& a, const http_request& req, const fact_limi
         const std::size_t from = parsed.items.size();
         more = reader.read(ndjson_slice, parsed.items);
         std::vector<fact_input> valid = take_valid(parsed, from, valid_pos, req);
+        a.writer().count_rejected(edge_rejections(parsed, from));
         if (valid.empty()) continue;
         // A full queue refuses the first slice (nothing written: 503); a
         // later one waits for room, as the slices before it drain.
@@ -353,6 +362,7 @@ http_response post_facts(app& a, const http_request& req) {
 
     std::vector<std::size_t> valid_pos;
     std::vector<fact_input> valid = take_valid(*parsed, 0, valid_pos, req);
+    a.writer().count_rejected(edge_rejections(*parsed));
     if (valid.empty()) return facts_answer(*parsed, valid_pos, {});
     if (valid.size() <= max_deferred_facts) {
         // The writer's thread builds and sends the answer after the commit;

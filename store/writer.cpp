@@ -179,6 +179,12 @@ status fact_writer::run(write_task task, std::chrono::milliseconds timeout) {
     return fut.get();  // running: one transaction, and it may use our caller's locals
 }
 
+void fact_writer::count_rejected(std::uint64_t n) {
+    if (n == 0) return;
+    std::lock_guard lock(mu_);
+    stats_.facts_rejected += n;
+}
+
 writer_stats fact_writer::stats() const {
     std::lock_guard lock(mu_);
     writer_stats s = stats_;

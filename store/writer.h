@@ -141,6 +141,10 @@ public:
     // (`unavailable`, nothing written) and one already running is waited for.
     status run(write_task task, std::chrono::milliseconds timeout);
 
+    // Facts refused before they reached the writer (malformed, invalid, or
+    // for a stream the caller's key may not send to): counted with its own
+    // rejections, so facts_rejected is every fact refused.
+    void count_rejected(std::uint64_t n);
     writer_stats stats() const;
     bool running() const { return running_.load(); }
 

@@ -515,6 +515,25 @@ class WritingTest(SharedServerCase):
         self.assertEqual(n.json()["stored"], 2, n.json())
         self.assertEqual(stream_counts(self.c)[s], 5)
 
+    def test_facts_refused_before_the_writer_are_counted_as_rejected(self):
+        # Only the writer's own refusals (a key's other content, a bad
+        # "corrects") were counted: an alert on rejected facts never fired
+        # for an app sending bad times.
+        def rejected():
+            return self.c.get("/v1/status").json()["writer"]["facts_rejected"]
+        s = unique_stream()
+        before = rejected()
+        r = self.c.post_json("/v1/facts", [fact(s, "a", {"x": 1}, time_="bad"),
+                                           fact(s, "b", {"x": 2}, time_="bad"),
+                                           fact(s, "c", {"x": 3}, time_=T0)])
+        self.assertEqual((r.status, r.json()["rejected"]), (200, 2), r)
+        self.assertErrorShape(self.c.post_json("/v1/facts", fact(s, "d", {}, time_="bad")), 400,
+                              code="invalid_argument", field="time")
+        n = self.c.request("POST", "/v1/facts", body=b'{"stream":"%s"}\n' % s.encode(),
+                           headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(n.status, 400, n)
+        self.assertEqual(rejected() - before, 4)
+
     def test_json_array_batch_keeps_valid_items_and_reports_each_rejection(self):
         s = unique_stream()
         dup = fact(s, "dup", {"x": 0}, time_=T0)
