@@ -159,6 +159,25 @@ void app::write_key_uses(bool wait) {
 }
 
 void app::load_demo() {
+    // Demo data goes only into a database of its own: facts are never
+    // deleted, so a --demo left in a production configuration mixed 4,000
+    // made-up posts into real streams for good.
+    std::string other_stream;
+    try {
+        auto conn = readers_->acquire();
+        statement st(*conn,
+                     "SELECT stream FROM facts WHERE stream NOT IN ('posts', 'likes') LIMIT 1");
+        if (st.step()) other_stream = st.column_text(0);
+    } catch (const db_error& e) {
+        log_error("demo", e.what());
+        return;
+    }
+    if (!other_stream.empty()) {
+        log_warn("demo", "--demo: not loaded: the database holds facts of its own (stream \"" +
+                             other_stream +
+                             "\"), and demo facts could never be taken out of it again");
+        return;
+    }
     auto facts = make_demo_facts({});
     std::size_t stored = 0;
     for (std::size_t i = 0; i < facts.size(); i += 1000) {
@@ -181,8 +200,18 @@ void app::load_demo() {
     }
     std::string canonical = canonical_definition_json(p.definition);
     bool queued = false;
+    std::string changed_by;  // who defined "likes" since the demo did
     status s = writer_->run(
         [&](connection& c) {
+            // A definition a person gave is theirs: the demo's replaced it
+            // (and the log said "already defined").
+            if (const auto m = get_model(c, "likes")) {
+                const auto rev = get_revision(c, "likes", m->current_revision);
+                if (rev && rev->author != "demo") {
+                    changed_by = rev->author;
+                    return status::ok();
+                }
+            }
             put_model_result r = put_model(c, "likes", canonical, "demo");
             // Train once when the model is new; the trigger takes over after.
             if (r.created_model) {
@@ -195,6 +224,10 @@ void app::load_demo() {
         std::chrono::seconds(30));
     if (!s) {
         log_error("demo", s.message());
+        return;
+    }
+    if (!changed_by.empty()) {
+        log_info("demo", "model \"likes\" left as " + changed_by + " defined it");
         return;
     }
     log_info("demo", queued ? "defined model \"likes\" and queued its first training job"

@@ -59,6 +59,41 @@ class DemoTest(KennelTestCase):
         self.addCleanup(db.close)
         self.assertEqual(db.execute("SELECT count(*) FROM facts").fetchone()[0], 4000)
 
+    def test_demo_leaves_a_database_of_its_own_and_a_persons_definition_alone(self):
+        # A --demo left in a production configuration wrote 4,000 made-up
+        # facts into a database of real ones (never to be deleted), and
+        # replaced a model "likes" a person had defined, logging "already
+        # defined".
+        server = self.start_server()
+        c = self.client(server)
+        self.assertEqual(c.post_json("/v1/facts", fact("orders", "o1", {"x": 1})).status, 201)
+        c.close()
+        self.assertEqual(server.stop(), 0)
+        again = self.start_server(args=("--demo",))
+        c = self.client(again)
+        self.assertEqual({s["stream"] for s in c.get("/v1/streams").json()["streams"]},
+                         {"orders"})
+        self.assertEqual(c.get("/v1/models/likes").status, 404)
+        self.assertIn('--demo: not loaded: the database holds facts of its own (stream "orders")',
+                      again.stderr())
+        c.close()
+        self.assertEqual(again.stop(), 0)
+
+        os.mkdir(self.path("own"))
+        demo = self.start_server(args=("--demo",), db=os.path.join("own", "kennel.db"))
+        c = self.client(demo)
+        mine = dict(c.get("/v1/models/likes").json()["definition"], algorithm="linear")
+        r = c.request("PUT", "/v1/models/likes", json_body=mine)
+        self.assertEqual(r.status, 200, r)
+        revision = c.get("/v1/models/likes").json()["revision"]
+        c.close()
+        self.assertEqual(demo.stop(), 0)
+        demo = self.start_server(args=("--demo",), db=os.path.join("own", "kennel.db"))
+        c = self.client(demo)
+        now = c.get("/v1/models/likes").json()
+        self.assertEqual((now["revision"], now["definition"]["algorithm"]), (revision, "linear"))
+        self.assertIn('model "likes" left as admin defined it', demo.stderr())
+
     def test_demo_is_the_same_data_on_every_machine(self):
         # Two fresh databases get byte-identical facts (ids, keys, data, times).
         exports = []
