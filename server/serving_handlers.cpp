@@ -268,8 +268,11 @@ std::string experiment_state_etag(connection& c, std::int64_t id) {
 
 // The experiment as it is now, with its ETag (counted from the history the
 // answer holds: the events are read once).
-http_response experiment_answer(connection& c, std::int64_t id, int code = 200) {
-    const json e = experiment_json(c, *get_experiment(c, id));
+// `changed`: said only by an end, which is false for one ended already.
+http_response experiment_answer(connection& c, std::int64_t id, int code = 200,
+                                std::optional<bool> changed = std::nullopt) {
+    json e = experiment_json(c, *get_experiment(c, id));
+    if (changed) e["changed"] = *changed;
     http_response answer = json_response(dump_json(e), code);
     set_etag(answer, experiment_etag(static_cast<std::int64_t>(e["history"].size())));
     return answer;
@@ -479,7 +482,8 @@ namespace {
 // who and why from the request, then answers with the experiment as it now is.
 template <typename Change>
 http_response act_on_experiment(app& a, const http_request& req, const std::string& name,
-                                std::int64_t id, const json& body, Change change) {
+                                std::int64_t id, const json& body, Change change,
+                                std::optional<bool>* changed = nullptr) {
     auto pre = read_preconditions(req);
     if (!pre) return error_response(pre.error());
     const std::string actor = actor_of(req);
@@ -501,7 +505,7 @@ http_response act_on_experiment(app& a, const http_request& req, const std::stri
     if (!s) return with_etag(error_response(s), etag_now);
     a.refresh_model(name);
     auto conn = a.readers().acquire();
-    return experiment_answer(*conn, id);
+    return experiment_answer(*conn, id, 200, changed ? *changed : std::nullopt);
 }
 
 // The newest predictions live metrics read (shadow entries count).
@@ -688,11 +692,19 @@ http_response post_model_experiment_end(app& a, const http_request& req) {
         if (e && e->model == name && !e->ended_at && held)
             results = experiment_results(*conn, name, *e);
     }
+    // An end sent again (its answer lost) finds it ended: "changed": false,
+    // as a removal of an alias removed already, not a 409.
+    std::optional<bool> changed = true;
     return act_on_experiment(
         a, req, name, *id, *body,
         [&](connection& c, const std::string& actor, const std::string& reason) {
+            if (auto e = get_experiment(c, *id); e && e->ended_at) {
+                changed = false;
+                return status::ok();
+            }
             return end_experiment(c, *id, actor, reason, results);
-        });
+        },
+        &changed);
 }
 
 http_response get_model_live_metrics(app& a, const http_request& req) {

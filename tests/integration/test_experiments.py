@@ -277,7 +277,7 @@ class ExperimentTest(SharedServerCase):
         r = self.c.post_json("%s/%d/end" % (base, exp_id), {})
         self.assertErrorShape(r, 400, field="reason")
         r = self.c.post_json("%s/%d/end" % (base, exp_id), {"reason": "forest loses"})
-        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.status, r.json()["changed"]), (200, True), r)
         r = self.c.get(base)
         self.assertEqual(r.status, 200, r)
         listed = [e for e in r.json()["experiments"] if e["id"] == exp_id]
@@ -300,11 +300,13 @@ class ExperimentTest(SharedServerCase):
         for p in preds:
             self.assertEqual((p["arm"], p["version"], p["fallback"]), ("live", 1, False), p)
             self.assertNotIn("experiment", p)
-        # Ending or changing it again is a conflict (it exists, and has
-        # ended); a new one may start now.
+        # Ending it again (an end sent again after its answer was lost)
+        # changes nothing and records nothing, as for an alias removed
+        # already; changing it is a conflict (it has ended); a new one may
+        # start now.
         r = self.c.post_json("%s/%d/end" % (base, exp_id), {"reason": "again"})
-        self.assertErrorShape(r, 409, field="id")
-        self.assertIn("has ended", r.json()["error"]["message"])
+        self.assertEqual((r.status, r.json()["changed"]), (200, False), r)
+        self.assertEqual((r.json()["end_reason"], len(r.json()["history"])), ("forest loses", 3), r)
         r = self.c.request("PUT", "%s/%d" % (base, exp_id), json_body={"reason": "x", "arms": arms})
         self.assertErrorShape(r, 409, field="id")
         r = self.c.post_json(base, {"reason": "round two",
