@@ -316,6 +316,13 @@ int app::run() {
     h.trusted_proxies = options_.trusted_proxies;
     http_ = std::make_unique<http_server>(h, make_routes(*this));
     if (!options_.access_log.empty()) {
+        // Its lines were appended to the database file itself.
+        if (const std::string file = database_file_named(options_.access_log, options_.db);
+            !file.empty()) {
+            log_error("serve", "--access-log " + options_.access_log + " is the database file " +
+                                   file + "; name another file");
+            return 1;
+        }
         auto opened = access_log::open(options_.access_log);
         if (!opened) {
             log_error("serve", opened.error().message());

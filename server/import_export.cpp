@@ -201,17 +201,12 @@ std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofst
     if (path.empty() || path == "-") return &std::cout;
     namespace fs = std::filesystem;
     std::error_code ec;
-    const fs::path out = fs::weakly_canonical(path, ec);
-    const fs::path base = fs::weakly_canonical(db, ec);
-    for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"}) {
-        const fs::path other = base.string() + suffix;
-        // By name, and by identity (a hard link, or another path to it).
-        if ((!out.empty() && out == other) || fs::equivalent(path, other, ec)) {
-            std::cerr << "kennel " << command << ": --out " << path << " is the database "
-                      << (*suffix ? std::string("file ") + other.string() : db)
-                      << ": writing it would destroy the facts; name another file\n";
-            return nullptr;
-        }
+    if (const std::string other = database_file_named(path, db); !other.empty()) {
+        const bool main_file = fs::equivalent(other, db, ec);
+        std::cerr << "kennel " << command << ": --out " << path << " is the database "
+                  << (main_file ? db : "file " + other)
+                  << ": writing it would destroy the facts; name another file\n";
+        return nullptr;
     }
     errno = 0;
     file = std::make_unique<std::ofstream>(path, std::ios::binary | std::ios::trunc);

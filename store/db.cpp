@@ -464,4 +464,17 @@ void online_backup(connection& from, const std::string& to_path,
     if (rc != SQLITE_DONE) fail(to.raw(), rc, "backup");
 }
 
+std::string database_file_named(const std::string& path, const std::string& db) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path out = fs::weakly_canonical(path, ec);
+    const fs::path base = fs::weakly_canonical(db, ec);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"}) {
+        const fs::path other = base.string() + suffix;
+        if ((!out.empty() && out == other) || fs::equivalent(path, other, ec))
+            return other.string();
+    }
+    return {};
+}
+
 }  // namespace kennel

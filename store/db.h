@@ -235,6 +235,12 @@ private:
     bool created_ = false;
 };
 
+// The file of the database `db` that `path` names (the database itself, its
+// -wal, -shm, -journal or .lock), by name or by identity (a hard link, a
+// symlink, another path to it); empty when it names none. What Kennel
+// writes (an export, answers, the access log) must never go there.
+std::string database_file_named(const std::string& path, const std::string& db);
+
 // Copies the database at `from` into `to_path` with SQLite's online backup
 // API, page batches at a time, so a running server keeps writing.
 void online_backup(connection& from, const std::string& to_path,

@@ -1513,6 +1513,18 @@ class ProcessTest(KennelTestCase):
         self.assertIn("cannot open the access log %s: No such file or directory" % missing, err)
         self.assertNotIn("ready", out)
 
+    def test_an_access_log_that_is_a_database_file_stops_the_start(self):
+        # Its JSON lines were appended to the database file itself.
+        db = self.path("k.db")
+        for log in (db, db + "-wal"):
+            with self.subTest(log=log):
+                code, out, err = kennel_harness.run_serve_expecting_exit(
+                    ["--port", "0", "--db", db, "--access-log", log], bound=10)
+                self.assertEqual(code, 1, err)
+                self.assertIn("--access-log %s is the database file %s; name another file"
+                              % (log, log), err)
+                self.assertNotIn("ready", out)
+
     def test_sigterm_exits_0_and_every_acknowledged_fact_is_in_the_db(self):
         server = self.start_server()
         c = self.client(server)
