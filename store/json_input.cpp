@@ -235,11 +235,6 @@ std::optional<std::size_t> json_error_instance(std::string_view text) {
     return track(text).instance;
 }
 
-namespace {
-
-// The code point that starts at s[i], and i moved past it; none for bytes
-// that are not UTF-8 (a stray continuation, a truncated or overlong form, a
-// surrogate, past U+10FFFF).
 std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
     const auto b = static_cast<unsigned char>(s[i]);
     const int extra = b < 0x80             ? 0
@@ -260,7 +255,10 @@ std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i) {
     return c;
 }
 
-}  // namespace
+bool turns_direction(char32_t ch) {
+    return ch == 0x061c || ch == 0x200e || ch == 0x200f || (ch >= 0x202a && ch <= 0x202e) ||
+           (ch >= 0x2066 && ch <= 0x2069);
+}
 
 std::vector<std::string_view> comma_fields(std::string_view s) {
     std::vector<std::string_view> out;
@@ -298,10 +296,8 @@ text_check check_text(std::string_view s, bool line_breaks) {
         const bool allowed_break = line_breaks && (ch == '\n' || ch == '\t' || ch == '\r');
         const bool control = !allowed_break && (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f) ||
                                                 ch == 0x2028 || ch == 0x2029);
-        const bool direction = ch == 0x061c || ch == 0x200e || ch == 0x200f ||
-                               (ch >= 0x202a && ch <= 0x202e) || (ch >= 0x2066 && ch <= 0x2069);
         if (control) return {text_issue::control, out.chars};
-        if (direction) return {text_issue::direction, out.chars};
+        if (turns_direction(ch)) return {text_issue::direction, out.chars};
         const bool blank = allowed_break || ch == ' ' || ch == 0xa0 || ch == 0xad || ch == 0x1680 ||
                            ch == 0x180e || (ch >= 0x2000 && ch <= 0x200d) || ch == 0x202f ||
                            ch == 0x205f || ch == 0x2060 || ch == 0x3000 || ch == 0xfeff;

@@ -38,6 +38,13 @@ std::optional<std::size_t> json_error_instance(std::string_view text);
 
 // Whether the bytes are UTF-8 (what JSON text holds).
 bool is_utf8(std::string_view s);
+// The code point that starts at s[i], and i moved past it; none for bytes
+// that are not UTF-8 (a stray continuation, a truncated or overlong form, a
+// surrogate, past U+10FFFF).
+std::optional<char32_t> next_code_point(std::string_view s, std::size_t& i);
+// A character that turns the direction of the text after it (U+202E:
+// "\u202egpj.exe" reads as "exe.jpg").
+bool turns_direction(char32_t ch);
 
 // What makes a name or a reason a person gave unusable as shown text: not
 // UTF-8, a control character (a line break forges log lines; kept where

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "store/json_input.h"
 #include "store/time_util.h"
 
 namespace kennel {
@@ -18,10 +19,26 @@ void name_this_thread(const char* name) {
 
 void append_log_text(std::string& line, std::string_view text) {
     // One entry, one line: a name sent by a client ("x\n2026-... info ...")
-    // could otherwise write a line that reads as the server's own.
-    for (const char ch : text) {
+    // could otherwise write a line that reads as the server's own. A
+    // character that turns the text's direction (U+202E: "\u202egpj.exe"
+    // reads "exe.jpg") is shown by its number, as the names refused
+    // elsewhere for it would be.
+    static const char hex[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char ch = text[i];
         const auto c = static_cast<unsigned char>(ch);
-        if (c >= 0x20 && c != 0x7f) {
+        if (c >= 0x80) {
+            std::size_t next = i;
+            const auto ch32 = next_code_point(text, next);
+            // U+2028 and U+2029 break the line in some viewers.
+            if (ch32 && (turns_direction(*ch32) || *ch32 == 0x2028 || *ch32 == 0x2029)) {
+                line += "\\u";
+                for (int shift = 12; shift >= 0; shift -= 4) line += hex[(*ch32 >> shift) & 0xf];
+                i = next - 1;
+            } else {
+                line += ch;  // the rest of a character, or bytes as they came
+            }
+        } else if (c >= 0x20 && c != 0x7f) {
             line += ch;
         } else if (c == '\n') {
             line += "\\n";
@@ -30,7 +47,6 @@ void append_log_text(std::string& line, std::string_view text) {
         } else if (c == '\r') {
             line += "\\r";
         } else {
-            static const char hex[] = "0123456789abcdef";
             line += "\\x";
             line += hex[c >> 4];
             line += hex[c & 0xf];

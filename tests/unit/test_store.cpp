@@ -947,6 +947,13 @@ TEST_CASE("a log message is one line: control characters are escaped", "[log]") 
     append_log_text(line, "ops\n2026-12-05T00:00:00Z info serve: forged\r\t\x01\x7f caf\xc3\xa9");
     CHECK(line == "ops\\n2026-12-05T00:00:00Z info serve: forged\\r\\t\\x01\\x7f caf\xc3\xa9");
     CHECK(line.find('\n') == std::string::npos);
+    // A character that turns the text's direction or separates lines, by
+    // its number; other characters, and bytes that are not UTF-8, as they
+    // came.
+    line.clear();
+    append_log_text(line,
+                    "user \xe2\x80\xaegpj.exe \xe2\x81\xa9\xd8\x9c \xe2\x80\xa9x \xff\xc3\xa9");
+    CHECK(line == "user \\u202egpj.exe \\u2069\\u061c \\u2029x \xff\xc3\xa9");
 }
 
 TEST_CASE("comma_fields keeps empty fields; comma_names drops them", "[json_input]") {
