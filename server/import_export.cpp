@@ -196,49 +196,6 @@ std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstr
     return nullptr;
 }
 
-std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command, const std::string& db) {
-    if (path.empty() || path == "-") return &std::cout;
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    if (const std::string other = database_file_named(path, db); !other.empty()) {
-        const bool main_file = fs::equivalent(other, db, ec);
-        std::cerr << "kennel " << command << ": --out " << path << " is the database "
-                  << (main_file ? db : "file " + other)
-                  << ": writing it would destroy the facts; name another file\n";
-        return nullptr;
-    }
-    errno = 0;
-    file = std::make_unique<std::ofstream>(path, std::ios::binary | std::ios::trunc);
-    if (*file) return file.get();
-    const int err = errno;
-    std::cerr << "kennel " << command << ": cannot write " << path
-              << (fs::is_directory(path, ec) ? ": it is a directory"
-                  : err                      ? std::string(": ") + std::strerror(err)
-                                             : std::string())
-              << "\n";
-    return nullptr;
-}
-
-void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command, const std::string& progress) {
-    const int err = errno;
-    std::cerr << "kennel " << command << ": writing " << (file ? path : "standard output")
-              << " failed " << progress << ": " << (err ? std::strerror(err) : "unknown error");
-    if (file) {
-        file->close();
-        // Only a regular file: --out may name a device or a pipe, never ours
-        // to remove.
-        std::error_code ec;
-        if (std::filesystem::is_regular_file(path, ec)) {
-            std::filesystem::remove(path, ec);
-            std::cerr << (ec ? "; the incomplete file is left"
-                             : "; the incomplete file was removed");
-        }
-    }
-    std::cerr << "\n";
-}
-
 namespace {
 
 // The signals that stop a command run by hand or by a scheduler: Ctrl-C,
@@ -701,8 +658,8 @@ int run_export(const export_options& o) {
     open_options ro;
     ro.read_only = true;
     connection conn(o.db, ro);
-    std::unique_ptr<std::ofstream> file;
-    std::ostream* out = open_cli_output(o.out, file, "export", o.db);
+    cli_output output("export", o.db);
+    std::ostream* out = output.open(o.out);
     if (!out) return 1;
     // Log order (by id): an export imported elsewhere replays the same log.
     std::string sql =
@@ -720,46 +677,52 @@ int run_export(const export_options& o) {
         if (!(*out << facts_to_ndjson_line(f))) break;
         ++n;
     }
-    if (!out->flush()) {
-        report_cli_write_failure(o.out, file, "export", "after " + std::to_string(n) + " facts");
-        return 1;
-    }
+    if (!output.finish("after " + std::to_string(n) + " facts")) return 1;
     std::fprintf(stderr, "kennel export: %llu facts\n", static_cast<unsigned long long>(n));
     return 0;
 }
 
 namespace {
 
-// The partial copy's files, for the handler below: fixed storage, since a
-// signal handler may only call async-signal-safe functions (unlink, write,
-// _exit).
-constexpr std::size_t backup_partial_files = 4;  // the copy, its journal, -wal and -shm
-char backup_partial[backup_partial_files][PATH_MAX];
+// Files a stop signal removes before the process ends, and what it says
+// then: fixed storage, since a signal handler may only call
+// async-signal-safe functions (unlink, write, _exit).
+constexpr std::size_t max_partial_files = 4;  // a backup's copy, its journal, -wal and -shm
+char partial_files[max_partial_files][PATH_MAX];
+char partial_said[160];
+std::size_t partial_said_bytes = 0;
 
-extern "C" void discard_backup_and_exit(int sig) {
-    for (auto& path : backup_partial) {
+extern "C" void discard_partial_and_exit(int sig) {
+    for (auto& path : partial_files) {
         if (path[0]) ::unlink(path);
     }
-    static const char said[] = "kennel backup: interrupted; the partial copy was removed\n";
-    [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, said, sizeof said - 1);
+    [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, partial_said, partial_said_bytes);
     ::_exit(128 + sig);
 }
 
+}  // namespace
+
 // While it lives, Ctrl-C, SIGTERM (a cron job's timeout, a shutdown) and
-// SIGHUP remove the partial copy before the process ends: each interrupted
-// run left a file as large as the database beside the backups, under a name
-// no clean-up matched. kill -9 still leaves it (the partial's name says so).
-class backup_signal_guard {
+// SIGHUP remove the partial files before the process ends, saying `said`:
+// each interrupted backup left a file as large as the database beside the
+// backups, under a name no clean-up matched, and an interrupted export a
+// file cut short under its final name. kill -9 still leaves them (their
+// names say so).
+class partial_signal_guard {
 public:
-    explicit backup_signal_guard(const std::string& partial) {
-        const std::string files[backup_partial_files] = {partial, partial + "-journal",
-                                                         partial + "-wal", partial + "-shm"};
-        for (std::size_t i = 0; i < backup_partial_files; ++i) {
-            if (files[i].size() >= PATH_MAX) return;  // no handler: as before
+    partial_signal_guard(const std::vector<std::string>& files, std::string_view said) {
+        if (files.size() > max_partial_files || said.size() > sizeof partial_said) return;
+        for (const std::string& f : files) {
+            if (f.size() >= PATH_MAX) return;  // no handler: as before
         }
-        for (std::size_t i = 0; i < backup_partial_files; ++i)
-            std::memcpy(backup_partial[i], files[i].c_str(), files[i].size() + 1);
-        set_stop_handlers(discard_backup_and_exit);
+        for (std::size_t i = 0; i < max_partial_files; ++i) {
+            const std::string none;
+            const std::string& f = i < files.size() ? files[i] : none;
+            std::memcpy(partial_files[i], f.c_str(), f.size() + 1);
+        }
+        std::memcpy(partial_said, said.data(), said.size());
+        partial_said_bytes = said.size();
+        set_stop_handlers(discard_partial_and_exit);
         armed_ = true;
     }
     // Around naming the copy: a signal then is held until settled() or the
@@ -777,17 +740,17 @@ public:
         set_stop_handlers(SIG_IGN);  // discards a pending signal
         release();
     }
-    ~backup_signal_guard() {
+    ~partial_signal_guard() {
         if (!armed_) {
             release();
             return;
         }
         set_stop_handlers(SIG_DFL);
-        for (auto& path : backup_partial) path[0] = '\0';
+        for (auto& path : partial_files) path[0] = '\0';
         release();  // a signal held here acts now, as it normally does
     }
-    backup_signal_guard(const backup_signal_guard&) = delete;
-    backup_signal_guard& operator=(const backup_signal_guard&) = delete;
+    partial_signal_guard(const partial_signal_guard&) = delete;
+    partial_signal_guard& operator=(const partial_signal_guard&) = delete;
 
 private:
     void release() {
@@ -800,7 +763,81 @@ private:
     sigset_t before_hold_{};
 };
 
-}  // namespace
+cli_output::cli_output(const char* command, std::string db)
+    : command_(command), db_(std::move(db)) {}
+
+cli_output::~cli_output() {
+    discard();
+}
+
+void cli_output::discard() {
+    guard_.reset();
+    if (file_) file_->close();
+    if (!partial_.empty()) {
+        std::error_code ignored;
+        std::filesystem::remove(partial_, ignored);
+        partial_.clear();
+    }
+}
+
+std::ostream* cli_output::open(const std::string& path) {
+    if (path.empty() || path == "-") return &std::cout;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (const std::string other = database_file_named(path, db_); !other.empty()) {
+        const bool main_file = fs::equivalent(other, db_, ec);
+        std::cerr << "kennel " << command_ << ": --out " << path << " is the database "
+                  << (main_file ? db_ : "file " + other)
+                  << ": writing it would destroy the facts; name another file\n";
+        return nullptr;
+    }
+    if (fs::is_directory(path, ec)) {
+        std::cerr << "kennel " << command_ << ": cannot write " << path << ": it is a directory\n";
+        return nullptr;
+    }
+    path_ = path;
+    const bool in_place = fs::exists(path, ec) && !fs::is_regular_file(path, ec);
+    if (!in_place) {
+        partial_ = path + ".partial-" + std::to_string(::getpid());
+        guard_ = std::make_unique<partial_signal_guard>(
+            std::vector<std::string>{partial_},
+            "kennel " + std::string(command_) + ": interrupted; the partial output was removed\n");
+    }
+    errno = 0;
+    file_ = std::make_unique<std::ofstream>(in_place ? path : partial_,
+                                            std::ios::binary | std::ios::trunc);
+    if (*file_) return file_.get();
+    const int err = errno;
+    std::cerr << "kennel " << command_ << ": cannot write " << path
+              << (err ? std::string(": ") + std::strerror(err) : std::string()) << "\n";
+    discard();
+    return nullptr;
+}
+
+bool cli_output::finish(const std::string& progress) {
+    std::ostream& out = file_ ? static_cast<std::ostream&>(*file_) : std::cout;
+    if (out.flush() && (!file_ || (file_->close(), !file_->fail()))) {
+        if (partial_.empty()) return true;
+        guard_->hold();  // a signal now must not report a named file as removed
+        if (::rename(partial_.c_str(), path_.c_str()) == 0) {
+            partial_.clear();
+            guard_->settled();
+            guard_.reset();
+            return true;
+        }
+        std::cerr << "kennel " << command_ << ": cannot name " << partial_ << " " << path_ << ": "
+                  << std::strerror(errno) << "\n";
+        discard();
+        return false;
+    }
+    const int err = errno;
+    std::cerr << "kennel " << command_ << ": writing " << (file_ ? path_ : "standard output")
+              << " failed " << progress << ": " << (err ? std::strerror(err) : "unknown error");
+    if (!partial_.empty()) std::cerr << "; the incomplete file was removed";
+    std::cerr << "\n";
+    discard();
+    return false;
+}
 
 int run_backup(const std::string& db, const std::string& to_path) {
     if (::access(to_path.c_str(), F_OK) == 0) {
@@ -818,7 +855,9 @@ int run_backup(const std::string& db, const std::string& to_path) {
             std::filesystem::remove(partial + suffix, ignored);
         }
     };
-    backup_signal_guard on_signal(partial);
+    partial_signal_guard on_signal(
+        {partial, partial + "-journal", partial + "-wal", partial + "-shm"},
+        "kennel backup: interrupted; the partial copy was removed\n");
     open_options ro;
     ro.read_only = true;
     long long facts = 0;

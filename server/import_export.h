@@ -45,14 +45,41 @@ int run_backup(const std::string& db, const std::string& to_path);
 // fact with it, under a running server too.
 std::istream* open_cli_input(const std::string& path, std::unique_ptr<std::ifstream>& file,
                              const char* command);
-std::ostream* open_cli_output(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command, const std::string& db);
-// After a write to what open_cli_output gave failed: says so on stderr with
-// the system's reason and what was written (`progress`, e.g. "after 12
-// facts"), and removes an output file that is a regular file, which would
-// pass for a whole one.
-// Call it at once, while errno still holds the write's error.
-void report_cli_write_failure(const std::string& path, std::unique_ptr<std::ofstream>& file,
-                              const char* command, const std::string& progress);
+class partial_signal_guard;
+
+// Where export and predict write (--out): standard output for "" and "-",
+// else a file written under a name of its own (FILE.partial-PID) that
+// becomes FILE only once whole (finish): an error or a stop signal (Ctrl-C,
+// a scheduler's SIGTERM) left FILE cut short at a whole line, with nothing
+// to tell it from a complete one. A path that exists and is not a regular
+// file (a FIFO, a device) is written as it is. Messages name `command`.
+class cli_output {
+public:
+    cli_output(const char* command, std::string db);
+    ~cli_output();  // removes a partial file not finished
+    cli_output(const cli_output&) = delete;
+    cli_output& operator=(const cli_output&) = delete;
+
+    // Null, after a message on stderr (with the system's reason), when the
+    // file cannot be written, or when it would be the database `db` or one
+    // of its files (-wal, -shm, -journal, .lock): truncated, it took every
+    // fact with it, under a running server too.
+    std::ostream* open(const std::string& path);
+    // Flushes and names the file. False after a message with the system's
+    // reason and what was written (`progress`, e.g. "after 12 facts"), the
+    // partial file removed. Call it at once after the last write, while
+    // errno still holds a failed write's error.
+    bool finish(const std::string& progress);
+
+private:
+    void discard();
+
+    const char* command_;
+    std::string db_;
+    std::string path_;     // as given
+    std::string partial_;  // written, then renamed to path_; empty: written in place
+    std::unique_ptr<std::ofstream> file_;
+    std::unique_ptr<partial_signal_guard> guard_;
+};
 
 }  // namespace kennel

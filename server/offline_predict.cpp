@@ -108,8 +108,8 @@ int run_offline_predict(const offline_predict_options& o) {
     std::unique_ptr<std::ifstream> in_file;
     std::istream* in = open_cli_input(o.input, in_file, "predict");
     if (!in) return 1;
-    std::unique_ptr<std::ofstream> out_file;
-    std::ostream* out = open_cli_output(o.out, out_file, "predict", o.db);
+    cli_output output("predict", o.db);
+    std::ostream* out = output.open(o.out);
     if (!out) return 1;
 
     // "stored_features": true reads the entity's fact as the API does (as
@@ -190,15 +190,12 @@ int run_offline_predict(const offline_predict_options& o) {
         if (line_failed) ++rejected_lines;
         if (!*out) break;  // said below
     }
-    if (!out->flush()) {
-        report_cli_write_failure(o.out, out_file, "predict",
-                                 "at line " + std::to_string(line_no) + " of the input");
-        return 1;
-    }
     if (in->bad()) {
+        // The answers so far are not named as the output (their file is removed).
         std::cerr << me << "reading the input failed after line " << line_no << "\n";
         return 1;
     }
+    if (!output.finish("at line " + std::to_string(line_no) + " of the input")) return 1;
     std::fprintf(stderr, "kennel predict: %llu predictions by %s version %lld",
                  static_cast<unsigned long long>(scored), m->name.c_str(),
                  static_cast<long long>(v->version));

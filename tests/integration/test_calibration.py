@@ -197,10 +197,14 @@ class CalibrationTest(SharedServerCase):
 
     def test_bad_calibrations_are_refused_naming_the_field(self):
         feats, labels = self.streams(skewed_rows(20, 9, "bd"))
+        # A multiclass label is a string or an integer (true/false is refused).
+        kinds = uid("kind")
+        post_facts(self, self.c, [fact(kinds, "bd%04d" % i, {"kind": "abc"[i % 3]})
+                                  for i in range(9)])
         cases = [
             (definition("regression", feats, feats, field="x1", features=[{"field": "x2"}]),
              "sigmoid"),
-            (definition("multiclass", feats, labels, features=FEATURES), "isotonic"),
+            (definition("multiclass", feats, kinds, field="kind", features=FEATURES), "isotonic"),
             (definition("binary", feats, labels, features=FEATURES), "platt"),
             (definition("binary", feats, labels, features=FEATURES), 1),
             (definition("binary", feats, labels, algorithm="baseline", features=FEATURES),

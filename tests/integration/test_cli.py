@@ -1256,7 +1256,7 @@ class ImportExportTest(KennelTestCase):
         self.assertRegex(r.stderr, r"kennel export: writing %s failed after \d+ facts: File too large;"
                          r" the incomplete file was removed" % re.escape(out))
         self.assertNotIn("500 facts", r.stderr)
-        self.assertFalse(os.path.exists(out))
+        self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith("out.ndjson")], [])
         # Standard output that cannot take it: said the same way.
         with open("/dev/full", "w") as full:  # Linux's always-full device
             p = subprocess.run([KENNEL_BIN, "export", "--db", db], stdout=full,
@@ -1335,7 +1335,12 @@ class BackupTest(KennelTestCase):
     def backup_under_way(self, server, target):
         """`kennel backup target` started, once its partial copy is on disk
         (or it has ended); the caller ends it."""
-        p = subprocess.Popen([KENNEL_BIN, "backup", target, "--db", server.db],
+        return self.under_way(["backup", target, "--db", server.db], target)
+
+    def under_way(self, args, target):
+        """`kennel ARGS` started, once a file named after target is on disk
+        (or it has ended); the caller ends it."""
+        p = subprocess.Popen([KENNEL_BIN] + args,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=kennel_env())
         deadline = time.monotonic() + 30
         while (p.poll() is None and time.monotonic() < deadline and
@@ -1530,6 +1535,37 @@ class BackupTest(KennelTestCase):
                 self.assertIn(p.returncode, (0, 128 + sig, -sig), err)
                 self.assertLessEqual(set(left), {os.path.basename(target)}, left)
         self.assertGreater(interrupted, 0, "no backup was interrupted before it finished")
+
+    def test_an_interrupted_export_leaves_no_file_that_looks_whole(self):
+        # Stopped by a scheduler's SIGTERM or Ctrl-C, it left the file cut
+        # short at a whole line under its final name: imported, it restored
+        # part of the facts without a word.
+        server = self.server_with_big_facts(40)
+        self.assertEqual(server.stop(), 0)
+        interrupted = 0
+        for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
+            target = self.path("export-%d.ndjson" % attempt)
+            p = self.under_way(["export", "--db", server.db, "--out", target], target)
+            try:
+                if p.poll() is None:
+                    p.send_signal(sig)  # by its PID
+                _, err = p.communicate(timeout=30)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate(timeout=30)
+            left = [n for n in os.listdir(self.tmp) if n.startswith(os.path.basename(target))]
+            if p.returncode == 128 + sig:
+                interrupted += 1
+                self.assertIn(b"kennel export: interrupted; the partial output was removed", err)
+                self.assertEqual(left, [], "an interrupted export left files")
+            else:
+                # It had finished when the signal came: whole, under its name.
+                self.assertEqual(p.returncode, 0, err)
+                self.assertEqual(left, [os.path.basename(target)])
+                with open(target) as f:
+                    self.assertEqual(sum(1 for _ in f), 4000)
+        self.assertGreater(interrupted, 0, "no export was interrupted before it finished")
 
     def test_a_backup_onto_a_disk_that_fills_is_whole_or_fails_leaving_nothing(self):
         # The copy went through a WAL: its pages reached the file only in the
