@@ -1337,6 +1337,18 @@ class BackupTest(KennelTestCase):
         (or it has ended); the caller ends it."""
         return self.under_way(["backup", target, "--db", server.db], target)
 
+    def interrupt(self, p, sig):
+        """Sends sig to p by its PID unless it has ended; returns its stderr."""
+        try:
+            if p.poll() is None:
+                p.send_signal(sig)
+            _, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=30)
+        return err
+
     def under_way(self, args, target):
         """`kennel ARGS` started, once a file named after target is on disk
         (or it has ended); the caller ends it."""
@@ -1517,14 +1529,7 @@ class BackupTest(KennelTestCase):
         for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
             target = self.path("interrupted-%d.db" % attempt)
             p = self.backup_under_way(server, target)
-            try:
-                if p.poll() is None:
-                    p.send_signal(sig)  # by its PID
-                _, err = p.communicate(timeout=30)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.communicate(timeout=30)
+            err = self.interrupt(p, sig)
             left = [n for n in os.listdir(self.tmp) if n.startswith(os.path.basename(target))]
             if p.returncode == 128 + sig:
                 interrupted += 1
@@ -1546,14 +1551,7 @@ class BackupTest(KennelTestCase):
         for attempt, sig in enumerate([signal.SIGTERM, signal.SIGINT] * 3):
             target = self.path("export-%d.ndjson" % attempt)
             p = self.under_way(["export", "--db", server.db, "--out", target], target)
-            try:
-                if p.poll() is None:
-                    p.send_signal(sig)  # by its PID
-                _, err = p.communicate(timeout=30)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.communicate(timeout=30)
+            err = self.interrupt(p, sig)
             left = [n for n in os.listdir(self.tmp) if n.startswith(os.path.basename(target))]
             if p.returncode == 128 + sig:
                 interrupted += 1
