@@ -383,6 +383,24 @@ std::vector<std::shared_ptr<const loaded_version>> serving_registry::loaded() co
     return out;
 }
 
+std::string serving_registry::fault_of(connection& c, const std::string& model,
+                                       std::int64_t version) const {
+    if (!options_.test_faults) return {};
+    auto row = get_version(c, model, version, false);
+    if (!row) return {};
+    auto rev = get_revision(c, model, row->revision);
+    if (!rev) return {};
+    parsed_definition rp = parse_definition(rev->definition);
+    return rp.definition.test_fault;
+}
+
+status serving_registry::preload(connection& c, const std::string& model, std::int64_t version) {
+    const auto row = get_version(c, model, version, false);
+    if (!row || row->artifact_removed_at) return status::ok();
+    auto lv = load(c, model, version, fault_of(c, model, version));
+    return lv ? status::ok() : lv.error();
+}
+
 result<std::shared_ptr<const loaded_version>> serving_registry::load(connection& c,
                                                                      const std::string& model,
                                                                      std::int64_t version,
@@ -557,16 +575,6 @@ status serving_registry::refresh(connection& c, const std::string& model) {
         const auto removed = removed_artifact_versions(c, model);
         s->built_at = std::chrono::steady_clock::now();
 
-        // Each version's serving fault comes from the revision it was trained on.
-        auto fault_of = [&](std::int64_t version) -> std::string {
-            if (!options_.test_faults) return {};
-            auto row = get_version(c, model, version, false);
-            if (!row) return {};
-            auto rev = get_revision(c, model, row->revision);
-            if (!rev) return {};
-            parsed_definition rp = parse_definition(rev->definition);
-            return rp.definition.test_fault;
-        };
         auto usable = [&](std::int64_t version, std::string& problem)
             -> std::shared_ptr<const loaded_version> {
             if (s->disabled.count(version)) {
@@ -578,7 +586,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
                 problem = "artifact_removed";
                 return nullptr;
             }
-            auto lv = load(c, model, version, fault_of(version));
+            auto lv = load(c, model, version, fault_of(c, model, version));
             if (!lv) {
                 problem = "artifact_load_failed";
                 log_warn("serving", model + " version " + std::to_string(version) +

@@ -244,11 +244,21 @@ public:
         return load(reader, model, version, {});
     }
 
+    // Loads and warms a version with its artifact as serving would (its
+    // test fault too), so that live moved to it swaps it in at once. The
+    // error when its artifact cannot be read or its warm-up prediction
+    // fails; ok for a version missing or without an artifact, which the
+    // alias move itself refuses.
+    status preload(connection& reader, const std::string& model, std::int64_t version);
+
     // Loaded versions: those the models' snapshots serve (and any loaded
     // with version() since).
     std::vector<std::shared_ptr<const loaded_version>> loaded() const;
 
 private:
+    // A version's serving fault (--test-faults only): from the revision it
+    // was trained on.
+    std::string fault_of(connection& reader, const std::string& model, std::int64_t version) const;
     result<std::shared_ptr<const loaded_version>> load(connection& reader, const std::string& model,
                                                        std::int64_t version,
                                                        const std::string& fault);

@@ -605,6 +605,19 @@ http_response put_model_alias(app& a, const http_request& req) {
         if (!get_model(*conn, name)) return error_response(no_model_named(name));
     }
     std::int64_t version = v->get<std::int64_t>();
+    if (alias == "live") {
+        // Loaded and warmed before live moves, as serving would: a version
+        // whose artifact cannot be read was answered 200 "changed", then
+        // served nothing but fallbacks.
+        auto conn = a.readers().acquire();
+        if (status loads = a.serving().preload(*conn, name, version); !loads) {
+            return error_response(status(error_kind::conflict,
+                                         "version " + std::to_string(version) +
+                                             " cannot be served (" + loads.message() +
+                                             "); live stays where it is",
+                                         "version"));
+        }
+    }
     std::string actor = actor_of(req);
     std::string reason = r->get<std::string>();
     bool changed = false;

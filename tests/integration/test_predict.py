@@ -1484,10 +1484,13 @@ class FaultTest(SharedServerCase):
         self.assertAlmostEqual(p["prediction"], regression_truth(1.0, -0.5, "red"), delta=0.5)
 
     def test_corrupt_artifact_is_not_served(self):
-        # Alone: the baseline answers.
-        name, feats, labels, rows, d = self.model(test_fault="corrupt_artifact")
+        # Alone (published by the auto policy: a person's move of live to a
+        # version that cannot load is refused, below): the baseline answers.
+        name, feats, labels, rows, d = self.model(test_fault="corrupt_artifact",
+                                                  promotion={"mode": "auto"})
         self.assertEqual(train(self, self.c, name), 1)
-        set_live(self, self.c, name, 1)
+        wait_until(lambda: self.c.get("/v1/models/%s/aliases/live" % name).status == 200, 20,
+                   "version 1 published")
         baseline = get_version(self, self.c, name, 1)["baseline"]["value"]
         p = predict(self, self.c, name, {"entity": "c1", "features": FEATURES})
         self.assertFallback(p, "artifact_load_failed", "baseline", None)
@@ -1497,8 +1500,28 @@ class FaultTest(SharedServerCase):
         self.assertEqual((mine["live_alias"], mine["serving_version"], mine["problem"]),
                          (1, None, "artifact_load_failed"), mine)
 
-        # After a good version: the good version answers.
-        name, v1_value = self.good_then_faulty("corrupt_artifact")
+        # After a good version: a person's move of live to one that cannot
+        # load is refused (it was 200 "changed", then every answer a
+        # fallback); once the auto policy publishes one, the good one answers.
+        name, feats, labels, rows, d = self.model(features=[{"field": "x1"}])
+        self.assertEqual(train(self, self.c, name), 1)
+        set_live(self, self.c, name, 1)
+        v1_value = predict(self, self.c, name, {"features": FEATURES})["prediction"]
+        faulty = dict(d, features=definition(feats, labels)["features"],
+                      test_fault="corrupt_artifact")
+        put_model(self, self.c, name, faulty)
+        self.assertEqual(train(self, self.c, name), 2)
+        r = self.c.request("PUT", "/v1/models/%s/aliases/live" % name,
+                           json_body={"version": 2, "reason": "a person promotes it"})
+        self.assertErrorShape(r, 409, code="conflict", field="version")
+        self.assertIn("version 2 cannot be served (", r.json()["error"]["message"])
+        self.assertIn("live stays where it is", r.json()["error"]["message"])
+        p = predict(self, self.c, name, {"entity": "c0", "features": FEATURES})
+        self.assertModelAnswer(p, name, 1)
+        put_model(self, self.c, name, dict(faulty, promotion={"mode": "auto"}))
+        self.assertEqual(train(self, self.c, name), 3)
+        wait_until(lambda: self.c.get("/v1/models/%s/aliases/live" % name).json()["version"] == 3,
+                   20, "version 3 published")
         for i in range(3):
             p = predict(self, self.c, name, {"entity": "c%d" % i, "features": FEATURES})
             self.assertFallback(p, "artifact_load_failed", "previous_version", 1)
