@@ -387,7 +387,8 @@ int run_import(const import_options& o) {
     std::vector<std::int64_t> batch_source_ids;                  // 0: the line had no id
     std::vector<bool> batch_stamped;                             // see import_counts::stamped
     std::unordered_map<std::int64_t, std::int64_t> imported_id;  // source id -> id here
-    std::unordered_set<std::int64_t> pending_ids, named_ids;
+    std::unordered_set<std::int64_t> pending_ids;
+    std::unordered_map<std::int64_t, std::size_t> named_ids;  // source id -> the line naming it
     auto flush = [&]() -> bool {
         if (batch.empty()) return true;
         auto r = writer.write_facts(std::move(batch), std::chrono::minutes(5));
@@ -426,7 +427,19 @@ int run_import(const import_options& o) {
     auto add = [&](const std::string& text, std::size_t line, std::int64_t source_id) -> bool {
         // Named even when the line is refused: a correction of it must not
         // then be taken for a correction of this database's fact of that id.
-        if (source_id > 0) named_ids.insert(source_id);
+        // Named twice (two exports joined), a later correction of the id
+        // went to the second fact without a word.
+        if (source_id > 0) {
+            const auto [first, fresh] = named_ids.emplace(source_id, line);
+            if (!fresh) {
+                report_rejection(counts, line, "id",
+                                 "id " + std::to_string(source_id) + " was given by line " +
+                                     std::to_string(first->second) +
+                                     " already: an export names each fact once (two files "
+                                     "joined?), and a correction of the id could not tell which");
+                return true;
+            }
+        }
         parsed_item item = parse_fact_text(text, now_micros());
         if (!item.error.is_ok()) {
             report_rejection(counts, line, item.error.field(), item.error.message());
@@ -498,7 +511,7 @@ int run_import(const import_options& o) {
                         }
                         if (!o.stream.empty() && !j.contains("stream")) j["stream"] = o.stream;
                         if (!bad.empty()) {
-                            if (source_id > 0) named_ids.insert(source_id);
+                            if (source_id > 0) named_ids.emplace(source_id, line_no);
                             report_rejection(counts, line_no, bad,
                                              bad == "id" ? "must be a positive integer (the fact's "
                                                            "id in an export)"

@@ -1103,6 +1103,27 @@ class ImportExportTest(KennelTestCase):
         got = export_facts(self, db)
         self.assertEqual([(o["entity"], o.get("corrects")) for o in got], [("a", None), ("c", None)])
 
+    def test_an_id_named_twice_in_a_file_is_refused(self):
+        # Two exports joined: the second "id 1" (entity b) silently took over
+        # the id, and the correction meant for a's fact landed on b's.
+        lines = [
+            {"id": 1, "stream": "s", "entity": "a", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 1}},
+            {"id": 1, "stream": "s", "entity": "b", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 2}},
+            {"id": 2, "stream": "s", "entity": "a", "time": "2026-01-01T00:00:00Z",
+             "data": {"likes": 3}, "corrects": 1},
+        ]
+        path = self.write("twice.ndjson", "".join(json.dumps(l) + "\n" for l in lines))
+        db = self.path("k.db")
+        r = run_cli(["import", path, "--db", db])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("2 stored, 0 duplicates, 1 rejected", r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 2: rejected id: id 1 was given by line 1 already")
+        got = export_facts(self, db)
+        self.assertEqual([(o["entity"], o["data"]["likes"]) for o in got], [("a", 1), ("a", 3)])
+        self.assertEqual(got[1]["corrects"], got[0]["id"])
+
     def test_import_reports_bad_lines_by_number_and_exits_3(self):
         lines = [
             json.dumps(fact("s", "a", {"x": 1})),                # 1 ok
