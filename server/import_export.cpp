@@ -668,6 +668,13 @@ int run_import(const import_options& o) {
 }
 
 int run_export(const export_options& o) {
+    // A name no fact can have exported nothing, exit 0, like an empty stream.
+    if (!o.stream.empty()) {
+        if (const std::string problem = stream_name_problem(o.stream); !problem.empty()) {
+            std::cerr << "kennel export: --stream \"" << o.stream << "\" " << problem << "\n";
+            return 2;
+        }
+    }
     open_options ro;
     ro.read_only = true;
     connection conn(o.db, ro);

@@ -881,6 +881,11 @@ class ImportExportTest(KennelTestCase):
             posts = [json.loads(l) for l in f]
         self.assertEqual(len(posts), 20)
         self.assertTrue(all(p["stream"] == "posts" for p in posts))
+        # A stream name no fact can have is refused (it exported 0 facts, exit 0).
+        r = run_cli(["export", "--db", db, "--stream", "a/b"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('kennel export: --stream "a/b" must be 1-128 characters', r.stderr)
+        self.assertEqual(r.stdout, "")
 
         # The export imports elsewhere as the same facts (keys preserved)...
         # export lines carry id/ingest_time, which a fact may not have: strip.
