@@ -284,6 +284,16 @@ void write_response(http_response&& ours, httplib::Response& res) {
     res.set_header("X-Content-Type-Options", "nosniff");
 }
 
+// A Content-Type of multipart/* (any case, any parameters).
+bool is_multipart(std::string_view content_type) {
+    constexpr std::string_view prefix = "multipart/";
+    if (content_type.size() < prefix.size()) return false;
+    for (std::size_t k = 0; k < prefix.size(); ++k) {
+        if (std::tolower(static_cast<unsigned char>(content_type[k])) != prefix[k]) return false;
+    }
+    return true;
+}
+
 // httplib answers 400 for a request line whose method it does not know
 // ("FOO"; it has read the method and the version) and for a method it
 // parses and routes nowhere (TRACE, CONNECT). A method Kennel does not
@@ -515,6 +525,14 @@ http_server::http_server(http_options options, std::vector<route> routes)
                                           "none",
                                       "Range"));
             r.status = 416;
+        } else if (res.status == 400 && is_multipart(req.get_header_value("Content-Type"))) {
+            // httplib parses a multipart body before any route sees it, and
+            // one that does not parse ended here as a "malformed request";
+            // a well-formed one is refused 415 by its route.
+            r = error_response(status(error_kind::unsupported_media,
+                                      "a multipart body is not accepted (and this one cannot "
+                                      "be read as one); send application/json",
+                                      "Content-Type"));
         } else {
             // httplib does not say which line failed, or why; a header line
             // over its limit is the usual cause from a real client.

@@ -278,6 +278,12 @@ SCENARIOS = [
     dict(name="totalling an entity no fact can have", method="GET",
          path="/v1/streams/posts/total?field=likes&entity=" + "e" * 257, status=400,
          code="invalid_argument", field="entity", message="1-256 bytes"),
+    # httplib reads a multipart body before any route: one that is not
+    # multipart was a "malformed HTTP request" naming a header line.
+    dict(name="a multipart content type on a body that is not", method="POST",
+         path="/v1/facts", body="not multipart at all",
+         headers={"Content-Type": "multipart/form-data; boundary=x"}, status=415,
+         code="unsupported_media_type", field="Content-Type", message="multipart body"),
     # Not UTF-8 (a JSON entity always is): answered an empty page.
     dict(name="reading an entity that is not UTF-8", method="GET",
          path="/v1/streams/posts/facts?entity=%FF", status=400, code="invalid_argument",
