@@ -561,6 +561,7 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             std::lock_guard lock(mu_);
             models_.erase(model);
             drop_unserved(model, nullptr);
+            refresh_failed_.erase(model);
             return status::ok();
         }
         parsed_definition p = parse_definition(m->definition);
@@ -704,10 +705,24 @@ status serving_registry::refresh(connection& c, const std::string& model) {
             unloaded.clear();
             ::malloc_trim(0);
         }
+        {
+            std::lock_guard lock(mu_);
+            refresh_failed_.erase(model);
+        }
         return status::ok();
     } catch (const db_error& e) {
+        // Kept until a refresh succeeds: a damaged page (SQLite's "database
+        // disk image is malformed") took the model out of serving with a
+        // warning alone, and no problem series said so.
+        std::lock_guard lock(mu_);
+        refresh_failed_[model] = e.what();
         return status(error_kind::internal, std::string("refreshing ") + model + ": " + e.what());
     }
+}
+
+std::map<std::string, std::string> serving_registry::refresh_failures() const {
+    std::shared_lock lock(mu_);
+    return refresh_failed_;
 }
 
 status serving_registry::refresh_all(connection& c) {

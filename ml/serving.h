@@ -251,6 +251,11 @@ public:
     // alias move itself refuses.
     status preload(connection& reader, const std::string& model, std::int64_t version);
 
+    // Models whose last refresh failed reading the database, with SQLite's
+    // words: they serve their last snapshot, or, failed from the start,
+    // nothing (kennel_model_problem "refresh_failed").
+    std::map<std::string, std::string> refresh_failures() const;
+
     // Loaded versions: those the models' snapshots serve (and any loaded
     // with version() since).
     std::vector<std::shared_ptr<const loaded_version>> loaded() const;
@@ -289,6 +294,7 @@ private:
     mutable std::shared_mutex mu_;
     std::map<std::string, std::shared_ptr<const model_serving>, std::less<>> models_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const loaded_version>> cache_;
+    std::map<std::string, std::string> refresh_failed_;  // see refresh_failures()
     std::mutex refresh_mu_;  // one refresh at a time
 };
 

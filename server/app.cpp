@@ -410,7 +410,9 @@ int app::run() {
     if (options_.demo) load_demo();
     {
         auto conn = readers_->acquire();
-        if (status s = serving_->refresh_all(*conn); !s) log_warn("serving", s.message());
+        // A model that cannot be read serves nothing: an error, and
+        // kennel_model_problem says so (refresh_failed).
+        if (status s = serving_->refresh_all(*conn); !s) log_error("serving", s.message());
     }
     if (status s = start_trainer(); !s) {
         log_error("serve", "cannot start the training worker: " + s.message());

@@ -310,6 +310,8 @@ http_response get_metrics(app& a, const http_request&) {
         if (!m->live_problem.empty())
             e.sample(1, {{"model", m->name}, {"problem", m->live_problem}});
     }
+    for (const auto& [name, why] : a.serving().refresh_failures())
+        e.sample(1, {{"model", name}, {"problem", "refresh_failed"}});
     struct counter_family {
         const char* name;
         const char* help;

@@ -16,6 +16,7 @@ import resource
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -1518,6 +1519,40 @@ class ProcessTest(KennelTestCase):
         self.assertEqual(code, 1, err)
         self.assertIn("cannot open the access log %s: No such file or directory" % missing, err)
         self.assertNotIn("ready", out)
+
+    def test_a_model_the_database_cannot_give_back_is_a_problem_series(self):
+        # A damaged page under the aliases took the model out of serving with
+        # a warning alone: no kennel_model_problem series, the alert silent.
+        server = self.start_server()
+        c = self.client(server)
+        r = c.post_json("/v1/facts", [fact("s", "e%d" % i, {"x": i, "y": 2 * i},
+                                           time_="2026-01-01T00:00:00Z") for i in range(5)])
+        self.assertEqual(r.status, 200, r)
+        r = c.request("PUT", "/v1/models/m", json_body={
+            "task": "regression", "features_from": "s", "label": {"stream": "s", "field": "y"},
+            "features": [{"field": "x"}], "promotion": {"mode": "manual"}})
+        self.assertEqual(r.status, 201, r)
+        c.close()
+        self.assertEqual(server.stop(), 0)
+        db = sqlite3.connect(server.db)
+        # Every page in the main file (none read from the WAL instead).
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # The tables a model's serving reads beside its definition, and
+        # their indexes (an empty table's lookups read only its index).
+        roots = [r for (r,) in db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE rootpage > 0 AND tbl_name IN"
+            " ('aliases', 'model_versions', 'version_events')")]
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        db.close()
+        self.assertGreaterEqual(len(roots), 3, roots)
+        with open(server.db, "r+b") as f:
+            for root in roots:
+                f.seek((root - 1) * page)
+                f.write(b"\0" * page)
+        again = self.start_server()
+        metrics = self.client(again).get("/metrics").text
+        self.assertIn('kennel_model_problem{model="m",problem="refresh_failed"} 1', metrics)
+        self.assertIn("error serving: refreshing m:", again.stderr())
 
     def test_an_access_log_that_is_a_database_file_stops_the_start(self):
         # Its JSON lines were appended to the database file itself.
