@@ -34,6 +34,9 @@ status fact_writer::start() {
             file_path_ = std::filesystem::absolute(options_.db_path, ec).string();
             if (!ec && ::stat(file_path_.c_str(), &st) == 0 && S_ISREG(st.st_mode))
                 file_id_.emplace(st.st_dev, st.st_ino);
+            // SQLite keeps its WAL open from the first connection on.
+            if (file_id_ && ::stat((file_path_ + "-wal").c_str(), &st) == 0 && S_ISREG(st.st_mode))
+                wal_id_.emplace(st.st_dev, st.st_ino);
         } catch (const db_error& e) {
             inserter_.reset();
             conn_.reset();
@@ -324,6 +327,20 @@ std::string fact_writer::database_file_problem() const {
     if (std::pair<std::uint64_t, std::uint64_t>(st.st_dev, st.st_ino) != *file_id_) {
         return "the database file " + file_path_ +
                " is another file than the one Kennel opened (moved or replaced)";
+    }
+    // Deleted under a running server, the WAL took commits into a file no
+    // path names: a crash would lose every one since its last checkpoint.
+    // (A clean stop still copies them into the database file.)
+    if (wal_id_) {
+        const std::string wal = file_path_ + "-wal";
+        const bool gone = ::stat(wal.c_str(), &st) != 0;
+        if (gone || std::pair<std::uint64_t, std::uint64_t>(st.st_dev, st.st_ino) != *wal_id_) {
+            return "the database's WAL file " + wal +
+                   (gone ? " is gone" : " is another file than the one SQLite opened") +
+                   " (the commits since its last checkpoint are only in the file SQLite still "
+                   "holds: stop Kennel cleanly, with SIGTERM, to copy them into the database, "
+                   "and start it again)";
+        }
     }
     return {};
 }

@@ -215,6 +215,7 @@ private:
     // directory renamed with it does not hide a move; the writer thread's:
     // whether the file was missing when it last looked.
     std::optional<std::pair<std::uint64_t, std::uint64_t>> file_id_;  // st_dev, st_ino
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> wal_id_;   // its -wal's
     std::string file_path_;
     bool file_lost_ = false;
     std::unique_ptr<connection> conn_;

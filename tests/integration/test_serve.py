@@ -1702,6 +1702,28 @@ class ProcessTest(KennelTestCase):
         self.assertEqual(c.post_json("/v1/facts", fact("s", "after", {"x": 1})).status, 201)
         self.assertEqual(server.stop(), 0, server.stderr())
 
+    def test_writes_are_refused_once_the_wal_file_is_deleted(self):
+        # With its -wal deleted, commits went on into a file no path names,
+        # /readyz said ready, and a crash would have lost them all.
+        server = self.start_server()
+        c = self.client(server)
+        self.assertEqual(c.post_json("/v1/facts", fact("s", "before", {"x": 1})).status, 201)
+        os.remove(server.db + "-wal")
+        r = c.get("/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("the database's WAL file %s-wal is gone" % server.db,
+                      r.json()["error"]["message"])
+        r = c.post_json("/v1/facts", fact("s", "while", {"x": 1}))
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("stop Kennel cleanly", r.json()["error"]["message"])
+        # A clean stop copies what the deleted WAL held into the database.
+        server.stop()
+        db = sqlite3.connect("file:%s?mode=ro" % server.db, uri=True)
+        try:
+            self.assertEqual(db.execute("SELECT entity FROM facts").fetchall(), [("before",)])
+        finally:
+            db.close()
+
     def test_writes_are_refused_while_the_database_file_is_gone(self):
         # With its folder deleted, the open file took commits: facts were
         # acknowledged 201, /readyz said ready, and all of it went at the stop.
