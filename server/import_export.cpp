@@ -816,7 +816,10 @@ std::ostream* cli_output::open(const std::string& path) {
         return nullptr;
     }
     path_ = path;
-    const bool in_place = fs::exists(path, ec) && !fs::is_regular_file(path, ec);
+    // A symbolic link is written through, as before: renamed over, it would
+    // be replaced by a file (/dev/stdout, as root, among them).
+    const bool in_place =
+        fs::is_symlink(path, ec) || (fs::exists(path, ec) && !fs::is_regular_file(path, ec));
     if (!in_place) {
         partial_ = path + ".partial-" + std::to_string(::getpid());
         guard_ = std::make_unique<partial_signal_guard>(

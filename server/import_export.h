@@ -52,7 +52,8 @@ class partial_signal_guard;
 // becomes FILE only once whole (finish): an error or a stop signal (Ctrl-C,
 // a scheduler's SIGTERM) left FILE cut short at a whole line, with nothing
 // to tell it from a complete one. A path that exists and is not a regular
-// file (a FIFO, a device) is written as it is. Messages name `command`.
+// file (a FIFO, a device), or is a symbolic link (/dev/stdout), is written
+// as it is. Messages name `command`.
 class cli_output {
 public:
     cli_output(const char* command, std::string db);

@@ -1293,6 +1293,15 @@ class ImportExportTest(KennelTestCase):
         r = run_cli(["export", "--db", db, "--out", out])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("500 facts", r.stderr)
+        # A symbolic link (/dev/stdout among them) is written through, not
+        # replaced by the file.
+        link = self.path("link.ndjson")
+        os.symlink(out, link)
+        r = run_cli(["export", "--db", db, "--out", link])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.islink(link))
+        with open(out) as f:
+            self.assertEqual(sum(1 for _ in f), 500)
 
     def test_an_output_that_is_the_database_is_refused_and_the_facts_stay(self):
         # --out naming the database, or its -wal, truncated it under the
