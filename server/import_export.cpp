@@ -78,6 +78,7 @@ public:
     // Reads one record; false at end of input.
     bool next(std::vector<std::string>& fields) {
         fields.clear();
+        first_line_ = line_ + 1;
         std::string field;
         bool quoted = false, any = false;
         int c;
@@ -113,13 +114,20 @@ public:
         if (!any) return false;
         if (c == EOF) ++line_;  // the last record, without a newline: its line counts too
         fields.push_back(std::move(field));
+        unclosed_ = quoted;
         return true;
     }
     std::size_t line() const { return line_; }
+    // The record read last ended the input inside a quoted cell: every line
+    // after the quote went into that cell.
+    bool unclosed_quote() const { return unclosed_; }
+    std::size_t first_line() const { return first_line_; }  // of the record read last
 
 private:
     std::istream& in_;
     std::size_t line_ = 0;
+    std::size_t first_line_ = 0;
+    bool unclosed_ = false;
 };
 
 // A CSV cell as JSON: numbers and booleans are typed, empty cells absent.
@@ -570,6 +578,14 @@ int run_import(const import_options& o) {
         while (ok && !import_stop_signal && csv.next(row)) {
             std::size_t line_no = last_line = csv.line();
             if (row.size() == 1 && row[0].empty()) continue;
+            if (csv.unclosed_quote()) {
+                // Was "has 3 columns": the count of a record that had run
+                // to the end of the file.
+                report_rejection(counts, csv.first_line(), "",
+                                 "a quoted cell is never closed: every line from here to the "
+                                 "end of the file was read as one record");
+                continue;
+            }
             if (row.size() != header.size()) {
                 report_rejection(counts, line_no, "", "has " + std::to_string(row.size()) +
                                                           " columns; the header has " +

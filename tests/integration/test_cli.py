@@ -1169,6 +1169,14 @@ class ImportExportTest(KennelTestCase):
         self.assertIn("2 stored", r.stderr)
         self.assertEqual({o["entity"]: o["data"] for o in export_facts(self, db)},
                          {"p1": {"likes": 3}, "p4": {"likes": 5}})
+        # A quote never closed takes the rest of the file into one cell: said
+        # as such, at the line where the record starts ("has 2 columns").
+        path = self.write("q.csv", 'entity,likes\np5,6\np6,"7\np7,8\np8,9\n')
+        r = run_cli(["import", path, "--db", db, "--stream", "likes"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^line 3: rejected: a quoted cell is never closed: every "
+                                   r"line from here to the end of the file was read as one record")
+        self.assertIn("1 stored", r.stderr)
 
     # A Latin-1 cell ended the import with an uncaught exception (exit 134,
     # the batch read so far lost); a column named twice kept the last one's
