@@ -52,8 +52,12 @@ std::string entity_problem(std::string_view entity) {
         return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
     if (entity.find('\0') != std::string_view::npos)
         return "must not contain a NUL character (\\u0000)";
-    // Only a query's can fail here (JSON text is UTF-8): %FF named no
-    // entity a fact can have, and was answered an empty page.
+    return {};
+}
+
+std::string query_entity_problem(std::string_view entity) {
+    if (std::string problem = entity_problem(entity); !problem.empty()) return problem;
+    // %FF named no entity a fact can have, and was answered an empty page.
     if (!is_utf8(entity))
         return "must be 1-" + std::to_string(max_entity_bytes) + " bytes of UTF-8";
     return {};

@@ -23,6 +23,10 @@ constexpr std::size_t max_entity_bytes = 256;
 // length() stops at one, and the facts table's CHECK failed). Empty when
 // it is fine.
 std::string entity_problem(std::string_view entity);
+// The same for an entity read from a query string, which (unlike JSON text)
+// may hold bytes that are not UTF-8; the check stays off the path of facts
+// and predictions, whose entities the JSON parser has checked.
+std::string query_entity_problem(std::string_view entity);
 
 // What is wrong with a stream's name (1-128 letters, digits, '_', '-', '.'):
 // the same words where a fact names one and where a read does. Empty when

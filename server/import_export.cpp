@@ -854,28 +854,31 @@ std::ostream* cli_output::open(const std::string& path) {
 }
 
 bool cli_output::finish(const std::string& progress) {
-    std::ostream& out = file_ ? static_cast<std::ostream&>(*file_) : std::cout;
-    if (out.flush() && (!file_ || (file_->close(), !file_->fail()))) {
-        if (partial_.empty()) return true;
-        guard_->hold();  // a signal now must not report a named file as removed
-        if (::rename(partial_.c_str(), path_.c_str()) == 0) {
-            partial_.clear();
-            guard_->settled();
-            guard_.reset();
-            return true;
-        }
-        std::cerr << "kennel " << command_ << ": cannot name " << partial_ << " " << path_ << ": "
-                  << std::strerror(errno) << "\n";
+    bool written = static_cast<bool>(file_ ? file_->flush() : std::cout.flush());
+    if (written && file_) {
+        file_->close();
+        written = !file_->fail();
+    }
+    if (!written) {
+        const int err = errno;
+        std::cerr << "kennel " << command_ << ": writing " << (file_ ? path_ : "standard output")
+                  << " failed " << progress << ": " << (err ? std::strerror(err) : "unknown error")
+                  << (partial_.empty() ? "" : "; the incomplete file was removed") << "\n";
         discard();
         return false;
     }
-    const int err = errno;
-    std::cerr << "kennel " << command_ << ": writing " << (file_ ? path_ : "standard output")
-              << " failed " << progress << ": " << (err ? std::strerror(err) : "unknown error");
-    if (!partial_.empty()) std::cerr << "; the incomplete file was removed";
-    std::cerr << "\n";
-    discard();
-    return false;
+    if (partial_.empty()) return true;
+    guard_->hold();  // a signal now must not report a named file as removed
+    if (::rename(partial_.c_str(), path_.c_str()) != 0) {
+        std::cerr << "kennel " << command_ << ": cannot rename " << partial_ << " to " << path_
+                  << ": " << std::strerror(errno) << "\n";
+        discard();
+        return false;
+    }
+    partial_.clear();
+    guard_->settled();
+    guard_.reset();
+    return true;
 }
 
 int run_backup(const std::string& db, const std::string& to_path) {

@@ -48,7 +48,8 @@ result<fact_query> parse_fact_query(const http_request& req, const std::string& 
     fact_query q;
     q.stream = stream;
     if (auto e = req.query_value("entity")) {
-        if (auto problem = entity_problem(*e); !problem.empty()) return invalid("entity", problem);
+        if (auto problem = query_entity_problem(*e); !problem.empty())
+            return invalid("entity", problem);
         q.entity = *e;
     }
     auto from = query_time(req, "from");

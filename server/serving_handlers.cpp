@@ -775,7 +775,7 @@ http_response get_model_predictions(app& a, const http_request& req) {
     const std::optional<std::string> entity = req.query_value("entity");
     // An entity no prediction can have is a mistake, not an empty log.
     if (entity) {
-        if (auto problem = entity_problem(*entity); !problem.empty())
+        if (auto problem = query_entity_problem(*entity); !problem.empty())
             return error_response(invalid("entity", problem));
     }
     // An id's first 14 hex digits are the answer's time in microseconds: the

@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import unittest
 
-from kennel_harness import KennelTestCase, fact, open_db, run_cli, stream_counts
+from kennel_harness import KennelTestCase, fact, open_db, run_cli, stream_counts, wait_until
 
 
 def free_port():
@@ -393,6 +393,38 @@ class FailedCommitTest(KennelTestCase):
                              (len(lines), len(lines)))
         finally:
             db.close()
+
+    def test_an_ndjson_body_the_queue_cannot_take_names_what_may_commit_and_what_to_resend(self):
+        # The writer cannot commit (another process holds the write lock), so
+        # the first slice waits and the second finds the queue full: the
+        # answer said "the facts before line 129 may be stored: retry the
+        # whole body (the idempotency keys make it safe)", and facts
+        # without a time were stored twice by that retry.
+        server = self.start_server(args=("--writer-queue", "200", "--write-timeout-ms", "1500"))
+        c = self.client(server)
+        s = "queued"
+        lines = [json.dumps({"stream": s, "entity": "e%d" % i, "data": {"i": i}})
+                 for i in range(1, 401)]
+        holder = sqlite3.connect(self.path("kennel.db"), isolation_level=None, timeout=10)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            r = c.post("/v1/facts", "\n".join(lines).encode(),
+                       headers={"Content-Type": "application/x-ndjson"})
+        finally:
+            holder.rollback()
+            holder.close()
+        self.assertErrorShape(r, 503, code="unavailable")
+        message = r.json()["error"]["message"]
+        self.assertIn("write queue is full", message)
+        self.assertIn("those of lines 129 to the end are not: send those lines again", message)
+        self.assertIn("those of lines 1-128 were not committed in time and may still be", message)
+        # The first slice commits once the lock is gone; the lines named,
+        # sent again, store the rest: every fact once.
+        wait_until(lambda: stream_counts(c).get(s, 0) == 128, 20, "the first slice committed")
+        again = c.post("/v1/facts", "\n".join(lines[128:]).encode(),
+                       headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual((again.status, again.json()["stored"]), (200, 272), again)
+        self.assertEqual(stream_counts(c)[s], 400)
 
 
 if __name__ == "__main__":
