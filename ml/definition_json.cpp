@@ -3,11 +3,13 @@
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "ml/canary.h"
 #include "ml/dataset.h"
 #include "ml/decision.h"
+#include "ml/value.h"
 #include "store/db.h"
 #include "store/facts.h"
 #include "store/json_input.h"
@@ -861,57 +863,86 @@ std::string canonical_definition_json(const ml::model_definition& d) {
 
 namespace {
 
-// A binary label's positive class against the classes of the label stream's
-// newest standing facts (a corrected fact gives way to its correction),
-// named as training names them (ml/dataset.cpp; a {"value": …} object is
-// its value). A name the labels' kind cannot give ("1" beside true and
-// false) is a mistake however many classes there are; another name is one
-// only beside two or more classes without it (misspelt): beside one, the
-// positive class may be the rare one.
-void check_positive_class(connection& c, const ml::model_definition& d,
-                          std::vector<field_error>& errors) {
+// The classes of a binary label stream's newest standing facts (a corrected
+// fact gives way to its correction), named as training names them
+// (ml/dataset.cpp; a {"value": …} object is its value).
+struct label_sample {
+    std::set<std::string> classes;
+    bool booleans = false, numbers = false, strings = false;
+    std::optional<double> not_binary;  // a number neither 0 nor 1, if any
+};
+
+label_sample sample_labels(connection& c, const ml::model_definition& d) {
     statement st(c, "SELECT DISTINCT " + ml::label_type_sql("f.data", "?2") + ", " +
                         ml::label_value_sql("f.data", "?2") +
                         " FROM (SELECT g.data FROM facts g WHERE g.stream = ?1 AND " +
                         standing_fact_sql("g") +
                         " ORDER BY g.event_time DESC, g.id DESC LIMIT 5000) f");
     st.bind(1, d.label.stream).bind(2, "$.\"" + d.label.field + "\"");
-    std::set<std::string> classes;
-    bool booleans = false, numbers = false, strings = false;
+    label_sample out;
     while (st.step()) {
         const std::string type = st.is_null(0) ? "" : st.column_text(0);
         if (type == "true" || type == "false") {
-            booleans = true;
-            classes.insert(type);
+            out.booleans = true;
+            out.classes.insert(type);
         } else if (type == "integer" || type == "real") {
-            numbers = true;
+            out.numbers = true;
             const double v = st.column_double(1);
+            if (v != 0 && v != 1 && !out.not_binary) out.not_binary = v;
             if (std::isfinite(v) && v == std::floor(v) && std::abs(v) <= 9007199254740992.0)
-                classes.insert(std::to_string(static_cast<long long>(v)));
+                out.classes.insert(std::to_string(static_cast<long long>(v)));
         } else if (type == "text") {
-            strings = true;
-            classes.insert(st.column_text(1));
+            out.strings = true;
+            out.classes.insert(st.column_text(1));
         }
     }
-    const std::string& positive = *d.label.positive;
+    return out;
+}
+
+// Labels a binary model could never train on: numbers other than 0 and 1
+// (accepted, such a definition only failed its first job), or more than two
+// strings. Then the positive class against the classes: a name the labels'
+// kind cannot give ("1" beside true and false) is a mistake however many
+// classes there are; another name is one only beside two or more classes
+// without it (misspelt): beside one, the positive class may be the rare one.
+void check_binary_label(connection& c, const ml::model_definition& d,
+                        std::vector<field_error>& errors) {
+    const label_sample sample = sample_labels(c, d);
     const std::string where =
         "the labels of the newest 5,000 facts of stream \"" + d.label.stream + "\"";
+    if (sample.not_binary) {
+        errors.push_back({"label.field", where + " hold the number " +
+                                             ml::format_number(*sample.not_binary) +
+                                             "; a binary label's numbers are 0 or 1 (a "
+                                             "regression task reads any number)"});
+        return;
+    }
+    if (sample.strings && !sample.booleans && !sample.numbers && sample.classes.size() > 2) {
+        errors.push_back({"label.field",
+                          where + " hold " + std::to_string(sample.classes.size()) + " classes (" +
+                              ml::quoted_classes({sample.classes.begin(), sample.classes.end()}) +
+                              "); a binary label has two (a multiclass task reads more)"});
+        return;
+    }
+    if (!d.label.positive) return;
+    const std::string& positive = *d.label.positive;
     // Labels of one kind that fixes the two classes training names.
-    const bool fixed = booleans != numbers && !strings;
-    const std::string one = booleans ? "true" : "0", other = booleans ? "false" : "1";
+    const bool fixed = sample.booleans != sample.numbers && !sample.strings;
+    const std::string one = sample.booleans ? "true" : "0", other = sample.booleans ? "false" : "1";
     if (fixed && positive != one && positive != other) {
         errors.push_back({"label.positive",
                           "the positive class \"" + positive + "\" cannot be a class of " + where +
-                              (booleans ? ": they are true or false"
-                                        : ": they are numbers, and a binary label's numbers are "
-                                          "0 or 1") +
+                              (sample.booleans ? ": they are true or false"
+                                               : ": they are numbers, and a binary label's "
+                                                 "numbers are 0 or 1") +
                               ", the classes \"" + one + "\" and \"" + other + "\""});
         return;
     }
-    if (classes.size() < 2 || classes.count(positive)) return;
+    if (sample.classes.size() < 2 || sample.classes.count(positive)) return;
     errors.push_back(
         {"label.positive", "the positive class \"" + positive + "\" is not among " + where + " (" +
-                               ml::quoted_classes({classes.begin(), classes.end()}) + ")"});
+                               ml::quoted_classes({sample.classes.begin(), sample.classes.end()}) +
+                               ")"});
 }
 
 }  // namespace
@@ -991,8 +1022,8 @@ void check_definition_against_data(connection& c, const ml::model_definition& d,
             errors.push_back({"label.field", "\"" + d.label.field + "\" holds " + held +
                                                  " values; a multiclass label must be a string or"
                                                  " an integer (a binary task reads true/false)"});
-        } else if (d.label.positive) {
-            check_positive_class(c, d, errors);
+        } else if (d.task == ml::task_kind::binary) {
+            check_binary_label(c, d, errors);
         }
     }
     if (features_stream && !d.features.empty()) {

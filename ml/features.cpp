@@ -277,6 +277,29 @@ void write_columns(const feature_spec& s, const fitted_feature& f, const raw_val
     }
 }
 
+// What a scaled column holds before its scaling, from one row's value: a
+// constant one is 0 after it whatever the data held ("constant (0)" for a
+// field of 5s). nullopt for a column not scaled, or a value it reads none of.
+std::optional<double> unscaled_value(const feature_spec& s, const raw_value* v,
+                                     std::size_t column) {
+    if (!v) return std::nullopt;
+    switch (s.transform) {
+        case transform_kind::numeric:
+            return column == 0 ? as_number(*v) : std::nullopt;
+        case transform_kind::log: {
+            auto x = as_number(*v);
+            return x ? std::optional<double>(log_value(*x)) : std::nullopt;
+        }
+        case transform_kind::interval: {
+            auto i = as_interval(*v);
+            if (!i) return std::nullopt;
+            return column == 0 ? i->midpoint() : i->width();
+        }
+        default:
+            return std::nullopt;
+    }
+}
+
 const raw_value* find_field(const raw_record& r, const std::string& field) {
     auto it = r.find(field);
     return it == r.end() ? nullptr : &it->second;
@@ -579,7 +602,13 @@ result<feature_pipeline> feature_pipeline::fit(const std::vector<feature_spec>& 
             } else if (specs[i].transform == transform_kind::text) {
                 constant_buckets.push_back(std::to_string(j));
             } else {
-                warn("dropped column '" + names[j] + "': constant (" + format_number(lo[c]) +
+                std::optional<double> raw;
+                for (std::size_t r = 0; r < rows.size() && !raw; ++r)
+                    raw = unscaled_value(specs[i], find_field(rows[r], specs[i].field), j);
+                std::string value = format_number(raw ? *raw : lo[c]);
+                if (raw && specs[i].transform == transform_kind::log)
+                    value += " after the log transform";
+                warn("dropped column '" + names[j] + "': constant (" + value +
                      ") in the training data");
             }
         }

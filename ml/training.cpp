@@ -523,8 +523,9 @@ gate_decision evaluate_gate(task_kind task, const promotion_policy& policy,
     } else if (!primary_better(task, g.candidate, g.baseline)) {
         g.reasons.push_back("does not beat the baseline on " + g.metric + " (" + fmt(g.candidate) +
                             " vs " + fmt(g.baseline) + ")");
-    } else if (std::abs(g.candidate - g.baseline) <=
-               baseline_tie * std::max(std::abs(g.baseline), 1e-12)) {
+    } else if (std::abs(g.candidate - g.baseline) <= baseline_tie * std::abs(g.baseline)) {
+        // Relative alone: a floor on it (it was 1e-12 of the baseline's
+        // magnitude) made any gain a tie for labels in units of 1e-19.
         // A constant that matches the baseline's up to rounding (ridge with
         // a huge lambda, a forest of one leaf) passed or failed by which way
         // the rounding fell. Both in full: at six digits they read the same.
@@ -805,7 +806,7 @@ result<training_outcome> train_model(const model_definition& d, const training_s
                                 quoted_classes({enc->classes[k]}) + " (of " +
                                 std::to_string(y_test.size()) +
                                 "): the holdout metrics say nothing of it; more labels of it, "
-                                "or a larger holdout, would");
+                                "or a larger holdout, would let them judge it");
                 continue;
             }
             log("warn", "the holdout holds " + std::to_string(holdout_count[k]) + " row" +

@@ -339,7 +339,8 @@ class DefinitionTest(SharedServerCase):
         # A real metric of another task is unknown for this one.
         r = self.c.request("PUT", "/v1/models/" + name, json_body=definition(
             "binary", f, l, promotion={"thresholds": {"rmse": 1.0, "roc_auc": 0.7}}))
-        msgs = assert_definition_errors(self, r, ["promotion.thresholds.rmse"])
+        # (l's labels are regression's: refused for a binary model too.)
+        msgs = assert_definition_errors(self, r, ["label.field", "promotion.thresholds.rmse"])
         self.assertIn("binary", msgs["promotion.thresholds.rmse"])
 
         # Streams with no facts: both named.
@@ -382,6 +383,27 @@ class DefinitionTest(SharedServerCase):
         msgs = assert_definition_errors(self, r, ["label.field"])
         self.assertIn("holds true/false values; a multiclass label must be a string or an integer",
                       msgs["label.field"])
+
+        # Labels a binary model could never train on: numbers other than 0
+        # and 1 (regression's y was accepted, and only its job failed), and
+        # more than two strings. Two strings, and 0/1 as reals, are binary.
+        r = self.c.request("PUT", "/v1/models/" + name, json_body=definition("binary", f, l))
+        msgs = assert_definition_errors(self, r, ["label.field"])
+        self.assertRegex(msgs["label.field"],
+                         r"hold the number -?[0-9.e+-]+; a binary label's numbers are 0 or 1")
+        s3 = uid("threelab")
+        post_facts(self, self.c, [fact(s3, "e0000", {"k": "a", "z": 1.0}, time_=at(3)),
+                                  fact(s3, "e0001", {"k": "b", "z": 0.0}, time_=at(3)),
+                                  fact(s3, "e0002", {"k": "c", "z": 1}, time_=at(3))])
+        r = self.c.request("PUT", "/v1/models/" + name,
+                           json_body=definition("binary", f, s3, field="k"))
+        msgs = assert_definition_errors(self, r, ["label.field"])
+        self.assertIn('hold 3 classes ("a", "b", "c"); a binary label has two',
+                      msgs["label.field"])
+        ok = uid("binok")
+        r = self.c.request("PUT", "/v1/models/" + ok,
+                           json_body=definition("binary", f, s3, field="z"))
+        self.assertEqual(r.status, 201, r)
 
         # The label field as a feature of its own stream: the model would
         # read its answer (it scored a perfect holdout and went live).
@@ -1255,15 +1277,23 @@ class GateTest(SharedServerCase):
 
 class DegenerateDataTest(SharedServerCase):
 
-    def failed_job(self, d, rows=None, label_hours=1.0, feature_hours=0.0, extra_facts=()):
+    def failed_job(self, d, rows=None, label_hours=1.0, feature_hours=0.0, extra_facts=(),
+                   defined_before=None):
+        """defined_before: a label the streams hold when the model is
+        defined, the rows coming after (labels a PUT refuses, sent later)."""
         f, l = d["features_from"], d["label"]["stream"]
+        name = uid("degenerate")
+        if defined_before is not None:
+            load_rows(self, self.c, f, l, [("seed", {"x1": 0.0, "x2": 0.0, "color": "red"}, defined_before)],
+                      field=d["label"]["field"])
+            put_model(self, self.c, name, d, expect=(201,))
         if rows is not None:
             load_rows(self, self.c, f, l, rows, field=d["label"]["field"],
                       feature_hours=feature_hours, label_hours=label_hours)
         if extra_facts:
             post_facts(self, self.c, list(extra_facts))
-        name = uid("degenerate")
-        put_model(self, self.c, name, d, expect=(201,))
+        if defined_before is None:
+            put_model(self, self.c, name, d, expect=(201,))
         j = train_and_wait(self, self.c, name)
         self.assertEqual(j["state"], "failed", j)
         self.assertIsInstance(j["error"], str, j)
@@ -1319,7 +1349,10 @@ class DegenerateDataTest(SharedServerCase):
     def test_numeric_labels_for_a_binary_model(self):
         rows = [(e, data, int(abs(y) * 7) % 40) for e, data, y in
                 synthetic("regression", 60, seed=34)]
-        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows)
+        # Refused at PUT when the labels are there (400, test_validation_...);
+        # sent after it, the job fails saying why.
+        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows,
+                            defined_before=1)
         self.assertIn("number", j["error"])
         self.assertIn("0 or 1", j["error"])
 
@@ -1408,7 +1441,8 @@ class DegenerateDataTest(SharedServerCase):
     def test_three_strings_for_a_binary_model(self):
         rows = [(e, data, ("x", "y", "z")[i % 3]) for i, (e, data, _) in
                 enumerate(synthetic("binary", 60, seed=35))]
-        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows)
+        j = self.failed_job(definition("binary", uid("feat"), uid("lab")), rows,
+                            defined_before="x")
         self.assertIn("at most 2 classes, found 3", j["error"])
 
     def test_more_classes_than_allowed(self):

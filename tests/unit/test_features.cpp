@@ -287,8 +287,9 @@ TEST_CASE("constant and always-missing columns are dropped with warnings", "[fea
                      spec("ghost", transform_kind::numeric)},
                     rows, &warnings);
     CHECK(p.names() == std::vector<std::string>{"numeric-length"});
-    CHECK(any_warning_contains(warnings, "dropped column 'missing-length': constant"));
-    CHECK(any_warning_contains(warnings, "dropped column 'numeric-same': constant"));
+    CHECK(any_warning_contains(warnings, "dropped column 'missing-length': constant (0)"));
+    // The field's value, not the column's after scaling (0 for any constant).
+    CHECK(any_warning_contains(warnings, "dropped column 'numeric-same': constant (5)"));
     CHECK(any_warning_contains(warnings, "dropped feature numeric(ghost)"));
     CHECK(any_warning_contains(warnings, "always missing"));
     CHECK(p.transform({{"length", 15.0}, {"ghost", 3.0}}).size() == 1);
@@ -296,6 +297,22 @@ TEST_CASE("constant and always-missing columns are dropped with warnings", "[fea
     REQUIRE(p.used_specs().size() == 1);
     CHECK(p.used_specs()[0].field == "length");
     CHECK(p.specs().size() == 3);
+}
+
+TEST_CASE("a constant scaled column is said by its value before scaling", "[features]") {
+    std::vector<raw_record> rows = {{{"x", 1.0}, {"l", -3.0}, {"iv", interval{2, 4}}},
+                                    {{"x", 2.0}, {"l", -5.0}, {"iv", interval{2, 4}}}};
+    transform_params wide;
+    wide.width = true;
+    feature_spec iv = spec("iv", transform_kind::interval, wide);
+    std::vector<std::string> warnings;
+    auto p = fit_ok({spec("x", transform_kind::numeric), spec("l", transform_kind::log), iv}, rows,
+                    &warnings);
+    CHECK(p.names() == std::vector<std::string>{"numeric-x"});
+    // log(1 + max(0, x)) of both: their raw values differ.
+    CHECK(any_warning_contains(warnings, "constant (0 after the log transform)"));
+    CHECK(any_warning_contains(warnings, "constant (3) in the training data"));
+    CHECK(any_warning_contains(warnings, "constant (2) in the training data"));
 }
 
 TEST_CASE("fit fails when nothing is left after dropping", "[features]") {

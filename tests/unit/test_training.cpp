@@ -342,6 +342,14 @@ TEST_CASE("gate: a candidate must strictly beat the baseline on the primary metr
         CHECK(evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", 0.500001}}),
                             listing({{"roc_auc", 0.5}}), nullptr)
                   .passed);
+        // A millionth of the baseline, however small its unit: labels of
+        // 1e-19 made every gain a tie.
+        CHECK(evaluate_gate(task_kind::regression, policy, listing({{"rmse", 1.2e-20}}),
+                            listing({{"rmse", 5.5e-19}}), nullptr)
+                  .passed);
+        CHECK_FALSE(evaluate_gate(task_kind::regression, policy, listing({{"rmse", 5.4999999e-19}}),
+                                  listing({{"rmse", 5.5e-19}}), nullptr)
+                        .passed);
     }
     SECTION("a NaN candidate never passes") {
         auto g = evaluate_gate(task_kind::binary, policy, listing({{"roc_auc", std::nan("")}}),
@@ -1545,7 +1553,7 @@ TEST_CASE("train_model: a class the holdout holds few rows of is said in the log
         const std::string none = "warn: the holdout holds no row of class \"true\" (of " +
                                  std::to_string(expected_holdout(data, 0.2)) +
                                  "): the holdout metrics say nothing of it; more labels of it, "
-                                 "or a larger holdout, would";
+                                 "or a larger holdout, would let them judge it";
         CHECK(std::find(log.begin(), log.end(), none) != log.end());
     }
 }
