@@ -197,6 +197,20 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
     if (method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE" &&
         method != "PRI")
         settled = body_plan{};
+    // Served, but httplib reads no body for them: one sent was read as the
+    // next request, whose bytes the sender chose (on a proxy's shared
+    // connection, a DELETE run with the next client's credentials). RFC
+    // 9110 (9.3.1) allows refusing it and closing the connection.
+    const bool bodiless = method == "GET" || method == "HEAD" || method == "OPTIONS";
+    const auto has_body = [&](std::string_view header) {
+        body_plan refused;
+        refused.malformed = std::string(method) + " request has a body (" + std::string(header) +
+                            "); Kennel reads one only with POST, PUT, PATCH or DELETE";
+        refused.malformed_field = same_name(header.substr(0, header.find(':')), "content-length")
+                                      ? "Content-Length"
+                                      : "Transfer-Encoding";
+        return refused;
+    };
     std::optional<std::uint64_t> length;
     bool expect = false;
     while (pos + 2 < head.size()) {  // the head ends with a blank line
@@ -215,6 +229,13 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
                                           ? "If-Match"
                                           : "If-None-Match";
             return refused;
+        }
+        if (bodiless && same_name(line.substr(0, line.find(':')), "transfer-encoding"))
+            return has_body(line.substr(0, std::min<std::size_t>(line.size() - 1, 60)));
+        if (bodiless && same_name(line.substr(0, line.find(':')), "content-length")) {
+            const std::string_view value = line.substr(line.find(':') + 1);
+            if (value.find_first_not_of(" \t\r0") != std::string_view::npos)
+                return has_body(line.substr(0, std::min<std::size_t>(line.size() - 1, 60)));
         }
         if (settled) continue;
         // httplib refuses a long line.
@@ -241,7 +262,14 @@ body_plan plan_body(std::string_view head, std::size_t limit, std::size_t max_bo
             value.remove_prefix(1);
         while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
             value.remove_suffix(1);
-        if (value.empty()) continue;  // httplib drops a header without a value
+        if (value.empty()) {
+            // httplib dropped it and read no body: what was sent as one was
+            // read as the next request (RFC 9112, 6.3: a 400 and a close).
+            body_plan refused;
+            refused.malformed = "header line \"Content-Length:\" has no value";
+            refused.malformed_field = "Content-Length";
+            return refused;
+        }
         std::uint64_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
         if (value.find('%') != std::string_view::npos) {

@@ -898,6 +898,54 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
     CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
 }
 
+TEST_CASE("a GET, HEAD or OPTIONS with a body is a 400 and the connection closes", "[http]") {
+    // httplib reads no body for them: the bytes sent as one were read as the
+    // next request, chosen by the sender (RFC 9110, 9.3.1 allows refusing).
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    const std::string smuggled = "DELETE /items/1 HTTP/1.1\r\nX-Junk: ";
+    for (const std::string& method : std::vector<std::string>{"GET", "HEAD", "OPTIONS"}) {
+        for (const std::string& framing :
+             {"Content-Length: " + std::to_string(smuggled.size()) + "\r\n",
+              std::string("Transfer-Encoding: chunked\r\n")}) {
+            INFO(method << " " << framing);
+            testing::tcp_probe c(s.port);
+            c.send_all(method + " /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing + "\r\n" +
+                       smuggled + get_request("/items/2"));
+            const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+            REQUIRE(answers.size() == 1);
+            CHECK(answers[0].rfind("HTTP/1.1 400", 0) == 0);
+            CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+            if (method != "HEAD") {
+                CHECK_THAT(answers[0], Catch::Contains(method + " request has a body"));
+                CHECK_THAT(answers[0], Catch::Contains("only with POST, PUT, PATCH or DELETE"));
+            }
+        }
+    }
+    CHECK(s.handled == 0);
+    // A length of zero is no body.
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n" +
+               get_request("/items/2"));
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
+TEST_CASE("a Content-Length without a value is a 400 and the connection closes", "[http]") {
+    // httplib dropped the line and read no body: the body was read as the
+    // next request.
+    test_server s(1024, 60);
+    s.server->set_ready(true);
+    for (const std::string& line :
+         std::vector<std::string>{"Content-Length:\r\n", "Content-Length:  \t \r\n"}) {
+        INFO(line);
+        const std::string answer = refused_post(s, line);
+        CHECK_THAT(answer, Catch::Contains("\"Content-Length:\\\" has no value"));
+        CHECK_THAT(answer, Catch::Contains("\"field\":\"Content-Length\""));
+    }
+    CHECK(s.handled == 0);
+}
+
 TEST_CASE("a malformed header line is refused when the body comes after a pause too", "[http]") {
     // The request was parked to wait for its body and came back with the
     // head's verdict lost: the line was skipped, the other Content-Length
