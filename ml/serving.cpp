@@ -116,10 +116,45 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         }
         label_counts.push_back(static_cast<double>(st.column_int(2)));
     }
-    if (labels.empty()) return std::nullopt;
-    // Training's rules name the classes, and what training would refuse
-    // (a binary model's third class, mixed kinds, fractional class numbers,
-    // too many classes) gives no prior.
+    // A label no class of the task can be (a binary model's 2, a multiclass
+    // model's 2.5 or true), and one of another kind than most (a 1 among
+    // true and false), is left out: one stray fact took the prior, the
+    // fallback of last resort, from every answer. Of the rest, training's
+    // rules name the classes, and what they refuse (a binary model's third
+    // class, too many classes) gives no prior.
+    const auto kind_of = [](const raw_value& v) { return v.index(); };
+    const auto usable = [&](const raw_value& v) {
+        const double* x = std::get_if<double>(&v);
+        if (d.task == task_kind::binary) return !x || *x == 0 || *x == 1;
+        if (std::holds_alternative<bool>(v)) return false;
+        return !x ||
+               (std::isfinite(*x) && *x == std::floor(*x) && std::abs(*x) <= 9007199254740992.0);
+    };
+    std::map<std::size_t, double> by_kind;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (usable(labels[i])) by_kind[kind_of(labels[i])] += label_counts[i];
+    }
+    // The kind most labels have; none when two kinds tie ("1" and 1).
+    std::optional<std::size_t> kind;
+    double most = 0, runner_up = 0;
+    for (const auto& [k, count] : by_kind) {
+        if (count > most) {
+            runner_up = most;
+            most = count;
+            kind = k;
+        } else {
+            runner_up = std::max(runner_up, count);
+        }
+    }
+    if (!kind || runner_up == most) return std::nullopt;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (!usable(labels[i]) || kind_of(labels[i]) != *kind) continue;
+        if (kept != i) labels[kept] = std::move(labels[i]);  // not onto itself
+        label_counts[kept++] = label_counts[i];
+    }
+    labels.resize(kept);
+    label_counts.resize(kept);
     auto encoded = encode_labels(d.task, labels, d.max_classes, {}, true, d.label.positive);
     if (!encoded) return std::nullopt;
     std::vector<double> counts(encoded->classes.size(), 0.0);
@@ -199,9 +234,7 @@ earlier_live earlier_live_version(connection& c, const std::string& model, std::
 // experiment arm adds the specs it reads. An untrained model keeps the
 // definition's.
 void use_served_specs(model_serving& s) {
-    const loaded_version* first = s.live               ? s.live.get()
-                                  : s.previous.empty() ? nullptr
-                                                       : s.previous.front().get();
+    const loaded_version* first = s.answering();
     if (!first) {
         s.fields = index_fields(s.definition.features);
         return;

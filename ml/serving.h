@@ -162,6 +162,13 @@ struct model_serving {
                                // live, which retention always keeps)
     // Earlier live versions, newest first, enabled and loaded: the fallback chain.
     std::vector<std::shared_ptr<const loaded_version>> previous;
+    // The version answering live traffic: live, else the first of the chain
+    // (null: none; the constant or the prior answers). Reported as
+    // `serving_version`: live alone read "none" while an earlier version
+    // answered every request.
+    const loaded_version* answering() const {
+        return live ? live.get() : previous.empty() ? nullptr : previous.front().get();
+    }
     std::set<std::int64_t> disabled;
     std::optional<std::int64_t> experiment;
     // Put before the entity in its arm's hash: empty for a person's

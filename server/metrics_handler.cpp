@@ -294,7 +294,8 @@ http_response get_metrics(app& a, const http_request&) {
     e.family("kennel_model_serving_version", "gauge",
              "The version answering a model's live traffic (0: none, see kennel_model_problem).");
     for (const auto& m : models)
-        e.sample(m->live ? static_cast<double>(m->live->version) : 0, {{"model", m->name}});
+        e.sample(m->answering() ? static_cast<double>(m->answering()->version) : 0,
+                 {{"model", m->name}});
     e.family("kennel_prediction_duration_seconds", "histogram",
              "Time a model's predict requests took to compute their answers (one instance or "
              "a batch), from the request read to its answers made, by model.");

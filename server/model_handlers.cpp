@@ -407,7 +407,7 @@ http_response post_model_restore(app& a, const http_request& req) {
         out["reason"] = reason;
     }
     auto m = a.serving().get(name);
-    out["serving_version"] = m && m->live ? json(m->live->version) : json(nullptr);
+    out["serving_version"] = m && m->answering() ? json(m->answering()->version) : json(nullptr);
     return json_response(dump_json(out));
 }
 

@@ -66,7 +66,7 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
         out["actor"] = actor;
         out["reason"] = reason;
     }
-    if (m) out["serving_version"] = m->live ? json(m->live->version) : json(nullptr);
+    if (m) out["serving_version"] = m->answering() ? json(m->answering()->version) : json(nullptr);
     return json_response(dump_json(out));
 }
 
@@ -999,15 +999,16 @@ http_response get_serving(app& a, const http_request& req) {
                                 {"fallbacks", v.counters.fallbacks.load()},
                                 {"drift", drift_window_brief(*m, v)}});
         });
-        models.push_back({{"model", m->name},
-                          {"revision", m->revision},
-                          {"live_alias", m->live_alias_version ? json(*m->live_alias_version) : json(nullptr)},
-                          {"serving_version", m->live ? json(m->live->version) : json(nullptr)},
-                          {"problem", m->live_problem.empty() ? json(nullptr) : json(m->live_problem)},
-                          {"disabled", m->disabled},
-                          {"experiment", m->experiment ? json(*m->experiment) : json(nullptr)},
-                          {"deadline_ms", m->definition.deadline_ms},
-                          {"versions", versions}});
+        models.push_back(
+            {{"model", m->name},
+             {"revision", m->revision},
+             {"live_alias", m->live_alias_version ? json(*m->live_alias_version) : json(nullptr)},
+             {"serving_version", m->answering() ? json(m->answering()->version) : json(nullptr)},
+             {"problem", m->live_problem.empty() ? json(nullptr) : json(m->live_problem)},
+             {"disabled", m->disabled},
+             {"experiment", m->experiment ? json(*m->experiment) : json(nullptr)},
+             {"deadline_ms", m->definition.deadline_ms},
+             {"versions", versions}});
     }
     auto log = a.prediction_log().stats();
     auto sup = a.supervisor_state();

@@ -704,14 +704,8 @@ class PredictTest(SharedServerCase):
                   dict(maybe, label={"stream": one_class, "field": "b"}))
         self.assertEqual(predict(self, self.c, true_name, {"features": FEATURES})["decision"],
                          True)
-        # Labels training would refuse (a third class) give no prior: nothing
-        # answers.
-        three = uid("lab")
-        post_facts(self, self.c, [fact(three, uid("e"), {"b": c}) for c in ("x", "y", "z")])
-        no_such = uid("mb")
-        put_model(self, self.c, no_such, dict(maybe, label={"stream": three, "field": "b"}))
-        self.assertFallback(predict(self, self.c, no_such, {"features": FEATURES}),
-                            "not_trained", "none", None)
+        # (Labels training would refuse, a third class, give no prior:
+        # test_the_prior_counts_standing_labels_named_as_training_names_them.)
         # New labels count at once in the next prior, without a definition
         # change (the supervisor looks every 10 s).
         post_facts(self, self.c, [fact(labels2, uid("more"), {"b": True}) for _ in range(150)])
@@ -772,22 +766,60 @@ class PredictTest(SharedServerCase):
         self.assertEqual((p["prediction"], p["decision"]), ("1", True), p)
 
         # Labels training would refuse give no prior (three classes for a
-        # binary model were three "binary" shares): nothing answers.
+        # binary model were three "binary" shares): nothing answers. A
+        # binary definition over them is refused; sent after it, the
+        # prior goes.
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, e, {"x": 1, "k": v}) for e, v in
-                                  (("a", "x"), ("b", "y"), ("c", "z"), ("d", "z"))])
-        p = prior_of(labels, "binary", "k")
-        self.assertFallback(p, "not_trained", "none", None)
+                                  (("a", "x"), ("b", "y"), ("d", "y"))])
+        binary = uid("pr")
+        put_model(self, self.c, binary, dict(definition(labels, labels, "binary"),
+                                             label={"stream": labels, "field": "k"},
+                                             features=[{"field": "x"}]))
+        self.assertFallback(predict(self, self.c, binary, {"features": FEATURES}),
+                            "not_trained", "label_prior", None)
+        post_facts(self, self.c, [fact(labels, "c", {"x": 1, "k": "z"}),
+                                  fact(labels, "e", {"x": 1, "k": "z"})])
+        wait_until(lambda: predict(self, self.c, binary, {"features": FEATURES})[
+            "answered_by"] == "none", 30, "the prior gone with a third class")
+        r = self.c.request("PUT", "/v1/models/" + uid("pr"), json_body=dict(
+            definition(labels, labels, "binary"), label={"stream": labels, "field": "k"},
+            features=[{"field": "x"}]))
+        self.assertEqual((r.status, r.json()["error"]["field"]), (400, "label.field"), r)
+        self.assertIn("hold 3 classes", r.json()["error"]["message"], r)
         p = prior_of(labels, "multiclass", "k")
         self.assertFallback(p, "not_trained", "label_prior", None)
-        self.assertEqual(p["prediction"], "z", p)
-        self.assertEqual(p["probabilities"], {"x": 0.25, "y": 0.25, "z": 0.5}, p)
+        self.assertEqual(p["prediction"], "y", p)
+        self.assertEqual(p["probabilities"], {"x": 0.2, "y": 0.4, "z": 0.4}, p)
+
+        # A label no class can be (a binary model's 2, a multiclass model's
+        # 2.5), or of another kind than most (a 1 among true and false), is
+        # left out of the prior: one stray fact took it from every answer.
         labels = uid("lab")
-        post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 2}), fact(labels, "b", {"x": 1, "k": 1})])
-        self.assertFallback(prior_of(labels, "binary", "k"), "not_trained", "none", None)
+        post_facts(self, self.c, [fact(labels, e, {"x": 1, "k": v}) for e, v in
+                                  (("a", 1), ("b", 1), ("c", 0), ("d", 1))])
+        binary = uid("pr")
+        put_model(self, self.c, binary, dict(definition(labels, labels, "binary"),
+                                             label={"stream": labels, "field": "k"},
+                                             features=[{"field": "x"}]))
+        post_facts(self, self.c, [fact(labels, "e", {"x": 1, "k": 2}),
+                                  fact(labels, "f", {"x": 1, "k": "maybe"})])
+        p = predict(self, self.c, binary, {"features": FEATURES})
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["probabilities"], {"0": 0.25, "1": 0.75}, p)
+        p = prior_of(labels, "multiclass", "k")  # 0, 1 and 2 (integers), not "maybe"
+        self.assertEqual(p["probabilities"], {"0": 0.2, "1": 0.6, "2": 0.2}, p)
         labels = uid("lab")
         post_facts(self, self.c, [fact(labels, "a", {"x": 1, "k": 2.5}), fact(labels, "b", {"x": 1, "k": 1})])
-        self.assertFallback(prior_of(labels, "multiclass", "k"), "not_trained", "none", None)
+        p = prior_of(labels, "multiclass", "k")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["probabilities"], {"1": 1.0}, p)
+        labels = uid("lab")
+        post_facts(self, self.c, [fact(labels, e, {"x": 1, "k": v}) for e, v in
+                                  (("a", True), ("b", False), ("c", True), ("d", 1))])
+        p = prior_of(labels, "binary", "k")
+        self.assertFallback(p, "not_trained", "label_prior", None)
+        self.assertEqual(p["probabilities"], {"false": 1 / 3, "true": 2 / 3}, p)
 
         # A label sent with its confidence, {"value", "confidence"}, counts
         # as its value, as training reads it (the prior skipped it), and an
@@ -854,6 +886,8 @@ class PredictTest(SharedServerCase):
         r = self.c.post_json(base + "/disable", {"reason": "complaints from the app"})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["enabled"], False, r)
+        # The version that answers live traffic now (it said none).
+        self.assertEqual(r.json()["serving_version"], 1, r)
         self.assertEqual(r.json()["actor"], "admin", r)
         p = predict(self, self.c, name, {"entity": "d1", "features": FEATURES})
         self.assertFallback(p, "version_disabled", "previous_version", 1)
@@ -862,7 +896,9 @@ class PredictTest(SharedServerCase):
         self.assertEqual(r.status, 200, r)
         mine = [m for m in r.json()["models"] if m["model"] == name][0]
         self.assertEqual((mine["live_alias"], mine["serving_version"], mine["problem"],
-                          mine["disabled"]), (2, None, "version_disabled", [2]), mine)
+                          mine["disabled"]), (2, 1, "version_disabled", [2]), mine)
+        self.assertIn('kennel_model_serving_version{model="%s"} 1\n' % name,
+                      self.c.get("/metrics").text)
 
         # Enabling restores it at once.
         r = self.c.post_json(base + "/enable", {"reason": "fixed upstream"})
