@@ -743,14 +743,22 @@ void check_new_definition(const ml::model_definition& d, std::vector<field_error
     // The trainers' bound (ml::validate_params), tighter than the parser's:
     // a larger gamma was stored and every job of the definition failed.
     if (d.params.gamma > 1e6) errors.push_back({"params.gamma", "must be between 0 and 1000000"});
-    // A bound outside [0, 1] on a metric that cannot leave it is never met
-    // (every candidate rejected) or always is.
+    // A bound outside the range of its metric ([0, 1]; at least 0 for a
+    // loss or an error; at most 1 for r2) is never met (every candidate
+    // rejected, every judged version disabled) or always is.
     const auto unit_bounds = [&](const std::map<std::string, double>& bounds,
                                  const std::string& path) {
         for (const auto& [name, v] : bounds) {
-            if (ml::metric_in_unit_interval(name) && !(v >= 0 && v <= 1))
+            if (ml::metric_in_unit_interval(name) && !(v >= 0 && v <= 1)) {
                 errors.push_back(
                     {path + name, "must be between 0 and 1: " + name + " cannot leave [0, 1]"});
+            } else if ((name == "log_loss" || name == "rmse" || name == "mae") && !(v >= 0)) {
+                // Half-bounded: -1 disabled every version the supervisor judged.
+                errors.push_back(
+                    {path + name, "must be at least 0: " + name + " is never below 0"});
+            } else if (name == "r2" && !(v <= 1)) {
+                errors.push_back({path + name, "must be at most 1: r2 is never above 1"});
+            }
         }
     };
     unit_bounds(d.promotion.thresholds, "promotion.thresholds.");

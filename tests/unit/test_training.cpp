@@ -811,6 +811,42 @@ TEST_CASE("definition: parameters PUT accepts are parameters the trainers accept
     CHECK(parse_definition(j.dump()).errors.empty());
 }
 
+TEST_CASE("definition: a bound a metric can never cross is refused at PUT", "[definition]") {
+    // log_loss -1 was accepted, and the supervisor disabled every version
+    // it judged ("live log_loss 0.23 above -1").
+    for (const auto& [task, section, name, value, why] :
+         std::vector<std::tuple<std::string, std::string, std::string, double, std::string>>{
+             {"binary", "supervision", "log_loss", -1, "must be at least 0"},
+             {"binary", "promotion", "log_loss", -0.1, "must be at least 0"},
+             {"regression", "supervision", "rmse", -1, "must be at least 0"},
+             {"regression", "promotion", "mae", -0.5, "must be at least 0"},
+             {"regression", "supervision", "r2", 1.5, "must be at most 1"},
+             {"binary", "supervision", "roc_auc", 1.5, "must be between 0 and 1"},
+         }) {
+        json j = json::parse(minimal_definition);
+        j["task"] = task;
+        const std::string key = section == "promotion" ? "thresholds" : "live_thresholds";
+        j[section] = {{key, {{name, value}}}};
+        INFO(j.dump());
+        auto errors = put_errors(j);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].field == section + "." + key + "." + name);
+        CHECK_THAT(errors[0].message, Contains(why));
+    }
+    // The edges themselves are bounds a metric can meet.
+    for (const auto& [task, name, value] :
+         std::vector<std::tuple<std::string, std::string, double>>{{"binary", "log_loss", 0},
+                                                                   {"regression", "rmse", 0},
+                                                                   {"regression", "r2", 1},
+                                                                   {"regression", "r2", -3}}) {
+        json j = json::parse(minimal_definition);
+        j["task"] = task;
+        j["supervision"] = {{"live_thresholds", {{name, value}}}};
+        INFO(j.dump());
+        CHECK(put_errors(j).empty());
+    }
+}
+
 // From the label's own stream the label fact is also the feature fact, so
 // the label field as a feature scored a perfect holdout and went live.
 TEST_CASE("definition: the label field of the features' own stream is refused as a feature",
