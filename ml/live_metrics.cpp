@@ -11,6 +11,7 @@
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ml/bootstrap.h"
 #include "ml/decision.h"
@@ -120,7 +121,8 @@ struct group_acc {
     double latency_sum = 0;
     std::vector<double> truth, predicted;
     std::vector<std::vector<double>> probs;
-    std::vector<std::uint32_t> clusters;  // each scored row's entity
+    std::vector<std::uint32_t> clusters;  // each scored row's entity (classification)
+    std::unordered_set<std::uint32_t> outcome_clusters;  // the entities of all scored rows
     // Binary: the decisions as served of the scored rows whose decision is
     // known, and whether each row was of the positive class.
     std::vector<bool> decided, decided_positive;
@@ -466,6 +468,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
             x.positive = k == 1;
         }
         ++a.g.outcomes;
+        a.outcome_clusters.insert(x.cluster);
         // A binary answer of one class (the prior's, before a second class
         // came) has no ROC-AUC; its group has no metrics either.
         const bool ranked = r.scoring->task != task_kind::binary || r.classes->size() == 2;
@@ -480,6 +483,7 @@ result<live_report> compute(connection& c, const std::string& model, const model
     for (auto& [key, a] : groups) {
         a.g.mean_latency_ms =
             a.g.predictions ? a.latency_sum / static_cast<double>(a.g.predictions) : 0;
+        a.g.outcome_entities = static_cast<std::int64_t>(a.outcome_clusters.size());
         if (!a.truth.empty()) {
             if (a.scoring->task == task_kind::regression) {
                 auto m = evaluate_regression(a.truth, a.predicted);

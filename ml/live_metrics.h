@@ -26,6 +26,9 @@ struct live_group {
     bool shadow = false;
     std::int64_t predictions = 0;
     std::int64_t outcomes = 0;  // predictions with a joined outcome, scored
+    // Of those, the distinct entities (a request without one counts as
+    // one): 30 outcomes of one entity asked about 30 times are one label.
+    std::int64_t outcome_entities = 0;
     // Joined outcomes the answering version cannot score: a class it does
     // not know (a 1 where it learned true), or a value of another type.
     // Counted, since a metric over fewer outcomes than were sent needs a why.

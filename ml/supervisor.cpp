@@ -315,7 +315,10 @@ void supervisor::tick() {
             // shadows (one group per arm it answered in; acted on once).
             std::set<std::int64_t> acted;
             for (const auto& g : *groups) {
-                if (!g.version || !g.metrics || g.outcomes < p.min_outcomes ||
+                // Outcomes of as many entities: one label of an entity
+                // asked about 30 times took live out of service.
+                if (!g.version || !g.metrics ||
+                    std::min(g.outcomes, g.outcome_entities) < p.min_outcomes ||
                     acted.count(*g.version))
                     continue;
                 const bool serving =
@@ -355,7 +358,8 @@ void supervisor::tick() {
                               << short_number(counted.lower) << ", " << short_number(counted.upper)
                               << "]) of ";
                         }
-                        r << g.outcomes << " outcomes";
+                        r << g.outcomes << " outcomes (of " << g.outcome_entities
+                          << (g.outcome_entities == 1 ? " entity)" : " entities)");
                         if (std::isfinite(chance))
                             r << " (a calibrated model's would be about " << short_number(chance)
                               << " by chance)";

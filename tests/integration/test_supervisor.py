@@ -299,8 +299,8 @@ class SupervisorTest(KennelTestCase):
         put_model(self, self.c, name, dict(d, supervision=dict(policy, outcome_delay_seconds=0)))
         event = self.wait_disabled(name, 25, "the live-metric disable")
         self.assertEqual(event["actor"], "supervisor", event)
-        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over 12 outcomes of "
-                                          r"predictions made 0-600 s ago$")
+        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over 12 outcomes "
+                                          r"\(of 12 entities\) of predictions made 0-600 s ago$")
         dep = deployments_of(self, self.c, name)[0]
         self.assertEqual((dep["alias"], dep["version"], dep["actor"]), ("live", 1, "supervisor"), dep)
         p = predict(self, self.c, name, {"entity": "after", "features": FEATURES})
@@ -312,6 +312,19 @@ class SupervisorTest(KennelTestCase):
         r = self.c.post_json("/v1/models/%s/versions/2/enable" % name, {"reason": "feed fixed"})
         self.assertEqual(r.status, 200, r)
         set_live(self, self.c, name, 2, "back after the fix")
+        # One entity asked about 12 times, and one label of it far off: 12
+        # outcomes of one entity, one piece of evidence, not min_outcomes
+        # (they took live out of service).
+        solo = [predict(self, self.c, name, {"entity": "solo", "features": FEATURES})
+                for _ in range(12)]
+        post_facts(self, self.c, [fact(labels, "solo", {"y": solo[0]["prediction"] + 100})])
+
+        def solo_group():
+            r = self.c.get("/v1/models/%s/live-metrics" % name)
+            groups = [g for g in r.json()["groups"] if g["version"] == 2 and not g["shadow"]
+                      and g["outcomes"] >= 12 + 12 and g["outcome_entities"] == 12 + 1]
+            return groups[0] if groups else None
+        wait_until(solo_group, 10, "the solo outcomes joined")
         supervisor_looks(self, self.c, 11)  # one live check at least
         self.assertEqual([e["event"] for e in events_of(self, self.c, name)
                           if e["version"] == 2], ["enabled", "disabled"])
