@@ -471,7 +471,7 @@ int app::run() {
     log_info("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                           ": stopping");
     stopping_ = true;
-    http_->set_ready(false);
+    http_->begin_stop();
     // No new work once stopping: the scheduler and the supervisor stop
     // before the HTTP server waits for the requests in flight (they queued
     // and trained new jobs while a slow request held the stop).

@@ -555,8 +555,9 @@ buffered_socket_stream::wait_result buffered_socket_stream::wait_for_request(
         }
         if (owed && owed->due(now)) {
             std::string rest = owed->settle();
+            const bool closed = owed->closed();  // it said "Connection: close"
             owed.reset();
-            if (!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush()))
+            if ((!rest.empty() && !(write(rest.data(), rest.size()) >= 0 && flush())) || closed)
                 return wait_result::gone;
         }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
@@ -684,7 +685,14 @@ deferred_response::deferred_response(std::chrono::steady_clock::time_point deadl
 
 std::string deferred_response::render(const http_response& r, bool close) {
     if (rendered_) rendered_(r);
+    close = close || (closing_ && closing_->load());
+    closed_ = close;
     return render_response(r, close, keep_alive_);
+}
+
+bool deferred_response::closed() const {
+    std::lock_guard lock(mu_);
+    return closed_;
 }
 
 status body_too_large(std::uint64_t limit, std::uint64_t length) {
@@ -759,9 +767,11 @@ void deferred_response::complete(http_response answer) {
     sent_.set();
 }
 
-std::optional<std::string> deferred_response::attach(int sock, std::string keep_alive) {
+std::optional<std::string> deferred_response::attach(int sock, std::string keep_alive,
+                                                     const std::atomic<bool>* closing) {
     std::lock_guard lock(mu_);
     keep_alive_ = std::move(keep_alive);
+    closing_ = closing;
     if (answer_) {
         phase_ = phase::settled;
         return render(*answer_, false);
@@ -1053,11 +1063,15 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
     // An answer another thread is sending (deferred_response); it is settled
     // before the next request is read and before the socket is closed.
     std::shared_ptr<deferred_response> owed;
+    // False when the connection is to close: a write failed, or the answer
+    // said "Connection: close" (a stop began before it was rendered).
     auto settle_owed = [&] {
         if (!owed) return true;
         std::string rest = owed->settle();
+        const bool closed = owed->closed();
         owed.reset();
-        return rest.empty() || (strm.write(rest.data(), rest.size()) >= 0 && strm.flush());
+        return (rest.empty() || (strm.write(rest.data(), rest.size()) >= 0 && strm.flush())) &&
+               !closed;
     };
     // Stopping, the rest of an upload is not waited for: a slow one (the
     // body's due time allows hours for 16 MiB) held the shut-down for its
@@ -1193,10 +1207,12 @@ void http_engine::serve(int sock, std::size_t requests_left, partial_request car
             deferred_here.reset();
             strm.discard_output();  // httplib's placeholder
             std::string now;
-            if (!ok || closed) {
+            if (!ok || closed || closing()) {
                 now = d->wait_and_render(true);
-            } else if (auto ready = d->attach(sock, keep_alive)) {
+                closed = true;
+            } else if (auto ready = d->attach(sock, keep_alive, &closing_)) {
                 now = std::move(*ready);
+                closed = d->closed();
             } else {
                 owed = std::move(d);
             }

@@ -278,6 +278,11 @@ public:
     using loop_answer_fn = std::function<void(const http_response&, const std::string& peer,
                                               std::chrono::steady_clock::time_point began)>;
     void on_loop_answer(loop_answer_fn fn) { loop_answer_ = std::move(fn); }
+    // A stop has begun: every answer from now on says "Connection: close"
+    // and its connection closes after it (one answered "keep-alive" and then
+    // closed lost the request a client sent next on it).
+    void begin_closing() { closing_ = true; }
+    bool closing() const { return closing_.load(std::memory_order_relaxed); }
 
 private:
     bool process_and_close_socket(int sock) override;
@@ -297,6 +302,7 @@ private:
     // The pool's count of connections waiting for a worker (see serve).
     const std::atomic<std::size_t>* waiting_ = nullptr;
     std::atomic<std::uint64_t> streaming_refused_{0};
+    std::atomic<bool> closing_{false};
     loop_answer_fn loop_answer_;
 };
 

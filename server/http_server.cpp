@@ -705,6 +705,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
             defer_answer(std::move(later));
             return;
         }
+        // A stop has begun: the connection closes after this answer, which
+        // says so (the client's next request on it would be lost).
+        if (impl_->server.closing()) {
+            if (!res.has_header("Connection") && req.get_header_value("Connection") != "close")
+                res.set_header("Connection", "close");
+            close_after_answer();
+        }
         choose_encoding(req, res);
         // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
         if (req.method == "HEAD") res.set_header("Accept-Ranges", "none");
@@ -862,6 +869,11 @@ std::uint64_t http_server::park_refused_full() const {
 
 std::uint64_t http_server::streaming_refused() const {
     return impl_->server.streaming_refused();
+}
+
+void http_server::begin_stop() {
+    ready_ = false;
+    impl_->server.begin_closing();
 }
 
 void http_server::stop() {

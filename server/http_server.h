@@ -82,7 +82,11 @@ public:
     // Hands over the socket; `keep_alive` is the value of the Keep-Alive
     // header. Returns the bytes to send now if the answer is already here
     // (the connection's thread sends them), else nullopt: complete() will.
-    std::optional<std::string> attach(int sock, std::string keep_alive);
+    // Once `closing` is set (a stop began), the answer says
+    // "Connection: close" instead, and closed() is true after settle().
+    std::optional<std::string> attach(int sock, std::string keep_alive,
+                                      const std::atomic<bool>* closing = nullptr);
+    bool closed() const;
     // The same without a socket, for a connection that closes after this
     // answer: waits for the answer (or the deadline) and returns its bytes.
     std::string wait_and_render(bool close);
@@ -111,6 +115,8 @@ private:
     std::optional<http_response> answer_;  // complete() before attach()
     int sock_ = -1;
     std::string keep_alive_;
+    const std::atomic<bool>* closing_ = nullptr;
+    bool closed_ = false;  // the answer said "Connection: close"
     std::string unsent_;  // what complete() could not send without blocking
     completion sent_;     // set when complete() is done with the socket
 };
@@ -185,6 +191,9 @@ public:
     void stop();
 
     void set_ready(bool ready) { ready_ = ready; }
+    // A stop begins: not ready, and each answer from now on closes its
+    // connection, saying so (before stop(), which waits for those in flight).
+    void begin_stop();
     // Set before start(); without one every route is open (unit tests).
     void set_authenticator(http_authenticator auth) { auth_ = std::move(auth); }
     // Set before start(): every answered request is also written there.

@@ -153,6 +153,13 @@ struct test_server {
                  return error_response(status(error_kind::unavailable, "queue full"));
              },
              true},
+            // An answer that takes {ms} milliseconds on the request's thread.
+            {"GET", "/sleep/{ms}",
+             [](const http_request& r) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(r.param("ms"))));
+                 return json_response(R"({"slept":true})");
+             },
+             false},
             {"GET", "/throw",
              [](const http_request&) -> http_response {
                  throw std::runtime_error("handler exploded");
@@ -896,6 +903,39 @@ TEST_CASE("a header line httplib would skip is a 400 naming it, and the connecti
     testing::tcp_probe c(s.port);
     c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:1\r\nX-B: a  b \t\r\n\r\n");
     CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
+TEST_CASE("once a stop begins every answer says Connection: close and its connection closes",
+          "[http]") {
+    // They said keep-alive and the connection then closed: the request a
+    // client sent next on it was lost (RFC 9112, 9.6).
+    test_server s;
+    s.server->set_ready(true);
+    testing::tcp_probe slow(s.port), later(s.port), fresh(s.port);
+    // Answered before the stop: kept alive.
+    fresh.send_all(get_request("/ping"));
+    CHECK_THAT(fresh.read_response(wire_wait), !Catch::Contains("Connection: close"));
+    // In flight when it begins: one on the request's thread, one deferred.
+    slow.send_all(get_request("/sleep/400"));
+    later.send_all(get_request("/later/400"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    s.server->begin_stop();
+    for (testing::tcp_probe* c : {&slow, &later}) {
+        const std::vector<std::string> answers = responses_in(c->read_to_close(wire_wait));
+        REQUIRE(answers.size() == 1);
+        INFO(answers[0]);
+        CHECK(answers[0].rfind("HTTP/1.1 20", 0) == 0);
+        CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+    }
+    // Asked after it began, on a route that needs no store: answered, and closed.
+    fresh.send_all(get_request("/ping"));
+    const std::string raw = fresh.read_to_close(wire_wait);
+    INFO(raw);
+    const std::vector<std::string> answers = responses_in(raw);
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0].rfind("HTTP/1.1 200", 0) == 0);
+    CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+    CHECK_FALSE(s.server->ready());
 }
 
 TEST_CASE("a GET, HEAD or OPTIONS with a body is a 400 and the connection closes", "[http]") {
