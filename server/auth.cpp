@@ -27,6 +27,14 @@ bool has_scheme(std::string_view auth, std::string_view scheme) {
     return true;
 }
 
+// What follows the scheme: one space or more (RFC 9110, 11.4; "Basic  x"
+// was "malformed Basic credentials").
+std::string_view credentials_after(std::string_view auth, std::string_view scheme) {
+    std::string_view rest = auth.substr(scheme.size());
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    return rest;
+}
+
 constexpr auto key_cache_ttl = std::chrono::seconds(5);
 // Anyone may send a Bearer token, known or not, and each distinct one is
 // cached (an unknown key as null, so a flood of them does not reach SQLite
@@ -486,7 +494,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         // requests: the last key it hashed spares SHA-256 on most (it was
         // 1.4% of the server's CPU under bench/predict's single predictions).
         thread_local std::string last_key, last_hash;
-        const std::string_view key = auth.substr(7);
+        const std::string_view key = credentials_after(auth, "bearer");
         if (key != last_key || last_hash.empty()) {
             last_key.assign(key);
             last_hash = sha256_hex(key);
@@ -573,7 +581,7 @@ std::optional<http_response> authenticator::check(http_request& req, access need
         return std::nullopt;
     }
     if (has_scheme(auth, "basic")) {
-        auto decoded = base64_decode(std::string(auth.substr(6)));
+        auto decoded = base64_decode(std::string(credentials_after(auth, "basic")));
         auto colon = decoded ? decoded->find(':') : std::string::npos;
         if (!decoded || colon == std::string::npos) {
             return error_response(status(error_kind::unauthenticated, "malformed Basic credentials"));

@@ -634,6 +634,19 @@ http_server::http_server(http_options options, std::vector<route> routes)
             ours.path_params = std::move(params);
             if (auth_ && r.needs != access::open) {
                 if (auto refused = auth_(ours, r.needs)) {
+                    // Basic is offered too (wget, curl --anyauth and
+                    // urllib's handler wait for it), but not to the admin
+                    // page's own requests (X-Kennel-Page, or a script's
+                    // fetch): a browser would prompt for it over the page's
+                    // sign-in.
+                    const std::string_view mode = ours.header("sec-fetch-mode");
+                    if (refused->status == 401 && (mode.empty() || mode == "navigate") &&
+                        ours.header("x-kennel-page").empty()) {
+                        for (auto& [name, value] : refused->headers) {
+                            if (name == "WWW-Authenticate")
+                                value = "Bearer realm=\"kennel\", Basic realm=\"kennel\"";
+                        }
+                    }
                     write_response(std::move(*refused), res);
                     return nullptr;
                 }

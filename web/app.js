@@ -154,7 +154,9 @@
   // person was shown, so that a change made meanwhile by someone else (or
   // the supervisor) refuses the action (412) instead of being overwritten.
   async function api(method, path, body, headers) {
-    const opts = { method, headers: { Accept: 'application/json', ...headers }, credentials: 'same-origin', cache: 'no-store' };
+    // X-Kennel-Page: a 401 then offers no Basic challenge, which would make
+    // the browser prompt for a password over the page's own sign-in.
+    const opts = { method, headers: { Accept: 'application/json', 'X-Kennel-Page': '1', ...headers }, credentials: 'same-origin', cache: 'no-store' };
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = typeof body === 'string' ? body : JSON.stringify(body);

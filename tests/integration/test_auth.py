@@ -10,6 +10,7 @@ import threading
 import os
 import time
 import unittest
+import urllib.request
 
 from kennel_harness import (ADMIN_PASSWORD, HOST, Client, KennelTestCase, run_cli, run_in_threads,
                             run_serve_expecting_exit)
@@ -35,7 +36,29 @@ class AuthTest(KennelTestCase):
         self.assertEqual(self.anon.get("/readyz").status, 200)
         r = self.anon.get("/v1/streams")
         self.assertErrorShape(r, 401, code="unauthenticated")
-        self.assertIn("Bearer", r.header("WWW-Authenticate") or "")
+        self.assertEqual(r.header("WWW-Authenticate"),
+                         'Bearer realm="kennel", Basic realm="kennel"', r)
+        # The admin page's own requests are offered Bearer alone: a browser
+        # would prompt for Basic over the page's sign-in.
+        for page in ({"Sec-Fetch-Mode": "cors"}, {"X-Kennel-Page": "1"}):
+            r = self.anon.get("/v1/streams", headers=page)
+            self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="kennel"', r)
+
+    def test_clients_that_wait_for_a_basic_challenge_sign_in(self):
+        # urllib's handler (as wget and curl --anyauth) sends the password
+        # only when the 401 offers Basic; it failed on Bearer alone.
+        url = "http://127.0.0.1:%d/v1/streams" % self.server.port
+        passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        passwords.add_password(None, url, "admin", ADMIN_PASSWORD)
+        opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+        with opener.open(url, timeout=10) as answer:
+            self.assertEqual(answer.status, 200)
+            self.assertIn("streams", json.loads(answer.read()))
+        # More than one space after the scheme (RFC 9110, 11.4).
+        token = base64.b64encode(("admin:" + ADMIN_PASSWORD).encode()).decode()
+        for header in ("Basic  " + token, "basic   " + token):
+            r = self.anon.get("/v1/streams", headers={"Authorization": header})
+            self.assertEqual(r.status, 200, r)
 
     def test_malformed_sign_in_bodies_are_400_naming_the_field(self):
         self.assertErrorShape(self.anon.post("/v1/auth/login", body="{", headers=JSON), 400,
