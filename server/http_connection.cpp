@@ -14,7 +14,9 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -708,6 +710,26 @@ http_response stopping_answer() {
         status(error_kind::unavailable, "Kennel is stopping; send the request again shortly"));
 }
 
+const std::string& http_date_now() {
+    thread_local std::time_t made_at = -1;
+    thread_local std::string text;
+    const std::time_t now = std::time(nullptr);
+    if (now != made_at) {
+        // Spelt out: strftime's names follow the locale.
+        static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+        static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        std::tm t{};
+        gmtime_r(&now, &t);
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[t.tm_wday],
+                      t.tm_mday, months[t.tm_mon], t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec);
+        text = buf;
+        made_at = now;
+    }
+    return text;
+}
+
 // The status line and headers httplib writes for a response (a handler's
 // own headers come last here, where httplib sorts them in).
 std::string render_response(const http_response& r, bool close, const std::string& keep_alive) {
@@ -719,7 +741,9 @@ std::string render_response(const http_response& r, bool close, const std::strin
     out += reason_phrase(r.status);
     out += "\r\n";
     if (close) out += "Connection: close\r\n";
-    out += "Content-Length: ";
+    out += "Date: ";
+    out += http_date_now();
+    out += "\r\nContent-Length: ";
     out += std::to_string(r.body.size());
     out += "\r\nContent-Type: ";
     out += r.content_type;

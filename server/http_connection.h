@@ -336,6 +336,9 @@ status body_too_large(std::uint64_t limit, std::uint64_t length);
 // A response as httplib writes it: status line, headers, body. `keep_alive`
 // is the Keep-Alive header's value unless `close`.
 std::string render_response(const http_response& r, bool close, const std::string& keep_alive);
+// The Date header's value for now (RFC 9110, 5.6.7), made once a second per
+// thread.
+const std::string& http_date_now();
 
 // Debian's cpp-httplib listens with a compiled-in backlog of 5: many clients
 // connecting at once overflow it and wait for TCP retransmissions (measured:

@@ -371,6 +371,7 @@ void write_closing_response(http_response&& ours, const httplib::Request& req,
     if (req.get_header_value("Connection") != "close")
         ours.headers.emplace_back("Connection", "close");
     write_response(std::move(ours), res);
+    res.set_header("Date", http_date_now());
     choose_encoding(req, res);
     close_after_answer();
 }
@@ -510,8 +511,8 @@ http_server::http_server(http_options options, std::vector<route> routes)
         } else if (res.status == 400 && unserved_method(req)) {
             r = error_response(status(error_kind::not_implemented,
                                       "method " + req.method +
-                                          " is not implemented; Kennel serves GET, HEAD, POST, "
-                                          "PUT, PATCH, DELETE and OPTIONS"));
+                                          " is not implemented; Kennel's routes take GET, HEAD, "
+                                          "POST, PUT and DELETE"));
         } else if (res.status == 404) {
             // No route of httplib's matched: ".*" stops at a line break, so a
             // path with an encoded one ("%0a") reaches no handler.
@@ -705,6 +706,21 @@ http_server::http_server(http_options options, std::vector<route> routes)
             // As the exception handler below, but counted with its route.
             write_response(error_response(status(error_kind::internal, e.what())), res);
         }
+        // "close" among the Connection header's options, in any case and in a
+        // list ("keep-alive, close"): httplib heeds only the exact "close",
+        // and kept such connections open (RFC 9110, 7.6.1; RFC 9112, 9.6).
+        bool close_asked = false;
+        for (auto [it, end] = req.headers.equal_range("Connection"); it != end && !close_asked;
+             ++it) {
+            std::string_view listed = it->second;
+            while (!close_asked && !listed.empty()) {
+                const std::size_t comma = listed.find(',');
+                close_asked = same_token(listed.substr(0, comma), "close");
+                listed =
+                    comma == std::string_view::npos ? std::string_view() : listed.substr(comma + 1);
+            }
+        }
+        if (close_asked) close_after_answer();
         if (later) {
             // The request's strings outlive it, for the log (when there is one).
             exchange_copy copy;
@@ -720,11 +736,12 @@ http_server::http_server(http_options options, std::vector<route> routes)
         }
         // A stop has begun: the connection closes after this answer, which
         // says so (the client's next request on it would be lost).
-        if (impl_->server.closing()) {
+        if (impl_->server.closing() || close_asked) {
             if (!res.has_header("Connection") && req.get_header_value("Connection") != "close")
                 res.set_header("Connection", "close");
             close_after_answer();
         }
+        res.set_header("Date", http_date_now());
         choose_encoding(req, res);
         // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
         if (req.method == "HEAD") res.set_header("Accept-Ranges", "none");
@@ -761,10 +778,13 @@ http_server::http_server(http_options options, std::vector<route> routes)
         // to 300 MB in memory. Bodies are taken as sent, or refused unread.
         if (const std::string ce = req.get_header_value("Content-Encoding");
             !ce.empty() && !same_token(ce, "identity")) {
-            return refuse(error_response(status(
+            http_response r = error_response(status(
                 error_kind::unsupported_media,
                 "Content-Encoding \"" + ce + "\" is not accepted: send the body uncompressed",
-                "Content-Encoding")));
+                "Content-Encoding"));
+            // The codings a body may have (RFC 9110, 15.5.16).
+            r.headers.emplace_back("Accept-Encoding", "identity");
+            return refuse(std::move(r));
         }
         std::string te = req.get_header_value("Transfer-Encoding");
         if (te.empty()) {

@@ -1008,6 +1008,8 @@ class MaxBodyTest(KennelTestCase):
                 self.assertEqual(status_line, "HTTP/1.1 415 Unsupported Media Type", answer)
                 self.assertEqual(answer["error"]["field"], "Content-Encoding", answer)
                 self.assertIn('"%s" is not accepted' % encoding, answer["error"]["message"])
+                # The codings a body may have (RFC 9110, 15.5.16).
+                self.assertIn("\r\nAccept-Encoding: identity\r\n", self.last_head + "\r\n")
         c = self.client(server)
         self.assertNotIn(s, stream_counts(c), "a compressed body was stored")
         # "identity" is no encoding at all.
@@ -1035,6 +1037,7 @@ class MaxBodyTest(KennelTestCase):
                 chunk = sock.recv(65536)
                 self.assertTrue(chunk, "closed mid-answer")
                 rest += chunk
+            self.last_head = headers.decode()
             return headers.split(b"\r\n")[0].decode(), json.loads(rest[:length])
 
     def test_no_content_length_is_an_empty_body_and_a_huge_one_is_refused_unread(self):

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -936,6 +937,51 @@ TEST_CASE("once a stop begins every answer says Connection: close and its connec
     CHECK(answers[0].rfind("HTTP/1.1 200", 0) == 0);
     CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
     CHECK_FALSE(s.server->ready());
+}
+
+TEST_CASE("close among the Connection options, in any case or list, closes after the answer",
+          "[http]") {
+    // httplib heeded only the exact value "close" (RFC 9110, 7.6.1).
+    test_server s;
+    s.server->set_ready(true);
+    for (const std::string& lines : std::vector<std::string>{
+             "Connection: Close\r\n", "Connection: keep-alive, close\r\n",
+             "Connection: TE,CLOSE\r\n", "Connection: keep-alive\r\nConnection: close\r\n"}) {
+        for (const std::string& path : {std::string("/ping"), std::string("/later/0")}) {
+            INFO(lines << path);
+            testing::tcp_probe c(s.port);
+            c.send_all("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + lines + "\r\n" +
+                       get_request("/ping"));
+            const std::vector<std::string> answers = responses_in(c.read_to_close(wire_wait));
+            REQUIRE(answers.size() == 1);
+            CHECK_THAT(answers[0], Catch::Contains("\r\nConnection: close\r\n"));
+        }
+    }
+    // keep-alive alone keeps it open.
+    testing::tcp_probe c(s.port);
+    c.send_all("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Keep-Alive\r\n\r\n" +
+               get_request("/ping"));
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
+TEST_CASE("every answer has a Date header", "[http]") {
+    // RFC 9110, 6.6.1: an origin server with a clock sends one.
+    test_server s;
+    s.server->set_ready(true);
+    const std::regex date(
+        "\r\nDate: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+        "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+        "[0-9]{2}:[0-9]{2}:[0-9]{2} GMT\r\n");
+    for (const std::string& request :
+         {get_request("/ping"), get_request("/nope"), get_request("/later/0"),
+          get_request("/later/20"), std::string("BAD / HTTP/1.1\r\nHost: x\r\n\r\n")}) {
+        INFO(request);
+        testing::tcp_probe c(s.port);
+        c.send_all(request);
+        const std::string answer = c.read_response(wire_wait);
+        CHECK(std::regex_search(answer, date));
+    }
 }
 
 TEST_CASE("a GET, HEAD or OPTIONS with a body is a 400 and the connection closes", "[http]") {
