@@ -842,6 +842,14 @@ std::string refused_post(const test_server& s, const std::string& lines) {
     return answers[0];
 }
 
+// `request` and a GET pipelined after it on one connection: both answered 200.
+void check_kept_open(const test_server& s, const std::string& request) {
+    testing::tcp_probe c(s.port);
+    c.send_all(request + get_request("/items/2"));
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("conflicting or repeated Content-Lengths are a 400 and the connection is closed",
@@ -958,11 +966,7 @@ TEST_CASE("close among the Connection options, in any case or list, closes after
         }
     }
     // keep-alive alone keeps it open.
-    testing::tcp_probe c(s.port);
-    c.send_all("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Keep-Alive\r\n\r\n" +
-               get_request("/ping"));
-    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
-    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    check_kept_open(s, "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Keep-Alive\r\n\r\n");
 }
 
 TEST_CASE("every answer has a Date header", "[http]") {
@@ -1010,11 +1014,7 @@ TEST_CASE("a GET, HEAD or OPTIONS with a body is a 400 and the connection closes
     }
     CHECK(s.handled == 0);
     // A length of zero is no body.
-    testing::tcp_probe c(s.port);
-    c.send_all("GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n" +
-               get_request("/items/2"));
-    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
-    CHECK(c.read_response(wire_wait).rfind("HTTP/1.1 200", 0) == 0);
+    check_kept_open(s, "GET /items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
 }
 
 TEST_CASE("a Content-Length without a value is a 400 and the connection closes", "[http]") {
