@@ -359,7 +359,7 @@ void choose_encoding(const httplib::Request& req, httplib::Response& res) {
     headers.erase("Accept-Encoding");
     if (gzip) headers.emplace("Accept-Encoding", "gzip");
     // Caches keep a copy per Accept-Encoding of an answer that may be gzipped.
-    if (big) res.set_header("Vary", "Accept-Encoding");
+    if (big && !res.has_header("Vary")) res.set_header("Vary", "Accept-Encoding");
 }
 
 // An answer after which the connection is closed (close_after_answer): the

@@ -31,6 +31,22 @@ const char* content_type_for(const std::string& name) {
     return "application/octet-stream";
 }
 
+// If-None-Match by weak comparison (RFC 9110, 13.1.2): "*", or a list of
+// tags, each maybe W/, one of which is `tag` (quoted). An exact match alone
+// missed W/"x" and lists.
+bool none_match_holds(std::string_view header, std::string_view tag) {
+    while (!header.empty()) {
+        const std::size_t comma = header.find(',');
+        std::string_view one = header.substr(0, comma);
+        while (!one.empty() && (one.front() == ' ' || one.front() == '\t')) one.remove_prefix(1);
+        while (!one.empty() && (one.back() == ' ' || one.back() == '\t')) one.remove_suffix(1);
+        if (one.starts_with("W/")) one.remove_prefix(2);
+        if (one == "*" || one == tag) return true;
+        header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    }
+    return false;
+}
+
 http_response asset(app& a, const http_request& req, const std::string& name) {
     // A file name of letters, digits, '-', '_' and '.', not beginning with
     // a dot: no way out of web/, no hidden file of --web-dir, and no NUL,
@@ -66,7 +82,11 @@ http_response asset(app& a, const http_request& req, const std::string& name) {
         type = found->content_type;
     }
     http_response r;
-    r.headers.emplace_back("ETag", etag);
+    // Weak: the gzipped and the plain answer share it (a strong tag names
+    // one representation's bytes, RFC 9110, 8.8.3).
+    r.headers.emplace_back("ETag", "W/" + etag);
+    // Sent with the 304 too, which a cache treats as the 200 it stands for.
+    r.headers.emplace_back("Vary", "Accept-Encoding");
     // Revalidate every time (cheap with the ETag): a new binary never serves old code.
     r.headers.emplace_back("Cache-Control", "no-cache");
     if (name == "index.html") {
@@ -76,7 +96,7 @@ http_response asset(app& a, const http_request& req, const std::string& name) {
                                "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                                "form-action 'self'");
     }
-    if (req.header("if-none-match") == etag) {
+    if (none_match_holds(req.header("if-none-match"), etag)) {
         r.status = 304;
         r.content_type = type;
         return r;
