@@ -74,7 +74,10 @@ http_response set_enabled(app& a, const http_request& req, bool enabled) {
 constexpr double min_arm_share = 1e-6;
 
 // Arms from a request: [{"name"?, "version", "weight"} | {"version", "shadow": true}].
-result<json> parse_arms(app& a, const std::string& model, const json& body) {
+// `changing`: the experiment whose arms these replace; its arms' versions
+// may stay though disabled.
+result<json> parse_arms(app& a, const std::string& model, const json& body,
+                        std::optional<std::int64_t> changing = std::nullopt) {
     auto arms = body.find("arms");
     if (arms == body.end() || !arms->is_array() || arms->empty()) {
         return invalid("arms", "a non-empty array like [{\"version\": 2, \"weight\": 0.9}, {\"version\": 3, \"weight\": 0.1}]");
@@ -84,6 +87,11 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
     std::set<std::string> names;
     auto conn = a.readers().acquire();
     const auto disabled = disabled_versions(*conn, model);
+    std::set<std::int64_t> kept;
+    if (changing) {
+        if (auto e = get_experiment(*conn, *changing); e && e->model == model)
+            kept = arm_versions(*conn, e->arms);
+    }
     // An arm answers in live's shape: a version of another task (the
     // definition changed it since) answered a number where live answers a
     // class, and a class once its arm fell back to live. As the fallback
@@ -117,7 +125,7 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
         }
         // As for live: an arm on a disabled version would only answer with
         // fallbacks.
-        if (disabled.count(version)) {
+        if (disabled.count(version) && !kept.count(version)) {
             return status(error_kind::conflict,
                           "version " + std::to_string(version) + " of model " + model +
                               " is disabled: enable it before giving it an arm",
@@ -143,7 +151,11 @@ result<json> parse_arms(app& a, const std::string& model, const json& body) {
         if (!shadow_field) return shadow_field.error();
         const bool shadow = *shadow_field;
         double weight = 0;
-        if (shadow && arm.contains("weight")) {
+        // 0 (or null) is what GET writes for a shadow: sent back, it is one.
+        const auto w_sent = arm.find("weight");
+        const bool no_weight = w_sent == arm.end() || w_sent->is_null() ||
+                               (w_sent->is_number() && w_sent->get<double>() == 0);
+        if (shadow && !no_weight) {
             // Silently dropped, a weight meant for traffic would never get any.
             return invalid(path + ".weight",
                            "a shadow arm takes no traffic: leave out \"weight\" (or \"shadow\")");
@@ -661,13 +673,21 @@ http_response put_model_experiment(app& a, const http_request& req) {
     auto body = reasoned_body(req, {"arms"});
     if (!body) return error_response(body.error());
     if (!model_exists(a, name)) return error_response(no_model_named(name));
-    auto arms = parse_arms(a, name, *body);
+    auto arms = parse_arms(a, name, *body, *id);
     if (!arms) return error_response(arms.error());
     const std::string arms_json = arms->dump();
-    return act_on_experiment(a, req, name, *id, *body, [&](connection& c, const std::string& actor,
-                                                           const std::string& reason) {
-        return change_experiment(c, *id, arms_json, actor, reason);
-    });
+    // Arms as they are (a PUT sent again after its answer was lost):
+    // "changed": false, nothing recorded, the ETag as it was.
+    std::optional<bool> changed = true;
+    return act_on_experiment(
+        a, req, name, *id, *body,
+        [&](connection& c, const std::string& actor, const std::string& reason) -> status {
+            auto r = change_experiment(c, *id, arms_json, actor, reason);
+            if (!r) return r.error();
+            changed = *r;
+            return status::ok();
+        },
+        &changed);
 }
 
 http_response post_model_experiment_end(app& a, const http_request& req) {

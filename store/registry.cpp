@@ -1108,7 +1108,10 @@ namespace {
 // Every arm's version can serve, read in the write's own transaction: a
 // check before it (on a reader) let a disable that committed meanwhile
 // through, and the arm answered only with fallbacks.
-status arms_can_serve(connection& c, const std::string& model, const std::string& arms) {
+// `kept`: the versions the experiment's arms have now, which may stay
+// though disabled (a change of weights needed them enabled again first).
+status arms_can_serve(connection& c, const std::string& model, const std::string& arms,
+                      const std::set<std::int64_t>& kept = {}) {
     statement st(c, "SELECT key, json_extract(value, '$.version') FROM json_each(?)");
     st.bind(1, arms);
     const auto disabled = disabled_versions(c, model);
@@ -1117,7 +1120,7 @@ status arms_can_serve(connection& c, const std::string& model, const std::string
         const std::string field = "arms[" + std::to_string(st.column_int(0)) + "].version";
         if (status s = check_servable(c, model, version); !s)
             return status(s.kind(), s.message(), field);
-        if (disabled.count(version)) {
+        if (disabled.count(version) && !kept.count(version)) {
             return status(error_kind::conflict,
                           "version " + std::to_string(version) + " of model " + model +
                               " is disabled: enable it before giving it an arm",
@@ -1128,6 +1131,16 @@ status arms_can_serve(connection& c, const std::string& model, const std::string
 }
 
 }  // namespace
+
+std::set<std::int64_t> arm_versions(connection& c, const std::string& arms) {
+    statement st(c, "SELECT json_extract(value, '$.version') FROM json_each(?)");
+    st.bind(1, arms);
+    std::set<std::int64_t> out;
+    while (st.step()) out.insert(st.column_int(0));
+    return out;
+}
+
+namespace {}  // namespace
 
 result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
@@ -1164,11 +1177,11 @@ status not_running(connection& c, std::int64_t id) {
 
 }  // namespace
 
-status change_experiment(connection& c, std::int64_t id, const std::string& arms,
-                         const std::string& actor, const std::string& reason) {
+result<bool> change_experiment(connection& c, std::int64_t id, const std::string& arms,
+                               const std::string& actor, const std::string& reason) {
     bool same = false;  // the arms as they are (names, versions, shadows, weights)
     if (auto e = get_experiment(c, id); e && !e->ended_at) {
-        if (status s = arms_can_serve(c, e->model, arms); !s) return s;
+        if (status s = arms_can_serve(c, e->model, arms, arm_versions(c, e->arms)); !s) return s;
         statement compare(
             c,
             "SELECT json_array_length(?1) = json_array_length(?2) AND json_array_length(?1) ="
@@ -1181,19 +1194,23 @@ status change_experiment(connection& c, std::int64_t id, const std::string& arms
             "          coalesce(json_extract(b.value, '$.weight'), 0)) < 1e-12)");
         compare.bind(1, arms).bind(2, e->arms);
         same = compare.step() && compare.column_int(0) == 1;
+        // Nothing to record: a PUT sent again after its answer was lost
+        // recorded a change and moved the ETag (its If-Match then failed).
+        if (same) return false;
     }
     // A person's change hands a canary over to them: its policy no longer
     // decides it (the outcome says so), the experiment is theirs to end. The
-    // arms sent back as they are change nothing, and hand nothing over.
+    // arms sent back as they are changed nothing, and handed nothing over
+    // (returned above).
     statement st(c,
-                 "UPDATE experiments SET arms = ?, canary = CASE WHEN ? OR canary IS NULL OR"
+                 "UPDATE experiments SET arms = ?, canary = CASE WHEN canary IS NULL OR"
                  " json_extract(canary, '$.outcome') IS NOT NULL THEN canary"
                  " ELSE json_set(canary, '$.outcome', 'handed_over') END"
                  " WHERE id = ? AND ended_at IS NULL");
-    st.bind(1, arms).bind(2, same ? 1 : 0).bind(3, id).run();
+    st.bind(1, arms).bind(2, id).run();
     if (c.changes() != 1) return not_running(c, id);
     experiment_event(c, id, actor, "changed", arms, reason);
-    return status::ok();
+    return true;
 }
 
 bool replace_experiment_canary(connection& c, std::int64_t id, const std::string& from,

@@ -399,6 +399,8 @@ struct experiment_row {
 result<bool> set_version_enabled(connection& c, const std::string& model, std::int64_t version,
                                  bool enabled, const std::string& actor, const std::string& reason);
 std::set<std::int64_t> disabled_versions(connection& c, const std::string& model);
+// The versions of an experiment's arms (its JSON).
+std::set<std::int64_t> arm_versions(connection& c, const std::string& arms);
 // When the version was last enabled (after being disabled), if ever.
 std::optional<micros> last_enabled_at(connection& c, const std::string& model,
                                       std::int64_t version);
@@ -442,8 +444,9 @@ result<std::int64_t> start_experiment(connection& c, const std::string& model,
                                       const std::string& arms, const std::string& actor,
                                       const std::string& reason,
                                       const std::optional<std::string>& canary = std::nullopt);
-status change_experiment(connection& c, std::int64_t id, const std::string& arms,
-                         const std::string& actor, const std::string& reason);
+// Whether anything changed: arms sent as they are record nothing (false).
+result<bool> change_experiment(connection& c, std::int64_t id, const std::string& arms,
+                               const std::string& actor, const std::string& reason);
 status end_experiment(connection& c, std::int64_t id, const std::string& actor,
                       const std::string& reason,
                       const std::optional<std::string>& results = std::nullopt,

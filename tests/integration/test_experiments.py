@@ -450,6 +450,50 @@ class ExperimentTest(SharedServerCase):
                 self.assertEqual((p["arm"], p["version"], p["fallback"]), ("a", 1, False), p)
             self.assertEqual(p["prediction"], live[e], p)
 
+        # Its weights can still change with the disabled arm kept (it had to
+        # be enabled again first); a disabled version cannot join.
+        exp = self.c.get(base + "?limit=1").json()["experiments"][0]
+        r = self.c.request("PUT", "%s/%d" % (base, exp["id"]), json_body={
+            "reason": "less to b", "arms": [{"name": "a", "version": 1, "weight": 0.9},
+                                            {"name": "b", "version": 2, "weight": 0.1}]})
+        self.assertEqual((r.status, r.json()["changed"]), (200, True), r)
+        self.assertEqual(self.c.post_json("/v1/models/%s/versions/3/disable" % name,
+                                          {"reason": "broken too"}).status, 200)
+        r = self.c.request("PUT", "%s/%d" % (base, exp["id"]), json_body={
+            "reason": "add c", "arms": [{"name": "a", "version": 1, "weight": 0.9},
+                                        {"name": "b", "version": 2, "weight": 0.1},
+                                        {"name": "c", "version": 3, "shadow": True}]})
+        self.assertErrorShape(r, 409, field="arms[2].version", message="is disabled")
+
+    def test_arms_read_back_and_sent_again_change_nothing(self):
+        # A shadow arm reads back with "weight": 0, which a PUT refused; and
+        # arms as they are recorded a change and moved the ETag, so a PUT
+        # sent again after its answer was lost failed its If-Match.
+        name, _, _, _ = three_versions(self, self.c, seed=14)
+        base = "/v1/models/%s/experiments" % name
+        r = self.c.post_json(base, {"reason": "start", "arms": [
+            {"version": 2, "weight": 1}, {"version": 1, "shadow": True}]})
+        self.assertEqual(r.status, 201, r)
+        url = r.header("Location")
+        got = self.c.get(url)
+        etag, arms = got.header("ETag"), got.json()["arms"]
+        self.assertEqual([a.get("weight") for a in arms if a["shadow"]], [0.0], arms)
+        r = self.c.request("PUT", url, json_body={"reason": "again", "arms": arms},
+                           headers={"If-Match": etag})
+        self.assertEqual((r.status, r.json()["changed"]), (200, False), r)
+        self.assertEqual(self.c.get(url).header("ETag"), etag)
+        self.assertEqual([h["event"] for h in self.c.get(url).json()["history"]], ["started"])
+        # Sent again once more, with the same If-Match: still as it was.
+        r = self.c.request("PUT", url, json_body={"reason": "again", "arms": arms},
+                           headers={"If-Match": etag})
+        self.assertEqual((r.status, r.json()["changed"]), (200, False), r)
+        # A real change is one.
+        arms[0]["weight"], arms[1] = 0.5, {"version": 3, "weight": 0.5}
+        r = self.c.request("PUT", url, json_body={"reason": "split", "arms": arms},
+                           headers={"If-Match": etag})
+        self.assertEqual((r.status, r.json()["changed"]), (200, True), r)
+        self.assertNotEqual(self.c.get(url).header("ETag"), etag)
+
     def test_an_arm_left_of_another_task_by_a_live_move_is_answered_by_live(self):
         # Arms are checked against live's task when the experiment starts;
         # live then moved to a version of the definition's new task, and

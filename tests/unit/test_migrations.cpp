@@ -923,11 +923,12 @@ TEST_CASE("retention removes old artifacts, never one an alias, an experiment or
     CHECK(to_live.kind() == error_kind::conflict);
     CHECK(to_live.message().find("artifact was removed by retention") != std::string::npos);
     CHECK(move_alias(c, "m", "candidate", 2, "t", "t").kind() == error_kind::conflict);
-    status arm = change_experiment(
+    auto arm = change_experiment(
         c, *experiment,
         R"([{"name":"a","version":5,"weight":1},{"name":"b","version":2,"weight":1}])", "t", "t");
-    CHECK(arm.kind() == error_kind::conflict);
-    CHECK(arm.field() == "arms[1].version");
+    REQUIRE_FALSE(arm);
+    CHECK(arm.error().kind() == error_kind::conflict);
+    CHECK(arm.error().field() == "arms[1].version");
 
     // The trigger lets through that one change and no other.
     auto refused = [&](const std::string& sql,
@@ -1015,16 +1016,20 @@ TEST_CASE(
         auto id = start_experiment(c, "m", arms, "policy:canary", "canary", canary);
         REQUIRE(id);
         // As the API writes them back: another key order, weights divided by their sum.
-        REQUIRE(change_experiment(
+        auto same = change_experiment(
             c, *id,
             R"([{"version":1,"name":"control","shadow":false,"weight":0.9000000000000001},)"
             R"({"weight":0.1,"name":"canary","version":2}])",
-            "admin", "the same"));
+            "admin", "the same");
+        REQUIRE(same);
+        CHECK_FALSE(*same);  // nothing recorded
         CHECK_FALSE(outcome(*id));
-        REQUIRE(change_experiment(c, *id,
-                                  R"([{"name":"control","version":1,"weight":0.8},)"
-                                  R"({"name":"canary","version":2,"weight":0.2}])",
-                                  "admin", "more"));
+        auto more = change_experiment(c, *id,
+                                      R"([{"name":"control","version":1,"weight":0.8},)"
+                                      R"({"name":"canary","version":2,"weight":0.2}])",
+                                      "admin", "more");
+        REQUIRE(more);
+        CHECK(*more);
         CHECK(outcome(*id) == "handed_over");
     }
     SECTION("a person's end of an undecided canary: ended") {
