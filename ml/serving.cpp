@@ -368,14 +368,42 @@ std::vector<std::string> classes_in_features(const std::string& features_json) {
     return names;
 }
 
+namespace {
+
+// Each loaded version with its roles, in the order above.
+std::vector<std::pair<const loaded_version*, std::vector<std::string>>> served_with_roles(
+    const model_serving& m) {
+    std::vector<std::pair<const loaded_version*, std::vector<std::string>>> out;
+    const auto add = [&](const loaded_version& v, std::string role) {
+        for (auto& [seen, roles] : out) {
+            if (seen == &v) {
+                roles.push_back(std::move(role));
+                return;
+            }
+        }
+        out.push_back({&v, {std::move(role)}});
+    };
+    if (m.live) add(*m.live, "live");
+    for (const auto& p : m.previous) add(*p, "previous");
+    for (const auto& arm : m.arms) {
+        if (arm.version) add(*arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
+    }
+    return out;
+}
+
+}  // namespace
+
 void for_each_served_version(
     const model_serving& m,
     const std::function<void(const loaded_version& v, const std::string& role)>& visit) {
-    if (m.live) visit(*m.live, "live");
-    for (const auto& p : m.previous) visit(*p, "previous");
-    for (const auto& arm : m.arms) {
-        if (arm.version) visit(*arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
+    for (const auto& [v, roles] : served_with_roles(m)) visit(*v, roles.front());
+}
+
+std::vector<std::string> served_roles(const model_serving& m, std::int64_t version) {
+    for (auto& [v, roles] : served_with_roles(m)) {
+        if (v->version == version) return std::move(roles);
     }
+    return {};
 }
 
 const serving_arm* choose_arm(const model_serving& m, std::string_view entity) {

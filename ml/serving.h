@@ -327,11 +327,15 @@ struct earlier_live {
 };
 earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from);
 
-// Each loaded version a model's snapshot serves, with its role: "live",
-// "previous" (the fallback chain), "arm:<name>" or "shadow:<name>".
+// Each loaded version a model's snapshot serves, once, with its first role:
+// "live", "previous" (the fallback chain), "arm:<name>" or "shadow:<name>".
+// Once: its counters are the version's, and live's version visited again as
+// an arm was counted twice in every sum over a model.
 void for_each_served_version(
     const model_serving& m,
     const std::function<void(const loaded_version& v, const std::string& role)>& visit);
+// All the roles of a served version (for_each_served_version gives the first).
+std::vector<std::string> served_roles(const model_serving& m, std::int64_t version);
 
 // Thrown by predict_with when the request's inputs, not the version, made
 // the prediction unusable (see predict_raw): not counted as the version's

@@ -1013,6 +1013,7 @@ http_response get_serving(app& a, const http_request& req) {
         ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
             versions.push_back({{"version", v.version},
                                 {"role", role},
+                                {"roles", ml::served_roles(*m, v.version)},
                                 {"sha256", v.sha256},
                                 {"requests", v.counters.requests.load()},
                                 {"errors", v.counters.errors.load()},

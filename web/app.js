@@ -1524,7 +1524,8 @@
     const out = [];
     for (const v of versions) {
       const seen = out.find((x) => x.version === v.version);
-      if (seen) { if (!seen.roles.includes(v.role)) seen.roles.push(v.role); } else out.push({ ...v, roles: [v.role] });
+      const roles = v.roles || [v.role];
+      if (seen) { for (const r of roles) if (!seen.roles.includes(r)) seen.roles.push(r); } else out.push({ ...v, roles: [...roles] });
     }
     return out;
   }

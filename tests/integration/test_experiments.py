@@ -12,6 +12,7 @@ HTTP (see kennel_harness.py). Every wait is bounded.
 
 import datetime
 import hashlib
+import re
 import time
 import unittest
 
@@ -437,6 +438,14 @@ class ExperimentTest(SharedServerCase):
         self.assertGreater(len(on_b), 5)
         live = {e: predict(self, self.c, name, {"features": entity_features(i)})["prediction"]
                 for i, e in enumerate(entities)}
+        # Live's version is arm a too: listed and counted once (its counters
+        # were summed twice over the model), with both roles.
+        m = next(m for m in self.c.get("/v1/serving").json()["models"] if m["model"] == name)
+        self.assertEqual([(v["version"], v["role"], v["roles"]) for v in m["versions"]],
+                         [(1, "live", ["live", "arm:a"]), (2, "arm:b", ["arm:b"])], m)
+        metrics = self.c.get("/metrics").text
+        self.assertEqual(len(re.findall(r'^kennel_version_requests_total\{model="%s",version="1",'
+                                        % name, metrics, re.M)), 1, metrics)
         r = self.c.post_json("/v1/models/%s/versions/2/disable" % name, {"reason": "broken"})
         self.assertEqual(r.status, 200, r)
         preds = predict(self, self.c, name, {"instances": [
