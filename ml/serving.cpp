@@ -383,11 +383,13 @@ std::vector<std::pair<const loaded_version*, std::vector<std::string>>> served_w
         }
         out.push_back({&v, {std::move(role)}});
     };
+    // Arms before the chain: a version that answers an arm's share is watched
+    // as one (drift, the supervisor), not passed over as a mere fallback.
     if (m.live) add(*m.live, "live");
-    for (const auto& p : m.previous) add(*p, "previous");
     for (const auto& arm : m.arms) {
         if (arm.version) add(*arm.version, (arm.shadow ? "shadow:" : "arm:") + arm.name);
     }
+    for (const auto& p : m.previous) add(*p, "previous");
     return out;
 }
 

@@ -328,7 +328,7 @@ struct earlier_live {
 earlier_live earlier_live_version(connection& c, const std::string& model, std::int64_t from);
 
 // Each loaded version a model's snapshot serves, once, with its first role:
-// "live", "previous" (the fallback chain), "arm:<name>" or "shadow:<name>".
+// "live", "arm:<name>" or "shadow:<name>", "previous" (the fallback chain).
 // Once: its counters are the version's, and live's version visited again as
 // an arm was counted twice in every sum over a model.
 void for_each_served_version(

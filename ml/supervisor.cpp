@@ -358,8 +358,11 @@ void supervisor::tick() {
                               << short_number(counted.lower) << ", " << short_number(counted.upper)
                               << "]) of ";
                         }
-                        r << g.outcomes << " outcomes (of " << g.outcome_entities
-                          << (g.outcome_entities == 1 ? " entity)" : " entities)");
+                        r << g.outcomes << " outcomes";
+                        // (A rate says its entities above.)
+                        if (!rate)
+                            r << " (of " << g.outcome_entities
+                              << (g.outcome_entities == 1 ? " entity)" : " entities)");
                         if (std::isfinite(chance))
                             r << " (a calibrated model's would be about " << short_number(chance)
                               << " by chance)";

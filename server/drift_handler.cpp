@@ -94,7 +94,8 @@ http_response get_model_drift(app& a, const http_request& req) {
     ml::for_each_served_version(*m, [&](const ml::loaded_version& v, const std::string& role) {
         // Earlier live versions answer only as fallbacks: nothing is counted for them.
         if (role == "previous") return;
-        json out = {{"version", v.version}, {"role", role}};
+        json out = {
+            {"version", v.version}, {"role", role}, {"roles", ml::served_roles(*m, v.version)}};
         if (!v.drift) {
             out["profile"] = nullptr;
             out["problem"] =

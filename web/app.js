@@ -153,7 +153,7 @@
   // `headers`: more request headers, e.g. If-Match with the ETag of what a
   // person was shown, so that a change made meanwhile by someone else (or
   // the supervisor) refuses the action (412) instead of being overwritten.
-  async function api(method, path, body, headers) {
+  async function api(method, path, body, headers, retried) {
     // X-Kennel-Page: a 401 then offers no Basic challenge, which would make
     // the browser prompt for a password over the page's own sign-in.
     const opts = { method, headers: { Accept: 'application/json', 'X-Kennel-Page': '1', ...headers }, credentials: 'same-origin', cache: 'no-store' };
@@ -172,6 +172,22 @@
     let data = null;
     if (text) {
       try { data = JSON.parse(text); } catch (e) { data = null; }
+    }
+    // Signed in again in another tab: this page's CSRF token is the old
+    // session's, and every write failed until a reload. The session's own
+    // token is read again and the write sent once more, if the same person
+    // is signed in; another person is told, and nothing is sent as them.
+    if (r.status === 403 && method !== 'GET' && !retried && data && data.error &&
+        data.error.field === 'X-CSRF-Token' && session.user) {
+      let now = null;
+      try { now = await api('GET', '/v1/auth/session'); } catch (e) { now = null; }
+      if (now && now.user === session.user && now.csrf_token && now.csrf_token !== session.csrf) {
+        session.csrf = now.csrf_token;
+        return api(method, path, body, headers, true);
+      }
+      if (now && now.user !== session.user) {
+        signedOut(`${now.user} signed in on this browser (in another tab): sign in again here to act as them. Nothing was sent.`);
+      }
     }
     if (!r.ok) {
       const err = new ApiError(r.status, data, method, path);

@@ -1665,6 +1665,31 @@ step('a session that ends: the sign-in form, without the old error messages', as
   await visible(page.locator('h1', { hasText: 'likes' }));
 });
 
+step('signed in again in another tab: this tab\'s next action still goes through', async () => {
+  // This tab kept the old session's CSRF token, and every write failed
+  // ("missing or wrong X-CSRF-Token") until a reload.
+  await go('#/models/likes');
+  await visible(page.locator('button[data-action="train"]'));
+  const other = await context.newPage();
+  try {
+    await other.goto(server.base + '/', { waitUntil: 'domcontentloaded' });
+    await visible(other.locator('#shell'));
+    const status = await other.evaluate(async (pw) => {
+      const s = await (await fetch('/v1/auth/session')).json();
+      await fetch('/v1/auth/logout', { method: 'POST', headers: { 'X-CSRF-Token': s.csrf_token, 'Content-Type': 'application/json' }, body: '{}' });
+      const r = await fetch('/v1/auth/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: pw }) });
+      return r.status;
+    }, PASSWORD);
+    assert.equal(status, 200);
+  } finally {
+    await other.close();
+  }
+  await page.click('button[data-action="train"]');
+  await confirmDialog('browser test: after signing in again in another tab');
+  await visible(page.locator('#flash .alert.success', { hasText: /training job \d+|already queued/ }));
+  assert.equal(await page.locator('#flash .alert.error').count(), 0);
+});
+
 step('signing out ends the session: the page and the API refuse', async () => {
   await go('#/overview');
   await page.click('#signout');

@@ -378,7 +378,8 @@ class CalibrationTest(SharedServerCase):
             return es[0] if es else None
         event = wait_until(disabled, 30, "the calibration error's disable")
         self.assertRegex(event["reason"],
-                         r"^live calibration_error [0-9.]+ above 0\.2 over 430 outcomes \(a "
+                         r"^live calibration_error [0-9.]+ above 0\.2 over 430 outcomes "
+                         r"\(of \d+ entities\) \(a "
                          r"calibrated model's would be about 0\.0[0-9]+ by chance\) of predictions")
 
     def test_live_metrics_measure_calibration_of_the_answers(self):

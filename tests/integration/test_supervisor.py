@@ -363,8 +363,9 @@ class SupervisorTest(KennelTestCase):
             for arm, pairs in by_arm.items() for inst, p_ in pairs])
         event = self.wait_disabled(name, 25, "the arm's live-metric disable")
         self.assertEqual(event["actor"], "supervisor", event)
-        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over \d+ outcomes "
-                                          r"of predictions made 0-600 s ago \(arm b\)$")
+        self.assertRegex(event["reason"], r"^live rmse 100(\.\d+)? above 5 over (\d+) outcomes "
+                                          r"\(of \2 entities\) of predictions made 0-600 s ago "
+                                          r"\(arm b\)$")
         # Version 1 (arm a, and live) is left alone; arm b's entities are now
         # answered by live, flagged.
         self.assertEqual([e["version"] for e in events_of(self, self.c, name)], [2])
