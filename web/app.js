@@ -249,7 +249,11 @@
 
   // The reason dialog: every action that changes what serves says why.
   // Resolves to the reason (or '' when none was asked for), or null if cancelled.
-  function ask({ title, text, confirm = 'Confirm', reason = true, danger = false, placeholder }) {
+  // `run`: the action itself, sent from the open dialog; a failure is said
+  // in it, and the reason typed stays (it closed, the reason lost, with a
+  // toast that went away). Resolves to { result } then. A 412 (changed
+  // while looked at) closes it: the page shows the change.
+  function ask({ title, text, confirm = 'Confirm', reason = true, danger = false, placeholder, run }) {
     const dlg = $('#dialog');
     if (dlg.open) return Promise.resolve(null); // one question at a time
     const area = $('#dialog-reason');
@@ -267,31 +271,57 @@
     return new Promise((resolve) => {
       const form = $('#dialog-form');
       const cancelBtn = $('#dialog-cancel');
+      let settled = false;
       const done = (value) => {
+        if (settled) return;
+        settled = true;
         form.removeEventListener('submit', onSubmit);
         cancelBtn.removeEventListener('click', onCancel);
         dlg.removeEventListener('cancel', onCancel);
+        dlg.removeEventListener('close', onClosed);
+        ok.disabled = false;
         if (dlg.open) dlg.close();
         resolve(value);
       };
-      const onSubmit = (ev) => {
-        ev.preventDefault();
-        const r = area.value.trim();
-        if (reason && !r) {
-          errBox.textContent = 'Say why: every action is recorded with its reason.';
-          errBox.hidden = false;
-          area.setAttribute('aria-invalid', 'true');
-          area.focus();
-          return;
-        }
-        done(reason ? r : '');
+      const refuse = (message) => {
+        errBox.textContent = message;
+        errBox.hidden = false;
+        area.setAttribute('aria-invalid', 'true');
+        area.focus();
       };
+      const onSubmit = async (ev) => {
+        ev.preventDefault();
+        if (ok.disabled) return; // sent already, waiting for its answer
+        const r = area.value.trim();
+        if (reason && !r) { refuse('Say why: every action is recorded with its reason.'); return; }
+        // The server's bound is in bytes; the box counts characters.
+        const bytes = new TextEncoder().encode(r).length;
+        if (reason && bytes > 2000) { refuse(`A reason is at most 2,000 bytes; this one has ${fmtNum(bytes)} (a character may take up to 4).`); return; }
+        if (!run) { done(reason ? r : ''); return; }
+        ok.disabled = true;
+        errBox.hidden = true;
+        try {
+          done({ result: await run(reason ? r : '') });
+        } catch (err) {
+          ok.disabled = false;
+          if (settled) return;
+          if (err instanceof ApiError && err.status === 412) { done({ error: err }); return; }
+          errBox.textContent = err instanceof ApiError
+            ? `${err.message}${err.field ? ` (${err.field})` : ''}. Nothing was done; send it again, or cancel.`
+            : `${err && err.message ? err.message : err}`;
+          errBox.hidden = false;
+          area.removeAttribute('aria-invalid');
+        }
+      };
+      // Closed by other means (a sign-out shows the sign-in form): cancelled.
+      const onClosed = () => done(null);
       const onCancel = (ev) => { if (ev) ev.preventDefault(); done(null); };
       const onKey = (ev) => { if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) form.requestSubmit(); };
       area.onkeydown = onKey;
       form.addEventListener('submit', onSubmit);
       cancelBtn.addEventListener('click', onCancel);
       dlg.addEventListener('cancel', onCancel);
+      dlg.addEventListener('close', onClosed);
       dlg.showModal();
       // A destructive action with nothing to type starts on Cancel: two
       // presses of Enter revoked a key.
@@ -369,20 +399,19 @@
   // Runs an action: asks, calls, flashes the result, refreshes the view.
   async function act(opts, call, describe) {
     const mark = focusMark();
-    const reason = await ask(opts);
-    if (reason === null) { restoreFocus(mark); return null; }
-    try {
-      const result = await call(reason);
-      flash(describe ? describe(result) : 'Done');
-      await refreshNow();
-      restoreFocus(mark);
-      return result;
-    } catch (err) {
-      flashError(err, opts.title);
+    const outcome = await ask({ ...opts, run: call });
+    if (outcome === null) { restoreFocus(mark); return null; }
+    if (outcome.error) {
+      flashError(outcome.error, opts.title);
       await refreshNow();
       restoreFocus(mark);
       return null;
     }
+    const said = describe ? describe(outcome.result) : 'Done';
+    if (said) flash(said);
+    await refreshNow();
+    restoreFocus(mark);
+    return outcome.result;
   }
 
   // ---------------------------------------------------------------------------
@@ -1190,21 +1219,31 @@
       (r) => `Rolled back ${name}: live moved from v${r.from} to v${r.to}`);
     };
 
-    const archive = () => act({ title: `Archive ${name}`,
-      text: 'Takes the model out of service: it answers no predictions (404), trains no more, its queued jobs are cancelled and its experiment ended. Its versions and history stay, and Restore brings it back as it was.',
-      confirm: 'Archive', danger: true, placeholder: 'e.g. replaced by another model' },
-    async (reason) => {
-      try {
-        return await api('POST', `/v1/models/${enc(name)}/archive`, { reason });
-      } catch (err) {
-        // Predictions were asked of it lately: said, and asked once more.
-        if (!(err.status === 409 && err.field === 'force')) throw err;
-        const again = await ask({ title: `${name} is still asked for predictions`, text: err.message, confirm: 'Archive anyway', reason: false, danger: true });
-        if (again === null) return { kept: true };
-        return api('POST', `/v1/models/${enc(name)}/archive`, { reason, force: true });
-      }
-    },
-    (r) => (r.kept ? `${name} was not archived` : `Archived ${name}`));
+    const archive = async () => {
+      const first = await act({ title: `Archive ${name}`,
+        text: 'Takes the model out of service: it answers no predictions (404), trains no more, its queued jobs are cancelled and its experiment ended. Its versions and history stay, and Restore brings it back as it was.',
+        confirm: 'Archive', danger: true, placeholder: 'e.g. replaced by another model' },
+      async (reason) => {
+        try {
+          return await api('POST', `/v1/models/${enc(name)}/archive`, { reason });
+        } catch (err) {
+          // Predictions were asked of it lately: asked once more, below,
+          // once this dialog has closed.
+          if (!(err.status === 409 && err.field === 'force')) throw err;
+          return { needsForce: err.message, reason };
+        }
+      },
+      (r) => (r.needsForce ? null : `Archived ${name}`));
+      if (!first || !first.needsForce) return;
+      const mark = focusMark();
+      const again = await ask({ title: `${name} is still asked for predictions`, text: first.needsForce, confirm: 'Archive anyway', reason: false, danger: true,
+        run: () => api('POST', `/v1/models/${enc(name)}/archive`, { reason: first.reason, force: true }) });
+      if (again === null) flash(`${name} was not archived`);
+      else if (again.error) flashError(again.error, `Archive ${name}`);
+      else flash(`Archived ${name}`);
+      await refreshNow();
+      restoreFocus(mark);
+    };
     const restore = () => act({ title: `Restore ${name}`,
       text: 'Puts the model back in service as it was: its live version answers again and its retraining triggers resume.',
       confirm: 'Restore', placeholder: 'e.g. still needed' },
@@ -1319,8 +1358,10 @@
           : h('p.muted', null, 'No versions yet: train the model to see its metrics here.'),
       ]);
 
-      drawVersions({ vs: vs.versions, disabled: [...disabled], live, nVersions, archived }, () => [
-        versionsTable(name, vs.versions, { pm, live, disabled, archived: !!archived }),
+      // What the dialogs say depends on these too (drawn anew when they change).
+      const runningBrief = running ? { id: running.id, arms: running.arms } : null;
+      drawVersions({ vs: vs.versions, disabled: [...disabled], live, nVersions, archived, rollbackTo: state.rollbackTo, runningBrief }, () => [
+        versionsTable(name, vs.versions, { pm, live, disabled, archived: !!archived, rollbackTo: state.rollbackTo, running: runningBrief }),
         nVersions > vs.versions.length ? h('p.muted.small', { id: 'versions-shown' }, `The newest ${fmtNum(vs.versions.length)} of ${fmtNum(nVersions)} versions; GET /v1/models/${name}/versions?before=${vs.next_before} lists older ones.`) : null,
       ]);
       // The live version's importance, else the newest version's.
@@ -1632,7 +1673,40 @@
       (r) => `Cancel requested for job ${j.id}${r && r.state ? ` (now ${r.state})` : ''}`);
   }
 
-  function versionsTable(name, versions, { pm, live, disabled, archived = false }) {
+  // What disabling a version does, said before it is done: with no earlier
+  // enabled live version to answer, every answer is a fallback's; an arm's
+  // share of an experiment falls back to live.
+  function disableText(v, { live, rollbackTo, running }) {
+    const parts = [];
+    if (v.version === live) {
+      parts.push(rollbackTo
+        ? `It is live: v${rollbackTo}, the earlier live version, answers in its place at once (flagged as a fallback).`
+        : 'It is live, and no earlier enabled live version can answer in its place: every answer will come from the baseline, the definition\'s constant or the label\'s prior (flagged as fallbacks).');
+    } else {
+      parts.push('It will not serve, even when an alias points at it.');
+    }
+    const arm = running && Array.isArray(running.arms) ? running.arms.find((a) => a.version === v.version) : null;
+    if (arm && arm.shadow) parts.push(`It is a shadow arm of experiment ${running.id}: it stops being scored.`);
+    else if (arm) parts.push(`It is arm ${arm.name} of experiment ${running.id}, with ${fmtPct(arm.weight)} of its traffic: live answers that share meanwhile.`);
+    return parts.join(' ');
+  }
+
+  // What promoting a version does, with what argues against it: the gate
+  // rejected it, or it scores worse than live on its holdout.
+  function promoteText(v, { live, pm, versions, running }) {
+    const parts = [`Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`];
+    if (v.status === 'rejected') parts.push(`The gate rejected it: ${gateText(v.gate)}.`);
+    const liveV = versions.find((x) => x.version === live);
+    const mine = numericMetrics(v.metrics)[pm.name];
+    const theirs = liveV ? numericMetrics(liveV.metrics)[pm.name] : undefined;
+    if (Number.isFinite(mine) && Number.isFinite(theirs) && (pm.higher ? mine < theirs : mine > theirs)) {
+      parts.push(`Its ${pm.name} on its holdout, ${fmtNum(mine, 4)}, is worse than live v${live}'s, ${fmtNum(theirs, 4)}.`);
+    }
+    if (running) parts.push(`Experiment ${running.id} is running: its arms keep their versions; live answers requests without an entity, and the share of an arm that falls back.`);
+    return parts.join(' ');
+  }
+
+  function versionsTable(name, versions, { pm, live, disabled, archived = false, rollbackTo = null, running = null }) {
     const sorted = versions.slice().sort((a, b) => b.version - a.version);
     if (!sorted.length) return [h('h2', null, 'Versions'), h('p.muted', null, 'No versions yet. Use "Train now"; the first version appears when its job finishes.')];
     const extraNames = [];
@@ -1652,7 +1726,7 @@
       // so its tooltip was out of a keyboard's reach.
       const promote = h('button.small', { type: 'button', 'data-action': 'promote', 'aria-label': `Promote v${v.version}${cannot ? ` (${cannot})` : ''}`, disabled: isLive || isDisabled || !!removed,
         title: cannot,
-        onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: `Moves the alias live to v${v.version}${live ? ` (from v${live})` : ''}. Serving swaps after the version is loaded and warmed up.`, confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
+        onclick: () => act({ title: `Promote v${v.version} of ${name} to live`, text: promoteText(v, { live, pm, versions, running }), confirm: 'Promote', placeholder: 'e.g. reviewed the holdout metrics' },
           (reason) => api('PUT', `/v1/models/${enc(name)}/aliases/live`, { version: v.version, reason },
             live ? { 'If-Match': `"v${live}"` } : { 'If-None-Match': '*' }),
           (r) => `Promoted ${name} v${r.version} to live`) }, 'Promote');
@@ -1662,7 +1736,7 @@
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/enable`, { reason }),
             (r) => `Enabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : ''}`) }, 'Enable')
         : h('button.small.danger', { type: 'button', 'data-action': 'disable', 'aria-label': `Disable v${v.version}`,
-          onclick: () => act({ title: `Disable v${v.version} of ${name}`, text: isLive ? 'It is live: serving falls back to the previous live version (or the fallback chain) at once.' : 'It will not serve, even when an alias points at it.', confirm: 'Disable', danger: true },
+          onclick: () => act({ title: `Disable v${v.version} of ${name}`, text: disableText(v, { live, rollbackTo, running }), confirm: 'Disable', danger: true },
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/disable`, { reason }),
             (r) => `Disabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');
       const snap = v.snapshot || {};
@@ -2349,14 +2423,22 @@
               const g = !kept ? null : kept.groups.find((x) => x.arm === a.name && x.version === a.version && x.shadow === Boolean(a.shadow))
                 || kept.groups.find((x) => x.arm === a.name);
               const mets = g ? numericMetrics(g.metrics) : {};
+              // The arm's requests are all its groups': those another version
+              // answered (its own disabled, failing or late) are its
+              // fallbacks, and were left out ("0 fallbacks" under an arm
+              // whose every request fell back).
+              const all = !kept ? [] : kept.groups.filter((x) => x.arm === a.name && Boolean(x.shadow) === Boolean(a.shadow));
+              const total = (k) => all.reduce((s, x) => s + (Number(x[k]) || 0), 0);
+              const byOthers = all.filter((x) => x.version !== a.version).reduce((s, x) => s + (Number(x.predictions) || 0), 0);
               // An ended experiment's arms are history: no mark of what is disabled now.
               return h('tr', { 'data-arm': a.name },
                 h('td', null, a.name, a.shadow ? [' ', badge('shadow')] : null, e.active ? disabledArmBadge(a, off, sv) : null),
                 h('td', null, `v${a.version}`),
                 h('td.num', null, a.shadow ? 'shadow' : fmtPct(a.weight)),
-                h('td.num', null, g ? fmtNum(g.predictions) : kept ? '0' : '—'),
-                h('td.num', null, g ? fmtNum(g.outcomes) : kept ? '0' : '—'),
-                h('td.num', null, g ? fmtNum(g.fallbacks) : kept ? '0' : '—'),
+                h('td.num', byOthers ? { title: `${fmtNum(byOthers)} of them answered by another version, as fallbacks` } : null,
+                  all.length ? fmtNum(total('predictions')) : kept ? '0' : '—'),
+                h('td.num', null, all.length ? fmtNum(total('outcomes')) : kept ? '0' : '—'),
+                h('td.num', null, all.length ? fmtNum(total('fallbacks')) : kept ? '0' : '—'),
                 h('td.small', null, Object.keys(mets).length ? Object.entries(mets).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(' · ') : '—'),
                 h('td.small', null, againstLive(kept, a)));
             })));

@@ -534,26 +534,25 @@ step('disable and enable a version', async () => {
   // reaches.
   assert.equal(await page.getAttribute(`${row} button[data-action="promote"]`, 'aria-label'),
     `Promote v${notLive.version} (Enable it first)`);
-  // The keyboard moves on while the action's request is on its way: focus
-  // stays where it went (it was pulled back to the row's new Disable).
+  // While the action's request is on its way the dialog waits with it (a
+  // failure is said there, the reason kept), its button off; then focus is
+  // back on the row, on the button that took Enable's place.
   let release;
   const held = new Promise((r) => { release = r; });
   await page.route('**/v1/models/likes/versions/*/enable', async (rt) => { await held; await rt.continue(); });
   try {
     await page.click(`${row} button[data-action="enable"]`);
-    await confirmDialog('browser test: enable again');
-    await waitFor('focus back on Enable', async () => (await focused()).label === `Enable v${notLive.version}`, WAIT);
-    await page.keyboard.press('Tab');
-    const moved = await focused();
-    assert.notEqual(moved.label, `Enable v${notLive.version}`);
+    await visible(page.locator('#dialog'));
+    await page.fill('#dialog-reason', 'browser test: enable again');
+    await page.click('#dialog-ok');
+    await page.waitForTimeout(300);
+    assert.equal(await page.locator('#dialog').isVisible(), true, 'the dialog waits for the answer');
+    assert.equal(await page.isDisabled('#dialog-ok'), true, 'not sent twice');
     release();
+    await page.locator('#dialog').waitFor({ state: 'hidden', timeout: WAIT });
     await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
     await visible(page.locator(`${row} button[data-action="disable"]`));
-    for (let i = 0; i < 8; i += 1) {
-      const f = await focused();
-      assert.ok(f.tag !== 'BODY' && f.label !== `Disable v${notLive.version}`, `focus moved to ${JSON.stringify(moved)}, then was on ${JSON.stringify(f)}`);
-      await page.waitForTimeout(100);
-    }
+    await waitFor('focus back on the row', async () => (await focused()).label === `Disable v${notLive.version}`, WAIT);
   } finally {
     release();
     await page.unroute('**/v1/models/likes/versions/*/enable');
@@ -836,6 +835,15 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
   assert.equal(off.status, 200, off.text);
   await visible(otherArm.locator('.badge.bad', { hasText: 'disabled — live answers its share' }));
   assert.equal(await card.locator(`tr[data-arm="v${live.version}"] .badge.bad`).count(), 0, 'the live arm is not marked');
+  // Its requests, answered by live meanwhile, are its fallbacks: the row
+  // showed only its own version's, "0 fallbacks".
+  const offInstances = Array.from({ length: 120 }, (_, i) => ({ entity: `browser-off-${i}`, features: { length: 50, hashtags: 1, breed: 'pug' } }));
+  const offAsked = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { instances: offInstances, deadline_ms: 5000 } });
+  assert.equal(offAsked.status, 200, offAsked.text);
+  const onOff = offAsked.json.predictions.filter((p) => p.arm === `v${other.version}`);
+  assert.ok(onOff.length > 0 && onOff.every((p) => p.fallback), 'the disabled arm\'s share falls back');
+  await waitFor('the disabled arm\'s fallbacks counted', async () => Number((await otherArm.locator('td:nth-child(6)').textContent()).replace(/,/g, '')) >= onOff.length, 20_000, 500);
+  assert.match(await otherArm.locator('td:nth-child(4)').getAttribute('title'), /answered by another version/);
   await shot('deployments-experiment-1280');
   await go('#/models/likes');
   await visible(page.locator(`#model-experiment tr[data-arm="v${other.version}"] .badge.bad`, { hasText: 'disabled — live answers its share' }));
@@ -1640,16 +1648,32 @@ step('phone width: the menu collapses and tables scroll inside their box', async
 });
 
 step('a session that ends: the sign-in form, without the old error messages', async () => {
-  // An action the server does not answer leaves an error message, which
-  // stays until dismissed.
+  // An action the server does not answer says so in its dialog, which stays
+  // open with the reason typed (it closed, the reason lost, with a toast).
   await go('#/models/likes');
   await visible(page.locator('button[data-action="train"]'));
   const isTrain = (u) => new URL(u).pathname === '/v1/models/likes/train';
   await page.route(isTrain, (r) => r.abort());
   try {
     await page.click('button[data-action="train"]');
-    await confirmDialog('browser test: the server does not answer');
-    await visible(page.locator('#flash .alert.error', { hasText: 'Kennel did not answer' }));
+    await visible(page.locator('#dialog'));
+    // A reason over the server's 2,000 bytes, in fewer characters than the box allows.
+    await page.fill('#dialog-reason', '理'.repeat(700));
+    await page.click('#dialog-ok');
+    await visible(page.locator('#dialog-error', { hasText: 'at most 2,000 bytes; this one has 2,100' }));
+    await page.fill('#dialog-reason', 'browser test: the server does not answer');
+    await page.click('#dialog-ok');
+    await visible(page.locator('#dialog-error', { hasText: 'Kennel did not answer' }));
+    assert.equal(await page.inputValue('#dialog-reason'), 'browser test: the server does not answer');
+    assert.equal(await page.locator('#dialog').isVisible(), true, 'the dialog stays open');
+    await page.click('#dialog-cancel');
+    await page.locator('#dialog').waitFor({ state: 'hidden', timeout: WAIT });
+    await page.click('button[data-action="train"]');
+    await visible(page.locator('#dialog'));
+    await page.click('#dialog-ok');  // no reason: refused in the dialog
+    await visible(page.locator('#dialog-error', { hasText: 'Say why' }));
+    await page.click('#dialog-cancel');
+    await page.locator('#dialog').waitFor({ state: 'hidden', timeout: WAIT });
   } finally {
     await page.unroute(isTrain);
   }
