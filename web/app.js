@@ -1056,7 +1056,10 @@
     const draw = liveRegion(list);
     const drawArchived = liveRegion(archivedBox);
     const refresh = async () => {
-      const [d, arch] = await Promise.all([get('/v1/models'), get('/v1/models?archived=true')]);
+      const [d, arch, sv] = await Promise.all([get('/v1/models'), get('/v1/models?archived=true'), get('/v1/serving')]);
+      // A live version that does not answer (disabled, or it cannot load)
+      // is marked: a green "live → v1" read as serving while fallbacks answered.
+      const problems = new Map((sv.models || []).filter((x) => x.problem && x.live_alias !== null).map((x) => [x.model, x.problem]));
       drawArchived(arch, () => (arch.models.length ? h('div.card', { id: 'archived-models' },
         h('h2', null, `Archived (${fmtNum(arch.models.length)})`),
         h('p.muted', null, 'Out of service: they answer no predictions and train no more. Open one to restore it.'),
@@ -1068,13 +1071,16 @@
             h('td', null, timeEl(m.archived && m.archived.at)),
             h('td', null, (m.archived && m.archived.by) || '—'),
             h('td', null, (m.archived && m.archived.reason) || '—'))))) : []));
-      draw(d, () => (d.models.length ? table(
+      draw({ d, problems: [...problems] }, () => (d.models.length ? table(
         ['Model', 'Task', { label: 'Revision', num: true }, 'Aliases', { label: 'Versions', num: true }, 'Last job', 'Created'],
         d.models.map((m) => h('tr', null,
           h('td', null, h('a', { href: `#/models/${enc(m.name)}` }, h('strong', null, m.name))),
           h('td', null, m.task),
           h('td.num', null, m.revision),
-          h('td', null, Object.entries(m.aliases || {}).map(([a, v]) => h('span.chip', null, badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info')))),
+          h('td', null, Object.entries(m.aliases || {}).map(([a, v]) => h('span.chip', null,
+            a === 'live' && problems.has(m.name)
+              ? badge(`live → v${v} ${problems.get(m.name) === 'version_disabled' ? 'disabled' : 'not serving'}`, 'bad')
+              : badge(`${a} → v${v}`, a === 'live' ? 'ok' : 'info')))),
           h('td.num', null, fmtNum(m.versions)),
           h('td', null, m.last_job ? [badge(m.last_job.state), ' ', h('a', { href: `#/jobs/${m.last_job.id}` }, `job ${m.last_job.id}`),
             m.last_job.state === 'running' ? [' ', h('progress', { max: 1, value: m.last_job.progress || 0, 'aria-label': `Job ${m.last_job.id} progress` })] : null] : '—'),

@@ -641,6 +641,9 @@ step('a disabled live version: the page says so and which version answers instea
   assert.equal(await page.locator('#serving-notice').count(), 0, 'no warning while live serves');
   assert.equal(await page.getAttribute(`${row} button[data-action="disable"]`, 'aria-label'), `Disable v${live.version}`);
   await page.click(`${row} button[data-action="disable"]`);
+  // The dialog says what answers instead.
+  await visible(page.locator('#dialog'));
+  assert.match(await page.textContent('#dialog-text'), new RegExp(`It is live: v${before.version}, the earlier live version, answers in its place`));
   await confirmDialog('browser test: disable the live version');
   const notice = page.locator('#serving-notice');
   await visible(notice);
@@ -684,6 +687,9 @@ step('a disabled live version: the page says so and which version answers instea
   await waitFor('the overview marks live disabled', async () =>
     /disabled/.test(await liveCell.textContent()), WAIT);
   assert.match(await liveCell.textContent(), new RegExp(`^v${live.version} disabled v${before.version} answers$`));
+  // So does the list of models (a green "live → v" read as serving).
+  await go('#/models');
+  await visible(page.locator('.badge', { hasText: `live → v${live.version} disabled` }));
   await go('#/models/likes');
   await visible(page.locator(`${row} button[data-action="enable"]`));
   await page.click(`${row} button[data-action="enable"]`);
