@@ -992,6 +992,13 @@
       if (params.stream && shownStream !== params.stream) {
         shownStream = params.stream;
         const s = d.streams.find((x) => x.stream === params.stream);
+        if (!s) {
+          // A stream is its facts: with none, there is no such stream (it
+          // read as an empty one).
+          replace(facts, h('div.card', null, h('div.alert.warn', { role: 'status', id: 'stream-missing' },
+            `There is no stream named "${params.stream}": no fact has been sent to it. The streams above are those with facts.`)));
+          return;
+        }
         replace(facts, h('div.card', null, loading()));
         try {
           replace(facts, await newestFactsCard(params.stream, s));
@@ -1070,7 +1077,7 @@
             h('td.num', null, fmtNum(m.versions)),
             h('td', null, timeEl(m.archived && m.archived.at)),
             h('td', null, (m.archived && m.archived.by) || '—'),
-            h('td', null, (m.archived && m.archived.reason) || '—'))))) : []));
+            h('td.text', null, (m.archived && m.archived.reason) || '—'))))) : []));
       draw({ d, problems: [...problems] }, () => (d.models.length ? table(
         ['Model', 'Task', { label: 'Revision', num: true }, 'Aliases', { label: 'Versions', num: true }, 'Last job', 'Created'],
         d.models.map((m) => h('tr', null,
@@ -1740,11 +1747,11 @@
         ? h('button.small', { type: 'button', 'data-action': 'enable', 'aria-label': `Enable v${v.version}`,
           onclick: () => act({ title: `Enable v${v.version} of ${name}`, text: 'It may serve again (when an alias points at it).', confirm: 'Enable' },
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/enable`, { reason }),
-            (r) => `Enabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : ''}`) }, 'Enable')
+            (r) => `${r.changed === false ? `${name} v${r.version} was enabled already (by someone else meanwhile?): nothing changed` : `Enabled ${name} v${r.version}`}${r.serving_version ? `; serving v${r.serving_version}` : ''}`) }, 'Enable')
         : h('button.small.danger', { type: 'button', 'data-action': 'disable', 'aria-label': `Disable v${v.version}`,
           onclick: () => act({ title: `Disable v${v.version} of ${name}`, text: disableText(v, { live, rollbackTo, running }), confirm: 'Disable', danger: true },
             (reason) => api('POST', `/v1/models/${enc(name)}/versions/${v.version}/disable`, { reason }),
-            (r) => `Disabled ${name} v${r.version}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');
+            (r) => `${r.changed === false ? `${name} v${r.version} was disabled already (by someone else meanwhile?): nothing changed` : `Disabled ${name} v${r.version}`}${r.serving_version ? `; serving v${r.serving_version}` : '; serving falls back'}`) }, 'Disable');
       const snap = v.snapshot || {};
       return h('tr', { 'data-version': v.version, class: isLive ? 'selected' : null },
         h('td', { title: `created ${fmtTime(v.created_at)}` }, h('strong', null, `v${v.version}`)),
@@ -2094,8 +2101,21 @@
     const drawHead = liveRegion(head);
     const drawInfo = liveRegion(info);
     const drawLog = liveRegion(logBox);
+    let gone = false;
     const refresh = async () => {
-      const j = await get(`/v1/jobs/${id}`);
+      if (gone) return;
+      let j;
+      try {
+        j = await get(`/v1/jobs/${id}`);
+      } catch (err) {
+        // A job that does not exist: one message, and no more asking (it
+        // showed an error above a "Loading…" that never ended).
+        if (!(err instanceof ApiError && (err.status === 404 || err.status === 400))) throw err;
+        gone = true;
+        replace(root, pageHead([h('div.crumbs', null, h('a', { href: '#/jobs' }, 'Jobs'), ' / '), `Job ${params.id}`]),
+          h('div.card', null, h('div.alert.error', { role: 'alert', id: 'job-missing' }, `There is no job ${params.id}. `, h('a', { href: '#/jobs' }, 'All jobs →'))));
+        return;
+      }
       const activeJob = j.state === 'queued' || j.state === 'running';
       drawHead({ state: j.state, model: j.model, c: j.cancel_requested }, () => pageHead(
         [h('div.crumbs', null, h('a', { href: '#/jobs' }, 'Jobs'), ' / '), `Job ${j.id} `, badge(j.state)],
@@ -2208,7 +2228,7 @@
           h('h3', null, 'Supervisor actions'),
           sup && (sup.actions || []).filter((a) => a.model === name).length
             ? table(['Time', 'Version', 'Outcome', 'Why'], sup.actions.filter((a) => a.model === name).map((a) => h('tr', null,
-              h('td', null, timeEl(a.time)), h('td', null, `v${a.version}`), h('td', null, a.outcome), h('td', null, a.reason))))
+              h('td', null, timeEl(a.time)), h('td', null, `v${a.version}`), h('td.text', null, a.outcome), h('td.text', null, a.reason))))
             : h('p.muted.small', null, 'The supervisor has not acted on this model.')]]);
       R.history(dep, () => [
         h('h2', null, 'Alias history'),
@@ -2219,13 +2239,13 @@
           h('td', null, badge(d.alias, d.alias === 'live' ? 'ok' : 'info')),
           h('td.nowrap', null, `${d.previous_version ? `v${d.previous_version}` : '—'} → ${d.version ? `v${d.version}` : 'removed'}`),
           h('td', null, d.actor),
-          h('td', null, d.reason))), { class: 'history' }) : h('p.muted', null, 'No alias has moved yet.')]);
+          h('td.text', null, d.reason))), { class: 'history' }) : h('p.muted', null, 'No alias has moved yet.')]);
       R.events(ev, () => [
         h('h2', null, 'Version events'),
         h('p.muted.small', null, !ev.error && ev.events.length >= 500 ? 'The newest 500 disables and enables, by people and by the supervisor (older ones are kept; the API lists 500).' : 'Disable and enable, by people and by the supervisor.'),
         ev.error ? errorBox(ev.error) : ev.events.length ? table(['Time', 'Version', 'Event', 'Who', 'Why'], ev.events.map((e) => h('tr', null,
           h('td', null, timeEl(e.time)), h('td', null, `v${e.version}`), h('td', null, badge(e.event)),
-          h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td', null, e.reason))))
+          h('td', null, e.actor === 'supervisor' ? badge('supervisor', 'info') : e.actor), h('td.text', null, e.reason))))
           : h('p.muted', null, 'No version has been disabled or enabled.')]);
       const groups = lm.error ? [] : lm.groups;
       const off = offVersions(svModel, vs.versions);
@@ -2409,7 +2429,7 @@
           onclick: () => act({ title: `End experiment ${e.id}`, text: 'All traffic goes back to the live version. What its arms showed until now is kept with it.', confirm: 'End experiment', danger: true },
             (reason) => api('POST', `/v1/models/${enc(name)}/experiments/${e.id}/end`, { reason },
               Array.isArray(e.history) ? { 'If-Match': `"e${e.history.length}"` } : undefined),
-            () => `Ended experiment ${e.id} of ${name}`) }, 'End experiment') : null;
+            (r) => (r && r.changed === false ? `Experiment ${e.id} of ${name} had ended already: nothing changed` : `Ended experiment ${e.id} of ${name}`)) }, 'End experiment') : null;
         // The running experiment's numbers come from its traffic since it
         // started; an ended one's are those kept at its end (its traffic is
         // not kept apart afterwards: arm names repeat across experiments).
@@ -2658,7 +2678,7 @@
           h('td.cell-actions', null, k.state === 'revoked' ? null : h('button.small.danger', { type: 'button', 'data-action': 'revoke', 'aria-label': `Revoke key "${k.name}"`,
             onclick: () => act({ title: `Revoke key "${k.name}"?`, text: 'Requests with it are refused from now on. This cannot be undone.', confirm: 'Revoke', reason: false, danger: true },
               () => api('DELETE', `/v1/keys/${k.id}`),
-              () => `Revoked API key "${k.name}"`) }, 'Revoke'))))) : h('p.muted', null, view.state ? `No ${view.state} API keys.` : 'No API keys yet.'),
+              (r) => (r && r.changed === false ? `API key "${k.name}" was revoked already (by someone else meanwhile?): nothing changed` : `Revoked API key "${k.name}"`)) }, 'Revoke'))))) : h('p.muted', null, view.state ? `No ${view.state} API keys.` : 'No API keys yet.'),
         h('p.muted.small', { id: 'key-count' }, `${d.keys.length} of ${d.count} shown, newest first${view.before ? `, older than key ${view.before}` : ''}.`, ...paging)]);
     };
     return { refresh };

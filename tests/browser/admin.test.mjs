@@ -1161,8 +1161,15 @@ step('an error from the server is a message, not a blank page', async () => {
   assert.equal(await page.locator('#main .alert.error').count(), 1);
   assert.equal(await page.locator('#main .card').count(), 0, 'no empty cards');
   assert.doesNotMatch(await page.textContent('#main'), /Loading/);
+  // A job that does not exist: one message, no "Loading…" that never ends.
   await go('#/jobs/999999');
-  await visible(page.locator('.view-error .alert.error', { hasText: 'no job with id 999999' }));
+  await visible(page.locator('#job-missing', { hasText: 'There is no job 999999' }));
+  await page.waitForTimeout(2500); // a poll
+  assert.equal(await page.locator('#main .card').count(), 1, 'the message alone');
+  assert.doesNotMatch(await page.textContent('#main'), /Loading/);
+  // Nor a stream no fact was sent to (it read as an empty one).
+  await go('#/streams/no-such-stream');
+  await visible(page.locator('#stream-missing', { hasText: 'There is no stream named "no-such-stream"' }));
   // Deployments of a model that does not exist: said, then the first model.
   await go('#/deployments/no-such-model');
   await visible(page.locator('#deploy-unknown', { hasText: 'There is no model named "no-such-model"' }));
