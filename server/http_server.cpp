@@ -602,6 +602,23 @@ http_server::http_server(http_options options, std::vector<route> routes)
         ours.body = std::move(const_cast<httplib::Request&>(req).body);
         ours.remote_addr = impl_->client_of(req);
 
+        // httplib decodes the path before routing: ".../likes%2Fversions"
+        // reached the versions route, where a proxy allowing paths by their
+        // raw text saw another one (RFC 3986, 2.2: an encoded "/" is data).
+        // No name Kennel gives holds a "/", so no route has one.
+        const std::string_view raw_path = std::string_view(req.target).substr(0, question);
+        for (std::size_t at = raw_path.find('%'); at != std::string_view::npos;
+             at = raw_path.find('%', at + 1)) {
+            if (raw_path.substr(at + 1, 2) == "2F" || raw_path.substr(at + 1, 2) == "2f") {
+                write_response(error_response(status(
+                                   error_kind::not_found,
+                                   "no route for " + ours.method + " " + std::string(raw_path) +
+                                       ": an encoded slash (%2F) is part of a name, not a "
+                                       "path separator, and no name holds one")),
+                               res);
+                return nullptr;
+            }
+        }
         bool path_known = false;
         std::string allowed;
         const auto segments = split_path(ours.path);

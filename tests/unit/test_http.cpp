@@ -969,6 +969,24 @@ TEST_CASE("close among the Connection options, in any case or list, closes after
     check_kept_open(s, "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Keep-Alive\r\n\r\n");
 }
 
+TEST_CASE("an encoded slash in the path is no separator: 404, the handler never runs", "[http]") {
+    // httplib decoded "/items%2F1" to "/items/1" before routing, where a
+    // proxy allowing paths by their raw text saw another path (RFC 3986, 2.2).
+    test_server s;
+    s.server->set_ready(true);
+    auto c = s.client();
+    for (const std::string path : {"/items%2F1", "/items%2f1", "/items/a%2Fb"}) {
+        INFO(path);
+        json e = check_error_shape(c.Get(path), 404, "not_found");
+        CHECK_THAT(e["message"].get<std::string>(), Catch::Contains("encoded slash"));
+    }
+    CHECK(s.handled == 0);
+    // Other escapes are decoded as before.
+    auto ok = c.Get("/items/a%20b");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+}
+
 TEST_CASE("every answer has a Date header", "[http]") {
     // RFC 9110, 6.6.1: an origin server with a clock sends one.
     test_server s;
