@@ -117,7 +117,7 @@ std::string outcome_by_id_sql() {
 // (2.6 s a call at 600,000 labels for 300 entities).
 std::string outcome_by_entity_plain_sql() {
     return "SELECT g.id, g.data, g.event_time, g.id FROM facts g"
-           " WHERE g.stream = ?2 AND g.entity = ?1 AND g.event_time >= ?3"
+           " WHERE g.stream = ?2 AND g.entity = ?1 AND g.event_time >= ?3 AND g.event_time <= ?5"
            " AND NOT EXISTS (SELECT 1 FROM fact_origins x WHERE x.fact = g.id)"
            " AND coalesce(json_type(g.data, ?4), 'null') != 'null'"
            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = g.id)"
@@ -127,7 +127,7 @@ std::string outcome_by_entity_plain_sql() {
 std::string outcome_by_entity_corrected_sql() {
     return "SELECT h.id, h.data, o.origin_time, o.origin FROM fact_origins o"
            " JOIN facts h ON h.id = o.fact"
-           " WHERE o.stream = ?2 AND o.origin_time >= ?3 AND h.entity = ?1"
+           " WHERE o.stream = ?2 AND o.origin_time >= ?3 AND o.origin_time <= ?5 AND h.entity = ?1"
            " AND coalesce(json_type(h.data, ?4), 'null') != 'null'"
            " AND NOT EXISTS (SELECT 1 FROM fact_origins newer WHERE newer.origin = o.origin"
            " AND newer.fact > h.id)"
@@ -147,7 +147,8 @@ outcome_finder::outcome_finder(connection& c, std::string label_stream,
                  " FROM facts f WHERE f.id = coalesce("
                  "(SELECT max(o.fact) FROM fact_origins o WHERE o.origin = ?1), ?1)"),
       stream_(std::move(label_stream)),
-      label_path_("$.\"" + label_field + "\"") {}
+      label_path_("$.\"" + label_field + "\""),
+      until_(now_micros()) {}
 
 // The newest fact of the chain that began with `origin` stands for it (a
 // correction takes the place of the fact it corrects, even when it does not
@@ -177,6 +178,7 @@ std::optional<joined_outcome> outcome_finder::find(const logged_prediction& p,
         for (statement* st : {&by_entity_plain_, &by_entity_corrected_}) {
             st->reset();
             st->bind(1, p.entity).bind(2, stream_).bind(3, found.asked).bind(4, label_path_);
+            st->bind(5, until_);
             if (!st->step()) continue;
             auto key = std::make_tuple(st->column_int(2), st->column_int(3), st->column_int(0));
             if (best && key < *best) continue;

@@ -88,8 +88,8 @@ struct joined_outcome {
 std::string outcome_by_id_sql();
 // By entity, two lookups (the newer answer is the outcome): facts that
 // correct nothing, and corrections; both bind ?1 entity, ?2 label stream,
-// ?3 prediction time, ?4 label path, and give the fact's id, data, chain
-// time and chain origin.
+// ?3 prediction time, ?4 label path, ?5 the latest time an outcome may
+// have (now), and give the fact's id, data, chain time and chain origin.
 std::string outcome_by_entity_plain_sql();
 std::string outcome_by_entity_corrected_sql();
 
@@ -114,6 +114,10 @@ private:
     statement chain_end_;
     std::string stream_;
     std::string label_path_;  // SQLite's JSON path to the label field
+    // By entity, a label dated after this read has not happened yet: one
+    // dated 2030 (a clock's mistake, a placeholder) was the newest, and the
+    // outcome of every prediction of its entity until then.
+    micros until_;
     // By entity: the newest outcome whose chain time is at or after `asked`,
     // and that time. The newest at or after any later time is the same fact
     // when its time is at or after that one, else there is none: a lookup

@@ -985,6 +985,15 @@ class ExperimentTest(SharedServerCase):
         # Different versions, different errors.
         self.assertNotEqual(groups["lin"]["metrics"]["rmse"], groups["ridge"]["metrics"]["rmse"])
 
+        # A label dated in the future has not happened: no outcome, and it
+        # does not hide the entity's real one (it was the newest, and joined
+        # every prediction of the entity until 2030).
+        before = {x["arm"]: (x["outcomes"], x["metrics"]["rmse"]) for x in self.live_metrics(name)}
+        post_facts(self, self.c, [fact(labels, insts[1]["entity"], {"y": 9999.0},
+                                       time_="2030-01-01T00:00:00Z")])
+        after = {x["arm"]: (x["outcomes"], x["metrics"]["rmse"]) for x in self.live_metrics(name)}
+        self.assertEqual(after, before)
+
         # A later outcome for the same prediction id replaces the earlier one.
         first = preds[0]
         t, q = expected[first["arm"]]

@@ -489,13 +489,13 @@ TEST_CASE("prediction log: outcome lookups go through their indexes, not the lab
     const std::string plain = plan(ml::outcome_by_entity_plain_sql());
     INFO(plain);
     CHECK_THAT(plain, Catch::Contains("INDEX facts_by_stream_entity_time (stream=? AND "
-                                      "entity=? AND event_time>?)"));
+                                      "entity=? AND event_time>? AND event_time<?)"));
     CHECK_THAT(plain, !Catch::Contains("SCAN "));
     CHECK_THAT(plain, !Catch::Contains("TEMP B-TREE"));
     const std::string corrected = plan(ml::outcome_by_entity_corrected_sql());
     INFO(corrected);
     CHECK_THAT(corrected, Catch::Contains("INDEX fact_origins_by_stream_time (stream=? AND "
-                                          "origin_time>?)"));
+                                          "origin_time>? AND origin_time<?)"));
     CHECK_THAT(corrected, !Catch::Contains("SCAN "));
 }
 
