@@ -1405,6 +1405,12 @@
         drawDefinition(defBox, name, m, ctx);
         drawTryPrediction(tryBox, name, m, ctx);
       }
+      // An archived model answers no prediction and takes no definition:
+      // the buttons only met a 404 and a 409 quoting the API.
+      for (const b of [...defBox.querySelectorAll('button[data-action="save-definition"]'), ...tryBox.querySelectorAll('button[data-action="try-predict"]')]) {
+        b.disabled = !!archived;
+        b.title = archived ? 'Archived: restore it first' : '';
+      }
       drawCompare();
       const revs = await get(`/v1/models/${enc(name)}/revisions`).catch((e) => ({ error: e }));
       drawRevisions(revs.error ? { err: revs.error.message } : revs, () => (revs.error ? errorBox(revs.error, 'Revisions') : [
@@ -2489,22 +2495,29 @@
     }
     const usable = sorted.filter((v) => !disabled.has(v.version));
     const live = usable.find((v) => (v.aliases || []).includes('live'));
-    const other = usable.find((v) => v !== live && v.status !== 'rejected') || usable.find((v) => v !== live);
+    // With live disabled, the newest version the gate passed starts at 90 %
+    // (a rejected one did: most of the traffic on a version judged worse).
+    const main = live || usable.find((v) => v.status !== 'rejected') || usable[0];
+    const other = usable.find((v) => v !== main && v.status !== 'rejected') || usable.find((v) => v !== main);
     const armsBox = h('div', { id: 'experiment-arms' });
     const label = (v) => `v${v.version}${(v.aliases || []).includes('live') ? ' (live)' : ''}${disabled.has(v.version) ? ' (disabled)' : v.status === 'rejected' ? ' (rejected)' : ''}`;
     // Each row's controls say which arm they are, read out of context.
     let armsAdded = 0;
     const addArm = (version, weight, shadow) => {
       const n = ++armsAdded;
-      const vsel = h('select', { 'aria-label': `Arm ${n} version`, class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version }, label(v))));
+      // A disabled version is shown, not offered: the server refuses it.
+      const vsel = h('select', { 'aria-label': `Arm ${n} version`, class: 'arm-version' }, sorted.map((v) => h('option', { value: v.version, selected: v.version === version, disabled: disabled.has(v.version) }, label(v))));
+      // Two arms of one version need names (their default is the version's).
+      const nm = h('input', { type: 'text', class: 'arm-name', placeholder: `v${version}`, maxlength: '64', 'aria-label': `Arm ${n} name (optional)` });
       const w = h('input', { type: 'number', min: '0', step: 'any', value: String(weight), 'aria-label': `Arm ${n} weight`, class: 'arm-weight' });
       const sh = h('input', { type: 'checkbox', class: 'arm-shadow', checked: shadow, 'aria-label': `Arm ${n} shadow` });
       const rm = h('button.small', { type: 'button', 'aria-label': `Remove arm ${n}` }, 'Remove');
-      const row = h('div.arm-row', null, vsel, h('label.inline', null, 'weight', w), h('label.inline', null, sh, 'shadow'), rm);
+      vsel.addEventListener('change', () => { nm.placeholder = `v${vsel.value}`; });
+      const row = h('div.arm-row', null, vsel, h('label.inline', null, 'name', nm), h('label.inline', null, 'weight', w), h('label.inline', null, sh, 'shadow'), rm);
       rm.addEventListener('click', () => row.remove());
       armsBox.append(row);
     };
-    const first = live || usable[0] || sorted[0];
+    const first = main || sorted[0];
     addArm(first.version, 0.9, false);
     if (other && other !== first) addArm(other.version, 0.1, false);
     const add = h('button', { type: 'button' }, 'Add arm');
@@ -2518,6 +2531,8 @@
         const shadow = row.querySelector('.arm-shadow').checked;
         const w = row.querySelector('.arm-weight');
         const arm = { version: Number(row.querySelector('.arm-version').value) };
+        const armName = row.querySelector('.arm-name').value.trim();
+        if (armName) arm.name = armName;
         const old = row.querySelector('.arm-error');
         if (old) old.remove();
         w.removeAttribute('aria-invalid');
@@ -2536,7 +2551,7 @@
         return;
       }
       if (blank) { blank.focus(); return; }
-      const reason = await ask({ title: `Start an experiment on ${name}`, text: `Arms: ${arms.map((a) => `v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', ')}.`,
+      const reason = await ask({ title: `Start an experiment on ${name}`, text: `Arms: ${arms.map((a) => `${a.name ? `${a.name}: ` : ''}v${a.version} ${a.shadow ? 'shadow' : `weight ${a.weight}`}`).join(', ')}.`,
         confirm: 'Start', placeholder: 'e.g. try v4 on 10 % of traffic' });
       if (reason === null) return;
       try {

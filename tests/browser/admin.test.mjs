@@ -745,6 +745,11 @@ step('experiments: start one, see each arm\'s share and live metrics, end it', a
     versionsStub.finish();
   }
   await startForm();
+  // Each arm may be named (two arms of one version need names), and a
+  // disabled version is shown but cannot be picked (the server refuses it).
+  assert.equal(await page.locator('.arm-row .arm-name').count(), 2);
+  const offered = await page.locator('.arm-row >> nth=0 >> .arm-version option').evaluateAll((els) => els.map((o) => [o.value, o.disabled]));
+  for (const [v, off] of offered) assert.equal(off, versions.find((x) => String(x.version) === v).disabled === true, `v${v}`);
   const arms = await armsShown();
   assert.deepEqual(arms, [String(live.version), String(other.version)]);
   assert.deepEqual(await page.locator('.arm-row .arm-weight').evaluateAll((els) => els.map((e) => e.value)), ['0.9', '0.1']);
@@ -966,6 +971,9 @@ step('archive a model (asked again, since it answered lately) and restore it', a
   assert.equal(await page.locator('button[data-action="train"]').count(), 0, 'no training for an archived model');
   await page.locator('button[data-action="promote"]').first().waitFor({ state: 'detached', timeout: WAIT });
   assert.equal(await page.locator('button[data-action="disable"]').count(), 0, 'no version actions on an archived model');
+  // Nor a prediction or a definition (they met a 404 and a 409).
+  await waitFor('predict and save off', async () => (await page.isDisabled('button[data-action="try-predict"]'))
+    && (await page.isDisabled('button[data-action="save-definition"]')), WAIT);
   await visible(page.locator('button[data-action="restore"]'));
   const p = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
   assert.equal(p.status, 404, p.text);
@@ -984,6 +992,8 @@ step('archive a model (asked again, since it answered lately) and restore it', a
   assert.equal(await page.locator('#archived-notice').count(), 0);
   await visible(page.locator('button[data-action="train"]'));
   await visible(page.locator('button[data-action="promote"]'));
+  await waitFor('predict and save on again', async () => !(await page.isDisabled('button[data-action="try-predict"]'))
+    && !(await page.isDisabled('button[data-action="save-definition"]')), WAIT);
   const again = await http('POST', '/v1/models/likes/predict', { auth: 'basic', body: { features: { length: 10 } } });
   assert.equal(again.status, 200, again.text);
   await go('#/models');
