@@ -1905,8 +1905,32 @@
     // by someone else is never overwritten unseen.
     let base = model.revision;
     const errs = h('div', { id: 'definition-errors' });
+    // An edit not saved is kept in this tab (sessionStorage) with the
+    // revision it began from: leaving the page, or a session that ended
+    // and a sign-in, lost it without a word. Saved or reset, it goes.
+    const draftKey = `kennel-definition-draft:${name}`;
+    const loaded = () => area.value === JSON.stringify(model.definition, null, 2) && base === model.revision;
+    const keepDraft = () => {
+      try {
+        if (loaded()) sessionStorage.removeItem(draftKey);
+        else sessionStorage.setItem(draftKey, JSON.stringify({ base, text: area.value }));
+      } catch (e) { /* storage off or full: the edit stays on the page only */ }
+    };
+    const dropDraft = () => { try { sessionStorage.removeItem(draftKey); } catch (e) { /* none kept */ } };
+    area.addEventListener('input', keepDraft);
+    let restored = null;
+    try {
+      const draft = JSON.parse(sessionStorage.getItem(draftKey) || 'null');
+      if (draft && typeof draft.text === 'string' && Number.isInteger(draft.base) && draft.text !== area.value) {
+        area.value = draft.text;
+        base = draft.base;
+        restored = h('div.alert.info', { role: 'status', id: 'definition-draft' },
+          `Your edit of revision ${draft.base}, not saved yet, is back. Save it, or Reset to drop it.`);
+      }
+    } catch (e) { /* an unreadable draft is no draft */ }
+    if (restored) replace(errs, restored);
     const save = h('button.primary', { type: 'button', 'data-action': 'save-definition' }, 'Save definition');
-    const reset = h('button', { type: 'button' }, 'Reset');
+    const reset = h('button', { type: 'button', 'data-action': 'reset-definition' }, 'Reset');
     reset.addEventListener('click', async () => {
       try {
         const m = await get(`/v1/models/${enc(name)}`);
@@ -1914,6 +1938,7 @@
         base = m.revision;
         area.classList.remove('invalid');
         replace(errs);
+        dropDraft();
       } catch (err) { replace(errs, errorBox(err)); }
     });
     const revision = h('span.muted.small', { id: 'definition-revision', 'data-revision': model.revision }, `revision ${model.revision}`);
@@ -1931,6 +1956,7 @@
         area.classList.remove('invalid');
         area.value = JSON.stringify(r.definition, null, 2);
         base = r.revision;
+        dropDraft();
         revision.textContent = `revision ${r.revision}`;
         revision.dataset.revision = r.revision;
         replace(errs, h('div.alert.success', null, r.new_revision ? `Saved: revision ${r.revision} of ${name}. The next training run uses it.` : `No change: the definition equals revision ${r.revision}.`));

@@ -1060,6 +1060,22 @@ step('a bad definition shows the server\'s validation errors by field', async ()
   await visible(page.locator('#definition-errors .alert.success', { hasText: `revision ${revBefore + 3}` }));
   after = await http('GET', '/v1/models/likes', { auth: 'basic' });
   assert.equal(after.json.definition.holdout, theirs.holdout);
+  // An edit not saved survives leaving the page (it was lost without a
+  // word), said when it comes back; Reset drops it.
+  const edited = JSON.stringify({ ...theirs, holdout: 0.45 }, null, 2);
+  await page.fill('#definition', edited);
+  await go('#/jobs');
+  await visible(page.locator('h1', { hasText: 'Jobs' }));
+  await go('#/models/likes');
+  await visible(page.locator('#definition-draft', { hasText: `Your edit of revision ${revBefore + 3}, not saved yet, is back` }));
+  assert.equal(await page.inputValue('#definition'), edited);
+  await page.click('button[data-action="reset-definition"]');
+  await waitFor('the saved text', async () => !/"holdout": 0\.45/.test(await page.inputValue('#definition')), WAIT);
+  await go('#/jobs');
+  await visible(page.locator('h1', { hasText: 'Jobs' }));
+  await go('#/models/likes');
+  await visible(page.locator('#definition'));
+  assert.equal(await page.locator('#definition-draft').count(), 0, 'nothing kept after Reset');
 });
 
 // What has keyboard focus: its id, tag, aria-label and text.
