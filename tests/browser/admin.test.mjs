@@ -553,6 +553,17 @@ step('disable and enable a version', async () => {
     await visible(page.locator('#flash .alert.success', { hasText: `Enabled likes v${notLive.version}` }));
     await visible(page.locator(`${row} button[data-action="disable"]`));
     await waitFor('focus back on the row', async () => (await focused()).label === `Disable v${notLive.version}`, WAIT);
+    // Someone else disables it while the dialog is open: the page says
+    // nothing changed (it claimed the change as its own).
+    await page.click(`${row} button[data-action="disable"]`);
+    await visible(page.locator('#dialog'));
+    const first = await http('POST', `/v1/models/likes/versions/${notLive.version}/disable`, { auth: 'basic', body: { reason: 'browser test: someone else' } });
+    assert.equal(first.status, 200, first.text);
+    await confirmDialog('browser test: disable, late');
+    await visible(page.locator('#flash .alert.success', { hasText: `likes v${notLive.version} was disabled already (by someone else meanwhile?): nothing changed` }));
+    const back = await http('POST', `/v1/models/likes/versions/${notLive.version}/enable`, { auth: 'basic', body: { reason: 'browser test: back' } });
+    assert.equal(back.status, 200, back.text);
+    await visible(page.locator(`${row} button[data-action="disable"]`));
   } finally {
     release();
     await page.unroute('**/v1/models/likes/versions/*/enable');
@@ -580,6 +591,15 @@ step('promote a version, roll it back, and see who and why', async () => {
   await go('#/models/likes');
   await visible(page.locator(`tr[data-version="${other.version}"]`));
   await page.click(`tr[data-version="${other.version}"] button[data-action="promote"]`);
+  // The dialog says what argues against it: the gate's rejection, a worse
+  // holdout metric than live's.
+  await visible(page.locator('#dialog'));
+  const promoteText = await page.textContent('#dialog-text');
+  assert.match(promoteText, new RegExp(`Moves the alias live to v${other.version} \\(from v${live.version}\\)`));
+  if (other.status === 'rejected') assert.match(promoteText, /The gate rejected it: /);
+  else assert.doesNotMatch(promoteText, /The gate rejected it/);
+  if (other.metrics.rmse > live.metrics.rmse) assert.match(promoteText, new RegExp(`is worse than live v${live.version}'s`));
+  else assert.doesNotMatch(promoteText, /is worse than live/);
   await confirmDialog('browser test: promote by hand');
   await visible(page.locator('#flash .alert.success', { hasText: `Promoted likes v${other.version} to live` }));
   await waitFor('the new live version in the table', async () => /live/.test(await page.textContent(`tr[data-version="${other.version}"]`)), WAIT);
