@@ -2798,7 +2798,7 @@
       replace(errSlot, errorBox(err, 'This page failed to draw'));
       return;
     }
-    current = { id, refresh: view.refresh, errSlot, ctx, busy: null, lastErr: null };
+    current = { id, refresh: view.refresh, errSlot, ctx, busy: null, lastErr: null, root: viewRoot, lastOk: null };
     window.scrollTo(0, 0);
     return refreshNow();
   }
@@ -2815,13 +2815,19 @@
     cur.busy = (async () => {
       try {
         await cur.refresh();
+        cur.lastOk = new Date();
+        cur.root.classList.remove('stale');
         if (cur.lastErr !== null) { cur.lastErr = null; replace(cur.errSlot); }
       } catch (err) {
         if (!cur.ctx.alive()) return;
+        // What is shown is from the last answer: dimmed, and said when
+        // (with the server down, "running" and "last tick just now" stayed
+        // as if current).
+        cur.root.classList.add('stale');
         const key = `${err.status}|${err.message}`;
         if (cur.lastErr !== key) {
           cur.lastErr = key;
-          replace(cur.errSlot, errorBox(err, 'Could not load this page'));
+          replace(cur.errSlot, errorBox(err, `Could not load this page${cur.lastOk ? `: what is below is as it was at ${fmtTime(cur.lastOk.toISOString())}` : ''}`));
         }
       } finally {
         cur.busy = null;

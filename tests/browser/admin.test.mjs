@@ -1227,6 +1227,21 @@ step('an error from the server is a message, not a blank page', async () => {
   assert.equal(await page.locator('#deploy-model').count(), 0, 'the view before it is gone');
 });
 
+step('a page whose refresh fails is dimmed and says when what it shows is from', async () => {
+  await go('#/overview');
+  await visible(page.locator('.component[data-component="writer"]'));
+  await page.waitForTimeout(2500); // a refresh that succeeded
+  await page.route('**/v1/overview', (r) => r.abort());
+  try {
+    await visible(page.locator('.view-error .alert.error', { hasText: 'what is below is as it was at' }), 10_000);
+    assert.equal(await page.locator('#main .stale').count(), 1);
+  } finally {
+    await page.unroute('**/v1/overview');
+  }
+  await page.locator('#main .stale').waitFor({ state: 'detached', timeout: 10_000 });
+  assert.equal(await page.locator('.view-error .alert').count(), 0);
+});
+
 step('empty states and a missing /v1/overview say what to do next', async () => {
   // Answers the page could meet on another server, stubbed in the browser.
   await page.route('**/v1/overview', (r) => r.fulfill({ status: 404, contentType: 'application/json',
