@@ -151,7 +151,7 @@ result<encoded_labels> encode_sorted(task_kind task, const std::vector<raw_value
                 return label_error("binary labels that are numbers must be 0 or 1; found " +
                                    format_number(d) + row_text(name_row, i));
             }
-            if (!std::isfinite(d) || d != std::floor(d) || std::abs(d) > 9007199254740992.0) {
+            if (!class_number(d)) {
                 return label_error("multiclass labels that are numbers must be integers; found " +
                                    format_number(d) + row_text(name_row, i));
             }
@@ -187,6 +187,10 @@ result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value
         for (double& y : out->y) y = 1 - y;
     }
     return out;
+}
+
+bool class_number(double x) {
+    return std::isfinite(x) && x == std::floor(x) && std::abs(x) <= 9007199254740992.0;
 }
 
 double unit_hash(std::string_view entity) {

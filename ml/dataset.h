@@ -41,6 +41,10 @@ struct encoded_labels {
 using row_namer = std::function<std::string(std::size_t)>;
 // `positive` (binary): the class to put second, the one whose probability
 // and metrics are reported; a class the labels lack is an error.
+// Whether a number can name a class: a whole number a double holds exactly
+// (|x| <= 2^53), written in full as training names it.
+bool class_number(double x);
+
 result<encoded_labels> encode_labels(task_kind task, const std::vector<raw_value>& labels,
                                      std::size_t max_classes = 50, const row_namer& name_row = {},
                                      bool one_class_ok = false,

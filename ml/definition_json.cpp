@@ -897,8 +897,7 @@ label_sample sample_labels(connection& c, const ml::model_definition& d) {
             out.numbers = true;
             const double v = st.column_double(1);
             if (v != 0 && v != 1 && !out.not_binary) out.not_binary = v;
-            if (std::isfinite(v) && v == std::floor(v) && std::abs(v) <= 9007199254740992.0)
-                out.classes.insert(std::to_string(static_cast<long long>(v)));
+            if (ml::class_number(v)) out.classes.insert(std::to_string(static_cast<long long>(v)));
         } else if (type == "text") {
             out.strings = true;
             out.classes.insert(st.column_text(1));

@@ -127,8 +127,7 @@ std::optional<answer> label_prior(connection& c, const model_definition& d,
         const double* x = std::get_if<double>(&v);
         if (d.task == task_kind::binary) return !x || *x == 0 || *x == 1;
         if (std::holds_alternative<bool>(v)) return false;
-        return !x ||
-               (std::isfinite(*x) && *x == std::floor(*x) && std::abs(*x) <= 9007199254740992.0);
+        return !x || class_number(*x);
     };
     std::map<std::size_t, double> by_kind;
     for (std::size_t i = 0; i < labels.size(); ++i) {

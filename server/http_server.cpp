@@ -362,6 +362,21 @@ void choose_encoding(const httplib::Request& req, httplib::Response& res) {
     if (big && !res.has_header("Vary")) res.set_header("Vary", "Accept-Encoding");
 }
 
+// "close" among the Connection header's options, in any case and in a list
+// ("keep-alive, close"): httplib heeds only the exact "close", and kept such
+// connections open (RFC 9110, 7.6.1; RFC 9112, 9.6).
+bool asks_to_close(const httplib::Request& req) {
+    for (auto [it, end] = req.headers.equal_range("Connection"); it != end; ++it) {
+        for (std::string_view listed = it->second; !listed.empty();) {
+            const std::size_t comma = listed.find(',');
+            if (same_token(listed.substr(0, comma), "close")) return true;
+            listed =
+                comma == std::string_view::npos ? std::string_view() : listed.substr(comma + 1);
+        }
+    }
+    return false;
+}
+
 // An answer after which the connection is closed (close_after_answer): the
 // request's bytes were not all read, so what follows on the connection is
 // not known to start a request.
@@ -723,21 +738,10 @@ http_server::http_server(http_options options, std::vector<route> routes)
             // As the exception handler below, but counted with its route.
             write_response(error_response(status(error_kind::internal, e.what())), res);
         }
-        // "close" among the Connection header's options, in any case and in a
-        // list ("keep-alive, close"): httplib heeds only the exact "close",
-        // and kept such connections open (RFC 9110, 7.6.1; RFC 9112, 9.6).
-        bool close_asked = false;
-        for (auto [it, end] = req.headers.equal_range("Connection"); it != end && !close_asked;
-             ++it) {
-            std::string_view listed = it->second;
-            while (!close_asked && !listed.empty()) {
-                const std::size_t comma = listed.find(',');
-                close_asked = same_token(listed.substr(0, comma), "close");
-                listed =
-                    comma == std::string_view::npos ? std::string_view() : listed.substr(comma + 1);
-            }
-        }
-        if (close_asked) close_after_answer();
+        // A stop has begun, or the client asked: the connection closes after
+        // this answer, which says so (the client's next request would be lost).
+        const bool closes = impl_->server.closing() || asks_to_close(req);
+        if (closes) close_after_answer();
         if (later) {
             // The request's strings outlive it, for the log (when there is one).
             exchange_copy copy;
@@ -751,13 +755,9 @@ http_server::http_server(http_options options, std::vector<route> routes)
             defer_answer(std::move(later));
             return;
         }
-        // A stop has begun: the connection closes after this answer, which
-        // says so (the client's next request on it would be lost).
-        if (impl_->server.closing() || close_asked) {
-            if (!res.has_header("Connection") && req.get_header_value("Connection") != "close")
-                res.set_header("Connection", "close");
-            close_after_answer();
-        }
+        if (closes && !res.has_header("Connection") &&
+            req.get_header_value("Connection") != "close")
+            res.set_header("Connection", "close");
         res.set_header("Date", http_date_now());
         choose_encoding(req, res);
         // httplib says "Accept-Ranges: bytes" to a HEAD; Kennel ignores Range.
